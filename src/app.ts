@@ -1,0 +1,27 @@
+import { Hono } from "hono";
+import { type Db, ping } from "./db/client.ts";
+import type { Logger } from "./logger.ts";
+
+export interface AppDeps {
+  db: Db;
+  logger: Logger;
+}
+
+/** The HTTP surface. Channel adapters mount their routes here; each route is thin. */
+export function createApp(deps: AppDeps): Hono {
+  const app = new Hono();
+  app.get("/healthz", async (c) => {
+    try {
+      await ping(deps.db);
+      return c.json({ status: "ok", database: "ok" });
+    } catch (error) {
+      deps.logger.error({ err: error }, "health check failed");
+      return c.json({ status: "error", database: "unreachable" }, 503);
+    }
+  });
+  app.onError((error, c) => {
+    deps.logger.error({ err: error, path: c.req.path }, "unhandled error");
+    return c.json({ error: "internal error" }, 500);
+  });
+  return app;
+}

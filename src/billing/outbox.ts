@@ -1,0 +1,75 @@
+import type { Executor } from "../db/client.ts";
+import {
+  type Language,
+  type MessageChannel,
+  messageOutbox,
+  type ProvisioningAction,
+  provisioningOutbox,
+} from "../db/schema/index.ts";
+
+/**
+ * Side effects are rows written in the caller's transaction; workers deliver them later.
+ * Nothing here talks to a router, an SMS gateway or a chat API.
+ */
+export async function enqueueProvisioning(
+  tx: Executor,
+  now: Date,
+  row: {
+    action: ProvisioningAction;
+    routerId?: number | null;
+    subscriptionId?: number | null;
+    voucherId?: number | null;
+    payload?: Record<string, unknown>;
+  },
+): Promise<void> {
+  await tx.insert(provisioningOutbox).values({
+    action: row.action,
+    routerId: row.routerId ?? null,
+    subscriptionId: row.subscriptionId ?? null,
+    voucherId: row.voucherId ?? null,
+    payload: row.payload ?? {},
+    nextAttemptAt: now,
+    createdAt: now,
+  });
+}
+
+/** Message template names; the catalogs (src/messaging) render them in English and Kiswahili. */
+export type MessageTemplate =
+  | "payment_received"
+  | "payment_failed"
+  | "invoice_reminder"
+  | "suspended"
+  | "restored"
+  | "voucher_code"
+  | "plan_changed"
+  | "plan_change_scheduled"
+  | "welcome"
+  | "admin_alert";
+
+export async function enqueueMessage(
+  tx: Executor,
+  now: Date,
+  message: {
+    channel?: MessageChannel;
+    recipient: string;
+    language: Language;
+    template: MessageTemplate;
+    params: Record<string, string | number>;
+    /** The same key is never sent twice: the unique index drops the repeat. */
+    dedupeKey?: string;
+  },
+): Promise<void> {
+  await tx
+    .insert(messageOutbox)
+    .values({
+      channel: message.channel ?? "sms",
+      recipient: message.recipient,
+      language: message.language,
+      template: message.template,
+      params: message.params,
+      dedupeKey: message.dedupeKey ?? null,
+      nextAttemptAt: now,
+      createdAt: now,
+    })
+    .onConflictDoNothing();
+}

@@ -1,0 +1,79 @@
+import { z } from "zod";
+
+const bool = z
+  .enum(["true", "false", "1", "0", "yes", "no"])
+  .transform((v) => v === "true" || v === "1" || v === "yes");
+const csvIntegers = z
+  .string()
+  .regex(/^-?\d+(,-?\d+)*$/, "a comma-separated list of whole numbers")
+  .transform((v) => v.split(",").map(Number));
+
+/**
+ * Every setting Tandao reads, parsed once at start. Nothing else reads `process.env`.
+ * Empty strings count as unset so that `FOO=` in an env file does not override a default.
+ */
+const schema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  DATA_DIR: z.string().min(1).default("./data"),
+  DATABASE_URL: z.string().url().optional(),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  /** 32 bytes, hex or base64: encrypts router passwords at rest. Unset in sandbox: a key is kept in DATA_DIR. */
+  SECRET_KEY: z.string().optional(),
+  TIMEZONE: z.string().default("Africa/Nairobi"),
+  /** Public base URL of this service, used to build callback URLs handed to Daraja. */
+  PUBLIC_URL: z.string().url().default("http://127.0.0.1:3000"),
+  ISP_NAME: z.string().default("Tandao Net"),
+  SUPPORT_PHONE: z.string().default("0700000000"),
+
+  /** Hours before a period starts that its invoice is issued (must cover the earliest reminder). */
+  INVOICE_LEAD_HOURS: z.coerce.number().int().min(0).default(96),
+  /** Reminder offsets in days relative to the due date (negative = before). */
+  DUNNING_REMINDER_DAYS: csvIntegers.default([-3, -1, 0]),
+  DUNNING_GRACE_DAYS: z.coerce.number().int().min(0).default(1),
+  /** `period_end` (default) or `immediate` with a prorated credit. */
+  DOWNGRADE_MODE: z.enum(["period_end", "immediate"]).default("period_end"),
+  UNSOLD_VOUCHER_DAYS: z.coerce.number().int().min(1).default(90),
+  SCHEDULER: bool.default(true),
+
+  MPESA_ENV: z.enum(["sandbox", "production", "fake"]).optional(),
+  MPESA_BASE_URL: z.string().url().optional(),
+  MPESA_CONSUMER_KEY: z.string().optional(),
+  MPESA_CONSUMER_SECRET: z.string().optional(),
+  MPESA_SHORTCODE: z.string().optional(),
+  MPESA_PASSKEY: z.string().optional(),
+  MPESA_TILL: z.string().optional(),
+  /** Secret path segment on the callback URLs. */
+  MPESA_CALLBACK_TOKEN: z.string().optional(),
+  MPESA_ALLOWED_IPS: z.string().optional(),
+  MPESA_PENDING_RECOVERY_SECONDS: z.coerce.number().int().min(10).default(120),
+  STK_LIMIT_COUNT: z.coerce.number().int().min(1).default(3),
+  STK_LIMIT_WINDOW_SECONDS: z.coerce.number().int().min(1).default(300),
+
+  AT_USERNAME: z.string().optional(),
+  AT_API_KEY: z.string().optional(),
+  AT_SENDER_ID: z.string().optional(),
+  /** Where SMS are posted; defaults to Africa's Talking's production (or sandbox) host. */
+  AT_SMS_URL: z.string().url().optional(),
+  USSD_TOKEN: z.string().optional(),
+
+  TELEGRAM_BOT_TOKEN: z.string().optional(),
+});
+
+export type Config = z.infer<typeof schema>;
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const cleaned = Object.fromEntries(
+    Object.entries(env).filter(([, v]) => v !== undefined && v !== ""),
+  ) as Record<string, string>;
+  const parsed = schema.safeParse(cleaned);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    throw new Error(`Invalid configuration: ${problems}`);
+  }
+  return parsed.data;
+}
+
+/** With no outside credentials, the whole system runs against the built-in fakes. */
+export function isSandbox(config: Config): boolean {
+  return !config.MPESA_CONSUMER_KEY && !config.AT_API_KEY;
+}

@@ -1,0 +1,27 @@
+import { sql } from "drizzle-orm";
+import { check, pgTable, text, uniqueIndex } from "drizzle-orm/pg-core";
+import { createdAt, id } from "./columns.ts";
+
+export const customerStatuses = ["active", "inactive"] as const;
+export const languages = ["en", "sw"] as const;
+export type Language = (typeof languages)[number];
+
+export const customers = pgTable(
+  "customers",
+  {
+    id: id(),
+    /** Printed on the customer's receipt and typed as the M-Pesa paybill "account number". */
+    accountNumber: text("account_number").notNull(),
+    /** E.164, e.g. +254712345678 */
+    phone: text("phone").notNull(),
+    name: text("name").notNull(),
+    language: text("language", { enum: languages }).notNull().default("en"),
+    status: text("status", { enum: customerStatuses }).notNull().default("active"),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    uniqueIndex("customers_account_number_uq").on(sql`upper(${t.accountNumber})`),
+    uniqueIndex("customers_phone_uq").on(t.phone),
+    check("customers_phone_e164", sql`${t.phone} ~ '^\\+[1-9][0-9]{7,14}$'`),
+  ],
+);

@@ -1,0 +1,57 @@
+import { index, integer, jsonb, pgTable, text, uniqueIndex } from "drizzle-orm/pg-core";
+import { at, cents, createdAt, id } from "./columns.ts";
+import { customers } from "./customers.ts";
+import { payments } from "./billing.ts";
+import { plans } from "./plans.ts";
+import { subscriptions } from "./subscriptions.ts";
+
+export const intentPurposes = ["balance", "voucher", "plan_change"] as const;
+export type IntentPurpose = (typeof intentPurposes)[number];
+export const intentStatuses = ["pending", "succeeded", "failed", "cancelled", "timed_out"] as const;
+export type IntentStatus = (typeof intentStatuses)[number];
+
+/** An STK push, recorded before it is sent, so that every prompt has a known purpose and amount. */
+export const paymentIntents = pgTable(
+  "payment_intents",
+  {
+    id: id(),
+    customerId: integer("customer_id").references(() => customers.id),
+    phone: text("phone").notNull(),
+    purpose: text("purpose", { enum: intentPurposes }).notNull(),
+    amountCents: cents("amount_cents").notNull(),
+    planId: integer("plan_id").references(() => plans.id),
+    subscriptionId: integer("subscription_id").references(() => subscriptions.id),
+    channel: text("channel").notNull(),
+    channelSessionId: text("channel_session_id"),
+    status: text("status", { enum: intentStatuses }).notNull().default("pending"),
+    merchantRequestId: text("merchant_request_id"),
+    checkoutRequestId: text("checkout_request_id"),
+    resultCode: integer("result_code"),
+    resultDesc: text("result_desc"),
+    paymentId: integer("payment_id").references(() => payments.id),
+    /** What the success produced (voucher id, plan change id) for the follow-up messages. */
+    outcome: jsonb("outcome").$type<Record<string, unknown>>(),
+    createdAt: createdAt(),
+    updatedAt: at("updated_at").notNull(),
+  },
+  (t) => [
+    uniqueIndex("payment_intents_checkout_uq").on(t.checkoutRequestId),
+    index("payment_intents_phone_idx").on(t.phone, t.createdAt),
+    index("payment_intents_pending_idx").on(t.status, t.createdAt),
+  ],
+);
+
+/** Every inbound M-Pesa callback as received, for audit and for the flagged ones an admin must look at. */
+export const mpesaCallbacks = pgTable(
+  "mpesa_callbacks",
+  {
+    id: id(),
+    kind: text("kind", { enum: ["stk", "c2b_validation", "c2b_confirmation", "stk_query"] }).notNull(),
+    reference: text("reference"),
+    body: jsonb("body").notNull(),
+    /** Why the callback was not credited as is (unknown checkout id, amount mismatch, ...). */
+    flag: text("flag"),
+    receivedAt: at("received_at").notNull(),
+  },
+  (t) => [index("mpesa_callbacks_flag_idx").on(t.flag)],
+);

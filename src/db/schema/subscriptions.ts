@@ -1,0 +1,47 @@
+import { sql } from "drizzle-orm";
+import { check, index, integer, pgTable, text, uniqueIndex } from "drizzle-orm/pg-core";
+import { at, createdAt, id } from "./columns.ts";
+import { customers } from "./customers.ts";
+import { plans } from "./plans.ts";
+import { routers } from "./routers.ts";
+
+/**
+ * pending: created, waiting for the first payment (network account exists but is disabled);
+ * active: served; suspended: cut off for non-payment or by an admin; cancelled: final.
+ */
+export const subscriptionStatuses = ["pending", "active", "suspended", "cancelled"] as const;
+export type SubscriptionStatus = (typeof subscriptionStatuses)[number];
+
+export const subscriptions = pgTable(
+  "subscriptions",
+  {
+    id: id(),
+    customerId: integer("customer_id")
+      .notNull()
+      .references(() => customers.id),
+    planId: integer("plan_id")
+      .notNull()
+      .references(() => plans.id),
+    routerId: integer("router_id").references(() => routers.id),
+    networkUsername: text("network_username").notNull(),
+    networkPassword: text("network_password").notNull(),
+    status: text("status", { enum: subscriptionStatuses }).notNull(),
+    /** Why the subscription is suspended: `dunning` (restored by payment) or `admin` (restored by an admin). */
+    suspendedReason: text("suspended_reason", { enum: ["dunning", "admin"] }),
+    currentPeriodStart: at("current_period_start").notNull(),
+    currentPeriodEnd: at("current_period_end").notNull(),
+    /** The instant periods are counted from; monthly periods keep its day of month. */
+    billingAnchor: at("billing_anchor").notNull(),
+    /** Periods completed since the anchor: period n runs from anchor+n to anchor+n+1 periods. */
+    periodIndex: integer("period_index").notNull().default(0),
+    nextPlanId: integer("next_plan_id").references(() => plans.id),
+    createdAt: createdAt(),
+    cancelledAt: at("cancelled_at"),
+  },
+  (t) => [
+    uniqueIndex("subscriptions_network_username_uq").on(t.networkUsername),
+    index("subscriptions_customer_idx").on(t.customerId),
+    index("subscriptions_period_end_idx").on(t.currentPeriodEnd),
+    check("subscriptions_period_order", sql`${t.currentPeriodEnd} > ${t.currentPeriodStart}`),
+  ],
+);
