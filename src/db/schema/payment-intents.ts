@@ -1,3 +1,4 @@
+import { sql } from "drizzle-orm";
 import { index, integer, jsonb, pgTable, text, uniqueIndex } from "drizzle-orm/pg-core";
 import { at, cents, createdAt, id } from "./columns.ts";
 import { customers } from "./customers.ts";
@@ -31,6 +32,14 @@ export const paymentIntents = pgTable(
     paymentId: integer("payment_id").references(() => payments.id),
     /** What the success produced (voucher id, plan change id) for the follow-up messages. */
     outcome: jsonb("outcome").$type<Record<string, unknown>>(),
+    /** The M-Pesa receipt once known (a success settled by a status query has none until its callback). */
+    mpesaReceipt: text("mpesa_receipt"),
+    /** Push dispatch: tries so far, when the next may start (also a lease while one is under way), last error. */
+    sendAttempts: integer("send_attempts").notNull().default(0),
+    nextSendAt: at("next_send_at"),
+    sentAt: at("sent_at"),
+    lastError: text("last_error"),
+    settledAt: at("settled_at"),
     createdAt: createdAt(),
     updatedAt: at("updated_at").notNull(),
   },
@@ -38,6 +47,10 @@ export const paymentIntents = pgTable(
     uniqueIndex("payment_intents_checkout_uq").on(t.checkoutRequestId),
     index("payment_intents_phone_idx").on(t.phone, t.createdAt),
     index("payment_intents_pending_idx").on(t.status, t.createdAt),
+    index("payment_intents_session_idx").on(t.channel, t.channelSessionId, t.createdAt),
+    index("payment_intents_unsent_idx")
+      .on(t.nextSendAt)
+      .where(sql`${t.status} = 'pending' and ${t.checkoutRequestId} is null`),
   ],
 );
 
@@ -53,5 +66,8 @@ export const mpesaCallbacks = pgTable(
     flag: text("flag"),
     receivedAt: at("received_at").notNull(),
   },
-  (t) => [index("mpesa_callbacks_flag_idx").on(t.flag)],
+  (t) => [
+    index("mpesa_callbacks_flag_idx").on(t.flag),
+    index("mpesa_callbacks_reference_idx").on(t.kind, t.reference),
+  ],
 );
