@@ -36,6 +36,8 @@ export const provisioningOutbox = pgTable(
     attempts: integer("attempts").notNull().default(0),
     nextAttemptAt: at("next_attempt_at").notNull(),
     lastError: text("last_error"),
+    /** Lease of the worker delivering the row: while it lasts no other worker touches the same target. */
+    claimedUntil: at("claimed_until"),
     createdAt: at("created_at").notNull(),
     doneAt: at("done_at"),
   },

@@ -1,0 +1,1 @@
+ALTER TABLE "provisioning_outbox" ADD COLUMN "claimed_until" timestamp with time zone;
