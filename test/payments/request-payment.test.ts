@@ -1,0 +1,164 @@
+import { eq } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type BillingContext, defaultBillingSettings } from "../../src/billing/context.ts";
+import { normalizeKenyanPhone, requestPayment } from "../../src/billing/payment-intents.ts";
+import { FakeClock, MINUTE } from "../../src/clock.ts";
+import type { Database } from "../../src/db/client.ts";
+import { customers, paymentIntents, plans } from "../../src/db/schema/index.ts";
+import { createTestDatabase, onRealPostgres } from "../support/db.ts";
+
+const actor = { kind: "subscriber" as const, id: "+254712000001", channel: "ussd" };
+
+describe("requestPayment", () => {
+  let database: Database;
+  let ctx: BillingContext;
+  let clock: FakeClock;
+  let customerId: number;
+  let planId: number;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    clock = new FakeClock("2026-03-01T08:00:00Z");
+    ctx = { db: database.db, clock, settings: defaultBillingSettings };
+    const [c] = await database.db
+      .insert(customers)
+      .values({ accountNumber: "ACC1", phone: "+254712000001", name: "Amina" })
+      .returning();
+    customerId = c!.id;
+    const [p] = await database.db
+      .insert(plans)
+      .values({
+        code: "day",
+        name: "Day pass",
+        kind: "hotspot",
+        priceCents: 20_00,
+        periodUnit: "days",
+        rateLimit: "2M/2M",
+      })
+      .returning();
+    planId = p!.id;
+  });
+  afterAll(async () => {
+    await database.close();
+  });
+
+  it("records a pending intent in whole shillings, with no checkout id yet", async () => {
+    const result = await requestPayment(ctx, actor, {
+      phone: "0712 000 001",
+      purpose: "balance",
+      amountCents: 1040,
+      customerId,
+      channel: "ussd",
+      channelSessionId: "s-record",
+    });
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    const [row] = await database.db
+      .select()
+      .from(paymentIntents)
+      .where(eq(paymentIntents.id, result.intentId));
+    expect(row).toMatchObject({
+      status: "pending",
+      phone: "+254712000001",
+      amountCents: 1100,
+      checkoutRequestId: null,
+      customerId,
+    });
+  });
+
+  it("refuses the 4th prompt for one phone within 5 minutes, and allows it after", async () => {
+    clock.advance(10 * MINUTE);
+    const ask = (session: string) =>
+      requestPayment(ctx, actor, {
+        phone: "+254722000002",
+        purpose: "balance",
+        amountCents: 50_00,
+        customerId,
+        channel: "ussd",
+        channelSessionId: session,
+      });
+    for (let i = 0; i < 3; i++) expect((await ask(`p${i}`)).ok).toBe(true);
+    const fourth = await ask("p3");
+    expect(fourth).toMatchObject({ ok: false, reason: "rate_limited" });
+    if (!fourth.ok) expect(fourth.message).toMatch(/at most 3 in 5 minutes/);
+    clock.advance(5 * MINUTE + 1000);
+    expect((await ask("p4")).ok).toBe(true);
+  });
+
+  it("limits one channel session across different phones", async () => {
+    clock.advance(10 * MINUTE);
+    const phones = ["+254733000001", "+254733000002", "+254733000003", "+254733000004"];
+    const results = [];
+    for (const phone of phones)
+      results.push(
+        await requestPayment(ctx, actor, {
+          phone,
+          purpose: "voucher",
+          amountCents: 20_00,
+          planId,
+          channel: "whatsapp",
+          channelSessionId: "wa-1",
+        }),
+      );
+    expect(results.map((r) => r.ok)).toEqual([true, true, true, false]);
+  });
+
+  it("refuses amounts outside the purpose's bounds and incomplete requests", async () => {
+    const big = await requestPayment(ctx, actor, {
+      phone: "+254744000001",
+      purpose: "voucher",
+      amountCents: 50_000_00,
+      planId,
+      channel: "ussd",
+    });
+    expect(big).toMatchObject({ ok: false, reason: "amount_out_of_range" });
+    const noPlan = await requestPayment(ctx, actor, {
+      phone: "+254744000001",
+      purpose: "voucher",
+      amountCents: 50_00,
+      channel: "ussd",
+    });
+    expect(noPlan).toMatchObject({ ok: false, reason: "invalid" });
+    const badPhone = await requestPayment(ctx, actor, {
+      phone: "12345",
+      purpose: "balance",
+      amountCents: 50_00,
+      customerId,
+      channel: "ussd",
+    });
+    expect(badPhone).toMatchObject({ ok: false, reason: "invalid" });
+  });
+
+  it("normalizes the usual ways of writing a Kenyan number", () => {
+    expect(normalizeKenyanPhone("0712345678")).toBe("+254712345678");
+    expect(normalizeKenyanPhone("254112345678")).toBe("+254112345678");
+    expect(normalizeKenyanPhone("+254 712 345 678")).toBe("+254712345678");
+    expect(normalizeKenyanPhone("0812345678")).toBeNull();
+  });
+});
+
+describe.runIf(onRealPostgres())("requestPayment under concurrency", () => {
+  let database: Database;
+  afterAll(async () => {
+    await database?.close();
+  });
+  it("lets exactly 3 of 10 simultaneous prompts for one phone through", async () => {
+    database = await createTestDatabase({ maxConnections: 10 });
+    const ctx = { db: database.db, clock: new FakeClock(), settings: defaultBillingSettings };
+    const [c] = await database.db
+      .insert(customers)
+      .values({ accountNumber: "R1", phone: "+254755000001", name: "Race" })
+      .returning();
+    const results = await Promise.all(
+      Array.from({ length: 10 }, () =>
+        requestPayment(ctx, actor, {
+          phone: "+254755000001",
+          purpose: "balance",
+          amountCents: 100_00,
+          customerId: c!.id,
+          channel: "ussd",
+        }),
+      ),
+    );
+    expect(results.filter((r) => r.ok)).toHaveLength(3);
+  });
+});
