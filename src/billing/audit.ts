@@ -6,7 +6,13 @@ export async function audit(
   tx: Executor,
   actor: Actor,
   at: Date,
-  entry: { action: string; entity: string; entityId: string | number; reason?: string; details?: Record<string, unknown> },
+  entry: {
+    action: string;
+    entity: string;
+    entityId: string | number;
+    reason?: string;
+    details?: Record<string, unknown>;
+  },
 ): Promise<void> {
   await tx.insert(auditLog).values({
     actorKind: actor.kind,

@@ -4,7 +4,8 @@
  */
 
 export function assertCents(value: number, what = "amount"): void {
-  if (!Number.isSafeInteger(value)) throw new RangeError(`${what} must be a whole number of cents, got ${value}`);
+  if (!Number.isSafeInteger(value))
+    throw new RangeError(`${what} must be a whole number of cents, got ${value}`);
 }
 
 /**

@@ -6,7 +6,13 @@ import type { PeriodUnit } from "../db/schema/index.ts";
  * clamped to the month's end: Jan 31 → Feb 28 → Mar 31); hours are absolute.
  * `periodBoundarySql` computes the same boundaries inside PostgreSQL for set-based jobs.
  */
-export function periodBoundary(anchor: Date, unit: PeriodUnit, count: number, n: number, timeZone: string): Date {
+export function periodBoundary(
+  anchor: Date,
+  unit: PeriodUnit,
+  count: number,
+  n: number,
+  timeZone: string,
+): Date {
   if (unit === "hours") return new Date(anchor.getTime() + n * count * 3_600_000);
   const offset = zoneOffsetMs(anchor, timeZone);
   const local = new Date(anchor.getTime() + offset);
@@ -47,7 +53,14 @@ export function zoneOffsetMs(instant: Date, timeZone: string): number {
     second: "numeric",
   }).formatToParts(instant);
   const get = (type: string) => Number(parts.find((p) => p.type === type)?.value);
-  const asUtc = Date.UTC(get("year"), get("month") - 1, get("day"), get("hour"), get("minute"), get("second"));
+  const asUtc = Date.UTC(
+    get("year"),
+    get("month") - 1,
+    get("day"),
+    get("hour"),
+    get("minute"),
+    get("second"),
+  );
   return asUtc - Math.floor(instant.getTime() / 1000) * 1000;
 }
 

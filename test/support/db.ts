@@ -33,7 +33,11 @@ export async function createTestDatabase(options: { maxConnections?: number } = 
   }
   const url = new URL(target.serverUrl);
   url.pathname = `/${name}`;
-  const database = await openDatabase({ databaseUrl: url.toString(), dataDir: "", maxConnections: options.maxConnections });
+  const database = await openDatabase({
+    databaseUrl: url.toString(),
+    dataDir: "",
+    maxConnections: options.maxConnections,
+  });
   const close = database.close;
   return {
     ...database,

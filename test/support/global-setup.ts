@@ -2,11 +2,11 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import type { TestProject } from "vitest/node";
 import { PGlite } from "@electric-sql/pglite";
-import postgres from "postgres";
 import { drizzle } from "drizzle-orm/pglite";
 import { migrate } from "drizzle-orm/pglite/migrator";
+import postgres from "postgres";
+import type { TestProject } from "vitest/node";
 import { migrationsFolder, openDatabase } from "../../src/db/client.ts";
 
 /**
@@ -30,7 +30,8 @@ export default async function setup(project: TestProject) {
     return async () => {
       const leftovers = await admin<{ datname: string }[]>`
         select datname from pg_database where datname like ${`tandao_t_${process.pid}_%`} or datname = ${templateName}`;
-      for (const { datname } of leftovers) await admin.unsafe(`drop database if exists "${datname}" with (force)`);
+      for (const { datname } of leftovers)
+        await admin.unsafe(`drop database if exists "${datname}" with (force)`);
       await admin.end();
     };
   }

@@ -1,0 +1,133 @@
+import { sql } from "drizzle-orm";
+import { type Executor, queryRows } from "../db/client.ts";
+import type { Actor, BillingContext } from "./context.ts";
+import { settleOpenInvoices } from "./ledger.ts";
+import { periodBoundarySql } from "./period-sql.ts";
+
+export interface InvoiceRunCounts {
+  [key: string]: number;
+  rolled: number;
+  issued: number;
+  settled: number;
+}
+
+/**
+ * Moves active subscriptions into their next period once it is paid for (prepaid: pay, then serve).
+ * A scheduled plan change takes effect here and restarts the period count from this boundary, so a
+ * plan with another period length starts cleanly. An unpaid period is left to dunning.
+ */
+async function rollPaidPeriods(tx: Executor, ctx: BillingContext, now: Date): Promise<number> {
+  const tz = ctx.settings.timezone;
+  const at = sql`${now.toISOString()}::timestamptz`;
+  const rows = await queryRows<{ n: number }>(
+    tx,
+    sql`
+    with due as (
+      select s.id, s.router_id, s.next_plan_id is not null as plan_changes,
+        coalesce(s.next_plan_id, s.plan_id) as plan_id,
+        case when s.next_plan_id is not null then s.current_period_end else s.billing_anchor end as anchor,
+        case when s.next_plan_id is not null then 0 else s.period_index + 1 end as period_index,
+        p.period_unit, p.period_count, s.current_period_end as period_start
+      from subscriptions s
+      join plans p on p.id = coalesce(s.next_plan_id, s.plan_id)
+      where s.status = 'active' and s.current_period_end <= ${at}
+        and exists (select 1 from invoices i where i.subscription_id = s.id and i.kind = 'recurring'
+                    and i.period_start = s.current_period_end and i.status = 'paid')
+      for update of s
+    ),
+    rolled as (
+      update subscriptions s set
+        plan_id = d.plan_id, next_plan_id = null, billing_anchor = d.anchor, period_index = d.period_index,
+        current_period_start = d.period_start,
+        current_period_end = ${periodBoundarySql(sql`d.anchor`, sql`d.period_unit`, sql`d.period_count`, sql`d.period_index + 1`, tz)}
+      from due d where d.id = s.id
+      returning s.id
+    ),
+    reprovisioned as (
+      insert into provisioning_outbox (router_id, subscription_id, action, payload, next_attempt_at, created_at)
+      select d.router_id, d.id, 'change_plan', '{}'::jsonb, ${at}, ${at} from due d where d.plan_changes
+    )
+    select count(*)::int as n from rolled`,
+  );
+  return Number(rows[0]?.n ?? 0);
+}
+
+/**
+ * Issues the invoice of every active subscription's next period once it starts within the lead
+ * time, set-based: one statement for any number of subscriptions. The unique (subscription,
+ * period start) index makes a rerun, or a run racing another, create nothing new.
+ */
+async function issueNextPeriodInvoices(tx: Executor, ctx: BillingContext, now: Date): Promise<number> {
+  const tz = ctx.settings.timezone;
+  const at = sql`${now.toISOString()}::timestamptz`;
+  const horizon = sql`${new Date(now.getTime() + ctx.settings.invoiceLeadHours * 3_600_000).toISOString()}::timestamptz`;
+  const rows = await queryRows<{ n: number }>(
+    tx,
+    sql`
+    with due as (
+      select s.id as subscription_id, s.customer_id, np.name as plan_name, np.price_cents,
+        s.current_period_end as period_start,
+        case when s.next_plan_id is not null
+          then ${periodBoundarySql(sql`s.current_period_end`, sql`np.period_unit`, sql`np.period_count`, sql`1`, tz)}
+          else ${periodBoundarySql(sql`s.billing_anchor`, sql`p.period_unit`, sql`p.period_count`, sql`s.period_index + 2`, tz)}
+        end as period_end
+      from subscriptions s
+      join plans p on p.id = s.plan_id
+      join plans np on np.id = coalesce(s.next_plan_id, s.plan_id)
+      where s.status = 'active' and s.current_period_end <= ${horizon}
+    ),
+    issued as (
+      insert into invoices (customer_id, subscription_id, kind, period_start, period_end, amount_cents, due_at, issued_at)
+      select customer_id, subscription_id, 'recurring', period_start, period_end, price_cents, period_start, ${at}
+      from due
+      on conflict (subscription_id, period_start) where kind = 'recurring' do nothing
+      returning id, customer_id, subscription_id, amount_cents
+    ),
+    lines as (
+      insert into invoice_lines (invoice_id, description, amount_cents)
+      select i.id, d.plan_name, i.amount_cents from issued i join due d on d.subscription_id = i.subscription_id
+    ),
+    charged as (
+      insert into ledger_entries (customer_id, kind, amount_cents, invoice_id, memo, created_at)
+      select i.customer_id, 'invoice', -i.amount_cents, i.id, 'Renewal: ' || d.plan_name, ${at}
+      from issued i join due d on d.subscription_id = i.subscription_id
+    )
+    select count(*)::int as n from issued`,
+  );
+  return Number(rows[0]?.n ?? 0);
+}
+
+/**
+ * The invoice run: roll paid periods, issue the next invoices, and let existing credit pay them.
+ * Repeats (bounded) so that a scheduler that was down for several periods catches up.
+ */
+export async function issueRecurringInvoicesInTx(
+  tx: Executor,
+  ctx: BillingContext,
+  _actor: Actor,
+): Promise<InvoiceRunCounts> {
+  const now = ctx.clock.now();
+  const counts: InvoiceRunCounts = { rolled: 0, issued: 0, settled: 0 };
+  for (let round = 0; round < 24; round++) {
+    const rolled = await rollPaidPeriods(tx, ctx, now);
+    const issued = await issueNextPeriodInvoices(tx, ctx, now);
+    let settled = 0;
+    if (issued > 0) {
+      const changed = await settleOpenInvoices(
+        tx,
+        now,
+        sql`select customer_id from invoices where kind = 'recurring' and issued_at = ${now.toISOString()}::timestamptz and status = 'open'`,
+      );
+      settled = changed.filter((i) => i.status === "paid").length;
+    }
+    counts.rolled += rolled;
+    counts.issued += issued;
+    counts.settled += settled;
+    if (rolled === 0 && settled === 0) break;
+  }
+  return counts;
+}
+
+export function issueRecurringInvoices(ctx: BillingContext, actor: Actor): Promise<InvoiceRunCounts> {
+  return ctx.db.transaction((tx) => issueRecurringInvoicesInTx(tx, ctx, actor));
+}

@@ -1,0 +1,116 @@
+import { eq, type SQL, sql } from "drizzle-orm";
+import { type Executor, queryRows } from "../db/client.ts";
+import { ledgerEntries } from "../db/schema/index.ts";
+
+/** A customer's balance: the sum of their ledger entries (positive = credit, negative = owed). */
+export async function balanceOf(tx: Executor, customerId: number): Promise<number> {
+  const [row] = await tx
+    .select({ balance: sql<string>`coalesce(sum(${ledgerEntries.amountCents}), 0)` })
+    .from(ledgerEntries)
+    .where(eq(ledgerEntries.customerId, customerId));
+  return Number(row?.balance ?? 0);
+}
+
+export async function postLedgerEntry(
+  tx: Executor,
+  entry: {
+    customerId: number;
+    kind: "invoice" | "payment" | "credit" | "adjustment";
+    amountCents: number;
+    invoiceId?: number | null;
+    paymentId?: number | null;
+    memo: string;
+    at: Date;
+  },
+): Promise<void> {
+  await tx.insert(ledgerEntries).values({
+    customerId: entry.customerId,
+    kind: entry.kind,
+    amountCents: entry.amountCents,
+    invoiceId: entry.invoiceId ?? null,
+    paymentId: entry.paymentId ?? null,
+    memo: entry.memo,
+    createdAt: entry.at,
+  });
+}
+
+export interface SettledInvoice {
+  id: number;
+  customerId: number;
+  subscriptionId: number | null;
+  kind: string;
+  status: "open" | "paid";
+}
+
+/**
+ * Allocates each customer's available credit to their open invoices, oldest due first.
+ * What is available is what the open invoices still show as outstanding minus what the ledger says
+ * is really owed, so allocations always agree with the ledger. Set-based: `customerIds` is a
+ * subquery, so one statement settles one customer or a hundred thousand.
+ */
+export async function settleOpenInvoices(
+  tx: Executor,
+  now: Date,
+  customerIds: SQL,
+): Promise<SettledInvoice[]> {
+  const rows = await queryRows<{
+    id: number;
+    customer_id: number;
+    subscription_id: number | null;
+    kind: string;
+    status: "open" | "paid";
+  }>(
+    tx,
+    sql`
+    with targets as (select distinct c.id as customer_id from (${customerIds}) as c(id)),
+    open_invoices as (
+      select i.id, i.customer_id, i.amount_cents - i.paid_cents as outstanding,
+        coalesce(sum(i.amount_cents - i.paid_cents) over (
+          partition by i.customer_id order by i.due_at, i.id
+          rows between unbounded preceding and 1 preceding), 0) as before
+      from invoices i join targets t on t.customer_id = i.customer_id
+      where i.status = 'open'
+    ),
+    owed as (
+      select o.customer_id, sum(o.outstanding) as outstanding from open_invoices o group by o.customer_id
+    ),
+    balances as (
+      select l.customer_id, sum(l.amount_cents) as balance
+      from ledger_entries l join owed o on o.customer_id = l.customer_id group by l.customer_id
+    ),
+    available as (
+      select o.customer_id, o.outstanding - greatest(0, -coalesce(b.balance, 0)) as amount
+      from owed o left join balances b on b.customer_id = o.customer_id
+    ),
+    allocation as (
+      select o.id, least(o.outstanding, greatest(0, a.amount - o.before)) as pay
+      from open_invoices o join available a on a.customer_id = o.customer_id
+    )
+    update invoices i set
+      paid_cents = i.paid_cents + a.pay,
+      status = case when i.paid_cents + a.pay = i.amount_cents then 'paid' else 'open' end,
+      paid_at = case when i.paid_cents + a.pay = i.amount_cents then ${now.toISOString()}::timestamptz else null end
+    from allocation a
+    where a.id = i.id and (a.pay > 0 or i.paid_cents = i.amount_cents)
+    returning i.id, i.customer_id, i.subscription_id, i.kind, i.status`,
+  );
+  return rows.map((r) => ({
+    id: Number(r.id),
+    customerId: Number(r.customer_id),
+    subscriptionId: r.subscription_id === null ? null : Number(r.subscription_id),
+    kind: r.kind,
+    status: r.status,
+  }));
+}
+
+export const oneCustomer = (customerId: number): SQL => sql`select ${customerId}::int`;
+
+/** Open invoices whose due date has passed: the customer is in arrears. */
+export async function hasOverdueInvoices(tx: Executor, customerId: number, now: Date): Promise<boolean> {
+  const rows = await queryRows<{ n: number }>(
+    tx,
+    sql`select count(*)::int as n from invoices
+        where customer_id = ${customerId} and status = 'open' and due_at <= ${now.toISOString()}::timestamptz`,
+  );
+  return Number(rows[0]?.n ?? 0) > 0;
+}

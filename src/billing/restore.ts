@@ -1,0 +1,86 @@
+import { and, eq, inArray, or } from "drizzle-orm";
+import type { Executor } from "../db/client.ts";
+import { customers, invoices, plans, subscriptions } from "../db/schema/index.ts";
+import { audit } from "./audit.ts";
+import type { Actor, BillingContext } from "./context.ts";
+import { hasOverdueInvoices } from "./ledger.ts";
+import { enqueueMessage, enqueueProvisioning } from "./outbox.ts";
+import { restartPeriodAt } from "./service-periods.ts";
+
+/**
+ * Brings back service that was waiting on money: a pending subscription's first payment, or a
+ * subscription suspended by dunning once nothing is overdue. Admin suspensions stay as they are.
+ */
+export async function restoreIfSettled(
+  tx: Executor,
+  ctx: BillingContext,
+  actor: Actor,
+  customerId: number,
+  now: Date,
+): Promise<number[]> {
+  const waiting = await tx
+    .select({ subscription: subscriptions, plan: plans })
+    .from(subscriptions)
+    .innerJoin(plans, eq(plans.id, subscriptions.planId))
+    .where(
+      and(
+        eq(subscriptions.customerId, customerId),
+        or(
+          eq(subscriptions.status, "pending"),
+          and(eq(subscriptions.status, "suspended"), eq(subscriptions.suspendedReason, "dunning")),
+        ),
+      ),
+    )
+    .for("update");
+  if (waiting.length === 0) return [];
+  if (await hasOverdueInvoices(tx, customerId, now)) return [];
+
+  const [customer] = await tx.select().from(customers).where(eq(customers.id, customerId));
+  const restored: number[] = [];
+  for (const { subscription, plan } of waiting) {
+    const coveringPeriodStart =
+      subscription.status === "pending" ? subscription.currentPeriodStart : subscription.currentPeriodEnd;
+    const [covering] = await tx
+      .select({ id: invoices.id })
+      .from(invoices)
+      .where(
+        and(
+          eq(invoices.subscriptionId, subscription.id),
+          eq(invoices.kind, "recurring"),
+          eq(invoices.periodStart, coveringPeriodStart),
+          inArray(invoices.status, ["paid"]),
+        ),
+      );
+    let periodEnd = subscription.currentPeriodEnd;
+    if (subscription.status === "pending" || now >= subscription.currentPeriodEnd) {
+      if (subscription.status === "suspended" && !covering) continue; // nothing paid for the next period yet
+      periodEnd = (await restartPeriodAt(tx, subscription, plan, now, ctx.settings, covering?.id ?? null))
+        .end;
+    }
+    await tx
+      .update(subscriptions)
+      .set({ status: "active", suspendedReason: null })
+      .where(eq(subscriptions.id, subscription.id));
+    await enqueueProvisioning(tx, now, {
+      action: "restore",
+      subscriptionId: subscription.id,
+      routerId: subscription.routerId,
+    });
+    if (customer) {
+      await enqueueMessage(tx, now, {
+        recipient: customer.phone,
+        language: customer.language,
+        template: "restored",
+        params: { periodEndAt: periodEnd.toISOString() },
+      });
+    }
+    await audit(tx, actor, now, {
+      action: subscription.status === "pending" ? "subscription.activated" : "subscription.restored",
+      entity: "subscription",
+      entityId: subscription.id,
+      details: { periodEnd: periodEnd.toISOString() },
+    });
+    restored.push(subscription.id);
+  }
+  return restored;
+}

@@ -1,0 +1,49 @@
+import { and, eq } from "drizzle-orm";
+import type { Executor } from "../db/client.ts";
+import { invoices, type PeriodUnit, subscriptions } from "../db/schema/index.ts";
+import type { BillingSettings } from "./context.ts";
+import { periodBoundary } from "./periods.ts";
+
+interface PeriodPlan {
+  periodUnit: PeriodUnit;
+  periodCount: number;
+}
+
+export function periodAt(anchor: Date, plan: PeriodPlan, index: number, settings: BillingSettings) {
+  return {
+    start: periodBoundary(anchor, plan.periodUnit, plan.periodCount, index, settings.timezone),
+    end: periodBoundary(anchor, plan.periodUnit, plan.periodCount, index + 1, settings.timezone),
+  };
+}
+
+/**
+ * Starts a fresh period at `now` (first activation, or service restored after a suspension that
+ * outlived its period): customers pay for time served, never for time they were cut off. The paid
+ * invoice that bought this period is moved to cover it.
+ */
+export async function restartPeriodAt(
+  tx: Executor,
+  subscription: { id: number; currentPeriodStart: Date },
+  plan: PeriodPlan,
+  now: Date,
+  settings: BillingSettings,
+  coveringInvoiceId: number | null,
+): Promise<{ start: Date; end: Date }> {
+  const period = periodAt(now, plan, 0, settings);
+  await tx
+    .update(subscriptions)
+    .set({
+      billingAnchor: now,
+      periodIndex: 0,
+      currentPeriodStart: period.start,
+      currentPeriodEnd: period.end,
+    })
+    .where(eq(subscriptions.id, subscription.id));
+  if (coveringInvoiceId !== null) {
+    await tx
+      .update(invoices)
+      .set({ periodStart: period.start, periodEnd: period.end })
+      .where(and(eq(invoices.id, coveringInvoiceId), eq(invoices.kind, "recurring")));
+  }
+  return period;
+}

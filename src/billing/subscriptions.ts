@@ -1,0 +1,346 @@
+import { randomInt } from "node:crypto";
+import { and, eq, gte, sql } from "drizzle-orm";
+import type { Executor } from "../db/client.ts";
+import {
+  customers,
+  invoiceLines,
+  invoices,
+  type Language,
+  plans,
+  subscriptions,
+} from "../db/schema/index.ts";
+import { audit } from "./audit.ts";
+import { type Actor, type BillingContext, BillingError } from "./context.ts";
+import { oneCustomer, postLedgerEntry, settleOpenInvoices } from "./ledger.ts";
+import { enqueueMessage, enqueueProvisioning } from "./outbox.ts";
+import { periodAt } from "./service-periods.ts";
+
+const E164 = /^\+[1-9][0-9]{7,14}$/;
+const PASSWORD_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ";
+
+export function randomPassword(length = 10): string {
+  let out = "";
+  for (let i = 0; i < length; i++) out += PASSWORD_ALPHABET[randomInt(PASSWORD_ALPHABET.length)];
+  return out;
+}
+
+export interface NewSubscriber {
+  name: string;
+  /** E.164; adapters normalise what people type before calling. */
+  phone: string;
+  language?: Language;
+  /** Defaults to `TD` + the customer number, e.g. TD00042. */
+  accountNumber?: string;
+  planId: number;
+  routerId?: number | null;
+  networkUsername?: string;
+  networkPassword?: string;
+}
+
+async function lockedSubscription(tx: Executor, subscriptionId: number) {
+  const [row] = await tx
+    .select({ subscription: subscriptions, plan: plans, customer: customers })
+    .from(subscriptions)
+    .innerJoin(plans, eq(plans.id, subscriptions.planId))
+    .innerJoin(customers, eq(customers.id, subscriptions.customerId))
+    .where(eq(subscriptions.id, subscriptionId))
+    .for("update", { of: subscriptions });
+  if (!row) throw new BillingError("unknown_subscription", `No subscription ${subscriptionId}.`);
+  return row;
+}
+
+/**
+ * Signs up a subscriber: customer, subscription waiting for its first payment, the first period's
+ * invoice, and the router account (created disabled until paid).
+ */
+export async function createCustomerWithSubscription(
+  ctx: BillingContext,
+  actor: Actor,
+  input: NewSubscriber,
+) {
+  const name = input.name.trim();
+  if (!name) throw new BillingError("invalid_name", "A name is required.");
+  if (!E164.test(input.phone)) throw new BillingError("invalid_phone", "The phone number is not valid.");
+  return ctx.db.transaction(async (tx) => {
+    const now = ctx.clock.now();
+    const [plan] = await tx.select().from(plans).where(eq(plans.id, input.planId));
+    if (!plan || !plan.active)
+      throw new BillingError("unknown_plan", "That plan does not exist or is retired.");
+    const [existing] = await tx
+      .select({ id: customers.id })
+      .from(customers)
+      .where(eq(customers.phone, input.phone));
+    if (existing)
+      throw new BillingError("duplicate_phone", "A customer with that phone number already exists.");
+
+    const [inserted] = await tx
+      .insert(customers)
+      .values({
+        accountNumber: input.accountNumber?.trim() || `pending-${now.getTime()}-${randomInt(1e9)}`,
+        phone: input.phone,
+        name,
+        language: input.language ?? "en",
+      })
+      .returning();
+    if (!inserted) throw new Error("customer insert returned nothing");
+    let customer = inserted;
+    if (!input.accountNumber?.trim()) {
+      const [renamed] = await tx
+        .update(customers)
+        .set({ accountNumber: `TD${String(inserted.id).padStart(5, "0")}` })
+        .where(eq(customers.id, inserted.id))
+        .returning();
+      customer = renamed ?? inserted;
+    }
+
+    const period = periodAt(now, plan, 0, ctx.settings);
+    const [subscription] = await tx
+      .insert(subscriptions)
+      .values({
+        customerId: customer.id,
+        planId: plan.id,
+        routerId: input.routerId ?? null,
+        networkUsername: input.networkUsername?.trim() || customer.accountNumber.toLowerCase(),
+        networkPassword: input.networkPassword || randomPassword(),
+        status: "pending",
+        currentPeriodStart: period.start,
+        currentPeriodEnd: period.end,
+        billingAnchor: now,
+        periodIndex: 0,
+      })
+      .returning();
+    if (!subscription) throw new Error("subscription insert returned nothing");
+
+    const [invoice] = await tx
+      .insert(invoices)
+      .values({
+        customerId: customer.id,
+        subscriptionId: subscription.id,
+        kind: "recurring",
+        periodStart: period.start,
+        periodEnd: period.end,
+        amountCents: plan.priceCents,
+        dueAt: now,
+        issuedAt: now,
+      })
+      .returning();
+    if (!invoice) throw new Error("invoice insert returned nothing");
+    await tx
+      .insert(invoiceLines)
+      .values({ invoiceId: invoice.id, description: plan.name, amountCents: plan.priceCents });
+    await postLedgerEntry(tx, {
+      customerId: customer.id,
+      kind: "invoice",
+      amountCents: -plan.priceCents,
+      invoiceId: invoice.id,
+      memo: `${plan.name}, first period`,
+      at: now,
+    });
+    await settleOpenInvoices(tx, now, oneCustomer(customer.id));
+
+    await enqueueProvisioning(tx, now, {
+      action: "ensure_account",
+      subscriptionId: subscription.id,
+      routerId: subscription.routerId,
+    });
+    await enqueueMessage(tx, now, {
+      recipient: customer.phone,
+      language: customer.language,
+      template: "welcome",
+      params: { name: customer.name, account: customer.accountNumber, plan: plan.name },
+      dedupeKey: `welcome:${customer.id}`,
+    });
+    await audit(tx, actor, now, {
+      action: "subscription.created",
+      entity: "subscription",
+      entityId: subscription.id,
+      details: { customerId: customer.id, planId: plan.id, invoiceId: invoice.id },
+    });
+    return { customer, subscription, invoice };
+  });
+}
+
+function requireReason(reason: string | undefined): string {
+  const trimmed = reason?.trim();
+  if (!trimmed) throw new BillingError("reason_required", "Say why: the reason goes into the audit log.");
+  return trimmed;
+}
+
+/** An admin cuts service off (abuse, request of the subscriber, ...). Only an admin brings it back. */
+export async function suspendSubscription(
+  ctx: BillingContext,
+  actor: Actor,
+  input: { subscriptionId: number; reason: string },
+) {
+  const reason = requireReason(input.reason);
+  return ctx.db.transaction(async (tx) => {
+    const now = ctx.clock.now();
+    const { subscription } = await lockedSubscription(tx, input.subscriptionId);
+    if (subscription.status === "cancelled")
+      throw new BillingError("cancelled", "That subscription is cancelled.");
+    if (subscription.status === "suspended" && subscription.suspendedReason === "admin") return subscription;
+    const [updated] = await tx
+      .update(subscriptions)
+      .set({ status: "suspended", suspendedReason: "admin" })
+      .where(eq(subscriptions.id, subscription.id))
+      .returning();
+    await enqueueProvisioning(tx, now, {
+      action: "suspend",
+      subscriptionId: subscription.id,
+      routerId: subscription.routerId,
+    });
+    await audit(tx, actor, now, {
+      action: "subscription.suspended",
+      entity: "subscription",
+      entityId: subscription.id,
+      reason,
+    });
+    return updated!;
+  });
+}
+
+/** An admin restores service, whatever suspended it. */
+export async function resumeSubscription(
+  ctx: BillingContext,
+  actor: Actor,
+  input: { subscriptionId: number; reason: string },
+) {
+  const reason = requireReason(input.reason);
+  return ctx.db.transaction(async (tx) => {
+    const now = ctx.clock.now();
+    const { subscription } = await lockedSubscription(tx, input.subscriptionId);
+    if (subscription.status !== "suspended") {
+      throw new BillingError("not_suspended", "That subscription is not suspended.");
+    }
+    const [updated] = await tx
+      .update(subscriptions)
+      .set({ status: "active", suspendedReason: null })
+      .where(eq(subscriptions.id, subscription.id))
+      .returning();
+    await enqueueProvisioning(tx, now, {
+      action: "restore",
+      subscriptionId: subscription.id,
+      routerId: subscription.routerId,
+    });
+    await audit(tx, actor, now, {
+      action: "subscription.resumed",
+      entity: "subscription",
+      entityId: subscription.id,
+      reason,
+    });
+    return updated!;
+  });
+}
+
+/**
+ * Gives days of service for free (an outage, goodwill). The billing anchor moves with the period end
+ * so later periods keep their length, and an invoice already issued for the next period moves too.
+ */
+export async function extendSubscription(
+  ctx: BillingContext,
+  actor: Actor,
+  input: { subscriptionId: number; days: number; reason: string },
+) {
+  const reason = requireReason(input.reason);
+  if (!Number.isInteger(input.days) || input.days < 1 || input.days > 366) {
+    throw new BillingError("invalid_days", "Extend by 1 to 366 whole days.");
+  }
+  return ctx.db.transaction(async (tx) => {
+    const now = ctx.clock.now();
+    const { subscription, plan } = await lockedSubscription(tx, input.subscriptionId);
+    if (subscription.status === "cancelled")
+      throw new BillingError("cancelled", "That subscription is cancelled.");
+    const shiftMs = input.days * 86_400_000;
+    const anchor = new Date(subscription.billingAnchor.getTime() + shiftMs);
+    const next = periodAt(anchor, plan, subscription.periodIndex, ctx.settings);
+    const oldEnd = subscription.currentPeriodEnd;
+    const [updated] = await tx
+      .update(subscriptions)
+      .set({ billingAnchor: anchor, currentPeriodEnd: next.end })
+      .where(eq(subscriptions.id, subscription.id))
+      .returning();
+    const following = periodAt(anchor, plan, subscription.periodIndex + 1, ctx.settings);
+    await tx
+      .update(invoices)
+      .set({ periodStart: following.start, periodEnd: following.end, dueAt: following.start })
+      .where(
+        and(
+          eq(invoices.subscriptionId, subscription.id),
+          eq(invoices.kind, "recurring"),
+          eq(invoices.periodStart, oldEnd),
+        ),
+      );
+    await audit(tx, actor, now, {
+      action: "subscription.extended",
+      entity: "subscription",
+      entityId: subscription.id,
+      reason,
+      details: { days: input.days, from: oldEnd.toISOString(), to: next.end.toISOString() },
+    });
+    return updated!;
+  });
+}
+
+/**
+ * Ends a subscription. Invoices for periods not yet started are voided and whatever was paid on
+ * them returns to the customer's credit; the router account is removed.
+ */
+export async function cancelSubscription(
+  ctx: BillingContext,
+  actor: Actor,
+  input: { subscriptionId: number; reason: string },
+) {
+  const reason = requireReason(input.reason);
+  return ctx.db.transaction(async (tx) => {
+    const now = ctx.clock.now();
+    const { subscription } = await lockedSubscription(tx, input.subscriptionId);
+    if (subscription.status === "cancelled") return subscription;
+    const unserved = await tx
+      .select()
+      .from(invoices)
+      .where(
+        and(
+          eq(invoices.subscriptionId, subscription.id),
+          sql`${invoices.status} <> 'void'`,
+          eq(invoices.kind, "recurring"),
+          gte(
+            invoices.periodStart,
+            subscription.status === "pending" ? subscription.currentPeriodStart : now,
+          ),
+        ),
+      );
+    for (const invoice of unserved) {
+      await tx
+        .update(invoices)
+        .set({ status: "void", paidCents: 0, paidAt: null })
+        .where(eq(invoices.id, invoice.id));
+      await postLedgerEntry(tx, {
+        customerId: subscription.customerId,
+        kind: "adjustment",
+        amountCents: invoice.amountCents,
+        invoiceId: invoice.id,
+        memo: `invoice ${invoice.id} voided: subscription cancelled`,
+        at: now,
+      });
+    }
+    await settleOpenInvoices(tx, now, oneCustomer(subscription.customerId));
+    const [updated] = await tx
+      .update(subscriptions)
+      .set({ status: "cancelled", cancelledAt: now, nextPlanId: null })
+      .where(eq(subscriptions.id, subscription.id))
+      .returning();
+    await enqueueProvisioning(tx, now, {
+      action: "remove_account",
+      subscriptionId: subscription.id,
+      routerId: subscription.routerId,
+    });
+    await audit(tx, actor, now, {
+      action: "subscription.cancelled",
+      entity: "subscription",
+      entityId: subscription.id,
+      reason,
+      details: { voidedInvoices: unserved.map((i) => i.id) },
+    });
+    return updated!;
+  });
+}
