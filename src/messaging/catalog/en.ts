@@ -1,0 +1,110 @@
+/**
+ * Every subscriber-facing string in English: USSD/chat menu screens (`menu.*`) and SMS (`sms.*`).
+ * Placeholders are `{name}`; a name ending in `Cents` is an amount, one ending in `At` an instant.
+ * Menu strings must stay plain ASCII: USSD handsets show nothing else reliably.
+ */
+export const en = {
+  "menu.nav.back": "0. Back",
+  "menu.nav.home": "00. Home",
+  "menu.nav.more": "98. More",
+  "menu.nav.confirm": "1. Confirm",
+  "menu.hint.invalid": "Invalid choice.",
+  "menu.hint.amount": "Enter a whole amount in KES.",
+  "menu.hint.range": "Amount must be {minCents} to {maxCents}.",
+
+  "menu.main.title": "{isp}",
+  "menu.main.account": "My account",
+  "menu.main.pay": "Pay",
+  "menu.main.voucher": "Buy hotspot voucher",
+  "menu.main.changePlan": "Change plan",
+  "menu.main.language": "Language",
+  "menu.main.help": "Help",
+  "menu.main.signup": "How to sign up",
+
+  "menu.account.plan": "Plan: {plan}",
+  "menu.account.status": "Status: {status}",
+  "menu.account.expires": "Expires: {periodEndAt}",
+  "menu.account.due": "Amount due: {amountCents}",
+  "menu.account.credit": "Balance: {amountCents}",
+  "menu.account.lastPayment": "Last payment: {amountCents} on {receivedAt}",
+  "menu.account.noPayment": "No payment yet",
+  "menu.account.noPlan": "Account {account} has no plan yet.",
+  "menu.status.active": "Active",
+  "menu.status.pending": "Awaiting payment",
+  "menu.status.suspended": "Suspended",
+  "menu.status.cancelled": "Cancelled",
+
+  "menu.pay.due": "You owe {amountCents}.",
+  "menu.pay.nothingDue": "Nothing is due. Balance: {balanceCents}.",
+  "menu.pay.payDue": "1. Pay {amountCents} now",
+  "menu.pay.other": "2. Pay another amount",
+  "menu.pay.otherOnly": "1. Pay an amount",
+  "menu.pay.enterAmount": "Enter amount in KES ({minCents} to {maxCents}):",
+  "menu.pay.confirm": "Pay {amountCents} to {isp} from M-Pesa {phone}?",
+  "menu.pay.sent":
+    "Enter your M-Pesa PIN on the prompt to pay {amountCents}. You will get an SMS when it is received.",
+
+  "menu.voucher.choose": "Choose a hotspot voucher:",
+  "menu.voucher.item": "{plan} {priceCents}",
+  "menu.voucher.none": "No hotspot vouchers are on sale now. Please try later.",
+  "menu.voucher.confirm": "Buy {plan} voucher, valid {validity}, for {priceCents} from M-Pesa {phone}?",
+  "menu.voucher.sent":
+    "Enter your M-Pesa PIN on the prompt to pay {amountCents}. Your voucher code will come by SMS.",
+
+  "menu.plan.choose": "Now on {plan}. Choose a new plan:",
+  "menu.plan.item": "{plan} {priceCents}",
+  "menu.plan.none": "There is no other plan to change to.",
+  "menu.plan.noSubscription": "You have no plan to change. Call {support} for help.",
+  "menu.plan.quotePay": "Change to {plan} now. Pay {amountCents} for the rest of this period.",
+  "menu.plan.quoteCredit": "Change to {plan} now. {chargeCents} is taken from your balance.",
+  "menu.plan.quoteFree": "Change to {plan} now at no charge.",
+  "menu.plan.quoteScheduled": "Change to {plan} on {effectiveAt}. Nothing to pay now.",
+  "menu.plan.same": "You are already on {plan}.",
+  "menu.plan.sentPay":
+    "Enter your M-Pesa PIN on the prompt to pay {amountCents}. Your plan changes when it is received.",
+  "menu.plan.changed": "Done. Your plan is now {plan}.",
+  "menu.plan.scheduled": "Done. Your plan changes to {plan} on {effectiveAt}.",
+
+  "menu.language.choose": "Choose language / Chagua lugha:",
+  "menu.language.en": "English",
+  "menu.language.sw": "Kiswahili",
+  "menu.language.confirm": "Use English for menus and SMS?",
+  "menu.language.saved": "Language set to English.",
+
+  "menu.period.hours.one": "1 hour",
+  "menu.period.hours.many": "{count} hours",
+  "menu.period.days.one": "1 day",
+  "menu.period.days.many": "{count} days",
+  "menu.period.months.one": "1 month",
+  "menu.period.months.many": "{count} months",
+
+  "menu.help.text": "Help: call or WhatsApp {support}. Pay by M-Pesa here or to your account number.",
+  "menu.signup.text":
+    "This number has no {isp} account. To get connected, call or WhatsApp {support}. You can still buy a hotspot voucher here.",
+  "menu.notCustomer": "This number has no account. Call {support} to sign up.",
+
+  "menu.error.payment": "Sorry, the payment request failed. Please try again later.",
+  "menu.error.tooMany": "Too many payment requests. Please wait a few minutes and try again.",
+  "menu.error.busy": "Your request is being processed. You will get an SMS.",
+  "menu.error.generic": "Sorry, something went wrong. Please try again later.",
+  "menu.error.bad": "Sorry, we could not read that request. Please dial again.",
+
+  "sms.payment_received":
+    "{isp}: We received {amountCents} (M-Pesa {receipt}) for account {account}. Balance: {balanceCents}. Thank you.",
+  "sms.payment_failed":
+    "{isp}: Your payment of {amountCents} did not go through ({reason}). Dial the menu to try again.",
+  "sms.invoice_reminder":
+    "{isp}: {amountCents} for account {account} is due on {dueAt} ({days} days). Pay by M-Pesa, account {account}.",
+  "sms.suspended":
+    "{isp}: Your internet is suspended. Pay {amountCents} by M-Pesa, account {account}, to restore it.",
+  "sms.restored": "{isp}: Your internet is back on. Paid up to {periodEndAt}. Thank you.",
+  "sms.voucher_code":
+    "{isp}: Your {plan} voucher code is {code}, valid {validity}. Use it as username and password on the hotspot.",
+  "sms.plan_changed": "{isp}: Your plan is now {plan}. Charged {chargeCents}.",
+  "sms.plan_change_scheduled": "{isp}: Your plan will change to {plan} on {effectiveAt}.",
+  "sms.welcome":
+    "{isp}: Karibu {name}! Your account is {account}, plan {plan}. Pay by M-Pesa with account {account}.",
+  "sms.admin_alert": "{isp} alert: {text}",
+} as const;
+
+export type MessageKey = keyof typeof en;

@@ -1,0 +1,107 @@
+import type { MessageKey } from "./en.ts";
+
+/** Kiswahili. Same keys and placeholders as `en.ts` (a test checks both ways). */
+export const sw: Record<MessageKey, string> = {
+  "menu.nav.back": "0. Rudi",
+  "menu.nav.home": "00. Mwanzo",
+  "menu.nav.more": "98. Zaidi",
+  "menu.nav.confirm": "1. Thibitisha",
+  "menu.hint.invalid": "Chaguo si sahihi.",
+  "menu.hint.amount": "Weka kiasi kamili kwa KES.",
+  "menu.hint.range": "Kiasi kiwe kati ya {minCents} na {maxCents}.",
+
+  "menu.main.title": "{isp}",
+  "menu.main.account": "Akaunti yangu",
+  "menu.main.pay": "Lipa",
+  "menu.main.voucher": "Nunua vocha ya hotspot",
+  "menu.main.changePlan": "Badilisha kifurushi",
+  "menu.main.language": "Lugha",
+  "menu.main.help": "Msaada",
+  "menu.main.signup": "Jinsi ya kujisajili",
+
+  "menu.account.plan": "Kifurushi: {plan}",
+  "menu.account.status": "Hali: {status}",
+  "menu.account.expires": "Kinaisha: {periodEndAt}",
+  "menu.account.due": "Deni: {amountCents}",
+  "menu.account.credit": "Salio: {amountCents}",
+  "menu.account.lastPayment": "Malipo ya mwisho: {amountCents} tarehe {receivedAt}",
+  "menu.account.noPayment": "Bado hakuna malipo",
+  "menu.account.noPlan": "Akaunti {account} haina kifurushi bado.",
+  "menu.status.active": "Inatumika",
+  "menu.status.pending": "Inasubiri malipo",
+  "menu.status.suspended": "Imesimamishwa",
+  "menu.status.cancelled": "Imesitishwa",
+
+  "menu.pay.due": "Unadaiwa {amountCents}.",
+  "menu.pay.nothingDue": "Huna deni. Salio: {balanceCents}.",
+  "menu.pay.payDue": "1. Lipa {amountCents} sasa",
+  "menu.pay.other": "2. Lipa kiasi kingine",
+  "menu.pay.otherOnly": "1. Lipa kiasi",
+  "menu.pay.enterAmount": "Weka kiasi kwa KES ({minCents} hadi {maxCents}):",
+  "menu.pay.confirm": "Lipa {amountCents} kwa {isp} kutoka M-Pesa {phone}?",
+  "menu.pay.sent":
+    "Ingiza PIN yako ya M-Pesa kwenye ujumbe utakaotokea ili kulipa {amountCents}. Utapata SMS malipo yakipokelewa.",
+
+  "menu.voucher.choose": "Chagua vocha ya hotspot:",
+  "menu.voucher.item": "{plan} {priceCents}",
+  "menu.voucher.none": "Hakuna vocha za hotspot zinazouzwa sasa. Tafadhali jaribu baadaye.",
+  "menu.voucher.confirm": "Nunua vocha ya {plan}, muda {validity}, kwa {priceCents} kutoka M-Pesa {phone}?",
+  "menu.voucher.sent":
+    "Ingiza PIN yako ya M-Pesa ili kulipa {amountCents}. Nambari ya vocha itakuja kwa SMS.",
+
+  "menu.plan.choose": "Kifurushi chako: {plan}. Chagua kipya:",
+  "menu.plan.item": "{plan} {priceCents}",
+  "menu.plan.none": "Hakuna kifurushi kingine cha kubadilisha.",
+  "menu.plan.noSubscription": "Huna kifurushi cha kubadilisha. Piga {support} kwa msaada.",
+  "menu.plan.quotePay": "Badilisha kuwa {plan} sasa. Lipa {amountCents} kwa muda uliobaki wa kipindi hiki.",
+  "menu.plan.quoteCredit": "Badilisha kuwa {plan} sasa. {chargeCents} itatolewa kwenye salio lako.",
+  "menu.plan.quoteFree": "Badilisha kuwa {plan} sasa bila malipo.",
+  "menu.plan.quoteScheduled": "Badilisha kuwa {plan} tarehe {effectiveAt}. Hakuna malipo sasa.",
+  "menu.plan.same": "Tayari uko kwenye {plan}.",
+  "menu.plan.sentPay":
+    "Ingiza PIN yako ya M-Pesa ili kulipa {amountCents}. Kifurushi kitabadilika malipo yakipokelewa.",
+  "menu.plan.changed": "Imekamilika. Kifurushi chako sasa ni {plan}.",
+  "menu.plan.scheduled": "Imekamilika. Kifurushi chako kitabadilika kuwa {plan} tarehe {effectiveAt}.",
+
+  "menu.language.choose": "Choose language / Chagua lugha:",
+  "menu.language.en": "English",
+  "menu.language.sw": "Kiswahili",
+  "menu.language.confirm": "Tumia Kiswahili kwa menyu na SMS?",
+  "menu.language.saved": "Lugha imewekwa kuwa Kiswahili.",
+
+  "menu.period.hours.one": "saa 1",
+  "menu.period.hours.many": "saa {count}",
+  "menu.period.days.one": "siku 1",
+  "menu.period.days.many": "siku {count}",
+  "menu.period.months.one": "mwezi 1",
+  "menu.period.months.many": "miezi {count}",
+
+  "menu.help.text":
+    "Msaada: piga simu au tuma WhatsApp kwa {support}. Lipa kwa M-Pesa hapa au kwa nambari ya akaunti yako.",
+  "menu.signup.text":
+    "Nambari hii haina akaunti ya {isp}. Ili kuunganishwa, piga simu au tuma WhatsApp kwa {support}. Bado unaweza kununua vocha ya hotspot hapa.",
+  "menu.notCustomer": "Nambari hii haina akaunti. Piga {support} ili kujisajili.",
+
+  "menu.error.payment": "Samahani, ombi la malipo halikufaulu. Tafadhali jaribu tena baadaye.",
+  "menu.error.tooMany": "Maombi ya malipo ni mengi mno. Tafadhali subiri dakika chache ujaribu tena.",
+  "menu.error.busy": "Ombi lako linashughulikiwa. Utapata SMS.",
+  "menu.error.generic": "Samahani, hitilafu imetokea. Tafadhali jaribu tena baadaye.",
+  "menu.error.bad": "Samahani, hatukuweza kusoma ombi hilo. Tafadhali piga tena.",
+
+  "sms.payment_received":
+    "{isp}: Tumepokea {amountCents} (M-Pesa {receipt}) kwa akaunti {account}. Salio: {balanceCents}. Asante.",
+  "sms.payment_failed":
+    "{isp}: Malipo yako ya {amountCents} hayakufaulu ({reason}). Piga menyu ujaribu tena.",
+  "sms.invoice_reminder":
+    "{isp}: {amountCents} ya akaunti {account} inapaswa kulipwa tarehe {dueAt} (siku {days}). Lipa kwa M-Pesa, akaunti {account}.",
+  "sms.suspended":
+    "{isp}: Intaneti yako imesimamishwa. Lipa {amountCents} kwa M-Pesa, akaunti {account}, ili irudishwe.",
+  "sms.restored": "{isp}: Intaneti yako imerudi. Umelipia hadi {periodEndAt}. Asante.",
+  "sms.voucher_code":
+    "{isp}: Nambari ya vocha yako ya {plan} ni {code}, muda {validity}. Itumie kama jina na nenosiri kwenye hotspot.",
+  "sms.plan_changed": "{isp}: Kifurushi chako sasa ni {plan}. Umetozwa {chargeCents}.",
+  "sms.plan_change_scheduled": "{isp}: Kifurushi chako kitabadilika kuwa {plan} tarehe {effectiveAt}.",
+  "sms.welcome":
+    "{isp}: Karibu {name}! Akaunti yako ni {account}, kifurushi {plan}. Lipa kwa M-Pesa kwa akaunti {account}.",
+  "sms.admin_alert": "{isp} tahadhari: {text}",
+};

@@ -1,0 +1,88 @@
+import { formatKes } from "../billing/money.ts";
+import { en, type MessageKey } from "./catalog/en.ts";
+import { sw } from "./catalog/sw.ts";
+
+export type Language = "en" | "sw";
+export const catalogs: Record<Language, Record<MessageKey, string>> = { en, sw };
+export type { MessageKey };
+
+export type Params = Record<string, string | number | null | undefined>;
+
+const months: Record<Language, string[]> = {
+  en: ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"],
+  sw: ["Jan", "Feb", "Mac", "Apr", "Mei", "Jun", "Jul", "Ago", "Sep", "Okt", "Nov", "Des"],
+};
+
+const dayParts = new Map<string, Intl.DateTimeFormat>();
+
+/** `25 Nov 2026` in the ISP's time zone; month names built in so the output stays ASCII. */
+export function formatDate(language: Language, at: Date, timezone = "Africa/Nairobi"): string {
+  let format = dayParts.get(timezone);
+  if (!format) {
+    format = new Intl.DateTimeFormat("en-GB", {
+      timeZone: timezone,
+      day: "numeric",
+      month: "numeric",
+      year: "numeric",
+    });
+    dayParts.set(timezone, format);
+  }
+  const parts = format.formatToParts(at);
+  const get = (type: string) => Number(parts.find((p) => p.type === type)?.value ?? "0");
+  return `${get("day")} ${months[language][get("month") - 1] ?? "?"} ${get("year")}`;
+}
+
+/**
+ * How a parameter reads: names ending in `Cents` are amounts (`KES 1,500`), names ending in `At`
+ * are instants (ISO strings or Dates, shown as a date), anything else as it is.
+ */
+export function formatParam(language: Language, name: string, value: unknown, timezone?: string): string {
+  if (value === null || value === undefined) return "";
+  if (name.endsWith("Cents") && typeof value === "number" && Number.isSafeInteger(value))
+    return formatKes(value);
+  if (name.endsWith("Cents") && typeof value === "string" && /^-?\d+$/.test(value))
+    return formatKes(Number(value));
+  if (name.endsWith("At")) {
+    const date = value instanceof Date ? value : new Date(String(value));
+    if (!Number.isNaN(date.getTime())) return formatDate(language, date, timezone);
+  }
+  return String(value);
+}
+
+/** The catalog string `key` in `language` with `{name}` placeholders filled from `params`. */
+export function translate(
+  language: Language,
+  key: MessageKey,
+  params: Params = {},
+  timezone?: string,
+): string {
+  const template = catalogs[language][key] ?? catalogs.en[key];
+  return template.replace(/\{(\w+)\}/g, (whole, name: string) =>
+    name in params ? formatParam(language, name, params[name], timezone) : whole,
+  );
+}
+
+export function isSmsTemplate(template: string): boolean {
+  return `sms.${template}` in en;
+}
+
+/** An outbox message as the recipient reads it, or null when the template is unknown. */
+export function renderSms(
+  language: Language,
+  template: string,
+  params: Params,
+  options: { isp: string; timezone?: string },
+): string | null {
+  if (!isSmsTemplate(template)) return null;
+  return translate(
+    language,
+    `sms.${template}` as MessageKey,
+    { isp: options.isp, ...params },
+    options.timezone,
+  );
+}
+
+/** The placeholder names a catalog string uses (for the catalog consistency test). */
+export function placeholders(text: string): string[] {
+  return [...text.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!).sort();
+}

@@ -1,0 +1,157 @@
+import { and, asc, eq, inArray, lte } from "drizzle-orm";
+import type { Clock } from "../clock.ts";
+import type { Db } from "../db/client.ts";
+import { messageOutbox } from "../db/schema/index.ts";
+import type { Logger } from "../logger.ts";
+import { normalizePhone } from "./phone.ts";
+import { type Language, renderSms } from "./render.ts";
+import type { SmsSender } from "./sms-client.ts";
+
+export interface SmsWorkerOptions {
+  db: Db;
+  clock: Clock;
+  sender: SmsSender;
+  logger?: Logger;
+  /** Signs the messages (`{isp}` in the templates). */
+  isp: string;
+  timezone?: string;
+  /** A message is given up (`dead`) after this many failed attempts. */
+  maxAttempts?: number;
+  /** Delay after the first failure; doubles with each further one, up to `maxDelayMs`. */
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+  batchSize?: number;
+  /** How long a claimed row stays invisible to other workers while it is being sent. */
+  leaseMs?: number;
+}
+
+export interface SmsRunCounts {
+  sent: number;
+  retried: number;
+  dead: number;
+}
+
+/** Exponential backoff: base, 2×base, 4×base, … capped. `attempts` counts failures so far (≥ 1). */
+export function retryDelayMs(attempts: number, baseDelayMs: number, maxDelayMs: number): number {
+  return Math.min(maxDelayMs, baseDelayMs * 2 ** Math.max(0, attempts - 1));
+}
+
+/**
+ * Sends the SMS rows of `message_outbox` that are due. Rows are claimed in a short transaction
+ * (lease by pushing `next_attempt_at` ahead, `skip locked` so workers never share a row) and sent
+ * after it commits: no transaction is held open across the gateway call.
+ */
+export async function deliverDueSms(options: SmsWorkerOptions): Promise<SmsRunCounts> {
+  const { db, clock, sender } = options;
+  const maxAttempts = options.maxAttempts ?? 8;
+  const baseDelayMs = options.baseDelayMs ?? 30_000;
+  const maxDelayMs = options.maxDelayMs ?? 3_600_000;
+  const now = clock.now();
+  const leaseUntil = new Date(now.getTime() + (options.leaseMs ?? 60_000));
+
+  const due = db
+    .select({ id: messageOutbox.id })
+    .from(messageOutbox)
+    .where(
+      and(
+        eq(messageOutbox.status, "pending"),
+        eq(messageOutbox.channel, "sms"),
+        lte(messageOutbox.nextAttemptAt, now),
+      ),
+    )
+    .orderBy(asc(messageOutbox.nextAttemptAt))
+    .limit(options.batchSize ?? 50)
+    .for("update", { skipLocked: true });
+  const claimed = await db
+    .update(messageOutbox)
+    .set({ nextAttemptAt: leaseUntil })
+    .where(inArray(messageOutbox.id, due))
+    .returning();
+
+  const counts: SmsRunCounts = { sent: 0, retried: 0, dead: 0 };
+  for (const row of claimed) {
+    const attempts = row.attempts + 1;
+    const fail = async (error: string, permanent: boolean) => {
+      const dead = permanent || attempts >= maxAttempts;
+      await db
+        .update(messageOutbox)
+        .set({
+          status: dead ? "dead" : "pending",
+          attempts,
+          lastError: error.slice(0, 500),
+          nextAttemptAt: new Date(clock.now().getTime() + retryDelayMs(attempts, baseDelayMs, maxDelayMs)),
+        })
+        .where(eq(messageOutbox.id, row.id));
+      if (dead) counts.dead++;
+      else counts.retried++;
+      options.logger?.warn({ messageId: row.id, attempts, dead, error }, "SMS not delivered");
+    };
+
+    const to = normalizePhone(row.recipient);
+    if (!to) {
+      await fail(`invalid phone number: ${row.recipient}`, true);
+      continue;
+    }
+    const text = renderSms(row.language as Language, row.template, row.params, {
+      isp: options.isp,
+      timezone: options.timezone,
+    });
+    if (text === null) {
+      await fail(`unknown template: ${row.template}`, true);
+      continue;
+    }
+    try {
+      const { messageId } = await sender.send(to, text);
+      await db
+        .update(messageOutbox)
+        .set({ status: "done", attempts, lastError: null, providerMessageId: messageId, sentAt: clock.now() })
+        .where(eq(messageOutbox.id, row.id));
+      counts.sent++;
+    } catch (error) {
+      await fail(error instanceof Error ? error.message : String(error), false);
+    }
+  }
+  return counts;
+}
+
+export interface SmsWorker {
+  /** Runs a delivery pass now instead of waiting for the next tick. */
+  kick(): void;
+  stop(): Promise<void>;
+}
+
+/** Polls the outbox every `intervalMs`; a pass that filled its batch is followed at once by another. */
+export function startSmsWorker(options: SmsWorkerOptions & { intervalMs?: number }): SmsWorker {
+  const intervalMs = options.intervalMs ?? 2_000;
+  const batchSize = options.batchSize ?? 50;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
+
+  const tick = () => {
+    if (stopped || running) return;
+    if (timer) clearTimeout(timer);
+    running = (async () => {
+      let again = false;
+      try {
+        const counts = await deliverDueSms(options);
+        again = counts.sent + counts.retried + counts.dead >= batchSize;
+      } catch (error) {
+        options.logger?.error({ err: error }, "SMS delivery pass failed");
+      } finally {
+        running = undefined;
+        if (!stopped) timer = setTimeout(tick, again ? 0 : intervalMs);
+      }
+    })();
+  };
+  timer = setTimeout(tick, 0);
+
+  return {
+    kick: () => tick(),
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await running;
+    },
+  };
+}

@@ -1,0 +1,88 @@
+import { describe, expect, it } from "vitest";
+import type { MessageTemplate } from "../../src/billing/outbox.ts";
+import { en } from "../../src/messaging/catalog/en.ts";
+import { sw } from "../../src/messaging/catalog/sw.ts";
+import { formatDate, placeholders, renderSms, translate } from "../../src/messaging/render.ts";
+
+const templates: MessageTemplate[] = [
+  "payment_received",
+  "payment_failed",
+  "invoice_reminder",
+  "suspended",
+  "restored",
+  "voucher_code",
+  "plan_changed",
+  "plan_change_scheduled",
+  "welcome",
+  "admin_alert",
+];
+
+describe("message catalogs", () => {
+  it("have the same keys in English and Kiswahili, none empty", () => {
+    const enKeys = Object.keys(en).sort();
+    const swKeys = Object.keys(sw).sort();
+    expect(swKeys.filter((k) => !(k in en))).toEqual([]);
+    expect(enKeys.filter((k) => !(k in sw))).toEqual([]);
+    for (const key of enKeys) {
+      expect(en[key as keyof typeof en].trim(), key).not.toBe("");
+      expect(sw[key as keyof typeof sw].trim(), key).not.toBe("");
+    }
+  });
+
+  it("use the same placeholders in both languages", () => {
+    for (const key of Object.keys(en) as (keyof typeof en)[]) {
+      expect(placeholders(sw[key]), key).toEqual(placeholders(en[key]));
+    }
+  });
+
+  it("are actually translated (Kiswahili differs from English except names)", () => {
+    const same = (Object.keys(en) as (keyof typeof en)[]).filter((k) => en[k] === sw[k]);
+    expect(same.sort()).toEqual(
+      [
+        "menu.language.choose",
+        "menu.language.en",
+        "menu.language.sw",
+        "menu.main.title",
+        "menu.plan.item",
+        "menu.voucher.item",
+      ].sort(),
+    );
+  });
+
+  it("keep every menu string plain ASCII", () => {
+    for (const [key, text] of [...Object.entries(en), ...Object.entries(sw)]) {
+      if (key.startsWith("menu.")) expect(/^[\x20-\x7e\n]*$/.test(text), key).toBe(true);
+    }
+  });
+
+  it("have an SMS text for every outbox template", () => {
+    for (const template of templates) {
+      expect(`sms.${template}` in en, template).toBe(true);
+    }
+  });
+});
+
+describe("rendering", () => {
+  it("formats amounts and dates by parameter name, in the recipient's language", () => {
+    const params = { amountCents: 150050, balanceCents: 0, account: "TN0042", receipt: "SAB12CD34" };
+    expect(renderSms("en", "payment_received", params, { isp: "Kibera Net" })).toBe(
+      "Kibera Net: We received KES 1,500.50 (M-Pesa SAB12CD34) for account TN0042. Balance: KES 0. Thank you.",
+    );
+    expect(renderSms("sw", "payment_received", params, { isp: "Kibera Net" })).toBe(
+      "Kibera Net: Tumepokea KES 1,500.50 (M-Pesa SAB12CD34) kwa akaunti TN0042. Salio: KES 0. Asante.",
+    );
+    expect(renderSms("sw", "restored", { periodEndAt: "2026-07-31T22:30:00Z" }, { isp: "X" })).toBe(
+      "X: Intaneti yako imerudi. Umelipia hadi 1 Ago 2026. Asante.",
+    );
+    expect(renderSms("en", "no_such_template", {}, { isp: "X" })).toBeNull();
+  });
+
+  it("shows dates in Nairobi time", () => {
+    expect(formatDate("en", new Date("2026-12-31T21:30:00Z"))).toBe("1 Jan 2027");
+    expect(formatDate("sw", new Date("2026-03-02T10:00:00Z"))).toBe("2 Mac 2026");
+  });
+
+  it("leaves an unknown placeholder visible rather than guessing", () => {
+    expect(translate("en", "menu.account.plan", {})).toBe("Plan: {plan}");
+  });
+});
