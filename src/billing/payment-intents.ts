@@ -1,10 +1,23 @@
-import { and, asc, eq, gte, isNull, lte, sql } from "drizzle-orm";
+import { and, asc, eq, gte, isNotNull, isNull, lte, sql } from "drizzle-orm";
 import type { Executor } from "../db/client.ts";
-import { customers, type IntentPurpose, paymentIntents, plans, subscriptions } from "../db/schema/index.ts";
+import {
+  customers,
+  type IntentPurpose,
+  type IntentStatus,
+  mpesaCallbacks,
+  type PaymentMethod,
+  paymentIntents,
+  payments,
+  plans,
+  subscriptions,
+} from "../db/schema/index.ts";
 import { audit } from "./audit.ts";
-import type { Actor, BillingContext } from "./context.ts";
+import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { formatKes } from "./money.ts";
 import { enqueueMessage } from "./outbox.ts";
+import { applyPaymentInTx, recordPaymentByReferenceInTx } from "./payments.ts";
+import { changePlanInTx } from "./plan-change.ts";
+import { sellVoucherInTx } from "./vouchers.ts";
 
 /**
  * Payment intents: every STK prompt is recorded here before anything is sent to M-Pesa.
@@ -335,4 +348,447 @@ async function languageFor(tx: Executor, customerId: number | null): Promise<"en
     .from(customers)
     .where(eq(customers.id, customerId));
   return row?.language ?? "en";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Settling: the result of a push (callback or status query) and paybill confirmations.
+// ---------------------------------------------------------------------------------------------
+
+/** The result of one STK push, as a callback or a status query reports it. */
+export interface StkResult {
+  checkoutRequestId: string;
+  merchantRequestId?: string | null;
+  resultCode: number;
+  resultDesc: string;
+  /** Callbacks carry the receipt and the amount paid; a status query carries neither. */
+  receipt?: string | null;
+  amountCents?: number | null;
+  phone?: string | null;
+  source: "callback" | "query";
+  /** The body as received, kept in `mpesa_callbacks`. */
+  raw: unknown;
+}
+
+export type SettleStatus =
+  | "credited"
+  | "duplicate"
+  | "failed"
+  | "late_failure"
+  | "unknown_checkout"
+  | "amount_mismatch"
+  | "malformed";
+
+export interface SettleOutcome {
+  status: SettleStatus;
+  intentId: number | null;
+  paymentId?: number;
+  intentStatus?: IntentStatus;
+}
+
+/** Result codes that mean the payer never answered, as opposed to saying no. */
+const unanswered = new Set([1037, 1019]);
+
+const failureReasons: Record<number, string> = {
+  1: "Not enough money in M-Pesa",
+  2: "Amount below the M-Pesa minimum",
+  3: "Amount above the M-Pesa maximum",
+  4: "M-Pesa daily limit reached",
+  17: "Same amount paid within 2 minutes: try again later",
+  1019: "The M-Pesa prompt expired",
+  1032: "You cancelled the M-Pesa prompt",
+  1037: "Your phone could not be reached",
+  2001: "Wrong M-Pesa PIN",
+};
+
+export function failureStatus(resultCode: number): IntentStatus {
+  if (resultCode === 1032) return "cancelled";
+  if (unanswered.has(resultCode)) return "timed_out";
+  return "failed";
+}
+
+/**
+ * Settles an STK push in one transaction. The intent row is locked first, so concurrent copies of
+ * one callback (or a callback racing the status query) queue behind each other and the later ones
+ * see it settled; the payment's unique (provider, receipt) key makes a paybill confirmation of the
+ * same receipt a duplicate too. A success is credited whatever state the intent was in (money has
+ * moved), except when the amount differs from what was asked: that payment waits in the unmatched
+ * queue for an admin. Failures credit nothing and tell the payer once.
+ */
+export async function settleStkResult(
+  ctx: BillingContext,
+  actor: Actor,
+  result: StkResult,
+): Promise<SettleOutcome> {
+  return ctx.db.transaction(async (tx) => {
+    const now = ctx.clock.now();
+    const outcome = await settleInTx(tx, ctx, actor, result, now);
+    await tx.insert(mpesaCallbacks).values({
+      kind: result.source === "query" ? "stk_query" : "stk",
+      reference: result.checkoutRequestId,
+      body: (result.raw ?? {}) as Record<string, unknown>,
+      flag: callbackFlag(outcome.status),
+      receivedAt: now,
+    });
+    return outcome;
+  });
+}
+
+function callbackFlag(status: SettleStatus): string | null {
+  switch (status) {
+    case "credited":
+    case "failed":
+      return null;
+    default:
+      return status;
+  }
+}
+
+async function settleInTx(
+  tx: Executor,
+  ctx: BillingContext,
+  actor: Actor,
+  result: StkResult,
+  now: Date,
+): Promise<SettleOutcome> {
+  const [intent] = await tx
+    .select()
+    .from(paymentIntents)
+    .where(eq(paymentIntents.checkoutRequestId, result.checkoutRequestId))
+    .for("update");
+  if (!intent) return { status: "unknown_checkout", intentId: null };
+
+  if (result.resultCode !== 0) {
+    if (intent.status !== "pending")
+      return { status: "late_failure", intentId: intent.id, intentStatus: intent.status };
+    const status = failureStatus(result.resultCode);
+    await tx
+      .update(paymentIntents)
+      .set({
+        status,
+        resultCode: result.resultCode,
+        resultDesc: result.resultDesc,
+        settledAt: now,
+        updatedAt: now,
+      })
+      .where(eq(paymentIntents.id, intent.id));
+    await tellFailure(tx, now, intent, failureReasons[result.resultCode] ?? result.resultDesc);
+    await audit(tx, actor, now, {
+      action: `payment_intent.${status}`,
+      entity: "payment_intent",
+      entityId: intent.id,
+      details: { resultCode: result.resultCode, resultDesc: result.resultDesc, source: result.source },
+    });
+    return { status: "failed", intentId: intent.id, intentStatus: status };
+  }
+
+  if (intent.paymentId !== null) {
+    if (result.receipt && !intent.mpesaReceipt)
+      await tx
+        .update(paymentIntents)
+        .set({ mpesaReceipt: result.receipt, updatedAt: now })
+        .where(eq(paymentIntents.id, intent.id));
+    return {
+      status: "duplicate",
+      intentId: intent.id,
+      paymentId: intent.paymentId,
+      intentStatus: intent.status,
+    };
+  }
+
+  // A status query says "paid" without a receipt or an amount: the intent's amount was asked and
+  // M-Pesa does not take partial payments, so that is what was paid.
+  let receipt = result.receipt ?? null;
+  let amountCents = result.amountCents ?? null;
+  if (result.source === "query") {
+    amountCents = intent.amountCents;
+  } else if (!receipt || amountCents === null || amountCents <= 0) {
+    return { status: "malformed", intentId: intent.id };
+  }
+  const providerRef = receipt ?? `stk:${result.checkoutRequestId}`;
+  const paid = amountCents as number;
+  const payer = intent.phone;
+
+  if (paid !== intent.amountCents) {
+    const paymentId = await insertPaymentRowOnce(tx, now, {
+      customerId: null,
+      method: "mpesa_stk",
+      providerRef,
+      amountCents: paid,
+      phone: payer,
+      accountReference: `intent ${intent.id}`,
+      status: "unmatched",
+    });
+    await tx
+      .update(paymentIntents)
+      .set({
+        status: "failed",
+        resultCode: 0,
+        resultDesc: `Paid ${formatKes(paid)} instead of ${formatKes(intent.amountCents)}: held for review`,
+        mpesaReceipt: receipt,
+        paymentId,
+        settledAt: now,
+        updatedAt: now,
+      })
+      .where(eq(paymentIntents.id, intent.id));
+    await audit(tx, actor, now, {
+      action: "payment_intent.amount_mismatch",
+      entity: "payment_intent",
+      entityId: intent.id,
+      details: { paidCents: paid, askedCents: intent.amountCents, receipt },
+    });
+    return { status: "amount_mismatch", intentId: intent.id, paymentId: paymentId ?? undefined };
+  }
+
+  const credit = await creditIntent(tx, ctx, actor, intent, { providerRef, amountCents: paid, now });
+  receipt = receipt ?? null;
+  await tx
+    .update(paymentIntents)
+    .set({
+      status: "succeeded",
+      resultCode: 0,
+      resultDesc: result.resultDesc,
+      mpesaReceipt: receipt,
+      paymentId: credit.paymentId,
+      outcome: credit.outcome,
+      settledAt: now,
+      updatedAt: now,
+    })
+    .where(eq(paymentIntents.id, intent.id));
+  await audit(tx, actor, now, {
+    action: "payment_intent.succeeded",
+    entity: "payment_intent",
+    entityId: intent.id,
+    details: { receipt, amountCents: paid, source: result.source, ...credit.outcome },
+  });
+  return {
+    status: credit.duplicate ? "duplicate" : "credited",
+    intentId: intent.id,
+    paymentId: credit.paymentId ?? undefined,
+    intentStatus: "succeeded",
+  };
+}
+
+type IntentRow = typeof paymentIntents.$inferSelect;
+
+/** Credits the payment and carries out what it was for, once per intent. */
+async function creditIntent(
+  tx: Executor,
+  ctx: BillingContext,
+  actor: Actor,
+  intent: IntentRow,
+  payment: { providerRef: string; amountCents: number; now: Date },
+): Promise<{ paymentId: number | null; duplicate: boolean; outcome: Record<string, unknown> }> {
+  if (intent.purpose === "voucher" || intent.customerId === null) {
+    // A voucher is a sale, not a credit to an account (a walk-in buyer has none): the payment is
+    // recorded without a ledger entry. Anything else without an account waits for an admin.
+    const paymentId = await insertPaymentRowOnce(tx, payment.now, {
+      customerId: null,
+      method: "mpesa_stk",
+      providerRef: payment.providerRef,
+      amountCents: payment.amountCents,
+      phone: intent.phone,
+      accountReference: intent.purpose === "voucher" ? `voucher ${intent.id}` : `intent ${intent.id}`,
+      status: intent.purpose === "voucher" ? "applied" : "unmatched",
+    });
+    const outcome =
+      paymentId === null
+        ? { followUpError: "receipt already recorded" }
+        : await followUp(tx, ctx, actor, intent);
+    return { paymentId, duplicate: paymentId === null, outcome };
+  }
+  const applied = await applyPaymentInTx(tx, ctx, actor, {
+    customerId: intent.customerId,
+    method: "mpesa_stk",
+    provider: "mpesa",
+    providerRef: payment.providerRef,
+    amountCents: payment.amountCents,
+    phone: intent.phone,
+    receivedAt: payment.now,
+  });
+  const outcome = await followUp(tx, ctx, actor, intent);
+  if (applied.restoredSubscriptionIds.length)
+    outcome.restoredSubscriptionIds = applied.restoredSubscriptionIds;
+  return { paymentId: applied.paymentId, duplicate: applied.duplicate, outcome };
+}
+
+/**
+ * What the payment was for. It runs in a savepoint: if the plan change is no longer possible (the
+ * plan was retired meanwhile, say), the money stays on the account as credit and the reason is kept.
+ */
+async function followUp(
+  tx: Executor,
+  ctx: BillingContext,
+  actor: Actor,
+  intent: IntentRow,
+): Promise<Record<string, unknown>> {
+  if (intent.purpose === "balance") return {};
+  try {
+    return await tx.transaction(async (sp) => {
+      if (intent.purpose === "plan_change" && intent.subscriptionId !== null && intent.planId !== null) {
+        const quote = await changePlanInTx(sp, ctx, actor, {
+          subscriptionId: intent.subscriptionId,
+          planId: intent.planId,
+        });
+        return {
+          planChange: quote.kind,
+          chargeCents: quote.chargeCents,
+          effectiveAt: quote.effectiveAt.toISOString(),
+        };
+      }
+      if (intent.purpose === "voucher" && intent.planId !== null) {
+        const voucher = await sellVoucherInTx(sp, ctx, actor, {
+          planId: intent.planId,
+          phone: intent.phone,
+          language: await languageFor(sp, intent.customerId),
+        });
+        return { voucherId: voucher.voucherId };
+      }
+      return {};
+    });
+  } catch (error) {
+    if (!(error instanceof BillingError)) throw error;
+    return { followUpError: error.message, followUpCode: error.code };
+  }
+}
+
+/**
+ * A payment row with no ledger credit: a walk-in voucher sale (no account to credit) or an amount
+ * that must wait for an admin. The same (provider, receipt) key as every other payment keeps it
+ * exactly once.
+ */
+async function insertPaymentRowOnce(
+  tx: Executor,
+  now: Date,
+  row: {
+    customerId: null;
+    method: PaymentMethod;
+    providerRef: string;
+    amountCents: number;
+    phone: string;
+    accountReference: string;
+    status: "applied" | "unmatched";
+  },
+): Promise<number | null> {
+  const [inserted] = await tx
+    .insert(payments)
+    .values({ ...row, provider: "mpesa", receivedAt: now })
+    .onConflictDoNothing()
+    .returning({ id: payments.id });
+  return inserted?.id ?? null;
+}
+
+async function tellFailure(tx: Executor, now: Date, intent: IntentRow, reason: string): Promise<void> {
+  await enqueueMessage(tx, now, {
+    recipient: intent.phone,
+    language: await languageFor(tx, intent.customerId),
+    template: "payment_failed",
+    params: { amountCents: intent.amountCents, reason },
+    dedupeKey: `intent:${intent.id}:failed`,
+  });
+}
+
+/** Pushes sent at least `olderThanMs` ago whose result is still unknown. */
+export async function listIntentsAwaitingResult(
+  db: Executor,
+  now: Date,
+  olderThanMs: number,
+  limit = 100,
+): Promise<{ id: number; checkoutRequestId: string; sentAt: Date }[]> {
+  const rows = await db
+    .select({
+      id: paymentIntents.id,
+      checkoutRequestId: paymentIntents.checkoutRequestId,
+      sentAt: paymentIntents.sentAt,
+    })
+    .from(paymentIntents)
+    .where(
+      and(
+        eq(paymentIntents.status, "pending"),
+        isNotNull(paymentIntents.checkoutRequestId),
+        lte(paymentIntents.sentAt, new Date(now.getTime() - olderThanMs)),
+      ),
+    )
+    .orderBy(asc(paymentIntents.sentAt))
+    .limit(limit);
+  return rows.map((r) => ({ id: r.id, checkoutRequestId: r.checkoutRequestId!, sentAt: r.sentAt! }));
+}
+
+/** M-Pesa never gave an answer: the intent times out (a success that comes later is still credited). */
+export async function timeOutIntent(ctx: BillingContext, actor: Actor, intentId: number): Promise<boolean> {
+  return ctx.db.transaction(async (tx) => {
+    const now = ctx.clock.now();
+    const [row] = await tx
+      .update(paymentIntents)
+      .set({ status: "timed_out", resultDesc: "No answer from M-Pesa", settledAt: now, updatedAt: now })
+      .where(and(eq(paymentIntents.id, intentId), eq(paymentIntents.status, "pending")))
+      .returning();
+    if (!row) return false;
+    await tellFailure(tx, now, row, "No answer from M-Pesa");
+    await audit(tx, actor, now, {
+      action: "payment_intent.timed_out",
+      entity: "payment_intent",
+      entityId: row.id,
+    });
+    return true;
+  });
+}
+
+export interface C2bConfirmation {
+  transId: string;
+  billRef: string;
+  amountCents: number;
+  payerName?: string;
+  receivedAt?: Date;
+  raw: unknown;
+}
+
+/**
+ * A paybill/till payment made from the phone's menu. The account typed by the payer decides whose
+ * it is; an unknown one waits in the unmatched queue. The MSISDN arrives masked, so it is not used.
+ */
+export async function recordC2bConfirmation(
+  ctx: BillingContext,
+  actor: Actor,
+  input: C2bConfirmation,
+): Promise<{ paymentId: number; duplicate: boolean; matched: boolean; customerId: number | null }> {
+  return ctx.db.transaction(async (tx) => {
+    const now = ctx.clock.now();
+    const recorded = await recordPaymentByReferenceInTx(tx, ctx, actor, {
+      reference: input.billRef,
+      method: "mpesa_c2b",
+      provider: "mpesa",
+      providerRef: input.transId,
+      amountCents: input.amountCents,
+      payerName: input.payerName,
+      receivedAt: input.receivedAt ?? now,
+    });
+    await tx.insert(mpesaCallbacks).values({
+      kind: "c2b_confirmation",
+      reference: input.transId,
+      body: (input.raw ?? {}) as Record<string, unknown>,
+      flag: recorded.duplicate ? "duplicate" : recorded.matched ? null : "unmatched",
+      receivedAt: now,
+    });
+    return recorded;
+  });
+}
+
+/** Records a callback that could not be settled (unparseable, or settling failed) for an admin. */
+export async function recordUnsettledCallback(
+  db: Executor,
+  now: Date,
+  input: {
+    kind: "stk" | "c2b_validation" | "c2b_confirmation";
+    reference: string | null;
+    raw: unknown;
+    flag: string;
+  },
+): Promise<void> {
+  await db.insert(mpesaCallbacks).values({
+    kind: input.kind,
+    reference: input.reference,
+    body: (input.raw ?? {}) as Record<string, unknown>,
+    flag: input.flag,
+    receivedAt: now,
+  });
 }

@@ -1,0 +1,125 @@
+import { sql } from "drizzle-orm";
+import { type Executor, queryRows } from "../db/client.ts";
+import type { Actor, BillingContext } from "./context.ts";
+
+/** Pure rule: which reminder steps exist, e.g. [-3, -1, 0] days → remind:-3d, remind:-1d, remind:0d. */
+export function reminderSteps(offsetsDays: number[]): { step: string; days: number }[] {
+  return [...new Set(offsetsDays)].sort((a, b) => a - b).map((days) => ({ step: `remind:${days}d`, days }));
+}
+
+/**
+ * Sends payment reminders for open invoices of active subscriptions at the configured offsets from
+ * the due date. Each (invoice, step) is recorded once under a unique key, so a second run, or two
+ * instances running at once, send nothing twice. When the job was late and several steps are due,
+ * only the latest is sent; the earlier ones are recorded as skipped.
+ */
+export async function sendRemindersInTx(tx: Executor, ctx: BillingContext, _actor: Actor) {
+  const now = ctx.clock.now();
+  const at = sql`${now.toISOString()}::timestamptz`;
+  const steps = reminderSteps(ctx.settings.reminderDays);
+  if (steps.length === 0) return { reminded: 0, skipped: 0 };
+  const names = `{${steps.map((s) => s.step).join(",")}}`;
+  const days = `{${steps.map((s) => s.days).join(",")}}`;
+  const rows = await queryRows<{ sent: number; n: number }>(
+    tx,
+    sql`
+    with offsets as (
+      select * from unnest(${names}::text[], ${days}::int[]) as o(step, days)
+    ),
+    candidates as (
+      select i.id as invoice_id, i.customer_id, i.amount_cents - i.paid_cents as outstanding, i.due_at, o.step, o.days,
+        row_number() over (partition by i.id order by o.days desc) as latest
+      from invoices i
+      join subscriptions s on s.id = i.subscription_id and s.status = 'active'
+      join offsets o on i.due_at + make_interval(days => o.days) <= ${at}
+      where i.status = 'open' and i.kind in ('recurring', 'proration')
+        and not exists (select 1 from dunning_steps d where d.invoice_id = i.id and d.step = 'suspend')
+    ),
+    taken as (
+      insert into dunning_steps (invoice_id, step, sent, taken_at)
+      select invoice_id, step, case when latest = 1 then 1 else 0 end, ${at} from candidates
+      on conflict (invoice_id, step) do nothing
+      returning invoice_id, step, sent
+    ),
+    messages as (
+      insert into message_outbox (channel, recipient, language, template, params, dedupe_key, next_attempt_at, created_at)
+      select 'sms', cu.phone, cu.language, 'invoice_reminder',
+        jsonb_build_object('amountCents', c.outstanding, 'dueAt', to_char(c.due_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+          'account', cu.account_number, 'days', -c.days),
+        'dunning:' || t.invoice_id || ':' || t.step, ${at}, ${at}
+      from taken t
+      join candidates c on c.invoice_id = t.invoice_id and c.step = t.step
+      join customers cu on cu.id = c.customer_id
+      where t.sent = 1
+      on conflict (dedupe_key) do nothing
+    )
+    select sent, count(*)::int as n from taken group by sent`,
+  );
+  const byKind = Object.fromEntries(rows.map((r) => [Number(r.sent), Number(r.n)]));
+  return { reminded: byKind[1] ?? 0, skipped: byKind[0] ?? 0 };
+}
+
+/**
+ * Suspends active subscriptions whose invoice is still unpaid a grace period after it fell due.
+ * The `suspend` step is unique per invoice, so a rerun never suspends (or texts) twice; payment
+ * later restores the service (see restore.ts).
+ */
+export async function suspendOverdueInTx(tx: Executor, ctx: BillingContext, _actor: Actor) {
+  const now = ctx.clock.now();
+  const at = sql`${now.toISOString()}::timestamptz`;
+  const graceStart = sql`${new Date(now.getTime() - ctx.settings.graceDays * 86_400_000).toISOString()}::timestamptz`;
+  const rows = await queryRows<{ n: number }>(
+    tx,
+    sql`
+    with overdue as (
+      select distinct on (s.id) s.id as subscription_id, s.router_id, i.id as invoice_id, i.customer_id
+      from invoices i
+      join subscriptions s on s.id = i.subscription_id and s.status = 'active'
+      where i.status = 'open' and i.kind in ('recurring', 'proration') and i.due_at <= ${graceStart}
+      order by s.id, i.due_at
+    ),
+    taken as (
+      insert into dunning_steps (invoice_id, step, sent, taken_at)
+      select invoice_id, 'suspend', 1, ${at} from overdue
+      on conflict (invoice_id, step) do nothing
+      returning invoice_id
+    ),
+    suspended as (
+      update subscriptions s set status = 'suspended', suspended_reason = 'dunning'
+      from overdue o join taken t on t.invoice_id = o.invoice_id
+      where s.id = o.subscription_id and s.status = 'active'
+      returning s.id, s.router_id, s.customer_id
+    ),
+    provisioning as (
+      insert into provisioning_outbox (router_id, subscription_id, action, payload, next_attempt_at, created_at)
+      select router_id, id, 'suspend', '{}'::jsonb, ${at}, ${at} from suspended
+    ),
+    owed as (
+      select l.customer_id, -sum(l.amount_cents) as amount
+      from ledger_entries l where l.customer_id in (select customer_id from suspended) group by l.customer_id
+    ),
+    messages as (
+      insert into message_outbox (channel, recipient, language, template, params, dedupe_key, next_attempt_at, created_at)
+      select 'sms', cu.phone, cu.language, 'suspended',
+        jsonb_build_object('amountCents', greatest(coalesce(ow.amount, 0), 0), 'account', cu.account_number),
+        'dunning:suspend:' || s.id || ':' || ${now.toISOString()}, ${at}, ${at}
+      from suspended s join customers cu on cu.id = s.customer_id left join owed ow on ow.customer_id = s.customer_id
+      on conflict (dedupe_key) do nothing
+    ),
+    audited as (
+      insert into audit_log (actor_kind, actor_id, action, entity, entity_id, reason, details, at)
+      select 'system', 'dunning', 'subscription.suspended', 'subscription', s.id::text, 'unpaid after grace period', '{}'::jsonb, ${at}
+      from suspended s
+    )
+    select count(*)::int as n from suspended`,
+  );
+  return { suspended: Number(rows[0]?.n ?? 0) };
+}
+
+export function sendReminders(ctx: BillingContext, actor: Actor) {
+  return ctx.db.transaction((tx) => sendRemindersInTx(tx, ctx, actor));
+}
+
+export function suspendOverdue(ctx: BillingContext, actor: Actor) {
+  return ctx.db.transaction((tx) => suspendOverdueInTx(tx, ctx, actor));
+}

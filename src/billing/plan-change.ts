@@ -1,0 +1,275 @@
+import { and, eq } from "drizzle-orm";
+import type { Executor } from "../db/client.ts";
+import { customers, invoiceLines, invoices, plans, subscriptions } from "../db/schema/index.ts";
+import type { Plan } from "./accounts.ts";
+import { audit } from "./audit.ts";
+import { type Actor, type BillingContext, BillingError } from "./context.ts";
+import { balanceOf, oneCustomer, postLedgerEntry, settleOpenInvoices } from "./ledger.ts";
+import { prorationDelta } from "./money.ts";
+import { enqueueMessage, enqueueProvisioning } from "./outbox.ts";
+
+export interface PlanChangeQuote {
+  kind: "upgrade" | "downgrade" | "same";
+  /** Charged now for the rest of the current period (upgrades). */
+  chargeCents: number;
+  /** Credited now for the rest of the current period (immediate downgrades). */
+  creditCents: number;
+  /** What the subscriber must still pay now after their existing credit. */
+  payableCents: number;
+  effectiveAt: Date;
+  fromPlan: Plan;
+  toPlan: Plan;
+}
+
+async function loadForChange(db: Executor, subscriptionId: number, planId: number, lock: boolean) {
+  const base = db
+    .select({ subscription: subscriptions, plan: plans })
+    .from(subscriptions)
+    .innerJoin(plans, eq(plans.id, subscriptions.planId))
+    .where(eq(subscriptions.id, subscriptionId));
+  const [current] = lock ? await base.for("update", { of: subscriptions }) : await base;
+  if (!current) throw new BillingError("unknown_subscription", `No subscription ${subscriptionId}.`);
+  const [toPlan] = await db.select().from(plans).where(eq(plans.id, planId));
+  if (!toPlan || !toPlan.active)
+    throw new BillingError("unknown_plan", "That plan does not exist or is retired.");
+  if (toPlan.kind !== current.plan.kind) {
+    throw new BillingError("wrong_kind", "You can only move to a plan of the same kind.");
+  }
+  if (current.subscription.status !== "active") {
+    throw new BillingError("not_active", "Plans can be changed on an active subscription only.");
+  }
+  return { ...current, toPlan };
+}
+
+function quoteFrom(
+  ctx: BillingContext,
+  subscription: typeof subscriptions.$inferSelect,
+  fromPlan: Plan,
+  toPlan: Plan,
+  balanceCents: number,
+  now: Date,
+): PlanChangeQuote {
+  const start = subscription.currentPeriodStart.getTime();
+  const end = subscription.currentPeriodEnd.getTime();
+  const remaining = Math.max(0, end - Math.max(now.getTime(), start));
+  const delta = prorationDelta(fromPlan.priceCents, toPlan.priceCents, remaining, end - start);
+  const credit = Math.max(0, balanceCents);
+  if (toPlan.id === fromPlan.id) {
+    return {
+      kind: "same",
+      chargeCents: 0,
+      creditCents: 0,
+      payableCents: 0,
+      effectiveAt: now,
+      fromPlan,
+      toPlan,
+    };
+  }
+  if (toPlan.priceCents >= fromPlan.priceCents) {
+    const chargeCents = Math.max(0, delta);
+    return {
+      kind: "upgrade",
+      chargeCents,
+      creditCents: 0,
+      payableCents: Math.max(0, chargeCents - credit),
+      effectiveAt: now,
+      fromPlan,
+      toPlan,
+    };
+  }
+  if (ctx.settings.downgradeMode === "immediate") {
+    return {
+      kind: "downgrade",
+      chargeCents: 0,
+      creditCents: Math.max(0, -delta),
+      payableCents: 0,
+      effectiveAt: now,
+      fromPlan,
+      toPlan,
+    };
+  }
+  return {
+    kind: "downgrade",
+    chargeCents: 0,
+    creditCents: 0,
+    payableCents: 0,
+    effectiveAt: subscription.currentPeriodEnd,
+    fromPlan,
+    toPlan,
+  };
+}
+
+/** What a plan change would cost right now; changes nothing. */
+export async function quotePlanChange(
+  db: Executor,
+  ctx: BillingContext,
+  input: { subscriptionId: number; planId: number },
+): Promise<PlanChangeQuote> {
+  const { subscription, plan, toPlan } = await loadForChange(db, input.subscriptionId, input.planId, false);
+  const balance = await balanceOf(db, subscription.customerId);
+  return quoteFrom(ctx, subscription, plan, toPlan, balance, ctx.clock.now());
+}
+
+/**
+ * Changes plan: an upgrade takes effect now and charges the price difference for the rest of the
+ * period; a downgrade waits for the period end (or, when configured, takes effect now with a
+ * prorated credit). An invoice already issued for the next period is topped up or credited so the
+ * next period is billed at the new price.
+ */
+export async function changePlanInTx(
+  tx: Executor,
+  ctx: BillingContext,
+  actor: Actor,
+  input: { subscriptionId: number; planId: number },
+): Promise<PlanChangeQuote> {
+  const now = ctx.clock.now();
+  const { subscription, plan, toPlan } = await loadForChange(tx, input.subscriptionId, input.planId, true);
+  const balance = await balanceOf(tx, subscription.customerId);
+  const quote = quoteFrom(ctx, subscription, plan, toPlan, balance, now);
+  if (quote.kind === "same") throw new BillingError("same_plan", "You are already on that plan.");
+  const customerId = subscription.customerId;
+  const immediate = quote.effectiveAt.getTime() === now.getTime();
+
+  if (quote.chargeCents > 0) {
+    await chargeInvoice(tx, {
+      customerId,
+      subscriptionId: subscription.id,
+      amountCents: quote.chargeCents,
+      description: `Upgrade to ${toPlan.name} for the rest of the period`,
+      dueAt: now,
+      now,
+    });
+  }
+  if (quote.creditCents > 0) {
+    await postLedgerEntry(tx, {
+      customerId,
+      kind: "credit",
+      amountCents: quote.creditCents,
+      memo: `Unused ${plan.name} after moving to ${toPlan.name}`,
+      at: now,
+    });
+  }
+  await repriceIssuedNextPeriod(tx, subscription, plan, toPlan, now);
+
+  await tx
+    .update(subscriptions)
+    .set(immediate ? { planId: toPlan.id, nextPlanId: null } : { nextPlanId: toPlan.id })
+    .where(eq(subscriptions.id, subscription.id));
+  await settleOpenInvoices(tx, now, oneCustomer(customerId));
+
+  const [customer] = await tx.select().from(customers).where(eq(customers.id, customerId));
+  if (immediate) {
+    await enqueueProvisioning(tx, now, {
+      action: "change_plan",
+      subscriptionId: subscription.id,
+      routerId: subscription.routerId,
+    });
+  }
+  if (customer) {
+    await enqueueMessage(tx, now, {
+      recipient: customer.phone,
+      language: customer.language,
+      template: immediate ? "plan_changed" : "plan_change_scheduled",
+      params: immediate
+        ? { plan: toPlan.name, chargeCents: quote.chargeCents }
+        : { plan: toPlan.name, effectiveAt: quote.effectiveAt.toISOString() },
+    });
+  }
+  await audit(tx, actor, now, {
+    action: immediate ? "subscription.plan_changed" : "subscription.plan_change_scheduled",
+    entity: "subscription",
+    entityId: subscription.id,
+    details: {
+      from: plan.code,
+      to: toPlan.code,
+      chargeCents: quote.chargeCents,
+      creditCents: quote.creditCents,
+      effectiveAt: quote.effectiveAt.toISOString(),
+    },
+  });
+  return quote;
+}
+
+export function changePlan(
+  ctx: BillingContext,
+  actor: Actor,
+  input: { subscriptionId: number; planId: number },
+): Promise<PlanChangeQuote> {
+  return ctx.db.transaction((tx) => changePlanInTx(tx, ctx, actor, input));
+}
+
+async function chargeInvoice(
+  tx: Executor,
+  input: {
+    customerId: number;
+    subscriptionId: number;
+    amountCents: number;
+    description: string;
+    dueAt: Date;
+    now: Date;
+  },
+): Promise<void> {
+  const [invoice] = await tx
+    .insert(invoices)
+    .values({
+      customerId: input.customerId,
+      subscriptionId: input.subscriptionId,
+      kind: "proration",
+      amountCents: input.amountCents,
+      dueAt: input.dueAt,
+      issuedAt: input.now,
+    })
+    .returning();
+  await tx
+    .insert(invoiceLines)
+    .values({ invoiceId: invoice!.id, description: input.description, amountCents: input.amountCents });
+  await postLedgerEntry(tx, {
+    customerId: input.customerId,
+    kind: "invoice",
+    amountCents: -input.amountCents,
+    invoiceId: invoice!.id,
+    memo: input.description,
+    at: input.now,
+  });
+}
+
+/** Issued invoices are never edited: a difference is a new charge or a credit. */
+async function repriceIssuedNextPeriod(
+  tx: Executor,
+  subscription: typeof subscriptions.$inferSelect,
+  fromPlan: Plan,
+  toPlan: Plan,
+  now: Date,
+): Promise<void> {
+  const [next] = await tx
+    .select()
+    .from(invoices)
+    .where(
+      and(
+        eq(invoices.subscriptionId, subscription.id),
+        eq(invoices.kind, "recurring"),
+        eq(invoices.periodStart, subscription.currentPeriodEnd),
+      ),
+    );
+  if (!next || next.status === "void") return;
+  const difference = toPlan.priceCents - next.amountCents;
+  if (difference > 0) {
+    await chargeInvoice(tx, {
+      customerId: subscription.customerId,
+      subscriptionId: subscription.id,
+      amountCents: difference,
+      description: `Next period at ${toPlan.name} instead of ${fromPlan.name}`,
+      dueAt: next.dueAt,
+      now,
+    });
+  } else if (difference < 0) {
+    await postLedgerEntry(tx, {
+      customerId: subscription.customerId,
+      kind: "credit",
+      amountCents: -difference,
+      invoiceId: next.id,
+      memo: `Next period at ${toPlan.name} instead of ${fromPlan.name}`,
+      at: now,
+    });
+  }
+}

@@ -1,0 +1,226 @@
+import { randomInt } from "node:crypto";
+import { and, eq, inArray, lte, sql } from "drizzle-orm";
+import { type Executor, queryRows } from "../db/client.ts";
+import { type Language, plans, voucherBatches, vouchers } from "../db/schema/index.ts";
+import { audit } from "./audit.ts";
+import { type Actor, type BillingContext, BillingError } from "./context.ts";
+import { enqueueMessage, enqueueProvisioning } from "./outbox.ts";
+import { periodAt } from "./service-periods.ts";
+
+/** No 0/O, 1/I: codes are read off paper and typed on phones. */
+export const VOUCHER_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
+export const VOUCHER_LENGTH = 8;
+export const MAX_BATCH = 10_000;
+
+export function generateVoucherCode(length = VOUCHER_LENGTH): string {
+  let code = "";
+  for (let i = 0; i < length; i++) code += VOUCHER_ALPHABET[randomInt(VOUCHER_ALPHABET.length)];
+  return code;
+}
+
+/** Codes are typed by hand: accept any case, spaces and dashes. */
+export function normaliseVoucherCode(input: string): string {
+  return input.toUpperCase().replace(/[\s-]/g, "");
+}
+
+type PlanRow = typeof plans.$inferSelect;
+
+async function hotspotPlan(tx: Executor, planId: number): Promise<PlanRow> {
+  const [plan] = await tx.select().from(plans).where(eq(plans.id, planId));
+  if (!plan || !plan.active)
+    throw new BillingError("unknown_plan", "That plan does not exist or is retired.");
+  if (plan.kind !== "hotspot")
+    throw new BillingError("not_hotspot", "Vouchers are sold for hotspot plans only.");
+  return plan;
+}
+
+/** Inserts `quantity` new codes; the unique index rejects collisions, which are drawn again. */
+async function mintCodes(
+  tx: Executor,
+  values: Omit<typeof vouchers.$inferInsert, "code">,
+  quantity: number,
+): Promise<(typeof vouchers.$inferSelect)[]> {
+  const minted: (typeof vouchers.$inferSelect)[] = [];
+  for (let attempt = 0; minted.length < quantity; attempt++) {
+    if (attempt > 20) throw new Error("could not draw unique voucher codes");
+    const want = quantity - minted.length;
+    const rows = await tx
+      .insert(vouchers)
+      .values(Array.from({ length: want }, () => ({ ...values, code: generateVoucherCode() })))
+      .onConflictDoNothing()
+      .returning();
+    minted.push(...rows);
+  }
+  return minted;
+}
+
+/** A batch of printable codes for a hotspot plan. They go live on the router once sold. */
+export async function createVoucherBatch(
+  ctx: BillingContext,
+  actor: Actor,
+  input: { planId: number; quantity: number; routerId?: number | null },
+) {
+  if (!Number.isInteger(input.quantity) || input.quantity < 1 || input.quantity > MAX_BATCH) {
+    throw new BillingError("invalid_quantity", `A batch holds 1 to ${MAX_BATCH} vouchers.`);
+  }
+  return ctx.db.transaction(async (tx) => {
+    const now = ctx.clock.now();
+    const plan = await hotspotPlan(tx, input.planId);
+    const [batch] = await tx
+      .insert(voucherBatches)
+      .values({
+        planId: plan.id,
+        routerId: input.routerId ?? null,
+        quantity: input.quantity,
+        createdBy: actor.id,
+      })
+      .returning();
+    const expiresAt = new Date(now.getTime() + ctx.settings.unsoldVoucherDays * 86_400_000);
+    const minted = await mintCodes(
+      tx,
+      {
+        batchId: batch!.id,
+        planId: plan.id,
+        routerId: input.routerId ?? null,
+        status: "available",
+        expiresAt,
+      },
+      input.quantity,
+    );
+    await audit(tx, actor, now, {
+      action: "voucher_batch.created",
+      entity: "voucher_batch",
+      entityId: batch!.id,
+      details: { planId: plan.id, quantity: input.quantity },
+    });
+    return { batch: batch!, codes: minted.map((v) => v.code) };
+  });
+}
+
+function validity(plan: PlanRow, now: Date, ctx: BillingContext): Date {
+  return periodAt(now, plan, 0, ctx.settings).end;
+}
+
+/**
+ * Sells a voucher to a phone (after an M-Pesa payment): the code goes live on the router and is
+ * texted to the buyer.
+ */
+export async function sellVoucherInTx(
+  tx: Executor,
+  ctx: BillingContext,
+  actor: Actor,
+  input: { planId: number; phone: string; language: Language; routerId?: number | null },
+): Promise<{ voucherId: number; code: string; expiresAt: Date }> {
+  const now = ctx.clock.now();
+  const plan = await hotspotPlan(tx, input.planId);
+  const expiresAt = validity(plan, now, ctx);
+  const [voucher] = await mintCodes(
+    tx,
+    {
+      planId: plan.id,
+      routerId: input.routerId ?? null,
+      status: "sold",
+      soldToPhone: input.phone,
+      soldAt: now,
+      expiresAt,
+    },
+    1,
+  );
+  await enqueueProvisioning(tx, now, {
+    action: "ensure_voucher",
+    voucherId: voucher!.id,
+    routerId: voucher!.routerId,
+  });
+  await enqueueMessage(tx, now, {
+    recipient: input.phone,
+    language: input.language,
+    template: "voucher_code",
+    params: { code: voucher!.code, plan: plan.name, validity: expiresAt.toISOString() },
+    dedupeKey: `voucher:${voucher!.id}`,
+  });
+  await audit(tx, actor, now, {
+    action: "voucher.sold",
+    entity: "voucher",
+    entityId: voucher!.id,
+    details: { planId: plan.id, phone: input.phone },
+  });
+  return { voucherId: voucher!.id, code: voucher!.code, expiresAt };
+}
+
+/** A reseller sold printed codes: they go live on the router now and expire after the plan's validity. */
+export async function markVouchersSold(ctx: BillingContext, actor: Actor, input: { codes: string[] }) {
+  const codes = [...new Set(input.codes.map(normaliseVoucherCode))];
+  return ctx.db.transaction(async (tx) => {
+    const now = ctx.clock.now();
+    const rows = await tx
+      .select({ voucher: vouchers, plan: plans })
+      .from(vouchers)
+      .innerJoin(plans, eq(plans.id, vouchers.planId))
+      .where(and(inArray(vouchers.code, codes), eq(vouchers.status, "available")))
+      .for("update", { of: vouchers });
+    for (const { voucher, plan } of rows) {
+      await tx
+        .update(vouchers)
+        .set({ status: "sold", soldAt: now, expiresAt: validity(plan, now, ctx) })
+        .where(eq(vouchers.id, voucher.id));
+      await enqueueProvisioning(tx, now, {
+        action: "ensure_voucher",
+        voucherId: voucher.id,
+        routerId: voucher.routerId,
+      });
+    }
+    await audit(tx, actor, now, {
+      action: "voucher.marked_sold",
+      entity: "voucher",
+      entityId: rows.map((r) => r.voucher.id).join(","),
+      details: { requested: codes.length, sold: rows.length },
+    });
+    return { sold: rows.length, notAvailable: codes.length - rows.length };
+  });
+}
+
+/** First use of a sold code (reported by the router or by an admin). */
+export async function redeemVoucher(ctx: BillingContext, actor: Actor, input: { code: string }) {
+  return ctx.db.transaction(async (tx) => {
+    const now = ctx.clock.now();
+    const [updated] = await tx
+      .update(vouchers)
+      .set({ status: "redeemed", redeemedAt: now })
+      .where(and(eq(vouchers.code, normaliseVoucherCode(input.code)), eq(vouchers.status, "sold")))
+      .returning();
+    if (!updated) throw new BillingError("not_redeemable", "That code is not a sold, unused voucher.");
+    await audit(tx, actor, now, { action: "voucher.redeemed", entity: "voucher", entityId: updated.id });
+    return updated;
+  });
+}
+
+/** Expires vouchers past their date; live ones are removed from the router. */
+export async function expireVouchersInTx(tx: Executor, ctx: BillingContext, _actor: Actor) {
+  const now = ctx.clock.now();
+  const expired = await tx
+    .update(vouchers)
+    .set({ status: "expired" })
+    .where(and(inArray(vouchers.status, ["available", "sold", "redeemed"]), lte(vouchers.expiresAt, now)))
+    .returning({ id: vouchers.id, routerId: vouchers.routerId, soldAt: vouchers.soldAt });
+  const live = expired.filter((v) => v.soldAt !== null);
+  for (const voucher of live) {
+    await enqueueProvisioning(tx, now, {
+      action: "remove_voucher",
+      voucherId: voucher.id,
+      routerId: voucher.routerId,
+    });
+  }
+  return { expired: expired.length, removedFromRouters: live.length };
+}
+
+export function expireVouchers(ctx: BillingContext, actor: Actor) {
+  return ctx.db.transaction((tx) => expireVouchersInTx(tx, ctx, actor));
+}
+
+export async function voucherCounts(db: Executor): Promise<Record<string, number>> {
+  const rows = await queryRows<{ status: string; n: number }>(
+    db,
+    sql`select status, count(*)::int as n from vouchers group by status`,
+  );
+  return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
+}

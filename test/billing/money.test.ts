@@ -1,0 +1,73 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { formatKes, parseShillings, prorationDelta, unusedShare } from "../../src/billing/money.ts";
+
+const cents = fc.integer({ min: 0, max: 100_000_000 });
+const period = fc.integer({ min: 1, max: 400 * 86_400_000 });
+
+describe("proration rounding", () => {
+  it("the unused and used parts of an amount add up to the amount, to the cent", () => {
+    fc.assert(
+      fc.property(cents, period, fc.double({ min: 0, max: 1, noNaN: true }), (amount, total, fraction) => {
+        const remaining = Math.floor(total * fraction);
+        const unused = unusedShare(amount, remaining, total);
+        const used = amount - unused;
+        expect(unused).toBeGreaterThanOrEqual(0);
+        expect(used).toBeGreaterThanOrEqual(0);
+        expect(Number.isInteger(unused)).toBe(true);
+        // Rounded once, half up: never more than half a cent from the exact share.
+        expect(Math.abs(unused - (amount * remaining) / total)).toBeLessThanOrEqual(0.5 + 1e-6);
+      }),
+    );
+  });
+
+  it("a whole period is the whole price and no time left is nothing", () => {
+    fc.assert(
+      fc.property(cents, period, (amount, total) => {
+        expect(unusedShare(amount, total, total)).toBe(amount);
+        expect(unusedShare(amount, 0, total)).toBe(0);
+      }),
+    );
+  });
+
+  it("more time left never costs less", () => {
+    fc.assert(
+      fc.property(cents, period, fc.nat(), fc.nat(), (amount, total, a, b) => {
+        const [short, long] = [a % (total + 1), b % (total + 1)].sort((x, y) => x - y) as [number, number];
+        expect(unusedShare(amount, short, total)).toBeLessThanOrEqual(unusedShare(amount, long, total));
+      }),
+    );
+  });
+
+  it("no cent is created or lost over any sequence of plan changes at one instant", () => {
+    fc.assert(
+      fc.property(fc.array(cents, { minLength: 2, maxLength: 12 }), period, fc.nat(), (prices, total, r) => {
+        const remaining = r % (total + 1);
+        let charged = 0;
+        for (let i = 1; i < prices.length; i++)
+          charged += prorationDelta(prices[i - 1]!, prices[i]!, remaining, total);
+        expect(charged).toBe(prorationDelta(prices[0]!, prices.at(-1)!, remaining, total));
+        // Going back to where it started nets exactly zero.
+        const back = prorationDelta(prices.at(-1)!, prices[0]!, remaining, total);
+        expect(charged + back).toBe(0);
+      }),
+    );
+  });
+});
+
+describe("amounts people type and read", () => {
+  it("parses shillings into cents and refuses what is not money", () => {
+    expect(parseShillings("1,500")).toBe(150_000);
+    expect(parseShillings(" 99.5 ")).toBe(9_950);
+    expect(parseShillings("10.05")).toBe(1_005);
+    for (const bad of ["", "abc", "-5", "1.234", "1e3", "12 34"]) expect(parseShillings(bad)).toBeNull();
+  });
+
+  it("round-trips any amount through formatting and parsing", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 99_999_999_999 }), (amount) => {
+        expect(parseShillings(formatKes(amount).replace("KES ", ""))).toBe(amount);
+      }),
+    );
+  });
+});
