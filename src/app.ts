@@ -5,6 +5,8 @@ import type { Logger } from "./logger.ts";
 export interface AppDeps {
   db: Db;
   logger: Logger;
+  /** Daraja's callbacks (`createMpesaRoutes`), served under `/hooks/mp`. */
+  mpesaRoutes?: Hono;
 }
 
 /** The HTTP surface. Channel adapters mount their routes here; each route is thin. */
@@ -19,6 +21,7 @@ export function createApp(deps: AppDeps): Hono {
       return c.json({ status: "error", database: "unreachable" }, 503);
     }
   });
+  if (deps.mpesaRoutes) app.route("/hooks/mp", deps.mpesaRoutes);
   app.onError((error, c) => {
     deps.logger.error({ err: error, path: c.req.path }, "unhandled error");
     return c.json({ error: "internal error" }, 500);

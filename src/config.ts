@@ -46,6 +46,12 @@ const schema = z.object({
   MPESA_CALLBACK_TOKEN: z.string().optional(),
   MPESA_ALLOWED_IPS: z.string().optional(),
   MPESA_PENDING_RECOVERY_SECONDS: z.coerce.number().int().min(10).default(120),
+  /** A push with no result this long after it was sent times out (a later success is still credited). */
+  MPESA_PENDING_TIMEOUT_SECONDS: z.coerce.number().int().min(30).default(900),
+  /** Paybill validation rejects account numbers that match no customer (default: accept, queue as unmatched). */
+  MPESA_C2B_REJECT_UNKNOWN: bool.default(false),
+  /** Registers the C2B confirmation/validation URLs with Daraja at start. */
+  MPESA_REGISTER_C2B: bool.default(false),
   STK_LIMIT_COUNT: z.coerce.number().int().min(1).default(3),
   STK_LIMIT_WINDOW_SECONDS: z.coerce.number().int().min(1).default(300),
 

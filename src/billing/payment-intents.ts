@@ -199,6 +199,7 @@ export interface IntentToSend {
   purpose: IntentPurpose;
   customerId: number | null;
   attempt: number;
+  createdAt: Date;
 }
 
 /**
@@ -245,6 +246,7 @@ export async function claimIntentsToSend(
           purpose: row.purpose,
           customerId: row.customerId,
           attempt: row.sendAttempts,
+          createdAt: row.createdAt,
         });
     }
     return claimed;

@@ -1,0 +1,453 @@
+import { randomBytes } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { darajaTimestamp, stkPassword } from "./wire.ts";
+
+/**
+ * A Daraja stand-in on 127.0.0.1 that speaks the documented wire format: it issues tokens, checks
+ * STK pushes the way Daraja does (Basic and Bearer auth, Password, Timestamp, field lengths),
+ * answers STK queries, and posts the callback to the CallBackURL after a delay with a scripted
+ * outcome; it can post duplicates, post late, or never post. Used by the tests and by sandbox mode.
+ */
+
+export type StkOutcome = "success" | "cancelled" | "unreachable" | "wrong_pin" | "insufficient_funds";
+
+export const outcomeResults: Record<StkOutcome, { code: number; desc: string }> = {
+  success: { code: 0, desc: "The service request is processed successfully." },
+  cancelled: { code: 1032, desc: "Request cancelled by user" },
+  unreachable: { code: 1037, desc: "DS timeout user cannot be reached" },
+  wrong_pin: { code: 2001, desc: "The initiator information is invalid." },
+  insufficient_funds: { code: 1, desc: "The balance is insufficient for the transaction." },
+};
+
+export interface Delivery {
+  outcome: StkOutcome;
+  /** When the payer "answers" the prompt; the callback is posted then (default 50 ms). */
+  delayMs?: number;
+  /** Extra copies of the callback posted at once with the first. */
+  duplicates?: number;
+  /** The callback is never posted (the STK query still knows the result). */
+  lost?: boolean;
+  /** Posts the callback this much later than the result is known to the STK query. */
+  lateByMs?: number;
+  /** Pretends the payer paid another amount than was asked (shillings). */
+  paidShillings?: number;
+}
+
+interface PushRecord {
+  merchantRequestId: string;
+  checkoutRequestId: string;
+  msisdn: string;
+  amount: number;
+  accountReference: string;
+  callbackUrl: string;
+  delivery: Delivery;
+  resolvesAt: number;
+  receipt: string | null;
+  body: Record<string, unknown>;
+}
+
+export interface FakeDarajaOptions {
+  consumerKey?: string;
+  consumerSecret?: string;
+  shortcode?: string;
+  passkey?: string;
+  till?: string;
+  defaultDelivery?: Delivery;
+  tokenLifetimeSeconds?: number;
+  /** Daraja has been seen sending `expires_in` as a string and as a number. */
+  expiresInAsNumber?: boolean;
+  /** Posts C2B validation requests before confirmations (off by default, as on Daraja). */
+  c2bValidation?: boolean;
+}
+
+const banned = /(m-?pesa|safaricom|exe|exec|cmd|sql|query)/i;
+
+export class FakeDaraja {
+  readonly consumerKey: string;
+  readonly consumerSecret: string;
+  readonly shortcode: string;
+  readonly passkey: string;
+  readonly pushes: PushRecord[] = [];
+  tokensIssued = 0;
+  queries = 0;
+  callbacksPosted = 0;
+  private readonly tokens = new Map<string, number>();
+  private readonly byPhone = new Map<string, Delivery>();
+  private readonly outcomes: Delivery[] = [];
+  private readonly pushErrors: { status: number; errorCode: string; errorMessage: string }[] = [];
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private c2bUrls: { confirmation: string; validation: string } | null = null;
+  private server: Server | null = null;
+  url = "";
+
+  constructor(private readonly options: FakeDarajaOptions = {}) {
+    this.consumerKey = options.consumerKey ?? "fake-key";
+    this.consumerSecret = options.consumerSecret ?? "fake-secret";
+    this.shortcode = options.shortcode ?? "174379";
+    this.passkey = options.passkey ?? "fake-passkey";
+  }
+
+  static async start(options: FakeDarajaOptions = {}): Promise<FakeDaraja> {
+    const fake = new FakeDaraja(options);
+    await fake.listen();
+    return fake;
+  }
+
+  private async listen(): Promise<void> {
+    const server = createServer((req, res) => {
+      void this.handle(req, res).catch(() => {
+        if (!res.headersSent)
+          reply(res, 500, { errorCode: "500.003.1001", errorMessage: "Internal Server Error" });
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    this.server = server;
+    this.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  /** Every push to this number gets `delivery` (unless a queued outcome comes first). */
+  scriptPhone(msisdn: string, delivery: Delivery): void {
+    this.byPhone.set(msisdn.replace(/^\+/, ""), delivery);
+  }
+
+  /** The next pushes, whatever the number, get these deliveries in order. */
+  queue(...deliveries: Delivery[]): void {
+    this.outcomes.push(...deliveries);
+  }
+
+  /** The next push is refused with this Daraja error. */
+  failNextPush(status: number, errorCode: string, errorMessage: string): void {
+    this.pushErrors.push({ status, errorCode, errorMessage });
+  }
+
+  /** Forgets all tokens, as if they had expired. */
+  expireTokens(): void {
+    this.tokens.clear();
+  }
+
+  /** Waits until every scheduled callback has been posted and answered. */
+  async idle(): Promise<void> {
+    while (this.timers.size > 0 || this.inFlight.size > 0) {
+      await Promise.allSettled([...this.inFlight]);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  /** A customer pays the paybill/till from their phone: validation (if on), then confirmation. */
+  async c2b(input: {
+    billRef: string;
+    amountShillings: number | string;
+    transId?: string;
+    firstName?: string;
+  }): Promise<{ validation?: unknown; confirmation?: unknown; transId: string }> {
+    if (!this.c2bUrls) throw new Error("no C2B URLs registered");
+    const transId = input.transId ?? receiptNumber();
+    const body = {
+      TransactionType: "Pay Bill",
+      TransID: transId,
+      TransTime: darajaTimestamp(new Date()),
+      TransAmount:
+        typeof input.amountShillings === "number" ? input.amountShillings.toFixed(2) : input.amountShillings,
+      BusinessShortCode: this.shortcode,
+      BillRefNumber: input.billRef,
+      InvoiceNumber: "",
+      OrgAccountBalance: "0.00",
+      ThirdPartyTransID: "",
+      MSISDN: "2547 ***** 126",
+      FirstName: input.firstName ?? "JOHN",
+      MiddleName: "",
+      LastName: "",
+    };
+    let validation: unknown;
+    if (this.options.c2bValidation) {
+      validation = await postJson(this.c2bUrls.validation, body);
+      if ((validation as { ResultCode?: unknown } | null)?.ResultCode !== "0") return { validation, transId };
+    }
+    const confirmation = await postJson(this.c2bUrls.confirmation, body);
+    return { validation, confirmation, transId };
+  }
+
+  async close(): Promise<void> {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    await Promise.allSettled([...this.inFlight]);
+    const server = this.server;
+    if (!server) return;
+    this.server = null;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://127.0.0.1");
+    const body = req.method === "POST" ? await readJson(req) : null;
+    if (req.method === "GET" && url.pathname === "/oauth/v1/generate") return this.issueToken(req, url, res);
+    if (req.method !== "POST")
+      return reply(res, 404, { errorCode: "404.001.01", errorMessage: "Resource not found" });
+    if (!this.bearerValid(req))
+      return reply(res, 401, {
+        requestId: requestId(),
+        errorCode: "404.001.03",
+        errorMessage: "Invalid Access Token",
+      });
+    if (!body)
+      return reply(res, 400, {
+        requestId: requestId(),
+        errorCode: "400.002.05",
+        errorMessage: "Invalid Request Payload",
+      });
+    switch (url.pathname) {
+      case "/mpesa/stkpush/v1/processrequest":
+        return this.stkPush(body, res);
+      case "/mpesa/stkpushquery/v1/query":
+        return this.stkQuery(body, res);
+      case "/mpesa/c2b/v1/registerurl":
+      case "/mpesa/c2b/v2/registerurl":
+        return this.registerUrls(body, res);
+      default:
+        return reply(res, 404, { errorCode: "404.001.01", errorMessage: "Resource not found" });
+    }
+  }
+
+  private issueToken(req: IncomingMessage, url: URL, res: ServerResponse): void {
+    const expected = `Basic ${Buffer.from(`${this.consumerKey}:${this.consumerSecret}`).toString("base64")}`;
+    if (
+      url.searchParams.get("grant_type") !== "client_credentials" ||
+      req.headers.authorization !== expected
+    ) {
+      return reply(res, 400, {
+        requestId: requestId(),
+        errorCode: "400.008.01",
+        errorMessage: "Invalid Authentication passed",
+      });
+    }
+    const token = randomBytes(14).toString("base64url");
+    const life = this.options.tokenLifetimeSeconds ?? 3599;
+    this.tokens.set(token, Date.now() + life * 1000);
+    this.tokensIssued++;
+    reply(res, 200, {
+      access_token: token,
+      expires_in: this.options.expiresInAsNumber ? life : String(life),
+    });
+  }
+
+  private bearerValid(req: IncomingMessage): boolean {
+    const match = /^Bearer (.+)$/.exec(req.headers.authorization ?? "");
+    const expiry = match ? this.tokens.get(match[1]!) : undefined;
+    return expiry !== undefined && expiry > Date.now();
+  }
+
+  /** Daraja's checks of shortcode, password and timestamp, shared by push and query. */
+  private credentialProblem(body: Record<string, unknown>): string | null {
+    if (String(body.BusinessShortCode ?? "") !== this.shortcode) return "Invalid BusinessShortCode";
+    const timestamp = String(body.Timestamp ?? "");
+    if (!/^\d{14}$/.test(timestamp)) return "Invalid Timestamp";
+    const skew = Math.abs(nairobiTimestampToMs(timestamp) - Date.now());
+    if (skew > 10 * 60_000) return "Invalid Timestamp";
+    if (body.Password !== stkPassword(this.shortcode, this.passkey, timestamp)) return "Invalid Password";
+    return null;
+  }
+
+  private stkPush(body: Record<string, unknown>, res: ServerResponse): void {
+    const bad = (what: string) =>
+      reply(res, 400, {
+        requestId: requestId(),
+        errorCode: "400.002.02",
+        errorMessage: `Bad Request - ${what}`,
+      });
+    const credentials = this.credentialProblem(body);
+    if (credentials) return bad(credentials);
+    const type = body.TransactionType;
+    if (type !== "CustomerPayBillOnline" && type !== "CustomerBuyGoodsOnline")
+      return bad("Invalid TransactionType");
+    const expectedPartyB =
+      type === "CustomerBuyGoodsOnline" ? (this.options.till ?? this.shortcode) : this.shortcode;
+    if (String(body.PartyB ?? "") !== expectedPartyB) return bad("Invalid PartyB");
+    const amount = Number(body.Amount);
+    if (!Number.isInteger(amount) || amount < 1) return bad("Invalid Amount");
+    const msisdn = String(body.PhoneNumber ?? "");
+    if (!/^254[17]\d{8}$/.test(msisdn)) return bad("Invalid PhoneNumber");
+    if (String(body.PartyA ?? "") !== msisdn) return bad("Invalid PartyA");
+    const callbackUrl = String(body.CallBackURL ?? "");
+    if (!/^https?:\/\/[^\s]+$/.test(callbackUrl) || banned.test(callbackUrl))
+      return bad("Invalid CallBackURL");
+    const reference = body.AccountReference;
+    if (typeof reference !== "string" || reference.length === 0 || reference.length > 12)
+      return bad("Invalid AccountReference");
+    const description = body.TransactionDesc;
+    if (typeof description !== "string" || description.length > 13) return bad("Invalid TransactionDesc");
+    const refusal = this.pushErrors.shift();
+    if (refusal) return reply(res, refusal.status, { requestId: requestId(), ...refusal });
+
+    const delivery = this.outcomes.shift() ??
+      this.byPhone.get(msisdn) ??
+      this.options.defaultDelivery ?? {
+        outcome: "success",
+      };
+    const merchantRequestId = `${rand(5)}-${rand(8)}-1`;
+    const checkoutRequestId = `ws_CO_${darajaTimestamp(new Date())}${rand(10)}`;
+    const delayMs = delivery.delayMs ?? 50;
+    const result = outcomeResults[delivery.outcome];
+    const receipt = result.code === 0 ? receiptNumber() : null;
+    const callback = {
+      Body: {
+        stkCallback: {
+          MerchantRequestID: merchantRequestId,
+          CheckoutRequestID: checkoutRequestId,
+          ResultCode: result.code,
+          ResultDesc: result.desc,
+          ...(receipt
+            ? {
+                CallbackMetadata: {
+                  Item: [
+                    { Name: "Amount", Value: delivery.paidShillings ?? amount },
+                    { Name: "MpesaReceiptNumber", Value: receipt },
+                    { Name: "Balance" },
+                    {
+                      Name: "TransactionDate",
+                      Value: Number(darajaTimestamp(new Date(Date.now() + delayMs))),
+                    },
+                    { Name: "PhoneNumber", Value: Number(msisdn) },
+                  ],
+                },
+              }
+            : {}),
+        },
+      },
+    };
+    this.pushes.push({
+      merchantRequestId,
+      checkoutRequestId,
+      msisdn,
+      amount,
+      accountReference: reference,
+      callbackUrl,
+      delivery,
+      resolvesAt: Date.now() + delayMs,
+      receipt,
+      body: callback,
+    });
+    reply(res, 200, {
+      MerchantRequestID: merchantRequestId,
+      CheckoutRequestID: checkoutRequestId,
+      ResponseCode: "0",
+      ResponseDescription: "Success. Request accepted for processing",
+      CustomerMessage: "Success. Request accepted for processing",
+    });
+    if (!delivery.lost) {
+      const copies = 1 + (delivery.duplicates ?? 0);
+      this.schedule(delayMs + (delivery.lateByMs ?? 0), () =>
+        Promise.all(Array.from({ length: copies }, () => this.postCallback(callbackUrl, callback))),
+      );
+    }
+  }
+
+  /** Posts a callback as Daraja would; also usable to replay one (duplicates, late arrivals). */
+  async postCallback(url: string, body: unknown): Promise<unknown> {
+    this.callbacksPosted++;
+    return postJson(url, body).catch(() => null);
+  }
+
+  private schedule(ms: number, task: () => Promise<unknown>): void {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      const running = task().finally(() => this.inFlight.delete(running));
+      this.inFlight.add(running);
+    }, ms);
+    this.timers.add(timer);
+  }
+
+  private stkQuery(body: Record<string, unknown>, res: ServerResponse): void {
+    this.queries++;
+    const credentials = this.credentialProblem(body);
+    if (credentials)
+      return reply(res, 400, {
+        requestId: requestId(),
+        errorCode: "400.002.02",
+        errorMessage: `Bad Request - ${credentials}`,
+      });
+    const push = this.pushes.find((p) => p.checkoutRequestId === body.CheckoutRequestID);
+    if (!push)
+      return reply(res, 400, {
+        requestId: requestId(),
+        errorCode: "400.002.02",
+        errorMessage: "Bad Request - Invalid CheckoutRequestID",
+      });
+    if (Date.now() < push.resolvesAt)
+      return reply(res, 500, {
+        requestId: requestId(),
+        errorCode: "500.001.1001",
+        errorMessage: "The transaction is being processed",
+      });
+    const result = outcomeResults[push.delivery.outcome];
+    reply(res, 200, {
+      ResponseCode: "0",
+      ResponseDescription: "The service request has been accepted successsfully",
+      MerchantRequestID: push.merchantRequestId,
+      CheckoutRequestID: push.checkoutRequestId,
+      ResultCode: String(result.code),
+      ResultDesc: result.desc,
+    });
+  }
+
+  private registerUrls(body: Record<string, unknown>, res: ServerResponse): void {
+    const confirmation = String(body.ConfirmationURL ?? "");
+    const validation = String(body.ValidationURL ?? "");
+    if (banned.test(confirmation) || banned.test(validation))
+      return reply(res, 400, {
+        requestId: requestId(),
+        errorCode: "400.003.02",
+        errorMessage: "Bad Request - Invalid URL",
+      });
+    this.c2bUrls = { confirmation, validation };
+    reply(res, 200, { OriginatorCoversationID: rand(12), ResponseCode: "0", ResponseDescription: "Success" });
+  }
+}
+
+function reply(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+  res.end(text);
+}
+
+async function readJson(req: IncomingMessage): Promise<Record<string, unknown> | undefined> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  try {
+    const value: unknown = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    return value && typeof value === "object" ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function postJson(url: string, body: unknown): Promise<unknown> {
+  const response = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(10_000),
+  });
+  const text = await response.text();
+  try {
+    return JSON.parse(text);
+  } catch {
+    return { status: response.status, text };
+  }
+}
+
+/** Daraja timestamps are Nairobi wall-clock time (UTC+3, no daylight saving). */
+function nairobiTimestampToMs(ts: string): number {
+  const [y, mo, d, h, mi, s] = [0, 4, 6, 8, 10, 12].map((i, k) => Number(ts.slice(i, k === 0 ? 4 : i + 2)));
+  return Date.UTC(y!, mo! - 1, d!, h!, mi!, s!) - 3 * 3_600_000;
+}
+
+const alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789";
+function rand(n: number): string {
+  const bytes = randomBytes(n);
+  return Array.from(bytes, (b) => alphabet[b % alphabet.length]).join("");
+}
+const receiptNumber = () => `T${rand(9)}`;
+const requestId = () => `${rand(5)}-${rand(8)}-1`;
