@@ -30,8 +30,7 @@ async function loadForChange(db: Executor, subscriptionId: number, planId: numbe
   const [current] = lock ? await base.for("update", { of: subscriptions }) : await base;
   if (!current) throw new BillingError("unknown_subscription", `No subscription ${subscriptionId}.`);
   const [toPlan] = await db.select().from(plans).where(eq(plans.id, planId));
-  if (!toPlan || !toPlan.active)
-    throw new BillingError("unknown_plan", "That plan does not exist or is retired.");
+  if (!toPlan?.active) throw new BillingError("unknown_plan", "That plan does not exist or is retired.");
   if (toPlan.kind !== current.plan.kind) {
     throw new BillingError("wrong_kind", "You can only move to a plan of the same kind.");
   }

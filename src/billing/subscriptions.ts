@@ -64,8 +64,7 @@ export async function createCustomerWithSubscription(
   return ctx.db.transaction(async (tx) => {
     const now = ctx.clock.now();
     const [plan] = await tx.select().from(plans).where(eq(plans.id, input.planId));
-    if (!plan || !plan.active)
-      throw new BillingError("unknown_plan", "That plan does not exist or is retired.");
+    if (!plan?.active) throw new BillingError("unknown_plan", "That plan does not exist or is retired.");
     const [existing] = await tx
       .select({ id: customers.id })
       .from(customers)

@@ -27,8 +27,7 @@ type PlanRow = typeof plans.$inferSelect;
 
 async function hotspotPlan(tx: Executor, planId: number): Promise<PlanRow> {
   const [plan] = await tx.select().from(plans).where(eq(plans.id, planId));
-  if (!plan || !plan.active)
-    throw new BillingError("unknown_plan", "That plan does not exist or is retired.");
+  if (!plan?.active) throw new BillingError("unknown_plan", "That plan does not exist or is retired.");
   if (plan.kind !== "hotspot")
     throw new BillingError("not_hotspot", "Vouchers are sold for hotspot plans only.");
   return plan;

@@ -1,0 +1,82 @@
+import { eq, sql } from "drizzle-orm";
+import fc from "fast-check";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { getAccountSummary } from "../../src/billing/accounts.ts";
+import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
+import { applyPayment } from "../../src/billing/payments.ts";
+import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
+import { DAY, FakeClock } from "../../src/clock.ts";
+import { type Database, queryRows } from "../../src/db/client.ts";
+import { invoices } from "../../src/db/schema/index.ts";
+import { admin, billingContext, createPlan, job, ledgerSum, uniquePhone } from "../support/billing.ts";
+import { createTestDatabase } from "../support/db.ts";
+
+let database: Database;
+beforeAll(async () => {
+  database = await createTestDatabase();
+});
+afterAll(async () => {
+  await database.close();
+});
+
+type Step = { kind: "pay"; cents: number } | { kind: "time"; days: number };
+
+describe("the ledger under random invoices and payments", () => {
+  it("balance = sum of entries = payments - invoices, and invoices are settled oldest first from exactly that", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-10-01T00:00:00Z"));
+    const plan = await createPlan(database.db, { priceCents: 123_457, periodUnit: "days", periodCount: 7 });
+    let run = 0;
+    const step: fc.Arbitrary<Step> = fc.oneof(
+      fc.record({ kind: fc.constant("pay" as const), cents: fc.integer({ min: 1, max: 400_000 }) }),
+      fc.record({ kind: fc.constant("time" as const), days: fc.integer({ min: 1, max: 9 }) }),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 14 }), async (steps) => {
+        clock.set("2026-10-01T00:00:00Z");
+        const { customer } = await createCustomerWithSubscription(ctx, admin, {
+          name: "Prop",
+          phone: uniquePhone(),
+          planId: plan.id,
+        });
+        let paid = 0;
+        for (const s of steps) {
+          if (s.kind === "pay") {
+            run++;
+            await applyPayment(ctx, admin, {
+              customerId: customer.id,
+              method: "cash",
+              provider: "cash",
+              providerRef: `prop-${run}`,
+              amountCents: s.cents,
+            });
+            paid += s.cents;
+          } else {
+            clock.advance(s.days * DAY);
+            await issueRecurringInvoices(ctx, job);
+          }
+          const mine = await database.db
+            .select()
+            .from(invoices)
+            .where(eq(invoices.customerId, customer.id))
+            .orderBy(invoices.dueAt, invoices.id);
+          const invoiced = mine.reduce((sum, i) => sum + i.amountCents, 0);
+          const balance = await ledgerSum(database.db, customer.id);
+          expect(balance).toBe(paid - invoiced);
+          expect((await getAccountSummary(database.db, customer.id, clock.now())).balanceCents).toBe(balance);
+          // Allocations: everything paid is allocated until the invoices are covered, oldest first.
+          const allocated = mine.reduce((sum, i) => sum + i.paidCents, 0);
+          expect(allocated).toBe(Math.min(paid, invoiced));
+          const firstOpen = mine.findIndex((i) => i.status === "open");
+          if (firstOpen >= 0) for (const later of mine.slice(firstOpen + 1)) expect(later.paidCents).toBe(0);
+          for (const i of mine) expect(i.status === "paid").toBe(i.paidCents === i.amountCents);
+        }
+        const [entries] = await queryRows<{ n: number }>(
+          database.db,
+          sql`select count(*)::int as n from ledger_entries where customer_id = ${customer.id} and kind = 'payment'`,
+        );
+        expect(Number(entries!.n)).toBe(steps.filter((s) => s.kind === "pay").length);
+      }),
+      { numRuns: 25 },
+    );
+  });
+});

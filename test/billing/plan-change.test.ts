@@ -1,0 +1,182 @@
+import { eq } from "drizzle-orm";
+import fc from "fast-check";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
+import { applyPayment } from "../../src/billing/payments.ts";
+import { changePlan, quotePlanChange } from "../../src/billing/plan-change.ts";
+import { DAY, FakeClock, HOUR } from "../../src/clock.ts";
+import type { Database } from "../../src/db/client.ts";
+import { invoices, provisioningOutbox, subscriptions } from "../../src/db/schema/index.ts";
+import { activeSubscriber, admin, billingContext, createPlan, job, ledgerSum } from "../support/billing.ts";
+import { createTestDatabase } from "../support/db.ts";
+
+let database: Database;
+beforeAll(async () => {
+  database = await createTestDatabase();
+});
+afterAll(async () => {
+  await database.close();
+});
+
+async function sub(id: number) {
+  const [row] = await database.db.select().from(subscriptions).where(eq(subscriptions.id, id));
+  return row!;
+}
+
+describe("changing plan", () => {
+  it("an upgrade halfway through a 30-day period charges half the price difference now and switches now", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-04-01T00:00:00Z"));
+    const basic = await createPlan(database.db, { priceCents: 150_000, periodUnit: "days", periodCount: 30 });
+    const fast = await createPlan(database.db, { priceCents: 300_000, periodUnit: "days", periodCount: 30 });
+    const { customer, subscription } = await activeSubscriber(ctx, basic.id);
+    clock.advance(15 * DAY);
+    const quote = await quotePlanChange(database.db, ctx, {
+      subscriptionId: subscription.id,
+      planId: fast.id,
+    });
+    expect(quote).toMatchObject({ kind: "upgrade", chargeCents: 75_000, payableCents: 75_000 });
+    expect(await ledgerSum(database.db, customer.id)).toBe(0); // a quote changes nothing
+
+    await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: fast.id });
+    expect((await sub(subscription.id)).planId).toBe(fast.id);
+    expect(await ledgerSum(database.db, customer.id)).toBe(-75_000);
+    const kicks = await database.db
+      .select()
+      .from(provisioningOutbox)
+      .where(eq(provisioningOutbox.subscriptionId, subscription.id));
+    expect(kicks.map((k) => k.action)).toContain("change_plan");
+  });
+
+  it("credit on the account pays an upgrade without a new payment", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-04-02T00:00:00Z"));
+    const basic = await createPlan(database.db, { priceCents: 100_000, periodUnit: "days", periodCount: 30 });
+    const fast = await createPlan(database.db, { priceCents: 200_000, periodUnit: "days", periodCount: 30 });
+    const { customer, subscription } = await activeSubscriber(ctx, basic.id);
+    await applyPayment(ctx, admin, {
+      customerId: customer.id,
+      method: "cash",
+      provider: "cash",
+      providerRef: `extra-${customer.id}`,
+      amountCents: 100_000,
+    });
+    clock.advance(10 * DAY);
+    const quote = await quotePlanChange(database.db, ctx, {
+      subscriptionId: subscription.id,
+      planId: fast.id,
+    });
+    expect(quote.payableCents).toBe(0);
+    await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: fast.id });
+    const proration = await database.db
+      .select()
+      .from(invoices)
+      .where(eq(invoices.subscriptionId, subscription.id));
+    // 20 of 30 days left: 133,333 (of 200,000) minus 66,667 (of 100,000), each share rounded once.
+    expect(proration.find((i) => i.kind === "proration")).toMatchObject({
+      status: "paid",
+      amountCents: 66_666,
+    });
+    expect(await ledgerSum(database.db, customer.id)).toBe(100_000 - 66_666);
+  });
+
+  it("a downgrade waits for the period end, and the next period is billed at the new price", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-04-03T00:00:00Z"));
+    const big = await createPlan(database.db, { priceCents: 400_000 });
+    const small = await createPlan(database.db, { priceCents: 150_000 });
+    const { customer, subscription } = await activeSubscriber(ctx, big.id);
+    clock.advance(5 * DAY);
+    const quote = await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: small.id });
+    expect(quote.kind).toBe("downgrade");
+    expect(quote.effectiveAt.toISOString()).toBe(subscription.currentPeriodEnd.toISOString());
+    expect(await sub(subscription.id)).toMatchObject({ planId: big.id, nextPlanId: small.id });
+
+    clock.set(new Date(subscription.currentPeriodEnd.getTime() - DAY));
+    await issueRecurringInvoices(ctx, job);
+    const next = (
+      await database.db.select().from(invoices).where(eq(invoices.subscriptionId, subscription.id))
+    ).find((i) => i.periodStart?.getTime() === subscription.currentPeriodEnd.getTime());
+    expect(next?.amountCents).toBe(150_000);
+    await applyPayment(ctx, admin, {
+      customerId: customer.id,
+      method: "cash",
+      provider: "cash",
+      providerRef: `dn-${customer.id}`,
+      amountCents: 150_000,
+    });
+    clock.set(new Date(subscription.currentPeriodEnd.getTime() + HOUR));
+    await issueRecurringInvoices(ctx, job);
+    expect(await sub(subscription.id)).toMatchObject({ planId: small.id, nextPlanId: null });
+  });
+
+  it("an immediate downgrade (when configured) credits the unused difference", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-04-04T00:00:00Z"), {
+      downgradeMode: "immediate",
+    });
+    const big = await createPlan(database.db, { priceCents: 300_000, periodUnit: "days", periodCount: 30 });
+    const small = await createPlan(database.db, { priceCents: 150_000, periodUnit: "days", periodCount: 30 });
+    const { customer, subscription } = await activeSubscriber(ctx, big.id);
+    clock.advance(20 * DAY);
+    const quote = await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: small.id });
+    expect(quote.creditCents).toBe(50_000);
+    expect((await sub(subscription.id)).planId).toBe(small.id);
+    expect(await ledgerSum(database.db, customer.id)).toBe(50_000);
+  });
+
+  it("refuses a plan of another kind and the plan already held, changing nothing", async () => {
+    const { ctx } = billingContext(database.db, new FakeClock("2026-04-05T00:00:00Z"));
+    const home = await createPlan(database.db, { priceCents: 100_000 });
+    const hotspot = await createPlan(database.db, {
+      priceCents: 5_000,
+      kind: "hotspot",
+      periodUnit: "hours",
+      periodCount: 24,
+    });
+    const { customer, subscription } = await activeSubscriber(ctx, home.id);
+    await expect(
+      changePlan(ctx, admin, { subscriptionId: subscription.id, planId: hotspot.id }),
+    ).rejects.toThrow(/same kind/);
+    await expect(
+      changePlan(ctx, admin, { subscriptionId: subscription.id, planId: home.id }),
+    ).rejects.toThrow(/already on that plan/);
+    expect(await ledgerSum(database.db, customer.id)).toBe(0);
+  });
+
+  it("over random sequences of plan changes the ledger holds exactly the quoted charges and credits", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-04-06T00:00:00Z"), {
+      downgradeMode: "immediate",
+    });
+    const prices = [99_900, 150_000, 233_333, 300_001, 1_000_000];
+    const planIds: number[] = [];
+    for (const priceCents of prices)
+      planIds.push((await createPlan(database.db, { priceCents, periodUnit: "days", periodCount: 30 })).id);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.record({
+            plan: fc.integer({ min: 0, max: prices.length - 1 }),
+            after: fc.integer({ min: 0, max: 5 * DAY }),
+          }),
+          {
+            minLength: 1,
+            maxLength: 6,
+          },
+        ),
+        async (changes) => {
+          clock.set("2026-04-06T00:00:00Z");
+          const { customer, subscription } = await activeSubscriber(ctx, planIds[0]!);
+          let expected = 0;
+          let current = planIds[0]!;
+          for (const change of changes) {
+            clock.advance(change.after);
+            const target = planIds[change.plan]!;
+            if (target === current) continue;
+            const quote = await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: target });
+            expected += quote.creditCents - quote.chargeCents;
+            current = target;
+          }
+          expect(await ledgerSum(database.db, customer.id)).toBe(expected);
+        },
+      ),
+      { numRuns: 15 },
+    );
+  });
+});
