@@ -63,6 +63,14 @@ const schema = z.object({
   USSD_TOKEN: z.string().optional(),
 
   TELEGRAM_BOT_TOKEN: z.string().optional(),
+
+  /** E.164 phone of the ISP's admin: receives `admin_alert` messages (e.g. provisioning given up). */
+  ADMIN_PHONE: z.string().optional(),
+  /** When the routers are compared with the database and repaired (croner pattern). */
+  RECONCILE_CRON: z.string().default("*/15 * * * *"),
+  /** Delivery attempts of one provisioning command before it is given up (and the admin alerted). */
+  PROVISIONING_MAX_ATTEMPTS: z.coerce.number().int().min(1).default(8),
+  ROUTER_COMMAND_TIMEOUT_MS: z.coerce.number().int().min(100).default(10_000),
 });
 
 export type Config = z.infer<typeof schema>;

@@ -1,0 +1,263 @@
+import { RouterOSAPI } from "node-routeros";
+import { type BreakerOptions, CircuitBreaker, defaultBreakerOptions } from "./circuit-breaker.ts";
+
+/** One row of a RouterOS reply: attribute → value, `.id` included. */
+export type RouterRow = Record<string, string>;
+
+/** What the provisioning code needs from a router: run one API command, get its rows. */
+export interface RouterApi {
+  run(command: string, params?: string[]): Promise<RouterRow[]>;
+}
+
+export interface RouterEndpoint {
+  host: string;
+  port: number;
+  tls: boolean;
+  username: string;
+  password: string;
+}
+
+/** The router answered, but refused the command (`!trap`): the message is RouterOS's own. */
+export class RouterTrapError extends Error {
+  override readonly name = "RouterTrapError";
+}
+
+/** The router could not be reached, the connection dropped, or its circuit is open. */
+export class RouterUnavailableError extends Error {
+  override readonly name = "RouterUnavailableError";
+}
+
+export class RouterTimeoutError extends RouterUnavailableError {}
+
+export interface ConnectionOptions {
+  commandTimeoutMs: number;
+  connectTimeoutMs: number;
+  /** Commands in flight at once on the connection (they are told apart by `.tag`). */
+  maxInFlight: number;
+  /** Idle connections send a harmless command this often so that neither side drops them. */
+  keepaliveMs: number;
+  breaker: BreakerOptions;
+}
+
+export const defaultConnectionOptions: ConnectionOptions = {
+  commandTimeoutMs: 10_000,
+  connectTimeoutMs: 5_000,
+  maxInFlight: 256,
+  keepaliveMs: 30_000,
+  breaker: defaultBreakerOptions,
+};
+
+export interface ConnectionEvents {
+  /** The router answered something (health: last contact). */
+  onContact?(): void;
+  /** The connection failed or was lost (health: last error). */
+  onFailure?(error: Error): void;
+  /** The router is reachable again after its circuit had opened. */
+  onRecovered?(): void;
+}
+
+/**
+ * One long-lived, logged-in API connection to one router, shared by every caller. It reconnects on
+ * demand after a loss; repeated failures open a circuit breaker so callers fail fast.
+ */
+export class RouterConnection implements RouterApi {
+  readonly breaker: CircuitBreaker;
+  private api: RouterOSAPI | null = null;
+  private connecting: Promise<RouterOSAPI> | null = null;
+  private inFlight = 0;
+  private readonly waiters: Array<() => void> = [];
+  private keepaliveTimer: NodeJS.Timeout | null = null;
+  private lastUse = 0;
+  private closed = false;
+  private readonly options: ConnectionOptions;
+
+  constructor(
+    private readonly endpoint: RouterEndpoint,
+    options: Partial<ConnectionOptions> = {},
+    private readonly events: ConnectionEvents = {},
+  ) {
+    this.options = { ...defaultConnectionOptions, ...options };
+    this.breaker = new CircuitBreaker(this.options.breaker);
+  }
+
+  get connected(): boolean {
+    return this.api?.connected === true;
+  }
+
+  async run(command: string, params: string[] = []): Promise<RouterRow[]> {
+    this.assertUsable();
+    await this.acquire();
+    try {
+      this.assertUsable();
+      const api = await this.connect();
+      return await this.send(api, command, params);
+    } finally {
+      this.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.keepaliveTimer) clearInterval(this.keepaliveTimer);
+    this.keepaliveTimer = null;
+    const api = this.api;
+    this.api = null;
+    if (api) await api.close().catch(() => undefined);
+    for (const wake of this.waiters.splice(0)) wake();
+  }
+
+  private assertUsable(): void {
+    if (this.closed) throw new RouterUnavailableError("connection closed");
+    if (!this.breaker.allowsRequest()) {
+      throw new RouterUnavailableError(
+        `router ${this.endpoint.host}:${this.endpoint.port} unreachable (next try in ${Math.ceil(this.breaker.retryInMs / 1000)} s)`,
+      );
+    }
+  }
+
+  private async acquire(): Promise<void> {
+    if (this.inFlight < this.options.maxInFlight) {
+      this.inFlight++;
+      return;
+    }
+    await new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
+
+  private release(): void {
+    const next = this.waiters.shift();
+    if (next) next();
+    else this.inFlight--;
+  }
+
+  private connect(): Promise<RouterOSAPI> {
+    if (this.api?.connected) return Promise.resolve(this.api);
+    if (!this.connecting) {
+      this.connecting = this.open().finally(() => {
+        this.connecting = null;
+      });
+    }
+    return this.connecting;
+  }
+
+  private async open(): Promise<RouterOSAPI> {
+    const { host, port, tls, username, password } = this.endpoint;
+    const idleSeconds = Math.ceil((this.options.keepaliveMs * 2 + this.options.commandTimeoutMs) / 1000);
+    const api = new RouterOSAPI({
+      host,
+      port,
+      user: username,
+      password,
+      // Routers serve API-SSL with self-signed certificates; the API login still authenticates.
+      tls: tls ? { rejectUnauthorized: false } : undefined,
+      timeout: idleSeconds,
+    });
+    api.on("error", (error: Error) => this.lost(api, error));
+    api.on("close", () => this.lost(api, new RouterUnavailableError("connection closed by the router")));
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        api.connect(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(
+                new RouterTimeoutError(
+                  `no answer from ${host}:${port} in ${this.options.connectTimeoutMs} ms`,
+                ),
+              ),
+            this.options.connectTimeoutMs,
+          );
+        }),
+      ]);
+    } catch (cause) {
+      destroySocket(api);
+      const error = new RouterUnavailableError(`cannot connect to ${host}:${port}: ${describe(cause)}`);
+      this.breaker.failure();
+      this.events.onFailure?.(error);
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (this.closed) {
+      destroySocket(api);
+      throw new RouterUnavailableError("connection closed");
+    }
+    this.api = api;
+    this.lastUse = Date.now();
+    if (this.breaker.success()) this.events.onRecovered?.();
+    this.events.onContact?.();
+    this.startKeepalive();
+    return api;
+  }
+
+  private async send(api: RouterOSAPI, command: string, params: string[]): Promise<RouterRow[]> {
+    this.lastUse = Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const rows = await Promise.race([
+        api.write(command, params),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(
+                new RouterTimeoutError(`${command} timed out after ${this.options.commandTimeoutMs} ms`),
+              ),
+            this.options.commandTimeoutMs,
+          );
+        }),
+      ]);
+      this.events.onContact?.();
+      return rows as RouterRow[];
+    } catch (cause) {
+      if (cause instanceof RouterTimeoutError) {
+        // A router that stops answering gets a fresh connection rather than a growing backlog.
+        this.lost(api, cause);
+        destroySocket(api);
+        throw cause;
+      }
+      if (this.api !== api || !api.connected) {
+        const error = new RouterUnavailableError(`connection lost during ${command}: ${describe(cause)}`);
+        this.lost(api, error);
+        throw error;
+      }
+      this.events.onContact?.();
+      throw new RouterTrapError(describe(cause));
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Counts a lost connection once, however many commands were waiting on it. */
+  private lost(api: RouterOSAPI, error: Error): void {
+    if (this.api !== api) return;
+    this.api = null;
+    if (this.closed) return;
+    this.breaker.failure();
+    this.events.onFailure?.(error);
+  }
+
+  private startKeepalive(): void {
+    if (this.keepaliveTimer) return;
+    this.keepaliveTimer = setInterval(() => {
+      if (!this.api?.connected || this.inFlight > 0) return;
+      if (Date.now() - this.lastUse < this.options.keepaliveMs) return;
+      this.run("/system/identity/print").catch(() => undefined);
+    }, this.options.keepaliveMs);
+    this.keepaliveTimer.unref();
+  }
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) return error.message || error.name;
+  return String(error);
+}
+
+/** node-routeros has no public way to abandon a connection attempt; its connector owns the socket. */
+function destroySocket(api: RouterOSAPI): void {
+  const connector = (api as unknown as { connector?: { destroy(): void } | null }).connector;
+  try {
+    connector?.destroy();
+  } catch {
+    // already gone
+  }
+}

@@ -1,0 +1,260 @@
+import { type RouterApi, type RouterRow, RouterTrapError } from "./connection.ts";
+import type { DesiredHotspotUser, DesiredProfile, DesiredSecret } from "./desired.ts";
+import { formatDuration, parseDuration } from "./durations.ts";
+import { isOurs } from "./markers.ts";
+
+/**
+ * Idempotent RouterOS operations: each `ensure…` reads the entry (found by its Tandao marker), then
+ * adds it or sets only what differs. Running one twice changes nothing the second time.
+ */
+
+export const menus = {
+  pppProfile: "/ppp/profile",
+  pppSecret: "/ppp/secret",
+  pppActive: "/ppp/active",
+  hotspotProfile: "/ip/hotspot/user/profile",
+  hotspotUser: "/ip/hotspot/user",
+  hotspotActive: "/ip/hotspot/active",
+} as const;
+
+/** An entry with the name Tandao needs exists on the router but was not made by Tandao. */
+export class RouterConflictError extends Error {
+  override readonly name = "RouterConflictError";
+}
+
+export type Change = "created" | "updated" | "unchanged" | "removed" | "absent";
+
+export interface EnsureResult {
+  change: Change;
+  /** Active sessions disconnected so that the change applies now. */
+  kicked: number;
+}
+
+const yesNo = (b: boolean) => (b ? "yes" : "no");
+const isTrue = (v: string | undefined) => v === "true" || v === "yes";
+
+export const profileMenu = (kind: DesiredProfile["kind"]) =>
+  kind === "ppp" ? menus.pppProfile : menus.hotspotProfile;
+
+export function profileDiff(row: RouterRow, want: DesiredProfile): Record<string, string> {
+  const diff: Record<string, string> = {};
+  if ((row["rate-limit"] ?? "") !== want.rateLimit) diff["rate-limit"] = want.rateLimit;
+  if (row.comment !== want.comment) diff.comment = want.comment;
+  if (row.name !== want.name) diff.name = want.name;
+  return diff;
+}
+
+export function secretDiff(row: RouterRow, want: DesiredSecret): Record<string, string> {
+  const diff: Record<string, string> = {};
+  if (row.name !== want.name) diff.name = want.name;
+  if ((row.password ?? "") !== want.password) diff.password = want.password;
+  if (row.service !== "pppoe") diff.service = "pppoe";
+  if (row.profile !== want.profile) diff.profile = want.profile;
+  if (isTrue(row.disabled) !== want.disabled) diff.disabled = yesNo(want.disabled);
+  if (row.comment !== want.comment) diff.comment = want.comment;
+  return diff;
+}
+
+/** A session must be dropped when its access is withdrawn or its speed changes. */
+export function secretNeedsKick(row: RouterRow, want: DesiredSecret | null): boolean {
+  if (!want) return true;
+  return (want.disabled && !isTrue(row.disabled)) || row.profile !== want.profile || row.name !== want.name;
+}
+
+export function hotspotUserDiff(row: RouterRow, want: DesiredHotspotUser): Record<string, string> {
+  const diff: Record<string, string> = {};
+  if (row.name !== want.name) diff.name = want.name;
+  if ((row.password ?? "") !== want.password) diff.password = want.password;
+  if (row.profile !== want.profile) diff.profile = want.profile;
+  if (parseDuration(row["limit-uptime"] ?? "") !== want.limitUptimeSeconds) {
+    diff["limit-uptime"] = formatDuration(want.limitUptimeSeconds);
+  }
+  if (Number(row["limit-bytes-total"] ?? 0) !== (want.limitBytesTotal ?? 0)) {
+    diff["limit-bytes-total"] = String(want.limitBytesTotal ?? 0);
+  }
+  if (isTrue(row.disabled)) diff.disabled = "no";
+  if (row.comment !== want.comment) diff.comment = want.comment;
+  return diff;
+}
+
+export function hotspotUserNeedsKick(row: RouterRow, want: DesiredHotspotUser | null): boolean {
+  if (!want) return true;
+  return row.profile !== want.profile || row.name !== want.name;
+}
+
+const words = (values: Record<string, string>) => Object.entries(values).map(([k, v]) => `=${k}=${v}`);
+
+async function addOrConflict(api: RouterApi, menu: string, values: Record<string, string>): Promise<void> {
+  try {
+    await api.run(`${menu}/add`, words(values));
+  } catch (error) {
+    if (error instanceof RouterTrapError && /already (exists|have)/.test(error.message)) {
+      throw new RouterConflictError(
+        `${menu} "${values.name}" already exists on the router without a Tandao marker; rename or remove it there`,
+      );
+    }
+    throw error;
+  }
+}
+
+async function removeIds(api: RouterApi, menu: string, ids: string[]): Promise<void> {
+  if (ids.length === 0) return;
+  try {
+    await api.run(`${menu}/remove`, [`=.id=${ids.join(",")}`]);
+  } catch (error) {
+    // Gone already (a session that hung up, an entry removed by hand): the goal is reached.
+    if (!(error instanceof RouterTrapError && /no such item/.test(error.message))) throw error;
+  }
+}
+
+export async function ensureProfile(api: RouterApi, want: DesiredProfile): Promise<EnsureResult> {
+  const menu = profileMenu(want.kind);
+  const rows = await api.run(`${menu}/print`, [`?name=${want.name}`]);
+  const row = rows[0];
+  if (!row) {
+    await addOrConflict(api, menu, { name: want.name, "rate-limit": want.rateLimit, comment: want.comment });
+    return { change: "created", kicked: 0 };
+  }
+  if (!isOurs(row.comment)) {
+    throw new RouterConflictError(`${menu} "${want.name}" exists on the router without a Tandao marker`);
+  }
+  const diff = profileDiff(row, want);
+  if (Object.keys(diff).length === 0) return { change: "unchanged", kicked: 0 };
+  await api.run(`${menu}/set`, [`=.id=${row[".id"]}`, ...words(diff)]);
+  return { change: "updated", kicked: 0 };
+}
+
+export async function kickPppSessions(api: RouterApi, name: string): Promise<number> {
+  const sessions = await api.run(`${menus.pppActive}/print`, [`?name=${name}`, "=.proplist=.id,name"]);
+  await removeIds(
+    api,
+    menus.pppActive,
+    sessions.map((s) => s[".id"]!),
+  );
+  return sessions.length;
+}
+
+export async function kickHotspotSessions(api: RouterApi, user: string): Promise<number> {
+  const sessions = await api.run(`${menus.hotspotActive}/print`, [`?user=${user}`, "=.proplist=.id,user"]);
+  await removeIds(
+    api,
+    menus.hotspotActive,
+    sessions.map((s) => s[".id"]!),
+  );
+  return sessions.length;
+}
+
+export function secretValues(want: DesiredSecret): Record<string, string> {
+  return {
+    name: want.name,
+    password: want.password,
+    service: "pppoe",
+    profile: want.profile,
+    comment: want.comment,
+    disabled: yesNo(want.disabled),
+  };
+}
+
+export function hotspotUserValues(want: DesiredHotspotUser): Record<string, string> {
+  return {
+    name: want.name,
+    password: want.password,
+    profile: want.profile,
+    "limit-uptime": formatDuration(want.limitUptimeSeconds),
+    "limit-bytes-total": String(want.limitBytesTotal ?? 0),
+    comment: want.comment,
+  };
+}
+
+/** Creates, corrects, enables or disables the subscriber's PPPoE secret; drops the session when needed. */
+export async function ensureSecret(api: RouterApi, want: DesiredSecret): Promise<EnsureResult> {
+  const rows = await api.run(`${menus.pppSecret}/print`, [`?comment=${want.comment}`]);
+  const [row, ...duplicates] = rows;
+  if (!row) {
+    await addOrConflict(api, menus.pppSecret, secretValues(want));
+    return { change: "created", kicked: 0 };
+  }
+  await removeIds(
+    api,
+    menus.pppSecret,
+    duplicates.map((d) => d[".id"]!),
+  );
+  const diff = secretDiff(row, want);
+  if (Object.keys(diff).length === 0) return { change: "unchanged", kicked: 0 };
+  await api.run(`${menus.pppSecret}/set`, [`=.id=${row[".id"]}`, ...words(diff)]);
+  const kicked = secretNeedsKick(row, want) ? await kickPppSessions(api, row.name!) : 0;
+  return { change: "updated", kicked };
+}
+
+export async function removeSecret(api: RouterApi, comment: string): Promise<EnsureResult> {
+  const rows = await api.run(`${menus.pppSecret}/print`, [`?comment=${comment}`]);
+  if (rows.length === 0) return { change: "absent", kicked: 0 };
+  await removeIds(
+    api,
+    menus.pppSecret,
+    rows.map((r) => r[".id"]!),
+  );
+  let kicked = 0;
+  for (const row of rows) kicked += await kickPppSessions(api, row.name!);
+  return { change: "removed", kicked };
+}
+
+export async function ensureHotspotUser(api: RouterApi, want: DesiredHotspotUser): Promise<EnsureResult> {
+  const rows = await api.run(`${menus.hotspotUser}/print`, [`?comment=${want.comment}`]);
+  const [row, ...duplicates] = rows;
+  if (!row) {
+    await addOrConflict(api, menus.hotspotUser, hotspotUserValues(want));
+    return { change: "created", kicked: 0 };
+  }
+  await removeIds(
+    api,
+    menus.hotspotUser,
+    duplicates.map((d) => d[".id"]!),
+  );
+  const diff = hotspotUserDiff(row, want);
+  if (Object.keys(diff).length === 0) return { change: "unchanged", kicked: 0 };
+  await api.run(`${menus.hotspotUser}/set`, [`=.id=${row[".id"]}`, ...words(diff)]);
+  const kicked = hotspotUserNeedsKick(row, want) ? await kickHotspotSessions(api, row.name!) : 0;
+  return { change: "updated", kicked };
+}
+
+export async function removeHotspotUser(api: RouterApi, comment: string): Promise<EnsureResult> {
+  const rows = await api.run(`${menus.hotspotUser}/print`, [`?comment=${comment}`]);
+  if (rows.length === 0) return { change: "absent", kicked: 0 };
+  await removeIds(
+    api,
+    menus.hotspotUser,
+    rows.map((r) => r[".id"]!),
+  );
+  let kicked = 0;
+  for (const row of rows) kicked += await kickHotspotSessions(api, row.name!);
+  return { change: "removed", kicked };
+}
+
+export interface ActiveSessions {
+  ppp: Array<{ id: string; name: string; address: string; uptime: string; callerId: string }>;
+  hotspot: Array<{ id: string; user: string; address: string; uptime: string; macAddress: string }>;
+}
+
+export async function listActiveSessions(api: RouterApi): Promise<ActiveSessions> {
+  const [ppp, hotspot] = await Promise.all([
+    api.run(`${menus.pppActive}/print`),
+    api.run(`${menus.hotspotActive}/print`),
+  ]);
+  return {
+    ppp: ppp.map((r) => ({
+      id: r[".id"]!,
+      name: r.name ?? "",
+      address: r.address ?? "",
+      uptime: r.uptime ?? "",
+      callerId: r["caller-id"] ?? "",
+    })),
+    hotspot: hotspot.map((r) => ({
+      id: r[".id"]!,
+      user: r.user ?? "",
+      address: r.address ?? "",
+      uptime: r.uptime ?? "",
+      macAddress: r["mac-address"] ?? "",
+    })),
+  };
+}

@@ -1,0 +1,431 @@
+import { type SQL, sql } from "drizzle-orm";
+import { enqueueMessage } from "../billing/outbox.ts";
+import type { Clock } from "../clock.ts";
+import { type Db, queryRows } from "../db/client.ts";
+import { routers } from "../db/schema/index.ts";
+import type { Logger } from "../logger.ts";
+import { type RouterApi, RouterTrapError } from "./connection.ts";
+import {
+  type DesiredProfile,
+  desiredHotspotUser,
+  desiredProfile,
+  desiredSecret,
+  loadPlan,
+  loadSubscription,
+  loadVoucher,
+} from "./desired.ts";
+import { ensureHotspotUser, ensureProfile, ensureSecret, removeHotspotUser, removeSecret } from "./driver.ts";
+import { subscriptionMarker, voucherMarker } from "./markers.ts";
+import type { RouterPool } from "./pool.ts";
+
+/**
+ * Delivers `provisioning_outbox`. A row names a target (a subscription on a router, a voucher, a
+ * plan's profile); delivering it converges that target to the state the database holds now. So:
+ * - rows for the same target are collapsed: the newest is delivered, the older ones `superseded`;
+ * - a target is delivered by one worker at a time (a lease in `claimed_until`), in row order;
+ * - the claim is one short transaction; routers are only called after it commits.
+ */
+
+export interface WorkerOptions {
+  batchSize: number;
+  pollMs: number;
+  /** How long a claimed row stays reserved for the worker delivering it. */
+  leaseMs: number;
+  maxAttempts: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  /** Targets delivered at once per router (commands are pipelined on its one connection). */
+  perRouterConcurrency: number;
+  /** Rows being delivered at most, across routers, before the worker stops claiming. */
+  maxRowsInFlight: number;
+  /** Who gets the `admin_alert` SMS when a row is given up. */
+  adminPhone?: string;
+}
+
+export const defaultWorkerOptions: WorkerOptions = {
+  batchSize: 500,
+  pollMs: 1_000,
+  leaseMs: 120_000,
+  maxAttempts: 8,
+  backoffBaseMs: 2_000,
+  backoffMaxMs: 300_000,
+  perRouterConcurrency: 64,
+  maxRowsInFlight: 5_000,
+};
+
+export interface WorkerDeps {
+  db: Db;
+  clock: Clock;
+  pool: RouterPool;
+  logger?: Logger;
+}
+
+interface ClaimedRow {
+  id: number;
+  routerId: number | null;
+  subscriptionId: number | null;
+  voucherId: number | null;
+  action: string;
+  payload: Record<string, unknown>;
+  attempts: number;
+}
+
+const targetOf = (alias: SQL) => sql`case
+  when ${alias}.subscription_id is not null then 's:' || coalesce(${alias}.router_id::text, '*') || ':' || ${alias}.subscription_id
+  when ${alias}.voucher_id is not null then 'v:' || coalesce(${alias}.router_id::text, '*') || ':' || ${alias}.voucher_id
+  else 'p:' || coalesce(${alias}.router_id::text, '*') || ':' || coalesce(${alias}.payload->>'planId', '') end`;
+
+const at = (d: Date) => sql`${d.toISOString()}::timestamptz`;
+
+export class ProvisioningWorker {
+  private readonly options: WorkerOptions;
+  private running = false;
+  private loopDone: Promise<void> | null = null;
+  private wake: (() => void) | null = null;
+  private kicked = false;
+  private readonly inFlight = new Set<Promise<void>>();
+  private rowsInFlight = 0;
+  private readonly profileCache = new Map<string, number>();
+
+  constructor(
+    private readonly deps: WorkerDeps,
+    options: Partial<WorkerOptions> = {},
+  ) {
+    this.options = { ...defaultWorkerOptions, ...options };
+    deps.pool.onRecovered((routerId) => void this.routerRecovered(routerId));
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loopDone = this.loop();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loopDone;
+    await Promise.allSettled([...this.inFlight]);
+  }
+
+  /** Deliver now (after a payment, a suspension…) instead of at the next poll. */
+  kick(): void {
+    this.kicked = true;
+    this.wake?.();
+  }
+
+  /** Claims and delivers until nothing is due; for tests and one-off runs. Returns rows delivered. */
+  async drain(): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const claimed = await this.claimAndDispatch();
+      await Promise.allSettled([...this.inFlight]);
+      total += claimed;
+      if (claimed === 0) return total;
+    }
+  }
+
+  private async loop(): Promise<void> {
+    while (this.running) {
+      this.kicked = false;
+      let claimed = 0;
+      try {
+        if (this.rowsInFlight < this.options.maxRowsInFlight) claimed = await this.claimAndDispatch();
+      } catch (error) {
+        this.deps.logger?.error({ err: error }, "provisioning claim failed");
+      }
+      if (!this.running) break;
+      if (
+        this.kicked ||
+        (claimed >= this.options.batchSize && this.rowsInFlight < this.options.maxRowsInFlight)
+      ) {
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.options.pollMs);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wake = null;
+    }
+  }
+
+  private async claimAndDispatch(): Promise<number> {
+    const rows = await this.claim();
+    if (rows.length === 0) return 0;
+    const byRouter = new Map<string, ClaimedRow[]>();
+    for (const row of rows) {
+      const key = String(row.routerId ?? "*");
+      const list = byRouter.get(key) ?? [];
+      list.push(row);
+      byRouter.set(key, list);
+    }
+    this.rowsInFlight += rows.length;
+    for (const list of byRouter.values()) {
+      const delivery = this.deliverAll(list).finally(() => {
+        this.inFlight.delete(delivery);
+        this.rowsInFlight -= list.length;
+        if (this.running && this.rowsInFlight < this.options.maxRowsInFlight) this.wake?.();
+      });
+      this.inFlight.add(delivery);
+    }
+    return rows.length;
+  }
+
+  /** One short transaction: pick due rows, collapse each target to its newest row, lease it. */
+  private async claim(): Promise<ClaimedRow[]> {
+    const now = this.deps.clock.now();
+    const leaseUntil = new Date(now.getTime() + this.options.leaseMs);
+    const skipRouters = this.deps.pool.unavailableRouterIds();
+    const routerFilter =
+      skipRouters.length > 0
+        ? sql`and (o.router_id is null or o.router_id not in (${sql.join(
+            skipRouters.map((id) => sql`${id}`),
+            sql`, `,
+          )}))`
+        : sql``;
+    return this.deps.db.transaction(async (tx) => {
+      const due = await queryRows<{ id: number; target: string }>(
+        tx,
+        sql`select o.id, ${targetOf(sql`o`)} as target
+            from provisioning_outbox o
+            where o.status = 'pending' and o.next_attempt_at <= ${at(now)}
+              and (o.claimed_until is null or o.claimed_until <= ${at(now)}) ${routerFilter}
+            order by o.id
+            limit ${this.options.batchSize}
+            for update skip locked`,
+      );
+      if (due.length === 0) return [];
+      const newest = new Map<string, number>();
+      for (const row of due) {
+        const id = Number(row.id);
+        newest.set(row.target, Math.max(newest.get(row.target) ?? 0, id));
+      }
+      const targets = [...newest.keys()];
+      const targetList = sql.join(
+        targets.map((t) => sql`${t}`),
+        sql`, `,
+      );
+      // Another worker may be claiming or delivering the same target: leave it to them.
+      const locked = await queryRows<{ t: string }>(
+        tx,
+        sql`select t from unnest(array[${targetList}]::text[]) as t
+            where pg_try_advisory_xact_lock(hashtext('tandao:provisioning:' || t))`,
+      );
+      const busy = await queryRows<{ target: string }>(
+        tx,
+        sql`select distinct ${targetOf(sql`o`)} as target from provisioning_outbox o
+            where o.status = 'pending' and o.claimed_until > ${at(now)}
+              and ${targetOf(sql`o`)} in (${targetList})`,
+      );
+      const busySet = new Set(busy.map((b) => b.target));
+      const keep = locked.map((l) => l.t).filter((t) => !busySet.has(t));
+      if (keep.length === 0) return [];
+      const keepPairs = sql.join(
+        keep.map((t) => sql`(${t}, ${newest.get(t)!}::int)`),
+        sql`, `,
+      );
+      await tx.execute(sql`
+        update provisioning_outbox o set status = 'superseded', done_at = ${at(now)}, claimed_until = null
+        from (values ${keepPairs}) as k(target, keep_id)
+        where o.status = 'pending' and ${targetOf(sql`o`)} = k.target and o.id < k.keep_id
+          and (o.claimed_until is null or o.claimed_until <= ${at(now)})`);
+      const keepIds = sql.join(
+        keep.map((t) => sql`${newest.get(t)!}::int`),
+        sql`, `,
+      );
+      const claimed = await queryRows<{
+        id: number;
+        router_id: number | null;
+        subscription_id: number | null;
+        voucher_id: number | null;
+        action: string;
+        payload: Record<string, unknown> | string;
+        attempts: number;
+      }>(
+        tx,
+        sql`update provisioning_outbox set claimed_until = ${at(leaseUntil)}, attempts = attempts + 1
+            where id in (${keepIds})
+            returning id, router_id, subscription_id, voucher_id, action, payload, attempts`,
+      );
+      return claimed
+        .map((r) => ({
+          id: Number(r.id),
+          routerId: r.router_id === null ? null : Number(r.router_id),
+          subscriptionId: r.subscription_id === null ? null : Number(r.subscription_id),
+          voucherId: r.voucher_id === null ? null : Number(r.voucher_id),
+          action: r.action,
+          payload: (typeof r.payload === "string" ? JSON.parse(r.payload) : r.payload) as Record<
+            string,
+            unknown
+          >,
+          attempts: Number(r.attempts),
+        }))
+        .sort((a, b) => a.id - b.id);
+    });
+  }
+
+  private async deliverAll(rows: ClaimedRow[]): Promise<void> {
+    let next = 0;
+    const work = async () => {
+      while (next < rows.length) {
+        const row = rows[next++]!;
+        try {
+          await this.deliver(row);
+          await this.succeeded(row);
+        } catch (error) {
+          await this.failed(row, error).catch((e) =>
+            this.deps.logger?.error({ err: e }, "recording failure failed"),
+          );
+        }
+      }
+    };
+    const lanes = Math.min(this.options.perRouterConcurrency, rows.length);
+    await Promise.all(Array.from({ length: lanes }, work));
+  }
+
+  private async deliver(row: ClaimedRow): Promise<void> {
+    const { db, pool } = this.deps;
+    if (row.subscriptionId !== null) {
+      const loaded = await loadSubscription(db, row.subscriptionId);
+      const routerId = row.routerId ?? loaded?.subscription.routerId ?? null;
+      if (routerId === null) return;
+      const api = await pool.get(routerId);
+      const want =
+        loaded && loaded.subscription.routerId === routerId
+          ? desiredSecret(loaded.subscription, loaded.plan)
+          : null;
+      if (!want || !loaded) {
+        await removeSecret(api, subscriptionMarker(row.subscriptionId));
+        return;
+      }
+      await this.withProfile(api, routerId, desiredProfile(loaded.plan), () => ensureSecret(api, want));
+      return;
+    }
+    if (row.voucherId !== null) {
+      const loaded = await loadVoucher(db, row.voucherId);
+      const targets = row.routerId !== null ? [row.routerId] : await this.allRouterIds();
+      for (const routerId of targets) {
+        const api = await pool.get(routerId);
+        const forThisRouter =
+          loaded && (loaded.voucher.routerId === null || loaded.voucher.routerId === routerId);
+        const want = forThisRouter
+          ? desiredHotspotUser(loaded.voucher, loaded.plan, this.deps.clock.now())
+          : null;
+        if (!want || !loaded) await removeHotspotUser(api, voucherMarker(row.voucherId));
+        else
+          await this.withProfile(api, routerId, desiredProfile(loaded.plan), () =>
+            ensureHotspotUser(api, want),
+          );
+      }
+      return;
+    }
+    const planId = Number(row.payload.planId);
+    if (!Number.isInteger(planId)) return;
+    const plan = await loadPlan(db, planId);
+    if (!plan) return;
+    const targets = row.routerId !== null ? [row.routerId] : await this.allRouterIds();
+    for (const routerId of targets) {
+      const api = await pool.get(routerId);
+      const profile = desiredProfile(plan);
+      await ensureProfile(api, profile);
+      this.profileCache.set(this.profileKey(routerId, profile), Date.now());
+    }
+  }
+
+  private profileKey(routerId: number, p: DesiredProfile): string {
+    return `${routerId}|${p.kind}|${p.name}|${p.rateLimit}`;
+  }
+
+  /**
+   * RouterOS refuses a secret whose profile does not exist, so the profile is ensured first; that
+   * check is remembered for a minute (the reconciliation repairs a profile deleted by hand meanwhile).
+   */
+  private async withProfile<T>(
+    api: RouterApi,
+    routerId: number,
+    profile: DesiredProfile,
+    op: () => Promise<T>,
+  ) {
+    const key = this.profileKey(routerId, profile);
+    const checked = this.profileCache.get(key);
+    if (checked === undefined || Date.now() - checked > 60_000) {
+      await ensureProfile(api, profile);
+      this.profileCache.set(key, Date.now());
+    }
+    try {
+      return await op();
+    } catch (error) {
+      if (!(error instanceof RouterTrapError && /does not match any value of profile/.test(error.message)))
+        throw error;
+      await ensureProfile(api, profile);
+      this.profileCache.set(key, Date.now());
+      return op();
+    }
+  }
+
+  private async allRouterIds(): Promise<number[]> {
+    const rows = await this.deps.db.select({ id: routers.id }).from(routers);
+    return rows.map((r) => r.id);
+  }
+
+  private async succeeded(row: ClaimedRow): Promise<void> {
+    const now = this.deps.clock.now();
+    await this.deps.db.execute(sql`
+      update provisioning_outbox set status = 'done', done_at = ${at(now)}, claimed_until = null, last_error = null
+      where id = ${row.id}`);
+  }
+
+  private async failed(row: ClaimedRow, error: unknown): Promise<void> {
+    const now = this.deps.clock.now();
+    const message = (error instanceof Error ? error.message : String(error)).slice(0, 500);
+    if (row.attempts >= this.options.maxAttempts) {
+      await this.deps.db.transaction(async (tx) => {
+        await tx.execute(sql`
+          update provisioning_outbox set status = 'dead', claimed_until = null, last_error = ${message}, done_at = ${at(now)}
+          where id = ${row.id}`);
+        if (this.options.adminPhone) {
+          const hour = now.toISOString().slice(0, 13);
+          await enqueueMessage(tx, now, {
+            recipient: this.options.adminPhone,
+            language: "en",
+            template: "admin_alert",
+            params: {
+              text: `Router provisioning gave up after ${row.attempts} attempts (${row.action}${
+                row.subscriptionId ? ` subscription ${row.subscriptionId}` : ""
+              }${row.voucherId ? ` voucher ${row.voucherId}` : ""}${
+                row.routerId ? ` on router ${row.routerId}` : ""
+              }): ${message}. Further failures this hour are in the provisioning queue.`,
+            },
+            // One alert per router and hour: an outage must not flood the admin's phone.
+            dedupeKey: `provisioning-dead:${row.routerId ?? "all"}:${hour}`,
+          });
+        }
+      });
+      this.deps.logger?.error({ outboxId: row.id, err: message }, "provisioning row given up");
+      return;
+    }
+    const delay = Math.min(this.options.backoffMaxMs, this.options.backoffBaseMs * 2 ** (row.attempts - 1));
+    const jitter = Math.floor(Math.random() * Math.min(1_000, delay / 4));
+    await this.deps.db.execute(sql`
+      update provisioning_outbox set claimed_until = null, last_error = ${message},
+        next_attempt_at = ${at(new Date(now.getTime() + delay + jitter))}
+      where id = ${row.id}`);
+  }
+
+  /** A router is back: what waited for it is due now rather than at the end of its back-off. */
+  private async routerRecovered(routerId: number): Promise<void> {
+    try {
+      const now = this.deps.clock.now();
+      await this.deps.db.execute(sql`
+        update provisioning_outbox set next_attempt_at = ${at(now)}
+        where router_id = ${routerId} and status = 'pending' and next_attempt_at > ${at(now)}
+          and (claimed_until is null or claimed_until <= ${at(now)})`);
+      this.kick();
+    } catch (error) {
+      this.deps.logger?.error({ err: error, routerId }, "could not reschedule rows of a recovered router");
+    }
+  }
+}
