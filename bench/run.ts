@@ -10,12 +10,16 @@ if (!/^B\d+$/.test(id)) {
 }
 const databaseUrl = process.env.DATABASE_URL;
 if (!databaseUrl) {
-  console.error("DATABASE_URL must point at a PostgreSQL server (benchmarks create and drop their own database)");
+  console.error(
+    "DATABASE_URL must point at a PostgreSQL server (benchmarks create and drop their own database)",
+  );
   process.exit(2);
 }
-const module = (await import(`./${id.toLowerCase()}.ts`)) as {
+const benchmark = (await import(`./${id.toLowerCase()}.ts`)) as {
   default: (databaseUrl: string) => Promise<Record<string, unknown>>;
 };
-const figures = await module.default(databaseUrl);
+const figures = await benchmark.default(databaseUrl);
 console.log(JSON.stringify({ id, ...figures }));
 process.exit(0);
+
+export {};

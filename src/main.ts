@@ -1,16 +1,47 @@
 import { serve } from "@hono/node-server";
 import { createApp } from "./app.ts";
+import type { BillingContext } from "./billing/context.ts";
+import { billingJobs } from "./billing/jobs.ts";
+import { systemClock } from "./clock.ts";
 import { isSandbox, loadConfig } from "./config.ts";
 import { openDatabase } from "./db/client.ts";
+import { startScheduler } from "./jobs/scheduler.ts";
 import { createLogger } from "./logger.ts";
 
 const config = loadConfig();
 const logger = createLogger(config.LOG_LEVEL);
+const clock = systemClock;
 
 const database = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR });
 await database.migrate();
 logger.info({ database: database.kind, location: database.location }, `data lives in ${database.location}`);
-if (isSandbox(config)) logger.info("sandbox mode: no outside credentials configured, using the built-in fakes");
+const sandbox = isSandbox(config);
+if (sandbox) logger.info("sandbox mode: no outside credentials configured, using the built-in fakes");
+
+const billing: BillingContext = {
+  db: database.db,
+  clock,
+  settings: {
+    timezone: config.TIMEZONE,
+    invoiceLeadHours: config.INVOICE_LEAD_HOURS,
+    reminderDays: config.DUNNING_REMINDER_DAYS,
+    graceDays: config.DUNNING_GRACE_DAYS,
+    downgradeMode: config.DOWNGRADE_MODE,
+    unsoldVoucherDays: config.UNSOLD_VOUCHER_DAYS,
+  },
+};
+
+/** Everything started below is stopped, in reverse order, on shutdown. */
+const stops: (() => unknown)[] = [];
+
+if (config.SCHEDULER) {
+  const scheduler = startScheduler(
+    { db: database.db, clock, logger, timezone: config.TIMEZONE },
+    billingJobs.map((job) => ({ name: job.name, schedule: job.schedule, run: (tx) => job.run(tx, billing) })),
+  );
+  stops.push(scheduler.stop);
+  void scheduler.runAll();
+}
 
 const app = createApp({ db: database.db, logger });
 const server = serve({ fetch: app.fetch, port: config.PORT }, (info) => {
@@ -23,6 +54,7 @@ async function shutdown(signal: string) {
   stopping = true;
   logger.info({ signal }, "shutting down");
   await new Promise<void>((resolve) => server.close(() => resolve()));
+  for (const stop of stops.reverse()) await stop();
   await database.close();
   process.exit(0);
 }
