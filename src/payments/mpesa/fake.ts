@@ -180,7 +180,7 @@ export class FakeDaraja {
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async handle(req: IncomingMessage, res: ServerResponse) {
     const url = new URL(req.url ?? "/", "http://127.0.0.1");
     const body = req.method === "POST" ? await readJson(req) : null;
     if (req.method === "GET" && url.pathname === "/oauth/v1/generate") return this.issueToken(req, url, res);
@@ -211,7 +211,7 @@ export class FakeDaraja {
     }
   }
 
-  private issueToken(req: IncomingMessage, url: URL, res: ServerResponse): void {
+  private issueToken(req: IncomingMessage, url: URL, res: ServerResponse) {
     const expected = `Basic ${Buffer.from(`${this.consumerKey}:${this.consumerSecret}`).toString("base64")}`;
     if (
       url.searchParams.get("grant_type") !== "client_credentials" ||
@@ -250,7 +250,7 @@ export class FakeDaraja {
     return null;
   }
 
-  private stkPush(body: Record<string, unknown>, res: ServerResponse): void {
+  private stkPush(body: Record<string, unknown>, res: ServerResponse) {
     const bad = (what: string) =>
       reply(res, 400, {
         requestId: requestId(),
@@ -359,7 +359,7 @@ export class FakeDaraja {
     this.timers.add(timer);
   }
 
-  private stkQuery(body: Record<string, unknown>, res: ServerResponse): void {
+  private stkQuery(body: Record<string, unknown>, res: ServerResponse) {
     this.queries++;
     const credentials = this.credentialProblem(body);
     if (credentials)
@@ -392,7 +392,7 @@ export class FakeDaraja {
     });
   }
 
-  private registerUrls(body: Record<string, unknown>, res: ServerResponse): void {
+  private registerUrls(body: Record<string, unknown>, res: ServerResponse) {
     const confirmation = String(body.ConfirmationURL ?? "");
     const validation = String(body.ValidationURL ?? "");
     if (banned.test(confirmation) || banned.test(validation))
