@@ -7,6 +7,8 @@ export interface AppDeps {
   logger: Logger;
   /** Daraja's callbacks (`createMpesaRoutes`), served under `/hooks/mp`. */
   mpesaRoutes?: Hono;
+  /** Africa's Talking USSD callback (`createUssdRoutes`), served under `/ussd`. */
+  ussdRoutes?: Hono;
 }
 
 /** The HTTP surface. Channel adapters mount their routes here; each route is thin. */
@@ -22,6 +24,7 @@ export function createApp(deps: AppDeps): Hono {
     }
   });
   if (deps.mpesaRoutes) app.route("/hooks/mp", deps.mpesaRoutes);
+  if (deps.ussdRoutes) app.route("/ussd", deps.ussdRoutes);
   app.onError((error, c) => {
     deps.logger.error({ err: error, path: c.req.path }, "unhandled error");
     return c.json({ error: "internal error" }, 500);

@@ -4,10 +4,10 @@
  * Menu strings must stay plain ASCII: USSD handsets show nothing else reliably.
  */
 export const en = {
-  "menu.nav.back": "0. Back",
-  "menu.nav.home": "00. Home",
-  "menu.nav.more": "98. More",
-  "menu.nav.confirm": "1. Confirm",
+  "menu.nav.back": "Back",
+  "menu.nav.home": "Home",
+  "menu.nav.more": "More",
+  "menu.nav.confirm": "Confirm",
   "menu.hint.invalid": "Invalid choice.",
   "menu.hint.amount": "Enter a whole amount in KES.",
   "menu.hint.range": "Amount must be {minCents} to {maxCents}.",
@@ -26,7 +26,7 @@ export const en = {
   "menu.account.expires": "Expires: {periodEndAt}",
   "menu.account.due": "Amount due: {amountCents}",
   "menu.account.credit": "Balance: {amountCents}",
-  "menu.account.lastPayment": "Last payment: {amountCents} on {receivedAt}",
+  "menu.account.lastPayment": "Last payment: {amountCents}, {receivedAt}",
   "menu.account.noPayment": "No payment yet",
   "menu.account.noPlan": "Account {account} has no plan yet.",
   "menu.status.active": "Active",
@@ -36,9 +36,9 @@ export const en = {
 
   "menu.pay.due": "You owe {amountCents}.",
   "menu.pay.nothingDue": "Nothing is due. Balance: {balanceCents}.",
-  "menu.pay.payDue": "1. Pay {amountCents} now",
-  "menu.pay.other": "2. Pay another amount",
-  "menu.pay.otherOnly": "1. Pay an amount",
+  "menu.pay.payDue": "Pay {amountCents} now",
+  "menu.pay.other": "Pay another amount",
+  "menu.pay.otherOnly": "Pay an amount",
   "menu.pay.enterAmount": "Enter amount in KES ({minCents} to {maxCents}):",
   "menu.pay.confirm": "Pay {amountCents} to {isp} from M-Pesa {phone}?",
   "menu.pay.sent":
@@ -58,8 +58,11 @@ export const en = {
   "menu.plan.quotePay": "Change to {plan} now. Pay {amountCents} for the rest of this period.",
   "menu.plan.quoteCredit": "Change to {plan} now. {chargeCents} is taken from your balance.",
   "menu.plan.quoteFree": "Change to {plan} now at no charge.",
+  "menu.plan.quoteRefund": "Change to {plan} now. {creditCents} goes to your balance.",
   "menu.plan.quoteScheduled": "Change to {plan} on {effectiveAt}. Nothing to pay now.",
   "menu.plan.same": "You are already on {plan}.",
+  "menu.plan.notActive":
+    "Your plan can be changed once your account is active. Please pay what you owe first.",
   "menu.plan.sentPay":
     "Enter your M-Pesa PIN on the prompt to pay {amountCents}. Your plan changes when it is received.",
   "menu.plan.changed": "Done. Your plan is now {plan}.",
@@ -80,7 +83,7 @@ export const en = {
 
   "menu.help.text": "Help: call or WhatsApp {support}. Pay by M-Pesa here or to your account number.",
   "menu.signup.text":
-    "This number has no {isp} account. To get connected, call or WhatsApp {support}. You can still buy a hotspot voucher here.",
+    "No {isp} account on this number. To get connected, call or WhatsApp {support}. You can still buy a hotspot voucher here.",
   "menu.notCustomer": "This number has no account. Call {support} to sign up.",
 
   "menu.error.payment": "Sorry, the payment request failed. Please try again later.",

@@ -2,10 +2,10 @@ import type { MessageKey } from "./en.ts";
 
 /** Kiswahili. Same keys and placeholders as `en.ts` (a test checks both ways). */
 export const sw: Record<MessageKey, string> = {
-  "menu.nav.back": "0. Rudi",
-  "menu.nav.home": "00. Mwanzo",
-  "menu.nav.more": "98. Zaidi",
-  "menu.nav.confirm": "1. Thibitisha",
+  "menu.nav.back": "Rudi",
+  "menu.nav.home": "Mwanzo",
+  "menu.nav.more": "Zaidi",
+  "menu.nav.confirm": "Thibitisha",
   "menu.hint.invalid": "Chaguo si sahihi.",
   "menu.hint.amount": "Weka kiasi kamili kwa KES.",
   "menu.hint.range": "Kiasi kiwe kati ya {minCents} na {maxCents}.",
@@ -24,7 +24,7 @@ export const sw: Record<MessageKey, string> = {
   "menu.account.expires": "Kinaisha: {periodEndAt}",
   "menu.account.due": "Deni: {amountCents}",
   "menu.account.credit": "Salio: {amountCents}",
-  "menu.account.lastPayment": "Malipo ya mwisho: {amountCents} tarehe {receivedAt}",
+  "menu.account.lastPayment": "Malipo ya mwisho: {amountCents}, {receivedAt}",
   "menu.account.noPayment": "Bado hakuna malipo",
   "menu.account.noPlan": "Akaunti {account} haina kifurushi bado.",
   "menu.status.active": "Inatumika",
@@ -34,9 +34,9 @@ export const sw: Record<MessageKey, string> = {
 
   "menu.pay.due": "Unadaiwa {amountCents}.",
   "menu.pay.nothingDue": "Huna deni. Salio: {balanceCents}.",
-  "menu.pay.payDue": "1. Lipa {amountCents} sasa",
-  "menu.pay.other": "2. Lipa kiasi kingine",
-  "menu.pay.otherOnly": "1. Lipa kiasi",
+  "menu.pay.payDue": "Lipa {amountCents} sasa",
+  "menu.pay.other": "Lipa kiasi kingine",
+  "menu.pay.otherOnly": "Lipa kiasi",
   "menu.pay.enterAmount": "Weka kiasi kwa KES ({minCents} hadi {maxCents}):",
   "menu.pay.confirm": "Lipa {amountCents} kwa {isp} kutoka M-Pesa {phone}?",
   "menu.pay.sent":
@@ -56,8 +56,11 @@ export const sw: Record<MessageKey, string> = {
   "menu.plan.quotePay": "Badilisha kuwa {plan} sasa. Lipa {amountCents} kwa muda uliobaki wa kipindi hiki.",
   "menu.plan.quoteCredit": "Badilisha kuwa {plan} sasa. {chargeCents} itatolewa kwenye salio lako.",
   "menu.plan.quoteFree": "Badilisha kuwa {plan} sasa bila malipo.",
+  "menu.plan.quoteRefund": "Badilisha kuwa {plan} sasa. {creditCents} itaongezwa kwenye salio lako.",
   "menu.plan.quoteScheduled": "Badilisha kuwa {plan} tarehe {effectiveAt}. Hakuna malipo sasa.",
   "menu.plan.same": "Tayari uko kwenye {plan}.",
+  "menu.plan.notActive":
+    "Kifurushi kinaweza kubadilishwa akaunti ikiwa hai. Tafadhali lipa deni lako kwanza.",
   "menu.plan.sentPay":
     "Ingiza PIN yako ya M-Pesa ili kulipa {amountCents}. Kifurushi kitabadilika malipo yakipokelewa.",
   "menu.plan.changed": "Imekamilika. Kifurushi chako sasa ni {plan}.",
@@ -79,7 +82,7 @@ export const sw: Record<MessageKey, string> = {
   "menu.help.text":
     "Msaada: piga simu au tuma WhatsApp kwa {support}. Lipa kwa M-Pesa hapa au kwa nambari ya akaunti yako.",
   "menu.signup.text":
-    "Nambari hii haina akaunti ya {isp}. Ili kuunganishwa, piga simu au tuma WhatsApp kwa {support}. Bado unaweza kununua vocha ya hotspot hapa.",
+    "Nambari hii haina akaunti ya {isp}. Kujiunga, piga simu au tuma WhatsApp {support}. Unaweza kununua vocha ya hotspot hapa.",
   "menu.notCustomer": "Nambari hii haina akaunti. Piga {support} ili kujisajili.",
 
   "menu.error.payment": "Samahani, ombi la malipo halikufaulu. Tafadhali jaribu tena baadaye.",

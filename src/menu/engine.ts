@@ -1,0 +1,284 @@
+import { type MessageKey, type Params, translate } from "../messaging/render.ts";
+import type {
+  Language,
+  MenuHint,
+  MenuServices,
+  MenuSession,
+  MenuSettings,
+  MenuUser,
+  MenuView,
+  Outcome,
+} from "./types.ts";
+
+/** One screen on the navigation stack. */
+export interface Frame {
+  screen: string;
+  params: Record<string, string | number>;
+  page: number;
+}
+
+export interface MenuContext {
+  user: MenuUser;
+  session: MenuSession;
+  services: MenuServices;
+  settings: MenuSettings;
+  /** The language screens are shown in; a confirmed language change updates it. */
+  language: Language;
+  t(key: MessageKey, params?: Params, language?: Language): string;
+  /** Loads once per request: replaying the inputs revisits screens and must not refetch their data. */
+  memo<T>(key: string, load: () => Promise<T>): Promise<T>;
+}
+
+export interface ScreenBody {
+  lines: string[];
+  /** Numbered choices: `key` is what the person types. */
+  options?: { key: string; label: string }[];
+  /** A long list, numbered 1…n across pages (`98` shows the next page). */
+  list?: string[];
+  /** Accepts typed text (an amount). */
+  freeText?: boolean;
+  /** Closes the conversation. */
+  end?: boolean;
+  /** Shown in another language than the person's (the language confirmation). */
+  language?: Language;
+}
+
+export type Choice =
+  | { kind: "option"; key: string }
+  | { kind: "item"; index: number }
+  | { kind: "text"; text: string };
+
+export type Reaction =
+  | { kind: "push"; screen: string; params?: Record<string, string | number> }
+  | { kind: "hint"; hint: MenuHint }
+  /** A confirmed action. It runs only when its confirm is the newest input, and once per session step. */
+  | { kind: "effect"; run: () => Promise<Outcome> };
+
+export interface Screen {
+  body(ctx: MenuContext, frame: Frame): Promise<ScreenBody>;
+  choose?(ctx: MenuContext, frame: Frame, choice: Choice): Promise<Reaction>;
+}
+
+export const HOME = "home";
+/** The ISP's name as screens show it; longer names are cut (SMS show it whole). */
+export const ISP_NAME_MAX = 24;
+/** Names from the database are cut so that every screen fits, whatever an admin typed. */
+export const NAME_MAX = 20;
+
+export function shortName(name: string, max = NAME_MAX): string {
+  const clean = name.replace(/\s+/g, " ").trim();
+  return clean.length <= max ? clean : clean.slice(0, max).trimEnd();
+}
+/** Room kept free on list pages for a one-line hint ("Invalid choice."). */
+const HINT_RESERVE = 24;
+/** USSD shows at most 182 characters; `CON ` takes four of them. */
+export const SCREEN_BUDGET = 178;
+
+/** Plain printable ASCII: what every handset shows. Accents are dropped, anything else becomes `?`. */
+export function toAscii(text: string): string {
+  return text
+    .normalize("NFKD")
+    .replace(/[\u0300-\u036f]/g, "")
+    .replace(/[\u2018\u2019]/g, "'")
+    .replace(/[\u201c\u201d]/g, '"')
+    .replace(/[\u2013\u2014]/g, "-")
+    .replace(/[^\x20-\x7e\n]/g, "?");
+}
+
+function navLine(ctx: MenuContext, depth: number, language: Language): string | null {
+  const parts: string[] = [];
+  if (depth > 1) parts.push(`0. ${ctx.t("menu.nav.back", {}, language)}`);
+  if (depth > 2) parts.push(`00. ${ctx.t("menu.nav.home", {}, language)}`);
+  return parts.length ? parts.join(" ") : null;
+}
+
+interface Layout {
+  lines: string[];
+  /** Global indices of the list items on this page. */
+  visible: number[];
+  hasMore: boolean;
+}
+
+const size = (lines: string[]) => lines.reduce((n, l) => n + l.length + 1, 0) - (lines.length ? 1 : 0);
+
+/** Lays out a screen; list items are packed into pages that fit the budget with room for a hint. */
+function layout(ctx: MenuContext, body: ScreenBody, frame: Frame, depth: number): Layout {
+  const language = body.language ?? ctx.language;
+  const head = body.lines.map(toAscii);
+  const options = (body.options ?? []).map((o) => toAscii(`${o.key}. ${o.label}`));
+  const nav = body.end ? null : navLine(ctx, depth, language);
+  const tail = [...options, ...(nav ? [nav] : [])];
+  const items = (body.list ?? []).map((label, i) => toAscii(`${i + 1}. ${label}`));
+  if (items.length === 0) return { lines: [...head, ...tail], visible: [], hasMore: false };
+
+  const more = `98. ${ctx.t("menu.nav.more", {}, language)}`;
+  const budget = SCREEN_BUDGET - HINT_RESERVE;
+  let start = 0;
+  for (let page = 0; ; page++) {
+    const taken: number[] = [];
+    let i = start;
+    while (i < items.length) {
+      const remainingAfter = i + 1 < items.length;
+      const candidate = [
+        ...head,
+        ...taken.map((k) => items[k]!),
+        items[i]!,
+        ...(remainingAfter ? [more] : []),
+        ...tail,
+      ];
+      if (taken.length > 0 && size(candidate) > budget) break;
+      taken.push(i);
+      i++;
+    }
+    const hasMore = i < items.length;
+    if (page >= frame.page || !hasMore) {
+      return {
+        lines: [...head, ...taken.map((k) => items[k]!), ...(hasMore ? [more] : []), ...tail],
+        visible: taken,
+        hasMore,
+      };
+    }
+    start = i;
+  }
+}
+
+function hintLine(ctx: MenuContext, hint: MenuHint, language: Language): string {
+  return toAscii(ctx.t(hint.key, hint.params, language));
+}
+
+function outcomeView(ctx: MenuContext, outcome: Outcome & { then: "end" }): MenuView {
+  return { end: true, lines: [toAscii(ctx.t(outcome.key, outcome.params))], screen: "outcome" };
+}
+
+const endWith = (ctx: MenuContext, key: MessageKey, screen: string): MenuView => ({
+  end: true,
+  lines: [toAscii(ctx.t(key))],
+  screen,
+});
+
+export interface MenuRun {
+  user: MenuUser;
+  session: MenuSession;
+  /** Every input of the conversation so far, oldest first (USSD: `text` split on `*`). */
+  inputs: string[];
+  /** Outcomes already recorded for this session, by step (read with the user, to save a query). */
+  recorded?: Record<string, Outcome | "pending">;
+}
+
+/**
+ * Replays the inputs through the screens from the start and shows where they lead. Navigation is
+ * derived, not stored; the only thing stored is the outcome of a confirmed action, keyed by the
+ * session and the input's position, so a repeated or replayed request never acts twice.
+ */
+export async function runMenu(
+  run: MenuRun,
+  screens: Record<string, Screen>,
+  services: MenuServices,
+  settings: MenuSettings,
+): Promise<MenuView> {
+  const cache = new Map<string, Promise<unknown>>();
+  const ispName = shortName(settings.isp, ISP_NAME_MAX);
+  const ctx: MenuContext = {
+    user: run.user,
+    session: run.session,
+    services,
+    settings,
+    language: run.user.language,
+    t(key, params = {}, language) {
+      return translate(
+        language ?? this.language,
+        key,
+        { isp: ispName, support: settings.support, ...params },
+        settings.timezone,
+      );
+    },
+    memo<T>(key: string, load: () => Promise<T>) {
+      let value = cache.get(key) as Promise<T> | undefined;
+      if (!value) {
+        value = load();
+        cache.set(key, value);
+      }
+      return value;
+    },
+  };
+
+  let stack: Frame[] = [{ screen: HOME, params: {}, page: 0 }];
+  let hint: MenuHint | undefined;
+  const screenOf = (frame: Frame) => {
+    const screen = screens[frame.screen];
+    if (!screen) throw new Error(`no screen ${frame.screen}`);
+    return screen;
+  };
+
+  for (let i = 0; i < run.inputs.length; i++) {
+    const input = run.inputs[i]!.trim();
+    const isLast = i === run.inputs.length - 1;
+    hint = undefined;
+    const frame = stack[stack.length - 1]!;
+    const screen = screenOf(frame);
+    const body = await screen.body(ctx, frame);
+    if (body.end) break;
+    if (input === "00") {
+      stack = [stack[0]!];
+      continue;
+    }
+    if (input === "0" && stack.length > 1) {
+      stack.pop();
+      continue;
+    }
+    const page = layout(ctx, body, frame, stack.length);
+    if (input === "98" && page.hasMore) {
+      stack[stack.length - 1] = { ...frame, page: frame.page + 1 };
+      continue;
+    }
+    let choice: Choice | undefined;
+    if (body.options?.some((o) => o.key === input)) choice = { kind: "option", key: input };
+    else if (/^\d{1,3}$/.test(input) && page.visible.includes(Number(input) - 1))
+      choice = { kind: "item", index: Number(input) - 1 };
+    else if (body.freeText && input !== "") choice = { kind: "text", text: input };
+    if (!choice || !screen.choose) {
+      hint = { key: "menu.hint.invalid" };
+      continue;
+    }
+    const reaction = await screen.choose(ctx, frame, choice);
+    if (reaction.kind === "push") {
+      stack.push({ screen: reaction.screen, params: reaction.params ?? {}, page: 0 });
+      continue;
+    }
+    if (reaction.kind === "hint") {
+      hint = reaction.hint;
+      continue;
+    }
+
+    const step = i + 1;
+    let outcome: Outcome | "pending" | undefined;
+    if (isLast) {
+      const claim = await services.claimEffect(ctx.session, ctx.user, step);
+      if (claim === "claimed") {
+        try {
+          outcome = await reaction.run();
+        } catch {
+          outcome = { then: "end", key: "menu.error.generic", params: {} };
+        }
+        await services.recordEffect(ctx.session, step, outcome);
+      } else {
+        outcome = claim;
+      }
+    } else {
+      // A confirm that is not the newest input ran (or not) in an earlier request: never run it here.
+      outcome = run.recorded?.[String(step)];
+      if (outcome === undefined) return endWith(ctx, "menu.error.bad", "unconfirmed");
+    }
+    if (outcome === "pending") return endWith(ctx, "menu.error.busy", "pending");
+    if (outcome.then === "end") return outcomeView(ctx, outcome);
+    stack = [stack[0]!];
+    if (isLast) hint = { key: outcome.notice };
+  }
+
+  const frame = stack[stack.length - 1]!;
+  const body = await screenOf(frame).body(ctx, frame);
+  const page = layout(ctx, body, frame, stack.length);
+  const language = body.language ?? ctx.language;
+  const lines = hint && !body.end ? [hintLine(ctx, hint, language), ...page.lines] : page.lines;
+  return { end: body.end === true, lines, screen: frame.screen };
+}

@@ -1,0 +1,212 @@
+import { and, asc, eq, sql } from "drizzle-orm";
+import { getAccountSummary } from "../billing/accounts.ts";
+import { type Actor, type BillingContext, BillingError } from "../billing/context.ts";
+import { requestPayment } from "../billing/payment-intents.ts";
+import { changePlan, type PlanChangeQuote, quotePlanChange } from "../billing/plan-change.ts";
+import { setCustomerLanguage } from "../billing/preferences.ts";
+import { type Executor, queryRows } from "../db/client.ts";
+import { channelSessions, type PlanKind, plans } from "../db/schema/index.ts";
+import type {
+  Language,
+  MenuServices,
+  MenuSession,
+  MenuUser,
+  Outcome,
+  PlanView,
+  QuoteView,
+  Refusal,
+} from "./types.ts";
+
+const subscriberActor = (user: MenuUser, session: MenuSession): Actor => ({
+  kind: "subscriber",
+  id: user.phone,
+  channel: session.channel,
+});
+
+const planView = (p: typeof plans.$inferSelect): PlanView => ({
+  id: p.id,
+  name: p.name,
+  kind: p.kind,
+  priceCents: p.priceCents,
+  periodUnit: p.periodUnit,
+  periodCount: p.periodCount,
+});
+
+function quoteView(q: PlanChangeQuote, now: Date): QuoteView {
+  return {
+    kind: q.kind,
+    chargeCents: q.chargeCents,
+    creditCents: q.creditCents,
+    payableCents: q.payableCents,
+    effectiveAt: q.effectiveAt,
+    immediate: q.effectiveAt.getTime() <= now.getTime(),
+    toPlan: planView(q.toPlan),
+  };
+}
+
+async function refusing<T>(work: () => Promise<T>): Promise<T | Refusal> {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof BillingError) return { ok: false, reason: error.code, message: error.message };
+    throw error;
+  }
+}
+
+export interface LoadedUser {
+  user: MenuUser;
+  recorded: Record<string, Outcome | "pending">;
+}
+
+/**
+ * The dialling number's customer, language and this session's recorded outcomes, in one round trip:
+ * every request of a menu conversation starts with this.
+ */
+export async function loadMenuUser(db: Executor, phone: string, sessionId: string): Promise<LoadedUser> {
+  const [row] = await queryRows<{
+    id: number | null;
+    account_number: string | null;
+    name: string | null;
+    language: Language | null;
+    session_language: Language | null;
+    effects: Record<string, Outcome | "pending"> | string | null;
+  }>(
+    db,
+    sql`select c.id, c.account_number, c.name, c.language, s.language as session_language, s.state -> 'effects' as effects
+        from (select 1) as one
+        left join customers c on c.phone = ${phone}
+        left join channel_sessions s on s.id = ${sessionId}`,
+  );
+  const customer =
+    row?.id !== null && row?.id !== undefined
+      ? { id: Number(row.id), accountNumber: row.account_number ?? "", name: row.name ?? "" }
+      : null;
+  const language = (customer ? row?.language : row?.session_language) ?? "en";
+  const effects = typeof row?.effects === "string" ? JSON.parse(row.effects) : (row?.effects ?? {});
+  return { user: { phone, language, customer }, recorded: effects };
+}
+
+export interface MenuServiceOptions {
+  /** Plans change rarely; the lists are kept this long so a busy menu does not reread them. */
+  planCacheMs?: number;
+}
+
+/** The menu's view of the billing core and of the session store. */
+export function createMenuServices(ctx: BillingContext, options: MenuServiceOptions = {}): MenuServices {
+  const planCacheMs = options.planCacheMs ?? 5_000;
+  const planCache = new Map<PlanKind, { at: number; plans: Promise<PlanView[]> }>();
+
+  return {
+    async account(customerId) {
+      const s = await getAccountSummary(ctx.db, customerId, ctx.clock.now());
+      return {
+        accountNumber: s.customer.accountNumber,
+        subscriptionId: s.subscription?.id ?? null,
+        status: s.subscription?.status ?? null,
+        plan: s.plan ? planView(s.plan) : null,
+        periodEnd: s.periodEnd,
+        balanceCents: s.balanceCents,
+        amountDueCents: s.amountDueCents,
+        lastPayment: s.lastPayment
+          ? { amountCents: s.lastPayment.amountCents, receivedAt: s.lastPayment.receivedAt }
+          : null,
+      };
+    },
+
+    plans(kind) {
+      const now = Date.now();
+      const cached = planCache.get(kind);
+      if (cached && now - cached.at < planCacheMs) return cached.plans;
+      const loading = ctx.db
+        .select()
+        .from(plans)
+        .where(and(eq(plans.kind, kind), eq(plans.active, true)))
+        .orderBy(asc(plans.priceCents), asc(plans.id))
+        .then((rows) => rows.map(planView));
+      planCache.set(kind, { at: now, plans: loading });
+      loading.catch(() => planCache.delete(kind));
+      return loading;
+    },
+
+    quotePlanChange(subscriptionId, planId) {
+      return refusing(async () =>
+        quoteView(await quotePlanChange(ctx.db, ctx, { subscriptionId, planId }), ctx.clock.now()),
+      );
+    },
+
+    async requestPayment(user, session, request) {
+      return requestPayment(ctx, subscriberActor(user, session), {
+        phone: user.phone,
+        purpose: request.purpose,
+        amountCents: request.amountCents,
+        ...(user.customer ? { customerId: user.customer.id } : {}),
+        ...(request.planId !== undefined ? { planId: request.planId } : {}),
+        ...(request.subscriptionId !== undefined ? { subscriptionId: request.subscriptionId } : {}),
+        channel: session.channel,
+        channelSessionId: session.id,
+      });
+    },
+
+    changePlan(user, session, subscriptionId, planId) {
+      return refusing(async () => {
+        const now = ctx.clock.now();
+        return quoteView(
+          await changePlan(ctx, subscriberActor(user, session), { subscriptionId, planId }),
+          now,
+        );
+      });
+    },
+
+    async setLanguage(user, session, language) {
+      if (user.customer) {
+        await setCustomerLanguage(ctx, subscriberActor(user, session), {
+          customerId: user.customer.id,
+          language,
+        });
+        return;
+      }
+      const now = ctx.clock.now();
+      await ctx.db
+        .insert(channelSessions)
+        .values({ id: session.id, channel: session.channel, phone: user.phone, language, updatedAt: now })
+        .onConflictDoUpdate({ target: channelSessions.id, set: { language, updatedAt: now } });
+    },
+
+    async claimEffect(session, user, step) {
+      const key = String(step);
+      const now = ctx.clock.now();
+      // One statement: concurrent copies of the same request race on the row, and only one wins the claim.
+      const claimed = await queryRows<{ id: string }>(
+        ctx.db,
+        sql`insert into channel_sessions (id, channel, phone, state, updated_at)
+            values (${session.id}, ${session.channel}, ${user.phone},
+                    jsonb_build_object('effects', jsonb_build_object(${key}::text, 'pending')), ${now})
+            on conflict (id) do update
+              set state = jsonb_set(channel_sessions.state, '{effects}',
+                    coalesce(channel_sessions.state -> 'effects', '{}'::jsonb) || jsonb_build_object(${key}::text, 'pending')),
+                  updated_at = excluded.updated_at
+              where (channel_sessions.state -> 'effects' -> ${key}::text) is null
+            returning id`,
+      );
+      if (claimed.length > 0) return "claimed";
+      const [row] = await queryRows<{ outcome: Outcome | "pending" | string }>(
+        ctx.db,
+        sql`select state -> 'effects' -> ${key}::text as outcome from channel_sessions where id = ${session.id}`,
+      );
+      const outcome =
+        typeof row?.outcome === "string" && row.outcome !== "pending"
+          ? JSON.parse(row.outcome)
+          : row?.outcome;
+      return (outcome ?? "pending") as Outcome | "pending";
+    },
+
+    async recordEffect(session, step, outcome) {
+      await ctx.db.execute(
+        sql`update channel_sessions
+            set state = jsonb_set(state, array['effects', ${String(step)}::text], ${JSON.stringify(outcome)}::jsonb),
+                updated_at = ${ctx.clock.now()}
+            where id = ${session.id}`,
+      );
+    },
+  };
+}

@@ -1,0 +1,110 @@
+import type { IntentPurpose, PlanKind, SubscriptionStatus } from "../db/schema/index.ts";
+import type { Language, MessageKey, Params } from "../messaging/render.ts";
+
+export type { Language };
+
+/** Who is dialling: a phone number, and the customer behind it when there is one. */
+export interface MenuUser {
+  /** E.164. */
+  phone: string;
+  language: Language;
+  customer: { id: number; accountNumber: string; name: string } | null;
+}
+
+/** The conversation the inputs belong to (a USSD session, later a chat). */
+export interface MenuSession {
+  /** `channel_sessions.id`, e.g. `ussd:ATUid_…`; also the payment intent's `channelSessionId`. */
+  id: string;
+  channel: string;
+}
+
+export interface PlanView {
+  id: number;
+  name: string;
+  kind: PlanKind;
+  priceCents: number;
+  periodUnit: "months" | "days" | "hours";
+  periodCount: number;
+}
+
+export interface AccountView {
+  accountNumber: string;
+  subscriptionId: number | null;
+  status: SubscriptionStatus | null;
+  plan: PlanView | null;
+  periodEnd: Date | null;
+  balanceCents: number;
+  amountDueCents: number;
+  lastPayment: { amountCents: number; receivedAt: Date } | null;
+}
+
+export interface QuoteView {
+  kind: "upgrade" | "downgrade" | "same";
+  chargeCents: number;
+  creditCents: number;
+  /** What must still be paid by M-Pesa after the subscriber's credit. */
+  payableCents: number;
+  effectiveAt: Date;
+  immediate: boolean;
+  toPlan: PlanView;
+}
+
+/** A refusal a use-case explains to the person (billing rule, limit): shown, never a crash. */
+export type Refusal = { ok: false; reason: string; message: string };
+
+/** What a confirmed action led to. Stored per session and step, so a replayed request shows it again. */
+export type Outcome =
+  | { then: "end"; key: MessageKey; params: Record<string, string | number> }
+  | { then: "home"; notice: MessageKey };
+
+/**
+ * Everything the menu reads or changes, as core use-cases. The menu holds no SQL and no channel code;
+ * `createMenuServices` binds this to the billing core and the database.
+ */
+export interface MenuServices {
+  account(customerId: number): Promise<AccountView>;
+  /** Active plans of a kind, cheapest first. */
+  plans(kind: PlanKind): Promise<PlanView[]>;
+  quotePlanChange(subscriptionId: number, planId: number): Promise<QuoteView | Refusal>;
+  requestPayment(
+    user: MenuUser,
+    session: MenuSession,
+    request: { purpose: IntentPurpose; amountCents: number; planId?: number; subscriptionId?: number },
+  ): Promise<{ ok: true; intentId: number } | Refusal>;
+  changePlan(
+    user: MenuUser,
+    session: MenuSession,
+    subscriptionId: number,
+    planId: number,
+  ): Promise<QuoteView | Refusal>;
+  setLanguage(user: MenuUser, session: MenuSession, language: Language): Promise<void>;
+  /**
+   * Claims the right to run the confirmed action at `step` of `session` exactly once. Returns
+   * `claimed` the first time; afterwards the stored outcome, or `pending` while it is still running.
+   */
+  claimEffect(session: MenuSession, user: MenuUser, step: number): Promise<"claimed" | "pending" | Outcome>;
+  recordEffect(session: MenuSession, step: number, outcome: Outcome): Promise<void>;
+}
+
+export interface MenuSettings {
+  isp: string;
+  /** The support phone number as people should dial it; at most 16 characters so screens fit. */
+  support: string;
+  timezone: string;
+  /** Bounds for "pay another amount". */
+  minPayCents: number;
+  maxPayCents: number;
+}
+
+/** What a channel shows: `end` closes the conversation (USSD `END`). Lines are already translated. */
+export interface MenuView {
+  end: boolean;
+  lines: string[];
+  /** The screen that produced it, for tests and logs. */
+  screen: string;
+}
+
+export interface MenuHint {
+  key: MessageKey;
+  params?: Params;
+}

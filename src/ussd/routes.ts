@@ -1,0 +1,87 @@
+import { timingSafeEqual } from "node:crypto";
+import { Hono } from "hono";
+import type { Db } from "../db/client.ts";
+import type { Logger } from "../logger.ts";
+import { runMenu, type Screen, toAscii } from "../menu/engine.ts";
+import { subscriberScreens } from "../menu/screens.ts";
+import { loadMenuUser } from "../menu/services.ts";
+import type { MenuServices, MenuSettings } from "../menu/types.ts";
+import { normalizePhone } from "../messaging/phone.ts";
+import { translate } from "../messaging/render.ts";
+import { renderUssd } from "./render.ts";
+
+export interface UssdDeps {
+  db: Db;
+  services: MenuServices;
+  settings: MenuSettings;
+  logger: Logger;
+  /** When set, the callback URL is `/ussd/<token>` and `/ussd` answers 404. */
+  token?: string;
+  screens?: Record<string, Screen>;
+}
+
+/** Inputs beyond this are not a person typing. */
+const MAX_TEXT = 640;
+const MAX_INPUTS = 60;
+
+function sameSecret(given: string, expected: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+const apology = (key: "menu.error.bad" | "menu.error.generic", language: "en" | "sw" = "en") =>
+  `END ${toAscii(translate(language, key))}`;
+
+/**
+ * Africa's Talking's USSD callback: form fields `sessionId`, `serviceCode`, `phoneNumber`, `text`
+ * (every input so far joined by `*`), answered `text/plain` with `CON …` or `END …`. Each request
+ * replays `text` through the menu, so nothing about navigation is stored between requests. Nothing
+ * here calls M-Pesa, a router or an SMS gateway: confirmed actions only record intents.
+ */
+export function createUssdRoutes(deps: UssdDeps): Hono {
+  const app = new Hono();
+  const screens = deps.screens ?? subscriberScreens;
+
+  app.post("/:token?", async (c) => {
+    const token = c.req.param("token");
+    if (deps.token ? token === undefined || !sameSecret(token, deps.token) : token !== undefined) {
+      return c.text("Not Found", 404);
+    }
+    let form: Record<string, unknown>;
+    try {
+      form = await c.req.parseBody();
+    } catch {
+      return c.text(apology("menu.error.bad"));
+    }
+    const sessionId = typeof form.sessionId === "string" ? form.sessionId.trim() : "";
+    const phone = typeof form.phoneNumber === "string" ? normalizePhone(form.phoneNumber) : null;
+    const text = form.text === undefined ? "" : form.text;
+    if (
+      !sessionId ||
+      sessionId.length > 128 ||
+      !phone ||
+      typeof text !== "string" ||
+      text.length > MAX_TEXT
+    ) {
+      return c.text(apology("menu.error.bad"));
+    }
+    const inputs = text === "" ? [] : text.split("*");
+    if (inputs.length > MAX_INPUTS) return c.text(apology("menu.error.bad"));
+
+    const session = { id: `ussd:${sessionId}`, channel: "ussd" };
+    let language: "en" | "sw" = "en";
+    try {
+      const { user, recorded } = await loadMenuUser(deps.db, phone, session.id);
+      language = user.language;
+      const view = await runMenu({ user, session, inputs, recorded }, screens, deps.services, deps.settings);
+      return c.text(renderUssd(view));
+    } catch (error) {
+      deps.logger.error({ err: error, sessionId, inputs: inputs.length }, "USSD request failed");
+      return c.text(apology("menu.error.generic", language));
+    }
+  });
+
+  app.all("*", (c) => c.text("Not Found", 404));
+  return app;
+}

@@ -1,0 +1,70 @@
+import type {
+  AccountView,
+  MenuServices,
+  MenuSettings,
+  Outcome,
+  PlanView,
+  QuoteView,
+  Refusal,
+} from "../../src/menu/types.ts";
+
+/** The menu's use-cases in memory, for layout tests: records every action instead of doing it. */
+export interface FakeWorld {
+  account?: AccountView;
+  plans: PlanView[];
+  quote?: (planId: number) => QuoteView | Refusal;
+  refusePayment?: Refusal;
+}
+
+export interface FakeServices extends MenuServices {
+  actions: string[];
+}
+
+export function fakeServices(world: FakeWorld): FakeServices {
+  const effects = new Map<string, Outcome | "pending">();
+  const actions: string[] = [];
+  const quote = (planId: number): QuoteView | Refusal =>
+    world.quote?.(planId) ?? { ok: false, reason: "unknown_plan", message: "no quote" };
+  return {
+    actions,
+    async account() {
+      if (!world.account) throw new Error("no account in this world");
+      return world.account;
+    },
+    async plans(kind) {
+      return world.plans.filter((p) => p.kind === kind);
+    },
+    async quotePlanChange(_subscriptionId, planId) {
+      return quote(planId);
+    },
+    async requestPayment(_user, _session, request) {
+      actions.push(`pay:${request.purpose}:${request.amountCents}:${request.planId ?? ""}`);
+      return world.refusePayment ?? { ok: true, intentId: actions.length };
+    },
+    async changePlan(_user, _session, _subscriptionId, planId) {
+      actions.push(`change:${planId}`);
+      return quote(planId);
+    },
+    async setLanguage(_user, _session, language) {
+      actions.push(`language:${language}`);
+    },
+    async claimEffect(session, _user, step) {
+      const key = `${session.id}:${step}`;
+      const found = effects.get(key);
+      if (found) return found;
+      effects.set(key, "pending");
+      return "claimed";
+    },
+    async recordEffect(session, step, outcome) {
+      effects.set(`${session.id}:${step}`, outcome);
+    },
+  };
+}
+
+export const longSettings: MenuSettings = {
+  isp: "Nyahururu Community Wireless Broadband Cooperative",
+  support: "+254 712 345 678",
+  timezone: "Africa/Nairobi",
+  minPayCents: 1_000,
+  maxPayCents: 150_000_00,
+};
