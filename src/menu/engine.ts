@@ -146,7 +146,7 @@ function hintLine(ctx: MenuContext, hint: MenuHint, language: Language): string 
   return toAscii(ctx.t(hint.key, hint.params, language));
 }
 
-function outcomeView(ctx: MenuContext, outcome: Outcome & { then: "end" }): MenuView {
+function outcomeView(ctx: MenuContext, outcome: Outcome & { next: "end" }): MenuView {
   return { end: true, lines: [toAscii(ctx.t(outcome.key, outcome.params))], screen: "outcome" };
 }
 
@@ -258,7 +258,7 @@ export async function runMenu(
         try {
           outcome = await reaction.run();
         } catch {
-          outcome = { then: "end", key: "menu.error.generic", params: {} };
+          outcome = { next: "end", key: "menu.error.generic", params: {} };
         }
         await services.recordEffect(ctx.session, step, outcome);
       } else {
@@ -270,7 +270,7 @@ export async function runMenu(
       if (outcome === undefined) return endWith(ctx, "menu.error.bad", "unconfirmed");
     }
     if (outcome === "pending") return endWith(ctx, "menu.error.busy", "pending");
-    if (outcome.then === "end") return outcomeView(ctx, outcome);
+    if (outcome.next === "end") return outcomeView(ctx, outcome);
     stack = [stack[0]!];
     if (isLast) hint = { key: outcome.notice };
   }

@@ -35,7 +35,7 @@ const push = (screen: string, params: Record<string, string | number> = {}): Rea
   params,
 });
 const finish = (key: MessageKey, params: Record<string, string | number> = {}): Outcome => ({
-  then: "end",
+  next: "end",
   key,
   params,
 });
@@ -296,7 +296,7 @@ const planConfirm: Screen = {
   async body(ctx, frame) {
     const quote = await quoteOf(ctx, frame);
     if ("ok" in quote) {
-      const outcome = refusalOutcome(quote) as Outcome & { then: "end" };
+      const outcome = refusalOutcome(quote) as Outcome & { next: "end" };
       return end([ctx.t(outcome.key)]);
     }
     if (quote.kind === "same") return end([ctx.t("menu.plan.same", { plan: short(quote.toPlan.name) })]);
@@ -365,7 +365,7 @@ const languageConfirm: Screen = {
       run: async () => {
         await ctx.services.setLanguage(ctx.user, ctx.session, chosen);
         ctx.language = chosen;
-        return { then: "home", notice: "menu.language.saved" };
+        return { next: "home", notice: "menu.language.saved" };
       },
     };
   },

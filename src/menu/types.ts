@@ -54,8 +54,8 @@ export type Refusal = { ok: false; reason: string; message: string };
 
 /** What a confirmed action led to. Stored per session and step, so a replayed request shows it again. */
 export type Outcome =
-  | { then: "end"; key: MessageKey; params: Record<string, string | number> }
-  | { then: "home"; notice: MessageKey };
+  | { next: "end"; key: MessageKey; params: Record<string, string | number> }
+  | { next: "home"; notice: MessageKey };
 
 /**
  * Everything the menu reads or changes, as core use-cases. The menu holds no SQL and no channel code;
