@@ -151,7 +151,9 @@ export class RouterConnection implements RouterApi {
       tls: tls ? { rejectUnauthorized: false } : undefined,
       timeout: idleSeconds,
     });
-    api.on("error", (error: Error) => this.lost(api, error));
+    api.on("error", (error: Error) =>
+      this.lost(api, new RouterUnavailableError(`connection lost: ${describe(error)}`)),
+    );
     api.on("close", () => this.lost(api, new RouterUnavailableError("connection closed by the router")));
     let timer: NodeJS.Timeout | undefined;
     try {
