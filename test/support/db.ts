@@ -9,7 +9,12 @@ import { type Database, openDatabase } from "../../src/db/client.ts";
  * template: PGlite in memory by default, a new database on the server under TEST_DATABASE_URL.
  * Close it in afterAll: an open PGlite keeps the worker alive.
  */
-export async function createTestDatabase(options: { maxConnections?: number } = {}): Promise<Database> {
+export type TestDatabase = Database & {
+  /** Connection URL of this test database (PostgreSQL only), for a second, independent client. */
+  url?: string;
+};
+
+export async function createTestDatabase(options: { maxConnections?: number } = {}): Promise<TestDatabase> {
   const target = inject("testDatabase");
   if (target.kind === "embedded") {
     const template = new Blob([readFileSync(target.templatePath)]);
@@ -41,6 +46,7 @@ export async function createTestDatabase(options: { maxConnections?: number } = 
   const close = database.close;
   return {
     ...database,
+    url: url.toString(),
     close: async () => {
       await close();
       const dropper = postgres(target.serverUrl, { max: 1, onnotice: () => {} });
