@@ -14,7 +14,7 @@ import { createLogger } from "../../src/logger.ts";
 import { DarajaClient } from "../../src/payments/mpesa/daraja.ts";
 import { StkDispatcher } from "../../src/payments/mpesa/dispatcher.ts";
 import { type Delivery, FakeDaraja, type FakeDarajaOptions } from "../../src/payments/mpesa/fake.ts";
-import { type RecoveryOptions, runRecoveryJob } from "../../src/payments/mpesa/recovery.ts";
+import type { RecoveryOptions } from "../../src/payments/mpesa/recovery.ts";
 import { callbackPaths, createMpesaRoutes, type MpesaRouteDeps } from "../../src/payments/routes.ts";
 import { activeSubscriber, createPlan, job } from "../support/billing.ts";
 

@@ -1,0 +1,310 @@
+import { eq } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { requestPayment } from "../../src/billing/payment-intents.ts";
+import { assignUnmatchedPayment, listUnmatchedPayments } from "../../src/billing/payments.ts";
+import { FakeClock, systemClock } from "../../src/clock.ts";
+import type { Database } from "../../src/db/client.ts";
+import { messageOutbox, mpesaCallbacks, payments } from "../../src/db/schema/index.ts";
+import { DarajaClient, DarajaError } from "../../src/payments/mpesa/daraja.ts";
+import { FakeDaraja } from "../../src/payments/mpesa/fake.ts";
+import { darajaTimestamp } from "../../src/payments/mpesa/wire.ts";
+import { callbackPaths } from "../../src/payments/routes.ts";
+import { activeSubscriber, admin, billingContext, createPlan } from "../support/billing.ts";
+import { createTestDatabase } from "../support/db.ts";
+import { freshPhone, type Harness, intent, paymentCredits, startHarness, token } from "./harness.ts";
+
+let database: Database;
+let h: Harness;
+let strict: Harness;
+const clock = new FakeClock("2026-04-01T08:00:00Z");
+let ctx: ReturnType<typeof billingContext>["ctx"];
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  ctx = billingContext(database.db, clock).ctx;
+  h = await startHarness(ctx);
+  strict = await startHarness(ctx, {
+    fake: { c2bValidation: true },
+    routes: { rejectUnknownAccounts: true },
+  });
+  for (const x of [h, strict])
+    await x.client.registerC2bUrls({
+      confirmationUrl: `${x.baseUrl}${callbackPaths.c2bConfirmation(token)}`,
+      validationUrl: `${x.baseUrl}${callbackPaths.c2bValidation(token)}`,
+    });
+});
+afterAll(async () => {
+  await h?.close();
+  await strict?.close();
+  await database.close();
+});
+
+describe("paybill (C2B)", () => {
+  it("a confirmation naming an account credits it once, however often it is delivered", async () => {
+    const plan = await createPlan(database.db, { priceCents: 100_000 });
+    const { customer } = await activeSubscriber(ctx, plan.id);
+    const before = await paymentCredits(database.db, customer.id);
+    const first = await h.fake.c2b({
+      billRef: ` #${customer.accountNumber.toLowerCase()} `,
+      amountShillings: 1500,
+    });
+    expect(first.confirmation).toEqual({ ResultCode: 0, ResultDesc: "Success" });
+    await h.fake.c2b({ billRef: customer.accountNumber, amountShillings: 1500, transId: first.transId });
+    expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 150_000]);
+  });
+
+  it("an unknown BillRefNumber waits in the unmatched queue; assigning it credits the right account once", async () => {
+    const plan = await createPlan(database.db, { priceCents: 100_000 });
+    const { customer } = await activeSubscriber(ctx, plan.id);
+    const before = await paymentCredits(database.db, customer.id);
+    const { transId } = await h.fake.c2b({ billRef: "NO-SUCH-ACC", amountShillings: "2500.00" });
+    const queued = (await listUnmatchedPayments(database.db)).find((p) => p.providerRef === transId);
+    expect(queued).toMatchObject({
+      status: "unmatched",
+      amountCents: 250_000,
+      customerId: null,
+      method: "mpesa_c2b",
+    });
+    expect(await paymentCredits(database.db, customer.id)).toEqual(before);
+
+    const assigned = await assignUnmatchedPayment(ctx, admin, {
+      paymentId: queued!.id,
+      accountNumber: customer.accountNumber,
+    });
+    expect(assigned.duplicate).toBe(false);
+    await expect(
+      assignUnmatchedPayment(ctx, admin, { paymentId: queued!.id, accountNumber: customer.accountNumber }),
+    ).rejects.toThrow();
+    // A late repeat of the confirmation changes nothing either.
+    await h.fake.c2b({ billRef: "NO-SUCH-ACC", amountShillings: "2500.00", transId });
+    expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 250_000]);
+  });
+
+  it("validation accepts unknown accounts by default and rejects them when configured to", async () => {
+    const { validation, confirmation, transId } = await strict.fake.c2b({
+      billRef: "NOPE",
+      amountShillings: 10,
+    });
+    expect(validation).toEqual({ ResultCode: "C2B00012", ResultDesc: "Rejected" });
+    expect(confirmation).toBeUndefined();
+    const recorded = await database.db.select().from(payments).where(eq(payments.providerRef, transId));
+    expect(recorded).toHaveLength(0);
+
+    const open = await fetch(`${h.baseUrl}${callbackPaths.c2bValidation(token)}`, {
+      method: "POST",
+      body: JSON.stringify({ TransID: "X1", TransAmount: "10.00", BillRefNumber: "NOPE" }),
+    });
+    expect(await open.json()).toEqual({ ResultCode: "0", ResultDesc: "Accepted" });
+  });
+
+  it("a paybill confirmation and an STK callback for the same receipt credit once", async () => {
+    const plan = await createPlan(database.db, { priceCents: 60_000 });
+    const { customer } = await activeSubscriber(ctx, plan.id);
+    const before = await paymentCredits(database.db, customer.id);
+    h.fake.queue({ outcome: "success", delayMs: 5 });
+    const asked = await requestPayment(ctx, admin, {
+      phone: customer.phone,
+      purpose: "balance",
+      amountCents: 60_000,
+      customerId: customer.id,
+      channel: "test",
+    });
+    if (!asked.ok) throw new Error(asked.message);
+    await h.dispatcher.runOnce();
+    await h.fake.idle();
+    const done = await intent(database.db, asked.intentId);
+    await h.fake.c2b({ billRef: customer.accountNumber, amountShillings: 600, transId: done.mpesaReceipt! });
+    expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 60_000]);
+    const flags = await database.db
+      .select()
+      .from(mpesaCallbacks)
+      .where(eq(mpesaCallbacks.reference, done.mpesaReceipt!));
+    expect(flags.map((f) => f.flag)).toEqual(["duplicate"]);
+  });
+});
+
+describe("Daraja client and dispatcher against the fake", () => {
+  it("caches the token until shortly before it expires, whether expires_in is a string or a number", async () => {
+    for (const expiresInAsNumber of [false, true]) {
+      const fake = await FakeDaraja.start({ expiresInAsNumber, tokenLifetimeSeconds: 3599 });
+      const fakeClock = new FakeClock(new Date());
+      const client = new DarajaClient({
+        baseUrl: fake.url,
+        consumerKey: fake.consumerKey,
+        consumerSecret: fake.consumerSecret,
+        shortcode: fake.shortcode,
+        passkey: fake.passkey,
+        clock: fakeClock,
+      });
+      try {
+        const first = await client.accessToken();
+        await Promise.all([client.accessToken(), client.accessToken()]);
+        expect(await client.accessToken()).toBe(first);
+        expect(fake.tokensIssued).toBe(1);
+        fakeClock.advance(3599_000 - 30_000);
+        expect(await client.accessToken()).not.toBe(first);
+        expect(fake.tokensIssued).toBe(2);
+      } finally {
+        await fake.close();
+      }
+    }
+  });
+
+  it("turns Daraja error bodies into typed errors; wrong credentials are refused", async () => {
+    const bad = new DarajaClient({
+      baseUrl: h.fake.url,
+      consumerKey: "wrong",
+      consumerSecret: "wrong",
+      shortcode: h.fake.shortcode,
+      passkey: h.fake.passkey,
+      clock: systemClock,
+    });
+    const error = await bad.accessToken().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DarajaError);
+    expect((error as DarajaError).errorCode).toBe("400.008.01");
+
+    const wrongPasskey = new DarajaClient({
+      baseUrl: h.fake.url,
+      consumerKey: h.fake.consumerKey,
+      consumerSecret: h.fake.consumerSecret,
+      shortcode: h.fake.shortcode,
+      passkey: "not-the-passkey",
+      clock: systemClock,
+    });
+    const refused = await wrongPasskey
+      .stkPush({
+        msisdn: "254712345678",
+        amountShillings: 10,
+        accountReference: "A1",
+        description: "x",
+        callbackUrl: h.stkUrl,
+      })
+      .catch((e: unknown) => e);
+    expect(refused).toMatchObject({
+      errorCode: "400.002.02",
+      errorMessage: "Bad Request - Invalid Password",
+      retryable: false,
+    });
+  });
+
+  it("renews a token Daraja no longer accepts and retries once", async () => {
+    await h.client.accessToken();
+    h.fake.expireTokens();
+    const issued = h.fake.tokensIssued;
+    const accepted = await h.client.stkPush({
+      msisdn: "254712345679",
+      amountShillings: 1,
+      accountReference: "ABCDEFGHIJKLMNOP",
+      description: "A very long description",
+      callbackUrl: h.stkUrl,
+    });
+    expect(accepted.CheckoutRequestID).toMatch(/^ws_CO_/);
+    expect(h.fake.tokensIssued).toBe(issued + 1);
+    const push = h.fake.pushes.at(-1)!;
+    expect(push.accountReference).toBe("ABCDEFGHIJKL");
+    await h.fake.idle();
+  });
+
+  it("uses Buy Goods for a till", async () => {
+    const till = await startHarness(ctx, { fake: { till: "5544332" } });
+    try {
+      const accepted = await till.client.stkPush({
+        msisdn: "254712345680",
+        amountShillings: 5,
+        accountReference: "T1",
+        description: "d",
+        callbackUrl: till.stkUrl,
+      });
+      expect(accepted.ResponseCode).toBe("0");
+      await till.fake.idle();
+    } finally {
+      await till.close();
+    }
+  });
+
+  it("retries a push Daraja refuses for a while, and fails one it refuses for good with an SMS", async () => {
+    const phone = freshPhone();
+    h.fake.failNextPush(503, "500.003.02", "Spike arrest violation");
+    h.fake.queue({ outcome: "success", lost: true });
+    const retried = await requestPayment(ctx, admin, {
+      phone,
+      purpose: "balance",
+      amountCents: 1000,
+      customerId: 1,
+      channel: "t",
+    });
+    if (!retried.ok) throw new Error(retried.message);
+    await h.dispatcher.runOnce();
+    const waiting = await intent(database.db, retried.intentId);
+    expect(waiting).toMatchObject({
+      status: "pending",
+      checkoutRequestId: null,
+      lastError: expect.stringMatching(/500.003.02/),
+    });
+    clock.advance(1000);
+    await h.dispatcher.runOnce();
+    expect((await intent(database.db, retried.intentId)).checkoutRequestId).toMatch(/^ws_CO_/);
+
+    h.fake.failNextPush(400, "400.002.02", "Bad Request - Invalid PhoneNumber");
+    const refused = await requestPayment(ctx, admin, {
+      phone,
+      purpose: "balance",
+      amountCents: 1000,
+      customerId: 1,
+      channel: "t",
+    });
+    if (!refused.ok) throw new Error(refused.message);
+    await h.dispatcher.runOnce();
+    expect(await intent(database.db, refused.intentId)).toMatchObject({ status: "failed" });
+    const sms = await database.db.select().from(messageOutbox).where(eq(messageOutbox.recipient, phone));
+    expect(sms.map((m) => m.template)).toEqual(["payment_failed"]);
+  });
+
+  it("kick() sends a requested push within milliseconds", async () => {
+    h.dispatcher.start();
+    try {
+      const phone = freshPhone();
+      h.fake.queue({ outcome: "success", lost: true });
+      const asked = await requestPayment(ctx, admin, {
+        phone,
+        purpose: "balance",
+        amountCents: 1000,
+        customerId: 1,
+        channel: "t",
+      });
+      if (!asked.ok) throw new Error(asked.message);
+      const started = Date.now();
+      h.dispatcher.kick();
+      while (!(await intent(database.db, asked.intentId)).checkoutRequestId && Date.now() - started < 2000)
+        await new Promise((r) => setTimeout(r, 5));
+      expect(Date.now() - started).toBeLessThan(500);
+    } finally {
+      await h.dispatcher.stop();
+    }
+  });
+
+  it("stamps the Timestamp in Nairobi time", () => {
+    expect(darajaTimestamp(new Date("2026-01-31T21:30:05Z"))).toBe("20260201003005");
+  });
+
+  it("the 4th prompt within 5 minutes is refused and never reaches M-Pesa", async () => {
+    const phone = freshPhone();
+    const pushesBefore = h.fake.pushes.length;
+    h.fake.queue(...Array.from({ length: 3 }, () => ({ outcome: "cancelled" as const, lost: true })));
+    const results = [];
+    for (let i = 0; i < 4; i++)
+      results.push(
+        await requestPayment(ctx, admin, {
+          phone,
+          purpose: "balance",
+          amountCents: 1000,
+          customerId: 1,
+          channel: "t",
+        }),
+      );
+    expect(results.map((r) => r.ok)).toEqual([true, true, true, false]);
+    expect(results[3]).toMatchObject({ reason: "rate_limited" });
+    await h.dispatcher.runOnce();
+    expect(h.fake.pushes.length - pushesBefore).toBe(3);
+  });
+});
