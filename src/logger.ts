@@ -17,14 +17,15 @@ const secretKeys = [
   "DATABASE_URL",
 ];
 
-export function createLogger(level = "info"): Logger {
-  return pino({
+export function createLogger(level = "info", destination?: pino.DestinationStream): Logger {
+  const options: pino.LoggerOptions = {
     level,
     redact: {
       paths: [...secretKeys, ...secretKeys.map((k) => `*.${k}`), ...secretKeys.map((k) => `*.*.${k}`)],
       censor: "[redacted]",
     },
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }
 
 export type { Logger };

@@ -1,0 +1,55 @@
+import { Writable } from "node:stream";
+import { describe, expect, it } from "vitest";
+import { isSandbox, loadConfig } from "../src/config.ts";
+import { redactUrl } from "../src/db/client.ts";
+import { createLogger } from "../src/logger.ts";
+
+describe("configuration", () => {
+  it("starts with nothing set: port 3000, data in ./data, embedded database, sandbox", () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({ PORT: 3000, DATA_DIR: "./data", DUNNING_GRACE_DAYS: 1 });
+    expect(config.DATABASE_URL).toBeUndefined();
+    expect(config.DUNNING_REMINDER_DAYS).toEqual([-3, -1, 0]);
+    expect(isSandbox(config)).toBe(true);
+  });
+
+  it("names the setting that is wrong", () => {
+    expect(() => loadConfig({ PORT: "eighty" })).toThrow(/PORT/);
+    expect(() => loadConfig({ DATABASE_URL: "not a url" })).toThrow(/DATABASE_URL/);
+    expect(() => loadConfig({ DUNNING_REMINDER_DAYS: "-3,soon" })).toThrow(/DUNNING_REMINDER_DAYS/);
+  });
+
+  it("treats an empty value as unset", () => {
+    const config = loadConfig({ PORT: "", DATABASE_URL: "" });
+    expect(config.PORT).toBe(3000);
+    expect(config.DATABASE_URL).toBeUndefined();
+  });
+});
+
+describe("logs never carry secrets", () => {
+  it("redacts passwords, tokens and keys wherever they sit", () => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk, _enc, done) {
+        lines.push(String(chunk));
+        done();
+      },
+    });
+    const probe = createLogger("info", sink);
+    probe.info(
+      {
+        router: { host: "10.0.0.1", password: "hunter2" },
+        apiKey: "atsk_123",
+        headers: { authorization: "Bearer zzz" },
+      },
+      "connect",
+    );
+    const last = lines.at(-1)!;
+    expect(last).toContain("10.0.0.1");
+    for (const secret of ["hunter2", "atsk_123", "Bearer zzz"]) expect(last).not.toContain(secret);
+  });
+
+  it("hides the password in a database URL", () => {
+    expect(redactUrl("postgres://app:s3cret@db.example:5432/tandao")).not.toContain("s3cret");
+  });
+});
