@@ -1,7 +1,11 @@
 import { and, asc, eq, sql } from "drizzle-orm";
 import { getAccountSummary } from "../billing/accounts.ts";
 import { type Actor, type BillingContext, BillingError } from "../billing/context.ts";
-import { requestPayment } from "../billing/payment-intents.ts";
+import {
+  type PaymentRequest,
+  type RequestPaymentResult,
+  requestPayment,
+} from "../billing/payment-intents.ts";
 import { changePlan, type PlanChangeQuote, quotePlanChange } from "../billing/plan-change.ts";
 import { setCustomerLanguage } from "../billing/preferences.ts";
 import { type Executor, queryRows } from "../db/client.ts";
@@ -89,11 +93,18 @@ export async function loadMenuUser(db: Executor, phone: string, sessionId: strin
 export interface MenuServiceOptions {
   /** Plans change rarely; the lists are kept this long so a busy menu does not reread them. */
   planCacheMs?: number;
+  /**
+   * Records the STK intent. Default: the billing core's `requestPayment` (the dispatcher picks it up
+   * on its next poll); `Payments.request` also wakes the dispatcher at once and applies configured limits.
+   */
+  requestPayment?: (actor: Actor, input: PaymentRequest) => Promise<RequestPaymentResult>;
 }
 
 /** The menu's view of the billing core and of the session store. */
 export function createMenuServices(ctx: BillingContext, options: MenuServiceOptions = {}): MenuServices {
   const planCacheMs = options.planCacheMs ?? 5_000;
+  const record =
+    options.requestPayment ?? ((actor: Actor, input: PaymentRequest) => requestPayment(ctx, actor, input));
   const planCache = new Map<PlanKind, { at: number; plans: Promise<PlanView[]> }>();
 
   return {
@@ -135,7 +146,7 @@ export function createMenuServices(ctx: BillingContext, options: MenuServiceOpti
     },
 
     async requestPayment(user, session, request) {
-      return requestPayment(ctx, subscriberActor(user, session), {
+      return record(subscriberActor(user, session), {
         phone: user.phone,
         purpose: request.purpose,
         amountCents: request.amountCents,
@@ -180,7 +191,7 @@ export function createMenuServices(ctx: BillingContext, options: MenuServiceOpti
         ctx.db,
         sql`insert into channel_sessions (id, channel, phone, state, updated_at)
             values (${session.id}, ${session.channel}, ${user.phone},
-                    jsonb_build_object('effects', jsonb_build_object(${key}::text, 'pending')), ${now})
+                    jsonb_build_object('effects', jsonb_build_object(${key}::text, 'pending')), ${now.toISOString()}::timestamptz)
             on conflict (id) do update
               set state = jsonb_set(channel_sessions.state, '{effects}',
                     coalesce(channel_sessions.state -> 'effects', '{}'::jsonb) || jsonb_build_object(${key}::text, 'pending')),
@@ -204,7 +215,7 @@ export function createMenuServices(ctx: BillingContext, options: MenuServiceOpti
       await ctx.db.execute(
         sql`update channel_sessions
             set state = jsonb_set(state, array['effects', ${String(step)}::text], ${JSON.stringify(outcome)}::jsonb),
-                updated_at = ${ctx.clock.now()}
+                updated_at = ${ctx.clock.now().toISOString()}::timestamptz
             where id = ${session.id}`,
       );
     },

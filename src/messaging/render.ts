@@ -32,6 +32,24 @@ export function formatDate(language: Language, at: Date, timezone = "Africa/Nair
   return `${get("day")} ${months[language][get("month") - 1] ?? "?"} ${get("year")}`;
 }
 
+const isoInstant = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/;
+const clockParts = new Map<string, Intl.DateTimeFormat>();
+
+/** `25 Nov 2026 14:05` in the ISP's time zone. */
+export function formatDateTime(language: Language, at: Date, timezone = "Africa/Nairobi"): string {
+  let format = clockParts.get(timezone);
+  if (!format) {
+    format = new Intl.DateTimeFormat("en-GB", {
+      timeZone: timezone,
+      hour: "2-digit",
+      minute: "2-digit",
+      hourCycle: "h23",
+    });
+    clockParts.set(timezone, format);
+  }
+  return `${formatDate(language, at, timezone)} ${format.format(at)}`;
+}
+
 /**
  * How a parameter reads: names ending in `Cents` are amounts (`KES 1,500`), names ending in `At`
  * are instants (ISO strings or Dates, shown as a date), anything else as it is.
@@ -45,6 +63,11 @@ export function formatParam(language: Language, name: string, value: unknown, ti
   if (name.endsWith("At")) {
     const date = value instanceof Date ? value : new Date(String(value));
     if (!Number.isNaN(date.getTime())) return formatDate(language, date, timezone);
+  }
+  // An instant under another name (a voucher's `validity` end) needs its time of day too.
+  if (typeof value === "string" && isoInstant.test(value)) {
+    const date = new Date(value);
+    if (!Number.isNaN(date.getTime())) return formatDateTime(language, date, timezone);
   }
   return String(value);
 }

@@ -75,6 +75,16 @@ describe("rendering", () => {
       "X: Intaneti yako imerudi. Umelipia hadi 1 Ago 2026. Asante.",
     );
     expect(renderSms("en", "no_such_template", {}, { isp: "X" })).toBeNull();
+    expect(
+      renderSms(
+        "en",
+        "voucher_code",
+        { code: "K7P2QX9A", plan: "1 Hour", validity: "2026-04-01T09:30:00.000Z" },
+        { isp: "X" },
+      ),
+    ).toBe(
+      "X: Your 1 Hour voucher code is K7P2QX9A, valid until 1 Apr 2026 12:30. Use it as username and password on the hotspot.",
+    );
   });
 
   it("shows dates in Nairobi time", () => {

@@ -49,7 +49,7 @@ describe("SMS delivery through the africastalking package", () => {
       recipient: "+254712000001",
       language: "sw",
       template: "voucher_code",
-      params: { code: "K7P2QX", plan: "Saa 1", validity: "saa 1" },
+      params: { code: "K7P2QX", plan: "Saa 1", validity: "2026-03-01T09:00:00.000Z" },
     });
     await enqueueMessage(database.db, clock.now(), {
       recipient: "0712000002",
@@ -59,7 +59,9 @@ describe("SMS delivery through the africastalking package", () => {
     });
     expect(await deliverDueSms(options)).toEqual({ sent: 2, retried: 0, dead: 0 });
     const sw = fake.inbox.find((m) => m.to === "+254712000001")!;
-    expect(sw.message).toContain("Nambari ya vocha yako ya Saa 1 ni K7P2QX");
+    expect(sw.message).toContain(
+      "Nambari ya vocha yako ya Saa 1 ni K7P2QX, inatumika hadi 1 Mac 2026 12:00.",
+    );
     expect(sw.username).toBe("tandao");
     const en = fake.inbox.find((m) => m.to === "+254712000002")!;
     expect(en.message).toBe(

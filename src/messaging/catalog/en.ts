@@ -102,7 +102,7 @@ export const en = {
     "{isp}: Your internet is suspended. Pay {amountCents} by M-Pesa, account {account}, to restore it.",
   "sms.restored": "{isp}: Your internet is back on. Paid up to {periodEndAt}. Thank you.",
   "sms.voucher_code":
-    "{isp}: Your {plan} voucher code is {code}, valid {validity}. Use it as username and password on the hotspot.",
+    "{isp}: Your {plan} voucher code is {code}, valid until {validity}. Use it as username and password on the hotspot.",
   "sms.plan_changed": "{isp}: Your plan is now {plan}. Charged {chargeCents}.",
   "sms.plan_change_scheduled": "{isp}: Your plan will change to {plan} on {effectiveAt}.",
   "sms.welcome":
