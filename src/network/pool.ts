@@ -47,6 +47,16 @@ export class RouterPool {
     return opening;
   }
 
+  /** Throws when the router's circuit is open (it failed recently and its cool-down is not over). */
+  assertAvailable(routerId: number): void {
+    const connection = this.connections.get(routerId);
+    if (connection && !connection.breaker.allowsRequest()) {
+      throw new RouterUnavailableError(
+        `router ${routerId} unreachable (next try in ${Math.ceil(connection.breaker.retryInMs / 1000)} s)`,
+      );
+    }
+  }
+
   /** Router ids whose circuit is open: callers skip them instead of waiting. */
   unavailableRouterIds(): number[] {
     const ids: number[] = [];

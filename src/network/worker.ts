@@ -86,6 +86,7 @@ export class ProvisioningWorker {
   private readonly inFlight = new Set<Promise<void>>();
   private rowsInFlight = 0;
   private readonly profileCache = new Map<string, number>();
+  private readonly profilesEnsuring = new Map<string, Promise<void>>();
 
   constructor(
     private readonly deps: WorkerDeps,
@@ -189,12 +190,20 @@ export class ProvisioningWorker {
     return this.deps.db.transaction(async (tx) => {
       const due = await queryRows<{ id: number; target: string }>(
         tx,
+        // Routers take turns (first row of each, then second…) so a backlog on one never starves the others.
         sql`select o.id, ${targetOf(sql`o`)} as target
             from provisioning_outbox o
-            where o.status = 'pending' and o.next_attempt_at <= ${at(now)}
-              and (o.claimed_until is null or o.claimed_until <= ${at(now)}) ${routerFilter}
-            order by o.id
-            limit ${this.options.batchSize}
+            where o.id in (
+              select id from (
+                select o.id, row_number() over (partition by o.router_id order by o.id) as turn
+                from provisioning_outbox o
+                where o.status = 'pending' and o.next_attempt_at <= ${at(now)}
+                  and (o.claimed_until is null or o.claimed_until <= ${at(now)}) ${routerFilter}
+              ) fair
+              order by turn, id
+              limit ${this.options.batchSize}
+            )
+            and o.status = 'pending'
             for update skip locked`,
       );
       if (due.length === 0) return [];
@@ -268,26 +277,35 @@ export class ProvisioningWorker {
   }
 
   private async deliverAll(rows: ClaimedRow[]): Promise<void> {
+    const failures: Array<{ row: ClaimedRow; error: unknown }> = [];
+    const done: ClaimedRow[] = [];
     let next = 0;
     const work = async () => {
       while (next < rows.length) {
         const row = rows[next++]!;
         try {
           await this.deliver(row);
-          await this.succeeded(row);
+          done.push(row);
         } catch (error) {
-          await this.failed(row, error).catch((e) =>
-            this.deps.logger?.error({ err: e }, "recording failure failed"),
-          );
+          failures.push({ row, error });
         }
       }
     };
     const lanes = Math.min(this.options.perRouterConcurrency, rows.length);
     await Promise.all(Array.from({ length: lanes }, work));
+    // Outcomes are written together: a router that is down fails hundreds of rows at once.
+    try {
+      await this.succeeded(done);
+      await this.failed(failures);
+    } catch (error) {
+      this.deps.logger?.error({ err: error }, "recording provisioning outcomes failed");
+    }
   }
 
   private async deliver(row: ClaimedRow): Promise<void> {
     const { db, pool } = this.deps;
+    // A router known to be down fails the row at once, before any database read.
+    if (row.routerId !== null) pool.assertAvailable(row.routerId);
     if (row.subscriptionId !== null) {
       const loaded = await loadSubscription(db, row.subscriptionId);
       const routerId = row.routerId ?? loaded?.subscription.routerId ?? null;
@@ -352,8 +370,17 @@ export class ProvisioningWorker {
     const key = this.profileKey(routerId, profile);
     const checked = this.profileCache.get(key);
     if (checked === undefined || Date.now() - checked > 60_000) {
-      await ensureProfile(api, profile);
-      this.profileCache.set(key, Date.now());
+      // Concurrent deliveries for the same plan share one check instead of racing to add the profile.
+      let ensuring = this.profilesEnsuring.get(key);
+      if (!ensuring) {
+        ensuring = ensureProfile(api, profile)
+          .then(() => {
+            this.profileCache.set(key, Date.now());
+          })
+          .finally(() => this.profilesEnsuring.delete(key));
+        this.profilesEnsuring.set(key, ensuring);
+      }
+      await ensuring;
     }
     try {
       return await op();
@@ -371,48 +398,69 @@ export class ProvisioningWorker {
     return rows.map((r) => r.id);
   }
 
-  private async succeeded(row: ClaimedRow): Promise<void> {
+  private async succeeded(rows: ClaimedRow[]): Promise<void> {
+    if (rows.length === 0) return;
     const now = this.deps.clock.now();
-    await this.deps.db.execute(sql`
-      update provisioning_outbox set status = 'done', done_at = ${at(now)}, claimed_until = null, last_error = null
-      where id = ${row.id}`);
+    for (const chunk of chunks(rows, 1_000)) {
+      await this.deps.db.execute(sql`
+        update provisioning_outbox set status = 'done', done_at = ${at(now)}, claimed_until = null, last_error = null
+        where id in (${sql.join(
+          chunk.map((r) => sql`${r.id}::int`),
+          sql`, `,
+        )})`);
+    }
   }
 
-  private async failed(row: ClaimedRow, error: unknown): Promise<void> {
+  private async failed(failures: Array<{ row: ClaimedRow; error: unknown }>): Promise<void> {
+    if (failures.length === 0) return;
     const now = this.deps.clock.now();
-    const message = (error instanceof Error ? error.message : String(error)).slice(0, 500);
-    if (row.attempts >= this.options.maxAttempts) {
-      await this.deps.db.transaction(async (tx) => {
-        await tx.execute(sql`
-          update provisioning_outbox set status = 'dead', claimed_until = null, last_error = ${message}, done_at = ${at(now)}
-          where id = ${row.id}`);
-        if (this.options.adminPhone) {
-          const hour = now.toISOString().slice(0, 13);
-          await enqueueMessage(tx, now, {
-            recipient: this.options.adminPhone,
-            language: "en",
-            template: "admin_alert",
-            params: {
-              text: `Router provisioning gave up after ${row.attempts} attempts (${row.action}${
-                row.subscriptionId ? ` subscription ${row.subscriptionId}` : ""
-              }${row.voucherId ? ` voucher ${row.voucherId}` : ""}${
-                row.routerId ? ` on router ${row.routerId}` : ""
-              }): ${message}. Further failures this hour are in the provisioning queue.`,
-            },
-            // One alert per router and hour: an outage must not flood the admin's phone.
-            dedupeKey: `provisioning-dead:${row.routerId ?? "all"}:${hour}`,
-          });
-        }
-      });
-      this.deps.logger?.error({ outboxId: row.id, err: message }, "provisioning row given up");
-      return;
+    const retry: Array<{ id: number; message: string; next: Date }> = [];
+    for (const { row, error } of failures) {
+      const message = (error instanceof Error ? error.message : String(error)).slice(0, 500);
+      if (row.attempts >= this.options.maxAttempts) {
+        await this.giveUp(row, message, now);
+        continue;
+      }
+      const delay = Math.min(this.options.backoffMaxMs, this.options.backoffBaseMs * 2 ** (row.attempts - 1));
+      const jitter = Math.floor(Math.random() * Math.min(1_000, delay / 4));
+      retry.push({ id: row.id, message, next: new Date(now.getTime() + delay + jitter) });
     }
-    const delay = Math.min(this.options.backoffMaxMs, this.options.backoffBaseMs * 2 ** (row.attempts - 1));
-    const jitter = Math.floor(Math.random() * Math.min(1_000, delay / 4));
-    await this.deps.db.execute(sql`
-      update provisioning_outbox set claimed_until = null, last_error = ${message},
-        next_attempt_at = ${at(new Date(now.getTime() + delay + jitter))}
-      where id = ${row.id}`);
+    for (const chunk of chunks(retry, 1_000)) {
+      const values = sql.join(
+        chunk.map((r) => sql`(${r.id}::int, ${r.message}::text, ${r.next.toISOString()}::timestamptz)`),
+        sql`, `,
+      );
+      await this.deps.db.execute(sql`
+        update provisioning_outbox o set claimed_until = null, last_error = v.message, next_attempt_at = v.next
+        from (values ${values}) as v(id, message, next)
+        where o.id = v.id`);
+    }
+  }
+
+  private async giveUp(row: ClaimedRow, message: string, now: Date): Promise<void> {
+    await this.deps.db.transaction(async (tx) => {
+      await tx.execute(sql`
+        update provisioning_outbox set status = 'dead', claimed_until = null, last_error = ${message}, done_at = ${at(now)}
+        where id = ${row.id}`);
+      if (this.options.adminPhone) {
+        const hour = now.toISOString().slice(0, 13);
+        await enqueueMessage(tx, now, {
+          recipient: this.options.adminPhone,
+          language: "en",
+          template: "admin_alert",
+          params: {
+            text: `Router provisioning gave up after ${row.attempts} attempts (${row.action}${
+              row.subscriptionId ? ` subscription ${row.subscriptionId}` : ""
+            }${row.voucherId ? ` voucher ${row.voucherId}` : ""}${
+              row.routerId ? ` on router ${row.routerId}` : ""
+            }): ${message}. Further failures this hour are in the provisioning queue.`,
+          },
+          // One alert per router and hour: an outage must not flood the admin's phone.
+          dedupeKey: `provisioning-dead:${row.routerId ?? "all"}:${hour}`,
+        });
+      }
+    });
+    this.deps.logger?.error({ outboxId: row.id, err: message }, "provisioning row given up");
   }
 
   /** A router is back: what waited for it is due now rather than at the end of its back-off. */
@@ -428,4 +476,10 @@ export class ProvisioningWorker {
       this.deps.logger?.error({ err: error, routerId }, "could not reschedule rows of a recovered router");
     }
   }
+}
+
+function chunks<T>(items: T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
 }

@@ -1,0 +1,178 @@
+import { desc, eq } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { applyPayment } from "../../src/billing/payments.ts";
+import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
+import { FakeClock } from "../../src/clock.ts";
+import type { Database } from "../../src/db/client.ts";
+import { jobRuns } from "../../src/db/schema/index.ts";
+import type { RouterOsEmulator } from "../../src/network/emulator/server.ts";
+import { reconcileAll } from "../../src/network/reconcile.ts";
+import { addRouter } from "../../src/network/routers.ts";
+import { admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
+import { createTestDatabase } from "../support/db.ts";
+import { box, emulatedRouter, networkStack } from "./support.ts";
+
+let database: Database;
+let router: RouterOsEmulator;
+let routerId: number;
+let stack: ReturnType<typeof networkStack>;
+const clock = new FakeClock(new Date());
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  ({ emulator: router, routerId } = await emulatedRouter(database.db));
+  stack = networkStack(database.db, clock, {
+    connection: {
+      connectTimeoutMs: 1_000,
+      breaker: { threshold: 1, baseCooldownMs: 60_000, maxCooldownMs: 60_000 },
+    },
+  });
+});
+afterAll(async () => {
+  await stack.close();
+  await router.stop();
+  await database.close();
+});
+
+const deps = () => ({ db: database.db, clock, pool: stack.pool });
+
+async function activeSubscriber(planId: number, name: string) {
+  const { ctx } = billingContext(database.db, clock);
+  const created = await createCustomerWithSubscription(ctx, admin, {
+    name,
+    phone: uniquePhone(),
+    planId,
+    routerId,
+  });
+  await applyPayment(ctx, admin, {
+    customerId: created.customer.id,
+    method: "cash",
+    provider: "cash",
+    providerRef: `first-${created.customer.id}`,
+    amountCents: created.invoice.amountCents,
+  });
+  return created.subscription;
+}
+
+describe("reconciliation", () => {
+  it("finds secrets changed by hand, repairs them, leaves entries without the marker alone; a dry run changes nothing", async () => {
+    const plan = await createPlan(database.db, { priceCents: 100_000, rateLimit: "4M/8M" });
+    const other = await createPlan(database.db, { priceCents: 50_000, rateLimit: "1M/1M" });
+    const subs = await Promise.all(
+      ["Amina", "Baraka", "Chege", "Dalia"].map((n) => activeSubscriber(plan.id, n)),
+    );
+    await stack.worker.drain();
+    const [amina, baraka, chege, dalia] = subs.map((s) => s!);
+    const id = (name: string) => router.find("/ppp/secret", name)![".id"]!;
+
+    // An admin edits things by hand in Winbox.
+    router.update("/ppp/secret", id(amina!.networkUsername), {
+      profile: `tandao-${other.code}`,
+      password: "changed",
+    });
+    router.update("/ppp/secret", id(baraka!.networkUsername), { disabled: "true" });
+    router.delete("/ppp/secret", id(chege!.networkUsername));
+    router.insert("/ppp/secret", {
+      name: "ghost",
+      password: "x",
+      comment: "tandao:sub:999999",
+      profile: "default",
+    });
+    router.insert("/ppp/secret", {
+      name: "office-ap",
+      password: "own",
+      profile: "default",
+      comment: "admin's own",
+    });
+    router.insert("/ppp/secret", { name: "no-comment", password: "own", profile: "default" });
+    const profile = router.find("/ppp/profile", `tandao-${plan.code}`)!;
+    router.update("/ppp/profile", profile[".id"]!, { "rate-limit": "100M/100M" });
+    // Sessions: Amina is on the wrong speed (kicked), Dalia is untouched (not kicked), ghost must go.
+    router.connectPppoe(amina!.networkUsername);
+    router.connectPppoe(dalia!.networkUsername);
+    router.connectPppoe("ghost");
+    router.connectPppoe("office-ap");
+
+    const before = JSON.stringify([
+      router.items("/ppp/secret"),
+      router.items("/ppp/profile"),
+      router.items("/ppp/active"),
+    ]);
+    const writes = () => router.received.filter((c) => /\/(add|set|remove)$/.test(c.command)).length;
+    const writesBefore = writes();
+    const dry = await reconcileAll(deps(), { dryRun: true });
+    const report = dry.reports.find((r) => r.routerId === routerId)!;
+    expect(report.ok).toBe(true);
+    expect(
+      JSON.stringify([
+        router.items("/ppp/secret"),
+        router.items("/ppp/profile"),
+        router.items("/ppp/active"),
+      ]),
+    ).toBe(before);
+    expect(writes()).toBe(writesBefore);
+    const issues = Object.fromEntries(report.drift.map((d) => [d.name, d]));
+    expect(issues[amina!.networkUsername]).toMatchObject({
+      issue: "changed",
+      fields: ["password", "profile"],
+    });
+    expect(issues[baraka!.networkUsername]).toMatchObject({ issue: "changed", fields: ["disabled"] });
+    expect(issues[chege!.networkUsername]).toMatchObject({ issue: "missing" });
+    expect(issues.ghost).toMatchObject({ issue: "extra" });
+    expect(issues[`tandao-${plan.code}`]).toMatchObject({ issue: "changed", fields: ["rate-limit"] });
+    expect(issues["office-ap"]).toBeUndefined();
+    expect(issues[dalia!.networkUsername]).toBeUndefined();
+    // created: Chege's secret and the profile of the other (active, so wanted) plan.
+    expect(report.counts).toMatchObject({ created: 2, updated: 3, removed: 1, kicked: 2 });
+
+    const kicksBefore = router.count("/ppp/active/remove");
+    const run = await reconcileAll(deps());
+    expect(run.reports.find((r) => r.routerId === routerId)?.ok).toBe(true);
+    for (const s of [amina, baraka, chege, dalia]) {
+      expect(router.find("/ppp/secret", s!.networkUsername)).toMatchObject({
+        password: s!.networkPassword,
+        profile: `tandao-${plan.code}`,
+        disabled: "false",
+        comment: `tandao:sub:${s!.id}`,
+      });
+    }
+    expect(router.find("/ppp/profile", `tandao-${plan.code}`)?.["rate-limit"]).toBe("4M/8M");
+    expect(router.find("/ppp/secret", "ghost")).toBeUndefined();
+    expect(router.find("/ppp/secret", "office-ap")).toMatchObject({
+      password: "own",
+      comment: "admin's own",
+    });
+    expect(router.find("/ppp/secret", "no-comment")).toMatchObject({ password: "own" });
+    // Only the sessions whose access or speed changed were dropped.
+    expect(router.count("/ppp/active/remove") - kicksBefore).toBe(2);
+    expect(router.find("/ppp/active", amina!.networkUsername)).toBeUndefined();
+    expect(router.find("/ppp/active", "ghost")).toBeUndefined();
+    expect(router.find("/ppp/active", dalia!.networkUsername)).toBeDefined();
+    expect(router.find("/ppp/active", "office-ap")).toBeDefined();
+
+    const again = await reconcileAll(deps());
+    expect(again.reports.find((r) => r.routerId === routerId)?.drift).toEqual([]);
+    const runs = await database.db.select().from(jobRuns).where(eq(jobRuns.job, "network.reconcile"));
+    expect(runs.length).toBeGreaterThanOrEqual(2);
+    expect(runs[0]).toMatchObject({ status: "ok" });
+    expect(runs[0]?.counts).toMatchObject({ created: 2, removed: 1 });
+  });
+
+  it("a dead router fails its own report quickly while the others are reconciled", async () => {
+    const dead = await addRouter(database.db, box, {
+      name: "dead-tower",
+      host: "127.0.0.1",
+      port: 1,
+      username: "x",
+      password: "y",
+    });
+    const started = Date.now();
+    const run = await reconcileAll(deps());
+    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(run.reports.find((r) => r.routerId === dead.id)).toMatchObject({ ok: false });
+    expect(run.reports.find((r) => r.routerId === routerId)).toMatchObject({ ok: true });
+    expect(run.counts.failedRouters).toBe(1);
+    const [last] = await database.db.select().from(jobRuns).orderBy(desc(jobRuns.id)).limit(1);
+    expect(last?.status).toBe("failed");
+  });
+});
