@@ -60,7 +60,10 @@ const schema = z.object({
   AT_SENDER_ID: z.string().optional(),
   /** Where SMS are posted; defaults to Africa's Talking's production (or sandbox) host. */
   AT_SMS_URL: z.string().url().optional(),
+  /** Secret path segment of the USSD callback URL (`/ussd/<token>`); unset: `/ussd`. */
   USSD_TOKEN: z.string().optional(),
+  /** An SMS is given up (status `dead`, reason kept) after this many failed sends. */
+  SMS_MAX_ATTEMPTS: z.coerce.number().int().min(1).default(8),
 
   TELEGRAM_BOT_TOKEN: z.string().optional(),
 

@@ -6,7 +6,11 @@ import { systemClock } from "./clock.ts";
 import { isSandbox, loadConfig } from "./config.ts";
 import { openDatabase } from "./db/client.ts";
 import { startScheduler } from "./jobs/scheduler.ts";
+import { createSecretBox, loadSecretKey } from "./lib/secret-box.ts";
 import { createLogger } from "./logger.ts";
+import { startMessaging } from "./messaging/index.ts";
+import { startNetwork, startSandboxRouter } from "./network/index.ts";
+import { ussdRoutesFrom } from "./ussd/index.ts";
 
 const config = loadConfig();
 const logger = createLogger(config.LOG_LEVEL);
@@ -43,7 +47,26 @@ if (config.SCHEDULER) {
   void scheduler.runAll();
 }
 
-const app = createApp({ db: database.db, logger });
+// Router passwords are sealed with SECRET_KEY (sandbox: a key kept in DATA_DIR).
+const secretBox = createSecretBox(
+  loadSecretKey({ secretKey: config.SECRET_KEY, dataDir: config.DATA_DIR, sandbox }),
+);
+const sandboxRouter = sandbox ? await startSandboxRouter(database.db, secretBox, logger) : null;
+if (sandboxRouter) stops.push(() => sandboxRouter.stop());
+const network = startNetwork({ db: database.db, clock, logger, box: secretBox, config });
+stops.push(network.stop);
+// The emulated router starts empty at each start: fill it from the database.
+if (sandboxRouter)
+  void network.reconcile().catch((error) => logger.error({ err: error }, "sandbox reconcile failed"));
+
+const messaging = await startMessaging({ config, db: database.db, clock, logger });
+stops.push(messaging.stop);
+
+const app = createApp({
+  db: database.db,
+  logger,
+  ussdRoutes: ussdRoutesFrom({ config, ctx: billing, logger }),
+});
 const server = serve({ fetch: app.fetch, port: config.PORT }, (info) => {
   logger.info({ port: info.port }, `listening on http://127.0.0.1:${info.port}`);
 });
