@@ -6,9 +6,11 @@ import { systemClock } from "./clock.ts";
 import { isSandbox, loadConfig } from "./config.ts";
 import { openDatabase } from "./db/client.ts";
 import { startScheduler } from "./jobs/scheduler.ts";
-import { createLogger } from "./logger.ts";
 import { createSecretBox, loadSecretKey } from "./lib/secret-box.ts";
+import { createLogger } from "./logger.ts";
+import { startMessaging } from "./messaging/index.ts";
 import { startNetwork, startSandboxRouter } from "./network/index.ts";
+import { ussdRoutesFrom } from "./ussd/index.ts";
 
 const config = loadConfig();
 const logger = createLogger(config.LOG_LEVEL);
@@ -57,7 +59,14 @@ stops.push(network.stop);
 if (sandboxRouter)
   void network.reconcile().catch((error) => logger.error({ err: error }, "sandbox reconcile failed"));
 
-const app = createApp({ db: database.db, logger });
+const messaging = await startMessaging({ config, db: database.db, clock, logger });
+stops.push(messaging.stop);
+
+const app = createApp({
+  db: database.db,
+  logger,
+  ussdRoutes: ussdRoutesFrom({ config, ctx: billing, logger }),
+});
 const server = serve({ fetch: app.fetch, port: config.PORT }, (info) => {
   logger.info({ port: info.port }, `listening on http://127.0.0.1:${info.port}`);
 });
