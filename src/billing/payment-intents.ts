@@ -423,9 +423,10 @@ export async function settleStkResult(
 ): Promise<SettleOutcome> {
   return ctx.db.transaction(async (tx) => {
     const now = ctx.clock.now();
-    const outcome = await settleInTx(tx, ctx, actor, result, now);
+    const { recorded, ...outcome } = await settleInTx(tx, ctx, actor, result, now);
+    if (recorded) return outcome;
     await tx.insert(mpesaCallbacks).values({
-      kind: result.source === "query" ? "stk_query" : "stk",
+      kind: callbackKind(result),
       reference: result.checkoutRequestId,
       body: (result.raw ?? {}) as Record<string, unknown>,
       flag: callbackFlag(outcome.status),
@@ -434,6 +435,8 @@ export async function settleStkResult(
     return outcome;
   });
 }
+
+const callbackKind = (result: StkResult) => (result.source === "query" ? "stk_query" : "stk");
 
 function callbackFlag(status: SettleStatus): string | null {
   switch (status) {
@@ -451,7 +454,7 @@ async function settleInTx(
   actor: Actor,
   result: StkResult,
   now: Date,
-): Promise<SettleOutcome> {
+): Promise<SettleOutcome & { recorded?: boolean }> {
   const [intent] = await tx
     .select()
     .from(paymentIntents)
@@ -499,7 +502,7 @@ async function settleInTx(
 
   // A status query says "paid" without a receipt or an amount: the intent's amount was asked and
   // M-Pesa does not take partial payments, so that is what was paid.
-  let receipt = result.receipt ?? null;
+  const receipt = result.receipt ?? null;
   let amountCents = result.amountCents ?? null;
   if (result.source === "query") {
     amountCents = intent.amountCents;
@@ -542,32 +545,26 @@ async function settleInTx(
   }
 
   const credit = await creditIntent(tx, ctx, actor, intent, { providerRef, amountCents: paid, now });
-  receipt = receipt ?? null;
-  await tx
-    .update(paymentIntents)
-    .set({
-      status: "succeeded",
-      resultCode: 0,
-      resultDesc: result.resultDesc,
-      mpesaReceipt: receipt,
-      paymentId: credit.paymentId,
-      outcome: credit.outcome,
-      settledAt: now,
-      updatedAt: now,
-    })
-    .where(eq(paymentIntents.id, intent.id));
-  await audit(tx, actor, now, {
-    action: "payment_intent.succeeded",
-    entity: "payment_intent",
-    entityId: intent.id,
-    details: { receipt, amountCents: paid, source: result.source, ...credit.outcome },
-  });
-  return {
+  const outcome: SettleOutcome = {
     status: credit.duplicate ? "duplicate" : "credited",
     intentId: intent.id,
     paymentId: credit.paymentId ?? undefined,
     intentStatus: "succeeded",
   };
+  // The hot path of every paid callback: the intent's new state and the callback record go in one
+  // statement (the payment's own audit entry already says who credited what).
+  await tx.execute(sql`
+    with settled as (
+      update payment_intents set status = 'succeeded', result_code = 0, result_desc = ${result.resultDesc},
+        mpesa_receipt = ${receipt}, payment_id = ${credit.paymentId}, outcome = ${JSON.stringify(credit.outcome)}::jsonb,
+        settled_at = ${now.toISOString()}::timestamptz, updated_at = ${now.toISOString()}::timestamptz
+      where id = ${intent.id}
+      returning id)
+    insert into mpesa_callbacks (kind, reference, body, flag, received_at)
+    select ${callbackKind(result)}, ${result.checkoutRequestId}, ${JSON.stringify(result.raw ?? {})}::jsonb,
+      ${callbackFlag(outcome.status)}, ${now.toISOString()}::timestamptz
+    from settled`);
+  return { ...outcome, recorded: true };
 }
 
 type IntentRow = typeof paymentIntents.$inferSelect;
