@@ -10,6 +10,7 @@ import { createSecretBox, loadSecretKey } from "./lib/secret-box.ts";
 import { createLogger } from "./logger.ts";
 import { startMessaging } from "./messaging/index.ts";
 import { startNetwork, startSandboxRouter } from "./network/index.ts";
+import { startPayments } from "./payments/index.ts";
 import { ussdRoutesFrom } from "./ussd/index.ts";
 
 const config = loadConfig();
@@ -62,10 +63,15 @@ if (sandboxRouter)
 const messaging = await startMessaging({ config, db: database.db, clock, logger });
 stops.push(messaging.stop);
 
+// M-Pesa: push dispatcher, recovery job and callback routes (sandbox: the built-in Daraja fake).
+const payments = await startPayments({ config, ctx: billing, logger });
+stops.push(payments.stop);
+
 const app = createApp({
   db: database.db,
   logger,
   ussdRoutes: ussdRoutesFrom({ config, ctx: billing, logger }),
+  mpesaRoutes: payments.routes,
 });
 const server = serve({ fetch: app.fetch, port: config.PORT }, (info) => {
   logger.info({ port: info.port }, `listening on http://127.0.0.1:${info.port}`);

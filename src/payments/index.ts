@@ -99,6 +99,8 @@ export async function startPayments(deps: {
     gateway: client,
     logger,
     callbackUrl: `${base}${callbackPaths.stk(token)}`,
+    // Channel adapters that call requestPayment directly (no kick) still see their push go out fast.
+    pollMs: 250,
   });
   const recoveryOptions: RecoveryOptions = {
     ctx,
