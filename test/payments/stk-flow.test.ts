@@ -1,5 +1,6 @@
 import { and, eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { requestPayment } from "../../src/billing/payment-intents.ts";
 import { FakeClock, MINUTE } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import {
@@ -10,6 +11,7 @@ import {
   provisioningOutbox,
   vouchers,
 } from "../../src/db/schema/index.ts";
+import { StkDispatcher } from "../../src/payments/mpesa/dispatcher.ts";
 import { runRecoveryJob } from "../../src/payments/mpesa/recovery.ts";
 import { billingContext, createPlan } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
@@ -19,6 +21,7 @@ import {
   intent,
   pay,
   paymentCredits,
+  silent,
   startHarness,
   subscriptionStatus,
   suspendedSubscriber,
@@ -250,6 +253,51 @@ describe("STK push end to end (client → fake Daraja → callback over HTTP →
       .from(mpesaCallbacks)
       .where(eq(mpesaCallbacks.reference, done.checkoutRequestId!));
     expect(flagged!.flag).toBe("amount_mismatch");
+  });
+});
+
+describe("a callback that beats the push's own answer", () => {
+  it("is recorded as unknown, then settled once the dispatcher has stored the checkout id", async () => {
+    const { customer, subscription } = await suspendedSubscriber(ctx, clock, 60_000);
+    // M-Pesa answers the payer before the push's response reaches us: hold that response back
+    // until the callback has been delivered and answered.
+    const slow = new StkDispatcher({
+      ctx,
+      logger: silent,
+      callbackUrl: h.stkUrl,
+      gateway: {
+        stkPush: async (request) => {
+          const accepted = await h.client.stkPush(request);
+          await h.fake.idle();
+          return accepted;
+        },
+        stkQuery: (id) => h.client.stkQuery(id),
+      },
+    });
+    h.fake.queue({ outcome: "success", delayMs: 0 });
+    const asked = await requestPayment(
+      ctx,
+      { kind: "subscriber", id: customer.phone },
+      {
+        phone: customer.phone,
+        purpose: "balance",
+        amountCents: 60_000,
+        customerId: customer.id,
+        channel: "test",
+      },
+    );
+    if (!asked.ok) throw new Error(asked.message);
+    const before = await paymentCredits(database.db, customer.id);
+    await slow.runOnce();
+    const done = await intent(database.db, asked.intentId);
+    expect(done.status).toBe("succeeded");
+    expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 60_000]);
+    expect(await subscriptionStatus(database.db, subscription.id)).toBe("active");
+    const seen = await database.db
+      .select()
+      .from(mpesaCallbacks)
+      .where(eq(mpesaCallbacks.reference, done.checkoutRequestId!));
+    expect(seen.map((r) => r.flag)).toEqual(["unknown_checkout", null]);
   });
 });
 

@@ -1,14 +1,16 @@
 import type { Actor, BillingContext } from "../../billing/context.ts";
 import {
+  callbacksBeforeSend,
   claimIntentsToSend,
   type IntentToSend,
   intentAccountReference,
   markIntentSendFailed,
   markIntentSent,
+  settleStkResult,
 } from "../../billing/payment-intents.ts";
 import type { Logger } from "../../logger.ts";
 import { DarajaError, type StkGateway } from "./daraja.ts";
-import { toMsisdn } from "./wire.ts";
+import { parseStkCallback, toMsisdn } from "./wire.ts";
 
 export interface DispatcherOptions {
   ctx: BillingContext;
@@ -102,6 +104,7 @@ export class StkDispatcher {
         merchantRequestId: accepted.MerchantRequestID,
         checkoutRequestId: accepted.CheckoutRequestID,
       });
+      await this.settleEarlyCallbacks(accepted.CheckoutRequestID);
     } catch (error) {
       const darajaError = error instanceof DarajaError ? error : null;
       const message = darajaError ? `${darajaError.errorCode}: ${darajaError.errorMessage}` : String(error);
@@ -116,6 +119,19 @@ export class StkDispatcher {
         "STK push refused",
       );
       await markIntentSendFailed(ctx, actor, { intentId: intent.id, error: message, retryAt });
+    }
+  }
+
+  /** A callback that beat the push's own answer was recorded as unknown: settle it now. */
+  private async settleEarlyCallbacks(checkoutRequestId: string): Promise<void> {
+    for (const body of await callbacksBeforeSend(this.options.ctx.db, checkoutRequestId)) {
+      const parsed = parseStkCallback(body);
+      if (parsed)
+        await settleStkResult(
+          this.options.ctx,
+          { kind: "webhook", id: "mpesa" },
+          { ...parsed, source: "callback", raw: body },
+        );
     }
   }
 
