@@ -70,7 +70,7 @@ stops.push(payments.stop);
 const app = createApp({
   db: database.db,
   logger,
-  ussdRoutes: ussdRoutesFrom({ config, ctx: billing, logger }),
+  ussdRoutes: ussdRoutesFrom({ config, ctx: billing, logger, requestPayment: payments.request }),
   mpesaRoutes: payments.routes,
 });
 const server = serve({ fetch: app.fetch, port: config.PORT }, (info) => {
