@@ -1,4 +1,5 @@
 import { type MessageKey, type Params, translate } from "../messaging/render.ts";
+import type { SessionCache } from "./session-cache.ts";
 import type {
   Language,
   MenuHint,
@@ -25,7 +26,10 @@ export interface MenuContext {
   /** The language screens are shown in; a confirmed language change updates it. */
   language: Language;
   t(key: MessageKey, params?: Params, language?: Language): string;
-  /** Loads once per request: replaying the inputs revisits screens and must not refetch their data. */
+  /**
+   * Loads once per request: replaying the inputs revisits screens and must not refetch their data.
+   * Keys starting with `session:` are also kept for the rest of the conversation when a cache is given.
+   */
   memo<T>(key: string, load: () => Promise<T>): Promise<T>;
 }
 
@@ -163,6 +167,8 @@ export interface MenuRun {
   inputs: string[];
   /** Outcomes already recorded for this session, by step (read with the user, to save a query). */
   recorded?: Record<string, Outcome | "pending">;
+  /** Keeps what this session read (`memo` keys starting with `session:`) across its requests. */
+  cache?: SessionCache;
 }
 
 /**
@@ -194,10 +200,14 @@ export async function runMenu(
     },
     memo<T>(key: string, load: () => Promise<T>) {
       let value = cache.get(key) as Promise<T> | undefined;
+      if (value) return value;
+      const shared = key.startsWith("session:") ? `${run.session.id}|${key}` : null;
+      value = shared ? run.cache?.get<T>(shared) : undefined;
       if (!value) {
         value = load();
-        cache.set(key, value);
+        if (shared) run.cache?.set(shared, value);
       }
+      cache.set(key, value);
       return value;
     },
   };
@@ -267,6 +277,8 @@ export async function runMenu(
     } else {
       // A confirm that is not the newest input ran (or not) in an earlier request: never run it here.
       outcome = run.recorded?.[String(step)];
+      if (outcome === undefined || outcome === "pending")
+        outcome = await services.recordedOutcome(ctx.session, step);
       if (outcome === undefined) return endWith(ctx, "menu.error.bad", "unconfirmed");
     }
     if (outcome === "pending") return endWith(ctx, "menu.error.busy", "pending");

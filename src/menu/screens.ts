@@ -15,7 +15,7 @@ import type { AccountView, Language, Outcome, PlanView, QuoteView, Refusal } fro
 const short = (name: string, max?: number) => shortName(name, max);
 
 const account = (ctx: MenuContext) =>
-  ctx.memo("account", () => ctx.services.account(ctx.user.customer!.id)) as Promise<AccountView>;
+  ctx.memo("session:account", () => ctx.services.account(ctx.user.customer!.id)) as Promise<AccountView>;
 const plansOf = (ctx: MenuContext, kind: PlanView["kind"]) =>
   ctx.memo(`plans:${kind}`, () => ctx.services.plans(kind));
 
@@ -288,7 +288,7 @@ function quoteLine(ctx: MenuContext, q: QuoteView): string {
 }
 
 const quoteOf = (ctx: MenuContext, frame: Frame) =>
-  ctx.memo(`quote:${frame.params.subscriptionId}:${frame.params.planId}`, () =>
+  ctx.memo(`session:quote:${frame.params.subscriptionId}:${frame.params.planId}`, () =>
     ctx.services.quotePlanChange(Number(frame.params.subscriptionId), Number(frame.params.planId)),
   );
 

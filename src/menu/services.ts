@@ -107,6 +107,22 @@ export function createMenuServices(ctx: BillingContext, options: MenuServiceOpti
     options.requestPayment ?? ((actor: Actor, input: PaymentRequest) => requestPayment(ctx, actor, input));
   const planCache = new Map<PlanKind, { at: number; plans: Promise<PlanView[]> }>();
 
+  async function recordedOutcome(
+    session: MenuSession,
+    step: number,
+  ): Promise<Outcome | "pending" | undefined> {
+    const [row] = await queryRows<{ outcome: Outcome | "pending" | string | null }>(
+      ctx.db,
+      sql`select state -> 'effects' -> ${String(step)}::text as outcome from channel_sessions where id = ${session.id}`,
+    );
+    const outcome = row?.outcome;
+    if (outcome === null || outcome === undefined) return undefined;
+    // postgres.js hands jsonb over as text, PGlite as a value.
+    return (typeof outcome === "string" && outcome !== "pending" ? JSON.parse(outcome) : outcome) as
+      | Outcome
+      | "pending";
+  }
+
   return {
     async account(customerId) {
       const s = await getAccountSummary(ctx.db, customerId, ctx.clock.now());
@@ -200,16 +216,10 @@ export function createMenuServices(ctx: BillingContext, options: MenuServiceOpti
             returning id`,
       );
       if (claimed.length > 0) return "claimed";
-      const [row] = await queryRows<{ outcome: Outcome | "pending" | string }>(
-        ctx.db,
-        sql`select state -> 'effects' -> ${key}::text as outcome from channel_sessions where id = ${session.id}`,
-      );
-      const outcome =
-        typeof row?.outcome === "string" && row.outcome !== "pending"
-          ? JSON.parse(row.outcome)
-          : row?.outcome;
-      return (outcome ?? "pending") as Outcome | "pending";
+      return (await recordedOutcome(session, step)) ?? "pending";
     },
+
+    recordedOutcome,
 
     async recordEffect(session, step, outcome) {
       await ctx.db.execute(

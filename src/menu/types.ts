@@ -84,6 +84,8 @@ export interface MenuServices {
    */
   claimEffect(session: MenuSession, user: MenuUser, step: number): Promise<"claimed" | "pending" | Outcome>;
   recordEffect(session: MenuSession, step: number, outcome: Outcome): Promise<void>;
+  /** The stored outcome of `step`, read afresh (when the copy loaded with the user may be old). */
+  recordedOutcome(session: MenuSession, step: number): Promise<Outcome | "pending" | undefined>;
 }
 
 export interface MenuSettings {

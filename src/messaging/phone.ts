@@ -6,6 +6,18 @@ import { parsePhoneNumberFromString } from "libphonenumber-js";
  * country's international form are accepted as such.
  */
 export function normalizePhone(input: string): string | null {
+  const known = recent.get(input);
+  if (known !== undefined) return known;
+  const result = parse(input);
+  // Every USSD request carries the caller's number: remember the last few thousand answers.
+  if (recent.size >= 5_000) recent.delete(recent.keys().next().value!);
+  recent.set(input, result);
+  return result;
+}
+
+const recent = new Map<string, string | null>();
+
+function parse(input: string): string | null {
   const trimmed = input.trim();
   if (trimmed === "" || trimmed.length > 32 || !/^[+\d][\d\s().-]*$/.test(trimmed)) return null;
   const parsed = parsePhoneNumberFromString(trimmed, "KE");

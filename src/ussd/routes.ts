@@ -4,7 +4,8 @@ import type { Db } from "../db/client.ts";
 import type { Logger } from "../logger.ts";
 import { runMenu, type Screen, toAscii } from "../menu/engine.ts";
 import { subscriberScreens } from "../menu/screens.ts";
-import { loadMenuUser } from "../menu/services.ts";
+import { type LoadedUser, loadMenuUser } from "../menu/services.ts";
+import { SessionCache } from "../menu/session-cache.ts";
 import type { MenuServices, MenuSettings } from "../menu/types.ts";
 import { normalizePhone } from "../messaging/phone.ts";
 import { translate } from "../messaging/render.ts";
@@ -18,6 +19,8 @@ export interface UssdDeps {
   /** When set, the callback URL is `/ussd/<token>` and `/ussd` answers 404. */
   token?: string;
   screens?: Record<string, Screen>;
+  /** What each USSD session has read, kept between its requests (default: one per route). */
+  cache?: SessionCache;
 }
 
 /** Inputs beyond this are not a person typing. */
@@ -42,6 +45,7 @@ const apology = (key: "menu.error.bad" | "menu.error.generic", language: "en" | 
 export function createUssdRoutes(deps: UssdDeps): Hono {
   const app = new Hono();
   const screens = deps.screens ?? subscriberScreens;
+  const cache = deps.cache ?? new SessionCache();
 
   app.post("/:token?", async (c) => {
     const token = c.req.param("token");
@@ -72,9 +76,33 @@ export function createUssdRoutes(deps: UssdDeps): Hono {
     const session = { id: `ussd:${sessionId}`, channel: "ussd" };
     let language: "en" | "sw" = "en";
     try {
-      const { user, recorded } = await loadMenuUser(deps.db, phone, session.id);
+      // Who is dialling is read once per session: a confirmed action (which may change the language or
+      // the recorded outcomes) drops the copy, and outcomes missing from it are read afresh by the menu.
+      const userKey = `${session.id}|user`;
+      let loading = cache.get<LoadedUser>(userKey);
+      if (!loading) {
+        loading = loadMenuUser(deps.db, phone, session.id);
+        cache.set(userKey, loading);
+      }
+      const { user, recorded } = await loading;
+      if (user.phone !== phone) return c.text(apology("menu.error.bad"));
       language = user.language;
-      const view = await runMenu({ user, session, inputs, recorded }, screens, deps.services, deps.settings);
+      let acted = false;
+      const services: MenuServices = {
+        ...deps.services,
+        claimEffect(...args) {
+          acted = true;
+          cache.delete(userKey);
+          return deps.services.claimEffect(...args);
+        },
+      };
+      const view = await runMenu(
+        { user, session, inputs, recorded, cache },
+        screens,
+        services,
+        deps.settings,
+      );
+      if (acted) cache.delete(userKey);
       return c.text(renderUssd(view));
     } catch (error) {
       deps.logger.error({ err: error, sessionId, inputs: inputs.length }, "USSD request failed");

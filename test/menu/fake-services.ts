@@ -55,6 +55,9 @@ export function fakeServices(world: FakeWorld): FakeServices {
       effects.set(key, "pending");
       return "claimed";
     },
+    async recordedOutcome(session, step) {
+      return effects.get(`${session.id}:${step}`);
+    },
     async recordEffect(session, step, outcome) {
       effects.set(`${session.id}:${step}`, outcome);
     },

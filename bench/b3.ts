@@ -1,0 +1,235 @@
+/**
+ * B3: 100 concurrent USSD sessions walking the subscriber menu over HTTP (Africa's Talking form
+ * posts to the real hono route on a real port) against PostgreSQL. Each session replays its whole
+ * input history on every request, as Africa's Talking sends it, and most end with a confirmation
+ * that records an STK intent.
+ */
+
+import { fork } from "node:child_process";
+import { Agent, request } from "node:http";
+import type { AddressInfo } from "node:net";
+import { fileURLToPath } from "node:url";
+import { serve } from "@hono/node-server";
+import { createApp } from "../src/app.ts";
+import { defaultBillingSettings } from "../src/billing/context.ts";
+import { createCustomerWithSubscription } from "../src/billing/subscriptions.ts";
+import { systemClock } from "../src/clock.ts";
+import { plans } from "../src/db/schema/index.ts";
+import { createLogger } from "../src/logger.ts";
+import { createMenuServices } from "../src/menu/services.ts";
+import { createUssdRoutes } from "../src/ussd/routes.ts";
+import { createBenchDatabase, percentile, round } from "./support.ts";
+
+const SESSIONS_AT_ONCE = 100;
+const CUSTOMERS = 400;
+const DURATION_MS = 15_000;
+const WARMUP_MS = 2_000;
+
+/**
+ * What people do: look at the account, pay, buy a voucher, look at a plan change, switch language.
+ * The walks that end on a confirmation (`…*1`) record an STK intent or a language change.
+ */
+const customerWalks = [
+  ["", "1", "1*0", "1*0*2", "1*0*2*1"],
+  ["", "2", "2*2", "2*2*500", "2*2*500*1"],
+  ["", "3", "3*1", "3*1*1"],
+  ["", "4", "4*1", "4*1*0", "4*1*0*0", "4*1*0*0*6"],
+  ["", "5", "5*2", "5*2*1", "5*2*1*1"],
+];
+const strangerWalks = [
+  ["", "1", "1*98", "1*2", "1*2*1"],
+  ["", "2", "2*0", "2*0*4"],
+];
+/** `B3_WALKS=browse` leaves out the confirmations, to see what reading alone costs. */
+const browseOnly = process.env.B3_WALKS === "browse";
+const walksOf = (walks: string[][]) =>
+  browseOnly ? walks.map((w) => w.filter((t) => !/^(2\*2\*500|5\*2|1\*0\*2|3\*1|1\*2)\*1$/.test(t))) : walks;
+
+export default async function run(databaseUrl: string) {
+  const database = await createBenchDatabase(databaseUrl, 20);
+  const db = database.db;
+  const logger = createLogger("silent");
+  const ctx = { db, clock: systemClock, settings: defaultBillingSettings };
+  const admin = { kind: "admin" as const, id: "bench" };
+  const server = await (async () => {
+    const inserted = await db
+      .insert(plans)
+      .values([
+        ...["Home 5", "Home 10", "Home 20", "Home 50"].map((name, i) => ({
+          code: `home-${i}`,
+          name,
+          kind: "pppoe" as const,
+          priceCents: (1_500 + i * 1_000) * 100,
+          periodUnit: "months" as const,
+          rateLimit: "5M/10M",
+        })),
+        ...["1 Hour", "3 Hours", "1 Day", "3 Days", "1 Week", "1 Month"].map((name, i) => ({
+          code: `hot-${i}`,
+          name,
+          kind: "hotspot" as const,
+          priceCents: (10 + i * 40) * 100,
+          periodUnit: "hours" as const,
+          periodCount: [1, 3, 24, 72, 168, 720][i]!,
+          rateLimit: "2M/4M",
+        })),
+      ])
+      .returning();
+    for (let i = 0; i < CUSTOMERS; i++) {
+      await createCustomerWithSubscription(ctx, admin, {
+        name: `Subscriber ${i}`,
+        phone: `+2547${String(10_000_000 + i).padStart(8, "0")}`,
+        planId: inserted[i % 4]!.id,
+      });
+    }
+    const app = createApp({
+      db,
+      logger,
+      ussdRoutes: createUssdRoutes({
+        db,
+        services: createMenuServices(ctx),
+        logger,
+        settings: {
+          isp: "Bench Net",
+          support: "0700 000 000",
+          timezone: "Africa/Nairobi",
+          minPayCents: 1_000,
+          maxPayCents: 150_000_00,
+        },
+      }),
+    });
+    return new Promise<ReturnType<typeof serve>>((resolve) => {
+      const s = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, () => resolve(s));
+    });
+  })();
+  const port = (server.address() as AddressInfo).port;
+
+  try {
+    // The simulated phones run in a process of their own so they do not share the app's event loop.
+    const child = fork(fileURLToPath(import.meta.url), [], {
+      execArgv: ["--import", "tsx"],
+      env: { ...process.env, B3_LOAD_PORT: String(port) },
+    });
+    const result = await new Promise<{
+      latencies: number[];
+      elapsed: number;
+      sessions: number;
+      ended: number;
+    }>((resolve, reject) => {
+      child.once("message", (message) => resolve(message as never));
+      child.once("error", reject);
+      child.once("exit", (code) => reject(new Error(`load generator exited with ${code}`)));
+    });
+    child.kill();
+    const latencies = result.latencies.sort((a, b) => a - b);
+    return {
+      rps: round(latencies.length / (result.elapsed / 1000), 0),
+      p50_ms: round(percentile(latencies, 50)),
+      p99_ms: round(percentile(latencies, 99)),
+      requests: latencies.length,
+      sessions: result.sessions,
+      ended_sessions: result.ended,
+      concurrency: SESSIONS_AT_ONCE,
+    };
+  } finally {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await database.close();
+  }
+}
+
+/** The load: SESSIONS_AT_ONCE phones, each dialling session after session until the time is up. */
+async function load(port: number) {
+  const agent = new Agent({ keepAlive: true, maxSockets: SESSIONS_AT_ONCE });
+
+  const post = (body: string) =>
+    new Promise<string>((resolve, reject) => {
+      const req = request(
+        {
+          host: "127.0.0.1",
+          port,
+          path: "/ussd",
+          method: "POST",
+          agent,
+          headers: {
+            "content-type": "application/x-www-form-urlencoded",
+            "content-length": Buffer.byteLength(body),
+          },
+        },
+        (res) => {
+          let text = "";
+          res.setEncoding("utf8");
+          res.on("data", (chunk) => {
+            text += chunk;
+          });
+          res.on("end", () =>
+            res.statusCode === 200 ? resolve(text) : reject(new Error(`${res.statusCode}: ${text}`)),
+          );
+        },
+      );
+      req.on("error", reject);
+      req.end(body);
+    });
+
+  const latencies: number[] = [];
+  const byStep: Record<string, number[]> = {};
+  let recording = false;
+  let sessionNo = 0;
+  let ended = 0;
+  let strangerNo = 0;
+
+  async function session(worker: number) {
+    const id = ++sessionNo;
+    const stranger = id % 4 === 0;
+    const phone = stranger
+      ? `+2541${String(10_000_000 + (++strangerNo % 5_000)).padStart(8, "0")}`
+      : `+2547${String(10_000_000 + ((worker * 7 + id) % CUSTOMERS)).padStart(8, "0")}`;
+    const walks = walksOf(stranger ? strangerWalks : customerWalks);
+    const walk = walks[id % walks.length]!;
+    for (const text of walk) {
+      const body = new URLSearchParams({
+        sessionId: `ATUid_b3_${id}`,
+        serviceCode: "*384*123#",
+        phoneNumber: phone,
+        text,
+        networkCode: "63902",
+      }).toString();
+      const started = performance.now();
+      const answer = await post(body);
+      if (recording) {
+        const took = performance.now() - started;
+        latencies.push(took);
+        if (process.env.B3_DEBUG) (byStep[`${stranger ? "s" : "c"}:${text}`] ??= []).push(took);
+      }
+      if (!/^(CON|END) /.test(answer)) throw new Error(`not a USSD answer: ${answer}`);
+      if (answer.startsWith("END")) {
+        ended++;
+        break;
+      }
+    }
+  }
+
+  async function drive(until: number) {
+    await Promise.all(
+      Array.from({ length: SESSIONS_AT_ONCE }, async (_, worker) => {
+        while (performance.now() < until) await session(worker);
+      }),
+    );
+  }
+
+  await drive(performance.now() + WARMUP_MS);
+  recording = true;
+  const started = performance.now();
+  await drive(started + DURATION_MS);
+  const elapsed = performance.now() - started;
+  agent.destroy();
+  if (process.env.B3_DEBUG)
+    for (const [k, v] of Object.entries(byStep)) {
+      v.sort((a, b) => a - b);
+      console.error(k.padEnd(24), v.length, round(percentile(v, 50)), round(percentile(v, 99)));
+    }
+  return { latencies, elapsed, sessions: sessionNo, ended };
+}
+
+if (process.env.B3_LOAD_PORT && process.send) {
+  const result = await load(Number(process.env.B3_LOAD_PORT));
+  process.send(result, () => process.exit(0));
+}
