@@ -296,6 +296,24 @@ describe("USSD over HTTP, Africa's Talking style", () => {
   });
 });
 
+describe("a confirmation acts once", () => {
+  it("records one intent when Africa's Talking sends the same confirm several times at once", async () => {
+    const { customer } = await owingSubscriber();
+    const sessionId = `ATUid_race_${customer.id}`;
+    const ussd = world.dial(customer.phone, sessionId);
+    await ussd("2");
+    const answers = await Promise.all(
+      Array.from({ length: 5 }, () => world.dial(customer.phone, sessionId)("2*1")),
+    );
+    for (const answer of answers) expect(answer).toMatch(/^END /);
+    expect(answers.filter((a) => a.startsWith("END Enter your M-Pesa PIN"))).not.toHaveLength(0);
+    expect(await intentsOf(customer.phone)).toHaveLength(1);
+    // A later request with more input after the confirmation does not act again either.
+    expect(await ussd("2*1*1")).toMatch(/^END Enter your M-Pesa PIN/);
+    expect(await intentsOf(customer.phone)).toHaveLength(1);
+  });
+});
+
 describe("no state change without a confirm", () => {
   it("never records an intent on the way to the confirm screen", async () => {
     const { customer } = await owingSubscriber();
