@@ -58,6 +58,8 @@ export function createUssdRoutes(deps: UssdDeps): Hono {
     } catch {
       return c.text(apology("menu.error.bad"));
     }
+    // The end-of-session notification (when pointed at the same URL) carries `status`, not `text`.
+    if (typeof form.status === "string" && form.text === undefined) return c.text("OK");
     const sessionId = typeof form.sessionId === "string" ? form.sessionId.trim() : "";
     const phone = typeof form.phoneNumber === "string" ? normalizePhone(form.phoneNumber) : null;
     const text = form.text === undefined ? "" : form.text;

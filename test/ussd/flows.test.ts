@@ -273,6 +273,16 @@ describe("USSD over HTTP, Africa's Talking style", () => {
     });
     expect(raw.status).toBe(200);
     expect(await raw.text()).toMatch(/^END Sorry/);
+    const ended = await world.post({
+      sessionId: "ATUid_done",
+      phoneNumber: "+254712345678",
+      status: "Success",
+      input: "1*1",
+      durationInMillis: "12000",
+      serviceCode: "*384#",
+      networkCode: "63902",
+    });
+    expect(ended).toEqual({ status: 200, text: "OK" });
     const phone = uniquePhone();
     expect(await world.dial(phone)("7")).toBe(
       "CON Invalid choice.\nKibera Net\n1. Buy hotspot voucher\n2. How to sign up\n3. Language\n4. Help",
