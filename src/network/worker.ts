@@ -225,22 +225,29 @@ export class ProvisioningWorker {
       );
       const busy = await queryRows<{ target: string }>(
         tx,
-        sql`select distinct ${targetOf(sql`o`)} as target from provisioning_outbox o
-            where o.status = 'pending' and o.claimed_until > ${at(now)}
-              and ${targetOf(sql`o`)} in (${targetList})`,
+        sql`with leased as materialized (
+              select ${targetOf(sql`o`)} as target from provisioning_outbox o
+              where o.status = 'pending' and o.claimed_until > ${at(now)}
+            )
+            select distinct target from leased where target in (${targetList})`,
       );
       const busySet = new Set(busy.map((b) => b.target));
       const keep = locked.map((l) => l.t).filter((t) => !busySet.has(t));
       if (keep.length === 0) return [];
-      const keepPairs = sql.join(
-        keep.map((t) => sql`(${t}, ${newest.get(t)!}::int)`),
-        sql`, `,
-      );
-      await tx.execute(sql`
-        update provisioning_outbox o set status = 'superseded', done_at = ${at(now)}, claimed_until = null
-        from (values ${keepPairs}) as k(target, keep_id)
-        where o.status = 'pending' and ${targetOf(sql`o`)} = k.target and o.id < k.keep_id
-          and (o.claimed_until is null or o.claimed_until <= ${at(now)})`);
+      const keepSet = new Set(keep);
+      // Older rows of a kept target in this batch are covered by delivering the newest one. (An older
+      // row still waiting out a back-off is delivered later and finds nothing left to change.)
+      const superseded = due
+        .filter((r) => keepSet.has(r.target) && Number(r.id) !== newest.get(r.target))
+        .map((r) => Number(r.id));
+      if (superseded.length > 0) {
+        await tx.execute(sql`
+          update provisioning_outbox set status = 'superseded', done_at = ${at(now)}, claimed_until = null
+          where id in (${sql.join(
+            superseded.map((id) => sql`${id}::int`),
+            sql`, `,
+          )})`);
+      }
       const keepIds = sql.join(
         keep.map((t) => sql`${newest.get(t)!}::int`),
         sql`, `,

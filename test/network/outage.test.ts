@@ -92,11 +92,13 @@ describe("a router that is down while 1,000 subscribers are suspended", () => {
       amountCents: fresh.invoice.amountCents,
     });
     stack.worker.kick();
+    // Served while A is still down (checked below): A's backlog does not hold B up. The bound is loose
+    // because the embedded database serialises every query of the test and of the worker.
     await waitFor(
       () => b.emulator.find("/ppp/secret", fresh.subscription.networkUsername)?.disabled === "false",
-      5_000,
+      15_000,
     );
-    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(Date.now() - started).toBeLessThan(15_000);
     expect(a.emulator.items("/ppp/secret").filter((s) => s.disabled === "true")).toHaveLength(0);
     const waiting = await count(
       sql`select count(*)::int as n from provisioning_outbox where router_id = ${a.routerId} and status = 'pending'`,
