@@ -589,11 +589,28 @@ async function creditIntent(
       accountReference: intent.purpose === "voucher" ? `voucher ${intent.id}` : `intent ${intent.id}`,
       status: intent.purpose === "voucher" ? "applied" : "unmatched",
     });
-    const outcome =
-      paymentId === null
-        ? { followUpError: "receipt already recorded" }
-        : await followUp(tx, ctx, actor, intent);
-    return { paymentId, duplicate: paymentId === null, outcome };
+    if (paymentId !== null)
+      return { paymentId, duplicate: false, outcome: await followUp(tx, ctx, actor, intent) };
+    // The same receipt came first as a paybill confirmation naming no account (the push's
+    // reference): it is this sale, so it leaves the unmatched queue instead of being paid out twice.
+    const [claimed] =
+      intent.purpose === "voucher"
+        ? await tx
+            .update(payments)
+            .set({ status: "applied", accountReference: `voucher ${intent.id}` })
+            .where(
+              and(
+                eq(payments.provider, "mpesa"),
+                eq(payments.providerRef, payment.providerRef),
+                eq(payments.status, "unmatched"),
+                eq(payments.amountCents, payment.amountCents),
+              ),
+            )
+            .returning({ id: payments.id })
+        : [];
+    if (claimed)
+      return { paymentId: claimed.id, duplicate: true, outcome: await followUp(tx, ctx, actor, intent) };
+    return { paymentId: null, duplicate: true, outcome: { followUpError: "receipt already recorded" } };
   }
   const applied = await applyPaymentInTx(tx, ctx, actor, {
     customerId: intent.customerId,

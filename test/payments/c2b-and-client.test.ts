@@ -4,7 +4,7 @@ import { requestPayment } from "../../src/billing/payment-intents.ts";
 import { assignUnmatchedPayment, listUnmatchedPayments } from "../../src/billing/payments.ts";
 import { FakeClock, systemClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
-import { messageOutbox, mpesaCallbacks, payments } from "../../src/db/schema/index.ts";
+import { messageOutbox, mpesaCallbacks, payments, vouchers } from "../../src/db/schema/index.ts";
 import { DarajaClient, DarajaError } from "../../src/payments/mpesa/daraja.ts";
 import { FakeDaraja } from "../../src/payments/mpesa/fake.ts";
 import { darajaTimestamp } from "../../src/payments/mpesa/wire.ts";
@@ -120,6 +120,36 @@ describe("paybill (C2B)", () => {
       .from(mpesaCallbacks)
       .where(eq(mpesaCallbacks.reference, done.mpesaReceipt!));
     expect(flags.map((f) => f.flag)).toEqual(["duplicate"]);
+  });
+});
+
+describe("a voucher push whose receipt also arrives as a paybill confirmation", () => {
+  it("sells the voucher once and takes the payment out of the unmatched queue", async () => {
+    const plan = await createPlan(database.db, { priceCents: 3_000, kind: "hotspot", periodUnit: "days" });
+    const phone = freshPhone();
+    h.fake.queue({ outcome: "success", delayMs: 0, lost: true });
+    const asked = await requestPayment(ctx, admin, {
+      phone,
+      purpose: "voucher",
+      amountCents: 3_000,
+      planId: plan.id,
+      channel: "t",
+    });
+    if (!asked.ok) throw new Error(asked.message);
+    await h.dispatcher.runOnce();
+    const sent = await intent(database.db, asked.intentId);
+    const push = h.fake.pushes.find((p) => p.checkoutRequestId === sent.checkoutRequestId)!;
+
+    await h.fake.c2b({ billRef: push.accountReference, amountShillings: 30, transId: push.receipt! });
+    expect((await listUnmatchedPayments(database.db)).map((p) => p.providerRef)).toContain(push.receipt);
+    await h.fake.postCallback(h.stkUrl, push.body);
+    await h.fake.postCallback(h.stkUrl, push.body);
+
+    const done = await intent(database.db, asked.intentId);
+    expect(done.status).toBe("succeeded");
+    expect((await listUnmatchedPayments(database.db)).map((p) => p.providerRef)).not.toContain(push.receipt);
+    const sold = await database.db.select().from(vouchers).where(eq(vouchers.soldToPhone, phone));
+    expect(sold).toHaveLength(1);
   });
 });
 
