@@ -1,8 +1,8 @@
 import { sql } from "drizzle-orm";
 import { index, integer, jsonb, pgTable, text, uniqueIndex } from "drizzle-orm/pg-core";
+import { payments } from "./billing.ts";
 import { at, cents, createdAt, id } from "./columns.ts";
 import { customers } from "./customers.ts";
-import { payments } from "./billing.ts";
 import { plans } from "./plans.ts";
 import { subscriptions } from "./subscriptions.ts";
 
