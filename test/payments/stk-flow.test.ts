@@ -331,6 +331,24 @@ describe("callback endpoints", () => {
     expect((await intent(database.db, sent.id)).status).toBe("succeeded");
   });
 
+  it("with an address allowlist, callbacks from other addresses get 404 too", async () => {
+    const body = JSON.stringify({
+      Body: { stkCallback: { CheckoutRequestID: "ws_CO_allow", ResultCode: 1032 } },
+    });
+    for (const [allowedIps, status] of [
+      [["196.201.214.200"], 404],
+      [["196.201.214.200", "127.0.0.1"], 200],
+    ] as const) {
+      const guarded = await startHarness(ctx, { routes: { allowedIps: [...allowedIps] } });
+      try {
+        const response = await fetch(guarded.stkUrl, { method: "POST", body });
+        expect(response.status).toBe(status);
+      } finally {
+        await guarded.close();
+      }
+    }
+  });
+
   it("a callback for an unknown CheckoutRequestID is recorded with a flag and credits nothing", async () => {
     const before = (await database.db.select({ n: sql<number>`count(*)::int` }).from(payments))[0]!.n;
     const body = {
