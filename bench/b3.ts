@@ -6,14 +6,16 @@
  */
 
 import { fork } from "node:child_process";
+import cluster from "node:cluster";
 import { Agent, request } from "node:http";
-import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { serve } from "@hono/node-server";
+import { sql } from "drizzle-orm";
 import { createApp } from "../src/app.ts";
 import { defaultBillingSettings } from "../src/billing/context.ts";
 import { createCustomerWithSubscription } from "../src/billing/subscriptions.ts";
 import { systemClock } from "../src/clock.ts";
+import { openDatabase } from "../src/db/client.ts";
 import { plans } from "../src/db/schema/index.ts";
 import { createLogger } from "../src/logger.ts";
 import { createMenuServices } from "../src/menu/services.ts";
@@ -24,6 +26,8 @@ const SESSIONS_AT_ONCE = 100;
 const CUSTOMERS = 400;
 const DURATION_MS = 15_000;
 const WARMUP_MS = 2_000;
+/** App processes sharing the port (`B3_APP_PROCESSES`, default 1). */
+const APP_PROCESSES = Number(process.env.B3_APP_PROCESSES ?? 1);
 
 /**
  * What people do: look at the account, pay, buy a voucher, look at a plan change, switch language.
@@ -48,10 +52,9 @@ const walksOf = (walks: string[][]) =>
 export default async function run(databaseUrl: string) {
   const database = await createBenchDatabase(databaseUrl, 20);
   const db = database.db;
-  const logger = createLogger("silent");
   const ctx = { db, clock: systemClock, settings: defaultBillingSettings };
   const admin = { kind: "admin" as const, id: "bench" };
-  const server = await (async () => {
+  await (async () => {
     const inserted = await db
       .insert(plans)
       .values([
@@ -81,27 +84,28 @@ export default async function run(databaseUrl: string) {
         planId: inserted[i % 4]!.id,
       });
     }
-    const app = createApp({
-      db,
-      logger,
-      ussdRoutes: createUssdRoutes({
-        db,
-        services: createMenuServices(ctx),
-        logger,
-        settings: {
-          isp: "Bench Net",
-          support: "0700 000 000",
-          timezone: "Africa/Nairobi",
-          minPayCents: 1_000,
-          maxPayCents: 150_000_00,
-        },
-      }),
-    });
-    return new Promise<ReturnType<typeof serve>>((resolve) => {
-      const s = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, () => resolve(s));
-    });
   })();
-  const port = (server.address() as AddressInfo).port;
+  const [{ name }] = (await db.execute(sql`select current_database() as name`)) as unknown as [
+    { name: string },
+  ];
+  const appUrl = new URL(databaseUrl);
+  appUrl.pathname = `/${name}`;
+
+  // The app runs in APP_PROCESSES processes sharing the port (node:cluster), each with its own pool.
+  cluster.setupPrimary({ exec: fileURLToPath(import.meta.url), execArgv: ["--import", "tsx"] });
+  const apps = Array.from({ length: APP_PROCESSES }, () =>
+    cluster.fork({ B3_APP_DATABASE_URL: appUrl.toString() }),
+  );
+  const ports = await Promise.all(
+    apps.map(
+      (app) =>
+        new Promise<number>((resolve, reject) => {
+          app.once("message", (message: { port: number }) => resolve(message.port));
+          app.once("exit", (code) => reject(new Error(`app process exited with ${code}`)));
+        }),
+    ),
+  );
+  const port = ports[0]!;
 
   try {
     // The simulated phones run in a process of their own so they do not share the app's event loop.
@@ -131,7 +135,7 @@ export default async function run(databaseUrl: string) {
       concurrency: SESSIONS_AT_ONCE,
     };
   } finally {
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const app of apps) app.kill();
     await database.close();
   }
 }
@@ -197,7 +201,10 @@ async function load(port: number) {
       if (recording) {
         const took = performance.now() - started;
         latencies.push(took);
-        if (process.env.B3_DEBUG) (byStep[`${stranger ? "s" : "c"}:${text}`] ??= []).push(took);
+        if (process.env.B3_DEBUG) {
+          const key = `${stranger ? "s" : "c"}:${text}`;
+          byStep[key] = [...(byStep[key] ?? []), took];
+        }
       }
       if (!/^(CON|END) /.test(answer)) throw new Error(`not a USSD answer: ${answer}`);
       if (answer.startsWith("END")) {
@@ -228,6 +235,40 @@ async function load(port: number) {
     }
   return { latencies, elapsed, sessions: sessionNo, ended };
 }
+
+/** One app process: the real hono app with the USSD routes on a shared port. */
+async function serveApp(databaseUrl: string) {
+  const database = await openDatabase({
+    databaseUrl,
+    dataDir: "",
+    maxConnections: Math.ceil(20 / APP_PROCESSES),
+  });
+  const db = database.db;
+  const logger = createLogger("silent");
+  const ctx = { db, clock: systemClock, settings: defaultBillingSettings };
+  const app = createApp({
+    db,
+    logger,
+    ussdRoutes: createUssdRoutes({
+      db,
+      services: createMenuServices(ctx),
+      logger,
+      settings: {
+        isp: "Bench Net",
+        support: "0700 000 000",
+        timezone: "Africa/Nairobi",
+        minPayCents: 1_000,
+        maxPayCents: 150_000_00,
+      },
+    }),
+  });
+  const server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, (info) =>
+    process.send!({ port: info.port }),
+  );
+  process.on("SIGTERM", () => server.close(() => void database.close().then(() => process.exit(0))));
+}
+
+if (cluster.isWorker && process.env.B3_APP_DATABASE_URL) await serveApp(process.env.B3_APP_DATABASE_URL);
 
 if (process.env.B3_LOAD_PORT && process.send) {
   const result = await load(Number(process.env.B3_LOAD_PORT));
