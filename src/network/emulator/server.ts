@@ -88,6 +88,8 @@ export class RouterOsEmulator {
   identity: string;
   version: string;
   private readonly tables = new Map<string, Map<string, Item>>();
+  /** menu → unique name → item, so that adds stay O(1) on a router with 10,000 secrets. */
+  private readonly names = new Map<string, Map<string, Item>>();
   private nextId = 1;
   private server: net.Server | null = null;
   private readonly sockets = new Set<net.Socket>();
@@ -109,7 +111,9 @@ export class RouterOsEmulator {
       this.tables.set(menu, table);
       for (const builtin of spec.builtins ?? []) {
         const id = this.newId();
-        table.set(id, { ".id": id, ...spec.defaults, ...builtin, default: "true" });
+        const item = { ".id": id, ...spec.defaults, ...builtin, default: "true" };
+        table.set(id, item);
+        this.indexItem(menu, item);
       }
     }
   }
@@ -164,15 +168,41 @@ export class RouterOsEmulator {
   }
 
   find(menu: string, name: string, key = "name"): Item | undefined {
-    for (const item of this.table(menu).values()) if (item[key] === name) return { ...item };
+    const found = this.lookup(menu, name, key);
+    return found ? { ...found } : undefined;
+  }
+
+  private lookup(menu: string, value: string, key = "name"): Item | undefined {
+    if (menuSpecs[menu]?.unique === key) return this.names.get(menu)?.get(value);
+    for (const item of this.table(menu).values()) if (item[key] === value) return item;
     return undefined;
+  }
+
+  private indexItem(menu: string, item: Item): void {
+    const key = menuSpecs[menu]?.unique;
+    const value = key ? item[key] : undefined;
+    if (!key || value === undefined) return;
+    let index = this.names.get(menu);
+    if (!index) {
+      index = new Map();
+      this.names.set(menu, index);
+    }
+    index.set(value, item);
+  }
+
+  private unindexItem(menu: string, item: Item): void {
+    const key = menuSpecs[menu]?.unique;
+    const value = key ? item[key] : undefined;
+    if (value !== undefined && this.names.get(menu)?.get(value) === item) this.names.get(menu)!.delete(value);
   }
 
   /** Adds an entry directly, bypassing the API (an entry made by hand, or a session that dialled in). */
   insert(menu: string, attributes: Item): string {
     const spec = menuSpecs[menu];
     const id = this.newId();
-    this.table(menu).set(id, { ".id": id, ...(spec?.defaults ?? {}), ...attributes });
+    const item = { ".id": id, ...(spec?.defaults ?? {}), ...attributes };
+    this.table(menu).set(id, item);
+    this.indexItem(menu, item);
     return id;
   }
 
@@ -180,10 +210,14 @@ export class RouterOsEmulator {
   update(menu: string, id: string, attributes: Item): void {
     const item = this.table(menu).get(id);
     if (!item) throw new Error(`no ${menu} item ${id}`);
+    this.unindexItem(menu, item);
     Object.assign(item, attributes);
+    this.indexItem(menu, item);
   }
 
   delete(menu: string, id: string): void {
+    const item = this.table(menu).get(id);
+    if (item) this.unindexItem(menu, item);
     this.table(menu).delete(id);
   }
 
@@ -362,17 +396,18 @@ export class RouterOsEmulator {
         if (spec.unique) {
           const key = values[spec.unique];
           if (!key) return trap(`failure: ${spec.unique} not specified`);
-          for (const item of table.values())
-            if (item[spec.unique] === key) return trap(spec.duplicate ?? "failure");
+          if (this.lookup(menu, key, spec.unique)) return trap(spec.duplicate ?? "failure");
         }
         const id = this.newId();
-        table.set(id, { ".id": id, ...spec.defaults, ...values });
+        const item = { ".id": id, ...spec.defaults, ...values };
+        table.set(id, item);
+        this.indexItem(menu, item);
         return [["!done", `=ret=${id}`]];
       }
       case "set":
       case "enable":
       case "disable": {
-        const items = this.resolve(table, spec, attributes);
+        const items = this.resolve(menu, table, spec, attributes);
         if (typeof items === "string") return trap(items);
         const rest = { ...attributes };
         delete rest[".id"];
@@ -381,19 +416,23 @@ export class RouterOsEmulator {
         const values = this.normalize(spec, rest);
         if (typeof values === "string") return trap(values);
         if (spec.unique && values[spec.unique] !== undefined) {
-          for (const other of table.values()) {
-            if (other[spec.unique] === values[spec.unique] && !items.includes(other)) {
-              return trap(spec.duplicate ?? "failure");
-            }
-          }
+          const other = this.lookup(menu, values[spec.unique]!, spec.unique);
+          if (other && !items.includes(other)) return trap(spec.duplicate ?? "failure");
         }
-        for (const item of items) Object.assign(item, values);
+        for (const item of items) {
+          this.unindexItem(menu, item);
+          Object.assign(item, values);
+          this.indexItem(menu, item);
+        }
         return [["!done"]];
       }
       case "remove": {
-        const items = this.resolve(table, spec, attributes);
+        const items = this.resolve(menu, table, spec, attributes);
         if (typeof items === "string") return trap(items);
-        for (const item of items) table.delete(item[".id"]!);
+        for (const item of items) {
+          this.unindexItem(menu, item);
+          table.delete(item[".id"]!);
+        }
         return [["!done"]];
       }
       default:
@@ -403,6 +442,7 @@ export class RouterOsEmulator {
 
   /** Items named by `.id` or `numbers` (ids or names, comma-separated), or RouterOS's error text. */
   private resolve(
+    menu: string,
     table: Map<string, Item>,
     spec: MenuSpec,
     attributes: Record<string, string>,
@@ -412,14 +452,7 @@ export class RouterOsEmulator {
     const items: Item[] = [];
     for (const ref of list.split(",")) {
       let item = table.get(ref);
-      if (!item && spec.unique) {
-        for (const candidate of table.values()) {
-          if (candidate[spec.unique] === ref) {
-            item = candidate;
-            break;
-          }
-        }
-      }
+      if (!item && spec.unique) item = this.lookup(menu, ref, spec.unique);
       if (!item) return "no such item";
       items.push(item);
     }
@@ -442,7 +475,7 @@ export class RouterOsEmulator {
         value = formatDuration(seconds);
       }
       const ref = spec.refs?.[key];
-      if (ref && this.find(ref, value) === undefined) return `input does not match any value of ${key}`;
+      if (ref && this.lookup(ref, value) === undefined) return `input does not match any value of ${key}`;
       values[key] = value;
     }
     return values;
