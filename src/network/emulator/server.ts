@@ -83,6 +83,8 @@ const menuSpecs: Record<string, MenuSpec> = {
 
 export class RouterOsEmulator {
   readonly faults: Faults = { delayMs: 0, dropWhen: null, rejectLogin: false };
+  /** Models the network between Tandao and the router: every reply (login included) arrives this much later. */
+  latencyMs = 0;
   /** Every command received after login, in order (for counting what the router was asked to do). */
   readonly received: ReceivedCommand[] = [];
   identity: string;
@@ -329,7 +331,7 @@ export class RouterOsEmulator {
     if (out.length === 0) return;
     const data = Buffer.concat(out);
     out.length = 0;
-    const delay = this.faults.delayMs;
+    const delay = this.latencyMs + this.faults.delayMs;
     if (delay > 0) {
       setTimeout(() => {
         if (!socket.destroyed) socket.write(data);
