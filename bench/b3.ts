@@ -26,7 +26,10 @@ const SESSIONS_AT_ONCE = 100;
 const CUSTOMERS = 400;
 const DURATION_MS = 15_000;
 const WARMUP_MS = 2_000;
-/** App processes sharing the port (`B3_APP_PROCESSES`, default 1). */
+/**
+ * App processes sharing the port (`B3_APP_PROCESSES`, default 1) and their connections in all
+ * (`B3_POOL`, default 10: on two cores more connections only queue inside PostgreSQL).
+ */
 const APP_PROCESSES = Number(process.env.B3_APP_PROCESSES ?? 1);
 
 /**
@@ -241,7 +244,7 @@ async function serveApp(databaseUrl: string) {
   const database = await openDatabase({
     databaseUrl,
     dataDir: "",
-    maxConnections: Math.ceil(20 / APP_PROCESSES),
+    maxConnections: Math.ceil(Number(process.env.B3_POOL ?? 10) / APP_PROCESSES),
   });
   const db = database.db;
   const logger = createLogger("silent");
