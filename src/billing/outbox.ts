@@ -46,30 +46,35 @@ export type MessageTemplate =
   | "welcome"
   | "admin_alert";
 
-export async function enqueueMessage(
-  tx: Executor,
-  now: Date,
-  message: {
-    channel?: MessageChannel;
-    recipient: string;
-    language: Language;
-    template: MessageTemplate;
-    params: Record<string, string | number>;
-    /** The same key is never sent twice: the unique index drops the repeat. */
-    dedupeKey?: string;
-  },
-): Promise<void> {
+export interface OutboundMessage {
+  channel?: MessageChannel;
+  recipient: string;
+  language: Language;
+  template: MessageTemplate;
+  params: Record<string, string | number>;
+  /** The same key is never sent twice: the unique index drops the repeat. */
+  dedupeKey?: string;
+}
+
+export async function enqueueMessage(tx: Executor, now: Date, message: OutboundMessage): Promise<void> {
+  await enqueueMessages(tx, now, [message]);
+}
+
+export async function enqueueMessages(tx: Executor, now: Date, messages: OutboundMessage[]): Promise<void> {
+  if (messages.length === 0) return;
   await tx
     .insert(messageOutbox)
-    .values({
-      channel: message.channel ?? "sms",
-      recipient: message.recipient,
-      language: message.language,
-      template: message.template,
-      params: message.params,
-      dedupeKey: message.dedupeKey ?? null,
-      nextAttemptAt: now,
-      createdAt: now,
-    })
+    .values(
+      messages.map((message) => ({
+        channel: message.channel ?? "sms",
+        recipient: message.recipient,
+        language: message.language,
+        template: message.template,
+        params: message.params,
+        dedupeKey: message.dedupeKey ?? null,
+        nextAttemptAt: now,
+        createdAt: now,
+      })),
+    )
     .onConflictDoNothing();
 }

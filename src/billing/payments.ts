@@ -1,12 +1,12 @@
-import { and, desc, eq, sql } from "drizzle-orm";
-import type { Db, Executor } from "../db/client.ts";
+import { and, desc, eq, inArray, or, sql } from "drizzle-orm";
+import { type Db, type Executor, queryRows } from "../db/client.ts";
 import { customers, ledgerEntries, type PaymentMethod, payments } from "../db/schema/index.ts";
 import { findCustomerByAccountReference } from "./accounts.ts";
-import { audit } from "./audit.ts";
+import { audit, auditMany } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
-import { balanceOf, oneCustomer, postLedgerEntry, settleOpenInvoices } from "./ledger.ts";
+import { balanceOf, settleOpenInvoices } from "./ledger.ts";
 import { assertCents } from "./money.ts";
-import { enqueueMessage } from "./outbox.ts";
+import { enqueueMessages } from "./outbox.ts";
 import { restoreIfSettled } from "./restore.ts";
 
 export interface PaymentInput {
@@ -75,7 +75,100 @@ async function existingPaymentId(tx: Executor, input: PaymentInput): Promise<num
   return row.id;
 }
 
-/** Credits a recorded payment to a customer: ledger, invoices, service, receipt. */
+const intArray = (ids: number[]) => sql`${`{${ids.join(",")}}`}::int[]`;
+const refKey = (provider: string, ref: string) => `${provider}\u0000${ref.trim()}`;
+
+interface FreshPayment {
+  paymentId: number;
+  customerId: number;
+  input: PaymentInput;
+}
+
+/**
+ * Credits recorded payments to their customers, set-based: ledger, invoices oldest first,
+ * service waiting on money, receipts and audit, in a fixed number of statements for any number
+ * of payments (restoring service is per customer, and only for those who have something waiting).
+ */
+async function creditPayments(
+  tx: Executor,
+  ctx: BillingContext,
+  actor: Actor,
+  fresh: FreshPayment[],
+  now: Date,
+): Promise<{ balances: Map<number, number>; restored: Map<number, number[]> }> {
+  const balances = new Map<number, number>();
+  const restored = new Map<number, number[]>();
+  if (fresh.length === 0) return { balances, restored };
+  const customerIds = [...new Set(fresh.map((p) => p.customerId))];
+  await tx.insert(ledgerEntries).values(
+    fresh.map((p) => ({
+      customerId: p.customerId,
+      kind: "payment" as const,
+      amountCents: p.input.amountCents,
+      paymentId: p.paymentId,
+      memo: `${p.input.method} ${p.input.providerRef.trim()}`,
+      createdAt: now,
+    })),
+  );
+  await settleOpenInvoices(tx, now, sql`select unnest(${intArray(customerIds)})`);
+  const waiting = await queryRows<{ customer_id: number }>(
+    tx,
+    sql`select distinct customer_id from subscriptions where customer_id = any(${intArray(customerIds)})
+        and (status = 'pending' or (status = 'suspended' and suspended_reason = 'dunning'))`,
+  );
+  for (const { customer_id } of waiting) {
+    const customerId = Number(customer_id);
+    restored.set(customerId, await restoreIfSettled(tx, ctx, actor, customerId, now));
+  }
+  const sums = await queryRows<{ customer_id: number; balance: string }>(
+    tx,
+    sql`select customer_id, sum(amount_cents)::text as balance from ledger_entries
+        where customer_id = any(${intArray(customerIds)}) group by customer_id`,
+  );
+  for (const row of sums) balances.set(Number(row.customer_id), Number(row.balance));
+  const people = await tx.select().from(customers).where(inArray(customers.id, customerIds));
+  const byId = new Map(people.map((c) => [c.id, c]));
+  await enqueueMessages(
+    tx,
+    now,
+    fresh.flatMap(({ paymentId, customerId, input }) => {
+      const customer = byId.get(customerId);
+      if (!customer) return [];
+      return [
+        {
+          recipient: customer.phone,
+          language: customer.language,
+          template: "payment_received" as const,
+          params: {
+            amountCents: input.amountCents,
+            balanceCents: balances.get(customerId) ?? 0,
+            account: customer.accountNumber,
+            receipt: input.providerRef.trim(),
+          },
+          dedupeKey: `payment:${paymentId}`,
+        },
+      ];
+    }),
+  );
+  await auditMany(
+    tx,
+    actor,
+    now,
+    fresh.map(({ paymentId, customerId, input }) => ({
+      action: "payment.applied",
+      entity: "payment",
+      entityId: paymentId,
+      details: {
+        customerId,
+        amountCents: input.amountCents,
+        method: input.method,
+        ref: input.providerRef.trim(),
+      },
+    })),
+  );
+  return { balances, restored };
+}
+
 async function creditPayment(
   tx: Executor,
   ctx: BillingContext,
@@ -85,44 +178,114 @@ async function creditPayment(
   input: PaymentInput,
   now: Date,
 ): Promise<ApplyPaymentResult> {
-  await postLedgerEntry(tx, {
-    customerId,
-    kind: "payment",
-    amountCents: input.amountCents,
+  const { balances, restored } = await creditPayments(
+    tx,
+    ctx,
+    actor,
+    [{ paymentId, customerId, input }],
+    now,
+  );
+  return {
     paymentId,
-    memo: `${input.method} ${input.providerRef.trim()}`,
-    at: now,
+    duplicate: false,
+    balanceCents: balances.get(customerId) ?? 0,
+    restoredSubscriptionIds: restored.get(customerId) ?? [],
+  };
+}
+
+/**
+ * Applies many payments in the caller's transaction, each exactly once per provider reference
+ * (a reference repeated within the batch, or already known, is a duplicate and changes nothing).
+ * Results come back in the order of `inputs`.
+ */
+export async function applyPaymentsInTx(
+  tx: Executor,
+  ctx: BillingContext,
+  actor: Actor,
+  inputs: (PaymentInput & { customerId: number })[],
+): Promise<ApplyPaymentResult[]> {
+  for (const input of inputs) validate(input);
+  if (inputs.length === 0) return [];
+  const now = ctx.clock.now();
+  const customerIds = [...new Set(inputs.map((i) => i.customerId))].sort((a, b) => a - b);
+  // Accounts are locked in id order, so batches crediting the same accounts queue up instead of
+  // deadlocking on their invoices.
+  await tx
+    .select({ id: customers.id })
+    .from(customers)
+    .where(inArray(customers.id, customerIds))
+    .orderBy(customers.id)
+    .for("update");
+
+  const firstOfKey = new Map<string, number>();
+  inputs.forEach((input, index) => {
+    const key = refKey(input.provider, input.providerRef);
+    if (!firstOfKey.has(key)) firstOfKey.set(key, index);
   });
-  await settleOpenInvoices(tx, now, oneCustomer(customerId));
-  const restoredSubscriptionIds = await restoreIfSettled(tx, ctx, actor, customerId, now);
-  const balanceCents = await balanceOf(tx, customerId);
-  const [customer] = await tx.select().from(customers).where(eq(customers.id, customerId));
-  if (customer) {
-    await enqueueMessage(tx, now, {
-      recipient: customer.phone,
-      language: customer.language,
-      template: "payment_received",
-      params: {
+  const candidates = [...firstOfKey.values()].map((index) => inputs[index]!);
+  const inserted = await tx
+    .insert(payments)
+    .values(
+      candidates.map((input) => ({
+        customerId: input.customerId,
+        method: input.method,
+        provider: input.provider,
+        providerRef: input.providerRef.trim(),
         amountCents: input.amountCents,
-        balanceCents,
-        account: customer.accountNumber,
-        receipt: input.providerRef.trim(),
-      },
-      dedupeKey: `payment:${paymentId}`,
-    });
+        phone: input.phone ?? null,
+        accountReference: input.accountReference ?? null,
+        payerName: input.payerName ?? null,
+        status: "applied" as const,
+        receivedAt: input.receivedAt ?? now,
+      })),
+    )
+    .onConflictDoNothing()
+    .returning({ id: payments.id, provider: payments.provider, providerRef: payments.providerRef });
+  const freshIds = new Map(inserted.map((row) => [refKey(row.provider, row.providerRef), row.id]));
+  const fresh: FreshPayment[] = [];
+  for (const [key, index] of firstOfKey) {
+    const paymentId = freshIds.get(key);
+    if (paymentId !== undefined)
+      fresh.push({ paymentId, customerId: inputs[index]!.customerId, input: inputs[index]! });
   }
-  await audit(tx, actor, now, {
-    action: "payment.applied",
-    entity: "payment",
-    entityId: paymentId,
-    details: {
-      customerId,
-      amountCents: input.amountCents,
-      method: input.method,
-      ref: input.providerRef.trim(),
-    },
+  const { balances, restored } = await creditPayments(tx, ctx, actor, fresh, now);
+
+  const knownIds = new Map(freshIds);
+  const missing = [...firstOfKey.keys()].filter((key) => !knownIds.has(key));
+  if (missing.length > 0) {
+    const existing = await tx
+      .select({ id: payments.id, provider: payments.provider, providerRef: payments.providerRef })
+      .from(payments)
+      .where(
+        or(
+          ...missing.map((key) => {
+            const [provider, ref] = key.split("\u0000") as [string, string];
+            return and(eq(payments.provider, provider), eq(payments.providerRef, ref));
+          }),
+        ),
+      );
+    for (const row of existing) knownIds.set(refKey(row.provider, row.providerRef), row.id);
+  }
+  if (balances.size < customerIds.length) {
+    for (const customerId of customerIds) {
+      if (!balances.has(customerId)) balances.set(customerId, await balanceOf(tx, customerId));
+    }
+  }
+  const credited = new Set<number>();
+  return inputs.map((input, index) => {
+    const key = refKey(input.provider, input.providerRef);
+    const paymentId = knownIds.get(key);
+    if (paymentId === undefined) throw new Error("payment vanished after a unique conflict");
+    const isFresh = firstOfKey.get(key) === index && freshIds.has(key);
+    const firstRestore = isFresh && !credited.has(input.customerId);
+    if (isFresh) credited.add(input.customerId);
+    return {
+      paymentId,
+      duplicate: !isFresh,
+      balanceCents: balances.get(input.customerId) ?? 0,
+      restoredSubscriptionIds: firstRestore ? (restored.get(input.customerId) ?? []) : [],
+    };
   });
-  return { paymentId, duplicate: false, balanceCents, restoredSubscriptionIds };
 }
 
 export async function applyPaymentInTx(
@@ -131,18 +294,8 @@ export async function applyPaymentInTx(
   actor: Actor,
   input: PaymentInput & { customerId: number },
 ): Promise<ApplyPaymentResult> {
-  validate(input);
-  const now = ctx.clock.now();
-  const paymentId = await insertPaymentOnce(tx, input, input.customerId, now);
-  if (paymentId === null) {
-    return {
-      paymentId: await existingPaymentId(tx, input),
-      duplicate: true,
-      balanceCents: await balanceOf(tx, input.customerId),
-      restoredSubscriptionIds: [],
-    };
-  }
-  return creditPayment(tx, ctx, actor, paymentId, input.customerId, input, now);
+  const [result] = await applyPaymentsInTx(tx, ctx, actor, [input]);
+  return result!;
 }
 
 /** Applies a payment to a customer's account, exactly once per provider reference. */
