@@ -85,6 +85,16 @@ describe("node-routeros against the RouterOS emulator", () => {
     expect(api.connected).toBe(false);
   });
 
+  it("!fatal closes the connection and fails the command it answers, without throwing", async () => {
+    const api = await client();
+    router.faults.delayMs = 100;
+    const answered = api.write("/ppp/secret/print");
+    const quit = api.write("/quit");
+    await expect(answered).resolves.toBeInstanceOf(Array);
+    await expect(quit).rejects.toThrow();
+    expect(api.connected).toBe(false);
+  });
+
   it("a RouterOS 6 router never sends !empty", async () => {
     const old = await new RouterOsEmulator({ version: "6.49.10" }).start();
     try {

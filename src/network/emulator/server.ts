@@ -303,8 +303,7 @@ export class RouterOsEmulator {
         }
         if (!loggedIn) {
           out.push(this.sentence(["!fatal", "=message=not logged in"]));
-          this.flush(socket, out);
-          socket.end();
+          this.flush(socket, out, true);
           return;
         }
         this.received.push(received);
@@ -316,8 +315,7 @@ export class RouterOsEmulator {
         }
         if (command === "/quit") {
           out.push(this.sentence(["!fatal", "=message=session terminated on request"]));
-          this.flush(socket, out);
-          socket.end();
+          this.flush(socket, out, true);
           return;
         }
         const replies = this.execute(command, attributes, queries);
@@ -327,18 +325,19 @@ export class RouterOsEmulator {
     });
   }
 
-  private flush(socket: net.Socket, out: Buffer[]): void {
-    if (out.length === 0) return;
+  /** Sends the replies (after the configured latency); `end` closes the connection once they are out. */
+  private flush(socket: net.Socket, out: Buffer[], end = false): void {
     const data = Buffer.concat(out);
     out.length = 0;
+    const send = () => {
+      if (socket.destroyed) return;
+      if (data.length > 0) socket.write(data);
+      if (end) socket.end();
+    };
+    if (data.length === 0 && !end) return;
     const delay = this.latencyMs + this.faults.delayMs;
-    if (delay > 0) {
-      setTimeout(() => {
-        if (!socket.destroyed) socket.write(data);
-      }, delay);
-    } else if (!socket.destroyed) {
-      socket.write(data);
-    }
+    if (delay > 0) setTimeout(send, delay);
+    else send();
   }
 
   private sentence(words: string[], tag?: string): Buffer {
