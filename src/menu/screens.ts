@@ -16,8 +16,9 @@ const short = (name: string, max?: number) => shortName(name, max);
 
 const account = (ctx: MenuContext) =>
   ctx.memo("session:account", () => ctx.services.account(ctx.user.customer!.id)) as Promise<AccountView>;
+// Lists are numbered: a session keeps the list it was shown, so `2` means the same plan on every request.
 const plansOf = (ctx: MenuContext, kind: PlanView["kind"]) =>
-  ctx.memo(`plans:${kind}`, () => ctx.services.plans(kind));
+  ctx.memo(`session:plans:${kind}`, () => ctx.services.plans(kind));
 
 function validity(ctx: MenuContext, plan: PlanView): string {
   const one = plan.periodCount === 1;

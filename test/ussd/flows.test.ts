@@ -147,6 +147,22 @@ describe("USSD over HTTP, Africa's Talking style", () => {
     expect(voucher).toMatchObject({ status: "sold", soldToPhone: phone, planId: hour.id });
   });
 
+  it("keeps the list a session was shown, even if an admin adds a cheaper plan meanwhile", async () => {
+    const phone = uniquePhone();
+    const ussd = world.dial(phone);
+    const list = await ussd("1");
+    const first = /\n1\. (.+) KES/.exec(list)?.[1];
+    expect(first).toBeTruthy();
+    await createPlan(database.db, {
+      name: "Promo 5 Min",
+      kind: "hotspot",
+      priceCents: 100,
+      periodUnit: "hours",
+    });
+    expect(await ussd("1*1")).toContain(`Buy ${first} voucher`);
+    expect(await world.dial(phone)("1")).toContain("1. Promo 5 Min KES 1\n");
+  });
+
   it("changes plan: shows the prorated quote, asks M-Pesa for it, switches on payment", async () => {
     const basic = await createPlan(database.db, { name: "Basic 5", priceCents: 100_000 });
     const fast = await createPlan(database.db, { name: "Fast 20", priceCents: 250_000 });
