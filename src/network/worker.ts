@@ -182,7 +182,7 @@ export class ProvisioningWorker {
     const skipRouters = this.deps.pool.unavailableRouterIds();
     const routerFilter =
       skipRouters.length > 0
-        ? sql`and (o.router_id is null or o.router_id not in (${sql.join(
+        ? sql`and (c.router_id is null or c.router_id not in (${sql.join(
             skipRouters.map((id) => sql`${id}`),
             sql`, `,
           )}))`
@@ -190,21 +190,25 @@ export class ProvisioningWorker {
     return this.deps.db.transaction(async (tx) => {
       const due = await queryRows<{ id: number; target: string }>(
         tx,
-        // Routers take turns (first row of each, then second…) so a backlog on one never starves the others.
+        // Routers take turns (first row of each, then second…) so a backlog on one never starves the
+        // others. Candidates are over-fetched so that rows locked by another worker are skipped, not
+        // counted: concurrent workers each get a batch of their own.
         sql`select o.id, ${targetOf(sql`o`)} as target
             from provisioning_outbox o
-            where o.id in (
-              select id from (
-                select o.id, row_number() over (partition by o.router_id order by o.id) as turn
-                from provisioning_outbox o
-                where o.status = 'pending' and o.next_attempt_at <= ${at(now)}
-                  and (o.claimed_until is null or o.claimed_until <= ${at(now)}) ${routerFilter}
-              ) fair
+            join (
+              select id, turn from (
+                select c.id, row_number() over (partition by c.router_id order by c.id) as turn
+                from provisioning_outbox c
+                where c.status = 'pending' and c.next_attempt_at <= ${at(now)}
+                  and (c.claimed_until is null or c.claimed_until <= ${at(now)}) ${routerFilter}
+              ) ranked
               order by turn, id
-              limit ${this.options.batchSize}
-            )
-            and o.status = 'pending'
-            for update skip locked`,
+              limit ${this.options.batchSize * 4}
+            ) fair on fair.id = o.id
+            where o.status = 'pending' and (o.claimed_until is null or o.claimed_until <= ${at(now)})
+            order by fair.turn, o.id
+            limit ${this.options.batchSize}
+            for update of o skip locked`,
       );
       if (due.length === 0) return [];
       const newest = new Map<string, number>();
