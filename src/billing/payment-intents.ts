@@ -1,4 +1,4 @@
-import { and, asc, eq, gte, isNotNull, isNull, lte, sql } from "drizzle-orm";
+import { and, asc, eq, gte, inArray, isNotNull, isNull, lte, sql } from "drizzle-orm";
 import type { Executor } from "../db/client.ts";
 import {
   customers,
@@ -15,7 +15,7 @@ import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { formatKes } from "./money.ts";
 import { enqueueMessage } from "./outbox.ts";
-import { applyPaymentInTx, recordPaymentByReferenceInTx } from "./payments.ts";
+import { applyPaymentInTx, applyPaymentsInTx, recordPaymentByReferenceInTx } from "./payments.ts";
 import { changePlanInTx } from "./plan-change.ts";
 import { sellVoucherInTx } from "./vouchers.ts";
 
@@ -433,6 +433,115 @@ export async function settleStkResult(
       receivedAt: now,
     });
     return outcome;
+  });
+}
+
+/**
+ * Settles many STK results in one transaction (callbacks arriving together). The common case, a
+ * paid callback at the asked amount for an account's balance, is credited set-based through
+ * `applyPaymentsInTx`; every other result goes through the same rules as `settleStkResult`, one by
+ * one. Outcomes come back in the order of `results`.
+ */
+export async function settleStkResults(
+  ctx: BillingContext,
+  actor: Actor,
+  results: StkResult[],
+): Promise<SettleOutcome[]> {
+  if (results.length === 0) return [];
+  return ctx.db.transaction(async (tx) => {
+    const now = ctx.clock.now();
+    const checkoutIds = [...new Set(results.map((r) => r.checkoutRequestId))];
+    // Locked in id order, so concurrent batches over the same intents queue instead of deadlocking.
+    const intents = await tx
+      .select()
+      .from(paymentIntents)
+      .where(inArray(paymentIntents.checkoutRequestId, checkoutIds))
+      .orderBy(asc(paymentIntents.id))
+      .for("update");
+    const byCheckout = new Map(intents.map((intent) => [intent.checkoutRequestId, intent]));
+    const outcomes: SettleOutcome[] = new Array(results.length);
+
+    const bulk: { index: number; intent: IntentRow; receipt: string; result: StkResult }[] = [];
+    // Only the first result for an intent can go in bulk: later ones must see what it did, in order.
+    const seen = new Set<string>();
+    results.forEach((result, index) => {
+      const first = !seen.has(result.checkoutRequestId);
+      seen.add(result.checkoutRequestId);
+      const intent = byCheckout.get(result.checkoutRequestId);
+      const plainCredit =
+        first &&
+        intent !== undefined &&
+        result.source === "callback" &&
+        result.resultCode === 0 &&
+        !!result.receipt &&
+        intent.paymentId === null &&
+        intent.customerId !== null &&
+        intent.purpose === "balance" &&
+        result.amountCents === intent.amountCents;
+      if (!plainCredit || !intent || !result.receipt) return;
+      bulk.push({ index, intent, receipt: result.receipt, result });
+    });
+
+    if (bulk.length > 0) {
+      const credits = await applyPaymentsInTx(
+        tx,
+        ctx,
+        actor,
+        bulk.map(({ intent, receipt }) => ({
+          customerId: intent.customerId!,
+          method: "mpesa_stk" as const,
+          provider: "mpesa",
+          providerRef: receipt,
+          amountCents: intent.amountCents,
+          phone: intent.phone,
+          receivedAt: now,
+        })),
+      );
+      const at = now.toISOString();
+      const rows = bulk.map(({ intent, receipt, result }, i) => {
+        const credit = credits[i]!;
+        const status: SettleStatus = credit.duplicate ? "duplicate" : "credited";
+        outcomes[bulk[i]!.index] = {
+          status,
+          intentId: intent.id,
+          paymentId: credit.paymentId,
+          intentStatus: "succeeded",
+        };
+        const outcome = credit.restoredSubscriptionIds.length
+          ? { restoredSubscriptionIds: credit.restoredSubscriptionIds }
+          : {};
+        return sql`(${intent.id}::int, ${credit.paymentId}::int, ${receipt}::text, ${result.resultDesc}::text,
+          ${JSON.stringify(outcome)}::jsonb, ${result.checkoutRequestId}::text, ${JSON.stringify(result.raw ?? {})}::jsonb,
+          ${callbackFlag(status)}::text)`;
+      });
+      await tx.execute(sql`
+        with data (id, payment_id, receipt, result_desc, outcome, checkout, body, flag) as (values ${sql.join(rows, sql`, `)}),
+        settled as (
+          update payment_intents p set status = 'succeeded', result_code = 0, result_desc = d.result_desc,
+            mpesa_receipt = d.receipt, payment_id = d.payment_id, outcome = d.outcome,
+            settled_at = ${at}::timestamptz, updated_at = ${at}::timestamptz
+          from data d where p.id = d.id
+          returning p.id)
+        insert into mpesa_callbacks (kind, reference, body, flag, received_at)
+        select 'stk', d.checkout, d.body, d.flag, ${at}::timestamptz from data d`);
+    }
+
+    for (let index = 0; index < results.length; index++) {
+      if (outcomes[index]) continue;
+      const result = results[index]!;
+      const { recorded, ...outcome } = await settleInTx(tx, ctx, actor, result, now);
+      if (!recorded) {
+        await tx.insert(mpesaCallbacks).values({
+          kind: callbackKind(result),
+          reference: result.checkoutRequestId,
+          body: (result.raw ?? {}) as Record<string, unknown>,
+          flag: callbackFlag(outcome.status),
+          receivedAt: now,
+        });
+      }
+      outcomes[index] = outcome;
+    }
+    return outcomes;
   });
 }
 

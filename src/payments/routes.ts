@@ -8,8 +8,10 @@ import {
   recordUnsettledCallback,
   type SettleOutcome,
   settleStkResult,
+  settleStkResults,
 } from "../billing/payment-intents.ts";
 import type { Logger } from "../logger.ts";
+import { createStkBatcher } from "./mpesa/stk-batcher.ts";
 import {
   c2bAccept,
   c2bBody,
@@ -52,6 +54,10 @@ const webhookActor: Actor = { kind: "webhook", id: "mpesa" };
 export function createMpesaRoutes(deps: MpesaRouteDeps): Hono {
   const routes = new Hono();
   const expected = Buffer.from(deps.token);
+  const stkBatcher = createStkBatcher({
+    settleOne: (result) => settleStkResult(deps.ctx, webhookActor, result),
+    settleMany: (results) => settleStkResults(deps.ctx, webhookActor, results),
+  });
   const allowed = deps.allowedIps?.length ? new Set(deps.allowedIps.map(normalizeIp)) : null;
 
   routes.use("/:token/*", async (c, next) => {
@@ -74,7 +80,7 @@ export function createMpesaRoutes(deps: MpesaRouteDeps): Hono {
       });
       return c.json({ ResultCode: 0, ResultDesc: "Accepted" });
     }
-    const outcome = await settleStkResult(deps.ctx, webhookActor, { ...parsed, source: "callback", raw });
+    const outcome = await stkBatcher.settle({ ...parsed, source: "callback", raw });
     if (outcome.status !== "credited" && outcome.status !== "failed" && outcome.status !== "duplicate")
       deps.logger.warn(
         { checkoutRequestId: parsed.checkoutRequestId, outcome },
