@@ -5,9 +5,10 @@ import { billingJobs } from "./billing/jobs.ts";
 import { systemClock } from "./clock.ts";
 import { isSandbox, loadConfig } from "./config.ts";
 import { openDatabase } from "./db/client.ts";
-import { startScheduler } from "./jobs/scheduler.ts";
+import { type ScheduledJob, startScheduler } from "./jobs/scheduler.ts";
 import { createSecretBox, loadSecretKey } from "./lib/secret-box.ts";
 import { createLogger } from "./logger.ts";
+import { menuJobs } from "./menu/jobs.ts";
 import { startMessaging } from "./messaging/index.ts";
 import { startNetwork, startSandboxRouter } from "./network/index.ts";
 import { startPayments } from "./payments/index.ts";
@@ -40,10 +41,12 @@ const billing: BillingContext = {
 const stops: (() => unknown)[] = [];
 
 if (config.SCHEDULER) {
-  const scheduler = startScheduler(
-    { db: database.db, clock, logger, timezone: config.TIMEZONE },
-    billingJobs.map((job) => ({ name: job.name, schedule: job.schedule, run: (tx) => job.run(tx, billing) })),
-  );
+  const scheduler = startScheduler({ db: database.db, clock, logger, timezone: config.TIMEZONE }, [
+    ...billingJobs.map(
+      (job): ScheduledJob => ({ name: job.name, schedule: job.schedule, run: (tx) => job.run(tx, billing) }),
+    ),
+    ...menuJobs(clock),
+  ]);
   stops.push(scheduler.stop);
   void scheduler.runAll();
 }

@@ -37,7 +37,7 @@ export async function startMessaging(deps: {
     fake = await startAtFake({
       username,
       apiKey,
-      onMessage: (sms) => logger.info({ to: sms.to, text: sms.message }, `SMS to ${sms.to}: ${sms.message}`),
+      onMessage: (sms) => logger.info({ to: sms.to }, `SMS to ${sms.to}: ${sms.message}`),
     });
     sender = createAtSmsSender({ username, apiKey, senderId: config.AT_SENDER_ID, smsUrl: fake.smsUrl });
     logger.info(

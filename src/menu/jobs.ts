@@ -1,0 +1,27 @@
+import { lt } from "drizzle-orm";
+import { type Clock, DAY } from "../clock.ts";
+import type { Executor } from "../db/client.ts";
+import { channelSessions } from "../db/schema/index.ts";
+import type { ScheduledJob } from "../jobs/scheduler.ts";
+
+/** A USSD session lasts minutes; its row (language, confirmed outcomes) is kept this long, then dropped. */
+export const CHANNEL_SESSION_KEEP_MS = 2 * DAY;
+
+export async function purgeChannelSessions(tx: Executor, now: Date, keepMs = CHANNEL_SESSION_KEEP_MS) {
+  const removed = await tx
+    .delete(channelSessions)
+    .where(lt(channelSessions.updatedAt, new Date(now.getTime() - keepMs)))
+    .returning({ id: channelSessions.id });
+  return { removed: removed.length };
+}
+
+/** The menu's housekeeping, for the scheduler. */
+export function menuJobs(clock: Clock): ScheduledJob[] {
+  return [
+    {
+      name: "channel-sessions-purge",
+      schedule: "17 * * * *",
+      run: (tx) => purgeChannelSessions(tx, clock.now()),
+    },
+  ];
+}
