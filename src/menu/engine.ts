@@ -169,6 +169,8 @@ export interface MenuRun {
   recorded?: Record<string, Outcome | "pending">;
   /** Keeps what this session read (`memo` keys starting with `session:`) across its requests. */
   cache?: SessionCache;
+  /** Told when a confirmed action failed (the person sees a short apology). */
+  onError?: (error: unknown, step: number) => void;
 }
 
 /**
@@ -267,7 +269,8 @@ export async function runMenu(
       if (claim === "claimed") {
         try {
           outcome = await reaction.run();
-        } catch {
+        } catch (error) {
+          run.onError?.(error, step);
           outcome = { next: "end", key: "menu.error.generic", params: {} };
         }
         await services.recordEffect(ctx.session, step, outcome);

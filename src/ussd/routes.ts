@@ -99,7 +99,14 @@ export function createUssdRoutes(deps: UssdDeps): Hono {
         },
       };
       const view = await runMenu(
-        { user, session, inputs, recorded, cache },
+        {
+          user,
+          session,
+          inputs,
+          recorded,
+          cache,
+          onError: (error, step) => deps.logger.error({ err: error, sessionId, step }, "USSD action failed"),
+        },
         screens,
         services,
         deps.settings,
