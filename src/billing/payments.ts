@@ -49,21 +49,25 @@ async function insertPaymentOnce(
 ): Promise<number | null> {
   const [inserted] = await tx
     .insert(payments)
-    .values({
-      customerId,
-      method: input.method,
-      provider: input.provider,
-      providerRef: input.providerRef.trim(),
-      amountCents: input.amountCents,
-      phone: input.phone ?? null,
-      accountReference: input.accountReference ?? null,
-      payerName: input.payerName ?? null,
-      status: customerId === null ? "unmatched" : "applied",
-      receivedAt: input.receivedAt ?? now,
-    })
+    .values(paymentRow(input, customerId, now))
     .onConflictDoNothing()
     .returning({ id: payments.id });
   return inserted?.id ?? null;
+}
+
+function paymentRow(input: PaymentInput, customerId: number | null, now: Date): typeof payments.$inferInsert {
+  return {
+    customerId,
+    method: input.method,
+    provider: input.provider,
+    providerRef: input.providerRef.trim(),
+    amountCents: input.amountCents,
+    phone: input.phone ?? null,
+    accountReference: input.accountReference ?? null,
+    payerName: input.payerName ?? null,
+    status: customerId === null ? "unmatched" : "applied",
+    receivedAt: input.receivedAt ?? now,
+  };
 }
 
 async function existingPaymentId(tx: Executor, input: PaymentInput): Promise<number> {
@@ -225,20 +229,7 @@ export async function applyPaymentsInTx(
   const candidates = [...firstOfKey.values()].map((index) => inputs[index]!);
   const inserted = await tx
     .insert(payments)
-    .values(
-      candidates.map((input) => ({
-        customerId: input.customerId,
-        method: input.method,
-        provider: input.provider,
-        providerRef: input.providerRef.trim(),
-        amountCents: input.amountCents,
-        phone: input.phone ?? null,
-        accountReference: input.accountReference ?? null,
-        payerName: input.payerName ?? null,
-        status: "applied" as const,
-        receivedAt: input.receivedAt ?? now,
-      })),
-    )
+    .values(candidates.map((input) => paymentRow(input, input.customerId, now)))
     .onConflictDoNothing()
     .returning({ id: payments.id, provider: payments.provider, providerRef: payments.providerRef });
   const freshIds = new Map(inserted.map((row) => [refKey(row.provider, row.providerRef), row.id]));

@@ -165,31 +165,41 @@ function requireReason(reason: string | undefined): string {
   return trimmed;
 }
 
-/** An admin cuts service off (abuse, request of the subscriber, ...). Only an admin brings it back. */
-export async function suspendSubscription(
+/** An admin sets a subscription's service state; the router follows and the reason is audited. */
+async function setServiceByAdmin(
   ctx: BillingContext,
   actor: Actor,
   input: { subscriptionId: number; reason: string },
+  change: "suspend" | "resume",
 ) {
   const reason = requireReason(input.reason);
   return ctx.db.transaction(async (tx) => {
     const now = ctx.clock.now();
     const { subscription } = await lockedSubscription(tx, input.subscriptionId);
-    if (subscription.status === "cancelled")
-      throw new BillingError("cancelled", "That subscription is cancelled.");
-    if (subscription.status === "suspended" && subscription.suspendedReason === "admin") return subscription;
+    if (change === "suspend") {
+      if (subscription.status === "cancelled")
+        throw new BillingError("cancelled", "That subscription is cancelled.");
+      if (subscription.status === "suspended" && subscription.suspendedReason === "admin")
+        return subscription;
+    } else if (subscription.status !== "suspended") {
+      throw new BillingError("not_suspended", "That subscription is not suspended.");
+    }
     const [updated] = await tx
       .update(subscriptions)
-      .set({ status: "suspended", suspendedReason: "admin" })
+      .set(
+        change === "suspend"
+          ? { status: "suspended", suspendedReason: "admin" }
+          : { status: "active", suspendedReason: null },
+      )
       .where(eq(subscriptions.id, subscription.id))
       .returning();
     await enqueueProvisioning(tx, now, {
-      action: "suspend",
+      action: change === "suspend" ? "suspend" : "restore",
       subscriptionId: subscription.id,
       routerId: subscription.routerId,
     });
     await audit(tx, actor, now, {
-      action: "subscription.suspended",
+      action: change === "suspend" ? "subscription.suspended" : "subscription.resumed",
       entity: "subscription",
       entityId: subscription.id,
       reason,
@@ -198,37 +208,22 @@ export async function suspendSubscription(
   });
 }
 
-/** An admin restores service, whatever suspended it. */
-export async function resumeSubscription(
+/** An admin cuts service off (abuse, request of the subscriber, ...). Only an admin brings it back. */
+export function suspendSubscription(
   ctx: BillingContext,
   actor: Actor,
   input: { subscriptionId: number; reason: string },
 ) {
-  const reason = requireReason(input.reason);
-  return ctx.db.transaction(async (tx) => {
-    const now = ctx.clock.now();
-    const { subscription } = await lockedSubscription(tx, input.subscriptionId);
-    if (subscription.status !== "suspended") {
-      throw new BillingError("not_suspended", "That subscription is not suspended.");
-    }
-    const [updated] = await tx
-      .update(subscriptions)
-      .set({ status: "active", suspendedReason: null })
-      .where(eq(subscriptions.id, subscription.id))
-      .returning();
-    await enqueueProvisioning(tx, now, {
-      action: "restore",
-      subscriptionId: subscription.id,
-      routerId: subscription.routerId,
-    });
-    await audit(tx, actor, now, {
-      action: "subscription.resumed",
-      entity: "subscription",
-      entityId: subscription.id,
-      reason,
-    });
-    return updated!;
-  });
+  return setServiceByAdmin(ctx, actor, input, "suspend");
+}
+
+/** An admin restores service, whatever suspended it. */
+export function resumeSubscription(
+  ctx: BillingContext,
+  actor: Actor,
+  input: { subscriptionId: number; reason: string },
+) {
+  return setServiceByAdmin(ctx, actor, input, "resume");
 }
 
 /**
