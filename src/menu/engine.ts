@@ -66,6 +66,8 @@ export interface Screen {
 export const HOME = "home";
 /** The ISP's name as screens show it; longer names are cut (SMS show it whole). */
 export const ISP_NAME_MAX = 24;
+/** The support number as screens show it (`SUPPORT_PHONE`); every screen is tested with this length. */
+export const SUPPORT_MAX = 20;
 /** Names from the database are cut so that every screen fits, whatever an admin typed. */
 export const NAME_MAX = 20;
 
@@ -186,6 +188,7 @@ export async function runMenu(
 ): Promise<MenuView> {
   const cache = new Map<string, Promise<unknown>>();
   const ispName = shortName(settings.isp, ISP_NAME_MAX);
+  const support = shortName(settings.support, SUPPORT_MAX);
   const ctx: MenuContext = {
     user: run.user,
     session: run.session,
@@ -196,7 +199,7 @@ export async function runMenu(
       return translate(
         language ?? this.language,
         key,
-        { isp: ispName, support: settings.support, ...params },
+        { isp: ispName, support, ...params },
         settings.timezone,
       );
     },

@@ -90,7 +90,7 @@ export interface MenuServices {
 
 export interface MenuSettings {
   isp: string;
-  /** The support phone number as people should dial it; at most 16 characters so screens fit. */
+  /** The support phone number as people should dial it; screens show at most 20 characters of it. */
   support: string;
   timezone: string;
   /** Bounds for "pay another amount". */

@@ -66,7 +66,7 @@ export function fakeServices(world: FakeWorld): FakeServices {
 
 export const longSettings: MenuSettings = {
   isp: "Nyahururu Community Wireless Broadband Cooperative",
-  support: "+254 712 345 678",
+  support: "+254 712 345 678 ext",
   timezone: "Africa/Nairobi",
   minPayCents: 1_000,
   maxPayCents: 150_000_00,
