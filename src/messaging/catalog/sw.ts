@@ -101,7 +101,7 @@ export const sw: Record<MessageKey, string> = {
     "{isp}: Intaneti yako imesimamishwa. Lipa {amountCents} kwa M-Pesa, akaunti {account}, ili irudishwe.",
   "sms.restored": "{isp}: Intaneti yako imerudi. Umelipia hadi {periodEndAt}. Asante.",
   "sms.voucher_code":
-    "{isp}: Nambari ya vocha yako ya {plan} ni {code}, inatumika hadi {validity}. Itumie kama jina na nenosiri kwenye hotspot.",
+    "{isp}: Nambari ya vocha yako ya {plan} ni {code}, inatumika hadi {validity}. Itumie kama jina la mtumiaji na nenosiri kwenye hotspot.",
   "sms.plan_changed": "{isp}: Kifurushi chako sasa ni {plan}. Umetozwa {chargeCents}.",
   "sms.plan_change_scheduled": "{isp}: Kifurushi chako kitabadilika kuwa {plan} tarehe {effectiveAt}.",
   "sms.welcome":
