@@ -52,6 +52,8 @@ export interface RouterReconcileReport {
   error?: string;
   drift: Drift[];
   counts: ReconcileCounts;
+  /** Time this router took, on its own (routers are reconciled side by side). */
+  durationMs: number;
 }
 
 export interface ReconcileDeps {
@@ -85,6 +87,7 @@ export async function reconcileRouter(
   options: { dryRun?: boolean } = {},
 ): Promise<RouterReconcileReport> {
   const dryRun = options.dryRun ?? false;
+  const started = performance.now();
   const [router] = await deps.db.select({ name: routers.name }).from(routers).where(eq(routers.id, routerId));
   const report: RouterReconcileReport = {
     routerId,
@@ -93,6 +96,7 @@ export async function reconcileRouter(
     ok: true,
     drift: [],
     counts: emptyCounts(),
+    durationMs: 0,
   };
   try {
     if (!router) throw new Error(`no router ${routerId}`);
@@ -145,6 +149,7 @@ export async function reconcileRouter(
     report.ok = false;
     report.error = error instanceof Error ? error.message : String(error);
   }
+  report.durationMs = Math.round(performance.now() - started);
   return report;
 }
 

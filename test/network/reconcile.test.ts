@@ -2,9 +2,10 @@ import { desc, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
+import { sellVoucherInTx } from "../../src/billing/vouchers.ts";
 import { FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
-import { jobRuns } from "../../src/db/schema/index.ts";
+import { jobRuns, routers } from "../../src/db/schema/index.ts";
 import type { RouterOsEmulator } from "../../src/network/emulator/server.ts";
 import { reconcileAll } from "../../src/network/reconcile.ts";
 import { addRouter } from "../../src/network/routers.ts";
@@ -156,6 +157,63 @@ describe("reconciliation", () => {
     expect(runs.length).toBeGreaterThanOrEqual(2);
     expect(runs[0]).toMatchObject({ status: "ok" });
     expect(runs[0]?.counts).toMatchObject({ created: 2, removed: 1 });
+  });
+
+  it("repairs a voucher's limits changed by hand and removes a hotspot user nobody sold", async () => {
+    const { ctx } = billingContext(database.db, clock);
+    const plan = await createPlan(database.db, {
+      priceCents: 3_000,
+      kind: "hotspot",
+      periodUnit: "days",
+      rateLimit: "2M/2M",
+      timeLimitSeconds: 7_200,
+      dataCapBytes: 500_000_000,
+    });
+    const sold = await database.db.transaction((tx) =>
+      sellVoucherInTx(tx, ctx, admin, { planId: plan.id, phone: uniquePhone(), language: "en", routerId }),
+    );
+    await stack.worker.drain();
+    const user = router.find("/ip/hotspot/user", sold.code)!;
+    router.update("/ip/hotspot/user", user[".id"]!, { "limit-uptime": "1w", "limit-bytes-total": "0" });
+    router.insert("/ip/hotspot/user", { name: "STALE123", password: "x", comment: "tandao:voucher:987654" });
+    router.insert("/ip/hotspot/user", { name: "guest", password: "guest" });
+    const run = await reconcileAll(deps());
+    const report = run.reports.find((r) => r.routerId === routerId)!;
+    expect(report.drift).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          name: sold.code,
+          issue: "changed",
+          fields: ["limit-uptime", "limit-bytes-total"],
+        }),
+        expect.objectContaining({ name: "STALE123", issue: "extra" }),
+      ]),
+    );
+    expect(router.find("/ip/hotspot/user", sold.code)).toMatchObject({
+      "limit-uptime": "2h",
+      "limit-bytes-total": "500000000",
+    });
+    expect(router.find("/ip/hotspot/user", "STALE123")).toBeUndefined();
+    expect(router.find("/ip/hotspot/user", "guest")).toBeDefined();
+  });
+
+  it("a slow router does not hold up the others: each is reconciled on its own", async () => {
+    const slow = await emulatedRouter(database.db);
+    slow.emulator.latencyMs = 800;
+    try {
+      const run = await reconcileAll(deps(), { dryRun: true });
+      const slowReport = run.reports.find((r) => r.routerId === slow.routerId)!;
+      const fastReport = run.reports.find((r) => r.routerId === routerId)!;
+      expect(slowReport.ok).toBe(true);
+      // log-in and one round of prints: two answers of 800 ms each
+      expect(slowReport.durationMs).toBeGreaterThanOrEqual(1_500);
+      expect(fastReport.ok).toBe(true);
+      expect(fastReport.durationMs).toBeLessThan(800);
+    } finally {
+      await slow.emulator.stop();
+      await stack.pool.invalidate(slow.routerId);
+      await database.db.delete(routers).where(eq(routers.id, slow.routerId));
+    }
   });
 
   it("a dead router fails its own report quickly while the others are reconciled", async () => {
