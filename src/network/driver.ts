@@ -124,6 +124,23 @@ export async function ensureProfile(api: RouterApi, want: DesiredProfile): Promi
   return { change: "updated", kicked: 0 };
 }
 
+/** Removes a plan's profile made by Tandao (found by its marker); RouterOS refuses while secrets use it. */
+export async function removeProfile(
+  api: RouterApi,
+  kind: DesiredProfile["kind"],
+  comment: string,
+): Promise<EnsureResult> {
+  const menu = profileMenu(kind);
+  const rows = await api.run(`${menu}/print`, [`?comment=${comment}`, "=.proplist=.id"]);
+  if (rows.length === 0) return { change: "absent", kicked: 0 };
+  await removeIds(
+    api,
+    menu,
+    rows.map((r) => r[".id"]!),
+  );
+  return { change: "removed", kicked: 0 };
+}
+
 export async function kickPppSessions(api: RouterApi, name: string): Promise<number> {
   const sessions = await api.run(`${menus.pppActive}/print`, [`?name=${name}`, "=.proplist=.id,name"]);
   await removeIds(
