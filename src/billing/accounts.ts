@@ -1,7 +1,6 @@
 import { and, desc, eq, ne, sql } from "drizzle-orm";
 import type { Executor } from "../db/client.ts";
-import { customers, invoices, payments, plans, subscriptions } from "../db/schema/index.ts";
-import { balanceOf } from "./ledger.ts";
+import { customers, plans, subscriptions } from "../db/schema/index.ts";
 
 export type Customer = typeof customers.$inferSelect;
 export type Subscription = typeof subscriptions.$inferSelect;
@@ -62,38 +61,65 @@ export interface AccountSummary {
   lastPayment: { amountCents: number; receivedAt: Date; method: string } | null;
 }
 
+const epochMs = (value: unknown): Date | null =>
+  value === null || value === undefined ? null : new Date(Number(value));
+
+/**
+ * Everything a subscriber asks about their account, in one statement: it backs the USSD and chat
+ * "my account" screens, which must answer within a few milliseconds under load.
+ */
 export async function getAccountSummary(
   db: Executor,
   customerId: number,
   _now: Date,
 ): Promise<AccountSummary> {
-  const [customer] = await db.select().from(customers).where(eq(customers.id, customerId));
-  if (!customer) throw new Error(`customer ${customerId} not found`);
-  const current = await currentSubscription(db, customerId);
-  const balanceCents = await balanceOf(db, customerId);
-  const [oldestOpen] = await db
-    .select({ dueAt: invoices.dueAt })
-    .from(invoices)
-    .where(and(eq(invoices.customerId, customerId), eq(invoices.status, "open")))
-    .orderBy(invoices.dueAt)
-    .limit(1);
-  const [lastPayment] = await db
-    .select({ amountCents: payments.amountCents, receivedAt: payments.receivedAt, method: payments.method })
-    .from(payments)
-    .where(and(eq(payments.customerId, customerId), eq(payments.status, "applied")))
-    .orderBy(desc(payments.receivedAt), desc(payments.id))
-    .limit(1);
+  const [row] = await db
+    .select({
+      customer: customers,
+      subscription: subscriptions,
+      plan: plans,
+      balance: sql<string>`(select coalesce(sum(l.amount_cents), 0)::text from ledger_entries l where l.customer_id = ${customers.id})`,
+      nextDueAt: sql<
+        string | null
+      >`(select (extract(epoch from min(i.due_at)) * 1000)::bigint::text from invoices i
+        where i.customer_id = ${customers.id} and i.status = 'open')`,
+      lastPayment: sql<string | null>`(select json_build_object('amountCents', p.amount_cents::text,
+          'receivedAt', (extract(epoch from p.received_at) * 1000)::bigint::text, 'method', p.method)::text
+        from payments p where p.customer_id = ${customers.id} and p.status = 'applied'
+        order by p.received_at desc, p.id desc limit 1)`,
+    })
+    .from(customers)
+    .leftJoin(
+      subscriptions,
+      eq(
+        subscriptions.id,
+        sql`(select max(s.id) from subscriptions s where s.customer_id = ${customers.id} and s.status <> 'cancelled')`,
+      ),
+    )
+    .leftJoin(plans, eq(plans.id, subscriptions.planId))
+    .where(eq(customers.id, customerId));
+  if (!row) throw new Error(`customer ${customerId} not found`);
+  const balanceCents = Number(row.balance);
   const amountDueCents = Math.max(0, -balanceCents);
-  const renewalPlanPrice = current ? current.plan.priceCents : 0;
+  const last = row.lastPayment
+    ? (JSON.parse(row.lastPayment) as { amountCents: string; receivedAt: string; method: string })
+    : null;
   return {
-    customer,
-    subscription: current?.subscription ?? null,
-    plan: current?.plan ?? null,
+    customer: row.customer,
+    subscription: row.subscription,
+    plan: row.plan,
     balanceCents,
     amountDueCents,
-    nextDueAt: oldestOpen?.dueAt ?? null,
-    nextChargeCents: amountDueCents > 0 ? amountDueCents : Math.max(0, renewalPlanPrice - balanceCents),
-    periodEnd: current?.subscription.currentPeriodEnd ?? null,
-    lastPayment: lastPayment ?? null,
+    nextDueAt: epochMs(row.nextDueAt),
+    nextChargeCents:
+      amountDueCents > 0 ? amountDueCents : Math.max(0, (row.plan?.priceCents ?? 0) - balanceCents),
+    periodEnd: row.subscription?.currentPeriodEnd ?? null,
+    lastPayment: last
+      ? {
+          amountCents: Number(last.amountCents),
+          receivedAt: new Date(Number(last.receivedAt)),
+          method: last.method,
+        }
+      : null,
   };
 }

@@ -207,3 +207,48 @@ describe("paybill payments by account reference", () => {
     ).toBe(1);
   });
 });
+
+describe("the account summary a subscriber sees", () => {
+  it("shows plan, status, period end, what is due, credit and the last payment", async () => {
+    const { ctx, clock } = billingContext(database.db);
+    const plan = await createPlan(database.db, { priceCents: 180_000 });
+    const { customer, subscription, invoice } = await createCustomerWithSubscription(ctx, admin, {
+      name: "Summary",
+      phone: uniquePhone(),
+      planId: plan.id,
+    });
+    let summary = await getAccountSummary(database.db, customer.id, clock.now());
+    expect(summary).toMatchObject({
+      balanceCents: -180_000,
+      amountDueCents: 180_000,
+      nextChargeCents: 180_000,
+      lastPayment: null,
+    });
+    expect(summary.plan?.id).toBe(plan.id);
+    expect(summary.subscription?.status).toBe("pending");
+    expect(summary.nextDueAt?.toISOString()).toBe(invoice.dueAt.toISOString());
+
+    clock.advance(60_000);
+    await applyPayment(ctx, admin, {
+      customerId: customer.id,
+      method: "mpesa_stk",
+      provider: "mpesa",
+      providerRef: `SUM${customer.id}`,
+      amountCents: 200_000,
+    });
+    summary = await getAccountSummary(database.db, customer.id, clock.now());
+    expect(summary).toMatchObject({
+      balanceCents: 20_000,
+      amountDueCents: 0,
+      nextDueAt: null,
+      nextChargeCents: 160_000,
+    });
+    expect(summary.subscription?.status).toBe("active");
+    expect(summary.periodEnd?.getTime()).toBeGreaterThan(subscription.currentPeriodEnd.getTime());
+    expect(summary.lastPayment).toEqual({
+      amountCents: 200_000,
+      receivedAt: clock.now(),
+      method: "mpesa_stk",
+    });
+  });
+});
