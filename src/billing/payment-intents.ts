@@ -1,5 +1,5 @@
 import { and, asc, eq, gte, inArray, isNotNull, isNull, lte, sql } from "drizzle-orm";
-import type { Executor } from "../db/client.ts";
+import { type Executor, queryRows } from "../db/client.ts";
 import {
   customers,
   type IntentPurpose,
@@ -105,58 +105,72 @@ export async function requestPayment(
   if (input.purpose !== "voucher" && input.customerId === undefined && input.subscriptionId === undefined)
     return invalid("No account to pay for.");
 
+  // Few round trips on purpose: this runs on a USSD confirmation, which must answer fast.
   return ctx.db.transaction(async (tx) => {
     const now = ctx.clock.now();
+    const [found] = await queryRows<{
+      sub_customer: number | null;
+      plan_active: boolean | null;
+      customer: number | null;
+    }>(
+      tx,
+      sql`select
+        (select customer_id from subscriptions where id = ${input.subscriptionId ?? null}::int) as sub_customer,
+        (select active from plans where id = ${input.planId ?? null}::int) as plan_active,
+        (select id from customers where id = ${input.customerId ?? null}::int) as customer`,
+    );
     let customerId = input.customerId ?? null;
     if (input.subscriptionId !== undefined) {
-      const [sub] = await tx
-        .select({ customerId: subscriptions.customerId })
-        .from(subscriptions)
-        .where(eq(subscriptions.id, input.subscriptionId));
-      if (!sub) return invalid("That subscription does not exist.");
-      if (customerId !== null && customerId !== sub.customerId)
-        return invalid("That subscription is not yours.");
-      customerId = sub.customerId;
+      if (found?.sub_customer == null) return invalid("That subscription does not exist.");
+      const owner = Number(found.sub_customer);
+      if (customerId !== null && customerId !== owner) return invalid("That subscription is not yours.");
+      customerId = owner;
     }
-    if (input.planId !== undefined) {
-      const [plan] = await tx
-        .select({ id: plans.id, active: plans.active })
-        .from(plans)
-        .where(eq(plans.id, input.planId));
-      if (!plan?.active) return invalid("That package is not on sale.");
-    }
-    if (input.subscriptionId === undefined && customerId !== null) {
-      const [customer] = await tx
-        .select({ id: customers.id })
-        .from(customers)
-        .where(eq(customers.id, customerId));
-      if (!customer) return invalid("That account does not exist.");
-    }
+    if (input.planId !== undefined && !found?.plan_active) return invalid("That package is not on sale.");
+    if (input.subscriptionId === undefined && customerId !== null && found?.customer == null)
+      return invalid("That account does not exist.");
 
-    await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`stk-phone:${phone}`}))`);
-    const since = new Date(now.getTime() - limits.windowMs);
-    const [byPhone] = await tx
-      .select({ n: sql<number>`count(*)::int` })
-      .from(paymentIntents)
-      .where(and(eq(paymentIntents.phone, phone), gte(paymentIntents.createdAt, since)));
-    let refused = Number(byPhone?.n ?? 0) >= limits.promptsPerWindow;
-    if (!refused && input.channelSessionId) {
-      await tx.execute(
-        sql`select pg_advisory_xact_lock(hashtext(${`stk-session:${input.channel}:${input.channelSessionId}`}))`,
-      );
-      const [bySession] = await tx
-        .select({ n: sql<number>`count(*)::int` })
-        .from(paymentIntents)
-        .where(
-          and(
-            eq(paymentIntents.channel, input.channel),
-            eq(paymentIntents.channelSessionId, input.channelSessionId),
-            gte(paymentIntents.createdAt, since),
-          ),
-        );
-      refused = Number(bySession?.n ?? 0) >= limits.promptsPerWindow;
-    }
-    if (refused) {
+    // Per-phone and per-session limits are counted under advisory locks (phone first, always), so
+    // concurrent requests cannot both slip under the limit.
+    const sessionKey = input.channelSessionId
+      ? `stk-session:${input.channel}:${input.channelSessionId}`
+      : null;
+    await tx.execute(
+      sessionKey
+        ? sql`select pg_advisory_xact_lock(hashtext(${`stk-phone:${phone}`})), pg_advisory_xact_lock(hashtext(${sessionKey}))`
+        : sql`select pg_advisory_xact_lock(hashtext(${`stk-phone:${phone}`}))`,
+    );
+    const since = new Date(now.getTime() - limits.windowMs).toISOString();
+    const at = now.toISOString();
+    const session = input.channelSessionId ?? null;
+    const details = JSON.stringify({ purpose: input.purpose, amountCents, phone });
+    const [outcome] = await queryRows<{ id: number | null }>(
+      tx,
+      sql`
+      with counts as (
+        select
+          (select count(*) from payment_intents where phone = ${phone} and created_at >= ${since}::timestamptz) as by_phone,
+          (select count(*) from payment_intents where ${session}::text is not null and channel = ${input.channel}
+             and channel_session_id = ${session}::text and created_at >= ${since}::timestamptz) as by_session
+      ),
+      inserted as (
+        insert into payment_intents (customer_id, phone, purpose, amount_cents, plan_id, subscription_id, channel,
+          channel_session_id, status, next_send_at, created_at, updated_at)
+        select ${customerId}::int, ${phone}, ${input.purpose}, ${amountCents}, ${input.planId ?? null}::int,
+          ${input.subscriptionId ?? null}::int, ${input.channel}, ${session}::text, 'pending',
+          ${at}::timestamptz, ${at}::timestamptz, ${at}::timestamptz
+        from counts where by_phone < ${limits.promptsPerWindow} and by_session < ${limits.promptsPerWindow}
+        returning id
+      ),
+      audited as (
+        insert into audit_log (actor_kind, actor_id, channel, action, entity, entity_id, details, at)
+        select ${actor.kind}, ${actor.id}, ${actor.channel ?? null}::text, 'payment_intent.requested', 'payment_intent',
+          id::text, ${details}::jsonb, ${at}::timestamptz
+        from inserted
+      )
+      select (select id from inserted) as id`,
+    );
+    if (outcome?.id == null) {
       const minutes = Math.max(1, Math.round(limits.windowMs / 60_000));
       return {
         ok: false as const,
@@ -164,31 +178,7 @@ export async function requestPayment(
         message: `Too many payment prompts: at most ${limits.promptsPerWindow} in ${minutes} minutes. Please wait and try again.`,
       };
     }
-
-    const [row] = await tx
-      .insert(paymentIntents)
-      .values({
-        customerId,
-        phone,
-        purpose: input.purpose,
-        amountCents,
-        planId: input.planId ?? null,
-        subscriptionId: input.subscriptionId ?? null,
-        channel: input.channel,
-        channelSessionId: input.channelSessionId ?? null,
-        status: "pending",
-        nextSendAt: now,
-        createdAt: now,
-        updatedAt: now,
-      })
-      .returning({ id: paymentIntents.id });
-    await audit(tx, actor, now, {
-      action: "payment_intent.requested",
-      entity: "payment_intent",
-      entityId: row!.id,
-      details: { purpose: input.purpose, amountCents, phone },
-    });
-    return { ok: true as const, intentId: row!.id };
+    return { ok: true as const, intentId: Number(outcome.id) };
   });
 }
 
