@@ -1,4 +1,4 @@
-import { and, asc, eq, gte, inArray, isNotNull, isNull, lte, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, isNotNull, isNull, lte, sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../db/client.ts";
 import {
   customers,
@@ -8,8 +8,6 @@ import {
   type PaymentMethod,
   paymentIntents,
   payments,
-  plans,
-  subscriptions,
 } from "../db/schema/index.ts";
 import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
