@@ -450,23 +450,32 @@ export async function settleStkResults(
     const outcomes: SettleOutcome[] = new Array(results.length);
 
     const bulk: { index: number; intent: IntentRow; receipt: string; result: StkResult }[] = [];
-    // Only the first result for an intent can go in bulk: later ones must see what it did, in order.
+    // Repeats of a paid callback: answered as duplicates without touching anything but the log.
+    const repeats: { index: number; result: StkResult; checkout: string }[] = [];
+    // Only the first result for an intent can be credited in bulk: later ones must see what it did.
     const seen = new Set<string>();
+    const creditedHere = new Set<string>();
     results.forEach((result, index) => {
-      const first = !seen.has(result.checkoutRequestId);
-      seen.add(result.checkoutRequestId);
-      const intent = byCheckout.get(result.checkoutRequestId);
+      const checkout = result.checkoutRequestId;
+      const first = !seen.has(checkout);
+      seen.add(checkout);
+      const intent = byCheckout.get(checkout);
+      if (!intent || result.resultCode !== 0) return;
+      const alreadyPaid = first && intent.paymentId !== null && intent.mpesaReceipt !== null;
+      if (alreadyPaid || (!first && creditedHere.has(checkout))) {
+        repeats.push({ index, result, checkout });
+        return;
+      }
       const plainCredit =
         first &&
-        intent !== undefined &&
         result.source === "callback" &&
-        result.resultCode === 0 &&
         !!result.receipt &&
         intent.paymentId === null &&
         intent.customerId !== null &&
         intent.purpose === "balance" &&
         result.amountCents === intent.amountCents;
-      if (!plainCredit || !intent || !result.receipt) return;
+      if (!plainCredit || !result.receipt) return;
+      creditedHere.add(checkout);
       bulk.push({ index, intent, receipt: result.receipt, result });
     });
 
@@ -495,15 +504,25 @@ export async function settleStkResults(
           paymentId: credit.paymentId,
           intentStatus: "succeeded",
         };
-        const outcome = credit.restoredSubscriptionIds.length
-          ? { restoredSubscriptionIds: credit.restoredSubscriptionIds }
-          : {};
-        return sql`(${intent.id}::int, ${credit.paymentId}::int, ${receipt}::text, ${result.resultDesc}::text,
-          ${JSON.stringify(outcome)}::jsonb, ${result.checkoutRequestId}::text, ${JSON.stringify(result.raw ?? {})}::jsonb,
-          ${callbackFlag(status)}::text)`;
+        return {
+          id: intent.id,
+          payment_id: credit.paymentId,
+          receipt,
+          result_desc: result.resultDesc,
+          outcome: credit.restoredSubscriptionIds.length
+            ? { restoredSubscriptionIds: credit.restoredSubscriptionIds }
+            : {},
+          checkout: result.checkoutRequestId,
+          body: result.raw ?? {},
+          flag: callbackFlag(status),
+        };
       });
+      // The whole batch travels as one JSON parameter.
       await tx.execute(sql`
-        with data (id, payment_id, receipt, result_desc, outcome, checkout, body, flag) as (values ${sql.join(rows, sql`, `)}),
+        with data as (
+          select * from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as d(id int, payment_id int, receipt text,
+            result_desc text, outcome jsonb, checkout text, body jsonb, flag text)
+        ),
         settled as (
           update payment_intents p set status = 'succeeded', result_code = 0, result_desc = d.result_desc,
             mpesa_receipt = d.receipt, payment_id = d.payment_id, outcome = d.outcome,
@@ -512,6 +531,40 @@ export async function settleStkResults(
           returning p.id)
         insert into mpesa_callbacks (kind, reference, body, flag, received_at)
         select 'stk', d.checkout, d.body, d.flag, ${at}::timestamptz from data d`);
+    }
+
+    if (repeats.length > 0) {
+      const paidIntents = new Map(
+        (
+          await tx
+            .select({
+              checkout: paymentIntents.checkoutRequestId,
+              id: paymentIntents.id,
+              paymentId: paymentIntents.paymentId,
+              status: paymentIntents.status,
+            })
+            .from(paymentIntents)
+            .where(inArray(paymentIntents.checkoutRequestId, [...new Set(repeats.map((r) => r.checkout))]))
+        ).map((row) => [row.checkout, row]),
+      );
+      for (const { index, checkout } of repeats) {
+        const paid = paidIntents.get(checkout)!;
+        outcomes[index] = {
+          status: "duplicate",
+          intentId: paid.id,
+          paymentId: paid.paymentId ?? undefined,
+          intentStatus: paid.status,
+        };
+      }
+      await tx.insert(mpesaCallbacks).values(
+        repeats.map(({ result }) => ({
+          kind: callbackKind(result),
+          reference: result.checkoutRequestId,
+          body: (result.raw ?? {}) as Record<string, unknown>,
+          flag: callbackFlag("duplicate"),
+          receivedAt: now,
+        })),
+      );
     }
 
     for (let index = 0; index < results.length; index++) {
@@ -533,7 +586,8 @@ export async function settleStkResults(
   });
 }
 
-const callbackKind = (result: StkResult) => (result.source === "query" ? "stk_query" : "stk");
+const callbackKind = (result: StkResult): "stk" | "stk_query" =>
+  result.source === "query" ? "stk_query" : "stk";
 
 function callbackFlag(status: SettleStatus): string | null {
   switch (status) {

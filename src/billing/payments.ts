@@ -2,11 +2,10 @@ import { and, desc, eq, inArray, or, sql } from "drizzle-orm";
 import { type Db, type Executor, queryRows } from "../db/client.ts";
 import { customers, ledgerEntries, type PaymentMethod, payments } from "../db/schema/index.ts";
 import { findCustomerByAccountReference } from "./accounts.ts";
-import { audit, auditMany } from "./audit.ts";
+import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { balanceOf, settleOpenInvoices } from "./ledger.ts";
 import { assertCents } from "./money.ts";
-import { enqueueMessages } from "./outbox.ts";
 import { restoreIfSettled } from "./restore.ts";
 
 export interface PaymentInput {
@@ -104,16 +103,29 @@ async function creditPayments(
   const restored = new Map<number, number[]>();
   if (fresh.length === 0) return { balances, restored };
   const customerIds = [...new Set(fresh.map((p) => p.customerId))];
-  await tx.insert(ledgerEntries).values(
-    fresh.map((p) => ({
-      customerId: p.customerId,
-      kind: "payment" as const,
-      amountCents: p.input.amountCents,
-      paymentId: p.paymentId,
-      memo: `${p.input.method} ${p.input.providerRef.trim()}`,
-      createdAt: now,
+  const at = now.toISOString();
+  // One JSON parameter carries the whole batch: building hundreds of bind parameters costs more
+  // than the statements themselves.
+  const batch = JSON.stringify(
+    fresh.map(({ paymentId, customerId, input }) => ({
+      payment_id: paymentId,
+      customer_id: customerId,
+      amount_cents: input.amountCents,
+      memo: `${input.method} ${input.providerRef.trim()}`,
+      receipt: input.providerRef.trim(),
+      details: {
+        customerId,
+        amountCents: input.amountCents,
+        method: input.method,
+        ref: input.providerRef.trim(),
+      },
     })),
   );
+  const rows = sql`jsonb_to_recordset(${batch}::jsonb) as i(payment_id int, customer_id int, amount_cents bigint,
+    memo text, receipt text, details jsonb)`;
+  await tx.execute(sql`
+    insert into ledger_entries (customer_id, kind, amount_cents, payment_id, memo, created_at)
+    select i.customer_id, 'payment', i.amount_cents, i.payment_id, i.memo, ${at}::timestamptz from ${rows}`);
   await settleOpenInvoices(tx, now, sql`select unnest(${intArray(customerIds)})`);
   const waiting = await queryRows<{ customer_id: number }>(
     tx,
@@ -124,52 +136,32 @@ async function creditPayments(
     const customerId = Number(customer_id);
     restored.set(customerId, await restoreIfSettled(tx, ctx, actor, customerId, now));
   }
+  // Receipts (with the balance after the batch) and audit entries, in one statement.
   const sums = await queryRows<{ customer_id: number; balance: string }>(
     tx,
-    sql`select customer_id, sum(amount_cents)::text as balance from ledger_entries
-        where customer_id = any(${intArray(customerIds)}) group by customer_id`,
+    sql`
+    with balances as (
+      select customer_id, sum(amount_cents) as balance from ledger_entries
+      where customer_id = any(${intArray(customerIds)}) group by customer_id
+    ),
+    receipts as (
+      insert into message_outbox (channel, recipient, language, template, params, dedupe_key, next_attempt_at, created_at)
+      select 'sms', c.phone, c.language, 'payment_received',
+        jsonb_build_object('amountCents', i.amount_cents, 'balanceCents', b.balance, 'account', c.account_number,
+          'receipt', i.receipt),
+        'payment:' || i.payment_id, ${at}::timestamptz, ${at}::timestamptz
+      from ${rows} join customers c on c.id = i.customer_id join balances b on b.customer_id = i.customer_id
+      on conflict (dedupe_key) do nothing
+    ),
+    audited as (
+      insert into audit_log (actor_kind, actor_id, channel, action, entity, entity_id, details, at)
+      select ${actor.kind}, ${actor.id}, ${actor.channel ?? null}::text, 'payment.applied', 'payment',
+        i.payment_id::text, i.details, ${at}::timestamptz
+      from ${rows}
+    )
+    select customer_id, balance::text as balance from balances`,
   );
   for (const row of sums) balances.set(Number(row.customer_id), Number(row.balance));
-  const people = await tx.select().from(customers).where(inArray(customers.id, customerIds));
-  const byId = new Map(people.map((c) => [c.id, c]));
-  await enqueueMessages(
-    tx,
-    now,
-    fresh.flatMap(({ paymentId, customerId, input }) => {
-      const customer = byId.get(customerId);
-      if (!customer) return [];
-      return [
-        {
-          recipient: customer.phone,
-          language: customer.language,
-          template: "payment_received" as const,
-          params: {
-            amountCents: input.amountCents,
-            balanceCents: balances.get(customerId) ?? 0,
-            account: customer.accountNumber,
-            receipt: input.providerRef.trim(),
-          },
-          dedupeKey: `payment:${paymentId}`,
-        },
-      ];
-    }),
-  );
-  await auditMany(
-    tx,
-    actor,
-    now,
-    fresh.map(({ paymentId, customerId, input }) => ({
-      action: "payment.applied",
-      entity: "payment",
-      entityId: paymentId,
-      details: {
-        customerId,
-        amountCents: input.amountCents,
-        method: input.method,
-        ref: input.providerRef.trim(),
-      },
-    })),
-  );
   return { balances, restored };
 }
 
@@ -227,12 +219,31 @@ export async function applyPaymentsInTx(
     if (!firstOfKey.has(key)) firstOfKey.set(key, index);
   });
   const candidates = [...firstOfKey.values()].map((index) => inputs[index]!);
-  const inserted = await tx
-    .insert(payments)
-    .values(candidates.map((input) => paymentRow(input, input.customerId, now)))
-    .onConflictDoNothing()
-    .returning({ id: payments.id, provider: payments.provider, providerRef: payments.providerRef });
-  const freshIds = new Map(inserted.map((row) => [refKey(row.provider, row.providerRef), row.id]));
+  const batch = JSON.stringify(
+    candidates.map((input) => ({
+      customer_id: input.customerId,
+      method: input.method,
+      provider: input.provider,
+      provider_ref: input.providerRef.trim(),
+      amount_cents: input.amountCents,
+      phone: input.phone ?? null,
+      account_reference: input.accountReference ?? null,
+      payer_name: input.payerName ?? null,
+      received_at: (input.receivedAt ?? now).toISOString(),
+    })),
+  );
+  const inserted = await queryRows<{ id: number; provider: string; provider_ref: string }>(
+    tx,
+    sql`insert into payments (customer_id, method, provider, provider_ref, amount_cents, phone, account_reference,
+          payer_name, status, received_at)
+        select r.customer_id, r.method, r.provider, r.provider_ref, r.amount_cents, r.phone, r.account_reference,
+          r.payer_name, 'applied', r.received_at
+        from jsonb_to_recordset(${batch}::jsonb) as r(customer_id int, method text, provider text, provider_ref text,
+          amount_cents bigint, phone text, account_reference text, payer_name text, received_at timestamptz)
+        on conflict do nothing
+        returning id, provider, provider_ref`,
+  );
+  const freshIds = new Map(inserted.map((row) => [refKey(row.provider, row.provider_ref), Number(row.id)]));
   const fresh: FreshPayment[] = [];
   for (const [key, index] of firstOfKey) {
     const paymentId = freshIds.get(key);
