@@ -1,4 +1,4 @@
-import { and, asc, eq, inArray, isNotNull, isNull, lte, sql } from "drizzle-orm";
+import { and, asc, eq, isNotNull, isNull, lte, sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../db/client.ts";
 import {
   customers,
@@ -16,6 +16,10 @@ import { enqueueMessage } from "./outbox.ts";
 import { applyPaymentInTx, applyPaymentsInTx, recordPaymentByReferenceInTx } from "./payments.ts";
 import { changePlanInTx } from "./plan-change.ts";
 import { sellVoucherInTx } from "./vouchers.ts";
+
+/** A text[] as one parameter: the statement text stays the same, so its prepared form is reused. */
+const textArray = (values: string[]) =>
+  sql`array(select jsonb_array_elements_text(${JSON.stringify(values)}::jsonb))`;
 
 /**
  * Payment intents: every STK prompt is recorded here before anything is sent to M-Pesa.
@@ -443,7 +447,7 @@ export async function settleStkResults(
     const intents = await tx
       .select()
       .from(paymentIntents)
-      .where(inArray(paymentIntents.checkoutRequestId, checkoutIds))
+      .where(sql`${paymentIntents.checkoutRequestId} = any(${textArray(checkoutIds)})`)
       .orderBy(asc(paymentIntents.id))
       .for("update");
     const byCheckout = new Map(intents.map((intent) => [intent.checkoutRequestId, intent]));
@@ -544,7 +548,9 @@ export async function settleStkResults(
               status: paymentIntents.status,
             })
             .from(paymentIntents)
-            .where(inArray(paymentIntents.checkoutRequestId, [...new Set(repeats.map((r) => r.checkout))]))
+            .where(
+              sql`${paymentIntents.checkoutRequestId} = any(${textArray([...new Set(repeats.map((r) => r.checkout))])})`,
+            )
         ).map((row) => [row.checkout, row]),
       );
       for (const { index, checkout } of repeats) {

@@ -1,4 +1,4 @@
-import { and, desc, eq, inArray, or, sql } from "drizzle-orm";
+import { and, desc, eq, sql } from "drizzle-orm";
 import { type Db, type Executor, queryRows } from "../db/client.ts";
 import { customers, ledgerEntries, type PaymentMethod, payments } from "../db/schema/index.ts";
 import { findCustomerByAccountReference } from "./accounts.ts";
@@ -209,7 +209,7 @@ export async function applyPaymentsInTx(
   await tx
     .select({ id: customers.id })
     .from(customers)
-    .where(inArray(customers.id, customerIds))
+    .where(sql`${customers.id} = any(${intArray(customerIds)})`)
     .orderBy(customers.id)
     .for("update");
 
@@ -259,12 +259,12 @@ export async function applyPaymentsInTx(
       .select({ id: payments.id, provider: payments.provider, providerRef: payments.providerRef })
       .from(payments)
       .where(
-        or(
-          ...missing.map((key) => {
+        sql`(${payments.provider}, ${payments.providerRef}) in (select * from jsonb_to_recordset(${JSON.stringify(
+          missing.map((key) => {
             const [provider, ref] = key.split("\u0000") as [string, string];
-            return and(eq(payments.provider, provider), eq(payments.providerRef, ref));
+            return { provider, ref };
           }),
-        ),
+        )}::jsonb) as m(provider text, ref text))`,
       );
     for (const row of existing) knownIds.set(refKey(row.provider, row.providerRef), row.id);
   }
