@@ -23,12 +23,20 @@ import { createUssdRoutes } from "../src/ussd/routes.ts";
 import { createBenchDatabase, percentile, round } from "./support.ts";
 
 const SESSIONS_AT_ONCE = 100;
+/**
+ * Each simulated session sends its next input on a fixed beat (`B3_PACE_MS`, default 60 ms, so 100
+ * sessions offer ~1,670 requests/s), whatever the previous answer's latency: an open-loop load, as
+ * Africa's Talking's traffic is, so a slow answer shows up as latency instead of quietly lowering
+ * the load. `B3_PACE_MS=0` sends each input as soon as the previous answer is in (closed loop: the
+ * most the app can take, where latency is only queueing).
+ */
+const PACE_MS = Number(process.env.B3_PACE_MS ?? 60);
 const CUSTOMERS = 400;
 const DURATION_MS = 15_000;
 const WARMUP_MS = 2_000;
 /**
  * App processes sharing the port (`B3_APP_PROCESSES`, default 1) and their connections in all
- * (`B3_POOL`, default 10: on two cores more connections only queue inside PostgreSQL).
+ * (`B3_POOL`, default 20).
  */
 const APP_PROCESSES = Number(process.env.B3_APP_PROCESSES ?? 1);
 
@@ -136,6 +144,7 @@ export default async function run(databaseUrl: string) {
       sessions: result.sessions,
       ended_sessions: result.ended,
       concurrency: SESSIONS_AT_ONCE,
+      pace_ms: PACE_MS,
     };
   } finally {
     for (const app of apps) app.kill();
@@ -191,7 +200,12 @@ async function load(port: number) {
       : `+2547${String(10_000_000 + ((worker * 7 + id) % CUSTOMERS)).padStart(8, "0")}`;
     const walks = walksOf(stranger ? strangerWalks : customerWalks);
     const walk = walks[id % walks.length]!;
+    let beat = performance.now();
     for (const text of walk) {
+      // Latency counts from when the input was due, so a late answer also delays what follows it.
+      const due = beat;
+      if (due > performance.now()) await new Promise((r) => setTimeout(r, due - performance.now()));
+      beat += PACE_MS;
       const body = new URLSearchParams({
         sessionId: `ATUid_b3_${id}`,
         serviceCode: "*384*123#",
@@ -199,7 +213,7 @@ async function load(port: number) {
         text,
         networkCode: "63902",
       }).toString();
-      const started = performance.now();
+      const started = Math.min(due, performance.now());
       const answer = await post(body);
       if (recording) {
         const took = performance.now() - started;
@@ -244,7 +258,7 @@ async function serveApp(databaseUrl: string) {
   const database = await openDatabase({
     databaseUrl,
     dataDir: "",
-    maxConnections: Math.ceil(Number(process.env.B3_POOL ?? 10) / APP_PROCESSES),
+    maxConnections: Math.ceil(Number(process.env.B3_POOL ?? 20) / APP_PROCESSES),
   });
   const db = database.db;
   const logger = createLogger("silent");
