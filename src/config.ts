@@ -21,7 +21,7 @@ const schema = z.object({
   SECRET_KEY: z.string().optional(),
   TIMEZONE: z.string().default("Africa/Nairobi"),
   /** Public base URL of this service, used to build callback URLs handed to Daraja. */
-  PUBLIC_URL: z.string().url().default("http://127.0.0.1:3000"),
+  PUBLIC_URL: z.string().url().optional(),
   ISP_NAME: z.string().default("Tandao Net"),
   SUPPORT_PHONE: z.string().default("0700000000"),
 
@@ -76,7 +76,7 @@ const schema = z.object({
   ROUTER_COMMAND_TIMEOUT_MS: z.coerce.number().int().min(100).default(10_000),
 });
 
-export type Config = z.infer<typeof schema>;
+export type Config = z.infer<typeof schema> & { PUBLIC_URL: string };
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const cleaned = Object.fromEntries(
@@ -87,7 +87,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
     throw new Error(`Invalid configuration: ${problems}`);
   }
-  return parsed.data;
+  // Callbacks come back to this process unless a public address is configured.
+  return { ...parsed.data, PUBLIC_URL: parsed.data.PUBLIC_URL ?? `http://127.0.0.1:${parsed.data.PORT}` };
 }
 
 /** With no outside credentials, the whole system runs against the built-in fakes. */

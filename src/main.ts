@@ -11,7 +11,9 @@ import { createLogger } from "./logger.ts";
 import { menuJobs } from "./menu/jobs.ts";
 import { startMessaging } from "./messaging/index.ts";
 import { startNetwork, startSandboxRouter } from "./network/index.ts";
+import { findRouterByName } from "./network/routers.ts";
 import { startPayments } from "./payments/index.ts";
+import { DEMO_PHONE, seedSandbox } from "./sandbox/seed.ts";
 import { ussdRoutesFrom } from "./ussd/index.ts";
 
 const config = loadConfig();
@@ -57,6 +59,11 @@ const secretBox = createSecretBox(
 );
 const sandboxRouter = sandbox ? await startSandboxRouter(database.db, secretBox, logger) : null;
 if (sandboxRouter) stops.push(() => sandboxRouter.stop());
+if (sandbox) {
+  const router = await findRouterByName(database.db, "sandbox");
+  if (await seedSandbox(billing, router?.id ?? null))
+    logger.info({ phone: DEMO_PHONE }, `sandbox: demo plans and a demo subscriber (${DEMO_PHONE}) created`);
+}
 const network = startNetwork({ db: database.db, clock, logger, box: secretBox, config });
 stops.push(network.stop);
 // The emulated router starts empty at each start: fill it from the database.

@@ -19,6 +19,13 @@ describe("configuration", () => {
     expect(() => loadConfig({ DUNNING_REMINDER_DAYS: "-3,soon" })).toThrow(/DUNNING_REMINDER_DAYS/);
   });
 
+  it("sends callbacks back to this process's port unless a public URL is set", () => {
+    expect(loadConfig({ PORT: "3977" }).PUBLIC_URL).toBe("http://127.0.0.1:3977");
+    expect(loadConfig({ PORT: "3977", PUBLIC_URL: "https://isp.example" }).PUBLIC_URL).toBe(
+      "https://isp.example",
+    );
+  });
+
   it("treats an empty value as unset", () => {
     const config = loadConfig({ PORT: "", DATABASE_URL: "" });
     expect(config.PORT).toBe(3000);

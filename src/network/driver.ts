@@ -107,12 +107,26 @@ async function removeIds(api: RouterApi, menu: string, ids: string[]): Promise<v
   }
 }
 
-export async function ensureProfile(api: RouterApi, want: DesiredProfile): Promise<EnsureResult> {
+export async function ensureProfile(
+  api: RouterApi,
+  want: DesiredProfile,
+  retried = false,
+): Promise<EnsureResult> {
   const menu = profileMenu(want.kind);
   const rows = await api.run(`${menu}/print`, [`?name=${want.name}`]);
   const row = rows[0];
   if (!row) {
-    await addOrConflict(api, menu, { name: want.name, "rate-limit": want.rateLimit, comment: want.comment });
+    try {
+      await addOrConflict(api, menu, {
+        name: want.name,
+        "rate-limit": want.rateLimit,
+        comment: want.comment,
+      });
+    } catch (error) {
+      // Another writer (the delivery worker and a reconciliation run) created it since we looked.
+      if (error instanceof RouterConflictError && !retried) return ensureProfile(api, want, true);
+      throw error;
+    }
     return { change: "created", kicked: 0 };
   }
   if (!isOurs(row.comment)) {

@@ -3,9 +3,10 @@ import type { Clock } from "../clock.ts";
 import type { Db } from "../db/client.ts";
 import { jobRuns, routers } from "../db/schema/index.ts";
 import type { Logger } from "../logger.ts";
-import type { RouterApi, RouterRow } from "./connection.ts";
+import { type RouterApi, type RouterRow, RouterTrapError } from "./connection.ts";
 import { type DesiredProfile, loadRouterDesiredState } from "./desired.ts";
 import {
+  ensureProfile,
   hotspotUserDiff,
   hotspotUserNeedsKick,
   hotspotUserValues,
@@ -179,13 +180,8 @@ function planProfiles(
       }
       plan.drift.push({ menu, name: want.name, marker: want.comment, issue: "missing" });
       plan.counts.created++;
-      plan.profileOps.push(() =>
-        api.run(`${menu}/add`, [
-          `=name=${want.name}`,
-          `=rate-limit=${want.rateLimit}`,
-          `=comment=${want.comment}`,
-        ]),
-      );
+      // ensureProfile rather than a bare add: the delivery worker may create it meanwhile.
+      plan.profileOps.push(() => ensureProfile(api, want));
       continue;
     }
     const diff = profileDiff(row, want);
@@ -268,7 +264,13 @@ function planEntries<W extends { name: string; comment: string }>(
       }
       plan.drift.push({ menu: spec.menu, name: want.name, marker: want.comment, issue: "missing" });
       plan.counts.created++;
-      plan.ops.push(() => api.run(`${spec.menu}/add`, toWords(spec.values(want))));
+      plan.ops.push(() =>
+        api.run(`${spec.menu}/add`, toWords(spec.values(want))).catch((error: unknown) => {
+          // Created meanwhile by the delivery worker, which converges it to the same desired state.
+          if (error instanceof RouterTrapError && /already (exists|have)/.test(error.message)) return [];
+          throw error;
+        }),
+      );
       continue;
     }
     const diff = spec.diff(row, want);
