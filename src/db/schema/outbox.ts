@@ -1,6 +1,6 @@
 import { sql } from "drizzle-orm";
 import { index, integer, jsonb, pgTable, text, uniqueIndex } from "drizzle-orm/pg-core";
-import { at, createdAt, id } from "./columns.ts";
+import { at, id } from "./columns.ts";
 import { routers } from "./routers.ts";
 import { subscriptions } from "./subscriptions.ts";
 import { vouchers } from "./vouchers.ts";
@@ -57,7 +57,9 @@ export const messageOutbox = pgTable(
     id: id(),
     channel: text("channel", { enum: messageChannels }).notNull(),
     recipient: text("recipient").notNull(),
-    language: text("language", { enum: ["en", "sw"] }).notNull().default("en"),
+    language: text("language", { enum: ["en", "sw"] })
+      .notNull()
+      .default("en"),
     template: text("template").notNull(),
     params: jsonb("params").$type<Record<string, string | number>>().notNull().default({}),
     /** Set when the same message must never be sent twice (e.g. `dunning:42:remind:-3d`). */
@@ -75,4 +77,3 @@ export const messageOutbox = pgTable(
     index("message_outbox_due_idx").on(t.nextAttemptAt).where(sql`${t.status} = 'pending'`),
   ],
 );
-
