@@ -1,4 +1,4 @@
-import { and, asc, eq, isNotNull, isNull, lte, sql } from "drizzle-orm";
+import { and, asc, eq, isNotNull, isNull, lte, type SQL, sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../db/client.ts";
 import {
   customers,
@@ -107,81 +107,80 @@ export async function requestPayment(
   if (input.purpose !== "voucher" && input.customerId === undefined && input.subscriptionId === undefined)
     return invalid("No account to pay for.");
 
-  // Few round trips on purpose: this runs on a USSD confirmation, which must answer fast.
-  return ctx.db.transaction(async (tx) => {
-    const now = ctx.clock.now();
-    const [found] = await queryRows<{
-      sub_customer: number | null;
-      plan_active: boolean | null;
-      customer: number | null;
-    }>(
-      tx,
-      sql`select
-        (select customer_id from subscriptions where id = ${input.subscriptionId ?? null}::int) as sub_customer,
-        (select active from plans where id = ${input.planId ?? null}::int) as plan_active,
-        (select id from customers where id = ${input.customerId ?? null}::int) as customer`,
-    );
-    let customerId = input.customerId ?? null;
-    if (input.subscriptionId !== undefined) {
-      if (found?.sub_customer == null) return invalid("That subscription does not exist.");
-      const owner = Number(found.sub_customer);
-      if (customerId !== null && customerId !== owner) return invalid("That subscription is not yours.");
-      customerId = owner;
-    }
-    if (input.planId !== undefined && !found?.plan_active) return invalid("That package is not on sale.");
-    if (input.subscriptionId === undefined && customerId !== null && found?.customer == null)
-      return invalid("That account does not exist.");
-
-    // Per-phone and per-session limits are counted under advisory locks (phone first, always), so
-    // concurrent requests cannot both slip under the limit.
-    const sessionKey = input.channelSessionId
-      ? `stk-session:${input.channel}:${input.channelSessionId}`
-      : null;
-    await tx.execute(
-      sessionKey
-        ? sql`select pg_advisory_xact_lock(hashtext(${`stk-phone:${phone}`})), pg_advisory_xact_lock(hashtext(${sessionKey}))`
-        : sql`select pg_advisory_xact_lock(hashtext(${`stk-phone:${phone}`}))`,
-    );
-    const since = new Date(now.getTime() - limits.windowMs).toISOString();
-    const at = now.toISOString();
-    const session = input.channelSessionId ?? null;
-    const details = JSON.stringify({ purpose: input.purpose, amountCents, phone });
-    const [outcome] = await queryRows<{ id: number | null }>(
-      tx,
-      sql`
-      with counts as (
-        select
-          (select count(*) from payment_intents where phone = ${phone} and created_at >= ${since}::timestamptz) as by_phone,
-          (select count(*) from payment_intents where ${session}::text is not null and channel = ${input.channel}
-             and channel_session_id = ${session}::text and created_at >= ${since}::timestamptz) as by_session
-      ),
-      inserted as (
-        insert into payment_intents (customer_id, phone, purpose, amount_cents, plan_id, subscription_id, channel,
-          channel_session_id, status, next_send_at, created_at, updated_at)
-        select ${customerId}::int, ${phone}, ${input.purpose}, ${amountCents}, ${input.planId ?? null}::int,
-          ${input.subscriptionId ?? null}::int, ${input.channel}, ${session}::text, 'pending',
-          ${at}::timestamptz, ${at}::timestamptz, ${at}::timestamptz
-        from counts where by_phone < ${limits.promptsPerWindow} and by_session < ${limits.promptsPerWindow}
-        returning id
-      ),
-      audited as (
-        insert into audit_log (actor_kind, actor_id, channel, action, entity, entity_id, details, at)
-        select ${actor.kind}, ${actor.id}, ${actor.channel ?? null}::text, 'payment_intent.requested', 'payment_intent',
-          id::text, ${details}::jsonb, ${at}::timestamptz
-        from inserted
-      )
-      select (select id from inserted) as id`,
-    );
-    if (outcome?.id == null) {
-      const minutes = Math.max(1, Math.round(limits.windowMs / 60_000));
-      return {
-        ok: false as const,
-        reason: "rate_limited" as const,
-        message: `Too many payment prompts: at most ${limits.promptsPerWindow} in ${minutes} minutes. Please wait and try again.`,
-      };
-    }
-    return { ok: true as const, intentId: Number(outcome.id) };
-  });
+  // One statement, so one round trip: this runs on every USSD confirmation, which must answer fast.
+  // It checks the references, takes a slot in the per-phone (then per-session) sliding window, and
+  // records the intent with its audit entry; a refused check or a full window inserts nothing.
+  const now = ctx.clock.now();
+  const at = now.toISOString();
+  const since = new Date(now.getTime() - limits.windowMs).toISOString();
+  const sessionKey = input.channelSessionId ? `stk-session:${input.channel}:${input.channelSessionId}` : null;
+  // Takes a slot under `key` for each row of `source` (one row when the previous checks passed).
+  const window = (key: string, source: SQL) => sql`
+    insert into rate_limit_windows as w (key, hits, updated_at)
+    select ${key}::text, array[${at}::timestamptz], ${at}::timestamptz from ${source}
+    on conflict (key) do update
+      set hits = array(select h from unnest(w.hits) as h where h > ${since}::timestamptz) || ${at}::timestamptz,
+          updated_at = ${at}::timestamptz
+      where (select count(*) from unnest(w.hits) as h where h > ${since}::timestamptz) < ${limits.promptsPerWindow}
+    returning key`;
+  const sub = input.subscriptionId ?? null;
+  const plan = input.planId ?? null;
+  const customer = input.customerId ?? null;
+  const details = JSON.stringify({ purpose: input.purpose, amountCents, phone });
+  const [row] = await queryRows<{
+    sub_customer: number | null;
+    plan_active: boolean | null;
+    customer: number | null;
+    id: number | null;
+  }>(
+    ctx.db,
+    sql`
+    with checks as (
+      select
+        (select customer_id from subscriptions where id = ${sub}::int) as sub_customer,
+        (select active from plans where id = ${plan}::int) as plan_active,
+        (select id from customers where id = ${customer}::int) as customer
+    ),
+    valid as (
+      select coalesce(${customer}::int, c.sub_customer) as customer_id from checks c
+      where (${sub}::int is null or (c.sub_customer is not null and (${customer}::int is null or ${customer}::int = c.sub_customer)))
+        and (${plan}::int is null or c.plan_active)
+        and (${sub}::int is not null or ${customer}::int is null or c.customer is not null)
+    ),
+    phone_slot as (${window(`stk-phone:${phone}`, sql`valid`)}),
+    session_slot as (${sessionKey ? window(sessionKey, sql`phone_slot`) : sql`select null::text as key where false`}),
+    inserted as (
+      insert into payment_intents (customer_id, phone, purpose, amount_cents, plan_id, subscription_id, channel,
+        channel_session_id, status, next_send_at, created_at, updated_at)
+      select v.customer_id, ${phone}, ${input.purpose}, ${amountCents}, ${plan}::int, ${sub}::int, ${input.channel},
+        ${input.channelSessionId ?? null}::text, 'pending', ${at}::timestamptz, ${at}::timestamptz, ${at}::timestamptz
+      from valid v
+      where exists (select 1 from phone_slot) and (${sessionKey}::text is null or exists (select 1 from session_slot))
+      returning id
+    ),
+    audited as (
+      insert into audit_log (actor_kind, actor_id, channel, action, entity, entity_id, details, at)
+      select ${actor.kind}, ${actor.id}, ${actor.channel ?? null}::text, 'payment_intent.requested', 'payment_intent',
+        id::text, ${details}::jsonb, ${at}::timestamptz
+      from inserted
+    )
+    select c.sub_customer, c.plan_active, c.customer, (select id from inserted) as id from checks c`,
+  );
+  if (row?.id != null) return { ok: true, intentId: Number(row.id) };
+  if (sub !== null) {
+    if (row?.sub_customer == null) return invalid("That subscription does not exist.");
+    if (customer !== null && customer !== Number(row.sub_customer))
+      return invalid("That subscription is not yours.");
+  }
+  if (plan !== null && !row?.plan_active) return invalid("That package is not on sale.");
+  if (sub === null && customer !== null && row?.customer == null)
+    return invalid("That account does not exist.");
+  const minutes = Math.max(1, Math.round(limits.windowMs / 60_000));
+  return {
+    ok: false,
+    reason: "rate_limited",
+    message: `Too many payment prompts: at most ${limits.promptsPerWindow} in ${minutes} minutes. Please wait and try again.`,
+  };
 }
 
 export interface IntentToSend {

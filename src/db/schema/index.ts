@@ -4,6 +4,7 @@ export * from "./customers.ts";
 export * from "./outbox.ts";
 export * from "./payment-intents.ts";
 export * from "./plans.ts";
+export * from "./rate-limits.ts";
 export * from "./routers.ts";
 export * from "./sessions.ts";
 export * from "./subscriptions.ts";
