@@ -1,30 +1,36 @@
-import { eq } from "drizzle-orm";
-import { customers, type Language } from "../db/schema/index.ts";
-import { audit } from "./audit.ts";
+import { sql } from "drizzle-orm";
+import { queryRows } from "../db/client.ts";
+import type { Language } from "../db/schema/index.ts";
 import type { Actor, BillingContext } from "./context.ts";
 
-/** The language a customer reads menus and SMS in. Returns false when there is no such customer. */
+/**
+ * The language a customer reads menus and SMS in. Returns false when there is no such customer.
+ * One statement (it runs on a USSD confirmation): the update, and an audit entry when it changed.
+ */
 export async function setCustomerLanguage(
   ctx: BillingContext,
   actor: Actor,
   input: { customerId: number; language: Language },
 ): Promise<boolean> {
-  return ctx.db.transaction(async (tx) => {
-    const now = ctx.clock.now();
-    const [before] = await tx
-      .select({ language: customers.language })
-      .from(customers)
-      .where(eq(customers.id, input.customerId))
-      .for("update");
-    if (!before) return false;
-    if (before.language === input.language) return true;
-    await tx.update(customers).set({ language: input.language }).where(eq(customers.id, input.customerId));
-    await audit(tx, actor, now, {
-      action: "customer.language_changed",
-      entity: "customer",
-      entityId: input.customerId,
-      details: { from: before.language, to: input.language },
-    });
-    return true;
-  });
+  const at = ctx.clock.now().toISOString();
+  const [row] = await queryRows<{ found: boolean }>(
+    ctx.db,
+    sql`
+    with before as (
+      select id, language from customers where id = ${input.customerId}::int for update
+    ),
+    changed as (
+      update customers c set language = ${input.language}
+      from before b where c.id = b.id and b.language <> ${input.language}
+      returning c.id, b.language as previous
+    ),
+    audited as (
+      insert into audit_log (actor_kind, actor_id, channel, action, entity, entity_id, details, at)
+      select ${actor.kind}, ${actor.id}, ${actor.channel ?? null}::text, 'customer.language_changed', 'customer',
+        id::text, jsonb_build_object('from', previous, 'to', ${input.language}::text), ${at}::timestamptz
+      from changed
+    )
+    select exists (select 1 from before) as found`,
+  );
+  return row?.found === true;
 }
