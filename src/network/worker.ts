@@ -4,7 +4,7 @@ import type { Clock } from "../clock.ts";
 import { type Db, queryRows } from "../db/client.ts";
 import { routers } from "../db/schema/index.ts";
 import type { Logger } from "../logger.ts";
-import { type RouterApi, RouterTrapError } from "./connection.ts";
+import { type RouterApi, RouterTrapError, RouterUnavailableError } from "./connection.ts";
 import {
   type DesiredProfile,
   desiredHotspotUser,
@@ -425,25 +425,41 @@ export class ProvisioningWorker {
   private async failed(failures: Array<{ row: ClaimedRow; error: unknown }>): Promise<void> {
     if (failures.length === 0) return;
     const now = this.deps.clock.now();
-    const retry: Array<{ id: number; message: string; next: Date }> = [];
+    const retry: Array<{ id: number; message: string; next: Date; uncount: number }> = [];
     for (const { row, error } of failures) {
       const message = (error instanceof Error ? error.message : String(error)).slice(0, 500);
+      // A router that is down delays work but never loses it: an unreachable router does not use
+      // up the row's attempts (only what the router refuses does), and the row waits at the longest
+      // back-off, or until the router is seen again (routerRecovered).
+      if (error instanceof RouterUnavailableError) {
+        retry.push({
+          id: row.id,
+          message,
+          next: new Date(now.getTime() + this.options.backoffMaxMs),
+          uncount: 1,
+        });
+        continue;
+      }
       if (row.attempts >= this.options.maxAttempts) {
         await this.giveUp(row, message, now);
         continue;
       }
       const delay = Math.min(this.options.backoffMaxMs, this.options.backoffBaseMs * 2 ** (row.attempts - 1));
       const jitter = Math.floor(Math.random() * Math.min(1_000, delay / 4));
-      retry.push({ id: row.id, message, next: new Date(now.getTime() + delay + jitter) });
+      retry.push({ id: row.id, message, next: new Date(now.getTime() + delay + jitter), uncount: 0 });
     }
     for (const chunk of chunks(retry, 1_000)) {
       const values = sql.join(
-        chunk.map((r) => sql`(${r.id}::int, ${r.message}::text, ${r.next.toISOString()}::timestamptz)`),
+        chunk.map(
+          (r) =>
+            sql`(${r.id}::int, ${r.message}::text, ${r.next.toISOString()}::timestamptz, ${r.uncount}::int)`,
+        ),
         sql`, `,
       );
       await this.deps.db.execute(sql`
-        update provisioning_outbox o set claimed_until = null, last_error = v.message, next_attempt_at = v.next
-        from (values ${values}) as v(id, message, next)
+        update provisioning_outbox o set claimed_until = null, last_error = v.message, next_attempt_at = v.next,
+          attempts = o.attempts - v.uncount
+        from (values ${values}) as v(id, message, next, uncount)
         where o.id = v.id`);
     }
   }

@@ -196,6 +196,27 @@ describe("provisioning PPPoE subscribers through the real client and the emulate
     expect(String(alerts[0]?.params.text)).toContain(`subscription ${subscription.id}`);
   });
 
+  it("a router down for longer than every retry of a row still gets the row when it is back", async () => {
+    const plan = await createPlan(database.db, { priceCents: 100_000 });
+    await router.stop();
+    const { subscription } = await signUp(plan.id, "Long Outage");
+    for (let i = 0; i < 12; i++) {
+      clock.advance(10 * 60_000);
+      await stack.worker.drain();
+    }
+    const [row] = await database.db
+      .select()
+      .from(provisioningOutbox)
+      .where(eq(provisioningOutbox.subscriptionId, subscription.id));
+    expect(row).toMatchObject({ status: "pending", attempts: 0 });
+    await router.start();
+    await waitFor(async () => {
+      clock.advance(60_000);
+      await stack.worker.drain();
+      return secret(subscription.networkUsername) !== undefined;
+    });
+  });
+
   it("an unreachable router gets its error recorded and the row retried later, not lost", async () => {
     const plan = await createPlan(database.db, { priceCents: 100_000 });
     await router.stop();
@@ -205,7 +226,8 @@ describe("provisioning PPPoE subscribers through the real client and the emulate
       .select()
       .from(provisioningOutbox)
       .where(eq(provisioningOutbox.subscriptionId, subscription.id));
-    expect(row).toMatchObject({ status: "pending", attempts: 1 });
+    // An unreachable router does not use up the row's attempts: it only delays the work.
+    expect(row).toMatchObject({ status: "pending", attempts: 0 });
     expect(row?.lastError).toMatch(/cannot connect|connection lost|connection closed/);
     await waitForHealth();
     const [health] = await database.db.select().from(routers).where(eq(routers.id, routerId));
