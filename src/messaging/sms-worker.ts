@@ -23,6 +23,8 @@ export interface SmsWorkerOptions {
   batchSize?: number;
   /** How long a claimed row stays invisible to other workers while it is being sent. */
   leaseMs?: number;
+  /** How long one send may take before it counts as failed (default 15 s). */
+  sendTimeoutMs?: number;
 }
 
 export interface SmsRunCounts {
@@ -47,7 +49,8 @@ export async function deliverDueSms(options: SmsWorkerOptions): Promise<SmsRunCo
   const baseDelayMs = options.baseDelayMs ?? 30_000;
   const maxDelayMs = options.maxDelayMs ?? 3_600_000;
   const now = clock.now();
-  const leaseUntil = new Date(now.getTime() + (options.leaseMs ?? 60_000));
+  const sendTimeoutMs = options.sendTimeoutMs ?? 15_000;
+  const leaseUntil = new Date(now.getTime() + Math.max(options.leaseMs ?? 60_000, 2 * sendTimeoutMs));
 
   const due = db
     .select({ id: messageOutbox.id })
@@ -87,21 +90,31 @@ export async function deliverDueSms(options: SmsWorkerOptions): Promise<SmsRunCo
       options.logger?.warn({ messageId: row.id, attempts, dead, error }, "SMS not delivered");
     };
 
-    const to = normalizePhone(row.recipient);
-    if (!to) {
-      await fail(`invalid phone number: ${row.recipient}`, true);
-      continue;
-    }
-    const text = renderSms(row.language as Language, row.template, row.params, {
-      isp: options.isp,
-      timezone: options.timezone,
-    });
-    if (text === null) {
-      await fail(`unknown template: ${row.template}`, true);
-      continue;
+    // A row is only sent while its lease (and so this worker's claim) surely outlives the send;
+    // the rest of the batch goes back to the queue for the next pass.
+    if (clock.now().getTime() + sendTimeoutMs >= leaseUntil.getTime()) {
+      const rest = claimed.slice(claimed.indexOf(row)).map((r) => r.id);
+      await db
+        .update(messageOutbox)
+        .set({ nextAttemptAt: clock.now() })
+        .where(inArray(messageOutbox.id, rest));
+      break;
     }
     try {
-      const { messageId } = await sender.send(to, text);
+      const to = normalizePhone(row.recipient);
+      if (!to) {
+        await fail(`invalid phone number: ${row.recipient}`, true);
+        continue;
+      }
+      const text = renderSms(row.language as Language, row.template, row.params, {
+        isp: options.isp,
+        timezone: options.timezone,
+      });
+      if (text === null) {
+        await fail(`unknown template: ${row.template}`, true);
+        continue;
+      }
+      const { messageId } = await withTimeout(sender.send(to, text), sendTimeoutMs);
       await db
         .update(messageOutbox)
         .set({ status: "done", attempts, lastError: null, providerMessageId: messageId, sentAt: clock.now() })
@@ -112,6 +125,15 @@ export async function deliverDueSms(options: SmsWorkerOptions): Promise<SmsRunCo
     }
   }
   return counts;
+}
+
+/** The gateway client has no timeout of its own: a hung request must not stop the worker for good. */
+function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`SMS gateway did not answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }
 
 export interface SmsWorker {

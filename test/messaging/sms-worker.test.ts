@@ -172,3 +172,20 @@ describe("SMS delivery through the africastalking package", () => {
     expect((await row("+254712000006")).lastError).toContain("401");
   });
 });
+
+describe("a gateway that never answers", () => {
+  it("times the send out, records the failure and retries later instead of hanging the worker", async () => {
+    await enqueueMessage(database.db, clock.now(), {
+      recipient: "+254712000077",
+      language: "en",
+      template: "restored",
+      params: { periodEndAt: "2026-04-01T08:00:00.000Z" },
+    });
+    const silent = { send: () => new Promise<never>(() => {}) };
+    const counts = await deliverDueSms({ ...options, sender: silent, sendTimeoutMs: 50 });
+    expect(counts).toEqual({ sent: 0, retried: 1, dead: 0 });
+    const stuck = await row("+254712000077");
+    expect(stuck).toMatchObject({ status: "pending", attempts: 1 });
+    expect(stuck.lastError).toMatch(/did not answer/);
+  });
+});
