@@ -203,7 +203,8 @@ export async function claimIntentsToSend(
   options: { limit?: number; leaseMs?: number; ids?: number[] } = {},
 ): Promise<IntentToSend[]> {
   const now = ctx.clock.now();
-  const leaseUntil = new Date(now.getTime() + (options.leaseMs ?? 30_000));
+  // Longer than the slowest push (token and push requests, each with its own timeout, and a retry).
+  const leaseUntil = new Date(now.getTime() + (options.leaseMs ?? 120_000));
   return ctx.db.transaction(async (tx) => {
     const due = await tx
       .select({ id: paymentIntents.id })

@@ -91,20 +91,15 @@ export class StkDispatcher {
       });
       return;
     }
+    let accepted: Awaited<ReturnType<typeof gateway.stkPush>>;
     try {
-      const accepted = await gateway.stkPush({
+      accepted = await gateway.stkPush({
         msisdn: toMsisdn(intent.phone),
         amountShillings: Math.ceil(intent.amountCents / 100),
         accountReference: await intentAccountReference(ctx.db, intent.id),
         description: this.options.description ?? "Internet",
         callbackUrl: this.options.callbackUrl,
       });
-      await markIntentSent(ctx, {
-        intentId: intent.id,
-        merchantRequestId: accepted.MerchantRequestID,
-        checkoutRequestId: accepted.CheckoutRequestID,
-      });
-      await this.settleEarlyCallbacks(accepted.CheckoutRequestID);
     } catch (error) {
       const darajaError = error instanceof DarajaError ? error : null;
       const message = darajaError ? `${darajaError.errorCode}: ${darajaError.errorMessage}` : String(error);
@@ -119,6 +114,31 @@ export class StkDispatcher {
         "STK push refused",
       );
       await markIntentSendFailed(ctx, actor, { intentId: intent.id, error: message, retryAt });
+      return;
+    }
+    // The prompt is on the customer's phone now: whatever happens below, the intent must not be
+    // marked failed, or the payment that follows would find no intent to settle.
+    const sent = {
+      intentId: intent.id,
+      merchantRequestId: accepted.MerchantRequestID,
+      checkoutRequestId: accepted.CheckoutRequestID,
+    };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await markIntentSent(ctx, sent);
+        break;
+      } catch (error) {
+        if (attempt >= 5) {
+          logger.error({ err: error, ...sent }, "STK push accepted but its checkout id could not be stored");
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** attempt));
+      }
+    }
+    try {
+      await this.settleEarlyCallbacks(accepted.CheckoutRequestID);
+    } catch (error) {
+      logger.error({ err: error, ...sent }, "settling a callback that came before the push's answer failed");
     }
   }
 
