@@ -336,19 +336,19 @@ export class ProvisioningWorker {
     if (row.voucherId !== null) {
       const loaded = await loadVoucher(db, row.voucherId);
       const targets = row.routerId !== null ? [row.routerId] : await this.allRouterIds();
-      for (const routerId of targets) {
+      await this.onEachRouter(targets, async (routerId) => {
         const api = await pool.get(routerId);
         const forThisRouter =
           loaded && (loaded.voucher.routerId === null || loaded.voucher.routerId === routerId);
         const want = forThisRouter
           ? desiredHotspotUser(loaded.voucher, loaded.plan, this.deps.clock.now())
           : null;
-        if (!want || !loaded) await removeHotspotUser(api, voucherMarker(row.voucherId));
+        if (!want || !loaded) await removeHotspotUser(api, voucherMarker(row.voucherId!));
         else
           await this.withProfile(api, routerId, desiredProfile(loaded.plan), () =>
             ensureHotspotUser(api, want),
           );
-      }
+      });
       return;
     }
     const planId = Number(row.payload.planId);
@@ -356,12 +356,29 @@ export class ProvisioningWorker {
     const plan = await loadPlan(db, planId);
     if (!plan) return;
     const targets = row.routerId !== null ? [row.routerId] : await this.allRouterIds();
-    for (const routerId of targets) {
+    await this.onEachRouter(targets, async (routerId) => {
       const api = await pool.get(routerId);
       const profile = desiredProfile(plan);
       await ensureProfile(api, profile);
       this.profileCache.set(this.profileKey(routerId, profile), Date.now());
+    });
+  }
+
+  /**
+   * A row meant for every router (a voucher valid on all hotspots) reaches the routers that are up
+   * even when one is down; the row then fails with that router's error and is delivered again
+   * (the calls are idempotent) until every router has it.
+   */
+  private async onEachRouter(routerIds: number[], work: (routerId: number) => Promise<void>): Promise<void> {
+    let firstError: unknown;
+    for (const routerId of routerIds) {
+      try {
+        await work(routerId);
+      } catch (error) {
+        firstError ??= error;
+      }
     }
+    if (firstError !== undefined) throw firstError;
   }
 
   private profileKey(routerId: number, p: DesiredProfile): string {
