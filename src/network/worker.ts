@@ -26,6 +26,9 @@ import type { RouterPool } from "./pool.ts";
  * - the claim is one short transaction; routers are only called after it commits.
  */
 
+/** Time kept between the start of a row's delivery and the end of its lease. */
+const LEASE_SAFETY_MS = 45_000;
+
 export interface WorkerOptions {
   batchSize: number;
   pollMs: number;
@@ -290,10 +293,21 @@ export class ProvisioningWorker {
   private async deliverAll(rows: ClaimedRow[]): Promise<void> {
     const failures: Array<{ row: ClaimedRow; error: unknown }> = [];
     const done: ClaimedRow[] = [];
+    const released: ClaimedRow[] = [];
+    // A row is only started while its lease surely outlives it (a row is a few commands, each with
+    // its own timeout): after that another worker may claim a newer row for the same target, and a
+    // late delivery of this one would overwrite the router with an older state.
+    const startBy =
+      this.deps.clock.now().getTime() +
+      Math.max(this.options.leaseMs - LEASE_SAFETY_MS, this.options.leaseMs / 2);
     let next = 0;
     const work = async () => {
       while (next < rows.length) {
         const row = rows[next++]!;
+        if (this.deps.clock.now().getTime() > startBy) {
+          released.push(row);
+          continue;
+        }
         try {
           await this.deliver(row);
           done.push(row);
@@ -308,6 +322,7 @@ export class ProvisioningWorker {
     try {
       await this.succeeded(done);
       await this.failed(failures);
+      await this.release(released);
     } catch (error) {
       this.deps.logger?.error({ err: error }, "recording provisioning outcomes failed");
     }
@@ -478,6 +493,20 @@ export class ProvisioningWorker {
           attempts = o.attempts - v.uncount
         from (values ${values}) as v(id, message, next, uncount)
         where o.id = v.id`);
+    }
+  }
+
+  /** Rows not started in time go back to the queue as they were, due now. */
+  private async release(rows: ClaimedRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    const now = this.deps.clock.now();
+    for (const chunk of chunks(rows, 1_000)) {
+      await this.deps.db.execute(sql`
+        update provisioning_outbox set claimed_until = null, attempts = attempts - 1, next_attempt_at = ${at(now)}
+        where id in (${sql.join(
+          chunk.map((r) => sql`${r.id}::int`),
+          sql`, `,
+        )})`);
     }
   }
 

@@ -1,5 +1,6 @@
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { sellVoucherInTx } from "../../src/billing/vouchers.ts";
 import { FakeClock } from "../../src/clock.ts";
 import { type Database, queryRows } from "../../src/db/client.ts";
@@ -52,5 +53,51 @@ describe("a voucher for every router while one router is down", () => {
       await one.emulator.stop();
       await two.emulator.stop();
     }
+  });
+});
+
+describe("a worker that runs out of lease time", () => {
+  it("puts the rows it did not start back in the queue untouched, and they are delivered later", async () => {
+    const tower = await emulatedRouter(database.db);
+    const steady = new FakeClock(new Date());
+    const { ctx } = billingContext(database.db, steady);
+    const plan = await createPlan(database.db, { priceCents: 100_000 });
+    const names: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const { subscription } = await createCustomerWithSubscription(ctx, admin, {
+        name: `Lease ${i}`,
+        phone: uniquePhone(),
+        planId: plan.id,
+        routerId: tower.routerId,
+      });
+      names.push(subscription.networkUsername);
+    }
+    // Every reading of this clock is a minute later: the lease runs out during the first row.
+    class HurryingClock extends FakeClock {
+      override now(): Date {
+        this.advance(60_000);
+        return super.now();
+      }
+    }
+    const hurried = networkStack(database.db, new HurryingClock(steady.now()), {
+      worker: { perRouterConcurrency: 1 },
+    });
+    const addsBefore = tower.emulator.count("/ppp/secret/add");
+    let claims = 0;
+    try {
+      claims = await hurried.worker.drain();
+    } finally {
+      await hurried.close();
+      await tower.emulator.stop();
+    }
+    // Rows were handed back and claimed again (more claims than rows), yet each was applied once.
+    expect(claims).toBeGreaterThan(names.length);
+    expect(tower.emulator.count("/ppp/secret/add") - addsBefore).toBe(names.length);
+    for (const name of names) expect(tower.emulator.find("/ppp/secret", name)).toBeDefined();
+    const [open] = await queryRows<{ n: number }>(
+      database.db,
+      sql`select count(*)::int as n from provisioning_outbox where status = 'pending' or attempts > 1`,
+    );
+    expect(Number(open?.n)).toBe(0);
   });
 });
