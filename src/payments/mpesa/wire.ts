@@ -64,6 +64,8 @@ export interface ParsedStkCallback {
 
 /** Whole or decimal shillings (number or string) to cents, exactly. */
 export function shillingsToCents(value: string | number): number | null {
+  // Daraja sends `Amount` as a JSON number (1.00 arrives as 1): it is printed back to text with two
+  // decimals and the cents are read from the digits, so no arithmetic happens in floating point.
   const text = typeof value === "number" ? value.toFixed(2) : value.trim();
   const match = /^(\d{1,12})(?:\.(\d{1,2}))?$/.exec(text);
   if (!match) return null;
