@@ -5,7 +5,6 @@ import {
   type IntentPurpose,
   type IntentStatus,
   mpesaCallbacks,
-  type PaymentMethod,
   paymentIntents,
   payments,
 } from "../db/schema/index.ts";
@@ -13,7 +12,12 @@ import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { formatKes } from "./money.ts";
 import { enqueueMessage } from "./outbox.ts";
-import { applyPaymentInTx, applyPaymentsInTx, recordPaymentByReferenceInTx } from "./payments.ts";
+import {
+  applyPaymentInTx,
+  applyPaymentsInTx,
+  recordPaymentByReferenceInTx,
+  recordUncreditedPaymentInTx,
+} from "./payments.ts";
 import { changePlanInTx } from "./plan-change.ts";
 import { sellVoucherInTx } from "./vouchers.ts";
 
@@ -671,15 +675,19 @@ async function settleInTx(
   const payer = intent.phone;
 
   if (paid !== intent.amountCents) {
-    const paymentId = await insertPaymentRowOnce(tx, now, {
-      customerId: null,
-      method: "mpesa_stk",
-      providerRef,
-      amountCents: paid,
-      phone: payer,
-      accountReference: `intent ${intent.id}`,
-      status: "unmatched",
-    });
+    const paymentId = await recordUncreditedPaymentInTx(
+      tx,
+      now,
+      {
+        method: "mpesa_stk",
+        provider: "mpesa",
+        providerRef,
+        amountCents: paid,
+        phone: payer,
+        accountReference: `intent ${intent.id}`,
+      },
+      "unmatched",
+    );
     await tx
       .update(paymentIntents)
       .set({
@@ -737,15 +745,19 @@ async function creditIntent(
   if (intent.purpose === "voucher" || intent.customerId === null) {
     // A voucher is a sale, not a credit to an account (a walk-in buyer has none): the payment is
     // recorded without a ledger entry. Anything else without an account waits for an admin.
-    const paymentId = await insertPaymentRowOnce(tx, payment.now, {
-      customerId: null,
-      method: "mpesa_stk",
-      providerRef: payment.providerRef,
-      amountCents: payment.amountCents,
-      phone: intent.phone,
-      accountReference: intent.purpose === "voucher" ? `voucher ${intent.id}` : `intent ${intent.id}`,
-      status: intent.purpose === "voucher" ? "applied" : "unmatched",
-    });
+    const paymentId = await recordUncreditedPaymentInTx(
+      tx,
+      payment.now,
+      {
+        method: "mpesa_stk",
+        provider: "mpesa",
+        providerRef: payment.providerRef,
+        amountCents: payment.amountCents,
+        phone: intent.phone,
+        accountReference: intent.purpose === "voucher" ? `voucher ${intent.id}` : `intent ${intent.id}`,
+      },
+      intent.purpose === "voucher" ? "applied" : "unmatched",
+    );
     if (paymentId !== null)
       return { paymentId, duplicate: false, outcome: await followUp(tx, ctx, actor, intent) };
     // The same receipt came first as a paybill confirmation naming no account (the push's
@@ -822,32 +834,6 @@ async function followUp(
     if (!(error instanceof BillingError)) throw error;
     return { followUpError: error.message, followUpCode: error.code };
   }
-}
-
-/**
- * A payment row with no ledger credit: a walk-in voucher sale (no account to credit) or an amount
- * that must wait for an admin. The same (provider, receipt) key as every other payment keeps it
- * exactly once.
- */
-async function insertPaymentRowOnce(
-  tx: Executor,
-  now: Date,
-  row: {
-    customerId: null;
-    method: PaymentMethod;
-    providerRef: string;
-    amountCents: number;
-    phone: string;
-    accountReference: string;
-    status: "applied" | "unmatched";
-  },
-): Promise<number | null> {
-  const [inserted] = await tx
-    .insert(payments)
-    .values({ ...row, provider: "mpesa", receivedAt: now })
-    .onConflictDoNothing()
-    .returning({ id: payments.id });
-  return inserted?.id ?? null;
 }
 
 async function tellFailure(tx: Executor, now: Date, intent: IntentRow, reason: string): Promise<void> {

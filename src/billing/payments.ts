@@ -54,6 +54,25 @@ async function insertPaymentOnce(
   return inserted?.id ?? null;
 }
 
+/**
+ * Records a payment that credits no account: a walk-in voucher sale (`applied`: it bought the
+ * voucher) or money an admin must place (`unmatched`). Same unique key as every payment, so the
+ * receipt is still recorded once; `null` when it was already known.
+ */
+export async function recordUncreditedPaymentInTx(
+  tx: Executor,
+  now: Date,
+  input: PaymentInput,
+  status: "applied" | "unmatched",
+): Promise<number | null> {
+  const [inserted] = await tx
+    .insert(payments)
+    .values({ ...paymentRow(input, null, now), status })
+    .onConflictDoNothing()
+    .returning({ id: payments.id });
+  return inserted?.id ?? null;
+}
+
 function paymentRow(input: PaymentInput, customerId: number | null, now: Date): typeof payments.$inferInsert {
   return {
     customerId,
