@@ -8,6 +8,7 @@ import {
   paymentIntents,
   payments,
 } from "../db/schema/index.ts";
+import { normalizePhone } from "../lib/phone.ts";
 import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { formatKes } from "./money.ts";
@@ -71,11 +72,13 @@ export type RequestPaymentResult =
   | { ok: true; intentId: number }
   | { ok: false; reason: "rate_limited" | "amount_out_of_range" | "invalid"; message: string };
 
-/** `+2547XXXXXXXX` / `+2541XXXXXXXX` from the ways Kenyans write a number; null if it is not one. */
+/**
+ * A number M-Pesa can prompt: a Kenyan mobile (`+2547…` / `+2541…`) in E.164, from however it was
+ * written; null for anything else (a landline, a foreign number, not a number).
+ */
 export function normalizeKenyanPhone(input: string): string | null {
-  const digits = input.replace(/[\s\-()]/g, "");
-  const match = /^(?:\+?254|0)?([17]\d{8})$/.exec(digits);
-  return match ? `+254${match[1]}` : null;
+  const e164 = normalizePhone(input);
+  return e164 && /^\+254[17]\d{8}$/.test(e164) ? e164 : null;
 }
 
 const invalid = (message: string): RequestPaymentResult => ({ ok: false, reason: "invalid", message });

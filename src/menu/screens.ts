@@ -1,5 +1,5 @@
 import { toWholeShillingsUp } from "../billing/money.ts";
-import { displayPhone } from "../messaging/phone.ts";
+import { displayPhone } from "../lib/phone.ts";
 import type { MessageKey } from "../messaging/render.ts";
 import {
   type Frame,

@@ -2,8 +2,8 @@ import { and, asc, eq, inArray, lte } from "drizzle-orm";
 import type { Clock } from "../clock.ts";
 import type { Db } from "../db/client.ts";
 import { messageOutbox } from "../db/schema/index.ts";
+import { normalizePhone } from "../lib/phone.ts";
 import type { Logger } from "../logger.ts";
-import { normalizePhone } from "./phone.ts";
 import { type Language, renderSms } from "./render.ts";
 import type { SmsSender } from "./sms-client.ts";
 

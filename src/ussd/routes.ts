@@ -1,13 +1,13 @@
 import { timingSafeEqual } from "node:crypto";
 import { Hono } from "hono";
 import type { Db } from "../db/client.ts";
+import { normalizePhone } from "../lib/phone.ts";
 import type { Logger } from "../logger.ts";
 import { runMenu, type Screen, toAscii } from "../menu/engine.ts";
 import { subscriberScreens } from "../menu/screens.ts";
 import { type LoadedUser, loadMenuUser } from "../menu/services.ts";
 import { SessionCache } from "../menu/session-cache.ts";
 import type { MenuServices, MenuSettings } from "../menu/types.ts";
-import { normalizePhone } from "../messaging/phone.ts";
 import { translate } from "../messaging/render.ts";
 import { renderUssd } from "./render.ts";
 

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { displayPhone, normalizePhone } from "../../src/messaging/phone.ts";
+import { displayPhone, normalizePhone } from "../../src/lib/phone.ts";
 
 describe("normalizePhone", () => {
   it.each([

@@ -133,6 +133,7 @@ describe("requestPayment", () => {
     expect(normalizeKenyanPhone("254112345678")).toBe("+254112345678");
     expect(normalizeKenyanPhone("+254 712 345 678")).toBe("+254712345678");
     expect(normalizeKenyanPhone("0812345678")).toBeNull();
+    expect(normalizeKenyanPhone("+447911123456")).toBeNull();
   });
 });
 

@@ -5,7 +5,7 @@ import { createCustomerWithSubscription } from "../../src/billing/subscriptions.
 import { DAY, FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { customers, paymentIntents, subscriptions, vouchers } from "../../src/db/schema/index.ts";
-import { displayPhone } from "../../src/messaging/phone.ts";
+import { displayPhone } from "../../src/lib/phone.ts";
 import { activeSubscriber, admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
 import { startUssdWorld, type UssdWorld } from "./world.ts";
