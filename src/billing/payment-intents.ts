@@ -11,7 +11,7 @@ import {
 import { normalizePhone } from "../lib/phone.ts";
 import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
-import { formatKes } from "./money.ts";
+import { formatKes, toWholeShillingsUp } from "./money.ts";
 import { enqueueMessage } from "./outbox.ts";
 import {
   applyPaymentInTx,
@@ -98,7 +98,7 @@ export async function requestPayment(
   if (!phone) return invalid("That is not a Safaricom phone number.");
   if (!Number.isSafeInteger(input.amountCents) || input.amountCents <= 0)
     return invalid("The amount must be a positive number.");
-  const amountCents = Math.ceil(input.amountCents / 100) * 100;
+  const amountCents = toWholeShillingsUp(input.amountCents) * 100;
   const bounds = limits.amounts[input.purpose];
   if (!bounds) return invalid("Unknown payment purpose.");
   if (amountCents < bounds.minCents || amountCents > bounds.maxCents) {

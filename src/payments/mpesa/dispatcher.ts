@@ -1,4 +1,5 @@
 import type { Actor, BillingContext } from "../../billing/context.ts";
+import { toWholeShillingsUp } from "../../billing/money.ts";
 import {
   callbacksBeforeSend,
   claimIntentsToSend,
@@ -95,7 +96,7 @@ export class StkDispatcher {
     try {
       accepted = await gateway.stkPush({
         msisdn: toMsisdn(intent.phone),
-        amountShillings: Math.ceil(intent.amountCents / 100),
+        amountShillings: toWholeShillingsUp(intent.amountCents),
         accountReference: await intentAccountReference(ctx.db, intent.id),
         description: this.options.description ?? "Internet",
         callbackUrl: this.options.callbackUrl,
