@@ -1,4 +1,4 @@
-import { and, desc, eq, ne, sql } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import type { Executor } from "../db/client.ts";
 import { customers, plans, subscriptions } from "../db/schema/index.ts";
 
@@ -26,21 +26,6 @@ export async function findCustomerByAccountReference(
     .select()
     .from(customers)
     .where(sql`upper(${customers.accountNumber}) = ${normalised}`)
-    .limit(1);
-  return row ?? null;
-}
-
-/** The customer's live subscription (the newest one that is not cancelled). */
-export async function currentSubscription(
-  db: Executor,
-  customerId: number,
-): Promise<{ subscription: Subscription; plan: Plan } | null> {
-  const [row] = await db
-    .select({ subscription: subscriptions, plan: plans })
-    .from(subscriptions)
-    .innerJoin(plans, eq(plans.id, subscriptions.planId))
-    .where(and(eq(subscriptions.customerId, customerId), ne(subscriptions.status, "cancelled")))
-    .orderBy(desc(subscriptions.id))
     .limit(1);
   return row ?? null;
 }

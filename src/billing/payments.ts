@@ -1,6 +1,6 @@
 import { and, desc, eq, sql } from "drizzle-orm";
-import { type Db, type Executor, queryRows } from "../db/client.ts";
-import { customers, ledgerEntries, type PaymentMethod, payments } from "../db/schema/index.ts";
+import { type Executor, queryRows } from "../db/client.ts";
+import { customers, type PaymentMethod, payments } from "../db/schema/index.ts";
 import { findCustomerByAccountReference } from "./accounts.ts";
 import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
@@ -430,13 +430,4 @@ export async function assignUnmatchedPayment(
     });
     return result;
   });
-}
-
-/** Sum of all payment credits, for reconciliation with the provider's statements. */
-export async function totalCreditedCents(db: Db): Promise<number> {
-  const [row] = await db
-    .select({ total: sql<string>`coalesce(sum(${ledgerEntries.amountCents}), 0)` })
-    .from(ledgerEntries)
-    .where(eq(ledgerEntries.kind, "payment"));
-  return Number(row?.total ?? 0);
 }

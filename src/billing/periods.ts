@@ -63,7 +63,3 @@ export function zoneOffsetMs(instant: Date, timeZone: string): number {
   );
   return asUtc - Math.floor(instant.getTime() / 1000) * 1000;
 }
-
-export function periodLengthMs(start: Date, end: Date): number {
-  return end.getTime() - start.getTime();
-}

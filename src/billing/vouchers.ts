@@ -1,6 +1,6 @@
 import { randomInt } from "node:crypto";
-import { and, eq, inArray, lte, sql } from "drizzle-orm";
-import { type Executor, queryRows } from "../db/client.ts";
+import { and, eq, inArray, lte } from "drizzle-orm";
+import type { Executor } from "../db/client.ts";
 import { type Language, plans, voucherBatches, vouchers } from "../db/schema/index.ts";
 import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
@@ -214,12 +214,4 @@ export async function expireVouchersInTx(tx: Executor, ctx: BillingContext, _act
 
 export function expireVouchers(ctx: BillingContext, actor: Actor) {
   return ctx.db.transaction((tx) => expireVouchersInTx(tx, ctx, actor));
-}
-
-export async function voucherCounts(db: Executor): Promise<Record<string, number>> {
-  const rows = await queryRows<{ status: string; n: number }>(
-    db,
-    sql`select status, count(*)::int as n from vouchers group by status`,
-  );
-  return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
 }
