@@ -53,7 +53,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       max: options.maxConnections ?? 10,
       onnotice: () => {},
     });
-    const db = drizzlePostgres(client, { schema }) as unknown as Db;
+    const db = drizzlePostgres(preparingStatements(client), { schema }) as unknown as Db;
     return {
       db,
       kind: "postgres",
@@ -77,6 +77,43 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     migrate: () => migratePglite(db as never, { migrationsFolder }),
     close: () => client.close(),
   };
+}
+
+/**
+ * drizzle hands each query to postgres.js as `unsafe(text, params, { prepare: false })` unless the
+ * query was given a name. For such a query postgres.js first asks the server for the parameter
+ * types (Parse + Describe, wait, then Bind + Execute): two round trips, and the server parses and
+ * plans the text every time. Letting postgres.js prepare them keeps each statement on its
+ * connection by its text, so a repeated query is one round trip with no parse, and the server
+ * reuses its plan. The texts are few (values travel as parameters; bulk writes pass one JSON
+ * parameter), and postgres.js replaces each connection within an hour, which bounds what a
+ * connection keeps.
+ */
+function preparingStatements<T extends postgres.Sql>(client: T): T {
+  type Work = (handle: postgres.Sql) => unknown;
+  return new Proxy(client, {
+    get(target, property, receiver) {
+      const value: unknown = Reflect.get(target, property, receiver);
+      if (property === "unsafe") {
+        return (
+          text: string,
+          params?: postgres.ParameterOrJSON<never>[],
+          options?: postgres.UnsafeQueryOptions,
+        ) => target.unsafe(text, params, { ...options, prepare: true });
+      }
+      if ((property === "begin" || property === "savepoint") && typeof value === "function") {
+        // A transaction's queries run on a handle of its own: prepare those too.
+        return (...args: unknown[]) => {
+          const work = args.pop() as Work;
+          return Reflect.apply(value, target, [
+            ...args,
+            (handle: postgres.Sql) => work(preparingStatements(handle)),
+          ]);
+        };
+      }
+      return value;
+    },
+  });
 }
 
 /** Rows of a raw query, whichever driver ran it (postgres.js returns an array, PGlite `{ rows }`). */
