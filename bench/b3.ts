@@ -220,7 +220,7 @@ async function load(port: number) {
         latencies.push(took);
         if (process.env.B3_DEBUG) {
           const key = `${stranger ? "s" : "c"}:${text}`;
-          byStep[key] = [...(byStep[key] ?? []), took];
+          (byStep[key] ??= []).push(took);
         }
       }
       if (!/^(CON|END) /.test(answer)) throw new Error(`not a USSD answer: ${answer}`);

@@ -66,6 +66,11 @@ export interface PaymentRequest {
   subscriptionId?: number;
   channel: string;
   channelSessionId?: string;
+  /**
+   * Makes the request exactly-once under this key: a repeat (a retried or duplicated confirmation)
+   * records nothing and takes no prompt slot, and is answered with the intent the first one recorded.
+   */
+  idempotencyKey?: string;
 }
 
 export type RequestPaymentResult =
@@ -116,7 +121,8 @@ export async function requestPayment(
 
   // One statement, so one round trip: this runs on every USSD confirmation, which must answer fast.
   // It checks the references, takes a slot in the per-phone (then per-session) sliding window, and
-  // records the intent with its audit entry; a refused check or a full window inserts nothing.
+  // records the intent with its audit entry; a refused check, a full window or a repeated key
+  // inserts nothing.
   const now = ctx.clock.now();
   const at = now.toISOString();
   const since = new Date(now.getTime() - limits.windowMs).toISOString();
@@ -130,6 +136,7 @@ export async function requestPayment(
           updated_at = ${at}::timestamptz
       where (select count(*) from unnest(w.hits) as h where h > ${since}::timestamptz) < ${limits.promptsPerWindow}
     returning key`;
+  const key = input.idempotencyKey ?? null;
   const sub = input.subscriptionId ?? null;
   const plan = input.planId ?? null;
   const customer = input.customerId ?? null;
@@ -148,21 +155,24 @@ export async function requestPayment(
         (select active from plans where id = ${plan}::int) as plan_active,
         (select id from customers where id = ${customer}::int) as customer
     ),
+    earlier as (select id from payment_intents where idempotency_key = ${key}::text),
     valid as (
       select coalesce(${customer}::int, c.sub_customer) as customer_id from checks c
       where (${sub}::int is null or (c.sub_customer is not null and (${customer}::int is null or ${customer}::int = c.sub_customer)))
         and (${plan}::int is null or c.plan_active)
         and (${sub}::int is not null or ${customer}::int is null or c.customer is not null)
+        and not exists (select 1 from earlier)
     ),
     phone_slot as (${window(`stk-phone:${phone}`, sql`valid`)}),
     session_slot as (${sessionKey ? window(sessionKey, sql`phone_slot`) : sql`select null::text as key where false`}),
     inserted as (
       insert into payment_intents (customer_id, phone, purpose, amount_cents, plan_id, subscription_id, channel,
-        channel_session_id, status, next_send_at, created_at, updated_at)
+        channel_session_id, idempotency_key, status, next_send_at, created_at, updated_at)
       select v.customer_id, ${phone}, ${input.purpose}, ${amountCents}, ${plan}::int, ${sub}::int, ${input.channel},
-        ${input.channelSessionId ?? null}::text, 'pending', ${at}::timestamptz, ${at}::timestamptz, ${at}::timestamptz
+        ${input.channelSessionId ?? null}::text, ${key}::text, 'pending', ${at}::timestamptz, ${at}::timestamptz, ${at}::timestamptz
       from valid v
       where exists (select 1 from phone_slot) and (${sessionKey}::text is null or exists (select 1 from session_slot))
+      on conflict (idempotency_key) do nothing
       returning id
     ),
     audited as (
@@ -171,9 +181,19 @@ export async function requestPayment(
         id::text, ${details}::jsonb, ${at}::timestamptz
       from inserted
     )
-    select c.sub_customer, c.plan_active, c.customer, (select id from inserted) as id from checks c`,
+    select c.sub_customer, c.plan_active, c.customer, coalesce((select id from inserted), (select id from earlier)) as id
+    from checks c`,
   );
   if (row?.id != null) return { ok: true, intentId: Number(row.id) };
+  if (key !== null) {
+    // A concurrent repeat waited for the first one's commit and inserted nothing; the statement's
+    // snapshot predates that commit, so look again.
+    const [first] = await queryRows<{ id: number }>(
+      ctx.db,
+      sql`select id from payment_intents where idempotency_key = ${key}::text`,
+    );
+    if (first) return { ok: true, intentId: Number(first.id) };
+  }
   if (sub !== null) {
     if (row?.sub_customer == null) return invalid("That subscription does not exist.");
     if (customer !== null && customer !== Number(row.sub_customer))

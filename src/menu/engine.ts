@@ -55,8 +55,19 @@ export type Choice =
 export type Reaction =
   | { kind: "push"; screen: string; params?: Record<string, string | number> }
   | { kind: "hint"; hint: MenuHint }
-  /** A confirmed action. It runs only when its confirm is the newest input, and once per session step. */
-  | { kind: "effect"; run: () => Promise<Outcome> };
+  /**
+   * A confirmed action. It runs only when its confirm is the newest input, and once per session
+   * step: the engine claims the step before running it and records where it led.
+   */
+  | { kind: "effect"; run: () => Promise<Outcome> }
+  /**
+   * A confirmed action whose use-case is exactly-once by itself under `key` (a unique key in the
+   * database: a repeat changes nothing more), so the engine neither claims nor records the step and
+   * the confirmation costs the use-case's own statement only. It runs only when its confirm is the
+   * newest input. Met again in the history, it is not run: `replay` is where it led, and without
+   * one the conversation had ended there.
+   */
+  | { kind: "keyedEffect"; run: (key: string) => Promise<Outcome>; replay?: Outcome & { next: "home" } };
 
 export interface Screen {
   body(ctx: MenuContext, frame: Frame): Promise<ScreenBody>;
@@ -173,6 +184,8 @@ export interface MenuRun {
   cache?: SessionCache;
   /** Told when a confirmed action failed (the person sees a short apology). */
   onError?: (error: unknown, step: number) => void;
+  /** Told just before a confirmed action runs (what was read about the person may change). */
+  onAct?: (step: number) => void;
 }
 
 /**
@@ -266,16 +279,23 @@ export async function runMenu(
     }
 
     const step = i + 1;
+    const act = async (work: () => Promise<Outcome>): Promise<Outcome> => {
+      run.onAct?.(step);
+      try {
+        return await work();
+      } catch (error) {
+        run.onError?.(error, step);
+        return { next: "end", key: "menu.error.generic", params: {} };
+      }
+    };
     let outcome: Outcome | "pending" | undefined;
-    if (isLast) {
+    if (reaction.kind === "keyedEffect") {
+      const { run: work, replay } = reaction;
+      outcome = isLast ? await act(() => work(`${ctx.session.id}#${step}`)) : replay;
+    } else if (isLast) {
       const claim = await services.claimEffect(ctx.session, ctx.user, step);
       if (claim === "claimed") {
-        try {
-          outcome = await reaction.run();
-        } catch (error) {
-          run.onError?.(error, step);
-          outcome = { next: "end", key: "menu.error.generic", params: {} };
-        }
+        outcome = await act(reaction.run);
         await services.recordEffect(ctx.session, step, outcome);
       } else {
         outcome = claim;
@@ -285,8 +305,8 @@ export async function runMenu(
       outcome = run.recorded?.[String(step)];
       if (outcome === undefined || outcome === "pending")
         outcome = await services.recordedOutcome(ctx.session, step);
-      if (outcome === undefined) return endWith(ctx, "menu.error.bad", "unconfirmed");
     }
+    if (outcome === undefined) return endWith(ctx, "menu.error.bad", "unconfirmed");
     if (outcome === "pending") return endWith(ctx, "menu.error.busy", "pending");
     if (outcome.next === "end") return outcomeView(ctx, outcome);
     stack = [stack[0]!];

@@ -47,18 +47,23 @@ function refusalOutcome(refusal: Refusal): Outcome {
   return finish("menu.error.payment");
 }
 
-/** Pays by STK push from the dialling phone; the result arrives later by SMS. */
-async function pay(
-  ctx: MenuContext,
-  amountCents: number,
-  sent: MessageKey = "menu.pay.sent",
-): Promise<Outcome> {
-  const result = await ctx.services.requestPayment(ctx.user, ctx.session, {
-    purpose: "balance",
-    amountCents,
-  });
-  if (!result.ok) return refusalOutcome(result);
-  return finish(sent, { amountCents: toWholeShillingsUp(amountCents) * 100 });
+/**
+ * Pays by STK push from the dialling phone; the result arrives later by SMS. The payment intent is
+ * recorded once per confirmation key, so the confirmation needs no separate claim.
+ */
+function pay(ctx: MenuContext, amountCents: number): Reaction {
+  return {
+    kind: "keyedEffect",
+    run: async (idempotencyKey) => {
+      const result = await ctx.services.requestPayment(ctx.user, ctx.session, {
+        purpose: "balance",
+        amountCents,
+        idempotencyKey,
+      });
+      if (!result.ok) return refusalOutcome(result);
+      return finish("menu.pay.sent", { amountCents: toWholeShillingsUp(amountCents) * 100 });
+    },
+  };
 }
 
 const home: Screen = {
@@ -136,7 +141,7 @@ const payScreen: Screen = {
     const a = await account(ctx);
     if (choice.kind === "option" && choice.key === "1" && a.amountDueCents > 0) {
       // The option names the amount and the payer: choosing it is the confirmation.
-      return { kind: "effect", run: () => pay(ctx, a.amountDueCents) };
+      return pay(ctx, a.amountDueCents);
     }
     return push("payAmount");
   },
@@ -186,7 +191,7 @@ const payConfirm: Screen = {
     };
   },
   async choose(ctx, frame) {
-    return { kind: "effect", run: () => pay(ctx, Number(frame.params.amountCents)) };
+    return pay(ctx, Number(frame.params.amountCents));
   },
 };
 
@@ -229,12 +234,13 @@ const voucherConfirm: Screen = {
   async choose(ctx, frame) {
     const plan = (await chosenPlan(ctx, frame, "hotspot"))!;
     return {
-      kind: "effect",
-      run: async () => {
+      kind: "keyedEffect",
+      run: async (idempotencyKey) => {
         const result = await ctx.services.requestPayment(ctx.user, ctx.session, {
           purpose: "voucher",
           amountCents: plan.priceCents,
           planId: plan.id,
+          idempotencyKey,
         });
         if (!result.ok) return refusalOutcome(result);
         return finish("menu.voucher.sent", { amountCents: toWholeShillingsUp(plan.priceCents) * 100 });
@@ -361,13 +367,16 @@ const languageConfirm: Screen = {
   },
   async choose(ctx, frame) {
     const chosen = frame.params.language as Language;
+    const saved = { next: "home", notice: "menu.language.saved" } as const;
+    // Setting a language twice changes nothing more, so the step needs no claim.
     return {
-      kind: "effect",
+      kind: "keyedEffect",
       run: async () => {
         await ctx.services.setLanguage(ctx.user, ctx.session, chosen);
         ctx.language = chosen;
-        return { next: "home", notice: "menu.language.saved" };
+        return saved;
       },
+      replay: saved,
     };
   },
 };

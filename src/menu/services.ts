@@ -169,6 +169,7 @@ export function createMenuServices(ctx: BillingContext, options: MenuServiceOpti
         ...(user.customer ? { customerId: user.customer.id } : {}),
         ...(request.planId !== undefined ? { planId: request.planId } : {}),
         ...(request.subscriptionId !== undefined ? { subscriptionId: request.subscriptionId } : {}),
+        ...(request.idempotencyKey !== undefined ? { idempotencyKey: request.idempotencyKey } : {}),
         channel: session.channel,
         channelSessionId: session.id,
       });

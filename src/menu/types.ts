@@ -69,7 +69,14 @@ export interface MenuServices {
   requestPayment(
     user: MenuUser,
     session: MenuSession,
-    request: { purpose: IntentPurpose; amountCents: number; planId?: number; subscriptionId?: number },
+    request: {
+      purpose: IntentPurpose;
+      amountCents: number;
+      planId?: number;
+      subscriptionId?: number;
+      /** A repeat under the same key records nothing new and gets the first answer. */
+      idempotencyKey?: string;
+    },
   ): Promise<{ ok: true; intentId: number } | Refusal>;
   changePlan(
     user: MenuUser,

@@ -92,14 +92,6 @@ export function createUssdRoutes(deps: UssdDeps): Hono {
       if (user.phone !== phone) return c.text(apology("menu.error.bad"));
       language = user.language;
       let acted = false;
-      const services: MenuServices = {
-        ...deps.services,
-        claimEffect(...args) {
-          acted = true;
-          cache.delete(userKey);
-          return deps.services.claimEffect(...args);
-        },
-      };
       const view = await runMenu(
         {
           user,
@@ -108,9 +100,13 @@ export function createUssdRoutes(deps: UssdDeps): Hono {
           recorded,
           cache,
           onError: (error, step) => deps.logger.error({ err: error, sessionId, step }, "USSD action failed"),
+          onAct: () => {
+            acted = true;
+            cache.delete(userKey);
+          },
         },
         screens,
-        services,
+        deps.services,
         deps.settings,
       );
       if (acted) cache.delete(userKey);

@@ -1,10 +1,10 @@
-import { eq } from "drizzle-orm";
+import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type BillingContext, defaultBillingSettings } from "../../src/billing/context.ts";
 import { normalizeKenyanPhone, requestPayment } from "../../src/billing/payment-intents.ts";
 import { FakeClock, MINUTE } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
-import { customers, paymentIntents, plans } from "../../src/db/schema/index.ts";
+import { auditLog, customers, paymentIntents, plans } from "../../src/db/schema/index.ts";
 import { createTestDatabase, onRealPostgres } from "../support/db.ts";
 
 const actor = { kind: "subscriber" as const, id: "+254712000001", channel: "ussd" };
@@ -102,6 +102,43 @@ describe("requestPayment", () => {
     expect(results.map((r) => r.ok)).toEqual([true, true, true, false]);
   });
 
+  it("records a repeated key once, answers it with the first intent and takes no prompt slot for it", async () => {
+    clock.advance(10 * MINUTE);
+    const ask = (idempotencyKey: string) =>
+      requestPayment(ctx, actor, {
+        phone: "+254766000001",
+        purpose: "balance",
+        amountCents: 30_00,
+        customerId,
+        channel: "ussd",
+        channelSessionId: `s-${idempotencyKey}`,
+        idempotencyKey,
+      });
+    const first = await ask("ussd:k1#2");
+    const again = await ask("ussd:k1#2");
+    const third = await ask("ussd:k1#2");
+    expect(first.ok && again.ok && third.ok).toBe(true);
+    if (!first.ok || !again.ok || !third.ok) return;
+    expect(again.intentId).toBe(first.intentId);
+    expect(third.intentId).toBe(first.intentId);
+    const rows = await database.db
+      .select()
+      .from(paymentIntents)
+      .where(eq(paymentIntents.phone, "+254766000001"));
+    expect(rows).toHaveLength(1);
+    const audits = await database.db
+      .select()
+      .from(auditLog)
+      .where(
+        and(eq(auditLog.action, "payment_intent.requested"), eq(auditLog.entityId, String(first.intentId))),
+      );
+    expect(audits).toHaveLength(1);
+    // Three prompts per phone in the window: the repeats used none, so two new requests still pass.
+    expect((await ask("ussd:k2#2")).ok).toBe(true);
+    expect((await ask("ussd:k3#2")).ok).toBe(true);
+    expect(await ask("ussd:k4#2")).toMatchObject({ ok: false, reason: "rate_limited" });
+  });
+
   it("refuses amounts outside the purpose's bounds and incomplete requests", async () => {
     const big = await requestPayment(ctx, actor, {
       phone: "+254744000001",
@@ -161,5 +198,31 @@ describe.runIf(onRealPostgres())("requestPayment under concurrency", () => {
       ),
     );
     expect(results.filter((r) => r.ok)).toHaveLength(3);
+  });
+
+  it("records one intent for eight simultaneous copies of one key, and tells each copy its id", async () => {
+    const ctx = { db: database.db, clock: new FakeClock(), settings: defaultBillingSettings };
+    const [c] = await database.db
+      .insert(customers)
+      .values({ accountNumber: "R2", phone: "+254755000002", name: "Copies" })
+      .returning();
+    const results = await Promise.all(
+      Array.from({ length: 8 }, () =>
+        requestPayment(ctx, actor, {
+          phone: "+254755000002",
+          purpose: "balance",
+          amountCents: 100_00,
+          customerId: c!.id,
+          channel: "ussd",
+          idempotencyKey: "ussd:copies#1",
+        }),
+      ),
+    );
+    const rows = await database.db
+      .select()
+      .from(paymentIntents)
+      .where(eq(paymentIntents.phone, "+254755000002"));
+    expect(rows).toHaveLength(1);
+    expect(results.map((r) => (r.ok ? r.intentId : r.reason))).toEqual(Array(8).fill(rows[0]!.id));
   });
 });

@@ -331,11 +331,11 @@ describe("a confirmation acts once", () => {
     const answers = await Promise.all(
       Array.from({ length: 5 }, () => world.dial(customer.phone, sessionId)("2*1")),
     );
-    for (const answer of answers) expect(answer).toMatch(/^END /);
-    expect(answers.filter((a) => a.startsWith("END Enter your M-Pesa PIN"))).not.toHaveLength(0);
+    // Every copy is told what the first one did: the prompt is on its way.
+    for (const answer of answers) expect(answer).toMatch(/^END Enter your M-Pesa PIN/);
     expect(await intentsOf(customer.phone)).toHaveLength(1);
-    // A later request with more input after the confirmation does not act again either.
-    expect(await ussd("2*1*1")).toMatch(/^END Enter your M-Pesa PIN/);
+    // Input after the session ended (no real gateway sends it) does not act again either.
+    expect(await ussd("2*1*1")).toMatch(/^END /);
     expect(await intentsOf(customer.phone)).toHaveLength(1);
   });
 });

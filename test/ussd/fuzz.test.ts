@@ -27,7 +27,14 @@ beforeAll(async () => {
   const { ctx } = billingContext(database.db, clock);
   world = await startUssdWorld(ctx, database.db);
   // What the screen before the newest input was, worked out without acting on anything.
-  readOnly = { ...createMenuServices(ctx), claimEffect: async () => "pending", recordEffect: async () => {} };
+  readOnly = {
+    ...createMenuServices(ctx),
+    claimEffect: async () => "pending",
+    recordEffect: async () => {},
+    requestPayment: async () => ({ ok: false, reason: "rate_limited", message: "read only" }),
+    setLanguage: async () => {},
+    changePlan: async () => ({ ok: false, reason: "read_only", message: "read only" }),
+  };
   const small = await createPlan(database.db, { name: "Small", priceCents: 100_000 });
   await createPlan(database.db, { name: "Large", priceCents: 300_000 });
   await createPlan(database.db, {

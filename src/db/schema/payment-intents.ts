@@ -24,6 +24,8 @@ export const paymentIntents = pgTable(
     subscriptionId: integer("subscription_id").references(() => subscriptions.id),
     channel: text("channel").notNull(),
     channelSessionId: text("channel_session_id"),
+    /** The caller's name for this request (a menu confirmation: session and step); a repeat records nothing new. */
+    idempotencyKey: text("idempotency_key"),
     status: text("status", { enum: intentStatuses }).notNull().default("pending"),
     merchantRequestId: text("merchant_request_id"),
     checkoutRequestId: text("checkout_request_id"),
@@ -45,6 +47,7 @@ export const paymentIntents = pgTable(
   },
   (t) => [
     uniqueIndex("payment_intents_checkout_uq").on(t.checkoutRequestId),
+    uniqueIndex("payment_intents_idempotency_uq").on(t.idempotencyKey),
     index("payment_intents_phone_idx").on(t.phone, t.createdAt),
     index("payment_intents_pending_idx").on(t.status, t.createdAt),
     index("payment_intents_session_idx").on(t.channel, t.channelSessionId, t.createdAt),
