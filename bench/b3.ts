@@ -36,7 +36,7 @@ const DURATION_MS = 15_000;
 const WARMUP_MS = 2_000;
 /**
  * App processes sharing the port (`B3_APP_PROCESSES`, default 1) and their connections in all
- * (`B3_POOL`, default 20).
+ * (`B3_POOL`, default 20). `B3_PROF=1` writes a CPU profile of each app process to /tmp/prof.
  */
 const APP_PROCESSES = Number(process.env.B3_APP_PROCESSES ?? 1);
 
@@ -103,7 +103,10 @@ export default async function run(databaseUrl: string) {
   appUrl.pathname = `/${name}`;
 
   // The app runs in APP_PROCESSES processes sharing the port (node:cluster), each with its own pool.
-  cluster.setupPrimary({ exec: fileURLToPath(import.meta.url), execArgv: ["--import", "tsx"] });
+  cluster.setupPrimary({
+    exec: fileURLToPath(import.meta.url),
+    execArgv: ["--import", "tsx", ...(process.env.B3_PROF ? ["--cpu-prof", "--cpu-prof-dir=/tmp/prof"] : [])],
+  });
   const apps = Array.from({ length: APP_PROCESSES }, () =>
     cluster.fork({ B3_APP_DATABASE_URL: appUrl.toString() }),
   );
@@ -220,7 +223,9 @@ async function load(port: number) {
         latencies.push(took);
         if (process.env.B3_DEBUG) {
           const key = `${stranger ? "s" : "c"}:${text}`;
-          (byStep[key] ??= []).push(took);
+          const seen = byStep[key] ?? [];
+          seen.push(took);
+          byStep[key] = seen;
         }
       }
       if (!/^(CON|END) /.test(answer)) throw new Error(`not a USSD answer: ${answer}`);
