@@ -1,5 +1,6 @@
 import { eq, sql } from "drizzle-orm";
 import type { Executor } from "../db/client.ts";
+import { builtOncePerHandle } from "../db/prepared.ts";
 import { customers, plans, subscriptions } from "../db/schema/index.ts";
 
 export type Customer = typeof customers.$inferSelect;
@@ -49,16 +50,8 @@ export interface AccountSummary {
 const epochMs = (value: unknown): Date | null =>
   value === null || value === undefined ? null : new Date(Number(value));
 
-/**
- * Everything a subscriber asks about their account, in one statement: it backs the USSD and chat
- * "my account" screens, which must answer within a few milliseconds under load.
- */
-export async function getAccountSummary(
-  db: Executor,
-  customerId: number,
-  _now: Date,
-): Promise<AccountSummary> {
-  const [row] = await db
+const accountSummaryQuery = builtOncePerHandle((db) =>
+  db
     .select({
       customer: customers,
       subscription: subscriptions,
@@ -82,7 +75,20 @@ export async function getAccountSummary(
       ),
     )
     .leftJoin(plans, eq(plans.id, subscriptions.planId))
-    .where(eq(customers.id, customerId));
+    .where(eq(customers.id, sql.placeholder("customerId")))
+    .prepare("account_summary"),
+);
+
+/**
+ * Everything a subscriber asks about their account, in one statement: it backs the USSD and chat
+ * "my account" screens, which must answer within a few milliseconds under load.
+ */
+export async function getAccountSummary(
+  db: Executor,
+  customerId: number,
+  _now: Date,
+): Promise<AccountSummary> {
+  const [row] = await accountSummaryQuery(db).execute({ customerId });
   if (!row) throw new Error(`customer ${customerId} not found`);
   const balanceCents = Number(row.balance);
   const amountDueCents = Math.max(0, -balanceCents);

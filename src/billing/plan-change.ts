@@ -1,7 +1,9 @@
-import { and, eq } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
+import { alias } from "drizzle-orm/pg-core";
 import type { Executor } from "../db/client.ts";
+import { builtOncePerHandle } from "../db/prepared.ts";
 import { customers, invoiceLines, invoices, plans, subscriptions } from "../db/schema/index.ts";
-import type { Plan } from "./accounts.ts";
+import type { Plan, Subscription } from "./accounts.ts";
 import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { balanceOf, oneCustomer, postLedgerEntry, settleOpenInvoices } from "./ledger.ts";
@@ -21,23 +23,42 @@ export interface PlanChangeQuote {
   toPlan: Plan;
 }
 
-async function loadForChange(db: Executor, subscriptionId: number, planId: number, lock: boolean) {
-  const base = db
-    .select({ subscription: subscriptions, plan: plans })
+const toPlans = alias(plans, "to_plan");
+
+/** The subscription, its plan and the plan asked for, read together (the quote also reads the balance). */
+const changeSelection = {
+  subscription: subscriptions,
+  plan: plans,
+  toPlan: toPlans,
+};
+
+const quoteQuery = builtOncePerHandle((db) =>
+  db
+    .select({
+      ...changeSelection,
+      balance: sql<string>`(select coalesce(sum(l.amount_cents), 0)::text from ledger_entries l where l.customer_id = ${subscriptions.customerId})`,
+    })
     .from(subscriptions)
     .innerJoin(plans, eq(plans.id, subscriptions.planId))
-    .where(eq(subscriptions.id, subscriptionId));
-  const [current] = lock ? await base.for("update", { of: subscriptions }) : await base;
-  if (!current) throw new BillingError("unknown_subscription", `No subscription ${subscriptionId}.`);
-  const [toPlan] = await db.select().from(plans).where(eq(plans.id, planId));
+    .leftJoin(toPlans, eq(toPlans.id, sql.placeholder("planId")))
+    .where(eq(subscriptions.id, sql.placeholder("subscriptionId")))
+    .prepare("plan_change_quote"),
+);
+
+function checkChange<T extends { subscription: Subscription; plan: Plan; toPlan: Plan | null }>(
+  subscriptionId: number,
+  found: T | undefined,
+): T & { toPlan: Plan } {
+  if (!found) throw new BillingError("unknown_subscription", `No subscription ${subscriptionId}.`);
+  const { toPlan } = found;
   if (!toPlan?.active) throw new BillingError("unknown_plan", "That plan does not exist or is retired.");
-  if (toPlan.kind !== current.plan.kind) {
+  if (toPlan.kind !== found.plan.kind) {
     throw new BillingError("wrong_kind", "You can only move to a plan of the same kind.");
   }
-  if (current.subscription.status !== "active") {
+  if (found.subscription.status !== "active") {
     throw new BillingError("not_active", "Plans can be changed on an active subscription only.");
   }
-  return { ...current, toPlan };
+  return { ...found, toPlan };
 }
 
 function quoteFrom(
@@ -104,9 +125,13 @@ export async function quotePlanChange(
   ctx: BillingContext,
   input: { subscriptionId: number; planId: number },
 ): Promise<PlanChangeQuote> {
-  const { subscription, plan, toPlan } = await loadForChange(db, input.subscriptionId, input.planId, false);
-  const balance = await balanceOf(db, subscription.customerId);
-  return quoteFrom(ctx, subscription, plan, toPlan, balance, ctx.clock.now());
+  // One statement: the menu shows this quote while the subscriber waits.
+  const [found] = await quoteQuery(db).execute({
+    subscriptionId: input.subscriptionId,
+    planId: input.planId,
+  });
+  const { subscription, plan, toPlan, balance } = checkChange(input.subscriptionId, found);
+  return quoteFrom(ctx, subscription, plan, toPlan, Number(balance), ctx.clock.now());
 }
 
 /**
@@ -122,7 +147,15 @@ export async function changePlanInTx(
   input: { subscriptionId: number; planId: number },
 ): Promise<PlanChangeQuote> {
   const now = ctx.clock.now();
-  const { subscription, plan, toPlan } = await loadForChange(tx, input.subscriptionId, input.planId, true);
+  const [locked] = await tx
+    .select(changeSelection)
+    .from(subscriptions)
+    .innerJoin(plans, eq(plans.id, subscriptions.planId))
+    .leftJoin(toPlans, eq(toPlans.id, input.planId))
+    .where(eq(subscriptions.id, input.subscriptionId))
+    .for("update", { of: subscriptions });
+  const { subscription, plan, toPlan } = checkChange(input.subscriptionId, locked);
+  // Read after the lock, in a statement of its own, so a payment that committed meanwhile counts.
   const balance = await balanceOf(tx, subscription.customerId);
   const quote = quoteFrom(ctx, subscription, plan, toPlan, balance, now);
   if (quote.kind === "same") throw new BillingError("same_plan", "You are already on that plan.");
