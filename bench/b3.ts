@@ -157,7 +157,9 @@ export default async function run(databaseUrl: string) {
 
 /** The load: SESSIONS_AT_ONCE phones, each dialling session after session until the time is up. */
 async function load(port: number) {
-  const agent = new Agent({ keepAlive: true, maxSockets: SESSIONS_AT_ONCE });
+  // Idle sockets are dropped before the server's 5 s keep-alive timeout, so no request is sent
+  // on a socket the server is closing at that moment (ECONNRESET).
+  const agent = new Agent({ keepAlive: true, maxSockets: SESSIONS_AT_ONCE, timeout: 4_000 });
 
   const post = (body: string) =>
     new Promise<string>((resolve, reject) => {
