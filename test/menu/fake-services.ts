@@ -38,7 +38,9 @@ export function fakeServices(world: FakeWorld): FakeServices {
       return quote(planId);
     },
     async requestPayment(_user, _session, request) {
-      actions.push(`pay:${request.purpose}:${request.amountCents}:${request.planId ?? ""}`);
+      actions.push(
+        `pay:${request.purpose}:${request.amountCents}:${request.planId ?? ""}:${request.idempotencyKey ?? ""}`,
+      );
       return world.refusePayment ?? { ok: true, intentId: actions.length };
     },
     async changePlan(_user, _session, _subscriptionId, planId) {
