@@ -7,7 +7,7 @@
 
 import { fork } from "node:child_process";
 import cluster from "node:cluster";
-import { Agent, request } from "node:http";
+import { connect, type Socket } from "node:net";
 import { fileURLToPath } from "node:url";
 import { serve } from "@hono/node-server";
 import { sql } from "drizzle-orm";
@@ -32,6 +32,8 @@ const SESSIONS_AT_ONCE = 100;
  */
 const PACE_MS = Number(process.env.B3_PACE_MS ?? 60);
 const CUSTOMERS = 400;
+/** `B3_DEBUG=1` also shows when answers slower than this came. */
+const SLOW_MS = 35;
 const DURATION_MS = 15_000;
 const WARMUP_MS = 2_000;
 /**
@@ -155,49 +157,92 @@ export default async function run(databaseUrl: string) {
   }
 }
 
+/**
+ * One simulated phone's keep-alive HTTP/1.1 connection to the app, one request at a time. A bare
+ * client on purpose: the phones share two cores with the app and PostgreSQL, and node:http (or
+ * undici) spent a quarter of a core on them, which the app's latency then paid for.
+ */
+class Phone {
+  private socket: Socket | null = null;
+  private received = "";
+  private waiting: { resolve: (text: string) => void; reject: (error: Error) => void } | null = null;
+
+  constructor(private readonly port: number) {}
+
+  post(body: string): Promise<string> {
+    if (this.waiting) return Promise.reject(new Error("one request at a time"));
+    const socket = this.connected();
+    return new Promise((resolve, reject) => {
+      this.waiting = { resolve, reject };
+      socket.write(
+        `POST /ussd HTTP/1.1\r\nHost: 127.0.0.1:${this.port}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+    });
+  }
+
+  close(): void {
+    this.socket?.destroy();
+  }
+
+  private connected(): Socket {
+    if (this.socket && !this.socket.destroyed) return this.socket;
+    const socket = connect({ host: "127.0.0.1", port: this.port, noDelay: true });
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk: string) => {
+      this.received += chunk;
+      this.answer();
+    });
+    const fail = (error: Error) => {
+      this.socket = null;
+      this.received = "";
+      const waiting = this.waiting;
+      this.waiting = null;
+      waiting?.reject(error);
+    };
+    socket.on("error", fail);
+    socket.on("close", () => fail(new Error("connection closed")));
+    this.socket = socket;
+    return socket;
+  }
+
+  /** Hands over a complete response (the app's answers are short ASCII with a Content-Length). */
+  private answer(): void {
+    const headEnd = this.received.indexOf("\r\n\r\n");
+    if (headEnd < 0 || !this.waiting) return;
+    const head = this.received.slice(0, headEnd);
+    const length = /\r\ncontent-length: *(\d+)/i.exec(head);
+    if (!length) {
+      this.waiting.reject(new Error(`no Content-Length in ${head}`));
+      return;
+    }
+    const end = headEnd + 4 + Number(length[1]);
+    if (this.received.length < end) return;
+    const text = this.received.slice(headEnd + 4, end);
+    this.received = this.received.slice(end);
+    const { resolve, reject } = this.waiting;
+    this.waiting = null;
+    const status = head.slice(9, 12);
+    if (status === "200") resolve(text);
+    else reject(new Error(`${status}: ${text}`));
+  }
+}
+
 /** The load: SESSIONS_AT_ONCE phones, each dialling session after session until the time is up. */
 async function load(port: number) {
-  // Idle sockets are dropped before the server's 5 s keep-alive timeout, so no request is sent
-  // on a socket the server is closing at that moment (ECONNRESET).
-  const agent = new Agent({ keepAlive: true, maxSockets: SESSIONS_AT_ONCE, timeout: 4_000 });
-
-  const post = (body: string) =>
-    new Promise<string>((resolve, reject) => {
-      const req = request(
-        {
-          host: "127.0.0.1",
-          port,
-          path: "/ussd",
-          method: "POST",
-          agent,
-          headers: {
-            "content-type": "application/x-www-form-urlencoded",
-            "content-length": Buffer.byteLength(body),
-          },
-        },
-        (res) => {
-          let text = "";
-          res.setEncoding("utf8");
-          res.on("data", (chunk) => {
-            text += chunk;
-          });
-          res.on("end", () =>
-            res.statusCode === 200 ? resolve(text) : reject(new Error(`${res.statusCode}: ${text}`)),
-          );
-        },
-      );
-      req.on("error", reject);
-      req.end(body);
-    });
-
+  const phones = Array.from({ length: SESSIONS_AT_ONCE }, () => new Phone(port));
   const latencies: number[] = [];
   const byStep: Record<string, number[]> = {};
+  // Slow answers per tenth of a second since the load began: bunched together they are a stall
+  // (a collection, a checkpoint), spread out they are a slow machine.
+  const slowAt: Record<number, number> = {};
+  const loadStarted = performance.now();
   let recording = false;
   let sessionNo = 0;
   let ended = 0;
   let strangerNo = 0;
 
   async function session(worker: number) {
+    const handset = phones[worker]!;
     const id = ++sessionNo;
     const stranger = id % 4 === 0;
     const phone = stranger
@@ -219,7 +264,7 @@ async function load(port: number) {
         networkCode: "63902",
       }).toString();
       const started = Math.min(due, performance.now());
-      const answer = await post(body);
+      const answer = await handset.post(body);
       if (recording) {
         const took = performance.now() - started;
         latencies.push(took);
@@ -228,6 +273,10 @@ async function load(port: number) {
           const seen = byStep[key] ?? [];
           seen.push(took);
           byStep[key] = seen;
+          if (took > SLOW_MS) {
+            const tenth = Math.floor((performance.now() - loadStarted) / 100);
+            slowAt[tenth] = (slowAt[tenth] ?? 0) + 1;
+          }
         }
       }
       if (!/^(CON|END) /.test(answer)) throw new Error(`not a USSD answer: ${answer}`);
@@ -251,12 +300,14 @@ async function load(port: number) {
   const started = performance.now();
   await drive(started + DURATION_MS);
   const elapsed = performance.now() - started;
-  agent.destroy();
+  for (const phone of phones) phone.close();
   if (process.env.B3_DEBUG)
     for (const [k, v] of Object.entries(byStep)) {
       v.sort((a, b) => a - b);
       console.error(k.padEnd(24), v.length, round(percentile(v, 50)), round(percentile(v, 99)));
     }
+  if (process.env.B3_DEBUG)
+    console.error(`over ${SLOW_MS} ms, by 100 ms since start:`, JSON.stringify(slowAt));
   return { latencies, elapsed, sessions: sessionNo, ended };
 }
 
