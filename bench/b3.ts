@@ -189,10 +189,13 @@ class Phone {
     const socket = connect({ host: "127.0.0.1", port: this.port, noDelay: true });
     socket.setEncoding("utf8");
     socket.on("data", (chunk: string) => {
+      if (this.socket !== socket) return;
       this.received += chunk;
       this.answer();
     });
     const fail = (error: Error) => {
+      // A connection dropped while idle may report it after the next one took its place.
+      if (this.socket !== socket) return;
       this.socket = null;
       this.received = "";
       const waiting = this.waiting;
@@ -201,6 +204,11 @@ class Phone {
     };
     socket.on("error", fail);
     socket.on("close", () => fail(new Error("connection closed")));
+    // Closed when idle before the server's 5 s keep-alive timeout, so no request is ever written to
+    // a connection the server is closing at that moment.
+    socket.setTimeout(4_000, () => {
+      if (!this.waiting) socket.destroy();
+    });
     this.socket = socket;
     return socket;
   }
@@ -236,7 +244,10 @@ async function load(port: number) {
   // (a collection, a checkpoint), spread out they are a slow machine.
   const slowAt: Record<number, number> = {};
   const loadStarted = performance.now();
-  let recording = false;
+  // One continuous load: answers to inputs due in the measured window count, so the warm-up's end
+  // is no barrier that would line all phones up into one burst.
+  const measureFrom = loadStarted + WARMUP_MS;
+  const measureUntil = measureFrom + DURATION_MS;
   let sessionNo = 0;
   let ended = 0;
   let strangerNo = 0;
@@ -265,7 +276,7 @@ async function load(port: number) {
       }).toString();
       const started = Math.min(due, performance.now());
       const answer = await handset.post(body);
-      if (recording) {
+      if (due >= measureFrom && due < measureUntil) {
         const took = performance.now() - started;
         latencies.push(took);
         if (process.env.B3_DEBUG) {
@@ -287,19 +298,14 @@ async function load(port: number) {
     }
   }
 
-  async function drive(until: number) {
-    await Promise.all(
-      Array.from({ length: SESSIONS_AT_ONCE }, async (_, worker) => {
-        while (performance.now() < until) await session(worker);
-      }),
-    );
-  }
-
-  await drive(performance.now() + WARMUP_MS);
-  recording = true;
-  const started = performance.now();
-  await drive(started + DURATION_MS);
-  const elapsed = performance.now() - started;
+  await Promise.all(
+    phones.map(async (_, worker) => {
+      // Phones do not dial in step: each starts at its own point of the beat.
+      await new Promise((r) => setTimeout(r, (worker * PACE_MS) / SESSIONS_AT_ONCE));
+      while (performance.now() < measureUntil) await session(worker);
+    }),
+  );
+  const elapsed = DURATION_MS;
   for (const phone of phones) phone.close();
   if (process.env.B3_DEBUG)
     for (const [k, v] of Object.entries(byStep)) {

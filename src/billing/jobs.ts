@@ -1,6 +1,7 @@
 import type { Executor } from "../db/client.ts";
 import { type BillingContext, systemActor } from "./context.ts";
 import { sendRemindersInTx, suspendOverdueInTx } from "./dunning.ts";
+import { purgeIdempotencyKeys } from "./idempotency.ts";
 import { issueRecurringInvoicesInTx } from "./invoicing.ts";
 import { expireVouchersInTx } from "./vouchers.ts";
 
@@ -31,5 +32,10 @@ export const billingJobs: BillingJob[] = [
     name: "voucher-expiry",
     schedule: "*/5 * * * *",
     run: (tx, ctx) => expireVouchersInTx(tx, ctx, systemActor("voucher-expiry")),
+  },
+  {
+    name: "idempotency-keys-purge",
+    schedule: "23 * * * *",
+    run: (tx, ctx) => purgeIdempotencyKeys(tx, ctx.clock.now()),
   },
 ];

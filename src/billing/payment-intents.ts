@@ -11,6 +11,7 @@ import {
 import { normalizePhone } from "../lib/phone.ts";
 import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
+import { onceUnderKey } from "./idempotency.ts";
 import { formatKes, toWholeShillingsUp } from "./money.ts";
 import { enqueueMessage } from "./outbox.ts";
 import {
@@ -137,6 +138,7 @@ export async function requestPayment(
       where (select count(*) from unnest(w.hits) as h where h > ${since}::timestamptz) < ${limits.promptsPerWindow}
     returning key`;
   const key = input.idempotencyKey ?? null;
+  const once = onceUnderKey(key, at);
   const sub = input.subscriptionId ?? null;
   const plan = input.planId ?? null;
   const customer = input.customerId ?? null;
@@ -146,21 +148,28 @@ export async function requestPayment(
     plan_active: boolean | null;
     customer: number | null;
     id: number | null;
+    first: boolean;
+    earlier_id: number | null;
+    earlier_purpose: IntentPurpose | null;
+    earlier_amount_cents: number | string | null;
+    earlier_phone: string | null;
   }>(
     ctx.db,
     sql`
-    with checks as (
+    with claim as (${once.claim}),
+    checks as (
       select
         (select customer_id from subscriptions where id = ${sub}::int) as sub_customer,
         (select active from plans where id = ${plan}::int) as plan_active,
         (select id from customers where id = ${customer}::int) as customer
     ),
-    earlier as (select id from payment_intents where idempotency_key = ${key}::text),
+    earlier as (select id, purpose, amount_cents, phone from payment_intents where idempotency_key = ${key}::text),
     valid as (
       select coalesce(${customer}::int, c.sub_customer) as customer_id from checks c
       where (${sub}::int is null or (c.sub_customer is not null and (${customer}::int is null or ${customer}::int = c.sub_customer)))
         and (${plan}::int is null or c.plan_active)
         and (${sub}::int is not null or ${customer}::int is null or c.customer is not null)
+        and ${once.first(sql`claim`)}
         and not exists (select 1 from earlier)
     ),
     phone_slot as (${window(`stk-phone:${phone}`, sql`valid`)}),
@@ -181,18 +190,42 @@ export async function requestPayment(
         id::text, ${details}::jsonb, ${at}::timestamptz
       from inserted
     )
-    select c.sub_customer, c.plan_active, c.customer, coalesce((select id from inserted), (select id from earlier)) as id
-    from checks c`,
+    select c.sub_customer, c.plan_active, c.customer, (select id from inserted) as id, ${once.first(sql`claim`)} as first,
+      e.id as earlier_id, e.purpose as earlier_purpose, e.amount_cents as earlier_amount_cents, e.phone as earlier_phone
+    from checks c left join earlier e on true`,
   );
   if (row?.id != null) return { ok: true, intentId: Number(row.id) };
-  if (key !== null) {
-    // A concurrent repeat waited for the first one's commit and inserted nothing; the statement's
-    // snapshot predates that commit, so look again.
-    const [first] = await queryRows<{ id: number }>(
-      ctx.db,
-      sql`select id from payment_intents where idempotency_key = ${key}::text`,
-    );
-    if (first) return { ok: true, intentId: Number(first.id) };
+  if (key !== null && row && (!row.first || row.earlier_id != null)) {
+    // A repeat: answer with what the first request recorded. A repeat that ran at the same moment
+    // waited for the first one's commit, which its snapshot predates, so it looks again.
+    const [earlier] =
+      row.earlier_id != null
+        ? [
+            {
+              id: row.earlier_id,
+              purpose: row.earlier_purpose,
+              amountCents: row.earlier_amount_cents,
+              phone: row.earlier_phone,
+            },
+          ]
+        : await ctx.db
+            .select({
+              id: paymentIntents.id,
+              purpose: paymentIntents.purpose,
+              amountCents: paymentIntents.amountCents,
+              phone: paymentIntents.phone,
+            })
+            .from(paymentIntents)
+            .where(eq(paymentIntents.idempotencyKey, key));
+    if (earlier) {
+      const same =
+        earlier.purpose === input.purpose &&
+        Number(earlier.amountCents) === amountCents &&
+        earlier.phone === phone;
+      if (!same) return invalid("That confirmation was already used for another payment.");
+      return { ok: true, intentId: Number(earlier.id) };
+    }
+    // The first request under this key was refused; the checks below give the same reason again.
   }
   if (sub !== null) {
     if (row?.sub_customer == null) return invalid("That subscription does not exist.");

@@ -2,6 +2,7 @@ import { sql } from "drizzle-orm";
 import { queryRows } from "../db/client.ts";
 import type { Language } from "../db/schema/index.ts";
 import type { Actor, BillingContext } from "./context.ts";
+import { onceUnderKey } from "./idempotency.ts";
 
 /**
  * The language a customer reads menus and SMS in. Returns false when there is no such customer.
@@ -10,14 +11,21 @@ import type { Actor, BillingContext } from "./context.ts";
 export async function setCustomerLanguage(
   ctx: BillingContext,
   actor: Actor,
-  input: { customerId: number; language: Language },
+  input: {
+    customerId: number;
+    language: Language;
+    /** A repeat under the same key changes nothing, so a late copy cannot undo a newer choice. */
+    idempotencyKey?: string;
+  },
 ): Promise<boolean> {
   const at = ctx.clock.now().toISOString();
+  const once = onceUnderKey(input.idempotencyKey ?? null, at);
   const [row] = await queryRows<{ found: boolean }>(
     ctx.db,
     sql`
-    with before as (
-      select id, language from customers where id = ${input.customerId}::int for update
+    with claim as (${once.claim}),
+    before as (
+      select id, language from customers where id = ${input.customerId}::int and ${once.first(sql`claim`)} for update
     ),
     changed as (
       update customers c set language = ${input.language}
@@ -30,7 +38,7 @@ export async function setCustomerLanguage(
         id::text, jsonb_build_object('from', previous, 'to', ${input.language}::text), ${at}::timestamptz
       from changed
     )
-    select exists (select 1 from before) as found`,
+    select exists (select 1 from customers where id = ${input.customerId}::int) as found`,
   );
   return row?.found === true;
 }

@@ -80,16 +80,38 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
 }
 
 /**
+ * Which query texts get prepared: those with at most `maxParameters` parameters, up to
+ * `maxTexts` distinct texts per database handle. A list built into the text (`in ($1, $2, …)`)
+ * gives a new text for every length; those lengths stay small, and the cap keeps a batch job's
+ * long lists from filling every connection with statements it will not run again.
+ */
+class PreparedTexts {
+  private readonly texts = new Set<string>();
+
+  constructor(
+    private readonly maxTexts = 500,
+    private readonly maxParameters = 64,
+  ) {}
+
+  admit(text: string, parameters: number): boolean {
+    if (parameters === 0 || parameters > this.maxParameters) return false;
+    if (this.texts.has(text)) return true;
+    if (this.texts.size >= this.maxTexts) return false;
+    this.texts.add(text);
+    return true;
+  }
+}
+
+/**
  * drizzle hands each query to postgres.js as `unsafe(text, params, { prepare: false })` unless the
  * query was given a name. For such a query postgres.js first asks the server for the parameter
  * types (Parse + Describe, wait, then Bind + Execute): two round trips, and the server parses and
  * plans the text every time. Letting postgres.js prepare them keeps each statement on its
  * connection by its text, so a repeated query is one round trip with no parse, and the server
- * reuses its plan. The texts are few (values travel as parameters; bulk writes pass one JSON
- * parameter), and postgres.js replaces each connection within an hour, which bounds what a
- * connection keeps.
+ * reuses its plan. `PreparedTexts` bounds what each connection keeps; postgres.js also replaces
+ * each connection within an hour.
  */
-function preparingStatements<T extends postgres.Sql>(client: T): T {
+function preparingStatements<T extends postgres.Sql>(client: T, admitted = new PreparedTexts()): T {
   type Work = (handle: postgres.Sql) => unknown;
   return new Proxy(client, {
     get(target, property, receiver) {
@@ -99,7 +121,7 @@ function preparingStatements<T extends postgres.Sql>(client: T): T {
           text: string,
           params?: postgres.ParameterOrJSON<never>[],
           options?: postgres.UnsafeQueryOptions,
-        ) => target.unsafe(text, params, { ...options, prepare: true });
+        ) => target.unsafe(text, params, { ...options, prepare: admitted.admit(text, params?.length ?? 0) });
       }
       if ((property === "begin" || property === "savepoint") && typeof value === "function") {
         // A transaction's queries run on a handle of its own: prepare those too.
@@ -107,7 +129,7 @@ function preparingStatements<T extends postgres.Sql>(client: T): T {
           const work = args.pop() as Work;
           return Reflect.apply(value, target, [
             ...args,
-            (handle: postgres.Sql) => work(preparingStatements(handle)),
+            (handle: postgres.Sql) => work(preparingStatements(handle, admitted)),
           ]);
         };
       }

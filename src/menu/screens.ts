@@ -368,11 +368,10 @@ const languageConfirm: Screen = {
   async choose(ctx, frame) {
     const chosen = frame.params.language as Language;
     const saved = { next: "home", notice: "menu.language.saved" } as const;
-    // Setting a language twice changes nothing more, so the step needs no claim.
     return {
       kind: "keyedEffect",
-      run: async () => {
-        await ctx.services.setLanguage(ctx.user, ctx.session, chosen);
+      run: async (idempotencyKey) => {
+        await ctx.services.setLanguage(ctx.user, ctx.session, chosen, idempotencyKey);
         ctx.language = chosen;
         return saved;
       },

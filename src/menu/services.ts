@@ -1,6 +1,7 @@
 import { and, asc, eq, sql } from "drizzle-orm";
 import { getAccountSummary } from "../billing/accounts.ts";
 import { type Actor, type BillingContext, BillingError } from "../billing/context.ts";
+import { onceUnderKey } from "../billing/idempotency.ts";
 import {
   type PaymentRequest,
   type RequestPaymentResult,
@@ -9,7 +10,7 @@ import {
 import { changePlan, type PlanChangeQuote, quotePlanChange } from "../billing/plan-change.ts";
 import { setCustomerLanguage } from "../billing/preferences.ts";
 import { type Executor, queryRows } from "../db/client.ts";
-import { channelSessions, type PlanKind, plans } from "../db/schema/index.ts";
+import { type PlanKind, plans } from "../db/schema/index.ts";
 import type {
   Language,
   MenuServices,
@@ -185,19 +186,24 @@ export function createMenuServices(ctx: BillingContext, options: MenuServiceOpti
       });
     },
 
-    async setLanguage(user, session, language) {
+    async setLanguage(user, session, language, idempotencyKey) {
       if (user.customer) {
         await setCustomerLanguage(ctx, subscriberActor(user, session), {
           customerId: user.customer.id,
           language,
+          ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
         });
         return;
       }
-      const now = ctx.clock.now();
-      await ctx.db
-        .insert(channelSessions)
-        .values({ id: session.id, channel: session.channel, phone: user.phone, language, updatedAt: now })
-        .onConflictDoUpdate({ target: channelSessions.id, set: { language, updatedAt: now } });
+      const at = ctx.clock.now().toISOString();
+      const once = onceUnderKey(idempotencyKey ?? null, at);
+      await ctx.db.execute(
+        sql`with claim as (${once.claim})
+            insert into channel_sessions (id, channel, phone, language, updated_at)
+            select ${session.id}, ${session.channel}, ${user.phone}, ${language}, ${at}::timestamptz
+            where ${once.first(sql`claim`)}
+            on conflict (id) do update set language = excluded.language, updated_at = excluded.updated_at`,
+      );
     },
 
     async claimEffect(session, user, step) {

@@ -84,7 +84,13 @@ export interface MenuServices {
     subscriptionId: number,
     planId: number,
   ): Promise<QuoteView | Refusal>;
-  setLanguage(user: MenuUser, session: MenuSession, language: Language): Promise<void>;
+  /** A repeat under `idempotencyKey` changes nothing (a late copy cannot undo a newer choice). */
+  setLanguage(
+    user: MenuUser,
+    session: MenuSession,
+    language: Language,
+    idempotencyKey?: string,
+  ): Promise<void>;
   /**
    * Claims the right to run the confirmed action at `step` of `session` exactly once. Returns
    * `claimed` the first time; afterwards the stored outcome, or `pending` while it is still running.

@@ -4,7 +4,7 @@ import { type BillingContext, defaultBillingSettings } from "../../src/billing/c
 import { normalizeKenyanPhone, requestPayment } from "../../src/billing/payment-intents.ts";
 import { FakeClock, MINUTE } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
-import { auditLog, customers, paymentIntents, plans } from "../../src/db/schema/index.ts";
+import { auditLog, customers, paymentIntents, plans, rateLimitWindows } from "../../src/db/schema/index.ts";
 import { createTestDatabase, onRealPostgres } from "../support/db.ts";
 
 const actor = { kind: "subscriber" as const, id: "+254712000001", channel: "ussd" };
@@ -137,6 +137,28 @@ describe("requestPayment", () => {
     expect((await ask("ussd:k2#2")).ok).toBe(true);
     expect((await ask("ussd:k3#2")).ok).toBe(true);
     expect(await ask("ussd:k4#2")).toMatchObject({ ok: false, reason: "rate_limited" });
+    // A refused request's key is spent: its repeat is refused the same way.
+    expect(await ask("ussd:k4#2")).toMatchObject({ ok: false, reason: "rate_limited" });
+  });
+
+  it("refuses a key that was already used for a different payment", async () => {
+    clock.advance(10 * MINUTE);
+    const ask = (amountCents: number) =>
+      requestPayment(ctx, actor, {
+        phone: "+254766000002",
+        purpose: "balance",
+        amountCents,
+        customerId,
+        channel: "ussd",
+        idempotencyKey: "ussd:reuse#3",
+      });
+    expect((await ask(40_00)).ok).toBe(true);
+    expect(await ask(90_00)).toMatchObject({ ok: false, reason: "invalid" });
+    const rows = await database.db
+      .select()
+      .from(paymentIntents)
+      .where(eq(paymentIntents.phone, "+254766000002"));
+    expect(rows.map((r) => r.amountCents)).toEqual([40_00]);
   });
 
   it("refuses amounts outside the purpose's bounds and incomplete requests", async () => {
@@ -224,5 +246,11 @@ describe.runIf(onRealPostgres())("requestPayment under concurrency", () => {
       .where(eq(paymentIntents.phone, "+254755000002"));
     expect(rows).toHaveLength(1);
     expect(results.map((r) => (r.ok ? r.intentId : r.reason))).toEqual(Array(8).fill(rows[0]!.id));
+    // The copies took no prompt slot: the phone has its other two prompts of the window left.
+    const [window] = await database.db
+      .select()
+      .from(rateLimitWindows)
+      .where(eq(rateLimitWindows.key, "stk-phone:+254755000002"));
+    expect(window!.hits).toHaveLength(1);
   });
 });

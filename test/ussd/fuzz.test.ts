@@ -66,7 +66,10 @@ async function snapshot(): Promise<string> {
                (select string_agg(plan_id || ':' || coalesce(next_plan_id, 0), ',' order by id) from subscriptions) as plans,
                (select count(*) from channel_sessions)::int as sessions,
                (select count(*) from ledger_entries)::int as ledger,
-               (select count(*) from message_outbox)::int as messages`,
+               (select count(*) from message_outbox)::int as messages,
+               (select count(*) from audit_log)::int as audited,
+               (select count(*) from idempotency_keys)::int as keys,
+               (select coalesce(sum(cardinality(hits)), 0) from rate_limit_windows)::int as prompt_slots`,
   );
   return JSON.stringify(row);
 }

@@ -1,6 +1,7 @@
 export * from "./audit.ts";
 export * from "./billing.ts";
 export * from "./customers.ts";
+export * from "./idempotency.ts";
 export * from "./outbox.ts";
 export * from "./payment-intents.ts";
 export * from "./plans.ts";
