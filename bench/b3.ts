@@ -38,7 +38,8 @@ const DURATION_MS = 15_000;
 const WARMUP_MS = 2_000;
 /**
  * App processes sharing the port (`B3_APP_PROCESSES`, default 1) and their connections in all
- * (`B3_POOL`, default 20). `B3_PROF=1` writes a CPU profile of each app process to /tmp/prof.
+ * (`B3_POOL`, default 20). `B3_PROF=1` writes a CPU profile of each app process to /tmp/prof;
+ * `B3_GC=1` prints their garbage collections.
  */
 const APP_PROCESSES = Number(process.env.B3_APP_PROCESSES ?? 1);
 
@@ -107,7 +108,12 @@ export default async function run(databaseUrl: string) {
   // The app runs in APP_PROCESSES processes sharing the port (node:cluster), each with its own pool.
   cluster.setupPrimary({
     exec: fileURLToPath(import.meta.url),
-    execArgv: ["--import", "tsx", ...(process.env.B3_PROF ? ["--cpu-prof", "--cpu-prof-dir=/tmp/prof"] : [])],
+    execArgv: [
+      "--import",
+      "tsx",
+      ...(process.env.B3_PROF ? ["--cpu-prof", "--cpu-prof-dir=/tmp/prof"] : []),
+      ...(process.env.B3_GC ? ["--trace-gc"] : []),
+    ],
   });
   const apps = Array.from({ length: APP_PROCESSES }, () =>
     cluster.fork({ B3_APP_DATABASE_URL: appUrl.toString() }),
