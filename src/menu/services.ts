@@ -6,7 +6,7 @@ import {
   type PaymentRequest,
   type RequestPaymentResult,
   requestPayment,
-} from "../billing/payment-intents.ts";
+} from "../billing/intents/request.ts";
 import { changePlan, type PlanChangeQuote, quotePlanChange } from "../billing/plan-change.ts";
 import { setCustomerLanguage } from "../billing/preferences.ts";
 import { type Executor, queryRows } from "../db/client.ts";

@@ -7,7 +7,7 @@ import {
   type PaymentRequest,
   type RequestPaymentResult,
   requestPayment,
-} from "../billing/payment-intents.ts";
+} from "../billing/intents/request.ts";
 import type { Config } from "../config.ts";
 import type { Logger } from "../logger.ts";
 import { DarajaClient, darajaHosts } from "./mpesa/daraja.ts";

@@ -3,13 +3,10 @@ import { getConnInfo } from "@hono/node-server/conninfo";
 import { type Context, Hono } from "hono";
 import { findCustomerByAccountReference } from "../billing/accounts.ts";
 import type { Actor, BillingContext } from "../billing/context.ts";
-import {
-  recordC2bConfirmation,
-  recordUnsettledCallback,
-  type SettleOutcome,
-  settleStkResult,
-  settleStkResults,
-} from "../billing/payment-intents.ts";
+import { recordUnsettledCallback } from "../billing/intents/callbacks.ts";
+import { type SettleOutcome, settleStkResult } from "../billing/intents/settle.ts";
+import { settleStkResults } from "../billing/intents/settle-batch.ts";
+import { recordC2bConfirmation } from "../billing/paybill.ts";
 import type { Logger } from "../logger.ts";
 import { createStkBatcher } from "./mpesa/stk-batcher.ts";
 import {

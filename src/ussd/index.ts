@@ -1,5 +1,5 @@
 import type { Actor, BillingContext } from "../billing/context.ts";
-import type { PaymentRequest, RequestPaymentResult } from "../billing/payment-intents.ts";
+import type { PaymentRequest, RequestPaymentResult } from "../billing/intents/request.ts";
 import type { Config } from "../config.ts";
 import type { Logger } from "../logger.ts";
 import { createMenuServices } from "../menu/services.ts";

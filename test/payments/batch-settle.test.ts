@@ -1,14 +1,10 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Actor } from "../../src/billing/context.ts";
-import {
-  markIntentSent,
-  requestPayment,
-  type SettleOutcome,
-  type StkResult,
-  settleStkResult,
-  settleStkResults,
-} from "../../src/billing/payment-intents.ts";
+import { markIntentSent } from "../../src/billing/intents/dispatch.ts";
+import { requestPayment } from "../../src/billing/intents/request.ts";
+import { type SettleOutcome, type StkResult, settleStkResult } from "../../src/billing/intents/settle.ts";
+import { settleStkResults } from "../../src/billing/intents/settle-batch.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";

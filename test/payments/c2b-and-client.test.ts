@@ -1,6 +1,6 @@
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { requestPayment } from "../../src/billing/payment-intents.ts";
+import { requestPayment } from "../../src/billing/intents/request.ts";
 import { assignUnmatchedPayment, listUnmatchedPayments } from "../../src/billing/payments.ts";
 import { FakeClock, systemClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";

@@ -1,7 +1,7 @@
 import { and, eq, sql } from "drizzle-orm";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { requestPayment } from "../../src/billing/payment-intents.ts";
+import { requestPayment } from "../../src/billing/intents/request.ts";
 import { FakeClock, MINUTE } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { ledgerEntries, paymentIntents } from "../../src/db/schema/index.ts";

@@ -1,7 +1,7 @@
 import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type BillingContext, defaultBillingSettings } from "../../src/billing/context.ts";
-import { normalizeKenyanPhone, requestPayment } from "../../src/billing/payment-intents.ts";
+import { normalizeKenyanPhone, requestPayment } from "../../src/billing/intents/request.ts";
 import { FakeClock, MINUTE } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { auditLog, customers, paymentIntents, plans, rateLimitWindows } from "../../src/db/schema/index.ts";

@@ -1,6 +1,6 @@
 import { and, eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { requestPayment } from "../../src/billing/payment-intents.ts";
+import { requestPayment } from "../../src/billing/intents/request.ts";
 import { FakeClock, MINUTE } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import {

@@ -1,14 +1,14 @@
 import type { Actor, BillingContext } from "../../billing/context.ts";
-import { toWholeShillingsUp } from "../../billing/money.ts";
+import { callbacksBeforeSend } from "../../billing/intents/callbacks.ts";
 import {
-  callbacksBeforeSend,
   claimIntentsToSend,
   type IntentToSend,
   intentAccountReference,
   markIntentSendFailed,
   markIntentSent,
-  settleStkResult,
-} from "../../billing/payment-intents.ts";
+} from "../../billing/intents/dispatch.ts";
+import { settleStkResult } from "../../billing/intents/settle.ts";
+import { toWholeShillingsUp } from "../../billing/money.ts";
 import type { Logger } from "../../logger.ts";
 import { DarajaError, type StkGateway } from "./daraja.ts";
 import { parseStkCallback, toMsisdn } from "./wire.ts";

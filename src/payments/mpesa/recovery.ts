@@ -1,7 +1,8 @@
 import { Cron } from "croner";
 import { eq } from "drizzle-orm";
 import type { Actor, BillingContext } from "../../billing/context.ts";
-import { listIntentsAwaitingResult, settleStkResult, timeOutIntent } from "../../billing/payment-intents.ts";
+import { settleStkResult } from "../../billing/intents/settle.ts";
+import { listIntentsAwaitingResult, timeOutIntent } from "../../billing/intents/timeout.ts";
 import { jobRuns } from "../../db/schema/index.ts";
 import type { Logger } from "../../logger.ts";
 import { DarajaError, type StkGateway } from "./daraja.ts";

@@ -1,4 +1,4 @@
-import type { SettleOutcome, StkResult } from "../../billing/payment-intents.ts";
+import type { SettleOutcome, StkResult } from "../../billing/intents/settle.ts";
 
 interface Waiting {
   result: StkResult;

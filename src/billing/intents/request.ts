@@ -1,0 +1,222 @@
+import { eq, type SQL, sql } from "drizzle-orm";
+import { queryRows } from "../../db/client.ts";
+import { type IntentPurpose, paymentIntents } from "../../db/schema/index.ts";
+import { normalizePhone } from "../../lib/phone.ts";
+import type { Actor, BillingContext } from "../context.ts";
+import { onceUnderKey } from "../idempotency.ts";
+import { formatKes, toWholeShillingsUp } from "../money.ts";
+/**
+ * Payment intents: every STK prompt is recorded here before anything is sent to M-Pesa.
+ *
+ * Amounts: M-Pesa takes whole shillings, so an intent's amount is rounded UP to whole shillings
+ * when it is recorded (a balance of KES 10.40 is asked as KES 11, the extra stays as credit).
+ * What is credited is what M-Pesa says was paid (the callback's Amount), never the intent's figure.
+ */
+
+export interface AmountBounds {
+  minCents: number;
+  maxCents: number;
+}
+
+export interface PaymentLimits {
+  /** Prompts allowed per phone, and per channel session, within `windowMs`. */
+  promptsPerWindow: number;
+  windowMs: number;
+  amounts: Record<IntentPurpose, AmountBounds>;
+}
+
+/** M-Pesa's own single-transaction limits are KES 1 to KES 250,000; a voucher never costs that much. */
+export const defaultPaymentLimits: PaymentLimits = {
+  promptsPerWindow: 3,
+  windowMs: 5 * 60_000,
+  amounts: {
+    balance: { minCents: 100, maxCents: 150_000_00 },
+    voucher: { minCents: 100, maxCents: 20_000_00 },
+    plan_change: { minCents: 100, maxCents: 150_000_00 },
+  },
+};
+
+export interface PaymentRequest {
+  phone: string;
+  purpose: IntentPurpose;
+  amountCents: number;
+  customerId?: number;
+  planId?: number;
+  subscriptionId?: number;
+  channel: string;
+  channelSessionId?: string;
+  /**
+   * Makes the request exactly-once under this key: a repeat (a retried or duplicated confirmation)
+   * records nothing and takes no prompt slot, and is answered with the intent the first one recorded.
+   */
+  idempotencyKey?: string;
+}
+
+export type RequestPaymentResult =
+  | { ok: true; intentId: number }
+  | { ok: false; reason: "rate_limited" | "amount_out_of_range" | "invalid"; message: string };
+
+/**
+ * A number M-Pesa can prompt: a Kenyan mobile (`+2547…` / `+2541…`) in E.164, from however it was
+ * written; null for anything else (a landline, a foreign number, not a number).
+ */
+export function normalizeKenyanPhone(input: string): string | null {
+  const e164 = normalizePhone(input);
+  return e164 && /^\+254[17]\d{8}$/.test(e164) ? e164 : null;
+}
+
+const invalid = (message: string): RequestPaymentResult => ({ ok: false, reason: "invalid", message });
+
+/**
+ * Records a pending STK intent after the abuse limits; does not talk to M-Pesa (the dispatcher
+ * sends it right after). Concurrent requests for one phone or session are serialized by
+ * transaction-scoped advisory locks, so the limit holds under races too.
+ */
+export async function requestPayment(
+  ctx: BillingContext,
+  actor: Actor,
+  input: PaymentRequest,
+  limits: PaymentLimits = defaultPaymentLimits,
+): Promise<RequestPaymentResult> {
+  const phone = normalizeKenyanPhone(input.phone);
+  if (!phone) return invalid("That is not a Safaricom phone number.");
+  if (!Number.isSafeInteger(input.amountCents) || input.amountCents <= 0)
+    return invalid("The amount must be a positive number.");
+  const amountCents = toWholeShillingsUp(input.amountCents) * 100;
+  const bounds = limits.amounts[input.purpose];
+  if (!bounds) return invalid("Unknown payment purpose.");
+  if (amountCents < bounds.minCents || amountCents > bounds.maxCents) {
+    return {
+      ok: false,
+      reason: "amount_out_of_range",
+      message: `The amount must be between ${formatKes(bounds.minCents)} and ${formatKes(bounds.maxCents)}.`,
+    };
+  }
+  if (input.purpose === "voucher" && input.planId === undefined) return invalid("Choose a package first.");
+  if (input.purpose === "plan_change" && (input.planId === undefined || input.subscriptionId === undefined))
+    return invalid("Choose the new plan first.");
+  if (input.purpose !== "voucher" && input.customerId === undefined && input.subscriptionId === undefined)
+    return invalid("No account to pay for.");
+
+  // One statement, so one round trip: this runs on every USSD confirmation, which must answer fast.
+  // It checks the references, takes a slot in the per-phone (then per-session) sliding window, and
+  // records the intent with its audit entry; a refused check, a full window or a repeated key
+  // inserts nothing.
+  const now = ctx.clock.now();
+  const at = now.toISOString();
+  const since = new Date(now.getTime() - limits.windowMs).toISOString();
+  const sessionKey = input.channelSessionId ? `stk-session:${input.channel}:${input.channelSessionId}` : null;
+  // Takes a slot under `key` for each row of `source` (one row when the previous checks passed).
+  const window = (key: string, source: SQL) => sql`
+    insert into rate_limit_windows as w (key, hits, updated_at)
+    select ${key}::text, array[${at}::timestamptz], ${at}::timestamptz from ${source}
+    on conflict (key) do update
+      set hits = array(select h from unnest(w.hits) as h where h > ${since}::timestamptz) || ${at}::timestamptz,
+          updated_at = ${at}::timestamptz
+      where (select count(*) from unnest(w.hits) as h where h > ${since}::timestamptz) < ${limits.promptsPerWindow}
+    returning key`;
+  const key = input.idempotencyKey ?? null;
+  const once = onceUnderKey(key, at);
+  const sub = input.subscriptionId ?? null;
+  const plan = input.planId ?? null;
+  const customer = input.customerId ?? null;
+  const details = JSON.stringify({ purpose: input.purpose, amountCents, phone });
+  const [row] = await queryRows<{
+    sub_customer: number | null;
+    plan_active: boolean | null;
+    customer: number | null;
+    id: number | null;
+    first: boolean;
+    earlier_id: number | null;
+    earlier_purpose: IntentPurpose | null;
+    earlier_amount_cents: number | string | null;
+    earlier_phone: string | null;
+  }>(
+    ctx.db,
+    sql`
+    with claim as (${once.claim}),
+    checks as (
+      select
+        (select customer_id from subscriptions where id = ${sub}::int) as sub_customer,
+        (select active from plans where id = ${plan}::int) as plan_active,
+        (select id from customers where id = ${customer}::int) as customer
+    ),
+    earlier as (select id, purpose, amount_cents, phone from payment_intents where idempotency_key = ${key}::text),
+    valid as (
+      select coalesce(${customer}::int, c.sub_customer) as customer_id from checks c
+      where (${sub}::int is null or (c.sub_customer is not null and (${customer}::int is null or ${customer}::int = c.sub_customer)))
+        and (${plan}::int is null or c.plan_active)
+        and (${sub}::int is not null or ${customer}::int is null or c.customer is not null)
+        and ${once.first(sql`claim`)}
+        and not exists (select 1 from earlier)
+    ),
+    phone_slot as (${window(`stk-phone:${phone}`, sql`valid`)}),
+    session_slot as (${sessionKey ? window(sessionKey, sql`phone_slot`) : sql`select null::text as key where false`}),
+    inserted as (
+      insert into payment_intents (customer_id, phone, purpose, amount_cents, plan_id, subscription_id, channel,
+        channel_session_id, idempotency_key, status, next_send_at, created_at, updated_at)
+      select v.customer_id, ${phone}, ${input.purpose}, ${amountCents}, ${plan}::int, ${sub}::int, ${input.channel},
+        ${input.channelSessionId ?? null}::text, ${key}::text, 'pending', ${at}::timestamptz, ${at}::timestamptz, ${at}::timestamptz
+      from valid v
+      where exists (select 1 from phone_slot) and (${sessionKey}::text is null or exists (select 1 from session_slot))
+      on conflict (idempotency_key) do nothing
+      returning id
+    ),
+    audited as (
+      insert into audit_log (actor_kind, actor_id, channel, action, entity, entity_id, details, at)
+      select ${actor.kind}, ${actor.id}, ${actor.channel ?? null}::text, 'payment_intent.requested', 'payment_intent',
+        id::text, ${details}::jsonb, ${at}::timestamptz
+      from inserted
+    )
+    select c.sub_customer, c.plan_active, c.customer, (select id from inserted) as id, ${once.first(sql`claim`)} as first,
+      e.id as earlier_id, e.purpose as earlier_purpose, e.amount_cents as earlier_amount_cents, e.phone as earlier_phone
+    from checks c left join earlier e on true`,
+  );
+  if (row?.id != null) return { ok: true, intentId: Number(row.id) };
+  if (key !== null && row && (!row.first || row.earlier_id != null)) {
+    // A repeat: answer with what the first request recorded. A repeat that ran at the same moment
+    // waited for the first one's commit, which its snapshot predates, so it looks again.
+    const [earlier] =
+      row.earlier_id != null
+        ? [
+            {
+              id: row.earlier_id,
+              purpose: row.earlier_purpose,
+              amountCents: row.earlier_amount_cents,
+              phone: row.earlier_phone,
+            },
+          ]
+        : await ctx.db
+            .select({
+              id: paymentIntents.id,
+              purpose: paymentIntents.purpose,
+              amountCents: paymentIntents.amountCents,
+              phone: paymentIntents.phone,
+            })
+            .from(paymentIntents)
+            .where(eq(paymentIntents.idempotencyKey, key));
+    if (earlier) {
+      const same =
+        earlier.purpose === input.purpose &&
+        Number(earlier.amountCents) === amountCents &&
+        earlier.phone === phone;
+      if (!same) return invalid("That confirmation was already used for another payment.");
+      return { ok: true, intentId: Number(earlier.id) };
+    }
+    // The first request under this key was refused; the checks below give the same reason again.
+  }
+  if (sub !== null) {
+    if (row?.sub_customer == null) return invalid("That subscription does not exist.");
+    if (customer !== null && customer !== Number(row.sub_customer))
+      return invalid("That subscription is not yours.");
+  }
+  if (plan !== null && !row?.plan_active) return invalid("That package is not on sale.");
+  if (sub === null && customer !== null && row?.customer == null)
+    return invalid("That account does not exist.");
+  const minutes = Math.max(1, Math.round(limits.windowMs / 60_000));
+  return {
+    ok: false,
+    reason: "rate_limited",
+    message: `Too many payment prompts: at most ${limits.promptsPerWindow} in ${minutes} minutes. Please wait and try again.`,
+  };
+}

@@ -1,0 +1,176 @@
+import { asc, sql } from "drizzle-orm";
+import { mpesaCallbacks, paymentIntents } from "../../db/schema/index.ts";
+import type { Actor, BillingContext } from "../context.ts";
+import { applyPaymentsInTx } from "../payments.ts";
+import { type IntentRow, textArray } from "./common.ts";
+import {
+  callbackFlag,
+  callbackKind,
+  type SettleOutcome,
+  type SettleStatus,
+  type StkResult,
+  settleInTx,
+} from "./settle.ts";
+/**
+ * Settles many STK results in one transaction (callbacks arriving together). The common case, a
+ * paid callback at the asked amount for an account's balance, is credited set-based through
+ * `applyPaymentsInTx`; every other result goes through the same rules as `settleStkResult`, one by
+ * one. Outcomes come back in the order of `results`.
+ */
+export async function settleStkResults(
+  ctx: BillingContext,
+  actor: Actor,
+  results: StkResult[],
+): Promise<SettleOutcome[]> {
+  if (results.length === 0) return [];
+  return ctx.db.transaction(async (tx) => {
+    const now = ctx.clock.now();
+    const checkoutIds = [...new Set(results.map((r) => r.checkoutRequestId))];
+    // Locked in id order, so concurrent batches over the same intents queue instead of deadlocking.
+    const intents = await tx
+      .select()
+      .from(paymentIntents)
+      .where(sql`${paymentIntents.checkoutRequestId} = any(${textArray(checkoutIds)})`)
+      .orderBy(asc(paymentIntents.id))
+      .for("update");
+    const byCheckout = new Map(intents.map((intent) => [intent.checkoutRequestId, intent]));
+    const outcomes: SettleOutcome[] = new Array(results.length);
+
+    const bulk: { index: number; intent: IntentRow; receipt: string; result: StkResult }[] = [];
+    // Repeats of a paid callback: answered as duplicates without touching anything but the log.
+    const repeats: { index: number; result: StkResult; checkout: string }[] = [];
+    // Only the first result for an intent can be credited in bulk: later ones must see what it did.
+    const seen = new Set<string>();
+    const creditedHere = new Set<string>();
+    results.forEach((result, index) => {
+      const checkout = result.checkoutRequestId;
+      const first = !seen.has(checkout);
+      seen.add(checkout);
+      const intent = byCheckout.get(checkout);
+      if (!intent || result.resultCode !== 0) return;
+      const alreadyPaid = first && intent.paymentId !== null && intent.mpesaReceipt !== null;
+      if (alreadyPaid || (!first && creditedHere.has(checkout))) {
+        repeats.push({ index, result, checkout });
+        return;
+      }
+      const plainCredit =
+        first &&
+        result.source === "callback" &&
+        !!result.receipt &&
+        intent.paymentId === null &&
+        intent.customerId !== null &&
+        intent.purpose === "balance" &&
+        result.amountCents === intent.amountCents;
+      if (!plainCredit || !result.receipt) return;
+      creditedHere.add(checkout);
+      bulk.push({ index, intent, receipt: result.receipt, result });
+    });
+
+    if (bulk.length > 0) {
+      const credits = await applyPaymentsInTx(
+        tx,
+        ctx,
+        actor,
+        bulk.map(({ intent, receipt }) => ({
+          customerId: intent.customerId!,
+          method: "mpesa_stk" as const,
+          provider: "mpesa",
+          providerRef: receipt,
+          amountCents: intent.amountCents,
+          phone: intent.phone,
+          receivedAt: now,
+        })),
+      );
+      const at = now.toISOString();
+      const rows = bulk.map(({ intent, receipt, result }, i) => {
+        const credit = credits[i]!;
+        const status: SettleStatus = credit.duplicate ? "duplicate" : "credited";
+        outcomes[bulk[i]!.index] = {
+          status,
+          intentId: intent.id,
+          paymentId: credit.paymentId,
+          intentStatus: "succeeded",
+        };
+        return {
+          id: intent.id,
+          payment_id: credit.paymentId,
+          receipt,
+          result_desc: result.resultDesc,
+          outcome: credit.restoredSubscriptionIds.length
+            ? { restoredSubscriptionIds: credit.restoredSubscriptionIds }
+            : {},
+          checkout: result.checkoutRequestId,
+          body: result.raw ?? {},
+          flag: callbackFlag(status),
+        };
+      });
+      // The whole batch travels as one JSON parameter.
+      await tx.execute(sql`
+        with data as (
+          select * from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as d(id int, payment_id int, receipt text,
+            result_desc text, outcome jsonb, checkout text, body jsonb, flag text)
+        ),
+        settled as (
+          update payment_intents p set status = 'succeeded', result_code = 0, result_desc = d.result_desc,
+            mpesa_receipt = d.receipt, payment_id = d.payment_id, outcome = d.outcome,
+            settled_at = ${at}::timestamptz, updated_at = ${at}::timestamptz
+          from data d where p.id = d.id
+          returning p.id)
+        insert into mpesa_callbacks (kind, reference, body, flag, received_at)
+        select 'stk', d.checkout, d.body, d.flag, ${at}::timestamptz from data d`);
+    }
+
+    if (repeats.length > 0) {
+      const paidIntents = new Map(
+        (
+          await tx
+            .select({
+              checkout: paymentIntents.checkoutRequestId,
+              id: paymentIntents.id,
+              paymentId: paymentIntents.paymentId,
+              status: paymentIntents.status,
+            })
+            .from(paymentIntents)
+            .where(
+              sql`${paymentIntents.checkoutRequestId} = any(${textArray([...new Set(repeats.map((r) => r.checkout))])})`,
+            )
+        ).map((row) => [row.checkout, row]),
+      );
+      for (const { index, checkout } of repeats) {
+        const paid = paidIntents.get(checkout)!;
+        outcomes[index] = {
+          status: "duplicate",
+          intentId: paid.id,
+          paymentId: paid.paymentId ?? undefined,
+          intentStatus: paid.status,
+        };
+      }
+      await tx.insert(mpesaCallbacks).values(
+        repeats.map(({ result }) => ({
+          kind: callbackKind(result),
+          reference: result.checkoutRequestId,
+          body: (result.raw ?? {}) as Record<string, unknown>,
+          flag: callbackFlag("duplicate"),
+          receivedAt: now,
+        })),
+      );
+    }
+
+    for (let index = 0; index < results.length; index++) {
+      if (outcomes[index]) continue;
+      const result = results[index]!;
+      const { recorded, ...outcome } = await settleInTx(tx, ctx, actor, result, now);
+      if (!recorded) {
+        await tx.insert(mpesaCallbacks).values({
+          kind: callbackKind(result),
+          reference: result.checkoutRequestId,
+          body: (result.raw ?? {}) as Record<string, unknown>,
+          flag: callbackFlag(outcome.status),
+          receivedAt: now,
+        });
+      }
+      outcomes[index] = outcome;
+    }
+    return outcomes;
+  });
+}
