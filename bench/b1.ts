@@ -7,6 +7,7 @@ import { sql } from "drizzle-orm";
 import { defaultBillingSettings, systemActor } from "../src/billing/context.ts";
 import { issueRecurringInvoices } from "../src/billing/invoicing.ts";
 import { oneCustomer, postLedgerEntry, settleOpenInvoices } from "../src/billing/ledger.ts";
+import { lockSubscriptionCustomer } from "../src/billing/money-lock.ts";
 import { periodBoundary } from "../src/billing/periods.ts";
 import { FakeClock } from "../src/clock.ts";
 import { type Db, queryRows } from "../src/db/client.ts";
@@ -40,6 +41,8 @@ async function invoiceOneByOne(db: Db, clock: FakeClock): Promise<number> {
   );
   for (const { id } of due) {
     await db.transaction(async (tx) => {
+      // The same one-writer rule as the set-based run: the customer's money first, then the rest.
+      const money = await lockSubscriptionCustomer(tx, id);
       const [row] = await queryRows<Record<string, string>>(
         tx,
         sql`select s.id, s.customer_id, s.current_period_end, s.billing_anchor, s.period_index, p.price_cents, p.name, p.period_unit, p.period_count
@@ -72,7 +75,7 @@ async function invoiceOneByOne(db: Db, clock: FakeClock): Promise<number> {
       await tx
         .insert(invoiceLines)
         .values({ invoiceId: invoice.id, description: row.name!, amountCents: invoice.amountCents });
-      await postLedgerEntry(tx, {
+      await postLedgerEntry(tx, money, {
         customerId: invoice.customerId,
         kind: "invoice",
         amountCents: -invoice.amountCents,
@@ -80,7 +83,7 @@ async function invoiceOneByOne(db: Db, clock: FakeClock): Promise<number> {
         memo: `Renewal: ${row.name}`,
         at: clock.now(),
       });
-      await settleOpenInvoices(tx, clock.now(), oneCustomer(invoice.customerId));
+      await settleOpenInvoices(tx, money, clock.now(), oneCustomer(invoice.customerId));
     });
   }
   return due.length;

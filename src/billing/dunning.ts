@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../db/client.ts";
 import type { Actor, BillingContext } from "./context.ts";
+import { lockCustomersMoneyWhere } from "./money-lock.ts";
 
 /** Pure rule: which reminder steps exist, e.g. [-3, -1, 0] days → remind:-3d, remind:-1d, remind:0d. */
 export function reminderSteps(offsetsDays: number[]): { step: string; days: number }[] {
@@ -18,6 +19,13 @@ export async function sendRemindersInTx(tx: Executor, ctx: BillingContext, _acto
   const at = sql`${now.toISOString()}::timestamptz`;
   const steps = reminderSteps(ctx.settings.reminderDays);
   if (steps.length === 0) return { reminded: 0, skipped: 0 };
+  // Who owes is read after the money lock (money-lock.ts), so a payment being credited right now is
+  // waited for and seen, instead of being reminded about.
+  await lockCustomersMoneyWhere(
+    tx,
+    sql`select i.customer_id from invoices i where i.status = 'open' and i.kind in ('recurring', 'proration')
+        and i.due_at + make_interval(days => ${Math.min(...steps.map((s) => s.days))}::int) <= ${at}`,
+  );
   const names = `{${steps.map((s) => s.step).join(",")}}`;
   const days = `{${steps.map((s) => s.days).join(",")}}`;
   const rows = await queryRows<{ sent: number; n: number }>(
@@ -68,6 +76,12 @@ export async function suspendOverdueInTx(tx: Executor, ctx: BillingContext, _act
   const now = ctx.clock.now();
   const at = sql`${now.toISOString()}::timestamptz`;
   const graceStart = sql`${new Date(now.getTime() - ctx.settings.graceDays * 86_400_000).toISOString()}::timestamptz`;
+  // As for reminders: a payment being credited right now is waited for, and its customer kept on.
+  await lockCustomersMoneyWhere(
+    tx,
+    sql`select i.customer_id from invoices i where i.status = 'open' and i.kind in ('recurring', 'proration')
+        and i.due_at <= ${graceStart}`,
+  );
   const rows = await queryRows<{ n: number }>(
     tx,
     sql`

@@ -2,6 +2,7 @@ import { sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../db/client.ts";
 import type { Actor, BillingContext } from "./context.ts";
 import { settleOpenInvoices } from "./ledger.ts";
+import { lockCustomersMoneyWhere } from "./money-lock.ts";
 import { periodBoundarySql } from "./period-sql.ts";
 
 export interface InvoiceRunCounts {
@@ -100,6 +101,12 @@ async function issueNextPeriodInvoices(tx: Executor, ctx: BillingContext, now: D
 /**
  * The invoice run: roll paid periods, issue the next invoices, and let existing credit pay them.
  * Repeats (bounded) so that a scheduler that was down for several periods catches up.
+ *
+ * It writes money, so it follows the one-writer rule (money-lock.ts): each round first locks every
+ * customer it may touch, ascending id, before rolling (which locks subscriptions); a payment that
+ * committed meanwhile is then seen by the settlement, and one that arrives later waits for this run
+ * and settles against the new invoices itself. Customers whose subscription became due after that
+ * lock (another writer activated it meanwhile) are locked before the settlement.
  */
 export async function issueRecurringInvoicesInTx(
   tx: Executor,
@@ -108,16 +115,19 @@ export async function issueRecurringInvoicesInTx(
 ): Promise<InvoiceRunCounts> {
   const now = ctx.clock.now();
   const counts: InvoiceRunCounts = { rolled: 0, issued: 0, settled: 0 };
+  const horizon = new Date(now.getTime() + ctx.settings.invoiceLeadHours * 3_600_000).toISOString();
   for (let round = 0; round < 24; round++) {
+    await lockCustomersMoneyWhere(
+      tx,
+      sql`select customer_id from subscriptions where status = 'active' and current_period_end <= ${horizon}::timestamptz`,
+    );
     const rolled = await rollPaidPeriods(tx, ctx, now);
     const issued = await issueNextPeriodInvoices(tx, ctx, now);
     let settled = 0;
     if (issued > 0) {
-      const changed = await settleOpenInvoices(
-        tx,
-        now,
-        sql`select customer_id from invoices where kind = 'recurring' and issued_at = ${now.toISOString()}::timestamptz and status = 'open'`,
-      );
+      const issuedNow = sql`select customer_id from invoices where kind = 'recurring' and issued_at = ${now.toISOString()}::timestamptz and status = 'open'`;
+      const { lock } = await lockCustomersMoneyWhere(tx, issuedNow);
+      const changed = await settleOpenInvoices(tx, lock, now, issuedNow);
       settled = changed.filter((i) => i.status === "paid").length;
     }
     counts.rolled += rolled;

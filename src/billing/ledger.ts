@@ -1,6 +1,7 @@
 import { eq, type SQL, sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../db/client.ts";
 import { ledgerEntries } from "../db/schema/index.ts";
+import { assertCovers, type MoneyLock } from "./money-lock.ts";
 
 /** A customer's balance: the sum of their ledger entries (positive = credit, negative = owed). */
 export async function balanceOf(tx: Executor, customerId: number): Promise<number> {
@@ -11,8 +12,10 @@ export async function balanceOf(tx: Executor, customerId: number): Promise<numbe
   return Number(row?.balance ?? 0);
 }
 
+/** Writes one entry; the caller holds the customer's money lock (see money-lock.ts). */
 export async function postLedgerEntry(
   tx: Executor,
+  lock: MoneyLock,
   entry: {
     customerId: number;
     kind: "invoice" | "payment" | "credit" | "adjustment";
@@ -23,6 +26,7 @@ export async function postLedgerEntry(
     at: Date;
   },
 ): Promise<void> {
+  assertCovers(lock, entry.customerId);
   await tx.insert(ledgerEntries).values({
     customerId: entry.customerId,
     kind: entry.kind,
@@ -46,10 +50,13 @@ export interface SettledInvoice {
  * Allocates each customer's available credit to their open invoices, oldest due first.
  * What is available is what the open invoices still show as outstanding minus what the ledger says
  * is really owed, so allocations always agree with the ledger. Set-based: `customerIds` is a
- * subquery, so one statement settles one customer or a hundred thousand.
+ * subquery, so one statement settles one customer or a hundred thousand. The caller holds the
+ * money lock of every customer it names (see money-lock.ts): the allocation is computed from this
+ * statement's snapshot, which is only the truth while no other writer can change these customers.
  */
 export async function settleOpenInvoices(
   tx: Executor,
+  _lock: MoneyLock,
   now: Date,
   customerIds: SQL,
 ): Promise<SettledInvoice[]> {

@@ -6,6 +6,7 @@ import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { balanceOf, settleOpenInvoices } from "./ledger.ts";
 import { assertCents } from "./money.ts";
+import { assertCovers, lockCustomerMoney, type MoneyLock } from "./money-lock.ts";
 import { restoreIfSettled } from "./restore.ts";
 
 export interface PaymentInput {
@@ -115,6 +116,7 @@ async function creditPayments(
   tx: Executor,
   ctx: BillingContext,
   actor: Actor,
+  money: MoneyLock,
   fresh: FreshPayment[],
   now: Date,
 ): Promise<{ balances: Map<number, number>; restored: Map<number, number[]> }> {
@@ -122,6 +124,7 @@ async function creditPayments(
   const restored = new Map<number, number[]>();
   if (fresh.length === 0) return { balances, restored };
   const customerIds = [...new Set(fresh.map((p) => p.customerId))];
+  for (const customerId of customerIds) assertCovers(money, customerId);
   const at = now.toISOString();
   // One JSON parameter carries the whole batch: building hundreds of bind parameters costs more
   // than the statements themselves.
@@ -145,7 +148,7 @@ async function creditPayments(
   await tx.execute(sql`
     insert into ledger_entries (customer_id, kind, amount_cents, payment_id, memo, created_at)
     select i.customer_id, 'payment', i.amount_cents, i.payment_id, i.memo, ${at}::timestamptz from ${rows}`);
-  await settleOpenInvoices(tx, now, sql`select unnest(${intArray(customerIds)})`);
+  await settleOpenInvoices(tx, money, now, sql`select unnest(${intArray(customerIds)})`);
   const waiting = await queryRows<{ customer_id: number }>(
     tx,
     sql`select distinct customer_id from subscriptions where customer_id = any(${intArray(customerIds)})
@@ -188,6 +191,7 @@ async function creditPayment(
   tx: Executor,
   ctx: BillingContext,
   actor: Actor,
+  money: MoneyLock,
   paymentId: number,
   customerId: number,
   input: PaymentInput,
@@ -197,6 +201,7 @@ async function creditPayment(
     tx,
     ctx,
     actor,
+    money,
     [{ paymentId, customerId, input }],
     now,
   );
@@ -223,14 +228,7 @@ export async function applyPaymentsInTx(
   if (inputs.length === 0) return [];
   const now = ctx.clock.now();
   const customerIds = [...new Set(inputs.map((i) => i.customerId))].sort((a, b) => a - b);
-  // Accounts are locked in id order, so batches crediting the same accounts queue up instead of
-  // deadlocking on their invoices.
-  await tx
-    .select({ id: customers.id })
-    .from(customers)
-    .where(sql`${customers.id} = any(${intArray(customerIds)})`)
-    .orderBy(customers.id)
-    .for("update");
+  const money = await lockCustomerMoney(tx, customerIds);
 
   const firstOfKey = new Map<string, number>();
   inputs.forEach((input, index) => {
@@ -269,7 +267,7 @@ export async function applyPaymentsInTx(
     if (paymentId !== undefined)
       fresh.push({ paymentId, customerId: inputs[index]!.customerId, input: inputs[index]! });
   }
-  const { balances, restored } = await creditPayments(tx, ctx, actor, fresh, now);
+  const { balances, restored } = await creditPayments(tx, ctx, actor, money, fresh, now);
 
   const knownIds = new Map(freshIds);
   const missing = [...firstOfKey.keys()].filter((key) => !knownIds.has(key));
@@ -348,6 +346,8 @@ export async function recordPaymentByReferenceInTx(
   validate(input);
   const now = ctx.clock.now();
   const customer = await findCustomerByAccountReference(tx, input.reference);
+  // Locked before the payment row is written, so the credit below is computed alone.
+  const money = await lockCustomerMoney(tx, customer ? [customer.id] : []);
   const withReference = { ...input, accountReference: input.reference };
   const paymentId = await insertPaymentOnce(tx, withReference, customer?.id ?? null, now);
   if (paymentId === null) {
@@ -369,7 +369,7 @@ export async function recordPaymentByReferenceInTx(
     });
     return { paymentId, duplicate: false, matched: false, customerId: null };
   }
-  await creditPayment(tx, ctx, actor, paymentId, customer.id, withReference, now);
+  await creditPayment(tx, ctx, actor, money, paymentId, customer.id, withReference, now);
   return { paymentId, duplicate: false, matched: true, customerId: customer.id };
 }
 
@@ -402,6 +402,7 @@ export async function assignUnmatchedPayment(
     const now = ctx.clock.now();
     const customer = await findCustomerByAccountReference(tx, input.accountNumber);
     if (!customer) throw new BillingError("unknown_account", `No account ${input.accountNumber}.`);
+    const money = await lockCustomerMoney(tx, [customer.id]);
     const [claimed] = await tx
       .update(payments)
       .set({ customerId: customer.id, status: "applied" })
@@ -412,6 +413,7 @@ export async function assignUnmatchedPayment(
       tx,
       ctx,
       actor,
+      money,
       claimed.id,
       customer.id,
       {

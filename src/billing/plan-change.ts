@@ -8,6 +8,7 @@ import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { balanceOf, oneCustomer, postLedgerEntry, settleOpenInvoices } from "./ledger.ts";
 import { prorationDelta } from "./money.ts";
+import { lockSubscriptionCustomer, type MoneyLock } from "./money-lock.ts";
 import { enqueueMessage, enqueueProvisioning } from "./outbox.ts";
 
 export interface PlanChangeQuote {
@@ -147,6 +148,7 @@ export async function changePlanInTx(
   input: { subscriptionId: number; planId: number },
 ): Promise<PlanChangeQuote> {
   const now = ctx.clock.now();
+  const money = await lockSubscriptionCustomer(tx, input.subscriptionId);
   const [locked] = await tx
     .select(changeSelection)
     .from(subscriptions)
@@ -155,7 +157,7 @@ export async function changePlanInTx(
     .where(eq(subscriptions.id, input.subscriptionId))
     .for("update", { of: subscriptions });
   const { subscription, plan, toPlan } = checkChange(input.subscriptionId, locked);
-  // Read after the lock, in a statement of its own, so a payment that committed meanwhile counts.
+  // Read after the locks, in a statement of its own, so a payment that committed meanwhile counts.
   const balance = await balanceOf(tx, subscription.customerId);
   const quote = quoteFrom(ctx, subscription, plan, toPlan, balance, now);
   if (quote.kind === "same") throw new BillingError("same_plan", "You are already on that plan.");
@@ -163,7 +165,7 @@ export async function changePlanInTx(
   const immediate = quote.effectiveAt.getTime() === now.getTime();
 
   if (quote.chargeCents > 0) {
-    await chargeInvoice(tx, {
+    await chargeInvoice(tx, money, {
       customerId,
       subscriptionId: subscription.id,
       amountCents: quote.chargeCents,
@@ -173,7 +175,7 @@ export async function changePlanInTx(
     });
   }
   if (quote.creditCents > 0) {
-    await postLedgerEntry(tx, {
+    await postLedgerEntry(tx, money, {
       customerId,
       kind: "credit",
       amountCents: quote.creditCents,
@@ -181,13 +183,13 @@ export async function changePlanInTx(
       at: now,
     });
   }
-  await repriceIssuedNextPeriod(tx, subscription, plan, toPlan, now);
+  await repriceIssuedNextPeriod(tx, money, subscription, plan, toPlan, now);
 
   await tx
     .update(subscriptions)
     .set(immediate ? { planId: toPlan.id, nextPlanId: null } : { nextPlanId: toPlan.id })
     .where(eq(subscriptions.id, subscription.id));
-  await settleOpenInvoices(tx, now, oneCustomer(customerId));
+  await settleOpenInvoices(tx, money, now, oneCustomer(customerId));
 
   const [customer] = await tx.select().from(customers).where(eq(customers.id, customerId));
   if (immediate) {
@@ -232,6 +234,7 @@ export function changePlan(
 
 async function chargeInvoice(
   tx: Executor,
+  money: MoneyLock,
   input: {
     customerId: number;
     subscriptionId: number;
@@ -255,7 +258,7 @@ async function chargeInvoice(
   await tx
     .insert(invoiceLines)
     .values({ invoiceId: invoice!.id, description: input.description, amountCents: input.amountCents });
-  await postLedgerEntry(tx, {
+  await postLedgerEntry(tx, money, {
     customerId: input.customerId,
     kind: "invoice",
     amountCents: -input.amountCents,
@@ -268,6 +271,7 @@ async function chargeInvoice(
 /** Issued invoices are never edited: a difference is a new charge or a credit. */
 async function repriceIssuedNextPeriod(
   tx: Executor,
+  money: MoneyLock,
   subscription: typeof subscriptions.$inferSelect,
   fromPlan: Plan,
   toPlan: Plan,
@@ -286,7 +290,7 @@ async function repriceIssuedNextPeriod(
   if (!next || next.status === "void") return;
   const difference = toPlan.priceCents - next.amountCents;
   if (difference > 0) {
-    await chargeInvoice(tx, {
+    await chargeInvoice(tx, money, {
       customerId: subscription.customerId,
       subscriptionId: subscription.id,
       amountCents: difference,
@@ -295,7 +299,7 @@ async function repriceIssuedNextPeriod(
       now,
     });
   } else if (difference < 0) {
-    await postLedgerEntry(tx, {
+    await postLedgerEntry(tx, money, {
       customerId: subscription.customerId,
       kind: "credit",
       amountCents: -difference,

@@ -12,6 +12,7 @@ import {
 import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { oneCustomer, postLedgerEntry, settleOpenInvoices } from "./ledger.ts";
+import { lockCustomerMoney, lockSubscriptionCustomer } from "./money-lock.ts";
 import { enqueueMessage, enqueueProvisioning } from "./outbox.ts";
 import { periodAt } from "./service-periods.ts";
 
@@ -37,7 +38,9 @@ export interface NewSubscriber {
   networkPassword?: string;
 }
 
+/** The subscription, locked after its customer's money (the lock order of money-lock.ts). */
 async function lockedSubscription(tx: Executor, subscriptionId: number) {
+  const money = await lockSubscriptionCustomer(tx, subscriptionId);
   const [row] = await tx
     .select({ subscription: subscriptions, plan: plans, customer: customers })
     .from(subscriptions)
@@ -46,7 +49,7 @@ async function lockedSubscription(tx: Executor, subscriptionId: number) {
     .where(eq(subscriptions.id, subscriptionId))
     .for("update", { of: subscriptions });
   if (!row) throw new BillingError("unknown_subscription", `No subscription ${subscriptionId}.`);
-  return row;
+  return { ...row, money };
 }
 
 /**
@@ -92,6 +95,7 @@ export async function createCustomerWithSubscription(
       customer = renamed ?? inserted;
     }
 
+    const money = await lockCustomerMoney(tx, [customer.id]);
     const period = periodAt(now, plan, 0, ctx.settings);
     const [subscription] = await tx
       .insert(subscriptions)
@@ -127,7 +131,7 @@ export async function createCustomerWithSubscription(
     await tx
       .insert(invoiceLines)
       .values({ invoiceId: invoice.id, description: plan.name, amountCents: plan.priceCents });
-    await postLedgerEntry(tx, {
+    await postLedgerEntry(tx, money, {
       customerId: customer.id,
       kind: "invoice",
       amountCents: -plan.priceCents,
@@ -135,7 +139,7 @@ export async function createCustomerWithSubscription(
       memo: `${plan.name}, first period`,
       at: now,
     });
-    await settleOpenInvoices(tx, now, oneCustomer(customer.id));
+    await settleOpenInvoices(tx, money, now, oneCustomer(customer.id));
 
     await enqueueProvisioning(tx, now, {
       action: "ensure_account",
@@ -287,7 +291,7 @@ export async function cancelSubscription(
   const reason = requireReason(input.reason);
   return ctx.db.transaction(async (tx) => {
     const now = ctx.clock.now();
-    const { subscription } = await lockedSubscription(tx, input.subscriptionId);
+    const { subscription, money } = await lockedSubscription(tx, input.subscriptionId);
     if (subscription.status === "cancelled") return subscription;
     const unserved = await tx
       .select()
@@ -308,7 +312,7 @@ export async function cancelSubscription(
         .update(invoices)
         .set({ status: "void", paidCents: 0, paidAt: null })
         .where(eq(invoices.id, invoice.id));
-      await postLedgerEntry(tx, {
+      await postLedgerEntry(tx, money, {
         customerId: subscription.customerId,
         kind: "adjustment",
         amountCents: invoice.amountCents,
@@ -317,7 +321,7 @@ export async function cancelSubscription(
         at: now,
       });
     }
-    await settleOpenInvoices(tx, now, oneCustomer(subscription.customerId));
+    await settleOpenInvoices(tx, money, now, oneCustomer(subscription.customerId));
     const [updated] = await tx
       .update(subscriptions)
       .set({ status: "cancelled", cancelledAt: now, nextPlanId: null })

@@ -1,0 +1,81 @@
+import { type SQL, sql } from "drizzle-orm";
+import { type Executor, queryRows } from "../db/client.ts";
+
+/**
+ * THE ONE-WRITER RULE for a customer's money.
+ *
+ * Every use-case that writes a customer's ledger entries or invoice allocations (payments of every
+ * kind, assigning an unmatched payment, the invoice run, plan changes, cancellations, admin credits
+ * and cash) first locks that customer's row with `lockCustomerMoney` (or `lockCustomersMoneyWhere`
+ * for a set), in the same transaction, before it reads anything it will base the write on
+ * (balance, open invoices, the subscription). Order, everywhere:
+ *
+ *   payment intent rows → customer rows (ascending id) → subscriptions → invoices
+ *
+ * A writer holding the lock runs alone for that customer; every statement it runs after taking the
+ * lock (READ COMMITTED: a fresh snapshot per statement) sees whatever the previous holder
+ * committed, so allocations computed by `settleOpenInvoices` are never stale. `postLedgerEntry` and
+ * `settleOpenInvoices` demand a `MoneyLock`, so a new writer cannot forget the rule; a lock that
+ * only some writers took would protect nothing.
+ *
+ * Row locks (not advisory locks) because the invoice run locks a hundred thousand customers in one
+ * transaction: row locks live in the rows, advisory locks in a bounded shared table.
+ */
+export interface MoneyLock {
+  /** Whether this lock covers the customer: always true for a lock taken over a set. */
+  covers(customerId: number): boolean;
+}
+
+class CustomerLock implements MoneyLock {
+  constructor(private readonly ids: ReadonlySet<number> | "set") {}
+  covers(customerId: number): boolean {
+    return this.ids === "set" || this.ids.has(customerId);
+  }
+}
+
+const intArray = (ids: number[]) => sql`${`{${ids.join(",")}}`}::int[]`;
+
+/** Locks the customers' money, ascending id (so writers over overlapping sets queue instead of deadlocking). */
+export async function lockCustomerMoney(tx: Executor, customerIds: Iterable<number>): Promise<MoneyLock> {
+  const ids = [...new Set(customerIds)].sort((a, b) => a - b);
+  if (ids.length === 1) {
+    await tx.execute(sql`select id from customers where id = ${ids[0]}::int for update`);
+  } else if (ids.length > 1) {
+    await tx.execute(sql`select id from customers where id = any(${intArray(ids)}) order by id for update`);
+  }
+  return new CustomerLock(new Set(ids));
+}
+
+/**
+ * Locks the money of every customer `customerIds` (a subquery of ids) selects, ascending id: the
+ * set-based form for scheduled jobs. Returns how many were locked.
+ */
+export async function lockCustomersMoneyWhere(
+  tx: Executor,
+  customerIds: SQL,
+): Promise<{ lock: MoneyLock; count: number }> {
+  const rows = await queryRows<{ n: number }>(
+    tx,
+    sql`with locked as (
+          select c.id from customers c where c.id in (${customerIds}) order by c.id for update
+        )
+        select count(*)::int as n from locked`,
+  );
+  return { lock: new CustomerLock("set"), count: Number(rows[0]?.n ?? 0) };
+}
+
+/** Locks the money of a subscription's customer (the subscription's owner never changes). */
+export async function lockSubscriptionCustomer(tx: Executor, subscriptionId: number): Promise<MoneyLock> {
+  const rows = await queryRows<{ id: number }>(
+    tx,
+    sql`select c.id from customers c
+        where c.id = (select s.customer_id from subscriptions s where s.id = ${subscriptionId}::int)
+        for update of c`,
+  );
+  return new CustomerLock(new Set(rows.map((r) => Number(r.id))));
+}
+
+export function assertCovers(lock: MoneyLock, customerId: number): void {
+  if (!lock.covers(customerId))
+    throw new Error(`customer ${customerId}'s money is written without holding its lock`);
+}
