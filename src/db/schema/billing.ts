@@ -68,6 +68,8 @@ export const payments = pgTable(
     accountReference: text("account_reference"),
     payerName: text("payer_name"),
     status: text("status", { enum: ["applied", "unmatched"] }).notNull(),
+    /** Why an unmatched payment waits for an admin (no such account, wrong amount, a sale that failed, ...). */
+    holdReason: text("hold_reason"),
     receivedAt: at("received_at").notNull(),
     createdAt: createdAt(),
   },

@@ -22,6 +22,8 @@ export const customers = pgTable(
   (t) => [
     uniqueIndex("customers_account_number_uq").on(sql`upper(${t.accountNumber})`),
     uniqueIndex("customers_phone_uq").on(t.phone),
+    // `TDW<n>` is the account reference of a walk-in's push (payment intent n): never an account.
+    check("customers_account_not_walk_in", sql`upper(${t.accountNumber}) not like 'TDW%'`),
     check("customers_phone_e164", sql`${t.phone} ~ '^\\+[1-9][0-9]{7,14}$'`),
   ],
 );

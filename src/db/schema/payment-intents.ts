@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import { index, integer, jsonb, pgTable, text, uniqueIndex } from "drizzle-orm/pg-core";
+import { boolean, index, integer, jsonb, pgTable, text, uniqueIndex } from "drizzle-orm/pg-core";
 import { payments } from "./billing.ts";
 import { at, cents, createdAt, id } from "./columns.ts";
 import { customers } from "./customers.ts";
@@ -36,6 +36,14 @@ export const paymentIntents = pgTable(
     outcome: jsonb("outcome").$type<Record<string, unknown>>(),
     /** The M-Pesa receipt once known (a success settled by a status query has none until its callback). */
     mpesaReceipt: text("mpesa_receipt"),
+    /** What the payer's phone showed as the account (their account number, or `TDW<id>` for a walk-in). */
+    accountReference: text("account_reference"),
+    /**
+     * A push attempt ended without a clear answer (network error, lost response, a crash before the
+     * checkout id was stored): Daraja may have prompted the payer, so the intent is never reported
+     * as failed to them, and a success for an unknown checkout can still be matched to it.
+     */
+    pushUncertain: boolean("push_uncertain").notNull().default(false),
     /** Push dispatch: tries so far, when the next may start (also a lease while one is under way), last error. */
     sendAttempts: integer("send_attempts").notNull().default(0),
     nextSendAt: at("next_send_at"),
@@ -57,20 +65,36 @@ export const paymentIntents = pgTable(
   ],
 );
 
-/** Every inbound M-Pesa callback as received, for audit and for the flagged ones an admin must look at. */
+export const inboxStatuses = ["received", "processed", "failed"] as const;
+export type InboxStatus = (typeof inboxStatuses)[number];
+
+/**
+ * The inbox of M-Pesa requests: every authentic callback is stored here as received, in its own
+ * commit, before it is processed (`received`); processing marks it `processed` (with a `flag` when
+ * it was not credited as is) or leaves it `failed` with the error for the retry job and an admin.
+ * Status-query answers are recorded here too (`stk_query`), already processed.
+ */
 export const mpesaCallbacks = pgTable(
   "mpesa_callbacks",
   {
     id: id(),
     kind: text("kind", { enum: ["stk", "c2b_validation", "c2b_confirmation", "stk_query"] }).notNull(),
     reference: text("reference"),
-    body: jsonb("body").notNull(),
+    /** The parsed body; null when the body is not JSON, or nested too deep to parse safely. */
+    body: jsonb("body"),
+    /** The body's text as received (bounded by the route's size limit). */
+    raw: text("raw"),
+    status: text("status", { enum: inboxStatuses }).notNull().default("processed"),
+    attempts: integer("attempts").notNull().default(0),
+    error: text("error"),
     /** Why the callback was not credited as is (unknown checkout id, amount mismatch, ...). */
     flag: text("flag"),
     receivedAt: at("received_at").notNull(),
+    processedAt: at("processed_at"),
   },
   (t) => [
     index("mpesa_callbacks_flag_idx").on(t.flag),
     index("mpesa_callbacks_reference_idx").on(t.kind, t.reference),
+    index("mpesa_callbacks_unprocessed_idx").on(t.receivedAt).where(sql`${t.status} <> 'processed'`),
   ],
 );
