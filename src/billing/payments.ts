@@ -1,6 +1,6 @@
 import { and, desc, eq, sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../db/client.ts";
-import { customers, type PaymentMethod, payments } from "../db/schema/index.ts";
+import { type PaymentMethod, payments } from "../db/schema/index.ts";
 import { findCustomerByAccountReference } from "./accounts.ts";
 import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
@@ -65,10 +65,12 @@ export async function recordUncreditedPaymentInTx(
   now: Date,
   input: PaymentInput,
   status: "applied" | "unmatched",
+  /** Why an unmatched payment waits: shown to the admin who places it. */
+  holdReason?: string,
 ): Promise<number | null> {
   const [inserted] = await tx
     .insert(payments)
-    .values({ ...paymentRow(input, null, now), status })
+    .values({ ...paymentRow(input, null, now), status, holdReason: holdReason ?? null })
     .onConflictDoNothing()
     .returning({ id: payments.id });
   return inserted?.id ?? null;
@@ -85,6 +87,7 @@ function paymentRow(input: PaymentInput, customerId: number | null, now: Date): 
     accountReference: input.accountReference ?? null,
     payerName: input.payerName ?? null,
     status: customerId === null ? "unmatched" : "applied",
+    holdReason: customerId === null ? "no account matches the reference" : null,
     receivedAt: input.receivedAt ?? now,
   };
 }
@@ -405,7 +408,7 @@ export async function assignUnmatchedPayment(
     const money = await lockCustomerMoney(tx, [customer.id]);
     const [claimed] = await tx
       .update(payments)
-      .set({ customerId: customer.id, status: "applied" })
+      .set({ customerId: customer.id, status: "applied", holdReason: null })
       .where(and(eq(payments.id, input.paymentId), eq(payments.status, "unmatched")))
       .returning();
     if (!claimed) throw new BillingError("not_unmatched", "That payment is not waiting to be assigned.");

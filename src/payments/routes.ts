@@ -1,20 +1,23 @@
 import { timingSafeEqual } from "node:crypto";
 import { getConnInfo } from "@hono/node-server/conninfo";
 import { type Context, Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import { findCustomerByAccountReference } from "../billing/accounts.ts";
-import type { Actor, BillingContext } from "../billing/context.ts";
-import { recordUnsettledCallback } from "../billing/intents/callbacks.ts";
+import type { BillingContext } from "../billing/context.ts";
+import { recordCallbackOutcome } from "../billing/intents/callbacks.ts";
 import { type SettleOutcome, settleStkResult } from "../billing/intents/settle.ts";
 import { settleStkResults } from "../billing/intents/settle-batch.ts";
-import { recordC2bConfirmation } from "../billing/paybill.ts";
 import type { Logger } from "../logger.ts";
+import { type InboundRequest, Inbox } from "./inbox.ts";
+import { type ProcessDeps, processStoredRequest, webhookActor } from "./mpesa/process.ts";
 import { createStkBatcher } from "./mpesa/stk-batcher.ts";
 import {
   c2bAccept,
   c2bBody,
   c2bRejectAccount,
   c2bRejectAmount,
-  parseStkCallback,
+  mpesaMaxCents,
+  parseJsonBounded,
   shillingsToCents,
 } from "./mpesa/wire.ts";
 
@@ -27,6 +30,9 @@ export const callbackPaths = {
   c2bConfirmation: (token: string) => `/hooks/mp/${token}/c2b/confirm`,
 };
 
+/** Daraja's bodies are a few hundred bytes; anything near this is not Daraja's. */
+export const maxCallbackBytes = 64 * 1024;
+
 export interface MpesaRouteDeps {
   ctx: BillingContext;
   logger: Logger;
@@ -36,25 +42,49 @@ export interface MpesaRouteDeps {
   allowedIps?: string[];
   /** Validation rejects paybill references that match no account (default: accept everything). */
   rejectUnknownAccounts?: boolean;
+  /** Our paybill or till number: confirmations for another are held for review. */
+  shortcode?: string | null;
+  /** Where requests go while the database is away (see Inbox). */
+  spoolDir?: string;
   /** Told after each STK result is settled (the workers use it to follow up quickly). */
   onStkSettled?: (outcome: SettleOutcome) => void;
 }
 
-const webhookActor: Actor = { kind: "webhook", id: "mpesa" };
+export interface MpesaRoutes {
+  routes: Hono;
+  inbox: Inbox;
+  /** Processes a stored request again (the inbox retry job). */
+  process: ProcessDeps;
+}
 
 /**
- * Daraja's callbacks, mounted by the app under `/hooks/mp`. Each answers once the result is settled
- * in one short transaction (no call goes out from here). Callbacks are not signed: the path token
- * and the optional address allowlist keep strangers out, and the intent's amount and id decide what
- * is credited.
+ * Daraja's callbacks, mounted by the app under `/hooks/mp`. Every authentic request (right token,
+ * allowed source, within the size limit) is stored in the inbox in a commit of its own before it
+ * is processed, and is answered 2xx once stored, whatever processing makes of it: Daraja does not
+ * resend, so a 5xx would only lose the request. Processing settles it in one short transaction (no
+ * call goes out from here). Callbacks are not signed: the path token and the optional address
+ * allowlist keep strangers out, and the intent's amount and id decide what is credited.
  */
 export function createMpesaRoutes(deps: MpesaRouteDeps): Hono {
+  return createMpesaInbox(deps).routes;
+}
+
+export function createMpesaInbox(deps: MpesaRouteDeps): MpesaRoutes {
   const routes = new Hono();
   const expected = Buffer.from(deps.token);
+  const inbox = new Inbox({ ctx: deps.ctx, logger: deps.logger, spoolDir: deps.spoolDir });
   const stkBatcher = createStkBatcher({
     settleOne: (result) => settleStkResult(deps.ctx, webhookActor, result),
     settleMany: (results) => settleStkResults(deps.ctx, webhookActor, results),
   });
+  const process: ProcessDeps = {
+    ctx: deps.ctx,
+    logger: deps.logger,
+    inbox,
+    shortcode: deps.shortcode ?? null,
+    settleStk: (result) => stkBatcher.settle(result),
+    onStkSettled: deps.onStkSettled,
+  };
   const allowed = deps.allowedIps?.length ? new Set(deps.allowedIps.map(normalizeIp)) : null;
 
   routes.use("/:token/*", async (c, next) => {
@@ -63,97 +93,65 @@ export function createMpesaRoutes(deps: MpesaRouteDeps): Hono {
     if (!tokenOk || (allowed && !allowed.has(normalizeIp(remoteAddress(c))))) return c.text("Not Found", 404);
     await next();
   });
+  routes.use(
+    "/:token/*",
+    bodyLimit({ maxSize: maxCallbackBytes, onError: (c) => c.text("Payload Too Large", 413) }),
+  );
 
-  routes.post("/:token/stk", async (c) => {
-    const now = deps.ctx.clock.now();
-    const raw = await readBody(c);
-    const parsed = parseStkCallback(raw);
-    if (!parsed) {
-      await recordUnsettledCallback(deps.ctx.db, now, {
-        kind: "stk",
-        reference: null,
-        raw,
-        flag: "malformed",
-      });
-      return c.json({ ResultCode: 0, ResultDesc: "Accepted" });
+  /** Stores, then processes; answers `ok` once stored. */
+  async function receive(c: Context, kind: InboundRequest["kind"], ok: object) {
+    const text = await c.req.text();
+    let id: number | null;
+    try {
+      id = await inbox.store({ kind, text });
+    } catch (error) {
+      deps.logger.error({ err: error, kind }, "M-Pesa request could not be stored");
+      return c.json({ ResultCode: 1, ResultDesc: "Try again" }, 503);
     }
-    const outcome = await stkBatcher.settle({ ...parsed, source: "callback", raw });
-    if (outcome.status !== "credited" && outcome.status !== "failed" && outcome.status !== "duplicate")
-      deps.logger.warn(
-        { checkoutRequestId: parsed.checkoutRequestId, outcome },
-        "STK callback not credited as is",
+    if (id === null) return c.json(ok); // spooled: processed once the database is back
+    try {
+      await processStoredRequest(process, { id, kind, text });
+    } catch (error) {
+      deps.logger.error(
+        { err: error, inboxId: id, kind },
+        "M-Pesa request stored, processing failed: will retry",
       );
-    deps.onStkSettled?.(outcome);
-    return c.json({ ResultCode: 0, ResultDesc: "Accepted" });
-  });
+      await inbox.markFailed(id, error, { countTry: true });
+    }
+    return c.json(ok);
+  }
+
+  routes.post("/:token/stk", (c) => receive(c, "stk", { ResultCode: 0, ResultDesc: "Accepted" }));
+  routes.post("/:token/c2b/confirm", (c) =>
+    receive(c, "c2b_confirmation", { ResultCode: 0, ResultDesc: "Success" }),
+  );
 
   routes.post("/:token/c2b/validate", async (c) => {
-    const raw = await readBody(c);
-    const parsed = c2bBody.safeParse(raw);
+    const text = await c.req.text();
+    const json = parseJsonBounded(text);
+    const body = json.ok ? json.value : null;
+    const parsed = c2bBody.safeParse(body);
     const amount = parsed.success ? shillingsToCents(parsed.data.TransAmount) : null;
-    if (!parsed.success || amount === null || amount <= 0) {
-      await recordUnsettledCallback(deps.ctx.db, deps.ctx.clock.now(), {
-        kind: "c2b_validation",
-        reference: parsed.success ? parsed.data.TransID : null,
-        raw,
-        flag: "rejected_amount",
-      });
-      return c.json(c2bRejectAmount);
-    }
-    if (
+    let flag: string | null = null;
+    if (!parsed.success || amount === null || amount <= 0 || amount > mpesaMaxCents) flag = "rejected_amount";
+    else if (
       deps.rejectUnknownAccounts &&
       !(await findCustomerByAccountReference(deps.ctx.db, parsed.data.BillRefNumber))
-    ) {
-      await recordUnsettledCallback(deps.ctx.db, deps.ctx.clock.now(), {
-        kind: "c2b_validation",
-        reference: parsed.data.TransID,
-        raw,
-        flag: "rejected_account",
-      });
-      return c.json(c2bRejectAccount);
-    }
+    )
+      flag = "rejected_account";
+    // A validation changes nothing, so the decision and the request are stored in one statement.
+    await recordCallbackOutcome(deps.ctx.db, deps.ctx.clock.now(), {
+      kind: "c2b_validation",
+      reference: parsed.success ? parsed.data.TransID : null,
+      body,
+      flag,
+    }).catch((error: unknown) => deps.logger.error({ err: error }, "C2B validation could not be recorded"));
+    if (flag === "rejected_amount") return c.json(c2bRejectAmount);
+    if (flag === "rejected_account") return c.json(c2bRejectAccount);
     return c.json(c2bAccept);
   });
 
-  routes.post("/:token/c2b/confirm", async (c) => {
-    const raw = await readBody(c);
-    const parsed = c2bBody.safeParse(raw);
-    const amount = parsed.success ? shillingsToCents(parsed.data.TransAmount) : null;
-    if (!parsed.success || amount === null || amount <= 0) {
-      await recordUnsettledCallback(deps.ctx.db, deps.ctx.clock.now(), {
-        kind: "c2b_confirmation",
-        reference: parsed.success ? parsed.data.TransID : null,
-        raw,
-        flag: "malformed",
-      });
-      return c.json({ ResultCode: 0, ResultDesc: "Success" });
-    }
-    const body = parsed.data;
-    const payerName = [body.FirstName, body.MiddleName, body.LastName].filter(Boolean).join(" ") || undefined;
-    const recorded = await recordC2bConfirmation(deps.ctx, webhookActor, {
-      transId: body.TransID,
-      billRef: body.BillRefNumber,
-      amountCents: amount,
-      payerName,
-      raw,
-    });
-    if (!recorded.matched && !recorded.duplicate)
-      deps.logger.info(
-        { transId: body.TransID, billRef: body.BillRefNumber },
-        "paybill payment waits in the unmatched queue",
-      );
-    return c.json({ ResultCode: 0, ResultDesc: "Success" });
-  });
-
-  return routes;
-}
-
-async function readBody(c: Context): Promise<unknown> {
-  try {
-    return await c.req.json();
-  } catch {
-    return null;
-  }
+  return { routes, inbox, process };
 }
 
 function remoteAddress(c: Context): string {

@@ -62,10 +62,18 @@ describe("settling STK callbacks in batches", () => {
     function toResult(w: Awaited<ReturnType<typeof makeWorld>>, event: Event, tag: string): StkResult {
       const target = w[event.intent]!;
       const codes = { paid: 0, wrong_amount: 0, cancelled: 1032, wrong_pin: 2001, unknown: 0 } as const;
+      const outcomes = {
+        paid: "paid",
+        wrong_amount: "paid",
+        cancelled: "cancelled",
+        wrong_pin: "declined",
+        unknown: "paid",
+      } as const;
       return {
         checkoutRequestId: event.kind === "unknown" ? `ws_CO_nobody_${tag}` : target.checkoutRequestId,
-        resultCode: codes[event.kind],
-        resultDesc: event.kind,
+        outcome: outcomes[event.kind],
+        reason: event.kind,
+        providerCode: codes[event.kind],
         receipt:
           codes[event.kind] === 0
             ? `${tag}R${event.intent}${event.kind === "wrong_amount" ? "X" : ""}`

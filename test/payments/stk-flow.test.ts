@@ -5,6 +5,7 @@ import { FakeClock, MINUTE } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import {
   jobRuns,
+  ledgerEntries,
   messageOutbox,
   mpesaCallbacks,
   payments,
@@ -257,7 +258,7 @@ describe("STK push end to end (client → fake Daraja → callback over HTTP →
 });
 
 describe("a callback that beats the push's own answer", () => {
-  it("is recorded as unknown, then settled once the dispatcher has stored the checkout id", async () => {
+  it("is matched to its intent at once (same phone and amount, no checkout id yet) and credited once", async () => {
     const { customer, subscription } = await suspendedSubscriber(ctx, clock, 60_000);
     // M-Pesa answers the payer before the push's response reaches us: hold that response back
     // until the callback has been delivered and answered.
@@ -297,7 +298,7 @@ describe("a callback that beats the push's own answer", () => {
       .select()
       .from(mpesaCallbacks)
       .where(eq(mpesaCallbacks.reference, done.checkoutRequestId!));
-    expect(seen.map((r) => r.flag)).toEqual(["unknown_checkout", null]);
+    expect(seen.map((r) => r.flag)).toEqual([null]);
   });
 });
 
@@ -349,8 +350,8 @@ describe("callback endpoints", () => {
     }
   });
 
-  it("a callback for an unknown CheckoutRequestID is recorded with a flag and credits nothing", async () => {
-    const before = (await database.db.select({ n: sql<number>`count(*)::int` }).from(payments))[0]!.n;
+  it("a paid callback for an unknown CheckoutRequestID credits nobody and waits in the unmatched queue", async () => {
+    const before = (await database.db.select({ n: sql<number>`count(*)::int` }).from(ledgerEntries))[0]!.n;
     const body = {
       Body: {
         stkCallback: {
@@ -374,7 +375,17 @@ describe("callback endpoints", () => {
       .select()
       .from(mpesaCallbacks)
       .where(eq(mpesaCallbacks.reference, "ws_CO_forged"));
-    expect(row!.flag).toBe("unknown_checkout");
-    expect((await database.db.select({ n: sql<number>`count(*)::int` }).from(payments))[0]!.n).toBe(before);
+    expect(row!.flag).toBe("queued");
+    const [queued] = await database.db.select().from(payments).where(eq(payments.providerRef, "FORGED1234"));
+    expect(queued).toMatchObject({
+      status: "unmatched",
+      customerId: null,
+      amountCents: 500_000,
+      phone: "+254700000000",
+    });
+    expect(queued!.holdReason).toMatch(/no request matches/);
+    expect((await database.db.select({ n: sql<number>`count(*)::int` }).from(ledgerEntries))[0]!.n).toBe(
+      before,
+    );
   });
 });

@@ -1,7 +1,8 @@
 import { asc, sql } from "drizzle-orm";
-import { mpesaCallbacks, paymentIntents } from "../../db/schema/index.ts";
+import { paymentIntents } from "../../db/schema/index.ts";
 import type { Actor, BillingContext } from "../context.ts";
 import { applyPaymentsInTx } from "../payments.ts";
+import { recordCallbackOutcomes } from "./callbacks.ts";
 import { type IntentRow, textArray } from "./common.ts";
 import {
   callbackFlag,
@@ -47,8 +48,13 @@ export async function settleStkResults(
       const first = !seen.has(checkout);
       seen.add(checkout);
       const intent = byCheckout.get(checkout);
-      if (!intent || result.resultCode !== 0) return;
-      const alreadyPaid = first && intent.paymentId !== null && intent.mpesaReceipt !== null;
+      if (!intent || result.outcome !== "paid") return;
+      // The same receipt again; a different one (a second paid prompt) goes the one-by-one way.
+      const alreadyPaid =
+        first &&
+        intent.paymentId !== null &&
+        intent.mpesaReceipt !== null &&
+        intent.mpesaReceipt === result.receipt;
       if (alreadyPaid || (!first && creditedHere.has(checkout))) {
         repeats.push({ index, result, checkout });
         return;
@@ -95,12 +101,14 @@ export async function settleStkResults(
           id: intent.id,
           payment_id: credit.paymentId,
           receipt,
-          result_desc: result.resultDesc,
+          result_code: result.providerCode ?? null,
+          result_desc: result.reason,
           outcome: credit.restoredSubscriptionIds.length
             ? { restoredSubscriptionIds: credit.restoredSubscriptionIds }
             : {},
           checkout: result.checkoutRequestId,
-          body: result.raw ?? {},
+          inbox_id: result.inboxId ?? null,
+          body: result.raw ?? null,
           flag: callbackFlag(status),
         };
       });
@@ -108,16 +116,22 @@ export async function settleStkResults(
       await tx.execute(sql`
         with data as (
           select * from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as d(id int, payment_id int, receipt text,
-            result_desc text, outcome jsonb, checkout text, body jsonb, flag text)
+            result_code int, result_desc text, outcome jsonb, checkout text, inbox_id int, body jsonb, flag text)
         ),
         settled as (
-          update payment_intents p set status = 'succeeded', result_code = 0, result_desc = d.result_desc,
+          update payment_intents p set status = 'succeeded', result_code = d.result_code, result_desc = d.result_desc,
             mpesa_receipt = d.receipt, payment_id = d.payment_id, outcome = d.outcome,
             settled_at = ${at}::timestamptz, updated_at = ${at}::timestamptz
           from data d where p.id = d.id
-          returning p.id)
-        insert into mpesa_callbacks (kind, reference, body, flag, received_at)
-        select 'stk', d.checkout, d.body, d.flag, ${at}::timestamptz from data d`);
+          returning p.id),
+        recorded as (
+          update mpesa_callbacks m set status = 'processed', flag = d.flag, reference = d.checkout,
+            body = coalesce(m.body, d.body), error = null, processed_at = ${at}::timestamptz
+          from data d where d.inbox_id is not null and m.id = d.inbox_id
+          returning m.id)
+        insert into mpesa_callbacks (kind, reference, body, status, flag, received_at, processed_at)
+        select 'stk', d.checkout, d.body, 'processed', d.flag, ${at}::timestamptz, ${at}::timestamptz
+        from data d where d.inbox_id is null`);
     }
 
     if (repeats.length > 0) {
@@ -145,13 +159,15 @@ export async function settleStkResults(
           intentStatus: paid.status,
         };
       }
-      await tx.insert(mpesaCallbacks).values(
+      await recordCallbackOutcomes(
+        tx,
+        now,
         repeats.map(({ result }) => ({
+          inboxId: result.inboxId,
           kind: callbackKind(result),
           reference: result.checkoutRequestId,
-          body: (result.raw ?? {}) as Record<string, unknown>,
+          body: result.raw,
           flag: callbackFlag("duplicate"),
-          receivedAt: now,
         })),
       );
     }
@@ -159,17 +175,7 @@ export async function settleStkResults(
     for (let index = 0; index < results.length; index++) {
       if (outcomes[index]) continue;
       const result = results[index]!;
-      const { recorded, ...outcome } = await settleInTx(tx, ctx, actor, result, now);
-      if (!recorded) {
-        await tx.insert(mpesaCallbacks).values({
-          kind: callbackKind(result),
-          reference: result.checkoutRequestId,
-          body: (result.raw ?? {}) as Record<string, unknown>,
-          flag: callbackFlag(outcome.status),
-          receivedAt: now,
-        });
-      }
-      outcomes[index] = outcome;
+      outcomes[index] = await settleInTx(tx, ctx, actor, result, now);
     }
     return outcomes;
   });

@@ -1,4 +1,20 @@
 import { z } from "zod";
+import type { PushOutcome, StkResult } from "../../billing/intents/settle.ts";
+import { normalizePhone } from "../../lib/phone.ts";
+
+/** M-Pesa's single-transaction limit: no authentic payment is larger. */
+export const mpesaMaxCents = 250_000_00;
+/** How deep a Daraja body nests (stkCallback's metadata is 5 levels); deeper is not Daraja's. */
+export const maxJsonDepth = 16;
+
+/** A result code: an integer as a JSON number or as digits in a string; nothing else passes. */
+const resultCode = z.union([
+  z.number().int().min(-2_147_483_648).max(2_147_483_647),
+  z
+    .string()
+    .regex(/^-?\d{1,9}$/)
+    .transform(Number),
+]);
 
 /**
  * Daraja's JSON shapes, as documented and as seen in the wild: numbers that are sometimes
@@ -25,7 +41,7 @@ export const stkQueryResponse = z.object({
   MerchantRequestID: z.string().optional(),
   CheckoutRequestID: z.string().optional(),
   // A string in query answers, unlike in callbacks.
-  ResultCode: z.union([z.string(), z.number()]).transform(String),
+  ResultCode: resultCode,
   ResultDesc: z.string().optional(),
 });
 export type StkQueryResponse = z.infer<typeof stkQueryResponse>;
@@ -43,7 +59,7 @@ export const stkCallback = z.object({
     stkCallback: z.object({
       MerchantRequestID: z.string().optional(),
       CheckoutRequestID: z.string().min(1),
-      ResultCode: z.union([z.number(), z.string()]).transform((v) => Number(v)),
+      ResultCode: resultCode,
       ResultDesc: z.string().optional().default(""),
       CallbackMetadata: z.object({ Item: z.array(metadataItem) }).optional(),
     }),
@@ -72,6 +88,10 @@ export function shillingsToCents(value: string | number): number | null {
   return Number(match[1]) * 100 + Number((match[2] ?? "0").padEnd(2, "0"));
 }
 
+/**
+ * A callback's body, strictly: an integer result code, and for a success a receipt and an amount
+ * within M-Pesa's limits. Anything else is null (the caller keeps the body and flags it).
+ */
 export function parseStkCallback(body: unknown): ParsedStkCallback | null {
   const parsed = stkCallback.safeParse(body);
   if (!parsed.success) return null;
@@ -81,6 +101,11 @@ export function parseStkCallback(body: unknown): ParsedStkCallback | null {
   const receipt = items.get("MpesaReceiptNumber");
   const phone = items.get("PhoneNumber");
   const date = items.get("TransactionDate");
+  if (cb.ResultCode === 0) {
+    const cents = amount === undefined ? null : shillingsToCents(amount);
+    if (cents === null || cents <= 0 || cents > mpesaMaxCents) return null;
+    if (receipt === undefined || !/^[A-Z0-9]{6,20}$/i.test(String(receipt))) return null;
+  }
   return {
     merchantRequestId: cb.MerchantRequestID ?? null,
     checkoutRequestId: cb.CheckoutRequestID,
@@ -91,6 +116,102 @@ export function parseStkCallback(body: unknown): ParsedStkCallback | null {
     phone: phone === undefined ? null : String(phone),
     transactionDate: date === undefined ? null : String(date),
   };
+}
+
+/** Result codes that mean the payer never answered, as opposed to saying no. */
+const unanswered = new Set([1037, 1019]);
+
+const failureReasons: Record<number, string> = {
+  1: "Not enough money in M-Pesa",
+  2: "Amount below the M-Pesa minimum",
+  3: "Amount above the M-Pesa maximum",
+  4: "M-Pesa daily limit reached",
+  17: "Same amount paid within 2 minutes: try again later",
+  1019: "The M-Pesa prompt expired",
+  1032: "You cancelled the M-Pesa prompt",
+  1037: "Your phone could not be reached",
+  2001: "Wrong M-Pesa PIN",
+};
+
+/** M-Pesa's result codes in the billing core's words. */
+export function pushOutcome(code: number): PushOutcome {
+  if (code === 0) return "paid";
+  if (code === 1032) return "cancelled";
+  if (unanswered.has(code)) return "unanswered";
+  return "declined";
+}
+
+function reasonFor(code: number, desc: string): string {
+  return failureReasons[code] ?? (desc.trim() || `M-Pesa result ${code}`);
+}
+
+/** A parsed callback as the core's push result. */
+export function stkResultFromCallback(
+  parsed: ParsedStkCallback,
+  inboxId: number | null,
+  raw: unknown,
+): StkResult {
+  return {
+    checkoutRequestId: parsed.checkoutRequestId,
+    merchantRequestId: parsed.merchantRequestId,
+    outcome: pushOutcome(parsed.resultCode),
+    reason: parsed.resultCode === 0 ? parsed.resultDesc : reasonFor(parsed.resultCode, parsed.resultDesc),
+    providerCode: parsed.resultCode,
+    receipt: parsed.receipt,
+    amountCents: parsed.amountCents,
+    phone:
+      parsed.phone === null
+        ? null
+        : normalizePhone(parsed.phone.startsWith("+") ? parsed.phone : `+${parsed.phone}`),
+    source: "callback",
+    inboxId,
+    raw,
+  };
+}
+
+/** A status query's answer as the core's push result (no receipt, no amount, no payer). */
+export function stkResultFromQuery(checkoutRequestId: string, answer: StkQueryResponse): StkResult {
+  return {
+    checkoutRequestId,
+    merchantRequestId: answer.MerchantRequestID ?? null,
+    outcome: pushOutcome(answer.ResultCode),
+    reason:
+      answer.ResultCode === 0
+        ? (answer.ResultDesc ?? "")
+        : reasonFor(answer.ResultCode, answer.ResultDesc ?? ""),
+    providerCode: answer.ResultCode,
+    source: "query",
+    raw: answer,
+  };
+}
+
+/** Text of a JSON body, parsed only when its nesting stays within `maxDepth` (JSON's own parser and
+ * printer recurse, so a deeply nested body would overflow the stack). */
+export function parseJsonBounded(
+  text: string,
+  maxDepth = maxJsonDepth,
+): { ok: true; value: unknown } | { ok: false; reason: "too_deep" | "not_json" } {
+  let depth = 0;
+  let inString = false;
+  let escaped = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (inString) {
+      if (escaped) escaped = false;
+      else if (ch === 92) escaped = true;
+      else if (ch === 34) inString = false;
+      continue;
+    }
+    if (ch === 34) inString = true;
+    else if (ch === 123 || ch === 91) {
+      if (++depth > maxDepth) return { ok: false, reason: "too_deep" };
+    } else if (ch === 125 || ch === 93) depth--;
+  }
+  try {
+    return { ok: true, value: JSON.parse(text) };
+  } catch {
+    return { ok: false, reason: "not_json" };
+  }
 }
 
 export const c2bBody = z.object({

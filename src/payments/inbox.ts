@@ -1,0 +1,140 @@
+import { randomBytes } from "node:crypto";
+import { mkdir, readdir, readFile, rename, unlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { sql } from "drizzle-orm";
+import type { BillingContext } from "../billing/context.ts";
+import { type CallbackKind, recordCallbackOutcome } from "../billing/intents/callbacks.ts";
+import { queryRows } from "../db/client.ts";
+import type { Logger } from "../logger.ts";
+
+/** What the routes store: the request's kind and its body's text, as received. */
+export interface InboundRequest {
+  kind: Exclude<CallbackKind, "stk_query">;
+  text: string;
+}
+
+export interface StoredRequest extends InboundRequest {
+  id: number;
+}
+
+export interface InboxOptions {
+  ctx: BillingContext;
+  logger: Logger;
+  /**
+   * Where a request goes when the database cannot take it (it was away for a moment): one file
+   * per request, imported into the inbox by the retry job. Unset: such a request is answered 503.
+   */
+  spoolDir?: string;
+}
+
+/**
+ * The inbox of inbound M-Pesa requests. A request is stored, in a commit of its own, before it is
+ * processed, so an authentic request is never lost: when processing fails (a bug, a deadlock, the
+ * database dropping mid-way) it stays here `failed` with its error, and the retry job processes it
+ * again (processing is idempotent: unique keys decide what was already credited).
+ */
+export class Inbox {
+  constructor(private readonly options: InboxOptions) {}
+
+  /** Stores the request; its id, or null when it went to the spool instead. Throws when it could be neither. */
+  async store(request: InboundRequest): Promise<number | null> {
+    const { ctx } = this.options;
+    try {
+      const [row] = await queryRows<{ id: number }>(
+        ctx.db,
+        sql`insert into mpesa_callbacks (kind, raw, status, received_at)
+            values (${request.kind}, ${request.text}, 'received', ${ctx.clock.now().toISOString()}::timestamptz)
+            returning id`,
+      );
+      return Number(row!.id);
+    } catch (error) {
+      if (!this.options.spoolDir) throw error;
+      await this.spool(request);
+      this.options.logger.warn(
+        { err: error, kind: request.kind },
+        "database unavailable: M-Pesa request spooled to disk",
+      );
+      return null;
+    }
+  }
+
+  private async spool(request: InboundRequest): Promise<void> {
+    const dir = this.options.spoolDir!;
+    await mkdir(dir, { recursive: true });
+    const name = `${Date.now()}-${randomBytes(6).toString("hex")}`;
+    const record = JSON.stringify({ ...request, receivedAt: this.options.ctx.clock.now().toISOString() });
+    // Written whole, then renamed: the importer never reads half a request.
+    await writeFile(join(dir, `${name}.tmp`), record, { flush: true });
+    await rename(join(dir, `${name}.tmp`), join(dir, `${name}.json`));
+  }
+
+  /** Spooled requests into the inbox (oldest first); returns them, stored, for processing. */
+  async importSpool(): Promise<StoredRequest[]> {
+    const dir = this.options.spoolDir;
+    if (!dir) return [];
+    let names: string[];
+    try {
+      names = (await readdir(dir)).filter((n) => n.endsWith(".json")).sort();
+    } catch {
+      return [];
+    }
+    const imported: StoredRequest[] = [];
+    for (const name of names) {
+      const path = join(dir, name);
+      const record = JSON.parse(await readFile(path, "utf8")) as InboundRequest & { receivedAt: string };
+      const [row] = await queryRows<{ id: number }>(
+        this.options.ctx.db,
+        sql`insert into mpesa_callbacks (kind, raw, status, received_at)
+            values (${record.kind}, ${record.text}, 'received', ${record.receivedAt}::timestamptz)
+            returning id`,
+      );
+      await unlink(path);
+      imported.push({ id: Number(row!.id), kind: record.kind, text: record.text });
+    }
+    return imported;
+  }
+
+  /** Processed without settling anything: the request was unreadable, or needs no processing. */
+  async markProcessed(
+    id: number | null,
+    input: { kind: CallbackKind; reference: string | null; body: unknown; flag: string | null },
+  ): Promise<void> {
+    if (id === null) return;
+    await recordCallbackOutcome(this.options.ctx.db, this.options.ctx.clock.now(), { inboxId: id, ...input });
+  }
+
+  /** Processing failed: the request stays for the retry job and, after the last try, for an admin. */
+  async markFailed(id: number | null, error: unknown, options: { countTry: boolean }): Promise<void> {
+    if (id === null) return;
+    const message = (error instanceof Error ? error.message : String(error)).slice(0, 500);
+    try {
+      await this.options.ctx.db.execute(sql`
+        update mpesa_callbacks set status = 'failed', error = ${message},
+          attempts = attempts + ${options.countTry ? 1 : 0}::int
+        where id = ${id}::int and status <> 'processed'`);
+    } catch (markError) {
+      // Still `received`: the retry job picks it up all the same.
+      this.options.logger.error({ err: markError, inboxId: id }, "could not record a failed M-Pesa request");
+    }
+  }
+
+  /**
+   * Requests waiting longer than `olderThanMs` (not being processed right now by their request)
+   * with tries left, oldest first. Each is counted as a try before it is processed again.
+   */
+  async claimForRetry(olderThanMs: number, maxAttempts: number, limit = 100): Promise<StoredRequest[]> {
+    const before = new Date(this.options.ctx.clock.now().getTime() - olderThanMs).toISOString();
+    const rows = await queryRows<{ id: number; kind: InboundRequest["kind"]; raw: string | null }>(
+      this.options.ctx.db,
+      sql`update mpesa_callbacks m set attempts = m.attempts + 1, status = 'failed',
+            error = coalesce(m.error, 'not processed when received')
+          where m.id in (
+            select id from mpesa_callbacks
+            where status <> 'processed' and received_at <= ${before}::timestamptz and attempts < ${maxAttempts}
+            order by id limit ${limit}
+            for update skip locked)
+          returning m.id, m.kind, m.raw`,
+    );
+    return rows.map((r) => ({ id: Number(r.id), kind: r.kind, text: r.raw ?? "" }));
+  }
+}

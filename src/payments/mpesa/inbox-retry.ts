@@ -1,0 +1,46 @@
+import { settleStkResult } from "../../billing/intents/settle.ts";
+import type { MpesaRoutes } from "../routes.ts";
+import { processStoredRequest, webhookActor } from "./process.ts";
+
+export interface InboxRetryCounts {
+  [key: string]: number;
+  imported: number;
+  retried: number;
+  processed: number;
+  failed: number;
+}
+
+/** Requests younger than this may still be in the hands of the request that stored them. */
+const settleMs = 30_000;
+/** After this many tries a request stays `failed` in the inbox for an admin. */
+export const maxInboxAttempts = 10;
+
+/**
+ * The inbox's second chance: requests spooled to disk while the database was away are stored, and
+ * requests whose processing failed (or never finished: the process died) are processed again.
+ */
+export async function retryInbox(mpesa: MpesaRoutes): Promise<InboxRetryCounts> {
+  const { inbox } = mpesa;
+  const counts: InboxRetryCounts = { imported: 0, retried: 0, processed: 0, failed: 0 };
+  // A retry settles on its own, not through the request path's batcher.
+  const deps = {
+    ...mpesa.process,
+    settleStk: (result: Parameters<typeof settleStkResult>[2]) =>
+      settleStkResult(mpesa.process.ctx, webhookActor, result),
+  };
+  const imported = await inbox.importSpool();
+  counts.imported = imported.length;
+  const claimed = await inbox.claimForRetry(settleMs, maxInboxAttempts);
+  counts.retried = claimed.length;
+  for (const request of [...imported, ...claimed]) {
+    try {
+      await processStoredRequest(deps, request);
+      counts.processed++;
+    } catch (error) {
+      counts.failed++;
+      await inbox.markFailed(request.id, error, { countTry: false });
+      mpesa.process.logger.warn({ err: error, inboxId: request.id }, "M-Pesa request failed again");
+    }
+  }
+  return counts;
+}
