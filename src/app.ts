@@ -26,7 +26,8 @@ export function createApp(deps: AppDeps): Hono {
   if (deps.mpesaRoutes) app.route("/hooks/mp", deps.mpesaRoutes);
   if (deps.ussdRoutes) app.route("/ussd", deps.ussdRoutes);
   app.onError((error, c) => {
-    deps.logger.error({ err: error, path: c.req.path }, "unhandled error");
+    // The route's pattern, not the path: a path can carry a secret token.
+    deps.logger.error({ err: error, route: c.req.routePath }, "unhandled error");
     return c.json({ error: "internal error" }, 500);
   });
   return app;

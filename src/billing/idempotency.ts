@@ -1,7 +1,7 @@
 import { lt, type SQL, sql } from "drizzle-orm";
 import { DAY } from "../clock.ts";
 import type { Executor } from "../db/client.ts";
-import { idempotencyKeys } from "../db/schema/index.ts";
+import { idempotencyKeys, rateLimitWindows } from "../db/schema/index.ts";
 
 /**
  * Makes a statement act once per key. `claim` is the body of its first CTE (say `claim`): it
@@ -28,5 +28,10 @@ export async function purgeIdempotencyKeys(tx: Executor, now: Date, keepMs = IDE
     .delete(idempotencyKeys)
     .where(lt(idempotencyKeys.createdAt, new Date(now.getTime() - keepMs)))
     .returning({ key: idempotencyKeys.key });
-  return { removed: removed.length };
+  // Prompt windows: a window untouched for as long as a key is kept holds no hit that still counts.
+  const windows = await tx
+    .delete(rateLimitWindows)
+    .where(lt(rateLimitWindows.updatedAt, new Date(now.getTime() - keepMs)))
+    .returning({ key: rateLimitWindows.key });
+  return { removed: removed.length, windows: windows.length };
 }

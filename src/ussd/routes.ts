@@ -1,5 +1,6 @@
 import { timingSafeEqual } from "node:crypto";
 import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import type { Db } from "../db/client.ts";
 import { normalizePhone } from "../lib/phone.ts";
 import type { Logger } from "../logger.ts";
@@ -26,6 +27,7 @@ export interface UssdDeps {
 /** Inputs beyond this are not a person typing. */
 const MAX_TEXT = 640;
 const MAX_INPUTS = 60;
+export const maxUssdBytes = 8 * 1024;
 
 function sameSecret(given: string, expected: string): boolean {
   const a = Buffer.from(given);
@@ -47,6 +49,8 @@ export function createUssdRoutes(deps: UssdDeps): Hono {
   const screens = deps.screens ?? subscriberScreens;
   const cache = deps.cache ?? new SessionCache();
 
+  // Africa's Talking's form is a few hundred bytes: a bigger body is refused before it is read.
+  app.use("*", bodyLimit({ maxSize: maxUssdBytes, onError: (c) => c.text("Payload Too Large", 413) }));
   app.post("/:token?", async (c) => {
     const token = c.req.param("token");
     if (deps.token ? token === undefined || !sameSecret(token, deps.token) : token !== undefined) {

@@ -138,7 +138,7 @@ export async function requestPayment(
     checks as (
       select
         (select customer_id from subscriptions where id = ${sub}::int) as sub_customer,
-        (select active from plans where id = ${plan}::int) as plan_active,
+        (select active and (${input.purpose} <> 'voucher' or kind = 'hotspot') from plans where id = ${plan}::int) as plan_active,
         (select id from customers where id = ${customer}::int) as customer
     ),
     earlier as (select id, purpose, amount_cents, phone from payment_intents where idempotency_key = ${key}::text),
