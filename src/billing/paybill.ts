@@ -6,7 +6,7 @@ import { audit } from "./audit.ts";
 import type { Actor, BillingContext } from "./context.ts";
 import { recordCallbackOutcome } from "./intents/callbacks.ts";
 import type { IntentRow } from "./intents/common.ts";
-import { adoptReceipt } from "./intents/settle.ts";
+import { adoptReceipt, settlePaidIntent } from "./intents/settle.ts";
 import { recordPaymentByReferenceInTx, recordUncreditedPaymentInTx } from "./payments.ts";
 
 export interface PaybillPayment {
@@ -95,12 +95,41 @@ async function recordInTx(
     return { result: { paymentId, duplicate: false, matched: false, customerId: null }, flag: "held" };
   }
 
-  const push = await queryPushAwaitingReceipt(tx, input, now);
-  if (push) {
+  const push = await pushOfThisPayment(tx, input, now);
+  if (push?.paymentId != null) {
     await adoptReceipt(tx, push, input.transId, now);
     return {
-      result: { paymentId: push.paymentId!, duplicate: true, matched: true, customerId: push.customerId },
+      result: { paymentId: push.paymentId, duplicate: true, matched: true, customerId: push.customerId },
       flag: "receipt_of_push",
+    };
+  }
+  if (push) {
+    // The push's own result has not come (its callback may be lost): this is that payment, so it
+    // settles the intent, and the callback or status query that follows finds it paid.
+    const settled = await settlePaidIntent(
+      tx,
+      ctx,
+      actor,
+      push,
+      {
+        checkoutRequestId: push.checkoutRequestId!,
+        outcome: "paid",
+        reason: "Paid (paybill confirmation)",
+        receipt: input.transId,
+        amountCents: input.amountCents,
+        phone: push.phone,
+        source: "callback",
+      },
+      now,
+    );
+    return {
+      result: {
+        paymentId: settled.paymentId ?? 0,
+        duplicate: settled.status === "duplicate",
+        matched: true,
+        customerId: push.customerId,
+      },
+      flag: settled.status === "credited" ? "settled_push" : settled.status,
     };
   }
 
@@ -115,22 +144,21 @@ async function recordInTx(
 }
 
 /**
- * The push this confirmation completes, when it was settled by a status query and so has no
- * receipt yet: locked, as intents come first in the lock order.
+ * The push this confirmation is M-Pesa's record of, if any: one sent moments before with the same
+ * account reference and amount, either still waiting for its result, or settled by a status query
+ * and so without a receipt yet. Locked, as intents come first in the lock order.
  */
-async function queryPushAwaitingReceipt(
-  tx: Executor,
-  input: PaybillPayment,
-  now: Date,
-): Promise<IntentRow | null> {
+async function pushOfThisPayment(tx: Executor, input: PaybillPayment, now: Date): Promise<IntentRow | null> {
   const reference = normaliseAccountReference(input.billRef);
   if (!reference) return null;
   const paidAt = (input.paidAt ?? now).getTime();
   const rows = await queryRows<{ id: number }>(
     tx,
-    sql`select i.id from payment_intents i join payments p on p.id = i.payment_id
+    sql`select i.id from payment_intents i left join payments p on p.id = i.payment_id
         where upper(i.account_reference) = ${reference} and i.amount_cents = ${input.amountCents}
-          and i.mpesa_receipt is null and p.provider_ref like 'stk:%'
+          and i.mpesa_receipt is null and i.checkout_request_id is not null
+          and ((i.payment_id is null and (i.status in ('pending', 'timed_out') or i.push_uncertain))
+               or p.provider_ref like 'stk:%')
           and i.sent_at between ${new Date(paidAt - pushWindowMs).toISOString()}::timestamptz
                             and ${new Date(paidAt + pushWindowMs).toISOString()}::timestamptz
           and not exists (select 1 from payments k where k.provider = 'mpesa' and k.provider_ref = ${input.transId})
