@@ -191,6 +191,8 @@ export function parseJsonBounded(
   text: string,
   maxDepth = maxJsonDepth,
 ): { ok: true; value: unknown } | { ok: false; reason: "too_deep" | "not_json" } {
+  // PostgreSQL's text and jsonb hold no NUL character; Daraja never sends one.
+  if (text.includes("\\u0000") || text.includes("\0")) return { ok: false, reason: "not_json" };
   let depth = 0;
   let inString = false;
   let escaped = false;
