@@ -13,6 +13,8 @@ export const plans = pgTable(
     id: id(),
     code: text("code").notNull(),
     name: text("name").notNull(),
+    /** The name in Kiswahili; null shows `name` in both languages. */
+    nameSw: text("name_sw"),
     kind: text("kind", { enum: planKinds }).notNull(),
     priceCents: cents("price_cents").notNull(),
     periodUnit: text("period_unit", { enum: periodUnits }).notNull(),
