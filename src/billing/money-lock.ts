@@ -19,7 +19,10 @@ import { type Executor, queryRows } from "../db/client.ts";
  * only some writers took would protect nothing.
  *
  * Row locks (not advisory locks) because the invoice run locks a hundred thousand customers in one
- * transaction: row locks live in the rows, advisory locks in a bounded shared table.
+ * transaction: row locks live in the rows, advisory locks in a bounded shared table. `for no key
+ * update`, not `for update`: it excludes every other money writer, but not the key-share locks
+ * that inserts referencing the customer take (a payment prompt being recorded, say), which would
+ * otherwise wait for the whole invoice run.
  */
 export interface MoneyLock {
   /** Whether this lock covers the customer: always true for a lock taken over a set. */
@@ -39,9 +42,11 @@ const intArray = (ids: number[]) => sql`${`{${ids.join(",")}}`}::int[]`;
 export async function lockCustomerMoney(tx: Executor, customerIds: Iterable<number>): Promise<MoneyLock> {
   const ids = [...new Set(customerIds)].sort((a, b) => a - b);
   if (ids.length === 1) {
-    await tx.execute(sql`select id from customers where id = ${ids[0]}::int for update`);
+    await tx.execute(sql`select id from customers where id = ${ids[0]}::int for no key update`);
   } else if (ids.length > 1) {
-    await tx.execute(sql`select id from customers where id = any(${intArray(ids)}) order by id for update`);
+    await tx.execute(
+      sql`select id from customers where id = any(${intArray(ids)}) order by id for no key update`,
+    );
   }
   return new CustomerLock(new Set(ids));
 }
@@ -57,7 +62,7 @@ export async function lockCustomersMoneyWhere(
   const rows = await queryRows<{ n: number }>(
     tx,
     sql`with locked as (
-          select c.id from customers c where c.id in (${customerIds}) order by c.id for update
+          select c.id from customers c where c.id in (${customerIds}) order by c.id for no key update
         )
         select count(*)::int as n from locked`,
   );
@@ -70,7 +75,7 @@ export async function lockSubscriptionCustomer(tx: Executor, subscriptionId: num
     tx,
     sql`select c.id from customers c
         where c.id = (select s.customer_id from subscriptions s where s.id = ${subscriptionId}::int)
-        for update of c`,
+        for no key update of c`,
   );
   return new CustomerLock(new Set(rows.map((r) => Number(r.id))));
 }

@@ -25,7 +25,7 @@ export async function setCustomerLanguage(
     sql`
     with claim as (${once.claim}),
     before as (
-      select id, language from customers where id = ${input.customerId}::int and ${once.first(sql`claim`)} for update
+      select id, language from customers where id = ${input.customerId}::int and ${once.first(sql`claim`)} for no key update
     ),
     changed as (
       update customers c set language = ${input.language}

@@ -103,7 +103,8 @@ export class Inbox {
       ctx.db,
       sql`insert into mpesa_callbacks (kind, raw, status, received_at)
           select r.kind, r.text, 'received', ${at}::timestamptz
-          from jsonb_to_recordset(${JSON.stringify(requests)}::jsonb) with ordinality as r(kind text, text text, n bigint)
+          from rows from (jsonb_to_recordset(${JSON.stringify(requests)}::jsonb) as (kind text, text text))
+            with ordinality as r(kind, text, n)
           order by r.n
           returning id`,
     );
