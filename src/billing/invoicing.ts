@@ -1,8 +1,8 @@
-import { sql } from "drizzle-orm";
+import { type SQL, sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../db/client.ts";
 import type { Actor, BillingContext } from "./context.ts";
 import { settleOpenInvoices } from "./ledger.ts";
-import { lockCustomersMoneyWhere } from "./money-lock.ts";
+import { lockCustomerSet } from "./money-lock.ts";
 import { periodBoundarySql } from "./period-sql.ts";
 
 export interface InvoiceRunCounts {
@@ -17,7 +17,7 @@ export interface InvoiceRunCounts {
  * A scheduled plan change takes effect here and restarts the period count from this boundary, so a
  * plan with another period length starts cleanly. An unpaid period is left to dunning.
  */
-async function rollPaidPeriods(tx: Executor, ctx: BillingContext, now: Date): Promise<number> {
+async function rollPaidPeriods(tx: Executor, ctx: BillingContext, now: Date, locked: SQL): Promise<number> {
   const tz = ctx.settings.timezone;
   const at = sql`${now.toISOString()}::timestamptz`;
   const rows = await queryRows<{ n: number }>(
@@ -31,7 +31,7 @@ async function rollPaidPeriods(tx: Executor, ctx: BillingContext, now: Date): Pr
         p.period_unit, p.period_count, s.current_period_end as period_start
       from subscriptions s
       join plans p on p.id = coalesce(s.next_plan_id, s.plan_id)
-      where s.status = 'active' and s.current_period_end <= ${at}
+      where s.status = 'active' and s.current_period_end <= ${at} and s.customer_id in (${locked})
         and exists (select 1 from invoices i where i.subscription_id = s.id and i.kind = 'recurring'
                     and i.period_start = s.current_period_end and i.status = 'paid')
       for update of s
@@ -58,7 +58,12 @@ async function rollPaidPeriods(tx: Executor, ctx: BillingContext, now: Date): Pr
  * time, set-based: one statement for any number of subscriptions. The unique (subscription,
  * period start) index makes a rerun, or a run racing another, create nothing new.
  */
-async function issueNextPeriodInvoices(tx: Executor, ctx: BillingContext, now: Date): Promise<number> {
+async function issueNextPeriodInvoices(
+  tx: Executor,
+  ctx: BillingContext,
+  now: Date,
+  locked: SQL,
+): Promise<number> {
   const tz = ctx.settings.timezone;
   const at = sql`${now.toISOString()}::timestamptz`;
   const horizon = sql`${new Date(now.getTime() + ctx.settings.invoiceLeadHours * 3_600_000).toISOString()}::timestamptz`;
@@ -75,7 +80,7 @@ async function issueNextPeriodInvoices(tx: Executor, ctx: BillingContext, now: D
       from subscriptions s
       join plans p on p.id = s.plan_id
       join plans np on np.id = coalesce(s.next_plan_id, s.plan_id)
-      where s.status = 'active' and s.current_period_end <= ${horizon}
+      where s.status = 'active' and s.current_period_end <= ${horizon} and s.customer_id in (${locked})
     ),
     issued as (
       insert into invoices (customer_id, subscription_id, kind, period_start, period_end, amount_cents, due_at, issued_at)
@@ -102,11 +107,11 @@ async function issueNextPeriodInvoices(tx: Executor, ctx: BillingContext, now: D
  * The invoice run: roll paid periods, issue the next invoices, and let existing credit pay them.
  * Repeats (bounded) so that a scheduler that was down for several periods catches up.
  *
- * It writes money, so it follows the one-writer rule (money-lock.ts): each round first locks every
- * customer it may touch, ascending id, before rolling (which locks subscriptions); a payment that
- * committed meanwhile is then seen by the settlement, and one that arrives later waits for this run
- * and settles against the new invoices itself. Customers whose subscription became due after that
- * lock (another writer activated it meanwhile) are locked before the settlement.
+ * It writes money, so it follows the one-writer rule (money-lock.ts): it first locks every customer
+ * it may touch, ascending id, before rolling (which locks subscriptions); a payment that committed
+ * meanwhile is then seen by the settlement, and one that arrives later waits for this run and
+ * settles against the new invoices itself. Every round keeps to the customers locked then: one
+ * whose subscription became due meanwhile (another writer activated it) waits for the next run.
  */
 export async function issueRecurringInvoicesInTx(
   tx: Executor,
@@ -116,17 +121,17 @@ export async function issueRecurringInvoicesInTx(
   const now = ctx.clock.now();
   const counts: InvoiceRunCounts = { rolled: 0, issued: 0, settled: 0 };
   const horizon = new Date(now.getTime() + ctx.settings.invoiceLeadHours * 3_600_000).toISOString();
+  const { lock, members, count } = await lockCustomerSet(
+    tx,
+    sql`select customer_id from subscriptions where status = 'active' and current_period_end <= ${horizon}::timestamptz`,
+  );
+  if (count === 0) return counts;
   for (let round = 0; round < 24; round++) {
-    await lockCustomersMoneyWhere(
-      tx,
-      sql`select customer_id from subscriptions where status = 'active' and current_period_end <= ${horizon}::timestamptz`,
-    );
-    const rolled = await rollPaidPeriods(tx, ctx, now);
-    const issued = await issueNextPeriodInvoices(tx, ctx, now);
+    const rolled = await rollPaidPeriods(tx, ctx, now, members);
+    const issued = await issueNextPeriodInvoices(tx, ctx, now, members);
     let settled = 0;
     if (issued > 0) {
       const issuedNow = sql`select customer_id from invoices where kind = 'recurring' and issued_at = ${now.toISOString()}::timestamptz and status = 'open'`;
-      const { lock } = await lockCustomersMoneyWhere(tx, issuedNow);
       const changed = await settleOpenInvoices(tx, lock, now, issuedNow);
       settled = changed.filter((i) => i.status === "paid").length;
     }

@@ -69,6 +69,35 @@ export async function lockCustomersMoneyWhere(
   return { lock: new CustomerLock("set"), count: Number(rows[0]?.n ?? 0) };
 }
 
+/**
+ * Locks a set like `lockCustomersMoneyWhere` and remembers exactly which customers it locked:
+ * `members` selects them, so a job can keep to them (a customer who became eligible after the lock
+ * was taken was not locked, and waits for the next run instead of being written unlocked). One set
+ * per transaction: a second call replaces the first.
+ */
+export async function lockCustomerSet(
+  tx: Executor,
+  customerIds: SQL,
+): Promise<{ lock: MoneyLock; members: SQL; count: number }> {
+  await tx.execute(
+    sql`create temp table if not exists money_locked_customers (id int primary key) on commit drop`,
+  );
+  await tx.execute(sql`truncate money_locked_customers`);
+  const rows = await queryRows<{ n: number }>(
+    tx,
+    sql`with locked as (
+          select c.id from customers c where c.id in (${customerIds}) order by c.id for no key update
+        ),
+        kept as (insert into money_locked_customers select id from locked returning id)
+        select count(*)::int as n from kept`,
+  );
+  return {
+    lock: new CustomerLock("set"),
+    members: sql`select id from money_locked_customers`,
+    count: Number(rows[0]?.n ?? 0),
+  };
+}
+
 /** Locks the money of a subscription's customer (the subscription's owner never changes). */
 export async function lockSubscriptionCustomer(tx: Executor, subscriptionId: number): Promise<MoneyLock> {
   const rows = await queryRows<{ id: number }>(

@@ -1,4 +1,4 @@
-import { eq, sql } from "drizzle-orm";
+import { inArray, sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../db/client.ts";
 import { paymentIntents } from "../db/schema/index.ts";
 import { normaliseAccountReference } from "./accounts.ts";
@@ -6,7 +6,7 @@ import { audit } from "./audit.ts";
 import type { Actor, BillingContext } from "./context.ts";
 import { recordCallbackOutcome } from "./intents/callbacks.ts";
 import type { IntentRow } from "./intents/common.ts";
-import { adoptReceipt, settlePaidIntent } from "./intents/settle.ts";
+import { adoptReceipt } from "./intents/settle.ts";
 import { recordPaymentByReferenceInTx, recordUncreditedPaymentInTx } from "./payments.ts";
 
 export interface PaybillPayment {
@@ -40,7 +40,9 @@ const pushWindowMs = 5 * 60_000;
  * The MSISDN arrives masked, so it is not used. One identity per payment: a push settled by a
  * status query is known only by its checkout id until its receipt arrives; when this confirmation
  * is that push's (same account reference as the push showed, same amount, moments after it was
- * sent), the payment adopts the receipt instead of being credited a second time.
+ * sent), the payment adopts the receipt instead of being credited a second time. (A confirmation
+ * that comes before the push's own result is credited as a paybill payment; the push's result
+ * then finds its receipt already credited, or the status query finds it: see settle.ts.)
  */
 export async function recordPaybillPayment(
   ctx: BillingContext,
@@ -95,42 +97,25 @@ async function recordInTx(
     return { result: { paymentId, duplicate: false, matched: false, customerId: null }, flag: "held" };
   }
 
-  const push = await pushOfThisPayment(tx, input, now);
-  if (push?.paymentId != null) {
+  const pushes = await queryPushesAwaitingReceipt(tx, input, now);
+  if (pushes.length === 1) {
+    const push = pushes[0]!;
     await adoptReceipt(tx, push, input.transId, now);
     return {
-      result: { paymentId: push.paymentId, duplicate: true, matched: true, customerId: push.customerId },
+      result: { paymentId: push.paymentId!, duplicate: true, matched: true, customerId: push.customerId },
       flag: "receipt_of_push",
     };
   }
-  if (push) {
-    // The push's own result has not come (its callback may be lost): this is that payment, so it
-    // settles the intent, and the callback or status query that follows finds it paid.
-    const settled = await settlePaidIntent(
+  if (pushes.length > 1) {
+    // It is one of these pushes' receipt, but which cannot be told: an admin decides.
+    const ids = pushes.map((p) => p.id).join(", ");
+    return recordInTx(
       tx,
       ctx,
       actor,
-      push,
-      {
-        checkoutRequestId: push.checkoutRequestId!,
-        outcome: "paid",
-        reason: "Paid (paybill confirmation)",
-        receipt: input.transId,
-        amountCents: input.amountCents,
-        phone: push.phone,
-        source: "callback",
-      },
+      { ...input, holdReason: `may be the receipt of pushes ${ids}, each already credited` },
       now,
     );
-    return {
-      result: {
-        paymentId: settled.paymentId ?? 0,
-        duplicate: settled.status === "duplicate",
-        matched: true,
-        customerId: push.customerId,
-      },
-      flag: settled.status === "credited" ? "settled_push" : settled.status,
-    };
   }
 
   const recorded = await recordPaymentByReferenceInTx(tx, ctx, actor, {
@@ -144,30 +129,47 @@ async function recordInTx(
 }
 
 /**
- * The push this confirmation is M-Pesa's record of, if any: one sent moments before with the same
- * account reference and amount, either still waiting for its result, or settled by a status query
- * and so without a receipt yet. Locked, as intents come first in the lock order.
+ * The pushes this confirmation may be M-Pesa's record of: settled by a status query (so credited
+ * under their checkout id, without a receipt), with the account reference the push showed, the
+ * same amount, sent moments before. Found, then locked (intents come first in the lock order),
+ * then checked again in a statement of its own, which sees what a settlement that held the lock
+ * meanwhile committed.
  */
-async function pushOfThisPayment(tx: Executor, input: PaybillPayment, now: Date): Promise<IntentRow | null> {
+async function queryPushesAwaitingReceipt(
+  tx: Executor,
+  input: PaybillPayment,
+  now: Date,
+): Promise<IntentRow[]> {
   const reference = normaliseAccountReference(input.billRef);
-  if (!reference) return null;
+  if (!reference) return [];
   const paidAt = (input.paidAt ?? now).getTime();
-  const rows = await queryRows<{ id: number }>(
-    tx,
-    sql`select i.id from payment_intents i left join payments p on p.id = i.payment_id
-        where upper(i.account_reference) = ${reference} and i.amount_cents = ${input.amountCents}
-          and i.mpesa_receipt is null and i.checkout_request_id is not null
-          and ((i.payment_id is null and (i.status in ('pending', 'timed_out') or i.push_uncertain))
-               or p.provider_ref like 'stk:%')
-          and i.sent_at between ${new Date(paidAt - pushWindowMs).toISOString()}::timestamptz
-                            and ${new Date(paidAt + pushWindowMs).toISOString()}::timestamptz
-          and not exists (select 1 from payments k where k.provider = 'mpesa' and k.provider_ref = ${input.transId})
-        order by i.id
-        for update of i`,
+  const from = new Date(paidAt - pushWindowMs).toISOString();
+  const to = new Date(paidAt + pushWindowMs).toISOString();
+  const candidates = sql`select i.id from payment_intents i join payments p on p.id = i.payment_id
+      where upper(i.account_reference) = ${reference} and i.amount_cents = ${input.amountCents}
+        and i.mpesa_receipt is null and p.provider_ref like 'stk:%'
+        and i.sent_at between ${from}::timestamptz and ${to}::timestamptz
+        and not exists (select 1 from payments k where k.provider = 'mpesa' and k.provider_ref = ${input.transId})`;
+  const found = await queryRows<{ id: number }>(tx, candidates);
+  if (found.length === 0) return [];
+  await tx.execute(
+    sql`select id from payment_intents where id in (${sql.join(
+      found.map((r) => sql`${Number(r.id)}::int`),
+      sql`, `,
+    )}) order by id for update`,
   );
-  if (rows.length !== 1) return null;
-  const [intent] = await tx.select().from(paymentIntents).where(eq(paymentIntents.id, rows[0]!.id));
-  return intent ?? null;
+  const still = await queryRows<{ id: number }>(tx, candidates);
+  if (still.length === 0) return [];
+  return tx
+    .select()
+    .from(paymentIntents)
+    .where(
+      inArray(
+        paymentIntents.id,
+        still.map((r) => Number(r.id)),
+      ),
+    )
+    .orderBy(paymentIntents.id);
 }
 
 async function known(tx: Executor, transId: string): Promise<PaybillResult> {

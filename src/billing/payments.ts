@@ -152,6 +152,41 @@ async function creditPayments(
     insert into ledger_entries (customer_id, kind, amount_cents, payment_id, memo, created_at)
     select i.customer_id, 'payment', i.amount_cents, i.payment_id, i.memo, ${at}::timestamptz from ${rows}`);
   await settleOpenInvoices(tx, money, now, sql`select unnest(${intArray(customerIds)})`);
+  // Receipts and audit entries, in one statement, before anything the payment leads to (service
+  // back on): the receipt is written first, so it is sent first (the SMS worker keeps each
+  // recipient's messages in the order they were written). Each receipt shows the balance right
+  // after its own payment: the balance after the batch less the batch's later payments.
+  const sums = await queryRows<{ customer_id: number; balance: string }>(
+    tx,
+    sql`
+    with batch as (select * from ${rows}),
+    balances as (
+      select customer_id, sum(amount_cents) as balance from ledger_entries
+      where customer_id = any(${intArray(customerIds)}) group by customer_id
+    ),
+    ordered as (
+      select batch.*, coalesce(sum(amount_cents) over (partition by customer_id order by payment_id desc
+        rows between unbounded preceding and 1 preceding), 0) as later
+      from batch
+    ),
+    receipts as (
+      insert into message_outbox (channel, recipient, language, template, params, dedupe_key, next_attempt_at, created_at)
+      select 'sms', c.phone, c.language, 'payment_received',
+        jsonb_build_object('amountCents', i.amount_cents, 'balanceCents', b.balance - i.later, 'account', c.account_number,
+          'receipt', i.receipt),
+        'payment:' || i.payment_id, ${at}::timestamptz, ${at}::timestamptz
+      from ordered i join customers c on c.id = i.customer_id join balances b on b.customer_id = i.customer_id
+      order by i.payment_id
+      on conflict (dedupe_key) do nothing
+    ),
+    audited as (
+      insert into audit_log (actor_kind, actor_id, channel, action, entity, entity_id, details, at)
+      select ${actor.kind}, ${actor.id}, ${actor.channel ?? null}::text, 'payment.applied', 'payment',
+        i.payment_id::text, i.details, ${at}::timestamptz
+      from batch i
+    )
+    select customer_id, balance::text as balance from balances`,
+  );
   const waiting = await queryRows<{ customer_id: number }>(
     tx,
     sql`select distinct customer_id from subscriptions where customer_id = any(${intArray(customerIds)})
@@ -161,31 +196,6 @@ async function creditPayments(
     const customerId = Number(customer_id);
     restored.set(customerId, await restoreIfSettled(tx, ctx, actor, customerId, now));
   }
-  // Receipts (with the balance after the batch) and audit entries, in one statement.
-  const sums = await queryRows<{ customer_id: number; balance: string }>(
-    tx,
-    sql`
-    with balances as (
-      select customer_id, sum(amount_cents) as balance from ledger_entries
-      where customer_id = any(${intArray(customerIds)}) group by customer_id
-    ),
-    receipts as (
-      insert into message_outbox (channel, recipient, language, template, params, dedupe_key, next_attempt_at, created_at)
-      select 'sms', c.phone, c.language, 'payment_received',
-        jsonb_build_object('amountCents', i.amount_cents, 'balanceCents', b.balance, 'account', c.account_number,
-          'receipt', i.receipt),
-        'payment:' || i.payment_id, ${at}::timestamptz, ${at}::timestamptz
-      from ${rows} join customers c on c.id = i.customer_id join balances b on b.customer_id = i.customer_id
-      on conflict (dedupe_key) do nothing
-    ),
-    audited as (
-      insert into audit_log (actor_kind, actor_id, channel, action, entity, entity_id, details, at)
-      select ${actor.kind}, ${actor.id}, ${actor.channel ?? null}::text, 'payment.applied', 'payment',
-        i.payment_id::text, i.details, ${at}::timestamptz
-      from ${rows}
-    )
-    select customer_id, balance::text as balance from balances`,
-  );
   for (const row of sums) balances.set(Number(row.customer_id), Number(row.balance));
   return { balances, restored };
 }
@@ -405,34 +415,52 @@ export async function assignUnmatchedPayment(
     const now = ctx.clock.now();
     const customer = await findCustomerByAccountReference(tx, input.accountNumber);
     if (!customer) throw new BillingError("unknown_account", `No account ${input.accountNumber}.`);
-    const money = await lockCustomerMoney(tx, [customer.id]);
-    const [claimed] = await tx
-      .update(payments)
-      .set({ customerId: customer.id, status: "applied", holdReason: null })
-      .where(and(eq(payments.id, input.paymentId), eq(payments.status, "unmatched")))
-      .returning();
-    if (!claimed) throw new BillingError("not_unmatched", "That payment is not waiting to be assigned.");
-    const result = await creditPayment(
-      tx,
-      ctx,
-      actor,
-      money,
-      claimed.id,
-      customer.id,
-      {
-        method: claimed.method,
-        provider: claimed.provider,
-        providerRef: claimed.providerRef,
-        amountCents: claimed.amountCents,
-      },
-      now,
-    );
+    const result = await creditUnmatchedPaymentInTx(tx, ctx, actor, input.paymentId, customer.id);
+    if (!result) throw new BillingError("not_unmatched", "That payment is not waiting to be assigned.");
     await audit(tx, actor, now, {
       action: "payment.assigned",
       entity: "payment",
-      entityId: claimed.id,
+      entityId: input.paymentId,
       details: { accountNumber: customer.accountNumber },
     });
     return result;
   });
+}
+
+/**
+ * Credits a payment waiting in the unmatched queue to a customer: an admin's assignment, or a
+ * settlement that finds the money it is about already recorded there (a paid prompt queued before
+ * its checkout id was known). The status flip is guarded in SQL, so two claims credit it once;
+ * null when it was not waiting.
+ */
+export async function creditUnmatchedPaymentInTx(
+  tx: Executor,
+  ctx: BillingContext,
+  actor: Actor,
+  paymentId: number,
+  customerId: number,
+): Promise<ApplyPaymentResult | null> {
+  const now = ctx.clock.now();
+  const money = await lockCustomerMoney(tx, [customerId]);
+  const [claimed] = await tx
+    .update(payments)
+    .set({ customerId, status: "applied", holdReason: null })
+    .where(and(eq(payments.id, paymentId), eq(payments.status, "unmatched")))
+    .returning();
+  if (!claimed) return null;
+  return creditPayment(
+    tx,
+    ctx,
+    actor,
+    money,
+    claimed.id,
+    customerId,
+    {
+      method: claimed.method,
+      provider: claimed.provider,
+      providerRef: claimed.providerRef,
+      amountCents: claimed.amountCents,
+    },
+    now,
+  );
 }

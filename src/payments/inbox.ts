@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, readdir, readFile, rename, unlink, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { sql } from "drizzle-orm";
 import type { BillingContext } from "../billing/context.ts";
@@ -119,6 +119,13 @@ export class Inbox {
     // Written whole, then renamed: the importer never reads half a request.
     await writeFile(join(dir, `${name}.tmp`), record, { flush: true });
     await rename(join(dir, `${name}.tmp`), join(dir, `${name}.json`));
+    // The rename itself is made durable, or a power cut could forget the file.
+    const folder = await open(dir, "r");
+    try {
+      await folder.sync();
+    } finally {
+      await folder.close();
+    }
   }
 
   /** Spooled requests into the inbox (oldest first); returns them, stored, for processing. */
@@ -134,13 +141,22 @@ export class Inbox {
     const imported: StoredRequest[] = [];
     for (const name of names) {
       const path = join(dir, name);
-      const record = JSON.parse(await readFile(path, "utf8")) as InboundRequest & { receivedAt: string };
+      let record: InboundRequest & { receivedAt: string };
+      try {
+        record = JSON.parse(await readFile(path, "utf8"));
+      } catch (error) {
+        // Kept aside for an admin, so that it does not stop the requests behind it.
+        this.options.logger.error({ err: error, file: name }, "unreadable spooled M-Pesa request set aside");
+        await rename(path, `${path}.unreadable`).catch(() => undefined);
+        continue;
+      }
       const [row] = await queryRows<{ id: number }>(
         this.options.ctx.db,
         sql`insert into mpesa_callbacks (kind, raw, status, received_at)
             values (${record.kind}, ${record.text}, 'received', ${record.receivedAt}::timestamptz)
             returning id`,
       );
+      // A crash before this unlink imports the request twice: harmless, processing is idempotent.
       await unlink(path);
       imported.push({ id: Number(row!.id), kind: record.kind, text: record.text });
     }

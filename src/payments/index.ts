@@ -1,4 +1,6 @@
 import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { Cron } from "croner";
 import type { Hono } from "hono";
 import type { Actor, BillingContext } from "../billing/context.ts";
 import {
@@ -13,12 +15,15 @@ import type { Logger } from "../logger.ts";
 import { DarajaClient, darajaHosts } from "./mpesa/daraja.ts";
 import { StkDispatcher } from "./mpesa/dispatcher.ts";
 import { FakeDaraja } from "./mpesa/fake.ts";
+import { retryInbox } from "./mpesa/inbox-retry.ts";
 import { type RecoveryOptions, scheduleRecovery } from "./mpesa/recovery.ts";
-import { callbackPaths, createMpesaRoutes, forbiddenUrlWords } from "./routes.ts";
+import { callbackPaths, createMpesaInbox, forbiddenUrlWords, type MpesaRoutes } from "./routes.ts";
 
 export interface Payments {
   /** Mounted by the app under `/hooks/mp` (see `callbackPaths`). */
   routes: Hono;
+  /** The inbox behind the routes, and how a stored request is processed again. */
+  mpesa: MpesaRoutes;
   client: DarajaClient;
   dispatcher: StkDispatcher;
   limits: PaymentLimits;
@@ -109,16 +114,32 @@ export async function startPayments(deps: {
     pendingSeconds: config.MPESA_PENDING_RECOVERY_SECONDS,
     giveUpSeconds: config.MPESA_PENDING_TIMEOUT_SECONDS,
   };
-  const routes = createMpesaRoutes({
+  const mpesa = createMpesaInbox({
     ctx,
     logger,
     token,
     allowedIps: config.MPESA_ALLOWED_IPS?.split(",").filter(Boolean),
     rejectUnknownAccounts: config.MPESA_C2B_REJECT_UNKNOWN,
+    shortcode: fake ? fake.shortcode : (config.MPESA_TILL ?? config.MPESA_SHORTCODE ?? null),
+    spoolDir: join(config.DATA_DIR, "spool", "mpesa"),
   });
+  const { routes } = mpesa;
   const background = deps.background ?? true;
-  const recovery = background ? scheduleRecovery({ ...recoveryOptions, everySeconds: 30 }) : null;
+  const recovery = background
+    ? scheduleRecovery({ ...recoveryOptions, everySeconds: 30, scheduler: config.SCHEDULER })
+    : null;
   if (background) dispatcher.start();
+  // Every instance imports its own spool; the failed requests of all are retried by scheduler instances.
+  const inboxRetry = background
+    ? new Cron("*/30 * * * * *", { protect: true, name: "mpesa-inbox-retry" }, async () => {
+        const counts = await retryInbox(mpesa, { claim: config.SCHEDULER }).catch((error: unknown) => {
+          logger.error({ err: error }, "M-Pesa inbox retry failed");
+          return null;
+        });
+        if (counts && (counts.imported || counts.retried))
+          logger.info({ counts }, "M-Pesa inbox: stored requests processed again");
+      })
+    : null;
   const limits = paymentLimitsFrom(config);
 
   if (config.MPESA_REGISTER_C2B && !sandbox) {
@@ -134,6 +155,7 @@ export async function startPayments(deps: {
 
   return {
     routes,
+    mpesa,
     client,
     dispatcher,
     limits,
@@ -146,6 +168,7 @@ export async function startPayments(deps: {
     },
     async stop() {
       recovery?.stop();
+      inboxRetry?.stop();
       await dispatcher.stop();
       await fake?.close();
     },

@@ -164,7 +164,8 @@ describe("STK push end to end (client → fake Daraja → callback over HTTP →
     const counts = await runRecoveryJob(h.recovery);
     expect(counts).toMatchObject({ queried: 1, timedOut: 1 });
     expect((await intent(database.db, sent.id)).status).toBe("timed_out");
-    expect(await messages(customer.phone, "payment_failed")).toHaveLength(1);
+    // Daraja accepted the push, so it may still be paid: nobody is told it failed.
+    expect(await messages(customer.phone, "payment_failed")).toHaveLength(0);
 
     await h.fake.idle();
     const late = await intent(database.db, sent.id);

@@ -1,4 +1,5 @@
 import { asc, sql } from "drizzle-orm";
+import { queryRows } from "../../db/client.ts";
 import { paymentIntents } from "../../db/schema/index.ts";
 import type { Actor, BillingContext } from "../context.ts";
 import { applyPaymentsInTx } from "../payments.ts";
@@ -10,7 +11,7 @@ import {
   type SettleOutcome,
   type SettleStatus,
   type StkResult,
-  settleInTx,
+  settleStkResult,
 } from "./settle.ts";
 /**
  * Settles many STK results in one transaction (callbacks arriving together). The common case, a
@@ -24,7 +25,7 @@ export async function settleStkResults(
   results: StkResult[],
 ): Promise<SettleOutcome[]> {
   if (results.length === 0) return [];
-  return ctx.db.transaction(async (tx) => {
+  const outcomes = await ctx.db.transaction(async (tx) => {
     const now = ctx.clock.now();
     const checkoutIds = [...new Set(results.map((r) => r.checkoutRequestId))];
     // Locked in id order, so concurrent batches over the same intents queue instead of deadlocking.
@@ -42,22 +43,47 @@ export async function settleStkResults(
     const repeats: { index: number; result: StkResult; checkout: string }[] = [];
     // Only the first result for an intent can be credited in bulk: later ones must see what it did.
     const seen = new Set<string>();
-    const creditedHere = new Set<string>();
-    results.forEach((result, index) => {
+    const creditedHere = new Map<string, string>();
+    // What is settled after the batch must keep its place: a later result about the same prompt or
+    // receipt waits for it (one by one as well).
+    const deferredKeys = new Set<string>();
+    // Money of these prompts already waiting in the unmatched queue is claimed one by one.
+    const queued = await queryRows<{ provider_ref: string; account_reference: string | null }>(
+      tx,
+      sql`select provider_ref, account_reference from payments
+          where provider = 'mpesa' and status = 'unmatched'
+            and (provider_ref = any(${textArray(results.flatMap((r) => (r.receipt ? [r.receipt] : [])))})
+              or account_reference = any(${textArray(checkoutIds.map((c) => `checkout ${c}`))}))`,
+    );
+    for (const row of queued) {
+      deferredKeys.add(`r:${row.provider_ref}`);
+      if (row.account_reference?.startsWith("checkout "))
+        deferredKeys.add(`c:${row.account_reference.slice(9)}`);
+    }
+    const defer = (result: StkResult) => {
+      deferredKeys.add(`c:${result.checkoutRequestId}`);
+      if (result.receipt) deferredKeys.add(`r:${result.receipt}`);
+    };
+    for (const [index, result] of results.entries()) {
       const checkout = result.checkoutRequestId;
       const first = !seen.has(checkout);
       seen.add(checkout);
       const intent = byCheckout.get(checkout);
-      if (!intent || result.outcome !== "paid") return;
+      const waits =
+        deferredKeys.has(`c:${checkout}`) || (!!result.receipt && deferredKeys.has(`r:${result.receipt}`));
+      if (!intent || result.outcome !== "paid" || waits) {
+        defer(result);
+        continue;
+      }
       // The same receipt again; a different one (a second paid prompt) goes the one-by-one way.
       const alreadyPaid =
         first &&
         intent.paymentId !== null &&
         intent.mpesaReceipt !== null &&
         intent.mpesaReceipt === result.receipt;
-      if (alreadyPaid || (!first && creditedHere.has(checkout))) {
+      if (alreadyPaid || (!first && creditedHere.get(checkout) === result.receipt)) {
         repeats.push({ index, result, checkout });
-        return;
+        continue;
       }
       const plainCredit =
         first &&
@@ -67,10 +93,13 @@ export async function settleStkResults(
         intent.customerId !== null &&
         intent.purpose === "balance" &&
         result.amountCents === intent.amountCents;
-      if (!plainCredit || !result.receipt) return;
-      creditedHere.add(checkout);
+      if (!plainCredit || !result.receipt) {
+        defer(result);
+        continue;
+      }
+      creditedHere.set(checkout, result.receipt);
       bulk.push({ index, intent, receipt: result.receipt, result });
-    });
+    }
 
     if (bulk.length > 0) {
       const credits = await applyPaymentsInTx(
@@ -172,11 +201,15 @@ export async function settleStkResults(
       );
     }
 
-    for (let index = 0; index < results.length; index++) {
-      if (outcomes[index]) continue;
-      const result = results[index]!;
-      outcomes[index] = await settleInTx(tx, ctx, actor, result, now);
-    }
     return outcomes;
   });
+  // Everything else (failures, query results, plan changes, vouchers, orphans, second prompts) is
+  // settled after the batch committed, each in its own transaction and in arrival order: in the
+  // batch it would lock its customer (or more intents) after the customers the batch holds, out of
+  // the lock order, and two batches could deadlock.
+  for (let index = 0; index < results.length; index++) {
+    if (outcomes[index]) continue;
+    outcomes[index] = await settleStkResult(ctx, actor, results[index]!);
+  }
+  return outcomes;
 }

@@ -1,14 +1,13 @@
-import { and, eq, sql } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import type { Executor } from "../../db/client.ts";
-import { type IntentStatus, paymentIntents, payments } from "../../db/schema/index.ts";
+import { type IntentStatus, paymentIntents } from "../../db/schema/index.ts";
 import { audit } from "../audit.ts";
-import { type Actor, type BillingContext, BillingError } from "../context.ts";
+import type { Actor, BillingContext } from "../context.ts";
 import { formatKes } from "../money.ts";
-import { applyPaymentInTx, recordUncreditedPaymentInTx } from "../payments.ts";
-import { changePlanInTx } from "../plan-change.ts";
-import { sellVoucherInTx } from "../vouchers.ts";
+import { recordUncreditedPaymentInTx } from "../payments.ts";
 import { recordCallbackOutcome } from "./callbacks.ts";
-import { type IntentRow, languageFor, tellFailure } from "./common.ts";
+import { type IntentRow, tellFailure } from "./common.ts";
+import { creditIntent, creditQueuedMoney, recordedMoneyOfPush } from "./credit.ts";
 import { settleOrphanSuccess } from "./orphans.ts";
 
 /**
@@ -222,10 +221,51 @@ export async function settlePaidIntent(
     return { status: "amount_mismatch", intentId: intent.id, paymentId: paymentId ?? undefined };
   }
 
-  const credit = await creditIntent(tx, ctx, actor, intent, { providerRef, amountCents: paid, now });
+  const recorded = await recordedMoneyOfPush(tx, intent, result, receipt);
+  if (recorded.kind === "maybe_paybill") {
+    // The status query says paid, and a paybill payment that may be this very money is already
+    // recorded: crediting both could pay twice, crediting neither could lose one. An admin decides.
+    const paymentId = await recordUncreditedPaymentInTx(
+      tx,
+      now,
+      {
+        method: "mpesa_stk",
+        provider: "mpesa",
+        providerRef,
+        amountCents: paid,
+        phone: intent.phone,
+        accountReference: `intent ${intent.id}`,
+      },
+      "unmatched",
+      `paid push (status query); may be the same money as paybill payment ${recorded.receipt}: check before crediting`,
+    );
+    await tx
+      .update(paymentIntents)
+      .set({
+        status: "succeeded",
+        resultCode: result.providerCode ?? null,
+        resultDesc: "Paid: held for review",
+        paymentId,
+        outcome: { heldForReview: true },
+        settledAt: now,
+        updatedAt: now,
+      })
+      .where(eq(paymentIntents.id, intent.id));
+    return {
+      status: "queued",
+      intentId: intent.id,
+      paymentId: paymentId ?? undefined,
+      intentStatus: "succeeded",
+    };
+  }
+  const credit =
+    recorded.kind === "queued"
+      ? await creditQueuedMoney(tx, ctx, actor, intent, recorded.paymentId)
+      : await creditIntent(tx, ctx, actor, intent, { providerRef, amountCents: paid, now });
+  const knownReceipt = receipt ?? (recorded.kind === "queued" ? recorded.receipt : null);
   await tx.execute(sql`
     update payment_intents set status = 'succeeded', result_code = ${result.providerCode ?? null}::int,
-      result_desc = ${result.reason}, mpesa_receipt = ${receipt}, payment_id = ${credit.paymentId},
+      result_desc = ${result.reason}, mpesa_receipt = ${knownReceipt}, payment_id = ${credit.paymentId},
       outcome = ${JSON.stringify(credit.outcome)}::jsonb,
       checkout_request_id = coalesce(checkout_request_id, ${result.checkoutRequestId}::text),
       settled_at = ${now.toISOString()}::timestamptz, updated_at = ${now.toISOString()}::timestamptz
@@ -305,142 +345,4 @@ export async function adoptReceipt(
     .update(paymentIntents)
     .set({ mpesaReceipt: receipt, updatedAt: now })
     .where(eq(paymentIntents.id, intent.id));
-}
-
-/** Credits the payment and carries out what it was for, once per intent. */
-async function creditIntent(
-  tx: Executor,
-  ctx: BillingContext,
-  actor: Actor,
-  intent: IntentRow,
-  payment: { providerRef: string; amountCents: number; now: Date },
-): Promise<{ paymentId: number | null; duplicate: boolean; outcome: Record<string, unknown> }> {
-  if (intent.purpose === "voucher" || intent.customerId === null) {
-    // A voucher is a sale, not a credit to an account (a walk-in buyer has none): the payment is
-    // recorded without a ledger entry. Anything else without an account waits for an admin.
-    const paymentId = await recordUncreditedPaymentInTx(
-      tx,
-      payment.now,
-      {
-        method: "mpesa_stk",
-        provider: "mpesa",
-        providerRef: payment.providerRef,
-        amountCents: payment.amountCents,
-        phone: intent.phone,
-        accountReference: intent.purpose === "voucher" ? `voucher ${intent.id}` : `intent ${intent.id}`,
-      },
-      intent.purpose === "voucher" ? "applied" : "unmatched",
-    );
-    if (paymentId !== null)
-      return { paymentId, duplicate: false, outcome: await deliverSale(tx, ctx, actor, intent, paymentId) };
-    // The same receipt came first as a paybill confirmation naming no account (the push's
-    // reference): it is this sale, so it leaves the unmatched queue instead of being paid out twice.
-    const [claimed] =
-      intent.purpose === "voucher"
-        ? await tx
-            .update(payments)
-            .set({ status: "applied", holdReason: null, accountReference: `voucher ${intent.id}` })
-            .where(
-              and(
-                eq(payments.provider, "mpesa"),
-                eq(payments.providerRef, payment.providerRef),
-                eq(payments.status, "unmatched"),
-                eq(payments.amountCents, payment.amountCents),
-              ),
-            )
-            .returning({ id: payments.id })
-        : [];
-    if (claimed)
-      return {
-        paymentId: claimed.id,
-        duplicate: true,
-        outcome: await deliverSale(tx, ctx, actor, intent, claimed.id),
-      };
-    return { paymentId: null, duplicate: true, outcome: { followUpError: "receipt already recorded" } };
-  }
-  const applied = await applyPaymentInTx(tx, ctx, actor, {
-    customerId: intent.customerId,
-    method: "mpesa_stk",
-    provider: "mpesa",
-    providerRef: payment.providerRef,
-    amountCents: payment.amountCents,
-    phone: intent.phone,
-    receivedAt: payment.now,
-  });
-  const outcome = await followUp(tx, ctx, actor, intent);
-  if (applied.restoredSubscriptionIds.length)
-    outcome.restoredSubscriptionIds = applied.restoredSubscriptionIds;
-  return { paymentId: applied.paymentId, duplicate: applied.duplicate, outcome };
-}
-
-/**
- * A sale paid without an account (a voucher): when it cannot be delivered (the plan was retired
- * meanwhile, say), the payment is not marked done with nothing sold: it goes back to the admin's
- * queue with the reason, to be refunded or sold on another plan.
- */
-async function deliverSale(
-  tx: Executor,
-  ctx: BillingContext,
-  actor: Actor,
-  intent: IntentRow,
-  paymentId: number,
-): Promise<Record<string, unknown>> {
-  const outcome = await followUp(tx, ctx, actor, intent);
-  if (intent.purpose === "voucher" && typeof outcome.followUpError === "string") {
-    await tx
-      .update(payments)
-      .set({
-        status: "unmatched",
-        holdReason: `voucher not delivered (${outcome.followUpError}): refund it or sell another`,
-      })
-      .where(eq(payments.id, paymentId));
-    await audit(tx, actor, ctx.clock.now(), {
-      action: "payment.sale_failed",
-      entity: "payment",
-      entityId: paymentId,
-      reason: String(outcome.followUpError),
-      details: { intentId: intent.id },
-    });
-  }
-  return outcome;
-}
-
-/**
- * What the payment was for. It runs in a savepoint: if the plan change is no longer possible (the
- * plan was retired meanwhile, say), the money stays on the account as credit and the reason is kept.
- */
-async function followUp(
-  tx: Executor,
-  ctx: BillingContext,
-  actor: Actor,
-  intent: IntentRow,
-): Promise<Record<string, unknown>> {
-  if (intent.purpose === "balance") return {};
-  try {
-    return await tx.transaction(async (sp) => {
-      if (intent.purpose === "plan_change" && intent.subscriptionId !== null && intent.planId !== null) {
-        const quote = await changePlanInTx(sp, ctx, actor, {
-          subscriptionId: intent.subscriptionId,
-          planId: intent.planId,
-        });
-        return {
-          planChange: quote.kind,
-          chargeCents: quote.chargeCents,
-          effectiveAt: quote.effectiveAt.toISOString(),
-        };
-      }
-      if (intent.purpose === "voucher" && intent.planId !== null) {
-        const voucher = await sellVoucherInTx(sp, ctx, actor, {
-          planId: intent.planId,
-          phone: intent.phone,
-          language: await languageFor(sp, intent.customerId),
-        });
-        return { voucherId: voucher.voucherId };
-      }
-      return {};
-    });
-  } catch (error) {
-    if (!(error instanceof BillingError)) throw error;
-    return { followUpError: error.message, followUpCode: error.code };
-  }
 }

@@ -3,7 +3,6 @@ import type { Executor } from "../../db/client.ts";
 import { paymentIntents } from "../../db/schema/index.ts";
 import { audit } from "../audit.ts";
 import type { Actor, BillingContext } from "../context.ts";
-import { tellFailure } from "./common.ts";
 /** Pushes sent at least `olderThanMs` ago whose result is still unknown. */
 export async function listIntentsAwaitingResult(
   db: Executor,
@@ -30,7 +29,11 @@ export async function listIntentsAwaitingResult(
   return rows.map((r) => ({ id: r.id, checkoutRequestId: r.checkoutRequestId!, sentAt: r.sentAt! }));
 }
 
-/** M-Pesa never gave an answer: the intent times out (a success that comes later is still credited). */
+/**
+ * M-Pesa never gave an answer: the intent times out (a success that comes later is still credited).
+ * Daraja accepted the push, so it may have been paid: the payer is not told it failed (they saw
+ * the prompt and know what they did; a payment still arriving is receipted as usual).
+ */
 export async function timeOutIntent(ctx: BillingContext, actor: Actor, intentId: number): Promise<boolean> {
   return ctx.db.transaction(async (tx) => {
     const now = ctx.clock.now();
@@ -40,7 +43,6 @@ export async function timeOutIntent(ctx: BillingContext, actor: Actor, intentId:
       .where(and(eq(paymentIntents.id, intentId), eq(paymentIntents.status, "pending")))
       .returning();
     if (!row) return false;
-    await tellFailure(tx, now, row, "No answer from M-Pesa");
     await audit(tx, actor, now, {
       action: "payment_intent.timed_out",
       entity: "payment_intent",

@@ -16,10 +16,14 @@ const settleMs = 30_000;
 export const maxInboxAttempts = 10;
 
 /**
- * The inbox's second chance: requests spooled to disk while the database was away are stored, and
- * requests whose processing failed (or never finished: the process died) are processed again.
+ * The inbox's second chance: requests whose processing failed (or never finished: the process died)
+ * are processed again (`claim`: on scheduler instances), and requests this instance spooled to its
+ * disk while the database was away are stored and processed (on every instance: the spool is local).
  */
-export async function retryInbox(mpesa: MpesaRoutes): Promise<InboxRetryCounts> {
+export async function retryInbox(
+  mpesa: MpesaRoutes,
+  options: { claim: boolean } = { claim: true },
+): Promise<InboxRetryCounts> {
   const { inbox } = mpesa;
   const counts: InboxRetryCounts = { imported: 0, retried: 0, processed: 0, failed: 0 };
   // A retry settles on its own, not through the request path's batcher.
@@ -28,11 +32,12 @@ export async function retryInbox(mpesa: MpesaRoutes): Promise<InboxRetryCounts> 
     settleStk: (result: Parameters<typeof settleStkResult>[2]) =>
       settleStkResult(mpesa.process.ctx, webhookActor, result),
   };
+  // Claimed first: requests imported below are processed right away, not claimed again here.
+  const claimed = options.claim ? await inbox.claimForRetry(settleMs, maxInboxAttempts) : [];
+  counts.retried = claimed.length;
   const imported = await inbox.importSpool();
   counts.imported = imported.length;
-  const claimed = await inbox.claimForRetry(settleMs, maxInboxAttempts);
-  counts.retried = claimed.length;
-  for (const request of [...imported, ...claimed]) {
+  for (const request of [...claimed, ...imported]) {
     try {
       await processStoredRequest(deps, request);
       counts.processed++;

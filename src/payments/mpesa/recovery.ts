@@ -1,11 +1,11 @@
 import { Cron } from "croner";
-import { eq } from "drizzle-orm";
 import type { Actor, BillingContext } from "../../billing/context.ts";
 import { settleStkResult } from "../../billing/intents/settle.ts";
 import { listIntentsAwaitingResult, timeOutIntent } from "../../billing/intents/timeout.ts";
-import { jobRuns } from "../../db/schema/index.ts";
+import { runJobOutsideTransaction } from "../../jobs/runner.ts";
 import type { Logger } from "../../logger.ts";
 import { DarajaError, type StkGateway } from "./daraja.ts";
+import { stkResultFromQuery } from "./wire.ts";
 
 export interface RecoveryOptions {
   ctx: BillingContext;
@@ -43,16 +43,7 @@ export async function recoverPendingIntents(options: RecoveryOptions): Promise<R
     const overdue = now.getTime() - intent.sentAt.getTime() >= options.giveUpSeconds * 1000;
     try {
       const answer = await gateway.stkQuery(intent.checkoutRequestId);
-      const resultCode = Number(answer.ResultCode);
-      if (!Number.isInteger(resultCode)) throw new Error(`unreadable ResultCode ${answer.ResultCode}`);
-      await settleStkResult(ctx, actor, {
-        checkoutRequestId: intent.checkoutRequestId,
-        merchantRequestId: answer.MerchantRequestID ?? null,
-        resultCode,
-        resultDesc: answer.ResultDesc ?? "",
-        source: "query",
-        raw: answer,
-      });
+      await settleStkResult(ctx, actor, stkResultFromQuery(intent.checkoutRequestId, answer));
       counts.settled++;
     } catch (error) {
       const processing = error instanceof DarajaError && error.stillProcessing;
@@ -67,32 +58,37 @@ export async function recoverPendingIntents(options: RecoveryOptions): Promise<R
   return counts;
 }
 
-/** One recorded run of the recovery job (`job_runs`). */
+/** A run that has not ended after this long died with its instance (each query has its own timeout). */
+const recoveryStaleAfterMs = 10 * 60_000;
+
+/**
+ * One run of the recovery job through the job runner: one instance at a time, recorded in
+ * `job_runs`. Null when the run was skipped (another is under way) or failed.
+ */
 export async function runRecoveryJob(options: RecoveryOptions): Promise<RecoveryCounts | null> {
   const { ctx } = options;
-  const [run] = await ctx.db
-    .insert(jobRuns)
-    .values({ job: recoveryJobName, startedAt: ctx.clock.now(), status: "ok" })
-    .returning({ id: jobRuns.id });
-  try {
-    const counts = await recoverPendingIntents(options);
-    await ctx.db
-      .update(jobRuns)
-      .set({ finishedAt: ctx.clock.now(), counts: { ...counts } })
-      .where(eq(jobRuns.id, run!.id));
-    return counts;
-  } catch (error) {
-    options.logger.error({ err: error }, "M-Pesa recovery job failed");
-    await ctx.db
-      .update(jobRuns)
-      .set({ finishedAt: ctx.clock.now(), status: "failed", error: String(error) })
-      .where(eq(jobRuns.id, run!.id));
-    return null;
-  }
+  const result = await runJobOutsideTransaction(
+    ctx.db,
+    ctx.clock,
+    recoveryJobName,
+    async () => {
+      const counts = await recoverPendingIntents(options);
+      return { counts: { ...counts }, recovery: counts };
+    },
+    { staleAfterMs: recoveryStaleAfterMs },
+  );
+  if (result.status === "failed") options.logger.error({ err: result.error }, "M-Pesa recovery job failed");
+  return result.outcome?.recovery ?? null;
 }
 
-/** Runs the job every `everySeconds`, never two runs at once. */
-export function scheduleRecovery(options: RecoveryOptions & { everySeconds?: number }): Cron {
+/**
+ * Runs the job every `everySeconds` on an instance that runs the scheduled jobs (`SCHEDULER`);
+ * null, and nothing scheduled, on the others.
+ */
+export function scheduleRecovery(
+  options: RecoveryOptions & { everySeconds?: number; scheduler: boolean },
+): Cron | null {
+  if (!options.scheduler) return null;
   const every = Math.max(1, Math.min(59, Math.round(options.everySeconds ?? 30)));
   return new Cron(`*/${every} * * * * *`, { protect: true, name: recoveryJobName }, async () => {
     await runRecoveryJob(options);

@@ -1,0 +1,217 @@
+import { and, eq, sql } from "drizzle-orm";
+import { type Executor, queryRows } from "../../db/client.ts";
+import { payments } from "../../db/schema/index.ts";
+import { audit } from "../audit.ts";
+import { type Actor, type BillingContext, BillingError } from "../context.ts";
+import { applyPaymentInTx, creditUnmatchedPaymentInTx, recordUncreditedPaymentInTx } from "../payments.ts";
+import { changePlanInTx } from "../plan-change.ts";
+import { sellVoucherInTx } from "../vouchers.ts";
+import { type IntentRow, languageFor } from "./common.ts";
+import type { StkResult } from "./settle.ts";
+
+export type RecordedMoney =
+  | { kind: "none" }
+  | { kind: "queued"; paymentId: number; receipt: string | null }
+  | { kind: "maybe_paybill"; receipt: string };
+
+/**
+ * Whether the money of this push is already recorded: waiting in the unmatched queue (a paid
+ * prompt queued before its checkout id was known, or this receipt held), or, for a status query's
+ * "paid", as a paybill payment that may be the same money (M-Pesa's record of the push).
+ */
+export async function recordedMoneyOfPush(
+  tx: Executor,
+  intent: IntentRow,
+  result: StkResult,
+  receipt: string | null,
+): Promise<RecordedMoney> {
+  const [queued] = await queryRows<{ id: number; provider_ref: string }>(
+    tx,
+    sql`select id, provider_ref from payments
+        where provider = 'mpesa' and status = 'unmatched'
+          and (provider_ref = ${receipt ?? ""} or account_reference = ${`checkout ${result.checkoutRequestId}`})
+        order by id limit 1`,
+  );
+  if (queued) {
+    const ref = queued.provider_ref;
+    return { kind: "queued", paymentId: Number(queued.id), receipt: ref.startsWith("stk:") ? null : ref };
+  }
+  if (result.source !== "query" || !intent.accountReference || !intent.sentAt) return { kind: "none" };
+  const [paybill] = await queryRows<{ provider_ref: string }>(
+    tx,
+    sql`select p.provider_ref from payments p
+        where p.method = 'mpesa_c2b' and upper(p.account_reference) = upper(${intent.accountReference})
+          and p.amount_cents = ${intent.amountCents}
+          and p.received_at between ${new Date(intent.sentAt.getTime() - 5 * 60_000).toISOString()}::timestamptz
+                                and ${new Date(intent.sentAt.getTime() + 5 * 60_000).toISOString()}::timestamptz
+          and not exists (select 1 from payment_intents i where i.payment_id = p.id)
+        limit 1`,
+  );
+  return paybill ? { kind: "maybe_paybill", receipt: paybill.provider_ref } : { kind: "none" };
+}
+
+/** The push's money was waiting in the unmatched queue: it is this intent's, so it is taken from there. */
+export async function creditQueuedMoney(
+  tx: Executor,
+  ctx: BillingContext,
+  actor: Actor,
+  intent: IntentRow,
+  paymentId: number,
+): Promise<{ paymentId: number | null; duplicate: boolean; outcome: Record<string, unknown> }> {
+  if (intent.purpose === "voucher" || intent.customerId === null) {
+    const [claimed] = await tx
+      .update(payments)
+      .set({
+        status: intent.purpose === "voucher" ? "applied" : "unmatched",
+        holdReason: intent.purpose === "voucher" ? null : "no account to credit",
+        accountReference: `${intent.purpose === "voucher" ? "voucher" : "intent"} ${intent.id}`,
+      })
+      .where(and(eq(payments.id, paymentId), eq(payments.status, "unmatched")))
+      .returning({ id: payments.id });
+    if (!claimed || intent.purpose !== "voucher") return { paymentId, duplicate: true, outcome: {} };
+    return { paymentId, duplicate: false, outcome: await deliverSale(tx, ctx, actor, intent, paymentId) };
+  }
+  const applied = await creditUnmatchedPaymentInTx(tx, ctx, actor, paymentId, intent.customerId);
+  const outcome = await followUp(tx, ctx, actor, intent);
+  if (applied?.restoredSubscriptionIds.length)
+    outcome.restoredSubscriptionIds = applied.restoredSubscriptionIds;
+  return { paymentId, duplicate: applied === null, outcome };
+}
+
+/** Credits the payment and carries out what it was for, once per intent. */
+export async function creditIntent(
+  tx: Executor,
+  ctx: BillingContext,
+  actor: Actor,
+  intent: IntentRow,
+  payment: { providerRef: string; amountCents: number; now: Date },
+): Promise<{ paymentId: number | null; duplicate: boolean; outcome: Record<string, unknown> }> {
+  if (intent.purpose === "voucher" || intent.customerId === null) {
+    // A voucher is a sale, not a credit to an account (a walk-in buyer has none): the payment is
+    // recorded without a ledger entry. Anything else without an account waits for an admin.
+    const paymentId = await recordUncreditedPaymentInTx(
+      tx,
+      payment.now,
+      {
+        method: "mpesa_stk",
+        provider: "mpesa",
+        providerRef: payment.providerRef,
+        amountCents: payment.amountCents,
+        phone: intent.phone,
+        accountReference: intent.purpose === "voucher" ? `voucher ${intent.id}` : `intent ${intent.id}`,
+      },
+      intent.purpose === "voucher" ? "applied" : "unmatched",
+    );
+    if (paymentId !== null)
+      return { paymentId, duplicate: false, outcome: await deliverSale(tx, ctx, actor, intent, paymentId) };
+    // The same receipt came first as a paybill confirmation naming no account (the push's
+    // reference): it is this sale, so it leaves the unmatched queue instead of being paid out twice.
+    const [claimed] =
+      intent.purpose === "voucher"
+        ? await tx
+            .update(payments)
+            .set({ status: "applied", holdReason: null, accountReference: `voucher ${intent.id}` })
+            .where(
+              and(
+                eq(payments.provider, "mpesa"),
+                eq(payments.providerRef, payment.providerRef),
+                eq(payments.status, "unmatched"),
+                eq(payments.amountCents, payment.amountCents),
+              ),
+            )
+            .returning({ id: payments.id })
+        : [];
+    if (claimed)
+      return {
+        paymentId: claimed.id,
+        duplicate: true,
+        outcome: await deliverSale(tx, ctx, actor, intent, claimed.id),
+      };
+    return { paymentId: null, duplicate: true, outcome: { followUpError: "receipt already recorded" } };
+  }
+  const applied = await applyPaymentInTx(tx, ctx, actor, {
+    customerId: intent.customerId,
+    method: "mpesa_stk",
+    provider: "mpesa",
+    providerRef: payment.providerRef,
+    amountCents: payment.amountCents,
+    phone: intent.phone,
+    receivedAt: payment.now,
+  });
+  const outcome = await followUp(tx, ctx, actor, intent);
+  if (applied.restoredSubscriptionIds.length)
+    outcome.restoredSubscriptionIds = applied.restoredSubscriptionIds;
+  return { paymentId: applied.paymentId, duplicate: applied.duplicate, outcome };
+}
+
+/**
+ * A sale paid without an account (a voucher): when it cannot be delivered (the plan was retired
+ * meanwhile, say), the payment is not marked done with nothing sold: it goes back to the admin's
+ * queue with the reason, to be refunded or sold on another plan.
+ */
+export async function deliverSale(
+  tx: Executor,
+  ctx: BillingContext,
+  actor: Actor,
+  intent: IntentRow,
+  paymentId: number,
+): Promise<Record<string, unknown>> {
+  const outcome = await followUp(tx, ctx, actor, intent);
+  if (intent.purpose === "voucher" && typeof outcome.followUpError === "string") {
+    await tx
+      .update(payments)
+      .set({
+        status: "unmatched",
+        holdReason: `voucher not delivered (${outcome.followUpError}): refund it or sell another`,
+      })
+      .where(eq(payments.id, paymentId));
+    await audit(tx, actor, ctx.clock.now(), {
+      action: "payment.sale_failed",
+      entity: "payment",
+      entityId: paymentId,
+      reason: String(outcome.followUpError),
+      details: { intentId: intent.id },
+    });
+  }
+  return outcome;
+}
+
+/**
+ * What the payment was for. It runs in a savepoint: if the plan change is no longer possible (the
+ * plan was retired meanwhile, say), the money stays on the account as credit and the reason is kept.
+ */
+export async function followUp(
+  tx: Executor,
+  ctx: BillingContext,
+  actor: Actor,
+  intent: IntentRow,
+): Promise<Record<string, unknown>> {
+  if (intent.purpose === "balance") return {};
+  try {
+    return await tx.transaction(async (sp) => {
+      if (intent.purpose === "plan_change" && intent.subscriptionId !== null && intent.planId !== null) {
+        const quote = await changePlanInTx(sp, ctx, actor, {
+          subscriptionId: intent.subscriptionId,
+          planId: intent.planId,
+        });
+        return {
+          planChange: quote.kind,
+          chargeCents: quote.chargeCents,
+          effectiveAt: quote.effectiveAt.toISOString(),
+        };
+      }
+      if (intent.purpose === "voucher" && intent.planId !== null) {
+        const voucher = await sellVoucherInTx(sp, ctx, actor, {
+          planId: intent.planId,
+          phone: intent.phone,
+          language: await languageFor(sp, intent.customerId),
+        });
+        return { voucherId: voucher.voucherId };
+      }
+      return {};
+    });
+  } catch (error) {
+    if (!(error instanceof BillingError)) throw error;
+    return { followUpError: error.message, followUpCode: error.code };
+  }
+}
