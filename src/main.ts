@@ -5,6 +5,7 @@ import { billingJobs } from "./billing/jobs.ts";
 import { systemClock } from "./clock.ts";
 import { isSandbox, loadConfig } from "./config.ts";
 import { openDatabase } from "./db/client.ts";
+import { jobsFinished } from "./jobs/runner.ts";
 import { type ScheduledJob, startScheduler } from "./jobs/scheduler.ts";
 import { createSecretBox, loadSecretKey } from "./lib/secret-box.ts";
 import { createLogger } from "./logger.ts";
@@ -68,7 +69,12 @@ const network = startNetwork({ db: database.db, clock, logger, box: secretBox, c
 stops.push(network.stop);
 // The emulated router starts empty at each start: fill it from the database.
 if (sandboxRouter)
-  void network.reconcile().catch((error) => logger.error({ err: error }, "sandbox reconcile failed"));
+  void network
+    .reconcile()
+    .then((run) => {
+      if (run.status !== "ok") logger.warn({ status: run.status, error: run.error }, "sandbox reconcile");
+    })
+    .catch((error) => logger.error({ err: error }, "sandbox reconcile failed"));
 
 const messaging = await startMessaging({ config, db: database.db, clock, logger });
 stops.push(messaging.stop);
@@ -94,6 +100,8 @@ async function shutdown(signal: string) {
   logger.info({ signal }, "shutting down");
   await new Promise<void>((resolve) => server.close(() => resolve()));
   for (const stop of stops.reverse()) await stop();
+  // A run of a job under way (reconciliation, M-Pesa recovery) records its end before the database closes.
+  await jobsFinished(database.db);
   await database.close();
   process.exit(0);
 }

@@ -96,6 +96,21 @@ export class RouterConnection implements RouterApi {
     }
   }
 
+  /**
+   * One harmless command, sent even while the circuit is open: the circuit keeps callers from
+   * waiting on a dead router, and this is how its return is noticed. Success closes the circuit.
+   */
+  async probe(): Promise<void> {
+    if (this.closed) throw new RouterUnavailableError("connection closed");
+    await this.acquire();
+    try {
+      const api = await this.connect();
+      await this.send(api, "/system/identity/print", []);
+    } finally {
+      this.release();
+    }
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     if (this.keepaliveTimer) clearInterval(this.keepaliveTimer);

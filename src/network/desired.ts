@@ -52,8 +52,16 @@ export function desiredProfile(plan: Plan): DesiredProfile {
   };
 }
 
+/** What a secret is made of (the reconciliation re-reads only these columns). */
+export type SecretSource = Pick<Subscription, "id" | "status" | "networkUsername" | "networkPassword">;
+export type HotspotUserSource = Pick<Voucher, "id" | "status" | "expiresAt" | "code">;
+export type HotspotPlanSource = Pick<
+  Plan,
+  "code" | "timeLimitSeconds" | "periodUnit" | "periodCount" | "dataCapBytes"
+>;
+
 /** null when the subscription must not exist on the router (cancelled). */
-export function desiredSecret(subscription: Subscription, plan: Plan): DesiredSecret | null {
+export function desiredSecret(subscription: SecretSource, plan: Pick<Plan, "code">): DesiredSecret | null {
   if (subscription.status === "cancelled") return null;
   return {
     subscriptionId: subscription.id,
@@ -67,12 +75,18 @@ export function desiredSecret(subscription: Subscription, plan: Plan): DesiredSe
 
 const periodSeconds: Record<Plan["periodUnit"], number> = { hours: 3_600, days: 86_400, months: 30 * 86_400 };
 
-export function voucherUptimeSeconds(plan: Plan): number {
+export function voucherUptimeSeconds(
+  plan: Pick<Plan, "timeLimitSeconds" | "periodUnit" | "periodCount">,
+): number {
   return plan.timeLimitSeconds ?? periodSeconds[plan.periodUnit] * plan.periodCount;
 }
 
 /** null when the voucher must not exist on the router (unsold, expired). */
-export function desiredHotspotUser(voucher: Voucher, plan: Plan, now: Date): DesiredHotspotUser | null {
+export function desiredHotspotUser(
+  voucher: HotspotUserSource,
+  plan: HotspotPlanSource,
+  now: Date,
+): DesiredHotspotUser | null {
   if (voucher.status !== "sold" && voucher.status !== "redeemed") return null;
   if (voucher.expiresAt.getTime() <= now.getTime()) return null;
   return {

@@ -9,7 +9,13 @@ import type { Logger } from "../logger.ts";
 import type { ConnectionOptions } from "./connection.ts";
 import { RouterOsEmulator } from "./emulator/server.ts";
 import { RouterPool } from "./pool.ts";
-import { type ReconcileRun, type RouterReconcileReport, reconcileAll, reconcileRouter } from "./reconcile.ts";
+import {
+  type ReconcileRun,
+  type RouterReconcileReport,
+  reconcileAll,
+  reconcileJobName,
+  reconcileRouter,
+} from "./reconcile.ts";
 import {
   addRouter,
   findRouterByName,
@@ -27,7 +33,12 @@ export interface NetworkDeps {
   box: SecretBox;
   config: Pick<
     Config,
-    "ADMIN_PHONE" | "RECONCILE_CRON" | "PROVISIONING_MAX_ATTEMPTS" | "ROUTER_COMMAND_TIMEOUT_MS" | "SCHEDULER"
+    | "ADMIN_PHONE"
+    | "RECONCILE_CRON"
+    | "PROVISIONING_MAX_ATTEMPTS"
+    | "ROUTER_COMMAND_TIMEOUT_MS"
+    | "ROUTER_PROBE_SECONDS"
+    | "SCHEDULER"
   >;
   /** Overrides for tests and benchmarks. */
   worker?: Partial<WorkerOptions>;
@@ -39,7 +50,10 @@ export interface Network {
   worker: ProvisioningWorker;
   /** Deliver pending provisioning now (call after a payment or any change that must reach a router). */
   kick(): void;
-  /** All routers (or one) compared with the database and repaired; `dryRun` only reports. */
+  /**
+   * All routers (or one) compared with the database and repaired; `dryRun` only reports. All
+   * routers is a job run (`status: "skipped"` while another instance runs it).
+   */
   reconcile(options?: { dryRun?: boolean }): Promise<ReconcileRun>;
   reconcileRouter(routerId: number, options?: { dryRun?: boolean }): Promise<RouterReconcileReport>;
   listRouters(): Promise<RouterHealth[]>;
@@ -61,15 +75,19 @@ export function startNetwork(deps: NetworkDeps): Network {
     {
       maxAttempts: deps.config.PROVISIONING_MAX_ATTEMPTS,
       adminPhone: deps.config.ADMIN_PHONE,
+      probeMs: deps.config.ROUTER_PROBE_SECONDS * 1000,
       ...deps.worker,
     },
   );
   worker.start();
   const reconcileDeps = { db: deps.db, clock: deps.clock, pool, logger: deps.logger };
+  // Only instances that run the scheduled jobs reconcile on a timer; the job runner keeps it to one.
   const schedule = deps.config.SCHEDULER
-    ? new Cron(deps.config.RECONCILE_CRON, { protect: true, name: "network.reconcile" }, async () => {
+    ? new Cron(deps.config.RECONCILE_CRON, { protect: true, name: reconcileJobName }, async () => {
         try {
-          await reconcileAll(reconcileDeps);
+          const run = await reconcileAll(reconcileDeps);
+          if (run.status === "failed")
+            deps.logger.error({ error: run.error }, "scheduled reconciliation failed");
         } catch (error) {
           deps.logger.error({ err: error }, "scheduled reconciliation failed");
         }

@@ -64,6 +64,20 @@ export class RouterPool {
     return ids;
   }
 
+  /** Router ids whose last connection attempt failed (circuit open or not): the prober asks them again. */
+  unreachableRouterIds(): number[] {
+    const ids: number[] = [];
+    for (const [id, connection] of this.connections)
+      if (connection.breaker.consecutiveFailures > 0 && !connection.connected) ids.push(id);
+    return ids;
+  }
+
+  /** Throws unless the router answers now; its open circuit, if any, does not stop the attempt. */
+  async probe(routerId: number): Promise<void> {
+    const connection = await this.get(routerId);
+    await connection.probe();
+  }
+
   /** Forget a router's connection (its address or password changed, or it was removed). */
   async invalidate(routerId: number): Promise<void> {
     const connection = this.connections.get(routerId);

@@ -1,49 +1,39 @@
 import { eq } from "drizzle-orm";
 import type { Clock } from "../clock.ts";
 import type { Db } from "../db/client.ts";
-import { jobRuns, routers } from "../db/schema/index.ts";
+import { routers } from "../db/schema/index.ts";
+import { type JobResult, runJobOutsideTransaction } from "../jobs/runner.ts";
 import type { Logger } from "../logger.ts";
-import { type RouterApi, type RouterRow, RouterTrapError } from "./connection.ts";
-import { type DesiredProfile, loadRouterDesiredState } from "./desired.ts";
+import type { RouterApi } from "./connection.ts";
+import { loadRouterDesiredState } from "./desired.ts";
 import {
-  ensureProfile,
   hotspotUserDiff,
   hotspotUserNeedsKick,
   hotspotUserValues,
   menus,
-  profileDiff,
-  profileMenu,
   secretDiff,
   secretNeedsKick,
   secretValues,
 } from "./driver.ts";
-import { parseMarker } from "./markers.ts";
-import type { RouterPool } from "./pool.ts";
+import {
+  type Drift,
+  emptyCounts,
+  type Op,
+  type Plan,
+  planEntries,
+  planProfiles,
+  type ReconcileCounts,
+} from "./reconcile-plan.ts";
+import { leaseTargets, reconcileStartWithinMs, releaseTargets, type TargetLeases } from "./targets.ts";
+
+export type { Drift, DriftIssue, ReconcileCounts } from "./reconcile-plan.ts";
 
 /**
  * Compares what a router holds (only entries with a Tandao marker) with what the database wants,
  * reports the drift and, unless it is a dry run, repairs it. All routers are handled concurrently.
+ * The delivery worker changes the same entries meanwhile: the repair only writes targets it has
+ * leased from the worker and whose desired state has not changed since it was read (targets.ts).
  */
-
-export type DriftIssue = "missing" | "changed" | "extra" | "conflict";
-
-export interface Drift {
-  menu: string;
-  name: string;
-  marker?: string;
-  issue: DriftIssue;
-  /** For `changed`: the attributes that differ. */
-  fields?: string[];
-}
-
-export interface ReconcileCounts {
-  created: number;
-  updated: number;
-  removed: number;
-  kicked: number;
-  conflicts: number;
-  unchanged: number;
-}
 
 export interface RouterReconcileReport {
   routerId: number;
@@ -60,27 +50,13 @@ export interface RouterReconcileReport {
 export interface ReconcileDeps {
   db: Db;
   clock: Clock;
-  pool: RouterPool;
+  /** The router pool (any source of connections: tests watch what the reconciliation sends). */
+  pool: { get(routerId: number): Promise<RouterApi> };
   logger?: Logger;
 }
 
-const emptyCounts = (): ReconcileCounts => ({
-  created: 0,
-  updated: 0,
-  removed: 0,
-  kicked: 0,
-  conflicts: 0,
-  unchanged: 0,
-});
-
-interface Plan {
-  drift: Drift[];
-  counts: ReconcileCounts;
-  /** Commands that repair the drift, in order of phases (profiles before what uses them). */
-  profileOps: Array<() => Promise<unknown>>;
-  ops: Array<() => Promise<unknown>>;
-  kicks: Array<() => Promise<unknown>>;
-}
+/** Commands sent at once on a router's connection (as many as it keeps in flight). */
+const repairLanes = 256;
 
 export async function reconcileRouter(
   deps: ReconcileDeps,
@@ -113,7 +89,14 @@ export async function reconcileRouter(
       api.run(`${menus.pppActive}/print`, ["=.proplist=.id,name"]),
       api.run(`${menus.hotspotActive}/print`, ["=.proplist=.id,user"]),
     ]);
-    const plan: Plan = { drift: report.drift, counts: report.counts, profileOps: [], ops: [], kicks: [] };
+    const plan: Plan = {
+      drift: report.drift,
+      counts: report.counts,
+      profileOps: [],
+      ops: [],
+      kicks: [],
+      targets: new Map(),
+    };
     planProfiles(api, plan, "ppp", pppProfiles, desired.profiles);
     planProfiles(api, plan, "hotspot", hotspotProfiles, desired.profiles);
     planEntries(api, plan, {
@@ -140,12 +123,7 @@ export async function reconcileRouter(
       active: hotspotActive,
       activeKey: "user",
     });
-    if (!dryRun) {
-      // Each phase is sent all at once: the connection pipelines the commands over one socket.
-      await Promise.all(plan.profileOps.map((op) => op()));
-      await Promise.all(plan.ops.map((op) => op()));
-      await Promise.all(plan.kicks.map((op) => op()));
-    }
+    if (!dryRun) await repair(deps, routerId, plan);
   } catch (error) {
     report.ok = false;
     report.error = error instanceof Error ? error.message : String(error);
@@ -154,162 +132,51 @@ export async function reconcileRouter(
   return report;
 }
 
-function planProfiles(
-  api: RouterApi,
-  plan: Plan,
-  kind: DesiredProfile["kind"],
-  rows: RouterRow[],
-  desired: DesiredProfile[],
-): void {
-  const menu = profileMenu(kind);
-  const byPlan = new Map<number, RouterRow>();
-  const unmarked = new Set<string>();
-  for (const row of rows) {
-    const marker = parseMarker(row.comment);
-    if (marker?.kind === "plan") byPlan.set(marker.id, row);
-    else if (row.name) unmarked.add(row.name);
-  }
-  for (const want of desired) {
-    if (want.kind !== kind) continue;
-    const row = byPlan.get(want.planId);
-    if (!row) {
-      if (unmarked.has(want.name)) {
-        plan.drift.push({ menu, name: want.name, marker: want.comment, issue: "conflict" });
-        plan.counts.conflicts++;
-        continue;
-      }
-      plan.drift.push({ menu, name: want.name, marker: want.comment, issue: "missing" });
-      plan.counts.created++;
-      // ensureProfile rather than a bare add: the delivery worker may create it meanwhile.
-      plan.profileOps.push(() => ensureProfile(api, want));
-      continue;
-    }
-    const diff = profileDiff(row, want);
-    if (Object.keys(diff).length === 0) {
-      plan.counts.unchanged++;
-      continue;
-    }
-    plan.drift.push({
-      menu,
-      name: want.name,
-      marker: want.comment,
-      issue: "changed",
-      fields: Object.keys(diff),
-    });
-    plan.counts.updated++;
-    plan.profileOps.push(() => api.run(`${menu}/set`, [`=.id=${row[".id"]}`, ...toWords(diff)]));
-  }
-}
-
-interface EntrySpec<W extends { name: string; comment: string }> {
-  menu: string;
-  kind: "sub" | "voucher";
-  rows: RouterRow[];
-  desired: Array<{ id: number; want: W }>;
-  diff(row: RouterRow, want: W): Record<string, string>;
-  values(want: W): Record<string, string>;
-  needsKick(row: RouterRow, want: W | null): boolean;
-  activeMenu: string;
-  active: RouterRow[];
-  activeKey: string;
-}
-
-function planEntries<W extends { name: string; comment: string }>(
-  api: RouterApi,
-  plan: Plan,
-  spec: EntrySpec<W>,
-) {
-  const byId = new Map<number, RouterRow[]>();
-  const unmarked = new Set<string>();
-  for (const row of spec.rows) {
-    const marker = parseMarker(row.comment);
-    if (marker?.kind === spec.kind) {
-      const list = byId.get(marker.id) ?? [];
-      list.push(row);
-      byId.set(marker.id, list);
-    } else if (row.name) {
-      unmarked.add(row.name);
-    }
-  }
-  const sessions = new Map<string, string[]>();
-  for (const s of spec.active) {
-    const key = s[spec.activeKey];
-    if (key) sessions.set(key, [...(sessions.get(key) ?? []), s[".id"]!]);
-  }
-  const kick = (name: string | undefined) => {
-    const ids = name ? sessions.get(name) : undefined;
-    if (!ids || ids.length === 0) return;
-    sessions.delete(name!);
-    plan.counts.kicked += ids.length;
-    plan.kicks.push(() =>
-      api.run(`${spec.activeMenu}/remove`, [`=.id=${ids.join(",")}`]).catch(() => undefined),
-    );
-  };
-  const remove = (row: RouterRow, marker: string | undefined) => {
-    plan.drift.push({ menu: spec.menu, name: row.name ?? "", marker, issue: "extra" });
-    plan.counts.removed++;
-    plan.ops.push(() => api.run(`${spec.menu}/remove`, [`=.id=${row[".id"]}`]));
-    kick(row.name);
-  };
-  const wanted = new Set<number>();
-  for (const { id, want } of spec.desired) {
-    wanted.add(id);
-    const [row, ...duplicates] = byId.get(id) ?? [];
-    for (const duplicate of duplicates) remove(duplicate, want.comment);
-    if (!row) {
-      if (unmarked.has(want.name)) {
-        plan.drift.push({ menu: spec.menu, name: want.name, marker: want.comment, issue: "conflict" });
-        plan.counts.conflicts++;
-        continue;
-      }
-      plan.drift.push({ menu: spec.menu, name: want.name, marker: want.comment, issue: "missing" });
-      plan.counts.created++;
-      plan.ops.push(() =>
-        api.run(`${spec.menu}/add`, toWords(spec.values(want))).catch((error: unknown) => {
-          // Created meanwhile by the delivery worker, which converges it to the same desired state.
-          if (error instanceof RouterTrapError && /already (exists|have)/.test(error.message)) return [];
-          throw error;
-        }),
-      );
-      continue;
-    }
-    const diff = spec.diff(row, want);
-    if (Object.keys(diff).length === 0) {
-      plan.counts.unchanged++;
-      continue;
-    }
-    plan.drift.push({
-      menu: spec.menu,
-      name: want.name,
-      marker: want.comment,
-      issue: "changed",
-      fields: Object.keys(diff),
-    });
-    plan.counts.updated++;
-    plan.ops.push(() => api.run(`${spec.menu}/set`, [`=.id=${row[".id"]}`, ...toWords(diff)]));
-    if (spec.needsKick(row, want)) kick(row.name);
-  }
-  for (const [id, rows] of byId) {
-    if (wanted.has(id)) continue;
-    for (const row of rows) remove(row, row.comment);
-  }
-}
-
-const toWords = (values: Record<string, string>) => Object.entries(values).map(([k, v]) => `=${k}=${v}`);
-
 export interface ReconcileRun {
   dryRun: boolean;
+  /** `skipped`: another run was under way (no reports); `failed`: a router failed, or the run did. */
+  status: JobResult["status"];
+  error?: string;
   reports: RouterReconcileReport[];
   counts: ReconcileCounts & { routers: number; failedRouters: number };
 }
 
-/** Every router at once (a slow or dead router delays only its own report); the run is kept in `job_runs`. */
+export const reconcileJobName = "network.reconcile";
+/** A run not ended after this long died with its instance (each router command has its own timeout). */
+const reconcileStaleAfterMs = 10 * 60_000;
+
+/**
+ * Every router at once (a slow or dead router delays only its own report), as a job of the job
+ * runner: one run at a time across instances, recorded in `job_runs`. A dry run is a job of its
+ * own: it writes nothing, so it need not wait for a repair.
+ */
 export async function reconcileAll(
   deps: ReconcileDeps,
   options: { dryRun?: boolean } = {},
 ): Promise<ReconcileRun> {
   const dryRun = options.dryRun ?? false;
-  const startedAt = deps.clock.now();
+  const result = await runJobOutsideTransaction(
+    deps.db,
+    deps.clock,
+    dryRun ? `${reconcileJobName}.dry_run` : reconcileJobName,
+    async () => {
+      const run = await reconcileEveryRouter(deps, dryRun);
+      const failures = run.reports.filter((r) => !r.ok).map((r) => `${r.routerName}: ${r.error}`);
+      return { counts: run.counts, error: failures.length > 0 ? failures.join("; ") : undefined, run };
+    },
+    { staleAfterMs: reconcileStaleAfterMs },
+  );
+  const run = result.outcome?.run ?? {
+    reports: [],
+    counts: { ...emptyCounts(), routers: 0, failedRouters: 0 },
+  };
+  return { dryRun, status: result.status, error: result.error, ...run };
+}
+
+async function reconcileEveryRouter(
+  deps: ReconcileDeps,
+  dryRun: boolean,
+): Promise<Pick<ReconcileRun, "reports" | "counts">> {
   const all = await deps.db.select({ id: routers.id }).from(routers);
   const reports = await Promise.all(all.map((r) => reconcileRouter(deps, r.id, { dryRun })));
   const counts = { ...emptyCounts(), routers: reports.length, failedRouters: 0 };
@@ -318,15 +185,6 @@ export async function reconcileAll(
     for (const key of Object.keys(report.counts) as Array<keyof ReconcileCounts>)
       counts[key] += report.counts[key];
   }
-  const failures = reports.filter((r) => !r.ok).map((r) => `${r.routerName}: ${r.error}`);
-  await deps.db.insert(jobRuns).values({
-    job: dryRun ? "network.reconcile.dry_run" : "network.reconcile",
-    startedAt,
-    finishedAt: deps.clock.now(),
-    status: failures.length === 0 ? "ok" : "failed",
-    counts,
-    error: failures.length === 0 ? null : failures.join("; ").slice(0, 2000),
-  });
   for (const report of reports) {
     if (report.drift.length > 0 || !report.ok) {
       deps.logger?.info(
@@ -335,5 +193,47 @@ export async function reconcileAll(
       );
     }
   }
-  return { dryRun, reports, counts };
+  return { reports, counts };
+}
+
+/**
+ * Sends the repair: profiles first (secrets and users refer to them), then the entries of the
+ * targets leased from the worker, then the session kicks. A target's commands start while its lease
+ * surely outlasts them; one whose command fails or comes too late is handed to the worker.
+ */
+async function repair(deps: ReconcileDeps, routerId: number, plan: Plan): Promise<void> {
+  await Promise.all(plan.profileOps.map((op) => op()));
+  const leases: TargetLeases = await leaseTargets(deps, routerId, [...plan.targets.values()]);
+  plan.counts.deferred = leases.deferred;
+  const startBy = deps.clock.now().getTime() + reconcileStartWithinMs;
+  const unfinished = new Set<string>();
+  let firstError: unknown;
+  const send = async (ops: Op[]) => {
+    const mine = ops.filter((op) => op.ref === undefined || leases.held.has(op.ref));
+    let next = 0;
+    const lane = async () => {
+      while (next < mine.length) {
+        const op = mine[next++]!;
+        if (op.ref !== undefined && unfinished.has(op.ref)) continue;
+        if (op.ref !== undefined && deps.clock.now().getTime() > startBy) {
+          unfinished.add(op.ref);
+          continue;
+        }
+        try {
+          await op.run();
+        } catch (error) {
+          firstError ??= error;
+          if (op.ref !== undefined) unfinished.add(op.ref);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(repairLanes, mine.length) }, lane));
+  };
+  try {
+    await send(plan.ops);
+    await send(plan.kicks);
+  } finally {
+    await releaseTargets(deps, leases, unfinished);
+  }
+  if (firstError !== undefined) throw firstError;
 }

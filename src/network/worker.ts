@@ -1,4 +1,4 @@
-import { type SQL, sql } from "drizzle-orm";
+import { sql } from "drizzle-orm";
 import { enqueueMessage } from "../billing/outbox.ts";
 import type { Clock } from "../clock.ts";
 import { type Db, queryRows } from "../db/client.ts";
@@ -17,6 +17,8 @@ import {
 import { ensureHotspotUser, ensureProfile, ensureSecret, removeHotspotUser, removeSecret } from "./driver.ts";
 import { subscriptionMarker, voucherMarker } from "./markers.ts";
 import type { RouterPool } from "./pool.ts";
+import { makeRouterRowsDue, RouterProber } from "./prober.ts";
+import { targetOf, tryTargetLocks } from "./targets.ts";
 
 /**
  * Delivers `provisioning_outbox`. A row names a target (a subscription on a router, a voucher, a
@@ -43,6 +45,8 @@ export interface WorkerOptions {
   maxRowsInFlight: number;
   /** Who gets the `admin_alert` SMS when a row is given up. */
   adminPhone?: string;
+  /** How often a router that cannot be reached is asked whether it is back (ROUTER_PROBE_SECONDS). */
+  probeMs: number;
 }
 
 export const defaultWorkerOptions: WorkerOptions = {
@@ -54,6 +58,7 @@ export const defaultWorkerOptions: WorkerOptions = {
   backoffMaxMs: 300_000,
   perRouterConcurrency: 64,
   maxRowsInFlight: 5_000,
+  probeMs: 15_000,
 };
 
 export interface WorkerDeps {
@@ -73,11 +78,6 @@ interface ClaimedRow {
   attempts: number;
 }
 
-const targetOf = (alias: SQL) => sql`case
-  when ${alias}.subscription_id is not null then 's:' || coalesce(${alias}.router_id::text, '*') || ':' || ${alias}.subscription_id
-  when ${alias}.voucher_id is not null then 'v:' || coalesce(${alias}.router_id::text, '*') || ':' || ${alias}.voucher_id
-  else 'p:' || coalesce(${alias}.router_id::text, '*') || ':' || coalesce(${alias}.payload->>'planId', '') end`;
-
 const at = (d: Date) => sql`${d.toISOString()}::timestamptz`;
 
 export class ProvisioningWorker {
@@ -90,12 +90,14 @@ export class ProvisioningWorker {
   private rowsInFlight = 0;
   private readonly profileCache = new Map<string, number>();
   private readonly profilesEnsuring = new Map<string, Promise<void>>();
+  private readonly prober: RouterProber;
 
   constructor(
     private readonly deps: WorkerDeps,
     options: Partial<WorkerOptions> = {},
   ) {
     this.options = { ...defaultWorkerOptions, ...options };
+    this.prober = new RouterProber(deps, this.options.probeMs, () => this.kick());
     deps.pool.onRecovered((routerId) => void this.routerRecovered(routerId));
   }
 
@@ -103,11 +105,13 @@ export class ProvisioningWorker {
     if (this.running) return;
     this.running = true;
     this.loopDone = this.loop();
+    this.prober.start();
   }
 
   async stop(): Promise<void> {
     this.running = false;
     this.wake?.();
+    await this.prober.stop();
     await this.loopDone;
     await Promise.allSettled([...this.inFlight]);
   }
@@ -225,11 +229,7 @@ export class ProvisioningWorker {
         sql`, `,
       );
       // Another worker may be claiming or delivering the same target: leave it to them.
-      const locked = await queryRows<{ t: string }>(
-        tx,
-        sql`select t from unnest(array[${targetList}]::text[]) as t
-            where pg_try_advisory_xact_lock(hashtext('tandao:provisioning:' || t))`,
-      );
+      const locked = await queryRows<{ t: string }>(tx, tryTargetLocks(sql`array[${targetList}]::text[]`));
       const busy = await queryRows<{ target: string }>(
         tx,
         sql`with leased as materialized (
@@ -462,7 +462,7 @@ export class ProvisioningWorker {
       const message = (error instanceof Error ? error.message : String(error)).slice(0, 500);
       // A router that is down delays work but never loses it: an unreachable router does not use
       // up the row's attempts (only what the router refuses does), and the row waits at the longest
-      // back-off, or until the router is seen again (routerRecovered).
+      // back-off, or until the router is seen again (the prober, routerRecovered).
       if (error instanceof RouterUnavailableError) {
         retry.push({
           id: row.id,
@@ -536,14 +536,10 @@ export class ProvisioningWorker {
     this.deps.logger?.error({ outboxId: row.id, err: message }, "provisioning row given up");
   }
 
-  /** A router is back: what waited for it is due now rather than at the end of its back-off. */
+  /** A router whose circuit had opened answered the worker's own traffic (the prober notices the rest). */
   private async routerRecovered(routerId: number): Promise<void> {
     try {
-      const now = this.deps.clock.now();
-      await this.deps.db.execute(sql`
-        update provisioning_outbox set next_attempt_at = ${at(now)}
-        where router_id = ${routerId} and status = 'pending' and next_attempt_at > ${at(now)}
-          and (claimed_until is null or claimed_until <= ${at(now)})`);
+      await makeRouterRowsDue(this.deps.db, this.deps.clock.now(), routerId);
       this.kick();
     } catch (error) {
       this.deps.logger?.error({ err: error, routerId }, "could not reschedule rows of a recovered router");

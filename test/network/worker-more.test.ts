@@ -107,6 +107,7 @@ describe("startNetwork", () => {
         RECONCILE_CRON: "0 0 1 1 *",
         PROVISIONING_MAX_ATTEMPTS: 3,
         ROUTER_COMMAND_TIMEOUT_MS: 2_000,
+        ROUTER_PROBE_SECONDS: 15,
         SCHEDULER: true,
       },
       worker: { pollMs: 100 },

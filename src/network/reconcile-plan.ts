@@ -1,0 +1,212 @@
+import { type RouterApi, type RouterRow, RouterTrapError } from "./connection.ts";
+import type { DesiredHotspotUser, DesiredProfile, DesiredSecret } from "./desired.ts";
+import { ensureProfile, profileDiff, profileMenu } from "./driver.ts";
+import { parseMarker } from "./markers.ts";
+import { type ReconcileTarget, refOf } from "./targets.ts";
+
+/**
+ * The reconciliation's plan for one router: the drift between what it holds and what the database
+ * wants, and the commands that repair it, each tied to the target it changes (reconcile.ts sends
+ * only those of targets it could lease from the delivery worker).
+ */
+
+export type DriftIssue = "missing" | "changed" | "extra" | "conflict";
+
+export interface Drift {
+  menu: string;
+  name: string;
+  marker?: string;
+  issue: DriftIssue;
+  /** For `changed`: the attributes that differ. */
+  fields?: string[];
+}
+
+/** The drift found; `deferred` is how many of the targets concerned were left to the worker. */
+export type ReconcileCounts = {
+  created: number;
+  updated: number;
+  removed: number;
+  kicked: number;
+  conflicts: number;
+  unchanged: number;
+  deferred: number;
+};
+
+export const emptyCounts = (): ReconcileCounts => ({
+  created: 0,
+  updated: 0,
+  removed: 0,
+  kicked: 0,
+  conflicts: 0,
+  unchanged: 0,
+  deferred: 0,
+});
+
+/** A command of the repair; `ref` names the target it changes (`kind:id`), none for profiles. */
+export interface Op {
+  ref?: string;
+  run(): Promise<unknown>;
+}
+
+export interface Plan {
+  drift: Drift[];
+  counts: ReconcileCounts;
+  /** Commands that repair the drift, in order of phases (profiles before what uses them). */
+  profileOps: Array<() => Promise<unknown>>;
+  ops: Op[];
+  kicks: Op[];
+  /** Every target an op changes, with the desired state the op is based on. */
+  targets: Map<string, ReconcileTarget>;
+}
+
+export function planProfiles(
+  api: RouterApi,
+  plan: Plan,
+  kind: DesiredProfile["kind"],
+  rows: RouterRow[],
+  desired: DesiredProfile[],
+): void {
+  const menu = profileMenu(kind);
+  const byPlan = new Map<number, RouterRow>();
+  const unmarked = new Set<string>();
+  for (const row of rows) {
+    const marker = parseMarker(row.comment);
+    if (marker?.kind === "plan") byPlan.set(marker.id, row);
+    else if (row.name) unmarked.add(row.name);
+  }
+  for (const want of desired) {
+    if (want.kind !== kind) continue;
+    const row = byPlan.get(want.planId);
+    if (!row) {
+      if (unmarked.has(want.name)) {
+        plan.drift.push({ menu, name: want.name, marker: want.comment, issue: "conflict" });
+        plan.counts.conflicts++;
+        continue;
+      }
+      plan.drift.push({ menu, name: want.name, marker: want.comment, issue: "missing" });
+      plan.counts.created++;
+      // ensureProfile rather than a bare add: the delivery worker may create it meanwhile.
+      plan.profileOps.push(() => ensureProfile(api, want));
+      continue;
+    }
+    const diff = profileDiff(row, want);
+    if (Object.keys(diff).length === 0) {
+      plan.counts.unchanged++;
+      continue;
+    }
+    plan.drift.push({
+      menu,
+      name: want.name,
+      marker: want.comment,
+      issue: "changed",
+      fields: Object.keys(diff),
+    });
+    plan.counts.updated++;
+    plan.profileOps.push(() => api.run(`${menu}/set`, [`=.id=${row[".id"]}`, ...toWords(diff)]));
+  }
+}
+
+export interface EntrySpec<W extends DesiredSecret | DesiredHotspotUser> {
+  menu: string;
+  kind: "sub" | "voucher";
+  rows: RouterRow[];
+  desired: Array<{ id: number; want: W }>;
+  diff(row: RouterRow, want: W): Record<string, string>;
+  values(want: W): Record<string, string>;
+  needsKick(row: RouterRow, want: W | null): boolean;
+  activeMenu: string;
+  active: RouterRow[];
+  activeKey: string;
+}
+
+export function planEntries<W extends DesiredSecret | DesiredHotspotUser>(
+  api: RouterApi,
+  plan: Plan,
+  spec: EntrySpec<W>,
+) {
+  const byId = new Map<number, RouterRow[]>();
+  const unmarked = new Set<string>();
+  for (const row of spec.rows) {
+    const marker = parseMarker(row.comment);
+    if (marker?.kind === spec.kind) {
+      const list = byId.get(marker.id) ?? [];
+      list.push(row);
+      byId.set(marker.id, list);
+    } else if (row.name) {
+      unmarked.add(row.name);
+    }
+  }
+  const sessions = new Map<string, string[]>();
+  for (const s of spec.active) {
+    const key = s[spec.activeKey];
+    if (key) sessions.set(key, [...(sessions.get(key) ?? []), s[".id"]!]);
+  }
+  const target = (id: number, want: W | null): string => {
+    const t: ReconcileTarget = { kind: spec.kind, id, want };
+    plan.targets.set(refOf(t), t);
+    return refOf(t);
+  };
+  const kick = (name: string | undefined, ref: string) => {
+    const ids = name ? sessions.get(name) : undefined;
+    if (!ids || ids.length === 0) return;
+    sessions.delete(name!);
+    plan.counts.kicked += ids.length;
+    plan.kicks.push({
+      ref,
+      run: () => api.run(`${spec.activeMenu}/remove`, [`=.id=${ids.join(",")}`]).catch(() => undefined),
+    });
+  };
+  const remove = (row: RouterRow, marker: string | undefined, ref: string) => {
+    plan.drift.push({ menu: spec.menu, name: row.name ?? "", marker, issue: "extra" });
+    plan.counts.removed++;
+    plan.ops.push({ ref, run: () => api.run(`${spec.menu}/remove`, [`=.id=${row[".id"]}`]) });
+    kick(row.name, ref);
+  };
+  const wanted = new Set<number>();
+  for (const { id, want } of spec.desired) {
+    wanted.add(id);
+    const [row, ...duplicates] = byId.get(id) ?? [];
+    for (const duplicate of duplicates) remove(duplicate, want.comment, target(id, want));
+    if (!row) {
+      if (unmarked.has(want.name)) {
+        plan.drift.push({ menu: spec.menu, name: want.name, marker: want.comment, issue: "conflict" });
+        plan.counts.conflicts++;
+        continue;
+      }
+      plan.drift.push({ menu: spec.menu, name: want.name, marker: want.comment, issue: "missing" });
+      plan.counts.created++;
+      plan.ops.push({
+        ref: target(id, want),
+        run: () =>
+          api.run(`${spec.menu}/add`, toWords(spec.values(want))).catch((error: unknown) => {
+            // Created since the print (by the worker before the lease, or by hand): nothing to add.
+            if (error instanceof RouterTrapError && /already (exists|have)/.test(error.message)) return [];
+            throw error;
+          }),
+      });
+      continue;
+    }
+    const diff = spec.diff(row, want);
+    if (Object.keys(diff).length === 0) {
+      plan.counts.unchanged++;
+      continue;
+    }
+    plan.drift.push({
+      menu: spec.menu,
+      name: want.name,
+      marker: want.comment,
+      issue: "changed",
+      fields: Object.keys(diff),
+    });
+    plan.counts.updated++;
+    const ref = target(id, want);
+    plan.ops.push({ ref, run: () => api.run(`${spec.menu}/set`, [`=.id=${row[".id"]}`, ...toWords(diff)]) });
+    if (spec.needsKick(row, want)) kick(row.name, ref);
+  }
+  for (const [id, rows] of byId) {
+    if (wanted.has(id)) continue;
+    for (const row of rows) remove(row, row.comment, target(id, null));
+  }
+}
+
+const toWords = (values: Record<string, string>) => Object.entries(values).map(([k, v]) => `=${k}=${v}`);

@@ -1,0 +1,167 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { BillingContext } from "../../src/billing/context.ts";
+import { applyPayment } from "../../src/billing/payments.ts";
+import {
+  createCustomerWithSubscription,
+  resumeSubscription,
+  suspendSubscription,
+} from "../../src/billing/subscriptions.ts";
+import { sellVoucherInTx } from "../../src/billing/vouchers.ts";
+import { FakeClock } from "../../src/clock.ts";
+import type { Database } from "../../src/db/client.ts";
+import type { RouterApi } from "../../src/network/connection.ts";
+import type { RouterOsEmulator } from "../../src/network/emulator/server.ts";
+import { type ReconcileDeps, reconcileRouter } from "../../src/network/reconcile.ts";
+import { admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
+import { createTestDatabase } from "../support/db.ts";
+import { emulatedRouter, networkStack } from "./support.ts";
+
+/**
+ * The reconciliation reads the database and the router, then writes; the delivery worker changes
+ * the same entries meanwhile. Whatever the worker delivers in between must not be undone.
+ */
+
+let database: Database;
+let router: RouterOsEmulator;
+let routerId: number;
+let stack: ReturnType<typeof networkStack>;
+let ctx: BillingContext;
+const clock = new FakeClock(new Date());
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  ctx = billingContext(database.db, clock).ctx;
+  ({ emulator: router, routerId } = await emulatedRouter(database.db));
+  stack = networkStack(database.db, clock);
+});
+afterAll(async () => {
+  await stack.close();
+  await router.stop();
+  await database.close();
+});
+
+/**
+ * The reconciliation's view of the router, through which the test acts at one chosen moment, once:
+ * when the reconciliation, having read the database, asks for the router's connection (`"connect"`),
+ * or just before the first command matching `when` reaches the router.
+ */
+function reconcileWith(
+  when: "connect" | ((command: string) => boolean),
+  meanwhile: () => Promise<void>,
+): ReconcileDeps & { acted: () => boolean } {
+  let done = false;
+  return {
+    acted: () => done,
+    db: database.db,
+    clock,
+    pool: {
+      async get(id: number): Promise<RouterApi> {
+        const api = await stack.pool.get(id);
+        if (!done && when === "connect") {
+          done = true;
+          await meanwhile();
+        }
+        return {
+          async run(command, params) {
+            if (!done && when !== "connect" && when(command)) {
+              done = true;
+              await meanwhile();
+            }
+            return api.run(command, params);
+          },
+        };
+      },
+    },
+  };
+}
+
+/** A paying subscriber on the router whom an admin then suspended; router and reconciliation agree. */
+async function suspendedSubscriber(name: string) {
+  const plan = await createPlan(database.db, { priceCents: 100_000 });
+  const { customer, subscription, invoice } = await createCustomerWithSubscription(ctx, admin, {
+    name,
+    phone: uniquePhone(),
+    planId: plan.id,
+    routerId,
+  });
+  await applyPayment(ctx, admin, {
+    customerId: customer.id,
+    method: "cash",
+    provider: "cash",
+    providerRef: `first-${customer.id}`,
+    amountCents: invoice.amountCents,
+  });
+  await suspendSubscription(ctx, admin, { subscriptionId: subscription.id, reason: "abuse report" });
+  await stack.worker.drain();
+  const reconciled = await reconcileRouter({ db: database.db, clock, pool: stack.pool }, routerId);
+  expect(reconciled.ok).toBe(true);
+  expect(router.find("/ppp/secret", subscription.networkUsername)?.disabled).toBe("true");
+  return subscription;
+}
+
+describe("reconciliation next to the delivery worker", () => {
+  it("a restore delivered between the reconciliation's read and its write wins: the secret stays enabled, the session up", async () => {
+    const subscriber = await suspendedSubscriber("Restored Meanwhile");
+    const name = subscriber.networkUsername;
+    const deps = reconcileWith("connect", async () => {
+      // The database was read (suspended); before the router is, the admin restores the
+      // subscriber, the worker delivers it and the subscriber connects.
+      await resumeSubscription(ctx, admin, { subscriptionId: subscriber.id, reason: "paid in cash" });
+      await stack.worker.drain();
+      expect(router.find("/ppp/secret", name)?.disabled).toBe("false");
+      router.connectPppoe(name);
+    });
+    const report = await reconcileRouter(deps, routerId);
+    expect(report.ok).toBe(true);
+    expect(deps.acted()).toBe(true);
+    expect(router.find("/ppp/secret", name)?.disabled).toBe("false");
+    expect(router.find("/ppp/active", name)).toBeDefined();
+    // Nothing is left for the worker either: the router already holds what the database wants.
+    await stack.worker.drain();
+    expect(router.find("/ppp/secret", name)?.disabled).toBe("false");
+  });
+
+  it("a voucher sold and delivered between the reconciliation's read and its write is not removed as unknown", async () => {
+    const plan = await createPlan(database.db, {
+      priceCents: 3_000,
+      kind: "hotspot",
+      periodUnit: "days",
+      rateLimit: "2M/2M",
+    });
+    let code = "";
+    const deps = reconcileWith("connect", async () => {
+      const sold = await database.db.transaction((tx) =>
+        sellVoucherInTx(tx, ctx, admin, { planId: plan.id, phone: uniquePhone(), language: "en", routerId }),
+      );
+      code = sold.code;
+      await stack.worker.drain();
+      expect(router.find("/ip/hotspot/user", code)).toBeDefined();
+    });
+    const report = await reconcileRouter(deps, routerId);
+    expect(report.ok).toBe(true);
+    expect(deps.acted()).toBe(true);
+    expect(code).not.toBe("");
+    expect(router.find("/ip/hotspot/user", code)).toMatchObject({ password: code });
+  });
+
+  it("a restore asked for while the reconciliation writes waits for its writes, then is delivered", async () => {
+    const subscriber = await suspendedSubscriber("Restored During Write");
+    const name = subscriber.networkUsername;
+    // Someone enabled the suspended subscriber by hand: the reconciliation will disable the secret.
+    router.update("/ppp/secret", router.find("/ppp/secret", name)![".id"]!, { disabled: "false" });
+    const deps = reconcileWith(
+      (command) => command === "/ppp/secret/set",
+      async () => {
+        // Just before that write goes out, the subscriber pays and the worker runs.
+        await resumeSubscription(ctx, admin, { subscriptionId: subscriber.id, reason: "paid in cash" });
+        await stack.worker.drain();
+      },
+    );
+    const report = await reconcileRouter(deps, routerId);
+    expect(report.ok).toBe(true);
+    expect(deps.acted()).toBe(true);
+    // The worker runs again after the reconciliation (its next poll): the restore is not lost.
+    await stack.worker.drain();
+    expect(router.find("/ppp/secret", name)?.disabled).toBe("false");
+  });
+});
