@@ -15,6 +15,18 @@ export const darajaHosts = {
   production: "https://api.safaricom.co.ke",
 } as const;
 
+/**
+ * How a failed Daraja call should be treated:
+ * - `configuration`: our credentials or shortcode are wrong; nothing will work until an operator
+ *   fixes the settings, and the push surely did not reach the payer;
+ * - `busy`: the subscriber has another prompt open ("Unable to lock subscriber"); try again later;
+ * - `uncertain`: the request may have reached Daraja but its answer was lost (a dropped connection,
+ *   a timeout, a gateway error, an unreadable answer): the payer may have been prompted;
+ * - `transient`: refused for now (spike arrest, an expired token, a connection never made);
+ * - `refused`: refused for good (a bad phone number, amount, ...).
+ */
+export type DarajaFailureKind = "configuration" | "busy" | "uncertain" | "transient" | "refused";
+
 /** A refusal from Daraja (its `errorCode`/`errorMessage`), or a transport failure (`errorCode` "network"). */
 export class DarajaError extends Error {
   constructor(
@@ -22,21 +34,79 @@ export class DarajaError extends Error {
     readonly errorCode: string,
     readonly errorMessage: string,
     readonly requestId?: string,
+    /** The request may have been carried out although no (readable) answer came back. */
+    readonly uncertain = false,
   ) {
     super(`Daraja ${errorCode}: ${errorMessage}`);
     this.name = "DarajaError";
   }
 
+  get kind(): DarajaFailureKind {
+    if (this.uncertain) return "uncertain";
+    if (this.wrongConfiguration) return "configuration";
+    if (this.subscriberBusy) return "busy";
+    if (this.errorCode === "network" || this.errorCode === "404.001.03") return "transient";
+    if (this.status >= 500 || this.status === 429) return "transient";
+    return "refused";
+  }
+
   /** Worth trying again later: the network, spike arrest, an expired token, a busy subscriber, 5xx. */
   get retryable(): boolean {
-    if (this.errorCode === "network" || this.errorCode === "404.001.03") return true;
-    return this.status >= 500 || this.status === 429;
+    const kind = this.kind;
+    return kind === "uncertain" || kind === "busy" || kind === "transient";
+  }
+
+  /**
+   * Daraja refused our app credentials (token), or the shortcode and passkey behind the push
+   * Password ("Wrong credentials", which Daraja sends as a 500 with the same code as a busy
+   * subscriber, hence the message test).
+   */
+  get wrongConfiguration(): boolean {
+    if (this.errorCode === "400.008.01") return true;
+    if (this.errorCode === "500.001.1001") return /wrong credentials/i.test(this.errorMessage);
+    return this.errorCode === "400.002.02" && /invalid (businessshortcode|password)/i.test(this.errorMessage);
+  }
+
+  /** The payer's phone has a prompt open (this push's or another merchant's). */
+  get subscriberBusy(): boolean {
+    return (
+      this.errorCode === "500.001.1001" &&
+      /unable to lock subscriber|already in process for the (current )?subscriber/i.test(this.errorMessage)
+    );
   }
 
   /** An STK query for a push M-Pesa has not finished yet. */
   get stillProcessing(): boolean {
-    return this.errorCode === "500.001.1001" && /process/i.test(this.errorMessage);
+    return this.errorCode === "500.001.1001" && /process/i.test(this.errorMessage) && !this.subscriberBusy;
   }
+}
+
+/**
+ * Failures of the connection itself (refused, no such host, no route): the request never left this
+ * machine, so Daraja cannot have acted on it. Anything else may have happened after it was sent.
+ */
+const notConnectedCodes = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "UND_ERR_CONNECT_TIMEOUT",
+]);
+
+function neverConnected(error: unknown): boolean {
+  const cause =
+    error instanceof Error ? (error.cause as { code?: unknown; errors?: unknown } | undefined) : undefined;
+  if (!cause) return false;
+  if (typeof cause.code === "string" && notConnectedCodes.has(cause.code)) return true;
+  // Happy eyeballs: one error per address tried, all of them failures to connect.
+  return (
+    Array.isArray(cause.errors) &&
+    cause.errors.length > 0 &&
+    cause.errors.every(
+      (e: { code?: unknown }) => typeof e?.code === "string" && notConnectedCodes.has(e.code),
+    )
+  );
 }
 
 export interface StkPushRequest {
@@ -119,10 +189,17 @@ export class DarajaClient implements StkGateway {
       AccountReference: request.accountReference.slice(0, 12),
       TransactionDesc: request.description.slice(0, 13),
     };
-    const body = await this.authorized("/mpesa/stkpush/v1/processrequest", payload);
+    const body = await this.authorized("/mpesa/stkpush/v1/processrequest", payload, true);
     const parsed = stkPushAccepted.safeParse(body);
+    // A success status without a readable checkout id: the push may well be on the phone.
     if (!parsed.success)
-      throw new DarajaError(502, "bad_response", "STK push answer without CheckoutRequestID");
+      throw new DarajaError(
+        502,
+        "bad_response",
+        "STK push answer without CheckoutRequestID",
+        undefined,
+        true,
+      );
     if (parsed.data.ResponseCode !== "0")
       throw new DarajaError(200, parsed.data.ResponseCode, parsed.data.ResponseDescription ?? "push refused");
     return parsed.data;
@@ -155,22 +232,30 @@ export class DarajaClient implements StkGateway {
     });
   }
 
-  /** One retry with a fresh token when Daraja says the cached one is no longer valid. */
-  private async authorized(path: string, payload: unknown): Promise<unknown> {
+  /**
+   * One retry with a fresh token when Daraja says the cached one is no longer valid. Failures to get
+   * a token are never uncertain: the request itself was not sent.
+   */
+  private async authorized(path: string, payload: unknown, acts = false): Promise<unknown> {
     try {
-      return await this.send("POST", path, `Bearer ${await this.accessToken()}`, payload);
+      return await this.send("POST", path, `Bearer ${await this.accessToken()}`, payload, acts);
     } catch (error) {
       if (!(error instanceof DarajaError) || error.errorCode !== "404.001.03") throw error;
       this.token = null;
-      return this.send("POST", path, `Bearer ${await this.accessToken()}`, payload);
+      return this.send("POST", path, `Bearer ${await this.accessToken()}`, payload, acts);
     }
   }
 
+  /**
+   * `acts`: the request makes Daraja do something that cannot be asked twice safely (a push), so
+   * an answer lost after the request may have left is reported as uncertain, not as a refusal.
+   */
   private async send(
     method: string,
     path: string,
     authorization: string,
     payload?: unknown,
+    acts = false,
   ): Promise<unknown> {
     let response: Response;
     try {
@@ -184,9 +269,17 @@ export class DarajaClient implements StkGateway {
         signal: AbortSignal.timeout(this.options.timeoutMs ?? 15_000),
       });
     } catch (error) {
-      throw new DarajaError(0, "network", error instanceof Error ? error.message : String(error));
+      const message = error instanceof Error ? describeNetworkError(error) : String(error);
+      throw new DarajaError(0, "network", message, undefined, acts && !neverConnected(error));
     }
-    const text = await response.text();
+    let text: string;
+    try {
+      text = await response.text();
+    } catch (error) {
+      // The connection broke (or timed out) in the middle of the answer.
+      const message = error instanceof Error ? describeNetworkError(error) : String(error);
+      throw new DarajaError(0, "network", message, undefined, acts);
+    }
     let body: unknown = null;
     try {
       body = text ? JSON.parse(text) : null;
@@ -195,16 +288,34 @@ export class DarajaClient implements StkGateway {
     }
     if (!response.ok) {
       const parsed = errorBody.safeParse(body);
+      // Daraja's own error body is a clean refusal (it says what it did not do), except its generic
+      // internal error, which may come after the push went out.
       if (parsed.success)
         throw new DarajaError(
           response.status,
           parsed.data.errorCode,
           parsed.data.errorMessage ?? "",
           parsed.data.requestId,
+          acts && parsed.data.errorCode === "500.003.1001",
         );
-      throw new DarajaError(response.status, `http_${response.status}`, text.slice(0, 200));
+      // A 5xx page from something in front of Daraja (gateway error, overload): the request may have
+      // been passed on before the answer failed.
+      throw new DarajaError(
+        response.status,
+        `http_${response.status}`,
+        text.slice(0, 200),
+        undefined,
+        acts && response.status >= 500,
+      );
     }
-    if (body === null) throw new DarajaError(response.status, "bad_response", "answer is not JSON");
+    if (body === null)
+      throw new DarajaError(response.status, "bad_response", "answer is not JSON", undefined, acts);
     return body;
   }
+}
+
+/** `fetch failed` says nothing: the cause's code (ECONNRESET, UND_ERR_SOCKET, ...) does. */
+function describeNetworkError(error: Error): string {
+  const code = (error.cause as { code?: unknown } | undefined)?.code;
+  return typeof code === "string" ? `${error.message} (${code})` : error.message;
 }

@@ -1,13 +1,27 @@
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import {
+  answerPush,
+  nairobiTimestampToMs,
+  postJson,
+  rand,
+  readJson,
+  receiptNumber,
+  reply,
+  requestId,
+  stkCallbackBody,
+} from "./fake-support.ts";
 import { darajaTimestamp, stkPassword } from "./wire.ts";
 
 /**
  * A Daraja stand-in on 127.0.0.1 that speaks the documented wire format: it issues tokens, checks
  * STK pushes the way Daraja does (Basic and Bearer auth, Password, Timestamp, field lengths),
  * answers STK queries, and posts the callback to the CallBackURL after a delay with a scripted
- * outcome; it can post duplicates, post late, or never post. Used by the tests and by sandbox mode.
+ * outcome; it can post duplicates, post late, or never post. It fails the way Daraja does: a wrong
+ * passkey gets "Wrong credentials", a second push to a phone whose prompt is still open gets "Unable
+ * to lock subscriber", and a push can be accepted while its answer is lost on the way back. Used by
+ * the tests and by sandbox mode.
  */
 
 export type StkOutcome = "success" | "cancelled" | "unreachable" | "wrong_pin" | "insufficient_funds";
@@ -32,6 +46,12 @@ export interface Delivery {
   lateByMs?: number;
   /** Pretends the payer paid another amount than was asked (shillings). */
   paidShillings?: number;
+  /**
+   * The push is accepted (the prompt is on the phone, the callback follows as above) but its HTTP
+   * answer never arrives intact: `reset` drops the connection, `unavailable` answers 503 from
+   * "something in front of Daraja" with no Daraja body, `hang` never answers (the client times out).
+   */
+  answer?: "ok" | "reset" | "unavailable" | "hang";
 }
 
 interface PushRecord {
@@ -68,12 +88,19 @@ export class FakeDaraja {
   readonly consumerSecret: string;
   readonly shortcode: string;
   readonly passkey: string;
+  /** Pushes Daraja accepted (whether or not its answer reached the client). */
   readonly pushes: PushRecord[] = [];
+  /** Every STK push request received, refused ones included. */
+  pushRequests = 0;
+  /** Pushes refused with a Daraja error, in order. */
+  readonly refusals: { msisdn: string; errorCode: string; errorMessage: string }[] = [];
   tokensIssued = 0;
   queries = 0;
   callbacksPosted = 0;
   private readonly tokens = new Map<string, number>();
   private readonly byPhone = new Map<string, Delivery>();
+  /** When the latest prompt to each number is answered (or expires). */
+  private readonly promptsOpenUntil = new Map<string, number>();
   private readonly outcomes: Delivery[] = [];
   private readonly pushErrors: { status: number; errorCode: string; errorMessage: string }[] = [];
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -251,13 +278,16 @@ export class FakeDaraja {
   }
 
   private stkPush(body: Record<string, unknown>, res: ServerResponse) {
-    const bad = (what: string) =>
-      reply(res, 400, {
-        requestId: requestId(),
-        errorCode: "400.002.02",
-        errorMessage: `Bad Request - ${what}`,
-      });
+    this.pushRequests++;
+    const msisdn = String(body.PhoneNumber ?? "");
+    const refuse = (status: number, errorCode: string, errorMessage: string) => {
+      this.refusals.push({ msisdn, errorCode, errorMessage });
+      reply(res, status, { requestId: requestId(), errorCode, errorMessage });
+    };
+    const bad = (what: string) => refuse(400, "400.002.02", `Bad Request - ${what}`);
     const credentials = this.credentialProblem(body);
+    // Daraja answers a Password that does not match the shortcode and passkey with a 500.
+    if (credentials === "Invalid Password") return refuse(500, "500.001.1001", "Wrong credentials");
     if (credentials) return bad(credentials);
     const type = body.TransactionType;
     if (type !== "CustomerPayBillOnline" && type !== "CustomerBuyGoodsOnline")
@@ -267,7 +297,6 @@ export class FakeDaraja {
     if (String(body.PartyB ?? "") !== expectedPartyB) return bad("Invalid PartyB");
     const amount = Number(body.Amount);
     if (!Number.isInteger(amount) || amount < 1) return bad("Invalid Amount");
-    const msisdn = String(body.PhoneNumber ?? "");
     if (!/^254[17]\d{8}$/.test(msisdn)) return bad("Invalid PhoneNumber");
     if (String(body.PartyA ?? "") !== msisdn) return bad("Invalid PartyA");
     const callbackUrl = String(body.CallBackURL ?? "");
@@ -279,7 +308,15 @@ export class FakeDaraja {
     const description = body.TransactionDesc;
     if (typeof description !== "string" || description.length > 13) return bad("Invalid TransactionDesc");
     const refusal = this.pushErrors.shift();
-    if (refusal) return reply(res, refusal.status, { requestId: requestId(), ...refusal });
+    if (refusal) return refuse(refusal.status, refusal.errorCode, refusal.errorMessage);
+    // One prompt at a time per phone: until the payer answers (or the prompt expires) M-Pesa
+    // refuses any other push to that number, ours or another merchant's.
+    if (this.promptOpen(msisdn))
+      return refuse(
+        500,
+        "500.001.1001",
+        "Unable to lock subscriber, a transaction is already in process for the current subscriber",
+      );
 
     const delivery = this.outcomes.shift() ??
       this.byPhone.get(msisdn) ??
@@ -291,32 +328,16 @@ export class FakeDaraja {
     const delayMs = delivery.delayMs ?? 50;
     const result = outcomeResults[delivery.outcome];
     const receipt = result.code === 0 ? receiptNumber() : null;
-    const callback = {
-      Body: {
-        stkCallback: {
-          MerchantRequestID: merchantRequestId,
-          CheckoutRequestID: checkoutRequestId,
-          ResultCode: result.code,
-          ResultDesc: result.desc,
-          ...(receipt
-            ? {
-                CallbackMetadata: {
-                  Item: [
-                    { Name: "Amount", Value: delivery.paidShillings ?? amount },
-                    { Name: "MpesaReceiptNumber", Value: receipt },
-                    { Name: "Balance" },
-                    {
-                      Name: "TransactionDate",
-                      Value: Number(darajaTimestamp(new Date(Date.now() + delayMs))),
-                    },
-                    { Name: "PhoneNumber", Value: Number(msisdn) },
-                  ],
-                },
-              }
-            : {}),
-        },
-      },
-    };
+    const callback = stkCallbackBody({
+      merchantRequestId,
+      checkoutRequestId,
+      result,
+      receipt,
+      amount: delivery.paidShillings ?? amount,
+      msisdn,
+      paidAt: new Date(Date.now() + delayMs),
+    });
+    this.promptsOpenUntil.set(msisdn, Date.now() + delayMs);
     this.pushes.push({
       merchantRequestId,
       checkoutRequestId,
@@ -329,19 +350,25 @@ export class FakeDaraja {
       receipt,
       body: callback,
     });
-    reply(res, 200, {
+    const accepted = {
       MerchantRequestID: merchantRequestId,
       CheckoutRequestID: checkoutRequestId,
       ResponseCode: "0",
       ResponseDescription: "Success. Request accepted for processing",
       CustomerMessage: "Success. Request accepted for processing",
-    });
+    };
+    answerPush(res, delivery.answer ?? "ok", accepted);
     if (!delivery.lost) {
       const copies = 1 + (delivery.duplicates ?? 0);
       this.schedule(delayMs + (delivery.lateByMs ?? 0), () =>
         Promise.all(Array.from({ length: copies }, () => this.postCallback(callbackUrl, callback))),
       );
     }
+  }
+
+  /** Whether a push to this number is still waiting for the payer's answer. */
+  promptOpen(msisdn: string): boolean {
+    return Date.now() < (this.promptsOpenUntil.get(msisdn.replace(/^\+/, "")) ?? 0);
   }
 
   /** Posts a callback as Daraja would; also usable to replay one (duplicates, late arrivals). */
@@ -362,6 +389,12 @@ export class FakeDaraja {
   private stkQuery(body: Record<string, unknown>, res: ServerResponse) {
     this.queries++;
     const credentials = this.credentialProblem(body);
+    if (credentials === "Invalid Password")
+      return reply(res, 500, {
+        requestId: requestId(),
+        errorCode: "500.001.1001",
+        errorMessage: "Wrong credentials",
+      });
     if (credentials)
       return reply(res, 400, {
         requestId: requestId(),
@@ -405,49 +438,3 @@ export class FakeDaraja {
     reply(res, 200, { OriginatorCoversationID: rand(12), ResponseCode: "0", ResponseDescription: "Success" });
   }
 }
-
-function reply(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
-  res.end(text);
-}
-
-async function readJson(req: IncomingMessage): Promise<Record<string, unknown> | undefined> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  try {
-    const value: unknown = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-    return value && typeof value === "object" ? (value as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-async function postJson(url: string, body: unknown): Promise<unknown> {
-  const response = await fetch(url, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-    signal: AbortSignal.timeout(10_000),
-  });
-  const text = await response.text();
-  try {
-    return JSON.parse(text);
-  } catch {
-    return { status: response.status, text };
-  }
-}
-
-/** Daraja timestamps are Nairobi wall-clock time (UTC+3, no daylight saving). */
-function nairobiTimestampToMs(ts: string): number {
-  const [y, mo, d, h, mi, s] = [0, 4, 6, 8, 10, 12].map((i, k) => Number(ts.slice(i, k === 0 ? 4 : i + 2)));
-  return Date.UTC(y!, mo! - 1, d!, h!, mi!, s!) - 3 * 3_600_000;
-}
-
-const alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789";
-function rand(n: number): string {
-  const bytes = randomBytes(n);
-  return Array.from(bytes, (b) => alphabet[b % alphabet.length]).join("");
-}
-const receiptNumber = () => `T${rand(9)}`;
-const requestId = () => `${rand(5)}-${rand(8)}-1`;
