@@ -41,10 +41,9 @@ export async function recoverPendingIntents(options: RecoveryOptions): Promise<R
   for (const intent of waiting) {
     counts.queried++;
     const overdue = now.getTime() - intent.sentAt.getTime() >= options.giveUpSeconds * 1000;
+    let answer: Awaited<ReturnType<typeof gateway.stkQuery>>;
     try {
-      const answer = await gateway.stkQuery(intent.checkoutRequestId);
-      await settleStkResult(ctx, actor, stkResultFromQuery(intent.checkoutRequestId, answer));
-      counts.settled++;
+      answer = await gateway.stkQuery(intent.checkoutRequestId);
     } catch (error) {
       const processing = error instanceof DarajaError && error.stillProcessing;
       if (!processing) {
@@ -53,6 +52,20 @@ export async function recoverPendingIntents(options: RecoveryOptions): Promise<R
       }
       if (overdue && (await timeOutIntent(ctx, actor, intent.id))) counts.timedOut++;
       else counts.stillPending++;
+      continue;
+    }
+    // M-Pesa answered: a failure to record that answer leaves the intent pending for the next run
+    // (never timed out: the answer may be "paid").
+    try {
+      await settleStkResult(ctx, actor, stkResultFromQuery(intent.checkoutRequestId, answer));
+      counts.settled++;
+    } catch (error) {
+      counts.errors++;
+      counts.stillPending++;
+      logger.error(
+        { err: error, intentId: intent.id },
+        "STK status answer could not be settled: will ask again",
+      );
     }
   }
   return counts;
