@@ -1,10 +1,13 @@
 import { Hono } from "hono";
 import { type Db, ping } from "./db/client.ts";
 import type { Logger } from "./logger.ts";
+import type { Mode } from "./mode.ts";
 
 export interface AppDeps {
   db: Db;
   logger: Logger;
+  /** Said in `/healthz`, so nobody mistakes a sandbox for the real thing. */
+  mode?: Mode;
   /** Daraja's callbacks (`createMpesaRoutes`), served under `/hooks/mp`. */
   mpesaRoutes?: Hono;
   /** Africa's Talking USSD callback (`createUssdRoutes`), served under `/ussd`. */
@@ -17,10 +20,10 @@ export function createApp(deps: AppDeps): Hono {
   app.get("/healthz", async (c) => {
     try {
       await ping(deps.db);
-      return c.json({ status: "ok", database: "ok" });
+      return c.json({ status: "ok", database: "ok", mode: deps.mode ?? "sandbox" });
     } catch (error) {
       deps.logger.error({ err: error }, "health check failed");
-      return c.json({ status: "error", database: "unreachable" }, 503);
+      return c.json({ status: "error", database: "unreachable", mode: deps.mode ?? "sandbox" }, 503);
     }
   });
   if (deps.mpesaRoutes) app.route("/hooks/mp", deps.mpesaRoutes);

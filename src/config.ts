@@ -1,4 +1,6 @@
 import { z } from "zod";
+import { isCountryCode } from "./lib/phone.ts";
+import { type Mode, resolveMode } from "./mode.ts";
 
 const bool = z
   .enum(["true", "false", "1", "0", "yes", "no"])
@@ -12,8 +14,24 @@ const csvIntegers = z
  * Every setting Tandao reads, parsed once at start. Nothing else reads `process.env`.
  * Empty strings count as unset so that `FOO=` in an env file does not override a default.
  */
+const csvList = z.string().transform((v) =>
+  v
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean),
+);
+
 const schema = z.object({
+  /** `sandbox` (built-in fakes) or `production` (real services only); see src/mode.ts. */
+  TANDAO_MODE: z.enum(["sandbox", "production"]).optional(),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  /** Address the HTTP server binds to; unset: 127.0.0.1 in sandbox, every interface in production. */
+  HOST: z.string().optional(),
+  /**
+   * Addresses of the reverse proxies in front of the app: only from them is `X-Forwarded-For`
+   * believed, to find the client's address for every allowlist.
+   */
+  TRUST_PROXY: csvList.default([]),
   DATA_DIR: z.string().min(1).default("./data"),
   DATABASE_URL: z.string().url().optional(),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
@@ -24,6 +42,12 @@ const schema = z.object({
   PUBLIC_URL: z.string().url().optional(),
   ISP_NAME: z.string().default("Tandao Net"),
   SUPPORT_PHONE: z.string().default("0700000000"),
+  /** ISO country codes whose phone numbers the subscriber menu serves; others are told it is not offered. */
+  SERVED_COUNTRIES: z
+    .string()
+    .transform((v) => v.split(",").map((c) => c.trim().toUpperCase()))
+    .refine((codes) => codes.every(isCountryCode), "comma-separated ISO country codes, e.g. KE or KE,UG")
+    .default(["KE"]),
 
   /** Hours before a period starts that its invoice is issued (must cover the earliest reminder). */
   INVOICE_LEAD_HOURS: z.coerce.number().int().min(0).default(96),
@@ -35,7 +59,8 @@ const schema = z.object({
   UNSOLD_VOUCHER_DAYS: z.coerce.number().int().min(1).default(90),
   SCHEDULER: bool.default(true),
 
-  MPESA_ENV: z.enum(["sandbox", "production", "fake"]).optional(),
+  /** Safaricom's `production` host (default) or its developer `test` host. */
+  MPESA_ENV: z.enum(["production", "test"]).default("production"),
   MPESA_BASE_URL: z.string().url().optional(),
   MPESA_CONSUMER_KEY: z.string().optional(),
   MPESA_CONSUMER_SECRET: z.string().optional(),
@@ -44,7 +69,7 @@ const schema = z.object({
   MPESA_TILL: z.string().optional(),
   /** Secret path segment on the callback URLs. */
   MPESA_CALLBACK_TOKEN: z.string().optional(),
-  MPESA_ALLOWED_IPS: z.string().optional(),
+  MPESA_ALLOWED_IPS: csvList.optional(),
   MPESA_PENDING_RECOVERY_SECONDS: z.coerce.number().int().min(10).default(120),
   /** A push with no result this long after it was sent times out (a later success is still credited). */
   MPESA_PENDING_TIMEOUT_SECONDS: z.coerce.number().int().min(30).default(900),
@@ -54,6 +79,10 @@ const schema = z.object({
   MPESA_REGISTER_C2B: bool.default(false),
   STK_LIMIT_COUNT: z.coerce.number().int().min(1).default(3),
   STK_LIMIT_WINDOW_SECONDS: z.coerce.number().int().min(1).default(300),
+  /** Prompts allowed per target account within STK_LIMIT_WINDOW_SECONDS, whoever asks. */
+  STK_LIMIT_PER_ACCOUNT: z.coerce.number().int().min(1).default(5),
+  /** Prompts allowed in total per minute, across all phones and channels. */
+  STK_LIMIT_TOTAL_PER_MINUTE: z.coerce.number().int().min(1).default(120),
 
   AT_USERNAME: z.string().optional(),
   AT_API_KEY: z.string().optional(),
@@ -62,6 +91,10 @@ const schema = z.object({
   AT_SMS_URL: z.string().url().optional(),
   /** Secret path segment of the USSD callback URL (`/ussd/<token>`); unset: `/ussd`. */
   USSD_TOKEN: z.string().optional(),
+  /** Production without USSD_TOKEN: only with an allowlist of the gateway's addresses. */
+  USSD_NO_TOKEN: bool.default(false),
+  /** When set, USSD requests from any other (client) address are refused. */
+  USSD_ALLOWED_IPS: csvList.optional(),
   /** An SMS is given up (status `dead`, reason kept) after this many failed sends. */
   SMS_MAX_ATTEMPTS: z.coerce.number().int().min(1).default(8),
 
@@ -74,9 +107,11 @@ const schema = z.object({
   /** Delivery attempts of one provisioning command before it is given up (and the admin alerted). */
   PROVISIONING_MAX_ATTEMPTS: z.coerce.number().int().min(1).default(8),
   ROUTER_COMMAND_TIMEOUT_MS: z.coerce.number().int().min(100).default(10_000),
+  /** A router that cannot be reached is asked this often whether it is back; its queue goes out then. */
+  ROUTER_PROBE_SECONDS: z.coerce.number().int().min(1).default(15),
 });
 
-export type Config = z.infer<typeof schema> & { PUBLIC_URL: string };
+export type Config = z.infer<typeof schema> & { PUBLIC_URL: string; mode: Mode };
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const cleaned = Object.fromEntries(
@@ -88,10 +123,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new Error(`Invalid configuration: ${problems}`);
   }
   // Callbacks come back to this process unless a public address is configured.
-  return { ...parsed.data, PUBLIC_URL: parsed.data.PUBLIC_URL ?? `http://127.0.0.1:${parsed.data.PORT}` };
+  const config = {
+    ...parsed.data,
+    PUBLIC_URL: parsed.data.PUBLIC_URL ?? `http://127.0.0.1:${parsed.data.PORT}`,
+    mode: "sandbox" as Mode,
+  };
+  config.mode = resolveMode(config, cleaned);
+  return config;
 }
 
-/** With no outside credentials, the whole system runs against the built-in fakes. */
+/** Sandbox mode: every outside service is a built-in fake (see src/mode.ts). */
 export function isSandbox(config: Config): boolean {
-  return !config.MPESA_CONSUMER_KEY && !config.AT_API_KEY;
+  return config.mode === "sandbox";
 }

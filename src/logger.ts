@@ -17,9 +17,36 @@ const secretKeys = [
   "DATABASE_URL",
 ];
 
+/**
+ * Errors as logged: a database error names its statement but never its parameters (drizzle puts
+ * every bound value, phone numbers and passwords included, into its message), and a constraint's
+ * detail keeps the key's name but not its value.
+ */
+export function safeError(error: unknown): unknown {
+  if (!(error instanceof Error)) return error;
+  const serialized = pino.stdSerializers.errWithCause(error) as unknown as Record<string, unknown>;
+  return scrub(serialized, 0);
+}
+
+function scrub(value: Record<string, unknown>, depth: number): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, field] of Object.entries(value)) {
+    if (key === "params" || key === "parameters" || key === "args") continue;
+    if (typeof field === "string") {
+      out[key] = field.replace(/\nparams:[\s\S]*$/, "").replace(/=\(([^)]*)\)/g, "=(…)");
+    } else if (field && typeof field === "object" && !Array.isArray(field) && depth < 4) {
+      out[key] = scrub(field as Record<string, unknown>, depth + 1);
+    } else {
+      out[key] = field;
+    }
+  }
+  return out;
+}
+
 export function createLogger(level = "info", destination?: pino.DestinationStream): Logger {
   const options: pino.LoggerOptions = {
     level,
+    serializers: { err: safeError, error: safeError },
     redact: {
       paths: [...secretKeys, ...secretKeys.map((k) => `*.${k}`), ...secretKeys.map((k) => `*.*.${k}`)],
       censor: "[redacted]",

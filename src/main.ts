@@ -3,7 +3,7 @@ import { createApp } from "./app.ts";
 import type { BillingContext } from "./billing/context.ts";
 import { billingJobs } from "./billing/jobs.ts";
 import { systemClock } from "./clock.ts";
-import { isSandbox, loadConfig } from "./config.ts";
+import { type Config, isSandbox, loadConfig } from "./config.ts";
 import { openDatabase } from "./db/client.ts";
 import { jobsFinished } from "./jobs/runner.ts";
 import { type ScheduledJob, startScheduler } from "./jobs/scheduler.ts";
@@ -11,13 +11,22 @@ import { createSecretBox, loadSecretKey } from "./lib/secret-box.ts";
 import { createLogger } from "./logger.ts";
 import { menuJobs } from "./menu/jobs.ts";
 import { startMessaging } from "./messaging/index.ts";
+import { ModeError } from "./mode.ts";
 import { startNetwork, startSandboxRouter } from "./network/index.ts";
 import { findRouterByName } from "./network/routers.ts";
 import { startPayments } from "./payments/index.ts";
 import { DEMO_PHONE, seedSandbox } from "./sandbox/seed.ts";
 import { ussdRoutesFrom } from "./ussd/index.ts";
 
-const config = loadConfig();
+let config: Config;
+try {
+  config = loadConfig();
+} catch (error) {
+  // Named settings only, never their values.
+  console.error(error instanceof ModeError ? error.problems.map((p) => `- ${p}`).join("\n") : String(error));
+  console.error("Tandao did not start: fix the settings above (see the README's production checklist).");
+  process.exit(1);
+}
 const logger = createLogger(config.LOG_LEVEL);
 const clock = systemClock;
 
@@ -25,7 +34,11 @@ const database = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir:
 await database.migrate();
 logger.info({ database: database.kind, location: database.location }, `data lives in ${database.location}`);
 const sandbox = isSandbox(config);
-if (sandbox) logger.info("sandbox mode: no outside credentials configured, using the built-in fakes");
+if (sandbox)
+  logger.warn(
+    "SANDBOX MODE: every outside service is a built-in fake (M-Pesa, SMS, router); no real money moves. Set TANDAO_MODE=production for real use.",
+  );
+else logger.info("production mode: real M-Pesa, SMS and routers only");
 
 const billing: BillingContext = {
   db: database.db,
@@ -86,11 +99,15 @@ stops.push(payments.stop);
 const app = createApp({
   db: database.db,
   logger,
+  mode: config.mode,
   ussdRoutes: ussdRoutesFrom({ config, ctx: billing, logger, requestPayment: payments.request }),
   mpesaRoutes: payments.routes,
 });
-const server = serve({ fetch: app.fetch, port: config.PORT }, (info) => {
-  logger.info({ port: info.port }, `listening on http://127.0.0.1:${info.port}`);
+// Sandbox listens on this machine only unless told otherwise; production behind its proxy.
+const host = config.HOST ?? (sandbox ? "127.0.0.1" : "0.0.0.0");
+const server = serve({ fetch: app.fetch, port: config.PORT, hostname: host }, (info) => {
+  const shown = info.family === "IPv6" ? `[${info.address}]` : info.address;
+  logger.info({ address: info.address, port: info.port }, `listening on http://${shown}:${info.port}`);
 });
 
 let stopping = false;

@@ -17,7 +17,7 @@ describe("GET /healthz", () => {
     const app = createApp({ db: database.db, logger: createLogger("silent") });
     const response = await app.request("/healthz");
     expect(response.status).toBe(200);
-    expect(await response.json()).toEqual({ status: "ok", database: "ok" });
+    expect(await response.json()).toEqual({ status: "ok", database: "ok", mode: "sandbox" });
   });
 
   it("answers 503 when the database is gone", async () => {

@@ -31,21 +31,22 @@ export async function startMessaging(deps: {
   const logger = deps.logger.child({ module: "sms" });
   let fake: AtFake | null = null;
   let sender: SmsSender;
-  if (!config.AT_API_KEY) {
-    const username = config.AT_USERNAME ?? "sandbox";
+  if (config.mode === "sandbox") {
+    // Not Africa's Talking's own `sandbox` username: that one switches the package to their test host.
+    const username = "tandao-fake";
     const apiKey = randomBytes(16).toString("hex");
-    fake = await startAtFake({
-      username,
-      apiKey,
-      onMessage: (sms) => logger.info({ to: sms.to }, `SMS to ${sms.to}: ${sms.message}`),
-    });
+    // The fake does not log what it receives: a message can carry a subscriber's password. The
+    // worker logs what it sent instead, with secrets masked (below).
+    fake = await startAtFake({ username, apiKey });
     sender = createAtSmsSender({ username, apiKey, senderId: config.AT_SENDER_ID, smsUrl: fake.smsUrl });
     logger.info(
       { url: fake.smsUrl },
       "SMS sandbox: messages go to the built-in Africa's Talking fake and are logged",
     );
   } else {
-    if (!config.AT_USERNAME) throw new Error("AT_API_KEY is set: AT_USERNAME is needed too");
+    // Production mode has checked these are set (src/mode.ts).
+    if (!config.AT_USERNAME || !config.AT_API_KEY)
+      throw new Error("production needs AT_USERNAME and AT_API_KEY");
     sender = createAtSmsSender({
       username: config.AT_USERNAME,
       apiKey: config.AT_API_KEY,
@@ -63,6 +64,12 @@ export async function startMessaging(deps: {
           isp: config.ISP_NAME,
           timezone: config.TIMEZONE,
           maxAttempts: config.SMS_MAX_ATTEMPTS,
+          ...(fake
+            ? {
+                onSent: (sms: { to: string; text: string }) =>
+                  logger.info({ to: sms.to }, `SMS to ${sms.to}: ${sms.text}`),
+              }
+            : {}),
         })
       : null;
   return {

@@ -40,6 +40,8 @@ export function paymentLimitsFrom(config: Config): PaymentLimits {
     ...defaultPaymentLimits,
     promptsPerWindow: config.STK_LIMIT_COUNT,
     windowMs: config.STK_LIMIT_WINDOW_SECONDS * 1000,
+    perAccount: config.STK_LIMIT_PER_ACCOUNT,
+    totalPerMinute: config.STK_LIMIT_TOTAL_PER_MINUTE,
   };
 }
 
@@ -56,7 +58,7 @@ export async function startPayments(deps: {
 }): Promise<Payments> {
   const { config, ctx } = deps;
   const logger = deps.logger.child({ module: "mpesa" });
-  const sandbox = !config.MPESA_CONSUMER_KEY || config.MPESA_ENV === "fake";
+  const sandbox = config.mode === "sandbox";
   let fake: FakeDaraja | null = null;
   let client: DarajaClient;
   if (sandbox) {
@@ -71,13 +73,12 @@ export async function startPayments(deps: {
     });
     logger.info({ url: fake.url }, "M-Pesa sandbox: pushes go to the built-in fake and succeed after ~2 s");
   } else {
+    // Production mode has checked these are set (src/mode.ts).
     if (!config.MPESA_SHORTCODE || !config.MPESA_PASSKEY || !config.MPESA_CONSUMER_SECRET)
-      throw new Error(
-        "MPESA_CONSUMER_KEY is set: MPESA_CONSUMER_SECRET, MPESA_SHORTCODE and MPESA_PASSKEY are needed too",
-      );
+      throw new Error("production needs MPESA_CONSUMER_SECRET, MPESA_SHORTCODE and MPESA_PASSKEY");
     client = new DarajaClient({
       baseUrl:
-        config.MPESA_BASE_URL ?? darajaHosts[config.MPESA_ENV === "production" ? "production" : "sandbox"],
+        config.MPESA_BASE_URL ?? darajaHosts[config.MPESA_ENV === "production" ? "production" : "test"],
       consumerKey: config.MPESA_CONSUMER_KEY!,
       consumerSecret: config.MPESA_CONSUMER_SECRET,
       shortcode: config.MPESA_SHORTCODE,
@@ -118,7 +119,8 @@ export async function startPayments(deps: {
     ctx,
     logger,
     token,
-    allowedIps: config.MPESA_ALLOWED_IPS?.split(",").filter(Boolean),
+    allowedIps: config.MPESA_ALLOWED_IPS,
+    trustedProxies: config.TRUST_PROXY,
     rejectUnknownAccounts: config.MPESA_C2B_REJECT_UNKNOWN,
     shortcode: fake ? fake.shortcode : (config.MPESA_TILL ?? config.MPESA_SHORTCODE ?? null),
     spoolDir: join(config.DATA_DIR, "spool", "mpesa"),

@@ -1,5 +1,4 @@
 import { timingSafeEqual } from "node:crypto";
-import { getConnInfo } from "@hono/node-server/conninfo";
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { findCustomerByAccountReference } from "../billing/accounts.ts";
@@ -7,6 +6,7 @@ import type { BillingContext } from "../billing/context.ts";
 import { recordCallbackOutcome } from "../billing/intents/callbacks.ts";
 import { type SettleOutcome, settleStkResult } from "../billing/intents/settle.ts";
 import { settleStkResults } from "../billing/intents/settle-batch.ts";
+import { addressAllowlist } from "../lib/client-address.ts";
 import type { Logger } from "../logger.ts";
 import { type InboundRequest, Inbox } from "./inbox.ts";
 import { type ProcessDeps, processStoredRequest, webhookActor } from "./mpesa/process.ts";
@@ -38,8 +38,10 @@ export interface MpesaRouteDeps {
   logger: Logger;
   /** Secret path segment: a request without it gets 404 and changes nothing. */
   token: string;
-  /** When set, callbacks from any other source address get 404 too. */
+  /** When set, callbacks from any other (client) address get 404 too. */
   allowedIps?: string[];
+  /** Reverse proxies whose `X-Forwarded-For` is believed (see src/lib/client-address.ts). */
+  trustedProxies?: string[];
   /** Validation rejects paybill references that match no account (default: accept everything). */
   rejectUnknownAccounts?: boolean;
   /** Our paybill or till number: confirmations for another are held for review. */
@@ -85,12 +87,12 @@ export function createMpesaInbox(deps: MpesaRouteDeps): MpesaRoutes {
     settleStk: (result) => stkBatcher.settle(result),
     onStkSettled: deps.onStkSettled,
   };
-  const allowed = deps.allowedIps?.length ? new Set(deps.allowedIps.map(normalizeIp)) : null;
+  const allowed = addressAllowlist(deps.allowedIps, deps.trustedProxies);
 
   routes.use("/:token/*", async (c, next) => {
     const given = Buffer.from(c.req.param("token") ?? "");
     const tokenOk = given.length === expected.length && timingSafeEqual(given, expected);
-    if (!tokenOk || (allowed && !allowed.has(normalizeIp(remoteAddress(c))))) return c.text("Not Found", 404);
+    if (!tokenOk || (allowed && !allowed(c))) return c.text("Not Found", 404);
     await next();
   });
   routes.use(
@@ -152,16 +154,4 @@ export function createMpesaInbox(deps: MpesaRouteDeps): MpesaRoutes {
   });
 
   return { routes, inbox, process };
-}
-
-function remoteAddress(c: Context): string {
-  try {
-    return getConnInfo(c).remote.address ?? "";
-  } catch {
-    return "";
-  }
-}
-
-function normalizeIp(ip: string): string {
-  return ip.trim().replace(/^::ffff:/, "");
 }

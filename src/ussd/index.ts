@@ -13,6 +13,7 @@ export function menuSettingsFrom(config: Config): MenuSettings {
     timezone: config.TIMEZONE,
     minPayCents: 1_000,
     maxPayCents: 150_000_00,
+    servedCountries: config.SERVED_COUNTRIES,
   };
 }
 
@@ -30,5 +31,7 @@ export function ussdRoutesFrom(deps: {
     settings: menuSettingsFrom(deps.config),
     logger: deps.logger.child({ module: "ussd" }),
     token: deps.config.USSD_TOKEN,
+    allowedIps: deps.config.USSD_ALLOWED_IPS,
+    trustedProxies: deps.config.TRUST_PROXY,
   });
 }

@@ -2,9 +2,11 @@ import { timingSafeEqual } from "node:crypto";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { Db } from "../db/client.ts";
-import { normalizePhone } from "../lib/phone.ts";
+import { addressAllowlist } from "../lib/client-address.ts";
+import { checkPhone } from "../lib/phone.ts";
 import type { Logger } from "../logger.ts";
 import { runMenu, type Screen, toAscii } from "../menu/engine.ts";
+import { notServedView } from "../menu/not-served.ts";
 import { subscriberScreens } from "../menu/screens.ts";
 import { type LoadedUser, loadMenuUser } from "../menu/services.ts";
 import { SessionCache } from "../menu/session-cache.ts";
@@ -19,6 +21,10 @@ export interface UssdDeps {
   logger: Logger;
   /** When set, the callback URL is `/ussd/<token>` and `/ussd` answers 404. */
   token?: string;
+  /** When set, requests from any other client address answer 404 (the gateway's addresses). */
+  allowedIps?: string[];
+  /** Reverse proxies whose `X-Forwarded-For` is believed (see src/lib/client-address.ts). */
+  trustedProxies?: string[];
   screens?: Record<string, Screen>;
   /** What each USSD session has read, kept between its requests (default: one per route). */
   cache?: SessionCache;
@@ -51,9 +57,13 @@ export function createUssdRoutes(deps: UssdDeps): Hono {
 
   // Africa's Talking's form is a few hundred bytes: a bigger body is refused before it is read.
   app.use("*", bodyLimit({ maxSize: maxUssdBytes, onError: (c) => c.text("Payload Too Large", 413) }));
+  const allowed = addressAllowlist(deps.allowedIps, deps.trustedProxies);
   app.post("/:token?", async (c) => {
     const token = c.req.param("token");
-    if (deps.token ? token === undefined || !sameSecret(token, deps.token) : token !== undefined) {
+    if (
+      (deps.token ? token === undefined || !sameSecret(token, deps.token) : token !== undefined) ||
+      (allowed && !allowed(c))
+    ) {
       return c.text("Not Found", 404);
     }
     let form: Record<string, unknown>;
@@ -67,17 +77,23 @@ export function createUssdRoutes(deps: UssdDeps): Hono {
     // The end-of-session notification (when pointed at the same URL) carries `status`, not `text`.
     if (typeof form.status === "string" && form.text === undefined) return c.text("OK");
     const sessionId = typeof form.sessionId === "string" ? form.sessionId.trim() : "";
-    const phone = typeof form.phoneNumber === "string" ? normalizePhone(form.phoneNumber) : null;
+    const verdict =
+      typeof form.phoneNumber === "string"
+        ? checkPhone(form.phoneNumber, deps.settings.servedCountries)
+        : ({ kind: "invalid" } as const);
     const text = form.text === undefined ? "" : form.text;
     if (
       !sessionId ||
       sessionId.length > 128 ||
-      !phone ||
+      verdict.kind === "invalid" ||
       typeof text !== "string" ||
       text.length > MAX_TEXT
     ) {
       return c.text(apology("menu.error.bad"));
     }
+    // A number from a country that is not served is told so, whatever it typed.
+    if (verdict.kind === "foreign") return c.text(renderUssd(notServedView(deps.settings, verdict.country)));
+    const phone = verdict.e164;
     const inputs = text === "" ? [] : text.split("*");
     if (inputs.length > MAX_INPUTS) return c.text(apology("menu.error.bad"));
 

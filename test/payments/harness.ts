@@ -15,7 +15,12 @@ import { DarajaClient } from "../../src/payments/mpesa/daraja.ts";
 import { StkDispatcher } from "../../src/payments/mpesa/dispatcher.ts";
 import { type Delivery, FakeDaraja, type FakeDarajaOptions } from "../../src/payments/mpesa/fake.ts";
 import type { RecoveryOptions } from "../../src/payments/mpesa/recovery.ts";
-import { callbackPaths, createMpesaRoutes, type MpesaRouteDeps } from "../../src/payments/routes.ts";
+import {
+  callbackPaths,
+  createMpesaInbox,
+  type MpesaRouteDeps,
+  type MpesaRoutes,
+} from "../../src/payments/routes.ts";
 import { activeSubscriber, createPlan, job } from "../support/billing.ts";
 
 export const silent = createLogger("silent");
@@ -30,6 +35,8 @@ export interface Harness {
   baseUrl: string;
   stkUrl: string;
   recovery: RecoveryOptions;
+  /** The inbox behind the app's M-Pesa routes (for `retryInbox`). */
+  mpesa: MpesaRoutes;
   close(): Promise<void>;
 }
 
@@ -48,11 +55,8 @@ export async function startHarness(
     till: options.fake?.till,
     clock: systemClock,
   });
-  const app = createApp({
-    db: ctx.db,
-    logger: silent,
-    mpesaRoutes: createMpesaRoutes({ ctx, logger: silent, token, ...options.routes }),
-  });
+  const mpesa = createMpesaInbox({ ctx, logger: silent, token, ...options.routes });
+  const app = createApp({ db: ctx.db, logger: silent, mpesaRoutes: mpesa.routes });
   const server: ServerType = await new Promise((resolve) => {
     const s = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, () => resolve(s));
   });
@@ -80,6 +84,7 @@ export async function startHarness(
     baseUrl,
     stkUrl,
     recovery,
+    mpesa,
     async close() {
       await dispatcher.stop();
       await fake.close();

@@ -2,6 +2,7 @@ import { eq, type SQL, sql } from "drizzle-orm";
 import { queryRows } from "../../db/client.ts";
 import { type IntentPurpose, paymentIntents } from "../../db/schema/index.ts";
 import { normalizePhone } from "../../lib/phone.ts";
+import { audit } from "../audit.ts";
 import type { Actor, BillingContext } from "../context.ts";
 import { onceUnderKey } from "../idempotency.ts";
 import { formatKes, toWholeShillingsUp } from "../money.ts";
@@ -22,6 +23,10 @@ export interface PaymentLimits {
   /** Prompts allowed per phone, and per channel session, within `windowMs`. */
   promptsPerWindow: number;
   windowMs: number;
+  /** Prompts allowed per target account within `windowMs`, whichever phone or channel asks. */
+  perAccount: number;
+  /** Prompts allowed in total per minute: a stranger cannot prompt fifty phones in a second. */
+  totalPerMinute: number;
   amounts: Record<IntentPurpose, AmountBounds>;
 }
 
@@ -29,6 +34,8 @@ export interface PaymentLimits {
 export const defaultPaymentLimits: PaymentLimits = {
   promptsPerWindow: 3,
   windowMs: 5 * 60_000,
+  perAccount: 5,
+  totalPerMinute: 120,
   amounts: {
     balance: { minCents: 100, maxCents: 150_000_00 },
     voucher: { minCents: 100, maxCents: 20_000_00 },
@@ -106,14 +113,16 @@ export async function requestPayment(
   const at = now.toISOString();
   const since = new Date(now.getTime() - limits.windowMs).toISOString();
   const sessionKey = input.channelSessionId ? `stk-session:${input.channel}:${input.channelSessionId}` : null;
-  // Takes a slot under `key` for each row of `source` (one row when the previous checks passed).
-  const window = (key: string, source: SQL) => sql`
+  const lastMinute = new Date(now.getTime() - 60_000).toISOString();
+  // Takes a slot under `key` (an expression over `source`, aliased `s`) for each row of `source`
+  // (one row when the previous checks passed), unless `limit` hits since `from` fill it.
+  const window = (key: SQL, source: SQL, limit: number, from = since) => sql`
     insert into rate_limit_windows as w (key, hits, updated_at)
-    select ${key}::text, array[${at}::timestamptz], ${at}::timestamptz from ${source}
+    select ${key}, array[${at}::timestamptz], ${at}::timestamptz from ${source} s
     on conflict (key) do update
-      set hits = array(select h from unnest(w.hits) as h where h > ${since}::timestamptz) || ${at}::timestamptz,
+      set hits = array(select h from unnest(w.hits) as h where h > ${from}::timestamptz) || ${at}::timestamptz,
           updated_at = ${at}::timestamptz
-      where (select count(*) from unnest(w.hits) as h where h > ${since}::timestamptz) < ${limits.promptsPerWindow}
+      where (select count(*) from unnest(w.hits) as h where h > ${from}::timestamptz) < ${limit}
     returning key`;
   const key = input.idempotencyKey ?? null;
   const once = onceUnderKey(key, at);
@@ -150,15 +159,25 @@ export async function requestPayment(
         and ${once.first(sql`claim`)}
         and not exists (select 1 from earlier)
     ),
-    phone_slot as (${window(`stk-phone:${phone}`, sql`valid`)}),
-    session_slot as (${sessionKey ? window(sessionKey, sql`phone_slot`) : sql`select null::text as key where false`}),
+    phone_slot as (${window(sql`${`stk-phone:${phone}`}::text`, sql`valid`, limits.promptsPerWindow)}),
+    session_slot as (${sessionKey ? window(sql`${sessionKey}::text`, sql`phone_slot`, limits.promptsPerWindow) : sql`select key from phone_slot`}),
+    account_slot as (${window(
+      sql`'stk-account:' || s.customer_id`,
+      sql`(select v.customer_id from valid v where v.customer_id is not null and exists (select 1 from session_slot))`,
+      limits.perAccount,
+    )}),
+    passed as (
+      select 1 from session_slot
+      where (select customer_id from valid) is null or exists (select 1 from account_slot)
+    ),
+    total_slot as (${window(sql`'stk-total'::text`, sql`passed`, limits.totalPerMinute, lastMinute)}),
     inserted as (
       insert into payment_intents (customer_id, phone, purpose, amount_cents, plan_id, subscription_id, channel,
         channel_session_id, idempotency_key, status, next_send_at, created_at, updated_at)
       select v.customer_id, ${phone}, ${input.purpose}, ${amountCents}, ${plan}::int, ${sub}::int, ${input.channel},
         ${input.channelSessionId ?? null}::text, ${key}::text, 'pending', ${at}::timestamptz, ${at}::timestamptz, ${at}::timestamptz
       from valid v
-      where exists (select 1 from phone_slot) and (${sessionKey}::text is null or exists (select 1 from session_slot))
+      where exists (select 1 from total_slot)
       on conflict (idempotency_key) do nothing
       returning id
     ),
@@ -214,6 +233,14 @@ export async function requestPayment(
   if (sub === null && customer !== null && row?.customer == null)
     return invalid("That account does not exist.");
   const minutes = Math.max(1, Math.round(limits.windowMs / 60_000));
+  // Refusals are audited: a burst of them is someone trying the limits.
+  await audit(ctx.db, actor, now, {
+    action: "payment_intent.refused",
+    entity: "phone",
+    entityId: phone,
+    reason: "rate_limited",
+    details: { phone, purpose: input.purpose, customerId: customer, channel: input.channel },
+  });
   return {
     ok: false,
     reason: "rate_limited",

@@ -11,7 +11,7 @@ import {
 } from "./wire.ts";
 
 export const darajaHosts = {
-  sandbox: "https://sandbox.safaricom.co.ke",
+  test: "https://sandbox.safaricom.co.ke",
   production: "https://api.safaricom.co.ke",
 } as const;
 

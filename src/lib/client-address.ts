@@ -1,0 +1,50 @@
+import { getConnInfo } from "@hono/node-server/conninfo";
+import type { Context } from "hono";
+
+export function normalizeIp(ip: string): string {
+  return ip.trim().replace(/^::ffff:/, "");
+}
+
+/**
+ * The client's address. Behind a reverse proxy the socket's peer is the proxy, so the client is
+ * read from `X-Forwarded-For`, but only when the peer is one of the configured proxies (anyone
+ * else could write that header), walking from the right past the trusted proxies: the first
+ * address a trusted hop did not add is the client.
+ */
+export function clientAddress(
+  peer: string,
+  forwardedFor: string | undefined,
+  trustedProxies: ReadonlySet<string>,
+): string {
+  const socket = normalizeIp(peer);
+  if (!forwardedFor || !trustedProxies.has(socket)) return socket;
+  const hops = forwardedFor.split(",").map(normalizeIp).filter(Boolean);
+  for (let i = hops.length - 1; i >= 0; i--) {
+    if (!trustedProxies.has(hops[i]!)) return hops[i]!;
+  }
+  return hops[0] ?? socket;
+}
+
+function peerAddress(c: Context): string {
+  try {
+    return getConnInfo(c).remote.address ?? "";
+  } catch {
+    return "";
+  }
+}
+
+/** The request's client address (see `clientAddress`). */
+export function requestClientAddress(c: Context, trustedProxies: ReadonlySet<string>): string {
+  return clientAddress(peerAddress(c), c.req.header("x-forwarded-for"), trustedProxies);
+}
+
+/** An allowlist check: null when every address is allowed. */
+export function addressAllowlist(
+  allowed: readonly string[] | undefined,
+  trustedProxies: readonly string[] = [],
+): ((c: Context) => boolean) | null {
+  if (!allowed?.length) return null;
+  const allowedSet = new Set(allowed.map(normalizeIp));
+  const proxies = new Set(trustedProxies.map(normalizeIp));
+  return (c) => allowedSet.has(requestClientAddress(c, proxies));
+}
