@@ -1,4 +1,4 @@
-import { inArray, sql } from "drizzle-orm";
+import { and, eq, inArray, sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../db/client.ts";
 import { paymentIntents } from "../db/schema/index.ts";
 import { normaliseAccountReference } from "./accounts.ts";
@@ -6,7 +6,7 @@ import { audit } from "./audit.ts";
 import type { Actor, BillingContext } from "./context.ts";
 import { recordCallbackOutcome } from "./intents/callbacks.ts";
 import type { IntentRow } from "./intents/common.ts";
-import { adoptReceipt } from "./intents/settle.ts";
+import { adoptReceipt, settlePaidIntent } from "./intents/settle.ts";
 import { recordPaymentByReferenceInTx, recordUncreditedPaymentInTx } from "./payments.ts";
 
 export interface PaybillPayment {
@@ -97,6 +97,43 @@ async function recordInTx(
     return { result: { paymentId, duplicate: false, matched: false, customerId: null }, flag: "held" };
   }
 
+  const walkIn = await walkInPushOf(tx, input);
+  if (walkIn?.paymentId === null) {
+    // `TDW<id>` names the push exactly: this is its payment, whatever its own result says.
+    const settled = await settlePaidIntent(
+      tx,
+      ctx,
+      actor,
+      walkIn,
+      {
+        checkoutRequestId: walkIn.checkoutRequestId ?? `paybill:${input.transId}`,
+        outcome: "paid",
+        reason: "Paid (M-Pesa confirmation)",
+        receipt: input.transId,
+        amountCents: input.amountCents,
+        phone: walkIn.phone,
+        source: "callback",
+      },
+      now,
+    );
+    return {
+      result: {
+        paymentId: settled.paymentId ?? 0,
+        duplicate: settled.status === "duplicate",
+        matched: true,
+        customerId: null,
+      },
+      flag: settled.status === "credited" ? "walk_in_push" : settled.status,
+    };
+  }
+  if (walkIn && walkIn.mpesaReceipt === null) {
+    await adoptReceipt(tx, walkIn, input.transId, now);
+    return {
+      result: { paymentId: walkIn.paymentId!, duplicate: true, matched: true, customerId: null },
+      flag: "receipt_of_push",
+    };
+  }
+
   const pushes = await queryPushesAwaitingReceipt(tx, input, now);
   if (pushes.length === 1) {
     const push = pushes[0]!;
@@ -170,6 +207,18 @@ async function queryPushesAwaitingReceipt(
       ),
     )
     .orderBy(paymentIntents.id);
+}
+
+/** The walk-in push a `TDW<id>` reference names, locked, when the amount is the one it asked. */
+async function walkInPushOf(tx: Executor, input: PaybillPayment): Promise<IntentRow | null> {
+  const match = /^TDW(\d{1,9})$/.exec(normaliseAccountReference(input.billRef));
+  if (!match) return null;
+  const [intent] = await tx
+    .select()
+    .from(paymentIntents)
+    .where(and(eq(paymentIntents.id, Number(match[1])), eq(paymentIntents.amountCents, input.amountCents)))
+    .for("update");
+  return intent ?? null;
 }
 
 async function known(tx: Executor, transId: string): Promise<PaybillResult> {

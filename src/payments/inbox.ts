@@ -33,6 +33,9 @@ export interface InboxOptions {
  * database dropping mid-way) it stays here `failed` with its error, and the retry job processes it
  * again (processing is idempotent: unique keys decide what was already credited).
  */
+/** How long a retry run holds a request it claimed: longer than processing a claim of them takes, shorter than the 30 s between runs. */
+const retryLeaseMs = 25_000;
+
 export class Inbox {
   private readonly waiting: {
     request: InboundRequest;
@@ -175,7 +178,7 @@ export class Inbox {
   /** Processing failed: the request stays for the retry job and, after the last try, for an admin. */
   async markFailed(id: number | null, error: unknown, options: { countTry: boolean }): Promise<void> {
     if (id === null) return;
-    const message = (error instanceof Error ? error.message : String(error)).slice(0, 500);
+    const message = describeFailure(error).slice(0, 500);
     try {
       await this.options.ctx.db.execute(sql`
         update mpesa_callbacks set status = 'failed', error = ${message},
@@ -192,18 +195,32 @@ export class Inbox {
    * with tries left, oldest first. Each is counted as a try before it is processed again.
    */
   async claimForRetry(olderThanMs: number, maxAttempts: number, limit = 100): Promise<StoredRequest[]> {
-    const before = new Date(this.options.ctx.clock.now().getTime() - olderThanMs).toISOString();
+    const now = this.options.ctx.clock.now();
+    const before = new Date(now.getTime() - olderThanMs).toISOString();
+    const leaseUntil = new Date(now.getTime() + retryLeaseMs).toISOString();
     const rows = await queryRows<{ id: number; kind: InboundRequest["kind"]; raw: string | null }>(
       this.options.ctx.db,
       sql`update mpesa_callbacks m set attempts = m.attempts + 1, status = 'failed',
-            error = coalesce(m.error, 'not processed when received')
+            error = coalesce(m.error, 'not processed when received'), retry_lease_until = ${leaseUntil}::timestamptz
           where m.id in (
             select id from mpesa_callbacks
             where status <> 'processed' and received_at <= ${before}::timestamptz and attempts < ${maxAttempts}
+              and (retry_lease_until is null or retry_lease_until <= ${now.toISOString()}::timestamptz)
             order by id limit ${limit}
             for update skip locked)
           returning m.id, m.kind, m.raw`,
     );
     return rows.map((r) => ({ id: Number(r.id), kind: r.kind, text: r.raw ?? "" }));
   }
+}
+
+/** The database's own reason first (drizzle wraps it in "Failed query: <the whole statement>"). */
+function describeFailure(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause;
+  if (cause instanceof Error) {
+    const code = (cause as Error & { code?: unknown }).code;
+    return `${typeof code === "string" ? `${code}: ` : ""}${cause.message} (in: ${error.message.split("\n")[0]})`;
+  }
+  return error.message;
 }

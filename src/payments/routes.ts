@@ -147,6 +147,7 @@ export function createMpesaInbox(deps: MpesaRouteDeps): MpesaRoutes {
       reference: parsed.success ? parsed.data.TransID : null,
       body,
       flag,
+      raw: text.replaceAll("\0", "\uFFFD"),
     }).catch((error: unknown) => deps.logger.error({ err: error }, "C2B validation could not be recorded"));
     if (flag === "rejected_amount") return c.json(c2bRejectAmount);
     if (flag === "rejected_account") return c.json(c2bRejectAccount);

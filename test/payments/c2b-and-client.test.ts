@@ -1,6 +1,6 @@
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { requestPayment } from "../../src/billing/intents/request.ts";
+import { defaultPaymentLimits, requestPayment } from "../../src/billing/intents/request.ts";
 import { assignUnmatchedPayment, listUnmatchedPayments } from "../../src/billing/payments.ts";
 import { FakeClock, systemClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
@@ -124,7 +124,7 @@ describe("paybill (C2B)", () => {
 });
 
 describe("a voucher push whose receipt also arrives as a paybill confirmation", () => {
-  it("sells the voucher once and takes the payment out of the unmatched queue", async () => {
+  it("sells the voucher once, on the confirmation, and leaves nothing in the unmatched queue", async () => {
     const plan = await createPlan(database.db, { priceCents: 3_000, kind: "hotspot", periodUnit: "days" });
     const phone = freshPhone();
     h.fake.queue({ outcome: "success", delayMs: 0, lost: true });
@@ -140,8 +140,10 @@ describe("a voucher push whose receipt also arrives as a paybill confirmation", 
     const sent = await intent(database.db, asked.intentId);
     const push = h.fake.pushes.find((p) => p.checkoutRequestId === sent.checkoutRequestId)!;
 
+    // The confirmation names the push exactly (`TDW<intent>`): the sale is made at once.
+    expect(push.accountReference).toBe(`TDW${asked.intentId}`);
     await h.fake.c2b({ billRef: push.accountReference, amountShillings: 30, transId: push.receipt! });
-    expect((await listUnmatchedPayments(database.db)).map((p) => p.providerRef)).toContain(push.receipt);
+    expect((await intent(database.db, asked.intentId)).status).toBe("succeeded");
     await h.fake.postCallback(h.stkUrl, push.body);
     await h.fake.postCallback(h.stkUrl, push.body);
 
@@ -327,13 +329,19 @@ describe("Daraja client and dispatcher against the fake", () => {
     const results = [];
     for (let i = 0; i < 4; i++)
       results.push(
-        await requestPayment(ctx, admin, {
-          phone,
-          purpose: "balance",
-          amountCents: 1000,
-          customerId: 1,
-          channel: "t",
-        }),
+        await requestPayment(
+          ctx,
+          admin,
+          {
+            phone,
+            purpose: "balance",
+            amountCents: 1000,
+            customerId: 1,
+            channel: "t",
+          },
+          // Account 1 takes prompts from other tests too: only the per-phone limit is under test here.
+          { ...defaultPaymentLimits, perAccount: 1_000 },
+        ),
       );
     expect(results.map((r) => r.ok)).toEqual([true, true, true, false]);
     expect(results[3]).toMatchObject({ reason: "rate_limited" });

@@ -18,6 +18,8 @@ export async function recordCallbackOutcome(
     reference: string | null;
     body: unknown;
     flag: string | null;
+    /** The request's text, for a request stored only now (a validation). */
+    raw?: string;
   },
 ): Promise<void> {
   const at = now.toISOString();
@@ -26,13 +28,14 @@ export async function recordCallbackOutcome(
       update mpesa_callbacks set status = 'processed', flag = ${input.flag}, reference = ${input.reference},
         body = coalesce(body, ${JSON.stringify(input.body ?? null)}::jsonb), error = null,
         processed_at = ${at}::timestamptz
-      where id = ${input.inboxId}::int`);
+      where id = ${input.inboxId}::int and status <> 'processed'`);
     return;
   }
   await tx.insert(mpesaCallbacks).values({
     kind: input.kind,
     reference: input.reference,
     body: (input.body ?? null) as Record<string, unknown> | null,
+    raw: input.raw ?? null,
     status: "processed",
     flag: input.flag,
     receivedAt: now,
@@ -70,7 +73,7 @@ export async function recordCallbackOutcomes(
     updated as (
       update mpesa_callbacks m set status = 'processed', flag = d.flag, reference = d.reference,
         body = coalesce(m.body, d.body), error = null, processed_at = ${at}::timestamptz
-      from data d where d.inbox_id is not null and m.id = d.inbox_id
+      from data d where d.inbox_id is not null and m.id = d.inbox_id and m.status <> 'processed'
       returning m.id
     )
     insert into mpesa_callbacks (kind, reference, body, status, flag, received_at, processed_at)

@@ -14,8 +14,8 @@ export const orphanWindowMs = 30 * 60_000;
  * A success for a checkout id no intent carries: the push's answer never reached us (the database
  * was away right after Daraja accepted it, the process died, or the answer was lost and the push
  * retried, leaving a second prompt). Money has moved, so it must land somewhere: when exactly one
- * intent fits (same phone and amount, recent, unpaid, and either never given a checkout id or with
- * a push whose outcome was uncertain) it is settled as that intent, taking this checkout id if it
+ * intent fits (same phone and amount, recent, unpaid, and either still waiting for its checkout id or
+ * with a push whose outcome was uncertain: one M-Pesa cleanly refused was never prompted) it is settled as that intent, taking this checkout id if it
  * had none; otherwise the payment waits in the unmatched queue with its phone, amount and receipt.
  * Candidates are locked (intent rows come before the customer's money in the lock order), so two
  * orphans for one intent cannot both take it.
@@ -39,7 +39,7 @@ export async function settleOrphanSuccess(
         sql`select id from payment_intents
             where phone = ${result.phone} and amount_cents = ${amountCents} and payment_id is null
               and status <> 'succeeded' and created_at >= ${since}::timestamptz
-              and (checkout_request_id is null or push_uncertain)
+              and (push_uncertain or (status = 'pending' and checkout_request_id is null))
             order by id
             for update`,
       )
@@ -52,6 +52,16 @@ export async function settleOrphanSuccess(
     return settlePaidIntent(tx, ctx, actor, intent as IntentRow, result, now);
   }
 
+  const [repaid] =
+    candidates.length === 0 && result.phone
+      ? await queryRows<{ id: number }>(
+          tx,
+          sql`select id from payment_intents
+              where phone = ${result.phone} and amount_cents = ${amountCents} and payment_id is not null
+                and push_uncertain and created_at >= ${since}::timestamptz
+              order by id desc limit 1`,
+        )
+      : [];
   const paymentId = await recordUncreditedPaymentInTx(
     tx,
     now,
@@ -64,9 +74,11 @@ export async function settleOrphanSuccess(
       accountReference: `checkout ${result.checkoutRequestId}`.slice(0, 64),
     },
     "unmatched",
-    candidates.length === 0
-      ? "paid a prompt no request matches"
-      : `paid a prompt that fits ${candidates.length} requests`,
+    repaid
+      ? `a second payment for one request (intent ${repaid.id} was already paid)`
+      : candidates.length === 0
+        ? "paid a prompt no request matches"
+        : `paid a prompt that fits ${candidates.length} requests`,
   );
   if (paymentId === null) return { status: "duplicate", intentId: null };
   await audit(tx, actor, now, {

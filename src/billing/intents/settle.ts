@@ -1,10 +1,10 @@
 import { eq, sql } from "drizzle-orm";
-import type { Executor } from "../../db/client.ts";
+import { type Executor, queryRows } from "../../db/client.ts";
 import { type IntentStatus, paymentIntents } from "../../db/schema/index.ts";
 import { audit } from "../audit.ts";
 import type { Actor, BillingContext } from "../context.ts";
 import { formatKes } from "../money.ts";
-import { recordUncreditedPaymentInTx } from "../payments.ts";
+import { creditUnmatchedPaymentInTx, recordUncreditedPaymentInTx } from "../payments.ts";
 import { recordCallbackOutcome } from "./callbacks.ts";
 import { type IntentRow, tellFailure } from "./common.ts";
 import { creditIntent, creditQueuedMoney, recordedMoneyOfPush } from "./credit.ts";
@@ -171,7 +171,7 @@ export async function settlePaidIntent(
   now: Date,
 ): Promise<SettleOutcome> {
   const receipt = result.receipt ?? null;
-  if (intent.paymentId !== null) return settleRepeat(tx, actor, intent, result, now);
+  if (intent.paymentId !== null) return settleRepeat(tx, ctx, actor, intent, result, now);
 
   // A status query says "paid" without a receipt or an amount: the intent's amount was asked and
   // M-Pesa does not take partial payments, so that is what was paid.
@@ -281,6 +281,7 @@ export async function settlePaidIntent(
 /** Another success report for an intent already paid. */
 async function settleRepeat(
   tx: Executor,
+  ctx: BillingContext,
   actor: Actor,
   intent: IntentRow,
   result: StkResult,
@@ -295,7 +296,7 @@ async function settleRepeat(
   };
   if (!receipt || receipt === intent.mpesaReceipt) return duplicate;
   if (intent.mpesaReceipt === null) {
-    await adoptReceipt(tx, intent, receipt, now);
+    await adoptReceipt(tx, intent, receipt, now, { ctx, actor });
     return duplicate;
   }
   // Two prompts for one intent were both paid (a retried push): the second is real money too.
@@ -334,12 +335,41 @@ export async function adoptReceipt(
   intent: IntentRow,
   receipt: string,
   now: Date,
+  /** Given when the receipt comes from the push's own callback (it proves the held payment is real). */
+  proof?: { ctx: BillingContext; actor: Actor },
 ): Promise<void> {
   if (intent.paymentId !== null) {
-    await tx.execute(sql`
-      update payments set provider_ref = ${receipt}
-      where id = ${intent.paymentId}::int and provider_ref like 'stk:%'
-        and not exists (select 1 from payments p where p.provider = 'mpesa' and p.provider_ref = ${receipt})`);
+    const [known] = await queryRows<{ id: number; status: string }>(
+      tx,
+      sql`select id, status from payments where provider = 'mpesa' and provider_ref = ${receipt}`,
+    );
+    if (!known) {
+      const renamed = await queryRows<{ status: string }>(
+        tx,
+        sql`update payments set provider_ref = ${receipt}
+            where id = ${intent.paymentId}::int and provider_ref like 'stk:%' returning status`,
+      );
+      // Held as possibly the same money as a paybill payment, but its own receipt differs from
+      // that one's: it is money of its own, credited now.
+      if (proof && renamed[0]?.status === "unmatched" && intent.customerId !== null)
+        await creditUnmatchedPaymentInTx(tx, proof.ctx, proof.actor, intent.paymentId, intent.customerId);
+    } else if (Number(known.id) !== intent.paymentId) {
+      // The receipt was recorded first as a paybill payment while the status query's result was
+      // held for review as possibly the same money: it is the same money. The held record, which
+      // credited nothing, goes; the intent points at the payment that did.
+      const [held] = await queryRows<{ id: number }>(
+        tx,
+        sql`select id from payments where id = ${intent.paymentId}::int and status = 'unmatched' and provider_ref like 'stk:%'`,
+      );
+      if (held) {
+        await tx
+          .update(paymentIntents)
+          .set({ paymentId: Number(known.id), mpesaReceipt: receipt, updatedAt: now })
+          .where(eq(paymentIntents.id, intent.id));
+        await tx.execute(sql`delete from payments where id = ${Number(held.id)}::int`);
+        return;
+      }
+    }
   }
   await tx
     .update(paymentIntents)

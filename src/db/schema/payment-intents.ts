@@ -86,6 +86,8 @@ export const mpesaCallbacks = pgTable(
     raw: text("raw"),
     status: text("status", { enum: inboxStatuses }).notNull().default("processed"),
     attempts: integer("attempts").notNull().default(0),
+    /** A retry run holds the request until then, so that overlapping runs do not both take it. */
+    retryLeaseUntil: at("retry_lease_until"),
     error: text("error"),
     /** Why the callback was not credited as is (unknown checkout id, amount mismatch, ...). */
     flag: text("flag"),

@@ -1,0 +1,1 @@
+ALTER TABLE "mpesa_callbacks" ADD COLUMN "retry_lease_until" timestamp with time zone;
