@@ -1,8 +1,13 @@
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomBytes } from "node:crypto";
 import postgres from "postgres";
 import { type Database, openDatabase } from "../src/db/client.ts";
+import { useSealingKey } from "../src/db/sealed.ts";
+import { createSecretBox } from "../src/lib/secret-box.ts";
 
 /** A fresh, migrated database on the benchmark server, dropped by `close()`. */
+// PPPoE passwords are sealed at rest with a key, as the app does with SECRET_KEY.
+useSealingKey(createSecretBox(randomBytes(32)));
+
 export async function createBenchDatabase(serverUrl: string, maxConnections = 10): Promise<Database> {
   const name = `tandao_bench_${randomBytes(4).toString("hex")}`;
   const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });

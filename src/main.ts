@@ -5,6 +5,8 @@ import { billingJobs } from "./billing/jobs.ts";
 import { systemClock } from "./clock.ts";
 import { type Config, isSandbox, loadConfig } from "./config.ts";
 import { openDatabase } from "./db/client.ts";
+import { sealPlainSecrets } from "./db/seal-existing.ts";
+import { useSealingKey } from "./db/sealed.ts";
 import { jobsFinished } from "./jobs/runner.ts";
 import { type ScheduledJob, startScheduler } from "./jobs/scheduler.ts";
 import { createSecretBox, loadSecretKey } from "./lib/secret-box.ts";
@@ -34,6 +36,13 @@ const database = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir:
 await database.migrate();
 logger.info({ database: database.kind, location: database.location }, `data lives in ${database.location}`);
 const sandbox = isSandbox(config);
+// Router and PPPoE passwords are sealed with SECRET_KEY (sandbox: a key kept in DATA_DIR).
+const secretBox = createSecretBox(
+  loadSecretKey({ secretKey: config.SECRET_KEY, dataDir: config.DATA_DIR, sandbox }),
+);
+useSealingKey(secretBox);
+const newlySealed = await sealPlainSecrets(database.db);
+if (newlySealed > 0) logger.info({ count: newlySealed }, "PPPoE passwords sealed at rest");
 if (sandbox)
   logger.warn(
     "SANDBOX MODE: every outside service is a built-in fake (M-Pesa, SMS, router); no real money moves. Set TANDAO_MODE=production for real use.",
@@ -67,10 +76,6 @@ if (config.SCHEDULER) {
   void scheduler.runAll();
 }
 
-// Router passwords are sealed with SECRET_KEY (sandbox: a key kept in DATA_DIR).
-const secretBox = createSecretBox(
-  loadSecretKey({ secretKey: config.SECRET_KEY, dataDir: config.DATA_DIR, sandbox }),
-);
 const sandboxRouter = sandbox ? await startSandboxRouter(database.db, secretBox, logger) : null;
 if (sandboxRouter) stops.push(() => sandboxRouter.stop());
 if (sandbox) {

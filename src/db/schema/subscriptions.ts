@@ -1,5 +1,6 @@
 import { sql } from "drizzle-orm";
 import { check, index, integer, pgTable, text, uniqueIndex } from "drizzle-orm/pg-core";
+import { sealedText } from "../sealed.ts";
 import { at, createdAt, id } from "./columns.ts";
 import { customers } from "./customers.ts";
 import { plans } from "./plans.ts";
@@ -24,7 +25,8 @@ export const subscriptions = pgTable(
       .references(() => plans.id),
     routerId: integer("router_id").references(() => routers.id),
     networkUsername: text("network_username").notNull(),
-    networkPassword: text("network_password").notNull(),
+    /** Sealed at rest (see src/db/sealed.ts). */
+    networkPassword: sealedText("network_password").notNull(),
     status: text("status", { enum: subscriptionStatuses }).notNull(),
     /** Why the subscription is suspended: `dunning` (restored by payment) or `admin` (restored by an admin). */
     suspendedReason: text("suspended_reason", { enum: ["dunning", "admin"] }),
