@@ -1,4 +1,4 @@
-import { randomBytes, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import postgres from "postgres";
 import { type Database, openDatabase } from "../src/db/client.ts";
 import { useSealingKey } from "../src/db/sealed.ts";

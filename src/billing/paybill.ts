@@ -184,6 +184,7 @@ async function queryPushesAwaitingReceipt(
   const to = new Date(paidAt + pushWindowMs).toISOString();
   const candidates = sql`select i.id from payment_intents i join payments p on p.id = i.payment_id
       where upper(i.account_reference) = ${reference} and i.amount_cents = ${input.amountCents}
+        and i.payment_id is not null
         and i.mpesa_receipt is null and p.provider_ref like 'stk:%'
         and i.sent_at between ${from}::timestamptz and ${to}::timestamptz
         and not exists (select 1 from payments k where k.provider = 'mpesa' and k.provider_ref = ${input.transId})`;

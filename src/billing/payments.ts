@@ -1,12 +1,12 @@
 import { and, desc, eq, sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../db/client.ts";
 import { type PaymentMethod, payments } from "../db/schema/index.ts";
-import { findCustomerByAccountReference } from "./accounts.ts";
+import { findCustomerByAccountReference, normaliseAccountReference } from "./accounts.ts";
 import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { balanceOf, settleOpenInvoices } from "./ledger.ts";
 import { assertCents } from "./money.ts";
-import { assertCovers, lockCustomerMoney, type MoneyLock } from "./money-lock.ts";
+import { assertCovers, lockCustomerByAccount, lockCustomerMoney, type MoneyLock } from "./money-lock.ts";
 import { restoreIfSettled } from "./restore.ts";
 
 export interface PaymentInput {
@@ -358,9 +358,11 @@ export async function recordPaymentByReferenceInTx(
 ): Promise<ReferencePaymentResult> {
   validate(input);
   const now = ctx.clock.now();
-  const customer = await findCustomerByAccountReference(tx, input.reference);
   // Locked before the payment row is written, so the credit below is computed alone.
-  const money = await lockCustomerMoney(tx, customer ? [customer.id] : []);
+  const { customer, lock: money } = await lockCustomerByAccount(
+    tx,
+    normaliseAccountReference(input.reference),
+  );
   const withReference = { ...input, accountReference: input.reference };
   const paymentId = await insertPaymentOnce(tx, withReference, customer?.id ?? null, now);
   if (paymentId === null) {

@@ -1,0 +1,1 @@
+CREATE INDEX "payment_intents_awaiting_receipt_idx" ON "payment_intents" USING btree (upper("account_reference"),"amount_cents") WHERE "payment_intents"."mpesa_receipt" is null and "payment_intents"."payment_id" is not null;
