@@ -7,6 +7,12 @@ export type Customer = typeof customers.$inferSelect;
 export type Subscription = typeof subscriptions.$inferSelect;
 export type Plan = typeof plans.$inferSelect;
 
+/** A plan's name as a subscriber reads it: `name_sw` in Kiswahili when there is one, else `name`. */
+export function planNameIn(plan: { name: string; nameSw?: string | null }, language: "en" | "sw"): string {
+  const sw = plan.nameSw?.trim();
+  return language === "sw" && sw ? sw : plan.name;
+}
+
 export async function findCustomerByPhone(db: Executor, phone: string): Promise<Customer | null> {
   const [row] = await db.select().from(customers).where(eq(customers.phone, phone)).limit(1);
   return row ?? null;
@@ -43,6 +49,7 @@ export interface AccountSummary {
   nextDueAt: Date | null;
   /** What the next renewal will cost after existing credit (0 when credit covers it). */
   nextChargeCents: number;
+  /** When the paid service ends; null until the first payment (a pending subscription has paid for nothing yet). */
   periodEnd: Date | null;
   lastPayment: { amountCents: number; receivedAt: Date; method: string } | null;
 }
@@ -104,7 +111,8 @@ export async function getAccountSummary(
     nextDueAt: epochMs(row.nextDueAt),
     nextChargeCents:
       amountDueCents > 0 ? amountDueCents : Math.max(0, (row.plan?.priceCents ?? 0) - balanceCents),
-    periodEnd: row.subscription?.currentPeriodEnd ?? null,
+    periodEnd:
+      row.subscription && row.subscription.status !== "pending" ? row.subscription.currentPeriodEnd : null,
     lastPayment: last
       ? {
           amountCents: Number(last.amountCents),

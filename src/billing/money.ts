@@ -1,6 +1,21 @@
 /**
- * Money is integer KES cents everywhere. The one rounding rule of the system lives here:
- * a time-proportional share of an amount is rounded half up, computed exactly in BigInt.
+ * Money is integer KES cents everywhere, and the ledger is exact to the cent. The rounding rules of
+ * the system live here, and nowhere else:
+ *
+ * 1. A time-proportional share of an amount is rounded half up, computed exactly in BigInt
+ *    (`unusedShare`).
+ * 2. What a subscriber is quoted, asked to pay by M-Pesa and charged agree in whole shillings, so a
+ *    subscriber never sees cents the quote did not show (M-Pesa takes no cents):
+ *    - a plan change charges (or credits) the difference of the two plans' unused shares, each
+ *      rounded half up to a whole shilling (`prorationDelta`): every plan-change charge or credit is
+ *      whole shillings, and A→B→C at one instant still costs exactly what A→C costs;
+ *    - credit on the account pays a plan change only when it covers all of it; otherwise M-Pesa is
+ *      asked for the whole charge and the credit stays for the next bill (`payableAfterCredit`). So
+ *      the quote shown = the amount M-Pesa asks = the amount paid = the charge in the SMS, and the
+ *      balance on the receipt less that charge is the balance the account then shows;
+ *    - any other amount asked by M-Pesa is rounded up to the whole shilling (`mpesaAmountCents`)
+ *      and the menu shows the rounded figure; the extra cents stay on the account as credit.
+ * 3. Messages show the ledger's own figures: a receipt shows the balance right after the payment.
  */
 
 export function assertCents(value: number, what = "amount"): void {
@@ -8,27 +23,40 @@ export function assertCents(value: number, what = "amount"): void {
     throw new RangeError(`${what} must be a whole number of cents, got ${value}`);
 }
 
+/** floor(numerator / denominator) for BigInts of any sign. */
+function floorDiv(numerator: bigint, denominator: bigint): bigint {
+  const q = numerator / denominator;
+  return numerator % denominator !== 0n && numerator < 0n !== denominator < 0n ? q - 1n : q;
+}
+
+function clampedTimes(remainingMs: number, totalMs: number): { remaining: bigint; total: bigint } {
+  if (!(totalMs > 0)) throw new RangeError("period length must be positive");
+  const total = Math.round(totalMs);
+  return { remaining: BigInt(Math.min(Math.max(Math.round(remainingMs), 0), total)), total: BigInt(total) };
+}
+
 /**
- * The part of `amountCents` that covers `remainingMs` of a `totalMs` period, rounded half up.
+ * The part of `amountCents` that covers `remainingMs` of a `totalMs` period, rounded half up to the cent.
  * unused(amount, remaining, total) + used(amount, remaining, total) === amount, always.
  */
 export function unusedShare(amountCents: number, remainingMs: number, totalMs: number): number {
   assertCents(amountCents);
-  if (!(totalMs > 0)) throw new RangeError("period length must be positive");
-  const remaining = Math.min(Math.max(Math.round(remainingMs), 0), Math.round(totalMs));
-  const total = BigInt(Math.round(totalMs));
-  const numerator = BigInt(amountCents) * BigInt(remaining) * 2n + total;
-  const denominator = total * 2n;
-  // Floor division that is also correct for negative amounts.
-  let q = numerator / denominator;
-  if (numerator % denominator !== 0n && numerator < 0n) q -= 1n;
-  return Number(q);
+  const { remaining, total } = clampedTimes(remainingMs, totalMs);
+  return Number(floorDiv(BigInt(amountCents) * remaining * 2n + total, total * 2n));
+}
+
+/** The same share rounded half up to a whole shilling (a multiple of 100 cents). */
+export function unusedShareInShillings(amountCents: number, remainingMs: number, totalMs: number): number {
+  assertCents(amountCents);
+  const { remaining, total } = clampedTimes(remainingMs, totalMs);
+  return Number(floorDiv(BigInt(amountCents) * remaining * 2n + total * 100n, total * 200n)) * 100;
 }
 
 /**
  * What moving from one price to another costs for the rest of the period: the difference of the
- * two unused shares (never a share of the difference), so that A→B→C at one instant costs exactly
- * what A→C costs and a change undone at the same instant nets zero.
+ * two unused shares in whole shillings (never a share of the difference), so that the charge is
+ * whole shillings, A→B→C at one instant costs exactly what A→C costs, and a change undone at the
+ * same instant nets zero. Negative: a credit.
  */
 export function prorationDelta(
   fromPriceCents: number,
@@ -36,7 +64,21 @@ export function prorationDelta(
   remainingMs: number,
   totalMs: number,
 ): number {
-  return unusedShare(toPriceCents, remainingMs, totalMs) - unusedShare(fromPriceCents, remainingMs, totalMs);
+  return (
+    unusedShareInShillings(toPriceCents, remainingMs, totalMs) -
+    unusedShareInShillings(fromPriceCents, remainingMs, totalMs)
+  );
+}
+
+/**
+ * What a subscriber pays by M-Pesa for a charge: nothing when their balance covers all of it (the
+ * charge is taken from the balance), else the whole charge (the credit stays for the next bill).
+ * A part-payment from credit is never mixed in, so what M-Pesa asks is the charge itself.
+ */
+export function payableAfterCredit(chargeCents: number, balanceCents: number): number {
+  assertCents(chargeCents);
+  assertCents(balanceCents);
+  return chargeCents <= 0 || balanceCents >= chargeCents ? 0 : chargeCents;
 }
 
 /** Parses "1500", "1,500", "1500.50" shillings typed by a person into cents; null if it is not money. */
@@ -64,4 +106,9 @@ export function formatKes(cents: number): string {
 /** M-Pesa takes whole shillings: a balance of KES 10.40 is paid as KES 11. */
 export function toWholeShillingsUp(cents: number): number {
   return Math.ceil(cents / 100);
+}
+
+/** The amount (in cents) M-Pesa is asked for `cents`: the menu shows this figure, never another. */
+export function mpesaAmountCents(cents: number): number {
+  return toWholeShillingsUp(cents) * 100;
 }

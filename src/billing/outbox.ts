@@ -40,8 +40,10 @@ export type MessageTemplate =
   | "invoice_reminder"
   | "suspended"
   | "restored"
+  | "activated"
   | "voucher_code"
   | "plan_changed"
+  | "plan_changed_credit"
   | "plan_change_scheduled"
   | "welcome"
   | "admin_alert";

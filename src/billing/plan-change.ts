@@ -3,21 +3,24 @@ import { alias } from "drizzle-orm/pg-core";
 import type { Executor } from "../db/client.ts";
 import { builtOncePerHandle } from "../db/prepared.ts";
 import { customers, invoiceLines, invoices, plans, subscriptions } from "../db/schema/index.ts";
-import type { Plan, Subscription } from "./accounts.ts";
+import { type Plan, planNameIn, type Subscription } from "./accounts.ts";
 import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { balanceOf, oneCustomer, postLedgerEntry, settleOpenInvoices } from "./ledger.ts";
-import { prorationDelta } from "./money.ts";
+import { payableAfterCredit, prorationDelta } from "./money.ts";
 import { lockSubscriptionCustomer, type MoneyLock } from "./money-lock.ts";
 import { enqueueMessage, enqueueProvisioning } from "./outbox.ts";
 
 export interface PlanChangeQuote {
   kind: "upgrade" | "downgrade" | "same";
-  /** Charged now for the rest of the current period (upgrades). */
+  /** Charged now for the rest of the current period (upgrades); whole shillings (money.ts). */
   chargeCents: number;
-  /** Credited now for the rest of the current period (immediate downgrades). */
+  /** Credited now for the rest of the current period (immediate downgrades); whole shillings. */
   creditCents: number;
-  /** What the subscriber must still pay now after their existing credit. */
+  /**
+   * What the subscriber must pay by M-Pesa now: 0 when their credit covers the charge, else the
+   * whole charge (money.ts `payableAfterCredit`), so it is exactly what M-Pesa is asked.
+   */
   payableCents: number;
   effectiveAt: Date;
   fromPlan: Plan;
@@ -74,7 +77,6 @@ function quoteFrom(
   const end = subscription.currentPeriodEnd.getTime();
   const remaining = Math.max(0, end - Math.max(now.getTime(), start));
   const delta = prorationDelta(fromPlan.priceCents, toPlan.priceCents, remaining, end - start);
-  const credit = Math.max(0, balanceCents);
   if (toPlan.id === fromPlan.id) {
     return {
       kind: "same",
@@ -92,7 +94,7 @@ function quoteFrom(
       kind: "upgrade",
       chargeCents,
       creditCents: 0,
-      payableCents: Math.max(0, chargeCents - credit),
+      payableCents: payableAfterCredit(chargeCents, balanceCents),
       effectiveAt: now,
       fromPlan,
       toPlan,
@@ -135,17 +137,41 @@ export async function quotePlanChange(
   return quoteFrom(ctx, subscription, plan, toPlan, Number(balance), ctx.clock.now());
 }
 
+/** How long a quote holds: its M-Pesa payment may arrive this long after it was shown. */
+export const QUOTE_HOLD_MS = 15 * 60_000;
+
+/**
+ * The price of the rest of the period shrinks by the minute while a payment is on its way. An
+ * upgrade paid by M-Pesa is charged what was paid, so that the "Charged" SMS repeats the quote the
+ * subscriber accepted, when that is what a quote of the last QUOTE_HOLD_MS asked; anything else is
+ * charged at this moment's quote (and what was paid stays as credit).
+ */
+function heldQuote(
+  quote: PlanChangeQuote,
+  paidCents: number | undefined,
+  quoteAt: (at: Date) => PlanChangeQuote,
+  now: Date,
+): PlanChangeQuote {
+  if (paidCents === undefined || quote.kind !== "upgrade" || quote.effectiveAt.getTime() !== now.getTime())
+    return quote;
+  const earliest = quoteAt(new Date(now.getTime() - QUOTE_HOLD_MS)).chargeCents;
+  return quote.chargeCents <= paidCents && paidCents <= earliest
+    ? { ...quote, chargeCents: paidCents }
+    : quote;
+}
+
 /**
  * Changes plan: an upgrade takes effect now and charges the price difference for the rest of the
  * period; a downgrade waits for the period end (or, when configured, takes effect now with a
  * prorated credit). An invoice already issued for the next period is topped up or credited so the
- * next period is billed at the new price.
+ * next period is billed at the new price. `paidCents`: what M-Pesa took for this change (see
+ * `heldQuote`).
  */
 export async function changePlanInTx(
   tx: Executor,
   ctx: BillingContext,
   actor: Actor,
-  input: { subscriptionId: number; planId: number },
+  input: { subscriptionId: number; planId: number; paidCents?: number },
 ): Promise<PlanChangeQuote> {
   const now = ctx.clock.now();
   const money = await lockSubscriptionCustomer(tx, input.subscriptionId);
@@ -159,7 +185,8 @@ export async function changePlanInTx(
   const { subscription, plan, toPlan } = checkChange(input.subscriptionId, locked);
   // Read after the locks, in a statement of its own, so a payment that committed meanwhile counts.
   const balance = await balanceOf(tx, subscription.customerId);
-  const quote = quoteFrom(ctx, subscription, plan, toPlan, balance, now);
+  const quoteAt = (at: Date) => quoteFrom(ctx, subscription, plan, toPlan, balance, at);
+  const quote = heldQuote(quoteAt(now), input.paidCents, quoteAt, now);
   if (quote.kind === "same") throw new BillingError("same_plan", "You are already on that plan.");
   const customerId = subscription.customerId;
   const immediate = quote.effectiveAt.getTime() === now.getTime();
@@ -200,13 +227,18 @@ export async function changePlanInTx(
     });
   }
   if (customer) {
+    const planName = planNameIn(toPlan, customer.language);
     await enqueueMessage(tx, now, {
       recipient: customer.phone,
       language: customer.language,
-      template: immediate ? "plan_changed" : "plan_change_scheduled",
-      params: immediate
-        ? { plan: toPlan.name, chargeCents: quote.chargeCents }
-        : { plan: toPlan.name, effectiveAt: quote.effectiveAt.toISOString() },
+      ...(!immediate
+        ? {
+            template: "plan_change_scheduled",
+            params: { plan: planName, effectiveAt: quote.effectiveAt.toISOString() },
+          }
+        : quote.creditCents > 0
+          ? { template: "plan_changed_credit", params: { plan: planName, creditCents: quote.creditCents } }
+          : { template: "plan_changed", params: { plan: planName, chargeCents: quote.chargeCents } }),
     });
   }
   await audit(tx, actor, now, {
@@ -227,7 +259,7 @@ export async function changePlanInTx(
 export function changePlan(
   ctx: BillingContext,
   actor: Actor,
-  input: { subscriptionId: number; planId: number },
+  input: { subscriptionId: number; planId: number; paidCents?: number },
 ): Promise<PlanChangeQuote> {
   return ctx.db.transaction((tx) => changePlanInTx(tx, ctx, actor, input));
 }

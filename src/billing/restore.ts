@@ -1,6 +1,8 @@
 import { and, eq, inArray, or } from "drizzle-orm";
 import type { Executor } from "../db/client.ts";
 import { customers, invoices, plans, subscriptions } from "../db/schema/index.ts";
+import { requireBox } from "../db/sealed.ts";
+import { planNameIn } from "./accounts.ts";
 import { audit } from "./audit.ts";
 import type { Actor, BillingContext } from "./context.ts";
 import { hasOverdueInvoices } from "./ledger.ts";
@@ -67,12 +69,33 @@ export async function restoreIfSettled(
       routerId: subscription.routerId,
     });
     if (customer) {
-      await enqueueMessage(tx, now, {
-        recipient: customer.phone,
-        language: customer.language,
-        template: "restored",
-        params: { periodEndAt: periodEnd.toISOString() },
-      });
+      // A first activation is not "back on": it says the service is active and gives the
+      // subscriber the credentials their router dials with. The password is sealed in the outbox
+      // row as in the subscription (src/db/sealed.ts); the SMS worker opens it only to send, and
+      // never logs it (a secret parameter, src/messaging/render.ts).
+      await enqueueMessage(
+        tx,
+        now,
+        subscription.status === "pending"
+          ? {
+              recipient: customer.phone,
+              language: customer.language,
+              template: "activated",
+              params: {
+                plan: planNameIn(plan, customer.language),
+                periodEndAt: periodEnd.toISOString(),
+                username: subscription.networkUsername,
+                password: requireBox().seal(subscription.networkPassword),
+              },
+              dedupeKey: `activated:${subscription.id}`,
+            }
+          : {
+              recipient: customer.phone,
+              language: customer.language,
+              template: "restored",
+              params: { periodEndAt: periodEnd.toISOString() },
+            },
+      );
     }
     await audit(tx, actor, now, {
       action: subscription.status === "pending" ? "subscription.activated" : "subscription.restored",

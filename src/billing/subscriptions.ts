@@ -9,6 +9,7 @@ import {
   plans,
   subscriptions,
 } from "../db/schema/index.ts";
+import { planNameIn } from "./accounts.ts";
 import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { oneCustomer, postLedgerEntry, settleOpenInvoices } from "./ledger.ts";
@@ -150,7 +151,11 @@ export async function createCustomerWithSubscription(
       recipient: customer.phone,
       language: customer.language,
       template: "welcome",
-      params: { name: customer.name, account: customer.accountNumber, plan: plan.name },
+      params: {
+        name: customer.name,
+        account: customer.accountNumber,
+        plan: planNameIn(plan, customer.language),
+      },
       dedupeKey: `welcome:${customer.id}`,
     });
     await audit(tx, actor, now, {

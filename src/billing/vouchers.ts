@@ -2,6 +2,7 @@ import { randomInt } from "node:crypto";
 import { and, eq, inArray, lte } from "drizzle-orm";
 import type { Executor } from "../db/client.ts";
 import { type Language, plans, voucherBatches, vouchers } from "../db/schema/index.ts";
+import { planNameIn } from "./accounts.ts";
 import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { enqueueMessage, enqueueProvisioning } from "./outbox.ts";
@@ -134,7 +135,11 @@ export async function sellVoucherInTx(
     recipient: input.phone,
     language: input.language,
     template: "voucher_code",
-    params: { code: voucher!.code, plan: plan.name, validity: expiresAt.toISOString() },
+    params: {
+      code: voucher!.code,
+      plan: planNameIn(plan, input.language),
+      validity: expiresAt.toISOString(),
+    },
     dedupeKey: `voucher:${voucher!.id}`,
   });
   await audit(tx, actor, now, {

@@ -1,51 +1,11 @@
-import { toWholeShillingsUp } from "../billing/money.ts";
+import { mpesaAmountCents } from "../billing/money.ts";
 import { displayPhone } from "../lib/phone.ts";
 import type { MessageKey } from "../messaging/render.ts";
-import {
-  type Frame,
-  HOME,
-  type MenuContext,
-  type Reaction,
-  type Screen,
-  type ScreenBody,
-  shortName,
-} from "./engine.ts";
-import type { AccountView, Language, Outcome, PlanView, QuoteView, Refusal } from "./types.ts";
-
-const short = (name: string, max?: number) => shortName(name, max);
-
-const account = (ctx: MenuContext) =>
-  ctx.memo("session:account", () => ctx.services.account(ctx.user.customer!.id)) as Promise<AccountView>;
-// Lists are numbered: a session keeps the list it was shown, so `2` means the same plan on every request.
-const plansOf = (ctx: MenuContext, kind: PlanView["kind"]) =>
-  ctx.memo(`session:plans:${kind}`, () => ctx.services.plans(kind));
-
-function validity(ctx: MenuContext, plan: PlanView): string {
-  const one = plan.periodCount === 1;
-  const key = `menu.period.${plan.periodUnit}.${one ? "one" : "many"}` as MessageKey;
-  return ctx.t(key, { count: plan.periodCount });
-}
-
-const end = (lines: string[]): ScreenBody => ({ lines, end: true });
-const confirmOption = (ctx: MenuContext, language?: Language) => [
-  { key: "1", label: ctx.t("menu.nav.confirm", {}, language) },
-];
-const push = (screen: string, params: Record<string, string | number> = {}): Reaction => ({
-  kind: "push",
-  screen,
-  params,
-});
-const finish = (key: MessageKey, params: Record<string, string | number> = {}): Outcome => ({
-  next: "end",
-  key,
-  params,
-});
-
-function refusalOutcome(refusal: Refusal): Outcome {
-  if (refusal.reason === "rate_limited") return finish("menu.error.tooMany");
-  if (refusal.reason === "not_active") return finish("menu.plan.notActive");
-  return finish("menu.error.payment");
-}
+import { HOME, type MenuContext, type Reaction, type Screen } from "./engine.ts";
+import { planConfirm, planList, voucherConfirm, voucherList } from "./plan-screens.ts";
+import { planLabel } from "./plan-text.ts";
+import { account, confirmOption, end, finish, push, refusalOutcome } from "./screen-kit.ts";
+import type { Language } from "./types.ts";
 
 /**
  * Pays by STK push from the dialling phone; the result arrives later by SMS. The payment intent is
@@ -61,7 +21,7 @@ function pay(ctx: MenuContext, amountCents: number): Reaction {
         idempotencyKey,
       });
       if (!result.ok) return refusalOutcome(result);
-      return finish("menu.pay.sent", { amountCents: toWholeShillingsUp(amountCents) * 100 });
+      return finish("menu.pay.sent", { amountCents: mpesaAmountCents(amountCents) });
     },
   };
 }
@@ -106,11 +66,20 @@ const accountScreen: Screen = {
       : ctx.t("menu.account.noPayment");
     if (!a.plan || !a.status)
       return { lines: [ctx.t("menu.account.noPlan", { account: a.accountNumber }), money, last] };
+    // Before the first payment nothing has been paid for, so there is no end date to show.
+    const paidUntil =
+      a.periodEnd && a.status !== "pending"
+        ? [
+            ctx.t(a.periodEnded ? "menu.account.expired" : "menu.account.expires", {
+              periodEndAt: a.periodEnd.toISOString(),
+            }),
+          ]
+        : [];
     return {
       lines: [
-        ctx.t("menu.account.plan", { plan: short(a.plan.name) }),
+        ctx.t("menu.account.plan", { plan: planLabel(ctx, a.plan) }),
         ctx.t("menu.account.status", { status: ctx.t(`menu.status.${a.status}` as MessageKey) }),
-        ...(a.periodEnd ? [ctx.t("menu.account.expires", { periodEndAt: a.periodEnd.toISOString() })] : []),
+        ...paidUntil,
         money,
         last,
       ],
@@ -123,7 +92,7 @@ const payScreen: Screen = {
     if (!ctx.user.customer) return end([ctx.t("menu.notCustomer")]);
     const a = await account(ctx);
     if (a.amountDueCents > 0) {
-      const due = toWholeShillingsUp(a.amountDueCents) * 100;
+      const due = mpesaAmountCents(a.amountDueCents);
       return {
         lines: [ctx.t("menu.pay.due", { amountCents: a.amountDueCents })],
         options: [
@@ -195,150 +164,6 @@ const payConfirm: Screen = {
   },
 };
 
-const voucherList: Screen = {
-  async body(ctx) {
-    const plans = await plansOf(ctx, "hotspot");
-    if (plans.length === 0) return end([ctx.t("menu.voucher.none")]);
-    return {
-      lines: [ctx.t("menu.voucher.choose")],
-      list: plans.map((p) => ctx.t("menu.voucher.item", { plan: short(p.name), priceCents: p.priceCents })),
-    };
-  },
-  async choose(ctx, _frame, choice) {
-    const plans = await plansOf(ctx, "hotspot");
-    if (choice.kind !== "item") return { kind: "hint", hint: { key: "menu.hint.invalid" } };
-    return push("voucherConfirm", { planId: plans[choice.index]!.id });
-  },
-};
-
-async function chosenPlan(ctx: MenuContext, frame: Frame, kind: PlanView["kind"]) {
-  return (await plansOf(ctx, kind)).find((p) => p.id === Number(frame.params.planId)) ?? null;
-}
-
-const voucherConfirm: Screen = {
-  async body(ctx, frame) {
-    const plan = await chosenPlan(ctx, frame, "hotspot");
-    if (!plan) return end([ctx.t("menu.voucher.none")]);
-    return {
-      lines: [
-        ctx.t("menu.voucher.confirm", {
-          plan: short(plan.name),
-          validity: validity(ctx, plan),
-          priceCents: plan.priceCents,
-          phone: displayPhone(ctx.user.phone),
-        }),
-      ],
-      options: confirmOption(ctx),
-    };
-  },
-  async choose(ctx, frame) {
-    const plan = (await chosenPlan(ctx, frame, "hotspot"))!;
-    return {
-      kind: "keyedEffect",
-      run: async (idempotencyKey) => {
-        const result = await ctx.services.requestPayment(ctx.user, ctx.session, {
-          purpose: "voucher",
-          amountCents: plan.priceCents,
-          planId: plan.id,
-          idempotencyKey,
-        });
-        if (!result.ok) return refusalOutcome(result);
-        return finish("menu.voucher.sent", { amountCents: toWholeShillingsUp(plan.priceCents) * 100 });
-      },
-    };
-  },
-};
-
-async function planChoices(
-  ctx: MenuContext,
-): Promise<{ current: PlanView; choices: PlanView[]; subscriptionId: number } | ScreenBody> {
-  if (!ctx.user.customer) return end([ctx.t("menu.notCustomer")]);
-  const a = await account(ctx);
-  if (!a.plan || a.subscriptionId === null) return end([ctx.t("menu.plan.noSubscription")]);
-  const current = a.plan;
-  const choices = (await plansOf(ctx, current.kind)).filter((p) => p.id !== current.id);
-  return { current, choices, subscriptionId: a.subscriptionId };
-}
-
-const planList: Screen = {
-  async body(ctx) {
-    const found = await planChoices(ctx);
-    if ("lines" in found) return found;
-    if (found.choices.length === 0) return end([ctx.t("menu.plan.none")]);
-    return {
-      lines: [ctx.t("menu.plan.choose", { plan: short(found.current.name) })],
-      list: found.choices.map((p) =>
-        ctx.t("menu.plan.item", { plan: short(p.name), priceCents: p.priceCents }),
-      ),
-    };
-  },
-  async choose(ctx, _frame, choice) {
-    const found = await planChoices(ctx);
-    if ("lines" in found || choice.kind !== "item")
-      return { kind: "hint", hint: { key: "menu.hint.invalid" } };
-    return push("planConfirm", {
-      planId: found.choices[choice.index]!.id,
-      subscriptionId: found.subscriptionId,
-    });
-  },
-};
-
-function quoteLine(ctx: MenuContext, q: QuoteView): string {
-  const plan = short(q.toPlan.name);
-  if (!q.immediate)
-    return ctx.t("menu.plan.quoteScheduled", { plan, effectiveAt: q.effectiveAt.toISOString() });
-  if (q.payableCents > 0)
-    return ctx.t("menu.plan.quotePay", { plan, amountCents: toWholeShillingsUp(q.payableCents) * 100 });
-  if (q.chargeCents > 0) return ctx.t("menu.plan.quoteCredit", { plan, chargeCents: q.chargeCents });
-  if (q.creditCents > 0) return ctx.t("menu.plan.quoteRefund", { plan, creditCents: q.creditCents });
-  return ctx.t("menu.plan.quoteFree", { plan });
-}
-
-const quoteOf = (ctx: MenuContext, frame: Frame) =>
-  ctx.memo(`session:quote:${frame.params.subscriptionId}:${frame.params.planId}`, () =>
-    ctx.services.quotePlanChange(Number(frame.params.subscriptionId), Number(frame.params.planId)),
-  );
-
-const planConfirm: Screen = {
-  async body(ctx, frame) {
-    const quote = await quoteOf(ctx, frame);
-    if ("ok" in quote) {
-      const outcome = refusalOutcome(quote) as Outcome & { next: "end" };
-      return end([ctx.t(outcome.key)]);
-    }
-    if (quote.kind === "same") return end([ctx.t("menu.plan.same", { plan: short(quote.toPlan.name) })]);
-    return { lines: [quoteLine(ctx, quote)], options: confirmOption(ctx) };
-  },
-  async choose(ctx, frame) {
-    const subscriptionId = Number(frame.params.subscriptionId);
-    const planId = Number(frame.params.planId);
-    return {
-      kind: "effect",
-      run: async () => {
-        // Quoted again at the moment of confirmation: the price of the rest of the period shrinks by the minute.
-        const quote = await ctx.services.quotePlanChange(subscriptionId, planId);
-        if ("ok" in quote) return refusalOutcome(quote);
-        if (quote.payableCents > 0 && quote.immediate) {
-          const result = await ctx.services.requestPayment(ctx.user, ctx.session, {
-            purpose: "plan_change",
-            amountCents: quote.payableCents,
-            planId,
-            subscriptionId,
-          });
-          if (!result.ok) return refusalOutcome(result);
-          return finish("menu.plan.sentPay", { amountCents: toWholeShillingsUp(quote.payableCents) * 100 });
-        }
-        const done = await ctx.services.changePlan(ctx.user, ctx.session, subscriptionId, planId);
-        if ("ok" in done) return refusalOutcome(done);
-        const plan = short(done.toPlan.name);
-        return done.immediate
-          ? finish("menu.plan.changed", { plan })
-          : finish("menu.plan.scheduled", { plan, effectiveAt: done.effectiveAt.toISOString() });
-      },
-    };
-  },
-};
-
 const language: Screen = {
   async body(ctx) {
     return {
@@ -382,7 +207,13 @@ const languageConfirm: Screen = {
 
 const help: Screen = {
   async body(ctx) {
-    return { lines: [ctx.t("menu.help.text")] };
+    // Only a customer has an account number to pay to.
+    const customer = ctx.user.customer;
+    return {
+      lines: [
+        customer ? ctx.t("menu.help.text", { account: customer.accountNumber }) : ctx.t("menu.help.visitor"),
+      ],
+    };
   },
 };
 

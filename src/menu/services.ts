@@ -31,10 +31,12 @@ const subscriberActor = (user: MenuUser, session: MenuSession): Actor => ({
 const planView = (p: typeof plans.$inferSelect): PlanView => ({
   id: p.id,
   name: p.name,
+  nameSw: p.nameSw ?? null,
   kind: p.kind,
   priceCents: p.priceCents,
   periodUnit: p.periodUnit,
   periodCount: p.periodCount,
+  dataCapBytes: p.dataCapBytes ?? null,
 });
 
 function quoteView(q: PlanChangeQuote, now: Date): QuoteView {
@@ -126,13 +128,15 @@ export function createMenuServices(ctx: BillingContext, options: MenuServiceOpti
 
   return {
     async account(customerId) {
-      const s = await getAccountSummary(ctx.db, customerId, ctx.clock.now());
+      const now = ctx.clock.now();
+      const s = await getAccountSummary(ctx.db, customerId, now);
       return {
         accountNumber: s.customer.accountNumber,
         subscriptionId: s.subscription?.id ?? null,
         status: s.subscription?.status ?? null,
         plan: s.plan ? planView(s.plan) : null,
         periodEnd: s.periodEnd,
+        periodEnded: s.periodEnd !== null && s.periodEnd.getTime() <= now.getTime(),
         balanceCents: s.balanceCents,
         amountDueCents: s.amountDueCents,
         lastPayment: s.lastPayment

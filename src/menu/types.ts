@@ -21,10 +21,14 @@ export interface MenuSession {
 export interface PlanView {
   id: number;
   name: string;
+  /** The name in Kiswahili, shown on Kiswahili screens when set. */
+  nameSw: string | null;
   kind: PlanKind;
   priceCents: number;
   periodUnit: "months" | "days" | "hours";
   periodCount: number;
+  /** Data allowance per period; null: no cap. */
+  dataCapBytes: number | null;
 }
 
 export interface AccountView {
@@ -32,7 +36,10 @@ export interface AccountView {
   subscriptionId: number | null;
   status: SubscriptionStatus | null;
   plan: PlanView | null;
+  /** When the paid service ends; null until the first payment. */
   periodEnd: Date | null;
+  /** The paid period is over (a suspended account): the screen says "expired", not "expires". */
+  periodEnded: boolean;
   balanceCents: number;
   amountDueCents: number;
   lastPayment: { amountCents: number; receivedAt: Date } | null;
@@ -109,6 +116,8 @@ export interface MenuSettings {
   /** Bounds for "pay another amount". */
   minPayCents: number;
   maxPayCents: number;
+  /** ISO country codes whose numbers may use the menu (`SERVED_COUNTRIES`); default Kenya only. */
+  servedCountries?: readonly string[];
 }
 
 /** What a channel shows: `end` closes the conversation (USSD `END`). Lines are already translated. */

@@ -85,22 +85,45 @@ export function translate(
   );
 }
 
+/**
+ * Parameters whose values are secrets (the password a subscriber's router dials with): they go to
+ * the subscriber and nowhere else. A rendering for a log shows them masked.
+ */
+export const secretParams: ReadonlySet<string> = new Set(["password"]);
+const MASK = "********";
+
+/** `text` with every secret parameter's value masked (an error message that might quote the SMS). */
+export function maskSecrets(text: string, params: Params): string {
+  let masked = text;
+  for (const name of secretParams) {
+    const value = params[name];
+    if (typeof value === "string" && value !== "") masked = masked.split(value).join(MASK);
+  }
+  return masked;
+}
+
 export function isSmsTemplate(template: string): boolean {
   return `sms.${template}` in en;
 }
 
-/** An outbox message as the recipient reads it, or null when the template is unknown. */
+/**
+ * An outbox message as the recipient reads it, or null when the template is unknown. With `masked`,
+ * secret parameters are shown as `********`: the form a log may carry.
+ */
 export function renderSms(
   language: Language,
   template: string,
   params: Params,
-  options: { isp: string; timezone?: string },
+  options: { isp: string; timezone?: string; masked?: boolean },
 ): string | null {
   if (!isSmsTemplate(template)) return null;
+  const shown = options.masked
+    ? Object.fromEntries(Object.entries(params).map(([k, v]) => [k, secretParams.has(k) ? MASK : v]))
+    : params;
   return translate(
     language,
     `sms.${template}` as MessageKey,
-    { isp: options.isp, ...params },
+    { isp: options.isp, ...shown },
     options.timezone,
   );
 }

@@ -8,6 +8,7 @@ const demoPlans: (typeof plans.$inferInsert)[] = [
   {
     code: "home-5",
     name: "Home 5 Mbps",
+    nameSw: "Nyumbani 5 Mbps",
     kind: "pppoe",
     priceCents: 150_000,
     periodUnit: "months",
@@ -17,6 +18,7 @@ const demoPlans: (typeof plans.$inferInsert)[] = [
   {
     code: "home-10",
     name: "Home 10 Mbps",
+    nameSw: "Nyumbani 10 Mbps",
     kind: "pppoe",
     priceCents: 250_000,
     periodUnit: "months",
@@ -26,6 +28,7 @@ const demoPlans: (typeof plans.$inferInsert)[] = [
   {
     code: "home-20",
     name: "Home 20 Mbps",
+    nameSw: "Nyumbani 20 Mbps",
     kind: "pppoe",
     priceCents: 400_000,
     periodUnit: "months",
@@ -35,6 +38,7 @@ const demoPlans: (typeof plans.$inferInsert)[] = [
   {
     code: "hs-1h",
     name: "Hotspot 1 hour",
+    nameSw: "Hotspot saa 1",
     kind: "hotspot",
     priceCents: 2_000,
     periodUnit: "hours",
@@ -45,6 +49,7 @@ const demoPlans: (typeof plans.$inferInsert)[] = [
   {
     code: "hs-24h",
     name: "Hotspot 24 hours",
+    nameSw: "Hotspot saa 24",
     kind: "hotspot",
     priceCents: 5_000,
     periodUnit: "hours",
@@ -54,6 +59,7 @@ const demoPlans: (typeof plans.$inferInsert)[] = [
   {
     code: "hs-7d",
     name: "Hotspot 7 days",
+    nameSw: "Hotspot siku 7",
     kind: "hotspot",
     priceCents: 25_000,
     periodUnit: "days",

@@ -1,6 +1,14 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { formatKes, parseShillings, prorationDelta, unusedShare } from "../../src/billing/money.ts";
+import {
+  formatKes,
+  mpesaAmountCents,
+  parseShillings,
+  payableAfterCredit,
+  prorationDelta,
+  unusedShare,
+  unusedShareInShillings,
+} from "../../src/billing/money.ts";
 
 const cents = fc.integer({ min: 0, max: 100_000_000 });
 const period = fc.integer({ min: 1, max: 400 * 86_400_000 });
@@ -50,6 +58,67 @@ describe("proration rounding", () => {
         // Going back to where it started nets exactly zero.
         const back = prorationDelta(prices.at(-1)!, prices[0]!, remaining, total);
         expect(charged + back).toBe(0);
+      }),
+    );
+  });
+});
+
+describe("quotes, charges and M-Pesa amounts agree in whole shillings", () => {
+  it("a share in shillings is the exact share rounded half up to a shilling", () => {
+    fc.assert(
+      fc.property(cents, period, fc.double({ min: 0, max: 1, noNaN: true }), (amount, total, fraction) => {
+        const remaining = Math.floor(total * fraction);
+        const share = unusedShareInShillings(amount, remaining, total);
+        expect(share % 100).toBe(0);
+        const exactShillings = (amount * remaining) / total / 100;
+        expect(Math.abs(share / 100 - exactShillings)).toBeLessThanOrEqual(0.5 + 1e-6);
+        expect(unusedShareInShillings(amount, total, total)).toBe(Math.round(amount / 100) * 100);
+      }),
+    );
+  });
+
+  it("every plan-change charge or credit is whole shillings, within a shilling of the exact difference", () => {
+    fc.assert(
+      fc.property(cents, cents, period, fc.nat(), (from, to, total, r) => {
+        const remaining = r % (total + 1);
+        const delta = prorationDelta(from, to, remaining, total);
+        expect(Math.abs(delta % 100)).toBe(0);
+        expect(Math.abs(delta - ((to - from) * remaining) / total)).toBeLessThanOrEqual(100 + 1e-6);
+      }),
+    );
+  });
+
+  it("what M-Pesa asks for a change is the charge itself, or nothing when credit covers it all", () => {
+    fc.assert(
+      fc.property(
+        cents,
+        cents,
+        period,
+        fc.nat(),
+        fc.integer({ min: -10_000_000, max: 10_000_000 }),
+        (from, to, total, r, balance) => {
+          const charge = Math.max(0, prorationDelta(from, to, r % (total + 1), total));
+          const payable = payableAfterCredit(charge, balance);
+          // The quote shows `mpesaAmountCents(payable)`, M-Pesa is asked it, the charge is `charge`.
+          expect(mpesaAmountCents(payable)).toBe(payable);
+          expect([0, charge]).toContain(payable);
+          if (payable === 0) expect(charge === 0 || balance >= charge).toBe(true);
+          // Paid and charged, the balance is where it was, or less exactly the charge when credit paid
+          // it: no cent appears that the quote did not show.
+          const after = balance + payable - charge;
+          expect(after).toBe(payable === charge ? balance : balance - charge);
+        },
+      ),
+    );
+  });
+
+  it("other amounts are asked rounded up to the shilling, never less than owed", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 100_000_000 }), (owed) => {
+        const asked = mpesaAmountCents(owed);
+        expect(asked % 100).toBe(0);
+        expect(asked - owed).toBeGreaterThanOrEqual(0);
+        expect(asked - owed).toBeLessThan(100);
       }),
     );
   });

@@ -12,6 +12,7 @@ import { createCustomerWithSubscription } from "../../src/billing/subscriptions.
 import { DAY } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { invoices, messageOutbox, provisioningOutbox, subscriptions } from "../../src/db/schema/index.ts";
+import { isSealed, requireBox } from "../../src/db/sealed.ts";
 import { admin, billingContext, count, createPlan, ledgerSum, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
 
@@ -62,8 +63,20 @@ describe("signing up and paying", () => {
     const sms = await database.db
       .select()
       .from(messageOutbox)
-      .where(eq(messageOutbox.recipient, customer.phone));
-    expect(sms.map((m) => m.template).sort()).toEqual(["payment_received", "restored", "welcome"]);
+      .where(eq(messageOutbox.recipient, customer.phone))
+      .orderBy(messageOutbox.id);
+    // Written in the order things happened, which is the order they are sent in: the receipt, then
+    // the activation (not "back on": it was never on), with the credentials the router dials with.
+    expect(sms.map((m) => m.template)).toEqual(["welcome", "payment_received", "activated"]);
+    expect(sms[2]!.params).toMatchObject({
+      username: subscription.networkUsername,
+      periodEndAt: activated!.currentPeriodEnd.toISOString(),
+    });
+    // The password is kept sealed in the outbox as in the subscription; the SMS worker opens it to send.
+    const sealed = String(sms[2]!.params.password);
+    expect(isSealed(sealed)).toBe(true);
+    expect(requireBox().open(sealed)).toBe(subscription.networkPassword);
+    expect(JSON.stringify(sms)).not.toContain(subscription.networkPassword);
   });
 
   it("the same receipt is credited once, however often it arrives", async () => {
@@ -223,6 +236,8 @@ describe("the account summary a subscriber sees", () => {
       amountDueCents: 180_000,
       nextChargeCents: 180_000,
       lastPayment: null,
+      // Nothing has been paid for yet, so there is no period end to show.
+      periodEnd: null,
     });
     expect(summary.plan?.id).toBe(plan.id);
     expect(summary.subscription?.status).toBe("pending");

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { changePlan, quotePlanChange } from "../../src/billing/plan-change.ts";
-import { DAY, FakeClock, HOUR } from "../../src/clock.ts";
+import { DAY, FakeClock, HOUR, MINUTE } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { invoices, provisioningOutbox, subscriptions } from "../../src/db/schema/index.ts";
 import { activeSubscriber, admin, billingContext, createPlan, job, ledgerSum } from "../support/billing.ts";
@@ -70,12 +70,43 @@ describe("changing plan", () => {
       .select()
       .from(invoices)
       .where(eq(invoices.subscriptionId, subscription.id));
-    // 20 of 30 days left: 133,333 (of 200,000) minus 66,667 (of 100,000), each share rounded once.
+    // 20 of 30 days left: KES 1,333 (of 2,000) minus KES 667 (of 1,000), each share rounded once,
+    // half up to a whole shilling.
     expect(proration.find((i) => i.kind === "proration")).toMatchObject({
       status: "paid",
-      amountCents: 66_666,
+      amountCents: 66_600,
     });
-    expect(await ledgerSum(database.db, customer.id)).toBe(100_000 - 66_666);
+    expect(await ledgerSum(database.db, customer.id)).toBe(100_000 - 66_600);
+  });
+
+  it("an upgrade paid by M-Pesa is charged what was paid while its quote holds, not a minute's later price", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-04-02T12:00:00Z"));
+    const basic = await createPlan(database.db, { priceCents: 100_000, periodUnit: "days", periodCount: 30 });
+    // KES 10,000 more a month: the rest of the period gets a shilling cheaper every 4 minutes or so.
+    const big = await createPlan(database.db, { priceCents: 1_100_000, periodUnit: "days", periodCount: 30 });
+    for (const [waited, held] of [
+      [10 * MINUTE, true],
+      [30 * MINUTE, false],
+    ] as const) {
+      clock.set("2026-04-02T12:00:00Z");
+      const { customer, subscription } = await activeSubscriber(ctx, basic.id);
+      clock.advance(10 * DAY);
+      const change = { subscriptionId: subscription.id, planId: big.id };
+      const quoted = (await quotePlanChange(database.db, ctx, change)).payableCents;
+      clock.advance(waited);
+      const now = (await quotePlanChange(database.db, ctx, change)).chargeCents;
+      expect(now).toBeLessThan(quoted);
+      await applyPayment(ctx, admin, {
+        customerId: customer.id,
+        method: "mpesa_stk",
+        provider: "mpesa",
+        providerRef: `HELD${customer.id}`,
+        amountCents: quoted,
+      });
+      const done = await changePlan(ctx, admin, { ...change, paidCents: quoted });
+      expect(done.chargeCents).toBe(held ? quoted : now);
+      expect(await ledgerSum(database.db, customer.id)).toBe(held ? 0 : quoted - now);
+    }
   });
 
   it("a downgrade waits for the period end, and the next period is billed at the new price", async () => {

@@ -7,10 +7,12 @@ import { fakeServices, longSettings } from "./fake-services.ts";
 const home20: PlanView = {
   id: 7,
   name: "Home 20",
+  nameSw: null,
   kind: "pppoe",
   priceCents: 2_500_00,
   periodUnit: "months",
   periodCount: 1,
+  dataCapBytes: null,
 };
 const user: MenuUser = {
   phone: "+254712345678",
@@ -26,6 +28,7 @@ const world = () =>
       status: "active",
       plan: home20,
       periodEnd: new Date("2026-12-01T00:00:00Z"),
+      periodEnded: false,
       balanceCents: -2_500_00,
       amountDueCents: 2_500_00,
       lastPayment: null,

@@ -8,21 +8,27 @@ import { type FakeWorld, fakeServices, longSettings } from "./fake-services.ts";
 const long = (n: number, base: string) => `${base} ${"Unlimited Super Fast ".repeat(5)}`.slice(0, n);
 const bigCents = 9_999_999_99;
 
+// Data caps whose text is longest (`999.9 GB`), and none.
+const caps = [999_900_000_000, null, 1_610_612_736];
 const hotspot: PlanView[] = Array.from({ length: 14 }, (_, i) => ({
   id: 100 + i,
   name: long(60, `Hotspot ${i + 1} Hours`),
+  nameSw: i % 2 ? long(60, `Kifurushi cha Hotspot Saa ${i + 1}`) : null,
   kind: "hotspot",
   priceCents: 99_999_00 + i,
   periodUnit: (["hours", "days", "months"] as const)[i % 3]!,
-  periodCount: (i % 4) + 1,
+  periodCount: (i % 4) + 11,
+  dataCapBytes: caps[i % 3]!,
 }));
 const pppoe: PlanView[] = Array.from({ length: 9 }, (_, i) => ({
   id: 200 + i,
   name: long(70, `Home Fibre ${i * 10 + 5} Mbps`),
+  nameSw: i % 2 ? long(70, `Nyumbani Fibre ${i * 10 + 5} Mbps`) : null,
   kind: "pppoe",
   priceCents: 1_250_000_00 + i * 100,
   periodUnit: "months",
-  periodCount: 1,
+  periodCount: (i % 2) * 11 + 1,
+  dataCapBytes: caps[i % 3]!,
 }));
 const farFuture = new Date("2036-12-28T12:00:00Z");
 
@@ -32,19 +38,22 @@ const account = (overrides: Partial<FakeWorld["account"]> = {}): NonNullable<Fak
   status: "pending",
   plan: pppoe[0]!,
   periodEnd: farFuture,
+  periodEnded: false,
   balanceCents: -bigCents,
   amountDueCents: bigCents,
   lastPayment: { amountCents: bigCents, receivedAt: new Date("2026-12-30T23:00:00Z") },
   ...overrides,
 });
 
+/** Plan-change charges and credits are whole shillings (src/billing/money.ts). */
+const bigCharge = 9_999_999_00;
 const quote =
   (kind: "pay" | "credit" | "refund" | "scheduled" | "free") =>
   (planId: number): QuoteView => ({
     kind: kind === "refund" || kind === "scheduled" ? "downgrade" : "upgrade",
-    chargeCents: kind === "pay" || kind === "credit" ? bigCents : 0,
-    creditCents: kind === "refund" ? bigCents : 0,
-    payableCents: kind === "pay" ? bigCents : 0,
+    chargeCents: kind === "pay" || kind === "credit" ? bigCharge : 0,
+    creditCents: kind === "refund" ? bigCharge : 0,
+    payableCents: kind === "pay" ? bigCharge : 0,
     effectiveAt: farFuture,
     immediate: kind !== "scheduled",
     toPlan: pppoe.find((p) => p.id === planId) ?? pppoe[1]!,
@@ -58,7 +67,13 @@ const worlds: Record<string, { world: FakeWorld; user: Omit<MenuUser, "language"
   },
   credit: {
     world: {
-      account: account({ status: "suspended", balanceCents: bigCents, amountDueCents: 0, lastPayment: null }),
+      account: account({
+        status: "suspended",
+        periodEnded: true,
+        balanceCents: bigCents,
+        amountDueCents: 0,
+        lastPayment: null,
+      }),
       plans: [...hotspot, ...pppoe],
       quote: quote("credit"),
     },

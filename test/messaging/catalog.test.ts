@@ -10,8 +10,10 @@ const templates: MessageTemplate[] = [
   "invoice_reminder",
   "suspended",
   "restored",
+  "activated",
   "voucher_code",
   "plan_changed",
+  "plan_changed_credit",
   "plan_change_scheduled",
   "welcome",
   "admin_alert",
@@ -84,6 +86,42 @@ describe("rendering", () => {
       ),
     ).toBe(
       "X: Your 1 Hour voucher code is K7P2QX9A, valid until 1 Apr 2026 12:30. Use it as username and password on the hotspot.",
+    );
+  });
+
+  it("tells a new subscriber the service is active and how to log in, and masks the password for a log", () => {
+    const params = {
+      plan: "Home 10",
+      periodEndAt: "2026-07-31T22:30:00Z",
+      username: "td00042",
+      password: "Kq7wX2pLm",
+    };
+    expect(renderSms("en", "activated", params, { isp: "X" })).toBe(
+      "X: Your internet (Home 10) is now active, paid up to 1 Aug 2026. PPPoE username: td00042, password: Kq7wX2pLm",
+    );
+    expect(renderSms("sw", "activated", params, { isp: "X" })).toBe(
+      "X: Intaneti yako (Home 10) sasa inatumika, umelipia hadi 1 Ago 2026. PPPoE jina la mtumiaji: td00042, nenosiri: Kq7wX2pLm",
+    );
+    for (const language of ["en", "sw"] as const) {
+      const masked = renderSms(language, "activated", params, { isp: "X", masked: true })!;
+      expect(masked).not.toContain("Kq7wX2pLm");
+      expect(masked).toContain("td00042");
+      expect(masked).toMatch(/: \*{8}$/);
+    }
+  });
+
+  it("says what a plan change cost, or what it credited", () => {
+    expect(renderSms("en", "plan_changed", { plan: "Fast 20", chargeCents: 66_600 }, { isp: "X" })).toBe(
+      "X: Your plan is now Fast 20. Charged KES 666 for the rest of this period.",
+    );
+    expect(renderSms("sw", "plan_changed", { plan: "Kasi 20", chargeCents: 66_600 }, { isp: "X" })).toBe(
+      "X: Kifurushi chako sasa ni Kasi 20. Umetozwa KES 666 kwa muda uliobaki wa kipindi hiki.",
+    );
+    expect(renderSms("en", "plan_changed_credit", { plan: "Lite", creditCents: 50_000 }, { isp: "X" })).toBe(
+      "X: Your plan is now Lite. KES 500 for the rest of this period is on your balance.",
+    );
+    expect(renderSms("sw", "plan_changed_credit", { plan: "Lite", creditCents: 50_000 }, { isp: "X" })).toBe(
+      "X: Kifurushi chako sasa ni Lite. KES 500 ya muda uliobaki wa kipindi hiki iko kwenye salio lako.",
     );
   });
 

@@ -8,7 +8,7 @@ import { customers, paymentIntents, subscriptions, vouchers } from "../../src/db
 import { displayPhone } from "../../src/lib/phone.ts";
 import { activeSubscriber, admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
-import { startUssdWorld, type UssdWorld } from "./world.ts";
+import { choose, startUssdWorld, type UssdWorld } from "./world.ts";
 
 let database: Database;
 let world: UssdWorld;
@@ -46,15 +46,16 @@ async function intentsOf(phone: string) {
 }
 
 describe("USSD over HTTP, Africa's Talking style", () => {
-  it("shows the account: plan, status, expiry, amount due, last payment", async () => {
+  it("shows the account: plan, status, amount due, last payment (no expiry before the first payment)", async () => {
     const { customer } = await owingSubscriber();
     const ussd = world.dial(customer.phone);
     expect(await ussd("")).toBe(
       "CON Kibera Net\n1. My account\n2. Pay\n3. Buy hotspot voucher\n4. Change plan\n5. Language\n6. Help",
     );
     const account = await ussd("1");
-    expect(account).toMatch(/^CON Plan: Fibre 1500\nStatus: Awaiting payment\nExpires: \d+ \w+ 2026\n/);
-    expect(account).toContain("Amount due: KES 1,500\nNo payment yet\n0. Back");
+    expect(account).toBe(
+      "CON Plan: Fibre 1500\nStatus: Awaiting first payment\nAmount due: KES 1,500\nNo payment yet\n0. Back",
+    );
     // 0 goes back to the main menu.
     expect(await ussd("1*0")).toContain("1. My account");
   });
@@ -91,7 +92,7 @@ describe("USSD over HTTP, Africa's Talking style", () => {
     expect(sms.message).toMatch(/^Kibera Net: We received KES 1,500 \(M-Pesa [A-Z0-9]{10}\) for account /);
 
     const after = await world.dial(customer.phone)("1");
-    expect(after).toContain("Status: Active");
+    expect(after).toMatch(/Status: Active\nExpires: \d+ \w+ 2026\n/);
     expect(after).toMatch(/Balance: KES 0\nLast payment: KES 1,500, \d+ \w+ 2026/);
   });
 
@@ -129,9 +130,10 @@ describe("USSD over HTTP, Africa's Talking style", () => {
 
     const ussd = world.dial(phone);
     const screens = [await ussd(""), await ussd("1"), await ussd("1*1"), await ussd("1*1*1")];
-    expect(screens[1]).toContain("Choose a hotspot voucher:\n1. 1 Hour KES 20\n");
+    // The name already says how long the voucher lasts: the screens do not say it again.
+    expect(screens[1]).toContain("Choose a hotspot voucher:\n1. 1 Hour: KES 20\n");
     expect(screens[2]).toBe(
-      `CON Buy 1 Hour voucher, valid 1 hour, for KES 20 from M-Pesa ${displayPhone(phone)}?\n1. Confirm\n0. Back 00. Home`,
+      `CON 1 Hour: KES 20\nBuy this voucher with M-Pesa ${displayPhone(phone)}?\n1. Confirm\n0. Back 00. Home`,
     );
     expect(screens[3]).toBe(
       "END Enter your M-Pesa PIN on the prompt to pay KES 20. Your voucher code will come by SMS.",
@@ -151,7 +153,7 @@ describe("USSD over HTTP, Africa's Talking style", () => {
     const phone = uniquePhone();
     const ussd = world.dial(phone);
     const list = await ussd("1");
-    const first = /\n1\. (.+) KES/.exec(list)?.[1];
+    const first = /\n1\. (.+): KES/.exec(list)?.[1];
     expect(first).toBeTruthy();
     await createPlan(database.db, {
       name: "Promo 5 Min",
@@ -159,8 +161,8 @@ describe("USSD over HTTP, Africa's Talking style", () => {
       priceCents: 100,
       periodUnit: "hours",
     });
-    expect(await ussd("1*1")).toContain(`Buy ${first} voucher`);
-    expect(await world.dial(phone)("1")).toContain("1. Promo 5 Min KES 1\n");
+    expect(await ussd("1*1")).toMatch(new RegExp(`^CON ${first}: KES [\\d,]+.*\nBuy this voucher`));
+    expect(await world.dial(phone)("1")).toContain("1. Promo 5 Min: KES 1 for 1 hour\n");
   });
 
   it("changes plan: shows the prorated quote, asks M-Pesa for it, switches on payment", async () => {
@@ -171,19 +173,19 @@ describe("USSD over HTTP, Africa's Talking style", () => {
     const ussd = world.dial(customer.phone);
     const list = await ussd("4");
     expect(list).toMatch(/^CON Now on Basic 5\. Choose a new plan:\n/);
-    const index = /(\d+)\. Fast 20 KES 2,500/.exec(list)?.[1];
-    expect(index).toBeTruthy();
+    const chosen = await choose(ussd, "4", /(\d+)\. Fast 20: KES 2,500 for 1 month\n/);
     const quote = await quotePlanChange(database.db, ctx, {
       subscriptionId: subscription.id,
       planId: fast.id,
     });
     expect(quote.payableCents).toBeGreaterThan(0);
     expect(quote.payableCents).toBeLessThan(150_000);
-    const shillings = Math.ceil(quote.payableCents / 100);
-    expect(await ussd(`4*${index}`)).toBe(
-      `CON Change to Fast 20 now. Pay KES ${shillings.toLocaleString("en-US")} for the rest of this period.\n1. Confirm\n0. Back 00. Home`,
+    expect(quote.payableCents % 100).toBe(0);
+    const shillings = quote.payableCents / 100;
+    expect(await ussd(chosen)).toBe(
+      `CON Fast 20: KES 2,500 for 1 month\nChange now. Pay KES ${shillings.toLocaleString("en-US")} for the rest of this period.\n1. Confirm\n0. Back 00. Home`,
     );
-    expect(await ussd(`4*${index}*1`)).toMatch(
+    expect(await ussd(`${chosen}*1`)).toMatch(
       /^END Enter your M-Pesa PIN on the prompt to pay KES [\d,]+\. Your plan changes/,
     );
     expect(await intentsOf(customer.phone)).toMatchObject([
@@ -206,16 +208,16 @@ describe("USSD over HTTP, Africa's Talking style", () => {
     const small = await createPlan(database.db, { name: "Small 2", priceCents: 90_000 });
     const { customer, subscription } = await activeSubscriber(ctx, big.id);
     const ussd = world.dial(customer.phone);
-    const index = /(\d+)\. Small 2 KES 900/.exec(await ussd("4"))?.[1];
-    expect(await ussd(`4*${index}`)).toMatch(
-      /^CON Change to Small 2 on \d+ \w+ 20\d\d\. Nothing to pay now\.\n1\. Confirm/,
+    const chosen = await choose(ussd, "4", /(\d+)\. Small 2: KES 900 for 1 month\n/);
+    expect(await ussd(chosen)).toMatch(
+      /^CON Small 2: KES 900 for 1 month\nChange on \d+ \w+ 20\d\d\. Nothing to pay now\.\n1\. Confirm/,
     );
     const [before] = await database.db
       .select()
       .from(subscriptions)
       .where(eq(subscriptions.id, subscription.id));
     expect(before!.nextPlanId).toBeNull();
-    expect(await ussd(`4*${index}*1`)).toMatch(/^END Done\. Your plan changes to Small 2 on /);
+    expect(await ussd(`${chosen}*1`)).toMatch(/^END Done\. Your plan changes to Small 2 on /);
     const [after] = await database.db
       .select()
       .from(subscriptions)
@@ -251,11 +253,11 @@ describe("USSD over HTTP, Africa's Talking style", () => {
       expect(screen, text).toMatch(/^(CON|END) /);
       if (text !== "5" && text !== "5*1") expect(screen, text).not.toMatch(english);
     }
-    expect(await ussd("1")).toContain("Hali: Inasubiri malipo\n");
+    expect(await ussd("1")).toContain("Hali: Inasubiri malipo ya kwanza\nDeni: KES 2,000\n");
     expect(await ussd("2")).toBe(
       "CON Unadaiwa KES 2,000.\n1. Lipa KES 2,000 sasa\n2. Lipa kiasi kingine\n0. Rudi",
     );
-    expect(await ussd("3*1")).toContain("Nunua vocha ya");
+    expect(await ussd("3*1")).toContain("Nunua vocha hii kwa M-Pesa");
     expect(await ussd("2*1")).toMatch(/^END Ingiza PIN yako ya M-Pesa/);
     await world.settle();
     const sms = await world.at.waitFor((m) => m.to === customer.phone && m.message.includes("Tumepokea"));

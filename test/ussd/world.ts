@@ -37,7 +37,10 @@ export interface UssdWorld {
   post(fields: Record<string, string>, path?: string): Promise<{ status: number; text: string }>;
   /** A dialled session: each call sends the whole `text` so far, like Africa's Talking. */
   dial(phone: string, sessionId?: string): (text: string) => Promise<string>;
-  /** Sends the recorded STK pushes, waits for their callbacks (success unless scripted), delivers the SMS outbox. */
+  /**
+   * Sends the recorded STK pushes, waits for their callbacks (success unless scripted), delivers the
+   * SMS outbox (pass after pass, as the worker does: a pass sends one message per recipient).
+   */
   settle(): Promise<void>;
   close(): Promise<void>;
 }
@@ -117,7 +120,16 @@ export async function startUssdWorld(
     async settle() {
       while ((await dispatcher.runOnce()) > 0) await daraja.idle();
       await daraja.idle();
-      await deliverDueSms({ db, clock: ctx.clock, sender, isp: settings.isp, logger: silent });
+      for (let pass = 0; pass < 20; pass++) {
+        const { sent } = await deliverDueSms({
+          db,
+          clock: ctx.clock,
+          sender,
+          isp: settings.isp,
+          logger: silent,
+        });
+        if (sent === 0) break;
+      }
     },
     async close() {
       await dispatcher.stop();
@@ -126,4 +138,18 @@ export async function startUssdWorld(
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** Pages through a list (`98`) until `item` shows; returns the input path that chooses it. */
+export async function choose(
+  ussd: (text: string) => Promise<string>,
+  path: string,
+  item: RegExp,
+): Promise<string> {
+  for (let page = path; ; page += "*98") {
+    const screen = await ussd(page);
+    const index = item.exec(screen)?.[1];
+    if (index) return `${page}*${index}`;
+    if (!screen.includes("\n98. ")) throw new Error(`${item} is not in the list: ${screen}`);
+  }
 }

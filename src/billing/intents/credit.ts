@@ -193,6 +193,9 @@ export async function followUp(
         const quote = await changePlanInTx(sp, ctx, actor, {
           subscriptionId: intent.subscriptionId,
           planId: intent.planId,
+          // The charge is what the subscriber was quoted and paid, not the slightly smaller share
+          // of the period left by the time the money arrived.
+          paidCents: intent.amountCents,
         });
         return {
           planChange: quote.kind,

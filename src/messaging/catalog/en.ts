@@ -24,13 +24,14 @@ export const en = {
   "menu.account.plan": "Plan: {plan}",
   "menu.account.status": "Status: {status}",
   "menu.account.expires": "Expires: {periodEndAt}",
+  "menu.account.expired": "Expired: {periodEndAt}",
   "menu.account.due": "Amount due: {amountCents}",
   "menu.account.credit": "Balance: {amountCents}",
   "menu.account.lastPayment": "Last payment: {amountCents}, {receivedAt}",
   "menu.account.noPayment": "No payment yet",
   "menu.account.noPlan": "Account {account} has no plan yet.",
   "menu.status.active": "Active",
-  "menu.status.pending": "Awaiting payment",
+  "menu.status.pending": "Awaiting first payment",
   "menu.status.suspended": "Suspended",
   "menu.status.cancelled": "Cancelled",
 
@@ -45,21 +46,23 @@ export const en = {
     "Enter your M-Pesa PIN on the prompt to pay {amountCents}. You will get an SMS when it is received.",
 
   "menu.voucher.choose": "Choose a hotspot voucher:",
-  "menu.voucher.item": "{plan} {priceCents}",
+  "menu.voucher.item": "{plan}: {terms}",
   "menu.voucher.none": "No hotspot vouchers are on sale now. Please try later.",
-  "menu.voucher.confirm": "Buy {plan} voucher, valid {validity}, for {priceCents} from M-Pesa {phone}?",
+  "menu.voucher.confirm": "Buy this voucher with M-Pesa {phone}?",
   "menu.voucher.sent":
     "Enter your M-Pesa PIN on the prompt to pay {amountCents}. Your voucher code will come by SMS.",
 
   "menu.plan.choose": "Now on {plan}. Choose a new plan:",
-  "menu.plan.item": "{plan} {priceCents}",
+  "menu.plan.item": "{plan}: {terms}",
+  "menu.plan.price": "{priceCents} for {period}",
+  "menu.plan.data": "{data} data",
   "menu.plan.none": "There is no other plan to change to.",
   "menu.plan.noSubscription": "You have no plan to change. Call {support} for help.",
-  "menu.plan.quotePay": "Change to {plan} now. Pay {amountCents} for the rest of this period.",
-  "menu.plan.quoteCredit": "Change to {plan} now. {chargeCents} is taken from your balance.",
-  "menu.plan.quoteFree": "Change to {plan} now at no charge.",
-  "menu.plan.quoteRefund": "Change to {plan} now. {creditCents} goes to your balance.",
-  "menu.plan.quoteScheduled": "Change to {plan} on {effectiveAt}. Nothing to pay now.",
+  "menu.plan.quotePay": "Change now. Pay {amountCents} for the rest of this period.",
+  "menu.plan.quoteCredit": "Change now. {chargeCents} is taken from your balance.",
+  "menu.plan.quoteFree": "Change now at no charge.",
+  "menu.plan.quoteRefund": "Change now. {creditCents} goes to your balance.",
+  "menu.plan.quoteScheduled": "Change on {effectiveAt}. Nothing to pay now.",
   "menu.plan.same": "You are already on {plan}.",
   "menu.plan.notActive":
     "Your plan can be changed once your account is active. Please pay what you owe first.",
@@ -81,10 +84,13 @@ export const en = {
   "menu.period.months.one": "1 month",
   "menu.period.months.many": "{count} months",
 
-  "menu.help.text": "Help: call or WhatsApp {support}. Pay by M-Pesa here or to your account number.",
+  "menu.help.text": "Help: call or WhatsApp {support}. Pay by M-Pesa here or to account number {account}.",
+  "menu.help.visitor": "Help: call or WhatsApp {support}. You can buy a hotspot voucher here with M-Pesa.",
   "menu.signup.text":
     "No {isp} account on this number. To get connected, call or WhatsApp {support}. You can still buy a hotspot voucher here.",
   "menu.notCustomer": "This number has no account. Call {support} to sign up.",
+  "menu.foreign.country": "Sorry, {isp} does not serve phone numbers from {country}.",
+  "menu.foreign.other": "Sorry, {isp} does not serve this phone number.",
 
   "menu.error.payment": "Sorry, the payment request failed. Please try again later.",
   "menu.error.tooMany": "Too many payment requests. Please wait a few minutes and try again.",
@@ -101,9 +107,13 @@ export const en = {
   "sms.suspended":
     "{isp}: Your internet is suspended. Pay {amountCents} by M-Pesa, account {account}, to restore it.",
   "sms.restored": "{isp}: Your internet is back on. Paid up to {periodEndAt}. Thank you.",
+  "sms.activated":
+    "{isp}: Your internet ({plan}) is now active, paid up to {periodEndAt}. PPPoE username: {username}, password: {password}",
   "sms.voucher_code":
     "{isp}: Your {plan} voucher code is {code}, valid until {validity}. Use it as username and password on the hotspot.",
-  "sms.plan_changed": "{isp}: Your plan is now {plan}. Charged {chargeCents}.",
+  "sms.plan_changed": "{isp}: Your plan is now {plan}. Charged {chargeCents} for the rest of this period.",
+  "sms.plan_changed_credit":
+    "{isp}: Your plan is now {plan}. {creditCents} for the rest of this period is on your balance.",
   "sms.plan_change_scheduled": "{isp}: Your plan will change to {plan} on {effectiveAt}.",
   "sms.welcome":
     "{isp}: Karibu {name}! Your account is {account}, plan {plan}. Pay by M-Pesa with account {account}.",

@@ -22,13 +22,14 @@ export const sw: Record<MessageKey, string> = {
   "menu.account.plan": "Kifurushi: {plan}",
   "menu.account.status": "Hali: {status}",
   "menu.account.expires": "Kinaisha: {periodEndAt}",
+  "menu.account.expired": "Kiliisha: {periodEndAt}",
   "menu.account.due": "Deni: {amountCents}",
   "menu.account.credit": "Salio: {amountCents}",
   "menu.account.lastPayment": "Malipo ya mwisho: {amountCents}, {receivedAt}",
   "menu.account.noPayment": "Bado hakuna malipo",
   "menu.account.noPlan": "Akaunti {account} haina kifurushi bado.",
   "menu.status.active": "Inatumika",
-  "menu.status.pending": "Inasubiri malipo",
+  "menu.status.pending": "Inasubiri malipo ya kwanza",
   "menu.status.suspended": "Imesimamishwa",
   "menu.status.cancelled": "Imesitishwa",
 
@@ -43,21 +44,23 @@ export const sw: Record<MessageKey, string> = {
     "Ingiza PIN yako ya M-Pesa kwenye ujumbe utakaotokea ili kulipa {amountCents}. Utapata SMS malipo yakipokelewa.",
 
   "menu.voucher.choose": "Chagua vocha ya hotspot:",
-  "menu.voucher.item": "{plan} {priceCents}",
+  "menu.voucher.item": "{plan}: {terms}",
   "menu.voucher.none": "Hakuna vocha za hotspot zinazouzwa sasa. Tafadhali jaribu baadaye.",
-  "menu.voucher.confirm": "Nunua vocha ya {plan}, muda {validity}, kwa {priceCents} kutoka M-Pesa {phone}?",
+  "menu.voucher.confirm": "Nunua vocha hii kwa M-Pesa {phone}?",
   "menu.voucher.sent":
     "Ingiza PIN yako ya M-Pesa ili kulipa {amountCents}. Nambari ya vocha itakuja kwa SMS.",
 
   "menu.plan.choose": "Kifurushi chako: {plan}. Chagua kipya:",
-  "menu.plan.item": "{plan} {priceCents}",
+  "menu.plan.item": "{plan}: {terms}",
+  "menu.plan.price": "{priceCents} kwa {period}",
+  "menu.plan.data": "data {data}",
   "menu.plan.none": "Hakuna kifurushi kingine cha kubadilisha.",
   "menu.plan.noSubscription": "Huna kifurushi cha kubadilisha. Piga {support} kwa msaada.",
-  "menu.plan.quotePay": "Badilisha kuwa {plan} sasa. Lipa {amountCents} kwa muda uliobaki wa kipindi hiki.",
-  "menu.plan.quoteCredit": "Badilisha kuwa {plan} sasa. {chargeCents} itatolewa kwenye salio lako.",
-  "menu.plan.quoteFree": "Badilisha kuwa {plan} sasa bila malipo.",
-  "menu.plan.quoteRefund": "Badilisha kuwa {plan} sasa. {creditCents} itaongezwa kwenye salio lako.",
-  "menu.plan.quoteScheduled": "Badilisha kuwa {plan} tarehe {effectiveAt}. Hakuna malipo sasa.",
+  "menu.plan.quotePay": "Badilisha sasa, lipa {amountCents} kwa muda uliobaki.",
+  "menu.plan.quoteCredit": "Badilisha sasa. {chargeCents} itatolewa kwenye salio lako.",
+  "menu.plan.quoteFree": "Badilisha sasa bila malipo.",
+  "menu.plan.quoteRefund": "Badilisha sasa. {creditCents} itaongezwa kwenye salio lako.",
+  "menu.plan.quoteScheduled": "Badilisha tarehe {effectiveAt}. Hakuna malipo sasa.",
   "menu.plan.same": "Tayari uko kwenye {plan}.",
   "menu.plan.notActive":
     "Kifurushi kinaweza kubadilishwa akaunti ikiwa hai. Tafadhali lipa deni lako kwanza.",
@@ -80,10 +83,14 @@ export const sw: Record<MessageKey, string> = {
   "menu.period.months.many": "miezi {count}",
 
   "menu.help.text":
-    "Msaada: piga simu au tuma WhatsApp kwa {support}. Lipa kwa M-Pesa hapa au kwa nambari ya akaunti yako.",
+    "Msaada: piga simu au tuma WhatsApp kwa {support}. Lipa kwa M-Pesa hapa au kwa nambari ya akaunti {account}.",
+  "menu.help.visitor":
+    "Msaada: piga simu au tuma WhatsApp kwa {support}. Unaweza kununua vocha ya hotspot hapa kwa M-Pesa.",
   "menu.signup.text":
     "Nambari hii haina akaunti ya {isp}. Kujiunga, piga simu au tuma WhatsApp {support}. Unaweza kununua vocha ya hotspot hapa.",
   "menu.notCustomer": "Nambari hii haina akaunti. Piga {support} ili kujisajili.",
+  "menu.foreign.country": "Samahani, {isp} haihudumii nambari za simu za {country}.",
+  "menu.foreign.other": "Samahani, {isp} haihudumii nambari hii ya simu.",
 
   "menu.error.payment": "Samahani, ombi la malipo halikufaulu. Tafadhali jaribu tena baadaye.",
   "menu.error.tooMany": "Maombi ya malipo ni mengi mno. Tafadhali subiri dakika chache ujaribu tena.",
@@ -100,9 +107,14 @@ export const sw: Record<MessageKey, string> = {
   "sms.suspended":
     "{isp}: Intaneti yako imesimamishwa. Lipa {amountCents} kwa M-Pesa, akaunti {account}, ili irudishwe.",
   "sms.restored": "{isp}: Intaneti yako imerudi. Umelipia hadi {periodEndAt}. Asante.",
+  "sms.activated":
+    "{isp}: Intaneti yako ({plan}) sasa inatumika, umelipia hadi {periodEndAt}. PPPoE jina la mtumiaji: {username}, nenosiri: {password}",
   "sms.voucher_code":
     "{isp}: Nambari ya vocha yako ya {plan} ni {code}, inatumika hadi {validity}. Itumie kama jina la mtumiaji na nenosiri kwenye hotspot.",
-  "sms.plan_changed": "{isp}: Kifurushi chako sasa ni {plan}. Umetozwa {chargeCents}.",
+  "sms.plan_changed":
+    "{isp}: Kifurushi chako sasa ni {plan}. Umetozwa {chargeCents} kwa muda uliobaki wa kipindi hiki.",
+  "sms.plan_changed_credit":
+    "{isp}: Kifurushi chako sasa ni {plan}. {creditCents} ya muda uliobaki wa kipindi hiki iko kwenye salio lako.",
   "sms.plan_change_scheduled": "{isp}: Kifurushi chako kitabadilika kuwa {plan} tarehe {effectiveAt}.",
   "sms.welcome":
     "{isp}: Karibu {name}! Akaunti yako ni {account}, kifurushi {plan}. Lipa kwa M-Pesa kwa akaunti {account}.",
