@@ -17,7 +17,14 @@ export interface AtFakeOptions {
   apiKey: string;
   /** Called for every accepted message (sandbox mode logs them so a newcomer sees the SMS). */
   onMessage?: (sms: FakeSms) => void;
+  /** Sender IDs registered on the account; unset: any `from` is accepted. */
+  senderIds?: string[];
+  /** Account balance in KES; unset: unlimited. Each SMS costs `COST_KES` per recipient. */
+  balanceKes?: number;
 }
+
+/** What the fake charges per SMS and recipient, as AT's sandbox shows it. */
+export const COST_KES = 0.8;
 
 export interface AtFake {
   /** Base URL of the fake; SMS are posted to `${url}/version1/messaging` like the real API. */
@@ -25,6 +32,17 @@ export interface AtFake {
   /** The full SMS endpoint, for `AT_SMS_URL`. */
   smsUrl: string;
   inbox: FakeSms[];
+  /** Send requests received (accepted or not): what a worker asked of the gateway. */
+  requests: number;
+  /**
+   * Registered sender IDs (null: any). A send `from` another answers as AT does: HTTP 201 with
+   * `Message: "InvalidSenderId"` and no recipients, so nothing is sent.
+   */
+  senderIds: Set<string> | null;
+  /** KES left (null: unlimited). Below one SMS's cost a recipient gets 405 `InsufficientBalance`. */
+  balanceKes: number | null;
+  /** Numbers that opted out of the sender's messages: their recipient status is 406 `UserInBlacklist`. */
+  blacklist: Set<string>;
   /** The next `count` sends fail: `http` answers 500, `recipient` answers 201 with a failed recipient. */
   failNext(count: number, how?: "http" | "recipient"): void;
   /** Resolves once `predicate` matches a received SMS (polls the inbox). */
@@ -45,6 +63,8 @@ async function readBody(req: IncomingMessage): Promise<string> {
 export async function startAtFake(options: AtFakeOptions): Promise<AtFake> {
   const inbox: FakeSms[] = [];
   const failures: Array<"http" | "recipient"> = [];
+  // The returned object holds the account's state, so that a test can change it between sends.
+  let fake: AtFake;
 
   const server: Server = createServer((req, res) => {
     void (async () => {
@@ -66,11 +86,26 @@ export async function startAtFake(options: AtFakeOptions): Promise<AtFake> {
       const message = form.get("message");
       if (!to || message === null)
         return send(400, "Request is missing required form field 'to' or 'message'");
+      fake.requests++;
       const failure = failures.shift();
       if (failure === "http") return send(500, "Internal Server Error");
+      const from = form.get("from");
+      if (from && fake.senderIds && !fake.senderIds.has(from)) {
+        return send(201, { SMSMessageData: { Message: "InvalidSenderId", Recipients: [] } });
+      }
+      const refused = (number: string, statusCode: number, status: string) => ({
+        statusCode,
+        number,
+        status,
+        cost: "0",
+        messageId: "None",
+      });
       const recipients = to.split(",").map((number) => {
-        if (failure === "recipient") {
-          return { statusCode: 403, number, status: "InvalidPhoneNumber", cost: "0", messageId: "None" };
+        if (failure === "recipient") return refused(number, 403, "InvalidPhoneNumber");
+        if (fake.blacklist.has(number)) return refused(number, 406, "UserInBlacklist");
+        if (fake.balanceKes !== null) {
+          if (fake.balanceKes < COST_KES) return refused(number, 405, "InsufficientBalance");
+          fake.balanceKes = Math.round((fake.balanceKes - COST_KES) * 10_000) / 10_000;
         }
         const sms: FakeSms = {
           messageId: `ATXid_${randomBytes(12).toString("hex")}`,
@@ -82,12 +117,18 @@ export async function startAtFake(options: AtFakeOptions): Promise<AtFake> {
         };
         inbox.push(sms);
         options.onMessage?.(sms);
-        return { statusCode: 101, number, status: "Success", cost: "KES 0.8000", messageId: sms.messageId };
+        return {
+          statusCode: 101,
+          number,
+          status: "Success",
+          cost: `KES ${COST_KES.toFixed(4)}`,
+          messageId: sms.messageId,
+        };
       });
       const sent = recipients.filter((r) => r.status === "Success").length;
       send(201, {
         SMSMessageData: {
-          Message: `Sent to ${sent}/${recipients.length} Total Cost: KES ${(sent * 0.8).toFixed(4)}`,
+          Message: `Sent to ${sent}/${recipients.length} Total Cost: KES ${(sent * COST_KES).toFixed(4)}`,
           Recipients: recipients,
         },
       });
@@ -101,10 +142,14 @@ export async function startAtFake(options: AtFakeOptions): Promise<AtFake> {
   const { port } = server.address() as AddressInfo;
   const url = `http://127.0.0.1:${port}`;
 
-  return {
+  fake = {
     url,
     smsUrl: `${url}/version1/messaging`,
     inbox,
+    requests: 0,
+    senderIds: options.senderIds ? new Set(options.senderIds) : null,
+    balanceKes: options.balanceKes ?? null,
+    blacklist: new Set(),
     failNext(count, how = "http") {
       for (let i = 0; i < count; i++) failures.push(how);
     },
@@ -123,4 +168,5 @@ export async function startAtFake(options: AtFakeOptions): Promise<AtFake> {
         server.close(() => resolve());
       }),
   };
+  return fake;
 }

@@ -2,9 +2,45 @@ import { createRequire } from "node:module";
 
 /** What the SMS worker needs from a gateway. */
 export interface SmsSender {
-  /** Resolves with the gateway's message id; rejects with a readable reason when it was not accepted. */
+  /**
+   * Resolves with the gateway's message id; rejects with a readable reason when it was not accepted
+   * (an `SmsSendError` when the gateway said why).
+   */
   send(to: string, message: string): Promise<{ messageId: string }>;
 }
+
+/**
+ * Why a message was not sent, as far as the worker must act on it:
+ * - `transient`: try this message again later (the gateway failed, or did not say);
+ * - `recipient`: this number will not take it (opted out): retrying cannot help, other messages go on;
+ * - `account`: nothing will go out until an admin acts (sender ID not registered, balance used up,
+ *   credentials refused): every message would fail the same way.
+ */
+export type SmsFailureKind = "transient" | "recipient" | "account";
+
+export class SmsSendError extends Error {
+  override readonly name = "SmsSendError";
+  constructor(
+    message: string,
+    readonly kind: SmsFailureKind,
+    /** For `account`: what the admin should check, never a secret's value. */
+    readonly advice?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** AT's per-recipient status codes (SMS API documentation) that say more than "failed". */
+const acceptedCodes = new Set([100, 101, 102]); // Processed, Sent, Queued
+const accountProblems: Record<string, string> = {
+  InvalidSenderId: "AT_SENDER_ID must be a sender ID registered on the Africa's Talking account (or unset)",
+  InsufficientBalance: "the Africa's Talking account's balance must be topped up",
+};
+const accountCodes: Record<number, keyof typeof accountProblems> = {
+  402: "InvalidSenderId",
+  405: "InsufficientBalance",
+};
+const recipientCodes = new Set([406]); // UserInBlacklist: the subscriber opted out of our sender
 
 export interface AtSmsOptions {
   username: string;
@@ -63,28 +99,46 @@ export function createAtSmsSender(options: AtSmsOptions): SmsSender {
           ...(options.senderId ? { from: options.senderId } : {}),
         });
       } catch (error) {
-        throw new Error(describeAtError(error));
+        // The package rejects with the body itself when the status is not 201.
+        if (isSendResult(error)) result = error;
+        else throw describeAtError(error);
       }
       const recipient = result.SMSMessageData?.Recipients?.[0];
-      if (!recipient)
-        throw new Error(`not accepted: ${result.SMSMessageData?.Message ?? "no recipient in reply"}`);
-      if (recipient.status !== "Success" && recipient.statusCode !== 101 && recipient.statusCode !== 100) {
-        throw new Error(`recipient ${recipient.status} (${recipient.statusCode})`);
+      if (!recipient) {
+        // AT refuses a whole request (e.g. an unregistered sender ID) with no recipients and the reason as `Message`.
+        const reason = result.SMSMessageData?.Message ?? "no recipient in reply";
+        const advice = accountProblems[reason];
+        throw new SmsSendError(`not accepted: ${reason}`, advice ? "account" : "transient", advice);
       }
-      return { messageId: recipient.messageId };
+      if (recipient.status === "Success" || acceptedCodes.has(recipient.statusCode)) {
+        return { messageId: recipient.messageId };
+      }
+      const text = `recipient ${recipient.status} (${recipient.statusCode})`;
+      const problem = accountCodes[recipient.statusCode];
+      if (problem) throw new SmsSendError(text, "account", accountProblems[problem]);
+      throw new SmsSendError(text, recipientCodes.has(recipient.statusCode) ? "recipient" : "transient");
     },
   };
 }
 
-function describeAtError(error: unknown): string {
+function isSendResult(value: unknown): value is AtSendResult {
+  return typeof value === "object" && value !== null && "SMSMessageData" in value;
+}
+
+/** A failed request as the worker records it; AT answers 401 when the username or API key is wrong. */
+function describeAtError(error: unknown): SmsSendError {
   if (error && typeof error === "object") {
     const e = error as { response?: { status?: number; data?: unknown }; message?: string };
     if (e.response?.status) {
       const data =
         typeof e.response.data === "string" ? e.response.data : JSON.stringify(e.response.data ?? "");
-      return `HTTP ${e.response.status}: ${data.slice(0, 200)}`;
+      const text = `HTTP ${e.response.status}: ${data.slice(0, 200)}`;
+      if (e.response.status === 401) {
+        return new SmsSendError(text, "account", "AT_USERNAME and AT_API_KEY must be the account's");
+      }
+      return new SmsSendError(text, "transient");
     }
-    if (e.message) return e.message.slice(0, 300);
+    if (e.message) return new SmsSendError(e.message.slice(0, 300), "transient");
   }
-  return String(error).slice(0, 300);
+  return new SmsSendError(String(error).slice(0, 300), "transient");
 }

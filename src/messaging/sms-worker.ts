@@ -1,11 +1,13 @@
-import { and, asc, eq, inArray, lte } from "drizzle-orm";
+import { and, asc, eq, inArray, lte, sql } from "drizzle-orm";
 import type { Clock } from "../clock.ts";
 import type { Db } from "../db/client.ts";
 import { messageOutbox } from "../db/schema/index.ts";
+import { isSealed, requireBox } from "../db/sealed.ts";
 import { normalizePhone } from "../lib/phone.ts";
 import type { Logger } from "../logger.ts";
-import { type Language, renderSms } from "./render.ts";
-import type { SmsSender } from "./sms-client.ts";
+import { type Language, maskSecrets, type Params, renderSms, secretParams } from "./render.ts";
+import { SmsSendError, type SmsSender } from "./sms-client.ts";
+import { holdForAccount, SmsAccountGate } from "./sms-pause.ts";
 
 export interface SmsWorkerOptions {
   db: Db;
@@ -25,12 +27,33 @@ export interface SmsWorkerOptions {
   leaseMs?: number;
   /** How long one send may take before it counts as failed (default 15 s). */
   sendTimeoutMs?: number;
+  /**
+   * Told of each message the gateway accepted, with its text as a log may carry it (secret
+   * parameters masked): sandbox mode prints these.
+   */
+  onSent?: (sms: { to: string; text: string; messageId: string }) => void;
+  /**
+   * Pauses all sending while Africa's Talking refuses the account (sms-pause.ts); `startSmsWorker`
+   * keeps one across passes. Without it, such a refusal still ends the pass and holds its messages.
+   */
+  gate?: SmsAccountGate;
 }
 
 export interface SmsRunCounts {
   sent: number;
   retried: number;
   dead: number;
+}
+
+/** Secret parameters are stored sealed (src/db/sealed.ts): they are opened only to be sent. */
+function openSecrets(params: Params): Params {
+  let opened = params;
+  for (const name of secretParams) {
+    const value = params[name];
+    if (typeof value === "string" && isSealed(value))
+      opened = { ...opened, [name]: requireBox().open(value) };
+  }
+  return opened;
 }
 
 /** Exponential backoff: base, 2×base, 4×base, … capped. `attempts` counts failures so far (≥ 1). */
@@ -42,6 +65,12 @@ export function retryDelayMs(attempts: number, baseDelayMs: number, maxDelayMs: 
  * Sends the SMS rows of `message_outbox` that are due. Rows are claimed in a short transaction
  * (lease by pushing `next_attempt_at` ahead, `skip locked` so workers never share a row) and sent
  * after it commits: no transaction is held open across the gateway call.
+ *
+ * Each recipient gets their messages in the order they were written (by id: a use-case writes them
+ * in the order its events happen, e.g. the receipt before "service active"). A row is only due when
+ * no earlier row to the same recipient is still pending: one being sent by any worker, or waiting
+ * for a retry, holds the later ones back until it is sent or given up (`dead`). So a pass sends at
+ * most one message per recipient; the worker loop runs the next pass at once after a pass that sent.
  */
 export async function deliverDueSms(options: SmsWorkerOptions): Promise<SmsRunCounts> {
   const { db, clock, sender } = options;
@@ -51,6 +80,8 @@ export async function deliverDueSms(options: SmsWorkerOptions): Promise<SmsRunCo
   const now = clock.now();
   const sendTimeoutMs = options.sendTimeoutMs ?? 15_000;
   const leaseUntil = new Date(now.getTime() + Math.max(options.leaseMs ?? 60_000, 2 * sendTimeoutMs));
+  const gate = options.gate ?? new SmsAccountGate();
+  if (!gate.allowsSending(now)) return { sent: 0, retried: 0, dead: 0 };
 
   const due = db
     .select({ id: messageOutbox.id })
@@ -60,22 +91,31 @@ export async function deliverDueSms(options: SmsWorkerOptions): Promise<SmsRunCo
         eq(messageOutbox.status, "pending"),
         eq(messageOutbox.channel, "sms"),
         lte(messageOutbox.nextAttemptAt, now),
+        // The outer row is named by its table; the inner one by its alias.
+        sql`not exists (select 1 from message_outbox earlier
+              where earlier.recipient = ${messageOutbox.recipient} and earlier.channel = 'sms'
+                and earlier.status = 'pending' and earlier.id < ${messageOutbox.id})`,
       ),
     )
-    .orderBy(asc(messageOutbox.nextAttemptAt))
-    .limit(options.batchSize ?? 50)
+    .orderBy(asc(messageOutbox.nextAttemptAt), asc(messageOutbox.id))
+    .limit(gate.batchSize(options.batchSize ?? 50))
     .for("update", { skipLocked: true });
   const claimed = await db
     .update(messageOutbox)
     .set({ nextAttemptAt: leaseUntil })
     .where(inArray(messageOutbox.id, due))
     .returning();
+  // `returning` comes in no particular order.
+  claimed.sort((a, b) => a.id - b.id);
 
   const counts: SmsRunCounts = { sent: 0, retried: 0, dead: 0 };
   for (const row of claimed) {
     const attempts = row.attempts + 1;
-    const fail = async (error: string, permanent: boolean) => {
+    let params: Params = row.params;
+    const fail = async (reason: string, permanent: boolean) => {
       const dead = permanent || attempts >= maxAttempts;
+      // A gateway's complaint may quote the message: a password in it is masked before it is kept or logged.
+      const error = maskSecrets(reason, params);
       await db
         .update(messageOutbox)
         .set({
@@ -106,7 +146,8 @@ export async function deliverDueSms(options: SmsWorkerOptions): Promise<SmsRunCo
         await fail(`invalid phone number: ${row.recipient}`, true);
         continue;
       }
-      const text = renderSms(row.language as Language, row.template, row.params, {
+      params = openSecrets(row.params);
+      const text = renderSms(row.language as Language, row.template, params, {
         isp: options.isp,
         timezone: options.timezone,
       });
@@ -120,8 +161,32 @@ export async function deliverDueSms(options: SmsWorkerOptions): Promise<SmsRunCo
         .set({ status: "done", attempts, lastError: null, providerMessageId: messageId, sentAt: clock.now() })
         .where(eq(messageOutbox.id, row.id));
       counts.sent++;
+      gate.succeeded(options.logger);
+      if (options.onSent) {
+        const shown = renderSms(row.language as Language, row.template, row.params, {
+          isp: options.isp,
+          timezone: options.timezone,
+          masked: true,
+        });
+        options.onSent({ to, text: shown ?? "", messageId });
+      }
     } catch (error) {
-      await fail(error instanceof Error ? error.message : String(error), false);
+      // The account, not this message, was refused: hold it and the rest of the batch, pause.
+      if (error instanceof SmsSendError && error.kind === "account") {
+        const unsent = claimed.slice(claimed.indexOf(row) + 1).map((r) => r.id);
+        await holdForAccount(
+          options,
+          gate,
+          { error, text: maskSecrets(error.message, params) },
+          row.id,
+          unsent,
+        );
+        counts.retried++;
+        break;
+      }
+      // A number that opted out will not take a retry either.
+      const permanent = error instanceof SmsSendError && error.kind === "recipient";
+      await fail(error instanceof Error ? error.message : String(error), permanent);
     }
   }
   return counts;
@@ -142,10 +207,15 @@ export interface SmsWorker {
   stop(): Promise<void>;
 }
 
-/** Polls the outbox every `intervalMs`; a pass that filled its batch is followed at once by another. */
+/**
+ * Polls the outbox every `intervalMs`. A pass that sent anything is followed at once by another: it
+ * may have released a recipient's next message (see `deliverDueSms`), as does one that filled its batch.
+ */
 export function startSmsWorker(options: SmsWorkerOptions & { intervalMs?: number }): SmsWorker {
   const intervalMs = options.intervalMs ?? 2_000;
   const batchSize = options.batchSize ?? 50;
+  // One gate across passes: a refused account pauses the worker, not just one pass.
+  options = { ...options, gate: options.gate ?? new SmsAccountGate() };
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
@@ -157,7 +227,7 @@ export function startSmsWorker(options: SmsWorkerOptions & { intervalMs?: number
       let again = false;
       try {
         const counts = await deliverDueSms(options);
-        again = counts.sent + counts.retried + counts.dead >= batchSize;
+        again = counts.sent > 0 || counts.sent + counts.retried + counts.dead >= batchSize;
       } catch (error) {
         options.logger?.error({ err: error }, "SMS delivery pass failed");
       } finally {

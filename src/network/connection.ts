@@ -1,5 +1,6 @@
 import { RouterOSAPI } from "node-routeros";
 import { type BreakerOptions, CircuitBreaker, defaultBreakerOptions } from "./circuit-breaker.ts";
+import { guardHandshake } from "./tls-pin.ts";
 
 /** One row of a RouterOS reply: attribute → value, `.id` included. */
 export type RouterRow = Record<string, string>;
@@ -15,6 +16,18 @@ export interface RouterEndpoint {
   tls: boolean;
   username: string;
   password: string;
+  /** The router's name in Tandao, for the errors an admin reads. */
+  name?: string;
+  /** Where its API-SSL certificate is pinned. A TLS endpoint without pins is always refused. */
+  pins?: CertificatePins;
+}
+
+/** A router's pinned API-SSL certificate (see tls-pin.ts), kept with the router (routers.ts). */
+export interface CertificatePins {
+  /** The SHA-256 fingerprint the router must present; null until an admin confirms one. Read at each connect. */
+  pinned(): Promise<string | null>;
+  /** A certificate was refused: keep its fingerprint for an admin to confirm. */
+  refused(fingerprint: string): Promise<void>;
 }
 
 /** The router answered, but refused the command (`!trap`): the message is RouterOS's own. */
@@ -28,6 +41,12 @@ export class RouterUnavailableError extends Error {
 }
 
 export class RouterTimeoutError extends RouterUnavailableError {}
+
+/**
+ * The router presented an API-SSL certificate other than the pinned one (or none is pinned yet):
+ * nothing was sent to it. Like an unreachable router, its work waits, here for an admin.
+ */
+export class RouterCertificateError extends RouterUnavailableError {}
 
 export interface ConnectionOptions {
   commandTimeoutMs: number;
@@ -157,12 +176,23 @@ export class RouterConnection implements RouterApi {
   private async open(): Promise<RouterOSAPI> {
     const { host, port, tls, username, password } = this.endpoint;
     const idleSeconds = Math.ceil((this.options.keepaliveMs * 2 + this.options.commandTimeoutMs) / 1000);
+    let pinned: string | null = null;
+    if (tls) {
+      try {
+        pinned = (await this.endpoint.pins?.pinned()) ?? null;
+      } catch (cause) {
+        throw this.failed(
+          new RouterUnavailableError(`cannot read the pinned certificate: ${describe(cause)}`),
+        );
+      }
+    }
     const api = new RouterOSAPI({
       host,
       port,
       user: username,
       password,
-      // Routers serve API-SSL with self-signed certificates; the API login still authenticates.
+      // Routers serve API-SSL with self-signed certificates, which no CA can vouch for: the
+      // certificate is checked against the router's pinned fingerprint instead (guardHandshake).
       tls: tls ? { rejectUnauthorized: false } : undefined,
       timeout: idleSeconds,
     });
@@ -170,10 +200,21 @@ export class RouterConnection implements RouterApi {
       this.lost(api, new RouterUnavailableError(`connection lost: ${describe(error)}`)),
     );
     api.on("close", () => this.lost(api, new RouterUnavailableError("connection closed by the router")));
+    const check: { refused?: { fingerprint: string | null; error: RouterCertificateError } } = {};
     let timer: NodeJS.Timeout | undefined;
     try {
+      const connecting = api.connect();
+      // Settled by the race below, or left behind when the guard throws.
+      connecting.catch(() => undefined);
+      if (tls) {
+        guardHandshake(api, (fingerprint) => {
+          if (fingerprint !== null && fingerprint === pinned) return true;
+          check.refused = { fingerprint, error: this.certificateError(pinned, fingerprint) };
+          return false;
+        });
+      }
       await Promise.race([
-        api.connect(),
+        connecting,
         new Promise<never>((_, reject) => {
           timer = setTimeout(
             () =>
@@ -188,10 +229,13 @@ export class RouterConnection implements RouterApi {
       ]);
     } catch (cause) {
       destroySocket(api);
-      const error = new RouterUnavailableError(`cannot connect to ${host}:${port}: ${describe(cause)}`);
-      this.breaker.failure();
-      this.events.onFailure?.(error);
-      throw error;
+      const refused = check.refused;
+      if (refused?.fingerprint) {
+        await this.endpoint.pins?.refused(refused.fingerprint).catch(() => undefined);
+      }
+      throw this.failed(
+        refused?.error ?? new RouterUnavailableError(`cannot connect to ${host}:${port}: ${describe(cause)}`),
+      );
     } finally {
       clearTimeout(timer);
     }
@@ -205,6 +249,31 @@ export class RouterConnection implements RouterApi {
     this.events.onContact?.();
     this.startKeepalive();
     return api;
+  }
+
+  /** A failed connection attempt: counted by the breaker and reported, then thrown by the caller. */
+  private failed(error: RouterUnavailableError): RouterUnavailableError {
+    this.breaker.failure();
+    this.events.onFailure?.(error);
+    return error;
+  }
+
+  /** Names the router and the certificates, never a credential. */
+  private certificateError(pinned: string | null, seen: string | null): RouterCertificateError {
+    const { name, host, port } = this.endpoint;
+    const router = `${name ? `router "${name}"` : "router"} (${host}:${port})`;
+    if (seen === null)
+      return new RouterCertificateError(`${router} presented no API-SSL certificate; not connecting`);
+    if (pinned === null) {
+      return new RouterCertificateError(
+        `${router} presented an API-SSL certificate no admin has confirmed yet (SHA-256 ${seen}); ` +
+          "not connecting until it is confirmed",
+      );
+    }
+    return new RouterCertificateError(
+      `${router}: its API-SSL certificate changed (now SHA-256 ${seen}, pinned ${pinned}); ` +
+        "not connecting until an admin confirms the new one",
+    );
   }
 
   private async send(api: RouterOSAPI, command: string, params: string[]): Promise<RouterRow[]> {

@@ -36,10 +36,29 @@ const isTrue = (v: string | undefined) => v === "true" || v === "yes";
 export const profileMenu = (kind: DesiredProfile["kind"]) =>
   kind === "ppp" ? menus.pppProfile : menus.hotspotProfile;
 
+/**
+ * The parameter of a profile that carries Tandao's marker. RouterOS has no `comment` on hotspot user
+ * profiles (it refuses one as an unknown parameter), so there the marker is the `on-login` script,
+ * written as a script comment (`# tandao:plan:3`) that does nothing when a user logs in.
+ */
+export const profileMarkerParam = (kind: DesiredProfile["kind"]) => (kind === "ppp" ? "comment" : "on-login");
+
+/** The value of `profileMarkerParam` that marks a profile with `marker`. */
+export const profileMarkerValue = (kind: DesiredProfile["kind"], marker: string) =>
+  kind === "ppp" ? marker : `# ${marker}`;
+
+/** The marker a profile row carries (`tandao:plan:N`), if any. */
+export function profileMarkerOf(kind: DesiredProfile["kind"], row: RouterRow): string | undefined {
+  const value = row[profileMarkerParam(kind)];
+  return kind === "ppp" ? value : value?.replace(/^#\s*/, "");
+}
+
 export function profileDiff(row: RouterRow, want: DesiredProfile): Record<string, string> {
   const diff: Record<string, string> = {};
   if ((row["rate-limit"] ?? "") !== want.rateLimit) diff["rate-limit"] = want.rateLimit;
-  if (row.comment !== want.comment) diff.comment = want.comment;
+  const param = profileMarkerParam(want.kind);
+  const marker = profileMarkerValue(want.kind, want.comment);
+  if (row[param] !== marker) diff[param] = marker;
   if (row.name !== want.name) diff.name = want.name;
   return diff;
 }
@@ -120,7 +139,7 @@ export async function ensureProfile(
       await addOrConflict(api, menu, {
         name: want.name,
         "rate-limit": want.rateLimit,
-        comment: want.comment,
+        [profileMarkerParam(want.kind)]: profileMarkerValue(want.kind, want.comment),
       });
     } catch (error) {
       // Another writer (the delivery worker and a reconciliation run) created it since we looked.
@@ -129,7 +148,7 @@ export async function ensureProfile(
     }
     return { change: "created", kicked: 0 };
   }
-  if (!isOurs(row.comment)) {
+  if (!isOurs(profileMarkerOf(want.kind, row))) {
     throw new RouterConflictError(`${menu} "${want.name}" exists on the router without a Tandao marker`);
   }
   const diff = profileDiff(row, want);
@@ -138,14 +157,20 @@ export async function ensureProfile(
   return { change: "updated", kicked: 0 };
 }
 
-/** Removes a plan's profile made by Tandao (found by its marker); RouterOS refuses while secrets use it. */
+/**
+ * Removes a plan's profile made by Tandao (found by its marker). RouterOS refuses ("profile is in
+ * use") while secrets or hotspot users still name it: the error is the router's.
+ */
 export async function removeProfile(
   api: RouterApi,
   kind: DesiredProfile["kind"],
-  comment: string,
+  marker: string,
 ): Promise<EnsureResult> {
   const menu = profileMenu(kind);
-  const rows = await api.run(`${menu}/print`, [`?comment=${comment}`, "=.proplist=.id"]);
+  const rows = await api.run(`${menu}/print`, [
+    `?${profileMarkerParam(kind)}=${profileMarkerValue(kind, marker)}`,
+    "=.proplist=.id",
+  ]);
   if (rows.length === 0) return { change: "absent", kicked: 0 };
   await removeIds(
     api,

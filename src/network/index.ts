@@ -18,6 +18,8 @@ import {
 } from "./reconcile.ts";
 import {
   addRouter,
+  type ConfirmCertificateResult,
+  confirmRouterCertificate,
   findRouterByName,
   listRouters,
   type RouterHealth,
@@ -58,6 +60,8 @@ export interface Network {
   reconcileRouter(routerId: number, options?: { dryRun?: boolean }): Promise<RouterReconcileReport>;
   listRouters(): Promise<RouterHealth[]>;
   testRouter(routerId: number): Promise<RouterTestResult>;
+  /** Pins the API-SSL certificate a router presented, once an admin has checked its fingerprint. */
+  confirmRouterCertificate(routerId: number, fingerprint: string): Promise<ConfirmCertificateResult>;
   stop(): Promise<void>;
 }
 
@@ -101,6 +105,8 @@ export function startNetwork(deps: NetworkDeps): Network {
     reconcileRouter: (routerId, options) => reconcileRouter(reconcileDeps, routerId, options),
     listRouters: () => listRouters(deps.db),
     testRouter: (routerId) => testRouter(deps.db, deps.box, routerId, () => deps.clock.now()),
+    confirmRouterCertificate: (routerId, fingerprint) =>
+      confirmRouterCertificate(deps.db, routerId, fingerprint),
     stop: async () => {
       schedule?.stop();
       await worker.stop();
@@ -156,5 +162,5 @@ export async function startSandboxRouter(
 export { RouterOsEmulator } from "./emulator/server.ts";
 export { RouterPool } from "./pool.ts";
 export { reconcileAll, reconcileRouter } from "./reconcile.ts";
-export { addRouter, listRouters, testRouter } from "./routers.ts";
+export { addRouter, confirmRouterCertificate, listRouters, testRouter } from "./routers.ts";
 export { ProvisioningWorker } from "./worker.ts";

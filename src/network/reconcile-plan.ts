@@ -1,6 +1,6 @@
 import { type RouterApi, type RouterRow, RouterTrapError } from "./connection.ts";
 import type { DesiredHotspotUser, DesiredProfile, DesiredSecret } from "./desired.ts";
-import { ensureProfile, profileDiff, profileMenu } from "./driver.ts";
+import { ensureProfile, profileDiff, profileMarkerOf, profileMenu } from "./driver.ts";
 import { parseMarker } from "./markers.ts";
 import { type ReconcileTarget, refOf } from "./targets.ts";
 
@@ -70,7 +70,7 @@ export function planProfiles(
   const byPlan = new Map<number, RouterRow>();
   const unmarked = new Set<string>();
   for (const row of rows) {
-    const marker = parseMarker(row.comment);
+    const marker = parseMarker(profileMarkerOf(kind, row));
     if (marker?.kind === "plan") byPlan.set(marker.id, row);
     else if (row.name) unmarked.add(row.name);
   }

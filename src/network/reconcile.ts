@@ -81,7 +81,8 @@ export async function reconcileRouter(
     const api = await deps.pool.get(routerId);
     const [pppProfiles, hotspotProfiles, secrets, users, pppActive, hotspotActive] = await Promise.all([
       api.run(`${menus.pppProfile}/print`, ["=.proplist=.id,name,rate-limit,comment"]),
-      api.run(`${menus.hotspotProfile}/print`, ["=.proplist=.id,name,rate-limit,comment"]),
+      // Hotspot user profiles carry the marker in `on-login` (they have no comment).
+      api.run(`${menus.hotspotProfile}/print`, ["=.proplist=.id,name,rate-limit,on-login"]),
       api.run(`${menus.pppSecret}/print`, ["=.proplist=.id,name,password,service,profile,disabled,comment"]),
       api.run(`${menus.hotspotUser}/print`, [
         "=.proplist=.id,name,password,profile,limit-uptime,limit-bytes-total,disabled,comment",

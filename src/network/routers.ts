@@ -2,7 +2,13 @@ import { and, asc, eq, sql } from "drizzle-orm";
 import type { Db, Executor } from "../db/client.ts";
 import { provisioningOutbox, routers } from "../db/schema/index.ts";
 import type { SecretBox } from "../lib/secret-box.ts";
-import { type ConnectionOptions, RouterConnection, type RouterEndpoint } from "./connection.ts";
+import {
+  type CertificatePins,
+  type ConnectionOptions,
+  RouterConnection,
+  type RouterEndpoint,
+} from "./connection.ts";
+import { normalizeFingerprint } from "./tls-pin.ts";
 
 /** The routers Tandao provisions. Passwords are sealed at rest and only opened to connect. */
 
@@ -14,6 +20,12 @@ export interface NewRouter {
   tls?: boolean;
   username: string;
   password: string;
+  /**
+   * The SHA-256 fingerprint of the router's API-SSL certificate, when the admin has it at hand
+   * (RouterOS: `/certificate print detail`). Without it, the first connection is refused and the
+   * certificate presented waits in `tls_fingerprint_seen` for `confirmRouterCertificate`.
+   */
+  tlsFingerprint?: string;
 }
 
 export interface RouterHealth {
@@ -23,6 +35,9 @@ export interface RouterHealth {
   port: number;
   tls: boolean;
   username: string;
+  /** The pinned API-SSL certificate, and one presented since that an admin has not confirmed. */
+  tlsFingerprint: string | null;
+  tlsFingerprintSeen: string | null;
   lastContactAt: Date | null;
   lastError: string | null;
   lastErrorAt: Date | null;
@@ -36,6 +51,10 @@ export async function addRouter(
   input: NewRouter,
 ): Promise<{ id: number; name: string }> {
   const tls = input.tls ?? false;
+  const fingerprint = input.tlsFingerprint === undefined ? null : normalizeFingerprint(input.tlsFingerprint);
+  if (input.tlsFingerprint !== undefined && fingerprint === null) {
+    throw new Error("tlsFingerprint must be a SHA-256 fingerprint (64 hex digits, colons optional)");
+  }
   const [row] = await db
     .insert(routers)
     .values({
@@ -45,6 +64,7 @@ export async function addRouter(
       tls,
       username: input.username,
       passwordEncrypted: box.seal(input.password),
+      tlsFingerprint: fingerprint,
     })
     .returning({ id: routers.id, name: routers.name });
   return row!;
@@ -70,6 +90,8 @@ export async function listRouters(db: Executor): Promise<RouterHealth[]> {
       port: routers.port,
       tls: routers.tls,
       username: routers.username,
+      tlsFingerprint: routers.tlsFingerprint,
+      tlsFingerprintSeen: routers.tlsFingerprintSeen,
       lastContactAt: routers.lastContactAt,
       lastError: routers.lastError,
       lastErrorAt: routers.lastErrorAt,
@@ -90,12 +112,68 @@ export async function routerEndpoint(
   const row = rows[0];
   if (!row) return null;
   return {
+    name: row.name,
     host: row.host,
     port: row.port,
     tls: row.tls,
     username: row.username,
     password: box.open(row.passwordEncrypted),
+    pins: certificatePins(db, routerId),
   };
+}
+
+/**
+ * A router's pinned API-SSL certificate, read at each connection (not when the connection object
+ * is made), so that a certificate an admin confirms counts from the next attempt on, in every instance.
+ */
+export function certificatePins(db: Executor, routerId: number): CertificatePins {
+  return {
+    async pinned() {
+      const [row] = await db
+        .select({ fingerprint: routers.tlsFingerprint })
+        .from(routers)
+        .where(eq(routers.id, routerId));
+      return row?.fingerprint ? normalizeFingerprint(row.fingerprint) : null;
+    },
+    async refused(fingerprint) {
+      await db.update(routers).set({ tlsFingerprintSeen: fingerprint }).where(eq(routers.id, routerId));
+    },
+  };
+}
+
+export type ConfirmCertificateResult = { ok: true; fingerprint: string } | { ok: false; reason: string };
+
+/**
+ * An admin confirms the API-SSL certificate a router presented (its fingerprint as they checked it
+ * on the router, e.g. `/certificate print detail`): it is pinned only when it is the one the router
+ * presented (`tls_fingerprint_seen`), in one statement, so that a certificate presented meanwhile is
+ * never pinned unseen. Connections use it from their next attempt.
+ */
+export async function confirmRouterCertificate(
+  db: Executor,
+  routerId: number,
+  fingerprint: string,
+): Promise<ConfirmCertificateResult> {
+  const wanted = normalizeFingerprint(fingerprint);
+  if (!wanted) return { ok: false, reason: "not a SHA-256 fingerprint (64 hex digits, colons optional)" };
+  const pinned = await db
+    .update(routers)
+    .set({ tlsFingerprint: wanted, tlsFingerprintSeen: null })
+    .where(and(eq(routers.id, routerId), eq(routers.tlsFingerprintSeen, wanted)))
+    .returning({ id: routers.id });
+  if (pinned.length > 0) return { ok: true, fingerprint: wanted };
+  const [row] = await db
+    .select({ seen: routers.tlsFingerprintSeen })
+    .from(routers)
+    .where(eq(routers.id, routerId));
+  if (!row) return { ok: false, reason: `no router ${routerId}` };
+  if (!row.seen) {
+    return {
+      ok: false,
+      reason: "the router has presented no certificate to confirm: test its connection first",
+    };
+  }
+  return { ok: false, reason: `the router presented another certificate (SHA-256 ${row.seen})` };
 }
 
 export async function recordContact(db: Executor, routerId: number, at: Date): Promise<void> {

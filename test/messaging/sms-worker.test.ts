@@ -123,7 +123,9 @@ describe("SMS delivery through the africastalking package", () => {
     clock.advance(MINUTE);
     expect(await deliverDueSms(options)).toEqual({ sent: 1, retried: 0, dead: 0 });
     expect(await row("+254712000004")).toMatchObject({ status: "done", attempts: 2, lastError: null });
-    expect(fake.inbox[0]!.message).toBe("Kibera Net: Your plan is now Home 10. Charged KES 500.");
+    expect(fake.inbox[0]!.message).toBe(
+      "Kibera Net: Your plan is now Home 10. Charged KES 500 for the rest of this period.",
+    );
   });
 
   it("marks an undeliverable row dead at once: bad number or unknown template", async () => {

@@ -72,3 +72,12 @@ function decodeLength(data: Buffer, offset: number): [number, number] | null {
   }
   return available < 5 ? null : [5, data.readUInt32BE(offset + 1)];
 }
+
+/**
+ * One reply sentence as RouterOS sends it: the reply word, then the command's `.tag` (when it had
+ * one), then the attributes.
+ */
+export function encodeReply(words: readonly string[], tag?: string): Buffer {
+  if (tag === undefined || words.length === 0) return encodeSentence(words);
+  return encodeSentence([words[0]!, `.tag=${tag}`, ...words.slice(1)]);
+}

@@ -1,15 +1,19 @@
 import net from "node:net";
-import { formatDuration, parseDuration } from "../durations.ts";
-import { encodeSentence, SentenceReader } from "./protocol.ts";
+import tls from "node:tls";
+import { type CommandRouter, execute } from "./commands.ts";
+import type { Item } from "./menus.ts";
+import { encodeReply, SentenceReader } from "./protocol.ts";
+import { Store } from "./store.ts";
 
 /**
- * A MikroTik router as seen through its API (port 8728): the real framing, login, tags, the reply
- * sentences of RouterOS 6 and 7.18+, and the menus Tandao uses. Tests and sandbox mode point the real
+ * A MikroTik router as seen through its API (8728, or API-SSL with `tls`): the real framing, login,
+ * tags, the reply sentences of RouterOS 6 and 7.18+, and the menus Tandao uses, with RouterOS's own
+ * checks of parameters and values (see commands.ts, menus.ts). Tests and sandbox mode point the real
  * node-routeros client at it. State is plain data that tests may read and edit (as an admin using
  * Winbox would), and faults can be injected.
  */
 
-export type Item = Record<string, string>;
+export type { Item } from "./menus.ts";
 
 export interface ReceivedCommand {
   command: string;
@@ -22,84 +26,75 @@ export interface EmulatorOptions {
   username?: string;
   password?: string;
   identity?: string;
-  /** `7.18.2` (default) answers an empty print with `!empty`; a 6.x version never does. */
+  /**
+   * `7.18.2` (default). A 6.x version keeps 6.x behaviour where it differs: no `!empty` reply (nor
+   * before 7.18), and "unknown parameter" without the parameter's name.
+   */
   version?: string;
   host?: string;
   port?: number;
+  /** Serve API-SSL with this key and certificate (PEM) instead of the plain API. */
+  tls?: { key: string | Buffer; cert: string | Buffer };
 }
 
 export interface Faults {
   /** Every reply is sent this much later. */
   delayMs: number;
+  /** The replies to a command are sent this much later again (a slow command is overtaken by later ones). */
+  delayFor: ((command: ReceivedCommand) => number) | null;
+  /**
+   * Replies to commands that arrive within this many milliseconds of the first are held, then sent
+   * together with their sentences interleaved, the newest command's first: what a router does with
+   * concurrent commands. 0: each command's replies go out as soon as they are ready.
+   */
+  interleaveMs: number;
   /** The socket is destroyed, without an answer, when a received command matches. */
   dropWhen: ((command: ReceivedCommand) => boolean) | null;
   /** Login is refused with RouterOS's own message. */
   rejectLogin: boolean;
 }
 
-interface MenuSpec {
-  unique?: string;
-  duplicate?: string;
-  defaults: Item;
-  /** Attribute → menu whose `name` it must match (RouterOS refuses unknown profiles). */
-  refs?: Record<string, string>;
-  durations?: string[];
-  builtins?: Item[];
+interface Reply {
+  tag?: string;
+  sentences: string[][];
+  delayMs: number;
 }
 
-const menuSpecs: Record<string, MenuSpec> = {
-  "/ppp/secret": {
-    unique: "name",
-    duplicate: "failure: secret with the same name already exists",
-    defaults: { service: "any", profile: "default", password: "", "caller-id": "", disabled: "false" },
-    refs: { profile: "/ppp/profile" },
-  },
-  "/ppp/profile": {
-    unique: "name",
-    duplicate: "failure: profile with the same name already exists",
-    defaults: { "only-one": "default", "change-tcp-mss": "default" },
-    builtins: [{ name: "default" }, { name: "default-encryption" }],
-  },
-  "/ppp/active": {
-    defaults: { service: "pppoe", "caller-id": "", address: "", uptime: "0s", encoding: "", radius: "false" },
-  },
-  "/ip/hotspot/user": {
-    unique: "name",
-    duplicate: "failure: already have user with this name for this server",
-    defaults: { server: "all", profile: "default", password: "", disabled: "false" },
-    refs: { profile: "/ip/hotspot/user/profile" },
-    durations: ["limit-uptime"],
-  },
-  "/ip/hotspot/user/profile": {
-    unique: "name",
-    duplicate: "failure: profile with the same name already exists",
-    defaults: { "shared-users": "1" },
-    builtins: [{ name: "default" }],
-  },
-  "/ip/hotspot/active": {
-    defaults: { server: "hotspot1", address: "", "mac-address": "", uptime: "0s" },
-  },
-};
+interface Connection {
+  socket: net.Socket;
+  /** Replies held for interleaving, and the timer that sends them. */
+  held: Reply[];
+  timer: NodeJS.Timeout | null;
+}
 
-export class RouterOsEmulator {
-  readonly faults: Faults = { delayMs: 0, dropWhen: null, rejectLogin: false };
+export class RouterOsEmulator implements CommandRouter {
+  readonly faults: Faults = {
+    delayMs: 0,
+    delayFor: null,
+    interleaveMs: 0,
+    dropWhen: null,
+    rejectLogin: false,
+  };
   /** Models the network between Tandao and the router: every reply (login included) arrives this much later. */
   latencyMs = 0;
   /** Every command received after login, in order (for counting what the router was asked to do). */
   readonly received: ReceivedCommand[] = [];
+  /** Batches of replies sent with the sentences of several commands interleaved. */
+  interleavedBatches = 0;
   identity: string;
   version: string;
-  private readonly tables = new Map<string, Map<string, Item>>();
-  /** menu → unique name → item, so that adds stay O(1) on a router with 10,000 secrets. */
-  private readonly names = new Map<string, Map<string, Item>>();
-  private nextId = 1;
+  /** API-SSL key and certificate; a change applies from the next `start()`. */
+  tls: EmulatorOptions["tls"];
+  readonly store = new Store();
+  /** Successful logins, and every `/login` received (a client that sent its password, right or wrong). */
+  loginCount = 0;
+  loginAttempts = 0;
   private server: net.Server | null = null;
   private readonly sockets = new Set<net.Socket>();
   private boundPort = 0;
   private readonly username: string;
   private readonly password: string;
   private readonly host: string;
-  loginCount = 0;
 
   constructor(options: EmulatorOptions = {}) {
     this.username = options.username ?? "admin";
@@ -108,16 +103,7 @@ export class RouterOsEmulator {
     this.version = options.version ?? "7.18.2";
     this.host = options.host ?? "127.0.0.1";
     this.boundPort = options.port ?? 0;
-    for (const [menu, spec] of Object.entries(menuSpecs)) {
-      const table = new Map<string, Item>();
-      this.tables.set(menu, table);
-      for (const builtin of spec.builtins ?? []) {
-        const id = this.newId();
-        const item = { ".id": id, ...spec.defaults, ...builtin, default: "true" };
-        table.set(id, item);
-        this.indexItem(menu, item);
-      }
-    }
+    this.tls = options.tls;
   }
 
   get port(): number {
@@ -127,7 +113,15 @@ export class RouterOsEmulator {
   /** Starts (or restarts, on the same port) accepting connections. */
   async start(): Promise<this> {
     if (this.server) return this;
-    const server = net.createServer((socket) => this.accept(socket));
+    const server = this.tls
+      ? tls.createServer({ key: this.tls.key, cert: this.tls.cert }, (socket) => this.accept(socket))
+      : net.createServer((socket) => this.accept(socket));
+    // Tracked from the first byte (a TLS handshake included), so that stop() never waits on one.
+    server.on("connection", (raw: net.Socket) => {
+      this.sockets.add(raw);
+      raw.on("error", () => {});
+      raw.on("close", () => this.sockets.delete(raw));
+    });
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(this.boundPort, this.host, () => {
@@ -157,70 +151,47 @@ export class RouterOsEmulator {
     return this.sockets.size;
   }
 
+  private get versionNumbers(): [number, number] {
+    const [major = 0, minor = 0] = this.version.split(".").map((n) => Number.parseInt(n, 10));
+    return [major, minor];
+  }
+
   /** Supports `!empty` (RouterOS 7.18 and later). */
   get sendsEmpty(): boolean {
-    const [major = 0, minor = 0] = this.version.split(".").map((n) => Number.parseInt(n, 10));
+    const [major, minor] = this.versionNumbers;
     return major > 7 || (major === 7 && minor >= 18);
+  }
+
+  get namesUnknownParameters(): boolean {
+    return this.versionNumbers[0] >= 7;
   }
 
   // ---- state, for tests and sandbox ----
 
   items(menu: string): Item[] {
-    return [...this.table(menu).values()].map((item) => ({ ...item }));
+    return [...this.store.table(menu).values()].map((item) => ({ ...item }));
   }
 
   find(menu: string, name: string, key = "name"): Item | undefined {
-    const found = this.lookup(menu, name, key);
+    const found = this.store.lookup(menu, name, key);
     return found ? { ...found } : undefined;
   }
 
-  private lookup(menu: string, value: string, key = "name"): Item | undefined {
-    if (menuSpecs[menu]?.unique === key) return this.names.get(menu)?.get(value);
-    for (const item of this.table(menu).values()) if (item[key] === value) return item;
-    return undefined;
-  }
-
-  private indexItem(menu: string, item: Item): void {
-    const key = menuSpecs[menu]?.unique;
-    const value = key ? item[key] : undefined;
-    if (!key || value === undefined) return;
-    let index = this.names.get(menu);
-    if (!index) {
-      index = new Map();
-      this.names.set(menu, index);
-    }
-    index.set(value, item);
-  }
-
-  private unindexItem(menu: string, item: Item): void {
-    const key = menuSpecs[menu]?.unique;
-    const value = key ? item[key] : undefined;
-    if (value !== undefined && this.names.get(menu)?.get(value) === item) this.names.get(menu)!.delete(value);
-  }
-
-  /** Adds an entry directly, bypassing the API (an entry made by hand, or a session that dialled in). */
+  /** Adds an entry directly, bypassing the API and its checks (made by hand, or a session that dialled in). */
   insert(menu: string, attributes: Item): string {
-    const spec = menuSpecs[menu];
-    const id = this.newId();
-    const item = { ".id": id, ...(spec?.defaults ?? {}), ...attributes };
-    this.table(menu).set(id, item);
-    this.indexItem(menu, item);
-    return id;
+    return this.store.insert(menu, attributes)[".id"]!;
   }
 
   /** Edits an entry directly (an admin changing it in Winbox). */
   update(menu: string, id: string, attributes: Item): void {
-    const item = this.table(menu).get(id);
+    const item = this.store.table(menu).get(id);
     if (!item) throw new Error(`no ${menu} item ${id}`);
-    this.unindexItem(menu, item);
-    Object.assign(item, attributes);
-    this.indexItem(menu, item);
+    this.store.update(menu, item, attributes);
   }
 
   delete(menu: string, id: string): void {
-    const item = this.table(menu).get(id);
-    if (item) this.unindexItem(menu, item);
-    this.table(menu).delete(id);
+    const item = this.store.table(menu).get(id);
+    if (item) this.store.remove(menu, item);
   }
 
   /** A PPPoE client dials in with this secret's name. */
@@ -245,48 +216,21 @@ export class RouterOsEmulator {
 
   // ---- protocol ----
 
-  private newId(): string {
-    return `*${(this.nextId++).toString(16).toUpperCase()}`;
-  }
-
-  private table(menu: string): Map<string, Item> {
-    let table = this.tables.get(menu);
-    if (!table) {
-      table = new Map();
-      this.tables.set(menu, table);
-    }
-    return table;
-  }
-
   private accept(socket: net.Socket): void {
-    this.sockets.add(socket);
     socket.setNoDelay(true);
+    socket.on("error", () => {});
+    const connection: Connection = { socket, held: [], timer: null };
     const reader = new SentenceReader();
     let loggedIn = false;
-    socket.on("error", () => {});
-    socket.on("close", () => this.sockets.delete(socket));
     socket.on("data", (chunk) => {
-      const out: Buffer[] = [];
+      const batch: Reply[] = [];
+      const base = this.latencyMs + this.faults.delayMs;
       for (const words of reader.push(chunk)) {
         if (socket.destroyed) return;
-        const [command = "", ...rest] = words;
-        const attributes: Record<string, string> = {};
-        const queries: string[] = [];
-        let tag: string | undefined;
-        for (const word of rest) {
-          if (word.startsWith(".tag=")) tag = word.slice(5);
-          else if (word.startsWith("?")) queries.push(word.slice(1));
-          else if (word.startsWith("=")) {
-            const eq = word.indexOf("=", 1);
-            if (eq === -1) attributes[word.slice(1)] = "";
-            else attributes[word.slice(1, eq)] = word.slice(eq + 1);
-          } else if (word.startsWith(".")) {
-            const eq = word.indexOf("=");
-            attributes[word.slice(0, eq === -1 ? undefined : eq)] = eq === -1 ? "" : word.slice(eq + 1);
-          }
-        }
-        const received: ReceivedCommand = { command, attributes, queries, at: Date.now() };
+        const { received, tag } = parse(words);
+        const { command, attributes } = received;
         if (command === "/login") {
+          this.loginAttempts++;
           const ok =
             !this.faults.rejectLogin &&
             attributes.name === this.username &&
@@ -294,228 +238,109 @@ export class RouterOsEmulator {
           if (ok) {
             loggedIn = true;
             this.loginCount++;
-            out.push(this.sentence(["!done"], tag));
-          } else {
-            out.push(this.sentence(["!trap", "=message=invalid user name or password (6)"], tag));
-            out.push(this.sentence(["!done"], tag));
           }
+          const sentences = ok
+            ? [["!done"]]
+            : [["!trap", "=message=invalid user name or password (6)"], ["!done"]];
+          batch.push({ tag, sentences, delayMs: base });
           continue;
         }
-        if (!loggedIn) {
-          out.push(this.sentence(["!fatal", "=message=not logged in"]));
-          this.flush(socket, out, true);
-          return;
-        }
+        if (!loggedIn) return this.finish(connection, batch, ["!fatal", "=message=not logged in"]);
         this.received.push(received);
         if (this.faults.dropWhen?.(received)) {
-          this.flush(socket, out);
+          this.dispatch(connection, batch);
           socket.destroy();
-          this.sockets.delete(socket);
           return;
         }
         if (command === "/quit") {
-          out.push(this.sentence(["!fatal", "=message=session terminated on request"]));
-          this.flush(socket, out, true);
-          return;
+          return this.finish(connection, batch, ["!fatal", "=message=session terminated on request"]);
         }
-        const replies = this.execute(command, attributes, queries);
-        for (const reply of replies) out.push(this.sentence(reply, tag));
+        const sentences = execute(this, command, attributes, received.queries);
+        batch.push({ tag, sentences, delayMs: base + (this.faults.delayFor?.(received) ?? 0) });
       }
-      this.flush(socket, out);
+      this.dispatch(connection, batch);
     });
   }
 
-  /** Sends the replies (after the configured latency); `end` closes the connection once they are out. */
-  private flush(socket: net.Socket, out: Buffer[], end = false): void {
-    const data = Buffer.concat(out);
-    out.length = 0;
-    const send = () => {
+  /** Sends the replies (held first when interleaving), each after its delay. */
+  private dispatch(connection: Connection, replies: Reply[]): void {
+    if (replies.length === 0) return;
+    if (this.faults.interleaveMs > 0) {
+      connection.held.push(...replies);
+      connection.timer ??= setTimeout(() => this.release(connection), this.faults.interleaveMs);
+      return;
+    }
+    for (const reply of replies) this.send(connection.socket, [reply], reply.delayMs);
+  }
+
+  /** Sends the held replies: those due at the same moment interleaved, sentence by sentence. */
+  private release(connection: Connection): void {
+    if (connection.timer) clearTimeout(connection.timer);
+    connection.timer = null;
+    const held = connection.held.splice(0);
+    const byDelay = new Map<number, Reply[]>();
+    for (const reply of held) byDelay.set(reply.delayMs, [...(byDelay.get(reply.delayMs) ?? []), reply]);
+    for (const [delayMs, replies] of byDelay) {
+      if (replies.length > 1) this.interleavedBatches++;
+      this.send(connection.socket, replies.reverse(), delayMs, true);
+    }
+  }
+
+  /** The last answer on a connection (`!fatal`): everything before it goes out first, then it closes. */
+  private finish(connection: Connection, replies: Reply[], fatal: string[]): void {
+    this.dispatch(connection, replies);
+    if (connection.held.length > 0) this.release(connection);
+    this.send(
+      connection.socket,
+      [{ sentences: [fatal], delayMs: 0 }],
+      this.latencyMs + this.faults.delayMs,
+      false,
+      true,
+    );
+  }
+
+  private send(socket: net.Socket, replies: Reply[], delayMs: number, interleave = false, end = false): void {
+    const parts: Buffer[] = [];
+    if (interleave) {
+      const longest = Math.max(...replies.map((r) => r.sentences.length));
+      for (let i = 0; i < longest; i++) {
+        for (const reply of replies) {
+          const sentence = reply.sentences[i];
+          if (sentence) parts.push(encodeReply(sentence, reply.tag));
+        }
+      }
+    } else {
+      for (const reply of replies)
+        for (const sentence of reply.sentences) parts.push(encodeReply(sentence, reply.tag));
+    }
+    const data = Buffer.concat(parts);
+    const write = () => {
       if (socket.destroyed) return;
       if (data.length > 0) socket.write(data);
       if (end) socket.end();
     };
-    if (data.length === 0 && !end) return;
-    const delay = this.latencyMs + this.faults.delayMs;
-    if (delay > 0) setTimeout(send, delay);
-    else send();
-  }
-
-  private sentence(words: string[], tag?: string): Buffer {
-    return encodeSentence(tag === undefined ? words : [...words, `.tag=${tag}`]);
-  }
-
-  private execute(command: string, attributes: Record<string, string>, queries: string[]): string[][] {
-    const cut = command.lastIndexOf("/");
-    const menu = command.slice(0, cut);
-    const verb = command.slice(cut + 1);
-    const trap = (message: string) => [["!trap", `=message=${message}`], ["!done"]];
-    if (command === "/system/identity/print") return [["!re", `=name=${this.identity}`], ["!done"]];
-    if (command === "/system/identity/set") {
-      if (attributes.name) this.identity = attributes.name;
-      return [["!done"]];
-    }
-    if (command === "/system/resource/print") {
-      return [
-        [
-          "!re",
-          "=uptime=1w2d3h",
-          `=version=${this.version} (stable)`,
-          "=cpu-load=3",
-          "=free-memory=214958080",
-          "=total-memory=268435456",
-          "=architecture-name=x86_64",
-          "=board-name=CHR",
-          "=platform=MikroTik",
-        ],
-        ["!done"],
-      ];
-    }
-    if (command === "/cancel") return [["!done"]];
-    const spec = menuSpecs[menu];
-    if (!spec) return trap("no such command prefix");
-    const table = this.table(menu);
-    switch (verb) {
-      case "print":
-      case "getall": {
-        const proplist = attributes[".proplist"]?.split(",").filter(Boolean);
-        const rows: string[][] = [];
-        for (const item of table.values()) {
-          if (!matches(item, queries)) continue;
-          const words = ["!re"];
-          for (const [key, value] of Object.entries(item)) {
-            if (proplist && !proplist.includes(key)) continue;
-            words.push(`=${key}=${value}`);
-          }
-          rows.push(words);
-        }
-        if (rows.length === 0 && this.sendsEmpty) return [["!empty"], ["!done"]];
-        return [...rows, ["!done"]];
-      }
-      case "add": {
-        const values = this.normalize(spec, attributes);
-        if (typeof values === "string") return trap(values);
-        if (spec.unique) {
-          const key = values[spec.unique];
-          if (!key) return trap(`failure: ${spec.unique} not specified`);
-          if (this.lookup(menu, key, spec.unique)) return trap(spec.duplicate ?? "failure");
-        }
-        const id = this.newId();
-        const item = { ".id": id, ...spec.defaults, ...values };
-        table.set(id, item);
-        this.indexItem(menu, item);
-        return [["!done", `=ret=${id}`]];
-      }
-      case "set":
-      case "enable":
-      case "disable": {
-        const items = this.resolve(menu, table, spec, attributes);
-        if (typeof items === "string") return trap(items);
-        const rest = { ...attributes };
-        delete rest[".id"];
-        delete rest.numbers;
-        if (verb !== "set") rest.disabled = verb === "disable" ? "true" : "false";
-        const values = this.normalize(spec, rest);
-        if (typeof values === "string") return trap(values);
-        if (spec.unique && values[spec.unique] !== undefined) {
-          const other = this.lookup(menu, values[spec.unique]!, spec.unique);
-          if (other && !items.includes(other)) return trap(spec.duplicate ?? "failure");
-        }
-        for (const item of items) {
-          this.unindexItem(menu, item);
-          Object.assign(item, values);
-          this.indexItem(menu, item);
-        }
-        return [["!done"]];
-      }
-      case "remove": {
-        const items = this.resolve(menu, table, spec, attributes);
-        if (typeof items === "string") return trap(items);
-        for (const item of items) {
-          this.unindexItem(menu, item);
-          table.delete(item[".id"]!);
-        }
-        return [["!done"]];
-      }
-      default:
-        return trap("no such command");
-    }
-  }
-
-  /** Items named by `.id` or `numbers` (ids or names, comma-separated), or RouterOS's error text. */
-  private resolve(
-    menu: string,
-    table: Map<string, Item>,
-    spec: MenuSpec,
-    attributes: Record<string, string>,
-  ): Item[] | string {
-    const list = attributes[".id"] ?? attributes.numbers;
-    if (list === undefined || list === "") return "no such item";
-    const items: Item[] = [];
-    for (const ref of list.split(",")) {
-      let item = table.get(ref);
-      if (!item && spec.unique) item = this.lookup(menu, ref, spec.unique);
-      if (!item) return "no such item";
-      items.push(item);
-    }
-    return items;
-  }
-
-  private normalize(spec: MenuSpec, attributes: Record<string, string>): Item | string {
-    const values: Item = {};
-    for (const [key, raw] of Object.entries(attributes)) {
-      if (key.startsWith(".")) continue;
-      let value = raw;
-      if (key === "disabled") {
-        if (["yes", "true"].includes(raw)) value = "true";
-        else if (["no", "false"].includes(raw)) value = "false";
-        else return `value of disabled must be yes or no`;
-      }
-      if (spec.durations?.includes(key)) {
-        const seconds = parseDuration(raw);
-        if (seconds === null) return `value of ${key} must be time interval`;
-        value = formatDuration(seconds);
-      }
-      const ref = spec.refs?.[key];
-      if (ref && this.lookup(ref, value) === undefined) return `input does not match any value of ${key}`;
-      values[key] = value;
-    }
-    return values;
+    if (delayMs > 0) setTimeout(write, delayMs);
+    else write();
   }
 }
 
-/** RouterOS print queries: `?a=b`, `?a` (has), `?-a` (has not), `?<a=n`, `?>a=n`, and `?#` stack operators. */
-function matches(item: Item, queries: string[]): boolean {
-  if (queries.length === 0) return true;
-  const stack: boolean[] = [];
-  for (const q of queries) {
-    if (q.startsWith("#")) {
-      for (const op of q.slice(1)) {
-        if (op === "!") stack.push(!stack.pop());
-        else if (op === "&" || op === "|") {
-          const b = stack.pop() ?? true;
-          const a = stack.pop() ?? true;
-          stack.push(op === "&" ? a && b : a || b);
-        }
-      }
-      continue;
+/** One command sentence: its command word, attributes (`=a=b` and API attributes), queries and tag. */
+function parse(words: string[]): { received: ReceivedCommand; tag?: string } {
+  const [command = "", ...rest] = words;
+  const attributes: Record<string, string> = {};
+  const queries: string[] = [];
+  let tag: string | undefined;
+  for (const word of rest) {
+    if (word.startsWith(".tag=")) tag = word.slice(5);
+    else if (word.startsWith("?")) queries.push(word.slice(1));
+    else if (word.startsWith("=")) {
+      const eq = word.indexOf("=", 1);
+      if (eq === -1) attributes[word.slice(1)] = "";
+      else attributes[word.slice(1, eq)] = word.slice(eq + 1);
+    } else if (word.startsWith(".")) {
+      const eq = word.indexOf("=");
+      attributes[word.slice(0, eq === -1 ? undefined : eq)] = eq === -1 ? "" : word.slice(eq + 1);
     }
-    if (q.startsWith("-")) {
-      stack.push(!(q.slice(1) in item));
-      continue;
-    }
-    const compare = q[0] === "<" || q[0] === ">" ? q[0] : null;
-    const body = compare ? q.slice(1) : q;
-    const eq = body.indexOf("=");
-    if (eq === -1) {
-      stack.push(body in item);
-      continue;
-    }
-    const key = body.slice(0, eq);
-    const value = body.slice(eq + 1);
-    const actual = item[key];
-    if (compare === "<") stack.push(actual !== undefined && Number(actual) < Number(value));
-    else if (compare === ">") stack.push(actual !== undefined && Number(actual) > Number(value));
-    else stack.push((actual ?? "") === value);
   }
-  return stack.every(Boolean);
+  return { received: { command, attributes, queries, at: Date.now() }, tag };
 }
