@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { isCountryCode } from "./lib/phone.ts";
+import { parseSecretKey } from "./lib/secret-box.ts";
 import { type Mode, resolveMode } from "./mode.ts";
 
 const bool = z
@@ -21,6 +22,15 @@ const csvList = z.string().transform((v) =>
     .filter(Boolean),
 );
 
+function isSecretKey(text: string): boolean {
+  try {
+    parseSecretKey(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const schema = z.object({
   /** `sandbox` (built-in fakes) or `production` (real services only); see src/mode.ts. */
   TANDAO_MODE: z.enum(["sandbox", "production"]).optional(),
@@ -36,7 +46,10 @@ const schema = z.object({
   DATABASE_URL: z.string().url().optional(),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   /** 32 bytes, hex or base64: encrypts router passwords at rest. Unset in sandbox: a key is kept in DATA_DIR. */
-  SECRET_KEY: z.string().optional(),
+  SECRET_KEY: z
+    .string()
+    .refine(isSecretKey, "must be 32 bytes, as 64 hex digits or base64 (openssl rand -hex 32)")
+    .optional(),
   TIMEZONE: z.string().default("Africa/Nairobi"),
   /** Public base URL of this service, used to build callback URLs handed to Daraja. */
   PUBLIC_URL: z.string().url().optional(),

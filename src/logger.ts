@@ -20,7 +20,7 @@ const secretKeys = [
 /**
  * Errors as logged: a database error names its statement but never its parameters (drizzle puts
  * every bound value, phone numbers and passwords included, into its message), and a constraint's
- * detail keeps the key's name but not its value.
+ * detail keeps the key's name but not its value, nor the failing row.
  */
 export function safeError(error: unknown): unknown {
   if (!(error instanceof Error)) return error;
@@ -33,7 +33,10 @@ function scrub(value: Record<string, unknown>, depth: number): Record<string, un
   for (const [key, field] of Object.entries(value)) {
     if (key === "params" || key === "parameters" || key === "args") continue;
     if (typeof field === "string") {
-      out[key] = field.replace(/\nparams:[\s\S]*$/, "").replace(/=\(([^)]*)\)/g, "=(…)");
+      out[key] = field
+        .replace(/\nparams:[\s\S]*$/, "")
+        .replace(/=\(([^)]*)\)/g, "=(…)")
+        .replace(/Failing row contains \([\s\S]*\)/g, "Failing row contains (…)");
     } else if (field && typeof field === "object" && !Array.isArray(field) && depth < 4) {
       out[key] = scrub(field as Record<string, unknown>, depth + 1);
     } else {

@@ -73,7 +73,7 @@ export function resolveMode(config: Config, env: Record<string, string | undefin
     const given = key === "PUBLIC_URL" ? env.PUBLIC_URL : present(key) ? "set" : undefined;
     if (!given) problems.push(`${key} is required in production`);
   }
-  if (env.PUBLIC_URL && !config.PUBLIC_URL.startsWith("https://"))
+  if (env.PUBLIC_URL && !config.PUBLIC_URL.toLowerCase().startsWith("https://"))
     problems.push("PUBLIC_URL must be https in production (Daraja calls back over HTTPS only)");
   if (!config.USSD_TOKEN && !config.USSD_NO_TOKEN)
     problems.push(

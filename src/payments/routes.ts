@@ -136,11 +136,13 @@ export function createMpesaInbox(deps: MpesaRouteDeps): MpesaRoutes {
     const amount = parsed.success ? shillingsToCents(parsed.data.TransAmount) : null;
     let flag: string | null = null;
     if (!parsed.success || amount === null || amount <= 0 || amount > mpesaMaxCents) flag = "rejected_amount";
-    else if (
-      deps.rejectUnknownAccounts &&
-      !(await findCustomerByAccountReference(deps.ctx.db, parsed.data.BillRefNumber))
-    )
-      flag = "rejected_account";
+    else if (deps.rejectUnknownAccounts) {
+      // A lookup that fails accepts: the confirmation that follows is stored and queued if need be.
+      const known = await findCustomerByAccountReference(deps.ctx.db, parsed.data.BillRefNumber).catch(
+        () => true,
+      );
+      if (!known) flag = "rejected_account";
+    }
     // A validation changes nothing, so the decision and the request are stored in one statement.
     await recordCallbackOutcome(deps.ctx.db, deps.ctx.clock.now(), {
       kind: "c2b_validation",

@@ -114,6 +114,11 @@ export async function requestPayment(
   const since = new Date(now.getTime() - limits.windowMs).toISOString();
   const sessionKey = input.channelSessionId ? `stk-session:${input.channel}:${input.channelSessionId}` : null;
   const lastMinute = new Date(now.getTime() - 60_000).toISOString();
+  const hitsSince = (
+    key: SQL,
+    from: string,
+  ) => sql`(select count(*) from rate_limit_windows w, unnest(w.hits) as h
+      where w.key = ${key} and h > ${from}::timestamptz)`;
   // Takes a slot under `key` (an expression over `source`, aliased `s`) for each row of `source`
   // (one row when the previous checks passed), unless `limit` hits since `from` fill it.
   const window = (key: SQL, source: SQL, limit: number, from = since) => sql`
@@ -140,6 +145,7 @@ export async function requestPayment(
     earlier_purpose: IntentPurpose | null;
     earlier_amount_cents: number | string | null;
     earlier_phone: string | null;
+    full_window: "phone" | "session" | "account" | "total" | null;
   }>(
     ctx.db,
     sql`
@@ -159,7 +165,17 @@ export async function requestPayment(
         and ${once.first(sql`claim`)}
         and not exists (select 1 from earlier)
     ),
-    phone_slot as (${window(sql`${`stk-phone:${phone}`}::text`, sql`valid`, limits.promptsPerWindow)}),
+    room as (
+      select
+        ${hitsSince(sql`${`stk-phone:${phone}`}::text`, since)} < ${limits.promptsPerWindow} as phone_ok,
+        (${sessionKey}::text is null or ${hitsSince(sql`${sessionKey}::text`, since)} < ${limits.promptsPerWindow}) as session_ok,
+        (v.customer_id is null or ${hitsSince(sql`'stk-account:' || v.customer_id`, since)} < ${limits.perAccount}) as account_ok,
+        ${hitsSince(sql`'stk-total'::text`, lastMinute)} < ${limits.totalPerMinute} as total_ok
+      from valid v
+    ),
+    -- Every limit is checked before any slot is taken: a refused prompt uses up nobody's room.
+    fits as (select 1 from room where phone_ok and session_ok and account_ok and total_ok),
+    phone_slot as (${window(sql`${`stk-phone:${phone}`}::text`, sql`fits`, limits.promptsPerWindow)}),
     session_slot as (${sessionKey ? window(sql`${sessionKey}::text`, sql`phone_slot`, limits.promptsPerWindow) : sql`select key from phone_slot`}),
     account_slot as (${window(
       sql`'stk-account:' || s.customer_id`,
@@ -188,6 +204,8 @@ export async function requestPayment(
       from inserted
     )
     select c.sub_customer, c.plan_active, c.customer, (select id from inserted) as id, ${once.first(sql`claim`)} as first,
+      (select case when not phone_ok then 'phone' when not session_ok then 'session'
+                   when not account_ok then 'account' when not total_ok then 'total' end from room) as full_window,
       e.id as earlier_id, e.purpose as earlier_purpose, e.amount_cents as earlier_amount_cents, e.phone as earlier_phone
     from checks c left join earlier e on true`,
   );
@@ -239,11 +257,22 @@ export async function requestPayment(
     entity: "phone",
     entityId: phone,
     reason: "rate_limited",
-    details: { phone, purpose: input.purpose, customerId: customer, channel: input.channel },
+    details: {
+      phone,
+      purpose: input.purpose,
+      customerId: customer,
+      channel: input.channel,
+      limit: row?.full_window ?? "phone",
+    },
   });
   return {
     ok: false,
     reason: "rate_limited",
-    message: `Too many payment prompts: at most ${limits.promptsPerWindow} in ${minutes} minutes. Please wait and try again.`,
+    message:
+      row?.full_window === "total"
+        ? "We are receiving many payment requests right now. Please try again in a minute."
+        : row?.full_window === "account"
+          ? `Too many payment prompts for this account: at most ${limits.perAccount} in ${minutes} minutes. Please wait and try again.`
+          : `Too many payment prompts: at most ${limits.promptsPerWindow} in ${minutes} minutes. Please wait and try again.`,
   };
 }
