@@ -1,11 +1,11 @@
 import { timingSafeEqual } from "node:crypto";
 import { type Context, Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { findCustomerByAccountReference } from "../billing/accounts.ts";
 import type { BillingContext } from "../billing/context.ts";
 import { recordCallbackOutcome } from "../billing/intents/callbacks.ts";
 import { type SettleOutcome, settleStkResult } from "../billing/intents/settle.ts";
 import { settleStkResults } from "../billing/intents/settle-batch.ts";
+import { limitBody } from "../lib/body-limit.ts";
 import { addressAllowlist } from "../lib/client-address.ts";
 import type { Logger } from "../logger.ts";
 import { type InboundRequest, Inbox } from "./inbox.ts";
@@ -95,10 +95,7 @@ export function createMpesaInbox(deps: MpesaRouteDeps): MpesaRoutes {
     if (!tokenOk || (allowed && !allowed(c))) return c.text("Not Found", 404);
     await next();
   });
-  routes.use(
-    "/:token/*",
-    bodyLimit({ maxSize: maxCallbackBytes, onError: (c) => c.text("Payload Too Large", 413) }),
-  );
+  routes.use("/:token/*", limitBody(maxCallbackBytes));
 
   /** Stores, then processes; answers `ok` once stored. */
   async function receive(c: Context, kind: InboundRequest["kind"], ok: object) {

@@ -1,7 +1,7 @@
 import { timingSafeEqual } from "node:crypto";
 import { Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import type { Db } from "../db/client.ts";
+import { limitBody } from "../lib/body-limit.ts";
 import { addressAllowlist } from "../lib/client-address.ts";
 import { checkPhone } from "../lib/phone.ts";
 import type { Logger } from "../logger.ts";
@@ -56,7 +56,7 @@ export function createUssdRoutes(deps: UssdDeps): Hono {
   const cache = deps.cache ?? new SessionCache();
 
   // Africa's Talking's form is a few hundred bytes: a bigger body is refused before it is read.
-  app.use("*", bodyLimit({ maxSize: maxUssdBytes, onError: (c) => c.text("Payload Too Large", 413) }));
+  app.use("*", limitBody(maxUssdBytes));
   const allowed = addressAllowlist(deps.allowedIps, deps.trustedProxies);
   app.post("/:token?", async (c) => {
     const token = c.req.param("token");
