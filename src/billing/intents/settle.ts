@@ -186,18 +186,11 @@ export async function settlePaidIntent(
   const paid = amountCents as number;
 
   if (paid !== intent.amountCents) {
-    const paymentId = await recordUncreditedPaymentInTx(
+    const paymentId = await holdForReview(
       tx,
       now,
-      {
-        method: "mpesa_stk",
-        provider: "mpesa",
-        providerRef,
-        amountCents: paid,
-        phone: intent.phone,
-        accountReference: `intent ${intent.id}`,
-      },
-      "unmatched",
+      intent,
+      { providerRef, amountCents: paid },
       `paid ${formatKes(paid)} instead of the ${formatKes(intent.amountCents)} asked`,
     );
     await tx
@@ -225,18 +218,11 @@ export async function settlePaidIntent(
   if (recorded.kind === "maybe_paybill") {
     // The status query says paid, and a paybill payment that may be this very money is already
     // recorded: crediting both could pay twice, crediting neither could lose one. An admin decides.
-    const paymentId = await recordUncreditedPaymentInTx(
+    const paymentId = await holdForReview(
       tx,
       now,
-      {
-        method: "mpesa_stk",
-        provider: "mpesa",
-        providerRef,
-        amountCents: paid,
-        phone: intent.phone,
-        accountReference: `intent ${intent.id}`,
-      },
-      "unmatched",
+      intent,
+      { providerRef, amountCents: paid },
       `paid push (status query); may be the same money as paybill payment ${recorded.receipt}: check before crediting`,
     );
     await tx
@@ -278,6 +264,30 @@ export async function settlePaidIntent(
   };
 }
 
+/** A push's payment recorded without a credit, waiting in the unmatched queue for an admin. */
+function holdForReview(
+  tx: Executor,
+  now: Date,
+  intent: IntentRow,
+  payment: { providerRef: string; amountCents: number; phone?: string },
+  reason: string,
+): Promise<number | null> {
+  return recordUncreditedPaymentInTx(
+    tx,
+    now,
+    {
+      method: "mpesa_stk",
+      provider: "mpesa",
+      providerRef: payment.providerRef,
+      amountCents: payment.amountCents,
+      phone: payment.phone ?? intent.phone,
+      accountReference: `intent ${intent.id}`,
+    },
+    "unmatched",
+    reason,
+  );
+}
+
 /** Another success report for an intent already paid. */
 async function settleRepeat(
   tx: Executor,
@@ -301,18 +311,11 @@ async function settleRepeat(
   }
   // Two prompts for one intent were both paid (a retried push): the second is real money too.
   if (!result.amountCents || result.amountCents <= 0) return { status: "malformed", intentId: intent.id };
-  const paymentId = await recordUncreditedPaymentInTx(
+  const paymentId = await holdForReview(
     tx,
     now,
-    {
-      method: "mpesa_stk",
-      provider: "mpesa",
-      providerRef: receipt,
-      amountCents: result.amountCents,
-      phone: result.phone ?? intent.phone,
-      accountReference: `intent ${intent.id}`,
-    },
-    "unmatched",
+    intent,
+    { providerRef: receipt, amountCents: result.amountCents, phone: result.phone ?? undefined },
     `a second payment for one request (intent ${intent.id} was already paid by ${intent.mpesaReceipt})`,
   );
   if (paymentId === null) return duplicate;
