@@ -56,6 +56,39 @@ async function insertPaymentOnce(
 }
 
 /**
+ * `insertPaymentOnce` for a payment to an account, with its ledger credit in the same statement
+ * (the rest of the credit is `creditPayments`' with `ledgerWritten`).
+ */
+async function insertCreditedPaymentOnce(
+  tx: Executor,
+  input: PaymentInput,
+  customerId: number,
+  now: Date,
+): Promise<number | null> {
+  const row = paymentRow(input, customerId, now);
+  const [inserted] = await queryRows<{ id: number }>(
+    tx,
+    sql`with inserted as (
+          insert into payments (customer_id, method, provider, provider_ref, amount_cents, phone, account_reference,
+            payer_name, status, hold_reason, received_at)
+          values (${customerId}::int, ${row.method}, ${row.provider}, ${row.providerRef}, ${row.amountCents},
+            ${row.phone ?? null}::text, ${row.accountReference ?? null}::text, ${row.payerName ?? null}::text, 'applied',
+            null, ${(row.receivedAt as Date).toISOString()}::timestamptz)
+          on conflict do nothing
+          returning id, amount_cents
+        ),
+        credited as (
+          insert into ledger_entries (customer_id, kind, amount_cents, payment_id, memo, created_at)
+          select ${customerId}::int, 'payment', amount_cents, id, ${`${input.method} ${input.providerRef.trim()}`},
+            ${now.toISOString()}::timestamptz
+          from inserted
+        )
+        select id from inserted`,
+  );
+  return inserted ? Number(inserted.id) : null;
+}
+
+/**
  * Records a payment that credits no account: a walk-in voucher sale (`applied`: it bought the
  * voucher) or money an admin must place (`unmatched`). Same unique key as every payment, so the
  * receipt is still recorded once; `null` when it was already known.
@@ -122,6 +155,8 @@ async function creditPayments(
   money: MoneyLock,
   fresh: FreshPayment[],
   now: Date,
+  /** The caller wrote the ledger entries with the payment rows (one statement fewer). */
+  ledgerWritten = false,
 ): Promise<{ balances: Map<number, number>; restored: Map<number, number[]> }> {
   const balances = new Map<number, number>();
   const restored = new Map<number, number[]>();
@@ -148,15 +183,16 @@ async function creditPayments(
   );
   const rows = sql`jsonb_to_recordset(${batch}::jsonb) as i(payment_id int, customer_id int, amount_cents bigint,
     memo text, receipt text, details jsonb)`;
-  await tx.execute(sql`
-    insert into ledger_entries (customer_id, kind, amount_cents, payment_id, memo, created_at)
-    select i.customer_id, 'payment', i.amount_cents, i.payment_id, i.memo, ${at}::timestamptz from ${rows}`);
+  if (!ledgerWritten)
+    await tx.execute(sql`
+      insert into ledger_entries (customer_id, kind, amount_cents, payment_id, memo, created_at)
+      select i.customer_id, 'payment', i.amount_cents, i.payment_id, i.memo, ${at}::timestamptz from ${rows}`);
   await settleOpenInvoices(tx, money, now, sql`select unnest(${intArray(customerIds)})`);
   // Receipts and audit entries, in one statement, before anything the payment leads to (service
   // back on): the receipt is written first, so it is sent first (the SMS worker keeps each
   // recipient's messages in the order they were written). Each receipt shows the balance right
   // after its own payment: the balance after the batch less the batch's later payments.
-  const sums = await queryRows<{ customer_id: number; balance: string }>(
+  const sums = await queryRows<{ customer_id: number; balance: string; waiting: boolean }>(
     tx,
     sql`
     with batch as (select * from ${rows}),
@@ -185,15 +221,16 @@ async function creditPayments(
         i.payment_id::text, i.details, ${at}::timestamptz
       from batch i
     )
-    select customer_id, balance::text as balance from balances`,
+    select b.customer_id, b.balance::text as balance,
+      exists (select 1 from subscriptions s where s.customer_id = b.customer_id
+              and (s.status = 'pending' or (s.status = 'suspended' and s.suspended_reason = 'dunning'))) as waiting
+    from balances b`,
   );
-  const waiting = await queryRows<{ customer_id: number }>(
-    tx,
-    sql`select distinct customer_id from subscriptions where customer_id = any(${intArray(customerIds)})
-        and (status = 'pending' or (status = 'suspended' and suspended_reason = 'dunning'))`,
-  );
-  for (const { customer_id } of waiting) {
-    const customerId = Number(customer_id);
+  // Service waiting on money (a first payment, a dunning suspension) is brought back after the
+  // receipts were written, so they go out first.
+  for (const row of sums) {
+    if (!row.waiting) continue;
+    const customerId = Number(row.customer_id);
     restored.set(customerId, await restoreIfSettled(tx, ctx, actor, customerId, now));
   }
   for (const row of sums) balances.set(Number(row.customer_id), Number(row.balance));
@@ -209,6 +246,7 @@ async function creditPayment(
   customerId: number,
   input: PaymentInput,
   now: Date,
+  ledgerWritten = false,
 ): Promise<ApplyPaymentResult> {
   const { balances, restored } = await creditPayments(
     tx,
@@ -217,6 +255,7 @@ async function creditPayment(
     money,
     [{ paymentId, customerId, input }],
     now,
+    ledgerWritten,
   );
   return {
     paymentId,
@@ -262,16 +301,25 @@ export async function applyPaymentsInTx(
       received_at: (input.receivedAt ?? now).toISOString(),
     })),
   );
+  // The payments and their ledger credits in one statement (the rest of the credit follows).
   const inserted = await queryRows<{ id: number; provider: string; provider_ref: string }>(
     tx,
-    sql`insert into payments (customer_id, method, provider, provider_ref, amount_cents, phone, account_reference,
-          payer_name, status, received_at)
-        select r.customer_id, r.method, r.provider, r.provider_ref, r.amount_cents, r.phone, r.account_reference,
-          r.payer_name, 'applied', r.received_at
-        from jsonb_to_recordset(${batch}::jsonb) as r(customer_id int, method text, provider text, provider_ref text,
-          amount_cents bigint, phone text, account_reference text, payer_name text, received_at timestamptz)
-        on conflict do nothing
-        returning id, provider, provider_ref`,
+    sql`with inserted as (
+          insert into payments (customer_id, method, provider, provider_ref, amount_cents, phone, account_reference,
+            payer_name, status, received_at)
+          select r.customer_id, r.method, r.provider, r.provider_ref, r.amount_cents, r.phone, r.account_reference,
+            r.payer_name, 'applied', r.received_at
+          from jsonb_to_recordset(${batch}::jsonb) as r(customer_id int, method text, provider text, provider_ref text,
+            amount_cents bigint, phone text, account_reference text, payer_name text, received_at timestamptz)
+          on conflict do nothing
+          returning id, customer_id, method, provider, provider_ref, amount_cents
+        ),
+        credited as (
+          insert into ledger_entries (customer_id, kind, amount_cents, payment_id, memo, created_at)
+          select customer_id, 'payment', amount_cents, id, method || ' ' || provider_ref, ${now.toISOString()}::timestamptz
+          from inserted
+        )
+        select id, provider, provider_ref from inserted`,
   );
   const freshIds = new Map(inserted.map((row) => [refKey(row.provider, row.provider_ref), Number(row.id)]));
   const fresh: FreshPayment[] = [];
@@ -280,7 +328,7 @@ export async function applyPaymentsInTx(
     if (paymentId !== undefined)
       fresh.push({ paymentId, customerId: inputs[index]!.customerId, input: inputs[index]! });
   }
-  const { balances, restored } = await creditPayments(tx, ctx, actor, money, fresh, now);
+  const { balances, restored } = await creditPayments(tx, ctx, actor, money, fresh, now, true);
 
   const knownIds = new Map(freshIds);
   const missing = [...firstOfKey.keys()].filter((key) => !knownIds.has(key));
@@ -364,7 +412,9 @@ export async function recordPaymentByReferenceInTx(
     normaliseAccountReference(input.reference),
   );
   const withReference = { ...input, accountReference: input.reference };
-  const paymentId = await insertPaymentOnce(tx, withReference, customer?.id ?? null, now);
+  const paymentId = customer
+    ? await insertCreditedPaymentOnce(tx, withReference, customer.id, now)
+    : await insertPaymentOnce(tx, withReference, null, now);
   if (paymentId === null) {
     const id = await existingPaymentId(tx, input);
     const [row] = await tx.select().from(payments).where(eq(payments.id, id));
@@ -384,7 +434,7 @@ export async function recordPaymentByReferenceInTx(
     });
     return { paymentId, duplicate: false, matched: false, customerId: null };
   }
-  await creditPayment(tx, ctx, actor, money, paymentId, customer.id, withReference, now);
+  await creditPayment(tx, ctx, actor, money, paymentId, customer.id, withReference, now, true);
   return { paymentId, duplicate: false, matched: true, customerId: customer.id };
 }
 
