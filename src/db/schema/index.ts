@@ -1,5 +1,6 @@
 export * from "./audit.ts";
 export * from "./billing.ts";
+export * from "./chats.ts";
 export * from "./customers.ts";
 export * from "./idempotency.ts";
 export * from "./outbox.ts";

@@ -1,0 +1,63 @@
+import { sql } from "drizzle-orm";
+import { integer, jsonb, pgTable, text, uniqueIndex } from "drizzle-orm/pg-core";
+import { at, createdAt, id } from "./columns.ts";
+import { customers } from "./customers.ts";
+
+export const chatChannels = ["telegram", "whatsapp", "whatsapp_cloud"] as const;
+export type ChatChannel = (typeof chatChannels)[number];
+
+/** One chat identity per channel is linked to at most one customer (a customer may have several). */
+export const chatLinks = pgTable(
+  "chat_links",
+  {
+    id: id(),
+    channel: text("channel", { enum: chatChannels }).notNull(),
+    /** Telegram user id, WhatsApp phone (E.164) or Cloud API business-scoped user id. */
+    chatId: text("chat_id").notNull(),
+    customerId: integer("customer_id")
+      .notNull()
+      .references(() => customers.id),
+    /** How it was linked: `contact` (shared own contact), `otp` (account + SMS code), `phone` (WhatsApp). */
+    method: text("method").notNull(),
+    linkedAt: createdAt(),
+  },
+  (t) => [uniqueIndex("chat_links_identity_uq").on(t.channel, t.chatId)],
+);
+
+/** Where a chat is in the menu: its inputs since the last home, kept in PostgreSQL, not in memory. */
+export const chatSessions = pgTable(
+  "chat_sessions",
+  {
+    id: id(),
+    channel: text("channel", { enum: chatChannels }).notNull(),
+    chatId: text("chat_id").notNull(),
+    /** A new id each time the chat returns home or expires: menu steps are keyed by it. */
+    sessionKey: text("session_key").notNull(),
+    inputs: jsonb("inputs").$type<string[]>().notNull().default(sql`'[]'::jsonb`),
+    language: text("language", { enum: ["en", "sw"] }),
+    /** Increases with every input: a button from an older screen is stale. */
+    step: integer("step").notNull().default(0),
+    lastActivityAt: at("last_activity_at").notNull(),
+  },
+  (t) => [uniqueIndex("chat_sessions_identity_uq").on(t.channel, t.chatId)],
+);
+
+/** A one-time code sent by SMS to link a chat to an account (expiry, attempt limit). */
+export const chatLinkCodes = pgTable(
+  "chat_link_codes",
+  {
+    id: id(),
+    channel: text("channel", { enum: chatChannels }).notNull(),
+    chatId: text("chat_id").notNull(),
+    customerId: integer("customer_id")
+      .notNull()
+      .references(() => customers.id),
+    /** SHA-256 of the code: the code itself is only in the SMS. */
+    codeHash: text("code_hash").notNull(),
+    attempts: integer("attempts").notNull().default(0),
+    expiresAt: at("expires_at").notNull(),
+    usedAt: at("used_at"),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex("chat_link_codes_identity_uq").on(t.channel, t.chatId)],
+);
