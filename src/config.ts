@@ -112,6 +112,8 @@ const schema = z.object({
   SMS_MAX_ATTEMPTS: z.coerce.number().int().min(1).default(8),
 
   TELEGRAM_BOT_TOKEN: z.string().optional(),
+  /** Telegram sends it with every webhook update; updates without it are refused (≥ 16 characters). */
+  TELEGRAM_WEBHOOK_SECRET: z.string().min(16).optional(),
 
   /** E.164 phone of the ISP's admin: receives `admin_alert` messages (e.g. provisioning given up). */
   ADMIN_PHONE: z.string().optional(),

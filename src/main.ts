@@ -2,6 +2,7 @@ import { serve } from "@hono/node-server";
 import { createApp } from "./app.ts";
 import type { BillingContext } from "./billing/context.ts";
 import { billingJobs } from "./billing/jobs.ts";
+import { telegramFrom } from "./bots/telegram/index.ts";
 import { systemClock } from "./clock.ts";
 import { type Config, isSandbox, loadConfig } from "./config.ts";
 import { openDatabase } from "./db/client.ts";
@@ -110,6 +111,29 @@ const app = createApp({
 });
 // Sandbox listens on this machine only unless told otherwise; production behind its proxy.
 const host = config.HOST ?? (sandbox ? "127.0.0.1" : "0.0.0.0");
+// The Telegram subscriber bot, served by webhook (production, with TELEGRAM_BOT_TOKEN).
+if (config.TELEGRAM_BOT_TOKEN && config.TELEGRAM_WEBHOOK_SECRET) {
+  const telegram = telegramFrom({
+    config,
+    ctx: billing,
+    logger,
+    token: config.TELEGRAM_BOT_TOKEN,
+    secretToken: config.TELEGRAM_WEBHOOK_SECRET,
+    requestPayment: payments.request,
+  });
+  app.route("/hooks/tg", telegram.routes);
+  // Outside the start-up path: Telegram being unreachable must not keep the service from starting.
+  void telegram.bot
+    .init()
+    .then(() =>
+      telegram.bot.api.setWebhook(`${config.PUBLIC_URL.replace(/\/+$/, "")}/hooks/tg`, {
+        secret_token: config.TELEGRAM_WEBHOOK_SECRET,
+      }),
+    )
+    .then(() => logger.info("Telegram webhook set"))
+    .catch((error: unknown) => logger.error({ err: error }, "Telegram webhook could not be set"));
+}
+
 const server = serve({ fetch: app.fetch, port: config.PORT, hostname: host }, (info) => {
   const shown = info.family === "IPv6" ? `[${info.address}]` : info.address;
   logger.info({ address: info.address, port: info.port }, `listening on http://${shown}:${info.port}`);

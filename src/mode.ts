@@ -81,6 +81,10 @@ export function resolveMode(config: Config, env: Record<string, string | undefin
     );
   if (!config.USSD_TOKEN && config.USSD_NO_TOKEN && !config.USSD_ALLOWED_IPS?.length)
     problems.push("USSD_NO_TOKEN=true needs USSD_ALLOWED_IPS: without either, anyone can post as any phone");
+  if (config.TELEGRAM_BOT_TOKEN && !config.TELEGRAM_WEBHOOK_SECRET)
+    problems.push(
+      "TELEGRAM_WEBHOOK_SECRET is required with TELEGRAM_BOT_TOKEN (Telegram's webhook proves itself with it)",
+    );
   if (problems.length > 0) throw new ModeError(problems);
   return "production";
 }

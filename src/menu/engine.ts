@@ -2,6 +2,7 @@ import { type MessageKey, type Params, translate } from "../messaging/render.ts"
 import type { SessionCache } from "./session-cache.ts";
 import type {
   Language,
+  MenuChoice,
   MenuHint,
   MenuServices,
   MenuSession,
@@ -111,6 +112,10 @@ function navLine(ctx: MenuContext, depth: number, language: Language): string | 
 
 interface Layout {
   lines: string[];
+  /** The lines that are not choices (title, text), for channels that show choices as buttons. */
+  head: string[];
+  /** The same choices `lines` numbers, in order: options, list items, more, back, home. */
+  choices: MenuChoice[];
   /** Global indices of the list items on this page. */
   visible: number[];
   hasMore: boolean;
@@ -125,8 +130,22 @@ function layout(ctx: MenuContext, body: ScreenBody, frame: Frame, depth: number)
   const options = (body.options ?? []).map((o) => toAscii(`${o.key}. ${o.label}`));
   const nav = body.end ? null : navLine(ctx, depth, language);
   const tail = [...options, ...(nav ? [nav] : [])];
-  const items = (body.list ?? []).map((label, i) => toAscii(`${i + 1}. ${label}`));
-  if (items.length === 0) return { lines: [...head, ...tail], visible: [], hasMore: false };
+  const navChoices: MenuChoice[] = [];
+  if (!body.end && depth > 1)
+    navChoices.push({ key: "0", label: toAscii(ctx.t("menu.nav.back", {}, language)) });
+  if (!body.end && depth > 2)
+    navChoices.push({ key: "00", label: toAscii(ctx.t("menu.nav.home", {}, language)) });
+  const optionChoices = (body.options ?? []).map((o) => ({ key: o.key, label: toAscii(o.label) }));
+  const labels = (body.list ?? []).map(toAscii);
+  const items = labels.map((label, i) => `${i + 1}. ${label}`);
+  if (items.length === 0)
+    return {
+      lines: [...head, ...tail],
+      head,
+      choices: [...optionChoices, ...navChoices],
+      visible: [],
+      hasMore: false,
+    };
 
   const more = `98. ${ctx.t("menu.nav.more", {}, language)}`;
   const budget = SCREEN_BUDGET - HINT_RESERVE;
@@ -149,8 +168,18 @@ function layout(ctx: MenuContext, body: ScreenBody, frame: Frame, depth: number)
     }
     const hasMore = i < items.length;
     if (page >= frame.page || !hasMore) {
+      const moreChoice: MenuChoice[] = hasMore
+        ? [{ key: "98", label: toAscii(ctx.t("menu.nav.more", {}, language)) }]
+        : [];
       return {
         lines: [...head, ...taken.map((k) => items[k]!), ...(hasMore ? [more] : []), ...tail],
+        head,
+        choices: [
+          ...taken.map((k) => ({ key: String(k + 1), label: labels[k]! })),
+          ...moreChoice,
+          ...optionChoices,
+          ...navChoices,
+        ],
         visible: taken,
         hasMore,
       };
@@ -317,6 +346,12 @@ export async function runMenu(
   const body = await screenOf(frame).body(ctx, frame);
   const page = layout(ctx, body, frame, stack.length);
   const language = body.language ?? ctx.language;
-  const lines = hint && !body.end ? [hintLine(ctx, hint, language), ...page.lines] : page.lines;
-  return { end: body.end === true, lines, screen: frame.screen };
+  const hinted = hint && !body.end ? [hintLine(ctx, hint, language)] : [];
+  return {
+    end: body.end === true,
+    lines: [...hinted, ...page.lines],
+    screen: frame.screen,
+    head: [...hinted, ...page.head],
+    choices: body.end ? [] : page.choices,
+  };
 }

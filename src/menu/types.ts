@@ -126,6 +126,19 @@ export interface MenuView {
   lines: string[];
   /** The screen that produced it, for tests and logs. */
   screen: string;
+  /**
+   * The same screen split for channels that show choices as buttons (chat): `head` is `lines` without
+   * the numbered choices, `choices` what may be answered (`key` is what USSD would type). Absent on
+   * views without choices (an outcome, a refusal): then `lines` is all there is.
+   */
+  head?: string[];
+  choices?: MenuChoice[];
+}
+
+/** One numbered answer on a screen: an option, a list item, or navigation (`98` more, `0` back, `00` home). */
+export interface MenuChoice {
+  key: string;
+  label: string;
 }
 
 export interface MenuHint {

@@ -1,0 +1,40 @@
+import type { Actor, BillingContext } from "../../billing/context.ts";
+import type { PaymentRequest, RequestPaymentResult } from "../../billing/intents/request.ts";
+import type { Config } from "../../config.ts";
+import type { Logger } from "../../logger.ts";
+import { createMenuServices } from "../../menu/services.ts";
+import { menuSettingsFrom } from "../../ussd/index.ts";
+import { createChatMenu } from "../chat-menu.ts";
+import { createBot } from "./bot.ts";
+import { createTelegramRoutes } from "./routes.ts";
+
+export { createBot } from "./bot.ts";
+export { createTelegramRoutes } from "./routes.ts";
+
+/** The Telegram bot and its webhook routes for the app, bound to the billing core. */
+export function telegramFrom(deps: {
+  config: Config;
+  ctx: BillingContext;
+  logger: Logger;
+  token: string;
+  /** Sent by Telegram in `X-Telegram-Bot-Api-Secret-Token`; given to `setWebhook` as `secret_token`. */
+  secretToken: string;
+  requestPayment?: (actor: Actor, input: PaymentRequest) => Promise<RequestPaymentResult>;
+}) {
+  const settings = menuSettingsFrom(deps.config);
+  const chatMenu = createChatMenu({
+    db: deps.ctx.db,
+    services: createMenuServices(deps.ctx, { requestPayment: deps.requestPayment }),
+    settings,
+    logger: deps.logger.child({ module: "chat" }),
+    clock: deps.ctx.clock,
+  });
+  const bot = createBot({
+    token: deps.token,
+    db: deps.ctx.db,
+    chatMenu,
+    logger: deps.logger,
+    servedCountries: deps.config.SERVED_COUNTRIES,
+  });
+  return { bot, routes: createTelegramRoutes({ bot, secretToken: deps.secretToken }) };
+}

@@ -1,0 +1,114 @@
+import { Hono } from "hono";
+import type { BillingContext } from "../../src/billing/context.ts";
+import { createChatMenu } from "../../src/bots/chat-menu.ts";
+import { createBot } from "../../src/bots/telegram/bot.ts";
+import { type FakeTelegram, type SentCall, startFakeTelegram } from "../../src/bots/telegram/fake-api.ts";
+import { createTelegramRoutes } from "../../src/bots/telegram/routes.ts";
+import { createMenuServices } from "../../src/menu/services.ts";
+import { settings, silent } from "../ussd/world.ts";
+
+export const SECRET = "tg-webhook-secret-0123456789";
+
+/** A bot of its own (its own chat runner), talking to the fake. */
+export function makeBot(ctx: BillingContext, fake: FakeTelegram) {
+  const chatMenu = createChatMenu({
+    db: ctx.db,
+    services: createMenuServices(ctx, { planCacheMs: 0 }),
+    settings,
+    logger: silent,
+    clock: ctx.clock,
+  });
+  return createBot({
+    token: fake.token,
+    db: ctx.db,
+    chatMenu,
+    logger: silent,
+    apiRoot: fake.apiRoot,
+    botInfo: fake.botInfo,
+  });
+}
+
+/** One running instance of the bot, its webhook mounted like the app mounts it. */
+export function startInstance(ctx: BillingContext, fake: FakeTelegram) {
+  const bot = makeBot(ctx, fake);
+  const app = new Hono();
+  app.route("/hooks/tg", createTelegramRoutes({ bot, secretToken: SECRET }));
+  return {
+    bot,
+    /** Delivers one update as Telegram would; grammY answers once the update was handled. */
+    async deliver(update: Record<string, unknown>, secret: string | null = SECRET) {
+      const response = await app.request("/hooks/tg", {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          ...(secret === null ? {} : { "x-telegram-bot-api-secret-token": secret }),
+        },
+        body: JSON.stringify(update),
+      });
+      return response.status;
+    },
+  };
+}
+
+export type Instance = ReturnType<typeof startInstance>;
+
+let updateId = 1000;
+const user = (id: number) => ({ id, is_bot: false, first_name: "Achieng" });
+const privateChat = (id: number) => ({ id, type: "private", first_name: "Achieng" });
+const now = () => Math.floor(Date.now() / 1000);
+
+export function textUpdate(userId: number, text: string) {
+  return {
+    update_id: ++updateId,
+    message: { message_id: updateId, date: now(), chat: privateChat(userId), from: user(userId), text },
+  };
+}
+
+export function contactUpdate(userId: number, contact: { user_id: number; phone_number: string }) {
+  return {
+    update_id: ++updateId,
+    message: {
+      message_id: updateId,
+      date: now(),
+      chat: privateChat(userId),
+      from: user(userId),
+      contact: { ...contact, first_name: "Achieng" },
+    },
+  };
+}
+
+/** A press of a button of `messageId` (a message the fake recorded), as Telegram sends it. */
+export function pressUpdate(fake: FakeTelegram, userId: number, messageId: number, data: string) {
+  const message = fake.message(messageId);
+  if (!message) throw new Error(`no message ${messageId}`);
+  return {
+    update_id: ++updateId,
+    callback_query: {
+      id: `cb${updateId}`,
+      from: user(userId),
+      chat_instance: "ci",
+      message: { ...message, from: { id: fake.botInfo.id, is_bot: true, first_name: "Tandao" } },
+      data,
+    },
+  };
+}
+
+interface Button {
+  text: string;
+  callback_data: string;
+}
+
+/** The inline buttons of a sent or edited message, row by row flattened. */
+export function buttonsOf(call: SentCall | undefined): Button[] {
+  const markup = call?.payload.reply_markup as { inline_keyboard?: Button[][] } | undefined;
+  return markup?.inline_keyboard?.flat() ?? [];
+}
+
+/** The data of the button whose label starts with `prefix`. */
+export function button(call: SentCall | undefined, prefix: string): string {
+  const found = buttonsOf(call).find((b) => b.text.startsWith(prefix));
+  if (!found) throw new Error(`no button "${prefix}" in ${JSON.stringify(call?.payload)}`);
+  return found.callback_data;
+}
+
+export { startFakeTelegram };
