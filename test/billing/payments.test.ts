@@ -2,13 +2,9 @@ import { eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { getAccountSummary } from "../../src/billing/accounts.ts";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
-import {
-  applyPayment,
-  assignUnmatchedPayment,
-  listUnmatchedPayments,
-  recordPaymentByReference,
-} from "../../src/billing/payments.ts";
+import { applyPayment, recordPaymentByReference } from "../../src/billing/payments.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
+import { assignUnmatchedPayment, listUnmatchedPayments } from "../../src/billing/unmatched.ts";
 import { DAY } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { invoices, messageOutbox, provisioningOutbox, subscriptions } from "../../src/db/schema/index.ts";

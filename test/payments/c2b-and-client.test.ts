@@ -1,7 +1,7 @@
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defaultPaymentLimits, requestPayment } from "../../src/billing/intents/request.ts";
-import { assignUnmatchedPayment, listUnmatchedPayments } from "../../src/billing/payments.ts";
+import { assignUnmatchedPayment, listUnmatchedPayments } from "../../src/billing/unmatched.ts";
 import { FakeClock, systemClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { messageOutbox, mpesaCallbacks, payments, vouchers } from "../../src/db/schema/index.ts";

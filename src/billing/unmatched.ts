@@ -1,0 +1,84 @@
+import { and, desc, eq } from "drizzle-orm";
+import type { Executor } from "../db/client.ts";
+import { payments } from "../db/schema/index.ts";
+import { findCustomerByAccountReference } from "./accounts.ts";
+import { audit } from "./audit.ts";
+import { type Actor, type BillingContext, BillingError } from "./context.ts";
+import { lockCustomerMoney } from "./money-lock.ts";
+import { type ApplyPaymentResult, creditPayment } from "./payments.ts";
+
+/**
+ * The unmatched queue: money received that credited nobody yet (see `payments.hold_reason`), and
+ * how an admin, or a settlement that finds its money waiting there, takes a payment out of it.
+ */
+
+export async function listUnmatchedPayments(db: Executor) {
+  return db
+    .select()
+    .from(payments)
+    .where(eq(payments.status, "unmatched"))
+    .orderBy(desc(payments.receivedAt));
+}
+
+/**
+ * An admin decides which account an unmatched payment belongs to. The status flip is guarded in SQL
+ * so two admins assigning the same payment at once credit it once.
+ */
+export async function assignUnmatchedPayment(
+  ctx: BillingContext,
+  actor: Actor,
+  input: { paymentId: number; accountNumber: string },
+): Promise<ApplyPaymentResult> {
+  return ctx.db.transaction(async (tx) => {
+    const now = ctx.clock.now();
+    const customer = await findCustomerByAccountReference(tx, input.accountNumber);
+    if (!customer) throw new BillingError("unknown_account", `No account ${input.accountNumber}.`);
+    const result = await creditUnmatchedPaymentInTx(tx, ctx, actor, input.paymentId, customer.id);
+    if (!result) throw new BillingError("not_unmatched", "That payment is not waiting to be assigned.");
+    await audit(tx, actor, now, {
+      action: "payment.assigned",
+      entity: "payment",
+      entityId: input.paymentId,
+      details: { accountNumber: customer.accountNumber },
+    });
+    return result;
+  });
+}
+
+/**
+ * Credits a payment waiting in the unmatched queue to a customer: an admin's assignment, or a
+ * settlement that finds the money it is about already recorded there (a paid prompt queued before
+ * its checkout id was known). The status flip is guarded in SQL, so two claims credit it once;
+ * null when it was not waiting.
+ */
+export async function creditUnmatchedPaymentInTx(
+  tx: Executor,
+  ctx: BillingContext,
+  actor: Actor,
+  paymentId: number,
+  customerId: number,
+): Promise<ApplyPaymentResult | null> {
+  const now = ctx.clock.now();
+  const money = await lockCustomerMoney(tx, [customerId]);
+  const [claimed] = await tx
+    .update(payments)
+    .set({ customerId, status: "applied", holdReason: null })
+    .where(and(eq(payments.id, paymentId), eq(payments.status, "unmatched")))
+    .returning();
+  if (!claimed) return null;
+  return creditPayment(
+    tx,
+    ctx,
+    actor,
+    money,
+    claimed.id,
+    customerId,
+    {
+      method: claimed.method,
+      provider: claimed.provider,
+      providerRef: claimed.providerRef,
+      amountCents: claimed.amountCents,
+    },
+    now,
+  );
+}
