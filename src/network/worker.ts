@@ -1,7 +1,7 @@
 import { sql } from "drizzle-orm";
 import { enqueueMessage } from "../billing/outbox.ts";
 import type { Clock } from "../clock.ts";
-import { type Db, queryRows } from "../db/client.ts";
+import type { Db } from "../db/client.ts";
 import { routers } from "../db/schema/index.ts";
 import type { Logger } from "../logger.ts";
 import { type RouterApi, RouterTrapError, RouterUnavailableError } from "./connection.ts";
@@ -16,9 +16,9 @@ import {
 } from "./desired.ts";
 import { ensureHotspotUser, ensureProfile, ensureSecret, removeHotspotUser, removeSecret } from "./driver.ts";
 import { subscriptionMarker, voucherMarker } from "./markers.ts";
+import { type ClaimedRow, claimDueRows } from "./outbox-claim.ts";
 import type { RouterPool } from "./pool.ts";
 import { makeRouterRowsDue, RouterProber } from "./prober.ts";
-import { targetOf, tryTargetLocks } from "./targets.ts";
 
 /**
  * Delivers `provisioning_outbox`. A row names a target (a subscription on a router, a voucher, a
@@ -66,16 +66,6 @@ export interface WorkerDeps {
   clock: Clock;
   pool: RouterPool;
   logger?: Logger;
-}
-
-interface ClaimedRow {
-  id: number;
-  routerId: number | null;
-  subscriptionId: number | null;
-  voucherId: number | null;
-  action: string;
-  payload: Record<string, unknown>;
-  attempts: number;
 }
 
 const at = (d: Date) => sql`${d.toISOString()}::timestamptz`;
@@ -183,111 +173,8 @@ export class ProvisioningWorker {
   }
 
   /** One short transaction: pick due rows, collapse each target to its newest row, lease it. */
-  private async claim(): Promise<ClaimedRow[]> {
-    const now = this.deps.clock.now();
-    const leaseUntil = new Date(now.getTime() + this.options.leaseMs);
-    const skipRouters = this.deps.pool.unavailableRouterIds();
-    const routerFilter =
-      skipRouters.length > 0
-        ? sql`and (c.router_id is null or c.router_id not in (${sql.join(
-            skipRouters.map((id) => sql`${id}`),
-            sql`, `,
-          )}))`
-        : sql``;
-    return this.deps.db.transaction(async (tx) => {
-      const due = await queryRows<{ id: number; target: string }>(
-        tx,
-        // Routers take turns (first row of each, then second…) so a backlog on one never starves the
-        // others. Candidates are over-fetched so that rows locked by another worker are skipped, not
-        // counted: concurrent workers each get a batch of their own.
-        sql`select o.id, ${targetOf(sql`o`)} as target
-            from provisioning_outbox o
-            join (
-              select id, turn from (
-                select c.id, row_number() over (partition by c.router_id order by c.id) as turn
-                from provisioning_outbox c
-                where c.status = 'pending' and c.next_attempt_at <= ${at(now)}
-                  and (c.claimed_until is null or c.claimed_until <= ${at(now)}) ${routerFilter}
-              ) ranked
-              order by turn, id
-              limit ${this.options.batchSize * 4}
-            ) fair on fair.id = o.id
-            where o.status = 'pending' and (o.claimed_until is null or o.claimed_until <= ${at(now)})
-            order by fair.turn, o.id
-            limit ${this.options.batchSize}
-            for update of o skip locked`,
-      );
-      if (due.length === 0) return [];
-      const newest = new Map<string, number>();
-      for (const row of due) {
-        const id = Number(row.id);
-        newest.set(row.target, Math.max(newest.get(row.target) ?? 0, id));
-      }
-      const targets = [...newest.keys()];
-      const targetList = sql.join(
-        targets.map((t) => sql`${t}`),
-        sql`, `,
-      );
-      // Another worker may be claiming or delivering the same target: leave it to them.
-      const locked = await queryRows<{ t: string }>(tx, tryTargetLocks(sql`array[${targetList}]::text[]`));
-      const busy = await queryRows<{ target: string }>(
-        tx,
-        sql`with leased as materialized (
-              select ${targetOf(sql`o`)} as target from provisioning_outbox o
-              where o.status = 'pending' and o.claimed_until > ${at(now)}
-            )
-            select distinct target from leased where target in (${targetList})`,
-      );
-      const busySet = new Set(busy.map((b) => b.target));
-      const keep = locked.map((l) => l.t).filter((t) => !busySet.has(t));
-      if (keep.length === 0) return [];
-      const keepSet = new Set(keep);
-      // Older rows of a kept target in this batch are covered by delivering the newest one. (An older
-      // row still waiting out a back-off is delivered later and finds nothing left to change.)
-      const superseded = due
-        .filter((r) => keepSet.has(r.target) && Number(r.id) !== newest.get(r.target))
-        .map((r) => Number(r.id));
-      if (superseded.length > 0) {
-        await tx.execute(sql`
-          update provisioning_outbox set status = 'superseded', done_at = ${at(now)}, claimed_until = null
-          where id in (${sql.join(
-            superseded.map((id) => sql`${id}::int`),
-            sql`, `,
-          )})`);
-      }
-      const keepIds = sql.join(
-        keep.map((t) => sql`${newest.get(t)!}::int`),
-        sql`, `,
-      );
-      const claimed = await queryRows<{
-        id: number;
-        router_id: number | null;
-        subscription_id: number | null;
-        voucher_id: number | null;
-        action: string;
-        payload: Record<string, unknown> | string;
-        attempts: number;
-      }>(
-        tx,
-        sql`update provisioning_outbox set claimed_until = ${at(leaseUntil)}, attempts = attempts + 1
-            where id in (${keepIds})
-            returning id, router_id, subscription_id, voucher_id, action, payload, attempts`,
-      );
-      return claimed
-        .map((r) => ({
-          id: Number(r.id),
-          routerId: r.router_id === null ? null : Number(r.router_id),
-          subscriptionId: r.subscription_id === null ? null : Number(r.subscription_id),
-          voucherId: r.voucher_id === null ? null : Number(r.voucher_id),
-          action: r.action,
-          payload: (typeof r.payload === "string" ? JSON.parse(r.payload) : r.payload) as Record<
-            string,
-            unknown
-          >,
-          attempts: Number(r.attempts),
-        }))
-        .sort((a, b) => a.id - b.id);
-    });
+  private claim(): Promise<ClaimedRow[]> {
+    return claimDueRows(this.deps, this.options, this.deps.pool.unavailableRouterIds());
   }
 
   private async deliverAll(rows: ClaimedRow[]): Promise<void> {
