@@ -115,6 +115,17 @@ const schema = z.object({
   /** Telegram sends it with every webhook update; updates without it are refused (≥ 16 characters). */
   TELEGRAM_WEBHOOK_SECRET: z.string().min(16).optional(),
 
+  /** WhatsApp Cloud API: a system user's access token (sent as `Authorization: Bearer`). */
+  WHATSAPP_CLOUD_TOKEN: z.string().optional(),
+  /** The business phone number's id (not the number itself): messages are sent from it. */
+  WHATSAPP_CLOUD_PHONE_NUMBER_ID: z.string().regex(/^\d+$/, "the numeric phone number id").optional(),
+  /** The Meta app's secret: webhook bodies without its `X-Hub-Signature-256` are refused. */
+  WHATSAPP_CLOUD_APP_SECRET: z.string().optional(),
+  /** Chosen by us and given to Meta for the webhook handshake (≥ 16 characters). */
+  WHATSAPP_CLOUD_VERIFY_TOKEN: z.string().min(16).optional(),
+  /** Graph API base with its version; another address only for a fake. */
+  WHATSAPP_CLOUD_GRAPH_URL: z.string().url().default("https://graph.facebook.com/v21.0"),
+
   /** E.164 phone of the ISP's admin: receives `admin_alert` messages (e.g. provisioning given up). */
   ADMIN_PHONE: z.string().optional(),
   /** When the routers are compared with the database and repaired (croner pattern). */

@@ -3,6 +3,7 @@ import { createApp } from "./app.ts";
 import type { BillingContext } from "./billing/context.ts";
 import { billingJobs } from "./billing/jobs.ts";
 import { telegramFrom } from "./bots/telegram/index.ts";
+import { whatsappCloudFrom } from "./bots/whatsapp-cloud/index.ts";
 import { systemClock } from "./clock.ts";
 import { type Config, isSandbox, loadConfig } from "./config.ts";
 import { openDatabase } from "./db/client.ts";
@@ -132,6 +133,27 @@ if (config.TELEGRAM_BOT_TOKEN && config.TELEGRAM_WEBHOOK_SECRET) {
     )
     .then(() => logger.info("Telegram webhook set"))
     .catch((error: unknown) => logger.error({ err: error }, "Telegram webhook could not be set"));
+}
+
+// The WhatsApp Cloud API subscriber menu (webhook; replies go out after the webhook is answered).
+if (
+  config.WHATSAPP_CLOUD_TOKEN &&
+  config.WHATSAPP_CLOUD_PHONE_NUMBER_ID &&
+  config.WHATSAPP_CLOUD_APP_SECRET &&
+  config.WHATSAPP_CLOUD_VERIFY_TOKEN
+) {
+  const whatsapp = whatsappCloudFrom({
+    config,
+    ctx: billing,
+    logger,
+    token: config.WHATSAPP_CLOUD_TOKEN,
+    phoneNumberId: config.WHATSAPP_CLOUD_PHONE_NUMBER_ID,
+    appSecret: config.WHATSAPP_CLOUD_APP_SECRET,
+    verifyToken: config.WHATSAPP_CLOUD_VERIFY_TOKEN,
+    requestPayment: payments.request,
+  });
+  app.route("/hooks/wa", whatsapp.routes);
+  stops.push(whatsapp.stop);
 }
 
 const server = serve({ fetch: app.fetch, port: config.PORT, hostname: host }, (info) => {

@@ -21,6 +21,8 @@ const outsideCredentials = [
   "AT_API_KEY",
   "AT_SENDER_ID",
   "TELEGRAM_BOT_TOKEN",
+  "WHATSAPP_CLOUD_TOKEN",
+  "WHATSAPP_CLOUD_APP_SECRET",
 ] as const satisfies readonly (keyof Config)[];
 
 /** What production cannot run without: the credentials of every channel it serves, and its secrets. */
@@ -81,6 +83,13 @@ export function resolveMode(config: Config, env: Record<string, string | undefin
     );
   if (!config.USSD_TOKEN && config.USSD_NO_TOKEN && !config.USSD_ALLOWED_IPS?.length)
     problems.push("USSD_NO_TOKEN=true needs USSD_ALLOWED_IPS: without either, anyone can post as any phone");
+  if (config.WHATSAPP_CLOUD_TOKEN)
+    for (const key of [
+      "WHATSAPP_CLOUD_PHONE_NUMBER_ID",
+      "WHATSAPP_CLOUD_APP_SECRET",
+      "WHATSAPP_CLOUD_VERIFY_TOKEN",
+    ] as const)
+      if (!present(key)) problems.push(`${key} is required with WHATSAPP_CLOUD_TOKEN`);
   if (config.TELEGRAM_BOT_TOKEN && !config.TELEGRAM_WEBHOOK_SECRET)
     problems.push(
       "TELEGRAM_WEBHOOK_SECRET is required with TELEGRAM_BOT_TOKEN (Telegram's webhook proves itself with it)",

@@ -1,0 +1,174 @@
+import { randomBytes } from "node:crypto";
+import type { AddressInfo } from "node:net";
+import { type ServerType, serve } from "@hono/node-server";
+import { Hono } from "hono";
+
+/**
+ * A stand-in for the Graph API's WhatsApp messages endpoint on 127.0.0.1, spoken to over real HTTP:
+ * it checks the token and the message as Meta does, refuses with Meta's error shapes (190 for a bad
+ * token, 131009 for a parameter out of bounds, 100 for a malformed request), and records what it
+ * accepted.
+ */
+
+export interface SentMessage {
+  /** The WhatsApp id it went to. */
+  to: string;
+  /** The whole request body as sent. */
+  payload: Record<string, unknown>;
+  /** The `wamid` the fake answered with. */
+  id: string;
+}
+
+export interface FakeWhatsApp {
+  /** `WHATSAPP_CLOUD_GRAPH_URL` for the adapter: `http://127.0.0.1:<port>/v21.0`. */
+  graphUrl: string;
+  token: string;
+  phoneNumberId: string;
+  /** Every accepted message, oldest first. */
+  readonly sent: SentMessage[];
+  sentTo(to: string): SentMessage[];
+  close(): Promise<void>;
+}
+
+const LIMITS = { buttons: 3, buttonTitle: 20, rows: 10, rowTitle: 24, rowId: 200, body: 1024, text: 4096 };
+
+type Refusal = { status: number; code: number; message: string; details?: string };
+
+const invalid = (details: string): Refusal => ({
+  status: 400,
+  code: 131009,
+  message: "(#131009) Parameter value is not valid",
+  details,
+});
+
+const isString = (value: unknown): value is string => typeof value === "string";
+
+function checkInteractive(interactive: Record<string, unknown>): Refusal | null {
+  const body = (interactive.body as { text?: unknown } | undefined)?.text;
+  if (!isString(body) || body.length === 0 || body.length > LIMITS.body)
+    return invalid(`Body text length invalid. Min length: 1, Max length: ${LIMITS.body}`);
+  const action = (interactive.action ?? {}) as Record<string, unknown>;
+  if (interactive.type === "button") {
+    const buttons = Array.isArray(action.buttons)
+      ? (action.buttons as { reply?: { id?: unknown; title?: unknown } }[])
+      : [];
+    if (buttons.length === 0 || buttons.length > LIMITS.buttons)
+      return invalid(`Number of buttons invalid. Min: 1, Max: ${LIMITS.buttons}`);
+    for (const button of buttons) {
+      const title = button.reply?.title;
+      if (!isString(title) || title.length === 0 || title.length > LIMITS.buttonTitle)
+        return invalid(`Button title length invalid. Min length: 1, Max length: ${LIMITS.buttonTitle}`);
+      if (!isString(button.reply?.id)) return invalid("Button id is required");
+    }
+    return null;
+  }
+  if (interactive.type === "list") {
+    if (!isString(action.button) || action.button.length === 0 || action.button.length > 20)
+      return invalid("Button label length invalid. Min length: 1, Max length: 20");
+    const sections = Array.isArray(action.sections) ? (action.sections as { rows?: unknown }[]) : [];
+    const rows = sections.flatMap((s) =>
+      Array.isArray(s.rows) ? (s.rows as { id?: unknown; title?: unknown }[]) : [],
+    );
+    if (rows.length === 0 || rows.length > LIMITS.rows)
+      return invalid(`Total row count exceed max allowed count: ${LIMITS.rows}`);
+    for (const row of rows) {
+      if (!isString(row.title) || row.title.length === 0 || row.title.length > LIMITS.rowTitle)
+        return invalid(`Row title length invalid. Min length: 1, Max length: ${LIMITS.rowTitle}`);
+      if (!isString(row.id) || row.id.length > LIMITS.rowId)
+        return invalid(`Row id length invalid. Max length: ${LIMITS.rowId}`);
+    }
+    return null;
+  }
+  return invalid("Interactive type is not supported");
+}
+
+/** Meta's checks of a send request, in the order it makes them; null when the message would go. */
+function check(payload: Record<string, unknown>): Refusal | null {
+  const malformed = (message: string): Refusal => ({ status: 400, code: 100, message });
+  if (payload.messaging_product !== "whatsapp")
+    return malformed("(#100) The parameter messaging_product is required.");
+  if (!isString(payload.to) || !/^\+?\d{6,15}$/.test(payload.to))
+    return malformed("(#100) Invalid parameter");
+  if (payload.type === "text") {
+    const body = (payload.text as { body?: unknown } | undefined)?.body;
+    if (!isString(body) || body.trim().length === 0 || body.length > LIMITS.text)
+      return invalid(`Text body length invalid. Min length: 1, Max length: ${LIMITS.text}`);
+    return null;
+  }
+  if (
+    payload.type === "interactive" &&
+    typeof payload.interactive === "object" &&
+    payload.interactive !== null
+  )
+    return checkInteractive(payload.interactive as Record<string, unknown>);
+  return malformed("(#100) Invalid parameter");
+}
+
+export async function startFakeWhatsApp(
+  options: { token?: string; phoneNumberId?: string; version?: string } = {},
+): Promise<FakeWhatsApp> {
+  const token = options.token ?? "EAAG-fake-whatsapp-token";
+  const phoneNumberId = options.phoneNumberId ?? "106540352242922";
+  const version = options.version ?? "v21.0";
+  const sent: SentMessage[] = [];
+  const fbtrace = () => randomBytes(8).toString("base64url");
+  const error = (refusal: Refusal) => ({
+    error: {
+      message: refusal.message,
+      type: "OAuthException",
+      code: refusal.code,
+      ...(refusal.details ? { error_data: { messaging_product: "whatsapp", details: refusal.details } } : {}),
+      fbtrace_id: fbtrace(),
+    },
+  });
+
+  const app = new Hono();
+  app.post(`/${version}/:phoneNumberId/messages`, async (c) => {
+    if (c.req.header("authorization") !== `Bearer ${token}`) {
+      const refusal = {
+        status: 401,
+        code: 190,
+        message: "Invalid OAuth access token - Cannot parse access token",
+      };
+      return c.json(error(refusal), 401);
+    }
+    if (c.req.param("phoneNumberId") !== phoneNumberId) {
+      const refusal = {
+        status: 400,
+        code: 100,
+        message: `Unsupported post request. Object with ID '${c.req.param("phoneNumberId")}' does not exist, cannot be loaded due to missing permissions, or does not support this operation.`,
+      };
+      return c.json(error(refusal), 400);
+    }
+    let payload: Record<string, unknown>;
+    try {
+      payload = (await c.req.json()) as Record<string, unknown>;
+    } catch {
+      return c.json(error({ status: 400, code: 100, message: "(#100) Invalid parameter" }), 400);
+    }
+    const refusal = check(payload);
+    if (refusal) return c.json(error(refusal), refusal.status as 400);
+    const id = `wamid.${randomBytes(12).toString("base64url")}`;
+    const to = String(payload.to).replace(/^\+/, "");
+    sent.push({ to, payload, id });
+    return c.json({
+      messaging_product: "whatsapp",
+      contacts: [{ input: payload.to, wa_id: to }],
+      messages: [{ id }],
+    });
+  });
+  app.all("*", (c) => c.json(error({ status: 400, code: 100, message: "Unknown path components" }), 400));
+
+  const server: ServerType = await new Promise((resolve) => {
+    const s = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, () => resolve(s));
+  });
+  const port = (server.address() as AddressInfo).port;
+  return {
+    graphUrl: `http://127.0.0.1:${port}/${version}`,
+    token,
+    phoneNumberId,
+    sent,
+    sentTo: (to) => sent.filter((message) => message.to === to),
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

@@ -1,0 +1,52 @@
+import type { OutboundMessage } from "./render.ts";
+
+/** A refusal from the Graph API, with Meta's error code (190: bad token; 131009: bad parameter…). */
+export class GraphApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: number | null,
+    message: string,
+  ) {
+    super(message);
+    this.name = "GraphApiError";
+  }
+}
+
+export interface GraphClient {
+  /** Sends one message to `to` (a WhatsApp id); resolves with Meta's message id. */
+  send(to: string, message: OutboundMessage): Promise<string>;
+}
+
+/** A send that gets no answer in this long is given up rather than holding the chat's queue. */
+const SEND_TIMEOUT_MS = 15_000;
+
+export function createGraphClient(deps: {
+  /** `https://graph.facebook.com/v21.0`, or the fake's address in tests. */
+  baseUrl: string;
+  phoneNumberId: string;
+  token: string;
+}): GraphClient {
+  const url = `${deps.baseUrl.replace(/\/+$/, "")}/${encodeURIComponent(deps.phoneNumberId)}/messages`;
+  return {
+    async send(to, message) {
+      const response = await fetch(url, {
+        method: "POST",
+        headers: { authorization: `Bearer ${deps.token}`, "content-type": "application/json" },
+        body: JSON.stringify({ messaging_product: "whatsapp", recipient_type: "individual", to, ...message }),
+        signal: AbortSignal.timeout(SEND_TIMEOUT_MS),
+      });
+      const answer = (await response.json().catch(() => null)) as {
+        messages?: { id?: string }[];
+        error?: { code?: number; message?: string };
+      } | null;
+      if (!response.ok || !answer?.messages?.[0]?.id) {
+        throw new GraphApiError(
+          response.status,
+          answer?.error?.code ?? null,
+          answer?.error?.message ?? `Graph API answered ${response.status}`,
+        );
+      }
+      return answer.messages[0].id;
+    },
+  };
+}

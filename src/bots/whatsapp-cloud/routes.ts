@@ -1,0 +1,65 @@
+import { Hono } from "hono";
+import { limitBody } from "../../lib/body-limit.ts";
+import type { Logger } from "../../logger.ts";
+import type { InboundMessage } from "./inbound.ts";
+import { messagesOf } from "./inbound.ts";
+import { isSignedBy } from "./signature.ts";
+
+/** Meta batches changes into one body; a megabyte leaves room for that and none for abuse. */
+const MAX_BODY_BYTES = 1024 * 1024;
+
+export interface WhatsAppRouteDeps {
+  appSecret: string;
+  verifyToken: string;
+  phoneNumberId: string;
+  logger: Logger;
+  /** Whether `count` more messages can be taken now (a full queue answers 503: Meta retries later). */
+  hasRoom(count: number): boolean;
+  /** Takes the messages of an authentic body; the work is done after the webhook is answered. */
+  accept(messages: InboundMessage[]): void;
+}
+
+/**
+ * The Cloud API webhook: `GET /` is Meta's subscription handshake, `POST /` its deliveries. A
+ * delivery is believed only with a valid `X-Hub-Signature-256` over its raw bytes, checked before
+ * anything reads them as JSON; an authentic body is answered 200 whatever it holds.
+ */
+export function createWhatsAppRoutes(deps: WhatsAppRouteDeps): Hono {
+  if (deps.verifyToken.length < 16)
+    throw new Error("the WhatsApp verify token must be 16 characters or more");
+  if (deps.appSecret === "") throw new Error("the WhatsApp app secret is required");
+  const log = deps.logger.child({ module: "whatsapp-cloud" });
+  const app = new Hono();
+
+  app.get("/", (c) => {
+    const mode = c.req.query("hub.mode");
+    const token = c.req.query("hub.verify_token");
+    const challenge = c.req.query("hub.challenge");
+    if (mode !== "subscribe" || token !== deps.verifyToken || challenge === undefined)
+      return c.text("Forbidden", 403);
+    return c.text(challenge, 200);
+  });
+
+  app.post("/", limitBody(MAX_BODY_BYTES), async (c) => {
+    const raw = new Uint8Array(await c.req.arrayBuffer());
+    if (!isSignedBy(deps.appSecret, raw, c.req.header("x-hub-signature-256"))) {
+      log.warn("whatsapp webhook with a missing or wrong signature refused");
+      return c.text("Unauthorized", 401);
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(new TextDecoder().decode(raw));
+    } catch {
+      // Signed by Meta yet unreadable: a retry would be just as unreadable, so it is acknowledged.
+      log.warn("whatsapp webhook body is not JSON; ignored");
+      return c.text("OK", 200);
+    }
+    const messages = messagesOf(body, deps.phoneNumberId);
+    if (!deps.hasRoom(messages.length)) return c.text("Busy", 503);
+    deps.accept(messages);
+    return c.text("OK", 200);
+  });
+
+  app.all("*", (c) => c.text("Not Found", 404));
+  return app;
+}

@@ -1,0 +1,259 @@
+import { and, eq } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
+import { type FakeWhatsApp, startFakeWhatsApp } from "../../src/bots/whatsapp-cloud/fake-api.ts";
+import { FakeClock } from "../../src/clock.ts";
+import type { Database } from "../../src/db/client.ts";
+import { chatLinks, chatSessions } from "../../src/db/schema/index.ts";
+import { displayPhone } from "../../src/lib/phone.ts";
+import { admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
+import { createTestDatabase } from "../support/db.ts";
+import {
+  bodyOf,
+  buttonReply,
+  inbound,
+  listReply,
+  newMessageId,
+  optionIdOf,
+  optionsOf,
+  signatureOf,
+  startWhatsApp,
+  text,
+  VERIFY_TOKEN,
+  type WhatsAppInstance,
+} from "./whatsapp-cloud-world.ts";
+
+let database: Database;
+let fake: FakeWhatsApp;
+let wa: WhatsAppInstance;
+let ctx: ReturnType<typeof billingContext>["ctx"];
+const clock = new FakeClock("2026-04-01T06:00:00Z");
+let nextWaId = 254_799_000_000;
+const newChat = () => String(++nextWaId);
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  ctx = billingContext(database.db, clock).ctx;
+  fake = await startFakeWhatsApp();
+  wa = startWhatsApp(ctx, fake);
+});
+afterAll(async () => {
+  await wa?.channel.stop();
+  await fake?.close();
+  await database?.close();
+});
+
+const last = (waId: string) => fake.sentTo(waId).at(-1);
+const send = (waId: string, message: Record<string, unknown>, id?: string) =>
+  wa.post(inbound(fake, waId, message, id));
+
+async function session(waId: string) {
+  const [row] = await database.db
+    .select()
+    .from(chatSessions)
+    .where(and(eq(chatSessions.channel, "whatsapp_cloud"), eq(chatSessions.chatId, waId)));
+  return row;
+}
+
+const VISITOR_MENU = ["1. Buy hotspot voucher", "2. How to sign up", "3. Language", "4. Help"];
+
+describe("WhatsApp Cloud API webhook verification", () => {
+  it("echoes the challenge for the right verify token and refuses anything else with 403", async () => {
+    const ask = (query: string) => wa.request(`/hooks/wa?${query}`);
+    const right = await ask(`hub.mode=subscribe&hub.verify_token=${VERIFY_TOKEN}&hub.challenge=1158201444`);
+    expect(right.status).toBe(200);
+    expect(await right.text()).toBe("1158201444");
+    expect(
+      (await ask("hub.mode=subscribe&hub.verify_token=wrong-token-0123456789&hub.challenge=1")).status,
+    ).toBe(403);
+    expect((await ask(`hub.mode=unsubscribe&hub.verify_token=${VERIFY_TOKEN}&hub.challenge=1`)).status).toBe(
+      403,
+    );
+    expect((await ask("hub.challenge=1")).status).toBe(403);
+  });
+});
+
+describe("WhatsApp self-service through the webhook and the Cloud API fake", () => {
+  it("answers a signed 'hi' with the main menu as a list", async () => {
+    const chat = newChat();
+    expect(await send(chat, text("hi"))).toBe(200);
+    const menu = last(chat);
+    expect(menu?.payload).toMatchObject({
+      messaging_product: "whatsapp",
+      to: chat,
+      type: "interactive",
+      interactive: { type: "list", body: { text: "Kibera Net" }, action: { button: "Choose" } },
+    });
+    expect(optionsOf(menu).map((o) => o.title)).toEqual(VISITOR_MENU);
+    expect(optionIdOf(menu, "1.")).toMatch(/^m:\d+:1$/);
+  });
+
+  it("answers the webhook before anything is sent: the reply goes out afterwards", async () => {
+    const chat = newChat();
+    const body = inbound(fake, chat, text("hi"));
+    const response = await wa.request("/hooks/wa", {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-hub-signature-256": signatureOf(body) },
+      body,
+    });
+    expect(response.status).toBe(200);
+    // A send needs a network round trip, which cannot finish before the answer resolved.
+    expect(fake.sentTo(chat)).toEqual([]);
+    await wa.channel.idle();
+    expect(optionsOf(last(chat)).map((o) => o.title)).toEqual(VISITOR_MENU);
+  });
+
+  it("moves through the menu by list row, by reply button and by typed number", async () => {
+    const chat = newChat();
+    await send(chat, text("hi"));
+    expect(await send(chat, listReply(optionIdOf(last(chat), "4. Help")))).toBe(200);
+    const help = last(chat);
+    expect(bodyOf(help)).toBe(
+      "Help: call or WhatsApp 0700 123 456. You can buy a hotspot voucher here with M-Pesa.",
+    );
+    expect(help?.payload).toMatchObject({ type: "interactive", interactive: { type: "button" } });
+    expect(optionsOf(help).map((o) => o.title)).toEqual(["Back"]);
+
+    await send(chat, buttonReply(optionIdOf(help, "Back")));
+    expect(optionsOf(last(chat)).map((o) => o.title)).toEqual(VISITOR_MENU);
+
+    await send(chat, text("3"));
+    const language = last(chat);
+    expect(language?.payload).toMatchObject({ interactive: { type: "button" } });
+    expect(optionsOf(language).map((o) => o.title)).toEqual(["1. English", "2. Kiswahili", "Back"]);
+    expect((await session(chat))?.inputs).toEqual(["4", "0", "3"]);
+  });
+
+  it("handles a redelivered message once", async () => {
+    const chat = newChat();
+    await send(chat, text("hi"));
+    const id = newMessageId();
+    await send(chat, text("4"), id);
+    const sent = fake.sentTo(chat).length;
+    const before = await session(chat);
+    expect(await send(chat, text("4"), id)).toBe(200);
+    expect(fake.sentTo(chat).length).toBe(sent);
+    expect(await session(chat)).toEqual(before);
+  });
+
+  it("answers an option from an older menu as out of date and changes nothing", async () => {
+    const chat = newChat();
+    await send(chat, text("hi"));
+    const old = optionIdOf(last(chat), "4. Help");
+    await send(chat, text("3"));
+    const before = await session(chat);
+    await send(chat, listReply(old));
+    expect(last(chat)?.payload).toMatchObject({
+      type: "text",
+      text: { body: "This menu is out of date. Please choose from the newest one." },
+    });
+    expect(await session(chat)).toEqual(before);
+  });
+
+  it("links a customer's phone on first contact; 'My account' shows their account", async () => {
+    const plan = await createPlan(database.db, { priceCents: 150_000, name: "Fibre 1500" });
+    const { customer } = await createCustomerWithSubscription(ctx, admin, {
+      name: "Achieng Otieno",
+      phone: uniquePhone(),
+      planId: plan.id,
+    });
+    const chat = customer.phone.slice(1);
+    await send(chat, text("hi"));
+    expect(
+      await database.db
+        .select({ channel: chatLinks.channel, customerId: chatLinks.customerId, method: chatLinks.method })
+        .from(chatLinks)
+        .where(eq(chatLinks.chatId, chat)),
+    ).toEqual([{ channel: "whatsapp_cloud", customerId: customer.id, method: "phone" }]);
+    const [linked, menu] = fake.sentTo(chat);
+    expect(bodyOf(linked)).toBe(`Linked to account ${customer.accountNumber}.`);
+    expect(optionsOf(menu)[0]?.title).toBe("1. My account");
+
+    await send(chat, listReply(optionIdOf(menu, "1. My account")));
+    const account = last(chat);
+    expect(bodyOf(account)).toBe(
+      "Plan: Fibre 1500\nStatus: Awaiting first payment\nAmount due: KES 1,500\nNo payment yet",
+    );
+    expect(optionsOf(account).map((o) => o.title)).toEqual(["Back"]);
+
+    // The link is made once: the next greeting is not told again.
+    await send(chat, text("menu"));
+    expect(fake.sentTo(chat).filter((m) => bodyOf(m)?.startsWith("Linked to account"))).toHaveLength(1);
+  });
+
+  it("treats a number with no customer as a visitor and links nothing", async () => {
+    const chat = newChat();
+    await send(chat, text("hi"));
+    expect(await database.db.select().from(chatLinks).where(eq(chatLinks.chatId, chat))).toEqual([]);
+    expect(optionsOf(last(chat)).map((o) => o.title)).toEqual(VISITOR_MENU);
+  });
+
+  it("lets a visitor buy a voucher with M-Pesa on the number they write from, never asking for it", async () => {
+    await createPlan(database.db, {
+      name: "1 Hour",
+      kind: "hotspot",
+      priceCents: 2_000,
+      periodUnit: "hours",
+      timeLimitSeconds: 3600,
+    });
+    const phone = uniquePhone();
+    const chat = phone.slice(1);
+    await send(chat, text("hi"));
+    await send(chat, listReply(optionIdOf(last(chat), "1. Buy hotspot voucher")));
+    await send(chat, buttonReply(optionIdOf(last(chat), "1. 1 Hour")));
+    const confirm = last(chat);
+    expect(bodyOf(confirm)).toBe(`1 Hour: KES 20\nBuy this voucher with M-Pesa ${displayPhone(phone)}?`);
+    await send(chat, buttonReply(optionIdOf(confirm, "1. Confirm")));
+    expect(last(chat)?.payload).toMatchObject({
+      type: "text",
+      text: {
+        body: "Enter your M-Pesa PIN on the prompt to pay KES 20. Your voucher code will come by SMS.",
+      },
+    });
+    expect(await database.db.select().from(chatLinks).where(eq(chatLinks.chatId, chat))).toEqual([]);
+  });
+});
+
+describe("WhatsApp webhook refusals", () => {
+  it("refuses a missing or wrong signature with 401, changing nothing and sending nothing", async () => {
+    const chat = newChat();
+    const body = inbound(fake, chat, text("hi"));
+    expect(await wa.post(body, null)).toBe(401);
+    expect(await wa.post(body, signatureOf(body, "not-the-app-secret"))).toBe(401);
+    expect(await wa.post(body, "sha256=abc")).toBe(401);
+    expect(await wa.post(body, signatureOf(body).replace("sha256=", "sha1="))).toBe(401);
+    // Signed for other bytes: the body was changed on the way.
+    expect(await wa.post(body.replace("hi", "4"), signatureOf(body))).toBe(401);
+    expect(await session(chat)).toBeUndefined();
+    expect(fake.sentTo(chat)).toEqual([]);
+  });
+
+  it("acknowledges a malformed but signed body with 200 and changes nothing", async () => {
+    const chat = newChat();
+    const bodies = [
+      "{not json",
+      "null",
+      "[]",
+      JSON.stringify({ object: "whatsapp_business_account", entry: "nope" }),
+      JSON.stringify({ object: "whatsapp_business_account", entry: [{ changes: [{ field: "messages" }] }] }),
+      inbound(fake, chat, text("hi")).replace(`"from":"${chat}"`, '"from":{"x":1}'),
+      // Delivery statuses are not messages.
+      JSON.stringify({
+        object: "whatsapp_business_account",
+        entry: [
+          { changes: [{ field: "messages", value: { statuses: [{ id: "wamid.s", status: "read" }] } }] },
+        ],
+      }),
+      // A message to another number of the same business account is that number's to answer.
+      inbound(fake, chat, text("hi")).replace(fake.phoneNumberId, "999999"),
+    ];
+    for (const body of bodies) expect(await wa.post(body)).toBe(200);
+    expect(await session(chat)).toBeUndefined();
+    expect(fake.sentTo(chat)).toEqual([]);
+  });
+
+  it("refuses an oversized body with 413", async () => {
+    const body = inbound(fake, newChat(), text("x".repeat(1_100_000)));
+    expect(await wa.post(body)).toBe(413);
+  });
+});
