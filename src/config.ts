@@ -114,6 +114,8 @@ const schema = z.object({
   TELEGRAM_BOT_TOKEN: z.string().optional(),
   /** Telegram sends it with every webhook update; updates without it are refused (≥ 16 characters). */
   TELEGRAM_WEBHOOK_SECRET: z.string().min(16).optional(),
+  /** Sandbox without a bot token: the fake Bot API (and its `/sandbox/updates` for curl) listens here. */
+  TELEGRAM_SANDBOX_PORT: z.coerce.number().int().min(0).max(65535).default(3081),
 
   /** WhatsApp Cloud API: a system user's access token (sent as `Authorization: Bearer`). */
   WHATSAPP_CLOUD_TOKEN: z.string().optional(),

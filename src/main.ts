@@ -3,6 +3,7 @@ import { createApp } from "./app.ts";
 import type { BillingContext } from "./billing/context.ts";
 import { billingJobs } from "./billing/jobs.ts";
 import { telegramFrom } from "./bots/telegram/index.ts";
+import { startSandboxTelegram } from "./bots/telegram/sandbox.ts";
 import { whatsappCloudFrom } from "./bots/whatsapp-cloud/index.ts";
 import { systemClock } from "./clock.ts";
 import { type Config, isSandbox, loadConfig } from "./config.ts";
@@ -20,7 +21,7 @@ import { startNetwork, startSandboxRouter } from "./network/index.ts";
 import { findRouterByName } from "./network/routers.ts";
 import { startPayments } from "./payments/index.ts";
 import { DEMO_PHONE, seedSandbox } from "./sandbox/seed.ts";
-import { ussdRoutesFrom } from "./ussd/index.ts";
+import { menuSettingsFrom, ussdRoutesFrom } from "./ussd/index.ts";
 
 let config: Config;
 try {
@@ -133,6 +134,20 @@ if (config.TELEGRAM_BOT_TOKEN && config.TELEGRAM_WEBHOOK_SECRET) {
     )
     .then(() => logger.info("Telegram webhook set"))
     .catch((error: unknown) => logger.error({ err: error }, "Telegram webhook could not be set"));
+}
+
+// Sandbox without a bot token: the real bot long-polls a fake Bot API on 127.0.0.1 (curl-able).
+if (sandbox && !config.TELEGRAM_BOT_TOKEN) {
+  const telegramSandbox = await startSandboxTelegram({
+    ctx: billing,
+    settings: menuSettingsFrom(config),
+    logger,
+    requestPayment: payments.request,
+    servedCountries: config.SERVED_COUNTRIES,
+    port: config.TELEGRAM_SANDBOX_PORT,
+  });
+  stops.push(telegramSandbox.stop);
+  logger.info(`sandbox: Telegram bot on a fake Bot API at ${telegramSandbox.fake.apiRoot}`);
 }
 
 // The WhatsApp Cloud API subscriber menu (webhook; replies go out after the webhook is answered).

@@ -165,7 +165,8 @@ afterAll(() => {
 describe("npm start, stopped with SIGTERM", () => {
   it("binds 127.0.0.1 in sandbox by default, says so, and on SIGTERM frees the port and logs the stop within 5 s", async () => {
     const port = await freePort();
-    const app = start({ PORT: String(port), DATA_DIR: dataDir });
+    // The sandbox Telegram fake takes any free port: a developer's own sandbox may hold 3081.
+    const app = start({ PORT: String(port), DATA_DIR: dataDir, TELEGRAM_SANDBOX_PORT: "0" });
     const line = await listening(app);
     expect(line).toMatchObject({ address: "127.0.0.1", port, msg: `listening on http://127.0.0.1:${port}` });
     const health = await fetch(`http://127.0.0.1:${port}/healthz`);
@@ -185,7 +186,7 @@ describe("npm start, stopped with SIGTERM", () => {
 
   it("with HOST=0.0.0.0 binds every interface and says 0.0.0.0", async () => {
     const port = await freePort();
-    const app = start({ PORT: String(port), DATA_DIR: dataDir, HOST: "0.0.0.0" });
+    const app = start({ PORT: String(port), DATA_DIR: dataDir, HOST: "0.0.0.0", TELEGRAM_SANDBOX_PORT: "0" });
     const line = await listening(app);
     expect(line).toMatchObject({ address: "0.0.0.0", port, msg: `listening on http://0.0.0.0:${port}` });
     const external = externalAddress();

@@ -46,6 +46,7 @@ export type MessageTemplate =
   | "plan_changed_credit"
   | "plan_change_scheduled"
   | "welcome"
+  | "chat_link_code"
   | "admin_alert";
 
 export interface OutboundMessage {

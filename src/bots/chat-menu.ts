@@ -28,7 +28,12 @@ export type ChatInput =
   /** What the person typed: a number, an amount, or a home word. */
   | { kind: "text"; text: string }
   /** A button: the choice's key and the step of the screen it was shown on. */
-  | { kind: "option"; key: string; step: number };
+  | { kind: "option"; key: string; step: number }
+  /**
+   * Shows the current screen again without answering it (e.g. once a visitor shared their phone, the
+   * payment prompt they were on, now naming that phone). An expired conversation shows the main menu.
+   */
+  | { kind: "refresh" };
 
 export interface ChatRequest {
   channel: ChatChannel;
@@ -50,6 +55,11 @@ export interface ChatView {
   step: number;
   screen: string;
   language: Language;
+  /**
+   * A visitor (no phone) reached a screen that would ask M-Pesa to charge a phone: the adapter should
+   * ask for the person's own number first, then send `refresh`. Absent when no phone is needed.
+   */
+  needsPhone?: boolean;
 }
 
 export type ChatReply =
@@ -68,6 +78,24 @@ export interface ChatMenuDeps {
   screens?: Record<string, Screen>;
   /** Only a speed-up (see SessionCache): a miss reads afresh. */
   cache?: SessionCache;
+  /** Screens that prompt a payment from the user's phone (default `PAYMENT_SCREENS`). */
+  paymentScreens?: ReadonlySet<string>;
+}
+
+/** The screens that name the phone M-Pesa will charge and confirm a payment from it. */
+export const PAYMENT_SCREENS: ReadonlySet<string> = new Set(["voucherConfirm", "payConfirm", "planConfirm"]);
+
+/** Refused to a chat without a phone: an STK push needs one, and "" must never reach M-Pesa. */
+const PHONE_REQUIRED = "phone_required";
+
+function requirePhone(services: MenuServices): MenuServices {
+  return {
+    ...services,
+    requestPayment: (user, session, request) =>
+      user.phone === ""
+        ? Promise.resolve({ ok: false, reason: PHONE_REQUIRED, message: "a phone number is needed to pay" })
+        : services.requestPayment(user, session, request),
+  };
 }
 
 export interface ChatMenu {
@@ -80,6 +108,9 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
   const idleMs = deps.idleMs ?? 10 * 60_000;
   const screens = deps.screens ?? subscriberScreens;
   const cache = deps.cache ?? new SessionCache();
+  const paymentScreens = deps.paymentScreens ?? PAYMENT_SCREENS;
+  // A visitor who answers a payment prompt before sharing a number gets a refusal, not a push to "".
+  const services = requirePhone(deps.services);
 
   return {
     async handle({ channel, chatId, phone, input }) {
@@ -96,15 +127,16 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
       if (input.kind === "option" && (expired || input.step !== step))
         return { kind: "stale", language: staleLanguage };
 
-      const typed = input.kind === "text" ? input.text.trim() : input.key;
+      const refresh = input.kind === "refresh";
+      const typed = input.kind === "text" ? input.text.trim() : input.kind === "option" ? input.key : "";
       const goHome =
         expired ||
         (input.kind === "text" && HOME_WORDS.has(typed.toLowerCase())) ||
         typed.length > MAX_TEXT ||
-        (row?.inputs.length ?? 0) >= MAX_INPUTS;
+        (!refresh && (row?.inputs.length ?? 0) >= MAX_INPUTS);
       // An idle chat's typed "2" was meant for a screen it no longer sees: it gets the main menu instead.
       const sessionKey = goHome || !row ? newSessionKey() : row.sessionKey;
-      const inputs = goHome || !row ? [] : [...row.inputs, typed];
+      const inputs = goHome || !row ? [] : refresh ? row.inputs : [...row.inputs, typed];
       const session = { id: `${channel}:${sessionKey}`, channel };
 
       const { user, recorded } = await loadMenuUser(deps.db, phone ?? "", session.id);
@@ -125,7 +157,7 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
           },
         },
         screens,
-        deps.services,
+        services,
         deps.settings,
       );
       let language: Language = user.language;
@@ -152,6 +184,7 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
           step: saved,
           screen: view.screen,
           language,
+          ...(phone === null && !view.end && paymentScreens.has(view.screen) ? { needsPhone: true } : {}),
         },
       };
     },

@@ -2,35 +2,42 @@ import { Hono } from "hono";
 import type { BillingContext } from "../../src/billing/context.ts";
 import { createChatMenu } from "../../src/bots/chat-menu.ts";
 import { createBot } from "../../src/bots/telegram/bot.ts";
-import { type FakeTelegram, type SentCall, startFakeTelegram } from "../../src/bots/telegram/fake-api.ts";
+import {
+  commandEntities,
+  type FakeTelegram,
+  type SentCall,
+  startFakeTelegram,
+} from "../../src/bots/telegram/fake-api.ts";
 import { createTelegramRoutes } from "../../src/bots/telegram/routes.ts";
+import type { Logger } from "../../src/logger.ts";
 import { createMenuServices } from "../../src/menu/services.ts";
 import { settings, silent } from "../ussd/world.ts";
 
 export const SECRET = "tg-webhook-secret-0123456789";
 
 /** A bot of its own (its own chat runner), talking to the fake. */
-export function makeBot(ctx: BillingContext, fake: FakeTelegram) {
+export function makeBot(ctx: BillingContext, fake: FakeTelegram, logger: Logger = silent) {
   const chatMenu = createChatMenu({
     db: ctx.db,
     services: createMenuServices(ctx, { planCacheMs: 0 }),
     settings,
-    logger: silent,
+    logger,
     clock: ctx.clock,
   });
   return createBot({
     token: fake.token,
     db: ctx.db,
     chatMenu,
-    logger: silent,
+    logger,
     apiRoot: fake.apiRoot,
     botInfo: fake.botInfo,
+    clock: ctx.clock,
   });
 }
 
 /** One running instance of the bot, its webhook mounted like the app mounts it. */
-export function startInstance(ctx: BillingContext, fake: FakeTelegram) {
-  const bot = makeBot(ctx, fake);
+export function startInstance(ctx: BillingContext, fake: FakeTelegram, logger: Logger = silent) {
+  const bot = makeBot(ctx, fake, logger);
   const app = new Hono();
   app.route("/hooks/tg", createTelegramRoutes({ bot, secretToken: SECRET }));
   return {
@@ -60,7 +67,14 @@ const now = () => Math.floor(Date.now() / 1000);
 export function textUpdate(userId: number, text: string) {
   return {
     update_id: ++updateId,
-    message: { message_id: updateId, date: now(), chat: privateChat(userId), from: user(userId), text },
+    message: {
+      message_id: updateId,
+      date: now(),
+      chat: privateChat(userId),
+      from: user(userId),
+      text,
+      ...commandEntities(text),
+    },
   };
 }
 
@@ -112,3 +126,29 @@ export function button(call: SentCall | undefined, prefix: string): string {
 }
 
 export { startFakeTelegram };
+
+/** Every message the bot sent or edited in `chat`, oldest first. */
+export function shownIn(fake: FakeTelegram, chat: number): SentCall[] {
+  return fake.calls.filter(
+    (c) => (c.method === "sendMessage" || c.method === "editMessageText") && c.payload.chat_id === chat,
+  );
+}
+
+/** The newest message the bot sent or edited in `chat`. */
+export function lastShownIn(fake: FakeTelegram, chat: number): SentCall {
+  const last = shownIn(fake, chat).at(-1);
+  if (!last) throw new Error(`nothing shown in ${chat}`);
+  return last;
+}
+
+/** The newest message with inline buttons in `chat`. */
+export function lastMenuIn(fake: FakeTelegram, chat: number): SentCall {
+  const last = shownIn(fake, chat)
+    .filter((c) => buttonsOf(c).length > 0)
+    .at(-1);
+  if (!last) throw new Error(`no menu in ${chat}`);
+  return last;
+}
+
+/** The texts the bot showed in `chat`, oldest first. */
+export const textsIn = (fake: FakeTelegram, chat: number) => shownIn(fake, chat).map((c) => c.payload.text);

@@ -1,13 +1,16 @@
+import { autoRetry } from "@grammyjs/auto-retry";
 import { and, eq } from "drizzle-orm";
 import { Bot, type BotError, Composer, type Context, InlineKeyboard, Keyboard } from "grammy";
 import type { UserFromGetMe } from "grammy/types";
+import { type Clock, systemClock } from "../../clock.ts";
 import type { Db } from "../../db/client.ts";
 import { chatLinks, customers } from "../../db/schema/index.ts";
-import { checkPhone } from "../../lib/phone.ts";
 import type { Logger } from "../../logger.ts";
 import type { Language } from "../../menu/types.ts";
 import { type ChatInput, type ChatMenu, type ChatView, HOME_WORDS } from "../chat-menu.ts";
+import { accountLinking, CHANNEL } from "./account-link.ts";
 import { botText } from "./texts.ts";
+import { visitorPhone } from "./visitor-phone.ts";
 
 /**
  * Subscriber self-service on Telegram: the shared menu (src/bots/chat-menu.ts) as messages with
@@ -26,9 +29,15 @@ export interface TelegramBotDeps {
   apiRoot?: string;
   /** Skips `getMe` at start-up when known. */
   botInfo?: UserFromGetMe;
+  /** Link-code expiry and a visitor's phone are timed by it (default: the system clock). */
+  clock?: Clock;
+  /**
+   * The longest `retry_after` (seconds) a 429 is waited out before the call fails (default 30): in
+   * webhook mode the update is held meanwhile, and Telegram gives up on a webhook after about a minute.
+   */
+  maxRetryDelaySeconds?: number;
 }
 
-const CHANNEL = "telegram";
 /** `m:<step>:<key>`: the step binds the button to the screen it was shown on (64 bytes at most). */
 const callbackPattern = /^m:(\d{1,9}):(\d{1,3})$/;
 
@@ -46,57 +55,22 @@ async function linkedPhone(db: Db, userId: number): Promise<string | null> {
 
 function keyboard(view: ChatView): InlineKeyboard | undefined {
   if (view.end || view.options.length === 0) return undefined;
-  const board = new InlineKeyboard();
-  const nav = view.options.filter((o) => o.key === "0" || o.key === "00");
-  for (const option of view.options) {
-    if (nav.includes(option)) continue;
-    board.text(`${option.key}. ${option.label}`, callbackData(view.step, option.key)).row();
-  }
-  for (const option of nav) board.text(option.label, callbackData(view.step, option.key));
-  return board;
+  const isNav = (key: string) => key === "0" || key === "00";
+  // One choice a row, then Back and Home side by side; no empty row (Telegram refuses one).
+  const rows = view.options
+    .filter((o) => !isNav(o.key))
+    .map((o) => [InlineKeyboard.text(`${o.key}. ${o.label}`, callbackData(view.step, o.key))]);
+  const nav = view.options
+    .filter((o) => isNav(o.key))
+    .map((o) => InlineKeyboard.text(o.label, callbackData(view.step, o.key)));
+  if (nav.length > 0) rows.push(nav);
+  return InlineKeyboard.from(rows);
 }
+
+const contactKeyboard = () =>
+  new Keyboard().requestContact(botText("en", "shareContact")).resized().oneTime();
 
 const messageText = (view: ChatView) => view.lines.join("\n").trim() || "…";
-
-function linking(deps: TelegramBotDeps, show: (ctx: Context, input: ChatInput) => Promise<void>) {
-  const feature = new Composer<Context>();
-  feature.on("message:contact", async (ctx) => {
-    const contact = ctx.message.contact;
-    // Anyone can forward anyone's contact card: only the sender's own number proves who they are.
-    if (contact.user_id !== ctx.from.id) {
-      await ctx.reply(botText("en", "notYours"));
-      return;
-    }
-    const verdict = checkPhone(contact.phone_number, deps.servedCountries);
-    const [customer] =
-      verdict.kind === "served"
-        ? await deps.db
-            .select({
-              id: customers.id,
-              accountNumber: customers.accountNumber,
-              language: customers.language,
-            })
-            .from(customers)
-            .where(eq(customers.phone, verdict.e164))
-        : [];
-    if (!customer) {
-      await ctx.reply(botText("en", "noAccount"), { reply_markup: { remove_keyboard: true } });
-      return;
-    }
-    await deps.db
-      .insert(chatLinks)
-      .values({ channel: CHANNEL, chatId: String(ctx.from.id), customerId: customer.id, method: "contact" })
-      .onConflictDoUpdate({
-        target: [chatLinks.channel, chatLinks.chatId],
-        set: { customerId: customer.id, method: "contact" },
-      });
-    await ctx.reply(botText(customer.language, "linked", { account: customer.accountNumber }), {
-      reply_markup: { remove_keyboard: true },
-    });
-    await show(ctx, { kind: "text", text: "menu" });
-  });
-  return feature;
-}
 
 function menu(deps: TelegramBotDeps, show: (ctx: Context, input: ChatInput) => Promise<void>) {
   const feature = new Composer<Context>();
@@ -106,7 +80,7 @@ function menu(deps: TelegramBotDeps, show: (ctx: Context, input: ChatInput) => P
     // A visitor starting over is told how to link, with Telegram's own share-contact button.
     if (HOME_WORDS.has(text.trim().toLowerCase()) && (await linkedPhone(deps.db, ctx.from.id)) === null) {
       await ctx.reply(botText("en", "linkHint"), {
-        reply_markup: new Keyboard().requestContact(botText("en", "shareContact")).resized().oneTime(),
+        reply_markup: contactKeyboard(),
       });
     }
   });
@@ -128,23 +102,30 @@ export function createBot(deps: TelegramBotDeps): Bot {
     ...(deps.botInfo ? { botInfo: deps.botInfo } : {}),
     ...(deps.apiRoot ? { client: { apiRoot: deps.apiRoot } } : {}),
   });
+  // Telegram's flood control answers 429 with `retry_after`: wait it out rather than drop the answer.
+  bot.api.config.use(autoRetry({ maxDelaySeconds: deps.maxRetryDelaySeconds ?? 30, maxRetryAttempts: 3 }));
   const log = deps.logger.child({ module: "telegram" });
+  const clock = deps.clock ?? systemClock;
 
   /** Runs the menu for this update and shows the answer: a new message, or the pressed one edited. */
   async function show(ctx: Context, input: ChatInput): Promise<void> {
     const from = ctx.from;
     if (!from) return;
-    const reply = await deps.chatMenu.handle({
-      channel: CHANNEL,
-      chatId: String(from.id),
-      phone: await linkedPhone(deps.db, from.id),
-      input,
-    });
+    const chatId = String(from.id);
+    const linked = await linkedPhone(deps.db, from.id);
+    const phone = linked ?? (await visitorPhone(deps.db, CHANNEL, chatId));
+    const reply = await deps.chatMenu.handle({ channel: CHANNEL, chatId, phone, input });
     const pressed = ctx.callbackQuery?.message;
     if (reply.kind === "stale") {
       // Answered, so the button stops spinning; the chat and its menu stay as they are.
       if (ctx.callbackQuery) await ctx.answerCallbackQuery({ text: botText(reply.language, "stale") });
       else await ctx.reply(botText(reply.language, "typeNumber"));
+      return;
+    }
+    if (reply.view.needsPhone) {
+      // The payment prompt would name no phone: the person's own contact comes first, then a refresh.
+      if (ctx.callbackQuery) await ctx.answerCallbackQuery();
+      await ctx.reply(botText(reply.view.language, "phoneNeeded"), { reply_markup: contactKeyboard() });
       return;
     }
     const markup = keyboard(reply.view);
@@ -171,7 +152,7 @@ export function createBot(deps: TelegramBotDeps): Bot {
 
   // Groups and channels are not served: the menu is personal.
   const personal = bot.chatType("private");
-  personal.errorBoundary(onError, linking(deps, show), menu(deps, show));
+  personal.errorBoundary(onError, accountLinking({ ...deps, clock }, show), menu(deps, show));
   // A button pressed anywhere else is still answered, or it keeps spinning.
   bot.on("callback_query", (ctx) => ctx.answerCallbackQuery({ text: botText("en", "foreign") }));
   bot.catch((error) => {

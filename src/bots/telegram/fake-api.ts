@@ -31,6 +31,8 @@ export interface FakeTelegram {
   botInfo: UserFromGetMe;
   /** Every accepted call, oldest first. */
   readonly calls: SentCall[];
+  /** Every call answered 429 by `failNext`, oldest first. */
+  readonly refused: SentCall[];
   callsOf(method: string): SentCall[];
   /** The newest text of each message the bot sent, by id. */
   message(id: number): FakeMessage | undefined;
@@ -43,6 +45,14 @@ export interface FakeTelegram {
   close(): Promise<void>;
 }
 
+/** Telegram marks a leading `/command` as an entity; grammY's `bot.command` looks for it. */
+export function commandEntities(text: string): {
+  entities?: { type: "bot_command"; offset: 0; length: number }[];
+} {
+  const command = /^\/[A-Za-z0-9_]+(@\w+)?/.exec(text);
+  return command ? { entities: [{ type: "bot_command", offset: 0, length: command[0].length }] } : {};
+}
+
 const ok = (result: unknown) => ({ ok: true, result });
 const refuse = (code: number, description: string, parameters?: Record<string, unknown>) => ({
   ok: false,
@@ -52,7 +62,8 @@ const refuse = (code: number, description: string, parameters?: Record<string, u
 });
 
 export async function startFakeTelegram(
-  options: { token?: string; username?: string } = {},
+  /** `port` 0 (the default): any free port, as tests want; the sandbox asks for a known one for curl. */
+  options: { token?: string; username?: string; port?: number } = {},
 ): Promise<FakeTelegram> {
   const token = options.token ?? "123456:TEST-fake-token";
   const botInfo: FakeTelegram["botInfo"] = {
@@ -71,6 +82,7 @@ export async function startFakeTelegram(
     supports_join_request_queries: false,
   };
   const calls: SentCall[] = [];
+  const refused: SentCall[] = [];
   const messages = new Map<number, FakeMessage>();
   const updates: { update_id: number }[] = [];
   const failures = new Map<string, { retryAfter: number; count: number }>();
@@ -78,6 +90,12 @@ export async function startFakeTelegram(
   let nextMessageId = 1;
   let nextUpdateId = 1;
   let webhook = "";
+  const queue = (update: Record<string, unknown>) => {
+    const update_id = nextUpdateId++;
+    updates.push({ ...update, update_id });
+    wake();
+    return update_id;
+  };
   const wake = () => {
     for (const waiter of [...waiters]) waiter();
   };
@@ -148,6 +166,49 @@ export async function startFakeTelegram(
 
   let closing = false;
   const app = new Hono();
+  /**
+   * For people, not bots (the sandbox): `{"user": 42, "text": "/start"}` or `{"user": 42, "contact":
+   * "+254712345678"}` queues a private message from that user, as if typed in Telegram; a contact is
+   * their own. Registered before the Bot API route, which would otherwise take the path.
+   */
+  app.post("/sandbox/updates", async (c) => {
+    const body = (await c.req.json().catch(() => null)) as {
+      user?: unknown;
+      text?: unknown;
+      contact?: unknown;
+    } | null;
+    const user = Number(body?.user ?? 1);
+    if (
+      !Number.isSafeInteger(user) ||
+      user <= 0 ||
+      (typeof body?.text !== "string" && typeof body?.contact !== "string")
+    )
+      return c.json(
+        refuse(400, 'Bad Request: send {"user": 42, "text": "..."} or {"user": 42, "contact": "+254..."}'),
+        400,
+      );
+    const from = { id: user, is_bot: false, first_name: "Sandbox" };
+    const content =
+      typeof body.text === "string"
+        ? { text: body.text, ...commandEntities(body.text) }
+        : { contact: { user_id: user, phone_number: String(body.contact), first_name: "Sandbox" } };
+    const message = {
+      message_id: nextMessageId++,
+      date: Math.floor(Date.now() / 1000),
+      chat: { id: user, type: "private", first_name: "Sandbox" },
+      from,
+      ...content,
+    };
+    return c.json(ok({ update_id: queue({ message }) }));
+  });
+  /** What the bot showed in a chat, oldest first (texts and button labels), for curl. */
+  app.get("/sandbox/chats/:id", (c) => {
+    const chat = Number(c.req.param("id"));
+    const shown = [...messages.values()]
+      .filter((m) => m.chat.id === chat)
+      .map((m) => ({ message_id: m.message_id, text: m.text, reply_markup: m.reply_markup }));
+    return c.json(ok(shown));
+  });
   app.post("/:bot/:method", async (c) => {
     const bot = c.req.param("bot");
     if (bot !== `bot${token}`) return c.json(refuse(401, "Unauthorized"), 401);
@@ -164,6 +225,7 @@ export async function startFakeTelegram(
     const failure = failures.get(method);
     if (failure && failure.count > 0) {
       failure.count--;
+      refused.push({ method, payload });
       return c.json(
         refuse(429, `Too Many Requests: retry after ${failure.retryAfter}`, {
           retry_after: failure.retryAfter,
@@ -182,7 +244,7 @@ export async function startFakeTelegram(
   });
 
   const server: ServerType = await new Promise((resolve) => {
-    const s = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, () => resolve(s));
+    const s = serve({ fetch: app.fetch, port: options.port ?? 0, hostname: "127.0.0.1" }, () => resolve(s));
   });
   const apiRoot = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
@@ -191,14 +253,10 @@ export async function startFakeTelegram(
     token,
     botInfo,
     calls,
+    refused,
     callsOf: (method) => calls.filter((call) => call.method === method),
     message: (id) => messages.get(id),
-    pushUpdate(update) {
-      const update_id = nextUpdateId++;
-      updates.push({ ...update, update_id });
-      wake();
-      return update_id;
-    },
+    pushUpdate: queue,
     failNext(method, retryAfter, count = 1) {
       failures.set(method, { retryAfter, count });
     },

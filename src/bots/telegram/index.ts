@@ -35,6 +35,7 @@ export function telegramFrom(deps: {
     chatMenu,
     logger: deps.logger,
     servedCountries: deps.config.SERVED_COUNTRIES,
+    clock: deps.ctx.clock,
   });
   return { bot, routes: createTelegramRoutes({ bot, secretToken: deps.secretToken }) };
 }

@@ -8,7 +8,7 @@ const texts = {
   en: {
     shareContact: "Share my phone number",
     linkHint:
-      "Customers: tap the button below to share your phone number and see your account here. Everyone can buy hotspot vouchers.",
+      "Customers: tap the button below to share your phone number (or send /link and your account number) to see your account here. Everyone can buy hotspot vouchers.",
     linked: "Linked to account {account}.",
     notYours: "Please share your own contact, not someone else's.",
     noAccount: "No account uses this number. You can still buy hotspot vouchers.",
@@ -16,11 +16,28 @@ const texts = {
     foreign: "This button is not for you.",
     typeNumber: "Tap a button or type its number.",
     failed: "Sorry, something went wrong. Please try again.",
+    linkUsage:
+      "To link this chat to your account, send /link followed by your account number, e.g. /link TN0042.",
+    linkUnknown: "No account has that number. Check it and send /link again.",
+    linkSent:
+      "We sent a 6-digit code by SMS to the phone of account {account} (ending {ending}). Type it here within 10 minutes.",
+    linkWait: "A code was sent a moment ago. Please wait a minute before asking for another.",
+    codeWrong: "That code is not right. {left} tries left.",
+    codeExpired: "That code has expired. Send /link with your account number for a new one.",
+    codeExhausted: "Too many wrong codes. Send /link with your account number for a new one.",
+    notLinked: "This chat is not linked to an account.",
+    unlinkAsk: "Unlink this chat from account {account}? You can link it again later.",
+    unlinkButton: "Unlink",
+    unlinked: "This chat is no longer linked to account {account}.",
+    unlinkGone: "Already done.",
+    phoneNeeded:
+      "To pay with M-Pesa we need your phone number: tap the button below to share your own contact.",
+    phoneNotServed: "M-Pesa payments here need a number from a country we serve.",
   },
   sw: {
     shareContact: "Tuma nambari yangu ya simu",
     linkHint:
-      "Wateja: bonyeza kitufe hapa chini kutuma nambari yako ya simu na uone akaunti yako hapa. Kila mtu anaweza kununua vocha.",
+      "Wateja: bonyeza kitufe hapa chini kutuma nambari yako ya simu (au tuma /link na nambari ya akaunti) uone akaunti yako hapa. Kila mtu anaweza kununua vocha.",
     linked: "Imeunganishwa na akaunti {account}.",
     notYours: "Tafadhali tuma nambari yako mwenyewe, si ya mtu mwingine.",
     noAccount: "Hakuna akaunti yenye nambari hii. Bado unaweza kununua vocha.",
@@ -28,6 +45,23 @@ const texts = {
     foreign: "Kitufe hiki si chako.",
     typeNumber: "Bonyeza kitufe au andika nambari yake.",
     failed: "Samahani, kuna hitilafu. Tafadhali jaribu tena.",
+    linkUsage:
+      "Kuunganisha gumzo hili na akaunti yako, tuma /link na nambari ya akaunti yako, mfano /link TN0042.",
+    linkUnknown: "Hakuna akaunti yenye nambari hiyo. Iangalie na utume /link tena.",
+    linkSent:
+      "Tumetuma nambari ya tarakimu 6 kwa SMS kwa simu ya akaunti {account} (inayoishia {ending}). Iandike hapa ndani ya dakika 10.",
+    linkWait: "Nambari imetumwa sasa hivi. Tafadhali subiri dakika moja kabla ya kuomba nyingine.",
+    codeWrong: "Nambari hiyo si sahihi. Majaribio {left} yamebaki.",
+    codeExpired: "Nambari hiyo imeisha muda. Tuma /link na nambari ya akaunti yako upate mpya.",
+    codeExhausted: "Nambari nyingi zisizo sahihi. Tuma /link na nambari ya akaunti yako upate mpya.",
+    notLinked: "Gumzo hili halijaunganishwa na akaunti.",
+    unlinkAsk: "Ondoa muunganisho wa gumzo hili na akaunti {account}? Unaweza kuunganisha tena baadaye.",
+    unlinkButton: "Ondoa",
+    unlinked: "Gumzo hili halijaunganishwa tena na akaunti {account}.",
+    unlinkGone: "Imeshafanyika.",
+    phoneNeeded:
+      "Kulipa kwa M-Pesa tunahitaji nambari yako ya simu: bonyeza kitufe hapa chini kutuma nambari yako mwenyewe.",
+    phoneNotServed: "Malipo ya M-Pesa hapa yanahitaji nambari ya nchi tunayohudumia.",
   },
 } as const;
 

@@ -119,4 +119,6 @@ export const sw: Record<MessageKey, string> = {
   "sms.welcome":
     "{isp}: Karibu {name}! Akaunti yako ni {account}, kifurushi {plan}. Lipa kwa M-Pesa kwa akaunti {account}.",
   "sms.admin_alert": "{isp} tahadhari: {text}",
+  "sms.chat_link_code":
+    "{isp}: Nambari yako ya kuunganisha gumzo na akaunti yako ni {code}. Inaisha baada ya dakika 10. Usimpe mtu yeyote: inaonyesha akaunti yako kwa aliye nayo.",
 };

@@ -1,0 +1,166 @@
+import { and, eq } from "drizzle-orm";
+import { Composer, type Context, InlineKeyboard } from "grammy";
+import type { Clock } from "../../clock.ts";
+import type { Db } from "../../db/client.ts";
+import { chatLinks, chatSessions, customers } from "../../db/schema/index.ts";
+import { checkPhone } from "../../lib/phone.ts";
+import type { ChatInput } from "../chat-menu.ts";
+import { checkLinkCode, isLinkCode, requestLinkCode } from "./link-code.ts";
+import { botText } from "./texts.ts";
+import { rememberVisitorPhone } from "./visitor-phone.ts";
+
+/**
+ * Who a Telegram chat is: linking to an account (own contact, or account number + SMS code),
+ * unlinking, and a visitor's own phone for M-Pesa. The menu itself is in bot.ts.
+ */
+
+export const CHANNEL = "telegram";
+/** `u:<chat_links.id>`: the button unlinks that link only, so an old one cannot undo a newer link. */
+const unlinkPattern = /^u:(\d{1,12})$/;
+
+export interface AccountLinkDeps {
+  db: Db;
+  clock: Clock;
+  servedCountries?: readonly string[];
+}
+
+type Show = (ctx: Context, input: ChatInput) => Promise<void>;
+const noKeyboard = { reply_markup: { remove_keyboard: true } } as const;
+
+export function accountLinking(deps: AccountLinkDeps, show: Show) {
+  const feature = new Composer<Context>();
+
+  feature.command("link", async (ctx) => {
+    const account = ctx.match.trim();
+    if (!ctx.from || account === "") {
+      await ctx.reply(botText("en", "linkUsage"));
+      return;
+    }
+    const sent = await requestLinkCode(deps.db, {
+      channel: CHANNEL,
+      chatId: String(ctx.from.id),
+      account,
+      now: deps.clock.now(),
+    });
+    if (sent.kind === "unknown") await ctx.reply(botText("en", "linkUnknown"));
+    else if (sent.kind === "wait") await ctx.reply(botText("en", "linkWait"));
+    else
+      await ctx.reply(botText("en", "linkSent", { account: sent.accountNumber, ending: sent.phoneEnding }));
+  });
+
+  // Six digits while a code is pending are an attempt; otherwise they are left to the menu.
+  feature.on("message:text", async (ctx, next) => {
+    if (!isLinkCode(ctx.message.text)) return next();
+    const result = await checkLinkCode(deps.db, {
+      channel: CHANNEL,
+      chatId: String(ctx.from.id),
+      code: ctx.message.text,
+      now: deps.clock.now(),
+    });
+    switch (result.kind) {
+      case "none":
+        return next();
+      case "wrong":
+        await ctx.reply(botText("en", "codeWrong", { left: String(result.attemptsLeft) }));
+        return;
+      case "expired":
+        await ctx.reply(botText("en", "codeExpired"));
+        return;
+      case "exhausted":
+        await ctx.reply(botText("en", "codeExhausted"));
+        return;
+      case "linked":
+        await ctx.reply(botText(result.language, "linked", { account: result.accountNumber }));
+        await show(ctx, { kind: "text", text: "menu" });
+    }
+  });
+
+  feature.command("unlink", async (ctx) => {
+    if (!ctx.from) return;
+    const [link] = await deps.db
+      .select({ id: chatLinks.id, accountNumber: customers.accountNumber })
+      .from(chatLinks)
+      .innerJoin(customers, eq(customers.id, chatLinks.customerId))
+      .where(and(eq(chatLinks.channel, CHANNEL), eq(chatLinks.chatId, String(ctx.from.id))));
+    if (!link) {
+      await ctx.reply(botText("en", "notLinked"));
+      return;
+    }
+    await ctx.reply(botText("en", "unlinkAsk", { account: link.accountNumber }), {
+      reply_markup: new InlineKeyboard().text(botText("en", "unlinkButton"), `u:${link.id}`),
+    });
+  });
+
+  feature.callbackQuery(unlinkPattern, async (ctx) => {
+    const message = ctx.callbackQuery.message;
+    if (!message || message.chat.id !== ctx.from.id) {
+      await ctx.answerCallbackQuery({ text: botText("en", "foreign") });
+      return;
+    }
+    // The delete is the once: a second press (or a copy of this update) finds nothing to remove.
+    const [gone] = await deps.db
+      .delete(chatLinks)
+      .where(
+        and(
+          eq(chatLinks.id, Number(ctx.match[1])),
+          eq(chatLinks.channel, CHANNEL),
+          eq(chatLinks.chatId, String(ctx.from.id)),
+        ),
+      )
+      .returning({ customerId: chatLinks.customerId });
+    if (!gone) {
+      await ctx.answerCallbackQuery({ text: botText("en", "unlinkGone") });
+      return;
+    }
+    const [customer] = await deps.db
+      .select({ accountNumber: customers.accountNumber })
+      .from(customers)
+      .where(eq(customers.id, gone.customerId));
+    await ctx.answerCallbackQuery();
+    await ctx.api.editMessageText(
+      message.chat.id,
+      message.message_id,
+      botText("en", "unlinked", { account: customer?.accountNumber ?? "" }),
+    );
+    // The customer's place in their menu means something else to a visitor: the next message starts over.
+    await deps.db
+      .delete(chatSessions)
+      .where(and(eq(chatSessions.channel, CHANNEL), eq(chatSessions.chatId, String(ctx.from.id))));
+  });
+
+  feature.on("message:contact", async (ctx) => {
+    const contact = ctx.message.contact;
+    // Anyone can forward anyone's contact card: only the sender's own number proves who they are.
+    if (contact.user_id !== ctx.from.id) {
+      await ctx.reply(botText("en", "notYours"));
+      return;
+    }
+    const verdict = checkPhone(contact.phone_number, deps.servedCountries);
+    if (verdict.kind !== "served") {
+      await ctx.reply(botText("en", "phoneNotServed"), noKeyboard);
+      return;
+    }
+    const [customer] = await deps.db
+      .select({ id: customers.id, accountNumber: customers.accountNumber, language: customers.language })
+      .from(customers)
+      .where(eq(customers.phone, verdict.e164));
+    if (!customer) {
+      // A visitor: the number is theirs, so M-Pesa may ask it to pay, e.g. for the voucher they were buying.
+      await rememberVisitorPhone(deps.db, CHANNEL, String(ctx.from.id), verdict.e164, deps.clock.now());
+      await ctx.reply(botText("en", "noAccount"), noKeyboard);
+      await show(ctx, { kind: "refresh" });
+      return;
+    }
+    await deps.db
+      .insert(chatLinks)
+      .values({ channel: CHANNEL, chatId: String(ctx.from.id), customerId: customer.id, method: "contact" })
+      .onConflictDoUpdate({
+        target: [chatLinks.channel, chatLinks.chatId],
+        set: { customerId: customer.id, method: "contact" },
+      });
+    await ctx.reply(botText(customer.language, "linked", { account: customer.accountNumber }), noKeyboard);
+    await show(ctx, { kind: "text", text: "menu" });
+  });
+
+  return feature;
+}

@@ -1,0 +1,147 @@
+import { createHash, randomInt, timingSafeEqual } from "node:crypto";
+import { and, eq, isNull, sql } from "drizzle-orm";
+import { enqueueMessage, type MessageTemplate } from "../../billing/outbox.ts";
+import { MINUTE } from "../../clock.ts";
+import type { Db } from "../../db/client.ts";
+import {
+  type ChatChannel,
+  chatLinkCodes,
+  chatLinks,
+  customers,
+  type Language,
+} from "../../db/schema/index.ts";
+
+/**
+ * Linking a chat to an account by its number and a one-time code sent by SMS to the account's phone:
+ * whoever reads that SMS holds the phone, which is what a link stands for. The code exists in the SMS
+ * only; the table keeps its hash, an expiry and an attempt count.
+ */
+
+export const LINK_CODE_TTL_MS = 10 * MINUTE;
+export const LINK_CODE_MAX_ATTEMPTS = 5;
+/** A new code for the same chat no sooner than this: each one is an SMS to somebody's phone. */
+export const LINK_CODE_RESEND_MS = MINUTE;
+/** `sms.chat_link_code` in the catalogs. Not yet in billing's `MessageTemplate` union (not ours to edit). */
+export const LINK_CODE_TEMPLATE: MessageTemplate = "chat_link_code";
+
+export const isLinkCode = (text: string) => /^\d{6}$/.test(text.trim());
+
+/** Bound to the chat and the account, so a hash says nothing outside its own row. */
+const hashCode = (channel: ChatChannel, chatId: string, customerId: number, code: string) =>
+  createHash("sha256").update(`${channel}:${chatId}:${customerId}:${code}`).digest("hex");
+
+const sameHash = (a: string, b: string) =>
+  a.length === b.length && timingSafeEqual(Buffer.from(a, "hex"), Buffer.from(b, "hex"));
+
+export type LinkCodeRequest =
+  | { kind: "sent"; accountNumber: string; phoneEnding: string }
+  | { kind: "unknown" }
+  | { kind: "wait" };
+
+export async function requestLinkCode(
+  db: Db,
+  request: { channel: ChatChannel; chatId: string; account: string; now: Date },
+): Promise<LinkCodeRequest> {
+  const { channel, chatId, now } = request;
+  return db.transaction(async (tx) => {
+    const [customer] = await tx
+      .select({
+        id: customers.id,
+        accountNumber: customers.accountNumber,
+        phone: customers.phone,
+        language: customers.language,
+      })
+      .from(customers)
+      .where(sql`upper(${customers.accountNumber}) = upper(${request.account.trim()})`);
+    if (!customer) return { kind: "unknown" };
+    const [pending] = await tx
+      .select({ createdAt: chatLinkCodes.createdAt, usedAt: chatLinkCodes.usedAt })
+      .from(chatLinkCodes)
+      .where(and(eq(chatLinkCodes.channel, channel), eq(chatLinkCodes.chatId, chatId)))
+      .for("update");
+    if (
+      pending &&
+      pending.usedAt === null &&
+      now.getTime() - pending.createdAt.getTime() < LINK_CODE_RESEND_MS
+    )
+      return { kind: "wait" };
+
+    const code = String(randomInt(0, 1_000_000)).padStart(6, "0");
+    const values = {
+      customerId: customer.id,
+      codeHash: hashCode(channel, chatId, customer.id, code),
+      attempts: 0,
+      expiresAt: new Date(now.getTime() + LINK_CODE_TTL_MS),
+      usedAt: null,
+      createdAt: now,
+    };
+    // One code per chat: a new request replaces the old one (and its attempts) after the resend wait.
+    await tx
+      .insert(chatLinkCodes)
+      .values({ channel, chatId, ...values })
+      .onConflictDoUpdate({ target: [chatLinkCodes.channel, chatLinkCodes.chatId], set: values });
+    await enqueueMessage(tx, now, {
+      recipient: customer.phone,
+      language: customer.language,
+      template: LINK_CODE_TEMPLATE,
+      params: { code },
+    });
+    return { kind: "sent", accountNumber: customer.accountNumber, phoneEnding: customer.phone.slice(-3) };
+  });
+}
+
+export type LinkCodeCheck =
+  /** No code is pending for this chat: the text is not an attempt (it may be a menu input). */
+  | { kind: "none" }
+  | { kind: "linked"; accountNumber: string; language: Language }
+  | { kind: "wrong"; attemptsLeft: number }
+  | { kind: "expired" }
+  | { kind: "exhausted" };
+
+export async function checkLinkCode(
+  db: Db,
+  attempt: { channel: ChatChannel; chatId: string; code: string; now: Date },
+): Promise<LinkCodeCheck> {
+  const { channel, chatId, now } = attempt;
+  return db.transaction(async (tx) => {
+    const where = and(
+      eq(chatLinkCodes.channel, channel),
+      eq(chatLinkCodes.chatId, chatId),
+      isNull(chatLinkCodes.usedAt),
+    );
+    // Locked: two copies of one attempt must count twice, and a right code must link once.
+    const [row] = await tx.select().from(chatLinkCodes).where(where).for("update");
+    if (!row) return { kind: "none" };
+    // A dead code is said so once and dropped: the next six digits are a menu input again.
+    if (now.getTime() >= row.expiresAt.getTime()) {
+      await tx.delete(chatLinkCodes).where(eq(chatLinkCodes.id, row.id));
+      return { kind: "expired" };
+    }
+    if (sameHash(row.codeHash, hashCode(channel, chatId, row.customerId, attempt.code.trim()))) {
+      await tx.update(chatLinkCodes).set({ usedAt: now }).where(eq(chatLinkCodes.id, row.id));
+      await tx
+        .insert(chatLinks)
+        .values({ channel, chatId, customerId: row.customerId, method: "otp", linkedAt: now })
+        .onConflictDoUpdate({
+          target: [chatLinks.channel, chatLinks.chatId],
+          set: { customerId: row.customerId, method: "otp", linkedAt: now },
+        });
+      const [customer] = await tx
+        .select({ accountNumber: customers.accountNumber, language: customers.language })
+        .from(customers)
+        .where(eq(customers.id, row.customerId));
+      return {
+        kind: "linked",
+        accountNumber: customer?.accountNumber ?? "",
+        language: customer?.language ?? "en",
+      };
+    }
+    const attempts = row.attempts + 1;
+    if (attempts >= LINK_CODE_MAX_ATTEMPTS) {
+      await tx.delete(chatLinkCodes).where(eq(chatLinkCodes.id, row.id));
+      return { kind: "exhausted" };
+    }
+    await tx.update(chatLinkCodes).set({ attempts }).where(eq(chatLinkCodes.id, row.id));
+    return { kind: "wrong", attemptsLeft: LINK_CODE_MAX_ATTEMPTS - attempts };
+  });
+}

@@ -1,0 +1,95 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startSandboxTelegram } from "../../src/bots/telegram/sandbox.ts";
+import { DAY, FakeClock, HOUR } from "../../src/clock.ts";
+import type { Database } from "../../src/db/client.ts";
+import { chatSessions } from "../../src/db/schema/index.ts";
+import { menuJobs, purgeChatSessions } from "../../src/menu/jobs.ts";
+import { billingContext } from "../support/billing.ts";
+import { createTestDatabase } from "../support/db.ts";
+import { settings, silent } from "../ussd/world.ts";
+import { startFakeTelegram, startInstance, textUpdate } from "./world.ts";
+
+let database: Database;
+let ctx: ReturnType<typeof billingContext>["ctx"];
+const clock = new FakeClock("2026-04-01T06:00:00Z");
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  ctx = billingContext(database.db, clock).ctx;
+});
+afterAll(async () => {
+  await database?.close();
+});
+
+describe("Telegram's flood control", () => {
+  it("a 429 with retry_after is waited out and the answer is sent once", async () => {
+    const fake = await startFakeTelegram();
+    try {
+      const bot = startInstance(ctx, fake);
+      const chat = 6_100_001;
+      fake.failNext("sendMessage", 1);
+      expect(await bot.deliver(textUpdate(chat, "hi"))).toBe(200);
+      expect(fake.refused.map((c) => [c.method, c.payload.chat_id])).toEqual([["sendMessage", chat]]);
+      const menus = fake
+        .callsOf("sendMessage")
+        .filter((c) => c.payload.chat_id === chat && c.payload.text === "Kibera Net");
+      expect(menus).toHaveLength(1);
+    } finally {
+      await fake.close();
+    }
+  });
+});
+
+describe("chat session housekeeping", () => {
+  it("drops chat sessions untouched for two days and keeps the rest", async () => {
+    // The other tests' chats were active at the clock's now: they stay.
+    const now = clock.now();
+    const at = (ms: number) => new Date(now.getTime() - ms);
+    const row = (chatId: string, lastActivityAt: Date) => ({
+      channel: "telegram" as const,
+      chatId,
+      sessionKey: `k${chatId}`,
+      lastActivityAt,
+    });
+    await database.db
+      .insert(chatSessions)
+      .values([row("p-old", at(2 * DAY + HOUR)), row("p-recent", at(2 * DAY - HOUR)), row("p-now", now)]);
+    expect(await purgeChatSessions(database.db, now)).toEqual({ removed: 1 });
+    const left = await database.db.select({ chatId: chatSessions.chatId }).from(chatSessions);
+    expect(
+      left
+        .map((r) => r.chatId)
+        .filter((id) => id.startsWith("p-"))
+        .sort(),
+    ).toEqual(["p-now", "p-recent"]);
+    expect(menuJobs(clock).map((j) => j.name)).toContain("chat-sessions-purge");
+  });
+});
+
+describe("the Telegram sandbox", () => {
+  it("runs the bot by long polling against the fake; a curl-style POST talks to it", async () => {
+    const sandbox = await startSandboxTelegram({ ctx, settings, logger: silent });
+    try {
+      const post = (body: unknown) =>
+        fetch(`${sandbox.fake.apiRoot}/sandbox/updates`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(body),
+        });
+      expect((await post({ user: 42 })).status).toBe(400);
+      const queued = await post({ user: 42, text: "/start" });
+      expect(queued.status).toBe(200);
+      await sandbox.fake.waitFor((calls) =>
+        calls.some(
+          (c) => c.method === "sendMessage" && c.payload.chat_id === 42 && c.payload.text === "Kibera Net",
+        ),
+      );
+      const shown = (await (await fetch(`${sandbox.fake.apiRoot}/sandbox/chats/42`)).json()) as {
+        result: { text: string }[];
+      };
+      expect(shown.result.map((m) => m.text)).toContain("Kibera Net");
+    } finally {
+      await sandbox.stop();
+    }
+  });
+});
