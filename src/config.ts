@@ -22,6 +22,35 @@ const csvList = z.string().transform((v) =>
     .filter(Boolean),
 );
 
+/** One place a newcomer may sign up in, and the router that serves it (null: an admin assigns one). */
+export interface SignupArea {
+  name: string;
+  routerId: number | null;
+}
+
+/**
+ * `Kahawa West=1,Roysambu=2` (area = router id) or names only (`Kahawa West,Roysambu`);
+ * `none` turns self sign-up off (an empty value would fall back to the default).
+ */
+const signupAreas = z
+  .string()
+  .transform((v) =>
+    v.trim().toLowerCase() === "none"
+      ? []
+      : v
+          .split(",")
+          .map((entry) => entry.split("="))
+          .filter(([name]) => name?.trim())
+          .map(([name, router]) => ({
+            name: name!.trim(),
+            routerId: router?.trim() ? Number(router.trim()) : null,
+          })),
+  )
+  .refine(
+    (areas) => areas.every((a) => a.routerId === null || (Number.isInteger(a.routerId) && a.routerId > 0)),
+    "comma-separated areas, each optionally `=router id`, e.g. Kahawa West=1,Roysambu=2",
+  );
+
 function isSecretKey(text: string): boolean {
   try {
     parseSecretKey(text);
@@ -130,6 +159,13 @@ const schema = z.object({
 
   /** E.164 phone of the ISP's admin: receives `admin_alert` messages (e.g. provisioning given up). */
   ADMIN_PHONE: z.string().optional(),
+  /** Areas a newcomer may choose when signing up from the menu (see `signupAreas`). */
+  // Sandbox-friendly: names only, so a sign-up needs no router to exist yet.
+  SIGNUP_AREAS: signupAreas.default([
+    { name: "Kahawa West", routerId: null },
+    { name: "Roysambu", routerId: null },
+    { name: "Zimmerman", routerId: null },
+  ]),
   /** When the routers are compared with the database and repaired (croner pattern). */
   RECONCILE_CRON: z.string().default("*/15 * * * *"),
   /** Delivery attempts of one provisioning command before it is given up (and the admin alerted). */

@@ -37,6 +37,19 @@ export interface NewSubscriber {
   routerId?: number | null;
   networkUsername?: string;
   networkPassword?: string;
+  /**
+   * More records that must commit with the sign-up or not at all (a self sign-up's audit entry and
+   * admin alert), written in its transaction once the customer, subscription and invoice exist.
+   */
+  alsoRecord?: (
+    tx: Executor,
+    now: Date,
+    created: {
+      customer: typeof customers.$inferSelect;
+      subscription: typeof subscriptions.$inferSelect;
+      invoice: typeof invoices.$inferSelect;
+    },
+  ) => Promise<void>;
 }
 
 /** The subscription, locked after its customer's money (the lock order of money-lock.ts). */
@@ -164,6 +177,7 @@ export async function createCustomerWithSubscription(
       entityId: subscription.id,
       details: { customerId: customer.id, planId: plan.id, invoiceId: invoice.id },
     });
+    await input.alsoRecord?.(tx, now, { customer, subscription, invoice });
     return { customer, subscription, invoice };
   });
 }

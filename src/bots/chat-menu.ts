@@ -8,6 +8,7 @@ import { runMenu, type Screen } from "../menu/engine.ts";
 import { subscriberScreens } from "../menu/screens.ts";
 import { loadMenuUser } from "../menu/services.ts";
 import { SessionCache } from "../menu/session-cache.ts";
+import { SIGNUP_SCREENS } from "../menu/signup-screens.ts";
 import type { Language, MenuChoice, MenuServices, MenuSettings } from "../menu/types.ts";
 
 /**
@@ -82,8 +83,16 @@ export interface ChatMenuDeps {
   paymentScreens?: ReadonlySet<string>;
 }
 
-/** The screens that name the phone M-Pesa will charge and confirm a payment from it. */
-export const PAYMENT_SCREENS: ReadonlySet<string> = new Set(["voucherConfirm", "payConfirm", "planConfirm"]);
+/**
+ * The screens that need the person's own phone: those that name the phone M-Pesa will charge, and
+ * the sign-up (an account is opened for a phone).
+ */
+export const PAYMENT_SCREENS: ReadonlySet<string> = new Set([
+  "voucherConfirm",
+  "payConfirm",
+  "planConfirm",
+  ...SIGNUP_SCREENS,
+]);
 
 /** Refused to a chat without a phone: an STK push needs one, and "" must never reach M-Pesa. */
 const PHONE_REQUIRED = "phone_required";

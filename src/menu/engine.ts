@@ -42,6 +42,8 @@ export interface ScreenBody {
   list?: string[];
   /** Accepts typed text (an amount). */
   freeText?: boolean;
+  /** Shown when nothing was typed on a free-text screen, instead of "Invalid choice". */
+  emptyHint?: MenuHint;
   /** Closes the conversation. */
   end?: boolean;
   /** Shown in another language than the person's (the language confirmation). */
@@ -294,7 +296,7 @@ export async function runMenu(
       choice = { kind: "item", index: Number(input) - 1 };
     else if (body.freeText && input !== "") choice = { kind: "text", text: input };
     if (!choice || !screen.choose) {
-      hint = { key: "menu.hint.invalid" };
+      hint = input === "" && body.emptyHint ? body.emptyHint : { key: "menu.hint.invalid" };
       continue;
     }
     const reaction = await screen.choose(ctx, frame, choice);

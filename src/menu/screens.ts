@@ -5,6 +5,7 @@ import { HOME, type MenuContext, type Reaction, type Screen } from "./engine.ts"
 import { planConfirm, planList, voucherConfirm, voucherList } from "./plan-screens.ts";
 import { planLabel } from "./plan-text.ts";
 import { account, confirmOption, end, finish, push, refusalOutcome } from "./screen-kit.ts";
+import { signup, signupArea, signupConfirm, signupName, signupOpen } from "./signup-screens.ts";
 import type { Language } from "./types.ts";
 
 /**
@@ -38,7 +39,12 @@ const home: Screen = {
           "menu.main.language",
           "menu.main.help",
         ]
-      : ["menu.main.voucher", "menu.main.signup", "menu.main.language", "menu.main.help"];
+      : [
+          "menu.main.voucher",
+          signupOpen(ctx) ? "menu.main.join" : "menu.main.signup",
+          "menu.main.language",
+          "menu.main.help",
+        ];
     return { lines: [title], options: labels.map((key, i) => ({ key: String(i + 1), label: ctx.t(key) })) };
   },
   async choose(ctx, _frame, choice) {
@@ -217,12 +223,6 @@ const help: Screen = {
   },
 };
 
-const signup: Screen = {
-  async body(ctx) {
-    return { lines: [ctx.t("menu.signup.text")] };
-  },
-};
-
 /** The subscriber menu. Every channel shows these same screens. */
 export const subscriberScreens: Record<string, Screen> = {
   [HOME]: home,
@@ -238,4 +238,7 @@ export const subscriberScreens: Record<string, Screen> = {
   languageConfirm,
   help,
   signup,
+  signupName,
+  signupArea,
+  signupConfirm,
 };

@@ -11,6 +11,7 @@ import { changePlan, type PlanChangeQuote, quotePlanChange } from "../billing/pl
 import { setCustomerLanguage } from "../billing/preferences.ts";
 import { type Executor, queryRows } from "../db/client.ts";
 import { type PlanKind, plans } from "../db/schema/index.ts";
+import { selfSignUp } from "./signup-service.ts";
 import type {
   Language,
   MenuServices,
@@ -60,6 +61,13 @@ async function refusing<T>(work: () => Promise<T>): Promise<T | Refusal> {
   }
 }
 
+/**
+ * The state that pins a visitor's session (see loadMenuUser). Not for a chat without a phone: "" is
+ * nobody's number, and when the chat is linked to an account later its menu must follow.
+ */
+const visitorPin = (user: MenuUser) =>
+  !user.customer && user.phone ? JSON.stringify({ visitor: true }) : "{}";
+
 export interface LoadedUser {
   user: MenuUser;
   recorded: Record<string, Outcome | "pending">;
@@ -68,6 +76,10 @@ export interface LoadedUser {
 /**
  * The dialling number's customer, language and this session's recorded outcomes, in one round trip:
  * every request of a menu conversation starts with this.
+ *
+ * A session in which a visitor confirmed something (a sign-up, a language) stays a visitor's: its
+ * inputs are replayed through the visitor's menu on every request, and once the sign-up has made the
+ * phone a customer, the customer's menu would read the same inputs as other choices (`2` is "Pay").
  */
 export async function loadMenuUser(db: Executor, phone: string, sessionId: string): Promise<LoadedUser> {
   const [row] = await queryRows<{
@@ -77,15 +89,17 @@ export async function loadMenuUser(db: Executor, phone: string, sessionId: strin
     language: Language | null;
     session_language: Language | null;
     effects: Record<string, Outcome | "pending"> | string | null;
+    visitor: boolean | null;
   }>(
     db,
-    sql`select c.id, c.account_number, c.name, c.language, s.language as session_language, s.state -> 'effects' as effects
+    sql`select c.id, c.account_number, c.name, c.language, s.language as session_language, s.state -> 'effects' as effects,
+               (s.state ->> 'visitor') = 'true' as visitor
         from (select 1) as one
         left join customers c on c.phone = ${phone}
         left join channel_sessions s on s.id = ${sessionId}`,
   );
   const customer =
-    row?.id !== null && row?.id !== undefined
+    row?.id !== null && row?.id !== undefined && row.visitor !== true
       ? { id: Number(row.id), accountNumber: row.account_number ?? "", name: row.name ?? "" }
       : null;
   const language = (customer ? row?.language : row?.session_language) ?? "en";
@@ -200,28 +214,38 @@ export function createMenuServices(ctx: BillingContext, options: MenuServiceOpti
         return;
       }
       const at = ctx.clock.now().toISOString();
+      const pin = visitorPin(user);
       const once = onceUnderKey(idempotencyKey ?? null, at);
       await ctx.db.execute(
         sql`with claim as (${once.claim})
-            insert into channel_sessions (id, channel, phone, language, updated_at)
-            select ${session.id}, ${session.channel}, ${user.phone}, ${language}, ${at}::timestamptz
+            insert into channel_sessions (id, channel, phone, language, state, updated_at)
+            select ${session.id}, ${session.channel}, ${user.phone}, ${language}, ${pin}::jsonb, ${at}::timestamptz
             where ${once.first(sql`claim`)}
-            on conflict (id) do update set language = excluded.language, updated_at = excluded.updated_at`,
+            on conflict (id) do update set language = excluded.language, updated_at = excluded.updated_at,
+              state = channel_sessions.state || ${pin}::jsonb`,
       );
+    },
+
+    signUp(user, session, request) {
+      return selfSignUp(ctx, subscriberActor(user, session), user.phone, session, request);
     },
 
     async claimEffect(session, user, step) {
       const key = String(step);
       const now = ctx.clock.now();
+      // A visitor's confirmation pins the session to the visitor's menu (see loadMenuUser).
+      const pin = visitorPin(user);
       // One statement: concurrent copies of the same request race on the row, and only one wins the claim.
       const claimed = await queryRows<{ id: string }>(
         ctx.db,
         sql`insert into channel_sessions (id, channel, phone, state, updated_at)
             values (${session.id}, ${session.channel}, ${user.phone},
-                    jsonb_build_object('effects', jsonb_build_object(${key}::text, 'pending')), ${now.toISOString()}::timestamptz)
+                    jsonb_build_object('effects', jsonb_build_object(${key}::text, 'pending')) || ${pin}::jsonb,
+                    ${now.toISOString()}::timestamptz)
             on conflict (id) do update
               set state = jsonb_set(channel_sessions.state, '{effects}',
-                    coalesce(channel_sessions.state -> 'effects', '{}'::jsonb) || jsonb_build_object(${key}::text, 'pending')),
+                    coalesce(channel_sessions.state -> 'effects', '{}'::jsonb) || jsonb_build_object(${key}::text, 'pending'))
+                    || ${pin}::jsonb,
                   updated_at = excluded.updated_at
               where (channel_sessions.state -> 'effects' -> ${key}::text) is null
             returning id`,

@@ -1,7 +1,8 @@
+import type { SignupArea } from "../config.ts";
 import type { IntentPurpose, PlanKind, SubscriptionStatus } from "../db/schema/index.ts";
 import type { Language, MessageKey, Params } from "../messaging/render.ts";
 
-export type { Language };
+export type { Language, SignupArea };
 
 /** Who is dialling: a phone number, and the customer behind it when there is one. */
 export interface MenuUser {
@@ -59,6 +60,22 @@ export interface QuoteView {
 /** A refusal a use-case explains to the person (billing rule, limit): shown, never a crash. */
 export type Refusal = { ok: false; reason: string; message: string };
 
+/** A newcomer's sign-up, as the confirmation screen showed it. */
+export interface SignUpRequest {
+  name: string;
+  planId: number;
+  area: SignupArea;
+  language: Language;
+  /** Told of the sign-up by an `admin_alert` SMS (`ADMIN_PHONE`); unset: nobody is. */
+  adminPhone?: string;
+}
+
+export type SignUpResult =
+  | { ok: true; accountNumber: string; amountDueCents: number }
+  /** The phone already has an account: the person is told its number rather than given a second one. */
+  | { ok: false; reason: "exists"; accountNumber: string }
+  | Refusal;
+
 /** What a confirmed action led to. Stored per session and step, so a replayed request shows it again. */
 export type Outcome =
   | { next: "end"; key: MessageKey; params: Record<string, string | number> }
@@ -99,6 +116,11 @@ export interface MenuServices {
     idempotencyKey?: string,
   ): Promise<void>;
   /**
+   * Creates a pending customer and subscription for the dialling phone (the first payment starts
+   * the service). Refuses a phone that already has an account.
+   */
+  signUp(user: MenuUser, session: MenuSession, request: SignUpRequest): Promise<SignUpResult>;
+  /**
    * Claims the right to run the confirmed action at `step` of `session` exactly once. Returns
    * `claimed` the first time; afterwards the stored outcome, or `pending` while it is still running.
    */
@@ -118,6 +140,10 @@ export interface MenuSettings {
   maxPayCents: number;
   /** ISO country codes whose numbers may use the menu (`SERVED_COUNTRIES`); default Kenya only. */
   servedCountries?: readonly string[];
+  /** Where a newcomer may sign up (`SIGNUP_AREAS`); empty or unset: the menu only says how to sign up. */
+  signupAreas?: readonly SignupArea[];
+  /** Receives an `admin_alert` SMS for every self sign-up (`ADMIN_PHONE`). */
+  adminPhone?: string;
 }
 
 /** What a channel shows: `end` closes the conversation (USSD `END`). Lines are already translated. */

@@ -14,6 +14,8 @@ export function menuSettingsFrom(config: Config): MenuSettings {
     minPayCents: 1_000,
     maxPayCents: 150_000_00,
     servedCountries: config.SERVED_COUNTRIES,
+    signupAreas: config.SIGNUP_AREAS,
+    ...(config.ADMIN_PHONE ? { adminPhone: config.ADMIN_PHONE } : {}),
   };
 }
 

@@ -6,6 +6,7 @@ import type {
   PlanView,
   QuoteView,
   Refusal,
+  SignUpResult,
 } from "../../src/menu/types.ts";
 
 /** The menu's use-cases in memory, for layout tests: records every action instead of doing it. */
@@ -14,6 +15,8 @@ export interface FakeWorld {
   plans: PlanView[];
   quote?: (planId: number) => QuoteView | Refusal;
   refusePayment?: Refusal;
+  /** What a sign-up answers; default: a new account with a large amount due. */
+  signUp?: SignUpResult;
 }
 
 export interface FakeServices extends MenuServices {
@@ -50,6 +53,10 @@ export function fakeServices(world: FakeWorld): FakeServices {
     async setLanguage(_user, _session, language) {
       actions.push(`language:${language}`);
     },
+    async signUp(_user, _session, request) {
+      actions.push(`signup:${request.planId}:${request.area.name}:${request.name}`);
+      return world.signUp ?? { ok: true, accountNumber: "NYA-0000123456", amountDueCents: 9_999_999_00 };
+    },
     async claimEffect(session, _user, step) {
       const key = `${session.id}:${step}`;
       const found = effects.get(key);
@@ -72,4 +79,12 @@ export const longSettings: MenuSettings = {
   timezone: "Africa/Nairobi",
   minPayCents: 1_000,
   maxPayCents: 150_000_00,
+  signupAreas: [
+    { name: "Kahawa West Sukari Estate Phase Two", routerId: 1 },
+    ...Array.from({ length: 11 }, (_, i) => ({
+      name: `Roysambu Zimmerman Githurai ${i + 45}`,
+      routerId: null,
+    })),
+  ],
+  adminPhone: "+254700000001",
 };

@@ -104,9 +104,27 @@ const worlds: Record<string, { world: FakeWorld; user: Omit<MenuUser, "language"
     user: { phone: "+254712345678", customer },
   },
   stranger: { world: { plans: hotspot }, user: { phone: "+254112345678", customer: null } },
+  newcomer: { world: { plans: pppoe }, user: { phone: "+254112345679", customer: null } },
+  // A chat visitor who has not shared a number: sign-up asks for it.
+  noPhone: { world: { plans: pppoe }, user: { phone: "", customer: null } },
 };
 
-const alphabet = ["1", "2", "3", "4", "5", "6", "98", "0", "00", "x", "2500", "12"];
+// The longest name a sign-up accepts (40 characters) is among the inputs.
+const alphabet = [
+  "1",
+  "2",
+  "3",
+  "4",
+  "5",
+  "6",
+  "98",
+  "0",
+  "00",
+  "x",
+  "2500",
+  "12",
+  "Nyokabi Wairimu-Kamau O'Neill Mwangi Ann",
+];
 
 /** Walks every screen reachable in `depth` inputs and returns each distinct rendering. */
 async function explore(name: string, language: Language, depth: number) {

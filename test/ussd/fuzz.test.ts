@@ -8,7 +8,7 @@ import { normalizePhone } from "../../src/lib/phone.ts";
 import { runMenu } from "../../src/menu/engine.ts";
 import { subscriberScreens } from "../../src/menu/screens.ts";
 import { createMenuServices, loadMenuUser } from "../../src/menu/services.ts";
-import type { MenuServices } from "../../src/menu/types.ts";
+import type { MenuServices, MenuSettings } from "../../src/menu/types.ts";
 import { activeSubscriber, admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
 import { settings, startUssdWorld, type UssdWorld } from "./world.ts";
@@ -19,13 +19,30 @@ let readOnly: MenuServices;
 const phones: string[] = [];
 const clock = new FakeClock("2026-05-01T06:00:00Z");
 
+/**
+ * Sign-up is offered, so the visitor's walks reach it too. Its area's router does not exist: a
+ * confirmed sign-up fails and is rolled back, so the visitor stays a visitor and the walks replayed
+ * afresh by `screenBefore` mean what they meant to the server (test/ussd/signup.test.ts signs up).
+ */
+const fuzzSettings: MenuSettings = {
+  ...settings,
+  signupAreas: [{ name: "Kahawa West", routerId: 2_000_000_000 }],
+};
+
 /** Screens on which typing `1` is the confirmation of an action. */
-const confirmScreens = new Set(["pay", "payConfirm", "voucherConfirm", "planConfirm", "languageConfirm"]);
+const confirmScreens = new Set([
+  "pay",
+  "payConfirm",
+  "voucherConfirm",
+  "planConfirm",
+  "languageConfirm",
+  "signupConfirm",
+]);
 
 beforeAll(async () => {
   database = await createTestDatabase();
   const { ctx } = billingContext(database.db, clock);
-  world = await startUssdWorld(ctx, database.db);
+  world = await startUssdWorld(ctx, database.db, { settings: fuzzSettings });
   // What the screen before the newest input was, worked out without acting on anything.
   readOnly = {
     ...createMenuServices(ctx),
@@ -34,6 +51,7 @@ beforeAll(async () => {
     requestPayment: async () => ({ ok: false, reason: "rate_limited", message: "read only" }),
     setLanguage: async () => {},
     changePlan: async () => ({ ok: false, reason: "read_only", message: "read only" }),
+    signUp: async () => ({ ok: false, reason: "read_only", message: "read only" }),
   };
   const small = await createPlan(database.db, { name: "Small", priceCents: 100_000 });
   await createPlan(database.db, { name: "Large", priceCents: 300_000 });
@@ -80,7 +98,7 @@ async function screenBefore(phone: string, sessionId: string, inputs: string[]):
     { user, session: { id: `ussd:${sessionId}`, channel: "ussd" }, inputs: inputs.slice(0, -1), recorded },
     subscriberScreens,
     readOnly,
-    settings,
+    fuzzSettings,
   );
   return view.screen;
 }
@@ -101,6 +119,7 @@ const flows = [
   ["5", "1", "1"],
   ["1", "1", "1"],
   ["3", "2", "1"],
+  ["2", "1", "Amina Wekesa", "1", "1"],
 ];
 const walk = fc.oneof(
   fc.array(token, { minLength: 0, maxLength: 7 }),

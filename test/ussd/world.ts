@@ -50,8 +50,10 @@ let sessions = 0;
 export async function startUssdWorld(
   ctx: BillingContext,
   db: Db,
-  options: { token?: string } = {},
+  /** `settings`: what the menu is given on top of the defaults above (e.g. sign-up areas). */
+  options: { token?: string; settings?: Partial<MenuSettings> } = {},
 ): Promise<UssdWorld> {
+  const menuSettings: MenuSettings = { ...settings, ...options.settings };
   // The payer answers the prompt a little after M-Pesa accepted the push (as on a phone, seconds later):
   // a callback that overtakes the dispatcher's own bookkeeping is a case of its own, tested with payments.
   const daraja = await FakeDaraja.start({ defaultDelivery: { outcome: "success", delayMs: 150 } });
@@ -72,7 +74,7 @@ export async function startUssdWorld(
     ussdRoutes: createUssdRoutes({
       db,
       services: createMenuServices(ctx, { planCacheMs: 0 }),
-      settings,
+      settings: menuSettings,
       logger: silent,
       token: options.token,
     }),

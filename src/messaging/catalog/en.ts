@@ -86,6 +86,18 @@ export const en = {
 
   "menu.help.text": "Help: call or WhatsApp {support}. Pay by M-Pesa here or to account number {account}.",
   "menu.help.visitor": "Help: call or WhatsApp {support}. You can buy a hotspot voucher here with M-Pesa.",
+  "menu.main.join": "Sign up",
+  "menu.signup.choosePlan": "Sign up: choose a home internet plan",
+  "menu.signup.none": "No home internet plans are on offer now. Call or WhatsApp {support}.",
+  "menu.signup.name": "Type your full name:",
+  "menu.signup.area": "Choose your area:",
+  "menu.signup.confirm": "Sign up {name} in {area}?",
+  "menu.signup.done":
+    "Welcome! Your account is {account}. Pay {amountCents} by M-Pesa (Pay in this menu) to get connected. Your login comes by SMS.",
+  "menu.signup.exists": "You already have account {account}. Dial again to pay or see it.",
+  "menu.signup.needPhone":
+    "To sign up, first share your phone number (M-Pesa pays from it), then choose Sign up again.",
+  "menu.hint.name": "Type your name: 2 to 40 letters.",
   "menu.signup.text":
     "No {isp} account on this number. To get connected, call or WhatsApp {support}. You can still buy a hotspot voucher here.",
   "menu.notCustomer": "This number has no account. Call {support} to sign up.",

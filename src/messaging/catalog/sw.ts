@@ -86,6 +86,18 @@ export const sw: Record<MessageKey, string> = {
     "Msaada: piga simu au tuma WhatsApp kwa {support}. Lipa kwa M-Pesa hapa au kwa nambari ya akaunti {account}.",
   "menu.help.visitor":
     "Msaada: piga simu au tuma WhatsApp kwa {support}. Unaweza kununua vocha ya hotspot hapa kwa M-Pesa.",
+  "menu.main.join": "Jisajili",
+  "menu.signup.choosePlan": "Jisajili: chagua kifurushi cha intaneti ya nyumbani",
+  "menu.signup.none": "Hakuna vifurushi vya intaneti ya nyumbani sasa. Piga simu au tuma WhatsApp {support}.",
+  "menu.signup.name": "Andika jina lako kamili:",
+  "menu.signup.area": "Chagua eneo lako:",
+  "menu.signup.confirm": "Sajili {name} eneo la {area}?",
+  "menu.signup.done":
+    "Karibu! Akaunti yako ni {account}. Lipa {amountCents} kwa M-Pesa (Lipa kwenye menyu hii) ili uunganishwe. Utapata maelezo ya kuingia kwa SMS.",
+  "menu.signup.exists": "Tayari una akaunti {account}. Piga tena ili ulipe au uione.",
+  "menu.signup.needPhone":
+    "Ili kujisajili, kwanza tuma nambari yako ya simu (M-Pesa hulipa kutoka kwayo), kisha uchague Jisajili tena.",
+  "menu.hint.name": "Andika jina lako: herufi 2 hadi 40.",
   "menu.signup.text":
     "Nambari hii haina akaunti ya {isp}. Kujiunga, piga simu au tuma WhatsApp {support}. Unaweza kununua vocha ya hotspot hapa.",
   "menu.notCustomer": "Nambari hii haina akaunti. Piga {support} ili kujisajili.",
