@@ -37,5 +37,5 @@ export function telegramFrom(deps: {
     servedCountries: deps.config.SERVED_COUNTRIES,
     clock: deps.ctx.clock,
   });
-  return { bot, routes: createTelegramRoutes({ bot, secretToken: deps.secretToken }) };
+  return { bot, routes: createTelegramRoutes({ bot, secretToken: deps.secretToken, logger: deps.logger }) };
 }

@@ -1,0 +1,479 @@
+/**
+ * B7: 200 Telegram chats walking the subscriber menu at once through the bot's webhook: real HTTP
+ * posts of Update JSON (with the secret token header) to the app's `/hooks/tg` route on a real port,
+ * the bot answering through the fake Bot API (`client.apiRoot`) over real HTTP, against PostgreSQL.
+ *
+ * Three processes: this one (database, seeding), the app (hono + grammY + the chat menu), and the
+ * load generator, which holds both the simulated chats and the fake Bot API, so an update's post and
+ * the bot's answer reaching the fake are timed on one clock, and neither shares the app's event loop.
+ * Latency: from when the update was due (open loop, as B3) to the first `sendMessage` or
+ * `editMessageText` for that chat arriving at the fake; a chat has one update in flight at a time.
+ *
+ * `B7_DEBUG=1` prints each kind's p50/p99, updates answered with no message, and each process's CPU
+ * time; `B7_PROF=1` writes a CPU profile of the app process to /tmp/prof; `B7_LOG=error` shows the
+ * app's errors; `B7_POOL` (default 20) and `B7_DURATION_MS` (default 15,000) as named.
+ */
+
+import { type ChildProcess, fork } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { connect, type Socket } from "node:net";
+import { fileURLToPath } from "node:url";
+import { serve } from "@hono/node-server";
+import { sql } from "drizzle-orm";
+import type { UserFromGetMe } from "grammy/types";
+import { createApp } from "../src/app.ts";
+import { defaultBillingSettings } from "../src/billing/context.ts";
+import { createCustomerWithSubscription } from "../src/billing/subscriptions.ts";
+import { createChatMenu } from "../src/bots/chat-menu.ts";
+import { createBot } from "../src/bots/telegram/bot.ts";
+import { type SentCall, startFakeTelegram } from "../src/bots/telegram/fake-api.ts";
+import { createTelegramRoutes } from "../src/bots/telegram/routes.ts";
+import { systemClock } from "../src/clock.ts";
+import { openDatabase } from "../src/db/client.ts";
+import { chatLinks, plans } from "../src/db/schema/index.ts";
+import { useSealingKey } from "../src/db/sealed.ts";
+import { createSecretBox } from "../src/lib/secret-box.ts";
+import { createLogger } from "../src/logger.ts";
+import { createMenuServices } from "../src/menu/services.ts";
+import { createBenchDatabase, percentile, round } from "./support.ts";
+
+const CHATS = 200;
+/**
+ * Each chat sends its next update on a fixed beat (`B7_PACE_MS`, default 160 ms: 200 chats offer
+ * 1,250 updates/s) whatever the previous answer's latency (open loop). `B7_PACE_MS=0`: each update as
+ * soon as the previous one was answered (closed loop, the most the app takes).
+ */
+const PACE_MS = Number(process.env.B7_PACE_MS ?? 160);
+const CUSTOMERS = 400;
+const DURATION_MS = Number(process.env.B7_DURATION_MS ?? 15_000);
+const WARMUP_MS = 2_000;
+const SECRET = "b7-webhook-secret-0123456789";
+/** One chat in four is a visitor (no link); the others are linked to a customer. */
+const VISITOR_EVERY = 4;
+/** Telegram user ids of the simulated chats. */
+const chatIdOf = (n: number) => 500_000_000 + n;
+
+/**
+ * What people do, as in B3: each walk starts with `/start`; a key is pressed as the button of that
+ * key on the screen shown, or typed when the screen has no such button (an amount).
+ */
+const customerWalks = [
+  ["1", "0", "2", "1"],
+  ["2", "2", "500", "1"],
+  ["3", "1", "1"],
+  ["4", "1", "0", "0", "6"],
+  ["5", "2", "1", "1"],
+];
+const visitorWalks = [
+  ["1", "98", "2", "1"],
+  ["2", "0", "4"],
+];
+
+interface LoadResult {
+  latencies: number[];
+  webhookLatencies: number[];
+  elapsed: number;
+  updates: number;
+  noReply: number;
+  non200: number;
+  walks: number;
+  byKind: Record<string, number[]>;
+}
+
+/**
+ * PPPoE passwords are sealed at rest: the app process must open what this one sealed, so all three
+ * share one key (support.ts gives each process a random one of its own).
+ */
+const sealingKey = process.env.B7_SEALING_KEY ?? randomBytes(32).toString("hex");
+useSealingKey(createSecretBox(Buffer.from(sealingKey, "hex")));
+
+export default async function run(databaseUrl: string) {
+  const database = await createBenchDatabase(databaseUrl, 20);
+  const db = database.db;
+  const ctx = { db, clock: systemClock, settings: defaultBillingSettings };
+  const admin = { kind: "admin" as const, id: "bench" };
+  const inserted = await db
+    .insert(plans)
+    .values([
+      ...["Home 5", "Home 10", "Home 20", "Home 50"].map((name, i) => ({
+        code: `home-${i}`,
+        name,
+        kind: "pppoe" as const,
+        priceCents: (1_500 + i * 1_000) * 100,
+        periodUnit: "months" as const,
+        rateLimit: "5M/10M",
+      })),
+      ...["1 Hour", "3 Hours", "1 Day", "3 Days", "1 Week", "1 Month"].map((name, i) => ({
+        code: `hot-${i}`,
+        name,
+        kind: "hotspot" as const,
+        priceCents: (10 + i * 40) * 100,
+        periodUnit: "hours" as const,
+        periodCount: [1, 3, 24, 72, 168, 720][i]!,
+        rateLimit: "2M/4M",
+      })),
+    ])
+    .returning();
+  const customerIds: number[] = [];
+  for (let i = 0; i < CUSTOMERS; i++) {
+    const created = await createCustomerWithSubscription(ctx, admin, {
+      name: `Subscriber ${i}`,
+      phone: `+2547${String(10_000_000 + i).padStart(8, "0")}`,
+      planId: inserted[i % 4]!.id,
+    });
+    customerIds.push(created.customer.id);
+  }
+  // Linked chats, as if each had shared its contact once.
+  const links = [];
+  for (let n = 0; n < CHATS; n++)
+    if (n % VISITOR_EVERY !== 0)
+      links.push({
+        channel: "telegram" as const,
+        chatId: String(chatIdOf(n)),
+        customerId: customerIds[n % CUSTOMERS]!,
+        method: "contact",
+      });
+  await db.insert(chatLinks).values(links);
+  const [{ name }] = (await db.execute(sql`select current_database() as name`)) as unknown as [
+    { name: string },
+  ];
+  const appUrl = new URL(databaseUrl);
+  appUrl.pathname = `/${name}`;
+
+  const self = fileURLToPath(import.meta.url);
+  const execArgv = ["--import", "tsx"];
+  const children: ChildProcess[] = [];
+  const firstMessage = <T>(child: ChildProcess) =>
+    new Promise<T>((resolve, reject) => {
+      child.once("message", (message) => resolve(message as T));
+      child.once("error", reject);
+      child.once("exit", (code) => reject(new Error(`child process exited with ${code}`)));
+    });
+  try {
+    // The load generator first: the fake Bot API it holds is the app's apiRoot.
+    const loader = fork(self, [], { execArgv, env: { ...process.env, B7_ROLE: "load" } });
+    children.push(loader);
+    const fake = await firstMessage<{ apiRoot: string; token: string; botInfo: UserFromGetMe }>(loader);
+    const app = fork(self, [], {
+      execArgv: [...execArgv, ...(process.env.B7_PROF ? ["--cpu-prof", "--cpu-prof-dir=/tmp/prof"] : [])],
+      env: {
+        ...process.env,
+        B7_ROLE: "app",
+        B7_SEALING_KEY: sealingKey,
+        B7_APP_DATABASE_URL: appUrl.toString(),
+        B7_FAKE: JSON.stringify(fake),
+      },
+    });
+    children.push(app);
+    const { port } = await firstMessage<{ port: number }>(app);
+    const done = firstMessage<LoadResult>(loader);
+    loader.send({ port });
+    const result = await done;
+    const latencies = result.latencies.sort((a, b) => a - b);
+    const webhook = result.webhookLatencies.sort((a, b) => a - b);
+    if (process.env.B7_DEBUG)
+      for (const [k, v] of Object.entries(result.byKind)) {
+        v.sort((a, b) => a - b);
+        console.error(k.padEnd(16), v.length, round(percentile(v, 50)), round(percentile(v, 99)));
+      }
+    return {
+      updates_per_second: round(result.updates / (result.elapsed / 1000), 0),
+      p50_ms: round(percentile(latencies, 50)),
+      p99_ms: round(percentile(latencies, 99)),
+      max_ms: round(latencies.at(-1) ?? 0),
+      webhook_p50_ms: round(percentile(webhook, 50)),
+      webhook_p99_ms: round(percentile(webhook, 99)),
+      updates: result.updates,
+      no_reply: result.noReply,
+      non_200: result.non200,
+      walks: result.walks,
+      chats: CHATS,
+      pace_ms: PACE_MS,
+      offered_per_second: PACE_MS > 0 ? round((CHATS * 1000) / PACE_MS, 0) : null,
+    };
+  } finally {
+    for (const child of children) child.kill();
+    await database.close();
+  }
+}
+
+/**
+ * One chat's keep-alive HTTP/1.1 connection to the app (Telegram keeps a few open to a webhook),
+ * one update at a time; a bare client for the reason given in B3.
+ */
+class Connection {
+  private socket: Socket | null = null;
+  private received = "";
+  private waiting: { resolve: (status: number) => void; reject: (error: Error) => void } | null = null;
+
+  constructor(private readonly port: number) {}
+
+  post(body: string): Promise<number> {
+    if (this.waiting) return Promise.reject(new Error("one request at a time"));
+    const socket = this.connected();
+    return new Promise((resolve, reject) => {
+      this.waiting = { resolve, reject };
+      socket.write(
+        `POST /hooks/tg HTTP/1.1\r\nHost: 127.0.0.1:${this.port}\r\nContent-Type: application/json\r\nX-Telegram-Bot-Api-Secret-Token: ${SECRET}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+    });
+  }
+
+  close(): void {
+    this.socket?.destroy();
+  }
+
+  private connected(): Socket {
+    if (this.socket && !this.socket.destroyed) return this.socket;
+    const socket = connect({ host: "127.0.0.1", port: this.port, noDelay: true });
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk: string) => {
+      if (this.socket !== socket) return;
+      this.received += chunk;
+      this.answer();
+    });
+    const fail = (error: Error) => {
+      if (this.socket !== socket) return;
+      this.socket = null;
+      this.received = "";
+      const waiting = this.waiting;
+      this.waiting = null;
+      waiting?.reject(error);
+    };
+    socket.on("error", fail);
+    socket.on("close", () => fail(new Error("connection closed")));
+    socket.setTimeout(4_000, () => {
+      if (!this.waiting) socket.destroy();
+    });
+    this.socket = socket;
+    return socket;
+  }
+
+  private answer(): void {
+    const headEnd = this.received.indexOf("\r\n\r\n");
+    if (headEnd < 0 || !this.waiting) return;
+    const head = this.received.slice(0, headEnd);
+    const length = /\r\ncontent-length: *(\d+)/i.exec(head);
+    if (!length) {
+      this.waiting.reject(new Error(`no Content-Length in ${head}`));
+      return;
+    }
+    const end = headEnd + 4 + Number(length[1]);
+    if (this.received.length < end) return;
+    this.received = this.received.slice(end);
+    const { resolve } = this.waiting;
+    this.waiting = null;
+    resolve(Number(head.slice(9, 12)));
+  }
+}
+
+interface Stamped {
+  call: SentCall;
+  at: number;
+}
+
+/** The load generator: the fake Bot API, then CHATS chats walking the menu until the time is up. */
+async function load() {
+  const fake = await startFakeTelegram();
+  // Every accepted call, stamped as it arrives, handed to the chat waiting for it.
+  const inbox = new Map<number, Stamped[]>();
+  const calls = fake.calls;
+  calls.push = (...items: SentCall[]) => {
+    const at = performance.now();
+    for (const call of items) {
+      const chat =
+        typeof call.payload.chat_id === "number"
+          ? call.payload.chat_id
+          : Number(/^c(\d+)_/.exec(String(call.payload.callback_query_id ?? ""))?.[1]);
+      inbox.get(chat)?.push({ call, at });
+    }
+    // Not kept: 15 s of calls would only grow the heap of the process that times them.
+    return 0;
+  };
+  process.send!({ apiRoot: fake.apiRoot, token: fake.token, botInfo: fake.botInfo });
+  const port = await new Promise<number>((resolve) =>
+    process.once("message", (message: { port: number }) => resolve(message.port)),
+  );
+
+  const latencies: number[] = [];
+  const webhookLatencies: number[] = [];
+  const byKind: Record<string, number[]> = {};
+  const loadStarted = performance.now();
+  const measureFrom = loadStarted + WARMUP_MS;
+  const measureUntil = measureFrom + DURATION_MS;
+  let updates = 0;
+  let noReply = 0;
+  let non200 = 0;
+  let walks = 0;
+  let updateId = 0;
+  const now = () => Math.floor(Date.now() / 1000);
+  const botFrom = { id: fake.botInfo.id, is_bot: true, first_name: "Tandao" };
+
+  async function chat(n: number) {
+    const id = chatIdOf(n);
+    const connection = new Connection(port);
+    const from = { id, is_bot: false, first_name: "Achieng" };
+    const privateChat = { id, type: "private", first_name: "Achieng" };
+    const visitor = n % VISITOR_EVERY === 0;
+    const calls: Stamped[] = [];
+    inbox.set(id, calls);
+    /** The newest message with buttons the bot showed in this chat. */
+    let menu: { messageId: number; buttons: { callback_data: string }[] } | null = null;
+    let walkNo = n;
+    let beat = loadStarted + (n * Math.max(PACE_MS, 1)) / CHATS;
+
+    async function send(update: Record<string, unknown>, kind: string) {
+      const due = beat;
+      if (due > performance.now()) await new Promise((r) => setTimeout(r, due - performance.now()));
+      beat = PACE_MS > 0 ? beat + PACE_MS : performance.now();
+      calls.length = 0;
+      const started = Math.min(due, performance.now());
+      const status = await connection.post(JSON.stringify({ update_id: ++updateId, ...update }));
+      const answered = performance.now();
+      if (PACE_MS === 0) beat = answered;
+      const reply = calls.find((c) => c.call.method === "sendMessage" || c.call.method === "editMessageText");
+      if (due >= measureFrom && due < measureUntil) {
+        updates++;
+        if (status !== 200) non200++;
+        webhookLatencies.push(answered - started);
+        if (reply) {
+          latencies.push(reply.at - started);
+          if (process.env.B7_DEBUG) {
+            const seen = byKind[kind] ?? [];
+            seen.push(reply.at - started);
+            byKind[kind] = seen;
+          }
+        } else {
+          noReply++;
+          if (process.env.B7_DEBUG) {
+            const key = `none:${kind}:${calls.map((c) => `${c.call.method}${c.call.payload.text ? `+${String(c.call.payload.text).slice(0, 30)}` : ""}`).join(",")}`;
+            byKind[key] = [...(byKind[key] ?? []), answered - started].slice(-1000);
+          }
+        }
+      }
+      // The menu to press next: the newest message carrying buttons.
+      for (const { call } of calls) {
+        const markup = call.payload.reply_markup as
+          | { inline_keyboard?: { callback_data: string }[][] }
+          | undefined;
+        if (markup?.inline_keyboard && call.messageId !== undefined)
+          menu = { messageId: call.messageId, buttons: markup.inline_keyboard.flat() };
+        else if (call.method === "sendMessage" || call.method === "editMessageText") menu = null;
+      }
+    }
+
+    const text = (t: string) =>
+      send(
+        {
+          message: {
+            message_id: ++updateId,
+            date: now(),
+            chat: privateChat,
+            from,
+            text: t,
+            ...(t.startsWith("/")
+              ? { entities: [{ type: "bot_command", offset: 0, length: t.length }] }
+              : {}),
+          },
+        },
+        t.startsWith("/") ? "start" : "text",
+      );
+
+    while (performance.now() < measureUntil) {
+      const walk = (visitor ? visitorWalks : customerWalks)[walkNo++ % (visitor ? 2 : 5)]!;
+      walks++;
+      await text("/start");
+      for (const key of walk) {
+        if (performance.now() >= measureUntil) break;
+        const current = menu as { messageId: number; buttons: { callback_data: string }[] } | null;
+        if (!current) break;
+        const button = current.buttons.find((b) => b.callback_data.endsWith(`:${key}`));
+        if (!button) {
+          await text(key);
+          continue;
+        }
+        const message = fake.message(current.messageId);
+        await send(
+          {
+            callback_query: {
+              id: `c${id}_${updateId}`,
+              from,
+              chat_instance: `ci${id}`,
+              message: { ...message, from: botFrom },
+              data: button.callback_data,
+            },
+          },
+          "press",
+        );
+      }
+    }
+    connection.close();
+  }
+
+  await Promise.all(Array.from({ length: CHATS }, (_, n) => chat(n)));
+  const result: LoadResult = {
+    latencies,
+    webhookLatencies,
+    elapsed: DURATION_MS,
+    updates,
+    noReply,
+    non200,
+    walks,
+    byKind,
+  };
+  await fake.close();
+  if (process.env.B7_DEBUG) console.error("load process CPU (µs):", JSON.stringify(process.cpuUsage()));
+  return result;
+}
+
+/** The app: hono with the Telegram webhook mounted as in main.ts, the bot using the fake Bot API. */
+async function serveApp(
+  databaseUrl: string,
+  fake: { apiRoot: string; token: string; botInfo: UserFromGetMe },
+) {
+  const database = await openDatabase({
+    databaseUrl,
+    dataDir: "",
+    maxConnections: Number(process.env.B7_POOL ?? 20),
+  });
+  const db = database.db;
+  const logger = createLogger(process.env.B7_LOG ?? "silent");
+  const ctx = { db, clock: systemClock, settings: defaultBillingSettings };
+  const chatMenu = createChatMenu({
+    db,
+    services: createMenuServices(ctx),
+    settings: {
+      isp: "Bench Net",
+      support: "0700 000 000",
+      timezone: "Africa/Nairobi",
+      minPayCents: 1_000,
+      maxPayCents: 150_000_00,
+    },
+    logger,
+    clock: systemClock,
+  });
+  const bot = createBot({
+    token: fake.token,
+    db,
+    chatMenu,
+    logger,
+    apiRoot: fake.apiRoot,
+    botInfo: fake.botInfo,
+  });
+  const app = createApp({ db, logger });
+  app.route("/hooks/tg", createTelegramRoutes({ bot, secretToken: SECRET }));
+  serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, (info) => process.send!({ port: info.port }));
+  // A clean exit, so `--cpu-prof` writes its profile.
+  process.on("SIGTERM", () => {
+    if (process.env.B7_DEBUG) console.error("app process CPU (µs):", JSON.stringify(process.cpuUsage()));
+    void database.close().finally(() => process.exit(0));
+  });
+}
+
+if (process.env.B7_ROLE === "app" && process.send)
+  await serveApp(process.env.B7_APP_DATABASE_URL!, JSON.parse(process.env.B7_FAKE!));
+
+if (process.env.B7_ROLE === "load" && process.send) {
+  const result = await load();
+  process.send(result, () => process.exit(0));
+}
