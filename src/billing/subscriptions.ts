@@ -37,19 +37,6 @@ export interface NewSubscriber {
   routerId?: number | null;
   networkUsername?: string;
   networkPassword?: string;
-  /**
-   * More records that must commit with the sign-up or not at all (a self sign-up's audit entry and
-   * admin alert), written in its transaction once the customer, subscription and invoice exist.
-   */
-  alsoRecord?: (
-    tx: Executor,
-    now: Date,
-    created: {
-      customer: typeof customers.$inferSelect;
-      subscription: typeof subscriptions.$inferSelect;
-      invoice: typeof invoices.$inferSelect;
-    },
-  ) => Promise<void>;
 }
 
 /** The subscription, locked after its customer's money (the lock order of money-lock.ts). */
@@ -70,7 +57,13 @@ async function lockedSubscription(tx: Executor, subscriptionId: number) {
  * Signs up a subscriber: customer, subscription waiting for its first payment, the first period's
  * invoice, and the router account (created disabled until paid).
  */
-export async function createCustomerWithSubscription(
+export function createCustomerWithSubscription(ctx: BillingContext, actor: Actor, input: NewSubscriber) {
+  return ctx.db.transaction((tx) => createCustomerWithSubscriptionInTx(tx, ctx, actor, input));
+}
+
+/** `createCustomerWithSubscription` in the caller's transaction (a self sign-up adds its own records). */
+export async function createCustomerWithSubscriptionInTx(
+  tx: Executor,
   ctx: BillingContext,
   actor: Actor,
   input: NewSubscriber,
@@ -78,108 +71,105 @@ export async function createCustomerWithSubscription(
   const name = input.name.trim();
   if (!name) throw new BillingError("invalid_name", "A name is required.");
   if (!E164.test(input.phone)) throw new BillingError("invalid_phone", "The phone number is not valid.");
-  return ctx.db.transaction(async (tx) => {
-    const now = ctx.clock.now();
-    const [plan] = await tx.select().from(plans).where(eq(plans.id, input.planId));
-    if (!plan?.active) throw new BillingError("unknown_plan", "That plan does not exist or is retired.");
-    const [existing] = await tx
-      .select({ id: customers.id })
-      .from(customers)
-      .where(eq(customers.phone, input.phone));
-    if (existing)
-      throw new BillingError("duplicate_phone", "A customer with that phone number already exists.");
+  const now = ctx.clock.now();
+  const [plan] = await tx.select().from(plans).where(eq(plans.id, input.planId));
+  if (!plan?.active) throw new BillingError("unknown_plan", "That plan does not exist or is retired.");
+  const [existing] = await tx
+    .select({ id: customers.id })
+    .from(customers)
+    .where(eq(customers.phone, input.phone));
+  if (existing)
+    throw new BillingError("duplicate_phone", "A customer with that phone number already exists.");
 
-    const [inserted] = await tx
-      .insert(customers)
-      .values({
-        accountNumber: input.accountNumber?.trim() || `pending-${now.getTime()}-${randomInt(1e9)}`,
-        phone: input.phone,
-        name,
-        language: input.language ?? "en",
-      })
+  const [inserted] = await tx
+    .insert(customers)
+    .values({
+      accountNumber: input.accountNumber?.trim() || `pending-${now.getTime()}-${randomInt(1e9)}`,
+      phone: input.phone,
+      name,
+      language: input.language ?? "en",
+    })
+    .returning();
+  if (!inserted) throw new Error("customer insert returned nothing");
+  let customer = inserted;
+  if (!input.accountNumber?.trim()) {
+    const [renamed] = await tx
+      .update(customers)
+      .set({ accountNumber: `TD${String(inserted.id).padStart(5, "0")}` })
+      .where(eq(customers.id, inserted.id))
       .returning();
-    if (!inserted) throw new Error("customer insert returned nothing");
-    let customer = inserted;
-    if (!input.accountNumber?.trim()) {
-      const [renamed] = await tx
-        .update(customers)
-        .set({ accountNumber: `TD${String(inserted.id).padStart(5, "0")}` })
-        .where(eq(customers.id, inserted.id))
-        .returning();
-      customer = renamed ?? inserted;
-    }
+    customer = renamed ?? inserted;
+  }
 
-    const money = await lockCustomerMoney(tx, [customer.id]);
-    const period = periodAt(now, plan, 0, ctx.settings);
-    const [subscription] = await tx
-      .insert(subscriptions)
-      .values({
-        customerId: customer.id,
-        planId: plan.id,
-        routerId: input.routerId ?? null,
-        networkUsername: input.networkUsername?.trim() || customer.accountNumber.toLowerCase(),
-        networkPassword: input.networkPassword || randomPassword(),
-        status: "pending",
-        currentPeriodStart: period.start,
-        currentPeriodEnd: period.end,
-        billingAnchor: now,
-        periodIndex: 0,
-      })
-      .returning();
-    if (!subscription) throw new Error("subscription insert returned nothing");
-
-    const [invoice] = await tx
-      .insert(invoices)
-      .values({
-        customerId: customer.id,
-        subscriptionId: subscription.id,
-        kind: "recurring",
-        periodStart: period.start,
-        periodEnd: period.end,
-        amountCents: plan.priceCents,
-        dueAt: now,
-        issuedAt: now,
-      })
-      .returning();
-    if (!invoice) throw new Error("invoice insert returned nothing");
-    await tx
-      .insert(invoiceLines)
-      .values({ invoiceId: invoice.id, description: plan.name, amountCents: plan.priceCents });
-    await postLedgerEntry(tx, money, {
+  const money = await lockCustomerMoney(tx, [customer.id]);
+  const period = periodAt(now, plan, 0, ctx.settings);
+  const [subscription] = await tx
+    .insert(subscriptions)
+    .values({
       customerId: customer.id,
-      kind: "invoice",
-      amountCents: -plan.priceCents,
-      invoiceId: invoice.id,
-      memo: `${plan.name}, first period`,
-      at: now,
-    });
-    await settleOpenInvoices(tx, money, now, oneCustomer(customer.id));
+      planId: plan.id,
+      routerId: input.routerId ?? null,
+      networkUsername: input.networkUsername?.trim() || customer.accountNumber.toLowerCase(),
+      networkPassword: input.networkPassword || randomPassword(),
+      status: "pending",
+      currentPeriodStart: period.start,
+      currentPeriodEnd: period.end,
+      billingAnchor: now,
+      periodIndex: 0,
+    })
+    .returning();
+  if (!subscription) throw new Error("subscription insert returned nothing");
 
-    await enqueueProvisioning(tx, now, {
-      action: "ensure_account",
+  const [invoice] = await tx
+    .insert(invoices)
+    .values({
+      customerId: customer.id,
       subscriptionId: subscription.id,
-      routerId: subscription.routerId,
-    });
-    await enqueueMessage(tx, now, {
-      recipient: customer.phone,
-      language: customer.language,
-      template: "welcome",
-      params: {
-        name: customer.name,
-        account: customer.accountNumber,
-        plan: planNameIn(plan, customer.language),
-      },
-      dedupeKey: `welcome:${customer.id}`,
-    });
-    await audit(tx, actor, now, {
-      action: "subscription.created",
-      entity: "subscription",
-      entityId: subscription.id,
-      details: { customerId: customer.id, planId: plan.id, invoiceId: invoice.id },
-    });
-    await input.alsoRecord?.(tx, now, { customer, subscription, invoice });
-    return { customer, subscription, invoice };
+      kind: "recurring",
+      periodStart: period.start,
+      periodEnd: period.end,
+      amountCents: plan.priceCents,
+      dueAt: now,
+      issuedAt: now,
+    })
+    .returning();
+  if (!invoice) throw new Error("invoice insert returned nothing");
+  await tx
+    .insert(invoiceLines)
+    .values({ invoiceId: invoice.id, description: plan.name, amountCents: plan.priceCents });
+  await postLedgerEntry(tx, money, {
+    customerId: customer.id,
+    kind: "invoice",
+    amountCents: -plan.priceCents,
+    invoiceId: invoice.id,
+    memo: `${plan.name}, first period`,
+    at: now,
   });
+  await settleOpenInvoices(tx, money, now, oneCustomer(customer.id));
+
+  await enqueueProvisioning(tx, now, {
+    action: "ensure_account",
+    subscriptionId: subscription.id,
+    routerId: subscription.routerId,
+  });
+  await enqueueMessage(tx, now, {
+    recipient: customer.phone,
+    language: customer.language,
+    template: "welcome",
+    params: {
+      name: customer.name,
+      account: customer.accountNumber,
+      plan: planNameIn(plan, customer.language),
+    },
+    dedupeKey: `welcome:${customer.id}`,
+  });
+  await audit(tx, actor, now, {
+    action: "subscription.created",
+    entity: "subscription",
+    entityId: subscription.id,
+    details: { customerId: customer.id, planId: plan.id, invoiceId: invoice.id },
+  });
+  return { customer, subscription, invoice };
 }
 
 function requireReason(reason: string | undefined): string {

@@ -9,9 +9,9 @@ import {
 } from "../billing/intents/request.ts";
 import { changePlan, type PlanChangeQuote, quotePlanChange } from "../billing/plan-change.ts";
 import { setCustomerLanguage } from "../billing/preferences.ts";
+import { selfSignUp } from "../billing/self-signup.ts";
 import { type Executor, queryRows } from "../db/client.ts";
 import { type PlanKind, plans } from "../db/schema/index.ts";
-import { selfSignUp } from "./signup-service.ts";
 import type {
   Language,
   MenuServices,
@@ -227,7 +227,12 @@ export function createMenuServices(ctx: BillingContext, options: MenuServiceOpti
     },
 
     signUp(user, session, request) {
-      return selfSignUp(ctx, subscriberActor(user, session), user.phone, session, request);
+      return selfSignUp(ctx, subscriberActor(user, session), {
+        ...request,
+        phone: user.phone,
+        channel: session.channel,
+        sessionId: session.id,
+      });
     },
 
     async claimEffect(session, user, step) {
