@@ -1,5 +1,6 @@
 import { type SQL, sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../db/client.ts";
+import { intArray } from "../db/params.ts";
 import { customers } from "../db/schema/index.ts";
 
 /**
@@ -36,8 +37,6 @@ class CustomerLock implements MoneyLock {
     return this.ids === "set" || this.ids.has(customerId);
   }
 }
-
-const intArray = (ids: number[]) => sql`${`{${ids.join(",")}}`}::int[]`;
 
 /** Locks the customers' money, ascending id (so writers over overlapping sets queue instead of deadlocking). */
 export async function lockCustomerMoney(tx: Executor, customerIds: Iterable<number>): Promise<MoneyLock> {

@@ -1,5 +1,6 @@
 import { and, eq, sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../db/client.ts";
+import { intArray } from "../db/params.ts";
 import { type PaymentMethod, payments } from "../db/schema/index.ts";
 import { normaliseAccountReference } from "./accounts.ts";
 import { audit } from "./audit.ts";
@@ -134,7 +135,6 @@ async function existingPaymentId(tx: Executor, input: PaymentInput): Promise<num
   return row.id;
 }
 
-const intArray = (ids: number[]) => sql`${`{${ids.join(",")}}`}::int[]`;
 const refKey = (provider: string, ref: string) => `${provider}\u0000${ref.trim()}`;
 
 interface FreshPayment {

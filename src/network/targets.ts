@@ -1,6 +1,7 @@
 import { type SQL, sql } from "drizzle-orm";
 import type { Clock } from "../clock.ts";
 import { type Db, queryRows } from "../db/client.ts";
+import { intArray, textArray } from "../db/params.ts";
 import { plans, subscriptions, vouchers } from "../db/schema/index.ts";
 import { type DesiredHotspotUser, type DesiredSecret, desiredHotspotUser, desiredSecret } from "./desired.ts";
 
@@ -26,8 +27,6 @@ export function targetKey(kind: "sub" | "voucher", routerId: number | null, id: 
 }
 
 /** A list as one text parameter: lists of thousands stay one short statement text. */
-const intArray = (ids: number[]) => sql`string_to_array(${ids.join(",")}, ',')::int[]`;
-const textArray = (values: string[]) => sql`string_to_array(${values.join(",")}, ',')`;
 
 export interface ReconcileTarget {
   kind: "sub" | "voucher";

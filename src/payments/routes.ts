@@ -1,4 +1,3 @@
-import { timingSafeEqual } from "node:crypto";
 import { type Context, Hono } from "hono";
 import { findCustomerByAccountReference } from "../billing/accounts.ts";
 import type { BillingContext } from "../billing/context.ts";
@@ -7,6 +6,7 @@ import { type SettleOutcome, settleStkResult } from "../billing/intents/settle.t
 import { settleStkResults } from "../billing/intents/settle-batch.ts";
 import { limitBody } from "../lib/body-limit.ts";
 import { addressAllowlist } from "../lib/client-address.ts";
+import { sameSecret } from "../lib/same-secret.ts";
 import type { Logger } from "../logger.ts";
 import { type InboundRequest, Inbox } from "./inbox.ts";
 import { type ProcessDeps, processStoredRequest, webhookActor } from "./mpesa/process.ts";
@@ -73,7 +73,6 @@ export function createMpesaRoutes(deps: MpesaRouteDeps): Hono {
 
 export function createMpesaInbox(deps: MpesaRouteDeps): MpesaRoutes {
   const routes = new Hono();
-  const expected = Buffer.from(deps.token);
   const inbox = new Inbox({ ctx: deps.ctx, logger: deps.logger, spoolDir: deps.spoolDir });
   const stkBatcher = createStkBatcher({
     settleOne: (result) => settleStkResult(deps.ctx, webhookActor, result),
@@ -90,8 +89,7 @@ export function createMpesaInbox(deps: MpesaRouteDeps): MpesaRoutes {
   const allowed = addressAllowlist(deps.allowedIps, deps.trustedProxies);
 
   routes.use("/:token/*", async (c, next) => {
-    const given = Buffer.from(c.req.param("token") ?? "");
-    const tokenOk = given.length === expected.length && timingSafeEqual(given, expected);
+    const tokenOk = sameSecret(c.req.param("token"), deps.token);
     if (!tokenOk || (allowed && !allowed(c))) return c.text("Not Found", 404);
     await next();
   });

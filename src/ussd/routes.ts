@@ -1,9 +1,9 @@
-import { timingSafeEqual } from "node:crypto";
 import { Hono } from "hono";
 import type { Db } from "../db/client.ts";
 import { limitBody } from "../lib/body-limit.ts";
 import { addressAllowlist } from "../lib/client-address.ts";
 import { checkPhone } from "../lib/phone.ts";
+import { sameSecret } from "../lib/same-secret.ts";
 import type { Logger } from "../logger.ts";
 import { runMenu, type Screen, toAscii } from "../menu/engine.ts";
 import { notServedView } from "../menu/not-served.ts";
@@ -34,12 +34,6 @@ export interface UssdDeps {
 const MAX_TEXT = 640;
 const MAX_INPUTS = 60;
 export const maxUssdBytes = 8 * 1024;
-
-function sameSecret(given: string, expected: string): boolean {
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
 
 const apology = (key: "menu.error.bad" | "menu.error.generic", language: "en" | "sw" = "en") =>
   `END ${toAscii(translate(language, key))}`;

@@ -1,11 +1,7 @@
-import { eq, sql } from "drizzle-orm";
+import { eq } from "drizzle-orm";
 import type { Executor } from "../../db/client.ts";
 import { customers, type paymentIntents } from "../../db/schema/index.ts";
 import { enqueueMessage } from "../outbox.ts";
-/** A text[] as one parameter: the statement text stays the same, so its prepared form is reused. */
-export const textArray = (values: string[]) =>
-  sql`array(select jsonb_array_elements_text(${JSON.stringify(values)}::jsonb))`;
-
 export type IntentRow = typeof paymentIntents.$inferSelect;
 
 export async function languageFor(tx: Executor, customerId: number | null): Promise<"en" | "sw"> {

@@ -1,10 +1,11 @@
 import { asc, sql } from "drizzle-orm";
 import { queryRows } from "../../db/client.ts";
+import { textArray } from "../../db/params.ts";
 import { paymentIntents } from "../../db/schema/index.ts";
 import type { Actor, BillingContext } from "../context.ts";
 import { applyPaymentsInTx } from "../payments.ts";
 import { recordCallbackOutcomes } from "./callbacks.ts";
-import { type IntentRow, textArray } from "./common.ts";
+import type { IntentRow } from "./common.ts";
 import {
   callbackFlag,
   callbackKind,

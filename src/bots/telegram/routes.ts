@@ -1,17 +1,11 @@
-import { timingSafeEqual } from "node:crypto";
 import { type Bot, webhookCallback } from "grammy";
 import { Hono } from "hono";
 import { limitBody } from "../../lib/body-limit.ts";
+import { sameSecret } from "../../lib/same-secret.ts";
 import type { Logger } from "../../logger.ts";
 
 /** An update is a few kilobytes; anything much bigger is not Telegram. */
 const MAX_UPDATE_BYTES = 256 * 1024;
-
-function sameSecret(given: string | undefined, expected: string): boolean {
-  const a = Buffer.from(given ?? "");
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
 
 const isUpdate = (body: unknown): boolean =>
   typeof body === "object" &&

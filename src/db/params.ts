@@ -1,0 +1,9 @@
+import { sql } from "drizzle-orm";
+
+/**
+ * Arrays as one parameter each: the statement text stays the same whatever the length, so its
+ * prepared form is reused (see client.ts), and values may hold any character.
+ */
+export const intArray = (ids: readonly number[]) => sql`${`{${ids.join(",")}}`}::int[]`;
+export const textArray = (values: readonly string[]) =>
+  sql`array(select jsonb_array_elements_text(${JSON.stringify(values)}::jsonb))`;
