@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
-import { and, eq, sql } from "drizzle-orm";
+import { sql } from "drizzle-orm";
 import type { Clock } from "../clock.ts";
 import { type Db, queryRows } from "../db/client.ts";
-import { type ChatChannel, chatSessions } from "../db/schema/index.ts";
+import type { ChatChannel } from "../db/schema/index.ts";
 import type { Logger } from "../logger.ts";
 import { runMenu, type Screen } from "../menu/engine.ts";
 import { subscriberScreens } from "../menu/screens.ts";
@@ -10,6 +10,8 @@ import { loadMenuUser } from "../menu/services.ts";
 import { SessionCache } from "../menu/session-cache.ts";
 import { SIGNUP_SCREENS } from "../menu/signup-screens.ts";
 import type { Language, MenuChoice, MenuServices, MenuSettings } from "../menu/types.ts";
+import { CHAT_CONTENT_TEMPLATE, type ChatOutgoing, enqueueChat } from "./chat-outbox.ts";
+import type { ChatContent } from "./chat-sender.ts";
 
 /**
  * The subscriber menu for chat channels (Telegram, WhatsApp): the same screens as USSD, replayed
@@ -43,6 +45,12 @@ export interface ChatRequest {
   /** The customer's phone when the chat is linked; null: a visitor (the non-customer menu). */
   phone: string | null;
   input: ChatInput;
+  /**
+   * The messages that answer this input, made by the channel from the reply: they are written to the
+   * outbox with the chat's new place in the menu (one statement), so an answer is sent exactly when
+   * the input counted. Absent: the caller shows the reply itself (tests of the menu alone).
+   */
+  answer?: (reply: ChatReply) => ChatContent[];
 }
 
 export interface ChatView {
@@ -81,6 +89,8 @@ export interface ChatMenuDeps {
   cache?: SessionCache;
   /** Screens that prompt a payment from the user's phone (default `PAYMENT_SCREENS`). */
   paymentScreens?: ReadonlySet<string>;
+  /** Told after answers were queued (the chat delivery worker sends them at once). */
+  onQueued?: () => void;
 }
 
 /**
@@ -122,19 +132,36 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
   const services = requirePhone(deps.services);
 
   return {
-    async handle({ channel, chatId, phone, input }) {
+    async handle({ channel, chatId, phone, input, answer }) {
+      const answersTo = (reply: ChatReply): ChatOutgoing[] =>
+        (answer?.(reply) ?? []).map((content) => ({
+          channel,
+          to: chatId,
+          language: reply.kind === "view" ? reply.view.language : reply.language,
+          content,
+        }));
+      // Nothing changed: only the answer saying so is queued.
+      const queueStale = async (language: Language): Promise<ChatReply> => {
+        const reply: ChatReply = { kind: "stale", language };
+        const messages = answersTo(reply);
+        if (messages.length > 0) {
+          await enqueueChat(deps.db, deps.clock.now(), messages);
+          deps.onQueued?.();
+        }
+        return reply;
+      };
       const now = deps.clock.now();
-      const [row] = await deps.db
-        .select()
-        .from(chatSessions)
-        .where(and(eq(chatSessions.channel, channel), eq(chatSessions.chatId, chatId)));
+      const [row] = await queryRows<SessionRow>(
+        deps.db,
+        sql`select session_key, inputs, language, step, last_activity_at from chat_sessions
+            where channel = ${channel} and chat_id = ${chatId}`,
+      );
       const step = row?.step ?? 0;
-      const expired = !row || now.getTime() - row.lastActivityAt.getTime() > idleMs;
+      const expired = !row || now.getTime() - new Date(row.last_activity_at).getTime() > idleMs;
       const staleLanguage = row?.language ?? "en";
       // A button names a choice on one screen: after another input, or once the conversation it belongs
       // to has expired, it would mean something else, so it changes nothing.
-      if (input.kind === "option" && (expired || input.step !== step))
-        return { kind: "stale", language: staleLanguage };
+      if (input.kind === "option" && (expired || input.step !== step)) return queueStale(staleLanguage);
 
       const refresh = input.kind === "refresh";
       const typed = input.kind === "text" ? input.text.trim() : input.kind === "option" ? input.key : "";
@@ -144,7 +171,7 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
         typed.length > MAX_TEXT ||
         (!refresh && (row?.inputs.length ?? 0) >= MAX_INPUTS);
       // An idle chat's typed "2" was meant for a screen it no longer sees: it gets the main menu instead.
-      const sessionKey = goHome || !row ? newSessionKey() : row.sessionKey;
+      const sessionKey = goHome || !row ? newSessionKey() : row.session_key;
       const inputs = goHome || !row ? [] : refresh ? row.inputs : [...row.inputs, typed];
       const session = { id: `${channel}:${sessionKey}`, channel };
 
@@ -174,6 +201,20 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
 
       // A closed conversation is not replayed again: the next message starts at the main menu.
       const stored = view.end ? { sessionKey: newSessionKey(), inputs: [] } : { sessionKey, inputs };
+      const nextStep = row ? step + 1 : 1;
+      const reply: ChatReply = {
+        kind: "view",
+        view: {
+          lines: view.head ?? view.lines,
+          options: view.choices ?? [],
+          end: view.end,
+          step: nextStep,
+          screen: view.screen,
+          language,
+          ...(phone === null && !view.end && paymentScreens.has(view.screen) ? { needsPhone: true } : {}),
+        },
+      };
+      const messages = answersTo(reply);
       const saved = await save(deps.db, {
         channel,
         chatId,
@@ -181,21 +222,12 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
         ...stored,
         language: user.customer ? (row?.language ?? null) : language,
         at: now,
+        messages,
       });
       // Another message of the same chat was stored first: this one's answer is already out of date.
-      if (saved === null) return { kind: "stale", language };
-      return {
-        kind: "view",
-        view: {
-          lines: view.head ?? view.lines,
-          options: view.choices ?? [],
-          end: view.end,
-          step: saved,
-          screen: view.screen,
-          language,
-          ...(phone === null && !view.end && paymentScreens.has(view.screen) ? { needsPhone: true } : {}),
-        },
-      };
+      if (!saved) return queueStale(language);
+      if (messages.length > 0) deps.onQueued?.();
+      return reply;
     },
   };
 }
@@ -216,9 +248,18 @@ async function languageAfter(
   return rows[0]?.language ?? fallback;
 }
 
+interface SessionRow extends Record<string, unknown> {
+  session_key: string;
+  inputs: string[];
+  language: Language | null;
+  step: number;
+  last_activity_at: Date | string;
+}
+
 /**
- * Stores the chat's new inputs if nobody else did in between (the step it read is still there).
- * Returns the new step, or null when another message won.
+ * Stores the chat's new inputs if nobody else did in between (the step it read is still there), and
+ * its answers with them: one statement, so an answer is queued exactly when its input counted.
+ * Returns false when another message won.
  */
 async function save(
   db: Db,
@@ -230,32 +271,35 @@ async function save(
     inputs: string[];
     language: Language | null;
     at: Date;
+    messages: ChatOutgoing[];
   },
-): Promise<number | null> {
-  const values = {
-    sessionKey: next.sessionKey,
-    inputs: next.inputs,
-    language: next.language,
-    lastActivityAt: next.at,
-  };
-  if (next.expectedStep === null) {
-    const inserted = await db
-      .insert(chatSessions)
-      .values({ channel: next.channel, chatId: next.chatId, step: 1, ...values })
-      .onConflictDoNothing()
-      .returning({ step: chatSessions.step });
-    return inserted[0]?.step ?? null;
-  }
-  const updated = await db
-    .update(chatSessions)
-    .set({ ...values, step: sql`${chatSessions.step} + 1` })
-    .where(
-      and(
-        eq(chatSessions.channel, next.channel),
-        eq(chatSessions.chatId, next.chatId),
-        eq(chatSessions.step, next.expectedStep),
-      ),
-    )
-    .returning({ step: chatSessions.step });
-  return updated[0]?.step ?? null;
+): Promise<boolean> {
+  const inputs = JSON.stringify(next.inputs);
+  const saved =
+    next.expectedStep === null
+      ? sql`insert into chat_sessions (channel, chat_id, session_key, inputs, language, step, last_activity_at)
+            values (${next.channel}, ${next.chatId}, ${next.sessionKey}, ${inputs}::jsonb, ${next.language}, 1, ${next.at})
+            on conflict do nothing returning step`
+      : sql`update chat_sessions set session_key = ${next.sessionKey}, inputs = ${inputs}::jsonb,
+              language = ${next.language}, last_activity_at = ${next.at}, step = step + 1
+            where channel = ${next.channel} and chat_id = ${next.chatId} and step = ${next.expectedStep}
+            returning step`;
+  if (next.messages.length === 0) return (await queryRows(db, saved)).length > 0;
+  const messages = JSON.stringify(
+    next.messages.map((m) => ({ channel: m.channel, to: m.to, language: m.language, content: m.content })),
+  );
+  // Rows come out of the select in order, so their ids (and so their sending order) follow it.
+  const rows = await queryRows(
+    db,
+    sql`with saved as (${saved}),
+        queued as (
+          insert into message_outbox (channel, recipient, language, template, content, next_attempt_at, created_at)
+          select m.value->>'channel', m.value->>'to', m.value->>'language', ${CHAT_CONTENT_TEMPLATE},
+                 m.value->'content', ${next.at}, ${next.at}
+          from saved, jsonb_array_elements(${messages}::jsonb) with ordinality as m(value, position)
+          order by m.position
+          returning 1)
+        select step from saved`,
+  );
+  return rows.length > 0;
 }

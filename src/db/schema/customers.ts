@@ -17,6 +17,11 @@ export const customers = pgTable(
     name: text("name").notNull(),
     language: text("language", { enum: languages }).notNull().default("en"),
     status: text("status", { enum: customerStatuses }).notNull().default("active"),
+    /**
+     * The chat channel the customer chose for notices (receipts, reminders, credentials…): the chat
+     * linked on that channel gets them. Null, or no such link any more: SMS.
+     */
+    notifyChannel: text("notify_channel", { enum: ["telegram", "whatsapp", "whatsapp_cloud"] }),
     createdAt: createdAt(),
   },
   (t) => [

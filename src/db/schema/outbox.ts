@@ -47,10 +47,13 @@ export const provisioningOutbox = pgTable(
   ],
 );
 
-export const messageChannels = ["sms", "whatsapp", "telegram"] as const;
+export const messageChannels = ["sms", "whatsapp", "telegram", "whatsapp_cloud"] as const;
 export type MessageChannel = (typeof messageChannels)[number];
 
-/** Outbound messages. Rendered from `template` + `params` in the recipient's language at delivery. */
+/**
+ * Outbound messages: SMS and chat. A notice is rendered from `template` + `params` in the
+ * recipient's language at delivery; a chat's menu answer is ready-made in `content`.
+ */
 export const messageOutbox = pgTable(
   "message_outbox",
   {
@@ -62,6 +65,13 @@ export const messageOutbox = pgTable(
       .default("en"),
     template: text("template").notNull(),
     params: jsonb("params").$type<Record<string, string | number>>().notNull().default({}),
+    /** A chat message made ready by its channel (`ChatContent`, src/bots/chat-sender.ts). */
+    content: jsonb("content").$type<Record<string, unknown>>(),
+    /**
+     * The customer's phone for a notice sent to a chat: a chat that cannot take it (blocked, outside
+     * WhatsApp's window without a template, given up) turns the same row into an SMS to this number.
+     */
+    fallbackRecipient: text("fallback_recipient"),
     /** Set when the same message must never be sent twice (e.g. `dunning:42:remind:-3d`). */
     dedupeKey: text("dedupe_key"),
     status: text("status", { enum: outboxStatuses }).notNull().default("pending"),
@@ -75,5 +85,9 @@ export const messageOutbox = pgTable(
   (t) => [
     uniqueIndex("message_outbox_dedupe_uq").on(t.dedupeKey),
     index("message_outbox_due_idx").on(t.nextAttemptAt).where(sql`${t.status} = 'pending'`),
+    // Messages to one chat go out in order: the workers look for an earlier pending one by recipient.
+    index("message_outbox_recipient_pending_idx")
+      .on(t.recipient, t.id)
+      .where(sql`${t.status} = 'pending'`),
   ],
 );
