@@ -146,6 +146,17 @@ const schema = z.object({
   /** Sandbox without a bot token: the fake Bot API (and its `/sandbox/updates` for curl) listens here. */
   TELEGRAM_SANDBOX_PORT: z.coerce.number().int().min(0).max(65535).default(3081),
 
+  /** `on`: the WhatsApp Web channel (a linked device of the ISP's own number, through Chromium). */
+  WHATSAPP_WEB: z.enum(["on", "off"]).default("off"),
+  /** The system's Chromium for WhatsApp Web (Debian: `apt-get install chromium`); never downloaded. */
+  WHATSAPP_WEB_CHROMIUM: z.string().min(1).default("/usr/bin/chromium"),
+  /** Link with a pairing code for this number (international, e.g. 254712345678) instead of a QR. */
+  WHATSAPP_WEB_PAIRING_PHONE: z
+    .string()
+    .regex(/^\+?\d{7,15}$/, "a phone number in international form, e.g. 254712345678")
+    .transform((v) => v.replace(/^\+/, ""))
+    .optional(),
+
   /** WhatsApp Cloud API: a system user's access token (sent as `Authorization: Bearer`). */
   WHATSAPP_CLOUD_TOKEN: z.string().optional(),
   /** The business phone number's id (not the number itself): messages are sent from it. */
@@ -154,6 +165,12 @@ const schema = z.object({
   WHATSAPP_CLOUD_APP_SECRET: z.string().optional(),
   /** Chosen by us and given to Meta for the webhook handshake (≥ 16 characters). */
   WHATSAPP_CLOUD_VERIFY_TOKEN: z.string().min(16).optional(),
+  /**
+   * Approved templates for notices outside WhatsApp's 24-hour window:
+   * `payment_received=tandao_receipt:amountCents|receipt, suspended=tandao_suspended:account`.
+   * A notice with no template here goes by SMS instead.
+   */
+  WHATSAPP_CLOUD_TEMPLATES: z.string().optional(),
   /** Graph API base with its version; another address only for a fake. */
   WHATSAPP_CLOUD_GRAPH_URL: z.string().url().default("https://graph.facebook.com/v21.0"),
 

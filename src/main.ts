@@ -5,6 +5,7 @@ import { billingJobs } from "./billing/jobs.ts";
 import { telegramFrom } from "./bots/telegram/index.ts";
 import { startSandboxTelegram } from "./bots/telegram/sandbox.ts";
 import { whatsappCloudFrom } from "./bots/whatsapp-cloud/index.ts";
+import { whatsappWebFrom } from "./bots/whatsapp-web/index.ts";
 import { systemClock } from "./clock.ts";
 import { type Config, isSandbox, loadConfig } from "./config.ts";
 import { openDatabase } from "./db/client.ts";
@@ -124,6 +125,7 @@ if (config.TELEGRAM_BOT_TOKEN && config.TELEGRAM_WEBHOOK_SECRET) {
     requestPayment: payments.request,
   });
   app.route("/hooks/tg", telegram.routes);
+  stops.push(telegram.stop);
   // Outside the start-up path: Telegram being unreachable must not keep the service from starting.
   void telegram.bot
     .init()
@@ -145,9 +147,17 @@ if (sandbox && !config.TELEGRAM_BOT_TOKEN) {
     requestPayment: payments.request,
     servedCountries: config.SERVED_COUNTRIES,
     port: config.TELEGRAM_SANDBOX_PORT,
+    isp: config.ISP_NAME,
+    timezone: config.TIMEZONE,
   });
   stops.push(telegramSandbox.stop);
   logger.info(`sandbox: Telegram bot on a fake Bot API at ${telegramSandbox.fake.apiRoot}`);
+}
+
+// WhatsApp Web: the ISP's own number as a linked device (Chromium); its login QR is in the log.
+if (config.WHATSAPP_WEB === "on") {
+  const whatsappWeb = whatsappWebFrom({ config, ctx: billing, logger, requestPayment: payments.request });
+  stops.push(whatsappWeb.stop);
 }
 
 // The WhatsApp Cloud API subscriber menu (webhook; replies go out after the webhook is answered).

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { sql } from "drizzle-orm";
 import type { Clock } from "../clock.ts";
 import { type Db, queryRows } from "../db/client.ts";
+import { ts } from "../db/params.ts";
 import type { ChatChannel } from "../db/schema/index.ts";
 import type { Logger } from "../logger.ts";
 import { runMenu, type Screen } from "../menu/engine.ts";
@@ -275,13 +276,14 @@ async function save(
   },
 ): Promise<boolean> {
   const inputs = JSON.stringify(next.inputs);
+  const at = ts(next.at);
   const saved =
     next.expectedStep === null
       ? sql`insert into chat_sessions (channel, chat_id, session_key, inputs, language, step, last_activity_at)
-            values (${next.channel}, ${next.chatId}, ${next.sessionKey}, ${inputs}::jsonb, ${next.language}, 1, ${next.at})
+            values (${next.channel}, ${next.chatId}, ${next.sessionKey}, ${inputs}::jsonb, ${next.language}, 1, ${at})
             on conflict do nothing returning step`
       : sql`update chat_sessions set session_key = ${next.sessionKey}, inputs = ${inputs}::jsonb,
-              language = ${next.language}, last_activity_at = ${next.at}, step = step + 1
+              language = ${next.language}, last_activity_at = ${at}, step = step + 1
             where channel = ${next.channel} and chat_id = ${next.chatId} and step = ${next.expectedStep}
             returning step`;
   if (next.messages.length === 0) return (await queryRows(db, saved)).length > 0;
@@ -295,7 +297,7 @@ async function save(
         queued as (
           insert into message_outbox (channel, recipient, language, template, content, next_attempt_at, created_at)
           select m.value->>'channel', m.value->>'to', m.value->>'language', ${CHAT_CONTENT_TEMPLATE},
-                 m.value->'content', ${next.at}, ${next.at}
+                 m.value->'content', ${at}, ${at}
           from saved, jsonb_array_elements(${messages}::jsonb) with ordinality as m(value, position)
           order by m.position
           returning 1)

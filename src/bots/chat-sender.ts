@@ -20,7 +20,12 @@ export type ChatContent =
    * A message the platform only delivers as an approved template (WhatsApp Cloud API outside the
    * 24-hour window). `name` is the template's name at Meta; `params` fill its body in order.
    */
-  | { kind: "template"; name: string; language: Language; params: string[] };
+  | { kind: "template"; name: string; language: Language; params: string[] }
+  /**
+   * A call its channel's adapter prepared in the platform's own terms (Telegram: a Bot API method
+   * and its parameters, such as a share-contact keyboard). Only that channel's sender takes it.
+   */
+  | { kind: "raw"; method: string; payload: Record<string, unknown> };
 
 export type ChatSendFailure =
   /** Worth another try later (timeout, 5xx, 429, the platform disconnected). */

@@ -7,3 +7,9 @@ import { sql } from "drizzle-orm";
 export const intArray = (ids: readonly number[]) => sql`${`{${ids.join(",")}}`}::int[]`;
 export const textArray = (values: readonly string[]) =>
   sql`array(select jsonb_array_elements_text(${JSON.stringify(values)}::jsonb))`;
+
+/**
+ * An instant as a parameter of a raw statement: postgres.js refuses a Date there once the statement
+ * is prepared (client.ts), so it goes as ISO text, typed for where PostgreSQL cannot infer it.
+ */
+export const ts = (at: Date) => sql`${at.toISOString()}::timestamptz`;

@@ -46,7 +46,7 @@ export interface SmsRunCounts {
 }
 
 /** Secret parameters are stored sealed (src/db/sealed.ts): they are opened only to be sent. */
-function openSecrets(params: Params): Params {
+export function openSecrets(params: Params): Params {
   let opened = params;
   for (const name of secretParams) {
     const value = params[name];

@@ -7,7 +7,7 @@ import { menuJobs, purgeChatSessions } from "../../src/menu/jobs.ts";
 import { billingContext } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
 import { settings, silent } from "../ussd/world.ts";
-import { startFakeTelegram, startInstance, textUpdate } from "./world.ts";
+import { sendQueued, startFakeTelegram, startInstance, textUpdate } from "./world.ts";
 
 let database: Database;
 let ctx: ReturnType<typeof billingContext>["ctx"];
@@ -22,18 +22,28 @@ afterAll(async () => {
 });
 
 describe("Telegram's flood control", () => {
-  it("a 429 with retry_after is waited out and the answer is sent once", async () => {
+  it("a 429 holds the answer for retry_after, then it is sent once", async () => {
     const fake = await startFakeTelegram();
     try {
       const bot = startInstance(ctx, fake);
       const chat = 6_100_001;
-      fake.failNext("sendMessage", 1);
+      const menus = () =>
+        fake
+          .callsOf("sendMessage")
+          .filter((c) => c.payload.chat_id === chat && c.payload.text === "Kibera Net");
+      fake.failNext("sendMessage", 3);
       expect(await bot.deliver(textUpdate(chat, "hi"))).toBe(200);
       expect(fake.refused.map((c) => [c.method, c.payload.chat_id])).toEqual([["sendMessage", chat]]);
-      const menus = fake
-        .callsOf("sendMessage")
-        .filter((c) => c.payload.chat_id === chat && c.payload.text === "Kibera Net");
-      expect(menus).toHaveLength(1);
+      expect(menus()).toHaveLength(0);
+
+      clock.advance(2_000);
+      await sendQueued(ctx, fake);
+      expect(menus()).toHaveLength(0);
+      clock.advance(1_000);
+      await sendQueued(ctx, fake);
+      expect(menus()).toHaveLength(1);
+      await sendQueued(ctx, fake);
+      expect(menus()).toHaveLength(1);
     } finally {
       await fake.close();
     }

@@ -17,6 +17,7 @@ import {
   pressUpdate,
   startFakeTelegram,
   startInstance,
+  startTelegramWorker,
   textUpdate,
 } from "./world.ts";
 
@@ -229,7 +230,8 @@ describe("the Bot API fake", () => {
 
   it("serves updates to a polling bot (getUpdates with offset and timeout)", async () => {
     const chat = ++nextUser;
-    const polling = makeBot(ctx, fake);
+    const worker = startTelegramWorker(ctx, fake);
+    const polling = makeBot(ctx, fake, undefined, worker.kick);
     fake.pushUpdate(textUpdate(chat, "/start"));
     const running = polling.start({ timeout: 1 });
     await fake.waitFor((calls) =>
@@ -237,6 +239,7 @@ describe("the Bot API fake", () => {
     );
     await polling.stop();
     await running;
+    await worker.stop();
     expect(lastMenu(chat).payload.text).toBe("Kibera Net");
   });
 });

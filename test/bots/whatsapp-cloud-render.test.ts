@@ -38,6 +38,7 @@ describe("rendering a menu view for WhatsApp", () => {
       "",
       ...Array.from({ length: 11 }, (_, i) => `${i + 1}. Plan ${i + 1}`),
     ]);
+    fake.userWrote("254700000001");
     for (const message of [three, ten, eleven])
       await expect(client().send("254700000001", message)).resolves.toMatch(/^wamid\./);
   });

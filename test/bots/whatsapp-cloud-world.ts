@@ -14,7 +14,11 @@ export const signatureOf = (body: string, secret = APP_SECRET) =>
   `sha256=${createHmac("sha256", secret).update(body).digest("hex")}`;
 
 /** The channel against the fake, its webhook mounted like the app would mount it. */
-export function startWhatsApp(ctx: BillingContext, fake: FakeWhatsApp) {
+export function startWhatsApp(
+  ctx: BillingContext,
+  fake: FakeWhatsApp,
+  options: Partial<Parameters<typeof createWhatsAppCloud>[0]> = {},
+) {
   const channel = createWhatsAppCloud({
     ctx,
     logger: silent,
@@ -25,6 +29,8 @@ export function startWhatsApp(ctx: BillingContext, fake: FakeWhatsApp) {
     appSecret: APP_SECRET,
     verifyToken: VERIFY_TOKEN,
     graphUrl: fake.graphUrl,
+    background: false,
+    ...options,
   });
   const app = new Hono();
   app.route("/hooks/wa", channel.routes);
@@ -45,6 +51,7 @@ export function startWhatsApp(ctx: BillingContext, fake: FakeWhatsApp) {
         body,
       });
       await channel.idle();
+      await channel.sendDue();
       return response.status;
     },
   };
@@ -62,6 +69,8 @@ export function inbound(
   message: Record<string, unknown>,
   id = newMessageId(),
 ): string {
+  // Meta lets the business answer for 24 hours after this.
+  fake.userWrote(waId);
   return JSON.stringify({
     object: "whatsapp_business_account",
     entry: [

@@ -88,7 +88,7 @@ describe("WhatsApp self-service through the webhook and the Cloud API fake", () 
     expect(optionIdOf(menu, "1.")).toMatch(/^m:\d+:1$/);
   });
 
-  it("answers the webhook before anything is sent: the reply goes out afterwards", async () => {
+  it("stores and answers the webhook first: the reply is queued and goes out afterwards", async () => {
     const chat = newChat();
     const body = inbound(fake, chat, text("hi"));
     const response = await wa.request("/hooks/wa", {
@@ -100,6 +100,9 @@ describe("WhatsApp self-service through the webhook and the Cloud API fake", () 
     // A send needs a network round trip, which cannot finish before the answer resolved.
     expect(fake.sentTo(chat)).toEqual([]);
     await wa.channel.idle();
+    // Handled and queued: it goes out only when the delivery worker sends it.
+    expect(fake.sentTo(chat)).toEqual([]);
+    await wa.channel.sendDue();
     expect(optionsOf(last(chat)).map((o) => o.title)).toEqual(VISITOR_MENU);
   });
 

@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import type { BillingContext } from "../../src/billing/context.ts";
+import { deliverDueChats, startChatWorker } from "../../src/bots/chat-delivery.ts";
 import { createChatMenu } from "../../src/bots/chat-menu.ts";
 import { createBot } from "../../src/bots/telegram/bot.ts";
 import {
@@ -9,6 +10,7 @@ import {
   startFakeTelegram,
 } from "../../src/bots/telegram/fake-api.ts";
 import { createTelegramRoutes } from "../../src/bots/telegram/routes.ts";
+import { createTelegramSender } from "../../src/bots/telegram/sender.ts";
 import type { Logger } from "../../src/logger.ts";
 import { createMenuServices } from "../../src/menu/services.ts";
 import { settings, silent } from "../ussd/world.ts";
@@ -16,7 +18,12 @@ import { settings, silent } from "../ussd/world.ts";
 export const SECRET = "tg-webhook-secret-0123456789";
 
 /** A bot of its own (its own chat runner), talking to the fake. */
-export function makeBot(ctx: BillingContext, fake: FakeTelegram, logger: Logger = silent) {
+export function makeBot(
+  ctx: BillingContext,
+  fake: FakeTelegram,
+  logger: Logger = silent,
+  onQueued?: () => void,
+) {
   const chatMenu = createChatMenu({
     db: ctx.db,
     services: createMenuServices(ctx, { planCacheMs: 0 }),
@@ -32,6 +39,29 @@ export function makeBot(ctx: BillingContext, fake: FakeTelegram, logger: Logger 
     apiRoot: fake.apiRoot,
     botInfo: fake.botInfo,
     clock: ctx.clock,
+    ...(onQueued ? { onQueued } : {}),
+  });
+}
+
+/**
+ * Sends what the bot queued (as the chat delivery worker does) until nothing is due: a test sees the
+ * bot's answers on the fake once this resolves, with no waiting on a timer.
+ */
+export async function sendQueued(ctx: BillingContext, fake: FakeTelegram): Promise<void> {
+  const sender = createTelegramSender({ token: fake.token, apiRoot: fake.apiRoot });
+  for (;;) {
+    const counts = await deliverDueChats({ db: ctx.db, clock: ctx.clock, senders: [sender], isp: "Tandao" });
+    if (counts.sent + counts.retried + counts.dead + counts.toSms === 0) return;
+  }
+}
+
+/** The chat delivery worker as the app runs it, sending to the fake as soon as answers are queued. */
+export function startTelegramWorker(ctx: BillingContext, fake: FakeTelegram) {
+  return startChatWorker({
+    db: ctx.db,
+    clock: ctx.clock,
+    senders: [createTelegramSender({ token: fake.token, apiRoot: fake.apiRoot })],
+    isp: "Tandao",
   });
 }
 
@@ -52,6 +82,14 @@ export function startInstance(ctx: BillingContext, fake: FakeTelegram, logger: L
         },
         body: JSON.stringify(update),
       });
+      // A call made in the webhook's own answer (answerCallbackQuery) is one Telegram makes for the
+      // bot: it is recorded with the calls the fake received.
+      const answer = (await response.json().catch(() => null)) as { method?: string } | null;
+      if (answer?.method) {
+        const { method, ...payload } = answer;
+        fake.calls.push({ method, payload });
+      }
+      await sendQueued(ctx, fake);
       return response.status;
     },
   };

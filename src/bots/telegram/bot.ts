@@ -1,14 +1,16 @@
-import { autoRetry } from "@grammyjs/auto-retry";
 import { and, eq } from "drizzle-orm";
-import { Bot, type BotError, Composer, type Context, InlineKeyboard, Keyboard } from "grammy";
+import { Bot, type BotError, Composer, type Context } from "grammy";
 import type { UserFromGetMe } from "grammy/types";
 import { type Clock, systemClock } from "../../clock.ts";
 import type { Db } from "../../db/client.ts";
 import { chatLinks, customers } from "../../db/schema/index.ts";
 import type { Logger } from "../../logger.ts";
 import type { Language } from "../../menu/types.ts";
-import { type ChatInput, type ChatMenu, type ChatView, HOME_WORDS } from "../chat-menu.ts";
+import { type ChatInput, type ChatMenu, type ChatReply, HOME_WORDS } from "../chat-menu.ts";
+import type { ChatContent } from "../chat-sender.ts";
 import { accountLinking, CHANNEL } from "./account-link.ts";
+import { callbackPattern, contactKeyboard } from "./keyboard.ts";
+import { queueReplies } from "./queued-api.ts";
 import { botText } from "./texts.ts";
 import { visitorPhone } from "./visitor-phone.ts";
 
@@ -31,17 +33,9 @@ export interface TelegramBotDeps {
   botInfo?: UserFromGetMe;
   /** Link-code expiry and a visitor's phone are timed by it (default: the system clock). */
   clock?: Clock;
-  /**
-   * The longest `retry_after` (seconds) a 429 is waited out before the call fails (default 30): in
-   * webhook mode the update is held meanwhile, and Telegram gives up on a webhook after about a minute.
-   */
-  maxRetryDelaySeconds?: number;
+  /** Told after messages were queued for the chat delivery worker. */
+  onQueued?: () => void;
 }
-
-/** `m:<step>:<key>`: the step binds the button to the screen it was shown on (64 bytes at most). */
-const callbackPattern = /^m:(\d{1,9}):(\d{1,3})$/;
-
-export const callbackData = (step: number, key: string) => `m:${step}:${key}`;
 
 /** The customer's phone when this Telegram user is linked to one. */
 async function linkedPhone(db: Db, userId: number): Promise<string | null> {
@@ -53,24 +47,7 @@ async function linkedPhone(db: Db, userId: number): Promise<string | null> {
   return row?.phone ?? null;
 }
 
-function keyboard(view: ChatView): InlineKeyboard | undefined {
-  if (view.end || view.options.length === 0) return undefined;
-  const isNav = (key: string) => key === "0" || key === "00";
-  // One choice a row, then Back and Home side by side; no empty row (Telegram refuses one).
-  const rows = view.options
-    .filter((o) => !isNav(o.key))
-    .map((o) => [InlineKeyboard.text(`${o.key}. ${o.label}`, callbackData(view.step, o.key))]);
-  const nav = view.options
-    .filter((o) => isNav(o.key))
-    .map((o) => InlineKeyboard.text(o.label, callbackData(view.step, o.key)));
-  if (nav.length > 0) rows.push(nav);
-  return InlineKeyboard.from(rows);
-}
-
-const contactKeyboard = () =>
-  new Keyboard().requestContact(botText("en", "shareContact")).resized().oneTime();
-
-const messageText = (view: ChatView) => view.lines.join("\n").trim() || "…";
+const text = (body: string): ChatContent => ({ kind: "text", text: body });
 
 function menu(deps: TelegramBotDeps, show: (ctx: Context, input: ChatInput) => Promise<void>) {
   const feature = new Composer<Context>();
@@ -79,9 +56,7 @@ function menu(deps: TelegramBotDeps, show: (ctx: Context, input: ChatInput) => P
     await show(ctx, { kind: "text", text });
     // A visitor starting over is told how to link, with Telegram's own share-contact button.
     if (HOME_WORDS.has(text.trim().toLowerCase()) && (await linkedPhone(deps.db, ctx.from.id)) === null) {
-      await ctx.reply(botText("en", "linkHint"), {
-        reply_markup: contactKeyboard(),
-      });
+      await ctx.reply(botText("en", "linkHint"), { reply_markup: contactKeyboard() });
     }
   });
   feature.on("callback_query:data", async (ctx) => {
@@ -98,45 +73,51 @@ function menu(deps: TelegramBotDeps, show: (ctx: Context, input: ChatInput) => P
 }
 
 export function createBot(deps: TelegramBotDeps): Bot {
+  const clock = deps.clock ?? systemClock;
   const bot = new Bot(deps.token, {
     ...(deps.botInfo ? { botInfo: deps.botInfo } : {}),
-    ...(deps.apiRoot ? { client: { apiRoot: deps.apiRoot } } : {}),
+    client: {
+      ...(deps.apiRoot ? { apiRoot: deps.apiRoot } : {}),
+      // A button's spinner is stopped in the webhook's own answer: no call to Telegram while handling.
+      canUseWebhookReply: (method) => method === "answerCallbackQuery",
+    },
   });
-  // Telegram's flood control answers 429 with `retry_after`: wait it out rather than drop the answer.
-  bot.api.config.use(autoRetry({ maxDelaySeconds: deps.maxRetryDelaySeconds ?? 30, maxRetryAttempts: 3 }));
+  // Messages the bot sends become outbox rows, delivered by the chat worker after the update is done.
+  bot.api.config.use(queueReplies({ db: deps.db, clock, onQueued: deps.onQueued }));
   const log = deps.logger.child({ module: "telegram" });
-  const clock = deps.clock ?? systemClock;
 
-  /** Runs the menu for this update and shows the answer: a new message, or the pressed one edited. */
+  /** Runs the menu for this update; its answer (a new message, or the pressed one edited) is queued. */
   async function show(ctx: Context, input: ChatInput): Promise<void> {
     const from = ctx.from;
     if (!from) return;
     const chatId = String(from.id);
     const linked = await linkedPhone(deps.db, from.id);
     const phone = linked ?? (await visitorPhone(deps.db, CHANNEL, chatId));
-    const reply = await deps.chatMenu.handle({ channel: CHANNEL, chatId, phone, input });
     const pressed = ctx.callbackQuery?.message;
-    if (reply.kind === "stale") {
-      // Answered, so the button stops spinning; the chat and its menu stay as they are.
-      if (ctx.callbackQuery) await ctx.answerCallbackQuery({ text: botText(reply.language, "stale") });
-      else await ctx.reply(botText(reply.language, "typeNumber"));
-      return;
-    }
-    if (reply.view.needsPhone) {
+    const answer = (reply: ChatReply): ChatContent[] => {
+      // A stale button is told so on the button itself; the chat and its menu stay as they are.
+      if (reply.kind === "stale")
+        return ctx.callbackQuery ? [] : [text(botText(reply.language, "typeNumber"))];
       // The payment prompt would name no phone: the person's own contact comes first, then a refresh.
-      if (ctx.callbackQuery) await ctx.answerCallbackQuery();
-      await ctx.reply(botText(reply.view.language, "phoneNeeded"), { reply_markup: contactKeyboard() });
-      return;
-    }
-    const markup = keyboard(reply.view);
-    if (ctx.callbackQuery && pressed) {
-      await ctx.answerCallbackQuery();
-      await ctx.api.editMessageText(pressed.chat.id, pressed.message_id, messageText(reply.view), {
-        ...(markup ? { reply_markup: markup } : {}),
-      });
-      return;
-    }
-    await ctx.reply(messageText(reply.view), markup ? { reply_markup: markup } : {});
+      if (reply.view.needsPhone)
+        return [
+          {
+            kind: "raw",
+            method: "sendMessage",
+            payload: {
+              chat_id: from.id,
+              text: botText(reply.view.language, "phoneNeeded"),
+              reply_markup: contactKeyboard(),
+            },
+          },
+        ];
+      return [
+        { kind: "view", view: reply.view, ...(pressed ? { replaces: String(pressed.message_id) } : {}) },
+      ];
+    };
+    const reply = await deps.chatMenu.handle({ channel: CHANNEL, chatId, phone, input, answer });
+    if (ctx.callbackQuery)
+      await ctx.answerCallbackQuery(reply.kind === "stale" ? { text: botText(reply.language, "stale") } : {});
   }
 
   const onError = async (error: BotError<Context>) => {

@@ -4,14 +4,19 @@ import type { Config } from "../../config.ts";
 import type { Logger } from "../../logger.ts";
 import { createMenuServices } from "../../menu/services.ts";
 import { menuSettingsFrom } from "../../ussd/index.ts";
+import { startChatWorker } from "../chat-delivery.ts";
 import { createChatMenu } from "../chat-menu.ts";
 import { createBot } from "./bot.ts";
 import { createTelegramRoutes } from "./routes.ts";
+import { createTelegramSender } from "./sender.ts";
 
 export { createBot } from "./bot.ts";
 export { createTelegramRoutes } from "./routes.ts";
 
-/** The Telegram bot and its webhook routes for the app, bound to the billing core. */
+/**
+ * The Telegram bot, its webhook routes and the worker that sends what it queued (menu answers and
+ * notices to linked chats), bound to the billing core.
+ */
 export function telegramFrom(deps: {
   config: Config;
   ctx: BillingContext;
@@ -29,6 +34,14 @@ export function telegramFrom(deps: {
     logger: deps.logger.child({ module: "chat" }),
     clock: deps.ctx.clock,
   });
+  const worker = startChatWorker({
+    db: deps.ctx.db,
+    clock: deps.ctx.clock,
+    senders: [createTelegramSender({ token: deps.token })],
+    logger: deps.logger.child({ module: "telegram" }),
+    isp: deps.config.ISP_NAME,
+    timezone: deps.config.TIMEZONE,
+  });
   const bot = createBot({
     token: deps.token,
     db: deps.ctx.db,
@@ -36,6 +49,11 @@ export function telegramFrom(deps: {
     logger: deps.logger,
     servedCountries: deps.config.SERVED_COUNTRIES,
     clock: deps.ctx.clock,
+    onQueued: worker.kick,
   });
-  return { bot, routes: createTelegramRoutes({ bot, secretToken: deps.secretToken, logger: deps.logger }) };
+  return {
+    bot,
+    routes: createTelegramRoutes({ bot, secretToken: deps.secretToken, logger: deps.logger }),
+    stop: () => worker.stop(),
+  };
 }

@@ -1,5 +1,5 @@
 import { type Bot, webhookCallback } from "grammy";
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { limitBody } from "../../lib/body-limit.ts";
 import { sameSecret } from "../../lib/same-secret.ts";
 import type { Logger } from "../../logger.ts";
@@ -14,6 +14,27 @@ const isUpdate = (body: unknown): boolean =>
   Number.isInteger((body as { update_id?: unknown }).update_id);
 
 /**
+ * grammY's adapter for hono, except that a webhook reply (a Bot API call returned as the answer,
+ * here `answerCallbackQuery`) goes out as the JSON grammY made: its own hono adapter encodes that
+ * string a second time, which Telegram would not read.
+ */
+function honoAdapter(c: Context) {
+  let resolveResponse: (response: Response) => void = () => {};
+  return {
+    get update() {
+      return c.req.json();
+    },
+    header: c.req.header("x-telegram-bot-api-secret-token"),
+    end: () => resolveResponse(c.body("")),
+    respond: (json: string) => resolveResponse(c.body(json, 200, { "content-type": "application/json" })),
+    unauthorized: () => resolveResponse(c.body("", 401)),
+    handlerReturn: new Promise<Response>((resolve) => {
+      resolveResponse = resolve;
+    }),
+  };
+}
+
+/**
  * Telegram's webhook: POST `/` with one update as JSON. The `X-Telegram-Bot-Api-Secret-Token`
  * header must carry `secretToken` (401 otherwise, before the body is read); a body that is not an
  * update gets 400; an update the bot fails on is logged and answered 200, since Telegram would only
@@ -24,7 +45,7 @@ export function createTelegramRoutes(deps: { bot: Bot; secretToken: string; logg
     throw new Error("the Telegram webhook secret must be 16 characters or more");
   const app = new Hono();
   app.use("*", limitBody(MAX_UPDATE_BYTES));
-  const handle = webhookCallback(deps.bot, "hono", { secretToken: deps.secretToken });
+  const handle = webhookCallback(deps.bot, honoAdapter, { secretToken: deps.secretToken });
   app.post("/", async (c) => {
     if (!sameSecret(c.req.header("x-telegram-bot-api-secret-token"), deps.secretToken))
       return c.text("Unauthorized", 401);

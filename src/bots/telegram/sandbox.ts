@@ -3,9 +3,11 @@ import type { PaymentRequest, RequestPaymentResult } from "../../billing/intents
 import type { Logger } from "../../logger.ts";
 import { createMenuServices } from "../../menu/services.ts";
 import type { MenuSettings } from "../../menu/types.ts";
+import { startChatWorker } from "../chat-delivery.ts";
 import { createChatMenu } from "../chat-menu.ts";
 import { createBot } from "./bot.ts";
 import { type FakeTelegram, startFakeTelegram } from "./fake-api.ts";
+import { createTelegramSender } from "./sender.ts";
 
 /**
  * The Telegram bot with no Telegram: the fake Bot API on 127.0.0.1 and the real bot long-polling it,
@@ -20,8 +22,19 @@ export async function startSandboxTelegram(deps: {
   servedCountries?: readonly string[];
   /** Where the fake listens on 127.0.0.1 (`TELEGRAM_SANDBOX_PORT`); default any free port. */
   port?: number;
+  /** Signs notices sent to linked chats. */
+  isp?: string;
+  timezone?: string;
 }): Promise<{ fake: FakeTelegram; stop: () => Promise<void> }> {
   const fake = await startFakeTelegram(deps.port !== undefined ? { port: deps.port } : {});
+  const worker = startChatWorker({
+    db: deps.ctx.db,
+    clock: deps.ctx.clock,
+    senders: [createTelegramSender({ token: fake.token, apiRoot: fake.apiRoot })],
+    logger: deps.logger.child({ module: "telegram" }),
+    isp: deps.isp ?? "Tandao",
+    ...(deps.timezone ? { timezone: deps.timezone } : {}),
+  });
   const chatMenu = createChatMenu({
     db: deps.ctx.db,
     services: createMenuServices(deps.ctx, { requestPayment: deps.requestPayment }),
@@ -37,6 +50,7 @@ export async function startSandboxTelegram(deps: {
     apiRoot: fake.apiRoot,
     botInfo: fake.botInfo,
     clock: deps.ctx.clock,
+    onQueued: worker.kick,
     ...(deps.servedCountries ? { servedCountries: deps.servedCountries } : {}),
   });
   // Short polls: stopping waits for the poll under way, and the fake answers at once when an update comes.
@@ -47,6 +61,7 @@ export async function startSandboxTelegram(deps: {
     async stop() {
       await bot.stop();
       await running.catch(() => {});
+      await worker.stop();
       await fake.close();
     },
   };

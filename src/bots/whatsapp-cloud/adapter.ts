@@ -1,19 +1,17 @@
-import { and, eq } from "drizzle-orm";
 import type { Clock } from "../../clock.ts";
 import type { Db } from "../../db/client.ts";
-import { chatLinks, customers, idempotencyKeys } from "../../db/schema/index.ts";
-import { checkPhone } from "../../lib/phone.ts";
 import type { Logger } from "../../logger.ts";
-import type { ChatMenu } from "../chat-menu.ts";
-import type { GraphClient } from "./graph.ts";
+import type { ChatInput, ChatMenu, ChatReply } from "../chat-menu.ts";
+import { enqueueChat } from "../chat-outbox.ts";
+import type { ChatContent } from "../chat-sender.ts";
+import { phoneChat } from "../phone-link.ts";
 import type { InboundMessage } from "./inbound.ts";
-import { renderView, textMessage } from "./render.ts";
 import { waText } from "./texts.ts";
 
 /**
- * One inbound WhatsApp message through the shared chat menu, answered through the Graph API. Like
- * the Telegram bot it keeps nothing in memory: the link, the place in the menu and the messages
- * already handled are all in PostgreSQL, so any instance can take any delivery.
+ * One stored WhatsApp message through the shared chat menu. Like the Telegram bot it keeps nothing in
+ * memory: the link, the place in the menu and the answers (outbox rows) are all in PostgreSQL, so any
+ * instance can take any delivery.
  */
 
 export const CHANNEL = "whatsapp_cloud";
@@ -21,87 +19,38 @@ export const CHANNEL = "whatsapp_cloud";
 export interface WhatsAppDeps {
   db: Db;
   chatMenu: ChatMenu;
-  graph: GraphClient;
   clock: Clock;
   logger: Logger;
   /** Countries whose numbers may link (`SERVED_COUNTRIES`). */
   servedCountries?: readonly string[];
+  /** Told after answers were queued. */
+  onQueued?: () => void;
 }
 
-/**
- * Claims a message id: true only for the first delivery. Meta redelivers a message it thinks was not
- * received, and a second run would answer twice, or move a menu on by a step the person never took.
- * The keys share `idempotency_keys` (pruned after two days; Meta gives up retrying well before).
- */
-async function firstDelivery(db: Db, messageId: string, at: Date): Promise<boolean> {
-  const claimed = await db
-    .insert(idempotencyKeys)
-    .values({ key: `${CHANNEL}:message:${messageId}`, createdAt: at })
-    .onConflictDoNothing()
-    .returning({ key: idempotencyKeys.key });
-  return claimed.length > 0;
-}
+/** The inbox payload of a message: what `handleMessage` needs to handle it again later. */
+export const inboxPayload = (message: InboundMessage) => ({ input: message.input });
 
-/**
- * The phone this chat speaks for: a linked customer's, else the sender's own served number.
- * WhatsApp has already proved the sender owns the number, so the first message from a customer's
- * phone links the chat (`phone`); an unlinked chat is looked up again each time, so a number given
- * to a customer later links on its next message.
- */
-async function customerPhone(
+export async function handleMessage(
   deps: WhatsAppDeps,
-  waId: string,
-): Promise<{ phone: string | null; newlyLinked: string | null }> {
-  const [linked] = await deps.db
-    .select({ phone: customers.phone })
-    .from(chatLinks)
-    .innerJoin(customers, eq(customers.id, chatLinks.customerId))
-    .where(and(eq(chatLinks.channel, CHANNEL), eq(chatLinks.chatId, waId)));
-  if (linked) return { phone: linked.phone, newlyLinked: null };
-
-  const verdict = checkPhone(`+${waId}`, deps.servedCountries);
-  if (verdict.kind !== "served") return { phone: null, newlyLinked: null };
-  const [customer] = await deps.db
-    .select({ id: customers.id, phone: customers.phone, accountNumber: customers.accountNumber })
-    .from(customers)
-    .where(eq(customers.phone, verdict.e164));
-  // A visitor's number is as proven as a customer's: it is the phone M-Pesa asks when they buy a
-  // voucher, so WhatsApp never needs to ask for it (chat-menu's `needsPhone` stays unset).
-  if (!customer) return { phone: verdict.e164, newlyLinked: null };
-  const inserted = await deps.db
-    .insert(chatLinks)
-    .values({ channel: CHANNEL, chatId: waId, customerId: customer.id, method: "phone" })
-    .onConflictDoNothing()
-    .returning({ id: chatLinks.id });
-  return { phone: customer.phone, newlyLinked: inserted.length > 0 ? customer.accountNumber : null };
-}
-
-export async function handleMessage(deps: WhatsAppDeps, message: InboundMessage): Promise<void> {
-  if (!(await firstDelivery(deps.db, message.id, deps.clock.now()))) {
-    deps.logger.debug({ messageId: message.id }, "whatsapp message already handled");
-    return;
-  }
-  const { phone, newlyLinked } = await customerPhone(deps, message.waId);
+  message: { waId: string; input: ChatInput | null },
+): Promise<void> {
+  const { phone, newlyLinked } = await phoneChat(deps.db, CHANNEL, message.waId, deps.servedCountries);
+  const text = (body: string): ChatContent => ({ kind: "text", text: body });
   if (message.input === null) {
-    await deps.graph.send(message.waId, textMessage(waText("en", "unsupported")));
+    await enqueueChat(deps.db, deps.clock.now(), [
+      { channel: CHANNEL, to: message.waId, language: "en", content: text(waText("en", "unsupported")) },
+    ]);
+    deps.onQueued?.();
     return;
   }
-  const reply = await deps.chatMenu.handle({
-    channel: CHANNEL,
-    chatId: message.waId,
-    phone,
-    input: message.input,
-  });
-  if (reply.kind === "stale") {
+  const input = message.input;
+  const answer = (reply: ChatReply): ChatContent[] => {
     // Nothing changed: the person is told so and keeps the newest menu they were sent.
-    const key = message.input.kind === "option" ? "stale" : "typeNumber";
-    await deps.graph.send(message.waId, textMessage(waText(reply.language, key)));
-    return;
-  }
-  if (newlyLinked !== null)
-    await deps.graph.send(
-      message.waId,
-      textMessage(waText(reply.view.language, "linked", { account: newlyLinked })),
-    );
-  await deps.graph.send(message.waId, renderView(reply.view));
+    if (reply.kind === "stale")
+      return [text(waText(reply.language, input.kind === "option" ? "stale" : "typeNumber"))];
+    const linked =
+      newlyLinked !== null ? [text(waText(reply.view.language, "linked", { account: newlyLinked }))] : [];
+    return [...linked, { kind: "view", view: reply.view }];
+  };
+  await deps.chatMenu.handle({ channel: CHANNEL, chatId: message.waId, phone, input, answer });
 }

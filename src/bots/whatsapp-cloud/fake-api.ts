@@ -2,12 +2,14 @@ import { randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { type ServerType, serve } from "@hono/node-server";
 import { Hono } from "hono";
+import { SERVICE_WINDOW_MS } from "./sender.ts";
 
 /**
  * A stand-in for the Graph API's WhatsApp messages endpoint on 127.0.0.1, spoken to over real HTTP:
  * it checks the token and the message as Meta does, refuses with Meta's error shapes (190 for a bad
- * token, 131009 for a parameter out of bounds, 100 for a malformed request), and records what it
- * accepted.
+ * token, 131009 for a parameter out of bounds, 100 for a malformed request, 131047 for free text to
+ * someone who has not written within 24 hours, 132001/132000 for an unknown template or a wrong count
+ * of its parameters), and records what it accepted.
  */
 
 export interface SentMessage {
@@ -27,6 +29,10 @@ export interface FakeWhatsApp {
   /** Every accepted message, oldest first. */
   readonly sent: SentMessage[];
   sentTo(to: string): SentMessage[];
+  /** The person wrote to the business now: free text may reach them for 24 hours. */
+  userWrote(waId: string): void;
+  /** An approved message template with `params` body parameters, in `language` (`en`, `sw`). */
+  approveTemplate(name: string, language: string, params: number): void;
   close(): Promise<void>;
 }
 
@@ -104,9 +110,43 @@ function check(payload: Record<string, unknown>): Refusal | null {
   return malformed("(#100) Invalid parameter");
 }
 
+function checkTemplate(
+  payload: Record<string, unknown>,
+  approved: ReadonlyMap<string, number>,
+): Refusal | null {
+  const template = (payload.template ?? {}) as {
+    name?: unknown;
+    language?: { code?: unknown };
+    components?: { type?: string; parameters?: unknown[] }[];
+  };
+  const key = `${String(template.name)}:${String(template.language?.code)}`;
+  const expected = approved.get(key);
+  if (expected === undefined)
+    return {
+      status: 404,
+      code: 132001,
+      message: "(#132001) Template name does not exist in the translation",
+      details: `template name (${String(template.name)}) does not exist in ${String(template.language?.code)}`,
+    };
+  const given = (template.components ?? [])
+    .filter((c) => c.type === "body")
+    .reduce((n, c) => n + (Array.isArray(c.parameters) ? c.parameters.length : 0), 0);
+  if (given !== expected)
+    return {
+      status: 400,
+      code: 132000,
+      message: "(#132000) Number of parameters does not match the expected number of params",
+      details: `body: number of localizable_params (${given}) does not match the expected number of params (${expected})`,
+    };
+  return null;
+}
+
 export async function startFakeWhatsApp(
-  options: { token?: string; phoneNumberId?: string; version?: string } = {},
+  options: { token?: string; phoneNumberId?: string; version?: string; now?: () => Date } = {},
 ): Promise<FakeWhatsApp> {
+  const now = options.now ?? (() => new Date());
+  const lastWrote = new Map<string, number>();
+  const templates = new Map<string, number>();
   const token = options.token ?? "EAAG-fake-whatsapp-token";
   const phoneNumberId = options.phoneNumberId ?? "106540352242922";
   const version = options.version ?? "v21.0";
@@ -146,10 +186,22 @@ export async function startFakeWhatsApp(
     } catch {
       return c.json(error({ status: 400, code: 100, message: "(#100) Invalid parameter" }), 400);
     }
-    const refusal = check(payload);
+    const to = String(payload.to).replace(/^\+/, "");
+    const refusal =
+      payload.type === "template"
+        ? checkTemplate(payload, templates)
+        : (check(payload) ??
+          (now().getTime() - (lastWrote.get(to) ?? Number.NEGATIVE_INFINITY) >= SERVICE_WINDOW_MS
+            ? {
+                status: 400,
+                code: 131047,
+                message: "(#131047) Re-engagement message",
+                details:
+                  "Message failed to send because more than 24 hours have passed since the customer last replied to this number.",
+              }
+            : null));
     if (refusal) return c.json(error(refusal), refusal.status as 400);
     const id = `wamid.${randomBytes(12).toString("base64url")}`;
-    const to = String(payload.to).replace(/^\+/, "");
     sent.push({ to, payload, id });
     return c.json({
       messaging_product: "whatsapp",
@@ -169,6 +221,8 @@ export async function startFakeWhatsApp(
     phoneNumberId,
     sent,
     sentTo: (to) => sent.filter((message) => message.to === to),
+    userWrote: (waId) => lastWrote.set(waId, now().getTime()),
+    approveTemplate: (name, language, params) => templates.set(`${name}:${language}`, params),
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }

@@ -21,6 +21,14 @@ const MAX_TEXT_BODY = 4096;
 export type OutboundMessage =
   | { type: "text"; text: { body: string } }
   | {
+      type: "template";
+      template: {
+        name: string;
+        language: { code: string };
+        components: { type: "body"; parameters: { type: "text"; text: string }[] }[];
+      };
+    }
+  | {
       type: "interactive";
       interactive:
         | {

@@ -13,16 +13,18 @@ export interface WhatsAppRouteDeps {
   verifyToken: string;
   phoneNumberId: string;
   logger: Logger;
-  /** Whether `count` more messages can be taken now (a full queue answers 503: Meta retries later). */
-  hasRoom(count: number): boolean;
-  /** Takes the messages of an authentic body; the work is done after the webhook is answered. */
-  accept(messages: InboundMessage[]): void;
+  /**
+   * Stores the messages of an authentic body (chat_inbox) and starts handling them; resolves once
+   * they are stored. A refusal (the database is away) answers 503, and Meta delivers again later.
+   */
+  accept(messages: InboundMessage[]): Promise<void>;
 }
 
 /**
  * The Cloud API webhook: `GET /` is Meta's subscription handshake, `POST /` its deliveries. A
  * delivery is believed only with a valid `X-Hub-Signature-256` over its raw bytes, checked before
- * anything reads them as JSON; an authentic body is answered 200 whatever it holds.
+ * anything reads them as JSON; an authentic body is answered 200 whatever it holds, once its
+ * messages are stored.
  */
 export function createWhatsAppRoutes(deps: WhatsAppRouteDeps): Hono {
   if (deps.verifyToken.length < 16)
@@ -54,9 +56,12 @@ export function createWhatsAppRoutes(deps: WhatsAppRouteDeps): Hono {
       log.warn("whatsapp webhook body is not JSON; ignored");
       return c.text("OK", 200);
     }
-    const messages = messagesOf(body, deps.phoneNumberId);
-    if (!deps.hasRoom(messages.length)) return c.text("Busy", 503);
-    deps.accept(messages);
+    try {
+      await deps.accept(messagesOf(body, deps.phoneNumberId));
+    } catch (error) {
+      log.error({ err: error }, "whatsapp messages could not be stored; Meta will deliver them again");
+      return c.text("Unavailable", 503);
+    }
     return c.text("OK", 200);
   });
 

@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import { integer, jsonb, pgTable, text, uniqueIndex } from "drizzle-orm/pg-core";
+import { index, integer, jsonb, pgTable, text, uniqueIndex } from "drizzle-orm/pg-core";
 import { at, createdAt, id } from "./columns.ts";
 import { customers } from "./customers.ts";
 
@@ -60,4 +60,35 @@ export const chatLinkCodes = pgTable(
     createdAt: createdAt(),
   },
   (t) => [uniqueIndex("chat_link_codes_identity_uq").on(t.channel, t.chatId)],
+);
+
+export const chatInboxStatuses = ["pending", "done", "failed"] as const;
+
+/**
+ * Every chat message or update a webhook delivered, stored before it is handled: the unique key
+ * drops a redelivery, and one whose handling failed or was cut short (a crash, a restart) is handled
+ * again by the retry job rather than lost after the platform was told 200.
+ */
+export const chatInbox = pgTable(
+  "chat_inbox",
+  {
+    id: id(),
+    channel: text("channel", { enum: chatChannels }).notNull(),
+    /** The platform's id: Telegram's `update_id`, WhatsApp's message id (`wamid…`). */
+    externalId: text("external_id").notNull(),
+    chatId: text("chat_id").notNull(),
+    /** What the adapter needs to handle it again: the Telegram update, or the parsed WhatsApp message. */
+    payload: jsonb("payload").$type<Record<string, unknown>>().notNull(),
+    status: text("status", { enum: chatInboxStatuses }).notNull().default("pending"),
+    attempts: integer("attempts").notNull().default(0),
+    /** While set in the future, one handler has it: the retry job leaves it alone. */
+    leaseUntil: at("lease_until"),
+    lastError: text("last_error"),
+    receivedAt: at("received_at").notNull(),
+    handledAt: at("handled_at"),
+  },
+  (t) => [
+    uniqueIndex("chat_inbox_external_uq").on(t.channel, t.externalId),
+    index("chat_inbox_open_idx").on(t.receivedAt).where(sql`${t.status} <> 'done'`),
+  ],
 );

@@ -86,8 +86,6 @@ export const messageOutbox = pgTable(
     uniqueIndex("message_outbox_dedupe_uq").on(t.dedupeKey),
     index("message_outbox_due_idx").on(t.nextAttemptAt).where(sql`${t.status} = 'pending'`),
     // Messages to one chat go out in order: the workers look for an earlier pending one by recipient.
-    index("message_outbox_recipient_pending_idx")
-      .on(t.recipient, t.id)
-      .where(sql`${t.status} = 'pending'`),
+    index("message_outbox_recipient_pending_idx").on(t.recipient, t.id).where(sql`${t.status} = 'pending'`),
   ],
 );

@@ -1,0 +1,322 @@
+import { sql } from "drizzle-orm";
+import type { Clock } from "../clock.ts";
+import { type Db, queryRows } from "../db/client.ts";
+import { intArray, textArray, ts } from "../db/params.ts";
+import type { ChatChannel } from "../db/schema/index.ts";
+import type { Logger } from "../logger.ts";
+import { type Language, maskSecrets, type Params, renderSms } from "../messaging/render.ts";
+import { openSecrets, retryDelayMs } from "../messaging/sms-worker.ts";
+import { CHAT_CONTENT_TEMPLATE } from "./chat-outbox.ts";
+import { type ChatContent, ChatSendError, type ChatSender } from "./chat-sender.ts";
+
+/**
+ * Sends the chat rows of `message_outbox`: menu answers (ready-made `content`) and notices (a
+ * catalog template rendered in the recipient's language, as for SMS). Rows are claimed in a short
+ * transaction and sent after it commits; a chat's rows go out in the order they were written.
+ *
+ * A notice that a chat cannot take (the person blocked the bot, WhatsApp's 24-hour window closed and
+ * no approved template is configured, or its attempts ran out) becomes an SMS to the customer's
+ * phone: the same row changes channel, so it is delivered once, one way or the other.
+ */
+
+export interface ChatDeliveryOptions {
+  db: Db;
+  clock: Clock;
+  senders: readonly ChatSender[];
+  logger?: Logger;
+  /** Signs notices (`{isp}` in the catalogs). */
+  isp: string;
+  timezone?: string;
+  /**
+   * Channels that take free text only within this long of the person's last message (WhatsApp
+   * Cloud API: 24 hours); outside it a notice goes as an approved template, or by SMS.
+   */
+  windows?: Partial<Record<ChatChannel, number>>;
+  /** Approved templates by catalog template name (see `parseTemplateMap`), per windowed channel. */
+  templates?: Partial<Record<ChatChannel, TemplateMap>>;
+  maxAttempts?: number;
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+  batchSize?: number;
+  /** How many chats are sent to at once (each chat's own messages one after the other). */
+  concurrency?: number;
+  sendTimeoutMs?: number;
+}
+
+/** Catalog template → the approved template's name and the catalog parameters that fill it, in order. */
+export type TemplateMap = ReadonlyMap<string, { name: string; params: readonly string[] }>;
+
+/**
+ * `payment_received=tandao_receipt:amountCents|receipt, suspended=tandao_suspended:account`:
+ * the form of `WHATSAPP_CLOUD_TEMPLATES`. Throws on an entry it cannot read.
+ */
+export function parseTemplateMap(text: string): TemplateMap {
+  const map = new Map<string, { name: string; params: string[] }>();
+  for (const entry of text
+    .split(",")
+    .map((e) => e.trim())
+    .filter(Boolean)) {
+    const match = /^(\w+)=([a-z0-9_]+)(?::([\w|]*))?$/.exec(entry);
+    if (!match) throw new Error(`cannot read template entry "${entry}" (want ours=theirs:param|param)`);
+    map.set(match[1]!, { name: match[2]!, params: (match[3] ?? "").split("|").filter(Boolean) });
+  }
+  return map;
+}
+
+interface ClaimedRow extends Record<string, unknown> {
+  id: number;
+  channel: ChatChannel;
+  recipient: string;
+  language: Language;
+  template: string;
+  params: Params;
+  content: ChatContent | null;
+  fallback_recipient: string | null;
+  attempts: number;
+  last_inbound_at: Date | string | null;
+}
+
+export interface ChatRunCounts {
+  sent: number;
+  retried: number;
+  dead: number;
+  /** Notices turned into SMS. */
+  toSms: number;
+}
+
+/** Claims are serialised by this lock so that a chat's rows are never split between two workers. */
+const CLAIM_LOCK = 0x7a0c4a7;
+
+export async function deliverDueChats(options: ChatDeliveryOptions): Promise<ChatRunCounts> {
+  const { db, clock } = options;
+  const counts: ChatRunCounts = { sent: 0, retried: 0, dead: 0, toSms: 0 };
+  const senders = new Map(options.senders.map((s) => [s.channel as string, s]));
+  if (senders.size === 0) return counts;
+  const sendTimeoutMs = options.sendTimeoutMs ?? 15_000;
+  const now = clock.now();
+  const leaseUntil = new Date(now.getTime() + 4 * sendTimeoutMs);
+
+  // A row is due when no earlier row to the same chat is still waiting (being sent by a worker, or
+  // backing off after a failure): a chat's messages never overtake each other.
+  const claimed = await db.transaction(async (tx) => {
+    await tx.execute(sql`select pg_advisory_xact_lock(${CLAIM_LOCK})`);
+    return queryRows<ClaimedRow>(
+      tx,
+      sql`update message_outbox m set next_attempt_at = ${ts(leaseUntil)}
+          from (
+            select o.id from message_outbox o
+            where o.status = 'pending' and o.channel = any(${textArray([...senders.keys()])})
+              and o.next_attempt_at <= ${ts(now)}
+              and not exists (select 1 from message_outbox earlier
+                where earlier.recipient = o.recipient and earlier.channel = o.channel
+                  and earlier.status = 'pending' and earlier.id < o.id and earlier.next_attempt_at > ${ts(now)})
+            order by o.id
+            limit ${options.batchSize ?? 200}
+          ) due
+          where m.id = due.id
+          returning m.id, m.channel, m.recipient, m.language, m.template, m.params, m.content,
+            m.fallback_recipient, m.attempts,
+            (select s.last_activity_at from chat_sessions s
+              where s.channel = m.channel and s.chat_id = m.recipient) as last_inbound_at`,
+    );
+  });
+  if (claimed.length === 0) return counts;
+
+  const byChat = new Map<string, ClaimedRow[]>();
+  for (const row of claimed.sort((a, b) => a.id - b.id)) {
+    const key = `${row.channel}:${row.recipient}`;
+    const rows = byChat.get(key);
+    if (rows) rows.push(row);
+    else byChat.set(key, [row]);
+  }
+  const done: { id: number; messageId: string }[] = [];
+  const chats = [...byChat.values()];
+  const workers = Array.from({ length: Math.min(options.concurrency ?? 32, chats.length) }, async () => {
+    for (let rows = chats.shift(); rows; rows = chats.shift()) {
+      for (const [index, row] of rows.entries()) {
+        const sent = await deliverOne(options, senders.get(row.channel)!, row, counts);
+        if (sent) {
+          done.push({ id: row.id, messageId: sent });
+          continue;
+        }
+        // The chat's later rows wait behind this one (the claim's "earlier" rule keeps them back).
+        const rest = rows.slice(index + 1).map((r) => r.id);
+        if (rest.length > 0)
+          await db.execute(
+            sql`update message_outbox set next_attempt_at = ${ts(clock.now())} where id = any(${intArray(rest)})`,
+          );
+        break;
+      }
+    }
+  });
+  await Promise.all(workers);
+  if (done.length > 0) {
+    await db.execute(
+      sql`update message_outbox m set status = 'done', attempts = m.attempts + 1, last_error = null,
+            sent_at = ${ts(clock.now())}, provider_message_id = d.message_id
+          from (select unnest(${intArray(done.map((d) => d.id))}) as id,
+                       unnest(${textArray(done.map((d) => d.messageId))}) as message_id) d
+          where m.id = d.id`,
+    );
+    counts.sent += done.length;
+  }
+  return counts;
+}
+
+/** Sends one row; returns the platform's message id, or null after recording why it was not sent. */
+async function deliverOne(
+  options: ChatDeliveryOptions,
+  sender: ChatSender,
+  row: ClaimedRow,
+  counts: ChatRunCounts,
+): Promise<string | null> {
+  const { db, clock } = options;
+  const attempts = row.attempts + 1;
+  const isNotice = row.template !== CHAT_CONTENT_TEMPLATE;
+  let params: Params = row.params;
+  const toSmsOrDead = async (reason: string) => {
+    if (isNotice && row.fallback_recipient) {
+      await db.execute(
+        sql`update message_outbox set channel = 'sms', recipient = ${row.fallback_recipient}, attempts = 0,
+              content = null, next_attempt_at = ${ts(clock.now())}, last_error = ${reason.slice(0, 500)}
+            where id = ${row.id}`,
+      );
+      counts.toSms++;
+    } else {
+      await db.execute(
+        sql`update message_outbox set status = 'dead', attempts = ${attempts}, last_error = ${reason.slice(0, 500)}
+            where id = ${row.id}`,
+      );
+      counts.dead++;
+    }
+    options.logger?.warn({ messageId: row.id, channel: row.channel, reason }, "chat message not delivered");
+  };
+  try {
+    let content: ChatContent;
+    if (isNotice) {
+      params = openSecrets(row.params);
+      const prepared = noticeContent(options, row, params);
+      if (typeof prepared === "string") {
+        await toSmsOrDead(prepared);
+        return null;
+      }
+      content = prepared;
+    } else if (row.content) {
+      content = row.content;
+    } else {
+      await toSmsOrDead("a chat row without content");
+      return null;
+    }
+    const { messageId } = await withTimeout(
+      sender.send(row.recipient, content),
+      options.sendTimeoutMs ?? 15_000,
+    );
+    return messageId;
+  } catch (error) {
+    const failure = error instanceof ChatSendError ? error.failure : "retry";
+    const reason = maskSecrets(error instanceof Error ? error.message : String(error), params);
+    if (failure !== "retry" || attempts >= (options.maxAttempts ?? 6)) {
+      await toSmsOrDead(`${failure}: ${reason}`);
+      return null;
+    }
+    // The platform's own `retry_after` is exact; otherwise back off.
+    const waitMs =
+      error instanceof ChatSendError && error.retryAfterSeconds
+        ? error.retryAfterSeconds * 1000
+        : retryDelayMs(attempts, options.baseDelayMs ?? 5_000, options.maxDelayMs ?? 600_000);
+    await db.execute(
+      sql`update message_outbox set attempts = ${attempts}, last_error = ${reason.slice(0, 500)},
+            next_attempt_at = ${ts(new Date(clock.now().getTime() + waitMs))}
+          where id = ${row.id}`,
+    );
+    counts.retried++;
+    options.logger?.warn(
+      { messageId: row.id, channel: row.channel, attempts, reason },
+      "chat message retried",
+    );
+    return null;
+  }
+}
+
+/**
+ * A notice as this chat may receive it: free text, or outside the channel's window an approved
+ * template. A string says why it cannot go by chat.
+ */
+function noticeContent(options: ChatDeliveryOptions, row: ClaimedRow, params: Params): ChatContent | string {
+  const text = renderSms(row.language, row.template, params, {
+    isp: options.isp,
+    timezone: options.timezone,
+  });
+  if (text === null) return `unknown template: ${row.template}`;
+  const windowMs = options.windows?.[row.channel];
+  const lastInbound = row.last_inbound_at === null ? null : new Date(row.last_inbound_at).getTime();
+  const open =
+    windowMs === undefined ||
+    (lastInbound !== null && options.clock.now().getTime() - lastInbound < windowMs);
+  if (open) return { kind: "text", text };
+  const template = options.templates?.[row.channel]?.get(row.template);
+  if (!template) return `outside the ${row.channel} window and no approved template for ${row.template}`;
+  return {
+    kind: "template",
+    name: template.name,
+    language: row.language,
+    params: template.params.map((name) => (name === "isp" ? options.isp : String(params[name] ?? ""))),
+  };
+}
+
+function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ChatSendError("retry", `no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
+
+export interface ChatWorker {
+  /** Runs a pass now (after answers were queued) instead of waiting for the next tick. */
+  kick(): void;
+  stop(): Promise<void>;
+}
+
+/**
+ * Polls every `intervalMs`; a kick runs a pass at once, and a pass that found work is followed by
+ * another, so an answer queued while a pass was sending goes out right after it.
+ */
+export function startChatWorker(options: ChatDeliveryOptions & { intervalMs?: number }): ChatWorker {
+  const intervalMs = options.intervalMs ?? 2_000;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
+  let kicked = false;
+
+  const tick = () => {
+    if (stopped) return;
+    if (running) {
+      kicked = true;
+      return;
+    }
+    if (timer) clearTimeout(timer);
+    kicked = false;
+    running = (async () => {
+      let again = false;
+      try {
+        const counts = await deliverDueChats(options);
+        again = counts.sent + counts.retried + counts.dead + counts.toSms > 0;
+      } catch (error) {
+        options.logger?.error({ err: error }, "chat delivery pass failed");
+      } finally {
+        running = undefined;
+        if (!stopped) timer = setTimeout(tick, again || kicked ? 0 : intervalMs);
+      }
+    })();
+  };
+  timer = setTimeout(tick, 0);
+  return {
+    kick: tick,
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await running;
+    },
+  };
+}

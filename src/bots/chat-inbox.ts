@@ -1,0 +1,146 @@
+import { sql } from "drizzle-orm";
+import type { Clock } from "../clock.ts";
+import { type Db, queryRows } from "../db/client.ts";
+import { ts } from "../db/params.ts";
+import type { ChatChannel } from "../db/schema/index.ts";
+import type { Logger } from "../logger.ts";
+
+/**
+ * What a chat webhook delivered is stored (`chat_inbox`) before it is handled. The unique key drops a
+ * redelivery; a row whose handling failed, or was cut short by a crash, is handled again by the retry
+ * loop. The row is leased to whoever handles it, so a retry never runs beside the first attempt.
+ */
+
+export interface InboundRecord {
+  channel: ChatChannel;
+  externalId: string;
+  chatId: string;
+  payload: Record<string, unknown>;
+}
+
+export interface InboxRow {
+  id: number;
+  chatId: string;
+  payload: Record<string, unknown>;
+}
+
+/** A first attempt may take this long before the retry loop takes the row over. */
+const DEFAULT_LEASE_MS = 60_000;
+
+/**
+ * Stores what arrived and returns the rows new to the inbox, leased to the caller to handle now
+ * (a redelivery returns nothing). One statement, whatever the count.
+ */
+export async function storeInbound(
+  db: Db,
+  now: Date,
+  records: readonly InboundRecord[],
+  leaseMs = DEFAULT_LEASE_MS,
+): Promise<InboxRow[]> {
+  if (records.length === 0) return [];
+  const lease = new Date(now.getTime() + leaseMs);
+  const rows = await queryRows<{ id: number; chat_id: string; payload: Record<string, unknown> }>(
+    db,
+    sql`insert into chat_inbox (channel, external_id, chat_id, payload, lease_until, received_at)
+        select r.value->>'channel', r.value->>'externalId', r.value->>'chatId', r.value->'payload',
+               ${ts(lease)}, ${ts(now)}
+        from jsonb_array_elements(${JSON.stringify(records)}::jsonb) with ordinality as r(value, position)
+        order by r.position
+        on conflict (channel, external_id) do nothing
+        returning id, chat_id, payload`,
+  );
+  return rows.map((r) => ({ id: r.id, chatId: r.chat_id, payload: r.payload })).sort((a, b) => a.id - b.id);
+}
+
+export async function markHandled(db: Db, id: number, now: Date): Promise<void> {
+  await db.execute(
+    sql`update chat_inbox set status = 'done', attempts = attempts + 1, lease_until = null, last_error = null,
+          handled_at = ${ts(now)} where id = ${id}`,
+  );
+}
+
+export async function markFailed(db: Db, id: number, now: Date, error: unknown): Promise<void> {
+  const message = error instanceof Error ? error.message : String(error);
+  await db.execute(
+    sql`update chat_inbox set status = 'failed', attempts = attempts + 1, lease_until = null,
+          last_error = ${message.slice(0, 500)}, handled_at = ${ts(now)} where id = ${id}`,
+  );
+}
+
+/** Handles one stored row and records the outcome; never throws (the outcome is in the row). */
+export async function handleStored(
+  deps: { db: Db; clock: Clock; logger?: Logger },
+  row: InboxRow,
+  handle: (row: InboxRow) => Promise<void>,
+): Promise<boolean> {
+  try {
+    await handle(row);
+    await markHandled(deps.db, row.id, deps.clock.now());
+    return true;
+  } catch (error) {
+    deps.logger?.error({ err: error, inboxId: row.id }, "chat message not handled; it will be retried");
+    await markFailed(deps.db, row.id, deps.clock.now(), error).catch(() => {});
+    return false;
+  }
+}
+
+/**
+ * Rows of `channel` left unhandled (failed, or leased by an attempt that never finished) with
+ * attempts left, leased to the caller, oldest first.
+ */
+export async function claimUnhandled(
+  db: Db,
+  now: Date,
+  options: { channel: ChatChannel; maxAttempts?: number; limit?: number; leaseMs?: number },
+): Promise<InboxRow[]> {
+  const lease = new Date(now.getTime() + (options.leaseMs ?? DEFAULT_LEASE_MS));
+  const rows = await queryRows<{ id: number; chat_id: string; payload: Record<string, unknown> }>(
+    db,
+    sql`update chat_inbox i set lease_until = ${ts(lease)}
+        from (select id from chat_inbox
+              where channel = ${options.channel} and status <> 'done' and attempts < ${options.maxAttempts ?? 5}
+                and (lease_until is null or lease_until <= ${ts(now)})
+              order by id limit ${options.limit ?? 50}
+              for update skip locked) due
+        where i.id = due.id
+        returning i.id, i.chat_id, i.payload`,
+  );
+  return rows.map((r) => ({ id: r.id, chatId: r.chat_id, payload: r.payload })).sort((a, b) => a.id - b.id);
+}
+
+/** One retry pass: handles what `claimUnhandled` gives, in order. Returns how many were handled. */
+export async function retryUnhandled(
+  deps: { db: Db; clock: Clock; logger?: Logger },
+  channel: ChatChannel,
+  handle: (row: InboxRow) => Promise<void>,
+): Promise<number> {
+  const rows = await claimUnhandled(deps.db, deps.clock.now(), { channel });
+  let handled = 0;
+  for (const row of rows) if (await handleStored(deps, row, handle)) handled++;
+  return handled;
+}
+
+/** Runs `retryUnhandled` every `intervalMs` until stopped. */
+export function startInboxRetry(
+  deps: { db: Db; clock: Clock; logger?: Logger },
+  channel: ChatChannel,
+  handle: (row: InboxRow) => Promise<void>,
+  intervalMs = 30_000,
+): { stop(): Promise<void> } {
+  let running: Promise<unknown> | undefined;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = retryUnhandled(deps, channel, handle)
+      .catch((error: unknown) => deps.logger?.error({ err: error, channel }, "chat inbox retry failed"))
+      .finally(() => {
+        running = undefined;
+      });
+  }, intervalMs);
+  timer.unref();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running;
+    },
+  };
+}

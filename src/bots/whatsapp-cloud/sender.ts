@@ -1,0 +1,60 @@
+import { type ChatContent, ChatSendError, type ChatSender } from "../chat-sender.ts";
+import { GraphApiError, type GraphClient } from "./graph.ts";
+import { type OutboundMessage, renderView, textMessage } from "./render.ts";
+
+/** Meta's customer service window: free-form messages only this long after the person's last one. */
+export const SERVICE_WINDOW_MS = 24 * 60 * 60_000;
+
+/** Meta's error codes that say something other than "try again". */
+const OUTSIDE_WINDOW = 131047;
+const UNDELIVERABLE = new Set([131026, 131030, 131051]);
+const RATE_LIMITED = new Set([4, 80007, 130429, 131048, 131056]);
+
+function messageOf(content: ChatContent): OutboundMessage {
+  switch (content.kind) {
+    case "text":
+      return textMessage(content.text);
+    case "view":
+      return renderView(content.view);
+    case "template":
+      return {
+        type: "template",
+        template: {
+          name: content.name,
+          language: { code: content.language },
+          components:
+            content.params.length > 0
+              ? [{ type: "body", parameters: content.params.map((text) => ({ type: "text", text })) }]
+              : [],
+        },
+      };
+    case "raw":
+      throw new ChatSendError("refused", "a raw call is for the channel that prepared it");
+  }
+}
+
+/** The Cloud API side of the chat delivery worker: one Graph API request per outbox row. */
+export function createCloudSender(graph: GraphClient): ChatSender {
+  return {
+    channel: "whatsapp_cloud",
+    async send(to, content) {
+      const message = messageOf(content);
+      try {
+        return { messageId: await graph.send(to, message) };
+      } catch (error) {
+        if (!(error instanceof GraphApiError)) throw new ChatSendError("retry", String(error));
+        if (error.code === OUTSIDE_WINDOW) throw new ChatSendError("window", error.message);
+        if (error.code !== null && UNDELIVERABLE.has(error.code))
+          throw new ChatSendError("recipient", error.message);
+        // A refused token is the account's problem, not the message's: it is retried once fixed.
+        if (
+          error.status >= 500 ||
+          error.status === 401 ||
+          (error.code !== null && RATE_LIMITED.has(error.code))
+        )
+          throw new ChatSendError("retry", error.message);
+        throw new ChatSendError("refused", error.message);
+      }
+    },
+  };
+}
