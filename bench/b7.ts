@@ -24,10 +24,12 @@ import type { UserFromGetMe } from "grammy/types";
 import { createApp } from "../src/app.ts";
 import { defaultBillingSettings } from "../src/billing/context.ts";
 import { createCustomerWithSubscription } from "../src/billing/subscriptions.ts";
+import { startChatWorker } from "../src/bots/chat-delivery.ts";
 import { createChatMenu } from "../src/bots/chat-menu.ts";
 import { createBot } from "../src/bots/telegram/bot.ts";
 import { type SentCall, startFakeTelegram } from "../src/bots/telegram/fake-api.ts";
 import { createTelegramRoutes } from "../src/bots/telegram/routes.ts";
+import { createTelegramSender } from "../src/bots/telegram/sender.ts";
 import { systemClock } from "../src/clock.ts";
 import { openDatabase } from "../src/db/client.ts";
 import { chatLinks, plans } from "../src/db/schema/index.ts";
@@ -439,8 +441,17 @@ async function serveApp(
   const db = database.db;
   const logger = createLogger(process.env.B7_LOG ?? "silent");
   const ctx = { db, clock: systemClock, settings: defaultBillingSettings };
+  // Answers are outbox rows: the chat delivery worker sends them as soon as they are queued.
+  const worker = startChatWorker({
+    db,
+    clock: systemClock,
+    senders: [createTelegramSender({ token: fake.token, apiRoot: fake.apiRoot })],
+    logger,
+    isp: "Bench Net",
+  });
   const chatMenu = createChatMenu({
     db,
+    onQueued: worker.kick,
     services: createMenuServices(ctx),
     settings: {
       isp: "Bench Net",
@@ -459,6 +470,7 @@ async function serveApp(
     logger,
     apiRoot: fake.apiRoot,
     botInfo: fake.botInfo,
+    onQueued: worker.kick,
   });
   const app = createApp({ db, logger });
   app.route("/hooks/tg", createTelegramRoutes({ bot, secretToken: SECRET }));

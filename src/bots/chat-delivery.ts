@@ -4,7 +4,7 @@ import { type Db, queryRows } from "../db/client.ts";
 import { intArray, textArray, ts } from "../db/params.ts";
 import type { ChatChannel } from "../db/schema/index.ts";
 import type { Logger } from "../logger.ts";
-import { type Language, maskSecrets, type Params, renderSms } from "../messaging/render.ts";
+import { formatParam, type Language, maskSecrets, type Params, renderSms } from "../messaging/render.ts";
 import { openSecrets, retryDelayMs } from "../messaging/sms-worker.ts";
 import { CHAT_CONTENT_TEMPLATE } from "./chat-outbox.ts";
 import { type ChatContent, ChatSendError, type ChatSender } from "./chat-sender.ts";
@@ -260,7 +260,10 @@ function noticeContent(options: ChatDeliveryOptions, row: ClaimedRow, params: Pa
     kind: "template",
     name: template.name,
     language: row.language,
-    params: template.params.map((name) => (name === "isp" ? options.isp : String(params[name] ?? ""))),
+    // Formatted as the catalogs format them (amounts as `KES 1,500`, instants as dates).
+    params: template.params.map((name) =>
+      name === "isp" ? options.isp : formatParam(row.language, name, params[name], options.timezone),
+    ),
   };
 }
 

@@ -189,8 +189,10 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
           cache,
           onError: (error, at) =>
             deps.logger.error({ err: error, channel, step: at }, "chat menu action failed"),
-          onAct: () => {
+          onAct: async () => {
             acted = true;
+            // What this action leads to (a receipt, a voucher code) comes back to this chat.
+            if (phone !== null) await routeRepliesToChat(deps.db, phone, channel, chatId, now);
           },
         },
         screens,
@@ -231,6 +233,18 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
       return reply;
     },
   };
+}
+
+/** How long a chat that confirmed an action gets its results (rather than SMS). */
+const REPLY_ROUTE_MS = 60 * 60_000;
+
+async function routeRepliesToChat(db: Db, phone: string, channel: ChatChannel, chatId: string, now: Date) {
+  await db.execute(
+    sql`insert into chat_reply_routes (phone, channel, chat_id, until)
+        values (${phone}, ${channel}, ${chatId}, ${ts(new Date(now.getTime() + REPLY_ROUTE_MS))})
+        on conflict (phone) do update set channel = excluded.channel, chat_id = excluded.chat_id,
+          until = excluded.until`,
+  );
 }
 
 /** The language after a confirmed action (which may have been a language change). */

@@ -2,6 +2,7 @@ import { and, eq } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { type ChatChannel, chatLinks, customers } from "../db/schema/index.ts";
 import { checkPhone } from "../lib/phone.ts";
+import { chooseNoticeChannel } from "./notice-channel.ts";
 
 /**
  * WhatsApp (Web and Cloud API) proves that a sender owns their number, so a chat needs no other
@@ -46,5 +47,6 @@ export async function phoneChat(
     .values({ channel, chatId: digits, customerId: customer.id, method: "phone" })
     .onConflictDoNothing()
     .returning({ id: chatLinks.id });
+  if (inserted.length > 0) await chooseNoticeChannel(db, customer.id, channel, { keepExisting: true });
   return { phone: customer.phone, newlyLinked: inserted.length > 0 ? customer.accountNumber : null };
 }

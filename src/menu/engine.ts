@@ -216,7 +216,7 @@ export interface MenuRun {
   /** Told when a confirmed action failed (the person sees a short apology). */
   onError?: (error: unknown, step: number) => void;
   /** Told just before a confirmed action runs (what was read about the person may change). */
-  onAct?: (step: number) => void;
+  onAct?: (step: number) => void | Promise<void>;
 }
 
 /**
@@ -311,7 +311,7 @@ export async function runMenu(
 
     const step = i + 1;
     const act = async (work: () => Promise<Outcome>): Promise<Outcome> => {
-      run.onAct?.(step);
+      await run.onAct?.(step);
       try {
         return await work();
       } catch (error) {

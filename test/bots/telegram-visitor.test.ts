@@ -85,7 +85,7 @@ describe("a visitor buying a hotspot voucher on Telegram", () => {
 
     await press(chat, "1. Confirm");
     expect(lastShownIn(fake, chat).payload.text).toBe(
-      "Enter your M-Pesa PIN on the prompt to pay KES 20. Your voucher code will come by SMS.",
+      "Enter your M-Pesa PIN on the prompt to pay KES 20. Your voucher code will be sent to you.",
     );
     expect(await intentsOf(phone)).toMatchObject([
       { phone, purpose: "voucher", amountCents: 2_000, planId, channel: "telegram", customerId: null },

@@ -192,7 +192,7 @@ describe("Telegram self-service through the Bot API fake and the webhook", () =>
     const restarted = startInstance(ctx, fake);
     await press(chat, "2. Kiswahili", restarted);
     const confirm = lastShown(chat);
-    expect(confirm.payload.text).toBe("Tumia Kiswahili kwa menyu na SMS?");
+    expect(confirm.payload.text).toBe("Tumia Kiswahili kwa menyu na jumbe?");
     expect(buttonsOf(confirm).map((b) => b.text)).toEqual(["1. Thibitisha", "Rudi", "Mwanzo"]);
     expect((await session(chat))?.inputs).toEqual(["3", "2"]);
     // The first instance reads the same state: it keeps nothing of its own.

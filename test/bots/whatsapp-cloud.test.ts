@@ -210,7 +210,7 @@ describe("WhatsApp self-service through the webhook and the Cloud API fake", () 
     expect(last(chat)?.payload).toMatchObject({
       type: "text",
       text: {
-        body: "Enter your M-Pesa PIN on the prompt to pay KES 20. Your voucher code will come by SMS.",
+        body: "Enter your M-Pesa PIN on the prompt to pay KES 20. Your voucher code will be sent to you.",
       },
     });
     expect(await database.db.select().from(chatLinks).where(eq(chatLinks.chatId, chat))).toEqual([]);

@@ -67,7 +67,7 @@ describe("USSD over HTTP, Africa's Talking style", () => {
     const screens = [await ussd(""), await ussd("2"), await ussd("2*1")];
     expect(screens[1]).toBe("CON You owe KES 1,500.\n1. Pay KES 1,500 now\n2. Pay another amount\n0. Back");
     expect(screens[2]).toBe(
-      "END Enter your M-Pesa PIN on the prompt to pay KES 1,500. You will get an SMS when it is received.",
+      "END Enter your M-Pesa PIN on the prompt to pay KES 1,500. You will get a message when it is received.",
     );
     expect(screens.filter((s) => s.startsWith("CON ")).length + 1).toBeLessThanOrEqual(3);
 
@@ -136,7 +136,7 @@ describe("USSD over HTTP, Africa's Talking style", () => {
       `CON 1 Hour: KES 20\nBuy this voucher with M-Pesa ${displayPhone(phone)}?\n1. Confirm\n0. Back 00. Home`,
     );
     expect(screens[3]).toBe(
-      "END Enter your M-Pesa PIN on the prompt to pay KES 20. Your voucher code will come by SMS.",
+      "END Enter your M-Pesa PIN on the prompt to pay KES 20. Your voucher code will be sent to you.",
     );
     expect(screens.length).toBeLessThanOrEqual(4);
     expect(await intentsOf(phone)).toMatchObject([{ purpose: "voucher", planId: hour.id, customerId: null }]);
@@ -232,7 +232,7 @@ describe("USSD over HTTP, Africa's Talking style", () => {
     let ussd = world.dial(customer.phone);
     expect(await ussd("5")).toBe("CON Choose language / Chagua lugha:\n1. English\n2. Kiswahili\n0. Back");
     expect(await ussd("5*2")).toBe(
-      "CON Tumia Kiswahili kwa menyu na SMS?\n1. Thibitisha\n0. Rudi 00. Mwanzo",
+      "CON Tumia Kiswahili kwa menyu na jumbe?\n1. Thibitisha\n0. Rudi 00. Mwanzo",
     );
     const [unchanged] = await database.db.select().from(customers).where(eq(customers.id, customer.id));
     expect(unchanged!.language).toBe("en");

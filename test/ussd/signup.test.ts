@@ -92,7 +92,7 @@ describe("self sign-up over USSD", () => {
     expect(customer).toMatchObject({ name: "Amina Wekesa", language: "en" });
     expect(customer!.accountNumber).toMatch(/^TD\d{5}$/);
     expect(done).toBe(
-      `END Welcome! Your account is ${customer!.accountNumber}. Pay KES 2,500 by M-Pesa (Pay in this menu) to get connected. Your login comes by SMS.`,
+      `END Welcome! Your account is ${customer!.accountNumber}. Pay KES 2,500 by M-Pesa (Pay in this menu) to get connected. Your login details will be sent to you.`,
     );
     expect(done.length).toBeLessThanOrEqual(182);
 
@@ -177,7 +177,7 @@ describe("self sign-up over USSD", () => {
     const [customer] = await database.db.select().from(customers).where(eq(customers.phone, phone));
     expect(customer).toMatchObject({ name: "Zawadi Njeri", language: "sw" });
     expect(done).toBe(
-      `END Karibu! Akaunti yako ni ${customer!.accountNumber}. Lipa KES 2,500 kwa M-Pesa (Lipa kwenye menyu hii) ili uunganishwe. Utapata maelezo ya kuingia kwa SMS.`,
+      `END Karibu! Akaunti yako ni ${customer!.accountNumber}. Lipa KES 2,500 kwa M-Pesa (Lipa kwenye menyu hii) ili uunganishwe. Utatumiwa maelezo ya kuingia.`,
     );
     expect(done.length).toBeLessThanOrEqual(182);
     const [welcome] = await database.db

@@ -5,6 +5,7 @@ import type { Db } from "../../db/client.ts";
 import { chatLinks, chatSessions, customers } from "../../db/schema/index.ts";
 import { checkPhone } from "../../lib/phone.ts";
 import type { ChatInput } from "../chat-menu.ts";
+import { chooseNoticeChannel } from "../notice-channel.ts";
 import { checkLinkCode, isLinkCode, requestLinkCode } from "./link-code.ts";
 import { botText } from "./texts.ts";
 import { rememberVisitorPhone } from "./visitor-phone.ts";
@@ -158,6 +159,7 @@ export function accountLinking(deps: AccountLinkDeps, show: Show) {
         target: [chatLinks.channel, chatLinks.chatId],
         set: { customerId: customer.id, method: "contact" },
       });
+    await chooseNoticeChannel(deps.db, customer.id, CHANNEL);
     await ctx.reply(botText(customer.language, "linked", { account: customer.accountNumber }), noKeyboard);
     await show(ctx, { kind: "text", text: "menu" });
   });

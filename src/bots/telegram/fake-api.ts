@@ -40,6 +40,8 @@ export interface FakeTelegram {
   pushUpdate(update: Record<string, unknown>): number;
   /** The next `count` calls of `method` answer 429 with `retry_after` seconds. */
   failNext(method: string, retryAfter: number, count?: number): void;
+  /** The user blocked the bot: messages to their chat answer 403, as Telegram does. */
+  block(chatId: number): void;
   /** Resolves once `predicate` holds for the recorded calls (bounded: rejects after `timeoutMs`). */
   waitFor(predicate: (calls: SentCall[]) => boolean, timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
@@ -83,6 +85,7 @@ export async function startFakeTelegram(
   };
   const calls: SentCall[] = [];
   const refused: SentCall[] = [];
+  const blocked = new Set<number>();
   const messages = new Map<number, FakeMessage>();
   const updates: { update_id: number }[] = [];
   const failures = new Map<string, { retryAfter: number; count: number }>();
@@ -132,6 +135,7 @@ export async function startFakeTelegram(
       return ok(updates.slice(0, Number(p.limit ?? 100)));
     },
     sendMessage(p) {
+      if (blocked.has(Number(p.chat_id))) return refuse(403, "Forbidden: bot was blocked by the user");
       if (typeof p.text !== "string" || p.text.trim() === "")
         return refuse(400, "Bad Request: message text is empty");
       const message: FakeMessage = {
@@ -240,7 +244,7 @@ export async function startFakeTelegram(
       calls.push({ method, payload, ...(messageId !== undefined ? { messageId } : {}) });
       wake();
     }
-    return c.json(answer, (answer.ok ? 200 : (answer.error_code ?? 400)) as 200 | 400 | 404);
+    return c.json(answer, (answer.ok ? 200 : (answer.error_code ?? 400)) as 200 | 400 | 403 | 404);
   });
 
   const server: ServerType = await new Promise((resolve) => {
@@ -260,6 +264,7 @@ export async function startFakeTelegram(
     failNext(method, retryAfter, count = 1) {
       failures.set(method, { retryAfter, count });
     },
+    block: (chatId) => blocked.add(chatId),
     async waitFor(predicate, timeoutMs = 5_000) {
       const deadline = Date.now() + timeoutMs;
       while (!predicate(calls)) {

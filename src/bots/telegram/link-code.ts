@@ -10,6 +10,7 @@ import {
   customers,
   type Language,
 } from "../../db/schema/index.ts";
+import { chooseNoticeChannel } from "../notice-channel.ts";
 
 /**
  * Linking a chat to an account by its number and a one-time code sent by SMS to the account's phone:
@@ -126,6 +127,7 @@ export async function checkLinkCode(
           target: [chatLinks.channel, chatLinks.chatId],
           set: { customerId: row.customerId, method: "otp", linkedAt: now },
         });
+      await chooseNoticeChannel(tx, row.customerId, channel);
       const [customer] = await tx
         .select({ accountNumber: customers.accountNumber, language: customers.language })
         .from(customers)

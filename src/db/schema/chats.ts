@@ -92,3 +92,16 @@ export const chatInbox = pgTable(
     index("chat_inbox_open_idx").on(t.receivedAt).where(sql`${t.status} <> 'done'`),
   ],
 );
+
+/**
+ * A phone that is talking to us in a chat: what its confirmed actions lead to (a receipt, a voucher
+ * code, a failed payment) goes to that chat rather than by SMS while `until` lasts. Written by the
+ * chat menu when a chat confirms an action; read by the outbox's routing trigger (migration 0013).
+ */
+export const chatReplyRoutes = pgTable("chat_reply_routes", {
+  /** E.164, as in `message_outbox.recipient` of an SMS. */
+  phone: text("phone").primaryKey(),
+  channel: text("channel", { enum: chatChannels }).notNull(),
+  chatId: text("chat_id").notNull(),
+  until: at("until").notNull(),
+});

@@ -43,14 +43,14 @@ export const en = {
   "menu.pay.enterAmount": "Enter amount in KES ({minCents} to {maxCents}):",
   "menu.pay.confirm": "Pay {amountCents} to {isp} from M-Pesa {phone}?",
   "menu.pay.sent":
-    "Enter your M-Pesa PIN on the prompt to pay {amountCents}. You will get an SMS when it is received.",
+    "Enter your M-Pesa PIN on the prompt to pay {amountCents}. You will get a message when it is received.",
 
   "menu.voucher.choose": "Choose a hotspot voucher:",
   "menu.voucher.item": "{plan}: {terms}",
   "menu.voucher.none": "No hotspot vouchers are on sale now. Please try later.",
   "menu.voucher.confirm": "Buy this voucher with M-Pesa {phone}?",
   "menu.voucher.sent":
-    "Enter your M-Pesa PIN on the prompt to pay {amountCents}. Your voucher code will come by SMS.",
+    "Enter your M-Pesa PIN on the prompt to pay {amountCents}. Your voucher code will be sent to you.",
 
   "menu.plan.choose": "Now on {plan}. Choose a new plan:",
   "menu.plan.item": "{plan}: {terms}",
@@ -74,7 +74,7 @@ export const en = {
   "menu.language.choose": "Choose language / Chagua lugha:",
   "menu.language.en": "English",
   "menu.language.sw": "Kiswahili",
-  "menu.language.confirm": "Use English for menus and SMS?",
+  "menu.language.confirm": "Use English for menus and messages?",
   "menu.language.saved": "Language set to English.",
 
   "menu.period.hours.one": "1 hour",
@@ -93,7 +93,7 @@ export const en = {
   "menu.signup.area": "Choose your area:",
   "menu.signup.confirm": "Sign up {name} in {area}?",
   "menu.signup.done":
-    "Welcome! Your account is {account}. Pay {amountCents} by M-Pesa (Pay in this menu) to get connected. Your login comes by SMS.",
+    "Welcome! Your account is {account}. Pay {amountCents} by M-Pesa (Pay in this menu) to get connected. Your login details will be sent to you.",
   "menu.signup.exists": "You already have account {account}. Dial again to pay or see it.",
   "menu.signup.needPhone":
     "To sign up, first share your phone number (M-Pesa pays from it), then choose Sign up again.",
@@ -106,7 +106,7 @@ export const en = {
 
   "menu.error.payment": "Sorry, the payment request failed. Please try again later.",
   "menu.error.tooMany": "Too many payment requests. Please wait a few minutes and try again.",
-  "menu.error.busy": "Your request is being processed. You will get an SMS.",
+  "menu.error.busy": "Your request is being processed. You will get a message.",
   "menu.error.generic": "Sorry, something went wrong. Please try again later.",
   "menu.error.bad": "Sorry, we could not read that request. Please dial again.",
 

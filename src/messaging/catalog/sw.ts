@@ -41,14 +41,13 @@ export const sw: Record<MessageKey, string> = {
   "menu.pay.enterAmount": "Weka kiasi kwa KES ({minCents} hadi {maxCents}):",
   "menu.pay.confirm": "Lipa {amountCents} kwa {isp} kutoka M-Pesa {phone}?",
   "menu.pay.sent":
-    "Ingiza PIN yako ya M-Pesa kwenye ujumbe utakaotokea ili kulipa {amountCents}. Utapata SMS malipo yakipokelewa.",
+    "Ingiza PIN yako ya M-Pesa kwenye ujumbe utakaotokea ili kulipa {amountCents}. Utapata ujumbe malipo yakipokelewa.",
 
   "menu.voucher.choose": "Chagua vocha ya hotspot:",
   "menu.voucher.item": "{plan}: {terms}",
   "menu.voucher.none": "Hakuna vocha za hotspot zinazouzwa sasa. Tafadhali jaribu baadaye.",
   "menu.voucher.confirm": "Nunua vocha hii kwa M-Pesa {phone}?",
-  "menu.voucher.sent":
-    "Ingiza PIN yako ya M-Pesa ili kulipa {amountCents}. Nambari ya vocha itakuja kwa SMS.",
+  "menu.voucher.sent": "Ingiza PIN yako ya M-Pesa ili kulipa {amountCents}. Utatumiwa nambari ya vocha.",
 
   "menu.plan.choose": "Kifurushi chako: {plan}. Chagua kipya:",
   "menu.plan.item": "{plan}: {terms}",
@@ -72,7 +71,7 @@ export const sw: Record<MessageKey, string> = {
   "menu.language.choose": "Choose language / Chagua lugha:",
   "menu.language.en": "English",
   "menu.language.sw": "Kiswahili",
-  "menu.language.confirm": "Tumia Kiswahili kwa menyu na SMS?",
+  "menu.language.confirm": "Tumia Kiswahili kwa menyu na jumbe?",
   "menu.language.saved": "Lugha imewekwa kuwa Kiswahili.",
 
   "menu.period.hours.one": "saa 1",
@@ -93,7 +92,7 @@ export const sw: Record<MessageKey, string> = {
   "menu.signup.area": "Chagua eneo lako:",
   "menu.signup.confirm": "Sajili {name} eneo la {area}?",
   "menu.signup.done":
-    "Karibu! Akaunti yako ni {account}. Lipa {amountCents} kwa M-Pesa (Lipa kwenye menyu hii) ili uunganishwe. Utapata maelezo ya kuingia kwa SMS.",
+    "Karibu! Akaunti yako ni {account}. Lipa {amountCents} kwa M-Pesa (Lipa kwenye menyu hii) ili uunganishwe. Utatumiwa maelezo ya kuingia.",
   "menu.signup.exists": "Tayari una akaunti {account}. Piga tena ili ulipe au uione.",
   "menu.signup.needPhone":
     "Ili kujisajili, kwanza tuma nambari yako ya simu (M-Pesa hulipa kutoka kwayo), kisha uchague Jisajili tena.",
@@ -106,7 +105,7 @@ export const sw: Record<MessageKey, string> = {
 
   "menu.error.payment": "Samahani, ombi la malipo halikufaulu. Tafadhali jaribu tena baadaye.",
   "menu.error.tooMany": "Maombi ya malipo ni mengi mno. Tafadhali subiri dakika chache ujaribu tena.",
-  "menu.error.busy": "Ombi lako linashughulikiwa. Utapata SMS.",
+  "menu.error.busy": "Ombi lako linashughulikiwa. Utapata ujumbe.",
   "menu.error.generic": "Samahani, hitilafu imetokea. Tafadhali jaribu tena baadaye.",
   "menu.error.bad": "Samahani, hatukuweza kusoma ombi hilo. Tafadhali piga tena.",
 

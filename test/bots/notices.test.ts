@@ -1,0 +1,245 @@
+import { and, asc, eq } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { settleStkResult } from "../../src/billing/intents/settle.ts";
+import { applyPayment } from "../../src/billing/payments.ts";
+import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
+import { parseTemplateMap } from "../../src/bots/chat-delivery.ts";
+import type { FakeTelegram } from "../../src/bots/telegram/fake-api.ts";
+import { type FakeWhatsApp, startFakeWhatsApp } from "../../src/bots/whatsapp-cloud/fake-api.ts";
+import { FakeClock, HOUR } from "../../src/clock.ts";
+import type { Database } from "../../src/db/client.ts";
+import { messageOutbox, paymentIntents, vouchers } from "../../src/db/schema/index.ts";
+import { admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
+import { createTestDatabase } from "../support/db.ts";
+import { bodyOf, inbound, startWhatsApp, text, type WhatsAppInstance } from "./whatsapp-cloud-world.ts";
+import {
+  contactUpdate,
+  type Instance,
+  sendQueued,
+  startFakeTelegram,
+  startInstance,
+  textUpdate,
+} from "./world.ts";
+
+/**
+ * Notices (receipts, reminders, credentials…) go to the chat a customer linked, rendered from the same
+ * catalogs; a chat that cannot take one hands it to SMS, and each is delivered once.
+ */
+
+let database: Database;
+let ctx: ReturnType<typeof billingContext>["ctx"];
+const clock = new FakeClock("2026-05-01T06:00:00Z");
+let telegram: FakeTelegram;
+let bot: Instance;
+let cloud: FakeWhatsApp;
+let wa: WhatsAppInstance;
+let planId: number;
+let nextUser = 8_200_000;
+let receiptSeq = 0;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  ctx = billingContext(database.db, clock).ctx;
+  telegram = await startFakeTelegram();
+  bot = startInstance(ctx, telegram);
+  cloud = await startFakeWhatsApp({ now: () => clock.now() });
+  cloud.approveTemplate("tandao_receipt", "en", 2);
+  wa = startWhatsApp(ctx, cloud, {
+    templates: parseTemplateMap("payment_received=tandao_receipt:amountCents|receipt"),
+  });
+  planId = (await createPlan(database.db, { priceCents: 150_000, name: "Fibre 1500" })).id;
+});
+afterAll(async () => {
+  await wa?.channel.stop();
+  await cloud?.close();
+  await telegram?.close();
+  await database?.close();
+});
+
+async function customer() {
+  const created = await createCustomerWithSubscription(ctx, admin, {
+    name: "Achieng Otieno",
+    phone: uniquePhone(),
+    planId,
+  });
+  return created.customer;
+}
+
+/** A cash payment an admin records: its receipt is the notice under test. */
+async function pay(customerId: number, amountCents = 50_000) {
+  const receipt = `CASH${String(++receiptSeq).padStart(6, "0")}`;
+  await applyPayment(ctx, admin, {
+    customerId,
+    method: "cash",
+    provider: "cash",
+    providerRef: receipt,
+    amountCents,
+  });
+  return receipt;
+}
+
+async function receiptsTo(phone: string) {
+  return database.db
+    .select()
+    .from(messageOutbox)
+    .where(and(eq(messageOutbox.template, "payment_received"), eq(messageOutbox.fallbackRecipient, phone)))
+    .orderBy(asc(messageOutbox.id));
+}
+
+async function smsTo(phone: string, template: string) {
+  return database.db
+    .select()
+    .from(messageOutbox)
+    .where(
+      and(
+        eq(messageOutbox.channel, "sms"),
+        eq(messageOutbox.recipient, phone),
+        eq(messageOutbox.template, template),
+      ),
+    );
+}
+
+describe("notices to a customer who linked Telegram", () => {
+  it("come to the chat, rendered from the catalog, and not by SMS", async () => {
+    const chat = ++nextUser;
+    const person = await customer();
+    await bot.deliver(textUpdate(chat, "/start"));
+    await bot.deliver(contactUpdate(chat, { user_id: chat, phone_number: person.phone }));
+
+    const receipt = await pay(person.id);
+    await sendQueued(ctx, telegram);
+    const shown = telegram.callsOf("sendMessage").filter((c) => c.payload.chat_id === chat);
+    expect(shown.at(-1)?.payload.text).toContain(receipt);
+    expect(shown.at(-1)?.payload.text).toContain("KES 500");
+    expect(await receiptsTo(person.phone)).toMatchObject([{ channel: "telegram", status: "done" }]);
+    expect(await smsTo(person.phone, "payment_received")).toEqual([]);
+  });
+
+  it("go by SMS once the person blocked the bot, delivered once", async () => {
+    const chat = ++nextUser;
+    const person = await customer();
+    await bot.deliver(textUpdate(chat, "/start"));
+    await bot.deliver(contactUpdate(chat, { user_id: chat, phone_number: person.phone }));
+    telegram.block(chat);
+
+    await pay(person.id);
+    await sendQueued(ctx, telegram);
+    const [row] = await smsTo(person.phone, "payment_received");
+    expect(row).toMatchObject({ status: "pending", fallbackRecipient: person.phone });
+    expect(row?.lastError).toContain("blocked");
+    expect(await receiptsTo(person.phone)).toHaveLength(1);
+  });
+
+  it("go by SMS after the chat was unlinked", async () => {
+    const chat = ++nextUser;
+    const person = await customer();
+    await bot.deliver(textUpdate(chat, "/start"));
+    await bot.deliver(contactUpdate(chat, { user_id: chat, phone_number: person.phone }));
+    await database.db.execute(`delete from chat_links where chat_id = '${chat}'`);
+    await pay(person.id);
+    expect(await smsTo(person.phone, "payment_received")).toHaveLength(1);
+    expect(await receiptsTo(person.phone)).toEqual([]);
+  });
+});
+
+describe("notices to a customer on the WhatsApp Cloud API", () => {
+  it("are free text within 24 hours of their last message, an approved template after", async () => {
+    const person = await customer();
+    const waId = person.phone.slice(1);
+    await wa.post(inbound(cloud, waId, text("hi")));
+
+    const inWindow = await pay(person.id);
+    await wa.channel.sendDue();
+    expect(cloud.sentTo(waId).at(-1)?.payload).toMatchObject({ type: "text" });
+    expect(JSON.stringify(cloud.sentTo(waId).at(-1)?.payload)).toContain(inWindow);
+
+    clock.advance(25 * HOUR);
+    const outside = await pay(person.id, 20_000);
+    await wa.channel.sendDue();
+    expect(cloud.sentTo(waId).at(-1)?.payload).toEqual({
+      messaging_product: "whatsapp",
+      recipient_type: "individual",
+      to: waId,
+      type: "template",
+      template: {
+        name: "tandao_receipt",
+        language: { code: "en" },
+        components: [
+          {
+            type: "body",
+            parameters: [
+              { type: "text", text: "KES 200" },
+              { type: "text", text: outside },
+            ],
+          },
+        ],
+      },
+    });
+    expect(await smsTo(person.phone, "payment_received")).toEqual([]);
+  });
+
+  it("without an approved template, go by SMS outside the window", async () => {
+    const person = await customer();
+    const waId = person.phone.slice(1);
+    await wa.post(inbound(cloud, waId, text("hi")));
+    clock.advance(25 * HOUR);
+    const sentBefore = cloud.sentTo(waId).length;
+    // No template is configured for a restore or a welcome; a reminder stands in for them here.
+    await database.db.insert(messageOutbox).values({
+      channel: "sms",
+      recipient: person.phone,
+      language: "en",
+      template: "invoice_reminder",
+      params: { amountCents: 150_000, dueAt: clock.now().toISOString(), account: person.accountNumber },
+      nextAttemptAt: clock.now(),
+      createdAt: clock.now(),
+    });
+    await wa.channel.sendDue();
+    expect(cloud.sentTo(waId)).toHaveLength(sentBefore);
+    const [sms] = await smsTo(person.phone, "invoice_reminder");
+    expect(sms).toMatchObject({ status: "pending", fallbackRecipient: person.phone });
+    expect(sms?.lastError).toContain("window");
+  });
+});
+
+describe("what a chat's payment leads to", () => {
+  it("a voucher bought by a visitor in a WhatsApp chat ends with its code in that chat", async () => {
+    await createPlan(database.db, {
+      name: "2 Hours",
+      kind: "hotspot",
+      priceCents: 3_000,
+      periodUnit: "hours",
+      periodCount: 2,
+      timeLimitSeconds: 7200,
+    });
+    const phone = uniquePhone();
+    const waId = phone.slice(1);
+    const say = (body: string) => wa.post(inbound(cloud, waId, text(body)));
+    await say("hi");
+    await say("1");
+    expect(JSON.stringify(cloud.sentTo(waId).at(-1)?.payload)).toContain("1. 2 Hours");
+    await say("1");
+    await say("1");
+    const [intent] = await database.db.select().from(paymentIntents).where(eq(paymentIntents.phone, phone));
+    expect(intent).toMatchObject({ purpose: "voucher", channel: "whatsapp_cloud" });
+    await database.db
+      .update(paymentIntents)
+      .set({ checkoutRequestId: `ws_CO_notice_${intent!.id}` })
+      .where(eq(paymentIntents.id, intent!.id));
+    const settled = await settleStkResult(ctx, admin, {
+      checkoutRequestId: `ws_CO_notice_${intent!.id}`,
+      outcome: "paid",
+      reason: "The service request is processed successfully.",
+      receipt: `VCH${String(intent!.id).padStart(7, "0")}`,
+      amountCents: 3_000,
+      phone,
+      source: "callback",
+    });
+    expect(settled.status).toBe("credited");
+    await wa.channel.sendDue();
+    const [voucher] = await database.db.select().from(vouchers).where(eq(vouchers.soldToPhone, phone));
+    expect(voucher).toBeDefined();
+    expect(bodyOf(cloud.sentTo(waId).at(-1))).toContain(voucher!.code);
+    expect(await smsTo(phone, "voucher_code")).toEqual([]);
+  });
+});
