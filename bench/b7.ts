@@ -279,6 +279,8 @@ async function load() {
   const fake = await startFakeTelegram();
   // Every accepted call, stamped as it arrives, handed to the chat waiting for it.
   const inbox = new Map<number, Stamped[]>();
+  /** Per chat: told when the bot's answer (a message or an edit) reaches the fake. */
+  const waiting = new Map<number, () => void>();
   const calls = fake.calls;
   calls.push = (...items: SentCall[]) => {
     const at = performance.now();
@@ -288,6 +290,7 @@ async function load() {
           ? call.payload.chat_id
           : Number(/^c(\d+)_/.exec(String(call.payload.callback_query_id ?? ""))?.[1]);
       inbox.get(chat)?.push({ call, at });
+      if (call.method === "sendMessage" || call.method === "editMessageText") waiting.get(chat)?.();
     }
     // Not kept: 15 s of calls would only grow the heap of the process that times them.
     return 0;
@@ -330,8 +333,20 @@ async function load() {
       beat = PACE_MS > 0 ? beat + PACE_MS : performance.now();
       calls.length = 0;
       const started = Math.min(due, performance.now());
+      // The answer is sent by the chat delivery worker after the update was handled: it may reach
+      // the fake after the webhook was answered, so the chat waits for it (10 s at most).
+      let timer: NodeJS.Timeout | undefined;
+      const replied = new Promise<void>((resolve) => {
+        waiting.set(id, resolve);
+        timer = setTimeout(resolve, 10_000);
+      });
       const status = await connection.post(JSON.stringify({ update_id: ++updateId, ...update }));
       const answered = performance.now();
+      const hasReply = () =>
+        calls.some((c) => c.call.method === "sendMessage" || c.call.method === "editMessageText");
+      if (status === 200 && !hasReply()) await replied;
+      clearTimeout(timer);
+      waiting.delete(id);
       if (PACE_MS === 0) beat = answered;
       const reply = calls.find((c) => c.call.method === "sendMessage" || c.call.method === "editMessageText");
       if (due >= measureFrom && due < measureUntil) {
