@@ -7,12 +7,12 @@ import type { ChatChannel } from "../db/schema/index.ts";
 import type { Logger } from "../logger.ts";
 import { runMenu, type Screen } from "../menu/engine.ts";
 import { subscriberScreens } from "../menu/screens.ts";
-import { loadMenuUser } from "../menu/services.ts";
 import { SessionCache } from "../menu/session-cache.ts";
 import { SIGNUP_SCREENS } from "../menu/signup-screens.ts";
 import type { Language, MenuChoice, MenuServices, MenuSettings } from "../menu/types.ts";
 import { CHAT_CONTENT_TEMPLATE, type ChatOutgoing, enqueueChat } from "./chat-outbox.ts";
 import type { ChatContent } from "./chat-sender.ts";
+import { linkVisitorChat, menuUserOf, readChatState } from "./chat-state.ts";
 
 /**
  * The subscriber menu for chat channels (Telegram, WhatsApp): the same screens as USSD, replayed
@@ -43,8 +43,12 @@ export interface ChatRequest {
   channel: ChatChannel;
   /** The chat identity on its channel (Telegram: the user id). */
   chatId: string;
-  /** The customer's phone when the chat is linked; null: a visitor (the non-customer menu). */
-  phone: string | null;
+  /**
+   * The phone this chat speaks for when the channel knows it (WhatsApp: the sender's own number;
+   * null: none it may use). Absent: the chat's link to a customer, else the phone the chat shared as
+   * a visitor (`chat-state.ts`).
+   */
+  phone?: string | null;
   input: ChatInput;
   /**
    * The messages that answer this input, made by the channel from the reply: they are written to the
@@ -65,6 +69,8 @@ export interface ChatView {
   step: number;
   screen: string;
   language: Language;
+  /** The chat speaks for a customer (else: the visitor's menu). */
+  customer?: boolean;
   /**
    * A visitor (no phone) reached a screen that would ask M-Pesa to charge a phone: the adapter should
    * ask for the person's own number first, then send `refresh`. Absent when no phone is needed.
@@ -133,7 +139,7 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
   const services = requirePhone(deps.services);
 
   return {
-    async handle({ channel, chatId, phone, input, answer }) {
+    async handle({ channel, chatId, phone: requestPhone, input, answer }) {
       const answersTo = (reply: ChatReply): ChatOutgoing[] =>
         (answer?.(reply) ?? []).map((content) => ({
           channel,
@@ -152,13 +158,11 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
         return reply;
       };
       const now = deps.clock.now();
-      const [row] = await queryRows<SessionRow>(
-        deps.db,
-        sql`select session_key, inputs, language, step, last_activity_at from chat_sessions
-            where channel = ${channel} and chat_id = ${chatId}`,
-      );
+      const state = await readChatState(deps.db, channel, chatId, requestPhone);
+      const row = state.session;
+      const phone = state.phone;
       const step = row?.step ?? 0;
-      const expired = !row || now.getTime() - new Date(row.last_activity_at).getTime() > idleMs;
+      const expired = !row || now.getTime() - row.lastActivityAt.getTime() > idleMs;
       const staleLanguage = row?.language ?? "en";
       // A button names a choice on one screen: after another input, or once the conversation it belongs
       // to has expired, it would mean something else, so it changes nothing.
@@ -172,11 +176,17 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
         typed.length > MAX_TEXT ||
         (!refresh && (row?.inputs.length ?? 0) >= MAX_INPUTS);
       // An idle chat's typed "2" was meant for a screen it no longer sees: it gets the main menu instead.
-      const sessionKey = goHome || !row ? newSessionKey() : row.session_key;
-      const inputs = goHome || !row ? [] : refresh ? row.inputs : [...row.inputs, typed];
+      const continuing = !goHome && row !== null;
+      const sessionKey = continuing ? row.sessionKey : newSessionKey();
+      const inputs = continuing ? (refresh ? row.inputs : [...row.inputs, typed]) : [];
       const session = { id: `${channel}:${sessionKey}`, channel };
 
-      const { user, recorded } = await loadMenuUser(deps.db, phone ?? "", session.id);
+      // A visitor's shared phone that became a customer's (a sign-up from this chat) links the chat.
+      if (requestPhone === undefined && !state.linked && state.customer && goHome) {
+        await linkVisitorChat(deps.db, channel, chatId, state.customer.id);
+        state.linked = true;
+      }
+      const { user, recorded } = menuUserOf(state, continuing);
       // A visitor's language lives with the chat (a customer's with the customer).
       if (!user.customer && row?.language) user.language = row.language;
       let acted = false;
@@ -215,6 +225,7 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
           screen: view.screen,
           language,
           ...(phone === null && !view.end && paymentScreens.has(view.screen) ? { needsPhone: true } : {}),
+          customer: user.customer !== null,
         },
       };
       const messages = answersTo(reply);
@@ -261,14 +272,6 @@ async function languageAfter(
       : sql`select language from channel_sessions where id = ${sessionId}`,
   );
   return rows[0]?.language ?? fallback;
-}
-
-interface SessionRow extends Record<string, unknown> {
-  session_key: string;
-  inputs: string[];
-  language: Language | null;
-  step: number;
-  last_activity_at: Date | string;
 }
 
 /**

@@ -1,10 +1,11 @@
 import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
-import { chatLinks, paymentIntents } from "../../src/db/schema/index.ts";
+import { chatLinks, customers, paymentIntents } from "../../src/db/schema/index.ts";
 import { displayPhone } from "../../src/lib/phone.ts";
-import { billingContext, createPlan, uniquePhone } from "../support/billing.ts";
+import { admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
 import {
   button,
@@ -109,5 +110,34 @@ describe("a visitor buying a hotspot voucher on Telegram", () => {
     await bot.deliver(textUpdate(chat, "1"));
     expect(lastShownIn(fake, chat).payload.text).not.toMatch(/M-Pesa PIN/);
     expect(await intentsOf("")).toEqual([]);
+  });
+});
+
+describe("a visitor who becomes a customer", () => {
+  it("is linked on their next /start once the phone they shared has an account, and gets notices here", async () => {
+    const chat = ++nextUser;
+    const phone = uniquePhone();
+    await bot.deliver(textUpdate(chat, "/start"));
+    await bot.deliver(contactUpdate(chat, { user_id: chat, phone_number: phone }));
+    const home = await createPlan(database.db, { priceCents: 100_000, name: "Home 10" });
+    const { customer } = await createCustomerWithSubscription(ctx, admin, {
+      name: "Amina Wekesa",
+      phone,
+      planId: home.id,
+    });
+
+    await bot.deliver(textUpdate(chat, "/start"));
+    expect(buttonsOf(lastMenuIn(fake, chat))[0]?.text).toBe("1. My account");
+    expect(lastShownIn(fake, chat).payload.text).not.toContain("share your phone number");
+    const links = await database.db
+      .select()
+      .from(chatLinks)
+      .where(eq(chatLinks.chatId, String(chat)));
+    expect(links).toMatchObject([{ channel: "telegram", customerId: customer.id }]);
+    const [chosen] = await database.db
+      .select({ notifyChannel: customers.notifyChannel })
+      .from(customers)
+      .where(eq(customers.id, customer.id));
+    expect(chosen?.notifyChannel).toBe("telegram");
   });
 });

@@ -1,9 +1,7 @@
-import { and, eq } from "drizzle-orm";
 import { Bot, type BotError, Composer, type Context } from "grammy";
 import type { UserFromGetMe } from "grammy/types";
 import { type Clock, systemClock } from "../../clock.ts";
 import type { Db } from "../../db/client.ts";
-import { chatLinks, customers } from "../../db/schema/index.ts";
 import type { Logger } from "../../logger.ts";
 import type { Language } from "../../menu/types.ts";
 import { type ChatInput, type ChatMenu, type ChatReply, HOME_WORDS } from "../chat-menu.ts";
@@ -12,7 +10,6 @@ import { accountLinking, CHANNEL } from "./account-link.ts";
 import { callbackPattern, contactKeyboard } from "./keyboard.ts";
 import { queueReplies } from "./queued-api.ts";
 import { botText } from "./texts.ts";
-import { visitorPhone } from "./visitor-phone.ts";
 
 /**
  * Subscriber self-service on Telegram: the shared menu (src/bots/chat-menu.ts) as messages with
@@ -37,28 +34,11 @@ export interface TelegramBotDeps {
   onQueued?: () => void;
 }
 
-/** The customer's phone when this Telegram user is linked to one. */
-async function linkedPhone(db: Db, userId: number): Promise<string | null> {
-  const [row] = await db
-    .select({ phone: customers.phone })
-    .from(chatLinks)
-    .innerJoin(customers, eq(customers.id, chatLinks.customerId))
-    .where(and(eq(chatLinks.channel, CHANNEL), eq(chatLinks.chatId, String(userId))));
-  return row?.phone ?? null;
-}
-
 const text = (body: string): ChatContent => ({ kind: "text", text: body });
 
-function menu(deps: TelegramBotDeps, show: (ctx: Context, input: ChatInput) => Promise<void>) {
+function menu(show: (ctx: Context, input: ChatInput) => Promise<void>) {
   const feature = new Composer<Context>();
-  feature.on("message:text", async (ctx) => {
-    const text = ctx.message.text;
-    await show(ctx, { kind: "text", text });
-    // A visitor starting over is told how to link, with Telegram's own share-contact button.
-    if (HOME_WORDS.has(text.trim().toLowerCase()) && (await linkedPhone(deps.db, ctx.from.id)) === null) {
-      await ctx.reply(botText("en", "linkHint"), { reply_markup: contactKeyboard() });
-    }
-  });
+  feature.on("message:text", (ctx) => show(ctx, { kind: "text", text: ctx.message.text }));
   feature.on("callback_query:data", async (ctx) => {
     const match = callbackPattern.exec(ctx.callbackQuery.data);
     const message = ctx.callbackQuery.message;
@@ -91,8 +71,6 @@ export function createBot(deps: TelegramBotDeps): Bot {
     const from = ctx.from;
     if (!from) return;
     const chatId = String(from.id);
-    const linked = await linkedPhone(deps.db, from.id);
-    const phone = linked ?? (await visitorPhone(deps.db, CHANNEL, chatId));
     const pressed = ctx.callbackQuery?.message;
     const answer = (reply: ChatReply): ChatContent[] => {
       // A stale button is told so on the button itself; the chat and its menu stay as they are.
@@ -111,11 +89,18 @@ export function createBot(deps: TelegramBotDeps): Bot {
             },
           },
         ];
-      return [
-        { kind: "view", view: reply.view, ...(pressed ? { replaces: String(pressed.message_id) } : {}) },
-      ];
+      const view: ChatContent = {
+        kind: "view",
+        view: reply.view,
+        ...(pressed ? { replaces: String(pressed.message_id) } : {}),
+      };
+      // A visitor starting over is told how to link, with Telegram's own share-contact button.
+      const startingOver = input.kind === "text" && HOME_WORDS.has(input.text.trim().toLowerCase());
+      if (!startingOver || reply.view.customer) return [view];
+      const hint = { chat_id: from.id, text: botText("en", "linkHint"), reply_markup: contactKeyboard() };
+      return [view, { kind: "raw", method: "sendMessage", payload: hint }];
     };
-    const reply = await deps.chatMenu.handle({ channel: CHANNEL, chatId, phone, input, answer });
+    const reply = await deps.chatMenu.handle({ channel: CHANNEL, chatId, input, answer });
     if (ctx.callbackQuery)
       await ctx.answerCallbackQuery(reply.kind === "stale" ? { text: botText(reply.language, "stale") } : {});
   }
@@ -133,7 +118,7 @@ export function createBot(deps: TelegramBotDeps): Bot {
 
   // Groups and channels are not served: the menu is personal.
   const personal = bot.chatType("private");
-  personal.errorBoundary(onError, accountLinking({ ...deps, clock }, show), menu(deps, show));
+  personal.errorBoundary(onError, accountLinking({ ...deps, clock }, show), menu(show));
   // A button pressed anywhere else is still answered, or it keeps spinning.
   bot.on("callback_query", (ctx) => ctx.answerCallbackQuery({ text: botText("en", "foreign") }));
   bot.catch((error) => {

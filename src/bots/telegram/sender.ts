@@ -1,4 +1,5 @@
 import { Api, GrammyError, HttpError } from "grammy";
+import type { ChatChannel } from "../../db/schema/index.ts";
 import { type ChatContent, ChatSendError, type ChatSender } from "../chat-sender.ts";
 import { menuKeyboard, viewText } from "./keyboard.ts";
 
@@ -6,7 +7,12 @@ import { menuKeyboard, viewText } from "./keyboard.ts";
  * The Telegram side of the chat delivery worker: one Bot API call per outbox row. A 429 is not
  * waited out here: the row is retried after `retry_after`, so a flood-limited chat holds no worker.
  */
-export function createTelegramSender(deps: { token: string; apiRoot?: string }): ChatSender {
+export function createTelegramSender(deps: {
+  token: string;
+  apiRoot?: string;
+  /** The outbox channel this bot's rows are written on (the admin bot: `telegram_admin`). */
+  channel?: ChatChannel;
+}): ChatSender {
   const api = new Api(deps.token, deps.apiRoot ? { apiRoot: deps.apiRoot } : undefined);
 
   async function call(to: string, content: ChatContent): Promise<number> {
@@ -46,7 +52,7 @@ export function createTelegramSender(deps: { token: string; apiRoot?: string }):
   }
 
   return {
-    channel: "telegram",
+    channel: deps.channel ?? "telegram",
     async send(to, content) {
       try {
         return { messageId: String(await call(to, content)) };

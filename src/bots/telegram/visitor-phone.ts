@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
-import { type Executor, queryRows } from "../../db/client.ts";
+import type { Executor } from "../../db/client.ts";
 import type { ChatChannel } from "../../db/schema/index.ts";
+import { visitorPhoneRowId } from "../chat-state.ts";
 
 /**
  * A visitor's own phone (shared as their contact), kept for their chat so a voucher can be paid by
@@ -8,7 +9,7 @@ import type { ChatChannel } from "../../db/schema/index.ts";
  * keys are base64url, without `:`), so it needs no column of its own and goes with the channel-sessions
  * purge: two days after it was last shared, the visitor is asked again rather than kept on file.
  */
-const rowId = (channel: ChatChannel, chatId: string) => `${channel}:phone:${chatId}`;
+const rowId = visitorPhoneRowId;
 
 export async function rememberVisitorPhone(
   db: Executor,
@@ -22,16 +23,4 @@ export async function rememberVisitorPhone(
         values (${rowId(channel, chatId)}, ${channel}, ${phone}, ${now.toISOString()}::timestamptz)
         on conflict (id) do update set phone = excluded.phone, updated_at = excluded.updated_at`,
   );
-}
-
-export async function visitorPhone(
-  db: Executor,
-  channel: ChatChannel,
-  chatId: string,
-): Promise<string | null> {
-  const rows = await queryRows<{ phone: string }>(
-    db,
-    sql`select phone from channel_sessions where id = ${rowId(channel, chatId)}`,
-  );
-  return rows[0]?.phone ?? null;
 }

@@ -3,7 +3,8 @@ import { index, integer, jsonb, pgTable, text, uniqueIndex } from "drizzle-orm/p
 import { at, createdAt, id } from "./columns.ts";
 import { customers } from "./customers.ts";
 
-export const chatChannels = ["telegram", "whatsapp", "whatsapp_cloud"] as const;
+/** `telegram_admin`: the admin bot's chats (src/bots/admin), delivered by a worker of their own. */
+export const chatChannels = ["telegram", "whatsapp", "whatsapp_cloud", "telegram_admin"] as const;
 export type ChatChannel = (typeof chatChannels)[number];
 
 /** One chat identity per channel is linked to at most one customer (a customer may have several). */

@@ -47,7 +47,7 @@ export const provisioningOutbox = pgTable(
   ],
 );
 
-export const messageChannels = ["sms", "whatsapp", "telegram", "whatsapp_cloud"] as const;
+export const messageChannels = ["sms", "whatsapp", "telegram", "whatsapp_cloud", "telegram_admin"] as const;
 export type MessageChannel = (typeof messageChannels)[number];
 
 /**

@@ -1,0 +1,64 @@
+import { parseShillings } from "../../billing/money.ts";
+import type { AdminRole } from "../../db/schema/index.ts";
+import { isRole } from "./roles.ts";
+
+/**
+ * What an admin types, read strictly: each reader answers a value or a message that says what was
+ * wrong and what to type instead. Money is read from the text into integer cents, never through a
+ * floating-point number.
+ */
+export type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
+
+const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
+const fail = <T>(error: string): Parsed<T> => ({ ok: false, error });
+
+/** The most one cash payment recorded by chat may be: KES 1,000,000 (a typo guard, not a rule of money). */
+export const MAX_CASH_CENTS = 100_000_000;
+
+/** The words after a command, split on white space. */
+export const words = (text: string): string[] => text.trim().split(/\s+/).filter(Boolean);
+
+/** Shillings as typed ("1500", "1,500", "1500.50", "KES 1500") → cents. */
+export function parseAmount(input: string | undefined): Parsed<number> {
+  if (input === undefined || input.trim() === "") return fail("Say the amount in shillings, e.g. 1500.");
+  const typed = input.trim().replace(/^(kes|ksh|ksh\.|sh)\s*/i, "");
+  if (/^-/.test(typed)) return fail("The amount must be more than zero.");
+  if (/^[\d,]*\.\d{3,}$/.test(typed)) return fail(`${input} has more than two decimals: shillings and cents only, e.g. 1500.50.`);
+  if (!/^(\d{1,3}(,\d{3})+|\d+)(\.\d{1,2})?$/.test(typed))
+    return fail(`"${input}" is not an amount: type shillings, e.g. 1500 or 1,500.50.`);
+  if (typed.replace(/[,.]/g, "").replace(/^0+/, "").length > 11)
+    return fail(`${input} is more than one cash payment can be (KES 1,000,000): check the amount.`);
+  const cents = parseShillings(typed);
+  if (cents === null) return fail(`"${input}" is not an amount: type shillings, e.g. 1500 or 1,500.50.`);
+  if (cents <= 0) return fail("The amount must be more than zero.");
+  if (cents > MAX_CASH_CENTS) return fail(`${input} is more than one cash payment can be (KES 1,000,000): check the amount.`);
+  return ok(cents);
+}
+
+export function parseTelegramId(input: string | undefined): Parsed<number> {
+  if (input === undefined) return fail("Say the person's Telegram user id (a number; they can get it from @userinfobot).");
+  if (!/^\d{1,15}$/.test(input) || Number(input) <= 0)
+    return fail(`"${input}" is not a Telegram user id: it is a positive number, e.g. 123456789.`);
+  return ok(Number(input));
+}
+
+export function parseRole(input: string | undefined): Parsed<AdminRole> {
+  const role = input?.toLowerCase();
+  if (role === undefined || !isRole(role))
+    return fail(`${input === undefined ? "Say the role" : `"${input}" is not a role`}: owner, admin, support or viewer.`);
+  return ok(role);
+}
+
+/** An account number as typed (the lookup itself normalises case and a leading `#`). */
+export function parseAccount(input: string | undefined): Parsed<string> {
+  if (input === undefined) return fail("Say the account number, e.g. TD00001.");
+  if (!/^#?[A-Za-z0-9-]{2,32}$/.test(input)) return fail(`"${input}" is not an account number, e.g. TD00001.`);
+  return ok(input);
+}
+
+/** Free text (a note, a reason, a name): printable, bounded. */
+export function parseNote(parts: string[], max = 200): Parsed<string> {
+  const text = parts.join(" ").trim();
+  if (text.length > max) return fail(`That note is too long (${text.length} characters; at most ${max}).`);
+  return ok(text);
+}

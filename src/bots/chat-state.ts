@@ -1,0 +1,160 @@
+import { sql } from "drizzle-orm";
+import { type Db, queryRows } from "../db/client.ts";
+import type { ChatChannel } from "../db/schema/index.ts";
+import type { LoadedUser } from "../menu/services.ts";
+import type { Language, Outcome } from "../menu/types.ts";
+import { chooseNoticeChannel } from "./notice-channel.ts";
+
+/**
+ * Everything a chat message needs read before the menu runs, in one statement: the chat's place in
+ * the menu, the phone it speaks for (a linked customer's, else the phone it shared as a visitor),
+ * that phone's customer, and what the current menu session recorded. A chat answers hundreds of
+ * messages a second; four reads each would be most of its cost.
+ */
+
+export interface ChatState {
+  session: {
+    sessionKey: string;
+    inputs: string[];
+    language: Language | null;
+    step: number;
+    lastActivityAt: Date;
+  } | null;
+  /** The phone the chat speaks for; null: a visitor who has not shared one. */
+  phone: string | null;
+  /** The chat is linked to a customer (chat_links). */
+  linked: boolean;
+  customer: { id: number; accountNumber: string; name: string; language: Language } | null;
+  /** The menu session's own row (channel_sessions), when it continues. */
+  menuSession: {
+    language: Language | null;
+    effects: Record<string, Outcome | "pending">;
+    visitor: boolean;
+  } | null;
+}
+
+/**
+ * A visitor's own phone (shared as their contact) is kept under this `channel_sessions` id, which no
+ * menu session can take (their keys are base64url, without `:`); see telegram/visitor-phone.ts.
+ */
+export const visitorPhoneRowId = (channel: ChatChannel, chatId: string) => `${channel}:phone:${chatId}`;
+
+interface Row extends Record<string, unknown> {
+  session_key: string | null;
+  inputs: string[] | string | null;
+  chat_language: Language | null;
+  step: number | null;
+  last_activity_at: Date | string | null;
+  phone: string | null;
+  linked: boolean | null;
+  customer_id: number | null;
+  account_number: string | null;
+  name: string | null;
+  customer_language: Language | null;
+  session_language: Language | null;
+  effects: Record<string, Outcome | "pending"> | string | null;
+  visitor: boolean | null;
+  menu_session: boolean | null;
+}
+
+/**
+ * Reads a chat's state. `phone` given (WhatsApp knows the sender's number): that phone; undefined:
+ * the chat's link, else its visitor phone.
+ */
+export async function readChatState(
+  db: Db,
+  channel: ChatChannel,
+  chatId: string,
+  phone: string | null | undefined,
+): Promise<ChatState> {
+  const known = phone !== undefined;
+  const [row] = await queryRows<Row>(
+    db,
+    sql`select s.session_key, s.inputs, s.language as chat_language, s.step, s.last_activity_at,
+          p.phone, p.linked,
+          c.id as customer_id, c.account_number, c.name, c.language as customer_language,
+          m.id is not null as menu_session, m.language as session_language, m.state -> 'effects' as effects,
+          (m.state ->> 'visitor') = 'true' as visitor
+        from (select 1) as one
+        left join chat_sessions s on s.channel = ${channel} and s.chat_id = ${chatId}
+        left join lateral (
+          select ${phone ?? null}::text as phone, false as linked where ${known}
+          union all
+          select * from (
+            select c2.phone, true as linked from chat_links l join customers c2 on c2.id = l.customer_id
+            where l.channel = ${channel} and l.chat_id = ${chatId} and not ${known}
+            union all
+            select v.phone, false from channel_sessions v
+            where v.id = ${visitorPhoneRowId(channel, chatId)} and not ${known}
+            order by linked desc limit 1
+          ) found
+        ) p on true
+        left join customers c on c.phone = p.phone
+        left join channel_sessions m on m.id = ${channel} || ':' || s.session_key`,
+  );
+  const inputs = typeof row?.inputs === "string" ? (JSON.parse(row.inputs) as string[]) : (row?.inputs ?? []);
+  const effects = typeof row?.effects === "string" ? JSON.parse(row.effects) : (row?.effects ?? {});
+  return {
+    session:
+      row?.session_key != null
+        ? {
+            sessionKey: row.session_key,
+            inputs,
+            language: row.chat_language,
+            step: Number(row.step),
+            lastActivityAt: new Date(row.last_activity_at as string),
+          }
+        : null,
+    phone: row?.phone ?? null,
+    linked: row?.linked === true,
+    customer:
+      row?.customer_id != null
+        ? {
+            id: Number(row.customer_id),
+            accountNumber: row.account_number ?? "",
+            name: row.name ?? "",
+            language: row.customer_language ?? "en",
+          }
+        : null,
+    menuSession: row?.menu_session
+      ? { language: row.session_language, effects, visitor: row.visitor === true }
+      : null,
+  };
+}
+
+/**
+ * The menu's user for this message, as `loadMenuUser` would read it. The menu session's record only
+ * counts when the session continues (a new session key has none); a session in which a visitor
+ * confirmed something stays a visitor's (see loadMenuUser).
+ */
+export function menuUserOf(state: ChatState, continuing: boolean): LoadedUser {
+  const menuSession = continuing ? state.menuSession : null;
+  const customer = state.customer && menuSession?.visitor !== true ? state.customer : null;
+  return {
+    user: {
+      phone: state.phone ?? "",
+      language: (customer ? state.customer?.language : menuSession?.language) ?? "en",
+      customer: customer
+        ? { id: customer.id, accountNumber: customer.accountNumber, name: customer.name }
+        : null,
+    },
+    recorded: menuSession?.effects ?? {},
+  };
+}
+
+/**
+ * A visitor's shared phone that now belongs to a customer (they signed up from this chat, or were
+ * added by the ISP) links the chat, as sharing a customer's contact does.
+ */
+export async function linkVisitorChat(
+  db: Db,
+  channel: ChatChannel,
+  chatId: string,
+  customerId: number,
+): Promise<void> {
+  await db.execute(
+    sql`insert into chat_links (channel, chat_id, customer_id, method)
+        values (${channel}, ${chatId}, ${customerId}, 'contact') on conflict do nothing`,
+  );
+  await chooseNoticeChannel(db, customerId, channel, { keepExisting: true });
+}
