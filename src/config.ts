@@ -145,6 +145,8 @@ const schema = z.object({
   TELEGRAM_WEBHOOK_SECRET: z.string().min(16).optional(),
   /** Sandbox without a bot token: the fake Bot API (and its `/sandbox/updates` for curl) listens here. */
   TELEGRAM_SANDBOX_PORT: z.coerce.number().int().min(0).max(65535).default(3081),
+  /** Sandbox without Cloud API credentials: the fake Graph API (and its `/sandbox/messages`) listens here. */
+  WHATSAPP_SANDBOX_PORT: z.coerce.number().int().min(0).max(65535).default(3082),
 
   /** `on`: the WhatsApp Web channel (a linked device of the ISP's own number, through Chromium). */
   WHATSAPP_WEB: z.enum(["on", "off"]).default("off"),

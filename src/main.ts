@@ -5,6 +5,7 @@ import { billingJobs } from "./billing/jobs.ts";
 import { telegramFrom } from "./bots/telegram/index.ts";
 import { startSandboxTelegram } from "./bots/telegram/sandbox.ts";
 import { whatsappCloudFrom } from "./bots/whatsapp-cloud/index.ts";
+import { startSandboxWhatsApp } from "./bots/whatsapp-cloud/sandbox.ts";
 import { whatsappWebFrom } from "./bots/whatsapp-web/index.ts";
 import { systemClock } from "./clock.ts";
 import { type Config, isSandbox, loadConfig } from "./config.ts";
@@ -179,6 +180,24 @@ if (
   });
   app.route("/hooks/wa", whatsapp.routes);
   stops.push(whatsapp.stop);
+}
+
+// Sandbox without Cloud API credentials: the channel behind /hooks/wa, fed by a fake Graph API (curl-able).
+if (sandbox && !config.WHATSAPP_CLOUD_TOKEN) {
+  const whatsappSandbox = await startSandboxWhatsApp({
+    ctx: billing,
+    settings: menuSettingsFrom(config),
+    logger,
+    appUrl: `http://127.0.0.1:${config.PORT}`,
+    requestPayment: payments.request,
+    servedCountries: config.SERVED_COUNTRIES,
+    port: config.WHATSAPP_SANDBOX_PORT,
+    isp: config.ISP_NAME,
+    timezone: config.TIMEZONE,
+  });
+  app.route("/hooks/wa", whatsappSandbox.channel.routes);
+  stops.push(whatsappSandbox.stop);
+  logger.info(`sandbox: WhatsApp Cloud API channel on a fake Graph API at ${whatsappSandbox.fake.graphUrl}`);
 }
 
 const server = serve({ fetch: app.fetch, port: config.PORT, hostname: host }, (info) => {

@@ -1,13 +1,18 @@
+import type { AddressInfo } from "node:net";
+import { type ServerType, serve } from "@hono/node-server";
 import { and, eq } from "drizzle-orm";
+import { Hono } from "hono";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { type FakeWhatsApp, startFakeWhatsApp } from "../../src/bots/whatsapp-cloud/fake-api.ts";
+import { startSandboxWhatsApp } from "../../src/bots/whatsapp-cloud/sandbox.ts";
 import { FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { chatLinks, chatSessions } from "../../src/db/schema/index.ts";
 import { displayPhone } from "../../src/lib/phone.ts";
 import { admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
+import { settings, silent } from "../ussd/world.ts";
 import {
   bodyOf,
   buttonReply,
@@ -258,5 +263,49 @@ describe("WhatsApp webhook refusals", () => {
   it("refuses an oversized body with 413", async () => {
     const body = inbound(fake, newChat(), text("x".repeat(1_100_000)));
     expect(await wa.post(body)).toBe(413);
+  });
+});
+
+describe("the WhatsApp sandbox", () => {
+  it("signs a curl-style message as Meta would, posts it to the app, and shows the answer", async () => {
+    // The app's routes exist only once the sandbox made the channel, and the sandbox needs the
+    // app's address first: the outer app hands /hooks/wa to whatever routes are there by then.
+    let routes: Hono | null = null;
+    const app = new Hono();
+    app.all(
+      "/hooks/wa",
+      (c) => routes?.fetch(new Request(c.req.url.replace("/hooks/wa", "/"), c.req.raw)) ?? c.text("", 503),
+    );
+    const server: ServerType = await new Promise((resolve) => {
+      const s = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, () => resolve(s));
+    });
+    const port = (server.address() as AddressInfo).port;
+    const sandbox = await startSandboxWhatsApp({
+      ctx,
+      settings,
+      logger: silent,
+      appUrl: `http://127.0.0.1:${port}`,
+    });
+    routes = sandbox.channel.routes;
+    try {
+      const post = (body: unknown) =>
+        fetch(sandbox.fake.graphUrl.replace(/\/v[\d.]+$/, "/sandbox/messages"), {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(body),
+        });
+      expect((await post({ from: "not a number", text: "hi" })).status).toBe(400);
+      const chat = newChat();
+      expect(await (await post({ from: chat, text: "hi" })).json()).toEqual({ delivered: 200 });
+      await sandbox.channel.idle();
+      await sandbox.channel.sendDue();
+      const shown = (await (
+        await fetch(sandbox.fake.graphUrl.replace(/\/v[\d.]+$/, `/sandbox/chats/${chat}`))
+      ).json()) as Record<string, unknown>[];
+      expect(JSON.stringify(shown.at(-1))).toContain("Buy hotspot voucher");
+    } finally {
+      await sandbox.stop();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { type ServerType, serve } from "@hono/node-server";
 import { Hono } from "hono";
@@ -33,6 +33,12 @@ export interface FakeWhatsApp {
   userWrote(waId: string): void;
   /** An approved message template with `params` body parameters, in `language` (`en`, `sw`). */
   approveTemplate(name: string, language: string, params: number): void;
+  /**
+   * For people (the sandbox): `POST /sandbox/messages {"from": "254712345678", "text": "hi"}` is
+   * turned into Meta's webhook body, signed with `appSecret` and posted to `url`, as WhatsApp would;
+   * `GET /sandbox/chats/<wa id>` shows what the business sent there.
+   */
+  connectWebhook(webhook: { url: string; appSecret: string }): void;
   close(): Promise<void>;
 }
 
@@ -142,7 +148,7 @@ function checkTemplate(
 }
 
 export async function startFakeWhatsApp(
-  options: { token?: string; phoneNumberId?: string; version?: string; now?: () => Date } = {},
+  options: { token?: string; phoneNumberId?: string; version?: string; now?: () => Date; port?: number } = {},
 ): Promise<FakeWhatsApp> {
   const now = options.now ?? (() => new Date());
   const lastWrote = new Map<string, number>();
@@ -163,6 +169,57 @@ export async function startFakeWhatsApp(
   });
 
   const app = new Hono();
+  let webhook: { url: string; appSecret: string } | null = null;
+  let inboundSeq = 0;
+  app.post("/sandbox/messages", async (c) => {
+    const body = (await c.req.json().catch(() => null)) as { from?: unknown; text?: unknown } | null;
+    const from = String(body?.from ?? "").replace(/^\+/, "");
+    if (!webhook) return c.json({ error: "no webhook connected" }, 409);
+    if (!/^\d{6,15}$/.test(from) || typeof body?.text !== "string" || body.text === "")
+      return c.json({ error: 'send {"from": "254712345678", "text": "hi"}' }, 400);
+    lastWrote.set(from, now().getTime());
+    const delivery = JSON.stringify({
+      object: "whatsapp_business_account",
+      entry: [
+        {
+          id: "sandbox-waba",
+          changes: [
+            {
+              field: "messages",
+              value: {
+                messaging_product: "whatsapp",
+                metadata: { display_phone_number: "254700000000", phone_number_id: phoneNumberId },
+                contacts: [{ profile: { name: "Sandbox" }, wa_id: from }],
+                messages: [
+                  {
+                    from,
+                    id: `wamid.sandbox${++inboundSeq}${randomBytes(6).toString("hex")}`,
+                    timestamp: String(Math.floor(now().getTime() / 1000)),
+                    type: "text",
+                    text: { body: body.text },
+                  },
+                ],
+              },
+            },
+          ],
+        },
+      ],
+    });
+    const signature = `sha256=${createHmac("sha256", webhook.appSecret).update(delivery).digest("hex")}`;
+    const answer = await fetch(webhook.url, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-hub-signature-256": signature },
+      body: delivery,
+    });
+    return c.json({ delivered: answer.status }, answer.ok ? 200 : 502);
+  });
+  app.get("/sandbox/chats/:waId", (c) =>
+    c.json(
+      sent
+        .filter((message) => message.to === c.req.param("waId"))
+        .map((message) => message.payload),
+    ),
+  );
   app.post(`/${version}/:phoneNumberId/messages`, async (c) => {
     if (c.req.header("authorization") !== `Bearer ${token}`) {
       const refusal = {
@@ -212,7 +269,7 @@ export async function startFakeWhatsApp(
   app.all("*", (c) => c.json(error({ status: 400, code: 100, message: "Unknown path components" }), 400));
 
   const server: ServerType = await new Promise((resolve) => {
-    const s = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, () => resolve(s));
+    const s = serve({ fetch: app.fetch, port: options.port ?? 0, hostname: "127.0.0.1" }, () => resolve(s));
   });
   const port = (server.address() as AddressInfo).port;
   return {
@@ -223,6 +280,9 @@ export async function startFakeWhatsApp(
     sentTo: (to) => sent.filter((message) => message.to === to),
     userWrote: (waId) => lastWrote.set(waId, now().getTime()),
     approveTemplate: (name, language, params) => templates.set(`${name}:${language}`, params),
+    connectWebhook(target) {
+      webhook = target;
+    },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
