@@ -488,7 +488,10 @@ async function serveApp(
     onQueued: worker.kick,
   });
   const app = createApp({ db, logger });
-  app.route("/hooks/tg", createTelegramRoutes({ bot, secretToken: SECRET }));
+  app.route(
+    "/hooks/tg",
+    createTelegramRoutes({ bot, secretToken: SECRET, inbox: { db, clock: systemClock } }),
+  );
   serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, (info) => process.send!({ port: info.port }));
   // A clean exit, so `--cpu-prof` writes its profile.
   process.on("SIGTERM", () => {

@@ -24,6 +24,13 @@ export interface InboxRow {
   payload: Record<string, unknown>;
 }
 
+/**
+ * PostgreSQL's jsonb cannot hold U+0000, and a person (or a fuzzer) can send it: it is dropped, or the
+ * whole delivery would be refused again at every retry.
+ */
+const withoutNul = (_key: string, value: unknown) =>
+  typeof value === "string" && value.includes("\u0000") ? value.replaceAll("\u0000", "") : value;
+
 /** A first attempt may take this long before the retry loop takes the row over. */
 const DEFAULT_LEASE_MS = 60_000;
 
@@ -44,7 +51,7 @@ export async function storeInbound(
     sql`insert into chat_inbox (channel, external_id, chat_id, payload, lease_until, received_at)
         select r.value->>'channel', r.value->>'externalId', r.value->>'chatId', r.value->'payload',
                ${ts(lease)}, ${ts(now)}
-        from jsonb_array_elements(${JSON.stringify(records)}::jsonb) with ordinality as r(value, position)
+        from jsonb_array_elements(${JSON.stringify(records, withoutNul)}::jsonb) with ordinality as r(value, position)
         order by r.position
         on conflict (channel, external_id) do nothing
         returning id, chat_id, payload`,

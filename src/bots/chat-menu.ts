@@ -169,7 +169,9 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
       if (input.kind === "option" && (expired || input.step !== step)) return queueStale(staleLanguage);
 
       const refresh = input.kind === "refresh";
-      const typed = input.kind === "text" ? input.text.trim() : input.kind === "option" ? input.key : "";
+      // U+0000 cannot be stored (jsonb) and means nothing to a menu.
+      const typed =
+        input.kind === "text" ? input.text.replaceAll("\u0000", "").trim() : input.kind === "option" ? input.key : "";
       const goHome =
         expired ||
         (input.kind === "text" && HOME_WORDS.has(typed.toLowerCase())) ||

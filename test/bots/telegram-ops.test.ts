@@ -1,13 +1,19 @@
+import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { retryUnhandled } from "../../src/bots/chat-inbox.ts";
+import { type ChatMenu, createChatMenu } from "../../src/bots/chat-menu.ts";
+import { createBot, handleStoredUpdate } from "../../src/bots/telegram/bot.ts";
+import { createTelegramRoutes } from "../../src/bots/telegram/routes.ts";
 import { startSandboxTelegram } from "../../src/bots/telegram/sandbox.ts";
 import { DAY, FakeClock, HOUR } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
-import { chatSessions } from "../../src/db/schema/index.ts";
+import { chatInbox, chatSessions } from "../../src/db/schema/index.ts";
 import { menuJobs, purgeChatSessions } from "../../src/menu/jobs.ts";
+import { createMenuServices } from "../../src/menu/services.ts";
 import { billingContext } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
 import { settings, silent } from "../ussd/world.ts";
-import { sendQueued, startFakeTelegram, startInstance, textUpdate } from "./world.ts";
+import { SECRET, sendQueued, startFakeTelegram, startInstance, textUpdate } from "./world.ts";
 
 let database: Database;
 let ctx: ReturnType<typeof billingContext>["ctx"];
@@ -100,6 +106,85 @@ describe("the Telegram sandbox", () => {
       expect(shown.result.map((m) => m.text)).toContain("Kibera Net");
     } finally {
       await sandbox.stop();
+    }
+  });
+});
+
+describe("Telegram updates are stored before they are handled", () => {
+  it("handles a redelivered update once", async () => {
+    const fake = await startFakeTelegram();
+    try {
+      const bot = startInstance(ctx, fake);
+      const chat = 6_200_001;
+      await bot.deliver(textUpdate(chat, "hi"));
+      const update = textUpdate(chat, "1");
+      expect(await bot.deliver(update)).toBe(200);
+      const shown = fake.calls.length;
+      expect(await bot.deliver(update)).toBe(200);
+      expect(fake.calls.length).toBe(shown);
+    } finally {
+      await fake.close();
+    }
+  });
+
+  it("keeps an update the bot failed on, and the retry loop answers it", async () => {
+    const fake = await startFakeTelegram();
+    try {
+      const real = createChatMenu({
+        db: ctx.db,
+        services: createMenuServices(ctx),
+        settings,
+        logger: silent,
+        clock,
+      });
+      let failures = 1;
+      const chatMenu: ChatMenu = {
+        handle: (request) =>
+          failures-- > 0 ? Promise.reject(new Error("database went away")) : real.handle(request),
+      };
+      const bot = createBot({
+        token: fake.token,
+        db: ctx.db,
+        chatMenu,
+        logger: silent,
+        apiRoot: fake.apiRoot,
+        botInfo: fake.botInfo,
+        clock,
+      });
+      const routes = createTelegramRoutes({ bot, secretToken: SECRET, inbox: { db: ctx.db, clock } });
+      const chat = 6_200_002;
+      const update = textUpdate(chat, "hi");
+      const answer = await routes.request("/", {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-telegram-bot-api-secret-token": SECRET },
+        body: JSON.stringify(update),
+      });
+      expect(answer.status).toBe(200);
+      const [kept] = await database.db
+        .select()
+        .from(chatInbox)
+        .where(and(eq(chatInbox.channel, "telegram"), eq(chatInbox.externalId, String(update.update_id))));
+      expect(kept).toMatchObject({ status: "failed", attempts: 1 });
+
+      clock.advance(1_000);
+      expect(
+        await retryUnhandled({ db: ctx.db, clock }, "telegram", (row) =>
+          handleStoredUpdate(bot, row.payload),
+        ),
+      ).toBe(1);
+      await sendQueued(ctx, fake);
+      expect(
+        fake
+          .callsOf("sendMessage")
+          .some((c) => c.payload.chat_id === chat && c.payload.text === "Kibera Net"),
+      ).toBe(true);
+      expect(
+        await retryUnhandled({ db: ctx.db, clock }, "telegram", (row) =>
+          handleStoredUpdate(bot, row.payload),
+        ),
+      ).toBe(0);
+    } finally {
+      await fake.close();
     }
   });
 });

@@ -260,6 +260,13 @@ describe("WhatsApp webhook refusals", () => {
     expect(fake.sentTo(chat)).toEqual([]);
   });
 
+  it("takes a message holding U+0000 (which PostgreSQL cannot store) without it, never a 5xx", async () => {
+    const chat = newChat();
+    expect(await wa.post(inbound(fake, chat, text("h\u0000i"), "wamid.nul\u0000x"))).toBe(200);
+    expect(await session(chat)).toMatchObject({ inputs: [] });
+    expect(optionsOf(last(chat)).map((o) => o.title)).toEqual(VISITOR_MENU);
+  });
+
   it("refuses an oversized body with 413", async () => {
     const body = inbound(fake, newChat(), text("x".repeat(1_100_000)));
     expect(await wa.post(body)).toBe(413);

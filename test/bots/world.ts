@@ -69,7 +69,10 @@ export function startTelegramWorker(ctx: BillingContext, fake: FakeTelegram) {
 export function startInstance(ctx: BillingContext, fake: FakeTelegram, logger: Logger = silent) {
   const bot = makeBot(ctx, fake, logger);
   const app = new Hono();
-  app.route("/hooks/tg", createTelegramRoutes({ bot, secretToken: SECRET }));
+  app.route(
+    "/hooks/tg",
+    createTelegramRoutes({ bot, secretToken: SECRET, inbox: { db: ctx.db, clock: ctx.clock } }),
+  );
   return {
     bot,
     /** Delivers one update as Telegram would; grammY answers once the update was handled. */

@@ -99,12 +99,18 @@ export async function pressConfirmation(
   const now = ctx.clock.now();
   const [row] = await ctx.db.select().from(adminConfirmations).where(eq(adminConfirmations.token, token));
   if (!row) return { kind: "nothing", toast: "That question is unknown." };
-  if (row.adminTelegramId !== admin.telegramId) return { kind: "nothing", toast: "Only the admin who asked can answer this." };
-  if (row.usedAt) return { kind: "nothing", toast: row.outcome === "cancelled" ? "Already cancelled." : "Already done." };
+  if (row.adminTelegramId !== admin.telegramId)
+    return { kind: "nothing", toast: "Only the admin who asked can answer this." };
+  if (row.usedAt)
+    return { kind: "nothing", toast: row.outcome === "cancelled" ? "Already cancelled." : "Already done." };
   if (row.expiresAt <= now) return { kind: "nothing", toast: "Too late: ask again." };
   const action = row.action as unknown as PendingAction;
   if (decision === "ok" && !may(admin.role, commandOf(action)))
-    return { kind: "nothing", toast: `Your role (${admin.role}) may not do that any more.`, refusedRole: commandOf(action) };
+    return {
+      kind: "nothing",
+      toast: `Your role (${admin.role}) may not do that any more.`,
+      refusedRole: commandOf(action),
+    };
   try {
     return await ctx.db.transaction(async (tx) => {
       const [claimed] = await tx
@@ -120,7 +126,8 @@ export async function pressConfirmation(
         )
         .returning({ id: adminConfirmations.id });
       if (!claimed) return { kind: "nothing", toast: "Already answered." } satisfies PressOutcome;
-      const result = decision === "ok" ? await run(tx, ctx, admin, action, token) : `Cancelled: ${describe(action)}.`;
+      const result =
+        decision === "ok" ? await run(tx, ctx, admin, action, token) : `Cancelled: ${describe(action)}.`;
       await audit(tx, adminActor(admin.telegramId), now, {
         action: decision === "ok" ? "admin.confirmed" : "admin.cancelled",
         entity: "admin_confirmation",
@@ -143,7 +150,13 @@ export async function pressConfirmation(
 }
 
 /** Runs a confirmed action through the billing core, in the claim's transaction. */
-async function run(tx: Executor, ctx: BillingContext, admin: Admin, action: PendingAction, token: string): Promise<string> {
+async function run(
+  tx: Executor,
+  ctx: BillingContext,
+  admin: Admin,
+  action: PendingAction,
+  token: string,
+): Promise<string> {
   const actor = adminActor(admin.telegramId);
   // The use-cases open their own transaction: on `tx` that is a savepoint inside the claim's.
   const inTx: BillingContext = { ...ctx, db: tx as unknown as Db };
@@ -162,7 +175,10 @@ async function run(tx: Executor, ctx: BillingContext, admin: Admin, action: Pend
       return `✅ Recorded ${formatKes(action.amountCents)} cash for ${action.accountNumber}. Balance now ${formatKes(result.balanceCents)}.${restored}`;
     }
     case "suspend":
-      await suspendSubscription(inTx, actor, { subscriptionId: action.subscriptionId, reason: action.reason });
+      await suspendSubscription(inTx, actor, {
+        subscriptionId: action.subscriptionId,
+        reason: action.reason,
+      });
       return `✅ Suspended ${action.accountNumber}: the router is being told.`;
     case "resume":
       await resumeSubscription(inTx, actor, { subscriptionId: action.subscriptionId, reason: action.reason });

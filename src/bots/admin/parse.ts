@@ -23,7 +23,8 @@ export function parseAmount(input: string | undefined): Parsed<number> {
   if (input === undefined || input.trim() === "") return fail("Say the amount in shillings, e.g. 1500.");
   const typed = input.trim().replace(/^(kes|ksh|ksh\.|sh)\s*/i, "");
   if (/^-/.test(typed)) return fail("The amount must be more than zero.");
-  if (/^[\d,]*\.\d{3,}$/.test(typed)) return fail(`${input} has more than two decimals: shillings and cents only, e.g. 1500.50.`);
+  if (/^[\d,]*\.\d{3,}$/.test(typed))
+    return fail(`${input} has more than two decimals: shillings and cents only, e.g. 1500.50.`);
   if (!/^(\d{1,3}(,\d{3})+|\d+)(\.\d{1,2})?$/.test(typed))
     return fail(`"${input}" is not an amount: type shillings, e.g. 1500 or 1,500.50.`);
   if (typed.replace(/[,.]/g, "").replace(/^0+/, "").length > 11)
@@ -31,12 +32,14 @@ export function parseAmount(input: string | undefined): Parsed<number> {
   const cents = parseShillings(typed);
   if (cents === null) return fail(`"${input}" is not an amount: type shillings, e.g. 1500 or 1,500.50.`);
   if (cents <= 0) return fail("The amount must be more than zero.");
-  if (cents > MAX_CASH_CENTS) return fail(`${input} is more than one cash payment can be (KES 1,000,000): check the amount.`);
+  if (cents > MAX_CASH_CENTS)
+    return fail(`${input} is more than one cash payment can be (KES 1,000,000): check the amount.`);
   return ok(cents);
 }
 
 export function parseTelegramId(input: string | undefined): Parsed<number> {
-  if (input === undefined) return fail("Say the person's Telegram user id (a number; they can get it from @userinfobot).");
+  if (input === undefined)
+    return fail("Say the person's Telegram user id (a number; they can get it from @userinfobot).");
   if (!/^\d{1,15}$/.test(input) || Number(input) <= 0)
     return fail(`"${input}" is not a Telegram user id: it is a positive number, e.g. 123456789.`);
   return ok(Number(input));
@@ -45,14 +48,17 @@ export function parseTelegramId(input: string | undefined): Parsed<number> {
 export function parseRole(input: string | undefined): Parsed<AdminRole> {
   const role = input?.toLowerCase();
   if (role === undefined || !isRole(role))
-    return fail(`${input === undefined ? "Say the role" : `"${input}" is not a role`}: owner, admin, support or viewer.`);
+    return fail(
+      `${input === undefined ? "Say the role" : `"${input}" is not a role`}: owner, admin, support or viewer.`,
+    );
   return ok(role);
 }
 
 /** An account number as typed (the lookup itself normalises case and a leading `#`). */
 export function parseAccount(input: string | undefined): Parsed<string> {
   if (input === undefined) return fail("Say the account number, e.g. TD00001.");
-  if (!/^#?[A-Za-z0-9-]{2,32}$/.test(input)) return fail(`"${input}" is not an account number, e.g. TD00001.`);
+  if (!/^#?[A-Za-z0-9-]{2,32}$/.test(input))
+    return fail(`"${input}" is not an account number, e.g. TD00001.`);
   return ok(input);
 }
 

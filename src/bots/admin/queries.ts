@@ -1,7 +1,18 @@
 import { and, desc, eq, ilike, inArray, ne, or, sql } from "drizzle-orm";
-import { type AccountSummary, findCustomerByAccountReference, getAccountSummary } from "../../billing/accounts.ts";
+import {
+  type AccountSummary,
+  findCustomerByAccountReference,
+  getAccountSummary,
+} from "../../billing/accounts.ts";
 import type { Executor } from "../../db/client.ts";
-import { customers, invoices, payments, provisioningOutbox, routers, subscriptions } from "../../db/schema/index.ts";
+import {
+  customers,
+  invoices,
+  payments,
+  provisioningOutbox,
+  routers,
+  subscriptions,
+} from "../../db/schema/index.ts";
 import { normalizePhone } from "../../lib/phone.ts";
 
 /**
@@ -80,7 +91,12 @@ export async function subscriberCard(db: Executor, customerId: number, now: Date
     .orderBy(desc(payments.receivedAt), desc(payments.id))
     .limit(3);
   const openInvoices = await db
-    .select({ id: invoices.id, amountCents: invoices.amountCents, paidCents: invoices.paidCents, dueAt: invoices.dueAt })
+    .select({
+      id: invoices.id,
+      amountCents: invoices.amountCents,
+      paidCents: invoices.paidCents,
+      dueAt: invoices.dueAt,
+    })
     .from(invoices)
     .where(and(eq(invoices.customerId, customerId), eq(invoices.status, "open")))
     .orderBy(invoices.dueAt, invoices.id);
@@ -98,7 +114,13 @@ export async function subscriberCard(db: Executor, customerId: number, now: Date
         .orderBy(desc(provisioningOutbox.id))
         .limit(1)
     : [];
-  return { summary, routerName: router?.name ?? null, lastPayments, openInvoices, lastProvisioning: lastProvisioning ?? null };
+  return {
+    summary,
+    routerName: router?.name ?? null,
+    lastPayments,
+    openInvoices,
+    lastProvisioning: lastProvisioning ?? null,
+  };
 }
 
 /** Unmatched payments whose receipt is `receipt` (case as typed, or upper case as M-Pesa prints it). */
@@ -107,7 +129,12 @@ export async function unmatchedByReceipt(db: Executor, receipt: string) {
   return db
     .select()
     .from(payments)
-    .where(and(eq(payments.status, "unmatched"), inArray(payments.providerRef, [...new Set([ref, ref.toUpperCase()])])));
+    .where(
+      and(
+        eq(payments.status, "unmatched"),
+        inArray(payments.providerRef, [...new Set([ref, ref.toUpperCase()])]),
+      ),
+    );
 }
 
 /** Any payment by receipt, to say why it cannot be assigned. */

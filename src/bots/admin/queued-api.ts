@@ -6,7 +6,11 @@ import { enqueueChat } from "../chat-outbox.ts";
 /** The admin bot's outbox channel: the subscriber bot's worker never takes these rows. */
 export const ADMIN_CHANNEL = "telegram_admin" as const;
 
-const QUEUED_METHODS: ReadonlySet<string> = new Set(["sendMessage", "editMessageText", "editMessageReplyMarkup"]);
+const QUEUED_METHODS: ReadonlySet<string> = new Set([
+  "sendMessage",
+  "editMessageText",
+  "editMessageReplyMarkup",
+]);
 
 /** A Bot API call for the admin chat worker, written with the caller's other rows (same transaction). */
 export async function queueAdminCall(

@@ -47,7 +47,8 @@ export interface Admin {
   name: string;
 }
 
-export const isRole = (value: string): value is AdminRole => (adminRoles as readonly string[]).includes(value);
+export const isRole = (value: string): value is AdminRole =>
+  (adminRoles as readonly string[]).includes(value);
 
 /** How an admin appears in the audit log: `tg:<telegram user id>` on the admin chat's channel. */
 export const adminActor = (telegramId: number): Actor => ({
@@ -83,14 +84,22 @@ export async function listAdmins(db: Executor) {
  * start, it changes nothing the second time. An owner removed or demoted by chat comes back here,
  * which is why the chat refuses to remove them.
  */
-export async function ensureOwner(ctx: BillingContext, telegramId: number): Promise<"added" | "promoted" | "kept"> {
-  if (!Number.isSafeInteger(telegramId) || telegramId <= 0) throw new Error("the owner's Telegram id must be a positive integer");
+export async function ensureOwner(
+  ctx: BillingContext,
+  telegramId: number,
+): Promise<"added" | "promoted" | "kept"> {
+  if (!Number.isSafeInteger(telegramId) || telegramId <= 0)
+    throw new Error("the owner's Telegram id must be a positive integer");
   return ctx.db.transaction(async (tx) => {
     const now = ctx.clock.now();
     const [before] = await tx.select().from(admins).where(eq(admins.telegramId, telegramId)).for("update");
     if (before?.role === "owner") return "kept";
     if (before) await tx.update(admins).set({ role: "owner" }).where(eq(admins.id, before.id));
-    else await tx.insert(admins).values({ telegramId, role: "owner", name: "owner (configuration)", addedBy: null }).onConflictDoNothing();
+    else
+      await tx
+        .insert(admins)
+        .values({ telegramId, role: "owner", name: "owner (configuration)", addedBy: null })
+        .onConflictDoNothing();
     await audit(tx, systemActor("config"), now, {
       action: before ? "admin.promoted" : "admin.added",
       entity: "admin",
@@ -108,10 +117,21 @@ export async function addAdminInTx(
   now: Date,
   by: Admin,
   input: { telegramId: number; role: AdminRole; name: string },
+  configuredOwner?: number,
 ): Promise<"added" | "changed" | "unchanged"> {
   if (by.role !== "owner") throw new BillingError("not_owner", "Only an owner adds admins.");
-  const [before] = await tx.select().from(admins).where(eq(admins.telegramId, input.telegramId)).for("update");
-  if (before && before.role === input.role && (input.name === "" || before.name === input.name)) return "unchanged";
+  if (input.telegramId === configuredOwner && input.role !== "owner")
+    throw new BillingError(
+      "configured_owner",
+      "That owner comes from the configuration (TELEGRAM_OWNER_ID): change it there.",
+    );
+  const [before] = await tx
+    .select()
+    .from(admins)
+    .where(eq(admins.telegramId, input.telegramId))
+    .for("update");
+  if (before && before.role === input.role && (input.name === "" || before.name === input.name))
+    return "unchanged";
   if (before?.role === "owner" && input.role !== "owner") await keepAnOwner(tx, input.telegramId);
   if (before)
     await tx
@@ -119,7 +139,9 @@ export async function addAdminInTx(
       .set({ role: input.role, ...(input.name ? { name: input.name } : {}) })
       .where(eq(admins.id, before.id));
   else
-    await tx.insert(admins).values({ telegramId: input.telegramId, role: input.role, name: input.name, addedBy: by.telegramId });
+    await tx
+      .insert(admins)
+      .values({ telegramId: input.telegramId, role: input.role, name: input.name, addedBy: by.telegramId });
   await audit(tx, adminActor(by.telegramId), now, {
     action: before ? "admin.changed" : "admin.added",
     entity: "admin",
@@ -138,9 +160,13 @@ export async function removeAdminInTx(
   configuredOwner: number | undefined,
 ): Promise<Admin> {
   if (by.role !== "owner") throw new BillingError("not_owner", "Only an owner removes admins.");
-  if (telegramId === by.telegramId) throw new BillingError("self", "You cannot remove yourself; ask another owner.");
+  if (telegramId === by.telegramId)
+    throw new BillingError("self", "You cannot remove yourself; ask another owner.");
   if (telegramId === configuredOwner)
-    throw new BillingError("configured_owner", "That owner comes from the configuration (TELEGRAM_OWNER_ID): change it there.");
+    throw new BillingError(
+      "configured_owner",
+      "That owner comes from the configuration (TELEGRAM_OWNER_ID): change it there.",
+    );
   const [before] = await tx.select().from(admins).where(eq(admins.telegramId, telegramId)).for("update");
   if (!before) throw new BillingError("unknown_admin", `${telegramId} is not an admin.`);
   if (before.role === "owner") await keepAnOwner(tx, telegramId);
@@ -160,5 +186,6 @@ async function keepAnOwner(tx: Executor, leaving: number): Promise<void> {
     .select({ n: sql<number>`count(*)::int` })
     .from(admins)
     .where(and(eq(admins.role, "owner"), ne(admins.telegramId, leaving)));
-  if (Number(row?.n ?? 0) === 0) throw new BillingError("last_owner", "That is the last owner: add another owner first.");
+  if (Number(row?.n ?? 0) === 0)
+    throw new BillingError("last_owner", "That is the last owner: add another owner first.");
 }

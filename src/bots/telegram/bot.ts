@@ -1,5 +1,5 @@
 import { Bot, type BotError, Composer, type Context } from "grammy";
-import type { UserFromGetMe } from "grammy/types";
+import type { Update, UserFromGetMe } from "grammy/types";
 import { type Clock, systemClock } from "../../clock.ts";
 import type { Db } from "../../db/client.ts";
 import type { Logger } from "../../logger.ts";
@@ -35,6 +35,19 @@ export interface TelegramBotDeps {
 }
 
 const text = (body: string): ChatContent => ({ kind: "text", text: body });
+
+/**
+ * Updates a handler failed on (the error boundary answered the person with an apology): the webhook
+ * route keeps them in the inbox as failed, and the retry loop handles them again.
+ */
+export const failedUpdates = new WeakSet<object>();
+
+/** Handles an update again from the inbox; throws when the bot fails on it again. */
+export async function handleStoredUpdate(bot: Bot, update: Record<string, unknown>): Promise<void> {
+  if (!bot.isInited()) await bot.init();
+  await bot.handleUpdate(update as unknown as Update);
+  if (failedUpdates.has(update)) throw new Error("the bot failed on this update again");
+}
 
 function menu(show: (ctx: Context, input: ChatInput) => Promise<void>) {
   const feature = new Composer<Context>();
@@ -107,6 +120,7 @@ export function createBot(deps: TelegramBotDeps): Bot {
 
   const onError = async (error: BotError<Context>) => {
     log.error({ err: error.error, updateId: error.ctx.update.update_id }, "telegram update failed");
+    failedUpdates.add(error.ctx.update);
     const language: Language = "en";
     try {
       if (error.ctx.callbackQuery) await error.ctx.answerCallbackQuery({ text: botText(language, "failed") });

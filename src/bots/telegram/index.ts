@@ -5,8 +5,9 @@ import type { Logger } from "../../logger.ts";
 import { createMenuServices } from "../../menu/services.ts";
 import { menuSettingsFrom } from "../../ussd/index.ts";
 import { startChatWorker } from "../chat-delivery.ts";
+import { startInboxRetry } from "../chat-inbox.ts";
 import { createChatMenu } from "../chat-menu.ts";
-import { createBot } from "./bot.ts";
+import { createBot, handleStoredUpdate } from "./bot.ts";
 import { createTelegramRoutes } from "./routes.ts";
 import { createTelegramSender } from "./sender.ts";
 
@@ -51,9 +52,16 @@ export function telegramFrom(deps: {
     clock: deps.ctx.clock,
     onQueued: worker.kick,
   });
+  const inbox = { db: deps.ctx.db, clock: deps.ctx.clock };
+  const retry = startInboxRetry({ ...inbox, logger: deps.logger }, "telegram", (row) =>
+    handleStoredUpdate(bot, row.payload),
+  );
   return {
     bot,
-    routes: createTelegramRoutes({ bot, secretToken: deps.secretToken, logger: deps.logger }),
-    stop: () => worker.stop(),
+    routes: createTelegramRoutes({ bot, secretToken: deps.secretToken, logger: deps.logger, inbox }),
+    async stop() {
+      await retry.stop();
+      await worker.stop();
+    },
   };
 }

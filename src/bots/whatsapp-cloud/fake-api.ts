@@ -214,11 +214,7 @@ export async function startFakeWhatsApp(
     return c.json({ delivered: answer.status }, answer.ok ? 200 : 502);
   });
   app.get("/sandbox/chats/:waId", (c) =>
-    c.json(
-      sent
-        .filter((message) => message.to === c.req.param("waId"))
-        .map((message) => message.payload),
-    ),
+    c.json(sent.filter((message) => message.to === c.req.param("waId")).map((message) => message.payload)),
   );
   app.post(`/${version}/:phoneNumberId/messages`, async (c) => {
     if (c.req.header("authorization") !== `Bearer ${token}`) {

@@ -1,0 +1,62 @@
+import type { BillingContext } from "../../billing/context.ts";
+import type { Logger } from "../../logger.ts";
+import { startChatWorker } from "../chat-delivery.ts";
+import { createTelegramRoutes } from "../telegram/routes.ts";
+import { createTelegramSender } from "../telegram/sender.ts";
+import { createAdminBot } from "./bot.ts";
+import { ADMIN_CHANNEL } from "./queued-api.ts";
+import { ensureOwner } from "./roles.ts";
+
+export { type AdminBotDeps, createAdminBot } from "./bot.ts";
+export { ADMIN_CHANNEL } from "./queued-api.ts";
+export { ensureOwner, PERMISSIONS } from "./roles.ts";
+export { startSandboxAdminTelegram } from "./sandbox.ts";
+
+/**
+ * The admin webhook is the subscriber bot's (src/bots/telegram/routes.ts): same secret-token
+ * check, body limit and webhook-reply adapter, for another `Bot`.
+ */
+export const createAdminTelegramRoutes = createTelegramRoutes;
+
+/**
+ * The admin bot as the app runs it: the configured owner seeded (idempotent), the bot, its webhook
+ * routes, and the chat worker for channel `telegram_admin` (the subscriber bot's worker has only the
+ * `telegram` sender, so it never claims these rows).
+ */
+export async function adminTelegramFrom(deps: {
+  ctx: BillingContext;
+  logger: Logger;
+  token: string;
+  /** Sent by Telegram in `X-Telegram-Bot-Api-Secret-Token`; given to `setWebhook` as `secret_token`. */
+  secretToken: string;
+  ownerTelegramId: number;
+  adminChatIds?: readonly number[];
+  ispName?: string;
+  /** The fake Bot API in the sandbox. */
+  apiRoot?: string;
+}) {
+  await ensureOwner(deps.ctx, deps.ownerTelegramId);
+  const worker = startChatWorker({
+    db: deps.ctx.db,
+    clock: deps.ctx.clock,
+    senders: [createTelegramSender({ token: deps.token, apiRoot: deps.apiRoot, channel: ADMIN_CHANNEL })],
+    logger: deps.logger.child({ module: "telegram-admin" }),
+    isp: deps.ispName ?? "Tandao",
+    timezone: deps.ctx.settings.timezone,
+  });
+  const bot = createAdminBot({
+    token: deps.token,
+    ctx: deps.ctx,
+    logger: deps.logger,
+    adminChatIds: deps.adminChatIds,
+    ownerTelegramId: deps.ownerTelegramId,
+    ispName: deps.ispName,
+    apiRoot: deps.apiRoot,
+    onQueued: worker.kick,
+  });
+  return {
+    bot,
+    routes: createAdminTelegramRoutes({ bot, secretToken: deps.secretToken, logger: deps.logger }),
+    stop: () => worker.stop(),
+  };
+}

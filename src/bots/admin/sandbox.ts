@@ -1,0 +1,61 @@
+import type { BillingContext } from "../../billing/context.ts";
+import type { Logger } from "../../logger.ts";
+import { startChatWorker } from "../chat-delivery.ts";
+import { type FakeTelegram, startFakeTelegram } from "../telegram/fake-api.ts";
+import { createTelegramSender } from "../telegram/sender.ts";
+import { createAdminBot } from "./bot.ts";
+import { ADMIN_CHANNEL } from "./queued-api.ts";
+import { ensureOwner } from "./roles.ts";
+
+/**
+ * The admin bot with no Telegram: a second fake Bot API (its own token and port, so the subscriber
+ * bot's fake and this one never see each other's calls) and the admin bot long-polling it. Talk to
+ * it with curl: `POST /sandbox/updates {"user": <owner id>, "text": "/help"}`, read the answers at
+ * `GET /sandbox/chats/<owner id>`.
+ */
+export async function startSandboxAdminTelegram(deps: {
+  ctx: BillingContext;
+  logger: Logger;
+  ownerTelegramId: number;
+  adminChatIds?: readonly number[];
+  /** Where the fake listens on 127.0.0.1; default any free port. */
+  port?: number;
+  ispName?: string;
+}): Promise<{ fake: FakeTelegram; stop: () => Promise<void> }> {
+  await ensureOwner(deps.ctx, deps.ownerTelegramId);
+  const fake = await startFakeTelegram({
+    token: "700000:SANDBOX-admin-token",
+    username: "tandao_admin_sandbox_bot",
+    ...(deps.port !== undefined ? { port: deps.port } : {}),
+  });
+  const worker = startChatWorker({
+    db: deps.ctx.db,
+    clock: deps.ctx.clock,
+    senders: [createTelegramSender({ token: fake.token, apiRoot: fake.apiRoot, channel: ADMIN_CHANNEL })],
+    logger: deps.logger.child({ module: "telegram-admin" }),
+    isp: deps.ispName ?? "Tandao",
+    timezone: deps.ctx.settings.timezone,
+  });
+  const bot = createAdminBot({
+    token: fake.token,
+    ctx: deps.ctx,
+    logger: deps.logger,
+    apiRoot: fake.apiRoot,
+    botInfo: fake.botInfo,
+    ownerTelegramId: deps.ownerTelegramId,
+    ...(deps.adminChatIds ? { adminChatIds: deps.adminChatIds } : {}),
+    ...(deps.ispName ? { ispName: deps.ispName } : {}),
+    onQueued: worker.kick,
+  });
+  const running = bot.start({ timeout: 1 });
+  running.catch((error: unknown) => deps.logger.error({ err: error }, "sandbox admin bot stopped"));
+  return {
+    fake,
+    async stop() {
+      await bot.stop();
+      await running.catch(() => {});
+      await worker.stop();
+      await fake.close();
+    },
+  };
+}

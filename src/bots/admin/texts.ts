@@ -1,0 +1,67 @@
+import type { AccountSummary } from "../../billing/accounts.ts";
+import { formatKes } from "../../billing/money.ts";
+import { displayPhone } from "../../lib/phone.ts";
+import { formatDate, formatDateTime } from "../../messaging/render.ts";
+import type { SubscriberCard } from "./queries.ts";
+import type { AdminCommand } from "./roles.ts";
+
+/** The admin chat's texts: English, plain (no parse mode, so nothing typed needs escaping). */
+
+export const USAGE: Readonly<Record<AdminCommand, string>> = {
+  help: "/help — what you may do",
+  find: "/find <phone | account | name> — look a subscriber up",
+  sub: "/sub <account> — a subscriber's card",
+  unmatched: "/unmatched — payments that matched no account",
+  pay: "/pay <account> <amount> [note] — record a cash payment (asks first)",
+  resume: "/resume <account> [reason] — bring service back (asks first)",
+  suspend: "/suspend <account> [reason] — cut service off (asks first)",
+  assign: "/assign <receipt> <account> — credit an unmatched payment to an account",
+  admins: "/admins — who may use this chat",
+  admin_add: "/admin_add <telegram id> <owner|admin|support|viewer> [name] — add an admin or change a role",
+  admin_remove: "/admin_remove <telegram id> — remove an admin",
+};
+
+const balanceText = (cents: number) =>
+  cents < 0 ? `${formatKes(cents)} (owes ${formatKes(-cents)})` : formatKes(cents);
+
+export function findLine(s: AccountSummary, timezone: string): string {
+  const status = s.subscription
+    ? `${s.subscription.status}${s.subscription.suspendedReason ? ` (${s.subscription.suspendedReason})` : ""}`
+    : "no subscription";
+  const until = s.periodEnd ? `, until ${formatDate("en", s.periodEnd, timezone)}` : "";
+  return `${s.customer.accountNumber} · ${s.customer.name} · ${displayPhone(s.customer.phone)}\n   ${status}, ${s.plan?.name ?? "no plan"}${until}, balance ${balanceText(s.balanceCents)}`;
+}
+
+export function cardText(card: SubscriberCard, timezone: string): string {
+  const { summary: s } = card;
+  const sub = s.subscription;
+  const lines = [
+    `${s.customer.accountNumber} · ${s.customer.name}`,
+    `Phone: ${displayPhone(s.customer.phone)}`,
+    `Plan: ${s.plan ? `${s.plan.name} (${formatKes(s.plan.priceCents)} per ${s.plan.periodCount} ${s.plan.periodUnit})` : "none"}`,
+    `Router: ${card.routerName ?? "none"}`,
+    `Status: ${sub ? `${sub.status}${sub.suspendedReason ? ` (${sub.suspendedReason})` : ""}` : "no subscription"}`,
+  ];
+  if (sub)
+    lines.push(
+      `Period: ${formatDate("en", sub.currentPeriodStart, timezone)} – ${formatDate("en", sub.currentPeriodEnd, timezone)}${sub.status === "pending" ? " (not paid yet)" : ""}`,
+    );
+  lines.push(`Balance: ${balanceText(s.balanceCents)}`);
+  lines.push(card.lastPayments.length ? "Last payments:" : "Last payments: none");
+  for (const p of card.lastPayments)
+    lines.push(
+      `  • ${formatDateTime("en", p.receivedAt, timezone)} ${formatKes(p.amountCents)} ${p.method} ${p.providerRef}`,
+    );
+  lines.push(card.openInvoices.length ? "Open invoices:" : "Open invoices: none");
+  for (const i of card.openInvoices)
+    lines.push(
+      `  • #${i.id} ${formatKes(i.amountCents - i.paidCents)} due ${formatDate("en", i.dueAt, timezone)}${i.paidCents ? ` (of ${formatKes(i.amountCents)})` : ""}`,
+    );
+  const p = card.lastProvisioning;
+  lines.push(
+    p
+      ? `Last provisioning: ${p.action} — ${p.status}${p.status === "done" && p.doneAt ? ` ${formatDateTime("en", p.doneAt, timezone)}` : ""}${p.lastError ? ` (${p.lastError.slice(0, 120)})` : ""}`
+      : "Last provisioning: none",
+  );
+  return lines.join("\n");
+}
