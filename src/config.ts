@@ -145,6 +145,26 @@ const schema = z.object({
   TELEGRAM_WEBHOOK_SECRET: z.string().min(16).optional(),
   /** Sandbox without a bot token: the fake Bot API (and its `/sandbox/updates` for curl) listens here. */
   TELEGRAM_SANDBOX_PORT: z.coerce.number().int().min(0).max(65535).default(3081),
+  /** The admin bot (a second Telegram bot, for the ISP's staff): its token and webhook secret. */
+  TELEGRAM_ADMIN_BOT_TOKEN: z.string().optional(),
+  TELEGRAM_ADMIN_WEBHOOK_SECRET: z.string().min(16).optional(),
+  /** The Telegram user id of the first owner; owners add the other admins from the chat. */
+  TELEGRAM_OWNER_ID: z.coerce.number().int().positive().optional(),
+  /** Group chats (ids, comma-separated, usually negative) where admins may give commands. */
+  TELEGRAM_ADMIN_CHATS: z
+    .string()
+    .optional()
+    .transform((value, context) => {
+      const ids = (value ?? "")
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean);
+      for (const id of ids)
+        if (!/^-?\d{1,20}$/.test(id)) context.addIssue({ code: "custom", message: `not a chat id: ${id}` });
+      return ids.map(Number);
+    }),
+  /** Sandbox without an admin bot token: the admin bot's fake Bot API listens here. */
+  TELEGRAM_ADMIN_SANDBOX_PORT: z.coerce.number().int().min(0).max(65535).default(3083),
   /** Sandbox without Cloud API credentials: the fake Graph API (and its `/sandbox/messages`) listens here. */
   WHATSAPP_SANDBOX_PORT: z.coerce.number().int().min(0).max(65535).default(3082),
 

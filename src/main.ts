@@ -2,6 +2,7 @@ import { serve } from "@hono/node-server";
 import { createApp } from "./app.ts";
 import type { BillingContext } from "./billing/context.ts";
 import { billingJobs } from "./billing/jobs.ts";
+import { adminTelegramFrom, startSandboxAdminTelegram } from "./bots/admin/index.ts";
 import { telegramFrom } from "./bots/telegram/index.ts";
 import { startSandboxTelegram } from "./bots/telegram/sandbox.ts";
 import { whatsappCloudFrom } from "./bots/whatsapp-cloud/index.ts";
@@ -153,6 +154,44 @@ if (sandbox && !config.TELEGRAM_BOT_TOKEN) {
   });
   stops.push(telegramSandbox.stop);
   logger.info(`sandbox: Telegram bot on a fake Bot API at ${telegramSandbox.fake.apiRoot}`);
+}
+
+// The admin bot: the ISP's staff run the business from Telegram (production, with its own token).
+if (config.TELEGRAM_ADMIN_BOT_TOKEN && config.TELEGRAM_ADMIN_WEBHOOK_SECRET && config.TELEGRAM_OWNER_ID) {
+  const adminBot = await adminTelegramFrom({
+    ctx: billing,
+    logger,
+    token: config.TELEGRAM_ADMIN_BOT_TOKEN,
+    secretToken: config.TELEGRAM_ADMIN_WEBHOOK_SECRET,
+    ownerTelegramId: config.TELEGRAM_OWNER_ID,
+    adminChatIds: config.TELEGRAM_ADMIN_CHATS,
+    ispName: config.ISP_NAME,
+  });
+  app.route("/hooks/tg-admin", adminBot.routes);
+  stops.push(adminBot.stop);
+  void adminBot.bot
+    .init()
+    .then(() =>
+      adminBot.bot.api.setWebhook(`${config.PUBLIC_URL.replace(/\/+$/, "")}/hooks/tg-admin`, {
+        secret_token: config.TELEGRAM_ADMIN_WEBHOOK_SECRET,
+      }),
+    )
+    .then(() => logger.info("Telegram admin webhook set"))
+    .catch((error: unknown) => logger.error({ err: error }, "Telegram admin webhook could not be set"));
+}
+
+// Sandbox: the admin bot on a second fake Bot API; user 1 (the fake's curl default) is the owner
+// unless TELEGRAM_OWNER_ID names another. Production has no default owner.
+if (sandbox && !config.TELEGRAM_ADMIN_BOT_TOKEN) {
+  const adminSandbox = await startSandboxAdminTelegram({
+    ctx: billing,
+    logger,
+    ownerTelegramId: config.TELEGRAM_OWNER_ID ?? 1,
+    port: config.TELEGRAM_ADMIN_SANDBOX_PORT,
+    ispName: config.ISP_NAME,
+  });
+  stops.push(adminSandbox.stop);
+  logger.info(`sandbox: Telegram admin bot on a fake Bot API at ${adminSandbox.fake.apiRoot}`);
 }
 
 // WhatsApp Web: the ISP's own number as a linked device (Chromium); its login QR is in the log.

@@ -21,6 +21,7 @@ const outsideCredentials = [
   "AT_API_KEY",
   "AT_SENDER_ID",
   "TELEGRAM_BOT_TOKEN",
+  "TELEGRAM_ADMIN_BOT_TOKEN",
   "WHATSAPP_CLOUD_TOKEN",
   "WHATSAPP_CLOUD_APP_SECRET",
 ] as const satisfies readonly (keyof Config)[];
@@ -94,6 +95,9 @@ export function resolveMode(config: Config, env: Record<string, string | undefin
     problems.push(
       "TELEGRAM_WEBHOOK_SECRET is required with TELEGRAM_BOT_TOKEN (Telegram's webhook proves itself with it)",
     );
+  if (config.TELEGRAM_ADMIN_BOT_TOKEN)
+    for (const key of ["TELEGRAM_ADMIN_WEBHOOK_SECRET", "TELEGRAM_OWNER_ID"] as const)
+      if (!present(key)) problems.push(`${key} is required with TELEGRAM_ADMIN_BOT_TOKEN`);
   if (problems.length > 0) throw new ModeError(problems);
   return "production";
 }

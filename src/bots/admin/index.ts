@@ -1,6 +1,8 @@
 import type { BillingContext } from "../../billing/context.ts";
 import type { Logger } from "../../logger.ts";
 import { startChatWorker } from "../chat-delivery.ts";
+import { startInboxRetry } from "../chat-inbox.ts";
+import { handleStoredUpdate } from "../telegram/bot.ts";
 import { createTelegramRoutes } from "../telegram/routes.ts";
 import { createTelegramSender } from "../telegram/sender.ts";
 import { createAdminBot } from "./bot.ts";
@@ -54,9 +56,16 @@ export async function adminTelegramFrom(deps: {
     apiRoot: deps.apiRoot,
     onQueued: worker.kick,
   });
+  const inbox = { db: deps.ctx.db, clock: deps.ctx.clock, channel: ADMIN_CHANNEL };
+  const retry = startInboxRetry({ ...inbox, logger: deps.logger }, ADMIN_CHANNEL, (row) =>
+    handleStoredUpdate(bot, row.payload),
+  );
   return {
     bot,
-    routes: createAdminTelegramRoutes({ bot, secretToken: deps.secretToken, logger: deps.logger }),
-    stop: () => worker.stop(),
+    routes: createAdminTelegramRoutes({ bot, secretToken: deps.secretToken, logger: deps.logger, inbox }),
+    async stop() {
+      await retry.stop();
+      await worker.stop();
+    },
   };
 }

@@ -38,7 +38,7 @@ export function cardText(card: SubscriberCard, timezone: string): string {
   const lines = [
     `${s.customer.accountNumber} · ${s.customer.name}`,
     `Phone: ${displayPhone(s.customer.phone)}`,
-    `Plan: ${s.plan ? `${s.plan.name} (${formatKes(s.plan.priceCents)} per ${s.plan.periodCount} ${s.plan.periodUnit})` : "none"}`,
+    `Plan: ${s.plan ? `${s.plan.name} (${formatKes(s.plan.priceCents)} per ${periodText(s.plan.periodCount, s.plan.periodUnit)})` : "none"}`,
     `Router: ${card.routerName ?? "none"}`,
     `Status: ${sub ? `${sub.status}${sub.suspendedReason ? ` (${sub.suspendedReason})` : ""}` : "no subscription"}`,
   ];
@@ -65,3 +65,7 @@ export function cardText(card: SubscriberCard, timezone: string): string {
   );
   return lines.join("\n");
 }
+
+/** `month`, `3 days`: a plan's period as a sentence says it. */
+const periodText = (count: number, unit: string) =>
+  count === 1 ? unit.replace(/s$/, "") : `${count} ${unit}`;

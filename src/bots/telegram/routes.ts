@@ -3,6 +3,7 @@ import type { Update } from "grammy/types";
 import { type Context, Hono } from "hono";
 import type { Clock } from "../../clock.ts";
 import type { Db } from "../../db/client.ts";
+import type { ChatChannel } from "../../db/schema/index.ts";
 import { limitBody } from "../../lib/body-limit.ts";
 import { sameSecret } from "../../lib/same-secret.ts";
 import type { Logger } from "../../logger.ts";
@@ -58,7 +59,7 @@ export interface TelegramRouteDeps {
    * one that failed is handled again by the retry loop. Without it (tests of the route alone) an
    * update is handled as it comes.
    */
-  inbox?: { db: Db; clock: Clock };
+  inbox?: { db: Db; clock: Clock; channel?: ChatChannel };
 }
 
 /** The chat an update belongs to (its sender), for the inbox row. */
