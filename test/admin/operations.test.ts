@@ -100,7 +100,7 @@ describe("looking subscribers up", () => {
     await world.say(SUPPORT, `/sub ${customer.accountNumber}`);
     const card = lastMenuIn(world.fake, SUPPORT);
     const text = String(card.payload.text);
-    expect(text).toMatch(/Plan: Fibre 1500 \(KES 1,500 per 1 months\)/);
+    expect(text).toMatch(/Plan: Fibre 1500 \(KES 1,500 per month\)/);
     expect(text).toMatch(/Router: Kibera-1/);
     expect(text).toMatch(/Status: active/);
     expect(text).toMatch(/Period: 1 Apr 2026 – 1 May 2026/);
