@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { and, eq } from "drizzle-orm";
+import { and, eq, inArray } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { ChatSendError } from "../../src/bots/chat-sender.ts";
@@ -11,7 +11,7 @@ import { createWhatsAppWebSender } from "../../src/bots/whatsapp-web/sender.ts";
 import { printQrToTerminal } from "../../src/bots/whatsapp-web/session.ts";
 import { FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
-import { chatLinks, chatSessions, idempotencyKeys } from "../../src/db/schema/index.ts";
+import { chatInbox, chatLinks, chatSessions } from "../../src/db/schema/index.ts";
 import { admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
 import { flush, startWorld, type World } from "./whatsapp-web-world.ts";
@@ -222,8 +222,16 @@ describe("WhatsApp Web self-service", () => {
     ];
     for (const message of ignored) await w.receive(message);
     expect(await w.outbox(digits)).toEqual([]);
-    const keys = await database.db.select({ key: idempotencyKeys.key }).from(idempotencyKeys);
-    for (const message of ignored) expect(keys).not.toContainEqual({ key: `whatsapp:message:${message.id}` });
+    const stored = await database.db
+      .select({ id: chatInbox.externalId })
+      .from(chatInbox)
+      .where(
+        inArray(
+          chatInbox.externalId,
+          ignored.map((m) => m.id),
+        ),
+      );
+    expect(stored).toEqual([]);
 
     await w.receive(fakeMessage({ from: `${digits}@c.us`, type: "image" }));
     expect(await w.deliver(digits)).toEqual([
@@ -232,7 +240,7 @@ describe("WhatsApp Web self-service", () => {
     expect(await session(digits)).toBeUndefined();
   });
 
-  it("logs a failure in handling a message and goes on with the next", async () => {
+  it("logs a failure in handling a message, keeps it for a retry, and goes on with the next", async () => {
     const lines: string[] = [];
     const { createLogger } = await import("../../src/logger.ts");
     const w = await world({
@@ -240,10 +248,20 @@ describe("WhatsApp Web self-service", () => {
       chatMenu: { handle: () => Promise.reject(new Error("database gone")) },
     });
     w.client().login();
-    await w.receive(fakeMessage({ from: `${newNumber()}@c.us`, body: "hi" }));
-    await w.receive(fakeMessage({ from: `${newNumber()}@c.us`, body: "hi" }));
-    expect(lines.filter((l) => l.includes("whatsapp web message not answered"))).toHaveLength(2);
+    const first = newNumber();
+    const second = newNumber();
+    await w.receive(fakeMessage({ from: `${first}@c.us`, body: "hi" }));
+    await w.receive(fakeMessage({ from: `${second}@c.us`, body: "hi" }));
+    expect(lines.filter((l) => l.includes("chat message not handled; it will be retried"))).toHaveLength(2);
     expect(w.wa.status()).toBe("ready");
+    const kept = await database.db
+      .select({ chatId: chatInbox.chatId, status: chatInbox.status })
+      .from(chatInbox)
+      .where(inArray(chatInbox.chatId, [first, second]));
+    expect(kept).toEqual([
+      { chatId: first, status: "failed" },
+      { chatId: second, status: "failed" },
+    ]);
   });
 });
 

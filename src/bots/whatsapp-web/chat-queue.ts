@@ -1,7 +1,7 @@
 /**
  * Messages handled one after another per chat (the menu takes one answer per screen, in the order
- * typed), chats in parallel. In-process: WhatsApp Web delivers to this process only, and a message
- * not yet handled when it stops is lost, as it would be with the browser closed.
+ * typed), chats in parallel. Each job first stores its message (chat_inbox), so a restart loses only
+ * what WhatsApp had not yet handed over.
  */
 export class ChatQueue {
   private readonly tails = new Map<string, Promise<void>>();

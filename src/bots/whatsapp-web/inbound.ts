@@ -1,7 +1,7 @@
 import type { Clock } from "../../clock.ts";
 import type { Db } from "../../db/client.ts";
-import { idempotencyKeys } from "../../db/schema/index.ts";
 import type { Logger } from "../../logger.ts";
+import { handleStored, storeInbound } from "../chat-inbox.ts";
 import type { ChatMenu, ChatReply } from "../chat-menu.ts";
 import { enqueueChat } from "../chat-outbox.ts";
 import type { ChatContent } from "../chat-sender.ts";
@@ -63,36 +63,47 @@ export async function senderDigits(message: WhatsAppWebMessage): Promise<string 
   return /^\d{7,15}$/.test(plain) ? plain : null;
 }
 
-/**
- * Claims a message id: true only for the first delivery. whatsapp-web.js can emit a message again
- * (after a reconnect), and a second run would move the menu on by a step the person never took.
- */
-async function firstDelivery(db: Db, messageId: string, at: Date): Promise<boolean> {
-  const claimed = await db
-    .insert(idempotencyKeys)
-    .values({ key: `${CHANNEL}:message:${messageId}`, createdAt: at })
-    .onConflictDoNothing()
-    .returning({ key: idempotencyKeys.key });
-  return claimed.length > 0;
-}
-
 const text = (body: string): ChatContent => ({ kind: "text", text: body });
 
-export async function handleInbound(deps: InboundDeps, message: WhatsAppWebMessage): Promise<void> {
+/** What is kept of a message in the inbox: enough to handle it again after a restart. */
+export interface StoredMessage extends Record<string, unknown> {
+  kind: "text" | "unsupported";
+  body: string;
+}
+
+/**
+ * Stores a message (chat_inbox, unique by WhatsApp's message id: one emitted again after a reconnect
+ * is dropped) and handles it. A message whose handling failed, or was cut short by a restart, is
+ * handled again by the inbox retry loop (index.ts).
+ */
+export async function takeInbound(deps: InboundDeps, message: WhatsAppWebMessage): Promise<void> {
   const kind = kindOf(message);
   if (kind === "ignore") return;
-  const now = deps.clock.now();
-  if (!(await firstDelivery(deps.db, message.id, now))) {
-    deps.logger.debug({ messageId: message.id }, "whatsapp web message already handled");
-    return;
-  }
   const digits = await senderDigits(message);
   if (digits === null) {
     deps.logger.warn({ messageId: message.id }, "whatsapp web message without a phone number: not answered");
     return;
   }
+  const payload: StoredMessage = { kind, body: kind === "text" ? message.body : "" };
+  const [stored] = await storeInbound(deps.db, deps.clock.now(), [
+    { channel: CHANNEL, externalId: message.id, chatId: digits, payload },
+  ]);
+  if (!stored) {
+    deps.logger.debug({ messageId: message.id }, "whatsapp web message already handled");
+    return;
+  }
+  await handleStored(deps, stored, (row) => handleInbound(deps, row.chatId, row.payload as StoredMessage));
+}
+
+/** One stored message through the chat menu; its answers are queued in the same statement. */
+export async function handleInbound(
+  deps: InboundDeps,
+  digits: string,
+  message: StoredMessage,
+): Promise<void> {
+  const now = deps.clock.now();
   const { phone, newlyLinked } = await phoneChat(deps.db, CHANNEL, digits, deps.servedCountries);
-  if (kind === "unsupported") {
+  if (message.kind === "unsupported") {
     const content = text(waText("en", "unsupported"));
     await enqueueChat(deps.db, now, [{ channel: CHANNEL, to: digits, language: "en", content }]);
     deps.onQueued?.();

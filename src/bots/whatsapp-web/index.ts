@@ -7,11 +7,19 @@ import type { Logger } from "../../logger.ts";
 import { createMenuServices } from "../../menu/services.ts";
 import { menuSettingsFrom } from "../../ussd/index.ts";
 import { startChatWorker } from "../chat-delivery.ts";
+import { startInboxRetry } from "../chat-inbox.ts";
 import { type ChatMenu, createChatMenu } from "../chat-menu.ts";
 import type { ChatSender } from "../chat-sender.ts";
 import { ChatQueue } from "./chat-queue.ts";
 import type { Timers, WhatsAppWebClientFactory } from "./client.ts";
-import { handleInbound, type InboundDeps, kindOf } from "./inbound.ts";
+import {
+  CHANNEL,
+  handleInbound,
+  type InboundDeps,
+  kindOf,
+  type StoredMessage,
+  takeInbound,
+} from "./inbound.ts";
 import type { PacingOptions } from "./pacing.ts";
 import { createRealClient } from "./real-client.ts";
 import { createWhatsAppWebSender } from "./sender.ts";
@@ -88,7 +96,7 @@ export function startWhatsAppWeb(options: WhatsAppWebOptions): WhatsAppWeb {
     logger,
     // One chain per sender keeps a chat's messages in order; chats do not wait for each other.
     onMessage: (message) => {
-      if (kindOf(message) !== "ignore") queue.push(message.from, () => handleInbound(deps, message));
+      if (kindOf(message) !== "ignore") queue.push(message.from, () => takeInbound(deps, message));
     },
     ...(pairingPhone ? { pairingPhone } : {}),
     ...(options.onQr ? { onQr: options.onQr } : {}),
@@ -103,6 +111,10 @@ export function startWhatsAppWeb(options: WhatsAppWebOptions): WhatsAppWeb {
     ...(options.sleep ? { sleep: options.sleep } : {}),
   });
   void session.start();
+  // Messages stored but not handled (a failure, a restart) are handled again from the inbox.
+  const retry = startInboxRetry(deps, CHANNEL, (row) =>
+    handleInbound(deps, row.chatId, row.payload as StoredMessage),
+  );
   return {
     sender,
     status: () => session.status(),
@@ -110,6 +122,7 @@ export function startWhatsAppWeb(options: WhatsAppWebOptions): WhatsAppWeb {
     async stop() {
       await session.stop();
       await queue.idle();
+      await retry.stop();
     },
   };
 }
