@@ -1,3 +1,4 @@
+import type { BillingSettings } from "./billing/context.ts";
 import { z } from "zod";
 import { isCountryCode } from "./lib/phone.ts";
 import { parseSecretKey } from "./lib/secret-box.ts";
@@ -238,4 +239,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 /** Sandbox mode: every outside service is a built-in fake (see src/mode.ts). */
 export function isSandbox(config: Config): boolean {
   return config.mode === "sandbox";
+}
+
+/** The billing core's settings from the configuration (the app and the CLI alike). */
+export function billingSettingsFrom(config: Config): BillingSettings {
+  return {
+    timezone: config.TIMEZONE,
+    invoiceLeadHours: config.INVOICE_LEAD_HOURS,
+    reminderDays: config.DUNNING_REMINDER_DAYS,
+    graceDays: config.DUNNING_GRACE_DAYS,
+    downgradeMode: config.DOWNGRADE_MODE,
+    unsoldVoucherDays: config.UNSOLD_VOUCHER_DAYS,
+  };
 }

@@ -9,7 +9,7 @@ import { whatsappCloudFrom } from "./bots/whatsapp-cloud/index.ts";
 import { startSandboxWhatsApp } from "./bots/whatsapp-cloud/sandbox.ts";
 import { whatsappWebFrom } from "./bots/whatsapp-web/index.ts";
 import { systemClock } from "./clock.ts";
-import { type Config, isSandbox, loadConfig } from "./config.ts";
+import { billingSettingsFrom, type Config, isSandbox, loadConfig } from "./config.ts";
 import { openDatabase } from "./db/client.ts";
 import { sealPlainSecrets } from "./db/seal-existing.ts";
 import { useSealingKey } from "./db/sealed.ts";
@@ -58,14 +58,7 @@ else logger.info("production mode: real M-Pesa, SMS and routers only");
 const billing: BillingContext = {
   db: database.db,
   clock,
-  settings: {
-    timezone: config.TIMEZONE,
-    invoiceLeadHours: config.INVOICE_LEAD_HOURS,
-    reminderDays: config.DUNNING_REMINDER_DAYS,
-    graceDays: config.DUNNING_GRACE_DAYS,
-    downgradeMode: config.DOWNGRADE_MODE,
-    unsoldVoucherDays: config.UNSOLD_VOUCHER_DAYS,
-  },
+  settings: billingSettingsFrom(config),
 };
 
 /** Everything started below is stopped, in reverse order, on shutdown. */
