@@ -56,6 +56,11 @@ export interface ChatRequest {
    * the input counted. Absent: the caller shows the reply itself (tests of the menu alone).
    */
   answer?: (reply: ChatReply) => ChatContent[];
+  /**
+   * The chat_inbox row this input was stored in: marked handled by the same statement that saves the
+   * input, so it can never be handled again once it counted (and costs no statement of its own).
+   */
+  inboxId?: number;
 }
 
 export interface ChatView {
@@ -139,7 +144,7 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
   const services = requirePhone(deps.services);
 
   return {
-    async handle({ channel, chatId, phone: requestPhone, input, answer }) {
+    async handle({ channel, chatId, phone: requestPhone, input, answer, inboxId }) {
       const answersTo = (reply: ChatReply): ChatOutgoing[] =>
         (answer?.(reply) ?? []).map((content) => ({
           channel,
@@ -171,7 +176,11 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
       const refresh = input.kind === "refresh";
       // U+0000 cannot be stored (jsonb) and means nothing to a menu.
       const typed =
-        input.kind === "text" ? input.text.replaceAll("\u0000", "").trim() : input.kind === "option" ? input.key : "";
+        input.kind === "text"
+          ? input.text.replaceAll("\u0000", "").trim()
+          : input.kind === "option"
+            ? input.key
+            : "";
       const goHome =
         expired ||
         (input.kind === "text" && HOME_WORDS.has(typed.toLowerCase())) ||
@@ -239,6 +248,7 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
         language: user.customer ? (row?.language ?? null) : language,
         at: now,
         messages,
+        inboxId: inboxId ?? null,
       });
       // Another message of the same chat was stored first: this one's answer is already out of date.
       if (!saved) return queueStale(language);
@@ -292,6 +302,7 @@ async function save(
     language: Language | null;
     at: Date;
     messages: ChatOutgoing[];
+    inboxId: number | null;
   },
 ): Promise<boolean> {
   const inputs = JSON.stringify(next.inputs);
@@ -305,7 +316,15 @@ async function save(
               language = ${next.language}, last_activity_at = ${at}, step = step + 1
             where channel = ${next.channel} and chat_id = ${next.chatId} and step = ${next.expectedStep}
             returning step`;
-  if (next.messages.length === 0) return (await queryRows(db, saved)).length > 0;
+  const handled =
+    next.inboxId === null
+      ? sql``
+      : sql`, handled as (
+          update chat_inbox set status = 'done', attempts = attempts + 1, lease_until = null, last_error = null,
+            handled_at = ${at}
+          where id = ${next.inboxId} and exists (select 1 from saved))`;
+  if (next.messages.length === 0)
+    return (await queryRows(db, sql`with saved as (${saved})${handled} select step from saved`)).length > 0;
   const messages = JSON.stringify(
     next.messages.map((m) => ({ channel: m.channel, to: m.to, language: m.language, content: m.content })),
   );
@@ -319,7 +338,7 @@ async function save(
                  m.value->'content', ${at}, ${at}
           from saved, jsonb_array_elements(${messages}::jsonb) with ordinality as m(value, position)
           order by m.position
-          returning 1)
+          returning 1)${handled}
         select step from saved`,
   );
   return rows.length > 0;

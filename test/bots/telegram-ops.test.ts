@@ -122,6 +122,11 @@ describe("Telegram updates are stored before they are handled", () => {
       const shown = fake.calls.length;
       expect(await bot.deliver(update)).toBe(200);
       expect(fake.calls.length).toBe(shown);
+      const [row] = await database.db
+        .select()
+        .from(chatInbox)
+        .where(and(eq(chatInbox.channel, "telegram"), eq(chatInbox.externalId, String(update.update_id))));
+      expect(row).toMatchObject({ status: "done", attempts: 1, leaseUntil: null });
     } finally {
       await fake.close();
     }

@@ -10,6 +10,7 @@ import { accountLinking, CHANNEL } from "./account-link.ts";
 import { callbackPattern, contactKeyboard } from "./keyboard.ts";
 import { queueReplies } from "./queued-api.ts";
 import { botText } from "./texts.ts";
+import { failedUpdates, inboxIdOf, settledUpdates } from "./update-marks.ts";
 
 /**
  * Subscriber self-service on Telegram: the shared menu (src/bots/chat-menu.ts) as messages with
@@ -35,12 +36,6 @@ export interface TelegramBotDeps {
 }
 
 const text = (body: string): ChatContent => ({ kind: "text", text: body });
-
-/**
- * Updates a handler failed on (the error boundary answered the person with an apology): the webhook
- * route keeps them in the inbox as failed, and the retry loop handles them again.
- */
-export const failedUpdates = new WeakSet<object>();
 
 /** Handles an update again from the inbox; throws when the bot fails on it again. */
 export async function handleStoredUpdate(bot: Bot, update: Record<string, unknown>): Promise<void> {
@@ -113,7 +108,16 @@ export function createBot(deps: TelegramBotDeps): Bot {
       const hint = { chat_id: from.id, text: botText("en", "linkHint"), reply_markup: contactKeyboard() };
       return [view, { kind: "raw", method: "sendMessage", payload: hint }];
     };
-    const reply = await deps.chatMenu.handle({ channel: CHANNEL, chatId, input, answer });
+    const inboxId = inboxIdOf.get(ctx.update);
+    const reply = await deps.chatMenu.handle({
+      channel: CHANNEL,
+      chatId,
+      input,
+      answer,
+      ...(inboxId !== undefined ? { inboxId } : {}),
+    });
+    // The input counted and its inbox row says so: what follows cannot make it count twice.
+    if (reply.kind === "view" && inboxId !== undefined) settledUpdates.add(ctx.update);
     if (ctx.callbackQuery)
       await ctx.answerCallbackQuery(reply.kind === "stale" ? { text: botText(reply.language, "stale") } : {});
   }

@@ -8,7 +8,7 @@ import { limitBody } from "../../lib/body-limit.ts";
 import { sameSecret } from "../../lib/same-secret.ts";
 import type { Logger } from "../../logger.ts";
 import { type InboxRow, markFailed, markHandled, storeInbound } from "../chat-inbox.ts";
-import { failedUpdates } from "./bot.ts";
+import { failedUpdates, inboxIdOf, settledUpdates } from "./update-marks.ts";
 
 /** An update is a few kilobytes; anything much bigger is not Telegram. */
 const MAX_UPDATE_BYTES = 256 * 1024;
@@ -106,6 +106,7 @@ export function createTelegramRoutes(deps: TelegramRouteDeps): Hono {
         return c.text("Unavailable", 503);
       }
       if (!stored) return c.json({ ok: true });
+      inboxIdOf.set(update, stored.id);
     }
     let response: Response;
     let failure: unknown = null;
@@ -117,7 +118,7 @@ export function createTelegramRoutes(deps: TelegramRouteDeps): Hono {
       failure = error;
       response = c.json({ ok: true });
     }
-    if (deps.inbox && stored) {
+    if (deps.inbox && stored && !settledUpdates.has(update)) {
       const { db, clock } = deps.inbox;
       const done = failure
         ? markFailed(db, stored.id, clock.now(), failure)
