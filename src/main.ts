@@ -3,6 +3,7 @@ import { createApp } from "./app.ts";
 import type { BillingContext } from "./billing/context.ts";
 import { billingJobs } from "./billing/jobs.ts";
 import { adminTelegramFrom, startSandboxAdminTelegram } from "./bots/admin/index.ts";
+import { chatJobs } from "./bots/jobs.ts";
 import { telegramFrom } from "./bots/telegram/index.ts";
 import { startSandboxTelegram } from "./bots/telegram/sandbox.ts";
 import { whatsappCloudFrom } from "./bots/whatsapp-cloud/index.ts";
@@ -70,6 +71,7 @@ if (config.SCHEDULER) {
       (job): ScheduledJob => ({ name: job.name, schedule: job.schedule, run: (tx) => job.run(tx, billing) }),
     ),
     ...menuJobs(clock),
+    ...chatJobs(clock),
   ]);
   stops.push(scheduler.stop);
   void scheduler.runAll();
