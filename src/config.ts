@@ -197,6 +197,14 @@ const schema = z.object({
   /** Graph API base with its version; another address only for a fake. */
   WHATSAPP_CLOUD_GRAPH_URL: z.string().url().default("https://graph.facebook.com/v21.0"),
 
+  /** The captive portal's colour (`#rrggbb`); adjusted where needed so text stays readable. */
+  PORTAL_BRAND_COLOR: z
+    .string()
+    .regex(/^#[0-9a-f]{6}$/i, "a colour as #rrggbb")
+    .optional(),
+  /** The address hotspot clients reach the portal at (walled garden); default PUBLIC_URL. */
+  PORTAL_URL: z.string().url().optional(),
+
   /** E.164 phone of the ISP's admin: receives `admin_alert` messages (e.g. provisioning given up). */
   ADMIN_PHONE: z.string().optional(),
   /** Areas a newcomer may choose when signing up from the menu (see `signupAreas`). */

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { serve } from "@hono/node-server";
 import { createApp } from "./app.ts";
 import type { BillingContext } from "./billing/context.ts";
@@ -24,6 +25,7 @@ import { ModeError } from "./mode.ts";
 import { startNetwork, startSandboxRouter } from "./network/index.ts";
 import { findRouterByName } from "./network/routers.ts";
 import { startPayments } from "./payments/index.ts";
+import { createPortalRoutes } from "./portal/index.ts";
 import { DEMO_PHONE, seedSandbox } from "./sandbox/seed.ts";
 import { menuSettingsFrom, ussdRoutesFrom } from "./ussd/index.ts";
 
@@ -44,9 +46,8 @@ await database.migrate();
 logger.info({ database: database.kind, location: database.location }, `data lives in ${database.location}`);
 const sandbox = isSandbox(config);
 // Router and PPPoE passwords are sealed with SECRET_KEY (sandbox: a key kept in DATA_DIR).
-const secretBox = createSecretBox(
-  loadSecretKey({ secretKey: config.SECRET_KEY, dataDir: config.DATA_DIR, sandbox }),
-);
+const secretKey = loadSecretKey({ secretKey: config.SECRET_KEY, dataDir: config.DATA_DIR, sandbox });
+const secretBox = createSecretBox(secretKey);
 useSealingKey(secretBox);
 const newlySealed = await sealPlainSecrets(database.db);
 if (newlySealed > 0) logger.info({ count: newlySealed }, "PPPoE passwords sealed at rest");
@@ -109,6 +110,23 @@ const app = createApp({
   ussdRoutes: ussdRoutesFrom({ config, ctx: billing, logger, requestPayment: payments.request }),
   mpesaRoutes: payments.routes,
 });
+// The hotspot's captive portal: packages sold by M-Pesa, with the same limits as every channel.
+app.route(
+  "/portal",
+  createPortalRoutes({
+    ctx: billing,
+    logger,
+    ispName: config.ISP_NAME,
+    supportPhone: config.SUPPORT_PHONE,
+    brandColour: config.PORTAL_BRAND_COLOR,
+    servedCountries: config.SERVED_COUNTRIES,
+    // Status tokens are signed with a key of their own, derived from SECRET_KEY.
+    tokenKey: createHash("sha256").update("tandao:portal-token:").update(secretKey).digest(),
+    requestPayment: payments.request,
+    publicUrl: config.PORTAL_URL ?? config.PUBLIC_URL,
+    trustedProxies: config.TRUST_PROXY,
+  }),
+);
 // Sandbox listens on this machine only unless told otherwise; production behind its proxy.
 const host = config.HOST ?? (sandbox ? "127.0.0.1" : "0.0.0.0");
 // The Telegram subscriber bot, served by webhook (production, with TELEGRAM_BOT_TOKEN).

@@ -1,0 +1,67 @@
+/**
+ * MikroTik's hotspot variables, as the router's `login.html` hands them to the portal (query
+ * parameters), kept through every step so the page can finally log the device in.
+ */
+export interface HotspotVars {
+  /** `$(link-login-only)`: where the page posts username, password and dst. */
+  linkLoginOnly: string;
+  /** `$(link-orig)`: where the person was going. */
+  dst: string;
+  mac: string;
+  ip: string;
+  username: string;
+  /** `$(error)`: why the router refused the last login, in its words. */
+  error: string;
+}
+
+export const hotspotParams = {
+  linkLoginOnly: "link-login-only",
+  dst: "dst",
+  mac: "mac",
+  ip: "ip",
+  username: "username",
+  error: "error",
+} as const satisfies Record<keyof HotspotVars, string>;
+
+const clip = (value: unknown, max: number) => (typeof value === "string" ? value.trim().slice(0, max) : "");
+
+/** The variables from a query or form; `link-orig` is read as `dst` too (older login pages). */
+export function readHotspotVars(source: Record<string, unknown>): HotspotVars {
+  return {
+    linkLoginOnly: clip(source["link-login-only"], 300),
+    dst: clip(source.dst ?? source["link-orig"], 1000),
+    mac: clip(source.mac, 64),
+    ip: clip(source.ip, 64),
+    username: clip(source.username, 64),
+    error: clip(source.error, 200),
+  };
+}
+
+/**
+ * The hotspot login URL the page may post credentials to, or null. Only a plain `http(s)` URL whose
+ * path is the hotspot's `/login`, without user info: a link that points the form elsewhere would
+ * hand someone else the code the buyer paid for.
+ */
+export function safeLoginUrl(value: string): string | null {
+  if (!value) return null;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return null;
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") return null;
+  if (url.username || url.password || url.pathname !== "/login") return null;
+  return url.toString();
+}
+
+/** The variables as query parameters (empty ones left out), for links that keep them. */
+export function hotspotQuery(vars: HotspotVars, extra: Record<string, string> = {}): string {
+  const params = new URLSearchParams();
+  for (const [key, name] of Object.entries(hotspotParams) as [keyof HotspotVars, string][]) {
+    if (vars[key]) params.set(name, vars[key]);
+  }
+  for (const [name, value] of Object.entries(extra)) if (value) params.set(name, value);
+  const text = params.toString();
+  return text ? `?${text}` : "";
+}

@@ -1,0 +1,315 @@
+import { randomBytes } from "node:crypto";
+import { type Context, Hono } from "hono";
+import type { Actor, BillingContext } from "../billing/context.ts";
+import {
+  defaultPaymentLimits,
+  type PaymentLimits,
+  type PaymentRequest,
+  type RequestPaymentResult,
+  requestPayment,
+} from "../billing/intents/request.ts";
+import { limitBody } from "../lib/body-limit.ts";
+import { requestClientAddress } from "../lib/client-address.ts";
+import { checkPhone, DEFAULT_SERVED_COUNTRIES } from "../lib/phone.ts";
+import type { Logger } from "../logger.ts";
+import { themeFrom } from "./colours.ts";
+import { type HotspotVars, hotspotQuery, readHotspotVars } from "./hotspot.ts";
+import { hotspotLoginHtml } from "./login-html.ts";
+import { type PageView, renderPortalPage } from "./page.ts";
+import {
+  checkPrintedVoucher,
+  findPortalRouter,
+  hotspotPlan,
+  hotspotPlans,
+  type PortalRouter,
+  planCard,
+  portalPaymentStatus,
+} from "./service.ts";
+import { type PortalKey, type PortalLanguage, portalLanguage, pt } from "./text.ts";
+import { createTokenSigner } from "./token.ts";
+
+export interface PortalDeps {
+  ctx: BillingContext;
+  logger: Logger;
+  /** `ISP_NAME`, `SUPPORT_PHONE`. */
+  ispName: string;
+  supportPhone: string;
+  /** The ISP's colour (`#rrggbb`); the page keeps every text readable whatever it is. */
+  brandColour?: string;
+  /** `SERVED_COUNTRIES`: other numbers are refused with a clear message. */
+  servedCountries?: readonly string[];
+  /** Signs the status tokens (≥ 16 bytes); every instance must share it. */
+  tokenKey: Uint8Array | string;
+  /**
+   * Records the STK intent: `payments.request` (the core's `requestPayment` with the configured
+   * limits, waking the dispatcher). Default: `requestPayment` with `limits`.
+   */
+  requestPayment?: (actor: Actor, input: PaymentRequest) => Promise<RequestPaymentResult>;
+  limits?: PaymentLimits;
+  /** Where the routes are mounted (default `/portal`): the page's own links and the login.html target. */
+  basePath?: string;
+  /** The portal's public base URL (`PUBLIC_URL`), for the generated login.html. */
+  publicUrl: string;
+  /** Reverse proxies whose `X-Forwarded-For` is believed (the voucher box's attempt limit). */
+  trustedProxies?: readonly string[];
+  /** How often the page asks how its payment stands. */
+  pollMs?: number;
+  /** Printed-code attempts per client address per 5 minutes. */
+  voucherTriesPer5Min?: number;
+}
+
+const MAX_BODY = 8 * 1024;
+const KEY_PATTERN = /^[A-Za-z0-9_-]{16,64}$/;
+
+/**
+ * The hotspot captive portal: a thin channel. It shows the hotspot plans, asks the billing core
+ * for an STK payment (`requestPayment`, the same limits and idempotency as every channel), follows
+ * the intent, and hands the page the voucher the settlement made, to log in at the hotspot.
+ * Nothing here calls M-Pesa or a router.
+ */
+export function createPortalRoutes(deps: PortalDeps): Hono {
+  const app = new Hono();
+  const basePath = (deps.basePath ?? "/portal").replace(/\/+$/, "");
+  const theme = themeFrom(deps.brandColour);
+  const signer = createTokenSigner(deps.tokenKey);
+  const served = deps.servedCountries ?? DEFAULT_SERVED_COUNTRIES;
+  const limits = deps.limits ?? defaultPaymentLimits;
+  const record =
+    deps.requestPayment ??
+    ((actor: Actor, input: PaymentRequest) => requestPayment(deps.ctx, actor, input, limits));
+  const proxies = new Set(deps.trustedProxies ?? []);
+  const voucherTries = new AttemptLimiter(deps.voucherTriesPer5Min ?? 20, 5 * 60_000);
+  const base = (router: PortalRouter) => `${basePath}/${encodeURIComponent(router.name)}`;
+
+  app.use("*", limitBody(MAX_BODY));
+  app.use("*", async (c, next) => {
+    await next();
+    c.header("Cache-Control", "no-store");
+    c.header("X-Content-Type-Options", "nosniff");
+    c.header("Referrer-Policy", "no-referrer");
+  });
+
+  async function routerOr404(c: Context): Promise<PortalRouter | null> {
+    return findPortalRouter(deps.ctx.db, c.req.param("router") ?? "");
+  }
+
+  const wantsJson = (c: Context) =>
+    (c.req.header("content-type") ?? "").includes("application/json") ||
+    (c.req.header("accept") ?? "").startsWith("application/json");
+
+  async function readBody(c: Context): Promise<Record<string, unknown> | null> {
+    try {
+      if ((c.req.header("content-type") ?? "").includes("application/json")) {
+        const body: unknown = await c.req.json();
+        return body && typeof body === "object" && !Array.isArray(body)
+          ? (body as Record<string, unknown>)
+          : null;
+      }
+      return (await c.req.parseBody()) as Record<string, unknown>;
+    } catch {
+      return null;
+    }
+  }
+
+  async function page(
+    c: Context,
+    router: PortalRouter,
+    language: PortalLanguage,
+    hotspot: HotspotVars,
+    view: PageView,
+    status: 200 | 400 | 404 | 429 = 200,
+  ) {
+    const plans = (await hotspotPlans(deps.ctx.db)).map((p) => planCard(p, language));
+    const body = await renderPortalPage({
+      language,
+      isp: deps.ispName,
+      supportPhone: deps.supportPhone,
+      theme,
+      base: base(router),
+      plans,
+      hotspot,
+      key: randomBytes(16).toString("hex"),
+      view,
+      pollMs: deps.pollMs ?? 2000,
+    });
+    return c.html(body, status);
+  }
+
+  const notFound = (c: Context) => c.text("Not Found", 404);
+
+  app.get("/:router/login.html", async (c) => {
+    const router = await routerOr404(c);
+    if (!router) return notFound(c);
+    const portalUrl = `${deps.publicUrl.replace(/\/+$/, "")}${base(router)}`;
+    c.header("Content-Disposition", 'attachment; filename="login.html"');
+    return c.body(hotspotLoginHtml({ portalUrl, ispName: deps.ispName }), 200, {
+      "Content-Type": "text/html; charset=utf-8",
+    });
+  });
+
+  app.get("/:router/status/:token", async (c) => {
+    const router = await routerOr404(c);
+    const intentId = router ? signer.verify(router.id, c.req.param("token")) : null;
+    if (!router || intentId === null) return c.json({ error: "not found" }, 404);
+    const language = portalLanguage(c.req.query("lang"));
+    const status = await portalPaymentStatus(deps.ctx.db, intentId, language, deps.supportPhone);
+    if (!status) return c.json({ error: "not found" }, 404);
+    const { amountCents: _amount, ...answer } = status;
+    return c.json(answer);
+  });
+
+  app.get("/:router", async (c) => {
+    const router = await routerOr404(c);
+    if (!router) return notFound(c);
+    const query = c.req.query();
+    const language = portalLanguage(query.lang);
+    const hotspot = readHotspotVars(query);
+    const token = query.t;
+    if (token) {
+      // Where a form post (no script) lands: the payment as it stands now.
+      const intentId = signer.verify(router.id, token);
+      const status =
+        intentId === null
+          ? null
+          : await portalPaymentStatus(deps.ctx.db, intentId, language, deps.supportPhone);
+      if (status) return page(c, router, language, hotspot, { kind: "wait", token, status });
+    }
+    return page(c, router, language, hotspot, { kind: "buy" });
+  });
+
+  app.post("/:router/pay", async (c) => {
+    const router = await routerOr404(c);
+    if (!router) return notFound(c);
+    const body = await readBody(c);
+    const json = wantsJson(c);
+    const language = portalLanguage(body?.lang ?? c.req.query("lang"));
+    const hotspot = readHotspotVars({ ...c.req.query(), ...(body ?? {}) });
+    const phoneInput = typeof body?.phone === "string" ? body.phone : "";
+    const planId = Number(body?.plan);
+    const refuse = (message: string, status: 400 | 429 = 400) =>
+      json
+        ? c.json({ error: message }, status)
+        : page(
+            c,
+            router,
+            language,
+            hotspot,
+            {
+              kind: "buy",
+              error: message,
+              phone: phoneInput,
+              planId: Number.isSafeInteger(planId) ? planId : undefined,
+            },
+            status,
+          );
+    const t = (key: PortalKey, params?: Record<string, string | number>) => pt(language, key, params);
+    if (!body) return refuse(t("error.generic"));
+
+    const verdict = checkPhone(phoneInput, served);
+    if (verdict.kind === "invalid") return refuse(t("error.phone"));
+    if (verdict.kind === "foreign") {
+      const country = verdict.country ? countryName(verdict.country, language) : null;
+      return refuse(
+        country
+          ? t("error.foreign.country", { isp: deps.ispName, country })
+          : t("error.foreign.other", { isp: deps.ispName }),
+      );
+    }
+    const plan = Number.isSafeInteger(planId) && planId > 0 ? await hotspotPlan(deps.ctx.db, planId) : null;
+    if (!plan) return refuse(t("error.plan"));
+    const key = typeof body.key === "string" && KEY_PATTERN.test(body.key) ? body.key : null;
+    if (!key) return refuse(t("error.generic"));
+    const mac = hotspot.mac
+      .toUpperCase()
+      .replace(/[^0-9A-F:]/g, "")
+      .slice(0, 17);
+
+    const result = await record(
+      { kind: "subscriber", id: verdict.e164, channel: "portal" },
+      {
+        phone: verdict.e164,
+        purpose: "voucher",
+        amountCents: plan.priceCents,
+        planId: plan.id,
+        channel: "portal",
+        // A device (by its MAC on this hotspot) gets the same per-session limit as a USSD session.
+        ...(mac ? { channelSessionId: `${router.id}:${mac}` } : {}),
+        // The page's key: a double click, or a form sent twice, makes one prompt.
+        idempotencyKey: `portal:${router.id}:${key}`,
+      },
+    );
+    if (!result.ok) {
+      if (result.reason === "rate_limited")
+        return refuse(language === "en" ? result.message : t("error.busy"), 429);
+      if (/not on sale/.test(result.message)) return refuse(t("error.plan"));
+      if (/phone number/.test(result.message)) return refuse(t("error.phone"));
+      return refuse(language === "en" ? result.message : t("error.generic"));
+    }
+    const token = signer.sign(router.id, result.intentId);
+    deps.logger.info({ router: router.id, intentId: result.intentId }, "portal: voucher payment requested");
+    if (json) return c.json({ intentId: result.intentId, token });
+    return c.redirect(`${base(router)}${hotspotQuery(hotspot, { lang: language, t: token })}`, 303);
+  });
+
+  app.post("/:router/voucher", async (c) => {
+    const router = await routerOr404(c);
+    if (!router) return notFound(c);
+    const body = await readBody(c);
+    const json = wantsJson(c);
+    const language = portalLanguage(body?.lang ?? c.req.query("lang"));
+    const hotspot = readHotspotVars({ ...c.req.query(), ...(body ?? {}) });
+    const refuse = (key: PortalKey, status: 400 | 404 | 429 = 400) =>
+      json
+        ? c.json({ error: pt(language, key) }, status)
+        : page(c, router, language, hotspot, { kind: "buy", voucherError: pt(language, key) }, status);
+    const code = typeof body?.code === "string" ? body.code : "";
+    if (!code.trim()) return refuse("voucher.empty");
+    if (!voucherTries.take(`${router.id}|${requestClientAddress(c, proxies)}`))
+      return refuse("voucher.too_many", 429);
+    const check = await checkPrintedVoucher(deps.ctx.db, router.id, code, deps.ctx.clock.now());
+    if (!check.ok) return refuse(`voucher.${check.reason}`, check.reason === "unknown" ? 404 : 400);
+    if (json) return c.json({ username: check.username, password: check.password });
+    return page(c, router, language, hotspot, {
+      kind: "login",
+      username: check.username,
+      password: check.password,
+    });
+  });
+
+  return app;
+}
+
+const regionNames = new Map<PortalLanguage, Intl.DisplayNames>();
+function countryName(country: string, language: PortalLanguage): string | null {
+  let names = regionNames.get(language);
+  if (!names) {
+    names = new Intl.DisplayNames([language], { type: "region", fallback: "none" });
+    regionNames.set(language, names);
+  }
+  try {
+    return names.of(country) ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** A sliding window of attempts per key, in memory (per instance): enough to slow guessing. */
+class AttemptLimiter {
+  private readonly hits = new Map<string, number[]>();
+  constructor(
+    private readonly limit: number,
+    private readonly windowMs: number,
+  ) {}
+  take(key: string): boolean {
+    const now = Date.now();
+    const recent = (this.hits.get(key) ?? []).filter((t) => t > now - this.windowMs);
+    if (recent.length >= this.limit) {
+      this.hits.set(key, recent);
+      return false;
+    }
+    recent.push(now);
+    this.hits.set(key, recent);
+    if (this.hits.size > 10_000) this.hits.delete(this.hits.keys().next().value!);
+    return true;
+  }
+}

@@ -1,0 +1,301 @@
+import { existsSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { eq, sql } from "drizzle-orm";
+import { Hono } from "hono";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type BillingContext, defaultBillingSettings } from "../../src/billing/context.ts";
+import { systemClock } from "../../src/clock.ts";
+import type { Database } from "../../src/db/client.ts";
+import { vouchers } from "../../src/db/schema/index.ts";
+import { emulatedRouter, networkStack, waitFor } from "../network/support.ts";
+import { freshPhone, type Harness, startHarness } from "../payments/harness.ts";
+import { count } from "../support/billing.ts";
+import { createTestDatabase } from "../support/db.ts";
+import { hotspotPlans, listen, portalApp } from "./world.ts";
+
+/**
+ * The captive portal in a real browser (Debian's chromium through playwright-core, at phone size):
+ * a package is bought, the M-Pesa prompt approved in the Daraja fake, the provisioning worker puts
+ * the voucher on an emulated RouterOS, and the page logs in by posting to a fake hotspot login URL.
+ */
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const SHOTS = join(process.cwd(), "artifacts", "screenshots");
+const PHONE_VIEWPORT = { width: 360, height: 740 };
+
+let database: Database;
+let browser: Browser;
+let harness: Harness;
+let stack: ReturnType<typeof networkStack>;
+let router: Awaited<ReturnType<typeof emulatedRouter>>;
+let portal: { url: string; close(): Promise<void> };
+let hotspot: { url: string; close(): Promise<void> };
+let plans: Awaited<ReturnType<typeof hotspotPlans>>;
+let dispatching: ReturnType<typeof setInterval>;
+const logins: Record<string, string>[] = [];
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM))
+    throw new Error(
+      `No Chromium at ${CHROMIUM}: install Debian's (apt-get install -y chromium) or set CHROMIUM_PATH. The browser tests are not skipped.`,
+    );
+  mkdirSync(SHOTS, { recursive: true });
+  database = await createTestDatabase();
+  const ctx: BillingContext = { db: database.db, clock: systemClock, settings: defaultBillingSettings };
+  plans = await hotspotPlans(database.db);
+  router = await emulatedRouter(database.db, "kiosk");
+  stack = networkStack(database.db, systemClock, { worker: { pollMs: 100 } });
+  stack.worker.start();
+  harness = await startHarness(ctx);
+  // The dispatcher sends what the portal recorded (in the app, payments.request wakes it at once).
+  let busy = false;
+  dispatching = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    void harness.dispatcher
+      .runOnce()
+      .catch(() => {})
+      .finally(() => {
+        busy = false;
+      });
+  }, 100);
+  portal = await listen(portalApp(ctx, { limits: { promptsPerWindow: 1 }, pollMs: 300 }));
+  // The hotspot's own login URL: records what the page posted, as the router would receive it.
+  const fakeHotspot = new Hono();
+  fakeHotspot.post("/login", async (c) => {
+    const form = (await c.req.parseBody()) as Record<string, string>;
+    logins.push(form);
+    return c.html(
+      `<!DOCTYPE html><html lang="en"><head><meta name="viewport" content="width=device-width, initial-scale=1"><title>Hotspot</title></head><body><h1>You are logged in</h1><p>User ${form.username}</p></body></html>`,
+    );
+  });
+  hotspot = await listen(fakeHotspot);
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+}, 60_000);
+
+afterAll(async () => {
+  clearInterval(dispatching);
+  await browser?.close();
+  await portal?.close();
+  await hotspot?.close();
+  await harness?.close();
+  await stack?.close();
+  await router?.emulator.stop();
+  await database?.close();
+});
+
+async function phonePage(): Promise<Page> {
+  const context = await browser.newContext({
+    viewport: PHONE_VIEWPORT,
+    deviceScaleFactor: 2,
+    isMobile: true,
+    hasTouch: true,
+  });
+  return context.newPage();
+}
+
+function portalUrl(lang?: "sw") {
+  const query = new URLSearchParams({
+    "link-login-only": `${hotspot.url}/login`,
+    dst: "http://example.com/news",
+    mac: "AA:BB:CC:00:11:22",
+    ip: "10.5.50.23",
+  });
+  if (lang) query.set("lang", lang);
+  return `${portal.url}/portal/kiosk?${query}`;
+}
+
+interface Accessibility {
+  lang: string;
+  unlabelled: string[];
+  imagesWithoutAlt: number;
+  lowContrast: string[];
+  pairs: number;
+  overflowsWidth: boolean;
+}
+
+/** The basics: labels, lang, alt texts, contrast of every visible text (WCAG 4.5:1), checked in the page: plain JavaScript, as it runs in the browser. */
+const accessibilityCheck = `(() => {
+    const rgb = (value) => {
+      const m = value.match(/[0-9.]+/g)?.map(Number) ?? [0, 0, 0, 1];
+      return [m[0] ?? 0, m[1] ?? 0, m[2] ?? 0, m[3] ?? 1];
+    };
+    const lum = ([r, g, b]) => {
+      const lin = (v) => {
+        const s = v / 255;
+        return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
+      };
+      return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+    };
+    const background = (el) => {
+      for (let e = el; e; e = e.parentElement) {
+        const c = rgb(getComputedStyle(e).backgroundColor);
+        if (c[3] > 0) return c;
+      }
+      return [255, 255, 255, 1];
+    };
+    const visible = (el) => {
+      const box = el.getBoundingClientRect();
+      return box.width > 0 && box.height > 0 && getComputedStyle(el).visibility !== "hidden";
+    };
+    const unlabelled = [...document.querySelectorAll("input, select, textarea")]
+      .filter((el) => el.type !== "hidden")
+      .filter((el) => {
+        const labels = el.labels;
+        return (
+          !(labels && labels.length > 0) &&
+          !el.getAttribute("aria-label") &&
+          !el.getAttribute("aria-labelledby")
+        );
+      })
+      .map((el) => el.outerHTML);
+    const lowContrast = [];
+    let pairs = 0;
+    for (const el of document.querySelectorAll("body *")) {
+      if (!visible(el)) continue;
+      const ownText = [...el.childNodes].some((n) => n.nodeType === Node.TEXT_NODE && n.textContent?.trim());
+      if (!ownText) continue;
+      const style = getComputedStyle(el);
+      const fg = rgb(style.color);
+      const bg = background(el);
+      // Disabled controls are exempt (WCAG 1.4.3), but ours stay readable anyway.
+      const [hi, lo] = [lum(fg), lum(bg)].sort((a, b) => b - a);
+      const ratio = (hi + 0.05) / (lo + 0.05);
+      pairs++;
+      if (ratio < 4.5)
+        lowContrast.push(
+          \`\${el.tagName}#\${el.id} "\${el.textContent?.trim().slice(0, 30)}" \${ratio.toFixed(2)}\`,
+        );
+    }
+    return {
+      lang: document.documentElement.lang,
+      unlabelled,
+      imagesWithoutAlt: [...document.querySelectorAll("img")].filter((i) => !i.hasAttribute("alt")).length,
+      lowContrast,
+      pairs,
+      overflowsWidth: document.documentElement.scrollWidth > window.innerWidth,
+    };
+  })()`;
+
+function accessibility(page: Page): Promise<Accessibility> {
+  return page.evaluate(accessibilityCheck) as Promise<Accessibility>;
+}
+
+function expectAccessible(a: Accessibility, lang: string) {
+  expect(a.lang).toBe(lang);
+  expect(a.unlabelled).toEqual([]);
+  expect(a.imagesWithoutAlt).toBe(0);
+  expect(a.lowContrast).toEqual([]);
+  expect(a.pairs).toBeGreaterThan(5);
+  expect(a.overflowsWidth).toBe(false);
+}
+
+describe("the captive portal in a phone's browser", () => {
+  it("buys a package, is approved in the fake, and logs in with a hotspot user that is on the router", async () => {
+    const page = await phonePage();
+    const phone = freshPhone();
+    try {
+      await page.goto(portalUrl());
+      await expect.poll(() => page.locator("h1").textContent()).toBe("Tandao Net Wi-Fi");
+      expectAccessible(await accessibility(page), "en");
+      await page.screenshot({ path: join(SHOTS, "portal-plans-en.png"), fullPage: true });
+
+      harness.fake.queue({ outcome: "success", delayMs: 400 });
+      await page.getByLabel(/Day Pass/).check();
+      await page.getByLabel("M-Pesa phone number").fill(phone.replace("+254", "0"));
+      // A double tap: one prompt.
+      await page.getByRole("button", { name: "Pay with M-Pesa" }).dblclick();
+      await page.getByRole("heading", { name: "Check your phone" }).waitFor();
+      expectAccessible(await accessibility(page), "en");
+      await page.screenshot({ path: join(SHOTS, "portal-waiting.png"), fullPage: true });
+
+      await waitFor(() => logins.length > 0, 30_000, 100);
+      await page.getByRole("heading", { name: "You are logged in" }).waitFor();
+      await page.screenshot({ path: join(SHOTS, "portal-logged-in.png"), fullPage: true });
+
+      expect(
+        await count(database.db, sql`select count(*) as n from payment_intents where phone = ${phone}`),
+      ).toBe(1);
+      const [voucher] = await database.db.select().from(vouchers).where(eq(vouchers.soldToPhone, phone));
+      expect(voucher).toMatchObject({ planId: plans.day.id, status: "sold" });
+      expect(logins).toEqual([
+        { username: voucher!.code, password: voucher!.code, dst: "http://example.com/news" },
+      ]);
+      const user = router.emulator.find("/ip/hotspot/user", logins[0]!.username!);
+      expect(user).toBeDefined();
+      expect(user!.password).toBe(logins[0]!.password);
+      expect(user!.comment).toBe(`tandao:voucher:${voucher!.id}`);
+    } finally {
+      await page.context().close();
+    }
+
+    // The same phone again within the limit window (one prompt per window here): refused, and said so.
+    const again = await phonePage();
+    try {
+      await again.goto(portalUrl());
+      await again.getByLabel(/1 Hour/).check();
+      await again.getByLabel("M-Pesa phone number").fill(phone);
+      await again.getByRole("button", { name: "Pay with M-Pesa" }).click();
+      await expect
+        .poll(() => again.locator("#buy-error").textContent())
+        .toBe("Too many payment prompts: at most 1 in 5 minutes. Please wait and try again.");
+      await again.screenshot({ path: join(SHOTS, "portal-limit.png"), fullPage: true });
+      expect(
+        await count(database.db, sql`select count(*) as n from payment_intents where phone = ${phone}`),
+      ).toBe(1);
+    } finally {
+      await again.context().close();
+    }
+  }, 90_000);
+
+  it("refuses a foreign number with a clear message, in Kiswahili too", async () => {
+    const page = await phonePage();
+    try {
+      await page.goto(portalUrl("sw"));
+      expectAccessible(await accessibility(page), "sw");
+      await page.screenshot({ path: join(SHOTS, "portal-plans-sw.png"), fullPage: true });
+      await page.getByLabel(/Saa 1/).check();
+      await page.getByLabel("Nambari ya simu ya M-Pesa").fill("+447912345678");
+      await page.getByRole("button", { name: "Lipa kwa M-Pesa" }).click();
+      await expect
+        .poll(() => page.locator("#buy-error").textContent())
+        .toMatch(/^Samahani, Tandao Net haihudumii nambari za simu za /);
+      expectAccessible(await accessibility(page), "sw");
+      await page.screenshot({ path: join(SHOTS, "portal-foreign-sw.png"), fullPage: true });
+
+      await page.getByRole("link", { name: "English" }).click();
+      await page.getByLabel(/1 Hour/).check();
+      await page.getByLabel("M-Pesa phone number").fill("+447912345678");
+      await page.getByRole("button", { name: "Pay with M-Pesa" }).click();
+      await expect
+        .poll(() => page.locator("#buy-error").textContent())
+        .toBe("Sorry, Tandao Net does not serve phone numbers from United Kingdom.");
+      await page.screenshot({ path: join(SHOTS, "portal-foreign-en.png"), fullPage: true });
+      expect(
+        await count(
+          database.db,
+          sql`select count(*) as n from payment_intents where phone = '+447912345678'`,
+        ),
+      ).toBe(0);
+    } finally {
+      await page.context().close();
+    }
+  }, 60_000);
+
+  it("says when a printed code is not valid", async () => {
+    const page = await phonePage();
+    try {
+      await page.goto(portalUrl());
+      await page.getByLabel("Voucher code").fill("ABCD-EFGH");
+      await page.getByRole("button", { name: "Connect with code" }).click();
+      await expect
+        .poll(() => page.locator("#voucher-error").textContent())
+        .toBe("That code is not valid. Check it and try again.");
+      expectAccessible(await accessibility(page), "en");
+      await page.locator("#voucher").screenshot({ path: join(SHOTS, "portal-voucher-error.png") });
+    } finally {
+      await page.context().close();
+    }
+  }, 60_000);
+});

@@ -1,0 +1,481 @@
+import { and, eq, sql } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createVoucherBatch, markVouchersSold } from "../../src/billing/vouchers.ts";
+import { FakeClock } from "../../src/clock.ts";
+import type { Database } from "../../src/db/client.ts";
+import { paymentIntents, vouchers } from "../../src/db/schema/index.ts";
+import type { RouterApi, RouterRow } from "../../src/network/connection.ts";
+import {
+  contrast,
+  ensureWalledGarden,
+  parseHex,
+  safeLoginUrl,
+  themeFrom,
+  themePairs,
+  walledGardenEntries,
+} from "../../src/portal/index.ts";
+import { createTokenSigner } from "../../src/portal/token.ts";
+import { freshPhone, intent, startHarness } from "../payments/harness.ts";
+import { admin, billingContext, count } from "../support/billing.ts";
+import { createTestDatabase } from "../support/db.ts";
+import { hotspotPlans, pageKey, portalApp, postJson, routerRow, TOKEN_KEY } from "./world.ts";
+
+let database: Database;
+let plans: Awaited<ReturnType<typeof hotspotPlans>>;
+beforeAll(async () => {
+  database = await createTestDatabase();
+  plans = await hotspotPlans(database.db);
+});
+afterAll(async () => {
+  await database.close();
+});
+
+const intentsFor = (phone: string) =>
+  count(database.db, sql`select count(*) as n from payment_intents where phone = ${phone}`);
+
+describe("the portal page", () => {
+  it("lists the hotspot plans on sale with price, speed, validity and data cap, and keeps the hotspot's variables", async () => {
+    const { ctx } = billingContext(database.db);
+    const router = await routerRow(database.db);
+    const app = portalApp(ctx);
+    const res = await app.request(
+      `/portal/${router.name}?link-login-only=${encodeURIComponent("http://10.5.50.1/login")}&dst=${encodeURIComponent("http://example.com/")}&mac=AA%3ABB%3ACC%3A00%3A11%3A22&ip=10.5.50.9`,
+    );
+    expect(res.status).toBe(200);
+    const page = await res.text();
+    expect(page).toContain('<html lang="en">');
+    expect(page).toContain("1 Hour");
+    expect(page).toContain("KES 20");
+    expect(page).toContain("Speed: 5 Mbps down, 2 Mbps up");
+    expect(page).toContain("Valid for 1 hour");
+    expect(page).toContain("Day Pass");
+    expect(page).toContain("KES 50");
+    expect(page).toContain("Data: 2 GB");
+    expect(page).toContain("Data: unlimited");
+    expect(page).not.toContain("Old Promo");
+    expect(page).not.toContain("Home Fibre");
+    expect(page).toContain('<label class="field" for="phone">M-Pesa phone number</label>');
+    expect(page).toContain('name="link-login-only" value="http://10.5.50.1/login"');
+    expect(page).toContain('name="mac" value="AA:BB:CC:00:11:22"');
+    expect(page).toContain('action="http://10.5.50.1/login"');
+    // The language switch keeps the hotspot's variables.
+    expect(page).toMatch(/href="\/portal\/[^"]+\?link-login-only=[^"]*lang=sw" hreflang="sw"/);
+  });
+
+  it("speaks Kiswahili with ?lang=sw", async () => {
+    const { ctx } = billingContext(database.db);
+    const router = await routerRow(database.db);
+    const page = await (await portalApp(ctx).request(`/portal/${router.name}?lang=sw`)).text();
+    expect(page).toContain('<html lang="sw">');
+    expect(page).toContain("Lipa kwa M-Pesa");
+    expect(page).toContain("Siku Nzima");
+    expect(page).toContain("Muda: siku 1");
+    expect(page).toContain("Nambari ya simu ya M-Pesa");
+  });
+
+  it("answers 404 for a router it does not know, and escapes what the hotspot sends", async () => {
+    const { ctx } = billingContext(database.db);
+    const router = await routerRow(database.db);
+    const app = portalApp(ctx);
+    expect((await app.request("/portal/no-such-router")).status).toBe(404);
+    const page = await (
+      await app.request(`/portal/${router.name}?error=${encodeURIComponent("<script>x</script>")}`)
+    ).text();
+    expect(page).not.toContain("<script>x</script>");
+    expect(page).toContain("&lt;script&gt;x&lt;/script&gt;");
+  });
+
+  it("posts credentials only to a hotspot login URL", () => {
+    expect(safeLoginUrl("http://10.5.50.1/login")).toBe("http://10.5.50.1/login");
+    expect(safeLoginUrl("https://hotspot.example.net/login")).toBe("https://hotspot.example.net/login");
+    expect(safeLoginUrl("javascript:alert(1)")).toBeNull();
+    expect(safeLoginUrl("http://evil.example/steal")).toBeNull();
+    expect(safeLoginUrl("http://user:pw@10.5.50.1/login")).toBeNull();
+  });
+
+  it("keeps every text/background pair readable whatever colour the ISP picks", () => {
+    for (const colour of ["#0a7d4f", "#ffeb3b", "#ffffff", "#000000", "#e91e63", "not a colour"]) {
+      for (const [what, fg, bg] of themePairs(themeFrom(colour))) {
+        expect(contrast(parseHex(fg)!, parseHex(bg)!), `${colour}: ${what}`).toBeGreaterThanOrEqual(4.5);
+      }
+    }
+  });
+});
+
+describe("buying a package", () => {
+  it("refuses a number from a country that is not served, with a clear message, and records nothing", async () => {
+    const { ctx } = billingContext(database.db);
+    const router = await routerRow(database.db);
+    const app = portalApp(ctx);
+    const res = await postJson(app, `/portal/${router.name}/pay`, {
+      plan: plans.hour.id,
+      phone: "+447912345678",
+      key: pageKey(),
+    });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toEqual({
+      error: "Sorry, Tandao Net does not serve phone numbers from United Kingdom.",
+    });
+    expect(await intentsFor("+447912345678")).toBe(0);
+    const sw = await postJson(app, `/portal/${router.name}/pay`, {
+      plan: plans.hour.id,
+      phone: "+256712345678",
+      key: pageKey(),
+      lang: "sw",
+    });
+    expect(((await sw.json()) as { error: string }).error).toMatch(
+      /^Samahani, Tandao Net haihudumii nambari za simu za /,
+    );
+  });
+
+  it("refuses a number that is not one, a plan that is not a hotspot plan on sale, and a missing key", async () => {
+    const { ctx } = billingContext(database.db);
+    const router = await routerRow(database.db);
+    const app = portalApp(ctx);
+    const phone = freshPhone();
+    const bad = async (body: Record<string, unknown>) => {
+      const res = await postJson(app, `/portal/${router.name}/pay`, body);
+      expect(res.status).toBe(400);
+      return ((await res.json()) as { error: string }).error;
+    };
+    expect(await bad({ plan: plans.hour.id, phone: "12", key: pageKey() })).toMatch(
+      /Enter an M-Pesa phone number/,
+    );
+    expect(await bad({ plan: plans.home.id, phone, key: pageKey() })).toBe("That package is not on sale.");
+    expect(await bad({ plan: plans.retired.id, phone, key: pageKey() })).toBe("That package is not on sale.");
+    expect(await bad({ plan: "x", phone, key: pageKey() })).toBe("That package is not on sale.");
+    expect(await bad({ plan: plans.hour.id, phone, key: "short" })).toMatch(/Something went wrong/);
+    expect(await intentsFor(phone)).toBe(0);
+  });
+
+  it("makes one prompt for a double click (same page key), answering the same intent and token", async () => {
+    const { ctx } = billingContext(database.db);
+    const router = await routerRow(database.db);
+    const app = portalApp(ctx);
+    const phone = freshPhone();
+    const key = pageKey();
+    const body = { plan: plans.day.id, phone: phone.replace("+254", "0"), key, mac: "AA:BB:CC:00:11:22" };
+    const [one, two] = await Promise.all([
+      postJson(app, `/portal/${router.name}/pay`, body),
+      postJson(app, `/portal/${router.name}/pay`, body),
+    ]);
+    expect(one.status).toBe(200);
+    expect(two.status).toBe(200);
+    const a = (await one.json()) as { intentId: number; token: string };
+    const b = (await two.json()) as { intentId: number; token: string };
+    expect(a).toEqual(b);
+    expect(await intentsFor(phone)).toBe(1);
+    const row = await intent(database.db, a.intentId);
+    expect(row).toMatchObject({
+      purpose: "voucher",
+      channel: "portal",
+      amountCents: 5_000,
+      planId: plans.day.id,
+      phone,
+      channelSessionId: `${router.id}:AA:BB:CC:00:11:22`,
+    });
+  });
+
+  it("refuses a second purchase within the limit window, and records nothing for it", async () => {
+    const { ctx } = billingContext(database.db);
+    const router = await routerRow(database.db);
+    const app = portalApp(ctx, { limits: { promptsPerWindow: 1, windowMs: 5 * 60_000 } });
+    const phone = freshPhone();
+    const first = await postJson(app, `/portal/${router.name}/pay`, {
+      plan: plans.hour.id,
+      phone,
+      key: pageKey(),
+    });
+    expect(first.status).toBe(200);
+    const second = await postJson(app, `/portal/${router.name}/pay`, {
+      plan: plans.hour.id,
+      phone,
+      key: pageKey(),
+    });
+    expect(second.status).toBe(429);
+    expect(((await second.json()) as { error: string }).error).toBe(
+      "Too many payment prompts: at most 1 in 5 minutes. Please wait and try again.",
+    );
+    expect(await intentsFor(phone)).toBe(1);
+  });
+
+  it("works as a plain form post too: a redirect to the page that follows the payment", async () => {
+    const { ctx } = billingContext(database.db);
+    const router = await routerRow(database.db);
+    const app = portalApp(ctx);
+    const phone = freshPhone();
+    const form = new URLSearchParams({
+      plan: String(plans.hour.id),
+      phone,
+      key: pageKey(),
+      lang: "en",
+      "link-login-only": "http://10.5.50.1/login",
+      dst: "http://example.com/",
+    });
+    const res = await app.request(`/portal/${router.name}/pay`, { method: "POST", body: form });
+    expect(res.status).toBe(303);
+    const location = res.headers.get("location")!;
+    expect(location).toMatch(/link-login-only=http%3A%2F%2F10\.5\.50\.1%2Flogin/);
+    expect(location).toMatch(/[?&]t=/);
+    const page = await (await app.request(location)).text();
+    expect(page).toContain("Enter your M-Pesa PIN on the prompt to pay KES 20.");
+    expect(page).toContain('<meta http-equiv="refresh" content="5">');
+    // A refused form post shows the page again with the reason and what was typed.
+    const refused = await app.request(`/portal/${router.name}/pay`, {
+      method: "POST",
+      body: new URLSearchParams({ plan: String(plans.hour.id), phone: "+447912345678", key: pageKey() }),
+    });
+    expect(refused.status).toBe(400);
+    const again = await refused.text();
+    expect(again).toContain("does not serve phone numbers from United Kingdom");
+    expect(again).toContain('value="+447912345678"');
+  });
+});
+
+describe("following the payment", () => {
+  it("goes pending → paid with the voucher the settlement made, through the Daraja fake", async () => {
+    const { ctx } = billingContext(database.db, new FakeClock(new Date()));
+    const h = await startHarness(ctx);
+    try {
+      const router = await routerRow(database.db);
+      const app = portalApp(ctx);
+      const phone = freshPhone();
+      const { token, intentId } = (await (
+        await postJson(app, `/portal/${router.name}/pay`, { plan: plans.hour.id, phone, key: pageKey() })
+      ).json()) as { token: string; intentId: number };
+      const status = async (lang = "en") =>
+        (await app.request(`/portal/${router.name}/status/${token}?lang=${lang}`)).json() as Promise<
+          Record<string, unknown>
+        >;
+      expect(await status()).toEqual({ state: "pending", message: "Waiting for your M-Pesa payment." });
+      h.fake.queue({ outcome: "success", delayMs: 10 });
+      await h.dispatcher.runOnce();
+      await h.fake.idle();
+      const [voucher] = await database.db.select().from(vouchers).where(eq(vouchers.soldToPhone, phone));
+      expect(voucher).toBeDefined();
+      expect(await status()).toEqual({
+        state: "paid",
+        message: `Payment received. Your code is ${voucher!.code}.`,
+        voucher: { username: voucher!.code, password: voucher!.code },
+        ready: false,
+      });
+      expect((await status("sw")).message).toBe(`Malipo yamepokelewa. Msimbo wako ni ${voucher!.code}.`);
+      expect((await intent(database.db, intentId)).status).toBe("succeeded");
+      // Once the provisioning worker has put the user on the router, the page may log in at once.
+      await database.db.execute(
+        sql`update provisioning_outbox set status = 'done' where voucher_id = ${voucher!.id}`,
+      );
+      expect((await status()).ready).toBe(true);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it("says so when the payer cancels, the payment fails, or M-Pesa never answers", async () => {
+    const { ctx } = billingContext(database.db, new FakeClock(new Date()));
+    const h = await startHarness(ctx);
+    try {
+      const router = await routerRow(database.db);
+      const app = portalApp(ctx);
+      const outcomes = [
+        ["cancelled", "failed", "You cancelled the M-Pesa prompt. Nothing was paid."],
+        ["insufficient_funds", "failed", /^The payment did not go through/],
+        ["unreachable", "timed_out", /^M-Pesa did not confirm the payment in time/],
+      ] as const;
+      for (const [outcome, state, message] of outcomes) {
+        const phone = freshPhone();
+        const { token } = (await (
+          await postJson(app, `/portal/${router.name}/pay`, { plan: plans.hour.id, phone, key: pageKey() })
+        ).json()) as { token: string };
+        h.fake.queue({ outcome, delayMs: 10 });
+        await h.dispatcher.runOnce();
+        await h.fake.idle();
+        const answer = (await (await app.request(`/portal/${router.name}/status/${token}`)).json()) as {
+          state: string;
+          message: string;
+          voucher?: unknown;
+        };
+        expect(answer.state, outcome).toBe(state);
+        expect(answer.message).toMatch(message);
+        expect(answer.voucher).toBeUndefined();
+        expect(
+          await count(database.db, sql`select count(*) as n from vouchers where sold_to_phone = ${phone}`),
+        ).toBe(0);
+      }
+    } finally {
+      await h.close();
+    }
+  });
+
+  it("answers 404 for a wrong token, another router's token, and another channel's intent", async () => {
+    const { ctx } = billingContext(database.db);
+    const router = await routerRow(database.db);
+    const other = await routerRow(database.db);
+    const app = portalApp(ctx);
+    const { token, intentId } = (await (
+      await postJson(app, `/portal/${router.name}/pay`, {
+        plan: plans.hour.id,
+        phone: freshPhone(),
+        key: pageKey(),
+      })
+    ).json()) as { token: string; intentId: number };
+    const status = async (path: string) => (await app.request(path)).status;
+    expect(await status(`/portal/${router.name}/status/${token}`)).toBe(200);
+    expect(await status(`/portal/${other.name}/status/${token}`)).toBe(404);
+    expect(await status(`/portal/${router.name}/status/${intentId}`)).toBe(404);
+    const tampered = token.replace(/^[0-9a-z]+/, (intentId + 1).toString(36));
+    expect(await status(`/portal/${router.name}/status/${tampered}`)).toBe(404);
+    expect(await status(`/portal/${router.name}/status/x`)).toBe(404);
+    // A USSD intent is not the portal's to show, even with a correctly signed token.
+    const [ussd] = await database.db
+      .insert(paymentIntents)
+      .values({
+        phone: freshPhone(),
+        purpose: "voucher",
+        amountCents: 2_000,
+        planId: plans.hour.id,
+        channel: "ussd",
+        updatedAt: new Date(),
+      })
+      .returning();
+    const signed = createTokenSigner(TOKEN_KEY).sign(router.id, ussd!.id);
+    expect(await status(`/portal/${router.name}/status/${signed}`)).toBe(404);
+  });
+});
+
+describe("the voucher box", () => {
+  it("logs in a live printed code for this router, and refuses unknown, unsold, other routers' and expired codes", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock(new Date()));
+    const router = await routerRow(database.db);
+    const other = await routerRow(database.db);
+    const app = portalApp(ctx);
+    const mine = await createVoucherBatch(ctx, admin, {
+      planId: plans.hour.id,
+      quantity: 3,
+      routerId: router.id,
+    });
+    const anyRouter = await createVoucherBatch(ctx, admin, { planId: plans.hour.id, quantity: 1 });
+    const theirs = await createVoucherBatch(ctx, admin, {
+      planId: plans.hour.id,
+      quantity: 1,
+      routerId: other.id,
+    });
+    const [live, unsold, stale] = mine.codes as [string, string, string];
+    await markVouchersSold(ctx, admin, { codes: [live, stale, anyRouter.codes[0]!, theirs.codes[0]!] });
+    await database.db
+      .update(vouchers)
+      .set({ expiresAt: new Date(clock.now().getTime() - 1000) })
+      .where(eq(vouchers.code, stale));
+    const tryCode = async (code: string, lang = "en") => {
+      const res = await postJson(app, `/portal/${router.name}/voucher`, { code, lang });
+      return { status: res.status, body: (await res.json()) as Record<string, string> };
+    };
+    const typed = `${live.slice(0, 4).toLowerCase()}-${live.slice(4)}`;
+    expect(await tryCode(typed)).toEqual({ status: 200, body: { username: live, password: live } });
+    expect((await tryCode(anyRouter.codes[0]!)).status).toBe(200);
+    expect(await tryCode("ZZZZZZZZ")).toEqual({
+      status: 404,
+      body: { error: "That code is not valid. Check it and try again." },
+    });
+    expect((await tryCode(unsold)).body.error).toBe(
+      "That code has not been activated yet. Ask the seller to activate it.",
+    );
+    expect((await tryCode(theirs.codes[0]!)).body.error).toBe("That code is for another hotspot.");
+    expect((await tryCode(stale)).body.error).toBe("That code has expired.");
+    expect((await tryCode(stale, "sw")).body.error).toBe("Msimbo huo umeisha muda wake.");
+    expect((await tryCode("  ")).body.error).toBe("Type the code printed on your voucher.");
+    // Nothing was changed by looking.
+    const [row] = await database.db
+      .select()
+      .from(vouchers)
+      .where(and(eq(vouchers.code, unsold)));
+    expect(row!.status).toBe("available");
+  });
+
+  it("slows down guessing", async () => {
+    const { ctx } = billingContext(database.db);
+    const router = await routerRow(database.db);
+    const app = portalApp(ctx, { voucherTriesPer5Min: 3 });
+    const codes: number[] = [];
+    for (let i = 0; i < 4; i++)
+      codes.push((await postJson(app, `/portal/${router.name}/voucher`, { code: "ABCDEFGH" })).status);
+    expect(codes).toEqual([404, 404, 404, 429]);
+  });
+});
+
+describe("on the router", () => {
+  it("generates a login.html that sends the hotspot's variables to the portal", async () => {
+    const { ctx } = billingContext(database.db);
+    const router = await routerRow(database.db);
+    const res = await portalApp(ctx).request(`/portal/${router.name}/login.html`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-disposition")).toBe('attachment; filename="login.html"');
+    const page = await res.text();
+    expect(page).toContain(`action="https://wifi.example.net/portal/${router.name}" method="get"`);
+    for (const variable of ["$(link-login-only)", "$(link-orig)", "$(mac)", "$(ip)", "$(error)"])
+      expect(page).toContain(`value="${variable}"`);
+    expect(page).toContain('<html lang="en">');
+  });
+
+  it("computes the walled-garden entries for the portal host and converges a router to them", async () => {
+    expect(walledGardenEntries("https://wifi.example.net/portal")).toEqual([
+      {
+        menu: "/ip/hotspot/walled-garden",
+        values: {
+          action: "allow",
+          "dst-host": "wifi.example.net",
+          "dst-port": "443",
+          comment: "tandao:portal",
+        },
+      },
+    ]);
+    expect(walledGardenEntries("http://192.0.2.10:3000")[0]).toEqual({
+      menu: "/ip/hotspot/walled-garden/ip",
+      values: {
+        action: "accept",
+        "dst-address": "192.0.2.10",
+        protocol: "tcp",
+        "dst-port": "3000",
+        comment: "tandao:portal",
+      },
+    });
+    // A router's two menus, as far as this needs: print by comment, add, set, remove.
+    const tables = new Map<string, RouterRow[]>();
+    let next = 1;
+    const commands: string[] = [];
+    const api: RouterApi = {
+      async run(command, params = []) {
+        commands.push(command);
+        const menu = command.slice(0, command.lastIndexOf("/"));
+        const verb = command.slice(command.lastIndexOf("/") + 1);
+        const rows = tables.get(menu) ?? [];
+        tables.set(menu, rows);
+        const words = Object.fromEntries(params.map((p) => p.slice(1).split(/=(.*)/s).slice(0, 2)));
+        if (verb === "print") return rows.filter((r) => r.comment === words.comment);
+        if (verb === "add") rows.push({ ".id": `*${next++}`, ...words });
+        if (verb === "set") Object.assign(rows.find((r) => r[".id"] === words[".id"])!, words);
+        if (verb === "remove") {
+          const ids = new Set(String(words[".id"]).split(","));
+          tables.set(
+            menu,
+            rows.filter((r) => !ids.has(r[".id"]!)),
+          );
+        }
+        return [];
+      },
+    };
+    tables.set("/ip/hotspot/walled-garden", [
+      { ".id": "*99", "dst-host": "other.example", comment: "the admin's own" },
+      { ".id": "*98", "dst-host": "old.example.net", comment: "tandao:portal" },
+    ]);
+    const entries = walledGardenEntries("https://wifi.example.net/portal");
+    expect(await ensureWalledGarden(api, entries)).toEqual({ added: 1, updated: 0, removed: 1 });
+    expect(tables.get("/ip/hotspot/walled-garden")!.map((r) => r["dst-host"])).toEqual([
+      "other.example",
+      "wifi.example.net",
+    ]);
+    commands.length = 0;
+    expect(await ensureWalledGarden(api, entries)).toEqual({ added: 0, updated: 0, removed: 0 });
+    expect(commands.every((c) => c.endsWith("/print"))).toBe(true);
+  });
+});
