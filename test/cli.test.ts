@@ -8,9 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Actor } from "../src/billing/context.ts";
 import { type CliContext, runCommand, shillingsToCents } from "../src/cli/commands.ts";
 import { FakeClock } from "../src/clock.ts";
-import type { Database } from "../src/db/client.ts";
+import { type Database, openDatabase } from "../src/db/client.ts";
 import { admins, auditLog, customers, plans, provisioningOutbox, routers } from "../src/db/schema/index.ts";
 import { createSecretBox } from "../src/lib/secret-box.ts";
+import { lastText, startAdminWorld } from "./admin/world.ts";
 import { billingContext } from "./support/billing.ts";
 import { createTestDatabase } from "./support/db.ts";
 
@@ -204,14 +205,21 @@ describe("the command line", () => {
 });
 
 describe("npm run cli", () => {
-  it("runs as its own process on a fresh embedded database", async () => {
+  it("sets up a fresh embedded database (router, plan, owner), and that owner can then use the admin bot", async () => {
     const dataDir = await mkdtemp(join(tmpdir(), "tandao-cli-"));
     try {
-      const env = { ...process.env, DATA_DIR: dataDir, DATABASE_URL: "", TANDAO_MODE: "" };
+      const env = {
+        ...process.env,
+        DATA_DIR: dataDir,
+        DATABASE_URL: "",
+        TANDAO_MODE: "",
+        TANDAO_ROUTER_PASSWORD: "router-pass-1",
+      };
       const exec = promisify(execFile);
-      const node = (args: string[]) =>
-        exec(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], { env });
-      await node([
+      const cli = (args: string[]) => exec(process.execPath, ["bin/tandao.mjs", ...args], { env });
+      await cli(["migrate"]);
+      await cli(["routers", "add", "--name", "estate-1", "--host", "192.0.2.10", "--user", "tandao"]);
+      await cli([
         "plans",
         "add",
         "--code",
@@ -227,15 +235,30 @@ describe("npm run cli", () => {
         "--speed",
         "2M/4M",
       ]);
-      const listed = await node(["plans", "list"]);
-      expect(listed.stdout).toContain("day-1\thotspot\tDay\tKES 50 / 1 days\t2M/4M");
-      const refused = await node(["plans", "edit", "day-1", "--price", "abc"]).catch(
+      await cli(["admins", "add", "424242", "owner", "Wanjiru"]);
+      expect((await cli(["plans", "list"])).stdout).toContain("day-1\thotspot\tDay\tKES 50 / 1 days\t2M/4M");
+      const refused = await cli(["plans", "edit", "day-1", "--price", "abc"]).catch(
         (error: { code: number; stderr: string }) => error,
       );
       expect(refused).toMatchObject({
         code: 1,
         stderr: expect.stringContaining("not an amount of shillings"),
       });
+
+      const opened = await openDatabase({ dataDir });
+      try {
+        const world = await startAdminWorld({ ...billingContext(opened.db, clock).ctx });
+        try {
+          await world.say(424242, "/routers");
+          expect(lastText(world.fake, 424242)).toContain("estate-1");
+          await world.say(424242, "/plans");
+          expect(lastText(world.fake, 424242)).toContain("Day");
+        } finally {
+          await world.close();
+        }
+      } finally {
+        await opened.close();
+      }
     } finally {
       await rm(dataDir, { recursive: true, force: true });
     }

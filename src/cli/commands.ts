@@ -5,10 +5,13 @@ import type { Actor, BillingContext } from "../billing/context.ts";
 import { formatKes } from "../billing/money.ts";
 import { createPlan, listPlans, type PlanInput, updatePlan } from "../billing/plans.ts";
 import { createCustomerWithSubscription } from "../billing/subscriptions.ts";
+import { listUnmatchedPayments } from "../billing/unmatched.ts";
 import { addAdminInTx, isRole, listAdmins, removeAdminInTx } from "../bots/admin/roles.ts";
 import { type PeriodUnit, type PlanKind, plans } from "../db/schema/index.ts";
 import { checkPhone } from "../lib/phone.ts";
 import type { SecretBox } from "../lib/secret-box.ts";
+import { RouterPool } from "../network/pool.ts";
+import { type RouterReconcileReport, reconcileAll, reconcileRouter } from "../network/reconcile.ts";
 import { addRouter, findRouterByName, listRouters } from "../network/routers.ts";
 
 /**
@@ -37,7 +40,10 @@ export const USAGE = `tandao <command>
   admins list
   admins add <telegram id> <owner|admin|support|viewer> [name]
   admins remove <telegram id>
-  customers add --name "Amina Wekesa" --phone 0712345678 --plan home-10 [--router kibera-1] [--username ..]`;
+  customers add --name "Amina Wekesa" --phone 0712345678 --plan home-10 [--router kibera-1] [--username ..]
+  unmatched list
+  reconcile [router name] [--dry]    (a dry run reports the drift and changes nothing)
+  migrate                            (also done by every command and by the app at start)`;
 
 /** Whole shillings or shillings and cents, as typed: integer cents, never a float. */
 export function shillingsToCents(text: string): number {
@@ -230,8 +236,54 @@ export async function runCommand(cli: CliContext, actor: Actor, argv: string[], 
       io.out(`customer ${customer.accountNumber} added: ${customer.name}, ${plan.name}`);
       return;
     }
-    default:
+    case "unmatched list": {
+      const waiting = await listUnmatchedPayments(ctx.db);
+      if (waiting.length === 0) io.out("no unmatched payments");
+      for (const p of waiting)
+        io.out(
+          `${p.providerRef}\t${formatKes(p.amountCents)}\t${p.accountReference ?? ""}\t${p.phone ?? ""}\t${p.holdReason ?? ""}`,
+        );
+      return;
+    }
+    default: {
+      if (noun === "migrate") {
+        io.out("database migrated");
+        return;
+      }
+      if (noun === "reconcile") return reconcileFromCli(cli, argv.slice(1), io);
       throw new CliUsageError(USAGE);
+    }
+  }
+}
+
+async function reconcileFromCli(cli: CliContext, args: string[], io: CliIo): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { dry: { type: "boolean" } },
+    strict: true,
+    allowPositionals: true,
+  });
+  const dryRun = values.dry ?? false;
+  const pool = new RouterPool({ db: cli.ctx.db, box: cli.box, clock: cli.ctx.clock });
+  try {
+    const deps = { db: cli.ctx.db, clock: cli.ctx.clock, pool };
+    const name = positionals[0];
+    let reports: RouterReconcileReport[];
+    if (name) {
+      const router = await findRouterByName(cli.ctx.db, name);
+      if (!router) throw new CliUsageError(`no router named ${name}`);
+      reports = [await reconcileRouter(deps, router.id, { dryRun })];
+    } else {
+      const run = await reconcileAll(deps, { dryRun });
+      if (run.status === "skipped") throw new CliUsageError("a reconciliation is already running");
+      reports = run.reports;
+    }
+    for (const report of reports)
+      io.out(
+        `${report.routerName}: ${report.ok ? "ok" : `failed (${report.error})`}${dryRun ? " (dry run)" : ""} ${JSON.stringify(report.counts)}`,
+      );
+  } finally {
+    await pool.close();
   }
 }
 
