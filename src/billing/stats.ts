@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import type { Clock } from "../clock.ts";
 import { type Executor, queryRows } from "../db/client.ts";
+import { ts } from "../db/params.ts";
 
 /**
  * Business figures for the admin chat (`/stats`, `/report`). Read-only, set-based: one statement per
@@ -73,12 +74,24 @@ export async function businessStats(
   const tz = options.timezone;
   const at = sql`${now.toISOString()}::timestamptz`;
   const local = sql`(${at} at time zone ${tz})`;
-  const dayStart = sql`(date_trunc('day', ${local}) at time zone ${tz})`;
-  const dayEnd = sql`((date_trunc('day', ${local}) + interval '1 day') at time zone ${tz})`;
-  const monthStart = sql`(date_trunc('month', ${local}) at time zone ${tz})`;
-  const monthEnd = sql`((date_trunc('month', ${local}) + interval '1 month') at time zone ${tz})`;
+  // The calendar's bounds, worked out once: written into each query as expressions, they were
+  // evaluated again for every row scanned (a time-zone conversion per payment), and kept the
+  // planner from using the index on received_at.
+  const [bounds] = await queryRows<Record<string, string | Date>>(
+    db,
+    sql`select date_trunc('day', ${local}) at time zone ${tz} as day_start,
+          (date_trunc('day', ${local}) + interval '1 day') at time zone ${tz} as day_end,
+          date_trunc('month', ${local}) at time zone ${tz} as month_start,
+          (date_trunc('month', ${local}) + interval '1 month') at time zone ${tz} as month_end`,
+  );
+  const bound = (name: string) => ts(new Date(bounds![name]!));
+  const dayStart = bound("day_start");
+  const dayEnd = bound("day_end");
+  const monthStart = bound("month_start");
+  const monthEnd = bound("month_end");
 
-  // Three independent statements, sent at once (a pool runs them side by side).
+  // Three independent statements, sent at once (a pool runs them side by side). "Unpaid" asks the
+  // open invoices once (a hashed set), not once per subscription about to expire.
   const subsQuery = queryRows<Record<string, unknown>>(
     db,
     sql`select
@@ -92,7 +105,7 @@ export async function businessStats(
         and s.current_period_end <= ${at} + interval '24 hours')::int as expiring,
       count(*) filter (where s.status = 'active' and s.current_period_end > ${at}
         and s.current_period_end <= ${at} + interval '24 hours'
-        and exists (select 1 from invoices i where i.subscription_id = s.id and i.status = 'open'))::int
+        and s.id in (select i.subscription_id from invoices i where i.status = 'open'))::int
         as expiring_unpaid
     from subscriptions s join plans p on p.id = s.plan_id`,
   );
@@ -106,15 +119,15 @@ export async function businessStats(
     where status = 'applied' and method <> 'adjustment'
       and received_at >= ${monthStart} and received_at < ${monthEnd}`,
   );
-  // Only customers with an open invoice can be below zero: every ledger entry but an invoice's
-  // charge is positive, and settlement (ledger.ts) leaves open what the credit does not cover. So
-  // the balances summed are those of the few with an open invoice (partial index), not everyone's.
+  // What customers owe is what their open invoices still lack: settlement (ledger.ts) applies every
+  // credit to open invoices as it arrives, so an open invoice and unapplied credit never coexist,
+  // and a customer's negative balance is exactly their open invoices' remainder. Read from the open
+  // invoices (partial index), not by summing anyone's ledger.
   const owingQuery = queryRows<Record<string, unknown>>(
     db,
-    sql`select count(*)::int as customers, coalesce(-sum(balance), 0)::bigint as total
-    from (select sum(l.amount_cents) as balance from ledger_entries l
-          where l.customer_id in (select i.customer_id from invoices i where i.status = 'open')
-          group by l.customer_id having sum(l.amount_cents) < 0) owed`,
+    sql`select count(distinct customer_id)::int as customers,
+          coalesce(sum(amount_cents - paid_cents), 0)::bigint as total
+        from invoices where status = 'open' and amount_cents > paid_cents`,
   );
   const [[subs], [money], [owing]] = await Promise.all([subsQuery, moneyQuery, owingQuery]);
   const active = int(subs?.active);

@@ -76,6 +76,8 @@ export const payments = pgTable(
   (t) => [
     uniqueIndex("payments_provider_ref_uq").on(t.provider, t.providerRef),
     index("payments_unmatched_idx").on(t.receivedAt).where(sql`${t.status} = 'unmatched'`),
+    // What was collected in a day or a month (/stats, /report) without reading every payment.
+    index("payments_applied_received_idx").on(t.receivedAt).where(sql`${t.status} = 'applied'`),
     check("payments_amount_positive", sql`${t.amountCents} > 0`),
   ],
 );

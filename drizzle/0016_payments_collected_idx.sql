@@ -1,0 +1,1 @@
+CREATE INDEX "payments_applied_received_idx" ON "payments" USING btree ("received_at") WHERE "payments"."status" = 'applied';
