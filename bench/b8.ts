@@ -109,7 +109,10 @@ export default async function run(databaseUrl: string) {
     const [hour] = await db.select().from(plans).where(eq(plans.code, "hour"));
     let pdfBytes = 0;
     const vouchersMs = await median(5, async () => {
-      const { codes } = await createVoucherBatch(ctx, systemActor("bench"), { planId: hour!.id, quantity: 500 });
+      const { codes } = await createVoucherBatch(ctx, systemActor("bench"), {
+        planId: hour!.id,
+        quantity: 500,
+      });
       const pdf = await voucherSheetPdf({
         isp: "Bench Net",
         wifiName: "BenchNet",

@@ -1,5 +1,5 @@
-import type { BillingSettings } from "./billing/context.ts";
 import { z } from "zod";
+import type { BillingSettings } from "./billing/context.ts";
 import { isCountryCode } from "./lib/phone.ts";
 import { parseSecretKey } from "./lib/secret-box.ts";
 import { type Mode, resolveMode } from "./mode.ts";
@@ -164,6 +164,8 @@ const schema = z.object({
         if (!/^-?\d{1,20}$/.test(id)) context.addIssue({ code: "custom", message: `not a chat id: ${id}` });
       return ids.map(Number);
     }),
+  /** The hour (0–23, ISP's time zone) of the admin chat's daily summary; unset: none. */
+  ADMIN_DAILY_SUMMARY_HOUR: z.coerce.number().int().min(0).max(23).optional(),
   /** Sandbox without an admin bot token: the admin bot's fake Bot API listens here. */
   TELEGRAM_ADMIN_SANDBOX_PORT: z.coerce.number().int().min(0).max(65535).default(3083),
   /** Sandbox without Cloud API credentials: the fake Graph API (and its `/sandbox/messages`) listens here. */

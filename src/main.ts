@@ -3,7 +3,7 @@ import { serve } from "@hono/node-server";
 import { createApp } from "./app.ts";
 import type { BillingContext } from "./billing/context.ts";
 import { billingJobs } from "./billing/jobs.ts";
-import { adminTelegramFrom, startSandboxAdminTelegram } from "./bots/admin/index.ts";
+import { adminAlertJobs, adminTelegramFrom, startSandboxAdminTelegram } from "./bots/admin/index.ts";
 import { chatJobs } from "./bots/jobs.ts";
 import { telegramFrom } from "./bots/telegram/index.ts";
 import { startSandboxTelegram } from "./bots/telegram/sandbox.ts";
@@ -63,6 +63,10 @@ const billing: BillingContext = {
   settings: billingSettingsFrom(config),
 };
 
+const adminBotConfigured = Boolean(
+  config.TELEGRAM_ADMIN_BOT_TOKEN && config.TELEGRAM_ADMIN_WEBHOOK_SECRET && config.TELEGRAM_OWNER_ID,
+);
+
 /** Everything started below is stopped, in reverse order, on shutdown. */
 const stops: (() => unknown)[] = [];
 
@@ -73,6 +77,16 @@ if (config.SCHEDULER) {
     ),
     ...menuJobs(clock),
     ...chatJobs(clock),
+    // Alerts to the admin chat (router down and up, dead jobs, unmatched payments, sign-ups, the
+    // daily summary) whenever an admin bot can deliver them.
+    ...(adminBotConfigured || (sandbox && !config.TELEGRAM_ADMIN_BOT_TOKEN)
+      ? adminAlertJobs({
+          clock,
+          timezone: config.TIMEZONE,
+          chatIds: config.TELEGRAM_ADMIN_CHATS,
+          dailySummaryHour: config.ADMIN_DAILY_SUMMARY_HOUR,
+        })
+      : []),
   ]);
   stops.push(scheduler.stop);
   void scheduler.runAll();
@@ -170,8 +184,14 @@ if (sandbox && !config.TELEGRAM_BOT_TOKEN) {
 }
 
 // The admin bot: the ISP's staff run the business from Telegram (production, with its own token).
-if (config.TELEGRAM_ADMIN_BOT_TOKEN && config.TELEGRAM_ADMIN_WEBHOOK_SECRET && config.TELEGRAM_OWNER_ID) {
+if (
+  adminBotConfigured &&
+  config.TELEGRAM_ADMIN_BOT_TOKEN &&
+  config.TELEGRAM_ADMIN_WEBHOOK_SECRET &&
+  config.TELEGRAM_OWNER_ID
+) {
   const adminBot = await adminTelegramFrom({
+    network,
     ctx: billing,
     logger,
     token: config.TELEGRAM_ADMIN_BOT_TOKEN,
@@ -197,6 +217,7 @@ if (config.TELEGRAM_ADMIN_BOT_TOKEN && config.TELEGRAM_ADMIN_WEBHOOK_SECRET && c
 // unless TELEGRAM_OWNER_ID names another. Production has no default owner.
 if (sandbox && !config.TELEGRAM_ADMIN_BOT_TOKEN) {
   const adminSandbox = await startSandboxAdminTelegram({
+    network,
     ctx: billing,
     logger,
     ownerTelegramId: config.TELEGRAM_OWNER_ID ?? 1,

@@ -47,7 +47,9 @@ export type MessageTemplate =
   | "plan_change_scheduled"
   | "welcome"
   | "chat_link_code"
-  | "admin_alert";
+  | "admin_alert"
+  | "broadcast"
+  | "signup_rejected";
 
 export interface OutboundMessage {
   channel?: MessageChannel;

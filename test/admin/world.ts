@@ -1,7 +1,12 @@
 import { and, eq, sql } from "drizzle-orm";
 import { Hono } from "hono";
 import type { BillingContext } from "../../src/billing/context.ts";
-import { createAdminBot, createAdminTelegramRoutes, ensureOwner } from "../../src/bots/admin/index.ts";
+import {
+  type AdminNetwork,
+  createAdminBot,
+  createAdminTelegramRoutes,
+  ensureOwner,
+} from "../../src/bots/admin/index.ts";
 import { ADMIN_CHANNEL } from "../../src/bots/admin/queued-api.ts";
 import { deliverDueChats } from "../../src/bots/chat-delivery.ts";
 import {
@@ -24,7 +29,7 @@ export const ADMIN_GROUP = -1_001_234_567;
 /** A group that is not. */
 export const OTHER_GROUP = -1_009_999_999;
 
-export async function startAdminWorld(ctx: BillingContext) {
+export async function startAdminWorld(ctx: BillingContext, options: { network?: AdminNetwork } = {}) {
   const fake = await startFakeTelegram({ token: "777000:ADMIN-fake-token", username: "tandao_admin_bot" });
   await ensureOwner(ctx, OWNER);
   const bot = createAdminBot({
@@ -36,6 +41,7 @@ export async function startAdminWorld(ctx: BillingContext) {
     adminChatIds: [ADMIN_GROUP],
     ownerTelegramId: OWNER,
     ispName: "Kibera Net",
+    ...(options.network ? { network: options.network } : {}),
   });
   const app = new Hono();
   app.route("/hooks/tg-admin", createAdminTelegramRoutes({ bot, secretToken: ADMIN_SECRET }));

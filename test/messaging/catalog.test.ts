@@ -47,6 +47,8 @@ describe("message catalogs", () => {
         "menu.main.title",
         "menu.plan.item",
         "menu.voucher.item",
+        // The admin's own words, in whatever language they wrote them.
+        "sms.broadcast",
       ].sort(),
     );
   });

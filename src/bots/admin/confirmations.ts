@@ -26,12 +26,44 @@ export type PendingAction =
       customerId: number;
       accountNumber: string;
       reason: string;
-    };
+    }
+  | FeatureAction;
+
+/**
+ * An action a feature of its own asks about (features/*.ts): `feature` names how it runs, registered
+ * with `confirmable` when that feature's module loads; the rest of the row is the feature's.
+ */
+export interface FeatureAction {
+  kind: "feature";
+  feature: string;
+  [key: string]: unknown;
+}
+
+export interface FeatureConfirmable {
+  /** The command whose permission it needs, checked again when Confirm is pressed. */
+  command: AdminCommand;
+  describe(action: FeatureAction): string;
+  /** Runs in the claim's transaction (`ctx.db` is it); answers the text the question becomes. */
+  run(ctx: BillingContext, admin: Admin, action: FeatureAction, token: string): Promise<string>;
+}
+
+const featureActions = new Map<string, FeatureConfirmable>();
+
+export function confirmable(feature: string, how: FeatureConfirmable): void {
+  featureActions.set(feature, how);
+}
+
+function featureOf(action: FeatureAction): FeatureConfirmable {
+  const how = featureActions.get(action.feature);
+  if (!how) throw new Error(`no confirmable action ${action.feature}`);
+  return how;
+}
 
 export const CONFIRMATION_TTL_MS = 10 * 60_000;
 
 /** The command whose permission a pending action needs (checked again when it is pressed). */
-export const commandOf = (action: PendingAction): AdminCommand => action.kind;
+export const commandOf = (action: PendingAction): AdminCommand =>
+  action.kind === "feature" ? featureOf(action).command : action.kind;
 
 export const confirmData = (token: string) => `ok:${token}`;
 export const cancelData = (token: string) => `no:${token}`;
@@ -45,6 +77,8 @@ export function describe(action: PendingAction): string {
       return `suspend ${action.accountNumber}'s service (reason: ${action.reason})`;
     case "resume":
       return `resume ${action.accountNumber}'s service (reason: ${action.reason})`;
+    case "feature":
+      return featureOf(action).describe(action);
   }
 }
 
@@ -183,5 +217,7 @@ async function run(
     case "resume":
       await resumeSubscription(inTx, actor, { subscriptionId: action.subscriptionId, reason: action.reason });
       return `✅ Resumed ${action.accountNumber}: the router is being told.`;
+    case "feature":
+      return featureOf(action).run(inTx, admin, action, token);
   }
 }

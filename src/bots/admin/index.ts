@@ -6,10 +6,21 @@ import { handleStoredUpdate } from "../telegram/bot.ts";
 import { createTelegramRoutes } from "../telegram/routes.ts";
 import { createTelegramSender } from "../telegram/sender.ts";
 import { createAdminBot } from "./bot.ts";
+import { type AdminNetwork, adminBackgroundFinished } from "./kit.ts";
 import { ADMIN_CHANNEL } from "./queued-api.ts";
 import { ensureOwner } from "./roles.ts";
 
-export { type AdminBotDeps, createAdminBot } from "./bot.ts";
+export {
+  ALERTS_JOB,
+  adminAlertJobs,
+  adminAlertRecipients,
+  checkAdminAlerts,
+  DAILY_SUMMARY_JOB,
+  queueAdminAlert,
+} from "./alerts.ts";
+export { type AdminBotDeps, type AdminNetwork, createAdminBot } from "./bot.ts";
+export { sendDailySummary } from "./daily-summary.ts";
+export { adminBackgroundFinished } from "./kit.ts";
 export { ADMIN_CHANNEL } from "./queued-api.ts";
 export { ensureOwner, PERMISSIONS } from "./roles.ts";
 export { startSandboxAdminTelegram } from "./sandbox.ts";
@@ -36,6 +47,8 @@ export async function adminTelegramFrom(deps: {
   ispName?: string;
   /** The fake Bot API in the sandbox. */
   apiRoot?: string;
+  /** The running network (`startNetwork`), for `/sync` and `/retry`. */
+  network?: AdminNetwork;
 }) {
   await ensureOwner(deps.ctx, deps.ownerTelegramId);
   const worker = startChatWorker({
@@ -54,6 +67,7 @@ export async function adminTelegramFrom(deps: {
     ownerTelegramId: deps.ownerTelegramId,
     ispName: deps.ispName,
     apiRoot: deps.apiRoot,
+    network: deps.network,
     onQueued: worker.kick,
   });
   const inbox = { db: deps.ctx.db, clock: deps.ctx.clock, channel: ADMIN_CHANNEL };
@@ -64,6 +78,8 @@ export async function adminTelegramFrom(deps: {
     bot,
     routes: createAdminTelegramRoutes({ bot, secretToken: deps.secretToken, logger: deps.logger, inbox }),
     async stop() {
+      // A `/sync` under way queues its report before the worker stops.
+      await adminBackgroundFinished(deps.ctx.db);
       await retry.stop();
       await worker.stop();
     },

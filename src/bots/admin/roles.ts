@@ -10,6 +10,18 @@ import { type AdminRole, adminRoles, admins } from "../../db/schema/index.ts";
  */
 export type AdminCommand =
   | "help"
+  | "plans"
+  | "plan_add"
+  | "plan_edit"
+  | "extend"
+  | "plan"
+  | "cancel"
+  | "signups"
+  | "add"
+  | "broadcast"
+  | "stats"
+  | "report"
+  | "vouchers"
   | "find"
   | "sub"
   | "unmatched"
@@ -19,7 +31,12 @@ export type AdminCommand =
   | "assign"
   | "admins"
   | "admin_add"
-  | "admin_remove";
+  | "admin_remove"
+  | "routers"
+  | "sync"
+  | "retry"
+  | "failed"
+  | "audit";
 
 const everyone: readonly AdminRole[] = adminRoles;
 const staff: readonly AdminRole[] = ["owner", "admin", "support"];
@@ -27,6 +44,18 @@ const managers: readonly AdminRole[] = ["owner", "admin"];
 
 export const PERMISSIONS: Readonly<Record<AdminCommand, readonly AdminRole[]>> = {
   help: everyone,
+  plans: everyone,
+  plan_add: managers,
+  plan_edit: managers,
+  extend: managers,
+  plan: managers,
+  cancel: managers,
+  signups: everyone,
+  add: managers,
+  broadcast: managers,
+  stats: everyone,
+  report: everyone,
+  vouchers: managers,
   find: everyone,
   sub: everyone,
   unmatched: everyone,
@@ -37,6 +66,11 @@ export const PERMISSIONS: Readonly<Record<AdminCommand, readonly AdminRole[]>> =
   admins: managers,
   admin_add: ["owner"],
   admin_remove: ["owner"],
+  routers: everyone,
+  failed: everyone,
+  audit: everyone,
+  sync: managers,
+  retry: managers,
 };
 
 export const may = (role: AdminRole, command: AdminCommand): boolean => PERMISSIONS[command].includes(role);

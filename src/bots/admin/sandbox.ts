@@ -4,6 +4,7 @@ import { startChatWorker } from "../chat-delivery.ts";
 import { type FakeTelegram, startFakeTelegram } from "../telegram/fake-api.ts";
 import { createTelegramSender } from "../telegram/sender.ts";
 import { createAdminBot } from "./bot.ts";
+import { type AdminNetwork, adminBackgroundFinished } from "./kit.ts";
 import { ADMIN_CHANNEL } from "./queued-api.ts";
 import { ensureOwner } from "./roles.ts";
 
@@ -21,6 +22,8 @@ export async function startSandboxAdminTelegram(deps: {
   /** Where the fake listens on 127.0.0.1; default any free port. */
   port?: number;
   ispName?: string;
+  /** The running network, for `/sync` and `/retry`. */
+  network?: AdminNetwork;
 }): Promise<{ fake: FakeTelegram; stop: () => Promise<void> }> {
   await ensureOwner(deps.ctx, deps.ownerTelegramId);
   const fake = await startFakeTelegram({
@@ -45,6 +48,7 @@ export async function startSandboxAdminTelegram(deps: {
     ownerTelegramId: deps.ownerTelegramId,
     ...(deps.adminChatIds ? { adminChatIds: deps.adminChatIds } : {}),
     ...(deps.ispName ? { ispName: deps.ispName } : {}),
+    ...(deps.network ? { network: deps.network } : {}),
     onQueued: worker.kick,
   });
   const running = bot.start({ timeout: 1 });
@@ -54,6 +58,7 @@ export async function startSandboxAdminTelegram(deps: {
     async stop() {
       await bot.stop();
       await running.catch(() => {});
+      await adminBackgroundFinished(deps.ctx.db);
       await worker.stop();
       await fake.close();
     },

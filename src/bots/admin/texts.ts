@@ -9,6 +9,21 @@ import type { AdminCommand } from "./roles.ts";
 
 export const USAGE: Readonly<Record<AdminCommand, string>> = {
   help: "/help — what you may do",
+  plans: "/plans — the plans, with price, speed and period",
+  plan_add:
+    "/plan_add <code> <pppoe|hotspot> <price KES> <every> <months|days|hours> <speed> <name…> — a new plan",
+  plan_edit:
+    "/plan_edit <code> <price|speed|name|name_sw|cap_gb|active> <value> — change a plan (a price applies from each next period)",
+  extend: "/extend <account> <days> — free days of service, 1–90 (asks first)",
+  plan: "/plan <account> <plan code> — move to another plan, quoted first (asks first)",
+  cancel: "/cancel <account> [reason] — end a subscription; the router account is removed (asks first)",
+  signups: "/signups — self sign-ups waiting for approval",
+  add: "/add — add a subscriber, one question at a time (/cancel_dialog stops)",
+  broadcast:
+    "/broadcast <router NAME | plan CODE | area NAME | all> <text> — a notice to those subscribers (asks first)",
+  stats: "/stats — subscribers, money collected, MRR, ARPU, who owes, who expires in 24 h",
+  report: "/report [YYYY-MM] — revenue and subscribers per month: a chart (PNG) and the figures (CSV)",
+  vouchers: "/vouchers <plan code> <count> — a batch of hotspot vouchers as a printable A4 PDF (1–500)",
   find: "/find <phone | account | name> — look a subscriber up",
   sub: "/sub <account> — a subscriber's card",
   unmatched: "/unmatched — payments that matched no account",
@@ -19,6 +34,11 @@ export const USAGE: Readonly<Record<AdminCommand, string>> = {
   admins: "/admins — who may use this chat",
   admin_add: "/admin_add <telegram id> <owner|admin|support|viewer> [name] — add an admin or change a role",
   admin_remove: "/admin_remove <telegram id> — remove an admin",
+  routers: "/routers — each router's health: last contact, queue, dead jobs, last error",
+  failed: "/failed — messages and router jobs given up, newest first",
+  audit: "/audit <account | telegram id> [n] — the last n audit entries (default 10, at most 50)",
+  sync: "/sync <router> [dry] — compare a router with the database and repair it (dry: report only)",
+  retry: "/retry <router> — send a router's given-up jobs again",
 };
 
 const balanceText = (cents: number) =>

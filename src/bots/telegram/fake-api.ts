@@ -9,8 +9,15 @@ import { Hono } from "hono";
  * wrong token with 401 as Telegram does, and answers 429 with `retry_after` when told to.
  */
 
+/** A file the bot uploaded (multipart), as the fake received it. */
+export interface UploadedFile {
+  filename: string;
+  bytes: Uint8Array;
+}
+
 export interface SentCall {
   method: string;
+  /** The parameters; an uploaded file is an `UploadedFile` in its field. */
   payload: Record<string, unknown>;
   /** The message sent or edited, when the call answered with one. */
   messageId?: number;
@@ -115,6 +122,23 @@ export async function startFakeTelegram(
       waiters.add(done);
     });
 
+  /** A photo or document: only as an upload (multipart), as a bot sends a file it made. */
+  function sendFile(p: Record<string, unknown>, field: "photo" | "document") {
+    if (blocked.has(Number(p.chat_id))) return refuse(403, "Forbidden: bot was blocked by the user");
+    const file = p[field] as UploadedFile | undefined;
+    if (!file || !(file.bytes instanceof Uint8Array) || file.bytes.length === 0)
+      return refuse(400, `Bad Request: there is no ${field} in the request`);
+    if (field === "photo" && !isImage(file.bytes)) return refuse(400, "Bad Request: IMAGE_PROCESS_FAILED");
+    const message: FakeMessage = {
+      message_id: nextMessageId++,
+      chat: { id: Number(p.chat_id), type: "private" },
+      date: Math.floor(Date.now() / 1000),
+      text: typeof p.caption === "string" ? p.caption : "",
+    };
+    messages.set(message.message_id, message);
+    return ok({ ...message, [field]: { file_name: file.filename, file_size: file.bytes.length } });
+  }
+
   const methods: Record<string, (p: Record<string, unknown>) => Promise<unknown> | unknown> = {
     getMe: () => ok(botInfo),
     setWebhook: (p) => {
@@ -148,6 +172,8 @@ export async function startFakeTelegram(
       messages.set(message.message_id, message);
       return ok(message);
     },
+    sendPhoto: (p) => sendFile(p, "photo"),
+    sendDocument: (p) => sendFile(p, "document"),
     editMessageText(p) {
       const message = messages.get(Number(p.message_id));
       if (!message || message.chat.id !== Number(p.chat_id))
@@ -219,12 +245,37 @@ export async function startFakeTelegram(
     const method = c.req.param("method");
     const handler = methods[method];
     if (!handler) return c.json(refuse(404, "Not Found: method not found"), 404);
-    const text = await c.req.text();
     let payload: Record<string, unknown>;
-    try {
-      payload = text === "" ? {} : (JSON.parse(text) as Record<string, unknown>);
-    } catch {
-      return c.json(refuse(400, "Bad Request: can't parse JSON"), 400);
+    if ((c.req.header("content-type") ?? "").startsWith("multipart/form-data")) {
+      // grammY uploads files as multipart: a field names its file part as `attach://<part>`, other
+      // fields are strings (objects JSON-encoded).
+      const boundary = /boundary=(?:"([^"]+)"|([^;]+))/i.exec(c.req.header("content-type") ?? "");
+      const parts = multipartParts(
+        Buffer.from(await c.req.arrayBuffer()),
+        boundary?.[1] ?? boundary?.[2] ?? "",
+      );
+      payload = {};
+      for (const [name, part] of parts) {
+        if (part.filename !== undefined) continue;
+        const value = part.body.toString("utf8");
+        const attached = /^attach:\/\/(.+)$/.exec(value);
+        const file = attached ? parts.get(attached[1]!) : undefined;
+        if (file) payload[name] = { filename: file.filename ?? "", bytes: new Uint8Array(file.body) };
+        else if (/^[[{]/.test(value)) {
+          try {
+            payload[name] = JSON.parse(value);
+          } catch {
+            payload[name] = value;
+          }
+        } else payload[name] = value;
+      }
+    } else {
+      const text = await c.req.text();
+      try {
+        payload = text === "" ? {} : (JSON.parse(text) as Record<string, unknown>);
+      } catch {
+        return c.json(refuse(400, "Bad Request: can't parse JSON"), 400);
+      }
     }
     const failure = failures.get(method);
     if (failure && failure.count > 0) {
@@ -278,4 +329,36 @@ export async function startFakeTelegram(
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** PNG, JPEG or WebP, by their first bytes: Telegram refuses a photo it cannot read as an image. */
+function isImage(bytes: Uint8Array): boolean {
+  const starts = (...sig: number[]) => sig.every((b, i) => bytes[i] === b);
+  return starts(0x89, 0x50, 0x4e, 0x47) || starts(0xff, 0xd8, 0xff) || starts(0x52, 0x49, 0x46, 0x46);
+}
+
+/** The parts of a multipart/form-data body: name → bytes (and file name for a file part). */
+function multipartParts(raw: Buffer, boundary: string): Map<string, { body: Buffer; filename?: string }> {
+  const parts = new Map<string, { body: Buffer; filename?: string }>();
+  if (boundary === "") return parts;
+  const delimiter = Buffer.from(`--${boundary}`);
+  let at = raw.indexOf(delimiter);
+  while (at !== -1) {
+    const start = at + delimiter.length;
+    if (raw.subarray(start, start + 2).toString() === "--") break;
+    const next = raw.indexOf(delimiter, start);
+    if (next === -1) break;
+    const part = raw.subarray(start + 2, next - 2);
+    const headerEnd = part.indexOf("\r\n\r\n");
+    const headers = part.subarray(0, headerEnd).toString("utf8");
+    const name = /name="([^"]*)"/i.exec(headers)?.[1];
+    const filename = /filename="?([^";\r\n]*)"?/i.exec(headers)?.[1];
+    if (name !== undefined)
+      parts.set(name, {
+        body: part.subarray(headerEnd + 4),
+        ...(filename !== undefined ? { filename } : {}),
+      });
+    at = next;
+  }
+  return parts;
 }

@@ -1,4 +1,4 @@
-import { Api, GrammyError, HttpError } from "grammy";
+import { Api, GrammyError, HttpError, InputFile } from "grammy";
 import type { ChatChannel } from "../../db/schema/index.ts";
 import { type ChatContent, ChatSendError, type ChatSender } from "../chat-sender.ts";
 import { menuKeyboard, viewText } from "./keyboard.ts";
@@ -40,7 +40,7 @@ export function createTelegramSender(deps: {
       case "raw": {
         // Prepared by the bot (bot.ts): a Bot API method and its parameters for this chat.
         const result = (await api.raw[content.method as "sendMessage"](
-          content.payload as Parameters<Api["raw"]["sendMessage"]>[0],
+          withFiles(content.payload) as Parameters<Api["raw"]["sendMessage"]>[0],
         )) as unknown;
         return typeof result === "object" && result !== null && "message_id" in result
           ? Number((result as { message_id: unknown }).message_id)
@@ -70,4 +70,20 @@ export function createTelegramSender(deps: {
       }
     },
   };
+}
+
+/**
+ * A file in a raw row (`sendPhoto`, `sendDocument`): JSON cannot hold bytes, so a parameter written
+ * as `{"$file": {"base64": …, "filename": …}}` is uploaded as that file (multipart).
+ */
+function withFiles(payload: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(payload)) {
+    const file = (value as { $file?: { base64?: unknown; filename?: unknown } } | null)?.$file;
+    out[key] =
+      file && typeof file.base64 === "string"
+        ? new InputFile(Buffer.from(file.base64, "base64"), String(file.filename ?? key))
+        : value;
+  }
+  return out;
 }

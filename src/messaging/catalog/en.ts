@@ -130,6 +130,9 @@ export const en = {
   "sms.welcome":
     "{isp}: Karibu {name}! Your account is {account}, plan {plan}. Pay by M-Pesa with account {account}.",
   "sms.admin_alert": "{isp} alert: {text}",
+  "sms.broadcast": "{isp}: {text}",
+  "sms.signup_rejected":
+    "{isp}: your sign-up (account {account}) was not approved and nothing is owed. Call us if this is a mistake.",
   "sms.chat_link_code":
     "{isp}: Your code to link a chat to your account is {code}. It expires in 10 minutes. Never share it: it shows your account to whoever has it.",
 } as const;

@@ -130,6 +130,9 @@ export const sw: Record<MessageKey, string> = {
   "sms.welcome":
     "{isp}: Karibu {name}! Akaunti yako ni {account}, kifurushi {plan}. Lipa kwa M-Pesa kwa akaunti {account}.",
   "sms.admin_alert": "{isp} tahadhari: {text}",
+  "sms.broadcast": "{isp}: {text}",
+  "sms.signup_rejected":
+    "{isp}: usajili wako (akaunti {account}) haukukubaliwa na hakuna deni. Tupigie kama ni kosa.",
   "sms.chat_link_code":
     "{isp}: Nambari yako ya kuunganisha gumzo na akaunti yako ni {code}. Inaisha baada ya dakika 10. Usimpe mtu yeyote: inaonyesha akaunti yako kwa aliye nayo.",
 };

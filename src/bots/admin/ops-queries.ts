@@ -1,0 +1,128 @@
+import { type AnyColumn, and, desc, eq, inArray, or, sql } from "drizzle-orm";
+import { audit } from "../../billing/audit.ts";
+import type { Actor } from "../../billing/context.ts";
+import type { Executor } from "../../db/client.ts";
+import {
+  auditLog,
+  messageOutbox,
+  paymentIntents,
+  payments,
+  provisioningOutbox,
+  subscriptions,
+} from "../../db/schema/index.ts";
+
+/** What the admin chat's operations commands read, and `/retry`'s one write. */
+
+/** Messages given up (any channel), newest first. */
+export async function deadMessages(db: Executor, limit: number) {
+  return db
+    .select({
+      id: messageOutbox.id,
+      channel: messageOutbox.channel,
+      recipient: messageOutbox.recipient,
+      template: messageOutbox.template,
+      attempts: messageOutbox.attempts,
+      lastError: messageOutbox.lastError,
+      createdAt: messageOutbox.createdAt,
+    })
+    .from(messageOutbox)
+    .where(eq(messageOutbox.status, "dead"))
+    .orderBy(desc(messageOutbox.id))
+    .limit(limit);
+}
+
+export type AuditEntryRow = typeof auditLog.$inferSelect;
+
+/**
+ * A customer's audit trail: entries about the customer, their subscriptions, payments and payment
+ * intents, what they did themselves (by their phone) and the admin confirmations about them.
+ */
+export async function auditOfCustomer(
+  db: Executor,
+  customer: { id: number; phone: string },
+  limit: number,
+): Promise<AuditEntryRow[]> {
+  const id = String(customer.id);
+  const ids = (column: AnyColumn) => sql<string>`${column}::text`;
+  return db
+    .select()
+    .from(auditLog)
+    .where(
+      or(
+        and(eq(auditLog.entity, "customer"), eq(auditLog.entityId, id)),
+        and(
+          eq(auditLog.entity, "subscription"),
+          inArray(
+            auditLog.entityId,
+            db
+              .select({ id: ids(subscriptions.id) })
+              .from(subscriptions)
+              .where(eq(subscriptions.customerId, customer.id)),
+          ),
+        ),
+        and(
+          eq(auditLog.entity, "payment"),
+          inArray(
+            auditLog.entityId,
+            db
+              .select({ id: ids(payments.id) })
+              .from(payments)
+              .where(eq(payments.customerId, customer.id)),
+          ),
+        ),
+        and(
+          eq(auditLog.entity, "payment_intent"),
+          inArray(
+            auditLog.entityId,
+            db
+              .select({ id: ids(paymentIntents.id) })
+              .from(paymentIntents)
+              .where(eq(paymentIntents.customerId, customer.id)),
+          ),
+        ),
+        and(eq(auditLog.entity, "admin_confirmation"), sql`${auditLog.details}->>'customerId' = ${id}`),
+        and(eq(auditLog.actorKind, "subscriber"), eq(auditLog.actorId, customer.phone)),
+      ),
+    )
+    .orderBy(desc(auditLog.at), desc(auditLog.id))
+    .limit(limit);
+}
+
+/** What a Telegram user did in the admin chat (or tried), and what was done to them as an admin. */
+export async function auditOfTelegramUser(db: Executor, telegramId: number, limit: number) {
+  return db
+    .select()
+    .from(auditLog)
+    .where(
+      or(
+        eq(auditLog.actorId, `tg:${telegramId}`),
+        and(inArray(auditLog.entity, ["admin", "telegram_user"]), eq(auditLog.entityId, String(telegramId))),
+      ),
+    )
+    .orderBy(desc(auditLog.at), desc(auditLog.id))
+    .limit(limit);
+}
+
+/**
+ * A router's given-up provisioning rows go back to the queue, due now, with their attempts reset
+ * (the worker then reads the desired state afresh, as for any row). Audited; runs in `tx`.
+ */
+export async function retryDeadProvisioningInTx(
+  tx: Executor,
+  now: Date,
+  actor: Actor,
+  router: { id: number; name: string },
+): Promise<number> {
+  const rows = await tx
+    .update(provisioningOutbox)
+    .set({ status: "pending", attempts: 0, nextAttemptAt: now, claimedUntil: null, doneAt: null })
+    .where(and(eq(provisioningOutbox.routerId, router.id), eq(provisioningOutbox.status, "dead")))
+    .returning({ id: provisioningOutbox.id });
+  await audit(tx, actor, now, {
+    action: "provisioning.retried",
+    entity: "router",
+    entityId: router.id,
+    details: { router: router.name, count: rows.length, ids: rows.slice(0, 100).map((r) => r.id) },
+  });
+  return rows.length;
+}

@@ -1,0 +1,196 @@
+import { eq } from "drizzle-orm";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { recordPaymentByReference } from "../../src/billing/payments.ts";
+import { selfSignUp } from "../../src/billing/self-signup.ts";
+import {
+  ALERTS_JOB,
+  adminAlertJobs,
+  DAILY_SUMMARY_JOB,
+  queueAdminAlert,
+} from "../../src/bots/admin/index.ts";
+import { FakeClock, HOUR, MINUTE } from "../../src/clock.ts";
+import type { Database } from "../../src/db/client.ts";
+import { admins, provisioningOutbox, routers } from "../../src/db/schema/index.ts";
+import { runJob } from "../../src/jobs/runner.ts";
+import type { ScheduledJob } from "../../src/jobs/scheduler.ts";
+import type { RouterOsEmulator } from "../../src/network/emulator/server.ts";
+import { RouterOsEmulator as Emulator } from "../../src/network/index.ts";
+import { testRouter } from "../../src/network/routers.ts";
+import { box, emulatedRouter } from "../network/support.ts";
+import { billingContext, createPlan, job, uniquePhone } from "../support/billing.ts";
+import { createTestDatabase } from "../support/db.ts";
+import { ADMIN_GROUP, type AdminWorld, auditRows, OWNER, shownIn, startAdminWorld } from "./world.ts";
+
+let database: Database;
+let ctx: ReturnType<typeof billingContext>["ctx"];
+let world: AdminWorld;
+let emulator: RouterOsEmulator;
+let routerId: number;
+// 08:00 in Nairobi (UTC+3).
+const clock = new FakeClock("2026-04-01T05:00:00Z");
+const TZ = "Africa/Nairobi";
+let jobs: ScheduledJob[];
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  ctx = billingContext(database.db, clock).ctx;
+  world = await startAdminWorld(ctx);
+  ({ emulator, routerId } = await emulatedRouter(database.db, "Kawangware"));
+  jobs = adminAlertJobs({ clock, timezone: TZ, chatIds: [ADMIN_GROUP], dailySummaryHour: 20 });
+});
+afterAll(async () => {
+  await world?.close();
+  await emulator?.stop();
+  await database?.close();
+});
+
+let seen = 0;
+beforeEach(() => {
+  seen = shownIn(world.fake, ADMIN_GROUP).length;
+});
+
+/** Runs a job as the scheduler does, sends what it queued, and answers the new texts in the group. */
+async function run(name: string): Promise<string[]> {
+  const found = jobs.find((j) => j.name === name)!;
+  const result = await runJob(database.db, clock, found.name, found.run);
+  expect(result.status).toBe("ok");
+  await world.sendQueued();
+  const shown = shownIn(world.fake, ADMIN_GROUP);
+  const fresh = shown.slice(seen).map((c) => String(c.payload.text));
+  seen = shown.length;
+  return fresh;
+}
+
+describe("alerts to the admin chat", () => {
+  it("tells a router going down once, and its return once", async () => {
+    expect((await testRouter(database.db, box, routerId, () => clock.now())).ok).toBe(true);
+    expect(await run(ALERTS_JOB)).toEqual([]);
+
+    clock.advance(5 * MINUTE);
+    const port = emulator.port;
+    await emulator.stop();
+    expect((await testRouter(database.db, box, routerId, () => clock.now())).ok).toBe(false);
+    const down = await run(ALERTS_JOB);
+    expect(down).toHaveLength(1);
+    expect(down[0]).toMatch(/🔴 Router Kawangware \(127\.0\.0\.1\) is DOWN since 1 Apr 2026 08:05/);
+    expect(down[0]).toMatch(/Error: /);
+    clock.advance(MINUTE);
+    expect(await testRouter(database.db, box, routerId, () => clock.now())).toMatchObject({ ok: false });
+    expect(await run(ALERTS_JOB)).toEqual([]);
+
+    // It comes back (on another port, as an emulator restarts).
+    emulator = await new Emulator({
+      identity: "Kawangware",
+      username: "tandao",
+      password: "pw-Kawangware",
+    }).start();
+    expect(emulator.port).not.toBe(port);
+    await database.db.update(routers).set({ port: emulator.port }).where(eq(routers.id, routerId));
+    clock.advance(MINUTE);
+    expect((await testRouter(database.db, box, routerId, () => clock.now())).ok).toBe(true);
+    const up = await run(ALERTS_JOB);
+    expect(up).toHaveLength(1);
+    expect(up[0]).toMatch(/✅ Router Kawangware \(127\.0\.0\.1\) is back: answered at 1 Apr 2026 08:07/);
+    expect(await run(ALERTS_JOB)).toEqual([]);
+    const marks = await auditRows(database.db, "admin.alerted", "admin-alerts");
+    expect(marks.filter((m) => m.entity === "router").map((m) => m.details.state)).toEqual(["down", "up"]);
+  });
+
+  it("groups provisioning given up per router, once", async () => {
+    const now = clock.now();
+    await database.db.insert(provisioningOutbox).values(
+      [1, 2, 3].map((i) => ({
+        routerId,
+        action: "ensure_account" as const,
+        status: "dead" as const,
+        attempts: 8,
+        lastError: `trap ${i}`,
+        nextAttemptAt: now,
+        createdAt: now,
+        doneAt: now,
+      })),
+    );
+    const alerts = await run(ALERTS_JOB);
+    expect(alerts).toHaveLength(1);
+    expect(alerts[0]).toMatch(/⚠️ 3 router jobs given up on Kawangware:/);
+    expect(alerts[0]).toMatch(/trap 1[\s\S]*trap 2[\s\S]*trap 3/);
+    expect(alerts[0]).toMatch(/\/retry Kawangware/);
+    expect(await run(ALERTS_JOB)).toEqual([]);
+  });
+
+  it("tells each unmatched payment and each self sign-up once", async () => {
+    await recordPaymentByReference(
+      ctx,
+      { kind: "webhook", id: "mpesa" },
+      {
+        method: "mpesa_c2b",
+        provider: "mpesa",
+        providerRef: "SAL3RT0001",
+        amountCents: 150_000,
+        reference: "NOSUCH1",
+        payerName: "JANE DOE",
+      },
+    );
+    const plan = await createPlan(database.db, { priceCents: 200_000, name: "Home 10" });
+    const signed = await selfSignUp(ctx, job, {
+      phone: uniquePhone(),
+      name: "Neema Achieng",
+      planId: plan.id,
+      language: "sw",
+      area: { name: "Kawangware", routerId },
+      channel: "ussd",
+      sessionId: "s-1",
+    });
+    expect(signed.ok).toBe(true);
+    const alerts = await run(ALERTS_JOB);
+    expect(alerts).toHaveLength(2);
+    expect(alerts[0]).toMatch(
+      /💰 Unmatched payment SAL3RT0001: KES 1,500(\.00)? received .* from JANE DOE, account typed "NOSUCH1"/,
+    );
+    expect(alerts[0]).toMatch(/\/assign SAL3RT0001 <account>/);
+    expect(alerts[1]).toMatch(/🆕 New sign-up: Neema Achieng \(TD\d+\), .*plan Home 10, area Kawangware/);
+    expect(await run(ALERTS_JOB)).toEqual([]);
+  });
+
+  it("sends the daily summary once a day, at or after the configured hour (ISP time)", async () => {
+    // 08:07 Nairobi: not yet.
+    expect(await run(DAILY_SUMMARY_JOB)).toEqual([]);
+    clock.set(new Date("2026-04-01T17:00:00Z")); // 20:00 in Nairobi
+    const [summary, ...more] = await run(DAILY_SUMMARY_JOB);
+    expect(more).toEqual([]);
+    expect(summary).toMatch(/📊 Daily summary, 2026-04-01/);
+    expect(summary).toMatch(/Routers: 1 up/);
+    expect(summary).toMatch(/Subscribers: 0 active, 0 suspended, 1 not paid yet/);
+    expect(summary).toMatch(/Collected today: KES 0/);
+    expect(summary).toMatch(/New sign-ups today: 1/);
+    expect(summary).toMatch(/Unmatched payments waiting: 1/);
+    expect(summary).toMatch(/Given up in 24 h: 3 router jobs/);
+    clock.advance(HOUR);
+    expect(await run(DAILY_SUMMARY_JOB)).toEqual([]);
+    // 00:30 the next day: before the hour; 20:00 that day: the next summary.
+    clock.set(new Date("2026-04-01T21:30:00Z"));
+    expect(await run(DAILY_SUMMARY_JOB)).toEqual([]);
+    clock.set(new Date("2026-04-02T17:00:00Z"));
+    const [next] = await run(DAILY_SUMMARY_JOB);
+    expect(next).toMatch(/Daily summary, 2026-04-02/);
+  });
+
+  it("goes to the owners' private chats when no admin chat is configured; a key queues it once", async () => {
+    const second = 5_000_777;
+    await database.db.insert(admins).values({ telegramId: second, role: "owner", name: "Co-owner" });
+    await database.db.transaction(async (tx) => {
+      expect(
+        await queueAdminAlert(tx, clock.now(), "WhatsApp needs a new login QR", { key: "wa-qr:1" }),
+      ).toBe(2);
+      expect(
+        await queueAdminAlert(tx, clock.now(), "WhatsApp needs a new login QR", { key: "wa-qr:1" }),
+      ).toBe(0);
+    });
+    await world.sendQueued();
+    for (const owner of [OWNER, second])
+      expect(shownIn(world.fake, owner).map((c) => c.payload.text)).toContain(
+        "WhatsApp needs a new login QR",
+      );
+    expect(() => adminAlertJobs({ clock, timezone: TZ, dailySummaryHour: 24 })).toThrow(/0 to 23/);
+  });
+});

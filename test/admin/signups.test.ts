@@ -1,0 +1,281 @@
+import { and, eq } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { selfSignUp } from "../../src/billing/self-signup.ts";
+import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
+import type { SentCall } from "../../src/bots/telegram/fake-api.ts";
+import { FakeClock } from "../../src/clock.ts";
+import type { Database } from "../../src/db/client.ts";
+import {
+  adminDialogs,
+  customers,
+  messageOutbox,
+  provisioningOutbox,
+  routers,
+  subscriptions,
+} from "../../src/db/schema/index.ts";
+import { billingContext, createPlan, job, ledgerSum } from "../support/billing.ts";
+import { createTestDatabase } from "../support/db.ts";
+import {
+  ADMIN_GROUP,
+  type AdminWorld,
+  auditRows,
+  buttonsOf,
+  lastMenuIn,
+  lastText,
+  lastToast,
+  OWNER,
+  shownIn,
+  startAdminWorld,
+} from "./world.ts";
+
+let database: Database;
+let ctx: ReturnType<typeof billingContext>["ctx"];
+let world: AdminWorld;
+const clock = new FakeClock("2026-04-01T06:00:00Z");
+const SUPPORT = 6_500_002;
+const VIEWER = 6_500_004;
+let kibera: { id: number; name: string };
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  ctx = billingContext(database.db, clock).ctx;
+  world = await startAdminWorld(ctx);
+  await world.say(OWNER, `/admin_add ${SUPPORT} support Sam`);
+  await world.say(OWNER, `/admin_add ${VIEWER} viewer Vic`);
+  const [row] = await database.db
+    .insert(routers)
+    .values({ name: "Kibera-1", host: "10.0.0.1", username: "api", passwordEncrypted: "x" })
+    .returning();
+  kibera = row!;
+  await database.db
+    .insert(routers)
+    .values({ name: "Roysambu", host: "10.0.0.2", username: "api", passwordEncrypted: "x" });
+});
+afterAll(async () => {
+  await world?.close();
+  await database?.close();
+});
+
+/** The newest message in `chat` whose text mentions `needle` (and has buttons). */
+function messageAbout(chat: number, needle: string): SentCall {
+  const found = shownIn(world.fake, chat)
+    .filter(
+      (c) => c.method === "sendMessage" && String(c.payload.text).includes(needle) && buttonsOf(c).length,
+    )
+    .at(-1);
+  if (!found) throw new Error(`no message about ${needle} in ${chat}`);
+  return found;
+}
+const subscriptionOf = async (id: number) =>
+  (await database.db.select().from(subscriptions).where(eq(subscriptions.id, id)))[0]!;
+
+describe("/signups", () => {
+  it("lists pending self sign-ups; approve (choosing a router) and reject work once each", async () => {
+    const plan = await createPlan(database.db, { priceCents: 100_000, name: "Home" });
+    await world.say(VIEWER, "/signups");
+    expect(lastText(world.fake, VIEWER)).toBe("No sign-ups waiting.");
+    const signUp = (name: string, phone: string, area: { name: string; routerId: number | null }) =>
+      selfSignUp(ctx, job, {
+        phone,
+        name,
+        planId: plan.id,
+        language: "sw",
+        area,
+        channel: "ussd",
+        sessionId: phone,
+      });
+    const withRouter = await signUp("Akinyi", "+254712500001", { name: "Kibera", routerId: kibera.id });
+    const noRouter = await signUp("Brian", "+254712500002", { name: "Kahawa West", routerId: null });
+    if (!withRouter.ok || !noRouter.ok) throw new Error("sign-up failed");
+    // Added by an admin: not a self sign-up, not listed.
+    await createCustomerWithSubscription(ctx, job, {
+      name: "Walk In",
+      phone: "+254712500003",
+      planId: plan.id,
+    });
+    const subOf = async (account: string) => {
+      const [row] = await database.db
+        .select({ subscription: subscriptions })
+        .from(subscriptions)
+        .innerJoin(customers, eq(customers.id, subscriptions.customerId))
+        .where(eq(customers.accountNumber, account));
+      return row!.subscription;
+    };
+    const a = await subOf(withRouter.accountNumber);
+    const b = await subOf(noRouter.accountNumber);
+
+    // A viewer reads the list, without buttons.
+    await world.say(VIEWER, "/signups");
+    const viewerSees = shownIn(world.fake, VIEWER).slice(-3);
+    expect(String(viewerSees[0]!.payload.text)).toBe("2 sign-ups waiting:");
+    expect(viewerSees.map((c) => buttonsOf(c).length)).toEqual([0, 0, 0]);
+    expect(viewerSees.map((c) => String(c.payload.text)).join("\n")).not.toMatch(/Walk In/);
+
+    await world.say(OWNER, "/signups", ADMIN_GROUP);
+    const aMessage = messageAbout(ADMIN_GROUP, withRouter.accountNumber);
+    const bMessage = messageAbout(ADMIN_GROUP, noRouter.accountNumber);
+    expect(String(bMessage.payload.text)).toMatch(
+      /Brian · 0712 500002\nPlan: Home; area: Kahawa West; router: none yet/,
+    );
+    expect(buttonsOf(aMessage).map((x) => x.text)).toEqual(["Approve", "Reject"]);
+    expect(buttonsOf(bMessage).map((x) => x.text)).toEqual([
+      "Approve on Kibera-1",
+      "Approve on Roysambu",
+      "Reject",
+    ]);
+
+    // Support may not decide: refused and audited, nothing asked.
+    await world.press(SUPPORT, "Reject", ADMIN_GROUP, aMessage);
+    expect(lastToast(world.fake)).toBe("Your role (support) may not do that.");
+    expect((await auditRows(database.db, "admin.refused", `tg:${SUPPORT}`)).map((r) => r.entityId)).toContain(
+      "add",
+    );
+
+    // Approve Brian on Roysambu: asked, then once.
+    await world.press(OWNER, "Approve on Roysambu", ADMIN_GROUP, bMessage);
+    const approveQ = lastMenuIn(world.fake, ADMIN_GROUP);
+    expect(String(approveQ.payload.text)).toMatch(/^Brian: approve this sign-up on Roysambu\?/);
+    expect((await subscriptionOf(b.id)).routerId).toBeNull();
+    await Promise.all([
+      world.press(OWNER, "Confirm", ADMIN_GROUP, approveQ),
+      world.press(OWNER, "Confirm", ADMIN_GROUP, approveQ),
+    ]);
+    expect(lastText(world.fake, ADMIN_GROUP)).toMatch(`✅ Approved ${noRouter.accountNumber} on Roysambu`);
+    const approved = await subscriptionOf(b.id);
+    const [roysambu] = await database.db.select().from(routers).where(eq(routers.name, "Roysambu"));
+    expect([approved.routerId, approved.status]).toEqual([roysambu!.id, "pending"]);
+    const ensures = await database.db
+      .select()
+      .from(provisioningOutbox)
+      .where(and(eq(provisioningOutbox.subscriptionId, b.id), eq(provisioningOutbox.routerId, roysambu!.id)));
+    expect(ensures.map((r) => r.action)).toEqual(["ensure_account"]);
+    expect((await auditRows(database.db, "signup.approved", `tg:${OWNER}`)).map((r) => r.entityId)).toEqual([
+      String(b.id),
+    ]);
+    // An old button for the approved one does nothing.
+    await world.press(OWNER, "Approve on Kibera-1", ADMIN_GROUP, bMessage);
+    expect(lastToast(world.fake)).toBe("That sign-up is no longer waiting.");
+
+    // Reject Akinyi: cancelled, nothing owed, told in her language.
+    await world.press(OWNER, "Reject", ADMIN_GROUP, aMessage);
+    await world.press(OWNER, "Confirm", ADMIN_GROUP);
+    await world.press(OWNER, "Confirm", ADMIN_GROUP, lastMenuIn(world.fake, ADMIN_GROUP));
+    expect(lastToast(world.fake)).toBe("Already done.");
+    expect((await subscriptionOf(a.id)).status).toBe("cancelled");
+    expect(await ledgerSum(database.db, a.customerId)).toBe(0);
+    const told = await database.db
+      .select()
+      .from(messageOutbox)
+      .where(eq(messageOutbox.template, "signup_rejected"));
+    expect(told.map((m) => [m.recipient, m.language])).toEqual([["+254712500001", "sw"]]);
+    expect((await auditRows(database.db, "signup.rejected", `tg:${OWNER}`)).map((r) => r.entityId)).toEqual([
+      String(a.id),
+    ]);
+    await world.say(OWNER, "/signups");
+    expect(lastText(world.fake, OWNER)).toBe("No sign-ups waiting.");
+  });
+});
+
+describe("/add", () => {
+  const dialogRow = async (admin: number) =>
+    (await database.db.select().from(adminDialogs).where(eq(adminDialogs.adminTelegramId, admin)))[0];
+
+  it("asks one question per message, keeps the answers in the database, and adds once", async () => {
+    const plan = await createPlan(database.db, { priceCents: 120_000, code: "home-12", name: "Home 12" });
+    await world.say(VIEWER, "/add");
+    expect(lastText(world.fake, VIEWER)).toMatch(/Your role \(viewer\) may not use \/add/);
+    await world.say(OWNER, "/add", ADMIN_GROUP);
+    expect(lastText(world.fake, ADMIN_GROUP)).toMatch(/use it in a private chat with me/);
+
+    await world.say(OWNER, "/add");
+    expect(lastText(world.fake, OWNER)).toMatch(/^New subscriber \(1\/5\): their full name\?/);
+    await world.say(OWNER, "Wanjiku Kamau");
+    expect(lastText(world.fake, OWNER)).toMatch(/^\(2\/5\) Wanjiku Kamau's phone number\?/);
+    expect(await dialogRow(OWNER)).toMatchObject({ step: "phone", answers: { name: "Wanjiku Kamau" } });
+    await world.say(OWNER, "12345");
+    expect(lastText(world.fake, OWNER)).toMatch(/"12345" is not a phone number/);
+    await world.say(OWNER, "0712 500 003");
+    expect(lastText(world.fake, OWNER)).toMatch(/0712 500003 is already account TD\d+/);
+    await world.say(OWNER, "0712 600 001");
+    expect(lastText(world.fake, OWNER)).toMatch(
+      /^\(3\/5\) Which plan\? Type its code:\n.*home-12 — Home 12, KES 1,200/s,
+    );
+    await world.say(OWNER, "nosuch");
+    expect(lastText(world.fake, OWNER)).toMatch(/No active plan "nosuch"/);
+    await world.say(OWNER, "HOME-12");
+    expect(lastText(world.fake, OWNER)).toMatch(/^\(4\/5\) Which router\?.*\n {2}Kibera-1\n {2}Roysambu$/);
+    await world.say(OWNER, "Mars");
+    expect(lastText(world.fake, OWNER)).toMatch(/No router "Mars"/);
+    await world.say(OWNER, "kibera-1");
+    expect(lastText(world.fake, OWNER)).toMatch(
+      /^\(5\/5\) Username on the router\? Type ok for wanjiku\.kamau/,
+    );
+    await world.say(OWNER, "No Spaces Allowed");
+    expect(lastText(world.fake, OWNER)).toMatch(/cannot be a username/);
+    await world.say(OWNER, "ok");
+    const question = lastMenuIn(world.fake, OWNER);
+    expect(String(question.payload.text)).toMatch(
+      /^Add Wanjiku Kamau, 0712 600001, plan home-12, router Kibera-1, username wanjiku\.kamau\?/,
+    );
+    expect(await dialogRow(OWNER)).toBeUndefined();
+    expect(
+      await database.db.select().from(customers).where(eq(customers.phone, "+254712600001")),
+    ).toHaveLength(0);
+
+    await Promise.all([
+      world.press(OWNER, "Confirm", OWNER, question),
+      world.press(OWNER, "Confirm", OWNER, question),
+    ]);
+    expect(lastText(world.fake, OWNER)).toMatch(
+      /^✅ Added Wanjiku Kamau: account TD\d+, KES 1,200 to pay for the first period.*being created\.$/,
+    );
+    const added = await database.db.select().from(customers).where(eq(customers.phone, "+254712600001"));
+    expect(added).toHaveLength(1);
+    const [sub] = await database.db
+      .select()
+      .from(subscriptions)
+      .where(eq(subscriptions.customerId, added[0]!.id));
+    expect(sub).toMatchObject({
+      planId: plan.id,
+      routerId: kibera.id,
+      networkUsername: "wanjiku.kamau",
+      status: "pending",
+    });
+    const created = await auditRows(database.db, "subscription.created", `tg:${OWNER}`);
+    expect(created.map((r) => r.entityId)).toEqual([String(sub!.id)]);
+    const rows = await database.db
+      .select()
+      .from(provisioningOutbox)
+      .where(eq(provisioningOutbox.subscriptionId, sub!.id));
+    expect(rows.map((r) => [r.action, r.routerId])).toEqual([["ensure_account", kibera.id]]);
+
+    // The next suggestion for the same name is not taken.
+    await world.say(OWNER, "/add");
+    await world.say(OWNER, "Wanjiku Kamau");
+    await world.say(OWNER, "0712 600 002");
+    await world.say(OWNER, "home-12");
+    await world.say(OWNER, "none");
+    expect(lastText(world.fake, OWNER)).toMatch(/Type ok for wanjiku\.kamau2/);
+    await world.say(OWNER, "/cancel_dialog");
+    expect(lastText(world.fake, OWNER)).toBe("Stopped: nothing was added.");
+    expect(await dialogRow(OWNER)).toBeUndefined();
+  });
+
+  it("another command, or ten minutes, abandons it", async () => {
+    await world.say(OWNER, "/add");
+    await world.say(OWNER, "Otieno");
+    await world.say(OWNER, "/plans");
+    expect(lastText(world.fake, OWNER)).toMatch(/plans?:/);
+    expect(await dialogRow(OWNER)).toBeUndefined();
+    await world.say(OWNER, "0712 600 009");
+    expect(lastText(world.fake, OWNER)).toBe("Type /help for what you may do.");
+
+    await world.say(OWNER, "/add");
+    clock.advance(11 * 60_000);
+    await world.say(OWNER, "Too Late");
+    expect(lastText(world.fake, OWNER)).toBe("Type /help for what you may do.");
+    await world.say(OWNER, "/cancel_dialog");
+    expect(lastText(world.fake, OWNER)).toBe("There is nothing to stop.");
+    expect(await database.db.select().from(customers).where(eq(customers.name, "Too Late"))).toHaveLength(0);
+  });
+});
