@@ -4,6 +4,7 @@ import { createApp } from "./app.ts";
 import type { BillingContext } from "./billing/context.ts";
 import { billingJobs } from "./billing/jobs.ts";
 import { adminAlertJobs, adminTelegramFrom, startSandboxAdminTelegram } from "./bots/admin/index.ts";
+import { sendWhatsAppQrToAdmins } from "./bots/admin/whatsapp-qr.ts";
 import { chatJobs } from "./bots/jobs.ts";
 import { telegramFrom } from "./bots/telegram/index.ts";
 import { startSandboxTelegram } from "./bots/telegram/sandbox.ts";
@@ -230,7 +231,23 @@ if (sandbox && !config.TELEGRAM_ADMIN_BOT_TOKEN) {
 
 // WhatsApp Web: the ISP's own number as a linked device (Chromium); its login QR is in the log.
 if (config.WHATSAPP_WEB === "on") {
-  const whatsappWeb = whatsappWebFrom({ config, ctx: billing, logger, requestPayment: payments.request });
+  const whatsappWeb = whatsappWebFrom({
+    config,
+    ctx: billing,
+    logger,
+    requestPayment: payments.request,
+    // The login QR also goes to the admin chat as a picture, when there is one.
+    ...(adminBotConfigured || sandbox
+      ? {
+          onQr: (qr: string) =>
+            sendWhatsAppQrToAdmins(billing, qr, config.TELEGRAM_ADMIN_CHATS).then(
+              () => undefined,
+              (error: unknown) =>
+                logger.error({ err: error }, "WhatsApp login QR not queued for the admin chat"),
+            ),
+        }
+      : {}),
+  });
   stops.push(whatsappWeb.stop);
 }
 

@@ -35,11 +35,44 @@ export async function adminAlertRecipients(tx: Executor, chatIds?: readonly numb
  * Queues `text` for the admin chat(s), in `tx` (with whatever the caller writes). With `key`, the
  * alert is queued at most once per chat, ever. Returns the number of messages queued.
  */
-export async function queueAdminAlert(
+export function queueAdminAlert(
   tx: Executor,
   now: Date,
   text: string,
   options: AdminAlertTarget & { key?: string } = {},
+): Promise<number> {
+  return queueForAdmins(tx, now, options, (chat) => ({
+    method: "sendMessage",
+    payload: { chat_id: chat, text: text.slice(0, 4096) },
+  }));
+}
+
+/**
+ * Queues a picture (PNG bytes) for the admin chat(s), e.g. the WhatsApp Web login QR: uploaded as
+ * a file by the Telegram sender (`$file`). With `key`, at most once per chat.
+ */
+export function queueAdminPhoto(
+  tx: Executor,
+  now: Date,
+  photo: { png: Uint8Array; filename: string; caption: string },
+  options: AdminAlertTarget & { key?: string } = {},
+): Promise<number> {
+  const base64 = Buffer.from(photo.png).toString("base64");
+  return queueForAdmins(tx, now, options, (chat) => ({
+    method: "sendPhoto",
+    payload: {
+      chat_id: chat,
+      photo: { $file: { base64, filename: photo.filename } },
+      caption: photo.caption.slice(0, 1024),
+    },
+  }));
+}
+
+async function queueForAdmins(
+  tx: Executor,
+  now: Date,
+  options: AdminAlertTarget & { key?: string },
+  call: (chat: number) => { method: string; payload: Record<string, unknown> },
 ): Promise<number> {
   const chats = await adminAlertRecipients(tx, options.chatIds);
   if (chats.length === 0) return 0;
@@ -49,11 +82,7 @@ export async function queueAdminAlert(
       channel: ADMIN_CHANNEL,
       to: String(chat),
       language: "en" as const,
-      content: {
-        kind: "raw" as const,
-        method: "sendMessage",
-        payload: { chat_id: chat, text: text.slice(0, 4096) },
-      },
+      content: { kind: "raw" as const, ...call(chat) },
     })),
   ).map((row, i) => ({ ...row, dedupeKey: options.key ? `admin-alert:${chats[i]}:${options.key}` : null }));
   const queued = await tx

@@ -136,6 +136,8 @@ export function whatsappWebFrom(deps: {
   ctx: BillingContext;
   logger: Logger;
   requestPayment?: (actor: Actor, input: PaymentRequest) => Promise<RequestPaymentResult>;
+  /** Told of each login QR (the admin chat gets it as a picture). */
+  onQr?: (qr: string) => void | Promise<void>;
 }): { stop(): Promise<void>; status(): WhatsAppWebStatus } {
   const { db, clock } = deps.ctx;
   let kick = () => {};
@@ -158,6 +160,7 @@ export function whatsappWebFrom(deps: {
       : {}),
     servedCountries: deps.config.SERVED_COUNTRIES,
     onQueued: () => kick(),
+    ...(deps.onQr ? { onQr: deps.onQr } : {}),
   });
   const worker = startChatWorker({
     db,
