@@ -12,12 +12,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
  */
 
 const root = path.resolve(import.meta.dirname, "..");
+/** The sandbox's fakes on ports of their own choosing: other tests (or a developer's app) may hold the defaults. */
+const noFixedPorts = { WHATSAPP_SANDBOX_PORT: "0", TELEGRAM_ADMIN_SANDBOX_PORT: "0" };
 const startMs = 90_000;
 
 /** Settings from the environment running the tests that would change what is started. */
 function isConfigKey(key: string): boolean {
   return (
-    /^(MPESA_|AT_|USSD_|STK_|TELEGRAM_)/.test(key) ||
+    /^(MPESA_|AT_|USSD_|STK_|TELEGRAM_|WHATSAPP_|PORTAL_)/.test(key) ||
     [
       "TANDAO_MODE",
       "HOST",
@@ -166,7 +168,7 @@ describe("npm start, stopped with SIGTERM", () => {
   it("binds 127.0.0.1 in sandbox by default, says so, and on SIGTERM frees the port and logs the stop within 5 s", async () => {
     const port = await freePort();
     // The sandbox Telegram fake takes any free port: a developer's own sandbox may hold 3081.
-    const app = start({ PORT: String(port), DATA_DIR: dataDir, TELEGRAM_SANDBOX_PORT: "0" });
+    const app = start({ PORT: String(port), DATA_DIR: dataDir, TELEGRAM_SANDBOX_PORT: "0", ...noFixedPorts });
     const line = await listening(app);
     expect(line).toMatchObject({ address: "127.0.0.1", port, msg: `listening on http://127.0.0.1:${port}` });
     const health = await fetch(`http://127.0.0.1:${port}/healthz`);
@@ -186,7 +188,13 @@ describe("npm start, stopped with SIGTERM", () => {
 
   it("with HOST=0.0.0.0 binds every interface and says 0.0.0.0", async () => {
     const port = await freePort();
-    const app = start({ PORT: String(port), DATA_DIR: dataDir, HOST: "0.0.0.0", TELEGRAM_SANDBOX_PORT: "0" });
+    const app = start({
+      PORT: String(port),
+      DATA_DIR: dataDir,
+      HOST: "0.0.0.0",
+      TELEGRAM_SANDBOX_PORT: "0",
+      ...noFixedPorts,
+    });
     const line = await listening(app);
     expect(line).toMatchObject({ address: "0.0.0.0", port, msg: `listening on http://0.0.0.0:${port}` });
     const external = externalAddress();

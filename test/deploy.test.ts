@@ -1,0 +1,113 @@
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { cp, mkdtemp, readFile, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { describe, expect, it } from "vitest";
+
+/**
+ * What the image is built from and how it runs, checked without a Docker daemon: the build context
+ * leaves out what must not be baked in, the container's command is node itself (so `docker stop`'s
+ * SIGTERM reaches the app), and the app runs from production dependencies only, as the image has them.
+ */
+
+const root = path.resolve(import.meta.dirname, "..");
+const exec = promisify(execFile);
+
+/** The final stage's instructions (from its `FROM` to the next one, or the end). */
+function stage(dockerfile: string, name: string): string {
+  const lines = dockerfile.split("\n");
+  const start = lines.findIndex((l) => new RegExp(`^FROM .* AS ${name}$`, "i").test(l));
+  const end = lines.findIndex((l, i) => i > start && /^FROM /i.test(l));
+  return lines.slice(start, end === -1 ? undefined : end).join("\n");
+}
+
+describe("the Docker image", () => {
+  it("leaves the data folder, node_modules and .git out of the build context", async () => {
+    const ignored = (await readFile(path.join(root, ".dockerignore"), "utf8"))
+      .split("\n")
+      .map((l) => l.trim().replace(/\/$/, ""))
+      .filter((l) => l && !l.startsWith("#"));
+    for (const entry of ["data", "node_modules", ".git"]) expect(ignored).toContain(entry);
+  });
+
+  it("runs node as PID 1 in exec form, as a non-root user, with a health check on /healthz", async () => {
+    // Instructions only: comments may name what is not done.
+    const dockerfile = (await readFile(path.join(root, "Dockerfile"), "utf8"))
+      .split("\n")
+      .filter((line) => !line.trimStart().startsWith("#"))
+      .join("\n");
+    const app = stage(dockerfile, "app");
+    expect(app).toMatch(/^FROM node:(22|24)-bookworm-slim AS app$/m);
+    expect(app).toMatch(/^CMD \["node", "--import", "tsx", "src\/main\.ts"\]$/m);
+    expect(app).toMatch(/^USER node$/m);
+    expect(app).toMatch(/HEALTHCHECK[\s\S]*\/healthz/);
+    // No tool fetched at build or run time, and no shell or npm between docker and node.
+    expect(dockerfile).not.toMatch(/\bnpx\b/);
+    expect(app).not.toMatch(/^(CMD|ENTRYPOINT) (?!\[)/m);
+  });
+});
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+describe("production dependencies only", () => {
+  it("the app starts from them and answers /healthz, then stops on SIGTERM", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "tandao-prod-"));
+    let child: ChildProcess | undefined;
+    try {
+      // What the image copies (Dockerfile), and node_modules pruned to production as its deps stage does.
+      for (const entry of ["package.json", "package-lock.json", "src", "drizzle", "bin", "patches"])
+        await cp(path.join(root, entry), path.join(dir, entry), { recursive: true });
+      await exec("cp", ["-al", path.join(root, "node_modules"), path.join(dir, "node_modules")]);
+      await exec("npm", ["prune", "--omit=dev", "--offline", "--no-audit", "--no-fund"], { cwd: dir });
+      await expect(readFile(path.join(dir, "node_modules/vitest/package.json"))).rejects.toThrow();
+
+      const port = await freePort();
+      const env = Object.fromEntries(
+        Object.entries(process.env).filter(
+          ([k]) => !/^(MPESA_|AT_|USSD_|TELEGRAM_|WHATSAPP_|DATABASE_URL|TANDAO_MODE)/.test(k),
+        ),
+      );
+      child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+        cwd: dir,
+        env: {
+          ...env,
+          NODE_ENV: "production",
+          PORT: String(port),
+          DATA_DIR: path.join(dir, "data"),
+          TELEGRAM_SANDBOX_PORT: "0",
+          WHATSAPP_SANDBOX_PORT: "0",
+          TELEGRAM_ADMIN_SANDBOX_PORT: "0",
+          LOG_LEVEL: "warn",
+        },
+        stdio: ["ignore", "ignore", "pipe"],
+      });
+      let errors = "";
+      child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
+        errors += chunk;
+      });
+      const exited = new Promise<number | null>((resolve) => child!.once("exit", (code) => resolve(code)));
+
+      let health: Response | undefined;
+      for (let tries = 0; tries < 600 && !health; tries++) {
+        health = await fetch(`http://127.0.0.1:${port}/healthz`).catch(async () => {
+          await new Promise((r) => setTimeout(r, 100));
+          return undefined;
+        });
+      }
+      expect(health?.status, errors).toBe(200);
+      child.kill("SIGTERM");
+      expect(await exited).toBe(0);
+    } finally {
+      child?.kill("SIGKILL");
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
