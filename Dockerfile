@@ -7,6 +7,9 @@ WORKDIR /app
 ENV PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 COPY package.json package-lock.json .puppeteerrc.cjs ./
 COPY patches ./patches
+# The postinstall step also makes the migrated copy a fresh embedded database starts from.
+COPY drizzle ./drizzle
+COPY src/db/embedded-template.ts ./src/db/embedded-template.ts
 RUN npm ci --no-audit --no-fund && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:22-bookworm-slim AS app

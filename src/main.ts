@@ -10,10 +10,10 @@ import { telegramFrom } from "./bots/telegram/index.ts";
 import { startSandboxTelegram } from "./bots/telegram/sandbox.ts";
 import { whatsappCloudFrom } from "./bots/whatsapp-cloud/index.ts";
 import { startSandboxWhatsApp } from "./bots/whatsapp-cloud/sandbox.ts";
-import { whatsappWebFrom } from "./bots/whatsapp-web/index.ts";
 import { systemClock } from "./clock.ts";
 import { billingSettingsFrom, type Config, isSandbox, loadConfig } from "./config.ts";
 import { openDatabase } from "./db/client.ts";
+import { embeddedTemplate, hasEmbeddedDatabase } from "./db/embedded-template.ts";
 import { sealPlainSecrets } from "./db/seal-existing.ts";
 import { useSealingKey } from "./db/sealed.ts";
 import { jobsFinished } from "./jobs/runner.ts";
@@ -42,7 +42,14 @@ try {
 const logger = createLogger(config.LOG_LEVEL);
 const clock = systemClock;
 
-const database = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR });
+// A new embedded database starts from the migrated copy `npm install` made (a fast first start).
+const template =
+  !config.DATABASE_URL && !hasEmbeddedDatabase(config.DATA_DIR) ? embeddedTemplate() : undefined;
+const database = await openDatabase({
+  databaseUrl: config.DATABASE_URL,
+  dataDir: config.DATA_DIR,
+  ...(template ? { embeddedTemplate: template } : {}),
+});
 await database.migrate();
 logger.info({ database: database.kind, location: database.location }, `data lives in ${database.location}`);
 const sandbox = isSandbox(config);
@@ -231,6 +238,8 @@ if (sandbox && !config.TELEGRAM_ADMIN_BOT_TOKEN) {
 
 // WhatsApp Web: the ISP's own number as a linked device (Chromium); its login QR is in the log.
 if (config.WHATSAPP_WEB === "on") {
+  // Loaded only when turned on: it brings puppeteer and whatsapp-web.js.
+  const { whatsappWebFrom } = await import("./bots/whatsapp-web/index.ts");
   const whatsappWeb = whatsappWebFrom({
     config,
     ctx: billing,

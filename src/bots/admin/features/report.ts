@@ -1,5 +1,4 @@
 import { Composer, type Context } from "grammy";
-import { revenueReport } from "../../../admin/report.ts";
 import { monthlyRevenue } from "../../../billing/stats.ts";
 import type { Executor } from "../../../db/client.ts";
 import { enqueueChat } from "../../chat-outbox.ts";
@@ -78,6 +77,8 @@ export function reportFeature(kit: AdminKit): Composer<Context> {
       timezone: kit.timezone,
       now,
     });
+    // Loaded when first asked for: the chart's libraries are a heavy part of the app's start.
+    const { revenueReport } = await import("../../../admin/report.ts");
     const report = await revenueReport(rows.slice(0, rows.length - back), {
       isp: kit.deps.ispName ?? "ISP",
       month,

@@ -1,6 +1,5 @@
 import { eq } from "drizzle-orm";
 import { Composer, type Context } from "grammy";
-import { voucherCards, voucherSheetPdf } from "../../../admin/voucher-sheet.ts";
 import { createVoucherBatch } from "../../../billing/vouchers.ts";
 import { plans } from "../../../db/schema/index.ts";
 import type { AdminKit } from "../kit.ts";
@@ -33,6 +32,8 @@ export function vouchersFeature(kit: AdminKit): Composer<Context> {
         planId: plan.id,
         quantity: Number(countWord),
       });
+      // Loaded when first asked for: the PDF and QR libraries are a heavy part of the app's start.
+      const { voucherCards, voucherSheetPdf } = await import("../../../admin/voucher-sheet.ts");
       const pdf = await voucherSheetPdf({ isp, wifiName: isp, vouchers: voucherCards(plan, codes) });
       await queueAdminFile(tx, now, ctx.chat!.id, {
         method: "sendDocument",
