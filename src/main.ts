@@ -23,6 +23,7 @@ import { createLogger } from "./logger.ts";
 import { menuJobs } from "./menu/jobs.ts";
 import { startMessaging } from "./messaging/index.ts";
 import { ModeError } from "./mode.ts";
+import { activeSessionOn, type SessionKind } from "./network/active-sessions.ts";
 import { startNetwork, startSandboxRouter } from "./network/index.ts";
 import { findRouterByName } from "./network/routers.ts";
 import { startPayments } from "./payments/index.ts";
@@ -109,6 +110,13 @@ if (sandbox) {
 }
 const network = startNetwork({ db: database.db, clock, logger, box: secretBox, config });
 stops.push(network.stop);
+/** What the admin chat may ask of the routers: reconcile, online status, reconnect after an edit. */
+const adminNetwork = {
+  ...network,
+  activeSession: (routerId: number, kind: SessionKind, username: string) =>
+    activeSessionOn(network.pool, routerId, kind, username),
+  routerChanged: (routerId: number) => network.pool.invalidate(routerId),
+};
 // The emulated router starts empty at each start: fill it from the database.
 if (sandboxRouter)
   void network
@@ -199,7 +207,8 @@ if (
   config.TELEGRAM_OWNER_ID
 ) {
   const adminBot = await adminTelegramFrom({
-    network,
+    network: adminNetwork,
+    box: secretBox,
     ctx: billing,
     logger,
     token: config.TELEGRAM_ADMIN_BOT_TOKEN,
@@ -225,7 +234,8 @@ if (
 // unless TELEGRAM_OWNER_ID names another. Production has no default owner.
 if (sandbox && !config.TELEGRAM_ADMIN_BOT_TOKEN) {
   const adminSandbox = await startSandboxAdminTelegram({
-    network,
+    network: adminNetwork,
+    box: secretBox,
     ctx: billing,
     logger,
     ownerTelegramId: config.TELEGRAM_OWNER_ID ?? 1,

@@ -8,6 +8,7 @@ import { lookupFeature } from "./features/lookup.ts";
 import { opsFeatures } from "./features/ops.ts";
 import { plansFeature } from "./features/plans.ts";
 import { reportFeature } from "./features/report.ts";
+import { routerDialogFeature } from "./features/router-dialog.ts";
 import { serviceFeature } from "./features/service.ts";
 import { signupsFeature } from "./features/signups.ts";
 import { statsFeature } from "./features/stats.ts";
@@ -34,6 +35,7 @@ export type { AdminBotDeps, AdminNetwork } from "./kit.ts";
 
 /** In order: a feature sees what those before it left; the fallback answers the rest. */
 const FEATURES: readonly Feature[] = [
+  routerDialogFeature,
   addFeature,
   helpFeature,
   teamFeature,

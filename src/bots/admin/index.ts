@@ -1,4 +1,5 @@
 import type { BillingContext } from "../../billing/context.ts";
+import type { SecretBox } from "../../lib/secret-box.ts";
 import type { Logger } from "../../logger.ts";
 import { startChatWorker } from "../chat-delivery.ts";
 import { startInboxRetry } from "../chat-inbox.ts";
@@ -49,6 +50,8 @@ export async function adminTelegramFrom(deps: {
   apiRoot?: string;
   /** The running network (`startNetwork`), for `/sync` and `/retry`. */
   network?: AdminNetwork;
+  /** Seals router passwords typed in the chat (SECRET_KEY). */
+  box?: SecretBox;
 }) {
   await ensureOwner(deps.ctx, deps.ownerTelegramId);
   const worker = startChatWorker({
@@ -68,6 +71,7 @@ export async function adminTelegramFrom(deps: {
     ispName: deps.ispName,
     apiRoot: deps.apiRoot,
     network: deps.network,
+    ...(deps.box ? { box: deps.box } : {}),
     onQueued: worker.kick,
   });
   const inbox = { db: deps.ctx.db, clock: deps.ctx.clock, channel: ADMIN_CHANNEL };

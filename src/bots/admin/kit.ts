@@ -4,7 +4,9 @@ import { audit } from "../../billing/audit.ts";
 import { type BillingContext, BillingError } from "../../billing/context.ts";
 import type { Clock } from "../../clock.ts";
 import type { Db, Executor } from "../../db/client.ts";
+import type { SecretBox } from "../../lib/secret-box.ts";
 import type { Logger } from "../../logger.ts";
+import type { ActiveSession, SessionKind } from "../../network/active-sessions.ts";
 import type { RouterReconcileReport } from "../../network/reconcile.ts";
 import { words } from "./parse.ts";
 import { queueAdminCall } from "./queued-api.ts";
@@ -24,6 +26,10 @@ export interface AdminNetwork {
   reconcileRouter(routerId: number, options?: { dryRun?: boolean }): Promise<RouterReconcileReport>;
   /** Wakes the provisioning worker (rows made due again). */
   kick?(): void;
+  /** A subscriber's session on a router now, or null (`activeSessionOn`); throws when the router is unreachable. */
+  activeSession?(routerId: number, kind: SessionKind, username: string): Promise<ActiveSession | null>;
+  /** A router's address or login changed: its open connection is dropped, the next one uses the new. */
+  routerChanged?(routerId: number): Promise<void>;
 }
 
 export interface AdminBotDeps {
@@ -42,6 +48,8 @@ export interface AdminBotDeps {
   onQueued?: () => void;
   /** For `/sync` and `/retry`; without it `/sync` answers that the network is not running here. */
   network?: AdminNetwork;
+  /** Seals router passwords typed in the chat (`/router_add`, `/router_password`); without it they are refused. */
+  box?: SecretBox;
 }
 
 export type TxWork<T> = (tx: Executor, inTxCtx: BillingContext, now: Date) => Promise<T>;

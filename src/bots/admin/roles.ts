@@ -35,6 +35,9 @@ export type AdminCommand =
   | "routers"
   | "sync"
   | "retry"
+  | "router_add"
+  | "router_edit"
+  | "router_password"
   | "failed"
   | "audit";
 
@@ -71,6 +74,9 @@ export const PERMISSIONS: Readonly<Record<AdminCommand, readonly AdminRole[]>> =
   audit: everyone,
   sync: managers,
   retry: managers,
+  router_add: managers,
+  router_edit: managers,
+  router_password: managers,
 };
 
 export const may = (role: AdminRole, command: AdminCommand): boolean => PERMISSIONS[command].includes(role);

@@ -1,4 +1,5 @@
 import type { BillingContext } from "../../billing/context.ts";
+import type { SecretBox } from "../../lib/secret-box.ts";
 import type { Logger } from "../../logger.ts";
 import { startChatWorker } from "../chat-delivery.ts";
 import { type FakeTelegram, startFakeTelegram } from "../telegram/fake-api.ts";
@@ -24,6 +25,8 @@ export async function startSandboxAdminTelegram(deps: {
   ispName?: string;
   /** The running network, for `/sync` and `/retry`. */
   network?: AdminNetwork;
+  /** Seals router passwords typed in the chat (SECRET_KEY). */
+  box?: SecretBox;
 }): Promise<{ fake: FakeTelegram; stop: () => Promise<void> }> {
   await ensureOwner(deps.ctx, deps.ownerTelegramId);
   const fake = await startFakeTelegram({
@@ -49,6 +52,7 @@ export async function startSandboxAdminTelegram(deps: {
     ...(deps.adminChatIds ? { adminChatIds: deps.adminChatIds } : {}),
     ...(deps.ispName ? { ispName: deps.ispName } : {}),
     ...(deps.network ? { network: deps.network } : {}),
+    ...(deps.box ? { box: deps.box } : {}),
     onQueued: worker.kick,
   });
   const running = bot.start({ timeout: 1 });

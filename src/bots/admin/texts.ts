@@ -39,6 +39,9 @@ export const USAGE: Readonly<Record<AdminCommand, string>> = {
   audit: "/audit <account | telegram id> [n] — the last n audit entries (default 10, at most 50)",
   sync: "/sync <router> [dry] — compare a router with the database and repair it (dry: report only)",
   retry: "/retry <router> — send a router's given-up jobs again",
+  router_add: "/router_add — add a router, one question at a time; the password last, its message deleted",
+  router_edit: "/router_edit <router> <host|port|user|tls> <value> — change a router's connection",
+  router_password: "/router_password <router> — a router's new password (its message is deleted)",
 };
 
 const balanceText = (cents: number) =>

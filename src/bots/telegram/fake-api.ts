@@ -190,6 +190,14 @@ export async function startFakeTelegram(
       message.reply_markup = p.reply_markup;
       return ok(message);
     },
+    // A message the fake never saw (one a test delivered as an update of its own) is deleted as Telegram would.
+    deleteMessage(p) {
+      const message = messages.get(Number(p.message_id));
+      if (message && message.chat.id !== Number(p.chat_id))
+        return refuse(400, "Bad Request: message to delete not found");
+      messages.delete(Number(p.message_id));
+      return ok(true);
+    },
     answerCallbackQuery: (p) =>
       typeof p.callback_query_id === "string" ? ok(true) : refuse(400, "Bad Request: query is too old"),
   };

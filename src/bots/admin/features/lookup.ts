@@ -6,6 +6,7 @@ import { parseAccount } from "../parse.ts";
 import { findCustomers, subscriberCard } from "../queries.ts";
 import { may } from "../roles.ts";
 import { cardText, findLine } from "../texts.ts";
+import { followWithOnlineStatus } from "./online.ts";
 
 /** `/find` and `/sub`: read only. */
 export function lookupFeature(kit: AdminKit): Composer<Context> {
@@ -47,6 +48,7 @@ export function lookupFeature(kit: AdminKit): Composer<Context> {
       cardText(card, timezone),
       buttons.length ? { reply_markup: { inline_keyboard: [buttons] } } : {},
     );
+    followWithOnlineStatus(kit, ctx.chat!.id, card.summary.subscription);
   });
   return lookup;
 }
