@@ -75,6 +75,11 @@ const schema = z.object({
   DATA_DIR: z.string().min(1).default("./data"),
   DATABASE_URL: z.string().url().optional(),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  /**
+   * Bearer token of `GET /metrics` (Prometheus text; ≥ 16 characters, e.g. `openssl rand -hex 24`).
+   * Unset: `/metrics` answers 404.
+   */
+  METRICS_TOKEN: z.string().min(16).optional(),
   /** 32 bytes, hex or base64: encrypts router passwords at rest. Unset in sandbox: a key is kept in DATA_DIR. */
   SECRET_KEY: z
     .string()

@@ -139,6 +139,8 @@ const app = createApp({
   mode: config.mode,
   ussdRoutes: ussdRoutesFrom({ config, ctx: billing, logger, requestPayment: payments.request }),
   mpesaRoutes: payments.routes,
+  clock,
+  ...(config.METRICS_TOKEN ? { metricsToken: config.METRICS_TOKEN } : {}),
 });
 // The hotspot's captive portal: packages sold by M-Pesa, with the same limits as every channel.
 app.route(
