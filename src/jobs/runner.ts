@@ -70,6 +70,8 @@ export async function runJob(
   clock: Clock,
   job: string,
   work: (tx: Executor) => Promise<Record<string, number>>,
+  /** The scheduled time this run is for: a job that already ran for it (any instance) is skipped. */
+  slot?: Date,
 ): Promise<JobResult> {
   const startedAt = clock.now();
   const result = await exclusiveHere(db, job, async (): Promise<JobResult> => {
@@ -80,8 +82,18 @@ export async function runJob(
           sql`select pg_try_advisory_xact_lock(${lockKey(job)}) as locked`,
         );
         if (!lock?.locked) return { status: "skipped", counts: {} };
+        // Under the lock: another instance's run for this slot has committed, or is not there.
+        if (slot) {
+          const done = await queryRows(
+            tx,
+            sql`select 1 from job_runs where job = ${job} and slot = ${slot.toISOString()}::timestamptz and status = 'ok'`,
+          );
+          if (done.length > 0) return { status: "skipped", counts: {} };
+        }
         const counts = await work(tx);
-        await tx.insert(jobRuns).values({ job, startedAt, finishedAt: clock.now(), status: "ok", counts });
+        await tx
+          .insert(jobRuns)
+          .values({ job, startedAt, finishedAt: clock.now(), status: "ok", counts, slot: slot ?? null });
         return { status: "ok", counts };
       });
       if (result.status === "skipped") return recordSkipped(db, clock, job, startedAt);

@@ -1,4 +1,5 @@
-import { index, integer, jsonb, pgTable, text } from "drizzle-orm/pg-core";
+import { sql } from "drizzle-orm";
+import { index, integer, jsonb, pgTable, text, uniqueIndex } from "drizzle-orm/pg-core";
 import { at, id } from "./columns.ts";
 
 export const auditLog = pgTable(
@@ -29,6 +30,16 @@ export const jobRuns = pgTable(
     counts: jsonb("counts").$type<Record<string, number>>().notNull().default({}),
     error: text("error"),
     attempt: integer("attempt").notNull().default(1),
+    /**
+     * The scheduled time this run is for (to the minute): instances whose timers fire for the same
+     * slot run the job once between them, however their runs fall in time.
+     */
+    slot: at("slot"),
   },
-  (t) => [index("job_runs_job_idx").on(t.job, t.startedAt)],
+  (t) => [
+    index("job_runs_job_idx").on(t.job, t.startedAt),
+    uniqueIndex("job_runs_slot_uq")
+      .on(t.job, t.slot)
+      .where(sql`${t.status} = 'ok' and ${t.slot} is not null`),
+  ],
 );

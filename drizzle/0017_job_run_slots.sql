@@ -1,0 +1,2 @@
+ALTER TABLE "job_runs" ADD COLUMN "slot" timestamp with time zone;--> statement-breakpoint
+CREATE UNIQUE INDEX "job_runs_slot_uq" ON "job_runs" USING btree ("job","slot") WHERE "job_runs"."status" = 'ok' and "job_runs"."slot" is not null;
