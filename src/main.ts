@@ -29,6 +29,7 @@ import { findRouterByName } from "./network/routers.ts";
 import { startPayments } from "./payments/index.ts";
 import { createPortalRoutes } from "./portal/index.ts";
 import { DEMO_PHONE, seedSandbox } from "./sandbox/seed.ts";
+import { createSimulatorRoutes } from "./simulator/index.ts";
 import { menuSettingsFrom, ussdRoutesFrom } from "./ussd/index.ts";
 
 let config: Config;
@@ -185,6 +186,10 @@ if (config.TELEGRAM_BOT_TOKEN && config.TELEGRAM_WEBHOOK_SECRET) {
     .catch((error: unknown) => logger.error({ err: error }, "Telegram webhook could not be set"));
 }
 
+// The sandbox fakes' addresses, for the simulator's chat pane.
+let telegramSandboxUrl: string | undefined;
+let whatsappSandboxUrl: string | undefined;
+
 // Sandbox without a bot token: the real bot long-polls a fake Bot API on 127.0.0.1 (curl-able).
 if (sandbox && !config.TELEGRAM_BOT_TOKEN) {
   const telegramSandbox = await startSandboxTelegram({
@@ -198,6 +203,7 @@ if (sandbox && !config.TELEGRAM_BOT_TOKEN) {
     timezone: config.TIMEZONE,
   });
   stops.push(telegramSandbox.stop);
+  telegramSandboxUrl = telegramSandbox.fake.apiRoot;
   logger.info(`sandbox: Telegram bot on a fake Bot API at ${telegramSandbox.fake.apiRoot}`);
 }
 
@@ -308,8 +314,32 @@ if (sandbox && !config.WHATSAPP_CLOUD_TOKEN) {
   });
   app.route("/hooks/wa", whatsappSandbox.channel.routes);
   stops.push(whatsappSandbox.stop);
+  whatsappSandboxUrl = new URL(whatsappSandbox.fake.graphUrl).origin;
   logger.info(`sandbox: WhatsApp Cloud API channel on a fake Graph API at ${whatsappSandbox.fake.graphUrl}`);
 }
+
+// Sandbox only: the phone simulator in the browser (USSD, M-Pesa prompt, SMS, chats, router).
+if (sandbox && payments.fake)
+  app.route(
+    "/simulator",
+    createSimulatorRoutes({
+      ispName: config.ISP_NAME,
+      serviceCode: "*384*1#",
+      demoPhone: DEMO_PHONE,
+      // In-process: no USSD token or address rule stands between the page and the menu.
+      ussd: (form) =>
+        app.request(config.USSD_TOKEN ? `/ussd/${config.USSD_TOKEN}` : "/ussd", {
+          method: "POST",
+          headers: { "content-type": "application/x-www-form-urlencoded" },
+          body: form.toString(),
+        }),
+      daraja: payments.fake,
+      sms: messaging.fake,
+      router: sandboxRouter,
+      telegramUrl: telegramSandboxUrl,
+      whatsappUrl: whatsappSandboxUrl,
+    }),
+  );
 
 const server = serve({ fetch: app.fetch, port: config.PORT, hostname: host }, (info) => {
   const shown = info.family === "IPv6" ? `[${info.address}]` : info.address;

@@ -67,7 +67,27 @@ interface PushRecord {
   body: Record<string, unknown>;
 }
 
+/** A prompt on a payer's phone, waiting for their decision (held mode). */
+export interface PendingPush {
+  checkoutRequestId: string;
+  /** `2547…`, as Daraja writes it. */
+  msisdn: string;
+  /** Shillings. */
+  amount: number;
+  accountReference: string;
+  shortcode: string;
+  heldSince: Date;
+}
+
+interface HeldPush {
+  push: PushRecord;
+  since: Date;
+  timer: NodeJS.Timeout;
+}
+
 export interface FakeDarajaOptions {
+  /** Held mode: an undecided prompt times out (ResultCode 1037) after this long (default 90 s). */
+  heldTimeoutMs?: number;
   consumerKey?: string;
   consumerSecret?: string;
   shortcode?: string;
@@ -199,6 +219,8 @@ export class FakeDaraja {
   async close(): Promise<void> {
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
+    for (const waiting of this.heldPushes.values()) clearTimeout(waiting.timer);
+    this.heldPushes.clear();
     await Promise.allSettled([...this.inFlight]);
     const server = this.server;
     if (!server) return;
@@ -318,6 +340,10 @@ export class FakeDaraja {
         "Unable to lock subscriber, a transaction is already in process for the current subscriber",
       );
 
+    // Held mode (the simulator): with nothing scripted, the prompt waits for a person's decision.
+    if (this.held && this.outcomes.length === 0 && !this.byPhone.has(msisdn))
+      return this.holdPush(res, { msisdn, amount, reference, callbackUrl });
+
     const delivery = this.outcomes.shift() ??
       this.byPhone.get(msisdn) ??
       this.options.defaultDelivery ?? {
@@ -384,6 +410,121 @@ export class FakeDaraja {
       this.inFlight.add(running);
     }, ms);
     this.timers.add(timer);
+  }
+
+  // ---- held mode: a person answers the prompt (the sandbox simulator) ----
+
+  private held = false;
+  private readonly heldPushes = new Map<string, HeldPush>();
+
+  /**
+   * While on, a push that nothing scripted waits for `decide` (pay with a PIN, wrong PIN, cancel,
+   * ignore) instead of succeeding on its own; undecided, it times out as M-Pesa's prompt does
+   * (`heldTimeoutMs`, default 90 s, ResultCode 1037). Turning it off leaves waiting pushes waiting.
+   */
+  holdPushes(on: boolean): void {
+    this.held = on;
+  }
+
+  get holding(): boolean {
+    return this.held;
+  }
+
+  /** Prompts waiting for the payer, oldest first; for one number when given (with or without `+`). */
+  pendingPushes(msisdn?: string): PendingPush[] {
+    const wanted = msisdn?.replace(/\D/g, "");
+    return [...this.heldPushes.values()]
+      .filter((p) => wanted === undefined || p.push.msisdn === wanted)
+      .map((p) => ({
+        checkoutRequestId: p.push.checkoutRequestId,
+        msisdn: p.push.msisdn,
+        amount: p.push.amount,
+        accountReference: p.push.accountReference,
+        shortcode: this.shortcode,
+        heldSince: p.since,
+      }));
+  }
+
+  /** The payer enters a PIN (4 digits) and pays: the callback carries a receipt. */
+  approve(checkoutRequestId: string, pin: string): boolean {
+    if (!/^\d{4}$/.test(pin)) throw new Error("an M-Pesa PIN is 4 digits");
+    return this.decide(checkoutRequestId, "success");
+  }
+
+  /** The payer enters a wrong PIN: ResultCode 2001. */
+  wrongPin(checkoutRequestId: string): boolean {
+    return this.decide(checkoutRequestId, "wrong_pin");
+  }
+
+  /** The payer cancels the prompt: ResultCode 1032. */
+  cancel(checkoutRequestId: string): boolean {
+    return this.decide(checkoutRequestId, "cancelled");
+  }
+
+  /** The payer lets the prompt time out: ResultCode 1037 (now, rather than after the timeout). */
+  ignore(checkoutRequestId: string): boolean {
+    return this.decide(checkoutRequestId, "unreachable");
+  }
+
+  /** Ends a held prompt with `outcome` and posts its callback; false when no such prompt waits. */
+  private decide(checkoutRequestId: string, outcome: StkOutcome): boolean {
+    const waiting = this.heldPushes.get(checkoutRequestId);
+    if (!waiting) return false;
+    this.heldPushes.delete(checkoutRequestId);
+    clearTimeout(waiting.timer);
+    const { push } = waiting;
+    const result = outcomeResults[outcome];
+    push.delivery = { outcome, delayMs: 0 };
+    push.receipt = result.code === 0 ? receiptNumber() : null;
+    push.resolvesAt = Date.now();
+    push.body = stkCallbackBody({
+      merchantRequestId: push.merchantRequestId,
+      checkoutRequestId: push.checkoutRequestId,
+      result,
+      receipt: push.receipt,
+      amount: push.amount,
+      msisdn: push.msisdn,
+      paidAt: new Date(),
+    });
+    this.promptsOpenUntil.delete(push.msisdn);
+    const body = push.body;
+    this.schedule(0, () => this.postCallback(push.callbackUrl, body));
+    return true;
+  }
+
+  private holdPush(
+    res: ServerResponse,
+    input: { msisdn: string; amount: number; reference: string; callbackUrl: string },
+  ) {
+    const merchantRequestId = `${rand(5)}-${rand(8)}-1`;
+    const checkoutRequestId = `ws_CO_${darajaTimestamp(new Date())}${rand(10)}`;
+    const push: PushRecord = {
+      merchantRequestId,
+      checkoutRequestId,
+      msisdn: input.msisdn,
+      amount: input.amount,
+      accountReference: input.reference,
+      callbackUrl: input.callbackUrl,
+      delivery: { outcome: "unreachable" },
+      resolvesAt: Number.POSITIVE_INFINITY,
+      receipt: null,
+      body: {},
+    };
+    this.pushes.push(push);
+    this.promptsOpenUntil.set(input.msisdn, Number.POSITIVE_INFINITY);
+    // Not among `timers`: `idle()` waits for callbacks due, not for a person to decide.
+    const timer = setTimeout(
+      () => this.decide(checkoutRequestId, "unreachable"),
+      this.options.heldTimeoutMs ?? 90_000,
+    );
+    this.heldPushes.set(checkoutRequestId, { push, since: new Date(), timer });
+    answerPush(res, "ok", {
+      MerchantRequestID: merchantRequestId,
+      CheckoutRequestID: checkoutRequestId,
+      ResponseCode: "0",
+      ResponseDescription: "Success. Request accepted for processing",
+      CustomerMessage: "Success. Request accepted for processing",
+    });
   }
 
   private stkQuery(body: Record<string, unknown>, res: ServerResponse) {

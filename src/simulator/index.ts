@@ -1,0 +1,1 @@
+export { createSimulatorRoutes, type SimulatorDeps } from "./routes.ts";
