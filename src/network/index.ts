@@ -41,7 +41,8 @@ export interface NetworkDeps {
     | "ROUTER_COMMAND_TIMEOUT_MS"
     | "ROUTER_PROBE_SECONDS"
     | "SCHEDULER"
-  >;
+  > &
+    Partial<Pick<Config, "PORTAL_URL" | "PUBLIC_URL">>;
   /** Overrides for tests and benchmarks. */
   worker?: Partial<WorkerOptions>;
   connection?: Partial<ConnectionOptions>;
@@ -84,7 +85,15 @@ export function startNetwork(deps: NetworkDeps): Network {
     },
   );
   worker.start();
-  const reconcileDeps = { db: deps.db, clock: deps.clock, pool, logger: deps.logger };
+  const reconcileDeps = {
+    db: deps.db,
+    clock: deps.clock,
+    pool,
+    logger: deps.logger,
+    ...(deps.config.PORTAL_URL || deps.config.PUBLIC_URL
+      ? { portalUrl: deps.config.PORTAL_URL ?? deps.config.PUBLIC_URL }
+      : {}),
+  };
   // Only instances that run the scheduled jobs reconcile on a timer; the job runner keeps it to one.
   const schedule = deps.config.SCHEDULER
     ? new Cron(deps.config.RECONCILE_CRON, { protect: true, name: reconcileJobName }, async () => {

@@ -4,6 +4,7 @@ import type { Db } from "../db/client.ts";
 import { routers } from "../db/schema/index.ts";
 import { type JobResult, runJobOutsideTransaction } from "../jobs/runner.ts";
 import type { Logger } from "../logger.ts";
+import { ensureWalledGarden, walledGardenEntries } from "../portal/walled-garden.ts";
 import type { RouterApi } from "./connection.ts";
 import { loadRouterDesiredState } from "./desired.ts";
 import {
@@ -53,6 +54,11 @@ export interface ReconcileDeps {
   /** The router pool (any source of connections: tests watch what the reconciliation sends). */
   pool: { get(routerId: number): Promise<RouterApi> };
   logger?: Logger;
+  /**
+   * The captive portal's address (`PORTAL_URL`, else `PUBLIC_URL`): its host is kept in each
+   * router's hotspot walled garden, so clients reach the portal before they log in.
+   */
+  portalUrl?: string;
 }
 
 /** Commands sent at once on a router's connection (as many as it keeps in flight). */
@@ -125,6 +131,7 @@ export async function reconcileRouter(
       activeKey: "user",
     });
     if (!dryRun) await repair(deps, routerId, plan);
+    if (!dryRun && deps.portalUrl) await ensureWalledGarden(api, walledGardenEntries(deps.portalUrl));
   } catch (error) {
     report.ok = false;
     report.error = error instanceof Error ? error.message : String(error);

@@ -234,3 +234,19 @@ describe("reconciliation", () => {
     expect(last?.status).toBe("failed");
   });
 });
+
+describe("the captive portal's walled garden", () => {
+  it("is kept on each router by the reconciliation: added once, left alone the next time, skipped by a dry run", async () => {
+    const withPortal = { ...deps(), portalUrl: "https://wifi.kibera.example/portal" };
+    const entries = () => router.items("/ip/hotspot/walled-garden");
+    await reconcileAll(withPortal, { dryRun: true });
+    expect(entries()).toEqual([]);
+
+    await reconcileAll(withPortal);
+    expect(entries()).toMatchObject([
+      { action: "allow", "dst-host": "wifi.kibera.example", "dst-port": "443", comment: "tandao:portal" },
+    ]);
+    await reconcileAll(withPortal);
+    expect(entries()).toHaveLength(1);
+  });
+});

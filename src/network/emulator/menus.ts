@@ -126,6 +126,37 @@ export const menuSpecs: Record<string, MenuSpec> = {
     unique: { param: "name", duplicate: "failure: already have user with this name for this server" },
     defaults: { server: "all", profile: "default", password: "", disabled: "false" },
   },
+  // What a hotspot lets through before login (the captive portal's host: src/portal/walled-garden.ts).
+  "/ip/hotspot/walled-garden": {
+    verbs: withSwitch,
+    params: {
+      ...common,
+      action: { kind: "enum", values: ["allow", "deny"] },
+      "dst-host": text,
+      "dst-port": text,
+      "dst-address": ip,
+      "src-address": ip,
+      path: text,
+      server: text,
+      method: text,
+      disabled: bool,
+    },
+    defaults: { action: "allow", disabled: "false" },
+  },
+  "/ip/hotspot/walled-garden/ip": {
+    verbs: withSwitch,
+    params: {
+      ...common,
+      action: { kind: "enum", values: ["accept", "drop", "reject"] },
+      "dst-address": ip,
+      "dst-port": text,
+      "src-address": ip,
+      protocol: text,
+      server: text,
+      disabled: bool,
+    },
+    defaults: { action: "accept", disabled: "false" },
+  },
   "/ip/hotspot/user/profile": {
     verbs: readWrite,
     // No `comment` here: RouterOS has none on hotspot user profiles.
