@@ -1,7 +1,15 @@
+import { readFile, stat, writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { eq } from "drizzle-orm";
 import { audit } from "../billing/audit.ts";
 import type { Actor, BillingContext } from "../billing/context.ts";
+import { EXPORT_KINDS, exportCsv, isExportKind } from "../billing/export.ts";
+import {
+  analyseCustomerImport,
+  formatImportReport,
+  importCustomers,
+  MAX_IMPORT_BYTES,
+} from "../billing/import.ts";
 import { formatKes } from "../billing/money.ts";
 import { createPlan, listPlans, type PlanInput, updatePlan } from "../billing/plans.ts";
 import { createCustomerWithSubscription } from "../billing/subscriptions.ts";
@@ -41,6 +49,9 @@ export const USAGE = `tandao <command>
   admins add <telegram id> <owner|admin|support|viewer> [name]
   admins remove <telegram id>
   customers add --name "Amina Wekesa" --phone 0712345678 --plan home-10 [--router kibera-1] [--username ..]
+  customers import <file.csv> [--commit]  (a dry run, row by row, unless --commit;
+            columns account,name,phone,plan,status,expires,router,username,balance)
+  export customers|payments|invoices [file.csv]   (to the terminal without a file)
   unmatched list
   reconcile [router name] [--dry]    (a dry run reports the drift and changes nothing)
   migrate                            (also done by every command and by the app at start)`;
@@ -236,6 +247,8 @@ export async function runCommand(cli: CliContext, actor: Actor, argv: string[], 
       io.out(`customer ${customer.accountNumber} added: ${customer.name}, ${plan.name}`);
       return;
     }
+    case "customers import":
+      return importFromCli(cli, actor, rest, io);
     case "unmatched list": {
       const waiting = await listUnmatchedPayments(ctx.db);
       if (waiting.length === 0) io.out("no unmatched payments");
@@ -251,6 +264,7 @@ export async function runCommand(cli: CliContext, actor: Actor, argv: string[], 
         return;
       }
       if (noun === "reconcile") return reconcileFromCli(cli, argv.slice(1), io);
+      if (noun === "export") return exportFromCli(cli, argv.slice(1), io);
       throw new CliUsageError(USAGE);
     }
   }
@@ -284,6 +298,40 @@ async function reconcileFromCli(cli: CliContext, args: string[], io: CliIo): Pro
       );
   } finally {
     await pool.close();
+  }
+}
+
+async function importFromCli(cli: CliContext, actor: Actor, args: string[], io: CliIo): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { commit: { type: "boolean" } },
+    strict: true,
+    allowPositionals: true,
+  });
+  const file = positionals[0];
+  if (!file) throw new CliUsageError("which file? customers import <file.csv> [--commit]");
+  const size = (await stat(file)).size;
+  if (size > MAX_IMPORT_BYTES)
+    throw new CliUsageError(`${file} is larger than ${MAX_IMPORT_BYTES / 1024 / 1024} MB: split it`);
+  const content = await readFile(file);
+  const options = { servedCountries: cli.servedCountries, fileName: file };
+  const report = values.commit
+    ? await importCustomers(cli.ctx, actor, content, options)
+    : await analyseCustomerImport(cli.ctx, content, options);
+  if (report.fileError) throw new CliUsageError(`${file}: ${report.fileError}`);
+  for (const line of formatImportReport(report, { allRows: true })) io.out(line);
+}
+
+async function exportFromCli(cli: CliContext, args: string[], io: CliIo): Promise<void> {
+  const [kind, file, ...extra] = args;
+  if (!kind || !isExportKind(kind) || extra.length > 0)
+    throw new CliUsageError(`export ${EXPORT_KINDS.join("|")} [file.csv]`);
+  const { csv, rows } = await exportCsv(cli.ctx.db, cli.ctx.settings.timezone, kind);
+  if (file) {
+    await writeFile(file, csv);
+    io.out(`${rows} ${kind} written to ${file}`);
+  } else {
+    io.out(csv.replace(/\n$/, ""));
   }
 }
 
