@@ -13,7 +13,7 @@ import { startSandboxWhatsApp } from "./bots/whatsapp-cloud/sandbox.ts";
 import { systemClock } from "./clock.ts";
 import { billingSettingsFrom, type Config, isSandbox, loadConfig } from "./config.ts";
 import { openDatabase } from "./db/client.ts";
-import { embeddedTemplate, hasEmbeddedDatabase } from "./db/embedded-template.ts";
+import { hasEmbeddedDatabase, seedEmbeddedDatabase } from "./db/embedded-template.ts";
 import { sealPlainSecrets } from "./db/seal-existing.ts";
 import { useSealingKey } from "./db/sealed.ts";
 import { jobsFinished } from "./jobs/runner.ts";
@@ -44,14 +44,9 @@ try {
 const logger = createLogger(config.LOG_LEVEL);
 const clock = systemClock;
 
-// A new embedded database starts from the migrated copy `npm install` made (a fast first start).
-const template =
-  !config.DATABASE_URL && !hasEmbeddedDatabase(config.DATA_DIR) ? embeddedTemplate() : undefined;
-const database = await openDatabase({
-  databaseUrl: config.DATABASE_URL,
-  dataDir: config.DATA_DIR,
-  ...(template ? { embeddedTemplate: template } : {}),
-});
+// A new embedded database starts as a copy of the migrated one `npm install` made (a fast first start).
+if (!config.DATABASE_URL && !hasEmbeddedDatabase(config.DATA_DIR)) seedEmbeddedDatabase(config.DATA_DIR);
+const database = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR });
 await database.migrate();
 logger.info({ database: database.kind, location: database.location }, `data lives in ${database.location}`);
 const sandbox = isSandbox(config);
@@ -80,6 +75,9 @@ const adminBotConfigured = Boolean(
 /** Everything started below is stopped, in reverse order, on shutdown. */
 const stops: (() => unknown)[] = [];
 
+/** Runs every job once (a restart catches up at once), after the server listens: on the embedded
+ * database, whose one connection the start-up's own queries wait for, it would delay the start. */
+let catchUpJobs = () => {};
 if (config.SCHEDULER) {
   const scheduler = startScheduler({ db: database.db, clock, logger, timezone: config.TIMEZONE }, [
     ...billingJobs.map(
@@ -99,7 +97,7 @@ if (config.SCHEDULER) {
       : []),
   ]);
   stops.push(scheduler.stop);
-  void scheduler.runAll();
+  catchUpJobs = () => void scheduler.runAll();
 }
 
 const sandboxRouter = sandbox ? await startSandboxRouter(database.db, secretBox, logger) : null;
@@ -344,6 +342,7 @@ if (sandbox && payments.fake)
 const server = serve({ fetch: app.fetch, port: config.PORT, hostname: host }, (info) => {
   const shown = info.family === "IPv6" ? `[${info.address}]` : info.address;
   logger.info({ address: info.address, port: info.port }, `listening on http://${shown}:${info.port}`);
+  catchUpJobs();
 });
 
 let stopping = false;

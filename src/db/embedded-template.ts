@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { PGlite } from "@electric-sql/pglite";
@@ -7,10 +7,10 @@ import { drizzle } from "drizzle-orm/pglite";
 import { migrate } from "drizzle-orm/pglite/migrator";
 
 /**
- * A fresh embedded database starts from a migrated copy made once (at `npm install`, or on the
- * first start without one): creating a PostgreSQL cluster from nothing takes seconds, loading the
- * copy well under one. The copy is keyed by the migrations' contents, so a new migration makes a
- * new one, and a stale copy is never used.
+ * A fresh embedded database starts as a copy of a migrated one made once, at `npm install`: creating
+ * a PostgreSQL cluster from nothing takes seconds, copying the folder of a cleanly closed one a
+ * fraction of one. The copy is keyed by the migrations' contents, so a new migration makes a new
+ * one, and a stale copy is never used.
  */
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -27,12 +27,18 @@ function migrationsHash(): string {
   return hash.digest("hex").slice(0, 16);
 }
 
-export const templatePath = () => path.join(cacheFolder, `embedded-${migrationsHash()}.tar`);
+/** The folder of the migrated database for the current migrations. */
+export const templatePath = () => path.join(cacheFolder, `embedded-${migrationsHash()}`);
 
-/** The migrated copy for the current migrations, or undefined when none was made yet. */
-export function embeddedTemplate(): Blob | undefined {
-  const file = templatePath();
-  return existsSync(file) ? new Blob([readFileSync(file)]) : undefined;
+/**
+ * Copies the migrated database into `dataDir` (its `pg` folder, which must not hold a database
+ * yet). False when there is no copy for the current migrations: the start creates one from nothing.
+ */
+export function seedEmbeddedDatabase(dataDir: string): boolean {
+  const template = templatePath();
+  if (!existsSync(path.join(template, "PG_VERSION"))) return false;
+  cpSync(template, path.resolve(dataDir, "pg"), { recursive: true });
+  return true;
 }
 
 /** Whether `dataDir` already holds an embedded database (then no template is used). */
@@ -42,21 +48,26 @@ export function hasEmbeddedDatabase(dataDir: string): boolean {
 
 /** Makes the migrated copy for the current migrations if there is none. */
 export async function makeEmbeddedTemplate(): Promise<string> {
-  const file = templatePath();
-  if (existsSync(file)) return file;
-  const client = await PGlite.create();
+  const folder = templatePath();
+  if (existsSync(path.join(folder, "PG_VERSION"))) return folder;
+  // Made aside and renamed: a start copying it meanwhile never sees half a database.
+  const partial = `${folder}.${process.pid}.partial`;
+  rmSync(partial, { recursive: true, force: true });
+  mkdirSync(partial, { recursive: true });
+  const client = await PGlite.create({ dataDir: partial });
   try {
     await migrate(drizzle(client) as never, { migrationsFolder });
-    const dump = await client.dumpDataDir("none");
-    mkdirSync(cacheFolder, { recursive: true });
-    // Written aside and renamed: a start reading it meanwhile never sees half a file.
-    const partial = `${file}.${process.pid}.partial`;
-    writeFileSync(partial, Buffer.from(await dump.arrayBuffer()));
-    renameSync(partial, file);
-    return file;
   } finally {
     await client.close();
   }
+  try {
+    renameSync(partial, folder);
+  } catch (error) {
+    // Another install made it first: theirs is as good.
+    rmSync(partial, { recursive: true, force: true });
+    if (!existsSync(path.join(folder, "PG_VERSION"))) throw error;
+  }
+  return folder;
 }
 
 // `node --import tsx src/db/embedded-template.ts`: npm's postinstall makes the copy ahead of the first start.
