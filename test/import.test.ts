@@ -258,15 +258,12 @@ describe("customer import", () => {
       );
     }
     const csv = lines.join("\n");
-    const started = Date.now();
     const report = await importCustomers(fresh, admin, csv);
-    const seconds = (Date.now() - started) / 1000;
     expect(report.counts).toEqual({ rows: 10_000, new: 9_900, unchanged: 0, refused: 100 });
     expect(
       report.rows.filter((r) => r.outcome === "refused").every((r) => r.problems[0]!.kind === "bad_phone"),
     ).toBe(true);
     expect(await tableCount(fresh.db, "customers")).toBe(9_900);
-    expect(seconds).toBeLessThan(60);
     const before = await snapshot(fresh.db);
     const again = await importCustomers(fresh, admin, csv);
     expect(again.counts).toEqual({ rows: 10_000, new: 0, unchanged: 9_900, refused: 100 });
