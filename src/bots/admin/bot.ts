@@ -2,6 +2,7 @@ import { Bot, type BotError, type Context } from "grammy";
 import { addFeature } from "./features/add.ts";
 import { broadcastFeature } from "./features/broadcast.ts";
 import { buttonsFeature } from "./features/buttons.ts";
+import { exportFeature } from "./features/export.ts";
 import { fallbackFeature } from "./features/fallback.ts";
 import { helpFeature } from "./features/help.ts";
 import { lookupFeature } from "./features/lookup.ts";
@@ -47,6 +48,7 @@ const FEATURES: readonly Feature[] = [
   signupsFeature,
   broadcastFeature,
   statsFeature,
+  exportFeature,
   reportFeature,
   vouchersFeature,
   ...opsFeatures,

@@ -20,6 +20,7 @@ export type AdminCommand =
   | "add"
   | "broadcast"
   | "stats"
+  | "export"
   | "report"
   | "vouchers"
   | "find"
@@ -57,6 +58,7 @@ export const PERMISSIONS: Readonly<Record<AdminCommand, readonly AdminRole[]>> =
   add: managers,
   broadcast: managers,
   stats: everyone,
+  export: managers,
   report: everyone,
   vouchers: managers,
   find: everyone,
