@@ -129,37 +129,43 @@ export async function deliverDueChats(options: ChatDeliveryOptions): Promise<Cha
     if (rows) rows.push(row);
     else byChat.set(key, [row]);
   }
-  const done: { id: number; messageId: string }[] = [];
   const chats = [...byChat.values()];
+  // A row is sent only while this pass's lease surely outlives the send; the rest goes back.
+  const leaseHolds = () => clock.now().getTime() + sendTimeoutMs < leaseUntil.getTime();
+  const release = (ids: number[]) =>
+    ids.length === 0
+      ? Promise.resolve()
+      : db.execute(
+          sql`update message_outbox set next_attempt_at = ${ts(clock.now())}
+              where id = any(${intArray(ids)}) and status = 'pending'`,
+        );
+  const deliverChat = async (rows: ClaimedRow[]) => {
+    for (const [index, row] of rows.entries()) {
+      if (!leaseHolds()) return release(rows.slice(index).map((r) => r.id));
+      const sent = await deliverOne(options, senders.get(row.channel)!, row, counts);
+      if (sent !== null) {
+        // Recorded at once, not at the end of the pass: a pass cut short re-sends nothing it sent.
+        await db.execute(
+          sql`update message_outbox set status = 'done', attempts = attempts + 1, last_error = null,
+                sent_at = ${ts(clock.now())}, provider_message_id = ${sent}
+              where id = ${row.id} and status = 'pending' and channel = ${row.channel}`,
+        );
+        counts.sent++;
+        continue;
+      }
+      // The chat's later rows wait behind this one (the claim's "earlier" rule keeps them back).
+      return release(rows.slice(index + 1).map((r) => r.id));
+    }
+  };
   const workers = Array.from({ length: Math.min(options.concurrency ?? 32, chats.length) }, async () => {
     for (let rows = chats.shift(); rows; rows = chats.shift()) {
-      for (const [index, row] of rows.entries()) {
-        const sent = await deliverOne(options, senders.get(row.channel)!, row, counts);
-        if (sent) {
-          done.push({ id: row.id, messageId: sent });
-          continue;
-        }
-        // The chat's later rows wait behind this one (the claim's "earlier" rule keeps them back).
-        const rest = rows.slice(index + 1).map((r) => r.id);
-        if (rest.length > 0)
-          await db.execute(
-            sql`update message_outbox set next_attempt_at = ${ts(clock.now())} where id = any(${intArray(rest)})`,
-          );
-        break;
-      }
+      // One chat's trouble (a database error recording it) is logged; the other chats go on.
+      await deliverChat(rows).catch((error: unknown) =>
+        options.logger?.error({ err: error }, "chat messages not recorded; they will be retried"),
+      );
     }
   });
   await Promise.all(workers);
-  if (done.length > 0) {
-    await db.execute(
-      sql`update message_outbox m set status = 'done', attempts = m.attempts + 1, last_error = null,
-            sent_at = ${ts(clock.now())}, provider_message_id = d.message_id
-          from (select unnest(${intArray(done.map((d) => d.id))}) as id,
-                       unnest(${textArray(done.map((d) => d.messageId))}) as message_id) d
-          where m.id = d.id`,
-    );
-    counts.sent += done.length;
-  }
   return counts;
 }
 
@@ -179,13 +185,13 @@ async function deliverOne(
       await db.execute(
         sql`update message_outbox set channel = 'sms', recipient = ${row.fallback_recipient}, attempts = 0,
               content = null, next_attempt_at = ${ts(clock.now())}, last_error = ${reason.slice(0, 500)}
-            where id = ${row.id}`,
+            where id = ${row.id} and status = 'pending' and channel = ${row.channel}`,
       );
       counts.toSms++;
     } else {
       await db.execute(
         sql`update message_outbox set status = 'dead', attempts = ${attempts}, last_error = ${reason.slice(0, 500)}
-            where id = ${row.id}`,
+            where id = ${row.id} and status = 'pending' and channel = ${row.channel}`,
       );
       counts.dead++;
     }
@@ -224,10 +230,12 @@ async function deliverOne(
       error instanceof ChatSendError && error.retryAfterSeconds
         ? error.retryAfterSeconds * 1000
         : retryDelayMs(attempts, options.baseDelayMs ?? 5_000, options.maxDelayMs ?? 600_000);
+    // A platform's "slow down" (retry_after) is not the message's failure: it costs no attempt.
+    const counted = error instanceof ChatSendError && error.retryAfterSeconds ? row.attempts : attempts;
     await db.execute(
-      sql`update message_outbox set attempts = ${attempts}, last_error = ${reason.slice(0, 500)},
+      sql`update message_outbox set attempts = ${counted}, last_error = ${reason.slice(0, 500)},
             next_attempt_at = ${ts(new Date(clock.now().getTime() + waitMs))}
-          where id = ${row.id}`,
+          where id = ${row.id} and status = 'pending' and channel = ${row.channel}`,
     );
     counts.retried++;
     options.logger?.warn(

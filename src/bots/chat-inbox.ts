@@ -62,7 +62,7 @@ export async function storeInbound(
 export async function markHandled(db: Db, id: number, now: Date): Promise<void> {
   await db.execute(
     sql`update chat_inbox set status = 'done', attempts = attempts + 1, lease_until = null, last_error = null,
-          handled_at = ${ts(now)} where id = ${id}`,
+          handled_at = ${ts(now)} where id = ${id} and status <> 'done'`,
   );
 }
 
@@ -70,7 +70,7 @@ export async function markFailed(db: Db, id: number, now: Date, error: unknown):
   const message = error instanceof Error ? error.message : String(error);
   await db.execute(
     sql`update chat_inbox set status = 'failed', attempts = attempts + 1, lease_until = null,
-          last_error = ${message.slice(0, 500)}, handled_at = ${ts(now)} where id = ${id}`,
+          last_error = ${message.slice(0, 500)}, handled_at = ${ts(now)} where id = ${id} and status <> 'done'`,
   );
 }
 
@@ -82,13 +82,16 @@ export async function handleStored(
 ): Promise<boolean> {
   try {
     await handle(row);
-    await markHandled(deps.db, row.id, deps.clock.now());
-    return true;
   } catch (error) {
     deps.logger?.error({ err: error, inboxId: row.id }, "chat message not handled; it will be retried");
     await markFailed(deps.db, row.id, deps.clock.now(), error).catch(() => {});
     return false;
   }
+  // Handled: a failure to record it now must not make it count as unhandled (it would run twice).
+  await markHandled(deps.db, row.id, deps.clock.now()).catch((error: unknown) =>
+    deps.logger?.error({ err: error, inboxId: row.id }, "chat message handled but not marked"),
+  );
+  return true;
 }
 
 /**

@@ -34,6 +34,8 @@ export async function sendStaleChatNoticesBySms(
           next_attempt_at = ${ts(now)}, last_error = 'no chat delivery within the hour: sent by SMS'
         where status = 'pending' and channel <> 'sms' and fallback_recipient is not null
           and created_at < ${ts(new Date(now.getTime() - patienceMs))}
+          -- Not one a chat worker holds now (its lease is in next_attempt_at).
+          and next_attempt_at <= ${ts(now)}
         returning id`,
   );
   return { moved: moved.length };

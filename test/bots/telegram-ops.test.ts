@@ -193,3 +193,45 @@ describe("Telegram updates are stored before they are handled", () => {
     }
   });
 });
+
+describe("two bots' updates in one inbox", () => {
+  it("keeps each bot's update ids apart: the same number from the admin bot is not a duplicate", async () => {
+    const fake = await startFakeTelegram();
+    try {
+      const bot = createBot({
+        token: fake.token,
+        db: ctx.db,
+        chatMenu: createChatMenu({
+          db: ctx.db,
+          services: createMenuServices(ctx),
+          settings,
+          logger: silent,
+          clock,
+        }),
+        logger: silent,
+        apiRoot: fake.apiRoot,
+        botInfo: fake.botInfo,
+        clock,
+      });
+      const post = (channel: "telegram" | "telegram_admin", body: unknown) =>
+        createTelegramRoutes({ bot, secretToken: SECRET, inbox: { db: ctx.db, clock, channel } }).request(
+          "/",
+          {
+            method: "POST",
+            headers: { "content-type": "application/json", "x-telegram-bot-api-secret-token": SECRET },
+            body: JSON.stringify(body),
+          },
+        );
+      const update = { ...textUpdate(6_300_001, "hi"), update_id: 77_000_001 };
+      expect((await post("telegram", update)).status).toBe(200);
+      expect((await post("telegram_admin", update)).status).toBe(200);
+      const stored = await database.db
+        .select({ channel: chatInbox.channel })
+        .from(chatInbox)
+        .where(eq(chatInbox.externalId, "77000001"));
+      expect(stored.map((r) => r.channel).sort()).toEqual(["telegram", "telegram_admin"]);
+    } finally {
+      await fake.close();
+    }
+  });
+});

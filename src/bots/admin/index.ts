@@ -76,7 +76,7 @@ export async function adminTelegramFrom(deps: {
   });
   const inbox = { db: deps.ctx.db, clock: deps.ctx.clock, channel: ADMIN_CHANNEL };
   const retry = startInboxRetry({ ...inbox, logger: deps.logger }, ADMIN_CHANNEL, (row) =>
-    handleStoredUpdate(bot, row.payload),
+    handleStoredUpdate(bot, row.payload, row.id),
   );
   return {
     bot,

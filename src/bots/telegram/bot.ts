@@ -38,8 +38,14 @@ export interface TelegramBotDeps {
 const text = (body: string): ChatContent => ({ kind: "text", text: body });
 
 /** Handles an update again from the inbox; throws when the bot fails on it again. */
-export async function handleStoredUpdate(bot: Bot, update: Record<string, unknown>): Promise<void> {
+export async function handleStoredUpdate(
+  bot: Bot,
+  update: Record<string, unknown>,
+  /** Its chat_inbox row: marked handled with the menu's new state, as on the first attempt. */
+  inboxId?: number,
+): Promise<void> {
   if (!bot.isInited()) await bot.init();
+  if (inboxId !== undefined) inboxIdOf.set(update, inboxId);
   await bot.handleUpdate(update as unknown as Update);
   if (failedUpdates.has(update)) throw new Error("the bot failed on this update again");
 }

@@ -54,7 +54,7 @@ export function telegramFrom(deps: {
   });
   const inbox = { db: deps.ctx.db, clock: deps.ctx.clock };
   const retry = startInboxRetry({ ...inbox, logger: deps.logger }, "telegram", (row) =>
-    handleStoredUpdate(bot, row.payload),
+    handleStoredUpdate(bot, row.payload, row.id),
   );
   return {
     bot,

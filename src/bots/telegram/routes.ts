@@ -10,6 +10,9 @@ import type { Logger } from "../../logger.ts";
 import { type InboxRow, markFailed, markHandled, storeInbound } from "../chat-inbox.ts";
 import { failedUpdates, inboxIdOf, settledUpdates } from "./update-marks.ts";
 
+/** Below the inbox lease (chat-inbox.ts, 60 s): the retry loop never takes an update still in hand. */
+const HANDLING_TIMEOUT_MS = 45_000;
+
 /** An update is a few kilobytes; anything much bigger is not Telegram. */
 const MAX_UPDATE_BYTES = 256 * 1024;
 
@@ -76,7 +79,12 @@ export function createTelegramRoutes(deps: TelegramRouteDeps): Hono {
     throw new Error("the Telegram webhook secret must be 16 characters or more");
   const app = new Hono();
   app.use("*", limitBody(MAX_UPDATE_BYTES));
-  const handle = webhookCallback(deps.bot, honoAdapter, { secretToken: deps.secretToken });
+  // Telegram waits about a minute for an answer; grammY's own 10 s would give up on an update still
+  // being handled (and the retry loop would then handle it a second time).
+  const handle = webhookCallback(deps.bot, honoAdapter, {
+    secretToken: deps.secretToken,
+    timeoutMilliseconds: HANDLING_TIMEOUT_MS,
+  });
   app.post("/", async (c) => {
     if (!sameSecret(c.req.header("x-telegram-bot-api-secret-token"), deps.secretToken))
       return c.text("Unauthorized", 401);
@@ -94,7 +102,8 @@ export function createTelegramRoutes(deps: TelegramRouteDeps): Hono {
       try {
         [stored] = await storeInbound(deps.inbox.db, deps.inbox.clock.now(), [
           {
-            channel: "telegram",
+            // Each bot numbers its own updates: the admin bot's are kept apart from the subscribers'.
+            channel: deps.inbox.channel ?? "telegram",
             externalId: String(update.update_id),
             chatId: chatOf(update),
             payload: update,
@@ -115,6 +124,8 @@ export function createTelegramRoutes(deps: TelegramRouteDeps): Hono {
       if (failedUpdates.has(update)) failure = new Error("the bot failed on this update");
     } catch (error) {
       deps.logger?.error({ err: error }, "Telegram update failed");
+      // Timed out: the handler may still finish; the lease keeps the retry loop off it meanwhile.
+      if (error instanceof Error && /timed out|timeout/i.test(error.message)) return c.json({ ok: true });
       failure = error;
       response = c.json({ ok: true });
     }

@@ -33,6 +33,8 @@ export const inboxPayload = (message: InboundMessage) => ({ input: message.input
 export async function handleMessage(
   deps: WhatsAppDeps,
   message: { waId: string; input: ChatInput | null },
+  /** The chat_inbox row it was stored in: marked handled with the menu's new state. */
+  inboxId?: number,
 ): Promise<void> {
   const { phone, newlyLinked } = await phoneChat(deps.db, CHANNEL, message.waId, deps.servedCountries);
   const text = (body: string): ChatContent => ({ kind: "text", text: body });
@@ -52,5 +54,12 @@ export async function handleMessage(
       newlyLinked !== null ? [text(waText(reply.view.language, "linked", { account: newlyLinked }))] : [];
     return [...linked, { kind: "view", view: reply.view }];
   };
-  await deps.chatMenu.handle({ channel: CHANNEL, chatId: message.waId, phone, input, answer });
+  await deps.chatMenu.handle({
+    channel: CHANNEL,
+    chatId: message.waId,
+    phone,
+    input,
+    answer,
+    ...(inboxId !== undefined ? { inboxId } : {}),
+  });
 }

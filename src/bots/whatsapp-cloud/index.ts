@@ -91,7 +91,7 @@ export function createWhatsAppCloud(options: WhatsAppCloudOptions) {
     ...(options.servedCountries ? { servedCountries: options.servedCountries } : {}),
   };
   const handleRow = (row: InboxRow) =>
-    handleMessage(deps, { waId: row.chatId, input: (row.payload.input ?? null) as ChatInput | null });
+    handleMessage(deps, { waId: row.chatId, input: (row.payload.input ?? null) as ChatInput | null }, row.id);
   const retry = startInboxRetry({ db, clock, logger }, CHANNEL, handleRow);
   const handling = new Set<Promise<unknown>>();
   let stopped = false;

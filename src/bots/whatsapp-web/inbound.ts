@@ -92,7 +92,9 @@ export async function takeInbound(deps: InboundDeps, message: WhatsAppWebMessage
     deps.logger.debug({ messageId: message.id }, "whatsapp web message already handled");
     return;
   }
-  await handleStored(deps, stored, (row) => handleInbound(deps, row.chatId, row.payload as StoredMessage));
+  await handleStored(deps, stored, (row) =>
+    handleInbound(deps, row.chatId, row.payload as StoredMessage, row.id),
+  );
 }
 
 /** One stored message through the chat menu; its answers are queued in the same statement. */
@@ -100,6 +102,8 @@ export async function handleInbound(
   deps: InboundDeps,
   digits: string,
   message: StoredMessage,
+  /** The chat_inbox row it was stored in: marked handled with the menu's new state. */
+  inboxId?: number,
 ): Promise<void> {
   const now = deps.clock.now();
   const { phone, newlyLinked } = await phoneChat(deps.db, CHANNEL, digits, deps.servedCountries);
@@ -114,6 +118,7 @@ export async function handleInbound(
     chatId: digits,
     phone,
     input: { kind: "text", text: message.body },
+    ...(inboxId !== undefined ? { inboxId } : {}),
     answer: (reply: ChatReply) => {
       const language = reply.kind === "view" ? reply.view.language : reply.language;
       const linked = newlyLinked !== null ? [text(waText(language, "linked", { account: newlyLinked }))] : [];

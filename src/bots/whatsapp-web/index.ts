@@ -113,7 +113,7 @@ export function startWhatsAppWeb(options: WhatsAppWebOptions): WhatsAppWeb {
   void session.start();
   // Messages stored but not handled (a failure, a restart) are handled again from the inbox.
   const retry = startInboxRetry(deps, CHANNEL, (row) =>
-    handleInbound(deps, row.chatId, row.payload as StoredMessage),
+    handleInbound(deps, row.chatId, row.payload as StoredMessage, row.id),
   );
   return {
     sender,

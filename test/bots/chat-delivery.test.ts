@@ -1,0 +1,102 @@
+import { eq, inArray } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { deliverDueChats } from "../../src/bots/chat-delivery.ts";
+import { enqueueChat } from "../../src/bots/chat-outbox.ts";
+import type { ChatContent, ChatSender } from "../../src/bots/chat-sender.ts";
+import { sendStaleChatNoticesBySms } from "../../src/bots/jobs.ts";
+import { FakeClock, HOUR } from "../../src/clock.ts";
+import type { Database } from "../../src/db/client.ts";
+import { messageOutbox } from "../../src/db/schema/index.ts";
+import { createTestDatabase } from "../support/db.ts";
+
+let database: Database;
+const clock = new FakeClock("2026-08-01T06:00:00Z");
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+});
+afterAll(async () => {
+  await database?.close();
+});
+
+/** A Telegram stand-in that takes `slowMs` of the (fake) clock per message and records what it got. */
+function slowSender(slowMs: number) {
+  const got: { to: string; text: string }[] = [];
+  const sender: ChatSender = {
+    channel: "telegram",
+    async send(to, content: ChatContent) {
+      clock.advance(slowMs);
+      got.push({ to, text: content.kind === "text" ? content.text : content.kind });
+      return { messageId: String(got.length) };
+    },
+  };
+  return { sender, got };
+}
+
+const text = (body: string): ChatContent => ({ kind: "text", text: body });
+
+describe("the chat delivery worker", () => {
+  it("records each message as sent at once, and stops a pass whose lease would run out, in order", async () => {
+    await enqueueChat(
+      database.db,
+      clock.now(),
+      ["one", "two", "three"].map((body) => ({
+        channel: "telegram" as const,
+        to: "901",
+        language: "en" as const,
+        content: text(body),
+      })),
+    );
+    // Each send takes 25 s of the 60 s lease (4 × the 15 s send timeout): the third would outlive it.
+    const { sender, got } = slowSender(25_000);
+    const counts = await deliverDueChats({ db: database.db, clock, senders: [sender], isp: "Kibera Net" });
+    expect(counts.sent).toBe(2);
+    expect(got.map((g) => g.text)).toEqual(["one", "two"]);
+    const rows = await database.db
+      .select()
+      .from(messageOutbox)
+      .where(eq(messageOutbox.recipient, "901"))
+      .orderBy(messageOutbox.id);
+    expect(rows.map((r) => r.status)).toEqual(["done", "done", "pending"]);
+
+    // The next pass sends the third, and nothing twice.
+    const fast = slowSender(0);
+    await deliverDueChats({ db: database.db, clock, senders: [fast.sender], isp: "Kibera Net" });
+    expect(fast.got.map((g) => g.text)).toEqual(["three"]);
+  });
+
+  it("leaves a notice alone while a chat worker holds it; one waiting for an hour goes by SMS", async () => {
+    const created = new Date(clock.now().getTime() - 2 * HOUR);
+    const [held, waiting] = await database.db
+      .insert(messageOutbox)
+      .values([
+        {
+          channel: "whatsapp",
+          recipient: "254700000901",
+          language: "en",
+          template: "payment_received",
+          fallbackRecipient: "+254700000901",
+          // Leased by a worker sending it now.
+          nextAttemptAt: new Date(clock.now().getTime() + 30_000),
+          createdAt: created,
+        },
+        {
+          channel: "whatsapp",
+          recipient: "254700000902",
+          language: "en",
+          template: "payment_received",
+          fallbackRecipient: "+254700000902",
+          nextAttemptAt: created,
+          createdAt: created,
+        },
+      ])
+      .returning({ id: messageOutbox.id });
+    expect(await sendStaleChatNoticesBySms(database.db, clock.now())).toEqual({ moved: 1 });
+    const rows = await database.db
+      .select({ id: messageOutbox.id, channel: messageOutbox.channel })
+      .from(messageOutbox)
+      .where(inArray(messageOutbox.id, [held!.id, waiting!.id]))
+      .orderBy(messageOutbox.id);
+    expect(rows.map((r) => r.channel)).toEqual(["whatsapp", "sms"]);
+  });
+});
