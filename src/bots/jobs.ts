@@ -13,7 +13,11 @@ export const CHAT_NOTICE_PATIENCE_MS = HOUR;
 export async function purgeChatInbox(tx: Executor, now: Date, keepMs = CHAT_INBOX_KEEP_MS) {
   const removed = await queryRows(
     tx,
-    sql`delete from chat_inbox where status = 'done' and received_at < ${ts(new Date(now.getTime() - keepMs))}
+    // Handled rows after two days; rows given up (failed, no attempt left) after a week, so what
+    // they hold (a person's words) is not kept for ever either.
+    sql`delete from chat_inbox
+        where (status = 'done' and received_at < ${ts(new Date(now.getTime() - keepMs))})
+           or (status <> 'done' and attempts >= 5 and received_at < ${ts(new Date(now.getTime() - 7 * DAY))})
         returning id`,
   );
   return { removed: removed.length };
