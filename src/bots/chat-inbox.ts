@@ -104,6 +104,17 @@ export async function claimUnhandled(
   options: { channel: ChatChannel; maxAttempts?: number; limit?: number; leaseMs?: number },
 ): Promise<InboxRow[]> {
   const lease = new Date(now.getTime() + (options.leaseMs ?? DEFAULT_LEASE_MS));
+  // A message the same chat has since sent another after, which was handled, is not handled any
+  // more: its answer was meant for a screen the person no longer sees (a typed "1" would pick
+  // something on the new one).
+  await db.execute(
+    sql`update chat_inbox i set status = 'done', lease_until = null, handled_at = ${ts(now)},
+          last_error = 'superseded: a later message of this chat was handled'
+        where i.channel = ${options.channel} and i.status <> 'done'
+          and (i.lease_until is null or i.lease_until <= ${ts(now)})
+          and exists (select 1 from chat_inbox later where later.channel = i.channel
+                        and later.chat_id = i.chat_id and later.id > i.id and later.status = 'done')`,
+  );
   const rows = await queryRows<{ id: number; chat_id: string; payload: Record<string, unknown> }>(
     db,
     sql`update chat_inbox i set lease_until = ${ts(lease)}

@@ -1,6 +1,6 @@
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { storeInbound } from "../../src/bots/chat-inbox.ts";
+import { markFailed, markHandled, retryUnhandled, storeInbound } from "../../src/bots/chat-inbox.ts";
 import { chatJobs, purgeChatInbox, sendStaleChatNoticesBySms } from "../../src/bots/jobs.ts";
 import { DAY, FakeClock, HOUR, MINUTE } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
@@ -67,5 +67,31 @@ describe("chat housekeeping", () => {
       { channel: "whatsapp", recipient: "254700000002" },
       { channel: "whatsapp", recipient: "254700000003" },
     ]);
+  });
+});
+
+describe("retrying what a chat sent", () => {
+  it("does not apply a failed message once a later one of the same chat was handled", async () => {
+    const [first, second] = await storeInbound(database.db, clock.now(), [
+      { channel: "whatsapp_cloud", externalId: "s-1", chatId: "254700000777", payload: { n: 1 } },
+      { channel: "whatsapp_cloud", externalId: "s-2", chatId: "254700000777", payload: { n: 2 } },
+    ]);
+    const [other] = await storeInbound(database.db, clock.now(), [
+      { channel: "whatsapp_cloud", externalId: "s-3", chatId: "254700000888", payload: { n: 3 } },
+    ]);
+    await markFailed(database.db, first!.id, clock.now(), new Error("database went away"));
+    await markHandled(database.db, second!.id, clock.now());
+    await markFailed(database.db, other!.id, clock.now(), new Error("database went away"));
+
+    const handled: number[] = [];
+    await retryUnhandled({ db: database.db, clock }, "whatsapp_cloud", async (row) => {
+      handled.push(Number(row.payload.n));
+    });
+    expect(handled).toEqual([3]);
+    const [row] = await database.db.select().from(chatInbox).where(eq(chatInbox.id, first!.id));
+    expect(row).toMatchObject({
+      status: "done",
+      lastError: "superseded: a later message of this chat was handled",
+    });
   });
 });
