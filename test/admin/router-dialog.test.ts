@@ -1,21 +1,14 @@
 import { eq } from "drizzle-orm";
-import { Hono } from "hono";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createAdminBot, createAdminTelegramRoutes, ensureOwner } from "../../src/bots/admin/index.ts";
-import { ADMIN_CHANNEL } from "../../src/bots/admin/queued-api.ts";
-import { deliverDueChats } from "../../src/bots/chat-delivery.ts";
-import { startFakeTelegram } from "../../src/bots/telegram/fake-api.ts";
-import { createTelegramSender } from "../../src/bots/telegram/sender.ts";
 import { FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { adminDialogs, auditLog, chatInbox, messageOutbox, routers } from "../../src/db/schema/index.ts";
 import { box } from "../network/support.ts";
 import { billingContext } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
-import { silent } from "../ussd/world.ts";
 import {
   ADMIN_GROUP,
-  ADMIN_SECRET,
+  type AdminWorld,
   auditRows,
   button,
   lastMenuIn,
@@ -23,6 +16,7 @@ import {
   OWNER,
   pressUpdate,
   shownIn,
+  startAdminWorld,
   textUpdate,
 } from "./world.ts";
 
@@ -33,67 +27,15 @@ import {
 
 let database: Database;
 let ctx: ReturnType<typeof billingContext>["ctx"];
-let world: Awaited<ReturnType<typeof startWorld>>;
+let world: AdminWorld;
 const clock = new FakeClock(new Date());
 const SUPPORT = 6_300_002;
 const ADMIN = 6_300_001;
 
-async function startWorld() {
-  const fake = await startFakeTelegram({ token: "777001:ROUTER-fake-token", username: "tandao_admin_bot" });
-  await ensureOwner(ctx, OWNER);
-  const bot = createAdminBot({
-    token: fake.token,
-    ctx,
-    logger: silent,
-    apiRoot: fake.apiRoot,
-    botInfo: fake.botInfo,
-    adminChatIds: [ADMIN_GROUP],
-    ownerTelegramId: OWNER,
-    ispName: "Kibera Net",
-    box,
-  });
-  const app = new Hono();
-  // Updates stored as the app stores them (chat_inbox), so that the password's stored copy is checked.
-  const inbox = { db: ctx.db, clock: ctx.clock, channel: ADMIN_CHANNEL };
-  app.route("/hooks/tg-admin", createAdminTelegramRoutes({ bot, secretToken: ADMIN_SECRET, inbox }));
-  const sender = createTelegramSender({ token: fake.token, apiRoot: fake.apiRoot, channel: ADMIN_CHANNEL });
-  async function sendQueued() {
-    for (;;) {
-      const counts = await deliverDueChats({
-        db: ctx.db,
-        clock: ctx.clock,
-        senders: [sender],
-        isp: "Kibera Net",
-      });
-      if (counts.sent + counts.retried + counts.dead + counts.toSms === 0) return;
-    }
-  }
-  async function deliver(update: Record<string, unknown>) {
-    const response = await app.request("/hooks/tg-admin", {
-      method: "POST",
-      headers: { "content-type": "application/json", "x-telegram-bot-api-secret-token": ADMIN_SECRET },
-      body: JSON.stringify(update),
-    });
-    const answer = (await response.json().catch(() => null)) as { method?: string } | null;
-    if (answer?.method) {
-      const { method, ...payload } = answer;
-      fake.calls.push({ method, payload });
-    }
-    await sendQueued();
-    return response.status;
-  }
-  const say = (user: number, text: string, chat?: number) => deliver(textUpdate(user, text, chat));
-  async function press(user: number, label: string, chat = user) {
-    const message = lastMenuIn(fake, chat);
-    return deliver(pressUpdate(fake, user, chat, message.messageId!, button(message, label)));
-  }
-  return { fake, say, press, deliver, close: () => fake.close() };
-}
-
 beforeAll(async () => {
   database = await createTestDatabase();
   ctx = billingContext(database.db, clock).ctx;
-  world = await startWorld();
+  world = await startAdminWorld(ctx, { box, storeUpdates: true });
   await world.say(OWNER, `/admin_add ${SUPPORT} support Sam`);
   await world.say(OWNER, `/admin_add ${ADMIN} admin Ann`);
 });

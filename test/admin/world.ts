@@ -18,6 +18,7 @@ import {
 import { createTelegramSender } from "../../src/bots/telegram/sender.ts";
 import type { Db } from "../../src/db/client.ts";
 import { auditLog } from "../../src/db/schema/index.ts";
+import type { SecretBox } from "../../src/lib/secret-box.ts";
 import { silent } from "../ussd/world.ts";
 
 /** The admin bot mounted as the app mounts it, talking to a fake Bot API of its own. */
@@ -29,7 +30,16 @@ export const ADMIN_GROUP = -1_001_234_567;
 /** A group that is not. */
 export const OTHER_GROUP = -1_009_999_999;
 
-export async function startAdminWorld(ctx: BillingContext, options: { network?: AdminNetwork } = {}) {
+export async function startAdminWorld(
+  ctx: BillingContext,
+  options: {
+    network?: AdminNetwork;
+    /** Seals router passwords typed in the chat (the `box` dep). */
+    box?: SecretBox;
+    /** Updates stored in chat_inbox as the app stores them (to check what a stored copy holds). */
+    storeUpdates?: boolean;
+  } = {},
+) {
   const fake = await startFakeTelegram({ token: "777000:ADMIN-fake-token", username: "tandao_admin_bot" });
   await ensureOwner(ctx, OWNER);
   const bot = createAdminBot({
@@ -42,9 +52,13 @@ export async function startAdminWorld(ctx: BillingContext, options: { network?: 
     ownerTelegramId: OWNER,
     ispName: "Kibera Net",
     ...(options.network ? { network: options.network } : {}),
+    ...(options.box ? { box: options.box } : {}),
   });
   const app = new Hono();
-  app.route("/hooks/tg-admin", createAdminTelegramRoutes({ bot, secretToken: ADMIN_SECRET }));
+  const inbox = options.storeUpdates
+    ? { inbox: { db: ctx.db, clock: ctx.clock, channel: ADMIN_CHANNEL } }
+    : {};
+  app.route("/hooks/tg-admin", createAdminTelegramRoutes({ bot, secretToken: ADMIN_SECRET, ...inbox }));
   const sender = createTelegramSender({ token: fake.token, apiRoot: fake.apiRoot, channel: ADMIN_CHANNEL });
 
   /** Sends what the bot queued on `telegram_admin`, as the admin chat worker does, until nothing is due. */
