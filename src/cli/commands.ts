@@ -10,7 +10,7 @@ import {
   importCustomers,
   MAX_IMPORT_BYTES,
 } from "../billing/import.ts";
-import { formatKes } from "../billing/money.ts";
+import { formatKes, parseShillings } from "../billing/money.ts";
 import { createPlan, listPlans, type PlanInput, updatePlan } from "../billing/plans.ts";
 import { createCustomerWithSubscription } from "../billing/subscriptions.ts";
 import { listUnmatchedPayments } from "../billing/unmatched.ts";
@@ -58,9 +58,10 @@ export const USAGE = `tandao <command>
 
 /** Whole shillings or shillings and cents, as typed: integer cents, never a float. */
 export function shillingsToCents(text: string): number {
-  const match = /^(\d{1,7})(?:\.(\d{1,2}))?$/.exec(text.trim());
-  if (!match) throw new CliUsageError(`not an amount of shillings: ${text}`);
-  return Number(match[1]) * 100 + Number((match[2] ?? "").padEnd(2, "0"));
+  // A comma in an argument is more likely a slip (two values run together) than a thousands mark.
+  const cents = text.includes(",") ? null : parseShillings(text);
+  if (cents === null) throw new CliUsageError(`not an amount of shillings: ${text}`);
+  return cents;
 }
 
 const GB = 1_000_000_000;
