@@ -47,9 +47,50 @@ export function queueAdminAlert(
   }));
 }
 
+/** A file for the admin chat: its bytes in base64 under `$file`, uploaded by the Telegram sender. */
+export interface AdminFile {
+  method: "sendPhoto" | "sendDocument";
+  bytes: Uint8Array | string;
+  filename: string;
+  caption?: string;
+}
+
+function fileCall(chat: number, file: AdminFile) {
+  const field = file.method === "sendPhoto" ? "photo" : "document";
+  return {
+    method: file.method,
+    payload: {
+      chat_id: chat,
+      [field]: { $file: { base64: Buffer.from(file.bytes).toString("base64"), filename: file.filename } },
+      ...(file.caption ? { caption: file.caption.slice(0, 1024) } : {}),
+    },
+  };
+}
+
+/** A file for one chat (a command's answer), queued in `tx` and sent by the admin chat worker. */
+export async function queueAdminFile(
+  tx: Executor,
+  now: Date,
+  chatId: number,
+  file: AdminFile,
+): Promise<void> {
+  await tx
+    .insert(messageOutbox)
+    .values(
+      chatOutboxRows(now, [
+        {
+          channel: ADMIN_CHANNEL,
+          to: String(chatId),
+          language: "en",
+          content: { kind: "raw", ...fileCall(chatId, file) },
+        },
+      ]),
+    );
+}
+
 /**
- * Queues a picture (PNG bytes) for the admin chat(s), e.g. the WhatsApp Web login QR: uploaded as
- * a file by the Telegram sender (`$file`). With `key`, at most once per chat.
+ * Queues a picture (PNG bytes) for the admin chat(s), e.g. the WhatsApp Web login QR. With `key`,
+ * at most once per chat.
  */
 export function queueAdminPhoto(
   tx: Executor,
@@ -57,15 +98,14 @@ export function queueAdminPhoto(
   photo: { png: Uint8Array; filename: string; caption: string },
   options: AdminAlertTarget & { key?: string } = {},
 ): Promise<number> {
-  const base64 = Buffer.from(photo.png).toString("base64");
-  return queueForAdmins(tx, now, options, (chat) => ({
-    method: "sendPhoto",
-    payload: {
-      chat_id: chat,
-      photo: { $file: { base64, filename: photo.filename } },
-      caption: photo.caption.slice(0, 1024),
-    },
-  }));
+  return queueForAdmins(tx, now, options, (chat) =>
+    fileCall(chat, {
+      method: "sendPhoto",
+      bytes: photo.png,
+      filename: photo.filename,
+      caption: photo.caption,
+    }),
+  );
 }
 
 async function queueForAdmins(

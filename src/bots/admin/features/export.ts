@@ -1,9 +1,9 @@
 import { Composer, type Context } from "grammy";
 import { audit } from "../../../billing/audit.ts";
 import { exportCsv, isExportKind } from "../../../billing/export.ts";
+import { queueAdminFile } from "../alert-queue.ts";
 import type { AdminKit } from "../kit.ts";
 import { adminActor } from "../roles.ts";
-import { queueAdminFile } from "./report.ts";
 
 /**
  * `/export customers|payments|invoices`: the table as a CSV document in the chat (the customers'

@@ -1,9 +1,7 @@
 import { Composer, type Context } from "grammy";
 import { monthlyRevenue } from "../../../billing/stats.ts";
-import type { Executor } from "../../../db/client.ts";
-import { enqueueChat } from "../../chat-outbox.ts";
+import { queueAdminFile } from "../alert-queue.ts";
 import type { AdminKit } from "../kit.ts";
-import { ADMIN_CHANNEL } from "../queued-api.ts";
 
 /**
  * `/report [YYYY-MM]`: the twelve months up to that month (default: this one) as a chart (PNG,
@@ -14,38 +12,6 @@ import { ADMIN_CHANNEL } from "../queued-api.ts";
 
 const REPORT_MONTHS = 12;
 const MONTH = /^(\d{4})-(0[1-9]|1[0-2])$/;
-
-/** A file for the admin chat, queued in `tx` (sent by the admin chat worker after commit). */
-export async function queueAdminFile(
-  tx: Executor,
-  now: Date,
-  chatId: number,
-  file: {
-    method: "sendPhoto" | "sendDocument";
-    bytes: Uint8Array | string;
-    filename: string;
-    caption?: string;
-  },
-): Promise<void> {
-  const field = file.method === "sendPhoto" ? "photo" : "document";
-  const base64 = Buffer.from(file.bytes).toString("base64");
-  await enqueueChat(tx, now, [
-    {
-      channel: ADMIN_CHANNEL,
-      to: String(chatId),
-      language: "en",
-      content: {
-        kind: "raw",
-        method: file.method,
-        payload: {
-          chat_id: chatId,
-          [field]: { $file: { base64, filename: file.filename } },
-          ...(file.caption ? { caption: file.caption.slice(0, 1024) } : {}),
-        },
-      },
-    },
-  ]);
-}
 
 /** `YYYY-MM` of `now` in `timezone`. */
 function monthOf(now: Date, timezone: string): string {

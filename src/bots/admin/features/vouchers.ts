@@ -2,9 +2,9 @@ import { eq } from "drizzle-orm";
 import { Composer, type Context } from "grammy";
 import { createVoucherBatch } from "../../../billing/vouchers.ts";
 import { plans } from "../../../db/schema/index.ts";
+import { queueAdminFile } from "../alert-queue.ts";
 import type { AdminKit } from "../kit.ts";
 import { adminActor } from "../roles.ts";
-import { queueAdminFile } from "./report.ts";
 
 /**
  * `/vouchers <plan code> <count>`: a batch through src/billing/vouchers.ts (audited), then its A4
