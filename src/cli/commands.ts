@@ -1,7 +1,6 @@
 import { readFile, stat, writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { eq } from "drizzle-orm";
-import { audit } from "../billing/audit.ts";
 import type { Actor, BillingContext } from "../billing/context.ts";
 import { EXPORT_KINDS, exportCsv, isExportKind } from "../billing/export.ts";
 import {
@@ -20,7 +19,7 @@ import { checkPhone } from "../lib/phone.ts";
 import type { SecretBox } from "../lib/secret-box.ts";
 import { RouterPool } from "../network/pool.ts";
 import { type RouterReconcileReport, reconcileAll, reconcileRouter } from "../network/reconcile.ts";
-import { addRouter, findRouterByName, listRouters } from "../network/routers.ts";
+import { addRouterAudited, findRouterByName, listRouters } from "../network/routers.ts";
 
 /**
  * The set-up steps from a terminal: plans, routers, admins and customers, through the same use-cases
@@ -172,8 +171,8 @@ export async function runCommand(cli: CliContext, actor: Actor, argv: string[], 
       const password = await io.secret(`Password of ${values.user} on ${values.host}: `);
       if (password === "") throw new CliUsageError("a router password is required");
       const port = wholeNumber("port", values.port);
-      const router = await ctx.db.transaction(async (tx) => {
-        const added = await addRouter(tx, cli.box, {
+      const router = await ctx.db.transaction((tx) =>
+        addRouterAudited(tx, cli.box, actor, ctx.clock.now(), {
           name: values.name!,
           host: values.host!,
           username: values.user!,
@@ -181,15 +180,8 @@ export async function runCommand(cli: CliContext, actor: Actor, argv: string[], 
           ...(port !== undefined ? { port } : {}),
           ...(values.tls ? { tls: true } : {}),
           ...(values.fingerprint ? { tlsFingerprint: values.fingerprint } : {}),
-        });
-        await audit(tx, actor, ctx.clock.now(), {
-          action: "router.added",
-          entity: "router",
-          entityId: added.id,
-          details: { name: values.name, host: values.host, user: values.user, tls: values.tls ?? false },
-        });
-        return added;
-      });
+        }),
+      );
       io.out(`router ${values.name} added (id ${router.id})`);
       return;
     }

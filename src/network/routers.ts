@@ -1,4 +1,6 @@
 import { and, asc, eq, sql } from "drizzle-orm";
+import { audit } from "../billing/audit.ts";
+import type { Actor } from "../billing/context.ts";
 import type { Db, Executor } from "../db/client.ts";
 import { provisioningOutbox, routers } from "../db/schema/index.ts";
 import type { SecretBox } from "../lib/secret-box.ts";
@@ -68,6 +70,34 @@ export async function addRouter(
     })
     .returning({ id: routers.id, name: routers.name });
   return row!;
+}
+
+/**
+ * An admin adds a router (chat or terminal): the row, its password sealed, and the audit entry (the
+ * password never in it), in the caller's transaction.
+ */
+export async function addRouterAudited(
+  tx: Executor,
+  box: SecretBox,
+  actor: Actor,
+  now: Date,
+  input: NewRouter,
+): Promise<{ id: number; name: string }> {
+  const added = await addRouter(tx, box, input);
+  const tls = input.tls ?? false;
+  await audit(tx, actor, now, {
+    action: "router.added",
+    entity: "router",
+    entityId: added.id,
+    details: {
+      name: added.name,
+      host: input.host,
+      port: input.port ?? (tls ? 8729 : 8728),
+      user: input.username,
+      tls,
+    },
+  });
+  return added;
 }
 
 export async function findRouterByName(db: Executor, name: string): Promise<{ id: number } | null> {

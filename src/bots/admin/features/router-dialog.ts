@@ -5,7 +5,7 @@ import { audit } from "../../../billing/audit.ts";
 import { BillingError } from "../../../billing/context.ts";
 import type { Executor } from "../../../db/client.ts";
 import { adminDialogs, chatInbox, routers } from "../../../db/schema/index.ts";
-import { addRouter } from "../../../network/routers.ts";
+import { addRouterAudited } from "../../../network/routers.ts";
 import { enqueueChat } from "../../chat-outbox.ts";
 import { inboxIdOf } from "../../telegram/update-marks.ts";
 import { askConfirmation, confirmable, type FeatureAction } from "../confirmations.ts";
@@ -459,19 +459,13 @@ export function routerDialogFeature(kit: AdminKit): Composer<Context> {
             return say(`A router named ${a.name} exists now; nothing was added (your message was deleted).`);
           const tls = a.tls ?? false;
           const port = a.port ?? defaultPort(tls);
-          const added = await addRouter(tx, box, {
+          const added = await addRouterAudited(tx, box, actor, now, {
             name: a.name ?? "",
             host: a.host ?? "",
             port,
             tls,
             username: a.username ?? "",
             password,
-          });
-          await audit(tx, actor, now, {
-            action: "router.added",
-            entity: "router",
-            entityId: added.id,
-            details: { name: added.name, host: a.host, port, user: a.username, tls },
           });
           return say(
             `✅ Router ${describeRouter({ name: added.name, host: a.host ?? "", port, tls, username: a.username ?? "" })} added; your message with the password was deleted. /routers shows it once contacted.${tls ? " With API-SSL, its certificate must be confirmed before the first connection is accepted." : ""}`,
