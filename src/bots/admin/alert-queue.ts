@@ -74,18 +74,16 @@ export async function queueAdminFile(
   chatId: number,
   file: AdminFile,
 ): Promise<void> {
-  await tx
-    .insert(messageOutbox)
-    .values(
-      chatOutboxRows(now, [
-        {
-          channel: ADMIN_CHANNEL,
-          to: String(chatId),
-          language: "en",
-          content: { kind: "raw", ...fileCall(chatId, file) },
-        },
-      ]),
-    );
+  await tx.insert(messageOutbox).values(
+    chatOutboxRows(now, [
+      {
+        channel: ADMIN_CHANNEL,
+        to: String(chatId),
+        language: "en",
+        content: { kind: "raw", ...fileCall(chatId, file) },
+      },
+    ]),
+  );
 }
 
 /**
