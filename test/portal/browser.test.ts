@@ -10,6 +10,7 @@ import type { Database } from "../../src/db/client.ts";
 import { vouchers } from "../../src/db/schema/index.ts";
 import { emulatedRouter, networkStack, waitFor } from "../network/support.ts";
 import { freshPhone, type Harness, startHarness } from "../payments/harness.ts";
+import { expectAccessible } from "../support/accessibility.ts";
 import { count } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
 import { hotspotPlans, listen, portalApp } from "./world.ts";
@@ -106,91 +107,6 @@ function portalUrl(lang?: "sw") {
   return `${portal.url}/portal/kiosk?${query}`;
 }
 
-interface Accessibility {
-  lang: string;
-  unlabelled: string[];
-  imagesWithoutAlt: number;
-  lowContrast: string[];
-  pairs: number;
-  overflowsWidth: boolean;
-}
-
-/** The basics: labels, lang, alt texts, contrast of every visible text (WCAG 4.5:1), checked in the page: plain JavaScript, as it runs in the browser. */
-const accessibilityCheck = `(() => {
-    const rgb = (value) => {
-      const m = value.match(/[0-9.]+/g)?.map(Number) ?? [0, 0, 0, 1];
-      return [m[0] ?? 0, m[1] ?? 0, m[2] ?? 0, m[3] ?? 1];
-    };
-    const lum = ([r, g, b]) => {
-      const lin = (v) => {
-        const s = v / 255;
-        return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
-      };
-      return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
-    };
-    const background = (el) => {
-      for (let e = el; e; e = e.parentElement) {
-        const c = rgb(getComputedStyle(e).backgroundColor);
-        if (c[3] > 0) return c;
-      }
-      return [255, 255, 255, 1];
-    };
-    const visible = (el) => {
-      const box = el.getBoundingClientRect();
-      return box.width > 0 && box.height > 0 && getComputedStyle(el).visibility !== "hidden";
-    };
-    const unlabelled = [...document.querySelectorAll("input, select, textarea")]
-      .filter((el) => el.type !== "hidden")
-      .filter((el) => {
-        const labels = el.labels;
-        return (
-          !(labels && labels.length > 0) &&
-          !el.getAttribute("aria-label") &&
-          !el.getAttribute("aria-labelledby")
-        );
-      })
-      .map((el) => el.outerHTML);
-    const lowContrast = [];
-    let pairs = 0;
-    for (const el of document.querySelectorAll("body *")) {
-      if (!visible(el)) continue;
-      const ownText = [...el.childNodes].some((n) => n.nodeType === Node.TEXT_NODE && n.textContent?.trim());
-      if (!ownText) continue;
-      const style = getComputedStyle(el);
-      const fg = rgb(style.color);
-      const bg = background(el);
-      // Disabled controls are exempt (WCAG 1.4.3), but ours stay readable anyway.
-      const [hi, lo] = [lum(fg), lum(bg)].sort((a, b) => b - a);
-      const ratio = (hi + 0.05) / (lo + 0.05);
-      pairs++;
-      if (ratio < 4.5)
-        lowContrast.push(
-          \`\${el.tagName}#\${el.id} "\${el.textContent?.trim().slice(0, 30)}" \${ratio.toFixed(2)}\`,
-        );
-    }
-    return {
-      lang: document.documentElement.lang,
-      unlabelled,
-      imagesWithoutAlt: [...document.querySelectorAll("img")].filter((i) => !i.hasAttribute("alt")).length,
-      lowContrast,
-      pairs,
-      overflowsWidth: document.documentElement.scrollWidth > window.innerWidth,
-    };
-  })()`;
-
-function accessibility(page: Page): Promise<Accessibility> {
-  return page.evaluate(accessibilityCheck) as Promise<Accessibility>;
-}
-
-function expectAccessible(a: Accessibility, lang: string) {
-  expect(a.lang).toBe(lang);
-  expect(a.unlabelled).toEqual([]);
-  expect(a.imagesWithoutAlt).toBe(0);
-  expect(a.lowContrast).toEqual([]);
-  expect(a.pairs).toBeGreaterThan(5);
-  expect(a.overflowsWidth).toBe(false);
-}
-
 describe("the captive portal in a phone's browser", () => {
   it("buys a package, is approved in the fake, and logs in with a hotspot user that is on the router", async () => {
     const page = await phonePage();
@@ -198,7 +114,7 @@ describe("the captive portal in a phone's browser", () => {
     try {
       await page.goto(portalUrl());
       await expect.poll(() => page.locator("h1").textContent()).toBe("Tandao Net Wi-Fi");
-      expectAccessible(await accessibility(page), "en");
+      await expectAccessible(page, "en");
       await page.screenshot({ path: join(SHOTS, "portal-plans-en.png"), fullPage: true });
 
       harness.fake.queue({ outcome: "success", delayMs: 400 });
@@ -207,7 +123,7 @@ describe("the captive portal in a phone's browser", () => {
       // A double tap: one prompt.
       await page.getByRole("button", { name: "Pay with M-Pesa" }).dblclick();
       await page.getByRole("heading", { name: "Check your phone" }).waitFor();
-      expectAccessible(await accessibility(page), "en");
+      await expectAccessible(page, "en");
       await page.screenshot({ path: join(SHOTS, "portal-waiting.png"), fullPage: true });
 
       await waitFor(() => logins.length > 0, 30_000, 100);
@@ -253,7 +169,7 @@ describe("the captive portal in a phone's browser", () => {
     const page = await phonePage();
     try {
       await page.goto(portalUrl("sw"));
-      expectAccessible(await accessibility(page), "sw");
+      await expectAccessible(page, "sw");
       await page.screenshot({ path: join(SHOTS, "portal-plans-sw.png"), fullPage: true });
       await page.getByLabel(/Saa 1/).check();
       await page.getByLabel("Nambari ya simu ya M-Pesa").fill("+447912345678");
@@ -261,7 +177,7 @@ describe("the captive portal in a phone's browser", () => {
       await expect
         .poll(() => page.locator("#buy-error").textContent())
         .toMatch(/^Samahani, Tandao Net haihudumii nambari za simu za /);
-      expectAccessible(await accessibility(page), "sw");
+      await expectAccessible(page, "sw");
       await page.screenshot({ path: join(SHOTS, "portal-foreign-sw.png"), fullPage: true });
 
       await page.getByRole("link", { name: "English" }).click();
@@ -292,7 +208,7 @@ describe("the captive portal in a phone's browser", () => {
       await expect
         .poll(() => page.locator("#voucher-error").textContent())
         .toBe("That code is not valid. Check it and try again.");
-      expectAccessible(await accessibility(page), "en");
+      await expectAccessible(page, "en");
       await page.locator("#voucher").screenshot({ path: join(SHOTS, "portal-voucher-error.png") });
     } finally {
       await page.context().close();
