@@ -19,6 +19,7 @@ import { createTelegramSender } from "../../src/bots/telegram/sender.ts";
 import type { Db } from "../../src/db/client.ts";
 import { auditLog } from "../../src/db/schema/index.ts";
 import type { SecretBox } from "../../src/lib/secret-box.ts";
+import { postUpdate } from "../bots/world.ts";
 import { silent } from "../ussd/world.ts";
 
 /** The admin bot mounted as the app mounts it, talking to a fake Bot API of its own. */
@@ -76,21 +77,9 @@ export async function startAdminWorld(
 
   /** Delivers one update as Telegram would, then sends the answers it queued. */
   async function deliver(update: Record<string, unknown>, secret: string | null = ADMIN_SECRET) {
-    const response = await app.request("/hooks/tg-admin", {
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        ...(secret === null ? {} : { "x-telegram-bot-api-secret-token": secret }),
-      },
-      body: JSON.stringify(update),
-    });
-    const answer = (await response.json().catch(() => null)) as { method?: string } | null;
-    if (answer?.method) {
-      const { method, ...payload } = answer;
-      fake.calls.push({ method, payload });
-    }
+    const status = await postUpdate(app, "/hooks/tg-admin", update, secret, fake);
     await sendQueued();
-    return response.status;
+    return status;
   }
 
   /** `/command args` typed by `user` in a private chat with the bot, or in `chat` (a group). */

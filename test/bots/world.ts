@@ -77,25 +77,39 @@ export function startInstance(ctx: BillingContext, fake: FakeTelegram, logger: L
     bot,
     /** Delivers one update as Telegram would; grammY answers once the update was handled. */
     async deliver(update: Record<string, unknown>, secret: string | null = SECRET) {
-      const response = await app.request("/hooks/tg", {
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          ...(secret === null ? {} : { "x-telegram-bot-api-secret-token": secret }),
-        },
-        body: JSON.stringify(update),
-      });
-      // A call made in the webhook's own answer (answerCallbackQuery) is one Telegram makes for the
-      // bot: it is recorded with the calls the fake received.
-      const answer = (await response.json().catch(() => null)) as { method?: string } | null;
-      if (answer?.method) {
-        const { method, ...payload } = answer;
-        fake.calls.push({ method, payload });
-      }
+      const status = await postUpdate(app, "/hooks/tg", update, secret, fake);
       await sendQueued(ctx, fake);
-      return response.status;
+      return status;
     },
   };
+}
+
+/**
+ * Posts one update to a bot's webhook as Telegram would (with `secret` in its header; null: none)
+ * and returns the status. A call made in the webhook's own answer (answerCallbackQuery) is one
+ * Telegram makes for the bot: it is recorded with the calls the fake received.
+ */
+export async function postUpdate(
+  app: Hono,
+  path: string,
+  update: Record<string, unknown>,
+  secret: string | null,
+  fake: FakeTelegram,
+): Promise<number> {
+  const response = await app.request(path, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      ...(secret === null ? {} : { "x-telegram-bot-api-secret-token": secret }),
+    },
+    body: JSON.stringify(update),
+  });
+  const answer = (await response.json().catch(() => null)) as { method?: string } | null;
+  if (answer?.method) {
+    const { method, ...payload } = answer;
+    fake.calls.push({ method, payload });
+  }
+  return response.status;
 }
 
 export type Instance = ReturnType<typeof startInstance>;
