@@ -15,6 +15,7 @@ import {
 import { createLogger } from "../src/logger.ts";
 import { createMetrics, requestIdFrom } from "../src/metrics/index.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
+import { sample } from "./support/metrics.ts";
 
 const token = "metricsTokenTest4f9a2c";
 const bearer = { Authorization: `Bearer ${token}` };
@@ -42,20 +43,6 @@ function capturedLogger(level = "info") {
     },
   });
   return { logger: createLogger(level, sink), lines, raw };
-}
-
-/** The value of one sample (`name{labels} value`) in Prometheus text, or undefined when absent. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  for (const line of text.split("\n")) {
-    const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!match || match[1] !== name) continue;
-    const present = match[2] ? match[2].split(",") : [];
-    if (wanted.length === present.length && wanted.every((label) => present.includes(label))) {
-      return Number(match[3]);
-    }
-  }
-  return undefined;
 }
 
 async function scrape(app: Hono): Promise<string> {
