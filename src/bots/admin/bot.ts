@@ -5,6 +5,7 @@ import { buttonsFeature } from "./features/buttons.ts";
 import { exportFeature } from "./features/export.ts";
 import { fallbackFeature } from "./features/fallback.ts";
 import { helpFeature } from "./features/help.ts";
+import { importFeature } from "./features/import.ts";
 import { lookupFeature } from "./features/lookup.ts";
 import { opsFeatures } from "./features/ops.ts";
 import { plansFeature } from "./features/plans.ts";
@@ -49,6 +50,7 @@ const FEATURES: readonly Feature[] = [
   broadcastFeature,
   statsFeature,
   exportFeature,
+  importFeature,
   reportFeature,
   vouchersFeature,
   ...opsFeatures,

@@ -21,6 +21,7 @@ export type AdminCommand =
   | "broadcast"
   | "stats"
   | "export"
+  | "import"
   | "report"
   | "vouchers"
   | "find"
@@ -59,6 +60,7 @@ export const PERMISSIONS: Readonly<Record<AdminCommand, readonly AdminRole[]>> =
   broadcast: managers,
   stats: everyone,
   export: managers,
+  import: managers,
   report: everyone,
   vouchers: managers,
   find: everyone,

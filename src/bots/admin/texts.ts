@@ -23,6 +23,8 @@ export const USAGE: Readonly<Record<AdminCommand, string>> = {
     "/broadcast <router NAME | plan CODE | area NAME | all> <text> — a notice to those subscribers (asks first)",
   stats: "/stats — subscribers, money collected, MRR, ARPU, who owes, who expires in 24 h",
   export: "/export <customers|payments|invoices> — the table as a CSV file",
+  import:
+    "/import — send a customers CSV file (the format of /export customers): a dry run row by row, then import (asks first)",
   report: "/report [YYYY-MM] — revenue and subscribers per month: a chart (PNG) and the figures (CSV)",
   vouchers: "/vouchers <plan code> <count> — a batch of hotspot vouchers as a printable A4 PDF (1–500)",
   find: "/find <phone | account | name> — look a subscriber up",

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { type ServerType, serve } from "@hono/node-server";
 import type { UserFromGetMe } from "grammy/types";
@@ -6,7 +7,8 @@ import { Hono } from "hono";
 /**
  * A stand-in for the Telegram Bot API on 127.0.0.1, spoken to over real HTTP by grammY
  * (`client.apiRoot`): it records what the bot sent, serves queued updates to `getUpdates`, refuses a
- * wrong token with 401 as Telegram does, and answers 429 with `retry_after` when told to.
+ * wrong token with 401 as Telegram does, and answers 429 with `retry_after` when told to. Documents a
+ * test says a user sent (`addDocument`) are served to `getFile` and downloaded as from Telegram.
  */
 
 /** A file the bot uploaded (multipart), as the fake received it. */
@@ -22,6 +24,18 @@ export interface SentCall {
   /** The message sent or edited, when the call answered with one. */
   messageId?: number;
 }
+
+/** A document a user sent, as Telegram describes it in the message (`message.document`). */
+export interface FakeDocument {
+  file_id: string;
+  file_unique_id: string;
+  file_name: string;
+  mime_type?: string;
+  file_size: number;
+}
+
+/** Telegram lets a bot download files up to this size (`getFile` refuses larger ones). */
+export const BOT_DOWNLOAD_LIMIT_BYTES = 20 * 1024 * 1024;
 
 /** A message as the fake keeps it (what `sendMessage` / `editMessageText` left in the chat). */
 export interface FakeMessage {
@@ -49,6 +63,11 @@ export interface FakeTelegram {
   failNext(method: string, retryAfter: number, count?: number): void;
   /** The user blocked the bot: messages to their chat answer 403, as Telegram does. */
   block(chatId: number): void;
+  /**
+   * A document as a user would send it: the returned description goes in a message update
+   * (`message.document`), and the fake serves its bytes to `getFile` and `/file/bot<token>/<path>`.
+   */
+  addDocument(file: { filename: string; bytes: Uint8Array | string; mimeType?: string }): FakeDocument;
   /** Resolves once `predicate` holds for the recorded calls (bounded: rejects after `timeoutMs`). */
   waitFor(predicate: (calls: SentCall[]) => boolean, timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
@@ -97,6 +116,9 @@ export async function startFakeTelegram(
   const updates: { update_id: number }[] = [];
   const failures = new Map<string, { retryAfter: number; count: number }>();
   const waiters = new Set<() => void>();
+  /** Documents users sent, by file_id, and their bytes by file_path (the download URL's tail). */
+  const documents = new Map<string, FakeDocument & { file_path: string }>();
+  const fileBytes = new Map<string, Uint8Array>();
   let nextMessageId = 1;
   let nextUpdateId = 1;
   let webhook = "";
@@ -200,6 +222,13 @@ export async function startFakeTelegram(
     },
     answerCallbackQuery: (p) =>
       typeof p.callback_query_id === "string" ? ok(true) : refuse(400, "Bad Request: query is too old"),
+    getFile(p) {
+      const document = documents.get(String(p.file_id ?? ""));
+      if (!document) return refuse(400, "Bad Request: invalid file_id");
+      if (document.file_size > BOT_DOWNLOAD_LIMIT_BYTES) return refuse(400, "Bad Request: file is too big");
+      const { file_id, file_unique_id, file_size, file_path } = document;
+      return ok({ file_id, file_unique_id, file_size, file_path });
+    },
   };
 
   let closing = false;
@@ -246,6 +275,13 @@ export async function startFakeTelegram(
       .filter((m) => m.chat.id === chat)
       .map((m) => ({ message_id: m.message_id, text: m.text, reply_markup: m.reply_markup }));
     return c.json(ok(shown));
+  });
+  /** A file's bytes, at the path `getFile` gave, as Telegram serves downloads. */
+  app.get("/file/:bot/:path{.+}", (c) => {
+    if (c.req.param("bot") !== `bot${token}`) return c.json(refuse(401, "Unauthorized"), 401);
+    const bytes = fileBytes.get(c.req.param("path"));
+    if (!bytes) return c.json(refuse(404, "Not Found"), 404);
+    return c.body(bytes.slice().buffer as ArrayBuffer, 200, { "content-type": "application/octet-stream" });
   });
   app.post("/:bot/:method", async (c) => {
     const bot = c.req.param("bot");
@@ -324,6 +360,23 @@ export async function startFakeTelegram(
       failures.set(method, { retryAfter, count });
     },
     block: (chatId) => blocked.add(chatId),
+    addDocument(file) {
+      const bytes = typeof file.bytes === "string" ? new Uint8Array(Buffer.from(file.bytes)) : file.bytes;
+      const n = documents.size + 1;
+      const extension = /\.[A-Za-z0-9]{1,8}$/.exec(file.filename)?.[0] ?? "";
+      const document: FakeDocument & { file_path: string } = {
+        file_id: `BQAC-fake-document-${n}`,
+        file_unique_id: createHash("sha256").update(bytes).digest("base64url").slice(0, 16),
+        file_name: file.filename,
+        ...(file.mimeType ? { mime_type: file.mimeType } : {}),
+        file_size: bytes.length,
+        file_path: `documents/file_${n}${extension}`,
+      };
+      documents.set(document.file_id, document);
+      fileBytes.set(document.file_path, bytes);
+      const { file_path: _, ...described } = document;
+      return described;
+    },
     async waitFor(predicate, timeoutMs = 5_000) {
       const deadline = Date.now() + timeoutMs;
       while (!predicate(calls)) {

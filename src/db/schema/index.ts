@@ -1,3 +1,4 @@
+export * from "./admin-imports.ts";
 export * from "./admins.ts";
 export * from "./audit.ts";
 export * from "./billing.ts";
