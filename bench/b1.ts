@@ -1,8 +1,14 @@
 /**
- * B1: issue invoices for 100,000 subscriptions with the set-based invoice run, against a
- * per-subscription loop (one transaction and a handful of statements per subscription, the way
- * a naive billing script does it) on a 10,000 subset. The ratio compares per-subscription rates.
+ * B1: issue invoices for 100,000 subscriptions (`--subscriptions N` for more) with the set-based
+ * invoice run, at every size from 10,000 up by tens, each in a fresh database, to show that the
+ * cost per subscription stays flat. Two comparisons in the same run:
+ * - the floor: the same rows (invoices, lines, ledger entries) for as many other subscriptions,
+ *   written by one plain `insert … select` with nothing else (no locks, no idempotency, no
+ *   settlement), into the same tables; `floor_ratio` = the run's time / the floor's;
+ * - the baseline: a per-subscription loop (one transaction and a handful of statements per
+ *   subscription, the way a naive billing script does it) on 10,000; `ratio` compares rates.
  */
+import { parseArgs } from "node:util";
 import { sql } from "drizzle-orm";
 import { defaultBillingSettings, systemActor } from "../src/billing/context.ts";
 import { issueRecurringInvoices } from "../src/billing/invoicing.ts";
@@ -14,10 +20,11 @@ import { type Db, queryRows } from "../src/db/client.ts";
 import { invoiceLines, invoices } from "../src/db/schema/index.ts";
 import { createBenchDatabase, round } from "./support.ts";
 
-const SET_BASED = 100_000;
+const DEFAULT_SUBSCRIPTIONS = 100_000;
 const BASELINE = 10_000;
 const now = new Date("2026-11-28T09:00:00Z");
 
+/** `count` customers, each with one active monthly subscription whose period ends at `periodEnd`. */
 async function seed(db: Db, from: number, count: number, periodEnd: Date) {
   const start = new Date(periodEnd.getTime() - 30 * 86_400_000);
   await db.execute(sql`
@@ -89,15 +96,52 @@ async function invoiceOneByOne(db: Db, clock: FakeClock): Promise<number> {
   return due.length;
 }
 
-export default async function run(databaseUrl: string) {
+/**
+ * The floor: the rows the run writes for these subscriptions (an invoice, its line, the ledger
+ * charge), in one plain statement: the least any invoice run could do.
+ */
+async function writeFloorRows(db: Db, firstSubscriptionId: number, clock: FakeClock): Promise<number> {
+  const at = sql`${clock.now().toISOString()}::timestamptz`;
+  const rows = await queryRows<{ n: number }>(
+    db,
+    sql`
+    with issued as (
+      insert into invoices (customer_id, subscription_id, kind, period_start, period_end, amount_cents, due_at, issued_at)
+      select s.customer_id, s.id, 'recurring', s.current_period_end, s.current_period_end + interval '1 month',
+        p.price_cents, s.current_period_end, ${at}
+      from subscriptions s join plans p on p.id = s.plan_id
+      where s.id >= ${firstSubscriptionId}::int
+      returning id, customer_id, amount_cents
+    ),
+    lines as (
+      insert into invoice_lines (invoice_id, description, amount_cents)
+      select id, 'Home 10 Mbps', amount_cents from issued
+    ),
+    charged as (
+      insert into ledger_entries (customer_id, kind, amount_cents, invoice_id, memo, created_at)
+      select customer_id, 'invoice', -amount_cents, id, 'Renewal: Home 10 Mbps', ${at} from issued
+    )
+    select count(*)::int as n from issued`,
+  );
+  return Number(rows[0]?.n ?? 0);
+}
+
+interface SizeFigures {
+  subscriptions: number;
+  seconds: number;
+  floorSeconds: number;
+  baselineSeconds?: number;
+}
+
+/** One size in a fresh database: the run, then the floor on as many more subscriptions. */
+async function measureSize(databaseUrl: string, size: number, withBaseline: boolean): Promise<SizeFigures> {
   const database = await createBenchDatabase(databaseUrl);
   try {
     const { db } = database;
     await db.execute(sql`insert into plans (code, name, kind, price_cents, period_unit, period_count, rate_limit)
       values ('home-10', 'Home 10 Mbps', 'pppoe', 250000, 'months', 1, '5M/10M')`);
-    // Set-based population ends its period within the lead time; the baseline's ends later so
-    // that each run has its own subscriptions to invoice.
-    await seed(db, 1, SET_BASED, new Date(now.getTime() + 2 * 86_400_000));
+    const periodEnd = new Date(now.getTime() + 2 * 86_400_000);
+    await seed(db, 1, size, periodEnd);
     await db.execute(sql`analyze`);
     const clock = new FakeClock(now);
     const ctx = { db, clock, settings: defaultBillingSettings };
@@ -105,28 +149,68 @@ export default async function run(databaseUrl: string) {
     const t0 = performance.now();
     const counts = await issueRecurringInvoices(ctx, systemActor("bench"));
     const seconds = (performance.now() - t0) / 1000;
-    if (counts.issued !== SET_BASED)
-      throw new Error(`expected ${SET_BASED} invoices, issued ${counts.issued}`);
-    console.error(`set-based: ${counts.issued} invoices in ${seconds.toFixed(2)} s`);
+    if (counts.issued !== size) throw new Error(`expected ${size} invoices, issued ${counts.issued}`);
+    console.error(`${size}: set-based run ${seconds.toFixed(2)} s`);
 
-    await seed(db, SET_BASED + 1, BASELINE, new Date(now.getTime() + 2 * 86_400_000));
+    // The floor's subscriptions are new (their ids follow), so it writes as many rows again.
+    const [next] = await queryRows<{ id: number }>(
+      db,
+      sql`select coalesce(max(id), 0) + 1 as id from subscriptions`,
+    );
+    await seed(db, size + 1, size, periodEnd);
     await db.execute(sql`analyze`);
-    // Only the baseline's subscriptions are still without an invoice.
     const t1 = performance.now();
+    const floorRows = await writeFloorRows(db, Number(next!.id), clock);
+    const floorSeconds = (performance.now() - t1) / 1000;
+    if (floorRows !== size) throw new Error(`floor expected ${size}, wrote ${floorRows}`);
+    console.error(
+      `${size}: floor ${floorSeconds.toFixed(2)} s, ratio ${(seconds / floorSeconds).toFixed(2)}`,
+    );
+
+    if (!withBaseline) return { subscriptions: size, seconds, floorSeconds };
+    // Only the baseline's subscriptions are still without an invoice.
+    await seed(db, 2 * size + 1, BASELINE, periodEnd);
+    await db.execute(sql`analyze`);
+    const t2 = performance.now();
     const looped = await invoiceOneByOne(db, clock);
-    const baselineSeconds = (performance.now() - t1) / 1000;
+    const baselineSeconds = (performance.now() - t2) / 1000;
     if (looped !== BASELINE) throw new Error(`baseline expected ${BASELINE}, did ${looped}`);
     console.error(`per-subscription loop: ${looped} invoices in ${baselineSeconds.toFixed(2)} s`);
-
-    const ratio = baselineSeconds / BASELINE / (seconds / SET_BASED);
-    return {
-      seconds: round(seconds),
-      baseline_seconds: round(baselineSeconds),
-      ratio: round(ratio, 1),
-      subscriptions: SET_BASED,
-      baseline_subscriptions: BASELINE,
-    };
+    return { subscriptions: size, seconds, floorSeconds, baselineSeconds };
   } finally {
     await database.close();
   }
+}
+
+export default async function run(databaseUrl: string, args: string[]) {
+  const { values } = parseArgs({ args, options: { subscriptions: { type: "string" } } });
+  const largest = Number(values.subscriptions ?? DEFAULT_SUBSCRIPTIONS);
+  if (!Number.isInteger(largest) || largest < 10_000)
+    throw new Error("--subscriptions takes a whole number of at least 10000");
+  const sizes: number[] = [];
+  for (let size = 10_000; size < largest; size *= 10) sizes.push(size);
+  sizes.push(largest);
+
+  const measured: SizeFigures[] = [];
+  for (const size of sizes) measured.push(await measureSize(databaseUrl, size, size === largest));
+  const top = measured.at(-1)!;
+  const perSubscriptionUs = Object.fromEntries(
+    measured.map((m) => [m.subscriptions, round((m.seconds / m.subscriptions) * 1e6, 1)]),
+  );
+  const costs = Object.values(perSubscriptionUs);
+  return {
+    subscriptions: top.subscriptions,
+    seconds: round(top.seconds),
+    floor_seconds: round(top.floorSeconds),
+    floor_ratio: round(top.seconds / top.floorSeconds),
+    floor_ratios: Object.fromEntries(
+      measured.map((m) => [m.subscriptions, round(m.seconds / m.floorSeconds)]),
+    ),
+    per_subscription_us: perSubscriptionUs,
+    // The largest cost per subscription over the smallest, across the sizes: 1 is perfectly flat.
+    flatness: round(Math.max(...costs) / Math.min(...costs)),
+    baseline_seconds: round(top.baselineSeconds!),
+    baseline_subscriptions: BASELINE,
+    ratio: round(top.baselineSeconds! / BASELINE / (top.seconds / top.subscriptions), 1),
+  };
 }

@@ -5,7 +5,7 @@
  */
 const id = (process.argv[2] ?? "").toUpperCase();
 if (!/^B\d+$/.test(id)) {
-  console.error("usage: npm run bench -- B1   (B1 … B6)");
+  console.error("usage: npm run bench -- B1   (B1 … B9; B1 takes --subscriptions N)");
   process.exit(2);
 }
 const databaseUrl = process.env.DATABASE_URL;
@@ -16,9 +16,10 @@ if (!databaseUrl) {
   process.exit(2);
 }
 const benchmark = (await import(`./${id.toLowerCase()}.ts`)) as {
-  default: (databaseUrl: string) => Promise<Record<string, unknown>>;
+  default: (databaseUrl: string, args: string[]) => Promise<Record<string, unknown>>;
 };
-const figures = await benchmark.default(databaseUrl);
+// What follows the id (`npm run bench -- B1 --subscriptions 1000000`) is the benchmark's own.
+const figures = await benchmark.default(databaseUrl, process.argv.slice(3));
 console.log(JSON.stringify({ id, ...figures }));
 process.exit(0);
 

@@ -79,9 +79,8 @@ export async function lockCustomerSet(
   tx: Executor,
   customerIds: SQL,
 ): Promise<{ lock: MoneyLock; members: SQL; count: number }> {
-  await tx.execute(
-    sql`create temp table if not exists money_locked_customers (id int primary key) on commit drop`,
-  );
+  // No key: the ids are distinct already, and the jobs read the set whole (hashed), not one by one.
+  await tx.execute(sql`create temp table if not exists money_locked_customers (id int) on commit drop`);
   await tx.execute(sql`truncate money_locked_customers`);
   const rows = await queryRows<{ n: number }>(
     tx,
@@ -91,6 +90,8 @@ export async function lockCustomerSet(
         kept as (insert into money_locked_customers select id from locked returning id)
         select count(*)::int as n from kept`,
   );
+  // The planner's row counts for what follows: a new temporary table has no statistics.
+  await tx.execute(sql`analyze money_locked_customers`);
   return {
     lock: new CustomerLock("set"),
     members: sql`select id from money_locked_customers`,

@@ -87,6 +87,40 @@ describe("the invoice run", () => {
     const waiting = await subscription(debtor.subscription.id);
     expect(waiting.periodIndex).toBe(0);
   });
+
+  it("pays the new invoices from credit already held: in full, in part, not at all without credit", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-05-03T08:00:00Z"));
+    const plan = await createPlan(database.db, { priceCents: 100_000 });
+    const prepaid = await activeSubscriber(ctx, plan.id, "Prepaid");
+    const partly = await activeSubscriber(ctx, plan.id, "Partly");
+    const owing = await activeSubscriber(ctx, plan.id, "Owing");
+    for (const [who, amountCents] of [
+      [prepaid, 150_000],
+      [partly, 40_000],
+    ] as const)
+      await applyPayment(ctx, admin, {
+        customerId: who.customer.id,
+        method: "cash",
+        provider: "cash",
+        providerRef: `ahead-${who.customer.id}`,
+        amountCents,
+      });
+
+    clock.set(new Date(prepaid.subscription.currentPeriodEnd.getTime() - DAY));
+    const run = await issueRecurringInvoices(ctx, job);
+    expect(run.settled).toBe(1);
+    const renewal = async (sub: typeof prepaid.subscription) => {
+      const [row] = await database.db
+        .select()
+        .from(invoices)
+        .where(and(eq(invoices.subscriptionId, sub.id), eq(invoices.periodStart, sub.currentPeriodEnd)));
+      return row!;
+    };
+    expect(await renewal(prepaid.subscription)).toMatchObject({ status: "paid", paidCents: 100_000 });
+    expect(await renewal(partly.subscription)).toMatchObject({ status: "open", paidCents: 40_000 });
+    expect(await renewal(owing.subscription)).toMatchObject({ status: "open", paidCents: 0 });
+    expect(await ledgerSum(database.db, prepaid.customer.id)).toBe(50_000);
+  });
 });
 
 describe("dunning", () => {
