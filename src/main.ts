@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { serve } from "@hono/node-server";
 import { createApp } from "./app.ts";
 import type { BillingContext } from "./billing/context.ts";
@@ -27,7 +26,7 @@ import { activeSessionOn, type SessionKind } from "./network/active-sessions.ts"
 import { startNetwork, startSandboxRouter } from "./network/index.ts";
 import { findRouterByName } from "./network/routers.ts";
 import { startPayments } from "./payments/index.ts";
-import { createPortalRoutes } from "./portal/index.ts";
+import { createPortalRoutes, portalTokenKey } from "./portal/index.ts";
 import { DEMO_PHONE, seedSandbox } from "./sandbox/seed.ts";
 import { createSimulatorRoutes } from "./simulator/index.ts";
 import { menuSettingsFrom, ussdRoutesFrom } from "./ussd/index.ts";
@@ -152,7 +151,7 @@ app.route(
     brandColour: config.PORTAL_BRAND_COLOR,
     servedCountries: config.SERVED_COUNTRIES,
     // Status tokens are signed with a key of their own, derived from SECRET_KEY.
-    tokenKey: createHash("sha256").update("tandao:portal-token:").update(secretKey).digest(),
+    tokenKey: portalTokenKey(secretKey),
     requestPayment: payments.request,
     publicUrl: config.PORTAL_URL ?? config.PUBLIC_URL,
     trustedProxies: config.TRUST_PROXY,

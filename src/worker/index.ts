@@ -1,28 +1,22 @@
 import { Hono } from "hono";
-import type { BillingContext } from "../billing/context.ts";
 import { billingJobs } from "../billing/jobs.ts";
 import { systemClock } from "../clock.ts";
 import { billingSettingsFrom, type Config, loadConfig } from "../config.ts";
-import { ping } from "../db/client.ts";
 import { useSealingKey } from "../db/sealed.ts";
 import { runJob } from "../jobs/runner.ts";
 import { slotOf } from "../jobs/scheduler.ts";
 import { createSecretBox, parseSecretKey } from "../lib/secret-box.ts";
-import type { Logger } from "../logger.ts";
-import { createMenuServices } from "../menu/services.ts";
-import { SessionCache } from "../menu/session-cache.ts";
-import { createMpesaRoutes } from "../payments/routes.ts";
-import { menuSettingsFrom } from "../ussd/index.ts";
-import { createUssdRoutes } from "../ussd/routes.ts";
 import { openWorkerDatabase, type WorkerDatabase } from "./db.ts";
 import { createWorkerLogger } from "./logger.ts";
+import { type WorkerRequest, workerRoutes } from "./routes.ts";
 import type { ExecutionContext, ScheduledController, WorkerEnv } from "./types.ts";
 
 /**
- * The Cloudflare Worker: Tandao's webhooks (Africa's Talking USSD, Daraja's M-Pesa callbacks)
- * and the billing jobs on Cron Triggers, on PostgreSQL through Hyperdrive. Everything that needs a
- * long-lived process or raw TCP to routers (provisioning, SMS and chat delivery, the M-Pesa push
- * dispatcher, WhatsApp Web) runs in the Node service on the same database: see docs/worker.md.
+ * The Cloudflare Worker: Tandao's webhooks (Africa's Talking USSD, Daraja's M-Pesa callbacks, the
+ * Telegram and WhatsApp Cloud API bots, the captive portal) and the billing jobs on Cron Triggers,
+ * on PostgreSQL through Hyperdrive. Everything that needs a long-lived process or raw TCP to
+ * routers (provisioning, SMS and chat delivery, the M-Pesa push dispatcher, WhatsApp Web, the admin
+ * bot) runs in the Node service on the same database: see docs/worker.md.
  */
 
 /** The settings, parsed by the same code as the Node service's (src/config.ts), from vars and secrets. */
@@ -32,14 +26,8 @@ function settingsOf(env: WorkerEnv): Config {
   return loadConfig(strings);
 }
 
-/** What each USSD session has read, kept between its requests while this isolate lives. */
-const ussdCache = new SessionCache();
-
-interface Request {
-  config: Config;
-  logger: Logger;
+interface Request extends WorkerRequest {
   database: WorkerDatabase;
-  billing: BillingContext;
 }
 
 /** The SECRET_KEY the sealed columns (PPPoE passwords) are opened with in this isolate. */
@@ -50,67 +38,19 @@ function open(env: WorkerEnv): Request {
   // The Node service's key, never one of the Worker's own: both read and write the same rows.
   if (!config.SECRET_KEY)
     throw new Error("SECRET_KEY is required in the Worker (the Node service's, as a secret)");
+  const secretKey = parseSecretKey(config.SECRET_KEY);
   if (config.SECRET_KEY !== sealingKey) {
-    useSealingKey(createSecretBox(parseSecretKey(config.SECRET_KEY)));
+    useSealingKey(createSecretBox(secretKey));
     sealingKey = config.SECRET_KEY;
   }
   const logger = createWorkerLogger(config.LOG_LEVEL, { runtime: "worker" });
   const database = openWorkerDatabase(env.HYPERDRIVE.connectionString);
-  const billing: BillingContext = {
-    db: database.db,
-    clock: systemClock,
-    settings: billingSettingsFrom(config),
-  };
-  return { config, logger, database, billing };
-}
-
-/** The HTTP surface of the Worker, bound to one request's database client. */
-export function workerRoutes({ config, logger, billing }: Request): Hono {
-  const app = new Hono();
-  app.get("/healthz", async (c) => {
-    try {
-      await ping(billing.db);
-      return c.json({ status: "ok", database: "ok", mode: config.mode, runtime: "worker" });
-    } catch (error) {
-      logger.error({ err: error }, "health check failed");
-      return c.json({ status: "error", database: "unreachable", mode: config.mode, runtime: "worker" }, 503);
-    }
-  });
-  app.route(
-    "/ussd",
-    createUssdRoutes({
-      db: billing.db,
-      // No `requestPayment`: the intent is recorded, and the Node service's dispatcher sends the push.
-      services: createMenuServices(billing),
-      settings: menuSettingsFrom(config),
-      logger: logger.child({ module: "ussd" }),
-      token: config.USSD_TOKEN,
-      allowedIps: config.USSD_ALLOWED_IPS,
-      trustedProxies: config.TRUST_PROXY,
-      cache: ussdCache,
-    }),
-  );
-  // Without a callback token nothing is mounted: Daraja's URLs carry it (the Node side says the same).
-  if (config.MPESA_CALLBACK_TOKEN)
-    app.route(
-      "/hooks/mp",
-      createMpesaRoutes({
-        ctx: billing,
-        logger: logger.child({ module: "mpesa" }),
-        token: config.MPESA_CALLBACK_TOKEN,
-        allowedIps: config.MPESA_ALLOWED_IPS,
-        trustedProxies: config.TRUST_PROXY,
-        rejectUnknownAccounts: config.MPESA_C2B_REJECT_UNKNOWN,
-        shortcode: config.MPESA_TILL ?? config.MPESA_SHORTCODE ?? null,
-        // No spool: a Worker has no disk. A request the database cannot take answers 503, and
-        // Daraja's own retry (C2B) or the Node side's status query (STK recovery) covers it.
-      }),
-    );
-  app.onError((error, c) => {
-    logger.error({ err: error, route: c.req.routePath }, "unhandled error");
-    return c.json({ error: "internal error" }, 500);
-  });
-  return app;
+  const billing = { db: database.db, clock: systemClock, settings: billingSettingsFrom(config) };
+  // The Worker's own setting (the Node service asks Telegram's getMe once at start instead), so it is
+  // read here rather than in src/config.ts: see `telegramBotInfo`.
+  const telegramUsername =
+    typeof env.TELEGRAM_BOT_USERNAME === "string" ? env.TELEGRAM_BOT_USERNAME : undefined;
+  return { config, logger, database, billing, secretKey, telegramUsername };
 }
 
 const app = new Hono<{ Bindings: WorkerEnv }>();
@@ -123,11 +63,20 @@ app.all("*", async (c) => {
     console.error(JSON.stringify({ level: 60, msg: "Tandao Worker misconfigured", error: String(error) }));
     return c.json({ error: "misconfigured" }, 500);
   }
+  const { database, logger } = request;
+  let settled = () => Promise.resolve();
   try {
-    return await workerRoutes(request).fetch(c.req.raw);
+    const routes = workerRoutes(request, new URL(c.req.url).pathname);
+    settled = routes.settled;
+    return await routes.app.fetch(c.req.raw);
   } finally {
-    // The answer is not held up by closing; the connections go back to Hyperdrive's pool.
-    c.executionCtx.waitUntil(request.database.close());
+    // The answer is not held up: work left after it (WhatsApp messages) finishes, then the
+    // connections go back to Hyperdrive's pool.
+    c.executionCtx.waitUntil(
+      settled()
+        .catch((error: unknown) => logger.error({ err: error }, "work after the answer failed"))
+        .finally(() => database.close()),
+    );
   }
 });
 
