@@ -118,10 +118,11 @@ describe("a customers CSV sent to the admin chat", () => {
     expect(report).not.toContain("line 2");
     const question = lastMenuIn(world.fake, OWNER);
     expect(String(question.payload.text)).toMatch(/^Import 3 customers from customers\.csv\?/);
-    expect(buttonsOf(question).map((b) => b.text)).toEqual(["✅ Confirm", "Cancel"]);
+    // The button says what it does: no "Confirm" to press without reading the question.
+    expect(buttonsOf(question).map((b) => b.text)).toEqual(["✅ Import 3 customers", "Cancel"]);
     expect(await customerCount()).toBe(0);
 
-    await world.press(OWNER, "Confirm");
+    await world.press(OWNER, "Import 3 customers");
     expect(lastToast(world.fake)).toBe("Done.");
     await afterBackground();
     expect(await accounts()).toEqual(["AC001", "AC003", "AC005"]);
@@ -141,7 +142,7 @@ describe("a customers CSV sent to the admin chat", () => {
     expect(amina?.status).toBe("active");
 
     // The same button again: nothing more happens.
-    await world.press(OWNER, "Confirm", OWNER, question);
+    await world.press(OWNER, "Import 3 customers", OWNER, question);
     expect(lastToast(world.fake)).toBe("Already done.");
     await afterBackground();
     expect(await customerCount()).toBe(3);
@@ -217,6 +218,10 @@ describe("a customers CSV sent to the admin chat", () => {
     const lines = Buffer.from(document!.bytes).toString("utf8");
     expect(lines).toContain("line 2 AC100: new");
     expect(lines).toContain('line 27 BX24: refused: bad phone "1224"');
+    expect(buttonsOf(lastMenuIn(world.fake, OWNER)).map((b) => b.text)).toEqual([
+      "✅ Import 1 customer",
+      "Cancel",
+    ]);
 
     await world.press(OWNER, "Cancel");
     await afterBackground();

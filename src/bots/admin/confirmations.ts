@@ -82,7 +82,13 @@ export function describe(action: PendingAction): string {
   }
 }
 
-/** Writes the question and its message (in `tx`, with whatever else the caller writes). */
+/** The Confirm button's text unless the question names the action on it. */
+export const CONFIRM_LABEL = "✅ Confirm";
+
+/**
+ * Writes the question and its message (in `tx`, with whatever else the caller writes). `confirmLabel`
+ * names what the button does when "Confirm" alone would not tell it at a glance.
+ */
 export async function askConfirmation(
   tx: Executor,
   now: Date,
@@ -90,6 +96,7 @@ export async function askConfirmation(
   chatId: number,
   action: PendingAction,
   question: string,
+  confirmLabel: string = CONFIRM_LABEL,
 ): Promise<string> {
   const token = randomBytes(16).toString("base64url");
   await tx.insert(adminConfirmations).values({
@@ -103,7 +110,7 @@ export async function askConfirmation(
   const keyboard: InlineKeyboardMarkup = {
     inline_keyboard: [
       [
-        { text: "✅ Confirm", callback_data: confirmData(token) },
+        { text: confirmLabel, callback_data: confirmData(token) },
         { text: "Cancel", callback_data: cancelData(token) },
       ],
     ],

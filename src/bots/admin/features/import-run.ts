@@ -205,7 +205,15 @@ async function checkFile(kit: AdminKit, row: ImportRow): Promise<void> {
     text,
     async also(tx, now) {
       await reportFile?.(tx, now);
-      return askConfirmation(tx, now, admin, Number(row.chatId), action, confirmQuestion(name, report));
+      return askConfirmation(
+        tx,
+        now,
+        admin,
+        Number(row.chatId),
+        action,
+        confirmQuestion(name, report),
+        `✅ Import ${count} customer${count === 1 ? "" : "s"}`,
+      );
     },
   });
 }
