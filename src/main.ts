@@ -221,6 +221,7 @@ if (
     ownerTelegramId: config.TELEGRAM_OWNER_ID,
     adminChatIds: config.TELEGRAM_ADMIN_CHATS,
     ispName: config.ISP_NAME,
+    servedCountries: config.SERVED_COUNTRIES,
   });
   app.route("/hooks/tg-admin", adminBot.routes);
   stops.push(adminBot.stop);
@@ -246,6 +247,7 @@ if (sandbox && !config.TELEGRAM_ADMIN_BOT_TOKEN) {
     ownerTelegramId: config.TELEGRAM_OWNER_ID ?? 1,
     port: config.TELEGRAM_ADMIN_SANDBOX_PORT,
     ispName: config.ISP_NAME,
+    servedCountries: config.SERVED_COUNTRIES,
   });
   stops.push(adminSandbox.stop);
   logger.info(`sandbox: Telegram admin bot on a fake Bot API at ${adminSandbox.fake.apiRoot}`);

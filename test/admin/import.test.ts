@@ -1,7 +1,7 @@
 import { eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { adminBackgroundFinished } from "../../src/bots/admin/index.ts";
-import { commandEntities, type FakeDocument, type UploadedFile } from "../../src/bots/telegram/fake-api.ts";
+import type { FakeDocument, UploadedFile } from "../../src/bots/telegram/fake-api.ts";
 import { FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { customers, routers, subscriptions } from "../../src/db/schema/index.ts";
@@ -11,6 +11,7 @@ import {
   type AdminWorld,
   auditRows,
   buttonsOf,
+  documentUpdate,
   lastMenuIn,
   lastText,
   lastToast,
@@ -58,25 +59,6 @@ afterAll(async () => {
   await world?.close();
   await database?.close();
 });
-
-let updateId = 90_000;
-
-/** `user` sends `document` (with `caption`) in a private chat with the bot. */
-function documentUpdate(user: number, document: FakeDocument, caption?: string) {
-  const entities = caption ? commandEntities(caption).entities : undefined;
-  return {
-    update_id: ++updateId,
-    message: {
-      message_id: updateId,
-      date: Math.floor(Date.now() / 1000),
-      chat: { id: user, type: "private", first_name: `User${user}` },
-      from: { id: user, is_bot: false, first_name: `User${user}` },
-      document,
-      ...(caption ? { caption } : {}),
-      ...(entities ? { caption_entities: entities } : {}),
-    },
-  };
-}
 
 /** Sends a file to the chat, then lets the work after the answer end and sends what it queued. */
 async function send(user: number, filename: string, bytes: string, options: { mimeType?: string } = {}) {

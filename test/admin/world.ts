@@ -11,6 +11,7 @@ import { ADMIN_CHANNEL } from "../../src/bots/admin/queued-api.ts";
 import { deliverDueChats } from "../../src/bots/chat-delivery.ts";
 import {
   commandEntities,
+  type FakeDocument,
   type FakeTelegram,
   type SentCall,
   startFakeTelegram,
@@ -39,6 +40,8 @@ export async function startAdminWorld(
     box?: SecretBox;
     /** Updates stored in chat_inbox as the app stores them (to check what a stored copy holds). */
     storeUpdates?: boolean;
+    /** `SERVED_COUNTRIES` (the `servedCountries` dep). */
+    servedCountries?: readonly string[];
   } = {},
 ) {
   const fake = await startFakeTelegram({ token: "777000:ADMIN-fake-token", username: "tandao_admin_bot" });
@@ -54,6 +57,7 @@ export async function startAdminWorld(
     ispName: "Kibera Net",
     ...(options.network ? { network: options.network } : {}),
     ...(options.box ? { box: options.box } : {}),
+    ...(options.servedCountries ? { servedCountries: options.servedCountries } : {}),
   });
   const app = new Hono();
   const inbox = options.storeUpdates
@@ -113,6 +117,23 @@ export function textUpdate(userId: number, text: string, chat = userId) {
       from: user(userId),
       text,
       ...commandEntities(text),
+    },
+  };
+}
+
+/** `user` sends `document` (with `caption`) in a private chat with the bot. */
+export function documentUpdate(userId: number, document: FakeDocument, caption?: string) {
+  const entities = caption ? commandEntities(caption).entities : undefined;
+  return {
+    update_id: ++updateId,
+    message: {
+      message_id: updateId,
+      date: now(),
+      chat: chatOf(userId),
+      from: user(userId),
+      document,
+      ...(caption ? { caption } : {}),
+      ...(entities ? { caption_entities: entities } : {}),
     },
   };
 }

@@ -52,6 +52,8 @@ export async function adminTelegramFrom(deps: {
   network?: AdminNetwork;
   /** Seals router passwords typed in the chat (SECRET_KEY). */
   box?: SecretBox;
+  /** `SERVED_COUNTRIES`: the phone numbers a customers file sent to the chat may hold. */
+  servedCountries?: readonly string[];
 }) {
   await ensureOwner(deps.ctx, deps.ownerTelegramId);
   const worker = startChatWorker({
@@ -72,6 +74,7 @@ export async function adminTelegramFrom(deps: {
     apiRoot: deps.apiRoot,
     network: deps.network,
     ...(deps.box ? { box: deps.box } : {}),
+    ...(deps.servedCountries ? { servedCountries: deps.servedCountries } : {}),
     onQueued: worker.kick,
   });
   const inbox = { db: deps.ctx.db, clock: deps.ctx.clock, channel: ADMIN_CHANNEL };

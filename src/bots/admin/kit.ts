@@ -50,6 +50,8 @@ export interface AdminBotDeps {
   network?: AdminNetwork;
   /** Seals router passwords typed in the chat (`/router_add`, `/router_password`); without it they are refused. */
   box?: SecretBox;
+  /** Countries whose phone numbers an imported file may hold (`SERVED_COUNTRIES`, as the CLI's import); default Kenya. */
+  servedCountries?: readonly string[];
 }
 
 export type TxWork<T> = (tx: Executor, inTxCtx: BillingContext, now: Date) => Promise<T>;

@@ -27,6 +27,8 @@ export async function startSandboxAdminTelegram(deps: {
   network?: AdminNetwork;
   /** Seals router passwords typed in the chat (SECRET_KEY). */
   box?: SecretBox;
+  /** `SERVED_COUNTRIES`: the phone numbers a customers file sent to the chat may hold. */
+  servedCountries?: readonly string[];
 }): Promise<{ fake: FakeTelegram; stop: () => Promise<void> }> {
   await ensureOwner(deps.ctx, deps.ownerTelegramId);
   const fake = await startFakeTelegram({
@@ -53,6 +55,7 @@ export async function startSandboxAdminTelegram(deps: {
     ...(deps.ispName ? { ispName: deps.ispName } : {}),
     ...(deps.network ? { network: deps.network } : {}),
     ...(deps.box ? { box: deps.box } : {}),
+    ...(deps.servedCountries ? { servedCountries: deps.servedCountries } : {}),
     onQueued: worker.kick,
   });
   const running = bot.start({ timeout: 1 });

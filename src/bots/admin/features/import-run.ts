@@ -38,6 +38,12 @@ export const megabytes = (bytes: number) =>
 
 type ImportRow = typeof adminImports.$inferSelect;
 
+/** The same rules as the CLI's `customers import`: the dry run and the import must agree. */
+const importOptions = (kit: AdminKit, fileName: string) => ({
+  fileName,
+  ...(kit.deps.servedCountries ? { servedCountries: kit.deps.servedCountries } : {}),
+});
+
 /** Works through what is due (new files, confirmed ones) until nothing is left. */
 export async function runImports(kit: AdminKit): Promise<void> {
   await letGoUnanswered(kit);
@@ -159,7 +165,7 @@ async function checkFile(kit: AdminKit, row: ImportRow): Promise<void> {
     });
     return;
   }
-  const report = await analyseCustomerImport(kit.billing, bytes, { fileName: name });
+  const report = await analyseCustomerImport(kit.billing, bytes, importOptions(kit, name));
   if (report.fileError) {
     await finish(kit, row, "failed", {
       error: report.fileError.slice(0, 500),
@@ -293,7 +299,7 @@ async function importFile(kit: AdminKit, row: ImportRow): Promise<void> {
         .where(held(row))
         .returning({ id: adminImports.id });
       if (!mine) return false;
-      const report = await importCustomers(inTxCtx, actor, bytes, { fileName: row.fileName });
+      const report = await importCustomers(inTxCtx, actor, bytes, importOptions(kit, row.fileName));
       if (report.fileError) throw new BillingError("import_refused", report.fileError);
       await tx
         .update(adminImports)
