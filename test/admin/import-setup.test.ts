@@ -1,15 +1,17 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { adminBackgroundFinished } from "../../src/bots/admin/index.ts";
+import { adminBackgroundFinished, adminTelegramFrom } from "../../src/bots/admin/index.ts";
 import { runCommand } from "../../src/cli/commands.ts";
 import { FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
-import { customers } from "../../src/db/schema/index.ts";
+import { adminImports, customers } from "../../src/db/schema/index.ts";
 import { createSecretBox } from "../../src/lib/secret-box.ts";
 import { billingContext, createPlan } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
+import { silent } from "../ussd/world.ts";
 import {
   type AdminWorld,
   buttonsOf,
@@ -18,9 +20,13 @@ import {
   lastText,
   OWNER,
   startAdminWorld,
+  startFakeTelegram,
 } from "./world.ts";
 
-/** How the admin chat's import is set up: the countries it serves, as the CLI's import. */
+/**
+ * How the admin chat's import is set up: the countries it serves (as the CLI's import), and files an
+ * instance that stopped left half-done, taken up when the bot starts.
+ */
 
 let database: Database;
 let world: AdminWorld;
@@ -87,5 +93,63 @@ describe("an admin chat configured for Uganda (SERVED_COUNTRIES=UG)", () => {
       .map((c) => `${c.a} ${c.p}`)
       .sort();
     expect(phones).toEqual(["UG001 +256772123456", "UG002 +256701234567"]);
+  });
+});
+
+describe("a file left half-done by an instance that stopped", () => {
+  it("is checked once the admin bot starts; one another instance still holds is left to it", async () => {
+    const { ctx } = billingContext(database.db, clock);
+    const fake = await startFakeTelegram({ token: "888001:ADMIN-restart", username: "tandao_admin_bot" });
+    const now = clock.now();
+    const file = (name: string) =>
+      fake.addDocument({
+        filename: name,
+        bytes: [HEADER, "AC900,Wanjiru Kamau,0712000900,home-10,active,2026-06-30,,,0"].join("\n"),
+        mimeType: "text/csv",
+      });
+    const left = (name: string, leaseUntil: Date) => ({
+      adminTelegramId: OWNER,
+      chatId: String(OWNER),
+      fileId: file(name).file_id,
+      fileName: name,
+      status: "requested" as const,
+      leaseUntil,
+      createdAt: now,
+      updatedAt: now,
+    });
+    const [abandoned, held] = await database.db
+      .insert(adminImports)
+      .values([
+        left("abandoned.csv", new Date(now.getTime() - 60_000)),
+        left("held.csv", new Date(now.getTime() + 5 * 60_000)),
+      ])
+      .returning({ id: adminImports.id });
+
+    const admin = await adminTelegramFrom({
+      ctx,
+      logger: silent,
+      token: fake.token,
+      secretToken: "restart-admin-secret-0123456789",
+      ownerTelegramId: OWNER,
+      apiRoot: fake.apiRoot,
+    });
+    try {
+      await fake.waitFor((calls) =>
+        calls.some(
+          (c) =>
+            c.method === "sendMessage" &&
+            /^Import 1 customers from abandoned\.csv\?/.test(String(c.payload.text)),
+        ),
+      );
+      await adminBackgroundFinished(database.db);
+      const status = async (id: number) =>
+        (await database.db.select().from(adminImports).where(eq(adminImports.id, id)))[0]?.status;
+      expect(await status(abandoned!.id)).toBe("checked");
+      expect(await status(held!.id)).toBe("requested");
+      expect(fake.calls.some((c) => String(c.payload.text ?? "").includes("held.csv"))).toBe(false);
+    } finally {
+      await admin.stop();
+      await fake.close();
+    }
   });
 });

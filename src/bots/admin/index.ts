@@ -6,7 +6,8 @@ import { startInboxRetry } from "../chat-inbox.ts";
 import { handleStoredUpdate } from "../telegram/bot.ts";
 import { createTelegramRoutes } from "../telegram/routes.ts";
 import { createTelegramSender } from "../telegram/sender.ts";
-import { createAdminBot } from "./bot.ts";
+import { type AdminBotDeps, createAdminBot } from "./bot.ts";
+import { resumeImportsAtStart } from "./features/import-run.ts";
 import { type AdminNetwork, adminBackgroundFinished } from "./kit.ts";
 import { ADMIN_CHANNEL } from "./queued-api.ts";
 import { ensureOwner } from "./roles.ts";
@@ -64,7 +65,7 @@ export async function adminTelegramFrom(deps: {
     isp: deps.ispName ?? "Tandao",
     timezone: deps.ctx.settings.timezone,
   });
-  const bot = createAdminBot({
+  const botDeps: AdminBotDeps = {
     token: deps.token,
     ctx: deps.ctx,
     logger: deps.logger,
@@ -76,7 +77,9 @@ export async function adminTelegramFrom(deps: {
     ...(deps.box ? { box: deps.box } : {}),
     ...(deps.servedCountries ? { servedCountries: deps.servedCountries } : {}),
     onQueued: worker.kick,
-  });
+  };
+  const bot = createAdminBot(botDeps);
+  resumeImportsAtStart(botDeps);
   const inbox = { db: deps.ctx.db, clock: deps.ctx.clock, channel: ADMIN_CHANNEL };
   const retry = startInboxRetry({ ...inbox, logger: deps.logger }, ADMIN_CHANNEL, (row) =>
     handleStoredUpdate(bot, row.payload, row.id),

@@ -4,7 +4,8 @@ import type { Logger } from "../../logger.ts";
 import { startChatWorker } from "../chat-delivery.ts";
 import { type FakeTelegram, startFakeTelegram } from "../telegram/fake-api.ts";
 import { createTelegramSender } from "../telegram/sender.ts";
-import { createAdminBot } from "./bot.ts";
+import { type AdminBotDeps, createAdminBot } from "./bot.ts";
+import { resumeImportsAtStart } from "./features/import-run.ts";
 import { type AdminNetwork, adminBackgroundFinished } from "./kit.ts";
 import { ADMIN_CHANNEL } from "./queued-api.ts";
 import { ensureOwner } from "./roles.ts";
@@ -44,7 +45,7 @@ export async function startSandboxAdminTelegram(deps: {
     isp: deps.ispName ?? "Tandao",
     timezone: deps.ctx.settings.timezone,
   });
-  const bot = createAdminBot({
+  const botDeps: AdminBotDeps = {
     token: fake.token,
     ctx: deps.ctx,
     logger: deps.logger,
@@ -57,7 +58,9 @@ export async function startSandboxAdminTelegram(deps: {
     ...(deps.box ? { box: deps.box } : {}),
     ...(deps.servedCountries ? { servedCountries: deps.servedCountries } : {}),
     onQueued: worker.kick,
-  });
+  };
+  const bot = createAdminBot(botDeps);
+  resumeImportsAtStart(botDeps);
   const running = bot.start({ timeout: 1 });
   running.catch((error: unknown) => deps.logger.error({ err: error }, "sandbox admin bot stopped"));
   return {

@@ -13,7 +13,7 @@ import { ts } from "../../../db/params.ts";
 import { type AdminImportStatus, adminImports } from "../../../db/schema/index.ts";
 import { queueAdminFile } from "../alert-queue.ts";
 import { askConfirmation } from "../confirmations.ts";
-import { type AdminKit, splitMessage } from "../kit.ts";
+import { type AdminBotDeps, type AdminKit, createAdminKit, splitMessage } from "../kit.ts";
 import { adminActor, findAdmin } from "../roles.ts";
 import type { ImportAction } from "./import.ts";
 
@@ -61,6 +61,16 @@ export async function runImports(kit: AdminKit): Promise<void> {
       });
     }
   }
+}
+
+/**
+ * Files an instance that stopped left half-done are otherwise taken up only when the next file or
+ * press comes: the bot starting takes them up once, in the background (a start never waits for
+ * Telegram's download nor fails on it). A lease still running is left to its holder.
+ */
+export function resumeImportsAtStart(deps: AdminBotDeps): void {
+  const kit = createAdminKit(deps);
+  kit.background("customer import at start", () => runImports(kit));
 }
 
 /** Files whose question was cancelled or expired are let go (their bytes are not kept). */
