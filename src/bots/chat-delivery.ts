@@ -3,6 +3,7 @@ import type { Clock } from "../clock.ts";
 import { type Db, queryRows } from "../db/client.ts";
 import { intArray, textArray, ts } from "../db/params.ts";
 import type { ChatChannel } from "../db/schema/index.ts";
+import { createTurnBatcher } from "../lib/turn-batcher.ts";
 import type { Logger } from "../logger.ts";
 import { formatParam, type Language, maskSecrets, type Params, renderSms } from "../messaging/render.ts";
 import { openSecrets, retryDelayMs } from "../messaging/sms-worker.ts";
@@ -84,6 +85,13 @@ export interface ChatRunCounts {
   toSms: number;
 }
 
+interface SentRow {
+  id: number;
+  channel: ChatChannel;
+  messageId: string;
+  at: string;
+}
+
 /** Claims are serialised by this lock so that a chat's rows are never split between two workers. */
 const CLAIM_LOCK = 0x7a0c4a7;
 
@@ -139,17 +147,24 @@ export async function deliverDueChats(options: ChatDeliveryOptions): Promise<Cha
           sql`update message_outbox set next_attempt_at = ${ts(clock.now())}
               where id = any(${intArray(ids)}) and status = 'pending'`,
         );
+  // Sends that finish together are recorded by one statement.
+  const markSent = createTurnBatcher(async (sent: SentRow[]) => {
+    await db.execute(
+      sql`update message_outbox m set status = 'done', attempts = m.attempts + 1, last_error = null,
+            sent_at = s.at, provider_message_id = s.message_id
+          from jsonb_to_recordset(${JSON.stringify(sent.map(({ messageId, ...row }) => ({ ...row, message_id: messageId })))}::jsonb)
+            as s(id int, channel text, message_id text, at timestamptz)
+          where m.id = s.id and m.status = 'pending' and m.channel = s.channel`,
+    );
+    return sent.map(() => undefined);
+  });
   const deliverChat = async (rows: ClaimedRow[]) => {
     for (const [index, row] of rows.entries()) {
       if (!leaseHolds()) return release(rows.slice(index).map((r) => r.id));
       const sent = await deliverOne(options, senders.get(row.channel)!, row, counts);
       if (sent !== null) {
         // Recorded at once, not at the end of the pass: a pass cut short re-sends nothing it sent.
-        await db.execute(
-          sql`update message_outbox set status = 'done', attempts = attempts + 1, last_error = null,
-                sent_at = ${ts(clock.now())}, provider_message_id = ${sent}
-              where id = ${row.id} and status = 'pending' and channel = ${row.channel}`,
-        );
+        await markSent({ id: row.id, channel: row.channel, messageId: sent, at: clock.now().toISOString() });
         counts.sent++;
         continue;
       }

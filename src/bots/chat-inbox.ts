@@ -3,6 +3,7 @@ import type { Clock } from "../clock.ts";
 import { type Db, queryRows } from "../db/client.ts";
 import { ts } from "../db/params.ts";
 import type { ChatChannel } from "../db/schema/index.ts";
+import { createTurnBatcher } from "../lib/turn-batcher.ts";
 import type { Logger } from "../logger.ts";
 
 /**
@@ -25,11 +26,13 @@ export interface InboxRow {
 }
 
 /**
- * PostgreSQL's jsonb cannot hold U+0000, and a person (or a fuzzer) can send it: it is dropped, or the
- * whole delivery would be refused again at every retry.
+ * PostgreSQL's jsonb cannot hold U+0000 or half a surrogate pair (`\ud800` alone), and a person (or a
+ * fuzzer) can send either: U+0000 is dropped and a lone half becomes U+FFFD, or the whole delivery
+ * would be refused again at every retry.
  */
-const withoutNul = (_key: string, value: unknown) =>
-  typeof value === "string" && value.includes("\u0000") ? value.replaceAll("\u0000", "") : value;
+const storable = (_key: string, value: unknown) =>
+  typeof value === "string" ? value.replaceAll("\u0000", "").replace(LONE_SURROGATE, "\ufffd") : value;
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
 /** A first attempt may take this long before the retry loop takes the row over. */
 const DEFAULT_LEASE_MS = 60_000;
@@ -45,18 +48,50 @@ export async function storeInbound(
   leaseMs = DEFAULT_LEASE_MS,
 ): Promise<InboxRow[]> {
   if (records.length === 0) return [];
+  const stored = await insertInbound(db, now, records, leaseMs);
+  return stored.map((s) => s.row).sort((a, b) => a.id - b.id);
+}
+
+/**
+ * `storeInbound` for callers that each store one record as it arrives: records stored in the same
+ * turn of the event loop go in one statement (see turn-batcher.ts). Resolves with the record's row,
+ * or undefined for a redelivery.
+ */
+export function createInboxStore(
+  db: Db,
+  clock: Clock,
+): (record: InboundRecord) => Promise<InboxRow | undefined> {
+  return createTurnBatcher(async (records: InboundRecord[]) => {
+    const rows = await insertInbound(db, clock.now(), records, DEFAULT_LEASE_MS);
+    const byKey = new Map(rows.map((row) => [`${row.channel}\n${row.externalId}`, row.row]));
+    return records.map((record) => byKey.get(`${record.channel}\n${record.externalId}`));
+  });
+}
+
+/** One statement for any number of records; each new row comes back with its key. */
+async function insertInbound(db: Db, now: Date, records: readonly InboundRecord[], leaseMs: number) {
   const lease = new Date(now.getTime() + leaseMs);
-  const rows = await queryRows<{ id: number; chat_id: string; payload: Record<string, unknown> }>(
+  const rows = await queryRows<{
+    id: number;
+    channel: string;
+    external_id: string;
+    chat_id: string;
+    payload: Record<string, unknown>;
+  }>(
     db,
     sql`insert into chat_inbox (channel, external_id, chat_id, payload, lease_until, received_at)
         select r.value->>'channel', r.value->>'externalId', r.value->>'chatId', r.value->'payload',
                ${ts(lease)}, ${ts(now)}
-        from jsonb_array_elements(${JSON.stringify(records, withoutNul)}::jsonb) with ordinality as r(value, position)
+        from jsonb_array_elements(${JSON.stringify(records, storable)}::jsonb) with ordinality as r(value, position)
         order by r.position
         on conflict (channel, external_id) do nothing
-        returning id, chat_id, payload`,
+        returning id, channel, external_id, chat_id, payload`,
   );
-  return rows.map((r) => ({ id: r.id, chatId: r.chat_id, payload: r.payload })).sort((a, b) => a.id - b.id);
+  return rows.map((r) => ({
+    channel: r.channel,
+    externalId: r.external_id,
+    row: { id: r.id, chatId: r.chat_id, payload: r.payload } satisfies InboxRow,
+  }));
 }
 
 export async function markHandled(db: Db, id: number, now: Date): Promise<void> {

@@ -10,9 +10,10 @@ import { subscriberScreens } from "../menu/screens.ts";
 import { SessionCache } from "../menu/session-cache.ts";
 import { SIGNUP_SCREENS } from "../menu/signup-screens.ts";
 import type { Language, MenuChoice, MenuServices, MenuSettings } from "../menu/types.ts";
-import { CHAT_CONTENT_TEMPLATE, type ChatOutgoing, enqueueChat } from "./chat-outbox.ts";
+import { type ChatOutgoing, enqueueChat } from "./chat-outbox.ts";
+import { createChatStepSaver } from "./chat-save.ts";
 import type { ChatContent } from "./chat-sender.ts";
-import { linkVisitorChat, menuUserOf, readChatState } from "./chat-state.ts";
+import { createChatStateReader, linkVisitorChat, menuUserOf } from "./chat-state.ts";
 
 /**
  * The subscriber menu for chat channels (Telegram, WhatsApp): the same screens as USSD, replayed
@@ -142,6 +143,9 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
   const paymentScreens = deps.paymentScreens ?? PAYMENT_SCREENS;
   // A visitor who answers a payment prompt before sharing a number gets a refusal, not a push to "".
   const services = requirePhone(deps.services);
+  // Messages of many chats handled at the same time are read, and saved, by one statement each.
+  const readState = createChatStateReader(deps.db);
+  const saveStep = createChatStepSaver(deps.db);
 
   return {
     async handle({ channel, chatId, phone: requestPhone, input, answer, inboxId }) {
@@ -163,7 +167,7 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
         return reply;
       };
       const now = deps.clock.now();
-      const state = await readChatState(deps.db, channel, chatId, requestPhone);
+      const state = await readState({ channel, chatId, phone: requestPhone });
       const row = state.session;
       const phone = state.phone;
       const step = row?.step ?? 0;
@@ -240,7 +244,7 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
         },
       };
       const messages = answersTo(reply);
-      const saved = await save(deps.db, {
+      const saved = await saveStep({
         channel,
         chatId,
         expectedStep: row ? step : null,
@@ -284,62 +288,4 @@ async function languageAfter(
       : sql`select language from channel_sessions where id = ${sessionId}`,
   );
   return rows[0]?.language ?? fallback;
-}
-
-/**
- * Stores the chat's new inputs if nobody else did in between (the step it read is still there), and
- * its answers with them: one statement, so an answer is queued exactly when its input counted.
- * Returns false when another message won.
- */
-async function save(
-  db: Db,
-  next: {
-    channel: ChatChannel;
-    chatId: string;
-    expectedStep: number | null;
-    sessionKey: string;
-    inputs: string[];
-    language: Language | null;
-    at: Date;
-    messages: ChatOutgoing[];
-    inboxId: number | null;
-  },
-): Promise<boolean> {
-  const inputs = JSON.stringify(next.inputs);
-  const at = ts(next.at);
-  const saved =
-    next.expectedStep === null
-      ? sql`insert into chat_sessions (channel, chat_id, session_key, inputs, language, step, last_activity_at)
-            values (${next.channel}, ${next.chatId}, ${next.sessionKey}, ${inputs}::jsonb, ${next.language}, 1, ${at})
-            on conflict do nothing returning step`
-      : sql`update chat_sessions set session_key = ${next.sessionKey}, inputs = ${inputs}::jsonb,
-              language = ${next.language}, last_activity_at = ${at}, step = step + 1
-            where channel = ${next.channel} and chat_id = ${next.chatId} and step = ${next.expectedStep}
-            returning step`;
-  const handled =
-    next.inboxId === null
-      ? sql``
-      : sql`, handled as (
-          update chat_inbox set status = 'done', attempts = attempts + 1, lease_until = null, last_error = null,
-            handled_at = ${at}
-          where id = ${next.inboxId} and exists (select 1 from saved))`;
-  if (next.messages.length === 0)
-    return (await queryRows(db, sql`with saved as (${saved})${handled} select step from saved`)).length > 0;
-  const messages = JSON.stringify(
-    next.messages.map((m) => ({ channel: m.channel, to: m.to, language: m.language, content: m.content })),
-  );
-  // Rows come out of the select in order, so their ids (and so their sending order) follow it.
-  const rows = await queryRows(
-    db,
-    sql`with saved as (${saved}),
-        queued as (
-          insert into message_outbox (channel, recipient, language, template, content, next_attempt_at, created_at)
-          select m.value->>'channel', m.value->>'to', m.value->>'language', ${CHAT_CONTENT_TEMPLATE},
-                 m.value->'content', ${at}, ${at}
-          from saved, jsonb_array_elements(${messages}::jsonb) with ordinality as m(value, position)
-          order by m.position
-          returning 1)${handled}
-        select step from saved`,
-  );
-  return rows.length > 0;
 }

@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import { type Db, queryRows } from "../db/client.ts";
 import type { ChatChannel } from "../db/schema/index.ts";
+import { createTurnBatcher } from "../lib/turn-batcher.ts";
 import type { LoadedUser } from "../menu/services.ts";
 import type { Language, Outcome } from "../menu/types.ts";
 import { chooseNoticeChannel } from "./notice-channel.ts";
@@ -9,7 +10,8 @@ import { chooseNoticeChannel } from "./notice-channel.ts";
  * Everything a chat message needs read before the menu runs, in one statement: the chat's place in
  * the menu, the phone it speaks for (a linked customer's, else the phone it shared as a visitor),
  * that phone's customer, and what the current menu session recorded. A chat answers hundreds of
- * messages a second; four reads each would be most of its cost.
+ * messages a second; four reads each would be most of its cost, and messages handled together are
+ * read together (`createChatStateReader`).
  */
 
 export interface ChatState {
@@ -57,6 +59,13 @@ interface Row extends Record<string, unknown> {
   menu_session: boolean | null;
 }
 
+/** Which chat to read, and the phone it speaks for when the channel knows it (see `readChatState`). */
+export interface ChatKey {
+  channel: ChatChannel;
+  chatId: string;
+  phone: string | null | undefined;
+}
+
 /**
  * Reads a chat's state. `phone` given (WhatsApp knows the sender's number): that phone; undefined:
  * the chat's link, else its visitor phone.
@@ -67,31 +76,60 @@ export async function readChatState(
   chatId: string,
   phone: string | null | undefined,
 ): Promise<ChatState> {
-  const known = phone !== undefined;
-  const [row] = await queryRows<Row>(
+  const [state] = await readChatStates(db, [{ channel, chatId, phone }]);
+  return state!;
+}
+
+/**
+ * `readChatState` for messages handled at the same time: the chats read in one turn of the event
+ * loop are read by one statement (see turn-batcher.ts).
+ */
+export function createChatStateReader(db: Db): (key: ChatKey) => Promise<ChatState> {
+  return createTurnBatcher((keys: ChatKey[]) => readChatStates(db, keys));
+}
+
+/** The states of several chats, in the keys' order: one statement, whatever the count. */
+export async function readChatStates(db: Db, keys: readonly ChatKey[]): Promise<ChatState[]> {
+  const wanted = JSON.stringify(
+    keys.map((key, position) => ({
+      position,
+      channel: key.channel,
+      chat_id: key.chatId,
+      phone: key.phone ?? null,
+      known: key.phone !== undefined,
+    })),
+  );
+  const rows = await queryRows<Row & { position: number }>(
     db,
-    sql`select s.session_key, s.inputs, s.language as chat_language, s.step, s.last_activity_at,
+    sql`select k.position, s.session_key, s.inputs, s.language as chat_language, s.step, s.last_activity_at,
           p.phone, p.linked,
           c.id as customer_id, c.account_number, c.name, c.language as customer_language,
           m.id is not null as menu_session, m.language as session_language, m.state -> 'effects' as effects,
           (m.state ->> 'visitor') = 'true' as visitor
-        from (select 1) as one
-        left join chat_sessions s on s.channel = ${channel} and s.chat_id = ${chatId}
+        from jsonb_to_recordset(${wanted}::jsonb)
+          as k(position int, channel text, chat_id text, phone text, known boolean)
+        left join chat_sessions s on s.channel = k.channel and s.chat_id = k.chat_id
         left join lateral (
-          select ${phone ?? null}::text as phone, false as linked where ${known}
+          select k.phone as phone, false as linked where k.known
           union all
           select * from (
             select c2.phone, true as linked from chat_links l join customers c2 on c2.id = l.customer_id
-            where l.channel = ${channel} and l.chat_id = ${chatId} and not ${known}
+            where l.channel = k.channel and l.chat_id = k.chat_id and not k.known
             union all
+            -- the phone a visitor shared (visitorPhoneRowId)
             select v.phone, false from channel_sessions v
-            where v.id = ${visitorPhoneRowId(channel, chatId)} and not ${known}
+            where v.id = k.channel || ':phone:' || k.chat_id and not k.known
             order by linked desc limit 1
           ) found
         ) p on true
         left join customers c on c.phone = p.phone
-        left join channel_sessions m on m.id = ${channel} || ':' || s.session_key`,
+        left join channel_sessions m on m.id = k.channel || ':' || s.session_key`,
   );
+  const byPosition = new Map(rows.map((row) => [Number(row.position), row]));
+  return keys.map((_, position) => stateOf(byPosition.get(position)));
+}
+
+function stateOf(row: Row | undefined): ChatState {
   const inputs = typeof row?.inputs === "string" ? (JSON.parse(row.inputs) as string[]) : (row?.inputs ?? []);
   const effects = typeof row?.effects === "string" ? JSON.parse(row.effects) : (row?.effects ?? {});
   return {

@@ -7,7 +7,7 @@ import type { ChatChannel } from "../../db/schema/index.ts";
 import { limitBody } from "../../lib/body-limit.ts";
 import { sameSecret } from "../../lib/same-secret.ts";
 import type { Logger } from "../../logger.ts";
-import { type InboxRow, markFailed, markHandled, storeInbound } from "../chat-inbox.ts";
+import { createInboxStore, type InboxRow, markFailed, markHandled } from "../chat-inbox.ts";
 import { failedUpdates, inboxIdOf, settledUpdates } from "./update-marks.ts";
 
 /** Below the inbox lease (chat-inbox.ts, 60 s): the retry loop never takes an update still in hand. */
@@ -85,6 +85,8 @@ export function createTelegramRoutes(deps: TelegramRouteDeps): Hono {
     secretToken: deps.secretToken,
     timeoutMilliseconds: HANDLING_TIMEOUT_MS,
   });
+  // Updates arriving together are stored by one statement.
+  const store = deps.inbox ? createInboxStore(deps.inbox.db, deps.inbox.clock) : undefined;
   app.post("/", async (c) => {
     if (!sameSecret(c.req.header("x-telegram-bot-api-secret-token"), deps.secretToken))
       return c.text("Unauthorized", 401);
@@ -100,15 +102,13 @@ export function createTelegramRoutes(deps: TelegramRouteDeps): Hono {
     let stored: InboxRow | undefined;
     if (deps.inbox) {
       try {
-        [stored] = await storeInbound(deps.inbox.db, deps.inbox.clock.now(), [
-          {
-            // Each bot numbers its own updates: the admin bot's are kept apart from the subscribers'.
-            channel: deps.inbox.channel ?? "telegram",
-            externalId: String(update.update_id),
-            chatId: chatOf(update),
-            payload: update,
-          },
-        ]);
+        stored = await store!({
+          // Each bot numbers its own updates: the admin bot's are kept apart from the subscribers'.
+          channel: deps.inbox.channel ?? "telegram",
+          externalId: String(update.update_id),
+          chatId: chatOf(update),
+          payload: update,
+        });
       } catch (error) {
         // Not stored, so not answered 200: Telegram delivers it again.
         deps.logger?.error({ err: error }, "Telegram update could not be stored");

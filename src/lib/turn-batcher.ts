@@ -1,0 +1,60 @@
+/**
+ * Gathers the calls made in one turn of the event loop into one call of `run` with all their items:
+ * under load, many webhooks arrive, or many sends finish, together, and one statement for all of
+ * them costs the database and this process far less than one each. A quiet moment costs nothing
+ * more than a `setImmediate`.
+ *
+ * `run` returns one result per item, in the items' order. When a batch fails, each of its items is
+ * run again on its own, so that one item the database refuses fails only its own caller.
+ */
+export function createTurnBatcher<I, O>(
+  run: (items: I[]) => Promise<O[]>,
+  maxItems = 500,
+): (item: I) => Promise<O> {
+  interface Waiting {
+    item: I;
+    resolve: (value: O) => void;
+    reject: (error: unknown) => void;
+  }
+  let waiting: Waiting[] = [];
+
+  const settleAlone = async (entry: Waiting) => {
+    try {
+      const [result] = await run([entry.item]);
+      entry.resolve(result as O);
+    } catch (error) {
+      entry.reject(error);
+    }
+  };
+
+  const runPart = async (part: Waiting[]) => {
+    let results: O[];
+    try {
+      results = await run(part.map((entry) => entry.item));
+    } catch {
+      for (const entry of part) void settleAlone(entry);
+      return;
+    }
+    if (results.length !== part.length) {
+      const error = new Error(`a batch of ${part.length} gave ${results.length} results`);
+      for (const entry of part) entry.reject(error);
+      return;
+    }
+    for (const [index, entry] of part.entries()) entry.resolve(results[index] as O);
+  };
+
+  const flush = () => {
+    const batch = waiting;
+    waiting = [];
+    for (let start = 0; start < batch.length; start += maxItems) {
+      const part = batch.slice(start, start + maxItems);
+      void (part.length === 1 ? settleAlone(part[0]!) : runPart(part));
+    }
+  };
+
+  return (item) =>
+    new Promise<O>((resolve, reject) => {
+      if (waiting.length === 0) setImmediate(flush);
+      waiting.push({ item, resolve, reject });
+    });
+}
