@@ -149,6 +149,17 @@ const schema = z.object({
   TELEGRAM_BOT_TOKEN: z.string().optional(),
   /** Telegram sends it with every webhook update; updates without it are refused (≥ 16 characters). */
   TELEGRAM_WEBHOOK_SECRET: z.string().min(16).optional(),
+  /**
+   * The subscriber bot's @username (Telegram's rule: 5–32 letters, digits or `_`, ending in `bot`).
+   * The Worker builds the bot from the token and this name instead of asking Telegram's `getMe` on
+   * every request (`telegramBotInfo`); the Node service asks once at start and does not read it.
+   */
+  TELEGRAM_BOT_USERNAME: z
+    .string()
+    .trim()
+    .regex(/^@?[A-Za-z0-9_]{2,29}bot$/i, "the bot's @username: 5–32 letters, digits or _, ending in bot")
+    .transform((v) => v.replace(/^@/, ""))
+    .optional(),
   /** Sandbox without a bot token: the fake Bot API (and its `/sandbox/updates` for curl) listens here. */
   TELEGRAM_SANDBOX_PORT: z.coerce.number().int().min(0).max(65535).default(3081),
   /** The admin bot (a second Telegram bot, for the ISP's staff): its token and webhook secret. */

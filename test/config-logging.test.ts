@@ -26,6 +26,17 @@ describe("configuration", () => {
     );
   });
 
+  it("reads the Telegram bot's @username by Telegram's rule, without the @", () => {
+    expect(loadConfig({}).TELEGRAM_BOT_USERNAME).toBeUndefined();
+    expect(loadConfig({ TELEGRAM_BOT_USERNAME: "TandaoBot" }).TELEGRAM_BOT_USERNAME).toBe("TandaoBot");
+    expect(loadConfig({ TELEGRAM_BOT_USERNAME: "@kibera_net_BOT" }).TELEGRAM_BOT_USERNAME).toBe(
+      "kibera_net_BOT",
+    );
+    expect(loadConfig({ TELEGRAM_BOT_USERNAME: "abbot" }).TELEGRAM_BOT_USERNAME).toBe("abbot");
+    for (const bad of ["bot", "Tandao", "Tandao-Bot", "Tandao Bot", `${"a".repeat(30)}bot`])
+      expect(() => loadConfig({ TELEGRAM_BOT_USERNAME: bad })).toThrow(/TELEGRAM_BOT_USERNAME/);
+  });
+
   it("treats an empty value as unset", () => {
     const config = loadConfig({ PORT: "", DATABASE_URL: "" });
     expect(config.PORT).toBe(3000);

@@ -46,11 +46,7 @@ function open(env: WorkerEnv): Request {
   const logger = createWorkerLogger(config.LOG_LEVEL, { runtime: "worker" });
   const database = openWorkerDatabase(env.HYPERDRIVE.connectionString);
   const billing = { db: database.db, clock: systemClock, settings: billingSettingsFrom(config) };
-  // The Worker's own setting (the Node service asks Telegram's getMe once at start instead), so it is
-  // read here rather than in src/config.ts: see `telegramBotInfo`.
-  const telegramUsername =
-    typeof env.TELEGRAM_BOT_USERNAME === "string" ? env.TELEGRAM_BOT_USERNAME : undefined;
-  return { config, logger, database, billing, secretKey, telegramUsername };
+  return { config, logger, database, billing, secretKey };
 }
 
 const app = new Hono<{ Bindings: WorkerEnv }>();

@@ -29,8 +29,6 @@ export interface WorkerRequest {
   billing: BillingContext;
   /** SECRET_KEY's bytes (the portal's token key is derived from them, as on Node). */
   secretKey: Uint8Array;
-  /** `TELEGRAM_BOT_USERNAME`: with the token, what grammY would otherwise ask Telegram's `getMe`. */
-  telegramUsername?: string | undefined;
 }
 
 /** What each USSD session has read, kept between its requests while this isolate lives. */
@@ -126,7 +124,8 @@ export function workerRoutes(request: WorkerRequest, path: string): { app: Hono;
     const secretToken = config.TELEGRAM_WEBHOOK_SECRET;
     let mounted: Hono;
     try {
-      const botInfo = telegramBotInfo(token, request.telegramUsername);
+      // With the token, what grammY would otherwise ask Telegram's `getMe` on every request.
+      const botInfo = telegramBotInfo(token, config.TELEGRAM_BOT_USERNAME);
       mounted = telegramWebhookFrom({ config, ctx: billing, logger, token, secretToken, botInfo }).routes;
     } catch (error) {
       // Only this webhook is refused (Telegram keeps the updates and retries); the rest is served.
