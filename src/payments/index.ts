@@ -4,7 +4,6 @@ import { Cron } from "croner";
 import type { Hono } from "hono";
 import type { Actor, BillingContext } from "../billing/context.ts";
 import {
-  defaultPaymentLimits,
   type PaymentLimits,
   type PaymentRequest,
   type RequestPaymentResult,
@@ -12,12 +11,15 @@ import {
 } from "../billing/intents/request.ts";
 import type { Config } from "../config.ts";
 import type { Logger } from "../logger.ts";
+import { paymentLimitsFrom } from "./limits.ts";
 import { DarajaClient, darajaHosts } from "./mpesa/daraja.ts";
 import { StkDispatcher } from "./mpesa/dispatcher.ts";
 import { FakeDaraja } from "./mpesa/fake.ts";
 import { retryInbox } from "./mpesa/inbox-retry.ts";
 import { type RecoveryOptions, scheduleRecovery } from "./mpesa/recovery.ts";
 import { callbackPaths, createMpesaInbox, forbiddenUrlWords, type MpesaRoutes } from "./routes.ts";
+
+export { paymentLimitsFrom } from "./limits.ts";
 
 export interface Payments {
   /** Mounted by the app under `/hooks/mp` (see `callbackPaths`). */
@@ -33,16 +35,6 @@ export interface Payments {
   fake: FakeDaraja | null;
   callbackToken: string;
   stop(): Promise<void>;
-}
-
-export function paymentLimitsFrom(config: Config): PaymentLimits {
-  return {
-    ...defaultPaymentLimits,
-    promptsPerWindow: config.STK_LIMIT_COUNT,
-    windowMs: config.STK_LIMIT_WINDOW_SECONDS * 1000,
-    perAccount: config.STK_LIMIT_PER_ACCOUNT,
-    totalPerMinute: config.STK_LIMIT_TOTAL_PER_MINUTE,
-  };
 }
 
 /**

@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { Hono } from "hono";
-import type { BillingContext } from "../billing/context.ts";
+import type { Actor, BillingContext } from "../billing/context.ts";
+import { type PaymentLimits, type PaymentRequest, requestPayment } from "../billing/intents/request.ts";
 import { telegramBotInfo, telegramWebhookFrom } from "../bots/telegram/webhook.ts";
 import { whatsappCloudWebhookFrom } from "../bots/whatsapp-cloud/webhook.ts";
 import type { Config } from "../config.ts";
@@ -8,6 +9,7 @@ import { type Db, ping } from "../db/client.ts";
 import type { Logger } from "../logger.ts";
 import { createMenuServices } from "../menu/services.ts";
 import { SessionCache } from "../menu/session-cache.ts";
+import { paymentLimitsFrom } from "../payments/limits.ts";
 import { createMpesaRoutes } from "../payments/routes.ts";
 import { createPortalRoutes } from "../portal/routes.ts";
 import { portalTokenKey } from "../portal/token-key.ts";
@@ -16,9 +18,9 @@ import { createUssdRoutes } from "../ussd/routes.ts";
 
 /**
  * The Worker's HTTP surface. Each route only records: an update or message is stored (chat_inbox)
- * and handled, its answers become `message_outbox` rows, a payment becomes a pending intent (no
- * `requestPayment` is given, so the core's records it and the Node service's dispatcher sends the
- * push). Nothing here calls Telegram, Meta's Graph API, Daraja or a router, and nothing outlives
+ * and handled, its answers become `message_outbox` rows, a payment becomes a pending intent (the
+ * core's `requestPayment` under the configured STK limits, as on Node; the Node service's
+ * dispatcher sends the push). Nothing here calls Telegram, Meta's Graph API, Daraja or a router, and nothing outlives
  * its request.
  */
 
@@ -44,7 +46,7 @@ const requestDb = new AsyncLocalStorage<Db>();
  */
 let portal: Hono | undefined;
 
-function portalRoutes({ config, logger, billing, secretKey }: WorkerRequest): Hono {
+function portalRoutes({ config, logger, billing, secretKey }: WorkerRequest, limits: PaymentLimits): Hono {
   portal ??= createPortalRoutes({
     ctx: {
       get db(): Db {
@@ -60,6 +62,7 @@ function portalRoutes({ config, logger, billing, secretKey }: WorkerRequest): Ho
     supportPhone: config.SUPPORT_PHONE,
     ...(config.PORTAL_BRAND_COLOR ? { brandColour: config.PORTAL_BRAND_COLOR } : {}),
     servedCountries: config.SERVED_COUNTRIES,
+    limits,
     tokenKey: portalTokenKey(secretKey),
     publicUrl: config.PORTAL_URL ?? config.PUBLIC_URL,
     trustedProxies: config.TRUST_PROXY,
@@ -77,6 +80,9 @@ export function workerRoutes(request: WorkerRequest, path: string): { app: Hono;
   const { config, logger, billing } = request;
   const under = (prefix: string) => path === prefix || path.startsWith(`${prefix}/`);
   const after: (() => Promise<void>)[] = [];
+  const limits = paymentLimitsFrom(config);
+  const recordPayment = (actor: Actor, input: PaymentRequest) =>
+    requestPayment(billing, actor, input, limits);
   const app = new Hono();
   app.get("/healthz", async (c) => {
     try {
@@ -92,7 +98,7 @@ export function workerRoutes(request: WorkerRequest, path: string): { app: Hono;
       "/ussd",
       createUssdRoutes({
         db: billing.db,
-        services: createMenuServices(billing),
+        services: createMenuServices(billing, { requestPayment: recordPayment }),
         settings: menuSettingsFrom(config),
         logger: logger.child({ module: "ussd" }),
         token: config.USSD_TOKEN,
@@ -126,7 +132,15 @@ export function workerRoutes(request: WorkerRequest, path: string): { app: Hono;
     try {
       // With the token, what grammY would otherwise ask Telegram's `getMe` on every request.
       const botInfo = telegramBotInfo(token, config.TELEGRAM_BOT_USERNAME);
-      mounted = telegramWebhookFrom({ config, ctx: billing, logger, token, secretToken, botInfo }).routes;
+      mounted = telegramWebhookFrom({
+        config,
+        ctx: billing,
+        logger,
+        token,
+        secretToken,
+        botInfo,
+        requestPayment: recordPayment,
+      }).routes;
     } catch (error) {
       // Only this webhook is refused (Telegram keeps the updates and retries); the rest is served.
       const problem = error instanceof Error ? error.message : String(error);
@@ -151,13 +165,14 @@ export function workerRoutes(request: WorkerRequest, path: string): { app: Hono;
       phoneNumberId: config.WHATSAPP_CLOUD_PHONE_NUMBER_ID,
       appSecret: config.WHATSAPP_CLOUD_APP_SECRET,
       verifyToken: config.WHATSAPP_CLOUD_VERIFY_TOKEN,
+      requestPayment: recordPayment,
     });
     app.route("/hooks/wa", whatsapp.routes);
     after.push(whatsapp.idle);
   }
   if (under("/portal")) {
     app.use("/portal/*", (_c, next) => requestDb.run(billing.db, next));
-    app.route("/portal", portalRoutes(request));
+    app.route("/portal", portalRoutes(request, limits));
   }
   app.onError((error, c) => {
     logger.error({ err: error, route: c.req.routePath }, "unhandled error");

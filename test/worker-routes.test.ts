@@ -1,0 +1,111 @@
+import { eq } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { BillingContext } from "../src/billing/context.ts";
+import { createCustomerWithSubscription } from "../src/billing/subscriptions.ts";
+import { FakeClock } from "../src/clock.ts";
+import { billingSettingsFrom, type Config, loadConfig } from "../src/config.ts";
+import { paymentIntents } from "../src/db/schema/index.ts";
+import { createSecretBox, parseSecretKey } from "../src/lib/secret-box.ts";
+import { addRouter } from "../src/network/routers.ts";
+import { workerRoutes } from "../src/worker/routes.ts";
+import { admin, createPlan, uniquePhone } from "./support/billing.ts";
+import { createTestDatabase, type TestDatabase } from "./support/db.ts";
+import { silent } from "./ussd/world.ts";
+
+/**
+ * The Worker's routes built in this process, as src/worker/index.ts builds them for each request
+ * (test/worker.test.ts runs the built bundle under wrangler, on PostgreSQL only): a payment asked
+ * through them is held to the configured STK limits, as on the Node service.
+ */
+
+let database: TestDatabase;
+let config: Config;
+let billing: BillingContext;
+const clock = new FakeClock("2026-06-01T06:00:00Z");
+const SECRET_KEY = "07".repeat(32);
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  // One prompt per phone (and per session) in 5 minutes, where the default allows three.
+  config = loadConfig({ STK_LIMIT_COUNT: "1", SECRET_KEY });
+  billing = { db: database.db, clock, settings: billingSettingsFrom(config) };
+});
+afterAll(async () => {
+  await database?.close();
+});
+
+/** One request through the routes the Worker builds for its path. */
+async function send(path: string, init: RequestInit): Promise<Response> {
+  const { app, settled } = workerRoutes(
+    { config, logger: silent, billing, secretKey: parseSecretKey(SECRET_KEY) },
+    path,
+  );
+  const response = await app.request(path, init);
+  await settled();
+  return response;
+}
+
+const intentsOf = (phone: string) =>
+  database.db.select().from(paymentIntents).where(eq(paymentIntents.phone, phone));
+
+describe("the Worker's payments under STK_LIMIT_COUNT=1", () => {
+  it("refuses a second USSD prompt for the same phone within the window", async () => {
+    const plan = await createPlan(database.db, { priceCents: 150_000, name: "Fibre 1500" });
+    const { customer } = await createCustomerWithSubscription(billing, admin, {
+      name: "Achieng Otieno",
+      phone: uniquePhone(),
+      planId: plan.id,
+    });
+    const dial = (session: string, text: string) =>
+      send("/ussd", {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({
+          sessionId: session,
+          serviceCode: "*384*1#",
+          phoneNumber: customer.phone,
+          text,
+        }),
+      }).then((r) => r.text());
+
+    expect(await dial("ATUid_limit_1", "2")).toMatch(/^CON .*KES 1,500/s);
+    expect(await dial("ATUid_limit_1", "2*1")).toMatch(/^END .*M-Pesa PIN/s);
+    expect(await dial("ATUid_limit_2", "2")).toMatch(/^CON .*KES 1,500/s);
+    expect(await dial("ATUid_limit_2", "2*1")).toBe(
+      "END Too many payment requests. Please wait a few minutes and try again.",
+    );
+    expect(await intentsOf(customer.phone)).toHaveLength(1);
+  });
+
+  it("refuses a second portal purchase from the same phone within the window", async () => {
+    const name = "worker-limit-hs";
+    await addRouter(database.db, createSecretBox(Buffer.alloc(32, 7)), {
+      name,
+      host: "127.0.0.1",
+      port: 1,
+      username: "tandao",
+      password: "pw",
+    });
+    const plan = await createPlan(database.db, {
+      name: "Worker Hour",
+      kind: "hotspot",
+      priceCents: 2_000,
+      periodUnit: "hours",
+      periodCount: 1,
+      rateLimit: "2M/5M",
+    });
+    const phone = uniquePhone();
+    const buy = (key: string) =>
+      send(`/portal/${name}/pay`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ phone, plan: plan.id, key }),
+      });
+
+    expect((await buy("worker-limit-first-0123456789")).status).toBe(200);
+    const second = await buy("worker-limit-second-012345678");
+    expect(second.status).toBe(429);
+    expect(JSON.stringify(await second.json())).toMatch(/Too many payment prompts: at most 1 in 5 minutes/);
+    expect(await intentsOf(phone)).toHaveLength(1);
+  });
+});
