@@ -17,6 +17,7 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { connect, type Socket } from "node:net";
+import type { EventLoopUtilization } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { serve } from "@hono/node-server";
 import { sql } from "drizzle-orm";
@@ -488,6 +489,11 @@ async function serveApp(
     onQueued: worker.kick,
   });
   const app = createApp({ db, logger });
+  let loadStarted: EventLoopUtilization | undefined;
+  app.use("*", async (_c, next) => {
+    loadStarted ??= performance.eventLoopUtilization();
+    await next();
+  });
   app.route(
     "/hooks/tg",
     createTelegramRoutes({ bot, secretToken: SECRET, inbox: { db, clock: systemClock } }),
@@ -495,7 +501,12 @@ async function serveApp(
   serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, (info) => process.send!({ port: info.port }));
   // A clean exit, so `--cpu-prof` writes its profile.
   process.on("SIGTERM", () => {
-    if (process.env.B7_DEBUG) console.error("app process CPU (µs):", JSON.stringify(process.cpuUsage()));
+    if (process.env.B7_DEBUG) {
+      console.error("app process CPU (µs):", JSON.stringify(process.cpuUsage()));
+      // How much of the time under load the event loop was busy: near 1, the app is the bottleneck.
+      const busy = performance.eventLoopUtilization(loadStarted).utilization;
+      console.error("app event loop utilisation under load:", busy.toFixed(2));
+    }
     void database.close().finally(() => process.exit(0));
   });
 }

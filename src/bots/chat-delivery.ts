@@ -12,8 +12,8 @@ import { type ChatContent, ChatSendError, type ChatSender } from "./chat-sender.
 
 /**
  * Sends the chat rows of `message_outbox`: menu answers (ready-made `content`) and notices (a
- * catalog template rendered in the recipient's language, as for SMS). Rows are claimed in a short
- * transaction and sent after it commits; a chat's rows go out in the order they were written.
+ * catalog template rendered in the recipient's language, as for SMS). Rows are claimed by one
+ * statement and sent after it; a chat's rows go out in the order they were written.
  *
  * A notice that a chat cannot take (the person blocked the bot, WhatsApp's 24-hour window closed and
  * no approved template is configured, or its attempts ran out) becomes an SMS to the customer's
@@ -92,9 +92,6 @@ interface SentRow {
   at: string;
 }
 
-/** Claims are serialised by this lock so that a chat's rows are never split between two workers. */
-const CLAIM_LOCK = 0x7a0c4a7;
-
 export async function deliverDueChats(options: ChatDeliveryOptions): Promise<ChatRunCounts> {
   const { db, clock } = options;
   const counts: ChatRunCounts = { sent: 0, retried: 0, dead: 0, toSms: 0 };
@@ -104,30 +101,30 @@ export async function deliverDueChats(options: ChatDeliveryOptions): Promise<Cha
   const now = clock.now();
   const leaseUntil = new Date(now.getTime() + 4 * sendTimeoutMs);
 
-  // A row is due when no earlier row to the same chat is still waiting (being sent by a worker, or
-  // backing off after a failure): a chat's messages never overtake each other.
-  const claimed = await db.transaction(async (tx) => {
-    await tx.execute(sql`select pg_advisory_xact_lock(${CLAIM_LOCK})`);
-    return queryRows<ClaimedRow>(
-      tx,
-      sql`update message_outbox m set next_attempt_at = ${ts(leaseUntil)}
-          from (
-            select o.id from message_outbox o
-            where o.status = 'pending' and o.channel = any(${textArray([...senders.keys()])})
-              and o.next_attempt_at <= ${ts(now)}
-              and not exists (select 1 from message_outbox earlier
-                where earlier.recipient = o.recipient and earlier.channel = o.channel
-                  and earlier.status = 'pending' and earlier.id < o.id and earlier.next_attempt_at > ${ts(now)})
-            order by o.id
-            limit ${options.batchSize ?? 200}
-          ) due
-          where m.id = due.id
-          returning m.id, m.channel, m.recipient, m.language, m.template, m.params, m.content,
-            m.fallback_recipient, m.attempts,
-            (select s.last_activity_at from chat_sessions s
-              where s.channel = m.channel and s.chat_id = m.recipient) as last_inbound_at`,
-    );
-  });
+  // Only a chat's oldest waiting row is due: its next is claimed once this one is done (or turned
+  // into an SMS), so a chat's messages never overtake each other. One statement and no lock: a pass
+  // whose snapshot predates another's claim skips the rows that one locked or leased (the checks on
+  // `m` are made again on the row as it is now), and the row after it is not the oldest.
+  const claimed = await queryRows<ClaimedRow>(
+    db,
+    sql`update message_outbox m set next_attempt_at = ${ts(leaseUntil)}
+        from (
+          select o.id from message_outbox o
+          where o.status = 'pending' and o.channel = any(${textArray([...senders.keys()])})
+            and o.next_attempt_at <= ${ts(now)}
+            and not exists (select 1 from message_outbox earlier
+              where earlier.recipient = o.recipient and earlier.channel = o.channel
+                and earlier.status = 'pending' and earlier.id < o.id)
+          order by o.id
+          limit ${options.batchSize ?? 200}
+          for update of o skip locked
+        ) due
+        where m.id = due.id and m.status = 'pending' and m.next_attempt_at <= ${ts(now)}
+        returning m.id, m.channel, m.recipient, m.language, m.template, m.params, m.content,
+          m.fallback_recipient, m.attempts,
+          (select s.last_activity_at from chat_sessions s
+            where s.channel = m.channel and s.chat_id = m.recipient) as last_inbound_at`,
+  );
   if (claimed.length === 0) return counts;
 
   const byChat = new Map<string, ClaimedRow[]>();
@@ -307,23 +304,38 @@ export interface ChatWorker {
 /**
  * Polls every `intervalMs`; a kick runs a pass at once, and a pass that found work is followed by
  * another, so an answer queued while a pass was sending goes out right after it.
+ *
+ * Up to `passes` passes run at once: an answer queued while a pass waits on slow sends is claimed
+ * and sent by another instead of waiting for the slowest send of the first. A chat's next row is
+ * not due while an earlier one waits, so passes (of this process or another) never reorder a chat's
+ * messages.
  */
-export function startChatWorker(options: ChatDeliveryOptions & { intervalMs?: number }): ChatWorker {
+export function startChatWorker(
+  options: ChatDeliveryOptions & { intervalMs?: number; passes?: number },
+): ChatWorker {
   const intervalMs = options.intervalMs ?? 2_000;
+  const maxPasses = options.passes ?? 4;
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
-  let running: Promise<void> | undefined;
+  const running = new Set<Promise<void>>();
   let kicked = false;
 
-  const tick = () => {
+  const schedule = (delayMs: number) => {
     if (stopped) return;
-    if (running) {
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(tick, delayMs);
+  };
+
+  function tick() {
+    if (stopped) return;
+    if (running.size >= maxPasses) {
       kicked = true;
       return;
     }
-    if (timer) clearTimeout(timer);
     kicked = false;
-    running = (async () => {
+    // Assigned before the pass can finish: its first step awaits the database.
+    let pass: Promise<void> | undefined;
+    pass = (async () => {
       let again = false;
       try {
         const counts = await deliverDueChats(options);
@@ -331,18 +343,20 @@ export function startChatWorker(options: ChatDeliveryOptions & { intervalMs?: nu
       } catch (error) {
         options.logger?.error({ err: error }, "chat delivery pass failed");
       } finally {
-        running = undefined;
-        if (!stopped) timer = setTimeout(tick, again || kicked ? 0 : intervalMs);
+        if (pass) running.delete(pass);
+        if (again || kicked) tick();
+        else if (running.size === 0) schedule(intervalMs);
       }
     })();
-  };
-  timer = setTimeout(tick, 0);
+    running.add(pass);
+  }
+  schedule(0);
   return {
     kick: tick,
     async stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
-      await running;
+      while (running.size > 0) await Promise.all(running);
     },
   };
 }

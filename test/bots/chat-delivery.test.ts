@@ -36,7 +36,7 @@ function slowSender(slowMs: number) {
 const text = (body: string): ChatContent => ({ kind: "text", text: body });
 
 describe("the chat delivery worker", () => {
-  it("records each message as sent at once, and stops a pass whose lease would run out, in order", async () => {
+  it("sends a chat's messages one at a time in the order written, each recorded once, across passes", async () => {
     await enqueueChat(
       database.db,
       clock.now(),
@@ -47,22 +47,78 @@ describe("the chat delivery worker", () => {
         content: text(body),
       })),
     );
-    // Each send takes 25 s of the 60 s lease (4 × the 15 s send timeout): the third would outlive it.
-    const { sender, got } = slowSender(25_000);
-    const counts = await deliverDueChats({ db: database.db, clock, senders: [sender], isp: "Kibera Net" });
-    expect(counts.sent).toBe(2);
-    expect(got.map((g) => g.text)).toEqual(["one", "two"]);
+    // A send that waits until let go, as a slow Telegram would.
+    const got: string[] = [];
+    let letGo: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      letGo = resolve;
+    });
+    const sender: ChatSender = {
+      channel: "telegram",
+      async send(_to, content) {
+        got.push(content.kind === "text" ? content.text : content.kind);
+        if (got.length === 1) await held;
+        return { messageId: String(got.length) };
+      },
+    };
+    const options = { db: database.db, clock, senders: [sender], isp: "Kibera Net" };
+    const first = deliverDueChats(options);
+    await expect.poll(() => got.length).toBe(1);
+    // A second pass while the first message is still being sent (a busy worker, or another instance):
+    // the chat's next message is not due yet, so it does not overtake.
+    expect((await deliverDueChats(options)).sent).toBe(0);
+    letGo();
+    expect((await first).sent).toBe(1);
+    expect((await deliverDueChats(options)).sent).toBe(1);
+    expect((await deliverDueChats(options)).sent).toBe(1);
+    expect((await deliverDueChats(options)).sent).toBe(0);
+    expect(got).toEqual(["one", "two", "three"]);
     const rows = await database.db
       .select()
       .from(messageOutbox)
       .where(eq(messageOutbox.recipient, "901"))
+      .orderBy(messageOutbox.id);
+    expect(rows.map((r) => [r.status, r.attempts])).toEqual([
+      ["done", 1],
+      ["done", 1],
+      ["done", 1],
+    ]);
+  });
+
+  it("stops a pass whose lease would run out before a send: the rest goes back, sent once later", async () => {
+    await enqueueChat(
+      database.db,
+      clock.now(),
+      ["911", "912", "913"].map((to) => ({
+        channel: "telegram" as const,
+        to,
+        language: "en" as const,
+        content: text(`to ${to}`),
+      })),
+    );
+    // One chat at a time, each send taking 25 s of the 60 s lease (4 × the 15 s send timeout): the
+    // third would outlive it.
+    const { sender, got } = slowSender(25_000);
+    const counts = await deliverDueChats({
+      db: database.db,
+      clock,
+      senders: [sender],
+      isp: "Kibera Net",
+      concurrency: 1,
+    });
+    expect(counts.sent).toBe(2);
+    expect(got.map((g) => g.to)).toEqual(["911", "912"]);
+    const rows = await database.db
+      .select()
+      .from(messageOutbox)
+      .where(inArray(messageOutbox.recipient, ["911", "912", "913"]))
       .orderBy(messageOutbox.id);
     expect(rows.map((r) => r.status)).toEqual(["done", "done", "pending"]);
 
     // The next pass sends the third, and nothing twice.
     const fast = slowSender(0);
     await deliverDueChats({ db: database.db, clock, senders: [fast.sender], isp: "Kibera Net" });
-    expect(fast.got.map((g) => g.text)).toEqual(["three"]);
+    expect(fast.got.map((g) => g.to)).toEqual(["913"]);
   });
 
   it("leaves a notice alone while a chat worker holds it; one waiting for an hour goes by SMS", async () => {
