@@ -4,6 +4,7 @@ import { type Db, queryRows } from "../db/client.ts";
 import { ts } from "../db/params.ts";
 import type { ChatChannel } from "../db/schema/index.ts";
 import { createTurnBatcher } from "../lib/turn-batcher.ts";
+import { storableText } from "../lib/well-formed.ts";
 import type { Logger } from "../logger.ts";
 
 /**
@@ -25,14 +26,8 @@ export interface InboxRow {
   payload: Record<string, unknown>;
 }
 
-/**
- * PostgreSQL's jsonb cannot hold U+0000 or half a surrogate pair (`\ud800` alone), and a person (or a
- * fuzzer) can send either: U+0000 is dropped and a lone half becomes U+FFFD, or the whole delivery
- * would be refused again at every retry.
- */
-const storable = (_key: string, value: unknown) =>
-  typeof value === "string" ? value.replaceAll("\u0000", "").replace(LONE_SURROGATE, "\ufffd") : value;
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+/** Every string of a payload as PostgreSQL's JSON can hold it (see well-formed.ts). */
+const storable = (_key: string, value: unknown) => (typeof value === "string" ? storableText(value) : value);
 
 /** A first attempt may take this long before the retry loop takes the row over. */
 const DEFAULT_LEASE_MS = 60_000;
@@ -64,7 +59,13 @@ export function createInboxStore(
   return createTurnBatcher(async (records: InboundRecord[]) => {
     const rows = await insertInbound(db, clock.now(), records, DEFAULT_LEASE_MS);
     const byKey = new Map(rows.map((row) => [`${row.channel}\n${row.externalId}`, row.row]));
-    return records.map((record) => byKey.get(`${record.channel}\n${record.externalId}`));
+    // The same update twice in one batch is one row: the first copy gets it, the other is a redelivery.
+    return records.map((record) => {
+      const key = `${record.channel}\n${record.externalId}`;
+      const row = byKey.get(key);
+      byKey.delete(key);
+      return row;
+    });
   });
 }
 

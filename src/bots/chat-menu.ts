@@ -4,6 +4,7 @@ import type { Clock } from "../clock.ts";
 import { type Db, queryRows } from "../db/client.ts";
 import { ts } from "../db/params.ts";
 import type { ChatChannel } from "../db/schema/index.ts";
+import { storableText } from "../lib/well-formed.ts";
 import type { Logger } from "../logger.ts";
 import { runMenu, type Screen } from "../menu/engine.ts";
 import { subscriberScreens } from "../menu/screens.ts";
@@ -178,13 +179,9 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
       if (input.kind === "option" && (expired || input.step !== step)) return queueStale(staleLanguage);
 
       const refresh = input.kind === "refresh";
-      // U+0000 cannot be stored (jsonb) and means nothing to a menu.
+      // What PostgreSQL's JSON cannot store (U+0000, half a surrogate pair) means nothing to a menu.
       const typed =
-        input.kind === "text"
-          ? input.text.replaceAll("\u0000", "").trim()
-          : input.kind === "option"
-            ? input.key
-            : "";
+        input.kind === "text" ? storableText(input.text).trim() : input.kind === "option" ? input.key : "";
       const goHome =
         expired ||
         (input.kind === "text" && HOME_WORDS.has(typed.toLowerCase())) ||

@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import { type Db, queryRows } from "../db/client.ts";
+import { type Db, type Executor, queryRows } from "../db/client.ts";
 import type { ChatChannel } from "../db/schema/index.ts";
 import { createTurnBatcher } from "../lib/turn-batcher.ts";
 import type { Language } from "../menu/types.ts";
@@ -29,6 +29,15 @@ export interface ChatStep {
  * chats; two steps of one chat are saved one after the other, in the order given.
  */
 export async function saveChatSteps(db: Db, steps: readonly ChatStep[]): Promise<boolean[]> {
+  const chats = new Set(steps.map((step) => `${step.channel}\n${step.chatId}`));
+  // Several statements are one transaction: a batch changes everything or nothing (turn-batcher.ts
+  // runs the steps of a failed batch again, one by one).
+  return chats.size === steps.length
+    ? saveInRounds(db, steps)
+    : db.transaction((tx) => saveInRounds(tx, steps));
+}
+
+async function saveInRounds(db: Executor, steps: readonly ChatStep[]): Promise<boolean[]> {
   const saved = new Array<boolean>(steps.length).fill(false);
   let pending = steps.map((step, position) => ({ step, position }));
   while (pending.length > 0) {
@@ -51,7 +60,7 @@ export async function saveChatSteps(db: Db, steps: readonly ChatStep[]): Promise
 }
 
 /** `saveChatSteps` for steps of different chats; returns the indexes of those saved. */
-async function saveDistinctChats(db: Db, steps: readonly ChatStep[]): Promise<Set<number>> {
+async function saveDistinctChats(db: Executor, steps: readonly ChatStep[]): Promise<Set<number>> {
   const input = JSON.stringify(
     steps.map((step, position) => ({
       position,

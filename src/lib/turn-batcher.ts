@@ -4,8 +4,9 @@
  * them costs the database and this process far less than one each. A quiet moment costs nothing
  * more than a `setImmediate`.
  *
- * `run` returns one result per item, in the items' order. When a batch fails, each of its items is
- * run again on its own, so that one item the database refuses fails only its own caller.
+ * `run` returns one result per item, in the items' order, and must change nothing when it throws
+ * (one statement, or one transaction). When a batch fails, each of its items is run again on its
+ * own, in order, so that one item the database refuses fails only its own caller.
  */
 export function createTurnBatcher<I, O>(
   run: (items: I[]) => Promise<O[]>,
@@ -32,7 +33,8 @@ export function createTurnBatcher<I, O>(
     try {
       results = await run(part.map((entry) => entry.item));
     } catch {
-      for (const entry of part) void settleAlone(entry);
+      // One after the other, in the order called (two steps of one chat keep theirs).
+      for (const entry of part) await settleAlone(entry);
       return;
     }
     if (results.length !== part.length) {
