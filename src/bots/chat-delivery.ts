@@ -101,25 +101,32 @@ export async function deliverDueChats(options: ChatDeliveryOptions): Promise<Cha
   const now = clock.now();
   const leaseUntil = new Date(now.getTime() + 4 * sendTimeoutMs);
 
-  // Only a chat's oldest waiting row is due: its next is claimed once this one is done (or turned
-  // into an SMS), so a chat's messages never overtake each other. One statement and no lock: a pass
-  // whose snapshot predates another's claim skips the rows that one locked or leased (the checks on
-  // `m` are made again on the row as it is now), and the row after it is not the oldest.
+  // A chat's rows are claimed oldest first, and a row only together with every earlier waiting row
+  // of its chat, so a chat's messages never overtake each other (an answer of two messages goes out
+  // in one pass). One statement and no lock: rows another pass holds are skipped, and the checks on a
+  // row are made again on the row as it is now (a row another pass claimed, sent or put back since
+  // this statement's snapshot is not due), so a pass whose snapshot predates another's work finds
+  // the chat's earlier row missing from its candidates, and leaves the later ones alone.
   const claimed = await queryRows<ClaimedRow>(
     db,
-    sql`update message_outbox m set next_attempt_at = ${ts(leaseUntil)}
-        from (
-          select o.id from message_outbox o
+    sql`with candidates as (
+          select o.id, o.recipient, o.channel from message_outbox o
           where o.status = 'pending' and o.channel = any(${textArray([...senders.keys()])})
             and o.next_attempt_at <= ${ts(now)}
-            and not exists (select 1 from message_outbox earlier
-              where earlier.recipient = o.recipient and earlier.channel = o.channel
-                and earlier.status = 'pending' and earlier.id < o.id)
           order by o.id
           limit ${options.batchSize ?? 200}
           for update of o skip locked
-        ) due
-        where m.id = due.id and m.status = 'pending' and m.next_attempt_at <= ${ts(now)}
+        ),
+        due as (
+          select c.id from candidates c
+          where not exists (select 1 from message_outbox earlier
+            where earlier.recipient = c.recipient and earlier.channel = c.channel
+              and earlier.status = 'pending' and earlier.id < c.id
+              and earlier.id not in (select id from candidates))
+        )
+        update message_outbox m set next_attempt_at = ${ts(leaseUntil)}
+        from due
+        where m.id = due.id
         returning m.id, m.channel, m.recipient, m.language, m.template, m.params, m.content,
           m.fallback_recipient, m.attempts,
           (select s.last_activity_at from chat_sessions s

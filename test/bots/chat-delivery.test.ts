@@ -36,7 +36,7 @@ function slowSender(slowMs: number) {
 const text = (body: string): ChatContent => ({ kind: "text", text: body });
 
 describe("the chat delivery worker", () => {
-  it("sends a chat's messages one at a time in the order written, each recorded once, across passes", async () => {
+  it("sends a chat's messages one at a time in the order written, each once, whatever other passes do", async () => {
     await enqueueChat(
       database.db,
       clock.now(),
@@ -68,9 +68,8 @@ describe("the chat delivery worker", () => {
     // the chat's next message is not due yet, so it does not overtake.
     expect((await deliverDueChats(options)).sent).toBe(0);
     letGo();
-    expect((await first).sent).toBe(1);
-    expect((await deliverDueChats(options)).sent).toBe(1);
-    expect((await deliverDueChats(options)).sent).toBe(1);
+    // The first pass took the chat's three together and sends them one after the other.
+    expect((await first).sent).toBe(3);
     expect((await deliverDueChats(options)).sent).toBe(0);
     expect(got).toEqual(["one", "two", "three"]);
     const rows = await database.db
