@@ -262,5 +262,7 @@ describe("npm run cli", () => {
     } finally {
       await rm(dataDir, { recursive: true, force: true });
     }
-  });
+    // Six CLI processes, each starting Node and the embedded database: ~20 s alone, more beside the
+    // rest of the suite on two cores.
+  }, 120_000);
 });
