@@ -138,7 +138,7 @@ describe("a file left half-done by an instance that stopped", () => {
         calls.some(
           (c) =>
             c.method === "sendMessage" &&
-            /^Import 1 customers from abandoned\.csv\?/.test(String(c.payload.text)),
+            /^Import 1 customer from abandoned\.csv\?/.test(String(c.payload.text)),
         ),
       );
       await adminBackgroundFinished(database.db);

@@ -207,7 +207,7 @@ describe("a customers CSV sent to the admin chat", () => {
 
     await world.press(OWNER, "Cancel");
     await afterBackground();
-    expect(lastText(world.fake, OWNER)).toBe("Cancelled: import 1 customers from many.csv.");
+    expect(lastText(world.fake, OWNER)).toBe("Cancelled: import 1 customer from many.csv.");
     expect(await accounts()).not.toContain("AC100");
   });
 

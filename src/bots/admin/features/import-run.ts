@@ -17,6 +17,9 @@ import { type AdminBotDeps, type AdminKit, createAdminKit, splitMessage } from "
 import { adminActor, findAdmin } from "../roles.ts";
 import type { ImportAction } from "./import.ts";
 
+/** "1 customer", "3 customers" (with `kind`: "1 new customer"). */
+export const customerCount = (n: number, kind = ""): string => `${n} ${kind}customer${n === 1 ? "" : "s"}`;
+
 /**
  * The work behind a CSV sent to the admin chat, after the update was answered: fetch the file from
  * Telegram and report the dry run (with the Confirm question), or import a confirmed one. Each
@@ -228,7 +231,7 @@ async function checkFile(kit: AdminKit, row: ImportRow): Promise<void> {
         Number(row.chatId),
         action,
         confirmQuestion(name, report),
-        `✅ Import ${count} customer${count === 1 ? "" : "s"}`,
+        `✅ Import ${customerCount(count)}`,
       );
     },
   });
@@ -256,7 +259,7 @@ function confirmQuestion(name: string, report: ImportReport): string {
     c.unchanged ? `${c.unchanged} already here` : "",
   ].filter(Boolean);
   return [
-    `Import ${c.new} customers from ${name}?${skipped.length ? ` (${skipped.join(" and ")} are left as they are.)` : ""}`,
+    `Import ${customerCount(c.new)} from ${name}?${skipped.length ? ` (${skipped.join(" and ")} are left as they are.)` : ""}`,
     "Opening balances go to the ledger and active subscribers get their router accounts; they get no welcome message.",
   ].join("\n");
 }
@@ -333,7 +336,7 @@ async function importFile(kit: AdminKit, row: ImportRow): Promise<void> {
 function summaryText(name: string, report: ImportReport): string {
   const c = report.counts;
   return [
-    `✅ Imported ${c.new} new customers from ${name}; ${c.unchanged} already here, ${c.refused} refused (of ${c.rows} rows).`,
+    `✅ Imported ${customerCount(c.new, "new ")} from ${name}; ${c.unchanged} already here, ${c.refused} refused (of ${c.rows} rows).`,
     c.new ? "Active subscribers' router accounts are being set up." : "",
   ]
     .filter(Boolean)

@@ -7,7 +7,7 @@ import { adminImports } from "../../../db/schema/index.ts";
 import { confirmable, confirmPattern, type FeatureAction } from "../confirmations.ts";
 import type { AdminKit } from "../kit.ts";
 import { adminActor, may } from "../roles.ts";
-import { IMPORT_FILE_LIMIT_BYTES, megabytes, runImports } from "./import-run.ts";
+import { customerCount, IMPORT_FILE_LIMIT_BYTES, megabytes, runImports } from "./import-run.ts";
 
 /**
  * Customers from a CSV file sent to the chat (the CLI's `customers import`, by chat). The webhook
@@ -28,7 +28,7 @@ confirmable("import", {
   command: "import",
   describe: (a) => {
     const action = a as ImportAction;
-    return `import ${action.count} customers from ${action.fileName}`;
+    return `import ${customerCount(action.count)} from ${action.fileName}`;
   },
   // In the claim's transaction: only marks the file; the import runs after the press is answered.
   async run(ctx, _admin, a) {
@@ -39,7 +39,7 @@ confirmable("import", {
       .where(and(eq(adminImports.id, action.importId), eq(adminImports.status, "checked")))
       .returning({ id: adminImports.id });
     if (!marked) throw new BillingError("import_gone", "That file is no longer waiting: send it again.");
-    return `⏳ Importing ${action.count} customers from ${action.fileName}… The summary follows here.`;
+    return `⏳ Importing ${customerCount(action.count)} from ${action.fileName}… The summary follows here.`;
   },
 });
 
