@@ -1,21 +1,5 @@
 import pino, { type Logger } from "pino";
-
-/** Keys whose values never reach a log line, wherever they are nested. */
-const secretKeys = [
-  "password",
-  "passwordEncrypted",
-  "secret",
-  "token",
-  "apiKey",
-  "apikey",
-  "authorization",
-  "Authorization",
-  "passkey",
-  "Password",
-  "consumerSecret",
-  "SECRET_KEY",
-  "DATABASE_URL",
-];
+import { SECRET_LOG_KEYS } from "./log-secrets.ts";
 
 /**
  * Errors as logged: a database error names its statement but never its parameters (drizzle puts
@@ -51,7 +35,11 @@ export function createLogger(level = "info", destination?: pino.DestinationStrea
     level,
     serializers: { err: safeError, error: safeError },
     redact: {
-      paths: [...secretKeys, ...secretKeys.map((k) => `*.${k}`), ...secretKeys.map((k) => `*.*.${k}`)],
+      paths: [
+        ...SECRET_LOG_KEYS,
+        ...SECRET_LOG_KEYS.map((k) => `*.${k}`),
+        ...SECRET_LOG_KEYS.map((k) => `*.*.${k}`),
+      ],
       censor: "[redacted]",
     },
   };

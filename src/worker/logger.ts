@@ -1,22 +1,7 @@
+import { SECRET_LOG_KEYS } from "../log-secrets.ts";
 import type { Logger } from "../logger.ts";
 
-/** Keys whose values never reach a log line (the same list as src/logger.ts). */
-const secretKeys = new Set([
-  "password",
-  "passwordEncrypted",
-  "secret",
-  "token",
-  "apiKey",
-  "apikey",
-  "authorization",
-  "Authorization",
-  "passkey",
-  "Password",
-  "consumerSecret",
-  "SECRET_KEY",
-  "DATABASE_URL",
-  "connectionString",
-]);
+const secretKeys = new Set(SECRET_LOG_KEYS);
 
 const levels = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 } as const;
 type Level = keyof typeof levels;
