@@ -64,7 +64,8 @@ export function parseTemplateMap(text: string): TemplateMap {
   return map;
 }
 
-interface ClaimedRow extends Record<string, unknown> {
+/** A row leased to this process: claimed by a pass, or written leased by the statement that queued it. */
+export interface ClaimedRow extends Record<string, unknown> {
   id: number;
   channel: ChatChannel;
   recipient: string;
@@ -92,14 +93,27 @@ interface SentRow {
   at: string;
 }
 
+const newCounts = (): ChatRunCounts => ({ sent: 0, retried: 0, dead: 0, toSms: 0 });
+
+/** How long a claimed row stays leased: several send timeouts, so a lease outlives any send begun in it. */
+export const chatLeaseMs = (options: Pick<ChatDeliveryOptions, "sendTimeoutMs">) =>
+  4 * (options.sendTimeoutMs ?? 15_000);
+
+/** Claims what is due and sends it (one pass). */
 export async function deliverDueChats(options: ChatDeliveryOptions): Promise<ChatRunCounts> {
+  const claimed = await claimDueChats(options);
+  if (claimed.rows.length === 0) return newCounts();
+  return createChatSending(options).send(claimed.rows, claimed.leaseUntil);
+}
+
+async function claimDueChats(
+  options: ChatDeliveryOptions,
+): Promise<{ rows: ClaimedRow[]; leaseUntil: Date }> {
   const { db, clock } = options;
-  const counts: ChatRunCounts = { sent: 0, retried: 0, dead: 0, toSms: 0 };
-  const senders = new Map(options.senders.map((s) => [s.channel as string, s]));
-  if (senders.size === 0) return counts;
-  const sendTimeoutMs = options.sendTimeoutMs ?? 15_000;
   const now = clock.now();
-  const leaseUntil = new Date(now.getTime() + 4 * sendTimeoutMs);
+  const leaseUntil = new Date(now.getTime() + chatLeaseMs(options));
+  const channels = options.senders.map((s) => s.channel as string);
+  if (channels.length === 0) return { rows: [], leaseUntil };
 
   // A chat's rows are claimed oldest first, and a row only together with every earlier waiting row
   // of its chat, so a chat's messages never overtake each other (an answer of two messages goes out
@@ -111,7 +125,7 @@ export async function deliverDueChats(options: ChatDeliveryOptions): Promise<Cha
     db,
     sql`with candidates as (
           select o.id, o.recipient, o.channel from message_outbox o
-          where o.status = 'pending' and o.channel = any(${textArray([...senders.keys()])})
+          where o.status = 'pending' and o.channel = any(${textArray(channels)})
             and o.next_attempt_at <= ${ts(now)}
           order by o.id
           limit ${options.batchSize ?? 200}
@@ -132,26 +146,17 @@ export async function deliverDueChats(options: ChatDeliveryOptions): Promise<Cha
           (select s.last_activity_at from chat_sessions s
             where s.channel = m.channel and s.chat_id = m.recipient) as last_inbound_at`,
   );
-  if (claimed.length === 0) return counts;
+  return { rows: claimed, leaseUntil };
+}
 
-  const byChat = new Map<string, ClaimedRow[]>();
-  for (const row of claimed.sort((a, b) => a.id - b.id)) {
-    const key = `${row.channel}:${row.recipient}`;
-    const rows = byChat.get(key);
-    if (rows) rows.push(row);
-    else byChat.set(key, [row]);
-  }
-  const chats = [...byChat.values()];
-  // A row is sent only while this pass's lease surely outlives the send; the rest goes back.
-  const leaseHolds = () => clock.now().getTime() + sendTimeoutMs < leaseUntil.getTime();
-  const release = (ids: number[]) =>
-    ids.length === 0
-      ? Promise.resolve()
-      : db.execute(
-          sql`update message_outbox set next_attempt_at = ${ts(clock.now())}
-              where id = any(${intArray(ids)}) and status = 'pending'`,
-        );
-  // Sends that finish together are recorded by one statement.
+/**
+ * Sends rows leased to this process until `leaseUntil`, each chat's in id order, and records each
+ * outcome. Sends that finish together are recorded by one statement.
+ */
+function createChatSending(options: ChatDeliveryOptions) {
+  const { db, clock } = options;
+  const senders = new Map(options.senders.map((s) => [s.channel as string, s]));
+  const sendTimeoutMs = options.sendTimeoutMs ?? 15_000;
   const markSent = createTurnBatcher(async (sent: SentRow[]) => {
     await db.execute(
       sql`update message_outbox m set status = 'done', attempts = m.attempts + 1, last_error = null,
@@ -162,30 +167,60 @@ export async function deliverDueChats(options: ChatDeliveryOptions): Promise<Cha
     );
     return sent.map(() => undefined);
   });
-  const deliverChat = async (rows: ClaimedRow[]) => {
-    for (const [index, row] of rows.entries()) {
-      if (!leaseHolds()) return release(rows.slice(index).map((r) => r.id));
-      const sent = await deliverOne(options, senders.get(row.channel)!, row, counts);
-      if (sent !== null) {
-        // Recorded at once, not at the end of the pass: a pass cut short re-sends nothing it sent.
-        await markSent({ id: row.id, channel: row.channel, messageId: sent, at: clock.now().toISOString() });
-        counts.sent++;
-        continue;
+  return { send: (claimed: readonly ClaimedRow[], leaseUntil: Date) => sendLeased(claimed, leaseUntil) };
+
+  async function sendLeased(claimed: readonly ClaimedRow[], leaseUntil: Date): Promise<ChatRunCounts> {
+    const counts = newCounts();
+    const byChat = new Map<string, ClaimedRow[]>();
+    for (const row of [...claimed].sort((a, b) => a.id - b.id)) {
+      const key = `${row.channel}:${row.recipient}`;
+      const rows = byChat.get(key);
+      if (rows) rows.push(row);
+      else byChat.set(key, [row]);
+    }
+    const chats = [...byChat.values()];
+    // A row is sent only while this pass's lease surely outlives the send; the rest goes back.
+    const leaseHolds = () => clock.now().getTime() + sendTimeoutMs < leaseUntil.getTime();
+    const release = (ids: number[]) =>
+      ids.length === 0
+        ? Promise.resolve()
+        : db.execute(
+            sql`update message_outbox set next_attempt_at = ${ts(clock.now())}
+              where id = any(${intArray(ids)}) and status = 'pending'`,
+          );
+    const deliverChat = async (rows: ClaimedRow[]) => {
+      for (const [index, row] of rows.entries()) {
+        if (!leaseHolds()) return release(rows.slice(index).map((r) => r.id));
+        const sender = senders.get(row.channel);
+        // A row leased for a channel this process does not send: back for a pass that does.
+        if (!sender) return release(rows.slice(index).map((r) => r.id));
+        const sent = await deliverOne(options, sender, row, counts);
+        if (sent !== null) {
+          // Recorded at once, not at the end of the pass: a pass cut short re-sends nothing it sent.
+          await markSent({
+            id: row.id,
+            channel: row.channel,
+            messageId: sent,
+            at: clock.now().toISOString(),
+          });
+          counts.sent++;
+          continue;
+        }
+        // The chat's later rows wait behind this one (the claim's "earlier" rule keeps them back).
+        return release(rows.slice(index + 1).map((r) => r.id));
       }
-      // The chat's later rows wait behind this one (the claim's "earlier" rule keeps them back).
-      return release(rows.slice(index + 1).map((r) => r.id));
-    }
-  };
-  const workers = Array.from({ length: Math.min(options.concurrency ?? 32, chats.length) }, async () => {
-    for (let rows = chats.shift(); rows; rows = chats.shift()) {
-      // One chat's trouble (a database error recording it) is logged; the other chats go on.
-      await deliverChat(rows).catch((error: unknown) =>
-        options.logger?.error({ err: error }, "chat messages not recorded; they will be retried"),
-      );
-    }
-  });
-  await Promise.all(workers);
-  return counts;
+    };
+    const workers = Array.from({ length: Math.min(options.concurrency ?? 32, chats.length) }, async () => {
+      for (let rows = chats.shift(); rows; rows = chats.shift()) {
+        // One chat's trouble (a database error recording it) is logged; the other chats go on.
+        await deliverChat(rows).catch((error: unknown) =>
+          options.logger?.error({ err: error }, "chat messages not recorded; they will be retried"),
+        );
+      }
+    });
+    await Promise.all(workers);
+    return counts;
+  }
 }
 
 /** Sends one row; returns the platform's message id, or null after recording why it was not sent. */
@@ -305,6 +340,13 @@ function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
 export interface ChatWorker {
   /** Runs a pass now (after answers were queued) instead of waiting for the next tick. */
   kick(): void;
+  /**
+   * Sends rows the caller wrote already leased to this process (`leaseMs` from when they were
+   * written): no pass claims them first, so an answer goes out one statement sooner.
+   */
+  deliver(rows: readonly ClaimedRow[], leaseUntil: Date): void;
+  /** How long rows handed to `deliver` should be leased for. */
+  leaseMs: number;
   stop(): Promise<void>;
 }
 
@@ -316,16 +358,23 @@ export interface ChatWorker {
  * and sent by another instead of waiting for the slowest send of the first. A chat's next row is
  * not due while an earlier one waits, so passes (of this process or another) never reorder a chat's
  * messages.
+ *
+ * Rows handed to `deliver` are sent beside the passes. A row queued behind one of them (not due
+ * while the earlier one waits) is claimed by a pass that runs once that delivery has finished, if a
+ * kick came meanwhile; one queued by another instance waits for that instance's next poll.
  */
 export function startChatWorker(
   options: ChatDeliveryOptions & { intervalMs?: number; passes?: number },
 ): ChatWorker {
   const intervalMs = options.intervalMs ?? 2_000;
   const maxPasses = options.passes ?? 4;
+  const sending = createChatSending(options);
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   const running = new Set<Promise<void>>();
+  const delivering = new Set<Promise<unknown>>();
   let kicked = false;
+  let kicks = 0;
 
   const schedule = (delayMs: number) => {
     if (stopped) return;
@@ -345,8 +394,11 @@ export function startChatWorker(
     pass = (async () => {
       let again = false;
       try {
-        const counts = await deliverDueChats(options);
-        again = counts.sent + counts.retried + counts.dead + counts.toSms > 0;
+        const claimed = await claimDueChats(options);
+        if (claimed.rows.length > 0) {
+          const counts = await sending.send(claimed.rows, claimed.leaseUntil);
+          again = counts.sent + counts.retried + counts.dead + counts.toSms > 0;
+        }
       } catch (error) {
         options.logger?.error({ err: error }, "chat delivery pass failed");
       } finally {
@@ -359,11 +411,29 @@ export function startChatWorker(
   }
   schedule(0);
   return {
-    kick: tick,
+    kick() {
+      kicks++;
+      tick();
+    },
+    deliver(rows, leaseUntil) {
+      // Stopping: the rows go out once their lease has run out (a pass of this or another instance).
+      if (rows.length === 0 || stopped) return;
+      const kicksBefore = kicks;
+      const delivery = sending
+        .send(rows, leaseUntil)
+        .catch((error: unknown) => options.logger?.error({ err: error }, "chat delivery failed"))
+        .finally(() => {
+          delivering.delete(delivery);
+          // A row queued meanwhile may have waited behind one of these: it is due now.
+          if (kicks !== kicksBefore) tick();
+        });
+      delivering.add(delivery);
+    },
+    leaseMs: chatLeaseMs(options),
     async stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
-      while (running.size > 0) await Promise.all(running);
+      while (running.size > 0 || delivering.size > 0) await Promise.all([...running, ...delivering]);
     },
   };
 }

@@ -11,6 +11,7 @@ import { subscriberScreens } from "../menu/screens.ts";
 import { SessionCache } from "../menu/session-cache.ts";
 import { SIGNUP_SCREENS } from "../menu/signup-screens.ts";
 import type { Language, MenuChoice, MenuServices, MenuSettings } from "../menu/types.ts";
+import type { ChatWorker } from "./chat-delivery.ts";
 import { type ChatOutgoing, enqueueChat } from "./chat-outbox.ts";
 import { createChatStepSaver } from "./chat-save.ts";
 import type { ChatContent } from "./chat-sender.ts";
@@ -105,6 +106,12 @@ export interface ChatMenuDeps {
   paymentScreens?: ReadonlySet<string>;
   /** Told after answers were queued (the chat delivery worker sends them at once). */
   onQueued?: () => void;
+  /**
+   * Sends answers as soon as they are saved (the chat delivery worker): they are written leased to
+   * it, so no pass claims them first. Absent (the Cloudflare Worker, which sends nothing), answers
+   * wait for a pass of the Node service's worker.
+   */
+  sendAtOnce?: Pick<ChatWorker, "deliver" | "leaseMs">;
 }
 
 /**
@@ -241,7 +248,8 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
         },
       };
       const messages = answersTo(reply);
-      const saved = await saveStep({
+      const leaseUntil = deps.sendAtOnce ? new Date(now.getTime() + deps.sendAtOnce.leaseMs) : null;
+      const { saved, leased } = await saveStep({
         channel,
         chatId,
         expectedStep: row ? step : null,
@@ -250,10 +258,13 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
         at: now,
         messages,
         inboxId: inboxId ?? null,
+        leaseUntil,
       });
       // Another message of the same chat was stored first: this one's answer is already out of date.
       if (!saved) return queueStale(language);
-      if (messages.length > 0) deps.onQueued?.();
+      if (leased.length > 0 && leaseUntil) deps.sendAtOnce?.deliver(leased, leaseUntil);
+      // Answers waiting behind an earlier message of the chat go out with a pass.
+      if (leased.length < messages.length) deps.onQueued?.();
       return reply;
     },
   };

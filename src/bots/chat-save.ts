@@ -3,6 +3,7 @@ import { type Db, type Executor, queryRows } from "../db/client.ts";
 import type { ChatChannel } from "../db/schema/index.ts";
 import { createTurnBatcher } from "../lib/turn-batcher.ts";
 import type { Language } from "../menu/types.ts";
+import type { ClaimedRow } from "./chat-delivery.ts";
 import { CHAT_CONTENT_TEMPLATE, type ChatOutgoing } from "./chat-outbox.ts";
 
 /**
@@ -21,14 +22,29 @@ export interface ChatStep {
   messages: ChatOutgoing[];
   /** The chat_inbox row the input came in. */
   inboxId: number | null;
+  /**
+   * The caller sends the answers itself (the chat delivery worker's `deliver`): they are written
+   * leased to it until then, unless an earlier message of the chat still waits (they wait behind it).
+   */
+  leaseUntil?: Date | null;
 }
+
+export interface SavedStep {
+  /** False: another message of that chat won; nothing was written. */
+  saved: boolean;
+  /** The answers written leased to the caller, in order (see `leaseUntil`). */
+  leased: ClaimedRow[];
+}
+
+const notSaved = (): SavedStep => ({ saved: false, leased: [] });
 
 /**
  * Saves steps if nobody else did in between (the step each read is still there); returns, in order,
- * whether each was saved (false: another message of that chat won). One statement for any number of
- * chats; two steps of one chat are saved one after the other, in the order given.
+ * whether each was saved (false: another message of that chat won) and the answers leased to the
+ * caller. One statement for any number of chats; two steps of one chat are saved one after the
+ * other, in the order given.
  */
-export async function saveChatSteps(db: Db, steps: readonly ChatStep[]): Promise<boolean[]> {
+export async function saveChatSteps(db: Db, steps: readonly ChatStep[]): Promise<SavedStep[]> {
   const chats = new Set(steps.map((step) => `${step.channel}\n${step.chatId}`));
   // Several statements are one transaction: a batch changes everything or nothing (turn-batcher.ts
   // runs the steps of a failed batch again, one by one).
@@ -37,8 +53,8 @@ export async function saveChatSteps(db: Db, steps: readonly ChatStep[]): Promise
     : db.transaction((tx) => saveInRounds(tx, steps));
 }
 
-async function saveInRounds(db: Executor, steps: readonly ChatStep[]): Promise<boolean[]> {
-  const saved = new Array<boolean>(steps.length).fill(false);
+async function saveInRounds(db: Executor, steps: readonly ChatStep[]): Promise<SavedStep[]> {
+  const saved = steps.map(notSaved);
   let pending = steps.map((step, position) => ({ step, position }));
   while (pending.length > 0) {
     const seen = new Set<string>();
@@ -53,14 +69,14 @@ async function saveInRounds(db: Executor, steps: readonly ChatStep[]): Promise<b
       db,
       now.map((entry) => entry.step),
     );
-    for (const [index, entry] of now.entries()) saved[entry.position] = won.has(index);
+    for (const [index, entry] of now.entries()) saved[entry.position] = won.get(index) ?? notSaved();
     pending = later;
   }
   return saved;
 }
 
-/** `saveChatSteps` for steps of different chats; returns the indexes of those saved. */
-async function saveDistinctChats(db: Executor, steps: readonly ChatStep[]): Promise<Set<number>> {
+/** `saveChatSteps` for steps of different chats; returns those saved, by index. */
+async function saveDistinctChats(db: Executor, steps: readonly ChatStep[]): Promise<Map<number, SavedStep>> {
   const input = JSON.stringify(
     steps.map((step, position) => ({
       position,
@@ -79,14 +95,16 @@ async function saveDistinctChats(db: Executor, steps: readonly ChatStep[]): Prom
         content: m.content,
       })),
       inbox_id: step.inboxId,
+      lease_until: step.leaseUntil?.toISOString() ?? null,
     })),
   );
-  const rows = await queryRows<{ position: number }>(
+  // Each saved step's answers, leased or not: their ids follow the order of the steps and messages.
+  const rows = await queryRows<{ position: number | null; id: number | null; leased: boolean | null }>(
     db,
     sql`with input as (
           select * from jsonb_to_recordset(${input}::jsonb) as i(position int, channel text, chat_id text,
             expected_step int, session_key text, inputs jsonb, language text, at timestamptz, messages jsonb,
-            inbox_id int)
+            inbox_id int, lease_until timestamptz)
         ),
         updated as (
           update chat_sessions s set session_key = i.session_key, inputs = i.inputs, language = i.language,
@@ -112,11 +130,16 @@ async function saveDistinctChats(db: Executor, steps: readonly ChatStep[]): Prom
         queued as (
           insert into message_outbox (channel, recipient, language, template, content, next_attempt_at, created_at)
           select m.value->>'channel', m.value->>'to', m.value->>'language', ${CHAT_CONTENT_TEMPLATE},
-                 m.value->'content', i.at, i.at
+                 m.value->'content',
+                 -- Leased to the caller unless the chat has a message still waiting: this one waits behind it.
+                 case when i.lease_until is not null and not exists (select 1 from message_outbox e
+                        where e.status = 'pending' and e.recipient = m.value->>'to' and e.channel = m.value->>'channel')
+                      then i.lease_until else i.at end,
+                 i.at
           from saved v join input i on i.position = v.position,
             jsonb_array_elements(i.messages) with ordinality as m(value, n)
           order by i.position, m.n
-          returning 1
+          returning id, next_attempt_at > created_at as leased
         ),
         handled as (
           update chat_inbox b set status = 'done', attempts = b.attempts + 1, lease_until = null,
@@ -124,12 +147,39 @@ async function saveDistinctChats(db: Executor, steps: readonly ChatStep[]): Prom
           from saved v join input i on i.position = v.position
           where b.id = i.inbox_id
         )
-        select position from saved`,
+        select position, null::int as id, null::boolean as leased from saved
+        union all
+        select null, id, leased from queued`,
   );
-  return new Set(rows.map((row) => Number(row.position)));
+  const result = new Map<number, SavedStep>();
+  for (const row of rows)
+    if (row.position !== null) result.set(Number(row.position), { saved: true, leased: [] });
+  const queued = rows.filter((row) => row.id !== null).sort((a, b) => Number(a.id) - Number(b.id));
+  let next = 0;
+  for (const [position, step] of steps.entries()) {
+    const saved = result.get(position);
+    if (!saved) continue;
+    for (const message of step.messages) {
+      const row = queued[next++];
+      if (row?.leased && step.leaseUntil)
+        saved.leased.push({
+          id: Number(row.id),
+          channel: message.channel,
+          recipient: message.to,
+          language: message.language,
+          template: CHAT_CONTENT_TEMPLATE,
+          params: {},
+          content: message.content,
+          fallback_recipient: null,
+          attempts: 0,
+          last_inbound_at: step.at,
+        });
+    }
+  }
+  return result;
 }
 
 /** `saveChatSteps` for messages handled at the same time: steps saved in one turn go together. */
-export function createChatStepSaver(db: Db): (step: ChatStep) => Promise<boolean> {
+export function createChatStepSaver(db: Db): (step: ChatStep) => Promise<SavedStep> {
   return createTurnBatcher((steps: ChatStep[]) => saveChatSteps(db, steps));
 }

@@ -91,8 +91,8 @@ describe("the step saver's fallback after a failed batch", () => {
     expect(marks.every((m) => m.status === "done")).toBe(true);
 
     expect(results[2]!.status).toBe("rejected");
-    // So the callers of those two steps hear `true`, not "another message won".
-    expect(results.slice(0, 2).map((r) => (r.status === "fulfilled" ? r.value : r.reason))).toEqual([
+    // So the callers of those two steps hear "saved", not "another message won".
+    expect(results.slice(0, 2).map((r) => (r.status === "fulfilled" ? r.value.saved : r.reason))).toEqual([
       true,
       true,
     ]);

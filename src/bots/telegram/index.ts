@@ -21,7 +21,7 @@ export function telegramFrom(deps: TelegramDeps) {
     isp: deps.config.ISP_NAME,
     timezone: deps.config.TIMEZONE,
   });
-  const { bot, routes } = telegramWebhookFrom({ ...deps, onQueued: worker.kick });
+  const { bot, routes } = telegramWebhookFrom({ ...deps, onQueued: worker.kick, sendAtOnce: worker });
   const retry = startInboxRetry(
     { db: deps.ctx.db, clock: deps.ctx.clock, logger: deps.logger },
     "telegram",

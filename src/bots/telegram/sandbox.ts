@@ -41,6 +41,8 @@ export async function startSandboxTelegram(deps: {
     settings: deps.settings,
     logger: deps.logger.child({ module: "chat" }),
     clock: deps.ctx.clock,
+    onQueued: worker.kick,
+    sendAtOnce: worker,
   });
   const bot = createBot({
     token: fake.token,

@@ -7,7 +7,7 @@ import type { Config } from "../../config.ts";
 import type { Logger } from "../../logger.ts";
 import { createMenuServices } from "../../menu/services.ts";
 import { menuSettingsFrom } from "../../ussd/index.ts";
-import { createChatMenu } from "../chat-menu.ts";
+import { type ChatMenuDeps, createChatMenu } from "../chat-menu.ts";
 import { createBot } from "./bot.ts";
 import { createTelegramRoutes } from "./routes.ts";
 
@@ -35,6 +35,8 @@ export function telegramWebhookFrom(
     botInfo?: UserFromGetMe;
     /** Told after answers were queued (the delivery worker's kick, where one runs). */
     onQueued?: () => void;
+    /** The delivery worker, where one runs: menu answers go to it as soon as they are saved. */
+    sendAtOnce?: ChatMenuDeps["sendAtOnce"];
   },
 ): { bot: Bot; routes: Hono } {
   const chatMenu = createChatMenu({
@@ -43,6 +45,8 @@ export function telegramWebhookFrom(
     settings: menuSettingsFrom(deps.config),
     logger: deps.logger.child({ module: "chat" }),
     clock: deps.ctx.clock,
+    ...(deps.onQueued ? { onQueued: deps.onQueued } : {}),
+    ...(deps.sendAtOnce ? { sendAtOnce: deps.sendAtOnce } : {}),
   });
   const bot = createBot({
     token: deps.token,

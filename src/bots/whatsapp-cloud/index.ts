@@ -67,7 +67,11 @@ export function createWhatsAppCloud(options: WhatsAppCloudOptions) {
     ...(options.templates ? { templates: { whatsapp_cloud: options.templates } } : {}),
   };
   const worker = (options.background ?? true) ? startChatWorker(delivery) : null;
-  const webhook = createWhatsAppWebhook({ ...options, onQueued: () => worker?.kick() });
+  const webhook = createWhatsAppWebhook({
+    ...options,
+    onQueued: () => worker?.kick(),
+    ...(worker ? { sendAtOnce: worker } : {}),
+  });
   const retry = startInboxRetry({ db, clock, logger }, CHANNEL, webhook.handleRow);
   return {
     routes: webhook.routes,

@@ -6,7 +6,7 @@ import { createMenuServices } from "../../menu/services.ts";
 import type { MenuServices, MenuSettings } from "../../menu/types.ts";
 import { menuSettingsFrom } from "../../ussd/index.ts";
 import { handleStored, type InboxRow, storeInbound } from "../chat-inbox.ts";
-import { type ChatInput, createChatMenu } from "../chat-menu.ts";
+import { type ChatInput, type ChatMenuDeps, createChatMenu } from "../chat-menu.ts";
 import { CHANNEL, handleMessage, inboxPayload, type WhatsAppDeps } from "./adapter.ts";
 import { createWhatsAppRoutes } from "./routes.ts";
 
@@ -26,6 +26,8 @@ export interface WhatsAppWebhookOptions {
   idleMs?: number;
   /** Told after answers were queued (the delivery worker's kick, where one runs). */
   onQueued?: () => void;
+  /** The delivery worker, where one runs: menu answers go to it as soon as they are saved. */
+  sendAtOnce?: ChatMenuDeps["sendAtOnce"];
 }
 
 /**
@@ -46,6 +48,7 @@ export function createWhatsAppWebhook(options: WhatsAppWebhookOptions) {
       logger: options.logger.child({ module: "chat" }),
       clock,
       ...(options.onQueued ? { onQueued: options.onQueued } : {}),
+      ...(options.sendAtOnce ? { sendAtOnce: options.sendAtOnce } : {}),
       ...(options.idleMs !== undefined ? { idleMs: options.idleMs } : {}),
     }),
     clock,

@@ -6,7 +6,7 @@ import type { Db } from "../../db/client.ts";
 import type { Logger } from "../../logger.ts";
 import { createMenuServices } from "../../menu/services.ts";
 import { menuSettingsFrom } from "../../ussd/index.ts";
-import { startChatWorker } from "../chat-delivery.ts";
+import { type ChatWorker, chatLeaseMs, startChatWorker } from "../chat-delivery.ts";
 import { startInboxRetry } from "../chat-inbox.ts";
 import { type ChatMenu, createChatMenu } from "../chat-menu.ts";
 import type { ChatSender } from "../chat-sender.ts";
@@ -141,6 +141,8 @@ export function whatsappWebFrom(deps: {
 }): { stop(): Promise<void>; status(): WhatsAppWebStatus } {
   const { db, clock } = deps.ctx;
   let kick = () => {};
+  // The worker needs the channel's sender, and the channel the chat menu: bound once it exists.
+  let worker: ChatWorker | undefined;
   const channel = startWhatsAppWeb({
     db,
     clock,
@@ -152,6 +154,7 @@ export function whatsappWebFrom(deps: {
       logger: deps.logger.child({ module: "chat" }),
       clock,
       onQueued: () => kick(),
+      sendAtOnce: { leaseMs: chatLeaseMs({}), deliver: (rows, until) => worker?.deliver(rows, until) },
     }),
     dataDir: deps.config.DATA_DIR,
     chromiumPath: deps.config.WHATSAPP_WEB_CHROMIUM,
@@ -162,7 +165,7 @@ export function whatsappWebFrom(deps: {
     onQueued: () => kick(),
     ...(deps.onQr ? { onQr: deps.onQr } : {}),
   });
-  const worker = startChatWorker({
+  worker = startChatWorker({
     db,
     clock,
     senders: [channel.sender],
