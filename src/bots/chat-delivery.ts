@@ -167,7 +167,21 @@ function createChatSending(options: ChatDeliveryOptions) {
     );
     return sent.map(() => undefined);
   });
-  return { send: (claimed: readonly ClaimedRow[], leaseUntil: Date) => sendLeased(claimed, leaseUntil) };
+  /**
+   * Puts rows back (due now) while they are still leased until `leaseUntil`: a row whose lease ran
+   * out may already be another pass's, and is left to it.
+   */
+  const releaseLeased = async (ids: number[], leaseUntil: Date) => {
+    if (ids.length === 0) return;
+    await db.execute(
+      sql`update message_outbox set next_attempt_at = ${ts(clock.now())}
+          where id = any(${intArray(ids)}) and status = 'pending' and next_attempt_at = ${ts(leaseUntil)}`,
+    );
+  };
+  return {
+    send: (claimed: readonly ClaimedRow[], leaseUntil: Date) => sendLeased(claimed, leaseUntil),
+    release: releaseLeased,
+  };
 
   async function sendLeased(claimed: readonly ClaimedRow[], leaseUntil: Date): Promise<ChatRunCounts> {
     const counts = newCounts();
@@ -181,13 +195,7 @@ function createChatSending(options: ChatDeliveryOptions) {
     const chats = [...byChat.values()];
     // A row is sent only while this pass's lease surely outlives the send; the rest goes back.
     const leaseHolds = () => clock.now().getTime() + sendTimeoutMs < leaseUntil.getTime();
-    const release = (ids: number[]) =>
-      ids.length === 0
-        ? Promise.resolve()
-        : db.execute(
-            sql`update message_outbox set next_attempt_at = ${ts(clock.now())}
-              where id = any(${intArray(ids)}) and status = 'pending'`,
-          );
+    const release = (ids: number[]) => releaseLeased(ids, leaseUntil);
     const deliverChat = async (rows: ClaimedRow[]) => {
       for (const [index, row] of rows.entries()) {
         if (!leaseHolds()) return release(rows.slice(index).map((r) => r.id));
@@ -375,6 +383,43 @@ export function startChatWorker(
   const delivering = new Set<Promise<unknown>>();
   let kicked = false;
   let kicks = 0;
+  // Rows handed to `deliver` beyond the sends already under way wait their turn here (still leased).
+  const maxDeliveries = options.concurrency ?? 32;
+  const waitingDeliveries: { rows: readonly ClaimedRow[]; leaseUntil: Date }[] = [];
+
+  /** Rows this worker will not send after all: due at once, for another instance's pass. */
+  function putBack(rows: readonly ClaimedRow[], leaseUntil: Date) {
+    const release = sending
+      .release(
+        rows.map((row) => row.id),
+        leaseUntil,
+      )
+      .catch((error: unknown) => options.logger?.error({ err: error }, "chat rows not put back"))
+      .finally(() => delivering.delete(release));
+    delivering.add(release);
+  }
+
+  function startDeliveries() {
+    while (delivering.size < maxDeliveries && waitingDeliveries.length > 0) {
+      const { rows, leaseUntil } = waitingDeliveries.shift()!;
+      const kicksBefore = kicks;
+      let allSent = false;
+      const delivery = sending
+        .send(rows, leaseUntil)
+        .then((counts) => {
+          allSent = counts.sent === rows.length;
+        })
+        .catch((error: unknown) => options.logger?.error({ err: error }, "chat delivery failed"))
+        .finally(() => {
+          delivering.delete(delivery);
+          // Rows put back or retried later, or a row queued meanwhile behind one of these: a pass
+          // takes them now rather than at the next poll.
+          if (!allSent || kicks !== kicksBefore) tick();
+          startDeliveries();
+        });
+      delivering.add(delivery);
+    }
+  }
 
   const schedule = (delayMs: number) => {
     if (stopped) return;
@@ -416,23 +461,16 @@ export function startChatWorker(
       tick();
     },
     deliver(rows, leaseUntil) {
-      // Stopping: the rows go out once their lease has run out (a pass of this or another instance).
-      if (rows.length === 0 || stopped) return;
-      const kicksBefore = kicks;
-      const delivery = sending
-        .send(rows, leaseUntil)
-        .catch((error: unknown) => options.logger?.error({ err: error }, "chat delivery failed"))
-        .finally(() => {
-          delivering.delete(delivery);
-          // A row queued meanwhile may have waited behind one of these: it is due now.
-          if (kicks !== kicksBefore) tick();
-        });
-      delivering.add(delivery);
+      if (rows.length === 0) return;
+      if (stopped) return putBack(rows, leaseUntil);
+      waitingDeliveries.push({ rows, leaseUntil });
+      startDeliveries();
     },
     leaseMs: chatLeaseMs(options),
     async stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
+      for (const { rows, leaseUntil } of waitingDeliveries.splice(0)) putBack(rows, leaseUntil);
       while (running.size > 0 || delivering.size > 0) await Promise.all([...running, ...delivering]);
     },
   };

@@ -6,6 +6,7 @@ import type { ChatChannel } from "../db/schema/index.ts";
 import { createTurnBatcher } from "../lib/turn-batcher.ts";
 import { storableText } from "../lib/well-formed.ts";
 import type { Logger } from "../logger.ts";
+import { type ChatState, chatStatesOf, type StateRow, stateOf } from "./chat-state.ts";
 
 /**
  * What a chat webhook delivered is stored (`chat_inbox`) before it is handled. The unique key drops a
@@ -24,6 +25,11 @@ export interface InboxRow {
   id: number;
   chatId: string;
   payload: Record<string, unknown>;
+}
+
+/** A row just stored, with its chat's state as it stood (the chat menu reads it next). */
+export interface StoredRow extends InboxRow {
+  state: ChatState;
 }
 
 /** Every string of a payload as PostgreSQL's JSON can hold it (see well-formed.ts). */
@@ -49,16 +55,17 @@ export async function storeInbound(
 
 /**
  * `storeInbound` for callers that each store one record as it arrives: records stored in the same
- * turn of the event loop go in one statement (see turn-batcher.ts). Resolves with the record's row,
- * or undefined for a redelivery.
+ * turn of the event loop go in one statement (see turn-batcher.ts), which also reads each new row's
+ * chat state (its chat_id on its channel, the phone from the chat's link; see chat-state.ts), so the
+ * menu needs no read of its own. Resolves with the record's row, or undefined for a redelivery.
  */
 export function createInboxStore(
   db: Db,
   clock: Clock,
-): (record: InboundRecord) => Promise<InboxRow | undefined> {
+): (record: InboundRecord) => Promise<StoredRow | undefined> {
   return createTurnBatcher(async (records: InboundRecord[]) => {
-    const rows = await insertInbound(db, clock.now(), records, DEFAULT_LEASE_MS);
-    const byKey = new Map(rows.map((row) => [`${row.channel}\n${row.externalId}`, row.row]));
+    const rows = await insertInbound(db, clock.now(), records, DEFAULT_LEASE_MS, true);
+    const byKey = new Map(rows.map((row) => [`${row.channel}\n${row.externalId}`, row.row as StoredRow]));
     // The same update twice in one batch is one row: the first copy gets it, the other is a redelivery.
     return records.map((record) => {
       const key = `${record.channel}\n${record.externalId}`;
@@ -69,29 +76,50 @@ export function createInboxStore(
   });
 }
 
-/** One statement for any number of records; each new row comes back with its key. */
-async function insertInbound(db: Db, now: Date, records: readonly InboundRecord[], leaseMs: number) {
+/**
+ * One statement for any number of records; each new row comes back with its key, and with
+ * `withState` its chat's state.
+ */
+async function insertInbound(
+  db: Db,
+  now: Date,
+  records: readonly InboundRecord[],
+  leaseMs: number,
+  withState = false,
+) {
   const lease = new Date(now.getTime() + leaseMs);
-  const rows = await queryRows<{
-    id: number;
-    channel: string;
-    external_id: string;
-    chat_id: string;
-    payload: Record<string, unknown>;
-  }>(
-    db,
-    sql`insert into chat_inbox (channel, external_id, chat_id, payload, lease_until, received_at)
+  const insert = sql`insert into chat_inbox (channel, external_id, chat_id, payload, lease_until, received_at)
         select r.value->>'channel', r.value->>'externalId', r.value->>'chatId', r.value->'payload',
                ${ts(lease)}, ${ts(now)}
         from jsonb_array_elements(${JSON.stringify(records, storable)}::jsonb) with ordinality as r(value, position)
         order by r.position
         on conflict (channel, external_id) do nothing
-        returning id, channel, external_id, chat_id, payload`,
+        returning id, channel, external_id, chat_id, payload`;
+  type Stored = {
+    id: number;
+    channel: string;
+    external_id: string;
+    chat_id: string;
+    payload: Record<string, unknown>;
+  };
+  const rows = await queryRows<Stored & Partial<StateRow>>(
+    db,
+    withState
+      ? sql`with stored as (${insert}),
+            states as (${chatStatesOf(sql`(select id as position, channel, chat_id, null::text as phone,
+                                             false as known from stored) as k`)})
+            select stored.*, states.* from stored left join states on states.position = stored.id`
+      : insert,
   );
   return rows.map((r) => ({
     channel: r.channel,
     externalId: r.external_id,
-    row: { id: r.id, chatId: r.chat_id, payload: r.payload } satisfies InboxRow,
+    row: {
+      id: r.id,
+      chatId: r.chat_id,
+      payload: r.payload,
+      ...(withState ? { state: stateOf(r as StateRow) } : {}),
+    } satisfies InboxRow,
   }));
 }
 

@@ -15,7 +15,7 @@ import type { ChatWorker } from "./chat-delivery.ts";
 import { type ChatOutgoing, enqueueChat } from "./chat-outbox.ts";
 import { createChatStepSaver } from "./chat-save.ts";
 import type { ChatContent } from "./chat-sender.ts";
-import { createChatStateReader, linkVisitorChat, menuUserOf } from "./chat-state.ts";
+import { type ChatState, createChatStateReader, linkVisitorChat, menuUserOf } from "./chat-state.ts";
 
 /**
  * The subscriber menu for chat channels (Telegram, WhatsApp): the same screens as USSD, replayed
@@ -64,6 +64,11 @@ export interface ChatRequest {
    * input, so it can never be handled again once it counted (and costs no statement of its own).
    */
   inboxId?: number;
+  /**
+   * The chat's state, read by the statement that stored the input (chat-inbox.ts), when nothing has
+   * changed it since; absent: read now.
+   */
+  state?: ChatState;
 }
 
 export interface ChatView {
@@ -156,7 +161,7 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
   const saveStep = createChatStepSaver(deps.db);
 
   return {
-    async handle({ channel, chatId, phone: requestPhone, input, answer, inboxId }) {
+    async handle({ channel, chatId, phone: requestPhone, input, answer, inboxId, state: readWithInput }) {
       const answersTo = (reply: ChatReply): ChatOutgoing[] =>
         (answer?.(reply) ?? []).map((content) => ({
           channel,
@@ -175,7 +180,7 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
         return reply;
       };
       const now = deps.clock.now();
-      const state = await readState({ channel, chatId, phone: requestPhone });
+      const state = readWithInput ?? (await readState({ channel, chatId, phone: requestPhone }));
       const row = state.session;
       const phone = state.phone;
       const step = row?.step ?? 0;
@@ -248,7 +253,10 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
         },
       };
       const messages = answersTo(reply);
-      const leaseUntil = deps.sendAtOnce ? new Date(now.getTime() + deps.sendAtOnce.leaseMs) : null;
+      // From now, not from when the message came: the menu may have waited on M-Pesa or the database.
+      const leaseUntil = deps.sendAtOnce
+        ? new Date(deps.clock.now().getTime() + deps.sendAtOnce.leaseMs)
+        : null;
       const { saved, leased } = await saveStep({
         channel,
         chatId,

@@ -98,8 +98,13 @@ async function saveDistinctChats(db: Executor, steps: readonly ChatStep[]): Prom
       lease_until: step.leaseUntil?.toISOString() ?? null,
     })),
   );
-  // Each saved step's answers, leased or not: their ids follow the order of the steps and messages.
-  const rows = await queryRows<{ position: number | null; id: number | null; leased: boolean | null }>(
+  const rows = await queryRows<{
+    position: number | null;
+    id: number | null;
+    channel: string | null;
+    recipient: string | null;
+    leased: boolean | null;
+  }>(
     db,
     sql`with input as (
           select * from jsonb_to_recordset(${input}::jsonb) as i(position int, channel text, chat_id text,
@@ -139,7 +144,7 @@ async function saveDistinctChats(db: Executor, steps: readonly ChatStep[]): Prom
           from saved v join input i on i.position = v.position,
             jsonb_array_elements(i.messages) with ordinality as m(value, n)
           order by i.position, m.n
-          returning id, next_attempt_at > created_at as leased
+          returning id, channel, recipient, next_attempt_at > created_at as leased
         ),
         handled as (
           update chat_inbox b set status = 'done', attempts = b.attempts + 1, lease_until = null,
@@ -147,20 +152,25 @@ async function saveDistinctChats(db: Executor, steps: readonly ChatStep[]): Prom
           from saved v join input i on i.position = v.position
           where b.id = i.inbox_id
         )
-        select position, null::int as id, null::boolean as leased from saved
+        select position, null::int as id, null as channel, null as recipient, null::boolean as leased from saved
         union all
-        select null, id, leased from queued`,
+        select null, id, channel, recipient, leased from queued`,
   );
   const result = new Map<number, SavedStep>();
   for (const row of rows)
     if (row.position !== null) result.set(Number(row.position), { saved: true, leased: [] });
-  const queued = rows.filter((row) => row.id !== null).sort((a, b) => Number(a.id) - Number(b.id));
-  let next = 0;
+  // Each chat's answers, in the order written (the rows of one recipient come out of the select in
+  // the order of its step's messages, and take ids in that order).
+  const queued = new Map<string, typeof rows>();
+  for (const row of rows.filter((r) => r.id !== null).sort((a, b) => Number(a.id) - Number(b.id))) {
+    const key = `${row.channel}\n${row.recipient}`;
+    queued.set(key, [...(queued.get(key) ?? []), row]);
+  }
   for (const [position, step] of steps.entries()) {
     const saved = result.get(position);
     if (!saved) continue;
     for (const message of step.messages) {
-      const row = queued[next++];
+      const row = queued.get(`${message.channel}\n${message.to}`)?.shift();
       if (row?.leased && step.leaseUntil)
         saved.leased.push({
           id: Number(row.id),

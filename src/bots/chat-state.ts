@@ -1,4 +1,4 @@
-import { sql } from "drizzle-orm";
+import { type SQL, sql } from "drizzle-orm";
 import { type Db, queryRows } from "../db/client.ts";
 import type { ChatChannel } from "../db/schema/index.ts";
 import { createTurnBatcher } from "../lib/turn-batcher.ts";
@@ -99,15 +99,29 @@ export async function readChatStates(db: Db, keys: readonly ChatKey[]): Promise<
       known: key.phone !== undefined,
     })),
   );
-  const rows = await queryRows<Row & { position: number }>(
+  const rows = await queryRows<StateRow>(
     db,
-    sql`select k.position, s.session_key, s.inputs, s.language as chat_language, s.step, s.last_activity_at,
+    chatStatesOf(sql`jsonb_to_recordset(${wanted}::jsonb)
+          as k(position int, channel text, chat_id text, phone text, known boolean)`),
+  );
+  const byPosition = new Map(rows.map((row) => [Number(row.position), row]));
+  return keys.map((_, position) => stateOf(byPosition.get(position)));
+}
+
+/** A row of `chatStatesOf`: the state of the key at `position`. */
+export type StateRow = Row & { position: number };
+
+/**
+ * The select that reads chats' states, from `keys`: a relation aliased `k` with the columns
+ * position, channel, chat_id, phone and known (the phone is the channel's own: WhatsApp's sender).
+ */
+export function chatStatesOf(keys: SQL): SQL {
+  return sql`select k.position, s.session_key, s.inputs, s.language as chat_language, s.step, s.last_activity_at,
           p.phone, p.linked,
           c.id as customer_id, c.account_number, c.name, c.language as customer_language,
           m.id is not null as menu_session, m.language as session_language, m.state -> 'effects' as effects,
           (m.state ->> 'visitor') = 'true' as visitor
-        from jsonb_to_recordset(${wanted}::jsonb)
-          as k(position int, channel text, chat_id text, phone text, known boolean)
+        from ${keys}
         left join chat_sessions s on s.channel = k.channel and s.chat_id = k.chat_id
         left join lateral (
           select k.phone as phone, false as linked where k.known
@@ -123,13 +137,10 @@ export async function readChatStates(db: Db, keys: readonly ChatKey[]): Promise<
           ) found
         ) p on true
         left join customers c on c.phone = p.phone
-        left join channel_sessions m on m.id = k.channel || ':' || s.session_key`,
-  );
-  const byPosition = new Map(rows.map((row) => [Number(row.position), row]));
-  return keys.map((_, position) => stateOf(byPosition.get(position)));
+        left join channel_sessions m on m.id = k.channel || ':' || s.session_key`;
 }
 
-function stateOf(row: Row | undefined): ChatState {
+export function stateOf(row: Row | undefined): ChatState {
   const inputs = typeof row?.inputs === "string" ? (JSON.parse(row.inputs) as string[]) : (row?.inputs ?? []);
   const effects = typeof row?.effects === "string" ? JSON.parse(row.effects) : (row?.effects ?? {});
   return {

@@ -139,4 +139,55 @@ describe("answers sent as soon as they are saved", () => {
     await worker.stop();
     expect(await statusesOf(chat)).toEqual(["done", "done"]);
   });
+
+  it("handed to a worker that is stopping, are put back for another instance at once", async () => {
+    const chat = String(nextChat++);
+    const [saved] = await saveChatSteps(database.db, [step(chat, null, ["menu"])]);
+    const stopping = startChatWorker({
+      db: database.db,
+      clock,
+      senders: [recordingSender().sender],
+      isp: "Kibera Net",
+      intervalMs: HOUR,
+    });
+    await stopping.stop();
+    stopping.deliver(saved!.leased, new Date(clock.now().getTime() + LEASE_MS));
+    await stopping.stop();
+
+    const { sender, got } = recordingSender();
+    await deliverDueChats({ db: database.db, clock, senders: [sender], isp: "Kibera Net" });
+    expect(got).toEqual([`${chat}:menu`]);
+  });
+
+  it("whose lease ran out before they were sent are left to the pass that took them, and sent once", async () => {
+    const chat = String(nextChat++);
+    const lease = new Date(clock.now().getTime() + LEASE_MS);
+    const [saved] = await saveChatSteps(database.db, [step(chat, null, ["menu"])]);
+    clock.advance(LEASE_MS + 1_000);
+
+    // Another instance's pass takes the row over and is still sending it...
+    const other = recordingSender(true);
+    const pass = deliverDueChats({ db: database.db, clock, senders: [other.sender], isp: "Kibera Net" });
+    await expect.poll(() => other.got.length).toBe(1);
+    // ...when this worker gets to it, too late: it neither sends it nor makes it due again.
+    const { sender, got } = recordingSender();
+    const late = startChatWorker({
+      db: database.db,
+      clock,
+      senders: [sender],
+      isp: "Kibera Net",
+      intervalMs: HOUR,
+    });
+    late.deliver(saved!.leased, lease);
+    await late.stop();
+    const third = recordingSender();
+    expect(
+      (await deliverDueChats({ db: database.db, clock, senders: [third.sender], isp: "Kibera Net" })).sent,
+    ).toBe(0);
+
+    other.letGo();
+    expect((await pass).sent).toBe(1);
+    expect([...got, ...third.got]).toEqual([]);
+    expect(await statusesOf(chat)).toEqual(["done"]);
+  });
 });

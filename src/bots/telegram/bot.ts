@@ -6,11 +6,12 @@ import type { Logger } from "../../logger.ts";
 import type { Language } from "../../menu/types.ts";
 import { type ChatInput, type ChatMenu, type ChatReply, HOME_WORDS } from "../chat-menu.ts";
 import type { ChatContent } from "../chat-sender.ts";
+import type { ChatState } from "../chat-state.ts";
 import { accountLinking, CHANNEL } from "./account-link.ts";
 import { callbackPattern, contactKeyboard } from "./keyboard.ts";
 import { queueReplies } from "./queued-api.ts";
 import { botText } from "./texts.ts";
-import { failedUpdates, inboxIdOf, settledUpdates } from "./update-marks.ts";
+import { failedUpdates, inboxIdOf, settledUpdates, storedStateOf } from "./update-marks.ts";
 
 /**
  * Subscriber self-service on Telegram: the shared menu (src/bots/chat-menu.ts) as messages with
@@ -50,9 +51,15 @@ export async function handleStoredUpdate(
   if (failedUpdates.has(update)) throw new Error("the bot failed on this update again");
 }
 
-function menu(show: (ctx: Context, input: ChatInput) => Promise<void>) {
+/**
+ * The menu, for updates nothing before it acted on: the chat's state read with the update (by the
+ * webhook's store) still holds.
+ */
+function menu(show: (ctx: Context, input: ChatInput, state?: ChatState) => Promise<void>) {
   const feature = new Composer<Context>();
-  feature.on("message:text", (ctx) => show(ctx, { kind: "text", text: ctx.message.text }));
+  feature.on("message:text", (ctx) =>
+    show(ctx, { kind: "text", text: ctx.message.text }, storedStateOf.get(ctx.update)),
+  );
   feature.on("callback_query:data", async (ctx) => {
     const match = callbackPattern.exec(ctx.callbackQuery.data);
     const message = ctx.callbackQuery.message;
@@ -61,7 +68,11 @@ function menu(show: (ctx: Context, input: ChatInput) => Promise<void>) {
       await ctx.answerCallbackQuery({ text: botText("en", "foreign") });
       return;
     }
-    await show(ctx, { kind: "option", step: Number(match[1]), key: match[2]! });
+    await show(
+      ctx,
+      { kind: "option", step: Number(match[1]), key: match[2]! },
+      storedStateOf.get(ctx.update),
+    );
   });
   return feature;
 }
@@ -81,7 +92,7 @@ export function createBot(deps: TelegramBotDeps): Bot {
   const log = deps.logger.child({ module: "telegram" });
 
   /** Runs the menu for this update; its answer (a new message, or the pressed one edited) is queued. */
-  async function show(ctx: Context, input: ChatInput): Promise<void> {
+  async function show(ctx: Context, input: ChatInput, state?: ChatState): Promise<void> {
     const from = ctx.from;
     if (!from) return;
     const chatId = String(from.id);
@@ -120,6 +131,7 @@ export function createBot(deps: TelegramBotDeps): Bot {
       chatId,
       input,
       answer,
+      ...(state ? { state } : {}),
       ...(inboxId !== undefined ? { inboxId } : {}),
     });
     // The input counted and its inbox row says so: what follows cannot make it count twice.

@@ -7,8 +7,8 @@ import type { ChatChannel } from "../../db/schema/index.ts";
 import { limitBody } from "../../lib/body-limit.ts";
 import { sameSecret } from "../../lib/same-secret.ts";
 import type { Logger } from "../../logger.ts";
-import { createInboxStore, type InboxRow, markFailed, markHandled } from "../chat-inbox.ts";
-import { failedUpdates, inboxIdOf, settledUpdates } from "./update-marks.ts";
+import { createInboxStore, markFailed, markHandled, type StoredRow } from "../chat-inbox.ts";
+import { failedUpdates, inboxIdOf, settledUpdates, storedStateOf } from "./update-marks.ts";
 
 /** Below the inbox lease (chat-inbox.ts, 60 s): the retry loop never takes an update still in hand. */
 const HANDLING_TIMEOUT_MS = 45_000;
@@ -99,7 +99,7 @@ export function createTelegramRoutes(deps: TelegramRouteDeps): Hono {
     if (!isUpdate(body)) return c.text("Bad Request", 400);
     const update = body as Record<string, unknown>;
     parsedUpdates.set(c.req.raw, body as Update);
-    let stored: InboxRow | undefined;
+    let stored: StoredRow | undefined;
     if (deps.inbox) {
       try {
         stored = await store!({
@@ -116,6 +116,7 @@ export function createTelegramRoutes(deps: TelegramRouteDeps): Hono {
       }
       if (!stored) return c.json({ ok: true });
       inboxIdOf.set(update, stored.id);
+      storedStateOf.set(update, stored.state);
     }
     let response: Response;
     let failure: unknown = null;
