@@ -383,8 +383,9 @@ export function startChatWorker(
   const delivering = new Set<Promise<unknown>>();
   let kicked = false;
   let kicks = 0;
-  // Rows handed to `deliver` beyond the sends already under way wait their turn here (still leased).
-  const maxDeliveries = options.concurrency ?? 32;
+  // Rows handed to `deliver` beyond as many chats as all passes would send to at once wait their
+  // turn here (still leased).
+  const maxDeliveries = maxPasses * (options.concurrency ?? 32);
   const waitingDeliveries: { rows: readonly ClaimedRow[]; leaseUntil: Date }[] = [];
 
   /** Rows this worker will not send after all: due at once, for another instance's pass. */
