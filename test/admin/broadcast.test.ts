@@ -1,5 +1,5 @@
 import { and, eq } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { selfSignUp } from "../../src/billing/self-signup.ts";
 import {
   cancelSubscription,
@@ -8,40 +8,17 @@ import {
 } from "../../src/billing/subscriptions.ts";
 import { parseBroadcast } from "../../src/bots/admin/features/broadcast.ts";
 import { FakeClock } from "../../src/clock.ts";
-import type { Database } from "../../src/db/client.ts";
 import { chatReplyRoutes, messageOutbox, routers } from "../../src/db/schema/index.ts";
 import { translate } from "../../src/messaging/render.ts";
-import { billingContext, createPlan, job, admin as someAdmin } from "../support/billing.ts";
-import { createTestDatabase } from "../support/db.ts";
-import {
-  type AdminWorld,
-  auditRows,
-  lastMenuIn,
-  lastText,
-  lastToast,
-  OWNER,
-  startAdminWorld,
-} from "./world.ts";
+import { createPlan, job, admin as someAdmin } from "../support/billing.ts";
+import { adminWorldForFile, auditRows, lastMenuIn, lastText, lastToast, OWNER } from "./world.ts";
 
-let database: Database;
-let ctx: ReturnType<typeof billingContext>["ctx"];
-let world: AdminWorld;
 const clock = new FakeClock("2026-04-01T06:00:00Z");
 const SUPPORT = 6_400_002;
-
-beforeAll(async () => {
-  database = await createTestDatabase();
-  ctx = billingContext(database.db, clock).ctx;
-  world = await startAdminWorld(ctx);
-  await world.say(OWNER, `/admin_add ${SUPPORT} support Sam`);
-});
-afterAll(async () => {
-  await world?.close();
-  await database?.close();
-});
+const world = adminWorldForFile(clock, [{ id: SUPPORT, role: "support", name: "Sam" }]);
 
 const broadcasts = async () =>
-  database.db.select().from(messageOutbox).where(eq(messageOutbox.template, "broadcast"));
+  world.db.select().from(messageOutbox).where(eq(messageOutbox.template, "broadcast"));
 
 describe("parseBroadcast", () => {
   it("reads the audience and the text, quoted names included", () => {
@@ -68,25 +45,25 @@ describe("parseBroadcast", () => {
 
 describe("/broadcast", () => {
   it("counts, asks, and the button writes one notice per customer once, routed to chat or SMS", async () => {
-    const plan = await createPlan(database.db, { priceCents: 100_000, code: "home-b" });
-    const other = await createPlan(database.db, { priceCents: 150_000 });
-    const [r1] = await database.db
+    const plan = await createPlan(world.db, { priceCents: 100_000, code: "home-b" });
+    const other = await createPlan(world.db, { priceCents: 150_000 });
+    const [r1] = await world.db
       .insert(routers)
       .values({ name: "Kibera-1", host: "10.0.0.1", username: "api", passwordEncrypted: "x" })
       .returning();
-    const [r2] = await database.db
+    const [r2] = await world.db
       .insert(routers)
       .values({ name: "Roysambu", host: "10.0.0.2", username: "api", passwordEncrypted: "x" })
       .returning();
     const add = (name: string, phone: string, planId: number, routerId: number) =>
-      createCustomerWithSubscription(ctx, job, { name, phone, planId, routerId });
+      createCustomerWithSubscription(world.ctx, job, { name, phone, planId, routerId });
     await add("Amina", "+254712400001", plan.id, r1!.id);
     const b = await add("Baraka", "+254712400002", other.id, r1!.id);
     const c = await add("Chebet", "+254712400003", plan.id, r1!.id);
     await add("Daudi", "+254712400004", plan.id, r2!.id);
-    await suspendSubscription(ctx, someAdmin, { subscriptionId: b.subscription.id, reason: "test" });
-    await cancelSubscription(ctx, someAdmin, { subscriptionId: c.subscription.id, reason: "left" });
-    const signed = await selfSignUp(ctx, job, {
+    await suspendSubscription(world.ctx, someAdmin, { subscriptionId: b.subscription.id, reason: "test" });
+    await cancelSubscription(world.ctx, someAdmin, { subscriptionId: c.subscription.id, reason: "left" });
+    const signed = await selfSignUp(world.ctx, job, {
       phone: "+254712400005",
       name: "Esther",
       planId: plan.id,
@@ -97,7 +74,7 @@ describe("/broadcast", () => {
     });
     expect(signed.ok).toBe(true);
     // Amina is chatting on Telegram right now: her notice goes there.
-    await database.db.insert(chatReplyRoutes).values({
+    await world.db.insert(chatReplyRoutes).values({
       phone: "+254712400001",
       channel: "telegram",
       chatId: "9001",
@@ -144,7 +121,7 @@ describe("/broadcast", () => {
     expect(translate("sw", "sms.broadcast", { isp: "Kibera Net", text: "Outage tonight" })).toBe(
       "Kibera Net: Outage tonight",
     );
-    const audited = await auditRows(database.db, "broadcast.sent", `tg:${OWNER}`);
+    const audited = await auditRows(world.db, "broadcast.sent", `tg:${OWNER}`);
     expect(audited.map((r) => (r.details as { recipients: number }).recipients)).toEqual([2]);
 
     await world.say(OWNER, `/broadcast plan ${plan.code} New prices from May`);
@@ -164,7 +141,7 @@ describe("/broadcast", () => {
     expect(String(lastMenuIn(world.fake, OWNER).payload.text)).toMatch(
       /^Send this notice to all 4 subscribers/,
     );
-    const pendingOnly = await database.db
+    const pendingOnly = await world.db
       .select()
       .from(messageOutbox)
       .where(and(eq(messageOutbox.template, "broadcast"), eq(messageOutbox.status, "pending")));

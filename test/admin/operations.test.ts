@@ -1,11 +1,10 @@
 import { and, eq, like, sql } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { applyPayment, recordPaymentByReference } from "../../src/billing/payments.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { deliverDueChats } from "../../src/bots/chat-delivery.ts";
 import { createTelegramSender } from "../../src/bots/telegram/sender.ts";
 import { FakeClock } from "../../src/clock.ts";
-import type { Database } from "../../src/db/client.ts";
 import {
   adminConfirmations,
   ledgerEntries,
@@ -15,11 +14,10 @@ import {
   routers,
   subscriptions,
 } from "../../src/db/schema/index.ts";
-import { activeSubscriber, billingContext, createPlan, job, ledgerSum } from "../support/billing.ts";
-import { createTestDatabase } from "../support/db.ts";
+import { activeSubscriber, createPlan, job, ledgerSum } from "../support/billing.ts";
 import {
   ADMIN_GROUP,
-  type AdminWorld,
+  adminWorldForFile,
   auditRows,
   buttonsOf,
   lastMenuIn,
@@ -27,30 +25,18 @@ import {
   lastToast,
   OWNER,
   shownIn,
-  startAdminWorld,
 } from "./world.ts";
 
-let database: Database;
-let ctx: ReturnType<typeof billingContext>["ctx"];
-let world: AdminWorld;
 const clock = new FakeClock("2026-04-01T06:00:00Z");
 const SUPPORT = 6_100_002;
 const OTHER_ADMIN = 6_100_003;
-
-beforeAll(async () => {
-  database = await createTestDatabase();
-  ctx = billingContext(database.db, clock).ctx;
-  world = await startAdminWorld(ctx);
-  await world.say(OWNER, `/admin_add ${SUPPORT} support Sam`);
-  await world.say(OWNER, `/admin_add ${OTHER_ADMIN} admin Ann`);
-});
-afterAll(async () => {
-  await world?.close();
-  await database?.close();
-});
+const world = adminWorldForFile(clock, [
+  { id: SUPPORT, role: "support", name: "Sam" },
+  { id: OTHER_ADMIN, role: "admin", name: "Ann" },
+]);
 
 async function cashPayments(customerId: number) {
-  return database.db
+  return world.db
     .select()
     .from(payments)
     .where(and(eq(payments.customerId, customerId), like(payments.providerRef, "tg-%")));
@@ -58,25 +44,25 @@ async function cashPayments(customerId: number) {
 
 describe("looking subscribers up", () => {
   it("/find by name, phone and account; /sub shows the card with buttons", async () => {
-    const plan = await createPlan(database.db, { priceCents: 150_000, name: "Fibre 1500" });
-    const [router] = await database.db
+    const plan = await createPlan(world.db, { priceCents: 150_000, name: "Fibre 1500" });
+    const [router] = await world.db
       .insert(routers)
       .values({ name: "Kibera-1", host: "10.0.0.1", username: "api", passwordEncrypted: "x" })
       .returning();
-    const { customer } = await createCustomerWithSubscription(ctx, job, {
+    const { customer } = await createCustomerWithSubscription(world.ctx, job, {
       name: "Wanjiku Kamau",
       phone: "+254712300001",
       planId: plan.id,
       routerId: router!.id,
     });
-    await applyPayment(ctx, job, {
+    await applyPayment(world.ctx, job, {
       customerId: customer.id,
       method: "mpesa_stk",
       provider: "mpesa",
       providerRef: "RDA1B2C3D4",
       amountCents: 150_000,
     });
-    await createCustomerWithSubscription(ctx, job, {
+    await createCustomerWithSubscription(world.ctx, job, {
       name: "Otieno Wanjala",
       phone: "+254712300002",
       planId: plan.id,
@@ -128,8 +114,8 @@ describe("looking subscribers up", () => {
 
 describe("/pay", () => {
   it("asks, and the button credits once: a second tap and another admin's tap do nothing", async () => {
-    const plan = await createPlan(database.db, { priceCents: 100_000 });
-    const { customer } = await createCustomerWithSubscription(ctx, job, {
+    const plan = await createPlan(world.db, { priceCents: 100_000 });
+    const { customer } = await createCustomerWithSubscription(world.ctx, job, {
       name: "Cash Payer",
       phone: "+254712300010",
       planId: plan.id,
@@ -156,29 +142,29 @@ describe("/pay", () => {
 
     const cash = await cashPayments(customer.id);
     expect(cash.map((p) => [p.method, p.amountCents])).toEqual([["cash", 100_050]]);
-    const credits = await database.db
+    const credits = await world.db
       .select()
       .from(ledgerEntries)
       .where(and(eq(ledgerEntries.customerId, customer.id), eq(ledgerEntries.kind, "payment")));
     expect(credits.map((c) => c.amountCents)).toEqual([100_050]);
-    expect(await ledgerSum(database.db, customer.id)).toBe(50);
-    const [subscription] = await database.db
+    expect(await ledgerSum(world.db, customer.id)).toBe(50);
+    const [subscription] = await world.db
       .select()
       .from(subscriptions)
       .where(eq(subscriptions.customerId, customer.id));
     expect(subscription!.status).toBe("active");
-    const applied = await auditRows(database.db, "payment.applied", `tg:${SUPPORT}`);
+    const applied = await auditRows(world.db, "payment.applied", `tg:${SUPPORT}`);
     expect(applied.map((r) => [r.actorKind, r.channel, r.entityId])).toEqual([
       ["admin", "telegram_admin", String(cash[0]!.id)],
     ]);
     expect(
-      (await auditRows(database.db, "admin.confirmed", `tg:${SUPPORT}`)).map((r) => r.details.note),
+      (await auditRows(world.db, "admin.confirmed", `tg:${SUPPORT}`)).map((r) => r.details.note),
     ).toEqual(["paid at the shop"]);
   });
 
   it("two taps arriving together credit once", async () => {
-    const plan = await createPlan(database.db, { priceCents: 50_000 });
-    const { customer } = await createCustomerWithSubscription(ctx, job, {
+    const plan = await createPlan(world.db, { priceCents: 50_000 });
+    const { customer } = await createCustomerWithSubscription(world.ctx, job, {
       name: "Double Tap",
       phone: "+254712300011",
       planId: plan.id,
@@ -199,8 +185,8 @@ describe("/pay", () => {
   });
 
   it("Cancel ends the question; bad amounts are answered clearly and ask nothing", async () => {
-    const plan = await createPlan(database.db, { priceCents: 50_000 });
-    const { customer } = await createCustomerWithSubscription(ctx, job, {
+    const plan = await createPlan(world.db, { priceCents: 50_000 });
+    const { customer } = await createCustomerWithSubscription(world.ctx, job, {
       name: "Bad Args",
       phone: "+254712300012",
       planId: plan.id,
@@ -212,7 +198,7 @@ describe("/pay", () => {
     await world.press(OTHER_ADMIN, "Confirm");
     expect(lastToast(world.fake)).toBe("Already cancelled.");
 
-    const questions = async () => (await database.db.select().from(adminConfirmations)).length;
+    const questions = async () => (await world.db.select().from(adminConfirmations)).length;
     const asked = await questions();
     const cases: [string, RegExp][] = [
       ["/pay", /Say the account number/],
@@ -233,12 +219,12 @@ describe("/pay", () => {
     }
     expect(await questions()).toBe(asked);
     expect(await cashPayments(customer.id)).toHaveLength(0);
-    expect(await ledgerSum(database.db, customer.id)).toBe(-50_000);
+    expect(await ledgerSum(world.db, customer.id)).toBe(-50_000);
   });
 
   it("a confirmation too old does nothing", async () => {
-    const plan = await createPlan(database.db, { priceCents: 50_000 });
-    const { customer } = await createCustomerWithSubscription(ctx, job, {
+    const plan = await createPlan(world.db, { priceCents: 50_000 });
+    const { customer } = await createCustomerWithSubscription(world.ctx, job, {
       name: "Late Tap",
       phone: "+254712300013",
       planId: plan.id,
@@ -253,11 +239,11 @@ describe("/pay", () => {
 
 describe("/suspend and /resume", () => {
   it("each asks, and the button goes through the billing core: router rows written, audited", async () => {
-    const plan = await createPlan(database.db, { priceCents: 80_000 });
-    const { customer, subscription } = await activeSubscriber(ctx, plan.id, "Suspend Me");
+    const plan = await createPlan(world.db, { priceCents: 80_000 });
+    const { customer, subscription } = await activeSubscriber(world.ctx, plan.id, "Suspend Me");
     const acct = customer.accountNumber;
     const rows = (action: "suspend" | "restore") =>
-      database.db
+      world.db
         .select()
         .from(provisioningOutbox)
         .where(
@@ -280,10 +266,10 @@ describe("/suspend and /resume", () => {
     await world.press(OWNER, "Confirm");
     expect(lastToast(world.fake)).toBe("Already done.");
     expect(await rows("suspend")).toHaveLength(1);
-    let [state] = await database.db.select().from(subscriptions).where(eq(subscriptions.id, subscription.id));
+    let [state] = await world.db.select().from(subscriptions).where(eq(subscriptions.id, subscription.id));
     expect([state!.status, state!.suspendedReason]).toEqual(["suspended", "admin"]);
     expect(
-      (await auditRows(database.db, "subscription.suspended", `tg:${OWNER}`)).map((r) => r.entityId),
+      (await auditRows(world.db, "subscription.suspended", `tg:${OWNER}`)).map((r) => r.entityId),
     ).toContain(String(subscription.id));
 
     await world.say(OWNER, `/suspend ${acct}`);
@@ -294,9 +280,9 @@ describe("/suspend and /resume", () => {
     await world.press(SUPPORT, "Confirm");
     expect(lastText(world.fake, SUPPORT)).toMatch(`Resumed ${acct}`);
     expect(await rows("restore")).toHaveLength(restoresBefore + 1);
-    [state] = await database.db.select().from(subscriptions).where(eq(subscriptions.id, subscription.id));
+    [state] = await world.db.select().from(subscriptions).where(eq(subscriptions.id, subscription.id));
     expect(state!.status).toBe("active");
-    const resumed = await auditRows(database.db, "subscription.resumed", `tg:${SUPPORT}`);
+    const resumed = await auditRows(world.db, "subscription.resumed", `tg:${SUPPORT}`);
     expect(resumed.map((r) => [r.entityId, r.reason])).toEqual([[String(subscription.id), "paid in person"]]);
 
     await world.say(SUPPORT, `/resume ${acct}`);
@@ -306,14 +292,14 @@ describe("/suspend and /resume", () => {
 
 describe("/unmatched and /assign", () => {
   it("lists the queue and credits an assignment once", async () => {
-    const plan = await createPlan(database.db, { priceCents: 60_000 });
-    const { customer } = await createCustomerWithSubscription(ctx, job, {
+    const plan = await createPlan(world.db, { priceCents: 60_000 });
+    const { customer } = await createCustomerWithSubscription(world.ctx, job, {
       name: "Paybill Typo",
       phone: "+254712300020",
       planId: plan.id,
     });
     await recordPaymentByReference(
-      ctx,
+      world.ctx,
       { kind: "webhook", id: "mpesa" },
       {
         method: "mpesa_c2b",
@@ -339,7 +325,7 @@ describe("/unmatched and /assign", () => {
     expect(lastText(world.fake, OTHER_ADMIN)).toMatch(/No payment with receipt NOPE1234/);
     await world.say(OTHER_ADMIN, "/assign SBX9TYPO01 NOSUCH7");
     expect(lastText(world.fake, OTHER_ADMIN)).toMatch(/No account NOSUCH7/);
-    const [still] = await database.db.select().from(payments).where(eq(payments.providerRef, "SBX9TYPO01"));
+    const [still] = await world.db.select().from(payments).where(eq(payments.providerRef, "SBX9TYPO01"));
     expect(still!.status).toBe("unmatched");
 
     await world.say(OTHER_ADMIN, `/assign sbx9typo01 ${customer.accountNumber}`);
@@ -348,8 +334,8 @@ describe("/unmatched and /assign", () => {
     );
     await world.say(OTHER_ADMIN, `/assign SBX9TYPO01 ${customer.accountNumber}`);
     expect(lastText(world.fake, OTHER_ADMIN)).toMatch(/not waiting to be assigned/);
-    expect(await ledgerSum(database.db, customer.id)).toBe(0);
-    expect((await auditRows(database.db, "payment.assigned", `tg:${OTHER_ADMIN}`)).length).toBe(1);
+    expect(await ledgerSum(world.db, customer.id)).toBe(0);
+    expect((await auditRows(world.db, "payment.assigned", `tg:${OTHER_ADMIN}`)).length).toBe(1);
     await world.say(SUPPORT, "/unmatched");
     expect(lastText(world.fake, SUPPORT)).toBe("No unmatched payments.");
   });
@@ -359,8 +345,8 @@ describe("the admin channel", () => {
   it("the subscriber bot's worker never takes admin rows", async () => {
     await world.say(OWNER, "/help");
     // Queue one more answer without sending it, then run a worker with the subscriber bot's sender.
-    await database.db.execute(sql`select 1`);
-    const pendingBefore = await database.db
+    await world.db.execute(sql`select 1`);
+    const pendingBefore = await world.db
       .select()
       .from(messageOutbox)
       .where(and(eq(messageOutbox.channel, "telegram_admin"), eq(messageOutbox.status, "pending")));
@@ -368,13 +354,13 @@ describe("the admin channel", () => {
     await world.bot.api.sendMessage(OWNER, "queued, not sent");
     const subscriberSender = createTelegramSender({ token: world.fake.token, apiRoot: world.fake.apiRoot });
     const counts = await deliverDueChats({
-      db: ctx.db,
-      clock: ctx.clock,
+      db: world.ctx.db,
+      clock: world.ctx.clock,
       senders: [subscriberSender],
       isp: "x",
     });
     expect(counts.sent).toBe(0);
-    const pending = await database.db
+    const pending = await world.db
       .select()
       .from(messageOutbox)
       .where(and(eq(messageOutbox.channel, "telegram_admin"), eq(messageOutbox.status, "pending")));

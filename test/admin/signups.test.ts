@@ -1,10 +1,9 @@
 import { and, eq } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { selfSignUp } from "../../src/billing/self-signup.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import type { SentCall } from "../../src/bots/telegram/fake-api.ts";
 import { FakeClock } from "../../src/clock.ts";
-import type { Database } from "../../src/db/client.ts";
 import {
   adminDialogs,
   customers,
@@ -13,11 +12,10 @@ import {
   routers,
   subscriptions,
 } from "../../src/db/schema/index.ts";
-import { billingContext, createPlan, job, ledgerSum } from "../support/billing.ts";
-import { createTestDatabase } from "../support/db.ts";
+import { createPlan, job, ledgerSum } from "../support/billing.ts";
 import {
   ADMIN_GROUP,
-  type AdminWorld,
+  adminWorldForFile,
   auditRows,
   buttonsOf,
   lastMenuIn,
@@ -25,35 +23,26 @@ import {
   lastToast,
   OWNER,
   shownIn,
-  startAdminWorld,
 } from "./world.ts";
 
-let database: Database;
-let ctx: ReturnType<typeof billingContext>["ctx"];
-let world: AdminWorld;
 const clock = new FakeClock("2026-04-01T06:00:00Z");
 const SUPPORT = 6_500_002;
 const VIEWER = 6_500_004;
+const world = adminWorldForFile(clock, [
+  { id: SUPPORT, role: "support", name: "Sam" },
+  { id: VIEWER, role: "viewer", name: "Vic" },
+]);
 let kibera: { id: number; name: string };
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  ctx = billingContext(database.db, clock).ctx;
-  world = await startAdminWorld(ctx);
-  await world.say(OWNER, `/admin_add ${SUPPORT} support Sam`);
-  await world.say(OWNER, `/admin_add ${VIEWER} viewer Vic`);
-  const [row] = await database.db
+  const [row] = await world.db
     .insert(routers)
     .values({ name: "Kibera-1", host: "10.0.0.1", username: "api", passwordEncrypted: "x" })
     .returning();
   kibera = row!;
-  await database.db
+  await world.db
     .insert(routers)
     .values({ name: "Roysambu", host: "10.0.0.2", username: "api", passwordEncrypted: "x" });
-});
-afterAll(async () => {
-  await world?.close();
-  await database?.close();
 });
 
 /** The newest message in `chat` whose text mentions `needle` (and has buttons). */
@@ -67,15 +56,15 @@ function messageAbout(chat: number, needle: string): SentCall {
   return found;
 }
 const subscriptionOf = async (id: number) =>
-  (await database.db.select().from(subscriptions).where(eq(subscriptions.id, id)))[0]!;
+  (await world.db.select().from(subscriptions).where(eq(subscriptions.id, id)))[0]!;
 
 describe("/signups", () => {
   it("lists pending self sign-ups; approve (choosing a router) and reject work once each", async () => {
-    const plan = await createPlan(database.db, { priceCents: 100_000, name: "Home" });
+    const plan = await createPlan(world.db, { priceCents: 100_000, name: "Home" });
     await world.say(VIEWER, "/signups");
     expect(lastText(world.fake, VIEWER)).toBe("No sign-ups waiting.");
     const signUp = (name: string, phone: string, area: { name: string; routerId: number | null }) =>
-      selfSignUp(ctx, job, {
+      selfSignUp(world.ctx, job, {
         phone,
         name,
         planId: plan.id,
@@ -88,13 +77,13 @@ describe("/signups", () => {
     const noRouter = await signUp("Brian", "+254712500002", { name: "Kahawa West", routerId: null });
     if (!withRouter.ok || !noRouter.ok) throw new Error("sign-up failed");
     // Added by an admin: not a self sign-up, not listed.
-    await createCustomerWithSubscription(ctx, job, {
+    await createCustomerWithSubscription(world.ctx, job, {
       name: "Walk In",
       phone: "+254712500003",
       planId: plan.id,
     });
     const subOf = async (account: string) => {
-      const [row] = await database.db
+      const [row] = await world.db
         .select({ subscription: subscriptions })
         .from(subscriptions)
         .innerJoin(customers, eq(customers.id, subscriptions.customerId))
@@ -127,7 +116,7 @@ describe("/signups", () => {
     // Support may not decide: refused and audited, nothing asked.
     await world.press(SUPPORT, "Reject", ADMIN_GROUP, aMessage);
     expect(lastToast(world.fake)).toBe("Your role (support) may not do that.");
-    expect((await auditRows(database.db, "admin.refused", `tg:${SUPPORT}`)).map((r) => r.entityId)).toContain(
+    expect((await auditRows(world.db, "admin.refused", `tg:${SUPPORT}`)).map((r) => r.entityId)).toContain(
       "add",
     );
 
@@ -142,14 +131,14 @@ describe("/signups", () => {
     ]);
     expect(lastText(world.fake, ADMIN_GROUP)).toMatch(`✅ Approved ${noRouter.accountNumber} on Roysambu`);
     const approved = await subscriptionOf(b.id);
-    const [roysambu] = await database.db.select().from(routers).where(eq(routers.name, "Roysambu"));
+    const [roysambu] = await world.db.select().from(routers).where(eq(routers.name, "Roysambu"));
     expect([approved.routerId, approved.status]).toEqual([roysambu!.id, "pending"]);
-    const ensures = await database.db
+    const ensures = await world.db
       .select()
       .from(provisioningOutbox)
       .where(and(eq(provisioningOutbox.subscriptionId, b.id), eq(provisioningOutbox.routerId, roysambu!.id)));
     expect(ensures.map((r) => r.action)).toEqual(["ensure_account"]);
-    expect((await auditRows(database.db, "signup.approved", `tg:${OWNER}`)).map((r) => r.entityId)).toEqual([
+    expect((await auditRows(world.db, "signup.approved", `tg:${OWNER}`)).map((r) => r.entityId)).toEqual([
       String(b.id),
     ]);
     // An old button for the approved one does nothing.
@@ -162,13 +151,13 @@ describe("/signups", () => {
     await world.press(OWNER, "Confirm", ADMIN_GROUP, lastMenuIn(world.fake, ADMIN_GROUP));
     expect(lastToast(world.fake)).toBe("Already done.");
     expect((await subscriptionOf(a.id)).status).toBe("cancelled");
-    expect(await ledgerSum(database.db, a.customerId)).toBe(0);
-    const told = await database.db
+    expect(await ledgerSum(world.db, a.customerId)).toBe(0);
+    const told = await world.db
       .select()
       .from(messageOutbox)
       .where(eq(messageOutbox.template, "signup_rejected"));
     expect(told.map((m) => [m.recipient, m.language])).toEqual([["+254712500001", "sw"]]);
-    expect((await auditRows(database.db, "signup.rejected", `tg:${OWNER}`)).map((r) => r.entityId)).toEqual([
+    expect((await auditRows(world.db, "signup.rejected", `tg:${OWNER}`)).map((r) => r.entityId)).toEqual([
       String(a.id),
     ]);
     await world.say(OWNER, "/signups");
@@ -178,10 +167,10 @@ describe("/signups", () => {
 
 describe("/add", () => {
   const dialogRow = async (admin: number) =>
-    (await database.db.select().from(adminDialogs).where(eq(adminDialogs.adminTelegramId, admin)))[0];
+    (await world.db.select().from(adminDialogs).where(eq(adminDialogs.adminTelegramId, admin)))[0];
 
   it("asks one question per message, keeps the answers in the database, and adds once", async () => {
-    const plan = await createPlan(database.db, { priceCents: 120_000, code: "home-12", name: "Home 12" });
+    const plan = await createPlan(world.db, { priceCents: 120_000, code: "home-12", name: "Home 12" });
     await world.say(VIEWER, "/add");
     expect(lastText(world.fake, VIEWER)).toMatch(/Your role \(viewer\) may not use \/add/);
     await world.say(OWNER, "/add", ADMIN_GROUP);
@@ -218,9 +207,9 @@ describe("/add", () => {
       /^Add Wanjiku Kamau, 0712 600001, plan home-12, router Kibera-1, username wanjiku\.kamau\?/,
     );
     expect(await dialogRow(OWNER)).toBeUndefined();
-    expect(
-      await database.db.select().from(customers).where(eq(customers.phone, "+254712600001")),
-    ).toHaveLength(0);
+    expect(await world.db.select().from(customers).where(eq(customers.phone, "+254712600001"))).toHaveLength(
+      0,
+    );
 
     await Promise.all([
       world.press(OWNER, "Confirm", OWNER, question),
@@ -229,9 +218,9 @@ describe("/add", () => {
     expect(lastText(world.fake, OWNER)).toMatch(
       /^✅ Added Wanjiku Kamau: account TD\d+, KES 1,200 to pay for the first period.*being created\.$/,
     );
-    const added = await database.db.select().from(customers).where(eq(customers.phone, "+254712600001"));
+    const added = await world.db.select().from(customers).where(eq(customers.phone, "+254712600001"));
     expect(added).toHaveLength(1);
-    const [sub] = await database.db
+    const [sub] = await world.db
       .select()
       .from(subscriptions)
       .where(eq(subscriptions.customerId, added[0]!.id));
@@ -241,9 +230,9 @@ describe("/add", () => {
       networkUsername: "wanjiku.kamau",
       status: "pending",
     });
-    const created = await auditRows(database.db, "subscription.created", `tg:${OWNER}`);
+    const created = await auditRows(world.db, "subscription.created", `tg:${OWNER}`);
     expect(created.map((r) => r.entityId)).toEqual([String(sub!.id)]);
-    const rows = await database.db
+    const rows = await world.db
       .select()
       .from(provisioningOutbox)
       .where(eq(provisioningOutbox.subscriptionId, sub!.id));
@@ -276,6 +265,6 @@ describe("/add", () => {
     expect(lastText(world.fake, OWNER)).toBe("Type /help for what you may do.");
     await world.say(OWNER, "/cancel_dialog");
     expect(lastText(world.fake, OWNER)).toBe("There is nothing to stop.");
-    expect(await database.db.select().from(customers).where(eq(customers.name, "Too Late"))).toHaveLength(0);
+    expect(await world.db.select().from(customers).where(eq(customers.name, "Too Late"))).toHaveLength(0);
   });
 });

@@ -1,47 +1,33 @@
 import { and, eq } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { suspendOverdue } from "../../src/billing/dunning.ts";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
 import { FakeClock } from "../../src/clock.ts";
-import type { Database } from "../../src/db/client.ts";
 import { invoices, provisioningOutbox, subscriptions } from "../../src/db/schema/index.ts";
-import { activeSubscriber, billingContext, createPlan, job, ledgerSum } from "../support/billing.ts";
-import { createTestDatabase } from "../support/db.ts";
+import { activeSubscriber, createPlan, job, ledgerSum } from "../support/billing.ts";
 import {
   ADMIN_GROUP,
-  type AdminWorld,
+  adminWorldForFile,
   auditRows,
   lastMenuIn,
   lastText,
   lastToast,
   OWNER,
-  startAdminWorld,
 } from "./world.ts";
 
-let database: Database;
-let ctx: ReturnType<typeof billingContext>["ctx"];
-let world: AdminWorld;
 const clock = new FakeClock("2026-04-01T06:00:00Z");
 const SUPPORT = 6_300_002;
 const OTHER_ADMIN = 6_300_003;
 const DAY = 86_400_000;
-
-beforeAll(async () => {
-  database = await createTestDatabase();
-  ctx = billingContext(database.db, clock).ctx;
-  world = await startAdminWorld(ctx);
-  await world.say(OWNER, `/admin_add ${SUPPORT} support Sam`);
-  await world.say(OWNER, `/admin_add ${OTHER_ADMIN} admin Ann`);
-});
-afterAll(async () => {
-  await world?.close();
-  await database?.close();
-});
+const world = adminWorldForFile(clock, [
+  { id: SUPPORT, role: "support", name: "Sam" },
+  { id: OTHER_ADMIN, role: "admin", name: "Ann" },
+]);
 
 const subscriptionOf = async (id: number) =>
-  (await database.db.select().from(subscriptions).where(eq(subscriptions.id, id)))[0]!;
+  (await world.db.select().from(subscriptions).where(eq(subscriptions.id, id)))[0]!;
 const outboxRows = async (subscriptionId: number, action: string) =>
-  database.db
+  world.db
     .select()
     .from(provisioningOutbox)
     .where(
@@ -54,11 +40,11 @@ const outboxRows = async (subscriptionId: number, action: string) =>
 describe("/extend", () => {
   it("asks, and the button gives free days once: paid-until and the next bill move, audited", async () => {
     clock.set("2026-04-01T06:00:00Z");
-    const plan = await createPlan(database.db, { priceCents: 100_000 });
-    const { customer, subscription } = await activeSubscriber(ctx, plan.id, "Extend Me");
+    const plan = await createPlan(world.db, { priceCents: 100_000 });
+    const { customer, subscription } = await activeSubscriber(world.ctx, plan.id, "Extend Me");
     const acct = customer.accountNumber;
     const endBefore = subscription.currentPeriodEnd.getTime();
-    const balanceBefore = await ledgerSum(database.db, customer.id);
+    const balanceBefore = await ledgerSum(world.db, customer.id);
 
     await world.say(SUPPORT, `/extend ${acct} 7`);
     expect(lastText(world.fake, SUPPORT)).toMatch(/Your role \(support\) may not use \/extend/);
@@ -87,8 +73,8 @@ describe("/extend", () => {
     expect(lastToast(world.fake)).toBe("Already done.");
     expect(lastText(world.fake, ADMIN_GROUP)).toBe(`✅ Extended ${acct} by 7 days: paid until 8 May 2026.`);
     expect((await subscriptionOf(subscription.id)).currentPeriodEnd.getTime()).toBe(endBefore + 7 * DAY);
-    expect(await ledgerSum(database.db, customer.id)).toBe(balanceBefore);
-    const extended = await auditRows(database.db, "subscription.extended", `tg:${OWNER}`);
+    expect(await ledgerSum(world.db, customer.id)).toBe(balanceBefore);
+    const extended = await auditRows(world.db, "subscription.extended", `tg:${OWNER}`);
     expect(extended.map((r) => [r.entityId, r.reason, (r.details as { days: number }).days])).toEqual([
       [String(subscription.id), "outage on Kibera-1", 7],
     ]);
@@ -96,12 +82,12 @@ describe("/extend", () => {
 
   it("brings back a subscription suspended for non-payment when its bill is not due any more", async () => {
     clock.set("2026-04-01T06:00:00Z");
-    const plan = await createPlan(database.db, { priceCents: 100_000 });
-    const { customer, subscription } = await activeSubscriber(ctx, plan.id, "Late Payer");
+    const plan = await createPlan(world.db, { priceCents: 100_000 });
+    const { customer, subscription } = await activeSubscriber(world.ctx, plan.id, "Late Payer");
     clock.set("2026-04-28T06:00:00Z");
-    await issueRecurringInvoices(ctx, job);
+    await issueRecurringInvoices(world.ctx, job);
     clock.set("2026-05-03T06:00:00Z");
-    await suspendOverdue(ctx, job);
+    await suspendOverdue(world.ctx, job);
     let state = await subscriptionOf(subscription.id);
     expect([state.status, state.suspendedReason]).toEqual(["suspended", "dunning"]);
     const restoresBefore = (await outboxRows(subscription.id, "restore")).length;
@@ -118,22 +104,22 @@ describe("/extend", () => {
     state = await subscriptionOf(subscription.id);
     expect([state.status, state.suspendedReason]).toEqual(["active", null]);
     expect((await outboxRows(subscription.id, "restore")).length).toBe(restoresBefore + 1);
-    const [next] = await database.db
+    const [next] = await world.db
       .select()
       .from(invoices)
       .where(and(eq(invoices.subscriptionId, subscription.id), eq(invoices.status, "open")));
     expect(next!.dueAt.toISOString()).toBe(state.currentPeriodEnd.toISOString());
-    expect((await auditRows(database.db, "subscription.restored", `tg:${OWNER}`)).length).toBeGreaterThan(0);
+    expect((await auditRows(world.db, "subscription.restored", `tg:${OWNER}`)).length).toBeGreaterThan(0);
   });
 });
 
 describe("/plan", () => {
   it("quotes, and the button changes the plan once through the core", async () => {
     clock.set("2026-04-01T06:00:00Z");
-    const small = await createPlan(database.db, { priceCents: 100_000, name: "Small" });
-    const big = await createPlan(database.db, { priceCents: 200_000, name: "Big" });
-    const hotspot = await createPlan(database.db, { priceCents: 5_000, name: "Hot", kind: "hotspot" });
-    const { customer, subscription } = await activeSubscriber(ctx, small.id, "Plan Mover");
+    const small = await createPlan(world.db, { priceCents: 100_000, name: "Small" });
+    const big = await createPlan(world.db, { priceCents: 200_000, name: "Big" });
+    const hotspot = await createPlan(world.db, { priceCents: 5_000, name: "Hot", kind: "hotspot" });
+    const { customer, subscription } = await activeSubscriber(world.ctx, small.id, "Plan Mover");
     const acct = customer.accountNumber;
     clock.set("2026-04-16T06:00:00Z");
 
@@ -162,9 +148,9 @@ describe("/plan", () => {
     );
     expect((await subscriptionOf(subscription.id)).planId).toBe(big.id);
     expect(await outboxRows(subscription.id, "change_plan")).toHaveLength(1);
-    const changed = await auditRows(database.db, "subscription.plan_changed", `tg:${OWNER}`);
+    const changed = await auditRows(world.db, "subscription.plan_changed", `tg:${OWNER}`);
     expect(changed.map((r) => r.entityId)).toEqual([String(subscription.id)]);
-    const proration = await database.db
+    const proration = await world.db
       .select()
       .from(invoices)
       .where(and(eq(invoices.subscriptionId, subscription.id), eq(invoices.kind, "proration")));
@@ -175,8 +161,8 @@ describe("/plan", () => {
 describe("/cancel", () => {
   it("asks, and the button cancels once: the router account is removed, audited", async () => {
     clock.set("2026-04-01T06:00:00Z");
-    const plan = await createPlan(database.db, { priceCents: 100_000 });
-    const { customer, subscription } = await activeSubscriber(ctx, plan.id, "Leaving Soon");
+    const plan = await createPlan(world.db, { priceCents: 100_000 });
+    const { customer, subscription } = await activeSubscriber(world.ctx, plan.id, "Leaving Soon");
     const acct = customer.accountNumber;
 
     await world.say(SUPPORT, `/cancel ${acct}`);
@@ -201,7 +187,7 @@ describe("/cancel", () => {
     expect(lastText(world.fake, OWNER)).toBe(`✅ Cancelled ${acct}: the router account is being removed.`);
     expect((await subscriptionOf(subscription.id)).status).toBe("cancelled");
     expect(await outboxRows(subscription.id, "remove_account")).toHaveLength(1);
-    const cancelled = await auditRows(database.db, "subscription.cancelled", `tg:${OWNER}`);
+    const cancelled = await auditRows(world.db, "subscription.cancelled", `tg:${OWNER}`);
     expect(cancelled.map((r) => [r.entityId, r.reason])).toEqual([[String(subscription.id), "moving away"]]);
 
     await world.say(OWNER, `/cancel ${acct}`);

@@ -1,5 +1,6 @@
 import { and, eq, sql } from "drizzle-orm";
 import { Hono } from "hono";
+import { afterAll, beforeAll } from "vitest";
 import type { BillingContext } from "../../src/billing/context.ts";
 import {
   type AdminNetwork,
@@ -17,10 +18,13 @@ import {
   startFakeTelegram,
 } from "../../src/bots/telegram/fake-api.ts";
 import { createTelegramSender } from "../../src/bots/telegram/sender.ts";
-import type { Db } from "../../src/db/client.ts";
-import { auditLog } from "../../src/db/schema/index.ts";
+import type { FakeClock } from "../../src/clock.ts";
+import type { Database, Db } from "../../src/db/client.ts";
+import { type AdminRole, auditLog } from "../../src/db/schema/index.ts";
 import type { SecretBox } from "../../src/lib/secret-box.ts";
 import { postUpdate } from "../bots/world.ts";
+import { billingContext } from "../support/billing.ts";
+import { createTestDatabase } from "../support/db.ts";
 import { silent } from "../ussd/world.ts";
 
 /** The admin bot mounted as the app mounts it, talking to a fake Bot API of its own. */
@@ -98,6 +102,39 @@ export async function startAdminWorld(
 }
 
 export type AdminWorld = Awaited<ReturnType<typeof startAdminWorld>>;
+
+/** Someone the owner adds with `/admin_add` before the file's tests run. */
+export interface StaffMember {
+  id: number;
+  role: Exclude<AdminRole, "owner">;
+  name: string;
+}
+
+/** The admin world of one test file, with the database and billing context it runs on. */
+export type AdminFileWorld = AdminWorld & { db: Db; ctx: BillingContext };
+
+/**
+ * Starts the admin world on a database of its own before the file's tests (the owner adding
+ * `staff` in order) and closes both after them.
+ */
+export function adminWorldForFile(clock: FakeClock, staff: readonly StaffMember[] = []): AdminFileWorld {
+  // Filled in by beforeAll: the file's hooks and tests, the only readers, all run after it.
+  const world = {} as AdminFileWorld;
+  let database: Database | undefined;
+  let started: AdminWorld | undefined;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    const { ctx } = billingContext(database.db, clock);
+    started = await startAdminWorld(ctx);
+    Object.assign(world, started, { db: database.db, ctx });
+    for (const { id, role, name } of staff) await world.say(OWNER, `/admin_add ${id} ${role} ${name}`);
+  });
+  afterAll(async () => {
+    await started?.close();
+    await database?.close();
+  });
+  return world;
+}
 
 let updateId = 50_000;
 const now = () => Math.floor(Date.now() / 1000);
