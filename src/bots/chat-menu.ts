@@ -213,7 +213,7 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
       const { user, recorded } = menuUserOf(state, continuing);
       // A visitor's language lives with the chat (a customer's with the customer).
       if (!user.customer && row?.language) user.language = row.language;
-      let acted = false;
+      let languageSet = false;
       const view = await runMenu(
         {
           user,
@@ -224,17 +224,24 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
           onError: (error, at) =>
             deps.logger.error({ err: error, channel, step: at }, "chat menu action failed"),
           onAct: async () => {
-            acted = true;
             // What this action leads to (a receipt, a voucher code) comes back to this chat.
             if (phone !== null) await routeRepliesToChat(deps.db, phone, channel, chatId, now);
           },
         },
         screens,
-        services,
+        {
+          ...services,
+          setLanguage: (...args) => {
+            languageSet = true;
+            return services.setLanguage(...args);
+          },
+        },
         deps.settings,
       );
       let language: Language = user.language;
-      if (acted) language = await languageAfter(deps.db, session.id, user.customer?.id ?? null, language);
+      // The answer to a language change, and what follows it, is in the language chosen.
+      if (languageSet)
+        language = await languageAfter(deps.db, session.id, user.customer?.id ?? null, language);
 
       // A closed conversation is not replayed again: the next message starts at the main menu.
       const stored = view.end ? { sessionKey: newSessionKey(), inputs: [] } : { sessionKey, inputs };
@@ -290,7 +297,7 @@ async function routeRepliesToChat(db: Db, phone: string, channel: ChatChannel, c
   );
 }
 
-/** The language after a confirmed action (which may have been a language change). */
+/** The language a language change stored: the customer's, or a visitor's menu session's. */
 async function languageAfter(
   db: Db,
   sessionId: string,

@@ -13,6 +13,7 @@ import {
   buttonsOf,
   contactUpdate,
   type Instance,
+  lastMenuIn,
   makeBot,
   pressUpdate,
   startFakeTelegram,
@@ -199,6 +200,9 @@ describe("Telegram self-service through the Bot API fake and the webhook", () =>
     await press(chat, "1. Thibitisha");
     expect((await session(chat))?.language).toBe("sw");
     expect(buttonsOf(lastShown(chat))[0]?.text).toBe("1. Nunua vocha ya hotspot");
+    // Kept with the chat: a new conversation is in Kiswahili too.
+    await bot.deliver(textUpdate(chat, "/start"));
+    expect(buttonsOf(lastMenuIn(fake, chat))[0]?.text).toBe("1. Nunua vocha ya hotspot");
   });
 
   it("an idle conversation starts over at the main menu", async () => {
