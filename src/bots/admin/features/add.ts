@@ -3,21 +3,20 @@ import { Composer, type Context } from "grammy";
 import { formatKes } from "../../../billing/money.ts";
 import { createCustomerWithSubscription } from "../../../billing/subscriptions.ts";
 import type { Executor } from "../../../db/client.ts";
-import { adminDialogs, customers, plans, routers, subscriptions } from "../../../db/schema/index.ts";
+import { customers, plans, routers, subscriptions } from "../../../db/schema/index.ts";
 import { displayPhone, normalizePhone } from "../../../lib/phone.ts";
-import { askConfirmation, confirmable, type FeatureAction } from "../confirmations.ts";
+import { confirmable, type FeatureAction } from "../confirmations.ts";
+import { dialogsOf, dialogUnderWay } from "../dialog.ts";
 import type { AdminKit } from "../kit.ts";
 import { type Admin, adminActor } from "../roles.ts";
 
 /**
  * `/add`, guided: name → phone → plan → router → username (one suggested) → the once-only
  * confirmation, then `createCustomerWithSubscription` (customer, pending subscription, first
- * invoice, router account, welcome SMS). One question per message; the answers so far live in
- * `admin_dialogs` (one per admin and chat, forgotten after 10 minutes), so a restart or another
- * instance takes the next answer. `/cancel_dialog`, or any other command, abandons it.
+ * invoice, router account, welcome SMS). One question per message, the answers so far kept as a
+ * dialog (dialog.ts). `/cancel_dialog`, or any other command, abandons it.
  */
 
-export const DIALOG_TTL_MS = 10 * 60_000;
 const MAX_CHOICES = 12;
 const USERNAME = /^[a-z0-9][a-z0-9._-]{2,31}$/;
 
@@ -94,64 +93,25 @@ async function usernameTaken(db: Executor, username: string): Promise<boolean> {
 export function addFeature(kit: AdminKit): Composer<Context> {
   const { db } = kit;
   const composer = new Composer<Context>();
-  const keyOf = (ctx: Context) => ({ admin: kit.adminOf(ctx).telegramId, chat: String(ctx.chat!.id) });
-  const where = (key: { admin: number; chat: string }) =>
-    and(eq(adminDialogs.adminTelegramId, key.admin), eq(adminDialogs.chatId, key.chat));
-
-  async function dialogOf(ctx: Context) {
-    const [row] = await db
-      .select()
-      .from(adminDialogs)
-      .where(and(where(keyOf(ctx)), sql`${adminDialogs.expiresAt} > ${kit.clock.now().toISOString()}`));
-    return row ?? null;
-  }
-
-  const forget = (ctx: Context, tx: Executor = db) => tx.delete(adminDialogs).where(where(keyOf(ctx)));
-
-  /** Stores the next step and asks its question, in one transaction. */
-  async function ask(ctx: Context, step: Step, answers: Answers, question: string) {
-    const key = keyOf(ctx);
-    await kit.inTx(async (tx, _, now) => {
-      const row = {
-        adminTelegramId: key.admin,
-        chatId: key.chat,
-        kind: "add",
-        step,
-        answers: answers as Record<string, unknown>,
-        updatedAt: now,
-        expiresAt: new Date(now.getTime() + DIALOG_TTL_MS),
-      };
-      await tx
-        .insert(adminDialogs)
-        .values(row)
-        .onConflictDoUpdate({ target: [adminDialogs.adminTelegramId, adminDialogs.chatId], set: row });
-      await kit.say(tx, now, ctx.chat!.id, question);
-    });
-  }
+  const dialogs = dialogsOf<Step, Answers>(kit, "add");
 
   // Before every other feature: a command other than /add ends a dialog; text answers it.
   composer.on("message", async (ctx, next) => {
     const word = kit.commandWord(ctx);
     if (word === "add") return next();
     if (word === "cancel_dialog") {
-      const dialog = await dialogOf(ctx);
-      await forget(ctx);
-      await kit.reply(ctx, dialog ? "Stopped: nothing was added." : "There is nothing to stop.");
+      const underWay = await dialogUnderWay(kit, ctx);
+      await dialogs.forget(ctx);
+      await kit.reply(ctx, underWay ? "Stopped: nothing was added." : "There is nothing to stop.");
       return;
     }
     if (word !== null || ctx.message.text === undefined) {
-      await forget(ctx);
+      await dialogs.forget(ctx);
       return next();
     }
-    const dialog = await dialogOf(ctx);
-    if (dialog?.kind !== "add") return next();
-    await answer(
-      ctx,
-      kit.adminOf(ctx),
-      dialog.step as Step,
-      dialog.answers as Answers,
-      ctx.message.text.trim(),
-    );
+    const dialog = await dialogs.current(ctx);
+    if (!dialog) return next();
+    await answer(ctx, kit.adminOf(ctx), dialog.step, dialog.answers, ctx.message.text.trim());
   });
 
   kit.command(composer, "add", async (ctx) => {
@@ -161,7 +121,7 @@ export function addFeature(kit: AdminKit): Composer<Context> {
         ctx,
         "/add asks one question at a time: use it in a private chat with me.",
       ));
-    await ask(
+    await dialogs.ask(
       ctx,
       "name",
       {},
@@ -173,8 +133,8 @@ export function addFeature(kit: AdminKit): Composer<Context> {
     switch (step) {
       case "name": {
         if (text.length < 2 || text.length > 80)
-          return void (await kit.reply(ctx, "A name of 2 to 80 characters, please. Their full name?"));
-        return ask(
+          return dialogs.retry(ctx, "A name of 2 to 80 characters, please. Their full name?");
+        return dialogs.ask(
           ctx,
           "phone",
           { ...answers, name: text },
@@ -183,17 +143,16 @@ export function addFeature(kit: AdminKit): Composer<Context> {
       }
       case "phone": {
         const phone = normalizePhone(text);
-        if (!phone)
-          return void (await kit.reply(ctx, `"${text}" is not a phone number: type it as 0712 345678.`));
+        if (!phone) return dialogs.retry(ctx, `"${text}" is not a phone number: type it as 0712 345678.`);
         const [taken] = await db
           .select({ accountNumber: customers.accountNumber })
           .from(customers)
           .where(eq(customers.phone, phone));
         if (taken)
-          return void (await kit.reply(
+          return dialogs.retry(
             ctx,
             `${displayPhone(phone)} is already account ${taken.accountNumber} (/sub ${taken.accountNumber}). Another number, or /cancel_dialog.`,
-          ));
+          );
         const choices = await db
           .select()
           .from(plans)
@@ -201,10 +160,10 @@ export function addFeature(kit: AdminKit): Composer<Context> {
           .orderBy(asc(plans.kind), asc(plans.priceCents))
           .limit(MAX_CHOICES);
         if (choices.length === 0) {
-          await forget(ctx);
+          await dialogs.forget(ctx);
           return void (await kit.reply(ctx, "There is no active plan: add one with /plan_add first."));
         }
-        return ask(
+        return dialogs.ask(
           ctx,
           "plan",
           { ...answers, phone },
@@ -219,14 +178,13 @@ export function addFeature(kit: AdminKit): Composer<Context> {
           .select()
           .from(plans)
           .where(and(eq(plans.code, text.toLowerCase()), eq(plans.active, true)));
-        if (!plan)
-          return void (await kit.reply(ctx, `No active plan "${text}". Type one of the codes above.`));
+        if (!plan) return dialogs.retry(ctx, `No active plan "${text}". Type one of the codes above.`);
         const choices = await db
           .select({ id: routers.id, name: routers.name })
           .from(routers)
           .orderBy(asc(routers.name))
           .limit(MAX_CHOICES);
-        return ask(
+        return dialogs.ask(
           ctx,
           "router",
           { ...answers, planId: plan.id, planCode: plan.code },
@@ -245,12 +203,12 @@ export function addFeature(kit: AdminKit): Composer<Context> {
             .from(routers)
             .where(sql`lower(${routers.name}) = lower(${text})`);
           if (!router)
-            return void (await kit.reply(ctx, `No router "${text}". Type one of the names above, or none.`));
+            return dialogs.retry(ctx, `No router "${text}". Type one of the names above, or none.`);
           routerId = router.id;
           routerName = router.name;
         }
         const suggested = await suggestUsername(db, answers.name ?? "");
-        return ask(
+        return dialogs.ask(
           ctx,
           "username",
           { ...answers, routerId, routerName, suggested },
@@ -260,12 +218,9 @@ export function addFeature(kit: AdminKit): Composer<Context> {
       case "username": {
         const username = /^ok$/i.test(text) ? (answers.suggested ?? "") : text.toLowerCase();
         if (!USERNAME.test(username))
-          return void (await kit.reply(
-            ctx,
-            `"${text}" cannot be a username: 3–32 of a-z, 0-9, . _ - (or ok).`,
-          ));
+          return dialogs.retry(ctx, `"${text}" cannot be a username: 3–32 of a-z, 0-9, . _ - (or ok).`);
         if (await usernameTaken(db, username))
-          return void (await kit.reply(ctx, `${username} is taken: type another.`));
+          return dialogs.retry(ctx, `${username} is taken: type another.`);
         const action: AddAction = {
           kind: "feature",
           feature: "add_subscriber",
@@ -277,18 +232,12 @@ export function addFeature(kit: AdminKit): Composer<Context> {
           routerName: answers.routerName ?? null,
           username,
         };
-        await kit.inTx(async (tx, _, now) => {
-          await forget(ctx, tx);
-          await askConfirmation(
-            tx,
-            now,
-            admin,
-            ctx.chat!.id,
-            action,
-            `Add ${action.name}, ${displayPhone(action.phone)}, plan ${action.planCode}, router ${action.routerName ?? "none"}, username ${username}?`,
-          );
-        });
-        return;
+        return dialogs.confirm(
+          ctx,
+          admin,
+          action,
+          `Add ${action.name}, ${displayPhone(action.phone)}, plan ${action.planCode}, router ${action.routerName ?? "none"}, username ${username}?`,
+        );
       }
     }
   }
