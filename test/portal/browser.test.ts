@@ -1,8 +1,7 @@
-import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { eq, sql } from "drizzle-orm";
 import { Hono } from "hono";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type BillingContext, defaultBillingSettings } from "../../src/billing/context.ts";
 import { systemClock } from "../../src/clock.ts";
@@ -12,6 +11,7 @@ import { emulatedRouter, networkStack, waitFor } from "../network/support.ts";
 import { freshPhone, type Harness, startHarness } from "../payments/harness.ts";
 import { expectAccessible } from "../support/accessibility.ts";
 import { count } from "../support/billing.ts";
+import { launchChromium, phonePage, SHOTS } from "../support/browser.ts";
 import { createTestDatabase } from "../support/db.ts";
 import { hotspotPlans, listen, portalApp } from "./world.ts";
 
@@ -20,10 +20,6 @@ import { hotspotPlans, listen, portalApp } from "./world.ts";
  * a package is bought, the M-Pesa prompt approved in the Daraja fake, the provisioning worker puts
  * the voucher on an emulated RouterOS, and the page logs in by posting to a fake hotspot login URL.
  */
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const SHOTS = join(process.cwd(), "artifacts", "screenshots");
-const PHONE_VIEWPORT = { width: 360, height: 740 };
 
 let database: Database;
 let browser: Browser;
@@ -37,11 +33,7 @@ let dispatching: ReturnType<typeof setInterval>;
 const logins: Record<string, string>[] = [];
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM))
-    throw new Error(
-      `No Chromium at ${CHROMIUM}: install Debian's (apt-get install -y chromium) or set CHROMIUM_PATH. The browser tests are not skipped.`,
-    );
-  mkdirSync(SHOTS, { recursive: true });
+  browser = await launchChromium();
   database = await createTestDatabase();
   const ctx: BillingContext = { db: database.db, clock: systemClock, settings: defaultBillingSettings };
   plans = await hotspotPlans(database.db);
@@ -72,7 +64,6 @@ beforeAll(async () => {
     );
   });
   hotspot = await listen(fakeHotspot);
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
 }, 60_000);
 
 afterAll(async () => {
@@ -85,16 +76,6 @@ afterAll(async () => {
   await router?.emulator.stop();
   await database?.close();
 });
-
-async function phonePage(): Promise<Page> {
-  const context = await browser.newContext({
-    viewport: PHONE_VIEWPORT,
-    deviceScaleFactor: 2,
-    isMobile: true,
-    hasTouch: true,
-  });
-  return context.newPage();
-}
 
 function portalUrl(lang?: "sw") {
   const query = new URLSearchParams({
@@ -109,7 +90,7 @@ function portalUrl(lang?: "sw") {
 
 describe("the captive portal in a phone's browser", () => {
   it("buys a package, is approved in the fake, and logs in with a hotspot user that is on the router", async () => {
-    const page = await phonePage();
+    const page = await phonePage(browser);
     const phone = freshPhone();
     try {
       await page.goto(portalUrl());
@@ -147,7 +128,7 @@ describe("the captive portal in a phone's browser", () => {
     }
 
     // The same phone again within the limit window (one prompt per window here): refused, and said so.
-    const again = await phonePage();
+    const again = await phonePage(browser);
     try {
       await again.goto(portalUrl());
       await again.getByLabel(/1 Hour/).check();
@@ -166,7 +147,7 @@ describe("the captive portal in a phone's browser", () => {
   }, 90_000);
 
   it("refuses a foreign number with a clear message, in Kiswahili too", async () => {
-    const page = await phonePage();
+    const page = await phonePage(browser);
     try {
       await page.goto(portalUrl("sw"));
       await expectAccessible(page, "sw");
@@ -200,7 +181,7 @@ describe("the captive portal in a phone's browser", () => {
   }, 60_000);
 
   it("says when a printed code is not valid", async () => {
-    const page = await phonePage();
+    const page = await phonePage(browser);
     try {
       await page.goto(portalUrl());
       await page.getByLabel("Voucher code").fill("ABCD-EFGH");

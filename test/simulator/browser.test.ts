@@ -1,11 +1,11 @@
-import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { eq } from "drizzle-orm";
-import { type Browser, chromium, type Locator, type Page } from "playwright-core";
+import type { Browser, Locator, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { paymentIntents } from "../../src/db/schema/index.ts";
 import { DEMO_PHONE } from "../../src/sandbox/seed.ts";
 import { expectAccessible } from "../support/accessibility.ts";
+import { launchChromium, phonePage, SHOTS } from "../support/browser.ts";
 import { type SandboxWorld, startSandboxWorld } from "./world.ts";
 
 /**
@@ -14,21 +14,13 @@ import { type SandboxWorld, startSandboxWorld } from "./world.ts";
  * answers the M-Pesa prompt on the drawn phone; the SMS and the router pane follow.
  */
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const SHOTS = join(process.cwd(), "artifacts", "screenshots");
-const PHONE_VIEWPORT = { width: 360, height: 740 };
 const WAIT = { timeout: 30_000 };
 
 let browser: Browser;
 let world: SandboxWorld;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM))
-    throw new Error(
-      `No Chromium at ${CHROMIUM}: install Debian's (apt-get install -y chromium) or set CHROMIUM_PATH. The browser tests are not skipped.`,
-    );
-  mkdirSync(SHOTS, { recursive: true });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+  browser = await launchChromium();
 }, 60_000);
 
 afterAll(async () => {
@@ -43,16 +35,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await world?.close();
 });
-
-async function phonePage(): Promise<Page> {
-  const context = await browser.newContext({
-    viewport: PHONE_VIEWPORT,
-    deviceScaleFactor: 2,
-    isMobile: true,
-    hasTouch: true,
-  });
-  return context.newPage();
-}
 
 /** Opens the simulator as the demo subscriber and dials `*384*1#`, then Pay → the amount due. */
 async function dialAndPay(page: Page): Promise<Locator> {
@@ -102,7 +84,7 @@ async function demoIntents() {
 
 describe("the sandbox simulator in a phone's browser", () => {
   it("dials the menu, pays the amount due with the PIN, gets the receipt SMS and the PPPoE secret enabled", async () => {
-    const page = await phonePage();
+    const page = await phonePage(browser);
     try {
       const phone = await dialAndPay(page);
       expect(await page.locator('#secrets tr[data-name="wanjiku"] td.disabled').textContent()).toBe("yes");
@@ -131,7 +113,7 @@ describe("the sandbox simulator in a phone's browser", () => {
   }, 90_000);
 
   it("declines the prompt: the failure SMS arrives and nothing is enabled on the router", async () => {
-    const page = await phonePage();
+    const page = await phonePage(browser);
     try {
       const phone = await dialAndPay(page);
       const prompt = phone.getByRole("dialog", { name: "M-Pesa prompt" });
@@ -156,7 +138,7 @@ describe("the sandbox simulator in a phone's browser", () => {
   }, 90_000);
 
   it("chats with the bot on WhatsApp and Telegram through their fakes", async () => {
-    const page = await phonePage();
+    const page = await phonePage(browser);
     try {
       await page.goto(`${world.url}/simulator?phone=${encodeURIComponent(DEMO_PHONE)}`);
       const phone = page.locator(`[data-phone="${DEMO_PHONE}"]`);
