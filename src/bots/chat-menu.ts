@@ -225,7 +225,8 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
             deps.logger.error({ err: error, channel, step: at }, "chat menu action failed"),
           onAct: async () => {
             // What this action leads to (a receipt, a voucher code) comes back to this chat.
-            if (phone !== null) await routeRepliesToChat(deps.db, phone, channel, chatId, now);
+            if (phone !== null && !routedHereFor(state.replyRoute, channel, chatId, now))
+              await routeRepliesToChat(deps.db, phone, channel, chatId, now);
           },
         },
         screens,
@@ -287,6 +288,19 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
 
 /** How long a chat that confirmed an action gets its results (rather than SMS). */
 const REPLY_ROUTE_MS = 60 * 60_000;
+
+/**
+ * The phone's results already come to this chat for most of that time: a person confirming one
+ * thing after another costs no write each time (the route still lasts half an hour at least).
+ */
+function routedHereFor(route: ChatState["replyRoute"], channel: ChatChannel, chatId: string, now: Date) {
+  return (
+    route !== null &&
+    route.channel === channel &&
+    route.chatId === chatId &&
+    route.until.getTime() - now.getTime() > REPLY_ROUTE_MS / 2
+  );
+}
 
 async function routeRepliesToChat(db: Db, phone: string, channel: ChatChannel, chatId: string, now: Date) {
   await db.execute(

@@ -27,6 +27,8 @@ export interface ChatState {
   /** The chat is linked to a customer (chat_links). */
   linked: boolean;
   customer: { id: number; accountNumber: string; name: string; language: Language } | null;
+  /** Where results of that phone's actions go now (chat_reply_routes), if anywhere. */
+  replyRoute: { channel: string; chatId: string; until: Date } | null;
   /** The menu session's own row (channel_sessions), when it continues. */
   menuSession: {
     language: Language | null;
@@ -57,6 +59,9 @@ interface Row extends Record<string, unknown> {
   effects: Record<string, Outcome | "pending"> | string | null;
   visitor: boolean | null;
   menu_session: boolean | null;
+  route_channel: string | null;
+  route_chat_id: string | null;
+  route_until: Date | string | null;
 }
 
 /** Which chat to read, and the phone it speaks for when the channel knows it (see `readChatState`). */
@@ -120,7 +125,8 @@ export function chatStatesOf(keys: SQL): SQL {
           p.phone, p.linked,
           c.id as customer_id, c.account_number, c.name, c.language as customer_language,
           m.id is not null as menu_session, m.language as session_language, m.state -> 'effects' as effects,
-          (m.state ->> 'visitor') = 'true' as visitor
+          (m.state ->> 'visitor') = 'true' as visitor,
+          r.channel as route_channel, r.chat_id as route_chat_id, r.until as route_until
         from ${keys}
         left join chat_sessions s on s.channel = k.channel and s.chat_id = k.chat_id
         left join lateral (
@@ -137,7 +143,8 @@ export function chatStatesOf(keys: SQL): SQL {
           ) found
         ) p on true
         left join customers c on c.phone = p.phone
-        left join channel_sessions m on m.id = k.channel || ':' || s.session_key`;
+        left join channel_sessions m on m.id = k.channel || ':' || s.session_key
+        left join chat_reply_routes r on r.phone = p.phone`;
 }
 
 export function stateOf(row: Row | undefined): ChatState {
@@ -163,6 +170,14 @@ export function stateOf(row: Row | undefined): ChatState {
             accountNumber: row.account_number ?? "",
             name: row.name ?? "",
             language: row.customer_language ?? "en",
+          }
+        : null,
+    replyRoute:
+      row?.route_chat_id != null
+        ? {
+            channel: row.route_channel ?? "",
+            chatId: row.route_chat_id,
+            until: new Date(row.route_until as string),
           }
         : null,
     menuSession: row?.menu_session
