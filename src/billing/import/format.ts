@@ -22,6 +22,10 @@ export const MAX_IMPORT_ROWS = 50_000;
 export const IMPORT_STATUSES = ["active", "suspended", "pending"] as const;
 export type ImportStatus = (typeof IMPORT_STATUSES)[number];
 
+/** A file size as the import words it to people: `25.0 MB`, and two decimals below 1 MB (`0.49 MB`). */
+export const megabytes = (bytes: number): string =>
+  `${(bytes / 1024 / 1024).toFixed(bytes < 1024 * 1024 ? 2 : 1)} MB`;
+
 export type ProblemKind =
   | "bad_row"
   | "bad_account"
@@ -111,7 +115,7 @@ export function readCsv(
   if (size > maxBytes)
     return {
       records: [],
-      fileError: `the file is ${(size / 1024 / 1024).toFixed(1)} MB; at most ${maxBytes / 1024 / 1024} MB can be imported at once (split it)`,
+      fileError: `the file is ${megabytes(size)}; at most ${maxBytes / 1024 / 1024} MB can be imported at once (split it)`,
     };
   const text = (typeof input === "string" ? input : Buffer.from(input).toString("utf8")).replace(
     /^\uFEFF/,

@@ -7,6 +7,7 @@ import {
   type ImportReport,
   importCustomers,
   MAX_IMPORT_BYTES,
+  megabytes,
 } from "../../../billing/import.ts";
 import type { Executor } from "../../../db/client.ts";
 import { ts } from "../../../db/params.ts";
@@ -36,8 +37,8 @@ const DOWNLOAD_TIMEOUT_MS = 60_000;
 /** Refused rows shown in the chat; a longer report also comes as a file. */
 const ROWS_SHOWN = 20;
 
-export const megabytes = (bytes: number) =>
-  `${(bytes / 1024 / 1024).toFixed(bytes < 1024 * 1024 ? 2 : 1)} MB`;
+// The chat's own texts (import.ts) word sizes as the import does.
+export { megabytes };
 
 type ImportRow = typeof adminImports.$inferSelect;
 
