@@ -30,8 +30,10 @@ EXPOSE 3000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # node itself is PID 1 and gets SIGTERM from `docker stop` (exec form, no shell, no npx): the app
-# stops its HTTP server and workers and exits.
-CMD ["node", "--import", "tsx", "src/main.ts"]
+# stops its HTTP server and workers and exits. A young generation of 64 MB semi-spaces (V8's default
+# is 16): a busy webhook allocates fast, and the smaller one spent ~15 % more CPU per chat update
+# (B7) on garbage collection. The same flags as `npm start`.
+CMD ["node", "--max-semi-space-size=64", "--import", "tsx", "src/main.ts"]
 
 # With WhatsApp Web (WHATSAPP_WEB=on): Debian's Chromium, at the path the app expects.
 FROM app AS app-whatsapp

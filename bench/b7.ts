@@ -152,6 +152,8 @@ export default async function run(databaseUrl: string) {
 
   const self = fileURLToPath(import.meta.url);
   const execArgv = ["--import", "tsx"];
+  // The app as `npm start` and the Docker image run it (package.json, Dockerfile).
+  const appExecArgv = ["--max-semi-space-size=64", ...execArgv];
   const children: ChildProcess[] = [];
   const firstMessage = <T>(child: ChildProcess) =>
     new Promise<T>((resolve, reject) => {
@@ -165,7 +167,7 @@ export default async function run(databaseUrl: string) {
     children.push(loader);
     const fake = await firstMessage<{ apiRoot: string; token: string; botInfo: UserFromGetMe }>(loader);
     const app = fork(self, [], {
-      execArgv: [...execArgv, ...(process.env.B7_PROF ? ["--cpu-prof", "--cpu-prof-dir=/tmp/prof"] : [])],
+      execArgv: [...appExecArgv, ...(process.env.B7_PROF ? ["--cpu-prof", "--cpu-prof-dir=/tmp/prof"] : [])],
       env: {
         ...process.env,
         B7_ROLE: "app",

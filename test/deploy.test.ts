@@ -40,7 +40,13 @@ describe("the Docker image", () => {
       .join("\n");
     const app = stage(dockerfile, "app");
     expect(app).toMatch(/^FROM node:(22|24)-bookworm-slim AS app$/m);
-    expect(app).toMatch(/^CMD \["node", "--import", "tsx", "src\/main\.ts"\]$/m);
+    expect(app).toMatch(/^CMD \["node", "--max-semi-space-size=64", "--import", "tsx", "src\/main\.ts"\]$/m);
+    // `npm start` runs the app with the same node flags as the image.
+    const cmd = JSON.parse(/^CMD (\[.*\])$/m.exec(app)?.[1] ?? "[]") as string[];
+    const scripts = (
+      JSON.parse(await readFile(path.join(root, "package.json"), "utf8")) as { scripts: { start: string } }
+    ).scripts;
+    expect(scripts.start).toBe(`exec ${cmd.join(" ")}`);
     expect(app).toMatch(/^USER node$/m);
     expect(app).toMatch(/HEALTHCHECK[\s\S]*\/healthz/);
     // No tool fetched at build or run time, and no shell or npm between docker and node.
