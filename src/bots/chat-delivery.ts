@@ -178,10 +178,7 @@ function createChatSending(options: ChatDeliveryOptions) {
           where id = any(${intArray(ids)}) and status = 'pending' and next_attempt_at = ${ts(leaseUntil)}`,
     );
   };
-  return {
-    send: (claimed: readonly ClaimedRow[], leaseUntil: Date) => sendLeased(claimed, leaseUntil),
-    release: releaseLeased,
-  };
+  return { send: sendLeased, release: releaseLeased };
 
   async function sendLeased(claimed: readonly ClaimedRow[], leaseUntil: Date): Promise<ChatRunCounts> {
     const counts = newCounts();

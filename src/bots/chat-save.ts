@@ -164,7 +164,9 @@ async function saveDistinctChats(db: Executor, steps: readonly ChatStep[]): Prom
   const queued = new Map<string, typeof rows>();
   for (const row of rows.filter((r) => r.id !== null).sort((a, b) => Number(a.id) - Number(b.id))) {
     const key = `${row.channel}\n${row.recipient}`;
-    queued.set(key, [...(queued.get(key) ?? []), row]);
+    const chat = queued.get(key);
+    if (chat) chat.push(row);
+    else queued.set(key, [row]);
   }
   for (const [position, step] of steps.entries()) {
     const saved = result.get(position);
