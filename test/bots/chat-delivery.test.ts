@@ -2,12 +2,13 @@ import { eq, inArray } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deliverDueChats } from "../../src/bots/chat-delivery.ts";
 import { enqueueChat } from "../../src/bots/chat-outbox.ts";
-import type { ChatContent, ChatSender } from "../../src/bots/chat-sender.ts";
+import type { ChatContent } from "../../src/bots/chat-sender.ts";
 import { sendStaleChatNoticesBySms } from "../../src/bots/jobs.ts";
 import { FakeClock, HOUR } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { messageOutbox } from "../../src/db/schema/index.ts";
 import { createTestDatabase } from "../support/db.ts";
+import { recordingSender } from "./recording-sender.ts";
 
 let database: Database;
 const clock = new FakeClock("2026-08-01T06:00:00Z");
@@ -18,20 +19,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await database?.close();
 });
-
-/** A Telegram stand-in that takes `slowMs` of the (fake) clock per message and records what it got. */
-function slowSender(slowMs: number) {
-  const got: { to: string; text: string }[] = [];
-  const sender: ChatSender = {
-    channel: "telegram",
-    async send(to, content: ChatContent) {
-      clock.advance(slowMs);
-      got.push({ to, text: content.kind === "text" ? content.text : content.kind });
-      return { messageId: String(got.length) };
-    },
-  };
-  return { sender, got };
-}
 
 const text = (body: string): ChatContent => ({ kind: "text", text: body });
 
@@ -48,19 +35,7 @@ describe("the chat delivery worker", () => {
       })),
     );
     // A send that waits until let go, as a slow Telegram would.
-    const got: string[] = [];
-    let letGo: () => void = () => {};
-    const held = new Promise<void>((resolve) => {
-      letGo = resolve;
-    });
-    const sender: ChatSender = {
-      channel: "telegram",
-      async send(_to, content) {
-        got.push(content.kind === "text" ? content.text : content.kind);
-        if (got.length === 1) await held;
-        return { messageId: String(got.length) };
-      },
-    };
+    const { sender, got, letGo } = recordingSender({ hold: true });
     const options = { db: database.db, clock, senders: [sender], isp: "Kibera Net" };
     const first = deliverDueChats(options);
     await expect.poll(() => got.length).toBe(1);
@@ -71,7 +46,7 @@ describe("the chat delivery worker", () => {
     // The first pass took the chat's three together and sends them one after the other.
     expect((await first).sent).toBe(3);
     expect((await deliverDueChats(options)).sent).toBe(0);
-    expect(got).toEqual(["one", "two", "three"]);
+    expect(got).toEqual(["901:one", "901:two", "901:three"]);
     const rows = await database.db
       .select()
       .from(messageOutbox)
@@ -97,7 +72,7 @@ describe("the chat delivery worker", () => {
     );
     // One chat at a time, each send taking 25 s of the 60 s lease (4 × the 15 s send timeout): the
     // third would outlive it.
-    const { sender, got } = slowSender(25_000);
+    const { sender, got } = recordingSender({ clock, slowMs: 25_000 });
     const counts = await deliverDueChats({
       db: database.db,
       clock,
@@ -106,7 +81,7 @@ describe("the chat delivery worker", () => {
       concurrency: 1,
     });
     expect(counts.sent).toBe(2);
-    expect(got.map((g) => g.to)).toEqual(["911", "912"]);
+    expect(got).toEqual(["911:to 911", "912:to 912"]);
     const rows = await database.db
       .select()
       .from(messageOutbox)
@@ -115,9 +90,9 @@ describe("the chat delivery worker", () => {
     expect(rows.map((r) => r.status)).toEqual(["done", "done", "pending"]);
 
     // The next pass sends the third, and nothing twice.
-    const fast = slowSender(0);
+    const fast = recordingSender();
     await deliverDueChats({ db: database.db, clock, senders: [fast.sender], isp: "Kibera Net" });
-    expect(fast.got.map((g) => g.to)).toEqual(["913"]);
+    expect(fast.got).toEqual(["913:to 913"]);
   });
 
   it("leaves a notice alone while a chat worker holds it; one waiting for an hour goes by SMS", async () => {

@@ -8,6 +8,7 @@ import { FakeClock, HOUR } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { messageOutbox } from "../../src/db/schema/index.ts";
 import { createTestDatabase } from "../support/db.ts";
+import { recordingSender } from "./recording-sender.ts";
 
 /**
  * A menu answer is written leased to the process that saved it and handed straight to its delivery
@@ -42,23 +43,9 @@ const step = (chatId: string, expectedStep: number | null, answers: string[]): C
   leaseUntil: new Date(clock.now().getTime() + LEASE_MS),
 });
 
-/** A Telegram stand-in; with `hold`, the first send waits until let go. */
-function recordingSender(hold = false) {
-  const got: string[] = [];
-  let letGo: () => void = () => {};
-  const held = new Promise<void>((resolve) => {
-    letGo = resolve;
-  });
-  const sender: ChatSender = {
-    channel: "telegram",
-    async send(to, content) {
-      got.push(`${to}:${content.kind === "text" ? content.text : content.kind}`);
-      if (hold && got.length === 1) await held;
-      return { messageId: String(got.length) };
-    },
-  };
-  return { sender, got, letGo };
-}
+/** This process's worker: it sends only what it is handed or kicked for (its poll is an hour off). */
+const workerSending = (sender: ChatSender) =>
+  startChatWorker({ db: database.db, clock, senders: [sender], isp: "Kibera Net", intervalMs: HOUR });
 
 const statusesOf = async (chatId: string) =>
   (
@@ -87,13 +74,7 @@ describe("answers sent as soon as they are saved", () => {
     expect(pass.sent).toBe(0);
 
     const { sender, got } = recordingSender();
-    const worker = startChatWorker({
-      db: database.db,
-      clock,
-      senders: [sender],
-      isp: "Kibera Net",
-      intervalMs: HOUR,
-    });
+    const worker = workerSending(sender);
     worker.deliver(saved!.leased, new Date(clock.now().getTime() + LEASE_MS));
     await worker.stop();
     expect(got).toEqual([`${chat}:menu`, `${chat}:hint`]);
@@ -117,14 +98,8 @@ describe("answers sent as soon as they are saved", () => {
 
   it("queued behind one still being sent, go out once it is, without waiting for the worker's poll", async () => {
     const chat = String(nextChat++);
-    const { sender, got, letGo } = recordingSender(true);
-    const worker = startChatWorker({
-      db: database.db,
-      clock,
-      senders: [sender],
-      isp: "Kibera Net",
-      intervalMs: HOUR,
-    });
+    const { sender, got, letGo } = recordingSender({ hold: true });
+    const worker = workerSending(sender);
     const [first] = await saveChatSteps(database.db, [step(chat, null, ["first answer"])]);
     worker.deliver(first!.leased, new Date(clock.now().getTime() + LEASE_MS));
     await expect.poll(() => got.length).toBe(1);
@@ -143,13 +118,7 @@ describe("answers sent as soon as they are saved", () => {
   it("handed to a worker that is stopping, are put back for another instance at once", async () => {
     const chat = String(nextChat++);
     const [saved] = await saveChatSteps(database.db, [step(chat, null, ["menu"])]);
-    const stopping = startChatWorker({
-      db: database.db,
-      clock,
-      senders: [recordingSender().sender],
-      isp: "Kibera Net",
-      intervalMs: HOUR,
-    });
+    const stopping = workerSending(recordingSender().sender);
     await stopping.stop();
     stopping.deliver(saved!.leased, new Date(clock.now().getTime() + LEASE_MS));
     await stopping.stop();
@@ -166,18 +135,12 @@ describe("answers sent as soon as they are saved", () => {
     clock.advance(LEASE_MS + 1_000);
 
     // Another instance's pass takes the row over and is still sending it...
-    const other = recordingSender(true);
+    const other = recordingSender({ hold: true });
     const pass = deliverDueChats({ db: database.db, clock, senders: [other.sender], isp: "Kibera Net" });
     await expect.poll(() => other.got.length).toBe(1);
     // ...when this worker gets to it, too late: it neither sends it nor makes it due again.
     const { sender, got } = recordingSender();
-    const late = startChatWorker({
-      db: database.db,
-      clock,
-      senders: [sender],
-      isp: "Kibera Net",
-      intervalMs: HOUR,
-    });
+    const late = workerSending(sender);
     late.deliver(saved!.leased, lease);
     await late.stop();
     const third = recordingSender();
