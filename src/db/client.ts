@@ -83,14 +83,16 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
  * Which query texts get prepared: those with at most `maxParameters` parameters, up to
  * `maxTexts` distinct texts per database handle. A list built into the text (`in ($1, $2, …)`)
  * gives a new text for every length; those lengths stay small, and the cap keeps a batch job's
- * long lists from filling every connection with statements it will not run again.
+ * long lists from filling every connection with statements it will not run again. The bound on
+ * parameters sits above the largest fixed statement (a payment prompt with its rate limits takes
+ * 88): one left unprepared is parsed and planned on every call.
  */
 class PreparedTexts {
   private readonly texts = new Set<string>();
 
   constructor(
     private readonly maxTexts = 500,
-    private readonly maxParameters = 64,
+    private readonly maxParameters = 128,
   ) {}
 
   admit(text: string, parameters: number): boolean {
