@@ -1,6 +1,7 @@
 import { Api, GrammyError, HttpError, InputFile } from "grammy";
 import type { ChatChannel } from "../../db/schema/index.ts";
 import { type ChatContent, ChatSendError, type ChatSender } from "../chat-sender.ts";
+import { createBotApiFetch } from "./bot-api-fetch.ts";
 import { menuKeyboard, viewText } from "./keyboard.ts";
 
 /**
@@ -13,7 +14,10 @@ export function createTelegramSender(deps: {
   /** The outbox channel this bot's rows are written on (the admin bot: `telegram_admin`). */
   channel?: ChatChannel;
 }): ChatSender {
-  const api = new Api(deps.token, deps.apiRoot ? { apiRoot: deps.apiRoot } : undefined);
+  const api = new Api(deps.token, {
+    ...(deps.apiRoot ? { apiRoot: deps.apiRoot } : {}),
+    fetch: createBotApiFetch(),
+  });
 
   async function call(to: string, content: ChatContent): Promise<number> {
     const chatId = Number(to);
