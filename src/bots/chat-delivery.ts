@@ -159,11 +159,18 @@ function createChatSending(options: ChatDeliveryOptions) {
   const sendTimeoutMs = options.sendTimeoutMs ?? 15_000;
   const markSent = createTurnBatcher(async (sent: SentRow[]) => {
     await db.execute(
-      sql`update message_outbox m set status = 'done', attempts = m.attempts + 1, last_error = null,
+      sql`with s as (
+            select * from jsonb_to_recordset(${JSON.stringify(sent.map(({ messageId, ...row }) => ({ ...row, message_id: messageId })))}::jsonb)
+              as s(id int, channel text, message_id text, at timestamptz)
+          )
+          update message_outbox m set status = 'done', attempts = m.attempts + 1, last_error = null,
             sent_at = s.at, provider_message_id = s.message_id
-          from jsonb_to_recordset(${JSON.stringify(sent.map(({ messageId, ...row }) => ({ ...row, message_id: messageId })))}::jsonb)
-            as s(id int, channel text, message_id text, at timestamptz)
-          where m.id = s.id and m.status = 'pending' and m.channel = s.channel`,
+          from s
+          -- By the primary key, whatever the table's statistics said when the plan was made: a
+          -- pending-only index would be read whole (a bitmap scan never marks the entries of rows
+          -- already sent dead), and the table grows while a prepared statement keeps its plan.
+          where m.id = any(array(select id from s)) and m.id = s.id
+            and m.status is not distinct from 'pending' and m.channel = s.channel`,
     );
     return sent.map(() => undefined);
   });

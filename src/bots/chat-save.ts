@@ -132,13 +132,23 @@ async function saveDistinctChats(db: Executor, steps: readonly ChatStep[]): Prom
           select i.position from inserted n
           join input i on i.channel = n.channel and i.chat_id = n.chat_id and i.expected_step is null
         ),
+        -- The chats with a message still waiting: one probe of the pending index per chat (a lateral
+        -- join cannot be hashed into a read of every pending row).
+        waiting as (
+          select t.channel, t.recipient
+          from (select distinct m.value->>'channel' as channel, m.value->>'to' as recipient
+                from input i, jsonb_array_elements(i.messages) as m(value)
+                where i.lease_until is not null) t
+          cross join lateral (select 1 from message_outbox e
+            where e.status = 'pending' and e.recipient = t.recipient and e.channel = t.channel limit 1) e
+        ),
         queued as (
           insert into message_outbox (channel, recipient, language, template, content, next_attempt_at, created_at)
           select m.value->>'channel', m.value->>'to', m.value->>'language', ${CHAT_CONTENT_TEMPLATE},
                  m.value->'content',
                  -- Leased to the caller unless the chat has a message still waiting: this one waits behind it.
-                 case when i.lease_until is not null and not exists (select 1 from message_outbox e
-                        where e.status = 'pending' and e.recipient = m.value->>'to' and e.channel = m.value->>'channel')
+                 case when i.lease_until is not null and not exists (select 1 from waiting w
+                        where w.recipient = m.value->>'to' and w.channel = m.value->>'channel')
                       then i.lease_until else i.at end,
                  i.at
           from saved v join input i on i.position = v.position,
