@@ -1,11 +1,12 @@
 import { execFile } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Actor } from "../src/billing/context.ts";
+import { MAX_IMPORT_BYTES } from "../src/billing/import.ts";
 import { type CliContext, runCommand, shillingsToCents } from "../src/cli/commands.ts";
 import { FakeClock } from "../src/clock.ts";
 import { type Database, openDatabase } from "../src/db/client.ts";
@@ -159,6 +160,21 @@ describe("the command line", () => {
     ])
       await expect(run(line)).rejects.toThrow();
     expect(await database.db.select().from(plans)).toEqual(before);
+  });
+
+  it("refuses a customers file too big to import, in the same words as the chat, and imports nothing", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "tandao-cli-import-"));
+    const file = join(dir, "customers.csv");
+    try {
+      await writeFile(file, `name,phone\n${"x".repeat(MAX_IMPORT_BYTES)}`);
+      const before = await database.db.select().from(customers);
+      await expect(run(["customers", "import", file, "--commit"])).rejects.toThrow(
+        /customers\.csv is 5\.0 MB, over 5\.0 MB: split it/,
+      );
+      expect(await database.db.select().from(customers)).toEqual(before);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("adds a router with its password sealed, never stored or printed as typed", async () => {

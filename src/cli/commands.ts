@@ -8,6 +8,7 @@ import {
   formatImportReport,
   importCustomers,
   MAX_IMPORT_BYTES,
+  megabytes,
 } from "../billing/import.ts";
 import { formatKes, parseShillings } from "../billing/money.ts";
 import { createPlan, listPlans, type PlanInput, updatePlan } from "../billing/plans.ts";
@@ -305,7 +306,7 @@ async function importFromCli(cli: CliContext, actor: Actor, args: string[], io: 
   if (!file) throw new CliUsageError("which file? customers import <file.csv> [--commit]");
   const size = (await stat(file)).size;
   if (size > MAX_IMPORT_BYTES)
-    throw new CliUsageError(`${file} is larger than ${MAX_IMPORT_BYTES / 1024 / 1024} MB: split it`);
+    throw new CliUsageError(`${file} is ${megabytes(size)}, over ${megabytes(MAX_IMPORT_BYTES)}: split it`);
   const content = await readFile(file);
   const options = { servedCountries: cli.servedCountries, fileName: file };
   const report = values.commit

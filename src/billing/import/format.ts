@@ -115,7 +115,7 @@ export function readCsv(
   if (size > maxBytes)
     return {
       records: [],
-      fileError: `the file is ${megabytes(size)}; at most ${maxBytes / 1024 / 1024} MB can be imported at once (split it)`,
+      fileError: `the file is ${megabytes(size)}; at most ${megabytes(maxBytes)} can be imported at once (split it)`,
     };
   const text = (typeof input === "string" ? input : Buffer.from(input).toString("utf8")).replace(
     /^\uFEFF/,
