@@ -8,6 +8,7 @@ import { customers, routers, subscriptions } from "../../src/db/schema/index.ts"
 import { billingContext, count, createPlan } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
 import {
+  ADMIN_GROUP,
   type AdminWorld,
   auditRows,
   buttonsOf,
@@ -209,6 +210,24 @@ describe("a customers CSV sent to the admin chat", () => {
     await afterBackground();
     expect(lastText(world.fake, OWNER)).toBe("Cancelled: import 1 customer from many.csv.");
     expect(await accounts()).not.toContain("AC100");
+  });
+
+  it("takes a file captioned /import in the admin group, and leaves a file without one to the group", async () => {
+    const file = [HEADER, "AC200,Faith Njeri,0712000200,home-10,active,2026-06-30,,,0"].join("\n");
+    const captioned = world.fake.addDocument({ filename: "group.csv", bytes: file, mimeType: "text/csv" });
+    const from = world.fake.calls.length;
+    await world.deliver(documentUpdate(OWNER, captioned, "/import", ADMIN_GROUP));
+    await afterBackground();
+    expect(texts(ADMIN_GROUP, from).find((t) => t.includes("dry run"))).toMatch(/1 row — 1 new/);
+
+    const plain = world.fake.addDocument({ filename: "holiday.csv", bytes: file, mimeType: "text/csv" });
+    const fetched = world.fake.callsOf("getFile").length;
+    const shown = shownIn(world.fake, ADMIN_GROUP).length;
+    await world.deliver(documentUpdate(OWNER, plain, undefined, ADMIN_GROUP));
+    await afterBackground();
+    expect(world.fake.callsOf("getFile")).toHaveLength(fetched);
+    expect(shownIn(world.fake, ADMIN_GROUP)).toHaveLength(shown);
+    expect(await accounts()).not.toContain("AC200");
   });
 
   it("explains /import typed without a file", async () => {

@@ -158,15 +158,15 @@ export function textUpdate(userId: number, text: string, chat = userId) {
   };
 }
 
-/** `user` sends `document` (with `caption`) in a private chat with the bot. */
-export function documentUpdate(userId: number, document: FakeDocument, caption?: string) {
+/** `user` sends `document` (with `caption`) in `chat`: by default their private chat with the bot. */
+export function documentUpdate(userId: number, document: FakeDocument, caption?: string, chat = userId) {
   const entities = caption ? commandEntities(caption).entities : undefined;
   return {
     update_id: ++updateId,
     message: {
       message_id: updateId,
       date: now(),
-      chat: chatOf(userId),
+      chat: chatOf(chat),
       from: user(userId),
       document,
       ...(caption ? { caption } : {}),

@@ -14,11 +14,14 @@ export function adminGate(kit: AdminKit): MiddlewareFn<Context> {
     const chat = ctx.chat;
     if (!from || !chat || from.is_bot) return;
     if (!ctx.message && !ctx.callbackQuery) return;
-    const isCommand = ctx.message?.entities?.some((e) => e.type === "bot_command" && e.offset === 0) ?? false;
+    // A file's command is its caption (a CSV sent with `/import`).
+    const entities = ctx.message?.entities ?? ctx.message?.caption_entities;
+    const commandText = ctx.message?.text ?? ctx.message?.caption ?? "";
+    const isCommand = entities?.some((e) => e.type === "bot_command" && e.offset === 0) ?? false;
     // Talk in a group that is not a command to this bot is none of its business.
     if (!ctx.callbackQuery && chat.type !== "private") {
       if (!isCommand) return;
-      const addressee = /^\/[A-Za-z0-9_]+@(\w+)/.exec(ctx.message?.text ?? "")?.[1];
+      const addressee = /^\/[A-Za-z0-9_]+@(\w+)/.exec(commandText)?.[1];
       if (addressee && addressee.toLowerCase() !== ctx.me.username.toLowerCase()) return;
     }
     const adminChat = chat.type === "private" || kit.adminChats.has(chat.id);
