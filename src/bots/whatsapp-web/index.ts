@@ -6,7 +6,7 @@ import type { Db } from "../../db/client.ts";
 import type { Logger } from "../../logger.ts";
 import { createMenuServices } from "../../menu/services.ts";
 import { menuSettingsFrom } from "../../ussd/index.ts";
-import { type ChatWorker, chatLeaseMs, startChatWorker } from "../chat-delivery.ts";
+import { type ChatDeliveryOptions, type ChatWorker, chatLeaseMs, startChatWorker } from "../chat-delivery.ts";
 import { startInboxRetry } from "../chat-inbox.ts";
 import { type ChatMenu, createChatMenu } from "../chat-menu.ts";
 import type { ChatSender } from "../chat-sender.ts";
@@ -143,6 +143,8 @@ export function whatsappWebFrom(deps: {
   let kick = () => {};
   // The worker needs the channel's sender, and the channel the chat menu: bound once it exists.
   let worker: ChatWorker | undefined;
+  // One send timeout for the worker and for the lease of the answers it is handed at once.
+  const timing: Pick<ChatDeliveryOptions, "sendTimeoutMs"> = {};
   const channel = startWhatsAppWeb({
     db,
     clock,
@@ -154,7 +156,7 @@ export function whatsappWebFrom(deps: {
       logger: deps.logger.child({ module: "chat" }),
       clock,
       onQueued: () => kick(),
-      sendAtOnce: { leaseMs: chatLeaseMs({}), deliver: (rows, until) => worker?.deliver(rows, until) },
+      sendAtOnce: { leaseMs: chatLeaseMs(timing), deliver: (rows, until) => worker?.deliver(rows, until) },
     }),
     dataDir: deps.config.DATA_DIR,
     chromiumPath: deps.config.WHATSAPP_WEB_CHROMIUM,
@@ -166,6 +168,7 @@ export function whatsappWebFrom(deps: {
     ...(deps.onQr ? { onQr: deps.onQr } : {}),
   });
   worker = startChatWorker({
+    ...timing,
     db,
     clock,
     senders: [channel.sender],
