@@ -7,7 +7,6 @@
 
 import { fork } from "node:child_process";
 import cluster from "node:cluster";
-import { connect, type Socket } from "node:net";
 import { fileURLToPath } from "node:url";
 import { serve } from "@hono/node-server";
 import { sql } from "drizzle-orm";
@@ -20,6 +19,7 @@ import { plans } from "../src/db/schema/index.ts";
 import { createLogger } from "../src/logger.ts";
 import { createMenuServices } from "../src/menu/services.ts";
 import { createUssdRoutes } from "../src/ussd/routes.ts";
+import { KeepAliveClient } from "./keep-alive-client.ts";
 import { createBenchDatabase, percentile, round } from "./support.ts";
 
 const SESSIONS_AT_ONCE = 100;
@@ -163,87 +163,12 @@ export default async function run(databaseUrl: string) {
   }
 }
 
-/**
- * One simulated phone's keep-alive HTTP/1.1 connection to the app, one request at a time. A bare
- * client on purpose: the phones share two cores with the app and PostgreSQL, and node:http (or
- * undici) spent a quarter of a core on them, which the app's latency then paid for.
- */
-class Phone {
-  private socket: Socket | null = null;
-  private received = "";
-  private waiting: { resolve: (text: string) => void; reject: (error: Error) => void } | null = null;
-
-  constructor(private readonly port: number) {}
-
-  post(body: string): Promise<string> {
-    if (this.waiting) return Promise.reject(new Error("one request at a time"));
-    const socket = this.connected();
-    return new Promise((resolve, reject) => {
-      this.waiting = { resolve, reject };
-      socket.write(
-        `POST /ussd HTTP/1.1\r\nHost: 127.0.0.1:${this.port}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-      );
-    });
-  }
-
-  close(): void {
-    this.socket?.destroy();
-  }
-
-  private connected(): Socket {
-    if (this.socket && !this.socket.destroyed) return this.socket;
-    const socket = connect({ host: "127.0.0.1", port: this.port, noDelay: true });
-    socket.setEncoding("utf8");
-    socket.on("data", (chunk: string) => {
-      if (this.socket !== socket) return;
-      this.received += chunk;
-      this.answer();
-    });
-    const fail = (error: Error) => {
-      // A connection dropped while idle may report it after the next one took its place.
-      if (this.socket !== socket) return;
-      this.socket = null;
-      this.received = "";
-      const waiting = this.waiting;
-      this.waiting = null;
-      waiting?.reject(error);
-    };
-    socket.on("error", fail);
-    socket.on("close", () => fail(new Error("connection closed")));
-    // Closed when idle before the server's 5 s keep-alive timeout, so no request is ever written to
-    // a connection the server is closing at that moment.
-    socket.setTimeout(4_000, () => {
-      if (!this.waiting) socket.destroy();
-    });
-    this.socket = socket;
-    return socket;
-  }
-
-  /** Hands over a complete response (the app's answers are short ASCII with a Content-Length). */
-  private answer(): void {
-    const headEnd = this.received.indexOf("\r\n\r\n");
-    if (headEnd < 0 || !this.waiting) return;
-    const head = this.received.slice(0, headEnd);
-    const length = /\r\ncontent-length: *(\d+)/i.exec(head);
-    if (!length) {
-      this.waiting.reject(new Error(`no Content-Length in ${head}`));
-      return;
-    }
-    const end = headEnd + 4 + Number(length[1]);
-    if (this.received.length < end) return;
-    const text = this.received.slice(headEnd + 4, end);
-    this.received = this.received.slice(end);
-    const { resolve, reject } = this.waiting;
-    this.waiting = null;
-    const status = head.slice(9, 12);
-    if (status === "200") resolve(text);
-    else reject(new Error(`${status}: ${text}`));
-  }
-}
-
 /** The load: SESSIONS_AT_ONCE phones, each dialling session after session until the time is up. */
 async function load(port: number) {
-  const phones = Array.from({ length: SESSIONS_AT_ONCE }, () => new Phone(port));
+  const phones = Array.from(
+    { length: SESSIONS_AT_ONCE },
+    () => new KeepAliveClient(port, "/ussd", ["Content-Type: application/x-www-form-urlencoded"]),
+  );
   const latencies: number[] = [];
   const byStep: Record<string, number[]> = {};
   // Slow answers per tenth of a second since the load began: bunched together they are a stall
@@ -281,7 +206,8 @@ async function load(port: number) {
         networkCode: "63902",
       }).toString();
       const started = Math.min(due, performance.now());
-      const answer = await handset.post(body);
+      const { status, text: answer } = await handset.post(body);
+      if (status !== 200) throw new Error(`${status}: ${answer}`);
       if (due >= measureFrom && due < measureUntil) {
         const took = performance.now() - started;
         latencies.push(took);

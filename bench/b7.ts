@@ -18,7 +18,6 @@
 
 import { type ChildProcess, fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { connect, type Socket } from "node:net";
 import type { EventLoopUtilization } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { serve } from "@hono/node-server";
@@ -40,6 +39,7 @@ import { useSealingKey } from "../src/db/sealed.ts";
 import { createSecretBox } from "../src/lib/secret-box.ts";
 import { createLogger } from "../src/logger.ts";
 import { createMenuServices } from "../src/menu/services.ts";
+import { KeepAliveClient } from "./keep-alive-client.ts";
 import { createBenchDatabase, percentile, round } from "./support.ts";
 
 const CHATS = Number(process.env.B7_CHATS ?? 200);
@@ -209,76 +209,6 @@ export default async function run(databaseUrl: string) {
   }
 }
 
-/**
- * One chat's keep-alive HTTP/1.1 connection to the app (Telegram keeps a few open to a webhook),
- * one update at a time; a bare client for the reason given in B3.
- */
-class Connection {
-  private socket: Socket | null = null;
-  private received = "";
-  private waiting: { resolve: (status: number) => void; reject: (error: Error) => void } | null = null;
-
-  constructor(private readonly port: number) {}
-
-  post(body: string): Promise<number> {
-    if (this.waiting) return Promise.reject(new Error("one request at a time"));
-    const socket = this.connected();
-    return new Promise((resolve, reject) => {
-      this.waiting = { resolve, reject };
-      socket.write(
-        `POST /hooks/tg HTTP/1.1\r\nHost: 127.0.0.1:${this.port}\r\nContent-Type: application/json\r\nX-Telegram-Bot-Api-Secret-Token: ${SECRET}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-      );
-    });
-  }
-
-  close(): void {
-    this.socket?.destroy();
-  }
-
-  private connected(): Socket {
-    if (this.socket && !this.socket.destroyed) return this.socket;
-    const socket = connect({ host: "127.0.0.1", port: this.port, noDelay: true });
-    socket.setEncoding("utf8");
-    socket.on("data", (chunk: string) => {
-      if (this.socket !== socket) return;
-      this.received += chunk;
-      this.answer();
-    });
-    const fail = (error: Error) => {
-      if (this.socket !== socket) return;
-      this.socket = null;
-      this.received = "";
-      const waiting = this.waiting;
-      this.waiting = null;
-      waiting?.reject(error);
-    };
-    socket.on("error", fail);
-    socket.on("close", () => fail(new Error("connection closed")));
-    socket.setTimeout(4_000, () => {
-      if (!this.waiting) socket.destroy();
-    });
-    this.socket = socket;
-    return socket;
-  }
-
-  private answer(): void {
-    const headEnd = this.received.indexOf("\r\n\r\n");
-    if (headEnd < 0 || !this.waiting) return;
-    const head = this.received.slice(0, headEnd);
-    const length = /\r\ncontent-length: *(\d+)/i.exec(head);
-    if (!length) {
-      this.waiting.reject(new Error(`no Content-Length in ${head}`));
-      return;
-    }
-    const end = headEnd + 4 + Number(length[1]);
-    if (this.received.length < end) return;
-    this.received = this.received.slice(end);
-    const { resolve } = this.waiting;
-    this.waiting = null;
-    resolve(Number(head.slice(9, 12)));
-  }
-}
-
 interface Stamped {
   call: SentCall;
   at: number;
@@ -327,7 +257,11 @@ async function load() {
 
   async function chat(n: number) {
     const id = chatIdOf(n);
-    const connection = new Connection(port);
+    // One of the few keep-alive connections Telegram holds open to a webhook.
+    const connection = new KeepAliveClient(port, "/hooks/tg", [
+      "Content-Type: application/json",
+      `X-Telegram-Bot-Api-Secret-Token: ${SECRET}`,
+    ]);
     const from = { id, is_bot: false, first_name: "Achieng" };
     const privateChat = { id, type: "private", first_name: "Achieng" };
     const visitor = n % VISITOR_EVERY === 0;
@@ -355,7 +289,7 @@ async function load() {
         waiting.set(id, resolve);
         timer = setTimeout(resolve, 10_000);
       });
-      const status = await connection.post(JSON.stringify({ update_id: ++updateId, ...update }));
+      const { status } = await connection.post(JSON.stringify({ update_id: ++updateId, ...update }));
       const answered = performance.now();
       const replies = () =>
         calls.filter((c) => c.call.method === "sendMessage" || c.call.method === "editMessageText").length;
