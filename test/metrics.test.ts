@@ -280,8 +280,16 @@ describe("request id and request log", () => {
     const app = createApp({
       db: database.db,
       logger,
-      ussdRoutes: new Hono().post("/:token?", (c) => c.text("END bye")),
+      ussdRoutes: new Hono()
+        .post("/:token?", (c) => c.text("END bye"))
+        .get(
+          "/own",
+          () => new Response("made by the handler", { headers: { "content-type": "text/plain" } }),
+        ),
     });
+    const own = await app.request("/ussd/own", { headers: { "X-Request-Id": "own-7" } });
+    expect(own.headers.get("x-request-id")).toBe("own-7");
+    expect(await own.text()).toBe("made by the handler");
     const echoed = await app.request("/ussd/secret-path-token", {
       method: "POST",
       headers: { "X-Request-Id": "edge-42.a_b" },
@@ -293,8 +301,8 @@ describe("request id and request log", () => {
     expect(generated).toMatch(/^[0-9a-f-]{36}$/);
 
     const requests = lines.filter((line) => line.msg === "request");
-    expect(requests).toHaveLength(2);
-    expect(requests[0]).toMatchObject({
+    expect(requests).toHaveLength(3);
+    expect(requests[1]).toMatchObject({
       level: 30,
       requestId: "edge-42.a_b",
       method: "POST",
@@ -302,7 +310,7 @@ describe("request id and request log", () => {
       status: 200,
     });
     expect(typeof requests[0]!.ms).toBe("number");
-    expect(requests[1]).toMatchObject({ requestId: generated, route: "/ussd/:token?" });
+    expect(requests[2]).toMatchObject({ requestId: generated, route: "/ussd/:token?" });
     expect(raw.join("\n")).not.toContain("secret-path-token");
   });
 

@@ -84,8 +84,12 @@ export function requestLog(logger: Logger, metrics?: Metrics): MiddlewareHandler
     const requestId = requestIdFrom(c.req.header(requestIdHeader));
     requestIds.set(c.req.raw, requestId);
     const own = c.req.routeIndex;
-    await next();
+    // Set before the answer is made, so it is made with it: set after, hono rebuilds the finished
+    // answer around its body as a stream (the answer to every webhook call paid for that).
     c.header(requestIdHeader, requestId);
+    await next();
+    // A handler that returned a Response of its own made it without the id.
+    if (!c.res.headers.has(requestIdHeader)) c.header(requestIdHeader, requestId);
     const seconds = (performance.now() - started) / 1000;
     // The pattern of the handler that answered; none matched (only middleware ran): `unmatched`.
     const route = c.req.routeIndex === own ? "unmatched" : routePath(c) || "unmatched";
