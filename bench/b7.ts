@@ -12,7 +12,7 @@
  * `B7_DEBUG=1` prints each kind's p50/p99, updates answered with no message, and each process's CPU
  * time; `B7_PROF=1` writes a CPU profile of the app process to /tmp/prof; `B7_LOG=error` shows the
  * app's errors; `B7_TRACE=<file>` writes each update's due time and webhook latency (ms) there, to
- * see a backlog drain over time; `B7_POOL` (default 20), `B7_CHATS` (default 200), `B7_WARMUP_MS`
+ * see a backlog drain over time; `B7_POOL` (default: the app's own pool size), `B7_CHATS` (default 200), `B7_WARMUP_MS`
  * (default 4,000) and `B7_DURATION_MS` (default 15,000) as named.
  */
 
@@ -416,7 +416,8 @@ async function serveApp(
   const database = await openDatabase({
     databaseUrl,
     dataDir: "",
-    maxConnections: Number(process.env.B7_POOL ?? 20),
+    // The pool src/main.ts opens (client.ts's default) unless B7_POOL says otherwise.
+    ...(process.env.B7_POOL ? { maxConnections: Number(process.env.B7_POOL) } : {}),
   });
   const db = database.db;
   const logger = createLogger(process.env.B7_LOG ?? "silent");
