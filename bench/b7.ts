@@ -28,12 +28,13 @@ import { defaultBillingSettings } from "../src/billing/context.ts";
 import { createCustomerWithSubscription } from "../src/billing/subscriptions.ts";
 import { startChatWorker } from "../src/bots/chat-delivery.ts";
 import { createChatMenu } from "../src/bots/chat-menu.ts";
+import { CHAT_CONTENT_TEMPLATE } from "../src/bots/chat-outbox.ts";
 import { createBot } from "../src/bots/telegram/bot.ts";
 import { type SentCall, startFakeTelegram } from "../src/bots/telegram/fake-api.ts";
 import { createTelegramRoutes } from "../src/bots/telegram/routes.ts";
 import { createTelegramSender } from "../src/bots/telegram/sender.ts";
 import { systemClock } from "../src/clock.ts";
-import { openDatabase } from "../src/db/client.ts";
+import { type Db, openDatabase } from "../src/db/client.ts";
 import { chatLinks, plans } from "../src/db/schema/index.ts";
 import { useSealingKey } from "../src/db/sealed.ts";
 import { createSecretBox } from "../src/lib/secret-box.ts";
@@ -144,6 +145,7 @@ export default async function run(databaseUrl: string) {
         method: "contact",
       });
   if (links.length > 0) await db.insert(chatLinks).values(links);
+  await seedChatHistory(db);
   const [{ name }] = (await db.execute(sql`select current_database() as name`)) as unknown as [
     { name: string },
   ];
@@ -207,6 +209,31 @@ export default async function run(databaseUrl: string) {
     for (const child of children) child.kill();
     await database.close();
   }
+}
+
+/**
+ * The chat tables as an ISP's are after some weeks (updates handled, answers sent: HISTORY of
+ * each), with statistics gathered as autovacuum would: the plans the app's statements get are those
+ * of a database in use, not of empty tables that then grow under a plan made for them empty.
+ */
+const HISTORY = 50_000;
+
+async function seedChatHistory(db: Db) {
+  await db.execute(sql`
+    insert into chat_inbox (channel, external_id, chat_id, payload, status, attempts, received_at, handled_at)
+    select 'telegram', 'history-' || n, (${chatIdOf(0)} + n % ${CHATS})::text,
+           jsonb_build_object('update_id', n), 'done', 1,
+           now() - interval '30 days' + n * interval '50 ms', now() - interval '30 days' + n * interval '50 ms'
+    from generate_series(1, ${HISTORY}) as n`);
+  await db.execute(sql`
+    insert into message_outbox (channel, recipient, template, content, status, attempts, next_attempt_at,
+      created_at, sent_at, provider_message_id)
+    select 'telegram', (${chatIdOf(0)} + n % ${CHATS})::text, ${CHAT_CONTENT_TEMPLATE},
+           jsonb_build_object('kind', 'text', 'text', 'Asante'), 'done', 1,
+           now() - interval '30 days' + n * interval '50 ms', now() - interval '30 days' + n * interval '50 ms',
+           now() - interval '30 days' + n * interval '50 ms', n::text
+    from generate_series(1, ${HISTORY}) as n`);
+  await db.execute(sql`analyze`);
 }
 
 interface Stamped {
