@@ -56,6 +56,19 @@ describe("who may use the admin bot", () => {
     // Chatter in a group is not an attempt.
     const before = shownIn(world.fake, ADMIN_GROUP).length;
     await world.say(STRANGER, "hello all", ADMIN_GROUP);
+    // A photo's caption is chatter too, command or not (only a file's caption is a command: /import).
+    await world.deliver({
+      update_id: 7_000_001,
+      message: {
+        message_id: 7_000_001,
+        date: Math.floor(clock.now().getTime() / 1000),
+        chat: { id: ADMIN_GROUP, type: "supergroup", title: "Staff" },
+        from: { id: OWNER, is_bot: false, first_name: "Owner" },
+        photo: [{ file_id: "p1", file_unique_id: "p1", width: 90, height: 90 }],
+        caption: "/stats",
+        caption_entities: [{ type: "bot_command", offset: 0, length: 6 }],
+      },
+    });
     expect(shownIn(world.fake, ADMIN_GROUP)).toHaveLength(before);
 
     const refused = await auditRows(database.db, "admin.refused", `tg:${STRANGER}`);

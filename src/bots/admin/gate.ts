@@ -14,9 +14,10 @@ export function adminGate(kit: AdminKit): MiddlewareFn<Context> {
     const chat = ctx.chat;
     if (!from || !chat || from.is_bot) return;
     if (!ctx.message && !ctx.callbackQuery) return;
-    // A file's command is its caption (a CSV sent with `/import`).
-    const entities = ctx.message?.entities ?? ctx.message?.caption_entities;
-    const commandText = ctx.message?.text ?? ctx.message?.caption ?? "";
+    // A file's command is its caption (a CSV sent with `/import`); other captions are chatter.
+    const file = ctx.message?.document !== undefined;
+    const entities = file ? ctx.message?.caption_entities : ctx.message?.entities;
+    const commandText = (file ? ctx.message?.caption : ctx.message?.text) ?? "";
     const isCommand = entities?.some((e) => e.type === "bot_command" && e.offset === 0) ?? false;
     // Talk in a group that is not a command to this bot is none of its business.
     if (!ctx.callbackQuery && chat.type !== "private") {
@@ -43,7 +44,7 @@ export function adminGate(kit: AdminKit): MiddlewareFn<Context> {
           chatType: chat.type,
           ...(ctx.callbackQuery
             ? { button: ctx.callbackQuery.data ?? "" }
-            : { command: kit.commandWord(ctx) ?? "(text)" }),
+            : { command: /^\/([A-Za-z0-9_]+)/.exec(commandText)?.[1]?.toLowerCase() ?? "(text)" }),
           ...(from.username ? { username: from.username } : {}),
         },
       });
