@@ -1,6 +1,7 @@
 import type { Context, MiddlewareFn } from "grammy";
 import { audit } from "../../billing/audit.ts";
 import type { AdminKit } from "./kit.ts";
+import { commandWordIn } from "./parse.ts";
 import { findAdmin, strangerActor } from "./roles.ts";
 
 /**
@@ -44,7 +45,7 @@ export function adminGate(kit: AdminKit): MiddlewareFn<Context> {
           chatType: chat.type,
           ...(ctx.callbackQuery
             ? { button: ctx.callbackQuery.data ?? "" }
-            : { command: /^\/([A-Za-z0-9_]+)/.exec(commandText)?.[1]?.toLowerCase() ?? "(text)" }),
+            : { command: commandWordIn(commandText) ?? "(text)" }),
           ...(from.username ? { username: from.username } : {}),
         },
       });

@@ -8,7 +8,7 @@ import type { SecretBox } from "../../lib/secret-box.ts";
 import type { Logger } from "../../logger.ts";
 import type { ActiveSession, SessionKind } from "../../network/active-sessions.ts";
 import type { RouterReconcileReport } from "../../network/reconcile.ts";
-import { words } from "./parse.ts";
+import { commandWordIn, words } from "./parse.ts";
 import { queueAdminCall } from "./queued-api.ts";
 import { type Admin, type AdminCommand, adminActor, may } from "./roles.ts";
 import { USAGE } from "./texts.ts";
@@ -185,7 +185,7 @@ export function createAdminKit(deps: AdminBotDeps): AdminKit {
       for (const text of splitMessage(lines)) await ctx.reply(text);
     },
     usage: (name, problem) => `${problem ? `${problem}\n` : ""}Usage: ${USAGE[name]}`,
-    commandWord: (ctx) => /^\/([A-Za-z0-9_]+)/.exec(ctx.message?.text ?? "")?.[1]?.toLowerCase() ?? null,
+    commandWord: (ctx) => commandWordIn(ctx.message?.text ?? ""),
     background(name, work) {
       let running = backgroundHere.get(db);
       if (!running) {

@@ -18,6 +18,10 @@ export const MAX_CASH_CENTS = 100_000_000;
 /** The words after a command, split on white space. */
 export const words = (text: string): string[] => text.trim().split(/\s+/).filter(Boolean);
 
+/** The command a message starts with (`/Find@bot x` → `find`), or null when it starts with none. */
+export const commandWordIn = (text: string): string | null =>
+  /^\/([A-Za-z0-9_]+)/.exec(text)?.[1]?.toLowerCase() ?? null;
+
 /** Shillings as typed ("1500", "1,500", "1500.50", "KES 1500") → cents. */
 export function parseAmount(input: string | undefined): Parsed<number> {
   if (input === undefined || input.trim() === "") return fail("Say the amount in shillings, e.g. 1500.");

@@ -20,6 +20,7 @@ import type { ImportAction } from "./import.ts";
 
 /** "1 customer", "3 customers" (with `kind`: "1 new customer"). */
 export const customerCount = (n: number, kind = ""): string => `${n} ${kind}customer${n === 1 ? "" : "s"}`;
+const rowCount = (n: number): string => `${n} row${n === 1 ? "" : "s"}`;
 
 /**
  * The work behind a CSV sent to the admin chat, after the update was answered: fetch the file from
@@ -242,7 +243,7 @@ function reportText(name: string, report: ImportReport): { text: string; full: b
   const c = report.counts;
   const refused = formatImportReport(report).slice(0, -1);
   const lines = [
-    `📄 ${name}, dry run: ${c.rows} ${c.rows === 1 ? "row" : "rows"} — ${c.new} new, ${c.unchanged} already here (unchanged), ${c.refused} refused.`,
+    `📄 ${name}, dry run: ${rowCount(c.rows)} — ${c.new} new, ${c.unchanged} already here (unchanged), ${c.refused} refused.`,
   ];
   if (refused.length) {
     lines.push("Refused rows (they are not imported):");
@@ -337,7 +338,7 @@ async function importFile(kit: AdminKit, row: ImportRow): Promise<void> {
 function summaryText(name: string, report: ImportReport): string {
   const c = report.counts;
   return [
-    `✅ Imported ${customerCount(c.new, "new ")} from ${name}; ${c.unchanged} already here, ${c.refused} refused (of ${c.rows} ${c.rows === 1 ? "row" : "rows"}).`,
+    `✅ Imported ${customerCount(c.new, "new ")} from ${name}; ${c.unchanged} already here, ${c.refused} refused (of ${rowCount(c.rows)}).`,
     c.new ? "Active subscribers' router accounts are being set up." : "",
   ]
     .filter(Boolean)
