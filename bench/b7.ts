@@ -219,20 +219,19 @@ export default async function run(databaseUrl: string) {
 const HISTORY = 50_000;
 
 async function seedChatHistory(db: Db) {
+  // Row n of the history, 50 ms after row n - 1, starting 30 days ago.
+  const historyAt = sql`select now() - interval '30 days' + n * interval '50 ms' as at`;
   await db.execute(sql`
     insert into chat_inbox (channel, external_id, chat_id, payload, status, attempts, received_at, handled_at)
     select 'telegram', 'history-' || n, (${chatIdOf(0)} + n % ${CHATS})::text,
-           jsonb_build_object('update_id', n), 'done', 1,
-           now() - interval '30 days' + n * interval '50 ms', now() - interval '30 days' + n * interval '50 ms'
-    from generate_series(1, ${HISTORY}) as n`);
+           jsonb_build_object('update_id', n), 'done', 1, t.at, t.at
+    from generate_series(1, ${HISTORY}) as n, lateral (${historyAt}) t`);
   await db.execute(sql`
     insert into message_outbox (channel, recipient, template, content, status, attempts, next_attempt_at,
       created_at, sent_at, provider_message_id)
     select 'telegram', (${chatIdOf(0)} + n % ${CHATS})::text, ${CHAT_CONTENT_TEMPLATE},
-           jsonb_build_object('kind', 'text', 'text', 'Asante'), 'done', 1,
-           now() - interval '30 days' + n * interval '50 ms', now() - interval '30 days' + n * interval '50 ms',
-           now() - interval '30 days' + n * interval '50 ms', n::text
-    from generate_series(1, ${HISTORY}) as n`);
+           jsonb_build_object('kind', 'text', 'text', 'Asante'), 'done', 1, t.at, t.at, t.at, n::text
+    from generate_series(1, ${HISTORY}) as n, lateral (${historyAt}) t`);
   await db.execute(sql`analyze`);
 }
 
