@@ -123,65 +123,77 @@ interface Layout {
   hasMore: boolean;
 }
 
-const size = (lines: string[]) => lines.reduce((n, l) => n + l.length + 1, 0) - (lines.length ? 1 : 0);
+const lineSize = (line: string) => line.length + 1;
 
-/** Lays out a screen; list items are packed into pages that fit the budget with room for a hint. */
+/**
+ * Lays out a screen; list items are packed into pages that fit the budget with room for a hint.
+ * Written with plain loops over arrays this function builds itself: it runs for every screen of
+ * every message, and V8 threw its optimised code away (then spent 100-200 ms of CPU compiling it
+ * again) each time a screen's body or one of its arrays came in a shape it had not met.
+ */
 function layout(ctx: MenuContext, body: ScreenBody, frame: Frame, depth: number): Layout {
   const language = body.language ?? ctx.language;
-  const head = body.lines.map(toAscii);
-  const options = (body.options ?? []).map((o) => toAscii(`${o.key}. ${o.label}`));
-  const nav = body.end ? null : navLine(ctx, depth, language);
-  const tail = [...options, ...(nav ? [nav] : [])];
+  const end = body.end === true;
+  const head: string[] = [];
+  for (const line of body.lines) head.push(toAscii(line));
+  const tail: string[] = [];
+  const optionChoices: MenuChoice[] = [];
+  for (const option of body.options ?? []) {
+    tail.push(toAscii(`${option.key}. ${option.label}`));
+    optionChoices.push({ key: option.key, label: toAscii(option.label) });
+  }
+  const nav = end ? null : navLine(ctx, depth, language);
+  if (nav) tail.push(nav);
   const navChoices: MenuChoice[] = [];
-  if (!body.end && depth > 1)
-    navChoices.push({ key: "0", label: toAscii(ctx.t("menu.nav.back", {}, language)) });
-  if (!body.end && depth > 2)
-    navChoices.push({ key: "00", label: toAscii(ctx.t("menu.nav.home", {}, language)) });
-  const optionChoices = (body.options ?? []).map((o) => ({ key: o.key, label: toAscii(o.label) }));
-  const labels = (body.list ?? []).map(toAscii);
-  const items = labels.map((label, i) => `${i + 1}. ${label}`);
-  if (items.length === 0)
+  if (!end && depth > 1) navChoices.push({ key: "0", label: toAscii(ctx.t("menu.nav.back", {}, language)) });
+  if (!end && depth > 2) navChoices.push({ key: "00", label: toAscii(ctx.t("menu.nav.home", {}, language)) });
+  const labels: string[] = [];
+  for (const entry of body.list ?? []) labels.push(toAscii(entry));
+  if (labels.length === 0)
     return {
-      lines: [...head, ...tail],
+      lines: head.concat(tail),
       head,
-      choices: [...optionChoices, ...navChoices],
+      choices: optionChoices.concat(navChoices),
       visible: [],
       hasMore: false,
     };
 
+  const items = labels.map((label, i) => `${i + 1}. ${label}`);
   const more = `98. ${ctx.t("menu.nav.more", {}, language)}`;
   const budget = SCREEN_BUDGET - HINT_RESERVE;
+  // A page's size as its lines joined by newlines: each line and its newline, less the last newline.
+  let fixedSize = -1;
+  for (const line of head) fixedSize += lineSize(line);
+  for (const line of tail) fixedSize += lineSize(line);
   let start = 0;
   for (let page = 0; ; page++) {
     const taken: number[] = [];
+    let takenSize = 0;
     let i = start;
     while (i < items.length) {
-      const remainingAfter = i + 1 < items.length;
-      const candidate = [
-        ...head,
-        ...taken.map((k) => items[k]!),
-        items[i]!,
-        ...(remainingAfter ? [more] : []),
-        ...tail,
-      ];
-      if (taken.length > 0 && size(candidate) > budget) break;
+      const moreSize = i + 1 < items.length ? lineSize(more) : 0;
+      const size = fixedSize + takenSize + lineSize(items[i]!) + moreSize;
+      if (taken.length > 0 && size > budget) break;
       taken.push(i);
+      takenSize += lineSize(items[i]!);
       i++;
     }
     const hasMore = i < items.length;
     if (page >= frame.page || !hasMore) {
-      const moreChoice: MenuChoice[] = hasMore
-        ? [{ key: "98", label: toAscii(ctx.t("menu.nav.more", {}, language)) }]
-        : [];
+      const lines = head.slice();
+      const choices: MenuChoice[] = [];
+      for (const k of taken) {
+        lines.push(items[k]!);
+        choices.push({ key: String(k + 1), label: labels[k]! });
+      }
+      if (hasMore) {
+        lines.push(more);
+        choices.push({ key: "98", label: toAscii(ctx.t("menu.nav.more", {}, language)) });
+      }
       return {
-        lines: [...head, ...taken.map((k) => items[k]!), ...(hasMore ? [more] : []), ...tail],
+        lines: lines.concat(tail),
         head,
-        choices: [
-          ...taken.map((k) => ({ key: String(k + 1), label: labels[k]! })),
-          ...moreChoice,
-          ...optionChoices,
-          ...navChoices,
-        ],
+        choices: choices.concat(optionChoices, navChoices),
         visible: taken,
         hasMore,
       };
