@@ -146,6 +146,7 @@ export async function requestPayment(
     earlier_amount_cents: number | string | null;
     earlier_phone: string | null;
     full_window: "phone" | "session" | "account" | "total" | null;
+    refusal_audited: boolean;
   }>(
     ctx.db,
     sql`
@@ -202,10 +203,27 @@ export async function requestPayment(
       select ${actor.kind}, ${actor.id}, ${actor.channel ?? null}::text, 'payment_intent.requested', 'payment_intent',
         id::text, ${details}::jsonb, ${at}::timestamptz
       from inserted
+    ),
+    full_window as (
+      select case when not phone_ok then 'phone' when not session_ok then 'session'
+                  when not account_ok then 'account' when not total_ok then 'total' end as name from room
+    ),
+    -- A valid request that recorded no intent was refused by a window: audited here, so a refusal
+    -- (a burst of them is someone trying the limits) costs no statement of its own.
+    refusal_audited as (
+      insert into audit_log (actor_kind, actor_id, channel, action, entity, entity_id, reason, details, at)
+      select ${actor.kind}, ${actor.id}, ${actor.channel ?? null}::text, 'payment_intent.refused', 'phone',
+        ${phone}::text, 'rate_limited',
+        jsonb_build_object('phone', ${phone}::text, 'purpose', ${input.purpose}::text, 'customerId', ${customer}::int,
+          'channel', ${input.channel}::text, 'limit', coalesce((select name from full_window), 'phone')),
+        ${at}::timestamptz
+      from valid v
+      where not exists (select 1 from inserted)
+      returning id
     )
     select c.sub_customer, c.plan_active, c.customer, (select id from inserted) as id, ${once.first(sql`claim`)} as first,
-      (select case when not phone_ok then 'phone' when not session_ok then 'session'
-                   when not account_ok then 'account' when not total_ok then 'total' end from room) as full_window,
+      (select name from full_window) as full_window,
+      exists (select 1 from refusal_audited) as refusal_audited,
       e.id as earlier_id, e.purpose as earlier_purpose, e.amount_cents as earlier_amount_cents, e.phone as earlier_phone
     from checks c left join earlier e on true`,
   );
@@ -251,20 +269,22 @@ export async function requestPayment(
   if (sub === null && customer !== null && row?.customer == null)
     return invalid("That account does not exist.");
   const minutes = Math.max(1, Math.round(limits.windowMs / 60_000));
-  // Refusals are audited: a burst of them is someone trying the limits.
-  await audit(ctx.db, actor, now, {
-    action: "payment_intent.refused",
-    entity: "phone",
-    entityId: phone,
-    reason: "rate_limited",
-    details: {
-      phone,
-      purpose: input.purpose,
-      customerId: customer,
-      channel: input.channel,
-      limit: row?.full_window ?? "phone",
-    },
-  });
+  // Refusals are audited: a burst of them is someone trying the limits. The statement audited it
+  // unless it saw no valid request (a repeat of a key whose first request was refused).
+  if (!row?.refusal_audited)
+    await audit(ctx.db, actor, now, {
+      action: "payment_intent.refused",
+      entity: "phone",
+      entityId: phone,
+      reason: "rate_limited",
+      details: {
+        phone,
+        purpose: input.purpose,
+        customerId: customer,
+        channel: input.channel,
+        limit: row?.full_window ?? "phone",
+      },
+    });
   return {
     ok: false,
     reason: "rate_limited",
