@@ -1,6 +1,7 @@
 import { and, asc, eq, inArray, type SQL, sql } from "drizzle-orm";
 import type { Executor } from "../db/client.ts";
 import { customers, plans, routers, subscriptions } from "../db/schema/index.ts";
+import { counted } from "../lib/plural.ts";
 import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { enqueueMessages, type OutboundMessage } from "./outbox.ts";
@@ -27,7 +28,7 @@ export const BROADCAST_MAX_CHARS = 480;
 
 /** `2 subscribers on router Kibera-1`, `1 subscriber in area Roysambu`, `all 40 subscribers`. */
 export function audienceLabel(audience: Audience, count: number): string {
-  const who = `${count} subscriber${count === 1 ? "" : "s"}`;
+  const who = counted(count, "subscriber");
   switch (audience.kind) {
     case "router":
       return `${who} on router ${audience.name}`;

@@ -5,6 +5,7 @@ import { type Executor, queryRows } from "../../db/client.ts";
 import { auditLog, customers, payments, plans, provisioningOutbox, routers } from "../../db/schema/index.ts";
 import type { ScheduledJob } from "../../jobs/scheduler.ts";
 import { displayPhone } from "../../lib/phone.ts";
+import { counted } from "../../lib/plural.ts";
 import { formatDateTime } from "../../messaging/render.ts";
 import { type RouterStatus, routerStatuses } from "../../network/health.ts";
 import {
@@ -137,9 +138,9 @@ export function routerAlertText(r: RouterStatus, timezone: string): string {
     return [
       `🔴 Router ${r.name} (${r.host}) is DOWN since ${when(r.lastErrorAt)}.`,
       `Error: ${(r.lastError ?? "unknown").slice(0, 300)}`,
-      `Last contact ${when(r.lastContactAt)}. ${r.pending} change${r.pending === 1 ? "" : "s"} wait for it; nothing is lost.`,
+      `Last contact ${when(r.lastContactAt)}. ${counted(r.pending, "change")} wait for it; nothing is lost.`,
     ].join("\n");
-  return `✅ Router ${r.name} (${r.host}) is back: answered at ${when(r.lastContactAt)}. ${r.pending} change${r.pending === 1 ? "" : "s"} waiting, ${r.dead} given up (/routers).`;
+  return `✅ Router ${r.name} (${r.host}) is back: answered at ${when(r.lastContactAt)}. ${counted(r.pending, "change")} waiting, ${r.dead} given up (/routers).`;
 }
 
 // ---- Provisioning given up ----------------------------------------------------------------------
@@ -185,7 +186,7 @@ async function deadJobAlerts(
   }
   for (const [name, group] of byRouter) {
     const lines = [
-      `⚠️ ${group.length} router job${group.length === 1 ? "" : "s"} given up on ${name}:`,
+      `⚠️ ${counted(group.length, "router job")} given up on ${name}:`,
       ...group
         .slice(0, LINES_SHOWN)
         .map(

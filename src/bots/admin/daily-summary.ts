@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import { formatKes } from "../../billing/money.ts";
 import { type Executor, queryRows } from "../../db/client.ts";
+import { counted } from "../../lib/plural.ts";
 import { routerStatuses } from "../../network/health.ts";
 import {
   type AdminAlertTarget,
@@ -89,10 +90,10 @@ export function dailySummaryText(s: DailySummary): string {
     `📊 Daily summary, ${s.date}`,
     `Routers: ${s.routersUp} up${s.routersDown.length ? `, ${s.routersDown.length} DOWN (${s.routersDown.join(", ")})` : ""}`,
     `Subscribers: ${s.active} active, ${s.suspended} suspended, ${s.pending} not paid yet`,
-    `Collected today: ${formatKes(s.collectedTodayCents)} in ${s.paymentsToday} payment${s.paymentsToday === 1 ? "" : "s"}`,
+    `Collected today: ${formatKes(s.collectedTodayCents)} in ${counted(s.paymentsToday, "payment")}`,
     `New sign-ups today: ${s.signupsToday}`,
     `Unmatched payments waiting: ${s.unmatchedWaiting}${s.unmatchedWaiting ? " (/unmatched)" : ""}`,
-    `Given up in 24 h: ${s.deadJobs24h} router job${s.deadJobs24h === 1 ? "" : "s"}, ${s.deadMessages24h} message${s.deadMessages24h === 1 ? "" : "s"}${s.deadJobs24h + s.deadMessages24h ? " (/failed)" : ""}`,
+    `Given up in 24 h: ${counted(s.deadJobs24h, "router job")}, ${counted(s.deadMessages24h, "message")}${s.deadJobs24h + s.deadMessages24h ? " (/failed)" : ""}`,
   ].join("\n");
 }
 

@@ -1,5 +1,6 @@
 import { Composer, type Context } from "grammy";
 import { findCustomerByAccountReference } from "../../../billing/accounts.ts";
+import { counted } from "../../../lib/plural.ts";
 import { formatDateTime } from "../../../messaging/render.ts";
 import type { AdminKit } from "../kit.ts";
 import { type AuditEntryRow, auditOfCustomer, auditOfTelegramUser } from "../ops-queries.ts";
@@ -41,7 +42,7 @@ export function auditFeature(kit: AdminKit): Composer<Context> {
     } else return void (await kit.reply(ctx, `No account ${who}. Try /find.`));
     if (rows.length === 0) return void (await kit.reply(ctx, `${title}: no audit entries.`));
     await kit.replyLines(ctx, [
-      `${title}: last ${rows.length} audit entr${rows.length === 1 ? "y" : "ies"}, newest first:`,
+      `${title}: last ${counted(rows.length, "audit entry", "audit entries")}, newest first:`,
       ...rows.map((r) => auditLine(r, kit.timezone)),
     ]);
   });

@@ -12,6 +12,7 @@ import {
 import type { Executor } from "../../../db/client.ts";
 import { ts } from "../../../db/params.ts";
 import { type AdminImportStatus, adminImports } from "../../../db/schema/index.ts";
+import { counted } from "../../../lib/plural.ts";
 import { queueAdminFile } from "../alert-queue.ts";
 import { askConfirmation } from "../confirmations.ts";
 import { type AdminBotDeps, type AdminKit, createAdminKit, splitMessage } from "../kit.ts";
@@ -19,8 +20,8 @@ import { adminActor, findAdmin } from "../roles.ts";
 import type { ImportAction } from "./import.ts";
 
 /** "1 customer", "3 customers" (with `kind`: "1 new customer"). */
-export const customerCount = (n: number, kind = ""): string => `${n} ${kind}customer${n === 1 ? "" : "s"}`;
-const rowCount = (n: number): string => `${n} row${n === 1 ? "" : "s"}`;
+export const customerCount = (n: number, kind = ""): string => counted(n, `${kind}customer`);
+const rowCount = (n: number): string => counted(n, "row");
 
 /**
  * The work behind a CSV sent to the admin chat, after the update was answered: fetch the file from

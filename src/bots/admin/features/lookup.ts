@@ -1,6 +1,7 @@
 import { Composer, type Context } from "grammy";
 import type { InlineKeyboardButton } from "grammy/types";
 import { findCustomerByAccountReference } from "../../../billing/accounts.ts";
+import { counted } from "../../../lib/plural.ts";
 import type { AdminKit } from "../kit.ts";
 import { parseAccount } from "../parse.ts";
 import { findCustomers, subscriberCard } from "../queries.ts";
@@ -24,10 +25,9 @@ export function lookupFeature(kit: AdminKit): Composer<Context> {
     if (found.length === 0) return void (await reply(ctx, `Nobody matches "${query}".`));
     await reply(
       ctx,
-      [
-        `${found.length} match${found.length === 1 ? "" : "es"}:`,
-        ...found.map((s) => findLine(s, timezone)),
-      ].join("\n"),
+      [`${counted(found.length, "match", "matches")}:`, ...found.map((s) => findLine(s, timezone))].join(
+        "\n",
+      ),
     );
   });
   kit.command(lookup, "sub", async (ctx, admin, args) => {

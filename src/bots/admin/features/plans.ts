@@ -2,6 +2,7 @@ import { Composer, type Context } from "grammy";
 import { formatKes } from "../../../billing/money.ts";
 import { createPlan, listPlans, type PlanChanges, updatePlan } from "../../../billing/plans.ts";
 import { type PeriodUnit, type PlanKind, periodUnits, planKinds } from "../../../db/schema/index.ts";
+import { counted } from "../../../lib/plural.ts";
 import type { AdminKit } from "../kit.ts";
 import { type Parsed, parseAmount } from "../parse.ts";
 import { adminActor } from "../roles.ts";
@@ -103,7 +104,7 @@ export function plansFeature(kit: AdminKit): Composer<Context> {
   kit.command(composer, "plans", async (ctx) => {
     const all = await listPlans(kit.db);
     if (all.length === 0) return void (await reply(ctx, "No plans yet. Add one with /plan_add."));
-    await kit.replyLines(ctx, [`${all.length} plan${all.length === 1 ? "" : "s"}:`, ...all.map(planLine)]);
+    await kit.replyLines(ctx, [`${counted(all.length, "plan")}:`, ...all.map(planLine)]);
   });
 
   kit.command(composer, "plan_add", async (ctx, admin, args) => {

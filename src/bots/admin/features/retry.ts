@@ -1,4 +1,5 @@
 import { Composer, type Context } from "grammy";
+import { counted } from "../../../lib/plural.ts";
 import { findRouterByReference } from "../../../network/health.ts";
 import type { AdminKit } from "../kit.ts";
 import { retryDeadProvisioningInTx } from "../ops-queries.ts";
@@ -23,7 +24,7 @@ export function retryFeature(kit: AdminKit): Composer<Context> {
         ctx.chat!.id,
         n === 0
           ? `${router.name} has no given-up jobs.`
-          : `🔁 ${n} given-up job${n === 1 ? "" : "s"} of ${router.name} queued again. /routers shows the queue.`,
+          : `🔁 ${counted(n, "given-up job")} of ${router.name} queued again. /routers shows the queue.`,
       );
       return n;
     });

@@ -4,6 +4,7 @@ import type { InlineKeyboardButton } from "grammy/types";
 import { approveSignup, listPendingSignups, rejectSignup } from "../../../billing/signups.ts";
 import { routers } from "../../../db/schema/index.ts";
 import { displayPhone } from "../../../lib/phone.ts";
+import { counted } from "../../../lib/plural.ts";
 import { formatDateTime } from "../../../messaging/render.ts";
 import { askConfirmation, confirmable, type FeatureAction } from "../confirmations.ts";
 import type { AdminKit } from "../kit.ts";
@@ -74,12 +75,7 @@ export function signupsFeature(kit: AdminKit): Composer<Context> {
       .limit(MAX_ROUTER_BUTTONS);
     const mayDecide = may(admin.role, "add");
     await kit.inTx(async (tx, _, now) => {
-      await kit.say(
-        tx,
-        now,
-        ctx.chat!.id,
-        `${pending.length} sign-up${pending.length === 1 ? "" : "s"} waiting:`,
-      );
+      await kit.say(tx, now, ctx.chat!.id, `${counted(pending.length, "sign-up")} waiting:`);
       for (const s of pending) {
         const text = [
           `${s.accountNumber} · ${s.name} · ${displayPhone(s.phone)}`,

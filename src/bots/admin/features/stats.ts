@@ -1,6 +1,7 @@
 import { Composer, type Context } from "grammy";
 import { formatKes } from "../../../billing/money.ts";
 import { type BusinessStats, businessStats } from "../../../billing/stats.ts";
+import { counted } from "../../../lib/plural.ts";
 import { formatDateTime } from "../../../messaging/render.ts";
 import type { AdminKit } from "../kit.ts";
 
@@ -13,7 +14,7 @@ export function statsText(s: BusinessStats): string {
     `This month: ${s.newThisMonth} new, ${s.churnedThisMonth} churned`,
     `Collected: ${formatKes(s.collectedTodayCents)} today, ${formatKes(s.collectedThisMonthCents)} this month`,
     `MRR: ${formatKes(s.mrrCents)} · ARPU: ${formatKes(s.arpuCents)}`,
-    `Owing: ${s.owing.customers} customer${s.owing.customers === 1 ? "" : "s"}, ${formatKes(s.owing.totalCents)} in all`,
+    `Owing: ${counted(s.owing.customers, "customer")}, ${formatKes(s.owing.totalCents)} in all`,
     `Expiring in 24 h: ${s.expiringIn24h.total} (${s.expiringIn24h.unpaid} unpaid)`,
   ].join("\n");
 }

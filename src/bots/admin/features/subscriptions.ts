@@ -7,6 +7,7 @@ import { formatKes } from "../../../billing/money.ts";
 import { changePlanInTx, quotePlanChange } from "../../../billing/plan-change.ts";
 import { cancelSubscription } from "../../../billing/subscriptions.ts";
 import { plans } from "../../../db/schema/index.ts";
+import { counted } from "../../../lib/plural.ts";
 import { formatDate } from "../../../messaging/render.ts";
 import { askConfirmation, confirmable, type FeatureAction } from "../confirmations.ts";
 import type { AdminKit } from "../kit.ts";
@@ -35,7 +36,7 @@ confirmable("extend", {
   command: "extend",
   describe: (a) => {
     const action = a as ExtendAction;
-    return `give ${action.accountNumber} ${action.days} free day${action.days === 1 ? "" : "s"} of service (reason: ${action.reason})`;
+    return `give ${action.accountNumber} ${counted(action.days, "free day")} of service (reason: ${action.reason})`;
   },
   async run(ctx, admin, a) {
     const action = a as ExtendAction;
@@ -50,7 +51,7 @@ confirmable("extend", {
       : subscription.status === "suspended"
         ? ` Still suspended (${subscription.suspendedReason}): ${subscription.suspendedReason === "dunning" ? "an earlier bill is still overdue" : "use /resume"}.`
         : "";
-    return `✅ Extended ${action.accountNumber} by ${action.days} day${action.days === 1 ? "" : "s"}: paid until ${until}.${state}`;
+    return `✅ Extended ${action.accountNumber} by ${counted(action.days, "day")}: paid until ${until}.${state}`;
   },
 });
 
@@ -152,7 +153,7 @@ export function subscriptionsFeature(kit: AdminKit): Composer<Context> {
         admin,
         ctx.chat!.id,
         action,
-        `${customer.name}: paid until ${until} (${subscription.status}). Give ${action.days} free day${action.days === 1 ? "" : "s"} of service, without charge?`,
+        `${customer.name}: paid until ${until} (${subscription.status}). Give ${counted(action.days, "free day")} of service, without charge?`,
       ),
     );
   });

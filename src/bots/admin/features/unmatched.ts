@@ -1,6 +1,7 @@
 import { Composer, type Context } from "grammy";
 import { formatKes } from "../../../billing/money.ts";
 import { assignUnmatchedPayment, listUnmatchedPayments } from "../../../billing/unmatched.ts";
+import { counted } from "../../../lib/plural.ts";
 import { formatDateTime } from "../../../messaging/render.ts";
 import type { AdminKit } from "../kit.ts";
 import { parseAccount } from "../parse.ts";
@@ -23,7 +24,7 @@ export function unmatchedFeature(kit: AdminKit): Composer<Context> {
     await reply(
       ctx,
       [
-        `${rows.length} unmatched payment${rows.length === 1 ? "" : "s"}:`,
+        `${counted(rows.length, "unmatched payment")}:`,
         ...shown,
         ...(rows.length > 30 ? [`…and ${rows.length - 30} more.`] : []),
         "Place one with /assign <receipt> <account>.",
