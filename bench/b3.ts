@@ -12,15 +12,13 @@ import { serve } from "@hono/node-server";
 import { sql } from "drizzle-orm";
 import { createApp } from "../src/app.ts";
 import { defaultBillingSettings } from "../src/billing/context.ts";
-import { createCustomerWithSubscription } from "../src/billing/subscriptions.ts";
 import { systemClock } from "../src/clock.ts";
 import { openDatabase } from "../src/db/client.ts";
-import { plans } from "../src/db/schema/index.ts";
 import { createLogger } from "../src/logger.ts";
 import { createMenuServices } from "../src/menu/services.ts";
 import { createUssdRoutes } from "../src/ussd/routes.ts";
 import { KeepAliveClient } from "./keep-alive-client.ts";
-import { createBenchDatabase, percentile, round } from "./support.ts";
+import { createBenchDatabase, percentile, round, seedMenuCustomers } from "./support.ts";
 
 const SESSIONS_AT_ONCE = 100;
 /**
@@ -66,39 +64,7 @@ const walksOf = (walks: string[][]) =>
 export default async function run(databaseUrl: string) {
   const database = await createBenchDatabase(databaseUrl, 20);
   const db = database.db;
-  const ctx = { db, clock: systemClock, settings: defaultBillingSettings };
-  const admin = { kind: "admin" as const, id: "bench" };
-  await (async () => {
-    const inserted = await db
-      .insert(plans)
-      .values([
-        ...["Home 5", "Home 10", "Home 20", "Home 50"].map((name, i) => ({
-          code: `home-${i}`,
-          name,
-          kind: "pppoe" as const,
-          priceCents: (1_500 + i * 1_000) * 100,
-          periodUnit: "months" as const,
-          rateLimit: "5M/10M",
-        })),
-        ...["1 Hour", "3 Hours", "1 Day", "3 Days", "1 Week", "1 Month"].map((name, i) => ({
-          code: `hot-${i}`,
-          name,
-          kind: "hotspot" as const,
-          priceCents: (10 + i * 40) * 100,
-          periodUnit: "hours" as const,
-          periodCount: [1, 3, 24, 72, 168, 720][i]!,
-          rateLimit: "2M/4M",
-        })),
-      ])
-      .returning();
-    for (let i = 0; i < CUSTOMERS; i++) {
-      await createCustomerWithSubscription(ctx, admin, {
-        name: `Subscriber ${i}`,
-        phone: `+2547${String(10_000_000 + i).padStart(8, "0")}`,
-        planId: inserted[i % 4]!.id,
-      });
-    }
-  })();
+  await seedMenuCustomers(db, CUSTOMERS);
   const [{ name }] = (await db.execute(sql`select current_database() as name`)) as unknown as [
     { name: string },
   ];

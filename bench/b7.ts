@@ -26,7 +26,6 @@ import { sql } from "drizzle-orm";
 import type { UserFromGetMe } from "grammy/types";
 import { createApp } from "../src/app.ts";
 import { defaultBillingSettings } from "../src/billing/context.ts";
-import { createCustomerWithSubscription } from "../src/billing/subscriptions.ts";
 import { startChatWorker } from "../src/bots/chat-delivery.ts";
 import { createChatMenu } from "../src/bots/chat-menu.ts";
 import { CHAT_CONTENT_TEMPLATE } from "../src/bots/chat-outbox.ts";
@@ -36,13 +35,13 @@ import { createTelegramRoutes } from "../src/bots/telegram/routes.ts";
 import { createTelegramSender } from "../src/bots/telegram/sender.ts";
 import { systemClock } from "../src/clock.ts";
 import { type Db, openDatabase } from "../src/db/client.ts";
-import { chatLinks, plans } from "../src/db/schema/index.ts";
+import { chatLinks } from "../src/db/schema/index.ts";
 import { useSealingKey } from "../src/db/sealed.ts";
 import { createSecretBox } from "../src/lib/secret-box.ts";
 import { createLogger } from "../src/logger.ts";
 import { createMenuServices } from "../src/menu/services.ts";
 import { KeepAliveClient } from "./keep-alive-client.ts";
-import { createBenchDatabase, percentile, round } from "./support.ts";
+import { createBenchDatabase, percentile, round, seedMenuCustomers } from "./support.ts";
 
 const CHATS = Number(process.env.B7_CHATS ?? 200);
 /**
@@ -105,39 +104,7 @@ useSealingKey(createSecretBox(Buffer.from(sealingKey, "hex")));
 export default async function run(databaseUrl: string) {
   const database = await createBenchDatabase(databaseUrl, 20);
   const db = database.db;
-  const ctx = { db, clock: systemClock, settings: defaultBillingSettings };
-  const admin = { kind: "admin" as const, id: "bench" };
-  const inserted = await db
-    .insert(plans)
-    .values([
-      ...["Home 5", "Home 10", "Home 20", "Home 50"].map((name, i) => ({
-        code: `home-${i}`,
-        name,
-        kind: "pppoe" as const,
-        priceCents: (1_500 + i * 1_000) * 100,
-        periodUnit: "months" as const,
-        rateLimit: "5M/10M",
-      })),
-      ...["1 Hour", "3 Hours", "1 Day", "3 Days", "1 Week", "1 Month"].map((name, i) => ({
-        code: `hot-${i}`,
-        name,
-        kind: "hotspot" as const,
-        priceCents: (10 + i * 40) * 100,
-        periodUnit: "hours" as const,
-        periodCount: [1, 3, 24, 72, 168, 720][i]!,
-        rateLimit: "2M/4M",
-      })),
-    ])
-    .returning();
-  const customerIds: number[] = [];
-  for (let i = 0; i < CUSTOMERS; i++) {
-    const created = await createCustomerWithSubscription(ctx, admin, {
-      name: `Subscriber ${i}`,
-      phone: `+2547${String(10_000_000 + i).padStart(8, "0")}`,
-      planId: inserted[i % 4]!.id,
-    });
-    customerIds.push(created.customer.id);
-  }
+  const customerIds = await seedMenuCustomers(db, CUSTOMERS);
   // Linked chats, as if each had shared its contact once.
   const links = [];
   for (let n = 0; n < CHATS; n++)
