@@ -28,7 +28,7 @@ import { findRouterByName } from "./network/routers.ts";
 import { startPayments } from "./payments/index.ts";
 import { createPortalRoutes, portalTokenKey } from "./portal/index.ts";
 import { DEMO_PHONE, seedSandbox } from "./sandbox/seed.ts";
-import { createSimulatorRoutes } from "./simulator/index.ts";
+import { mountSimulator } from "./simulator/index.ts";
 import { menuSettingsFrom, ussdRoutesFrom } from "./ussd/index.ts";
 
 let config: Config;
@@ -319,26 +319,13 @@ if (sandbox && !config.WHATSAPP_CLOUD_TOKEN) {
 
 // Sandbox only: the phone simulator in the browser (USSD, M-Pesa prompt, SMS, chats, router).
 if (sandbox && payments.fake)
-  app.route(
-    "/simulator",
-    createSimulatorRoutes({
-      ispName: config.ISP_NAME,
-      serviceCode: "*384*1#",
-      demoPhone: DEMO_PHONE,
-      // In-process: no USSD token or address rule stands between the page and the menu.
-      ussd: (form) =>
-        app.request(config.USSD_TOKEN ? `/ussd/${config.USSD_TOKEN}` : "/ussd", {
-          method: "POST",
-          headers: { "content-type": "application/x-www-form-urlencoded" },
-          body: form.toString(),
-        }),
-      daraja: payments.fake,
-      sms: messaging.fake,
-      router: sandboxRouter,
-      telegramUrl: telegramSandboxUrl,
-      whatsappUrl: whatsappSandboxUrl,
-    }),
-  );
+  mountSimulator(app, config, {
+    daraja: payments.fake,
+    sms: messaging.fake,
+    router: sandboxRouter,
+    telegramUrl: telegramSandboxUrl,
+    whatsappUrl: whatsappSandboxUrl,
+  });
 
 const server = serve({ fetch: app.fetch, port: config.PORT, hostname: host }, (info) => {
   const shown = info.family === "IPv6" ? `[${info.address}]` : info.address;

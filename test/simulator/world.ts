@@ -14,8 +14,8 @@ import { startMessaging } from "../../src/messaging/index.ts";
 import { startNetwork, startSandboxRouter } from "../../src/network/index.ts";
 import { findRouterByName } from "../../src/network/routers.ts";
 import { startPayments } from "../../src/payments/index.ts";
-import { DEMO_PHONE, seedSandbox } from "../../src/sandbox/seed.ts";
-import { createSimulatorRoutes } from "../../src/simulator/index.ts";
+import { seedSandbox } from "../../src/sandbox/seed.ts";
+import { mountSimulator } from "../../src/simulator/index.ts";
 import { menuSettingsFrom, ussdRoutesFrom } from "../../src/ussd/index.ts";
 import { box } from "../network/support.ts";
 import { createTestDatabase } from "../support/db.ts";
@@ -82,26 +82,14 @@ export async function startSandboxWorld() {
   const whatsapp = await startSandboxWhatsApp({ ...chat, appUrl: url });
   app.route("/hooks/wa", whatsapp.channel.routes);
   // The wiring main.ts uses in sandbox mode.
-  app.route(
-    "/simulator",
-    createSimulatorRoutes({
-      ispName: config.ISP_NAME,
-      serviceCode: "*384*1#",
-      demoPhone: DEMO_PHONE,
-      ussd: (form) =>
-        app.request(config.USSD_TOKEN ? `/ussd/${config.USSD_TOKEN}` : "/ussd", {
-          method: "POST",
-          headers: { "content-type": "application/x-www-form-urlencoded" },
-          body: form.toString(),
-        }),
-      daraja: payments.fake,
-      sms: messaging.fake,
-      router: emulator,
-      telegramUrl: telegram.fake.apiRoot,
-      whatsappUrl: new URL(whatsapp.fake.graphUrl).origin,
-      pollMs: 500,
-    }),
-  );
+  mountSimulator(app, config, {
+    daraja: payments.fake,
+    sms: messaging.fake,
+    router: emulator,
+    telegramUrl: telegram.fake.apiRoot,
+    whatsappUrl: new URL(whatsapp.fake.graphUrl).origin,
+    pollMs: 500,
+  });
   handle = app.fetch;
 
   return {
