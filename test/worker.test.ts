@@ -1,6 +1,5 @@
 import { createHmac } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { and, asc, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -17,7 +16,7 @@ import { portalTokenKey } from "../src/portal/index.ts";
 import { createTokenSigner } from "../src/portal/token.ts";
 import { admin, createPlan, uniquePhone } from "./support/billing.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
-import { eventually, freePort, runWrangler, send, stop } from "./support/wrangler.ts";
+import { eventually, send, startWorkerDev, type WorkerDev } from "./support/wrangler.ts";
 
 /**
  * The Cloudflare Worker (src/worker/index.ts), built as `wrangler deploy --dry-run` builds it
@@ -81,79 +80,20 @@ describe.runIf(onServer)("the Cloudflare Worker, built and run locally", () => {
   };
   let database: TestDatabase;
   let ctx: BillingContext;
-  let work: string;
-  let dev: ReturnType<typeof runWrangler> | undefined;
+  let worker: WorkerDev | undefined;
   let base: string;
 
   beforeAll(async () => {
-    work = mkdtempSync(path.join(tmpdir(), "tandao-worker-"));
-    // The project's wrangler.toml (entry, aliases, bindings, vars, crons) with its paths made
-    // absolute, in the temporary folder: wrangler's scratch folder (.wrangler/) lands beside it.
-    const toml = path.join(work, "wrangler.toml");
-    writeFileSync(
-      toml,
-      config.replaceAll('"./src/', `"${root}/src/`).replace('main = "src/', `main = "${root}/src/`),
-    );
-    // Offline and logged out, as in .ci/run.
-    const build = runWrangler(
-      ["deploy", "--dry-run", "--config", toml, "--outdir", path.join(work, "dist")],
-      work,
-    );
-    expect(await build.exited, build.output()).toBe(0);
-    expect(existsSync(path.join(work, "dist", "index.js"))).toBe(true);
-
     database = await createTestDatabase();
     ctx = { db: database.db, clock: systemClock, settings: defaultBillingSettings };
-    // Hyperdrive's local connection string needs a password; the server's trust auth ignores it.
-    const url = new URL(database.url!);
-    if (!url.password) {
-      url.username ||= "postgres";
-      url.password = "postgres";
-    }
-
-    // The built bundle, as deployed, with the same configuration.
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    dev = runWrangler(
-      [
-        "dev",
-        path.join(work, "dist", "index.js"),
-        "--no-bundle",
-        "--config",
-        toml,
-        "--ip",
-        "127.0.0.1",
-        "--port",
-        String(port),
-        "--inspector-port",
-        String(await freePort()),
-        "--persist-to",
-        path.join(work, "state"),
-        "--test-scheduled",
-        ...Object.entries(vars).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
-      ],
-      work,
-      { CLOUDFLARE_HYPERDRIVE_LOCAL_CONNECTION_STRING_HYPERDRIVE: url.toString() },
-    );
-    const deadline = Date.now() + 45_000;
-    for (;;) {
-      if (dev.child.exitCode !== null) throw new Error(`wrangler dev exited:\n${dev.output()}`);
-      if (Date.now() > deadline) throw new Error(`wrangler dev not ready:\n${dev.output()}`);
-      const ready = await fetch(`${base}/healthz`).then(
-        (r) => r.ok,
-        () => false,
-      );
-      if (ready) break;
-      await new Promise((r) => setTimeout(r, 250));
-    }
+    worker = await startWorkerDev(config, vars, database.url!);
+    base = worker.base;
   }, 90_000);
 
   afterAll(async () => {
-    if (process.env.WORKER_TEST_LOG) console.log(dev?.output());
-    stop(dev?.child);
-    await Promise.race([dev?.exited, new Promise((r) => setTimeout(r, 5_000))]);
+    if (process.env.WORKER_TEST_LOG) console.log(worker?.output());
+    await worker?.close();
     await database?.close();
-    if (work) rmSync(work, { recursive: true, force: true });
   });
 
   it("answers /healthz from the database through Hyperdrive", async () => {

@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
 import path from "node:path";
 
 /** Running the Cloudflare Worker locally for test/worker.test.ts: wrangler, ports, requests. */
@@ -73,5 +75,93 @@ export async function eventually<T>(read: () => Promise<T | null | undefined>, w
     if (value) return value;
     if (Date.now() > deadline) throw new Error(`not reached in time: ${what}`);
     await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export interface WorkerDev {
+  /** Where the Worker answers, `http://127.0.0.1:<port>`. */
+  base: string;
+  /** What wrangler printed so far. */
+  output(): string;
+  close(): Promise<void>;
+}
+
+const root = path.resolve(import.meta.dirname, "..", "..");
+
+/**
+ * The Worker built as `wrangler deploy --dry-run` builds it (offline, logged out, as in .ci/run) from
+ * the project's `wranglerToml`, then that bundle run by `wrangler dev` (workerd) with `vars` as its
+ * settings and Hyperdrive's local connection string on `databaseUrl`; resolves once it answers
+ * `/healthz`.
+ */
+export async function startWorkerDev(
+  wranglerToml: string,
+  vars: Record<string, string>,
+  databaseUrl: string,
+): Promise<WorkerDev> {
+  const work = mkdtempSync(path.join(tmpdir(), "tandao-worker-"));
+  // The project's wrangler.toml (entry, aliases, bindings, vars, crons) with its paths made
+  // absolute, in the temporary folder: wrangler's scratch folder (.wrangler/) lands beside it.
+  const toml = path.join(work, "wrangler.toml");
+  writeFileSync(
+    toml,
+    wranglerToml.replaceAll('"./src/', `"${root}/src/`).replace('main = "src/', `main = "${root}/src/`),
+  );
+  const build = runWrangler(
+    ["deploy", "--dry-run", "--config", toml, "--outdir", path.join(work, "dist")],
+    work,
+  );
+  if ((await build.exited) !== 0 || !existsSync(path.join(work, "dist", "index.js")))
+    throw new Error(`the Worker did not build:\n${build.output()}`);
+
+  // Hyperdrive's local connection string needs a password; the server's trust auth ignores it.
+  const url = new URL(databaseUrl);
+  if (!url.password) {
+    url.username ||= "postgres";
+    url.password = "postgres";
+  }
+  // The built bundle, as deployed, with the same configuration.
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const dev = runWrangler(
+    [
+      "dev",
+      path.join(work, "dist", "index.js"),
+      "--no-bundle",
+      "--config",
+      toml,
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--inspector-port",
+      String(await freePort()),
+      "--persist-to",
+      path.join(work, "state"),
+      "--test-scheduled",
+      ...Object.entries(vars).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
+    ],
+    work,
+    { CLOUDFLARE_HYPERDRIVE_LOCAL_CONNECTION_STRING_HYPERDRIVE: url.toString() },
+  );
+  const close = async () => {
+    stop(dev.child);
+    await Promise.race([dev.exited, new Promise((r) => setTimeout(r, 5_000))]);
+    rmSync(work, { recursive: true, force: true });
+  };
+  const deadline = Date.now() + 45_000;
+  for (;;) {
+    const failure =
+      dev.child.exitCode !== null ? "exited" : Date.now() > deadline ? "not ready in 45 s" : null;
+    if (failure) {
+      await close();
+      throw new Error(`wrangler dev ${failure}:\n${dev.output()}`);
+    }
+    const ready = await fetch(`${base}/healthz`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ready) return { base, output: dev.output, close };
+    await new Promise((r) => setTimeout(r, 250));
   }
 }
