@@ -139,6 +139,14 @@ describe("requestPayment", () => {
     expect(await ask("ussd:k4#2")).toMatchObject({ ok: false, reason: "rate_limited" });
     // A refused request's key is spent: its repeat is refused the same way.
     expect(await ask("ussd:k4#2")).toMatchObject({ ok: false, reason: "rate_limited" });
+    // Each refusal is audited once, naming the full window: the first by the statement that refused
+    // it, the repeat (which that statement cannot tell from a valid request) afterwards.
+    const refusals = await database.db
+      .select()
+      .from(auditLog)
+      .where(and(eq(auditLog.action, "payment_intent.refused"), eq(auditLog.entityId, "+254766000001")));
+    expect(refusals).toHaveLength(2);
+    for (const row of refusals) expect(row.details).toMatchObject({ limit: "phone", purpose: "balance" });
   });
 
   it("refuses a key that was already used for a different payment", async () => {

@@ -204,9 +204,17 @@ export async function requestPayment(
         id::text, ${details}::jsonb, ${at}::timestamptz
       from inserted
     ),
+    -- The window that refused a valid request: full when read, or, when every window had room as
+    -- read, the one whose last slot a request running at the same moment took.
     full_window as (
-      select case when not phone_ok then 'phone' when not session_ok then 'session'
-                  when not account_ok then 'account' when not total_ok then 'total' end as name from room
+      select coalesce(
+        (select case when not phone_ok then 'phone' when not session_ok then 'session'
+                     when not account_ok then 'account' when not total_ok then 'total' end from room),
+        case when not exists (select 1 from phone_slot) then 'phone'
+             when not exists (select 1 from session_slot) then 'session'
+             when not exists (select 1 from passed) then 'account'
+             when not exists (select 1 from total_slot) then 'total' end) as name
+      from valid
     ),
     -- A valid request that recorded no intent was refused by a window: audited here, so a refusal
     -- (a burst of them is someone trying the limits) costs no statement of its own.
