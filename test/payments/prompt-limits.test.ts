@@ -141,6 +141,35 @@ describe("total prompts per minute", () => {
     expect((await again(late!, "burst-late-2")).ok).toBe(true);
   });
 
+  it("a refused prompt's repeat (the same key) is refused and audited by the same window", async () => {
+    clock.advance(10 * MINUTE);
+    const oneAMinute: PaymentLimits = { ...defaultPaymentLimits, totalPerMinute: 1 };
+    const [first, second] = phones(2);
+    const voucher = (phone: string, key: string) =>
+      requestPayment(
+        ctx,
+        walkIn(phone),
+        {
+          phone,
+          purpose: "voucher",
+          amountCents: 50_00,
+          planId: voucherPlanId,
+          channel: "portal",
+          idempotencyKey: key,
+        },
+        oneAMinute,
+      );
+    expect((await voucher(first!, "portal:first")).ok).toBe(true);
+    const busy = /many payment requests right now/;
+    expect(await voucher(second!, "portal:second")).toMatchObject({ ok: false, message: busy });
+    // The form sent twice: the key's first request was refused, so is this one, for the same reason.
+    expect(await voucher(second!, "portal:second")).toMatchObject({ ok: false, message: busy });
+    const audited = await refusalsAudited([second!]);
+    expect(audited).toHaveLength(2);
+    for (const row of audited)
+      expect(row.details).toMatchObject({ limit: "total", idempotencyKey: "portal:second" });
+  });
+
   it("through the USSD route: 50 strangers buying a voucher at once are cut at the limit", async () => {
     clock.advance(10 * MINUTE);
     const app = createApp({
@@ -276,6 +305,35 @@ describe("prompts per account", () => {
     expect((await payFor(other.id, phones(1)[0]!, "acct-other", limits)).ok).toBe(true);
     clock.advance(limits.windowMs + 1000);
     expect((await payFor(account.id, phones(1)[0]!, "acct-later", limits)).ok).toBe(true);
+  });
+
+  it("a prompt for a subscription alone is counted, and refused, against its account", async () => {
+    clock.advance(10 * MINUTE);
+    const limits: PaymentLimits = { ...defaultPaymentLimits, perAccount: 1 };
+    const plan = await createPlan(database.db, { priceCents: 150_000 });
+    const [owner, other] = phones(2);
+    const { customer, subscription } = await createCustomerWithSubscription(ctx, admin, {
+      name: "Wanjiru Kamau",
+      phone: owner!,
+      planId: plan.id,
+    });
+    const bySubscription = (phone: string) =>
+      requestPayment(
+        ctx,
+        walkIn(phone),
+        {
+          phone,
+          purpose: "balance",
+          amountCents: 1_500_00,
+          subscriptionId: subscription.id,
+          channel: "ussd",
+        },
+        limits,
+      );
+    expect((await bySubscription(owner!)).ok).toBe(true);
+    expect(await bySubscription(other!)).toMatchObject({ ok: false, message: /for this account/ });
+    const [refusal] = await refusalsAudited([other!]);
+    expect(refusal?.details).toMatchObject({ customerId: customer.id, limit: "account" });
   });
 
   it("simultaneous prompts from many phones for one account: exactly perAccount go through", async () => {

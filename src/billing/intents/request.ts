@@ -76,8 +76,8 @@ const invalid = (message: string): RequestPaymentResult => ({ ok: false, reason:
 
 /**
  * Records a pending STK intent after the abuse limits; does not talk to M-Pesa (the dispatcher
- * sends it right after). Concurrent requests for one phone or session are serialized by
- * transaction-scoped advisory locks, so the limit holds under races too.
+ * sends it right after). Each window's slot is taken by an upsert that counts the window again under
+ * its row's lock, so the limits hold under races too.
  */
 export async function requestPayment(
   ctx: BillingContext,
@@ -174,7 +174,8 @@ export async function requestPayment(
         ${hitsSince(sql`'stk-total'::text`, lastMinute)} < ${limits.totalPerMinute} as total_ok
       from valid v
     ),
-    -- Every limit is checked before any slot is taken: a refused prompt uses up nobody's room.
+    -- Every limit is checked before any slot is taken: a refused prompt uses up nobody's room (unless
+    -- a prompt running beside it fills a later window first: the earlier windows keep its try).
     fits as (select 1 from room where phone_ok and session_ok and account_ok and total_ok),
     phone_slot as (${window(sql`${`stk-phone:${phone}`}::text`, sql`fits`, limits.promptsPerWindow)}),
     session_slot as (${sessionKey ? window(sql`${sessionKey}::text`, sql`phone_slot`, limits.promptsPerWindow) : sql`select key from phone_slot`}),
@@ -222,8 +223,9 @@ export async function requestPayment(
       insert into audit_log (actor_kind, actor_id, channel, action, entity, entity_id, reason, details, at)
       select ${actor.kind}, ${actor.id}, ${actor.channel ?? null}::text, 'payment_intent.refused', 'phone',
         ${phone}::text, 'rate_limited',
-        jsonb_build_object('phone', ${phone}::text, 'purpose', ${input.purpose}::text, 'customerId', ${customer}::int,
-          'channel', ${input.channel}::text, 'limit', coalesce((select name from full_window), 'phone')),
+        jsonb_build_object('phone', ${phone}::text, 'purpose', ${input.purpose}::text, 'customerId', v.customer_id,
+          'channel', ${input.channel}::text, 'limit', coalesce((select name from full_window), 'phone'),
+          'idempotencyKey', ${key}::text),
         ${at}::timestamptz
       from valid v
       where not exists (select 1 from inserted)
@@ -277,9 +279,12 @@ export async function requestPayment(
   if (sub === null && customer !== null && row?.customer == null)
     return invalid("That account does not exist.");
   const minutes = Math.max(1, Math.round(limits.windowMs / 60_000));
+  let fullWindow = row?.full_window ?? null;
   // Refusals are audited: a burst of them is someone trying the limits. The statement audited it
-  // unless it saw no valid request (a repeat of a key whose first request was refused).
-  if (!row?.refusal_audited)
+  // unless it saw no valid request: a repeat of a key whose first request was refused, which is
+  // refused, and audited, by the window that refused the first.
+  if (!row?.refusal_audited) {
+    if (key !== null) fullWindow = (await windowThatRefused(ctx, phone, key)) ?? fullWindow;
     await audit(ctx.db, actor, now, {
       action: "payment_intent.refused",
       entity: "phone",
@@ -288,19 +293,33 @@ export async function requestPayment(
       details: {
         phone,
         purpose: input.purpose,
-        customerId: customer,
+        customerId: row?.sub_customer != null ? Number(row.sub_customer) : customer,
         channel: input.channel,
-        limit: row?.full_window ?? "phone",
+        limit: fullWindow ?? "phone",
+        idempotencyKey: key,
       },
     });
+  }
   return {
     ok: false,
     reason: "rate_limited",
     message:
-      row?.full_window === "total"
+      fullWindow === "total"
         ? "We are receiving many payment requests right now. Please try again in a minute."
-        : row?.full_window === "account"
+        : fullWindow === "account"
           ? `Too many payment prompts for this account: at most ${limits.perAccount} in ${minutes} minutes. Please wait and try again.`
           : `Too many payment prompts: at most ${limits.promptsPerWindow} in ${minutes} minutes. Please wait and try again.`,
   };
+}
+
+/** The window named by the first refusal of a prompt under `key` from `phone`, if it was refused. */
+async function windowThatRefused(ctx: BillingContext, phone: string, key: string) {
+  const [first] = await queryRows<{ name: "phone" | "session" | "account" | "total" | null }>(
+    ctx.db,
+    sql`select details->>'limit' as name from audit_log
+        where entity = 'phone' and entity_id = ${phone} and action = 'payment_intent.refused'
+          and details->>'idempotencyKey' = ${key}
+        order by id limit 1`,
+  );
+  return first?.name ?? null;
 }
