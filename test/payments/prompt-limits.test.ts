@@ -74,6 +74,23 @@ async function intentsFor(numbers: string[]) {
 
 const walkIn = (phone: string): Actor => ({ kind: "subscriber", id: phone, channel: "ussd" });
 
+/** A day-pass voucher prompt from `phone`: asked in a menu session, or by the portal under a key. */
+const voucherPrompt = (phone: string, asked: { session: string } | { key: string }, limits: PaymentLimits) =>
+  requestPayment(
+    ctx,
+    walkIn(phone),
+    {
+      phone,
+      purpose: "voucher",
+      amountCents: 50_00,
+      planId: voucherPlanId,
+      ...("key" in asked
+        ? { channel: "portal", idempotencyKey: asked.key }
+        : { channel: "ussd", channelSessionId: asked.session }),
+    },
+    limits,
+  );
+
 describe("total prompts per minute", () => {
   const limits: PaymentLimits = { ...defaultPaymentLimits, totalPerMinute: 20 };
 
@@ -81,21 +98,7 @@ describe("total prompts per minute", () => {
     clock.advance(10 * MINUTE);
     const numbers = phones(50);
     const results = await Promise.all(
-      numbers.map((phone, i) =>
-        requestPayment(
-          ctx,
-          walkIn(phone),
-          {
-            phone,
-            purpose: "voucher",
-            amountCents: 50_00,
-            planId: voucherPlanId,
-            channel: "ussd",
-            channelSessionId: `burst-${i}`,
-          },
-          limits,
-        ),
-      ),
+      numbers.map((phone, i) => voucherPrompt(phone, { session: `burst-${i}` }, limits)),
     );
     const granted = results.filter((r): r is Extract<RequestPaymentResult, { ok: true }> => r.ok);
     const refused = results.filter((r): r is Extract<RequestPaymentResult, { ok: false }> => !r.ok);
@@ -121,20 +124,7 @@ describe("total prompts per minute", () => {
 
     // Still full within the minute; a minute later there is room again.
     const [late] = phones(1);
-    const again = (phone: string, session: string) =>
-      requestPayment(
-        ctx,
-        walkIn(phone),
-        {
-          phone,
-          purpose: "voucher",
-          amountCents: 50_00,
-          planId: voucherPlanId,
-          channel: "ussd",
-          channelSessionId: session,
-        },
-        limits,
-      );
+    const again = (phone: string, session: string) => voucherPrompt(phone, { session }, limits);
     clock.advance(59_000);
     expect(await again(late!, "burst-late-1")).toMatchObject({ ok: false, reason: "rate_limited" });
     clock.advance(2_000);
@@ -145,20 +135,7 @@ describe("total prompts per minute", () => {
     clock.advance(10 * MINUTE);
     const oneAMinute: PaymentLimits = { ...defaultPaymentLimits, totalPerMinute: 1 };
     const [first, second] = phones(2);
-    const voucher = (phone: string, key: string) =>
-      requestPayment(
-        ctx,
-        walkIn(phone),
-        {
-          phone,
-          purpose: "voucher",
-          amountCents: 50_00,
-          planId: voucherPlanId,
-          channel: "portal",
-          idempotencyKey: key,
-        },
-        oneAMinute,
-      );
+    const voucher = (phone: string, key: string) => voucherPrompt(phone, { key }, oneAMinute);
     expect((await voucher(first!, "portal:first")).ok).toBe(true);
     const busy = /many payment requests right now/;
     expect(await voucher(second!, "portal:second")).toMatchObject({ ok: false, message: busy });
@@ -226,20 +203,7 @@ describe("a refusal takes no slot", () => {
     clock.advance(10 * MINUTE);
     const limits: PaymentLimits = { ...defaultPaymentLimits, totalPerMinute: 1 };
     const [first, turnedAway] = phones(2);
-    const ask = (phone: string, session: string) =>
-      requestPayment(
-        ctx,
-        walkIn(phone),
-        {
-          phone,
-          purpose: "voucher",
-          amountCents: 50_00,
-          planId: voucherPlanId,
-          channel: "ussd",
-          channelSessionId: session,
-        },
-        limits,
-      );
+    const ask = (phone: string, session: string) => voucherPrompt(phone, { session }, limits);
     expect((await ask(first!, "room-1")).ok).toBe(true);
     // Three tries while the minute is full: refused, and no prompt went out for them.
     for (const session of ["room-2", "room-3", "room-4"])
