@@ -86,8 +86,8 @@ describe.runIf(onServer)("the Cloudflare Worker, built and run locally", () => {
   beforeAll(async () => {
     database = await createTestDatabase();
     ctx = { db: database.db, clock: systemClock, settings: defaultBillingSettings };
-    worker = await startWorkerDev(config, vars, database.url!);
-    base = worker.base;
+    worker = startWorkerDev(config, vars, database.url!);
+    base = await worker.ready;
   }, 90_000);
 
   afterAll(async () => {

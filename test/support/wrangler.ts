@@ -79,10 +79,11 @@ export async function eventually<T>(read: () => Promise<T | null | undefined>, w
 }
 
 export interface WorkerDev {
-  /** Where the Worker answers, `http://127.0.0.1:<port>`. */
-  base: string;
-  /** What wrangler printed so far. */
+  /** Resolves with where the Worker answers (`http://127.0.0.1:<port>`) once it answers `/healthz`. */
+  ready: Promise<string>;
+  /** What wrangler printed so far (the build, then the dev server). */
   output(): string;
+  /** Stops wrangler (whichever step is running) and removes its folder; at any point, even mid-start. */
   close(): Promise<void>;
 }
 
@@ -91,77 +92,90 @@ const root = path.resolve(import.meta.dirname, "..", "..");
 /**
  * The Worker built as `wrangler deploy --dry-run` builds it (offline, logged out, as in .ci/run) from
  * the project's `wranglerToml`, then that bundle run by `wrangler dev` (workerd) with `vars` as its
- * settings and Hyperdrive's local connection string on `databaseUrl`; resolves once it answers
- * `/healthz`.
+ * settings and Hyperdrive's local connection string on `databaseUrl`. The handle comes back at once,
+ * so a caller whose set-up times out can still `close()` what was started.
  */
-export async function startWorkerDev(
+export function startWorkerDev(
   wranglerToml: string,
   vars: Record<string, string>,
   databaseUrl: string,
-): Promise<WorkerDev> {
+): WorkerDev {
   const work = mkdtempSync(path.join(tmpdir(), "tandao-worker-"));
-  // The project's wrangler.toml (entry, aliases, bindings, vars, crons) with its paths made
-  // absolute, in the temporary folder: wrangler's scratch folder (.wrangler/) lands beside it.
-  const toml = path.join(work, "wrangler.toml");
-  writeFileSync(
-    toml,
-    wranglerToml.replaceAll('"./src/', `"${root}/src/`).replace('main = "src/', `main = "${root}/src/`),
-  );
-  const build = runWrangler(
-    ["deploy", "--dry-run", "--config", toml, "--outdir", path.join(work, "dist")],
-    work,
-  );
-  if ((await build.exited) !== 0 || !existsSync(path.join(work, "dist", "index.js")))
-    throw new Error(`the Worker did not build:\n${build.output()}`);
-
-  // Hyperdrive's local connection string needs a password; the server's trust auth ignores it.
-  const url = new URL(databaseUrl);
-  if (!url.password) {
-    url.username ||= "postgres";
-    url.password = "postgres";
-  }
-  // The built bundle, as deployed, with the same configuration.
-  const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
-  const dev = runWrangler(
-    [
-      "dev",
-      path.join(work, "dist", "index.js"),
-      "--no-bundle",
-      "--config",
-      toml,
-      "--ip",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "--inspector-port",
-      String(await freePort()),
-      "--persist-to",
-      path.join(work, "state"),
-      "--test-scheduled",
-      ...Object.entries(vars).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
-    ],
-    work,
-    { CLOUDFLARE_HYPERDRIVE_LOCAL_CONNECTION_STRING_HYPERDRIVE: url.toString() },
-  );
+  let running: ReturnType<typeof runWrangler> | undefined;
+  let closed = false;
   const close = async () => {
-    stop(dev.child);
-    await Promise.race([dev.exited, new Promise((r) => setTimeout(r, 5_000))]);
+    closed = true;
+    if (running) {
+      stop(running.child);
+      await Promise.race([running.exited, new Promise((r) => setTimeout(r, 5_000))]);
+    }
     rmSync(work, { recursive: true, force: true });
   };
-  const deadline = Date.now() + 45_000;
-  for (;;) {
-    const failure =
-      dev.child.exitCode !== null ? "exited" : Date.now() > deadline ? "not ready in 45 s" : null;
-    if (failure) {
-      await close();
-      throw new Error(`wrangler dev ${failure}:\n${dev.output()}`);
-    }
-    const ready = await fetch(`${base}/healthz`).then(
-      (r) => r.ok,
-      () => false,
+
+  const ready = (async () => {
+    // The project's wrangler.toml (entry, aliases, bindings, vars, crons) with its paths made
+    // absolute, in the temporary folder: wrangler's scratch folder (.wrangler/) lands beside it.
+    const toml = path.join(work, "wrangler.toml");
+    writeFileSync(
+      toml,
+      wranglerToml.replaceAll('"./src/', `"${root}/src/`).replace('main = "src/', `main = "${root}/src/`),
     );
-    if (ready) return { base, output: dev.output, close };
-    await new Promise((r) => setTimeout(r, 250));
-  }
+    const build = runWrangler(
+      ["deploy", "--dry-run", "--config", toml, "--outdir", path.join(work, "dist")],
+      work,
+    );
+    running = build;
+    if ((await build.exited) !== 0 || !existsSync(path.join(work, "dist", "index.js")))
+      throw new Error(`the Worker did not build:\n${build.output()}`);
+
+    // Hyperdrive's local connection string needs a password; the server's trust auth ignores it.
+    const url = new URL(databaseUrl);
+    if (!url.password) {
+      url.username ||= "postgres";
+      url.password = "postgres";
+    }
+    // The built bundle, as deployed, with the same configuration.
+    const port = await freePort();
+    const inspectorPort = await freePort();
+    if (closed) throw new Error("closed before wrangler dev started");
+    const dev = runWrangler(
+      [
+        "dev",
+        path.join(work, "dist", "index.js"),
+        "--no-bundle",
+        "--config",
+        toml,
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        String(port),
+        "--inspector-port",
+        String(inspectorPort),
+        "--persist-to",
+        path.join(work, "state"),
+        "--test-scheduled",
+        ...Object.entries(vars).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
+      ],
+      work,
+      { CLOUDFLARE_HYPERDRIVE_LOCAL_CONNECTION_STRING_HYPERDRIVE: url.toString() },
+    );
+    running = dev;
+    const base = `http://127.0.0.1:${port}`;
+    const deadline = Date.now() + 45_000;
+    for (;;) {
+      if (closed) throw new Error("closed before wrangler dev was ready");
+      if (dev.child.exitCode !== null) throw new Error(`wrangler dev exited:\n${dev.output()}`);
+      if (Date.now() > deadline) throw new Error(`wrangler dev not ready in 45 s:\n${dev.output()}`);
+      const answered = await fetch(`${base}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      );
+      if (answered) return base;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  })();
+  // Whoever awaits `ready` gets its failure; a caller that gave up waiting (a set-up timeout) must
+  // not see it again as an unhandled rejection.
+  ready.catch(() => {});
+  return { ready, output: () => running?.output() ?? "", close };
 }
