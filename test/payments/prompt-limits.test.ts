@@ -227,7 +227,13 @@ describe("prompts per account", () => {
     return created.customer;
   }
 
-  const payFor = (customerId: number, phone: string, session: string, limits: PaymentLimits) =>
+  /** A balance prompt for an account (its id) or for a subscription alone, in a session or none. */
+  const payFor = (
+    account: number | { subscriptionId: number },
+    phone: string,
+    session: string | null,
+    limits: PaymentLimits,
+  ) =>
     requestPayment(
       ctx,
       walkIn(phone),
@@ -235,9 +241,9 @@ describe("prompts per account", () => {
         phone,
         purpose: "balance",
         amountCents: 1_500_00,
-        customerId,
+        ...(typeof account === "number" ? { customerId: account } : account),
         channel: "ussd",
-        channelSessionId: session,
+        ...(session !== null ? { channelSessionId: session } : {}),
       },
       limits,
     );
@@ -282,18 +288,7 @@ describe("prompts per account", () => {
       planId: plan.id,
     });
     const bySubscription = (phone: string) =>
-      requestPayment(
-        ctx,
-        walkIn(phone),
-        {
-          phone,
-          purpose: "balance",
-          amountCents: 1_500_00,
-          subscriptionId: subscription.id,
-          channel: "ussd",
-        },
-        limits,
-      );
+      payFor({ subscriptionId: subscription.id }, phone, null, limits);
     expect((await bySubscription(owner!)).ok).toBe(true);
     expect(await bySubscription(other!)).toMatchObject({ ok: false, message: /for this account/ });
     const [refusal] = await refusalsAudited([other!]);

@@ -43,6 +43,9 @@ export const defaultPaymentLimits: PaymentLimits = {
   },
 };
 
+/** The sliding windows a prompt must find room in; a refusal names the one that was full. */
+type PromptWindow = "phone" | "session" | "account" | "total";
+
 export interface PaymentRequest {
   phone: string;
   purpose: IntentPurpose;
@@ -145,7 +148,7 @@ export async function requestPayment(
     earlier_purpose: IntentPurpose | null;
     earlier_amount_cents: number | string | null;
     earlier_phone: string | null;
-    full_window: "phone" | "session" | "account" | "total" | null;
+    full_window: PromptWindow | null;
     refusal_audited: boolean;
   }>(
     ctx.db,
@@ -314,7 +317,7 @@ export async function requestPayment(
 
 /** The window named by the first refusal of a prompt under `key` from `phone`, if it was refused. */
 async function windowThatRefused(ctx: BillingContext, phone: string, key: string) {
-  const [first] = await queryRows<{ name: "phone" | "session" | "account" | "total" | null }>(
+  const [first] = await queryRows<{ name: PromptWindow | null }>(
     ctx.db,
     sql`select details->>'limit' as name from audit_log
         where entity = 'phone' and entity_id = ${phone} and action = 'payment_intent.refused'
