@@ -1,18 +1,22 @@
 import { and, eq, sql } from "drizzle-orm";
 import fc from "fast-check";
+import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { requestPayment } from "../../src/billing/intents/request.ts";
 import { FakeClock, MINUTE } from "../../src/clock.ts";
-import type { Database } from "../../src/db/client.ts";
-import { ledgerEntries, paymentIntents } from "../../src/db/schema/index.ts";
+import { queryRows } from "../../src/db/client.ts";
+import { ledgerEntries, paymentIntents, payments } from "../../src/db/schema/index.ts";
+import type { StkGateway } from "../../src/payments/mpesa/daraja.ts";
 import type { StkOutcome } from "../../src/payments/mpesa/fake.ts";
 import { recoverPendingIntents } from "../../src/payments/mpesa/recovery.ts";
+import { toMsisdn } from "../../src/payments/mpesa/wire.ts";
 import { callbackPaths } from "../../src/payments/routes.ts";
 import { activeSubscriber, admin, billingContext, createPlan } from "../support/billing.ts";
-import { createTestDatabase, onRealPostgres } from "../support/db.ts";
+import { createTestDatabase, onRealPostgres, type TestDatabase } from "../support/db.ts";
+import { dispatcherFor, eventually, failureSms } from "./dispatch-support.ts";
 import { freshPhone, type Harness, intent, paymentCredits, startHarness, token } from "./harness.ts";
 
-let database: Database;
+let database: TestDatabase;
 let h: Harness;
 const clock = new FakeClock("2026-04-01T08:00:00Z");
 let ctx: ReturnType<typeof billingContext>["ctx"];
@@ -76,6 +80,105 @@ describe.runIf(onRealPostgres())("exactly once under real concurrency", () => {
     expect((await intent(database.db, row.id)).status).toBe("succeeded");
   });
 });
+
+describe.runIf(onRealPostgres())("a callback that overtakes the storing of its checkout id", () => {
+  it("is credited to the request it paid, not queued as a stranger's payment", async () => {
+    const plan = await createPlan(database.db, { priceCents: 100_000 });
+    const { customer } = await activeSubscriber(ctx, plan.id);
+    const before = await paymentCredits(database.db, customer.id);
+    const { intentId, push } = await callbackOvertakingItsCheckoutId(customer.id, "success");
+
+    expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 45_000]);
+    expect(await intent(database.db, intentId)).toMatchObject({
+      status: "succeeded",
+      checkoutRequestId: push.checkoutRequestId,
+      mpesaReceipt: push.receipt,
+    });
+    const unmatched = await database.db
+      .select({ id: payments.id })
+      .from(payments)
+      .where(eq(payments.status, "unmatched"));
+    expect(unmatched).toEqual([]);
+  });
+
+  it("a cancelled prompt fails its request at once, and the payer is told", async () => {
+    const plan = await createPlan(database.db, { priceCents: 100_000 });
+    const { customer } = await activeSubscriber(ctx, plan.id);
+    const { intentId, phone } = await callbackOvertakingItsCheckoutId(customer.id, "cancelled");
+
+    expect(await intent(database.db, intentId)).toMatchObject({ status: "cancelled", paymentId: null });
+    expect(await failureSms(database.db, phone)).toHaveLength(1);
+  });
+});
+
+/**
+ * Asks for KES 450 and sends the push while another session holds the intent's row from the moment
+ * M-Pesa accepts it, so the dispatcher's storing of the checkout id waits (a slow connection, a busy
+ * server). The callback is posted meanwhile and has started settling before that row is let go.
+ */
+async function callbackOvertakingItsCheckoutId(customerId: number, outcome: StkOutcome) {
+  const phone = freshPhone();
+  const asked = await requestPayment(ctx, admin, {
+    phone,
+    purpose: "balance",
+    amountCents: 45_000,
+    customerId,
+    channel: "test",
+  });
+  if (!asked.ok) throw new Error(asked.message);
+
+  const other = postgres(database.url!, { max: 1 });
+  let release = () => {};
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let holding: Promise<unknown> = Promise.resolve();
+  const holdingAfterAccept: StkGateway = {
+    async stkPush(request) {
+      const accepted = await h.client.stkPush(request);
+      await new Promise<void>((held) => {
+        holding = other.begin(async (tx) => {
+          await tx`select id from payment_intents where id = ${asked.intentId} for update`;
+          held();
+          await released;
+        });
+      });
+      return accepted;
+    },
+    stkQuery: (id) => h.client.stkQuery(id),
+  };
+  try {
+    h.fake.queue({ outcome, delayMs: 0, lost: true });
+    const dispatched = dispatcherFor(h, ctx, { gateway: holdingAfterAccept }).runOnce();
+    await eventually(async () => ((await sessionsWaitingForLocks()) >= 1 ? true : undefined));
+    const push = h.fake.pushes.find((p) => p.msisdn === toMsisdn(phone))!;
+    let answered = false;
+    const callback = post(h.stkUrl, push.body).finally(() => {
+      answered = true;
+    });
+    // The callback waits for the held row too, unless it settles without looking for it.
+    await eventually(async () => (answered || (await sessionsWaitingForLocks()) >= 2 ? true : undefined));
+    release();
+    await holding;
+    expect((await callback).status).toBe(200);
+    await dispatched;
+    return { intentId: asked.intentId, push, phone };
+  } finally {
+    release();
+    await holding.catch(() => {});
+    await other.end();
+  }
+}
+
+/** Sessions of this test's database waiting for a lock another session holds. */
+async function sessionsWaitingForLocks(): Promise<number> {
+  const [row] = await queryRows<{ n: number }>(
+    database.db,
+    sql`select count(*)::int as n from pg_stat_activity
+        where datname = current_database() and wait_event_type = 'Lock'`,
+  );
+  return row?.n ?? 0;
+}
 
 describe("exactly once over random interleavings", () => {
   it("the ledger equals the sum of the distinct successful payments, whatever arrives twice, late or never", async () => {

@@ -100,11 +100,11 @@ export async function settleInTx(
   result: StkResult,
   now: Date,
 ): Promise<SettleOutcome> {
-  const [intent] = await tx
-    .select()
-    .from(paymentIntents)
-    .where(eq(paymentIntents.checkoutRequestId, result.checkoutRequestId))
-    .for("update");
+  let intent = await lockIntentOfCheckout(tx, result.checkoutRequestId);
+  if (!intent) {
+    await waitForCheckoutIdsBeingStored(tx);
+    intent = await lockIntentOfCheckout(tx, result.checkoutRequestId);
+  }
   let outcome: SettleOutcome;
   if (!intent) {
     outcome =
@@ -124,6 +124,31 @@ export async function settleInTx(
     flag: callbackFlag(outcome.status),
   });
   return outcome;
+}
+
+async function lockIntentOfCheckout(tx: Executor, checkoutRequestId: string): Promise<IntentRow | undefined> {
+  const [intent] = await tx
+    .select()
+    .from(paymentIntents)
+    .where(eq(paymentIntents.checkoutRequestId, checkoutRequestId))
+    .for("update");
+  return intent;
+}
+
+/**
+ * A callback can overtake the storing of its own checkout id: M-Pesa posts it as soon as the payer
+ * answers, while the dispatcher's update is still on its way or waiting to commit. Locking the
+ * intents that have been pushed but carry no checkout id yet waits for those updates, so the id
+ * can be looked up again and found. Only a checkout id not found at first pays for this.
+ */
+async function waitForCheckoutIdsBeingStored(tx: Executor): Promise<void> {
+  await queryRows(
+    tx,
+    sql`select id from payment_intents
+        where status = 'pending' and checkout_request_id is null and send_attempts > 0
+        order by id
+        for update`,
+  );
 }
 
 async function settleFailure(
