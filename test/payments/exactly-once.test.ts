@@ -94,11 +94,11 @@ describe.runIf(onRealPostgres())("a callback that overtakes the storing of its c
       checkoutRequestId: push.checkoutRequestId,
       mpesaReceipt: push.receipt,
     });
-    const unmatched = await database.db
-      .select({ id: payments.id })
+    const recorded = await database.db
+      .select({ status: payments.status })
       .from(payments)
-      .where(eq(payments.status, "unmatched"));
-    expect(unmatched).toEqual([]);
+      .where(eq(payments.providerRef, push.receipt!));
+    expect(recorded).toEqual([{ status: "applied" }]);
   });
 
   it("a cancelled prompt fails its request at once, and the payer is told", async () => {

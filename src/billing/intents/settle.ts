@@ -102,7 +102,7 @@ export async function settleInTx(
 ): Promise<SettleOutcome> {
   let intent = await lockIntentOfCheckout(tx, result.checkoutRequestId);
   if (!intent) {
-    await waitForCheckoutIdsBeingStored(tx);
+    await waitForCheckoutIdsBeingStored(tx, result.outcome === "paid" ? (result.phone ?? null) : null);
     intent = await lockIntentOfCheckout(tx, result.checkoutRequestId);
   }
   let outcome: SettleOutcome;
@@ -137,15 +137,24 @@ async function lockIntentOfCheckout(tx: Executor, checkoutRequestId: string): Pr
 
 /**
  * A callback can overtake the storing of its own checkout id: M-Pesa posts it as soon as the payer
- * answers, while the dispatcher's update is still on its way or waiting to commit. Locking the
- * intents that have been pushed but carry no checkout id yet waits for those updates, so the id
- * can be looked up again and found. Only a checkout id not found at first pays for this.
+ * answers, while the dispatcher's update of the intent is running or committing. Locking the
+ * intents pushed and not yet answered (no checkout id, no error recorded since the claim) waits for
+ * such updates, so the id can be looked up again and found. An update the server has not received
+ * yet is not waited for: a success then takes its intent as an orphan (that update finds the id
+ * taken and changes nothing), and a failure is recorded as unknown, which the dispatcher settles
+ * once it has stored the id (it waits for this lock, so it sees the record).
+ *
+ * The locks are held to the end of the settlement. A success carries the payer's phone, so only
+ * that payer's pushes are locked; a failure carries none, but settles without further locks.
+ * Only a checkout id not found at first pays for this.
  */
-async function waitForCheckoutIdsBeingStored(tx: Executor): Promise<void> {
+async function waitForCheckoutIdsBeingStored(tx: Executor, phone: string | null): Promise<void> {
   await queryRows(
     tx,
     sql`select id from payment_intents
-        where status = 'pending' and checkout_request_id is null and send_attempts > 0
+        where status = 'pending' and checkout_request_id is null
+          and send_attempts > 0 and last_error is null
+          ${phone ? sql`and phone = ${phone}` : sql``}
         order by id
         for update`,
   );
