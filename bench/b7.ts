@@ -10,7 +10,8 @@
  * `editMessageText` for that chat arriving at the fake; a chat has one update in flight at a time.
  *
  * `B7_DEBUG=1` prints each kind's p50/p99, updates answered with no message, and each process's CPU
- * time; `B7_PROF=1` writes a CPU profile of the app process to /tmp/prof; `B7_LOG=error` shows the
+ * time; `B7_PROF=1` writes a CPU profile of the app process to /tmp/prof (`B7_PROF_LOAD=1`: of the
+ * load generator, to /tmp/profl); `B7_LOG=error` shows the
  * app's errors; `B7_TRACE=<file>` writes each update's due time and webhook latency (ms) there, to
  * see a backlog drain over time; `B7_NODE_FLAGS` adds V8/Node flags to the app process (say
  * `--trace-gc`); `B7_POOL` (default: the app's own pool size), `B7_CHATS` (default 200),
@@ -137,7 +138,13 @@ export default async function run(databaseUrl: string) {
     });
   try {
     // The load generator first: the fake Bot API it holds is the app's apiRoot.
-    const loader = fork(self, [], { execArgv, env: { ...process.env, B7_ROLE: "load" } });
+    const loader = fork(self, [], {
+      execArgv: [
+        ...execArgv,
+        ...(process.env.B7_PROF_LOAD ? ["--cpu-prof", "--cpu-prof-dir=/tmp/profl"] : []),
+      ],
+      env: { ...process.env, B7_ROLE: "load" },
+    });
     children.push(loader);
     const fake = await firstMessage<{ apiRoot: string; token: string; botInfo: UserFromGetMe }>(loader);
     const app = fork(self, [], {
@@ -159,6 +166,8 @@ export default async function run(databaseUrl: string) {
     const done = firstMessage<LoadResult>(loader);
     loader.send({ port });
     const result = await done;
+    // Its profile is written as it exits, which it does once it has sent the result.
+    if (process.env.B7_PROF_LOAD) await new Promise((r) => loader.once("exit", r));
     const latencies = result.latencies.sort((a, b) => a - b);
     const webhook = result.webhookLatencies.sort((a, b) => a - b);
     if (process.env.B7_DEBUG)

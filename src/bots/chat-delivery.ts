@@ -150,16 +150,25 @@ async function claimDueChats(
 }
 
 /**
+ * How long sends are gathered before one statement records them all. Under load a turn of the event
+ * loop finishes only a few sends: recorded per turn, they cost a statement (and a wake-up of a
+ * PostgreSQL backend competing with this process for the CPU) every few milliseconds. What waits on
+ * the record is only a chat's next row, and a row sent meanwhile is kept by its lease.
+ */
+const RECORD_WINDOW_MS = 20;
+
+/**
  * Sends rows leased to this process until `leaseUntil`, each chat's in id order, and records each
- * outcome. Sends that finish together are recorded by one statement.
+ * outcome. Sends that finish within `RECORD_WINDOW_MS` of one another are recorded by one statement.
  */
 function createChatSending(options: ChatDeliveryOptions) {
   const { db, clock } = options;
   const senders = new Map(options.senders.map((s) => [s.channel as string, s]));
   const sendTimeoutMs = options.sendTimeoutMs ?? 15_000;
-  const markSent = createTurnBatcher(async (sent: SentRow[]) => {
-    await db.execute(
-      sql`with s as (
+  const markSent = createTurnBatcher(
+    async (sent: SentRow[]) => {
+      await db.execute(
+        sql`with s as (
             select * from jsonb_to_recordset(${JSON.stringify(sent.map(({ messageId, ...row }) => ({ ...row, message_id: messageId })))}::jsonb)
               as s(id int, channel text, message_id text, at timestamptz)
           )
@@ -171,9 +180,11 @@ function createChatSending(options: ChatDeliveryOptions) {
           -- already sent dead), and the table grows while a prepared statement keeps its plan.
           where m.id = any(array(select id from s)) and m.id = s.id
             and m.status is not distinct from 'pending' and m.channel = s.channel`,
-    );
-    return sent.map(() => undefined);
-  });
+      );
+      return sent.map(() => undefined);
+    },
+    { windowMs: RECORD_WINDOW_MS },
+  );
   /**
    * Puts rows back (due now) while they are still leased until `leaseUntil`: a row whose lease ran
    * out may already be another pass's, and is left to it.

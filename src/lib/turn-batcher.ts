@@ -2,7 +2,8 @@
  * Gathers the calls made in one turn of the event loop into one call of `run` with all their items:
  * under load, many webhooks arrive, or many sends finish, together, and one statement for all of
  * them costs the database and this process far less than one each. A quiet moment costs nothing
- * more than a `setImmediate`.
+ * more than a `setImmediate`. Given `windowMs`, the calls made within that many milliseconds of the
+ * first are gathered instead: for work no one waits on, fewer and larger statements.
  *
  * `run` returns one result per item, in the items' order, and must change nothing when it throws
  * (one statement, or one transaction). When a batch fails, each of its items is run again on its
@@ -10,7 +11,7 @@
  */
 export function createTurnBatcher<I, O>(
   run: (items: I[]) => Promise<O[]>,
-  maxItems = 500,
+  { maxItems = 500, windowMs = 0 }: { maxItems?: number; windowMs?: number } = {},
 ): (item: I) => Promise<O> {
   interface Waiting {
     item: I;
@@ -56,7 +57,10 @@ export function createTurnBatcher<I, O>(
 
   return (item) =>
     new Promise<O>((resolve, reject) => {
-      if (waiting.length === 0) setImmediate(flush);
+      if (waiting.length === 0) {
+        if (windowMs > 0) setTimeout(flush, windowMs);
+        else setImmediate(flush);
+      }
       waiting.push({ item, resolve, reject });
     });
 }

@@ -1,4 +1,5 @@
-import { describe, expect, it } from "vitest";
+import { setImmediate as nextTurn } from "node:timers/promises";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { createTurnBatcher } from "../../src/lib/turn-batcher.ts";
 
 describe("the turn batcher", () => {
@@ -15,12 +16,48 @@ describe("the turn batcher", () => {
 
   it("splits a turn larger than the batch size", async () => {
     const sizes: number[] = [];
-    const echo = createTurnBatcher(async (items: number[]) => {
-      sizes.push(items.length);
-      return items;
-    }, 2);
+    const echo = createTurnBatcher(
+      async (items: number[]) => {
+        sizes.push(items.length);
+        return items;
+      },
+      { maxItems: 2 },
+    );
     expect(await Promise.all([1, 2, 3, 4, 5].map(echo))).toEqual([1, 2, 3, 4, 5]);
     expect(sizes).toEqual([2, 2, 1]);
+  });
+
+  describe("with a window", () => {
+    afterEach(() => {
+      vi.useRealTimers();
+    });
+
+    it("gathers the calls of several turns until the window closes, then starts another", async () => {
+      vi.useFakeTimers({ toFake: ["setTimeout"] });
+      const batches: number[][] = [];
+      const record = createTurnBatcher(
+        async (items: number[]) => {
+          batches.push(items);
+          return items;
+        },
+        { windowMs: 20 },
+      );
+      const first = record(1);
+      await nextTurn();
+      const second = record(2);
+      await nextTurn();
+      vi.advanceTimersByTime(19);
+      await nextTurn();
+      // Still open: nothing has run.
+      expect(batches).toEqual([]);
+      const third = record(3);
+      vi.advanceTimersByTime(1);
+      expect(await Promise.all([first, second, third])).toEqual([1, 2, 3]);
+      const fourth = record(4);
+      vi.advanceTimersByTime(20);
+      expect(await fourth).toBe(4);
+      expect(batches).toEqual([[1, 2, 3], [4]]);
+    });
   });
 
   it("when a batch fails, runs each item alone: only the item refused fails its caller", async () => {
