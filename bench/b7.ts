@@ -41,6 +41,7 @@ import { useSealingKey } from "../src/db/sealed.ts";
 import { createSecretBox } from "../src/lib/secret-box.ts";
 import { createLogger } from "../src/logger.ts";
 import { createMenuServices } from "../src/menu/services.ts";
+import { serveBare } from "./bare-http-server.ts";
 import { KeepAliveClient } from "./keep-alive-client.ts";
 import { createBenchDatabase, percentile, round, seedMenuCustomers } from "./support.ts";
 
@@ -228,6 +229,10 @@ interface Stamped {
 /** The load generator: the fake Bot API, then CHATS chats walking the menu until the time is up. */
 async function load() {
   const fake = await startFakeTelegram();
+  // The fake's calls served over a bare HTTP server (see bare-http-server.ts); `B7_FAKE_HTTP=hono`
+  // serves them through the fake's own hono server instead.
+  const bare = process.env.B7_FAKE_HTTP === "hono" ? null : await serveBare(fake.callJson);
+  const apiRoot = bare ? `http://127.0.0.1:${bare.port}` : fake.apiRoot;
   // Every accepted call, stamped as it arrives, handed to the chat waiting for it.
   const inbox = new Map<number, Stamped[]>();
   /** Per chat: told when the bot's answer (a message or an edit) reaches the fake. */
@@ -246,7 +251,7 @@ async function load() {
     // Not kept: 15 s of calls would only grow the heap of the process that times them.
     return 0;
   };
-  process.send!({ apiRoot: fake.apiRoot, token: fake.token, botInfo: fake.botInfo });
+  process.send!({ apiRoot, token: fake.token, botInfo: fake.botInfo });
   const port = await new Promise<number>((resolve) =>
     process.once("message", (message: { port: number }) => resolve(message.port)),
   );
@@ -414,6 +419,7 @@ async function load() {
     walks,
     byKind,
   };
+  await bare?.close();
   await fake.close();
   if (process.env.B7_DEBUG) console.error("load process CPU (µs):", JSON.stringify(process.cpuUsage()));
   return result;

@@ -232,6 +232,21 @@ describe("the Bot API fake", () => {
     await expect(api.sendMessage(1, "hello")).resolves.toMatchObject({ text: "hello" });
   });
 
+  it("answers a JSON call handed to it without HTTP as its route does (a load generator's server)", async () => {
+    expect(await fake.callJson("/bot1:wrong/sendMessage", '{"chat_id":1,"text":"hi"}')).toMatchObject({
+      status: 401,
+    });
+    expect((await fake.callJson(`/bot${fake.token}/sendMessage`, "{not json")).status).toBe(400);
+    const empty = await fake.callJson(`/bot${fake.token}/sendMessage`, '{"chat_id":1,"text":" "}');
+    expect(empty.status).toBe(400);
+    expect(JSON.parse(empty.body)).toMatchObject({ description: "Bad Request: message text is empty" });
+    const sent = await fake.callJson(`/bot${fake.token}/sendMessage`, '{"chat_id":77001,"text":"Habari"}');
+    expect(sent.status).toBe(200);
+    const { result } = JSON.parse(sent.body) as { result: { message_id: number } };
+    expect(fake.message(result.message_id)).toMatchObject({ text: "Habari", chat: { id: 77001 } });
+    expect(fake.callsOf("sendMessage").at(-1)?.payload).toEqual({ chat_id: 77001, text: "Habari" });
+  });
+
   it("serves updates to a polling bot (getUpdates with offset and timeout)", async () => {
     const chat = ++nextUser;
     const worker = startTelegramWorker(ctx, fake);

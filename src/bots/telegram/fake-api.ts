@@ -55,6 +55,12 @@ export interface FakeTelegram {
   /** Every call answered 429 by `failNext`, oldest first. */
   readonly refused: SentCall[];
   callsOf(method: string): SentCall[];
+  /**
+   * The Bot API route for a call with a JSON body (`path`: `/bot<token>/<method>`), without the HTTP
+   * around it: for a load generator that serves the fake over a bare HTTP server of its own (B7),
+   * as hono's would be its busiest part.
+   */
+  callJson(path: string, body: string): Promise<{ status: number; body: string }>;
   /** The newest text of each message the bot sent, by id. */
   message(id: number): FakeMessage | undefined;
   /** Queues an update for `getUpdates` and returns its `update_id`. */
@@ -283,63 +289,84 @@ export async function startFakeTelegram(
     if (!bytes) return c.json(refuse(404, "Not Found"), 404);
     return c.body(bytes.slice().buffer as ArrayBuffer, 200, { "content-type": "application/octet-stream" });
   });
-  app.post("/:bot/:method", async (c) => {
-    const bot = c.req.param("bot");
-    if (bot !== `bot${token}`) return c.json(refuse(401, "Unauthorized"), 401);
-    const method = c.req.param("method");
-    const handler = methods[method];
-    if (!handler) return c.json(refuse(404, "Not Found: method not found"), 404);
-    let payload: Record<string, unknown>;
-    if ((c.req.header("content-type") ?? "").startsWith("multipart/form-data")) {
-      // grammY uploads files as multipart: a field names its file part as `attach://<part>`, other
-      // fields are strings (objects JSON-encoded).
-      const boundary = /boundary=(?:"([^"]+)"|([^;]+))/i.exec(c.req.header("content-type") ?? "");
-      const parts = multipartParts(
-        Buffer.from(await c.req.arrayBuffer()),
-        boundary?.[1] ?? boundary?.[2] ?? "",
-      );
-      payload = {};
-      for (const [name, part] of parts) {
-        if (part.filename !== undefined) continue;
-        const value = part.body.toString("utf8");
-        const attached = /^attach:\/\/(.+)$/.exec(value);
-        const file = attached ? parts.get(attached[1]!) : undefined;
-        if (file) payload[name] = { filename: file.filename ?? "", bytes: new Uint8Array(file.body) };
-        else if (/^[[{]/.test(value)) {
-          try {
-            payload[name] = JSON.parse(value);
-          } catch {
-            payload[name] = value;
-          }
-        } else payload[name] = value;
-      }
-    } else {
-      const text = await c.req.text();
-      try {
-        payload = text === "" ? {} : (JSON.parse(text) as Record<string, unknown>);
-      } catch {
-        return c.json(refuse(400, "Bad Request: can't parse JSON"), 400);
-      }
-    }
+  /** Telegram's refusal of a call before its parameters are read: a wrong token, an unknown method. */
+  const refusalOf = (bot: string, method: string) => {
+    if (bot !== `bot${token}`) return { status: 401, answer: refuse(401, "Unauthorized") };
+    if (!methods[method]) return { status: 404, answer: refuse(404, "Not Found: method not found") };
+    return undefined;
+  };
+  /** Runs a call whose token and method were accepted; records it when it succeeds. */
+  const answerCall = async (method: string, payload: Record<string, unknown>) => {
     const failure = failures.get(method);
     if (failure && failure.count > 0) {
       failure.count--;
       refused.push({ method, payload });
-      return c.json(
-        refuse(429, `Too Many Requests: retry after ${failure.retryAfter}`, {
+      return {
+        status: 429,
+        answer: refuse(429, `Too Many Requests: retry after ${failure.retryAfter}`, {
           retry_after: failure.retryAfter,
         }),
-        429,
-      );
+      };
     }
-    const answer = (await handler(payload)) as { ok: boolean; error_code?: number; result?: unknown };
+    const answer = (await methods[method]!(payload)) as {
+      ok: boolean;
+      error_code?: number;
+      result?: unknown;
+    };
     if (answer.ok && method !== "getUpdates" && method !== "getMe") {
       const result = answer.result as Partial<FakeMessage> | true;
       const messageId = typeof result === "object" ? result.message_id : undefined;
       calls.push({ method, payload, ...(messageId !== undefined ? { messageId } : {}) });
       wake();
     }
-    return c.json(answer, (answer.ok ? 200 : (answer.error_code ?? 400)) as 200 | 400 | 403 | 404);
+    return { status: answer.ok ? 200 : (answer.error_code ?? 400), answer };
+  };
+  /** A call with a JSON body (or none): its answer's status and JSON. */
+  const answerJsonCall = async (bot: string, method: string, body: string) => {
+    const refusal = refusalOf(bot, method);
+    if (refusal) return refusal;
+    let payload: Record<string, unknown>;
+    try {
+      payload = body === "" ? {} : (JSON.parse(body) as Record<string, unknown>);
+    } catch {
+      return { status: 400, answer: refuse(400, "Bad Request: can't parse JSON") };
+    }
+    return answerCall(method, payload);
+  };
+  type Status = 200 | 400 | 401 | 403 | 404 | 429;
+  app.post("/:bot/:method", async (c) => {
+    const bot = c.req.param("bot");
+    const method = c.req.param("method");
+    if (!(c.req.header("content-type") ?? "").startsWith("multipart/form-data")) {
+      const { status, answer } = await answerJsonCall(bot, method, await c.req.text());
+      return c.json(answer, status as Status);
+    }
+    const refusal = refusalOf(bot, method);
+    if (refusal) return c.json(refusal.answer, refusal.status as Status);
+    // grammY uploads files as multipart: a field names its file part as `attach://<part>`, other
+    // fields are strings (objects JSON-encoded).
+    const boundary = /boundary=(?:"([^"]+)"|([^;]+))/i.exec(c.req.header("content-type") ?? "");
+    const parts = multipartParts(
+      Buffer.from(await c.req.arrayBuffer()),
+      boundary?.[1] ?? boundary?.[2] ?? "",
+    );
+    const payload: Record<string, unknown> = {};
+    for (const [name, part] of parts) {
+      if (part.filename !== undefined) continue;
+      const value = part.body.toString("utf8");
+      const attached = /^attach:\/\/(.+)$/.exec(value);
+      const file = attached ? parts.get(attached[1]!) : undefined;
+      if (file) payload[name] = { filename: file.filename ?? "", bytes: new Uint8Array(file.body) };
+      else if (/^[[{]/.test(value)) {
+        try {
+          payload[name] = JSON.parse(value);
+        } catch {
+          payload[name] = value;
+        }
+      } else payload[name] = value;
+    }
+    const { status, answer } = await answerCall(method, payload);
+    return c.json(answer, status as Status);
   });
 
   const server: ServerType = await new Promise((resolve) => {
@@ -354,6 +381,11 @@ export async function startFakeTelegram(
     calls,
     refused,
     callsOf: (method) => calls.filter((call) => call.method === method),
+    async callJson(path, body) {
+      const [, bot = "", method = ""] = /^\/([^/]+)\/([^/?]+)/.exec(path) ?? [];
+      const { status, answer } = await answerJsonCall(bot, method, body);
+      return { status, body: JSON.stringify(answer) };
+    },
     message: (id) => messages.get(id),
     pushUpdate: queue,
     failNext(method, retryAfter, count = 1) {
