@@ -3,7 +3,7 @@
  * under load, many webhooks arrive, or many sends finish, together, and one statement for all of
  * them costs the database and this process far less than one each. A quiet moment costs nothing
  * more than a `setImmediate`. Given `windowMs`, the calls made within that many milliseconds of the
- * first are gathered instead: for work no one waits on, fewer and larger statements.
+ * first are gathered instead: fewer and larger statements, for work that little waits on.
  *
  * `run` returns one result per item, in the items' order, and must change nothing when it throws
  * (one statement, or one transaction). When a batch fails, each of its items is run again on its
