@@ -17,32 +17,35 @@ export function createBotApiFetch(): typeof fetch {
     const url = String(input);
     // The origin and path of `https://host[:port]/path`, without a URL object per call.
     const pathStart = url.indexOf("/", url.indexOf("//") + 2);
-    const body = await dispatchForBody(agent, {
-      origin: url.slice(0, pathStart),
-      path: url.slice(pathStart),
-      method: (init.method ?? "GET") as Dispatcher.HttpMethod,
-      headers: init.headers as Record<string, string>,
-      body: init.body as string | Readable | null,
-      signal: init.signal ?? undefined,
-    });
+    const body = await dispatchForBody(
+      agent,
+      {
+        origin: url.slice(0, pathStart),
+        path: url.slice(pathStart),
+        method: (init.method ?? "GET") as Dispatcher.HttpMethod,
+        headers: init.headers as Record<string, string>,
+        body: init.body as string | Readable | null,
+      },
+      init.signal ?? undefined,
+    );
     return { json: async () => JSON.parse(body.toString("utf8")) } as Response;
   }) as typeof fetch;
 }
 
 function dispatchForBody(
   agent: Agent,
-  options: Dispatcher.DispatchOptions & { origin: string; signal?: AbortSignal | undefined },
+  options: Dispatcher.DispatchOptions,
+  signal: AbortSignal | undefined,
 ): Promise<Buffer> {
-  const { signal, ...dispatchOptions } = options;
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let onAbort: (() => void) | undefined;
-    const settle = () => {
+    const forgetSignal = () => {
       if (onAbort) signal?.removeEventListener("abort", onAbort);
     };
     // undici's legacy handler shape: it is handed the raw header list, left unread here.
-    const handler = {
-      onConnect(abort: (reason?: unknown) => void) {
+    const handler: Dispatcher.DispatchHandler = {
+      onConnect(abort) {
         if (!signal) return;
         if (signal.aborted) return abort(signal.reason);
         onAbort = () => abort(signal.reason);
@@ -54,14 +57,14 @@ function dispatchForBody(
         return true;
       },
       onComplete() {
-        settle();
+        forgetSignal();
         resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
       },
-      onError(error: Error) {
-        settle();
+      onError(error) {
+        forgetSignal();
         reject(error);
       },
     };
-    agent.dispatch(dispatchOptions, handler as unknown as Dispatcher.DispatchHandler);
+    agent.dispatch(options, handler);
   });
 }
