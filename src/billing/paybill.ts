@@ -1,5 +1,6 @@
 import { and, eq, inArray, sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../db/client.ts";
+import { intArray } from "../db/params.ts";
 import { paymentIntents } from "../db/schema/index.ts";
 import { normaliseAccountReference } from "./accounts.ts";
 import { audit } from "./audit.ts";
@@ -168,9 +169,14 @@ async function recordInTx(
 /**
  * The pushes this confirmation may be M-Pesa's record of: settled by a status query (so credited
  * under their checkout id, without a receipt), with the account reference the push showed, the
- * same amount, sent moments before. Found, then locked (intents come first in the lock order),
- * then checked again in a statement of its own, which sees what a settlement that held the lock
- * meanwhile committed.
+ * same amount, sent moments before.
+ *
+ * Every push that could become such a one is locked first, pending ones too (intents come first
+ * in the lock order), and only then is each checked, in a statement of its own that sees what a
+ * settlement holding the lock meanwhile committed. A status query settling a pending push holds
+ * that lock while it looks for this very confirmation (credit.ts, `recordedMoneyOfPush`), so one
+ * of the two always sees the other: without the pending ones locked, both could look before
+ * either had written, and the money would be credited twice.
  */
 async function queryPushesAwaitingReceipt(
   tx: Executor,
@@ -182,29 +188,31 @@ async function queryPushesAwaitingReceipt(
   const paidAt = (input.paidAt ?? now).getTime();
   const from = new Date(paidAt - pushWindowMs).toISOString();
   const to = new Date(paidAt + pushWindowMs).toISOString();
-  const candidates = sql`select i.id from payment_intents i join payments p on p.id = i.payment_id
-      where upper(i.account_reference) = ${reference} and i.amount_cents = ${input.amountCents}
-        and i.payment_id is not null
-        and i.mpesa_receipt is null and p.provider_ref like 'stk:%'
-        and i.sent_at between ${from}::timestamptz and ${to}::timestamptz
-        and not exists (select 1 from payments k where k.provider = 'mpesa' and k.provider_ref = ${input.transId})`;
-  const found = await queryRows<{ id: number }>(tx, candidates);
-  if (found.length === 0) return [];
-  await tx.execute(
-    sql`select id from payment_intents where id in (${sql.join(
-      found.map((r) => sql`${Number(r.id)}::int`),
-      sql`, `,
-    )}) order by id for update`,
+  const locked = await queryRows<{ id: number }>(
+    tx,
+    sql`select i.id from payment_intents i
+        where upper(i.account_reference) = ${reference} and i.amount_cents = ${input.amountCents}
+          and i.mpesa_receipt is null
+          and i.sent_at between ${from}::timestamptz and ${to}::timestamptz
+        order by i.id
+        for update`,
   );
-  const still = await queryRows<{ id: number }>(tx, candidates);
-  if (still.length === 0) return [];
+  if (locked.length === 0) return [];
+  const awaiting = await queryRows<{ id: number }>(
+    tx,
+    sql`select i.id from payment_intents i join payments p on p.id = i.payment_id
+        where i.id = any(${intArray(locked.map((r) => Number(r.id)))})
+          and i.mpesa_receipt is null and p.provider_ref like 'stk:%'
+          and not exists (select 1 from payments k where k.provider = 'mpesa' and k.provider_ref = ${input.transId})`,
+  );
+  if (awaiting.length === 0) return [];
   return tx
     .select()
     .from(paymentIntents)
     .where(
       inArray(
         paymentIntents.id,
-        still.map((r) => Number(r.id)),
+        awaiting.map((r) => Number(r.id)),
       ),
     )
     .orderBy(paymentIntents.id);

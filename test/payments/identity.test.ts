@@ -1,8 +1,10 @@
 import { and, eq, sql } from "drizzle-orm";
+import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BillingContext } from "../../src/billing/context.ts";
 import { requestPayment } from "../../src/billing/intents/request.ts";
 import { FakeClock, MINUTE } from "../../src/clock.ts";
+import { queryRows } from "../../src/db/client.ts";
 import {
   ledgerEntries,
   mpesaCallbacks,
@@ -13,7 +15,8 @@ import {
 } from "../../src/db/schema/index.ts";
 import { runRecoveryJob } from "../../src/payments/mpesa/recovery.ts";
 import { activeSubscriber, admin, billingContext, createPlan } from "../support/billing.ts";
-import { createTestDatabase, type TestDatabase } from "../support/db.ts";
+import { createTestDatabase, onRealPostgres, type TestDatabase } from "../support/db.ts";
+import { eventually } from "./dispatch-support.ts";
 import { freshPhone, type Harness, intent, pay, paymentCredits, startHarness } from "./harness.ts";
 import { c2bConfirmation, c2bConfirmUrl, paymentsByRef, postRaw, smsTo } from "./inbox-support.ts";
 
@@ -325,7 +328,63 @@ describe("the receipt arriving by two routes at once", () => {
       expect(payment!.providerRef).toBe(push.receipt);
     }
   });
+  it.runIf(onRealPostgres())(
+    "a status query and the paybill confirmation that both decided before either credited: credited once",
+    async () => {
+      // Another session holds the customer's money, so each settlement gets as far as it can
+      // before crediting: the status query has locked its push, the confirmation has looked for
+      // pushes it could be the receipt of. Whatever each saw then, one of them must wait for the
+      // other to know.
+      const { customer, before, sent, push } = await paidPushCallbackLost(35_000);
+      clock.advance(3 * MINUTE);
+      const other = postgres(database.url!, { max: 1 });
+      let release = () => {};
+      const released = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      let held = () => {};
+      const holdingNow = new Promise<void>((resolve) => {
+        held = resolve;
+      });
+      const holding = other.begin(async (tx) => {
+        await tx`select id from customers where id = ${customer.id} for no key update`;
+        held();
+        await released;
+      });
+      try {
+        await holdingNow;
+        const settling = Promise.all([
+          runRecoveryJob(h.recovery),
+          confirmByPaybill({
+            receipt: push.receipt!,
+            billRef: customer.accountNumber,
+            amountCents: 35_000,
+            sentAt: sent.sentAt!,
+          }),
+        ]);
+        await eventually(async () => ((await sessionsWaitingForLocks()) >= 2 ? true : undefined));
+        release();
+        await settling;
+      } finally {
+        release();
+        await holding;
+        await other.end();
+      }
+      expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 35_000]);
+      expect(await intent(database.db, sent.id)).toMatchObject({ status: "succeeded" });
+    },
+  );
 });
+
+/** Sessions of this test's database waiting for a lock another session holds. */
+async function sessionsWaitingForLocks(): Promise<number> {
+  const [row] = await queryRows<{ n: number }>(
+    database.db,
+    sql`select count(*)::int as n from pg_stat_activity
+        where datname = current_database() and wait_event_type = 'Lock'`,
+  );
+  return row?.n ?? 0;
+}
 
 describe("walk-in vouchers", () => {
   it("the push of a walk-in shows TDW<intent id>; a subscriber's shows the account number", async () => {
