@@ -241,6 +241,29 @@ describe("a paybill confirmation that comes before the push's result", () => {
     },
   );
 
+  it("its account typed as a payer might (`#acc `), then the status query: credited once, held for review", async () => {
+    const { customer, before, sent, push } = await paidPushCallbackLost(46_000);
+    await confirmByPaybill({
+      receipt: push.receipt!,
+      billRef: ` #${customer.accountNumber.toLowerCase()} `,
+      amountCents: 46_000,
+      sentAt: sent.sentAt!,
+    });
+    clock.advance(3 * MINUTE);
+    await runRecoveryJob(h.recovery);
+    expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 46_000]);
+    const settled = await intent(database.db, sent.id);
+    expect(settled).toMatchObject({ status: "succeeded", resultDesc: "Paid: held for review" });
+    const [held] = await database.db.select().from(payments).where(eq(payments.id, settled.paymentId!));
+    expect(held).toMatchObject({ status: "unmatched", providerRef: `stk:${push.checkoutRequestId}` });
+    expect(held!.holdReason).toContain(push.receipt!);
+
+    // The push's own callback then shows the two are one payment: the held record goes.
+    await h.fake.postCallback(h.stkUrl, push.body);
+    expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 46_000]);
+    expect(await stillQueued(sent.id, push.receipt!, push.checkoutRequestId)).toEqual([]);
+  });
+
   it.each(afterwards)(
     "a walk-in voucher's push, %s: the voucher is sold once, nothing left queued",
     async (_n, steps) => {

@@ -1,6 +1,8 @@
 import { and, eq, sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../../db/client.ts";
+import { typedReference } from "../../db/schema/columns.ts";
 import { payments } from "../../db/schema/index.ts";
+import { normaliseAccountReference } from "../accounts.ts";
 import { audit } from "../audit.ts";
 import { type Actor, type BillingContext, BillingError } from "../context.ts";
 import { applyPaymentInTx, recordUncreditedPaymentInTx } from "../payments.ts";
@@ -41,7 +43,7 @@ export async function recordedMoneyOfPush(
   const [paybill] = await queryRows<{ provider_ref: string }>(
     tx,
     sql`select p.provider_ref from payments p
-        where p.method = 'mpesa_c2b' and upper(p.account_reference) = upper(${intent.accountReference})
+        where p.method = 'mpesa_c2b' and ${typedReference(sql`p.account_reference`)} = ${normaliseAccountReference(intent.accountReference)}
           and p.amount_cents = ${intent.amountCents}
           and p.received_at between ${new Date(intent.sentAt.getTime() - 5 * 60_000).toISOString()}::timestamptz
                                 and ${new Date(intent.sentAt.getTime() + 5 * 60_000).toISOString()}::timestamptz

@@ -397,7 +397,9 @@ export async function adoptReceipt(
       // credited nothing, goes; the intent points at the payment that did.
       const [held] = await queryRows<{ id: number }>(
         tx,
-        sql`select id from payments where id = ${intent.paymentId}::int and status = 'unmatched' and provider_ref like 'stk:%'`,
+        // Locked, so an admin crediting it meanwhile is waited for and seen (then it stays).
+        sql`select id from payments where id = ${intent.paymentId}::int and status = 'unmatched' and provider_ref like 'stk:%'
+            for update`,
       );
       if (held) {
         await tx

@@ -1,6 +1,6 @@
 import { sql } from "drizzle-orm";
 import { check, index, integer, pgTable, text, uniqueIndex } from "drizzle-orm/pg-core";
-import { at, cents, createdAt, id } from "./columns.ts";
+import { at, cents, createdAt, id, typedReference } from "./columns.ts";
 import { customers } from "./customers.ts";
 import { subscriptions } from "./subscriptions.ts";
 
@@ -78,6 +78,10 @@ export const payments = pgTable(
     index("payments_unmatched_idx").on(t.receivedAt).where(sql`${t.status} = 'unmatched'`),
     // What was collected in a day or a month (/stats, /report) without reading every payment.
     index("payments_applied_received_idx").on(t.receivedAt).where(sql`${t.status} = 'applied'`),
+    // Finds a paybill payment that may be a push's money, for the push's status query (src/billing/intents/credit.ts).
+    index("payments_paybill_reference_idx")
+      .on(typedReference(t.accountReference), t.amountCents)
+      .where(sql`${t.method} = 'mpesa_c2b'`),
     check("payments_amount_positive", sql`${t.amountCents} > 0`),
   ],
 );

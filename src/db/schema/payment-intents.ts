@@ -59,10 +59,10 @@ export const paymentIntents = pgTable(
     index("payment_intents_phone_idx").on(t.phone, t.createdAt),
     index("payment_intents_pending_idx").on(t.status, t.createdAt),
     index("payment_intents_session_idx").on(t.channel, t.channelSessionId, t.createdAt),
-    // Finds the push a paybill confirmation may be M-Pesa's record of (src/billing/paybill.ts).
+    // Finds the pushes a paybill confirmation may be M-Pesa's record of (src/billing/paybill.ts).
     index("payment_intents_awaiting_receipt_idx")
       .on(sql`upper(${t.accountReference})`, t.amountCents)
-      .where(sql`${t.mpesaReceipt} is null and ${t.paymentId} is not null`),
+      .where(sql`${t.mpesaReceipt} is null`),
     index("payment_intents_unsent_idx")
       .on(t.nextSendAt)
       .where(sql`${t.status} = 'pending' and ${t.checkoutRequestId} is null`),

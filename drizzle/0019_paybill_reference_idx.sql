@@ -1,0 +1,3 @@
+DROP INDEX "payment_intents_awaiting_receipt_idx";--> statement-breakpoint
+CREATE INDEX "payments_paybill_reference_idx" ON "payments" USING btree (upper(regexp_replace(regexp_replace("account_reference", '[[:space:]]+', '', 'g'), '^#+', '')),"amount_cents") WHERE "payments"."method" = 'mpesa_c2b';--> statement-breakpoint
+CREATE INDEX "payment_intents_awaiting_receipt_idx" ON "payment_intents" USING btree (upper("account_reference"),"amount_cents") WHERE "payment_intents"."mpesa_receipt" is null;
