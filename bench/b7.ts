@@ -11,11 +11,11 @@
  *
  * `B7_DEBUG=1` prints each kind's p50/p99, updates answered with no message, and each process's CPU
  * time; `B7_PROF=1` writes a CPU profile of the app process to /tmp/prof (`B7_PROF_LOAD=1`: of the
- * load generator, to /tmp/profl); `B7_LOG=error` shows the
- * app's errors; `B7_TRACE=<file>` writes each update's due time and webhook latency (ms) there, to
- * see a backlog drain over time; `B7_NODE_FLAGS` adds V8/Node flags to the app process (say
- * `--trace-gc`); `B7_POOL` (default: the app's own pool size), `B7_CHATS` (default 200),
- * `B7_WARMUP_MS` (default 10,000) and `B7_DURATION_MS` (default 15,000) as named.
+ * load generator, to /tmp/profl); `B7_HEAP_SAMPLE` samples the app's heap (sampleHeapAfterWarmUp);
+ * `B7_LOG=error` shows the app's errors; `B7_TRACE=<file>` writes each update's due time and webhook
+ * latency (ms) there, to see a backlog drain over time; `B7_NODE_FLAGS` adds V8/Node flags to the
+ * app process (say `--trace-gc-nvp`); `B7_POOL` (default: the app's own pool size), `B7_CHATS`
+ * (default 200), `B7_WARMUP_MS` (default 10,000) and `B7_DURATION_MS` (default 15,000) as named.
  */
 
 import { type ChildProcess, fork } from "node:child_process";
@@ -473,8 +473,12 @@ async function serveApp(
   });
   const app = createApp({ db, logger });
   let loadStarted: EventLoopUtilization | undefined;
+  const heapSampling = process.env.B7_HEAP_SAMPLE ? await sampleHeapAfterWarmUp() : null;
   app.use("*", async (_c, next) => {
-    loadStarted ??= performance.eventLoopUtilization();
+    if (!loadStarted) {
+      loadStarted = performance.eventLoopUtilization();
+      heapSampling?.loadStarted();
+    }
     await next();
   });
   app.route(
@@ -490,8 +494,41 @@ async function serveApp(
       const busy = performance.eventLoopUtilization(loadStarted).utilization;
       console.error("app event loop utilisation under load:", busy.toFixed(2));
     }
-    void database.close().finally(() => process.exit(0));
+    void (heapSampling?.write() ?? Promise.resolve())
+      .then(() => database.close())
+      .finally(() => process.exit(0));
   });
+}
+
+/**
+ * `B7_HEAP_SAMPLE=1`: a sampled heap profile of the app under measured load, by allocating stack, to
+ * /tmp/b7.heapprofile (Chrome's DevTools opens it). It keeps what a scavenge did not collect: what
+ * was promoted to the old generation and died there (each such object costs two copies and brings
+ * the next full collection closer), with the young garbage a full collection happened to find.
+ * `B7_HEAP_SAMPLE=all` keeps every sampled allocation: where the bytes each update allocates go.
+ */
+async function sampleHeapAfterWarmUp() {
+  const { Session } = await import("node:inspector/promises");
+  const session = new Session();
+  session.connect();
+  let started: Promise<unknown> | undefined;
+  return {
+    loadStarted() {
+      setTimeout(() => {
+        started = session.post("HeapProfiler.startSampling", {
+          samplingInterval: 16_384,
+          includeObjectsCollectedByMajorGC: true,
+          includeObjectsCollectedByMinorGC: process.env.B7_HEAP_SAMPLE === "all",
+        });
+      }, WARMUP_MS);
+    },
+    async write() {
+      if (!started) return;
+      await started;
+      const { profile } = await session.post("HeapProfiler.stopSampling");
+      (await import("node:fs")).writeFileSync("/tmp/b7.heapprofile", JSON.stringify(profile));
+    },
+  };
 }
 
 if (process.env.B7_ROLE === "app" && process.send)
