@@ -303,6 +303,57 @@ describe("a callback that beats the push's own answer", () => {
   });
 });
 
+describe("a failure callback that beats the push's own answer", () => {
+  it("is recorded as unknown, then settles its intent once the checkout id is stored: the payer is told once", async () => {
+    const { customer } = await suspendedSubscriber(ctx, clock, 65_000);
+    const slow = new StkDispatcher({
+      ctx,
+      logger: silent,
+      callbackUrl: h.stkUrl,
+      gateway: {
+        stkPush: async (request) => {
+          const accepted = await h.client.stkPush(request);
+          await h.fake.idle();
+          return accepted;
+        },
+        stkQuery: (id) => h.client.stkQuery(id),
+      },
+    });
+    h.fake.queue({ outcome: "cancelled", delayMs: 0 });
+    const asked = await requestPayment(
+      ctx,
+      { kind: "subscriber", id: customer.phone },
+      {
+        phone: customer.phone,
+        purpose: "balance",
+        amountCents: 65_000,
+        customerId: customer.id,
+        channel: "test",
+      },
+    );
+    if (!asked.ok) throw new Error(asked.message);
+    const before = await paymentCredits(database.db, customer.id);
+    await slow.runOnce();
+
+    const done = await intent(database.db, asked.intentId);
+    expect(done.status).toBe("cancelled");
+    expect(done.checkoutRequestId).not.toBeNull();
+    expect(await paymentCredits(database.db, customer.id)).toEqual(before);
+    const told = await database.db
+      .select()
+      .from(messageOutbox)
+      .where(and(eq(messageOutbox.recipient, customer.phone), eq(messageOutbox.template, "payment_failed")));
+    expect(told).toHaveLength(1);
+    const seen = await database.db
+      .select()
+      .from(mpesaCallbacks)
+      .where(eq(mpesaCallbacks.reference, done.checkoutRequestId!))
+      .orderBy(mpesaCallbacks.id);
+    // The callback as it came (no intent had that checkout id yet), then its settling by the dispatcher.
+    expect(seen.map((r) => r.flag)).toEqual(["unknown_checkout", null]);
+  });
+});
+
 describe("callback endpoints", () => {
   it("a callback without the right token gets 404 and changes nothing", async () => {
     const { customer } = await suspendedSubscriber(ctx, clock, 70_000);
