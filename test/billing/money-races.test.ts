@@ -3,11 +3,12 @@ import { describe, expect, it } from "vitest";
 import type { BillingContext } from "../../src/billing/context.ts";
 import { requestPayment } from "../../src/billing/intents/request.ts";
 import { billingJobs } from "../../src/billing/jobs.ts";
-import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
+import { changePlan } from "../../src/billing/plan-change.ts";
+import { cancelSubscription, createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { assignUnmatchedPayment } from "../../src/billing/unmatched.ts";
 import { DAY, FakeClock, HOUR } from "../../src/clock.ts";
 import { queryRows } from "../../src/db/client.ts";
-import { payments } from "../../src/db/schema/index.ts";
+import { payments, subscriptions } from "../../src/db/schema/index.ts";
 import { runJob } from "../../src/jobs/runner.ts";
 import { activeSubscriber, admin, createPlan, uniquePhone } from "../support/billing.ts";
 import { onRealPostgres } from "../support/db.ts";
@@ -299,6 +300,68 @@ describe.runIf(onRealPostgres())("money under concurrency (two instances, Postgr
         answeredWith5xxOrNot: 0,
         uncredited: none,
         credits: { count: 100, cents: 100 * 1_000 * KES },
+        inconsistent: none,
+      });
+    } finally {
+      await w.close();
+    }
+  });
+  it("plan upgrades and cancellations committing while payments for the same accounts arrive: both count", async () => {
+    const clock = new FakeClock("2026-03-02T07:00:00Z");
+    const w = await twoInstances(clock);
+    try {
+      const basic = await createPlan(w.a.ctx.db, { priceCents: 1_500 * KES });
+      const premium = await createPlan(w.a.ctx.db, { priceCents: 3_000 * KES });
+      const subscribers = await inWaves(40, 10, (i) =>
+        activeSubscriber(w.a.ctx, basic.id, `Subscriber ${i}`),
+      );
+      // Ten days into the period: an upgrade charges the rest of it at the difference.
+      clock.advance(10 * DAY);
+      const upgrading = (i: number) => i % 2 === 0;
+
+      // The admin (instance A) upgrades or cancels each as the customer pays by paybill (instance B).
+      const outcomes = await inWaves(subscribers.length, 10, (i) => {
+        const { customer, subscription } = subscribers[i]!;
+        return Promise.allSettled([
+          upgrading(i)
+            ? changePlan(w.a.ctx, admin, { subscriptionId: subscription.id, planId: premium.id })
+            : cancelSubscription(w.a.ctx, admin, { subscriptionId: subscription.id, reason: "moving away" }),
+          postC2b(w.b.h, clock, { transId: `RP${i}`, account: customer.accountNumber, shillings: 1_000 }),
+        ]);
+      });
+      const refused = outcomes.flatMap(([changed]) => {
+        if (changed.status === "fulfilled") return [];
+        const error = changed.reason as { message?: string; cause?: { message?: string } };
+        return [String(error?.cause?.message ?? error?.message ?? error).slice(0, 160)];
+      });
+      const answered = outcomes.map(([, posted]) => (posted.status === "fulfilled" ? posted.value : 0));
+      const ids = subscribers.map((s) => s.customer.id);
+      const ended = await w.database.db
+        .select({ id: subscriptions.id, planId: subscriptions.planId, status: subscriptions.status })
+        .from(subscriptions);
+      const byId = new Map(ended.map((s) => [s.id, s]));
+      const wrongState = subscribers.filter(({ subscription }, i) => {
+        const now = byId.get(subscription.id);
+        return upgrading(i) ? now?.planId !== premium.id : now?.status !== "cancelled";
+      });
+      expect({
+        changesFailed: summary(refused, 3),
+        answeredWith5xxOrNot: answered.filter((s) => s === 0 || s >= 500).length,
+        uncredited: summary(
+          await uncredited(
+            w.database.db,
+            subscribers.map((s, i) => ({ receipt: `RP${i}`, customerId: s.customer.id })),
+          ),
+        ),
+        wrongState: wrongState.length,
+        // An upgrade's charge is paid from the payment whichever committed first; what a
+        // cancellation returns is credit either way.
+        inconsistent: summary(await inconsistentAccounts(w.database.db, ids)),
+      }).toEqual({
+        changesFailed: none,
+        answeredWith5xxOrNot: 0,
+        uncredited: none,
+        wrongState: 0,
         inconsistent: none,
       });
     } finally {
