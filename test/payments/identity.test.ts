@@ -3,6 +3,8 @@ import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BillingContext } from "../../src/billing/context.ts";
 import { requestPayment } from "../../src/billing/intents/request.ts";
+import { settleStkResult } from "../../src/billing/intents/settle.ts";
+import { assignUnmatchedPayment } from "../../src/billing/unmatched.ts";
 import { FakeClock, MINUTE } from "../../src/clock.ts";
 import { queryRows } from "../../src/db/client.ts";
 import {
@@ -14,6 +16,7 @@ import {
   vouchers,
 } from "../../src/db/schema/index.ts";
 import { runRecoveryJob } from "../../src/payments/mpesa/recovery.ts";
+import { parseStkCallback, stkResultFromCallback } from "../../src/payments/mpesa/wire.ts";
 import { activeSubscriber, admin, billingContext, createPlan } from "../support/billing.ts";
 import { createTestDatabase, onRealPostgres, type TestDatabase } from "../support/db.ts";
 import { eventually } from "./dispatch-support.ts";
@@ -397,6 +400,71 @@ describe("the receipt arriving by two routes at once", () => {
       expect(await intent(database.db, sent.id)).toMatchObject({ status: "succeeded" });
     },
   );
+});
+
+describe.runIf(onRealPostgres())("a held push payment, its admin and its callback at once", () => {
+  it("an admin assigning it while its own callback proves it real: credited once, neither fails", async () => {
+    // The push is paid, its callback lost; a paybill payment of the same amount to the account came
+    // meanwhile, so the status query's "paid" is held for an admin as possibly that same money.
+    const { customer, before, sent, push } = await paidPushCallbackLost(38_000);
+    await confirmByPaybill({
+      receipt: "RZZ1234567",
+      billRef: customer.accountNumber,
+      amountCents: 38_000,
+      sentAt: sent.sentAt!,
+    });
+    clock.advance(3 * MINUTE);
+    await runRecoveryJob(h.recovery);
+    const held = (await intent(database.db, sent.id)).paymentId!;
+    expect(await database.db.select().from(payments).where(eq(payments.id, held))).toMatchObject([
+      { status: "unmatched" },
+    ]);
+
+    // The admin's assignment waits for the customer's money, held by another session; the
+    // callback (a receipt of its own: it is real money) is settled behind it. Settled here through
+    // the core, not the route: the route's batcher would settle a deadlocked callback again, one
+    // by one, and hide the deadlock.
+    const callback = stkResultFromCallback(parseStkCallback(push.body)!, null, push.body);
+    const other = postgres(database.url!, { max: 1 });
+    let release = () => {};
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let holdingNow = () => {};
+    const holds = new Promise<void>((resolve) => {
+      holdingNow = resolve;
+    });
+    const holding = other.begin(async (tx) => {
+      await tx`select id from customers where id = ${customer.id} for no key update`;
+      holdingNow();
+      await released;
+    });
+    let outcomes: PromiseSettledResult<unknown>[];
+    try {
+      await holds;
+      const assigning = assignUnmatchedPayment(ctx, admin, {
+        paymentId: held,
+        accountNumber: customer.accountNumber,
+      });
+      await eventually(async () => ((await sessionsWaitingForLocks()) >= 1 ? true : undefined));
+      const settling = settleStkResult(ctx, { kind: "webhook", id: "mpesa" }, callback);
+      await eventually(async () => ((await sessionsWaitingForLocks()) >= 2 ? true : undefined));
+      release();
+      outcomes = await Promise.allSettled([assigning, settling]);
+    } finally {
+      release();
+      await holding;
+      await other.end();
+    }
+    const failures = outcomes
+      .flatMap((o) => (o.status === "rejected" ? [o.reason as { message?: string; cause?: unknown }] : []))
+      .map((e) => String((e.cause as { message?: string } | undefined)?.message ?? e.message).slice(0, 120));
+    expect(failures).toEqual([]);
+    expect(await flagsOf("stk", push.checkoutRequestId)).toEqual(["duplicate"]);
+    // The paybill payment and the push: two payments, each credited once.
+    expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 38_000, 38_000]);
+    expect(await paymentsByRef(database.db, push.receipt!)).toMatchObject([{ id: held, status: "applied" }]);
+  });
 });
 
 /** Sessions of this test's database waiting for a lock another session holds. */

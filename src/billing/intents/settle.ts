@@ -4,6 +4,7 @@ import { type IntentStatus, paymentIntents } from "../../db/schema/index.ts";
 import { audit } from "../audit.ts";
 import type { Actor, BillingContext } from "../context.ts";
 import { formatKes } from "../money.ts";
+import { lockCustomerMoney } from "../money-lock.ts";
 import { recordUncreditedPaymentInTx } from "../payments.ts";
 import { creditUnmatchedPaymentInTx } from "../unmatched.ts";
 import { recordCallbackOutcome } from "./callbacks.ts";
@@ -382,6 +383,9 @@ export async function adoptReceipt(
       sql`select id, status from payments where provider = 'mpesa' and provider_ref = ${receipt}`,
     );
     if (!known) {
+      // The customer's money before the payment's row (the order of money-lock.ts): an admin
+      // assigning this held payment meanwhile locks them in that order too.
+      if (proof && intent.customerId !== null) await lockCustomerMoney(tx, [intent.customerId]);
       const renamed = await queryRows<{ status: string }>(
         tx,
         sql`update payments set provider_ref = ${receipt}
