@@ -33,7 +33,9 @@ export async function restoreIfSettled(
         ),
       ),
     )
-    .for("update");
+    // The subscriptions only: a plan is shared by many customers, and locking it would make
+    // payments of different customers wait on (and deadlock with) one another.
+    .for("update", { of: subscriptions });
   if (waiting.length === 0) return [];
   if (await hasOverdueInvoices(tx, customerId, now)) return [];
 
