@@ -127,7 +127,9 @@ async function recordInTx(
       flag: settled.status === "credited" ? "walk_in_push" : settled.status,
     };
   }
-  if (walkIn && walkIn.mpesaReceipt === null) {
+  // Paid already (by a status query, without its receipt): this confirmation is the push's own only
+  // if it came moments after it; a later one is a second payment, and falls through to the queue.
+  if (walkIn && walkIn.mpesaReceipt === null && nearPush(walkIn, input, now)) {
     await adoptReceipt(tx, walkIn, input.transId, now);
     return {
       result: { paymentId: walkIn.paymentId!, duplicate: true, matched: true, customerId: null },
@@ -216,6 +218,12 @@ async function queryPushesAwaitingReceipt(
       ),
     )
     .orderBy(paymentIntents.id);
+}
+
+/** Whether the payer paid within `pushWindowMs` of when the push was sent. */
+function nearPush(push: IntentRow, input: PaybillPayment, now: Date): boolean {
+  if (!push.sentAt) return false;
+  return Math.abs((input.paidAt ?? now).getTime() - push.sentAt.getTime()) <= pushWindowMs;
 }
 
 /** The walk-in push a `TDW<id>` reference names, locked, when the amount is the one it asked. */

@@ -477,6 +477,38 @@ async function sessionsWaitingForLocks(): Promise<number> {
   return row?.n ?? 0;
 }
 
+describe("a walk-in's push paid and settled by the status query, then a paybill payment to its TDW reference", () => {
+  it("two hours later: a second payment, queued for an admin, not taken for the push's receipt", async () => {
+    const phone = freshPhone();
+    const sent = await pay(
+      h,
+      ctx,
+      { phone, amountCents: hotspot.priceCents, purpose: "voucher", planId: hotspot.id },
+      { outcome: "success", delayMs: 0, lost: true },
+    );
+    await settleByQuery(sent.id);
+
+    // Two hours on, the buyer pays again at the paybill with the reference the push showed.
+    clock.advance(2 * 60 * MINUTE);
+    const again = "RZW7654321";
+    const body = c2bConfirmation({
+      transId: again,
+      billRef: `TDW${sent.id}`,
+      amount: (hotspot.priceCents / 100).toFixed(2),
+      shortcode,
+      paidAt: clock.now(),
+    });
+    expect((await postRaw(c2bConfirmUrl(h), JSON.stringify(body))).status).toBe(200);
+
+    expect(await paymentsByRef(database.db, again)).toMatchObject([
+      { status: "unmatched", amountCents: hotspot.priceCents, accountReference: `TDW${sent.id}` },
+    ]);
+    // The push keeps its own identity: still known by its checkout id, its receipt still to come.
+    expect(await intent(database.db, sent.id)).toMatchObject({ status: "succeeded", mpesaReceipt: null });
+    expect(await database.db.select().from(vouchers).where(eq(vouchers.soldToPhone, phone))).toHaveLength(1);
+  });
+});
+
 describe("walk-in vouchers", () => {
   it("the push of a walk-in shows TDW<intent id>; a subscriber's shows the account number", async () => {
     const phone = freshPhone();

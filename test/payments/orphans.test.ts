@@ -1,7 +1,10 @@
 import { and, eq, inArray, isNull } from "drizzle-orm";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { BillingContext } from "../../src/billing/context.ts";
+import { claimIntentsToSend, markIntentSent } from "../../src/billing/intents/dispatch.ts";
 import { requestPayment } from "../../src/billing/intents/request.ts";
+import { settleStkResult } from "../../src/billing/intents/settle.ts";
+import { assignUnmatchedPayment } from "../../src/billing/unmatched.ts";
 import { FakeClock, MINUTE } from "../../src/clock.ts";
 import { mpesaCallbacks, paymentIntents, payments } from "../../src/db/schema/index.ts";
 import type { StkGateway } from "../../src/payments/mpesa/daraja.ts";
@@ -102,6 +105,9 @@ async function callbackFlags(checkoutRequestId: string) {
     .orderBy(mpesaCallbacks.id);
   return rows.map((r) => r.flag);
 }
+
+const webhook = { kind: "webhook", id: "mpesa" } as const;
+const recovery = { kind: "system", id: "mpesa-recovery" } as const;
 
 /** Answered at once, callback posted only when the test delivers it. */
 const paid: Delivery = { outcome: "success", delayMs: 0, lost: true };
@@ -256,6 +262,63 @@ describe("a paid push whose checkout id was never stored", () => {
     expect(await d.runOnce()).toBe(2);
     for (const id of [first, second]) expect((await intent(database.db, id)).status).toBe("timed_out");
     expect(await smsTo(database.db, customer.phone, "payment_failed")).toEqual([]);
+  });
+});
+
+describe("a paid prompt queued before its checkout id was stored, then placed by an admin", () => {
+  it("its status query later says paid: nothing more is credited, the request points at that payment", async () => {
+    const { customer } = await activeSubscriber(ctx, plan.id);
+    const before = await paymentCredits(database.db, customer.id);
+    // Two identical requests from one phone, both being sent: a paid callback fits both.
+    const a = await ask(customer, 60_000);
+    const b = await ask(customer, 60_000);
+    expect((await claimIntentsToSend(ctx, { ids: [a, b] })).map((c) => c.id).sort()).toEqual([a, b].sort());
+    const receipt = "TQA1234567";
+    const checkout = "ws_CO_PLACED_1";
+    const callback = await settleStkResult(ctx, webhook, {
+      checkoutRequestId: checkout,
+      outcome: "paid",
+      reason: "The service request is processed successfully.",
+      providerCode: 0,
+      receipt,
+      amountCents: 60_000,
+      phone: customer.phone,
+      source: "callback",
+    });
+    expect(callback.status).toBe("queued");
+    // The dispatcher stores the checkout ids it was given, after the callback.
+    await markIntentSent(ctx, { intentId: a, merchantRequestId: "m-a", checkoutRequestId: checkout });
+    await markIntentSent(ctx, { intentId: b, merchantRequestId: "m-b", checkoutRequestId: "ws_CO_PLACED_2" });
+    // An admin places the queued money on the payer's account.
+    const [queued] = await paymentRows([receipt]);
+    await assignUnmatchedPayment(ctx, admin, {
+      paymentId: queued!.id,
+      accountNumber: customer.accountNumber,
+    });
+    expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 60_000]);
+
+    const query = await settleStkResult(ctx, recovery, {
+      checkoutRequestId: checkout,
+      outcome: "paid",
+      reason: "The service request is processed successfully.",
+      providerCode: 0,
+      source: "query",
+    });
+    expect(query.status).toBe("duplicate");
+    expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 60_000]);
+    expect(await intent(database.db, a)).toMatchObject({
+      status: "succeeded",
+      paymentId: queued!.id,
+      mpesaReceipt: receipt,
+    });
+    // The other request's prompt was not paid.
+    await settleStkResult(ctx, recovery, {
+      checkoutRequestId: "ws_CO_PLACED_2",
+      outcome: "cancelled",
+      reason: "Request cancelled by user",
+      providerCode: 1032,
+      source: "query",
+    });
   });
 });
 

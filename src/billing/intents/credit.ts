@@ -15,12 +15,14 @@ import type { StkResult } from "./settle.ts";
 export type RecordedMoney =
   | { kind: "none" }
   | { kind: "queued"; paymentId: number; receipt: string | null }
+  | { kind: "placed"; paymentId: number; receipt: string | null }
   | { kind: "maybe_paybill"; receipt: string };
 
 /**
  * Whether the money of this push is already recorded: waiting in the unmatched queue (a paid
- * prompt queued before its checkout id was known, or this receipt held), or, for a status query's
- * "paid", as a paybill payment that may be the same money (M-Pesa's record of the push).
+ * prompt queued before its checkout id was known, or this receipt held), already placed on an
+ * account by an admin from that queue, or, for a status query's "paid", as a paybill payment that
+ * may be the same money (M-Pesa's record of the push).
  */
 export async function recordedMoneyOfPush(
   tx: Executor,
@@ -28,16 +30,21 @@ export async function recordedMoneyOfPush(
   result: StkResult,
   receipt: string | null,
 ): Promise<RecordedMoney> {
-  const [queued] = await queryRows<{ id: number; provider_ref: string }>(
+  const [recorded] = await queryRows<{ id: number; provider_ref: string; status: string }>(
     tx,
-    sql`select id, provider_ref from payments
-        where provider = 'mpesa' and status = 'unmatched'
-          and (provider_ref = ${receipt ?? ""} or account_reference = ${`checkout ${result.checkoutRequestId}`})
+    sql`select id, provider_ref, status from payments
+        where provider = 'mpesa'
+          and ((status = 'unmatched' and provider_ref = ${receipt ?? ""})
+               or account_reference = ${`checkout ${result.checkoutRequestId}`})
         order by id limit 1`,
   );
-  if (queued) {
-    const ref = queued.provider_ref;
-    return { kind: "queued", paymentId: Number(queued.id), receipt: ref.startsWith("stk:") ? null : ref };
+  if (recorded) {
+    const ref = recorded.provider_ref;
+    return {
+      kind: recorded.status === "unmatched" ? "queued" : "placed",
+      paymentId: Number(recorded.id),
+      receipt: ref.startsWith("stk:") ? null : ref,
+    };
   }
   if (result.source !== "query" || !intent.accountReference || !intent.sentAt) return { kind: "none" };
   const [paybill] = await queryRows<{ provider_ref: string }>(

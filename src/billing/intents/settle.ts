@@ -280,6 +280,30 @@ export async function settlePaidIntent(
       intentStatus: "succeeded",
     };
   }
+  if (recorded.kind === "placed") {
+    // Queued before its checkout id was known, then placed on an account by an admin: that was this
+    // money, credited once already. The intent points at it; what it was for is left to the admin,
+    // who chose where the money went.
+    await tx
+      .update(paymentIntents)
+      .set({
+        status: "succeeded",
+        resultCode: result.providerCode ?? null,
+        resultDesc: "Paid: placed by an admin from the unmatched queue",
+        mpesaReceipt: receipt ?? recorded.receipt,
+        paymentId: recorded.paymentId,
+        outcome: { placedByAdmin: true },
+        settledAt: now,
+        updatedAt: now,
+      })
+      .where(eq(paymentIntents.id, intent.id));
+    return {
+      status: "duplicate",
+      intentId: intent.id,
+      paymentId: recorded.paymentId,
+      intentStatus: "succeeded",
+    };
+  }
   const credit =
     recorded.kind === "queued"
       ? await creditQueuedMoney(tx, ctx, actor, intent, recorded.paymentId)
