@@ -10,12 +10,13 @@ import {
 } from "../../src/bots/admin/index.ts";
 import { FakeClock, HOUR, MINUTE } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
-import { admins, provisioningOutbox, routers } from "../../src/db/schema/index.ts";
+import { admins, mpesaCallbacks, provisioningOutbox, routers } from "../../src/db/schema/index.ts";
 import { runJob } from "../../src/jobs/runner.ts";
 import type { ScheduledJob } from "../../src/jobs/scheduler.ts";
 import type { RouterOsEmulator } from "../../src/network/emulator/server.ts";
 import { RouterOsEmulator as Emulator } from "../../src/network/index.ts";
 import { testRouter } from "../../src/network/routers.ts";
+import { maxInboxAttempts } from "../../src/payments/mpesa/inbox-retry.ts";
 import { box, emulatedRouter } from "../network/support.ts";
 import { billingContext, createPlan, job, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
@@ -149,6 +150,56 @@ describe("alerts to the admin chat", () => {
     );
     expect(alerts[0]).toMatch(/\/assign SAL3RT0001 <account>/);
     expect(alerts[1]).toMatch(/🆕 New sign-up: Neema Achieng \(TD\d+\), .*plan Home 10, area Kawangware/);
+    expect(await run(ALERTS_JOB)).toEqual([]);
+  });
+
+  it("tells each M-Pesa request that could not be recorded once: failing past its quick tries, or kept unread", async () => {
+    // As the inbox leaves them (src/payments/inbox.ts, process.ts).
+    const at = clock.now();
+    const [gaveUp] = await database.db
+      .insert(mpesaCallbacks)
+      .values([
+        {
+          kind: "c2b_confirmation",
+          raw: '{"TransID":"SFA1LED001"}',
+          status: "failed",
+          attempts: maxInboxAttempts,
+          error: "53300: too many connections",
+          receivedAt: at,
+        },
+        { kind: "stk", raw: "{}", status: "failed", attempts: 2, error: "still trying", receivedAt: at },
+        {
+          kind: "c2b_confirmation",
+          reference: "SBIG000001",
+          body: {},
+          status: "processed",
+          flag: "amount_out_of_range",
+          receivedAt: at,
+          processedAt: at,
+        },
+        {
+          kind: "c2b_confirmation",
+          reference: "SOK0000001",
+          body: {},
+          status: "processed",
+          flag: "unmatched",
+          receivedAt: at,
+          processedAt: at,
+        },
+      ])
+      .returning({ id: mpesaCallbacks.id });
+    const alerts = await run(ALERTS_JOB);
+    expect(alerts).toHaveLength(2);
+    expect(alerts[0]).toMatch(
+      new RegExp(
+        `⚠️ M-Pesa paybill confirmation #${gaveUp!.id}, received 1 Apr 2026 .*, could not be processed: 10 tries so far`,
+      ),
+    );
+    expect(alerts[0]).toMatch(/Error: 53300: too many connections/);
+    expect(alerts[0]).toMatch(/tried again every hour/);
+    expect(alerts[1]).toMatch(
+      /M-Pesa paybill confirmation #\d+ \(SBIG000001\).*its amount is outside what M-Pesa allows/,
+    );
     expect(await run(ALERTS_JOB)).toEqual([]);
   });
 

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.ts";
 import type { BillingContext } from "../../src/billing/context.ts";
-import { FakeClock } from "../../src/clock.ts";
+import { FakeClock, MINUTE } from "../../src/clock.ts";
 import { createMenuServices } from "../../src/menu/services.ts";
 import type { MenuSettings } from "../../src/menu/types.ts";
 import { maxInboxAttempts, retryInbox } from "../../src/payments/mpesa/inbox-retry.ts";
@@ -496,7 +496,7 @@ describe("inbox durability", () => {
     expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 50_000]);
   });
 
-  it("after its last try a request stays failed, with its text, for an admin, and is not tried again", async () => {
+  it("after its quick tries a request stays failed, with its text, and is tried once an hour until it goes through", async () => {
     const { customer, sent, push, before } = await pendingPush();
     const broken = await breakPaymentInserts(database.db);
     let inboxId = 0;
@@ -509,19 +509,28 @@ describe("inbox durability", () => {
         await retryInbox(h.mpesa);
       }
       expect(await row()).toMatchObject({ status: "failed", attempts: maxInboxAttempts });
+      // Still failing an hour on: one more try.
+      clock.advance(60 * MINUTE);
+      await retryInbox(h.mpesa);
+      expect(await row()).toMatchObject({ status: "failed", attempts: maxInboxAttempts + 1 });
     } finally {
       await broken.repair();
     }
+    // The cause is fixed: within the half minutes that follow, nothing; at the next hour, credited.
     clock.advance(31_000);
     await retryInbox(h.mpesa);
     expect(await row()).toMatchObject({
       status: "failed",
-      attempts: maxInboxAttempts,
+      attempts: maxInboxAttempts + 1,
       raw: JSON.stringify(push.body),
     });
     expect((await row()).error).toEqual(expect.any(String));
-    expect((await intent(database.db, sent.id)).status).toBe("pending");
     expect(await paymentCredits(database.db, customer.id)).toEqual(before);
+    clock.advance(60 * MINUTE);
+    await retryInbox(h.mpesa);
+    expect(await row()).toMatchObject({ status: "processed" });
+    expect((await intent(database.db, sent.id)).status).toBe("succeeded");
+    expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 50_000]);
   });
 
   it("the error kept on a failed request says why it failed", async () => {

@@ -17,6 +17,7 @@ import {
   queueAdminAlert,
 } from "./alert-queue.ts";
 import { SELF_SIGNUP_ACTION, sendDailySummary } from "./daily-summary.ts";
+import { mpesaRequestAlerts } from "./mpesa-alerts.ts";
 
 export { type AdminAlertTarget, adminAlertRecipients, queueAdminAlert } from "./alert-queue.ts";
 
@@ -27,7 +28,8 @@ export { type AdminAlertTarget, adminAlertRecipients, queueAdminAlert } from "./
  *
  * `adminAlertJobs` finds what happened, as scheduled jobs (one run at a time across instances, one
  * transaction per run): a router going down and coming back, provisioning given up, payments that
- * matched nothing, self sign-ups, and a daily summary. What was alerted is recorded in the audit log
+ * matched nothing, M-Pesa requests that could not be recorded (mpesa-alerts.ts), self sign-ups, and
+ * a daily summary. What was alerted is recorded in the audit log
  * (action `admin.alerted`, by `system:admin-alerts`), in the transaction that queues the alert: a
  * router's last alerted state, each job, payment and sign-up alerted, each day's summary. So each
  * is told once, whatever the number of instances or restarts; a message's dedupe key
@@ -85,12 +87,21 @@ export async function checkAdminAlerts(
   now: Date,
   options: Omit<AdminAlertOptions, "clock">,
 ): Promise<Counts> {
-  const counts: Counts = { routersDown: 0, routersUp: 0, deadJobs: 0, unmatched: 0, signups: 0, queued: 0 };
+  const counts: Counts = {
+    routersDown: 0,
+    routersUp: 0,
+    deadJobs: 0,
+    unmatched: 0,
+    mpesaRequests: 0,
+    signups: 0,
+    queued: 0,
+  };
   // Nobody to tell yet (the owner not seeded): nothing is marked as told, so it is told later.
   if ((await adminAlertRecipients(tx, options.chatIds)).length === 0) return { ...counts, noRecipients: 1 };
   await routerAlerts(tx, now, options, counts);
   await deadJobAlerts(tx, now, options, counts);
   await unmatchedAlerts(tx, now, options, counts);
+  await mpesaRequestAlerts(tx, now, { ...options, lookbackMs: ALERT_LOOKBACK_MS, batch: BATCH }, counts);
   await signupAlerts(tx, now, options, counts);
   return counts;
 }

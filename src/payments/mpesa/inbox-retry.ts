@@ -12,7 +12,10 @@ export interface InboxRetryCounts {
 
 /** Requests younger than this may still be in the hands of the request that stored them. */
 const settleMs = 30_000;
-/** After this many tries a request stays `failed` in the inbox for an admin. */
+/**
+ * Tries a failing request gets every half minute or so; after them it is tried once an hour, and
+ * the admins are told (src/bots/admin/alerts.ts).
+ */
 export const maxInboxAttempts = 10;
 
 /**

@@ -1,0 +1,80 @@
+import { sql } from "drizzle-orm";
+import { type Executor, queryRows } from "../../db/client.ts";
+import { counted } from "../../lib/plural.ts";
+import { formatDateTime } from "../../messaging/render.ts";
+import { maxInboxAttempts } from "../../payments/mpesa/inbox-retry.ts";
+import { type AdminAlertTarget, alerted, markAlerted, queueAdminAlert } from "./alert-queue.ts";
+
+/**
+ * M-Pesa requests that may carry money the service could not record, told to the admins once each:
+ * a request whose processing kept failing (tried once an hour from then on, src/payments/inbox.ts),
+ * and a confirmation or callback kept unread because its amount or its text was not what M-Pesa
+ * sends. Neither is in the unmatched queue (no payment could be recorded), so without this only the
+ * logs would show them.
+ */
+
+/** Flags of requests processed without recording anything that may have been a payment. */
+const unreadFlags = ["amount_out_of_range", "malformed", "malformed_too_deep"];
+
+const kindName: Record<string, string> = {
+  stk: "payment prompt callback",
+  c2b_confirmation: "paybill confirmation",
+};
+
+type Row = {
+  id: number;
+  kind: string;
+  reference: string | null;
+  status: string;
+  flag: string | null;
+  attempts: number;
+  error: string | null;
+  received_at: Date | string;
+};
+
+export async function mpesaRequestAlerts(
+  tx: Executor,
+  now: Date,
+  options: AdminAlertTarget & { timezone: string; lookbackMs: number; batch: number },
+  counts: Record<string, number>,
+): Promise<void> {
+  const since = new Date(now.getTime() - options.lookbackMs).toISOString();
+  // Two index reads: the unprocessed requests, and the flagged ones.
+  const rows = await queryRows<Row>(
+    tx,
+    sql`(select id, kind, reference, status, flag, attempts, error, received_at from mpesa_callbacks
+         where status <> 'processed' and attempts >= ${maxInboxAttempts}::int
+           and received_at >= ${since}::timestamptz)
+        union all
+        (select id, kind, reference, status, flag, attempts, error, received_at from mpesa_callbacks
+         where status = 'processed' and flag = any(${`{${unreadFlags.join(",")}}`}::text[])
+           and kind in ('stk', 'c2b_confirmation') and received_at >= ${since}::timestamptz)
+        order by id limit ${options.batch * 5}`,
+  );
+  const keyOf = (r: Row) => String(r.id);
+  const done = await alerted(tx, "mpesa_callback", rows.map(keyOf));
+  const fresh = rows.filter((r) => !done.has(keyOf(r))).slice(0, options.batch);
+  for (const r of fresh) {
+    const what = `M-Pesa ${kindName[r.kind] ?? r.kind} #${r.id}${r.reference ? ` (${r.reference})` : ""}, received ${formatDateTime("en", new Date(r.received_at), options.timezone)}`;
+    const text =
+      r.status !== "processed"
+        ? [
+            `⚠️ ${what}, could not be processed: ${counted(r.attempts, "try", "tries")} so far.`,
+            `Error: ${(r.error ?? "unknown").slice(0, 300)}`,
+            "Any money in it is not credited yet. It is tried again every hour, so once the cause is fixed it goes through by itself.",
+          ].join("\n")
+        : [
+            `⚠️ ${what}, was kept unread: ${r.flag === "amount_out_of_range" ? "its amount is outside what M-Pesa allows" : "its text is not what M-Pesa sends"}.`,
+            "Nothing was credited. If it was a payment, find it in M-Pesa's statement and record it; its text is kept in the inbox.",
+          ].join("\n");
+    counts.queued =
+      (counts.queued ?? 0) + (await queueAdminAlert(tx, now, text, { ...options, key: `mpesa:${r.id}` }));
+  }
+  await markAlerted(
+    tx,
+    now,
+    "mpesa_callback",
+    fresh.map((r) => ({ key: keyOf(r), details: { kind: r.kind, reference: r.reference, flag: r.flag } })),
+  );
+  counts.mpesaRequests = (counts.mpesaRequests ?? 0) + fresh.length;
+}
