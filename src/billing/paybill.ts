@@ -31,9 +31,12 @@ export interface PaybillResult {
   customerId: number | null;
 }
 
-/** How close to a push a paybill confirmation of it can be (M-Pesa refuses the same amount to
- * the same receiver within two minutes, so a real second payment cannot hide in this window). */
-const pushWindowMs = 5 * 60_000;
+/**
+ * How close to a push a paybill confirmation of it can be: the payer answers the prompt within
+ * about a minute of it, and M-Pesa refuses the same amount to the same receiver from one payer
+ * within two minutes, so a real second payment cannot hide in this window.
+ */
+const pushWindowMs = 2 * 60_000;
 
 /**
  * A paybill/till payment made from the phone's menu (or M-Pesa's confirmation of a push). The

@@ -227,8 +227,9 @@ async function creditPayments(
     from balances b`,
   );
   // Service waiting on money (a first payment, a dunning suspension) is brought back after the
-  // receipts were written, so they go out first.
-  for (const row of sums) {
+  // receipts were written, so they go out first; customer by customer in ascending id, the order
+  // of their locks.
+  for (const row of [...sums].sort((a, b) => Number(a.customer_id) - Number(b.customer_id))) {
     if (!row.waiting) continue;
     const customerId = Number(row.customer_id);
     restored.set(customerId, await restoreIfSettled(tx, ctx, actor, customerId, now));

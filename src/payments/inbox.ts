@@ -193,28 +193,29 @@ export class Inbox {
   /**
    * Requests waiting longer than `olderThanMs` (not being processed right now by their request),
    * oldest first. Each is counted as a try before it is processed again. After `quickTries` tries a
-   * request is claimed once every `slowRetryMs` only: it may carry money, so it is never given up,
-   * and once its cause is fixed it goes through by itself.
+   * request is claimed once every `slowRetryEveryMs` only, while it is younger than `slowRetryForMs`:
+   * it may carry money, so once its cause is fixed it goes through by itself.
    */
   async claimForRetry(
     olderThanMs: number,
-    quickTries: number,
+    tries: { quickTries: number; slowRetryEveryMs: number; slowRetryForMs: number },
     limit = 100,
-    slowRetryMs = 60 * 60_000,
   ): Promise<StoredRequest[]> {
     const now = this.options.ctx.clock.now();
     const before = new Date(now.getTime() - olderThanMs).toISOString();
     const leaseUntil = new Date(now.getTime() + retryLeaseMs).toISOString();
-    const slowLeaseUntil = new Date(now.getTime() + slowRetryMs).toISOString();
+    const slowLeaseUntil = new Date(now.getTime() + tries.slowRetryEveryMs).toISOString();
+    const slowSince = new Date(now.getTime() - tries.slowRetryForMs).toISOString();
     const rows = await queryRows<{ id: number; kind: InboundRequest["kind"]; raw: string | null }>(
       this.options.ctx.db,
       sql`update mpesa_callbacks m set attempts = m.attempts + 1, status = 'failed',
             error = coalesce(m.error, 'not processed when received'),
-            retry_lease_until = case when m.attempts + 1 >= ${quickTries}::int then ${slowLeaseUntil}::timestamptz
-                                     else ${leaseUntil}::timestamptz end
+            retry_lease_until = case when m.attempts + 1 >= ${tries.quickTries}::int
+                                     then ${slowLeaseUntil}::timestamptz else ${leaseUntil}::timestamptz end
           where m.id in (
             select id from mpesa_callbacks
             where status <> 'processed' and received_at <= ${before}::timestamptz
+              and (attempts < ${tries.quickTries}::int or received_at >= ${slowSince}::timestamptz)
               and (retry_lease_until is null or retry_lease_until <= ${now.toISOString()}::timestamptz)
             order by id limit ${limit}
             for update skip locked)

@@ -168,6 +168,15 @@ describe("alerts to the admin chat", () => {
           receivedAt: at,
         },
         { kind: "stk", raw: "{}", status: "failed", attempts: 2, error: "still trying", receivedAt: at },
+        // At its last quick try right now: told only if that try fails too.
+        {
+          kind: "stk",
+          raw: "{}",
+          status: "failed",
+          attempts: maxInboxAttempts,
+          retryLeaseUntil: new Date(at.getTime() + 60 * MINUTE),
+          receivedAt: at,
+        },
         {
           kind: "c2b_confirmation",
           reference: "SBIG000001",

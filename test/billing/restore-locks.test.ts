@@ -85,7 +85,7 @@ describe.runIf(onRealPostgres())("payments restoring service", () => {
       const first = database.db.transaction((tx) =>
         applyPaymentsInTx(tx, ctx, admin, [paid(a, "RA00000001"), paid(b, "RB00000001")]),
       );
-      await eventually(async () => ((await sessionsWaitingForLocks()) >= 1 ? true : undefined));
+      await eventually(async () => ((await sessionsWaitingForLocks()) >= 1 ? true : undefined), 15_000);
       let secondDone = false;
       const second = database.db
         .transaction((tx) =>
@@ -95,7 +95,10 @@ describe.runIf(onRealPostgres())("payments restoring service", () => {
           secondDone = true;
         });
       // The second batch either commits or waits behind the first.
-      await eventually(async () => (secondDone || (await sessionsWaitingForLocks()) >= 2 ? true : undefined));
+      await eventually(
+        async () => (secondDone || (await sessionsWaitingForLocks()) >= 2 ? true : undefined),
+        15_000,
+      );
       release();
       outcomes = await Promise.allSettled([first, second]);
     } finally {

@@ -388,7 +388,7 @@ describe("the receipt arriving by two routes at once", () => {
             sentAt: sent.sentAt!,
           }),
         ]);
-        await eventually(async () => ((await sessionsWaitingForLocks()) >= 2 ? true : undefined));
+        await eventually(async () => ((await sessionsWaitingForLocks()) >= 2 ? true : undefined), 15_000);
         release();
         await settling;
       } finally {
@@ -446,9 +446,9 @@ describe.runIf(onRealPostgres())("a held push payment, its admin and its callbac
         paymentId: held,
         accountNumber: customer.accountNumber,
       });
-      await eventually(async () => ((await sessionsWaitingForLocks()) >= 1 ? true : undefined));
+      await eventually(async () => ((await sessionsWaitingForLocks()) >= 1 ? true : undefined), 15_000);
       const settling = settleStkResult(ctx, { kind: "webhook", id: "mpesa" }, callback);
-      await eventually(async () => ((await sessionsWaitingForLocks()) >= 2 ? true : undefined));
+      await eventually(async () => ((await sessionsWaitingForLocks()) >= 2 ? true : undefined), 15_000);
       release();
       outcomes = await Promise.allSettled([assigning, settling]);
     } finally {

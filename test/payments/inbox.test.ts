@@ -7,7 +7,12 @@ import type { BillingContext } from "../../src/billing/context.ts";
 import { FakeClock, MINUTE } from "../../src/clock.ts";
 import { createMenuServices } from "../../src/menu/services.ts";
 import type { MenuSettings } from "../../src/menu/types.ts";
-import { maxInboxAttempts, retryInbox } from "../../src/payments/mpesa/inbox-retry.ts";
+import {
+  maxInboxAttempts,
+  retryInbox,
+  slowRetryEveryMs,
+  slowRetryForMs,
+} from "../../src/payments/mpesa/inbox-retry.ts";
 import { processStoredRequest } from "../../src/payments/mpesa/process.ts";
 import { maxCallbackBytes } from "../../src/payments/routes.ts";
 import { createUssdRoutes, maxUssdBytes } from "../../src/ussd/routes.ts";
@@ -568,7 +573,8 @@ describe("inbox durability", () => {
     clock.advance(31_000);
     // A retry run claims it (what retryInbox does first) and is still processing it when a second
     // run starts (another scheduler instance, or a run that outlasted the 30 s period).
-    const claimedByFirst = (await h.mpesa.inbox.claimForRetry(30_000, maxInboxAttempts)).filter(
+    const tries = { quickTries: maxInboxAttempts, slowRetryEveryMs, slowRetryForMs };
+    const claimedByFirst = (await h.mpesa.inbox.claimForRetry(30_000, tries)).filter(
       (r) => r.kind === "c2b_confirmation" && r.text.includes(transId),
     );
     expect(claimedByFirst).toHaveLength(1);

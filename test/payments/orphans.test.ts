@@ -312,13 +312,14 @@ describe("a paid prompt queued before its checkout id was stored, then placed by
       mpesaReceipt: receipt,
     });
     // The other request's prompt was not paid.
-    await settleStkResult(ctx, recovery, {
+    const other = await settleStkResult(ctx, recovery, {
       checkoutRequestId: "ws_CO_PLACED_2",
       outcome: "cancelled",
       reason: "Request cancelled by user",
       providerCode: 1032,
       source: "query",
     });
+    expect(other).toMatchObject({ status: "failed", intentId: b, intentStatus: "cancelled" });
   });
 });
 

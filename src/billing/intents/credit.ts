@@ -32,10 +32,14 @@ export async function recordedMoneyOfPush(
 ): Promise<RecordedMoney> {
   const [recorded] = await queryRows<{ id: number; provider_ref: string; status: string }>(
     tx,
-    sql`select id, provider_ref, status from payments
-        where provider = 'mpesa'
-          and ((status = 'unmatched' and provider_ref = ${receipt ?? ""})
-               or account_reference = ${`checkout ${result.checkoutRequestId}`})
+    // Two index reads (the receipt's key; the reference an early callback's payment was queued under).
+    sql`select id, provider_ref, status from (
+          select id, provider_ref, status from payments
+          where provider = 'mpesa' and provider_ref = ${receipt ?? ""} and status = 'unmatched'
+          union all
+          select id, provider_ref, status from payments
+          where account_reference = ${`checkout ${result.checkoutRequestId}`} and provider = 'mpesa'
+        ) recorded
         order by id limit 1`,
   );
   if (recorded) {

@@ -297,6 +297,12 @@ export async function settlePaidIntent(
         updatedAt: now,
       })
       .where(eq(paymentIntents.id, intent.id));
+    await audit(tx, actor, now, {
+      action: "payment_intent.succeeded",
+      entity: "payment_intent",
+      entityId: intent.id,
+      details: { paymentId: recorded.paymentId, placedByAdmin: true, source: result.source },
+    });
     return {
       status: "duplicate",
       intentId: intent.id,

@@ -101,7 +101,7 @@ export async function checkAdminAlerts(
   await routerAlerts(tx, now, options, counts);
   await deadJobAlerts(tx, now, options, counts);
   await unmatchedAlerts(tx, now, options, counts);
-  await mpesaRequestAlerts(tx, now, { ...options, lookbackMs: ALERT_LOOKBACK_MS, batch: BATCH }, counts);
+  await mpesaRequestAlerts(tx, now, { ...options, batch: BATCH }, counts);
   await signupAlerts(tx, now, options, counts);
   return counts;
 }

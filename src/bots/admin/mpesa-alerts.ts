@@ -2,7 +2,7 @@ import { sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../../db/client.ts";
 import { counted } from "../../lib/plural.ts";
 import { formatDateTime } from "../../messaging/render.ts";
-import { maxInboxAttempts } from "../../payments/mpesa/inbox-retry.ts";
+import { maxInboxAttempts, slowRetryEveryMs, slowRetryForMs } from "../../payments/mpesa/inbox-retry.ts";
 import { type AdminAlertTarget, alerted, markAlerted, queueAdminAlert } from "./alert-queue.ts";
 
 /**
@@ -35,25 +35,35 @@ type Row = {
 export async function mpesaRequestAlerts(
   tx: Executor,
   now: Date,
-  options: AdminAlertTarget & { timezone: string; lookbackMs: number; batch: number },
+  options: AdminAlertTarget & { timezone: string; batch: number },
   counts: Record<string, number>,
 ): Promise<void> {
-  const since = new Date(now.getTime() - options.lookbackMs).toISOString();
-  // Two index reads: the unprocessed requests, and the flagged ones.
+  // As far back as such a request is still tried: one failing since is told even after a pause
+  // of the alerts job, and one tried no more was told when its tries ran out.
+  const since = new Date(now.getTime() - slowRetryForMs).toISOString();
+  // Its last quick try has ended (it was claimed over a minute ago), not merely begun: a request
+  // that goes through at its last try is not told.
+  const claimedBefore = new Date(now.getTime() + slowRetryEveryMs - 60_000).toISOString();
+  // Two index reads: the unprocessed requests, and the flagged ones; newest first, so those told
+  // already never hide a new one.
   const rows = await queryRows<Row>(
     tx,
     sql`(select id, kind, reference, status, flag, attempts, error, received_at from mpesa_callbacks
          where status <> 'processed' and attempts >= ${maxInboxAttempts}::int
+           and (retry_lease_until is null or retry_lease_until <= ${claimedBefore}::timestamptz)
            and received_at >= ${since}::timestamptz)
         union all
         (select id, kind, reference, status, flag, attempts, error, received_at from mpesa_callbacks
          where status = 'processed' and flag = any(${`{${unreadFlags.join(",")}}`}::text[])
            and kind in ('stk', 'c2b_confirmation') and received_at >= ${since}::timestamptz)
-        order by id limit ${options.batch * 5}`,
+        order by id desc limit ${options.batch * 5}`,
   );
   const keyOf = (r: Row) => String(r.id);
   const done = await alerted(tx, "mpesa_callback", rows.map(keyOf));
-  const fresh = rows.filter((r) => !done.has(keyOf(r))).slice(0, options.batch);
+  const fresh = rows
+    .filter((r) => !done.has(keyOf(r)))
+    .slice(0, options.batch)
+    .reverse();
   for (const r of fresh) {
     const what = `M-Pesa ${kindName[r.kind] ?? r.kind} #${r.id}${r.reference ? ` (${r.reference})` : ""}, received ${formatDateTime("en", new Date(r.received_at), options.timezone)}`;
     const text =
@@ -61,7 +71,7 @@ export async function mpesaRequestAlerts(
         ? [
             `⚠️ ${what}, could not be processed: ${counted(r.attempts, "try", "tries")} so far.`,
             `Error: ${(r.error ?? "unknown").slice(0, 300)}`,
-            "Any money in it is not credited yet. It is tried again every hour, so once the cause is fixed it goes through by itself.",
+            "Any money in it is not credited yet. It is tried again every hour for a week, so once the cause is fixed it goes through by itself.",
           ].join("\n")
         : [
             `⚠️ ${what}, was kept unread: ${r.flag === "amount_out_of_range" ? "its amount is outside what M-Pesa allows" : "its text is not what M-Pesa sends"}.`,

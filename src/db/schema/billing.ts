@@ -78,6 +78,8 @@ export const payments = pgTable(
     index("payments_unmatched_idx").on(t.receivedAt).where(sql`${t.status} = 'unmatched'`),
     // What was collected in a day or a month (/stats, /report) without reading every payment.
     index("payments_applied_received_idx").on(t.receivedAt).where(sql`${t.status} = 'applied'`),
+    // Finds a push's money recorded before its checkout id was known (`checkout <id>`, src/billing/intents/credit.ts).
+    index("payments_account_reference_idx").on(t.accountReference),
     // Finds a paybill payment that may be a push's money, for the push's status query (src/billing/intents/credit.ts).
     index("payments_paybill_reference_idx")
       .on(typedReference(t.accountReference), t.amountCents)

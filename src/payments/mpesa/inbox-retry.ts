@@ -13,10 +13,18 @@ export interface InboxRetryCounts {
 /** Requests younger than this may still be in the hands of the request that stored them. */
 const settleMs = 30_000;
 /**
- * Tries a failing request gets every half minute or so; after them it is tried once an hour, and
- * the admins are told (src/bots/admin/alerts.ts).
+ * Tries a failing request gets every half minute or so; after them it is tried once an hour (for a
+ * week, see `slowRetryForMs`), and the admins are told (src/bots/admin/mpesa-alerts.ts).
  */
 export const maxInboxAttempts = 10;
+/** How often a request past its quick tries is tried again. */
+export const slowRetryEveryMs = 60 * 60_000;
+/**
+ * For how long after it was received a failing request is still tried: the admins were told when
+ * its quick tries ran out, and money an admin has meanwhile recorded by hand (under another
+ * reference) must not be credited a second time by a retry months later.
+ */
+export const slowRetryForMs = 7 * 24 * 60 * 60_000;
 
 /**
  * The inbox's second chance: requests whose processing failed (or never finished: the process died)
@@ -36,7 +44,13 @@ export async function retryInbox(
       settleStkResult(mpesa.process.ctx, webhookActor, result),
   };
   // Claimed first: requests imported below are processed right away, not claimed again here.
-  const claimed = options.claim ? await inbox.claimForRetry(settleMs, maxInboxAttempts) : [];
+  const claimed = options.claim
+    ? await inbox.claimForRetry(settleMs, {
+        quickTries: maxInboxAttempts,
+        slowRetryEveryMs,
+        slowRetryForMs,
+      })
+    : [];
   counts.retried = claimed.length;
   const imported = await inbox.importSpool();
   counts.imported = imported.length;
