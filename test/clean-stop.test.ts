@@ -41,7 +41,7 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** Whether a TCP connection to host:port is accepted (true) or refused (false). */
+/** Whether a TCP connection to host:port is accepted (true) or refused or reset (false). */
 function accepts(host: string, port: number): Promise<boolean> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host, port });
@@ -54,7 +54,9 @@ function accepts(host: string, port: number): Promise<boolean> {
       resolve(true);
     });
     socket.once("error", (error: NodeJS.ErrnoException) => {
-      if (error.code === "ECONNREFUSED") resolve(false);
+      // Reset: the kernel took the connection into a listening socket that was closing meanwhile
+      // (the app stopping): it is not accepted either.
+      if (error.code === "ECONNREFUSED" || error.code === "ECONNRESET") resolve(false);
       else reject(error);
     });
   });
