@@ -1,14 +1,13 @@
-import { eq, sql } from "drizzle-orm";
-import postgres from "postgres";
+import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BillingContext } from "../../src/billing/context.ts";
 import { applyPaymentsInTx } from "../../src/billing/payments.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
-import { queryRows } from "../../src/db/client.ts";
 import { subscriptions } from "../../src/db/schema/index.ts";
 import { eventually } from "../payments/dispatch-support.ts";
 import { admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase, onRealPostgres, type TestDatabase } from "../support/db.ts";
+import { holdLock, sessionsWaitingForLocks, waitingForLocks } from "../support/locks.ts";
 
 /**
  * Payments that bring service back lock the subscriptions they restore, not the plans those are
@@ -26,15 +25,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await database?.close();
 });
-
-async function sessionsWaitingForLocks(): Promise<number> {
-  const [row] = await queryRows<{ n: number }>(
-    database.db,
-    sql`select count(*)::int as n from pg_stat_activity
-        where datname = current_database() and wait_event_type = 'Lock'`,
-  );
-  return row?.n ?? 0;
-}
 
 /** A new subscriber whose service starts when the first invoice is paid. */
 async function waitingForFirstPayment(planId: number, name: string) {
@@ -65,27 +55,16 @@ describe.runIf(onRealPostgres())("payments restoring service", () => {
 
     // Another session holds B's subscription, so the first batch stops between its two restores
     // (A's done, B's waiting) while the second batch restores C and then D.
-    const other = postgres(database.url!, { max: 1 });
-    let release = () => {};
-    const released = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let holdingNow = () => {};
-    const holds = new Promise<void>((resolve) => {
-      holdingNow = resolve;
-    });
-    const holding = other.begin(async (tx) => {
-      await tx`select id from subscriptions where id = ${b.subscriptionId} for update`;
-      holdingNow();
-      await released;
-    });
+    const holding = await holdLock(
+      database.url!,
+      (tx) => tx`select id from subscriptions where id = ${b.subscriptionId} for update`,
+    );
     let outcomes: PromiseSettledResult<unknown>[];
     try {
-      await holds;
       const first = database.db.transaction((tx) =>
         applyPaymentsInTx(tx, ctx, admin, [paid(a, "RA00000001"), paid(b, "RB00000001")]),
       );
-      await eventually(async () => ((await sessionsWaitingForLocks()) >= 1 ? true : undefined), 15_000);
+      await eventually(waitingForLocks(database.db, 1), 15_000);
       let secondDone = false;
       const second = database.db
         .transaction((tx) =>
@@ -96,15 +75,13 @@ describe.runIf(onRealPostgres())("payments restoring service", () => {
         });
       // The second batch either commits or waits behind the first.
       await eventually(
-        async () => (secondDone || (await sessionsWaitingForLocks()) >= 2 ? true : undefined),
+        async () => (secondDone || (await sessionsWaitingForLocks(database.db)) >= 2 ? true : undefined),
         15_000,
       );
-      release();
+      await holding.release();
       outcomes = await Promise.allSettled([first, second]);
     } finally {
-      release();
-      await holding;
-      await other.end();
+      await holding.release();
     }
     const failures = outcomes.flatMap((o) =>
       o.status === "rejected"

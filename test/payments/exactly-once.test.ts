@@ -1,10 +1,8 @@
 import { and, eq, sql } from "drizzle-orm";
 import fc from "fast-check";
-import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { requestPayment } from "../../src/billing/intents/request.ts";
 import { FakeClock, MINUTE } from "../../src/clock.ts";
-import { queryRows } from "../../src/db/client.ts";
 import { ledgerEntries, paymentIntents, payments } from "../../src/db/schema/index.ts";
 import type { StkGateway } from "../../src/payments/mpesa/daraja.ts";
 import type { StkOutcome } from "../../src/payments/mpesa/fake.ts";
@@ -13,6 +11,7 @@ import { toMsisdn } from "../../src/payments/mpesa/wire.ts";
 import { callbackPaths } from "../../src/payments/routes.ts";
 import { activeSubscriber, admin, billingContext, createPlan } from "../support/billing.ts";
 import { createTestDatabase, onRealPostgres, type TestDatabase } from "../support/db.ts";
+import { type HeldLock, holdLock, sessionsWaitingForLocks, waitingForLocks } from "../support/locks.ts";
 import { dispatcherFor, eventually, failureSms } from "./dispatch-support.ts";
 import { freshPhone, type Harness, intent, paymentCredits, startHarness, token } from "./harness.ts";
 
@@ -127,22 +126,14 @@ async function callbackOvertakingItsCheckoutId(customerId: number, outcome: StkO
   });
   if (!asked.ok) throw new Error(asked.message);
 
-  const other = postgres(database.url!, { max: 1 });
-  let release = () => {};
-  const released = new Promise<void>((resolve) => {
-    release = resolve;
-  });
-  let holding: Promise<unknown> = Promise.resolve();
+  let holding: HeldLock | undefined;
   const holdingAfterAccept: StkGateway = {
     async stkPush(request) {
       const accepted = await h.client.stkPush(request);
-      await new Promise<void>((held) => {
-        holding = other.begin(async (tx) => {
-          await tx`select id from payment_intents where id = ${asked.intentId} for update`;
-          held();
-          await released;
-        });
-      });
+      holding = await holdLock(
+        database.url!,
+        (tx) => tx`select id from payment_intents where id = ${asked.intentId} for update`,
+      );
       return accepted;
     },
     stkQuery: (id) => h.client.stkQuery(id),
@@ -150,34 +141,23 @@ async function callbackOvertakingItsCheckoutId(customerId: number, outcome: StkO
   try {
     h.fake.queue({ outcome, delayMs: 0, lost: true });
     const dispatched = dispatcherFor(h, ctx, { gateway: holdingAfterAccept }).runOnce();
-    await eventually(async () => ((await sessionsWaitingForLocks()) >= 1 ? true : undefined));
+    await eventually(waitingForLocks(database.db, 1));
     const push = h.fake.pushes.find((p) => p.msisdn === toMsisdn(phone))!;
     let answered = false;
     const callback = post(h.stkUrl, push.body).finally(() => {
       answered = true;
     });
     // The callback waits for the held row too, unless it settles without looking for it.
-    await eventually(async () => (answered || (await sessionsWaitingForLocks()) >= 2 ? true : undefined));
-    release();
-    await holding;
+    await eventually(async () =>
+      answered || (await sessionsWaitingForLocks(database.db)) >= 2 ? true : undefined,
+    );
+    await holding?.release();
     expect((await callback).status).toBe(200);
     await dispatched;
     return { intentId: asked.intentId, push, phone };
   } finally {
-    release();
-    await holding.catch(() => {});
-    await other.end();
+    await holding?.release().catch(() => {});
   }
-}
-
-/** Sessions of this test's database waiting for a lock another session holds. */
-async function sessionsWaitingForLocks(): Promise<number> {
-  const [row] = await queryRows<{ n: number }>(
-    database.db,
-    sql`select count(*)::int as n from pg_stat_activity
-        where datname = current_database() and wait_event_type = 'Lock'`,
-  );
-  return row?.n ?? 0;
 }
 
 describe("exactly once over random interleavings", () => {

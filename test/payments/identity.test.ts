@@ -1,12 +1,10 @@
 import { and, eq, sql } from "drizzle-orm";
-import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BillingContext } from "../../src/billing/context.ts";
 import { requestPayment } from "../../src/billing/intents/request.ts";
 import { settleStkResult } from "../../src/billing/intents/settle.ts";
 import { assignUnmatchedPayment } from "../../src/billing/unmatched.ts";
 import { FakeClock, MINUTE } from "../../src/clock.ts";
-import { queryRows } from "../../src/db/client.ts";
 import {
   ledgerEntries,
   mpesaCallbacks,
@@ -19,6 +17,7 @@ import { runRecoveryJob } from "../../src/payments/mpesa/recovery.ts";
 import { parseStkCallback, stkResultFromCallback } from "../../src/payments/mpesa/wire.ts";
 import { activeSubscriber, admin, billingContext, createPlan } from "../support/billing.ts";
 import { createTestDatabase, onRealPostgres, type TestDatabase } from "../support/db.ts";
+import { holdLock, waitingForLocks } from "../support/locks.ts";
 import { eventually } from "./dispatch-support.ts";
 import { freshPhone, type Harness, intent, pay, paymentCredits, startHarness } from "./harness.ts";
 import { c2bConfirmation, c2bConfirmUrl, paymentsByRef, postRaw, smsTo } from "./inbox-support.ts";
@@ -363,22 +362,11 @@ describe("the receipt arriving by two routes at once", () => {
       // other to know.
       const { customer, before, sent, push } = await paidPushCallbackLost(35_000);
       clock.advance(3 * MINUTE);
-      const other = postgres(database.url!, { max: 1 });
-      let release = () => {};
-      const released = new Promise<void>((resolve) => {
-        release = resolve;
-      });
-      let held = () => {};
-      const holdingNow = new Promise<void>((resolve) => {
-        held = resolve;
-      });
-      const holding = other.begin(async (tx) => {
-        await tx`select id from customers where id = ${customer.id} for no key update`;
-        held();
-        await released;
-      });
+      const held = await holdLock(
+        database.url!,
+        (tx) => tx`select id from customers where id = ${customer.id} for no key update`,
+      );
       try {
-        await holdingNow;
         const settling = Promise.all([
           runRecoveryJob(h.recovery),
           confirmByPaybill({
@@ -388,13 +376,11 @@ describe("the receipt arriving by two routes at once", () => {
             sentAt: sent.sentAt!,
           }),
         ]);
-        await eventually(async () => ((await sessionsWaitingForLocks()) >= 2 ? true : undefined), 15_000);
-        release();
+        await eventually(waitingForLocks(database.db, 2), 15_000);
+        await held.release();
         await settling;
       } finally {
-        release();
-        await holding;
-        await other.end();
+        await held.release();
       }
       expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 35_000]);
       expect(await intent(database.db, sent.id)).toMatchObject({ status: "succeeded" });
@@ -425,36 +411,23 @@ describe.runIf(onRealPostgres())("a held push payment, its admin and its callbac
     // the core, not the route: the route's batcher would settle a deadlocked callback again, one
     // by one, and hide the deadlock.
     const callback = stkResultFromCallback(parseStkCallback(push.body)!, null, push.body);
-    const other = postgres(database.url!, { max: 1 });
-    let release = () => {};
-    const released = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let holdingNow = () => {};
-    const holds = new Promise<void>((resolve) => {
-      holdingNow = resolve;
-    });
-    const holding = other.begin(async (tx) => {
-      await tx`select id from customers where id = ${customer.id} for no key update`;
-      holdingNow();
-      await released;
-    });
+    const holding = await holdLock(
+      database.url!,
+      (tx) => tx`select id from customers where id = ${customer.id} for no key update`,
+    );
     let outcomes: PromiseSettledResult<unknown>[];
     try {
-      await holds;
       const assigning = assignUnmatchedPayment(ctx, admin, {
         paymentId: held,
         accountNumber: customer.accountNumber,
       });
-      await eventually(async () => ((await sessionsWaitingForLocks()) >= 1 ? true : undefined), 15_000);
+      await eventually(waitingForLocks(database.db, 1), 15_000);
       const settling = settleStkResult(ctx, { kind: "webhook", id: "mpesa" }, callback);
-      await eventually(async () => ((await sessionsWaitingForLocks()) >= 2 ? true : undefined), 15_000);
-      release();
+      await eventually(waitingForLocks(database.db, 2), 15_000);
+      await holding.release();
       outcomes = await Promise.allSettled([assigning, settling]);
     } finally {
-      release();
-      await holding;
-      await other.end();
+      await holding.release();
     }
     const failures = outcomes
       .flatMap((o) => (o.status === "rejected" ? [o.reason as { message?: string; cause?: unknown }] : []))
@@ -466,16 +439,6 @@ describe.runIf(onRealPostgres())("a held push payment, its admin and its callbac
     expect(await paymentsByRef(database.db, push.receipt!)).toMatchObject([{ id: held, status: "applied" }]);
   });
 });
-
-/** Sessions of this test's database waiting for a lock another session holds. */
-async function sessionsWaitingForLocks(): Promise<number> {
-  const [row] = await queryRows<{ n: number }>(
-    database.db,
-    sql`select count(*)::int as n from pg_stat_activity
-        where datname = current_database() and wait_event_type = 'Lock'`,
-  );
-  return row?.n ?? 0;
-}
 
 describe("a walk-in's push paid and settled by the status query, then a paybill payment to its TDW reference", () => {
   it("two hours later: a second payment, queued for an admin, not taken for the push's receipt", async () => {

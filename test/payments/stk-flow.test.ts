@@ -258,40 +258,46 @@ describe("STK push end to end (client → fake Daraja → callback over HTTP →
   });
 });
 
+/**
+ * Asks for `amountCents` and sends the push, M-Pesa answering the payer with `outcome` before the
+ * push's own response reaches us: that response is held back until the callback has been delivered
+ * and answered. Returns the request's intent id.
+ */
+async function pushAnsweredAfterItsCallback(
+  customer: { id: number; phone: string },
+  amountCents: number,
+  outcome: "success" | "cancelled",
+): Promise<number> {
+  const slow = new StkDispatcher({
+    ctx,
+    logger: silent,
+    callbackUrl: h.stkUrl,
+    gateway: {
+      stkPush: async (request) => {
+        const accepted = await h.client.stkPush(request);
+        await h.fake.idle();
+        return accepted;
+      },
+      stkQuery: (id) => h.client.stkQuery(id),
+    },
+  });
+  h.fake.queue({ outcome, delayMs: 0 });
+  const asked = await requestPayment(
+    ctx,
+    { kind: "subscriber", id: customer.phone },
+    { phone: customer.phone, purpose: "balance", amountCents, customerId: customer.id, channel: "test" },
+  );
+  if (!asked.ok) throw new Error(asked.message);
+  await slow.runOnce();
+  return asked.intentId;
+}
+
 describe("a callback that beats the push's own answer", () => {
   it("is matched to its intent at once (same phone and amount, no checkout id yet) and credited once", async () => {
     const { customer, subscription } = await suspendedSubscriber(ctx, clock, 60_000);
-    // M-Pesa answers the payer before the push's response reaches us: hold that response back
-    // until the callback has been delivered and answered.
-    const slow = new StkDispatcher({
-      ctx,
-      logger: silent,
-      callbackUrl: h.stkUrl,
-      gateway: {
-        stkPush: async (request) => {
-          const accepted = await h.client.stkPush(request);
-          await h.fake.idle();
-          return accepted;
-        },
-        stkQuery: (id) => h.client.stkQuery(id),
-      },
-    });
-    h.fake.queue({ outcome: "success", delayMs: 0 });
-    const asked = await requestPayment(
-      ctx,
-      { kind: "subscriber", id: customer.phone },
-      {
-        phone: customer.phone,
-        purpose: "balance",
-        amountCents: 60_000,
-        customerId: customer.id,
-        channel: "test",
-      },
-    );
-    if (!asked.ok) throw new Error(asked.message);
     const before = await paymentCredits(database.db, customer.id);
-    await slow.runOnce();
-    const done = await intent(database.db, asked.intentId);
+    const intentId = await pushAnsweredAfterItsCallback(customer, 60_000, "success");
+    const done = await intent(database.db, intentId);
     expect(done.status).toBe("succeeded");
     expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 60_000]);
     expect(await subscriptionStatus(database.db, subscription.id)).toBe("active");
@@ -306,36 +312,10 @@ describe("a callback that beats the push's own answer", () => {
 describe("a failure callback that beats the push's own answer", () => {
   it("is recorded as unknown, then settles its intent once the checkout id is stored: the payer is told once", async () => {
     const { customer } = await suspendedSubscriber(ctx, clock, 65_000);
-    const slow = new StkDispatcher({
-      ctx,
-      logger: silent,
-      callbackUrl: h.stkUrl,
-      gateway: {
-        stkPush: async (request) => {
-          const accepted = await h.client.stkPush(request);
-          await h.fake.idle();
-          return accepted;
-        },
-        stkQuery: (id) => h.client.stkQuery(id),
-      },
-    });
-    h.fake.queue({ outcome: "cancelled", delayMs: 0 });
-    const asked = await requestPayment(
-      ctx,
-      { kind: "subscriber", id: customer.phone },
-      {
-        phone: customer.phone,
-        purpose: "balance",
-        amountCents: 65_000,
-        customerId: customer.id,
-        channel: "test",
-      },
-    );
-    if (!asked.ok) throw new Error(asked.message);
     const before = await paymentCredits(database.db, customer.id);
-    await slow.runOnce();
+    const intentId = await pushAnsweredAfterItsCallback(customer, 65_000, "cancelled");
 
-    const done = await intent(database.db, asked.intentId);
+    const done = await intent(database.db, intentId);
     expect(done.status).toBe("cancelled");
     expect(done.checkoutRequestId).not.toBeNull();
     expect(await paymentCredits(database.db, customer.id)).toEqual(before);
