@@ -7,7 +7,8 @@ import { audit } from "./audit.ts";
 import type { Actor, BillingContext } from "./context.ts";
 import { recordCallbackOutcome } from "./intents/callbacks.ts";
 import type { IntentRow } from "./intents/common.ts";
-import { adoptReceipt, settlePaidIntent } from "./intents/settle.ts";
+import { adoptReceipt } from "./intents/receipts.ts";
+import { settlePaidIntent } from "./intents/settle.ts";
 import { recordPaymentByReferenceInTx, recordUncreditedPaymentInTx } from "./payments.ts";
 
 export interface PaybillPayment {

@@ -4,13 +4,12 @@ import { type IntentStatus, paymentIntents } from "../../db/schema/index.ts";
 import { audit } from "../audit.ts";
 import type { Actor, BillingContext } from "../context.ts";
 import { formatKes } from "../money.ts";
-import { lockCustomerMoney } from "../money-lock.ts";
 import { recordUncreditedPaymentInTx } from "../payments.ts";
-import { creditUnmatchedPaymentInTx } from "../unmatched.ts";
 import { recordCallbackOutcome } from "./callbacks.ts";
 import { type IntentRow, tellFailure } from "./common.ts";
 import { creditIntent, creditQueuedMoney, recordedMoneyOfPush } from "./credit.ts";
 import { settleOrphanSuccess } from "./orphans.ts";
+import { adoptReceipt } from "./receipts.ts";
 
 /**
  * How a push ended, in the core's words; the payment adapter translates the provider's result
@@ -261,18 +260,11 @@ export async function settlePaidIntent(
       { providerRef, amountCents: paid },
       `paid push (status query); may be the same money as paybill payment ${recorded.receipt}: check before crediting`,
     );
-    await tx
-      .update(paymentIntents)
-      .set({
-        status: "succeeded",
-        resultCode: result.providerCode ?? null,
-        resultDesc: "Paid: held for review",
-        paymentId,
-        outcome: { heldForReview: true },
-        settledAt: now,
-        updatedAt: now,
-      })
-      .where(eq(paymentIntents.id, intent.id));
+    await markPaid(tx, intent, result, now, {
+      resultDesc: "Paid: held for review",
+      paymentId,
+      outcome: { heldForReview: true },
+    });
     return {
       status: "queued",
       intentId: intent.id,
@@ -284,19 +276,12 @@ export async function settlePaidIntent(
     // Queued before its checkout id was known, then placed on an account by an admin: that was this
     // money, credited once already. The intent points at it; what it was for is left to the admin,
     // who chose where the money went.
-    await tx
-      .update(paymentIntents)
-      .set({
-        status: "succeeded",
-        resultCode: result.providerCode ?? null,
-        resultDesc: "Paid: placed by an admin from the unmatched queue",
-        mpesaReceipt: receipt ?? recorded.receipt,
-        paymentId: recorded.paymentId,
-        outcome: { placedByAdmin: true },
-        settledAt: now,
-        updatedAt: now,
-      })
-      .where(eq(paymentIntents.id, intent.id));
+    await markPaid(tx, intent, result, now, {
+      resultDesc: "Paid: placed by an admin from the unmatched queue",
+      mpesaReceipt: receipt ?? recorded.receipt,
+      paymentId: recorded.paymentId,
+      outcome: { placedByAdmin: true },
+    });
     await audit(tx, actor, now, {
       action: "payment_intent.succeeded",
       entity: "payment_intent",
@@ -328,6 +313,31 @@ export async function settlePaidIntent(
     paymentId: credit.paymentId ?? undefined,
     intentStatus: "succeeded",
   };
+}
+
+/** The intent succeeded, its money recorded as `paid.paymentId` (credited or held). */
+async function markPaid(
+  tx: Executor,
+  intent: IntentRow,
+  result: StkResult,
+  now: Date,
+  paid: {
+    resultDesc: string;
+    paymentId: number | null;
+    outcome: Record<string, unknown>;
+    mpesaReceipt?: string | null;
+  },
+): Promise<void> {
+  await tx
+    .update(paymentIntents)
+    .set({
+      status: "succeeded",
+      resultCode: result.providerCode ?? null,
+      settledAt: now,
+      updatedAt: now,
+      ...paid,
+    })
+    .where(eq(paymentIntents.id, intent.id));
 }
 
 /** A push's payment recorded without a credit, waiting in the unmatched queue for an admin. */
@@ -392,61 +402,4 @@ async function settleRepeat(
     details: { intentId: intent.id, receipt, amountCents: result.amountCents },
   });
   return { status: "queued", intentId: intent.id, paymentId, intentStatus: intent.status };
-}
-
-/**
- * A payment first known by its checkout id (settled by a status query, which has no receipt) takes
- * its receipt, so the same receipt arriving by any route later is a duplicate and never credited
- * again.
- */
-export async function adoptReceipt(
-  tx: Executor,
-  intent: IntentRow,
-  receipt: string,
-  now: Date,
-  /** Given when the receipt comes from the push's own callback (it proves the held payment is real). */
-  proof?: { ctx: BillingContext; actor: Actor },
-): Promise<void> {
-  if (intent.paymentId !== null) {
-    const [known] = await queryRows<{ id: number; status: string }>(
-      tx,
-      sql`select id, status from payments where provider = 'mpesa' and provider_ref = ${receipt}`,
-    );
-    if (!known) {
-      // The customer's money before the payment's row (the order of money-lock.ts): an admin
-      // assigning this held payment meanwhile locks them in that order too.
-      if (proof && intent.customerId !== null) await lockCustomerMoney(tx, [intent.customerId]);
-      const renamed = await queryRows<{ status: string }>(
-        tx,
-        sql`update payments set provider_ref = ${receipt}
-            where id = ${intent.paymentId}::int and provider_ref like 'stk:%' returning status`,
-      );
-      // Held as possibly the same money as a paybill payment, but its own receipt differs from
-      // that one's: it is money of its own, credited now.
-      if (proof && renamed[0]?.status === "unmatched" && intent.customerId !== null)
-        await creditUnmatchedPaymentInTx(tx, proof.ctx, proof.actor, intent.paymentId, intent.customerId);
-    } else if (Number(known.id) !== intent.paymentId) {
-      // The receipt was recorded first as a paybill payment while the status query's result was
-      // held for review as possibly the same money: it is the same money. The held record, which
-      // credited nothing, goes; the intent points at the payment that did.
-      const [held] = await queryRows<{ id: number }>(
-        tx,
-        // Locked, so an admin crediting it meanwhile is waited for and seen (then it stays).
-        sql`select id from payments where id = ${intent.paymentId}::int and status = 'unmatched' and provider_ref like 'stk:%'
-            for update`,
-      );
-      if (held) {
-        await tx
-          .update(paymentIntents)
-          .set({ paymentId: Number(known.id), mpesaReceipt: receipt, updatedAt: now })
-          .where(eq(paymentIntents.id, intent.id));
-        await tx.execute(sql`delete from payments where id = ${Number(held.id)}::int`);
-        return;
-      }
-    }
-  }
-  await tx
-    .update(paymentIntents)
-    .set({ mpesaReceipt: receipt, updatedAt: now })
-    .where(eq(paymentIntents.id, intent.id));
 }

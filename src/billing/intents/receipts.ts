@@ -1,0 +1,64 @@
+import { eq, sql } from "drizzle-orm";
+import { type Executor, queryRows } from "../../db/client.ts";
+import { paymentIntents } from "../../db/schema/index.ts";
+import type { Actor, BillingContext } from "../context.ts";
+import { lockCustomerMoney } from "../money-lock.ts";
+import { creditUnmatchedPaymentInTx } from "../unmatched.ts";
+import type { IntentRow } from "./common.ts";
+
+/**
+ * A payment first known by its checkout id (settled by a status query, which has no receipt) takes
+ * its receipt, so the same receipt arriving by any route later is a duplicate and never credited
+ * again.
+ */
+export async function adoptReceipt(
+  tx: Executor,
+  intent: IntentRow,
+  receipt: string,
+  now: Date,
+  /** Given when the receipt comes from the push's own callback (it proves the held payment is real). */
+  proof?: { ctx: BillingContext; actor: Actor },
+): Promise<void> {
+  if (intent.paymentId !== null) {
+    const [known] = await queryRows<{ id: number; status: string }>(
+      tx,
+      sql`select id, status from payments where provider = 'mpesa' and provider_ref = ${receipt}`,
+    );
+    if (!known) {
+      // The customer's money before the payment's row (the order of money-lock.ts): an admin
+      // assigning this held payment meanwhile locks them in that order too.
+      if (proof && intent.customerId !== null) await lockCustomerMoney(tx, [intent.customerId]);
+      const renamed = await queryRows<{ status: string }>(
+        tx,
+        sql`update payments set provider_ref = ${receipt}
+            where id = ${intent.paymentId}::int and provider_ref like 'stk:%' returning status`,
+      );
+      // Held as possibly the same money as a paybill payment, but its own receipt differs from
+      // that one's: it is money of its own, credited now.
+      if (proof && renamed[0]?.status === "unmatched" && intent.customerId !== null)
+        await creditUnmatchedPaymentInTx(tx, proof.ctx, proof.actor, intent.paymentId, intent.customerId);
+    } else if (Number(known.id) !== intent.paymentId) {
+      // The receipt was recorded first as a paybill payment while the status query's result was
+      // held for review as possibly the same money: it is the same money. The held record, which
+      // credited nothing, goes; the intent points at the payment that did.
+      const [held] = await queryRows<{ id: number }>(
+        tx,
+        // Locked, so an admin crediting it meanwhile is waited for and seen (then it stays).
+        sql`select id from payments where id = ${intent.paymentId}::int and status = 'unmatched' and provider_ref like 'stk:%'
+            for update`,
+      );
+      if (held) {
+        await tx
+          .update(paymentIntents)
+          .set({ paymentId: Number(known.id), mpesaReceipt: receipt, updatedAt: now })
+          .where(eq(paymentIntents.id, intent.id));
+        await tx.execute(sql`delete from payments where id = ${Number(held.id)}::int`);
+        return;
+      }
+    }
+  }
+  await tx
+    .update(paymentIntents)
+    .set({ mpesaReceipt: receipt, updatedAt: now })
+    .where(eq(paymentIntents.id, intent.id));
+}
