@@ -1,8 +1,10 @@
 import PDFDocument from "pdfkit";
 import QRCode from "qrcode";
 import type { plans } from "../db/schema/index.ts";
-import { formatData } from "../menu/plan-text.ts";
+import { formatData, validityText } from "../menu/plan-text.ts";
 import { kesFromCents } from "./report.ts";
+
+export { validityText };
 
 /**
  * A printable A4 sheet of hotspot vouchers (`/vouchers <plan> <count>`): a grid of cards cut apart
@@ -78,12 +80,6 @@ type Plan = Pick<
   typeof plans.$inferSelect,
   "name" | "priceCents" | "periodUnit" | "periodCount" | "dataCapBytes"
 >;
-
-/** "24 hours", "1 day", "3 months": how long a sold voucher lasts. */
-export function validityText(plan: Pick<Plan, "periodUnit" | "periodCount">): string {
-  const unit = plan.periodCount === 1 ? plan.periodUnit.replace(/s$/, "") : plan.periodUnit;
-  return `${plan.periodCount} ${unit}`;
-}
 
 /** The cards of a batch (`createVoucherBatch` returns its codes) for its plan. */
 export function voucherCards(plan: Plan, codes: string[]): VoucherCard[] {

@@ -1,5 +1,5 @@
 import { randomInt } from "node:crypto";
-import { and, eq, inArray, lte } from "drizzle-orm";
+import { and, asc, eq, gt, inArray, lte, sql } from "drizzle-orm";
 import type { Executor } from "../db/client.ts";
 import { type Language, plans, voucherBatches, vouchers } from "../db/schema/index.ts";
 import { planNameIn } from "./accounts.ts";
@@ -151,16 +151,39 @@ export async function sellVoucherInTx(
   return { voucherId: voucher!.id, code: voucher!.code, expiresAt };
 }
 
-/** A reseller sold printed codes: they go live on the router now and expire after the plan's validity. */
-export async function markVouchersSold(ctx: BillingContext, actor: Actor, input: { codes: string[] }) {
-  const codes = [...new Set(input.codes.map(normaliseVoucherCode))];
+/** Printed codes named one by one, or every code of a printed batch still unsold. */
+export type PrintedVouchers = { codes: string[] } | { batchId: number };
+
+/** At most this many codes are named in one go (a batch can be marked sold whole). */
+export const MAX_CODES_SOLD_AT_ONCE = 100;
+
+/**
+ * A reseller sold printed codes: they go live on the router now and expire after the plan's
+ * validity. Only codes still available and not past their unsold date are sold; the rest are
+ * counted as not available.
+ */
+export async function markVouchersSold(ctx: BillingContext, actor: Actor, input: PrintedVouchers) {
+  const codes = "codes" in input ? [...new Set(input.codes.map(normaliseVoucherCode))] : null;
+  if (codes && (codes.length === 0 || codes.length > MAX_CODES_SOLD_AT_ONCE))
+    throw new BillingError("invalid_quantity", `Name 1 to ${MAX_CODES_SOLD_AT_ONCE} codes.`);
   return ctx.db.transaction(async (tx) => {
     const now = ctx.clock.now();
     const rows = await tx
       .select({ voucher: vouchers, plan: plans })
       .from(vouchers)
       .innerJoin(plans, eq(plans.id, vouchers.planId))
-      .where(and(inArray(vouchers.code, codes), eq(vouchers.status, "available")))
+      .where(
+        and(
+          codes
+            ? inArray(vouchers.code, codes)
+            : eq(vouchers.batchId, (input as { batchId: number }).batchId),
+          eq(vouchers.status, "available"),
+          // Past its unsold date a code is the expiry job's, even before that job has run.
+          gt(vouchers.expiresAt, now),
+        ),
+      )
+      // Locked in id order, the order of every writer of several vouchers (expireVouchersInTx).
+      .orderBy(asc(vouchers.id))
       .for("update", { of: vouchers });
     for (const { voucher, plan } of rows) {
       await tx
@@ -177,9 +200,11 @@ export async function markVouchersSold(ctx: BillingContext, actor: Actor, input:
       action: "voucher.marked_sold",
       entity: "voucher",
       entityId: rows.map((r) => r.voucher.id).join(","),
-      details: { requested: codes.length, sold: rows.length },
+      details: codes
+        ? { requested: codes.length, sold: rows.length }
+        : { batchId: (input as { batchId: number }).batchId, sold: rows.length },
     });
-    return { sold: rows.length, notAvailable: codes.length - rows.length };
+    return { sold: rows.length, notAvailable: codes ? codes.length - rows.length : 0 };
   });
 }
 
@@ -201,10 +226,17 @@ export async function redeemVoucher(ctx: BillingContext, actor: Actor, input: { 
 /** Expires vouchers past their date; live ones are removed from the router. */
 export async function expireVouchersInTx(tx: Executor, ctx: BillingContext, _actor: Actor) {
   const now = ctx.clock.now();
+  // Locked in id order first, the order of every writer of several vouchers (markVouchersSold).
+  const due = tx
+    .select({ id: vouchers.id })
+    .from(vouchers)
+    .where(and(inArray(vouchers.status, ["available", "sold", "redeemed"]), lte(vouchers.expiresAt, now)))
+    .orderBy(asc(vouchers.id))
+    .for("update");
   const expired = await tx
     .update(vouchers)
     .set({ status: "expired" })
-    .where(and(inArray(vouchers.status, ["available", "sold", "redeemed"]), lte(vouchers.expiresAt, now)))
+    .where(sql`${vouchers.id} in (${due})`)
     .returning({ id: vouchers.id, routerId: vouchers.routerId, soldAt: vouchers.soldAt });
   const live = expired.filter((v) => v.soldAt !== null);
   for (const voucher of live) {

@@ -19,6 +19,12 @@ export function periodText(ctx: MenuContext, plan: Pick<PlanView, "periodUnit" |
   return ctx.t(key, { count: plan.periodCount });
 }
 
+/** "24 hours", "1 day", "3 months": how long a sold voucher lasts (English, for the admin side). */
+export function validityText(plan: Pick<PlanView, "periodUnit" | "periodCount">): string {
+  const unit = plan.periodCount === 1 ? plan.periodUnit.replace(/s$/, "") : plan.periodUnit;
+  return `${plan.periodCount} ${unit}`;
+}
+
 /** A data allowance as people read it: `10 GB`, `1.5 GB`, `500 MB` (binary units when the figure is). */
 export function formatData(bytes: number): string {
   const base = bytes % 1024 ** 2 === 0 ? 1024 : 1000;

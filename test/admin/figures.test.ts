@@ -174,7 +174,9 @@ describe("/report and /vouchers: files through the admin chat worker", () => {
     expect(rows).toHaveLength(1);
     expect(rows[0]!.method).toBe("sendDocument");
     expect(rows[0]!.file.filename).toMatch(/^vouchers-day-1-batch-\d+\.pdf$/);
-    expect(rows[0]!.payload.caption).toMatch(/: 6 × Day pass\. The codes work once sold\./);
+    expect(rows[0]!.payload.caption).toMatch(
+      /: 6 × Day pass\. The codes work once sold: \/sold batch \d+, or \/sold <code…> for some of them\./,
+    );
     const codes = (await database.db.select().from(vouchers)).map((v) => v.code);
     expect(codes).toHaveLength(6);
     const parser = new PDFParse({ data: new Uint8Array(rows[0]!.file.bytes) });

@@ -127,6 +127,35 @@ describe("vouchers", () => {
     const again = await markVouchersSold(ctx, admin, { codes: [codes[0]!] });
     expect(again).toEqual({ sold: 0, notAvailable: 1 });
   });
+
+  it("a printed code past its unsold date is not sold, even before the expiry job has run", async () => {
+    const clock = new FakeClock("2026-08-03T10:00:00Z");
+    const { ctx } = billingContext(database.db, clock);
+    const plan = await createPlan(database.db, { priceCents: 2_000, kind: "hotspot", periodUnit: "hours" });
+    const { batch, codes } = await createVoucherBatch(ctx, admin, { planId: plan.id, quantity: 2 });
+    clock.advance(ctx.settings.unsoldVoucherDays * DAY);
+    expect(await markVouchersSold(ctx, admin, { codes })).toEqual({ sold: 0, notAvailable: 2 });
+    expect(await markVouchersSold(ctx, admin, { batchId: batch.id })).toEqual({ sold: 0, notAvailable: 0 });
+    const rows = await database.db.select().from(vouchers).where(eq(vouchers.batchId, batch.id));
+    expect(rows.map((v) => v.status)).toEqual(["available", "available"]);
+    expect((await expireVouchers(ctx, job)).expired).toBeGreaterThanOrEqual(2);
+  });
+
+  it("a whole printed batch is sold at once, only its codes still unsold", async () => {
+    const { ctx } = billingContext(database.db, new FakeClock("2026-08-04T10:00:00Z"));
+    const plan = await createPlan(database.db, { priceCents: 2_000, kind: "hotspot", periodUnit: "days" });
+    const { batch, codes } = await createVoucherBatch(ctx, admin, { planId: plan.id, quantity: 4 });
+    const other = await createVoucherBatch(ctx, admin, { planId: plan.id, quantity: 2 });
+    await markVouchersSold(ctx, admin, { codes: [codes[2]!] });
+    expect(await markVouchersSold(ctx, admin, { batchId: batch.id })).toEqual({ sold: 3, notAvailable: 0 });
+    const statuses = async (batchId: number) =>
+      (
+        await database.db.select().from(vouchers).where(eq(vouchers.batchId, batchId)).orderBy(vouchers.id)
+      ).map((v) => v.status);
+    expect(await statuses(batch.id)).toEqual(["sold", "sold", "sold", "sold"]);
+    expect(await statuses(other.batch.id)).toEqual(["available", "available"]);
+    await expect(markVouchersSold(ctx, admin, { codes: [] })).rejects.toThrow(/Name 1 to 100 codes/);
+  });
 });
 
 describe("admin actions", () => {

@@ -13,6 +13,7 @@ import { reportFeature } from "./features/report.ts";
 import { routerDialogFeature } from "./features/router-dialog.ts";
 import { serviceFeature } from "./features/service.ts";
 import { signupsFeature } from "./features/signups.ts";
+import { soldFeature } from "./features/sold.ts";
 import { statsFeature } from "./features/stats.ts";
 import { subscriptionsFeature } from "./features/subscriptions.ts";
 import { teamFeature } from "./features/team.ts";
@@ -53,6 +54,7 @@ const FEATURES: readonly Feature[] = [
   importFeature,
   reportFeature,
   vouchersFeature,
+  soldFeature,
   ...opsFeatures,
   buttonsFeature,
   fallbackFeature,

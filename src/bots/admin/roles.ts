@@ -24,6 +24,7 @@ export type AdminCommand =
   | "import"
   | "report"
   | "vouchers"
+  | "sold"
   | "find"
   | "sub"
   | "unmatched"
@@ -63,6 +64,8 @@ export const PERMISSIONS: Readonly<Record<AdminCommand, readonly AdminRole[]>> =
   import: managers,
   report: everyone,
   vouchers: managers,
+  // Recording what a reseller sold is like recording cash: support staff do it.
+  sold: staff,
   find: everyone,
   sub: everyone,
   unmatched: everyone,

@@ -35,5 +35,10 @@ export const vouchers = pgTable(
     expiresAt: at("expires_at").notNull(),
     createdAt: createdAt(),
   },
-  (t) => [uniqueIndex("vouchers_code_uq").on(t.code), index("vouchers_status_idx").on(t.status, t.expiresAt)],
+  (t) => [
+    uniqueIndex("vouchers_code_uq").on(t.code),
+    index("vouchers_status_idx").on(t.status, t.expiresAt),
+    // A printed batch marked sold whole (`/sold batch <number>`).
+    index("vouchers_batch_idx").on(t.batchId),
+  ],
 );

@@ -39,7 +39,7 @@ export function vouchersFeature(kit: AdminKit): Composer<Context> {
         method: "sendDocument",
         bytes: pdf,
         filename: `vouchers-${plan.code}-batch-${batch.id}.pdf`,
-        caption: `Batch ${batch.id}: ${codes.length} × ${plan.name}. The codes work once sold.`,
+        caption: `Batch ${batch.id}: ${codes.length} × ${plan.name}. The codes work once sold: /sold batch ${batch.id}, or /sold <code…> for some of them.`,
       });
     });
   });
