@@ -1,12 +1,16 @@
 import { and, eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BillingContext } from "../../src/billing/context.ts";
+import { CREDITED_TWICE } from "../../src/billing/intents/receipts.ts";
 import { requestPayment } from "../../src/billing/intents/request.ts";
 import { settleStkResult } from "../../src/billing/intents/settle.ts";
 import { assignUnmatchedPayment } from "../../src/billing/unmatched.ts";
+import { creditedTwiceAlerts } from "../../src/bots/admin/mpesa-alerts.ts";
 import { FakeClock, MINUTE } from "../../src/clock.ts";
 import {
+  auditLog,
   ledgerEntries,
+  messageOutbox,
   mpesaCallbacks,
   paymentIntents,
   payments,
@@ -437,6 +441,66 @@ describe.runIf(onRealPostgres())("a held push payment, its admin and its callbac
     // The paybill payment and the push: two payments, each credited once.
     expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 38_000, 38_000]);
     expect(await paymentsByRef(database.db, push.receipt!)).toMatchObject([{ id: held, status: "applied" }]);
+  });
+});
+
+describe("a held push payment an admin credited, then shown by its callback to be the paybill payment's money", () => {
+  it("stays credited twice (nothing is taken back without an admin), and the admins are told once", async () => {
+    const { customer, before, sent, push } = await paidPushCallbackLost(36_000);
+    // M-Pesa's paybill confirmation of the push itself comes first, while the push is still
+    // pending: an ordinary paybill payment to the account.
+    await confirmByPaybill({
+      receipt: push.receipt!,
+      billRef: customer.accountNumber,
+      amountCents: 36_000,
+      sentAt: sent.sentAt!,
+    });
+    const [paybill] = await paymentsByRef(database.db, push.receipt!);
+    clock.advance(3 * MINUTE);
+    await runRecoveryJob(h.recovery);
+    const held = (await intent(database.db, sent.id)).paymentId!;
+    const [heldRow] = await database.db.select().from(payments).where(eq(payments.id, held));
+    expect(heldRow).toMatchObject({ status: "unmatched" });
+    expect(heldRow!.holdReason).toContain(`may be the same money as paybill payment ${push.receipt}`);
+    // An admin credits it all the same.
+    await assignUnmatchedPayment(ctx, admin, { paymentId: held, accountNumber: customer.accountNumber });
+
+    // The push's own callback: its receipt is the paybill payment's.
+    await h.fake.postCallback(h.stkUrl, push.body);
+    expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 36_000, 36_000]);
+    const found = await database.db.select().from(auditLog).where(eq(auditLog.entity, CREDITED_TWICE));
+    expect(found).toMatchObject([
+      {
+        action: "payment.credited_twice",
+        entityId: String(held),
+        details: { receipt: push.receipt, samePaymentId: paybill!.id },
+      },
+    ]);
+
+    const tellAdmins = () =>
+      database.db.transaction(async (tx) => {
+        const counts: Record<string, number> = {};
+        await creditedTwiceAlerts(
+          tx,
+          clock.now(),
+          { chatIds: [-100_777], timezone: "Africa/Nairobi", batch: 10 },
+          counts,
+        );
+        return counts;
+      });
+    expect(await tellAdmins()).toEqual({ queued: 1, creditedTwice: 1 });
+    const [alert] = await database.db
+      .select()
+      .from(messageOutbox)
+      .where(and(eq(messageOutbox.channel, "telegram_admin"), eq(messageOutbox.recipient, "-100777")));
+    const text = String((alert!.content as { payload: { text: string } }).payload.text);
+    expect(text).toContain(
+      `M-Pesa payment ${push.receipt} is credited twice: KES 360 to ${customer.accountNumber} as paybill payment #${paybill!.id}, and KES 360 to ${customer.accountNumber} as the push payment #${held}`,
+    );
+    expect(text).toContain(
+      `Nothing was taken back: settle it with the payer (/sub ${customer.accountNumber})`,
+    );
+    expect(await tellAdmins()).toEqual({ creditedTwice: 0 });
   });
 });
 

@@ -1,7 +1,8 @@
 import { eq, sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../../db/client.ts";
 import { paymentIntents } from "../../db/schema/index.ts";
-import type { Actor, BillingContext } from "../context.ts";
+import { audit } from "../audit.ts";
+import { type Actor, type BillingContext, systemActor } from "../context.ts";
 import { lockCustomerMoney } from "../money-lock.ts";
 import { creditUnmatchedPaymentInTx } from "../unmatched.ts";
 import type { IntentRow } from "./common.ts";
@@ -55,10 +56,36 @@ export async function adoptReceipt(
         await tx.execute(sql`delete from payments where id = ${Number(held.id)}::int`);
         return;
       }
+      // Not waiting any more: an admin credited it against its hold reason. The same money is now
+      // credited twice; taking one back is the admins' call (they know what was agreed with the
+      // payer), so it is recorded for them to be told (src/bots/admin/mpesa-alerts.ts).
+      await recordCreditedTwice(tx, now, proof?.actor, { heldPaymentId: intent.paymentId, known, receipt });
     }
   }
   await tx
     .update(paymentIntents)
     .set({ mpesaReceipt: receipt, updatedAt: now })
     .where(eq(paymentIntents.id, intent.id));
+}
+
+/** Audit entity of a finding that one M-Pesa payment was credited twice (its key: the second payment). */
+export const CREDITED_TWICE = "payment_credited_twice";
+
+async function recordCreditedTwice(
+  tx: Executor,
+  now: Date,
+  actor: Actor | undefined,
+  found: { heldPaymentId: number; known: { id: number; status: string }; receipt: string },
+): Promise<void> {
+  const [held] = await queryRows<{ status: string }>(
+    tx,
+    sql`select status from payments where id = ${found.heldPaymentId}::int`,
+  );
+  if (held?.status !== "applied" || found.known.status !== "applied") return;
+  await audit(tx, actor ?? systemActor("mpesa-receipt"), now, {
+    action: "payment.credited_twice",
+    entity: CREDITED_TWICE,
+    entityId: found.heldPaymentId,
+    details: { receipt: found.receipt, samePaymentId: Number(found.known.id) },
+  });
 }

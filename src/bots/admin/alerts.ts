@@ -17,7 +17,7 @@ import {
   queueAdminAlert,
 } from "./alert-queue.ts";
 import { SELF_SIGNUP_ACTION, sendDailySummary } from "./daily-summary.ts";
-import { mpesaRequestAlerts } from "./mpesa-alerts.ts";
+import { creditedTwiceAlerts, mpesaRequestAlerts } from "./mpesa-alerts.ts";
 
 export { type AdminAlertTarget, adminAlertRecipients, queueAdminAlert } from "./alert-queue.ts";
 
@@ -102,6 +102,7 @@ export async function checkAdminAlerts(
   await deadJobAlerts(tx, now, options, counts);
   await unmatchedAlerts(tx, now, options, counts);
   await mpesaRequestAlerts(tx, now, { ...options, batch: BATCH }, counts);
+  await creditedTwiceAlerts(tx, now, { ...options, batch: BATCH }, counts);
   await signupAlerts(tx, now, options, counts);
   return counts;
 }

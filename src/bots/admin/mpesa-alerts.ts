@@ -1,4 +1,6 @@
 import { sql } from "drizzle-orm";
+import { CREDITED_TWICE } from "../../billing/intents/receipts.ts";
+import { formatKes } from "../../billing/money.ts";
 import { type Executor, queryRows } from "../../db/client.ts";
 import { counted } from "../../lib/plural.ts";
 import { formatDateTime } from "../../messaging/render.ts";
@@ -87,4 +89,64 @@ export async function mpesaRequestAlerts(
     fresh.map((r) => ({ key: keyOf(r), details: { kind: r.kind, reference: r.reference, flag: r.flag } })),
   );
   counts.mpesaRequests = (counts.mpesaRequests ?? 0) + fresh.length;
+}
+
+type TwiceRow = {
+  audit_id: number;
+  receipt: string;
+  held_id: number;
+  held_amount: number;
+  held_account: string | null;
+  same_id: number;
+  same_amount: number;
+  same_account: string | null;
+  at: Date | string;
+};
+
+/**
+ * A push's payment held as possibly the same money as a paybill payment, credited by an admin all
+ * the same, and then shown by the push's own receipt to be that very money: the payer's money is on
+ * the books twice. Told once each, with both payments, so an admin can settle it with the payer.
+ */
+export async function creditedTwiceAlerts(
+  tx: Executor,
+  now: Date,
+  options: AdminAlertTarget & { timezone: string; batch: number },
+  counts: Record<string, number>,
+): Promise<void> {
+  const rows = await queryRows<TwiceRow>(
+    tx,
+    sql`select a.id as audit_id, a.details->>'receipt' as receipt, a.at,
+               held.id as held_id, held.amount_cents as held_amount, hc.account_number as held_account,
+               same.id as same_id, same.amount_cents as same_amount, sc.account_number as same_account
+        from audit_log a
+        join payments held on held.id = a.entity_id::int
+        left join customers hc on hc.id = held.customer_id
+        join payments same on same.id = (a.details->>'samePaymentId')::int
+        left join customers sc on sc.id = same.customer_id
+        where a.entity = ${CREDITED_TWICE} and a.action = 'payment.credited_twice'
+        order by a.id desc limit ${options.batch * 5}`,
+  );
+  const keyOf = (r: TwiceRow) => String(r.held_id);
+  const done = await alerted(tx, CREDITED_TWICE, rows.map(keyOf));
+  const fresh = rows
+    .filter((r) => !done.has(keyOf(r)))
+    .slice(0, options.batch)
+    .reverse();
+  for (const r of fresh) {
+    const text = [
+      `⚠️ M-Pesa payment ${r.receipt} is credited twice: ${formatKes(Number(r.same_amount))} to ${r.same_account ?? "?"} as paybill payment #${r.same_id}, and ${formatKes(Number(r.held_amount))} to ${r.held_account ?? "?"} as the push payment #${r.held_id} an admin credited while it was held as possibly that same money.`,
+      `The push's own receipt, received ${formatDateTime("en", new Date(r.at), options.timezone)}, shows it was. Nothing was taken back: settle it with the payer (/sub ${r.held_account}).`,
+    ].join("\n");
+    counts.queued =
+      (counts.queued ?? 0) +
+      (await queueAdminAlert(tx, now, text, { ...options, key: `twice:${r.held_id}` }));
+  }
+  await markAlerted(
+    tx,
+    now,
+    CREDITED_TWICE,
+    fresh.map((r) => ({ key: keyOf(r), details: { receipt: r.receipt, samePaymentId: r.same_id } })),
+  );
+  counts.creditedTwice = (counts.creditedTwice ?? 0) + fresh.length;
 }
