@@ -126,6 +126,17 @@ export async function paymentTotals(db: Database["db"], customerIds: number[]) {
   return { count: Number(row?.n ?? 0), cents: Number(row?.cents ?? 0) };
 }
 
+/** Each customer's balance: the sum of their ledger entries. */
+export async function balances(db: Database["db"], customerIds: number[]): Promise<Map<number, number>> {
+  const rows = await queryRows<{ id: number; balance: string }>(
+    db,
+    sql`select c.id, coalesce(sum(l.amount_cents), 0)::text as balance
+        from unnest(${intArray(customerIds)}) as c(id) left join ledger_entries l on l.customer_id = c.id
+        group by c.id`,
+  );
+  return new Map(rows.map((r) => [Number(r.id), Number(r.balance)]));
+}
+
 /**
  * Customers whose invoices disagree with their ledger: what the open invoices still show as owed must
  * be exactly what the balance says is owed (so an invoice is paid iff the balance covers it, oldest

@@ -1,5 +1,6 @@
 import { eq, sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
+import { adjustBalance } from "../../src/billing/adjust.ts";
 import type { BillingContext } from "../../src/billing/context.ts";
 import { requestPayment } from "../../src/billing/intents/request.ts";
 import { billingJobs } from "../../src/billing/jobs.ts";
@@ -13,6 +14,7 @@ import { runJob } from "../../src/jobs/runner.ts";
 import { activeSubscriber, admin, createPlan, uniquePhone } from "../support/billing.ts";
 import { onRealPostgres } from "../support/db.ts";
 import {
+  balances,
   inconsistentAccounts,
   inWaves,
   none,
@@ -362,6 +364,58 @@ describe.runIf(onRealPostgres())("money under concurrency (two instances, Postgr
         answeredWith5xxOrNot: 0,
         uncredited: none,
         wrongState: 0,
+        inconsistent: none,
+      });
+    } finally {
+      await w.close();
+    }
+  });
+
+  it("balance corrections committing while payments for the same accounts arrive: both count", async () => {
+    const clock = new FakeClock("2026-03-02T07:00:00Z");
+    const w = await twoInstances(clock);
+    try {
+      const owing = await debtors(w.a.ctx, 40, 1_500 * KES);
+      const before = await balances(
+        w.database.db,
+        owing.map((c) => c.id),
+      );
+      // Half are credited KES 700, half charged KES 300, by an admin (instance A) while each pays
+      // KES 1,000 by paybill (instance B).
+      const correction = (i: number) => (i % 2 === 0 ? 700 * KES : -300 * KES);
+      const outcomes = await inWaves(owing.length, 10, (i) =>
+        Promise.allSettled([
+          adjustBalance(w.a.ctx, admin, {
+            customerId: owing[i]!.id,
+            amountCents: correction(i),
+            reason: "race",
+          }),
+          postC2b(w.b.h, clock, { transId: `RJ${i}`, account: owing[i]!.accountNumber, shillings: 1_000 }),
+        ]),
+      );
+      const ids = owing.map((c) => c.id);
+      const after = await balances(w.database.db, ids);
+      const wrongBalance = owing.filter(
+        (c, i) => after.get(c.id) !== before.get(c.id)! + correction(i) + 1_000 * KES,
+      );
+      // KES 1,000 paid and KES 700 credited cover the KES 1,500 first invoice: service starts.
+      const pending = await w.database.db
+        .select({ id: subscriptions.id, status: subscriptions.status })
+        .from(subscriptions);
+      const statusOf = new Map(pending.map((s) => [s.id, s.status]));
+      const notStarted = owing.filter((c, i) => i % 2 === 0 && statusOf.get(c.subscriptionId) !== "active");
+      expect({
+        failed: outcomes.flat().filter((o) => o.status === "rejected").length,
+        answeredWith5xx: outcomes.filter(([, posted]) => posted.status === "fulfilled" && posted.value >= 500)
+          .length,
+        wrongBalance: wrongBalance.length,
+        creditedButNotStarted: notStarted.length,
+        inconsistent: summary(await inconsistentAccounts(w.database.db, ids)),
+      }).toEqual({
+        failed: 0,
+        answeredWith5xx: 0,
+        wrongBalance: 0,
+        creditedButNotStarted: 0,
         inconsistent: none,
       });
     } finally {

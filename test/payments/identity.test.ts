@@ -498,7 +498,7 @@ describe("a held push payment an admin credited, then shown by its callback to b
       `M-Pesa payment ${push.receipt} is credited twice: KES 360 to ${customer.accountNumber} as paybill payment #${paybill!.id}, and KES 360 to ${customer.accountNumber} as the push payment #${held}`,
     );
     expect(text).toContain(
-      `Nothing was taken back: settle it with the payer (/sub ${customer.accountNumber})`,
+      `Nothing was taken back: once agreed with the payer, /adjust ${customer.accountNumber} -360 <reason> charges the second credit back.`,
     );
     expect(await tellAdmins()).toEqual({ creditedTwice: 0 });
   });

@@ -1,5 +1,6 @@
 import { Bot, type BotError, type Context } from "grammy";
 import { addFeature } from "./features/add.ts";
+import { adjustFeature } from "./features/adjust.ts";
 import { broadcastFeature } from "./features/broadcast.ts";
 import { buttonsFeature } from "./features/buttons.ts";
 import { exportFeature } from "./features/export.ts";
@@ -55,6 +56,7 @@ const FEATURES: readonly Feature[] = [
   reportFeature,
   vouchersFeature,
   soldFeature,
+  adjustFeature,
   ...opsFeatures,
   buttonsFeature,
   fallbackFeature,

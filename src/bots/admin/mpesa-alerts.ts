@@ -136,7 +136,7 @@ export async function creditedTwiceAlerts(
   for (const r of fresh) {
     const text = [
       `⚠️ M-Pesa payment ${r.receipt} is credited twice: ${formatKes(Number(r.same_amount))} to ${r.same_account ?? "?"} as paybill payment #${r.same_id}, and ${formatKes(Number(r.held_amount))} to ${r.held_account ?? "?"} as the push payment #${r.held_id} an admin credited while it was held as possibly that same money.`,
-      `The push's own receipt, received ${formatDateTime("en", new Date(r.at), options.timezone)}, shows it was. Nothing was taken back: settle it with the payer (/sub ${r.held_account}).`,
+      `The push's own receipt, received ${formatDateTime("en", new Date(r.at), options.timezone)}, shows it was. Nothing was taken back: once agreed with the payer, /adjust ${r.held_account} -${formatKes(Number(r.held_amount)).replace(/^KES\s*/, "")} <reason> charges the second credit back.`,
     ].join("\n");
     counts.queued =
       (counts.queued ?? 0) +

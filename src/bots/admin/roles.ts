@@ -29,6 +29,7 @@ export type AdminCommand =
   | "sub"
   | "unmatched"
   | "pay"
+  | "adjust"
   | "resume"
   | "suspend"
   | "assign"
@@ -70,6 +71,8 @@ export const PERMISSIONS: Readonly<Record<AdminCommand, readonly AdminRole[]>> =
   sub: everyone,
   unmatched: everyone,
   pay: staff,
+  // Takes money off a balance as well as crediting it: managers only.
+  adjust: managers,
   resume: staff,
   suspend: managers,
   assign: managers,

@@ -32,6 +32,8 @@ export const USAGE: Readonly<Record<AdminCommand, string>> = {
   sub: "/sub <account> — a subscriber's card",
   unmatched: "/unmatched — payments that matched no account",
   pay: "/pay <account> <amount> [note] — record a cash payment (asks first)",
+  adjust:
+    "/adjust <account> <+amount | -amount> <reason…> — correct a balance: + credits, - charges (asks first)",
   resume: "/resume <account> [reason] — bring service back (asks first)",
   suspend: "/suspend <account> [reason] — cut service off (asks first)",
   assign: "/assign <receipt> <account> — credit an unmatched payment to an account",
@@ -48,7 +50,7 @@ export const USAGE: Readonly<Record<AdminCommand, string>> = {
   router_password: "/router_password <router> — a router's new password (its message is deleted)",
 };
 
-const balanceText = (cents: number) =>
+export const balanceText = (cents: number) =>
   cents < 0 ? `${formatKes(cents)} (owes ${formatKes(-cents)})` : formatKes(cents);
 
 export function findLine(s: AccountSummary, timezone: string): string {
