@@ -9,6 +9,7 @@ import { helpFeature } from "./features/help.ts";
 import { importFeature } from "./features/import.ts";
 import { lookupFeature } from "./features/lookup.ts";
 import { opsFeatures } from "./features/ops.ts";
+import { placeFeature } from "./features/place.ts";
 import { plansFeature } from "./features/plans.ts";
 import { reportFeature } from "./features/report.ts";
 import { routerDialogFeature } from "./features/router-dialog.ts";
@@ -57,6 +58,7 @@ const FEATURES: readonly Feature[] = [
   vouchersFeature,
   soldFeature,
   adjustFeature,
+  placeFeature,
   ...opsFeatures,
   buttonsFeature,
   fallbackFeature,

@@ -16,6 +16,7 @@ export type AdminCommand =
   | "extend"
   | "plan"
   | "cancel"
+  | "place"
   | "signups"
   | "add"
   | "broadcast"
@@ -57,6 +58,7 @@ export const PERMISSIONS: Readonly<Record<AdminCommand, readonly AdminRole[]>> =
   extend: managers,
   plan: managers,
   cancel: managers,
+  place: managers,
   signups: everyone,
   add: managers,
   broadcast: managers,

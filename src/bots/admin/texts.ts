@@ -17,6 +17,7 @@ export const USAGE: Readonly<Record<AdminCommand, string>> = {
   extend: "/extend <account> <days> — free days of service, 1–90 (asks first)",
   plan: "/plan <account> <plan code> — move to another plan, quoted first (asks first)",
   cancel: "/cancel <account> [reason] — end a subscription; the router account is removed (asks first)",
+  place: "/place <account> <router> — put a subscriber on a router, or move them to another (asks first)",
   signups: "/signups — self sign-ups waiting for approval",
   add: "/add — add a subscriber, one question at a time (/cancel_dialog stops)",
   broadcast:
@@ -68,7 +69,7 @@ export function cardText(card: SubscriberCard, timezone: string): string {
     `${s.customer.accountNumber} · ${s.customer.name}`,
     `Phone: ${displayPhone(s.customer.phone)}`,
     `Plan: ${s.plan ? `${s.plan.name} (${formatKes(s.plan.priceCents)} per ${periodText(s.plan.periodCount, s.plan.periodUnit)})` : "none"}`,
-    `Router: ${card.routerName ?? "none"}`,
+    `Router: ${card.routerName ?? `none (/place ${s.customer.accountNumber} <router> puts it on one)`}`,
     `Status: ${sub ? `${sub.status}${sub.suspendedReason ? ` (${sub.suspendedReason})` : ""}` : "no subscription"}`,
   ];
   if (sub)

@@ -58,7 +58,7 @@ confirmable("add_subscriber", {
       routerId: action.routerId,
       networkUsername: action.username,
     });
-    return `✅ Added ${customer.name}: account ${customer.accountNumber}, ${formatKes(invoice.amountCents)} to pay for the first period (service starts with it). ${action.routerId === null ? "No router yet." : "The router account is being created."}`;
+    return `✅ Added ${customer.name}: account ${customer.accountNumber}, ${formatKes(invoice.amountCents)} to pay for the first period (service starts with it). ${action.routerId === null ? `No router yet: /place ${customer.accountNumber} <router> puts it on one.` : "The router account is being created."}`;
   },
 });
 
