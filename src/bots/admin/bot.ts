@@ -12,6 +12,7 @@ import { opsFeatures } from "./features/ops.ts";
 import { placeFeature } from "./features/place.ts";
 import { plansFeature } from "./features/plans.ts";
 import { reportFeature } from "./features/report.ts";
+import { routerCertFeature } from "./features/router-cert.ts";
 import { routerDialogFeature } from "./features/router-dialog.ts";
 import { serviceFeature } from "./features/service.ts";
 import { signupsFeature } from "./features/signups.ts";
@@ -59,6 +60,7 @@ const FEATURES: readonly Feature[] = [
   soldFeature,
   adjustFeature,
   placeFeature,
+  routerCertFeature,
   ...opsFeatures,
   buttonsFeature,
   fallbackFeature,

@@ -43,6 +43,7 @@ export type AdminCommand =
   | "router_add"
   | "router_edit"
   | "router_password"
+  | "router_cert"
   | "failed"
   | "audit";
 
@@ -89,6 +90,7 @@ export const PERMISSIONS: Readonly<Record<AdminCommand, readonly AdminRole[]>> =
   router_add: managers,
   router_edit: managers,
   router_password: managers,
+  router_cert: managers,
 };
 
 export const may = (role: AdminRole, command: AdminCommand): boolean => PERMISSIONS[command].includes(role);

@@ -49,6 +49,8 @@ export const USAGE: Readonly<Record<AdminCommand, string>> = {
   router_add: "/router_add — add a router, one question at a time; the password last, its message deleted",
   router_edit: "/router_edit <router> <host|port|user|tls> <value> — change a router's connection",
   router_password: "/router_password <router> — a router's new password (its message is deleted)",
+  router_cert:
+    "/router_cert <router> [fingerprint] — the API-SSL certificate a router presented; with the fingerprint read on the router, pin it",
 };
 
 export const balanceText = (cents: number) =>

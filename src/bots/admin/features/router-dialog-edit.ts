@@ -71,7 +71,7 @@ export const routerEditCommand =
         tx,
         now,
         ctx.chat!.id,
-        `✅ Router ${describeRouter(after)}.${changed.tls ? " With API-SSL, the router's certificate must be confirmed before the first connection is accepted." : ""}`,
+        `✅ Router ${describeRouter(after)}.${changed.tls ? ` With API-SSL, the router's certificate must be confirmed before the first connection is accepted (/router_cert ${after.name} once it has tried).` : ""}`,
       );
     });
     // After the commit: the connection open with the old address or login is dropped.

@@ -79,7 +79,7 @@ export async function takeRouterPassword(
           password,
         });
         return say(
-          `✅ Router ${describeRouter({ name: added.name, host: a.host ?? "", port, tls, username: a.username ?? "" })} added; your message with the password was deleted. /routers shows it once contacted.${tls ? " With API-SSL, its certificate must be confirmed before the first connection is accepted." : ""}`,
+          `✅ Router ${describeRouter({ name: added.name, host: a.host ?? "", port, tls, username: a.username ?? "" })} added; your message with the password was deleted. /routers shows it once contacted.${tls ? ` With API-SSL, its certificate must be confirmed before the first connection is accepted (/router_cert ${added.name} once it has tried).` : ""}`,
         );
       }
       const updated = await changeRouterPasswordAudited(tx, box, actor, now, a.routerId ?? -1, password);

@@ -41,6 +41,7 @@ export function routerLines(r: RouterStatus, timezone: string): string {
     `   last contact ${when(r.lastContactAt)} · queue ${r.pending} · dead ${r.dead}`,
   ];
   if (r.lastError) lines.push(`   last error ${when(r.lastErrorAt)}: ${r.lastError.slice(0, 200)}`);
-  if (r.certificateToConfirm) lines.push("   a new TLS certificate waits to be confirmed (CLI)");
+  if (r.certificateToConfirm)
+    lines.push(`   a new TLS certificate waits to be confirmed: /router_cert ${r.name}`);
   return lines.join("\n");
 }
