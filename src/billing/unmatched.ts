@@ -1,4 +1,4 @@
-import { and, desc, eq } from "drizzle-orm";
+import { and, desc, eq, sql } from "drizzle-orm";
 import type { Executor } from "../db/client.ts";
 import { payments } from "../db/schema/index.ts";
 import { findCustomerByAccountReference } from "./accounts.ts";
@@ -81,4 +81,39 @@ export async function creditUnmatchedPaymentInTx(
     },
     now,
   );
+}
+
+/**
+ * An admin gave an unmatched payment's money back to the payer (an M-Pesa reversal, cash): it leaves
+ * the queue as `refunded`, with the reason, and is never credited by anyone after (every claim of a
+ * waiting payment is guarded by its `unmatched` status in SQL, so a refund and an assignment at
+ * once settle on one of the two).
+ */
+export async function markUnmatchedRefunded(
+  ctx: BillingContext,
+  actor: Actor,
+  input: { paymentId: number; reason: string },
+): Promise<typeof payments.$inferSelect> {
+  const reason = input.reason.trim();
+  if (!reason) throw new BillingError("reason_required", "Say why: the reason goes into the audit log.");
+  return ctx.db.transaction(async (tx) => {
+    const now = ctx.clock.now();
+    const [refunded] = await tx
+      .update(payments)
+      .set({
+        status: "refunded",
+        holdReason: sql`coalesce(${payments.holdReason} || '; ', '') || ${`refunded: ${reason}`}`,
+      })
+      .where(and(eq(payments.id, input.paymentId), eq(payments.status, "unmatched")))
+      .returning();
+    if (!refunded) throw new BillingError("not_unmatched", "That payment is not waiting to be assigned.");
+    await audit(tx, actor, now, {
+      action: "payment.refunded",
+      entity: "payment",
+      entityId: refunded.id,
+      reason,
+      details: { receipt: refunded.providerRef, amountCents: refunded.amountCents },
+    });
+    return refunded;
+  });
 }

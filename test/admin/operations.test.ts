@@ -313,7 +313,7 @@ describe("/unmatched and /assign", () => {
 
     await world.say(SUPPORT, "/unmatched");
     expect(lastText(world.fake, SUPPORT)).toMatch(
-      /1 unmatched payment:\n {2}• SBX9TYPO01 KES 600 .* ref "TD0O0X" from PAYBILL TYPO — no account matches/,
+      /1 unmatched payment:\n {2}• #\d+ SBX9TYPO01 KES 600 .* ref "TD0O0X" from PAYBILL TYPO — no account matches/,
     );
     // Support reads the queue but does not place money.
     await world.say(SUPPORT, `/assign SBX9TYPO01 ${customer.accountNumber}`);
@@ -336,6 +336,70 @@ describe("/unmatched and /assign", () => {
     expect(lastText(world.fake, OTHER_ADMIN)).toMatch(/not waiting to be assigned/);
     expect(await ledgerSum(world.db, customer.id)).toBe(0);
     expect((await auditRows(world.db, "payment.assigned", `tg:${OTHER_ADMIN}`)).length).toBe(1);
+    await world.say(SUPPORT, "/unmatched");
+    expect(lastText(world.fake, SUPPORT)).toBe("No unmatched payments.");
+  });
+
+  it("a push held without a receipt is placed by the name the queue shows; money given back leaves the queue", async () => {
+    const plan = await createPlan(world.db, { priceCents: 40_000 });
+    const { customer } = await createCustomerWithSubscription(world.ctx, job, {
+      name: "Held Push",
+      phone: "+254712300021",
+      planId: plan.id,
+    });
+    // As a status query's "paid" that may be a paybill payment's money is left (src/billing/intents).
+    const [held, wrongPaybill] = await world.db
+      .insert(payments)
+      .values([
+        {
+          method: "mpesa_stk",
+          provider: "mpesa",
+          providerRef: "stk:ws_CO_05052026080000123456",
+          amountCents: 40_000,
+          status: "unmatched",
+          holdReason: "paid push (status query); may be the same money as paybill payment SAB1234567",
+          receivedAt: clock.now(),
+        },
+        {
+          method: "mpesa_c2b",
+          provider: "mpesa",
+          providerRef: "SWR0NGPB01",
+          amountCents: 25_000,
+          accountReference: "not ours",
+          status: "unmatched",
+          holdReason: "no account matches",
+          receivedAt: clock.now(),
+        },
+      ])
+      .returning();
+    await world.say(OTHER_ADMIN, `/assign ${held!.providerRef} ${customer.accountNumber}`);
+    expect(lastText(world.fake, OTHER_ADMIN)).toMatch(
+      /stk:ws_CO_05052026080000123456 \(KES 400\) credited to .*Service restored\./,
+    );
+
+    await world.say(OTHER_ADMIN, "/refunded SWR0NGPB01");
+    expect(lastText(world.fake, OTHER_ADMIN)).toMatch(/Say why/);
+    await world.say(OTHER_ADMIN, `/refunded #${held!.id} wrong`);
+    expect(lastText(world.fake, OTHER_ADMIN)).toBe(`#${held!.id} is not waiting to be assigned (applied).`);
+    await world.say(OTHER_ADMIN, `/refunded #${wrongPaybill!.id} sent back by M-Pesa reversal`);
+    expect(String(lastMenuIn(world.fake, OTHER_ADMIN).payload.text)).toMatch(
+      /^Record that SWR0NGPB01 \(KES 250, received .*\) was given back to the payer\? It leaves the queue and is never credited\./,
+    );
+    await world.press(OTHER_ADMIN, "Confirm");
+    expect(lastText(world.fake, OTHER_ADMIN)).toBe(
+      "✅ SWR0NGPB01 (KES 250) recorded as refunded; it has left the unmatched queue.",
+    );
+    const [after] = await world.db.select().from(payments).where(eq(payments.id, wrongPaybill!.id));
+    expect(after).toMatchObject({
+      status: "refunded",
+      customerId: null,
+      holdReason: "no account matches; refunded: sent back by M-Pesa reversal",
+    });
+    await world.say(OTHER_ADMIN, `/assign SWR0NGPB01 ${customer.accountNumber}`);
+    expect(lastText(world.fake, OTHER_ADMIN)).toBe("SWR0NGPB01 is not waiting to be assigned (refunded).");
+    expect(await auditRows(world.db, "payment.refunded", `tg:${OTHER_ADMIN}`)).toMatchObject([
+      { entityId: String(wrongPaybill!.id), reason: "sent back by M-Pesa reversal" },
+    ]);
     await world.say(SUPPORT, "/unmatched");
     expect(lastText(world.fake, SUPPORT)).toBe("No unmatched payments.");
   });

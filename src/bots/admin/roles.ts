@@ -34,6 +34,7 @@ export type AdminCommand =
   | "resume"
   | "suspend"
   | "assign"
+  | "refunded"
   | "admins"
   | "admin_add"
   | "admin_remove"
@@ -79,6 +80,7 @@ export const PERMISSIONS: Readonly<Record<AdminCommand, readonly AdminRole[]>> =
   resume: staff,
   suspend: managers,
   assign: managers,
+  refunded: managers,
   admins: managers,
   admin_add: ["owner"],
   admin_remove: ["owner"],

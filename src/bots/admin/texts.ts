@@ -37,7 +37,9 @@ export const USAGE: Readonly<Record<AdminCommand, string>> = {
     "/adjust <account> <+amount | -amount> <reason…> — correct a balance: + credits, - charges (asks first)",
   resume: "/resume <account> [reason] — bring service back (asks first)",
   suspend: "/suspend <account> [reason] — cut service off (asks first)",
-  assign: "/assign <receipt> <account> — credit an unmatched payment to an account",
+  assign: "/assign <receipt | #number> <account> — credit an unmatched payment to an account",
+  refunded:
+    "/refunded <receipt | #number> <reason…> — an unmatched payment's money was given back: it leaves the queue (asks first)",
   admins: "/admins — who may use this chat",
   admin_add: "/admin_add <telegram id> <owner|admin|support|viewer> [name] — add an admin or change a role",
   admin_remove: "/admin_remove <telegram id> — remove an admin",

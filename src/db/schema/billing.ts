@@ -67,7 +67,8 @@ export const payments = pgTable(
     phone: text("phone"),
     accountReference: text("account_reference"),
     payerName: text("payer_name"),
-    status: text("status", { enum: ["applied", "unmatched"] }).notNull(),
+    /** `refunded`: an unmatched payment whose money an admin gave back (never credited). */
+    status: text("status", { enum: ["applied", "unmatched", "refunded"] }).notNull(),
     /** Why an unmatched payment waits for an admin (no such account, wrong amount, a sale that failed, ...). */
     holdReason: text("hold_reason"),
     receivedAt: at("received_at").notNull(),

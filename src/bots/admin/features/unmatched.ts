@@ -1,14 +1,71 @@
+import { eq } from "drizzle-orm";
 import { Composer, type Context } from "grammy";
 import { formatKes } from "../../../billing/money.ts";
-import { assignUnmatchedPayment, listUnmatchedPayments } from "../../../billing/unmatched.ts";
+import {
+  assignUnmatchedPayment,
+  listUnmatchedPayments,
+  markUnmatchedRefunded,
+} from "../../../billing/unmatched.ts";
+import type { Executor } from "../../../db/client.ts";
+import { payments } from "../../../db/schema/index.ts";
 import { counted } from "../../../lib/plural.ts";
 import { formatDateTime } from "../../../messaging/render.ts";
+import { askConfirmation, confirmable, type FeatureAction } from "../confirmations.ts";
 import type { AdminKit } from "../kit.ts";
-import { parseAccount } from "../parse.ts";
+import { parseAccount, parseNote } from "../parse.ts";
 import { paymentByReceipt, unmatchedByReceipt } from "../queries.ts";
 import { adminActor } from "../roles.ts";
 
-/** `/unmatched` and `/assign`: paybill payments that matched no account. */
+type Payment = typeof payments.$inferSelect;
+
+/**
+ * The waiting payment a word names: its receipt (a push held without one shows `stk:<checkout id>`),
+ * or `#<id>` as `/unmatched` lists it, which also tells apart two payments with one receipt.
+ */
+async function waitingPayment(db: Executor, word: string | undefined): Promise<Payment | string> {
+  if (!word) return "Say the receipt number (or the #number /unmatched shows).";
+  const byId = /^#(\d{1,9})$/.exec(word);
+  if (byId) {
+    const [row] = await db
+      .select()
+      .from(payments)
+      .where(eq(payments.id, Number(byId[1])));
+    if (!row) return `No payment ${word}. /unmatched lists them.`;
+    return row.status === "unmatched" ? row : `${word} is not waiting to be assigned (${row.status}).`;
+  }
+  if (!/^[A-Za-z0-9_:.-]{4,80}$/.test(word)) return `"${word}" is not a receipt number.`;
+  const waiting = await unmatchedByReceipt(db, word);
+  if (waiting.length === 1) return waiting[0]!;
+  if (waiting.length > 1)
+    return `More than one payment has receipt ${word}: name one by its number, ${waiting.map((p) => `#${p.id}`).join(" or ")}.`;
+  const known = await paymentByReceipt(db, word);
+  return known
+    ? `${word} is not waiting to be assigned (${known.status === "applied" ? "already credited" : known.status}).`
+    : `No payment with receipt ${word}. /unmatched lists them.`;
+}
+
+type RefundAction = FeatureAction & {
+  feature: "refunded";
+  paymentId: number;
+  receipt: string;
+  amountCents: number;
+  reason: string;
+};
+
+confirmable("refunded", {
+  command: "refunded",
+  describe: (a) => {
+    const action = a as RefundAction;
+    return `record that ${action.receipt} (${formatKes(action.amountCents)}) was given back to the payer (reason: ${action.reason}); it leaves the queue and is never credited`;
+  },
+  async run(ctx, admin, a) {
+    const action = a as RefundAction;
+    await markUnmatchedRefunded(ctx, adminActor(admin.telegramId), action);
+    return `✅ ${action.receipt} (${formatKes(action.amountCents)}) recorded as refunded; it has left the unmatched queue.`;
+  },
+});
+
+/** `/unmatched`, `/assign` and `/refunded`: payments that matched no account. */
 export function unmatchedFeature(kit: AdminKit): Composer<Context> {
   const { reply, usage, db, timezone } = kit;
   const unmatched = new Composer<Context>();
@@ -19,7 +76,7 @@ export function unmatchedFeature(kit: AdminKit): Composer<Context> {
       .slice(0, 30)
       .map(
         (p) =>
-          `  • ${p.providerRef} ${formatKes(p.amountCents)} ${formatDateTime("en", p.receivedAt, timezone)}${p.accountReference ? ` ref "${p.accountReference}"` : ""}${p.payerName ? ` from ${p.payerName}` : ""}${p.holdReason ? ` — ${p.holdReason}` : ""}`,
+          `  • #${p.id} ${p.providerRef} ${formatKes(p.amountCents)} ${formatDateTime("en", p.receivedAt, timezone)}${p.accountReference ? ` ref "${p.accountReference}"` : ""}${p.payerName ? ` from ${p.payerName}` : ""}${p.holdReason ? ` — ${p.holdReason}` : ""}`,
       );
     await reply(
       ctx,
@@ -27,36 +84,23 @@ export function unmatchedFeature(kit: AdminKit): Composer<Context> {
         `${counted(rows.length, "unmatched payment")}:`,
         ...shown,
         ...(rows.length > 30 ? [`…and ${rows.length - 30} more.`] : []),
-        "Place one with /assign <receipt> <account>.",
+        "Place one with /assign <receipt> <account>, or record its money given back with /refunded <receipt> <reason>.",
       ].join("\n"),
     );
   });
   kit.command(unmatched, "assign", async (ctx, admin, args) => {
-    const receipt = args[0];
-    if (!receipt || !/^[A-Za-z0-9_-]{4,40}$/.test(receipt))
+    const account = parseAccount(args[1]);
+    if (args[0] === undefined || !account.ok)
       return void (await reply(
         ctx,
         usage(
           "assign",
-          receipt ? `"${receipt}" is not a receipt number.` : "Say the receipt number and the account.",
+          args[0] === undefined ? "Say the receipt number and the account." : account.ok ? "" : account.error,
         ),
       ));
-    const account = parseAccount(args[1]);
-    if (!account.ok) return void (await reply(ctx, usage("assign", account.error)));
     if (args.length > 2) return void (await reply(ctx, usage("assign", "Too many words.")));
-    const waiting = await unmatchedByReceipt(db, receipt);
-    if (waiting.length === 0) {
-      const known = await paymentByReceipt(db, receipt);
-      return void (await reply(
-        ctx,
-        known
-          ? `${receipt} is not waiting to be assigned (already credited).`
-          : `No payment with receipt ${receipt}. /unmatched lists them.`,
-      ));
-    }
-    if (waiting.length > 1)
-      return void (await reply(ctx, `More than one payment has receipt ${receipt}: place it from the CLI.`));
-    const payment = waiting[0]!;
+    const payment = await waitingPayment(db, args[0]);
+    if (typeof payment === "string") return void (await reply(ctx, payment));
     await kit.answerBilling(ctx, async (tx, inTxCtx, now) => {
       const result = await assignUnmatchedPayment(inTxCtx, adminActor(admin.telegramId), {
         paymentId: payment.id,
@@ -70,6 +114,41 @@ export function unmatchedFeature(kit: AdminKit): Composer<Context> {
         `✅ ${payment.providerRef} (${formatKes(payment.amountCents)}) credited to ${account.value.toUpperCase()}. Balance now ${formatKes(result.balanceCents)}.${restored}`,
       );
     });
+  });
+  kit.command(unmatched, "refunded", async (ctx, admin, args) => {
+    const reason = parseNote(args.slice(1));
+    if (args[0] === undefined || !reason.ok || !reason.value)
+      return void (await reply(
+        ctx,
+        usage(
+          "refunded",
+          args[0] === undefined
+            ? "Say the receipt number and why."
+            : reason.ok
+              ? "Say why: the reason goes into the audit log."
+              : reason.error,
+        ),
+      ));
+    const payment = await waitingPayment(db, args[0]);
+    if (typeof payment === "string") return void (await reply(ctx, payment));
+    const action: RefundAction = {
+      kind: "feature",
+      feature: "refunded",
+      paymentId: payment.id,
+      receipt: payment.providerRef,
+      amountCents: payment.amountCents,
+      reason: reason.value,
+    };
+    await kit.inTx((tx, _, now) =>
+      askConfirmation(
+        tx,
+        now,
+        admin,
+        ctx.chat!.id,
+        action,
+        `Record that ${payment.providerRef} (${formatKes(payment.amountCents)}, received ${formatDateTime("en", payment.receivedAt, timezone)}${payment.payerName ? ` from ${payment.payerName}` : ""}) was given back to the payer? It leaves the queue and is never credited.`,
+      ),
+    );
   });
   return unmatched;
 }
