@@ -1,6 +1,6 @@
 import { randomInt } from "node:crypto";
-import { and, asc, eq, gt, inArray, lte, sql } from "drizzle-orm";
-import type { Executor } from "../db/client.ts";
+import { and, asc, eq, gt, inArray, sql } from "drizzle-orm";
+import { type Executor, queryRows } from "../db/client.ts";
 import { type Language, plans, voucherBatches, vouchers } from "../db/schema/index.ts";
 import { planNameIn } from "./accounts.ts";
 import { audit } from "./audit.ts";
@@ -184,7 +184,9 @@ export async function markVouchersSold(ctx: BillingContext, actor: Actor, input:
       )
       // Locked in id order, the order of every writer of several vouchers (expireVouchersInTx).
       .orderBy(asc(vouchers.id))
-      .for("update", { of: vouchers });
+      // `no key update`: what a status change needs; key-share locks (a provisioning row naming the
+      // voucher being inserted) need not wait for it.
+      .for("no key update", { of: vouchers });
     for (const { voucher, plan } of rows) {
       await tx
         .update(vouchers)
@@ -196,14 +198,25 @@ export async function markVouchersSold(ctx: BillingContext, actor: Actor, input:
         routerId: voucher.routerId,
       });
     }
-    await audit(tx, actor, now, {
-      action: "voucher.marked_sold",
-      entity: "voucher",
-      entityId: rows.map((r) => r.voucher.id).join(","),
-      details: codes
-        ? { requested: codes.length, sold: rows.length }
-        : { batchId: (input as { batchId: number }).batchId, sold: rows.length },
-    });
+    // A whole batch is audited as the batch (its ids could outgrow the indexed entity id).
+    await audit(
+      tx,
+      actor,
+      now,
+      codes
+        ? {
+            action: "voucher.marked_sold",
+            entity: "voucher",
+            entityId: rows.map((r) => r.voucher.id).join(","),
+            details: { requested: codes.length, sold: rows.length },
+          }
+        : {
+            action: "voucher.marked_sold",
+            entity: "voucher_batch",
+            entityId: (input as { batchId: number }).batchId,
+            details: { sold: rows.length },
+          },
+    );
     return { sold: rows.length, notAvailable: codes ? codes.length - rows.length : 0 };
   });
 }
@@ -226,24 +239,25 @@ export async function redeemVoucher(ctx: BillingContext, actor: Actor, input: { 
 /** Expires vouchers past their date; live ones are removed from the router. */
 export async function expireVouchersInTx(tx: Executor, ctx: BillingContext, _actor: Actor) {
   const now = ctx.clock.now();
-  // Locked in id order first, the order of every writer of several vouchers (markVouchersSold).
-  const due = tx
-    .select({ id: vouchers.id })
-    .from(vouchers)
-    .where(and(inArray(vouchers.status, ["available", "sold", "redeemed"]), lte(vouchers.expiresAt, now)))
-    .orderBy(asc(vouchers.id))
-    .for("update");
-  const expired = await tx
-    .update(vouchers)
-    .set({ status: "expired" })
-    .where(sql`${vouchers.id} in (${due})`)
-    .returning({ id: vouchers.id, routerId: vouchers.routerId, soldAt: vouchers.soldAt });
-  const live = expired.filter((v) => v.soldAt !== null);
+  // Locked in id order first, the order of every writer of several vouchers (markVouchersSold),
+  // and materialized so the locking runs once whatever the plan.
+  const expired = await queryRows<{ id: number; router_id: number | null; sold_at: Date | null }>(
+    tx,
+    sql`with due as materialized (
+          select id from vouchers
+          where status in ('available', 'sold', 'redeemed') and expires_at <= ${now.toISOString()}::timestamptz
+          order by id
+          for no key update
+        )
+        update vouchers v set status = 'expired' from due where v.id = due.id
+        returning v.id, v.router_id, v.sold_at`,
+  );
+  const live = expired.filter((v) => v.sold_at !== null);
   for (const voucher of live) {
     await enqueueProvisioning(tx, now, {
       action: "remove_voucher",
-      voucherId: voucher.id,
-      routerId: voucher.routerId,
+      voucherId: Number(voucher.id),
+      routerId: voucher.router_id === null ? null : Number(voucher.router_id),
     });
   }
   return { expired: expired.length, removedFromRouters: live.length };

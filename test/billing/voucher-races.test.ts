@@ -10,9 +10,11 @@ import { holdLock, waitingForLocks } from "../support/locks.ts";
 
 /**
  * Marking printed codes sold and the expiry job both lock several vouchers. They meet on codes at
- * the moment of their unsold date when two instances' clocks stand a moment apart: both lock them
- * in one order (by id), whatever order a query plan would find them in (the code index, say), or
- * they could deadlock. Races only happen on a real server.
+ * the moment of their unsold date when two instances' clocks stand a moment apart: both lock them in
+ * one order (by id), whatever order a query plan would find them in (the code index, say), or they
+ * could deadlock. Each case holds one of two codes in another session so that both writers get as
+ * far as their order lets them, in the order that deadlocks if either of them locks otherwise.
+ * Races only happen on a real server.
  */
 let database: TestDatabase;
 
@@ -23,43 +25,80 @@ afterAll(async () => {
   await database?.close();
 });
 
-describe.runIf(onRealPostgres())("printed vouchers sold while they expire", () => {
-  it("both commit, and each code ends either sold or expired", async () => {
-    const created = new FakeClock("2026-09-01T10:00:00Z");
-    const { ctx } = billingContext(database.db, created);
-    const plan = await createPlan(database.db, { priceCents: 2_000, kind: "hotspot", periodUnit: "days" });
-    const { codes } = await createVoucherBatch(ctx, admin, { planId: plan.id, quantity: 40 });
-    const rows = await database.db.select().from(vouchers).where(inArray(vouchers.code, codes));
-    // Two codes whose order by code is the reverse of their order by id.
-    const byId = [...rows].sort((x, y) => x.id - y.id);
-    const first = byId[0]!;
-    const second = byId.find((v) => v.code < first.code)!;
-    const expiry = created.now().getTime() + ctx.settings.unsoldVoucherDays * 86_400_000;
+/** A fresh batch at its unsold date, and two of its codes whose order by code is not their order by id. */
+async function codesAtTheirUnsoldDate(createdAt: string) {
+  const created = new FakeClock(createdAt);
+  const { ctx } = billingContext(database.db, created);
+  const plan = await createPlan(database.db, { priceCents: 2_000, kind: "hotspot", periodUnit: "days" });
+  const { codes } = await createVoucherBatch(ctx, admin, { planId: plan.id, quantity: 40 });
+  const byId = (await database.db.select().from(vouchers).where(inArray(vouchers.code, codes))).sort(
+    (x, y) => x.id - y.id,
+  );
+  const at = byId.findIndex((v, i) => i > 0 && v.code < byId[i - 1]!.code);
+  if (at < 0) throw new Error("forty codes drawn in ascending order: draw again");
+  const expiry = created.now().getTime() + ctx.settings.unsoldVoucherDays * 86_400_000;
+  return {
+    codes,
+    lower: byId[at - 1]!,
+    higher: byId[at]!,
+    expiry,
     // One instance a moment before the codes' unsold date, the other at it.
-    const seller = billingContext(database.db, new FakeClock(new Date(expiry - 1))).ctx;
-    const expirer = billingContext(database.db, new FakeClock(new Date(expiry))).ctx;
+    seller: billingContext(database.db, new FakeClock(new Date(expiry - 1))).ctx,
+    expirer: billingContext(database.db, new FakeClock(new Date(expiry))).ctx,
+  };
+}
 
-    // Another session holds the later code, so each writer gets as far as its order lets it.
-    const holding = await holdLock(
-      database.url!,
-      (tx) => tx`select id from vouchers where id = ${second.id} for update`,
-    );
-    let outcomes: PromiseSettledResult<unknown>[];
-    try {
-      const selling = markVouchersSold(seller, admin, { codes: [first.code, second.code] });
-      await eventually(waitingForLocks(database.db, 1), 15_000);
-      const expiring = expireVouchers(expirer, job);
-      await eventually(waitingForLocks(database.db, 2), 15_000);
-      await holding.release();
-      outcomes = await Promise.allSettled([selling, expiring]);
-    } finally {
-      await holding.release();
-    }
-    expect(outcomes.map((o) => (o.status === "rejected" ? String(o.reason) : "ok"))).toEqual(["ok", "ok"]);
-    const after = await database.db.select().from(vouchers).where(inArray(vouchers.code, codes));
-    const statusOf = (id: number) => after.find((v) => v.id === id)!.status;
-    // The sale went first: both codes sold, lasting their day from the sale, not expired after it.
-    expect([statusOf(first.id), statusOf(second.id)]).toEqual(["sold", "sold"]);
-    expect(after.filter((v) => v.status === "expired")).toHaveLength(codes.length - 2);
+/** Holds `held`, starts the sale then the expiry, lets go once both wait, and settles both. */
+async function saleThenExpiryAround(
+  batch: Awaited<ReturnType<typeof codesAtTheirUnsoldDate>>,
+  held: { id: number },
+) {
+  const holding = await holdLock(
+    database.url!,
+    (tx) => tx`select id from vouchers where id = ${held.id} for update`,
+  );
+  try {
+    const selling = markVouchersSold(batch.seller, admin, { codes: [batch.lower.code, batch.higher.code] });
+    await eventually(waitingForLocks(database.db, 1), 15_000);
+    const expiring = expireVouchers(batch.expirer, job);
+    await eventually(waitingForLocks(database.db, 2), 15_000);
+    await holding.release();
+    const outcomes = await Promise.allSettled([selling, expiring]);
+    return outcomes.map((o) => (o.status === "rejected" ? String(o.reason) : "ok"));
+  } finally {
+    await holding.release();
+  }
+}
+
+async function statusesAfter(batch: Awaited<ReturnType<typeof codesAtTheirUnsoldDate>>) {
+  const rows = await database.db.select().from(vouchers).where(inArray(vouchers.code, batch.codes));
+  const statusOf = (id: number) => rows.find((v) => v.id === id)!.status;
+  return {
+    pair: [statusOf(batch.lower.id), statusOf(batch.higher.id)],
+    expired: rows.filter((v) => v.status === "expired").length,
+    // A code sold lasts its plan's day from the sale: the job did not expire it after.
+    soldUntil: [...new Set(rows.filter((v) => v.status === "sold").map((v) => v.expiresAt.getTime()))],
+  };
+}
+
+describe.runIf(onRealPostgres())("printed vouchers sold while they expire", () => {
+  it("the sale waiting on its second code: both commit, the pair sold, the rest expired", async () => {
+    const batch = await codesAtTheirUnsoldDate("2026-09-01T10:00:00Z");
+    expect(await saleThenExpiryAround(batch, batch.higher)).toEqual(["ok", "ok"]);
+    expect(await statusesAfter(batch)).toEqual({
+      pair: ["sold", "sold"],
+      expired: batch.codes.length - 2,
+      soldUntil: [batch.expiry - 1 + 86_400_000],
+    });
+  });
+
+  it("the sale waiting on its first code: the expiry job waits behind it, and both commit", async () => {
+    const batch = await codesAtTheirUnsoldDate("2026-09-02T10:00:00Z");
+    expect(await saleThenExpiryAround(batch, batch.lower)).toEqual(["ok", "ok"]);
+    expect(await statusesAfter(batch)).toEqual({
+      pair: ["sold", "sold"],
+      expired: batch.codes.length - 2,
+      soldUntil: [batch.expiry - 1 + 86_400_000],
+    });
   });
 });

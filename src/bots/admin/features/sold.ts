@@ -21,15 +21,22 @@ import { adminActor } from "../roles.ts";
  * its validity starts when it is marked sold. Asked first, with what each named code is now.
  */
 
-type SoldAction = FeatureAction & { feature: "sold"; target: PrintedVouchers; summary: string };
+type SoldAction = FeatureAction & {
+  feature: "sold";
+  target: PrintedVouchers;
+  summary: string;
+  /** How many could be sold when asked: fewer at the press were sold or expired meanwhile. */
+  asked: number;
+};
 
 confirmable("sold", {
   command: "sold",
   describe: (a) => `mark ${(a as SoldAction).summary} sold`,
   async run(ctx, admin, a) {
     const action = a as SoldAction;
-    const { sold, notAvailable } = await markVouchersSold(ctx, adminActor(admin.telegramId), action.target);
+    const { sold } = await markVouchersSold(ctx, adminActor(admin.telegramId), action.target);
     if (sold === 0) return "Nothing was sold: none of those codes is unsold any more.";
+    const notAvailable = action.asked - sold;
     const missed =
       notAvailable > 0 ? ` ${counted(notAvailable, "code was", "codes were")} not unsold any more.` : "";
     return `✅ ${counted(sold, "voucher")} sold: live on the routers now.${missed}`;
@@ -117,7 +124,13 @@ export function soldFeature(kit: AdminKit): Composer<Context> {
         : counted(sellable.length, "voucher");
     // Codes named one by one: only those that can be sold now are asked about (the rest are left out).
     const asked: PrintedVouchers = "codes" in target ? { codes: sellable.map((v) => v.code) } : target;
-    const action: SoldAction = { kind: "feature", feature: "sold", target: asked, summary };
+    const action: SoldAction = {
+      kind: "feature",
+      feature: "sold",
+      target: asked,
+      summary,
+      asked: sellable.length,
+    };
     const question = [
       `Mark ${summary} sold? They go live on the routers now:`,
       ...[...byPlan].map(([plan, n]) => `${n} × ${plan}`),
