@@ -3,6 +3,7 @@ import { addFeature } from "./features/add.ts";
 import { adjustFeature } from "./features/adjust.ts";
 import { broadcastFeature } from "./features/broadcast.ts";
 import { buttonsFeature } from "./features/buttons.ts";
+import { customerEditFeature } from "./features/customer-edit.ts";
 import { exportFeature } from "./features/export.ts";
 import { fallbackFeature } from "./features/fallback.ts";
 import { helpFeature } from "./features/help.ts";
@@ -59,6 +60,7 @@ const FEATURES: readonly Feature[] = [
   vouchersFeature,
   soldFeature,
   adjustFeature,
+  customerEditFeature,
   placeFeature,
   routerCertFeature,
   ...opsFeatures,

@@ -19,6 +19,7 @@ export type AdminCommand =
   | "place"
   | "signups"
   | "add"
+  | "customer_edit"
   | "broadcast"
   | "stats"
   | "export"
@@ -63,6 +64,8 @@ export const PERMISSIONS: Readonly<Record<AdminCommand, readonly AdminRole[]>> =
   place: managers,
   signups: everyone,
   add: managers,
+  // A phone number is who the customer is to M-Pesa and the menus: managers only.
+  customer_edit: managers,
   broadcast: managers,
   stats: everyone,
   export: managers,

@@ -20,6 +20,8 @@ export const USAGE: Readonly<Record<AdminCommand, string>> = {
   place: "/place <account> <router> — put a subscriber on a router, or move them to another (asks first)",
   signups: "/signups — self sign-ups waiting for approval",
   add: "/add — add a subscriber, one question at a time (/cancel_dialog stops)",
+  customer_edit:
+    "/customer_edit <account> <phone | name> <value…> — a new phone number or a corrected name (asks first)",
   broadcast:
     "/broadcast <router NAME | plan CODE | area NAME | all> <text> — a notice to those subscribers (asks first)",
   stats: "/stats — subscribers, money collected, MRR, ARPU, who owes, who expires in 24 h",

@@ -9,7 +9,10 @@ export function routersFeature(kit: AdminKit): Composer<Context> {
   kit.command(composer, "routers", async (ctx) => {
     const rows = await routerStatuses(kit.db);
     if (rows.length === 0)
-      return void (await kit.reply(ctx, "No routers yet. Add one from the CLI (npm run cli -- router add)."));
+      return void (await kit.reply(
+        ctx,
+        "No routers yet. Add one with /router_add (or from the CLI: npm run cli -- routers add).",
+      ));
     const any = await anyRouterQueue(kit.db);
     await kit.reply(
       ctx,

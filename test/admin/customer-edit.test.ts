@@ -1,0 +1,88 @@
+import { eq } from "drizzle-orm";
+import { describe, expect, it } from "vitest";
+import { FakeClock } from "../../src/clock.ts";
+import { chatLinkCodes, chatLinks, chatSessions, customers } from "../../src/db/schema/index.ts";
+import { activeSubscriber, createPlan } from "../support/billing.ts";
+import { adminWorldForFile, auditRows, lastMenuIn, lastText, OWNER } from "./world.ts";
+
+/** `/customer_edit`: a customer's new phone number (their chats unlinked) or corrected name. */
+
+const clock = new FakeClock("2026-05-01T08:00:00Z");
+const SUPPORT = 6_800_002;
+const world = adminWorldForFile(clock, [{ id: SUPPORT, role: "support", name: "Sam" }]);
+
+describe("/customer_edit", () => {
+  it("moves a customer to a new SIM once confirmed, unlinking their chats; renames them", async () => {
+    const plan = await createPlan(world.db, { priceCents: 100_000 });
+    const { customer } = await activeSubscriber(world.ctx, plan.id, "Old Sim");
+    const other = await activeSubscriber(world.ctx, plan.id, "Someone Else");
+    const acct = customer.accountNumber;
+    // Linked on Telegram and on WhatsApp Web (its chat id is the old number), a code pending.
+    await world.db.insert(chatLinks).values([
+      { channel: "telegram", chatId: "7000001", customerId: customer.id, method: "contact" },
+      { channel: "whatsapp", chatId: customer.phone.slice(1), customerId: customer.id, method: "phone" },
+      { channel: "telegram", chatId: "7000002", customerId: other.customer.id, method: "contact" },
+    ]);
+    await world.db.insert(chatSessions).values([
+      { channel: "telegram", chatId: "7000001", sessionKey: "k1", lastActivityAt: clock.now() },
+      { channel: "telegram", chatId: "7000002", sessionKey: "k2", lastActivityAt: clock.now() },
+    ]);
+    await world.db.insert(chatLinkCodes).values({
+      channel: "telegram",
+      chatId: "7000009",
+      customerId: customer.id,
+      codeHash: "x",
+      expiresAt: clock.now(),
+    });
+    const phoneOf = async (id: number) =>
+      (await world.db.select().from(customers).where(eq(customers.id, id)))[0]!;
+
+    await world.say(SUPPORT, `/customer_edit ${acct} phone 0722 000 111`);
+    expect(lastText(world.fake, SUPPORT)).toMatch(/Your role \(support\) may not use \/customer_edit/);
+    for (const [typed, answer] of [
+      ["/customer_edit", /Say the account number/],
+      [`/customer_edit ${acct} email a@b.c`, /Say what to change: phone or name/],
+      [`/customer_edit ${acct} phone`, /Say the new phone/],
+      [`/customer_edit ${acct} phone 12`, /"12" is not a phone number/],
+      [
+        `/customer_edit ${acct} phone ${other.customer.phone}`,
+        new RegExp(`is already account ${other.customer.accountNumber}`),
+      ],
+      ["/customer_edit NOSUCH9 name X", /^No account NOSUCH9\. Try \/find\.$/],
+    ] as const) {
+      await world.say(OWNER, typed);
+      expect(lastText(world.fake, OWNER)).toMatch(answer);
+    }
+
+    await world.say(OWNER, `/customer_edit ${acct} phone 0722 000 111`);
+    expect(String(lastMenuIn(world.fake, OWNER).payload.text)).toMatch(
+      new RegExp(
+        `^Old Sim \\(phone .*\\): move ${acct} to phone 0722 000111\\? The chats linked to the account will be unlinked\\.`,
+      ),
+    );
+    expect((await phoneOf(customer.id)).phone).toBe(customer.phone);
+    await world.press(OWNER, "Confirm");
+    expect(lastText(world.fake, OWNER)).toBe(
+      `✅ ${acct} is now on 0722 000111: USSD, M-Pesa prompts and SMS use it from now on. 2 chats linked to the account were unlinked: the customer links again from the new number.`,
+    );
+    expect((await phoneOf(customer.id)).phone).toBe("+254722000111");
+    const links = await world.db.select().from(chatLinks);
+    expect(links.map((l) => l.chatId)).toEqual(["7000002"]);
+    expect((await world.db.select().from(chatSessions)).map((s) => s.chatId)).toEqual(["7000002"]);
+    expect(await world.db.select().from(chatLinkCodes)).toEqual([]);
+    expect(await auditRows(world.db, "customer.phone_changed", `tg:${OWNER}`)).toMatchObject([
+      {
+        entityId: String(customer.id),
+        details: { from: customer.phone, to: "+254722000111", chatsUnlinked: 2 },
+      },
+    ]);
+
+    await world.say(OWNER, `/customer_edit ${acct} name Achieng Otieno`);
+    expect(String(lastMenuIn(world.fake, OWNER).payload.text)).toMatch(
+      /^Old Sim: rename TD\w+ to Achieng Otieno\?/,
+    );
+    await world.press(OWNER, "Confirm");
+    expect(lastText(world.fake, OWNER)).toBe(`✅ ${acct} is now Achieng Otieno.`);
+    expect((await phoneOf(customer.id)).name).toBe("Achieng Otieno");
+  });
+});
