@@ -101,6 +101,29 @@ export async function createCustomerWithSubscriptionInTx(
     customer = renamed ?? inserted;
   }
 
+  return startSubscriptionInTx(tx, ctx, actor, customer, plan, {
+    routerId: input.routerId ?? null,
+    networkUsername: input.networkUsername?.trim() || customer.accountNumber.toLowerCase(),
+    networkPassword: input.networkPassword || randomPassword(),
+  });
+}
+
+type Customer = typeof customers.$inferSelect;
+type Plan = typeof plans.$inferSelect;
+
+/**
+ * A customer's new subscription, waiting for its first payment: the first period's invoice (paid at
+ * once from any credit they hold), the router account (disabled until paid), the welcome SMS.
+ */
+export async function startSubscriptionInTx(
+  tx: Executor,
+  ctx: BillingContext,
+  actor: Actor,
+  customer: Customer,
+  plan: Plan,
+  input: { routerId: number | null; networkUsername: string; networkPassword: string },
+) {
+  const now = ctx.clock.now();
   const money = await lockCustomerMoney(tx, [customer.id]);
   const period = periodAt(now, plan, 0, ctx.settings);
   const [subscription] = await tx
@@ -108,9 +131,9 @@ export async function createCustomerWithSubscriptionInTx(
     .values({
       customerId: customer.id,
       planId: plan.id,
-      routerId: input.routerId ?? null,
-      networkUsername: input.networkUsername?.trim() || customer.accountNumber.toLowerCase(),
-      networkPassword: input.networkPassword || randomPassword(),
+      routerId: input.routerId,
+      networkUsername: input.networkUsername,
+      networkPassword: input.networkPassword,
       status: "pending",
       currentPeriodStart: period.start,
       currentPeriodEnd: period.end,
@@ -161,7 +184,7 @@ export async function createCustomerWithSubscriptionInTx(
       account: customer.accountNumber,
       plan: planNameIn(plan, customer.language),
     },
-    dedupeKey: `welcome:${customer.id}`,
+    dedupeKey: `welcome:${subscription.id}`,
   });
   await audit(tx, actor, now, {
     action: "subscription.created",

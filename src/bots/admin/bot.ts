@@ -13,6 +13,7 @@ import { opsFeatures } from "./features/ops.ts";
 import { placeFeature } from "./features/place.ts";
 import { plansFeature } from "./features/plans.ts";
 import { reportFeature } from "./features/report.ts";
+import { resubscribeFeature } from "./features/resubscribe.ts";
 import { routerCertFeature } from "./features/router-cert.ts";
 import { routerDialogFeature } from "./features/router-dialog.ts";
 import { serviceFeature } from "./features/service.ts";
@@ -62,6 +63,7 @@ const FEATURES: readonly Feature[] = [
   adjustFeature,
   customerEditFeature,
   placeFeature,
+  resubscribeFeature,
   routerCertFeature,
   ...opsFeatures,
   buttonsFeature,

@@ -20,6 +20,7 @@ export type AdminCommand =
   | "signups"
   | "add"
   | "customer_edit"
+  | "resubscribe"
   | "broadcast"
   | "stats"
   | "export"
@@ -66,6 +67,7 @@ export const PERMISSIONS: Readonly<Record<AdminCommand, readonly AdminRole[]>> =
   add: managers,
   // A phone number is who the customer is to M-Pesa and the menus: managers only.
   customer_edit: managers,
+  resubscribe: managers,
   broadcast: managers,
   stats: everyone,
   export: managers,

@@ -22,6 +22,8 @@ export const USAGE: Readonly<Record<AdminCommand, string>> = {
   add: "/add — add a subscriber, one question at a time (/cancel_dialog stops)",
   customer_edit:
     "/customer_edit <account> <phone | name> <value…> — a new phone number or a corrected name (asks first)",
+  resubscribe:
+    "/resubscribe <account> <plan code> [router] — a customer whose subscription ended comes back on the same account (asks first)",
   broadcast:
     "/broadcast <router NAME | plan CODE | area NAME | all> <text> — a notice to those subscribers (asks first)",
   stats: "/stats — subscribers, money collected, MRR, ARPU, who owes, who expires in 24 h",
