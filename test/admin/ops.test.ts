@@ -265,6 +265,59 @@ describe("/failed", () => {
       /Router jobs given up \(newest 1\):\n {2}• #\d+ .* suspend on Mathare-2 \(8 tries\): timeout/,
     );
   });
+
+  it("/resend sends a given-up voucher code again, or by SMS to another number", async () => {
+    // As the SMS worker leaves a message whose number refuses the sender's messages.
+    const [dead] = await database.db
+      .insert(messageOutbox)
+      .values({
+        channel: "sms",
+        recipient: "+254700000777",
+        template: "voucher_code",
+        params: { code: "K7M2Q9XP", plan: "Day pass", validity: "2026-06-02T06:00:00.000Z" },
+        status: "dead",
+        attempts: 1,
+        lastError: "406: the number opted out of messages from this sender",
+        nextAttemptAt: clock.now(),
+        createdAt: clock.now(),
+      })
+      .returning();
+    await world.say(VIEWER, "/failed");
+    expect(lastText(world.fake, VIEWER)).toContain(`#${dead!.id} `);
+    expect(lastText(world.fake, VIEWER)).toContain("(voucher_code K7M2Q9XP, 1 tries): 406");
+    expect(lastText(world.fake, VIEWER)).toContain("/resend <#number> [phone]");
+
+    await world.say(SUPPORT, `/resend #${dead!.id}`);
+    expect(lastText(world.fake, SUPPORT)).toMatch(/may not use \/resend/);
+    for (const [typed, answer] of [
+      ["/resend", /Say the message's number/],
+      ["/resend #999999999", /^No message #999999999\./],
+      [`/resend #${dead!.id} 12`, /"12" is not a phone number/],
+    ] as const) {
+      await world.say(OWNER, typed);
+      expect(lastText(world.fake, OWNER)).toMatch(answer);
+    }
+
+    await world.say(OWNER, `/resend #${dead!.id} 0711 222333`);
+    expect(lastText(world.fake, OWNER)).toBe(
+      `🔁 Message #${dead!.id} (voucher_code) queued again as an SMS to 0711 222333.`,
+    );
+    const copies = await database.db
+      .select()
+      .from(messageOutbox)
+      .where(eq(messageOutbox.recipient, "+254711222333"));
+    expect(copies).toMatchObject([
+      { channel: "sms", template: "voucher_code", status: "pending", params: { code: "K7M2Q9XP" } },
+    ]);
+
+    await world.say(OWNER, `/resend ${dead!.id}`);
+    expect(lastText(world.fake, OWNER)).toBe(`🔁 Message #${dead!.id} (voucher_code) queued again.`);
+    const [again] = await database.db.select().from(messageOutbox).where(eq(messageOutbox.id, dead!.id));
+    expect(again).toMatchObject({ status: "pending", attempts: 0, lastError: null });
+    await world.say(OWNER, `/resend #${dead!.id}`);
+    expect(lastText(world.fake, OWNER)).toBe(`Message #${dead!.id} was not given up (it is pending).`);
+    expect((await auditRows(database.db, "message.resent", `tg:${OWNER}`)).length).toBe(2);
+  });
 });
 
 describe("/audit", () => {

@@ -21,6 +21,7 @@ export async function deadMessages(db: Executor, limit: number) {
       channel: messageOutbox.channel,
       recipient: messageOutbox.recipient,
       template: messageOutbox.template,
+      params: messageOutbox.params,
       attempts: messageOutbox.attempts,
       lastError: messageOutbox.lastError,
       createdAt: messageOutbox.createdAt,
@@ -125,4 +126,56 @@ export async function retryDeadProvisioningInTx(
     details: { router: router.name, count: rows.length, ids: rows.slice(0, 100).map((r) => r.id) },
   });
   return rows.length;
+}
+
+export type ResendOutcome =
+  | { kind: "queued"; id: number; channel: string; recipient: string; template: string }
+  | { kind: "not_found" }
+  | { kind: "not_given_up"; status: string };
+
+/**
+ * A message given up, sent again (`/resend`): as it was, back in the queue with its tries reset;
+ * or, given a phone, as an SMS of its own to that number (a buyer whose own number refuses the
+ * sender's messages, say), the given-up one kept as it is. Audited either way.
+ */
+export async function resendDeadMessageInTx(
+  tx: Executor,
+  now: Date,
+  actor: Actor,
+  id: number,
+  phone?: string,
+): Promise<ResendOutcome> {
+  const [row] = await tx.select().from(messageOutbox).where(eq(messageOutbox.id, id)).for("update");
+  if (!row) return { kind: "not_found" };
+  if (row.status !== "dead") return { kind: "not_given_up", status: row.status };
+  let queued: { id: number; channel: string; recipient: string; template: string };
+  if (phone) {
+    const [copy] = await tx
+      .insert(messageOutbox)
+      .values({
+        channel: "sms",
+        recipient: phone,
+        language: row.language,
+        template: row.template,
+        params: row.params,
+        nextAttemptAt: now,
+        createdAt: now,
+      })
+      .returning();
+    queued = copy!;
+  } else {
+    const [again] = await tx
+      .update(messageOutbox)
+      .set({ status: "pending", attempts: 0, nextAttemptAt: now, lastError: null })
+      .where(eq(messageOutbox.id, row.id))
+      .returning();
+    queued = again!;
+  }
+  await audit(tx, actor, now, {
+    action: "message.resent",
+    entity: "message",
+    entityId: row.id,
+    details: { template: row.template, to: queued.recipient, channel: queued.channel, queuedId: queued.id },
+  });
+  return { kind: "queued", ...queued };
 }

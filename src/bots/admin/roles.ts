@@ -48,6 +48,7 @@ export type AdminCommand =
   | "router_password"
   | "router_cert"
   | "failed"
+  | "resend"
   | "audit";
 
 const everyone: readonly AdminRole[] = adminRoles;
@@ -91,6 +92,8 @@ export const PERMISSIONS: Readonly<Record<AdminCommand, readonly AdminRole[]>> =
   admin_remove: ["owner"],
   routers: everyone,
   failed: everyone,
+  // Can send a voucher code or a router login to any number: managers only.
+  resend: managers,
   audit: everyone,
   sync: managers,
   retry: managers,

@@ -17,7 +17,7 @@ export function failedFeature(kit: AdminKit): Composer<Context> {
       messages.length ? `Messages given up (newest ${messages.length}):` : "Messages given up: none",
       ...messages.map(
         (m) =>
-          `  • #${m.id} ${when(m.createdAt)} ${m.channel} to ${m.recipient} (${m.template}, ${m.attempts} tries)${m.lastError ? `: ${m.lastError.slice(0, 120)}` : ""}`,
+          `  • #${m.id} ${when(m.createdAt)} ${m.channel} to ${m.recipient} (${m.template}${typeof m.params.code === "string" ? ` ${m.params.code}` : ""}, ${m.attempts} tries)${m.lastError ? `: ${m.lastError.slice(0, 120)}` : ""}`,
       ),
       jobs.length ? `Router jobs given up (newest ${jobs.length}):` : "Router jobs given up: none",
       ...jobs.map(
@@ -25,6 +25,8 @@ export function failedFeature(kit: AdminKit): Composer<Context> {
           `  • #${j.id} ${when(j.doneAt)} ${j.action}${j.subscriptionId ? ` subscription ${j.subscriptionId}` : ""}${j.voucherId ? ` voucher ${j.voucherId}` : ""} on ${j.routerName ?? "any router"} (${j.attempts} tries)${j.lastError ? `: ${j.lastError.slice(0, 120)}` : ""}`,
       ),
     ];
+    if (messages.length)
+      lines.push("/resend <#number> [phone] sends a message again, or by SMS to another number.");
     if (jobs.length) lines.push("/retry <router> sends a router's given-up jobs again.");
     await kit.reply(ctx, lines.join("\n"));
   });

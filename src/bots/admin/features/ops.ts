@@ -1,6 +1,7 @@
 import type { Feature } from "../kit.ts";
 import { auditFeature } from "./audit.ts";
 import { failedFeature } from "./failed.ts";
+import { resendFeature } from "./resend.ts";
 import { retryFeature } from "./retry.ts";
 import { routersFeature } from "./routers.ts";
 import { syncFeature } from "./sync.ts";
@@ -11,5 +12,6 @@ export const opsFeatures: readonly Feature[] = [
   syncFeature,
   retryFeature,
   failedFeature,
+  resendFeature,
   auditFeature,
 ];

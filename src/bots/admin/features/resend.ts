@@ -1,0 +1,40 @@
+import { Composer, type Context } from "grammy";
+import { displayPhone, normalizePhone } from "../../../lib/phone.ts";
+import type { AdminKit } from "../kit.ts";
+import { resendDeadMessageInTx } from "../ops-queries.ts";
+import { adminActor } from "../roles.ts";
+
+/**
+ * `/resend <#number> [phone]`: a message `/failed` lists as given up (a voucher code, a router
+ * login, a receipt) sent again, or by SMS to another number.
+ */
+export function resendFeature(kit: AdminKit): Composer<Context> {
+  const composer = new Composer<Context>();
+  kit.command(composer, "resend", async (ctx, admin, args) => {
+    const number = /^#?(\d{1,12})$/.exec(args[0] ?? "");
+    if (!number)
+      return void (await kit.reply(ctx, kit.usage("resend", "Say the message's number, as /failed shows it.")));
+    // A phone as people type it, spaces and all.
+    const typed = args.slice(1).join(" ");
+    const phone = typed === "" ? undefined : normalizePhone(typed);
+    if (phone === null)
+      return void (await kit.reply(ctx, `"${typed}" is not a phone number: type it as 0712 345678.`));
+    await kit.inTx(async (tx, _, now) => {
+      const outcome = await resendDeadMessageInTx(
+        tx,
+        now,
+        adminActor(admin.telegramId),
+        Number(number[1]),
+        phone,
+      );
+      const text =
+        outcome.kind === "not_found"
+          ? `No message #${number[1]}. /failed lists those given up.`
+          : outcome.kind === "not_given_up"
+            ? `Message #${number[1]} was not given up (it is ${outcome.status}).`
+            : `🔁 Message #${number[1]} (${outcome.template}) queued again${outcome.channel === "sms" && phone ? ` as an SMS to ${displayPhone(outcome.recipient)}` : ""}.`;
+      await kit.say(tx, now, ctx.chat!.id, text);
+    });
+  });
+  return composer;
+}
