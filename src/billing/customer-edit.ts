@@ -1,5 +1,5 @@
-import { and, eq, ne } from "drizzle-orm";
-import { chatLinkCodes, chatLinks, chatSessions, customers } from "../db/schema/index.ts";
+import { and, eq, isNotNull, isNull, ne } from "drizzle-orm";
+import { chatLinkCodes, chatLinks, chatSessions, customers, messageOutbox } from "../db/schema/index.ts";
 import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 
@@ -52,7 +52,30 @@ export async function editCustomer(
       .where(and(eq(customers.phone, change.phone), ne(customers.id, customer.id)));
     if (taken)
       throw new BillingError("duplicate_phone", `That number is already account ${taken.accountNumber}.`);
-    await tx.update(customers).set({ phone: change.phone }).where(eq(customers.id, customer.id));
+    try {
+      await tx.update(customers).set({ phone: change.phone }).where(eq(customers.id, customer.id));
+    } catch (error) {
+      // Taken meanwhile by another writer (the unique index): the same refusal as above.
+      const failure = error as { code?: string; cause?: { code?: string } };
+      if ((failure.cause?.code ?? failure.code) === "23505")
+        throw new BillingError("duplicate_phone", "That number was just given to another account.");
+      throw error;
+    }
+    // SMS still queued for the old number go to the new one (a receipt, a router login).
+    await tx
+      .update(messageOutbox)
+      .set({ recipient: change.phone })
+      .where(
+        and(
+          eq(messageOutbox.channel, "sms"),
+          eq(messageOutbox.recipient, customer.phone),
+          eq(messageOutbox.status, "pending"),
+        ),
+      );
+    await tx
+      .update(messageOutbox)
+      .set({ fallbackRecipient: change.phone })
+      .where(and(eq(messageOutbox.fallbackRecipient, customer.phone), eq(messageOutbox.status, "pending")));
     const unlinked = await tx
       .delete(chatLinks)
       .where(eq(chatLinks.customerId, customer.id))
@@ -60,10 +83,26 @@ export async function editCustomer(
     // A link code texted to the old number links nothing any more.
     await tx.delete(chatLinkCodes).where(eq(chatLinkCodes.customerId, customer.id));
     // Their places in the menu were the customer's menu: they start over as whoever they are now.
-    for (const link of unlinked)
+    // What was queued for those chats is not sent there: a notice goes by SMS to the new number,
+    // a menu answer nowhere.
+    for (const link of unlinked) {
       await tx
         .delete(chatSessions)
         .where(and(eq(chatSessions.channel, link.channel), eq(chatSessions.chatId, link.chatId)));
+      const queuedForChat = and(
+        eq(messageOutbox.channel, link.channel),
+        eq(messageOutbox.recipient, link.chatId),
+        eq(messageOutbox.status, "pending"),
+      );
+      await tx
+        .update(messageOutbox)
+        .set({ channel: "sms", recipient: change.phone, fallbackRecipient: null })
+        .where(and(queuedForChat, isNull(messageOutbox.content)));
+      await tx
+        .update(messageOutbox)
+        .set({ status: "superseded", lastError: "not sent: the chat was unlinked when the phone changed" })
+        .where(and(queuedForChat, isNotNull(messageOutbox.content)));
+    }
     await audit(tx, actor, now, {
       action: "customer.phone_changed",
       entity: "customer",

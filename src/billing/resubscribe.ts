@@ -2,6 +2,7 @@ import { and, eq, like, ne, or } from "drizzle-orm";
 import { customers, plans, routers, subscriptions } from "../db/schema/index.ts";
 import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
+import { balanceOf } from "./ledger.ts";
 import { lockCustomerMoney } from "./money-lock.ts";
 import { restoreIfSettled } from "./restore.ts";
 import { randomPassword, startSubscriptionInTx } from "./subscriptions.ts";
@@ -9,7 +10,8 @@ import { randomPassword, startSubscriptionInTx } from "./subscriptions.ts";
 /**
  * A customer whose subscription ended (cancelled, or a sign-up that was rejected) comes back: a new
  * subscription for the same account, with its balance, history and phone, waiting for its first
- * payment like any new one (any credit left pays it at once). Its router login is the account
+ * payment like any new one (credit left on the account pays it at once; older bills still owed are
+ * paid first, oldest first, and service starts once nothing is overdue). Its router login is the account
  * number again when free, else with a suffix: a login is never reused by two subscriptions.
  */
 export async function resubscribe(
@@ -69,6 +71,12 @@ export async function resubscribe(
       entityId: customer.id,
       details: { subscriptionId: started.subscription.id, planId: plan.id },
     });
-    return { ...started, subscription: subscription ?? started.subscription, started: restored.length > 0 };
+    return {
+      ...started,
+      subscription: subscription ?? started.subscription,
+      started: restored.length > 0,
+      /** What the account owes now: the first period and any older bill not paid by its credit. */
+      owedCents: Math.max(0, -(await balanceOf(tx, customer.id))),
+    };
   });
 }

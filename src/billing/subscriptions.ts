@@ -184,7 +184,9 @@ export async function startSubscriptionInTx(
       account: customer.accountNumber,
       plan: planNameIn(plan, customer.language),
     },
-    dedupeKey: `welcome:${subscription.id}`,
+    // Per subscription (a customer who comes back is welcomed again), apart from the older
+    // per-customer `welcome:<customer id>` keys.
+    dedupeKey: `welcome-sub:${subscription.id}`,
   });
   await audit(tx, actor, now, {
     action: "subscription.created",

@@ -1,7 +1,13 @@
-import { eq } from "drizzle-orm";
+import { eq, inArray } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { FakeClock } from "../../src/clock.ts";
-import { chatLinkCodes, chatLinks, chatSessions, customers } from "../../src/db/schema/index.ts";
+import {
+  chatLinkCodes,
+  chatLinks,
+  chatSessions,
+  customers,
+  messageOutbox,
+} from "../../src/db/schema/index.ts";
 import { activeSubscriber, createPlan } from "../support/billing.ts";
 import { adminWorldForFile, auditRows, lastMenuIn, lastText, OWNER } from "./world.ts";
 
@@ -34,6 +40,33 @@ describe("/customer_edit", () => {
       codeHash: "x",
       expiresAt: clock.now(),
     });
+    // Queued when the phone changes: an SMS to the old number, a notice and a menu answer for the
+    // Telegram chat that is about to be unlinked.
+    const queued = await world.db
+      .insert(messageOutbox)
+      .values(
+        [
+          { channel: "sms" as const, recipient: customer.phone, template: "payment_received" },
+          {
+            channel: "telegram" as const,
+            recipient: "7000001",
+            template: "payment_received",
+            fallbackRecipient: customer.phone,
+          },
+          {
+            channel: "telegram" as const,
+            recipient: "7000001",
+            template: "chat",
+            content: { kind: "text", text: "1" },
+          },
+        ].map((m) => ({
+          ...m,
+          params: { amountCents: 100 },
+          nextAttemptAt: clock.now(),
+          createdAt: clock.now(),
+        })),
+      )
+      .returning({ id: messageOutbox.id });
     const phoneOf = async (id: number) =>
       (await world.db.select().from(customers).where(eq(customers.id, id)))[0]!;
 
@@ -70,6 +103,21 @@ describe("/customer_edit", () => {
     expect(links.map((l) => l.chatId)).toEqual(["7000002"]);
     expect((await world.db.select().from(chatSessions)).map((s) => s.chatId)).toEqual(["7000002"]);
     expect(await world.db.select().from(chatLinkCodes)).toEqual([]);
+    const after = await world.db
+      .select()
+      .from(messageOutbox)
+      .where(
+        inArray(
+          messageOutbox.id,
+          queued.map((q) => q.id),
+        ),
+      )
+      .orderBy(messageOutbox.id);
+    expect(after.map((m) => [m.channel, m.recipient, m.status])).toEqual([
+      ["sms", "+254722000111", "pending"],
+      ["sms", "+254722000111", "pending"],
+      ["telegram", "7000001", "superseded"],
+    ]);
     expect(await auditRows(world.db, "customer.phone_changed", `tg:${OWNER}`)).toMatchObject([
       {
         entityId: String(customer.id),

@@ -310,6 +310,34 @@ describe("/failed", () => {
       { channel: "sms", template: "voucher_code", status: "pending", params: { code: "K7M2Q9XP" } },
     ]);
 
+    // A router login or a link code is its owner's alone: never to another number, never shown.
+    const [login, linkCode] = await database.db
+      .insert(messageOutbox)
+      .values(
+        (["activated", "chat_link_code"] as const).map((template) => ({
+          channel: "sms" as const,
+          recipient: "+254700000778",
+          template,
+          params: { code: "493817", account: "TD00009" },
+          status: "dead" as const,
+          attempts: 5,
+          nextAttemptAt: clock.now(),
+          createdAt: clock.now(),
+        })),
+      )
+      .returning();
+    await world.say(VIEWER, "/failed");
+    expect(lastText(world.fake, VIEWER)).not.toContain("493817");
+    await world.say(OWNER, `/resend #${login!.id} 0711 222333`);
+    expect(lastText(world.fake, OWNER)).toBe(
+      `Only a voucher code goes to another number; #${login!.id} is activated, for its own recipient only: /resend ${login!.id}.`,
+    );
+    await world.say(OWNER, `/resend #${linkCode!.id} 0711 222333`);
+    expect(lastText(world.fake, OWNER)).toMatch(/^Only a voucher code goes to another number/);
+    expect(
+      await database.db.select().from(messageOutbox).where(eq(messageOutbox.recipient, "+254711222333")),
+    ).toHaveLength(1);
+
     await world.say(OWNER, `/resend ${dead!.id}`);
     expect(lastText(world.fake, OWNER)).toBe(`🔁 Message #${dead!.id} (voucher_code) queued again.`);
     const [again] = await database.db.select().from(messageOutbox).where(eq(messageOutbox.id, dead!.id));

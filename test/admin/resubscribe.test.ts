@@ -1,9 +1,10 @@
 import { and, eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
+import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
 import { cancelSubscription } from "../../src/billing/subscriptions.ts";
 import { DAY, FakeClock } from "../../src/clock.ts";
 import { messageOutbox, subscriptions } from "../../src/db/schema/index.ts";
-import { activeSubscriber, admin, createPlan, ledgerSum } from "../support/billing.ts";
+import { activeSubscriber, admin, createPlan, job, ledgerSum } from "../support/billing.ts";
 import { adminWorldForFile, auditRows, lastMenuIn, lastText, OWNER } from "./world.ts";
 
 /** `/resubscribe`: a customer whose subscription ended comes back on the same account. */
@@ -72,6 +73,26 @@ describe("/resubscribe", () => {
     ]);
   });
 
+  it("an older bill still owed is paid first: the admin is told the whole amount", async () => {
+    clock.set("2026-09-01T08:00:00Z");
+    const plan = await createPlan(world.db, { priceCents: 80_000 });
+    const { customer, subscription } = await activeSubscriber(world.ctx, plan.id, "Left Owing");
+    // The next period is billed and served for a few days unpaid, then the subscription ends.
+    clock.set(new Date(subscription.currentPeriodEnd.getTime() - DAY));
+    await issueRecurringInvoices(world.ctx, job);
+    clock.set(new Date(subscription.currentPeriodEnd.getTime() + 3 * DAY));
+    await cancelSubscription(world.ctx, admin, { subscriptionId: subscription.id, reason: "stopped paying" });
+    expect(await ledgerSum(world.db, customer.id)).toBe(-80_000);
+
+    await world.say(OWNER, `/resubscribe ${customer.accountNumber} ${plan.code}`);
+    await world.press(OWNER, "Confirm");
+    expect(lastText(world.fake, OWNER)).toMatch(
+      /: KES 1,600 to pay, older bills first, then the first period \(service starts once all is paid\)\.$/,
+    );
+    const [, fresh] = await subscriptionsOf(customer.id);
+    expect(fresh!.status).toBe("pending");
+  });
+
   it("credit left on the account pays the first period: service starts at once", async () => {
     clock.set("2026-08-01T08:00:00Z");
     const plan = await createPlan(world.db, { priceCents: 60_000 });
@@ -81,7 +102,9 @@ describe("/resubscribe", () => {
     expect(await ledgerSum(world.db, customer.id)).toBeGreaterThanOrEqual(60_000);
     await world.say(OWNER, `/resubscribe ${customer.accountNumber} ${plan.code}`);
     await world.press(OWNER, "Confirm");
-    expect(lastText(world.fake, OWNER)).toMatch(/the first period is paid from the account's credit\.$/);
+    expect(lastText(world.fake, OWNER)).toMatch(
+      /the first period is paid from the account's credit: service starts now\.$/,
+    );
     const [, fresh] = await subscriptionsOf(customer.id);
     expect(fresh!.status).toBe("active");
   });

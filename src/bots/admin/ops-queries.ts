@@ -131,12 +131,17 @@ export async function retryDeadProvisioningInTx(
 export type ResendOutcome =
   | { kind: "queued"; id: number; channel: string; recipient: string; template: string }
   | { kind: "not_found" }
-  | { kind: "not_given_up"; status: string };
+  | { kind: "not_given_up"; status: string }
+  /** Only a voucher code goes to another number: a router login or a link code is the customer's own. */
+  | { kind: "not_redirectable"; template: string };
+
+/** What may be sent to a number other than the one it was for. */
+const REDIRECTABLE = new Set(["voucher_code"]);
 
 /**
  * A message given up, sent again (`/resend`): as it was, back in the queue with its tries reset;
- * or, given a phone, as an SMS of its own to that number (a buyer whose own number refuses the
- * sender's messages, say), the given-up one kept as it is. Audited either way.
+ * or, for a voucher code, given a phone, as an SMS of its own to that number (a buyer whose own
+ * number refuses the sender's messages, say), the given-up one kept as it is. Audited either way.
  */
 export async function resendDeadMessageInTx(
   tx: Executor,
@@ -148,6 +153,7 @@ export async function resendDeadMessageInTx(
   const [row] = await tx.select().from(messageOutbox).where(eq(messageOutbox.id, id)).for("update");
   if (!row) return { kind: "not_found" };
   if (row.status !== "dead") return { kind: "not_given_up", status: row.status };
+  if (phone && !REDIRECTABLE.has(row.template)) return { kind: "not_redirectable", template: row.template };
   let queued: { id: number; channel: string; recipient: string; template: string };
   if (phone) {
     const [copy] = await tx

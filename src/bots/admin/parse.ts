@@ -22,8 +22,11 @@ export const words = (text: string): string[] => text.trim().split(/\s+/).filter
 export const commandWordIn = (text: string): string | null =>
   /^\/([A-Za-z0-9_]+)/.exec(text)?.[1]?.toLowerCase() ?? null;
 
-/** Shillings as typed ("1500", "1,500", "1500.50", "KES 1500") → cents. */
-export function parseAmount(input: string | undefined): Parsed<number> {
+/**
+ * Shillings as typed ("1500", "1,500", "1500.50", "KES 1500") → cents, at most KES 1,000,000
+ * (`what` names the limit in the refusal).
+ */
+export function parseAmount(input: string | undefined, what = "one cash payment"): Parsed<number> {
   if (input === undefined || input.trim() === "") return fail("Say the amount in shillings, e.g. 1500.");
   const typed = input.trim().replace(/^(kes|ksh|ksh\.|sh)\s*/i, "");
   if (/^-/.test(typed)) return fail("The amount must be more than zero.");
@@ -32,12 +35,12 @@ export function parseAmount(input: string | undefined): Parsed<number> {
   if (!/^(\d{1,3}(,\d{3})+|\d+)(\.\d{1,2})?$/.test(typed))
     return fail(`"${input}" is not an amount: type shillings, e.g. 1500 or 1,500.50.`);
   if (typed.replace(/[,.]/g, "").replace(/^0+/, "").length > 11)
-    return fail(`${input} is more than one cash payment can be (KES 1,000,000): check the amount.`);
+    return fail(`${input} is more than ${what} can be (KES 1,000,000): check the amount.`);
   const cents = parseShillings(typed);
   if (cents === null) return fail(`"${input}" is not an amount: type shillings, e.g. 1500 or 1,500.50.`);
   if (cents <= 0) return fail("The amount must be more than zero.");
   if (cents > MAX_CASH_CENTS)
-    return fail(`${input} is more than one cash payment can be (KES 1,000,000): check the amount.`);
+    return fail(`${input} is more than ${what} can be (KES 1,000,000): check the amount.`);
   return ok(cents);
 }
 

@@ -49,7 +49,8 @@ export const USAGE: Readonly<Record<AdminCommand, string>> = {
   admin_remove: "/admin_remove <telegram id> — remove an admin",
   routers: "/routers — each router's health: last contact, queue, dead jobs, last error",
   failed: "/failed — messages and router jobs given up, newest first",
-  resend: "/resend <#number> [phone] — a message /failed lists sent again, or by SMS to another number",
+  resend:
+    "/resend <#number> [phone] — a message /failed lists sent again (a voucher code: or by SMS to another number)",
   audit: "/audit <account | telegram id> [n] — the last n audit entries (default 10, at most 50)",
   sync: "/sync <router> [dry] — compare a router with the database and repair it (dry: report only)",
   retry: "/retry <router> — send a router's given-up jobs again",

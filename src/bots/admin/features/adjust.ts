@@ -51,7 +51,7 @@ export function adjustFeature(kit: AdminKit): Composer<Context> {
         ctx,
         usage("adjust", "Say + to credit the customer or - to charge them, e.g. -360 or +500."),
       ));
-    const amount = parseAmount(signed[2]);
+    const amount = parseAmount(signed[2], "one correction");
     if (!amount.ok) return void (await reply(ctx, usage("adjust", amount.error)));
     const reason = parseNote(args.slice(2));
     if (!reason.ok || !reason.value)
@@ -77,7 +77,7 @@ export function adjustFeature(kit: AdminKit): Composer<Context> {
         admin,
         ctx.chat!.id,
         action,
-        `${customer.name}: balance ${balanceText(balance)}. ${what(action)[0]!.toUpperCase()}${what(action).slice(1)} (reason: ${action.reason})?`,
+        `${customer.name}: balance ${balanceText(balance)}. ${what(action)[0]!.toUpperCase()}${what(action).slice(1)} (reason: ${action.reason})?${action.amountCents < 0 ? " The charge is due at once: the next payments pay it first, and service waiting for a payment starts only once it is paid too." : ""}`,
       ),
     );
   });

@@ -57,7 +57,7 @@ export function customerEditFeature(kit: AdminKit): Composer<Context> {
             ? "Say what to change: phone or name."
             : value.ok
               ? `Say the new ${field}.`
-              : value.error,
+              : `That ${field} is too long (at most 100 characters).`,
         ),
       ));
     let change: CustomerChange;

@@ -17,7 +17,7 @@ export function failedFeature(kit: AdminKit): Composer<Context> {
       messages.length ? `Messages given up (newest ${messages.length}):` : "Messages given up: none",
       ...messages.map(
         (m) =>
-          `  • #${m.id} ${when(m.createdAt)} ${m.channel} to ${m.recipient} (${m.template}${typeof m.params.code === "string" ? ` ${m.params.code}` : ""}, ${m.attempts} tries)${m.lastError ? `: ${m.lastError.slice(0, 120)}` : ""}`,
+          `  • #${m.id} ${when(m.createdAt)} ${m.channel} to ${m.recipient} (${m.template}${m.template === "voucher_code" && typeof m.params.code === "string" ? ` ${m.params.code}` : ""}, ${m.attempts} tries)${m.lastError ? `: ${m.lastError.slice(0, 120)}` : ""}`,
       ),
       jobs.length ? `Router jobs given up (newest ${jobs.length}):` : "Router jobs given up: none",
       ...jobs.map(

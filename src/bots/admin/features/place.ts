@@ -1,6 +1,8 @@
+import { eq } from "drizzle-orm";
 import { Composer, type Context } from "grammy";
 import { findCustomerByAccountReference } from "../../../billing/accounts.ts";
 import { placeSubscription } from "../../../billing/placement.ts";
+import { routers } from "../../../db/schema/index.ts";
 import { findRouterByReference } from "../../../network/health.ts";
 import { askConfirmation, confirmable, type FeatureAction } from "../confirmations.ts";
 import type { AdminKit } from "../kit.ts";
@@ -55,11 +57,11 @@ export function placeFeature(kit: AdminKit): Composer<Context> {
     if (!subscription) return void (await reply(ctx, `${customer.accountNumber} has no subscription.`));
     const router = await findRouterByReference(db, reference);
     if (!router) return void (await reply(ctx, `No router "${reference}". /routers lists them.`));
-    const from =
+    const [current] =
       subscription.routerId === null
-        ? null
-        : ((await findRouterByReference(db, String(subscription.routerId)))?.name ??
-          String(subscription.routerId));
+        ? []
+        : await db.select({ name: routers.name }).from(routers).where(eq(routers.id, subscription.routerId));
+    const from = subscription.routerId === null ? null : (current?.name ?? String(subscription.routerId));
     if (subscription.routerId === router.id)
       return void (await reply(ctx, `${customer.accountNumber} is already on ${router.name}.`));
     const action: PlaceAction = {

@@ -6,14 +6,17 @@ import { adminActor } from "../roles.ts";
 
 /**
  * `/resend <#number> [phone]`: a message `/failed` lists as given up (a voucher code, a router
- * login, a receipt) sent again, or by SMS to another number.
+ * login, a receipt) sent again; a voucher code may go by SMS to another number instead.
  */
 export function resendFeature(kit: AdminKit): Composer<Context> {
   const composer = new Composer<Context>();
   kit.command(composer, "resend", async (ctx, admin, args) => {
     const number = /^#?(\d{1,12})$/.exec(args[0] ?? "");
     if (!number)
-      return void (await kit.reply(ctx, kit.usage("resend", "Say the message's number, as /failed shows it.")));
+      return void (await kit.reply(
+        ctx,
+        kit.usage("resend", "Say the message's number, as /failed shows it."),
+      ));
     // A phone as people type it, spaces and all.
     const typed = args.slice(1).join(" ");
     const phone = typed === "" ? undefined : normalizePhone(typed);
@@ -32,7 +35,9 @@ export function resendFeature(kit: AdminKit): Composer<Context> {
           ? `No message #${number[1]}. /failed lists those given up.`
           : outcome.kind === "not_given_up"
             ? `Message #${number[1]} was not given up (it is ${outcome.status}).`
-            : `🔁 Message #${number[1]} (${outcome.template}) queued again${outcome.channel === "sms" && phone ? ` as an SMS to ${displayPhone(outcome.recipient)}` : ""}.`;
+            : outcome.kind === "not_redirectable"
+              ? `Only a voucher code goes to another number; #${number[1]} is ${outcome.template}, for its own recipient only: /resend ${number[1]}.`
+              : `🔁 Message #${number[1]} (${outcome.template}) queued again${outcome.channel === "sms" && phone ? ` as an SMS to ${displayPhone(outcome.recipient)}` : ""}.`;
       await kit.say(tx, now, ctx.chat!.id, text);
     });
   });

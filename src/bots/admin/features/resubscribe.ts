@@ -37,11 +37,18 @@ confirmable("resubscribe", {
   describe: (a) => what(a as ResubscribeAction),
   async run(ctx, admin, a) {
     const action = a as ResubscribeAction;
-    const { subscription, invoice } = await resubscribe(ctx, adminActor(admin.telegramId), action);
-    const state =
-      subscription.status === "pending"
-        ? `${formatKes(invoice.amountCents - invoice.paidCents)} to pay for the first period (service starts with it)`
-        : "the first period is paid from the account's credit";
+    const { subscription, invoice, started, owedCents } = await resubscribe(
+      ctx,
+      adminActor(admin.telegramId),
+      action,
+    );
+    const state = started
+      ? "the first period is paid from the account's credit: service starts now"
+      : owedCents > invoice.amountCents
+        ? `${formatKes(owedCents)} to pay, older bills first, then the first period (service starts once all is paid)`
+        : owedCents < invoice.amountCents
+          ? `${formatKes(owedCents)} still to pay for the first period, the rest paid from credit (service starts with it)`
+          : `${formatKes(owedCents)} to pay for the first period (service starts with it)`;
     return `✅ ${action.accountNumber} is subscribed again to ${action.planCode} (router login ${subscription.networkUsername}): ${state}.`;
   },
 });

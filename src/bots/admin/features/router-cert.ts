@@ -15,11 +15,18 @@ import { routerNamed } from "./router-dialog-input.ts";
 export function routerCertFeature(kit: AdminKit): Composer<Context> {
   const composer = new Composer<Context>();
   kit.command(composer, "router_cert", async (ctx, admin, args) => {
-    const [ref, fingerprint, ...rest] = args;
-    if (!ref || rest.length > 0)
+    if (args.length === 0)
       return void (await kit.reply(ctx, kit.usage("router_cert", "Say the router, then its fingerprint.")));
-    const router = await routerNamed(kit.db, ref);
-    if (!router) return void (await kit.reply(ctx, `No router "${ref}". /routers lists them.`));
+    // The longest run of first words that names a router (a name may hold spaces); the rest is the
+    // fingerprint, however it was pasted (spaces, colons).
+    let router: Awaited<ReturnType<typeof routerNamed>> = null;
+    let named = 0;
+    for (let k = args.length; k >= 1 && !router; k--) {
+      router = await routerNamed(kit.db, args.slice(0, k).join(" "));
+      if (router) named = k;
+    }
+    if (!router) return void (await kit.reply(ctx, `No router "${args[0]}". /routers lists them.`));
+    const fingerprint = args.slice(named).join("");
     if (!fingerprint) {
       const pinned = router.tlsFingerprint ? `Pinned now: SHA-256 ${router.tlsFingerprint}.\n` : "";
       if (!router.tlsFingerprintSeen || router.tlsFingerprintSeen === router.tlsFingerprint)
