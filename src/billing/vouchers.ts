@@ -6,6 +6,7 @@ import { planNameIn } from "./accounts.ts";
 import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { enqueueMessage, enqueueProvisioning } from "./outbox.ts";
+import { recordUncreditedPaymentInTx } from "./payments.ts";
 import { periodAt } from "./service-periods.ts";
 
 /** No 0/O, 1/I: codes are read off paper and typed on phones. */
@@ -162,7 +163,13 @@ export const MAX_CODES_SOLD_AT_ONCE = 100;
  * validity. Only codes still available and not past their unsold date are sold; the rest are
  * counted as not available.
  */
-export async function markVouchersSold(ctx: BillingContext, actor: Actor, input: PrintedVouchers) {
+export async function markVouchersSold(
+  ctx: BillingContext,
+  actor: Actor,
+  input: PrintedVouchers,
+  /** Cash the reseller paid for them: recorded as money received (for no account) when any sold. */
+  paid?: { amountCents: number; providerRef: string },
+) {
   const codes = "codes" in input ? [...new Set(input.codes.map(normaliseVoucherCode))] : null;
   if (codes && (codes.length === 0 || codes.length > MAX_CODES_SOLD_AT_ONCE))
     throw new BillingError("invalid_quantity", `Name 1 to ${MAX_CODES_SOLD_AT_ONCE} codes.`);
@@ -198,6 +205,23 @@ export async function markVouchersSold(ctx: BillingContext, actor: Actor, input:
         routerId: voucher.routerId,
       });
     }
+    const paymentId =
+      paid && rows.length > 0
+        ? await recordUncreditedPaymentInTx(
+            tx,
+            now,
+            {
+              method: "cash",
+              provider: "cash",
+              providerRef: paid.providerRef,
+              amountCents: paid.amountCents,
+              accountReference: codes
+                ? `vouchers ${rows.map((r) => r.voucher.code).join(" ")}`.slice(0, 200)
+                : `voucher batch ${(input as { batchId: number }).batchId}`,
+            },
+            "applied",
+          )
+        : null;
     // A whole batch is audited as the batch (its ids could outgrow the indexed entity id).
     await audit(
       tx,
@@ -208,16 +232,16 @@ export async function markVouchersSold(ctx: BillingContext, actor: Actor, input:
             action: "voucher.marked_sold",
             entity: "voucher",
             entityId: rows.map((r) => r.voucher.id).join(","),
-            details: { requested: codes.length, sold: rows.length },
+            details: { requested: codes.length, sold: rows.length, paymentId },
           }
         : {
             action: "voucher.marked_sold",
             entity: "voucher_batch",
             entityId: (input as { batchId: number }).batchId,
-            details: { sold: rows.length },
+            details: { sold: rows.length, paymentId },
           },
     );
-    return { sold: rows.length, notAvailable: codes ? codes.length - rows.length : 0 };
+    return { sold: rows.length, notAvailable: codes ? codes.length - rows.length : 0, paymentId };
   });
 }
 

@@ -2,7 +2,7 @@ import { and, eq, inArray } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { createVoucherBatch, markVouchersSold } from "../../src/billing/vouchers.ts";
 import { DAY, FakeClock } from "../../src/clock.ts";
-import { provisioningOutbox, vouchers } from "../../src/db/schema/index.ts";
+import { payments, provisioningOutbox, vouchers } from "../../src/db/schema/index.ts";
 import { admin, createPlan } from "../support/billing.ts";
 import { adminWorldForFile, auditRows, lastMenuIn, lastText, OWNER } from "./world.ts";
 
@@ -72,7 +72,7 @@ describe("/sold", () => {
     expect(sold!.expiresAt.toISOString()).toBe("2026-05-02T08:00:00.000Z");
     expect(await liveOnRouters([a, b, c])).toBe(2);
     const audited = await auditRows(world.db, "voucher.marked_sold", `tg:${SUPPORT}`);
-    expect(audited.map((r) => r.details)).toEqual([{ requested: 2, sold: 2 }]);
+    expect(audited.map((r) => r.details)).toEqual([{ requested: 2, sold: 2, paymentId: null }]);
 
     await world.say(SUPPORT, `/sold ${a}`);
     expect(lastText(world.fake, SUPPORT)).toBe(`None of those can be sold.\n${a}: already sold`);
@@ -90,6 +90,37 @@ describe("/sold", () => {
       "✅ 1 voucher sold: live on the routers now. 1 code was not unsold any more.",
     );
     expect(await liveOnRouters([a, b])).toBe(2);
+  });
+
+  it("records the cash a reseller paid for a batch as money received, counted in what was collected", async () => {
+    clock.set("2026-05-03T08:00:00Z");
+    const { batch } = await dayPassBatch(3);
+    await world.say(OWNER, `/sold batch ${batch.id} paid lots`);
+    expect(lastText(world.fake, OWNER)).toMatch(/"lots" is not an amount/);
+    await world.say(OWNER, `/sold batch ${batch.id} paid 1,500`);
+    expect(String(lastMenuIn(world.fake, OWNER).payload.text)).toMatch(
+      new RegExp(
+        `^Mark 3 unsold vouchers of batch ${batch.id} sold, and record KES 1,500 cash received for them\\?`,
+      ),
+    );
+    await world.press(OWNER, "Confirm");
+    expect(lastText(world.fake, OWNER)).toBe(
+      "✅ 3 vouchers sold: live on the routers now. KES 1,500 recorded as cash received.",
+    );
+    const [cash] = await world.db
+      .select()
+      .from(payments)
+      .where(eq(payments.accountReference, `voucher batch ${batch.id}`));
+    expect(cash).toMatchObject({ method: "cash", status: "applied", customerId: null, amountCents: 150_000 });
+    // Nothing sold, nothing recorded.
+    await world.say(OWNER, `/sold batch ${batch.id} paid 1,500`);
+    expect(lastText(world.fake, OWNER)).toMatch(/^None of those can be sold\./);
+    expect(
+      await world.db
+        .select()
+        .from(payments)
+        .where(eq(payments.accountReference, `voucher batch ${batch.id}`)),
+    ).toHaveLength(1);
   });
 
   it("sells what is left of a whole batch, and refuses codes past their unsold date", async () => {

@@ -123,9 +123,9 @@ describe("vouchers", () => {
     const first = await markVouchersSold(ctx, admin, {
       codes: [codes[0]!, `${codes[1]!.slice(0, 4)}-${codes[1]!.slice(4)}`],
     });
-    expect(first).toEqual({ sold: 2, notAvailable: 0 });
+    expect(first).toEqual({ sold: 2, notAvailable: 0, paymentId: null });
     const again = await markVouchersSold(ctx, admin, { codes: [codes[0]!] });
-    expect(again).toEqual({ sold: 0, notAvailable: 1 });
+    expect(again).toEqual({ sold: 0, notAvailable: 1, paymentId: null });
   });
 
   it("a printed code past its unsold date is not sold, even before the expiry job has run", async () => {
@@ -134,8 +134,16 @@ describe("vouchers", () => {
     const plan = await createPlan(database.db, { priceCents: 2_000, kind: "hotspot", periodUnit: "hours" });
     const { batch, codes } = await createVoucherBatch(ctx, admin, { planId: plan.id, quantity: 2 });
     clock.advance(ctx.settings.unsoldVoucherDays * DAY);
-    expect(await markVouchersSold(ctx, admin, { codes })).toEqual({ sold: 0, notAvailable: 2 });
-    expect(await markVouchersSold(ctx, admin, { batchId: batch.id })).toEqual({ sold: 0, notAvailable: 0 });
+    expect(await markVouchersSold(ctx, admin, { codes })).toEqual({
+      sold: 0,
+      notAvailable: 2,
+      paymentId: null,
+    });
+    expect(await markVouchersSold(ctx, admin, { batchId: batch.id })).toEqual({
+      sold: 0,
+      notAvailable: 0,
+      paymentId: null,
+    });
     const rows = await database.db.select().from(vouchers).where(eq(vouchers.batchId, batch.id));
     expect(rows.map((v) => v.status)).toEqual(["available", "available"]);
     expect((await expireVouchers(ctx, job)).expired).toBeGreaterThanOrEqual(2);
@@ -147,7 +155,11 @@ describe("vouchers", () => {
     const { batch, codes } = await createVoucherBatch(ctx, admin, { planId: plan.id, quantity: 4 });
     const other = await createVoucherBatch(ctx, admin, { planId: plan.id, quantity: 2 });
     await markVouchersSold(ctx, admin, { codes: [codes[2]!] });
-    expect(await markVouchersSold(ctx, admin, { batchId: batch.id })).toEqual({ sold: 3, notAvailable: 0 });
+    expect(await markVouchersSold(ctx, admin, { batchId: batch.id })).toEqual({
+      sold: 3,
+      notAvailable: 0,
+      paymentId: null,
+    });
     const statuses = async (batchId: number) =>
       (
         await database.db.select().from(vouchers).where(eq(vouchers.batchId, batchId)).orderBy(vouchers.id)

@@ -1,5 +1,6 @@
 import { asc, eq, inArray, type SQL } from "drizzle-orm";
 import { Composer, type Context } from "grammy";
+import { formatKes } from "../../../billing/money.ts";
 import {
   MAX_CODES_SOLD_AT_ONCE,
   markVouchersSold,
@@ -13,6 +14,7 @@ import { counted } from "../../../lib/plural.ts";
 import { validityText } from "../../../menu/plan-text.ts";
 import { askConfirmation, confirmable, type FeatureAction } from "../confirmations.ts";
 import type { AdminKit } from "../kit.ts";
+import { parseAmount } from "../parse.ts";
 import { adminActor } from "../roles.ts";
 
 /**
@@ -25,6 +27,8 @@ type SoldAction = FeatureAction & {
   feature: "sold";
   target: PrintedVouchers;
   summary: string;
+  /** Cash the reseller paid for them, recorded as money received; null: none recorded here. */
+  paidCents: number | null;
   /** How many could be sold when asked: fewer at the press were sold or expired meanwhile. */
   asked: number;
 };
@@ -32,14 +36,20 @@ type SoldAction = FeatureAction & {
 confirmable("sold", {
   command: "sold",
   describe: (a) => `mark ${(a as SoldAction).summary} sold`,
-  async run(ctx, admin, a) {
+  async run(ctx, admin, a, token) {
     const action = a as SoldAction;
-    const { sold } = await markVouchersSold(ctx, adminActor(admin.telegramId), action.target);
+    const { sold, paymentId } = await markVouchersSold(
+      ctx,
+      adminActor(admin.telegramId),
+      action.target,
+      action.paidCents ? { amountCents: action.paidCents, providerRef: `tg-${token}` } : undefined,
+    );
     if (sold === 0) return "Nothing was sold: none of those codes is unsold any more.";
     const notAvailable = action.asked - sold;
     const missed =
       notAvailable > 0 ? ` ${counted(notAvailable, "code was", "codes were")} not unsold any more.` : "";
-    return `✅ ${counted(sold, "voucher")} sold: live on the routers now.${missed}`;
+    const cash = paymentId !== null ? ` ${formatKes(action.paidCents!)} recorded as cash received.` : "";
+    return `✅ ${counted(sold, "voucher")} sold: live on the routers now.${missed}${cash}`;
   },
 });
 
@@ -72,8 +82,17 @@ export function soldFeature(kit: AdminKit): Composer<Context> {
       .where(where)
       .orderBy(asc(vouchers.id));
 
-  kit.command(composer, "sold", async (ctx, admin, args) => {
+  kit.command(composer, "sold", async (ctx, admin, words) => {
     const now = kit.clock.now();
+    // `… paid <amount>` at the end: the cash the reseller paid for them.
+    let paidCents: number | null = null;
+    let args = words;
+    if (words.length >= 2 && words.at(-2)!.toLowerCase() === "paid") {
+      const amount = parseAmount(words.at(-1));
+      if (!amount.ok) return void (await reply(ctx, usage("sold", amount.error)));
+      paidCents = amount.value;
+      args = words.slice(0, -2);
+    }
     let target: PrintedVouchers;
     let found: Awaited<ReturnType<typeof lookUp>>;
     let unknown: string[] = [];
@@ -129,10 +148,11 @@ export function soldFeature(kit: AdminKit): Composer<Context> {
       feature: "sold",
       target: asked,
       summary,
+      paidCents,
       asked: sellable.length,
     };
     const question = [
-      `Mark ${summary} sold? They go live on the routers now:`,
+      `Mark ${summary} sold${paidCents ? `, and record ${formatKes(paidCents)} cash received for them` : ""}? They go live on the routers now:`,
       ...[...byPlan].map(([plan, n]) => `${n} × ${plan}`),
       ...(notes.length > 0 ? ["Left out:", ...notes] : []),
     ].join("\n");
