@@ -504,6 +504,48 @@ describe("a held push payment an admin credited, then shown by its callback to b
   });
 });
 
+describe("a held push payment an admin credited, then shown by its callback to be a paybill payment still queued", () => {
+  it("that queued payment leaves the queue as a duplicate: the money is credited once", async () => {
+    const { customer, before, sent, push } = await paidPushCallbackLost(34_000);
+    // As the paybill confirmation leaves a payment it could not place (it named no single push).
+    const [queued] = await database.db
+      .insert(payments)
+      .values({
+        method: "mpesa_c2b",
+        provider: "mpesa",
+        providerRef: push.receipt!,
+        amountCents: 34_000,
+        accountReference: customer.accountNumber,
+        status: "unmatched",
+        holdReason: "may be the receipt of pushes 1, 2, each already credited",
+        receivedAt: new Date(sent.sentAt!.getTime() + 40_000),
+      })
+      .returning();
+    clock.advance(3 * MINUTE);
+    await runRecoveryJob(h.recovery);
+    const held = (await intent(database.db, sent.id)).paymentId!;
+    const [heldRow] = await database.db.select().from(payments).where(eq(payments.id, held));
+    expect(heldRow!.holdReason).toContain(`may be the same money as paybill payment ${push.receipt}`);
+    await assignUnmatchedPayment(ctx, admin, { paymentId: held, accountNumber: customer.accountNumber });
+
+    await h.fake.postCallback(h.stkUrl, push.body);
+    expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 34_000]);
+    const [after] = await database.db.select().from(payments).where(eq(payments.id, queued!.id));
+    expect(after).toMatchObject({
+      status: "duplicate",
+      holdReason: `the same money as push payment #${held}, credited already`,
+    });
+    expect(
+      await database.db.select().from(auditLog).where(eq(auditLog.action, "payment.duplicate")),
+    ).toMatchObject([
+      { entityId: String(queued!.id), details: { receipt: push.receipt, samePaymentId: held } },
+    ]);
+    await expect(
+      assignUnmatchedPayment(ctx, admin, { paymentId: queued!.id, accountNumber: customer.accountNumber }),
+    ).rejects.toThrow(/not waiting to be assigned/);
+  });
+});
+
 describe("a walk-in's push paid and settled by the status query, then a paybill payment to its TDW reference", () => {
   it("two hours later: a second payment, queued for an admin, not taken for the push's receipt", async () => {
     const phone = freshPhone();

@@ -56,10 +56,12 @@ export async function adoptReceipt(
         await tx.execute(sql`delete from payments where id = ${Number(held.id)}::int`);
         return;
       }
-      // Not waiting any more: an admin credited it against its hold reason. The same money is now
-      // credited twice; taking one back is the admins' call (they know what was agreed with the
-      // payer), so it is recorded for them to be told (src/bots/admin/mpesa-alerts.ts).
-      await recordCreditedTwice(tx, now, proof?.actor, { heldPaymentId: intent.paymentId, known, receipt });
+      // Not waiting any more: an admin credited it against its hold reason.
+      await sameMoneyAsCredited(tx, now, proof?.actor, {
+        heldPaymentId: intent.paymentId,
+        knownId: Number(known.id),
+        receipt,
+      });
     }
   }
   await tx
@@ -71,21 +73,50 @@ export async function adoptReceipt(
 /** Audit entity of a finding that one M-Pesa payment was credited twice (its key: the second payment). */
 export const CREDITED_TWICE = "payment_credited_twice";
 
-async function recordCreditedTwice(
+/**
+ * A held push payment an admin credited turns out, by its receipt, to be the money of paybill
+ * payment `knownId`. Still waiting in the unmatched queue, that one leaves it as a `duplicate`
+ * (guarded by its status in SQL, so an admin assigning it meanwhile is seen): the money is credited
+ * once. Credited too, the money is on the books twice; taking one back is the admins' call (they
+ * know what was agreed with the payer), so it is recorded for them to be told
+ * (src/bots/admin/mpesa-alerts.ts).
+ */
+async function sameMoneyAsCredited(
   tx: Executor,
   now: Date,
   actor: Actor | undefined,
-  found: { heldPaymentId: number; known: { id: number; status: string }; receipt: string },
+  found: { heldPaymentId: number; knownId: number; receipt: string },
 ): Promise<void> {
+  const who = actor ?? systemActor("mpesa-receipt");
   const [held] = await queryRows<{ status: string }>(
     tx,
     sql`select status from payments where id = ${found.heldPaymentId}::int`,
   );
-  if (held?.status !== "applied" || found.known.status !== "applied") return;
-  await audit(tx, actor ?? systemActor("mpesa-receipt"), now, {
+  if (held?.status !== "applied") return;
+  const duplicate = await queryRows<{ id: number }>(
+    tx,
+    sql`update payments set status = 'duplicate',
+          hold_reason = ${`the same money as push payment #${found.heldPaymentId}, credited already`}
+        where id = ${found.knownId}::int and status = 'unmatched' returning id`,
+  );
+  if (duplicate.length > 0) {
+    await audit(tx, who, now, {
+      action: "payment.duplicate",
+      entity: "payment",
+      entityId: found.knownId,
+      details: { receipt: found.receipt, samePaymentId: found.heldPaymentId },
+    });
+    return;
+  }
+  const [known] = await queryRows<{ status: string }>(
+    tx,
+    sql`select status from payments where id = ${found.knownId}::int`,
+  );
+  if (known?.status !== "applied") return;
+  await audit(tx, who, now, {
     action: "payment.credited_twice",
     entity: CREDITED_TWICE,
     entityId: found.heldPaymentId,
-    details: { receipt: found.receipt, samePaymentId: Number(found.known.id) },
+    details: { receipt: found.receipt, samePaymentId: found.knownId },
   });
 }

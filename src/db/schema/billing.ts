@@ -67,8 +67,11 @@ export const payments = pgTable(
     phone: text("phone"),
     accountReference: text("account_reference"),
     payerName: text("payer_name"),
-    /** `refunded`: an unmatched payment whose money an admin gave back (never credited). */
-    status: text("status", { enum: ["applied", "unmatched", "refunded"] }).notNull(),
+    /**
+     * `refunded`: an unmatched payment whose money an admin gave back; `duplicate`: an unmatched one
+     * shown to be the money of another payment, credited already. Neither is ever credited.
+     */
+    status: text("status", { enum: ["applied", "unmatched", "refunded", "duplicate"] }).notNull(),
     /** Why an unmatched payment waits for an admin (no such account, wrong amount, a sale that failed, ...). */
     holdReason: text("hold_reason"),
     receivedAt: at("received_at").notNull(),
