@@ -110,6 +110,41 @@ export async function settleOpenInvoices(
   }));
 }
 
+/**
+ * Spreads again what a customer's open invoices hold between them, oldest due first. Credit is
+ * allocated as it comes, so a bill issued after it (a plan change's charge, a correction, due now)
+ * would otherwise wait unpaid, and overdue, while a bill due later (the next period's, issued ahead)
+ * holds the money. Nothing moves between customers or to and from paid invoices: what the open ones
+ * hold in all, so the ledger and what they show as owed, is unchanged. The caller holds the
+ * customer's money lock.
+ */
+export async function reallocateOpenInvoices(
+  tx: Executor,
+  lock: MoneyLock,
+  now: Date,
+  customerId: number,
+): Promise<void> {
+  assertCovers(lock, customerId);
+  await tx.execute(sql`
+    with open_invoices as (
+      select i.id, i.amount_cents, i.paid_cents,
+        coalesce(sum(i.amount_cents) over (order by i.due_at, i.id
+          rows between unbounded preceding and 1 preceding), 0) as before
+      from invoices i where i.customer_id = ${customerId}::int and i.status = 'open'
+    ),
+    pool as (select coalesce(sum(paid_cents), 0) as held from open_invoices),
+    spread as (
+      select o.id, o.amount_cents, least(o.amount_cents, greatest(0, p.held - o.before)) as paid
+      from open_invoices o cross join pool p
+    )
+    update invoices i set
+      paid_cents = s.paid,
+      status = case when s.paid = s.amount_cents then 'paid' else 'open' end,
+      paid_at = case when s.paid = s.amount_cents then ${now.toISOString()}::timestamptz else null end
+    from spread s
+    where s.id = i.id and (s.paid <> i.paid_cents or s.paid = s.amount_cents)`);
+}
+
 export const oneCustomer = (customerId: number): SQL => sql`select ${customerId}::int`;
 
 /** Open invoices whose due date has passed: the customer is in arrears. */

@@ -68,6 +68,11 @@ describe("balance corrections", () => {
           expected += s.kind === "charge" ? -s.cents : s.cents;
           expect(await ledgerSum(database.db, customer.id)).toBe(expected);
           expect(await inconsistentAccounts(database.db, [customer.id])).toEqual([]);
+          // Oldest due first: after the first bill not fully paid, no later one holds money.
+          const open = (await invoicesOf(customer.id))
+            .filter((i) => i.status === "open")
+            .sort((a, b) => a.dueAt.getTime() - b.dueAt.getTime() || a.id - b.id);
+          for (const later of open.slice(1)) expect(later.paidCents).toBe(0);
         }
         // Each charge is an invoice of its own, paid oldest first like any other.
         const manual = (await invoicesOf(customer.id)).filter((i) => i.kind === "manual");
