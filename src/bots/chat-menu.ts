@@ -186,9 +186,11 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
       const step = row?.step ?? 0;
       const expired = !row || now.getTime() - row.lastActivityAt.getTime() > idleMs;
       const staleLanguage = row?.language ?? "en";
-      // A button names a choice on one screen: after another input, or once the conversation it belongs
-      // to has expired, it would mean something else, so it changes nothing.
-      if (input.kind === "option" && (expired || input.step !== step)) return queueStale(staleLanguage);
+      // A button names a choice on one screen: after another input it would mean something else, so
+      // it changes nothing. Once the conversation it belongs to has expired, it is not applied
+      // either, but the person gets the main menu (below), as a typed word would: a button left on
+      // an old screen is the only thing in sight to press.
+      if (input.kind === "option" && !expired && input.step !== step) return queueStale(staleLanguage);
 
       const refresh = input.kind === "refresh";
       // What PostgreSQL's JSON cannot store (U+0000, half a surrogate pair) means nothing to a menu.

@@ -214,6 +214,17 @@ describe("Telegram self-service through the Bot API fake and the webhook", () =>
     expect(buttonsOf(lastShown(chat))[0]?.text).toBe("1. Buy hotspot voucher");
     expect((await session(chat))?.inputs).toEqual([]);
   });
+
+  it("a button pressed on a screen left idle shows the main menu, without choosing anything", async () => {
+    const chat = ++nextUser;
+    await bot.deliver(textUpdate(chat, "/start"));
+    await press(chat, "3. Language");
+    clock.advance(11 * 60_000);
+    await press(chat, "2. Kiswahili");
+    expect(buttonsOf(lastShown(chat))[0]?.text).toBe("1. Buy hotspot voucher");
+    expect((await session(chat))?.inputs).toEqual([]);
+    expect((await session(chat))?.language ?? "en").toBe("en");
+  });
 });
 
 describe("the Bot API fake", () => {
