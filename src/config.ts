@@ -263,6 +263,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 }
 
 /** Sandbox mode: every outside service is a built-in fake (see src/mode.ts). */
+/**
+ * The paybill number subscribers pay to with their account number (`MPESA_SHORTCODE`), as SMS asking
+ * for money show it; none with a till (Buy Goods takes no account) or without M-Pesa settings.
+ */
+export function paybillOf(config: Config): string | undefined {
+  return config.MPESA_TILL ? undefined : config.MPESA_SHORTCODE;
+}
+
 export function isSandbox(config: Config): boolean {
   return config.mode === "sandbox";
 }

@@ -27,6 +27,8 @@ export interface ChatDeliveryOptions {
   logger?: Logger;
   /** Signs notices (`{isp}` in the catalogs). */
   isp: string;
+  /** Shown where a notice asks for money (`{payTo}`; see `paybillOf` in config.ts). */
+  paybill?: string;
   timezone?: string;
   /**
    * Channels that take free text only within this long of the person's last message (WhatsApp
@@ -331,6 +333,7 @@ function noticeContent(options: ChatDeliveryOptions, row: ClaimedRow, params: Pa
   const text = renderSms(row.language, row.template, params, {
     isp: options.isp,
     timezone: options.timezone,
+    paybill: options.paybill,
   });
   if (text === null) return `unknown template: ${row.template}`;
   const windowMs = options.windows?.[row.channel];

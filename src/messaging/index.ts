@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { Clock } from "../clock.ts";
-import type { Config } from "../config.ts";
+import { type Config, paybillOf } from "../config.ts";
 import type { Db } from "../db/client.ts";
 import type { Logger } from "../logger.ts";
 import { type AtFake, startAtFake } from "./at-fake.ts";
@@ -62,6 +62,7 @@ export async function startMessaging(deps: {
           sender,
           logger,
           isp: config.ISP_NAME,
+          paybill: paybillOf(config),
           timezone: config.TIMEZONE,
           maxAttempts: config.SMS_MAX_ATTEMPTS,
           ...(fake

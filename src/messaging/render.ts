@@ -114,7 +114,7 @@ export function renderSms(
   language: Language,
   template: string,
   params: Params,
-  options: { isp: string; timezone?: string; masked?: boolean },
+  options: { isp: string; timezone?: string; masked?: boolean; paybill?: string },
 ): string | null {
   if (!isSmsTemplate(template)) return null;
   const shown = options.masked
@@ -123,9 +123,18 @@ export function renderSms(
   return translate(
     language,
     `sms.${template}` as MessageKey,
-    { isp: options.isp, ...shown },
+    { isp: options.isp, payTo: payTo(language, params.account, options.paybill), ...shown },
     options.timezone,
   );
+}
+
+/**
+ * Where to pay, as an SMS asking for money says it: the paybill number (`MPESA_SHORTCODE`) and the
+ * account to type, or the account alone when no paybill is configured (a till takes no account).
+ */
+function payTo(language: Language, account: Params[string], paybill: string | undefined): string {
+  const accountWord = language === "sw" ? "akaunti" : "account";
+  return `${paybill ? `paybill ${paybill}, ` : ""}${accountWord} ${account ?? ""}`.trim();
 }
 
 /** The placeholder names a catalog string uses (for the catalog consistency test). */

@@ -16,6 +16,8 @@ export interface SmsWorkerOptions {
   logger?: Logger;
   /** Signs the messages (`{isp}` in the templates). */
   isp: string;
+  /** Shown where an SMS asks for money (`{payTo}`; see `paybillOf`). */
+  paybill?: string;
   timezone?: string;
   /** A message is given up (`dead`) after this many failed attempts. */
   maxAttempts?: number;
@@ -150,6 +152,7 @@ export async function deliverDueSms(options: SmsWorkerOptions): Promise<SmsRunCo
       const text = renderSms(row.language as Language, row.template, params, {
         isp: options.isp,
         timezone: options.timezone,
+        paybill: options.paybill,
       });
       if (text === null) {
         await fail(`unknown template: ${row.template}`, true);
@@ -166,6 +169,7 @@ export async function deliverDueSms(options: SmsWorkerOptions): Promise<SmsRunCo
         const shown = renderSms(row.language as Language, row.template, row.params, {
           isp: options.isp,
           timezone: options.timezone,
+          paybill: options.paybill,
           masked: true,
         });
         options.onSent({ to, text: shown ?? "", messageId });

@@ -127,6 +127,29 @@ describe("rendering", () => {
     );
   });
 
+  it("says where to pay: the paybill and the account to type, or the account alone", () => {
+    const owed = { amountCents: 150_000, account: "TD00042" };
+    expect(renderSms("en", "suspended", owed, { isp: "X", paybill: "247247" })).toBe(
+      "X: Your internet is suspended. Pay KES 1,500 by M-Pesa, paybill 247247, account TD00042, to restore it.",
+    );
+    expect(renderSms("sw", "suspended", owed, { isp: "X", paybill: "247247" })).toBe(
+      "X: Intaneti yako imesimamishwa. Lipa KES 1,500 kwa M-Pesa, paybill 247247, akaunti TD00042, ili irudishwe.",
+    );
+    expect(renderSms("en", "suspended", owed, { isp: "X" })).toBe(
+      "X: Your internet is suspended. Pay KES 1,500 by M-Pesa, account TD00042, to restore it.",
+    );
+    expect(
+      renderSms(
+        "sw",
+        "welcome",
+        { name: "Amina", account: "TD00042", plan: "Nyumbani" },
+        { isp: "X", paybill: "247247" },
+      ),
+    ).toBe(
+      "X: Karibu Amina! Akaunti yako ni TD00042, kifurushi Nyumbani. Lipa kwa M-Pesa, paybill 247247, akaunti TD00042.",
+    );
+  });
+
   it("shows dates in Nairobi time", () => {
     expect(formatDate("en", new Date("2026-12-31T21:30:00Z"))).toBe("1 Jan 2027");
     expect(formatDate("sw", new Date("2026-03-02T10:00:00Z"))).toBe("2 Mac 2026");

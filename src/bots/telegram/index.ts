@@ -1,3 +1,4 @@
+import { paybillOf } from "../../config.ts";
 import { startChatWorker } from "../chat-delivery.ts";
 import { startInboxRetry } from "../chat-inbox.ts";
 import { handleStoredUpdate } from "./bot.ts";
@@ -19,6 +20,7 @@ export function telegramFrom(deps: TelegramDeps) {
     senders: [createTelegramSender({ token: deps.token })],
     logger: deps.logger.child({ module: "telegram" }),
     isp: deps.config.ISP_NAME,
+    paybill: paybillOf(deps.config),
     timezone: deps.config.TIMEZONE,
   });
   const { bot, routes } = telegramWebhookFrom({ ...deps, onQueued: worker.kick, sendAtOnce: worker });

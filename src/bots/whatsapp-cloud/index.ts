@@ -1,3 +1,4 @@
+import { paybillOf } from "../../config.ts";
 import { createMenuServices } from "../../menu/services.ts";
 import { menuSettingsFrom } from "../../ussd/index.ts";
 import {
@@ -33,6 +34,8 @@ export interface WhatsAppCloudOptions extends Omit<WhatsAppWebhookOptions, "onQu
   graphUrl?: string;
   /** Signs notices. */
   isp?: string;
+  /** Shown where a notice asks for money (see `paybillOf` in config.ts). */
+  paybill?: string;
   timezone?: string;
   /** Approved templates for notices outside the 24-hour window (`WHATSAPP_CLOUD_TEMPLATES`). */
   templates?: TemplateMap;
@@ -62,6 +65,7 @@ export function createWhatsAppCloud(options: WhatsAppCloudOptions) {
     ],
     logger,
     isp: options.isp ?? "Tandao",
+    paybill: options.paybill,
     ...(options.timezone ? { timezone: options.timezone } : {}),
     windows: { whatsapp_cloud: SERVICE_WINDOW_MS },
     ...(options.templates ? { templates: { whatsapp_cloud: options.templates } } : {}),
@@ -108,6 +112,7 @@ export function whatsappCloudFrom(deps: WhatsAppWebhookSettings & { token: strin
     graphUrl: deps.config.WHATSAPP_CLOUD_GRAPH_URL,
     servedCountries: deps.config.SERVED_COUNTRIES,
     isp: deps.config.ISP_NAME,
+    paybill: paybillOf(deps.config),
     timezone: deps.config.TIMEZONE,
     ...(deps.config.WHATSAPP_CLOUD_TEMPLATES
       ? { templates: parseTemplateMap(deps.config.WHATSAPP_CLOUD_TEMPLATES) }

@@ -1,7 +1,7 @@
 import type { Actor, BillingContext } from "../../billing/context.ts";
 import type { PaymentRequest, RequestPaymentResult } from "../../billing/intents/request.ts";
 import type { Clock } from "../../clock.ts";
-import type { Config } from "../../config.ts";
+import { type Config, paybillOf } from "../../config.ts";
 import type { Db } from "../../db/client.ts";
 import type { Logger } from "../../logger.ts";
 import { createMenuServices } from "../../menu/services.ts";
@@ -174,6 +174,7 @@ export function whatsappWebFrom(deps: {
     senders: [channel.sender],
     logger: deps.logger.child({ module: "whatsapp-web" }),
     isp: deps.config.ISP_NAME,
+    paybill: paybillOf(deps.config),
     timezone: deps.config.TIMEZONE,
   });
   kick = worker.kick;

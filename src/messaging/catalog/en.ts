@@ -115,9 +115,8 @@ export const en = {
   "sms.payment_failed":
     "{isp}: Your payment of {amountCents} did not go through ({reason}). Dial the menu to try again.",
   "sms.invoice_reminder":
-    "{isp}: {amountCents} for account {account} is due on {dueAt} ({days} days). Pay by M-Pesa, account {account}.",
-  "sms.suspended":
-    "{isp}: Your internet is suspended. Pay {amountCents} by M-Pesa, account {account}, to restore it.",
+    "{isp}: {amountCents} for account {account} is due on {dueAt} ({days} days). Pay by M-Pesa, {payTo}.",
+  "sms.suspended": "{isp}: Your internet is suspended. Pay {amountCents} by M-Pesa, {payTo}, to restore it.",
   "sms.restored": "{isp}: Your internet is back on. Paid up to {periodEndAt}. Thank you.",
   "sms.activated":
     "{isp}: Your internet ({plan}) is now active, paid up to {periodEndAt}. PPPoE username: {username}, password: {password}",
@@ -127,8 +126,7 @@ export const en = {
   "sms.plan_changed_credit":
     "{isp}: Your plan is now {plan}. {creditCents} for the rest of this period is on your balance.",
   "sms.plan_change_scheduled": "{isp}: Your plan will change to {plan} on {effectiveAt}.",
-  "sms.welcome":
-    "{isp}: Karibu {name}! Your account is {account}, plan {plan}. Pay by M-Pesa with account {account}.",
+  "sms.welcome": "{isp}: Karibu {name}! Your account is {account}, plan {plan}. Pay by M-Pesa, {payTo}.",
   "sms.admin_alert": "{isp} alert: {text}",
   "sms.broadcast": "{isp}: {text}",
   "sms.signup_rejected":

@@ -114,9 +114,9 @@ export const sw: Record<MessageKey, string> = {
   "sms.payment_failed":
     "{isp}: Malipo yako ya {amountCents} hayakufaulu ({reason}). Piga menyu ujaribu tena.",
   "sms.invoice_reminder":
-    "{isp}: {amountCents} ya akaunti {account} inapaswa kulipwa tarehe {dueAt} (siku {days}). Lipa kwa M-Pesa, akaunti {account}.",
+    "{isp}: {amountCents} ya akaunti {account} inapaswa kulipwa tarehe {dueAt} (siku {days}). Lipa kwa M-Pesa, {payTo}.",
   "sms.suspended":
-    "{isp}: Intaneti yako imesimamishwa. Lipa {amountCents} kwa M-Pesa, akaunti {account}, ili irudishwe.",
+    "{isp}: Intaneti yako imesimamishwa. Lipa {amountCents} kwa M-Pesa, {payTo}, ili irudishwe.",
   "sms.restored": "{isp}: Intaneti yako imerudi. Umelipia hadi {periodEndAt}. Asante.",
   "sms.activated":
     "{isp}: Intaneti yako ({plan}) sasa inatumika, umelipia hadi {periodEndAt}. PPPoE jina la mtumiaji: {username}, nenosiri: {password}",
@@ -128,7 +128,7 @@ export const sw: Record<MessageKey, string> = {
     "{isp}: Kifurushi chako sasa ni {plan}. {creditCents} ya muda uliobaki wa kipindi hiki iko kwenye salio lako.",
   "sms.plan_change_scheduled": "{isp}: Kifurushi chako kitabadilika kuwa {plan} tarehe {effectiveAt}.",
   "sms.welcome":
-    "{isp}: Karibu {name}! Akaunti yako ni {account}, kifurushi {plan}. Lipa kwa M-Pesa kwa akaunti {account}.",
+    "{isp}: Karibu {name}! Akaunti yako ni {account}, kifurushi {plan}. Lipa kwa M-Pesa, {payTo}.",
   "sms.admin_alert": "{isp} tahadhari: {text}",
   "sms.broadcast": "{isp}: {text}",
   "sms.signup_rejected":
