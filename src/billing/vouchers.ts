@@ -152,6 +152,10 @@ export async function sellVoucherInTx(
   return { voucherId: voucher!.id, code: voucher!.code, expiresAt };
 }
 
+/** Whether a printed code can be sold now: still available, its unsold date not reached (as `markVouchersSold` selects). */
+export const sellableNow = (voucher: { status: string; expiresAt: Date }, now: Date): boolean =>
+  voucher.status === "available" && voucher.expiresAt > now;
+
 /** Printed codes named one by one, or every code of a printed batch still unsold. */
 export type PrintedVouchers = { codes: string[] } | { batchId: number };
 

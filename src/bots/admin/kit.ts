@@ -8,6 +8,7 @@ import type { SecretBox } from "../../lib/secret-box.ts";
 import type { Logger } from "../../logger.ts";
 import type { ActiveSession, SessionKind } from "../../network/active-sessions.ts";
 import type { RouterReconcileReport } from "../../network/reconcile.ts";
+import { askConfirmation, type PendingAction } from "./confirmations.ts";
 import { commandWordIn, words } from "./parse.ts";
 import { queueAdminCall } from "./queued-api.ts";
 import { type Admin, type AdminCommand, adminActor, may } from "./roles.ts";
@@ -72,6 +73,8 @@ export interface AdminKit {
   admit(ctx: Context, admin: Admin): void;
   /** One transaction: the caller's writes and the answers it queues (sent once it committed). */
   inTx<T>(work: TxWork<T>): Promise<T>;
+  /** Asks `admin` in this chat to confirm `action` (confirmations.ts), in a transaction of its own. */
+  ask(ctx: Context, admin: Admin, action: PendingAction, question: string): Promise<void>;
   /** Runs a mutating command in one transaction; a refusal by the core is told as it is. */
   answerBilling(ctx: Context, work: TxWork<void>): Promise<void>;
   /** A message for `chatId`, queued in `tx`. */
@@ -140,6 +143,9 @@ export function createAdminKit(deps: AdminBotDeps): AdminKit {
       );
       deps.onQueued?.();
       return result;
+    },
+    async ask(ctx, admin, action, question) {
+      await kit.inTx((tx, _, now) => askConfirmation(tx, now, admin, ctx.chat!.id, action, question));
     },
     async answerBilling(ctx, work) {
       try {

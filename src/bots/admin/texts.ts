@@ -61,6 +61,9 @@ export const USAGE: Readonly<Record<AdminCommand, string>> = {
     "/router_cert <router> [fingerprint] — the API-SSL certificate a router presented; with the fingerprint read on the router, pin it",
 };
 
+/** A clause as the start of a sentence: "move TD00001 …" → "Move TD00001 …". */
+export const capitalised = (text: string) => text.charAt(0).toUpperCase() + text.slice(1);
+
 export const balanceText = (cents: number) =>
   cents < 0 ? `${formatKes(cents)} (owes ${formatKes(-cents)})` : formatKes(cents);
 

@@ -3,11 +3,11 @@ import { findCustomerByAccountReference } from "../../../billing/accounts.ts";
 import { adjustBalance } from "../../../billing/adjust.ts";
 import { balanceOf } from "../../../billing/ledger.ts";
 import { formatKes } from "../../../billing/money.ts";
-import { askConfirmation, confirmable, type FeatureAction } from "../confirmations.ts";
+import { confirmable, type FeatureAction } from "../confirmations.ts";
 import type { AdminKit } from "../kit.ts";
 import { parseAccount, parseAmount, parseNote } from "../parse.ts";
 import { adminActor } from "../roles.ts";
-import { balanceText } from "../texts.ts";
+import { balanceText, capitalised } from "../texts.ts";
 
 /**
  * `/adjust <account> <+amount|-amount> <reason…>`: corrects a balance (src/billing/adjust.ts), asked
@@ -70,15 +70,11 @@ export function adjustFeature(kit: AdminKit): Composer<Context> {
       reason: reason.value,
     };
     const balance = await balanceOf(db, customer.id);
-    await kit.inTx((tx, _, now) =>
-      askConfirmation(
-        tx,
-        now,
-        admin,
-        ctx.chat!.id,
-        action,
-        `${customer.name}: balance ${balanceText(balance)}. ${what(action)[0]!.toUpperCase()}${what(action).slice(1)} (reason: ${action.reason})?${action.amountCents < 0 ? " The charge is due at once: the next payments pay it first, and service waiting for a payment starts only once it is paid too." : ""}`,
-      ),
+    await kit.ask(
+      ctx,
+      admin,
+      action,
+      `${customer.name}: balance ${balanceText(balance)}. ${capitalised(what(action))} (reason: ${action.reason})?${action.amountCents < 0 ? " The charge is due at once: the next payments pay it first, and service waiting for a payment starts only once it is paid too." : ""}`,
     );
   });
   return composer;

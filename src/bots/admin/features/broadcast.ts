@@ -8,7 +8,7 @@ import {
   sendBroadcast,
 } from "../../../billing/broadcast.ts";
 import { BillingError } from "../../../billing/context.ts";
-import { askConfirmation, confirmable, type FeatureAction } from "../confirmations.ts";
+import { confirmable, type FeatureAction } from "../confirmations.ts";
 import type { AdminKit } from "../kit.ts";
 import { adminActor } from "../roles.ts";
 
@@ -89,15 +89,11 @@ export function broadcastFeature(kit: AdminKit): Composer<Context> {
       text,
       count,
     };
-    await kit.inTx((tx, _, now) =>
-      askConfirmation(
-        tx,
-        now,
-        admin,
-        ctx.chat!.id,
-        action,
-        `Send this notice to ${audienceLabel(parsed.audience, count)} (by chat or SMS, at most ${BROADCAST_MAX_CHARS} characters)?\n\n${kit.deps.ispName ?? "ISP"}: ${text}`,
-      ),
+    await kit.ask(
+      ctx,
+      admin,
+      action,
+      `Send this notice to ${audienceLabel(parsed.audience, count)} (by chat or SMS, at most ${BROADCAST_MAX_CHARS} characters)?\n\n${kit.deps.ispName ?? "ISP"}: ${text}`,
     );
   });
   return composer;

@@ -3,7 +3,7 @@ import { findCustomerByAccountReference, findCustomerByPhone } from "../../../bi
 import { type CustomerChange, editCustomer } from "../../../billing/customer-edit.ts";
 import { displayPhone, normalizePhone } from "../../../lib/phone.ts";
 import { counted } from "../../../lib/plural.ts";
-import { askConfirmation, confirmable, type FeatureAction } from "../confirmations.ts";
+import { confirmable, type FeatureAction } from "../confirmations.ts";
 import type { AdminKit } from "../kit.ts";
 import { parseAccount, parseNote } from "../parse.ts";
 import { adminActor } from "../roles.ts";
@@ -89,7 +89,7 @@ export function customerEditFeature(kit: AdminKit): Composer<Context> {
       change.field === "phone"
         ? `${customer.name} (phone ${displayPhone(customer.phone)}): ${sentence}? The chats linked to the account will be unlinked.`
         : `${customer.name}: ${sentence}?`;
-    await kit.inTx((tx, _, at) => askConfirmation(tx, at, admin, ctx.chat!.id, action, question));
+    await kit.ask(ctx, admin, action, question);
   });
   return composer;
 }

@@ -4,11 +4,12 @@ import { findCustomerByAccountReference } from "../../../billing/accounts.ts";
 import { placeSubscription } from "../../../billing/placement.ts";
 import { routers } from "../../../db/schema/index.ts";
 import { findRouterByReference } from "../../../network/health.ts";
-import { askConfirmation, confirmable, type FeatureAction } from "../confirmations.ts";
+import { confirmable, type FeatureAction } from "../confirmations.ts";
 import type { AdminKit } from "../kit.ts";
 import { parseAccount } from "../parse.ts";
 import { currentSubscription } from "../queries.ts";
 import { adminActor } from "../roles.ts";
+import { capitalised } from "../texts.ts";
 
 /**
  * `/place <account> <router>`: puts a subscriber on a router, or moves them to another (asked
@@ -74,16 +75,7 @@ export function placeFeature(kit: AdminKit): Composer<Context> {
       fromName: from,
     };
     const sentence = what(action);
-    await kit.inTx((tx, _, now) =>
-      askConfirmation(
-        tx,
-        now,
-        admin,
-        ctx.chat!.id,
-        action,
-        `${customer.name} (${subscription.status}): ${sentence[0]!.toUpperCase()}${sentence.slice(1)}?`,
-      ),
-    );
+    await kit.ask(ctx, admin, action, `${customer.name} (${subscription.status}): ${capitalised(sentence)}?`);
   });
   return composer;
 }

@@ -6,7 +6,7 @@ import { formatKes } from "../../../billing/money.ts";
 import { resubscribe } from "../../../billing/resubscribe.ts";
 import { plans } from "../../../db/schema/index.ts";
 import { findRouterByReference } from "../../../network/health.ts";
-import { askConfirmation, confirmable, type FeatureAction } from "../confirmations.ts";
+import { confirmable, type FeatureAction } from "../confirmations.ts";
 import type { AdminKit } from "../kit.ts";
 import { parseAccount } from "../parse.ts";
 import { currentSubscription } from "../queries.ts";
@@ -86,15 +86,11 @@ export function resubscribeFeature(kit: AdminKit): Composer<Context> {
     };
     const balance = await balanceOf(db, customer.id);
     const sentence = what(action);
-    await kit.inTx((tx, _, now) =>
-      askConfirmation(
-        tx,
-        now,
-        admin,
-        ctx.chat!.id,
-        action,
-        `${customer.name} (no subscription, balance ${balanceText(balance)}): ${sentence}? The first period, ${formatKes(plan.priceCents)}, is billed now.`,
-      ),
+    await kit.ask(
+      ctx,
+      admin,
+      action,
+      `${customer.name} (no subscription, balance ${balanceText(balance)}): ${sentence}? The first period, ${formatKes(plan.priceCents)}, is billed now.`,
     );
   });
   return composer;

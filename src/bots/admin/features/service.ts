@@ -1,6 +1,6 @@
 import { Composer, type Context } from "grammy";
 import { findCustomerByAccountReference } from "../../../billing/accounts.ts";
-import { askConfirmation, describe, type PendingAction } from "../confirmations.ts";
+import { describe, type PendingAction } from "../confirmations.ts";
 import type { AdminKit } from "../kit.ts";
 import { parseAccount, parseAmount, parseNote } from "../parse.ts";
 import { currentSubscription } from "../queries.ts";
@@ -26,9 +26,7 @@ export function serviceFeature(kit: AdminKit): Composer<Context> {
       amountCents: amount.value,
       note: note.value,
     };
-    await kit.inTx((tx, _, now) =>
-      askConfirmation(tx, now, admin, ctx.chat!.id, action, `${customer.name}: ${describe(action)}?`),
-    );
+    await kit.ask(ctx, admin, action, `${customer.name}: ${describe(action)}?`);
   });
   kit.command(service, "suspend", (ctx, admin, args) => askService(kit, ctx, admin, "suspend", args));
   kit.command(service, "resume", (ctx, admin, args) => askService(kit, ctx, admin, "resume", args));
@@ -67,7 +65,5 @@ export async function askService(
     accountNumber: customer.accountNumber,
     reason: reason.value || `${kind === "suspend" ? "suspended" : "resumed"} from the admin chat`,
   };
-  await kit.inTx((tx, _, now) =>
-    askConfirmation(tx, now, admin, ctx.chat!.id, action, `${customer.name}: ${describe(action)}?`),
-  );
+  await kit.ask(ctx, admin, action, `${customer.name}: ${describe(action)}?`);
 }

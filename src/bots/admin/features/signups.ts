@@ -6,7 +6,7 @@ import { routers } from "../../../db/schema/index.ts";
 import { displayPhone } from "../../../lib/phone.ts";
 import { counted } from "../../../lib/plural.ts";
 import { formatDateTime } from "../../../messaging/render.ts";
-import { askConfirmation, confirmable, type FeatureAction } from "../confirmations.ts";
+import { confirmable, type FeatureAction } from "../confirmations.ts";
 import type { AdminKit } from "../kit.ts";
 import { adminActor, may } from "../roles.ts";
 
@@ -151,7 +151,7 @@ export function signupsFeature(kit: AdminKit): Composer<Context> {
       action.feature === "signup_reject"
         ? `${pending.name}: reject this sign-up? The subscription is cancelled (nothing owed) and they are told by SMS or chat.`
         : `${pending.name}: approve this sign-up on ${(action as ApproveAction).routerName}? The router account is created, disabled until the first payment.`;
-    await kit.inTx((tx, _, now) => askConfirmation(tx, now, admin, ctx.chat!.id, action, question));
+    await kit.ask(ctx, admin, action, question);
     await ctx.answerCallbackQuery();
   });
 

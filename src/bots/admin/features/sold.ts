@@ -6,13 +6,14 @@ import {
   markVouchersSold,
   normaliseVoucherCode,
   type PrintedVouchers,
+  sellableNow,
   VOUCHER_ALPHABET,
   VOUCHER_LENGTH,
 } from "../../../billing/vouchers.ts";
 import { plans, vouchers } from "../../../db/schema/index.ts";
 import { counted } from "../../../lib/plural.ts";
 import { validityText } from "../../../menu/plan-text.ts";
-import { askConfirmation, confirmable, type FeatureAction } from "../confirmations.ts";
+import { confirmable, type FeatureAction } from "../confirmations.ts";
 import type { AdminKit } from "../kit.ts";
 import { parseAmount } from "../parse.ts";
 import { adminActor } from "../roles.ts";
@@ -121,7 +122,7 @@ export function soldFeature(kit: AdminKit): Composer<Context> {
       const known = new Set(found.map((v) => v.code));
       unknown = codes.filter((code) => !known.has(code));
     }
-    const sellable = found.filter((v) => v.status === "available" && v.expiresAt > now);
+    const sellable = found.filter((v) => sellableNow(v, now));
     const refused = found.filter((v) => !sellable.includes(v));
     const notes = [
       ...unknown.map((code) => `${code}: no such code`),
@@ -156,7 +157,7 @@ export function soldFeature(kit: AdminKit): Composer<Context> {
       ...[...byPlan].map(([plan, n]) => `${n} × ${plan}`),
       ...(notes.length > 0 ? ["Left out:", ...notes] : []),
     ].join("\n");
-    await kit.inTx((tx, _, at) => askConfirmation(tx, at, admin, ctx.chat!.id, action, question));
+    await kit.ask(ctx, admin, action, question);
   });
   return composer;
 }

@@ -9,7 +9,7 @@ import { cancelSubscription } from "../../../billing/subscriptions.ts";
 import { plans } from "../../../db/schema/index.ts";
 import { counted } from "../../../lib/plural.ts";
 import { formatDate } from "../../../messaging/render.ts";
-import { askConfirmation, confirmable, type FeatureAction } from "../confirmations.ts";
+import { confirmable, type FeatureAction } from "../confirmations.ts";
 import type { AdminKit } from "../kit.ts";
 import { parseAccount, parseNote } from "../parse.ts";
 import { currentSubscription } from "../queries.ts";
@@ -146,15 +146,11 @@ export function subscriptionsFeature(kit: AdminKit): Composer<Context> {
       reason: reason.value || "extended from the admin chat",
     };
     const until = formatDate("en", subscription.currentPeriodEnd, kit.timezone);
-    await kit.inTx((tx, _, now) =>
-      askConfirmation(
-        tx,
-        now,
-        admin,
-        ctx.chat!.id,
-        action,
-        `${customer.name}: paid until ${until} (${subscription.status}). Give ${counted(action.days, "free day")} of service, without charge?`,
-      ),
+    await kit.ask(
+      ctx,
+      admin,
+      action,
+      `${customer.name}: paid until ${until} (${subscription.status}). Give ${counted(action.days, "free day")} of service, without charge?`,
     );
   });
 
@@ -188,9 +184,7 @@ export function subscriptionsFeature(kit: AdminKit): Composer<Context> {
       planCode: plan.code,
       quoted,
     };
-    await kit.inTx((tx, _, now) =>
-      askConfirmation(tx, now, admin, ctx.chat!.id, action, `${customer.name}: ${quoted}. Go ahead?`),
-    );
+    await kit.ask(ctx, admin, action, `${customer.name}: ${quoted}. Go ahead?`);
   });
 
   kit.command(composer, "cancel", async (ctx, admin, args) => {
@@ -206,15 +200,11 @@ export function subscriptionsFeature(kit: AdminKit): Composer<Context> {
       accountNumber: customer.accountNumber,
       reason: reason.value || "cancelled from the admin chat",
     };
-    await kit.inTx((tx, _, now) =>
-      askConfirmation(
-        tx,
-        now,
-        admin,
-        ctx.chat!.id,
-        action,
-        `${customer.name}: cancel the subscription (${subscription.status})? Invoices for periods not started are voided; no refund is made; the router account is removed. This cannot be undone.`,
-      ),
+    await kit.ask(
+      ctx,
+      admin,
+      action,
+      `${customer.name}: cancel the subscription (${subscription.status})? Invoices for periods not started are voided; no refund is made; the router account is removed. This cannot be undone.`,
     );
   });
 

@@ -10,7 +10,7 @@ import type { Executor } from "../../../db/client.ts";
 import { payments } from "../../../db/schema/index.ts";
 import { counted } from "../../../lib/plural.ts";
 import { formatDateTime } from "../../../messaging/render.ts";
-import { askConfirmation, confirmable, type FeatureAction } from "../confirmations.ts";
+import { confirmable, type FeatureAction } from "../confirmations.ts";
 import type { AdminKit } from "../kit.ts";
 import { parseAccount, parseNote } from "../parse.ts";
 import { paymentByReceipt, unmatchedByReceipt } from "../queries.ts";
@@ -139,15 +139,11 @@ export function unmatchedFeature(kit: AdminKit): Composer<Context> {
       amountCents: payment.amountCents,
       reason: reason.value,
     };
-    await kit.inTx((tx, _, now) =>
-      askConfirmation(
-        tx,
-        now,
-        admin,
-        ctx.chat!.id,
-        action,
-        `Record that ${payment.providerRef} (${formatKes(payment.amountCents)}, received ${formatDateTime("en", payment.receivedAt, timezone)}${payment.payerName ? ` from ${payment.payerName}` : ""}) was given back to the payer? It leaves the queue and is never credited.`,
-      ),
+    await kit.ask(
+      ctx,
+      admin,
+      action,
+      `Record that ${payment.providerRef} (${formatKes(payment.amountCents)}, received ${formatDateTime("en", payment.receivedAt, timezone)}${payment.payerName ? ` from ${payment.payerName}` : ""}) was given back to the payer? It leaves the queue and is never credited.`,
     );
   });
   return unmatched;
