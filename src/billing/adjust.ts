@@ -2,13 +2,7 @@ import { eq } from "drizzle-orm";
 import { customers, invoiceLines, invoices } from "../db/schema/index.ts";
 import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
-import {
-  balanceOf,
-  oneCustomer,
-  postLedgerEntry,
-  reallocateOpenInvoices,
-  settleOpenInvoices,
-} from "./ledger.ts";
+import { balanceOf, oneCustomer, postLedgerEntry, settleOpenInvoices } from "./ledger.ts";
 import { lockCustomerMoney } from "./money-lock.ts";
 import { restoreIfSettled } from "./restore.ts";
 
@@ -87,8 +81,6 @@ export async function adjustBalance(
       });
     }
     await settleOpenInvoices(tx, money, now, oneCustomer(customer.id));
-    // A charge is due now: money a bill due later holds pays it first.
-    if (amount < 0) await reallocateOpenInvoices(tx, money, now, customer.id);
     const balanceCents = await balanceOf(tx, customer.id);
     await audit(tx, actor, now, {
       action: "balance.adjusted",

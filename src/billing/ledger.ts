@@ -47,12 +47,16 @@ export interface SettledInvoice {
 }
 
 /**
- * Allocates each customer's available credit to their open invoices, oldest due first.
- * What is available is what the open invoices still show as outstanding minus what the ledger says
- * is really owed, so allocations always agree with the ledger. Set-based: `customerIds` is a
- * subquery, so one statement settles one customer or a hundred thousand. The caller holds the
- * money lock of every customer it names (see money-lock.ts): the allocation is computed from this
- * statement's snapshot, which is only the truth while no other writer can change these customers.
+ * Allocates each customer's available credit to their open invoices, and spreads what those invoices
+ * already hold between them again, oldest due first. Credit is allocated as it comes, so a bill
+ * issued after it (a plan change's charge, a correction, due now) would otherwise wait unpaid, and
+ * overdue, while a bill due later (the next period's, issued ahead) held the money. What is available
+ * is what the open invoices still show as outstanding minus what the ledger says is really owed, so
+ * allocations always agree with the ledger; nothing moves to or from a paid invoice. Set-based:
+ * `customerIds` is a subquery, so one statement settles one customer or a hundred thousand. The
+ * caller holds the money lock of every customer it names (see money-lock.ts): the allocation is
+ * computed from this statement's snapshot, which is only the truth while no other writer can change
+ * these customers. Returns the invoices whose allocation changed, and those paid in full.
  */
 export async function settleOpenInvoices(
   tx: Executor,
@@ -71,34 +75,36 @@ export async function settleOpenInvoices(
     sql`
     with targets as (select distinct c.id as customer_id from (${customerIds}) as c(id)),
     open_invoices as (
-      select i.id, i.customer_id, i.amount_cents - i.paid_cents as outstanding,
-        coalesce(sum(i.amount_cents - i.paid_cents) over (
+      select i.id, i.customer_id, i.amount_cents, i.paid_cents,
+        coalesce(sum(i.amount_cents) over (
           partition by i.customer_id order by i.due_at, i.id
           rows between unbounded preceding and 1 preceding), 0) as before
       from invoices i join targets t on t.customer_id = i.customer_id
       where i.status = 'open'
     ),
     owed as (
-      select o.customer_id, sum(o.outstanding) as outstanding from open_invoices o group by o.customer_id
+      select o.customer_id, sum(o.amount_cents - o.paid_cents) as outstanding, sum(o.paid_cents) as held
+      from open_invoices o group by o.customer_id
     ),
     balances as (
       select l.customer_id, sum(l.amount_cents) as balance
       from ledger_entries l join owed o on o.customer_id = l.customer_id group by l.customer_id
     ),
-    available as (
-      select o.customer_id, o.outstanding - greatest(0, -coalesce(b.balance, 0)) as amount
+    pool as (
+      select o.customer_id,
+        o.held + greatest(0, o.outstanding - greatest(0, -coalesce(b.balance, 0))) as amount
       from owed o left join balances b on b.customer_id = o.customer_id
     ),
     allocation as (
-      select o.id, least(o.outstanding, greatest(0, a.amount - o.before)) as pay
-      from open_invoices o join available a on a.customer_id = o.customer_id
+      select o.id, o.amount_cents, least(o.amount_cents, greatest(0, p.amount - o.before)) as paid
+      from open_invoices o join pool p on p.customer_id = o.customer_id
     )
     update invoices i set
-      paid_cents = i.paid_cents + a.pay,
-      status = case when i.paid_cents + a.pay = i.amount_cents then 'paid' else 'open' end,
-      paid_at = case when i.paid_cents + a.pay = i.amount_cents then ${now.toISOString()}::timestamptz else null end
+      paid_cents = a.paid,
+      status = case when a.paid = a.amount_cents then 'paid' else 'open' end,
+      paid_at = case when a.paid = a.amount_cents then ${now.toISOString()}::timestamptz else null end
     from allocation a
-    where a.id = i.id and (a.pay > 0 or i.paid_cents = i.amount_cents)
+    where a.id = i.id and (a.paid <> i.paid_cents or a.paid = a.amount_cents)
     returning i.id, i.customer_id, i.subscription_id, i.kind, i.status`,
   );
   return rows.map((r) => ({
@@ -108,41 +114,6 @@ export async function settleOpenInvoices(
     kind: r.kind,
     status: r.status,
   }));
-}
-
-/**
- * Spreads again what a customer's open invoices hold between them, oldest due first. Credit is
- * allocated as it comes, so a bill issued after it (a plan change's charge, a correction, due now)
- * would otherwise wait unpaid, and overdue, while a bill due later (the next period's, issued ahead)
- * holds the money. Nothing moves between customers or to and from paid invoices: what the open ones
- * hold in all, so the ledger and what they show as owed, is unchanged. The caller holds the
- * customer's money lock.
- */
-export async function reallocateOpenInvoices(
-  tx: Executor,
-  lock: MoneyLock,
-  now: Date,
-  customerId: number,
-): Promise<void> {
-  assertCovers(lock, customerId);
-  await tx.execute(sql`
-    with open_invoices as (
-      select i.id, i.amount_cents, i.paid_cents,
-        coalesce(sum(i.amount_cents) over (order by i.due_at, i.id
-          rows between unbounded preceding and 1 preceding), 0) as before
-      from invoices i where i.customer_id = ${customerId}::int and i.status = 'open'
-    ),
-    pool as (select coalesce(sum(paid_cents), 0) as held from open_invoices),
-    spread as (
-      select o.id, o.amount_cents, least(o.amount_cents, greatest(0, p.held - o.before)) as paid
-      from open_invoices o cross join pool p
-    )
-    update invoices i set
-      paid_cents = s.paid,
-      status = case when s.paid = s.amount_cents then 'paid' else 'open' end,
-      paid_at = case when s.paid = s.amount_cents then ${now.toISOString()}::timestamptz else null end
-    from spread s
-    where s.id = i.id and (s.paid <> i.paid_cents or s.paid = s.amount_cents)`);
 }
 
 export const oneCustomer = (customerId: number): SQL => sql`select ${customerId}::int`;

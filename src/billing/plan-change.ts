@@ -6,13 +6,7 @@ import { customers, invoiceLines, invoices, plans, subscriptions } from "../db/s
 import { type Plan, planNameIn, type Subscription } from "./accounts.ts";
 import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
-import {
-  balanceOf,
-  oneCustomer,
-  postLedgerEntry,
-  reallocateOpenInvoices,
-  settleOpenInvoices,
-} from "./ledger.ts";
+import { balanceOf, oneCustomer, postLedgerEntry, settleOpenInvoices } from "./ledger.ts";
 import { payableAfterCredit, prorationDelta } from "./money.ts";
 import { lockSubscriptionCustomer, type MoneyLock } from "./money-lock.ts";
 import { enqueueMessage, enqueueProvisioning } from "./outbox.ts";
@@ -222,10 +216,9 @@ export async function changePlanInTx(
     .update(subscriptions)
     .set(immediate ? { planId: toPlan.id, nextPlanId: null } : { nextPlanId: toPlan.id })
     .where(eq(subscriptions.id, subscription.id));
+  // The charge is due now, so it is paid before the next period's bill issued ahead, even with
+  // money that bill already held (the very payment asked for this change, credited first).
   await settleOpenInvoices(tx, money, now, oneCustomer(customerId));
-  // The charge is due now: money a bill due later holds (the next period's, issued ahead; the very
-  // payment asked for this change, credited first) pays it before that one.
-  await reallocateOpenInvoices(tx, money, now, customerId);
 
   const [customer] = await tx.select().from(customers).where(eq(customers.id, customerId));
   if (immediate) {
