@@ -191,6 +191,7 @@ export function createMenuServices(ctx: BillingContext, options: MenuServiceOpti
         ...(request.idempotencyKey !== undefined ? { idempotencyKey: request.idempotencyKey } : {}),
         channel: session.channel,
         channelSessionId: session.id,
+        language: user.language,
       });
     },
 

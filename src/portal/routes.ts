@@ -232,6 +232,7 @@ export function createPortalRoutes(deps: PortalDeps): Hono {
         amountCents: plan.priceCents,
         planId: plan.id,
         channel: "portal",
+        language,
         // A device (by its MAC on this hotspot) gets the same per-session limit as a USSD session.
         ...(mac ? { channelSessionId: `${router.id}:${mac}` } : {}),
         // The page's key: a double click, or a form sent twice, makes one prompt.

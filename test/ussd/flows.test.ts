@@ -272,6 +272,18 @@ describe("USSD over HTTP, Africa's Talking style", () => {
     expect(await world.dial(phone)("")).toMatch(/^CON Kibera Net\n1\. Buy hotspot voucher/);
   });
 
+  it("texts a stranger who chose Kiswahili their voucher code in Kiswahili", async () => {
+    const phone = uniquePhone();
+    const ussd = world.dial(phone);
+    expect(await ussd("3*2*1")).toMatch(/^CON Lugha imewekwa kuwa Kiswahili\.\nKibera Net\n1\. Nunua vocha/);
+    expect(await ussd("3*2*1*1*1")).toMatch(/Nunua vocha hii kwa M-Pesa/);
+    expect(await ussd("3*2*1*1*1*1")).toMatch(/^END Ingiza PIN yako ya M-Pesa/);
+    expect(await intentsOf(phone)).toMatchObject([{ purpose: "voucher", customerId: null, language: "sw" }]);
+    await world.settle();
+    const sms = await world.at.waitFor((m) => m.to === phone && m.message.includes("vocha"));
+    expect(sms.message).toMatch(/^Kibera Net: Nambari ya vocha yako ya .+ ni [A-Z0-9]+, inatumika hadi /);
+  });
+
   it("answers malformed posts with a clean END, and an unknown key with a hint", async () => {
     const bad = await world.post({ sessionId: "", phoneNumber: "+254712345678", text: "" });
     expect(bad).toEqual({

@@ -221,7 +221,7 @@ export async function followUp(
         const voucher = await sellVoucherInTx(sp, ctx, actor, {
           planId: intent.planId,
           phone: intent.phone,
-          language: await languageFor(sp, intent.customerId),
+          language: await languageFor(sp, intent),
         });
         return { voucherId: voucher.voucherId };
       }

@@ -180,7 +180,7 @@ export async function markIntentSendFailed(
     });
     await enqueueMessage(tx, now, {
       recipient: row.phone,
-      language: await languageFor(tx, row.customerId),
+      language: await languageFor(tx, row),
       template: "payment_failed",
       params: { amountCents: row.amountCents, reason: "M-Pesa could not send the payment prompt" },
       dedupeKey: `intent:${row.id}:failed`,

@@ -1,6 +1,6 @@
 import { eq, type SQL, sql } from "drizzle-orm";
 import { queryRows } from "../../db/client.ts";
-import { type IntentPurpose, paymentIntents } from "../../db/schema/index.ts";
+import { type IntentPurpose, type Language, paymentIntents } from "../../db/schema/index.ts";
 import { normalizePhone } from "../../lib/phone.ts";
 import { audit } from "../audit.ts";
 import type { Actor, BillingContext } from "../context.ts";
@@ -55,6 +55,8 @@ export interface PaymentRequest {
   subscriptionId?: number;
   channel: string;
   channelSessionId?: string;
+  /** The payer's language in the menu: a visitor's voucher code and failure notices are sent in it. */
+  language?: Language;
   /**
    * Makes the request exactly-once under this key: a repeat (a retried or duplicated confirmation)
    * records nothing and takes no prompt slot, and is answered with the intent the first one recorded.
@@ -194,9 +196,9 @@ export async function requestPayment(
     total_slot as (${window(sql`'stk-total'::text`, sql`passed`, limits.totalPerMinute, lastMinute)}),
     inserted as (
       insert into payment_intents (customer_id, phone, purpose, amount_cents, plan_id, subscription_id, channel,
-        channel_session_id, idempotency_key, status, next_send_at, created_at, updated_at)
+        channel_session_id, language, idempotency_key, status, next_send_at, created_at, updated_at)
       select v.customer_id, ${phone}, ${input.purpose}, ${amountCents}, ${plan}::int, ${sub}::int, ${input.channel},
-        ${input.channelSessionId ?? null}::text, ${key}::text, 'pending', ${at}::timestamptz, ${at}::timestamptz, ${at}::timestamptz
+        ${input.channelSessionId ?? null}::text, ${input.language ?? null}::text, ${key}::text, 'pending', ${at}::timestamptz, ${at}::timestamptz, ${at}::timestamptz
       from valid v
       where exists (select 1 from total_slot)
       on conflict (idempotency_key) do nothing

@@ -2,7 +2,7 @@ import { sql } from "drizzle-orm";
 import { boolean, index, integer, jsonb, pgTable, text, uniqueIndex } from "drizzle-orm/pg-core";
 import { payments } from "./billing.ts";
 import { at, cents, createdAt, id } from "./columns.ts";
-import { customers } from "./customers.ts";
+import { customers, languages } from "./customers.ts";
 import { plans } from "./plans.ts";
 import { subscriptions } from "./subscriptions.ts";
 
@@ -24,6 +24,11 @@ export const paymentIntents = pgTable(
     subscriptionId: integer("subscription_id").references(() => subscriptions.id),
     channel: text("channel").notNull(),
     channelSessionId: text("channel_session_id"),
+    /**
+     * The language the payer chose in the menu, for what this payment sends them (a voucher code, a
+     * failure) when they are no customer; a customer's own language wins.
+     */
+    language: text("language", { enum: languages }),
     /** The caller's name for this request (a menu confirmation: session and step); a repeat records nothing new. */
     idempotencyKey: text("idempotency_key"),
     status: text("status", { enum: intentStatuses }).notNull().default("pending"),
