@@ -2,6 +2,7 @@ import { z } from "zod";
 import type { BillingSettings } from "./billing/context.ts";
 import { isCountryCode } from "./lib/phone.ts";
 import { parseSecretKey } from "./lib/secret-box.ts";
+import type { Signing } from "./messaging/render.ts";
 import { type Mode, resolveMode } from "./mode.ts";
 
 const bool = z
@@ -269,6 +270,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
  */
 export function paybillOf(config: Config): string | undefined {
   return config.MPESA_TILL ? undefined : config.MPESA_SHORTCODE;
+}
+
+/** What messages say of the ISP (`{isp}`, `{payTo}`, `{support}`, dates in its time zone). */
+export function signingOf(config: Config): Signing {
+  return {
+    isp: config.ISP_NAME,
+    paybill: paybillOf(config),
+    support: config.SUPPORT_PHONE,
+    timezone: config.TIMEZONE,
+  };
 }
 
 export function isSandbox(config: Config): boolean {

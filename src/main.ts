@@ -10,7 +10,7 @@ import { startSandboxTelegram } from "./bots/telegram/sandbox.ts";
 import { whatsappCloudFrom } from "./bots/whatsapp-cloud/index.ts";
 import { startSandboxWhatsApp } from "./bots/whatsapp-cloud/sandbox.ts";
 import { systemClock } from "./clock.ts";
-import { billingSettingsFrom, type Config, isSandbox, loadConfig } from "./config.ts";
+import { billingSettingsFrom, type Config, isSandbox, loadConfig, signingOf } from "./config.ts";
 import { openDatabase } from "./db/client.ts";
 import { hasEmbeddedDatabase, seedEmbeddedDatabase } from "./db/embedded-template.ts";
 import { sealPlainSecrets } from "./db/seal-existing.ts";
@@ -196,8 +196,7 @@ if (sandbox && !config.TELEGRAM_BOT_TOKEN) {
     requestPayment: payments.request,
     servedCountries: config.SERVED_COUNTRIES,
     port: config.TELEGRAM_SANDBOX_PORT,
-    isp: config.ISP_NAME,
-    timezone: config.TIMEZONE,
+    signing: signingOf(config),
   });
   stops.push(telegramSandbox.stop);
   telegramSandboxUrl = telegramSandbox.fake.apiRoot;
@@ -308,8 +307,7 @@ if (sandbox && !config.WHATSAPP_CLOUD_TOKEN) {
     requestPayment: payments.request,
     servedCountries: config.SERVED_COUNTRIES,
     port: config.WHATSAPP_SANDBOX_PORT,
-    isp: config.ISP_NAME,
-    timezone: config.TIMEZONE,
+    signing: signingOf(config),
   });
   app.route("/hooks/wa", whatsappSandbox.channel.routes);
   stops.push(whatsappSandbox.stop);

@@ -5,7 +5,14 @@ import { intArray, textArray, ts } from "../db/params.ts";
 import type { ChatChannel } from "../db/schema/index.ts";
 import { createTurnBatcher } from "../lib/turn-batcher.ts";
 import type { Logger } from "../logger.ts";
-import { formatParam, type Language, maskSecrets, type Params, renderSms } from "../messaging/render.ts";
+import {
+  formatParam,
+  type Language,
+  maskSecrets,
+  type Params,
+  renderSms,
+  type Signing,
+} from "../messaging/render.ts";
 import { openSecrets, retryDelayMs } from "../messaging/sms-worker.ts";
 import { CHAT_CONTENT_TEMPLATE } from "./chat-outbox.ts";
 import { type ChatContent, ChatSendError, type ChatSender } from "./chat-sender.ts";
@@ -20,16 +27,11 @@ import { type ChatContent, ChatSendError, type ChatSender } from "./chat-sender.
  * phone: the same row changes channel, so it is delivered once, one way or the other.
  */
 
-export interface ChatDeliveryOptions {
+export interface ChatDeliveryOptions extends Signing {
   db: Db;
   clock: Clock;
   senders: readonly ChatSender[];
   logger?: Logger;
-  /** Signs notices (`{isp}` in the catalogs). */
-  isp: string;
-  /** Shown where a notice asks for money (`{payTo}`; see `paybillOf` in config.ts). */
-  paybill?: string;
-  timezone?: string;
   /**
    * Channels that take free text only within this long of the person's last message (WhatsApp
    * Cloud API: 24 hours); outside it a notice goes as an approved template, or by SMS.
@@ -330,11 +332,7 @@ async function deliverOne(
  * template. A string says why it cannot go by chat.
  */
 function noticeContent(options: ChatDeliveryOptions, row: ClaimedRow, params: Params): ChatContent | string {
-  const text = renderSms(row.language, row.template, params, {
-    isp: options.isp,
-    timezone: options.timezone,
-    paybill: options.paybill,
-  });
+  const text = renderSms(row.language, row.template, params, options);
   if (text === null) return `unknown template: ${row.template}`;
   const windowMs = options.windows?.[row.channel];
   const lastInbound = row.last_inbound_at === null ? null : new Date(row.last_inbound_at).getTime();

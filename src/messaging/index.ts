@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { Clock } from "../clock.ts";
-import { type Config, paybillOf } from "../config.ts";
+import { type Config, signingOf } from "../config.ts";
 import type { Db } from "../db/client.ts";
 import type { Logger } from "../logger.ts";
 import { type AtFake, startAtFake } from "./at-fake.ts";
@@ -61,9 +61,7 @@ export async function startMessaging(deps: {
           clock: deps.clock,
           sender,
           logger,
-          isp: config.ISP_NAME,
-          paybill: paybillOf(config),
-          timezone: config.TIMEZONE,
+          ...signingOf(config),
           maxAttempts: config.SMS_MAX_ATTEMPTS,
           ...(fake
             ? {

@@ -106,6 +106,17 @@ export function isSmsTemplate(template: string): boolean {
   return `sms.${template}` in en;
 }
 
+/** What messages say of the ISP: its name, where to pay and whom to call (see `signingOf` in config.ts). */
+export interface Signing {
+  /** `{isp}`: signs every message. */
+  isp: string;
+  /** The paybill in `{payTo}`, where a message asks for money. */
+  paybill?: string;
+  /** `{support}`: the number to call. */
+  support?: string;
+  timezone?: string;
+}
+
 /**
  * An outbox message as the recipient reads it, or null when the template is unknown. With `masked`,
  * secret parameters are shown as `********`: the form a log may carry.
@@ -114,7 +125,7 @@ export function renderSms(
   language: Language,
   template: string,
   params: Params,
-  options: { isp: string; timezone?: string; masked?: boolean; paybill?: string },
+  options: Signing & { masked?: boolean },
 ): string | null {
   if (!isSmsTemplate(template)) return null;
   const shown = options.masked
@@ -123,7 +134,12 @@ export function renderSms(
   return translate(
     language,
     `sms.${template}` as MessageKey,
-    { isp: options.isp, payTo: payTo(language, params.account, options.paybill), ...shown },
+    {
+      isp: options.isp,
+      payTo: payTo(language, params.account, options.paybill),
+      support: options.support ?? "",
+      ...shown,
+    },
     options.timezone,
   );
 }

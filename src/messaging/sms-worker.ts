@@ -5,20 +5,15 @@ import { messageOutbox } from "../db/schema/index.ts";
 import { isSealed, requireBox } from "../db/sealed.ts";
 import { normalizePhone } from "../lib/phone.ts";
 import type { Logger } from "../logger.ts";
-import { type Language, maskSecrets, type Params, renderSms, secretParams } from "./render.ts";
+import { type Language, maskSecrets, type Params, renderSms, type Signing, secretParams } from "./render.ts";
 import { SmsSendError, type SmsSender } from "./sms-client.ts";
 import { holdForAccount, SmsAccountGate } from "./sms-pause.ts";
 
-export interface SmsWorkerOptions {
+export interface SmsWorkerOptions extends Signing {
   db: Db;
   clock: Clock;
   sender: SmsSender;
   logger?: Logger;
-  /** Signs the messages (`{isp}` in the templates). */
-  isp: string;
-  /** Shown where an SMS asks for money (`{payTo}`; see `paybillOf`). */
-  paybill?: string;
-  timezone?: string;
   /** A message is given up (`dead`) after this many failed attempts. */
   maxAttempts?: number;
   /** Delay after the first failure; doubles with each further one, up to `maxDelayMs`. */
@@ -149,11 +144,7 @@ export async function deliverDueSms(options: SmsWorkerOptions): Promise<SmsRunCo
         continue;
       }
       params = openSecrets(row.params);
-      const text = renderSms(row.language as Language, row.template, params, {
-        isp: options.isp,
-        timezone: options.timezone,
-        paybill: options.paybill,
-      });
+      const text = renderSms(row.language as Language, row.template, params, options);
       if (text === null) {
         await fail(`unknown template: ${row.template}`, true);
         continue;
@@ -167,9 +158,7 @@ export async function deliverDueSms(options: SmsWorkerOptions): Promise<SmsRunCo
       gate.succeeded(options.logger);
       if (options.onSent) {
         const shown = renderSms(row.language as Language, row.template, row.params, {
-          isp: options.isp,
-          timezone: options.timezone,
-          paybill: options.paybill,
+          ...options,
           masked: true,
         });
         options.onSent({ to, text: shown ?? "", messageId });

@@ -127,6 +127,16 @@ describe("rendering", () => {
     );
   });
 
+  it("says whom to call when a sign-up is turned down", () => {
+    const rejected = { account: "TD00042" };
+    expect(renderSms("en", "signup_rejected", rejected, { isp: "X", support: "0711 000 111" })).toBe(
+      "X: your sign-up (account TD00042) was not approved and nothing is owed. If this is a mistake, call or WhatsApp 0711 000 111.",
+    );
+    expect(renderSms("sw", "signup_rejected", rejected, { isp: "X", support: "0711 000 111" })).toBe(
+      "X: usajili wako (akaunti TD00042) haukukubaliwa na hakuna deni. Kama ni kosa, piga simu au tuma WhatsApp kwa 0711 000 111.",
+    );
+  });
+
   it("says where to pay: the paybill and the account to type, or the account alone", () => {
     const owed = { amountCents: 150_000, account: "TD00042" };
     expect(renderSms("en", "suspended", owed, { isp: "X", paybill: "247247" })).toBe(

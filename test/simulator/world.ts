@@ -8,7 +8,7 @@ import type { BillingContext } from "../../src/billing/context.ts";
 import { startSandboxTelegram } from "../../src/bots/telegram/sandbox.ts";
 import { startSandboxWhatsApp } from "../../src/bots/whatsapp-cloud/sandbox.ts";
 import { systemClock } from "../../src/clock.ts";
-import { billingSettingsFrom, loadConfig } from "../../src/config.ts";
+import { billingSettingsFrom, loadConfig, signingOf } from "../../src/config.ts";
 import { createLogger } from "../../src/logger.ts";
 import { startMessaging } from "../../src/messaging/index.ts";
 import { startNetwork, startSandboxRouter } from "../../src/network/index.ts";
@@ -75,8 +75,7 @@ export async function startSandboxWorld() {
     requestPayment: payments.request,
     servedCountries: config.SERVED_COUNTRIES,
     port: 0,
-    isp: config.ISP_NAME,
-    timezone: config.TIMEZONE,
+    signing: signingOf(config),
   };
   const telegram = await startSandboxTelegram(chat);
   const whatsapp = await startSandboxWhatsApp({ ...chat, appUrl: url });

@@ -1,4 +1,4 @@
-import { paybillOf } from "../../config.ts";
+import { signingOf } from "../../config.ts";
 import { startChatWorker } from "../chat-delivery.ts";
 import { startInboxRetry } from "../chat-inbox.ts";
 import { handleStoredUpdate } from "./bot.ts";
@@ -19,9 +19,7 @@ export function telegramFrom(deps: TelegramDeps) {
     clock: deps.ctx.clock,
     senders: [createTelegramSender({ token: deps.token })],
     logger: deps.logger.child({ module: "telegram" }),
-    isp: deps.config.ISP_NAME,
-    paybill: paybillOf(deps.config),
-    timezone: deps.config.TIMEZONE,
+    ...signingOf(deps.config),
   });
   const { bot, routes } = telegramWebhookFrom({ ...deps, onQueued: worker.kick, sendAtOnce: worker });
   const retry = startInboxRetry(

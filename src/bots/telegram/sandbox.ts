@@ -3,6 +3,7 @@ import type { PaymentRequest, RequestPaymentResult } from "../../billing/intents
 import type { Logger } from "../../logger.ts";
 import { createMenuServices } from "../../menu/services.ts";
 import type { MenuSettings } from "../../menu/types.ts";
+import type { Signing } from "../../messaging/render.ts";
 import { startChatWorker } from "../chat-delivery.ts";
 import { createChatMenu } from "../chat-menu.ts";
 import { createBot } from "./bot.ts";
@@ -22,9 +23,8 @@ export async function startSandboxTelegram(deps: {
   servedCountries?: readonly string[];
   /** Where the fake listens on 127.0.0.1 (`TELEGRAM_SANDBOX_PORT`); default any free port. */
   port?: number;
-  /** Signs notices sent to linked chats. */
-  isp?: string;
-  timezone?: string;
+  /** What notices sent to linked chats say of the ISP (`signingOf`); default a sandbox name. */
+  signing?: Signing;
 }): Promise<{ fake: FakeTelegram; stop: () => Promise<void> }> {
   const fake = await startFakeTelegram(deps.port !== undefined ? { port: deps.port } : {});
   const worker = startChatWorker({
@@ -32,8 +32,7 @@ export async function startSandboxTelegram(deps: {
     clock: deps.ctx.clock,
     senders: [createTelegramSender({ token: fake.token, apiRoot: fake.apiRoot })],
     logger: deps.logger.child({ module: "telegram" }),
-    isp: deps.isp ?? "Tandao",
-    ...(deps.timezone ? { timezone: deps.timezone } : {}),
+    ...(deps.signing ?? { isp: "Tandao" }),
   });
   const chatMenu = createChatMenu({
     db: deps.ctx.db,

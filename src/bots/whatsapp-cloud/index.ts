@@ -1,5 +1,6 @@
-import { paybillOf } from "../../config.ts";
+import { signingOf } from "../../config.ts";
 import { createMenuServices } from "../../menu/services.ts";
+import type { Signing } from "../../messaging/render.ts";
 import { menuSettingsFrom } from "../../ussd/index.ts";
 import {
   type ChatDeliveryOptions,
@@ -29,14 +30,9 @@ export {
 
 export const DEFAULT_GRAPH_URL = "https://graph.facebook.com/v21.0";
 
-export interface WhatsAppCloudOptions extends Omit<WhatsAppWebhookOptions, "onQueued"> {
+export interface WhatsAppCloudOptions extends Omit<WhatsAppWebhookOptions, "onQueued">, Partial<Signing> {
   token: string;
   graphUrl?: string;
-  /** Signs notices. */
-  isp?: string;
-  /** Shown where a notice asks for money (see `paybillOf` in config.ts). */
-  paybill?: string;
-  timezone?: string;
   /** Approved templates for notices outside the 24-hour window (`WHATSAPP_CLOUD_TEMPLATES`). */
   templates?: TemplateMap;
   /** Off: no delivery worker runs (tests send with `sendDue`). */
@@ -66,7 +62,8 @@ export function createWhatsAppCloud(options: WhatsAppCloudOptions) {
     logger,
     isp: options.isp ?? "Tandao",
     paybill: options.paybill,
-    ...(options.timezone ? { timezone: options.timezone } : {}),
+    support: options.support,
+    timezone: options.timezone,
     windows: { whatsapp_cloud: SERVICE_WINDOW_MS },
     ...(options.templates ? { templates: { whatsapp_cloud: options.templates } } : {}),
   };
@@ -111,9 +108,7 @@ export function whatsappCloudFrom(deps: WhatsAppWebhookSettings & { token: strin
     verifyToken: deps.verifyToken,
     graphUrl: deps.config.WHATSAPP_CLOUD_GRAPH_URL,
     servedCountries: deps.config.SERVED_COUNTRIES,
-    isp: deps.config.ISP_NAME,
-    paybill: paybillOf(deps.config),
-    timezone: deps.config.TIMEZONE,
+    ...signingOf(deps.config),
     ...(deps.config.WHATSAPP_CLOUD_TEMPLATES
       ? { templates: parseTemplateMap(deps.config.WHATSAPP_CLOUD_TEMPLATES) }
       : {}),

@@ -4,6 +4,7 @@ import type { PaymentRequest, RequestPaymentResult } from "../../billing/intents
 import type { Logger } from "../../logger.ts";
 import { createMenuServices } from "../../menu/services.ts";
 import type { MenuSettings } from "../../menu/types.ts";
+import type { Signing } from "../../messaging/render.ts";
 import { type FakeWhatsApp, startFakeWhatsApp } from "./fake-api.ts";
 import { createWhatsAppCloud, type WhatsAppCloud } from "./index.ts";
 
@@ -23,8 +24,8 @@ export async function startSandboxWhatsApp(deps: {
   servedCountries?: readonly string[];
   /** Where the fake listens on 127.0.0.1 (`WHATSAPP_SANDBOX_PORT`). */
   port?: number;
-  isp?: string;
-  timezone?: string;
+  /** What notices say of the ISP (`signingOf`). */
+  signing?: Signing;
 }): Promise<{ fake: FakeWhatsApp; channel: WhatsAppCloud; stop: () => Promise<void> }> {
   const fake = await startFakeWhatsApp(deps.port !== undefined ? { port: deps.port } : {});
   const appSecret = randomBytes(16).toString("hex");
@@ -39,8 +40,7 @@ export async function startSandboxWhatsApp(deps: {
     verifyToken: randomBytes(16).toString("hex"),
     graphUrl: fake.graphUrl,
     ...(deps.servedCountries ? { servedCountries: deps.servedCountries } : {}),
-    ...(deps.isp ? { isp: deps.isp } : {}),
-    ...(deps.timezone ? { timezone: deps.timezone } : {}),
+    ...deps.signing,
   });
   fake.connectWebhook({ url: `${deps.appUrl.replace(/\/+$/, "")}/hooks/wa`, appSecret });
   return {

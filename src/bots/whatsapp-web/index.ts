@@ -1,7 +1,7 @@
 import type { Actor, BillingContext } from "../../billing/context.ts";
 import type { PaymentRequest, RequestPaymentResult } from "../../billing/intents/request.ts";
 import type { Clock } from "../../clock.ts";
-import { type Config, paybillOf } from "../../config.ts";
+import { type Config, signingOf } from "../../config.ts";
 import type { Db } from "../../db/client.ts";
 import type { Logger } from "../../logger.ts";
 import { createMenuServices } from "../../menu/services.ts";
@@ -173,9 +173,7 @@ export function whatsappWebFrom(deps: {
     clock,
     senders: [channel.sender],
     logger: deps.logger.child({ module: "whatsapp-web" }),
-    isp: deps.config.ISP_NAME,
-    paybill: paybillOf(deps.config),
-    timezone: deps.config.TIMEZONE,
+    ...signingOf(deps.config),
   });
   kick = worker.kick;
   return {

@@ -130,7 +130,7 @@ export const en = {
   "sms.admin_alert": "{isp} alert: {text}",
   "sms.broadcast": "{isp}: {text}",
   "sms.signup_rejected":
-    "{isp}: your sign-up (account {account}) was not approved and nothing is owed. Call us if this is a mistake.",
+    "{isp}: your sign-up (account {account}) was not approved and nothing is owed. If this is a mistake, call or WhatsApp {support}.",
   "sms.chat_link_code":
     "{isp}: Your code to link a chat to your account is {code}. It expires in 10 minutes. Never share it: it shows your account to whoever has it.",
 } as const;

@@ -132,7 +132,7 @@ export const sw: Record<MessageKey, string> = {
   "sms.admin_alert": "{isp} tahadhari: {text}",
   "sms.broadcast": "{isp}: {text}",
   "sms.signup_rejected":
-    "{isp}: usajili wako (akaunti {account}) haukukubaliwa na hakuna deni. Tupigie kama ni kosa.",
+    "{isp}: usajili wako (akaunti {account}) haukukubaliwa na hakuna deni. Kama ni kosa, piga simu au tuma WhatsApp kwa {support}.",
   "sms.chat_link_code":
     "{isp}: Nambari yako ya kuunganisha gumzo na akaunti yako ni {code}. Inaisha baada ya dakika 10. Usimpe mtu yeyote: inaonyesha akaunti yako kwa aliye nayo.",
 };
