@@ -47,16 +47,17 @@ export interface SettledInvoice {
 }
 
 /**
- * Allocates each customer's available credit to their open invoices, and spreads what those invoices
- * already hold between them again, oldest due first. Credit is allocated as it comes, so a bill
- * issued after it (a plan change's charge, a correction, due now) would otherwise wait unpaid, and
- * overdue, while a bill due later (the next period's, issued ahead) held the money. What is available
- * is what the open invoices still show as outstanding minus what the ledger says is really owed, so
- * allocations always agree with the ledger; nothing moves to or from a paid invoice. Set-based:
- * `customerIds` is a subquery, so one statement settles one customer or a hundred thousand. The
- * caller holds the money lock of every customer it names (see money-lock.ts): the allocation is
- * computed from this statement's snapshot, which is only the truth while no other writer can change
- * these customers. Returns the invoices whose allocation changed, and those paid in full.
+ * Allocates each customer's available credit to their unpaid invoices, and spreads what their
+ * invoices not yet settled for good hold between them again, oldest due first. Those are the open
+ * invoices and the paid ones not due yet (a next period's, issued ahead): credit is allocated as it
+ * comes, so a bill issued after it (a plan change's charge, a correction, due now) would otherwise
+ * wait unpaid, and overdue, while a bill due later held the money. What is available is what the
+ * open invoices still show as outstanding minus what the ledger says is really owed, so allocations
+ * always agree with the ledger. Set-based: `customerIds` is a subquery, so one statement settles one
+ * customer or a hundred thousand. The caller holds the money lock of every customer it names (see
+ * money-lock.ts): the allocation is computed from this statement's snapshot, which is only the truth
+ * while no other writer can change these customers. Returns the invoices whose allocation changed,
+ * and those paid in full.
  */
 export async function settleOpenInvoices(
   tx: Executor,
@@ -64,6 +65,7 @@ export async function settleOpenInvoices(
   now: Date,
   customerIds: SQL,
 ): Promise<SettledInvoice[]> {
+  const at = sql`${now.toISOString()}::timestamptz`;
   const rows = await queryRows<{
     id: number;
     customer_id: number;
@@ -80,7 +82,7 @@ export async function settleOpenInvoices(
           partition by i.customer_id order by i.due_at, i.id
           rows between unbounded preceding and 1 preceding), 0) as before
       from invoices i join targets t on t.customer_id = i.customer_id
-      where i.status = 'open'
+      where i.status = 'open' or (i.status = 'paid' and i.due_at > ${at})
     ),
     owed as (
       select o.customer_id, sum(o.amount_cents - o.paid_cents) as outstanding, sum(o.paid_cents) as held
@@ -102,9 +104,9 @@ export async function settleOpenInvoices(
     update invoices i set
       paid_cents = a.paid,
       status = case when a.paid = a.amount_cents then 'paid' else 'open' end,
-      paid_at = case when a.paid = a.amount_cents then ${now.toISOString()}::timestamptz else null end
+      paid_at = case when a.paid = a.amount_cents then coalesce(i.paid_at, ${at}) else null end
     from allocation a
-    where a.id = i.id and (a.paid <> i.paid_cents or a.paid = a.amount_cents)
+    where a.id = i.id and (a.paid <> i.paid_cents or (a.paid = a.amount_cents and i.status = 'open'))
     returning i.id, i.customer_id, i.subscription_id, i.kind, i.status`,
   );
   return rows.map((r) => ({

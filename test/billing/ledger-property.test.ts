@@ -93,8 +93,8 @@ describe("the ledger under random invoices and payments", () => {
       }),
       {
         numRuns: 25,
-        // The case that matters most, always tried: the first period paid, the next one's bill issued
-        // ahead and partly paid, then a charge due now, before it.
+        // The cases that matter most, always tried: the first period paid, the next one's bill issued
+        // ahead and partly paid, or paid in full, then a charge due now, before it.
         examples: [
           [
             [
@@ -104,8 +104,16 @@ describe("the ledger under random invoices and payments", () => {
               { kind: "charge", cents: 500 },
             ],
           ],
+          [
+            [
+              { kind: "credit", cents: 20_511 },
+              { kind: "pay", cents: 226_403 },
+              { kind: "time", days: 3 },
+              { kind: "charge", cents: 1 },
+            ],
+          ],
         ],
       },
     );
-  });
+  }, 120_000);
 });
