@@ -140,6 +140,11 @@ const schema = z.object({
   AT_SMS_URL: z.string().url().optional(),
   /** Secret path segment of the USSD callback URL (`/ussd/<token>`); unset: `/ussd`. */
   USSD_TOKEN: z.string().optional(),
+  /** The code subscribers dial for the menu, e.g. `*384*123#`: with a till, SMS asking for money say to dial it. */
+  USSD_CODE: z
+    .string()
+    .regex(/^\*[0-9*]+#$/, "a USSD code such as *384*123#")
+    .optional(),
   /** Production without USSD_TOKEN: only with an allowlist of the gateway's addresses. */
   USSD_NO_TOKEN: bool.default(false),
   /** When set, USSD requests from any other (client) address are refused. */
@@ -265,18 +270,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 
 /** Sandbox mode: every outside service is a built-in fake (see src/mode.ts). */
 /**
- * The paybill number subscribers pay to with their account number (`MPESA_SHORTCODE`), as SMS asking
- * for money show it; none with a till (Buy Goods takes no account) or without M-Pesa settings.
+ * What messages say of the ISP (`{isp}`, `{payTo}`, `{support}`, dates in its time zone). Where to
+ * pay: the paybill (`MPESA_SHORTCODE`) with the account to type, or with a till (`MPESA_TILL`), whose
+ * payments carry no account, the menu (`USSD_CODE`), which pushes a prompt for the right account.
  */
-export function paybillOf(config: Config): string | undefined {
-  return config.MPESA_TILL ? undefined : config.MPESA_SHORTCODE;
-}
-
-/** What messages say of the ISP (`{isp}`, `{payTo}`, `{support}`, dates in its time zone). */
 export function signingOf(config: Config): Signing {
   return {
     isp: config.ISP_NAME,
-    paybill: paybillOf(config),
+    paybill: config.MPESA_TILL ? undefined : config.MPESA_SHORTCODE,
+    till: config.MPESA_TILL,
+    ussdCode: config.USSD_CODE,
     support: config.SUPPORT_PHONE,
     timezone: config.TIMEZONE,
   };

@@ -1,6 +1,6 @@
 import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { isSandbox, loadConfig } from "../src/config.ts";
+import { isSandbox, loadConfig, signingOf } from "../src/config.ts";
 import { redactUrl } from "../src/db/client.ts";
 import { createLogger } from "../src/logger.ts";
 
@@ -35,6 +35,21 @@ describe("configuration", () => {
     expect(loadConfig({ TELEGRAM_BOT_USERNAME: "abbot" }).TELEGRAM_BOT_USERNAME).toBe("abbot");
     for (const bad of ["bot", "Tandao", "Tandao-Bot", "Tandao Bot", `${"a".repeat(30)}bot`])
       expect(() => loadConfig({ TELEGRAM_BOT_USERNAME: bad })).toThrow(/TELEGRAM_BOT_USERNAME/);
+  });
+
+  it("tells SMS where to pay: the paybill, or with a till the USSD code to dial", () => {
+    const sandbox = loadConfig({});
+    expect(signingOf({ ...sandbox, MPESA_SHORTCODE: "247247" })).toMatchObject({ paybill: "247247" });
+    const till = signingOf({
+      ...sandbox,
+      MPESA_SHORTCODE: "174379",
+      MPESA_TILL: "555111",
+      USSD_CODE: "*384*123#",
+    });
+    expect(till).toMatchObject({ paybill: undefined, till: "555111", ussdCode: "*384*123#" });
+    expect(loadConfig({ USSD_CODE: "*384*123#" }).USSD_CODE).toBe("*384*123#");
+    for (const bad of ["384*123#", "*384*123", "*384*abc#"])
+      expect(() => loadConfig({ USSD_CODE: bad })).toThrow(/USSD_CODE/);
   });
 
   it("treats an empty value as unset", () => {

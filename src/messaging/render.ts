@@ -112,6 +112,10 @@ export interface Signing {
   isp: string;
   /** The paybill in `{payTo}`, where a message asks for money. */
   paybill?: string;
+  /** A till (Buy Goods) instead of a paybill: its payments carry no account number. */
+  till?: string;
+  /** The menu's USSD code: with a till, `{payTo}` says to dial it (its prompt names the account). */
+  ussdCode?: string;
   /** `{support}`: the number to call. */
   support?: string;
   timezone?: string;
@@ -136,7 +140,7 @@ export function renderSms(
     `sms.${template}` as MessageKey,
     {
       isp: options.isp,
-      payTo: payTo(language, params.account, options.paybill),
+      payTo: payTo(language, params.account, options),
       support: options.support ?? "",
       ...shown,
     },
@@ -145,12 +149,15 @@ export function renderSms(
 }
 
 /**
- * Where to pay, as an SMS asking for money says it: the paybill number (`MPESA_SHORTCODE`) and the
- * account to type, or the account alone when no paybill is configured (a till takes no account).
+ * Where to pay, as an SMS asking for money says it: the paybill and the account to type; with a till
+ * (which takes no account, so its payments wait for an admin to match them) the menu's USSD code
+ * when there is one, else the till; with neither, the account alone.
  */
-function payTo(language: Language, account: Params[string], paybill: string | undefined): string {
+function payTo(language: Language, account: Params[string], signing: Signing): string {
+  if (signing.till && signing.ussdCode) return `${language === "sw" ? "piga" : "dial"} ${signing.ussdCode}`;
+  if (signing.till) return `Buy Goods till ${signing.till}`;
   const accountWord = language === "sw" ? "akaunti" : "account";
-  return `${paybill ? `paybill ${paybill}, ` : ""}${accountWord} ${account ?? ""}`.trim();
+  return `${signing.paybill ? `paybill ${signing.paybill}, ` : ""}${accountWord} ${account ?? ""}`.trim();
 }
 
 /** The placeholder names a catalog string uses (for the catalog consistency test). */

@@ -127,6 +127,20 @@ describe("rendering", () => {
     );
   });
 
+  it("with a till, which takes no account number, says to dial the menu, or names the till", () => {
+    const owed = { amountCents: 150_000, account: "TD00042" };
+    const till = { isp: "X", till: "555111", ussdCode: "*384*123#" };
+    expect(renderSms("en", "suspended", owed, till)).toBe(
+      "X: Your internet is suspended. Pay KES 1,500 by M-Pesa, dial *384*123#, to restore it.",
+    );
+    expect(renderSms("sw", "welcome", { name: "Amina", account: "TD00042", plan: "Nyumbani" }, till)).toBe(
+      "X: Karibu Amina! Akaunti yako ni TD00042, kifurushi Nyumbani. Lipa kwa M-Pesa, piga *384*123#.",
+    );
+    expect(renderSms("en", "suspended", owed, { isp: "X", till: "555111" })).toBe(
+      "X: Your internet is suspended. Pay KES 1,500 by M-Pesa, Buy Goods till 555111, to restore it.",
+    );
+  });
+
   it("says whom to call when a sign-up is turned down", () => {
     const rejected = { account: "TD00042" };
     expect(renderSms("en", "signup_rejected", rejected, { isp: "X", support: "0711 000 111" })).toBe(
