@@ -137,7 +137,7 @@ function requirePhone(services: MenuServices): MenuServices {
   return {
     ...services,
     requestPayment: (user, session, request) =>
-      user.phone === ""
+      user.phone === "" && request.payerPhone === undefined
         ? Promise.resolve({ ok: false, reason: PHONE_REQUIRED, message: "a phone number is needed to pay" })
         : services.requestPayment(user, session, request),
   };

@@ -1,7 +1,8 @@
+import { normalizeKenyanPhone } from "../billing/intents/request.ts";
 import { mpesaAmountCents } from "../billing/money.ts";
 import { displayPhone } from "../lib/phone.ts";
 import type { MessageKey } from "../messaging/render.ts";
-import { HOME, type MenuContext, type Reaction, type Screen } from "./engine.ts";
+import { type Frame, HOME, type MenuContext, type Reaction, type Screen } from "./engine.ts";
 import { planConfirm, planList, voucherConfirm, voucherList } from "./plan-screens.ts";
 import { planLabel } from "./plan-text.ts";
 import { account, confirmOption, end, finish, push, refusalOutcome } from "./screen-kit.ts";
@@ -12,7 +13,11 @@ import type { Language } from "./types.ts";
  * Pays by STK push from the dialling phone; the result arrives later by SMS. The payment intent is
  * recorded once per confirmation key, so the confirmation needs no separate claim.
  */
-function pay(ctx: MenuContext, amountCents: number): Reaction {
+/** The number a payment prompt goes to: the one typed on "pay from another number", else the user's. */
+const payerOf = (ctx: MenuContext, frame: Frame): string =>
+  typeof frame.params.payer === "string" ? frame.params.payer : ctx.user.phone;
+
+function pay(ctx: MenuContext, amountCents: number, payerPhone?: string): Reaction {
   return {
     kind: "keyedEffect",
     run: async (idempotencyKey) => {
@@ -20,6 +25,7 @@ function pay(ctx: MenuContext, amountCents: number): Reaction {
         purpose: "balance",
         amountCents,
         idempotencyKey,
+        ...(payerPhone && payerPhone !== ctx.user.phone ? { payerPhone } : {}),
       });
       if (!result.ok) return refusalOutcome(result);
       return finish("menu.pay.sent", { amountCents: mpesaAmountCents(amountCents) });
@@ -104,21 +110,40 @@ const payScreen: Screen = {
         options: [
           { key: "1", label: ctx.t("menu.pay.payDue", { amountCents: due }) },
           { key: "2", label: ctx.t("menu.pay.other") },
+          { key: "3", label: ctx.t("menu.pay.fromOther") },
         ],
       };
     }
     return {
       lines: [ctx.t("menu.pay.nothingDue", { balanceCents: a.balanceCents })],
-      options: [{ key: "1", label: ctx.t("menu.pay.otherOnly") }],
+      options: [
+        { key: "1", label: ctx.t("menu.pay.otherOnly") },
+        { key: "2", label: ctx.t("menu.pay.fromOther") },
+      ],
     };
   },
   async choose(ctx, _frame, choice) {
     const a = await account(ctx);
-    if (choice.kind === "option" && choice.key === "1" && a.amountDueCents > 0) {
-      // The option names the amount and the payer: choosing it is the confirmation.
-      return pay(ctx, a.amountDueCents);
-    }
+    const owing = a.amountDueCents > 0;
+    const key = choice.kind === "option" ? choice.key : "";
+    // The option names the amount and the payer: choosing it is the confirmation.
+    if (owing && key === "1") return pay(ctx, a.amountDueCents);
+    if (key === (owing ? "3" : "2")) return push("payPhone");
     return push("payAmount");
+  },
+};
+
+/** Another M-Pesa number to prompt: a line without M-Pesa, or someone else paying for this account. */
+const payPhone: Screen = {
+  async body(ctx) {
+    return { lines: [ctx.t("menu.pay.enterPhone")], freeText: true };
+  },
+  async choose(_ctx, _frame, choice) {
+    const text =
+      choice.kind === "text" ? choice.text : choice.kind === "option" ? choice.key : String(choice.index + 1);
+    const payer = normalizeKenyanPhone(text.replace(/\s+/g, ""));
+    if (!payer) return { kind: "hint", hint: { key: "menu.hint.phone" } };
+    return push("payAmount", { payer });
   },
 };
 
@@ -134,7 +159,7 @@ const payAmount: Screen = {
       freeText: true,
     };
   },
-  async choose(ctx, _frame, choice) {
+  async choose(ctx, frame, choice) {
     const text =
       choice.kind === "text" ? choice.text : choice.kind === "option" ? choice.key : String(choice.index + 1);
     const cleaned = text.replace(/,/g, "");
@@ -149,7 +174,7 @@ const payAmount: Screen = {
         },
       };
     }
-    return push("payConfirm", { amountCents });
+    return push("payConfirm", { ...frame.params, amountCents });
   },
 };
 
@@ -159,14 +184,14 @@ const payConfirm: Screen = {
       lines: [
         ctx.t("menu.pay.confirm", {
           amountCents: Number(frame.params.amountCents),
-          phone: displayPhone(ctx.user.phone),
+          phone: displayPhone(payerOf(ctx, frame)),
         }),
       ],
       options: confirmOption(ctx),
     };
   },
   async choose(ctx, frame) {
-    return pay(ctx, Number(frame.params.amountCents));
+    return pay(ctx, Number(frame.params.amountCents), payerOf(ctx, frame));
   },
 };
 
@@ -228,6 +253,7 @@ export const subscriberScreens: Record<string, Screen> = {
   [HOME]: home,
   account: accountScreen,
   pay: payScreen,
+  payPhone,
   payAmount,
   payConfirm,
   voucher: voucherList,

@@ -182,7 +182,7 @@ export function createMenuServices(ctx: BillingContext, options: MenuServiceOpti
 
     async requestPayment(user, session, request) {
       return record(subscriberActor(user, session), {
-        phone: user.phone,
+        phone: request.payerPhone ?? user.phone,
         purpose: request.purpose,
         amountCents: request.amountCents,
         ...(user.customer ? { customerId: user.customer.id } : {}),

@@ -100,6 +100,8 @@ export interface MenuServices {
       subscriptionId?: number;
       /** A repeat under the same key records nothing new and gets the first answer. */
       idempotencyKey?: string;
+      /** The M-Pesa number prompted, when not the user's own (a line without M-Pesa, a relative paying). */
+      payerPhone?: string;
     },
   ): Promise<{ ok: true; intentId: number } | Refusal>;
   changePlan(

@@ -58,7 +58,7 @@ async function dialAndPay(page: Page): Promise<Locator> {
   await handset.getByRole("button", { name: "Send" }).click();
   await screen.filter({ hasText: "You owe" }).waitFor(WAIT);
   expect(await screen.textContent()).toBe(
-    "You owe KES 2,500.\n1. Pay KES 2,500 now\n2. Pay another amount\n0. Back",
+    "You owe KES 2,500.\n1. Pay KES 2,500 now\n2. Pay another amount\n3. Pay from another M-Pesa number\n0. Back",
   );
   await page.screenshot({ path: join(SHOTS, "simulator-ussd.png") });
   await handset.getByLabel("Keypad").fill("1");

@@ -65,7 +65,9 @@ describe("USSD over HTTP, Africa's Talking style", () => {
     const sessionId = `ATUid_pay_${customer.id}`;
     const ussd = world.dial(customer.phone, sessionId);
     const screens = [await ussd(""), await ussd("2"), await ussd("2*1")];
-    expect(screens[1]).toBe("CON You owe KES 1,500.\n1. Pay KES 1,500 now\n2. Pay another amount\n0. Back");
+    expect(screens[1]).toBe(
+      "CON You owe KES 1,500.\n1. Pay KES 1,500 now\n2. Pay another amount\n3. Pay from another M-Pesa number\n0. Back",
+    );
     expect(screens[2]).toBe(
       "END Enter your M-Pesa PIN on the prompt to pay KES 1,500. You will get a message when it is received.",
     );
@@ -94,6 +96,36 @@ describe("USSD over HTTP, Africa's Talking style", () => {
     const after = await world.dial(customer.phone)("1");
     expect(after).toMatch(/Status: Active\nExpires: \d+ \w+ 2026\n/);
     expect(after).toMatch(/Balance: KES 0\nLast payment: KES 1,500, \d+ \w+ 2026/);
+  });
+
+  it("pays from another M-Pesa number: the prompt goes there, the account is credited, the receipt comes here", async () => {
+    const { customer, subscription } = await owingSubscriber();
+    const payer = uniquePhone();
+    const ussd = world.dial(customer.phone);
+    expect(await ussd("2*3")).toBe(
+      "CON Enter the M-Pesa number to pay from (e.g. 0712 345 678):\n0. Back 00. Home",
+    );
+    expect(await ussd("2*3*12345")).toBe(
+      "CON Enter a Kenyan mobile number, e.g. 0712 345 678.\nEnter the M-Pesa number to pay from (e.g. 0712 345 678):\n0. Back 00. Home",
+    );
+    const local = `0${payer.slice(4)}`;
+    expect(await ussd(`2*3*12345*${local}`)).toMatch(/^CON Enter amount in KES/);
+    expect(await ussd(`2*3*12345*${local}*1500`)).toBe(
+      `CON Pay KES 1,500 to Kibera Net from M-Pesa ${displayPhone(payer)}?\n1. Confirm\n0. Back 00. Home`,
+    );
+    expect(await ussd(`2*3*12345*${local}*1500*1`)).toMatch(
+      /^END Enter your M-Pesa PIN on the prompt to pay KES 1,500\./,
+    );
+    expect(await intentsOf(customer.phone)).toHaveLength(0);
+    expect(await intentsOf(payer)).toMatchObject([
+      { purpose: "balance", amountCents: 150_000, customerId: customer.id },
+    ]);
+
+    await world.settle();
+    const [sub] = await database.db.select().from(subscriptions).where(eq(subscriptions.id, subscription.id));
+    expect(sub!.status).toBe("active");
+    const sms = await world.at.waitFor((m) => m.to === customer.phone && m.message.includes("We received"));
+    expect(sms.message).toMatch(/^Kibera Net: We received KES 1,500 \(M-Pesa [A-Z0-9]{10}\) for account /);
   });
 
   it("pays another amount after a confirm step; a bad amount repeats the screen with a hint", async () => {
@@ -255,7 +287,7 @@ describe("USSD over HTTP, Africa's Talking style", () => {
     }
     expect(await ussd("1")).toContain("Hali: Inasubiri malipo ya kwanza\nDeni: KES 2,000\n");
     expect(await ussd("2")).toBe(
-      "CON Unadaiwa KES 2,000.\n1. Lipa KES 2,000 sasa\n2. Lipa kiasi kingine\n0. Rudi",
+      "CON Unadaiwa KES 2,000.\n1. Lipa KES 2,000 sasa\n2. Lipa kiasi kingine\n3. Lipa kutoka namba nyingine ya M-Pesa\n0. Rudi",
     );
     expect(await ussd("3*1")).toContain("Nunua vocha hii kwa M-Pesa");
     expect(await ussd("2*1")).toMatch(/^END Ingiza PIN yako ya M-Pesa/);

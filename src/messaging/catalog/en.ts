@@ -11,6 +11,7 @@ export const en = {
   "menu.hint.invalid": "Invalid choice.",
   "menu.hint.amount": "Enter a whole amount in KES.",
   "menu.hint.range": "Amount must be {minCents} to {maxCents}.",
+  "menu.hint.phone": "Enter a Kenyan mobile number, e.g. 0712 345 678.",
 
   "menu.main.title": "{isp}",
   "menu.main.account": "My account",
@@ -40,6 +41,8 @@ export const en = {
   "menu.pay.payDue": "Pay {amountCents} now",
   "menu.pay.other": "Pay another amount",
   "menu.pay.otherOnly": "Pay an amount",
+  "menu.pay.fromOther": "Pay from another M-Pesa number",
+  "menu.pay.enterPhone": "Enter the M-Pesa number to pay from (e.g. 0712 345 678):",
   "menu.pay.enterAmount": "Enter amount in KES ({minCents} to {maxCents}):",
   "menu.pay.confirm": "Pay {amountCents} to {isp} from M-Pesa {phone}?",
   "menu.pay.sent":

@@ -9,6 +9,7 @@ export const sw: Record<MessageKey, string> = {
   "menu.hint.invalid": "Chaguo si sahihi.",
   "menu.hint.amount": "Weka kiasi kamili kwa KES.",
   "menu.hint.range": "Kiasi kiwe kati ya {minCents} na {maxCents}.",
+  "menu.hint.phone": "Weka namba ya simu ya Kenya, mfano 0712 345 678.",
 
   "menu.main.title": "{isp}",
   "menu.main.account": "Akaunti yangu",
@@ -38,6 +39,8 @@ export const sw: Record<MessageKey, string> = {
   "menu.pay.payDue": "Lipa {amountCents} sasa",
   "menu.pay.other": "Lipa kiasi kingine",
   "menu.pay.otherOnly": "Lipa kiasi",
+  "menu.pay.fromOther": "Lipa kutoka namba nyingine ya M-Pesa",
+  "menu.pay.enterPhone": "Weka namba ya M-Pesa itakayolipa (mfano 0712 345 678):",
   "menu.pay.enterAmount": "Weka kiasi kwa KES ({minCents} hadi {maxCents}):",
   "menu.pay.confirm": "Lipa {amountCents} kwa {isp} kutoka M-Pesa {phone}?",
   "menu.pay.sent":
