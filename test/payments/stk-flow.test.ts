@@ -14,7 +14,7 @@ import {
 } from "../../src/db/schema/index.ts";
 import { StkDispatcher } from "../../src/payments/mpesa/dispatcher.ts";
 import { runRecoveryJob } from "../../src/payments/mpesa/recovery.ts";
-import { billingContext, createPlan } from "../support/billing.ts";
+import { billingContext, createPlan, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
 import {
   freshPhone,
@@ -116,6 +116,22 @@ describe("STK push end to end (client → fake Daraja → callback over HTTP →
       expect(String(failed[0]!.params.reason)).toMatch(reason);
     },
   );
+
+  it("a prompt sent to another number that pays for the customer: its failure is told to the customer", async () => {
+    const { customer } = await suspendedSubscriber(ctx, clock, 150_000);
+    const payer = uniquePhone();
+    const done = await pay(
+      h,
+      ctx,
+      { customerId: customer.id, phone: payer, amountCents: 150_000 },
+      { outcome: "insufficient_funds", duplicates: 1 },
+    );
+    expect(done.status).toBe("failed");
+    const failed = await messages(customer.phone, "payment_failed");
+    expect(failed).toHaveLength(1);
+    expect(String(failed[0]!.params.reason)).toMatch(/Not enough money/);
+    expect(await messages(payer, "payment_failed")).toHaveLength(0);
+  });
 
   it("a lost callback is settled by the recovery job's status query", async () => {
     const { customer, subscription } = await suspendedSubscriber(ctx, clock, 120_000);

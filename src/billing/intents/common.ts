@@ -7,19 +7,41 @@ export type IntentRow = typeof paymentIntents.$inferSelect;
 /** What a payment's messages are written in: the customer's language, or the one the payer chose in the menu. */
 export async function languageFor(
   tx: Executor,
-  intent: Pick<IntentRow, "customerId" | "language">,
+  intent: Pick<IntentRow, "customerId" | "language" | "phone">,
 ): Promise<Language> {
-  if (intent.customerId === null) return intent.language ?? "en";
-  const [row] = await tx
-    .select({ language: customers.language })
-    .from(customers)
-    .where(eq(customers.id, intent.customerId));
-  return row?.language ?? intent.language ?? "en";
+  return (await askerOf(tx, intent)).language;
 }
-export async function tellFailure(tx: Executor, now: Date, intent: IntentRow, reason: string): Promise<void> {
+
+/**
+ * Who is told how a payment request ended: the customer who asked, in their language (the prompt
+ * may have gone to another number that pays for them), or a payer with no account, in the language
+ * they chose in the menu.
+ */
+async function askerOf(
+  tx: Executor,
+  intent: Pick<IntentRow, "customerId" | "language" | "phone">,
+): Promise<{ phone: string; language: Language }> {
+  if (intent.customerId !== null) {
+    const [row] = await tx
+      .select({ phone: customers.phone, language: customers.language })
+      .from(customers)
+      .where(eq(customers.id, intent.customerId));
+    if (row) return row;
+  }
+  return { phone: intent.phone, language: intent.language ?? "en" };
+}
+
+/** A prompt that ended unpaid, or could not be sent: the person who asked is told, once. */
+export async function tellFailure(
+  tx: Executor,
+  now: Date,
+  intent: Pick<IntentRow, "id" | "customerId" | "language" | "phone" | "amountCents">,
+  reason: string,
+): Promise<void> {
+  const asker = await askerOf(tx, intent);
   await enqueueMessage(tx, now, {
-    recipient: intent.phone,
-    language: await languageFor(tx, intent),
+    recipient: asker.phone,
+    language: asker.language,
     template: "payment_failed",
     params: { amountCents: intent.amountCents, reason },
     dedupeKey: `intent:${intent.id}:failed`,

@@ -2,8 +2,7 @@ import { and, asc, eq, isNull, lte, sql } from "drizzle-orm";
 import { customers, type IntentPurpose, paymentIntents } from "../../db/schema/index.ts";
 import { audit } from "../audit.ts";
 import type { Actor, BillingContext } from "../context.ts";
-import { enqueueMessage } from "../outbox.ts";
-import { languageFor } from "./common.ts";
+import { tellFailure } from "./common.ts";
 export interface IntentToSend {
   id: number;
   phone: string;
@@ -178,13 +177,7 @@ export async function markIntentSendFailed(
       entityId: row.id,
       reason: input.error,
     });
-    await enqueueMessage(tx, now, {
-      recipient: row.phone,
-      language: await languageFor(tx, row),
-      template: "payment_failed",
-      params: { amountCents: row.amountCents, reason: "M-Pesa could not send the payment prompt" },
-      dedupeKey: `intent:${row.id}:failed`,
-    });
+    await tellFailure(tx, now, row, "M-Pesa could not send the payment prompt");
     return "failed";
   });
 }
