@@ -258,14 +258,16 @@ describe("Daraja client and dispatcher against the fake", () => {
   });
 
   it("retries a push Daraja refuses for a while, and fails one it refuses for good with an SMS", async () => {
-    const phone = freshPhone();
+    const plan = await createPlan(database.db, { priceCents: 1000 });
+    const { customer } = await activeSubscriber(ctx, plan.id);
+    const phone = customer.phone;
     h.fake.failNextPush(503, "500.003.02", "Spike arrest violation");
     h.fake.queue({ outcome: "success", lost: true });
     const retried = await requestPayment(ctx, admin, {
       phone,
       purpose: "balance",
       amountCents: 1000,
-      customerId: 1,
+      customerId: customer.id,
       channel: "t",
     });
     if (!retried.ok) throw new Error(retried.message);
@@ -285,14 +287,14 @@ describe("Daraja client and dispatcher against the fake", () => {
       phone,
       purpose: "balance",
       amountCents: 1000,
-      customerId: 1,
+      customerId: customer.id,
       channel: "t",
     });
     if (!refused.ok) throw new Error(refused.message);
     await h.dispatcher.runOnce();
     expect(await intent(database.db, refused.intentId)).toMatchObject({ status: "failed" });
     const sms = await database.db.select().from(messageOutbox).where(eq(messageOutbox.recipient, phone));
-    expect(sms.map((m) => m.template)).toEqual(["payment_failed"]);
+    expect(sms.filter((m) => m.template === "payment_failed")).toHaveLength(1);
   });
 
   it("kick() sends a requested push within milliseconds", async () => {

@@ -100,13 +100,13 @@ describe.runIf(onRealPostgres())("a callback that overtakes the storing of its c
     expect(recorded).toEqual([{ status: "applied" }]);
   });
 
-  it("a cancelled prompt fails its request at once, and the payer is told", async () => {
+  it("a cancelled prompt fails its request at once, and the customer who asked is told", async () => {
     const plan = await createPlan(database.db, { priceCents: 100_000 });
     const { customer } = await activeSubscriber(ctx, plan.id);
-    const { intentId, phone } = await callbackOvertakingItsCheckoutId(customer.id, "cancelled");
+    const { intentId } = await callbackOvertakingItsCheckoutId(customer.id, "cancelled");
 
     expect(await intent(database.db, intentId)).toMatchObject({ status: "cancelled", paymentId: null });
-    expect(await failureSms(database.db, phone)).toHaveLength(1);
+    expect(await failureSms(database.db, customer.phone)).toHaveLength(1);
   });
 });
 
