@@ -111,12 +111,15 @@ const LARGE_RUN = 50_000;
  * ledger balance above zero (credit left over), or an open invoice already paid in full (a free plan).
  * The same test `settleOpenInvoices` applies per customer, done first as two grouped scans, so that
  * its per-invoice allocation runs for the few with credit instead of every customer of the run.
+ * Only the run's own customers (`locked`): another writer's invoice issued at the same instant (a
+ * sign-up) belongs to a customer this run holds no lock on.
  */
-function customersWithCreditToSpend(now: Date): SQL {
+function customersWithCreditToSpend(now: Date, locked: SQL): SQL {
   return sql`
     with invoiced as (
       select distinct customer_id from invoices
       where kind = 'recurring' and issued_at = ${now.toISOString()}::timestamptz and status = 'open'
+        and customer_id in (${locked})
     ),
     owed as (
       select i.customer_id, sum(i.amount_cents - i.paid_cents) as outstanding,
@@ -167,7 +170,7 @@ export async function issueRecurringInvoicesInTx(
     // million customers one index probe at a time.
     if (issued >= LARGE_RUN) await tx.execute(sql`analyze invoices, ledger_entries`);
     if (issued > 0) {
-      const changed = await settleOpenInvoices(tx, lock, now, customersWithCreditToSpend(now));
+      const changed = await settleOpenInvoices(tx, lock, now, customersWithCreditToSpend(now, members));
       settled = changed.filter((i) => i.status === "paid").length;
     }
     counts.rolled += rolled;

@@ -47,17 +47,19 @@ export interface SettledInvoice {
 }
 
 /**
- * Allocates each customer's available credit to their unpaid invoices, and spreads what their
- * invoices not yet settled for good hold between them again, oldest due first. Those are the open
- * invoices and the paid ones not due yet (a next period's, issued ahead): credit is allocated as it
- * comes, so a bill issued after it (a plan change's charge, a correction, due now) would otherwise
- * wait unpaid, and overdue, while a bill due later held the money. What is available is what the
- * open invoices still show as outstanding minus what the ledger says is really owed, so allocations
- * always agree with the ledger. Set-based: `customerIds` is a subquery, so one statement settles one
- * customer or a hundred thousand. The caller holds the money lock of every customer it names (see
- * money-lock.ts): the allocation is computed from this statement's snapshot, which is only the truth
- * while no other writer can change these customers. Returns the invoices whose allocation changed,
- * and those paid in full.
+ * Allocates each customer's available credit to their unpaid invoices, and spreads what their bills
+ * of service hold between them again, oldest due first. Bills of service (periods, plan changes:
+ * those dunning enforces) not settled for good are the open ones and the paid ones not due yet (a
+ * next period's, issued ahead): credit is allocated as it comes, so a plan change's charge, due now,
+ * would otherwise wait unpaid, and overdue, while the next period's bill held the money.
+ * Corrections (`manual`, from `/adjust`), which never suspend anyone, keep what they hold and take
+ * only credit the bills of service leave over. What is available is what the open invoices show as
+ * outstanding minus what the ledger says is really owed, so allocations always agree with the
+ * ledger. Set-based: `customerIds` is a subquery, so one statement settles one customer or a
+ * hundred thousand. The caller holds the money lock of every customer it names (see money-lock.ts):
+ * the allocation is computed from this statement's snapshot, which is only the truth while no other
+ * writer can change these customers. Returns the invoices whose allocation changed, and those paid
+ * in full.
  */
 export async function settleOpenInvoices(
   tx: Executor,
@@ -76,30 +78,62 @@ export async function settleOpenInvoices(
     tx,
     sql`
     with targets as (select distinct c.id as customer_id from (${customerIds}) as c(id)),
-    open_invoices as (
+    -- Bills of service not settled for good: open, or paid but not due yet. Their money is spread.
+    service as (
       select i.id, i.customer_id, i.amount_cents, i.paid_cents,
         coalesce(sum(i.amount_cents) over (
           partition by i.customer_id order by i.due_at, i.id
           rows between unbounded preceding and 1 preceding), 0) as before
+      from (
+        select i.id, i.customer_id, i.amount_cents, i.paid_cents, i.due_at
+        from invoices i join targets t on t.customer_id = i.customer_id
+        where i.status = 'open' and i.kind <> 'manual'
+        union all
+        select i.id, i.customer_id, i.amount_cents, i.paid_cents, i.due_at
+        from invoices i join targets t on t.customer_id = i.customer_id
+        where i.status = 'paid' and i.due_at > ${at} and i.kind <> 'manual'
+      ) i
+    ),
+    -- Corrections still open: they keep what they hold and take only what service leaves over.
+    corrections as (
+      select i.id, i.customer_id, i.amount_cents, i.paid_cents,
+        coalesce(sum(i.amount_cents - i.paid_cents) over (
+          partition by i.customer_id order by i.due_at, i.id
+          rows between unbounded preceding and 1 preceding), 0) as before
       from invoices i join targets t on t.customer_id = i.customer_id
-      where i.status = 'open' or (i.status = 'paid' and i.due_at > ${at})
+      where i.status = 'open' and i.kind = 'manual'
     ),
     owed as (
-      select o.customer_id, sum(o.amount_cents - o.paid_cents) as outstanding, sum(o.paid_cents) as held
-      from open_invoices o group by o.customer_id
+      select x.customer_id, sum(x.outstanding) as outstanding, sum(x.held) as held, sum(x.service) as service
+      from (
+        select customer_id, amount_cents - paid_cents as outstanding, paid_cents as held, amount_cents as service
+        from service
+        union all
+        select customer_id, amount_cents - paid_cents, 0, 0 from corrections
+      ) x
+      group by x.customer_id
     ),
     balances as (
       select l.customer_id, sum(l.amount_cents) as balance
       from ledger_entries l join owed o on o.customer_id = l.customer_id group by l.customer_id
     ),
-    pool as (
-      select o.customer_id,
-        o.held + greatest(0, o.outstanding - greatest(0, -coalesce(b.balance, 0))) as amount
-      from owed o left join balances b on b.customer_id = o.customer_id
+    -- What service bills share: what they hold plus the credit free to spend (what the open bills
+    -- show as outstanding beyond what the ledger says is owed); corrections get what is left over.
+    funds as (
+      select f.customer_id, f.pool, greatest(0, f.pool - f.service) as leftover
+      from (
+        select o.customer_id, o.service,
+          o.held + greatest(0, o.outstanding - greatest(0, -coalesce(b.balance, 0))) as pool
+        from owed o left join balances b on b.customer_id = o.customer_id
+      ) f
     ),
     allocation as (
-      select o.id, o.amount_cents, least(o.amount_cents, greatest(0, p.amount - o.before)) as paid
-      from open_invoices o join pool p on p.customer_id = o.customer_id
+      select s.id, s.amount_cents, least(s.amount_cents, greatest(0, f.pool - s.before)) as paid
+      from service s join funds f on f.customer_id = s.customer_id
+      union all
+      select c.id, c.amount_cents,
+        c.paid_cents + least(c.amount_cents - c.paid_cents, greatest(0, f.leftover - c.before)) as paid
+      from corrections c join funds f on f.customer_id = c.customer_id
     )
     update invoices i set
       paid_cents = a.paid,

@@ -2,12 +2,19 @@ import { and, eq } from "drizzle-orm";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { adjustBalance } from "../../src/billing/adjust.ts";
-import { suspendOverdue } from "../../src/billing/dunning.ts";
+import { sendReminders, suspendOverdue } from "../../src/billing/dunning.ts";
+import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { DAY, FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
-import { auditLog, invoices, provisioningOutbox, subscriptions } from "../../src/db/schema/index.ts";
+import {
+  auditLog,
+  invoices,
+  messageOutbox,
+  provisioningOutbox,
+  subscriptions,
+} from "../../src/db/schema/index.ts";
 import {
   activeSubscriber,
   admin,
@@ -30,6 +37,11 @@ afterAll(async () => {
 
 const invoicesOf = (customerId: number) =>
   database.db.select().from(invoices).where(eq(invoices.customerId, customerId)).orderBy(invoices.id);
+const messagesTo = (phone: string, template: string) =>
+  database.db
+    .select()
+    .from(messageOutbox)
+    .where(and(eq(messageOutbox.recipient, phone), eq(messageOutbox.template, template)));
 
 describe("balance corrections", () => {
   type Step = { kind: "pay" | "credit" | "charge"; cents: number };
@@ -140,6 +152,46 @@ describe("balance corrections", () => {
         details: { amountCents: -36_000, balanceCents: charged.balanceCents },
       },
     ]);
+  });
+
+  it("a charge never takes what a paid next period holds: that period still starts, nobody is reminded or cut off", async () => {
+    const clock = new FakeClock("2026-10-01T08:00:00Z");
+    const { ctx } = billingContext(database.db, clock);
+    const plan = await createPlan(database.db, { priceCents: 100_000 });
+    const { customer, subscription } = await activeSubscriber(ctx, plan.id, "Paid Ahead");
+    clock.set(new Date(subscription.currentPeriodEnd.getTime() - 2 * DAY));
+    await issueRecurringInvoices(ctx, job);
+    await applyPayment(ctx, admin, {
+      customerId: customer.id,
+      method: "cash",
+      provider: "cash",
+      providerRef: `ahead-${customer.id}`,
+      amountCents: 100_000,
+    });
+    await adjustBalance(ctx, admin, {
+      customerId: customer.id,
+      amountCents: -5_000,
+      reason: "router replaced",
+    });
+    const bills = await invoicesOf(customer.id);
+    expect(bills.map((b) => [b.kind, b.status, b.paidCents])).toEqual([
+      ["recurring", "paid", 100_000],
+      ["recurring", "paid", 100_000],
+      ["manual", "open", 0],
+    ]);
+
+    clock.set(new Date(subscription.currentPeriodEnd.getTime() + 3 * DAY));
+    await issueRecurringInvoices(ctx, job);
+    await sendReminders(ctx, job);
+    await suspendOverdue(ctx, job);
+    const [after] = await database.db
+      .select()
+      .from(subscriptions)
+      .where(eq(subscriptions.id, subscription.id));
+    expect(after!.status).toBe("active");
+    expect(after!.currentPeriodStart).toEqual(subscription.currentPeriodEnd);
+    expect(await messagesTo(customer.phone, "invoice_reminder")).toEqual([]);
+    expect(await messagesTo(customer.phone, "suspended")).toEqual([]);
   });
 
   it("refuses a zero, an outsize or an unexplained correction, and one for nobody, changing nothing", async () => {

@@ -32,6 +32,8 @@ export const invoices = pgTable(
       .on(t.subscriptionId, t.periodStart)
       .where(sql`${t.kind} = 'recurring'`),
     index("invoices_customer_open_idx").on(t.customerId, t.dueAt).where(sql`${t.status} = 'open'`),
+    // Settling reads a customer's paid invoices not due yet (see settleOpenInvoices).
+    index("invoices_customer_paid_idx").on(t.customerId, t.dueAt).where(sql`${t.status} = 'paid'`),
     check("invoices_amount_nonneg", sql`${t.amountCents} >= 0`),
     check("invoices_paid_range", sql`${t.paidCents} >= 0 and ${t.paidCents} <= ${t.amountCents}`),
   ],
