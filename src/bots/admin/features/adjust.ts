@@ -74,7 +74,7 @@ export function adjustFeature(kit: AdminKit): Composer<Context> {
       ctx,
       admin,
       action,
-      `${customer.name}: balance ${balanceText(balance)}. ${capitalised(what(action))} (reason: ${action.reason})?${action.amountCents < 0 ? " The charge is due at once: the next payments pay it first, and service waiting for a payment starts only once it is paid too." : ""}`,
+      `${customer.name}: balance ${balanceText(balance)}. ${capitalised(what(action))} (reason: ${action.reason})?${action.amountCents < 0 ? " The charge is due at once and paid from what the bills for service leave over; service waiting for a payment starts only once it is paid too." : ""}`,
     );
   });
   return composer;
