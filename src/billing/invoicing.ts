@@ -119,7 +119,6 @@ function customersWithCreditToSpend(now: Date, locked: SQL): SQL {
     with invoiced as (
       select distinct customer_id from invoices
       where kind = 'recurring' and issued_at = ${now.toISOString()}::timestamptz and status = 'open'
-        and customer_id in (${locked})
     ),
     owed as (
       select i.customer_id, sum(i.amount_cents - i.paid_cents) as outstanding,
@@ -132,7 +131,8 @@ function customersWithCreditToSpend(now: Date, locked: SQL): SQL {
       where l.customer_id in (select customer_id from owed) group by l.customer_id
     )
     select o.customer_id from owed o left join balances b on b.customer_id = o.customer_id
-    where o.paid_in_full or o.outstanding + coalesce(b.balance, 0) > 0`;
+    where (o.paid_in_full or o.outstanding + coalesce(b.balance, 0) > 0)
+      and o.customer_id in (${locked})`;
 }
 
 /**
