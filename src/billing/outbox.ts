@@ -37,6 +37,7 @@ export async function enqueueProvisioning(
 export type MessageTemplate =
   | "payment_received"
   | "payment_failed"
+  | "payment_failed_other"
   | "invoice_reminder"
   | "suspended"
   | "restored"

@@ -18,6 +18,7 @@ const payerOf = (ctx: MenuContext, frame: Frame): string =>
   typeof frame.params.payer === "string" ? frame.params.payer : ctx.user.phone;
 
 function pay(ctx: MenuContext, amountCents: number, payerPhone?: string): Reaction {
+  const other = payerPhone && payerPhone !== ctx.user.phone ? payerPhone : undefined;
   return {
     kind: "keyedEffect",
     run: async (idempotencyKey) => {
@@ -25,10 +26,13 @@ function pay(ctx: MenuContext, amountCents: number, payerPhone?: string): Reacti
         purpose: "balance",
         amountCents,
         idempotencyKey,
-        ...(payerPhone && payerPhone !== ctx.user.phone ? { payerPhone } : {}),
+        ...(other ? { payerPhone: other } : {}),
       });
       if (!result.ok) return refusalOutcome(result);
-      return finish("menu.pay.sent", { amountCents: mpesaAmountCents(amountCents) });
+      const asked = mpesaAmountCents(amountCents);
+      return other
+        ? finish("menu.pay.sentOther", { amountCents: asked, phone: displayPhone(other) })
+        : finish("menu.pay.sent", { amountCents: asked });
     },
   };
 }

@@ -183,6 +183,7 @@ export function createMenuServices(ctx: BillingContext, options: MenuServiceOpti
     async requestPayment(user, session, request) {
       return record(subscriberActor(user, session), {
         phone: request.payerPhone ?? user.phone,
+        ...(request.payerPhone !== undefined ? { onBehalf: true } : {}),
         purpose: request.purpose,
         amountCents: request.amountCents,
         ...(user.customer ? { customerId: user.customer.id } : {}),

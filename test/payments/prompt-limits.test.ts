@@ -333,3 +333,55 @@ describe("prompts per account", () => {
     expect(Number(window?.n)).toBe(4);
   });
 });
+
+describe("prompts to a number paying for someone else", () => {
+  const onBehalf = (customerId: number, asker: string, payer: string, session: string) =>
+    requestPayment(ctx, walkIn(asker), {
+      phone: payer,
+      purpose: "balance",
+      amountCents: 1_000_00,
+      customerId,
+      channel: "ussd",
+      channelSessionId: session,
+      onBehalf: true,
+    });
+
+  it("are few per number and per account, and never use up the number's own room to pay", async () => {
+    clock.advance(10 * MINUTE);
+    const plan = await createPlan(database.db, { priceCents: 100_000 });
+    const [mine, victimsOwn, other] = phones(3);
+    const { customer } = await createCustomerWithSubscription(ctx, admin, {
+      name: "Prompts Others",
+      phone: mine!,
+      planId: plan.id,
+    });
+    const victim = await createCustomerWithSubscription(ctx, admin, {
+      name: "Prompted",
+      phone: victimsOwn!,
+      planId: plan.id,
+    });
+
+    // One number: three prompts on someone's behalf in a day, then refused.
+    const toVictim = [];
+    for (let i = 0; i < 4; i++) toVictim.push(await onBehalf(customer.id, mine!, victimsOwn!, `behalf-${i}`));
+    expect(toVictim.map((r) => r.ok)).toEqual([true, true, true, false]);
+    expect(toVictim[3]).toMatchObject({ reason: "rate_limited", message: /other numbers/ });
+    // The prompted customer can still pay their own account from their own phone.
+    const own = await requestPayment(ctx, walkIn(victimsOwn!), {
+      phone: victimsOwn!,
+      purpose: "balance",
+      amountCents: 1_000_00,
+      customerId: victim.customer.id,
+      channel: "ussd",
+      channelSessionId: "victim-own",
+    });
+    expect(own.ok).toBe(true);
+    // One account: three on its behalf in a day, whichever numbers.
+    expect(await onBehalf(customer.id, mine!, other!, "behalf-other")).toMatchObject({
+      ok: false,
+      reason: "rate_limited",
+    });
+    clock.advance(24 * 60 * MINUTE);
+    expect((await onBehalf(customer.id, mine!, other!, "behalf-next-day")).ok).toBe(true);
+  });
+});

@@ -12,6 +12,7 @@ import {
   provisioningOutbox,
   vouchers,
 } from "../../src/db/schema/index.ts";
+import { displayPhone } from "../../src/lib/phone.ts";
 import { StkDispatcher } from "../../src/payments/mpesa/dispatcher.ts";
 import { runRecoveryJob } from "../../src/payments/mpesa/recovery.ts";
 import { billingContext, createPlan, uniquePhone } from "../support/billing.ts";
@@ -127,9 +128,10 @@ describe("STK push end to end (client → fake Daraja → callback over HTTP →
       { outcome: "insufficient_funds", duplicates: 1 },
     );
     expect(done.status).toBe("failed");
-    const failed = await messages(customer.phone, "payment_failed");
-    expect(failed).toHaveLength(1);
-    expect(String(failed[0]!.params.reason)).toMatch(/Not enough money/);
+    // Told which number did not pay: the payer's own reasons ("not enough money") are not theirs.
+    const failed = await messages(customer.phone, "payment_failed_other");
+    expect(failed.map((m) => m.params)).toEqual([{ amountCents: 150_000, payer: displayPhone(payer) }]);
+    expect(await messages(customer.phone, "payment_failed")).toHaveLength(0);
     expect(await messages(payer, "payment_failed")).toHaveLength(0);
   });
 

@@ -1,6 +1,7 @@
 import { eq } from "drizzle-orm";
 import type { Executor } from "../../db/client.ts";
 import { customers, type Language, type paymentIntents } from "../../db/schema/index.ts";
+import { displayPhone } from "../../lib/phone.ts";
 import { enqueueMessage } from "../outbox.ts";
 export type IntentRow = typeof paymentIntents.$inferSelect;
 
@@ -39,11 +40,18 @@ export async function tellFailure(
   reason: string,
 ): Promise<void> {
   const asker = await askerOf(tx, intent);
+  // The reasons are the payer's ("you cancelled"): a customer whose prompt went to another number
+  // is told which number did not pay instead.
+  const paidFor = asker.phone !== intent.phone;
   await enqueueMessage(tx, now, {
     recipient: asker.phone,
     language: asker.language,
-    template: "payment_failed",
-    params: { amountCents: intent.amountCents, reason },
+    ...(paidFor
+      ? {
+          template: "payment_failed_other",
+          params: { amountCents: intent.amountCents, payer: displayPhone(intent.phone) },
+        }
+      : { template: "payment_failed", params: { amountCents: intent.amountCents, reason } }),
     dedupeKey: `intent:${intent.id}:failed`,
   });
 }

@@ -27,6 +27,14 @@ export interface PaymentLimits {
   perAccount: number;
   /** Prompts allowed in total per minute: a stranger cannot prompt fifty phones in a second. */
   totalPerMinute: number;
+  /**
+   * Prompts to a number paying for someone else's account, per number and per account, within
+   * `onBehalfWindowMs`: few, and counted apart from the number's own prompts, so that nobody can
+   * flood strangers with prompts for their account, nor use up a customer's own room to pay.
+   */
+  onBehalfPerPhone: number;
+  onBehalfPerAccount: number;
+  onBehalfWindowMs: number;
   amounts: Record<IntentPurpose, AmountBounds>;
 }
 
@@ -36,6 +44,9 @@ export const defaultPaymentLimits: PaymentLimits = {
   windowMs: 5 * 60_000,
   perAccount: 5,
   totalPerMinute: 120,
+  onBehalfPerPhone: 3,
+  onBehalfPerAccount: 3,
+  onBehalfWindowMs: 24 * 3_600_000,
   amounts: {
     balance: { minCents: 100, maxCents: 150_000_00 },
     voucher: { minCents: 100, maxCents: 20_000_00 },
@@ -55,6 +66,8 @@ export interface PaymentRequest {
   subscriptionId?: number;
   channel: string;
   channelSessionId?: string;
+  /** The prompt goes to a number paying for the customer, not the customer's own (see `onBehalfPerPhone`). */
+  onBehalf?: boolean;
   /** The payer's language in the menu: a visitor's voucher code and failure notices are sent in it. */
   language?: Language;
   /**
@@ -134,6 +147,14 @@ export async function requestPayment(
           updated_at = ${at}::timestamptz
       where (select count(*) from unnest(w.hits) as h where h > ${from}::timestamptz) < ${limit}
     returning key`;
+  // A prompt on someone's behalf counts in windows of its own (see `onBehalfPerPhone`).
+  const onBehalfSince = new Date(now.getTime() - limits.onBehalfWindowMs).toISOString();
+  const phoneWindow = input.onBehalf
+    ? { key: `stk-behalf:${phone}`, limit: limits.onBehalfPerPhone, from: onBehalfSince }
+    : { key: `stk-phone:${phone}`, limit: limits.promptsPerWindow, from: since };
+  const accountWindow = input.onBehalf
+    ? { prefix: "stk-behalf-account:", limit: limits.onBehalfPerAccount, from: onBehalfSince }
+    : { prefix: "stk-account:", limit: limits.perAccount, from: since };
   const key = input.idempotencyKey ?? null;
   const once = onceUnderKey(key, at);
   const sub = input.subscriptionId ?? null;
@@ -173,21 +194,22 @@ export async function requestPayment(
     ),
     room as (
       select
-        ${hitsSince(sql`${`stk-phone:${phone}`}::text`, since)} < ${limits.promptsPerWindow} as phone_ok,
+        ${hitsSince(sql`${phoneWindow.key}::text`, phoneWindow.from)} < ${phoneWindow.limit} as phone_ok,
         (${sessionKey}::text is null or ${hitsSince(sql`${sessionKey}::text`, since)} < ${limits.promptsPerWindow}) as session_ok,
-        (v.customer_id is null or ${hitsSince(sql`'stk-account:' || v.customer_id`, since)} < ${limits.perAccount}) as account_ok,
+        (v.customer_id is null or ${hitsSince(sql`${accountWindow.prefix}::text || v.customer_id`, accountWindow.from)} < ${accountWindow.limit}) as account_ok,
         ${hitsSince(sql`'stk-total'::text`, lastMinute)} < ${limits.totalPerMinute} as total_ok
       from valid v
     ),
     -- Every limit is checked before any slot is taken: a refused prompt uses up nobody's room (unless
     -- a prompt running beside it fills a later window first: the earlier windows keep its try).
     fits as (select 1 from room where phone_ok and session_ok and account_ok and total_ok),
-    phone_slot as (${window(sql`${`stk-phone:${phone}`}::text`, sql`fits`, limits.promptsPerWindow)}),
+    phone_slot as (${window(sql`${phoneWindow.key}::text`, sql`fits`, phoneWindow.limit, phoneWindow.from)}),
     session_slot as (${sessionKey ? window(sql`${sessionKey}::text`, sql`phone_slot`, limits.promptsPerWindow) : sql`select key from phone_slot`}),
     account_slot as (${window(
-      sql`'stk-account:' || s.customer_id`,
+      sql`${accountWindow.prefix}::text || s.customer_id`,
       sql`(select v.customer_id from valid v where v.customer_id is not null and exists (select 1 from session_slot))`,
-      limits.perAccount,
+      accountWindow.limit,
+      accountWindow.from,
     )}),
     passed as (
       select 1 from session_slot
@@ -311,9 +333,11 @@ export async function requestPayment(
     message:
       fullWindow === "total"
         ? "We are receiving many payment requests right now. Please try again in a minute."
-        : fullWindow === "account"
-          ? `Too many payment prompts for this account: at most ${limits.perAccount} in ${minutes} minutes. Please wait and try again.`
-          : `Too many payment prompts: at most ${limits.promptsPerWindow} in ${minutes} minutes. Please wait and try again.`,
+        : input.onBehalf && (fullWindow === "account" || fullWindow === "phone" || fullWindow === null)
+          ? `Too many payment prompts to other numbers: at most ${limits.onBehalfPerPhone} to one number and ${limits.onBehalfPerAccount} for one account in ${Math.round(limits.onBehalfWindowMs / 3_600_000)} hours.`
+          : fullWindow === "account"
+            ? `Too many payment prompts for this account: at most ${limits.perAccount} in ${minutes} minutes. Please wait and try again.`
+            : `Too many payment prompts: at most ${limits.promptsPerWindow} in ${minutes} minutes. Please wait and try again.`,
   };
 }
 

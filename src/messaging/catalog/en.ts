@@ -47,6 +47,8 @@ export const en = {
   "menu.pay.confirm": "Pay {amountCents} to {isp} from M-Pesa {phone}?",
   "menu.pay.sent":
     "Enter your M-Pesa PIN on the prompt to pay {amountCents}. You will get a message when it is received.",
+  "menu.pay.sentOther":
+    "The prompt to pay {amountCents} is on M-Pesa {phone}: the PIN is entered there. You will get a message when it is received.",
 
   "menu.voucher.choose": "Choose a hotspot voucher:",
   "menu.voucher.item": "{plan}: {terms}",
@@ -117,6 +119,8 @@ export const en = {
     "{isp}: We received {amountCents} (M-Pesa {receipt}) for account {account}. Balance: {balanceCents}. Thank you.",
   "sms.payment_failed":
     "{isp}: Your payment of {amountCents} did not go through ({reason}). Dial the menu to try again.",
+  "sms.payment_failed_other":
+    "{isp}: The M-Pesa prompt for {amountCents} sent to {payer} was not paid. Dial the menu to try again.",
   "sms.invoice_reminder":
     "{isp}: {amountCents} for account {account} is due on {dueAt} ({days} days). Pay by M-Pesa, {payTo}.",
   "sms.suspended": "{isp}: Your internet is suspended. Pay {amountCents} by M-Pesa, {payTo}, to restore it.",

@@ -45,6 +45,8 @@ export const sw: Record<MessageKey, string> = {
   "menu.pay.confirm": "Lipa {amountCents} kwa {isp} kutoka M-Pesa {phone}?",
   "menu.pay.sent":
     "Ingiza PIN yako ya M-Pesa kwenye ujumbe utakaotokea ili kulipa {amountCents}. Utapata ujumbe malipo yakipokelewa.",
+  "menu.pay.sentOther":
+    "Ombi la kulipa {amountCents} limetumwa kwa M-Pesa {phone}: PIN iingizwe kwenye simu hiyo. Utapata ujumbe malipo yakipokelewa.",
 
   "menu.voucher.choose": "Chagua vocha ya hotspot:",
   "menu.voucher.item": "{plan}: {terms}",
@@ -116,6 +118,8 @@ export const sw: Record<MessageKey, string> = {
     "{isp}: Tumepokea {amountCents} (M-Pesa {receipt}) kwa akaunti {account}. Salio: {balanceCents}. Asante.",
   "sms.payment_failed":
     "{isp}: Malipo yako ya {amountCents} hayakufaulu ({reason}). Piga menyu ujaribu tena.",
+  "sms.payment_failed_other":
+    "{isp}: Ombi la M-Pesa la {amountCents} lililotumwa kwa {payer} halikulipwa. Piga menyu ujaribu tena.",
   "sms.invoice_reminder":
     "{isp}: {amountCents} ya akaunti {account} inapaswa kulipwa tarehe {dueAt} (siku {days}). Lipa kwa M-Pesa, {payTo}.",
   "sms.suspended":
