@@ -1,11 +1,12 @@
 import { randomInt } from "node:crypto";
-import { and, eq, gte, sql } from "drizzle-orm";
+import { and, eq, gt, gte, inArray, or, sql } from "drizzle-orm";
 import type { Executor } from "../db/client.ts";
 import {
   customers,
   invoiceLines,
   invoices,
   type Language,
+  ledgerEntries,
   plans,
   subscriptions,
 } from "../db/schema/index.ts";
@@ -315,7 +316,9 @@ export async function extendSubscription(
 
 /**
  * Ends a subscription. Invoices for periods not yet started are voided and whatever was paid on
- * them returns to the customer's credit; the router account is removed.
+ * them returns to the customer's credit; so are a plan change's bills for those periods (the next
+ * period at the new price), and a plan change's credit on a voided period is taken back, since the
+ * whole period's price already returns. The router account is removed.
  */
 export async function cancelSubscription(
   ctx: BillingContext,
@@ -327,6 +330,7 @@ export async function cancelSubscription(
     const now = ctx.clock.now();
     const { subscription, money } = await lockedSubscription(tx, input.subscriptionId);
     if (subscription.status === "cancelled") return subscription;
+    const unservedFrom = subscription.status === "pending" ? subscription.currentPeriodStart : now;
     const unserved = await tx
       .select()
       .from(invoices)
@@ -334,10 +338,10 @@ export async function cancelSubscription(
         and(
           eq(invoices.subscriptionId, subscription.id),
           sql`${invoices.status} <> 'void'`,
-          eq(invoices.kind, "recurring"),
-          gte(
-            invoices.periodStart,
-            subscription.status === "pending" ? subscription.currentPeriodStart : now,
+          or(
+            and(eq(invoices.kind, "recurring"), gte(invoices.periodStart, unservedFrom)),
+            // A plan change's charge for a period not started yet (due when that period starts).
+            and(eq(invoices.kind, "proration"), gt(invoices.dueAt, unservedFrom)),
           ),
         ),
       );
@@ -355,6 +359,25 @@ export async function cancelSubscription(
         at: now,
       });
     }
+    // A downgrade's credit on a voided period ("next period at the cheaper plan"): the period's whole
+    // price is already back, so the credit is taken back too.
+    const voided = unserved.filter((i) => i.kind === "recurring").map((i) => i.id);
+    const credits =
+      voided.length === 0
+        ? []
+        : await tx
+            .select()
+            .from(ledgerEntries)
+            .where(and(eq(ledgerEntries.kind, "credit"), inArray(ledgerEntries.invoiceId, voided)));
+    for (const credit of credits)
+      await postLedgerEntry(tx, money, {
+        customerId: subscription.customerId,
+        kind: "adjustment",
+        amountCents: -credit.amountCents,
+        invoiceId: credit.invoiceId,
+        memo: `credit on invoice ${credit.invoiceId} taken back: subscription cancelled`,
+        at: now,
+      });
     await settleOpenInvoices(tx, money, now, oneCustomer(subscription.customerId));
     const [updated] = await tx
       .update(subscriptions)

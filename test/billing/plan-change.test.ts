@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { changePlan, quotePlanChange } from "../../src/billing/plan-change.ts";
+import { cancelSubscription } from "../../src/billing/subscriptions.ts";
 import { DAY, FakeClock, HOUR, MINUTE } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { invoices, provisioningOutbox, subscriptions } from "../../src/db/schema/index.ts";
@@ -209,5 +210,83 @@ describe("changing plan", () => {
       ),
       { numRuns: 15 },
     );
+  });
+
+  describe("cancelling after a plan change that repriced the next period", () => {
+    const cash = (
+      ctx: ReturnType<typeof billingContext>["ctx"],
+      customerId: number,
+      cents: number,
+      ref: string,
+    ) =>
+      applyPayment(ctx, admin, {
+        customerId,
+        method: "cash",
+        provider: "cash",
+        providerRef: ref,
+        amountCents: cents,
+      });
+    const openBills = async (customerId: number) =>
+      (await database.db.select().from(invoices).where(eq(invoices.customerId, customerId))).filter(
+        (i) => i.status === "open",
+      );
+
+    it("an upgrade: the next period's bill at the new price is voided too, and all of it comes back", async () => {
+      const { ctx, clock } = billingContext(database.db, new FakeClock("2026-05-01T00:00:00Z"));
+      const basic = await createPlan(database.db, {
+        priceCents: 100_000,
+        periodUnit: "days",
+        periodCount: 30,
+      });
+      const fast = await createPlan(database.db, {
+        priceCents: 200_000,
+        periodUnit: "days",
+        periodCount: 30,
+      });
+      const { customer, subscription } = await activeSubscriber(ctx, basic.id);
+      clock.advance(27 * DAY);
+      await issueRecurringInvoices(ctx, job);
+      await cash(ctx, customer.id, 100_000, `ahead-${customer.id}`);
+      await cash(ctx, customer.id, 500_000, `credit-${customer.id}`);
+      await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: fast.id });
+      const charged = (
+        await database.db.select().from(invoices).where(eq(invoices.subscriptionId, subscription.id))
+      )
+        .filter((i) => i.kind === "proration" && i.dueAt <= clock.now())
+        .reduce((sum, i) => sum + i.amountCents, 0);
+      expect(charged).toBeGreaterThan(0);
+
+      await cancelSubscription(ctx, admin, { subscriptionId: subscription.id, reason: "moving away" });
+      // Paid: the first period, the next one ahead, and credit. Served: the first period and the
+      // upgrade's days of it. Everything else is credit again; nothing is owed.
+      expect(await ledgerSum(database.db, customer.id)).toBe(100_000 + 100_000 + 500_000 - 100_000 - charged);
+      expect(await openBills(customer.id)).toEqual([]);
+    });
+
+    it("a scheduled downgrade: its credit on the voided next period is taken back", async () => {
+      const { ctx, clock } = billingContext(database.db, new FakeClock("2026-05-01T00:00:00Z"));
+      const basic = await createPlan(database.db, {
+        priceCents: 100_000,
+        periodUnit: "days",
+        periodCount: 30,
+      });
+      const fast = await createPlan(database.db, {
+        priceCents: 200_000,
+        periodUnit: "days",
+        periodCount: 30,
+      });
+      const { customer, subscription } = await activeSubscriber(ctx, fast.id);
+      clock.advance(27 * DAY);
+      await issueRecurringInvoices(ctx, job);
+      await cash(ctx, customer.id, 200_000, `ahead-${customer.id}`);
+      await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: basic.id });
+      // The next period was paid at the old price: the difference is credit.
+      expect(await ledgerSum(database.db, customer.id)).toBe(100_000);
+
+      await cancelSubscription(ctx, admin, { subscriptionId: subscription.id, reason: "moving away" });
+      // The next period's whole price is back; its downgrade credit is not counted twice.
+      expect(await ledgerSum(database.db, customer.id)).toBe(200_000);
+      expect(await openBills(customer.id)).toEqual([]);
+    });
   });
 });
