@@ -1,1 +1,1 @@
-CREATE INDEX "invoices_customer_paid_idx" ON "invoices" USING btree ("customer_id","due_at") WHERE "invoices"."status" = 'paid';
+CREATE INDEX IF NOT EXISTS "invoices_customer_paid_idx" ON "invoices" USING btree ("customer_id","due_at") WHERE "invoices"."status" = 'paid';
