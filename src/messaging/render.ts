@@ -102,6 +102,15 @@ export function maskSecrets(text: string, params: Params): string {
   return masked;
 }
 
+/**
+ * Why an M-Pesa prompt was not paid, in `language`: for a Daraja result code, or `unsent` (the
+ * prompt never went out); none for a code the catalogs do not name.
+ */
+export function failureReason(language: Language, code: number | string): string | undefined {
+  const key = `reason.${code}`;
+  return key in en ? catalogs[language][key as MessageKey] : undefined;
+}
+
 export function isSmsTemplate(template: string): boolean {
   return `sms.${template}` in en;
 }
@@ -143,6 +152,11 @@ export function renderSms(
       payTo: payTo(language, params.account, options),
       support: options.support ?? "",
       ...shown,
+      // A failure's reason in the reader's language, where its code is known (the stored `reason`
+      // is English, as M-Pesa's result was logged).
+      ...(params.reasonCode != null && failureReason(language, params.reasonCode)
+        ? { reason: failureReason(language, params.reasonCode) }
+        : {}),
     },
     options.timezone,
   );

@@ -141,6 +141,20 @@ describe("rendering", () => {
     );
   });
 
+  it("gives why a prompt was not paid in the reader's language, where M-Pesa's code is known", () => {
+    const cancelled = { amountCents: 150_000, reason: "You cancelled the M-Pesa prompt", reasonCode: 1032 };
+    expect(renderSms("sw", "payment_failed", cancelled, { isp: "X" })).toBe(
+      "X: Malipo yako ya KES 1,500 hayakufaulu (Ulighairi ombi la M-Pesa). Piga menyu ujaribu tena.",
+    );
+    expect(renderSms("en", "payment_failed", cancelled, { isp: "X" })).toBe(
+      "X: Your payment of KES 1,500 did not go through (You cancelled the M-Pesa prompt). Dial the menu to try again.",
+    );
+    const unknown = { amountCents: 150_000, reason: "Request cancelled by system", reasonCode: 9999 };
+    expect(renderSms("sw", "payment_failed", unknown, { isp: "X" })).toContain(
+      "(Request cancelled by system)",
+    );
+  });
+
   it("says whom to call when a sign-up is turned down", () => {
     const rejected = { account: "TD00042" };
     expect(renderSms("en", "signup_rejected", rejected, { isp: "X", support: "0711 000 111" })).toBe(

@@ -115,6 +115,8 @@ describe("STK push end to end (client → fake Daraja → callback over HTTP →
       const failed = await messages(customer.phone, "payment_failed");
       expect(failed).toHaveLength(1);
       expect(String(failed[0]!.params.reason)).toMatch(reason);
+      // M-Pesa's code goes with it, so that a Kiswahili SMS gives the reason in Kiswahili.
+      expect(failed[0]!.params.reasonCode).toEqual(expect.any(Number));
     },
   );
 

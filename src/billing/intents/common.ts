@@ -38,6 +38,8 @@ export async function tellFailure(
   now: Date,
   intent: Pick<IntentRow, "id" | "customerId" | "language" | "phone" | "amountCents">,
   reason: string,
+  /** M-Pesa's result code, or `unsent`: the SMS gives the reason in the reader's language. */
+  reasonCode?: number | "unsent" | null,
 ): Promise<void> {
   const asker = await askerOf(tx, intent);
   // The reasons are the payer's ("you cancelled"): a customer whose prompt went to another number
@@ -51,7 +53,10 @@ export async function tellFailure(
           template: "payment_failed_other",
           params: { amountCents: intent.amountCents, payer: displayPhone(intent.phone) },
         }
-      : { template: "payment_failed", params: { amountCents: intent.amountCents, reason } }),
+      : {
+          template: "payment_failed",
+          params: { amountCents: intent.amountCents, reason, ...(reasonCode != null ? { reasonCode } : {}) },
+        }),
     dedupeKey: `intent:${intent.id}:failed`,
   });
 }

@@ -177,7 +177,7 @@ export async function markIntentSendFailed(
       entityId: row.id,
       reason: input.error,
     });
-    await tellFailure(tx, now, row, "M-Pesa could not send the payment prompt");
+    await tellFailure(tx, now, row, "M-Pesa could not send the payment prompt", "unsent");
     return "failed";
   });
 }

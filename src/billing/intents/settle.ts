@@ -182,7 +182,7 @@ async function settleFailure(
     .where(eq(paymentIntents.id, intent.id));
   // An earlier prompt of this intent may still be open (its push's answer was lost): the payer is
   // not told "failed" while it could still be paid.
-  if (!intent.pushUncertain) await tellFailure(tx, now, intent, result.reason);
+  if (!intent.pushUncertain) await tellFailure(tx, now, intent, result.reason, result.providerCode);
   await audit(tx, actor, now, {
     action: `payment_intent.${status}`,
     entity: "payment_intent",

@@ -115,6 +115,18 @@ export const en = {
   "menu.error.generic": "Sorry, something went wrong. Please try again later.",
   "menu.error.bad": "Sorry, we could not read that request. Please dial again.",
 
+  // Why an M-Pesa prompt was not paid, by Daraja result code (`{reason}` in sms.payment_failed).
+  "reason.1": "Not enough money in M-Pesa",
+  "reason.2": "Amount below the M-Pesa minimum",
+  "reason.3": "Amount above the M-Pesa maximum",
+  "reason.4": "M-Pesa daily limit reached",
+  "reason.17": "Same amount paid within 2 minutes: try again later",
+  "reason.1019": "The M-Pesa prompt expired",
+  "reason.1032": "You cancelled the M-Pesa prompt",
+  "reason.1037": "Your phone could not be reached",
+  "reason.2001": "Wrong M-Pesa PIN",
+  "reason.unsent": "M-Pesa could not send the payment prompt",
+
   "sms.payment_received":
     "{isp}: We received {amountCents} (M-Pesa {receipt}) for account {account}. Balance: {balanceCents}. Thank you.",
   "sms.payment_failed":

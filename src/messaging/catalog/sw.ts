@@ -114,6 +114,17 @@ export const sw: Record<MessageKey, string> = {
   "menu.error.generic": "Samahani, hitilafu imetokea. Tafadhali jaribu tena baadaye.",
   "menu.error.bad": "Samahani, hatukuweza kusoma ombi hilo. Tafadhali piga tena.",
 
+  "reason.1": "Pesa haitoshi kwenye M-Pesa",
+  "reason.2": "Kiasi ni chini ya kiwango cha chini cha M-Pesa",
+  "reason.3": "Kiasi ni zaidi ya kiwango cha juu cha M-Pesa",
+  "reason.4": "Kikomo cha siku cha M-Pesa kimefikiwa",
+  "reason.17": "Kiasi hicho kimelipwa ndani ya dakika 2: jaribu tena baadaye",
+  "reason.1019": "Muda wa ombi la M-Pesa umeisha",
+  "reason.1032": "Ulighairi ombi la M-Pesa",
+  "reason.1037": "Simu yako haikupatikana",
+  "reason.2001": "PIN ya M-Pesa si sahihi",
+  "reason.unsent": "M-Pesa haikuweza kutuma ombi la malipo",
+
   "sms.payment_received":
     "{isp}: Tumepokea {amountCents} (M-Pesa {receipt}) kwa akaunti {account}. Salio: {balanceCents}. Asante.",
   "sms.payment_failed":

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { PushOutcome, StkResult } from "../../billing/intents/settle.ts";
 import { normalizePhone } from "../../lib/phone.ts";
+import { failureReason } from "../../messaging/render.ts";
 
 /** M-Pesa's single-transaction limit: no authentic payment is larger. */
 export const mpesaMaxCents = 250_000_00;
@@ -121,18 +122,6 @@ export function parseStkCallback(body: unknown): ParsedStkCallback | null {
 /** Result codes that mean the payer never answered, as opposed to saying no. */
 const unanswered = new Set([1037, 1019]);
 
-const failureReasons: Record<number, string> = {
-  1: "Not enough money in M-Pesa",
-  2: "Amount below the M-Pesa minimum",
-  3: "Amount above the M-Pesa maximum",
-  4: "M-Pesa daily limit reached",
-  17: "Same amount paid within 2 minutes: try again later",
-  1019: "The M-Pesa prompt expired",
-  1032: "You cancelled the M-Pesa prompt",
-  1037: "Your phone could not be reached",
-  2001: "Wrong M-Pesa PIN",
-};
-
 /** M-Pesa's result codes in the billing core's words. */
 export function pushOutcome(code: number): PushOutcome {
   if (code === 0) return "paid";
@@ -141,8 +130,9 @@ export function pushOutcome(code: number): PushOutcome {
   return "declined";
 }
 
+/** A result code in words (the catalog's, in English, for logs and audit), else Daraja's own. */
 function reasonFor(code: number, desc: string): string {
-  return failureReasons[code] ?? (desc.trim() || `M-Pesa result ${code}`);
+  return failureReason("en", code) ?? (desc.trim() || `M-Pesa result ${code}`);
 }
 
 /** A parsed callback as the core's push result. */
