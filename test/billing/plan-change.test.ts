@@ -231,24 +231,27 @@ describe("changing plan", () => {
         (i) => i.status === "open",
       );
 
-    it("an upgrade: the next period's bill at the new price is voided too, and all of it comes back", async () => {
+    /**
+     * Plans of KES 1,000 and 2,000 for 30 days, a subscriber on `from` whose next period, issued on
+     * day 27, is paid ahead in cash; then a plan change to `to`.
+     */
+    async function changedAfterPayingAhead(from: "basic" | "fast", to: "basic" | "fast", extraCents = 0) {
       const { ctx, clock } = billingContext(database.db, new FakeClock("2026-05-01T00:00:00Z"));
-      const basic = await createPlan(database.db, {
-        priceCents: 100_000,
-        periodUnit: "days",
-        periodCount: 30,
-      });
-      const fast = await createPlan(database.db, {
-        priceCents: 200_000,
-        periodUnit: "days",
-        periodCount: 30,
-      });
-      const { customer, subscription } = await activeSubscriber(ctx, basic.id);
+      const plans = {
+        basic: await createPlan(database.db, { priceCents: 100_000, periodUnit: "days", periodCount: 30 }),
+        fast: await createPlan(database.db, { priceCents: 200_000, periodUnit: "days", periodCount: 30 }),
+      };
+      const { customer, subscription } = await activeSubscriber(ctx, plans[from].id);
       clock.advance(27 * DAY);
       await issueRecurringInvoices(ctx, job);
-      await cash(ctx, customer.id, 100_000, `ahead-${customer.id}`);
-      await cash(ctx, customer.id, 500_000, `credit-${customer.id}`);
-      await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: fast.id });
+      await cash(ctx, customer.id, plans[from].priceCents, `ahead-${customer.id}`);
+      if (extraCents > 0) await cash(ctx, customer.id, extraCents, `credit-${customer.id}`);
+      await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: plans[to].id });
+      return { ctx, clock, customer, subscription };
+    }
+
+    it("an upgrade: the next period's bill at the new price is voided too, and all of it comes back", async () => {
+      const { ctx, clock, customer, subscription } = await changedAfterPayingAhead("basic", "fast", 500_000);
       const charged = (
         await database.db.select().from(invoices).where(eq(invoices.subscriptionId, subscription.id))
       )
@@ -264,22 +267,7 @@ describe("changing plan", () => {
     });
 
     it("a scheduled downgrade: its credit on the voided next period is taken back", async () => {
-      const { ctx, clock } = billingContext(database.db, new FakeClock("2026-05-01T00:00:00Z"));
-      const basic = await createPlan(database.db, {
-        priceCents: 100_000,
-        periodUnit: "days",
-        periodCount: 30,
-      });
-      const fast = await createPlan(database.db, {
-        priceCents: 200_000,
-        periodUnit: "days",
-        periodCount: 30,
-      });
-      const { customer, subscription } = await activeSubscriber(ctx, fast.id);
-      clock.advance(27 * DAY);
-      await issueRecurringInvoices(ctx, job);
-      await cash(ctx, customer.id, 200_000, `ahead-${customer.id}`);
-      await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: basic.id });
+      const { ctx, customer, subscription } = await changedAfterPayingAhead("fast", "basic");
       // The next period was paid at the old price: the difference is credit.
       expect(await ledgerSum(database.db, customer.id)).toBe(100_000);
 
