@@ -85,7 +85,7 @@ describe.runIf(onRealPostgres())("a callback that overtakes the storing of its c
     const plan = await createPlan(database.db, { priceCents: 100_000 });
     const { customer } = await activeSubscriber(ctx, plan.id);
     const before = await paymentCredits(database.db, customer.id);
-    const { intentId, push } = await callbackOvertakingItsCheckoutId(customer.id, "success");
+    const { intentId, push } = await callbackOvertakingItsCheckoutId(customer, "success");
 
     expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 45_000]);
     expect(await intent(database.db, intentId)).toMatchObject({
@@ -103,7 +103,7 @@ describe.runIf(onRealPostgres())("a callback that overtakes the storing of its c
   it("a cancelled prompt fails its request at once, and the customer who asked is told", async () => {
     const plan = await createPlan(database.db, { priceCents: 100_000 });
     const { customer } = await activeSubscriber(ctx, plan.id);
-    const { intentId } = await callbackOvertakingItsCheckoutId(customer.id, "cancelled");
+    const { intentId } = await callbackOvertakingItsCheckoutId(customer, "cancelled");
 
     expect(await intent(database.db, intentId)).toMatchObject({ status: "cancelled", paymentId: null });
     expect(await failureSms(database.db, customer.phone)).toHaveLength(1);
@@ -115,8 +115,8 @@ describe.runIf(onRealPostgres())("a callback that overtakes the storing of its c
  * M-Pesa accepts it, so the dispatcher's storing of the checkout id waits (a slow connection, a busy
  * server). The callback is posted meanwhile and has started settling before that row is let go.
  */
-async function callbackOvertakingItsCheckoutId(customerId: number, outcome: StkOutcome) {
-  const phone = freshPhone();
+async function callbackOvertakingItsCheckoutId(customer: { id: number; phone: string }, outcome: StkOutcome) {
+  const { id: customerId, phone } = customer;
   const asked = await requestPayment(ctx, admin, {
     phone,
     purpose: "balance",
