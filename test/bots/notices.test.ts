@@ -46,6 +46,7 @@ beforeAll(async () => {
   cloud.approveTemplate("tandao_receipt", "en", 2);
   wa = startWhatsApp(ctx, cloud, {
     templates: parseTemplateMap("payment_received=tandao_receipt:amountCents|receipt"),
+    signing: { isp: "Kibera Net", till: "555111", ussdCode: "*384*123#" },
   });
   planId = (await createPlan(database.db, { priceCents: 150_000, name: "Fibre 1500" })).id;
 });
@@ -176,6 +177,28 @@ describe("notices to a customer on the WhatsApp Cloud API", () => {
       },
     });
     expect(await smsTo(person.phone, "payment_received")).toEqual([]);
+  });
+
+  it("say where to pay as the ISP's settings say: with a till, dial the menu", async () => {
+    const person = await customer();
+    const waId = person.phone.slice(1);
+    await wa.post(inbound(cloud, waId, text("hi")));
+    await database.db.insert(messageOutbox).values({
+      channel: "sms",
+      recipient: person.phone,
+      language: "en",
+      template: "invoice_reminder",
+      params: {
+        amountCents: 150_000,
+        dueAt: clock.now().toISOString(),
+        days: 3,
+        account: person.accountNumber,
+      },
+      nextAttemptAt: clock.now(),
+      createdAt: clock.now(),
+    });
+    await wa.channel.sendDue();
+    expect(JSON.stringify(cloud.sentTo(waId).at(-1)?.payload)).toContain("Pay by M-Pesa, dial *384*123#.");
   });
 
   it("without an approved template, go by SMS outside the window", async () => {

@@ -30,9 +30,11 @@ export {
 
 export const DEFAULT_GRAPH_URL = "https://graph.facebook.com/v21.0";
 
-export interface WhatsAppCloudOptions extends Omit<WhatsAppWebhookOptions, "onQueued">, Partial<Signing> {
+export interface WhatsAppCloudOptions extends Omit<WhatsAppWebhookOptions, "onQueued"> {
   token: string;
   graphUrl?: string;
+  /** What notices say of the ISP (`signingOf`); default a bare name. */
+  signing?: Signing;
   /** Approved templates for notices outside the 24-hour window (`WHATSAPP_CLOUD_TEMPLATES`). */
   templates?: TemplateMap;
   /** Off: no delivery worker runs (tests send with `sendDue`). */
@@ -60,10 +62,7 @@ export function createWhatsAppCloud(options: WhatsAppCloudOptions) {
       ),
     ],
     logger,
-    isp: options.isp ?? "Tandao",
-    paybill: options.paybill,
-    support: options.support,
-    timezone: options.timezone,
+    ...(options.signing ?? { isp: "Tandao" }),
     windows: { whatsapp_cloud: SERVICE_WINDOW_MS },
     ...(options.templates ? { templates: { whatsapp_cloud: options.templates } } : {}),
   };
@@ -108,7 +107,7 @@ export function whatsappCloudFrom(deps: WhatsAppWebhookSettings & { token: strin
     verifyToken: deps.verifyToken,
     graphUrl: deps.config.WHATSAPP_CLOUD_GRAPH_URL,
     servedCountries: deps.config.SERVED_COUNTRIES,
-    ...signingOf(deps.config),
+    signing: signingOf(deps.config),
     ...(deps.config.WHATSAPP_CLOUD_TEMPLATES
       ? { templates: parseTemplateMap(deps.config.WHATSAPP_CLOUD_TEMPLATES) }
       : {}),

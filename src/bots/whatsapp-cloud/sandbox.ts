@@ -40,7 +40,7 @@ export async function startSandboxWhatsApp(deps: {
     verifyToken: randomBytes(16).toString("hex"),
     graphUrl: fake.graphUrl,
     ...(deps.servedCountries ? { servedCountries: deps.servedCountries } : {}),
-    ...deps.signing,
+    ...(deps.signing ? { signing: deps.signing } : {}),
   });
   fake.connectWebhook({ url: `${deps.appUrl.replace(/\/+$/, "")}/hooks/wa`, appSecret });
   return {
