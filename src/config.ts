@@ -268,7 +268,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   return config;
 }
 
-/** Sandbox mode: every outside service is a built-in fake (see src/mode.ts). */
 /**
  * What messages say of the ISP (`{isp}`, `{payTo}`, `{support}`, dates in its time zone). Where to
  * pay: the paybill (`MPESA_SHORTCODE`) with the account to type, or with a till (`MPESA_TILL`), whose
@@ -285,6 +284,7 @@ export function signingOf(config: Config): Signing {
   };
 }
 
+/** Sandbox mode: every outside service is a built-in fake (see src/mode.ts). */
 export function isSandbox(config: Config): boolean {
   return config.mode === "sandbox";
 }

@@ -175,6 +175,7 @@ export async function markVouchersSold(
   paid?: { amountCents: number; providerRef: string },
 ) {
   const codes = "codes" in input ? [...new Set(input.codes.map(normaliseVoucherCode))] : null;
+  const batchId = "batchId" in input ? input.batchId : 0;
   if (codes && (codes.length === 0 || codes.length > MAX_CODES_SOLD_AT_ONCE))
     throw new BillingError("invalid_quantity", `Name 1 to ${MAX_CODES_SOLD_AT_ONCE} codes.`);
   return ctx.db.transaction(async (tx) => {
@@ -185,9 +186,7 @@ export async function markVouchersSold(
       .innerJoin(plans, eq(plans.id, vouchers.planId))
       .where(
         and(
-          codes
-            ? inArray(vouchers.code, codes)
-            : eq(vouchers.batchId, (input as { batchId: number }).batchId),
+          codes ? inArray(vouchers.code, codes) : eq(vouchers.batchId, batchId),
           eq(vouchers.status, "available"),
           // Past its unsold date a code is the expiry job's, even before that job has run.
           gt(vouchers.expiresAt, now),
@@ -221,7 +220,7 @@ export async function markVouchersSold(
               amountCents: paid.amountCents,
               accountReference: codes
                 ? `vouchers ${rows.map((r) => r.voucher.code).join(" ")}`.slice(0, 200)
-                : `voucher batch ${(input as { batchId: number }).batchId}`,
+                : `voucher batch ${batchId}`,
             },
             "applied",
           )
@@ -241,7 +240,7 @@ export async function markVouchersSold(
         : {
             action: "voucher.marked_sold",
             entity: "voucher_batch",
-            entityId: (input as { batchId: number }).batchId,
+            entityId: batchId,
             details: { sold: rows.length, paymentId },
           },
     );

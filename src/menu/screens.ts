@@ -9,14 +9,15 @@ import { account, confirmOption, end, finish, push, refusalOutcome } from "./scr
 import { signup, signupArea, signupConfirm, signupName, signupOpen } from "./signup-screens.ts";
 import type { Language } from "./types.ts";
 
-/**
- * Pays by STK push from the dialling phone; the result arrives later by SMS. The payment intent is
- * recorded once per confirmation key, so the confirmation needs no separate claim.
- */
 /** The number a payment prompt goes to: the one typed on "pay from another number", else the user's. */
 const payerOf = (ctx: MenuContext, frame: Frame): string =>
   typeof frame.params.payer === "string" ? frame.params.payer : ctx.user.phone;
 
+/**
+ * Pays by STK push from the dialling phone, or from `payerPhone` paying for it; the result arrives
+ * later by SMS. The payment intent is recorded once per confirmation key, so the confirmation needs
+ * no separate claim.
+ */
 function pay(ctx: MenuContext, amountCents: number, payerPhone?: string): Reaction {
   const other = payerPhone && payerPhone !== ctx.user.phone ? payerPhone : undefined;
   return {
@@ -103,6 +104,9 @@ const accountScreen: Screen = {
   },
 };
 
+/** "Pay from another M-Pesa number" follows the other options: after "pay what is due" when there is any. */
+const fromOtherKey = (owing: boolean): string => (owing ? "3" : "2");
+
 const payScreen: Screen = {
   async body(ctx) {
     if (!ctx.user.customer) return end([ctx.t("menu.notCustomer")]);
@@ -114,7 +118,7 @@ const payScreen: Screen = {
         options: [
           { key: "1", label: ctx.t("menu.pay.payDue", { amountCents: due }) },
           { key: "2", label: ctx.t("menu.pay.other") },
-          { key: "3", label: ctx.t("menu.pay.fromOther") },
+          { key: fromOtherKey(true), label: ctx.t("menu.pay.fromOther") },
         ],
       };
     }
@@ -122,7 +126,7 @@ const payScreen: Screen = {
       lines: [ctx.t("menu.pay.nothingDue", { balanceCents: a.balanceCents })],
       options: [
         { key: "1", label: ctx.t("menu.pay.otherOnly") },
-        { key: "2", label: ctx.t("menu.pay.fromOther") },
+        { key: fromOtherKey(false), label: ctx.t("menu.pay.fromOther") },
       ],
     };
   },
@@ -132,7 +136,7 @@ const payScreen: Screen = {
     const key = choice.kind === "option" ? choice.key : "";
     // The option names the amount and the payer: choosing it is the confirmation.
     if (owing && key === "1") return pay(ctx, a.amountDueCents);
-    if (key === (owing ? "3" : "2")) return push("payPhone");
+    if (key === fromOtherKey(owing)) return push("payPhone");
     return push("payAmount");
   },
 };

@@ -141,6 +141,9 @@ export function renderSms(
   options: Signing & { masked?: boolean },
 ): string | null {
   if (!isSmsTemplate(template)) return null;
+  // A failure's reason in the reader's language, where its code is known (the stored `reason` is
+  // English, as M-Pesa's result was logged).
+  const reason = params.reasonCode != null ? failureReason(language, params.reasonCode) : undefined;
   const shown = options.masked
     ? Object.fromEntries(Object.entries(params).map(([k, v]) => [k, secretParams.has(k) ? MASK : v]))
     : params;
@@ -152,11 +155,7 @@ export function renderSms(
       payTo: payTo(language, params.account, options),
       support: options.support ?? "",
       ...shown,
-      // A failure's reason in the reader's language, where its code is known (the stored `reason`
-      // is English, as M-Pesa's result was logged).
-      ...(params.reasonCode != null && failureReason(language, params.reasonCode)
-        ? { reason: failureReason(language, params.reasonCode) }
-        : {}),
+      ...(reason ? { reason } : {}),
     },
     options.timezone,
   );
