@@ -3,7 +3,7 @@ import { and, asc, eq, gt, inArray, sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../db/client.ts";
 import { type Language, plans, voucherBatches, vouchers } from "../db/schema/index.ts";
 import { planNameIn } from "./accounts.ts";
-import { audit } from "./audit.ts";
+import { audit, auditMany } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { enqueueMessage, enqueueProvisioning } from "./outbox.ts";
 import { recordUncreditedPaymentInTx } from "./payments.ts";
@@ -292,4 +292,43 @@ export async function expireVouchersInTx(tx: Executor, ctx: BillingContext, _act
 
 export function expireVouchers(ctx: BillingContext, actor: Actor) {
   return ctx.db.transaction((tx) => expireVouchersInTx(tx, ctx, actor));
+}
+
+/**
+ * Sold codes a router was seen serving (reconciliation: a session logged in with the code, or time
+ * used on it), marked redeemed as of when that use began, so an operator can tell used codes from
+ * codes still in a drawer. Codes not sold, already redeemed or expired are left as they are.
+ */
+export async function markVouchersRedeemed(
+  ctx: Pick<BillingContext, "db" | "clock">,
+  actor: Actor,
+  uses: ReadonlyArray<{ voucherId: number; since: Date }>,
+): Promise<number[]> {
+  if (uses.length === 0) return [];
+  return ctx.db.transaction(async (tx) => {
+    const now = ctx.clock.now();
+    const payload = uses.map((u) => ({ id: u.voucherId, since: u.since.toISOString() }));
+    // Locked in id order, as every writer of several vouchers does (markVouchersSold, expiry).
+    const redeemed = await queryRows<{ id: number }>(
+      tx,
+      sql`with use as (select * from jsonb_to_recordset(${JSON.stringify(payload)}::jsonb) as u(id int, since timestamptz)),
+          due as materialized (
+            select v.id from vouchers v where v.id in (select id from use) and v.status = 'sold'
+            order by v.id for no key update
+          )
+          update vouchers v set status = 'redeemed',
+            redeemed_at = greatest(least(use.since, ${now.toISOString()}::timestamptz), v.sold_at)
+          from due join use on use.id = due.id
+          where v.id = due.id and v.status = 'sold'
+          returning v.id`,
+    );
+    const ids = redeemed.map((r) => Number(r.id)).sort((a, b) => a - b);
+    await auditMany(
+      tx,
+      actor,
+      now,
+      ids.map((id) => ({ action: "voucher.redeemed", entity: "voucher", entityId: id })),
+    );
+    return ids;
+  });
 }

@@ -30,6 +30,8 @@ export type ReconcileCounts = {
   conflicts: number;
   unchanged: number;
   deferred: number;
+  /** Sold vouchers seen in use for the first time (now marked redeemed). */
+  vouchersUsed: number;
 };
 
 export const emptyCounts = (): ReconcileCounts => ({
@@ -40,6 +42,7 @@ export const emptyCounts = (): ReconcileCounts => ({
   conflicts: 0,
   unchanged: 0,
   deferred: 0,
+  vouchersUsed: 0,
 });
 
 /** A command of the repair; `ref` names the target it changes (`kind:id`), none for profiles. */

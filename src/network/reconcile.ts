@@ -1,4 +1,6 @@
 import { eq } from "drizzle-orm";
+import { systemActor } from "../billing/context.ts";
+import { markVouchersRedeemed } from "../billing/vouchers.ts";
 import type { Clock } from "../clock.ts";
 import type { Db } from "../db/client.ts";
 import { routers } from "../db/schema/index.ts";
@@ -26,6 +28,7 @@ import {
   type ReconcileCounts,
 } from "./reconcile-plan.ts";
 import { leaseTargets, reconcileStartWithinMs, releaseTargets, type TargetLeases } from "./targets.ts";
+import { voucherUsesOn } from "./voucher-use.ts";
 
 export type { Drift, DriftIssue, ReconcileCounts } from "./reconcile-plan.ts";
 
@@ -61,6 +64,8 @@ export interface ReconcileDeps {
   portalUrl?: string;
 }
 
+const reconcileActor = systemActor("network.reconcile");
+
 /** Commands sent at once on a router's connection (as many as it keeps in flight). */
 const repairLanes = 256;
 
@@ -91,10 +96,10 @@ export async function reconcileRouter(
       api.run(`${menus.hotspotProfile}/print`, ["=.proplist=.id,name,rate-limit,on-login"]),
       api.run(`${menus.pppSecret}/print`, ["=.proplist=.id,name,password,service,profile,disabled,comment"]),
       api.run(`${menus.hotspotUser}/print`, [
-        "=.proplist=.id,name,password,profile,limit-uptime,limit-bytes-total,disabled,comment",
+        "=.proplist=.id,name,password,profile,limit-uptime,limit-bytes-total,disabled,comment,uptime",
       ]),
       api.run(`${menus.pppActive}/print`, ["=.proplist=.id,name"]),
-      api.run(`${menus.hotspotActive}/print`, ["=.proplist=.id,user"]),
+      api.run(`${menus.hotspotActive}/print`, ["=.proplist=.id,user,uptime"]),
     ]);
     const plan: Plan = {
       drift: report.drift,
@@ -130,7 +135,11 @@ export async function reconcileRouter(
       active: hotspotActive,
       activeKey: "user",
     });
-    if (!dryRun) await repair(deps, routerId, plan);
+    if (!dryRun) {
+      const uses = voucherUsesOn(users, hotspotActive, deps.clock.now());
+      report.counts.vouchersUsed = (await markVouchersRedeemed(deps, reconcileActor, uses)).length;
+      await repair(deps, routerId, plan);
+    }
     if (!dryRun && deps.portalUrl) await ensureWalledGarden(api, walledGardenEntries(deps.portalUrl));
   } catch (error) {
     report.ok = false;

@@ -5,7 +5,7 @@ import { createCustomerWithSubscription } from "../../src/billing/subscriptions.
 import { sellVoucherInTx } from "../../src/billing/vouchers.ts";
 import { FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
-import { jobRuns, routers } from "../../src/db/schema/index.ts";
+import { auditLog, jobRuns, routers, vouchers } from "../../src/db/schema/index.ts";
 import type { RouterOsEmulator } from "../../src/network/emulator/server.ts";
 import { reconcileAll } from "../../src/network/reconcile.ts";
 import { addRouter } from "../../src/network/routers.ts";
@@ -195,6 +195,60 @@ describe("reconciliation", () => {
     });
     expect(router.find("/ip/hotspot/user", "STALE123")).toBeUndefined();
     expect(router.find("/ip/hotspot/user", "guest")).toBeDefined();
+  });
+
+  it("marks a sold voucher redeemed once the router shows it used, from when its session began; a dry run marks nothing", async () => {
+    const { ctx } = billingContext(database.db, clock);
+    const plan = await createPlan(database.db, { priceCents: 2_000, kind: "hotspot", periodUnit: "days" });
+    const [inUse, usedBefore, unused] = await Promise.all(
+      [1, 2, 3].map(() =>
+        database.db.transaction((tx) =>
+          sellVoucherInTx(tx, ctx, admin, {
+            planId: plan.id,
+            phone: uniquePhone(),
+            language: "en",
+            routerId,
+          }),
+        ),
+      ),
+    );
+    await stack.worker.drain();
+    clock.advance(2 * 3_600_000);
+    // One buyer is online now for 30 minutes; another used an hour and logged out.
+    router.update("/ip/hotspot/active", router.connectHotspot(inUse!.code), { uptime: "30m" });
+    router.update("/ip/hotspot/user", router.find("/ip/hotspot/user", usedBefore!.code)![".id"]!, {
+      uptime: "1h5s",
+    });
+    const statusOf = async (id: number) => {
+      const [row] = await database.db.select().from(vouchers).where(eq(vouchers.id, id));
+      return { status: row!.status, redeemedAt: row!.redeemedAt };
+    };
+
+    await reconcileAll(deps(), { dryRun: true });
+    expect((await statusOf(inUse!.voucherId)).status).toBe("sold");
+
+    const run = await reconcileAll(deps());
+    expect(run.counts.vouchersUsed).toBe(2);
+    const now = clock.now().getTime();
+    expect(await statusOf(inUse!.voucherId)).toEqual({
+      status: "redeemed",
+      redeemedAt: new Date(now - 30 * 60_000),
+    });
+    expect(await statusOf(usedBefore!.voucherId)).toEqual({ status: "redeemed", redeemedAt: new Date(now) });
+    expect((await statusOf(unused!.voucherId)).status).toBe("sold");
+    const audited = await database.db
+      .select({ entityId: auditLog.entityId })
+      .from(auditLog)
+      .where(eq(auditLog.action, "voucher.redeemed"));
+    expect(audited.map((a) => Number(a.entityId)).sort()).toEqual(
+      [inUse!.voucherId, usedBefore!.voucherId].sort(),
+    );
+
+    // Still on the router, and the next run changes nothing.
+    expect(router.find("/ip/hotspot/user", inUse!.code)).toBeDefined();
+    clock.advance(60_000);
+    expect((await reconcileAll(deps())).counts.vouchersUsed).toBe(0);
+    expect((await statusOf(inUse!.voucherId)).redeemedAt).toEqual(new Date(now - 30 * 60_000));
   });
 
   it("a slow router does not hold up the others: each is reconciled on its own", async () => {

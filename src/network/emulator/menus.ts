@@ -124,7 +124,16 @@ export const menuSpecs: Record<string, MenuSpec> = {
       disabled: bool,
     },
     unique: { param: "name", duplicate: "failure: already have user with this name for this server" },
-    defaults: { server: "all", profile: "default", password: "", disabled: "false" },
+    // `uptime` and the byte counters are read-only: what sessions of this user have used so far.
+    defaults: {
+      server: "all",
+      profile: "default",
+      password: "",
+      disabled: "false",
+      uptime: "0s",
+      "bytes-in": "0",
+      "bytes-out": "0",
+    },
   },
   // What a hotspot lets through before login (the captive portal's host: src/portal/walled-garden.ts).
   "/ip/hotspot/walled-garden": {
