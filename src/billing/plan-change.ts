@@ -1,6 +1,6 @@
 import { and, eq, sql } from "drizzle-orm";
 import { alias } from "drizzle-orm/pg-core";
-import type { Executor } from "../db/client.ts";
+import { type Executor, queryRows } from "../db/client.ts";
 import { builtOncePerHandle } from "../db/prepared.ts";
 import { customers, invoiceLines, invoices, plans, subscriptions } from "../db/schema/index.ts";
 import { type Plan, planNameIn, type Subscription } from "./accounts.ts";
@@ -10,6 +10,7 @@ import { balanceOf, oneCustomer, postLedgerEntry, settleOpenInvoices } from "./l
 import { payableAfterCredit, prorationDelta } from "./money.ts";
 import { lockSubscriptionCustomer, type MoneyLock } from "./money-lock.ts";
 import { enqueueMessage, enqueueProvisioning } from "./outbox.ts";
+import { periodAt } from "./service-periods.ts";
 
 export interface PlanChangeQuote {
   kind: "upgrade" | "downgrade" | "same";
@@ -210,12 +211,27 @@ export async function changePlanInTx(
       at: now,
     });
   }
-  await repriceIssuedNextPeriod(tx, money, subscription, plan, toPlan, now);
+  const next = await issuedNextPeriod(tx, subscription);
+  if (next) await repriceIssuedNextPeriod(tx, money, subscription, next, toPlan, now);
 
-  await tx
+  // A plan of another period length taken now runs to the end of the period already paid for, and
+  // counts its own periods from there (a scheduled change does the same when the period rolls).
+  const recount =
+    immediate && (toPlan.periodUnit !== plan.periodUnit || toPlan.periodCount !== plan.periodCount);
+  const [changed] = await tx
     .update(subscriptions)
-    .set(immediate ? { planId: toPlan.id, nextPlanId: null } : { nextPlanId: toPlan.id })
-    .where(eq(subscriptions.id, subscription.id));
+    .set(
+      immediate
+        ? {
+            planId: toPlan.id,
+            nextPlanId: null,
+            ...(recount ? { billingAnchor: subscription.currentPeriodEnd, periodIndex: -1 } : {}),
+          }
+        : { nextPlanId: toPlan.id },
+    )
+    .where(eq(subscriptions.id, subscription.id))
+    .returning();
+  if (next) await alignIssuedNextPeriod(tx, ctx, changed!, toPlan, next);
   // The charge is due now, so it is paid before the next period's bill issued ahead, even with
   // money that bill already held (the very payment asked for this change, credited first).
   await settleOpenInvoices(tx, money, now, oneCustomer(customerId));
@@ -302,15 +318,13 @@ async function chargeInvoice(
   });
 }
 
-/** Issued invoices are never edited: a difference is a new charge or a credit. */
-async function repriceIssuedNextPeriod(
+type Invoice = typeof invoices.$inferSelect;
+
+/** The invoice issued ahead for the period after the current one, if any and not voided. */
+async function issuedNextPeriod(
   tx: Executor,
-  money: MoneyLock,
   subscription: typeof subscriptions.$inferSelect,
-  fromPlan: Plan,
-  toPlan: Plan,
-  now: Date,
-): Promise<void> {
+): Promise<Invoice | null> {
   const [next] = await tx
     .select()
     .from(invoices)
@@ -321,14 +335,71 @@ async function repriceIssuedNextPeriod(
         eq(invoices.periodStart, subscription.currentPeriodEnd),
       ),
     );
-  if (!next || next.status === "void") return;
-  const difference = toPlan.priceCents - next.amountCents;
+  return next && next.status !== "void" ? next : null;
+}
+
+/**
+ * What the next period is billed at so far: its invoice, plus the top-ups and less the credits of
+ * earlier plan changes (due when it starts, or posted on it), and the plan that price was for.
+ */
+async function nextPeriodBilling(
+  tx: Executor,
+  subscription: typeof subscriptions.$inferSelect,
+  next: Invoice,
+): Promise<{ billedCents: number; planName: string }> {
+  const [row] = await queryRows<{ topups: string; credits: string; plan_name: string }>(
+    tx,
+    sql`select
+          (select coalesce(sum(i.amount_cents), 0) from invoices i
+            where i.subscription_id = ${subscription.id} and i.kind = 'proration' and i.status <> 'void'
+              and i.due_at = ${next.dueAt.toISOString()}::timestamptz)::text as topups,
+          (select coalesce(sum(l.amount_cents), 0) from ledger_entries l
+            where l.invoice_id = ${next.id} and l.kind = 'credit')::text as credits,
+          (select p.name from plans p where p.id = ${subscription.nextPlanId ?? subscription.planId}) as plan_name`,
+  );
+  return {
+    billedCents: next.amountCents + Number(row!.topups) - Number(row!.credits),
+    planName: row!.plan_name,
+  };
+}
+
+/**
+ * The next period's invoice names the period it pays for: when the plan that period is on has
+ * another length, its end moves to where the invoice run will end that period.
+ */
+async function alignIssuedNextPeriod(
+  tx: Executor,
+  ctx: BillingContext,
+  changed: typeof subscriptions.$inferSelect,
+  nextPlan: Plan,
+  next: Invoice,
+): Promise<void> {
+  const periodEnd =
+    changed.nextPlanId !== null
+      ? periodAt(changed.currentPeriodEnd, nextPlan, 0, ctx.settings).end
+      : periodAt(changed.billingAnchor, nextPlan, changed.periodIndex + 1, ctx.settings).end;
+  if (next.periodEnd?.getTime() === periodEnd.getTime()) return;
+  await tx.update(invoices).set({ periodEnd }).where(eq(invoices.id, next.id));
+}
+
+/** Issued invoices are never edited: a difference is a new charge or a credit. */ /** Issued invoices are never edited: a difference is a new charge or a credit. */
+async function repriceIssuedNextPeriod(
+  tx: Executor,
+  money: MoneyLock,
+  subscription: typeof subscriptions.$inferSelect,
+  next: Invoice,
+  toPlan: Plan,
+  now: Date,
+): Promise<void> {
+  const billing = await nextPeriodBilling(tx, subscription, next);
+  const difference = toPlan.priceCents - billing.billedCents;
+  const description = `Next period at ${toPlan.name} instead of ${billing.planName}`;
   if (difference > 0) {
     await chargeInvoice(tx, money, {
       customerId: subscription.customerId,
       subscriptionId: subscription.id,
       amountCents: difference,
-      description: `Next period at ${toPlan.name} instead of ${fromPlan.name}`,
+      description,
       dueAt: next.dueAt,
       now,
     });
@@ -338,7 +409,7 @@ async function repriceIssuedNextPeriod(
       kind: "credit",
       amountCents: -difference,
       invoiceId: next.id,
-      memo: `Next period at ${toPlan.name} instead of ${fromPlan.name}`,
+      memo: description,
       at: now,
     });
   }

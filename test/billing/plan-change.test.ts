@@ -1,13 +1,14 @@
-import { eq } from "drizzle-orm";
+import { and, eq } from "drizzle-orm";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { changePlan, quotePlanChange } from "../../src/billing/plan-change.ts";
+import { periodAt } from "../../src/billing/service-periods.ts";
 import { cancelSubscription } from "../../src/billing/subscriptions.ts";
 import { DAY, FakeClock, HOUR, MINUTE } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
-import { invoices, provisioningOutbox, subscriptions } from "../../src/db/schema/index.ts";
+import { invoices, ledgerEntries, provisioningOutbox, subscriptions } from "../../src/db/schema/index.ts";
 import { activeSubscriber, admin, billingContext, createPlan, job, ledgerSum } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
 
@@ -209,6 +210,86 @@ describe("changing plan", () => {
         },
       ),
       { numRuns: 15 },
+    );
+  });
+
+  it("over random plan changes after the next period's bill is out, that period costs and lasts what its plan says", async () => {
+    const plans = await Promise.all(
+      [
+        { priceCents: 100_000, periodUnit: "days" as const, periodCount: 30 },
+        { priceCents: 200_000, periodUnit: "days" as const, periodCount: 30 },
+        { priceCents: 70_000, periodUnit: "days" as const, periodCount: 7 },
+        { priceCents: 250_000, periodUnit: "months" as const, periodCount: 1 },
+        { priceCents: 3_000, periodUnit: "hours" as const, periodCount: 24 },
+      ].map((p) => createPlan(database.db, p)),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.boolean(),
+        fc.array(
+          fc.record({
+            plan: fc.integer({ min: 0, max: plans.length - 1 }),
+            after: fc.integer({ min: 0, max: HOUR }),
+          }),
+          { minLength: 1, maxLength: 5 },
+        ),
+        async (immediateDowngrades, changes) => {
+          const { ctx, clock } = billingContext(database.db, new FakeClock("2027-01-30T09:00:00Z"), {
+            downgradeMode: immediateDowngrades ? "immediate" : "period_end",
+          });
+          const { customer, subscription } = await activeSubscriber(ctx, plans[1]!.id);
+          const periodEnd = (await sub(subscription.id)).currentPeriodEnd;
+          clock.set(new Date(periodEnd.getTime() - 2 * DAY));
+          await issueRecurringInvoices(ctx, job);
+          let nextPlan = plans[1]!;
+          for (const change of changes) {
+            clock.advance(change.after);
+            const target = plans[change.plan]!;
+            if (target.id === (await sub(subscription.id)).planId) continue;
+            await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: target.id });
+            nextPlan = target;
+          }
+          const [next] = await database.db
+            .select()
+            .from(invoices)
+            .where(and(eq(invoices.subscriptionId, subscription.id), eq(invoices.periodStart, periodEnd)));
+          const bills = await database.db.select().from(invoices).where(eq(invoices.customerId, customer.id));
+          const topUps = bills
+            .filter(
+              (i) =>
+                i.kind === "proration" && i.status !== "void" && i.dueAt.getTime() === next!.dueAt.getTime(),
+            )
+            .reduce((sum, i) => sum + i.amountCents, 0);
+          const credits = await database.db
+            .select()
+            .from(ledgerEntries)
+            .where(eq(ledgerEntries.invoiceId, next!.id));
+          const creditCents = credits
+            .filter((l) => l.kind === "credit")
+            .reduce((sum, l) => sum + l.amountCents, 0);
+          expect(next!.amountCents + topUps - creditCents).toBe(nextPlan.priceCents);
+
+          // Paid up, the next period starts on that plan and lasts one of its periods.
+          const owed = -(await ledgerSum(database.db, customer.id));
+          if (owed > 0)
+            await applyPayment(ctx, admin, {
+              customerId: customer.id,
+              method: "cash",
+              provider: "cash",
+              providerRef: `all-${customer.id}`,
+              amountCents: owed,
+            });
+          clock.set(new Date(periodEnd.getTime() + MINUTE));
+          await issueRecurringInvoices(ctx, job);
+          const rolled = await sub(subscription.id);
+          expect(rolled.planId).toBe(nextPlan.id);
+          expect(rolled.currentPeriodStart).toEqual(periodEnd);
+          expect(rolled.currentPeriodEnd).toEqual(periodAt(periodEnd, nextPlan, 0, ctx.settings).end);
+          const [paidNext] = await database.db.select().from(invoices).where(eq(invoices.id, next!.id));
+          expect(paidNext!.periodEnd).toEqual(rolled.currentPeriodEnd);
+        },
+      ),
+      { numRuns: 25 },
     );
   });
 
