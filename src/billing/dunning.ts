@@ -67,10 +67,14 @@ export async function sendRemindersInTx(tx: Executor, ctx: BillingContext, _acto
   return { reminded: byKind[1] ?? 0, skipped: byKind[0] ?? 0 };
 }
 
+/** Recorded on an unpaid invoice when an admin brings back service that dunning suspended. */
+const RESUMED_STEP = "resumed";
+
 /**
  * Suspends active subscriptions whose invoice is still unpaid a grace period after it fell due.
  * The `suspend` step is unique per invoice, so a rerun never suspends (or texts) twice; payment
- * later restores the service (see restore.ts).
+ * later restores the service (see restore.ts). Service brought back without payment starts the
+ * invoice's dunning over (`restartDunningInTx`), so it is suspended again if it stays unpaid.
  */
 export async function suspendOverdueInTx(tx: Executor, ctx: BillingContext, _actor: Actor) {
   const now = ctx.clock.now();
@@ -90,6 +94,9 @@ export async function suspendOverdueInTx(tx: Executor, ctx: BillingContext, _act
       from invoices i
       join subscriptions s on s.id = i.subscription_id and s.status = 'active'
       where i.status = 'open' and i.kind in ('recurring', 'proration') and i.due_at <= ${graceStart}
+        -- An admin brought service back while this was unpaid: a grace period from then.
+        and not exists (select 1 from dunning_steps r where r.invoice_id = i.id and r.step = ${RESUMED_STEP}
+                          and r.taken_at > ${graceStart})
       order by s.id, i.due_at
     ),
     taken as (
@@ -136,4 +143,29 @@ export function sendReminders(ctx: BillingContext, actor: Actor) {
 
 export function suspendOverdue(ctx: BillingContext, actor: Actor) {
   return ctx.db.transaction((tx) => suspendOverdueInTx(tx, ctx, actor));
+}
+
+/**
+ * The dunning of these unpaid invoices starts over. `moved`: their due date changed (free days),
+ * so reminders and the suspension are due again from the new date. `resumed`: an admin brought
+ * service back while they are unpaid, so they may be suspended again, after a grace period from now.
+ */
+export async function restartDunningInTx(
+  tx: Executor,
+  invoiceIds: readonly number[],
+  how: { moved: true } | { resumed: Date },
+): Promise<void> {
+  if (invoiceIds.length === 0) return;
+  const ids = sql`(select unnest(${`{${invoiceIds.join(",")}}`}::int[]))`;
+  if ("moved" in how) {
+    await tx.execute(sql`delete from dunning_steps where invoice_id in ${ids}`);
+    return;
+  }
+  const at = sql`${how.resumed.toISOString()}::timestamptz`;
+  await tx.execute(
+    sql`with cleared as (delete from dunning_steps where invoice_id in ${ids} and step = 'suspend')
+        insert into dunning_steps (invoice_id, step, sent, taken_at)
+        select id, ${RESUMED_STEP}, 0, ${at} from invoices where id in ${ids}
+        on conflict (invoice_id, step) do update set taken_at = excluded.taken_at`,
+  );
 }

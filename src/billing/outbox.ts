@@ -46,6 +46,7 @@ export type MessageTemplate =
   | "plan_changed"
   | "plan_changed_credit"
   | "plan_change_scheduled"
+  | "plan_change_dropped"
   | "welcome"
   | "chat_link_code"
   | "admin_alert"

@@ -13,7 +13,8 @@ import { enqueueMessage, enqueueProvisioning } from "./outbox.ts";
 import { periodAt } from "./service-periods.ts";
 
 export interface PlanChangeQuote {
-  kind: "upgrade" | "downgrade" | "same";
+  /** `keep`: the current plan again, while a change waits for the period end: that change is dropped. */
+  kind: "upgrade" | "downgrade" | "keep" | "same";
   /** Charged now for the rest of the current period (upgrades); whole shillings (money.ts). */
   chargeCents: number;
   /** Credited now for the rest of the current period (immediate downgrades); whole shillings. */
@@ -80,7 +81,7 @@ function quoteFrom(
   const delta = prorationDelta(fromPlan.priceCents, toPlan.priceCents, remaining, end - start);
   if (toPlan.id === fromPlan.id) {
     return {
-      kind: "same",
+      kind: subscription.nextPlanId !== null && subscription.nextPlanId !== fromPlan.id ? "keep" : "same",
       chargeCents: 0,
       creditCents: 0,
       payableCents: 0,
@@ -256,11 +257,18 @@ export async function changePlanInTx(
           }
         : quote.creditCents > 0
           ? { template: "plan_changed_credit", params: { plan: planName, creditCents: quote.creditCents } }
-          : { template: "plan_changed", params: { plan: planName, chargeCents: quote.chargeCents } }),
+          : quote.kind === "keep"
+            ? { template: "plan_change_dropped", params: { plan: planName } }
+            : { template: "plan_changed", params: { plan: planName, chargeCents: quote.chargeCents } }),
     });
   }
   await audit(tx, actor, now, {
-    action: immediate ? "subscription.plan_changed" : "subscription.plan_change_scheduled",
+    action:
+      quote.kind === "keep"
+        ? "subscription.plan_change_dropped"
+        : immediate
+          ? "subscription.plan_changed"
+          : "subscription.plan_change_scheduled",
     entity: "subscription",
     entityId: subscription.id,
     details: {

@@ -1,4 +1,5 @@
 import { and, eq, inArray, or } from "drizzle-orm";
+import { alias } from "drizzle-orm/pg-core";
 import type { Executor } from "../db/client.ts";
 import { customers, invoices, plans, subscriptions } from "../db/schema/index.ts";
 import { requireBox } from "../db/sealed.ts";
@@ -8,6 +9,8 @@ import type { Actor, BillingContext } from "./context.ts";
 import { hasOverdueInvoices } from "./ledger.ts";
 import { enqueueMessage, enqueueProvisioning } from "./outbox.ts";
 import { restartPeriodAt } from "./service-periods.ts";
+
+const nextPlan = alias(plans, "next_plan");
 
 /**
  * Brings back service that was waiting on money: a pending subscription's first payment, or a
@@ -21,9 +24,10 @@ export async function restoreIfSettled(
   now: Date,
 ): Promise<number[]> {
   const waiting = await tx
-    .select({ subscription: subscriptions, plan: plans })
+    .select({ subscription: subscriptions, plan: plans, nextPlan })
     .from(subscriptions)
     .innerJoin(plans, eq(plans.id, subscriptions.planId))
+    .leftJoin(nextPlan, eq(nextPlan.id, subscriptions.nextPlanId))
     .where(
       and(
         eq(subscriptions.customerId, customerId),
@@ -41,7 +45,8 @@ export async function restoreIfSettled(
 
   const [customer] = await tx.select().from(customers).where(eq(customers.id, customerId));
   const restored: number[] = [];
-  for (const { subscription, plan } of waiting) {
+  for (const { subscription, plan: currentPlan, nextPlan: scheduled } of waiting) {
+    let plan = currentPlan;
     const coveringPeriodStart =
       subscription.status === "pending" ? subscription.currentPeriodStart : subscription.currentPeriodEnd;
     const [covering] = await tx
@@ -58,6 +63,15 @@ export async function restoreIfSettled(
     let periodEnd = subscription.currentPeriodEnd;
     if (subscription.status === "pending" || now >= subscription.currentPeriodEnd) {
       if (subscription.status === "suspended" && !covering) continue; // nothing paid for the next period yet
+      // The period paid for is the one after the old period: a change scheduled for the old
+      // period's end (a downgrade) is what was billed and paid, so it is what starts now.
+      if (subscription.status === "suspended" && scheduled) {
+        plan = scheduled;
+        await tx
+          .update(subscriptions)
+          .set({ planId: scheduled.id, nextPlanId: null })
+          .where(eq(subscriptions.id, subscription.id));
+      }
       periodEnd = (await restartPeriodAt(tx, subscription, plan, now, ctx.settings, covering?.id ?? null))
         .end;
     }

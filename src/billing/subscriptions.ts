@@ -13,9 +13,11 @@ import {
 import { planNameIn } from "./accounts.ts";
 import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
+import { restartDunningInTx } from "./dunning.ts";
 import { oneCustomer, postLedgerEntry, settleOpenInvoices } from "./ledger.ts";
 import { lockCustomerMoney, lockSubscriptionCustomer } from "./money-lock.ts";
 import { enqueueMessage, enqueueProvisioning } from "./outbox.ts";
+import { periodBoundary } from "./periods.ts";
 import { periodAt } from "./service-periods.ts";
 
 const E164 = /^\+[1-9][0-9]{7,14}$/;
@@ -232,6 +234,8 @@ async function setServiceByAdmin(
       )
       .where(eq(subscriptions.id, subscription.id))
       .returning();
+    if (change === "resume" && subscription.suspendedReason === "dunning")
+      await restartDunningInTx(tx, await unpaidInvoiceIds(tx, subscription.id), { resumed: now });
     await enqueueProvisioning(tx, now, {
       action: change === "suspend" ? "suspend" : "restore",
       subscriptionId: subscription.id,
@@ -245,6 +249,21 @@ async function setServiceByAdmin(
     });
     return updated!;
   });
+}
+
+/** The bills of a subscription that dunning enforces and that are still unpaid. */
+async function unpaidInvoiceIds(tx: Executor, subscriptionId: number): Promise<number[]> {
+  const rows = await tx
+    .select({ id: invoices.id })
+    .from(invoices)
+    .where(
+      and(
+        eq(invoices.subscriptionId, subscriptionId),
+        eq(invoices.status, "open"),
+        inArray(invoices.kind, ["recurring", "proration"]),
+      ),
+    );
+  return rows.map((r) => r.id);
 }
 
 /** An admin cuts service off (abuse, request of the subscriber, ...). Only an admin brings it back. */
@@ -266,8 +285,9 @@ export function resumeSubscription(
 }
 
 /**
- * Gives days of service for free (an outage, goodwill). The billing anchor moves with the period end
- * so later periods keep their length, and an invoice already issued for the next period moves too.
+ * Gives days of service for free (an outage, goodwill): the period ends that many calendar days
+ * later and the periods after it count from there, keeping their length. Bills already issued for
+ * the next period move with it, and their dunning starts over from the new date.
  */
 export async function extendSubscription(
   ctx: BillingContext,
@@ -283,17 +303,21 @@ export async function extendSubscription(
     const { subscription, plan } = await lockedSubscription(tx, input.subscriptionId);
     if (subscription.status === "cancelled")
       throw new BillingError("cancelled", "That subscription is cancelled.");
-    const shiftMs = input.days * 86_400_000;
-    const anchor = new Date(subscription.billingAnchor.getTime() + shiftMs);
-    const next = periodAt(anchor, plan, subscription.periodIndex, ctx.settings);
     const oldEnd = subscription.currentPeriodEnd;
+    // Calendar days from the paid-until date; the periods after it count from the new date (an
+    // anchor moved by days and counted in months again could land on the same month end).
+    const newEnd = periodBoundary(oldEnd, "days", input.days, 1, ctx.settings.timezone);
     const [updated] = await tx
       .update(subscriptions)
-      .set({ billingAnchor: anchor, currentPeriodEnd: next.end })
+      .set({ billingAnchor: newEnd, periodIndex: -1, currentPeriodEnd: newEnd })
       .where(eq(subscriptions.id, subscription.id))
       .returning();
-    const following = periodAt(anchor, plan, subscription.periodIndex + 1, ctx.settings);
-    await tx
+    const [scheduled] = subscription.nextPlanId
+      ? await tx.select().from(plans).where(eq(plans.id, subscription.nextPlanId))
+      : [];
+    const following = periodAt(newEnd, scheduled ?? plan, 0, ctx.settings);
+    // The next period's bill moves with it, and so do plan changes' top-ups due when it starts.
+    const moved = await tx
       .update(invoices)
       .set({ periodStart: following.start, periodEnd: following.end, dueAt: following.start })
       .where(
@@ -302,13 +326,31 @@ export async function extendSubscription(
           eq(invoices.kind, "recurring"),
           eq(invoices.periodStart, oldEnd),
         ),
-      );
+      )
+      .returning({ id: invoices.id });
+    const movedTopUps = await tx
+      .update(invoices)
+      .set({ dueAt: following.start })
+      .where(
+        and(
+          eq(invoices.subscriptionId, subscription.id),
+          eq(invoices.kind, "proration"),
+          eq(invoices.dueAt, oldEnd),
+          sql`${invoices.status} <> 'void'`,
+        ),
+      )
+      .returning({ id: invoices.id });
+    await restartDunningInTx(
+      tx,
+      [...moved, ...movedTopUps].map((i) => i.id),
+      { moved: true },
+    );
     await audit(tx, actor, now, {
       action: "subscription.extended",
       entity: "subscription",
       entityId: subscription.id,
       reason,
-      details: { days: input.days, from: oldEnd.toISOString(), to: next.end.toISOString() },
+      details: { days: input.days, from: oldEnd.toISOString(), to: newEnd.toISOString() },
     });
     return updated!;
   });

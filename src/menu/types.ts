@@ -47,7 +47,7 @@ export interface AccountView {
 }
 
 export interface QuoteView {
-  kind: "upgrade" | "downgrade" | "same";
+  kind: "upgrade" | "downgrade" | "keep" | "same";
   chargeCents: number;
   creditCents: number;
   /** What must still be paid by M-Pesa after the subscriber's credit. */

@@ -15,6 +15,7 @@ const templates: MessageTemplate[] = [
   "plan_changed",
   "plan_changed_credit",
   "plan_change_scheduled",
+  "plan_change_dropped",
   "welcome",
   "admin_alert",
 ];

@@ -145,6 +145,8 @@ export const en = {
   "sms.plan_changed_credit":
     "{isp}: Your plan is now {plan}. {creditCents} for the rest of this period is on your balance.",
   "sms.plan_change_scheduled": "{isp}: Your plan will change to {plan} on {effectiveAt}.",
+  "sms.plan_change_dropped":
+    "{isp}: You stay on {plan}. The plan change set for the end of this period is cancelled.",
   "sms.welcome": "{isp}: Karibu {name}! Your account is {account}, plan {plan}. Pay by M-Pesa, {payTo}.",
   "sms.admin_alert": "{isp} alert: {text}",
   "sms.broadcast": "{isp}: {text}",

@@ -145,6 +145,8 @@ export const sw: Record<MessageKey, string> = {
   "sms.plan_changed_credit":
     "{isp}: Kifurushi chako sasa ni {plan}. {creditCents} ya muda uliobaki wa kipindi hiki iko kwenye salio lako.",
   "sms.plan_change_scheduled": "{isp}: Kifurushi chako kitabadilika kuwa {plan} tarehe {effectiveAt}.",
+  "sms.plan_change_dropped":
+    "{isp}: Utaendelea na kifurushi {plan}. Mabadiliko yaliyopangwa mwishoni mwa kipindi hiki yameghairiwa.",
   "sms.welcome":
     "{isp}: Karibu {name}! Akaunti yako ni {account}, kifurushi {plan}. Lipa kwa M-Pesa, {payTo}.",
   "sms.admin_alert": "{isp} tahadhari: {text}",

@@ -93,6 +93,8 @@ function quoteText(
   done = false,
 ): string {
   const to = `${quote.toPlan.name} (${formatKes(quote.toPlan.priceCents)})`;
+  if (quote.kind === "keep")
+    return `stays on ${to}; the plan change waiting for the period end ${done ? "is" : "will be"} cancelled`;
   if (quote.kind === "upgrade")
     return `${done ? "moved" : "moves"} to ${to} now; ${formatKes(quote.chargeCents)} charged for the rest of the period`;
   if (quote.creditCents > 0)

@@ -1,0 +1,181 @@
+import { and, eq } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { sendReminders, suspendOverdue } from "../../src/billing/dunning.ts";
+import { extendService } from "../../src/billing/extend.ts";
+import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
+import { applyPayment } from "../../src/billing/payments.ts";
+import { changePlan } from "../../src/billing/plan-change.ts";
+import { resumeSubscription } from "../../src/billing/subscriptions.ts";
+import { DAY, FakeClock, HOUR } from "../../src/clock.ts";
+import type { Database } from "../../src/db/client.ts";
+import { invoices, messageOutbox, subscriptions } from "../../src/db/schema/index.ts";
+import { activeSubscriber, admin, billingContext, createPlan, job, ledgerSum } from "../support/billing.ts";
+import { createTestDatabase } from "../support/db.ts";
+
+/** Free days, an admin's resume, a scheduled change: service over time stays what was paid for. */
+
+let database: Database;
+beforeAll(async () => {
+  database = await createTestDatabase();
+});
+afterAll(async () => {
+  await database.close();
+});
+
+const sub = async (id: number) =>
+  (await database.db.select().from(subscriptions).where(eq(subscriptions.id, id)))[0]!;
+const cash = (
+  ctx: ReturnType<typeof billingContext>["ctx"],
+  customerId: number,
+  cents: number,
+  ref: string,
+) =>
+  applyPayment(ctx, admin, {
+    customerId,
+    method: "cash",
+    provider: "cash",
+    providerRef: ref,
+    amountCents: cents,
+  });
+
+/** A subscriber whose next bill was issued and not paid, suspended a grace day after it fell due. */
+async function suspendedForNonPayment(start: string) {
+  const { ctx, clock } = billingContext(database.db, new FakeClock(start));
+  const plan = await createPlan(database.db, { priceCents: 200_000 });
+  const { customer, subscription } = await activeSubscriber(ctx, plan.id);
+  const due = subscription.currentPeriodEnd.getTime();
+  clock.set(new Date(due - 3 * DAY));
+  await issueRecurringInvoices(ctx, job);
+  clock.set(new Date(due + DAY + HOUR));
+  expect((await suspendOverdue(ctx, job)).suspended).toBe(1);
+  return { ctx, clock, customer, subscription, due };
+}
+
+describe("service over time", () => {
+  it("free days given to a suspended subscriber bring service back; still unpaid after them, it is suspended again", async () => {
+    const { ctx, clock, subscription, due } = await suspendedForNonPayment("2026-06-01T08:00:00Z");
+    const extended = await extendService(ctx, admin, {
+      subscriptionId: subscription.id,
+      days: 5,
+      reason: "outage",
+    });
+    expect(extended.restored).toBe(true);
+
+    clock.set(new Date(due + 5 * DAY - HOUR));
+    expect((await sendReminders(ctx, job)).reminded).toBe(1); // the moved bill's reminders start over
+    expect((await suspendOverdue(ctx, job)).suspended).toBe(0);
+    clock.set(new Date(due + 6 * DAY + 2 * HOUR));
+    expect((await suspendOverdue(ctx, job)).suspended).toBe(1);
+    expect((await sub(subscription.id)).status).toBe("suspended");
+  });
+
+  it("an admin's resume of an unpaid subscriber holds for a grace period, then dunning suspends again", async () => {
+    const { ctx, clock, customer, subscription } = await suspendedForNonPayment("2026-07-01T08:00:00Z");
+    clock.advance(2 * DAY);
+    await resumeSubscription(ctx, admin, {
+      subscriptionId: subscription.id,
+      reason: "promised to pay Friday",
+    });
+    clock.advance(HOUR);
+    expect((await suspendOverdue(ctx, job)).suspended).toBe(0);
+    expect((await sub(subscription.id)).status).toBe("active");
+
+    clock.advance(DAY);
+    expect((await suspendOverdue(ctx, job)).suspended).toBe(1);
+    const notices = await database.db
+      .select()
+      .from(messageOutbox)
+      .where(and(eq(messageOutbox.recipient, customer.phone), eq(messageOutbox.template, "suspended")));
+    expect(notices).toHaveLength(2);
+  });
+
+  it("free days move a plan change's top-up with the next period: no suspension inside them", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-08-01T08:00:00Z"));
+    const basic = await createPlan(database.db, { priceCents: 100_000 });
+    const premium = await createPlan(database.db, { priceCents: 200_000 });
+    const { customer, subscription } = await activeSubscriber(ctx, basic.id);
+    const end = subscription.currentPeriodEnd.getTime();
+    clock.set(new Date(end - 2 * DAY));
+    await issueRecurringInvoices(ctx, job);
+    await cash(ctx, customer.id, 100_000, `renew-${customer.id}`);
+    // Upgraded two days before the end: today's charge paid, the next period's top-up due at its start.
+    await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: premium.id });
+    await cash(ctx, customer.id, -(await ledgerSum(database.db, customer.id)) - 100_000, `up-${customer.id}`);
+
+    const { subscription: extended } = await extendService(ctx, admin, {
+      subscriptionId: subscription.id,
+      days: 7,
+      reason: "outage",
+    });
+    expect(extended.currentPeriodEnd.getTime()).toBe(end + 7 * DAY);
+    const topUp = (
+      await database.db.select().from(invoices).where(eq(invoices.subscriptionId, subscription.id))
+    ).find((i) => i.kind === "proration" && i.status === "open");
+    expect(topUp!.dueAt.getTime()).toBe(end + 7 * DAY);
+
+    clock.set(new Date(end + DAY + 2 * HOUR));
+    await issueRecurringInvoices(ctx, job);
+    await suspendOverdue(ctx, job);
+    expect((await sub(subscription.id)).status).toBe("active");
+  });
+
+  it("one free day at a short month's end moves the paid-until date by one day", async () => {
+    // Activated on 30 January: paid up to 28 February (there is no 30 February).
+    const { ctx } = billingContext(database.db, new FakeClock("2027-01-30T08:00:00Z"));
+    const plan = await createPlan(database.db, { priceCents: 250_000 });
+    const { subscription } = await activeSubscriber(ctx, plan.id);
+    expect(subscription.currentPeriodEnd.toISOString()).toBe("2027-02-28T08:00:00.000Z");
+    const { subscription: extended } = await extendService(ctx, admin, {
+      subscriptionId: subscription.id,
+      days: 1,
+      reason: "outage",
+    });
+    expect(extended.currentPeriodEnd.toISOString()).toBe("2027-03-01T08:00:00.000Z");
+  });
+
+  it("paying after a suspension starts the downgrade that was scheduled and billed, for its own period", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-06-01T08:00:00Z"));
+    const monthly = await createPlan(database.db, { priceCents: 300_000 });
+    const weekly = await createPlan(database.db, { priceCents: 80_000, periodUnit: "days", periodCount: 7 });
+    const { customer, subscription } = await activeSubscriber(ctx, monthly.id);
+    clock.set(new Date(subscription.currentPeriodEnd.getTime() - 10 * DAY));
+    await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: weekly.id });
+    clock.set(new Date(subscription.currentPeriodEnd.getTime() - 3 * DAY));
+    await issueRecurringInvoices(ctx, job);
+    clock.set(new Date(subscription.currentPeriodEnd.getTime() + DAY + HOUR));
+    expect((await suspendOverdue(ctx, job)).suspended).toBe(1);
+
+    clock.advance(2 * DAY);
+    const paid = await cash(ctx, customer.id, 80_000, `late-${customer.id}`);
+    expect(paid.restoredSubscriptionIds).toEqual([subscription.id]);
+    const after = await sub(subscription.id);
+    expect(after).toMatchObject({ planId: weekly.id, nextPlanId: null });
+    expect(after.currentPeriodEnd.getTime() - clock.now().getTime()).toBe(7 * DAY);
+  });
+
+  it("choosing the current plan again drops the downgrade waiting for the period end, and the next bill is the full price", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-09-01T08:00:00Z"));
+    const basic = await createPlan(database.db, { priceCents: 100_000 });
+    const fast = await createPlan(database.db, { priceCents: 200_000 });
+    const { customer, subscription } = await activeSubscriber(ctx, fast.id);
+    clock.set(new Date(subscription.currentPeriodEnd.getTime() - 2 * DAY));
+    await issueRecurringInvoices(ctx, job);
+    await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: basic.id });
+    expect(await ledgerSum(database.db, customer.id)).toBe(-100_000);
+
+    const kept = await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: fast.id });
+    expect(kept.kind).toBe("keep");
+    expect(await sub(subscription.id)).toMatchObject({ planId: fast.id, nextPlanId: null });
+    expect(await ledgerSum(database.db, customer.id)).toBe(-200_000);
+    const [notice] = await database.db
+      .select()
+      .from(messageOutbox)
+      .where(
+        and(eq(messageOutbox.recipient, customer.phone), eq(messageOutbox.template, "plan_change_dropped")),
+      );
+    expect(notice).toBeDefined();
+    await expect(
+      changePlan(ctx, admin, { subscriptionId: subscription.id, planId: fast.id }),
+    ).rejects.toThrow(/already on that plan/);
+  });
+});
