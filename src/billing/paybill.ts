@@ -104,7 +104,8 @@ async function recordInTx(
 
   const walkIn = await walkInPushOf(tx, input);
   if (walkIn?.paymentId === null) {
-    // `TDW<id>` names the push exactly: this is its payment, whatever its own result says.
+    // `TDW<id>` names the push exactly (a walk-in's, or a voucher's): this is its payment, whatever
+    // its own result says.
     const settled = await settlePaidIntent(
       tx,
       ctx,
@@ -230,7 +231,7 @@ function nearPush(push: IntentRow, input: PaybillPayment, now: Date): boolean {
   return Math.abs((input.paidAt ?? now).getTime() - push.sentAt.getTime()) <= pushWindowMs;
 }
 
-/** The walk-in push a `TDW<id>` reference names, locked, when the amount is the one it asked. */
+/** The push a `TDW<id>` reference names, locked, when the amount is the one it asked. */
 async function walkInPushOf(tx: Executor, input: PaybillPayment): Promise<IntentRow | null> {
   const match = /^TDW(\d{1,9})$/.exec(normaliseAccountReference(input.billRef));
   if (!match) return null;

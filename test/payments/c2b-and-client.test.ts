@@ -124,35 +124,49 @@ describe("paybill (C2B)", () => {
 });
 
 describe("a voucher push whose receipt also arrives as a paybill confirmation", () => {
-  it("sells the voucher once, on the confirmation, and leaves nothing in the unmatched queue", async () => {
-    const plan = await createPlan(database.db, { priceCents: 3_000, kind: "hotspot", periodUnit: "days" });
-    const phone = freshPhone();
-    h.fake.queue({ outcome: "success", delayMs: 0, lost: true });
-    const asked = await requestPayment(ctx, admin, {
-      phone,
-      purpose: "voucher",
-      amountCents: 3_000,
-      planId: plan.id,
-      channel: "t",
-    });
-    if (!asked.ok) throw new Error(asked.message);
-    await h.dispatcher.runOnce();
-    const sent = await intent(database.db, asked.intentId);
-    const push = h.fake.pushes.find((p) => p.checkoutRequestId === sent.checkoutRequestId)!;
+  it.each(["a walk-in", "a customer"])(
+    "sells the voucher once, on the confirmation, and leaves nothing in the unmatched queue (%s)",
+    async (buyer) => {
+      const plan = await createPlan(database.db, { priceCents: 3_000, kind: "hotspot", periodUnit: "days" });
+      // A customer's voucher is a sale too: the push names the push, not their account.
+      const customer =
+        buyer === "a customer"
+          ? (await activeSubscriber(ctx, (await createPlan(database.db, { priceCents: 100_000 })).id))
+              .customer
+          : null;
+      const phone = customer?.phone ?? freshPhone();
+      const creditsBefore = customer ? await paymentCredits(database.db, customer.id) : [];
+      h.fake.queue({ outcome: "success", delayMs: 0, lost: true });
+      const asked = await requestPayment(ctx, admin, {
+        phone,
+        ...(customer ? { customerId: customer.id } : {}),
+        purpose: "voucher",
+        amountCents: 3_000,
+        planId: plan.id,
+        channel: "t",
+      });
+      if (!asked.ok) throw new Error(asked.message);
+      await h.dispatcher.runOnce();
+      const sent = await intent(database.db, asked.intentId);
+      const push = h.fake.pushes.find((p) => p.checkoutRequestId === sent.checkoutRequestId)!;
 
-    // The confirmation names the push exactly (`TDW<intent>`): the sale is made at once.
-    expect(push.accountReference).toBe(`TDW${asked.intentId}`);
-    await h.fake.c2b({ billRef: push.accountReference, amountShillings: 30, transId: push.receipt! });
-    expect((await intent(database.db, asked.intentId)).status).toBe("succeeded");
-    await h.fake.postCallback(h.stkUrl, push.body);
-    await h.fake.postCallback(h.stkUrl, push.body);
+      // The confirmation names the push exactly (`TDW<intent>`): the sale is made at once.
+      expect(push.accountReference).toBe(`TDW${asked.intentId}`);
+      await h.fake.c2b({ billRef: push.accountReference, amountShillings: 30, transId: push.receipt! });
+      expect((await intent(database.db, asked.intentId)).status).toBe("succeeded");
+      await h.fake.postCallback(h.stkUrl, push.body);
+      await h.fake.postCallback(h.stkUrl, push.body);
 
-    const done = await intent(database.db, asked.intentId);
-    expect(done.status).toBe("succeeded");
-    expect((await listUnmatchedPayments(database.db)).map((p) => p.providerRef)).not.toContain(push.receipt);
-    const sold = await database.db.select().from(vouchers).where(eq(vouchers.soldToPhone, phone));
-    expect(sold).toHaveLength(1);
-  });
+      const done = await intent(database.db, asked.intentId);
+      expect(done.status).toBe("succeeded");
+      expect((await listUnmatchedPayments(database.db)).map((p) => p.providerRef)).not.toContain(
+        push.receipt,
+      );
+      const sold = await database.db.select().from(vouchers).where(eq(vouchers.soldToPhone, phone));
+      expect(sold).toHaveLength(1);
+      if (customer) expect(await paymentCredits(database.db, customer.id)).toEqual(creditsBefore);
+    },
+  );
 });
 
 describe("Daraja client and dispatcher against the fake", () => {

@@ -17,7 +17,12 @@ export interface IntentToSend {
   pushUncertain: boolean;
 }
 
-/** The account reference of a walk-in's push (no customer): `TDW` is never the start of an account number. */
+/**
+ * The account reference of a push that names the push itself: a walk-in's (no customer), and any
+ * voucher's, since a voucher is a sale, not money for an account (a paybill confirmation overtaking
+ * the push's callback must sell the voucher, not credit the buyer's account). `TDW` is never the
+ * start of an account number.
+ */
 export const walkInAccountReference = (intentId: number): string => `TDW${intentId}`;
 
 /**
@@ -59,7 +64,8 @@ export async function claimIntentsToSend(
           // Kept from the first claim: every prompt of one intent shows the same reference, which is
           // also what a callback without a known checkout id is matched by.
           accountReference: sql`coalesce(${i.accountReference}, left(coalesce(
-            (select ${customers.accountNumber} from ${customers} where ${customers.id} = ${i.customerId}),
+            (select ${customers.accountNumber} from ${customers}
+              where ${customers.id} = ${i.customerId} and ${i.purpose} <> 'voucher'),
             'TDW' || ${i.id}), 12))`,
           updatedAt: now,
         })
