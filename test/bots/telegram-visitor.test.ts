@@ -15,6 +15,7 @@ import {
   lastMenuIn,
   lastShownIn,
   pressUpdate,
+  shownIn,
   startFakeTelegram,
   startInstance,
   textUpdate,
@@ -102,6 +103,31 @@ describe("a visitor buying a hotspot voucher on Telegram", () => {
     // The next voucher goes straight to the prompt with the kept number.
     await toVoucherPrompt(chat);
     expect(lastShownIn(fake, chat).payload.text).toContain(displayPhone(phone));
+  });
+
+  it("who chose Kiswahili is asked for, and answered about, their phone in Kiswahili", async () => {
+    const chat = ++nextUser;
+    await bot.deliver(textUpdate(chat, "/start"));
+    await press(chat, "3. Language");
+    await press(chat, "2. Kiswahili");
+    await press(chat, "1. Thibitisha");
+    await press(chat, "1. Nunua vocha");
+    await press(chat, "1. Hour");
+    const ask = lastShownIn(fake, chat);
+    expect(ask.payload.text).toMatch(/^Kulipa kwa M-Pesa/);
+    expect(ask.payload.reply_markup).toMatchObject({
+      keyboard: [[{ text: "Tuma nambari yangu ya simu", request_contact: true }]],
+    });
+
+    await bot.deliver(contactUpdate(chat, { user_id: chat + 1, phone_number: uniquePhone() }));
+    expect(lastShownIn(fake, chat).payload.text).toBe(
+      "Tafadhali tuma nambari yako mwenyewe, si ya mtu mwingine.",
+    );
+    const before = shownIn(fake, chat).length;
+    await bot.deliver(contactUpdate(chat, { user_id: chat, phone_number: uniquePhone().slice(1) }));
+    expect(shownIn(fake, chat)[before]!.payload.text).toBe(
+      "Hakuna akaunti yenye nambari hii. Bado unaweza kununua vocha.",
+    );
   });
 
   it("typing the confirmation without a number sends no payment prompt anywhere", async () => {

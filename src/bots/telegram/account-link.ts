@@ -1,8 +1,8 @@
-import { and, eq } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import { Composer, type Context, InlineKeyboard } from "grammy";
 import type { Clock } from "../../clock.ts";
-import type { Db } from "../../db/client.ts";
-import { chatLinks, chatSessions, customers } from "../../db/schema/index.ts";
+import { type Db, queryRows } from "../../db/client.ts";
+import { chatLinks, chatSessions, customers, type Language } from "../../db/schema/index.ts";
 import { checkPhone } from "../../lib/phone.ts";
 import type { ChatInput } from "../chat-menu.ts";
 import { chooseNoticeChannel } from "../notice-channel.ts";
@@ -17,7 +17,7 @@ import { rememberVisitorPhone } from "./visitor-phone.ts";
 
 export const CHANNEL = "telegram";
 /** `u:<chat_links.id>`: the button unlinks that link only, so an old one cannot undo a newer link. */
-const unlinkPattern = /^u:(\d{1,12})$/;
+const unlinkPattern = /^u:(\d{1,9})$/;
 
 export interface AccountLinkDeps {
   db: Db;
@@ -26,15 +26,32 @@ export interface AccountLinkDeps {
 }
 
 type Show = (ctx: Context, input: ChatInput) => Promise<void>;
+
+/** The language to answer a Telegram chat in: its customer's, else the one its menu session chose. */
+async function chatLanguage(db: Db, userId: number | undefined): Promise<Language> {
+  if (userId === undefined) return "en";
+  const chatId = String(userId);
+  const [row] = await queryRows<{ language: Language | null }>(
+    db,
+    sql`select coalesce(
+          (select c.language from chat_links l join customers c on c.id = l.customer_id
+            where l.channel = ${CHANNEL} and l.chat_id = ${chatId}),
+          (select s.language from chat_sessions s where s.channel = ${CHANNEL} and s.chat_id = ${chatId})
+        ) as language`,
+  );
+  return row?.language ?? "en";
+}
 const noKeyboard = { reply_markup: { remove_keyboard: true } } as const;
 
 export function accountLinking(deps: AccountLinkDeps, show: Show) {
   const feature = new Composer<Context>();
+  const languageOf = (ctx: Context) => chatLanguage(deps.db, ctx.from?.id);
 
   feature.command("link", async (ctx) => {
     const account = ctx.match.trim();
+    const language = await languageOf(ctx);
     if (!ctx.from || account === "") {
-      await ctx.reply(botText("en", "linkUsage"));
+      await ctx.reply(botText(language, "linkUsage"));
       return;
     }
     const sent = await requestLinkCode(deps.db, {
@@ -43,10 +60,12 @@ export function accountLinking(deps: AccountLinkDeps, show: Show) {
       account,
       now: deps.clock.now(),
     });
-    if (sent.kind === "unknown") await ctx.reply(botText("en", "linkUnknown"));
-    else if (sent.kind === "wait") await ctx.reply(botText("en", "linkWait"));
+    if (sent.kind === "unknown") await ctx.reply(botText(language, "linkUnknown"));
+    else if (sent.kind === "wait") await ctx.reply(botText(language, "linkWait"));
     else
-      await ctx.reply(botText("en", "linkSent", { account: sent.accountNumber, ending: sent.phoneEnding }));
+      await ctx.reply(
+        botText(language, "linkSent", { account: sent.accountNumber, ending: sent.phoneEnding }),
+      );
   });
 
   // Six digits while a code is pending are an attempt; otherwise they are left to the menu.
@@ -58,17 +77,17 @@ export function accountLinking(deps: AccountLinkDeps, show: Show) {
       code: ctx.message.text,
       now: deps.clock.now(),
     });
+    if (result.kind === "none") return next();
+    const language = await languageOf(ctx);
     switch (result.kind) {
-      case "none":
-        return next();
       case "wrong":
-        await ctx.reply(botText("en", "codeWrong", { left: String(result.attemptsLeft) }));
+        await ctx.reply(botText(language, "codeWrong", { left: String(result.attemptsLeft) }));
         return;
       case "expired":
-        await ctx.reply(botText("en", "codeExpired"));
+        await ctx.reply(botText(language, "codeExpired"));
         return;
       case "exhausted":
-        await ctx.reply(botText("en", "codeExhausted"));
+        await ctx.reply(botText(language, "codeExhausted"));
         return;
       case "linked":
         await ctx.reply(botText(result.language, "linked", { account: result.accountNumber }));
@@ -83,19 +102,22 @@ export function accountLinking(deps: AccountLinkDeps, show: Show) {
       .from(chatLinks)
       .innerJoin(customers, eq(customers.id, chatLinks.customerId))
       .where(and(eq(chatLinks.channel, CHANNEL), eq(chatLinks.chatId, String(ctx.from.id))));
+    const language = await languageOf(ctx);
     if (!link) {
-      await ctx.reply(botText("en", "notLinked"));
+      await ctx.reply(botText(language, "notLinked"));
       return;
     }
-    await ctx.reply(botText("en", "unlinkAsk", { account: link.accountNumber }), {
-      reply_markup: new InlineKeyboard().text(botText("en", "unlinkButton"), `u:${link.id}`),
+    await ctx.reply(botText(language, "unlinkAsk", { account: link.accountNumber }), {
+      reply_markup: new InlineKeyboard().text(botText(language, "unlinkButton"), `u:${link.id}`),
     });
   });
 
   feature.callbackQuery(unlinkPattern, async (ctx) => {
     const message = ctx.callbackQuery.message;
+    // Read before the link goes: the customer's language is the one they were answered in.
+    const language = await languageOf(ctx);
     if (!message || message.chat.id !== ctx.from.id) {
-      await ctx.answerCallbackQuery({ text: botText("en", "foreign") });
+      await ctx.answerCallbackQuery({ text: botText(language, "foreign") });
       return;
     }
     // The delete is the once: a second press (or a copy of this update) finds nothing to remove.
@@ -110,7 +132,7 @@ export function accountLinking(deps: AccountLinkDeps, show: Show) {
       )
       .returning({ customerId: chatLinks.customerId });
     if (!gone) {
-      await ctx.answerCallbackQuery({ text: botText("en", "unlinkGone") });
+      await ctx.answerCallbackQuery({ text: botText(language, "unlinkGone") });
       return;
     }
     const [customer] = await deps.db
@@ -121,7 +143,7 @@ export function accountLinking(deps: AccountLinkDeps, show: Show) {
     await ctx.api.editMessageText(
       message.chat.id,
       message.message_id,
-      botText("en", "unlinked", { account: customer?.accountNumber ?? "" }),
+      botText(language, "unlinked", { account: customer?.accountNumber ?? "" }),
     );
     // The customer's place in their menu means something else to a visitor: the next message starts over.
     await deps.db
@@ -131,14 +153,15 @@ export function accountLinking(deps: AccountLinkDeps, show: Show) {
 
   feature.on("message:contact", async (ctx) => {
     const contact = ctx.message.contact;
+    const language = await languageOf(ctx);
     // Anyone can forward anyone's contact card: only the sender's own number proves who they are.
     if (contact.user_id !== ctx.from.id) {
-      await ctx.reply(botText("en", "notYours"));
+      await ctx.reply(botText(language, "notYours"));
       return;
     }
     const verdict = checkPhone(contact.phone_number, deps.servedCountries);
     if (verdict.kind !== "served") {
-      await ctx.reply(botText("en", "phoneNotServed"), noKeyboard);
+      await ctx.reply(botText(language, "phoneNotServed"), noKeyboard);
       return;
     }
     const [customer] = await deps.db
@@ -148,7 +171,7 @@ export function accountLinking(deps: AccountLinkDeps, show: Show) {
     if (!customer) {
       // A visitor: the number is theirs, so M-Pesa may ask it to pay, e.g. for the voucher they were buying.
       await rememberVisitorPhone(deps.db, CHANNEL, String(ctx.from.id), verdict.e164, deps.clock.now());
-      await ctx.reply(botText("en", "noAccount"), noKeyboard);
+      await ctx.reply(botText(language, "noAccount"), noKeyboard);
       await show(ctx, { kind: "refresh" });
       return;
     }

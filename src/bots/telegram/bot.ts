@@ -110,7 +110,7 @@ export function createBot(deps: TelegramBotDeps): Bot {
             payload: {
               chat_id: from.id,
               text: botText(reply.view.language, "phoneNeeded"),
-              reply_markup: contactKeyboard(),
+              reply_markup: contactKeyboard(reply.view.language),
             },
           },
         ];
@@ -122,7 +122,12 @@ export function createBot(deps: TelegramBotDeps): Bot {
       // A visitor starting over is told how to link, with Telegram's own share-contact button.
       const startingOver = input.kind === "text" && HOME_WORDS.has(input.text.trim().toLowerCase());
       if (!startingOver || reply.view.customer) return [view];
-      const hint = { chat_id: from.id, text: botText("en", "linkHint"), reply_markup: contactKeyboard() };
+      const { language } = reply.view;
+      const hint = {
+        chat_id: from.id,
+        text: botText(language, "linkHint"),
+        reply_markup: contactKeyboard(language),
+      };
       return [view, { kind: "raw", method: "sendMessage", payload: hint }];
     };
     const inboxId = inboxIdOf.get(ctx.update);

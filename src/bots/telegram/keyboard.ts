@@ -1,4 +1,5 @@
 import { InlineKeyboard, Keyboard } from "grammy";
+import type { Language } from "../../db/schema/index.ts";
 import type { ChatView } from "../chat-menu.ts";
 import { botText } from "./texts.ts";
 
@@ -23,7 +24,7 @@ export function menuKeyboard(view: ChatView): InlineKeyboard | undefined {
 }
 
 /** Telegram's own "share my phone number" button. */
-export const contactKeyboard = () =>
-  new Keyboard().requestContact(botText("en", "shareContact")).resized().oneTime();
+export const contactKeyboard = (language: Language) =>
+  new Keyboard().requestContact(botText(language, "shareContact")).resized().oneTime();
 
 export const viewText = (view: ChatView) => view.lines.join("\n").trim() || "…";
