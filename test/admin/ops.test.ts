@@ -194,12 +194,13 @@ describe("/sync", () => {
 });
 
 describe("/retry", () => {
-  it("puts a router's dead jobs back in the queue in one audited transaction, with the count", async () => {
+  it("puts a router's dead jobs, and those for any router, back in the queue in one audited transaction", async () => {
     const dead = await database.db
       .insert(provisioningOutbox)
       .values(
-        [1, 2].map(() => ({
-          routerId,
+        // The second: a voucher sold without a router, whose hotspot user goes to every router.
+        [routerId, null].map((target) => ({
+          routerId: target,
           action: "ensure_account" as const,
           status: "dead" as const,
           attempts: 8,

@@ -1,4 +1,4 @@
-import { type AnyColumn, and, desc, eq, inArray, or, sql } from "drizzle-orm";
+import { type AnyColumn, and, desc, eq, inArray, isNull, or, sql } from "drizzle-orm";
 import { audit } from "../../billing/audit.ts";
 import type { Actor } from "../../billing/context.ts";
 import type { Executor } from "../../db/client.ts";
@@ -106,7 +106,9 @@ export async function auditOfTelegramUser(db: Executor, telegramId: number, limi
 
 /**
  * A router's given-up provisioning rows go back to the queue, due now, with their attempts reset
- * (the worker then reads the desired state afresh, as for any row). Audited; runs in `tx`.
+ * (the worker then reads the desired state afresh, as for any row), and so do those for any router
+ * (a voucher sold without one: its hotspot user goes to every router, this one too). Audited; runs
+ * in `tx`.
  */
 export async function retryDeadProvisioningInTx(
   tx: Executor,
@@ -117,7 +119,12 @@ export async function retryDeadProvisioningInTx(
   const rows = await tx
     .update(provisioningOutbox)
     .set({ status: "pending", attempts: 0, nextAttemptAt: now, claimedUntil: null, doneAt: null })
-    .where(and(eq(provisioningOutbox.routerId, router.id), eq(provisioningOutbox.status, "dead")))
+    .where(
+      and(
+        or(eq(provisioningOutbox.routerId, router.id), isNull(provisioningOutbox.routerId)),
+        eq(provisioningOutbox.status, "dead"),
+      ),
+    )
     .returning({ id: provisioningOutbox.id });
   await audit(tx, actor, now, {
     action: "provisioning.retried",

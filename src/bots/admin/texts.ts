@@ -53,7 +53,7 @@ export const USAGE: Readonly<Record<AdminCommand, string>> = {
     "/resend <#number> [phone] — a message /failed lists sent again (a voucher code: or by SMS to another number)",
   audit: "/audit <account | telegram id> [n] — the last n audit entries (default 10, at most 50)",
   sync: "/sync <router> [dry] — compare a router with the database and repair it (dry: report only)",
-  retry: "/retry <router> — send a router's given-up jobs again",
+  retry: "/retry <router> — send a router's given-up jobs again (and those for any router)",
   router_add: "/router_add — add a router, one question at a time; the password last, its message deleted",
   router_edit: "/router_edit <router> <host|port|user|tls> <value> — change a router's connection",
   router_password: "/router_password <router> — a router's new password (its message is deleted)",

@@ -27,7 +27,8 @@ export function failedFeature(kit: AdminKit): Composer<Context> {
     ];
     if (messages.length)
       lines.push("/resend <#number> [phone] sends a message again, or by SMS to another number.");
-    if (jobs.length) lines.push("/retry <router> sends a router's given-up jobs again.");
+    if (jobs.length)
+      lines.push("/retry <router> sends a router's given-up jobs again, and those for any router.");
     await kit.reply(ctx, lines.join("\n"));
   });
   return composer;
