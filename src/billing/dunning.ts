@@ -1,5 +1,6 @@
 import { sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../db/client.ts";
+import { intArray } from "../db/params.ts";
 import type { Actor, BillingContext } from "./context.ts";
 import { lockCustomersMoneyWhere } from "./money-lock.ts";
 
@@ -156,7 +157,7 @@ export async function restartDunningInTx(
   how: { moved: true } | { resumed: Date },
 ): Promise<void> {
   if (invoiceIds.length === 0) return;
-  const ids = sql`(select unnest(${`{${invoiceIds.join(",")}}`}::int[]))`;
+  const ids = sql`(select unnest(${intArray(invoiceIds)}))`;
   if ("moved" in how) {
     await tx.execute(sql`delete from dunning_steps where invoice_id in ${ids}`);
     return;

@@ -13,3 +13,6 @@ export const textArray = (values: readonly string[]) =>
  * is prepared (client.ts), so it goes as ISO text, typed for where PostgreSQL cannot infer it.
  */
 export const ts = (at: Date) => sql`${at.toISOString()}::timestamptz`;
+
+/** Ids are `integer` columns: a number outside their range names no row (and PostgreSQL refuses it). */
+export const isRowId = (n: number): boolean => Number.isSafeInteger(n) && n > 0 && n <= 2_147_483_647;

@@ -8,6 +8,7 @@ import {
   type RequestPaymentResult,
   requestPayment,
 } from "../billing/intents/request.ts";
+import { isRowId } from "../db/params.ts";
 import { limitBody } from "../lib/body-limit.ts";
 import { requestClientAddress } from "../lib/client-address.ts";
 import { checkPhone, DEFAULT_SERVED_COUNTRIES } from "../lib/phone.ts";
@@ -198,7 +199,7 @@ export function createPortalRoutes(deps: PortalDeps): Hono {
               kind: "buy",
               error: message,
               phone: phoneInput,
-              planId: Number.isSafeInteger(planId) ? planId : undefined,
+              planId: isRowId(planId) ? planId : undefined,
             },
             status,
           );
@@ -215,7 +216,7 @@ export function createPortalRoutes(deps: PortalDeps): Hono {
           : t("error.foreign.other", { isp: deps.ispName }),
       );
     }
-    const plan = Number.isSafeInteger(planId) && planId > 0 ? await hotspotPlan(deps.ctx.db, planId) : null;
+    const plan = isRowId(planId) ? await hotspotPlan(deps.ctx.db, planId) : null;
     if (!plan) return refuse(t("error.plan"));
     const key = typeof body.key === "string" && KEY_PATTERN.test(body.key) ? body.key : null;
     if (!key) return refuse(t("error.generic"));

@@ -144,6 +144,7 @@ describe("buying a package", () => {
     expect(await bad({ plan: plans.home.id, phone, key: pageKey() })).toBe("That package is not on sale.");
     expect(await bad({ plan: plans.retired.id, phone, key: pageKey() })).toBe("That package is not on sale.");
     expect(await bad({ plan: "x", phone, key: pageKey() })).toBe("That package is not on sale.");
+    expect(await bad({ plan: 3_000_000_000, phone, key: pageKey() })).toBe("That package is not on sale.");
     expect(await bad({ plan: plans.hour.id, phone, key: "short" })).toMatch(/Something went wrong/);
     expect(await intentsFor(phone)).toBe(0);
   });

@@ -11,7 +11,7 @@ import { adminActor } from "../roles.ts";
 export function resendFeature(kit: AdminKit): Composer<Context> {
   const composer = new Composer<Context>();
   kit.command(composer, "resend", async (ctx, admin, args) => {
-    const number = /^#?(\d{1,12})$/.exec(args[0] ?? "");
+    const number = /^#?(\d{1,9})$/.exec(args[0] ?? "");
     if (!number)
       return void (await kit.reply(
         ctx,

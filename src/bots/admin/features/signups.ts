@@ -18,7 +18,7 @@ import { adminActor, may } from "../roles.ts";
  */
 
 const MAX_ROUTER_BUTTONS = 6;
-const SIGNUP_BUTTON = /^sg:(a|r):(\d{1,12}):(\d{1,12})$/;
+const SIGNUP_BUTTON = /^sg:(a|r):(\d{1,9}):(\d{1,9})$/;
 
 type ApproveAction = FeatureAction & {
   feature: "signup_approve";
