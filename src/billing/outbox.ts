@@ -43,6 +43,7 @@ export type MessageTemplate =
   | "restored"
   | "activated"
   | "voucher_code"
+  | "voucher_not_issued"
   | "plan_changed"
   | "plan_changed_credit"
   | "plan_change_scheduled"

@@ -12,6 +12,7 @@ const templates: MessageTemplate[] = [
   "restored",
   "activated",
   "voucher_code",
+  "voucher_not_issued",
   "plan_changed",
   "plan_changed_credit",
   "plan_change_scheduled",

@@ -628,6 +628,10 @@ describe("walk-in vouchers", () => {
     expect(await paymentsByRef(database.db, push.receipt!)).toHaveLength(1);
     expect(await database.db.select().from(vouchers).where(eq(vouchers.soldToPhone, phone))).toEqual([]);
     expect(await smsTo(database.db, phone, "voucher_code")).toEqual([]);
+    // The buyer is told once, however often the callback came.
+    expect(await smsTo(database.db, phone, "voucher_not_issued")).toMatchObject([
+      { params: { amountCents: 7_000 } },
+    ]);
     expect((await intent(database.db, sent.id)).outcome).toMatchObject({ followUpError: expect.any(String) });
   });
 

@@ -5,6 +5,7 @@ import { payments } from "../../db/schema/index.ts";
 import { normaliseAccountReference } from "../accounts.ts";
 import { audit } from "../audit.ts";
 import { type Actor, type BillingContext, BillingError } from "../context.ts";
+import { enqueueMessage } from "../outbox.ts";
 import { applyPaymentInTx, recordUncreditedPaymentInTx } from "../payments.ts";
 import { changePlanInTx } from "../plan-change.ts";
 import { creditUnmatchedPaymentInTx } from "../unmatched.ts";
@@ -179,6 +180,14 @@ export async function deliverSale(
         holdReason: `voucher not delivered (${outcome.followUpError}): refund it or sell another`,
       })
       .where(eq(payments.id, paymentId));
+    // The buyer paid and got nothing: they are told, so they do not pay again or wait for a code.
+    await enqueueMessage(tx, ctx.clock.now(), {
+      recipient: intent.phone,
+      language: await languageFor(tx, intent),
+      template: "voucher_not_issued",
+      params: { amountCents: intent.amountCents },
+      dedupeKey: `voucher_not_issued:${intent.id}`,
+    });
     await audit(tx, actor, ctx.clock.now(), {
       action: "payment.sale_failed",
       entity: "payment",

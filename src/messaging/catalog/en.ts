@@ -141,6 +141,8 @@ export const en = {
     "{isp}: Your internet ({plan}) is now active, paid up to {periodEndAt}. PPPoE username: {username}, password: {password}",
   "sms.voucher_code":
     "{isp}: Your {plan} voucher code is {code}, valid until {validity}. Use it as username and password on the hotspot.",
+  "sms.voucher_not_issued":
+    "{isp}: We received {amountCents} but could not issue your voucher. Please do not pay again: we will send a code or refund you. Questions: {support}.",
   "sms.plan_changed": "{isp}: Your plan is now {plan}. Charged {chargeCents} for the rest of this period.",
   "sms.plan_changed_credit":
     "{isp}: Your plan is now {plan}. {creditCents} for the rest of this period is on your balance.",

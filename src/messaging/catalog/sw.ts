@@ -140,6 +140,8 @@ export const sw: Record<MessageKey, string> = {
     "{isp}: Intaneti yako ({plan}) sasa inatumika, umelipia hadi {periodEndAt}. PPPoE jina la mtumiaji: {username}, nenosiri: {password}",
   "sms.voucher_code":
     "{isp}: Nambari ya vocha yako ya {plan} ni {code}, inatumika hadi {validity}. Itumie kama jina la mtumiaji na nenosiri kwenye hotspot.",
+  "sms.voucher_not_issued":
+    "{isp}: Tumepokea {amountCents} lakini hatukuweza kutoa vocha yako. Tafadhali usilipe tena: tutakutumia nambari ya vocha au kukurudishia pesa. Maswali: {support}.",
   "sms.plan_changed":
     "{isp}: Kifurushi chako sasa ni {plan}. Umetozwa {chargeCents} kwa muda uliobaki wa kipindi hiki.",
   "sms.plan_changed_credit":
