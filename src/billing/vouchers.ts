@@ -103,6 +103,20 @@ function validity(plan: PlanRow, now: Date, ctx: BillingContext): Date {
 }
 
 /**
+ * A code's terms as sold: valid until the plan's period from now, connected time on the router the
+ * plan's time limit or else that whole period (a month is the calendar month its SMS names), data
+ * the plan's cap. Kept on the code, so a later edit of the plan does not change what was bought.
+ */
+function soldTerms(plan: PlanRow, now: Date, ctx: BillingContext) {
+  const expiresAt = validity(plan, now, ctx);
+  return {
+    expiresAt,
+    limitUptimeSeconds: plan.timeLimitSeconds ?? Math.round((expiresAt.getTime() - now.getTime()) / 1_000),
+    limitBytesTotal: plan.dataCapBytes,
+  };
+}
+
+/**
  * Sells a voucher to a phone (after an M-Pesa payment): the code goes live on the router and is
  * texted to the buyer.
  */
@@ -114,7 +128,8 @@ export async function sellVoucherInTx(
 ): Promise<{ voucherId: number; code: string; expiresAt: Date }> {
   const now = ctx.clock.now();
   const plan = await hotspotPlan(tx, input.planId);
-  const expiresAt = validity(plan, now, ctx);
+  const terms = soldTerms(plan, now, ctx);
+  const { expiresAt } = terms;
   const [voucher] = await mintCodes(
     tx,
     {
@@ -123,7 +138,7 @@ export async function sellVoucherInTx(
       status: "sold",
       soldToPhone: input.phone,
       soldAt: now,
-      expiresAt,
+      ...terms,
     },
     1,
   );
@@ -200,7 +215,7 @@ export async function markVouchersSold(
     for (const { voucher, plan } of rows) {
       await tx
         .update(vouchers)
-        .set({ status: "sold", soldAt: now, expiresAt: validity(plan, now, ctx) })
+        .set({ status: "sold", soldAt: now, ...soldTerms(plan, now, ctx) })
         .where(eq(vouchers.id, voucher.id));
       await enqueueProvisioning(tx, now, {
         action: "ensure_voucher",

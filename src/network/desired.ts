@@ -54,7 +54,10 @@ export function desiredProfile(plan: Plan): DesiredProfile {
 
 /** What a secret is made of (the reconciliation re-reads only these columns). */
 export type SecretSource = Pick<Subscription, "id" | "status" | "networkUsername" | "networkPassword">;
-export type HotspotUserSource = Pick<Voucher, "id" | "status" | "expiresAt" | "code">;
+export type HotspotUserSource = Pick<
+  Voucher,
+  "id" | "status" | "expiresAt" | "code" | "limitUptimeSeconds" | "limitBytesTotal"
+>;
 export type HotspotPlanSource = Pick<
   Plan,
   "code" | "timeLimitSeconds" | "periodUnit" | "periodCount" | "dataCapBytes"
@@ -94,8 +97,10 @@ export function desiredHotspotUser(
     name: voucher.code,
     password: voucher.code,
     profile: profileName(plan),
-    limitUptimeSeconds: voucherUptimeSeconds(plan),
-    limitBytesTotal: plan.dataCapBytes ?? null,
+    // The terms it was sold on; a code sold before they were kept has its plan's.
+    ...(voucher.limitUptimeSeconds !== null
+      ? { limitUptimeSeconds: voucher.limitUptimeSeconds, limitBytesTotal: voucher.limitBytesTotal }
+      : { limitUptimeSeconds: voucherUptimeSeconds(plan), limitBytesTotal: plan.dataCapBytes ?? null }),
     comment: voucherMarker(voucher.id),
   };
 }

@@ -106,6 +106,8 @@ export async function leaseTargets(
               status: vouchers.status,
               expiresAt: vouchers.expiresAt,
               code: vouchers.code,
+              limitUptimeSeconds: vouchers.limitUptimeSeconds,
+              limitBytesTotal: vouchers.limitBytesTotal,
               plan: {
                 code: plans.code,
                 timeLimitSeconds: plans.timeLimitSeconds,

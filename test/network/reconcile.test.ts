@@ -1,11 +1,13 @@
 import { desc, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyPayment } from "../../src/billing/payments.ts";
+import { updatePlan } from "../../src/billing/plans.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { sellVoucherInTx } from "../../src/billing/vouchers.ts";
 import { FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { auditLog, jobRuns, routers, vouchers } from "../../src/db/schema/index.ts";
+import { formatDuration } from "../../src/network/durations.ts";
 import type { RouterOsEmulator } from "../../src/network/emulator/server.ts";
 import { reconcileAll } from "../../src/network/reconcile.ts";
 import { addRouter } from "../../src/network/routers.ts";
@@ -249,6 +251,41 @@ describe("reconciliation", () => {
     clock.advance(60_000);
     expect((await reconcileAll(deps())).counts.vouchersUsed).toBe(0);
     expect((await statusOf(inUse!.voucherId)).redeemedAt).toEqual(new Date(now - 30 * 60_000));
+  });
+
+  it("keeps a sold voucher on the terms it was sold on when its plan is edited; codes sold later get the new terms", async () => {
+    const { ctx } = billingContext(database.db, clock);
+    const plan = await createPlan(database.db, {
+      priceCents: 5_000,
+      kind: "hotspot",
+      periodUnit: "months",
+      dataCapBytes: 2_000_000_000,
+    });
+    const sell = () =>
+      database.db.transaction((tx) =>
+        sellVoucherInTx(tx, ctx, admin, { planId: plan.id, phone: uniquePhone(), language: "en", routerId }),
+      );
+    const before = await sell();
+    await stack.worker.drain();
+    // A month of connected time is the calendar month the SMS names, not a fixed 30 days.
+    const month = Math.round((before.expiresAt.getTime() - clock.now().getTime()) / 1_000);
+    expect(router.find("/ip/hotspot/user", before.code)).toMatchObject({
+      "limit-uptime": formatDuration(month),
+      "limit-bytes-total": "2000000000",
+    });
+
+    await updatePlan(ctx, admin, plan.code, { dataCapBytes: 1_000_000_000, timeLimitSeconds: 36_000 });
+    const after = await sell();
+    await stack.worker.drain();
+    await reconcileAll(deps());
+    expect(router.find("/ip/hotspot/user", before.code)).toMatchObject({
+      "limit-uptime": formatDuration(month),
+      "limit-bytes-total": "2000000000",
+    });
+    expect(router.find("/ip/hotspot/user", after.code)).toMatchObject({
+      "limit-uptime": "10h",
+      "limit-bytes-total": "1000000000",
+    });
   });
 
   it("a slow router does not hold up the others: each is reconciled on its own", async () => {

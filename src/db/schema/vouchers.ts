@@ -1,4 +1,4 @@
-import { index, integer, pgTable, text, uniqueIndex } from "drizzle-orm/pg-core";
+import { bigint, index, integer, pgTable, text, uniqueIndex } from "drizzle-orm/pg-core";
 import { at, createdAt, id } from "./columns.ts";
 import { plans } from "./plans.ts";
 import { routers } from "./routers.ts";
@@ -31,6 +31,13 @@ export const vouchers = pgTable(
     soldToPhone: text("sold_to_phone"),
     soldAt: at("sold_at"),
     redeemedAt: at("redeemed_at"),
+    /**
+     * What the buyer bought, fixed when sold: connected time and data on the router (a later edit of
+     * the plan applies to codes sold after it). Null uptime: sold before these were kept (the plan's).
+     */
+    limitUptimeSeconds: integer("limit_uptime_seconds"),
+    /** Null: no data cap (when `limitUptimeSeconds` is set). */
+    limitBytesTotal: bigint("limit_bytes_total", { mode: "number" }),
     /** Unsold vouchers expire at this instant; a sold voucher expires after its plan's period. */
     expiresAt: at("expires_at").notNull(),
     createdAt: createdAt(),
