@@ -55,7 +55,8 @@ export async function sendRemindersInTx(tx: Executor, ctx: BillingContext, _acto
       select 'sms', cu.phone, cu.language, 'invoice_reminder',
         jsonb_build_object('amountCents', c.outstanding, 'dueAt', to_char(c.due_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
           'account', cu.account_number, 'days', -c.days),
-        'dunning:' || t.invoice_id || ':' || t.step, ${at}, ${at}
+        -- Keyed by the due date too: a bill moved by free days is reminded again for its new date.
+        'dunning:' || t.invoice_id || ':' || t.step || ':' || extract(epoch from c.due_at)::bigint, ${at}, ${at}
       from taken t
       join candidates c on c.invoice_id = t.invoice_id and c.step = t.step
       join customers cu on cu.id = c.customer_id
@@ -159,7 +160,8 @@ export async function restartDunningInTx(
   if (invoiceIds.length === 0) return;
   const ids = sql`(select unnest(${intArray(invoiceIds)}))`;
   if ("moved" in how) {
-    await tx.execute(sql`delete from dunning_steps where invoice_id in ${ids}`);
+    // An admin's resume keeps its grace period: only the steps counted from the old date go.
+    await tx.execute(sql`delete from dunning_steps where invoice_id in ${ids} and step <> ${RESUMED_STEP}`);
     return;
   }
   const at = sql`${how.resumed.toISOString()}::timestamptz`;

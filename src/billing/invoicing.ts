@@ -54,6 +54,15 @@ async function rollPaidPeriods(tx: Executor, ctx: BillingContext, now: Date, loc
 }
 
 /**
+ * A subscription (`s`) suspended for non-payment whose next period has no bill yet: one cut off
+ * for an unpaid plan-change charge before its renewal was issued. It gets that bill too, since
+ * paying it is what brings service back (restore.ts); one suspended for its renewal has it already.
+ */
+const awaitingBillWhileSuspended = sql`s.status = 'suspended' and s.suspended_reason = 'dunning'
+  and not exists (select 1 from invoices i where i.subscription_id = s.id and i.kind = 'recurring'
+                  and i.period_start = s.current_period_end)`;
+
+/**
  * Issues the invoice of every active subscription's next period once it starts within the lead
  * time, set-based: one statement for any number of subscriptions. The unique (subscription,
  * period start) index makes a rerun, or a run racing another, create nothing new.
@@ -80,7 +89,8 @@ async function issueNextPeriodInvoices(
       from subscriptions s
       join plans p on p.id = s.plan_id
       join plans np on np.id = coalesce(s.next_plan_id, s.plan_id)
-      where s.status = 'active' and s.current_period_end <= ${horizon} and s.customer_id in (${locked})
+      where (s.status = 'active' or (${awaitingBillWhileSuspended}))
+        and s.current_period_end <= ${horizon} and s.customer_id in (${locked})
     ),
     issued as (
       insert into invoices (customer_id, subscription_id, kind, period_start, period_end, amount_cents, due_at, issued_at)
@@ -155,7 +165,8 @@ export async function issueRecurringInvoicesInTx(
   const horizon = new Date(now.getTime() + ctx.settings.invoiceLeadHours * 3_600_000).toISOString();
   const { lock, members, count } = await lockCustomerSet(
     tx,
-    sql`select customer_id from subscriptions where status = 'active' and current_period_end <= ${horizon}::timestamptz`,
+    sql`select customer_id from subscriptions s where current_period_end <= ${horizon}::timestamptz
+          and (status = 'active' or (${awaitingBillWhileSuspended}))`,
   );
   if (count === 0) return counts;
   const large = count >= LARGE_RUN;

@@ -56,17 +56,19 @@ export function unusedShareInShillings(amountCents: number, remainingMs: number,
  * What moving from one price to another costs for the rest of the period: the difference of the
  * two unused shares in whole shillings (never a share of the difference), so that the charge is
  * whole shillings, A→B→C at one instant costs exactly what A→C costs, and a change undone at the
- * same instant nets zero. Negative: a credit.
+ * same instant nets zero. Negative: a credit. Each price is spread over its own plan's period
+ * (`fromTotalMs`, `toTotalMs`): a week's price is not a month's.
  */
 export function prorationDelta(
   fromPriceCents: number,
   toPriceCents: number,
   remainingMs: number,
-  totalMs: number,
+  fromTotalMs: number,
+  toTotalMs = fromTotalMs,
 ): number {
   return (
-    unusedShareInShillings(toPriceCents, remainingMs, totalMs) -
-    unusedShareInShillings(fromPriceCents, remainingMs, totalMs)
+    unusedShareInShillings(toPriceCents, remainingMs, toTotalMs) -
+    unusedShareInShillings(fromPriceCents, remainingMs, fromTotalMs)
   );
 }
 

@@ -67,6 +67,9 @@ function checkChange<T extends { subscription: Subscription; plan: Plan; toPlan:
   return { ...found, toPlan };
 }
 
+/** Periods this close in length count as the same (a month is 28 to 31 days). */
+const SAME_LENGTH_WITHIN_MS = 3 * 86_400_000;
+
 function quoteFrom(
   ctx: BillingContext,
   subscription: typeof subscriptions.$inferSelect,
@@ -78,7 +81,22 @@ function quoteFrom(
   const start = subscription.currentPeriodStart.getTime();
   const end = subscription.currentPeriodEnd.getTime();
   const remaining = Math.max(0, end - Math.max(now.getTime(), start));
-  const delta = prorationDelta(fromPlan.priceCents, toPlan.priceCents, remaining, end - start);
+  // Each price is for its own plan's period: a week's price spread over a week, a month's over a
+  // month. A plan whose period is this one's give or take a few days (months of 28 to 31 days,
+  // free days added) is spread over this period itself, so that changes between such plans, and a
+  // change undone, net out exactly.
+  const lengthOf = (plan: Plan) => {
+    const own = periodAt(subscription.currentPeriodStart, plan, 0, ctx.settings);
+    const ownMs = own.end.getTime() - own.start.getTime();
+    return Math.abs(ownMs - (end - start)) <= SAME_LENGTH_WITHIN_MS ? end - start : ownMs;
+  };
+  const delta = prorationDelta(
+    fromPlan.priceCents,
+    toPlan.priceCents,
+    remaining,
+    lengthOf(fromPlan),
+    lengthOf(toPlan),
+  );
   if (toPlan.id === fromPlan.id) {
     return {
       kind: subscription.nextPlanId !== null && subscription.nextPlanId !== fromPlan.id ? "keep" : "same",

@@ -234,7 +234,9 @@ async function setServiceByAdmin(
       )
       .where(eq(subscriptions.id, subscription.id))
       .returning();
-    if (change === "resume" && subscription.suspendedReason === "dunning")
+    // Whatever suspended it (an admin's suspension may have replaced dunning's), a bill still
+    // unpaid is enforced again after a grace period from now.
+    if (change === "resume")
       await restartDunningInTx(tx, await unpaidInvoiceIds(tx, subscription.id), { resumed: now });
     await enqueueProvisioning(tx, now, {
       action: change === "suspend" ? "suspend" : "restore",

@@ -49,6 +49,24 @@ describe("changing plan", () => {
     expect(kicks.map((k) => k.action)).toContain("change_plan");
   });
 
+  it("a plan of another period length is charged at its own rate: a week's rest on a monthly plan costs a share of a month", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-06-01T08:00:00Z"));
+    const weekly = await createPlan(database.db, { priceCents: 70_000, periodUnit: "days", periodCount: 7 });
+    const monthly = await createPlan(database.db, {
+      priceCents: 300_000,
+      periodUnit: "days",
+      periodCount: 30,
+    });
+    const { subscription } = await activeSubscriber(ctx, weekly.id);
+    // Half the week left: KES 350 unused; 3.5 days of the monthly plan cost KES 350 too.
+    clock.set(new Date(subscription.currentPeriodEnd.getTime() - 3 * DAY - 12 * HOUR));
+    const quote = await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: monthly.id });
+    expect(quote).toMatchObject({ kind: "upgrade", chargeCents: 0 });
+    // Back at the same instant: nothing either way.
+    const back = await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: weekly.id });
+    expect(back.chargeCents + back.creditCents).toBe(0);
+  });
+
   it("credit on the account pays an upgrade without a new payment", async () => {
     const { ctx, clock } = billingContext(database.db, new FakeClock("2026-04-02T00:00:00Z"));
     const basic = await createPlan(database.db, { priceCents: 100_000, periodUnit: "days", periodCount: 30 });

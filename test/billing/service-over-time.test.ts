@@ -5,7 +5,7 @@ import { extendService } from "../../src/billing/extend.ts";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { changePlan } from "../../src/billing/plan-change.ts";
-import { resumeSubscription } from "../../src/billing/subscriptions.ts";
+import { resumeSubscription, suspendSubscription } from "../../src/billing/subscriptions.ts";
 import { DAY, FakeClock, HOUR } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { invoices, messageOutbox, subscriptions } from "../../src/db/schema/index.ts";
@@ -87,6 +87,86 @@ describe("service over time", () => {
       .from(messageOutbox)
       .where(and(eq(messageOutbox.recipient, customer.phone), eq(messageOutbox.template, "suspended")));
     expect(notices).toHaveLength(2);
+  });
+
+  it("an admin's suspension over dunning's, then a resume, still leaves the unpaid bill enforced", async () => {
+    const { ctx, clock, subscription } = await suspendedForNonPayment("2026-07-20T08:00:00Z");
+    await suspendSubscription(ctx, admin, { subscriptionId: subscription.id, reason: "abuse report" });
+    clock.advance(DAY);
+    await resumeSubscription(ctx, admin, { subscriptionId: subscription.id, reason: "sorted out" });
+    clock.advance(2 * DAY);
+    await suspendOverdue(ctx, job);
+    expect((await sub(subscription.id)).status).toBe("suspended");
+  });
+
+  it("free days after an admin's resume keep the resume's grace period", async () => {
+    const { ctx, clock, subscription, due } = await suspendedForNonPayment("2026-06-10T08:00:00Z");
+    clock.set(new Date(due + 10 * DAY));
+    await resumeSubscription(ctx, admin, { subscriptionId: subscription.id, reason: "promised to pay" });
+    await extendService(ctx, admin, { subscriptionId: subscription.id, days: 2, reason: "outage" });
+    clock.advance(2 * HOUR);
+    expect((await suspendOverdue(ctx, job)).suspended).toBe(0);
+    clock.advance(DAY);
+    expect((await suspendOverdue(ctx, job)).suspended).toBe(1);
+  });
+
+  it("a bill moved by free days is reminded again, by SMS, for its new due date", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-07-10T08:00:00Z"));
+    const plan = await createPlan(database.db, { priceCents: 200_000 });
+    const { customer, subscription } = await activeSubscriber(ctx, plan.id);
+    const due = subscription.currentPeriodEnd.getTime();
+    clock.set(new Date(due - 4 * DAY));
+    await issueRecurringInvoices(ctx, job);
+    for (const at of [due - 3 * DAY + HOUR, due - DAY + HOUR, due + HOUR]) {
+      clock.set(new Date(at));
+      await sendReminders(ctx, job);
+    }
+    const reminders = () =>
+      database.db
+        .select()
+        .from(messageOutbox)
+        .where(
+          and(eq(messageOutbox.recipient, customer.phone), eq(messageOutbox.template, "invoice_reminder")),
+        );
+    expect(await reminders()).toHaveLength(3);
+
+    await extendService(ctx, admin, { subscriptionId: subscription.id, days: 10, reason: "outage" });
+    clock.set(new Date(due + 9 * DAY + HOUR));
+    expect((await sendReminders(ctx, job)).reminded).toBe(1);
+    expect(await reminders()).toHaveLength(4);
+  });
+
+  it("a subscriber suspended for an unpaid plan-change charge, paying all they owe after the period end, is back", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-10-01T08:00:00Z"));
+    const basic = await createPlan(database.db, { priceCents: 100_000 });
+    const premium = await createPlan(database.db, { priceCents: 200_000 });
+    const { customer, subscription } = await activeSubscriber(ctx, basic.id);
+    const end = subscription.currentPeriodEnd.getTime();
+    // Upgraded mid-period, the charge unpaid: suspended before the renewal bill was issued.
+    clock.set(new Date(end - 20 * DAY));
+    await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: premium.id });
+    clock.set(new Date(end - 18 * DAY));
+    await suspendOverdue(ctx, job);
+    expect((await sub(subscription.id)).status).toBe("suspended");
+    clock.set(new Date(end + 2 * DAY));
+    await issueRecurringInvoices(ctx, job);
+    // The renewal is billed all the same: paying it is what brings service back.
+    const bills = await database.db
+      .select()
+      .from(invoices)
+      .where(eq(invoices.subscriptionId, subscription.id));
+    expect(bills.filter((i) => i.kind === "recurring" && i.periodStart?.getTime() === end)).toHaveLength(1);
+
+    const paid = await cash(
+      ctx,
+      customer.id,
+      -(await ledgerSum(database.db, customer.id)),
+      `all-${customer.id}`,
+    );
+    expect(paid.restoredSubscriptionIds).toEqual([subscription.id]);
+    const after = await sub(subscription.id);
+    expect(after.status).toBe("active");
+    expect(after.currentPeriodStart).toEqual(clock.now());
   });
 
   it("free days move a plan change's top-up with the next period: no suspension inside them", async () => {
