@@ -36,6 +36,7 @@ export async function enqueueProvisioning(
 /** Message template names; the catalogs (src/messaging) render them in English and Kiswahili. */
 export type MessageTemplate =
   | "payment_received"
+  | "payment_received_plain"
   | "payment_failed"
   | "payment_failed_other"
   | "invoice_reminder"

@@ -126,6 +126,15 @@ function paymentRow(input: PaymentInput, customerId: number | null, now: Date): 
   };
 }
 
+/**
+ * The M-Pesa receipt number a payment's SMS names, or null: cash, bank and corrections have none
+ * (their reference is ours), nor has a push credited before its receipt was known (`stk:<checkout>`).
+ */
+function mpesaReceiptOf(input: PaymentInput): string | null {
+  const ref = input.providerRef.trim();
+  return input.method.startsWith("mpesa") && !ref.startsWith("stk:") ? ref : null;
+}
+
 async function existingPaymentId(tx: Executor, input: PaymentInput): Promise<number> {
   const [row] = await tx
     .select({ id: payments.id })
@@ -172,7 +181,7 @@ async function creditPayments(
       customer_id: customerId,
       amount_cents: input.amountCents,
       memo: `${input.method} ${input.providerRef.trim()}`,
-      receipt: input.providerRef.trim(),
+      receipt: mpesaReceiptOf(input),
       details: {
         customerId,
         amountCents: input.amountCents,
@@ -207,9 +216,9 @@ async function creditPayments(
     ),
     receipts as (
       insert into message_outbox (channel, recipient, language, template, params, dedupe_key, next_attempt_at, created_at)
-      select 'sms', c.phone, c.language, 'payment_received',
-        jsonb_build_object('amountCents', i.amount_cents, 'balanceCents', b.balance - i.later, 'account', c.account_number,
-          'receipt', i.receipt),
+      select 'sms', c.phone, c.language, case when i.receipt is null then 'payment_received_plain' else 'payment_received' end,
+        jsonb_strip_nulls(jsonb_build_object('amountCents', i.amount_cents, 'balanceCents', b.balance - i.later,
+          'account', c.account_number, 'receipt', i.receipt)),
         'payment:' || i.payment_id, ${at}::timestamptz, ${at}::timestamptz
       from ordered i join customers c on c.id = i.customer_id join balances b on b.customer_id = i.customer_id
       order by i.payment_id

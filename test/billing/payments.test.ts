@@ -2,6 +2,7 @@ import { eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { getAccountSummary } from "../../src/billing/accounts.ts";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
+import type { MessageTemplate } from "../../src/billing/outbox.ts";
 import { applyPayment, recordPaymentByReference } from "../../src/billing/payments.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { assignUnmatchedPayment, listUnmatchedPayments } from "../../src/billing/unmatched.ts";
@@ -9,6 +10,7 @@ import { DAY } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { invoices, messageOutbox, provisioningOutbox, subscriptions } from "../../src/db/schema/index.ts";
 import { isSealed, requireBox } from "../../src/db/sealed.ts";
+import { renderSms } from "../../src/messaging/render.ts";
 import { admin, billingContext, count, createPlan, ledgerSum, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
 
@@ -73,6 +75,40 @@ describe("signing up and paying", () => {
     expect(isSealed(sealed)).toBe(true);
     expect(requireBox().open(sealed)).toBe(subscription.networkPassword);
     expect(JSON.stringify(sms)).not.toContain(subscription.networkPassword);
+  });
+
+  it("a receipt names the M-Pesa receipt number only when there is one: not for cash, nor for a push credited before its receipt", async () => {
+    const { ctx } = billingContext(database.db);
+    const plan = await createPlan(database.db, { priceCents: 150_000 });
+    const { customer } = await createCustomerWithSubscription(ctx, admin, {
+      name: "Achieng Otieno",
+      phone: uniquePhone(),
+      planId: plan.id,
+    });
+    const pay = (method: "cash" | "mpesa_stk", providerRef: string) =>
+      applyPayment(ctx, admin, {
+        customerId: customer.id,
+        method,
+        provider: method === "cash" ? "cash" : "mpesa",
+        providerRef,
+        amountCents: 50_000,
+      });
+    await pay("mpesa_stk", "SKA1B2C3D5");
+    await pay("cash", "tg-confirmation-token");
+    await pay("mpesa_stk", "stk:ws_CO_05052026080000999999");
+    const receipts = await database.db
+      .select()
+      .from(messageOutbox)
+      .where(eq(messageOutbox.recipient, customer.phone))
+      .orderBy(messageOutbox.id);
+    const texts = receipts
+      .filter((m) => m.template.startsWith("payment_received"))
+      .map((m) => renderSms("en", m.template as MessageTemplate, m.params, { isp: "Kibera Net" }));
+    expect(texts).toEqual([
+      `Kibera Net: We received KES 500 (M-Pesa SKA1B2C3D5) for account ${customer.accountNumber}. Balance: -KES 1,000. Thank you.`,
+      `Kibera Net: We received KES 500 for account ${customer.accountNumber}. Balance: -KES 500. Thank you.`,
+      `Kibera Net: We received KES 500 for account ${customer.accountNumber}. Balance: KES 0. Thank you.`,
+    ]);
   });
 
   it("the same receipt is credited once, however often it arrives", async () => {

@@ -66,13 +66,13 @@ async function customer() {
   return created.customer;
 }
 
-/** A cash payment an admin records: its receipt is the notice under test. */
+/** A paybill payment: its receipt is the notice under test. */
 async function pay(customerId: number, amountCents = 50_000) {
-  const receipt = `CASH${String(++receiptSeq).padStart(6, "0")}`;
+  const receipt = `SKC${String(++receiptSeq).padStart(7, "0")}`;
   await applyPayment(ctx, admin, {
     customerId,
-    method: "cash",
-    provider: "cash",
+    method: "mpesa_c2b",
+    provider: "mpesa",
     providerRef: receipt,
     amountCents,
   });

@@ -6,6 +6,7 @@ import { formatDate, placeholders, renderSms, translate } from "../../src/messag
 
 const templates: MessageTemplate[] = [
   "payment_received",
+  "payment_received_plain",
   "payment_failed",
   "invoice_reminder",
   "suspended",

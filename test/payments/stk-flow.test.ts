@@ -79,7 +79,8 @@ describe("STK push end to end (client → fake Daraja → callback over HTTP →
       .orderBy(provisioningOutbox.id);
     // The router is told once to bring the secret back, after the suspension.
     expect(actions.map((a) => a.action).slice(-2)).toEqual(["suspend", "restore"]);
-    expect(await messages(customer.phone, "payment_received")).toHaveLength(2); // sign-up cash + this one
+    expect(await messages(customer.phone, "payment_received_plain")).toHaveLength(1); // the sign-up's cash
+    expect(await messages(customer.phone, "payment_received")).toHaveLength(1); // this one, with its receipt
     const push = h.fake.pushes.find((p) => p.checkoutRequestId === done.checkoutRequestId)!;
     expect(push).toMatchObject({ amount: 3000, accountReference: customer.accountNumber.slice(0, 12) });
     const seen = await database.db

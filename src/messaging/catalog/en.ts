@@ -129,6 +129,8 @@ export const en = {
 
   "sms.payment_received":
     "{isp}: We received {amountCents} (M-Pesa {receipt}) for account {account}. Balance: {balanceCents}. Thank you.",
+  "sms.payment_received_plain":
+    "{isp}: We received {amountCents} for account {account}. Balance: {balanceCents}. Thank you.",
   "sms.payment_failed":
     "{isp}: Your payment of {amountCents} did not go through ({reason}). Dial the menu to try again.",
   "sms.payment_failed_other":

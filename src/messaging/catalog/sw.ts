@@ -127,6 +127,8 @@ export const sw: Record<MessageKey, string> = {
 
   "sms.payment_received":
     "{isp}: Tumepokea {amountCents} (M-Pesa {receipt}) kwa akaunti {account}. Salio: {balanceCents}. Asante.",
+  "sms.payment_received_plain":
+    "{isp}: Tumepokea {amountCents} kwa akaunti {account}. Salio: {balanceCents}. Asante.",
   "sms.payment_failed":
     "{isp}: Malipo yako ya {amountCents} hayakufaulu ({reason}). Piga menyu ujaribu tena.",
   "sms.payment_failed_other":
