@@ -19,6 +19,9 @@ export async function findCustomerByPhone(db: Executor, phone: string): Promise<
 }
 
 /** What a payer types as the paybill account: trimmed, any case, an optional leading `#`. */
+/** What an account number may be: our own `TD00001`, or an ISP's own numbers brought by an import. */
+export const ACCOUNT_NUMBER = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
+
 export function normaliseAccountReference(reference: string): string {
   return reference.replace(/\s+/g, "").replace(/^#+/, "").toUpperCase();
 }

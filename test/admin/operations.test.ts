@@ -340,6 +340,30 @@ describe("/unmatched and /assign", () => {
     expect(lastText(world.fake, SUPPORT)).toBe("No unmatched payments.");
   });
 
+  it("takes an imported account number with an underscore, as paybill does", async () => {
+    const plan = await createPlan(world.db, { priceCents: 60_000 });
+    const { customer } = await createCustomerWithSubscription(world.ctx, job, {
+      name: "Imported Numbering",
+      phone: "+254712300029",
+      planId: plan.id,
+      accountNumber: "KB_001",
+    });
+    await recordPaymentByReference(
+      world.ctx,
+      { kind: "webhook", id: "mpesa" },
+      {
+        method: "mpesa_c2b",
+        provider: "mpesa",
+        providerRef: "SBX9UNDER1",
+        amountCents: 60_000,
+        reference: "KB 0O1",
+      },
+    );
+    await world.say(OTHER_ADMIN, "/assign SBX9UNDER1 kb_001");
+    expect(lastText(world.fake, OTHER_ADMIN)).toMatch(/SBX9UNDER1 \(KES 600\) credited to/);
+    expect(await ledgerSum(world.db, customer.id)).toBe(0);
+  });
+
   it("a push held without a receipt is placed by the name the queue shows; money given back leaves the queue", async () => {
     const plan = await createPlan(world.db, { priceCents: 40_000 });
     const { customer } = await createCustomerWithSubscription(world.ctx, job, {

@@ -2,6 +2,7 @@ import { sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../../db/client.ts";
 import { textArray } from "../../db/params.ts";
 import { checkPhone, DEFAULT_SERVED_COUNTRIES } from "../../lib/phone.ts";
+import { ACCOUNT_NUMBER } from "../accounts.ts";
 import type { BillingSettings } from "../context.ts";
 import { periodBoundary } from "../periods.ts";
 import {
@@ -67,7 +68,6 @@ export function customersInImportForm(tx: Executor, timeZone: string, where: Ret
 // ---------------------------------------------------------------------------------------------
 // The analysis (dry run)
 
-const ACCOUNT = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
 const USERNAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
 
 export async function analyse(
@@ -133,7 +133,7 @@ export async function analyse(
       });
       continue;
     }
-    if (!ACCOUNT.test(v.account) || /^TDW/i.test(v.account))
+    if (!ACCOUNT_NUMBER.test(v.account) || /^TDW/i.test(v.account))
       problems.push({ kind: "bad_account", message: `bad account number "${v.account}"` });
     if (!v.name || v.name.length > 100)
       problems.push({ kind: "bad_name", message: "a name is required (at most 100 characters)" });

@@ -1,3 +1,4 @@
+import { ACCOUNT_NUMBER } from "../../billing/accounts.ts";
 import { parseShillings } from "../../billing/money.ts";
 import type { AdminRole } from "../../db/schema/index.ts";
 import { isRole } from "./roles.ts";
@@ -64,7 +65,7 @@ export function parseRole(input: string | undefined): Parsed<AdminRole> {
 /** An account number as typed (the lookup itself normalises case and a leading `#`). */
 export function parseAccount(input: string | undefined): Parsed<string> {
   if (input === undefined) return fail("Say the account number, e.g. TD00001.");
-  if (!/^#?[A-Za-z0-9-]{2,32}$/.test(input))
+  if (!ACCOUNT_NUMBER.test(input.replace(/^#/, "")))
     return fail(`"${input}" is not an account number, e.g. TD00001.`);
   return ok(input);
 }

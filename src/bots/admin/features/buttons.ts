@@ -4,7 +4,7 @@ import type { AdminKit } from "../kit.ts";
 import { type AdminCommand, may } from "../roles.ts";
 import { askService } from "./service.ts";
 
-const CARD_BUTTON = /^(sus|res|pay):(#?[A-Za-z0-9-]{2,32})$/;
+const CARD_BUTTON = /^(sus|res|pay):(#?[A-Za-z0-9][A-Za-z0-9_-]{0,31})$/;
 
 /** Confirm/Cancel on a question, the buttons of a subscriber's card, and stale buttons. */
 export function buttonsFeature(kit: AdminKit): Composer<Context> {
