@@ -4,7 +4,13 @@ import { defaultPaymentLimits, requestPayment } from "../../src/billing/intents/
 import { assignUnmatchedPayment, listUnmatchedPayments } from "../../src/billing/unmatched.ts";
 import { FakeClock, systemClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
-import { messageOutbox, mpesaCallbacks, payments, vouchers } from "../../src/db/schema/index.ts";
+import {
+  messageOutbox,
+  mpesaCallbacks,
+  payments,
+  subscriptions,
+  vouchers,
+} from "../../src/db/schema/index.ts";
 import { DarajaClient, DarajaError } from "../../src/payments/mpesa/daraja.ts";
 import { FakeDaraja } from "../../src/payments/mpesa/fake.ts";
 import { darajaTimestamp } from "../../src/payments/mpesa/wire.ts";
@@ -167,6 +173,43 @@ describe("a voucher push whose receipt also arrives as a paybill confirmation", 
       if (customer) expect(await paymentCredits(database.db, customer.id)).toEqual(creditsBefore);
     },
   );
+});
+
+describe("a plan-change push whose money an admin placed elsewhere first", () => {
+  it("does not change the plan on credit the customer does not have", async () => {
+    const basic = await createPlan(database.db, { priceCents: 100_000 });
+    const fast = await createPlan(database.db, { priceCents: 200_000 });
+    const { customer, subscription } = await activeSubscriber(ctx, basic.id);
+    const other = (await activeSubscriber(ctx, basic.id)).customer;
+    h.fake.queue({ outcome: "success", delayMs: 0, lost: true });
+    const asked = await requestPayment(ctx, admin, {
+      phone: customer.phone,
+      customerId: customer.id,
+      subscriptionId: subscription.id,
+      planId: fast.id,
+      purpose: "plan_change",
+      amountCents: 50_000,
+      channel: "t",
+    });
+    if (!asked.ok) throw new Error(asked.message);
+    await h.dispatcher.runOnce();
+    const sent = await intent(database.db, asked.intentId);
+    const push = h.fake.pushes.find((p) => p.checkoutRequestId === sent.checkoutRequestId)!;
+    // Its paybill record comes first with a reference nobody has, and an admin puts it on another account.
+    await h.fake.c2b({ billRef: "NOBODY", amountShillings: 500, transId: push.receipt! });
+    const [queued] = (await listUnmatchedPayments(database.db)).filter((p) => p.providerRef === push.receipt);
+    await assignUnmatchedPayment(ctx, admin, { paymentId: queued!.id, accountNumber: other.accountNumber });
+
+    await h.fake.postCallback(h.stkUrl, push.body);
+    const [after] = await database.db
+      .select()
+      .from(subscriptions)
+      .where(eq(subscriptions.id, subscription.id));
+    expect(after!.planId).toBe(basic.id);
+    expect((await intent(database.db, asked.intentId)).outcome).toMatchObject({
+      followUpCode: "money_elsewhere",
+    });
+  });
 });
 
 describe("Daraja client and dispatcher against the fake", () => {

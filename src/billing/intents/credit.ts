@@ -1,4 +1,4 @@
-import { and, eq, sql } from "drizzle-orm";
+import { and, eq, type SQL, sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../../db/client.ts";
 import { typedReference } from "../../db/schema/columns.ts";
 import { payments } from "../../db/schema/index.ts";
@@ -87,11 +87,34 @@ export async function creditQueuedMoney(
     return { paymentId, duplicate: false, outcome: await deliverSale(tx, ctx, actor, intent, paymentId) };
   }
   const applied = await creditUnmatchedPaymentInTx(tx, ctx, actor, paymentId, intent.customerId);
-  const outcome = await followUp(tx, ctx, actor, intent);
+  const outcome =
+    applied || (await onAccount(tx, sql`id = ${paymentId}`, intent.customerId))
+      ? await followUp(tx, ctx, actor, intent)
+      : moneyElsewhere();
   if (applied?.restoredSubscriptionIds.length)
     outcome.restoredSubscriptionIds = applied.restoredSubscriptionIds;
   return { paymentId, duplicate: applied === null, outcome };
 }
+
+/**
+ * Whether the payment `where` names is credited to this customer. A push's money recorded before its
+ * own callback (a paybill confirmation, the unmatched queue) may have been placed on another account
+ * or given back by an admin meanwhile: what it was for (a plan change) is then not done on credit
+ * the customer does not have.
+ */
+async function onAccount(tx: Executor, where: SQL, customerId: number): Promise<boolean> {
+  const [row] = await queryRows<{ ok: boolean }>(
+    tx,
+    sql`select exists (select 1 from payments where ${where} and status = 'applied'
+          and customer_id = ${customerId}) as ok`,
+  );
+  return row?.ok === true;
+}
+
+const moneyElsewhere = (): Record<string, unknown> => ({
+  followUpError: "its money was placed elsewhere or given back",
+  followUpCode: "money_elsewhere",
+});
 
 /** Credits the payment and carries out what it was for, once per intent. */
 export async function creditIntent(
@@ -153,7 +176,15 @@ export async function creditIntent(
     phone: intent.phone,
     receivedAt: payment.now,
   });
-  const outcome = await followUp(tx, ctx, actor, intent);
+  const outcome =
+    !applied.duplicate ||
+    (await onAccount(
+      tx,
+      sql`provider = 'mpesa' and provider_ref = ${payment.providerRef}`,
+      intent.customerId,
+    ))
+      ? await followUp(tx, ctx, actor, intent)
+      : moneyElsewhere();
   if (applied.restoredSubscriptionIds.length)
     outcome.restoredSubscriptionIds = applied.restoredSubscriptionIds;
   return { paymentId: applied.paymentId, duplicate: applied.duplicate, outcome };
