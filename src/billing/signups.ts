@@ -1,4 +1,4 @@
-import { and, desc, eq, sql } from "drizzle-orm";
+import { and, asc, desc, eq, isNull, sql } from "drizzle-orm";
 import type { Db, Executor } from "../db/client.ts";
 import { auditLog, customers, plans, routers, subscriptions } from "../db/schema/index.ts";
 import { audit } from "./audit.ts";
@@ -60,8 +60,40 @@ function pendingQuery(db: Executor, subscriptionId?: number) {
     );
 }
 
+/** The sign-ups waiting longest first: people are answered in the order they asked. */
 export async function listPendingSignups(db: Executor, limit = 20): Promise<PendingSignup[]> {
-  return pendingQuery(db).orderBy(desc(auditLog.at)).limit(limit);
+  return pendingQuery(db).orderBy(asc(auditLog.at), asc(subscriptions.id)).limit(limit);
+}
+
+/** How many self sign-ups wait for an admin in all (the list shows the newest `limit`). */
+export async function countPendingSignups(db: Executor): Promise<number> {
+  const [row] = await db.select({ n: sql<number>`count(*)::int` }).from(pendingQuery(db).as("pending"));
+  return Number(row?.n ?? 0);
+}
+
+/**
+ * Self sign-ups that paid before any router was theirs (an area without one): their service runs
+ * and is billed, but nothing serves them until an admin puts them on a router (`/place`).
+ */
+export async function listPaidAwaitingRouter(db: Executor, limit = 20) {
+  return db
+    .select({
+      accountNumber: customers.accountNumber,
+      name: customers.name,
+      area: sql<string | null>`${auditLog.details}->>'area'`,
+    })
+    .from(auditLog)
+    .innerJoin(subscriptions, eq(subscriptions.id, signupSubscriptionId))
+    .innerJoin(customers, eq(customers.id, subscriptions.customerId))
+    .where(
+      and(
+        eq(auditLog.action, "customer.self_signup"),
+        sql`${subscriptions.status} in ('active', 'suspended')`,
+        isNull(subscriptions.routerId),
+      ),
+    )
+    .orderBy(desc(auditLog.at))
+    .limit(limit);
 }
 
 async function pendingSignup(tx: Executor, subscriptionId: number): Promise<PendingSignup> {

@@ -1,5 +1,6 @@
 import { and, eq } from "drizzle-orm";
 import { beforeAll, describe, expect, it } from "vitest";
+import { applyPayment } from "../../src/billing/payments.ts";
 import { selfSignUp } from "../../src/billing/self-signup.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import type { SentCall } from "../../src/bots/telegram/fake-api.ts";
@@ -162,6 +163,58 @@ describe("/signups", () => {
     ]);
     await world.say(OWNER, "/signups");
     expect(lastText(world.fake, OWNER)).toBe("No sign-ups waiting.");
+  });
+
+  it("shows those waiting longest first with the full count, and names paid sign-ups no router serves", async () => {
+    const plan = await createPlan(world.db, { priceCents: 100_000, name: "Home" });
+    const accounts: string[] = [];
+    for (let i = 0; i < 22; i++) {
+      const done = await selfSignUp(world.ctx, job, {
+        phone: `+2547125${String(20_000 + i).padStart(5, "0")}`,
+        name: `Waiting Person ${String.fromCharCode(65 + i)}`,
+        planId: plan.id,
+        language: "en",
+        area: { name: "Kibera", routerId: kibera.id },
+        channel: "ussd",
+        sessionId: `wait-${i}`,
+      });
+      if (!done.ok) throw new Error("sign-up failed");
+      accounts.push(done.accountNumber);
+      clock.advance(60_000);
+    }
+    // One more, from an area without a router, pays at once: its service runs, but nothing serves it.
+    const paid = await selfSignUp(world.ctx, job, {
+      phone: "+254712530000",
+      name: "Paid Unplaced",
+      planId: plan.id,
+      language: "en",
+      area: { name: "Kahawa West", routerId: null },
+      channel: "ussd",
+      sessionId: "paid-unplaced",
+    });
+    if (!paid.ok) throw new Error("sign-up failed");
+    const [customer] = await world.db
+      .select()
+      .from(customers)
+      .where(eq(customers.accountNumber, paid.accountNumber));
+    await applyPayment(world.ctx, job, {
+      customerId: customer!.id,
+      method: "cash",
+      provider: "cash",
+      providerRef: "paid-unplaced",
+      amountCents: 100_000,
+    });
+
+    await world.say(VIEWER, "/signups");
+    const texts = shownIn(world.fake, VIEWER)
+      .slice(-22)
+      .map((c) => String(c.payload.text));
+    expect(texts[0]).toBe(
+      `Paid, but on no router yet (their service is billed: put them on one with /place <account> <router>):\n  • ${paid.accountNumber} · Paid Unplaced · Kahawa West`,
+    );
+    expect(texts[1]).toBe("22 sign-ups waiting; the 20 waiting longest:");
+    expect(texts[2]).toContain(accounts[0]!);
+    expect(texts.some((t) => t.includes(accounts[21]!))).toBe(false);
   });
 });
 

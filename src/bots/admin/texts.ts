@@ -18,7 +18,7 @@ export const USAGE: Readonly<Record<AdminCommand, string>> = {
   plan: "/plan <account> <plan code> — move to another plan, quoted first (asks first)",
   cancel: "/cancel <account> [reason] — end a subscription; the router account is removed (asks first)",
   place: "/place <account> <router> — put a subscriber on a router, or move them to another (asks first)",
-  signups: "/signups — self sign-ups waiting for approval",
+  signups: "/signups — self sign-ups waiting for approval, and paid ones no router serves yet",
   add: "/add — add a subscriber, one question at a time (/cancel_dialog stops)",
   customer_edit:
     "/customer_edit <account> <phone | name> <value…> — a new phone number or a corrected name (asks first)",

@@ -1,7 +1,13 @@
 import { asc, eq } from "drizzle-orm";
 import { Composer, type Context } from "grammy";
 import type { InlineKeyboardButton } from "grammy/types";
-import { approveSignup, listPendingSignups, rejectSignup } from "../../../billing/signups.ts";
+import {
+  approveSignup,
+  countPendingSignups,
+  listPaidAwaitingRouter,
+  listPendingSignups,
+  rejectSignup,
+} from "../../../billing/signups.ts";
 import { routers } from "../../../db/schema/index.ts";
 import { displayPhone } from "../../../lib/phone.ts";
 import { counted } from "../../../lib/plural.ts";
@@ -62,12 +68,25 @@ confirmable("signup_reject", {
   },
 });
 
+/** Sign-ups listed at once: each is a message with its own buttons. */
+const SIGNUPS_SHOWN = 20;
+
 export function signupsFeature(kit: AdminKit): Composer<Context> {
   const composer = new Composer<Context>();
 
   kit.command(composer, "signups", async (ctx, admin) => {
-    const pending = await listPendingSignups(kit.db);
+    const pending = await listPendingSignups(kit.db, SIGNUPS_SHOWN);
+    const unplaced = await listPaidAwaitingRouter(kit.db, SIGNUPS_SHOWN);
+    if (unplaced.length > 0)
+      await kit.reply(
+        ctx,
+        [
+          "Paid, but on no router yet (their service is billed: put them on one with /place <account> <router>):",
+          ...unplaced.map((u) => `  • ${u.accountNumber} · ${u.name}${u.area ? ` · ${u.area}` : ""}`),
+        ].join("\n"),
+      );
     if (pending.length === 0) return void (await kit.reply(ctx, "No sign-ups waiting."));
+    const total = pending.length < SIGNUPS_SHOWN ? pending.length : await countPendingSignups(kit.db);
     const choices = await kit.db
       .select({ id: routers.id, name: routers.name })
       .from(routers)
@@ -75,7 +94,14 @@ export function signupsFeature(kit: AdminKit): Composer<Context> {
       .limit(MAX_ROUTER_BUTTONS);
     const mayDecide = may(admin.role, "add");
     await kit.inTx(async (tx, _, now) => {
-      await kit.say(tx, now, ctx.chat!.id, `${counted(pending.length, "sign-up")} waiting:`);
+      await kit.say(
+        tx,
+        now,
+        ctx.chat!.id,
+        total > pending.length
+          ? `${counted(total, "sign-up")} waiting; the ${pending.length} waiting longest:`
+          : `${counted(total, "sign-up")} waiting:`,
+      );
       for (const s of pending) {
         const text = [
           `${s.accountNumber} · ${s.name} · ${displayPhone(s.phone)}`,
