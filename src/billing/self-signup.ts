@@ -1,5 +1,5 @@
 import { eq } from "drizzle-orm";
-import { customers } from "../db/schema/index.ts";
+import { customers, routers } from "../db/schema/index.ts";
 import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { enqueueMessage } from "./outbox.ts";
@@ -36,12 +36,19 @@ export async function selfSignUp(
 ): Promise<SelfSignUpResult> {
   try {
     const { customer, invoice } = await ctx.db.transaction(async (tx) => {
+      // An area set up with a router that is not there (mistyped, or not added yet) must not turn
+      // every sign-up from it away: the sign-up waits for an admin to choose the router (/signups).
+      const [router] =
+        input.area.routerId === null
+          ? []
+          : await tx.select({ id: routers.id }).from(routers).where(eq(routers.id, input.area.routerId));
+      const routerId = router?.id ?? null;
       const created = await createCustomerWithSubscriptionInTx(tx, ctx, actor, {
         name: input.name,
         phone: input.phone,
         language: input.language,
         planId: input.planId,
-        routerId: input.area.routerId,
+        routerId,
       });
       const now = ctx.clock.now();
       await audit(tx, actor, now, {
@@ -53,7 +60,7 @@ export async function selfSignUp(
           subscriptionId: created.subscription.id,
           planId: input.planId,
           area: input.area.name,
-          routerId: input.area.routerId,
+          routerId,
           session: input.sessionId,
         },
       });

@@ -27,7 +27,12 @@ export const signupOpen = (ctx: MenuContext) => areasOf(ctx).length > 0;
 
 /** A name as people write it: letters, spaces, `'`, `-`, `.`; at least two letters, no digits. */
 export function cleanName(text: string): string | null {
-  const name = text.replace(/\s+/g, " ").trim();
+  // Phones type typographic apostrophes and dashes (Ng’ang’a): they are the plain ones.
+  const name = text
+    .replace(/[\u2018\u2019\u02bc\u2032]/g, "'")
+    .replace(/[\u2010\u2011\u2013]/g, "-")
+    .replace(/\s+/g, " ")
+    .trim();
   if (name.length > SIGNUP_NAME_MAX) return null;
   if (!/^[\p{L}\p{M}][\p{L}\p{M} .'-]*$/u.test(name)) return null;
   return (name.match(/\p{L}/gu) ?? []).length >= 2 ? name : null;
