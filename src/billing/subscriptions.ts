@@ -220,6 +220,12 @@ async function setServiceByAdmin(
     if (change === "suspend") {
       if (subscription.status === "cancelled")
         throw new BillingError("cancelled", "That subscription is cancelled.");
+      // Not started: a resume would skip its activation (the login the first payment sends).
+      if (subscription.status === "pending")
+        throw new BillingError(
+          "pending",
+          "That subscription has not started: it starts with its first payment. To turn a sign-up away, reject it in /signups or /cancel it.",
+        );
       if (subscription.status === "suspended" && subscription.suspendedReason === "admin")
         return subscription;
     } else if (subscription.status !== "suspended") {

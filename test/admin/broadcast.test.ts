@@ -1,5 +1,6 @@
 import { and, eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
+import { applyPayment } from "../../src/billing/payments.ts";
 import { selfSignUp } from "../../src/billing/self-signup.ts";
 import {
   cancelSubscription,
@@ -61,6 +62,13 @@ describe("/broadcast", () => {
     const b = await add("Baraka", "+254712400002", other.id, r1!.id);
     const c = await add("Chebet", "+254712400003", plan.id, r1!.id);
     await add("Daudi", "+254712400004", plan.id, r2!.id);
+    await applyPayment(world.ctx, someAdmin, {
+      customerId: b.customer.id,
+      method: "cash",
+      provider: "cash",
+      providerRef: "baraka-first",
+      amountCents: 150_000,
+    });
     await suspendSubscription(world.ctx, someAdmin, { subscriptionId: b.subscription.id, reason: "test" });
     await cancelSubscription(world.ctx, someAdmin, { subscriptionId: c.subscription.id, reason: "left" });
     const signed = await selfSignUp(world.ctx, job, {

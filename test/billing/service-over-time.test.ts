@@ -5,11 +5,23 @@ import { extendService } from "../../src/billing/extend.ts";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { changePlan } from "../../src/billing/plan-change.ts";
-import { resumeSubscription, suspendSubscription } from "../../src/billing/subscriptions.ts";
+import {
+  createCustomerWithSubscription,
+  resumeSubscription,
+  suspendSubscription,
+} from "../../src/billing/subscriptions.ts";
 import { DAY, FakeClock, HOUR } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { invoices, messageOutbox, subscriptions } from "../../src/db/schema/index.ts";
-import { activeSubscriber, admin, billingContext, createPlan, job, ledgerSum } from "../support/billing.ts";
+import {
+  activeSubscriber,
+  admin,
+  billingContext,
+  createPlan,
+  job,
+  ledgerSum,
+  uniquePhone,
+} from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
 
 /** Free days, an admin's resume, a scheduled change: service over time stays what was paid for. */
@@ -52,6 +64,20 @@ async function suspendedForNonPayment(start: string) {
 }
 
 describe("service over time", () => {
+  it("a subscription not started yet cannot be suspended (a resume would skip its activation)", async () => {
+    const { ctx } = billingContext(database.db, new FakeClock("2026-11-01T08:00:00Z"));
+    const plan = await createPlan(database.db, { priceCents: 100_000 });
+    const { subscription } = await createCustomerWithSubscription(ctx, admin, {
+      name: "Not Started",
+      phone: uniquePhone(),
+      planId: plan.id,
+    });
+    await expect(
+      suspendSubscription(ctx, admin, { subscriptionId: subscription.id, reason: "test" }),
+    ).rejects.toMatchObject({ code: "pending" });
+    expect((await sub(subscription.id)).status).toBe("pending");
+  });
+
   it("free days given to a suspended subscriber bring service back; still unpaid after them, it is suspended again", async () => {
     const { ctx, clock, subscription, due } = await suspendedForNonPayment("2026-06-01T08:00:00Z");
     const extended = await extendService(ctx, admin, {

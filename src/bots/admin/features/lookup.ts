@@ -39,7 +39,7 @@ export function lookupFeature(kit: AdminKit): Composer<Context> {
     const status = card.summary.subscription?.status;
     const buttons: InlineKeyboardButton[] = [];
     const acct = customer.accountNumber;
-    if ((status === "active" || status === "pending") && may(admin.role, "suspend"))
+    if (status === "active" && may(admin.role, "suspend"))
       buttons.push({ text: "Suspend", callback_data: `sus:${acct}` });
     if (status === "suspended" && may(admin.role, "resume"))
       buttons.push({ text: "Resume", callback_data: `res:${acct}` });
