@@ -1,6 +1,6 @@
 import { randomInt } from "node:crypto";
 import { and, eq, gt, gte, inArray, or, sql } from "drizzle-orm";
-import type { Executor } from "../db/client.ts";
+import { type Executor, queryRows } from "../db/client.ts";
 import {
   customers,
   invoiceLines,
@@ -98,7 +98,7 @@ export async function createCustomerWithSubscriptionInTx(
   if (!input.accountNumber?.trim()) {
     const [renamed] = await tx
       .update(customers)
-      .set({ accountNumber: `TD${String(inserted.id).padStart(5, "0")}` })
+      .set({ accountNumber: await freeAccountNumber(tx, inserted.id) })
       .where(eq(customers.id, inserted.id))
       .returning();
     customer = renamed ?? inserted;
@@ -113,6 +113,22 @@ export async function createCustomerWithSubscriptionInTx(
 
 type Customer = typeof customers.$inferSelect;
 type Plan = typeof plans.$inferSelect;
+
+/**
+ * `TD` and the customer's row id, unless an imported account (or its PPPoE username, the account
+ * number in lower case) already has it: then the first of `TD00003A`, `TD00003B`, … that is free.
+ */
+async function freeAccountNumber(tx: Executor, customerId: number): Promise<string> {
+  const base = `TD${String(customerId).padStart(5, "0")}`;
+  const taken = await queryRows<{ name: string }>(
+    tx,
+    sql`select upper(account_number) as name from customers where upper(account_number) like ${`${base}%`}
+        union select upper(network_username) from subscriptions where upper(network_username) like ${`${base}%`}`,
+  );
+  const used = new Set(taken.map((t) => t.name));
+  for (const suffix of ["", ..."ABCDEFGHJKLMNPQRSTUVWXYZ"]) if (!used.has(base + suffix)) return base + suffix;
+  throw new Error(`no free account number near ${base}`);
+}
 
 /**
  * A customer's new subscription, waiting for its first payment: the first period's invoice (paid at
