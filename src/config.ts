@@ -2,6 +2,7 @@ import { z } from "zod";
 import type { BillingSettings } from "./billing/context.ts";
 import { isCountryCode } from "./lib/phone.ts";
 import { parseSecretKey } from "./lib/secret-box.ts";
+import { AREA_NAME_MAX } from "./menu/engine.ts";
 import type { Signing } from "./messaging/render.ts";
 import { type Mode, resolveMode } from "./mode.ts";
 
@@ -51,6 +52,10 @@ const signupAreas = z
   .refine(
     (areas) => areas.every((a) => a.routerId === null || (Number.isInteger(a.routerId) && a.routerId > 0)),
     "comma-separated areas, each optionally `=router id`, e.g. Kahawa West=1,Roysambu=2",
+  )
+  .refine(
+    (areas) => areas.every((a) => a.name.length <= AREA_NAME_MAX),
+    `each area's name at most ${AREA_NAME_MAX} characters (menus show it whole)`,
   );
 
 function isSecretKey(text: string): boolean {

@@ -84,6 +84,8 @@ export const ISP_NAME_MAX = 24;
 export const SUPPORT_MAX = 20;
 /** Names from the database are cut so that every screen fits, whatever an admin typed. */
 export const NAME_MAX = 20;
+/** A sign-up area's name (`SIGNUP_AREAS`, refused longer): shown whole, so that similar names differ. */
+export const AREA_NAME_MAX = 26;
 
 export function shortName(name: string, max = NAME_MAX): string {
   const clean = name.replace(/\s+/g, " ").trim();

@@ -1,5 +1,5 @@
 import { mpesaAmountCents } from "../billing/money.ts";
-import { type Frame, type MenuContext, type Screen, shortName } from "./engine.ts";
+import { AREA_NAME_MAX, type Frame, type MenuContext, type Screen, shortName } from "./engine.ts";
 import { planLine } from "./plan-text.ts";
 import { confirmOption, end, finish, plansOf, push } from "./screen-kit.ts";
 import type { SignupArea } from "./types.ts";
@@ -75,7 +75,10 @@ export const signupName: Screen = {
 
 export const signupArea: Screen = {
   async body(ctx) {
-    return { lines: [ctx.t("menu.signup.area")], list: areasOf(ctx).map((a) => shortName(a.name)) };
+    return {
+      lines: [ctx.t("menu.signup.area")],
+      list: areasOf(ctx).map((a) => shortName(a.name, AREA_NAME_MAX)),
+    };
   },
   async choose(ctx, frame, choice) {
     if (choice.kind !== "item" || !areasOf(ctx)[choice.index]) return invalid;
@@ -95,7 +98,10 @@ export const signupConfirm: Screen = {
     if (!found) return end([ctx.t("menu.signup.none")]);
     return {
       lines: [
-        ctx.t("menu.signup.confirm", { name: shortName(found.name), area: shortName(found.area.name) }),
+        ctx.t("menu.signup.confirm", {
+          name: shortName(found.name),
+          area: shortName(found.area.name, AREA_NAME_MAX),
+        }),
         planLine(ctx, found.plan, "menu.plan.item"),
       ],
       options: confirmOption(ctx),

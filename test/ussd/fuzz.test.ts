@@ -20,14 +20,15 @@ const phones: string[] = [];
 const clock = new FakeClock("2026-05-01T06:00:00Z");
 
 /**
- * Sign-up is offered, so the visitor's walks reach it too. Its area's router does not exist: a
- * confirmed sign-up fails and is rolled back, so the visitor stays a visitor and the walks replayed
- * afresh by `screenBefore` mean what they meant to the server (test/ussd/signup.test.ts signs up).
+ * Sign-up is offered, so the visitor's walks reach it too, but a confirmed sign-up is refused (the
+ * server's sign-up service says so): the visitor stays a visitor, so the walks replayed afresh by
+ * `screenBefore` mean what they meant to the server (test/ussd/signup.test.ts signs up).
  */
 const fuzzSettings: MenuSettings = {
   ...settings,
-  signupAreas: [{ name: "Kahawa West", routerId: 2_000_000_000 }],
+  signupAreas: [{ name: "Kahawa West", routerId: null }],
 };
+const signUpRefused = async () => ({ ok: false as const, reason: "closed", message: "sign-up closed" });
 
 /** Screens on which typing `1` is the confirmation of an action. */
 const confirmScreens = new Set([
@@ -42,7 +43,10 @@ const confirmScreens = new Set([
 beforeAll(async () => {
   database = await createTestDatabase();
   const { ctx } = billingContext(database.db, clock);
-  world = await startUssdWorld(ctx, database.db, { settings: fuzzSettings });
+  world = await startUssdWorld(ctx, database.db, {
+    settings: fuzzSettings,
+    services: { signUp: signUpRefused },
+  });
   // What the screen before the newest input was, worked out without acting on anything.
   readOnly = {
     ...createMenuServices(ctx),

@@ -6,7 +6,7 @@ import { systemClock } from "../../src/clock.ts";
 import type { Db } from "../../src/db/client.ts";
 import { createLogger } from "../../src/logger.ts";
 import { createMenuServices } from "../../src/menu/services.ts";
-import type { MenuSettings } from "../../src/menu/types.ts";
+import type { MenuServices, MenuSettings } from "../../src/menu/types.ts";
 import { type AtFake, startAtFake } from "../../src/messaging/at-fake.ts";
 import { createAtSmsSender } from "../../src/messaging/sms-client.ts";
 import { deliverDueSms } from "../../src/messaging/sms-worker.ts";
@@ -51,7 +51,7 @@ export async function startUssdWorld(
   ctx: BillingContext,
   db: Db,
   /** `settings`: what the menu is given on top of the defaults above (e.g. sign-up areas). */
-  options: { token?: string; settings?: Partial<MenuSettings> } = {},
+  options: { token?: string; settings?: Partial<MenuSettings>; services?: Partial<MenuServices> } = {},
 ): Promise<UssdWorld> {
   const menuSettings: MenuSettings = { ...settings, ...options.settings };
   // The payer answers the prompt a little after M-Pesa accepted the push (as on a phone, seconds later):
@@ -73,7 +73,7 @@ export async function startUssdWorld(
     mpesaRoutes: createMpesaRoutes({ ctx, logger: silent, token: mpesaToken }),
     ussdRoutes: createUssdRoutes({
       db,
-      services: createMenuServices(ctx, { planCacheMs: 0 }),
+      services: { ...createMenuServices(ctx, { planCacheMs: 0 }), ...options.services },
       settings: menuSettings,
       logger: silent,
       token: options.token,
