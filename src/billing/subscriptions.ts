@@ -126,7 +126,8 @@ async function freeAccountNumber(tx: Executor, customerId: number): Promise<stri
         union select upper(network_username) from subscriptions where upper(network_username) like ${`${base}%`}`,
   );
   const used = new Set(taken.map((t) => t.name));
-  for (const suffix of ["", ..."ABCDEFGHJKLMNPQRSTUVWXYZ"]) if (!used.has(base + suffix)) return base + suffix;
+  for (const suffix of ["", ..."ABCDEFGHJKLMNPQRSTUVWXYZ"])
+    if (!used.has(base + suffix)) return base + suffix;
   throw new Error(`no free account number near ${base}`);
 }
 
