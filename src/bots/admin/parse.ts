@@ -24,12 +24,16 @@ export const commandWordIn = (text: string): string | null =>
   /^\/([A-Za-z0-9_]+)/.exec(text)?.[1]?.toLowerCase() ?? null;
 
 /**
- * Shillings as typed ("1500", "1,500", "1500.50", "KES 1500") → cents, at most KES 1,000,000
+ * Shillings as typed ("1500", "1,500", "1500.50", "KES1500", "Ksh.1,500", "1500/=") → cents, at most KES 1,000,000
  * (`what` names the limit in the refusal).
  */
 export function parseAmount(input: string | undefined, what = "one cash payment"): Parsed<number> {
   if (input === undefined || input.trim() === "") return fail("Say the amount in shillings, e.g. 1500.");
-  const typed = input.trim().replace(/^(kes|ksh|ksh\.|sh)\s*/i, "");
+  // The currency as people write it: KES 500, Ksh.500, Sh.500, /= after.
+  const typed = input
+    .trim()
+    .replace(/^(kes|kshs?|shs?)\.?\s*/i, "")
+    .replace(/\s*\/=$/, "");
   if (/^-/.test(typed)) return fail("The amount must be more than zero.");
   if (/^[\d,]*\.\d{3,}$/.test(typed))
     return fail(`${input} has more than two decimals: shillings and cents only, e.g. 1500.50.`);
