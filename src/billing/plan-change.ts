@@ -271,7 +271,12 @@ export async function changePlanInTx(
       ...(!immediate
         ? {
             template: "plan_change_scheduled",
-            params: { plan: planName, effectiveAt: quote.effectiveAt.toISOString() },
+            // In the grace days after the period end the change comes with the next period's
+            // payment: "from today", not a date already past.
+            params: {
+              plan: planName,
+              effectiveAt: new Date(Math.max(quote.effectiveAt.getTime(), now.getTime())).toISOString(),
+            },
           }
         : quote.creditCents > 0
           ? { template: "plan_changed_credit", params: { plan: planName, creditCents: quote.creditCents } }

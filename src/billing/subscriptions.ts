@@ -382,8 +382,8 @@ export async function extendSubscription(
 }
 
 /**
- * Ends a subscription. Invoices for periods not yet started are voided and whatever was paid on
- * them returns to the customer's credit; so are a plan change's bills for those periods (the next
+ * Ends a subscription. Invoices for periods not yet started (for a subscriber cut off for
+ * non-payment, not served) are voided and whatever was paid on them returns to the customer's credit; so are a plan change's bills for those periods (the next
  * period at the new price), and a plan change's credit on a voided period is taken back, since the
  * whole period's price already returns. The router account is removed.
  */
@@ -397,7 +397,16 @@ export async function cancelSubscription(
     const now = ctx.clock.now();
     const { subscription, money } = await lockedSubscription(tx, input.subscriptionId);
     if (subscription.status === "cancelled") return subscription;
-    const unservedFrom = subscription.status === "pending" ? subscription.currentPeriodStart : now;
+    // Not served: a sign-up's whole first period; a subscriber cut off for non-payment, everything
+    // from the end of the last period paid for (the renewal they never had); else from now.
+    const unservedFrom =
+      subscription.status === "pending"
+        ? subscription.currentPeriodStart
+        : subscription.status === "suspended" &&
+            subscription.suspendedReason === "dunning" &&
+            subscription.currentPeriodEnd <= now
+          ? subscription.currentPeriodEnd
+          : now;
     const unserved = await tx
       .select()
       .from(invoices)

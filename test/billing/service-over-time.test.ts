@@ -6,6 +6,7 @@ import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { changePlan } from "../../src/billing/plan-change.ts";
 import {
+  cancelSubscription,
   createCustomerWithSubscription,
   resumeSubscription,
   suspendSubscription,
@@ -76,6 +77,19 @@ describe("service over time", () => {
       suspendSubscription(ctx, admin, { subscriptionId: subscription.id, reason: "test" }),
     ).rejects.toMatchObject({ code: "pending" });
     expect((await sub(subscription.id)).status).toBe("pending");
+  });
+
+  it("cancelling a subscriber cut off for non-payment leaves nothing owed for the renewal never served", async () => {
+    const { ctx, clock, customer, subscription } = await suspendedForNonPayment("2026-11-10T08:00:00Z");
+    expect(await ledgerSum(database.db, customer.id)).toBe(-200_000);
+    clock.advance(5 * DAY);
+    await cancelSubscription(ctx, admin, { subscriptionId: subscription.id, reason: "moved away" });
+    expect(await ledgerSum(database.db, customer.id)).toBe(0);
+    const bills = await database.db
+      .select()
+      .from(invoices)
+      .where(eq(invoices.subscriptionId, subscription.id));
+    expect(bills.filter((i) => i.status === "open")).toEqual([]);
   });
 
   it("free days given to a suspended subscriber bring service back; still unpaid after them, it is suspended again", async () => {
@@ -257,6 +271,22 @@ describe("service over time", () => {
     const after = await sub(subscription.id);
     expect(after).toMatchObject({ planId: weekly.id, nextPlanId: null });
     expect(after.currentPeriodEnd.getTime() - clock.now().getTime()).toBe(7 * DAY);
+  });
+
+  it("a downgrade chosen in the grace days after the period end is announced from today, not for a date past", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-12-01T08:00:00Z"));
+    const basic = await createPlan(database.db, { priceCents: 100_000 });
+    const fast = await createPlan(database.db, { priceCents: 200_000 });
+    const { customer, subscription } = await activeSubscriber(ctx, fast.id);
+    clock.set(new Date(subscription.currentPeriodEnd.getTime() + 12 * HOUR));
+    await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: basic.id });
+    const [notice] = await database.db
+      .select()
+      .from(messageOutbox)
+      .where(
+        and(eq(messageOutbox.recipient, customer.phone), eq(messageOutbox.template, "plan_change_scheduled")),
+      );
+    expect(notice!.params.effectiveAt).toBe(clock.now().toISOString());
   });
 
   it("choosing the current plan again drops the downgrade waiting for the period end, and the next bill is the full price", async () => {
