@@ -136,8 +136,15 @@ export async function reconcileRouter(
       activeKey: "user",
     });
     if (!dryRun) {
+      // Bookkeeping only, independent of the repair: a failure is logged and tried again next run.
       const uses = voucherUsesOn(users, hotspotActive, deps.clock.now());
-      report.counts.vouchersUsed = (await markVouchersRedeemed(deps, reconcileActor, uses)).length;
+      report.counts.vouchersUsed = await markVouchersRedeemed(deps, reconcileActor, uses).then(
+        (ids) => ids.length,
+        (error: unknown) => {
+          deps.logger?.error({ err: error, routerId }, "vouchers seen in use could not be marked redeemed");
+          return 0;
+        },
+      );
       await repair(deps, routerId, plan);
     }
     if (!dryRun && deps.portalUrl) await ensureWalledGarden(api, walledGardenEntries(deps.portalUrl));

@@ -7,8 +7,10 @@ import { settings } from "../ussd/world.ts";
 import { fakeServices } from "./fake-services.ts";
 
 /**
- * Estates often differ only at the end of their names ("Kahawa Wendani Phase 1" / "... Phase 2"):
- * area names are shown whole (SIGNUP_AREAS refuses longer ones than screens can show).
+ * What a newcomer types and picks at sign-up. Estates often differ only at the end of their names
+ * ("Kahawa Wendani Phase 1" / "... Phase 2"): area names are shown whole (SIGNUP_AREAS refuses longer
+ * ones than screens can show). Names like Ng'ang'a are common in Kenya, and phone keyboards type the
+ * apostrophe as U+2019 in Telegram and WhatsApp: the name is taken as if typed with a plain one.
  */
 const plan: PlanView = {
   id: 7,
@@ -52,5 +54,22 @@ describe("sign-up areas", () => {
     const confirm1 = (await run(["2", "1", "Amina Wekesa", "1"])).lines[0];
     const confirm2 = (await run(["2", "1", "Amina Wekesa", "2"])).lines[0];
     expect(confirm1).not.toBe(confirm2);
+  });
+});
+
+describe("a name typed with a typographic apostrophe", () => {
+  it("is accepted like the same name with ASCII '", async () => {
+    const services = fakeServices({ plans: [plan] });
+    const view = await runMenu(
+      {
+        user: { phone: "+254712000111", language: "en", customer: null },
+        session: { id: "chat:apostrophe", channel: "telegram" },
+        inputs: ["2", "1", "Peter Ng\u2019ang\u2019a"],
+      },
+      subscriberScreens,
+      services,
+      { ...settings, signupAreas: [{ name: "Kahawa West", routerId: null }] },
+    );
+    expect(view.screen).toBe("signupArea");
   });
 });
