@@ -10,7 +10,7 @@ import { balanceOf, oneCustomer, postLedgerEntry, settleOpenInvoices } from "./l
 import { payableAfterCredit, prorationDelta } from "./money.ts";
 import { lockSubscriptionCustomer, type MoneyLock } from "./money-lock.ts";
 import { enqueueMessage, enqueueProvisioning } from "./outbox.ts";
-import { periodAt } from "./service-periods.ts";
+import { periodAt, periodsCountedFrom } from "./service-periods.ts";
 
 export interface PlanChangeQuote {
   /** `keep`: the current plan again, while a change waits for the period end: that change is dropped. */
@@ -244,7 +244,7 @@ export async function changePlanInTx(
         ? {
             planId: toPlan.id,
             nextPlanId: null,
-            ...(recount ? { billingAnchor: subscription.currentPeriodEnd, periodIndex: -1 } : {}),
+            ...(recount ? periodsCountedFrom(subscription.currentPeriodEnd) : {}),
           }
         : { nextPlanId: toPlan.id },
     )

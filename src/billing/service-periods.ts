@@ -17,6 +17,13 @@ export function periodAt(anchor: Date, plan: PeriodPlan, index: number, settings
 }
 
 /**
+ * The subscription columns that make the current period end at `end` and count the periods after it
+ * from there, whatever decided this one's length (a plan of another length taken now, free days):
+ * period -1 of an anchor at `end` is the current one, so the invoice run's next is [end, end + 1).
+ */
+export const periodsCountedFrom = (end: Date) => ({ billingAnchor: end, periodIndex: -1 });
+
+/**
  * Starts a fresh period at `now` (first activation, or service restored after a suspension that
  * outlived its period): customers pay for time served, never for time they were cut off. The paid
  * invoice that bought this period is moved to cover it.

@@ -18,7 +18,7 @@ import { oneCustomer, postLedgerEntry, settleOpenInvoices } from "./ledger.ts";
 import { lockCustomerMoney, lockSubscriptionCustomer } from "./money-lock.ts";
 import { enqueueMessage, enqueueProvisioning } from "./outbox.ts";
 import { periodBoundary } from "./periods.ts";
-import { periodAt } from "./service-periods.ts";
+import { periodAt, periodsCountedFrom } from "./service-periods.ts";
 
 const E164 = /^\+[1-9][0-9]{7,14}$/;
 const PASSWORD_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ";
@@ -334,7 +334,7 @@ export async function extendSubscription(
     const newEnd = periodBoundary(oldEnd, "days", input.days, 1, ctx.settings.timezone);
     const [updated] = await tx
       .update(subscriptions)
-      .set({ billingAnchor: newEnd, periodIndex: -1, currentPeriodEnd: newEnd })
+      .set({ ...periodsCountedFrom(newEnd), currentPeriodEnd: newEnd })
       .where(eq(subscriptions.id, subscription.id))
       .returning();
     const [scheduled] = subscription.nextPlanId
