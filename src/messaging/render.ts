@@ -108,7 +108,16 @@ export function maskSecrets(text: string, params: Params): string {
  */
 export function failureReason(language: Language, code: number | string): string | undefined {
   const key = `reason.${code}`;
-  return key in en ? catalogs[language][key as MessageKey] : undefined;
+  return code !== "other" && key in en ? catalogs[language][key as MessageKey] : undefined;
+}
+
+/**
+ * A failure's reason for a reader of `language` when its code is not in the catalogs: English keeps
+ * the stored reason (Daraja's own description, in English), another language names the code rather
+ * than quote English at its reader.
+ */
+function unnamedReason(language: Language, code: number | string): string | undefined {
+  return language === "en" ? undefined : translate(language, "reason.other", { code: String(code) });
 }
 
 export function isSmsTemplate(template: string): boolean {
@@ -143,7 +152,11 @@ export function renderSms(
   if (!isSmsTemplate(template)) return null;
   // A failure's reason in the reader's language, where its code is known (the stored `reason` is
   // English, as M-Pesa's result was logged).
-  const reason = params.reasonCode != null ? failureReason(language, params.reasonCode) : undefined;
+  const code = params.reasonCode;
+  const reason =
+    typeof code === "number" || typeof code === "string"
+      ? (failureReason(language, code) ?? unnamedReason(language, code))
+      : undefined;
   const shown = options.masked
     ? Object.fromEntries(Object.entries(params).map(([k, v]) => [k, secretParams.has(k) ? MASK : v]))
     : params;

@@ -152,8 +152,22 @@ describe("rendering", () => {
     expect(renderSms("en", "payment_failed", cancelled, { isp: "X" })).toBe(
       "X: Your payment of KES 1,500 did not go through (You cancelled the M-Pesa prompt). Dial the menu to try again.",
     );
+    const notPermitted = {
+      amountCents: 150_000,
+      reason: "M-Pesa did not permit this payment",
+      reasonCode: 2028,
+    };
+    expect(renderSms("sw", "payment_failed", notPermitted, { isp: "X" })).toContain(
+      "(M-Pesa haikuruhusu malipo haya)",
+    );
+  });
+
+  it("names a code the catalogs do not know instead of quoting M-Pesa's English in Kiswahili", () => {
     const unknown = { amountCents: 150_000, reason: "Request cancelled by system", reasonCode: 9999 };
-    expect(renderSms("sw", "payment_failed", unknown, { isp: "X" })).toContain(
+    expect(renderSms("sw", "payment_failed", unknown, { isp: "X" })).toBe(
+      "X: Malipo yako ya KES 1,500 hayakufaulu (M-Pesa ilijibu kwa msimbo 9999). Piga menyu ujaribu tena.",
+    );
+    expect(renderSms("en", "payment_failed", unknown, { isp: "X" })).toContain(
       "(Request cancelled by system)",
     );
   });

@@ -123,9 +123,15 @@ export const en = {
   "reason.17": "Same amount paid within 2 minutes: try again later",
   "reason.1019": "The M-Pesa prompt expired",
   "reason.1032": "You cancelled the M-Pesa prompt",
+  "reason.1001": "Another M-Pesa payment was in progress on your phone",
+  "reason.1025": "M-Pesa could not send the payment prompt",
   "reason.1037": "Your phone could not be reached",
   "reason.2001": "Wrong M-Pesa PIN",
+  "reason.2028": "M-Pesa did not permit this payment",
   "reason.unsent": "M-Pesa could not send the payment prompt",
+  // A code named above is shown in words; another one, in a language other than English, as this
+  // (English shows Daraja's own description instead).
+  "reason.other": "M-Pesa code {code}",
 
   "sms.payment_received":
     "{isp}: We received {amountCents} (M-Pesa {receipt}) for account {account}. Balance: {balanceCents}. Thank you.",

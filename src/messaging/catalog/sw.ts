@@ -121,9 +121,13 @@ export const sw: Record<MessageKey, string> = {
   "reason.17": "Kiasi hicho kimelipwa ndani ya dakika 2: jaribu tena baadaye",
   "reason.1019": "Muda wa ombi la M-Pesa umeisha",
   "reason.1032": "Ulighairi ombi la M-Pesa",
+  "reason.1001": "Malipo mengine ya M-Pesa yalikuwa yakiendelea kwenye simu yako",
+  "reason.1025": "M-Pesa haikuweza kutuma ombi la malipo",
   "reason.1037": "Simu yako haikupatikana",
   "reason.2001": "PIN ya M-Pesa si sahihi",
+  "reason.2028": "M-Pesa haikuruhusu malipo haya",
   "reason.unsent": "M-Pesa haikuweza kutuma ombi la malipo",
+  "reason.other": "M-Pesa ilijibu kwa msimbo {code}",
 
   "sms.payment_received":
     "{isp}: Tumepokea {amountCents} (M-Pesa {receipt}) kwa akaunti {account}. Salio: {balanceCents}. Asante.",
