@@ -194,6 +194,40 @@ describe("balance corrections", () => {
     expect(await messagesTo(customer.phone, "suspended")).toEqual([]);
   });
 
+  it("service cut off for a renewal comes back once everything owed is paid, the charge too, as its notice said", async () => {
+    const clock = new FakeClock("2026-10-01T08:00:00Z");
+    const { ctx } = billingContext(database.db, clock);
+    const plan = await createPlan(database.db, { priceCents: 100_000 });
+    const { customer, subscription } = await activeSubscriber(ctx, plan.id, "Repair Fee");
+    await adjustBalance(ctx, admin, {
+      customerId: customer.id,
+      amountCents: -20_000,
+      reason: "router replaced",
+    });
+    clock.set(new Date(subscription.currentPeriodEnd.getTime() + 5 * DAY));
+    await issueRecurringInvoices(ctx, job);
+    await suspendOverdue(ctx, job);
+    const statusOf = async () =>
+      (await database.db.select().from(subscriptions).where(eq(subscriptions.id, subscription.id)))[0]!;
+    expect((await statusOf()).status).toBe("suspended");
+    const [notice] = await messagesTo(customer.phone, "suspended");
+    expect(notice!.params).toMatchObject({ amountCents: 120_000 });
+
+    const pay = (cents: number, ref: string) =>
+      applyPayment(ctx, admin, {
+        customerId: customer.id,
+        method: "cash",
+        provider: "cash",
+        providerRef: `${ref}-${customer.id}`,
+        amountCents: cents,
+      });
+    await pay(100_000, "renewal");
+    expect((await statusOf()).status).toBe("suspended");
+    await pay(20_000, "fee");
+    expect((await statusOf()).status).toBe("active");
+    expect(await ledgerSum(database.db, customer.id)).toBe(0);
+  });
+
   it("refuses a zero, an outsize or an unexplained correction, and one for nobody, changing nothing", async () => {
     const { ctx } = billingContext(database.db, new FakeClock("2026-10-06T08:00:00Z"));
     const plan = await createPlan(database.db, { priceCents: 100_000 });
