@@ -11,11 +11,11 @@ import { subscriberScreens } from "../menu/screens.ts";
 import { SessionCache } from "../menu/session-cache.ts";
 import { SIGNUP_SCREENS } from "../menu/signup-screens.ts";
 import type { Language, MenuChoice, MenuServices, MenuSettings } from "../menu/types.ts";
-import type { ChatWorker } from "./chat-delivery.ts";
 import { type ChatOutgoing, enqueueChat } from "./chat-outbox.ts";
 import { createChatStepSaver } from "./chat-save.ts";
 import type { ChatContent } from "./chat-sender.ts";
 import { type ChatState, createChatStateReader, linkVisitorChat, menuUserOf } from "./chat-state.ts";
+import type { ChatWorker } from "./chat-worker.ts";
 
 /**
  * The subscriber menu for chat channels (Telegram, WhatsApp): the same screens as USSD, replayed

@@ -1,9 +1,10 @@
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { deliverDueChats, startChatWorker } from "../../src/bots/chat-delivery.ts";
+import { deliverDueChats } from "../../src/bots/chat-delivery.ts";
 import { enqueueChat } from "../../src/bots/chat-outbox.ts";
 import { type ChatStep, saveChatSteps } from "../../src/bots/chat-save.ts";
 import type { ChatContent, ChatSender } from "../../src/bots/chat-sender.ts";
+import { startChatWorker } from "../../src/bots/chat-worker.ts";
 import { FakeClock, HOUR } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { messageOutbox } from "../../src/db/schema/index.ts";

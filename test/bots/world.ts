@@ -1,7 +1,8 @@
 import { Hono } from "hono";
 import type { BillingContext } from "../../src/billing/context.ts";
-import { deliverDueChats, startChatWorker } from "../../src/bots/chat-delivery.ts";
+import { deliverDueChats } from "../../src/bots/chat-delivery.ts";
 import { createChatMenu } from "../../src/bots/chat-menu.ts";
+import { startChatWorker } from "../../src/bots/chat-worker.ts";
 import { createBot } from "../../src/bots/telegram/bot.ts";
 import {
   commandEntities,

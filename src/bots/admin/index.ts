@@ -1,8 +1,8 @@
 import type { BillingContext } from "../../billing/context.ts";
 import type { SecretBox } from "../../lib/secret-box.ts";
 import type { Logger } from "../../logger.ts";
-import { startChatWorker } from "../chat-delivery.ts";
 import { startInboxRetry } from "../chat-inbox.ts";
+import { startChatWorker } from "../chat-worker.ts";
 import { handleStoredUpdate } from "../telegram/bot.ts";
 import { createTelegramRoutes } from "../telegram/routes.ts";
 import { createTelegramSender } from "../telegram/sender.ts";

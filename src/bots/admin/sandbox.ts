@@ -1,7 +1,7 @@
 import type { BillingContext } from "../../billing/context.ts";
 import type { SecretBox } from "../../lib/secret-box.ts";
 import type { Logger } from "../../logger.ts";
-import { startChatWorker } from "../chat-delivery.ts";
+import { startChatWorker } from "../chat-worker.ts";
 import { type FakeTelegram, startFakeTelegram } from "../telegram/fake-api.ts";
 import { createTelegramSender } from "../telegram/sender.ts";
 import { type AdminBotDeps, createAdminBot } from "./bot.ts";

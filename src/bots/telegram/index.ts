@@ -1,6 +1,6 @@
 import { signingOf } from "../../config.ts";
-import { startChatWorker } from "../chat-delivery.ts";
 import { startInboxRetry } from "../chat-inbox.ts";
+import { startChatWorker } from "../chat-worker.ts";
 import { handleStoredUpdate } from "./bot.ts";
 import { createTelegramSender } from "./sender.ts";
 import { type TelegramDeps, telegramWebhookFrom } from "./webhook.ts";

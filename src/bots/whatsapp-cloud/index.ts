@@ -6,10 +6,10 @@ import {
   type ChatDeliveryOptions,
   deliverDueChats,
   parseTemplateMap,
-  startChatWorker,
   type TemplateMap,
 } from "../chat-delivery.ts";
 import { startInboxRetry } from "../chat-inbox.ts";
+import { startChatWorker } from "../chat-worker.ts";
 import { CHANNEL } from "./adapter.ts";
 import { createGraphClient } from "./graph.ts";
 import { createCloudSender, SERVICE_WINDOW_MS } from "./sender.ts";

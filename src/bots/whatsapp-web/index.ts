@@ -6,10 +6,11 @@ import type { Db } from "../../db/client.ts";
 import type { Logger } from "../../logger.ts";
 import { createMenuServices } from "../../menu/services.ts";
 import { menuSettingsFrom } from "../../ussd/index.ts";
-import { type ChatDeliveryOptions, type ChatWorker, chatLeaseMs, startChatWorker } from "../chat-delivery.ts";
+import { type ChatDeliveryOptions, chatLeaseMs } from "../chat-delivery.ts";
 import { startInboxRetry } from "../chat-inbox.ts";
 import { type ChatMenu, createChatMenu } from "../chat-menu.ts";
 import type { ChatSender } from "../chat-sender.ts";
+import { type ChatWorker, startChatWorker } from "../chat-worker.ts";
 import { ChatQueue } from "./chat-queue.ts";
 import type { Timers, WhatsAppWebClientFactory } from "./client.ts";
 import {
