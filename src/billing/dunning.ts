@@ -14,6 +14,14 @@ export function reminderSteps(offsetsDays: number[]): { step: string; days: numb
  * the due date. Each (invoice, step) is recorded once under a unique key, so a second run, or two
  * instances running at once, send nothing twice. When the job was late and several steps are due,
  * only the latest is sent; the earlier ones are recorded as skipped.
+ *
+ * A customer gets one reminder per run, however many of their invoices reached a step: a plan
+ * change's top-up falls due with the renewal it tops up, and two SMS with two amounts leave the
+ * subscriber guessing what to pay (a payment goes to the account's bills oldest due first anyway).
+ * The rule: the SMS names the earliest due date among the invoices whose step is sent now, and the
+ * sum of what is still open (amount less what is allocated to it, as one invoice's reminder said)
+ * on every invoice dunning follows that is due by that date. An invoice due later is left out of
+ * that amount, its step taken all the same: its next step names it.
  */
 export async function sendRemindersInTx(tx: Executor, ctx: BillingContext, _actor: Actor) {
   const now = ctx.clock.now();
@@ -29,7 +37,7 @@ export async function sendRemindersInTx(tx: Executor, ctx: BillingContext, _acto
   );
   const names = `{${steps.map((s) => s.step).join(",")}}`;
   const days = `{${steps.map((s) => s.days).join(",")}}`;
-  const rows = await queryRows<{ sent: number; n: number }>(
+  const rows = await queryRows<{ reminded: number; skipped: number }>(
     tx,
     sql`
     with offsets as (
@@ -50,23 +58,35 @@ export async function sendRemindersInTx(tx: Executor, ctx: BillingContext, _acto
       on conflict (invoice_id, step) do nothing
       returning invoice_id, step, sent
     ),
+    -- Per customer, the earliest due of the invoices whose step is sent now: the date the SMS names.
+    reminders as (
+      select distinct on (c.customer_id) c.customer_id, c.invoice_id, c.step, c.days, c.due_at
+      from taken t join candidates c on c.invoice_id = t.invoice_id and c.step = t.step
+      where t.sent = 1
+      order by c.customer_id, c.due_at, c.invoice_id
+    ),
+    -- An invoice dunning follows that is due by that date has a step due already (its first step is
+    -- no later than the reminder's), so it is among the candidates, once with latest = 1.
+    owed as (
+      select r.customer_id, sum(c.outstanding) as amount
+      from reminders r join candidates c on c.customer_id = r.customer_id and c.latest = 1 and c.due_at <= r.due_at
+      group by r.customer_id
+    ),
     messages as (
       insert into message_outbox (channel, recipient, language, template, params, dedupe_key, next_attempt_at, created_at)
       select 'sms', cu.phone, cu.language, 'invoice_reminder',
-        jsonb_build_object('amountCents', c.outstanding, 'dueAt', to_char(c.due_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-          'account', cu.account_number, 'days', -c.days),
+        jsonb_build_object('amountCents', ow.amount::bigint, 'dueAt', to_char(r.due_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+          'account', cu.account_number, 'days', -r.days),
         -- Keyed by the due date too: a bill moved by free days is reminded again for its new date.
-        'dunning:' || t.invoice_id || ':' || t.step || ':' || extract(epoch from c.due_at)::bigint, ${at}, ${at}
-      from taken t
-      join candidates c on c.invoice_id = t.invoice_id and c.step = t.step
-      join customers cu on cu.id = c.customer_id
-      where t.sent = 1
+        'dunning:' || r.invoice_id || ':' || r.step || ':' || extract(epoch from r.due_at)::bigint, ${at}, ${at}
+      from reminders r
+      join owed ow on ow.customer_id = r.customer_id
+      join customers cu on cu.id = r.customer_id
       on conflict (dedupe_key) do nothing
     )
-    select sent, count(*)::int as n from taken group by sent`,
+    select (select count(*) from reminders)::int as reminded, (select count(*) from taken where sent = 0)::int as skipped`,
   );
-  const byKind = Object.fromEntries(rows.map((r) => [Number(r.sent), Number(r.n)]));
-  return { reminded: byKind[1] ?? 0, skipped: byKind[0] ?? 0 };
+  return { reminded: Number(rows[0]?.reminded ?? 0), skipped: Number(rows[0]?.skipped ?? 0) };
 }
 
 /** Recorded on an unpaid invoice when an admin brings back service that dunning suspended. */

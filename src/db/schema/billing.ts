@@ -128,7 +128,10 @@ export const dunningSteps = pgTable(
       .references(() => invoices.id),
     /** e.g. `remind:-3d`, `remind:0d`, `suspend` */
     step: text("step").notNull(),
-    /** false when a later step was already due, so this one was recorded without a message. */
+    /**
+     * false when a later step was already due, so this one was recorded without a message. A sent
+     * step may have gone in another invoice's SMS: a customer gets one reminder per run (dunning.ts).
+     */
     sent: integer("sent").notNull().default(1),
     takenAt: at("taken_at").notNull(),
   },
