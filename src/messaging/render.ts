@@ -50,12 +50,39 @@ export function formatDateTime(language: Language, at: Date, timezone = "Africa/
   return `${formatDate(language, at, timezone)} ${format.format(at)}`;
 }
 
+/** When a bill falls due, `days` ahead of now (behind, for a reminder configured after the due date). */
+const dueIn: Record<Language, (days: number) => string> = {
+  en: (days) =>
+    days === 0
+      ? "is due today"
+      : days === 1
+        ? "is due tomorrow"
+        : days > 1
+          ? `is due in ${days} days`
+          : days === -1
+            ? "was due yesterday"
+            : `was due ${-days} days ago`,
+  sw: (days) =>
+    days === 0
+      ? "inapaswa kulipwa leo"
+      : days === 1
+        ? "inapaswa kulipwa kesho"
+        : days > 1
+          ? `inapaswa kulipwa baada ya siku ${days}`
+          : days === -1
+            ? "ilipaswa kulipwa jana"
+            : `ilipaswa kulipwa siku ${-days} zilizopita`,
+};
+
 /**
  * How a parameter reads: names ending in `Cents` are amounts (`KES 1,500`), names ending in `At`
- * are instants (ISO strings or Dates, shown as a date), anything else as it is.
+ * are instants (ISO strings or Dates, shown as a date), `days` (until a bill's due date) says when
+ * it falls due (`is due tomorrow`, `was due 2 days ago`), anything else as it is.
  */
 export function formatParam(language: Language, name: string, value: unknown, timezone?: string): string {
   if (value === null || value === undefined) return "";
+  if (name === "days" && typeof value === "number" && Number.isSafeInteger(value))
+    return dueIn[language](value);
   if (name.endsWith("Cents") && typeof value === "number" && Number.isSafeInteger(value))
     return formatKes(value);
   if (name.endsWith("Cents") && typeof value === "string" && /^-?\d+$/.test(value))

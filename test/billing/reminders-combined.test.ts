@@ -85,11 +85,15 @@ async function upgradedWithRenewalWaiting(
 }
 
 describe("reminders with a top-up and the renewal both open", () => {
+  const when: Record<Language, Record<number, string>> = {
+    en: { 3: "in 3 days", 1: "tomorrow", 0: "today" },
+    sw: { 3: "baada ya siku 3", 1: "kesho", 0: "leo" },
+  };
   const texts: Record<Language, (amount: string, account: string, date: string, days: number) => string> = {
     en: (amount, account, date, days) =>
-      `Kibera Net: ${amount} for account ${account} is due on ${date} (${days} days). Pay by M-Pesa, paybill 400200, account ${account}.`,
+      `Kibera Net: ${amount} for account ${account} is due ${when.en[days]}, ${date}. Pay by M-Pesa, paybill 400200, account ${account}.`,
     sw: (amount, account, date, days) =>
-      `Kibera Net: ${amount} ya akaunti ${account} inapaswa kulipwa tarehe ${date} (siku ${days}). Lipa kwa M-Pesa, paybill 400200, akaunti ${account}.`,
+      `Kibera Net: ${amount} ya akaunti ${account} inapaswa kulipwa ${when.sw[days]}, tarehe ${date}. Lipa kwa M-Pesa, paybill 400200, akaunti ${account}.`,
   };
 
   it.each([

@@ -172,6 +172,26 @@ describe("rendering", () => {
     );
   });
 
+  it("says in words when a reminded bill falls due, also for a reminder set after the due date", () => {
+    const due = { amountCents: 150_000, account: "TD00042", dueAt: "2026-09-04T00:00:00Z" };
+    const signing = { isp: "X", paybill: "400200" };
+    expect(renderSms("en", "invoice_reminder", { ...due, days: 3 }, signing)).toBe(
+      "X: KES 1,500 for account TD00042 is due in 3 days, 4 Sep 2026. Pay by M-Pesa, paybill 400200, account TD00042.",
+    );
+    expect(renderSms("en", "invoice_reminder", { ...due, days: 0 }, signing)).toContain(
+      "is due today, 4 Sep 2026.",
+    );
+    expect(renderSms("en", "invoice_reminder", { ...due, days: -2 }, signing)).toContain(
+      "was due 2 days ago, 4 Sep 2026.",
+    );
+    expect(renderSms("sw", "invoice_reminder", { ...due, days: 1 }, signing)).toBe(
+      "X: KES 1,500 ya akaunti TD00042 inapaswa kulipwa kesho, tarehe 4 Sep 2026. Lipa kwa M-Pesa, paybill 400200, akaunti TD00042.",
+    );
+    expect(renderSms("sw", "invoice_reminder", { ...due, days: -1 }, signing)).toContain(
+      "ilipaswa kulipwa jana",
+    );
+  });
+
   it("says whom to call when a sign-up is turned down", () => {
     const rejected = { account: "TD00042" };
     expect(renderSms("en", "signup_rejected", rejected, { isp: "X", support: "0711 000 111" })).toBe(

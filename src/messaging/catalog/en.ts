@@ -142,7 +142,7 @@ export const en = {
   "sms.payment_failed_other":
     "{isp}: The M-Pesa prompt for {amountCents} sent to {payer} was not paid. Dial the menu to try again.",
   "sms.invoice_reminder":
-    "{isp}: {amountCents} for account {account} is due on {dueAt} ({days} days). Pay by M-Pesa, {payTo}.",
+    "{isp}: {amountCents} for account {account} {days}, {dueAt}. Pay by M-Pesa, {payTo}.",
   "sms.suspended": "{isp}: Your internet is suspended. Pay {amountCents} by M-Pesa, {payTo}, to restore it.",
   "sms.restored": "{isp}: Your internet is back on. Paid up to {periodEndAt}. Thank you.",
   "sms.activated":

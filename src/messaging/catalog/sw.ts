@@ -138,7 +138,7 @@ export const sw: Record<MessageKey, string> = {
   "sms.payment_failed_other":
     "{isp}: Ombi la M-Pesa la {amountCents} lililotumwa kwa {payer} halikulipwa. Piga menyu ujaribu tena.",
   "sms.invoice_reminder":
-    "{isp}: {amountCents} ya akaunti {account} inapaswa kulipwa tarehe {dueAt} (siku {days}). Lipa kwa M-Pesa, {payTo}.",
+    "{isp}: {amountCents} ya akaunti {account} {days}, tarehe {dueAt}. Lipa kwa M-Pesa, {payTo}.",
   "sms.suspended":
     "{isp}: Intaneti yako imesimamishwa. Lipa {amountCents} kwa M-Pesa, {payTo}, ili irudishwe.",
   "sms.restored": "{isp}: Intaneti yako imerudi. Umelipia hadi {periodEndAt}. Asante.",
