@@ -178,16 +178,36 @@ export type PrintedVouchers = { codes: string[] } | { batchId: number };
 export const MAX_CODES_SOLD_AT_ONCE = 100;
 
 /**
+ * Cash was paid for a number of printed codes, but not that many can be sold now (some were sold,
+ * used or expired since they were counted): nothing is sold and no cash recorded, since the cash
+ * cannot be split fairly between the codes sold and those that were not.
+ */
+export class PaidVouchersNoLongerSellable extends BillingError {
+  constructor(
+    readonly paidFor: number,
+    readonly sellable: number,
+  ) {
+    super(
+      "paid_vouchers_not_sellable",
+      `Cash was paid for ${paidFor} codes but ${sellable} can be sold now: nothing was sold and no cash recorded.`,
+    );
+  }
+}
+
+/**
  * A reseller sold printed codes: they go live on the router now and expire after the plan's
  * validity. Only codes still available and not past their unsold date are sold; the rest are
- * counted as not available.
+ * counted as not available. With cash paid, every code paid for must still be sellable.
  */
 export async function markVouchersSold(
   ctx: BillingContext,
   actor: Actor,
   input: PrintedVouchers,
-  /** Cash the reseller paid for them: recorded as money received (for no account) when any sold. */
-  paid?: { amountCents: number; providerRef: string },
+  /**
+   * Cash the reseller paid for `forCodes` of them, recorded as money received (for no account).
+   * Unless exactly that many can be sold, `PaidVouchersNoLongerSellable` and nothing changes.
+   */
+  paid?: { amountCents: number; providerRef: string; forCodes: number },
 ) {
   const codes = "codes" in input ? [...new Set(input.codes.map(normaliseVoucherCode))] : null;
   const batchId = "batchId" in input ? input.batchId : 0;
@@ -212,6 +232,10 @@ export async function markVouchersSold(
       // `no key update`: what a status change needs; key-share locks (a provisioning row naming the
       // voucher being inserted) need not wait for it.
       .for("no key update", { of: vouchers });
+    // Counted on the locked rows: a sale committed meanwhile elsewhere is not among them, and none
+    // can happen until this transaction ends.
+    if (paid && rows.length !== paid.forCodes)
+      throw new PaidVouchersNoLongerSellable(paid.forCodes, rows.length);
     for (const { voucher, plan } of rows) {
       await tx
         .update(vouchers)

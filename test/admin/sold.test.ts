@@ -1,9 +1,12 @@
-import { and, eq, inArray } from "drizzle-orm";
+import { and, eq, inArray, like } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { createVoucherBatch, markVouchersSold } from "../../src/billing/vouchers.ts";
 import { DAY, FakeClock } from "../../src/clock.ts";
 import { payments, provisioningOutbox, vouchers } from "../../src/db/schema/index.ts";
+import { eventually } from "../payments/dispatch-support.ts";
 import { admin, createPlan } from "../support/billing.ts";
+import { onRealPostgres } from "../support/db.ts";
+import { holdLock, waitingForLocks } from "../support/locks.ts";
 import { adminWorldForFile, auditRows, lastMenuIn, lastText, OWNER } from "./world.ts";
 
 /**
@@ -39,6 +42,13 @@ const liveOnRouters = async (codes: string[]) => {
     .where(and(inArray(vouchers.code, codes), eq(provisioningOutbox.action, "ensure_voucher")));
   return rows.length;
 };
+
+/** Cash recorded for sales naming `code`. */
+const cashNaming = (code: string) =>
+  world.db
+    .select({ amountCents: payments.amountCents })
+    .from(payments)
+    .where(like(payments.accountReference, `%${code}%`));
 
 describe("/sold", () => {
   it("marks named codes sold once confirmed: live on the routers, lasting their plan's validity from now", async () => {
@@ -90,6 +100,31 @@ describe("/sold", () => {
       "✅ 1 voucher sold: live on the routers now. 1 code was not unsold any more.",
     );
     expect(await liveOnRouters([a, b])).toBe(2);
+  });
+
+  it("with cash paid, a code sold meanwhile means nothing is sold nor recorded at Confirm, and said so", async () => {
+    clock.set("2026-05-01T10:00:00Z");
+    const { codes } = await dayPassBatch(2);
+    const [a, b] = codes as [string, string];
+    await world.say(OWNER, `/sold ${a} ${b} paid 100`);
+    expect(String(lastMenuIn(world.fake, OWNER).payload.text)).toMatch(
+      /^Mark 2 vouchers sold, and record KES 100 cash received for them\?/,
+    );
+    // Another admin sells one of them before this question is confirmed.
+    await markVouchersSold(world.ctx, admin, { codes: [b] });
+    await world.press(OWNER, "Confirm");
+    expect(lastText(world.fake, OWNER)).toBe(
+      "Nothing was sold and no cash recorded: 1 of the 2 codes the KES 100 was for was sold, used or expired since you asked.\nSend /sold again for the codes still unsold, with what was paid for them.",
+    );
+    expect(await statusesOf([a, b])).toEqual({ [a]: "available", [b]: "sold" });
+    expect(await cashNaming(a)).toEqual([]);
+
+    await world.say(OWNER, `/sold ${a} paid 50`);
+    await world.press(OWNER, "Confirm");
+    expect(lastText(world.fake, OWNER)).toBe(
+      "✅ 1 voucher sold: live on the routers now. KES 50 recorded as cash received.",
+    );
+    expect(await cashNaming(a)).toEqual([{ amountCents: 5_000 }]);
   });
 
   it("records the cash a reseller paid for a batch as money received, counted in what was collected", async () => {
@@ -149,5 +184,58 @@ describe("/sold", () => {
       `None of those can be sold.\n${unsold.codes[0]}: past its unsold date`,
     );
     expect(await statusesOf(unsold.codes)).toEqual({ [unsold.codes[0]!]: "available" });
+  });
+});
+
+/**
+ * Confirm with cash against a competing sale of one of its codes in another session. Both lock the
+ * codes; a third session holds that code first, so the one that waited first gets it first.
+ */
+describe.runIf(onRealPostgres())("/sold with cash racing another sale of one of its codes", () => {
+  async function race(first: "confirm" | "competitor") {
+    const { codes } = await dayPassBatch(2);
+    const [a, b] = codes as [string, string];
+    await world.say(OWNER, `/sold ${a} ${b} paid 100`);
+    const question = lastMenuIn(world.fake, OWNER);
+    const holding = await holdLock(
+      world.url!,
+      (tx) => tx`select id from vouchers where code = ${b} for update`,
+    );
+    try {
+      const confirm = () => world.press(OWNER, "Confirm", OWNER, question);
+      const competitor = () => markVouchersSold(world.ctx, admin, { codes: [b] });
+      const firstDone = first === "confirm" ? confirm() : competitor();
+      await eventually(waitingForLocks(world.db, 1), 15_000);
+      const secondDone = first === "confirm" ? competitor() : confirm();
+      await eventually(waitingForLocks(world.db, 2), 15_000);
+      await holding.release();
+      const [confirmed, competing] =
+        first === "confirm" ? [await firstDone, await secondDone] : [await secondDone, await firstDone];
+      return { a, b, confirmed, competing };
+    } finally {
+      await holding.release();
+    }
+  }
+
+  it("the other sale gets the code first: Confirm sells nothing and records no cash", async () => {
+    clock.set("2026-05-04T08:00:00Z");
+    const { a, b, competing } = await race("competitor");
+    expect(competing).toMatchObject({ sold: 1, paymentId: null });
+    expect(lastText(world.fake, OWNER)).toMatch(
+      /^Nothing was sold and no cash recorded: 1 of the 2 codes the KES 100 was for was sold/,
+    );
+    expect(await statusesOf([a, b])).toEqual({ [a]: "available", [b]: "sold" });
+    expect(await cashNaming(a)).toEqual([]);
+  });
+
+  it("Confirm gets the codes first: both sold and the cash recorded, the other sale finds none", async () => {
+    clock.set("2026-05-04T09:00:00Z");
+    const { a, b, competing } = await race("confirm");
+    expect(competing).toMatchObject({ sold: 0, notAvailable: 1 });
+    expect(lastText(world.fake, OWNER)).toBe(
+      "✅ 2 vouchers sold: live on the routers now. KES 100 recorded as cash received.",
+    );
+    expect(await statusesOf([a, b])).toEqual({ [a]: "sold", [b]: "sold" });
+    expect(await cashNaming(a)).toEqual([{ amountCents: 10_000 }]);
   });
 });

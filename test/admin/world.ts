@@ -19,12 +19,12 @@ import {
 } from "../../src/bots/telegram/fake-api.ts";
 import { createTelegramSender } from "../../src/bots/telegram/sender.ts";
 import type { FakeClock } from "../../src/clock.ts";
-import type { Database, Db } from "../../src/db/client.ts";
+import type { Db } from "../../src/db/client.ts";
 import { type AdminRole, auditLog } from "../../src/db/schema/index.ts";
 import type { SecretBox } from "../../src/lib/secret-box.ts";
 import { postUpdate } from "../bots/world.ts";
 import { billingContext } from "../support/billing.ts";
-import { createTestDatabase } from "../support/db.ts";
+import { createTestDatabase, type TestDatabase } from "../support/db.ts";
 import { silent } from "../ussd/world.ts";
 
 /** The admin bot mounted as the app mounts it, talking to a fake Bot API of its own. */
@@ -110,8 +110,11 @@ export interface StaffMember {
   name: string;
 }
 
-/** The admin world of one test file, with the database and billing context it runs on. */
-export type AdminFileWorld = AdminWorld & { db: Db; ctx: BillingContext };
+/**
+ * The admin world of one test file, with the database and billing context it runs on (and the
+ * database's URL on PostgreSQL, for a session of a test's own).
+ */
+export type AdminFileWorld = AdminWorld & { db: Db; ctx: BillingContext; url?: string };
 
 /**
  * Starts the admin world on a database of its own before the file's tests (the owner adding
@@ -120,13 +123,13 @@ export type AdminFileWorld = AdminWorld & { db: Db; ctx: BillingContext };
 export function adminWorldForFile(clock: FakeClock, staff: readonly StaffMember[] = []): AdminFileWorld {
   // Filled in by beforeAll: the file's hooks and tests, the only readers, all run after it.
   const world = {} as AdminFileWorld;
-  let database: Database | undefined;
+  let database: TestDatabase | undefined;
   let started: AdminWorld | undefined;
   beforeAll(async () => {
     database = await createTestDatabase();
     const { ctx } = billingContext(database.db, clock);
     started = await startAdminWorld(ctx);
-    Object.assign(world, started, { db: database.db, ctx });
+    Object.assign(world, started, { db: database.db, ctx, url: database.url });
     for (const { id, role, name } of staff) await world.say(OWNER, `/admin_add ${id} ${role} ${name}`);
   });
   afterAll(async () => {

@@ -5,6 +5,7 @@ import {
   MAX_CODES_SOLD_AT_ONCE,
   markVouchersSold,
   normaliseVoucherCode,
+  PaidVouchersNoLongerSellable,
   type PrintedVouchers,
   sellableNow,
   VOUCHER_ALPHABET,
@@ -30,7 +31,10 @@ type SoldAction = FeatureAction & {
   summary: string;
   /** Cash the reseller paid for them, recorded as money received; null: none recorded here. */
   paidCents: number | null;
-  /** How many could be sold when asked: fewer at the press were sold or expired meanwhile. */
+  /**
+   * How many could be sold when asked: fewer at the press were sold or expired meanwhile. With cash
+   * paid, the press then sells nothing: the cash was for all of them.
+   */
   asked: number;
 };
 
@@ -39,12 +43,29 @@ confirmable("sold", {
   describe: (a) => `mark ${(a as SoldAction).summary} sold`,
   async run(ctx, admin, a, token) {
     const action = a as SoldAction;
-    const { sold, paymentId } = await markVouchersSold(
-      ctx,
-      adminActor(admin.telegramId),
-      action.target,
-      action.paidCents ? { amountCents: action.paidCents, providerRef: `tg-${token}` } : undefined,
-    );
+    let outcome: Awaited<ReturnType<typeof markVouchersSold>>;
+    try {
+      outcome = await markVouchersSold(
+        ctx,
+        adminActor(admin.telegramId),
+        action.target,
+        action.paidCents
+          ? { amountCents: action.paidCents, providerRef: `tg-${token}`, forCodes: action.asked }
+          : undefined,
+      );
+    } catch (error) {
+      if (!(error instanceof PaidVouchersNoLongerSellable)) throw error;
+      const gone = error.paidFor - error.sellable;
+      const why =
+        gone > 0
+          ? `${gone} of the ${error.paidFor} codes the ${formatKes(action.paidCents!)} was for ${gone === 1 ? "was" : "were"} sold, used or expired since you asked`
+          : "the codes that can be sold changed since you asked";
+      return [
+        `Nothing was sold and no cash recorded: ${why}.`,
+        "Send /sold again for the codes still unsold, with what was paid for them.",
+      ].join("\n");
+    }
+    const { sold, paymentId } = outcome;
     if (sold === 0) return "Nothing was sold: none of those codes is unsold any more.";
     const notAvailable = action.asked - sold;
     const missed =
