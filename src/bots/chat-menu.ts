@@ -213,6 +213,8 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
         state.linked = true;
       }
       const { user, recorded } = menuUserOf(state, continuing);
+      // A phone the channel gives (WhatsApp's sender) cannot be swapped for a shared one.
+      if (requestPhone !== undefined) user.phoneFromChannel = true;
       // A visitor's language lives with the chat (a customer's with the customer).
       if (!user.customer && row?.language) user.language = row.language;
       let languageSet = false;

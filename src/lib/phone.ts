@@ -1,4 +1,9 @@
-import { type CountryCode, isSupportedCountry, parsePhoneNumberFromString } from "libphonenumber-js";
+import {
+  type CountryCode,
+  getCountryCallingCode,
+  isSupportedCountry,
+  parsePhoneNumberFromString,
+} from "libphonenumber-js";
 
 /**
  * Remembers the last few thousand answers of a pure function of a phone number: every USSD request
@@ -20,6 +25,11 @@ export const DEFAULT_SERVED_COUNTRIES: readonly string[] = ["KE"];
 
 export function isCountryCode(code: string): boolean {
   return /^[A-Z]{2}$/.test(code) && isSupportedCountry(code);
+}
+
+/** A country's calling code as dialled (`KE` → `+254`), or null for a code that is not a country's. */
+export function callingCodeOf(country: string): string | null {
+  return isCountryCode(country) ? `+${getCountryCallingCode(country as CountryCode)}` : null;
 }
 
 interface ParsedPhone {

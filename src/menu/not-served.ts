@@ -1,3 +1,4 @@
+import { callingCodeOf, DEFAULT_SERVED_COUNTRIES } from "../lib/phone.ts";
 import { type Language, translate } from "../messaging/render.ts";
 import { ISP_NAME_MAX, SCREEN_BUDGET, shortName, toAscii } from "./engine.ts";
 import type { MenuSettings, MenuView } from "./types.ts";
@@ -35,4 +36,18 @@ export function notServedView(settings: MenuSettings, country: string | null): M
   const both = [line("en"), line("sw")];
   const fits = both.join("\n").length <= SCREEN_BUDGET;
   return { end: true, lines: fits ? both : [line("en")], screen: "notServed" };
+}
+
+/**
+ * The countries whose numbers are served, as a person reads them in `language`: "Kenya (+254)",
+ * several as "Kenya (+254) or Uganda (+256)".
+ */
+export function servedCountriesText(settings: MenuSettings, language: Language): string {
+  const served = settings.servedCountries ?? DEFAULT_SERVED_COUNTRIES;
+  const named = served.map((code) => {
+    const name = countryName(code, language) ?? code;
+    const callingCode = callingCodeOf(code);
+    return callingCode ? `${name} (${callingCode})` : name;
+  });
+  return new Intl.ListFormat(language, { type: "disjunction" }).format(named);
 }

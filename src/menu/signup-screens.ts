@@ -1,5 +1,6 @@
 import { mpesaAmountCents } from "../billing/money.ts";
 import { AREA_NAME_MAX, type Frame, type MenuContext, type Screen, shortName } from "./engine.ts";
+import { servedCountriesText } from "./not-served.ts";
 import { planLine } from "./plan-text.ts";
 import { confirmOption, end, finish, plansOf, push } from "./screen-kit.ts";
 import type { SignupArea } from "./types.ts";
@@ -43,9 +44,15 @@ const invalid = { kind: "hint", hint: { key: "menu.hint.invalid" } } as const;
 export const signup: Screen = {
   async body(ctx) {
     if (!signupOpen(ctx)) return { lines: [ctx.t("menu.signup.text")] };
-    // A chat that has not shared its number: M-Pesa needs one, and the account is keyed by it. Not
-    // an end: a chat adapter that asks for the contact on this screen (SIGNUP_SCREENS) can show it again.
-    if (!ctx.user.phone) return { lines: [ctx.t("menu.signup.needPhone")] };
+    // No number: M-Pesa needs one, and the account is keyed by it. A chat that has not shared its
+    // number is not at an end: a chat adapter that asks for the contact on this screen
+    // (SIGNUP_SCREENS) can show it again. A number the channel gave is not served: no sharing helps.
+    if (!ctx.user.phone)
+      return ctx.user.phoneFromChannel
+        ? end([
+            ctx.t("menu.signup.foreignPhone", { countries: servedCountriesText(ctx.settings, ctx.language) }),
+          ])
+        : { lines: [ctx.t("menu.signup.needPhone")] };
     if (ctx.user.customer)
       return end([ctx.t("menu.signup.exists", { account: ctx.user.customer.accountNumber })]);
     const plans = await plansOf(ctx, "pppoe");

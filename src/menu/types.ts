@@ -10,6 +10,11 @@ export interface MenuUser {
   phone: string;
   language: Language;
   customer: { id: number; accountNumber: string; name: string } | null;
+  /**
+   * The channel itself tells the phone and no other can be given in it (WhatsApp: the sender's own
+   * number). An empty `phone` is then a number the ISP does not serve, not one still to be shared.
+   */
+  phoneFromChannel?: boolean;
 }
 
 /** The conversation the inputs belong to (a USSD session, later a chat). */

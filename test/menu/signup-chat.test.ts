@@ -38,11 +38,12 @@ afterAll(async () => {
   await database?.close();
 });
 
-async function say(chatId: string, phone: string | null, text: string): Promise<ChatView> {
+/** A WhatsApp chat with the phone its channel gives (null: not served); undefined: a Telegram chat. */
+async function say(chatId: string, phone: string | null | undefined, text: string): Promise<ChatView> {
   const reply = await chat.handle({
-    channel: "whatsapp_cloud",
+    channel: phone === undefined ? "telegram" : "whatsapp_cloud",
     chatId,
-    phone,
+    ...(phone === undefined ? {} : { phone }),
     input: { kind: "text", text },
   });
   if (reply.kind !== "view") throw new Error(`stale answer to ${text}`);
@@ -74,13 +75,22 @@ describe("self sign-up in a chat", () => {
     expect((await say(chatId, phone, "hi")).options[0]?.label).toBe("My account");
   });
 
-  it("asks a chat without a phone number to share it first", async () => {
-    await say("tg-visitor-1", null, "hi");
-    const view = await say("tg-visitor-1", null, "2");
+  it("asks a Telegram chat that has not shared its phone number to share it first", async () => {
+    await say("tg-visitor-1", undefined, "hi");
+    const view = await say("tg-visitor-1", undefined, "2");
     expect(view.screen).toBe("signup");
     expect(view.end).toBe(false);
+    expect(view.needsPhone).toBe(true);
     expect(view.lines.join(" ")).toContain("share your phone number");
     // Choosing anything there creates nothing.
-    expect((await say("tg-visitor-1", null, "1")).screen).toBe("signup");
+    expect((await say("tg-visitor-1", undefined, "1")).screen).toBe("signup");
+  });
+
+  it("tells a WhatsApp number that is not served that sign-up needs a Kenyan number, and ends", async () => {
+    await say("447700900777", null, "hi");
+    const view = await say("447700900777", null, "2");
+    expect(view).toMatchObject({ screen: "signup", end: true, options: [] });
+    expect(view.needsPhone).toBeUndefined();
+    expect(view.lines.join(" ")).toContain("a phone number from Kenya (+254)");
   });
 });

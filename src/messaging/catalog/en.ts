@@ -102,6 +102,8 @@ export const en = {
   "menu.signup.exists": "You already have account {account}. Dial again to pay or see it.",
   "menu.signup.needPhone":
     "To sign up, first share your phone number (M-Pesa pays from it), then choose Sign up again.",
+  "menu.signup.foreignPhone":
+    "To sign up you need a phone number from {countries}: M-Pesa pays from it, and the number you are using here is not one. To get connected, call or WhatsApp {support}.",
   "menu.hint.name": "Type your name: 2 to 40 letters.",
   "menu.signup.text":
     "No {isp} account on this number. To get connected, call or WhatsApp {support}. You can still buy a hotspot voucher here.",

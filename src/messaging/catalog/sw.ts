@@ -101,6 +101,8 @@ export const sw: Record<MessageKey, string> = {
   "menu.signup.exists": "Tayari una akaunti {account}. Piga tena ili ulipe au uione.",
   "menu.signup.needPhone":
     "Ili kujisajili, kwanza tuma nambari yako ya simu (M-Pesa hulipa kutoka kwayo), kisha uchague Jisajili tena.",
+  "menu.signup.foreignPhone":
+    "Ili kujisajili unahitaji nambari ya simu ya {countries}: M-Pesa hulipa kutoka kwayo, na nambari unayotumia hapa si mojawapo. Kujiunga, piga simu au tuma WhatsApp {support}.",
   "menu.hint.name": "Andika jina lako: herufi 2 hadi 40.",
   "menu.signup.text":
     "Nambari hii haina akaunti ya {isp}. Kujiunga, piga simu au tuma WhatsApp {support}. Unaweza kununua vocha ya hotspot hapa.",
