@@ -85,10 +85,11 @@ export interface ChatView {
   /** The chat speaks for a customer (else: the visitor's menu). */
   customer?: boolean;
   /**
-   * A visitor (no phone) reached a screen that would ask M-Pesa to charge a phone: the adapter should
-   * ask for the person's own number first, then send `refresh`. Absent when no phone is needed.
+   * A visitor (no phone) reached a screen that needs their own number: to ask M-Pesa to charge it
+   * (`pay`), or to find what was bought with it (`find`). The adapter should ask for the person's
+   * own number first, then send `refresh`. Absent when no phone is needed.
    */
-  needsPhone?: boolean;
+  needsPhone?: "pay" | "find";
 }
 
 export type ChatReply =
@@ -130,6 +131,9 @@ export const PAYMENT_SCREENS: ReadonlySet<string> = new Set([
   ...SIGNUP_SCREENS,
 ]);
 
+/** The screens that show what was bought with the person's own phone (their voucher codes). */
+export const PHONE_LOOKUP_SCREENS: ReadonlySet<string> = new Set(["myVouchers"]);
+
 /** Refused to a chat without a phone: an STK push needs one, and "" must never reach M-Pesa. */
 const PHONE_REQUIRED = "phone_required";
 
@@ -154,6 +158,12 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
   const screens = deps.screens ?? subscriberScreens;
   const cache = deps.cache ?? new SessionCache();
   const paymentScreens = deps.paymentScreens ?? PAYMENT_SCREENS;
+  const phoneNeeded = (screen: string): Pick<ChatView, "needsPhone"> =>
+    paymentScreens.has(screen)
+      ? { needsPhone: "pay" }
+      : PHONE_LOOKUP_SCREENS.has(screen)
+        ? { needsPhone: "find" }
+        : {};
   // A visitor who answers a payment prompt before sharing a number gets a refusal, not a push to "".
   const services = requirePhone(deps.services);
   // Messages of many chats handled at the same time are read, and saved, by one statement each.
@@ -260,7 +270,7 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
           step: nextStep,
           screen: view.screen,
           language,
-          ...(phone === null && !view.end && paymentScreens.has(view.screen) ? { needsPhone: true } : {}),
+          ...(phone === null && !view.end ? phoneNeeded(view.screen) : {}),
           customer: user.customer !== null,
         },
       };

@@ -10,13 +10,18 @@ import type { Outcome, PlanView, QuoteView } from "./types.ts";
 export const voucherList: Screen = {
   async body(ctx) {
     const plans = await plansOf(ctx, "hotspot");
-    if (plans.length === 0) return end([ctx.t("menu.voucher.none")]);
+    // Numbered after the plans, so that it takes no plan's number however many are on sale; shown
+    // even when none is, since codes bought earlier may still be valid.
+    const mine = [{ key: String(plans.length + 1), label: ctx.t("menu.voucher.mine") }];
+    if (plans.length === 0) return { lines: [ctx.t("menu.voucher.none")], options: mine };
     return {
       lines: [ctx.t("menu.voucher.choose")],
       list: plans.map((p) => planLine(ctx, p, "menu.voucher.item")),
+      options: mine,
     };
   },
   async choose(ctx, _frame, choice) {
+    if (choice.kind === "option") return push("myVouchers");
     const plans = await plansOf(ctx, "hotspot");
     if (choice.kind !== "item") return { kind: "hint", hint: { key: "menu.hint.invalid" } };
     return push("voucherConfirm", { planId: plans[choice.index]!.id });

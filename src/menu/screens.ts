@@ -2,6 +2,7 @@ import { normalizeKenyanPhone } from "../billing/intents/request.ts";
 import { mpesaAmountCents } from "../billing/money.ts";
 import { displayPhone } from "../lib/phone.ts";
 import type { MessageKey } from "../messaging/render.ts";
+import { myVoucher, myVouchers } from "./bought-voucher-screens.ts";
 import { type Frame, HOME, type MenuContext, type Reaction, type Screen } from "./engine.ts";
 import { planConfirm, planList, voucherConfirm, voucherList } from "./plan-screens.ts";
 import { planLabel } from "./plan-text.ts";
@@ -266,6 +267,8 @@ export const subscriberScreens: Record<string, Screen> = {
   payConfirm,
   voucher: voucherList,
   voucherConfirm,
+  myVouchers,
+  myVoucher,
   plan: planList,
   planConfirm,
   language,

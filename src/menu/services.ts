@@ -10,6 +10,7 @@ import {
 import { changePlan, type PlanChangeQuote, quotePlanChange } from "../billing/plan-change.ts";
 import { setCustomerLanguage } from "../billing/preferences.ts";
 import { selfSignUp } from "../billing/self-signup.ts";
+import { recentVouchersSoldTo } from "../billing/vouchers-bought.ts";
 import { type Executor, queryRows } from "../db/client.ts";
 import { type PlanKind, plans } from "../db/schema/index.ts";
 import type {
@@ -178,6 +179,10 @@ export function createMenuServices(ctx: BillingContext, options: MenuServiceOpti
       return refusing(async () =>
         quoteView(await quotePlanChange(ctx.db, ctx, { subscriptionId, planId }), ctx.clock.now()),
       );
+    },
+
+    vouchersBought(phone) {
+      return recentVouchersSoldTo(ctx.db, phone, ctx.clock.now());
     },
 
     async requestPayment(user, session, request) {

@@ -62,6 +62,13 @@ export interface QuoteView {
   toPlan: PlanView;
 }
 
+/** A voucher code bought with the user's phone, as the "my voucher codes" screen shows it. */
+export interface VoucherView {
+  code: string;
+  plan: Pick<PlanView, "name" | "nameSw">;
+  expiresAt: Date;
+}
+
 /** A refusal a use-case explains to the person (billing rule, limit): shown, never a crash. */
 export type Refusal = { ok: false; reason: string; message: string };
 
@@ -95,6 +102,11 @@ export interface MenuServices {
   /** Active plans of a kind, cheapest first. */
   plans(kind: PlanKind): Promise<PlanView[]>;
   quotePlanChange(subscriptionId: number, planId: number): Promise<QuoteView | Refusal>;
+  /**
+   * The voucher codes `phone` paid for recently that can still be used, newest first (a handful at
+   * most). `phone` is one the channel vouches for: never a number the person typed.
+   */
+  vouchersBought(phone: string): Promise<VoucherView[]>;
   requestPayment(
     user: MenuUser,
     session: MenuSession,

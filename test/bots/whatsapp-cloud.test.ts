@@ -4,6 +4,7 @@ import { and, eq } from "drizzle-orm";
 import { Hono } from "hono";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
+import { sellVoucherInTx } from "../../src/billing/vouchers.ts";
 import { type FakeWhatsApp, startFakeWhatsApp } from "../../src/bots/whatsapp-cloud/fake-api.ts";
 import { startSandboxWhatsApp } from "../../src/bots/whatsapp-cloud/sandbox.ts";
 import { FakeClock } from "../../src/clock.ts";
@@ -219,6 +220,39 @@ describe("WhatsApp self-service through the webhook and the Cloud API fake", () 
       },
     });
     expect(await database.db.select().from(chatLinks).where(eq(chatLinks.chatId, chat))).toEqual([]);
+  });
+
+  it("shows the codes bought with the number a visitor writes from, and no one else's", async () => {
+    const plan = await createPlan(database.db, {
+      name: "Day Pass",
+      kind: "hotspot",
+      priceCents: 5_000,
+      periodUnit: "days",
+    });
+    const phone = uniquePhone();
+    const { code } = await database.db.transaction((tx) =>
+      sellVoucherInTx(tx, ctx, admin, { planId: plan.id, phone, language: "en" }),
+    );
+    const myCodes = async (chat: string) => {
+      await send(chat, text("hi"));
+      await send(chat, listReply(optionIdOf(last(chat), "1. Buy hotspot voucher")));
+      const mine = optionsOf(last(chat)).find((o) => o.title.endsWith(". My voucher codes"));
+      await send(chat, listReply(mine!.id));
+      return bodyOf(last(chat));
+    };
+    // Too long for list rows: the codes come as numbered text, a number typed back opens one.
+    expect(await myCodes(phone.slice(1))).toBe(
+      `Your voucher codes:\n\n1. ${code}: Day Pass, until 2 Apr 2026 09:00\n0. Back\n00. Home`,
+    );
+    await send(phone.slice(1), text("1"));
+    expect(bodyOf(last(phone.slice(1)))).toMatch(
+      new RegExp(`^Voucher code: ${code}\nDay Pass, valid until `),
+    );
+
+    const other = uniquePhone();
+    expect(await myCodes(other.slice(1))).toBe(
+      `No voucher bought with ${displayPhone(other)} in the last 31 days is still valid.`,
+    );
   });
 });
 

@@ -7,6 +7,7 @@ import type {
   QuoteView,
   Refusal,
   SignUpResult,
+  VoucherView,
 } from "../../src/menu/types.ts";
 
 /** The menu's use-cases in memory, for layout tests: records every action instead of doing it. */
@@ -17,6 +18,8 @@ export interface FakeWorld {
   refusePayment?: Refusal;
   /** What a sign-up answers; default: a new account with a large amount due. */
   signUp?: SignUpResult;
+  /** Voucher codes bought, by the phone that paid for them. */
+  vouchers?: Record<string, VoucherView[]>;
 }
 
 export interface FakeServices extends MenuServices {
@@ -39,6 +42,9 @@ export function fakeServices(world: FakeWorld): FakeServices {
     },
     async quotePlanChange(_subscriptionId, planId) {
       return quote(planId);
+    },
+    async vouchersBought(phone) {
+      return world.vouchers?.[phone] ?? [];
     },
     async requestPayment(_user, _session, request) {
       actions.push(

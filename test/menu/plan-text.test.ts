@@ -84,13 +84,13 @@ describe("plan screens", () => {
 
   it("never repeat themselves, and show the period and data cap the name does not", async () => {
     expect(await show(["1"], "en", world, false)).toBe(
-      "Choose a hotspot voucher:\n1. Hotspot 1 hour: KES 20\n2. Week Pass: KES 250, 10 GB data\n0. Back",
+      "Choose a hotspot voucher:\n1. Hotspot 1 hour: KES 20\n2. Week Pass: KES 250, 10 GB data\n3. My voucher codes\n0. Back",
     );
     expect(await show(["1", "1"], "en", world, false)).toBe(
       "Hotspot 1 hour: KES 20\nBuy this voucher with M-Pesa 0712 345678?\n1. Confirm\n0. Back 00. Home",
     );
     expect(await show(["1"], "sw", world, false)).toBe(
-      "Chagua vocha ya hotspot:\n1. Hotspot saa 1: KES 20\n2. Week Pass: KES 250, data 10 GB\n0. Rudi",
+      "Chagua vocha ya hotspot:\n1. Hotspot saa 1: KES 20\n2. Week Pass: KES 250, data 10 GB\n3. Vocha zangu\n0. Rudi",
     );
   });
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { runMenu } from "../../src/menu/engine.ts";
 import { subscriberScreens } from "../../src/menu/screens.ts";
-import type { Language, MenuUser, PlanView, QuoteView } from "../../src/menu/types.ts";
+import type { Language, MenuUser, PlanView, QuoteView, VoucherView } from "../../src/menu/types.ts";
 import { renderUssd } from "../../src/ussd/render.ts";
 import { type FakeWorld, fakeServices, longSettings } from "./fake-services.ts";
 
@@ -59,6 +59,13 @@ const quote =
     toPlan: pppoe.find((p) => p.id === planId) ?? pppoe[1]!,
   });
 
+// The longest a list line gets: long plan names, a two-digit day and a time of day.
+const bought: VoucherView[] = hotspot.slice(0, 5).map((plan, i) => ({
+  code: `WXYZ234${i}`,
+  plan,
+  expiresAt: new Date(Date.UTC(2036, 11, 28, 20, 59 - i)),
+}));
+
 const customer = { id: 1, accountNumber: "NYA-0000123456", name: "Wanjiku" };
 const worlds: Record<string, { world: FakeWorld; user: Omit<MenuUser, "language"> }> = {
   owing: {
@@ -105,6 +112,11 @@ const worlds: Record<string, { world: FakeWorld; user: Omit<MenuUser, "language"
   },
   stranger: { world: { plans: hotspot }, user: { phone: "+254112345678", customer: null } },
   newcomer: { world: { plans: pppoe }, user: { phone: "+254112345679", customer: null } },
+  // "My voucher codes" follows five plans as `6`.
+  buyer: {
+    world: { plans: hotspot.slice(0, 5), vouchers: { "+254112345670": bought } },
+    user: { phone: "+254112345670", customer: null },
+  },
   // A chat visitor who has not shared a number: sign-up asks for it.
   noPhone: { world: { plans: pppoe }, user: { phone: "", customer: null } },
 };

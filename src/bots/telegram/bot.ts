@@ -101,7 +101,8 @@ export function createBot(deps: TelegramBotDeps): Bot {
       // A stale button is told so on the button itself; the chat and its menu stay as they are.
       if (reply.kind === "stale")
         return ctx.callbackQuery ? [] : [text(botText(reply.language, "typeNumber"))];
-      // The payment prompt would name no phone: the person's own contact comes first, then a refresh.
+      // The screen needs the person's own phone (to pay from, or to find what it paid for): their
+      // contact comes first, then a refresh.
       if (reply.view.needsPhone)
         return [
           {
@@ -109,7 +110,10 @@ export function createBot(deps: TelegramBotDeps): Bot {
             method: "sendMessage",
             payload: {
               chat_id: from.id,
-              text: botText(reply.view.language, "phoneNeeded"),
+              text: botText(
+                reply.view.language,
+                reply.view.needsPhone === "find" ? "phoneToFind" : "phoneNeeded",
+              ),
               reply_markup: contactKeyboard(reply.view.language),
             },
           },

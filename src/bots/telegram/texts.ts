@@ -32,6 +32,8 @@ const texts = {
     unlinkGone: "Already done.",
     phoneNeeded:
       "To pay with M-Pesa we need your phone number: tap the button below to share your own contact.",
+    phoneToFind:
+      "To find the voucher codes bought with your number we need it: tap the button below to share your own contact.",
     phoneNotServed: "M-Pesa payments here need a number from a country we serve.",
   },
   sw: {
@@ -61,6 +63,8 @@ const texts = {
     unlinkGone: "Imeshafanyika.",
     phoneNeeded:
       "Kulipa kwa M-Pesa tunahitaji nambari yako ya simu: bonyeza kitufe hapa chini kutuma nambari yako mwenyewe.",
+    phoneToFind:
+      "Kupata vocha zilizonunuliwa kwa nambari yako tunaihitaji: bonyeza kitufe hapa chini kutuma nambari yako mwenyewe.",
     phoneNotServed: "Malipo ya M-Pesa hapa yanahitaji nambari ya nchi tunayohudumia.",
   },
 } as const;

@@ -53,6 +53,15 @@ export const sw: Record<MessageKey, string> = {
   "menu.voucher.none": "Hakuna vocha za hotspot zinazouzwa sasa. Tafadhali jaribu baadaye.",
   "menu.voucher.confirm": "Nunua vocha hii kwa M-Pesa {phone}?",
   "menu.voucher.sent": "Ingiza PIN yako ya M-Pesa ili kulipa {amountCents}. Utatumiwa nambari ya vocha.",
+  "menu.voucher.mine": "Vocha zangu",
+  "menu.voucher.mineTitle": "Nambari za vocha zako:",
+  "menu.voucher.mineItem": "{code}: {plan}, hadi {validity}",
+  "menu.voucher.mineNone":
+    "Hakuna vocha iliyonunuliwa kwa {phone} katika siku {days} zilizopita ambayo bado inatumika.",
+  "menu.voucher.minePhone": "Tuma nambari yako ya simu uone vocha zilizonunuliwa kwa nambari hiyo.",
+  "menu.voucher.code": "Nambari ya vocha: {code}",
+  "menu.voucher.codeValid": "{plan}, inatumika hadi {validity}.",
+  "menu.voucher.codeUse": "Itumie kama jina la mtumiaji na nenosiri kwenye hotspot.",
 
   "menu.plan.choose": "Kifurushi chako: {plan}. Chagua kipya:",
   "menu.plan.item": "{plan}: {terms}",
