@@ -21,7 +21,7 @@ const planOf = (ctx: MenuContext, voucher: VoucherView) => shortName(planNameIn(
 const validity = (voucher: VoucherView) => voucher.expiresAt.toISOString();
 
 const noneLine = (ctx: MenuContext) =>
-  ctx.t("menu.voucher.mineNone", { phone: displayPhone(ctx.user.phone), days: RECENT_VOUCHER_DAYS });
+  ctx.t("menu.voucher.mineNone", { phone: displayPhone(ctx.user.phone), lookbackDays: RECENT_VOUCHER_DAYS });
 
 export const myVouchers: Screen = {
   async body(ctx) {

@@ -1,6 +1,7 @@
 import { mpesaAmountCents } from "../billing/money.ts";
 import { displayPhone } from "../lib/phone.ts";
 import type { Frame, MenuContext, Screen, ScreenBody } from "./engine.ts";
+import { servedCountriesText } from "./not-served.ts";
 import { planLabel, planLine } from "./plan-text.ts";
 import { account, confirmOption, end, finish, plansOf, push, refusalOutcome } from "./screen-kit.ts";
 import type { Outcome, PlanView, QuoteView } from "./types.ts";
@@ -9,6 +10,12 @@ import type { Outcome, PlanView, QuoteView } from "./types.ts";
 
 export const voucherList: Screen = {
   async body(ctx) {
+    // A number the channel gave that is not served (WhatsApp): M-Pesa cannot be asked to charge it,
+    // and no other number can be given there.
+    if (!ctx.user.phone && ctx.user.phoneFromChannel)
+      return end([
+        ctx.t("menu.voucher.foreignPhone", { countries: servedCountriesText(ctx.settings, ctx.language) }),
+      ]);
     const plans = await plansOf(ctx, "hotspot");
     // Numbered after the plans, so that it takes no plan's number however many are on sale; shown
     // even when none is, since codes bought earlier may still be valid.

@@ -76,8 +76,9 @@ const dueIn: Record<Language, (days: number) => string> = {
 
 /**
  * How a parameter reads: names ending in `Cents` are amounts (`KES 1,500`), names ending in `At`
- * are instants (ISO strings or Dates, shown as a date), `days` (until a bill's due date) says when
- * it falls due (`is due tomorrow`, `was due 2 days ago`), anything else as it is.
+ * are instants (ISO strings or Dates, shown as a date), `days` (until a bill's due date, and only
+ * that: another count of days takes another name) says when it falls due (`is due tomorrow`,
+ * `was due 2 days ago`), anything else as it is.
  */
 export function formatParam(language: Language, name: string, value: unknown, timezone?: string): string {
   if (value === null || value === undefined) return "";

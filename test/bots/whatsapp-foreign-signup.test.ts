@@ -38,6 +38,7 @@ const signupSettings: MenuSettings = { ...settings, signupAreas: [{ name: "Githu
 /** A British number, valid but not from Kenya (the default SERVED_COUNTRIES). */
 const UK = "447700900123";
 const UK_ON_WEB = "447700900456";
+const UK_BUYING = "447700900789";
 
 const ANSWER_EN =
   "To sign up you need a phone number from Kenya (+254): M-Pesa pays from it, and the number you are using here is not one. To get connected, call or WhatsApp 0700 123 456.";
@@ -50,6 +51,13 @@ beforeAll(async () => {
   database = await createTestDatabase();
   ctx = billingContext(database.db, clock).ctx;
   await createPlan(database.db, { name: "Home 10", priceCents: 250_000 });
+  await createPlan(database.db, {
+    name: "1 Hour",
+    kind: "hotspot",
+    priceCents: 2_000,
+    periodUnit: "hours",
+    timeLimitSeconds: 3600,
+  });
   fake = await startFakeWhatsApp();
   cloud = startWhatsApp(ctx, fake, { settings: signupSettings });
   web = startWorld(ctx, clock, {
@@ -107,5 +115,18 @@ describe("sign-up on WhatsApp from a number outside the served countries", () =>
     expect(await say("hi")).toMatch(/\n2\. Sign up\n/);
     expect(await say("2")).toBe(ANSWER_EN);
     expect(await customerCount()).toBe(before);
+  });
+
+  it("is told that vouchers are paid from a Kenyan number, not offered a prompt to no phone", async () => {
+    const say = async (body: string) => {
+      await cloud.post(inbound(fake, UK_BUYING, text(body)));
+      return fake.sentTo(UK_BUYING).at(-1);
+    };
+    await say("hi");
+    const answer = await say("1");
+    expect(bodyOf(answer)).toBe(
+      "Vouchers are paid with M-Pesa from a phone number from Kenya (+254), and the number you are using here is not one. Connect to the hotspot's Wi-Fi to buy one on its page.",
+    );
+    expect(optionsOf(answer)).toEqual([]);
   });
 });

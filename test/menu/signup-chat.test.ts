@@ -80,7 +80,7 @@ describe("self sign-up in a chat", () => {
     const view = await say("tg-visitor-1", undefined, "2");
     expect(view.screen).toBe("signup");
     expect(view.end).toBe(false);
-    expect(view.needsPhone).toBe(true);
+    expect(view.needsPhone).toBe("pay");
     expect(view.lines.join(" ")).toContain("share your phone number");
     // Choosing anything there creates nothing.
     expect((await say("tg-visitor-1", undefined, "1")).screen).toBe("signup");

@@ -56,10 +56,12 @@ export const en = {
   "menu.voucher.confirm": "Buy this voucher with M-Pesa {phone}?",
   "menu.voucher.sent":
     "Enter your M-Pesa PIN on the prompt to pay {amountCents}. Your voucher code will be sent to you.",
+  "menu.voucher.foreignPhone":
+    "Vouchers are paid with M-Pesa from a phone number from {countries}, and the number you are using here is not one. Connect to the hotspot's Wi-Fi to buy one on its page.",
   "menu.voucher.mine": "My voucher codes",
   "menu.voucher.mineTitle": "Your voucher codes:",
   "menu.voucher.mineItem": "{code}: {plan}, until {validity}",
-  "menu.voucher.mineNone": "No voucher bought with {phone} in the last {days} days is still valid.",
+  "menu.voucher.mineNone": "No voucher bought with {phone} in the last {lookbackDays} days is still valid.",
   "menu.voucher.minePhone": "Share your phone number to see the voucher codes bought with it.",
   "menu.voucher.code": "Voucher code: {code}",
   "menu.voucher.codeValid": "{plan}, valid until {validity}.",

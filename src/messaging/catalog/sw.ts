@@ -53,11 +53,13 @@ export const sw: Record<MessageKey, string> = {
   "menu.voucher.none": "Hakuna vocha za hotspot zinazouzwa sasa. Tafadhali jaribu baadaye.",
   "menu.voucher.confirm": "Nunua vocha hii kwa M-Pesa {phone}?",
   "menu.voucher.sent": "Ingiza PIN yako ya M-Pesa ili kulipa {amountCents}. Utatumiwa nambari ya vocha.",
+  "menu.voucher.foreignPhone":
+    "Vocha hulipwa kwa M-Pesa kutoka nambari ya simu ya {countries}, na nambari unayotumia hapa si mojawapo. Unganisha kwenye Wi-Fi ya hotspot ununue vocha kwenye ukurasa wake.",
   "menu.voucher.mine": "Vocha zangu",
   "menu.voucher.mineTitle": "Nambari za vocha zako:",
   "menu.voucher.mineItem": "{code}: {plan}, hadi {validity}",
   "menu.voucher.mineNone":
-    "Hakuna vocha iliyonunuliwa kwa {phone} katika siku {days} zilizopita ambayo bado inatumika.",
+    "Hakuna vocha iliyonunuliwa kwa {phone} katika siku {lookbackDays} zilizopita ambayo bado inatumika.",
   "menu.voucher.minePhone": "Tuma nambari yako ya simu uone vocha zilizonunuliwa kwa nambari hiyo.",
   "menu.voucher.code": "Nambari ya vocha: {code}",
   "menu.voucher.codeValid": "{plan}, inatumika hadi {validity}.",
