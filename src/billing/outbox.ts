@@ -39,6 +39,7 @@ export type MessageTemplate =
   | "payment_received_plain"
   | "payment_failed"
   | "payment_failed_other"
+  | "payment_not_credited"
   | "invoice_reminder"
   | "suspended"
   | "restored"

@@ -4,6 +4,7 @@ import { intArray } from "../db/params.ts";
 import { type PaymentMethod, payments } from "../db/schema/index.ts";
 import { normaliseAccountReference } from "./accounts.ts";
 import { audit } from "./audit.ts";
+import { closedAccountOfLocked, closedAccountsAmong, holdForClosedAccount } from "./closed-accounts.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { balanceOf, settleOpenInvoices } from "./ledger.ts";
 import { assertCents } from "./money.ts";
@@ -28,6 +29,8 @@ export interface ApplyPaymentResult {
   duplicate: boolean;
   balanceCents: number;
   restoredSubscriptionIds: number[];
+  /** Set when the account is closed to payments: the money waits in the unmatched queue instead. */
+  heldReason?: string;
 }
 
 function validate(input: PaymentInput): void {
@@ -291,7 +294,40 @@ export async function applyPaymentsInTx(
   const now = ctx.clock.now();
   const customerIds = [...new Set(inputs.map((i) => i.customerId))].sort((a, b) => a - b);
   const money = await lockCustomerMoney(tx, customerIds);
+  // A closed account's money waits in the unmatched queue instead (closed-accounts.ts).
+  const closed = await closedAccountsAmong(tx, money, customerIds);
+  const open = closed.size === 0 ? inputs : inputs.filter((input) => !closed.has(input.customerId));
+  const credited = await creditLocked(tx, ctx, actor, money, open, now);
+  if (closed.size === 0) return credited;
+  const results: ApplyPaymentResult[] = [];
+  for (const input of inputs) {
+    const account = closed.get(input.customerId);
+    if (!account) results.push(credited.shift()!);
+    else {
+      const held = await holdForClosedAccount(tx, actor, now, account, input);
+      results.push({
+        paymentId: held ?? (await existingPaymentId(tx, input)),
+        duplicate: held === null,
+        balanceCents: await balanceOf(tx, input.customerId),
+        restoredSubscriptionIds: [],
+        heldReason: account.holdReason,
+      });
+    }
+  }
+  return results;
+}
 
+/** `applyPaymentsInTx` for accounts open to payments, their money lock held. */
+async function creditLocked(
+  tx: Executor,
+  ctx: BillingContext,
+  actor: Actor,
+  money: MoneyLock,
+  inputs: (PaymentInput & { customerId: number })[],
+  now: Date,
+): Promise<ApplyPaymentResult[]> {
+  if (inputs.length === 0) return [];
+  const customerIds = [...new Set(inputs.map((i) => i.customerId))].sort((a, b) => a - b);
   const firstOfKey = new Map<string, number>();
   inputs.forEach((input, index) => {
     const key = refKey(input.provider, input.providerRef);
@@ -406,7 +442,7 @@ export interface ReferencePaymentResult {
 
 /**
  * A paybill payment names an account the payer typed by hand. It is credited to that account when
- * one matches; otherwise it waits in the unmatched queue for an admin.
+ * one matches and is open to payments; otherwise it waits in the unmatched queue for an admin.
  */
 export async function recordPaymentByReferenceInTx(
   tx: Executor,
@@ -422,9 +458,12 @@ export async function recordPaymentByReferenceInTx(
     normaliseAccountReference(input.reference),
   );
   const withReference = { ...input, accountReference: input.reference };
-  const paymentId = customer
-    ? await insertCreditedPaymentOnce(tx, withReference, customer.id, now)
-    : await insertPaymentOnce(tx, withReference, null, now);
+  const closed = customer ? closedAccountOfLocked(customer) : null;
+  const paymentId = closed
+    ? await holdForClosedAccount(tx, actor, now, closed, withReference)
+    : customer
+      ? await insertCreditedPaymentOnce(tx, withReference, customer.id, now)
+      : await insertPaymentOnce(tx, withReference, null, now);
   if (paymentId === null) {
     const id = await existingPaymentId(tx, input);
     const [row] = await tx.select().from(payments).where(eq(payments.id, id));
@@ -435,6 +474,7 @@ export async function recordPaymentByReferenceInTx(
       customerId: row?.customerId ?? null,
     };
   }
+  if (closed) return { paymentId, duplicate: false, matched: false, customerId: null };
   if (!customer) {
     await audit(tx, actor, now, {
       action: "payment.unmatched",

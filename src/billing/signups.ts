@@ -3,6 +3,8 @@ import type { Db, Executor } from "../db/client.ts";
 import { auditLog, customers, plans, routers, subscriptions } from "../db/schema/index.ts";
 import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
+import { balanceOf } from "./ledger.ts";
+import { formatKes } from "./money.ts";
 import { lockSubscriptionCustomer } from "./money-lock.ts";
 import { enqueueMessage, enqueueProvisioning } from "./outbox.ts";
 import { cancelSubscription } from "./subscriptions.ts";
@@ -12,7 +14,8 @@ import { cancelSubscription } from "./subscriptions.ts";
  * `customer.self_signup`, src/billing/self-signup.ts) that are still pending and that no admin has
  * approved yet (audit `signup.approved`). Approving puts the subscription on a router (the area's,
  * or one the admin picks) and creates its account there, disabled until the first payment as for any
- * sign-up; rejecting cancels it (its invoice voided, so nothing is owed) and tells the person.
+ * sign-up; rejecting cancels it (its invoice voided, so nothing is owed) and tells the person, and
+ * money paid to the account after that waits in the unmatched queue (closed-accounts.ts).
  * There is no approval column: the audit log is the record, as it already is for the sign-up.
  */
 
@@ -147,7 +150,10 @@ export function approveSignup(
   });
 }
 
-/** An admin rejects a self sign-up: cancelled (invoice voided, router account removed), the person told. */
+/**
+ * An admin rejects a self sign-up: cancelled (invoice voided, router account removed), the account
+ * closed to payments (closed-accounts.ts), the person told. Refused while the account holds money.
+ */
 export function rejectSignup(
   ctx: BillingContext,
   actor: Actor,
@@ -165,6 +171,14 @@ export function rejectSignup(
       .for("update");
     const signup = await pendingSignup(tx, input.subscriptionId);
     await cancelSubscription(inTx, actor, { subscriptionId: signup.subscriptionId, reason: input.reason });
+    // Money paid before the rejection (a payment that committed first, not enough to start the
+    // service) would stay on an account nobody reads: the admin decides what becomes of it first.
+    const heldCents = await balanceOf(tx, signup.customerId);
+    if (heldCents > 0)
+      throw new BillingError(
+        "signup_has_money",
+        `${signup.accountNumber} has ${formatKes(heldCents)} paid in already: approve the sign-up, or give the money back and take it off the balance, then reject.`,
+      );
     await tx.update(customers).set({ status: "inactive" }).where(eq(customers.id, signup.customerId));
     const [customer] = await tx.select().from(customers).where(eq(customers.id, signup.customerId));
     if (customer)

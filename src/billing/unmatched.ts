@@ -3,6 +3,7 @@ import type { Executor } from "../db/client.ts";
 import { payments } from "../db/schema/index.ts";
 import { findCustomerByAccountReference } from "./accounts.ts";
 import { audit } from "./audit.ts";
+import { closedAccount } from "./closed-accounts.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { lockCustomerMoney } from "./money-lock.ts";
 import { type ApplyPaymentResult, creditPayment } from "./payments.ts";
@@ -33,6 +34,11 @@ export async function assignUnmatchedPayment(
     const now = ctx.clock.now();
     const customer = await findCustomerByAccountReference(tx, input.accountNumber);
     if (!customer) throw new BillingError("unknown_account", `No account ${input.accountNumber}.`);
+    if (await closedAccount(tx, await lockCustomerMoney(tx, [customer.id]), customer.id))
+      throw new BillingError(
+        "account_closed",
+        `${customer.accountNumber}'s sign-up was rejected: money placed there would reach nobody. Resubscribe the account first, or give the money back.`,
+      );
     const result = await creditUnmatchedPaymentInTx(tx, ctx, actor, input.paymentId, customer.id);
     if (!result) throw new BillingError("not_unmatched", "That payment is not waiting to be assigned.");
     await audit(tx, actor, now, {
@@ -49,7 +55,8 @@ export async function assignUnmatchedPayment(
  * Credits a payment waiting in the unmatched queue to a customer: an admin's assignment, or a
  * settlement that finds the money it is about already recorded there (a paid prompt queued before
  * its checkout id was known). The status flip is guarded in SQL, so two claims credit it once;
- * null when it was not waiting.
+ * null when it was not waiting, or when the customer's account is closed to payments (it keeps
+ * waiting: closed-accounts.ts).
  */
 export async function creditUnmatchedPaymentInTx(
   tx: Executor,
@@ -60,6 +67,7 @@ export async function creditUnmatchedPaymentInTx(
 ): Promise<ApplyPaymentResult | null> {
   const now = ctx.clock.now();
   const money = await lockCustomerMoney(tx, [customerId]);
+  if (await closedAccount(tx, money, customerId)) return null;
   const [claimed] = await tx
     .update(payments)
     .set({ customerId, status: "applied", holdReason: null })

@@ -8,6 +8,7 @@ const templates: MessageTemplate[] = [
   "payment_received",
   "payment_received_plain",
   "payment_failed",
+  "payment_not_credited",
   "invoice_reminder",
   "suspended",
   "restored",
@@ -199,6 +200,16 @@ describe("rendering", () => {
     );
     expect(renderSms("sw", "signup_rejected", rejected, { isp: "X", support: "0711 000 111" })).toBe(
       "X: usajili wako (akaunti TD00042) haukukubaliwa na hakuna deni. Kama ni kosa, piga simu au tuma WhatsApp kwa 0711 000 111.",
+    );
+  });
+
+  it("tells the payer of a rejected sign-up that their money was not credited", () => {
+    const held = { amountCents: 100_000, account: "TD00042" };
+    expect(renderSms("en", "payment_not_credited", held, { isp: "X", support: "0711 000 111" })).toBe(
+      "X: We received KES 1,000 for account TD00042, but its sign-up was not approved, so it was not credited. Please do not pay again: we will refund you. Questions: 0711 000 111.",
+    );
+    expect(renderSms("sw", "payment_not_credited", held, { isp: "X", support: "0711 000 111" })).toBe(
+      "X: Tumepokea KES 1,000 kwa akaunti TD00042, lakini usajili wake haukukubaliwa, kwa hivyo haikuwekwa kwenye akaunti. Tafadhali usilipe tena: tutakurudishia pesa. Maswali: 0711 000 111.",
     );
   });
 

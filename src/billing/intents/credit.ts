@@ -4,7 +4,9 @@ import { typedReference } from "../../db/schema/columns.ts";
 import { payments } from "../../db/schema/index.ts";
 import { normaliseAccountReference } from "../accounts.ts";
 import { audit } from "../audit.ts";
+import { closedAccount, closedAccountOutcome, keepQueuedForClosedAccount } from "../closed-accounts.ts";
 import { type Actor, type BillingContext, BillingError } from "../context.ts";
+import { lockCustomerMoney } from "../money-lock.ts";
 import { enqueueMessage } from "../outbox.ts";
 import { applyPaymentInTx, recordUncreditedPaymentInTx } from "../payments.ts";
 import { changePlanInTx } from "../plan-change.ts";
@@ -72,7 +74,7 @@ export async function creditQueuedMoney(
   actor: Actor,
   intent: IntentRow,
   paymentId: number,
-): Promise<{ paymentId: number | null; duplicate: boolean; outcome: Record<string, unknown> }> {
+): Promise<IntentCredit> {
   if (intent.purpose === "voucher" || intent.customerId === null) {
     const [claimed] = await tx
       .update(payments)
@@ -85,6 +87,11 @@ export async function creditQueuedMoney(
       .returning({ id: payments.id });
     if (!claimed || intent.purpose !== "voucher") return { paymentId, duplicate: true, outcome: {} };
     return { paymentId, duplicate: false, outcome: await deliverSale(tx, ctx, actor, intent, paymentId) };
+  }
+  const closed = await closedAccount(tx, await lockCustomerMoney(tx, [intent.customerId]), intent.customerId);
+  if (closed) {
+    await keepQueuedForClosedAccount(tx, ctx.clock.now(), closed, paymentId);
+    return { paymentId, duplicate: false, held: true, outcome: closedAccountOutcome(closed) };
   }
   const applied = await creditUnmatchedPaymentInTx(tx, ctx, actor, paymentId, intent.customerId);
   const outcome =
@@ -116,6 +123,14 @@ const moneyElsewhere = (): Record<string, unknown> => ({
   followUpCode: "money_elsewhere",
 });
 
+/** What crediting a push's money came to; `held`: it waits in the unmatched queue (a closed account). */
+export interface IntentCredit {
+  paymentId: number | null;
+  duplicate: boolean;
+  held?: boolean;
+  outcome: Record<string, unknown>;
+}
+
 /** Credits the payment and carries out what it was for, once per intent. */
 export async function creditIntent(
   tx: Executor,
@@ -123,7 +138,7 @@ export async function creditIntent(
   actor: Actor,
   intent: IntentRow,
   payment: { providerRef: string; amountCents: number; now: Date },
-): Promise<{ paymentId: number | null; duplicate: boolean; outcome: Record<string, unknown> }> {
+): Promise<IntentCredit> {
   if (intent.purpose === "voucher" || intent.customerId === null) {
     // A voucher is a sale, not a credit to an account (a walk-in buyer has none): the payment is
     // recorded without a ledger entry. Anything else without an account waits for an admin.
@@ -176,6 +191,13 @@ export async function creditIntent(
     phone: intent.phone,
     receivedAt: payment.now,
   });
+  if (applied.heldReason)
+    return {
+      paymentId: applied.paymentId,
+      duplicate: applied.duplicate,
+      held: true,
+      outcome: closedAccountOutcome({ holdReason: applied.heldReason }),
+    };
   const outcome =
     !applied.duplicate ||
     (await onAccount(

@@ -2,6 +2,7 @@ import { asc, sql } from "drizzle-orm";
 import { queryRows } from "../../db/client.ts";
 import { textArray } from "../../db/params.ts";
 import { paymentIntents } from "../../db/schema/index.ts";
+import { closedAccountOutcome } from "../closed-accounts.ts";
 import type { Actor, BillingContext } from "../context.ts";
 import { applyPaymentsInTx } from "../payments.ts";
 import { recordCallbackOutcomes } from "./callbacks.ts";
@@ -120,7 +121,11 @@ export async function settleStkResults(
       const at = now.toISOString();
       const rows = bulk.map(({ intent, receipt, result }, i) => {
         const credit = credits[i]!;
-        const status: SettleStatus = credit.duplicate ? "duplicate" : "credited";
+        const status: SettleStatus = credit.heldReason
+          ? "queued"
+          : credit.duplicate
+            ? "duplicate"
+            : "credited";
         outcomes[bulk[i]!.index] = {
           status,
           intentId: intent.id,
@@ -133,9 +138,11 @@ export async function settleStkResults(
           receipt,
           result_code: result.providerCode ?? null,
           result_desc: result.reason,
-          outcome: credit.restoredSubscriptionIds.length
-            ? { restoredSubscriptionIds: credit.restoredSubscriptionIds }
-            : {},
+          outcome: credit.heldReason
+            ? closedAccountOutcome({ holdReason: credit.heldReason })
+            : credit.restoredSubscriptionIds.length
+              ? { restoredSubscriptionIds: credit.restoredSubscriptionIds }
+              : {},
           checkout: result.checkoutRequestId,
           inbox_id: result.inboxId ?? null,
           body: result.raw ?? null,

@@ -308,7 +308,7 @@ export async function settlePaidIntent(
       settled_at = ${now.toISOString()}::timestamptz, updated_at = ${now.toISOString()}::timestamptz
     where id = ${intent.id}`);
   return {
-    status: credit.duplicate ? "duplicate" : "credited",
+    status: credit.held ? "queued" : credit.duplicate ? "duplicate" : "credited",
     intentId: intent.id,
     paymentId: credit.paymentId ?? undefined,
     intentStatus: "succeeded",

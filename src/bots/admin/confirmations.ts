@@ -211,6 +211,12 @@ async function run(
         providerRef: `tg-${token}`,
         amountCents: action.amountCents,
       });
+      // Cash in the admin's hand is not queued for a closed account: refused, nothing recorded.
+      if (result.heldReason)
+        throw new BillingError(
+          "account_closed",
+          `Not recorded: ${action.accountNumber}'s sign-up was rejected. Resubscribe it first, or give the cash back.`,
+        );
       if (result.duplicate) return `Already recorded: ${describe(action)}.`;
       const restored = result.restoredSubscriptionIds.length > 0 ? " Service restored." : "";
       return `✅ Recorded ${formatKes(action.amountCents)} cash for ${action.accountNumber}. Balance now ${formatKes(result.balanceCents)}.${restored}`;

@@ -149,6 +149,8 @@ export const en = {
     "{isp}: We received {amountCents} (M-Pesa {receipt}) for account {account}. Balance: {balanceCents}. Thank you.",
   "sms.payment_received_plain":
     "{isp}: We received {amountCents} for account {account}. Balance: {balanceCents}. Thank you.",
+  "sms.payment_not_credited":
+    "{isp}: We received {amountCents} for account {account}, but its sign-up was not approved, so it was not credited. Please do not pay again: we will refund you. Questions: {support}.",
   "sms.payment_failed":
     "{isp}: Your payment of {amountCents} did not go through ({reason}). Dial the menu to try again.",
   "sms.payment_failed_other":

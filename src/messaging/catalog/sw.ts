@@ -146,6 +146,8 @@ export const sw: Record<MessageKey, string> = {
     "{isp}: Tumepokea {amountCents} (M-Pesa {receipt}) kwa akaunti {account}. Salio: {balanceCents}. Asante.",
   "sms.payment_received_plain":
     "{isp}: Tumepokea {amountCents} kwa akaunti {account}. Salio: {balanceCents}. Asante.",
+  "sms.payment_not_credited":
+    "{isp}: Tumepokea {amountCents} kwa akaunti {account}, lakini usajili wake haukukubaliwa, kwa hivyo haikuwekwa kwenye akaunti. Tafadhali usilipe tena: tutakurudishia pesa. Maswali: {support}.",
   "sms.payment_failed":
     "{isp}: Malipo yako ya {amountCents} hayakufaulu ({reason}). Piga menyu ujaribu tena.",
   "sms.payment_failed_other":

@@ -1,6 +1,7 @@
 import { asc, eq } from "drizzle-orm";
 import { Composer, type Context } from "grammy";
 import type { InlineKeyboardButton } from "grammy/types";
+import { BillingError } from "../../../billing/context.ts";
 import {
   approveSignup,
   countPendingSignups,
@@ -60,10 +61,18 @@ confirmable("signup_reject", {
   describe: (a) => `reject the sign-up of ${(a as RejectAction).accountNumber}`,
   async run(ctx, admin, a) {
     const action = a as RejectAction;
-    await rejectSignup(ctx, adminActor(admin.telegramId), {
-      subscriptionId: action.subscriptionId,
-      reason: "sign-up rejected from the admin chat",
-    });
+    try {
+      await rejectSignup(ctx, adminActor(admin.telegramId), {
+        subscriptionId: action.subscriptionId,
+        reason: "sign-up rejected from the admin chat",
+      });
+    } catch (error) {
+      if (!(error instanceof BillingError) || error.code !== "signup_has_money") throw error;
+      throw new BillingError(
+        error.code,
+        `${error.message} (/adjust ${action.accountNumber} -<amount> <reason>)`,
+      );
+    }
     return `✅ Rejected ${action.accountNumber}: the sign-up is cancelled (nothing owed) and the person is told.`;
   },
 });
