@@ -46,9 +46,16 @@ type CustomerRow = Pick<
   "id" | "accountNumber" | "phone" | "language" | "status"
 >;
 
+/**
+ * Whether an account is closed to payments, as a screen shows it (no lock: a payment decides again
+ * under its money lock).
+ */
+export const isClosedToPayments = (customer: Pick<CustomerRow, "status">): boolean =>
+  customer.status === "inactive";
+
 /** Whether a customer row read with its money lock (`lockCustomerByAccount`) is closed to payments. */
 export function closedAccountOfLocked(customer: CustomerRow): ClosedAccount | null {
-  if (customer.status !== "inactive") return null;
+  if (!isClosedToPayments(customer)) return null;
   return {
     customerId: customer.id,
     accountNumber: customer.accountNumber,

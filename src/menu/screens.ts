@@ -112,6 +112,8 @@ const payScreen: Screen = {
   async body(ctx) {
     if (!ctx.user.customer) return end([ctx.t("menu.notCustomer")]);
     const a = await account(ctx);
+    // Money paid to it would wait for an admin to give it back: better not asked for.
+    if (a.closed) return end([ctx.t("menu.pay.closed", { account: a.accountNumber })]);
     if (a.amountDueCents > 0) {
       const due = mpesaAmountCents(a.amountDueCents);
       return {

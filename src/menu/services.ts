@@ -1,5 +1,6 @@
 import { and, asc, eq, sql } from "drizzle-orm";
 import { getAccountSummary } from "../billing/accounts.ts";
+import { isClosedToPayments } from "../billing/closed-accounts.ts";
 import { type Actor, type BillingContext, BillingError } from "../billing/context.ts";
 import { onceUnderKey } from "../billing/idempotency.ts";
 import {
@@ -157,6 +158,7 @@ export function createMenuServices(ctx: BillingContext, options: MenuServiceOpti
         lastPayment: s.lastPayment
           ? { amountCents: s.lastPayment.amountCents, receivedAt: s.lastPayment.receivedAt }
           : null,
+        closed: isClosedToPayments(s.customer),
       };
     },
 

@@ -49,6 +49,8 @@ export interface AccountView {
   balanceCents: number;
   amountDueCents: number;
   lastPayment: { amountCents: number; receivedAt: Date } | null;
+  /** The account's sign-up was rejected: money paid to it is not credited (closed-accounts.ts). */
+  closed?: boolean;
 }
 
 export interface QuoteView {

@@ -1,5 +1,6 @@
 import { and, eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { rejectSignup } from "../../src/billing/signups.ts";
 import { FakeClock } from "../../src/clock.ts";
 import { loadConfig } from "../../src/config.ts";
 import { type Database, queryRows } from "../../src/db/client.ts";
@@ -11,7 +12,7 @@ import {
   routers,
   subscriptions,
 } from "../../src/db/schema/index.ts";
-import { billingContext, createPlan, uniquePhone } from "../support/billing.ts";
+import { admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
 import { choose, startUssdWorld, type UssdWorld } from "./world.ts";
 
@@ -203,6 +204,30 @@ describe("self sign-up over USSD", () => {
     // A good name after a bad one goes on to the areas.
     expect(await ussd(`${path}*12345*Wanjiku Kamau`)).toMatch(/^CON Choose your area:/);
     expect(await database.db.select().from(customers).where(eq(customers.phone, phone))).toEqual([]);
+  });
+});
+
+describe("a rejected sign-up dialling the menu", () => {
+  it("is told no payment is taken, and no prompt is sent", async () => {
+    const phone = uniquePhone();
+    const ussd = world.dial(phone);
+    const path = await choose(ussd, "2", planItem());
+    await ussd(`${path}*Juma Otieno*1*1`);
+    const [customer] = await database.db.select().from(customers).where(eq(customers.phone, phone));
+    const [subscription] = await database.db
+      .select()
+      .from(subscriptions)
+      .where(eq(subscriptions.customerId, customer!.id));
+    const { ctx } = billingContext(database.db, clock);
+    await rejectSignup(ctx, admin, { subscriptionId: subscription!.id, reason: "area not served" });
+
+    const again = world.dial(phone);
+    expect(await again("")).toMatch(/\n2\. Pay\n/);
+    const before = await snapshot();
+    expect(await again("2")).toBe(
+      `END The sign-up of account ${customer!.accountNumber} was not approved, so nothing is owed and it takes no payments. To get connected, call or WhatsApp 0700 123 456.`,
+    );
+    expect(await snapshot()).toBe(before);
   });
 });
 

@@ -56,6 +56,8 @@ export const en = {
   "menu.voucher.confirm": "Buy this voucher with M-Pesa {phone}?",
   "menu.voucher.sent":
     "Enter your M-Pesa PIN on the prompt to pay {amountCents}. Your voucher code will be sent to you.",
+  "menu.pay.closed":
+    "The sign-up of account {account} was not approved, so nothing is owed and it takes no payments. To get connected, call or WhatsApp {support}.",
   "menu.voucher.foreignPhone":
     "Vouchers are paid with M-Pesa from a phone number from {countries}, and the number you are using here is not one. Connect to the hotspot's Wi-Fi to buy one on its page.",
   "menu.voucher.mine": "My voucher codes",

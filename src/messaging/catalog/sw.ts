@@ -53,6 +53,8 @@ export const sw: Record<MessageKey, string> = {
   "menu.voucher.none": "Hakuna vocha za hotspot zinazouzwa sasa. Tafadhali jaribu baadaye.",
   "menu.voucher.confirm": "Nunua vocha hii kwa M-Pesa {phone}?",
   "menu.voucher.sent": "Ingiza PIN yako ya M-Pesa ili kulipa {amountCents}. Utatumiwa nambari ya vocha.",
+  "menu.pay.closed":
+    "Usajili wa akaunti {account} haukukubaliwa, kwa hivyo hakuna deni na haipokei malipo. Kujiunga, piga simu au tuma WhatsApp {support}.",
   "menu.voucher.foreignPhone":
     "Vocha hulipwa kwa M-Pesa kutoka nambari ya simu ya {countries}, na nambari unayotumia hapa si mojawapo. Unganisha kwenye Wi-Fi ya hotspot ununue vocha kwenye ukurasa wake.",
   "menu.voucher.mine": "Vocha zangu",
