@@ -20,8 +20,10 @@ export function reminderSteps(offsetsDays: number[]): { step: string; days: numb
  * subscriber guessing what to pay (a payment goes to the account's bills oldest due first anyway).
  * The rule: the SMS names the earliest due date among the invoices whose step is sent now, and the
  * sum of what is still open (amount less what is allocated to it, as one invoice's reminder said)
- * on every invoice dunning follows that is due by that date. An invoice due later is left out of
- * that amount, its step taken all the same: its next step names it.
+ * on every invoice dunning follows that is due by the end of that day, in the ISP's time zone (the
+ * SMS names a day: two subscriptions renewing hours apart are both in it). An invoice due on a later
+ * day is left out of that amount, its step taken all the same: its next step names it (only a job
+ * stopped for a day could let a later day's last step go by unnamed).
  */
 export async function sendRemindersInTx(tx: Executor, ctx: BillingContext, _actor: Actor) {
   const now = ctx.clock.now();
@@ -58,18 +60,20 @@ export async function sendRemindersInTx(tx: Executor, ctx: BillingContext, _acto
       on conflict (invoice_id, step) do nothing
       returning invoice_id, step, sent
     ),
-    -- Per customer, the earliest due of the invoices whose step is sent now: the date the SMS names.
+    -- Per customer, the earliest due of the invoices whose step is sent now: the day the SMS names.
     reminders as (
       select distinct on (c.customer_id) c.customer_id, c.invoice_id, c.step, c.days, c.due_at
       from taken t join candidates c on c.invoice_id = t.invoice_id and c.step = t.step
       where t.sent = 1
       order by c.customer_id, c.due_at, c.invoice_id
     ),
-    -- An invoice dunning follows that is due by that date has a step due already (its first step is
-    -- no later than the reminder's), so it is among the candidates, once with latest = 1.
+    -- An invoice dunning follows that is due by the end of that day has a step due already (its
+    -- first step is no later than the reminder's), so it is among the candidates, once with latest = 1.
     owed as (
       select r.customer_id, sum(c.outstanding) as amount
-      from reminders r join candidates c on c.customer_id = r.customer_id and c.latest = 1 and c.due_at <= r.due_at
+      from reminders r
+      join candidates c on c.customer_id = r.customer_id and c.latest = 1
+        and (c.due_at at time zone ${ctx.settings.timezone})::date <= (r.due_at at time zone ${ctx.settings.timezone})::date
       group by r.customer_id
     ),
     messages as (

@@ -5,9 +5,16 @@ import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { changePlan } from "../../src/billing/plan-change.ts";
 import { setCustomerLanguage } from "../../src/billing/preferences.ts";
+import { randomPassword, startSubscriptionInTx } from "../../src/billing/subscriptions.ts";
 import { DAY, FakeClock, HOUR } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
-import { invoices, messageOutbox } from "../../src/db/schema/index.ts";
+import {
+  customers,
+  dunningSteps,
+  invoices,
+  messageOutbox,
+  subscriptions,
+} from "../../src/db/schema/index.ts";
 import { type Language, renderSms } from "../../src/messaging/render.ts";
 import { activeSubscriber, admin, billingContext, createPlan, job } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
@@ -143,5 +150,70 @@ describe("reminders with a top-up and the renewal both open", () => {
     // The renewal and its top-up, and the charge still unpaid from before.
     const dayBefore = await remindAt(due - DAY + HOUR);
     expect(dayBefore.slice(2).map((m) => m.text)).toEqual([texts.en("KES 3,097", account, "4 Sep 2026", 1)]);
+  });
+
+  it("two subscriptions renewing an hour apart: each step's one SMS asks for both", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-08-02T08:00:00Z"));
+    const first = await createPlan(database.db, { priceCents: 150_000 });
+    const second = await createPlan(database.db, { priceCents: 200_000 });
+    const { customer, subscription: sub1 } = await activeSubscriber(ctx, first.id);
+
+    // The second subscription, an hour later, paid.
+    clock.set(new Date(Date.parse("2026-08-02T09:00:00Z")));
+    const [row] = await database.db.select().from(customers).where(eq(customers.id, customer.id));
+    const started = await database.db.transaction((tx) =>
+      startSubscriptionInTx(tx, ctx, admin, row!, second, {
+        routerId: null,
+        networkUsername: `${customer.accountNumber.toLowerCase()}-2`,
+        networkPassword: randomPassword(),
+      }),
+    );
+    await applyPayment(ctx, admin, {
+      customerId: customer.id,
+      method: "cash",
+      provider: "cash",
+      providerRef: `second-${customer.id}`,
+      amountCents: 200_000,
+    });
+    const [sub2] = await database.db
+      .select()
+      .from(subscriptions)
+      .where(eq(subscriptions.id, started.subscription.id));
+    expect(sub2!.status).toBe("active");
+
+    const due1 = sub1.currentPeriodEnd.getTime();
+    const due2 = sub2!.currentPeriodEnd.getTime();
+    expect(due2 - due1).toBe(HOUR);
+
+    clock.set(new Date(due1 - 4 * DAY + 2 * HOUR));
+    await issueRecurringInvoices(ctx, job);
+    const open = await database.db
+      .select()
+      .from(invoices)
+      .where(and(eq(invoices.customerId, customer.id), eq(invoices.status, "open")));
+    expect(open.map((i) => i.amountCents).sort()).toEqual([150_000, 200_000]);
+
+    // The daily reminder run, at midday.
+    for (const offset of [-3 * DAY, -DAY, 0]) {
+      clock.set(new Date(due1 + offset + 2 * HOUR));
+      await sendReminders(ctx, job);
+    }
+    const sent = await database.db
+      .select()
+      .from(messageOutbox)
+      .where(and(eq(messageOutbox.recipient, customer.phone), eq(messageOutbox.template, "invoice_reminder")))
+      .orderBy(asc(messageOutbox.id));
+    const amounts = sent.map((m) => (m.params as { amountCents: number }).amountCents);
+    expect(amounts.length).toBe(3);
+    // The later bill's every step is on record as sent: each went in the one SMS of its run.
+    const later = open.find((i) => i.amountCents === 200_000)!;
+    const steps = await database.db.select().from(dunningSteps).where(eq(dunningSteps.invoiceId, later.id));
+    expect(steps.map((s) => [s.step, s.sent]).sort()).toEqual([
+      ["remind:-1d", 1],
+      ["remind:-3d", 1],
+      ["remind:0d", 1],
+    ]);
+    // Both bills fall due on the day the SMS names: what is owed that day is 3,500, at every step.
+    expect(amounts).toEqual([350_000, 350_000, 350_000]);
   });
 });
