@@ -1,3 +1,4 @@
+import { Cron } from "croner";
 import { z } from "zod";
 import type { BillingSettings } from "./billing/context.ts";
 import { isCountryCode } from "./lib/phone.ts";
@@ -9,9 +10,29 @@ import { type Mode, resolveMode } from "./mode.ts";
 const bool = z
   .enum(["true", "false", "1", "0", "yes", "no"])
   .transform((v) => v === "true" || v === "1" || v === "yes");
+/** A zone name the runtime knows (`Africa/Nairobi`): dates of bills and SMS are counted in it. */
+function isTimeZone(name: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en", { timeZone: name });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A schedule croner reads (five or six cron fields); given no function, croner only parses it. */
+function isCronPattern(pattern: string): boolean {
+  try {
+    new Cron(pattern).stop();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const csvIntegers = z
   .string()
-  .regex(/^-?\d+(,-?\d+)*$/, "a comma-separated list of whole numbers")
+  .regex(/^-?d+(,-?d+)*$/, "a comma-separated list of whole numbers")
   .transform((v) => v.split(",").map(Number));
 
 /**
@@ -91,7 +112,7 @@ const schema = z.object({
     .string()
     .refine(isSecretKey, "must be 32 bytes, as 64 hex digits or base64 (openssl rand -hex 32)")
     .optional(),
-  TIMEZONE: z.string().default("Africa/Nairobi"),
+  TIMEZONE: z.string().refine(isTimeZone, "a time zone name, e.g. Africa/Nairobi").default("Africa/Nairobi"),
   /** Public base URL of this service, used to build callback URLs handed to Daraja. */
   PUBLIC_URL: z.string().url().optional(),
   ISP_NAME: z.string().default("Tandao Net"),
@@ -244,7 +265,10 @@ const schema = z.object({
     { name: "Zimmerman", routerId: null },
   ]),
   /** When the routers are compared with the database and repaired (croner pattern). */
-  RECONCILE_CRON: z.string().default("*/15 * * * *"),
+  RECONCILE_CRON: z
+    .string()
+    .refine(isCronPattern, "a cron schedule of 5 or 6 fields, e.g. */15 * * * *")
+    .default("*/15 * * * *"),
   /** Delivery attempts of one provisioning command before it is given up (and the admin alerted). */
   PROVISIONING_MAX_ATTEMPTS: z.coerce.number().int().min(1).default(8),
   ROUTER_COMMAND_TIMEOUT_MS: z.coerce.number().int().min(100).default(10_000),

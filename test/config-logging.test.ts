@@ -17,6 +17,14 @@ describe("configuration", () => {
     expect(() => loadConfig({ PORT: "eighty" })).toThrow(/PORT/);
     expect(() => loadConfig({ DATABASE_URL: "not a url" })).toThrow(/DATABASE_URL/);
     expect(() => loadConfig({ DUNNING_REMINDER_DAYS: "-3,soon" })).toThrow(/DUNNING_REMINDER_DAYS/);
+    expect(() => loadConfig({ TIMEZONE: "Nairobi" })).toThrow(/TIMEZONE.*time zone name/s);
+    expect(() => loadConfig({ RECONCILE_CRON: "every 15 minutes" })).toThrow(
+      /RECONCILE_CRON.*cron schedule/s,
+    );
+    expect(loadConfig({ TIMEZONE: "Africa/Kampala", RECONCILE_CRON: "0 */2 * * *" })).toMatchObject({
+      TIMEZONE: "Africa/Kampala",
+      RECONCILE_CRON: "0 */2 * * *",
+    });
   });
 
   it("sends callbacks back to this process's port unless a public URL is set", () => {
