@@ -67,7 +67,7 @@ describe("the command line", () => {
       ]),
     ).toEqual([expect.stringMatching(/^plan home-10 created/)]);
     expect((await run(["plans", "list"])).join("\n")).toContain(
-      "home-10\tpppoe\tHome 10\tKES 2,500 / 1 months\t5M/10M",
+      "home-10\tpppoe\tHome 10\tKES 2,500 / 1 month\t5M/10M",
     );
 
     await run(["plans", "edit", "home-10", "--price", "2800", "--speed", "8M/15M"]);
@@ -252,7 +252,7 @@ describe("npm run cli", () => {
         "2M/4M",
       ]);
       await cli(["admins", "add", "424242", "owner", "Wanjiru"]);
-      expect((await cli(["plans", "list"])).stdout).toContain("day-1\thotspot\tDay\tKES 50 / 1 days\t2M/4M");
+      expect((await cli(["plans", "list"])).stdout).toContain("day-1\thotspot\tDay\tKES 50 / 1 day\t2M/4M");
       const refused = await cli(["plans", "edit", "day-1", "--price", "abc"]).catch(
         (error: { code: number; stderr: string }) => error,
       );

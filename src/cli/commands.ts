@@ -18,6 +18,7 @@ import { addAdminInTx, isRole, listAdmins, removeAdminInTx } from "../bots/admin
 import { type PeriodUnit, type PlanKind, plans } from "../db/schema/index.ts";
 import { checkPhone } from "../lib/phone.ts";
 import type { SecretBox } from "../lib/secret-box.ts";
+import { validityText } from "../menu/plan-text.ts";
 import { RouterPool } from "../network/pool.ts";
 import { type RouterReconcileReport, reconcileAll, reconcileRouter } from "../network/reconcile.ts";
 import { addRouterAudited, findRouterByName, listRouters } from "../network/routers.ts";
@@ -101,7 +102,7 @@ export async function runCommand(cli: CliContext, actor: Actor, argv: string[], 
     case "plans list": {
       for (const p of await listPlans(ctx.db))
         io.out(
-          `${p.code}\t${p.kind}\t${p.name}\t${formatKes(p.priceCents)} / ${p.periodCount} ${p.periodUnit}\t${p.rateLimit}${p.active ? "" : "\t(inactive)"}`,
+          `${p.code}\t${p.kind}\t${p.name}\t${formatKes(p.priceCents)} / ${validityText(p)}\t${p.rateLimit}${p.active ? "" : "\t(inactive)"}`,
         );
       return;
     }
