@@ -3,7 +3,7 @@
  * parameters), kept through every step so the page can finally log the device in.
  */
 export interface HotspotVars {
-  /** `$(link-login-only)`: where the page posts username, password and dst. */
+  /** `$(link-login-only)`: where the page sends username, password and dst. */
   linkLoginOnly: string;
   /** `$(link-orig)`: where the person was going. */
   dst: string;
@@ -38,8 +38,8 @@ export function readHotspotVars(source: Record<string, unknown>): HotspotVars {
 }
 
 /**
- * The hotspot login URL the page may post credentials to, or null. Only a plain `http(s)` URL whose
- * path is the hotspot's `/login`, without user info: a link that points the form elsewhere would
+ * The hotspot login URL the page may send credentials to, or null. Only a plain `http(s)` URL whose
+ * path is the hotspot's `/login`, without user info: a link that points the login elsewhere would
  * hand someone else the code the buyer paid for.
  */
 export function safeLoginUrl(value: string): string | null {
@@ -52,6 +52,23 @@ export function safeLoginUrl(value: string): string | null {
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") return null;
   if (url.username || url.password || url.pathname !== "/login") return null;
+  return url.toString();
+}
+
+/**
+ * The hotspot login address carrying the credentials in its query, for a plain page load. The portal
+ * is served over HTTPS and the hotspot's login address is usually plain http: Chromium stops a form
+ * submitted from one to the other at its full-page "not secure" warning, but not a link or a
+ * redirect. MikroTik's `/login` takes username, password and dst by GET as it does by POST.
+ */
+export function hotspotLoginHref(
+  loginUrl: string,
+  login: { username: string; password: string; dst: string },
+): string {
+  const url = new URL(loginUrl);
+  url.searchParams.set("username", login.username);
+  url.searchParams.set("password", login.password);
+  if (login.dst) url.searchParams.set("dst", login.dst);
   return url.toString();
 }
 

@@ -1,8 +1,8 @@
 /**
  * The `login.html` an admin uploads to the router's hotspot folder (Files → hotspot/login.html,
  * replacing the router's own). The router fills in the `$(…)` variables and the page sends the
- * browser on to the portal, which keeps them and logs the device in by posting to
- * `$(link-login-only)`. Without JavaScript a button does the same.
+ * browser on to the portal, which keeps them and logs the device in by opening
+ * `$(link-login-only)` with the credentials. Without JavaScript a button does the same.
  */
 export function hotspotLoginHtml(options: { portalUrl: string; ispName: string }): string {
   const action = escapeAttribute(options.portalUrl);

@@ -2,7 +2,7 @@ import { html, raw } from "hono/html";
 import type { HtmlEscapedString } from "hono/utils/html";
 import { formatKes } from "../billing/money.ts";
 import type { PortalTheme } from "./colours.ts";
-import { type HotspotVars, hotspotParams, hotspotQuery, safeLoginUrl } from "./hotspot.ts";
+import { type HotspotVars, hotspotLoginHref, hotspotParams, hotspotQuery, safeLoginUrl } from "./hotspot.ts";
 import type { PlanCard, PortalStatus } from "./service.ts";
 import { catalogFor, type PortalLanguage, pt } from "./text.ts";
 
@@ -51,7 +51,7 @@ fieldset{border:0;margin:0;padding:0}legend{font-weight:700;font-size:1.1rem;col
 label.field{display:block;font-weight:600;margin:14px 0 4px}
 input[type=tel],input[type=text]{width:100%;font-size:1.1rem;padding:10px;border:2px solid ${t.muted};border-radius:8px;color:${t.text};background:${t.background}}
 .hint{color:${t.muted};font-size:.9rem;margin:4px 0 0}
-button{display:block;width:100%;margin:14px 0 0;padding:12px;font-size:1.1rem;font-weight:700;border:0;border-radius:8px;background:${t.brand};color:${t.onBrand};cursor:pointer}
+button,a.button{display:block;width:100%;margin:14px 0 0;padding:12px;font-size:1.1rem;font-weight:700;border:0;border-radius:8px;background:${t.brand};color:${t.onBrand};cursor:pointer;text-align:center;text-decoration:none}
 button[disabled]{opacity:.7}
 .error{background:${t.errorBackground};color:${t.error};border-radius:8px;padding:8px 10px;margin:10px 0 0}
 .box{background:${t.card};border-radius:10px;padding:12px;margin:12px 0}
@@ -72,13 +72,17 @@ function say(id,text){var e=$(id);e.textContent=text||"";e.hidden=!text}
 function newKey(){var a=new Uint8Array(16);crypto.getRandomValues(a);return Array.prototype.map.call(a,function(b){return("0"+b.toString(16)).slice(-2)}).join("")}
 function post(path,body){return fetch(D.base+path,{method:"POST",headers:{"content-type":"application/json","accept":"application/json"},body:JSON.stringify(body)}).then(function(r){return r.json().catch(function(){return{}}).then(function(b){return{ok:r.ok,body:b}})})}
 var buy=$("buy"),payBtn=$("pay"),busy=false,timer=null;
+function loginHref(user,pass){
+  var u=new URL(D.login);u.searchParams.set("username",user);u.searchParams.set("password",pass);
+  if(D.dst){u.searchParams.set("dst",D.dst)}
+  return u.href;
+}
 function login(user,pass){
   $("code").textContent=user;show("done",true);
-  var f=$("login");
-  if(!f){return}
-  f.elements.username.value=user;f.elements.password.value=pass;
-  show("login",true);
-  f.submit();
+  var a=$("login");
+  if(!a||!D.login){return}
+  a.href=loginHref(user,pass);show("login",true);
+  location.assign(a.href);
 }
 function poll(token,started){
   fetch(D.base+"/status/"+encodeURIComponent(token)+"?lang="+D.lang,{headers:{accept:"application/json"}})
@@ -138,6 +142,8 @@ export function renderPortalPage(m: PageModel): HtmlEscapedString | Promise<Html
     base: m.base,
     text: catalogFor(m.language),
     hotspot: { mac: m.hotspot.mac },
+    login: loginUrl,
+    dst: m.hotspot.dst,
     token,
     pollMs: m.pollMs,
     readyWaitMs: 30_000,
@@ -202,12 +208,7 @@ ${hotspotFields}
 <p>${t("paid.code", { code: "" })}<span class="code" id="code">${credentials?.username ?? ""}</span></p>
 ${
   loginUrl
-    ? html`<form id="login" method="post" action="${loginUrl}"${credentials ? "" : raw(" hidden")}>
-<input type="hidden" name="username" value="${credentials?.username ?? ""}">
-<input type="hidden" name="password" value="${credentials?.password ?? ""}">
-${hidden("dst", m.hotspot.dst)}
-<button type="submit">${t("paid.login")}</button>
-</form>`
+    ? html`<a id="login" class="button" href="${credentials ? hotspotLoginHref(loginUrl, { ...credentials, dst: m.hotspot.dst }) : loginUrl}"${credentials ? "" : raw(" hidden")}>${t("paid.login")}</a>`
     : ""
 }
 </section>

@@ -4,21 +4,24 @@ import { Hono } from "hono";
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type BillingContext, defaultBillingSettings } from "../../src/billing/context.ts";
+import { createVoucherBatch, markVouchersSold } from "../../src/billing/vouchers.ts";
 import { systemClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { vouchers } from "../../src/db/schema/index.ts";
 import { emulatedRouter, networkStack, waitFor } from "../network/support.ts";
 import { freshPhone, type Harness, startHarness } from "../payments/harness.ts";
 import { expectAccessible } from "../support/accessibility.ts";
-import { count } from "../support/billing.ts";
+import { admin, count } from "../support/billing.ts";
 import { launchChromium, phonePage, SHOTS } from "../support/browser.ts";
 import { createTestDatabase } from "../support/db.ts";
-import { hotspotPlans, listen, portalApp } from "./world.ts";
+import { hotspotPlans, listen, listenHttps, portalApp } from "./world.ts";
 
 /**
  * The captive portal in a real browser (Debian's chromium through playwright-core, at phone size):
  * a package is bought, the M-Pesa prompt approved in the Daraja fake, the provisioning worker puts
- * the voucher on an emulated RouterOS, and the page logs in by posting to a fake hotspot login URL.
+ * the voucher on an emulated RouterOS, and the page logs in at a fake hotspot login URL. As in
+ * production, the portal is served over HTTPS (`wifi.test`) and the hotspot's login address is plain
+ * http (`hotspot.lan`), both names resolved to this machine by Chromium.
  */
 
 let database: Database;
@@ -26,16 +29,19 @@ let browser: Browser;
 let harness: Harness;
 let stack: ReturnType<typeof networkStack>;
 let router: Awaited<ReturnType<typeof emulatedRouter>>;
-let portal: { url: string; close(): Promise<void> };
+let ctx: BillingContext;
+let portal: { port: number; close(): Promise<void> };
 let hotspot: { url: string; close(): Promise<void> };
 let plans: Awaited<ReturnType<typeof hotspotPlans>>;
 let dispatching: ReturnType<typeof setInterval>;
 const logins: Record<string, string>[] = [];
 
 beforeAll(async () => {
-  browser = await launchChromium();
+  browser = await launchChromium([
+    "--host-resolver-rules=MAP wifi.test 127.0.0.1, MAP hotspot.lan 127.0.0.1",
+  ]);
   database = await createTestDatabase();
-  const ctx: BillingContext = { db: database.db, clock: systemClock, settings: defaultBillingSettings };
+  ctx = { db: database.db, clock: systemClock, settings: defaultBillingSettings };
   plans = await hotspotPlans(database.db);
   router = await emulatedRouter(database.db, "kiosk");
   stack = networkStack(database.db, systemClock, { worker: { pollMs: 100 } });
@@ -53,11 +59,11 @@ beforeAll(async () => {
         busy = false;
       });
   }, 100);
-  portal = await listen(portalApp(ctx, { limits: { promptsPerWindow: 1 }, pollMs: 300 }));
-  // The hotspot's own login URL: records what the page posted, as the router would receive it.
+  portal = await listenHttps(portalApp(ctx, { limits: { promptsPerWindow: 1 }, pollMs: 300 }), "wifi.test");
+  // The hotspot's own login URL: records the login the page sent, as the router would receive it.
   const fakeHotspot = new Hono();
-  fakeHotspot.post("/login", async (c) => {
-    const form = (await c.req.parseBody()) as Record<string, string>;
+  fakeHotspot.get("/login", async (c) => {
+    const form = c.req.query();
     logins.push(form);
     return c.html(
       `<!DOCTYPE html><html lang="en"><head><meta name="viewport" content="width=device-width, initial-scale=1"><title>Hotspot</title></head><body><h1>You are logged in</h1><p>User ${form.username}</p></body></html>`,
@@ -79,18 +85,21 @@ afterAll(async () => {
 
 function portalUrl(lang?: "sw") {
   const query = new URLSearchParams({
-    "link-login-only": `${hotspot.url}/login`,
+    "link-login-only": `http://hotspot.lan:${new URL(hotspot.url).port}/login`,
     dst: "http://example.com/news",
     mac: "AA:BB:CC:00:11:22",
     ip: "10.5.50.23",
   });
   if (lang) query.set("lang", lang);
-  return `${portal.url}/portal/kiosk?${query}`;
+  return `https://wifi.test:${portal.port}/portal/kiosk?${query}`;
 }
 
+/** A phone's page that accepts the portal's certificate, made for this run. */
+const openPage = () => phonePage(browser, { ignoreHTTPSErrors: true });
+
 describe("the captive portal in a phone's browser", () => {
-  it("buys a package, is approved in the fake, and logs in with a hotspot user that is on the router", async () => {
-    const page = await phonePage(browser);
+  it("buys a package, is approved in the fake, and logs in at the hotspot's http address with a hotspot user that is on the router", async () => {
+    const page = await openPage();
     const phone = freshPhone();
     try {
       await page.goto(portalUrl());
@@ -108,7 +117,9 @@ describe("the captive portal in a phone's browser", () => {
       await page.screenshot({ path: join(SHOTS, "portal-waiting.png"), fullPage: true });
 
       await waitFor(() => logins.length > 0, 30_000, 100);
+      // Reached from the https portal, without Chromium's "not secure" form warning in between.
       await page.getByRole("heading", { name: "You are logged in" }).waitFor();
+      expect(page.url()).toMatch(/^http:\/\/hotspot\.lan:\d+\/login\?/);
       await page.screenshot({ path: join(SHOTS, "portal-logged-in.png"), fullPage: true });
 
       expect(
@@ -128,7 +139,7 @@ describe("the captive portal in a phone's browser", () => {
     }
 
     // The same phone again within the limit window (one prompt per window here): refused, and said so.
-    const again = await phonePage(browser);
+    const again = await openPage();
     try {
       await again.goto(portalUrl());
       await again.getByLabel(/1 Hour/).check();
@@ -147,7 +158,7 @@ describe("the captive portal in a phone's browser", () => {
   }, 90_000);
 
   it("refuses a foreign number with a clear message, in Kiswahili too", async () => {
-    const page = await phonePage(browser);
+    const page = await openPage();
     try {
       await page.goto(portalUrl("sw"));
       await expectAccessible(page, "sw");
@@ -180,8 +191,15 @@ describe("the captive portal in a phone's browser", () => {
     }
   }, 60_000);
 
-  it("says when a printed code is not valid", async () => {
-    const page = await phonePage(browser);
+  it("says when a printed code is not valid, and connects with a valid one", async () => {
+    const page = await openPage();
+    const batch = await createVoucherBatch(ctx, admin, {
+      planId: plans.hour.id,
+      quantity: 1,
+      routerId: router.routerId,
+    });
+    await markVouchersSold(ctx, admin, { codes: batch.codes });
+    const code = batch.codes[0]!;
     try {
       await page.goto(portalUrl());
       await page.getByLabel("Voucher code").fill("ABCD-EFGH");
@@ -191,6 +209,13 @@ describe("the captive portal in a phone's browser", () => {
         .toBe("That code is not valid. Check it and try again.");
       await expectAccessible(page, "en");
       await page.locator("#voucher").screenshot({ path: join(SHOTS, "portal-voucher-error.png") });
+
+      await page.getByLabel("Voucher code").fill(code);
+      await page.getByRole("button", { name: "Connect with code" }).click();
+      await page.getByRole("heading", { name: "You are logged in" }).waitFor();
+      expect(logins.filter((l) => l.username === code)).toEqual([
+        { username: code, password: code, dst: "http://example.com/news" },
+      ]);
     } finally {
       await page.context().close();
     }

@@ -57,7 +57,7 @@ describe("the portal page", () => {
     expect(page).toContain('<label class="field" for="phone">M-Pesa phone number</label>');
     expect(page).toContain('name="link-login-only" value="http://10.5.50.1/login"');
     expect(page).toContain('name="mac" value="AA:BB:CC:00:11:22"');
-    expect(page).toContain('action="http://10.5.50.1/login"');
+    expect(page).toContain('<a id="login" class="button" href="http://10.5.50.1/login" hidden>');
     // The language switch keeps the hotspot's variables.
     expect(page).toMatch(/href="\/portal\/[^"]+\?link-login-only=[^"]*lang=sw" hreflang="sw"/);
   });
@@ -85,7 +85,7 @@ describe("the portal page", () => {
     expect(page).toContain("&lt;script&gt;x&lt;/script&gt;");
   });
 
-  it("posts credentials only to a hotspot login URL", () => {
+  it("sends credentials only to a hotspot login URL", () => {
     expect(safeLoginUrl("http://10.5.50.1/login")).toBe("http://10.5.50.1/login");
     expect(safeLoginUrl("https://hotspot.example.net/login")).toBe("https://hotspot.example.net/login");
     expect(safeLoginUrl("javascript:alert(1)")).toBeNull();
@@ -391,6 +391,36 @@ describe("the voucher box", () => {
       .from(vouchers)
       .where(and(eq(vouchers.code, unsold)));
     expect(row!.status).toBe("available");
+  });
+
+  it("without JavaScript, connects a printed code by a link to the hotspot's login address, not a form", async () => {
+    const { ctx } = billingContext(database.db);
+    const router = await routerRow(database.db);
+    const app = portalApp(ctx);
+    const batch = await createVoucherBatch(ctx, admin, {
+      planId: plans.hour.id,
+      quantity: 1,
+      routerId: router.id,
+    });
+    await markVouchersSold(ctx, admin, { codes: batch.codes });
+    const code = batch.codes[0]!;
+    const res = await app.request(`/portal/${router.name}/voucher`, {
+      method: "POST",
+      body: new URLSearchParams({
+        code,
+        lang: "en",
+        "link-login-only": "http://10.5.50.1/login",
+        dst: "http://example.com/a?b=1",
+      }),
+    });
+    expect(res.status).toBe(200);
+    const page = await res.text();
+    const link = /<a id="login" class="button" href="([^"]+)">Connect now<\/a>/.exec(page)?.[1];
+    // A page load (GET) from the https portal to the http hotspot: no "not secure" form warning.
+    expect(link?.replace(/&amp;/g, "&")).toBe(
+      `http://10.5.50.1/login?username=${code}&password=${code}&dst=http%3A%2F%2Fexample.com%2Fa%3Fb%3D1`,
+    );
+    expect(page).not.toMatch(/<form[^>]*action="http:\/\/10\.5\.50\.1/);
   });
 
   it("slows down guessing", async () => {
