@@ -97,7 +97,9 @@ function poll(token,started){
   })
   .catch(function(){timer=setTimeout(function(){poll(token,started)},D.pollMs*2)});
 }
-function wait(token){show("buy",false);show("again",false);say("result","");show("wait",true);poll(token,Date.now())}
+// The language link carries the payment being followed, so that switching language keeps it.
+function linkToken(token){var a=$("lang"),u=new URL(a.href);if(token){u.searchParams.set("t",token)}else{u.searchParams.delete("t")}a.href=u.href}
+function wait(token){linkToken(token);show("buy",false);show("again",false);say("result","");show("wait",true);poll(token,Date.now())}
 if(buy){buy.addEventListener("submit",function(e){
   e.preventDefault();if(busy)return;
   var plan=buy.querySelector("input[name=plan]:checked");
@@ -111,7 +113,7 @@ if(buy){buy.addEventListener("submit",function(e){
   .catch(function(){say("buy-error",T["error.network"]);buy.elements.key.value=newKey()})
   .then(function(){busy=false;payBtn.disabled=false});
 })}
-$("again").addEventListener("click",function(){buy.elements.key.value=newKey();show("again",false);say("result","");show("wait",false);show("buy",true);buy.elements.phone.focus()});
+$("again").addEventListener("click",function(){linkToken("");buy.elements.key.value=newKey();show("again",false);say("result","");show("wait",false);show("buy",true);buy.elements.phone.focus()});
 var vf=$("voucher");vf.addEventListener("submit",function(e){
   e.preventDefault();var btn=$("voucher-go");btn.disabled=true;say("voucher-error","");
   post("/voucher",{code:vf.elements.code.value,lang:D.lang})
@@ -168,7 +170,7 @@ ${token ? html`<noscript><meta http-equiv="refresh" content="5"></noscript>` : "
 <body>
 <header>
 <h1>${t("page.title", { isp: m.isp })}</h1>
-<a href="${m.base}${query({ lang: other })}" hreflang="${other}" lang="${other}">${pt(m.language, "lang.switch")}</a>
+<a id="lang" href="${m.base}${query({ lang: other, t: view.kind === "wait" ? view.token : "" })}" hreflang="${other}" lang="${other}">${pt(m.language, "lang.switch")}</a>
 </header>
 <main>
 <p>${t("page.intro")}</p>

@@ -113,6 +113,10 @@ describe("the captive portal in a phone's browser", () => {
       // A double tap: one prompt.
       await page.getByRole("button", { name: "Pay with M-Pesa" }).dblclick();
       await page.getByRole("heading", { name: "Check your phone" }).waitFor();
+      // Switching language now would keep the payment being followed.
+      expect(await page.getByRole("link", { name: "Kiswahili" }).getAttribute("href")).toMatch(
+        /[?&]t=[\w.-]+/,
+      );
       await expectAccessible(page, "en");
       await page.screenshot({ path: join(SHOTS, "portal-waiting.png"), fullPage: true });
 

@@ -59,7 +59,7 @@ describe("the portal page", () => {
     expect(page).toContain('name="mac" value="AA:BB:CC:00:11:22"');
     expect(page).toContain('<a id="login" class="button" href="http://10.5.50.1/login" hidden>');
     // The language switch keeps the hotspot's variables.
-    expect(page).toMatch(/href="\/portal\/[^"]+\?link-login-only=[^"]*lang=sw" hreflang="sw"/);
+    expect(page).toMatch(/<a id="lang" href="\/portal\/[^"]+\?link-login-only=[^"]*lang=sw" hreflang="sw"/);
   });
 
   it("speaks Kiswahili with ?lang=sw", async () => {
@@ -303,6 +303,46 @@ describe("following the payment", () => {
           await count(database.db, sql`select count(*) as n from vouchers where sold_to_phone = ${phone}`),
         ).toBe(0);
       }
+    } finally {
+      await h.close();
+    }
+  });
+
+  it("keeps the payment when the buyer switches language while waiting or once paid", async () => {
+    const { ctx } = billingContext(database.db, new FakeClock(new Date()));
+    const h = await startHarness(ctx);
+    try {
+      const router = await routerRow(database.db);
+      const app = portalApp(ctx);
+      const phone = freshPhone();
+      const res = await app.request(`/portal/${router.name}/pay`, {
+        method: "POST",
+        body: new URLSearchParams({
+          plan: String(plans.hour.id),
+          phone,
+          key: pageKey(),
+          lang: "en",
+          "link-login-only": "http://10.5.50.1/login",
+          dst: "http://example.com/",
+        }),
+      });
+      expect(res.status).toBe(303);
+      const location = res.headers.get("location")!;
+      const languageLink = async (path: string) => {
+        const page = await (await app.request(path)).text();
+        return /<a id="lang" href="([^"]+)" hreflang="sw"/.exec(page)![1]!.replace(/&amp;/g, "&");
+      };
+      const waitingSw = await (await app.request(await languageLink(location))).text();
+      expect(waitingSw).toContain('<html lang="sw">');
+      expect(waitingSw).toContain("Weka PIN yako ya M-Pesa kulipa KES 20.");
+
+      h.fake.queue({ outcome: "success", delayMs: 10 });
+      await h.dispatcher.runOnce();
+      await h.fake.idle();
+      const [voucher] = await database.db.select().from(vouchers).where(eq(vouchers.soldToPhone, phone));
+      const paidSw = await (await app.request(await languageLink(location))).text();
+      expect(paidSw).toContain("Umelipa: unaunganishwa");
+      expect(paidSw).toContain(`<span class="code" id="code">${voucher!.code}</span>`);
     } finally {
       await h.close();
     }
