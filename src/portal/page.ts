@@ -113,7 +113,7 @@ if(buy){buy.addEventListener("submit",function(e){
   .catch(function(){say("buy-error",T["error.network"]);buy.elements.key.value=newKey()})
   .then(function(){busy=false;payBtn.disabled=false});
 })}
-$("again").addEventListener("click",function(){linkToken("");buy.elements.key.value=newKey();show("again",false);say("result","");show("wait",false);show("buy",true);buy.elements.phone.focus()});
+$("again").addEventListener("click",function(e){e.preventDefault();linkToken("");buy.elements.key.value=newKey();show("again",false);say("result","");show("wait",false);show("buy",true);buy.elements.phone.focus()});
 var vf=$("voucher");vf.addEventListener("submit",function(e){
   e.preventDefault();var btn=$("voucher-go");btn.disabled=true;say("voucher-error","");
   post("/voucher",{code:vf.elements.code.value,lang:D.lang})
@@ -203,7 +203,7 @@ ${hotspotFields}
 <p id="preparing" hidden>${t("paid.preparing")}</p>
 </section>
 <p class="error" id="result" role="alert"${result && !result.voucher ? "" : raw(" hidden")}>${result && !result.voucher ? result.message : ""}</p>
-<button type="button" id="again"${result && !result.voucher ? "" : raw(" hidden")}>${t("retry")}</button>
+<a id="again" class="button" href="${m.base}${query({ lang: m.language })}"${result && !result.voucher ? "" : raw(" hidden")}>${t("retry")}</a>
 <section id="done" class="box" aria-live="polite"${credentials ? "" : raw(" hidden")}>
 <h2>${t("paid.heading")}</h2>
 <p id="paid-text" hidden></p>

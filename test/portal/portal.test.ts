@@ -308,6 +308,39 @@ describe("following the payment", () => {
     }
   });
 
+  it("without JavaScript, 'Try again' after a cancelled payment leads back to the buy form", async () => {
+    const { ctx } = billingContext(database.db, new FakeClock(new Date()));
+    const h = await startHarness(ctx);
+    try {
+      const router = await routerRow(database.db);
+      const app = portalApp(ctx);
+      const res = await app.request(`/portal/${router.name}/pay`, {
+        method: "POST",
+        body: new URLSearchParams({
+          plan: String(plans.hour.id),
+          phone: freshPhone(),
+          key: pageKey(),
+          lang: "en",
+          "link-login-only": "http://10.5.50.1/login",
+        }),
+      });
+      h.fake.queue({ outcome: "cancelled", delayMs: 10 });
+      await h.dispatcher.runOnce();
+      await h.fake.idle();
+      const ended = await (await app.request(res.headers.get("location")!)).text();
+      expect(ended).toContain("You cancelled the M-Pesa prompt. Nothing was paid.");
+      expect(ended).toMatch(/<form id="buy"[^>]* hidden>/);
+      const retry = /<a id="again" class="button" href="([^"]+)">Try again<\/a>/.exec(ended)?.[1];
+      expect(retry).toBeDefined();
+      const again = await (await app.request(retry!.replace(/&amp;/g, "&"))).text();
+      expect(again).toMatch(/<form id="buy" method="post" action="[^"]+">/);
+      expect(again).toContain('<p class="error" id="result" role="alert" hidden></p>');
+      expect(again).toContain('name="link-login-only" value="http://10.5.50.1/login"');
+    } finally {
+      await h.close();
+    }
+  });
+
   it("keeps the payment when the buyer switches language while waiting or once paid", async () => {
     const { ctx } = billingContext(database.db, new FakeClock(new Date()));
     const h = await startHarness(ctx);
