@@ -72,11 +72,15 @@ export function hotspotLoginHref(
   return url.toString();
 }
 
-/** The variables as query parameters (empty ones left out), for links that keep them. */
+/**
+ * The variables as query parameters (empty ones left out), for links, form actions and redirects
+ * that keep them. Not `error`: the router's refusal belongs to the page it came with, and carried on
+ * it would greet the next purchase with an old failure.
+ */
 export function hotspotQuery(vars: HotspotVars, extra: Record<string, string> = {}): string {
   const params = new URLSearchParams();
   for (const [key, name] of Object.entries(hotspotParams) as [keyof HotspotVars, string][]) {
-    if (vars[key]) params.set(name, vars[key]);
+    if (key !== "error" && vars[key]) params.set(name, vars[key]);
   }
   for (const [name, value] of Object.entries(extra)) if (value) params.set(name, value);
   const text = params.toString();

@@ -170,7 +170,7 @@ ${token ? html`<noscript><meta http-equiv="refresh" content="5"></noscript>` : "
 <body>
 <header>
 <h1>${t("page.title", { isp: m.isp })}</h1>
-<a id="lang" href="${m.base}${query({ lang: other, t: view.kind === "wait" ? view.token : "" })}" hreflang="${other}" lang="${other}">${pt(m.language, "lang.switch")}</a>
+<a id="lang" href="${m.base}${query({ error: m.hotspot.error, lang: other, t: view.kind === "wait" ? view.token : "" })}" hreflang="${other}" lang="${other}">${pt(m.language, "lang.switch")}</a>
 </header>
 <main>
 <p>${t("page.intro")}</p>

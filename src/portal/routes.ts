@@ -184,7 +184,7 @@ export function createPortalRoutes(deps: PortalDeps): Hono {
     const body = await readBody(c);
     const json = wantsJson(c);
     const language = portalLanguage(body?.lang ?? c.req.query("lang"));
-    const hotspot = readHotspotVars({ ...c.req.query(), ...(body ?? {}) });
+    const hotspot = actingHotspotVars({ ...c.req.query(), ...(body ?? {}) });
     const phoneInput = typeof body?.phone === "string" ? body.phone : "";
     const planId = Number(body?.plan);
     const refuse = (message: string, status: 400 | 429 = 400) =>
@@ -259,7 +259,7 @@ export function createPortalRoutes(deps: PortalDeps): Hono {
     const body = await readBody(c);
     const json = wantsJson(c);
     const language = portalLanguage(body?.lang ?? c.req.query("lang"));
-    const hotspot = readHotspotVars({ ...c.req.query(), ...(body ?? {}) });
+    const hotspot = actingHotspotVars({ ...c.req.query(), ...(body ?? {}) });
     const refuse = (key: PortalKey, status: 400 | 404 | 429 = 400) =>
       json
         ? c.json({ error: pt(language, key) }, status)
@@ -279,6 +279,11 @@ export function createPortalRoutes(deps: PortalDeps): Hono {
   });
 
   return app;
+}
+
+/** The hotspot variables a purchase or a code carries on: a login refused before it is history now. */
+function actingHotspotVars(source: Record<string, unknown>): HotspotVars {
+  return { ...readHotspotVars(source), error: "" };
 }
 
 const regionNames = new Map<PortalLanguage, Intl.DisplayNames>();

@@ -231,6 +231,40 @@ describe("buying a package", () => {
     expect(again).toContain("does not serve phone numbers from United Kingdom");
     expect(again).toContain('value="+447912345678"');
   });
+  it("does not greet a new purchase with the hotspot's refusal of an earlier login", async () => {
+    const { ctx } = billingContext(database.db);
+    const router = await routerRow(database.db);
+    const app = portalApp(ctx);
+    const hotspot = new URLSearchParams({
+      "link-login-only": "http://10.5.50.1/login",
+      dst: "http://example.com/",
+      error: "user 7KQ2MZ4P has reached uptime limit",
+    });
+    const first = await (await app.request(`/portal/${router.name}?${hotspot}`)).text();
+    const alert = '<p class="error" role="alert">The hotspot said:';
+    expect(first).toContain(`${alert} user 7KQ2MZ4P has reached uptime limit`);
+    // The same page in Kiswahili still says it; what the person does next does not carry it.
+    expect(first).toMatch(/<a id="lang" href="[^"]*error=user[^"]*lang=sw"/);
+    expect(first).not.toMatch(/<form [^>]*action="[^"]*error=/);
+    // The buy form sent as the browser would: its action, its fields.
+    const action = /<form id="buy" method="post" action="([^"]+)"/.exec(first)![1]!.replace(/&amp;/g, "&");
+    const res = await app.request(action, {
+      method: "POST",
+      body: new URLSearchParams({
+        plan: String(plans.day.id),
+        phone: freshPhone(),
+        key: pageKey(),
+        lang: "en",
+        "link-login-only": "http://10.5.50.1/login",
+        dst: "http://example.com/",
+      }),
+    });
+    expect(res.status).toBe(303);
+    expect(res.headers.get("location")).not.toContain("error=");
+    const waiting = await (await app.request(res.headers.get("location")!)).text();
+    expect(waiting).toContain("Enter your M-Pesa PIN on the prompt to pay KES 50.");
+    expect(waiting).not.toContain(alert);
+  });
 });
 
 describe("following the payment", () => {
