@@ -1,6 +1,6 @@
 import { and, asc, eq, or, sql } from "drizzle-orm";
 import { planNameIn } from "../billing/accounts.ts";
-import { formatKes } from "../billing/money.ts";
+import { formatKes, mpesaAmountCents } from "../billing/money.ts";
 import { normaliseVoucherCode, VOUCHER_ALPHABET } from "../billing/vouchers.ts";
 import { type Executor, queryRows } from "../db/client.ts";
 import { type IntentStatus, paymentIntents, plans, routers, vouchers } from "../db/schema/index.ts";
@@ -71,7 +71,7 @@ export function speedText(rateLimit: string, language: PortalLanguage): string {
 export interface PlanCard {
   id: number;
   name: string;
-  priceCents: number;
+  /** What the M-Pesa prompt will ask: the price rounded up to whole shillings (M-Pesa takes no cents). */
   price: string;
   speed: string;
   validity: string;
@@ -89,8 +89,7 @@ export function planCard(plan: PlanRow, language: PortalLanguage): PlanCard {
   return {
     id: plan.id,
     name: planNameIn(plan, language),
-    priceCents: plan.priceCents,
-    price: formatKes(plan.priceCents),
+    price: formatKes(mpesaAmountCents(plan.priceCents)),
     speed: pt(language, "plan.speed", { speed: speedText(plan.rateLimit, language) }),
     validity: pt(language, "plan.validity", { validity }),
     data:

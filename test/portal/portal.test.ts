@@ -16,7 +16,7 @@ import {
 } from "../../src/portal/index.ts";
 import { createTokenSigner } from "../../src/portal/token.ts";
 import { freshPhone, intent, startHarness } from "../payments/harness.ts";
-import { admin, billingContext, count } from "../support/billing.ts";
+import { admin, billingContext, count, createPlan } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
 import { hotspotPlans, pageKey, portalApp, postJson, routerRow, TOKEN_KEY } from "./world.ts";
 
@@ -60,6 +60,35 @@ describe("the portal page", () => {
     expect(page).toContain('<a id="login" class="button" href="http://10.5.50.1/login" hidden>');
     // The language switch keeps the hotspot's variables.
     expect(page).toMatch(/<a id="lang" href="\/portal\/[^"]+\?link-login-only=[^"]*lang=sw" hreflang="sw"/);
+  });
+
+  it("shows a price with cents as the whole shillings the M-Pesa prompt will ask", async () => {
+    const promo = await createPlan(database.db, {
+      name: "Promo Hour",
+      kind: "hotspot",
+      priceCents: 2_050,
+      periodUnit: "hours",
+      periodCount: 1,
+      rateLimit: "2M/5M",
+    });
+    const { ctx } = billingContext(database.db);
+    const router = await routerRow(database.db);
+    const app = portalApp(ctx);
+    const page = await (await app.request(`/portal/${router.name}`)).text();
+    // The card, and the script's "pay {amount}" once the prompt is sent.
+    expect(page).toContain(`value="${promo.id}" data-price="KES 21"`);
+    expect(page).toContain('<span class="name">Promo Hour</span> <span class="price">KES 21</span>');
+    expect(page).not.toContain("KES 20.50");
+    const res = await app.request(`/portal/${router.name}/pay`, {
+      method: "POST",
+      body: new URLSearchParams({ plan: String(promo.id), phone: freshPhone(), key: pageKey(), lang: "en" }),
+    });
+    const token = new URL(res.headers.get("location")!, "http://portal").searchParams.get("t")!;
+    expect(Number((await intent(database.db, Number.parseInt(token.split(".")[0]!, 36))).amountCents)).toBe(
+      2_100,
+    );
+    const waiting = await (await app.request(res.headers.get("location")!)).text();
+    expect(waiting).toContain("Enter your M-Pesa PIN on the prompt to pay KES 21.");
   });
 
   it("speaks Kiswahili with ?lang=sw", async () => {
