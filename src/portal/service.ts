@@ -20,9 +20,12 @@ export interface PortalRouter {
   name: string;
 }
 
-/** The router a portal URL names: by its name in Tandao, or by its id. */
+/**
+ * The router a portal URL names: by its name in Tandao, or by its id. A name with a control character
+ * names no router, and is not sent to the database (PostgreSQL refuses a NUL in text outright).
+ */
 export async function findPortalRouter(db: Executor, param: string): Promise<PortalRouter | null> {
-  if (param.length === 0 || param.length > 100) return null;
+  if (param.length === 0 || param.length > 100 || /\p{Cc}/u.test(param)) return null;
   const byId = /^\d{1,9}$/.test(param) ? Number(param) : null;
   const rows = await db
     .select({ id: routers.id, name: routers.name })

@@ -102,11 +102,18 @@ describe("the portal page", () => {
     expect(page).toContain("Nambari ya simu ya M-Pesa");
   });
 
-  it("answers 404 for a router it does not know, and escapes what the hotspot sends", async () => {
+  it("answers 404 for a router it does not know or a name no router can have, and escapes what the hotspot sends", async () => {
     const { ctx } = billingContext(database.db);
     const router = await routerRow(database.db);
     const app = portalApp(ctx);
     expect((await app.request("/portal/no-such-router")).status).toBe(404);
+    // A control character in the name (a NUL would make PostgreSQL refuse the query) on every route.
+    expect((await app.request("/portal/%00")).status).toBe(404);
+    expect((await app.request(`/portal/${router.name}%0A`)).status).toBe(404);
+    expect((await app.request("/portal/a%00b/login.html")).status).toBe(404);
+    expect((await app.request("/portal/%00/status/1.AAAAAAAAAAAAAAAAAAAAAAAA")).status).toBe(404);
+    expect((await postJson(app, "/portal/%00/voucher", { code: "ABCDEFGH" })).status).toBe(404);
+    expect((await postJson(app, "/portal/%00/pay", { plan: 1, phone: "0712345678" })).status).toBe(404);
     const page = await (
       await app.request(`/portal/${router.name}?error=${encodeURIComponent("<script>x</script>")}`)
     ).text();
