@@ -156,6 +156,11 @@ const schema = z.object({
   STK_LIMIT_WINDOW_SECONDS: z.coerce.number().int().min(1).default(300),
   /** Prompts allowed per target account within STK_LIMIT_WINDOW_SECONDS, whoever asks. */
   STK_LIMIT_PER_ACCOUNT: z.coerce.number().int().min(1).default(5),
+  /**
+   * Prompts allowed per hotspot and client address within STK_LIMIT_WINDOW_SECONDS (the captive
+   * portal): a whole site's phones reach the portal from one address.
+   */
+  STK_LIMIT_PER_SOURCE: z.coerce.number().int().min(1).default(30),
   /** Prompts allowed in total per minute, across all phones and channels. */
   STK_LIMIT_TOTAL_PER_MINUTE: z.coerce.number().int().min(1).default(120),
 

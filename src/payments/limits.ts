@@ -12,6 +12,7 @@ export function paymentLimitsFrom(config: Config): PaymentLimits {
     promptsPerWindow: config.STK_LIMIT_COUNT,
     windowMs: config.STK_LIMIT_WINDOW_SECONDS * 1000,
     perAccount: config.STK_LIMIT_PER_ACCOUNT,
+    perSource: config.STK_LIMIT_PER_SOURCE,
     totalPerMinute: config.STK_LIMIT_TOTAL_PER_MINUTE,
   };
 }

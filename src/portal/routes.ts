@@ -236,6 +236,9 @@ export function createPortalRoutes(deps: PortalDeps): Hono {
         language,
         // A device (by its MAC on this hotspot) gets the same per-session limit as a USSD session.
         ...(mac ? { channelSessionId: `${router.id}:${mac}` } : {}),
+        // The MAC is whatever the page sends; the address it comes from is not, and a whole site
+        // shares it (the hotspot NATs its clients), so it is counted under a limit sized for a site.
+        sourceId: `${router.id}:${requestClientAddress(c, proxies)}`,
         // The page's key: a double click, or a form sent twice, makes one prompt.
         idempotencyKey: `portal:${router.id}:${key}`,
       },

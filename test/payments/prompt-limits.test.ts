@@ -24,7 +24,8 @@ import { serveApp } from "./inbox-support.ts";
 
 /**
  * The abuse limits beyond one phone and one session: a total per minute (a stranger cannot prompt
- * fifty phones in a second) and a per-account limit (many phones cannot all prompt for one account).
+ * fifty phones in a second), a per-account limit (many phones cannot all prompt for one account) and
+ * a per-source limit (one place, e.g. a hotspot's address, cannot prompt without end).
  * What they refuse is refused as `rate_limited` and audited as `payment_intent.refused`.
  */
 
@@ -90,6 +91,37 @@ const voucherPrompt = (phone: string, asked: { session: string } | { key: string
     },
     limits,
   );
+
+describe("prompts per source", () => {
+  const limits: PaymentLimits = { ...defaultPaymentLimits, perSource: 8 };
+  const fromSource = (phone: string, sourceId: string) =>
+    requestPayment(
+      ctx,
+      walkIn(phone),
+      { phone, purpose: "voucher", amountCents: 50_00, planId: voucherPlanId, channel: "portal", sourceId },
+      limits,
+    );
+
+  it("20 phones at once from one source: exactly the limit go through, the rest are refused and audited", async () => {
+    clock.advance(10 * MINUTE);
+    const numbers = phones(21);
+    const results = await Promise.all(numbers.slice(0, 20).map((phone) => fromSource(phone, "site-a")));
+    const refused = results.filter((r): r is Extract<RequestPaymentResult, { ok: false }> => !r.ok);
+    expect(results.filter((r) => r.ok)).toHaveLength(8);
+    expect(refused).toHaveLength(12);
+    for (const r of refused)
+      expect(r.message).toBe(
+        "Too many payment prompts from this connection: at most 8 in 5 minutes. Please wait and try again.",
+      );
+    expect(await intentsFor(numbers)).toHaveLength(8);
+    const audited = await refusalsAudited(numbers);
+    expect(audited).toHaveLength(12);
+    for (const row of audited)
+      expect(row).toMatchObject({ reason: "rate_limited", details: { limit: "source" } });
+    // Another source is not held up by it.
+    expect((await fromSource(numbers[20]!, "site-b")).ok).toBe(true);
+  });
+});
 
 describe("total prompts per minute", () => {
   const limits: PaymentLimits = { ...defaultPaymentLimits, totalPerMinute: 20 };

@@ -236,6 +236,33 @@ describe("buying a package", () => {
     expect(await intentsFor(phone)).toBe(1);
   });
 
+  it("limits the prompts one hotspot's address sends, even when a device leaves out or changes its MAC", async () => {
+    const { ctx } = billingContext(database.db);
+    const router = await routerRow(database.db);
+    const nextSite = await routerRow(database.db);
+    const app = portalApp(ctx, { limits: { promptsPerWindow: 3, perSource: 5 } });
+    const buy = (site: { name: string }, mac?: string) =>
+      postJson(app, `/portal/${site.name}/pay`, {
+        plan: plans.hour.id,
+        phone: freshPhone(),
+        key: pageKey(),
+        ...(mac ? { mac } : {}),
+      });
+    const statuses: number[] = [];
+    let refusal = "";
+    for (let i = 0; i < 8; i++) {
+      const res = await buy(router, i % 2 === 0 ? undefined : `02:00:00:00:00:${(10 + i).toString(16)}`);
+      statuses.push(res.status);
+      if (res.status === 429) refusal = ((await res.json()) as { error: string }).error;
+    }
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 429, 429, 429]);
+    expect(refusal).toBe(
+      "Too many payment prompts from this connection: at most 5 in 5 minutes. Please wait and try again.",
+    );
+    // Another hotspot's buyers are not held up by it.
+    expect((await buy(nextSite)).status).toBe(200);
+  });
+
   it("works as a plain form post too: a redirect to the page that follows the payment", async () => {
     const { ctx } = billingContext(database.db);
     const router = await routerRow(database.db);

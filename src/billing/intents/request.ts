@@ -25,6 +25,11 @@ export interface PaymentLimits {
   windowMs: number;
   /** Prompts allowed per target account within `windowMs`, whichever phone or channel asks. */
   perAccount: number;
+  /**
+   * Prompts allowed per source within `windowMs` (see `PaymentRequest.sourceId`): sized for everyone
+   * who shares one, and a limit that a payer who changes or leaves out the session id still meets.
+   */
+  perSource: number;
   /** Prompts allowed in total per minute: a stranger cannot prompt fifty phones in a second. */
   totalPerMinute: number;
   /**
@@ -43,6 +48,7 @@ export const defaultPaymentLimits: PaymentLimits = {
   promptsPerWindow: 3,
   windowMs: 5 * 60_000,
   perAccount: 5,
+  perSource: 30,
   totalPerMinute: 120,
   onBehalfPerPhone: 3,
   onBehalfPerAccount: 3,
@@ -55,7 +61,7 @@ export const defaultPaymentLimits: PaymentLimits = {
 };
 
 /** The sliding windows a prompt must find room in; a refusal names the one that was full. */
-type PromptWindow = "phone" | "session" | "account" | "total";
+type PromptWindow = "phone" | "session" | "source" | "account" | "total";
 
 export interface PaymentRequest {
   phone: string;
@@ -66,6 +72,11 @@ export interface PaymentRequest {
   subscriptionId?: number;
   channel: string;
   channelSessionId?: string;
+  /**
+   * Where the request came from, as the channel can tell and the payer cannot choose (e.g. one
+   * network address that a whole site shares): counted under `perSource`.
+   */
+  sourceId?: string;
   /** The prompt goes to a number paying for the customer, not the customer's own (see `onBehalfPerPhone`). */
   onBehalf?: boolean;
   /** The payer's language in the menu: a visitor's voucher code and failure notices are sent in it. */
@@ -131,6 +142,7 @@ export async function requestPayment(
   const at = now.toISOString();
   const since = new Date(now.getTime() - limits.windowMs).toISOString();
   const sessionKey = input.channelSessionId ? `stk-session:${input.channel}:${input.channelSessionId}` : null;
+  const sourceKey = input.sourceId !== undefined ? `stk-source:${input.channel}:${input.sourceId}` : null;
   const lastMinute = new Date(now.getTime() - 60_000).toISOString();
   const hitsSince = (
     key: SQL,
@@ -196,23 +208,25 @@ export async function requestPayment(
       select
         ${hitsSince(sql`${phoneWindow.key}::text`, phoneWindow.from)} < ${phoneWindow.limit} as phone_ok,
         (${sessionKey}::text is null or ${hitsSince(sql`${sessionKey}::text`, since)} < ${limits.promptsPerWindow}) as session_ok,
+        (${sourceKey}::text is null or ${hitsSince(sql`${sourceKey}::text`, since)} < ${limits.perSource}) as source_ok,
         (v.customer_id is null or ${hitsSince(sql`${accountWindow.prefix}::text || v.customer_id`, accountWindow.from)} < ${accountWindow.limit}) as account_ok,
         ${hitsSince(sql`'stk-total'::text`, lastMinute)} < ${limits.totalPerMinute} as total_ok
       from valid v
     ),
     -- Every limit is checked before any slot is taken: a refused prompt uses up nobody's room (unless
     -- a prompt running beside it fills a later window first: the earlier windows keep its try).
-    fits as (select 1 from room where phone_ok and session_ok and account_ok and total_ok),
+    fits as (select 1 from room where phone_ok and session_ok and source_ok and account_ok and total_ok),
     phone_slot as (${window(sql`${phoneWindow.key}::text`, sql`fits`, phoneWindow.limit, phoneWindow.from)}),
     session_slot as (${sessionKey ? window(sql`${sessionKey}::text`, sql`phone_slot`, limits.promptsPerWindow) : sql`select key from phone_slot`}),
+    source_slot as (${sourceKey ? window(sql`${sourceKey}::text`, sql`session_slot`, limits.perSource) : sql`select key from session_slot`}),
     account_slot as (${window(
       sql`${accountWindow.prefix}::text || s.customer_id`,
-      sql`(select v.customer_id from valid v where v.customer_id is not null and exists (select 1 from session_slot))`,
+      sql`(select v.customer_id from valid v where v.customer_id is not null and exists (select 1 from source_slot))`,
       accountWindow.limit,
       accountWindow.from,
     )}),
     passed as (
-      select 1 from session_slot
+      select 1 from source_slot
       where (select customer_id from valid) is null or exists (select 1 from account_slot)
     ),
     total_slot as (${window(sql`'stk-total'::text`, sql`passed`, limits.totalPerMinute, lastMinute)}),
@@ -237,9 +251,10 @@ export async function requestPayment(
     full_window as (
       select coalesce(
         (select case when not phone_ok then 'phone' when not session_ok then 'session'
-                     when not account_ok then 'account' when not total_ok then 'total' end from room),
+                     when not source_ok then 'source' when not account_ok then 'account' when not total_ok then 'total' end from room),
         case when not exists (select 1 from phone_slot) then 'phone'
              when not exists (select 1 from session_slot) then 'session'
+             when not exists (select 1 from source_slot) then 'source'
              when not exists (select 1 from passed) then 'account'
              when not exists (select 1 from total_slot) then 'total' end) as name
       from valid
@@ -335,9 +350,11 @@ export async function requestPayment(
         ? "We are receiving many payment requests right now. Please try again in a minute."
         : input.onBehalf && (fullWindow === "account" || fullWindow === "phone" || fullWindow === null)
           ? `Too many payment prompts to other numbers: at most ${limits.onBehalfPerPhone} to one number and ${limits.onBehalfPerAccount} for one account in ${Math.round(limits.onBehalfWindowMs / 3_600_000)} hours.`
-          : fullWindow === "account"
-            ? `Too many payment prompts for this account: at most ${limits.perAccount} in ${minutes} minutes. Please wait and try again.`
-            : `Too many payment prompts: at most ${limits.promptsPerWindow} in ${minutes} minutes. Please wait and try again.`,
+          : fullWindow === "source"
+            ? `Too many payment prompts from this connection: at most ${limits.perSource} in ${minutes} minutes. Please wait and try again.`
+            : fullWindow === "account"
+              ? `Too many payment prompts for this account: at most ${limits.perAccount} in ${minutes} minutes. Please wait and try again.`
+              : `Too many payment prompts: at most ${limits.promptsPerWindow} in ${minutes} minutes. Please wait and try again.`,
   };
 }
 
