@@ -26,8 +26,9 @@ const SECRET_KEY = "07".repeat(32);
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  // One prompt per phone (and per session) in 5 minutes, where the default allows three.
-  config = loadConfig({ STK_LIMIT_COUNT: "1", SECRET_KEY });
+  // One prompt per phone (and per session) in 5 minutes, where the default allows three; two per
+  // hotspot and client address.
+  config = loadConfig({ STK_LIMIT_COUNT: "1", STK_LIMIT_PER_SOURCE: "2", SECRET_KEY });
   billing = { db: database.db, clock, settings: billingSettingsFrom(config) };
 });
 afterAll(async () => {
@@ -107,5 +108,44 @@ describe("the Worker's payments under STK_LIMIT_COUNT=1", () => {
     expect(second.status).toBe(429);
     expect(JSON.stringify(await second.json())).toMatch(/Too many payment prompts: at most 1 in 5 minutes/);
     expect(await intentsOf(phone)).toHaveLength(1);
+  });
+
+  it("counts portal purchases per hotspot and client address, read from Cloudflare's CF-Connecting-IP", async () => {
+    const name = "worker-source-hs";
+    await addRouter(database.db, createSecretBox(Buffer.alloc(32, 7)), {
+      name,
+      host: "127.0.0.1",
+      port: 1,
+      username: "tandao",
+      password: "pw",
+    });
+    const plan = await createPlan(database.db, {
+      name: "Worker Source Hour",
+      kind: "hotspot",
+      priceCents: 2_000,
+      periodUnit: "hours",
+      periodCount: 1,
+      rateLimit: "2M/5M",
+    });
+    let seq = 0;
+    const buy = (address: string) =>
+      send(`/portal/${name}/pay`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "cf-connecting-ip": address },
+        body: JSON.stringify({
+          phone: uniquePhone(),
+          plan: plan.id,
+          key: `worker-source-key-${++seq}-0123456789`,
+        }),
+      });
+    expect((await buy("198.51.100.7")).status).toBe(200);
+    expect((await buy("198.51.100.7")).status).toBe(200);
+    const third = await buy("198.51.100.7");
+    expect(third.status).toBe(429);
+    expect(JSON.stringify(await third.json())).toMatch(
+      /Too many payment prompts from this connection: at most 2/,
+    );
+    // Another site, at another address, is not held up by it.
+    expect((await buy("203.0.113.20")).status).toBe(200);
   });
 });

@@ -38,6 +38,14 @@ export function requestClientAddress(c: Context, trustedProxies: ReadonlySet<str
   return clientAddress(peerAddress(c), c.req.header("x-forwarded-for"), trustedProxies);
 }
 
+/**
+ * The client's address on a Cloudflare Worker, where there is no socket to ask: `CF-Connecting-IP`,
+ * which Cloudflare sets on every request it passes on (a client's own is replaced).
+ */
+export function cloudflareClientAddress(c: Context): string {
+  return normalizeIp(c.req.header("cf-connecting-ip") ?? "");
+}
+
 /** An allowlist check: null when every address is allowed. */
 export function addressAllowlist(
   allowed: readonly string[] | undefined,

@@ -37,6 +37,14 @@ export function readHotspotVars(source: Record<string, unknown>): HotspotVars {
   };
 }
 
+/** The device's MAC as the hotspot wrote it, in one spelling (`AA:BB:…`), or "" when there is none. */
+export function deviceMac(vars: HotspotVars): string {
+  return vars.mac
+    .toUpperCase()
+    .replace(/[^0-9A-F:]/g, "")
+    .slice(0, 17);
+}
+
 /**
  * The hotspot login URL the page may send credentials to, or null. Only a plain `http(s)` URL whose
  * path is the hotspot's `/login`, without user info: a link that points the login elsewhere would

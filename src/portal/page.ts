@@ -116,7 +116,7 @@ if(buy){buy.addEventListener("submit",function(e){
 $("again").addEventListener("click",function(e){e.preventDefault();linkToken("");buy.elements.key.value=newKey();show("again",false);say("result","");show("wait",false);show("buy",true);buy.elements.phone.focus()});
 var vf=$("voucher");vf.addEventListener("submit",function(e){
   e.preventDefault();var btn=$("voucher-go");btn.disabled=true;say("voucher-error","");
-  post("/voucher",{code:vf.elements.code.value,lang:D.lang})
+  post("/voucher",{code:vf.elements.code.value,lang:D.lang,mac:D.hotspot.mac,ip:D.hotspot.ip})
   .then(function(r){if(!r.ok){say("voucher-error",r.body.error||T["error.generic"]);return}show("buy",false);login(r.body.username,r.body.password)})
   .catch(function(){say("voucher-error",T["error.network"])})
   .then(function(){btn.disabled=false});
@@ -143,7 +143,7 @@ export function renderPortalPage(m: PageModel): HtmlEscapedString | Promise<Html
     lang: m.language,
     base: m.base,
     text: catalogFor(m.language),
-    hotspot: { mac: m.hotspot.mac },
+    hotspot: { mac: m.hotspot.mac, ip: m.hotspot.ip },
     login: loginUrl,
     dst: m.hotspot.dst,
     token,

@@ -14,7 +14,7 @@ import { requestClientAddress } from "../lib/client-address.ts";
 import { checkPhone, DEFAULT_SERVED_COUNTRIES } from "../lib/phone.ts";
 import type { Logger } from "../logger.ts";
 import { themeFrom } from "./colours.ts";
-import { type HotspotVars, hotspotQuery, readHotspotVars } from "./hotspot.ts";
+import { deviceMac, type HotspotVars, hotspotQuery, readHotspotVars } from "./hotspot.ts";
 import { hotspotLoginHtml } from "./login-html.ts";
 import { type PageView, renderPortalPage } from "./page.ts";
 import {
@@ -51,12 +51,22 @@ export interface PortalDeps {
   basePath?: string;
   /** The portal's public base URL (`PUBLIC_URL`), for the generated login.html. */
   publicUrl: string;
-  /** Reverse proxies whose `X-Forwarded-For` is believed (the voucher box's attempt limit). */
+  /** Reverse proxies whose `X-Forwarded-For` is believed (the client address the limits count by). */
   trustedProxies?: readonly string[];
+  /**
+   * The request's client address, where the socket does not tell it (on the Worker: Cloudflare's
+   * `CF-Connecting-IP`). Default: the socket's peer, through `trustedProxies`.
+   */
+  clientAddress?: (c: Context) => string;
   /** How often the page asks how its payment stands. */
   pollMs?: number;
-  /** Printed-code attempts per client address per 5 minutes. */
+  /** Printed-code attempts per device (the hotspot's `mac`, else its `ip`) per 5 minutes. */
   voucherTriesPer5Min?: number;
+  /**
+   * Printed-code attempts per router and client address per 5 minutes, whatever device the page says
+   * it is: a whole site reaches the portal from one address, so much higher than per device.
+   */
+  voucherTriesPerAddressPer5Min?: number;
 }
 
 const MAX_BODY = 8 * 1024;
@@ -79,7 +89,9 @@ export function createPortalRoutes(deps: PortalDeps): Hono {
     deps.requestPayment ??
     ((actor: Actor, input: PaymentRequest) => requestPayment(deps.ctx, actor, input, limits));
   const proxies = new Set(deps.trustedProxies ?? []);
-  const voucherTries = new AttemptLimiter(deps.voucherTriesPer5Min ?? 20, 5 * 60_000);
+  const clientAddress = deps.clientAddress ?? ((c: Context) => requestClientAddress(c, proxies));
+  const deviceTries = new AttemptLimiter(deps.voucherTriesPer5Min ?? 20, 5 * 60_000);
+  const addressTries = new AttemptLimiter(deps.voucherTriesPerAddressPer5Min ?? 200, 5 * 60_000);
   const base = (router: PortalRouter) => `${basePath}/${encodeURIComponent(router.name)}`;
 
   app.use("*", limitBody(MAX_BODY));
@@ -220,10 +232,7 @@ export function createPortalRoutes(deps: PortalDeps): Hono {
     if (!plan) return refuse(t("error.plan"));
     const key = typeof body.key === "string" && KEY_PATTERN.test(body.key) ? body.key : null;
     if (!key) return refuse(t("error.generic"));
-    const mac = hotspot.mac
-      .toUpperCase()
-      .replace(/[^0-9A-F:]/g, "")
-      .slice(0, 17);
+    const mac = deviceMac(hotspot);
 
     const result = await record(
       { kind: "subscriber", id: verdict.e164, channel: "portal" },
@@ -238,7 +247,7 @@ export function createPortalRoutes(deps: PortalDeps): Hono {
         ...(mac ? { channelSessionId: `${router.id}:${mac}` } : {}),
         // The MAC is whatever the page sends; the address it comes from is not, and a whole site
         // shares it (the hotspot NATs its clients), so it is counted under a limit sized for a site.
-        sourceId: `${router.id}:${requestClientAddress(c, proxies)}`,
+        sourceId: `${router.id}:${clientAddress(c)}`,
         // The page's key: a double click, or a form sent twice, makes one prompt.
         idempotencyKey: `portal:${router.id}:${key}`,
       },
@@ -269,8 +278,13 @@ export function createPortalRoutes(deps: PortalDeps): Hono {
         : page(c, router, language, hotspot, { kind: "buy", voucherError: pt(language, key) }, status);
     const code = typeof body?.code === "string" ? body.code : "";
     if (!code.trim()) return refuse("voucher.empty");
-    if (!voucherTries.take(`${router.id}|${requestClientAddress(c, proxies)}`))
-      return refuse("voucher.too_many", 429);
+    // Every device at a hotspot shares its address: one person guessing is held to their own
+    // device's tries, and someone who keeps changing the device they claim to be, to the site's.
+    const site = `${router.id}|${clientAddress(c)}`;
+    const device = `${site}|${deviceMac(hotspot) || hotspot.ip}`;
+    if (!deviceTries.allows(device) || !addressTries.allows(site)) return refuse("voucher.too_many", 429);
+    deviceTries.record(device);
+    addressTries.record(site);
     const check = await checkPrintedVoucher(deps.ctx.db, router.id, code, deps.ctx.clock.now());
     if (!check.ok) return refuse(`voucher.${check.reason}`, check.reason === "unknown" ? 404 : 400);
     if (json) return c.json({ username: check.username, password: check.password });
@@ -303,23 +317,31 @@ function countryName(country: string, language: PortalLanguage): string | null {
   }
 }
 
-/** A sliding window of attempts per key, in memory (per instance): enough to slow guessing. */
+/**
+ * A sliding window of attempts per key, in memory (per instance): enough to slow guessing. Asking
+ * and recording are apart so that an attempt another limit refuses is not counted here.
+ */
 class AttemptLimiter {
   private readonly hits = new Map<string, number[]>();
   constructor(
     private readonly limit: number,
     private readonly windowMs: number,
   ) {}
-  take(key: string): boolean {
-    const now = Date.now();
-    const recent = (this.hits.get(key) ?? []).filter((t) => t > now - this.windowMs);
-    if (recent.length >= this.limit) {
-      this.hits.set(key, recent);
-      return false;
-    }
-    recent.push(now);
+  private recent(key: string): number[] {
+    const since = Date.now() - this.windowMs;
+    const recent = (this.hits.get(key) ?? []).filter((t) => t > since);
+    if (recent.length > 0) this.hits.set(key, recent);
+    else this.hits.delete(key);
+    return recent;
+  }
+  allows(key: string): boolean {
+    return this.recent(key).length < this.limit;
+  }
+  record(key: string): void {
+    const recent = this.recent(key);
+    recent.push(Date.now());
+    this.hits.delete(key);
     this.hits.set(key, recent);
     if (this.hits.size > 10_000) this.hits.delete(this.hits.keys().next().value!);
-    return true;
   }
 }

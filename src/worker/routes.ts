@@ -6,6 +6,7 @@ import { telegramBotInfo, telegramWebhookFrom } from "../bots/telegram/webhook.t
 import { whatsappCloudWebhookFrom } from "../bots/whatsapp-cloud/webhook.ts";
 import type { Config } from "../config.ts";
 import { type Db, ping } from "../db/client.ts";
+import { cloudflareClientAddress } from "../lib/client-address.ts";
 import type { Logger } from "../logger.ts";
 import { createMenuServices } from "../menu/services.ts";
 import { SessionCache } from "../menu/session-cache.ts";
@@ -66,6 +67,7 @@ function portalRoutes({ config, logger, billing, secretKey }: WorkerRequest, lim
     tokenKey: portalTokenKey(secretKey),
     publicUrl: config.PORTAL_URL ?? config.PUBLIC_URL,
     trustedProxies: config.TRUST_PROXY,
+    clientAddress: cloudflareClientAddress,
   });
   return portal;
 }

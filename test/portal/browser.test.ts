@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { eq, sql } from "drizzle-orm";
 import { Hono } from "hono";
-import type { Browser } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type BillingContext, defaultBillingSettings } from "../../src/billing/context.ts";
 import { createVoucherBatch, markVouchersSold } from "../../src/billing/vouchers.ts";
@@ -59,7 +59,10 @@ beforeAll(async () => {
         busy = false;
       });
   }, 100);
-  portal = await listenHttps(portalApp(ctx, { limits: { promptsPerWindow: 1 }, pollMs: 300 }), "wifi.test");
+  portal = await listenHttps(
+    portalApp(ctx, { limits: { promptsPerWindow: 1 }, pollMs: 300, voucherTriesPer5Min: 2 }),
+    "wifi.test",
+  );
   // The hotspot's own login URL: records the login the page sent, as the router would receive it.
   const fakeHotspot = new Hono();
   fakeHotspot.get("/login", async (c) => {
@@ -83,12 +86,11 @@ afterAll(async () => {
   await database?.close();
 });
 
-function portalUrl(lang?: "sw") {
+function portalUrl(lang?: "sw", device = { mac: "AA:BB:CC:00:11:22", ip: "10.5.50.23" }) {
   const query = new URLSearchParams({
     "link-login-only": `http://hotspot.lan:${new URL(hotspot.url).port}/login`,
     dst: "http://example.com/news",
-    mac: "AA:BB:CC:00:11:22",
-    ip: "10.5.50.23",
+    ...device,
   });
   if (lang) query.set("lang", lang);
   return `https://wifi.test:${portal.port}/portal/kiosk?${query}`;
@@ -195,8 +197,8 @@ describe("the captive portal in a phone's browser", () => {
     }
   }, 60_000);
 
-  it("says when a printed code is not valid, and connects with a valid one", async () => {
-    const page = await openPage();
+  it("says when a printed code is not valid, holds back one phone's guessing, and connects another phone's valid code", async () => {
+    const guesser = await openPage();
     const batch = await createVoucherBatch(ctx, admin, {
       planId: plans.hour.id,
       quantity: 1,
@@ -204,24 +206,37 @@ describe("the captive portal in a phone's browser", () => {
     });
     await markVouchersSold(ctx, admin, { codes: batch.codes });
     const code = batch.codes[0]!;
+    const tryCode = async (page: Page, typed: string) => {
+      await page.getByLabel("Voucher code").fill(typed);
+      await Promise.all([
+        page.waitForResponse((r) => r.url().endsWith("/voucher")),
+        page.getByRole("button", { name: "Connect with code" }).click(),
+      ]);
+      return page.locator("#voucher-error").textContent();
+    };
     try {
-      await page.goto(portalUrl());
-      await page.getByLabel("Voucher code").fill("ABCD-EFGH");
-      await page.getByRole("button", { name: "Connect with code" }).click();
-      await expect
-        .poll(() => page.locator("#voucher-error").textContent())
-        .toBe("That code is not valid. Check it and try again.");
-      await expectAccessible(page, "en");
-      await page.locator("#voucher").screenshot({ path: join(SHOTS, "portal-voucher-error.png") });
-
-      await page.getByLabel("Voucher code").fill(code);
-      await page.getByRole("button", { name: "Connect with code" }).click();
-      await page.getByRole("heading", { name: "You are logged in" }).waitFor();
+      await guesser.goto(portalUrl());
+      expect(await tryCode(guesser, "ABCD-EFGH")).toBe("That code is not valid. Check it and try again.");
+      await expectAccessible(guesser, "en");
+      await guesser.locator("#voucher").screenshot({ path: join(SHOTS, "portal-voucher-error.png") });
+      // Two tries per phone here: the third is held back.
+      expect(await tryCode(guesser, "ABCD-EFGK")).toBe("That code is not valid. Check it and try again.");
+      expect(await tryCode(guesser, "ABCD-EFGM")).toBe("Too many tries. Please wait a few minutes.");
+    } finally {
+      await guesser.context().close();
+    }
+    // Another phone at the same hotspot (the same address to the portal) is not held back.
+    const walkIn = await openPage();
+    try {
+      await walkIn.goto(portalUrl(undefined, { mac: "AA:BB:CC:00:11:33", ip: "10.5.50.24" }));
+      await walkIn.getByLabel("Voucher code").fill(code);
+      await walkIn.getByRole("button", { name: "Connect with code" }).click();
+      await walkIn.getByRole("heading", { name: "You are logged in" }).waitFor();
       expect(logins.filter((l) => l.username === code)).toEqual([
         { username: code, password: code, dst: "http://example.com/news" },
       ]);
     } finally {
-      await page.context().close();
+      await walkIn.context().close();
     }
   }, 60_000);
 });

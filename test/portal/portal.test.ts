@@ -602,6 +602,31 @@ describe("the voucher box", () => {
       codes.push((await postJson(app, `/portal/${router.name}/voucher`, { code: "ABCDEFGH" })).status);
     expect(codes).toEqual([404, 404, 404, 429]);
   });
+  it("holds back one phone's guessing without locking out the other phones at the hotspot, up to a cap for the site", async () => {
+    const { ctx } = billingContext(database.db);
+    const router = await routerRow(database.db);
+    const app = portalApp(ctx, { voucherTriesPer5Min: 3, voucherTriesPerAddressPer5Min: 8 });
+    const batch = await createVoucherBatch(ctx, admin, {
+      planId: plans.hour.id,
+      quantity: 2,
+      routerId: router.id,
+    });
+    await markVouchersSold(ctx, admin, { codes: batch.codes });
+    // Every phone reaches the portal from the hotspot's one address; the hotspot tells them apart.
+    const tryCode = async (code: string, mac: string, ip: string) =>
+      (await postJson(app, `/portal/${router.name}/voucher?${new URLSearchParams({ mac, ip })}`, { code }))
+        .status;
+    const guesses: number[] = [];
+    for (let i = 0; i < 4; i++) guesses.push(await tryCode("ZZZZZZZZ", "02:00:00:00:00:01", "10.5.50.7"));
+    expect(guesses).toEqual([404, 404, 404, 429]);
+    expect(await tryCode(batch.codes[0]!, "AA:BB:CC:00:11:22", "10.5.50.9")).toBe(200);
+    // Claiming to be a new phone at each guess meets the site's cap (8 here), which counts them all.
+    const rotating: number[] = [];
+    for (let i = 0; i < 5; i++)
+      rotating.push(await tryCode("ZZZZZZZZ", `02:00:00:00:01:0${i}`, `10.5.50.${100 + i}`));
+    expect(rotating).toEqual([404, 404, 404, 404, 429]);
+    expect(await tryCode(batch.codes[1]!, "AA:BB:CC:00:11:44", "10.5.50.10")).toBe(429);
+  });
 });
 
 describe("on the router", () => {
