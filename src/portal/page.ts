@@ -4,7 +4,7 @@ import { formatKes } from "../billing/money.ts";
 import type { PortalTheme } from "./colours.ts";
 import { type HotspotVars, hotspotLoginHref, hotspotParams, hotspotQuery, safeLoginUrl } from "./hotspot.ts";
 import type { PlanCard, PortalStatus } from "./service.ts";
-import { catalogFor, type PortalLanguage, pt } from "./text.ts";
+import { type PortalLanguage, pt, scriptCatalog } from "./text.ts";
 
 /** What the page shows first; the script takes over from there. */
 export type PageView =
@@ -142,7 +142,7 @@ export function renderPortalPage(m: PageModel): HtmlEscapedString | Promise<Html
   const data = {
     lang: m.language,
     base: m.base,
-    text: catalogFor(m.language),
+    text: scriptCatalog(m.language),
     hotspot: { mac: m.hotspot.mac, ip: m.hotspot.ip },
     login: loginUrl,
     dst: m.hotspot.dst,
@@ -170,7 +170,7 @@ ${token ? html`<noscript><meta http-equiv="refresh" content="5"></noscript>` : "
 <body>
 <header>
 <h1>${t("page.title", { isp: m.isp })}</h1>
-<a id="lang" href="${m.base}${query({ error: m.hotspot.error, lang: other, t: view.kind === "wait" ? view.token : "" })}" hreflang="${other}" lang="${other}">${pt(m.language, "lang.switch")}</a>
+<a href="${m.base}${query({ error: m.hotspot.error, lang: other, t: view.kind === "wait" ? view.token : "" })}" hreflang="${other}" lang="${other}" id="lang">${pt(m.language, "lang.switch")}</a>
 </header>
 <main>
 <p>${t("page.intro")}</p>

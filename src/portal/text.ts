@@ -114,7 +114,18 @@ export function pt(language: PortalLanguage, key: PortalKey, params: Record<stri
   );
 }
 
-/** Every key in both languages, for the page's script. */
-export function catalogFor(language: PortalLanguage): Record<PortalKey, string> {
-  return catalogs[language];
+/** The texts the page's script writes itself (the rest comes from the server, already in words). */
+const scriptKeys = [
+  "pay.choose",
+  "wait.body",
+  "error.generic",
+  "error.network",
+] as const satisfies PortalKey[];
+
+/** The script's texts in `language`: only these, so that the page carries no words it does not show. */
+export function scriptCatalog(language: PortalLanguage): Record<(typeof scriptKeys)[number], string> {
+  return Object.fromEntries(scriptKeys.map((key) => [key, catalogs[language][key]])) as Record<
+    (typeof scriptKeys)[number],
+    string
+  >;
 }
