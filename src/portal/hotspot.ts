@@ -25,11 +25,24 @@ export const hotspotParams = {
 
 const clip = (value: unknown, max: number) => (typeof value === "string" ? value.trim().slice(0, max) : "");
 
+/**
+ * Where the browser goes after logging in, only when it is a web address: the router's login page
+ * sends the browser to it, and a `javascript:` one in a crafted link would run there.
+ */
+function webAddress(value: string): string {
+  try {
+    const protocol = new URL(value).protocol;
+    return protocol === "http:" || protocol === "https:" ? value : "";
+  } catch {
+    return "";
+  }
+}
+
 /** The variables from a query or form; `link-orig` is read as `dst` too (older login pages). */
 export function readHotspotVars(source: Record<string, unknown>): HotspotVars {
   return {
     linkLoginOnly: clip(source["link-login-only"], 300),
-    dst: clip(source.dst ?? source["link-orig"], 1000),
+    dst: webAddress(clip(source.dst ?? source["link-orig"], 1000)),
     mac: clip(source.mac, 64),
     ip: clip(source.ip, 64),
     username: clip(source.username, 64),

@@ -571,7 +571,7 @@ describe("the voucher box", () => {
     const app = portalApp(ctx);
     const batch = await createVoucherBatch(ctx, admin, {
       planId: plans.hour.id,
-      quantity: 1,
+      quantity: 2,
       routerId: router.id,
     });
     await markVouchersSold(ctx, admin, { codes: batch.codes });
@@ -593,6 +593,22 @@ describe("the voucher box", () => {
       `http://10.5.50.1/login?username=${code}&password=${code}&dst=http%3A%2F%2Fexample.com%2Fa%3Fb%3D1`,
     );
     expect(page).not.toMatch(/<form[^>]*action="http:\/\/10\.5\.50\.1/);
+
+    // A crafted link's script address is not passed on to the router's login page.
+    const crafted = await app.request(`/portal/${router.name}/voucher`, {
+      method: "POST",
+      body: new URLSearchParams({
+        code: batch.codes[1]!,
+        lang: "en",
+        "link-login-only": "http://10.5.50.1/login",
+        dst: "javascript:alert(document.cookie)",
+      }),
+    });
+    const craftedLink = /<a id="login" class="button" href="([^"]+)">Connect now<\/a>/.exec(
+      await crafted.text(),
+    )?.[1];
+    expect(craftedLink).toBeDefined();
+    expect(craftedLink).not.toContain("dst=");
   });
 
   it("slows down guessing", async () => {
