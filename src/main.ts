@@ -11,7 +11,8 @@ import { whatsappCloudFrom } from "./bots/whatsapp-cloud/index.ts";
 import { startSandboxWhatsApp } from "./bots/whatsapp-cloud/sandbox.ts";
 import { systemClock } from "./clock.ts";
 import { billingSettingsFrom, type Config, isSandbox, loadConfig, signingOf } from "./config.ts";
-import { openDatabase } from "./db/client.ts";
+import { type Database, openDatabase } from "./db/client.ts";
+import { DataDirInUseError } from "./db/data-dir-lock.ts";
 import { hasEmbeddedDatabase, seedEmbeddedDatabase } from "./db/embedded-template.ts";
 import { sealPlainSecrets } from "./db/seal-existing.ts";
 import { useSealingKey } from "./db/sealed.ts";
@@ -43,9 +44,21 @@ try {
 const logger = createLogger(config.LOG_LEVEL);
 const clock = systemClock;
 
-// A new embedded database starts as a copy of the migrated one `npm install` made (a fast first start).
-if (!config.DATABASE_URL && !hasEmbeddedDatabase(config.DATA_DIR)) seedEmbeddedDatabase(config.DATA_DIR);
-const database = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR });
+let database: Database;
+try {
+  database = await openDatabase({
+    databaseUrl: config.DATABASE_URL,
+    dataDir: config.DATA_DIR,
+    // A new embedded database starts as a copy of the migrated one `npm install` made (a fast first start).
+    beforeOpen: (dataDir) => {
+      if (!hasEmbeddedDatabase(dataDir)) seedEmbeddedDatabase(dataDir);
+    },
+  });
+} catch (error) {
+  if (!(error instanceof DataDirInUseError)) throw error;
+  console.error(`Tandao did not start: ${error.message}.`);
+  process.exit(1);
+}
 await database.migrate();
 logger.info({ database: database.kind, location: database.location }, `data lives in ${database.location}`);
 const sandbox = isSandbox(config);

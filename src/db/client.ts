@@ -9,6 +9,7 @@ import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
+import { lockDataDir } from "./data-dir-lock.ts";
 import * as schema from "./schema/index.ts";
 
 export type Schema = typeof schema;
@@ -35,6 +36,11 @@ export interface DatabaseOptions {
   /** A `dumpDataDir()` tarball to start the embedded database from (tests clone a migrated template). */
   embeddedTemplate?: Blob;
   maxConnections?: number;
+  /**
+   * Runs on an embedded database's folder on disk before it is opened, under its lock: the app
+   * starts a new one as a copy of the migrated one `npm install` made (embedded-template.ts).
+   */
+  beforeOpen?: (dataDir: string) => void;
 }
 
 export function redactUrl(url: string): string {
@@ -65,17 +71,32 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   const dir = path.resolve(options.dataDir, "pg");
   const inMemory = options.dataDir === ":memory:";
   if (!inMemory) mkdirSync(dir, { recursive: true });
-  const client = await PGlite.create({
-    dataDir: inMemory ? undefined : dir,
-    loadDataDir: options.embeddedTemplate,
-  });
+  // Taken before the folder is filled or opened: a second process must not touch either.
+  const lock = inMemory ? null : lockDataDir(options.dataDir);
+  let client: PGlite;
+  try {
+    if (!inMemory) options.beforeOpen?.(options.dataDir);
+    client = await PGlite.create({
+      dataDir: inMemory ? undefined : dir,
+      loadDataDir: options.embeddedTemplate,
+    });
+  } catch (error) {
+    lock?.release();
+    throw error;
+  }
   const db = drizzlePglite(client, { schema }) as unknown as Db;
   return {
     db,
     kind: "embedded",
     location: inMemory ? "in memory" : dir,
     migrate: () => migratePglite(db as never, { migrationsFolder }),
-    close: () => client.close(),
+    async close() {
+      try {
+        await client.close();
+      } finally {
+        lock?.release();
+      }
+    },
   };
 }
 
