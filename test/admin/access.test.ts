@@ -240,4 +240,66 @@ describe("the admin bot sandbox", () => {
       await sandbox.stop();
     }
   });
+
+  it("shows each message's buttons, and a curl-style press confirms a /pay (by its text or its data)", async () => {
+    const owner = 5_000_889;
+    const sandbox = await startSandboxAdminTelegram({ ctx, logger: silent, ownerTelegramId: owner });
+    const api = sandbox.fake.apiRoot;
+    const post = (body: unknown) =>
+      fetch(`${api}/sandbox/updates`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    type Shown = { message_id: number; text: string; buttons: { text: string; callback_data: string }[] };
+    const chat = async () =>
+      ((await (await fetch(`${api}/sandbox/chats/${owner}`)).json()) as { result: Shown[] }).result;
+    /** Until the bot has sent (or edited a message into) a text matching `pattern` in the owner's chat. */
+    const shows = (pattern: RegExp) =>
+      sandbox.fake.waitFor((calls) =>
+        calls.some(
+          (c) =>
+            (c.method === "sendMessage" || c.method === "editMessageText") &&
+            c.payload.chat_id === owner &&
+            pattern.test(String(c.payload.text)),
+        ),
+      );
+    try {
+      const plan = await createPlan(database.db, { priceCents: 10_000 });
+      const { customer } = await createCustomerWithSubscription(
+        ctx,
+        { kind: "system", id: "test" },
+        { name: "Sandbox Payer", phone: "+254711000222", planId: plan.id },
+      );
+      const account = customer.accountNumber;
+      expect((await post({ user: owner, text: `/pay ${account} 100` })).status).toBe(200);
+      await shows(/record a cash payment of KES 100/);
+      const question = (await chat()).at(-1)!;
+      expect(question.buttons.map((b) => b.text)).toEqual(["✅ Confirm", "Cancel"]);
+      expect(question.buttons.every((b) => b.callback_data.length > 0)).toBe(true);
+
+      const recorded = () => database.db.select().from(payments).where(eq(payments.customerId, customer.id));
+      expect((await post({ user: owner, press: "Confirm" })).status).toBe(200);
+      await shows(new RegExp(`Recorded KES 100 cash for ${account}`));
+      expect((await recorded()).map((p) => [p.method, p.amountCents])).toEqual([["cash", 10_000]]);
+      const answered = (await chat()).find((m) => m.message_id === question.message_id)!;
+      expect(answered.buttons).toEqual([]);
+      // The question no longer has the button: a second press is refused, and nothing more is recorded.
+      const again = await post({ user: owner, press: "✅ Confirm" });
+      expect(again.status).toBe(400);
+      expect(((await again.json()) as { description: string }).description).toContain(
+        `no message in chat ${owner} has a button "✅ Confirm"`,
+      );
+
+      // By callback data: the Cancel of a second question.
+      await post({ user: owner, text: `/pay ${account} 50` });
+      await shows(/record a cash payment of KES 50\b/);
+      const cancel = (await chat()).at(-1)!.buttons.find((b) => b.text === "Cancel")!;
+      expect((await post({ user: owner, button: cancel.callback_data })).status).toBe(200);
+      await shows(/^Cancelled: record a cash payment of KES 50\b/);
+      expect(await recorded()).toHaveLength(1);
+    } finally {
+      await sandbox.stop();
+    }
+  });
 });

@@ -13,8 +13,9 @@ import { ensureOwner } from "./roles.ts";
 /**
  * The admin bot with no Telegram: a second fake Bot API (its own token and port, so the subscriber
  * bot's fake and this one never see each other's calls) and the admin bot long-polling it. Talk to
- * it with curl: `POST /sandbox/updates {"user": <owner id>, "text": "/help"}`, read the answers at
- * `GET /sandbox/chats/<owner id>`.
+ * it with curl: `POST /sandbox/updates {"user": <owner id>, "text": "/help"}`, press a button with
+ * `{"user": <owner id>, "press": "Confirm"}`, read the answers and their buttons at
+ * `GET /sandbox/chats/<owner id>` (telegram/fake-sandbox.ts).
  */
 export async function startSandboxAdminTelegram(deps: {
   ctx: BillingContext;

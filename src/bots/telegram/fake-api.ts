@@ -3,12 +3,16 @@ import type { AddressInfo } from "node:net";
 import { type ServerType, serve } from "@hono/node-server";
 import type { UserFromGetMe } from "grammy/types";
 import { Hono } from "hono";
+import { type FakeMessage, mountSandboxRoutes } from "./fake-sandbox.ts";
+
+export { commandEntities, type FakeMessage } from "./fake-sandbox.ts";
 
 /**
  * A stand-in for the Telegram Bot API on 127.0.0.1, spoken to over real HTTP by grammY
  * (`client.apiRoot`): it records what the bot sent, serves queued updates to `getUpdates`, refuses a
  * wrong token with 401 as Telegram does, and answers 429 with `retry_after` when told to. Documents a
  * test says a user sent (`addDocument`) are served to `getFile` and downloaded as from Telegram.
+ * People in the sandbox type, press buttons and read the chats through fake-sandbox.ts's routes.
  */
 
 /** A file the bot uploaded (multipart), as the fake received it. */
@@ -36,15 +40,6 @@ export interface FakeDocument {
 
 /** Telegram lets a bot download files up to this size (`getFile` refuses larger ones). */
 export const BOT_DOWNLOAD_LIMIT_BYTES = 20 * 1024 * 1024;
-
-/** A message as the fake keeps it (what `sendMessage` / `editMessageText` left in the chat). */
-export interface FakeMessage {
-  message_id: number;
-  chat: { id: number; type: "private" };
-  date: number;
-  text: string;
-  reply_markup?: unknown;
-}
 
 export interface FakeTelegram {
   apiRoot: string;
@@ -77,14 +72,6 @@ export interface FakeTelegram {
   /** Resolves once `predicate` holds for the recorded calls (bounded: rejects after `timeoutMs`). */
   waitFor(predicate: (calls: SentCall[]) => boolean, timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
-}
-
-/** Telegram marks a leading `/command` as an entity; grammY's `bot.command` looks for it. */
-export function commandEntities(text: string): {
-  entities?: { type: "bot_command"; offset: 0; length: number }[];
-} {
-  const command = /^\/[A-Za-z0-9_]+(@\w+)?/.exec(text);
-  return command ? { entities: [{ type: "bot_command", offset: 0, length: command[0].length }] } : {};
 }
 
 const ok = (result: unknown) => ({ ok: true, result });
@@ -239,48 +226,14 @@ export async function startFakeTelegram(
 
   let closing = false;
   const app = new Hono();
-  /**
-   * For people, not bots (the sandbox): `{"user": 42, "text": "/start"}` or `{"user": 42, "contact":
-   * "+254712345678"}` queues a private message from that user, as if typed in Telegram; a contact is
-   * their own. Registered before the Bot API route, which would otherwise take the path.
-   */
-  app.post("/sandbox/updates", async (c) => {
-    const body = (await c.req.json().catch(() => null)) as {
-      user?: unknown;
-      text?: unknown;
-      contact?: unknown;
-    } | null;
-    const user = Number(body?.user ?? 1);
-    if (
-      !Number.isSafeInteger(user) ||
-      user <= 0 ||
-      (typeof body?.text !== "string" && typeof body?.contact !== "string")
-    )
-      return c.json(
-        refuse(400, 'Bad Request: send {"user": 42, "text": "..."} or {"user": 42, "contact": "+254..."}'),
-        400,
-      );
-    const from = { id: user, is_bot: false, first_name: "Sandbox" };
-    const content =
-      typeof body.text === "string"
-        ? { text: body.text, ...commandEntities(body.text) }
-        : { contact: { user_id: user, phone_number: String(body.contact), first_name: "Sandbox" } };
-    const message = {
-      message_id: nextMessageId++,
-      date: Math.floor(Date.now() / 1000),
-      chat: { id: user, type: "private", first_name: "Sandbox" },
-      from,
-      ...content,
-    };
-    return c.json(ok({ update_id: queue({ message }) }));
-  });
-  /** What the bot showed in a chat, oldest first (texts and button labels), for curl. */
-  app.get("/sandbox/chats/:id", (c) => {
-    const chat = Number(c.req.param("id"));
-    const shown = [...messages.values()]
-      .filter((m) => m.chat.id === chat)
-      .map((m) => ({ message_id: m.message_id, text: m.text, reply_markup: m.reply_markup }));
-    return c.json(ok(shown));
+  // Registered before the Bot API route, which would otherwise take their paths.
+  mountSandboxRoutes(app, {
+    botInfo,
+    messages,
+    newMessageId: () => nextMessageId++,
+    queue,
+    refuse,
+    ok,
   });
   /** A file's bytes, at the path `getFile` gave, as Telegram serves downloads. */
   app.get("/file/:bot/:path{.+}", (c) => {
