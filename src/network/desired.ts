@@ -1,5 +1,6 @@
-import { and, eq, gt, inArray, isNull, ne, or } from "drizzle-orm";
+import { and, eq, gt, inArray, isNull, ne, or, sql } from "drizzle-orm";
 import type { Executor } from "../db/client.ts";
+import { textArray } from "../db/params.ts";
 import { plans, subscriptions, vouchers } from "../db/schema/index.ts";
 import { planMarker, subscriptionMarker, voucherMarker } from "./markers.ts";
 
@@ -171,5 +172,61 @@ export async function loadRouterDesiredState(
     profiles: allPlans.filter((p) => p.active || used.has(p.id)).map(desiredProfile),
     secrets: subscriptionRows.flatMap((r) => desiredSecret(r.subscription, r.plan) ?? []),
     hotspotUsers: voucherRows.flatMap((r) => desiredHotspotUser(r.voucher, r.plan, now) ?? []),
+  };
+}
+
+/** The subscription or voucher whose user name a session carries, with what this router should hold for it. */
+export interface SessionOwner<W> {
+  id: number;
+  /** null: it must not exist on this router (cancelled, moved, expired). */
+  want: W | null;
+}
+
+/**
+ * The Tandao subscriptions and vouchers named by sessions that have no entry on the router (their
+ * secret or user was removed, but the drop of the session was lost). Other names are not Tandao's.
+ */
+export async function loadSessionOwners(
+  db: Executor,
+  routerId: number,
+  now: Date,
+  names: { ppp: string[]; hotspot: string[] },
+): Promise<{
+  ppp: Map<string, SessionOwner<DesiredSecret>>;
+  hotspot: Map<string, SessionOwner<DesiredHotspotUser>>;
+}> {
+  const subscriptionRows =
+    names.ppp.length === 0
+      ? []
+      : await db
+          .select({ subscription: subscriptions, plan: plans })
+          .from(subscriptions)
+          .innerJoin(plans, eq(plans.id, subscriptions.planId))
+          .where(sql`${subscriptions.networkUsername} = any(${textArray(names.ppp)})`);
+  const voucherRows =
+    names.hotspot.length === 0
+      ? []
+      : await db
+          .select({ voucher: vouchers, plan: plans })
+          .from(vouchers)
+          .innerJoin(plans, eq(plans.id, vouchers.planId))
+          .where(sql`${vouchers.code} = any(${textArray(names.hotspot)})`);
+  // The same desired states as the worker's and the target leases' (targets.ts).
+  return {
+    ppp: new Map(
+      subscriptionRows.map(({ subscription: s, plan }) => [
+        s.networkUsername,
+        { id: s.id, want: s.routerId === routerId ? desiredSecret(s, plan) : null },
+      ]),
+    ),
+    hotspot: new Map(
+      voucherRows.map(({ voucher: v, plan }) => [
+        v.code,
+        {
+          id: v.id,
+          want: v.routerId === null || v.routerId === routerId ? desiredHotspotUser(v, plan, now) : null,
+        },
+      ]),
+    ),
   };
 }

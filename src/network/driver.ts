@@ -200,6 +200,20 @@ export async function kickHotspotSessions(api: RouterApi, user: string): Promise
   return sessions.length;
 }
 
+/**
+ * Drops the sessions of `name` when no entry of that name is left in `menu`. An entry without
+ * Tandao's marker may carry the name (the router admin's own): its sessions are not Tandao's to drop.
+ */
+async function kickOrphanSessions(
+  api: RouterApi,
+  menu: string,
+  name: string,
+  kick: (api: RouterApi, name: string) => Promise<number>,
+): Promise<number> {
+  const owners = await api.run(`${menu}/print`, [`?name=${name}`, "=.proplist=.id"]);
+  return owners.length === 0 ? kick(api, name) : 0;
+}
+
 export function secretValues(want: DesiredSecret): Record<string, string> {
   return {
     name: want.name,
@@ -236,15 +250,27 @@ export async function ensureSecret(api: RouterApi, want: DesiredSecret): Promise
     duplicates.map((d) => d[".id"]!),
   );
   const diff = secretDiff(row, want);
-  if (Object.keys(diff).length === 0) return { change: "unchanged", kicked: 0 };
+  if (Object.keys(diff).length === 0) {
+    // A disabled secret must have no session. One may be left from an earlier delivery whose
+    // connection broke between the `set` and the drop: the entry already matches, the drop is redone.
+    const kicked = want.disabled ? await kickPppSessions(api, row.name!) : 0;
+    return { change: "unchanged", kicked };
+  }
   await api.run(`${menus.pppSecret}/set`, [`=.id=${row[".id"]}`, ...words(diff)]);
   const kicked = secretNeedsKick(row, want) ? await kickPppSessions(api, row.name!) : 0;
   return { change: "updated", kicked };
 }
 
-export async function removeSecret(api: RouterApi, comment: string): Promise<EnsureResult> {
+/**
+ * Removes the subscriber's secret and drops its sessions. `name` (the subscriber's user name, when
+ * known) lets a retry drop a session left by an earlier removal whose connection broke before the drop.
+ */
+export async function removeSecret(api: RouterApi, comment: string, name?: string): Promise<EnsureResult> {
   const rows = await api.run(`${menus.pppSecret}/print`, [`?comment=${comment}`]);
-  if (rows.length === 0) return { change: "absent", kicked: 0 };
+  if (rows.length === 0) {
+    const kicked = name ? await kickOrphanSessions(api, menus.pppSecret, name, kickPppSessions) : 0;
+    return { change: "absent", kicked };
+  }
   await removeIds(
     api,
     menus.pppSecret,
@@ -274,9 +300,17 @@ export async function ensureHotspotUser(api: RouterApi, want: DesiredHotspotUser
   return { change: "updated", kicked };
 }
 
-export async function removeHotspotUser(api: RouterApi, comment: string): Promise<EnsureResult> {
+/** As `removeSecret`, for a voucher's hotspot user (`name`: the voucher code). */
+export async function removeHotspotUser(
+  api: RouterApi,
+  comment: string,
+  name?: string,
+): Promise<EnsureResult> {
   const rows = await api.run(`${menus.hotspotUser}/print`, [`?comment=${comment}`]);
-  if (rows.length === 0) return { change: "absent", kicked: 0 };
+  if (rows.length === 0) {
+    const kicked = name ? await kickOrphanSessions(api, menus.hotspotUser, name, kickHotspotSessions) : 0;
+    return { change: "absent", kicked };
+  }
   await removeIds(
     api,
     menus.hotspotUser,

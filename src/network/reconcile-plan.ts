@@ -1,7 +1,7 @@
 import { type RouterApi, type RouterRow, RouterTrapError } from "./connection.ts";
-import type { DesiredHotspotUser, DesiredProfile, DesiredSecret } from "./desired.ts";
+import type { DesiredHotspotUser, DesiredProfile, DesiredSecret, SessionOwner } from "./desired.ts";
 import { ensureProfile, profileDiff, profileMarkerOf, profileMenu } from "./driver.ts";
-import { parseMarker } from "./markers.ts";
+import { parseMarker, subscriptionMarker, voucherMarker } from "./markers.ts";
 import { type ReconcileTarget, refOf } from "./targets.ts";
 
 /**
@@ -117,9 +117,13 @@ export interface EntrySpec<W extends DesiredSecret | DesiredHotspotUser> {
   diff(row: RouterRow, want: W): Record<string, string>;
   values(want: W): Record<string, string>;
   needsKick(row: RouterRow, want: W | null): boolean;
+  /** Whether `want` allows no session at all (a disabled secret). */
+  withdrawn(want: W): boolean;
   activeMenu: string;
   active: RouterRow[];
   activeKey: string;
+  /** Tandao's subscriptions or vouchers named by sessions without an entry of that name (loadSessionOwners). */
+  sessionOwners: Map<string, SessionOwner<W>>;
 }
 
 export function planEntries<W extends DesiredSecret | DesiredHotspotUser>(
@@ -149,13 +153,17 @@ export function planEntries<W extends DesiredSecret | DesiredHotspotUser>(
     plan.targets.set(refOf(t), t);
     return refOf(t);
   };
-  const kick = (name: string | undefined, ref: string) => {
+  /** `driftOf`: the session is the only drift (its entry already matches, or is gone). */
+  const kick = (name: string | undefined, ref: () => string, driftOf?: string) => {
     const ids = name ? sessions.get(name) : undefined;
     if (!ids || ids.length === 0) return;
     sessions.delete(name!);
+    if (driftOf !== undefined) {
+      plan.drift.push({ menu: spec.activeMenu, name: name!, marker: driftOf, issue: "extra" });
+    }
     plan.counts.kicked += ids.length;
     plan.kicks.push({
-      ref,
+      ref: ref(),
       run: () => api.run(`${spec.activeMenu}/remove`, [`=.id=${ids.join(",")}`]).catch(() => undefined),
     });
   };
@@ -163,7 +171,7 @@ export function planEntries<W extends DesiredSecret | DesiredHotspotUser>(
     plan.drift.push({ menu: spec.menu, name: row.name ?? "", marker, issue: "extra" });
     plan.counts.removed++;
     plan.ops.push({ ref, run: () => api.run(`${spec.menu}/remove`, [`=.id=${row[".id"]}`]) });
-    kick(row.name, ref);
+    kick(row.name, () => ref);
   };
   const wanted = new Set<number>();
   for (const { id, want } of spec.desired) {
@@ -192,6 +200,8 @@ export function planEntries<W extends DesiredSecret | DesiredHotspotUser>(
     const diff = spec.diff(row, want);
     if (Object.keys(diff).length === 0) {
       plan.counts.unchanged++;
+      // A session left on a disabled entry (its drop was lost with the connection) goes now.
+      if (spec.withdrawn(want)) kick(row.name, () => target(id, want), want.comment);
       continue;
     }
     plan.drift.push({
@@ -204,12 +214,20 @@ export function planEntries<W extends DesiredSecret | DesiredHotspotUser>(
     plan.counts.updated++;
     const ref = target(id, want);
     plan.ops.push({ ref, run: () => api.run(`${spec.menu}/set`, [`=.id=${row[".id"]}`, ...toWords(diff)]) });
-    if (spec.needsKick(row, want)) kick(row.name, ref);
+    if (spec.needsKick(row, want) || spec.withdrawn(want)) kick(row.name, () => ref);
   }
   for (const [id, rows] of byId) {
     if (wanted.has(id)) continue;
     for (const row of rows) remove(row, row.comment, target(id, null));
   }
+  // Sessions of Tandao's users whose entry is gone from the router: a removal whose drop was lost.
+  // (A wanted, enabled user's missing entry is being added above: its session may stay.)
+  for (const [name, owner] of spec.sessionOwners) {
+    if (owner.want !== null && !spec.withdrawn(owner.want)) continue;
+    kick(name, () => target(owner.id, owner.want), owner.want?.comment ?? markerOf[spec.kind](owner.id));
+  }
 }
+
+const markerOf = { sub: subscriptionMarker, voucher: voucherMarker };
 
 const toWords = (values: Record<string, string>) => Object.entries(values).map(([k, v]) => `=${k}=${v}`);

@@ -7,8 +7,8 @@ import { routers } from "../db/schema/index.ts";
 import { type JobResult, runJobOutsideTransaction } from "../jobs/runner.ts";
 import type { Logger } from "../logger.ts";
 import { ensureWalledGarden, walledGardenEntries } from "../portal/walled-garden.ts";
-import type { RouterApi } from "./connection.ts";
-import { loadRouterDesiredState } from "./desired.ts";
+import type { RouterApi, RouterRow } from "./connection.ts";
+import { loadRouterDesiredState, loadSessionOwners } from "./desired.ts";
 import {
   hotspotUserDiff,
   hotspotUserNeedsKick,
@@ -101,6 +101,10 @@ export async function reconcileRouter(
       api.run(`${menus.pppActive}/print`, ["=.proplist=.id,name"]),
       api.run(`${menus.hotspotActive}/print`, ["=.proplist=.id,user,uptime"]),
     ]);
+    const owners = await loadSessionOwners(deps.db, routerId, deps.clock.now(), {
+      ppp: namesWithoutEntry(pppActive, "name", secrets),
+      hotspot: namesWithoutEntry(hotspotActive, "user", users),
+    });
     const plan: Plan = {
       drift: report.drift,
       counts: report.counts,
@@ -119,9 +123,11 @@ export async function reconcileRouter(
       diff: secretDiff,
       values: secretValues,
       needsKick: secretNeedsKick,
+      withdrawn: (want) => want.disabled,
       activeMenu: menus.pppActive,
       active: pppActive,
       activeKey: "name",
+      sessionOwners: owners.ppp,
     });
     planEntries(api, plan, {
       menu: menus.hotspotUser,
@@ -131,9 +137,11 @@ export async function reconcileRouter(
       diff: hotspotUserDiff,
       values: hotspotUserValues,
       needsKick: hotspotUserNeedsKick,
+      withdrawn: () => false,
       activeMenu: menus.hotspotActive,
       active: hotspotActive,
       activeKey: "user",
+      sessionOwners: owners.hotspot,
     });
     if (!dryRun) {
       // Bookkeeping only, independent of the repair: a failure is logged and tried again next run.
@@ -154,6 +162,12 @@ export async function reconcileRouter(
   }
   report.durationMs = Math.round(performance.now() - started);
   return report;
+}
+
+/** User names of sessions that no entry of `entries` carries. */
+function namesWithoutEntry(sessions: RouterRow[], key: string, entries: RouterRow[]): string[] {
+  const names = new Set(entries.map((e) => e.name));
+  return [...new Set(sessions.flatMap((s) => (s[key] && !names.has(s[key]) ? [s[key]] : [])))];
 }
 
 export interface ReconcileRun {

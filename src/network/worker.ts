@@ -229,7 +229,7 @@ export class ProvisioningWorker {
           ? desiredSecret(loaded.subscription, loaded.plan)
           : null;
       if (!want || !loaded) {
-        await removeSecret(api, subscriptionMarker(row.subscriptionId));
+        await removeSecret(api, subscriptionMarker(row.subscriptionId), loaded?.subscription.networkUsername);
         return;
       }
       await this.withProfile(api, routerId, desiredProfile(loaded.plan), () => ensureSecret(api, want));
@@ -245,7 +245,8 @@ export class ProvisioningWorker {
         const want = forThisRouter
           ? desiredHotspotUser(loaded.voucher, loaded.plan, this.deps.clock.now())
           : null;
-        if (!want || !loaded) await removeHotspotUser(api, voucherMarker(row.voucherId!));
+        if (!want || !loaded)
+          await removeHotspotUser(api, voucherMarker(row.voucherId!), loaded?.voucher.code);
         else
           await this.withProfile(api, routerId, desiredProfile(loaded.plan), () =>
             ensureHotspotUser(api, want),
