@@ -136,7 +136,7 @@ export class RouterConnection implements RouterApi {
     this.keepaliveTimer = null;
     const api = this.api;
     this.api = null;
-    if (api) await api.close().catch(() => undefined);
+    if (api) await closeOrAbandon(api);
     for (const wake of this.waiters.splice(0)) wake();
   }
 
@@ -336,6 +336,30 @@ export class RouterConnection implements RouterApi {
 function describe(error: unknown): string {
   if (error instanceof Error) return error.message || error.name;
   return String(error);
+}
+
+/** How long a closing connection waits for the router to end it: a router that answers does so at once. */
+const closeWaitMs = 1_000;
+
+/**
+ * node-routeros's `close()` settles only when the router ends the TCP connection. A router that
+ * vanished (link down, address moved) never does, and the socket's idle timeout then removes the
+ * listener `close()` waits on: its promise would never settle, and an admin's router edit or a
+ * shutdown would hang. So the wait is bounded, then the socket is destroyed.
+ */
+async function closeOrAbandon(api: RouterOSAPI): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const closed = await Promise.race([
+    api.close().then(
+      () => true,
+      () => false,
+    ),
+    new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), closeWaitMs);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (!closed) destroySocket(api);
 }
 
 /** node-routeros has no public way to abandon a connection attempt; its connector owns the socket. */

@@ -1,6 +1,8 @@
+import net from "node:net";
 import { RouterOSAPI } from "node-routeros";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { RouterConnection, RouterTrapError, RouterUnavailableError } from "../../src/network/connection.ts";
+import { encodeReply, SentenceReader } from "../../src/network/emulator/protocol.ts";
 import { RouterOsEmulator } from "../../src/network/emulator/server.ts";
 import { waitFor } from "./support.ts";
 
@@ -185,4 +187,40 @@ describe("RouterConnection", () => {
     await down.close();
     await connection.close();
   });
+
+  it("lets go of a router that went silent: closing (an admin's router edit, a shutdown) does not hang", async () => {
+    // A router that logs in and answers, then vanishes: it answers nothing more, not even the end
+    // of the TCP connection.
+    let silent = false;
+    const sockets = new Set<net.Socket>();
+    const vanishing = net.createServer({ allowHalfOpen: true }, (socket) => {
+      sockets.add(socket);
+      socket.on("error", () => {});
+      const reader = new SentenceReader();
+      socket.on("data", (chunk) => {
+        for (const words of reader.push(chunk)) {
+          if (silent) continue;
+          const tag = words.find((w) => w.startsWith(".tag="))?.slice(".tag=".length);
+          socket.write(encodeReply(["!done"], tag));
+        }
+      });
+    });
+    await new Promise<void>((resolve) => vanishing.listen(0, "127.0.0.1", resolve));
+    const { port } = vanishing.address() as net.AddressInfo;
+    try {
+      const connection = new RouterConnection(
+        { ...endpoint(), port },
+        { commandTimeoutMs: 500, connectTimeoutMs: 500, keepaliveMs: 500 },
+      );
+      await connection.run("/system/identity/print");
+      expect(connection.connected).toBe(true);
+      silent = true;
+      const started = Date.now();
+      await connection.close();
+      expect(Date.now() - started).toBeLessThan(3_000);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => vanishing.close(() => resolve()));
+    }
+  }, 10_000);
 });
