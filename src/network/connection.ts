@@ -7,7 +7,15 @@ export type RouterRow = Record<string, string>;
 
 /** What the provisioning code needs from a router: run one API command, get its rows. */
 export interface RouterApi {
-  run(command: string, params?: string[]): Promise<RouterRow[]>;
+  run(command: string, params?: string[], options?: RunOptions): Promise<RouterRow[]>;
+}
+
+export interface RunOptions {
+  /**
+   * Called when the command is about to be written, after any wait for a free slot on the
+   * connection or for the connection itself: throwing cancels the command unsent.
+   */
+  beforeSend?: () => void;
 }
 
 export interface RouterEndpoint {
@@ -103,12 +111,13 @@ export class RouterConnection implements RouterApi {
     return this.api?.connected === true;
   }
 
-  async run(command: string, params: string[] = []): Promise<RouterRow[]> {
+  async run(command: string, params: string[] = [], options: RunOptions = {}): Promise<RouterRow[]> {
     this.assertUsable();
     await this.acquire();
     try {
       this.assertUsable();
       const api = await this.connect();
+      options.beforeSend?.();
       return await this.send(api, command, params);
     } finally {
       this.release();

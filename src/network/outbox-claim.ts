@@ -12,6 +12,8 @@ export interface ClaimedRow {
   action: string;
   payload: Record<string, unknown>;
   attempts: number;
+  /** When the lease taken on the row's target ends (injected clock, ms). */
+  leaseEndsAt: number;
 }
 
 const at = (d: Date) => sql`${d.toISOString()}::timestamptz`;
@@ -125,6 +127,7 @@ export async function claimDueRows(
           unknown
         >,
         attempts: Number(r.attempts),
+        leaseEndsAt: leaseUntil.getTime(),
       }))
       .sort((a, b) => a.id - b.id);
   });

@@ -60,6 +60,8 @@ export interface Plan {
   kicks: Op[];
   /** Every target an op changes, with the desired state the op is based on. */
   targets: Map<string, ReconcileTarget>;
+  /** Commands are written only until then (injected clock, ms): set once the targets are leased. */
+  sendBy: number;
 }
 
 export function planProfiles(
@@ -164,7 +166,12 @@ export function planEntries<W extends DesiredSecret | DesiredHotspotUser>(
     plan.counts.kicked += ids.length;
     plan.kicks.push({
       ref: ref(),
-      run: () => api.run(`${spec.activeMenu}/remove`, [`=.id=${ids.join(",")}`]).catch(() => undefined),
+      run: () =>
+        api.run(`${spec.activeMenu}/remove`, [`=.id=${ids.join(",")}`]).catch((error: unknown) => {
+          // Refused: the session hung up meanwhile. Anything else (not sent, router lost) is unfinished.
+          if (!(error instanceof RouterTrapError)) throw error;
+          return [];
+        }),
     });
   };
   const remove = (row: RouterRow, marker: string | undefined, ref: string) => {

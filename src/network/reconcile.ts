@@ -18,6 +18,7 @@ import {
   secretNeedsKick,
   secretValues,
 } from "./driver.ts";
+import { LeaseExpiredError, sendWhileLeased } from "./lease-guard.ts";
 import {
   type Drift,
   emptyCounts,
@@ -112,10 +113,12 @@ export async function reconcileRouter(
       ops: [],
       kicks: [],
       targets: new Map(),
+      sendBy: Number.POSITIVE_INFINITY,
     };
+    const repairApi = sendWhileLeased(api, deps.clock, () => plan.sendBy);
     planProfiles(api, plan, "ppp", pppProfiles, desired.profiles);
     planProfiles(api, plan, "hotspot", hotspotProfiles, desired.profiles);
-    planEntries(api, plan, {
+    planEntries(repairApi, plan, {
       menu: menus.pppSecret,
       kind: "sub",
       rows: secrets,
@@ -129,7 +132,7 @@ export async function reconcileRouter(
       activeKey: "name",
       sessionOwners: owners.ppp,
     });
-    planEntries(api, plan, {
+    planEntries(repairApi, plan, {
       menu: menus.hotspotUser,
       kind: "voucher",
       rows: users,
@@ -243,7 +246,9 @@ async function repair(deps: ReconcileDeps, routerId: number, plan: Plan): Promis
   await Promise.all(plan.profileOps.map((op) => op()));
   const leases: TargetLeases = await leaseTargets(deps, routerId, [...plan.targets.values()]);
   plan.counts.deferred = leases.deferred;
-  const startBy = deps.clock.now().getTime() + reconcileStartWithinMs;
+  // Each command is written only while the leases surely outlast it (lease-guard.ts).
+  plan.sendBy = deps.clock.now().getTime() + reconcileStartWithinMs;
+  const startBy = plan.sendBy;
   const unfinished = new Set<string>();
   let firstError: unknown;
   const send = async (ops: Op[]) => {
@@ -260,7 +265,8 @@ async function repair(deps: ReconcileDeps, routerId: number, plan: Plan): Promis
         try {
           await op.run();
         } catch (error) {
-          firstError ??= error;
+          // Not sent in time: left to the worker, like a target not started in time.
+          if (!(error instanceof LeaseExpiredError)) firstError ??= error;
           if (op.ref !== undefined) unfinished.add(op.ref);
         }
       }

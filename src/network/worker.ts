@@ -15,6 +15,7 @@ import {
   loadVoucher,
 } from "./desired.ts";
 import { ensureHotspotUser, ensureProfile, ensureSecret, removeHotspotUser, removeSecret } from "./driver.ts";
+import { LeaseExpiredError, sendWhileLeased } from "./lease-guard.ts";
 import { subscriptionMarker, voucherMarker } from "./markers.ts";
 import { type ClaimedRow, claimDueRows } from "./outbox-claim.ts";
 import type { RouterPool } from "./pool.ts";
@@ -28,7 +29,10 @@ import { makeRouterRowsDue, RouterProber } from "./prober.ts";
  * - the claim is one short transaction; routers are only called after it commits.
  */
 
-/** Time kept between the start of a row's delivery and the end of its lease. */
+/**
+ * Time kept between the last moment a command of a row may be written and the end of its lease
+ * (lease-guard.ts); it must exceed a command's timeout (10 s by default).
+ */
 const LEASE_SAFETY_MS = 45_000;
 
 export interface WorkerOptions {
@@ -181,25 +185,26 @@ export class ProvisioningWorker {
     const failures: Array<{ row: ClaimedRow; error: unknown }> = [];
     const done: ClaimedRow[] = [];
     const released: ClaimedRow[] = [];
-    // A row is only started while its lease surely outlives it (a row is a few commands, each with
-    // its own timeout): after that another worker may claim a newer row for the same target, and a
-    // late delivery of this one would overwrite the router with an older state.
-    const startBy =
-      this.deps.clock.now().getTime() +
-      Math.max(this.options.leaseMs - LEASE_SAFETY_MS, this.options.leaseMs / 2);
+    // Once a row's lease ends, another worker may claim a newer row for the same target, and a late
+    // command of this one would overwrite the router with an older state: each command is only
+    // written while the lease surely outlives it (lease-guard.ts). A row not started by then, or
+    // cut short, goes back to the queue.
+    const safetyMs = Math.min(LEASE_SAFETY_MS, this.options.leaseMs / 2);
     let next = 0;
     const work = async () => {
       while (next < rows.length) {
         const row = rows[next++]!;
+        const startBy = row.leaseEndsAt - safetyMs;
         if (this.deps.clock.now().getTime() > startBy) {
           released.push(row);
           continue;
         }
         try {
-          await this.deliver(row);
+          await this.deliver(row, startBy);
           done.push(row);
         } catch (error) {
-          failures.push({ row, error });
+          if (error instanceof LeaseExpiredError) released.push(row);
+          else failures.push({ row, error });
         }
       }
     };
@@ -215,15 +220,17 @@ export class ProvisioningWorker {
     }
   }
 
-  private async deliver(row: ClaimedRow): Promise<void> {
-    const { db, pool } = this.deps;
+  private async deliver(row: ClaimedRow, startBy: number): Promise<void> {
+    const { db, pool, clock } = this.deps;
+    const connect = async (routerId: number) =>
+      sendWhileLeased(await pool.get(routerId), clock, () => startBy);
     // A router known to be down fails the row at once, before any database read.
     if (row.routerId !== null) pool.assertAvailable(row.routerId);
     if (row.subscriptionId !== null) {
       const loaded = await loadSubscription(db, row.subscriptionId);
       const routerId = row.routerId ?? loaded?.subscription.routerId ?? null;
       if (routerId === null) return;
-      const api = await pool.get(routerId);
+      const api = await connect(routerId);
       const want =
         loaded && loaded.subscription.routerId === routerId
           ? desiredSecret(loaded.subscription, loaded.plan)
@@ -239,7 +246,7 @@ export class ProvisioningWorker {
       const loaded = await loadVoucher(db, row.voucherId);
       const targets = row.routerId !== null ? [row.routerId] : await this.allRouterIds();
       await this.onEachRouter(targets, async (routerId) => {
-        const api = await pool.get(routerId);
+        const api = await connect(routerId);
         const forThisRouter =
           loaded && (loaded.voucher.routerId === null || loaded.voucher.routerId === routerId);
         const want = forThisRouter
@@ -260,7 +267,7 @@ export class ProvisioningWorker {
     if (!plan) return;
     const targets = row.routerId !== null ? [row.routerId] : await this.allRouterIds();
     await this.onEachRouter(targets, async (routerId) => {
-      const api = await pool.get(routerId);
+      const api = await connect(routerId);
       const profile = desiredProfile(plan);
       await ensureProfile(api, profile);
       this.profileCache.set(this.profileKey(routerId, profile), Date.now());

@@ -62,12 +62,13 @@ function reconcileWith(
           await meanwhile();
         }
         return {
-          async run(command, params) {
+          // What happens meanwhile, the command's wait for its turn on the connection.
+          async run(command, params, options) {
             if (!done && when !== "connect" && when(command)) {
               done = true;
               await meanwhile();
             }
-            return api.run(command, params);
+            return api.run(command, params, options);
           },
         };
       },
@@ -162,6 +163,27 @@ describe("reconciliation next to the delivery worker", () => {
     expect(deps.acted()).toBe(true);
     // The worker runs again after the reconciliation (its next poll): the restore is not lost.
     await stack.worker.drain();
+    expect(router.find("/ppp/secret", name)?.disabled).toBe("false");
+  });
+
+  it("a repair held up past the reconciliation's lease is not sent over the restore the worker delivered meanwhile", async () => {
+    const subscriber = await suspendedSubscriber("Restored After The Lease");
+    const name = subscriber.networkUsername;
+    // Someone enabled the suspended subscriber by hand: the reconciliation will disable the secret.
+    router.update("/ppp/secret", router.find("/ppp/secret", name)![".id"]!, { disabled: "false" });
+    const deps = reconcileWith(
+      (command) => command === "/ppp/secret/set",
+      async () => {
+        // That write waits (a busy connection) until the reconciliation's lease is over; the
+        // subscriber pays and the worker, free to deliver again, restores them.
+        clock.advance(130_000);
+        await resumeSubscription(ctx, admin, { subscriptionId: subscriber.id, reason: "paid in cash" });
+        await stack.worker.drain();
+      },
+    );
+    const report = await reconcileRouter(deps, routerId);
+    expect(deps.acted()).toBe(true);
+    expect(report.ok).toBe(true);
     expect(router.find("/ppp/secret", name)?.disabled).toBe("false");
   });
 });

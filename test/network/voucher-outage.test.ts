@@ -1,6 +1,11 @@
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
+import { applyPayment } from "../../src/billing/payments.ts";
+import {
+  createCustomerWithSubscription,
+  resumeSubscription,
+  suspendSubscription,
+} from "../../src/billing/subscriptions.ts";
 import { sellVoucherInTx } from "../../src/billing/vouchers.ts";
 import { FakeClock } from "../../src/clock.ts";
 import { type Database, queryRows } from "../../src/db/client.ts";
@@ -72,16 +77,12 @@ describe("a worker that runs out of lease time", () => {
       });
       names.push(subscription.networkUsername);
     }
-    // Every reading of this clock is a minute later: the lease runs out during the first row.
-    class HurryingClock extends FakeClock {
-      override now(): Date {
-        this.advance(60_000);
-        return super.now();
-      }
-    }
-    const hurried = networkStack(database.db, new HurryingClock(steady.now()), {
-      worker: { perRouterConcurrency: 1 },
-    });
+    // Each secret takes the router half a minute: the 120 s lease leaves time to start three rows.
+    tower.emulator.faults.delayFor = (command) => {
+      if (command.command === "/ppp/secret/add") steady.advance(30_000);
+      return 0;
+    };
+    const hurried = networkStack(database.db, steady, { worker: { perRouterConcurrency: 1 } });
     const addsBefore = tower.emulator.count("/ppp/secret/add");
     let claims = 0;
     try {
@@ -99,5 +100,60 @@ describe("a worker that runs out of lease time", () => {
       sql`select count(*)::int as n from provisioning_outbox where status = 'pending' or attempts > 1`,
     );
     expect(Number(open?.n)).toBe(0);
+  });
+
+  it("a suspension stalled at the router past its lease does not cut off the subscriber restored meanwhile", async () => {
+    const tower = await emulatedRouter(database.db);
+    const clock = new FakeClock(new Date());
+    const { ctx } = billingContext(database.db, clock);
+    const instanceA = networkStack(database.db, clock);
+    const instanceB = networkStack(database.db, clock);
+    try {
+      const plan = await createPlan(database.db, { priceCents: 100_000 });
+      const { customer, subscription, invoice } = await createCustomerWithSubscription(ctx, admin, {
+        name: "Stalled Suspension",
+        phone: uniquePhone(),
+        planId: plan.id,
+        routerId: tower.routerId,
+      });
+      await applyPayment(ctx, admin, {
+        customerId: customer.id,
+        method: "cash",
+        provider: "cash",
+        providerRef: `stall-${customer.id}`,
+        amountCents: invoice.amountCents,
+      });
+      await instanceA.worker.drain();
+      const secret = () => tower.emulator.find("/ppp/secret", subscription.networkUsername);
+      expect(secret()?.disabled).toBe("false");
+
+      // Instance A delivers the suspension; the router stalls on its lookup of the secret until
+      // A's lease (120 s) is over. Meanwhile the subscriber pays and instance B restores them.
+      await suspendSubscription(ctx, admin, { subscriptionId: subscription.id, reason: "unpaid" });
+      let stalled = false;
+      let resumeRouter = () => {};
+      const stall = new Promise<void>((resolve) => {
+        resumeRouter = resolve;
+      });
+      tower.emulator.faults.holdUntil = (command) => {
+        if (stalled || command.command !== "/ppp/secret/print") return null;
+        stalled = true;
+        return stall;
+      };
+      const deliveryA = instanceA.worker.drain();
+      await waitFor(() => stalled);
+      clock.advance(130_000);
+      await resumeSubscription(ctx, admin, { subscriptionId: subscription.id, reason: "paid" });
+      await instanceB.worker.drain();
+      expect(secret()?.disabled).toBe("false");
+      resumeRouter();
+      await deliveryA;
+
+      expect(secret()?.disabled).toBe("false");
+    } finally {
+      await instanceA.close();
+      await instanceB.close();
+      await tower.emulator.stop();
+    }
   });
 });

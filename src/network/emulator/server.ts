@@ -48,6 +48,12 @@ export interface Faults {
    * concurrent commands. 0: each command's replies go out as soon as they are ready.
    */
   interleaveMs: number;
+  /**
+   * The replies to a command are held until the promise returned for it settles (a router stalled
+   * on one command for as long as a test needs; the command itself has already been applied). Not
+   * with `interleaveMs`.
+   */
+  holdUntil: ((command: ReceivedCommand) => Promise<void> | null) | null;
   /** The socket is destroyed, without an answer, when a received command matches. */
   dropWhen: ((command: ReceivedCommand) => boolean) | null;
   /** Login is refused with RouterOS's own message. */
@@ -58,6 +64,7 @@ interface Reply {
   tag?: string;
   sentences: string[][];
   delayMs: number;
+  heldUntil?: Promise<void> | null;
 }
 
 interface Connection {
@@ -71,6 +78,7 @@ export class RouterOsEmulator implements CommandRouter {
   readonly faults: Faults = {
     delayMs: 0,
     delayFor: null,
+    holdUntil: null,
     interleaveMs: 0,
     dropWhen: null,
     rejectLogin: false,
@@ -256,7 +264,12 @@ export class RouterOsEmulator implements CommandRouter {
           return this.finish(connection, batch, ["!fatal", "=message=session terminated on request"]);
         }
         const sentences = execute(this, command, attributes, received.queries);
-        batch.push({ tag, sentences, delayMs: base + (this.faults.delayFor?.(received) ?? 0) });
+        batch.push({
+          tag,
+          sentences,
+          delayMs: base + (this.faults.delayFor?.(received) ?? 0),
+          heldUntil: this.faults.holdUntil?.(received),
+        });
       }
       this.dispatch(connection, batch);
     });
@@ -270,7 +283,12 @@ export class RouterOsEmulator implements CommandRouter {
       connection.timer ??= setTimeout(() => this.release(connection), this.faults.interleaveMs);
       return;
     }
-    for (const reply of replies) this.send(connection.socket, [reply], reply.delayMs);
+    for (const reply of replies) {
+      if (reply.heldUntil) {
+        const send = () => this.send(connection.socket, [reply], reply.delayMs);
+        reply.heldUntil.then(send, send);
+      } else this.send(connection.socket, [reply], reply.delayMs);
+    }
   }
 
   /** Sends the held replies: those due at the same moment interleaved, sentence by sentence. */
