@@ -1,6 +1,13 @@
-import { asc, eq } from "drizzle-orm";
+import { and, asc, eq, isNull, sql } from "drizzle-orm";
 import type { Executor } from "../db/client.ts";
-import { type PeriodUnit, type PlanKind, periodUnits, planKinds, plans } from "../db/schema/index.ts";
+import {
+  type PeriodUnit,
+  type PlanKind,
+  periodUnits,
+  planKinds,
+  plans,
+  provisioningOutbox,
+} from "../db/schema/index.ts";
 import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { enqueueProvisioning } from "./outbox.ts";
@@ -9,7 +16,8 @@ import { enqueueProvisioning } from "./outbox.ts";
  * Plans as an ISP edits them: created and changed by an admin, each change audited in its own
  * transaction. A new price is what the next invoice charges: invoices are issued ahead of each period
  * (INVOICE_LEAD_HOURS), so a subscription pays the old price until its next period starts. A new speed
- * or data cap is pushed to the routers (`ensure_profile`), as the plan's profile there must follow.
+ * or data cap is pushed to the routers (`ensure_profile`), as the plan's profile there must follow; a
+ * new speed also reaches the subscribers online (they are reconnected onto it).
  */
 
 export interface PlanInput {
@@ -118,14 +126,40 @@ export async function updatePlan(ctx: BillingContext, actor: Actor, code: string
         before: Object.fromEntries(Object.keys(changed).map((k) => [k, before[k as keyof typeof before]])),
       },
     });
-    if ("rateLimit" in changed || "dataCapBytes" in changed) await pushProfile(tx, now, before.id);
+    if ("rateLimit" in changed || "dataCapBytes" in changed) {
+      await pushProfile(tx, now, before.id, "rateLimit" in changed);
+    }
     return after!;
   });
 }
 
-/** The plan's profile on every router (the worker delivers a row without a router to all of them). */
-async function pushProfile(tx: Executor, now: Date, planId: number): Promise<void> {
-  await enqueueProvisioning(tx, now, { action: "ensure_profile", routerId: null, payload: { planId } });
+/**
+ * The plan's profile on every router (the worker delivers a row without a router to all of them).
+ * `rateLimitChanged`: subscribers online keep the speed they connected with until they reconnect,
+ * which the worker then makes them do. Only the newest pending row of a plan is delivered, so a
+ * speed change not yet delivered is carried into the row that replaces it.
+ */
+async function pushProfile(tx: Executor, now: Date, planId: number, rateLimitChanged: boolean) {
+  const pending = rateLimitChanged
+    ? []
+    : await tx
+        .select({ id: provisioningOutbox.id })
+        .from(provisioningOutbox)
+        .where(
+          and(
+            eq(provisioningOutbox.status, "pending"),
+            eq(provisioningOutbox.action, "ensure_profile"),
+            isNull(provisioningOutbox.routerId),
+            sql`${provisioningOutbox.payload}->>'planId' = ${String(planId)}`,
+            sql`${provisioningOutbox.payload}->>'rateLimitChanged' = 'true'`,
+          ),
+        )
+        .limit(1);
+  await enqueueProvisioning(tx, now, {
+    action: "ensure_profile",
+    routerId: null,
+    payload: { planId, ...(rateLimitChanged || pending.length > 0 ? { rateLimitChanged: true } : {}) },
+  });
 }
 
 export function listPlans(db: Executor) {

@@ -116,7 +116,7 @@ async function addOrConflict(api: RouterApi, menu: string, values: Record<string
   }
 }
 
-async function removeIds(api: RouterApi, menu: string, ids: string[]): Promise<void> {
+export async function removeIds(api: RouterApi, menu: string, ids: string[]): Promise<void> {
   if (ids.length === 0) return;
   try {
     await api.run(`${menu}/remove`, [`=.id=${ids.join(",")}`]);

@@ -18,6 +18,7 @@ import { ensureHotspotUser, ensureProfile, ensureSecret, removeHotspotUser, remo
 import { LeaseExpiredError, sendWhileLeased } from "./lease-guard.ts";
 import { subscriptionMarker, voucherMarker } from "./markers.ts";
 import { type ClaimedRow, claimDueRows } from "./outbox-claim.ts";
+import { dropProfileSessions, splitRateLimitChange } from "./plan-speed.ts";
 import type { RouterPool } from "./pool.ts";
 import { makeRouterRowsDue, RouterProber } from "./prober.ts";
 
@@ -265,12 +266,19 @@ export class ProvisioningWorker {
     if (!Number.isInteger(planId)) return;
     const plan = await loadPlan(db, planId);
     if (!plan) return;
+    const rateLimitChanged = row.payload.rateLimitChanged === true;
+    if (rateLimitChanged && row.routerId === null) {
+      await splitRateLimitChange(db, clock.now(), planId);
+      return;
+    }
     const targets = row.routerId !== null ? [row.routerId] : await this.allRouterIds();
     await this.onEachRouter(targets, async (routerId) => {
       const api = await connect(routerId);
       const profile = desiredProfile(plan);
       await ensureProfile(api, profile);
       this.profileCache.set(this.profileKey(routerId, profile), Date.now());
+      // Even when the profile was already updated (by a subscriber's delivery that ensured it first).
+      if (rateLimitChanged) await dropProfileSessions(api, profile);
     });
   }
 

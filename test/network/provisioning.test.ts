@@ -4,6 +4,7 @@ import { suspendOverdue } from "../../src/billing/dunning.ts";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { changePlan } from "../../src/billing/plan-change.ts";
+import { updatePlan } from "../../src/billing/plans.ts";
 import {
   createCustomerWithSubscription,
   resumeSubscription,
@@ -116,6 +117,34 @@ describe("provisioning PPPoE subscribers through the real client and the emulate
     expect(router.find("/ppp/profile", `tandao-${fast.code}`)?.["rate-limit"]).toBe("10M/20M");
     expect(router.count("/ppp/active/remove") - kicksBefore).toBe(1);
     expect(router.find("/ppp/active", subscription.networkUsername)).toBeUndefined();
+  });
+
+  it("a plan's new speed reaches its subscribers who are online: each reconnects once onto it; others stay connected", async () => {
+    const plan = await createPlan(database.db, { priceCents: 100_000, rateLimit: "2M/4M" });
+    const other = await createPlan(database.db, { priceCents: 100_000, rateLimit: "2M/4M" });
+    const onPlan = await signUp(plan.id, "Speed Onplan");
+    const onOther = await signUp(other.id, "Speed Other");
+    for (const { customer, invoice } of [onPlan, onOther]) await pay(customer.id, invoice.amountCents);
+    await stack.worker.drain();
+    const name = onPlan.subscription.networkUsername;
+    router.connectPppoe(name);
+    router.connectPppoe(onOther.subscription.networkUsername);
+    const kicksBefore = router.count("/ppp/active/remove");
+
+    // A new speed, then (before the worker runs) a data cap: the later edit does not lose the first.
+    await updatePlan(ctx(), admin, plan.code, { rateLimit: "10M/20M" });
+    await updatePlan(ctx(), admin, plan.code, { dataCapBytes: 5_000_000_000 });
+    await stack.worker.drain();
+    expect(router.find("/ppp/profile", `tandao-${plan.code}`)?.["rate-limit"]).toBe("10M/20M");
+    expect(router.find("/ppp/active", name)).toBeUndefined();
+    expect(router.count("/ppp/active/remove") - kicksBefore).toBe(1);
+    expect(router.find("/ppp/active", onOther.subscription.networkUsername)).toBeDefined();
+
+    // An edit that leaves the speed alone reconnects nobody.
+    router.connectPppoe(name);
+    await updatePlan(ctx(), admin, plan.code, { dataCapBytes: null });
+    await stack.worker.drain();
+    expect(router.find("/ppp/active", name)).toBeDefined();
   });
 
   it("suspend then restore within a second: only the final state is applied, the older row is superseded", async () => {

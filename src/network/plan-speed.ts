@@ -1,0 +1,41 @@
+import { sql } from "drizzle-orm";
+import type { Db } from "../db/client.ts";
+import type { RouterApi } from "./connection.ts";
+import type { DesiredProfile } from "./desired.ts";
+import { menus, removeIds } from "./driver.ts";
+
+/**
+ * RouterOS applies a profile's rate limit when a session connects: after a plan's speed changes,
+ * the subscribers online keep the old one until they reconnect. So their sessions are dropped
+ * (their routers dial again at once, onto the new speed).
+ *
+ * The plan's row (`ensure_profile`, payload `rateLimitChanged`) names no router; it is split into
+ * one row per router, each of which updates the profile and drops its sessions there. A router that
+ * is down then retries only its own row, and the subscribers of the routers already done are not
+ * reconnected again at each retry.
+ */
+
+/** Queues the plan's speed change for each router, in one transaction. */
+export async function splitRateLimitChange(db: Db, now: Date, planId: number): Promise<void> {
+  await db.execute(sql`
+    insert into provisioning_outbox (router_id, action, payload, next_attempt_at, created_at)
+    select r.id, 'ensure_profile', ${JSON.stringify({ planId, rateLimitChanged: true })}::jsonb,
+      ${now.toISOString()}::timestamptz, ${now.toISOString()}::timestamptz
+    from routers r`);
+}
+
+/** Drops the sessions of every secret or hotspot user on `profile`; returns how many. */
+export async function dropProfileSessions(api: RouterApi, profile: DesiredProfile): Promise<number> {
+  const [entryMenu, activeMenu, activeKey] =
+    profile.kind === "ppp"
+      ? [menus.pppSecret, menus.pppActive, "name"]
+      : [menus.hotspotUser, menus.hotspotActive, "user"];
+  const entries = await api.run(`${entryMenu}/print`, [`?profile=${profile.name}`, "=.proplist=name"]);
+  if (entries.length === 0) return 0;
+  const names = new Set(entries.map((e) => e.name));
+  const sessions = await api.run(`${activeMenu}/print`, [`=.proplist=.id,${activeKey}`]);
+  const ids = sessions.filter((s) => names.has(s[activeKey])).map((s) => s[".id"]!);
+  if (ids.length === 0) return 0;
+  await removeIds(api, activeMenu, ids);
+  return ids.length;
+}
