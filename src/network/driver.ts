@@ -108,8 +108,10 @@ async function addOrConflict(api: RouterApi, menu: string, values: Record<string
     await api.run(`${menu}/add`, words(values));
   } catch (error) {
     if (error instanceof RouterTrapError && /already (exists|have)/.test(error.message)) {
+      // A hotspot user's name is a voucher code, which must not reach errors, alert SMS or logs.
+      const entry = menu === menus.hotspotUser ? `for ${values.comment}` : `"${values.name}"`;
       throw new RouterConflictError(
-        `${menu} "${values.name}" already exists on the router without a Tandao marker; rename or remove it there`,
+        `${menu} ${entry} already exists on the router without a Tandao marker; rename or remove it there`,
       );
     }
     throw error;

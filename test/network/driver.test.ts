@@ -96,4 +96,20 @@ describe("driver", () => {
     ).rejects.toBeInstanceOf(RouterConflictError);
     expect(router.find("/ppp/profile", "tandao-biz")?.["rate-limit"]).toBe("1M/1M");
   });
+
+  it("a voucher code taken on the router by hand is reported without the code itself", async () => {
+    router.insert("/ip/hotspot/user", { name: "QRST6789", password: "own", profile: "default" });
+    const refused = ensureHotspotUser(api, {
+      voucherId: 11,
+      name: "QRST6789",
+      password: "QRST6789",
+      profile: "default",
+      limitUptimeSeconds: 3_600,
+      limitBytesTotal: null,
+      comment: "tandao:voucher:11",
+    });
+    await expect(refused).rejects.toBeInstanceOf(RouterConflictError);
+    await expect(refused).rejects.toThrow(/tandao:voucher:11/);
+    await expect(refused).rejects.not.toThrow(/QRST6789/);
+  });
 });
