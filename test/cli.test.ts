@@ -77,7 +77,8 @@ describe("the command line", () => {
       .select()
       .from(provisioningOutbox)
       .where(eq(provisioningOutbox.action, "ensure_profile"));
-    expect(pushed.map((row) => row.payload)).toContainEqual({ planId: plan!.id });
+    // A new speed: the routers also reconnect the plan's online subscribers, so it takes effect now.
+    expect(pushed.map((row) => row.payload)).toContainEqual({ planId: plan!.id, rateLimitChanged: true });
     const audited = await database.db
       .select()
       .from(auditLog)
