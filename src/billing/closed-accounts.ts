@@ -5,7 +5,7 @@ import { audit } from "./audit.ts";
 import type { Actor } from "./context.ts";
 import { assertCovers, type MoneyLock } from "./money-lock.ts";
 import { enqueueMessage } from "./outbox.ts";
-import { type PaymentInput, recordUncreditedPaymentInTx } from "./payments.ts";
+import { type PaymentInput, recordUncreditedPaymentInTx } from "./payment-rows.ts";
 
 /**
  * Accounts money must not be credited to: a self sign-up an admin rejected (customer `inactive`, which

@@ -9,7 +9,8 @@ import { recordCallbackOutcome } from "./intents/callbacks.ts";
 import type { IntentRow } from "./intents/common.ts";
 import { adoptReceipt } from "./intents/receipts.ts";
 import { settlePaidIntent } from "./intents/settle.ts";
-import { recordPaymentByReferenceInTx, recordUncreditedPaymentInTx } from "./payments.ts";
+import { recordUncreditedPaymentInTx } from "./payment-rows.ts";
+import { recordPaymentByReferenceInTx } from "./payments.ts";
 
 export interface PaybillPayment {
   transId: string;

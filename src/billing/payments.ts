@@ -1,28 +1,23 @@
-import { and, eq, sql } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../db/client.ts";
 import { intArray } from "../db/params.ts";
-import { type PaymentMethod, payments } from "../db/schema/index.ts";
+import { payments } from "../db/schema/index.ts";
 import { normaliseAccountReference } from "./accounts.ts";
 import { audit } from "./audit.ts";
 import { closedAccountOfLocked, closedAccountsAmong, holdForClosedAccount } from "./closed-accounts.ts";
-import { type Actor, type BillingContext, BillingError } from "./context.ts";
+import type { Actor, BillingContext } from "./context.ts";
 import { balanceOf, settleOpenInvoices } from "./ledger.ts";
-import { assertCents } from "./money.ts";
 import { assertCovers, lockCustomerByAccount, lockCustomerMoney, type MoneyLock } from "./money-lock.ts";
+import {
+  existingPaymentId,
+  insertCreditedPaymentOnce,
+  insertPaymentOnce,
+  mpesaReceiptOf,
+  type PaymentInput,
+  refKey,
+  validatePayment,
+} from "./payment-rows.ts";
 import { restoreIfSettled } from "./restore.ts";
-
-export interface PaymentInput {
-  method: PaymentMethod;
-  /** `mpesa` for STK and C2B alike, `cash` for cash recorded by an admin, ... */
-  provider: string;
-  /** The provider's unique id (M-Pesa receipt number): the same id is credited once, ever. */
-  providerRef: string;
-  amountCents: number;
-  phone?: string;
-  accountReference?: string;
-  payerName?: string;
-  receivedAt?: Date;
-}
 
 export interface ApplyPaymentResult {
   paymentId: number;
@@ -32,122 +27,6 @@ export interface ApplyPaymentResult {
   /** Set when the account is closed to payments: the money waits in the unmatched queue instead. */
   heldReason?: string;
 }
-
-function validate(input: PaymentInput): void {
-  assertCents(input.amountCents);
-  if (input.amountCents <= 0) throw new BillingError("invalid_amount", "A payment must be more than zero.");
-  if (!input.providerRef.trim())
-    throw new BillingError("invalid_reference", "A payment needs its reference.");
-}
-
-/**
- * Inserts the payment row unless the provider reference is already known. The unique index decides,
- * so concurrent duplicates (a callback delivered twice, a callback racing a status query) resolve to
- * one row; the losers get `null`.
- */
-async function insertPaymentOnce(
-  tx: Executor,
-  input: PaymentInput,
-  customerId: number | null,
-  now: Date,
-): Promise<number | null> {
-  const [inserted] = await tx
-    .insert(payments)
-    .values(paymentRow(input, customerId, now))
-    .onConflictDoNothing()
-    .returning({ id: payments.id });
-  return inserted?.id ?? null;
-}
-
-/**
- * `insertPaymentOnce` for a payment to an account, with its ledger credit in the same statement
- * (the rest of the credit is `creditPayments`' with `ledgerWritten`).
- */
-async function insertCreditedPaymentOnce(
-  tx: Executor,
-  input: PaymentInput,
-  customerId: number,
-  now: Date,
-): Promise<number | null> {
-  const row = paymentRow(input, customerId, now);
-  const [inserted] = await queryRows<{ id: number }>(
-    tx,
-    sql`with inserted as (
-          insert into payments (customer_id, method, provider, provider_ref, amount_cents, phone, account_reference,
-            payer_name, status, hold_reason, received_at)
-          values (${customerId}::int, ${row.method}, ${row.provider}, ${row.providerRef}, ${row.amountCents},
-            ${row.phone ?? null}::text, ${row.accountReference ?? null}::text, ${row.payerName ?? null}::text, 'applied',
-            null, ${(row.receivedAt as Date).toISOString()}::timestamptz)
-          on conflict do nothing
-          returning id, amount_cents
-        ),
-        credited as (
-          insert into ledger_entries (customer_id, kind, amount_cents, payment_id, memo, created_at)
-          select ${customerId}::int, 'payment', amount_cents, id, ${`${input.method} ${input.providerRef.trim()}`},
-            ${now.toISOString()}::timestamptz
-          from inserted
-        )
-        select id from inserted`,
-  );
-  return inserted ? Number(inserted.id) : null;
-}
-
-/**
- * Records a payment that credits no account: a walk-in voucher sale (`applied`: it bought the
- * voucher) or money an admin must place (`unmatched`). Same unique key as every payment, so the
- * receipt is still recorded once; `null` when it was already known.
- */
-export async function recordUncreditedPaymentInTx(
-  tx: Executor,
-  now: Date,
-  input: PaymentInput,
-  status: "applied" | "unmatched",
-  /** Why an unmatched payment waits: shown to the admin who places it. */
-  holdReason?: string,
-): Promise<number | null> {
-  const [inserted] = await tx
-    .insert(payments)
-    .values({ ...paymentRow(input, null, now), status, holdReason: holdReason ?? null })
-    .onConflictDoNothing()
-    .returning({ id: payments.id });
-  return inserted?.id ?? null;
-}
-
-function paymentRow(input: PaymentInput, customerId: number | null, now: Date): typeof payments.$inferInsert {
-  return {
-    customerId,
-    method: input.method,
-    provider: input.provider,
-    providerRef: input.providerRef.trim(),
-    amountCents: input.amountCents,
-    phone: input.phone ?? null,
-    accountReference: input.accountReference ?? null,
-    payerName: input.payerName ?? null,
-    status: customerId === null ? "unmatched" : "applied",
-    holdReason: customerId === null ? "no account matches the reference" : null,
-    receivedAt: input.receivedAt ?? now,
-  };
-}
-
-/**
- * The M-Pesa receipt number a payment's SMS names, or null: cash, bank and corrections have none
- * (their reference is ours), nor has a push credited before its receipt was known (`stk:<checkout>`).
- */
-function mpesaReceiptOf(input: PaymentInput): string | null {
-  const ref = input.providerRef.trim();
-  return input.method.startsWith("mpesa") && !ref.startsWith("stk:") ? ref : null;
-}
-
-async function existingPaymentId(tx: Executor, input: PaymentInput): Promise<number> {
-  const [row] = await tx
-    .select({ id: payments.id })
-    .from(payments)
-    .where(and(eq(payments.provider, input.provider), eq(payments.providerRef, input.providerRef.trim())));
-  if (!row) throw new Error("payment vanished after a unique conflict");
-  return row.id;
-}
-
-const refKey = (provider: string, ref: string) => `${provider}\u0000${ref.trim()}`;
 
 interface FreshPayment {
   paymentId: number;
@@ -289,7 +168,7 @@ export async function applyPaymentsInTx(
   actor: Actor,
   inputs: (PaymentInput & { customerId: number })[],
 ): Promise<ApplyPaymentResult[]> {
-  for (const input of inputs) validate(input);
+  for (const input of inputs) validatePayment(input);
   if (inputs.length === 0) return [];
   const now = ctx.clock.now();
   const customerIds = [...new Set(inputs.map((i) => i.customerId))].sort((a, b) => a - b);
@@ -450,7 +329,7 @@ export async function recordPaymentByReferenceInTx(
   actor: Actor,
   input: PaymentInput & { reference: string },
 ): Promise<ReferencePaymentResult> {
-  validate(input);
+  validatePayment(input);
   const now = ctx.clock.now();
   // Locked before the payment row is written, so the credit below is computed alone.
   const { customer, lock: money } = await lockCustomerByAccount(

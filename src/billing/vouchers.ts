@@ -6,7 +6,7 @@ import { planNameIn } from "./accounts.ts";
 import { audit, auditMany } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { enqueueMessage, enqueueProvisioning } from "./outbox.ts";
-import { recordUncreditedPaymentInTx } from "./payments.ts";
+import { recordUncreditedPaymentInTx } from "./payment-rows.ts";
 import { periodAt } from "./service-periods.ts";
 
 /** No 0/O, 1/I: codes are read off paper and typed on phones. */

@@ -8,7 +8,8 @@ import { closedAccount, closedAccountOutcome, keepQueuedForClosedAccount } from 
 import { type Actor, type BillingContext, BillingError } from "../context.ts";
 import { lockCustomerMoney } from "../money-lock.ts";
 import { enqueueMessage } from "../outbox.ts";
-import { applyPaymentInTx, recordUncreditedPaymentInTx } from "../payments.ts";
+import { recordUncreditedPaymentInTx } from "../payment-rows.ts";
+import { applyPaymentInTx } from "../payments.ts";
 import { changePlanInTx } from "../plan-change.ts";
 import { creditUnmatchedPaymentInTx } from "../unmatched.ts";
 import { sellVoucherInTx } from "../vouchers.ts";

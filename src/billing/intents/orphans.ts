@@ -3,7 +3,7 @@ import { type Executor, queryRows } from "../../db/client.ts";
 import { paymentIntents } from "../../db/schema/index.ts";
 import { audit } from "../audit.ts";
 import type { Actor, BillingContext } from "../context.ts";
-import { recordUncreditedPaymentInTx } from "../payments.ts";
+import { recordUncreditedPaymentInTx } from "../payment-rows.ts";
 import type { IntentRow } from "./common.ts";
 import { type SettleOutcome, type StkResult, settlePaidIntent } from "./settle.ts";
 

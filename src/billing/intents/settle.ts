@@ -4,7 +4,7 @@ import { type IntentStatus, paymentIntents } from "../../db/schema/index.ts";
 import { audit } from "../audit.ts";
 import type { Actor, BillingContext } from "../context.ts";
 import { formatKes } from "../money.ts";
-import { recordUncreditedPaymentInTx } from "../payments.ts";
+import { recordUncreditedPaymentInTx } from "../payment-rows.ts";
 import { recordCallbackOutcome } from "./callbacks.ts";
 import { type IntentRow, tellFailure } from "./common.ts";
 import { creditIntent, creditQueuedMoney, recordedMoneyOfPush } from "./credit.ts";
