@@ -6,8 +6,10 @@ import { menus, removeIds } from "./driver.ts";
 
 /**
  * RouterOS applies a profile's rate limit when a session connects: after a plan's speed changes,
- * the subscribers online keep the old one until they reconnect. So their sessions are dropped
- * (their routers dial again at once, onto the new speed).
+ * the subscribers online keep the old one until they reconnect. So PPPoE sessions are dropped
+ * (their routers dial again at once, onto the new speed). Hotspot sessions are not: a device logged
+ * out of the hotspot does not log in again by itself, and its user would need the code again; a
+ * voucher's new speed applies from its next login.
  *
  * The plan's row (`ensure_profile`, payload `rateLimitChanged`) names no router; it is split into
  * one row per router, each of which updates the profile and drops its sessions there. A router that
@@ -24,18 +26,15 @@ export async function splitRateLimitChange(db: Db, now: Date, planId: number): P
     from routers r`);
 }
 
-/** Drops the sessions of every secret or hotspot user on `profile`; returns how many. */
+/** Drops the PPPoE sessions of every secret on `profile` (none for a hotspot profile); returns how many. */
 export async function dropProfileSessions(api: RouterApi, profile: DesiredProfile): Promise<number> {
-  const [entryMenu, activeMenu, activeKey] =
-    profile.kind === "ppp"
-      ? [menus.pppSecret, menus.pppActive, "name"]
-      : [menus.hotspotUser, menus.hotspotActive, "user"];
-  const entries = await api.run(`${entryMenu}/print`, [`?profile=${profile.name}`, "=.proplist=name"]);
+  if (profile.kind !== "ppp") return 0;
+  const entries = await api.run(`${menus.pppSecret}/print`, [`?profile=${profile.name}`, "=.proplist=name"]);
   if (entries.length === 0) return 0;
   const names = new Set(entries.map((e) => e.name));
-  const sessions = await api.run(`${activeMenu}/print`, [`=.proplist=.id,${activeKey}`]);
-  const ids = sessions.filter((s) => names.has(s[activeKey])).map((s) => s[".id"]!);
+  const sessions = await api.run(`${menus.pppActive}/print`, ["=.proplist=.id,name"]);
+  const ids = sessions.filter((s) => names.has(s.name)).map((s) => s[".id"]!);
   if (ids.length === 0) return 0;
-  await removeIds(api, activeMenu, ids);
+  await removeIds(api, menus.pppActive, ids);
   return ids.length;
 }

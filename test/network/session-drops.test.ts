@@ -1,11 +1,12 @@
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyPayment } from "../../src/billing/payments.ts";
+import { updatePlan } from "../../src/billing/plans.ts";
 import { createCustomerWithSubscription, suspendSubscription } from "../../src/billing/subscriptions.ts";
 import { expireVouchersInTx, sellVoucherInTx } from "../../src/billing/vouchers.ts";
 import { DAY, FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
-import { provisioningOutbox } from "../../src/db/schema/index.ts";
+import { plans, provisioningOutbox, vouchers } from "../../src/db/schema/index.ts";
 import type { RouterOsEmulator } from "../../src/network/emulator/server.ts";
 import { reconcileRouter } from "../../src/network/reconcile.ts";
 import { admin, billingContext, createPlan, job, uniquePhone } from "../support/billing.ts";
@@ -167,5 +168,21 @@ describe("the reconciliation, finding sessions whose drop was lost", () => {
     expect(router.find("/ip/hotspot/active", "radius-guest", "user")).toBeDefined();
     expect(router.find("/ppp/active", "radius-office")).toBeDefined();
     expect(run.drift.map((d) => d.name)).not.toContain("radius-guest");
+  });
+});
+
+describe("a plan's new speed", () => {
+  it("reconnects PPPoE subscribers but leaves hotspot users logged in (they would need their code again)", async () => {
+    const subscription = await onlineSubscriber("Speed Pppoe");
+    const voucher = await onlineVoucher();
+    const [pppoePlan] = await database.db.select().from(plans).where(eq(plans.id, subscription.planId));
+    const [sold] = await database.db.select().from(vouchers).where(eq(vouchers.id, voucher.voucherId));
+    const [hotspotPlan] = await database.db.select().from(plans).where(eq(plans.id, sold!.planId));
+    await updatePlan(ctx(), admin, pppoePlan!.code, { rateLimit: "20M/40M" });
+    await updatePlan(ctx(), admin, hotspotPlan!.code, { rateLimit: "4M/8M" });
+    await stack.worker.drain();
+
+    expect(router.find("/ppp/active", subscription.networkUsername)).toBeUndefined();
+    expect(router.find("/ip/hotspot/active", voucher.code, "user")).toBeDefined();
   });
 });
