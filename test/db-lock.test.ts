@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -29,6 +29,9 @@ async function open(): Promise<Database> {
   opened.push(database);
   return database;
 }
+
+/** The pid the lock file names (its first line). */
+const lockHolder = () => readFileSync(path.join(dataDir, LOCK_FILE), "utf8").split("\n")[0];
 
 async function close(database: Database) {
   opened.splice(opened.indexOf(database), 1);
@@ -110,11 +113,23 @@ describe("the embedded database in a DATA_DIR", () => {
     other.kill("SIGKILL");
     await exited(other);
     // The killed process could not remove its lock: it still names it.
-    expect(readFileSync(path.join(dataDir, LOCK_FILE), "utf8").trim()).toBe(String(other.pid));
+    expect(lockHolder()).toBe(String(other.pid));
 
     const database = await open();
     await database.migrate();
-    expect(readFileSync(path.join(dataDir, LOCK_FILE), "utf8").trim()).toBe(String(process.pid));
+    expect(lockHolder()).toBe(String(process.pid));
+  }, 60_000);
+
+  it("is taken over when written before the machine last started, though its pid is alive again", async () => {
+    const bootId = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+    // A live process that is not this one: what a crash's pid may be after a reboot.
+    const live = process.ppid;
+    writeFileSync(path.join(dataDir, LOCK_FILE), `${live}\n${bootId}\n`);
+    await expect(openDatabase({ dataDir })).rejects.toThrow(`in use by process ${live}`);
+
+    writeFileSync(path.join(dataDir, LOCK_FILE), `${live}\nan-earlier-boot\n`);
+    await open();
+    expect(lockHolder()).toBe(String(process.pid));
   }, 60_000);
 
   it("is freed by a process that exits without closing it", async () => {

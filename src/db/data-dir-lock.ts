@@ -39,7 +39,7 @@ export interface DataDirLock {
 /** Takes the lock on `dataDir` (which must exist), or throws `DataDirInUseError`. */
 export function lockDataDir(dataDir: string): DataDirLock {
   const file = path.resolve(dataDir, LOCK_FILE);
-  const mine = `${process.pid}\n`;
+  const mine = `${process.pid}\n${bootId}\n`;
   // Bounded: each turn either creates the file or removes a stale one another opener may race for.
   for (let attempt = 0; ; attempt++) {
     try {
@@ -51,17 +51,19 @@ export function lockDataDir(dataDir: string): DataDirLock {
       }
       break;
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST" || attempt >= 3) throw error;
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      if (attempt >= 3) throw new DataDirInUseError(file, holderOf(file));
     }
     const holder = holderOf(file);
     if (holder === undefined) {
       // No pid yet: another opener created it an instant ago and is writing it, unless it died then.
       if (Date.now() - mtimeOf(file) < UNWRITTEN_GRACE_MS) throw new DataDirInUseError(file);
-    } else if (held.has(file) || (holder !== process.pid && isAlive(holder)))
+    } else if (held.has(file) || (holder !== process.pid && isAlive(holder) && !fromAnotherBoot(file)))
       throw new DataDirInUseError(file, holder);
     // Left by a process that died without releasing it (killed, or the machine stopped): take it
     // over. Its own pid in a file it does not hold was left by an earlier run (a container restarts
-    // with the same pid).
+    // with the same pid); a live pid written before the machine last started is another process's
+    // now (after a power cut, the lock's pid may well be taken again).
     removeIfHeldBy(file, holder);
   }
   held.add(file);
@@ -80,9 +82,28 @@ export function lockDataDir(dataDir: string): DataDirLock {
   };
 }
 
+/** This boot of the machine (Linux); "" where the kernel does not say. */
+const bootId = (() => {
+  try {
+    return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+  } catch {
+    return "";
+  }
+})();
+
+/** The lock was written before the machine last started: its process is gone, whatever holds its pid now. */
+function fromAnotherBoot(file: string): boolean {
+  try {
+    const written = readFileSync(file, "utf8").split("\n")[1]?.trim() ?? "";
+    return bootId !== "" && written !== "" && written !== bootId;
+  } catch {
+    return false;
+  }
+}
+
 function holderOf(file: string): number | undefined {
   try {
-    const pid = Number(readFileSync(file, "utf8").trim());
+    const pid = Number(readFileSync(file, "utf8").split("\n")[0]!.trim());
     return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
   } catch {
     return undefined;
