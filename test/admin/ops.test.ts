@@ -3,12 +3,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { auditMany } from "../../src/billing/audit.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
+import { syncReportText } from "../../src/bots/admin/features/sync.ts";
 import { adminBackgroundFinished } from "../../src/bots/admin/index.ts";
 import { FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { jobRuns, messageOutbox, provisioningOutbox, routers } from "../../src/db/schema/index.ts";
 import type { RouterOsEmulator } from "../../src/network/emulator/server.ts";
 import { reconcileJobName, reconcileRouter } from "../../src/network/reconcile.ts";
+import { emptyCounts } from "../../src/network/reconcile-plan.ts";
 import { emulatedRouter, networkStack } from "../network/support.ts";
 import { admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
@@ -114,6 +116,30 @@ describe("/routers", () => {
     expect(text).toMatch(/\/retry <router>/);
     // Amina's account waits for Kibera-Core.
     expect(text).toMatch(/Kibera-Core[^\n]*\n {3}last contact never · queue \d+ · dead 0/);
+  });
+});
+
+describe("/sync's report", () => {
+  it("names a voucher's hotspot user by its marker, never by the code someone paid for", () => {
+    const text = syncReportText(
+      {
+        routerId: 1,
+        routerName: "Kibera-Core",
+        dryRun: true,
+        ok: true,
+        drift: [
+          { menu: "/ip/hotspot/active", name: "K7P4M2QX", marker: "tandao:voucher:42", issue: "extra" },
+          { menu: "/ppp/secret", name: "td00001", marker: "tandao:sub:7", issue: "missing" },
+        ],
+        counts: { ...emptyCounts(), kicked: 1, created: 1 },
+        durationMs: 5,
+      },
+      "Africa/Nairobi",
+      new Date("2026-06-01T06:00:00Z"),
+    );
+    expect(text).toContain("• /ip/hotspot/active tandao:voucher:42: extra");
+    expect(text).not.toContain("K7P4M2QX");
+    expect(text).toContain("• /ppp/secret td00001: missing");
   });
 });
 

@@ -3,6 +3,7 @@ import { audit } from "../../../billing/audit.ts";
 import { runJobOutsideTransaction } from "../../../jobs/runner.ts";
 import { formatDateTime } from "../../../messaging/render.ts";
 import { findRouterByReference } from "../../../network/health.ts";
+import { parseMarker } from "../../../network/markers.ts";
 import { type RouterReconcileReport, reconcileJobName } from "../../../network/reconcile.ts";
 import type { AdminKit, AdminNetwork } from "../kit.ts";
 import { type Admin, adminActor } from "../roles.ts";
@@ -99,6 +100,10 @@ export async function runSync(
   });
 }
 
+/** A voucher's hotspot user is named by its code, which the chat must not show: its marker names it. */
+const shownName = (d: { name: string; marker?: string }) =>
+  parseMarker(d.marker)?.kind === "voucher" ? d.marker! : d.name;
+
 export function syncReportText(report: RouterReconcileReport, timezone: string, at: Date): string {
   const c = report.counts;
   const verb = (did: string, would: string) => (report.dryRun ? would : did);
@@ -111,7 +116,9 @@ export function syncReportText(report: RouterReconcileReport, timezone: string, 
   if (report.drift.length) {
     lines.push("Drift:");
     for (const d of report.drift.slice(0, DRIFT_SHOWN))
-      lines.push(`  • ${d.menu} ${d.name}: ${d.issue}${d.fields?.length ? ` (${d.fields.join(", ")})` : ""}`);
+      lines.push(
+        `  • ${d.menu} ${shownName(d)}: ${d.issue}${d.fields?.length ? ` (${d.fields.join(", ")})` : ""}`,
+      );
     if (report.drift.length > DRIFT_SHOWN) lines.push(`  …and ${report.drift.length - DRIFT_SHOWN} more.`);
   }
   return lines.join("\n");
