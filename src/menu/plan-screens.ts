@@ -74,6 +74,7 @@ async function planChoices(
 ): Promise<{ current: PlanView; choices: PlanView[]; subscriptionId: number } | ScreenBody> {
   if (!ctx.user.customer) return end([ctx.t("menu.notCustomer")]);
   const a = await account(ctx);
+  if (a.closed) return end([ctx.t("menu.account.closed", { account: a.accountNumber })]);
   if (!a.plan || a.subscriptionId === null) return end([ctx.t("menu.plan.noSubscription")]);
   const current = a.plan;
   const choices = (await plansOf(ctx, current.kind)).filter((p) => p.id !== current.id);

@@ -72,6 +72,7 @@ const accountScreen: Screen = {
   async body(ctx) {
     if (!ctx.user.customer) return end([ctx.t("menu.notCustomer")]);
     const a = await account(ctx);
+    if (a.closed) return end([ctx.t("menu.account.closed", { account: a.accountNumber })]);
     const money =
       a.amountDueCents > 0
         ? ctx.t("menu.account.due", { amountCents: a.amountDueCents })

@@ -208,7 +208,7 @@ describe("self sign-up over USSD", () => {
 });
 
 describe("a rejected sign-up dialling the menu", () => {
-  it("is told no payment is taken, and no prompt is sent", async () => {
+  it("is told no payment is taken, and no prompt is sent; the account and plan screens say why", async () => {
     const phone = uniquePhone();
     const ussd = world.dial(phone);
     const path = await choose(ussd, "2", planItem());
@@ -227,6 +227,9 @@ describe("a rejected sign-up dialling the menu", () => {
     expect(await again("2")).toBe(
       `END The sign-up of account ${customer!.accountNumber} was not approved, so nothing is owed and it takes no payments. To get connected, call or WhatsApp 0700 123 456.`,
     );
+    const notApproved = `END The sign-up of account ${customer!.accountNumber} was not approved, so it has no plan and nothing is owed. To get connected, call or WhatsApp 0700 123 456.`;
+    expect(await world.dial(phone)("1")).toBe(notApproved);
+    expect(await world.dial(phone)("4")).toBe(notApproved);
     expect(await snapshot()).toBe(before);
   });
 });

@@ -31,6 +31,8 @@ export const en = {
   "menu.account.lastPayment": "Last payment: {amountCents}, {receivedAt}",
   "menu.account.noPayment": "No payment yet",
   "menu.account.noPlan": "Account {account} has no plan yet.",
+  "menu.account.closed":
+    "The sign-up of account {account} was not approved, so it has no plan and nothing is owed. To get connected, call or WhatsApp {support}.",
   "menu.status.active": "Active",
   "menu.status.pending": "Awaiting first payment",
   "menu.status.suspended": "Suspended",

@@ -29,6 +29,8 @@ export const sw: Record<MessageKey, string> = {
   "menu.account.lastPayment": "Malipo ya mwisho: {amountCents}, {receivedAt}",
   "menu.account.noPayment": "Bado hakuna malipo",
   "menu.account.noPlan": "Akaunti {account} haina kifurushi bado.",
+  "menu.account.closed":
+    "Usajili wa akaunti {account} haukukubaliwa, kwa hivyo haina kifurushi na hakuna deni. Kujiunga, piga simu au tuma WhatsApp {support}.",
   "menu.status.active": "Inatumika",
   "menu.status.pending": "Inasubiri malipo ya kwanza",
   "menu.status.suspended": "Imesimamishwa",
