@@ -259,6 +259,11 @@ const schema = z.object({
     .optional(),
   /** The address hotspot clients reach the portal at (walled garden); default PUBLIC_URL. */
   PORTAL_URL: z.string().url().optional(),
+  /**
+   * The hotspots' login host names (a hotspot profile's DNS name): the portal logs a paid device in
+   * only at a private address or one of these; elsewhere it shows the code to type.
+   */
+  HOTSPOT_LOGIN_HOSTS: csvList.default([]),
 
   /** E.164 phone of the ISP's admin: receives `admin_alert` messages (e.g. provisioning given up). */
   ADMIN_PHONE: z.string().optional(),

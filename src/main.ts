@@ -167,6 +167,7 @@ app.route(
     tokenKey: portalTokenKey(secretKey),
     requestPayment: payments.request,
     publicUrl: config.PORTAL_URL ?? config.PUBLIC_URL,
+    loginHosts: config.HOTSPOT_LOGIN_HOSTS,
     trustedProxies: config.TRUST_PROXY,
   }),
 );

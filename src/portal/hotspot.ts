@@ -58,12 +58,32 @@ export function deviceMac(vars: HotspotVars): string {
     .slice(0, 17);
 }
 
+/** Private, shared (CGNAT) and loopback IPv4 ranges: where a MikroTik hotspot's own address sits. */
+const HOTSPOT_NETWORKS: readonly [number, number][] = [
+  [0x0a000000, 8], // 10.0.0.0/8
+  [0xac100000, 12], // 172.16.0.0/12
+  [0xc0a80000, 16], // 192.168.0.0/16
+  [0x64400000, 10], // 100.64.0.0/10
+  [0x7f000000, 8], // 127.0.0.0/8
+];
+
+function isPrivateIpv4(host: string): boolean {
+  const parts = host.split(".");
+  if (parts.length !== 4 || !parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255)) return false;
+  const address = parts.reduce((a, p) => a * 256 + Number(p), 0);
+  return HOTSPOT_NETWORKS.some(
+    ([network, bits]) => Math.floor(address / 2 ** (32 - bits)) === network / 2 ** (32 - bits),
+  );
+}
+
 /**
  * The hotspot login URL the page may send credentials to, or null. Only a plain `http(s)` URL whose
- * path is the hotspot's `/login`, without user info: a link that points the login elsewhere would
- * hand someone else the code the buyer paid for.
+ * path is the hotspot's `/login`, without user info, on a host a hotspot answers at: a private
+ * address, or a name in `loginHosts` (`HOTSPOT_LOGIN_HOSTS`, the hotspot profiles' DNS names). A
+ * crafted link pointing the login anywhere else would hand someone else the code the buyer paid for;
+ * the page then shows the code to type instead.
  */
-export function safeLoginUrl(value: string): string | null {
+export function safeLoginUrl(value: string, loginHosts: readonly string[] = []): string | null {
   if (!value) return null;
   let url: URL;
   try {
@@ -73,6 +93,9 @@ export function safeLoginUrl(value: string): string | null {
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") return null;
   if (url.username || url.password || url.pathname !== "/login") return null;
+  // The URL parser has already lower-cased the name and written any IPv4 form as dotted decimal.
+  const host = url.hostname;
+  if (!isPrivateIpv4(host) && !loginHosts.some((name) => name.toLowerCase() === host)) return null;
   return url.toString();
 }
 

@@ -21,6 +21,8 @@ export interface PageModel {
   base: string;
   plans: PlanCard[];
   hotspot: HotspotVars;
+  /** Where `hotspot.linkLoginOnly` may point (`safeLoginUrl`). */
+  loginHosts: readonly string[];
   /** A fresh idempotency key for the purchase form. */
   key: string;
   view: PageView;
@@ -128,7 +130,7 @@ export function renderPortalPage(m: PageModel): HtmlEscapedString | Promise<Html
   const t = (key: Parameters<typeof pt>[1], params?: Record<string, string | number>) =>
     pt(m.language, key, params);
   const other: PortalLanguage = m.language === "en" ? "sw" : "en";
-  const loginUrl = safeLoginUrl(m.hotspot.linkLoginOnly);
+  const loginUrl = safeLoginUrl(m.hotspot.linkLoginOnly, m.loginHosts);
   const view = m.view;
   const buyView = view.kind === "buy" ? view : null;
   const token = view.kind === "wait" && view.status.state === "pending" ? view.token : null;
@@ -211,7 +213,7 @@ ${hotspotFields}
 ${
   loginUrl
     ? html`<a id="login" class="button" href="${credentials ? hotspotLoginHref(loginUrl, { ...credentials, dst: m.hotspot.dst }) : loginUrl}"${credentials ? "" : raw(" hidden")}>${t("paid.login")}</a>`
-    : ""
+    : html`<p id="type-code">${t("paid.typeCode")}</p>`
 }
 </section>
 <section aria-labelledby="voucher-heading">

@@ -37,6 +37,8 @@ export interface PortalDeps {
   supportPhone: string;
   /** The ISP's colour (`#rrggbb`); the page keeps every text readable whatever it is. */
   brandColour?: string;
+  /** `HOTSPOT_LOGIN_HOSTS`: login host names beyond private addresses (see `safeLoginUrl`). */
+  loginHosts?: readonly string[];
   /** `SERVED_COUNTRIES`: other numbers are refused with a clear message. */
   servedCountries?: readonly string[];
   /** Signs the status tokens (≥ 16 bytes); every instance must share it. */
@@ -141,6 +143,7 @@ export function createPortalRoutes(deps: PortalDeps): Hono {
       base: base(router),
       plans,
       hotspot,
+      loginHosts: deps.loginHosts ?? [],
       key: randomBytes(16).toString("hex"),
       view,
       pollMs: deps.pollMs ?? 2000,

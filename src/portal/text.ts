@@ -19,6 +19,7 @@ const en = {
   "paid.heading": "Paid: you are being connected",
   "paid.code": "Your code (also sent by SMS): {code}",
   "paid.login": "Connect now",
+  "paid.typeCode": "Type it as username and password on the Wi-Fi login page to connect.",
   "paid.preparing": "Preparing your access…",
   retry: "Try again",
   "voucher.heading": "Have a printed voucher?",
@@ -70,6 +71,8 @@ const sw: Record<PortalKey, string> = {
   "paid.heading": "Umelipa: unaunganishwa",
   "paid.code": "Msimbo wako (pia umetumwa kwa SMS): {code}",
   "paid.login": "Unganisha sasa",
+  "paid.typeCode":
+    "Iandike kama jina la mtumiaji na nenosiri kwenye ukurasa wa kuingia wa Wi-Fi ili uunganishwe.",
   "paid.preparing": "Tunaandaa muunganisho wako…",
   retry: "Jaribu tena",
   "voucher.heading": "Una vocha iliyochapishwa?",

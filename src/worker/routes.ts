@@ -66,6 +66,7 @@ function portalRoutes({ config, logger, billing, secretKey }: WorkerRequest, lim
     limits,
     tokenKey: portalTokenKey(secretKey),
     publicUrl: config.PORTAL_URL ?? config.PUBLIC_URL,
+    loginHosts: config.HOTSPOT_LOGIN_HOSTS,
     trustedProxies: config.TRUST_PROXY,
     clientAddress: cloudflareClientAddress,
   });

@@ -60,7 +60,12 @@ beforeAll(async () => {
       });
   }, 100);
   portal = await listenHttps(
-    portalApp(ctx, { limits: { promptsPerWindow: 1 }, pollMs: 300, voucherTriesPer5Min: 2 }),
+    portalApp(ctx, {
+      limits: { promptsPerWindow: 1 },
+      pollMs: 300,
+      voucherTriesPer5Min: 2,
+      loginHosts: ["hotspot.lan"],
+    }),
     "wifi.test",
   );
   // The hotspot's own login URL: records the login the page sent, as the router would receive it.

@@ -125,9 +125,23 @@ describe("the portal page", () => {
 
   it("sends credentials only to a hotspot login URL", () => {
     expect(safeLoginUrl("http://10.5.50.1/login")).toBe("http://10.5.50.1/login");
-    expect(safeLoginUrl("https://hotspot.example.net/login")).toBe("https://hotspot.example.net/login");
+    expect(safeLoginUrl("http://192.168.88.1/login")).toBe("http://192.168.88.1/login");
+    expect(safeLoginUrl("http://172.31.0.1/login")).toBe("http://172.31.0.1/login");
+    expect(safeLoginUrl("http://100.64.1.1/login")).toBe("http://100.64.1.1/login");
+    // Another spelling of a private address is read as the address.
+    expect(safeLoginUrl("http://0x0a050001/login")).toBe("http://10.5.0.1/login");
+    // A name only when the ISP lists it (HOTSPOT_LOGIN_HOSTS): anyone can register a public one.
+    expect(safeLoginUrl("https://hotspot.example.net/login")).toBeNull();
+    expect(safeLoginUrl("https://Hotspot.Example.net/login", ["hotspot.example.NET"])).toBe(
+      "https://hotspot.example.net/login",
+    );
+    expect(safeLoginUrl("http://hotspot.example.net.evil.example/login", ["hotspot.example.net"])).toBeNull();
+    expect(safeLoginUrl("http://8.8.8.8/login")).toBeNull();
+    expect(safeLoginUrl("http://172.32.0.1/login")).toBeNull();
+    expect(safeLoginUrl("http://11.0.0.1/login")).toBeNull();
     expect(safeLoginUrl("javascript:alert(1)")).toBeNull();
     expect(safeLoginUrl("http://evil.example/steal")).toBeNull();
+    expect(safeLoginUrl("http://evil.example/login")).toBeNull();
     expect(safeLoginUrl("http://user:pw@10.5.50.1/login")).toBeNull();
   });
 
@@ -571,7 +585,7 @@ describe("the voucher box", () => {
     const app = portalApp(ctx);
     const batch = await createVoucherBatch(ctx, admin, {
       planId: plans.hour.id,
-      quantity: 2,
+      quantity: 4,
       routerId: router.id,
     });
     await markVouchersSold(ctx, admin, { codes: batch.codes });
@@ -609,6 +623,35 @@ describe("the voucher box", () => {
     )?.[1];
     expect(craftedLink).toBeDefined();
     expect(craftedLink).not.toContain("dst=");
+
+    // A crafted link pointing the login at another host: the code is shown to type, never sent there.
+    const elsewhere = await (
+      await app.request(`/portal/${router.name}/voucher`, {
+        method: "POST",
+        body: new URLSearchParams({
+          code: batch.codes[2]!,
+          lang: "en",
+          "link-login-only": "http://collector.example/login",
+        }),
+      })
+    ).text();
+    expect(elsewhere).toContain(batch.codes[2]!);
+    expect(elsewhere).not.toContain("collector.example/login?");
+    expect(elsewhere).toContain('"login":null');
+    expect(elsewhere).not.toMatch(/id="login"/);
+    expect(elsewhere).toContain("Type it as username and password on the Wi-Fi login page to connect.");
+    // The same name listed by the ISP as its hotspot's login host is logged in at.
+    const listed = await (
+      await portalApp(ctx, { loginHosts: ["login.wifi.example"] }).request(`/portal/${router.name}/voucher`, {
+        method: "POST",
+        body: new URLSearchParams({
+          code: batch.codes[3]!,
+          lang: "en",
+          "link-login-only": "http://login.wifi.example/login",
+        }),
+      })
+    ).text();
+    expect(listed).toContain(`href="http://login.wifi.example/login?username=${batch.codes[3]}`);
   });
 
   it("slows down guessing", async () => {
