@@ -20,8 +20,9 @@ export function reminderSteps(offsetsDays: number[]): { step: string; days: numb
  * subscriber guessing what to pay (a payment goes to the account's bills oldest due first anyway).
  * The rule: the SMS names the earliest due date among the invoices whose step is sent now, and the
  * sum of what is still open (amount less what is allocated to it, as one invoice's reminder said)
- * on every invoice dunning follows that is due by the end of that day, in the ISP's time zone (the
- * SMS names a day: two subscriptions renewing hours apart are both in it). An invoice due on a later
+ * on every bill of service due by the end of that day, in the ISP's time zone (the SMS names a day:
+ * two subscriptions renewing hours apart are both in it), a suspended subscription's included: the
+ * payment pays that one first, and the bill reminded about would stay unpaid. An invoice due on a later
  * day is left out of that amount, its step taken all the same: its next step names it (only a job
  * stopped for a day could let a later day's last step go by unnamed).
  */
@@ -46,7 +47,7 @@ export async function sendRemindersInTx(tx: Executor, ctx: BillingContext, _acto
       select * from unnest(${names}::text[], ${days}::int[]) as o(step, days)
     ),
     candidates as (
-      select i.id as invoice_id, i.customer_id, i.amount_cents - i.paid_cents as outstanding, i.due_at, o.step, o.days,
+      select i.id as invoice_id, i.customer_id, i.due_at, o.step, o.days,
         row_number() over (partition by i.id order by o.days desc) as latest
       from invoices i
       join subscriptions s on s.id = i.subscription_id and s.status = 'active'
@@ -67,13 +68,14 @@ export async function sendRemindersInTx(tx: Executor, ctx: BillingContext, _acto
       where t.sent = 1
       order by c.customer_id, c.due_at, c.invoice_id
     ),
-    -- An invoice dunning follows that is due by the end of that day has a step due already (its
-    -- first step is no later than the reminder's), so it is among the candidates, once with latest = 1.
+    -- Every open bill of service due by the end of that day, whichever subscription it is for: a
+    -- payment pays them oldest first (ledger.ts), so a suspended subscription's unpaid bill takes
+    -- the money before the one reminded about.
     owed as (
-      select r.customer_id, sum(c.outstanding) as amount
+      select r.customer_id, sum(i.amount_cents - i.paid_cents) as amount
       from reminders r
-      join candidates c on c.customer_id = r.customer_id and c.latest = 1
-        and (c.due_at at time zone ${ctx.settings.timezone})::date <= (r.due_at at time zone ${ctx.settings.timezone})::date
+      join invoices i on i.customer_id = r.customer_id and i.status = 'open' and i.kind <> 'manual'
+        and (i.due_at at time zone ${ctx.settings.timezone})::date <= (r.due_at at time zone ${ctx.settings.timezone})::date
       group by r.customer_id
     ),
     messages as (

@@ -1,6 +1,6 @@
 import { and, asc, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { sendReminders } from "../../src/billing/dunning.ts";
+import { sendReminders, suspendOverdue } from "../../src/billing/dunning.ts";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { changePlan } from "../../src/billing/plan-change.ts";
@@ -215,5 +215,69 @@ describe("reminders with a top-up and the renewal both open", () => {
     ]);
     // Both bills fall due on the day the SMS names: what is owed that day is 3,500, at every step.
     expect(amounts).toEqual([350_000, 350_000, 350_000]);
+  });
+
+  it("a subscription suspended for an unpaid bill: the other's reminder asks for that bill too, since a payment pays it first", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-08-02T08:00:00Z"));
+    const first = await createPlan(database.db, { priceCents: 150_000 });
+    const second = await createPlan(database.db, { priceCents: 200_000 });
+    const { customer, subscription: sub1 } = await activeSubscriber(ctx, first.id);
+
+    // A second subscription ten days later, paid.
+    clock.set(new Date(Date.parse("2026-08-12T08:00:00Z")));
+    const [row] = await database.db.select().from(customers).where(eq(customers.id, customer.id));
+    const started = await database.db.transaction((tx) =>
+      startSubscriptionInTx(tx, ctx, admin, row!, second, {
+        routerId: null,
+        networkUsername: `${customer.accountNumber.toLowerCase()}-2`,
+        networkPassword: randomPassword(),
+      }),
+    );
+    await applyPayment(ctx, admin, {
+      customerId: customer.id,
+      method: "cash",
+      provider: "cash",
+      providerRef: `second-${customer.id}`,
+      amountCents: 200_000,
+    });
+    const sub2Id = started.subscription.id;
+
+    // The first renewal goes unpaid past its grace: that subscription is suspended.
+    const due1 = sub1.currentPeriodEnd.getTime();
+    clock.set(new Date(due1 - 4 * DAY + HOUR));
+    await issueRecurringInvoices(ctx, job);
+    clock.set(new Date(due1 + 2 * DAY));
+    await suspendOverdue(ctx, job);
+    const statusOf = async (id: number) =>
+      (await database.db.select().from(subscriptions).where(eq(subscriptions.id, id)))[0]!.status;
+    expect(await statusOf(sub1.id)).toBe("suspended");
+
+    // The second's renewal, three days before it is due.
+    const [sub2] = await database.db.select().from(subscriptions).where(eq(subscriptions.id, sub2Id));
+    const due2 = sub2!.currentPeriodEnd.getTime();
+    clock.set(new Date(due2 - 4 * DAY + HOUR));
+    await issueRecurringInvoices(ctx, job);
+    clock.set(new Date(due2 - 3 * DAY + HOUR));
+    await sendReminders(ctx, job);
+    const [reminder] = await database.db
+      .select()
+      .from(messageOutbox)
+      .where(and(eq(messageOutbox.recipient, customer.phone), eq(messageOutbox.template, "invoice_reminder")))
+      .orderBy(asc(messageOutbox.id));
+    const asked = (reminder!.params as { amountCents: number }).amountCents;
+    // The suspended renewal (1,500) is paid first by any payment, then this one (2,000).
+    expect(asked).toBe(350_000);
+
+    // Paying what the SMS asks keeps the second subscription on past its due date.
+    await applyPayment(ctx, admin, {
+      customerId: customer.id,
+      method: "cash",
+      provider: "cash",
+      providerRef: `reminded-${customer.id}`,
+      amountCents: asked,
+    });
+    clock.set(new Date(due2 + 2 * DAY));
+    await suspendOverdue(ctx, job);
+    expect(await statusOf(sub2Id)).toBe("active");
   });
 });
