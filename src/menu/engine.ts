@@ -96,8 +96,12 @@ const HINT_RESERVE = 24;
 /** USSD shows at most 182 characters; `CON ` takes four of them. */
 export const SCREEN_BUDGET = 178;
 
+const PLAIN_ASCII = /^[\x20-\x7e\n]*$/;
+
 /** Plain printable ASCII: what every handset shows. Accents are dropped, anything else becomes `?`. */
 export function toAscii(text: string): string {
+  // Most screens are plain ASCII already: no need to decompose them.
+  if (PLAIN_ASCII.test(text)) return text;
   return text
     .normalize("NFKD")
     .replace(/[\u0300-\u036f]/g, "")
