@@ -188,8 +188,8 @@ export class ProvisioningWorker {
     const released: ClaimedRow[] = [];
     // Once a row's lease ends, another worker may claim a newer row for the same target, and a late
     // command of this one would overwrite the router with an older state: each command is only
-    // written while the lease surely outlives it (lease-guard.ts). A row not started by then, or
-    // cut short, goes back to the queue.
+    // written while the lease surely outlives it (lease-guard.ts). A row not started by then goes
+    // back to the queue; one cut short waits out a back-off first (`failed`).
     const safetyMs = Math.min(LEASE_SAFETY_MS, this.options.leaseMs / 2);
     let next = 0;
     const work = async () => {
@@ -204,8 +204,7 @@ export class ProvisioningWorker {
           await this.deliver(row, startBy);
           done.push(row);
         } catch (error) {
-          if (error instanceof LeaseExpiredError) released.push(row);
-          else failures.push({ row, error });
+          failures.push({ row, error });
         }
       }
     };
@@ -375,13 +374,22 @@ export class ProvisioningWorker {
         });
         continue;
       }
-      if (row.attempts >= this.options.maxAttempts) {
+      // A command held up (behind the connection's in-flight cap, or a reconnect) until the lease
+      // had too little time left was not sent: no fault of the router, so no attempt is used up.
+      // Due again at once, the row would be claimed and held up again at once by the same cause.
+      const leaseCut = error instanceof LeaseExpiredError;
+      if (!leaseCut && row.attempts >= this.options.maxAttempts) {
         await this.giveUp(row, message, now);
         continue;
       }
       const delay = Math.min(this.options.backoffMaxMs, this.options.backoffBaseMs * 2 ** (row.attempts - 1));
       const jitter = Math.floor(Math.random() * Math.min(1_000, delay / 4));
-      retry.push({ id: row.id, message, next: new Date(now.getTime() + delay + jitter), uncount: 0 });
+      retry.push({
+        id: row.id,
+        message,
+        next: new Date(now.getTime() + delay + jitter),
+        uncount: leaseCut ? 1 : 0,
+      });
     }
     for (const chunk of chunks(retry, 1_000)) {
       const values = sql.join(

@@ -102,6 +102,60 @@ describe("a worker that runs out of lease time", () => {
     expect(Number(open?.n)).toBe(0);
   });
 
+  it("a row cut short by its lease waits out a back-off before the router is asked again", async () => {
+    const tower = await emulatedRouter(database.db);
+    const clock = new FakeClock(new Date());
+    const { ctx } = billingContext(database.db, clock);
+    const stack = networkStack(database.db, clock, {
+      worker: { backoffBaseMs: 5_000, backoffMaxMs: 60_000 },
+    });
+    try {
+      const plan = await createPlan(database.db, { priceCents: 100_000 });
+      const { subscription } = await createCustomerWithSubscription(ctx, admin, {
+        name: "Cut Short",
+        phone: uniquePhone(),
+        planId: plan.id,
+        routerId: tower.routerId,
+      });
+      // The router stalls on the lookup of the secret until too little of the lease (120 s) is
+      // left to send the next command.
+      let stalled = false;
+      let resumeRouter = () => {};
+      const stall = new Promise<void>((resolve) => {
+        resumeRouter = resolve;
+      });
+      tower.emulator.faults.holdUntil = (command) => {
+        if (stalled || command.command !== "/ppp/secret/print") return null;
+        stalled = true;
+        return stall;
+      };
+      const delivery = stack.worker.drain();
+      await waitFor(() => stalled);
+      clock.advance(80_000);
+      resumeRouter();
+      expect(await delivery).toBe(1);
+      const secret = () => tower.emulator.find("/ppp/secret", subscription.networkUsername);
+      expect(secret()).toBeUndefined();
+
+      // Not due again at once: the router is left alone until the back-off is over.
+      const asked = tower.emulator.received.length;
+      expect(await stack.worker.drain()).toBe(0);
+      expect(tower.emulator.received.length).toBe(asked);
+      clock.advance(6_000);
+      expect(await stack.worker.drain()).toBe(1);
+      expect(secret()?.disabled).toBe("true");
+      // The lease running out was no fault of the router: it did not use up an attempt.
+      const [row] = await queryRows<{ status: string; attempts: number }>(
+        database.db,
+        sql`select status, attempts from provisioning_outbox where subscription_id = ${subscription.id}`,
+      );
+      expect(row).toMatchObject({ status: "done", attempts: 1 });
+    } finally {
+      await stack.close();
+      await tower.emulator.stop();
+    }
+  });
+
   it("a suspension stalled at the router past its lease does not cut off the subscriber restored meanwhile", async () => {
     const tower = await emulatedRouter(database.db);
     const clock = new FakeClock(new Date());
