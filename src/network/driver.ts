@@ -238,13 +238,44 @@ export function hotspotUserValues(want: DesiredHotspotUser): Record<string, stri
   };
 }
 
-/** Creates, corrects, enables or disables the subscriber's PPPoE secret; drops the session when needed. */
-export async function ensureSecret(api: RouterApi, want: DesiredSecret): Promise<EnsureResult> {
+/**
+ * Names whose sessions must be dropped: an entry was changed in a way that only applies to a
+ * session from its next connection (a new profile, a new name), and the drop may not have happened
+ * yet. A delivery whose connection broke after the change leaves the entry as wanted, so its retry
+ * sees nothing to change: the names are what tells it the drop is still owed. Filled before the
+ * change is written (its reply may be lost while the router applies it), emptied as drops happen.
+ */
+export interface OwedDrops {
+  names: Set<string>;
+}
+
+async function dropOwed(
+  api: RouterApi,
+  owed: OwedDrops,
+  kick: (api: RouterApi, name: string) => Promise<number>,
+): Promise<number> {
+  let kicked = 0;
+  for (const name of [...owed.names]) {
+    kicked += await kick(api, name);
+    owed.names.delete(name);
+  }
+  return kicked;
+}
+
+/**
+ * Creates, corrects, enables or disables the subscriber's PPPoE secret; drops the session when
+ * needed, and those in `owed` (see `OwedDrops`).
+ */
+export async function ensureSecret(
+  api: RouterApi,
+  want: DesiredSecret,
+  owed: OwedDrops = { names: new Set() },
+): Promise<EnsureResult> {
   const rows = await api.run(`${menus.pppSecret}/print`, [`?comment=${want.comment}`]);
   const [row, ...duplicates] = rows;
   if (!row) {
     await addOrConflict(api, menus.pppSecret, secretValues(want));
-    return { change: "created", kicked: 0 };
+    return { change: "created", kicked: await dropOwed(api, owed, kickPppSessions) };
   }
   await removeIds(
     api,
@@ -255,12 +286,12 @@ export async function ensureSecret(api: RouterApi, want: DesiredSecret): Promise
   if (Object.keys(diff).length === 0) {
     // A disabled secret must have no session. One may be left from an earlier delivery whose
     // connection broke between the `set` and the drop: the entry already matches, the drop is redone.
-    const kicked = want.disabled ? await kickPppSessions(api, row.name!) : 0;
-    return { change: "unchanged", kicked };
+    if (want.disabled) owed.names.add(row.name!);
+    return { change: "unchanged", kicked: await dropOwed(api, owed, kickPppSessions) };
   }
+  if (secretNeedsKick(row, want)) owed.names.add(row.name!);
   await api.run(`${menus.pppSecret}/set`, [`=.id=${row[".id"]}`, ...words(diff)]);
-  const kicked = secretNeedsKick(row, want) ? await kickPppSessions(api, row.name!) : 0;
-  return { change: "updated", kicked };
+  return { change: "updated", kicked: await dropOwed(api, owed, kickPppSessions) };
 }
 
 /**

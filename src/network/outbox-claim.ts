@@ -18,6 +18,12 @@ export interface ClaimedRow {
 
 const at = (d: Date) => sql`${d.toISOString()}::timestamptz`;
 
+/** The names whose session drops a row owes (driver.ts, `OwedDrops`; kept in `payload.dropSessions`). */
+export function owedDropsOf(payload: Record<string, unknown> | null | undefined): string[] {
+  const names = payload?.dropSessions;
+  return Array.isArray(names) ? names.filter((n): n is string => typeof n === "string") : [];
+}
+
 /**
  * Claims due rows in one short transaction (routers are only called after it commits), leasing
  * each row's target until `leaseMs` from now; rows of routers in `skipRouters` (known down) wait.
@@ -37,12 +43,12 @@ export async function claimDueRows(
         )}))`
       : sql``;
   return deps.db.transaction(async (tx) => {
-    const due = await queryRows<{ id: number; target: string }>(
+    const due = await queryRows<{ id: number; target: string; drops: unknown }>(
       tx,
       // Routers take turns (first row of each, then second…) so a backlog on one never starves the
       // others. Candidates are over-fetched so that rows locked by another worker are skipped, not
       // counted: concurrent workers each get a batch of their own.
-      sql`select o.id, ${targetOf(sql`o`)} as target
+      sql`select o.id, ${targetOf(sql`o`)} as target, o.payload->'dropSessions' as drops
           from provisioning_outbox o
           join (
             select id, turn from (
@@ -96,6 +102,21 @@ export async function claimDueRows(
           superseded.map((id) => sql`${id}::int`),
           sql`, `,
         )})`);
+    }
+    // A session drop owed by a superseded row is owed by the row delivered in its place.
+    const owed = new Map<number, Set<string>>();
+    for (const r of due) {
+      const names = owedDropsOf({
+        dropSessions: typeof r.drops === "string" ? JSON.parse(r.drops) : r.drops,
+      });
+      if (names.length === 0 || !keepSet.has(r.target)) continue;
+      const into = newest.get(r.target)!;
+      owed.set(into, new Set([...(owed.get(into) ?? []), ...names]));
+    }
+    for (const [id, names] of owed) {
+      await tx.execute(sql`
+        update provisioning_outbox set payload = jsonb_set(payload, '{dropSessions}', ${JSON.stringify([...names])}::jsonb)
+        where id = ${id}`);
     }
     const keepIds = sql.join(
       keep.map((t) => sql`${newest.get(t)!}::int`),

@@ -14,10 +14,17 @@ import {
   loadSubscription,
   loadVoucher,
 } from "./desired.ts";
-import { ensureHotspotUser, ensureProfile, ensureSecret, removeHotspotUser, removeSecret } from "./driver.ts";
+import {
+  ensureHotspotUser,
+  ensureProfile,
+  ensureSecret,
+  type OwedDrops,
+  removeHotspotUser,
+  removeSecret,
+} from "./driver.ts";
 import { LeaseExpiredError, sendWhileLeased } from "./lease-guard.ts";
 import { subscriptionMarker, voucherMarker } from "./markers.ts";
-import { type ClaimedRow, claimDueRows } from "./outbox-claim.ts";
+import { type ClaimedRow, claimDueRows, owedDropsOf } from "./outbox-claim.ts";
 import { dropProfileSessions, splitRateLimitChange } from "./plan-speed.ts";
 import type { RouterPool } from "./pool.ts";
 import { makeRouterRowsDue, RouterProber } from "./prober.ts";
@@ -74,6 +81,13 @@ export interface WorkerDeps {
 }
 
 const at = (d: Date) => sql`${d.toISOString()}::timestamptz`;
+
+/** A row whose delivery failed, with the session drops it still owes (driver.ts, `OwedDrops`). */
+interface Failure {
+  row: ClaimedRow;
+  error: unknown;
+  owedDrops: string[];
+}
 
 export class ProvisioningWorker {
   private readonly options: WorkerOptions;
@@ -183,7 +197,7 @@ export class ProvisioningWorker {
   }
 
   private async deliverAll(rows: ClaimedRow[]): Promise<void> {
-    const failures: Array<{ row: ClaimedRow; error: unknown }> = [];
+    const failures: Failure[] = [];
     const done: ClaimedRow[] = [];
     const released: ClaimedRow[] = [];
     // Once a row's lease ends, another worker may claim a newer row for the same target, and a late
@@ -200,11 +214,12 @@ export class ProvisioningWorker {
           released.push(row);
           continue;
         }
+        const owed: OwedDrops = { names: new Set(owedDropsOf(row.payload)) };
         try {
-          await this.deliver(row, startBy);
+          await this.deliver(row, startBy, owed);
           done.push(row);
         } catch (error) {
-          failures.push({ row, error });
+          failures.push({ row, error, owedDrops: [...owed.names] });
         }
       }
     };
@@ -220,7 +235,7 @@ export class ProvisioningWorker {
     }
   }
 
-  private async deliver(row: ClaimedRow, startBy: number): Promise<void> {
+  private async deliver(row: ClaimedRow, startBy: number, owed: OwedDrops): Promise<void> {
     const { db, pool, clock } = this.deps;
     const connect = async (routerId: number) =>
       sendWhileLeased(await pool.get(routerId), clock, () => startBy);
@@ -239,7 +254,7 @@ export class ProvisioningWorker {
         await removeSecret(api, subscriptionMarker(row.subscriptionId), loaded?.subscription.networkUsername);
         return;
       }
-      await this.withProfile(api, routerId, desiredProfile(loaded.plan), () => ensureSecret(api, want));
+      await this.withProfile(api, routerId, desiredProfile(loaded.plan), () => ensureSecret(api, want, owed));
       return;
     }
     if (row.voucherId !== null) {
@@ -356,11 +371,11 @@ export class ProvisioningWorker {
     }
   }
 
-  private async failed(failures: Array<{ row: ClaimedRow; error: unknown }>): Promise<void> {
+  private async failed(failures: Failure[]): Promise<void> {
     if (failures.length === 0) return;
     const now = this.deps.clock.now();
-    const retry: Array<{ id: number; message: string; next: Date; uncount: number }> = [];
-    for (const { row, error } of failures) {
+    const retry: Array<{ id: number; message: string; next: Date; uncount: number; drops: string[] }> = [];
+    for (const { row, error, owedDrops: drops } of failures) {
       const message = (error instanceof Error ? error.message : String(error)).slice(0, 500);
       // A router that is down delays work but never loses it: an unreachable router does not use
       // up the row's attempts (only what the router refuses does), and the row waits at the longest
@@ -371,6 +386,7 @@ export class ProvisioningWorker {
           message,
           next: new Date(now.getTime() + this.options.backoffMaxMs),
           uncount: 1,
+          drops,
         });
         continue;
       }
@@ -389,20 +405,24 @@ export class ProvisioningWorker {
         message,
         next: new Date(now.getTime() + delay + jitter),
         uncount: leaseCut ? 1 : 0,
+        drops,
       });
     }
     for (const chunk of chunks(retry, 1_000)) {
       const values = sql.join(
         chunk.map(
           (r) =>
-            sql`(${r.id}::int, ${r.message}::text, ${r.next.toISOString()}::timestamptz, ${r.uncount}::int)`,
+            sql`(${r.id}::int, ${r.message}::text, ${r.next.toISOString()}::timestamptz, ${r.uncount}::int, ${JSON.stringify(r.drops)}::jsonb)`,
         ),
         sql`, `,
       );
+      // Session drops still owed (driver.ts, OwedDrops) are kept on the row for its retry.
       await this.deps.db.execute(sql`
         update provisioning_outbox o set claimed_until = null, last_error = v.message, next_attempt_at = v.next,
-          attempts = o.attempts - v.uncount
-        from (values ${values}) as v(id, message, next, uncount)
+          attempts = o.attempts - v.uncount,
+          payload = case when jsonb_array_length(v.drops) = 0 then o.payload - 'dropSessions'
+            else jsonb_set(o.payload, '{dropSessions}', v.drops) end
+        from (values ${values}) as v(id, message, next, uncount, drops)
         where o.id = v.id`);
     }
   }

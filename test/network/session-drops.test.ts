@@ -1,8 +1,13 @@
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyPayment } from "../../src/billing/payments.ts";
+import { changePlan } from "../../src/billing/plan-change.ts";
 import { updatePlan } from "../../src/billing/plans.ts";
-import { createCustomerWithSubscription, suspendSubscription } from "../../src/billing/subscriptions.ts";
+import {
+  createCustomerWithSubscription,
+  resumeSubscription,
+  suspendSubscription,
+} from "../../src/billing/subscriptions.ts";
 import { expireVouchersInTx, sellVoucherInTx } from "../../src/billing/vouchers.ts";
 import { DAY, FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
@@ -130,6 +135,58 @@ describe("a subscriber whose access is withdrawn while the router connection bre
     clock.advance(60_000);
     await deliverUntilSettled(eq(provisioningOutbox.voucherId, sold.voucherId));
     expect(router.find("/ip/hotspot/active", sold.code, "user")).toBeUndefined();
+  });
+});
+
+describe("a subscriber whose speed changes while the router connection breaks", () => {
+  it("a subscriber moved to a faster plan is reconnected onto it even when the connection broke after their account was changed", async () => {
+    const subscription = await onlineSubscriber("Kamau Upgrade");
+    const fast = await createPlan(database.db, { priceCents: 300_000, rateLimit: "10M/20M" });
+    await applyPayment(ctx(), admin, {
+      customerId: subscription.customerId,
+      method: "cash",
+      provider: "cash",
+      providerRef: `upgrade-${subscription.id}`,
+      amountCents: 300_000,
+    });
+    await changePlan(ctx(), admin, { subscriptionId: subscription.id, planId: fast.id });
+    const broke = breakConnectionAtSessionLookup("/ppp/active");
+    await stack.worker.drain();
+    expect(broke()).toBe(true);
+    router.faults.dropWhen = null;
+    expect(router.find("/ppp/secret", subscription.networkUsername)?.profile).toBe(`tandao-${fast.code}`);
+    expect(router.find("/ppp/active", subscription.networkUsername)).toBeDefined();
+
+    clock.advance(60_000);
+    await deliverUntilSettled(eq(provisioningOutbox.subscriptionId, subscription.id));
+    expect(router.find("/ppp/active", subscription.networkUsername)).toBeUndefined();
+  });
+  it("the reconnection still owed is made when later changes of the subscriber are delivered in one go", async () => {
+    const subscription = await onlineSubscriber("Akinyi Upgrade");
+    const fast = await createPlan(database.db, { priceCents: 300_000, rateLimit: "12M/24M" });
+    await applyPayment(ctx(), admin, {
+      customerId: subscription.customerId,
+      method: "cash",
+      provider: "cash",
+      providerRef: `upgrade-${subscription.id}`,
+      amountCents: 300_000,
+    });
+    await changePlan(ctx(), admin, { subscriptionId: subscription.id, planId: fast.id });
+    const broke = breakConnectionAtSessionLookup("/ppp/active");
+    await stack.worker.drain();
+    expect(broke()).toBe(true);
+    router.faults.dropWhen = null;
+    // Suspended and resumed before the retry: only the newest state is delivered.
+    await suspendSubscription(ctx(), admin, { subscriptionId: subscription.id, reason: "check" });
+    await resumeSubscription(ctx(), admin, { subscriptionId: subscription.id, reason: "checked" });
+
+    clock.advance(60_000);
+    await deliverUntilSettled(eq(provisioningOutbox.subscriptionId, subscription.id));
+    expect(router.find("/ppp/secret", subscription.networkUsername)).toMatchObject({
+      profile: `tandao-${fast.code}`,
+      disabled: "false",
+    });
+    expect(router.find("/ppp/active", subscription.networkUsername)).toBeUndefined();
   });
 });
 
