@@ -243,3 +243,34 @@ describe("a plan's new speed", () => {
     expect(router.find("/ip/hotspot/active", voucher.code, "user")).toBeDefined();
   });
 });
+
+describe("two speed edits of a plan", () => {
+  it("reconnect its subscribers once when the first had not reached them yet", async () => {
+    const subscription = await onlineSubscriber("Speed Twice");
+    const name = subscription.networkUsername;
+    const [plan] = await database.db.select().from(plans).where(eq(plans.id, subscription.planId));
+    await updatePlan(ctx(), admin, plan!.code, { rateLimit: "20M/40M" });
+    // The connection breaks at the first look at the profile: the new speed waits for a retry.
+    let broken = false;
+    router.faults.dropWhen = (command) => {
+      if (broken || command.command !== "/ppp/profile/print") return false;
+      broken = true;
+      return true;
+    };
+    await stack.worker.drain();
+    router.faults.dropWhen = null;
+    expect(broken).toBe(true);
+    expect(router.find("/ppp/active", name)).toBeDefined();
+
+    await updatePlan(ctx(), admin, plan!.code, { rateLimit: "25M/50M" });
+    const kicksBefore = router.count("/ppp/active/remove");
+    for (let attempt = 0; attempt < 5; attempt++) {
+      await stack.worker.drain();
+      // The subscriber's router dials again at once after a drop.
+      if (!router.find("/ppp/active", name)) router.connectPppoe(name);
+      clock.advance(60_000);
+    }
+    expect(router.find("/ppp/profile", `tandao-${plan!.code}`)?.["rate-limit"]).toBe("25M/50M");
+    expect(router.count("/ppp/active/remove") - kicksBefore).toBe(1);
+  });
+});
