@@ -1,0 +1,152 @@
+import { sql } from "drizzle-orm";
+import { enqueueMessage } from "../billing/outbox.ts";
+import type { Clock } from "../clock.ts";
+import type { Db } from "../db/client.ts";
+import type { Logger } from "../logger.ts";
+import { RouterUnavailableError } from "./connection.ts";
+import { LeaseExpiredError } from "./lease-guard.ts";
+import type { ClaimedRow } from "./outbox-claim.ts";
+
+/**
+ * What became of the rows a provisioning worker (worker.ts) delivered, written back to
+ * `provisioning_outbox` in a few set-based statements: done, retried after a back-off, given up (with
+ * an SMS to the admin), or handed back untouched.
+ */
+
+const at = (d: Date) => sql`${d.toISOString()}::timestamptz`;
+
+/** A row whose delivery failed, with the session drops it still owes (driver.ts, `OwedDrops`). */
+export interface Failure {
+  row: ClaimedRow;
+  error: unknown;
+  owedDrops: string[];
+}
+
+export interface OutcomeOptions {
+  maxAttempts: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  adminPhone?: string;
+}
+
+export class OutboxOutcomes {
+  constructor(
+    private readonly deps: { db: Db; clock: Clock; logger?: Logger },
+    private readonly options: OutcomeOptions,
+  ) {}
+
+  async succeeded(rows: ClaimedRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    const now = this.deps.clock.now();
+    for (const chunk of chunks(rows, 1_000)) {
+      await this.deps.db.execute(sql`
+        update provisioning_outbox set status = 'done', done_at = ${at(now)}, claimed_until = null, last_error = null
+        where id in (${sql.join(
+          chunk.map((r) => sql`${r.id}::int`),
+          sql`, `,
+        )})`);
+    }
+  }
+
+  async failed(failures: Failure[]): Promise<void> {
+    if (failures.length === 0) return;
+    const now = this.deps.clock.now();
+    const retry: Array<{ id: number; message: string; next: Date; uncount: number; drops: string[] }> = [];
+    for (const { row, error, owedDrops: drops } of failures) {
+      const message = (error instanceof Error ? error.message : String(error)).slice(0, 500);
+      // A router that is down delays work but never loses it: an unreachable router does not use
+      // up the row's attempts (only what the router refuses does), and the row waits at the longest
+      // back-off, or until the router is seen again (the prober, routerRecovered).
+      if (error instanceof RouterUnavailableError) {
+        retry.push({
+          id: row.id,
+          message,
+          next: new Date(now.getTime() + this.options.backoffMaxMs),
+          uncount: 1,
+          drops,
+        });
+        continue;
+      }
+      // A command held up (behind the connection's in-flight cap, or a reconnect) until the lease
+      // had too little time left was not sent: no fault of the router, so no attempt is used up.
+      // Due again at once, the row would be claimed and held up again at once by the same cause.
+      const leaseCut = error instanceof LeaseExpiredError;
+      if (!leaseCut && row.attempts >= this.options.maxAttempts) {
+        await this.giveUp(row, message, now);
+        continue;
+      }
+      const delay = Math.min(this.options.backoffMaxMs, this.options.backoffBaseMs * 2 ** (row.attempts - 1));
+      const jitter = Math.floor(Math.random() * Math.min(1_000, delay / 4));
+      retry.push({
+        id: row.id,
+        message,
+        next: new Date(now.getTime() + delay + jitter),
+        uncount: leaseCut ? 1 : 0,
+        drops,
+      });
+    }
+    for (const chunk of chunks(retry, 1_000)) {
+      const values = sql.join(
+        chunk.map(
+          (r) =>
+            sql`(${r.id}::int, ${r.message}::text, ${r.next.toISOString()}::timestamptz, ${r.uncount}::int, ${JSON.stringify(r.drops)}::jsonb)`,
+        ),
+        sql`, `,
+      );
+      // Session drops still owed (driver.ts, OwedDrops) are kept on the row for its retry.
+      await this.deps.db.execute(sql`
+        update provisioning_outbox o set claimed_until = null, last_error = v.message, next_attempt_at = v.next,
+          attempts = o.attempts - v.uncount,
+          payload = case when jsonb_array_length(v.drops) = 0 then o.payload - 'dropSessions'
+            else jsonb_set(o.payload, '{dropSessions}', v.drops) end
+        from (values ${values}) as v(id, message, next, uncount, drops)
+        where o.id = v.id`);
+    }
+  }
+
+  /** Rows not started in time go back to the queue as they were, due now. */
+  async release(rows: ClaimedRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    const now = this.deps.clock.now();
+    for (const chunk of chunks(rows, 1_000)) {
+      await this.deps.db.execute(sql`
+        update provisioning_outbox set claimed_until = null, attempts = attempts - 1, next_attempt_at = ${at(now)}
+        where id in (${sql.join(
+          chunk.map((r) => sql`${r.id}::int`),
+          sql`, `,
+        )})`);
+    }
+  }
+
+  private async giveUp(row: ClaimedRow, message: string, now: Date): Promise<void> {
+    await this.deps.db.transaction(async (tx) => {
+      await tx.execute(sql`
+        update provisioning_outbox set status = 'dead', claimed_until = null, last_error = ${message}, done_at = ${at(now)}
+        where id = ${row.id}`);
+      if (this.options.adminPhone) {
+        const hour = now.toISOString().slice(0, 13);
+        await enqueueMessage(tx, now, {
+          recipient: this.options.adminPhone,
+          language: "en",
+          template: "admin_alert",
+          params: {
+            text: `Router provisioning gave up after ${row.attempts} attempts (${row.action}${
+              row.subscriptionId ? ` subscription ${row.subscriptionId}` : ""
+            }${row.voucherId ? ` voucher ${row.voucherId}` : ""}${
+              row.routerId ? ` on router ${row.routerId}` : ""
+            }): ${message}. Further failures this hour are in the provisioning queue.`,
+          },
+          // One alert per router and hour: an outage must not flood the admin's phone.
+          dedupeKey: `provisioning-dead:${row.routerId ?? "all"}:${hour}`,
+        });
+      }
+    });
+    this.deps.logger?.error({ outboxId: row.id, err: message }, "provisioning row given up");
+  }
+}
+
+function chunks<T>(items: T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
