@@ -212,6 +212,8 @@ describe("USSD: the address allowlist", () => {
       await expectRefusedAndUnchanged(
         fromPeer(served.app, "/ussd", "9.9.9.9", { "x-forwarded-for": gateway }),
       );
+      // Cloudflare's header is the Worker's to believe: on Node anyone could write it.
+      await expectRefusedAndUnchanged(httpPost(url, { "cf-connecting-ip": gateway }));
       // The gateway itself, connecting directly, is served.
       await expectAcceptedAndActing(fromPeer(served.app, "/ussd", gateway));
     } finally {
@@ -228,6 +230,7 @@ describe("USSD: the address allowlist", () => {
       await expectRefusedAndUnchanged(httpPost(url, { "x-forwarded-for": `${gateway}, 9.9.9.9` }));
       // The proxy's own address is not the gateway's.
       await expectRefusedAndUnchanged(httpPost(url));
+      await expectRefusedAndUnchanged(httpPost(url, { "cf-connecting-ip": gateway }));
     } finally {
       await served.close();
     }
@@ -285,7 +288,11 @@ describe("M-Pesa callbacks: the address allowlist", () => {
     const served = await serveWith({ MPESA_ALLOWED_IPS: safaricom });
     try {
       const url = `${served.baseUrl}${callbackPaths.stk(served.mpesaToken)}`;
-      const variants: Record<string, string>[] = [{}, { "x-forwarded-for": safaricom }];
+      const variants: Record<string, string>[] = [
+        {},
+        { "x-forwarded-for": safaricom },
+        { "cf-connecting-ip": safaricom },
+      ];
       for (const headers of variants) {
         const refused = await callback(url, headers);
         expect(refused.status).toBe(404);

@@ -4,9 +4,10 @@ import type { BillingContext } from "../src/billing/context.ts";
 import { createCustomerWithSubscription } from "../src/billing/subscriptions.ts";
 import { FakeClock } from "../src/clock.ts";
 import { billingSettingsFrom, type Config, loadConfig } from "../src/config.ts";
-import { paymentIntents } from "../src/db/schema/index.ts";
+import { mpesaCallbacks, paymentIntents } from "../src/db/schema/index.ts";
 import { createSecretBox, parseSecretKey } from "../src/lib/secret-box.ts";
 import { addRouter } from "../src/network/routers.ts";
+import { callbackPaths } from "../src/payments/routes.ts";
 import { workerRoutes } from "../src/worker/routes.ts";
 import { admin, createPlan, uniquePhone } from "./support/billing.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
@@ -36,9 +37,9 @@ afterAll(async () => {
 });
 
 /** One request through the routes the Worker builds for its path. */
-async function send(path: string, init: RequestInit): Promise<Response> {
+async function send(path: string, init: RequestInit, settings: Config = config): Promise<Response> {
   const { app, settled } = workerRoutes(
-    { config, logger: silent, billing, secretKey: parseSecretKey(SECRET_KEY) },
+    { config: settings, logger: silent, billing, secretKey: parseSecretKey(SECRET_KEY) },
     path,
   );
   const response = await app.request(path, init);
@@ -147,5 +148,82 @@ describe("the Worker's payments under STK_LIMIT_COUNT=1", () => {
     );
     // Another site, at another address, is not held up by it.
     expect((await buy("203.0.113.20")).status).toBe(200);
+  });
+});
+
+describe("the Worker's address allowlists, read from Cloudflare's CF-Connecting-IP", () => {
+  const gateway = "41.1.1.1";
+  const safaricom = "196.201.214.200";
+  const mpesaToken = "worker-allowlist-callback-token";
+  const allowlisted = () =>
+    loadConfig({
+      SECRET_KEY,
+      USSD_ALLOWED_IPS: gateway,
+      MPESA_ALLOWED_IPS: safaricom,
+      MPESA_CALLBACK_TOKEN: mpesaToken,
+    });
+
+  it("serves USSD_ALLOWED_IPS' gateway and refuses any other caller, whatever it writes in X-Forwarded-For", async () => {
+    const settings = allowlisted();
+    let seq = 0;
+    const dial = (headers: Record<string, string>) =>
+      send(
+        "/ussd",
+        {
+          method: "POST",
+          headers: { "content-type": "application/x-www-form-urlencoded", ...headers },
+          body: new URLSearchParams({
+            sessionId: `ATUid_allow_${++seq}`,
+            serviceCode: "*384*1#",
+            phoneNumber: uniquePhone(),
+            text: "",
+          }),
+        },
+        settings,
+      ).then(async (r) => ({ status: r.status, text: await r.text() }));
+
+    const served = await dial({ "cf-connecting-ip": gateway });
+    expect(served.status).toBe(200);
+    expect(served.text).toMatch(/^CON /);
+    const refused = { status: 404, text: "Not Found" };
+    expect(await dial({ "cf-connecting-ip": "9.9.9.9" })).toEqual(refused);
+    expect(await dial({ "cf-connecting-ip": "9.9.9.9", "x-forwarded-for": gateway })).toEqual(refused);
+    expect(await dial({})).toEqual(refused);
+  });
+
+  it("stores Daraja's callback from MPESA_ALLOWED_IPS and refuses one from elsewhere, storing nothing", async () => {
+    const settings = allowlisted();
+    const checkout = "ws_CO_worker_allowlist";
+    const callback = (headers: Record<string, string>) =>
+      send(
+        callbackPaths.stk(mpesaToken),
+        {
+          method: "POST",
+          headers: { "content-type": "application/json", ...headers },
+          body: JSON.stringify({
+            Body: {
+              stkCallback: {
+                MerchantRequestID: "29115-34620561-9",
+                CheckoutRequestID: checkout,
+                ResultCode: 1032,
+                ResultDesc: "Request cancelled by user",
+              },
+            },
+          }),
+        },
+        settings,
+      );
+    const stored = async () =>
+      (await database.db.select({ raw: mpesaCallbacks.raw }).from(mpesaCallbacks)).filter((row) =>
+        row.raw?.includes(checkout),
+      ).length;
+
+    expect((await callback({ "cf-connecting-ip": "9.9.9.9", "x-forwarded-for": safaricom })).status).toBe(
+      404,
+    );
+    expect((await callback({})).status).toBe(404);
+    expect(await stored()).toBe(0);
+    expect((await callback({ "cf-connecting-ip": safaricom })).status).toBe(200);
+    expect(await stored()).toBe(1);
   });
 });

@@ -46,13 +46,29 @@ export function cloudflareClientAddress(c: Context): string {
   return normalizeIp(c.req.header("cf-connecting-ip") ?? "");
 }
 
+/** Reads a request's client address. */
+export type ClientAddressReader = (c: Context) => string;
+
+/**
+ * How the routes read the client address: `read` where the runtime says how (the Worker passes
+ * `cloudflareClientAddress`), else the socket's peer, believing `X-Forwarded-For` only from
+ * `trustedProxies`. One place, so the allowlists and the portal's limits never disagree.
+ */
+export function clientAddressReader(
+  trustedProxies: readonly string[] = [],
+  read?: ClientAddressReader,
+): ClientAddressReader {
+  if (read) return read;
+  const proxies = new Set(trustedProxies.map(normalizeIp));
+  return (c) => requestClientAddress(c, proxies);
+}
+
 /** An allowlist check: null when every address is allowed. */
 export function addressAllowlist(
   allowed: readonly string[] | undefined,
-  trustedProxies: readonly string[] = [],
+  readAddress: ClientAddressReader,
 ): ((c: Context) => boolean) | null {
   if (!allowed?.length) return null;
   const allowedSet = new Set(allowed.map(normalizeIp));
-  const proxies = new Set(trustedProxies.map(normalizeIp));
-  return (c) => allowedSet.has(requestClientAddress(c, proxies));
+  return (c) => allowedSet.has(readAddress(c));
 }

@@ -5,7 +5,7 @@ import { recordCallbackOutcome } from "../billing/intents/callbacks.ts";
 import { type SettleOutcome, settleStkResult } from "../billing/intents/settle.ts";
 import { settleStkResults } from "../billing/intents/settle-batch.ts";
 import { limitBody } from "../lib/body-limit.ts";
-import { addressAllowlist } from "../lib/client-address.ts";
+import { addressAllowlist, type ClientAddressReader, clientAddressReader } from "../lib/client-address.ts";
 import { sameSecret } from "../lib/same-secret.ts";
 import type { Logger } from "../logger.ts";
 import { type InboundRequest, Inbox } from "./inbox.ts";
@@ -42,6 +42,11 @@ export interface MpesaRouteDeps {
   allowedIps?: string[];
   /** Reverse proxies whose `X-Forwarded-For` is believed (see src/lib/client-address.ts). */
   trustedProxies?: string[];
+  /**
+   * The request's client address, where the socket does not tell it (on the Worker: Cloudflare's
+   * `CF-Connecting-IP`). Default: the socket's peer, through `trustedProxies`.
+   */
+  clientAddress?: ClientAddressReader;
   /** Validation rejects paybill references that match no account (default: accept everything). */
   rejectUnknownAccounts?: boolean;
   /** Our paybill or till number: confirmations for another are held for review. */
@@ -86,7 +91,10 @@ export function createMpesaInbox(deps: MpesaRouteDeps): MpesaRoutes {
     settleStk: (result) => stkBatcher.settle(result),
     onStkSettled: deps.onStkSettled,
   };
-  const allowed = addressAllowlist(deps.allowedIps, deps.trustedProxies);
+  const allowed = addressAllowlist(
+    deps.allowedIps,
+    clientAddressReader(deps.trustedProxies, deps.clientAddress),
+  );
 
   routes.use("/:token/*", async (c, next) => {
     const tokenOk = sameSecret(c.req.param("token"), deps.token);

@@ -10,7 +10,7 @@ import {
 } from "../billing/intents/request.ts";
 import { isRowId } from "../db/params.ts";
 import { limitBody } from "../lib/body-limit.ts";
-import { requestClientAddress } from "../lib/client-address.ts";
+import { type ClientAddressReader, clientAddressReader } from "../lib/client-address.ts";
 import { checkPhone, DEFAULT_SERVED_COUNTRIES } from "../lib/phone.ts";
 import type { Logger } from "../logger.ts";
 import { themeFrom } from "./colours.ts";
@@ -59,7 +59,7 @@ export interface PortalDeps {
    * The request's client address, where the socket does not tell it (on the Worker: Cloudflare's
    * `CF-Connecting-IP`). Default: the socket's peer, through `trustedProxies`.
    */
-  clientAddress?: (c: Context) => string;
+  clientAddress?: ClientAddressReader;
   /** How often the page asks how its payment stands. */
   pollMs?: number;
   /** Printed-code attempts per device (the hotspot's `mac`, else its `ip`) per 5 minutes. */
@@ -90,8 +90,7 @@ export function createPortalRoutes(deps: PortalDeps): Hono {
   const record =
     deps.requestPayment ??
     ((actor: Actor, input: PaymentRequest) => requestPayment(deps.ctx, actor, input, limits));
-  const proxies = new Set(deps.trustedProxies ?? []);
-  const clientAddress = deps.clientAddress ?? ((c: Context) => requestClientAddress(c, proxies));
+  const clientAddress = clientAddressReader(deps.trustedProxies, deps.clientAddress);
   const deviceTries = new AttemptLimiter(deps.voucherTriesPer5Min ?? 20, 5 * 60_000);
   const addressTries = new AttemptLimiter(deps.voucherTriesPerAddressPer5Min ?? 200, 5 * 60_000);
   const base = (router: PortalRouter) => `${basePath}/${encodeURIComponent(router.name)}`;

@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import type { Db } from "../db/client.ts";
 import { limitBody } from "../lib/body-limit.ts";
-import { addressAllowlist } from "../lib/client-address.ts";
+import { addressAllowlist, type ClientAddressReader, clientAddressReader } from "../lib/client-address.ts";
 import { checkPhone } from "../lib/phone.ts";
 import { sameSecret } from "../lib/same-secret.ts";
 import type { Logger } from "../logger.ts";
@@ -25,6 +25,11 @@ export interface UssdDeps {
   allowedIps?: string[];
   /** Reverse proxies whose `X-Forwarded-For` is believed (see src/lib/client-address.ts). */
   trustedProxies?: string[];
+  /**
+   * The request's client address, where the socket does not tell it (on the Worker: Cloudflare's
+   * `CF-Connecting-IP`). Default: the socket's peer, through `trustedProxies`.
+   */
+  clientAddress?: ClientAddressReader;
   screens?: Record<string, Screen>;
   /** What each USSD session has read, kept between its requests (default: one per route). */
   cache?: SessionCache;
@@ -51,7 +56,10 @@ export function createUssdRoutes(deps: UssdDeps): Hono {
 
   // Africa's Talking's form is a few hundred bytes: a bigger body is refused before it is read.
   app.use("*", limitBody(maxUssdBytes));
-  const allowed = addressAllowlist(deps.allowedIps, deps.trustedProxies);
+  const allowed = addressAllowlist(
+    deps.allowedIps,
+    clientAddressReader(deps.trustedProxies, deps.clientAddress),
+  );
   app.post("/:token?", async (c) => {
     const token = c.req.param("token");
     if (

@@ -67,7 +67,6 @@ function portalRoutes({ config, logger, billing, secretKey }: WorkerRequest, lim
     tokenKey: portalTokenKey(secretKey),
     publicUrl: config.PORTAL_URL ?? config.PUBLIC_URL,
     loginHosts: config.HOTSPOT_LOGIN_HOSTS,
-    trustedProxies: config.TRUST_PROXY,
     clientAddress: cloudflareClientAddress,
   });
   return portal;
@@ -106,7 +105,7 @@ export function workerRoutes(request: WorkerRequest, path: string): { app: Hono;
         logger: logger.child({ module: "ussd" }),
         token: config.USSD_TOKEN,
         allowedIps: config.USSD_ALLOWED_IPS,
-        trustedProxies: config.TRUST_PROXY,
+        clientAddress: cloudflareClientAddress,
         cache: ussdCache,
       }),
     );
@@ -119,7 +118,7 @@ export function workerRoutes(request: WorkerRequest, path: string): { app: Hono;
         logger: logger.child({ module: "mpesa" }),
         token: config.MPESA_CALLBACK_TOKEN,
         allowedIps: config.MPESA_ALLOWED_IPS,
-        trustedProxies: config.TRUST_PROXY,
+        clientAddress: cloudflareClientAddress,
         rejectUnknownAccounts: config.MPESA_C2B_REJECT_UNKNOWN,
         shortcode: config.MPESA_TILL ?? config.MPESA_SHORTCODE ?? null,
         // No spool: a Worker has no disk. A request the database cannot take answers 503, and
