@@ -53,6 +53,7 @@ try {
     beforeOpen: (dataDir) => {
       if (!hasEmbeddedDatabase(dataDir)) seedEmbeddedDatabase(dataDir);
     },
+    lock: { clock },
   });
 } catch (error) {
   if (!(error instanceof DataDirInUseError)) throw error;

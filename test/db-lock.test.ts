@@ -1,11 +1,21 @@
-import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process";
+import {
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
+import { hostname, tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { FakeClock } from "../src/clock.ts";
 import { type Database, openDatabase } from "../src/db/client.ts";
-import { DataDirInUseError, LOCK_FILE } from "../src/db/data-dir-lock.ts";
+import { DataDirInUseError, LOCK_FILE, lockDataDir } from "../src/db/data-dir-lock.ts";
 import { hasEmbeddedDatabase, seedEmbeddedDatabase } from "../src/db/embedded-template.ts";
 
 /**
@@ -19,9 +29,10 @@ const opened: Database[] = [];
 const children: ChildProcess[] = [];
 
 /** Opens DATA_DIR as the app does (a new one starts from the install's migrated copy). */
-async function open(): Promise<Database> {
+async function open(clock?: FakeClock): Promise<Database> {
   const database = await openDatabase({
     dataDir,
+    ...(clock ? { lock: { clock } } : {}),
     beforeOpen: (dir) => {
       if (!hasEmbeddedDatabase(dir)) seedEmbeddedDatabase(dir);
     },
@@ -137,5 +148,103 @@ describe("the embedded database in a DATA_DIR", () => {
     await exited(other);
     expect(existsSync(path.join(dataDir, LOCK_FILE))).toBe(false);
     await open();
+  }, 60_000);
+});
+
+describe("the lock shared with another host or container (one DATA_DIR volume)", () => {
+  const bootId = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+  const lockFile = () => path.join(dataDir, LOCK_FILE);
+  /** A lock as a holder elsewhere writes it, its heartbeat last touched `silentS` seconds before `clock`. */
+  function foreignLock(clock: FakeClock, lines: string[], silentS: number) {
+    writeFileSync(lockFile(), `${lines.join("\n")}\n`);
+    const beat = new Date(clock.now().getTime() - silentS * 1000);
+    utimesSync(lockFile(), beat, beat);
+  }
+
+  it("is not taken from a live holder in another container or on another host while its heartbeat is fresh, and is once it has been silent", async () => {
+    const clock = new FakeClock("2026-06-01T06:00:00Z");
+    // A pid that lived here once and is gone: says nothing about a process on another machine.
+    const gone = spawnSync(process.execPath, ["-e", ""]).pid;
+    const holders = [
+      // Another container on this machine: its app is the same pid as this one, in its own namespace.
+      {
+        lines: [String(process.pid), bootId, "tandao-a", "pid:[4026532999]"],
+        says: `in use by process ${process.pid} on host tandao-a, last heard from 20 s ago`,
+      },
+      {
+        lines: [String(process.pid), bootId, hostname(), "pid:[4026532999]"],
+        says: `in use by process ${process.pid} in another pid namespace (container) on ${hostname()}`,
+      },
+      // Another machine, where that pid is its app's.
+      {
+        lines: [String(gone), "another-machines-boot", "tandao-b", "pid:[4026531836]"],
+        says: `in use by process ${gone} on host tandao-b, last heard from 20 s ago`,
+      },
+    ];
+    for (const holder of holders) {
+      foreignLock(clock, holder.lines, 20);
+      const refused = openDatabase({ dataDir, lock: { clock } });
+      await expect(refused).rejects.toThrow(DataDirInUseError);
+      await expect(refused).rejects.toThrow(holder.says);
+      expect(readFileSync(lockFile(), "utf8")).toBe(`${holder.lines.join("\n")}\n`);
+
+      // Silent for longer than several heartbeats: its holder is gone (killed, or its machine stopped).
+      foreignLock(clock, holder.lines, 5 * 60);
+      await close(await open(clock));
+    }
+  }, 60_000);
+
+  it("is taken at once from a dead process on this host and boot, whatever its heartbeat", async () => {
+    const clock = new FakeClock("2026-06-01T06:00:00Z");
+    const gone = spawnSync(process.execPath, ["-e", ""]).pid;
+    foreignLock(clock, [String(gone), bootId, hostname(), readlinkSync("/proc/self/ns/pid")], 0);
+    await open(clock);
+    expect(lockHolder()).toBe(String(process.pid));
+  }, 60_000);
+
+  it("is kept by its holder's heartbeat while it runs, and the heartbeat stops when it is released", () => {
+    vi.useFakeTimers({ toFake: ["setInterval", "clearInterval"] });
+    try {
+      const clock = new FakeClock("2026-06-01T06:00:00Z");
+      const lock = lockDataDir(dataDir, { clock, heartbeatMs: 10_000 });
+      // What an opener elsewhere judges the holder by: the file's modification time.
+      const heard = () => Math.round(statSync(lockFile()).mtimeMs);
+      expect(heard()).toBe(clock.now().getTime());
+      clock.advance(10 * 60_000);
+      vi.advanceTimersByTime(10_000);
+      expect(heard()).toBe(clock.now().getTime());
+
+      lock.release();
+      expect(existsSync(lockFile())).toBe(false);
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("does not keep a finished CLI run alive: a process holding it exits on its own and frees it", async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        "--input-type=module",
+        "-e",
+        `import { lockDataDir } from "./src/db/data-dir-lock.ts"; lockDataDir(${JSON.stringify(dataDir)}); console.log("locked");`,
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    children.push(child);
+    let output = "";
+    child.stdout!.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    child.stderr!.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    await exited(child);
+    expect(output).toContain("locked");
+    expect(child.exitCode).toBe(0);
+    expect(existsSync(lockFile())).toBe(false);
   }, 60_000);
 });

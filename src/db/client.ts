@@ -9,7 +9,7 @@ import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
-import { lockDataDir } from "./data-dir-lock.ts";
+import { type DataDirLockOptions, lockDataDir } from "./data-dir-lock.ts";
 import * as schema from "./schema/index.ts";
 
 export type Schema = typeof schema;
@@ -41,6 +41,8 @@ export interface DatabaseOptions {
    * starts a new one as a copy of the migrated one `npm install` made (embedded-template.ts).
    */
   beforeOpen?: (dataDir: string) => void;
+  /** The embedded database's lock: the clock its heartbeat is written and judged by, and how often. */
+  lock?: DataDirLockOptions;
 }
 
 export function redactUrl(url: string): string {
@@ -72,7 +74,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   const inMemory = options.dataDir === ":memory:";
   if (!inMemory) mkdirSync(dir, { recursive: true });
   // Taken before the folder is filled or opened: a second process must not touch either.
-  const lock = inMemory ? null : lockDataDir(options.dataDir);
+  const lock = inMemory ? null : lockDataDir(options.dataDir, options.lock);
   let client: PGlite;
   try {
     if (!inMemory) options.beforeOpen?.(options.dataDir);
