@@ -14,5 +14,18 @@ export const textArray = (values: readonly string[]) =>
  */
 export const ts = (at: Date) => sql`${at.toISOString()}::timestamptz`;
 
+/** The largest id an `integer` id column holds. */
+export const MAX_ROW_ID = 2_147_483_647;
+
 /** Ids are `integer` columns: a number outside their range names no row (and PostgreSQL refuses it). */
-export const isRowId = (n: number): boolean => Number.isSafeInteger(n) && n > 0 && n <= 2_147_483_647;
+export const isRowId = (n: number): boolean => Number.isSafeInteger(n) && n > 0 && n <= MAX_ROW_ID;
+
+/**
+ * An id as typed or carried in a button (decimal digits, nothing else): null when it is not one an
+ * id column can hold, so that it is refused before it reaches the database.
+ */
+export function parseRowId(text: string): number | null {
+  if (!/^\d{1,20}$/.test(text)) return null;
+  const n = Number(text);
+  return isRowId(n) ? n : null;
+}

@@ -1,5 +1,6 @@
 import { asc, desc, eq, sql } from "drizzle-orm";
 import type { Executor } from "../db/client.ts";
+import { parseRowId } from "../db/params.ts";
 import { provisioningOutbox, routers } from "../db/schema/index.ts";
 
 /**
@@ -102,11 +103,12 @@ export async function findRouterByReference(db: Executor, reference: string) {
     .where(sql`lower(${routers.name}) = ${ref.toLowerCase()}`)
     .limit(1);
   if (byName[0]) return byName[0];
-  if (!/^\d{1,9}$/.test(ref)) return null;
+  const id = parseRowId(ref);
+  if (id === null) return null;
   const [byId] = await db
     .select({ id: routers.id, name: routers.name })
     .from(routers)
-    .where(eq(routers.id, Number(ref)));
+    .where(eq(routers.id, id));
   return byId ?? null;
 }
 

@@ -3,6 +3,7 @@ import { planNameIn } from "../billing/accounts.ts";
 import { formatKes, mpesaAmountCents } from "../billing/money.ts";
 import { normaliseVoucherCode, VOUCHER_ALPHABET } from "../billing/vouchers.ts";
 import { type Executor, queryRows } from "../db/client.ts";
+import { parseRowId } from "../db/params.ts";
 import { type IntentStatus, paymentIntents, plans, routers, vouchers } from "../db/schema/index.ts";
 import { formatData } from "../menu/plan-text.ts";
 import { translate } from "../messaging/render.ts";
@@ -26,7 +27,7 @@ export interface PortalRouter {
  */
 export async function findPortalRouter(db: Executor, param: string): Promise<PortalRouter | null> {
   if (param.length === 0 || param.length > 100 || /\p{Cc}/u.test(param)) return null;
-  const byId = /^\d{1,9}$/.test(param) ? Number(param) : null;
+  const byId = parseRowId(param);
   const rows = await db
     .select({ id: routers.id, name: routers.name })
     .from(routers)

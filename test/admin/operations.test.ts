@@ -458,3 +458,40 @@ describe("the admin channel", () => {
     expect(shownIn(world.fake, OWNER).length).toBeGreaterThan(0);
   });
 });
+
+describe("/assign #<number> past nine digits", () => {
+  it("names a waiting payment by a large number, and refuses one no payment can have without changing anything", async () => {
+    // Payments' ids are `integer`, up to 2,147,483,647.
+    await world.db.execute(sql`alter table payments alter column id restart with 2000000000`);
+    const plan = await createPlan(world.db, { priceCents: 40_000 });
+    const { customer } = await createCustomerWithSubscription(world.ctx, job, {
+      name: "Large Number",
+      phone: "+254712300090",
+      planId: plan.id,
+    });
+    await recordPaymentByReference(
+      world.ctx,
+      { kind: "webhook", id: "mpesa" },
+      {
+        method: "mpesa_c2b",
+        provider: "mpesa",
+        providerRef: "SBX9LARGE1",
+        amountCents: 40_000,
+        reference: "NOBODY9",
+        payerName: "LARGE NUMBER",
+      },
+    );
+    const [waiting] = await world.db.select().from(payments).where(eq(payments.providerRef, "SBX9LARGE1"));
+    expect(waiting!.id).toBeGreaterThan(999_999_999);
+
+    await world.say(OTHER_ADMIN, `/assign #2147483648 ${customer.accountNumber}`);
+    expect(lastText(world.fake, OTHER_ADMIN)).toBe(
+      "#2147483648 is not a payment number (they run from 1 to 2147483647). /unmatched lists them.",
+    );
+    expect(await ledgerSum(world.db, customer.id)).toBe(-40_000);
+
+    await world.say(OTHER_ADMIN, `/assign #${waiting!.id} ${customer.accountNumber}`);
+    expect(lastText(world.fake, OTHER_ADMIN)).toMatch(/SBX9LARGE1 \(KES 400\) credited to /);
+    expect(await ledgerSum(world.db, customer.id)).toBe(0);
+  });
+});

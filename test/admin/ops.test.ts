@@ -1,4 +1,4 @@
-import { and, eq, inArray } from "drizzle-orm";
+import { and, eq, inArray, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { auditMany } from "../../src/billing/audit.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
@@ -441,5 +441,41 @@ describe("without a network in the instance", () => {
       .from(routers)
       .where(and(eq(routers.id, routerId)));
     expect(row).toBeDefined();
+  });
+});
+
+describe("/resend with a large message number", () => {
+  it("takes any number the database holds, and refuses one it cannot hold without changing anything", async () => {
+    // A busy outbox: numbers past 999,999,999 (its ids are `integer`, up to 2,147,483,647).
+    await database.db.execute(sql`alter table message_outbox alter column id restart with 2000000000`);
+    const [dead] = await database.db
+      .insert(messageOutbox)
+      .values({
+        channel: "sms",
+        recipient: "+254700000778",
+        template: "voucher_code",
+        params: { code: "R4T8W2ZN", plan: "Day pass", validity: "2026-06-02T06:00:00.000Z" },
+        status: "dead",
+        attempts: 1,
+        lastError: "406: the number opted out of messages from this sender",
+        nextAttemptAt: clock.now(),
+        createdAt: clock.now(),
+      })
+      .returning();
+    expect(dead!.id).toBeGreaterThan(999_999_999);
+
+    for (const typed of ["#2147483648", "#99999999999999999999", "#0"]) {
+      await world.say(OWNER, `/resend ${typed}`);
+      expect(lastText(world.fake, OWNER)).toBe(
+        `${typed} is not a message number (they run from 1 to 2147483647). /failed lists those given up.`,
+      );
+    }
+    const [still] = await database.db.select().from(messageOutbox).where(eq(messageOutbox.id, dead!.id));
+    expect(still).toMatchObject({ status: "dead", attempts: 1 });
+
+    await world.say(OWNER, `/resend #${dead!.id}`);
+    expect(lastText(world.fake, OWNER)).toBe(`🔁 Message #${dead!.id} (voucher_code) queued again.`);
+    const [again] = await database.db.select().from(messageOutbox).where(eq(messageOutbox.id, dead!.id));
+    expect(again).toMatchObject({ status: "pending", attempts: 0, lastError: null });
   });
 });

@@ -1,4 +1,4 @@
-import { and, eq } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import { beforeAll, describe, expect, it } from "vitest";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { selfSignUp } from "../../src/billing/self-signup.ts";
@@ -23,6 +23,7 @@ import {
   lastText,
   lastToast,
   OWNER,
+  pressUpdate,
   shownIn,
 } from "./world.ts";
 
@@ -319,5 +320,65 @@ describe("/add", () => {
     await world.say(OWNER, "/cancel_dialog");
     expect(lastText(world.fake, OWNER)).toBe("There is nothing to stop.");
     expect(await world.db.select().from(customers).where(eq(customers.name, "Too Late"))).toHaveLength(0);
+  });
+});
+
+describe("/signups with large ids", () => {
+  it("approves a sign-up and a router whose ids pass 999,999,999, and refuses a button naming no possible id", async () => {
+    // A long-running install: ids past nine digits (they are `integer`, up to 2,147,483,647).
+    await world.db.execute(sql`alter table subscriptions alter column id restart with 2000000000`);
+    await world.db.execute(sql`alter table routers alter column id restart with 2100000000`);
+    const [githurai] = await world.db
+      .insert(routers)
+      .values({ name: "Githurai", host: "10.0.0.3", username: "api", passwordEncrypted: "x" })
+      .returning();
+    const plan = await createPlan(world.db, { priceCents: 100_000, name: "Home Large" });
+    // Waiting longer than the earlier tests' sign-ups, so that the first page of /signups shows it.
+    const now = clock.now();
+    clock.set(new Date(now.getTime() - 7 * 86_400_000));
+    const done = await selfSignUp(world.ctx, job, {
+      phone: "+254712590001",
+      name: "Wanjiru",
+      planId: plan.id,
+      language: "en",
+      area: { name: "Githurai 45", routerId: null },
+      channel: "ussd",
+      sessionId: "+254712590001",
+    });
+    clock.set(now);
+    if (!done.ok) throw new Error("sign-up failed");
+    const [sub] = await world.db
+      .select({ subscription: subscriptions })
+      .from(subscriptions)
+      .innerJoin(customers, eq(customers.id, subscriptions.customerId))
+      .where(eq(customers.accountNumber, done.accountNumber));
+    const subscriptionId = sub!.subscription.id;
+    expect(subscriptionId).toBeGreaterThan(999_999_999);
+
+    await world.say(OWNER, "/signups", ADMIN_GROUP);
+    const message = messageAbout(ADMIN_GROUP, done.accountNumber);
+    // Telegram carries at most 64 bytes of callback data.
+    for (const b of buttonsOf(message)) expect(Buffer.byteLength(b.callback_data)).toBeLessThanOrEqual(64);
+
+    // A button no sign-up can have (past what an id holds) is refused, and nothing is asked.
+    const asked = shownIn(world.fake, ADMIN_GROUP).length;
+    await world.deliver(pressUpdate(world.fake, OWNER, ADMIN_GROUP, message.messageId!, "sg:r:2147483648:0"));
+    expect(lastToast(world.fake)).toBe("That sign-up is no longer waiting.");
+    await world.deliver(
+      pressUpdate(world.fake, OWNER, ADMIN_GROUP, message.messageId!, "sg:r:99999999999:0"),
+    );
+    expect(lastToast(world.fake)).toBe("That button is no longer in use.");
+    await world.deliver(
+      pressUpdate(world.fake, OWNER, ADMIN_GROUP, message.messageId!, `sg:a:${subscriptionId}:2147483648`),
+    );
+    expect(lastToast(world.fake)).toBe("That router no longer exists.");
+    expect(shownIn(world.fake, ADMIN_GROUP).length).toBe(asked);
+
+    await world.press(OWNER, "Approve on Githurai", ADMIN_GROUP, message);
+    const question = lastMenuIn(world.fake, ADMIN_GROUP);
+    expect(String(question.payload.text)).toMatch(/^Wanjiru: approve this sign-up on Githurai\?/);
+    await world.press(OWNER, "Confirm", ADMIN_GROUP, question);
+    expect(lastText(world.fake, ADMIN_GROUP)).toMatch(`✅ Approved ${done.accountNumber} on Githurai`);
+    expect((await subscriptionOf(subscriptionId)).routerId).toBe(githurai!.id);
   });
 });

@@ -1,4 +1,4 @@
-import { and, eq, inArray, like } from "drizzle-orm";
+import { and, eq, inArray, like, sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { createVoucherBatch, markVouchersSold } from "../../src/billing/vouchers.ts";
 import { DAY, FakeClock } from "../../src/clock.ts";
@@ -237,5 +237,20 @@ describe.runIf(onRealPostgres())("/sold with cash racing another sale of one of 
     );
     expect(await statusesOf([a, b])).toEqual({ [a]: "sold", [b]: "sold" });
     expect(await cashNaming(a)).toEqual([{ amountCents: 10_000 }]);
+  });
+});
+
+describe("/sold batch past nine digits", () => {
+  it("names a batch by a large number, and says no batch for one no batch can have", async () => {
+    // Batches' ids are `integer`, up to 2,147,483,647.
+    await world.db.execute(sql`alter table voucher_batches alter column id restart with 2000000000`);
+    const { batch } = await dayPassBatch(2);
+    expect(batch.id).toBeGreaterThan(999_999_999);
+    await world.say(OWNER, "/sold batch 2147483648");
+    expect(lastText(world.fake, OWNER)).toBe("No batch 2147483648.");
+    await world.say(OWNER, `/sold batch ${batch.id}`);
+    expect(String(lastMenuIn(world.fake, OWNER).payload.text)).toMatch(
+      new RegExp(`^Mark 2 unsold vouchers of batch ${batch.id} sold`),
+    );
   });
 });

@@ -1,5 +1,5 @@
 import { Writable } from "node:stream";
-import { and, eq } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { LINK_CODE_TEMPLATE } from "../../src/bots/telegram/link-code.ts";
@@ -211,5 +211,22 @@ describe("unlinking", () => {
     expect(fake.calls.slice(calls)).toEqual([
       { method: "answerCallbackQuery", payload: expect.objectContaining({ text: "Already done." }) },
     ]);
+  });
+  it("unlinks by its button a link whose id passes 999,999,999", async () => {
+    // Links are made and undone often; their ids are `integer`, up to 2,147,483,647.
+    await database.db.execute(sql`alter table chat_links alter column id restart with 2000000000`);
+    const chat = ++nextUser;
+    const person = await customer();
+    await say(chat, `/link ${person.accountNumber}`);
+    await say(chat, (await smsCode(person.phone)).code);
+    const [link] = await linksOf(chat);
+    expect(link!.id).toBeGreaterThan(999_999_999);
+    await say(chat, "/unlink");
+    const ask = lastShownIn(fake, chat);
+    expect(await bot.deliver(pressUpdate(fake, chat, ask.messageId!, button(ask, "Unlink")))).toBe(200);
+    expect(await linksOf(chat)).toEqual([]);
+    expect(fake.message(ask.messageId!)?.text).toBe(
+      `This chat is no longer linked to account ${person.accountNumber}.`,
+    );
   });
 });

@@ -2,6 +2,7 @@ import { and, eq, sql } from "drizzle-orm";
 import { Composer, type Context, InlineKeyboard } from "grammy";
 import type { Clock } from "../../clock.ts";
 import { type Db, queryRows } from "../../db/client.ts";
+import { parseRowId } from "../../db/params.ts";
 import { chatLinks, chatSessions, customers, type Language } from "../../db/schema/index.ts";
 import { checkPhone } from "../../lib/phone.ts";
 import type { ChatInput } from "../chat-menu.ts";
@@ -17,7 +18,7 @@ import { rememberVisitorPhone } from "./visitor-phone.ts";
 
 export const CHANNEL = "telegram";
 /** `u:<chat_links.id>`: the button unlinks that link only, so an old one cannot undo a newer link. */
-const unlinkPattern = /^u:(\d{1,9})$/;
+const unlinkPattern = /^u:(\d{1,10})$/;
 
 export interface AccountLinkDeps {
   db: Db;
@@ -121,16 +122,20 @@ export function accountLinking(deps: AccountLinkDeps, show: Show) {
       return;
     }
     // The delete is the once: a second press (or a copy of this update) finds nothing to remove.
-    const [gone] = await deps.db
-      .delete(chatLinks)
-      .where(
-        and(
-          eq(chatLinks.id, Number(ctx.match[1])),
-          eq(chatLinks.channel, CHANNEL),
-          eq(chatLinks.chatId, String(ctx.from.id)),
-        ),
-      )
-      .returning({ customerId: chatLinks.customerId });
+    const linkId = parseRowId(ctx.match[1]!);
+    const [gone] =
+      linkId === null
+        ? []
+        : await deps.db
+            .delete(chatLinks)
+            .where(
+              and(
+                eq(chatLinks.id, linkId),
+                eq(chatLinks.channel, CHANNEL),
+                eq(chatLinks.chatId, String(ctx.from.id)),
+              ),
+            )
+            .returning({ customerId: chatLinks.customerId });
     if (!gone) {
       await ctx.answerCallbackQuery({ text: botText(language, "unlinkGone") });
       return;

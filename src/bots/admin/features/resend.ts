@@ -1,4 +1,5 @@
 import { Composer, type Context } from "grammy";
+import { MAX_ROW_ID, parseRowId } from "../../../db/params.ts";
 import { displayPhone, normalizePhone } from "../../../lib/phone.ts";
 import type { AdminKit } from "../kit.ts";
 import { resendDeadMessageInTx } from "../ops-queries.ts";
@@ -11,11 +12,17 @@ import { adminActor } from "../roles.ts";
 export function resendFeature(kit: AdminKit): Composer<Context> {
   const composer = new Composer<Context>();
   kit.command(composer, "resend", async (ctx, admin, args) => {
-    const number = /^#?(\d{1,9})$/.exec(args[0] ?? "");
+    const number = /^#?(\d+)$/.exec(args[0] ?? "");
     if (!number)
       return void (await kit.reply(
         ctx,
         kit.usage("resend", "Say the message's number, as /failed shows it."),
+      ));
+    const id = parseRowId(number[1]!);
+    if (id === null)
+      return void (await kit.reply(
+        ctx,
+        `#${number[1]} is not a message number (they run from 1 to ${MAX_ROW_ID}). /failed lists those given up.`,
       ));
     // A phone as people type it, spaces and all.
     const typed = args.slice(1).join(" ");
@@ -23,13 +30,7 @@ export function resendFeature(kit: AdminKit): Composer<Context> {
     if (phone === null)
       return void (await kit.reply(ctx, `"${typed}" is not a phone number: type it as 0712 345678.`));
     await kit.inTx(async (tx, _, now) => {
-      const outcome = await resendDeadMessageInTx(
-        tx,
-        now,
-        adminActor(admin.telegramId),
-        Number(number[1]),
-        phone,
-      );
+      const outcome = await resendDeadMessageInTx(tx, now, adminActor(admin.telegramId), id, phone);
       const text =
         outcome.kind === "not_found"
           ? `No message #${number[1]}. /failed lists those given up.`

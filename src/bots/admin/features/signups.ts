@@ -9,6 +9,7 @@ import {
   listPendingSignups,
   rejectSignup,
 } from "../../../billing/signups.ts";
+import { parseRowId } from "../../../db/params.ts";
 import { routers } from "../../../db/schema/index.ts";
 import { displayPhone } from "../../../lib/phone.ts";
 import { counted } from "../../../lib/plural.ts";
@@ -25,7 +26,8 @@ import { adminActor, may } from "../roles.ts";
  */
 
 const MAX_ROUTER_BUTTONS = 6;
-const SIGNUP_BUTTON = /^sg:(a|r):(\d{1,9}):(\d{1,9})$/;
+/** `sg:<a|r>:<subscription id>:<router id, 0 for none>`: at most 26 bytes of Telegram's 64. */
+const SIGNUP_BUTTON = /^sg:(a|r):(\d{1,10}):(\d{1,10})$/;
 
 type ApproveAction = FeatureAction & {
   feature: "signup_approve";
@@ -149,8 +151,11 @@ export function signupsFeature(kit: AdminKit): Composer<Context> {
       return;
     }
     const [, what, subscriptionWord, routerWord] = ctx.match as RegExpMatchArray;
-    const subscriptionId = Number(subscriptionWord);
-    const pending = (await listPendingSignups(kit.db, 1000)).find((s) => s.subscriptionId === subscriptionId);
+    const subscriptionId = parseRowId(subscriptionWord!);
+    const pending =
+      subscriptionId === null
+        ? undefined
+        : (await listPendingSignups(kit.db, 1000)).find((s) => s.subscriptionId === subscriptionId);
     if (!pending) {
       await ctx.answerCallbackQuery({ text: "That sign-up is no longer waiting." });
       return;
@@ -160,15 +165,18 @@ export function signupsFeature(kit: AdminKit): Composer<Context> {
       action = {
         kind: "feature",
         feature: "signup_reject",
-        subscriptionId,
+        subscriptionId: pending.subscriptionId,
         accountNumber: pending.accountNumber,
       };
     } else {
-      const routerId = pending.routerId ?? Number(routerWord);
-      const [router] = await kit.db
-        .select({ id: routers.id, name: routers.name })
-        .from(routers)
-        .where(eq(routers.id, routerId));
+      const routerId = pending.routerId ?? parseRowId(routerWord!);
+      const [router] =
+        routerId === null
+          ? []
+          : await kit.db
+              .select({ id: routers.id, name: routers.name })
+              .from(routers)
+              .where(eq(routers.id, routerId));
       if (!router) {
         await ctx.answerCallbackQuery({ text: "That router no longer exists." });
         return;
@@ -176,7 +184,7 @@ export function signupsFeature(kit: AdminKit): Composer<Context> {
       action = {
         kind: "feature",
         feature: "signup_approve",
-        subscriptionId,
+        subscriptionId: pending.subscriptionId,
         accountNumber: pending.accountNumber,
         routerId: router.id,
         routerName: router.name,

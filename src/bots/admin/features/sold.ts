@@ -11,6 +11,7 @@ import {
   VOUCHER_ALPHABET,
   VOUCHER_LENGTH,
 } from "../../../billing/vouchers.ts";
+import { parseRowId } from "../../../db/params.ts";
 import { plans, vouchers } from "../../../db/schema/index.ts";
 import { counted } from "../../../lib/plural.ts";
 import { validityText } from "../../../menu/plan-text.ts";
@@ -120,10 +121,12 @@ export function soldFeature(kit: AdminKit): Composer<Context> {
     let unknown: string[] = [];
     if (args[0]?.toLowerCase() === "batch") {
       const id = args[1];
-      if (args.length !== 2 || !id || !/^\d{1,9}$/.test(id))
+      if (args.length !== 2 || !id || !/^\d+$/.test(id))
         return void (await reply(ctx, usage("sold", "Say the batch's number, as its PDF names it.")));
-      target = { batchId: Number(id) };
-      found = await lookUp(eq(vouchers.batchId, Number(id)));
+      const batchId = parseRowId(id);
+      if (batchId === null) return void (await reply(ctx, `No batch ${id}.`));
+      target = { batchId };
+      found = await lookUp(eq(vouchers.batchId, batchId));
       if (found.length === 0) return void (await reply(ctx, `No batch ${id}.`));
     } else {
       const codes = [...new Set(args.map(normaliseVoucherCode))];

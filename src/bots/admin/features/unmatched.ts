@@ -7,6 +7,7 @@ import {
   markUnmatchedRefunded,
 } from "../../../billing/unmatched.ts";
 import type { Executor } from "../../../db/client.ts";
+import { MAX_ROW_ID, parseRowId } from "../../../db/params.ts";
 import { payments } from "../../../db/schema/index.ts";
 import { counted } from "../../../lib/plural.ts";
 import { formatDateTime } from "../../../messaging/render.ts";
@@ -24,12 +25,12 @@ type Payment = typeof payments.$inferSelect;
  */
 async function waitingPayment(db: Executor, word: string | undefined): Promise<Payment | string> {
   if (!word) return "Say the receipt number (or the #number /unmatched shows).";
-  const byId = /^#(\d{1,9})$/.exec(word);
+  const byId = /^#(\d+)$/.exec(word);
   if (byId) {
-    const [row] = await db
-      .select()
-      .from(payments)
-      .where(eq(payments.id, Number(byId[1])));
+    const id = parseRowId(byId[1]!);
+    if (id === null)
+      return `${word} is not a payment number (they run from 1 to ${MAX_ROW_ID}). /unmatched lists them.`;
+    const [row] = await db.select().from(payments).where(eq(payments.id, id));
     if (!row) return `No payment ${word}. /unmatched lists them.`;
     return row.status === "unmatched" ? row : `${word} is not waiting to be assigned (${row.status}).`;
   }
