@@ -1,4 +1,4 @@
-import { and, eq, inArray } from "drizzle-orm";
+import { and, eq, inArray, type SQL, sql } from "drizzle-orm";
 import type { Executor } from "../db/client.ts";
 import { customers, type Language, payments } from "../db/schema/index.ts";
 import { audit } from "./audit.ts";
@@ -32,8 +32,18 @@ export interface ClosedAccount {
   holdReason: string;
 }
 
-const closedAccountReason = (accountNumber: string): string =>
-  `account ${accountNumber}'s sign-up was rejected: give the money back, or resubscribe the account and assign it`;
+const closedReasonTail =
+  "'s sign-up was rejected: give the money back, or resubscribe the account and assign it";
+const closedAccountReason = (accountNumber: string): string => `account ${accountNumber}${closedReasonTail}`;
+
+/**
+ * Whether a payment row (`p`) was held because this customer's account is closed: waiting in the
+ * queue for that reason, or given back from there (a refund appends its own reason).
+ */
+export const heldForClosedAccountSql = (customerId: number): SQL => sql`(p.customer_id is null
+  and p.status in ('unmatched', 'refunded')
+  and starts_with(p.hold_reason,
+    (select 'account ' || c.account_number || ${closedReasonTail}::text from customers c where c.id = ${customerId}::int)))`;
 
 /** What a payment request ends with when its money waits for an admin: what it was for is not done. */
 export const closedAccountOutcome = (account: { holdReason: string }): Record<string, unknown> => ({

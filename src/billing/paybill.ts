@@ -6,7 +6,7 @@ import { normaliseAccountReference } from "./accounts.ts";
 import { audit } from "./audit.ts";
 import type { Actor, BillingContext } from "./context.ts";
 import { recordCallbackOutcome } from "./intents/callbacks.ts";
-import type { IntentRow } from "./intents/common.ts";
+import { type IntentRow, pushWindowMs } from "./intents/common.ts";
 import { adoptReceipt } from "./intents/receipts.ts";
 import { settlePaidIntent } from "./intents/settle.ts";
 import { recordUncreditedPaymentInTx } from "./payment-rows.ts";
@@ -32,13 +32,6 @@ export interface PaybillResult {
   matched: boolean;
   customerId: number | null;
 }
-
-/**
- * How close to a push a paybill confirmation of it can be: the payer answers the prompt within
- * about a minute of it, and M-Pesa refuses the same amount to the same receiver from one payer
- * within two minutes, so a real second payment cannot hide in this window.
- */
-const pushWindowMs = 2 * 60_000;
 
 /**
  * A paybill/till payment made from the phone's menu (or M-Pesa's confirmation of a push). The

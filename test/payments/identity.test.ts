@@ -85,13 +85,15 @@ async function confirmByPaybill(input: {
   billRef: string;
   amountCents: number;
   sentAt: Date;
+  /** When the payer paid, after the push was sent: moments after, unless said. */
+  paidAfterMs?: number;
 }) {
   const body = c2bConfirmation({
     transId: input.receipt,
     billRef: input.billRef,
     amount: (input.amountCents / 100).toFixed(2),
     shortcode,
-    paidAt: new Date(input.sentAt.getTime() + 40_000),
+    paidAt: new Date(input.sentAt.getTime() + (input.paidAfterMs ?? 40_000)),
   });
   const answer = await postRaw(c2bConfirmUrl(h), JSON.stringify(body));
   expect(answer.status).toBe(200);
@@ -247,7 +249,7 @@ describe("a paybill confirmation that comes before the push's result", () => {
     },
   );
 
-  it("its account typed as a payer might (`#acc `), then the status query: credited once, held for review", async () => {
+  it("its account typed as a payer might (`#acc `), then the status query: the push is that payment", async () => {
     const { customer, before, sent, push } = await paidPushCallbackLost(46_000);
     await confirmByPaybill({
       receipt: push.receipt!,
@@ -255,9 +257,34 @@ describe("a paybill confirmation that comes before the push's result", () => {
       amountCents: 46_000,
       sentAt: sent.sentAt!,
     });
+    const [paybill] = await paymentsByRef(database.db, push.receipt!);
     clock.advance(3 * MINUTE);
     await runRecoveryJob(h.recovery);
     expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 46_000]);
+    expect(await intent(database.db, sent.id)).toMatchObject({
+      status: "succeeded",
+      mpesaReceipt: push.receipt,
+      paymentId: paybill!.id,
+    });
+    expect(await stillQueued(sent.id, push.receipt!, push.checkoutRequestId)).toEqual([]);
+
+    await h.fake.postCallback(h.stkUrl, push.body);
+    expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 46_000]);
+    expect(await stillQueued(sent.id, push.receipt!, push.checkoutRequestId)).toEqual([]);
+  });
+
+  it("paid minutes from the push (a clock off at one end), then the status query: credited once, held for review", async () => {
+    const { customer, before, sent, push } = await paidPushCallbackLost(47_000);
+    await confirmByPaybill({
+      receipt: push.receipt!,
+      billRef: customer.accountNumber,
+      amountCents: 47_000,
+      sentAt: sent.sentAt!,
+      paidAfterMs: 3 * MINUTE,
+    });
+    clock.advance(3 * MINUTE);
+    await runRecoveryJob(h.recovery);
+    expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 47_000]);
     const settled = await intent(database.db, sent.id);
     expect(settled).toMatchObject({ status: "succeeded", resultDesc: "Paid: held for review" });
     const [held] = await database.db.select().from(payments).where(eq(payments.id, settled.paymentId!));
@@ -266,7 +293,7 @@ describe("a paybill confirmation that comes before the push's result", () => {
 
     // The push's own callback then shows the two are one payment: the held record goes.
     await h.fake.postCallback(h.stkUrl, push.body);
-    expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 46_000]);
+    expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 47_000]);
     expect(await stillQueued(sent.id, push.receipt!, push.checkoutRequestId)).toEqual([]);
   });
 
@@ -395,13 +422,15 @@ describe("the receipt arriving by two routes at once", () => {
 describe.runIf(onRealPostgres())("a held push payment, its admin and its callback at once", () => {
   it("an admin assigning it while its own callback proves it real: credited once, neither fails", async () => {
     // The push is paid, its callback lost; a paybill payment of the same amount to the account came
-    // meanwhile, so the status query's "paid" is held for an admin as possibly that same money.
+    // minutes after it was sent, so the status query's "paid" is held for an admin as possibly that
+    // same money.
     const { customer, before, sent, push } = await paidPushCallbackLost(38_000);
     await confirmByPaybill({
       receipt: "RZZ1234567",
       billRef: customer.accountNumber,
       amountCents: 38_000,
       sentAt: sent.sentAt!,
+      paidAfterMs: 3 * MINUTE,
     });
     clock.advance(3 * MINUTE);
     await runRecoveryJob(h.recovery);
@@ -448,12 +477,14 @@ describe("a held push payment an admin credited, then shown by its callback to b
   it("stays credited twice (nothing is taken back without an admin), and the admins are told once", async () => {
     const { customer, before, sent, push } = await paidPushCallbackLost(36_000);
     // M-Pesa's paybill confirmation of the push itself comes first, while the push is still
-    // pending: an ordinary paybill payment to the account.
+    // pending: an ordinary paybill payment to the account, dated minutes from the push (a clock off
+    // at one end), too far from it to be taken for the push's own.
     await confirmByPaybill({
       receipt: push.receipt!,
       billRef: customer.accountNumber,
       amountCents: 36_000,
       sentAt: sent.sentAt!,
+      paidAfterMs: 3 * MINUTE,
     });
     const [paybill] = await paymentsByRef(database.db, push.receipt!);
     clock.advance(3 * MINUTE);

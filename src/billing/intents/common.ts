@@ -5,6 +5,13 @@ import { displayPhone } from "../../lib/phone.ts";
 import { enqueueMessage } from "../outbox.ts";
 export type IntentRow = typeof paymentIntents.$inferSelect;
 
+/**
+ * How close to a push a paybill confirmation of it can be: the payer answers the prompt within
+ * about a minute of it, and M-Pesa refuses the same amount to the same receiver from one payer
+ * within two minutes, so a real second payment cannot hide in this window.
+ */
+export const pushWindowMs = 2 * 60_000;
+
 /** What a payment's messages are written in: the customer's language, or the one the payer chose in the menu. */
 export async function languageFor(
   tx: Executor,

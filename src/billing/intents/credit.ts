@@ -4,7 +4,12 @@ import { typedReference } from "../../db/schema/columns.ts";
 import { payments } from "../../db/schema/index.ts";
 import { normaliseAccountReference } from "../accounts.ts";
 import { audit } from "../audit.ts";
-import { closedAccount, closedAccountOutcome, keepQueuedForClosedAccount } from "../closed-accounts.ts";
+import {
+  closedAccount,
+  closedAccountOutcome,
+  heldForClosedAccountSql,
+  keepQueuedForClosedAccount,
+} from "../closed-accounts.ts";
 import { type Actor, type BillingContext, BillingError } from "../context.ts";
 import { lockCustomerMoney } from "../money-lock.ts";
 import { enqueueMessage } from "../outbox.ts";
@@ -13,20 +18,21 @@ import { applyPaymentInTx } from "../payments.ts";
 import { changePlanInTx } from "../plan-change.ts";
 import { creditUnmatchedPaymentInTx } from "../unmatched.ts";
 import { sellVoucherInTx } from "../vouchers.ts";
-import { type IntentRow, languageFor } from "./common.ts";
+import { type IntentRow, languageFor, pushWindowMs } from "./common.ts";
 import type { StkResult } from "./settle.ts";
 
 export type RecordedMoney =
   | { kind: "none" }
   | { kind: "queued"; paymentId: number; receipt: string | null }
   | { kind: "placed"; paymentId: number; receipt: string | null }
+  | { kind: "paybill"; receipt: string }
   | { kind: "maybe_paybill"; receipt: string };
 
 /**
  * Whether the money of this push is already recorded: waiting in the unmatched queue (a paid
  * prompt queued before its checkout id was known, or this receipt held), already placed on an
- * account by an admin from that queue, or, for a status query's "paid", as a paybill payment that
- * may be the same money (M-Pesa's record of the push).
+ * account by an admin from that queue, or, for a status query's "paid", as a paybill payment: M-Pesa's
+ * record of this push (`paybill`), or one that may be the same money (`maybe_paybill`).
  */
 export async function recordedMoneyOfPush(
   tx: Executor,
@@ -55,17 +61,48 @@ export async function recordedMoneyOfPush(
     };
   }
   if (result.source !== "query" || !intent.accountReference || !intent.sentAt) return { kind: "none" };
-  const [paybill] = await queryRows<{ provider_ref: string }>(
+  const reference = normaliseAccountReference(intent.accountReference);
+  const sentAt = intent.sentAt.getTime();
+  const window = sql`${pushWindowMs / 1000} * interval '1 second'`;
+  // Where a callback bringing its receipt would have left it: credited to this account, or held
+  // because the account is closed. Anything else (held for another short code, say) is not taken for
+  // this push's money on a status query's word.
+  const whereOwn =
+    intent.customerId === null
+      ? sql`false`
+      : sql`((p.status = 'applied' and p.customer_id = ${intent.customerId}::int) or ${heldForClosedAccountSql(intent.customerId)})`;
+  const paybills = await queryRows<{
+    provider_ref: string;
+    received_at: string | Date;
+    pushes: number;
+    own: boolean;
+  }>(
     tx,
-    sql`select p.provider_ref from payments p
-        where p.method = 'mpesa_c2b' and ${typedReference(sql`p.account_reference`)} = ${normaliseAccountReference(intent.accountReference)}
-          and p.amount_cents = ${intent.amountCents}
-          and p.received_at between ${new Date(intent.sentAt.getTime() - 5 * 60_000).toISOString()}::timestamptz
-                                and ${new Date(intent.sentAt.getTime() + 5 * 60_000).toISOString()}::timestamptz
+    sql`select p.provider_ref, p.received_at, ${whereOwn} as own,
+          (select count(*)::int from payment_intents j
+           where upper(j.account_reference) = ${reference} and j.amount_cents = p.amount_cents
+             and j.sent_at between p.received_at - ${window} and p.received_at + ${window}) as pushes
+        from payments p
+        where p.method = 'mpesa_c2b' and ${typedReference(sql`p.account_reference`)} = ${reference}
+          and p.amount_cents = ${intent.amountCents} and p.status <> 'duplicate'
+          and p.received_at between ${new Date(sentAt - 5 * 60_000).toISOString()}::timestamptz
+                                and ${new Date(sentAt + 5 * 60_000).toISOString()}::timestamptz
           and not exists (select 1 from payment_intents i where i.payment_id = p.id)
-        limit 1`,
+        order by p.id
+        limit 2`,
   );
-  return paybill ? { kind: "maybe_paybill", receipt: paybill.provider_ref } : { kind: "none" };
+  const [paybill] = paybills;
+  if (!paybill) return { kind: "none" };
+  // The rule a paybill confirmation is taken for a push's receipt by (paybill.ts), the other way
+  // round: the only paybill payment that fits, paid within the push's window, that fits no other
+  // push. Held as a second payment instead, one payment would wait in the queue beside its own
+  // record, for an admin to pay out twice.
+  const own =
+    paybills.length === 1 &&
+    paybill.own === true &&
+    Number(paybill.pushes) === 1 &&
+    Math.abs(new Date(paybill.received_at).getTime() - sentAt) <= pushWindowMs;
+  return { kind: own ? "paybill" : "maybe_paybill", receipt: paybill.provider_ref };
 }
 
 /** The push's money was waiting in the unmatched queue: it is this intent's, so it is taken from there. */

@@ -56,8 +56,8 @@ export async function adoptReceipt(
         await tx.execute(sql`delete from payments where id = ${Number(held.id)}::int`);
         return;
       }
-      // Not waiting any more: an admin credited it against its hold reason.
-      await sameMoneyAsCredited(tx, now, proof?.actor, {
+      // Not waiting any more: an admin credited it, or gave it back, against its hold reason.
+      await sameMoneyAsPaidOut(tx, now, proof?.actor, {
         heldPaymentId: intent.paymentId,
         knownId: Number(known.id),
         receipt,
@@ -70,18 +70,18 @@ export async function adoptReceipt(
     .where(eq(paymentIntents.id, intent.id));
 }
 
-/** Audit entity of a finding that one M-Pesa payment was credited twice (its key: the second payment). */
+/** Audit entity of a finding that one M-Pesa payment was paid out twice (its key: the second payment). */
 export const CREDITED_TWICE = "payment_credited_twice";
 
 /**
- * A held push payment an admin credited turns out, by its receipt, to be the money of paybill
- * payment `knownId`. Still waiting in the unmatched queue, that one leaves it as a `duplicate`
- * (guarded by its status in SQL, so an admin assigning it meanwhile is seen): the money is credited
- * once. Credited too, the money is on the books twice; taking one back is the admins' call (they
- * know what was agreed with the payer), so it is recorded for them to be told
- * (src/bots/admin/mpesa-alerts.ts).
+ * A held push payment an admin took out of the queue (credited it, or gave it back) turns out, by its
+ * receipt, to be the money of paybill payment `knownId`. Still waiting in the unmatched queue, that
+ * one leaves it as a `duplicate` (guarded by its status in SQL, so an admin acting on it meanwhile
+ * is seen): the money is paid out once. Paid out too (credited, or given back), the money went out
+ * twice; taking one back is the admins' call (they know what was agreed with the payer), so it is
+ * recorded for them to be told (src/bots/admin/mpesa-alerts.ts).
  */
-async function sameMoneyAsCredited(
+async function sameMoneyAsPaidOut(
   tx: Executor,
   now: Date,
   actor: Actor | undefined,
@@ -92,11 +92,12 @@ async function sameMoneyAsCredited(
     tx,
     sql`select status from payments where id = ${found.heldPaymentId}::int`,
   );
-  if (held?.status !== "applied") return;
+  if (held?.status !== "applied" && held?.status !== "refunded") return;
+  const done = held.status === "applied" ? "credited already" : "given back already";
   const duplicate = await queryRows<{ id: number }>(
     tx,
     sql`update payments set status = 'duplicate',
-          hold_reason = ${`the same money as push payment #${found.heldPaymentId}, credited already`}
+          hold_reason = ${`the same money as push payment #${found.heldPaymentId}, ${done}`}
         where id = ${found.knownId}::int and status = 'unmatched' returning id`,
   );
   if (duplicate.length > 0) {
@@ -112,9 +113,12 @@ async function sameMoneyAsCredited(
     tx,
     sql`select status from payments where id = ${found.knownId}::int`,
   );
-  if (known?.status !== "applied") return;
+  if (known?.status !== "applied" && known?.status !== "refunded") return;
   await audit(tx, who, now, {
-    action: "payment.credited_twice",
+    action:
+      held.status === "applied" && known.status === "applied"
+        ? "payment.credited_twice"
+        : "payment.paid_out_twice",
     entity: CREDITED_TWICE,
     entityId: found.heldPaymentId,
     details: { receipt: found.receipt, samePaymentId: found.knownId },

@@ -295,11 +295,15 @@ export async function settlePaidIntent(
       intentStatus: "succeeded",
     };
   }
+  // A query's "paid" whose paybill confirmation is recorded is settled under its receipt, as the
+  // callback would be: one payment row, never a second one queued beside it.
+  const ref = recorded.kind === "paybill" ? recorded.receipt : providerRef;
   const credit =
     recorded.kind === "queued"
       ? await creditQueuedMoney(tx, ctx, actor, intent, recorded.paymentId)
-      : await creditIntent(tx, ctx, actor, intent, { providerRef, amountCents: paid, now });
-  const knownReceipt = receipt ?? (recorded.kind === "queued" ? recorded.receipt : null);
+      : await creditIntent(tx, ctx, actor, intent, { providerRef: ref, amountCents: paid, now });
+  const knownReceipt =
+    receipt ?? (recorded.kind === "queued" || recorded.kind === "paybill" ? recorded.receipt : null);
   await tx.execute(sql`
     update payment_intents set status = 'succeeded', result_code = ${result.providerCode ?? null}::int,
       result_desc = ${result.reason}, mpesa_receipt = ${knownReceipt}, payment_id = ${credit.paymentId},

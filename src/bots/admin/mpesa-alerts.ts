@@ -97,16 +97,33 @@ type TwiceRow = {
   held_id: number;
   held_amount: number;
   held_account: string | null;
+  held_status: string;
   same_id: number;
   same_amount: number;
   same_account: string | null;
+  same_status: string;
   at: Date | string;
 };
 
+/** How one side of a payment paid out twice went out: credited to an account, or given back. */
+const paidOut = (status: string, amount: number, account: string | null): string =>
+  status === "applied" ? `${formatKes(amount)} to ${account ?? "?"}` : `${formatKes(amount)} given back`;
+
+/** The command that takes a credit back, when one side of it was credited. */
+function chargeBack(r: TwiceRow): string {
+  const [status, amount, account] =
+    r.held_status === "applied"
+      ? [r.held_status, Number(r.held_amount), r.held_account]
+      : [r.same_status, Number(r.same_amount), r.same_account];
+  if (status !== "applied" || !account) return "";
+  return ` (once agreed, /adjust ${account} -${formatKes(amount).replace(/^KES\s*/, "")} <reason> charges the credit back)`;
+}
+
 /**
- * A push's payment held as possibly the same money as a paybill payment, credited by an admin all
- * the same, and then shown by the push's own receipt to be that very money: the payer's money is on
- * the books twice. Told once each, with both payments, so an admin can settle it with the payer.
+ * A push's payment held as possibly the same money as a paybill payment, credited or given back by an
+ * admin all the same, and then shown by the push's own receipt to be that very money, which went out
+ * the other way too: the payer's money was paid out twice. Told once each, with both payments, so
+ * an admin can settle it with the payer.
  */
 export async function creditedTwiceAlerts(
   tx: Executor,
@@ -118,13 +135,15 @@ export async function creditedTwiceAlerts(
     tx,
     sql`select a.id as audit_id, a.details->>'receipt' as receipt, a.at,
                held.id as held_id, held.amount_cents as held_amount, hc.account_number as held_account,
-               same.id as same_id, same.amount_cents as same_amount, sc.account_number as same_account
+               held.status as held_status,
+               same.id as same_id, same.amount_cents as same_amount, sc.account_number as same_account,
+               same.status as same_status
         from audit_log a
         join payments held on held.id = a.entity_id::int
         left join customers hc on hc.id = held.customer_id
         join payments same on same.id = (a.details->>'samePaymentId')::int
         left join customers sc on sc.id = same.customer_id
-        where a.entity = ${CREDITED_TWICE} and a.action = 'payment.credited_twice'
+        where a.entity = ${CREDITED_TWICE} and a.action in ('payment.credited_twice', 'payment.paid_out_twice')
         order by a.id desc limit ${options.batch * 5}`,
   );
   const keyOf = (r: TwiceRow) => String(r.held_id);
@@ -134,10 +153,18 @@ export async function creditedTwiceAlerts(
     .slice(0, options.batch)
     .reverse();
   for (const r of fresh) {
-    const text = [
-      `⚠️ M-Pesa payment ${r.receipt} is credited twice: ${formatKes(Number(r.same_amount))} to ${r.same_account ?? "?"} as paybill payment #${r.same_id}, and ${formatKes(Number(r.held_amount))} to ${r.held_account ?? "?"} as the push payment #${r.held_id} an admin credited while it was held as possibly that same money.`,
-      `The push's own receipt, received ${formatDateTime("en", new Date(r.at), options.timezone)}, shows it was. Nothing was taken back: once agreed with the payer, /adjust ${r.held_account} -${formatKes(Number(r.held_amount)).replace(/^KES\s*/, "")} <reason> charges the second credit back.`,
-    ].join("\n");
+    const received = formatDateTime("en", new Date(r.at), options.timezone);
+    const heldAmount = Number(r.held_amount);
+    const text =
+      r.held_status === "applied" && r.same_status === "applied"
+        ? [
+            `⚠️ M-Pesa payment ${r.receipt} is credited twice: ${formatKes(Number(r.same_amount))} to ${r.same_account ?? "?"} as paybill payment #${r.same_id}, and ${formatKes(heldAmount)} to ${r.held_account ?? "?"} as the push payment #${r.held_id} an admin credited while it was held as possibly that same money.`,
+            `The push's own receipt, received ${received}, shows it was. Nothing was taken back: once agreed with the payer, /adjust ${r.held_account} -${formatKes(heldAmount).replace(/^KES\s*/, "")} <reason> charges the second credit back.`,
+          ].join("\n")
+        : [
+            `⚠️ M-Pesa payment ${r.receipt} was paid out twice: ${paidOut(r.same_status, Number(r.same_amount), r.same_account)} as paybill payment #${r.same_id}, and ${paidOut(r.held_status, heldAmount, r.held_account)} as the push payment #${r.held_id}, taken out of the queue by an admin while it was held as possibly that same money.`,
+            `The push's own receipt, received ${received}, shows it was. Nothing was taken back: settle it with the payer${chargeBack(r)}.`,
+          ].join("\n");
     counts.queued =
       (counts.queued ?? 0) +
       (await queueAdminAlert(tx, now, text, { ...options, key: `twice:${r.held_id}` }));
