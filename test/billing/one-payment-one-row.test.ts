@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BillingContext } from "../../src/billing/context.ts";
 import { requestPayment } from "../../src/billing/intents/request.ts";
 import { settleStkResult } from "../../src/billing/intents/settle.ts";
+import { settleStkResults } from "../../src/billing/intents/settle-batch.ts";
 import { recordPaybillPayment } from "../../src/billing/paybill.ts";
 import { resubscribe } from "../../src/billing/resubscribe.ts";
 import { selfSignUp } from "../../src/billing/self-signup.ts";
@@ -104,14 +105,17 @@ function arrive(push: Push, route: Route, paidAfterMs = 40_000) {
       amountCents: PRICE,
       paidAt: new Date(push.sentAt.getTime() + paidAfterMs),
     });
-  return settleStkResult(ctx, mpesa, {
+  const paid = {
     checkoutRequestId: push.checkoutId,
-    outcome: "paid",
+    outcome: "paid" as const,
     reason: "The service request is processed successfully.",
-    ...(route === "callback"
-      ? { receipt: push.receipt, amountCents: PRICE, phone: push.phone, source: "callback" as const }
-      : { source: "query" as const }),
-  });
+  };
+  // As the recovery job settles a status query's answer, and the callback route its callbacks (in
+  // batches).
+  if (route === "query") return settleStkResult(ctx, mpesa, { ...paid, source: "query" });
+  return settleStkResults(ctx, mpesa, [
+    { ...paid, receipt: push.receipt, amountCents: PRICE, phone: push.phone, source: "callback" },
+  ]).then(([outcome]) => outcome!);
 }
 
 /** Every payment row recorded for this push's money, by any of its names. */
