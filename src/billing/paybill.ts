@@ -9,6 +9,7 @@ import { recordCallbackOutcome } from "./intents/callbacks.ts";
 import { type IntentRow, pushWindowMs } from "./intents/common.ts";
 import { adoptReceipt } from "./intents/receipts.ts";
 import { settlePaidIntent } from "./intents/settle.ts";
+import { intentIdOfWalkInReference } from "./intents/walk-in-reference.ts";
 import { recordUncreditedPaymentInTx } from "./payment-rows.ts";
 import { recordPaymentByReferenceInTx } from "./payments.ts";
 
@@ -225,14 +226,14 @@ function nearPush(push: IntentRow, input: PaybillPayment, now: Date): boolean {
   return Math.abs((input.paidAt ?? now).getTime() - push.sentAt.getTime()) <= pushWindowMs;
 }
 
-/** The push a `TDW<id>` reference names, locked, when the amount is the one it asked. */
+/** The push a walk-in reference (`TDW<id>`) names, locked, when the amount is the one it asked. */
 async function walkInPushOf(tx: Executor, input: PaybillPayment): Promise<IntentRow | null> {
-  const match = /^TDW(\d{1,9})$/.exec(normaliseAccountReference(input.billRef));
-  if (!match) return null;
+  const intentId = intentIdOfWalkInReference(normaliseAccountReference(input.billRef));
+  if (intentId === null) return null;
   const [intent] = await tx
     .select()
     .from(paymentIntents)
-    .where(and(eq(paymentIntents.id, Number(match[1])), eq(paymentIntents.amountCents, input.amountCents)))
+    .where(and(eq(paymentIntents.id, intentId), eq(paymentIntents.amountCents, input.amountCents)))
     .for("update");
   return intent ?? null;
 }

@@ -3,6 +3,7 @@ import { customers, type IntentPurpose, paymentIntents } from "../../db/schema/i
 import { audit } from "../audit.ts";
 import type { Actor, BillingContext } from "../context.ts";
 import { tellFailure } from "./common.ts";
+import { walkInReference } from "./walk-in-reference.ts";
 export interface IntentToSend {
   id: number;
   phone: string;
@@ -66,7 +67,7 @@ export async function claimIntentsToSend(
           accountReference: sql`coalesce(${i.accountReference}, left(coalesce(
             (select ${customers.accountNumber} from ${customers}
               where ${customers.id} = ${i.customerId} and ${i.purpose} <> 'voucher'),
-            'TDW' || ${i.id}), 12))`,
+            ${walkInReference(id)}), 12))`,
           updatedAt: now,
         })
         .where(eq(i.id, id))
