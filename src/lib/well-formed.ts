@@ -7,3 +7,13 @@ const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[
  */
 export const storableText = (text: string): string =>
   text.replaceAll("\u0000", "").replace(LONE_SURROGATE, "\ufffd");
+
+/** A parsed JSON value with every string in it, keys included, made `storableText`. */
+export function storableJson(value: unknown): unknown {
+  if (typeof value === "string") return storableText(value);
+  if (Array.isArray(value)) return value.map(storableJson);
+  if (value === null || typeof value !== "object") return value;
+  const out: Record<string, unknown> = {};
+  for (const [key, inner] of Object.entries(value)) out[storableText(key)] = storableJson(inner);
+  return out;
+}

@@ -416,7 +416,7 @@ describe("bodies PostgreSQL cannot store as they are", () => {
     ]);
   });
 
-  it("a paid callback with a \\u0000 escape (no jsonb can hold it) is stored and flagged, not left failing", async () => {
+  it("a paid callback with a \\u0000 escape (no jsonb can hold it) is stored and credited once, the character dropped", async () => {
     const { customer, sent, push, before } = await pendingPush();
     const text = JSON.stringify(push.body).replace(
       '"ResultDesc":"The service request is processed successfully."',
@@ -425,9 +425,9 @@ describe("bodies PostgreSQL cannot store as they are", () => {
     expect(text).toContain("\\u0000");
     const { answer, stored } = await postAndRead(h.stkUrl, text);
     expect(answer.status).toBe(200);
-    expect(stored).toMatchObject([{ raw: text, status: "processed", flag: "malformed", error: null }]);
-    expect((await intent(database.db, sent.id)).status).toBe("pending");
-    expect(await paymentCredits(database.db, customer.id)).toEqual(before);
+    expect(stored).toMatchObject([{ raw: text, status: "processed", flag: null, error: null }]);
+    expect((await intent(database.db, sent.id)).status).toBe("succeeded");
+    expect(await paymentCredits(database.db, customer.id)).toEqual([...before, sent.amountCents]);
   });
 });
 

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { PushOutcome, StkResult } from "../../billing/intents/settle.ts";
 import { normalizePhone } from "../../lib/phone.ts";
+import { storableJson } from "../../lib/well-formed.ts";
 import { failureReason } from "../../messaging/render.ts";
 
 /** M-Pesa's single-transaction limit: no authentic payment is larger. */
@@ -181,8 +182,6 @@ export function parseJsonBounded(
   text: string,
   maxDepth = maxJsonDepth,
 ): { ok: true; value: unknown } | { ok: false; reason: "too_deep" | "not_json" } {
-  // PostgreSQL's text and jsonb hold no NUL character; Daraja never sends one.
-  if (text.includes("\\u0000") || text.includes("\0")) return { ok: false, reason: "not_json" };
   let depth = 0;
   let inString = false;
   let escaped = false;
@@ -200,7 +199,9 @@ export function parseJsonBounded(
     } else if (ch === 125 || ch === 93) depth--;
   }
   try {
-    return { ok: true, value: JSON.parse(text) };
+    // The body is stored as jsonb and its strings in text columns, which refuse U+0000 and half a
+    // surrogate pair: a payer's name holding one must not stop the payment being credited.
+    return { ok: true, value: storableJson(JSON.parse(text)) };
   } catch {
     return { ok: false, reason: "not_json" };
   }
