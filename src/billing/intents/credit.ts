@@ -81,7 +81,11 @@ export async function recordedMoneyOfPush(
     sql`select p.provider_ref, p.received_at, ${whereOwn} as own,
           (select count(*)::int from payment_intents j
            where upper(j.account_reference) = ${reference} and j.amount_cents = p.amount_cents
-             and j.sent_at between p.received_at - ${window} and p.received_at + ${window}) as pushes
+             and j.sent_at between p.received_at - ${window} and p.received_at + ${window}
+             -- A prompt the payer cancelled, M-Pesa declined, or paid at another amount is not this
+             -- payment, unless an earlier prompt of it may still be open (a payer asking again after
+             -- cancelling is common: their payment is not held as fitting two pushes).
+             and (j.status not in ('cancelled', 'failed') or j.push_uncertain)) as pushes
         from payments p
         where p.method = 'mpesa_c2b' and ${typedReference(sql`p.account_reference`)} = ${reference}
           and p.amount_cents = ${intent.amountCents} and p.status <> 'duplicate'
