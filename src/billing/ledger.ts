@@ -119,11 +119,13 @@ export async function settleOpenInvoices(
     ),
     -- What service bills share: what they hold plus the credit free to spend (what the open bills
     -- show as outstanding beyond what the ledger says is owed); corrections get what is left over.
+    -- Less, when the ledger owes more than the open bills show (a credit taken back after it paid
+    -- a bill, by a cancellation): what they hold no longer exists, and the latest due are owed again.
     funds as (
       select f.customer_id, f.pool, greatest(0, f.pool - f.service) as leftover
       from (
         select o.customer_id, o.service,
-          o.held + greatest(0, o.outstanding - greatest(0, -coalesce(b.balance, 0))) as pool
+          greatest(0, o.held + o.outstanding - greatest(0, -coalesce(b.balance, 0))) as pool
         from owed o left join balances b on b.customer_id = o.customer_id
       ) f
     ),
