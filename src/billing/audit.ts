@@ -1,6 +1,6 @@
 import type { Executor } from "../db/client.ts";
 import { auditLog } from "../db/schema/index.ts";
-import type { Actor } from "./context.ts";
+import { type Actor, BillingError } from "./context.ts";
 
 export interface AuditEntry {
   action: string;
@@ -29,4 +29,11 @@ export async function auditMany(tx: Executor, actor: Actor, at: Date, entries: A
       at,
     })),
   );
+}
+
+/** The reason an admin gives for an audited change, trimmed; refused when blank. */
+export function requireReason(reason: string | undefined): string {
+  const trimmed = reason?.trim();
+  if (!trimmed) throw new BillingError("reason_required", "Say why: the reason goes into the audit log.");
+  return trimmed;
 }

@@ -1,9 +1,13 @@
-import { eq } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
-import { subscriptions } from "../db/schema/index.ts";
-import type { Actor, BillingContext } from "./context.ts";
+import { invoices, plans, subscriptions } from "../db/schema/index.ts";
+import { audit, requireReason } from "./audit.ts";
+import { type Actor, type BillingContext, BillingError } from "./context.ts";
+import { restartDunningInTx } from "./dunning.ts";
+import { lockedSubscription } from "./money-lock.ts";
+import { periodBoundary } from "./periods.ts";
 import { restoreIfSettled } from "./restore.ts";
-import { extendSubscription } from "./subscriptions.ts";
+import { periodAt, periodsCountedFrom } from "./service-periods.ts";
 
 /**
  * Free days of service, as an ISP means "extend": the paid-until date (the current period's end)
@@ -26,5 +30,77 @@ export function extendService(
         : [];
     const [after] = await tx.select().from(subscriptions).where(eq(subscriptions.id, extended.id));
     return { subscription: after ?? extended, restored: restored.includes(extended.id) };
+  });
+}
+
+/**
+ * Gives days of service for free (an outage, goodwill): the period ends that many calendar days
+ * later and the periods after it count from there, keeping their length. Bills already issued for
+ * the next period move with it, and their dunning starts over from the new date.
+ */
+export async function extendSubscription(
+  ctx: BillingContext,
+  actor: Actor,
+  input: { subscriptionId: number; days: number; reason: string },
+) {
+  const reason = requireReason(input.reason);
+  if (!Number.isInteger(input.days) || input.days < 1 || input.days > 366) {
+    throw new BillingError("invalid_days", "Extend by 1 to 366 whole days.");
+  }
+  return ctx.db.transaction(async (tx) => {
+    const now = ctx.clock.now();
+    const { subscription, plan } = await lockedSubscription(tx, input.subscriptionId);
+    if (subscription.status === "cancelled")
+      throw new BillingError("cancelled", "That subscription is cancelled.");
+    const oldEnd = subscription.currentPeriodEnd;
+    // Calendar days from the paid-until date; the periods after it count from the new date (an
+    // anchor moved by days and counted in months again could land on the same month end).
+    const newEnd = periodBoundary(oldEnd, "days", input.days, 1, ctx.settings.timezone);
+    const [updated] = await tx
+      .update(subscriptions)
+      .set({ ...periodsCountedFrom(newEnd), currentPeriodEnd: newEnd })
+      .where(eq(subscriptions.id, subscription.id))
+      .returning();
+    const [scheduled] = subscription.nextPlanId
+      ? await tx.select().from(plans).where(eq(plans.id, subscription.nextPlanId))
+      : [];
+    const following = periodAt(newEnd, scheduled ?? plan, 0, ctx.settings);
+    // The next period's bill moves with it, and so do plan changes' top-ups due when it starts.
+    const moved = await tx
+      .update(invoices)
+      .set({ periodStart: following.start, periodEnd: following.end, dueAt: following.start })
+      .where(
+        and(
+          eq(invoices.subscriptionId, subscription.id),
+          eq(invoices.kind, "recurring"),
+          eq(invoices.periodStart, oldEnd),
+        ),
+      )
+      .returning({ id: invoices.id });
+    const movedTopUps = await tx
+      .update(invoices)
+      .set({ dueAt: following.start })
+      .where(
+        and(
+          eq(invoices.subscriptionId, subscription.id),
+          eq(invoices.kind, "proration"),
+          eq(invoices.dueAt, oldEnd),
+          sql`${invoices.status} <> 'void'`,
+        ),
+      )
+      .returning({ id: invoices.id });
+    await restartDunningInTx(
+      tx,
+      [...moved, ...movedTopUps].map((i) => i.id),
+      { moved: true },
+    );
+    await audit(tx, actor, now, {
+      action: "subscription.extended",
+      entity: "subscription",
+      entityId: subscription.id,
+      reason,
+      details: { days: input.days, from: oldEnd.toISOString(), to: newEnd.toISOString() },
+    });
+    return updated!;
   });
 }

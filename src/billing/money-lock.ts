@@ -1,7 +1,8 @@
-import { type SQL, sql } from "drizzle-orm";
+import { eq, type SQL, sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../db/client.ts";
 import { intArray } from "../db/params.ts";
-import { customers } from "../db/schema/index.ts";
+import { customers, plans, subscriptions } from "../db/schema/index.ts";
+import { BillingError } from "./context.ts";
 
 /**
  * THE ONE-WRITER RULE for a customer's money.
@@ -125,6 +126,20 @@ export async function lockSubscriptionCustomer(tx: Executor, subscriptionId: num
         for no key update of c`,
   );
   return new CustomerLock(new Set(rows.map((r) => Number(r.id))));
+}
+
+/** The subscription, locked after its customer's money (the lock order above). */
+export async function lockedSubscription(tx: Executor, subscriptionId: number) {
+  const money = await lockSubscriptionCustomer(tx, subscriptionId);
+  const [row] = await tx
+    .select({ subscription: subscriptions, plan: plans, customer: customers })
+    .from(subscriptions)
+    .innerJoin(plans, eq(plans.id, subscriptions.planId))
+    .innerJoin(customers, eq(customers.id, subscriptions.customerId))
+    .where(eq(subscriptions.id, subscriptionId))
+    .for("update", { of: subscriptions });
+  if (!row) throw new BillingError("unknown_subscription", `No subscription ${subscriptionId}.`);
+  return { ...row, money };
 }
 
 export function assertCovers(lock: MoneyLock, customerId: number): void {

@@ -2,12 +2,12 @@ import { and, asc, desc, eq, isNull, sql } from "drizzle-orm";
 import type { Db, Executor } from "../db/client.ts";
 import { auditLog, customers, plans, routers, subscriptions } from "../db/schema/index.ts";
 import { audit } from "./audit.ts";
+import { cancelSubscription } from "./cancel-subscription.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { balanceOf } from "./ledger.ts";
 import { formatKes } from "./money.ts";
 import { lockSubscriptionCustomer } from "./money-lock.ts";
 import { enqueueMessage, enqueueProvisioning } from "./outbox.ts";
-import { cancelSubscription } from "./subscriptions.ts";
 
 /**
  * Self sign-ups waiting for an admin: the subscriptions a newcomer created (audit

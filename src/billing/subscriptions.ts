@@ -1,24 +1,21 @@
 import { randomInt } from "node:crypto";
-import { and, eq, gt, gte, inArray, or, sql } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../db/client.ts";
 import {
   customers,
   invoiceLines,
   invoices,
   type Language,
-  ledgerEntries,
   plans,
   subscriptions,
 } from "../db/schema/index.ts";
 import { planNameIn } from "./accounts.ts";
 import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
-import { restartDunningInTx } from "./dunning.ts";
 import { oneCustomer, postLedgerEntry, settleOpenInvoices } from "./ledger.ts";
-import { lockCustomerMoney, lockSubscriptionCustomer } from "./money-lock.ts";
+import { lockCustomerMoney } from "./money-lock.ts";
 import { enqueueMessage, enqueueProvisioning } from "./outbox.ts";
-import { periodBoundary } from "./periods.ts";
-import { periodAt, periodsCountedFrom } from "./service-periods.ts";
+import { periodAt } from "./service-periods.ts";
 
 const E164 = /^\+[1-9][0-9]{7,14}$/;
 const PASSWORD_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ";
@@ -40,20 +37,6 @@ export interface NewSubscriber {
   routerId?: number | null;
   networkUsername?: string;
   networkPassword?: string;
-}
-
-/** The subscription, locked after its customer's money (the lock order of money-lock.ts). */
-async function lockedSubscription(tx: Executor, subscriptionId: number) {
-  const money = await lockSubscriptionCustomer(tx, subscriptionId);
-  const [row] = await tx
-    .select({ subscription: subscriptions, plan: plans, customer: customers })
-    .from(subscriptions)
-    .innerJoin(plans, eq(plans.id, subscriptions.planId))
-    .innerJoin(customers, eq(customers.id, subscriptions.customerId))
-    .where(eq(subscriptions.id, subscriptionId))
-    .for("update", { of: subscriptions });
-  if (!row) throw new BillingError("unknown_subscription", `No subscription ${subscriptionId}.`);
-  return { ...row, money };
 }
 
 /**
@@ -215,263 +198,4 @@ export async function startSubscriptionInTx(
     details: { customerId: customer.id, planId: plan.id, invoiceId: invoice.id },
   });
   return { customer, subscription, invoice };
-}
-
-function requireReason(reason: string | undefined): string {
-  const trimmed = reason?.trim();
-  if (!trimmed) throw new BillingError("reason_required", "Say why: the reason goes into the audit log.");
-  return trimmed;
-}
-
-/** An admin sets a subscription's service state; the router follows and the reason is audited. */
-async function setServiceByAdmin(
-  ctx: BillingContext,
-  actor: Actor,
-  input: { subscriptionId: number; reason: string },
-  change: "suspend" | "resume",
-) {
-  const reason = requireReason(input.reason);
-  return ctx.db.transaction(async (tx) => {
-    const now = ctx.clock.now();
-    const { subscription } = await lockedSubscription(tx, input.subscriptionId);
-    if (change === "suspend") {
-      if (subscription.status === "cancelled")
-        throw new BillingError("cancelled", "That subscription is cancelled.");
-      // Not started: a resume would skip its activation (the login the first payment sends).
-      if (subscription.status === "pending")
-        throw new BillingError(
-          "pending",
-          "That subscription has not started: it starts with its first payment. To turn a sign-up away, reject it in /signups or /cancel it.",
-        );
-      if (subscription.status === "suspended" && subscription.suspendedReason === "admin")
-        return subscription;
-    } else if (subscription.status !== "suspended") {
-      throw new BillingError("not_suspended", "That subscription is not suspended.");
-    }
-    const [updated] = await tx
-      .update(subscriptions)
-      .set(
-        change === "suspend"
-          ? { status: "suspended", suspendedReason: "admin" }
-          : { status: "active", suspendedReason: null },
-      )
-      .where(eq(subscriptions.id, subscription.id))
-      .returning();
-    // Whatever suspended it (an admin's suspension may have replaced dunning's), a bill still
-    // unpaid is enforced again after a grace period from now.
-    if (change === "resume")
-      await restartDunningInTx(tx, await unpaidInvoiceIds(tx, subscription.id), { resumed: now });
-    await enqueueProvisioning(tx, now, {
-      action: change === "suspend" ? "suspend" : "restore",
-      subscriptionId: subscription.id,
-      routerId: subscription.routerId,
-    });
-    await audit(tx, actor, now, {
-      action: change === "suspend" ? "subscription.suspended" : "subscription.resumed",
-      entity: "subscription",
-      entityId: subscription.id,
-      reason,
-    });
-    return updated!;
-  });
-}
-
-/** The bills of a subscription that dunning enforces and that are still unpaid. */
-async function unpaidInvoiceIds(tx: Executor, subscriptionId: number): Promise<number[]> {
-  const rows = await tx
-    .select({ id: invoices.id })
-    .from(invoices)
-    .where(
-      and(
-        eq(invoices.subscriptionId, subscriptionId),
-        eq(invoices.status, "open"),
-        inArray(invoices.kind, ["recurring", "proration"]),
-      ),
-    );
-  return rows.map((r) => r.id);
-}
-
-/** An admin cuts service off (abuse, request of the subscriber, ...). Only an admin brings it back. */
-export function suspendSubscription(
-  ctx: BillingContext,
-  actor: Actor,
-  input: { subscriptionId: number; reason: string },
-) {
-  return setServiceByAdmin(ctx, actor, input, "suspend");
-}
-
-/** An admin restores service, whatever suspended it. */
-export function resumeSubscription(
-  ctx: BillingContext,
-  actor: Actor,
-  input: { subscriptionId: number; reason: string },
-) {
-  return setServiceByAdmin(ctx, actor, input, "resume");
-}
-
-/**
- * Gives days of service for free (an outage, goodwill): the period ends that many calendar days
- * later and the periods after it count from there, keeping their length. Bills already issued for
- * the next period move with it, and their dunning starts over from the new date.
- */
-export async function extendSubscription(
-  ctx: BillingContext,
-  actor: Actor,
-  input: { subscriptionId: number; days: number; reason: string },
-) {
-  const reason = requireReason(input.reason);
-  if (!Number.isInteger(input.days) || input.days < 1 || input.days > 366) {
-    throw new BillingError("invalid_days", "Extend by 1 to 366 whole days.");
-  }
-  return ctx.db.transaction(async (tx) => {
-    const now = ctx.clock.now();
-    const { subscription, plan } = await lockedSubscription(tx, input.subscriptionId);
-    if (subscription.status === "cancelled")
-      throw new BillingError("cancelled", "That subscription is cancelled.");
-    const oldEnd = subscription.currentPeriodEnd;
-    // Calendar days from the paid-until date; the periods after it count from the new date (an
-    // anchor moved by days and counted in months again could land on the same month end).
-    const newEnd = periodBoundary(oldEnd, "days", input.days, 1, ctx.settings.timezone);
-    const [updated] = await tx
-      .update(subscriptions)
-      .set({ ...periodsCountedFrom(newEnd), currentPeriodEnd: newEnd })
-      .where(eq(subscriptions.id, subscription.id))
-      .returning();
-    const [scheduled] = subscription.nextPlanId
-      ? await tx.select().from(plans).where(eq(plans.id, subscription.nextPlanId))
-      : [];
-    const following = periodAt(newEnd, scheduled ?? plan, 0, ctx.settings);
-    // The next period's bill moves with it, and so do plan changes' top-ups due when it starts.
-    const moved = await tx
-      .update(invoices)
-      .set({ periodStart: following.start, periodEnd: following.end, dueAt: following.start })
-      .where(
-        and(
-          eq(invoices.subscriptionId, subscription.id),
-          eq(invoices.kind, "recurring"),
-          eq(invoices.periodStart, oldEnd),
-        ),
-      )
-      .returning({ id: invoices.id });
-    const movedTopUps = await tx
-      .update(invoices)
-      .set({ dueAt: following.start })
-      .where(
-        and(
-          eq(invoices.subscriptionId, subscription.id),
-          eq(invoices.kind, "proration"),
-          eq(invoices.dueAt, oldEnd),
-          sql`${invoices.status} <> 'void'`,
-        ),
-      )
-      .returning({ id: invoices.id });
-    await restartDunningInTx(
-      tx,
-      [...moved, ...movedTopUps].map((i) => i.id),
-      { moved: true },
-    );
-    await audit(tx, actor, now, {
-      action: "subscription.extended",
-      entity: "subscription",
-      entityId: subscription.id,
-      reason,
-      details: { days: input.days, from: oldEnd.toISOString(), to: newEnd.toISOString() },
-    });
-    return updated!;
-  });
-}
-
-/**
- * Ends a subscription. Invoices for periods not yet started (for a subscriber cut off for
- * non-payment, not served) are voided and whatever was paid on them returns to the customer's credit; so are a plan change's bills for those periods (the next
- * period at the new price), and a plan change's credit on a voided period is taken back, since the
- * whole period's price already returns. The router account is removed.
- */
-export async function cancelSubscription(
-  ctx: BillingContext,
-  actor: Actor,
-  input: { subscriptionId: number; reason: string },
-) {
-  const reason = requireReason(input.reason);
-  return ctx.db.transaction(async (tx) => {
-    const now = ctx.clock.now();
-    const { subscription, money } = await lockedSubscription(tx, input.subscriptionId);
-    if (subscription.status === "cancelled") return subscription;
-    // Not served: a sign-up's whole first period; a subscriber cut off for non-payment, everything
-    // from the end of the last period paid for (the renewal they never had); else from now.
-    const unservedFrom =
-      subscription.status === "pending"
-        ? subscription.currentPeriodStart
-        : subscription.status === "suspended" &&
-            subscription.suspendedReason === "dunning" &&
-            subscription.currentPeriodEnd <= now
-          ? subscription.currentPeriodEnd
-          : now;
-    const unserved = await tx
-      .select()
-      .from(invoices)
-      .where(
-        and(
-          eq(invoices.subscriptionId, subscription.id),
-          sql`${invoices.status} <> 'void'`,
-          or(
-            and(eq(invoices.kind, "recurring"), gte(invoices.periodStart, unservedFrom)),
-            // A plan change's charge for a period not started yet (due when that period starts).
-            and(eq(invoices.kind, "proration"), gt(invoices.dueAt, unservedFrom)),
-          ),
-        ),
-      );
-    for (const invoice of unserved) {
-      await tx
-        .update(invoices)
-        .set({ status: "void", paidCents: 0, paidAt: null })
-        .where(eq(invoices.id, invoice.id));
-      await postLedgerEntry(tx, money, {
-        customerId: subscription.customerId,
-        kind: "adjustment",
-        amountCents: invoice.amountCents,
-        invoiceId: invoice.id,
-        memo: `invoice ${invoice.id} voided: subscription cancelled`,
-        at: now,
-      });
-    }
-    // A downgrade's credit on a voided period ("next period at the cheaper plan"): the period's whole
-    // price is already back, so the credit is taken back too.
-    const voided = unserved.filter((i) => i.kind === "recurring").map((i) => i.id);
-    const credits =
-      voided.length === 0
-        ? []
-        : await tx
-            .select()
-            .from(ledgerEntries)
-            .where(and(eq(ledgerEntries.kind, "credit"), inArray(ledgerEntries.invoiceId, voided)));
-    for (const credit of credits)
-      await postLedgerEntry(tx, money, {
-        customerId: subscription.customerId,
-        kind: "adjustment",
-        amountCents: -credit.amountCents,
-        invoiceId: credit.invoiceId,
-        memo: `credit on invoice ${credit.invoiceId} taken back: subscription cancelled`,
-        at: now,
-      });
-    await settleOpenInvoices(tx, money, now, oneCustomer(subscription.customerId));
-    const [updated] = await tx
-      .update(subscriptions)
-      .set({ status: "cancelled", cancelledAt: now, nextPlanId: null })
-      .where(eq(subscriptions.id, subscription.id))
-      .returning();
-    await enqueueProvisioning(tx, now, {
-      action: "remove_account",
-      subscriptionId: subscription.id,
-      routerId: subscription.routerId,
-    });
-    await audit(tx, actor, now, {
-      action: "subscription.cancelled",
-      entity: "subscription",
-      entityId: subscription.id,
-      reason,
-      details: { voidedInvoices: unserved.map((i) => i.id) },
-    });
-    return updated!;
-  });
 }

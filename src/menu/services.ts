@@ -8,7 +8,8 @@ import {
   type RequestPaymentResult,
   requestPayment,
 } from "../billing/intents/request.ts";
-import { changePlan, type PlanChangeQuote, quotePlanChange } from "../billing/plan-change.ts";
+import { changePlan } from "../billing/plan-change.ts";
+import { type PlanChangeQuote, quotePlanChange } from "../billing/plan-change-quote.ts";
 import { setCustomerLanguage } from "../billing/preferences.ts";
 import { selfSignUp } from "../billing/self-signup.ts";
 import { recentVouchersSoldTo } from "../billing/vouchers-bought.ts";

@@ -1,12 +1,10 @@
 import { and, eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
+import { cancelSubscription } from "../../src/billing/cancel-subscription.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { selfSignUp } from "../../src/billing/self-signup.ts";
-import {
-  cancelSubscription,
-  createCustomerWithSubscription,
-  suspendSubscription,
-} from "../../src/billing/subscriptions.ts";
+import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
+import { suspendSubscription } from "../../src/billing/suspend-resume.ts";
 import { parseBroadcast } from "../../src/bots/admin/features/broadcast.ts";
 import { FakeClock } from "../../src/clock.ts";
 import { chatReplyRoutes, messageOutbox, routers } from "../../src/db/schema/index.ts";

@@ -1,7 +1,7 @@
 import { and, eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
+import { cancelSubscription } from "../../src/billing/cancel-subscription.ts";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
-import { cancelSubscription } from "../../src/billing/subscriptions.ts";
 import { DAY, FakeClock } from "../../src/clock.ts";
 import { messageOutbox, subscriptions } from "../../src/db/schema/index.ts";
 import { activeSubscriber, admin, createPlan, job, ledgerSum } from "../support/billing.ts";

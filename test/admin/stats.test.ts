@@ -1,5 +1,6 @@
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cancelSubscription } from "../../src/billing/cancel-subscription.ts";
 import type { BillingContext } from "../../src/billing/context.ts";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
@@ -10,11 +11,8 @@ import {
   monthlyEquivalentCents,
   monthlyRevenue,
 } from "../../src/billing/stats.ts";
-import {
-  cancelSubscription,
-  createCustomerWithSubscription,
-  suspendSubscription,
-} from "../../src/billing/subscriptions.ts";
+import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
+import { suspendSubscription } from "../../src/billing/suspend-resume.ts";
 import { FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { subscriptions } from "../../src/db/schema/index.ts";

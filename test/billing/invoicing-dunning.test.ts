@@ -213,7 +213,7 @@ describe("dunning", () => {
 
   it("an admin-suspended subscriber is neither reminded nor restored by paying", async () => {
     const { ctx, clock } = billingContext(database.db, new FakeClock("2026-06-07T08:00:00Z"));
-    const { suspendSubscription } = await import("../../src/billing/subscriptions.ts");
+    const { suspendSubscription } = await import("../../src/billing/suspend-resume.ts");
     const plan = await createPlan(database.db, { priceCents: 120_000 });
     const { customer, subscription: sub } = await activeSubscriber(ctx, plan.id);
     await suspendSubscription(ctx, admin, { subscriptionId: sub.id, reason: "abuse report" });

@@ -1,11 +1,12 @@
 import { eq, sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { adjustBalance } from "../../src/billing/adjust.ts";
+import { cancelSubscription } from "../../src/billing/cancel-subscription.ts";
 import type { BillingContext } from "../../src/billing/context.ts";
 import { requestPayment } from "../../src/billing/intents/request.ts";
 import { billingJobs } from "../../src/billing/jobs.ts";
 import { changePlan } from "../../src/billing/plan-change.ts";
-import { cancelSubscription, createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
+import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { assignUnmatchedPayment } from "../../src/billing/unmatched.ts";
 import { DAY, FakeClock, HOUR } from "../../src/clock.ts";
 import { queryRows } from "../../src/db/client.ts";

@@ -1,11 +1,12 @@
 import { and, eq } from "drizzle-orm";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cancelSubscription } from "../../src/billing/cancel-subscription.ts";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
-import { changePlan, quotePlanChange } from "../../src/billing/plan-change.ts";
+import { changePlan } from "../../src/billing/plan-change.ts";
+import { quotePlanChange } from "../../src/billing/plan-change-quote.ts";
 import { periodAt } from "../../src/billing/service-periods.ts";
-import { cancelSubscription } from "../../src/billing/subscriptions.ts";
 import { DAY, FakeClock, HOUR, MINUTE } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { invoices, ledgerEntries, provisioningOutbox, subscriptions } from "../../src/db/schema/index.ts";

@@ -1,16 +1,13 @@
 import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cancelSubscription } from "../../src/billing/cancel-subscription.ts";
 import { sendReminders, suspendOverdue } from "../../src/billing/dunning.ts";
 import { extendService } from "../../src/billing/extend.ts";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { changePlan } from "../../src/billing/plan-change.ts";
-import {
-  cancelSubscription,
-  createCustomerWithSubscription,
-  resumeSubscription,
-  suspendSubscription,
-} from "../../src/billing/subscriptions.ts";
+import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
+import { resumeSubscription, suspendSubscription } from "../../src/billing/suspend-resume.ts";
 import { DAY, FakeClock, HOUR } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { invoices, messageOutbox, subscriptions } from "../../src/db/schema/index.ts";

@@ -1,13 +1,10 @@
 import { eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cancelSubscription } from "../../src/billing/cancel-subscription.ts";
+import { extendSubscription } from "../../src/billing/extend.ts";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
-import {
-  cancelSubscription,
-  createCustomerWithSubscription,
-  extendSubscription,
-  resumeSubscription,
-  suspendSubscription,
-} from "../../src/billing/subscriptions.ts";
+import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
+import { resumeSubscription, suspendSubscription } from "../../src/billing/suspend-resume.ts";
 import {
   createVoucherBatch,
   expireVouchers,

@@ -1,8 +1,9 @@
 import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cancelSubscription } from "../../src/billing/cancel-subscription.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { placeSubscription } from "../../src/billing/placement.ts";
-import { cancelSubscription, createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
+import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { auditLog } from "../../src/db/schema/index.ts";

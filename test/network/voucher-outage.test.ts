@@ -1,11 +1,8 @@
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyPayment } from "../../src/billing/payments.ts";
-import {
-  createCustomerWithSubscription,
-  resumeSubscription,
-  suspendSubscription,
-} from "../../src/billing/subscriptions.ts";
+import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
+import { resumeSubscription, suspendSubscription } from "../../src/billing/suspend-resume.ts";
 import { sellVoucherInTx } from "../../src/billing/vouchers.ts";
 import { FakeClock } from "../../src/clock.ts";
 import { type Database, queryRows } from "../../src/db/client.ts";

@@ -227,7 +227,7 @@ describe("STK push end to end (client → fake Daraja → callback over HTTP →
       { outcome: "success" },
     );
     const bigger = await createPlan(database.db, { priceCents: 200_000 });
-    const { quotePlanChange } = await import("../../src/billing/plan-change.ts");
+    const { quotePlanChange } = await import("../../src/billing/plan-change-quote.ts");
     const quote = await quotePlanChange(database.db, ctx, {
       subscriptionId: subscription.id,
       planId: bigger.id,

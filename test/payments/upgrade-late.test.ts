@@ -2,7 +2,7 @@ import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sendReminders, suspendOverdue } from "../../src/billing/dunning.ts";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
-import { quotePlanChange } from "../../src/billing/plan-change.ts";
+import { quotePlanChange } from "../../src/billing/plan-change-quote.ts";
 import { DAY, FakeClock, HOUR } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { invoices, messageOutbox, subscriptions } from "../../src/db/schema/index.ts";

@@ -1,6 +1,6 @@
 import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { quotePlanChange } from "../../src/billing/plan-change.ts";
+import { quotePlanChange } from "../../src/billing/plan-change-quote.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { DAY, FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";

@@ -5,7 +5,7 @@ import { audit } from "../../billing/audit.ts";
 import { type BillingContext, BillingError } from "../../billing/context.ts";
 import { formatKes } from "../../billing/money.ts";
 import { applyPaymentInTx } from "../../billing/payments.ts";
-import { resumeSubscription, suspendSubscription } from "../../billing/subscriptions.ts";
+import { resumeSubscription, suspendSubscription } from "../../billing/suspend-resume.ts";
 import type { Db, Executor } from "../../db/client.ts";
 import { adminConfirmations } from "../../db/schema/index.ts";
 import { queueAdminCall } from "./queued-api.ts";

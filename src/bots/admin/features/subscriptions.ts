@@ -1,11 +1,12 @@
 import { eq } from "drizzle-orm";
 import { Composer, type Context } from "grammy";
 import { findCustomerByAccountReference } from "../../../billing/accounts.ts";
+import { cancelSubscription } from "../../../billing/cancel-subscription.ts";
 import { BillingError } from "../../../billing/context.ts";
 import { extendService } from "../../../billing/extend.ts";
 import { formatKes } from "../../../billing/money.ts";
-import { changePlanInTx, quotePlanChange } from "../../../billing/plan-change.ts";
-import { cancelSubscription } from "../../../billing/subscriptions.ts";
+import { changePlanInTx } from "../../../billing/plan-change.ts";
+import { quotePlanChange } from "../../../billing/plan-change-quote.ts";
 import { plans } from "../../../db/schema/index.ts";
 import { counted } from "../../../lib/plural.ts";
 import { formatDate } from "../../../messaging/render.ts";

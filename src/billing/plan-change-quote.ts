@@ -1,0 +1,177 @@
+import { eq, sql } from "drizzle-orm";
+import { alias } from "drizzle-orm/pg-core";
+import type { Executor } from "../db/client.ts";
+import { builtOncePerHandle } from "../db/prepared.ts";
+import { plans, subscriptions } from "../db/schema/index.ts";
+import type { Plan, Subscription } from "./accounts.ts";
+import { type BillingContext, BillingError } from "./context.ts";
+import { payableAfterCredit, prorationDelta } from "./money.ts";
+import { periodAt } from "./service-periods.ts";
+
+export interface PlanChangeQuote {
+  /** `keep`: the current plan again, while a change waits for the period end: that change is dropped. */
+  kind: "upgrade" | "downgrade" | "keep" | "same";
+  /** Charged now for the rest of the current period (upgrades); whole shillings (money.ts). */
+  chargeCents: number;
+  /** Credited now for the rest of the current period (immediate downgrades); whole shillings. */
+  creditCents: number;
+  /**
+   * What the subscriber must pay by M-Pesa now: 0 when their credit covers the charge, else the
+   * whole charge (money.ts `payableAfterCredit`), so it is exactly what M-Pesa is asked.
+   */
+  payableCents: number;
+  effectiveAt: Date;
+  fromPlan: Plan;
+  toPlan: Plan;
+}
+
+export const toPlans = alias(plans, "to_plan");
+
+/** The subscription, its plan and the plan asked for, read together (the quote also reads the balance). */
+export const changeSelection = {
+  subscription: subscriptions,
+  plan: plans,
+  toPlan: toPlans,
+};
+
+const quoteQuery = builtOncePerHandle((db) =>
+  db
+    .select({
+      ...changeSelection,
+      balance: sql<string>`(select coalesce(sum(l.amount_cents), 0)::text from ledger_entries l where l.customer_id = ${subscriptions.customerId})`,
+    })
+    .from(subscriptions)
+    .innerJoin(plans, eq(plans.id, subscriptions.planId))
+    .leftJoin(toPlans, eq(toPlans.id, sql.placeholder("planId")))
+    .where(eq(subscriptions.id, sql.placeholder("subscriptionId")))
+    .prepare("plan_change_quote"),
+);
+
+export function checkChange<T extends { subscription: Subscription; plan: Plan; toPlan: Plan | null }>(
+  subscriptionId: number,
+  found: T | undefined,
+): T & { toPlan: Plan } {
+  if (!found) throw new BillingError("unknown_subscription", `No subscription ${subscriptionId}.`);
+  const { toPlan } = found;
+  if (!toPlan?.active) throw new BillingError("unknown_plan", "That plan does not exist or is retired.");
+  if (toPlan.kind !== found.plan.kind) {
+    throw new BillingError("wrong_kind", "You can only move to a plan of the same kind.");
+  }
+  if (found.subscription.status !== "active") {
+    throw new BillingError("not_active", "Plans can be changed on an active subscription only.");
+  }
+  return { ...found, toPlan };
+}
+
+/** Periods this close in length count as the same (a month is 28 to 31 days). */
+const SAME_LENGTH_WITHIN_MS = 3 * 86_400_000;
+
+export function quoteFrom(
+  ctx: BillingContext,
+  subscription: typeof subscriptions.$inferSelect,
+  fromPlan: Plan,
+  toPlan: Plan,
+  balanceCents: number,
+  now: Date,
+): PlanChangeQuote {
+  const start = subscription.currentPeriodStart.getTime();
+  const end = subscription.currentPeriodEnd.getTime();
+  const remaining = Math.max(0, end - Math.max(now.getTime(), start));
+  // Each price is for its own plan's period: a week's price spread over a week, a month's over a
+  // month. A plan whose period is this one's give or take a few days (months of 28 to 31 days,
+  // free days added) is spread over this period itself, so that changes between such plans, and a
+  // change undone, net out exactly.
+  const lengthOf = (plan: Plan) => {
+    const own = periodAt(subscription.currentPeriodStart, plan, 0, ctx.settings);
+    const ownMs = own.end.getTime() - own.start.getTime();
+    return Math.abs(ownMs - (end - start)) <= SAME_LENGTH_WITHIN_MS ? end - start : ownMs;
+  };
+  const delta = prorationDelta(
+    fromPlan.priceCents,
+    toPlan.priceCents,
+    remaining,
+    lengthOf(fromPlan),
+    lengthOf(toPlan),
+  );
+  if (toPlan.id === fromPlan.id) {
+    return {
+      kind: subscription.nextPlanId !== null && subscription.nextPlanId !== fromPlan.id ? "keep" : "same",
+      chargeCents: 0,
+      creditCents: 0,
+      payableCents: 0,
+      effectiveAt: now,
+      fromPlan,
+      toPlan,
+    };
+  }
+  if (toPlan.priceCents >= fromPlan.priceCents) {
+    const chargeCents = Math.max(0, delta);
+    return {
+      kind: "upgrade",
+      chargeCents,
+      creditCents: 0,
+      payableCents: payableAfterCredit(chargeCents, balanceCents),
+      effectiveAt: now,
+      fromPlan,
+      toPlan,
+    };
+  }
+  if (ctx.settings.downgradeMode === "immediate") {
+    return {
+      kind: "downgrade",
+      chargeCents: 0,
+      creditCents: Math.max(0, -delta),
+      payableCents: 0,
+      effectiveAt: now,
+      fromPlan,
+      toPlan,
+    };
+  }
+  return {
+    kind: "downgrade",
+    chargeCents: 0,
+    creditCents: 0,
+    payableCents: 0,
+    effectiveAt: subscription.currentPeriodEnd,
+    fromPlan,
+    toPlan,
+  };
+}
+
+/** What a plan change would cost right now; changes nothing. */
+export async function quotePlanChange(
+  db: Executor,
+  ctx: BillingContext,
+  input: { subscriptionId: number; planId: number },
+): Promise<PlanChangeQuote> {
+  // One statement: the menu shows this quote while the subscriber waits.
+  const [found] = await quoteQuery(db).execute({
+    subscriptionId: input.subscriptionId,
+    planId: input.planId,
+  });
+  const { subscription, plan, toPlan, balance } = checkChange(input.subscriptionId, found);
+  return quoteFrom(ctx, subscription, plan, toPlan, Number(balance), ctx.clock.now());
+}
+
+/** How long a quote holds: its M-Pesa payment may arrive this long after it was shown. */
+export const QUOTE_HOLD_MS = 15 * 60_000;
+
+/**
+ * The price of the rest of the period shrinks by the minute while a payment is on its way. An
+ * upgrade paid by M-Pesa is charged what was paid, so that the "Charged" SMS repeats the quote the
+ * subscriber accepted, when that is what a quote of the last QUOTE_HOLD_MS asked; anything else is
+ * charged at this moment's quote (and what was paid stays as credit).
+ */
+export function heldQuote(
+  quote: PlanChangeQuote,
+  paidCents: number | undefined,
+  quoteAt: (at: Date) => PlanChangeQuote,
+  now: Date,
+): PlanChangeQuote {
+  if (paidCents === undefined || quote.kind !== "upgrade" || quote.effectiveAt.getTime() !== now.getTime())
+    return quote;
+  const earliest = quoteAt(new Date(now.getTime() - QUOTE_HOLD_MS)).chargeCents;
+  return quote.chargeCents <= paidCents && paidCents <= earliest
+    ? { ...quote, chargeCents: paidCents }
+    : quote;
+}
