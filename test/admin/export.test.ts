@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { UploadedFile } from "../../src/bots/telegram/fake-api.ts";
+import type { UploadedFile } from "../../src/bots/telegram/fake-uploads.ts";
 import { FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { activeSubscriber, billingContext, createPlan } from "../support/billing.ts";

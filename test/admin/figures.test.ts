@@ -6,7 +6,7 @@ import { CSV_HEADER } from "../../src/admin/report.ts";
 import { businessStats } from "../../src/billing/stats.ts";
 import { statsText } from "../../src/bots/admin/features/stats.ts";
 import { ADMIN_CHANNEL } from "../../src/bots/admin/queued-api.ts";
-import type { UploadedFile } from "../../src/bots/telegram/fake-api.ts";
+import type { UploadedFile } from "../../src/bots/telegram/fake-uploads.ts";
 import { FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { messageOutbox, vouchers } from "../../src/db/schema/index.ts";

@@ -1,7 +1,8 @@
 import { eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { adminBackgroundFinished } from "../../src/bots/admin/index.ts";
-import type { FakeDocument, UploadedFile } from "../../src/bots/telegram/fake-api.ts";
+import type { FakeDocument } from "../../src/bots/telegram/fake-api.ts";
+import type { UploadedFile } from "../../src/bots/telegram/fake-uploads.ts";
 import { FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { customers, routers, subscriptions } from "../../src/db/schema/index.ts";

@@ -2,7 +2,7 @@ import jsQR from "jsqr";
 import { PNG } from "pngjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sendWhatsAppQrToAdmins } from "../../src/bots/admin/whatsapp-qr.ts";
-import type { UploadedFile } from "../../src/bots/telegram/fake-api.ts";
+import type { UploadedFile } from "../../src/bots/telegram/fake-uploads.ts";
 import { FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { billingContext } from "../support/billing.ts";

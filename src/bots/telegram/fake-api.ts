@@ -4,6 +4,7 @@ import { type ServerType, serve } from "@hono/node-server";
 import type { UserFromGetMe } from "grammy/types";
 import { Hono } from "hono";
 import { type FakeMessage, mountSandboxRoutes } from "./fake-sandbox.ts";
+import { isImage, type UploadedFile, uploadPayload } from "./fake-uploads.ts";
 
 export { commandEntities, type FakeMessage } from "./fake-sandbox.ts";
 
@@ -14,12 +15,6 @@ export { commandEntities, type FakeMessage } from "./fake-sandbox.ts";
  * test says a user sent (`addDocument`) are served to `getFile` and downloaded as from Telegram.
  * People in the sandbox type, press buttons and read the chats through fake-sandbox.ts's routes.
  */
-
-/** A file the bot uploaded (multipart), as the fake received it. */
-export interface UploadedFile {
-  filename: string;
-  bytes: Uint8Array;
-}
 
 export interface SentCall {
   method: string;
@@ -296,28 +291,7 @@ export async function startFakeTelegram(
     }
     const refusal = refusalOf(bot, method);
     if (refusal) return c.json(refusal.answer, refusal.status as Status);
-    // grammY uploads files as multipart: a field names its file part as `attach://<part>`, other
-    // fields are strings (objects JSON-encoded).
-    const boundary = /boundary=(?:"([^"]+)"|([^;]+))/i.exec(c.req.header("content-type") ?? "");
-    const parts = multipartParts(
-      Buffer.from(await c.req.arrayBuffer()),
-      boundary?.[1] ?? boundary?.[2] ?? "",
-    );
-    const payload: Record<string, unknown> = {};
-    for (const [name, part] of parts) {
-      if (part.filename !== undefined) continue;
-      const value = part.body.toString("utf8");
-      const attached = /^attach:\/\/(.+)$/.exec(value);
-      const file = attached ? parts.get(attached[1]!) : undefined;
-      if (file) payload[name] = { filename: file.filename ?? "", bytes: new Uint8Array(file.body) };
-      else if (/^[[{]/.test(value)) {
-        try {
-          payload[name] = JSON.parse(value);
-        } catch {
-          payload[name] = value;
-        }
-      } else payload[name] = value;
-    }
+    const payload = uploadPayload(Buffer.from(await c.req.arrayBuffer()), c.req.header("content-type") ?? "");
     const { status, answer } = await answerCall(method, payload);
     return c.json(answer, status as Status);
   });
@@ -375,36 +349,4 @@ export async function startFakeTelegram(
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
-}
-
-/** PNG, JPEG or WebP, by their first bytes: Telegram refuses a photo it cannot read as an image. */
-function isImage(bytes: Uint8Array): boolean {
-  const starts = (...sig: number[]) => sig.every((b, i) => bytes[i] === b);
-  return starts(0x89, 0x50, 0x4e, 0x47) || starts(0xff, 0xd8, 0xff) || starts(0x52, 0x49, 0x46, 0x46);
-}
-
-/** The parts of a multipart/form-data body: name → bytes (and file name for a file part). */
-function multipartParts(raw: Buffer, boundary: string): Map<string, { body: Buffer; filename?: string }> {
-  const parts = new Map<string, { body: Buffer; filename?: string }>();
-  if (boundary === "") return parts;
-  const delimiter = Buffer.from(`--${boundary}`);
-  let at = raw.indexOf(delimiter);
-  while (at !== -1) {
-    const start = at + delimiter.length;
-    if (raw.subarray(start, start + 2).toString() === "--") break;
-    const next = raw.indexOf(delimiter, start);
-    if (next === -1) break;
-    const part = raw.subarray(start + 2, next - 2);
-    const headerEnd = part.indexOf("\r\n\r\n");
-    const headers = part.subarray(0, headerEnd).toString("utf8");
-    const name = /name="([^"]*)"/i.exec(headers)?.[1];
-    const filename = /filename="?([^";\r\n]*)"?/i.exec(headers)?.[1];
-    if (name !== undefined)
-      parts.set(name, {
-        body: part.subarray(headerEnd + 4),
-        ...(filename !== undefined ? { filename } : {}),
-      });
-    at = next;
-  }
-  return parts;
 }
