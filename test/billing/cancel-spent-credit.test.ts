@@ -1,9 +1,10 @@
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cancelSubscription } from "../../src/billing/cancel-subscription.ts";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { changePlan } from "../../src/billing/plan-change.ts";
-import { cancelSubscription, startSubscriptionInTx } from "../../src/billing/subscriptions.ts";
+import { startSubscriptionInTx } from "../../src/billing/subscriptions.ts";
 import { DAY, FakeClock } from "../../src/clock.ts";
 import { customers, invoices } from "../../src/db/schema/index.ts";
 import { activeSubscriber, admin, billingContext, createPlan, job, ledgerSum } from "../support/billing.ts";
