@@ -2,7 +2,7 @@ import { sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../db/client.ts";
 import { intArray } from "../db/params.ts";
 import type { Actor, BillingContext } from "./context.ts";
-import { lockCustomersMoneyWhere } from "./money-lock.ts";
+import { lockCustomerSet } from "./money-lock.ts";
 
 /** Pure rule: which reminder steps exist, e.g. [-3, -1, 0] days → remind:-3d, remind:-1d, remind:0d. */
 export function reminderSteps(offsetsDays: number[]): { step: string; days: number }[] {
@@ -32,8 +32,9 @@ export async function sendRemindersInTx(tx: Executor, ctx: BillingContext, _acto
   const steps = reminderSteps(ctx.settings.reminderDays);
   if (steps.length === 0) return { reminded: 0, skipped: 0 };
   // Who owes is read after the money lock (money-lock.ts), so a payment being credited right now is
-  // waited for and seen, instead of being reminded about.
-  await lockCustomersMoneyWhere(
+  // waited for and seen, instead of being reminded about. Only the customers locked are read: one
+  // whose bill became due after the lock was taken waits for the next run.
+  const { members } = await lockCustomerSet(
     tx,
     sql`select i.customer_id from invoices i where i.status = 'open' and i.kind in ('recurring', 'proration')
         and i.due_at + make_interval(days => ${Math.min(...steps.map((s) => s.days))}::int) <= ${at}`,
@@ -52,7 +53,7 @@ export async function sendRemindersInTx(tx: Executor, ctx: BillingContext, _acto
       from invoices i
       join subscriptions s on s.id = i.subscription_id and s.status = 'active'
       join offsets o on i.due_at + make_interval(days => o.days) <= ${at}
-      where i.status = 'open' and i.kind in ('recurring', 'proration')
+      where i.status = 'open' and i.kind in ('recurring', 'proration') and i.customer_id in (${members})
         and not exists (select 1 from dunning_steps d where d.invoice_id = i.id and d.step = 'suspend')
     ),
     taken as (
@@ -109,7 +110,7 @@ export async function suspendOverdueInTx(tx: Executor, ctx: BillingContext, _act
   const at = sql`${now.toISOString()}::timestamptz`;
   const graceStart = sql`${new Date(now.getTime() - ctx.settings.graceDays * 86_400_000).toISOString()}::timestamptz`;
   // As for reminders: a payment being credited right now is waited for, and its customer kept on.
-  await lockCustomersMoneyWhere(
+  const { members } = await lockCustomerSet(
     tx,
     sql`select i.customer_id from invoices i where i.status = 'open' and i.kind in ('recurring', 'proration')
         and i.due_at <= ${graceStart}`,
@@ -122,6 +123,7 @@ export async function suspendOverdueInTx(tx: Executor, ctx: BillingContext, _act
       from invoices i
       join subscriptions s on s.id = i.subscription_id and s.status = 'active'
       where i.status = 'open' and i.kind in ('recurring', 'proration') and i.due_at <= ${graceStart}
+        and i.customer_id in (${members})
         -- An admin brought service back while this was unpaid: a grace period from then.
         and not exists (select 1 from dunning_steps r where r.invoice_id = i.id and r.step = ${RESUMED_STEP}
                           and r.taken_at > ${graceStart})

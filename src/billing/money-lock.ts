@@ -9,7 +9,7 @@ import { BillingError } from "./context.ts";
  *
  * Every use-case that writes a customer's ledger entries or invoice allocations (payments of every
  * kind, assigning an unmatched payment, the invoice run, plan changes, cancellations, admin credits
- * and cash) first locks that customer's row with `lockCustomerMoney` (or `lockCustomersMoneyWhere`
+ * and cash) first locks that customer's row with `lockCustomerMoney` (or `lockCustomerSet`
  * for a set), in the same transaction, before it reads anything it will base the write on
  * (balance, open invoices, the subscription). Order, everywhere:
  *
@@ -54,24 +54,7 @@ export async function lockCustomerMoney(tx: Executor, customerIds: Iterable<numb
 
 /**
  * Locks the money of every customer `customerIds` (a subquery of ids) selects, ascending id: the
- * set-based form for scheduled jobs. Returns how many were locked.
- */
-export async function lockCustomersMoneyWhere(
-  tx: Executor,
-  customerIds: SQL,
-): Promise<{ lock: MoneyLock; count: number }> {
-  const rows = await queryRows<{ n: number }>(
-    tx,
-    sql`with locked as (
-          select c.id from customers c where c.id in (${customerIds}) order by c.id for no key update
-        )
-        select count(*)::int as n from locked`,
-  );
-  return { lock: new CustomerLock("set"), count: Number(rows[0]?.n ?? 0) };
-}
-
-/**
- * Locks a set like `lockCustomersMoneyWhere` and remembers exactly which customers it locked:
+ * set-based form for scheduled jobs. It remembers exactly which customers it locked:
  * `members` selects them, so a job can keep to them (a customer who became eligible after the lock
  * was taken was not locked, and waits for the next run instead of being written unlocked). One set
  * per transaction: a second call replaces the first.
