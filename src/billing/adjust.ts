@@ -1,6 +1,6 @@
 import { eq } from "drizzle-orm";
 import { customers, invoiceLines, invoices } from "../db/schema/index.ts";
-import { audit } from "./audit.ts";
+import { audit, requireReason } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { balanceOf, oneCustomer, postLedgerEntry, settleOpenInvoices } from "./ledger.ts";
 import { lockCustomerMoney } from "./money-lock.ts";
@@ -46,8 +46,7 @@ export async function adjustBalance(
       "invalid_amount",
       "An adjustment is a whole number of cents, not zero, at most KES 1,000,000 either way.",
     );
-  const reason = input.reason.trim();
-  if (!reason) throw new BillingError("reason_required", "Say why: the reason goes into the audit log.");
+  const reason = requireReason(input.reason);
   return ctx.db.transaction(async (tx) => {
     const now = ctx.clock.now();
     const money = await lockCustomerMoney(tx, [input.customerId]);

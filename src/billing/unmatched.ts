@@ -2,7 +2,7 @@ import { and, desc, eq, sql } from "drizzle-orm";
 import type { Executor } from "../db/client.ts";
 import { payments } from "../db/schema/index.ts";
 import { findCustomerByAccountReference } from "./accounts.ts";
-import { audit } from "./audit.ts";
+import { audit, requireReason } from "./audit.ts";
 import { closedAccount } from "./closed-accounts.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { lockCustomerMoney } from "./money-lock.ts";
@@ -102,8 +102,7 @@ export async function markUnmatchedRefunded(
   actor: Actor,
   input: { paymentId: number; reason: string },
 ): Promise<typeof payments.$inferSelect> {
-  const reason = input.reason.trim();
-  if (!reason) throw new BillingError("reason_required", "Say why: the reason goes into the audit log.");
+  const reason = requireReason(input.reason);
   return ctx.db.transaction(async (tx) => {
     const now = ctx.clock.now();
     const [refunded] = await tx
