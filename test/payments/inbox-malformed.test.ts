@@ -186,7 +186,7 @@ describe("bodies PostgreSQL cannot store as they are", () => {
     ]);
   });
 
-  it("a paid callback with a \\u0000 escape (no jsonb can hold it) is stored and credited once, the character dropped", async () => {
+  it("a paid callback with a \\u0000 escape (no jsonb can hold it) is stored and credited once, the character replaced", async () => {
     const { customer, sent, push, before } = await pendingPush();
     const text = JSON.stringify(push.body).replace(
       '"ResultDesc":"The service request is processed successfully."',

@@ -50,3 +50,33 @@ describe("a paybill confirmation with text the database's JSON refuses", () => {
     ]);
   });
 });
+
+describe("a paybill confirmation with U+0000 inside a field that carries money or a key", () => {
+  it("an amount spelled 7\\u000000.00 is not credited as 700 shillings", async () => {
+    const plan = await createPlan(database.db, { priceCents: 100_000 });
+    const { customer } = await activeSubscriber(ctx, plan.id);
+    const before = await paymentCredits(database.db, customer.id);
+    const receipt = freshReceipt();
+    const body = JSON.stringify(
+      c2bConfirmation({ transId: receipt, billRef: customer.accountNumber, amount: "700.00", shortcode }),
+    ).replace('"TransAmount":"700.00"', '"TransAmount":"7\\u000000.00"');
+    expect(body).toContain("\\u0000");
+    const answer = await postRaw(c2bConfirmUrl(h), body);
+    expect(answer.status).toBe(200);
+    expect(await paymentCredits(database.db, customer.id)).toEqual(before);
+    expect(await paymentsByRef(database.db, receipt)).toEqual([]);
+  });
+
+  it("a second amount field whose name holds U+0000 does not replace the real amount", async () => {
+    const plan = await createPlan(database.db, { priceCents: 100_000 });
+    const { customer } = await activeSubscriber(ctx, plan.id);
+    const before = await paymentCredits(database.db, customer.id);
+    const receipt = freshReceipt();
+    const body = JSON.stringify(
+      c2bConfirmation({ transId: receipt, billRef: customer.accountNumber, amount: "10.00", shortcode }),
+    ).replace('"TransAmount":"10.00"', '"TransAmount":"10.00","TransAmount\\u0000":"7000.00"');
+    const answer = await postRaw(c2bConfirmUrl(h), body);
+    expect(answer.status).toBe(200);
+    expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 1_000]);
+  });
+});
