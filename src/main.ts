@@ -53,7 +53,15 @@ try {
     beforeOpen: (dataDir) => {
       if (!hasEmbeddedDatabase(dataDir)) seedEmbeddedDatabase(dataDir);
     },
-    lock: { clock },
+    lock: {
+      clock,
+      // Stalled past its heartbeat (a paused container), this app lost the folder to another opener:
+      // writing on beside it would lose one side's changes.
+      onLost: (holder) => {
+        logger.fatal({ holder }, "the embedded database was taken over by another opener; stopping");
+        process.exit(1);
+      },
+    },
   });
 } catch (error) {
   if (!(error instanceof DataDirInUseError)) throw error;

@@ -222,6 +222,27 @@ describe("the lock shared with another host or container (one DATA_DIR volume)",
     }
   });
 
+  it("tells its holder when an opener elsewhere took it over while the holder was stalled, once", () => {
+    vi.useFakeTimers({ toFake: ["setInterval", "clearInterval"] });
+    try {
+      const clock = new FakeClock("2026-06-01T06:00:00Z");
+      const lost: string[] = [];
+      const lock = lockDataDir(dataDir, { clock, heartbeatMs: 10_000, onLost: (by) => lost.push(by) });
+      vi.advanceTimersByTime(10_000);
+      expect(lost).toEqual([]);
+      // Stopped for minutes (a paused container): the opener in the other one judged it silent.
+      const other = ["4242", "another-machines-boot", "tandao-b", "pid:[4026531836]"];
+      writeFileSync(lockFile(), `${other.join("\n")}\n`);
+      vi.advanceTimersByTime(30_000);
+      expect(lost).toEqual(["process 4242 on host tandao-b"]);
+      lock.release();
+      expect(readFileSync(lockFile(), "utf8")).toBe(`${other.join("\n")}\n`);
+      rmSync(lockFile());
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it("does not keep a finished CLI run alive: a process holding it exits on its own and frees it", async () => {
     const child = spawn(
       process.execPath,

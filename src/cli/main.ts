@@ -24,7 +24,16 @@ const config = loadConfig();
 const sandbox = isSandbox(config);
 let database: Awaited<ReturnType<typeof openDatabase>>;
 try {
-  database = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR });
+  database = await openDatabase({
+    databaseUrl: config.DATABASE_URL,
+    dataDir: config.DATA_DIR,
+    lock: {
+      onLost: (holder) => {
+        console.error(`The embedded database was taken over by ${holder} while this ran; stopping.`);
+        process.exit(1);
+      },
+    },
+  });
   await database.migrate();
 } catch (error) {
   console.error(

@@ -71,6 +71,12 @@ export interface DataDirLockOptions {
   /** The time the heartbeat is written and judged by. */
   clock?: Clock;
   heartbeatMs?: number;
+  /**
+   * Called once when the lock is found naming another opener: this process was stopped or stalled
+   * for longer than a holder elsewhere waits, and that opener took the folder over. Writing on would
+   * be two processes on one database, so the app stops.
+   */
+  onLost?: (holder: string) => void;
 }
 
 /** Takes the lock on `dataDir` (which must exist), or throws `DataDirInUseError`. */
@@ -106,9 +112,15 @@ export function lockDataDir(dataDir: string, options: DataDirLockOptions = {}): 
   held.add(file);
   // Unref'd: the heartbeat alone must not keep a finished CLI run alive.
   const heartbeat = setInterval(() => {
-    // Not refreshed once it names someone else: an opener elsewhere took it over while this
-    // process was stopped, and a heartbeat must not make that opener's lock look like ours.
-    if (read(file)?.text === mine) touch(file, clock);
+    const found = read(file);
+    if (found?.text === mine) touch(file, clock);
+    else if (found?.holder) {
+      // Not refreshed once it names someone else: an opener elsewhere took it over while this
+      // process was stopped, and a heartbeat must not make that opener's lock look like ours.
+      clearInterval(heartbeat);
+      const place = placeOf(found.holder);
+      options.onLost?.(`process ${found.holder.pid}${place ? ` ${place}` : ""}`);
+    }
   }, heartbeatMs).unref();
   // A process that exits without closing the database (an error, process.exit) frees it too.
   const onExit = () => removeIfReads(file, mine);
