@@ -249,14 +249,21 @@ export interface OwedDrops {
   names: Set<string>;
 }
 
+/**
+ * Drops the sessions owed (see `OwedDrops`). A name other than the entry's own (`own`) is one it
+ * was renamed from, perhaps a retry later: the router's admin may have given it to another account
+ * since, whose session is not this entry's to drop, so it is dropped only while no entry holds it.
+ */
 async function dropOwed(
   api: RouterApi,
   owed: OwedDrops,
+  own: string,
+  menu: string,
   kick: (api: RouterApi, name: string) => Promise<number>,
 ): Promise<number> {
   let kicked = 0;
   for (const name of [...owed.names]) {
-    kicked += await kick(api, name);
+    kicked += name === own ? await kick(api, name) : await kickOrphanSessions(api, menu, name, kick);
     owed.names.delete(name);
   }
   return kicked;
@@ -275,7 +282,10 @@ export async function ensureSecret(
   const [row, ...duplicates] = rows;
   if (!row) {
     await addOrConflict(api, menus.pppSecret, secretValues(want));
-    return { change: "created", kicked: await dropOwed(api, owed, kickPppSessions) };
+    return {
+      change: "created",
+      kicked: await dropOwed(api, owed, want.name, menus.pppSecret, kickPppSessions),
+    };
   }
   await removeIds(
     api,
@@ -287,11 +297,17 @@ export async function ensureSecret(
     // A disabled secret must have no session. One may be left from an earlier delivery whose
     // connection broke between the `set` and the drop: the entry already matches, the drop is redone.
     if (want.disabled) owed.names.add(row.name!);
-    return { change: "unchanged", kicked: await dropOwed(api, owed, kickPppSessions) };
+    return {
+      change: "unchanged",
+      kicked: await dropOwed(api, owed, want.name, menus.pppSecret, kickPppSessions),
+    };
   }
   if (secretNeedsKick(row, want)) owed.names.add(row.name!);
   await api.run(`${menus.pppSecret}/set`, [`=.id=${row[".id"]}`, ...words(diff)]);
-  return { change: "updated", kicked: await dropOwed(api, owed, kickPppSessions) };
+  return {
+    change: "updated",
+    kicked: await dropOwed(api, owed, want.name, menus.pppSecret, kickPppSessions),
+  };
 }
 
 /**

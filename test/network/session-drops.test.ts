@@ -187,6 +187,41 @@ describe("a subscriber whose speed changes while the router connection breaks", 
   });
 });
 
+describe("a reconnection still owed under a name the router's admin has since given away", () => {
+  it("the admin's own account that took the name stays connected", async () => {
+    const subscription = await onlineSubscriber("Njeri Renamed");
+    // The router's admin renamed the subscriber's account in Winbox.
+    const secret = router.find("/ppp/secret", subscription.networkUsername)!;
+    router.update("/ppp/secret", secret[".id"]!, { name: "staff-laptop" });
+    const fast = await createPlan(database.db, { priceCents: 300_000, rateLimit: "14M/28M" });
+    await applyPayment(ctx(), admin, {
+      customerId: subscription.customerId,
+      method: "cash",
+      provider: "cash",
+      providerRef: `rename-${subscription.id}`,
+      amountCents: 300_000,
+    });
+    await changePlan(ctx(), admin, { subscriptionId: subscription.id, planId: fast.id });
+    const broke = breakConnectionAtSessionLookup("/ppp/active");
+    await stack.worker.drain();
+    expect(broke()).toBe(true);
+    router.faults.dropWhen = null;
+    expect(router.find("/ppp/secret", subscription.networkUsername)?.profile).toBe(`tandao-${fast.code}`);
+
+    // The freed name goes to an account of the admin's own (no Tandao marker), which dials in.
+    router.insert("/ppp/secret", {
+      name: "staff-laptop",
+      password: "x",
+      service: "pppoe",
+      profile: "default",
+    });
+    router.connectPppoe("staff-laptop");
+    clock.advance(60_000);
+    await deliverUntilSettled(eq(provisioningOutbox.subscriptionId, subscription.id));
+    expect(router.find("/ppp/active", "staff-laptop")).toBeDefined();
+  });
+});
+
 describe("the reconciliation, finding sessions whose drop was lost", () => {
   it("drops the session of a disabled secret and of a removed voucher, reports them in a dry run, and leaves other sessions alone", async () => {
     const subscription = await onlineSubscriber("Otieno Left");
