@@ -192,6 +192,13 @@ describe("the command line", () => {
     ).rejects.toThrow("password");
   });
 
+  it("adds and removes an admin whose Telegram id has ten digits, as newer accounts' ids do", async () => {
+    await run(["admins", "add", "7012345678", "support", "Baraka"]);
+    expect(await run(["admins", "list"])).toContain("7012345678\tsupport\tBaraka");
+    await run(["admins", "remove", "7012345678"]);
+    expect(await run(["admins", "list"])).not.toContain("7012345678\tsupport\tBaraka");
+  });
+
   it("manages admins and adds a customer on a plan and router", async () => {
     await run(["admins", "add", "5551", "owner", "Achieng"]);
     await run(["admins", "add", "5552", "support"]);

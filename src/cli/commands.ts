@@ -14,6 +14,7 @@ import { formatKes, parseShillings } from "../billing/money.ts";
 import { createPlan, listPlans, type PlanInput, updatePlan } from "../billing/plans.ts";
 import { createCustomerWithSubscription } from "../billing/subscriptions.ts";
 import { listUnmatchedPayments } from "../billing/unmatched.ts";
+import { parseTelegramId } from "../bots/admin/parse.ts";
 import { addAdminInTx, isRole, listAdmins, removeAdminInTx } from "../bots/admin/roles.ts";
 import { type PeriodUnit, type PlanKind, plans } from "../db/schema/index.ts";
 import { checkPhone } from "../lib/phone.ts";
@@ -66,6 +67,14 @@ export function shillingsToCents(text: string): number {
 }
 
 const GB = 1_000_000_000;
+
+/** A Telegram user id as the admin chat reads it: newer accounts' ids run past nine digits. */
+function telegramIdArg(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const id = parseTelegramId(text);
+  if (!id.ok) throw new CliUsageError(id.error);
+  return id.value;
+}
 
 function wholeNumber(name: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
@@ -193,7 +202,7 @@ export async function runCommand(cli: CliContext, actor: Actor, argv: string[], 
     }
     case "admins add": {
       const [id, role, ...name] = rest;
-      const telegramId = wholeNumber("telegram id", id);
+      const telegramId = telegramIdArg(id);
       if (telegramId === undefined || !role || !isRole(role))
         throw new CliUsageError("admins add <telegram id> <owner|admin|support|viewer> [name]");
       const outcome = await ctx.db.transaction((tx) =>
@@ -203,7 +212,7 @@ export async function runCommand(cli: CliContext, actor: Actor, argv: string[], 
       return;
     }
     case "admins remove": {
-      const telegramId = wholeNumber("telegram id", rest[0]);
+      const telegramId = telegramIdArg(rest[0]);
       if (telegramId === undefined) throw new CliUsageError("admins remove <telegram id>");
       await ctx.db.transaction((tx) =>
         removeAdminInTx(tx, ctx.clock.now(), terminalOwner, telegramId, undefined),
