@@ -91,7 +91,8 @@ export async function claimDueRows(
     if (keep.length === 0) return [];
     const keepSet = new Set(keep);
     // Older rows of a kept target in this batch are covered by delivering the newest one. (An older
-    // row still waiting out a back-off is delivered later and finds nothing left to change.)
+    // row still waiting out a back-off is delivered later and finds nothing left to change, but it
+    // still makes the session drops it owes: its subscriber may be reconnected a second time.)
     const superseded = due
       .filter((r) => keepSet.has(r.target) && Number(r.id) !== newest.get(r.target))
       .map((r) => Number(r.id));
