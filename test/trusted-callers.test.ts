@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { sql } from "drizzle-orm";
-import type { Hono } from "hono";
+import type { Context, Hono } from "hono";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../src/app.ts";
 import type { BillingContext } from "../src/billing/context.ts";
@@ -8,7 +8,7 @@ import { createCustomerWithSubscription } from "../src/billing/subscriptions.ts"
 import { FakeClock } from "../src/clock.ts";
 import { loadConfig } from "../src/config.ts";
 import { useSealingKey } from "../src/db/sealed.ts";
-import { clientAddress } from "../src/lib/client-address.ts";
+import { addressAllowlist, clientAddress, normalizeIp } from "../src/lib/client-address.ts";
 import { createSecretBox } from "../src/lib/secret-box.ts";
 import { createLogger } from "../src/logger.ts";
 import { startPayments } from "../src/payments/index.ts";
@@ -363,5 +363,18 @@ describe("clientAddress", () => {
     expect(clientAddress("127.0.0.1", "6.6.6.6, 41.1.1.1, 10.0.0.5", proxies)).toBe("41.1.1.1");
     // Empty entries are skipped, not taken for an address.
     expect(clientAddress("127.0.0.1", "41.1.1.1, ,", proxies)).toBe("41.1.1.1");
+  });
+
+  it("reads an IPv6 address however it is written, so an allowlist entry matches it", () => {
+    expect(clientAddress("2001:DB8:0:0::1", undefined, proxies)).toBe("2001:db8::1");
+    expect(clientAddress("::FFFF:9.9.9.9", undefined, proxies)).toBe("9.9.9.9");
+    const from = (address: string) =>
+      addressAllowlist(["2001:0DB8::0:1", "41.1.1.1"], () => normalizeIp(address))!;
+    const request = {} as Context;
+    expect(from("2001:db8::1")(request)).toBe(true);
+    expect(from("2001:db8:0:0:0:0:0:1")(request)).toBe(true);
+    expect(from("2001:db8::2")(request)).toBe(false);
+    expect(from("::ffff:41.1.1.1")(request)).toBe(true);
+    expect(from("not an address")(request)).toBe(false);
   });
 });

@@ -1,8 +1,22 @@
 import { getConnInfo } from "@hono/node-server/conninfo";
 import type { Context } from "hono";
 
+/**
+ * One spelling per address, so that a list entry matches however it was written: an IPv4-mapped
+ * IPv6 address as its IPv4, an IPv6 address in its canonical form (lower case, zeros compressed),
+ * as the URL parser writes it.
+ */
 export function normalizeIp(ip: string): string {
-  return ip.trim().replace(/^::ffff:/, "");
+  const address = ip
+    .trim()
+    .toLowerCase()
+    .replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, "");
+  if (!address.includes(":")) return address;
+  try {
+    return new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  } catch {
+    return address;
+  }
 }
 
 /**
