@@ -91,6 +91,34 @@ async function upgradedWithRenewalWaiting(
   return { customer, due, quote, reminders, remindAt, payCharge };
 }
 
+/**
+ * A subscriber of 1,500 a month since 2 Aug 2026 08:00, and a second subscription of 2,000 a month
+ * on the same account from `secondAt`, paid in cash.
+ */
+async function twoSubscriptions(secondAt: string) {
+  const { ctx, clock } = billingContext(database.db, new FakeClock("2026-08-02T08:00:00Z"));
+  const first = await createPlan(database.db, { priceCents: 150_000 });
+  const second = await createPlan(database.db, { priceCents: 200_000 });
+  const { customer, subscription: sub1 } = await activeSubscriber(ctx, first.id);
+  clock.set(new Date(Date.parse(secondAt)));
+  const [row] = await database.db.select().from(customers).where(eq(customers.id, customer.id));
+  const started = await database.db.transaction((tx) =>
+    startSubscriptionInTx(tx, ctx, admin, row!, second, {
+      routerId: null,
+      networkUsername: `${customer.accountNumber.toLowerCase()}-2`,
+      networkPassword: randomPassword(),
+    }),
+  );
+  await applyPayment(ctx, admin, {
+    customerId: customer.id,
+    method: "cash",
+    provider: "cash",
+    providerRef: `second-${customer.id}`,
+    amountCents: 200_000,
+  });
+  return { ctx, clock, customer, sub1, started };
+}
+
 describe("reminders with a top-up and the renewal both open", () => {
   const when: Record<Language, Record<number, string>> = {
     en: { 3: "in 3 days", 1: "tomorrow", 0: "today" },
@@ -153,28 +181,8 @@ describe("reminders with a top-up and the renewal both open", () => {
   });
 
   it("two subscriptions renewing an hour apart: each step's one SMS asks for both", async () => {
-    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-08-02T08:00:00Z"));
-    const first = await createPlan(database.db, { priceCents: 150_000 });
-    const second = await createPlan(database.db, { priceCents: 200_000 });
-    const { customer, subscription: sub1 } = await activeSubscriber(ctx, first.id);
-
     // The second subscription, an hour later, paid.
-    clock.set(new Date(Date.parse("2026-08-02T09:00:00Z")));
-    const [row] = await database.db.select().from(customers).where(eq(customers.id, customer.id));
-    const started = await database.db.transaction((tx) =>
-      startSubscriptionInTx(tx, ctx, admin, row!, second, {
-        routerId: null,
-        networkUsername: `${customer.accountNumber.toLowerCase()}-2`,
-        networkPassword: randomPassword(),
-      }),
-    );
-    await applyPayment(ctx, admin, {
-      customerId: customer.id,
-      method: "cash",
-      provider: "cash",
-      providerRef: `second-${customer.id}`,
-      amountCents: 200_000,
-    });
+    const { ctx, clock, customer, sub1, started } = await twoSubscriptions("2026-08-02T09:00:00Z");
     const [sub2] = await database.db
       .select()
       .from(subscriptions)
@@ -218,28 +226,8 @@ describe("reminders with a top-up and the renewal both open", () => {
   });
 
   it("a subscription suspended for an unpaid bill: the other's reminder asks for that bill too, since a payment pays it first", async () => {
-    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-08-02T08:00:00Z"));
-    const first = await createPlan(database.db, { priceCents: 150_000 });
-    const second = await createPlan(database.db, { priceCents: 200_000 });
-    const { customer, subscription: sub1 } = await activeSubscriber(ctx, first.id);
-
     // A second subscription ten days later, paid.
-    clock.set(new Date(Date.parse("2026-08-12T08:00:00Z")));
-    const [row] = await database.db.select().from(customers).where(eq(customers.id, customer.id));
-    const started = await database.db.transaction((tx) =>
-      startSubscriptionInTx(tx, ctx, admin, row!, second, {
-        routerId: null,
-        networkUsername: `${customer.accountNumber.toLowerCase()}-2`,
-        networkPassword: randomPassword(),
-      }),
-    );
-    await applyPayment(ctx, admin, {
-      customerId: customer.id,
-      method: "cash",
-      provider: "cash",
-      providerRef: `second-${customer.id}`,
-      amountCents: 200_000,
-    });
+    const { ctx, clock, customer, sub1, started } = await twoSubscriptions("2026-08-12T08:00:00Z");
     const sub2Id = started.subscription.id;
 
     // The first renewal goes unpaid past its grace: that subscription is suspended.
