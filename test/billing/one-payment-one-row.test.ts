@@ -9,7 +9,6 @@ import { resubscribe } from "../../src/billing/resubscribe.ts";
 import { selfSignUp } from "../../src/billing/self-signup.ts";
 import { rejectSignup } from "../../src/billing/signups.ts";
 import { assignUnmatchedPayment, markUnmatchedRefunded } from "../../src/billing/unmatched.ts";
-import { creditedTwiceAlerts } from "../../src/bots/admin/mpesa-alerts.ts";
 import { FakeClock, MINUTE } from "../../src/clock.ts";
 import {
   customers,
@@ -20,6 +19,7 @@ import {
   subscriptions,
 } from "../../src/db/schema/index.ts";
 import { eventually } from "../payments/dispatch-support.ts";
+import { creditedTwiceAlertsFor } from "../support/admin-alerts.ts";
 import { admin, billingContext, createPlan, job } from "../support/billing.ts";
 import { createTestDatabase, onRealPostgres, type TestDatabase } from "../support/db.ts";
 import { holdLock, waitingForLocks } from "../support/locks.ts";
@@ -342,28 +342,14 @@ describe("a push held as possibly a paybill payment's money, given back by an ad
   it("the paybill payment credited (an open account): the admins are told it was paid out twice", async () => {
     const { push, paybill, held } = await heldBeside(false);
     expect(await paymentCredits(push.customerId)).toEqual([PRICE]);
-    const tellAdmins = () =>
-      database.db.transaction(async (tx) => {
-        const counts: Record<string, number> = {};
-        await creditedTwiceAlerts(
-          tx,
-          clock.now(),
-          { chatIds: [-100_778], timezone: "Africa/Nairobi", batch: 10 },
-          counts,
-        );
-        return counts;
-      });
-    expect(await tellAdmins()).toEqual({ queued: 1, creditedTwice: 1 });
-    const [alert] = await database.db
-      .select()
-      .from(messageOutbox)
-      .where(and(eq(messageOutbox.channel, "telegram_admin"), eq(messageOutbox.recipient, "-100778")));
-    const text = String((alert!.content as { payload: { text: string } }).payload.text);
+    const alerts = creditedTwiceAlertsFor(database.db, () => clock.now(), -100_778);
+    expect(await alerts.tell()).toEqual({ queued: 1, creditedTwice: 1 });
+    const text = await alerts.text();
     expect(text).toContain(
       `M-Pesa payment ${push.receipt} was paid out twice: KES 1,000 to ${push.accountNumber} as paybill payment #${paybill.id}, and KES 1,000 given back as the push payment #${held.id}`,
     );
     expect(text).toContain(`/adjust ${push.accountNumber} -1,000 <reason> charges the credit back`);
-    expect(await tellAdmins()).toEqual({ creditedTwice: 0 });
+    expect(await alerts.tell()).toEqual({ creditedTwice: 0 });
   });
 });
 

@@ -5,12 +5,10 @@ import { CREDITED_TWICE } from "../../src/billing/intents/receipts.ts";
 import { requestPayment } from "../../src/billing/intents/request.ts";
 import { settleStkResult } from "../../src/billing/intents/settle.ts";
 import { assignUnmatchedPayment } from "../../src/billing/unmatched.ts";
-import { creditedTwiceAlerts } from "../../src/bots/admin/mpesa-alerts.ts";
 import { FakeClock, MINUTE } from "../../src/clock.ts";
 import {
   auditLog,
   ledgerEntries,
-  messageOutbox,
   mpesaCallbacks,
   paymentIntents,
   payments,
@@ -19,6 +17,7 @@ import {
 } from "../../src/db/schema/index.ts";
 import { runRecoveryJob } from "../../src/payments/mpesa/recovery.ts";
 import { parseStkCallback, stkResultFromCallback } from "../../src/payments/mpesa/wire.ts";
+import { creditedTwiceAlertsFor } from "../support/admin-alerts.ts";
 import { activeSubscriber, admin, billingContext, createPlan } from "../support/billing.ts";
 import { createTestDatabase, onRealPostgres, type TestDatabase } from "../support/db.ts";
 import { holdLock, waitingForLocks } from "../support/locks.ts";
@@ -508,30 +507,16 @@ describe("a held push payment an admin credited, then shown by its callback to b
       },
     ]);
 
-    const tellAdmins = () =>
-      database.db.transaction(async (tx) => {
-        const counts: Record<string, number> = {};
-        await creditedTwiceAlerts(
-          tx,
-          clock.now(),
-          { chatIds: [-100_777], timezone: "Africa/Nairobi", batch: 10 },
-          counts,
-        );
-        return counts;
-      });
-    expect(await tellAdmins()).toEqual({ queued: 1, creditedTwice: 1 });
-    const [alert] = await database.db
-      .select()
-      .from(messageOutbox)
-      .where(and(eq(messageOutbox.channel, "telegram_admin"), eq(messageOutbox.recipient, "-100777")));
-    const text = String((alert!.content as { payload: { text: string } }).payload.text);
+    const alerts = creditedTwiceAlertsFor(database.db, () => clock.now(), -100_777);
+    expect(await alerts.tell()).toEqual({ queued: 1, creditedTwice: 1 });
+    const text = await alerts.text();
     expect(text).toContain(
       `M-Pesa payment ${push.receipt} is credited twice: KES 360 to ${customer.accountNumber} as paybill payment #${paybill!.id}, and KES 360 to ${customer.accountNumber} as the push payment #${held}`,
     );
     expect(text).toContain(
       `Nothing was taken back: once agreed with the payer, /adjust ${customer.accountNumber} -360 <reason> charges the second credit back.`,
     );
-    expect(await tellAdmins()).toEqual({ creditedTwice: 0 });
+    expect(await alerts.tell()).toEqual({ creditedTwice: 0 });
   });
 });
 
