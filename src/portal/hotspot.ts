@@ -70,10 +70,9 @@ const HOTSPOT_NETWORKS: readonly [number, number][] = [
 function isPrivateIpv4(host: string): boolean {
   const parts = host.split(".");
   if (parts.length !== 4 || !parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255)) return false;
-  const address = parts.reduce((a, p) => a * 256 + Number(p), 0);
-  return HOTSPOT_NETWORKS.some(
-    ([network, bits]) => Math.floor(address / 2 ** (32 - bits)) === network / 2 ** (32 - bits),
-  );
+  // Unsigned 32-bit arithmetic (`>>> 0`), so that addresses from 128.0.0.0 up stay positive.
+  const address = parts.reduce((a, p) => ((a << 8) | Number(p)) >>> 0, 0);
+  return HOTSPOT_NETWORKS.some(([network, bits]) => address >>> (32 - bits) === network >>> (32 - bits));
 }
 
 /**
