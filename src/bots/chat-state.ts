@@ -121,6 +121,9 @@ export type StateRow = Row & { position: number };
  * position, channel, chat_id, phone and known (the phone is the channel's own: WhatsApp's sender).
  */
 export function chatStatesOf(keys: SQL): SQL {
+  // Each table is probed by its unique key for each chat read (lateral joins, which cannot be turned
+  // into hash joins): a batch of a few chats costs a few index reads, not a read of every customer,
+  // session and route, whatever the planner guesses of the batch's size (it guesses 100).
   return sql`select k.position, s.session_key, s.inputs, s.language as chat_language, s.step, s.last_activity_at,
           p.phone, p.linked,
           c.id as customer_id, c.account_number, c.name, c.language as customer_language,
@@ -128,7 +131,10 @@ export function chatStatesOf(keys: SQL): SQL {
           (m.state ->> 'visitor') = 'true' as visitor,
           r.channel as route_channel, r.chat_id as route_chat_id, r.until as route_until
         from ${keys}
-        left join chat_sessions s on s.channel = k.channel and s.chat_id = k.chat_id
+        left join lateral (
+          select s.session_key, s.inputs, s.language, s.step, s.last_activity_at from chat_sessions s
+          where s.channel = k.channel and s.chat_id = k.chat_id limit 1
+        ) s on true
         left join lateral (
           select k.phone as phone, false as linked where k.known
           union all
@@ -142,9 +148,16 @@ export function chatStatesOf(keys: SQL): SQL {
             order by linked desc limit 1
           ) found
         ) p on true
-        left join customers c on c.phone = p.phone
-        left join channel_sessions m on m.id = k.channel || ':' || s.session_key
-        left join chat_reply_routes r on r.phone = p.phone`;
+        left join lateral (
+          select c.id, c.account_number, c.name, c.language from customers c where c.phone = p.phone limit 1
+        ) c on true
+        left join lateral (
+          select m.id, m.language, m.state from channel_sessions m
+          where m.id = k.channel || ':' || s.session_key limit 1
+        ) m on true
+        left join lateral (
+          select r.channel, r.chat_id, r.until from chat_reply_routes r where r.phone = p.phone limit 1
+        ) r on true`;
 }
 
 export function stateOf(row: Row | undefined): ChatState {
