@@ -1,4 +1,4 @@
-import { eq, sql } from "drizzle-orm";
+import { eq, getTableColumns, sql } from "drizzle-orm";
 import type { Executor } from "../db/client.ts";
 import { builtOncePerHandle } from "../db/prepared.ts";
 import { customers, plans, subscriptions } from "../db/schema/index.ts";
@@ -40,9 +40,18 @@ export async function findCustomerByAccountReference(
   return row ?? null;
 }
 
+/**
+ * The subscription as a summary shows it: without the PPPoE password, which is sealed at rest and
+ * would be opened on every "my account" screen for nothing (credentials are sent by their own use-case).
+ */
+export type SubscriptionSummary = Omit<Subscription, "networkPassword">;
+
+// Every column but the sealed password.
+const { networkPassword: _sealedPassword, ...subscriptionSummaryColumns } = getTableColumns(subscriptions);
+
 export interface AccountSummary {
   customer: Customer;
-  subscription: Subscription | null;
+  subscription: SubscriptionSummary | null;
   plan: Plan | null;
   /** Ledger balance: positive is credit, negative is owed. */
   balanceCents: number;
@@ -64,7 +73,7 @@ const accountSummaryQuery = builtOncePerHandle((db) =>
   db
     .select({
       customer: customers,
-      subscription: subscriptions,
+      subscription: subscriptionSummaryColumns,
       plan: plans,
       balance: sql<string>`(select coalesce(sum(l.amount_cents), 0)::text from ledger_entries l where l.customer_id = ${customers.id})`,
       nextDueAt: sql<
