@@ -151,7 +151,18 @@ export interface ChatMenu {
   handle(request: ChatRequest): Promise<ChatReply>;
 }
 
-const newSessionKey = () => randomBytes(9).toString("base64url");
+/** Random bytes for session keys, drawn from the system a thousand keys at a time, not one by one. */
+const KEY_BYTES = 9;
+let keyPool = Buffer.alloc(0);
+let keyOffset = 0;
+const newSessionKey = () => {
+  if (keyOffset + KEY_BYTES > keyPool.length) {
+    keyPool = randomBytes(KEY_BYTES * 1024);
+    keyOffset = 0;
+  }
+  keyOffset += KEY_BYTES;
+  return keyPool.toString("base64url", keyOffset - KEY_BYTES, keyOffset);
+};
 
 export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
   const idleMs = deps.idleMs ?? 10 * 60_000;
