@@ -141,6 +141,13 @@ export async function pay(
   return intent(ctx.db, asked.intentId);
 }
 
+/** Sends the prompts waiting, the first answered as `delivery` says, and waits for the fake's callbacks. */
+export async function answerPrompt(h: Harness, delivery: Delivery): Promise<void> {
+  h.fake.queue(delivery);
+  await h.dispatcher.runOnce();
+  await h.fake.idle();
+}
+
 export async function intent(db: Db, id: number) {
   const [row] = await db.select().from(paymentIntents).where(eq(paymentIntents.id, id));
   return row!;

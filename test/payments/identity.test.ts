@@ -22,7 +22,15 @@ import { activeSubscriber, admin, billingContext, createPlan } from "../support/
 import { createTestDatabase, onRealPostgres, type TestDatabase } from "../support/db.ts";
 import { holdLock, waitingForLocks } from "../support/locks.ts";
 import { eventually } from "./dispatch-support.ts";
-import { freshPhone, type Harness, intent, pay, paymentCredits, startHarness } from "./harness.ts";
+import {
+  answerPrompt,
+  freshPhone,
+  type Harness,
+  intent,
+  pay,
+  paymentCredits,
+  startHarness,
+} from "./harness.ts";
 import { c2bConfirmation, c2bConfirmUrl, paymentsByRef, postRaw, smsTo } from "./inbox-support.ts";
 
 /**
@@ -712,9 +720,7 @@ describe("walk-in vouchers", () => {
     expect(allowed.ok).toBe(true);
     if (allowed.ok) {
       // Sent and answered, so no push is left waiting for another test's dispatcher.
-      h.fake.queue({ outcome: "cancelled", delayMs: 0 });
-      await h.dispatcher.runOnce();
-      await h.fake.idle();
+      await answerPrompt(h, { outcome: "cancelled", delayMs: 0 });
       expect((await intent(database.db, allowed.intentId)).status).toBe("cancelled");
     }
   });

@@ -1,13 +1,20 @@
 import { eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { paymentIntents, vouchers } from "../../src/db/schema/index.ts";
 import { createTokenSigner } from "../../src/portal/token.ts";
-import { freshPhone, intent, startHarness } from "../payments/harness.ts";
+import { answerPrompt, freshPhone, intent } from "../payments/harness.ts";
 import { billingContext, count } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
-import { hotspotPlans, pageKey, portalApp, postJson, routerRow, TOKEN_KEY } from "./world.ts";
+import {
+  hotspotPlans,
+  pageKey,
+  portalApp,
+  postJson,
+  routerRow,
+  TOKEN_KEY,
+  withPayingPortal,
+} from "./world.ts";
 
 let database: Database;
 let plans: Awaited<ReturnType<typeof hotspotPlans>>;
@@ -21,11 +28,7 @@ afterAll(async () => {
 
 describe("following the payment", () => {
   it("goes pending → paid with the voucher the settlement made, through the Daraja fake", async () => {
-    const { ctx } = billingContext(database.db, new FakeClock(new Date()));
-    const h = await startHarness(ctx);
-    try {
-      const router = await routerRow(database.db);
-      const app = portalApp(ctx);
+    await withPayingPortal(database.db, async ({ h, router, app }) => {
       const phone = freshPhone();
       const { token, intentId } = (await (
         await postJson(app, `/portal/${router.name}/pay`, { plan: plans.hour.id, phone, key: pageKey() })
@@ -35,9 +38,7 @@ describe("following the payment", () => {
           Record<string, unknown>
         >;
       expect(await status()).toEqual({ state: "pending", message: "Waiting for your M-Pesa payment." });
-      h.fake.queue({ outcome: "success", delayMs: 10 });
-      await h.dispatcher.runOnce();
-      await h.fake.idle();
+      await answerPrompt(h, { outcome: "success", delayMs: 10 });
       const [voucher] = await database.db.select().from(vouchers).where(eq(vouchers.soldToPhone, phone));
       expect(voucher).toBeDefined();
       expect(await status()).toEqual({
@@ -53,17 +54,11 @@ describe("following the payment", () => {
         sql`update provisioning_outbox set status = 'done' where voucher_id = ${voucher!.id}`,
       );
       expect((await status()).ready).toBe(true);
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   it("says so when the payer cancels, the payment fails, or M-Pesa never answers", async () => {
-    const { ctx } = billingContext(database.db, new FakeClock(new Date()));
-    const h = await startHarness(ctx);
-    try {
-      const router = await routerRow(database.db);
-      const app = portalApp(ctx);
+    await withPayingPortal(database.db, async ({ h, router, app }) => {
       const outcomes = [
         ["cancelled", "failed", "You cancelled the M-Pesa prompt. Nothing was paid."],
         ["insufficient_funds", "failed", /^The payment did not go through/],
@@ -74,9 +69,7 @@ describe("following the payment", () => {
         const { token } = (await (
           await postJson(app, `/portal/${router.name}/pay`, { plan: plans.hour.id, phone, key: pageKey() })
         ).json()) as { token: string };
-        h.fake.queue({ outcome, delayMs: 10 });
-        await h.dispatcher.runOnce();
-        await h.fake.idle();
+        await answerPrompt(h, { outcome, delayMs: 10 });
         const answer = (await (await app.request(`/portal/${router.name}/status/${token}`)).json()) as {
           state: string;
           message: string;
@@ -89,17 +82,11 @@ describe("following the payment", () => {
           await count(database.db, sql`select count(*) as n from vouchers where sold_to_phone = ${phone}`),
         ).toBe(0);
       }
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   it("without JavaScript, 'Try again' after a cancelled payment leads back to the buy form", async () => {
-    const { ctx } = billingContext(database.db, new FakeClock(new Date()));
-    const h = await startHarness(ctx);
-    try {
-      const router = await routerRow(database.db);
-      const app = portalApp(ctx);
+    await withPayingPortal(database.db, async ({ h, router, app }) => {
       const res = await app.request(`/portal/${router.name}/pay`, {
         method: "POST",
         body: new URLSearchParams({
@@ -110,9 +97,7 @@ describe("following the payment", () => {
           "link-login-only": "http://10.5.50.1/login",
         }),
       });
-      h.fake.queue({ outcome: "cancelled", delayMs: 10 });
-      await h.dispatcher.runOnce();
-      await h.fake.idle();
+      await answerPrompt(h, { outcome: "cancelled", delayMs: 10 });
       const ended = await (await app.request(res.headers.get("location")!)).text();
       expect(ended).toContain("You cancelled the M-Pesa prompt. Nothing was paid.");
       expect(ended).toMatch(/<form id="buy"[^>]* hidden>/);
@@ -122,17 +107,11 @@ describe("following the payment", () => {
       expect(again).toMatch(/<form id="buy" method="post" action="[^"]+">/);
       expect(again).toContain('<p class="error" id="result" role="alert" hidden></p>');
       expect(again).toContain('name="link-login-only" value="http://10.5.50.1/login"');
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   it("keeps the payment when the buyer switches language while waiting or once paid", async () => {
-    const { ctx } = billingContext(database.db, new FakeClock(new Date()));
-    const h = await startHarness(ctx);
-    try {
-      const router = await routerRow(database.db);
-      const app = portalApp(ctx);
+    await withPayingPortal(database.db, async ({ h, router, app }) => {
       const phone = freshPhone();
       const res = await app.request(`/portal/${router.name}/pay`, {
         method: "POST",
@@ -155,16 +134,12 @@ describe("following the payment", () => {
       expect(waitingSw).toContain('<html lang="sw">');
       expect(waitingSw).toContain("Weka PIN yako ya M-Pesa kulipa KES 20.");
 
-      h.fake.queue({ outcome: "success", delayMs: 10 });
-      await h.dispatcher.runOnce();
-      await h.fake.idle();
+      await answerPrompt(h, { outcome: "success", delayMs: 10 });
       const [voucher] = await database.db.select().from(vouchers).where(eq(vouchers.soldToPhone, phone));
       const paidSw = await (await app.request(await languageLink(location))).text();
       expect(paidSw).toContain("Umelipa: unaunganishwa");
       expect(paidSw).toContain(`<span class="code" id="code">${voucher!.code}</span>`);
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   it("answers 404 for a wrong token, another router's token, and another channel's intent", async () => {

@@ -9,12 +9,13 @@ import { Hono } from "hono";
 import type { BillingContext } from "../../src/billing/context.ts";
 import type { PaymentLimits } from "../../src/billing/intents/request.ts";
 import { defaultPaymentLimits } from "../../src/billing/intents/request.ts";
+import { FakeClock } from "../../src/clock.ts";
 import type { Db } from "../../src/db/client.ts";
 import { addRouter } from "../../src/network/routers.ts";
 import { createPortalRoutes, type PortalDeps } from "../../src/portal/index.ts";
 import { box } from "../network/support.ts";
-import { silent } from "../payments/harness.ts";
-import { createPlan } from "../support/billing.ts";
+import { type Harness, silent, startHarness } from "../payments/harness.ts";
+import { billingContext, createPlan } from "../support/billing.ts";
 
 export const TOKEN_KEY = "portal-test-key-0123456789abcdef";
 
@@ -84,6 +85,23 @@ export function portalApp(
     }),
   );
   return app;
+}
+
+/**
+ * A portal on a router of its own, taking payments through the Daraja fake (a harness stopped once
+ * `test` ends), on a fake clock at the present time.
+ */
+export async function withPayingPortal(
+  db: Db,
+  test: (portal: { h: Harness; router: { id: number; name: string }; app: Hono }) => Promise<void>,
+): Promise<void> {
+  const { ctx } = billingContext(db, new FakeClock(new Date()));
+  const h = await startHarness(ctx);
+  try {
+    await test({ h, router: await routerRow(db), app: portalApp(ctx) });
+  } finally {
+    await h.close();
+  }
 }
 
 export async function listen(app: Hono): Promise<{ url: string; close(): Promise<void> }> {
