@@ -1,12 +1,11 @@
 import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BillingContext } from "../../src/billing/context.ts";
-import { requestPayment } from "../../src/billing/intents/request.ts";
 import { settleStkResult } from "../../src/billing/intents/settle.ts";
 import { recordPaybillPayment } from "../../src/billing/paybill.ts";
 import { FakeClock, MINUTE } from "../../src/clock.ts";
 import { ledgerEntries, paymentIntents, payments } from "../../src/db/schema/index.ts";
-import { activeSubscriber, billingContext, createPlan } from "../support/billing.ts";
+import { acceptedBalancePush, activeSubscriber, billingContext, createPlan } from "../support/billing.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
 
 /**
@@ -30,25 +29,15 @@ afterAll(async () => {
   await database?.close();
 });
 
-async function pushed(customerId: number, phone: string, accountNumber: string, checkoutId: string) {
-  const asked = await requestPayment(
-    ctx,
-    { kind: "subscriber", id: phone },
-    { phone, purpose: "balance", amountCents: PRICE, customerId, channel: "ussd" },
-  );
-  if (!asked.ok) throw new Error(asked.message);
-  // As the dispatcher leaves a push M-Pesa accepted.
-  await database.db
-    .update(paymentIntents)
-    .set({
-      checkoutRequestId: checkoutId,
-      accountReference: accountNumber,
-      sentAt: clock.now(),
-      sendAttempts: 1,
-    })
-    .where(eq(paymentIntents.id, asked.intentId));
-  return asked.intentId;
-}
+const pushed = (customerId: number, phone: string, accountNumber: string, checkoutId: string) =>
+  acceptedBalancePush(ctx, {
+    customerId,
+    phone,
+    amountCents: PRICE,
+    checkoutId,
+    accountReference: accountNumber,
+    sentAt: clock.now(),
+  });
 
 describe("a cancelled prompt, then a paid one: confirmation first, then the status query", () => {
   it("the status query takes the confirmation for the paid push: credited once, nothing queued", async () => {

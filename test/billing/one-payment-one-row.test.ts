@@ -1,7 +1,6 @@
 import { and, eq, inArray, or } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BillingContext } from "../../src/billing/context.ts";
-import { requestPayment } from "../../src/billing/intents/request.ts";
 import { settleStkResult } from "../../src/billing/intents/settle.ts";
 import { settleStkResults } from "../../src/billing/intents/settle-batch.ts";
 import { recordPaybillPayment } from "../../src/billing/paybill.ts";
@@ -20,7 +19,7 @@ import {
 } from "../../src/db/schema/index.ts";
 import { eventually } from "../payments/dispatch-support.ts";
 import { creditedTwiceAlertsFor } from "../support/admin-alerts.ts";
-import { admin, billingContext, createPlan, job } from "../support/billing.ts";
+import { acceptedBalancePush, admin, billingContext, createPlan, job } from "../support/billing.ts";
 import { createTestDatabase, onRealPostgres, type TestDatabase } from "../support/db.ts";
 import { holdLock, waitingForLocks } from "../support/locks.ts";
 
@@ -67,25 +66,22 @@ async function pushedSignup(closed: boolean) {
     .from(customers)
     .innerJoin(subscriptions, eq(subscriptions.customerId, customers.id))
     .where(eq(customers.accountNumber, done.accountNumber));
-  const asked = await requestPayment(
-    ctx,
-    { kind: "subscriber", id: phone },
-    { phone, purpose: "balance", amountCents: PRICE, customerId: row!.customerId, channel: "ussd" },
-  );
-  if (!asked.ok) throw new Error(asked.message);
   const checkoutId = `ws_CO_one_row_${n}`;
   const sentAt = clock.now();
-  // As the dispatcher leaves a push M-Pesa accepted.
-  await database.db
-    .update(paymentIntents)
-    .set({ checkoutRequestId: checkoutId, accountReference: done.accountNumber, sentAt, sendAttempts: 1 })
-    .where(eq(paymentIntents.id, asked.intentId));
+  const intentId = await acceptedBalancePush(ctx, {
+    customerId: row!.customerId,
+    phone,
+    amountCents: PRICE,
+    checkoutId,
+    accountReference: done.accountNumber,
+    sentAt,
+  });
   if (closed)
     await rejectSignup(ctx, admin, { subscriptionId: row!.subscriptionId, reason: "area not served" });
   return {
     ...row!,
     planId: plan.id,
-    intentId: asked.intentId,
+    intentId,
     accountNumber: done.accountNumber,
     phone,
     checkoutId,
@@ -234,27 +230,14 @@ describe("two pushes a paybill payment could be the record of", () => {
   it("the status query of one does not take it for its own: the push is held for an admin, credited once", async () => {
     const push = await pushedSignup(false);
     // A second prompt for the same amount to the same account, sent moments later.
-    const asked = await requestPayment(
-      ctx,
-      { kind: "subscriber", id: push.phone },
-      {
-        phone: push.phone,
-        purpose: "balance",
-        amountCents: PRICE,
-        customerId: push.customerId,
-        channel: "ussd",
-      },
-    );
-    if (!asked.ok) throw new Error(asked.message);
-    await database.db
-      .update(paymentIntents)
-      .set({
-        checkoutRequestId: `${push.checkoutId}_again`,
-        accountReference: push.accountNumber,
-        sentAt: new Date(push.sentAt.getTime() + 30_000),
-        sendAttempts: 1,
-      })
-      .where(eq(paymentIntents.id, asked.intentId));
+    await acceptedBalancePush(ctx, {
+      customerId: push.customerId,
+      phone: push.phone,
+      amountCents: PRICE,
+      checkoutId: `${push.checkoutId}_again`,
+      accountReference: push.accountNumber,
+      sentAt: new Date(push.sentAt.getTime() + 30_000),
+    });
     clock.advance(MINUTE);
     await arrive(push, "paybill");
     clock.advance(2 * MINUTE);

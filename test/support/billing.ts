@@ -6,10 +6,11 @@ import {
   defaultBillingSettings,
   systemActor,
 } from "../../src/billing/context.ts";
+import { requestPayment } from "../../src/billing/intents/request.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { FakeClock } from "../../src/clock.ts";
 import { type Db, queryRows } from "../../src/db/client.ts";
-import { customers, ledgerEntries, plans, subscriptions } from "../../src/db/schema/index.ts";
+import { customers, ledgerEntries, paymentIntents, plans, subscriptions } from "../../src/db/schema/index.ts";
 
 export const admin: Actor = { kind: "admin", id: "tg:1001", channel: "telegram" };
 export const job: Actor = systemActor("test");
@@ -21,6 +22,45 @@ export function billingContext(
 ) {
   const ctx: BillingContext = { db, clock, settings: { ...defaultBillingSettings, ...settings } };
   return { ctx, clock };
+}
+
+/**
+ * Asks for a prompt paying `amountCents` to a customer's account and leaves it as the dispatcher
+ * leaves one M-Pesa accepted: its checkout id, the account it showed, sent at `sentAt`.
+ */
+export async function acceptedBalancePush(
+  ctx: BillingContext,
+  push: {
+    customerId: number;
+    phone: string;
+    amountCents: number;
+    checkoutId: string;
+    accountReference: string;
+    sentAt: Date;
+  },
+): Promise<number> {
+  const asked = await requestPayment(
+    ctx,
+    { kind: "subscriber", id: push.phone },
+    {
+      phone: push.phone,
+      purpose: "balance",
+      amountCents: push.amountCents,
+      customerId: push.customerId,
+      channel: "ussd",
+    },
+  );
+  if (!asked.ok) throw new Error(asked.message);
+  await ctx.db
+    .update(paymentIntents)
+    .set({
+      checkoutRequestId: push.checkoutId,
+      accountReference: push.accountReference,
+      sentAt: push.sentAt,
+      sendAttempts: 1,
+    })
+    .where(eq(paymentIntents.id, asked.intentId));
+  return asked.intentId;
 }
 
 let planSeq = 0;
