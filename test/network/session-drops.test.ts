@@ -78,14 +78,34 @@ async function onlineVoucher() {
 }
 
 /** Breaks the connection once, when the router is first asked for the sessions to drop. */
-function breakConnectionAtSessionLookup(menu: string): () => boolean {
+/**
+ * Delivers what is due while the router's connection breaks once, at the first session lookup in
+ * `menu` (after the account was changed, before the session was dropped).
+ */
+async function drainAsConnectionBreaksAt(menu: string) {
   let broken = false;
   router.faults.dropWhen = (command) => {
     if (broken || command.command !== `${menu}/print`) return false;
     broken = true;
     return true;
   };
-  return () => broken;
+  await stack.worker.drain();
+  expect(broken).toBe(true);
+  router.faults.dropWhen = null;
+}
+
+/** Moves a subscriber, paid up in cash, to a new plan with a faster `rateLimit`; returns the plan. */
+async function upgrade(subscription: { id: number; customerId: number }, rateLimit: string) {
+  const fast = await createPlan(database.db, { priceCents: 300_000, rateLimit });
+  await applyPayment(ctx(), admin, {
+    customerId: subscription.customerId,
+    method: "cash",
+    provider: "cash",
+    providerRef: `upgrade-${subscription.id}`,
+    amountCents: 300_000,
+  });
+  await changePlan(ctx(), admin, { subscriptionId: subscription.id, planId: fast.id });
+  return fast;
 }
 
 /** Delivers until nothing is left pending (the failed row waits out its back-off on the clock). */
@@ -106,10 +126,7 @@ describe("a subscriber whose access is withdrawn while the router connection bre
   it("a suspended subscriber goes offline even when the connection broke after their account was disabled", async () => {
     const subscription = await onlineSubscriber("Wanjiru Kick");
     await suspendSubscription(ctx(), admin, { subscriptionId: subscription.id, reason: "unpaid" });
-    const broke = breakConnectionAtSessionLookup("/ppp/active");
-    await stack.worker.drain();
-    expect(broke()).toBe(true);
-    router.faults.dropWhen = null;
+    await drainAsConnectionBreaksAt("/ppp/active");
     expect(router.find("/ppp/secret", subscription.networkUsername)?.disabled).toBe("true");
     expect(router.find("/ppp/active", subscription.networkUsername)).toBeDefined();
 
@@ -122,10 +139,7 @@ describe("a subscriber whose access is withdrawn while the router connection bre
     const sold = await onlineVoucher();
     clock.advance(2 * DAY);
     await database.db.transaction((tx) => expireVouchersInTx(tx, ctx(), job));
-    const broke = breakConnectionAtSessionLookup("/ip/hotspot/active");
-    await stack.worker.drain();
-    expect(broke()).toBe(true);
-    router.faults.dropWhen = null;
+    await drainAsConnectionBreaksAt("/ip/hotspot/active");
     expect(router.find("/ip/hotspot/user", sold.code)).toBeUndefined();
     expect(router.find("/ip/hotspot/active", sold.code, "user")).toBeDefined();
 
@@ -138,19 +152,8 @@ describe("a subscriber whose access is withdrawn while the router connection bre
 describe("a subscriber whose speed changes while the router connection breaks", () => {
   it("a subscriber moved to a faster plan is reconnected onto it even when the connection broke after their account was changed", async () => {
     const subscription = await onlineSubscriber("Kamau Upgrade");
-    const fast = await createPlan(database.db, { priceCents: 300_000, rateLimit: "10M/20M" });
-    await applyPayment(ctx(), admin, {
-      customerId: subscription.customerId,
-      method: "cash",
-      provider: "cash",
-      providerRef: `upgrade-${subscription.id}`,
-      amountCents: 300_000,
-    });
-    await changePlan(ctx(), admin, { subscriptionId: subscription.id, planId: fast.id });
-    const broke = breakConnectionAtSessionLookup("/ppp/active");
-    await stack.worker.drain();
-    expect(broke()).toBe(true);
-    router.faults.dropWhen = null;
+    const fast = await upgrade(subscription, "10M/20M");
+    await drainAsConnectionBreaksAt("/ppp/active");
     expect(router.find("/ppp/secret", subscription.networkUsername)?.profile).toBe(`tandao-${fast.code}`);
     expect(router.find("/ppp/active", subscription.networkUsername)).toBeDefined();
 
@@ -160,19 +163,8 @@ describe("a subscriber whose speed changes while the router connection breaks", 
   });
   it("the reconnection still owed is made when later changes of the subscriber are delivered in one go", async () => {
     const subscription = await onlineSubscriber("Akinyi Upgrade");
-    const fast = await createPlan(database.db, { priceCents: 300_000, rateLimit: "12M/24M" });
-    await applyPayment(ctx(), admin, {
-      customerId: subscription.customerId,
-      method: "cash",
-      provider: "cash",
-      providerRef: `upgrade-${subscription.id}`,
-      amountCents: 300_000,
-    });
-    await changePlan(ctx(), admin, { subscriptionId: subscription.id, planId: fast.id });
-    const broke = breakConnectionAtSessionLookup("/ppp/active");
-    await stack.worker.drain();
-    expect(broke()).toBe(true);
-    router.faults.dropWhen = null;
+    const fast = await upgrade(subscription, "12M/24M");
+    await drainAsConnectionBreaksAt("/ppp/active");
     // Suspended and resumed before the retry: only the newest state is delivered.
     await suspendSubscription(ctx(), admin, { subscriptionId: subscription.id, reason: "check" });
     await resumeSubscription(ctx(), admin, { subscriptionId: subscription.id, reason: "checked" });
@@ -193,19 +185,8 @@ describe("a reconnection still owed under a name the router's admin has since gi
     // The router's admin renamed the subscriber's account in Winbox.
     const secret = router.find("/ppp/secret", subscription.networkUsername)!;
     router.update("/ppp/secret", secret[".id"]!, { name: "staff-laptop" });
-    const fast = await createPlan(database.db, { priceCents: 300_000, rateLimit: "14M/28M" });
-    await applyPayment(ctx(), admin, {
-      customerId: subscription.customerId,
-      method: "cash",
-      provider: "cash",
-      providerRef: `rename-${subscription.id}`,
-      amountCents: 300_000,
-    });
-    await changePlan(ctx(), admin, { subscriptionId: subscription.id, planId: fast.id });
-    const broke = breakConnectionAtSessionLookup("/ppp/active");
-    await stack.worker.drain();
-    expect(broke()).toBe(true);
-    router.faults.dropWhen = null;
+    const fast = await upgrade(subscription, "14M/28M");
+    await drainAsConnectionBreaksAt("/ppp/active");
     expect(router.find("/ppp/secret", subscription.networkUsername)?.profile).toBe(`tandao-${fast.code}`);
 
     // The freed name goes to an account of the admin's own (no Tandao marker), which dials in.
