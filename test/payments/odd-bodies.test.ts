@@ -26,15 +26,19 @@ afterAll(async () => {
   await database?.close();
 });
 
+/** A subscriber, the credits they had, and a receipt M-Pesa has not used yet. */
+async function subscriberAndReceipt() {
+  const plan = await createPlan(database.db, { priceCents: 100_000 });
+  const { customer } = await activeSubscriber(ctx, plan.id);
+  return { customer, before: await paymentCredits(database.db, customer.id), receipt: freshReceipt() };
+}
+
 describe("a paybill confirmation with text the database's JSON refuses", () => {
   it.each([
     ["half a surrogate pair", "\\ud83d"],
     ["U+0000", "\\u0000"],
   ])("holding %s in the payer's name is credited once", async (_what, badText) => {
-    const plan = await createPlan(database.db, { priceCents: 100_000 });
-    const { customer } = await activeSubscriber(ctx, plan.id);
-    const before = await paymentCredits(database.db, customer.id);
-    const receipt = freshReceipt();
+    const { customer, before, receipt } = await subscriberAndReceipt();
     const body = JSON.stringify(
       c2bConfirmation({ transId: receipt, billRef: customer.accountNumber, amount: "700.00", shortcode }),
     ).replace('"FirstName":"JOHN"', `"FirstName":"JOHN${badText}"`);
@@ -53,10 +57,7 @@ describe("a paybill confirmation with text the database's JSON refuses", () => {
 
 describe("a paybill confirmation with U+0000 inside a field that carries money or a key", () => {
   it("an amount spelled 7\\u000000.00 is not credited as 700 shillings", async () => {
-    const plan = await createPlan(database.db, { priceCents: 100_000 });
-    const { customer } = await activeSubscriber(ctx, plan.id);
-    const before = await paymentCredits(database.db, customer.id);
-    const receipt = freshReceipt();
+    const { customer, before, receipt } = await subscriberAndReceipt();
     const body = JSON.stringify(
       c2bConfirmation({ transId: receipt, billRef: customer.accountNumber, amount: "700.00", shortcode }),
     ).replace('"TransAmount":"700.00"', '"TransAmount":"7\\u000000.00"');
@@ -68,10 +69,7 @@ describe("a paybill confirmation with U+0000 inside a field that carries money o
   });
 
   it("a second amount field whose name holds U+0000 does not replace the real amount", async () => {
-    const plan = await createPlan(database.db, { priceCents: 100_000 });
-    const { customer } = await activeSubscriber(ctx, plan.id);
-    const before = await paymentCredits(database.db, customer.id);
-    const receipt = freshReceipt();
+    const { customer, before, receipt } = await subscriberAndReceipt();
     const body = JSON.stringify(
       c2bConfirmation({ transId: receipt, billRef: customer.accountNumber, amount: "10.00", shortcode }),
     ).replace('"TransAmount":"10.00"', '"TransAmount":"10.00","TransAmount\\u0000":"7000.00"');
