@@ -226,27 +226,38 @@ describe("inbox durability", () => {
       if (spoolDir) await rm(spoolDir, { recursive: true, force: true });
     });
     const spooled = async () => (await readdir(spoolDir)).filter((n) => !n.startsWith("."));
-
-    it("a request the database cannot take is answered 200, spooled, then imported and credited once", async () => {
-      const { customer, sent, push, before } = await pendingPush();
+    /**
+     * With the database away, a pending push's callback and another subscriber's paybill payment of
+     * `paybillAmount` are posted; both are answered 200 and spooled.
+     */
+    async function postedDuringOutage(paybillAmount: string) {
+      const pending = await pendingPush();
       const payer = (await activeSubscriber(ctx, plan.id)).customer;
       const payerBefore = await paymentCredits(database.db, payer.id);
       const mark = await lastInboxId(database.db);
       flaky.db = dead.db;
-
-      const stkText = JSON.stringify(push.body);
+      const stkText = JSON.stringify(pending.push.body);
       const stk = await postRaw(s.stkUrl, stkText);
       expect(stk.status).toBe(200);
-      expect(json(stk.text)).toEqual(stkAccepted);
-      const transId = freshReceipt();
       const c2bText = JSON.stringify(
-        c2bConfirmation({ transId, billRef: payer.accountNumber, amount: "700.00", shortcode }),
+        c2bConfirmation({
+          transId: freshReceipt(),
+          billRef: payer.accountNumber,
+          amount: paybillAmount,
+          shortcode,
+        }),
       );
       const c2b = await postRaw(c2bConfirmUrl(s), c2bText);
       expect(c2b.status).toBe(200);
-      expect(json(c2b.text)).toEqual(c2bSuccess);
-
       expect(await spooled()).toHaveLength(2);
+      return { ...pending, payer, payerBefore, mark, stkText, stk, c2bText, c2b };
+    }
+
+    it("a request the database cannot take is answered 200, spooled, then imported and credited once", async () => {
+      const { customer, sent, push, before, payer, payerBefore, mark, stkText, stk, c2bText, c2b } =
+        await postedDuringOutage("700.00");
+      expect(json(stk.text)).toEqual(stkAccepted);
+      expect(json(c2b.text)).toEqual(c2bSuccess);
       expect(await inboxRowsAfter(database.db, mark)).toEqual([]);
       expect((await intent(database.db, sent.id)).status).toBe("pending");
 
@@ -274,19 +285,8 @@ describe("inbox durability", () => {
     });
 
     it("after an outage longer than the retry delay, each spooled request is processed once", async () => {
-      const { customer, sent, push, before } = await pendingPush();
-      const payer = (await activeSubscriber(ctx, plan.id)).customer;
-      const payerBefore = await paymentCredits(database.db, payer.id);
-      const mark = await lastInboxId(database.db);
-      flaky.db = dead.db;
-      const stkText = JSON.stringify(push.body);
-      expect((await postRaw(s.stkUrl, stkText)).status).toBe(200);
-      const transId = freshReceipt();
-      const c2bText = JSON.stringify(
-        c2bConfirmation({ transId, billRef: payer.accountNumber, amount: "600.00", shortcode }),
-      );
-      expect((await postRaw(c2bConfirmUrl(s), c2bText)).status).toBe(200);
-      expect(await spooled()).toHaveLength(2);
+      const { customer, sent, push, before, payer, payerBefore, mark, stkText, c2bText } =
+        await postedDuringOutage("600.00");
 
       clock.advance(2 * 60_000); // the database stays away for two minutes
       flaky.db = database.db;
