@@ -4,17 +4,10 @@ import { requestPayment } from "../../src/billing/intents/request.ts";
 import { settleStkResult } from "../../src/billing/intents/settle.ts";
 import { recordPaybillPayment } from "../../src/billing/paybill.ts";
 import { resubscribe } from "../../src/billing/resubscribe.ts";
-import { selfSignUp } from "../../src/billing/self-signup.ts";
 import { rejectSignup } from "../../src/billing/signups.ts";
 import { FakeClock } from "../../src/clock.ts";
-import {
-  customers,
-  messageOutbox,
-  paymentIntents,
-  payments,
-  subscriptions,
-} from "../../src/db/schema/index.ts";
-import { admin, createPlan, job, ledgerSum } from "../support/billing.ts";
+import { messageOutbox, paymentIntents, payments, subscriptions } from "../../src/db/schema/index.ts";
+import { admin, ledgerSum, selfSignedUp } from "../support/billing.ts";
 import { adminWorldForFile, lastMenuIn, lastText, lastToast, OWNER } from "./world.ts";
 
 /**
@@ -28,24 +21,15 @@ const mpesa = { kind: "webhook", id: "mpesa" } as const;
 
 let phoneSeq = 0;
 async function signedUp(priceCents = 100_000) {
-  const plan = await createPlan(world.db, { priceCents, name: "Home" });
   const phone = `+2547126${String(++phoneSeq).padStart(5, "0")}`;
-  const done = await selfSignUp(world.ctx, job, {
+  const { customer, subscription, plan } = await selfSignedUp(world.ctx, {
     phone,
     name: `Applicant ${phoneSeq}`,
-    planId: plan.id,
+    priceCents,
     language: "sw",
-    area: { name: "Kahawa West", routerId: null },
-    channel: "ussd",
-    sessionId: phone,
+    planName: "Home",
   });
-  if (!done.ok) throw new Error("sign-up failed");
-  const [row] = await world.db
-    .select({ customer: customers, subscription: subscriptions })
-    .from(customers)
-    .innerJoin(subscriptions, eq(subscriptions.customerId, customers.id))
-    .where(eq(customers.accountNumber, done.accountNumber));
-  return { ...row!, plan };
+  return { customer, subscription, plan };
 }
 
 const smsTo = async (phone: string) =>

@@ -5,21 +5,13 @@ import { settleStkResult } from "../../src/billing/intents/settle.ts";
 import { settleStkResults } from "../../src/billing/intents/settle-batch.ts";
 import { recordPaybillPayment } from "../../src/billing/paybill.ts";
 import { resubscribe } from "../../src/billing/resubscribe.ts";
-import { selfSignUp } from "../../src/billing/self-signup.ts";
 import { rejectSignup } from "../../src/billing/signups.ts";
 import { assignUnmatchedPayment, markUnmatchedRefunded } from "../../src/billing/unmatched.ts";
 import { FakeClock, MINUTE } from "../../src/clock.ts";
-import {
-  customers,
-  ledgerEntries,
-  messageOutbox,
-  paymentIntents,
-  payments,
-  subscriptions,
-} from "../../src/db/schema/index.ts";
+import { ledgerEntries, messageOutbox, paymentIntents, payments } from "../../src/db/schema/index.ts";
 import { eventually } from "../payments/dispatch-support.ts";
 import { creditedTwiceAlertsFor } from "../support/admin-alerts.ts";
-import { acceptedBalancePush, admin, billingContext, createPlan, job } from "../support/billing.ts";
+import { acceptedBalancePush, admin, billingContext, selfSignedUp } from "../support/billing.ts";
 import { createTestDatabase, onRealPostgres, type TestDatabase } from "../support/db.ts";
 import { holdLock, waitingForLocks } from "../support/locks.ts";
 
@@ -49,40 +41,30 @@ let seq = 0;
 /** A sign-up whose first payment's prompt M-Pesa accepted; rejected meanwhile when `closed`. */
 async function pushedSignup(closed: boolean) {
   const n = ++seq;
-  const plan = await createPlan(database.db, { priceCents: PRICE });
   const phone = `+2547128${String(n).padStart(5, "0")}`;
-  const done = await selfSignUp(ctx, job, {
+  const { customer, subscription, plan, accountNumber } = await selfSignedUp(ctx, {
     phone,
     name: `Applicant ${n}`,
-    planId: plan.id,
-    language: "en",
-    area: { name: "Kahawa West", routerId: null },
-    channel: "ussd",
-    sessionId: `one-row-${n}`,
+    priceCents: PRICE,
   });
-  if (!done.ok) throw new Error("sign-up failed");
-  const [row] = await database.db
-    .select({ customerId: customers.id, subscriptionId: subscriptions.id })
-    .from(customers)
-    .innerJoin(subscriptions, eq(subscriptions.customerId, customers.id))
-    .where(eq(customers.accountNumber, done.accountNumber));
+  const row = { customerId: customer.id, subscriptionId: subscription.id };
   const checkoutId = `ws_CO_one_row_${n}`;
   const sentAt = clock.now();
   const intentId = await acceptedBalancePush(ctx, {
-    customerId: row!.customerId,
+    customerId: row.customerId,
     phone,
     amountCents: PRICE,
     checkoutId,
-    accountReference: done.accountNumber,
+    accountReference: accountNumber,
     sentAt,
   });
   if (closed)
-    await rejectSignup(ctx, admin, { subscriptionId: row!.subscriptionId, reason: "area not served" });
+    await rejectSignup(ctx, admin, { subscriptionId: row.subscriptionId, reason: "area not served" });
   return {
-    ...row!,
+    ...row,
     planId: plan.id,
     intentId,
-    accountNumber: done.accountNumber,
+    accountNumber,
     phone,
     checkoutId,
     sentAt,

@@ -4,13 +4,12 @@ import type { BillingContext } from "../../src/billing/context.ts";
 import { requestPayment } from "../../src/billing/intents/request.ts";
 import { settleStkResults } from "../../src/billing/intents/settle-batch.ts";
 import { recordPaybillPayment } from "../../src/billing/paybill.ts";
-import { selfSignUp } from "../../src/billing/self-signup.ts";
 import { rejectSignup } from "../../src/billing/signups.ts";
 import { FakeClock } from "../../src/clock.ts";
 import { type Database, openDatabase, queryRows } from "../../src/db/client.ts";
-import { customers, paymentIntents, subscriptions } from "../../src/db/schema/index.ts";
+import { paymentIntents } from "../../src/db/schema/index.ts";
 import { eventually } from "../payments/dispatch-support.ts";
-import { admin, billingContext, createPlan, job } from "../support/billing.ts";
+import { admin, billingContext, selfSignedUp } from "../support/billing.ts";
 import { createTestDatabase, onRealPostgres, type TestDatabase } from "../support/db.ts";
 import { holdLock, waitingForLocks } from "../support/locks.ts";
 import { inconsistentAccounts, inWaves, none, summary } from "./money-races-support.ts";
@@ -59,29 +58,19 @@ describe.runIf(onRealPostgres())("rejecting a sign-up while it is paid (two inst
   /** A self sign-up about to be paid `amountCents` by `way` (a prompt already on the phone for STK). */
   async function applicant(way: Way, amountCents: number): Promise<Applicant> {
     const n = ++seq;
-    const plan = await createPlan(a.db, { priceCents: PRICE });
     const phone = `+2547127${String(n).padStart(5, "0")}`;
-    const done = await selfSignUp(a, job, {
+    const { customer, subscription, accountNumber } = await selfSignedUp(a, {
       phone,
       name: `Applicant ${n}`,
-      planId: plan.id,
-      language: "en",
-      area: { name: "Kahawa West", routerId: null },
-      channel: "ussd",
-      sessionId: `race-${n}`,
+      priceCents: PRICE,
     });
-    if (!done.ok) throw new Error("sign-up failed");
-    const [row] = await a.db
-      .select({ customerId: customers.id, subscriptionId: subscriptions.id })
-      .from(customers)
-      .innerJoin(subscriptions, eq(subscriptions.customerId, customers.id))
-      .where(eq(customers.accountNumber, done.accountNumber));
+    const row = { customerId: customer.id, subscriptionId: subscription.id };
     const checkoutId = `ws_CO_race_${n}`;
     if (way === "stk") {
       const asked = await requestPayment(
         a,
         { kind: "subscriber", id: phone },
-        { phone, purpose: "balance", amountCents, customerId: row!.customerId, channel: "test" },
+        { phone, purpose: "balance", amountCents, customerId: row.customerId, channel: "test" },
       );
       if (!asked.ok) throw new Error(asked.message);
       await a.db
@@ -90,8 +79,8 @@ describe.runIf(onRealPostgres())("rejecting a sign-up while it is paid (two inst
         .where(eq(paymentIntents.id, asked.intentId));
     }
     return {
-      ...row!,
-      accountNumber: done.accountNumber,
+      ...row,
+      accountNumber,
       phone,
       way,
       amountCents,

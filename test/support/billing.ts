@@ -7,6 +7,7 @@ import {
   systemActor,
 } from "../../src/billing/context.ts";
 import { requestPayment } from "../../src/billing/intents/request.ts";
+import { selfSignUp } from "../../src/billing/self-signup.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { FakeClock } from "../../src/clock.ts";
 import { type Db, queryRows } from "../../src/db/client.ts";
@@ -61,6 +62,36 @@ export async function acceptedBalancePush(
     })
     .where(eq(paymentIntents.id, asked.intentId));
   return asked.intentId;
+}
+
+/**
+ * A self sign-up from `phone` on USSD, in Kahawa West (no router placed yet), to a new plan of
+ * `priceCents`: the customer and subscription it opened.
+ */
+export async function selfSignedUp(
+  ctx: BillingContext,
+  applicant: { phone: string; name: string; priceCents: number; language?: "en" | "sw"; planName?: string },
+) {
+  const plan = await createPlan(ctx.db, {
+    priceCents: applicant.priceCents,
+    ...(applicant.planName ? { name: applicant.planName } : {}),
+  });
+  const done = await selfSignUp(ctx, job, {
+    phone: applicant.phone,
+    name: applicant.name,
+    planId: plan.id,
+    language: applicant.language ?? "en",
+    area: { name: "Kahawa West", routerId: null },
+    channel: "ussd",
+    sessionId: `signup-${applicant.phone}`,
+  });
+  if (!done.ok) throw new Error("sign-up failed");
+  const [row] = await ctx.db
+    .select({ customer: customers, subscription: subscriptions })
+    .from(customers)
+    .innerJoin(subscriptions, eq(subscriptions.customerId, customers.id))
+    .where(eq(customers.accountNumber, done.accountNumber));
+  return { ...row!, plan, accountNumber: done.accountNumber };
 }
 
 let planSeq = 0;
