@@ -1,0 +1,176 @@
+import { and, eq } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { enqueueMessage } from "../../src/billing/outbox.ts";
+import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
+import { phoneChat } from "../../src/bots/phone-link.ts";
+import { LINK_CODE_TEMPLATE } from "../../src/bots/telegram/link-code.ts";
+import { FakeClock } from "../../src/clock.ts";
+import type { Database } from "../../src/db/client.ts";
+import { chatLinks, messageOutbox } from "../../src/db/schema/index.ts";
+import { admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
+import { createTestDatabase } from "../support/db.ts";
+import {
+  button,
+  buttonsOf,
+  contactUpdate,
+  type Instance,
+  lastMenuIn,
+  lastShownIn,
+  pressUpdate,
+  startFakeTelegram,
+  startInstance,
+  textUpdate,
+} from "./world.ts";
+
+let database: Database;
+let fake: Awaited<ReturnType<typeof startFakeTelegram>>;
+let bot: Instance;
+let ctx: ReturnType<typeof billingContext>["ctx"];
+const clock = new FakeClock("2026-04-01T06:00:00Z");
+let nextUser = 8_600_000;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  ctx = billingContext(database.db, clock).ctx;
+  fake = await startFakeTelegram();
+  bot = startInstance(ctx, fake);
+});
+afterAll(async () => {
+  await fake?.close();
+  await database?.close();
+});
+
+async function customer(phone = uniquePhone()) {
+  const plan = await createPlan(database.db, { priceCents: 150_000, name: "Fibre 1500" });
+  const created = await createCustomerWithSubscription(ctx, admin, {
+    name: "Achieng Otieno",
+    phone,
+    planId: plan.id,
+  });
+  return created.customer;
+}
+
+const say = async (chat: number, text: string) => expect(await bot.deliver(textUpdate(chat, text))).toBe(200);
+const linksOf = (chat: number) =>
+  database.db
+    .select()
+    .from(chatLinks)
+    .where(and(eq(chatLinks.channel, "telegram"), eq(chatLinks.chatId, String(chat))));
+
+async function linkCodesTo(phone: string) {
+  const rows = await database.db.select().from(messageOutbox).where(eq(messageOutbox.recipient, phone));
+  return rows.filter((r) => r.template === LINK_CODE_TEMPLATE);
+}
+
+describe("unlinking a chat that was linked from the phone it shared as a visitor", () => {
+  it("stays unlinked: the next /start shows the visitor menu, not the account", async () => {
+    const chat = ++nextUser;
+    const phone = uniquePhone();
+    await say(chat, "/start");
+    expect(await bot.deliver(contactUpdate(chat, { user_id: chat, phone_number: phone }))).toBe(200);
+    // The visitor signs up (or the ISP adds them): their next /start links the chat.
+    await customer(phone);
+    await say(chat, "/start");
+    expect(await linksOf(chat)).toHaveLength(1);
+
+    await say(chat, "/unlink");
+    const ask = lastShownIn(fake, chat);
+    expect(await bot.deliver(pressUpdate(fake, chat, ask.messageId!, button(ask, "Unlink")))).toBe(200);
+    expect(await linksOf(chat)).toEqual([]);
+
+    await say(chat, "/start");
+    // Told "no longer linked", the chat must not show the account again nor link itself back.
+    expect(buttonsOf(lastMenuIn(fake, chat))[0]?.text).toBe("1. Buy hotspot voucher");
+    expect(await linksOf(chat)).toEqual([]);
+  });
+});
+
+describe("link codes sent by SMS to one account", () => {
+  it("are limited: five wrong codes do not buy an immediate new SMS and five more guesses", async () => {
+    const chat = ++nextUser;
+    const person = await customer();
+    // Two minutes of a script: /link, five guesses, /link again, ... Each round is an SMS to the victim.
+    for (let round = 0; round < 10; round++) {
+      await say(chat, `/link ${person.accountNumber}`);
+      for (let guess = 0; guess < 5; guess++) await say(chat, String(100_000 + round * 5 + guess));
+      clock.advance(10_000);
+    }
+    const sent = await linkCodesTo(person.phone);
+    // One SMS a minute at most for one chat (LINK_CODE_RESEND_MS): not ten in under two minutes.
+    expect(sent.length).toBeLessThanOrEqual(2);
+  });
+
+  it("are limited per account, whatever the number of chats asking", async () => {
+    const person = await customer();
+    for (let i = 0; i < 20; i++) await say(++nextUser, `/link ${person.accountNumber}`);
+    // Twenty Telegram accounts: twenty SMS to one phone within a second, 100 guesses at its account.
+    expect((await linkCodesTo(person.phone)).length).toBeLessThanOrEqual(5);
+  });
+});
+
+describe("notices after unlinking", () => {
+  it("go by SMS, even to a customer who confirmed a payment in that chat a moment before", async () => {
+    const chat = ++nextUser;
+    const person = await customer();
+    await say(chat, `/link ${person.accountNumber}`);
+    const [code] = (await linkCodesTo(person.phone)).map((r) => String(r.params.code));
+    await say(chat, code!);
+    // Pays what is due from the chat: its receipt is to come back here.
+    const press = async (prefix: string) => {
+      const menu = lastMenuIn(fake, chat);
+      expect(await bot.deliver(pressUpdate(fake, chat, menu.messageId!, button(menu, prefix)))).toBe(200);
+    };
+    await say(chat, "/start");
+    await press("2.");
+    await press("1.");
+    await press("1.");
+    expect(lastShownIn(fake, chat).payload.text).toMatch(/^Enter your M-Pesa PIN/);
+    // Then unlinks the chat (a relative's phone, say): "no longer linked".
+    await say(chat, "/unlink");
+    const ask = lastShownIn(fake, chat);
+    expect(await bot.deliver(pressUpdate(fake, chat, ask.messageId!, button(ask, "Unlink")))).toBe(200);
+    expect(await linksOf(chat)).toEqual([]);
+
+    // The account's next notice (written by billing as an SMS to the customer's phone).
+    await enqueueMessage(database.db, clock.now(), {
+      recipient: person.phone,
+      language: "en",
+      template: "payment_received",
+      params: { amountCents: 150_000, balanceCents: 0, account: person.accountNumber, receipt: "SAB12CD34" },
+    });
+    const [row] = (
+      await database.db.select().from(messageOutbox).where(eq(messageOutbox.template, "payment_received"))
+    ).filter((r) => r.recipient === person.phone || r.fallbackRecipient === person.phone);
+    expect(row).toMatchObject({ channel: "sms", recipient: person.phone });
+  });
+});
+
+describe("a customer who unlinks Telegram and then writes on WhatsApp", () => {
+  it("gets their notices in the WhatsApp chat that linked itself, not by SMS", async () => {
+    const chat = ++nextUser;
+    const person = await customer();
+    expect(await bot.deliver(contactUpdate(chat, { user_id: chat, phone_number: person.phone }))).toBe(200);
+    await say(chat, "/unlink");
+    const ask = lastShownIn(fake, chat);
+    expect(await bot.deliver(pressUpdate(fake, chat, ask.messageId!, button(ask, "Unlink")))).toBe(200);
+    expect(await linksOf(chat)).toEqual([]);
+
+    // Their first WhatsApp message links that chat (what the WhatsApp adapters call for each message).
+    const linked = await phoneChat(database.db, "whatsapp_cloud", person.phone.slice(1));
+    expect(linked.newlyLinked).toBe(person.accountNumber);
+
+    await enqueueMessage(database.db, clock.now(), {
+      recipient: person.phone,
+      language: "en",
+      template: "payment_received",
+      params: { amountCents: 150_000, balanceCents: 0, account: person.accountNumber, receipt: "SAB12CD35" },
+    });
+    const rows = await database.db
+      .select()
+      .from(messageOutbox)
+      .where(eq(messageOutbox.template, "payment_received"));
+    const notice = rows.find((r) => r.params.receipt === "SAB12CD35");
+    // "Linking a chat (... WhatsApp's first message) chooses it; unlinking brings notices back to SMS."
+    expect(notice).toMatchObject({ channel: "whatsapp_cloud", recipient: person.phone.slice(1) });
+  });
+});
