@@ -1,7 +1,9 @@
 import { eq, inArray } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
+import { readChatState } from "../../src/bots/chat-state.ts";
 import { FakeClock } from "../../src/clock.ts";
 import {
+  channelSessions,
   chatLinkCodes,
   chatLinks,
   chatSessions,
@@ -132,5 +134,32 @@ describe("/customer_edit", () => {
     await world.press(OWNER, "Confirm");
     expect(lastText(world.fake, OWNER)).toBe(`✅ ${acct} is now Achieng Otieno.`);
     expect((await phoneOf(customer.id)).name).toBe("Achieng Otieno");
+  });
+
+  it("leaves no chat that still speaks for the account by its old number", async () => {
+    const plan = await createPlan(world.db, { priceCents: 100_000 });
+    const { customer } = await activeSubscriber(world.ctx, plan.id, "Sold Sim");
+    // One chat linked from the number it had shared as a visitor, one that shared it and never linked.
+    await world.db
+      .insert(chatLinks)
+      .values({ channel: "telegram", chatId: "7100001", customerId: customer.id, method: "contact" });
+    await world.db.insert(channelSessions).values(
+      ["7100001", "7100002"].map((chatId) => ({
+        id: `telegram:phone:${chatId}`,
+        channel: "telegram",
+        phone: customer.phone,
+        updatedAt: clock.now(),
+      })),
+    );
+
+    await world.say(OWNER, `/customer_edit ${customer.accountNumber} phone 0722 000 222`);
+    await world.press(OWNER, "Confirm");
+    // Whoever gets the old number next must not be found behind these chats: they speak for no one.
+    for (const chatId of ["7100001", "7100002"])
+      expect(await readChatState(world.db, "telegram", chatId, undefined)).toMatchObject({
+        phone: null,
+        linked: false,
+        customer: null,
+      });
   });
 });

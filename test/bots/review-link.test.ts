@@ -11,7 +11,6 @@ import { admin, billingContext, createPlan, uniquePhone } from "../support/billi
 import { createTestDatabase } from "../support/db.ts";
 import {
   button,
-  buttonsOf,
   contactUpdate,
   type Instance,
   lastMenuIn,
@@ -61,29 +60,6 @@ async function linkCodesTo(phone: string) {
   const rows = await database.db.select().from(messageOutbox).where(eq(messageOutbox.recipient, phone));
   return rows.filter((r) => r.template === LINK_CODE_TEMPLATE);
 }
-
-describe("unlinking a chat that was linked from the phone it shared as a visitor", () => {
-  it("stays unlinked: the next /start shows the visitor menu, not the account", async () => {
-    const chat = ++nextUser;
-    const phone = uniquePhone();
-    await say(chat, "/start");
-    expect(await bot.deliver(contactUpdate(chat, { user_id: chat, phone_number: phone }))).toBe(200);
-    // The visitor signs up (or the ISP adds them): their next /start links the chat.
-    await customer(phone);
-    await say(chat, "/start");
-    expect(await linksOf(chat)).toHaveLength(1);
-
-    await say(chat, "/unlink");
-    const ask = lastShownIn(fake, chat);
-    expect(await bot.deliver(pressUpdate(fake, chat, ask.messageId!, button(ask, "Unlink")))).toBe(200);
-    expect(await linksOf(chat)).toEqual([]);
-
-    await say(chat, "/start");
-    // Told "no longer linked", the chat must not show the account again nor link itself back.
-    expect(buttonsOf(lastMenuIn(fake, chat))[0]?.text).toBe("1. Buy hotspot voucher");
-    expect(await linksOf(chat)).toEqual([]);
-  });
-});
 
 describe("link codes sent by SMS to one account", () => {
   it("are limited: five wrong codes do not buy an immediate new SMS and five more guesses", async () => {

@@ -1,9 +1,10 @@
 import { and, eq, sql } from "drizzle-orm";
 import { Composer, type Context, InlineKeyboard } from "grammy";
+import { forgetChatOwner } from "../../billing/chat-unlink.ts";
 import type { Clock } from "../../clock.ts";
 import { type Db, queryRows } from "../../db/client.ts";
 import { parseRowId } from "../../db/params.ts";
-import { chatLinks, chatSessions, customers, type Language } from "../../db/schema/index.ts";
+import { chatLinks, customers, type Language } from "../../db/schema/index.ts";
 import { checkPhone } from "../../lib/phone.ts";
 import type { ChatInput } from "../chat-menu.ts";
 import { chooseNoticeChannel } from "../notice-channel.ts";
@@ -123,19 +124,20 @@ export function accountLinking(deps: AccountLinkDeps, show: Show) {
     }
     // The delete is the once: a second press (or a copy of this update) finds nothing to remove.
     const linkId = parseRowId(ctx.match[1]!);
-    const [gone] =
+    const chatId = String(ctx.from.id);
+    const gone =
       linkId === null
-        ? []
-        : await deps.db
-            .delete(chatLinks)
-            .where(
-              and(
-                eq(chatLinks.id, linkId),
-                eq(chatLinks.channel, CHANNEL),
-                eq(chatLinks.chatId, String(ctx.from.id)),
-              ),
-            )
-            .returning({ customerId: chatLinks.customerId });
+        ? undefined
+        : await deps.db.transaction(async (tx) => {
+            const [link] = await tx
+              .delete(chatLinks)
+              .where(
+                and(eq(chatLinks.id, linkId), eq(chatLinks.channel, CHANNEL), eq(chatLinks.chatId, chatId)),
+              )
+              .returning({ customerId: chatLinks.customerId });
+            if (link) await forgetChatOwner(tx, CHANNEL, chatId);
+            return link;
+          });
     if (!gone) {
       await ctx.answerCallbackQuery({ text: botText(language, "unlinkGone") });
       return;
@@ -150,10 +152,6 @@ export function accountLinking(deps: AccountLinkDeps, show: Show) {
       message.message_id,
       botText(language, "unlinked", { account: customer?.accountNumber ?? "" }),
     );
-    // The customer's place in their menu means something else to a visitor: the next message starts over.
-    await deps.db
-      .delete(chatSessions)
-      .where(and(eq(chatSessions.channel, CHANNEL), eq(chatSessions.chatId, String(ctx.from.id))));
   });
 
   feature.on("message:contact", async (ctx) => {

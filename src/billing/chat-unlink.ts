@@ -1,0 +1,32 @@
+import { and, eq, sql } from "drizzle-orm";
+import type { Executor } from "../db/client.ts";
+import { type ChatChannel, channelSessions, chatSessions } from "../db/schema/index.ts";
+
+/**
+ * A visitor's own phone (shared as their contact) is kept under this `channel_sessions` id, which no
+ * menu session can take (their keys are base64url, without `:`); see bots/telegram/visitor-phone.ts.
+ */
+export const visitorPhoneRowId = (channel: ChatChannel, chatId: string) => `${channel}:phone:${chatId}`;
+
+/**
+ * What a chat kept of whose it was, dropped when its link goes (the person unlinked it, or the
+ * account moved to another phone). Left behind, each would tie the chat to the account again.
+ */
+export async function forgetChatOwner(db: Executor, channel: ChatChannel, chatId: string): Promise<void> {
+  // The customer's place in their menu means something else to a visitor: the next message starts over.
+  await db
+    .delete(chatSessions)
+    .where(and(eq(chatSessions.channel, channel), eq(chatSessions.chatId, chatId)));
+  // A phone the chat shared as a visitor finds its customer and links the chat back on its next message.
+  await db.delete(channelSessions).where(eq(channelSessions.id, visitorPhoneRowId(channel, chatId)));
+}
+
+/**
+ * A number that left its customer may be someone else's now: chats that shared it as a visitor must
+ * not be linked to whoever holds it next.
+ */
+export async function forgetVisitorPhone(db: Executor, phone: string): Promise<void> {
+  await db
+    .delete(channelSessions)
+    .where(and(eq(channelSessions.phone, phone), sql`strpos(${channelSessions.id}, ':phone:') > 0`));
+}
