@@ -61,29 +61,6 @@ async function linkCodesTo(phone: string) {
   return rows.filter((r) => r.template === LINK_CODE_TEMPLATE);
 }
 
-describe("link codes sent by SMS to one account", () => {
-  it("are limited: five wrong codes do not buy an immediate new SMS and five more guesses", async () => {
-    const chat = ++nextUser;
-    const person = await customer();
-    // Two minutes of a script: /link, five guesses, /link again, ... Each round is an SMS to the victim.
-    for (let round = 0; round < 10; round++) {
-      await say(chat, `/link ${person.accountNumber}`);
-      for (let guess = 0; guess < 5; guess++) await say(chat, String(100_000 + round * 5 + guess));
-      clock.advance(10_000);
-    }
-    const sent = await linkCodesTo(person.phone);
-    // One SMS a minute at most for one chat (LINK_CODE_RESEND_MS): not ten in under two minutes.
-    expect(sent.length).toBeLessThanOrEqual(2);
-  });
-
-  it("are limited per account, whatever the number of chats asking", async () => {
-    const person = await customer();
-    for (let i = 0; i < 20; i++) await say(++nextUser, `/link ${person.accountNumber}`);
-    // Twenty Telegram accounts: twenty SMS to one phone within a second, 100 guesses at its account.
-    expect((await linkCodesTo(person.phone)).length).toBeLessThanOrEqual(5);
-  });
-});
-
 describe("notices after unlinking", () => {
   it("go by SMS, even to a customer who confirmed a payment in that chat a moment before", async () => {
     const chat = ++nextUser;

@@ -145,7 +145,7 @@ describe("linking a Telegram chat by account number and SMS code", () => {
     const { code } = await smsCode(person.phone);
     for (let i = 0; i < 5; i++) await say(chat, otherCode(code));
     expect(textsIn(fake, chat).slice(-2)).toEqual([
-      "That code is not right. 1 tries left.",
+      "That code is not right. 1 try left.",
       "Too many wrong codes. Send /link with your account number for a new one.",
     ]);
     await say(chat, code);
@@ -179,6 +179,62 @@ describe("linking a Telegram chat by account number and SMS code", () => {
     }
     await say(chat, second.code);
     expect(await linksOf(chat)).toMatchObject([{ customerId: person.id }]);
+  });
+});
+
+describe("link codes asked for again and again", () => {
+  const linkCodesTo = async (phone: string) =>
+    (await database.db.select().from(messageOutbox).where(eq(messageOutbox.recipient, phone))).filter(
+      (r) => r.template === LINK_CODE_TEMPLATE,
+    );
+
+  it("wait a minute even after five wrong guesses used the last one up", async () => {
+    const chat = ++nextUser;
+    const person = await customer();
+    // A script: /link, five guesses, /link again, ... each round would be an SMS to the customer.
+    for (let round = 0; round < 10; round++) {
+      await say(chat, `/link ${person.accountNumber}`);
+      for (let guess = 0; guess < 5; guess++) await say(chat, String(100_000 + round * 5 + guess));
+      clock.advance(10_000);
+    }
+    expect(await linkCodesTo(person.phone)).toHaveLength(2);
+  });
+
+  it("reach one account's phone three times an hour, whatever the number of chats asking", async () => {
+    const person = await customer();
+    for (let i = 0; i < 3; i++) await say(++nextUser, `/link ${person.accountNumber}`);
+    const chat = ++nextUser;
+    await say(chat, `/link ${person.accountNumber}`);
+    expect(lastText(chat)).toBe(
+      "Several codes were sent to that account's phone in the last hour. Please try again in an hour.",
+    );
+    expect(await codeRow(chat)).toBeUndefined();
+    for (let i = 0; i < 16; i++) await say(++nextUser, `/link ${person.accountNumber}`);
+    expect(await linkCodesTo(person.phone)).toHaveLength(3);
+
+    clock.advance(60 * 60_000);
+    await say(chat, `/link ${person.accountNumber}`);
+    expect(await linkCodesTo(person.phone)).toHaveLength(4);
+  });
+
+  it("from one chat are five a day, refused in the chat's language", async () => {
+    const chat = ++nextUser;
+    const [first, second] = [await customer(), await customer()];
+    await say(chat, "/start");
+    await database.db.execute(
+      sql`update chat_sessions set language = 'sw' where channel = 'telegram' and chat_id = ${String(chat)}`,
+    );
+    for (const person of [first, second, first, second, first]) {
+      await say(chat, `/link ${person.accountNumber}`);
+      expect(lastText(chat)).toMatch(/^Tumetuma nambari/);
+      clock.advance(61_000);
+    }
+    await say(chat, `/link ${second!.accountNumber}`);
+    expect(lastText(chat)).toBe("Gumzo hili limeomba nambari nyingi mno leo. Tafadhali jaribu tena kesho.");
+    expect(await linkCodesTo(second!.phone)).toHaveLength(2);
+    // The refusal took no room: the other account can still be asked for from another chat.
+    await say(++nextUser, `/link ${second!.accountNumber}`);
+    expect(await linkCodesTo(second!.phone)).toHaveLength(3);
   });
 });
 

@@ -8,8 +8,8 @@ import { chatLinks, customers, type Language } from "../../db/schema/index.ts";
 import { checkPhone } from "../../lib/phone.ts";
 import type { ChatInput } from "../chat-menu.ts";
 import { chooseNoticeChannel } from "../notice-channel.ts";
-import { checkLinkCode, isLinkCode, requestLinkCode } from "./link-code.ts";
-import { botText } from "./texts.ts";
+import { checkLinkCode, isLinkCode, type LinkCodeRequest, requestLinkCode } from "./link-code.ts";
+import { type BotText, botText } from "./texts.ts";
 import { rememberVisitorPhone } from "./visitor-phone.ts";
 
 /**
@@ -44,6 +44,12 @@ async function chatLanguage(db: Db, userId: number | undefined): Promise<Languag
   return row?.language ?? "en";
 }
 const noKeyboard = { reply_markup: { remove_keyboard: true } } as const;
+const refusalText: Record<Exclude<LinkCodeRequest["kind"], "sent">, BotText> = {
+  unknown: "linkUnknown",
+  wait: "linkWait",
+  chatLimit: "linkChatLimit",
+  accountLimit: "linkAccountLimit",
+};
 
 export function accountLinking(deps: AccountLinkDeps, show: Show) {
   const feature = new Composer<Context>();
@@ -62,12 +68,11 @@ export function accountLinking(deps: AccountLinkDeps, show: Show) {
       account,
       now: deps.clock.now(),
     });
-    if (sent.kind === "unknown") await ctx.reply(botText(language, "linkUnknown"));
-    else if (sent.kind === "wait") await ctx.reply(botText(language, "linkWait"));
-    else
+    if (sent.kind === "sent")
       await ctx.reply(
         botText(language, "linkSent", { account: sent.accountNumber, ending: sent.phoneEnding }),
       );
+    else await ctx.reply(botText(language, refusalText[sent.kind]));
   });
 
   // Six digits while a code is pending are an attempt; otherwise they are left to the menu.
@@ -83,7 +88,11 @@ export function accountLinking(deps: AccountLinkDeps, show: Show) {
     const language = await languageOf(ctx);
     switch (result.kind) {
       case "wrong":
-        await ctx.reply(botText(language, "codeWrong", { left: String(result.attemptsLeft) }));
+        await ctx.reply(
+          result.attemptsLeft === 1
+            ? botText(language, "codeWrongLast")
+            : botText(language, "codeWrong", { left: String(result.attemptsLeft) }),
+        );
         return;
       case "expired":
         await ctx.reply(botText(language, "codeExpired"));
