@@ -1,6 +1,6 @@
 import { and, eq, sql } from "drizzle-orm";
 import type { Executor } from "../db/client.ts";
-import { type ChatChannel, channelSessions, chatSessions } from "../db/schema/index.ts";
+import { type ChatChannel, channelSessions, chatReplyRoutes, chatSessions } from "../db/schema/index.ts";
 
 /**
  * A visitor's own phone (shared as their contact) is kept under this `channel_sessions` id, which no
@@ -19,14 +19,19 @@ export async function forgetChatOwner(db: Executor, channel: ChatChannel, chatId
     .where(and(eq(chatSessions.channel, channel), eq(chatSessions.chatId, chatId)));
   // A phone the chat shared as a visitor finds its customer and links the chat back on its next message.
   await db.delete(channelSessions).where(eq(channelSessions.id, visitorPhoneRowId(channel, chatId)));
+  // A payment or voucher confirmed here a moment ago would still send the account's notices here.
+  await db
+    .delete(chatReplyRoutes)
+    .where(and(eq(chatReplyRoutes.channel, channel), eq(chatReplyRoutes.chatId, chatId)));
 }
 
 /**
  * A number that left its customer may be someone else's now: chats that shared it as a visitor must
- * not be linked to whoever holds it next.
+ * not be linked to whoever holds it next, nor get what is sent to it.
  */
-export async function forgetVisitorPhone(db: Executor, phone: string): Promise<void> {
+export async function forgetPhoneChats(db: Executor, phone: string): Promise<void> {
   await db
     .delete(channelSessions)
     .where(and(eq(channelSessions.phone, phone), sql`strpos(${channelSessions.id}, ':phone:') > 0`));
+  await db.delete(chatReplyRoutes).where(eq(chatReplyRoutes.phone, phone));
 }

@@ -1,11 +1,13 @@
-import { eq, inArray } from "drizzle-orm";
+import { desc, eq, inArray } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
+import { enqueueMessage } from "../../src/billing/outbox.ts";
 import { readChatState } from "../../src/bots/chat-state.ts";
 import { FakeClock } from "../../src/clock.ts";
 import {
   channelSessions,
   chatLinkCodes,
   chatLinks,
+  chatReplyRoutes,
   chatSessions,
   customers,
   messageOutbox,
@@ -151,6 +153,13 @@ describe("/customer_edit", () => {
         updatedAt: clock.now(),
       })),
     );
+    // A payment confirmed a moment ago in the linked chat: its results were to come back there.
+    await world.db.insert(chatReplyRoutes).values({
+      phone: customer.phone,
+      channel: "telegram",
+      chatId: "7100001",
+      until: new Date(clock.now().getTime() + 60 * 60_000),
+    });
 
     await world.say(OWNER, `/customer_edit ${customer.accountNumber} phone 0722 000 222`);
     await world.press(OWNER, "Confirm");
@@ -161,5 +170,19 @@ describe("/customer_edit", () => {
         linked: false,
         customer: null,
       });
+    // What is sent to the old number now is its next holder's: an SMS, not a message in that chat.
+    await enqueueMessage(world.db, clock.now(), {
+      recipient: customer.phone,
+      language: "en",
+      template: "payment_received",
+      params: { amountCents: 100, balanceCents: 0, account: "TD99999", receipt: "SAB12CD36" },
+    });
+    const [sent] = await world.db
+      .select()
+      .from(messageOutbox)
+      .where(eq(messageOutbox.template, "payment_received"))
+      .orderBy(desc(messageOutbox.id))
+      .limit(1);
+    expect(sent).toMatchObject({ channel: "sms", recipient: customer.phone });
   });
 });

@@ -3,7 +3,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { enqueueMessage } from "../../src/billing/outbox.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { phoneChat } from "../../src/bots/phone-link.ts";
-import { LINK_CODE_TEMPLATE } from "../../src/bots/telegram/link-code.ts";
 import { FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { chatLinks, messageOutbox } from "../../src/db/schema/index.ts";
@@ -13,7 +12,6 @@ import {
   button,
   contactUpdate,
   type Instance,
-  lastMenuIn,
   lastShownIn,
   pressUpdate,
   startFakeTelegram,
@@ -55,48 +53,6 @@ const linksOf = (chat: number) =>
     .select()
     .from(chatLinks)
     .where(and(eq(chatLinks.channel, "telegram"), eq(chatLinks.chatId, String(chat))));
-
-async function linkCodesTo(phone: string) {
-  const rows = await database.db.select().from(messageOutbox).where(eq(messageOutbox.recipient, phone));
-  return rows.filter((r) => r.template === LINK_CODE_TEMPLATE);
-}
-
-describe("notices after unlinking", () => {
-  it("go by SMS, even to a customer who confirmed a payment in that chat a moment before", async () => {
-    const chat = ++nextUser;
-    const person = await customer();
-    await say(chat, `/link ${person.accountNumber}`);
-    const [code] = (await linkCodesTo(person.phone)).map((r) => String(r.params.code));
-    await say(chat, code!);
-    // Pays what is due from the chat: its receipt is to come back here.
-    const press = async (prefix: string) => {
-      const menu = lastMenuIn(fake, chat);
-      expect(await bot.deliver(pressUpdate(fake, chat, menu.messageId!, button(menu, prefix)))).toBe(200);
-    };
-    await say(chat, "/start");
-    await press("2.");
-    await press("1.");
-    await press("1.");
-    expect(lastShownIn(fake, chat).payload.text).toMatch(/^Enter your M-Pesa PIN/);
-    // Then unlinks the chat (a relative's phone, say): "no longer linked".
-    await say(chat, "/unlink");
-    const ask = lastShownIn(fake, chat);
-    expect(await bot.deliver(pressUpdate(fake, chat, ask.messageId!, button(ask, "Unlink")))).toBe(200);
-    expect(await linksOf(chat)).toEqual([]);
-
-    // The account's next notice (written by billing as an SMS to the customer's phone).
-    await enqueueMessage(database.db, clock.now(), {
-      recipient: person.phone,
-      language: "en",
-      template: "payment_received",
-      params: { amountCents: 150_000, balanceCents: 0, account: person.accountNumber, receipt: "SAB12CD34" },
-    });
-    const [row] = (
-      await database.db.select().from(messageOutbox).where(eq(messageOutbox.template, "payment_received"))
-    ).filter((r) => r.recipient === person.phone || r.fallbackRecipient === person.phone);
-    expect(row).toMatchObject({ channel: "sms", recipient: person.phone });
-  });
-});
 
 describe("a customer who unlinks Telegram and then writes on WhatsApp", () => {
   it("gets their notices in the WhatsApp chat that linked itself, not by SMS", async () => {
