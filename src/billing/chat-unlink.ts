@@ -10,9 +10,14 @@ export const visitorPhoneRowId = (channel: ChatChannel, chatId: string) => `${ch
 
 /**
  * What a chat kept of whose it was, dropped when its link goes (the person unlinked it, or the
- * account moved to another phone). Left behind, each would tie the chat to the account again.
+ * account moved to another phone). Left behind, each would tie the chat to the account again, or
+ * keep the account's notices from the chat it links next.
  */
-export async function forgetChatOwner(db: Executor, channel: ChatChannel, chatId: string): Promise<void> {
+export async function forgetChatOwner(
+  db: Executor,
+  link: { channel: ChatChannel; chatId: string; customerId: number },
+): Promise<void> {
+  const { channel, chatId } = link;
   // The customer's place in their menu means something else to a visitor: the next message starts over.
   await db
     .delete(chatSessions)
@@ -23,6 +28,20 @@ export async function forgetChatOwner(db: Executor, channel: ChatChannel, chatId
   await db
     .delete(chatReplyRoutes)
     .where(and(eq(chatReplyRoutes.channel, channel), eq(chatReplyRoutes.chatId, chatId)));
+  await releaseNoticeChannel(db, link.customerId, channel);
+}
+
+/**
+ * Notices chosen for the customer's chat on `channel` go by SMS again once no chat of theirs is linked
+ * there. Left set, the choice would keep the next chat that links itself (WhatsApp's first message)
+ * from being chosen: notices would stay on SMS.
+ */
+export async function releaseNoticeChannel(db: Executor, customerId: number, channel: ChatChannel) {
+  await db.execute(
+    sql`update customers set notify_channel = null
+        where id = ${customerId} and notify_channel = ${channel}
+          and not exists (select 1 from chat_links where customer_id = ${customerId} and channel = ${channel})`,
+  );
 }
 
 /**

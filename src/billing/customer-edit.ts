@@ -88,7 +88,7 @@ export async function editCustomer(
     // What was queued for those chats is not sent there: a notice goes by SMS to the new number,
     // a menu answer nowhere.
     for (const link of unlinked) {
-      await forgetChatOwner(tx, link.channel, link.chatId);
+      await forgetChatOwner(tx, { ...link, customerId: customer.id });
       const queuedForChat = and(
         eq(messageOutbox.channel, link.channel),
         eq(messageOutbox.recipient, link.chatId),

@@ -145,6 +145,7 @@ describe("/customer_edit", () => {
     await world.db
       .insert(chatLinks)
       .values({ channel: "telegram", chatId: "7100001", customerId: customer.id, method: "contact" });
+    await world.db.update(customers).set({ notifyChannel: "telegram" }).where(eq(customers.id, customer.id));
     await world.db.insert(channelSessions).values(
       ["7100001", "7100002"].map((chatId) => ({
         id: `telegram:phone:${chatId}`,
@@ -184,5 +185,8 @@ describe("/customer_edit", () => {
       .orderBy(desc(messageOutbox.id))
       .limit(1);
     expect(sent).toMatchObject({ channel: "sms", recipient: customer.phone });
+    // No chat is theirs now: the next one they link (WhatsApp's first message included) is chosen.
+    const [after] = await world.db.select().from(customers).where(eq(customers.id, customer.id));
+    expect(after?.notifyChannel).toBeNull();
   });
 });

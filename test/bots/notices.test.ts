@@ -4,6 +4,7 @@ import { settleStkResult } from "../../src/billing/intents/settle.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { parseTemplateMap } from "../../src/bots/chat-delivery.ts";
+import { phoneChat } from "../../src/bots/phone-link.ts";
 import type { FakeTelegram } from "../../src/bots/telegram/fake-api.ts";
 import { type FakeWhatsApp, startFakeWhatsApp } from "../../src/bots/whatsapp-cloud/fake-api.ts";
 import { FakeClock, HOUR } from "../../src/clock.ts";
@@ -157,6 +158,24 @@ describe("notices to a customer who linked Telegram", () => {
     await pay(person.id);
     expect(await smsTo(person.phone, "payment_received")).toHaveLength(1);
     expect(await receiptsTo(person.phone)).toEqual([]);
+  });
+});
+
+describe("notices to a customer who unlinked Telegram", () => {
+  it("come to the WhatsApp chat that linked itself by their number, not by SMS", async () => {
+    const chat = ++nextUser;
+    const person = await customer();
+    await bot.deliver(contactUpdate(chat, { user_id: chat, phone_number: person.phone }));
+    await bot.deliver(textUpdate(chat, "/unlink"));
+    const ask = lastShownIn(telegram, chat);
+    expect(await bot.deliver(pressUpdate(telegram, chat, ask.messageId!, button(ask, "Unlink")))).toBe(200);
+
+    // Their first WhatsApp message links that chat (what the WhatsApp channels do for each message).
+    const digits = person.phone.slice(1);
+    expect((await phoneChat(database.db, "whatsapp", digits)).newlyLinked).toBe(person.accountNumber);
+    await pay(person.id);
+    expect(await receiptsTo(person.phone)).toMatchObject([{ channel: "whatsapp", recipient: digits }]);
+    expect(await smsTo(person.phone, "payment_received")).toEqual([]);
   });
 });
 

@@ -144,7 +144,7 @@ export function accountLinking(deps: AccountLinkDeps, show: Show) {
                 and(eq(chatLinks.id, linkId), eq(chatLinks.channel, CHANNEL), eq(chatLinks.chatId, chatId)),
               )
               .returning({ customerId: chatLinks.customerId });
-            if (link) await forgetChatOwner(tx, CHANNEL, chatId);
+            if (link) await forgetChatOwner(tx, { channel: CHANNEL, chatId, customerId: link.customerId });
             return link;
           });
     if (!gone) {
