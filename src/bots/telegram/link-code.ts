@@ -11,12 +11,13 @@ import {
   customers,
   type Language,
 } from "../../db/schema/index.ts";
+import { requireBox } from "../../db/sealed.ts";
 import { chooseNoticeChannel } from "../notice-channel.ts";
 
 /**
  * Linking a chat to an account by its number and a one-time code sent by SMS to the account's phone:
  * whoever reads that SMS holds the phone, which is what a link stands for. The code exists in the SMS
- * only; the table keeps its hash, an expiry and an attempt count.
+ * only (its outbox row holds it sealed); the table keeps its hash, an expiry and an attempt count.
  */
 
 export const LINK_CODE_TTL_MS = 10 * MINUTE;
@@ -110,7 +111,8 @@ export async function requestLinkCode(
         recipient: customer.phone,
         language: customer.language,
         template: LINK_CODE_TEMPLATE,
-        params: { code },
+        // Sealed as a PPPoE password in an outbox row is (db/sealed.ts): the SMS worker opens it to send.
+        params: { code: requireBox().seal(code) },
       });
       return { kind: "sent", accountNumber: customer.accountNumber, phoneEnding: customer.phone.slice(-3) };
     })
