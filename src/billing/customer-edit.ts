@@ -1,6 +1,7 @@
 import { and, eq, isNotNull, isNull, ne } from "drizzle-orm";
-import { chatLinkCodes, chatLinks, chatSessions, customers, messageOutbox } from "../db/schema/index.ts";
+import { chatLinkCodes, chatLinks, customers, messageOutbox } from "../db/schema/index.ts";
 import { audit } from "./audit.ts";
+import { forgetChatOwner, forgetPhoneChats } from "./chat-unlink.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 
 /** E.164, as the customers table holds phones. */
@@ -82,13 +83,12 @@ export async function editCustomer(
       .returning({ channel: chatLinks.channel, chatId: chatLinks.chatId });
     // A link code texted to the old number links nothing any more.
     await tx.delete(chatLinkCodes).where(eq(chatLinkCodes.customerId, customer.id));
+    await forgetPhoneChats(tx, customer.phone);
     // Their places in the menu were the customer's menu: they start over as whoever they are now.
     // What was queued for those chats is not sent there: a notice goes by SMS to the new number,
     // a menu answer nowhere.
     for (const link of unlinked) {
-      await tx
-        .delete(chatSessions)
-        .where(and(eq(chatSessions.channel, link.channel), eq(chatSessions.chatId, link.chatId)));
+      await forgetChatOwner(tx, { ...link, customerId: customer.id });
       const queuedForChat = and(
         eq(messageOutbox.channel, link.channel),
         eq(messageOutbox.recipient, link.chatId),

@@ -281,7 +281,7 @@ async function deliverOne(
   try {
     let content: ChatContent;
     if (isNotice) {
-      params = openSecrets(row.params);
+      params = openSecrets(row.template, row.params);
       const prepared = noticeContent(options, row, params);
       if (typeof prepared === "string") {
         await toSmsOrDead(prepared);
@@ -301,7 +301,7 @@ async function deliverOne(
     return messageId;
   } catch (error) {
     const failure = error instanceof ChatSendError ? error.failure : "retry";
-    const reason = maskSecrets(error instanceof Error ? error.message : String(error), params);
+    const reason = maskSecrets(error instanceof Error ? error.message : String(error), row.template, params);
     if (failure !== "retry" || attempts >= (options.maxAttempts ?? 6)) {
       await toSmsOrDead(`${failure}: ${reason}`);
       return null;

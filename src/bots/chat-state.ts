@@ -37,12 +37,6 @@ export interface ChatState {
   } | null;
 }
 
-/**
- * A visitor's own phone (shared as their contact) is kept under this `channel_sessions` id, which no
- * menu session can take (their keys are base64url, without `:`); see telegram/visitor-phone.ts.
- */
-export const visitorPhoneRowId = (channel: ChatChannel, chatId: string) => `${channel}:phone:${chatId}`;
-
 interface Row extends Record<string, unknown> {
   session_key: string | null;
   inputs: string[] | string | null;
@@ -142,7 +136,7 @@ export function chatStatesOf(keys: SQL): SQL {
             select c2.phone, true as linked from chat_links l join customers c2 on c2.id = l.customer_id
             where l.channel = k.channel and l.chat_id = k.chat_id and not k.known
             union all
-            -- the phone a visitor shared (visitorPhoneRowId)
+            -- the phone a visitor shared (visitorPhoneRowId in billing/chat-unlink.ts)
             select v.phone, false from channel_sessions v
             where v.id = k.channel || ':phone:' || k.chat_id and not k.known
             order by linked desc limit 1

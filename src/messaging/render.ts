@@ -114,16 +114,20 @@ export function translate(
 }
 
 /**
- * Parameters whose values are secrets (the password a subscriber's router dials with): they go to
- * the subscriber and nowhere else. A rendering for a log shows them masked.
+ * Parameters whose values are secrets: the password a subscriber's router dials with, and the code
+ * that links a chat to an account (whoever reads it can see the account in their own chat). They go
+ * to their owner and nowhere else: stored sealed, masked in any rendering for a log. A voucher's
+ * `code` is no secret of this kind: the admin's list of failed messages shows it, to hand it over.
  */
-export const secretParams: ReadonlySet<string> = new Set(["password"]);
+export function secretParams(template: string): readonly string[] {
+  return template === "chat_link_code" ? ["password", "code"] : ["password"];
+}
 const MASK = "********";
 
 /** `text` with every secret parameter's value masked (an error message that might quote the SMS). */
-export function maskSecrets(text: string, params: Params): string {
+export function maskSecrets(text: string, template: string, params: Params): string {
   let masked = text;
-  for (const name of secretParams) {
+  for (const name of secretParams(template)) {
     const value = params[name];
     if (typeof value === "string" && value !== "") masked = masked.split(value).join(MASK);
   }
@@ -185,8 +189,9 @@ export function renderSms(
     typeof code === "number" || typeof code === "string"
       ? (failureReason(language, code) ?? unnamedReason(language, code))
       : undefined;
+  const secret = secretParams(template);
   const shown = options.masked
-    ? Object.fromEntries(Object.entries(params).map(([k, v]) => [k, secretParams.has(k) ? MASK : v]))
+    ? Object.fromEntries(Object.entries(params).map(([k, v]) => [k, secret.includes(k) ? MASK : v]))
     : params;
   return translate(
     language,

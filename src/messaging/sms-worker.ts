@@ -43,9 +43,9 @@ export interface SmsRunCounts {
 }
 
 /** Secret parameters are stored sealed (src/db/sealed.ts): they are opened only to be sent. */
-export function openSecrets(params: Params): Params {
+export function openSecrets(template: string, params: Params): Params {
   let opened = params;
-  for (const name of secretParams) {
+  for (const name of secretParams(template)) {
     const value = params[name];
     if (typeof value === "string" && isSealed(value))
       opened = { ...opened, [name]: requireBox().open(value) };
@@ -111,8 +111,8 @@ export async function deliverDueSms(options: SmsWorkerOptions): Promise<SmsRunCo
     let params: Params = row.params;
     const fail = async (reason: string, permanent: boolean) => {
       const dead = permanent || attempts >= maxAttempts;
-      // A gateway's complaint may quote the message: a password in it is masked before it is kept or logged.
-      const error = maskSecrets(reason, params);
+      // A gateway's complaint may quote the message: a secret in it is masked before it is kept or logged.
+      const error = maskSecrets(reason, row.template, params);
       await db
         .update(messageOutbox)
         .set({
@@ -143,7 +143,7 @@ export async function deliverDueSms(options: SmsWorkerOptions): Promise<SmsRunCo
         await fail(`invalid phone number: ${row.recipient}`, true);
         continue;
       }
-      params = openSecrets(row.params);
+      params = openSecrets(row.template, row.params);
       const text = renderSms(row.language as Language, row.template, params, options);
       if (text === null) {
         await fail(`unknown template: ${row.template}`, true);
@@ -170,7 +170,7 @@ export async function deliverDueSms(options: SmsWorkerOptions): Promise<SmsRunCo
         await holdForAccount(
           options,
           gate,
-          { error, text: maskSecrets(error.message, params) },
+          { error, text: maskSecrets(error.message, row.template, params) },
           row.id,
           unsent,
         );

@@ -1,9 +1,13 @@
-import { eq, inArray } from "drizzle-orm";
+import { desc, eq, inArray } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
+import { enqueueMessage } from "../../src/billing/outbox.ts";
+import { readChatState } from "../../src/bots/chat-state.ts";
 import { FakeClock } from "../../src/clock.ts";
 import {
+  channelSessions,
   chatLinkCodes,
   chatLinks,
+  chatReplyRoutes,
   chatSessions,
   customers,
   messageOutbox,
@@ -132,5 +136,57 @@ describe("/customer_edit", () => {
     await world.press(OWNER, "Confirm");
     expect(lastText(world.fake, OWNER)).toBe(`✅ ${acct} is now Achieng Otieno.`);
     expect((await phoneOf(customer.id)).name).toBe("Achieng Otieno");
+  });
+
+  it("leaves no chat that still speaks for the account by its old number", async () => {
+    const plan = await createPlan(world.db, { priceCents: 100_000 });
+    const { customer } = await activeSubscriber(world.ctx, plan.id, "Sold Sim");
+    // One chat linked from the number it had shared as a visitor, one that shared it and never linked.
+    await world.db
+      .insert(chatLinks)
+      .values({ channel: "telegram", chatId: "7100001", customerId: customer.id, method: "contact" });
+    await world.db.update(customers).set({ notifyChannel: "telegram" }).where(eq(customers.id, customer.id));
+    await world.db.insert(channelSessions).values(
+      ["7100001", "7100002"].map((chatId) => ({
+        id: `telegram:phone:${chatId}`,
+        channel: "telegram",
+        phone: customer.phone,
+        updatedAt: clock.now(),
+      })),
+    );
+    // A payment confirmed a moment ago in the linked chat: its results were to come back there.
+    await world.db.insert(chatReplyRoutes).values({
+      phone: customer.phone,
+      channel: "telegram",
+      chatId: "7100001",
+      until: new Date(clock.now().getTime() + 60 * 60_000),
+    });
+
+    await world.say(OWNER, `/customer_edit ${customer.accountNumber} phone 0722 000 222`);
+    await world.press(OWNER, "Confirm");
+    // Whoever gets the old number next must not be found behind these chats: they speak for no one.
+    for (const chatId of ["7100001", "7100002"])
+      expect(await readChatState(world.db, "telegram", chatId, undefined)).toMatchObject({
+        phone: null,
+        linked: false,
+        customer: null,
+      });
+    // What is sent to the old number now is its next holder's: an SMS, not a message in that chat.
+    await enqueueMessage(world.db, clock.now(), {
+      recipient: customer.phone,
+      language: "en",
+      template: "payment_received",
+      params: { amountCents: 100, balanceCents: 0, account: "TD99999", receipt: "SAB12CD36" },
+    });
+    const [sent] = await world.db
+      .select()
+      .from(messageOutbox)
+      .where(eq(messageOutbox.template, "payment_received"))
+      .orderBy(desc(messageOutbox.id))
+      .limit(1);
+    expect(sent).toMatchObject({ channel: "sms", recipient: customer.phone });
+    // No chat is theirs now: the next one they link (WhatsApp's first message included) is chosen.
+    const [after] = await world.db.select().from(customers).where(eq(customers.id, customer.id));
+    expect(after?.notifyChannel).toBeNull();
   });
 });

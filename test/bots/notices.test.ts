@@ -4,6 +4,7 @@ import { settleStkResult } from "../../src/billing/intents/settle.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { parseTemplateMap } from "../../src/bots/chat-delivery.ts";
+import { phoneChat } from "../../src/bots/phone-link.ts";
 import type { FakeTelegram } from "../../src/bots/telegram/fake-api.ts";
 import { type FakeWhatsApp, startFakeWhatsApp } from "../../src/bots/whatsapp-cloud/fake-api.ts";
 import { FakeClock, HOUR } from "../../src/clock.ts";
@@ -13,8 +14,12 @@ import { admin, billingContext, createPlan, uniquePhone } from "../support/billi
 import { createTestDatabase } from "../support/db.ts";
 import { bodyOf, inbound, startWhatsApp, text, type WhatsAppInstance } from "./whatsapp-cloud-world.ts";
 import {
+  button,
   contactUpdate,
   type Instance,
+  lastMenuIn,
+  lastShownIn,
+  pressUpdate,
   sendQueued,
   startFakeTelegram,
   startInstance,
@@ -131,15 +136,46 @@ describe("notices to a customer who linked Telegram", () => {
     expect(await receiptsTo(person.phone)).toHaveLength(1);
   });
 
-  it("go by SMS after the chat was unlinked", async () => {
+  it("go by SMS after the chat was unlinked, even when it confirmed a payment a moment before", async () => {
     const chat = ++nextUser;
     const person = await customer();
     await bot.deliver(textUpdate(chat, "/start"));
     await bot.deliver(contactUpdate(chat, { user_id: chat, phone_number: person.phone }));
-    await database.db.execute(`delete from chat_links where chat_id = '${chat}'`);
+    const press = async (prefix: string) => {
+      const menu = lastMenuIn(telegram, chat);
+      expect(await bot.deliver(pressUpdate(telegram, chat, menu.messageId!, button(menu, prefix)))).toBe(200);
+    };
+    // Pays what is due from the chat: the receipt of that payment is to come back here.
+    await press("2.");
+    await press("1.");
+    await press("1.");
+    expect(lastShownIn(telegram, chat).payload.text).toMatch(/^Enter your M-Pesa PIN/);
+    // Then unlinks the chat (a relative's phone, say): "no longer linked".
+    await bot.deliver(textUpdate(chat, "/unlink"));
+    const ask = lastShownIn(telegram, chat);
+    expect(await bot.deliver(pressUpdate(telegram, chat, ask.messageId!, button(ask, "Unlink")))).toBe(200);
+
     await pay(person.id);
     expect(await smsTo(person.phone, "payment_received")).toHaveLength(1);
     expect(await receiptsTo(person.phone)).toEqual([]);
+  });
+});
+
+describe("notices to a customer who unlinked Telegram", () => {
+  it("come to the WhatsApp chat that linked itself by their number, not by SMS", async () => {
+    const chat = ++nextUser;
+    const person = await customer();
+    await bot.deliver(contactUpdate(chat, { user_id: chat, phone_number: person.phone }));
+    await bot.deliver(textUpdate(chat, "/unlink"));
+    const ask = lastShownIn(telegram, chat);
+    expect(await bot.deliver(pressUpdate(telegram, chat, ask.messageId!, button(ask, "Unlink")))).toBe(200);
+
+    // Their first WhatsApp message links that chat (what the WhatsApp channels do for each message).
+    const digits = person.phone.slice(1);
+    expect((await phoneChat(database.db, "whatsapp", digits)).newlyLinked).toBe(person.accountNumber);
+    await pay(person.id);
+    expect(await receiptsTo(person.phone)).toMatchObject([{ channel: "whatsapp", recipient: digits }]);
+    expect(await smsTo(person.phone, "payment_received")).toEqual([]);
   });
 });
 

@@ -8,6 +8,7 @@ import type { Database } from "../../src/db/client.ts";
 import { chatLinkCodes, chatLinks, messageOutbox } from "../../src/db/schema/index.ts";
 import { createLogger } from "../../src/logger.ts";
 import { renderSms } from "../../src/messaging/render.ts";
+import { openSecrets } from "../../src/messaging/sms-worker.ts";
 import { admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
 import {
@@ -64,7 +65,8 @@ async function smsCode(phone: string) {
   const rows = await database.db.select().from(messageOutbox).where(eq(messageOutbox.recipient, phone));
   const sms = rows.filter((r) => r.template === LINK_CODE_TEMPLATE).at(-1);
   if (!sms) throw new Error(`no link code SMS to ${phone}`);
-  return { code: String(sms.params.code), count: rows.length, row: sms };
+  // Sealed in the outbox as a password is: the SMS worker opens it to send.
+  return { code: String(openSecrets(sms.template, sms.params).code), count: rows.length, row: sms };
 }
 
 const otherCode = (code: string) => String((Number(code) + 1) % 1_000_000).padStart(6, "0");
@@ -97,7 +99,9 @@ describe("linking a Telegram chat by account number and SMS code", () => {
     );
     const { code, row: sms } = await smsCode(person.phone);
     expect(code).toMatch(/^\d{6}$/);
-    expect(renderSms(sms.language, sms.template, sms.params, { isp: "Kibera Net" })).toContain(code);
+    expect(JSON.stringify(sms.params)).not.toContain(code);
+    const params = openSecrets(sms.template, sms.params);
+    expect(renderSms(sms.language, sms.template, params, { isp: "Kibera Net" })).toContain(code);
     const stored = await codeRow(chat);
     expect(stored).toMatchObject({ customerId: person.id, attempts: 0, usedAt: null });
     expect(stored?.codeHash).toMatch(/^[0-9a-f]{64}$/);
@@ -145,7 +149,7 @@ describe("linking a Telegram chat by account number and SMS code", () => {
     const { code } = await smsCode(person.phone);
     for (let i = 0; i < 5; i++) await say(chat, otherCode(code));
     expect(textsIn(fake, chat).slice(-2)).toEqual([
-      "That code is not right. 1 tries left.",
+      "That code is not right. 1 try left.",
       "Too many wrong codes. Send /link with your account number for a new one.",
     ]);
     await say(chat, code);
@@ -179,6 +183,62 @@ describe("linking a Telegram chat by account number and SMS code", () => {
     }
     await say(chat, second.code);
     expect(await linksOf(chat)).toMatchObject([{ customerId: person.id }]);
+  });
+});
+
+describe("link codes asked for again and again", () => {
+  const linkCodesTo = async (phone: string) =>
+    (await database.db.select().from(messageOutbox).where(eq(messageOutbox.recipient, phone))).filter(
+      (r) => r.template === LINK_CODE_TEMPLATE,
+    );
+
+  it("wait a minute even after five wrong guesses used the last one up", async () => {
+    const chat = ++nextUser;
+    const person = await customer();
+    // A script: /link, five guesses, /link again, ... each round would be an SMS to the customer.
+    for (let round = 0; round < 10; round++) {
+      await say(chat, `/link ${person.accountNumber}`);
+      for (let guess = 0; guess < 5; guess++) await say(chat, String(100_000 + round * 5 + guess));
+      clock.advance(10_000);
+    }
+    expect(await linkCodesTo(person.phone)).toHaveLength(2);
+  });
+
+  it("reach one account's phone three times an hour, whatever the number of chats asking", async () => {
+    const person = await customer();
+    for (let i = 0; i < 3; i++) await say(++nextUser, `/link ${person.accountNumber}`);
+    const chat = ++nextUser;
+    await say(chat, `/link ${person.accountNumber}`);
+    expect(lastText(chat)).toBe(
+      "Several codes were sent to that account's phone in the last hour. Please try again in an hour.",
+    );
+    expect(await codeRow(chat)).toBeUndefined();
+    for (let i = 0; i < 16; i++) await say(++nextUser, `/link ${person.accountNumber}`);
+    expect(await linkCodesTo(person.phone)).toHaveLength(3);
+
+    clock.advance(60 * 60_000);
+    await say(chat, `/link ${person.accountNumber}`);
+    expect(await linkCodesTo(person.phone)).toHaveLength(4);
+  });
+
+  it("from one chat are five a day, refused in the chat's language", async () => {
+    const chat = ++nextUser;
+    const [first, second] = [await customer(), await customer()];
+    await say(chat, "/start");
+    await database.db.execute(
+      sql`update chat_sessions set language = 'sw' where channel = 'telegram' and chat_id = ${String(chat)}`,
+    );
+    for (const person of [first, second, first, second, first]) {
+      await say(chat, `/link ${person.accountNumber}`);
+      expect(lastText(chat)).toMatch(/^Tumetuma nambari/);
+      clock.advance(61_000);
+    }
+    await say(chat, `/link ${second!.accountNumber}`);
+    expect(lastText(chat)).toBe("Gumzo hili limeomba nambari nyingi mno leo. Tafadhali jaribu tena kesho.");
+    expect(await linkCodesTo(second!.phone)).toHaveLength(2);
+    // The refusal took no room: the other account can still be asked for from another chat.
+    await say(++nextUser, `/link ${second!.accountNumber}`);
+    expect(await linkCodesTo(second!.phone)).toHaveLength(3);
   });
 });
 

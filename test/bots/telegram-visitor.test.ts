@@ -166,4 +166,29 @@ describe("a visitor who becomes a customer", () => {
       .where(eq(customers.id, customer.id));
     expect(chosen?.notifyChannel).toBe("telegram");
   });
+
+  it("who unlinks that chat stays unlinked: the next /start shows the visitor menu", async () => {
+    const chat = ++nextUser;
+    const phone = uniquePhone();
+    await bot.deliver(textUpdate(chat, "/start"));
+    await bot.deliver(contactUpdate(chat, { user_id: chat, phone_number: phone }));
+    const home = await createPlan(database.db, { priceCents: 100_000, name: "Home 10" });
+    await createCustomerWithSubscription(ctx, admin, { name: "Amina Wekesa", phone, planId: home.id });
+    await bot.deliver(textUpdate(chat, "/start"));
+    const linksOf = () =>
+      database.db
+        .select()
+        .from(chatLinks)
+        .where(eq(chatLinks.chatId, String(chat)));
+    expect(await linksOf()).toHaveLength(1);
+
+    await bot.deliver(textUpdate(chat, "/unlink"));
+    const ask = lastShownIn(fake, chat);
+    expect(await bot.deliver(pressUpdate(fake, chat, ask.messageId!, button(ask, "Unlink")))).toBe(200);
+    expect(await linksOf()).toEqual([]);
+    await bot.deliver(textUpdate(chat, "/start"));
+    // Told "no longer linked", the chat neither shows the account again nor links itself back.
+    expect(buttonsOf(lastMenuIn(fake, chat))[0]?.text).toBe("1. Buy hotspot voucher");
+    expect(await linksOf()).toEqual([]);
+  });
 });

@@ -116,6 +116,16 @@ describe("rendering", () => {
     }
   });
 
+  it("masks a chat link code for a log, and not a voucher's code, which the admin hands over", () => {
+    for (const language of ["en", "sw"] as const) {
+      const link = renderSms(language, "chat_link_code", { code: "482913" }, { isp: "X", masked: true })!;
+      expect(link).not.toContain("482913");
+      expect(link).toContain("********");
+    }
+    const voucher = { plan: "Hour", code: "HX7K2P", validity: "2026-07-31T22:30:00Z" };
+    expect(renderSms("en", "voucher_code", voucher, { isp: "X", masked: true })).toContain("HX7K2P");
+  });
+
   it("says what a plan change cost, or what it credited", () => {
     expect(renderSms("en", "plan_changed", { plan: "Fast 20", chargeCents: 66_600 }, { isp: "X" })).toBe(
       "X: Your plan is now Fast 20. Charged KES 666 for the rest of this period.",

@@ -1,7 +1,9 @@
 import { Writable } from "node:stream";
-import { eq } from "drizzle-orm";
+import { desc, eq } from "drizzle-orm";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { enqueueMessage, type OutboundMessage } from "../../src/billing/outbox.ts";
+import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
+import { requestLinkCode } from "../../src/bots/telegram/link-code.ts";
 import { FakeClock, MINUTE } from "../../src/clock.ts";
 import { loadConfig } from "../../src/config.ts";
 import type { Database } from "../../src/db/client.ts";
@@ -11,7 +13,8 @@ import { createLogger } from "../../src/logger.ts";
 import { type AtFake, startAtFake } from "../../src/messaging/at-fake.ts";
 import { startMessaging } from "../../src/messaging/index.ts";
 import { createAtSmsSender, type SmsSender } from "../../src/messaging/sms-client.ts";
-import { deliverDueSms, type SmsWorkerOptions } from "../../src/messaging/sms-worker.ts";
+import { deliverDueSms, openSecrets, type SmsWorkerOptions } from "../../src/messaging/sms-worker.ts";
+import { admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
 
 let database: Database;
@@ -195,5 +198,74 @@ describe("a subscriber's password never reaches a log", () => {
     expect(logged).toContain("SMS to +254712000303: Kibera Net: Your internet (Home 10) is now active");
     expect(logged).toContain("password: ********");
     expect(logged).not.toContain("Qm4vBn8Xc");
+  });
+});
+
+describe("a chat link code never reaches a log", () => {
+  it("is kept sealed, sent in the clear to the phone only, masked in what the worker logs and keeps", async () => {
+    const { ctx } = billingContext(database.db, clock);
+    const plan = await createPlan(database.db, { priceCents: 150_000, name: "Fibre 1500" });
+    const { customer } = await createCustomerWithSubscription(ctx, admin, {
+      name: "Achieng Otieno",
+      phone: uniquePhone(),
+      planId: plan.id,
+    });
+    // Only the code is queued (the welcome SMS would go first: one message per recipient per pass).
+    await database.db.delete(messageOutbox);
+    const newCode = async () => {
+      await requestLinkCode(database.db, {
+        channel: "telegram",
+        chatId: "4242",
+        account: customer.accountNumber,
+        now: clock.now(),
+      });
+      const [sms] = await database.db
+        .select()
+        .from(messageOutbox)
+        .where(eq(messageOutbox.template, "chat_link_code"))
+        .orderBy(desc(messageOutbox.id))
+        .limit(1);
+      return {
+        id: sms!.id,
+        stored: JSON.stringify(sms!.params),
+        code: String(openSecrets(sms!.template, sms!.params).code),
+      };
+    };
+    const first = await newCode();
+    expect(first.code).toMatch(/^\d{6}$/);
+    expect(first.stored).not.toContain(first.code);
+    const delivered: string[] = [];
+    const reported: string[] = [];
+    const gateway: SmsSender = {
+      send: async (_to, text) => {
+        delivered.push(text);
+        return { messageId: "ATXid_1" };
+      },
+    };
+    await deliverDueSms({ ...options, sender: gateway, onSent: (sms) => reported.push(sms.text) });
+    expect(delivered).toEqual([expect.stringContaining(`is ${first.code}.`)]);
+    expect(reported).toEqual([expect.stringContaining("is ********.")]);
+
+    clock.advance(MINUTE);
+    const second = await newCode();
+    const logged: string[] = [];
+    const sink = new Writable({
+      write(chunk, _encoding, done) {
+        logged.push(String(chunk));
+        done();
+      },
+    });
+    // A gateway's complaint that quotes the message, as the worker expects some to do.
+    const echoing: SmsSender = {
+      send: async (_to, text) => {
+        throw new Error(`rejected: ${text}`);
+      },
+    };
+    await deliverDueSms({ ...options, sender: echoing, logger: createLogger("trace", sink) });
+    const [after] = await database.db.select().from(messageOutbox).where(eq(messageOutbox.id, second.id));
+    expect(after!.lastError).toContain("rejected:");
+    // Whoever reads the log or the admin chat's failed list could link their chat to the account.
+    expect(after!.lastError).not.toContain(second.code);
+    expect(logged.join("")).not.toContain(second.code);
   });
 });

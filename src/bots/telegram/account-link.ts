@@ -1,14 +1,15 @@
 import { and, eq, sql } from "drizzle-orm";
 import { Composer, type Context, InlineKeyboard } from "grammy";
+import { forgetChatOwner } from "../../billing/chat-unlink.ts";
 import type { Clock } from "../../clock.ts";
 import { type Db, queryRows } from "../../db/client.ts";
 import { parseRowId } from "../../db/params.ts";
-import { chatLinks, chatSessions, customers, type Language } from "../../db/schema/index.ts";
+import { chatLinks, customers, type Language } from "../../db/schema/index.ts";
 import { checkPhone } from "../../lib/phone.ts";
 import type { ChatInput } from "../chat-menu.ts";
 import { chooseNoticeChannel } from "../notice-channel.ts";
-import { checkLinkCode, isLinkCode, requestLinkCode } from "./link-code.ts";
-import { botText } from "./texts.ts";
+import { checkLinkCode, isLinkCode, type LinkCodeRequest, requestLinkCode } from "./link-code.ts";
+import { type BotText, botText } from "./texts.ts";
 import { rememberVisitorPhone } from "./visitor-phone.ts";
 
 /**
@@ -43,6 +44,12 @@ async function chatLanguage(db: Db, userId: number | undefined): Promise<Languag
   return row?.language ?? "en";
 }
 const noKeyboard = { reply_markup: { remove_keyboard: true } } as const;
+const refusalText: Record<Exclude<LinkCodeRequest["kind"], "sent">, BotText> = {
+  unknown: "linkUnknown",
+  wait: "linkWait",
+  chatLimit: "linkChatLimit",
+  accountLimit: "linkAccountLimit",
+};
 
 export function accountLinking(deps: AccountLinkDeps, show: Show) {
   const feature = new Composer<Context>();
@@ -61,12 +68,11 @@ export function accountLinking(deps: AccountLinkDeps, show: Show) {
       account,
       now: deps.clock.now(),
     });
-    if (sent.kind === "unknown") await ctx.reply(botText(language, "linkUnknown"));
-    else if (sent.kind === "wait") await ctx.reply(botText(language, "linkWait"));
-    else
+    if (sent.kind === "sent")
       await ctx.reply(
         botText(language, "linkSent", { account: sent.accountNumber, ending: sent.phoneEnding }),
       );
+    else await ctx.reply(botText(language, refusalText[sent.kind]));
   });
 
   // Six digits while a code is pending are an attempt; otherwise they are left to the menu.
@@ -82,7 +88,11 @@ export function accountLinking(deps: AccountLinkDeps, show: Show) {
     const language = await languageOf(ctx);
     switch (result.kind) {
       case "wrong":
-        await ctx.reply(botText(language, "codeWrong", { left: String(result.attemptsLeft) }));
+        await ctx.reply(
+          result.attemptsLeft === 1
+            ? botText(language, "codeWrongLast")
+            : botText(language, "codeWrong", { left: String(result.attemptsLeft) }),
+        );
         return;
       case "expired":
         await ctx.reply(botText(language, "codeExpired"));
@@ -123,19 +133,20 @@ export function accountLinking(deps: AccountLinkDeps, show: Show) {
     }
     // The delete is the once: a second press (or a copy of this update) finds nothing to remove.
     const linkId = parseRowId(ctx.match[1]!);
-    const [gone] =
+    const chatId = String(ctx.from.id);
+    const gone =
       linkId === null
-        ? []
-        : await deps.db
-            .delete(chatLinks)
-            .where(
-              and(
-                eq(chatLinks.id, linkId),
-                eq(chatLinks.channel, CHANNEL),
-                eq(chatLinks.chatId, String(ctx.from.id)),
-              ),
-            )
-            .returning({ customerId: chatLinks.customerId });
+        ? undefined
+        : await deps.db.transaction(async (tx) => {
+            const [link] = await tx
+              .delete(chatLinks)
+              .where(
+                and(eq(chatLinks.id, linkId), eq(chatLinks.channel, CHANNEL), eq(chatLinks.chatId, chatId)),
+              )
+              .returning({ customerId: chatLinks.customerId });
+            if (link) await forgetChatOwner(tx, { channel: CHANNEL, chatId, customerId: link.customerId });
+            return link;
+          });
     if (!gone) {
       await ctx.answerCallbackQuery({ text: botText(language, "unlinkGone") });
       return;
@@ -150,10 +161,6 @@ export function accountLinking(deps: AccountLinkDeps, show: Show) {
       message.message_id,
       botText(language, "unlinked", { account: customer?.accountNumber ?? "" }),
     );
-    // The customer's place in their menu means something else to a visitor: the next message starts over.
-    await deps.db
-      .delete(chatSessions)
-      .where(and(eq(chatSessions.channel, CHANNEL), eq(chatSessions.chatId, String(ctx.from.id))));
   });
 
   feature.on("message:contact", async (ctx) => {

@@ -1,7 +1,8 @@
 import { createHash, randomInt, timingSafeEqual } from "node:crypto";
 import { and, eq, isNull, sql } from "drizzle-orm";
 import { enqueueMessage, type MessageTemplate } from "../../billing/outbox.ts";
-import { MINUTE } from "../../clock.ts";
+import { takeRateSlot } from "../../billing/rate-windows.ts";
+import { DAY, HOUR, MINUTE } from "../../clock.ts";
 import type { Db } from "../../db/client.ts";
 import {
   type ChatChannel,
@@ -10,18 +11,25 @@ import {
   customers,
   type Language,
 } from "../../db/schema/index.ts";
+import { requireBox } from "../../db/sealed.ts";
 import { chooseNoticeChannel } from "../notice-channel.ts";
 
 /**
  * Linking a chat to an account by its number and a one-time code sent by SMS to the account's phone:
  * whoever reads that SMS holds the phone, which is what a link stands for. The code exists in the SMS
- * only; the table keeps its hash, an expiry and an attempt count.
+ * only (its outbox row holds it sealed); the table keeps its hash, an expiry and an attempt count.
  */
 
 export const LINK_CODE_TTL_MS = 10 * MINUTE;
 export const LINK_CODE_MAX_ATTEMPTS = 5;
 /** A new code for the same chat no sooner than this: each one is an SMS to somebody's phone. */
 export const LINK_CODE_RESEND_MS = MINUTE;
+/**
+ * Each code is an SMS the ISP pays for and five guesses at an account: a stranger asking from many
+ * chats must not flood a customer's phone, nor one chat guess on for ever.
+ */
+export const LINK_CODES_PER_ACCOUNT_PER_HOUR = 3;
+export const LINK_CODES_PER_CHAT_PER_DAY = 5;
 /** `sms.chat_link_code` in the catalogs. Not yet in billing's `MessageTemplate` union (not ours to edit). */
 export const LINK_CODE_TEMPLATE: MessageTemplate = "chat_link_code";
 
@@ -34,61 +42,84 @@ const hashCode = (channel: ChatChannel, chatId: string, customerId: number, code
 const sameHash = (a: string, b: string) =>
   a.length === b.length && timingSafeEqual(Buffer.from(a, "hex"), Buffer.from(b, "hex"));
 
+export type LinkCodeRefusal = "wait" | "chatLimit" | "accountLimit";
+
 export type LinkCodeRequest =
   | { kind: "sent"; accountNumber: string; phoneEnding: string }
   | { kind: "unknown" }
-  | { kind: "wait" };
+  | { kind: LinkCodeRefusal };
+
+/** Thrown out of the transaction so that the slots taken in the windows before it are given back. */
+class WindowFull extends Error {
+  constructor(readonly refusal: LinkCodeRefusal) {
+    super(refusal);
+  }
+}
 
 export async function requestLinkCode(
   db: Db,
   request: { channel: ChatChannel; chatId: string; account: string; now: Date },
 ): Promise<LinkCodeRequest> {
   const { channel, chatId, now } = request;
-  return db.transaction(async (tx) => {
-    const [customer] = await tx
-      .select({
-        id: customers.id,
-        accountNumber: customers.accountNumber,
-        phone: customers.phone,
-        language: customers.language,
-      })
-      .from(customers)
-      .where(sql`upper(${customers.accountNumber}) = upper(${request.account.trim()})`);
-    if (!customer) return { kind: "unknown" };
-    const [pending] = await tx
-      .select({ createdAt: chatLinkCodes.createdAt, usedAt: chatLinkCodes.usedAt })
-      .from(chatLinkCodes)
-      .where(and(eq(chatLinkCodes.channel, channel), eq(chatLinkCodes.chatId, chatId)))
-      .for("update");
-    if (
-      pending &&
-      pending.usedAt === null &&
-      now.getTime() - pending.createdAt.getTime() < LINK_CODE_RESEND_MS
-    )
-      return { kind: "wait" };
+  return db
+    .transaction(async (tx): Promise<LinkCodeRequest> => {
+      const [customer] = await tx
+        .select({
+          id: customers.id,
+          accountNumber: customers.accountNumber,
+          phone: customers.phone,
+          language: customers.language,
+        })
+        .from(customers)
+        .where(sql`upper(${customers.accountNumber}) = upper(${request.account.trim()})`);
+      if (!customer) return { kind: "unknown" };
+      // Counted apart from the code's row, which goes when it expires or its attempts run out: the
+      // wait still holds then. The first full window names the refusal.
+      const windows = [
+        { refusal: "wait", key: `link-code:${channel}:${chatId}`, limit: 1, windowMs: LINK_CODE_RESEND_MS },
+        {
+          refusal: "chatLimit",
+          key: `link-code-day:${channel}:${chatId}`,
+          limit: LINK_CODES_PER_CHAT_PER_DAY,
+          windowMs: DAY,
+        },
+        {
+          refusal: "accountLimit",
+          key: `link-code-account:${customer.id}`,
+          limit: LINK_CODES_PER_ACCOUNT_PER_HOUR,
+          windowMs: HOUR,
+        },
+      ] as const;
+      for (const window of windows)
+        if (!(await takeRateSlot(tx, window, now))) throw new WindowFull(window.refusal);
 
-    const code = String(randomInt(0, 1_000_000)).padStart(6, "0");
-    const values = {
-      customerId: customer.id,
-      codeHash: hashCode(channel, chatId, customer.id, code),
-      attempts: 0,
-      expiresAt: new Date(now.getTime() + LINK_CODE_TTL_MS),
-      usedAt: null,
-      createdAt: now,
-    };
-    // One code per chat: a new request replaces the old one (and its attempts) after the resend wait.
-    await tx
-      .insert(chatLinkCodes)
-      .values({ channel, chatId, ...values })
-      .onConflictDoUpdate({ target: [chatLinkCodes.channel, chatLinkCodes.chatId], set: values });
-    await enqueueMessage(tx, now, {
-      recipient: customer.phone,
-      language: customer.language,
-      template: LINK_CODE_TEMPLATE,
-      params: { code },
+      const code = String(randomInt(0, 1_000_000)).padStart(6, "0");
+      const values = {
+        customerId: customer.id,
+        codeHash: hashCode(channel, chatId, customer.id, code),
+        attempts: 0,
+        expiresAt: new Date(now.getTime() + LINK_CODE_TTL_MS),
+        usedAt: null,
+        createdAt: now,
+      };
+      // One code per chat: a new request replaces the old one (and its attempts) after the resend wait.
+      await tx
+        .insert(chatLinkCodes)
+        .values({ channel, chatId, ...values })
+        .onConflictDoUpdate({ target: [chatLinkCodes.channel, chatLinkCodes.chatId], set: values });
+      await enqueueMessage(tx, now, {
+        recipient: customer.phone,
+        language: customer.language,
+        template: LINK_CODE_TEMPLATE,
+        // Sealed as a PPPoE password in an outbox row is (db/sealed.ts): the SMS worker opens it to send.
+        params: { code: requireBox().seal(code) },
+      });
+      return { kind: "sent", accountNumber: customer.accountNumber, phoneEnding: customer.phone.slice(-3) };
+    })
+    .catch((error: unknown) => {
+      if (error instanceof WindowFull) return { kind: error.refusal };
+      throw error;
     });
-    return { kind: "sent", accountNumber: customer.accountNumber, phoneEnding: customer.phone.slice(-3) };
-  });
 }
 
 export type LinkCodeCheck =

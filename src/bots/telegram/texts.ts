@@ -22,7 +22,11 @@ const texts = {
     linkSent:
       "We sent a 6-digit code by SMS to the phone of account {account} (ending {ending}). Type it here within 10 minutes.",
     linkWait: "A code was sent a moment ago. Please wait a minute before asking for another.",
+    linkChatLimit: "This chat has asked for too many codes today. Please try again tomorrow.",
+    linkAccountLimit:
+      "Several codes were sent to that account's phone in the last hour. Please try again in an hour.",
     codeWrong: "That code is not right. {left} tries left.",
+    codeWrongLast: "That code is not right. 1 try left.",
     codeExpired: "That code has expired. Send /link with your account number for a new one.",
     codeExhausted: "Too many wrong codes. Send /link with your account number for a new one.",
     notLinked: "This chat is not linked to an account.",
@@ -53,7 +57,11 @@ const texts = {
     linkSent:
       "Tumetuma nambari ya tarakimu 6 kwa SMS kwa simu ya akaunti {account} (inayoishia {ending}). Iandike hapa ndani ya dakika 10.",
     linkWait: "Nambari imetumwa sasa hivi. Tafadhali subiri dakika moja kabla ya kuomba nyingine.",
+    linkChatLimit: "Gumzo hili limeomba nambari nyingi mno leo. Tafadhali jaribu tena kesho.",
+    linkAccountLimit:
+      "Nambari kadhaa zimetumwa kwa simu ya akaunti hiyo ndani ya saa moja iliyopita. Tafadhali jaribu tena baada ya saa moja.",
     codeWrong: "Nambari hiyo si sahihi. Majaribio {left} yamebaki.",
+    codeWrongLast: "Nambari hiyo si sahihi. Jaribio 1 limebaki.",
     codeExpired: "Nambari hiyo imeisha muda. Tuma /link na nambari ya akaunti yako upate mpya.",
     codeExhausted: "Nambari nyingi zisizo sahihi. Tuma /link na nambari ya akaunti yako upate mpya.",
     notLinked: "Gumzo hili halijaunganishwa na akaunti.",

@@ -1,7 +1,7 @@
 import { sql } from "drizzle-orm";
+import { visitorPhoneRowId } from "../../billing/chat-unlink.ts";
 import type { Executor } from "../../db/client.ts";
 import type { ChatChannel } from "../../db/schema/index.ts";
-import { visitorPhoneRowId } from "../chat-state.ts";
 
 /**
  * A visitor's own phone (shared as their contact), kept for their chat so a voucher can be paid by

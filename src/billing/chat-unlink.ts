@@ -1,0 +1,56 @@
+import { and, eq, sql } from "drizzle-orm";
+import type { Executor } from "../db/client.ts";
+import { type ChatChannel, channelSessions, chatReplyRoutes, chatSessions } from "../db/schema/index.ts";
+
+/**
+ * A visitor's own phone (shared as their contact) is kept under this `channel_sessions` id, which no
+ * menu session can take (their keys are base64url, without `:`); see bots/telegram/visitor-phone.ts.
+ */
+export const visitorPhoneRowId = (channel: ChatChannel, chatId: string) => `${channel}:phone:${chatId}`;
+
+/**
+ * What a chat kept of whose it was, dropped when its link goes (the person unlinked it, or the
+ * account moved to another phone). Left behind, each would tie the chat to the account again, or
+ * keep the account's notices from the chat it links next.
+ */
+export async function forgetChatOwner(
+  db: Executor,
+  link: { channel: ChatChannel; chatId: string; customerId: number },
+): Promise<void> {
+  const { channel, chatId } = link;
+  // The customer's place in their menu means something else to a visitor: the next message starts over.
+  await db
+    .delete(chatSessions)
+    .where(and(eq(chatSessions.channel, channel), eq(chatSessions.chatId, chatId)));
+  // A phone the chat shared as a visitor finds its customer and links the chat back on its next message.
+  await db.delete(channelSessions).where(eq(channelSessions.id, visitorPhoneRowId(channel, chatId)));
+  // A payment or voucher confirmed here a moment ago would still send the account's notices here.
+  await db
+    .delete(chatReplyRoutes)
+    .where(and(eq(chatReplyRoutes.channel, channel), eq(chatReplyRoutes.chatId, chatId)));
+  await releaseNoticeChannel(db, link.customerId, channel);
+}
+
+/**
+ * Notices chosen for the customer's chat on `channel` go by SMS again once no chat of theirs is linked
+ * there. Left set, the choice would keep the next chat that links itself (WhatsApp's first message)
+ * from being chosen: notices would stay on SMS.
+ */
+export async function releaseNoticeChannel(db: Executor, customerId: number, channel: ChatChannel) {
+  await db.execute(
+    sql`update customers set notify_channel = null
+        where id = ${customerId} and notify_channel = ${channel}
+          and not exists (select 1 from chat_links where customer_id = ${customerId} and channel = ${channel})`,
+  );
+}
+
+/**
+ * A number that left its customer may be someone else's now: chats that shared it as a visitor must
+ * not be linked to whoever holds it next, nor get what is sent to it.
+ */
+export async function forgetPhoneChats(db: Executor, phone: string): Promise<void> {
+  await db
+    .delete(channelSessions)
+    .where(and(eq(channelSessions.phone, phone), sql`strpos(${channelSessions.id}, ':phone:') > 0`));
+  await db.delete(chatReplyRoutes).where(eq(chatReplyRoutes.phone, phone));
+}
