@@ -1,0 +1,270 @@
+import { and, eq } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { applyPayment } from "../../src/billing/payments.ts";
+import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
+import { parseTemplateMap } from "../../src/bots/chat-delivery.ts";
+import { ChatSendError } from "../../src/bots/chat-sender.ts";
+import { type FakeWhatsApp, startFakeWhatsApp } from "../../src/bots/whatsapp-cloud/fake-api.ts";
+import { GraphApiError } from "../../src/bots/whatsapp-cloud/graph.ts";
+import { createCloudSender } from "../../src/bots/whatsapp-cloud/sender.ts";
+import { FakeClock, HOUR } from "../../src/clock.ts";
+import type { Database } from "../../src/db/client.ts";
+import { chatInbox, messageOutbox } from "../../src/db/schema/index.ts";
+import { admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
+import { createTestDatabase } from "../support/db.ts";
+import {
+  bodyOf,
+  buttonReply,
+  inbound,
+  newMessageId,
+  optionIdOf,
+  startWhatsApp,
+  text,
+  type WhatsAppInstance,
+} from "./whatsapp-cloud-world.ts";
+
+/** Review findings on the WhatsApp Cloud API channel and the notices it carries. */
+
+let database: Database;
+let ctx: ReturnType<typeof billingContext>["ctx"];
+const clock = new FakeClock("2026-05-01T06:00:00Z");
+let cloud: FakeWhatsApp;
+let wa: WhatsAppInstance;
+let planId: number;
+let receiptSeq = 0;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  ctx = billingContext(database.db, clock).ctx;
+  cloud = await startFakeWhatsApp({ now: () => clock.now() });
+  cloud.approveTemplate("tandao_receipt", "en", 2);
+  cloud.approveTemplate("tandao_suspended", "en", 2);
+  wa = startWhatsApp(ctx, cloud, {
+    templates: parseTemplateMap(
+      "payment_received=tandao_receipt:amountCents|receipt, suspended=tandao_suspended:amountCents|payTo",
+    ),
+    signing: { isp: "Kibera Net", till: "555111", ussdCode: "*384*123#" },
+  });
+  planId = (await createPlan(database.db, { priceCents: 150_000, name: "Fibre 1500" })).id;
+});
+afterAll(async () => {
+  await wa?.channel.stop();
+  await cloud?.close();
+  await database?.close();
+});
+
+async function customer(language: "en" | "sw" = "en") {
+  const created = await createCustomerWithSubscription(ctx, admin, {
+    name: "Achieng Otieno",
+    phone: uniquePhone(),
+    planId,
+    language,
+  });
+  return created.customer;
+}
+
+async function smsTo(phone: string, template: string) {
+  return database.db
+    .select()
+    .from(messageOutbox)
+    .where(
+      and(
+        eq(messageOutbox.channel, "sms"),
+        eq(messageOutbox.recipient, phone),
+        eq(messageOutbox.template, template),
+      ),
+    );
+}
+
+describe("what the WhatsApp adapter says itself, to a Kiswahili-speaking customer", () => {
+  it("says an old button is out of date in Kiswahili", async () => {
+    const person = await customer("sw");
+    const waId = person.phone.slice(1);
+    await wa.post(inbound(cloud, waId, text("habari")));
+    // The menu is in Kiswahili; its language screen comes as reply buttons.
+    expect(bodyOf(cloud.sentTo(waId).at(-1))).toContain("5. Lugha");
+    await wa.post(inbound(cloud, waId, text("5")));
+    const old = optionIdOf(cloud.sentTo(waId).at(-1), "1.");
+    await wa.post(inbound(cloud, waId, text("0")));
+    await wa.post(inbound(cloud, waId, buttonReply(old)));
+    expect(bodyOf(cloud.sentTo(waId).at(-1))).toBe(
+      "Menyu hii imepitwa na wakati. Tafadhali chagua kutoka ile mpya.",
+    );
+  });
+
+  it("answers a photo in Kiswahili", async () => {
+    const person = await customer("sw");
+    const waId = person.phone.slice(1);
+    await wa.post(inbound(cloud, waId, text("habari")));
+    await wa.post(inbound(cloud, waId, { type: "image", image: { id: "1", mime_type: "image/jpeg" } }));
+    expect(bodyOf(cloud.sentTo(waId).at(-1))).toBe(
+      "Tafadhali andika nambari kutoka kwenye menyu, au 'menu' kuanza upya.",
+    );
+  });
+});
+
+describe("notices as approved templates outside the 24-hour window", () => {
+  it("fill a template's payTo parameter as the SMS says it, never with an empty text", async () => {
+    const person = await customer();
+    const waId = person.phone.slice(1);
+    await wa.post(inbound(cloud, waId, text("hi")));
+    clock.advance(25 * HOUR);
+    await database.db.insert(messageOutbox).values({
+      channel: "sms",
+      recipient: person.phone,
+      language: "en",
+      template: "suspended",
+      params: { amountCents: 150_000, account: person.accountNumber },
+      nextAttemptAt: clock.now(),
+      createdAt: clock.now(),
+    });
+    await wa.channel.sendDue();
+    const sent = cloud.sentTo(waId).at(-1)?.payload as {
+      type: string;
+      template?: { components: { parameters: { text: string }[] }[] };
+    };
+    expect(sent.type).toBe("template");
+    // The SMS reads "Pay KES 1,500 by M-Pesa, dial *384*123#, to restore it."
+    expect(sent.template?.components[0]?.parameters.map((p) => p.text)).toEqual([
+      "KES 1,500",
+      "dial *384*123#",
+    ]);
+  });
+
+  it("go as the template, not by SMS, when Meta says the window closed before we thought", async () => {
+    const person = await customer();
+    const waId = person.phone.slice(1);
+    // Written at T0, but Meta delivered it five hours later (the service was away: Meta retries).
+    const late = inbound(cloud, waId, text("hi"));
+    clock.advance(5 * HOUR);
+    expect(await wa.post(late)).toBe(200);
+    // 25 hours after the person wrote: Meta's window is closed.
+    clock.advance(20 * HOUR);
+    const receipt = `SKR${String(++receiptSeq).padStart(7, "0")}`;
+    await applyPayment(ctx, admin, {
+      customerId: person.id,
+      method: "mpesa_c2b",
+      provider: "mpesa",
+      providerRef: receipt,
+      amountCents: 20_000,
+    });
+    await wa.channel.sendDue();
+    const [sms] = await smsTo(person.phone, "payment_received");
+    // What happens now: Meta's 131047 turns the receipt into an SMS although a template is configured.
+    expect(sms?.lastError ?? null).toBeNull();
+    expect(cloud.sentTo(waId).at(-1)?.payload).toMatchObject({
+      type: "template",
+      template: { name: "tandao_receipt" },
+    });
+    expect(await smsTo(person.phone, "payment_received")).toEqual([]);
+  });
+});
+
+describe("Graph API failures the delivery worker is told of", () => {
+  const failingWith = (error: unknown) =>
+    createCloudSender({
+      send: () => Promise.reject(error),
+    });
+
+  it("takes an HTTP 429 (too many requests) as 'try again later', not as a refusal of the message", async () => {
+    const error = await failingWith(new GraphApiError(429, null, "Graph API answered 429"))
+      .send("254700000001", { kind: "text", text: "hi" })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ChatSendError);
+    expect((error as ChatSendError).failure).toBe("retry");
+  });
+});
+
+describe("senders without a phone number in the webhook (WhatsApp usernames)", () => {
+  it("stores a message that names its sender by business-scoped user id only, rather than dropping it", async () => {
+    const id = newMessageId();
+    const body = JSON.stringify({
+      object: "whatsapp_business_account",
+      entry: [
+        {
+          id: "WABA-1",
+          changes: [
+            {
+              field: "messages",
+              value: {
+                messaging_product: "whatsapp",
+                metadata: { display_phone_number: "254700000000", phone_number_id: cloud.phoneNumberId },
+                contacts: [
+                  { profile: { name: "Achieng", username: "@achieng" }, user_id: "KE.1502576394655843" },
+                ],
+                messages: [
+                  {
+                    from_user_id: "KE.1502576394655843",
+                    id,
+                    timestamp: String(Math.floor(clock.now().getTime() / 1000)),
+                    type: "text",
+                    text: { body: "hi" },
+                  },
+                ],
+              },
+            },
+          ],
+        },
+      ],
+    });
+    expect(await wa.post(body)).toBe(200);
+    const stored = await database.db.select().from(chatInbox).where(eq(chatInbox.externalId, id));
+    expect(stored).toHaveLength(1);
+  });
+});
+
+describe("a notice Meta accepted, then reported failed (value.statuses)", () => {
+  it("goes by SMS once WhatsApp says it could not be delivered (131026), not lost", async () => {
+    const person = await customer();
+    const waId = person.phone.slice(1);
+    await wa.post(inbound(cloud, waId, text("hi")));
+    const receipt = `SKF${String(++receiptSeq).padStart(7, "0")}`;
+    await applyPayment(ctx, admin, {
+      customerId: person.id,
+      method: "mpesa_c2b",
+      provider: "mpesa",
+      providerRef: receipt,
+      amountCents: 30_000,
+    });
+    await wa.channel.sendDue();
+    const accepted = cloud.sentTo(waId).at(-1);
+    expect(JSON.stringify(accepted?.payload)).toContain(receipt);
+    // Meta answered 200 with a wamid; the failure comes afterwards, as a status callback.
+    const failed = JSON.stringify({
+      object: "whatsapp_business_account",
+      entry: [
+        {
+          id: "WABA-1",
+          changes: [
+            {
+              field: "messages",
+              value: {
+                messaging_product: "whatsapp",
+                metadata: { display_phone_number: "254700000000", phone_number_id: cloud.phoneNumberId },
+                statuses: [
+                  {
+                    id: accepted!.id,
+                    status: "failed",
+                    timestamp: String(Math.floor(clock.now().getTime() / 1000)),
+                    recipient_id: waId,
+                    errors: [
+                      {
+                        code: 131026,
+                        title: "Message undeliverable",
+                        message: "Message undeliverable",
+                        error_data: { details: "Message Undeliverable." },
+                      },
+                    ],
+                  },
+                ],
+              },
+            },
+          ],
+        },
+      ],
+    });
+    expect(await wa.post(failed)).toBe(200);
+    await wa.channel.sendDue();
+    expect(await smsTo(person.phone, "payment_received")).toHaveLength(1);
+  });
+});
