@@ -9,19 +9,10 @@ import { GraphApiError } from "../../src/bots/whatsapp-cloud/graph.ts";
 import { createCloudSender } from "../../src/bots/whatsapp-cloud/sender.ts";
 import { FakeClock, HOUR } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
-import { chatInbox, messageOutbox } from "../../src/db/schema/index.ts";
+import { messageOutbox } from "../../src/db/schema/index.ts";
 import { admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
-import {
-  bodyOf,
-  buttonReply,
-  inbound,
-  newMessageId,
-  optionIdOf,
-  startWhatsApp,
-  text,
-  type WhatsAppInstance,
-} from "./whatsapp-cloud-world.ts";
+import { inbound, startWhatsApp, text, type WhatsAppInstance } from "./whatsapp-cloud-world.ts";
 
 /** Review findings on the WhatsApp Cloud API channel and the notices it carries. */
 
@@ -75,33 +66,6 @@ async function smsTo(phone: string, template: string) {
       ),
     );
 }
-
-describe("what the WhatsApp adapter says itself, to a Kiswahili-speaking customer", () => {
-  it("says an old button is out of date in Kiswahili", async () => {
-    const person = await customer("sw");
-    const waId = person.phone.slice(1);
-    await wa.post(inbound(cloud, waId, text("habari")));
-    // The menu is in Kiswahili; its language screen comes as reply buttons.
-    expect(bodyOf(cloud.sentTo(waId).at(-1))).toContain("5. Lugha");
-    await wa.post(inbound(cloud, waId, text("5")));
-    const old = optionIdOf(cloud.sentTo(waId).at(-1), "1.");
-    await wa.post(inbound(cloud, waId, text("0")));
-    await wa.post(inbound(cloud, waId, buttonReply(old)));
-    expect(bodyOf(cloud.sentTo(waId).at(-1))).toBe(
-      "Menyu hii imepitwa na wakati. Tafadhali chagua kutoka ile mpya.",
-    );
-  });
-
-  it("answers a photo in Kiswahili", async () => {
-    const person = await customer("sw");
-    const waId = person.phone.slice(1);
-    await wa.post(inbound(cloud, waId, text("habari")));
-    await wa.post(inbound(cloud, waId, { type: "image", image: { id: "1", mime_type: "image/jpeg" } }));
-    expect(bodyOf(cloud.sentTo(waId).at(-1))).toBe(
-      "Tafadhali andika nambari kutoka kwenye menyu, au 'menu' kuanza upya.",
-    );
-  });
-});
 
 describe("notices as approved templates outside the 24-hour window", () => {
   it("fill a template's payTo parameter as the SMS says it, never with an empty text", async () => {
@@ -172,44 +136,6 @@ describe("Graph API failures the delivery worker is told of", () => {
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ChatSendError);
     expect((error as ChatSendError).failure).toBe("retry");
-  });
-});
-
-describe("senders without a phone number in the webhook (WhatsApp usernames)", () => {
-  it("stores a message that names its sender by business-scoped user id only, rather than dropping it", async () => {
-    const id = newMessageId();
-    const body = JSON.stringify({
-      object: "whatsapp_business_account",
-      entry: [
-        {
-          id: "WABA-1",
-          changes: [
-            {
-              field: "messages",
-              value: {
-                messaging_product: "whatsapp",
-                metadata: { display_phone_number: "254700000000", phone_number_id: cloud.phoneNumberId },
-                contacts: [
-                  { profile: { name: "Achieng", username: "@achieng" }, user_id: "KE.1502576394655843" },
-                ],
-                messages: [
-                  {
-                    from_user_id: "KE.1502576394655843",
-                    id,
-                    timestamp: String(Math.floor(clock.now().getTime() / 1000)),
-                    type: "text",
-                    text: { body: "hi" },
-                  },
-                ],
-              },
-            },
-          ],
-        },
-      ],
-    });
-    expect(await wa.post(body)).toBe(200);
-    const stored = await database.db.select().from(chatInbox).where(eq(chatInbox.externalId, id));
-    expect(stored).toHaveLength(1);
   });
 });
 
