@@ -44,8 +44,11 @@ beforeAll(async () => {
   bot = startInstance(ctx, telegram);
   cloud = await startFakeWhatsApp({ now: () => clock.now() });
   cloud.approveTemplate("tandao_receipt", "en", 2);
+  cloud.approveTemplate("tandao_suspended", "en", 2);
   wa = startWhatsApp(ctx, cloud, {
-    templates: parseTemplateMap("payment_received=tandao_receipt:amountCents|receipt"),
+    templates: parseTemplateMap(
+      "payment_received=tandao_receipt:amountCents|receipt, suspended=tandao_suspended:amountCents|payTo",
+    ),
     signing: { isp: "Kibera Net", till: "555111", ussdCode: "*384*123#" },
   });
   planId = (await createPlan(database.db, { priceCents: 150_000, name: "Fibre 1500" })).id;
@@ -199,6 +202,46 @@ describe("notices to a customer on the WhatsApp Cloud API", () => {
     });
     await wa.channel.sendDue();
     expect(JSON.stringify(cloud.sentTo(waId).at(-1)?.payload)).toContain("Pay by M-Pesa, dial *384*123#.");
+  });
+
+  it("fill a template's payTo parameter as the SMS says it, never with an empty text", async () => {
+    const person = await customer();
+    const waId = person.phone.slice(1);
+    await wa.post(inbound(cloud, waId, text("hi")));
+    clock.advance(25 * HOUR);
+    await database.db.insert(messageOutbox).values({
+      channel: "sms",
+      recipient: person.phone,
+      language: "en",
+      template: "suspended",
+      params: { amountCents: 150_000, account: person.accountNumber },
+      nextAttemptAt: clock.now(),
+      createdAt: clock.now(),
+    });
+    await wa.channel.sendDue();
+    const sent = cloud.sentTo(waId).at(-1)?.payload as {
+      type: string;
+      template?: { components: { parameters: { text: string }[] }[] };
+    };
+    expect(sent.type).toBe("template");
+    // The SMS reads "Pay KES 1,500 by M-Pesa, dial *384*123#, to restore it."
+    expect(sent.template?.components[0]?.parameters.map((p) => p.text)).toEqual([
+      "KES 1,500",
+      "dial *384*123#",
+    ]);
+  });
+
+  it("refuse at start-up a template entry naming a notice or a parameter the catalogs lack", () => {
+    expect(() => parseTemplateMap("suspended=tandao_suspended:amountCents|payto")).toThrow(
+      /WHATSAPP_CLOUD_TEMPLATES.*payto/,
+    );
+    expect(() => parseTemplateMap("suspend=tandao_suspended:amountCents")).toThrow(
+      /WHATSAPP_CLOUD_TEMPLATES.*suspend\b/,
+    );
+    expect(parseTemplateMap("suspended=tandao_suspended:amountCents|payTo").get("suspended")).toEqual({
+      name: "tandao_suspended",
+      params: ["amountCents", "payTo"],
+    });
   });
 
   it("without an approved template, go by SMS outside the window", async () => {

@@ -68,33 +68,6 @@ async function smsTo(phone: string, template: string) {
 }
 
 describe("notices as approved templates outside the 24-hour window", () => {
-  it("fill a template's payTo parameter as the SMS says it, never with an empty text", async () => {
-    const person = await customer();
-    const waId = person.phone.slice(1);
-    await wa.post(inbound(cloud, waId, text("hi")));
-    clock.advance(25 * HOUR);
-    await database.db.insert(messageOutbox).values({
-      channel: "sms",
-      recipient: person.phone,
-      language: "en",
-      template: "suspended",
-      params: { amountCents: 150_000, account: person.accountNumber },
-      nextAttemptAt: clock.now(),
-      createdAt: clock.now(),
-    });
-    await wa.channel.sendDue();
-    const sent = cloud.sentTo(waId).at(-1)?.payload as {
-      type: string;
-      template?: { components: { parameters: { text: string }[] }[] };
-    };
-    expect(sent.type).toBe("template");
-    // The SMS reads "Pay KES 1,500 by M-Pesa, dial *384*123#, to restore it."
-    expect(sent.template?.components[0]?.parameters.map((p) => p.text)).toEqual([
-      "KES 1,500",
-      "dial *384*123#",
-    ]);
-  });
-
   it("go as the template, not by SMS, when Meta says the window closed before we thought", async () => {
     const person = await customer();
     const waId = person.phone.slice(1);
