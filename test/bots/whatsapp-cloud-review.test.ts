@@ -3,10 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { parseTemplateMap } from "../../src/bots/chat-delivery.ts";
-import { ChatSendError } from "../../src/bots/chat-sender.ts";
 import { type FakeWhatsApp, startFakeWhatsApp } from "../../src/bots/whatsapp-cloud/fake-api.ts";
-import { GraphApiError } from "../../src/bots/whatsapp-cloud/graph.ts";
-import { createCloudSender } from "../../src/bots/whatsapp-cloud/sender.ts";
 import { FakeClock, HOUR } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { messageOutbox } from "../../src/db/schema/index.ts";
@@ -94,21 +91,6 @@ describe("notices as approved templates outside the 24-hour window", () => {
       template: { name: "tandao_receipt" },
     });
     expect(await smsTo(person.phone, "payment_received")).toEqual([]);
-  });
-});
-
-describe("Graph API failures the delivery worker is told of", () => {
-  const failingWith = (error: unknown) =>
-    createCloudSender({
-      send: () => Promise.reject(error),
-    });
-
-  it("takes an HTTP 429 (too many requests) as 'try again later', not as a refusal of the message", async () => {
-    const error = await failingWith(new GraphApiError(429, null, "Graph API answered 429"))
-      .send("254700000001", { kind: "text", text: "hi" })
-      .catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(ChatSendError);
-    expect((error as ChatSendError).failure).toBe("retry");
   });
 });
 
