@@ -311,11 +311,18 @@ async function deliverOne(
       await toSmsOrDead("a chat row without content");
       return null;
     }
-    const { messageId } = await withTimeout(
-      sender.send(row.recipient, content),
-      options.sendTimeoutMs ?? 15_000,
-    );
-    return messageId;
+    const send = async (what: ChatContent) =>
+      (await withTimeout(sender.send(row.recipient, what), options.sendTimeoutMs ?? 15_000)).messageId;
+    try {
+      return await send(content);
+    } catch (error) {
+      // The platform keeps the window by its own clock (a message Meta delivered late started it
+      // earlier than our record says): free text it refuses as outside goes once as the template.
+      const closed = error instanceof ChatSendError && error.failure === "window" && isNotice;
+      const template = closed && content.kind === "text" ? templateContent(options, row, params) : null;
+      if (template === null) throw error;
+      return await send(template);
+    }
   } catch (error) {
     const failure = error instanceof ChatSendError ? error.failure : "retry";
     const reason = maskSecrets(error instanceof Error ? error.message : String(error), params);
@@ -357,8 +364,16 @@ function noticeContent(options: ChatDeliveryOptions, row: ClaimedRow, params: Pa
     windowMs === undefined ||
     (lastInbound !== null && options.clock.now().getTime() - lastInbound < windowMs);
   if (open) return { kind: "text", text };
+  return (
+    templateContent(options, row, params) ??
+    `outside the ${row.channel} window and no approved template for ${row.template}`
+  );
+}
+
+/** A notice as the approved template configured for it on its channel; null where none is. */
+function templateContent(options: ChatDeliveryOptions, row: ClaimedRow, params: Params): ChatContent | null {
   const template = options.templates?.[row.channel]?.get(row.template);
-  if (!template) return `outside the ${row.channel} window and no approved template for ${row.template}`;
+  if (!template) return null;
   const values = messageValues(row.language, params, options);
   return {
     kind: "template",

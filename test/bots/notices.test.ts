@@ -231,6 +231,25 @@ describe("notices to a customer on the WhatsApp Cloud API", () => {
     ]);
   });
 
+  it("go as the template, not by SMS, when Meta says the window closed before we thought", async () => {
+    const person = await customer();
+    const waId = person.phone.slice(1);
+    // Written at T0, but Meta delivered it five hours later (the service was away: Meta retries).
+    const late = inbound(cloud, waId, text("hi"));
+    clock.advance(5 * HOUR);
+    expect(await wa.post(late)).toBe(200);
+    // 25 hours after the person wrote: Meta's window is closed, ours (from the delivery) is not.
+    clock.advance(20 * HOUR);
+    await pay(person.id, 20_000);
+    await wa.channel.sendDue();
+    expect(cloud.sentTo(waId).at(-1)?.payload).toMatchObject({
+      type: "template",
+      template: { name: "tandao_receipt" },
+    });
+    expect(await receiptsTo(person.phone)).toMatchObject([{ channel: "whatsapp_cloud", status: "done" }]);
+    expect(await smsTo(person.phone, "payment_received")).toEqual([]);
+  });
+
   it("refuse at start-up a template entry naming a notice or a parameter the catalogs lack", () => {
     expect(() => parseTemplateMap("suspended=tandao_suspended:amountCents|payto")).toThrow(
       /WHATSAPP_CLOUD_TEMPLATES.*payto/,

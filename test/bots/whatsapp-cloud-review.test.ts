@@ -4,7 +4,7 @@ import { applyPayment } from "../../src/billing/payments.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { parseTemplateMap } from "../../src/bots/chat-delivery.ts";
 import { type FakeWhatsApp, startFakeWhatsApp } from "../../src/bots/whatsapp-cloud/fake-api.ts";
-import { FakeClock, HOUR } from "../../src/clock.ts";
+import { FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { messageOutbox } from "../../src/db/schema/index.ts";
 import { admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
@@ -63,36 +63,6 @@ async function smsTo(phone: string, template: string) {
       ),
     );
 }
-
-describe("notices as approved templates outside the 24-hour window", () => {
-  it("go as the template, not by SMS, when Meta says the window closed before we thought", async () => {
-    const person = await customer();
-    const waId = person.phone.slice(1);
-    // Written at T0, but Meta delivered it five hours later (the service was away: Meta retries).
-    const late = inbound(cloud, waId, text("hi"));
-    clock.advance(5 * HOUR);
-    expect(await wa.post(late)).toBe(200);
-    // 25 hours after the person wrote: Meta's window is closed.
-    clock.advance(20 * HOUR);
-    const receipt = `SKR${String(++receiptSeq).padStart(7, "0")}`;
-    await applyPayment(ctx, admin, {
-      customerId: person.id,
-      method: "mpesa_c2b",
-      provider: "mpesa",
-      providerRef: receipt,
-      amountCents: 20_000,
-    });
-    await wa.channel.sendDue();
-    const [sms] = await smsTo(person.phone, "payment_received");
-    // What happens now: Meta's 131047 turns the receipt into an SMS although a template is configured.
-    expect(sms?.lastError ?? null).toBeNull();
-    expect(cloud.sentTo(waId).at(-1)?.payload).toMatchObject({
-      type: "template",
-      template: { name: "tandao_receipt" },
-    });
-    expect(await smsTo(person.phone, "payment_received")).toEqual([]);
-  });
-});
 
 describe("a notice Meta accepted, then reported failed (value.statuses)", () => {
   it("goes by SMS once WhatsApp says it could not be delivered (131026), not lost", async () => {
