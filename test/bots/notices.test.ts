@@ -287,6 +287,62 @@ describe("notices to a customer on the WhatsApp Cloud API", () => {
   });
 });
 
+/** Meta's later report that a message it accepted (200 and a wamid) could not be delivered. */
+function failedStatus(messageId: string, waId: string, code: number) {
+  const status = {
+    id: messageId,
+    status: "failed",
+    timestamp: String(Math.floor(clock.now().getTime() / 1000)),
+    recipient_id: waId,
+    errors: [{ code, title: "Message undeliverable", message: "Message undeliverable" }],
+  };
+  const metadata = { display_phone_number: "254700000000", phone_number_id: cloud.phoneNumberId };
+  return JSON.stringify({
+    object: "whatsapp_business_account",
+    entry: [
+      {
+        id: "WABA-1",
+        changes: [
+          { field: "messages", value: { messaging_product: "whatsapp", metadata, statuses: [status] } },
+        ],
+      },
+    ],
+  });
+}
+
+describe("a WhatsApp message Meta accepted, then reported failed", () => {
+  it("goes by SMS once WhatsApp says it could not be delivered (131026), not lost", async () => {
+    const person = await customer();
+    const waId = person.phone.slice(1);
+    await wa.post(inbound(cloud, waId, text("hi")));
+    const receipt = await pay(person.id, 30_000);
+    await wa.channel.sendDue();
+    const accepted = cloud.sentTo(waId).at(-1)!;
+    expect(JSON.stringify(accepted.payload)).toContain(receipt);
+
+    expect(await wa.post(failedStatus(accepted.id, waId, 131026))).toBe(200);
+    // Meta delivers webhooks at least once: the same report again changes nothing.
+    expect(await wa.post(failedStatus(accepted.id, waId, 131026))).toBe(200);
+    const sms = await smsTo(person.phone, "payment_received");
+    expect(sms).toMatchObject([{ status: "pending", fallbackRecipient: person.phone }]);
+    expect(sms[0]?.lastError).toContain("131026");
+  });
+
+  it("leaves a failed menu answer recorded as failed (it has no phone to fall back to)", async () => {
+    const person = await customer();
+    const waId = person.phone.slice(1);
+    await wa.post(inbound(cloud, waId, text("hi")));
+    const menu = cloud.sentTo(waId).at(-1)!;
+    expect(await wa.post(failedStatus(menu.id, waId, 131026))).toBe(200);
+    const [row] = await database.db
+      .select()
+      .from(messageOutbox)
+      .where(eq(messageOutbox.providerMessageId, menu.id));
+    expect(row).toMatchObject({ channel: "whatsapp_cloud", status: "dead" });
+    expect(row?.lastError).toContain("131026");
+  });
+});
+
 describe("what a chat's payment leads to", () => {
   it("a voucher bought by a visitor in a WhatsApp chat ends with its code in that chat", async () => {
     await createPlan(database.db, {
