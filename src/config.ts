@@ -245,7 +245,7 @@ const schema = z.object({
   WHATSAPP_CLOUD_VERIFY_TOKEN: z.string().min(16).optional(),
   /**
    * Approved templates for notices outside WhatsApp's 24-hour window:
-   * `payment_received=tandao_receipt:amountCents|receipt, suspended=tandao_suspended:account`.
+   * `payment_received=tandao_receipt:amountCents|receipt, suspended=tandao_suspended:amountCents|payTo`.
    * A notice with no template here goes by SMS instead.
    */
   WHATSAPP_CLOUD_TEMPLATES: z.string().optional(),

@@ -6,10 +6,15 @@ import type { ChatChannel } from "../db/schema/index.ts";
 import { createTurnBatcher } from "../lib/turn-batcher.ts";
 import type { Logger } from "../logger.ts";
 import {
+  catalogs,
   formatParam,
+  isSmsTemplate,
   type Language,
+  type MessageKey,
   maskSecrets,
+  messageValues,
   type Params,
+  placeholders,
   renderSms,
   type Signing,
 } from "../messaging/render.ts";
@@ -52,18 +57,30 @@ export interface ChatDeliveryOptions extends Signing {
 export type TemplateMap = ReadonlyMap<string, { name: string; params: readonly string[] }>;
 
 /**
- * `payment_received=tandao_receipt:amountCents|receipt, suspended=tandao_suspended:account`:
- * the form of `WHATSAPP_CLOUD_TEMPLATES`. Throws on an entry it cannot read.
+ * `payment_received=tandao_receipt:amountCents|receipt, suspended=tandao_suspended:amountCents|payTo`:
+ * the form of `WHATSAPP_CLOUD_TEMPLATES`. Throws, naming the setting, on an entry it cannot read and
+ * on one naming a notice or a parameter the catalogs do not have: read at start-up, such a typo would
+ * otherwise only show as templates sent with empty text, or never sent.
  */
 export function parseTemplateMap(text: string): TemplateMap {
   const map = new Map<string, { name: string; params: string[] }>();
+  const refuse = (why: string) => new Error(`WHATSAPP_CLOUD_TEMPLATES: ${why}`);
   for (const entry of text
     .split(",")
     .map((e) => e.trim())
     .filter(Boolean)) {
     const match = /^(\w+)=([a-z0-9_]+)(?::([\w|]*))?$/.exec(entry);
-    if (!match) throw new Error(`cannot read template entry "${entry}" (want ours=theirs:param|param)`);
-    map.set(match[1]!, { name: match[2]!, params: (match[3] ?? "").split("|").filter(Boolean) });
+    if (!match) throw refuse(`cannot read template entry "${entry}" (want ours=theirs:param|param)`);
+    const notice = match[1]!;
+    const params = (match[3] ?? "").split("|").filter(Boolean);
+    if (!isSmsTemplate(notice)) throw refuse(`"${entry}": there is no notice named ${notice}`);
+    const known = placeholders(catalogs.en[`sms.${notice}` as MessageKey]);
+    const unknown = params.filter((p) => !known.includes(p));
+    if (unknown.length > 0)
+      throw refuse(
+        `"${entry}": ${notice} has no parameter ${unknown.join(", ")} (it has ${known.join(", ") || "none"})`,
+      );
+    map.set(notice, { name: match[2]!, params });
   }
   return map;
 }
@@ -294,11 +311,18 @@ async function deliverOne(
       await toSmsOrDead("a chat row without content");
       return null;
     }
-    const { messageId } = await withTimeout(
-      sender.send(row.recipient, content),
-      options.sendTimeoutMs ?? 15_000,
-    );
-    return messageId;
+    const send = async (what: ChatContent) =>
+      (await withTimeout(sender.send(row.recipient, what), options.sendTimeoutMs ?? 15_000)).messageId;
+    try {
+      return await send(content);
+    } catch (error) {
+      // The platform keeps the window by its own clock (a message Meta delivered late started it
+      // earlier than our record says): free text it refuses as outside goes once as the template.
+      const closed = error instanceof ChatSendError && error.failure === "window" && isNotice;
+      const template = closed && content.kind === "text" ? templateContent(options, row, params) : null;
+      if (template === null) throw error;
+      return await send(template);
+    }
   } catch (error) {
     const failure = error instanceof ChatSendError ? error.failure : "retry";
     const reason = maskSecrets(error instanceof Error ? error.message : String(error), row.template, params);
@@ -340,16 +364,23 @@ function noticeContent(options: ChatDeliveryOptions, row: ClaimedRow, params: Pa
     windowMs === undefined ||
     (lastInbound !== null && options.clock.now().getTime() - lastInbound < windowMs);
   if (open) return { kind: "text", text };
+  return (
+    templateContent(options, row, params) ??
+    `outside the ${row.channel} window and no approved template for ${row.template}`
+  );
+}
+
+/** A notice as the approved template configured for it on its channel; null where none is. */
+function templateContent(options: ChatDeliveryOptions, row: ClaimedRow, params: Params): ChatContent | null {
   const template = options.templates?.[row.channel]?.get(row.template);
-  if (!template) return `outside the ${row.channel} window and no approved template for ${row.template}`;
+  if (!template) return null;
+  const values = messageValues(row.language, params, options);
   return {
     kind: "template",
     name: template.name,
     language: row.language,
     // Formatted as the catalogs format them (amounts as `KES 1,500`, instants as dates).
-    params: template.params.map((name) =>
-      name === "isp" ? options.isp : formatParam(row.language, name, params[name], options.timezone),
-    ),
+    params: template.params.map((name) => formatParam(row.language, name, values[name], options.timezone)),
   };
 }
 

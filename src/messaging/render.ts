@@ -172,16 +172,16 @@ export interface Signing {
 }
 
 /**
- * An outbox message as the recipient reads it, or null when the template is unknown. With `masked`,
- * secret parameters are shown as `********`: the form a log may carry.
+ * Every value a catalog message may name: the message's own parameters and what is derived from them
+ * and the signing (`isp`, `payTo`, `support`, the translated `reason`). A rendering and a WhatsApp
+ * template's parameters read the same dictionary, so a template never says less than the SMS. With
+ * `masked`, secret parameters are `********`.
  */
-export function renderSms(
+export function messageValues(
   language: Language,
-  template: string,
   params: Params,
   options: Signing & { masked?: boolean },
-): string | null {
-  if (!isSmsTemplate(template)) return null;
+): Params {
   // A failure's reason in the reader's language, where its code is known (the stored `reason` is
   // English, as M-Pesa's result was logged).
   const code = params.reasonCode;
@@ -193,16 +193,30 @@ export function renderSms(
   const shown = options.masked
     ? Object.fromEntries(Object.entries(params).map(([k, v]) => [k, secret.includes(k) ? MASK : v]))
     : params;
+  return {
+    isp: options.isp,
+    payTo: payTo(language, params.account, options),
+    support: options.support ?? "",
+    ...shown,
+    ...(reason ? { reason } : {}),
+  };
+}
+
+/**
+ * An outbox message as the recipient reads it, or null when the template is unknown. With `masked`,
+ * secret parameters are shown as `********`: the form a log may carry.
+ */
+export function renderSms(
+  language: Language,
+  template: string,
+  params: Params,
+  options: Signing & { masked?: boolean },
+): string | null {
+  if (!isSmsTemplate(template)) return null;
   return translate(
     language,
     `sms.${template}` as MessageKey,
-    {
-      isp: options.isp,
-      payTo: payTo(language, params.account, options),
-      support: options.support ?? "",
-      ...shown,
-      ...(reason ? { reason } : {}),
-    },
+    messageValues(language, params, options),
     options.timezone,
   );
 }

@@ -49,8 +49,11 @@ beforeAll(async () => {
   bot = startInstance(ctx, telegram);
   cloud = await startFakeWhatsApp({ now: () => clock.now() });
   cloud.approveTemplate("tandao_receipt", "en", 2);
+  cloud.approveTemplate("tandao_suspended", "en", 2);
   wa = startWhatsApp(ctx, cloud, {
-    templates: parseTemplateMap("payment_received=tandao_receipt:amountCents|receipt"),
+    templates: parseTemplateMap(
+      "payment_received=tandao_receipt:amountCents|receipt, suspended=tandao_suspended:amountCents|payTo",
+    ),
     signing: { isp: "Kibera Net", till: "555111", ussdCode: "*384*123#" },
   });
   planId = (await createPlan(database.db, { priceCents: 150_000, name: "Fibre 1500" })).id;
@@ -237,6 +240,65 @@ describe("notices to a customer on the WhatsApp Cloud API", () => {
     expect(JSON.stringify(cloud.sentTo(waId).at(-1)?.payload)).toContain("Pay by M-Pesa, dial *384*123#.");
   });
 
+  it("fill a template's payTo parameter as the SMS says it, never with an empty text", async () => {
+    const person = await customer();
+    const waId = person.phone.slice(1);
+    await wa.post(inbound(cloud, waId, text("hi")));
+    clock.advance(25 * HOUR);
+    await database.db.insert(messageOutbox).values({
+      channel: "sms",
+      recipient: person.phone,
+      language: "en",
+      template: "suspended",
+      params: { amountCents: 150_000, account: person.accountNumber },
+      nextAttemptAt: clock.now(),
+      createdAt: clock.now(),
+    });
+    await wa.channel.sendDue();
+    const sent = cloud.sentTo(waId).at(-1)?.payload as {
+      type: string;
+      template?: { components: { parameters: { text: string }[] }[] };
+    };
+    expect(sent.type).toBe("template");
+    // The SMS reads "Pay KES 1,500 by M-Pesa, dial *384*123#, to restore it."
+    expect(sent.template?.components[0]?.parameters.map((p) => p.text)).toEqual([
+      "KES 1,500",
+      "dial *384*123#",
+    ]);
+  });
+
+  it("go as the template, not by SMS, when Meta says the window closed before we thought", async () => {
+    const person = await customer();
+    const waId = person.phone.slice(1);
+    // Written at T0, but Meta delivered it five hours later (the service was away: Meta retries).
+    const late = inbound(cloud, waId, text("hi"));
+    clock.advance(5 * HOUR);
+    expect(await wa.post(late)).toBe(200);
+    // 25 hours after the person wrote: Meta's window is closed, ours (from the delivery) is not.
+    clock.advance(20 * HOUR);
+    await pay(person.id, 20_000);
+    await wa.channel.sendDue();
+    expect(cloud.sentTo(waId).at(-1)?.payload).toMatchObject({
+      type: "template",
+      template: { name: "tandao_receipt" },
+    });
+    expect(await receiptsTo(person.phone)).toMatchObject([{ channel: "whatsapp_cloud", status: "done" }]);
+    expect(await smsTo(person.phone, "payment_received")).toEqual([]);
+  });
+
+  it("refuse at start-up a template entry naming a notice or a parameter the catalogs lack", () => {
+    expect(() => parseTemplateMap("suspended=tandao_suspended:amountCents|payto")).toThrow(
+      /WHATSAPP_CLOUD_TEMPLATES.*payto/,
+    );
+    expect(() => parseTemplateMap("suspend=tandao_suspended:amountCents")).toThrow(
+      /WHATSAPP_CLOUD_TEMPLATES.*suspend\b/,
+    );
+    expect(parseTemplateMap("suspended=tandao_suspended:amountCents|payTo").get("suspended")).toEqual({
+      name: "tandao_suspended",
+      params: ["amountCents", "payTo"],
+    });
+  });
+
   it("without an approved template, go by SMS outside the window", async () => {
     const person = await customer();
     const waId = person.phone.slice(1);
@@ -258,6 +320,62 @@ describe("notices to a customer on the WhatsApp Cloud API", () => {
     const [sms] = await smsTo(person.phone, "invoice_reminder");
     expect(sms).toMatchObject({ status: "pending", fallbackRecipient: person.phone });
     expect(sms?.lastError).toContain("window");
+  });
+});
+
+/** Meta's later report that a message it accepted (200 and a wamid) could not be delivered. */
+function failedStatus(messageId: string, waId: string, code: number) {
+  const status = {
+    id: messageId,
+    status: "failed",
+    timestamp: String(Math.floor(clock.now().getTime() / 1000)),
+    recipient_id: waId,
+    errors: [{ code, title: "Message undeliverable", message: "Message undeliverable" }],
+  };
+  const metadata = { display_phone_number: "254700000000", phone_number_id: cloud.phoneNumberId };
+  return JSON.stringify({
+    object: "whatsapp_business_account",
+    entry: [
+      {
+        id: "WABA-1",
+        changes: [
+          { field: "messages", value: { messaging_product: "whatsapp", metadata, statuses: [status] } },
+        ],
+      },
+    ],
+  });
+}
+
+describe("a WhatsApp message Meta accepted, then reported failed", () => {
+  it("goes by SMS once WhatsApp says it could not be delivered (131026), not lost", async () => {
+    const person = await customer();
+    const waId = person.phone.slice(1);
+    await wa.post(inbound(cloud, waId, text("hi")));
+    const receipt = await pay(person.id, 30_000);
+    await wa.channel.sendDue();
+    const accepted = cloud.sentTo(waId).at(-1)!;
+    expect(JSON.stringify(accepted.payload)).toContain(receipt);
+
+    expect(await wa.post(failedStatus(accepted.id, waId, 131026))).toBe(200);
+    // Meta delivers webhooks at least once: the same report again changes nothing.
+    expect(await wa.post(failedStatus(accepted.id, waId, 131026))).toBe(200);
+    const sms = await smsTo(person.phone, "payment_received");
+    expect(sms).toMatchObject([{ status: "pending", fallbackRecipient: person.phone }]);
+    expect(sms[0]?.lastError).toContain("131026");
+  });
+
+  it("leaves a failed menu answer recorded as failed (it has no phone to fall back to)", async () => {
+    const person = await customer();
+    const waId = person.phone.slice(1);
+    await wa.post(inbound(cloud, waId, text("hi")));
+    const menu = cloud.sentTo(waId).at(-1)!;
+    expect(await wa.post(failedStatus(menu.id, waId, 131026))).toBe(200);
+    const [row] = await database.db
+      .select()
+      .from(messageOutbox)
+      .where(eq(messageOutbox.providerMessageId, menu.id));
+    expect(row).toMatchObject({ channel: "whatsapp_cloud", status: "dead" });
+    expect(row?.lastError).toContain("131026");
   });
 });
 

@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ChatView } from "../../src/bots/chat-menu.ts";
+import { ChatSendError } from "../../src/bots/chat-sender.ts";
 import { type FakeWhatsApp, startFakeWhatsApp } from "../../src/bots/whatsapp-cloud/fake-api.ts";
 import { createGraphClient, GraphApiError } from "../../src/bots/whatsapp-cloud/graph.ts";
 import { renderView } from "../../src/bots/whatsapp-cloud/render.ts";
+import { createCloudSender } from "../../src/bots/whatsapp-cloud/sender.ts";
 
 let fake: FakeWhatsApp;
 beforeAll(async () => {
@@ -91,5 +93,30 @@ describe("the Cloud API fake", () => {
       message: "(#131009) Parameter value is not valid",
     });
     expect(fake.sent.length).toBe(before);
+  });
+});
+
+describe("Graph API failures the delivery worker is told of", () => {
+  const failingWith = (error: unknown) =>
+    createCloudSender({
+      send: () => Promise.reject(error),
+    });
+  const failureOf = (error: unknown) =>
+    failingWith(error)
+      .send("254700000001", { kind: "text", text: "hi" })
+      .then(
+        () => null,
+        (e: unknown) => (e instanceof ChatSendError ? e.failure : e),
+      );
+
+  it("takes an HTTP 429 (too many requests) as 'try again later', not as a refusal of the message", async () => {
+    expect(await failureOf(new GraphApiError(429, null, "Graph API answered 429"))).toBe("retry");
+  });
+
+  it("takes an HTTP 408 (request timeout) as 'try again later'; a bad parameter stays a refusal", async () => {
+    expect(await failureOf(new GraphApiError(408, null, "Graph API answered 408"))).toBe("retry");
+    expect(await failureOf(new GraphApiError(400, 131009, "(#131009) Parameter value is not valid"))).toBe(
+      "refused",
+    );
   });
 });

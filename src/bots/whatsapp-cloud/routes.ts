@@ -4,6 +4,7 @@ import type { Logger } from "../../logger.ts";
 import type { InboundMessage } from "./inbound.ts";
 import { messagesOf } from "./inbound.ts";
 import { isSignedBy } from "./signature.ts";
+import { type FailedStatus, failedStatusesOf } from "./statuses.ts";
 
 /** Meta batches changes into one body; a megabyte leaves room for that and none for abuse. */
 const MAX_BODY_BYTES = 1024 * 1024;
@@ -14,10 +15,11 @@ export interface WhatsAppRouteDeps {
   phoneNumberId: string;
   logger: Logger;
   /**
-   * Stores the messages of an authentic body (chat_inbox) and starts handling them; resolves once
-   * they are stored. A refusal (the database is away) answers 503, and Meta delivers again later.
+   * Stores the messages and failed delivery statuses of an authentic body (chat_inbox) and starts
+   * handling them; resolves once they are stored. A refusal (the database is away) answers 503, and
+   * Meta delivers again later.
    */
-  accept(messages: InboundMessage[]): Promise<void>;
+  accept(messages: InboundMessage[], failed: FailedStatus[]): Promise<void>;
 }
 
 /**
@@ -57,7 +59,7 @@ export function createWhatsAppRoutes(deps: WhatsAppRouteDeps): Hono {
       return c.text("OK", 200);
     }
     try {
-      await deps.accept(messagesOf(body, deps.phoneNumberId));
+      await deps.accept(messagesOf(body, deps.phoneNumberId), failedStatusesOf(body, deps.phoneNumberId));
     } catch (error) {
       log.error({ err: error }, "whatsapp messages could not be stored; Meta will deliver them again");
       return c.text("Unavailable", 503);

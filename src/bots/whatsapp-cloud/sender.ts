@@ -9,6 +9,7 @@ export const SERVICE_WINDOW_MS = 24 * 60 * 60_000;
 const OUTSIDE_WINDOW = 131047;
 const UNDELIVERABLE = new Set([131026, 131030, 131051]);
 const RATE_LIMITED = new Set([4, 80007, 130429, 131048, 131056]);
+const RETRY_STATUSES = new Set([408, 429]);
 
 function messageOf(content: ChatContent): OutboundMessage {
   switch (content.kind) {
@@ -46,10 +47,12 @@ export function createCloudSender(graph: GraphClient): ChatSender {
         if (error.code === OUTSIDE_WINDOW) throw new ChatSendError("window", error.message);
         if (error.code !== null && UNDELIVERABLE.has(error.code))
           throw new ChatSendError("recipient", error.message);
-        // A refused token is the account's problem, not the message's: it is retried once fixed.
+        // A refused token is the account's problem, not the message's: it is retried once fixed. So
+        // are "too many requests" and "request timeout", whatever code (or none) the body carries.
         if (
           error.status >= 500 ||
           error.status === 401 ||
+          RETRY_STATUSES.has(error.status) ||
           (error.code !== null && RATE_LIMITED.has(error.code))
         )
           throw new ChatSendError("retry", error.message);

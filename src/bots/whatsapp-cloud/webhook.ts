@@ -5,10 +5,11 @@ import type { Logger } from "../../logger.ts";
 import { createMenuServices } from "../../menu/services.ts";
 import type { MenuServices, MenuSettings } from "../../menu/types.ts";
 import { menuSettingsFrom } from "../../ussd/index.ts";
-import { handleStored, type InboxRow, storeInbound } from "../chat-inbox.ts";
+import { handleStored, type InboundRecord, type InboxRow, storeInbound } from "../chat-inbox.ts";
 import { type ChatInput, type ChatMenuDeps, createChatMenu } from "../chat-menu.ts";
 import { CHANNEL, handleMessage, inboxPayload, type WhatsAppDeps } from "./adapter.ts";
 import { createWhatsAppRoutes } from "./routes.ts";
+import { failedStatusOf, failedStatusRecord, handleFailedStatus } from "./statuses.ts";
 
 // Apart from index.ts, which adds the delivery worker: the Worker's bundle imports this file, and
 // the delivery side brings the SMS client, whose module loads Node-only packages at import.
@@ -56,8 +57,18 @@ export function createWhatsAppWebhook(options: WhatsAppWebhookOptions) {
     ...(options.onQueued ? { onQueued: options.onQueued } : {}),
     ...(options.servedCountries ? { servedCountries: options.servedCountries } : {}),
   };
-  const handleRow = (row: InboxRow) =>
-    handleMessage(deps, { waId: row.chatId, input: (row.payload.input ?? null) as ChatInput | null }, row.id);
+  const handleRow = async (row: InboxRow) => {
+    const failed = failedStatusOf(row.payload);
+    if (failed) {
+      await handleFailedStatus({ db, clock }, CHANNEL, failed);
+      return;
+    }
+    await handleMessage(
+      deps,
+      { waId: row.chatId, input: (row.payload.input ?? null) as ChatInput | null },
+      row.id,
+    );
+  };
   const handling = new Set<Promise<unknown>>();
   let stopped = false;
   const routes = createWhatsAppRoutes({
@@ -65,18 +76,19 @@ export function createWhatsAppWebhook(options: WhatsAppWebhookOptions) {
     verifyToken: options.verifyToken,
     phoneNumberId: options.phoneNumberId,
     logger: options.logger,
-    async accept(messages) {
+    async accept(messages, failed) {
       if (stopped) throw new Error("stopping");
-      const stored = await storeInbound(
-        db,
-        clock.now(),
-        messages.map((m) => ({
-          channel: CHANNEL,
-          externalId: m.id,
-          chatId: m.waId,
-          payload: inboxPayload(m),
-        })),
-      );
+      const stored = await storeInbound(db, clock.now(), [
+        ...messages.map(
+          (m): InboundRecord => ({
+            channel: CHANNEL,
+            externalId: m.id,
+            chatId: m.waId,
+            payload: inboxPayload(m),
+          }),
+        ),
+        ...failed.map((status) => failedStatusRecord(CHANNEL, status)),
+      ]);
       // Handled after the answer, one chat's messages in the order they came.
       const byChat = new Map<string, InboxRow[]>();
       for (const row of stored) byChat.set(row.chatId, [...(byChat.get(row.chatId) ?? []), row]);
