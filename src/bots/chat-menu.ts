@@ -52,6 +52,8 @@ export interface ChatRequest {
    * a visitor (`chat-state.ts`).
    */
   phone?: string | null;
+  /** The channel knows the person but not their number (a WhatsApp username): `phone` is null. */
+  phoneHidden?: boolean;
   input: ChatInput;
   /**
    * The messages that answer this input, made by the channel from the reply: they are written to the
@@ -182,7 +184,16 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
   const saveStep = createChatStepSaver(deps.db);
 
   return {
-    async handle({ channel, chatId, phone: requestPhone, input, answer, inboxId, state: readWithInput }) {
+    async handle({
+      channel,
+      chatId,
+      phone: requestPhone,
+      phoneHidden,
+      input,
+      answer,
+      inboxId,
+      state: readWithInput,
+    }) {
       const answersTo = (reply: ChatReply): ChatOutgoing[] =>
         (answer?.(reply) ?? []).map((content) => ({
           channel,
@@ -236,6 +247,7 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
       const { user, recorded } = menuUserOf(state, continuing);
       // A phone the channel gives (WhatsApp's sender) cannot be swapped for a shared one.
       if (requestPhone !== undefined) user.phoneFromChannel = true;
+      if (phoneHidden) user.phoneHidden = true;
       // A visitor's language lives with the chat (a customer's with the customer).
       if (!user.customer && row?.language) user.language = row.language;
       let languageSet = false;

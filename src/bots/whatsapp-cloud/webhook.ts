@@ -9,6 +9,7 @@ import { handleStored, type InboxRow, storeInbound } from "../chat-inbox.ts";
 import { type ChatInput, type ChatMenuDeps, createChatMenu } from "../chat-menu.ts";
 import { CHANNEL, handleMessage, inboxPayload, type WhatsAppDeps } from "./adapter.ts";
 import { createWhatsAppRoutes } from "./routes.ts";
+import { chatIdsOf } from "./user-ids.ts";
 
 // Apart from index.ts, which adds the delivery worker: the Worker's bundle imports this file, and
 // the delivery side brings the SMS client, whose module loads Node-only packages at import.
@@ -57,7 +58,11 @@ export function createWhatsAppWebhook(options: WhatsAppWebhookOptions) {
     ...(options.servedCountries ? { servedCountries: options.servedCountries } : {}),
   };
   const handleRow = (row: InboxRow) =>
-    handleMessage(deps, { waId: row.chatId, input: (row.payload.input ?? null) as ChatInput | null }, row.id);
+    handleMessage(
+      deps,
+      { chatId: row.chatId, input: (row.payload.input ?? null) as ChatInput | null },
+      row.id,
+    );
   const handling = new Set<Promise<unknown>>();
   let stopped = false;
   const routes = createWhatsAppRoutes({
@@ -67,13 +72,15 @@ export function createWhatsAppWebhook(options: WhatsAppWebhookOptions) {
     logger: options.logger,
     async accept(messages) {
       if (stopped) throw new Error("stopping");
+      const now = clock.now();
+      const chatIds = await chatIdsOf(db, now, messages);
       const stored = await storeInbound(
         db,
-        clock.now(),
-        messages.map((m) => ({
+        now,
+        messages.map((m, i) => ({
           channel: CHANNEL,
           externalId: m.id,
-          chatId: m.waId,
+          chatId: chatIds[i]!,
           payload: inboxPayload(m),
         })),
       );
