@@ -217,7 +217,10 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
       const phone = state.phone;
       const step = row?.step ?? 0;
       const expired = !row || now.getTime() - row.lastActivityAt.getTime() > idleMs;
-      const staleLanguage = row?.language ?? "en";
+      // A customer's language is theirs, not the chat's (whose column stays null for a customer).
+      const staleLanguage =
+        (state.customer && state.menuSession?.visitor !== true ? state.customer.language : row?.language) ??
+        "en";
       // A button names a choice on one screen: after another input it would mean something else, so
       // it changes nothing. Once the conversation it belongs to has expired, it is not applied
       // either, but the person gets the main menu (below), as a typed word would: a button left on
