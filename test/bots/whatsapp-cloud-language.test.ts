@@ -62,4 +62,14 @@ describe("what the WhatsApp adapter says itself, to a Kiswahili-speaking custome
       "Menyu hii imepitwa na wakati. Tafadhali chagua kutoka ile mpya.",
     );
   });
+
+  it("answers a photo in Kiswahili", async () => {
+    const person = await customer("sw");
+    const waId = person.phone.slice(1);
+    await wa.post(inbound(cloud, waId, text("habari")));
+    await wa.post(inbound(cloud, waId, { type: "image", image: { id: "1", mime_type: "image/jpeg" } }));
+    expect(bodyOf(cloud.sentTo(waId).at(-1))).toBe(
+      "Tafadhali andika nambari kutoka kwenye menyu, au 'menu' kuanza upya.",
+    );
+  });
 });

@@ -4,6 +4,7 @@ import type { Logger } from "../../logger.ts";
 import type { ChatInput, ChatMenu, ChatReply } from "../chat-menu.ts";
 import { enqueueChat } from "../chat-outbox.ts";
 import type { ChatContent } from "../chat-sender.ts";
+import { readChatState } from "../chat-state.ts";
 import { phoneChat } from "../phone-link.ts";
 import { type InboundMessage, isUserId } from "./inbound.ts";
 import { waText } from "./texts.ts";
@@ -44,8 +45,11 @@ export async function handleMessage(
     : await phoneChat(deps.db, CHANNEL, message.chatId, deps.servedCountries);
   const text = (body: string): ChatContent => ({ kind: "text", text: body });
   if (message.input === null) {
+    // Read only for what the menu cannot take (rare): a customer's language, else the chat's.
+    const state = await readChatState(deps.db, CHANNEL, message.chatId, phone);
+    const language = state.customer?.language ?? state.session?.language ?? "en";
     await enqueueChat(deps.db, deps.clock.now(), [
-      { channel: CHANNEL, to: message.chatId, language: "en", content: text(waText("en", "unsupported")) },
+      { channel: CHANNEL, to: message.chatId, language, content: text(waText(language, "unsupported")) },
     ]);
     deps.onQueued?.();
     return;
