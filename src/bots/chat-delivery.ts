@@ -374,7 +374,7 @@ function noticeContent(options: ChatDeliveryOptions, row: ClaimedRow, params: Pa
 function templateContent(options: ChatDeliveryOptions, row: ClaimedRow, params: Params): ChatContent | null {
   const template = options.templates?.[row.channel]?.get(row.template);
   if (!template) return null;
-  const values = messageValues(row.language, params, options);
+  const values = messageValues(row.language, row.template, params, options);
   return {
     kind: "template",
     name: template.name,

@@ -52,6 +52,8 @@ export interface ChatRequest {
    * a visitor (`chat-state.ts`).
    */
   phone?: string | null;
+  /** The channel knows the person but not their number (a WhatsApp username): `phone` is null. */
+  phoneHidden?: boolean;
   input: ChatInput;
   /**
    * The messages that answer this input, made by the channel from the reply: they are written to the
@@ -182,7 +184,16 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
   const saveStep = createChatStepSaver(deps.db);
 
   return {
-    async handle({ channel, chatId, phone: requestPhone, input, answer, inboxId, state: readWithInput }) {
+    async handle({
+      channel,
+      chatId,
+      phone: requestPhone,
+      phoneHidden,
+      input,
+      answer,
+      inboxId,
+      state: readWithInput,
+    }) {
       const answersTo = (reply: ChatReply): ChatOutgoing[] =>
         (answer?.(reply) ?? []).map((content) => ({
           channel,
@@ -206,7 +217,10 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
       const phone = state.phone;
       const step = row?.step ?? 0;
       const expired = !row || now.getTime() - row.lastActivityAt.getTime() > idleMs;
-      const staleLanguage = row?.language ?? "en";
+      // A customer's language is theirs, not the chat's (whose column stays null for a customer).
+      const staleLanguage =
+        (state.customer && state.menuSession?.visitor !== true ? state.customer.language : row?.language) ??
+        "en";
       // A button names a choice on one screen: after another input it would mean something else, so
       // it changes nothing. Once the conversation it belongs to has expired, it is not applied
       // either, but the person gets the main menu (below), as a typed word would: a button left on
@@ -236,6 +250,7 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
       const { user, recorded } = menuUserOf(state, continuing);
       // A phone the channel gives (WhatsApp's sender) cannot be swapped for a shared one.
       if (requestPhone !== undefined) user.phoneFromChannel = true;
+      if (phoneHidden) user.phoneHidden = true;
       // A visitor's language lives with the chat (a customer's with the customer).
       if (!user.customer && row?.language) user.language = row.language;
       let languageSet = false;

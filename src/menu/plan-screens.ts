@@ -10,11 +10,13 @@ import type { Outcome, PlanView, QuoteView } from "./types.ts";
 
 export const voucherList: Screen = {
   async body(ctx) {
-    // A number the channel gave that is not served (WhatsApp): M-Pesa cannot be asked to charge it,
-    // and no other number can be given there.
+    // A number the channel gave that is not served (WhatsApp), or one it keeps to itself: M-Pesa
+    // cannot be asked to charge it, and no other number can be given there.
     if (!ctx.user.phone && ctx.user.phoneFromChannel)
       return end([
-        ctx.t("menu.voucher.foreignPhone", { countries: servedCountriesText(ctx.settings, ctx.language) }),
+        ctx.t(ctx.user.phoneHidden ? "menu.voucher.hiddenPhone" : "menu.voucher.foreignPhone", {
+          countries: servedCountriesText(ctx.settings, ctx.language),
+        }),
       ]);
     const plans = await plansOf(ctx, "hotspot");
     // Numbered after the plans, so that it takes no plan's number however many are on sale; shown

@@ -46,11 +46,14 @@ export const signup: Screen = {
     if (!signupOpen(ctx)) return { lines: [ctx.t("menu.signup.text")] };
     // No number: M-Pesa needs one, and the account is keyed by it. A chat that has not shared its
     // number is not at an end: a chat adapter that asks for the contact on this screen
-    // (SIGNUP_SCREENS) can show it again. A number the channel gave is not served: no sharing helps.
+    // (SIGNUP_SCREENS) can show it again. A number the channel gave is not served, or the channel
+    // keeps it to itself: no sharing helps.
     if (!ctx.user.phone)
       return ctx.user.phoneFromChannel
         ? end([
-            ctx.t("menu.signup.foreignPhone", { countries: servedCountriesText(ctx.settings, ctx.language) }),
+            ctx.t(ctx.user.phoneHidden ? "menu.signup.hiddenPhone" : "menu.signup.foreignPhone", {
+              countries: servedCountriesText(ctx.settings, ctx.language),
+            }),
           ])
         : { lines: [ctx.t("menu.signup.needPhone")] };
     if (ctx.user.customer)

@@ -15,6 +15,11 @@ export interface MenuUser {
    * number). An empty `phone` is then a number the ISP does not serve, not one still to be shared.
    */
   phoneFromChannel?: boolean;
+  /**
+   * With `phoneFromChannel`: the channel knows the person but not their number (a WhatsApp username
+   * without a number), so an empty `phone` says nothing of their country.
+   */
+  phoneHidden?: boolean;
 }
 
 /** The conversation the inputs belong to (a USSD session, later a chat). */

@@ -179,6 +179,7 @@ export interface Signing {
  */
 export function messageValues(
   language: Language,
+  template: string,
   params: Params,
   options: Signing & { masked?: boolean },
 ): Params {
@@ -216,7 +217,7 @@ export function renderSms(
   return translate(
     language,
     `sms.${template}` as MessageKey,
-    messageValues(language, params, options),
+    messageValues(language, template, params, options),
     options.timezone,
   );
 }

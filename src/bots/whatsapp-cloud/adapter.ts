@@ -4,8 +4,9 @@ import type { Logger } from "../../logger.ts";
 import type { ChatInput, ChatMenu, ChatReply } from "../chat-menu.ts";
 import { enqueueChat } from "../chat-outbox.ts";
 import type { ChatContent } from "../chat-sender.ts";
+import { readChatState } from "../chat-state.ts";
 import { phoneChat } from "../phone-link.ts";
-import type { InboundMessage } from "./inbound.ts";
+import { type InboundMessage, isUserId } from "./inbound.ts";
 import { waText } from "./texts.ts";
 
 /**
@@ -32,15 +33,23 @@ export const inboxPayload = (message: InboundMessage) => ({ input: message.input
 
 export async function handleMessage(
   deps: WhatsAppDeps,
-  message: { waId: string; input: ChatInput | null },
+  /** `chatId`: the sender's number without `+`, else their BSUID (see user-ids.ts). */
+  message: { chatId: string; input: ChatInput | null },
   /** The chat_inbox row it was stored in: marked handled with the menu's new state. */
   inboxId?: number,
 ): Promise<void> {
-  const { phone, newlyLinked } = await phoneChat(deps.db, CHANNEL, message.waId, deps.servedCountries);
+  // Someone known by BSUID alone has not given their number: nothing links, nothing is charged.
+  const hidden = isUserId(message.chatId);
+  const { phone, newlyLinked } = hidden
+    ? { phone: null, newlyLinked: null }
+    : await phoneChat(deps.db, CHANNEL, message.chatId, deps.servedCountries);
   const text = (body: string): ChatContent => ({ kind: "text", text: body });
   if (message.input === null) {
+    // Read only for what the menu cannot take (rare): a customer's language, else the chat's.
+    const state = await readChatState(deps.db, CHANNEL, message.chatId, phone);
+    const language = state.customer?.language ?? state.session?.language ?? "en";
     await enqueueChat(deps.db, deps.clock.now(), [
-      { channel: CHANNEL, to: message.waId, language: "en", content: text(waText("en", "unsupported")) },
+      { channel: CHANNEL, to: message.chatId, language, content: text(waText(language, "unsupported")) },
     ]);
     deps.onQueued?.();
     return;
@@ -56,8 +65,9 @@ export async function handleMessage(
   };
   await deps.chatMenu.handle({
     channel: CHANNEL,
-    chatId: message.waId,
+    chatId: message.chatId,
     phone,
+    ...(hidden ? { phoneHidden: true } : {}),
     input,
     answer,
     ...(inboxId !== undefined ? { inboxId } : {}),

@@ -2,6 +2,7 @@ import { createHmac, randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { type ServerType, serve } from "@hono/node-server";
 import { Hono } from "hono";
+import { isUserId } from "./inbound.ts";
 import { SERVICE_WINDOW_MS } from "./sender.ts";
 
 /**
@@ -13,7 +14,7 @@ import { SERVICE_WINDOW_MS } from "./sender.ts";
  */
 
 export interface SentMessage {
-  /** The WhatsApp id it went to. */
+  /** The WhatsApp id it went to, or the BSUID when it was sent to a `recipient` alone. */
   to: string;
   /** The whole request body as sent. */
   payload: Record<string, unknown>;
@@ -94,13 +95,23 @@ function checkInteractive(interactive: Record<string, unknown>): Refusal | null 
   return invalid("Interactive type is not supported");
 }
 
+/** Whom a send request names: Meta takes `to` (a number) or `recipient` (a BSUID), `to` if both. */
+function checkAddress(payload: Record<string, unknown>): Refusal | null {
+  const malformed = (message: string): Refusal => ({ status: 400, code: 100, message });
+  if (payload.to === undefined && payload.recipient === undefined)
+    return malformed("(#100) The parameter to or recipient is required.");
+  if (payload.to !== undefined && (!isString(payload.to) || !/^\+?\d{6,15}$/.test(payload.to)))
+    return malformed("(#100) Invalid parameter");
+  if (payload.to === undefined && (!isString(payload.recipient) || !isUserId(payload.recipient)))
+    return malformed("(#100) Invalid parameter");
+  return null;
+}
+
 /** Meta's checks of a send request, in the order it makes them; null when the message would go. */
 function check(payload: Record<string, unknown>): Refusal | null {
   const malformed = (message: string): Refusal => ({ status: 400, code: 100, message });
   if (payload.messaging_product !== "whatsapp")
     return malformed("(#100) The parameter messaging_product is required.");
-  if (!isString(payload.to) || !/^\+?\d{6,15}$/.test(payload.to))
-    return malformed("(#100) Invalid parameter");
   if (payload.type === "text") {
     const body = (payload.text as { body?: unknown } | undefined)?.body;
     if (!isString(body) || body.trim().length === 0 || body.length > LIMITS.text)
@@ -239,9 +250,10 @@ export async function startFakeWhatsApp(
     } catch {
       return c.json(error({ status: 400, code: 100, message: "(#100) Invalid parameter" }), 400);
     }
-    const to = String(payload.to).replace(/^\+/, "");
+    const to = String(payload.to ?? payload.recipient).replace(/^\+/, "");
     const refusal =
-      payload.type === "template"
+      checkAddress(payload) ??
+      (payload.type === "template"
         ? checkTemplate(payload, templates)
         : (check(payload) ??
           (now().getTime() - (lastWrote.get(to) ?? Number.NEGATIVE_INFINITY) >= SERVICE_WINDOW_MS
@@ -252,13 +264,13 @@ export async function startFakeWhatsApp(
                 details:
                   "Message failed to send because more than 24 hours have passed since the customer last replied to this number.",
               }
-            : null));
+            : null)));
     if (refusal) return c.json(error(refusal), refusal.status as 400);
     const id = `wamid.${randomBytes(12).toString("base64url")}`;
     sent.push({ to, payload, id });
     return c.json({
       messaging_product: "whatsapp",
-      contacts: [{ input: payload.to, wa_id: to }],
+      contacts: [payload.to !== undefined ? { input: payload.to, wa_id: to } : { input: to, user_id: to }],
       messages: [{ id }],
     });
   });

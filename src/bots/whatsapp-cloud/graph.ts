@@ -1,3 +1,4 @@
+import { isUserId } from "./inbound.ts";
 import type { OutboundMessage } from "./render.ts";
 
 /** A refusal from the Graph API, with Meta's error code (190: bad token; 131009: bad parameter…). */
@@ -13,7 +14,7 @@ export class GraphApiError extends Error {
 }
 
 export interface GraphClient {
-  /** Sends one message to `to` (a WhatsApp id); resolves with Meta's message id. */
+  /** Sends one message to `to` (a WhatsApp id or a BSUID); resolves with Meta's message id. */
   send(to: string, message: OutboundMessage): Promise<string>;
 }
 
@@ -32,7 +33,13 @@ export function createGraphClient(deps: {
       const response = await fetch(url, {
         method: "POST",
         headers: { authorization: `Bearer ${deps.token}`, "content-type": "application/json" },
-        body: JSON.stringify({ messaging_product: "whatsapp", recipient_type: "individual", to, ...message }),
+        body: JSON.stringify({
+          messaging_product: "whatsapp",
+          recipient_type: "individual",
+          // A chat known by BSUID alone has no number to send `to` (Meta would prefer `to` if given).
+          ...(isUserId(to) ? { recipient: to } : { to }),
+          ...message,
+        }),
         signal: AbortSignal.timeout(SEND_TIMEOUT_MS),
       });
       const answer = (await response.json().catch(() => null)) as {

@@ -13,9 +13,19 @@ export const optionId = (step: number, key: string) => `m:${step}:${key}`;
 /** A WhatsApp id is the phone number in international form without `+`. */
 const waIdPattern = /^\d{6,15}$/;
 
+/**
+ * A business-scoped user id (BSUID): country, optionally `ENT.` for a parent id, then up to 128
+ * alphanumerics (`KE.1502576394655843`). It is never all digits, so it cannot be taken for a phone.
+ */
+export const userIdPattern = /^[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}$/;
+export const isUserId = (chatId: string) => userIdPattern.test(chatId);
+
 const messageSchema = z.object({
   id: z.string().min(1).max(256),
-  from: z.string().regex(waIdPattern),
+  // A sender who adopted a WhatsApp username may come without their number, by BSUID alone.
+  from: z.string().regex(waIdPattern).optional(),
+  // A malformed one is ignored rather than the message dropped: the number, if given, still serves.
+  from_user_id: z.string().regex(userIdPattern).optional().catch(undefined),
   type: z.string(),
   text: z.object({ body: z.string() }).optional(),
   interactive: z
@@ -32,14 +42,22 @@ const changeSchema = z.object({
   value: z.object({
     metadata: z.object({ phone_number_id: z.string() }).optional(),
     messages: z.array(z.unknown()).optional(),
+    contacts: z.array(z.unknown()).optional(),
   }),
+});
+
+const contactSchema = z.object({
+  wa_id: z.string().regex(waIdPattern).optional(),
+  user_id: z.string().regex(userIdPattern),
 });
 
 export interface InboundMessage {
   /** Meta's message id (`wamid…`): a redelivery carries the same one. */
   id: string;
-  /** The sender's WhatsApp id: their phone number without `+`. */
-  waId: string;
+  /** The sender's WhatsApp id: their phone number without `+`; null when only their BSUID came. */
+  waId: string | null;
+  /** The sender's business-scoped user id, when Meta gave one. */
+  userId: string | null;
   /** What it means to the menu; null for what the menu cannot take (a photo, a location…). */
   input: ChatInput | null;
 }
@@ -74,10 +92,21 @@ export function messagesOf(body: unknown, phoneNumberId: string): InboundMessage
       if (!change.success) continue;
       const to = change.data.value.metadata?.phone_number_id;
       if (to !== undefined && to !== phoneNumberId) continue;
+      const contacts = (change.data.value.contacts ?? []).flatMap((raw) => {
+        const contact = contactSchema.safeParse(raw);
+        return contact.success ? [contact.data] : [];
+      });
       for (const rawMessage of change.data.value.messages ?? []) {
         const message = messageSchema.safeParse(rawMessage);
         if (!message.success) continue;
-        found.push({ id: message.data.id, waId: message.data.from, input: inputOf(message.data) });
+        const waId = message.data.from ?? null;
+        const userId =
+          message.data.from_user_id ??
+          (waId !== null ? contacts.find((c) => c.wa_id === waId)?.user_id : undefined) ??
+          null;
+        // Neither a number nor a BSUID: there is no one to answer.
+        if (waId === null && userId === null) continue;
+        found.push({ id: message.data.id, waId, userId, input: inputOf(message.data) });
       }
     }
   }

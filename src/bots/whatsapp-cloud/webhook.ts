@@ -10,6 +10,7 @@ import { type ChatInput, type ChatMenuDeps, createChatMenu } from "../chat-menu.
 import { CHANNEL, handleMessage, inboxPayload, type WhatsAppDeps } from "./adapter.ts";
 import { createWhatsAppRoutes } from "./routes.ts";
 import { failedStatusOf, failedStatusRecord, handleFailedStatus } from "./statuses.ts";
+import { chatIdsOf } from "./user-ids.ts";
 
 // Apart from index.ts, which adds the delivery worker: the Worker's bundle imports this file, and
 // the delivery side brings the SMS client, whose module loads Node-only packages at import.
@@ -65,7 +66,7 @@ export function createWhatsAppWebhook(options: WhatsAppWebhookOptions) {
     }
     await handleMessage(
       deps,
-      { waId: row.chatId, input: (row.payload.input ?? null) as ChatInput | null },
+      { chatId: row.chatId, input: (row.payload.input ?? null) as ChatInput | null },
       row.id,
     );
   };
@@ -78,12 +79,14 @@ export function createWhatsAppWebhook(options: WhatsAppWebhookOptions) {
     logger: options.logger,
     async accept(messages, failed) {
       if (stopped) throw new Error("stopping");
-      const stored = await storeInbound(db, clock.now(), [
+      const now = clock.now();
+      const chatIds = await chatIdsOf(db, now, messages);
+      const stored = await storeInbound(db, now, [
         ...messages.map(
-          (m): InboundRecord => ({
+          (m, i): InboundRecord => ({
             channel: CHANNEL,
             externalId: m.id,
-            chatId: m.waId,
+            chatId: chatIds[i]!,
             payload: inboxPayload(m),
           }),
         ),

@@ -106,3 +106,21 @@ export const chatReplyRoutes = pgTable("chat_reply_routes", {
   chatId: text("chat_id").notNull(),
   until: at("until").notNull(),
 });
+
+/**
+ * A WhatsApp Cloud API sender's business-scoped user id (BSUID) beside their number, learnt from a
+ * message that carried both: a later message that names its sender by BSUID alone (a user with a
+ * username) is the same chat, keyed by the number, so the person keeps their link and menu.
+ */
+export const whatsappUserIds = pgTable(
+  "whatsapp_user_ids",
+  {
+    id: id(),
+    userId: text("user_id").notNull(),
+    /** The number without `+`, as the chat id of the Cloud API channel. */
+    waId: text("wa_id").notNull(),
+    /** When this pair was learnt (a number given up and taken by the same user is learnt again). */
+    learntAt: at("learnt_at").notNull(),
+  },
+  (t) => [uniqueIndex("whatsapp_user_ids_user_uq").on(t.userId)],
+);

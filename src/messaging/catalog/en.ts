@@ -62,6 +62,8 @@ export const en = {
     "The sign-up of account {account} was not approved, so nothing is owed and it takes no payments. To get connected, call or WhatsApp {support}.",
   "menu.voucher.foreignPhone":
     "Vouchers are paid with M-Pesa from a phone number from {countries}, and the number you are using here is not one. Connect to the hotspot's Wi-Fi to buy one on its page.",
+  "menu.voucher.hiddenPhone":
+    "Vouchers are paid with M-Pesa from your phone number, and WhatsApp has not shared yours with us. Connect to the hotspot's Wi-Fi to buy one on its page.",
   "menu.voucher.mine": "My voucher codes",
   "menu.voucher.mineTitle": "Your voucher codes:",
   "menu.voucher.mineItem": "{code}: {plan}, until {validity}",
@@ -118,6 +120,8 @@ export const en = {
     "To sign up, first share your phone number (M-Pesa pays from it), then choose Sign up again.",
   "menu.signup.foreignPhone":
     "To sign up you need a phone number from {countries}: M-Pesa pays from it, and the number you are using here is not one. To get connected, call or WhatsApp {support}.",
+  "menu.signup.hiddenPhone":
+    "To sign up you need a phone number from {countries}: M-Pesa pays from it, and WhatsApp has not shared yours with us. To get connected, call or WhatsApp {support}.",
   "menu.hint.name": "Type your name: 2 to 40 letters.",
   "menu.signup.text":
     "No {isp} account on this number. To get connected, call or WhatsApp {support}. You can still buy a hotspot voucher here.",

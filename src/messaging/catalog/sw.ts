@@ -59,6 +59,8 @@ export const sw: Record<MessageKey, string> = {
     "Usajili wa akaunti {account} haukukubaliwa, kwa hivyo hakuna deni na haipokei malipo. Kujiunga, piga simu au tuma WhatsApp {support}.",
   "menu.voucher.foreignPhone":
     "Vocha hulipwa kwa M-Pesa kutoka nambari ya simu ya {countries}, na nambari unayotumia hapa si mojawapo. Unganisha kwenye Wi-Fi ya hotspot ununue vocha kwenye ukurasa wake.",
+  "menu.voucher.hiddenPhone":
+    "Vocha hulipwa kwa M-Pesa kutoka nambari yako ya simu, na WhatsApp haijatushirikisha nambari yako. Unganisha kwenye Wi-Fi ya hotspot ununue vocha kwenye ukurasa wake.",
   "menu.voucher.mine": "Vocha zangu",
   "menu.voucher.mineTitle": "Nambari za vocha zako:",
   "menu.voucher.mineItem": "{code}: {plan}, hadi {validity}",
@@ -118,6 +120,8 @@ export const sw: Record<MessageKey, string> = {
     "Ili kujisajili, kwanza tuma nambari yako ya simu (M-Pesa hulipa kutoka kwayo), kisha uchague Jisajili tena.",
   "menu.signup.foreignPhone":
     "Ili kujisajili unahitaji nambari ya simu ya {countries}: M-Pesa hulipa kutoka kwayo, na nambari unayotumia hapa si mojawapo. Kujiunga, piga simu au tuma WhatsApp {support}.",
+  "menu.signup.hiddenPhone":
+    "Ili kujisajili unahitaji nambari ya simu ya {countries}: M-Pesa hulipa kutoka kwayo, na WhatsApp haijatushirikisha nambari yako. Kujiunga, piga simu au tuma WhatsApp {support}.",
   "menu.hint.name": "Andika jina lako: herufi 2 hadi 40.",
   "menu.signup.text":
     "Nambari hii haina akaunti ya {isp}. Kujiunga, piga simu au tuma WhatsApp {support}. Unaweza kununua vocha ya hotspot hapa.",
