@@ -2,7 +2,7 @@ import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
-import { paymentIntents, plans } from "../../src/db/schema/index.ts";
+import { paymentIntents, plans, subscriptions } from "../../src/db/schema/index.ts";
 import { createMenuServices } from "../../src/menu/services.ts";
 import { SessionCache } from "../../src/menu/session-cache.ts";
 import { createUssdRoutes } from "../../src/ussd/routes.ts";
@@ -72,6 +72,50 @@ describe("a list that changes while a session reads it", () => {
     // They confirmed "Hour Pass: KES 20": no prompt for anything else may go out.
     for (const intent of intents) expect(intent).toMatchObject({ planId: hour.id, amountCents: 2_000 });
     expect(answer).not.toMatch(/KES 300/);
+  });
+
+  it("does not change to a plan at another price than the one confirmed", async () => {
+    let now = 2_000_000;
+    const routes = createUssdRoutes({
+      db: database.db,
+      services: createMenuServices(ctx, { planCacheMs: 0 }),
+      settings,
+      logger: silent,
+      cache: new SessionCache(60_000, 20_000, () => now),
+    });
+    const basic = await createPlan(database.db, { name: "Basic 5", priceCents: 100_000 });
+    const fast = await createPlan(database.db, { name: "Fast 50", priceCents: 300_000 });
+    const { customer, subscription } = await activeSubscriber(ctx, basic.id);
+    const sessionId = `ATUid_price_${process.pid}`;
+    const ussd = async (text: string) => {
+      const body = new URLSearchParams({
+        sessionId,
+        phoneNumber: customer.phone,
+        text,
+        serviceCode: "*384*1#",
+      });
+      return (await routes.request("/", { method: "POST", body })).text();
+    };
+    const item = /\n(\d+)\. Fast 50: KES 3,000/.exec(await ussd("4"))?.[1];
+    expect(item).toBeTruthy();
+    expect(await ussd(`4*${item}`)).toMatch(/^CON Fast 50: KES 3,000/);
+
+    // The admin raises the price while the subscriber reads the quote; they press 1 a minute later.
+    await database.db.update(plans).set({ priceCents: 350_000 }).where(eq(plans.id, fast.id));
+    now += 61_000;
+    const answer = await ussd(`4*${item}*1`);
+
+    expect(answer).toMatch(/^END The plans on offer have changed\. Nothing was done\./);
+    const intents = await database.db
+      .select()
+      .from(paymentIntents)
+      .where(eq(paymentIntents.phone, customer.phone));
+    expect(intents).toEqual([]);
+    const [after] = await database.db
+      .select()
+      .from(subscriptions)
+      .where(eq(subscriptions.id, subscription.id));
+    expect(after).toMatchObject({ planId: basic.id, nextPlanId: null });
   });
 
   it("tells a subscriber whose chosen plan was retired meanwhile that it is no longer offered, not that a payment failed", async () => {

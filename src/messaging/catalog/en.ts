@@ -83,6 +83,8 @@ export const en = {
   "menu.plan.quoteRefund": "Change now. {creditCents} goes to your balance.",
   "menu.plan.quoteScheduled": "Change on {effectiveAt}. Nothing to pay now.",
   "menu.plan.same": "You are already on {plan}.",
+  "menu.plan.listChanged":
+    "The plans on offer have changed. Nothing was done. Please dial again and choose again.",
   "menu.plan.notActive":
     "Your plan can be changed once your account is active. Please pay what you owe first.",
   "menu.plan.sentPay":

@@ -81,6 +81,8 @@ export const sw: Record<MessageKey, string> = {
   "menu.plan.quoteRefund": "Badilisha sasa. {creditCents} itaongezwa kwenye salio lako.",
   "menu.plan.quoteScheduled": "Badilisha tarehe {effectiveAt}. Hakuna malipo sasa.",
   "menu.plan.same": "Tayari uko kwenye {plan}.",
+  "menu.plan.listChanged":
+    "Vifurushi vinavyotolewa vimebadilika. Hakuna kilichofanyika. Tafadhali piga tena uchague upya.",
   "menu.plan.notActive":
     "Kifurushi kinaweza kubadilishwa akaunti ikiwa hai. Tafadhali lipa deni lako kwanza.",
   "menu.plan.sentPay":
