@@ -45,8 +45,13 @@ export const finish = (key: MessageKey, params: Record<string, string | number> 
   params,
 });
 
+/** Words for a refusal: only a request M-Pesa could not take is a failed payment request. */
 export function refusalOutcome(refusal: Refusal): Outcome {
   if (refusal.reason === "rate_limited") return finish("menu.error.tooMany");
   if (refusal.reason === "not_active") return finish("menu.plan.notActive");
+  // The payment request refuses a retired package as `invalid`; only its message tells (as the portal reads it).
+  if (refusal.reason === "unknown_plan" || /not on sale/.test(refusal.message))
+    return finish("menu.plan.gone");
+  if (refusal.reason === "amount_out_of_range") return finish("menu.error.amountRange");
   return finish("menu.error.payment");
 }

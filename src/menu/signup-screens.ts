@@ -124,6 +124,7 @@ export const signupConfirm: Screen = {
       run: async () => {
         // The sign-up bills the plan at its price now: it must be the price the screen showed.
         const now = (await ctx.services.plans("pppoe")).find((p) => p.id === found.plan.id);
+        if (!now) return finish("menu.plan.gone");
         if (!samePlan(found.plan, now)) return finish("menu.plan.listChanged");
         const result = await ctx.services.signUp(ctx.user, ctx.session, {
           name: found.name,

@@ -72,6 +72,8 @@ describe("a list that changes while a session reads it", () => {
     // They confirmed "Hour Pass: KES 20": no prompt for anything else may go out.
     for (const intent of intents) expect(intent).toMatchObject({ planId: hour.id, amountCents: 2_000 });
     expect(answer).not.toMatch(/KES 300/);
+    // The hour pass is off sale: they are told so, not that a payment failed.
+    expect(answer).toMatch(/^END Sorry, that plan or package is no longer offered\./);
   });
 
   it("does not change to a plan at another price than the one confirmed", async () => {
@@ -145,5 +147,6 @@ describe("a list that changes while a session reads it", () => {
     const answer = await ussd(`4*${item}`);
     // Nothing was asked of M-Pesa: "the payment request failed, try again later" is untrue and misleads.
     expect(answer).not.toMatch(/payment request failed/);
+    expect(answer).toMatch(/^END Sorry, that plan or package is no longer offered\. Nothing was charged\./);
   });
 });
