@@ -104,6 +104,7 @@ export function createUssdRoutes(deps: UssdDeps): Hono {
     try {
       // Who is dialling is read once per session: a confirmed action (which may change the language or
       // the recorded outcomes) drops the copy, and outcomes missing from it are read afresh by the menu.
+      // Another instance's copy may predate a language change: replaying its confirm applies it.
       const userKey = `${id}|user`;
       let loading = cache.get<LoadedUser>(userKey);
       if (!loading) {
