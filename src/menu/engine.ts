@@ -70,7 +70,16 @@ export type Reaction =
    * newest input. Met again in the history, it is not run: `replay` is where it led, and without
    * one the conversation had ended there.
    */
-  | { kind: "keyedEffect"; run: (key: string) => Promise<Outcome>; replay?: Outcome & { next: "home" } };
+  | {
+      kind: "keyedEffect";
+      run: (key: string) => Promise<Outcome>;
+      replay?: Outcome & { next: "home" };
+      /**
+       * Applies, when met again in the history, what the action changed about this conversation: the
+       * user read with the request may be a copy from before it (another instance cached it).
+       */
+      replayed?: () => void;
+    };
 
 export interface Screen {
   body(ctx: MenuContext, frame: Frame): Promise<ScreenBody>;
@@ -340,6 +349,7 @@ export async function runMenu(
     let outcome: Outcome | "pending" | undefined;
     if (reaction.kind === "keyedEffect") {
       const { run: work, replay } = reaction;
+      if (!isLast) reaction.replayed?.();
       outcome = isLast ? await act(() => work(`${ctx.session.id}#${step}`)) : replay;
     } else if (isLast) {
       const claim = await services.claimEffect(ctx.session, ctx.user, step);

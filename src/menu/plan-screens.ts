@@ -3,7 +3,16 @@ import { displayPhone } from "../lib/phone.ts";
 import type { Frame, MenuContext, Screen, ScreenBody } from "./engine.ts";
 import { servedCountriesText } from "./not-served.ts";
 import { planLabel, planLine } from "./plan-text.ts";
-import { account, confirmOption, end, finish, plansOf, push, refusalOutcome } from "./screen-kit.ts";
+import {
+  account,
+  confirmOption,
+  end,
+  finish,
+  plansOf,
+  push,
+  refusalOutcome,
+  samePlan,
+} from "./screen-kit.ts";
 import type { Outcome, PlanView, QuoteView } from "./types.ts";
 
 /** Buying a hotspot voucher and changing plan: the screens that list and confirm plans. */
@@ -122,6 +131,12 @@ const quoteOf = (ctx: MenuContext, frame: Frame) =>
     ctx.services.quotePlanChange(Number(frame.params.subscriptionId), Number(frame.params.planId)),
   );
 
+/** A quote for another plan or price than the list the subscriber chose from showed. */
+async function unlike(ctx: MenuContext, frame: Frame, quote: QuoteView): Promise<boolean> {
+  const shown = await chosenPlan(ctx, frame, quote.toPlan.kind);
+  return !shown || !samePlan(shown, quote.toPlan);
+}
+
 export const planConfirm: Screen = {
   async body(ctx, frame) {
     const quote = await quoteOf(ctx, frame);
@@ -129,6 +144,7 @@ export const planConfirm: Screen = {
       const outcome = refusalOutcome(quote) as Outcome & { next: "end" };
       return end([ctx.t(outcome.key)]);
     }
+    if (await unlike(ctx, frame, quote)) return end([ctx.t("menu.plan.listChanged")]);
     if (quote.kind === "same") return end([ctx.t("menu.plan.same", { plan: planLabel(ctx, quote.toPlan) })]);
     return {
       lines: [planLine(ctx, quote.toPlan, "menu.plan.item"), quoteLine(ctx, quote)],
@@ -144,6 +160,8 @@ export const planConfirm: Screen = {
         // Quoted again at the moment of confirmation: the price of the rest of the period shrinks by the minute.
         const quote = await ctx.services.quotePlanChange(subscriptionId, planId);
         if ("ok" in quote) return refusalOutcome(quote);
+        // The plan's price changed since the list was shown: what the subscriber agreed to is gone.
+        if (await unlike(ctx, frame, quote)) return finish("menu.plan.listChanged");
         if (quote.payableCents > 0 && quote.immediate) {
           const result = await ctx.services.requestPayment(ctx.user, ctx.session, {
             purpose: "plan_change",

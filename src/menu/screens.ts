@@ -244,6 +244,9 @@ const languageConfirm: Screen = {
         return saved;
       },
       replay: saved,
+      replayed: () => {
+        ctx.language = chosen;
+      },
     };
   },
 };

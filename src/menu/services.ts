@@ -24,6 +24,7 @@ import type {
   PlanView,
   QuoteView,
   Refusal,
+  ShownPlans,
 } from "./types.ts";
 
 const subscriberActor = (user: MenuUser, session: MenuSession): Actor => ({
@@ -74,7 +75,13 @@ const visitorPin = (user: MenuUser) =>
 export interface LoadedUser {
   user: MenuUser;
   recorded: Record<string, Outcome | "pending">;
+  /** The plan lists this session was shown (see MenuSession.plans); unset where they are not kept. */
+  plans?: ShownPlans;
 }
+
+/** postgres.js hands jsonb over as text, PGlite as a value. */
+const jsonValue = <T>(value: T | string | null | undefined, empty: T): T =>
+  typeof value === "string" ? (JSON.parse(value) as T) : (value ?? empty);
 
 /**
  * The dialling number's customer, language and this session's recorded outcomes, in one round trip:
@@ -92,11 +99,12 @@ export async function loadMenuUser(db: Executor, phone: string, sessionId: strin
     language: Language | null;
     session_language: Language | null;
     effects: Record<string, Outcome | "pending"> | string | null;
+    plans: ShownPlans | string | null;
     visitor: boolean | null;
   }>(
     db,
     sql`select c.id, c.account_number, c.name, c.language, s.language as session_language, s.state -> 'effects' as effects,
-               (s.state ->> 'visitor') = 'true' as visitor
+               s.state -> 'plans' as plans, (s.state ->> 'visitor') = 'true' as visitor
         from (select 1) as one
         left join customers c on c.phone = ${phone}
         left join channel_sessions s on s.id = ${sessionId}`,
@@ -106,8 +114,11 @@ export async function loadMenuUser(db: Executor, phone: string, sessionId: strin
       ? { id: Number(row.id), accountNumber: row.account_number ?? "", name: row.name ?? "" }
       : null;
   const language = (customer ? row?.language : row?.session_language) ?? "en";
-  const effects = typeof row?.effects === "string" ? JSON.parse(row.effects) : (row?.effects ?? {});
-  return { user: { phone, language, customer }, recorded: effects };
+  return {
+    user: { phone, language, customer },
+    recorded: jsonValue(row?.effects, {}),
+    plans: jsonValue(row?.plans, {}),
+  };
 }
 
 export interface MenuServiceOptions {
@@ -270,6 +281,30 @@ export function createMenuServices(ctx: BillingContext, options: MenuServiceOpti
     },
 
     recordedOutcome,
+
+    async bindPlans(session, user, kind, shown) {
+      const list = JSON.stringify(shown);
+      // Only the first list stays: a session whose numbers named one plan must not see them name another.
+      const [stored] = await queryRows<{ plans: PlanView[] | string | null }>(
+        ctx.db,
+        sql`insert into channel_sessions (id, channel, phone, state, updated_at)
+            values (${session.id}, ${session.channel}, ${user.phone},
+                    jsonb_build_object('plans', jsonb_build_object(${kind}::text, ${list}::jsonb)),
+                    ${ctx.clock.now().toISOString()}::timestamptz)
+            on conflict (id) do update
+              set state = jsonb_set(channel_sessions.state, '{plans}',
+                    coalesce(channel_sessions.state -> 'plans', '{}'::jsonb) || jsonb_build_object(${kind}::text, ${list}::jsonb)),
+                  updated_at = excluded.updated_at
+              where (channel_sessions.state -> 'plans' -> ${kind}::text) is null
+            returning state -> 'plans' -> ${kind}::text as plans`,
+      );
+      if (stored) return jsonValue(stored.plans, shown);
+      const [kept] = await queryRows<{ plans: PlanView[] | string | null }>(
+        ctx.db,
+        sql`select state -> 'plans' -> ${kind}::text as plans from channel_sessions where id = ${session.id}`,
+      );
+      return jsonValue(kept?.plans, shown);
+    },
 
     async recordEffect(session, step, outcome) {
       await ctx.db.execute(

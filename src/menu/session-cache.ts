@@ -1,8 +1,10 @@
 /**
- * What a menu conversation has already read (account summary, plan quotes), kept for a short
- * while so that replaying the input history on each request does not read it again. Only a
- * speed-up: a miss (another instance, an expired entry) reads the data afresh, so the menu stays
- * correct without it. Entries expire by age and the oldest go first when full.
+ * What a menu conversation has already read (account summary, plan lists, quotes), kept for a short
+ * while so that replaying the input history on each request does not read it again. It lives in one
+ * process and for less than a USSD session lasts: a miss (another instance, an expired entry) reads
+ * the data afresh, and what is read may differ from what was shown. So nothing may rely on it to
+ * mean the same thing twice: plan lists are kept with the session (see `plansOf`), and confirms
+ * check what they act on. Entries expire by age and the oldest go first when full.
  */
 export class SessionCache {
   private readonly entries = new Map<string, { at: number; value: Promise<unknown> }>();

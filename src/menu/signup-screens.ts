@@ -2,7 +2,7 @@ import { mpesaAmountCents } from "../billing/money.ts";
 import { AREA_NAME_MAX, type Frame, type MenuContext, type Screen, shortName } from "./engine.ts";
 import { servedCountriesText } from "./not-served.ts";
 import { planLine } from "./plan-text.ts";
-import { confirmOption, end, finish, plansOf, push } from "./screen-kit.ts";
+import { confirmOption, end, finish, plansOf, push, samePlan } from "./screen-kit.ts";
 import type { SignupArea } from "./types.ts";
 
 /**
@@ -125,6 +125,10 @@ export const signupConfirm: Screen = {
     return {
       kind: "effect",
       run: async () => {
+        // The sign-up bills the plan at its price now: it must be the price the screen showed.
+        const now = (await ctx.services.plans("pppoe")).find((p) => p.id === found.plan.id);
+        if (!now) return finish("menu.plan.gone");
+        if (!samePlan(found.plan, now)) return finish("menu.plan.listChanged");
         const result = await ctx.services.signUp(ctx.user, ctx.session, {
           name: found.name,
           planId: found.plan.id,

@@ -27,7 +27,15 @@ export interface MenuSession {
   /** `channel_sessions.id`, e.g. `ussd:ATUid_…`; also the payment intent's `channelSessionId`. */
   id: string;
   channel: string;
+  /**
+   * The plan lists this session was first shown, by kind, as stored with it (USSD). When set, a
+   * list the session has not been shown yet is stored on first sight (`bindPlans`), so that the
+   * replayed numbers keep naming the plans and prices the subscriber saw. Unset: lists are read afresh.
+   */
+  plans?: ShownPlans;
 }
+
+export type ShownPlans = Partial<Record<PlanKind, PlanView[]>>;
 
 export interface PlanView {
   id: number;
@@ -154,6 +162,11 @@ export interface MenuServices {
   recordEffect(session: MenuSession, step: number, outcome: Outcome): Promise<void>;
   /** The stored outcome of `step`, read afresh (when the copy loaded with the user may be old). */
   recordedOutcome(session: MenuSession, step: number): Promise<Outcome | "pending" | undefined>;
+  /**
+   * Stores `shown` as the session's list of `kind` unless it already has one, and returns the one
+   * it keeps: another instance may have stored a different list first.
+   */
+  bindPlans?(session: MenuSession, user: MenuUser, kind: PlanKind, shown: PlanView[]): Promise<PlanView[]>;
 }
 
 export interface MenuSettings {

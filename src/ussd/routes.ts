@@ -99,19 +99,22 @@ export function createUssdRoutes(deps: UssdDeps): Hono {
     const inputs = text === "" ? [] : text.split("*");
     if (inputs.length > MAX_INPUTS) return c.text(apology("menu.error.bad"));
 
-    const session = { id: `ussd:${sessionId}`, channel: "ussd" };
+    const id = `ussd:${sessionId}`;
     let language: "en" | "sw" = "en";
     try {
       // Who is dialling is read once per session: a confirmed action (which may change the language or
       // the recorded outcomes) drops the copy, and outcomes missing from it are read afresh by the menu.
-      const userKey = `${session.id}|user`;
+      // Another instance's copy may predate a language change: replaying its confirm applies it.
+      const userKey = `${id}|user`;
       let loading = cache.get<LoadedUser>(userKey);
       if (!loading) {
-        loading = loadMenuUser(deps.db, phone, session.id);
+        loading = loadMenuUser(deps.db, phone, id);
         cache.set(userKey, loading);
       }
-      const { user, recorded } = await loading;
+      const { user, recorded, plans } = await loading;
       if (user.phone !== phone) return c.text(apology("menu.error.bad"));
+      // A session lasts minutes and may reach any instance: the lists it was shown travel with it.
+      const session = { id, channel: "ussd", plans: plans ?? {} };
       language = user.language;
       let acted = false;
       const view = await runMenu(

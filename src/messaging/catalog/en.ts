@@ -85,6 +85,10 @@ export const en = {
   "menu.plan.quoteRefund": "Change now. {creditCents} goes to your balance.",
   "menu.plan.quoteScheduled": "Change on {effectiveAt}. Nothing to pay now.",
   "menu.plan.same": "You are already on {plan}.",
+  "menu.plan.gone":
+    "Sorry, that plan or package is no longer offered. Nothing was charged. Please choose another.",
+  "menu.plan.listChanged":
+    "The plans on offer have changed. Nothing was done. Please dial again and choose again.",
   "menu.plan.notActive":
     "Your plan can be changed once your account is active. Please pay what you owe first.",
   "menu.plan.sentPay":
@@ -130,6 +134,8 @@ export const en = {
   "menu.foreign.other": "Sorry, {isp} does not serve this phone number.",
 
   "menu.error.payment": "Sorry, the payment request failed. Please try again later.",
+  "menu.error.amountRange":
+    "M-Pesa cannot be asked for this amount here. Nothing was charged. Please call or WhatsApp {support}.",
   "menu.error.tooMany": "Too many payment requests. Please wait a few minutes and try again.",
   "menu.error.busy": "Your request is being processed. You will get a message.",
   "menu.error.generic": "Sorry, something went wrong. Please try again later.",

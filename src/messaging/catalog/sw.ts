@@ -83,6 +83,10 @@ export const sw: Record<MessageKey, string> = {
   "menu.plan.quoteRefund": "Badilisha sasa. {creditCents} itaongezwa kwenye salio lako.",
   "menu.plan.quoteScheduled": "Badilisha tarehe {effectiveAt}. Hakuna malipo sasa.",
   "menu.plan.same": "Tayari uko kwenye {plan}.",
+  "menu.plan.gone":
+    "Samahani, kifurushi hicho hakitolewi tena. Hakuna kilichotozwa. Tafadhali chagua kingine.",
+  "menu.plan.listChanged":
+    "Vifurushi vinavyotolewa vimebadilika. Hakuna kilichofanyika. Tafadhali piga tena uchague upya.",
   "menu.plan.notActive":
     "Kifurushi kinaweza kubadilishwa akaunti ikiwa hai. Tafadhali lipa deni lako kwanza.",
   "menu.plan.sentPay":
@@ -130,6 +134,8 @@ export const sw: Record<MessageKey, string> = {
   "menu.foreign.other": "Samahani, {isp} haihudumii nambari hii ya simu.",
 
   "menu.error.payment": "Samahani, ombi la malipo halikufaulu. Tafadhali jaribu tena baadaye.",
+  "menu.error.amountRange":
+    "Kiasi hiki hakiwezi kuombwa kwa M-Pesa hapa. Hakuna kilichotozwa. Tafadhali piga simu au tuma WhatsApp {support}.",
   "menu.error.tooMany": "Maombi ya malipo ni mengi mno. Tafadhali subiri dakika chache ujaribu tena.",
   "menu.error.busy": "Ombi lako linashughulikiwa. Utapata ujumbe.",
   "menu.error.generic": "Samahani, hitilafu imetokea. Tafadhali jaribu tena baadaye.",
