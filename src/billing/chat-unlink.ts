@@ -1,6 +1,12 @@
 import { and, eq, sql } from "drizzle-orm";
 import type { Executor } from "../db/client.ts";
-import { type ChatChannel, channelSessions, chatReplyRoutes, chatSessions } from "../db/schema/index.ts";
+import {
+  type ChatChannel,
+  channelSessions,
+  chatLinks,
+  chatReplyRoutes,
+  chatSessions,
+} from "../db/schema/index.ts";
 
 /**
  * A visitor's own phone (shared as their contact) is kept under this `channel_sessions` id, which no
@@ -53,4 +59,31 @@ export async function forgetPhoneChats(db: Executor, phone: string): Promise<voi
     .delete(channelSessions)
     .where(and(eq(channelSessions.phone, phone), sql`strpos(${channelSessions.id}, ':phone:') > 0`));
   await db.delete(chatReplyRoutes).where(eq(chatReplyRoutes.phone, phone));
+}
+
+/**
+ * Links the chat to `customerId`, chosen for their notices. A chat linked to another account until
+ * now is that account's no more: what it kept of that account goes as on an unlink (its notices go
+ * by SMS again), or the first account's receipts would keep arriving in a chat that is not theirs.
+ */
+export async function linkChat(
+  db: Executor,
+  link: { channel: ChatChannel; chatId: string; customerId: number; method: "contact" | "otp"; at: Date },
+): Promise<void> {
+  const { channel, chatId, customerId } = link;
+  const [before] = await db
+    .select({ customerId: chatLinks.customerId })
+    .from(chatLinks)
+    .where(and(eq(chatLinks.channel, channel), eq(chatLinks.chatId, chatId)))
+    .for("update");
+  await db
+    .insert(chatLinks)
+    .values({ channel, chatId, customerId, method: link.method, linkedAt: link.at })
+    .onConflictDoUpdate({
+      target: [chatLinks.channel, chatLinks.chatId],
+      set: { customerId, method: link.method, linkedAt: link.at },
+    });
+  if (before && before.customerId !== customerId)
+    await forgetChatOwner(db, { channel, chatId, customerId: before.customerId });
+  await db.execute(sql`update customers set notify_channel = ${channel} where id = ${customerId}`);
 }

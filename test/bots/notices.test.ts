@@ -164,6 +164,38 @@ describe("notices to a customer who linked Telegram", () => {
   });
 });
 
+describe("notices to a customer whose chat was linked to another account", () => {
+  it("go by SMS, even when it confirmed a payment there a moment before", async () => {
+    const chat = ++nextUser;
+    const first = await customer();
+    const second = await customer();
+    await bot.deliver(textUpdate(chat, "/start"));
+    await bot.deliver(contactUpdate(chat, { user_id: chat, phone_number: first.phone }));
+    const press = async (prefix: string) => {
+      const menu = lastMenuIn(telegram, chat);
+      expect(await bot.deliver(pressUpdate(telegram, chat, menu.messageId!, button(menu, prefix)))).toBe(200);
+    };
+    // Pays what the first account owes from the chat: its receipt was to come back here.
+    await press("2.");
+    await press("1.");
+    await press("1.");
+    expect(lastShownIn(telegram, chat).payload.text).toMatch(/^Enter your M-Pesa PIN/);
+    // The same Telegram user then shares another number, a customer's too: the chat is theirs now.
+    await bot.deliver(contactUpdate(chat, { user_id: chat, phone_number: second.phone }));
+
+    await pay(first.id);
+    expect(await smsTo(first.phone, "payment_received")).toHaveLength(1);
+    expect(await receiptsTo(first.phone)).toEqual([]);
+    // Its notices free again, the first account's WhatsApp chat is chosen when it links itself.
+    const digits = first.phone.slice(1);
+    expect((await phoneChat(database.db, "whatsapp", digits)).newlyLinked).toBe(first.accountNumber);
+    await pay(first.id);
+    expect(await receiptsTo(first.phone)).toMatchObject([{ channel: "whatsapp", recipient: digits }]);
+    await pay(second.id);
+    expect(await receiptsTo(second.phone)).toMatchObject([{ channel: "telegram", recipient: String(chat) }]);
+  });
+});
+
 describe("notices to a customer who unlinked Telegram", () => {
   it("come to the WhatsApp chat that linked itself by their number, not by SMS", async () => {
     const chat = ++nextUser;

@@ -1,13 +1,12 @@
 import { and, eq, sql } from "drizzle-orm";
 import { Composer, type Context, InlineKeyboard } from "grammy";
-import { forgetChatOwner } from "../../billing/chat-unlink.ts";
+import { forgetChatOwner, linkChat } from "../../billing/chat-unlink.ts";
 import type { Clock } from "../../clock.ts";
 import { type Db, queryRows } from "../../db/client.ts";
 import { parseRowId } from "../../db/params.ts";
 import { chatLinks, customers, type Language } from "../../db/schema/index.ts";
 import { checkPhone } from "../../lib/phone.ts";
 import type { ChatInput } from "../chat-menu.ts";
-import { chooseNoticeChannel } from "../notice-channel.ts";
 import { checkLinkCode, isLinkCode, type LinkCodeRequest, requestLinkCode } from "./link-code.ts";
 import { type BotText, botText } from "./texts.ts";
 import { rememberVisitorPhone } from "./visitor-phone.ts";
@@ -187,14 +186,16 @@ export function accountLinking(deps: AccountLinkDeps, show: Show) {
       await show(ctx, { kind: "refresh" });
       return;
     }
-    await deps.db
-      .insert(chatLinks)
-      .values({ channel: CHANNEL, chatId: String(ctx.from.id), customerId: customer.id, method: "contact" })
-      .onConflictDoUpdate({
-        target: [chatLinks.channel, chatLinks.chatId],
-        set: { customerId: customer.id, method: "contact" },
-      });
-    await chooseNoticeChannel(deps.db, customer.id, CHANNEL);
+    const chatId = String(ctx.from.id);
+    await deps.db.transaction((tx) =>
+      linkChat(tx, {
+        channel: CHANNEL,
+        chatId,
+        customerId: customer.id,
+        method: "contact",
+        at: deps.clock.now(),
+      }),
+    );
     await ctx.reply(botText(customer.language, "linked", { account: customer.accountNumber }), noKeyboard);
     await show(ctx, { kind: "text", text: "menu" });
   });

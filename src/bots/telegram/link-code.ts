@@ -1,18 +1,12 @@
 import { createHash, randomInt, timingSafeEqual } from "node:crypto";
 import { and, eq, isNull, sql } from "drizzle-orm";
+import { linkChat } from "../../billing/chat-unlink.ts";
 import { enqueueMessage, type MessageTemplate } from "../../billing/outbox.ts";
 import { takeRateSlot } from "../../billing/rate-windows.ts";
 import { DAY, HOUR, MINUTE } from "../../clock.ts";
 import type { Db } from "../../db/client.ts";
-import {
-  type ChatChannel,
-  chatLinkCodes,
-  chatLinks,
-  customers,
-  type Language,
-} from "../../db/schema/index.ts";
+import { type ChatChannel, chatLinkCodes, customers, type Language } from "../../db/schema/index.ts";
 import { requireBox } from "../../db/sealed.ts";
-import { chooseNoticeChannel } from "../notice-channel.ts";
 
 /**
  * Linking a chat to an account by its number and a one-time code sent by SMS to the account's phone:
@@ -151,14 +145,7 @@ export async function checkLinkCode(
     }
     if (sameHash(row.codeHash, hashCode(channel, chatId, row.customerId, attempt.code.trim()))) {
       await tx.update(chatLinkCodes).set({ usedAt: now }).where(eq(chatLinkCodes.id, row.id));
-      await tx
-        .insert(chatLinks)
-        .values({ channel, chatId, customerId: row.customerId, method: "otp", linkedAt: now })
-        .onConflictDoUpdate({
-          target: [chatLinks.channel, chatLinks.chatId],
-          set: { customerId: row.customerId, method: "otp", linkedAt: now },
-        });
-      await chooseNoticeChannel(tx, row.customerId, channel);
+      await linkChat(tx, { channel, chatId, customerId: row.customerId, method: "otp", at: now });
       const [customer] = await tx
         .select({ accountNumber: customers.accountNumber, language: customers.language })
         .from(customers)
