@@ -13,6 +13,9 @@
  *      asked for the whole charge and the credit stays for the next bill (`payableAfterCredit`). So
  *      the quote shown = the amount M-Pesa asks = the amount paid = the charge in the SMS, and the
  *      balance on the receipt less that charge is the balance the account then shows;
+ *    - each share being rounded on its own, a change's charge can go up a shilling as well as down
+ *      as time passes, so an upgrade paid with any charge quoted while its payment was on its way
+ *      is charged that amount (`prorationDeltaRange`);
  *    - any other amount asked by M-Pesa is rounded up to the whole shilling (`mpesaAmountCents`)
  *      and the menu shows the rounded figure; the extra cents stay on the account as credit.
  * 3. Messages show the ledger's own figures: a receipt shows the balance right after the payment.
@@ -70,6 +73,56 @@ export function prorationDelta(
     unusedShareInShillings(toPriceCents, remainingMs, toTotalMs) -
     unusedShareInShillings(fromPriceCents, remainingMs, fromTotalMs)
   );
+}
+
+/** The remaining times in (`shortestMs`, `longestMs`] at which a share in shillings goes up a shilling. */
+function shillingSteps(
+  amountCents: number,
+  shortestMs: number,
+  longestMs: number,
+  totalMs: number,
+): number[] {
+  const first = unusedShareInShillings(amountCents, shortestMs, totalMs) / 100;
+  const last = unusedShareInShillings(amountCents, longestMs, totalMs) / 100;
+  const total = BigInt(Math.round(totalMs));
+  const amount = BigInt(amountCents);
+  const steps: number[] = [];
+  // The share reaches k shillings once amount·remaining/total ≥ k − ½ shilling.
+  for (let k = BigInt(first) + 1n; k <= BigInt(last); k++) {
+    const numerator = 50n * total * (2n * k - 1n);
+    steps.push(Number((numerator + amount - 1n) / amount));
+  }
+  return steps;
+}
+
+/**
+ * The lowest and highest `prorationDelta` for any remaining time from `shortestMs` to `longestMs`:
+ * every charge quoted while a payment was on its way. Each share is rounded on its own, so as time
+ * passes the difference can go up a shilling as well as down: the quote of a minute ago can be
+ * below this minute's.
+ */
+export function prorationDeltaRange(
+  fromPriceCents: number,
+  toPriceCents: number,
+  shortestMs: number,
+  longestMs: number,
+  fromTotalMs: number,
+  toTotalMs = fromTotalMs,
+): { lowest: number; highest: number } {
+  const fromSteps = shillingSteps(fromPriceCents, shortestMs, longestMs, fromTotalMs);
+  const toSteps = shillingSteps(toPriceCents, shortestMs, longestMs, toTotalMs);
+  // Between two steps of one share that share stands still and the other only moves one way, so
+  // the difference is lowest and highest at the ends of those stretches.
+  const steps = fromSteps.length <= toSteps.length ? fromSteps : toSteps;
+  let lowest = Number.POSITIVE_INFINITY;
+  let highest = Number.NEGATIVE_INFINITY;
+  for (const remaining of [shortestMs, longestMs, ...steps, ...steps.map((s) => s - 1)]) {
+    if (remaining < shortestMs || remaining > longestMs) continue;
+    const delta = prorationDelta(fromPriceCents, toPriceCents, remaining, fromTotalMs, toTotalMs);
+    lowest = Math.min(lowest, delta);
+    highest = Math.max(highest, delta);
+  }
+  return { lowest, highest };
 }
 
 /**

@@ -5,7 +5,7 @@ import { builtOncePerHandle } from "../db/prepared.ts";
 import { plans, subscriptions } from "../db/schema/index.ts";
 import type { Plan, Subscription } from "./accounts.ts";
 import { type BillingContext, BillingError } from "./context.ts";
-import { payableAfterCredit, prorationDelta } from "./money.ts";
+import { payableAfterCredit, prorationDelta, prorationDeltaRange } from "./money.ts";
 import { periodAt } from "./service-periods.ts";
 
 export interface PlanChangeQuote {
@@ -66,32 +66,43 @@ export function checkChange<T extends { subscription: Subscription; plan: Plan; 
 /** Periods this close in length count as the same (a month is 28 to 31 days). */
 const SAME_LENGTH_WITHIN_MS = 3 * 86_400_000;
 
-export function quoteFrom(
-  ctx: BillingContext,
-  subscription: typeof subscriptions.$inferSelect,
-  fromPlan: Plan,
-  toPlan: Plan,
-  balanceCents: number,
-  now: Date,
-): PlanChangeQuote {
+/**
+ * How the rest of the period is priced: each price spread over its own plan's period (a week's
+ * price over a week, a month's over a month), and the time left at an instant.
+ */
+function proration(ctx: BillingContext, subscription: Subscription, fromPlan: Plan, toPlan: Plan) {
   const start = subscription.currentPeriodStart.getTime();
   const end = subscription.currentPeriodEnd.getTime();
-  const remaining = Math.max(0, end - Math.max(now.getTime(), start));
-  // Each price is for its own plan's period: a week's price spread over a week, a month's over a
-  // month. A plan whose period is this one's give or take a few days (months of 28 to 31 days,
-  // free days added) is spread over this period itself, so that changes between such plans, and a
-  // change undone, net out exactly.
+  // A plan whose period is this one's give or take a few days (months of 28 to 31 days, free days
+  // added) is spread over this period itself, so that changes between such plans, and a change
+  // undone, net out exactly.
   const lengthOf = (plan: Plan) => {
     const own = periodAt(subscription.currentPeriodStart, plan, 0, ctx.settings);
     const ownMs = own.end.getTime() - own.start.getTime();
     return Math.abs(ownMs - (end - start)) <= SAME_LENGTH_WITHIN_MS ? end - start : ownMs;
   };
+  return {
+    fromTotalMs: lengthOf(fromPlan),
+    toTotalMs: lengthOf(toPlan),
+    remainingAt: (at: Date) => Math.max(0, end - Math.max(at.getTime(), start)),
+  };
+}
+
+export function quoteFrom(
+  ctx: BillingContext,
+  subscription: Subscription,
+  fromPlan: Plan,
+  toPlan: Plan,
+  balanceCents: number,
+  now: Date,
+): PlanChangeQuote {
+  const { fromTotalMs, toTotalMs, remainingAt } = proration(ctx, subscription, fromPlan, toPlan);
   const delta = prorationDelta(
     fromPlan.priceCents,
     toPlan.priceCents,
-    remaining,
-    lengthOf(fromPlan),
-    lengthOf(toPlan),
+    remainingAt(now),
+    fromTotalMs,
+    toTotalMs,
   );
   if (toPlan.id === fromPlan.id) {
     return {
@@ -157,21 +168,36 @@ export async function quotePlanChange(
 export const QUOTE_HOLD_MS = 15 * 60_000;
 
 /**
- * The price of the rest of the period shrinks by the minute while a payment is on its way. An
- * upgrade paid by M-Pesa is charged what was paid, so that the "Charged" SMS repeats the quote the
- * subscriber accepted, when that is what a quote of the last QUOTE_HOLD_MS asked; anything else is
- * charged at this moment's quote (and what was paid stays as credit).
+ * The quote for a change whose M-Pesa payment of `paidCents` has just arrived. The price of the
+ * rest of the period moves by the minute while a payment is on its way, and not only down (money.ts
+ * `prorationDeltaRange`). An upgrade is charged what was paid when that is a charge some quote of
+ * the last QUOTE_HOLD_MS asked, so the subscriber who paid what M-Pesa asked owes nothing more and
+ * the "Charged" SMS repeats the quote they accepted; anything else is charged at this moment's
+ * quote (and what was paid stays as credit).
  */
 export function heldQuote(
-  quote: PlanChangeQuote,
+  ctx: BillingContext,
+  subscription: Subscription,
+  fromPlan: Plan,
+  toPlan: Plan,
+  balanceCents: number,
   paidCents: number | undefined,
-  quoteAt: (at: Date) => PlanChangeQuote,
   now: Date,
 ): PlanChangeQuote {
+  const quote = quoteFrom(ctx, subscription, fromPlan, toPlan, balanceCents, now);
   if (paidCents === undefined || quote.kind !== "upgrade" || quote.effectiveAt.getTime() !== now.getTime())
     return quote;
-  const earliest = quoteAt(new Date(now.getTime() - QUOTE_HOLD_MS)).chargeCents;
-  return quote.chargeCents <= paidCents && paidCents <= earliest
+  const { fromTotalMs, toTotalMs, remainingAt } = proration(ctx, subscription, fromPlan, toPlan);
+  const quoted = prorationDeltaRange(
+    fromPlan.priceCents,
+    toPlan.priceCents,
+    remainingAt(now),
+    remainingAt(new Date(now.getTime() - QUOTE_HOLD_MS)),
+    fromTotalMs,
+    toTotalMs,
+  );
+  // An upgrade's charge is never below nothing (quoteFrom).
+  return Math.max(0, quoted.lowest) <= paidCents && paidCents <= Math.max(0, quoted.highest)
     ? { ...quote, chargeCents: paidCents }
     : quote;
 }

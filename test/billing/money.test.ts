@@ -6,6 +6,7 @@ import {
   parseShillings,
   payableAfterCredit,
   prorationDelta,
+  prorationDeltaRange,
   unusedShare,
   unusedShareInShillings,
 } from "../../src/billing/money.ts";
@@ -59,6 +60,33 @@ describe("proration rounding", () => {
         const back = prorationDelta(prices.at(-1)!, prices[0]!, remaining, total);
         expect(charged + back).toBe(0);
       }),
+    );
+  });
+});
+
+describe("charges quoted while a payment is on its way", () => {
+  it("the lowest and highest charge over a stretch of time are those of some instant in it, and bound all the others", () => {
+    const price = fc.integer({ min: 0, max: 1_000_000 });
+    const length = fc.integer({ min: 10_000, max: 10_000_000 });
+    fc.assert(
+      fc.property(
+        price,
+        price,
+        length,
+        length,
+        fc.nat({ max: 20_000_000 }),
+        fc.nat({ max: 3_000 }),
+        (from, to, fromTotal, toTotal, shortest, width) => {
+          const longest = shortest + width;
+          const quoted: number[] = [];
+          for (let remaining = shortest; remaining <= longest; remaining++)
+            quoted.push(prorationDelta(from, to, remaining, fromTotal, toTotal));
+          expect(prorationDeltaRange(from, to, shortest, longest, fromTotal, toTotal)).toEqual({
+            lowest: Math.min(...quoted),
+            highest: Math.max(...quoted),
+          });
+        },
+      ),
     );
   });
 });

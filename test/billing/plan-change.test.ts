@@ -3,9 +3,10 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cancelSubscription } from "../../src/billing/cancel-subscription.ts";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
+import { prorationDelta } from "../../src/billing/money.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { changePlan } from "../../src/billing/plan-change.ts";
-import { quotePlanChange } from "../../src/billing/plan-change-quote.ts";
+import { heldQuote, QUOTE_HOLD_MS, quoteFrom, quotePlanChange } from "../../src/billing/plan-change-quote.ts";
 import { periodAt } from "../../src/billing/service-periods.ts";
 import { DAY, FakeClock, HOUR, MINUTE } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
@@ -128,6 +129,73 @@ describe("changing plan", () => {
       expect(done.chargeCents).toBe(held ? quoted : now);
       expect(await ledgerSum(database.db, customer.id)).toBe(held ? 0 : quoted - now);
     }
+  });
+
+  it("an upgrade paid seconds after its quote is charged what was paid even when the rest of the period got a shilling dearer meanwhile", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-04-02T12:00:00Z"));
+    const basic = await createPlan(database.db, { priceCents: 100_000, periodUnit: "days", periodCount: 30 });
+    const fast = await createPlan(database.db, { priceCents: 250_000, periodUnit: "days", periodCount: 30 });
+    const { customer, subscription } = await activeSubscriber(ctx, basic.id);
+    const start = subscription.currentPeriodStart.getTime();
+    const total = subscription.currentPeriodEnd.getTime() - start;
+    const charge = (at: number) =>
+      prorationDelta(100_000, 250_000, subscription.currentPeriodEnd.getTime() - at, total);
+    // Each share is rounded to the shilling on its own, so the difference is not monotone: find an
+    // instant after which, 30 seconds later, the charge is a shilling more.
+    let quotedAt = start + 10 * DAY;
+    while (charge(quotedAt + 30_000) <= charge(quotedAt)) quotedAt += 1_000;
+
+    clock.set(new Date(quotedAt));
+    const change = { subscriptionId: subscription.id, planId: fast.id };
+    const quoted = (await quotePlanChange(database.db, ctx, change)).payableCents;
+    // The M-Pesa prompt is answered 30 seconds later: the subscriber pays exactly what was asked.
+    clock.advance(30_000);
+    await applyPayment(ctx, admin, {
+      customerId: customer.id,
+      method: "mpesa_stk",
+      provider: "mpesa",
+      providerRef: `RISE${customer.id}`,
+      amountCents: quoted,
+    });
+    const done = await changePlan(ctx, admin, { ...change, paidCents: quoted });
+    // No shilling left owing: no bill to be reminded of, no suspension for having paid what was asked.
+    expect(done.chargeCents).toBe(quoted);
+    expect(await ledgerSum(database.db, customer.id)).toBe(0);
+  });
+
+  it("any upgrade quote paid within the hold settles the change in full, whatever the plans and the instant", async () => {
+    const { ctx } = billingContext(database.db, new FakeClock("2026-04-02T12:00:00Z"));
+    const base = await createPlan(database.db, { priceCents: 100_000, periodUnit: "days", periodCount: 30 });
+    const { subscription } = await activeSubscriber(ctx, base.id);
+    const start = subscription.currentPeriodStart.getTime();
+    const total = subscription.currentPeriodEnd.getTime() - start;
+    const length = fc.constantFrom(
+      { periodUnit: "hours" as const, periodCount: 6 },
+      { periodUnit: "days" as const, periodCount: 1 },
+      { periodUnit: "days" as const, periodCount: 7 },
+      { periodUnit: "days" as const, periodCount: 30 },
+      { periodUnit: "months" as const, periodCount: 1 },
+    );
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 5_000_000 }),
+        fc.integer({ min: 0, max: 5_000_000 }),
+        length,
+        fc.integer({ min: 0, max: total }),
+        fc.integer({ min: 0, max: QUOTE_HOLD_MS }),
+        (fromPrice, toPrice, toLength, quotedAfter, paidAfter) => {
+          const from = { ...base, priceCents: fromPrice };
+          const to = { ...base, id: base.id + 1, priceCents: toPrice, ...toLength };
+          const quotedAt = new Date(start + quotedAfter);
+          const quote = quoteFrom(ctx, subscription, from, to, 0, quotedAt);
+          if (quote.kind !== "upgrade") return;
+          const paidAt = new Date(quotedAt.getTime() + paidAfter);
+          const done = heldQuote(ctx, subscription, from, to, quote.payableCents, quote.payableCents, paidAt);
+          if (done.kind === "upgrade" && done.effectiveAt.getTime() === paidAt.getTime())
+            expect(done.chargeCents).toBe(quote.payableCents);
+        },
+      ),
+    );
   });
 
   it("a downgrade waits for the period end, and the next period is billed at the new price", async () => {
