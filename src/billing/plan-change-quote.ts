@@ -21,6 +21,12 @@ export interface PlanChangeQuote {
    */
   payableCents: number;
   effectiveAt: Date;
+  /**
+   * Whether the change is made now. A scheduled change is not, even when its date is past (in the
+   * grace days after the period end it comes with the next period's payment): callers tell the
+   * subscriber from this, never by comparing dates.
+   */
+  immediate: boolean;
   fromPlan: Plan;
   toPlan: Plan;
 }
@@ -111,6 +117,7 @@ export function quoteFrom(
       creditCents: 0,
       payableCents: 0,
       effectiveAt: now,
+      immediate: true,
       fromPlan,
       toPlan,
     };
@@ -123,6 +130,7 @@ export function quoteFrom(
       creditCents: 0,
       payableCents: payableAfterCredit(chargeCents, balanceCents),
       effectiveAt: now,
+      immediate: true,
       fromPlan,
       toPlan,
     };
@@ -134,6 +142,7 @@ export function quoteFrom(
       creditCents: Math.max(0, -delta),
       payableCents: 0,
       effectiveAt: now,
+      immediate: true,
       fromPlan,
       toPlan,
     };
@@ -144,6 +153,7 @@ export function quoteFrom(
     creditCents: 0,
     payableCents: 0,
     effectiveAt: subscription.currentPeriodEnd,
+    immediate: false,
     fromPlan,
     toPlan,
   };
@@ -185,8 +195,7 @@ export function heldQuote(
   now: Date,
 ): PlanChangeQuote {
   const quote = quoteFrom(ctx, subscription, fromPlan, toPlan, balanceCents, now);
-  if (paidCents === undefined || quote.kind !== "upgrade" || quote.effectiveAt.getTime() !== now.getTime())
-    return quote;
+  if (paidCents === undefined || quote.kind !== "upgrade" || !quote.immediate) return quote;
   const { fromTotalMs, toTotalMs, remainingAt } = proration(ctx, subscription, fromPlan, toPlan);
   const quoted = prorationDeltaRange(
     fromPlan.priceCents,

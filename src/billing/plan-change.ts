@@ -50,7 +50,7 @@ export async function changePlanInTx(
   const quote = heldQuote(ctx, subscription, plan, toPlan, balance, input.paidCents, now);
   if (quote.kind === "same") throw new BillingError("same_plan", "You are already on that plan.");
   const customerId = subscription.customerId;
-  const immediate = quote.effectiveAt.getTime() === now.getTime();
+  const { immediate } = quote;
 
   if (quote.chargeCents > 0) {
     await chargeInvoice(tx, money, {
