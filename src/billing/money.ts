@@ -32,10 +32,13 @@ function floorDiv(numerator: bigint, denominator: bigint): bigint {
   return numerator % denominator !== 0n && numerator < 0n !== denominator < 0n ? q - 1n : q;
 }
 
+/**
+ * Not capped at `totalMs`: a plan of a shorter period taken now runs to the end of the current
+ * period, so its share of that time can be several of its own periods.
+ */
 function clampedTimes(remainingMs: number, totalMs: number): { remaining: bigint; total: bigint } {
   if (!(totalMs > 0)) throw new RangeError("period length must be positive");
-  const total = Math.round(totalMs);
-  return { remaining: BigInt(Math.min(Math.max(Math.round(remainingMs), 0), total)), total: BigInt(total) };
+  return { remaining: BigInt(Math.max(Math.round(remainingMs), 0)), total: BigInt(Math.round(totalMs)) };
 }
 
 /**
@@ -73,6 +76,24 @@ export function prorationDelta(
     unusedShareInShillings(toPriceCents, remainingMs, toTotalMs) -
     unusedShareInShillings(fromPriceCents, remainingMs, fromTotalMs)
   );
+}
+
+/**
+ * Whether moving from one price to another costs (1), credits (-1) or is even (0) for any time left:
+ * the sign of the exact difference of the two rates. The rounded `prorationDelta` never has the
+ * other sign, and the answer does not flip as the period runs out and both shares round alike.
+ */
+export function prorationDirection(
+  fromPriceCents: number,
+  toPriceCents: number,
+  fromTotalMs: number,
+  toTotalMs = fromTotalMs,
+): -1 | 0 | 1 {
+  assertCents(fromPriceCents);
+  assertCents(toPriceCents);
+  const to = BigInt(toPriceCents) * BigInt(Math.round(fromTotalMs));
+  const from = BigInt(fromPriceCents) * BigInt(Math.round(toTotalMs));
+  return to > from ? 1 : to < from ? -1 : 0;
 }
 
 /** The remaining times in (`shortestMs`, `longestMs`] at which a share in shillings goes up a shilling. */

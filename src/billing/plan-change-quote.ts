@@ -5,7 +5,7 @@ import { builtOncePerHandle } from "../db/prepared.ts";
 import { plans, subscriptions } from "../db/schema/index.ts";
 import type { Plan, Subscription } from "./accounts.ts";
 import { type BillingContext, BillingError } from "./context.ts";
-import { payableAfterCredit, prorationDelta, prorationDeltaRange } from "./money.ts";
+import { payableAfterCredit, prorationDelta, prorationDeltaRange, prorationDirection } from "./money.ts";
 import { periodAt } from "./service-periods.ts";
 
 export interface PlanChangeQuote {
@@ -122,7 +122,9 @@ export function quoteFrom(
       toPlan,
     };
   }
-  if (toPlan.priceCents >= fromPlan.priceCents) {
+  // Upgrade or downgrade by what the rest of the period costs, not by the price per period: a
+  // weekly plan cheaper than a monthly one can cost more for the weeks left.
+  if (prorationDirection(fromPlan.priceCents, toPlan.priceCents, fromTotalMs, toTotalMs) >= 0) {
     const chargeCents = Math.max(0, delta);
     return {
       kind: "upgrade",

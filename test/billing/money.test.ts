@@ -7,6 +7,7 @@ import {
   payableAfterCredit,
   prorationDelta,
   prorationDeltaRange,
+  prorationDirection,
   unusedShare,
   unusedShareInShillings,
 } from "../../src/billing/money.ts";
@@ -60,6 +61,28 @@ describe("proration rounding", () => {
         const back = prorationDelta(prices.at(-1)!, prices[0]!, remaining, total);
         expect(charged + back).toBe(0);
       }),
+    );
+  });
+});
+
+describe("upgrade or downgrade", () => {
+  it("a change's charge never has the other sign than its direction, however much time is left", () => {
+    const length = fc.integer({ min: 3_600_000, max: 400 * 86_400_000 });
+    fc.assert(
+      fc.property(
+        cents,
+        cents,
+        length,
+        length,
+        fc.nat({ max: 400 * 86_400_000 }),
+        (from, to, fromTotal, toTotal, r) => {
+          const delta = prorationDelta(from, to, r, fromTotal, toTotal);
+          const direction = prorationDirection(from, to, fromTotal, toTotal);
+          expect(Math.sign(delta) === 0 || Math.sign(delta) === direction).toBe(true);
+          // A plan of a shorter period taken now runs to the period end: it is charged for all that time.
+          expect(Math.abs(delta - (to / toTotal - from / fromTotal) * r)).toBeLessThanOrEqual(100 + 1e-3);
+        },
+      ),
     );
   });
 });

@@ -446,3 +446,56 @@ describe("changing plan", () => {
     });
   });
 });
+
+describe("a plan change to a plan with a shorter period", () => {
+  it("an upgrade from a 30-day plan to a weekly one with 20 days left pays for 20 days at the weekly rate", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-04-01T06:00:00Z"));
+    const monthly = await createPlan(database.db, {
+      priceCents: 100_000,
+      periodUnit: "days",
+      periodCount: 30,
+    });
+    // KES 1,200 a week: KES 3,429 for 20 days.
+    const weekly = await createPlan(database.db, { priceCents: 120_000, periodUnit: "days", periodCount: 7 });
+    const { customer, subscription } = await activeSubscriber(ctx, monthly.id);
+    clock.advance(10 * DAY);
+    const quote = await quotePlanChange(database.db, ctx, {
+      subscriptionId: subscription.id,
+      planId: weekly.id,
+    });
+    const done = await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: weekly.id });
+    const after = await sub(subscription.id);
+    // The weekly plan is served until the end of the period already paid for: 20 more days.
+    const servedDays = (after.currentPeriodEnd.getTime() - clock.now().getTime()) / DAY;
+    expect(after.planId).toBe(weekly.id);
+    // 20 days of the weekly plan (KES 3,429) less the unused 20 days of the monthly one (KES 667).
+    const expected = Math.round((120_000 * servedDays) / 7 / 100) * 100 - 66_700;
+    expect(quote.chargeCents).toBe(expected);
+    expect(done.chargeCents).toBe(expected);
+    expect(await ledgerSum(database.db, customer.id)).toBe(-expected);
+  });
+
+  it("an immediate downgrade to a daily plan dearer by the day credits nothing and is not free", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-04-01T06:00:00Z"), {
+      downgradeMode: "immediate",
+    });
+    const monthly = await createPlan(database.db, {
+      priceCents: 300_000,
+      periodUnit: "days",
+      periodCount: 30,
+    });
+    // KES 200 a day: KES 6,000 for 30 days, twice the monthly price.
+    const daily = await createPlan(database.db, { priceCents: 20_000, periodUnit: "days", periodCount: 1 });
+    const { customer, subscription } = await activeSubscriber(ctx, monthly.id);
+    clock.advance(10 * DAY);
+    const done = await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: daily.id });
+    const after = await sub(subscription.id);
+    const servedDays = (after.currentPeriodEnd.getTime() - clock.now().getTime()) / DAY;
+    // 20 days of the daily plan cost KES 4,000; the unused 20 days of the monthly one are worth KES 2,000.
+    expect(after.planId).toBe(daily.id);
+    expect(servedDays).toBe(20);
+    expect(done.creditCents).toBe(0);
+    // Actual: a credit of KES 1,800 for taking a dearer plan for 20 days.
+    expect(await ledgerSum(database.db, customer.id)).toBeLessThanOrEqual(-(400_000 - 200_000));
+  });
+});
