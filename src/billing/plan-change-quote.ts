@@ -69,8 +69,12 @@ export function checkChange<T extends { subscription: Subscription; plan: Plan; 
   return { ...found, toPlan };
 }
 
-/** Periods this close in length count as the same (a month is 28 to 31 days). */
-const SAME_LENGTH_WITHIN_MS = 3 * 86_400_000;
+/**
+ * Periods within a tenth of the longer one's length count as the same: a month is 28 to 31 days, a
+ * few free days may be added. Relative, so that a day and three days are not "the same length" as
+ * a month and a month and three days are.
+ */
+const sameLength = (a: number, b: number) => Math.abs(a - b) * 10 <= Math.max(a, b);
 
 /**
  * How the rest of the period is priced: each price spread over its own plan's period (a week's
@@ -79,13 +83,13 @@ const SAME_LENGTH_WITHIN_MS = 3 * 86_400_000;
 function proration(ctx: BillingContext, subscription: Subscription, fromPlan: Plan, toPlan: Plan) {
   const start = subscription.currentPeriodStart.getTime();
   const end = subscription.currentPeriodEnd.getTime();
-  // A plan whose period is this one's give or take a few days (months of 28 to 31 days, free days
+  // A plan whose period is this one's give or take a tenth (months of 28 to 31 days, free days
   // added) is spread over this period itself, so that changes between such plans, and a change
   // undone, net out exactly.
   const lengthOf = (plan: Plan) => {
     const own = periodAt(subscription.currentPeriodStart, plan, 0, ctx.settings);
     const ownMs = own.end.getTime() - own.start.getTime();
-    return Math.abs(ownMs - (end - start)) <= SAME_LENGTH_WITHIN_MS ? end - start : ownMs;
+    return sameLength(ownMs, end - start) ? end - start : ownMs;
   };
   return {
     fromTotalMs: lengthOf(fromPlan),

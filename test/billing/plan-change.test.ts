@@ -499,3 +499,30 @@ describe("a plan change to a plan with a shorter period", () => {
     expect(await ledgerSum(database.db, customer.id)).toBeLessThanOrEqual(-(400_000 - 200_000));
   });
 });
+
+describe("a plan change between short plans of different lengths", () => {
+  it("a move from a daily plan to a 3-day plan with 12 hours left is priced at the 3-day plan's own rate", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-04-01T06:00:00Z"));
+    const daily = await createPlan(database.db, { priceCents: 10_000, periodUnit: "days", periodCount: 1 });
+    // KES 250 for 3 days: about KES 83 a day, cheaper by the day than the daily plan.
+    const threeDays = await createPlan(database.db, {
+      priceCents: 25_000,
+      periodUnit: "days",
+      periodCount: 3,
+    });
+    const { subscription } = await activeSubscriber(ctx, daily.id);
+    clock.advance(12 * HOUR);
+    const quote = await quotePlanChange(database.db, ctx, {
+      subscriptionId: subscription.id,
+      planId: threeDays.id,
+    });
+    const done = await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: threeDays.id });
+    const after = await sub(subscription.id);
+    // It runs to the end of the day already paid for: 12 hours of a KES 250/3-day plan (KES 42)
+    // replace 12 unused hours of the daily plan (KES 50): nothing to pay.
+    expect(after.currentPeriodEnd.getTime() - clock.now().getTime()).toBe(12 * HOUR);
+    // Actual: KES 75, the 3-day price spread over one day (the 3-day tolerance meant for months).
+    expect(quote.chargeCents).toBe(0);
+    expect(done.chargeCents).toBe(0);
+  });
+});
