@@ -13,6 +13,9 @@
  *      asked for the whole charge and the credit stays for the next bill (`payableAfterCredit`). So
  *      the quote shown = the amount M-Pesa asks = the amount paid = the charge in the SMS, and the
  *      balance on the receipt less that charge is the balance the account then shows;
+ *    - each share being rounded on its own, a change's charge can go up a shilling as well as down
+ *      as time passes, so an upgrade paid with any charge quoted while its payment was on its way
+ *      is charged that amount (`prorationDeltaRange`);
  *    - any other amount asked by M-Pesa is rounded up to the whole shilling (`mpesaAmountCents`)
  *      and the menu shows the rounded figure; the extra cents stay on the account as credit.
  * 3. Messages show the ledger's own figures: a receipt shows the balance right after the payment.
@@ -29,10 +32,13 @@ function floorDiv(numerator: bigint, denominator: bigint): bigint {
   return numerator % denominator !== 0n && numerator < 0n !== denominator < 0n ? q - 1n : q;
 }
 
+/**
+ * Not capped at `totalMs`: a plan of a shorter period taken now runs to the end of the current
+ * period, so its share of that time can be several of its own periods.
+ */
 function clampedTimes(remainingMs: number, totalMs: number): { remaining: bigint; total: bigint } {
   if (!(totalMs > 0)) throw new RangeError("period length must be positive");
-  const total = Math.round(totalMs);
-  return { remaining: BigInt(Math.min(Math.max(Math.round(remainingMs), 0), total)), total: BigInt(total) };
+  return { remaining: BigInt(Math.max(Math.round(remainingMs), 0)), total: BigInt(Math.round(totalMs)) };
 }
 
 /**
@@ -70,6 +76,74 @@ export function prorationDelta(
     unusedShareInShillings(toPriceCents, remainingMs, toTotalMs) -
     unusedShareInShillings(fromPriceCents, remainingMs, fromTotalMs)
   );
+}
+
+/**
+ * Whether moving from one price to another costs (1), credits (-1) or is even (0) for any time left:
+ * the sign of the exact difference of the two rates. The rounded `prorationDelta` never has the
+ * other sign, and the answer does not flip as the period runs out and both shares round alike.
+ */
+export function prorationDirection(
+  fromPriceCents: number,
+  toPriceCents: number,
+  fromTotalMs: number,
+  toTotalMs = fromTotalMs,
+): -1 | 0 | 1 {
+  assertCents(fromPriceCents);
+  assertCents(toPriceCents);
+  const to = BigInt(toPriceCents) * BigInt(Math.round(fromTotalMs));
+  const from = BigInt(fromPriceCents) * BigInt(Math.round(toTotalMs));
+  return to > from ? 1 : to < from ? -1 : 0;
+}
+
+/** The remaining times in (`shortestMs`, `longestMs`] at which a share in shillings goes up a shilling. */
+function shillingSteps(
+  amountCents: number,
+  shortestMs: number,
+  longestMs: number,
+  totalMs: number,
+): number[] {
+  const first = unusedShareInShillings(amountCents, shortestMs, totalMs) / 100;
+  const last = unusedShareInShillings(amountCents, longestMs, totalMs) / 100;
+  const total = BigInt(Math.round(totalMs));
+  const amount = BigInt(amountCents);
+  const steps: number[] = [];
+  // The share reaches k shillings once amount·remaining/total ≥ k − ½ shilling.
+  for (let k = BigInt(first) + 1n; k <= BigInt(last); k++) {
+    const numerator = 50n * total * (2n * k - 1n);
+    steps.push(Number((numerator + amount - 1n) / amount));
+  }
+  return steps;
+}
+
+/**
+ * The lowest and highest `prorationDelta` for any remaining time from `shortestMs` to `longestMs`:
+ * every charge quoted while a payment was on its way. Each share is rounded on its own, so as time
+ * passes the difference can go up a shilling as well as down: the quote of a minute ago can be
+ * below this minute's.
+ */
+export function prorationDeltaRange(
+  fromPriceCents: number,
+  toPriceCents: number,
+  shortestMs: number,
+  longestMs: number,
+  fromTotalMs: number,
+  toTotalMs = fromTotalMs,
+): { lowest: number; highest: number } {
+  const fromSteps = shillingSteps(fromPriceCents, shortestMs, longestMs, fromTotalMs);
+  const toSteps = shillingSteps(toPriceCents, shortestMs, longestMs, toTotalMs);
+  // Between two steps of one share that share stands still and the other only moves one way, so
+  // the difference is lowest and highest at the ends of those stretches.
+  const steps = fromSteps.length <= toSteps.length ? fromSteps : toSteps;
+  let lowest = Number.POSITIVE_INFINITY;
+  let highest = Number.NEGATIVE_INFINITY;
+  for (const remaining of [shortestMs, longestMs, ...steps, ...steps.map((s) => s - 1)]) {
+    if (remaining < shortestMs || remaining > longestMs) continue;
+    const delta = prorationDelta(fromPriceCents, toPriceCents, remaining, fromTotalMs, toTotalMs);
+    lowest = Math.min(lowest, delta);
+    highest = Math.max(highest, delta);
+  }
+  return { lowest, highest };
 }
 
 /**

@@ -5,7 +5,7 @@ import { builtOncePerHandle } from "../db/prepared.ts";
 import { plans, subscriptions } from "../db/schema/index.ts";
 import type { Plan, Subscription } from "./accounts.ts";
 import { type BillingContext, BillingError } from "./context.ts";
-import { payableAfterCredit, prorationDelta } from "./money.ts";
+import { payableAfterCredit, prorationDelta, prorationDeltaRange, prorationDirection } from "./money.ts";
 import { periodAt } from "./service-periods.ts";
 
 export interface PlanChangeQuote {
@@ -21,6 +21,12 @@ export interface PlanChangeQuote {
    */
   payableCents: number;
   effectiveAt: Date;
+  /**
+   * Whether the change is made now. A scheduled change is not, even when its date is past (in the
+   * grace days after the period end it comes with the next period's payment): callers tell the
+   * subscriber from this, never by comparing dates.
+   */
+  immediate: boolean;
   fromPlan: Plan;
   toPlan: Plan;
 }
@@ -63,35 +69,50 @@ export function checkChange<T extends { subscription: Subscription; plan: Plan; 
   return { ...found, toPlan };
 }
 
-/** Periods this close in length count as the same (a month is 28 to 31 days). */
-const SAME_LENGTH_WITHIN_MS = 3 * 86_400_000;
+/**
+ * Periods within a tenth of the longer one's length count as the same: a month is 28 to 31 days, a
+ * few free days may be added. Relative, so that a day and three days are not "the same length" as
+ * a month and a month and three days are.
+ */
+const sameLength = (a: number, b: number) => Math.abs(a - b) * 10 <= Math.max(a, b);
+
+/**
+ * How the rest of the period is priced: each price spread over its own plan's period (a week's
+ * price over a week, a month's over a month), and the time left at an instant.
+ */
+function proration(ctx: BillingContext, subscription: Subscription, fromPlan: Plan, toPlan: Plan) {
+  const start = subscription.currentPeriodStart.getTime();
+  const end = subscription.currentPeriodEnd.getTime();
+  // A plan whose period is this one's give or take a tenth (months of 28 to 31 days, free days
+  // added) is spread over this period itself, so that changes between such plans, and a change
+  // undone, net out exactly.
+  const lengthOf = (plan: Plan) => {
+    const own = periodAt(subscription.currentPeriodStart, plan, 0, ctx.settings);
+    const ownMs = own.end.getTime() - own.start.getTime();
+    return sameLength(ownMs, end - start) ? end - start : ownMs;
+  };
+  return {
+    fromTotalMs: lengthOf(fromPlan),
+    toTotalMs: lengthOf(toPlan),
+    remainingAt: (at: Date) => Math.max(0, end - Math.max(at.getTime(), start)),
+  };
+}
 
 export function quoteFrom(
   ctx: BillingContext,
-  subscription: typeof subscriptions.$inferSelect,
+  subscription: Subscription,
   fromPlan: Plan,
   toPlan: Plan,
   balanceCents: number,
   now: Date,
 ): PlanChangeQuote {
-  const start = subscription.currentPeriodStart.getTime();
-  const end = subscription.currentPeriodEnd.getTime();
-  const remaining = Math.max(0, end - Math.max(now.getTime(), start));
-  // Each price is for its own plan's period: a week's price spread over a week, a month's over a
-  // month. A plan whose period is this one's give or take a few days (months of 28 to 31 days,
-  // free days added) is spread over this period itself, so that changes between such plans, and a
-  // change undone, net out exactly.
-  const lengthOf = (plan: Plan) => {
-    const own = periodAt(subscription.currentPeriodStart, plan, 0, ctx.settings);
-    const ownMs = own.end.getTime() - own.start.getTime();
-    return Math.abs(ownMs - (end - start)) <= SAME_LENGTH_WITHIN_MS ? end - start : ownMs;
-  };
+  const { fromTotalMs, toTotalMs, remainingAt } = proration(ctx, subscription, fromPlan, toPlan);
   const delta = prorationDelta(
     fromPlan.priceCents,
     toPlan.priceCents,
-    remaining,
-    lengthOf(fromPlan),
-    lengthOf(toPlan),
+    remainingAt(now),
+    fromTotalMs,
+    toTotalMs,
   );
   if (toPlan.id === fromPlan.id) {
     return {
@@ -100,11 +121,14 @@ export function quoteFrom(
       creditCents: 0,
       payableCents: 0,
       effectiveAt: now,
+      immediate: true,
       fromPlan,
       toPlan,
     };
   }
-  if (toPlan.priceCents >= fromPlan.priceCents) {
+  // Upgrade or downgrade by what the rest of the period costs, not by the price per period: a
+  // weekly plan cheaper than a monthly one can cost more for the weeks left.
+  if (prorationDirection(fromPlan.priceCents, toPlan.priceCents, fromTotalMs, toTotalMs) >= 0) {
     const chargeCents = Math.max(0, delta);
     return {
       kind: "upgrade",
@@ -112,6 +136,7 @@ export function quoteFrom(
       creditCents: 0,
       payableCents: payableAfterCredit(chargeCents, balanceCents),
       effectiveAt: now,
+      immediate: true,
       fromPlan,
       toPlan,
     };
@@ -123,6 +148,7 @@ export function quoteFrom(
       creditCents: Math.max(0, -delta),
       payableCents: 0,
       effectiveAt: now,
+      immediate: true,
       fromPlan,
       toPlan,
     };
@@ -133,6 +159,7 @@ export function quoteFrom(
     creditCents: 0,
     payableCents: 0,
     effectiveAt: subscription.currentPeriodEnd,
+    immediate: false,
     fromPlan,
     toPlan,
   };
@@ -157,21 +184,35 @@ export async function quotePlanChange(
 export const QUOTE_HOLD_MS = 15 * 60_000;
 
 /**
- * The price of the rest of the period shrinks by the minute while a payment is on its way. An
- * upgrade paid by M-Pesa is charged what was paid, so that the "Charged" SMS repeats the quote the
- * subscriber accepted, when that is what a quote of the last QUOTE_HOLD_MS asked; anything else is
- * charged at this moment's quote (and what was paid stays as credit).
+ * The quote for a change whose M-Pesa payment of `paidCents` has just arrived. The price of the
+ * rest of the period moves by the minute while a payment is on its way, and not only down (money.ts
+ * `prorationDeltaRange`). An upgrade is charged what was paid when that is a charge some quote of
+ * the last QUOTE_HOLD_MS asked, so the subscriber who paid what M-Pesa asked owes nothing more and
+ * the "Charged" SMS repeats the quote they accepted; anything else is charged at this moment's
+ * quote (and what was paid stays as credit).
  */
 export function heldQuote(
-  quote: PlanChangeQuote,
+  ctx: BillingContext,
+  subscription: Subscription,
+  fromPlan: Plan,
+  toPlan: Plan,
+  balanceCents: number,
   paidCents: number | undefined,
-  quoteAt: (at: Date) => PlanChangeQuote,
   now: Date,
 ): PlanChangeQuote {
-  if (paidCents === undefined || quote.kind !== "upgrade" || quote.effectiveAt.getTime() !== now.getTime())
-    return quote;
-  const earliest = quoteAt(new Date(now.getTime() - QUOTE_HOLD_MS)).chargeCents;
-  return quote.chargeCents <= paidCents && paidCents <= earliest
+  const quote = quoteFrom(ctx, subscription, fromPlan, toPlan, balanceCents, now);
+  if (paidCents === undefined || quote.kind !== "upgrade" || !quote.immediate) return quote;
+  const { fromTotalMs, toTotalMs, remainingAt } = proration(ctx, subscription, fromPlan, toPlan);
+  const quoted = prorationDeltaRange(
+    fromPlan.priceCents,
+    toPlan.priceCents,
+    remainingAt(now),
+    remainingAt(new Date(now.getTime() - QUOTE_HOLD_MS)),
+    fromTotalMs,
+    toTotalMs,
+  );
+  // An upgrade's charge is never below nothing (quoteFrom).
+  return Math.max(0, quoted.lowest) <= paidCents && paidCents <= Math.max(0, quoted.highest)
     ? { ...quote, chargeCents: paidCents }
     : quote;
 }

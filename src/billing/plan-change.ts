@@ -18,7 +18,6 @@ import {
   checkChange,
   heldQuote,
   type PlanChangeQuote,
-  quoteFrom,
   toPlans,
 } from "./plan-change-quote.ts";
 import { periodsCountedFrom } from "./service-periods.ts";
@@ -48,11 +47,10 @@ export async function changePlanInTx(
   const { subscription, plan, toPlan } = checkChange(input.subscriptionId, locked);
   // Read after the locks, in a statement of its own, so a payment that committed meanwhile counts.
   const balance = await balanceOf(tx, subscription.customerId);
-  const quoteAt = (at: Date) => quoteFrom(ctx, subscription, plan, toPlan, balance, at);
-  const quote = heldQuote(quoteAt(now), input.paidCents, quoteAt, now);
+  const quote = heldQuote(ctx, subscription, plan, toPlan, balance, input.paidCents, now);
   if (quote.kind === "same") throw new BillingError("same_plan", "You are already on that plan.");
   const customerId = subscription.customerId;
-  const immediate = quote.effectiveAt.getTime() === now.getTime();
+  const { immediate } = quote;
 
   if (quote.chargeCents > 0) {
     await chargeInvoice(tx, money, {

@@ -50,8 +50,10 @@ function quoteView(q: PlanChangeQuote, now: Date): QuoteView {
     chargeCents: q.chargeCents,
     creditCents: q.creditCents,
     payableCents: q.payableCents,
-    effectiveAt: q.effectiveAt,
-    immediate: q.effectiveAt.getTime() <= now.getTime(),
+    // A change scheduled in the grace days after the period end comes with the next period's
+    // payment: "from today", as its SMS says, not a date already past.
+    effectiveAt: q.immediate ? q.effectiveAt : new Date(Math.max(q.effectiveAt.getTime(), now.getTime())),
+    immediate: q.immediate,
     toPlan: planView(q.toPlan),
   };
 }

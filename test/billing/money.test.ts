@@ -6,6 +6,8 @@ import {
   parseShillings,
   payableAfterCredit,
   prorationDelta,
+  prorationDeltaRange,
+  prorationDirection,
   unusedShare,
   unusedShareInShillings,
 } from "../../src/billing/money.ts";
@@ -59,6 +61,55 @@ describe("proration rounding", () => {
         const back = prorationDelta(prices.at(-1)!, prices[0]!, remaining, total);
         expect(charged + back).toBe(0);
       }),
+    );
+  });
+});
+
+describe("upgrade or downgrade", () => {
+  it("a change's charge never has the other sign than its direction, however much time is left", () => {
+    const length = fc.integer({ min: 3_600_000, max: 400 * 86_400_000 });
+    fc.assert(
+      fc.property(
+        cents,
+        cents,
+        length,
+        length,
+        fc.nat({ max: 400 * 86_400_000 }),
+        (from, to, fromTotal, toTotal, r) => {
+          const delta = prorationDelta(from, to, r, fromTotal, toTotal);
+          const direction = prorationDirection(from, to, fromTotal, toTotal);
+          expect(Math.sign(delta) === 0 || Math.sign(delta) === direction).toBe(true);
+          // A plan of a shorter period taken now runs to the period end: it is charged for all that time.
+          expect(Math.abs(delta - (to / toTotal - from / fromTotal) * r)).toBeLessThanOrEqual(100 + 1e-3);
+        },
+      ),
+    );
+  });
+});
+
+describe("charges quoted while a payment is on its way", () => {
+  it("the lowest and highest charge over a stretch of time are those of some instant in it, and bound all the others", () => {
+    const price = fc.integer({ min: 0, max: 1_000_000 });
+    const length = fc.integer({ min: 10_000, max: 10_000_000 });
+    fc.assert(
+      fc.property(
+        price,
+        price,
+        length,
+        length,
+        fc.nat({ max: 20_000_000 }),
+        fc.nat({ max: 3_000 }),
+        (from, to, fromTotal, toTotal, shortest, width) => {
+          const longest = shortest + width;
+          const quoted: number[] = [];
+          for (let remaining = shortest; remaining <= longest; remaining++)
+            quoted.push(prorationDelta(from, to, remaining, fromTotal, toTotal));
+          expect(prorationDeltaRange(from, to, shortest, longest, fromTotal, toTotal)).toEqual({
+            lowest: Math.min(...quoted),
+            highest: Math.max(...quoted),
+          });
+        },
+      ),
     );
   });
 });

@@ -3,9 +3,10 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cancelSubscription } from "../../src/billing/cancel-subscription.ts";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
+import { prorationDelta } from "../../src/billing/money.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { changePlan } from "../../src/billing/plan-change.ts";
-import { quotePlanChange } from "../../src/billing/plan-change-quote.ts";
+import { heldQuote, QUOTE_HOLD_MS, quoteFrom, quotePlanChange } from "../../src/billing/plan-change-quote.ts";
 import { periodAt } from "../../src/billing/service-periods.ts";
 import { DAY, FakeClock, HOUR, MINUTE } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
@@ -128,6 +129,73 @@ describe("changing plan", () => {
       expect(done.chargeCents).toBe(held ? quoted : now);
       expect(await ledgerSum(database.db, customer.id)).toBe(held ? 0 : quoted - now);
     }
+  });
+
+  it("an upgrade paid seconds after its quote is charged what was paid even when the rest of the period got a shilling dearer meanwhile", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-04-02T12:00:00Z"));
+    const basic = await createPlan(database.db, { priceCents: 100_000, periodUnit: "days", periodCount: 30 });
+    const fast = await createPlan(database.db, { priceCents: 250_000, periodUnit: "days", periodCount: 30 });
+    const { customer, subscription } = await activeSubscriber(ctx, basic.id);
+    const start = subscription.currentPeriodStart.getTime();
+    const total = subscription.currentPeriodEnd.getTime() - start;
+    const charge = (at: number) =>
+      prorationDelta(100_000, 250_000, subscription.currentPeriodEnd.getTime() - at, total);
+    // Each share is rounded to the shilling on its own, so the difference is not monotone: find an
+    // instant after which, 30 seconds later, the charge is a shilling more.
+    let quotedAt = start + 10 * DAY;
+    while (charge(quotedAt + 30_000) <= charge(quotedAt)) quotedAt += 1_000;
+
+    clock.set(new Date(quotedAt));
+    const change = { subscriptionId: subscription.id, planId: fast.id };
+    const quoted = (await quotePlanChange(database.db, ctx, change)).payableCents;
+    // The M-Pesa prompt is answered 30 seconds later: the subscriber pays exactly what was asked.
+    clock.advance(30_000);
+    await applyPayment(ctx, admin, {
+      customerId: customer.id,
+      method: "mpesa_stk",
+      provider: "mpesa",
+      providerRef: `RISE${customer.id}`,
+      amountCents: quoted,
+    });
+    const done = await changePlan(ctx, admin, { ...change, paidCents: quoted });
+    // No shilling left owing: no bill to be reminded of, no suspension for having paid what was asked.
+    expect(done.chargeCents).toBe(quoted);
+    expect(await ledgerSum(database.db, customer.id)).toBe(0);
+  });
+
+  it("any upgrade quote paid within the hold settles the change in full, whatever the plans and the instant", async () => {
+    const { ctx } = billingContext(database.db, new FakeClock("2026-04-02T12:00:00Z"));
+    const base = await createPlan(database.db, { priceCents: 100_000, periodUnit: "days", periodCount: 30 });
+    const { subscription } = await activeSubscriber(ctx, base.id);
+    const start = subscription.currentPeriodStart.getTime();
+    const total = subscription.currentPeriodEnd.getTime() - start;
+    const length = fc.constantFrom(
+      { periodUnit: "hours" as const, periodCount: 6 },
+      { periodUnit: "days" as const, periodCount: 1 },
+      { periodUnit: "days" as const, periodCount: 7 },
+      { periodUnit: "days" as const, periodCount: 30 },
+      { periodUnit: "months" as const, periodCount: 1 },
+    );
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 5_000_000 }),
+        fc.integer({ min: 0, max: 5_000_000 }),
+        length,
+        fc.integer({ min: 0, max: total }),
+        fc.integer({ min: 0, max: QUOTE_HOLD_MS }),
+        (fromPrice, toPrice, toLength, quotedAfter, paidAfter) => {
+          const from = { ...base, priceCents: fromPrice };
+          const to = { ...base, id: base.id + 1, priceCents: toPrice, ...toLength };
+          const quotedAt = new Date(start + quotedAfter);
+          const quote = quoteFrom(ctx, subscription, from, to, 0, quotedAt);
+          if (quote.kind !== "upgrade") return;
+          const paidAt = new Date(quotedAt.getTime() + paidAfter);
+          const done = heldQuote(ctx, subscription, from, to, quote.payableCents, quote.payableCents, paidAt);
+          if (done.kind === "upgrade" && done.effectiveAt.getTime() === paidAt.getTime())
+            expect(done.chargeCents).toBe(quote.payableCents);
+        },
+      ),
+    );
   });
 
   it("a downgrade waits for the period end, and the next period is billed at the new price", async () => {
@@ -376,5 +444,85 @@ describe("changing plan", () => {
       expect(await ledgerSum(database.db, customer.id)).toBe(200_000);
       expect(await openBills(customer.id)).toEqual([]);
     });
+  });
+});
+
+describe("a plan change to a plan with a shorter period", () => {
+  it("an upgrade from a 30-day plan to a weekly one with 20 days left pays for 20 days at the weekly rate", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-04-01T06:00:00Z"));
+    const monthly = await createPlan(database.db, {
+      priceCents: 100_000,
+      periodUnit: "days",
+      periodCount: 30,
+    });
+    // KES 1,200 a week: KES 3,429 for 20 days.
+    const weekly = await createPlan(database.db, { priceCents: 120_000, periodUnit: "days", periodCount: 7 });
+    const { customer, subscription } = await activeSubscriber(ctx, monthly.id);
+    clock.advance(10 * DAY);
+    const quote = await quotePlanChange(database.db, ctx, {
+      subscriptionId: subscription.id,
+      planId: weekly.id,
+    });
+    const done = await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: weekly.id });
+    const after = await sub(subscription.id);
+    // The weekly plan is served until the end of the period already paid for: 20 more days.
+    const servedDays = (after.currentPeriodEnd.getTime() - clock.now().getTime()) / DAY;
+    expect(after.planId).toBe(weekly.id);
+    // 20 days of the weekly plan (KES 3,429) less the unused 20 days of the monthly one (KES 667).
+    const expected = Math.round((120_000 * servedDays) / 7 / 100) * 100 - 66_700;
+    expect(quote.chargeCents).toBe(expected);
+    expect(done.chargeCents).toBe(expected);
+    expect(await ledgerSum(database.db, customer.id)).toBe(-expected);
+  });
+
+  it("an immediate downgrade to a daily plan dearer by the day credits nothing and is not free", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-04-01T06:00:00Z"), {
+      downgradeMode: "immediate",
+    });
+    const monthly = await createPlan(database.db, {
+      priceCents: 300_000,
+      periodUnit: "days",
+      periodCount: 30,
+    });
+    // KES 200 a day: KES 6,000 for 30 days, twice the monthly price.
+    const daily = await createPlan(database.db, { priceCents: 20_000, periodUnit: "days", periodCount: 1 });
+    const { customer, subscription } = await activeSubscriber(ctx, monthly.id);
+    clock.advance(10 * DAY);
+    const done = await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: daily.id });
+    const after = await sub(subscription.id);
+    const servedDays = (after.currentPeriodEnd.getTime() - clock.now().getTime()) / DAY;
+    // 20 days of the daily plan cost KES 4,000; the unused 20 days of the monthly one are worth KES 2,000.
+    expect(after.planId).toBe(daily.id);
+    expect(servedDays).toBe(20);
+    expect(done.creditCents).toBe(0);
+    // Actual: a credit of KES 1,800 for taking a dearer plan for 20 days.
+    expect(await ledgerSum(database.db, customer.id)).toBeLessThanOrEqual(-(400_000 - 200_000));
+  });
+});
+
+describe("a plan change between short plans of different lengths", () => {
+  it("a move from a daily plan to a 3-day plan with 12 hours left is priced at the 3-day plan's own rate", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-04-01T06:00:00Z"));
+    const daily = await createPlan(database.db, { priceCents: 10_000, periodUnit: "days", periodCount: 1 });
+    // KES 250 for 3 days: about KES 83 a day, cheaper by the day than the daily plan.
+    const threeDays = await createPlan(database.db, {
+      priceCents: 25_000,
+      periodUnit: "days",
+      periodCount: 3,
+    });
+    const { subscription } = await activeSubscriber(ctx, daily.id);
+    clock.advance(12 * HOUR);
+    const quote = await quotePlanChange(database.db, ctx, {
+      subscriptionId: subscription.id,
+      planId: threeDays.id,
+    });
+    const done = await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: threeDays.id });
+    const after = await sub(subscription.id);
+    // It runs to the end of the day already paid for: 12 hours of a KES 250/3-day plan (KES 42)
+    // replace 12 unused hours of the daily plan (KES 50): nothing to pay.
+    expect(after.currentPeriodEnd.getTime() - clock.now().getTime()).toBe(12 * HOUR);
+    // Actual: KES 75, the 3-day price spread over one day (the 3-day tolerance meant for months).
+    expect(quote.chargeCents).toBe(0);
+    expect(done.chargeCents).toBe(0);
   });
 });

@@ -253,7 +253,8 @@ describe("service over time", () => {
   it("paying after a suspension starts the downgrade that was scheduled and billed, for its own period", async () => {
     const { ctx, clock } = billingContext(database.db, new FakeClock("2026-06-01T08:00:00Z"));
     const monthly = await createPlan(database.db, { priceCents: 300_000 });
-    const weekly = await createPlan(database.db, { priceCents: 80_000, periodUnit: "days", periodCount: 7 });
+    // KES 600 a week is cheaper by the day than KES 3,000 a month: a downgrade, not an upgrade.
+    const weekly = await createPlan(database.db, { priceCents: 60_000, periodUnit: "days", periodCount: 7 });
     const { customer, subscription } = await activeSubscriber(ctx, monthly.id);
     clock.set(new Date(subscription.currentPeriodEnd.getTime() - 10 * DAY));
     await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: weekly.id });
@@ -263,7 +264,7 @@ describe("service over time", () => {
     expect((await suspendOverdue(ctx, job)).suspended).toBe(1);
 
     clock.advance(2 * DAY);
-    const paid = await cash(ctx, customer.id, 80_000, `late-${customer.id}`);
+    const paid = await cash(ctx, customer.id, 60_000, `late-${customer.id}`);
     expect(paid.restoredSubscriptionIds).toEqual([subscription.id]);
     const after = await sub(subscription.id);
     expect(after).toMatchObject({ planId: weekly.id, nextPlanId: null });

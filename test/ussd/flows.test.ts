@@ -1,12 +1,13 @@
 import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
 import { quotePlanChange } from "../../src/billing/plan-change-quote.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
-import { DAY, FakeClock } from "../../src/clock.ts";
+import { DAY, FakeClock, HOUR } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { customers, paymentIntents, subscriptions, vouchers } from "../../src/db/schema/index.ts";
 import { displayPhone } from "../../src/lib/phone.ts";
-import { activeSubscriber, admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
+import { activeSubscriber, admin, billingContext, createPlan, job, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
 import { choose, startUssdWorld, type UssdWorld } from "./world.ts";
 
@@ -397,5 +398,33 @@ describe("no state change without a confirm", () => {
       .from(customers)
       .where(and(eq(customers.id, customer.id), eq(customers.language, "en")));
     expect(row).toBeTruthy();
+  });
+});
+
+describe("a downgrade chosen on USSD in the grace days after the period end", () => {
+  it("is not announced as done now: the plan only changes with the next period's payment", async () => {
+    const big = await createPlan(database.db, { name: "Grace Big", priceCents: 400_000 });
+    const small = await createPlan(database.db, { name: "Grace Small", priceCents: 90_000 });
+    const { customer, subscription } = await activeSubscriber(ctx, big.id);
+    // The renewal is out and unpaid; the period ended 12 hours ago (grace day, still active).
+    clock.set(new Date(subscription.currentPeriodEnd.getTime() - 2 * DAY));
+    await issueRecurringInvoices(ctx, job);
+    clock.set(new Date(subscription.currentPeriodEnd.getTime() + 12 * HOUR));
+
+    const ussd = world.dial(customer.phone);
+    const chosen = await choose(ussd, "4", /(\d+)\. Grace Small: KES 900 for 1 month\n/);
+    const confirm = await ussd(chosen);
+    const done = await ussd(`${chosen}*1`);
+    const [after] = await database.db
+      .select()
+      .from(subscriptions)
+      .where(eq(subscriptions.id, subscription.id));
+    // What was done: the change waits for the next period (paid for by the renewal still owed).
+    expect(after).toMatchObject({ planId: big.id, nextPlanId: small.id });
+    // What the subscriber is told says so, not "Change now" / "Your plan is now Grace Small".
+    expect(confirm).not.toContain("Change now");
+    expect(confirm).toContain("Nothing to pay now.");
+    expect(done).not.toContain("Your plan is now Grace Small");
+    expect(done).toMatch(/^END Done\. Your plan changes to Grace Small on /);
   });
 });

@@ -98,8 +98,8 @@ function quoteText(
     return `stays on ${to}; the plan change waiting for the period end ${done ? "is" : "will be"} cancelled`;
   if (quote.kind === "upgrade")
     return `${done ? "moved" : "moves"} to ${to} now; ${formatKes(quote.chargeCents)} charged for the rest of the period`;
-  if (quote.creditCents > 0)
-    return `${done ? "moved" : "moves"} to ${to} now; ${formatKes(quote.creditCents)} credited for the rest of the period`;
+  if (quote.immediate)
+    return `${done ? "moved" : "moves"} to ${to} now; ${quote.creditCents > 0 ? `${formatKes(quote.creditCents)} credited for the rest of the period` : "nothing charged or credited"}`;
   return `${done ? "will move" : "moves"} to ${to} from ${formatDate("en", quote.effectiveAt, timezone)} (the period end); nothing charged now`;
 }
 
