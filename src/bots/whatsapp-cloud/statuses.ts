@@ -93,10 +93,10 @@ export const failedStatusOf = (payload: Record<string, unknown>): FailedStatus |
  * A sent row that Meta reports failed: a notice (it has a fallback phone) becomes an SMS, once, by a
  * conditional update a redelivered report no longer matches; a menu answer is recorded dead. Throws
  * while no row holds the id yet (the send's record may still be on its way), so the inbox retries.
+ * The channel is written out, not a parameter, so that every plan can use the index kept for these ids.
  */
 export async function handleFailedStatus(
   deps: { db: Db; clock: Clock },
-  channel: InboundRecord["channel"],
   status: FailedStatus,
 ): Promise<{ toSms: number }> {
   const reason = `failed after sending: ${status.code ?? "?"} ${status.title}`.slice(0, 500);
@@ -106,19 +106,20 @@ export async function handleFailedStatus(
           update message_outbox set channel = 'sms', recipient = fallback_recipient, status = 'pending',
             attempts = 0, content = null, sent_at = null, next_attempt_at = ${ts(deps.clock.now())},
             last_error = ${reason}
-          where provider_message_id = ${status.messageId} and channel = ${channel} and status = 'done'
+          where provider_message_id = ${status.messageId} and channel = 'whatsapp_cloud' and status = 'done'
             and fallback_recipient is not null
           returning id
         ),
         dead as (
           update message_outbox set status = 'dead', last_error = ${reason}
-          where provider_message_id = ${status.messageId} and channel = ${channel} and status = 'done'
+          where provider_message_id = ${status.messageId} and channel = 'whatsapp_cloud' and status = 'done'
             and fallback_recipient is null
           returning id
         )
         select (select count(*)::int from to_sms) as to_sms,
           (select count(*)::int from dead) > 0
-            or exists (select 1 from message_outbox where provider_message_id = ${status.messageId}) as known`,
+            or exists (select 1 from message_outbox
+              where provider_message_id = ${status.messageId} and channel = 'whatsapp_cloud') as known`,
   );
   if (!counts?.known) throw new Error(`no message sent as ${status.messageId} yet`);
   return { toSms: counts.to_sms };

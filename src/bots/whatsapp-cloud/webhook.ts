@@ -61,7 +61,7 @@ export function createWhatsAppWebhook(options: WhatsAppWebhookOptions) {
   const handleRow = async (row: InboxRow) => {
     const failed = failedStatusOf(row.payload);
     if (failed) {
-      await handleFailedStatus({ db, clock }, CHANNEL, failed);
+      await handleFailedStatus({ db, clock }, failed);
       return;
     }
     await handleMessage(

@@ -87,5 +87,10 @@ export const messageOutbox = pgTable(
     index("message_outbox_due_idx").on(t.nextAttemptAt).where(sql`${t.status} = 'pending'`),
     // Messages to one chat go out in order: the workers look for an earlier pending one by recipient.
     index("message_outbox_recipient_pending_idx").on(t.recipient, t.id).where(sql`${t.status} = 'pending'`),
+    // Meta reports a message it accepted as failed by its id, later (whatsapp-cloud/statuses.ts). Only
+    // the Cloud API's rows: the index costs the other channels' sends nothing.
+    index("message_outbox_cloud_message_idx")
+      .on(t.providerMessageId)
+      .where(sql`${t.channel} = 'whatsapp_cloud' and ${t.providerMessageId} is not null`),
   ],
 );

@@ -1,0 +1,1 @@
+CREATE INDEX "message_outbox_cloud_message_idx" ON "message_outbox" USING btree ("provider_message_id") WHERE "message_outbox"."channel" = 'whatsapp_cloud' and "message_outbox"."provider_message_id" is not null;
