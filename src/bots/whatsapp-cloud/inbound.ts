@@ -39,12 +39,30 @@ const messageSchema = z.object({
 
 const changeSchema = z.object({
   field: z.literal("messages"),
-  value: z.object({
-    metadata: z.object({ phone_number_id: z.string() }).optional(),
-    messages: z.array(z.unknown()).optional(),
-    contacts: z.array(z.unknown()).optional(),
-  }),
+  value: z.object({ metadata: z.object({ phone_number_id: z.string() }).optional() }).passthrough(),
 });
+
+const asArray = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
+
+/**
+ * The `value` of each `messages` change of a webhook body sent to `phoneNumberId`. Changes for
+ * another number of the same business account are left out: that number's own service answers them.
+ */
+export function* changeValuesOf(body: unknown, phoneNumberId: string): Generator<Record<string, unknown>> {
+  if (typeof body !== "object" || body === null) return;
+  const record = body as Record<string, unknown>;
+  if (record.object !== "whatsapp_business_account") return;
+  for (const entry of asArray(record.entry)) {
+    const changes =
+      typeof entry === "object" && entry !== null ? (entry as { changes?: unknown }).changes : [];
+    for (const raw of asArray(changes)) {
+      const change = changeSchema.safeParse(raw);
+      if (!change.success) continue;
+      const to = change.data.value.metadata?.phone_number_id;
+      if (to === undefined || to === phoneNumberId) yield change.data.value;
+    }
+  }
+}
 
 const contactSchema = z.object({
   wa_id: z.string().regex(waIdPattern).optional(),
@@ -72,42 +90,28 @@ function inputOf(message: z.infer<typeof messageSchema>): ChatInput | null {
   return null;
 }
 
-const asArray = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
-
 /**
  * The messages of a webhook body sent to `phoneNumberId`. Delivery statuses (`value.statuses`) and
- * other fields are not for the menu and are left out; so are messages to another number of the same
- * business account, which that number's own service answers.
+ * other fields are not for the menu and are left out.
  */
 export function messagesOf(body: unknown, phoneNumberId: string): InboundMessage[] {
-  if (typeof body !== "object" || body === null) return [];
-  const record = body as Record<string, unknown>;
-  if (record.object !== "whatsapp_business_account") return [];
   const found: InboundMessage[] = [];
-  for (const entry of asArray(record.entry)) {
-    const changes =
-      typeof entry === "object" && entry !== null ? (entry as { changes?: unknown }).changes : [];
-    for (const raw of asArray(changes)) {
-      const change = changeSchema.safeParse(raw);
-      if (!change.success) continue;
-      const to = change.data.value.metadata?.phone_number_id;
-      if (to !== undefined && to !== phoneNumberId) continue;
-      const contacts = (change.data.value.contacts ?? []).flatMap((raw) => {
-        const contact = contactSchema.safeParse(raw);
-        return contact.success ? [contact.data] : [];
-      });
-      for (const rawMessage of change.data.value.messages ?? []) {
-        const message = messageSchema.safeParse(rawMessage);
-        if (!message.success) continue;
-        const waId = message.data.from ?? null;
-        const userId =
-          message.data.from_user_id ??
-          (waId !== null ? contacts.find((c) => c.wa_id === waId)?.user_id : undefined) ??
-          null;
-        // Neither a number nor a BSUID: there is no one to answer.
-        if (waId === null && userId === null) continue;
-        found.push({ id: message.data.id, waId, userId, input: inputOf(message.data) });
-      }
+  for (const value of changeValuesOf(body, phoneNumberId)) {
+    const contacts = asArray(value.contacts).flatMap((raw) => {
+      const contact = contactSchema.safeParse(raw);
+      return contact.success ? [contact.data] : [];
+    });
+    for (const rawMessage of asArray(value.messages)) {
+      const message = messageSchema.safeParse(rawMessage);
+      if (!message.success) continue;
+      const waId = message.data.from ?? null;
+      const userId =
+        message.data.from_user_id ??
+        (waId !== null ? contacts.find((c) => c.wa_id === waId)?.user_id : undefined) ??
+        null;
+      // Neither a number nor a BSUID: there is no one to answer.
+      if (waId === null && userId === null) continue;
+      found.push({ id: message.data.id, waId, userId, input: inputOf(message.data) });
     }
   }
   return found;

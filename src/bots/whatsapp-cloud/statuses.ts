@@ -4,6 +4,7 @@ import type { Clock } from "../../clock.ts";
 import { type Db, queryRows } from "../../db/client.ts";
 import { ts } from "../../db/params.ts";
 import type { InboundRecord } from "../chat-inbox.ts";
+import { changeValuesOf } from "./inbound.ts";
 
 /**
  * Meta answers a send 200 with a message id and may report only later, in a webhook's
@@ -28,44 +29,23 @@ const statusSchema = z.object({
     .optional(),
 });
 
-const changeSchema = z.object({
-  field: z.literal("messages"),
-  value: z.object({
-    metadata: z.object({ phone_number_id: z.string() }).optional(),
-    statuses: z.array(z.unknown()).optional(),
-  }),
-});
-
-const asArray = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
-
 /**
  * The `failed` statuses of a webhook body sent to `phoneNumberId`, read as leniently as its messages
  * (inbound.ts): what cannot be read is skipped, nothing throws. Other statuses (sent, delivered,
  * read) change nothing here and are left out.
  */
 export function failedStatusesOf(body: unknown, phoneNumberId: string): FailedStatus[] {
-  if (typeof body !== "object" || body === null) return [];
-  const record = body as Record<string, unknown>;
-  if (record.object !== "whatsapp_business_account") return [];
   const found: FailedStatus[] = [];
-  for (const entry of asArray(record.entry)) {
-    const changes =
-      typeof entry === "object" && entry !== null ? (entry as { changes?: unknown }).changes : [];
-    for (const raw of asArray(changes)) {
-      const change = changeSchema.safeParse(raw);
-      if (!change.success) continue;
-      const to = change.data.value.metadata?.phone_number_id;
-      if (to !== undefined && to !== phoneNumberId) continue;
-      for (const rawStatus of change.data.value.statuses ?? []) {
-        const status = statusSchema.safeParse(rawStatus);
-        if (!status.success || status.data.status !== "failed") continue;
-        const error = status.data.errors?.[0];
-        found.push({
-          messageId: status.data.id,
-          code: error?.code ?? null,
-          title: (error?.title ?? error?.message ?? "failed").slice(0, 200),
-        });
-      }
+  for (const value of changeValuesOf(body, phoneNumberId)) {
+    for (const rawStatus of Array.isArray(value.statuses) ? value.statuses : []) {
+      const status = statusSchema.safeParse(rawStatus);
+      if (!status.success || status.data.status !== "failed") continue;
+      const error = status.data.errors?.[0];
+      found.push({
+        messageId: status.data.id,
+        code: error?.code ?? null,
+        title: (error?.title ?? error?.message ?? "failed").slice(0, 200),
+      });
     }
   }
   return found;
