@@ -100,7 +100,8 @@ export async function sendRemindersInTx(tx: Executor, ctx: BillingContext, _acto
 const RESUMED_STEP = "resumed";
 
 /**
- * Suspends active subscriptions whose invoice is still unpaid a grace period after it fell due.
+ * Suspends active subscriptions whose invoice is still unpaid a grace period after it fell due (or
+ * after it was issued, when that was later).
  * The `suspend` step is unique per invoice, so a rerun never suspends (or texts) twice; payment
  * later restores the service (see restore.ts). Service brought back without payment starts the
  * invoice's dunning over (`restartDunningInTx`), so it is suspended again if it stays unpaid.
@@ -113,7 +114,7 @@ export async function suspendOverdueInTx(tx: Executor, ctx: BillingContext, _act
   const { members } = await lockCustomerSet(
     tx,
     sql`select i.customer_id from invoices i where i.status = 'open' and i.kind in ('recurring', 'proration')
-        and i.due_at <= ${graceStart}`,
+        and i.due_at <= ${graceStart} and i.issued_at <= ${graceStart}`,
   );
   const rows = await queryRows<{ n: number }>(
     tx,
@@ -123,6 +124,9 @@ export async function suspendOverdueInTx(tx: Executor, ctx: BillingContext, _act
       from invoices i
       join subscriptions s on s.id = i.subscription_id and s.status = 'active'
       where i.status = 'open' and i.kind in ('recurring', 'proration') and i.due_at <= ${graceStart}
+        -- A bill issued after its due date (the service was down when it fell due, or it was imported)
+        -- gets its grace period from when it was issued: nobody is cut off by a bill they never saw.
+        and i.issued_at <= ${graceStart}
         and i.customer_id in (${members})
         -- An admin brought service back while this was unpaid: a grace period from then.
         and not exists (select 1 from dunning_steps r where r.invoice_id = i.id and r.step = ${RESUMED_STEP}

@@ -6,7 +6,7 @@ import { sendReminders, suspendOverdue } from "../../src/billing/dunning.ts";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
-import { DAY, FakeClock } from "../../src/clock.ts";
+import { DAY, FakeClock, HOUR } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import {
   auditLog,
@@ -206,6 +206,8 @@ describe("balance corrections", () => {
     });
     clock.set(new Date(subscription.currentPeriodEnd.getTime() + 5 * DAY));
     await issueRecurringInvoices(ctx, job);
+    // Issued late, the renewal gets its grace day from then.
+    clock.advance(DAY + HOUR);
     await suspendOverdue(ctx, job);
     const statusOf = async () =>
       (await database.db.select().from(subscriptions).where(eq(subscriptions.id, subscription.id)))[0]!;

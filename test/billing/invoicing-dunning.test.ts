@@ -211,6 +211,33 @@ describe("dunning", () => {
     expect(sent.map((m) => m.params.days)).toEqual([1]);
   });
 
+  it("a renewal issued late, after the service was down past its due date, gets its grace day from then", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-06-09T08:00:00Z"));
+    const plan = await createPlan(database.db, { priceCents: 140_000 });
+    const { customer, subscription: sub } = await activeSubscriber(ctx, plan.id);
+    // Nothing ran from three days before the period end until two days after it.
+    clock.set(new Date(sub.currentPeriodEnd.getTime() + 2 * DAY));
+    expect((await issueRecurringInvoices(ctx, job)).issued).toBeGreaterThanOrEqual(1);
+    await sendReminders(ctx, job);
+    await suspendOverdue(ctx, job);
+    // Told that the bill is past due, but not cut off by a bill they have only just been sent.
+    expect((await subscription(sub.id)).status).toBe("active");
+    const told = await database.db
+      .select()
+      .from(messageOutbox)
+      .where(
+        and(eq(messageOutbox.recipient, customer.phone), eq(messageOutbox.template, "invoice_reminder")),
+      );
+    expect(told).toHaveLength(1);
+
+    clock.advance(DAY - HOUR);
+    await suspendOverdue(ctx, job);
+    expect((await subscription(sub.id)).status).toBe("active");
+    clock.advance(2 * HOUR);
+    await suspendOverdue(ctx, job);
+    expect(await subscription(sub.id)).toMatchObject({ status: "suspended", suspendedReason: "dunning" });
+  });
+
   it("an admin-suspended subscriber is neither reminded nor restored by paying", async () => {
     const { ctx, clock } = billingContext(database.db, new FakeClock("2026-06-07T08:00:00Z"));
     const { suspendSubscription } = await import("../../src/billing/suspend-resume.ts");
