@@ -1,7 +1,7 @@
 import { and, eq, isNotNull, isNull, ne } from "drizzle-orm";
 import { chatLinkCodes, chatLinks, customers, messageOutbox } from "../db/schema/index.ts";
 import { audit } from "./audit.ts";
-import { forgetChatOwner, forgetPhoneChats } from "./chat-unlink.ts";
+import { forgetChatOwner, forgetPhoneChats } from "./chat-links.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 
 /** E.164, as the customers table holds phones. */

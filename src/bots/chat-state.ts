@@ -1,10 +1,10 @@
 import { type SQL, sql } from "drizzle-orm";
+import { chooseNoticeChannel } from "../billing/chat-links.ts";
 import { type Db, queryRows } from "../db/client.ts";
 import type { ChatChannel } from "../db/schema/index.ts";
 import { createTurnBatcher } from "../lib/turn-batcher.ts";
 import type { LoadedUser } from "../menu/services.ts";
 import type { Language, Outcome } from "../menu/types.ts";
-import { chooseNoticeChannel } from "./notice-channel.ts";
 
 /**
  * Everything a chat message needs read before the menu runs, in one statement: the chat's place in
@@ -136,7 +136,7 @@ export function chatStatesOf(keys: SQL): SQL {
             select c2.phone, true as linked from chat_links l join customers c2 on c2.id = l.customer_id
             where l.channel = k.channel and l.chat_id = k.chat_id and not k.known
             union all
-            -- the phone a visitor shared (visitorPhoneRowId in billing/chat-unlink.ts)
+            -- the phone a visitor shared (visitorPhoneRowId in billing/chat-links.ts)
             select v.phone, false from channel_sessions v
             where v.id = k.channel || ':phone:' || k.chat_id and not k.known
             order by linked desc limit 1

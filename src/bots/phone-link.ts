@@ -1,8 +1,8 @@
 import { and, eq } from "drizzle-orm";
+import { chooseNoticeChannel } from "../billing/chat-links.ts";
 import type { Db } from "../db/client.ts";
 import { type ChatChannel, chatLinks, customers } from "../db/schema/index.ts";
 import { checkPhone } from "../lib/phone.ts";
-import { chooseNoticeChannel } from "./notice-channel.ts";
 
 /**
  * WhatsApp (Web and Cloud API) proves that a sender owns their number, so a chat needs no other

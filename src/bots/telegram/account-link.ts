@@ -1,6 +1,6 @@
 import { and, eq, sql } from "drizzle-orm";
 import { Composer, type Context, InlineKeyboard } from "grammy";
-import { forgetChatOwner, linkChat } from "../../billing/chat-unlink.ts";
+import { forgetChatOwner, linkChat } from "../../billing/chat-links.ts";
 import type { Clock } from "../../clock.ts";
 import { type Db, queryRows } from "../../db/client.ts";
 import { parseRowId } from "../../db/params.ts";

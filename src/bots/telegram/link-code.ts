@@ -1,6 +1,6 @@
 import { createHash, randomInt, timingSafeEqual } from "node:crypto";
 import { and, eq, isNull, sql } from "drizzle-orm";
-import { linkChat } from "../../billing/chat-unlink.ts";
+import { linkChat } from "../../billing/chat-links.ts";
 import { enqueueMessage, type MessageTemplate } from "../../billing/outbox.ts";
 import { takeRateSlot } from "../../billing/rate-windows.ts";
 import { DAY, HOUR, MINUTE } from "../../clock.ts";

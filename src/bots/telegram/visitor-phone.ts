@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import { visitorPhoneRowId } from "../../billing/chat-unlink.ts";
+import { visitorPhoneRowId } from "../../billing/chat-links.ts";
 import type { Executor } from "../../db/client.ts";
 import type { ChatChannel } from "../../db/schema/index.ts";
 

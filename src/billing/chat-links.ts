@@ -38,6 +38,25 @@ export async function forgetChatOwner(
 }
 
 /**
+ * Linking a chat is the customer choosing it for their notices (receipts, reminders, credentials):
+ * from then on they are routed there (migration 0013), with SMS as the fallback. Unlinking the chat
+ * brings them back to SMS. An automatic link (WhatsApp knows the number) only chooses when the
+ * customer had not chosen already.
+ */
+export async function chooseNoticeChannel(
+  db: Executor,
+  customerId: number,
+  channel: ChatChannel,
+  options: { keepExisting?: boolean } = {},
+): Promise<void> {
+  await db.execute(
+    options.keepExisting
+      ? sql`update customers set notify_channel = ${channel} where id = ${customerId} and notify_channel is null`
+      : sql`update customers set notify_channel = ${channel} where id = ${customerId}`,
+  );
+}
+
+/**
  * Notices chosen for the customer's chat on `channel` go by SMS again once no chat of theirs is linked
  * there. Left set, the choice would keep the next chat that links itself (WhatsApp's first message)
  * from being chosen: notices would stay on SMS.
@@ -85,5 +104,5 @@ export async function linkChat(
     });
   if (before && before.customerId !== customerId)
     await forgetChatOwner(db, { channel, chatId, customerId: before.customerId });
-  await db.execute(sql`update customers set notify_channel = ${channel} where id = ${customerId}`);
+  await chooseNoticeChannel(db, customerId, channel);
 }
