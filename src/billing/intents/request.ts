@@ -6,6 +6,7 @@ import { audit } from "../audit.ts";
 import type { Actor, BillingContext } from "../context.ts";
 import { onceUnderKey } from "../idempotency.ts";
 import { formatKes, toWholeShillingsUp } from "../money.ts";
+import { takeSlotSql } from "../rate-windows.ts";
 /**
  * Payment intents: every STK prompt is recorded here before anything is sent to M-Pesa.
  *
@@ -151,14 +152,8 @@ export async function requestPayment(
       where w.key = ${key} and h > ${from}::timestamptz)`;
   // Takes a slot under `key` (an expression over `source`, aliased `s`) for each row of `source`
   // (one row when the previous checks passed), unless `limit` hits since `from` fill it.
-  const window = (key: SQL, source: SQL, limit: number, from = since) => sql`
-    insert into rate_limit_windows as w (key, hits, updated_at)
-    select ${key}, array[${at}::timestamptz], ${at}::timestamptz from ${source} s
-    on conflict (key) do update
-      set hits = array(select h from unnest(w.hits) as h where h > ${from}::timestamptz) || ${at}::timestamptz,
-          updated_at = ${at}::timestamptz
-      where (select count(*) from unnest(w.hits) as h where h > ${from}::timestamptz) < ${limit}
-    returning key`;
+  const window = (key: SQL, source: SQL, limit: number, from = since) =>
+    takeSlotSql({ key, source, limit, from, at });
   // A prompt on someone's behalf counts in windows of its own (see `onBehalfPerPhone`).
   const onBehalfSince = new Date(now.getTime() - limits.onBehalfWindowMs).toISOString();
   const phoneWindow = input.onBehalf
