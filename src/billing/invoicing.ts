@@ -28,18 +28,18 @@ async function rollPaidPeriods(tx: Executor, ctx: BillingContext, now: Date, loc
         coalesce(s.next_plan_id, s.plan_id) as plan_id,
         case when s.next_plan_id is not null then s.current_period_end else s.billing_anchor end as anchor,
         case when s.next_plan_id is not null then 0 else s.period_index + 1 end as period_index,
-        p.period_unit, p.period_count, s.current_period_end as period_start
+        p.period_unit, p.period_count, s.current_period_end as period_start, i.amount_cents as price
       from subscriptions s
       join plans p on p.id = coalesce(s.next_plan_id, s.plan_id)
+      join invoices i on i.subscription_id = s.id and i.kind = 'recurring'
+        and i.period_start = s.current_period_end and i.status = 'paid'
       where s.status = 'active' and s.current_period_end <= ${at} and s.customer_id in (${locked})
-        and exists (select 1 from invoices i where i.subscription_id = s.id and i.kind = 'recurring'
-                    and i.period_start = s.current_period_end and i.status = 'paid')
       for update of s
     ),
     rolled as (
       update subscriptions s set
         plan_id = d.plan_id, next_plan_id = null, billing_anchor = d.anchor, period_index = d.period_index,
-        current_period_start = d.period_start,
+        current_period_start = d.period_start, period_price_cents = d.price,
         current_period_end = ${periodBoundarySql(sql`d.anchor`, sql`d.period_unit`, sql`d.period_count`, sql`d.period_index + 1`, tz)}
       from due d where d.id = s.id
       returning s.id

@@ -92,6 +92,8 @@ function proration(ctx: BillingContext, subscription: Subscription, fromPlan: Pl
     return sameLength(ownMs, end - start) ? end - start : ownMs;
   };
   return {
+    // What this period was billed at, not the list price now: an admin may have changed it since.
+    fromPriceCents: subscription.periodPriceCents ?? fromPlan.priceCents,
     fromTotalMs: lengthOf(fromPlan),
     toTotalMs: lengthOf(toPlan),
     remainingAt: (at: Date) => Math.max(0, end - Math.max(at.getTime(), start)),
@@ -106,14 +108,13 @@ export function quoteFrom(
   balanceCents: number,
   now: Date,
 ): PlanChangeQuote {
-  const { fromTotalMs, toTotalMs, remainingAt } = proration(ctx, subscription, fromPlan, toPlan);
-  const delta = prorationDelta(
-    fromPlan.priceCents,
-    toPlan.priceCents,
-    remainingAt(now),
-    fromTotalMs,
-    toTotalMs,
+  const { fromPriceCents, fromTotalMs, toTotalMs, remainingAt } = proration(
+    ctx,
+    subscription,
+    fromPlan,
+    toPlan,
   );
+  const delta = prorationDelta(fromPriceCents, toPlan.priceCents, remainingAt(now), fromTotalMs, toTotalMs);
   if (toPlan.id === fromPlan.id) {
     return {
       kind: subscription.nextPlanId !== null && subscription.nextPlanId !== fromPlan.id ? "keep" : "same",
@@ -128,7 +129,7 @@ export function quoteFrom(
   }
   // Upgrade or downgrade by what the rest of the period costs, not by the price per period: a
   // weekly plan cheaper than a monthly one can cost more for the weeks left.
-  if (prorationDirection(fromPlan.priceCents, toPlan.priceCents, fromTotalMs, toTotalMs) >= 0) {
+  if (prorationDirection(fromPriceCents, toPlan.priceCents, fromTotalMs, toTotalMs) >= 0) {
     const chargeCents = Math.max(0, delta);
     return {
       kind: "upgrade",
@@ -202,9 +203,14 @@ export function heldQuote(
 ): PlanChangeQuote {
   const quote = quoteFrom(ctx, subscription, fromPlan, toPlan, balanceCents, now);
   if (paidCents === undefined || quote.kind !== "upgrade" || !quote.immediate) return quote;
-  const { fromTotalMs, toTotalMs, remainingAt } = proration(ctx, subscription, fromPlan, toPlan);
+  const { fromPriceCents, fromTotalMs, toTotalMs, remainingAt } = proration(
+    ctx,
+    subscription,
+    fromPlan,
+    toPlan,
+  );
   const quoted = prorationDeltaRange(
-    fromPlan.priceCents,
+    fromPriceCents,
     toPlan.priceCents,
     remainingAt(now),
     remainingAt(new Date(now.getTime() - QUOTE_HOLD_MS)),

@@ -85,6 +85,9 @@ export async function changePlanInTx(
         ? {
             planId: toPlan.id,
             nextPlanId: null,
+            // The rest of the period was priced at this price (the quote above): a later change
+            // values what is left of it at the same.
+            ...(toPlan.id !== plan.id ? { periodPriceCents: toPlan.priceCents } : {}),
             ...(recount ? periodsCountedFrom(subscription.currentPeriodEnd) : {}),
           }
         : { nextPlanId: toPlan.id },

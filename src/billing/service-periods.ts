@@ -1,4 +1,4 @@
-import { and, eq } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import type { Executor } from "../db/client.ts";
 import { invoices, type PeriodUnit, subscriptions } from "../db/schema/index.ts";
 import type { BillingSettings } from "./context.ts";
@@ -44,6 +44,9 @@ export async function restartPeriodAt(
       periodIndex: 0,
       currentPeriodStart: period.start,
       currentPeriodEnd: period.end,
+      ...(coveringInvoiceId !== null
+        ? { periodPriceCents: sql`(select amount_cents from invoices where id = ${coveringInvoiceId})` }
+        : {}),
     })
     .where(eq(subscriptions.id, subscription.id));
   if (coveringInvoiceId !== null) {

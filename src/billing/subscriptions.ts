@@ -142,6 +142,7 @@ export async function startSubscriptionInTx(
       currentPeriodEnd: period.end,
       billingAnchor: now,
       periodIndex: 0,
+      periodPriceCents: plan.priceCents,
     })
     .returning();
   if (!subscription) throw new Error("subscription insert returned nothing");

@@ -1,7 +1,7 @@
 import { sql } from "drizzle-orm";
 import { check, index, integer, pgTable, text, uniqueIndex } from "drizzle-orm/pg-core";
 import { sealedText } from "../sealed.ts";
-import { at, createdAt, id } from "./columns.ts";
+import { at, cents, createdAt, id } from "./columns.ts";
 import { customers } from "./customers.ts";
 import { plans } from "./plans.ts";
 import { routers } from "./routers.ts";
@@ -37,6 +37,13 @@ export const subscriptions = pgTable(
     /** Periods completed since the anchor: period n runs from anchor+n to anchor+n+1 periods. */
     periodIndex: integer("period_index").notNull().default(0),
     nextPlanId: integer("next_plan_id").references(() => plans.id),
+    /**
+     * What the current plan was billed at for its period (cents per the plan's own period): the
+     * current period's invoice, or the plan's price when a plan change took it mid-period. A plan
+     * change values the unused part of the period at this, not at a list price an admin changed
+     * since. Null on subscriptions from before it was kept: the plan's price then.
+     */
+    periodPriceCents: cents("period_price_cents"),
     createdAt: createdAt(),
     cancelledAt: at("cancelled_at"),
   },

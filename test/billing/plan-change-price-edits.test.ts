@@ -1,0 +1,153 @@
+import { eq } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { suspendOverdue } from "../../src/billing/dunning.ts";
+import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
+import { applyPayment } from "../../src/billing/payments.ts";
+import { changePlan } from "../../src/billing/plan-change.ts";
+import { quotePlanChange } from "../../src/billing/plan-change-quote.ts";
+import { updatePlan } from "../../src/billing/plans.ts";
+import { DAY, FakeClock, HOUR } from "../../src/clock.ts";
+import type { Database } from "../../src/db/client.ts";
+import { subscriptions } from "../../src/db/schema/index.ts";
+import { activeSubscriber, admin, billingContext, createPlan, job, ledgerSum } from "../support/billing.ts";
+import { createTestDatabase } from "../support/db.ts";
+
+/**
+ * An admin who changes a plan's price changes what the next periods cost, not what the periods
+ * already billed were worth: a plan change values the unused part of the period at what it was
+ * billed at.
+ */
+let database: Database;
+beforeAll(async () => {
+  database = await createTestDatabase();
+});
+afterAll(async () => {
+  await database.close();
+});
+
+const monthly = (priceCents: number) =>
+  createPlan(database.db, { priceCents, periodUnit: "days", periodCount: 30 });
+
+describe("a plan change after an admin changed a plan's price", () => {
+  it("an upgrade halfway through the period values the old plan at what the period was billed at, not its new price", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-05-01T00:00:00Z"));
+    const home = await monthly(250_000);
+    const premium = await monthly(400_000);
+    const { customer, subscription } = await activeSubscriber(ctx, home.id);
+    clock.advance(5 * DAY);
+    await updatePlan(ctx, admin, home.code, { priceCents: 300_000 });
+    clock.advance(10 * DAY);
+    // Half the period left: KES 1,250 of Home paid and unused, KES 2,000 of Premium to pay for.
+    const quote = await quotePlanChange(database.db, ctx, {
+      subscriptionId: subscription.id,
+      planId: premium.id,
+    });
+    expect(quote).toMatchObject({ kind: "upgrade", chargeCents: 75_000, payableCents: 75_000 });
+    await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: premium.id });
+    expect(await ledgerSum(database.db, customer.id)).toBe(-75_000);
+  });
+
+  it("an immediate downgrade credits the unused part at what was paid for it, after a price cut", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-05-02T00:00:00Z"), {
+      downgradeMode: "immediate",
+    });
+    const premium = await monthly(400_000);
+    const home = await monthly(250_000);
+    const { customer, subscription } = await activeSubscriber(ctx, premium.id);
+    await updatePlan(ctx, admin, premium.code, { priceCents: 300_000 });
+    clock.advance(15 * DAY);
+    // Half of the KES 4,000 paid is unused; half of Home is KES 1,250: KES 750 back.
+    const quote = await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: home.id });
+    expect(quote).toMatchObject({ kind: "downgrade", creditCents: 75_000 });
+    expect(await ledgerSum(database.db, customer.id)).toBe(75_000);
+  });
+
+  it("a second change in the period values the plan taken mid-period at the price it was charged at", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-05-03T00:00:00Z"), {
+      downgradeMode: "immediate",
+    });
+    const home = await monthly(200_000);
+    const premium = await monthly(400_000);
+    const { customer, subscription } = await activeSubscriber(ctx, home.id);
+    clock.advance(6 * DAY);
+    // 24 of 30 days left: KES 1,600 more for Premium's rest.
+    const up = await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: premium.id });
+    expect(up.chargeCents).toBe(160_000);
+    await updatePlan(ctx, admin, premium.code, { priceCents: 500_000 });
+    clock.advance(9 * DAY);
+    // Back to Home with 15 days left: Premium's rest is worth KES 2,000 at the price charged
+    // (KES 2,500 at its new one), Home's KES 1,000.
+    const down = await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: home.id });
+    expect(down).toMatchObject({ kind: "downgrade", creditCents: 100_000 });
+    expect(await ledgerSum(database.db, customer.id)).toBe(-160_000 + 100_000);
+  });
+
+  it("the next period, billed at the new price, is valued at the new price", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-05-04T00:00:00Z"));
+    const home = await monthly(250_000);
+    const premium = await monthly(400_000);
+    const { customer, subscription } = await activeSubscriber(ctx, home.id);
+    await updatePlan(ctx, admin, home.code, { priceCents: 300_000 });
+    clock.set(new Date(subscription.currentPeriodEnd.getTime() - DAY));
+    await issueRecurringInvoices(ctx, job);
+    await applyPayment(ctx, admin, {
+      customerId: customer.id,
+      method: "cash",
+      provider: "cash",
+      providerRef: `renewal-${customer.id}`,
+      amountCents: 300_000,
+    });
+    clock.set(new Date(subscription.currentPeriodEnd.getTime() + HOUR));
+    await issueRecurringInvoices(ctx, job);
+    const [rolled] = await database.db
+      .select()
+      .from(subscriptions)
+      .where(eq(subscriptions.id, subscription.id));
+    expect(rolled!.currentPeriodStart).toEqual(subscription.currentPeriodEnd);
+    clock.set(new Date(rolled!.currentPeriodStart.getTime() + 15 * DAY));
+    // Half of the KES 3,000 period left against half of Premium's KES 4,000.
+    const quote = await quotePlanChange(database.db, ctx, {
+      subscriptionId: subscription.id,
+      planId: premium.id,
+    });
+    expect(quote).toMatchObject({ kind: "upgrade", chargeCents: 50_000 });
+  });
+
+  it("a period restored after a suspension is valued at the bill that was paid for it", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-05-05T00:00:00Z"));
+    const home = await monthly(250_000);
+    const premium = await monthly(400_000);
+    const { customer, subscription } = await activeSubscriber(ctx, home.id);
+    await updatePlan(ctx, admin, home.code, { priceCents: 300_000 });
+    clock.set(new Date(subscription.currentPeriodEnd.getTime() - DAY));
+    await issueRecurringInvoices(ctx, job);
+    clock.set(new Date(subscription.currentPeriodEnd.getTime() + 3 * DAY));
+    await suspendOverdue(ctx, job);
+    const [suspended] = await database.db
+      .select()
+      .from(subscriptions)
+      .where(eq(subscriptions.id, subscription.id));
+    expect(suspended!.status).toBe("suspended");
+    await updatePlan(ctx, admin, home.code, { priceCents: 200_000 });
+    // The KES 3,000 bill issued before the price cut, paid now: a fresh period starts.
+    await applyPayment(ctx, admin, {
+      customerId: customer.id,
+      method: "cash",
+      provider: "cash",
+      providerRef: `late-${customer.id}`,
+      amountCents: 300_000,
+    });
+    const [restored] = await database.db
+      .select()
+      .from(subscriptions)
+      .where(eq(subscriptions.id, subscription.id));
+    expect(restored!.status).toBe("active");
+    clock.set(new Date(restored!.currentPeriodStart.getTime() + 15 * DAY));
+    // Half of the KES 3,000 paid against half of Premium's KES 4,000.
+    const quote = await quotePlanChange(database.db, ctx, {
+      subscriptionId: subscription.id,
+      planId: premium.id,
+    });
+    expect(quote).toMatchObject({ kind: "upgrade", chargeCents: 50_000 });
+  });
+});
