@@ -157,9 +157,20 @@ export function payableAfterCredit(chargeCents: number, balanceCents: number): n
   return chargeCents <= 0 || balanceCents >= chargeCents ? 0 : chargeCents;
 }
 
+/**
+ * A typed amount with its thousands commas taken out, or null when a comma is anywhere else: "10,00"
+ * is a slip (KES 10.00? KES 1,000?), not a thousand shillings, so it is asked again, never guessed.
+ */
+export function withoutThousandsCommas(input: string): string | null {
+  const trimmed = input.trim();
+  if (!trimmed.includes(",")) return trimmed;
+  return /^\d{1,3}(?:,\d{3})+(?:\.\d*)?$/.test(trimmed) ? trimmed.replace(/,/g, "") : null;
+}
+
 /** Parses "1500", "1,500", "1500.50" shillings typed by a person into cents; null if it is not money. */
 export function parseShillings(input: string): number | null {
-  const cleaned = input.trim().replace(/,/g, "");
+  const cleaned = withoutThousandsCommas(input);
+  if (cleaned === null) return null;
   const match = /^(\d{1,9})(?:\.(\d{1,2}))?$/.exec(cleaned);
   if (!match) return null;
   const whole = Number(match[1]);

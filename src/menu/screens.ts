@@ -1,5 +1,5 @@
 import { normalizeKenyanPhone } from "../billing/intents/request.ts";
-import { mpesaAmountCents } from "../billing/money.ts";
+import { mpesaAmountCents, withoutThousandsCommas } from "../billing/money.ts";
 import { displayPhone } from "../lib/phone.ts";
 import type { MessageKey } from "../messaging/render.ts";
 import { myVoucher, myVouchers } from "./bought-voucher-screens.ts";
@@ -174,8 +174,9 @@ const payAmount: Screen = {
   async choose(ctx, frame, choice) {
     const text =
       choice.kind === "text" ? choice.text : choice.kind === "option" ? choice.key : String(choice.index + 1);
-    const cleaned = text.replace(/,/g, "");
-    if (!/^\d{1,9}$/.test(cleaned)) return { kind: "hint", hint: { key: "menu.hint.amount" } };
+    const cleaned = withoutThousandsCommas(text);
+    if (cleaned === null || !/^\d{1,9}$/.test(cleaned))
+      return { kind: "hint", hint: { key: "menu.hint.amount" } };
     const amountCents = Number(cleaned) * 100;
     if (amountCents < ctx.settings.minPayCents || amountCents > ctx.settings.maxPayCents) {
       return {

@@ -180,7 +180,13 @@ describe("amounts people type and read", () => {
     expect(parseShillings("1,500")).toBe(150_000);
     expect(parseShillings(" 99.5 ")).toBe(9_950);
     expect(parseShillings("10.05")).toBe(1_005);
+    expect(parseShillings("1,500,000.50")).toBe(150_000_050);
     for (const bad of ["", "abc", "-5", "1.234", "1e3", "12 34"]) expect(parseShillings(bad)).toBeNull();
+  });
+
+  it("takes a comma as a thousands separator only: a misplaced one is refused, not read as thousands", () => {
+    for (const slip of ["10,00", "1,5000", ",500", "1,50", "1500,", "1,500,00", "10,00.50"])
+      expect(parseShillings(slip)).toBeNull();
   });
 
   it("round-trips any amount through formatting and parsing", () => {

@@ -136,6 +136,10 @@ describe("USSD over HTTP, Africa's Talking style", () => {
     expect(await ussd("2*2*abc")).toBe(
       "CON Enter a whole amount in KES.\nEnter amount in KES (KES 10 to KES 150,000):\n0. Back 00. Home",
     );
+    // A misplaced comma is a slip, not thousands: "10,00" is asked again, not read as KES 1,000.
+    expect(await ussd("2*2*10,00")).toBe(
+      "CON Enter a whole amount in KES.\nEnter amount in KES (KES 10 to KES 150,000):\n0. Back 00. Home",
+    );
     expect(await ussd("2*2*abc*5")).toMatch(/^CON Amount must be KES 10 to KES 150,000.\nEnter amount/);
     expect(await ussd("2*2*abc*5*500")).toBe(
       `CON Pay KES 500 to Kibera Net from M-Pesa ${displayPhone(customer.phone)}?\n1. Confirm\n0. Back 00. Home`,
