@@ -49,6 +49,7 @@ export type MessageTemplate =
   | "plan_changed"
   | "plan_changed_credit"
   | "plan_change_scheduled"
+  | "plan_change_next_payment"
   | "plan_change_dropped"
   | "welcome"
   | "chat_link_code"

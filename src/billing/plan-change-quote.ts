@@ -27,6 +27,11 @@ export interface PlanChangeQuote {
    * subscriber from this, never by comparing dates.
    */
   immediate: boolean;
+  /**
+   * A scheduled change chosen in the grace days after the period end: it comes with the next
+   * period's payment, so it has no date to name.
+   */
+  withNextPayment: boolean;
   fromPlan: Plan;
   toPlan: Plan;
 }
@@ -123,6 +128,7 @@ export function quoteFrom(
       payableCents: 0,
       effectiveAt: now,
       immediate: true,
+      withNextPayment: false,
       fromPlan,
       toPlan,
     };
@@ -138,6 +144,7 @@ export function quoteFrom(
       payableCents: payableAfterCredit(chargeCents, balanceCents),
       effectiveAt: now,
       immediate: true,
+      withNextPayment: false,
       fromPlan,
       toPlan,
     };
@@ -150,6 +157,7 @@ export function quoteFrom(
       payableCents: 0,
       effectiveAt: now,
       immediate: true,
+      withNextPayment: false,
       fromPlan,
       toPlan,
     };
@@ -161,6 +169,7 @@ export function quoteFrom(
     payableCents: 0,
     effectiveAt: subscription.currentPeriodEnd,
     immediate: false,
+    withNextPayment: subscription.currentPeriodEnd.getTime() <= now.getTime(),
     fromPlan,
     toPlan,
   };

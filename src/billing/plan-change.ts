@@ -112,21 +112,18 @@ export async function changePlanInTx(
     await enqueueMessage(tx, now, {
       recipient: customer.phone,
       language: customer.language,
-      ...(!immediate
-        ? {
-            template: "plan_change_scheduled",
-            // In the grace days after the period end the change comes with the next period's
-            // payment: "from today", not a date already past.
-            params: {
-              plan: planName,
-              effectiveAt: new Date(Math.max(quote.effectiveAt.getTime(), now.getTime())).toISOString(),
-            },
-          }
-        : quote.creditCents > 0
-          ? { template: "plan_changed_credit", params: { plan: planName, creditCents: quote.creditCents } }
-          : quote.kind === "keep"
-            ? { template: "plan_change_dropped", params: { plan: planName } }
-            : { template: "plan_changed", params: { plan: planName, chargeCents: quote.chargeCents } }),
+      ...(quote.withNextPayment
+        ? { template: "plan_change_next_payment", params: { plan: planName } }
+        : !immediate
+          ? {
+              template: "plan_change_scheduled",
+              params: { plan: planName, effectiveAt: quote.effectiveAt.toISOString() },
+            }
+          : quote.creditCents > 0
+            ? { template: "plan_changed_credit", params: { plan: planName, creditCents: quote.creditCents } }
+            : quote.kind === "keep"
+              ? { template: "plan_change_dropped", params: { plan: planName } }
+              : { template: "plan_changed", params: { plan: planName, chargeCents: quote.chargeCents } }),
     });
   }
   await audit(tx, actor, now, {

@@ -118,6 +118,7 @@ export const planList: Screen = {
  * amount to pay is the charge itself, exactly what M-Pesa asks and what the "Charged" SMS says.
  */
 function quoteLine(ctx: MenuContext, q: QuoteView): string {
+  if (q.withNextPayment) return ctx.t("menu.plan.quoteNextPayment");
   if (!q.immediate) return ctx.t("menu.plan.quoteScheduled", { effectiveAt: q.effectiveAt.toISOString() });
   if (q.payableCents > 0)
     return ctx.t("menu.plan.quotePay", { amountCents: mpesaAmountCents(q.payableCents) });
@@ -175,8 +176,9 @@ export const planConfirm: Screen = {
         const done = await ctx.services.changePlan(ctx.user, ctx.session, subscriptionId, planId);
         if ("ok" in done) return refusalOutcome(done);
         const plan = planLabel(ctx, done.toPlan);
-        return done.immediate
-          ? finish("menu.plan.changed", { plan })
+        if (done.immediate) return finish("menu.plan.changed", { plan });
+        return done.withNextPayment
+          ? finish("menu.plan.scheduledNextPayment", { plan })
           : finish("menu.plan.scheduled", { plan, effectiveAt: done.effectiveAt.toISOString() });
       },
     };

@@ -44,16 +44,15 @@ const planView = (p: typeof plans.$inferSelect): PlanView => ({
   dataCapBytes: p.dataCapBytes ?? null,
 });
 
-function quoteView(q: PlanChangeQuote, now: Date): QuoteView {
+function quoteView(q: PlanChangeQuote): QuoteView {
   return {
     kind: q.kind,
     chargeCents: q.chargeCents,
     creditCents: q.creditCents,
     payableCents: q.payableCents,
-    // A change scheduled in the grace days after the period end comes with the next period's
-    // payment: "from today", as its SMS says, not a date already past.
-    effectiveAt: q.immediate ? q.effectiveAt : new Date(Math.max(q.effectiveAt.getTime(), now.getTime())),
+    effectiveAt: q.effectiveAt,
     immediate: q.immediate,
+    withNextPayment: q.withNextPayment,
     toPlan: planView(q.toPlan),
   };
 }
@@ -192,9 +191,7 @@ export function createMenuServices(ctx: BillingContext, options: MenuServiceOpti
     },
 
     quotePlanChange(subscriptionId, planId) {
-      return refusing(async () =>
-        quoteView(await quotePlanChange(ctx.db, ctx, { subscriptionId, planId }), ctx.clock.now()),
-      );
+      return refusing(async () => quoteView(await quotePlanChange(ctx.db, ctx, { subscriptionId, planId })));
     },
 
     vouchersBought(phone) {
@@ -218,13 +215,9 @@ export function createMenuServices(ctx: BillingContext, options: MenuServiceOpti
     },
 
     changePlan(user, session, subscriptionId, planId) {
-      return refusing(async () => {
-        const now = ctx.clock.now();
-        return quoteView(
-          await changePlan(ctx, subscriberActor(user, session), { subscriptionId, planId }),
-          now,
-        );
-      });
+      return refusing(async () =>
+        quoteView(await changePlan(ctx, subscriberActor(user, session), { subscriptionId, planId })),
+      );
     },
 
     async setLanguage(user, session, language, idempotencyKey) {

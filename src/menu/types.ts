@@ -74,6 +74,8 @@ export interface QuoteView {
   payableCents: number;
   effectiveAt: Date;
   immediate: boolean;
+  /** Scheduled in the grace days: it comes with the next period's payment, on no date. */
+  withNextPayment: boolean;
   toPlan: PlanView;
 }
 

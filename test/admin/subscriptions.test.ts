@@ -193,4 +193,29 @@ describe("/cancel", () => {
     await world.say(OWNER, `/cancel ${acct}`);
     expect(lastText(world.fake, OWNER)).toBe(`${acct} has no subscription.`);
   });
+
+  it("a downgrade in the grace days after the period end is said to come with the next period, not on a past date", async () => {
+    clock.set("2026-05-01T06:00:00Z");
+    const big = await createPlan(world.db, { priceCents: 300_000, name: "Grace Big" });
+    const small = await createPlan(world.db, { priceCents: 100_000, name: "Grace Small" });
+    const { customer, subscription } = await activeSubscriber(world.ctx, big.id, "Grace Mover");
+    const acct = customer.accountNumber;
+    clock.set(new Date(subscription.currentPeriodEnd.getTime() - 2 * DAY));
+    await issueRecurringInvoices(world.ctx, job);
+    clock.set(new Date(subscription.currentPeriodEnd.getTime() + DAY / 2));
+
+    await world.say(OWNER, `/plan ${acct} ${small.code}`);
+    const question = String(lastMenuIn(world.fake, OWNER).payload.text);
+    expect(question).toMatch(
+      /Grace Mover: moves to Grace Small \(KES 1,000\) with the next period, once its bill is paid \(the period ended [^)]+\); nothing charged now\. Go ahead\?/,
+    );
+    expect(question).not.toContain("(the period end)");
+    await world.press(OWNER, "Confirm");
+    expect(lastText(world.fake, OWNER)).toMatch(
+      new RegExp(
+        `✅ ${acct}: will move to Grace Small \\(KES 1,000\\) with the next period, once its bill is paid`,
+      ),
+    );
+    expect(await subscriptionOf(subscription.id)).toMatchObject({ planId: big.id, nextPlanId: small.id });
+  });
 });

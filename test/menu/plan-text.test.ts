@@ -129,6 +129,7 @@ describe("plan screens", () => {
       payableCents: 75_000,
       effectiveAt: new Date("2026-06-15T00:00:00Z"),
       immediate: true,
+      withNextPayment: false,
       toPlan: fast,
     });
     const w = { account, plans: [home, fast], quote };

@@ -48,14 +48,15 @@ const account = (overrides: Partial<FakeWorld["account"]> = {}): NonNullable<Fak
 /** Plan-change charges and credits are whole shillings (src/billing/money.ts). */
 const bigCharge = 9_999_999_00;
 const quote =
-  (kind: "pay" | "credit" | "refund" | "scheduled" | "free") =>
+  (kind: "pay" | "credit" | "refund" | "scheduled" | "nextPayment" | "free") =>
   (planId: number): QuoteView => ({
-    kind: kind === "refund" || kind === "scheduled" ? "downgrade" : "upgrade",
+    kind: kind === "refund" || kind === "scheduled" || kind === "nextPayment" ? "downgrade" : "upgrade",
     chargeCents: kind === "pay" || kind === "credit" ? bigCharge : 0,
     creditCents: kind === "refund" ? bigCharge : 0,
     payableCents: kind === "pay" ? bigCharge : 0,
     effectiveAt: farFuture,
-    immediate: kind !== "scheduled",
+    immediate: kind !== "scheduled" && kind !== "nextPayment",
+    withNextPayment: kind === "nextPayment",
     toPlan: pppoe.find((p) => p.id === planId) ?? pppoe[1]!,
   });
 
@@ -88,6 +89,10 @@ const worlds: Record<string, { world: FakeWorld; user: Omit<MenuUser, "language"
   },
   downgrade: {
     world: { account: account({ status: "active" }), plans: pppoe, quote: quote("scheduled") },
+    user: { phone: "+254712345678", customer },
+  },
+  graceDowngrade: {
+    world: { account: account({ status: "active" }), plans: pppoe, quote: quote("nextPayment") },
     user: { phone: "+254712345678", customer },
   },
   refund: {

@@ -18,6 +18,7 @@ const templates: MessageTemplate[] = [
   "plan_changed",
   "plan_changed_credit",
   "plan_change_scheduled",
+  "plan_change_next_payment",
   "plan_change_dropped",
   "welcome",
   "admin_alert",

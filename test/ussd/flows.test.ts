@@ -5,7 +5,13 @@ import { quotePlanChange } from "../../src/billing/plan-change-quote.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { DAY, FakeClock, HOUR } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
-import { customers, paymentIntents, subscriptions, vouchers } from "../../src/db/schema/index.ts";
+import {
+  customers,
+  messageOutbox,
+  paymentIntents,
+  subscriptions,
+  vouchers,
+} from "../../src/db/schema/index.ts";
 import { displayPhone } from "../../src/lib/phone.ts";
 import { activeSubscriber, admin, billingContext, createPlan, job, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
@@ -427,8 +433,18 @@ describe("a downgrade chosen on USSD in the grace days after the period end", ()
     expect(after).toMatchObject({ planId: big.id, nextPlanId: small.id });
     // What the subscriber is told says so, not "Change now" / "Your plan is now Grace Small".
     expect(confirm).not.toContain("Change now");
-    expect(confirm).toContain("Nothing to pay now.");
-    expect(done).not.toContain("Your plan is now Grace Small");
-    expect(done).toMatch(/^END Done\. Your plan changes to Grace Small on /);
+    // Nor a date: the period end is past, and the change comes with the next period's payment.
+    expect(confirm).toContain("Change with your next payment. Nothing to pay now.");
+    expect(done).toBe("END Done. Your plan changes to Grace Small when you pay for the next period.");
+    const [notice] = await database.db
+      .select()
+      .from(messageOutbox)
+      .where(
+        and(
+          eq(messageOutbox.recipient, customer.phone),
+          eq(messageOutbox.template, "plan_change_next_payment"),
+        ),
+      );
+    expect(notice?.params).toEqual({ plan: "Grace Small" });
   });
 });

@@ -84,6 +84,7 @@ export const en = {
   "menu.plan.quoteFree": "Change now at no charge.",
   "menu.plan.quoteRefund": "Change now. {creditCents} goes to your balance.",
   "menu.plan.quoteScheduled": "Change on {effectiveAt}. Nothing to pay now.",
+  "menu.plan.quoteNextPayment": "Change with your next payment. Nothing to pay now.",
   "menu.plan.same": "You are already on {plan}.",
   "menu.plan.gone":
     "Sorry, that plan or package is no longer offered. Nothing was charged. Please choose another.",
@@ -95,6 +96,7 @@ export const en = {
     "Enter your M-Pesa PIN on the prompt to pay {amountCents}. Your plan changes when it is received.",
   "menu.plan.changed": "Done. Your plan is now {plan}.",
   "menu.plan.scheduled": "Done. Your plan changes to {plan} on {effectiveAt}.",
+  "menu.plan.scheduledNextPayment": "Done. Your plan changes to {plan} when you pay for the next period.",
 
   "menu.language.choose": "Choose language / Chagua lugha:",
   "menu.language.en": "English",
@@ -183,6 +185,7 @@ export const en = {
   "sms.plan_changed_credit":
     "{isp}: Your plan is now {plan}. {creditCents} for the rest of this period is on your balance.",
   "sms.plan_change_scheduled": "{isp}: Your plan will change to {plan} on {effectiveAt}.",
+  "sms.plan_change_next_payment": "{isp}: Your plan will change to {plan} when you pay for the next period.",
   "sms.plan_change_dropped":
     "{isp}: You stay on {plan}. The plan change set for the end of this period is cancelled.",
   "sms.welcome": "{isp}: Karibu {name}! Your account is {account}, plan {plan}. Pay by M-Pesa, {payTo}.",

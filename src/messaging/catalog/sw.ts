@@ -82,6 +82,7 @@ export const sw: Record<MessageKey, string> = {
   "menu.plan.quoteFree": "Badilisha sasa bila malipo.",
   "menu.plan.quoteRefund": "Badilisha sasa. {creditCents} itaongezwa kwenye salio lako.",
   "menu.plan.quoteScheduled": "Badilisha tarehe {effectiveAt}. Hakuna malipo sasa.",
+  "menu.plan.quoteNextPayment": "Badilisha utakapolipa tena. Hakuna malipo sasa.",
   "menu.plan.same": "Tayari uko kwenye {plan}.",
   "menu.plan.gone":
     "Samahani, kifurushi hicho hakitolewi tena. Hakuna kilichotozwa. Tafadhali chagua kingine.",
@@ -93,6 +94,8 @@ export const sw: Record<MessageKey, string> = {
     "Ingiza PIN yako ya M-Pesa ili kulipa {amountCents}. Kifurushi kitabadilika malipo yakipokelewa.",
   "menu.plan.changed": "Imekamilika. Kifurushi chako sasa ni {plan}.",
   "menu.plan.scheduled": "Imekamilika. Kifurushi chako kitabadilika kuwa {plan} tarehe {effectiveAt}.",
+  "menu.plan.scheduledNextPayment":
+    "Imekamilika. Kifurushi chako kitabadilika kuwa {plan} utakapolipia kipindi kijacho.",
 
   "menu.language.choose": "Choose language / Chagua lugha:",
   "menu.language.en": "English",
@@ -182,6 +185,8 @@ export const sw: Record<MessageKey, string> = {
   "sms.plan_changed_credit":
     "{isp}: Kifurushi chako sasa ni {plan}. {creditCents} ya muda uliobaki wa kipindi hiki iko kwenye salio lako.",
   "sms.plan_change_scheduled": "{isp}: Kifurushi chako kitabadilika kuwa {plan} tarehe {effectiveAt}.",
+  "sms.plan_change_next_payment":
+    "{isp}: Kifurushi chako kitabadilika kuwa {plan} utakapolipia kipindi kijacho.",
   "sms.plan_change_dropped":
     "{isp}: Utaendelea na kifurushi {plan}. Mabadiliko yaliyopangwa mwishoni mwa kipindi hiki yameghairiwa.",
   "sms.welcome":

@@ -100,6 +100,8 @@ function quoteText(
     return `${done ? "moved" : "moves"} to ${to} now; ${formatKes(quote.chargeCents)} charged for the rest of the period`;
   if (quote.immediate)
     return `${done ? "moved" : "moves"} to ${to} now; ${quote.creditCents > 0 ? `${formatKes(quote.creditCents)} credited for the rest of the period` : "nothing charged or credited"}`;
+  if (quote.withNextPayment)
+    return `${done ? "will move" : "moves"} to ${to} with the next period, once its bill is paid (the period ended ${formatDate("en", quote.effectiveAt, timezone)}); nothing charged now`;
   return `${done ? "will move" : "moves"} to ${to} from ${formatDate("en", quote.effectiveAt, timezone)} (the period end); nothing charged now`;
 }
 
