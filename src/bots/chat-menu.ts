@@ -12,7 +12,7 @@ import { SessionCache } from "../menu/session-cache.ts";
 import { SIGNUP_SCREENS } from "../menu/signup-screens.ts";
 import type { Language, MenuChoice, MenuServices, MenuSettings } from "../menu/types.ts";
 import { type ChatOutgoing, enqueueChat } from "./chat-outbox.ts";
-import { createChatStepSaver } from "./chat-save.ts";
+import { createChatStepSaver, firstChatStep } from "./chat-save.ts";
 import type { ChatContent } from "./chat-sender.ts";
 import { type ChatState, createChatStateReader, linkVisitorChat, menuUserOf } from "./chat-state.ts";
 import type { ChatWorker } from "./chat-worker.ts";
@@ -286,7 +286,7 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
 
       // A closed conversation is not replayed again: the next message starts at the main menu.
       const stored = view.end ? { sessionKey: newSessionKey(), inputs: [] } : { sessionKey, inputs };
-      const nextStep = row ? step + 1 : 1;
+      const nextStep = row ? step + 1 : firstChatStep(now);
       const reply: ChatReply = {
         kind: "view",
         view: {
@@ -309,6 +309,7 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
         channel,
         chatId,
         expectedStep: row ? step : null,
+        step: nextStep,
         ...stored,
         language: user.customer ? (row?.language ?? null) : language,
         at: now,

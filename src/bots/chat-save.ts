@@ -15,6 +15,8 @@ export interface ChatStep {
   chatId: string;
   /** The step the chat was read at; null: the chat had no session yet. */
   expectedStep: number | null;
+  /** The step this saves: `expectedStep + 1`, or a new session's first (`firstChatStep`). */
+  step: number;
   sessionKey: string;
   inputs: string[];
   language: Language | null;
@@ -37,6 +39,18 @@ export interface SavedStep {
 }
 
 const notSaved = (): SavedStep => ({ saved: false, leased: [] });
+
+/** Seconds from this instant to chat steps' origin; a step is an int, so good until 2094. */
+const STEP_ORIGIN_MS = Date.UTC(2026, 0, 1);
+
+/**
+ * A new chat session's first step: the seconds since STEP_ORIGIN_MS, not 1. A session's steps only
+ * grow, and its row goes after days of idleness (or when the chat is unlinked): a button left on a
+ * screen of the row before carries a step the new row has long passed, so it is refused as out of
+ * date, never taken for a choice on whatever screen the new conversation shows at that number.
+ */
+export const firstChatStep = (at: Date): number =>
+  Math.max(1, Math.floor((at.getTime() - STEP_ORIGIN_MS) / 1000));
 
 /**
  * Saves steps if nobody else did in between (the step each read is still there); returns, in order,
@@ -83,6 +97,7 @@ async function saveDistinctChats(db: Executor, steps: readonly ChatStep[]): Prom
       channel: step.channel,
       chat_id: step.chatId,
       expected_step: step.expectedStep,
+      step: step.step,
       session_key: step.sessionKey,
       inputs: step.inputs,
       language: step.language,
@@ -108,7 +123,7 @@ async function saveDistinctChats(db: Executor, steps: readonly ChatStep[]): Prom
     db,
     sql`with input as (
           select * from jsonb_to_recordset(${input}::jsonb) as i(position int, channel text, chat_id text,
-            expected_step int, session_key text, inputs jsonb, language text, at timestamptz, messages jsonb,
+            expected_step int, step int, session_key text, inputs jsonb, language text, at timestamptz, messages jsonb,
             inbox_id int, lease_until timestamptz)
         ),
         updated as (
@@ -121,7 +136,7 @@ async function saveDistinctChats(db: Executor, steps: readonly ChatStep[]): Prom
         ),
         inserted as (
           insert into chat_sessions (channel, chat_id, session_key, inputs, language, step, last_activity_at)
-          select i.channel, i.chat_id, i.session_key, i.inputs, i.language, 1, i.at
+          select i.channel, i.chat_id, i.session_key, i.inputs, i.language, i.step, i.at
           from input i where i.expected_step is null
           on conflict do nothing
           returning channel, chat_id

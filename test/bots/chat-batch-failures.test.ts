@@ -43,6 +43,7 @@ const step = (chatId: string, inboxId: number, inputs: string[], text: string): 
   channel: "telegram",
   chatId,
   expectedStep: null,
+  step: 1,
   sessionKey: `k${chatId}`,
   inputs,
   language: "en",

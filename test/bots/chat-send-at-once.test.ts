@@ -35,6 +35,7 @@ const step = (chatId: string, expectedStep: number | null, answers: string[]): C
   channel: "telegram",
   chatId,
   expectedStep,
+  step: (expectedStep ?? 0) + 1,
   sessionKey: `k${chatId}`,
   inputs: [],
   language: "en",

@@ -13,7 +13,16 @@ import { createMenuServices } from "../../src/menu/services.ts";
 import { billingContext } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
 import { settings, silent } from "../ussd/world.ts";
-import { SECRET, sendQueued, startFakeTelegram, startInstance, textUpdate } from "./world.ts";
+import {
+  button,
+  lastMenuIn,
+  pressUpdate,
+  SECRET,
+  sendQueued,
+  startFakeTelegram,
+  startInstance,
+  textUpdate,
+} from "./world.ts";
 
 let database: Database;
 let ctx: ReturnType<typeof billingContext>["ctx"];
@@ -79,6 +88,48 @@ describe("chat session housekeeping", () => {
         .sort(),
     ).toEqual(["p-now", "p-recent"]);
     expect(menuJobs(clock).map((j) => j.name)).toContain("chat-sessions-purge");
+  });
+
+  it("a button from a conversation whose session was purged is out of date in the next one, whatever its step", async () => {
+    const fake = await startFakeTelegram();
+    try {
+      const bot = startInstance(ctx, fake);
+      const chat = 6_100_077;
+      const press = async (label: string) => {
+        const menu = lastMenuIn(fake, chat);
+        return bot.deliver(pressUpdate(fake, chat, menu.messageId!, button(menu, label)));
+      };
+      await bot.deliver(textUpdate(chat, "/start"));
+      await press("3. Language");
+      const languages = lastMenuIn(fake, chat);
+      const old = pressUpdate(fake, chat, languages.messageId!, button(languages, "2. Kiswahili"));
+
+      clock.advance(3 * DAY);
+      await purgeChatSessions(database.db, clock.now());
+      // The same two steps again, in a conversation that starts over.
+      await bot.deliver(textUpdate(chat, "/start"));
+      await press("3. Language");
+      const [before] = await database.db
+        .select()
+        .from(chatSessions)
+        .where(eq(chatSessions.chatId, String(chat)));
+      const calls = fake.calls.length;
+
+      expect(await bot.deliver(old)).toBe(200);
+      expect(fake.calls.slice(calls)).toEqual([
+        {
+          method: "answerCallbackQuery",
+          payload: expect.objectContaining({ text: "This menu is out of date. Here is the current one." }),
+        },
+      ]);
+      const [after] = await database.db
+        .select()
+        .from(chatSessions)
+        .where(eq(chatSessions.chatId, String(chat)));
+      expect(after).toEqual(before);
+    } finally {
+      await fake.close();
+    }
   });
 });
 
