@@ -1,5 +1,6 @@
 import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { planNameIn } from "../../src/billing/accounts.ts";
 import { cancelSubscription } from "../../src/billing/cancel-subscription.ts";
 import { sendReminders, suspendOverdue } from "../../src/billing/dunning.ts";
 import { extendService } from "../../src/billing/extend.ts";
@@ -271,7 +272,7 @@ describe("service over time", () => {
     expect(after.currentPeriodEnd.getTime() - clock.now().getTime()).toBe(7 * DAY);
   });
 
-  it("a downgrade chosen in the grace days after the period end is announced from today, not for a date past", async () => {
+  it("a downgrade chosen in the grace days after the period end is announced with the next payment, not for a date past", async () => {
     const { ctx, clock } = billingContext(database.db, new FakeClock("2026-12-01T08:00:00Z"));
     const basic = await createPlan(database.db, { priceCents: 100_000 });
     const fast = await createPlan(database.db, { priceCents: 200_000 });
@@ -282,9 +283,12 @@ describe("service over time", () => {
       .select()
       .from(messageOutbox)
       .where(
-        and(eq(messageOutbox.recipient, customer.phone), eq(messageOutbox.template, "plan_change_scheduled")),
+        and(
+          eq(messageOutbox.recipient, customer.phone),
+          eq(messageOutbox.template, "plan_change_next_payment"),
+        ),
       );
-    expect(notice!.params.effectiveAt).toBe(clock.now().toISOString());
+    expect(notice!.params).toEqual({ plan: planNameIn(basic, customer.language) });
   });
 
   it("choosing the current plan again drops the downgrade waiting for the period end, and the next bill is the full price", async () => {
