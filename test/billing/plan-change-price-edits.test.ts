@@ -1,5 +1,6 @@
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { BillingContext } from "../../src/billing/context.ts";
 import { suspendOverdue } from "../../src/billing/dunning.ts";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
@@ -27,6 +28,21 @@ afterAll(async () => {
 
 const monthly = (priceCents: number) =>
   createPlan(database.db, { priceCents, periodUnit: "days", periodCount: 30 });
+
+async function subscriptionRow(id: number) {
+  const [row] = await database.db.select().from(subscriptions).where(eq(subscriptions.id, id));
+  return row!;
+}
+
+function payCash(ctx: BillingContext, customerId: number, amountCents: number) {
+  return applyPayment(ctx, admin, {
+    customerId,
+    method: "cash",
+    provider: "cash",
+    providerRef: `cash-${customerId}-${amountCents}`,
+    amountCents,
+  });
+}
 
 describe("a plan change after an admin changed a plan's price", () => {
   it("an upgrade halfway through the period values the old plan at what the period was billed at, not its new price", async () => {
@@ -90,21 +106,12 @@ describe("a plan change after an admin changed a plan's price", () => {
     await updatePlan(ctx, admin, home.code, { priceCents: 300_000 });
     clock.set(new Date(subscription.currentPeriodEnd.getTime() - DAY));
     await issueRecurringInvoices(ctx, job);
-    await applyPayment(ctx, admin, {
-      customerId: customer.id,
-      method: "cash",
-      provider: "cash",
-      providerRef: `renewal-${customer.id}`,
-      amountCents: 300_000,
-    });
+    await payCash(ctx, customer.id, 300_000);
     clock.set(new Date(subscription.currentPeriodEnd.getTime() + HOUR));
     await issueRecurringInvoices(ctx, job);
-    const [rolled] = await database.db
-      .select()
-      .from(subscriptions)
-      .where(eq(subscriptions.id, subscription.id));
-    expect(rolled!.currentPeriodStart).toEqual(subscription.currentPeriodEnd);
-    clock.set(new Date(rolled!.currentPeriodStart.getTime() + 15 * DAY));
+    const rolled = await subscriptionRow(subscription.id);
+    expect(rolled.currentPeriodStart).toEqual(subscription.currentPeriodEnd);
+    clock.set(new Date(rolled.currentPeriodStart.getTime() + 15 * DAY));
     // Half of the KES 3,000 period left against half of Premium's KES 4,000.
     const quote = await quotePlanChange(database.db, ctx, {
       subscriptionId: subscription.id,
@@ -123,26 +130,14 @@ describe("a plan change after an admin changed a plan's price", () => {
     await issueRecurringInvoices(ctx, job);
     clock.set(new Date(subscription.currentPeriodEnd.getTime() + 3 * DAY));
     await suspendOverdue(ctx, job);
-    const [suspended] = await database.db
-      .select()
-      .from(subscriptions)
-      .where(eq(subscriptions.id, subscription.id));
-    expect(suspended!.status).toBe("suspended");
+    const suspended = await subscriptionRow(subscription.id);
+    expect(suspended.status).toBe("suspended");
     await updatePlan(ctx, admin, home.code, { priceCents: 200_000 });
     // The KES 3,000 bill issued before the price cut, paid now: a fresh period starts.
-    await applyPayment(ctx, admin, {
-      customerId: customer.id,
-      method: "cash",
-      provider: "cash",
-      providerRef: `late-${customer.id}`,
-      amountCents: 300_000,
-    });
-    const [restored] = await database.db
-      .select()
-      .from(subscriptions)
-      .where(eq(subscriptions.id, subscription.id));
-    expect(restored!.status).toBe("active");
-    clock.set(new Date(restored!.currentPeriodStart.getTime() + 15 * DAY));
+    await payCash(ctx, customer.id, 300_000);
+    const restored = await subscriptionRow(subscription.id);
+    expect(restored.status).toBe("active");
+    clock.set(new Date(restored.currentPeriodStart.getTime() + 15 * DAY));
     // Half of the KES 3,000 paid against half of Premium's KES 4,000.
     const quote = await quotePlanChange(database.db, ctx, {
       subscriptionId: subscription.id,
