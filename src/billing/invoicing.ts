@@ -28,18 +28,19 @@ async function rollPaidPeriods(tx: Executor, ctx: BillingContext, now: Date, loc
         coalesce(s.next_plan_id, s.plan_id) as plan_id,
         case when s.next_plan_id is not null then s.current_period_end else s.billing_anchor end as anchor,
         case when s.next_plan_id is not null then 0 else s.period_index + 1 end as period_index,
-        p.period_unit, p.period_count, s.current_period_end as period_start, i.amount_cents as price
+        p.period_unit, p.period_count, s.current_period_end as period_start
       from subscriptions s
       join plans p on p.id = coalesce(s.next_plan_id, s.plan_id)
-      join invoices i on i.subscription_id = s.id and i.kind = 'recurring'
-        and i.period_start = s.current_period_end and i.status = 'paid'
       where s.status = 'active' and s.current_period_end <= ${at} and s.customer_id in (${locked})
+        and exists (select 1 from invoices i where i.subscription_id = s.id and i.kind = 'recurring'
+                    and i.period_start = s.current_period_end and i.status = 'paid')
       for update of s
     ),
     rolled as (
       update subscriptions s set
         plan_id = d.plan_id, next_plan_id = null, billing_anchor = d.anchor, period_index = d.period_index,
-        current_period_start = d.period_start, period_price_cents = d.price,
+        current_period_start = d.period_start,
+        period_price_cents = s.next_period_price_cents, next_period_price_cents = null,
         current_period_end = ${periodBoundarySql(sql`d.anchor`, sql`d.period_unit`, sql`d.period_count`, sql`d.period_index + 1`, tz)}
       from due d where d.id = s.id
       returning s.id
@@ -98,6 +99,11 @@ async function issueNextPeriodInvoices(
       from due
       on conflict (subscription_id, period_start) where kind = 'recurring' do nothing
       returning id, customer_id, subscription_id, amount_cents
+    ),
+    -- The price the next period is billed at, kept for a plan change in it (plan-change-quote.ts).
+    priced as (
+      update subscriptions s set next_period_price_cents = i.amount_cents
+      from issued i where s.id = i.subscription_id
     ),
     lines as (
       insert into invoice_lines (invoice_id, description, amount_cents)

@@ -1,6 +1,6 @@
 import { and, eq, sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../db/client.ts";
-import { invoiceLines, invoices, type subscriptions } from "../db/schema/index.ts";
+import { invoiceLines, invoices, subscriptions } from "../db/schema/index.ts";
 import type { Plan } from "./accounts.ts";
 import type { BillingContext } from "./context.ts";
 import { postLedgerEntry } from "./ledger.ts";
@@ -108,7 +108,10 @@ export async function alignIssuedNextPeriod(
   await tx.update(invoices).set({ periodEnd }).where(eq(invoices.id, next.id));
 }
 
-/** Issued invoices are never edited: a difference is a new charge or a credit. */
+/**
+ * Issued invoices are never edited: a difference is a new charge or a credit. The next period is
+ * then billed at `toPlan`'s price, which the subscription keeps for it (`nextPeriodPriceCents`).
+ */
 export async function repriceIssuedNextPeriod(
   tx: Executor,
   money: MoneyLock,
@@ -139,4 +142,8 @@ export async function repriceIssuedNextPeriod(
       at: now,
     });
   }
+  await tx
+    .update(subscriptions)
+    .set({ nextPeriodPriceCents: toPlan.priceCents })
+    .where(eq(subscriptions.id, subscription.id));
 }

@@ -44,9 +44,10 @@ export async function restartPeriodAt(
       periodIndex: 0,
       currentPeriodStart: period.start,
       currentPeriodEnd: period.end,
-      ...(coveringInvoiceId !== null
-        ? { periodPriceCents: sql`(select amount_cents from invoices where id = ${coveringInvoiceId})` }
-        : {}),
+      // The period that starts is the one a bill issued ahead was for, if any: its price (not the
+      // covering invoice's amount, which may be arrears or leave out a plan change's top-up).
+      periodPriceCents: sql`coalesce(${subscriptions.nextPeriodPriceCents}, ${subscriptions.periodPriceCents})`,
+      nextPeriodPriceCents: null,
     })
     .where(eq(subscriptions.id, subscription.id));
   if (coveringInvoiceId !== null) {

@@ -2,6 +2,7 @@ import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BillingContext } from "../../src/billing/context.ts";
 import { suspendOverdue } from "../../src/billing/dunning.ts";
+import { importCustomers } from "../../src/billing/import.ts";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { changePlan } from "../../src/billing/plan-change.ts";
@@ -9,7 +10,7 @@ import { quotePlanChange } from "../../src/billing/plan-change-quote.ts";
 import { updatePlan } from "../../src/billing/plans.ts";
 import { DAY, FakeClock, HOUR } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
-import { subscriptions } from "../../src/db/schema/index.ts";
+import { customers, subscriptions } from "../../src/db/schema/index.ts";
 import { activeSubscriber, admin, billingContext, createPlan, job, ledgerSum } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
 
@@ -26,20 +27,22 @@ afterAll(async () => {
   await database.close();
 });
 
-const monthly = (priceCents: number) =>
-  createPlan(database.db, { priceCents, periodUnit: "days", periodCount: 30 });
+const monthly = (priceCents: number, extra: { code?: string } = {}) =>
+  createPlan(database.db, { priceCents, periodUnit: "days", periodCount: 30, ...extra });
 
 async function subscriptionRow(id: number) {
   const [row] = await database.db.select().from(subscriptions).where(eq(subscriptions.id, id));
   return row!;
 }
 
+let cashPayments = 0;
 function payCash(ctx: BillingContext, customerId: number, amountCents: number) {
+  cashPayments++;
   return applyPayment(ctx, admin, {
     customerId,
     method: "cash",
     provider: "cash",
-    providerRef: `cash-${customerId}-${amountCents}`,
+    providerRef: `cash-${customerId}-${cashPayments}`,
     amountCents,
   });
 }
@@ -144,5 +147,95 @@ describe("a plan change after an admin changed a plan's price", () => {
       planId: premium.id,
     });
     expect(quote).toMatchObject({ kind: "upgrade", chargeCents: 50_000 });
+  });
+});
+
+describe("a plan change that repriced the next period's bill already out", () => {
+  it("an upgrade after the renewal was issued: the next period is valued at the new plan's price", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-05-01T00:00:00Z"));
+    const home = await monthly(250_000);
+    const premium = await monthly(400_000);
+    const ultra = await monthly(500_000);
+    const { customer, subscription } = await activeSubscriber(ctx, home.id);
+    // The renewal is issued ahead (lead time) at Home's KES 2,500 and paid.
+    clock.set(new Date(subscription.currentPeriodEnd.getTime() - 2 * DAY));
+    await issueRecurringInvoices(ctx, job);
+    await payCash(ctx, customer.id, 250_000);
+    // Upgrade to Premium now: charged for the 2 days left, and KES 1,500 more for the next period.
+    const up = await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: premium.id });
+    expect(up.kind).toBe("upgrade");
+    await payCash(ctx, customer.id, up.chargeCents + 150_000);
+    clock.set(new Date(subscription.currentPeriodEnd.getTime() + HOUR));
+    await issueRecurringInvoices(ctx, job);
+    const rolled = await subscriptionRow(subscription.id);
+    expect(rolled.currentPeriodStart).toEqual(subscription.currentPeriodEnd);
+    expect(rolled.planId).toBe(premium.id);
+    // The period was paid KES 2,500 + 1,500 = KES 4,000, Premium's price.
+    clock.set(new Date(rolled.currentPeriodStart.getTime() + 15 * DAY));
+    // Half of Ultra's KES 5,000 less half of Premium's KES 4,000.
+    const quote = await quotePlanChange(database.db, ctx, {
+      subscriptionId: subscription.id,
+      planId: ultra.id,
+    });
+    expect(quote).toMatchObject({ kind: "upgrade", chargeCents: 50_000 });
+  });
+
+  it("a downgrade scheduled after the renewal was issued: an upgrade back mid-period is not free", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-05-02T00:00:00Z"));
+    const premium = await monthly(400_000);
+    const home = await monthly(250_000);
+    const { customer, subscription } = await activeSubscriber(ctx, premium.id);
+    clock.set(new Date(subscription.currentPeriodEnd.getTime() - 2 * DAY));
+    await issueRecurringInvoices(ctx, job); // renewal at Premium's KES 4,000
+    const down = await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: home.id });
+    expect(down).toMatchObject({ kind: "downgrade", immediate: false });
+    // KES 1,500 was credited on the renewal: the next period costs KES 2,500.
+    await payCash(ctx, customer.id, 250_000);
+    clock.set(new Date(subscription.currentPeriodEnd.getTime() + HOUR));
+    await issueRecurringInvoices(ctx, job);
+    const rolled = await subscriptionRow(subscription.id);
+    expect(rolled.planId).toBe(home.id);
+    expect(rolled.currentPeriodStart).toEqual(subscription.currentPeriodEnd);
+    clock.set(new Date(rolled.currentPeriodStart.getTime() + 15 * DAY));
+    // Half of Premium's KES 4,000 less half of Home's KES 2,500.
+    const quote = await quotePlanChange(database.db, ctx, {
+      subscriptionId: subscription.id,
+      planId: premium.id,
+    });
+    expect(quote).toMatchObject({ kind: "upgrade", chargeCents: 75_000 });
+  });
+});
+
+describe("a restored period whose bill was not a plan's price", () => {
+  it("an imported suspended debtor's arrears, paid, are not taken for the price of the period restored", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-06-01T06:00:00Z"), {
+      downgradeMode: "immediate",
+    });
+    await monthly(250_000, { code: "pe-home" });
+    const basic = await monthly(100_000, { code: "pe-basic" });
+    // Three months of arrears (KES 7,500) on Home (KES 2,500 a month).
+    const report = await importCustomers(
+      ctx,
+      admin,
+      [
+        "account,name,phone,plan,status,expires,router,username,balance",
+        "PE001,Arrears Debtor,0712000401,pe-home,suspended,2026-05-20,,,-7500",
+      ].join("\n"),
+    );
+    expect(report.committed).toBe(true);
+    const [row] = await database.db
+      .select({ customer: customers, subscription: subscriptions })
+      .from(customers)
+      .innerJoin(subscriptions, eq(subscriptions.customerId, customers.id))
+      .where(eq(customers.accountNumber, "PE001"));
+    const paid = await payCash(ctx, row!.customer.id, 750_000);
+    expect(paid.restoredSubscriptionIds).toEqual([row!.subscription.id]);
+    const restored = await subscriptionRow(row!.subscription.id);
+    expect(restored.status).toBe("active");
+    // One Home period restored: what it was billed at is Home's KES 2,500, not the arrears.
+    clock.set(new Date(restored.currentPeriodStart.getTime() + 15 * DAY));
+    // Half of Home's KES 2,500 less half of Basic's KES 1,000: KES 750 back.
+    const down = await changePlan(ctx, admin, { subscriptionId: restored.id, planId: basic.id });
+    expect(down).toMatchObject({ kind: "downgrade", creditCents: 75_000 });
   });
 });

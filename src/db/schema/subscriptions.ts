@@ -44,6 +44,13 @@ export const subscriptions = pgTable(
      * since. Null on subscriptions from before it was kept: the plan's price then.
      */
     periodPriceCents: cents("period_price_cents"),
+    /**
+     * What the period after the current one is billed at (cents per its plan's period), once its
+     * bill is out: the plan's price when issued, or the price a plan change repriced it to (a
+     * top-up or credit beside the bill, never an edit of it). It becomes `periodPriceCents` when that
+     * period starts. Null: no bill out, or one from before it was kept.
+     */
+    nextPeriodPriceCents: cents("next_period_price_cents"),
     createdAt: createdAt(),
     cancelledAt: at("cancelled_at"),
   },
