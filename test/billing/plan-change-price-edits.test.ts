@@ -1,5 +1,6 @@
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Subscription } from "../../src/billing/accounts.ts";
 import type { BillingContext } from "../../src/billing/context.ts";
 import { suspendOverdue } from "../../src/billing/dunning.ts";
 import { importCustomers } from "../../src/billing/import.ts";
@@ -45,6 +46,21 @@ function payCash(ctx: BillingContext, customerId: number, amountCents: number) {
     providerRef: `cash-${customerId}-${cashPayments}`,
     amountCents,
   });
+}
+
+/** The invoice run an hour after the period end: the subscription, in its next period. */
+async function rolledOver(ctx: BillingContext, clock: FakeClock, subscription: Subscription) {
+  clock.set(new Date(subscription.currentPeriodEnd.getTime() + HOUR));
+  await issueRecurringInvoices(ctx, job);
+  const rolled = await subscriptionRow(subscription.id);
+  expect(rolled.currentPeriodStart).toEqual(subscription.currentPeriodEnd);
+  return rolled;
+}
+
+/** The quote for a move to `planId` halfway through the subscription's current period. */
+function quoteHalfway(ctx: BillingContext, clock: FakeClock, subscription: Subscription, planId: number) {
+  clock.set(new Date(subscription.currentPeriodStart.getTime() + 15 * DAY));
+  return quotePlanChange(database.db, ctx, { subscriptionId: subscription.id, planId });
 }
 
 describe("a plan change after an admin changed a plan's price", () => {
@@ -110,16 +126,9 @@ describe("a plan change after an admin changed a plan's price", () => {
     clock.set(new Date(subscription.currentPeriodEnd.getTime() - DAY));
     await issueRecurringInvoices(ctx, job);
     await payCash(ctx, customer.id, 300_000);
-    clock.set(new Date(subscription.currentPeriodEnd.getTime() + HOUR));
-    await issueRecurringInvoices(ctx, job);
-    const rolled = await subscriptionRow(subscription.id);
-    expect(rolled.currentPeriodStart).toEqual(subscription.currentPeriodEnd);
-    clock.set(new Date(rolled.currentPeriodStart.getTime() + 15 * DAY));
+    const rolled = await rolledOver(ctx, clock, subscription);
     // Half of the KES 3,000 period left against half of Premium's KES 4,000.
-    const quote = await quotePlanChange(database.db, ctx, {
-      subscriptionId: subscription.id,
-      planId: premium.id,
-    });
+    const quote = await quoteHalfway(ctx, clock, rolled, premium.id);
     expect(quote).toMatchObject({ kind: "upgrade", chargeCents: 50_000 });
   });
 
@@ -140,12 +149,8 @@ describe("a plan change after an admin changed a plan's price", () => {
     await payCash(ctx, customer.id, 300_000);
     const restored = await subscriptionRow(subscription.id);
     expect(restored.status).toBe("active");
-    clock.set(new Date(restored.currentPeriodStart.getTime() + 15 * DAY));
     // Half of the KES 3,000 paid against half of Premium's KES 4,000.
-    const quote = await quotePlanChange(database.db, ctx, {
-      subscriptionId: subscription.id,
-      planId: premium.id,
-    });
+    const quote = await quoteHalfway(ctx, clock, restored, premium.id);
     expect(quote).toMatchObject({ kind: "upgrade", chargeCents: 50_000 });
   });
 });
@@ -165,18 +170,11 @@ describe("a plan change that repriced the next period's bill already out", () =>
     const up = await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: premium.id });
     expect(up.kind).toBe("upgrade");
     await payCash(ctx, customer.id, up.chargeCents + 150_000);
-    clock.set(new Date(subscription.currentPeriodEnd.getTime() + HOUR));
-    await issueRecurringInvoices(ctx, job);
-    const rolled = await subscriptionRow(subscription.id);
-    expect(rolled.currentPeriodStart).toEqual(subscription.currentPeriodEnd);
+    const rolled = await rolledOver(ctx, clock, subscription);
     expect(rolled.planId).toBe(premium.id);
     // The period was paid KES 2,500 + 1,500 = KES 4,000, Premium's price.
-    clock.set(new Date(rolled.currentPeriodStart.getTime() + 15 * DAY));
     // Half of Ultra's KES 5,000 less half of Premium's KES 4,000.
-    const quote = await quotePlanChange(database.db, ctx, {
-      subscriptionId: subscription.id,
-      planId: ultra.id,
-    });
+    const quote = await quoteHalfway(ctx, clock, rolled, ultra.id);
     expect(quote).toMatchObject({ kind: "upgrade", chargeCents: 50_000 });
   });
 
@@ -191,17 +189,10 @@ describe("a plan change that repriced the next period's bill already out", () =>
     expect(down).toMatchObject({ kind: "downgrade", immediate: false });
     // KES 1,500 was credited on the renewal: the next period costs KES 2,500.
     await payCash(ctx, customer.id, 250_000);
-    clock.set(new Date(subscription.currentPeriodEnd.getTime() + HOUR));
-    await issueRecurringInvoices(ctx, job);
-    const rolled = await subscriptionRow(subscription.id);
+    const rolled = await rolledOver(ctx, clock, subscription);
     expect(rolled.planId).toBe(home.id);
-    expect(rolled.currentPeriodStart).toEqual(subscription.currentPeriodEnd);
-    clock.set(new Date(rolled.currentPeriodStart.getTime() + 15 * DAY));
     // Half of Premium's KES 4,000 less half of Home's KES 2,500.
-    const quote = await quotePlanChange(database.db, ctx, {
-      subscriptionId: subscription.id,
-      planId: premium.id,
-    });
+    const quote = await quoteHalfway(ctx, clock, rolled, premium.id);
     expect(quote).toMatchObject({ kind: "upgrade", chargeCents: 75_000 });
   });
 });
