@@ -112,7 +112,7 @@ if(buy){buy.addEventListener("submit",function(e){
     if(!r.ok){say("buy-error",r.body.error||T["error.generic"]);buy.elements.key.value=newKey();return}
     $("wait-text").textContent=T["wait.body"].replace("{amount}",plan.getAttribute("data-price"));wait(r.body.token);
   })
-  .catch(function(){say("buy-error",T["error.network"]);buy.elements.key.value=newKey()})
+  .catch(function(){say("buy-error",T["error.network"])})
   .then(function(){busy=false;payBtn.disabled=false});
 })}
 $("again").addEventListener("click",function(e){e.preventDefault();linkToken("");buy.elements.key.value=newKey();show("again",false);say("result","");show("wait",false);show("buy",true);buy.elements.phone.focus()});
