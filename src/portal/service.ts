@@ -129,6 +129,7 @@ export async function portalPaymentStatus(
       amountCents: paymentIntents.amountCents,
       channel: paymentIntents.channel,
       purpose: paymentIntents.purpose,
+      pushUncertain: paymentIntents.pushUncertain,
     })
     .from(paymentIntents)
     .where(eq(paymentIntents.id, intentId));
@@ -163,6 +164,9 @@ export async function portalPaymentStatus(
   }
   if (status === "pending") return said("pending", pt(language, "status.pending"));
   if (status === "timed_out") return said("timed_out", pt(language, "status.timed_out"));
+  // An earlier prompt of this purchase reached the phone unconfirmed and may yet be paid (its late
+  // callback sells the code, sent by SMS): "nothing was paid" would be a guess, and invite a second purchase.
+  if (intent.pushUncertain) return said("timed_out", pt(language, "status.uncertain"));
   if (status === "cancelled") return said("failed", pt(language, "status.cancelled"));
   const reason = intent.resultDesc?.trim();
   return said(

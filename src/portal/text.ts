@@ -47,6 +47,8 @@ const en = {
   "status.timed_out":
     "M-Pesa did not confirm the payment in time. If money left your account, your code will come by SMS.",
   "status.undelivered": "We received your payment but could not create your code. Please call {support}.",
+  "status.uncertain":
+    "M-Pesa could not confirm this payment. If money left your account, your code will come by SMS.",
   "lang.switch": "Kiswahili",
   help: "Help: {support}",
 } as const;
@@ -101,6 +103,8 @@ const sw: Record<PortalKey, string> = {
     "M-Pesa haikuthibitisha malipo kwa wakati. Ikiwa pesa zilitoka kwenye akaunti yako, msimbo utakuja kwa SMS.",
   "status.undelivered":
     "Tumepokea malipo yako lakini hatukuweza kutengeneza msimbo. Tafadhali piga {support}.",
+  "status.uncertain":
+    "M-Pesa haikuweza kuthibitisha malipo haya. Ikiwa pesa zilitoka kwenye akaunti yako, msimbo utakuja kwa SMS.",
   "lang.switch": "English",
   help: "Msaada: {support}",
 };
