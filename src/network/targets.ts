@@ -132,8 +132,12 @@ export async function leaseTargets(
         leaseRouterId: row.routerId,
       });
     }
-    const keyOf = (t: ReconcileTarget) =>
-      targetKey(t.kind, fresh.get(refOf(t))?.leaseRouterId ?? routerId, t.id);
+    // The key the delivery worker locks: a voucher valid on every router has none of its own (`*`),
+    // not this router's.
+    const keyOf = (t: ReconcileTarget) => {
+      const current = fresh.get(refOf(t));
+      return targetKey(t.kind, current ? current.leaseRouterId : routerId, t.id);
+    };
     const locked = await queryRows<{ t: string }>(tx, tryTargetLocks(textArray(targets.map(keyOf))));
     const lockedKeys = new Set(locked.map((l) => l.t));
     const queued = await queryRows<{ subscription_id: number | null; voucher_id: number | null }>(
