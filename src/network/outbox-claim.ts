@@ -25,6 +25,20 @@ export function owedDropsOf(payload: Record<string, unknown> | null | undefined)
 }
 
 /**
+ * A jsonb value as the driver hands it over: parsed already, or its text. A JSON string is handed
+ * over as itself, which is not JSON text: a row an older version (or a hand) wrote that way must not
+ * throw inside the claim, which would hold back every other row on every router.
+ */
+function jsonValueOf(value: unknown): unknown {
+  if (typeof value !== "string") return value;
+  try {
+    return JSON.parse(value);
+  } catch {
+    return value;
+  }
+}
+
+/**
  * Claims due rows in one short transaction (routers are only called after it commits), leasing
  * each row's target until `leaseMs` from now; rows of routers in `skipRouters` (known down) wait.
  */
@@ -108,7 +122,7 @@ export async function claimDueRows(
     const owed = new Map<number, Set<string>>();
     for (const r of due) {
       const names = owedDropsOf({
-        dropSessions: typeof r.drops === "string" ? JSON.parse(r.drops) : r.drops,
+        dropSessions: jsonValueOf(r.drops),
       });
       if (names.length === 0 || !keepSet.has(r.target)) continue;
       const into = newest.get(r.target)!;
