@@ -3,14 +3,14 @@ import type { BillingContext } from "../../src/billing/context.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { resumeSubscription, suspendSubscription } from "../../src/billing/suspend-resume.ts";
-import { sellVoucherInTx } from "../../src/billing/vouchers.ts";
-import { FakeClock } from "../../src/clock.ts";
-import type { Database } from "../../src/db/client.ts";
+import { expireVouchers, sellVoucherInTx } from "../../src/billing/vouchers.ts";
+import { DAY, FakeClock } from "../../src/clock.ts";
+import type { Database, Db } from "../../src/db/client.ts";
 import type { RouterApi } from "../../src/network/connection.ts";
 import type { RouterOsEmulator } from "../../src/network/emulator/server.ts";
 import { type ReconcileDeps, reconcileRouter } from "../../src/network/reconcile.ts";
-import { admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
-import { createTestDatabase } from "../support/db.ts";
+import { admin, billingContext, createPlan, job, uniquePhone } from "../support/billing.ts";
+import { createTestDatabase, onRealPostgres } from "../support/db.ts";
 import { emulatedRouter, networkStack } from "./support.ts";
 
 /**
@@ -45,11 +45,12 @@ afterAll(async () => {
 function reconcileWith(
   when: "connect" | ((command: string) => boolean),
   meanwhile: () => Promise<void>,
+  db: Db = database.db,
 ): ReconcileDeps & { acted: () => boolean } {
   let done = false;
   return {
     acted: () => done,
-    db: database.db,
+    db,
     clock,
     pool: {
       async get(id: number): Promise<RouterApi> {
@@ -183,4 +184,72 @@ describe("reconciliation next to the delivery worker", () => {
     expect(report.ok).toBe(true);
     expect(router.find("/ppp/secret", name)?.disabled).toBe("false");
   });
+});
+
+describe("a voucher valid on every router", () => {
+  it.runIf(onRealPostgres())(
+    "the reconciliation takes the worker's claim lock for a voucher valid on every router: an expired code is not put back",
+    async () => {
+      const plan = await createPlan(database.db, {
+        priceCents: 3_000,
+        kind: "hotspot",
+        periodUnit: "days",
+        periodCount: 1,
+        rateLimit: "2M/2M",
+      });
+      // Sold for any router (routerId null): its rows are `v:*:<id>`.
+      const sold = await database.db.transaction((tx) =>
+        sellVoucherInTx(tx, ctx, admin, { planId: plan.id, phone: uniquePhone(), language: "en" }),
+      );
+      await stack.worker.drain();
+      const code = sold.code;
+      expect(router.find("/ip/hotspot/user", code)).toBeDefined();
+      // Drift: the user went missing on this router; the reconciliation will add it back.
+      router.delete("/ip/hotspot/user", router.find("/ip/hotspot/user", code)![".id"]!);
+
+      // The reconciliation's lease transaction, paused right after it checked that no outbox row is
+      // pending for the voucher (it already holds its claim lock then): the voucher expires, a
+      // removal is queued, and the worker claims and delivers it.
+      let paused = false;
+      const real = database.db;
+      const dialect = (real as unknown as { dialect: { sqlToQuery(q: unknown): { sql: string } } }).dialect;
+      const wrapped = new Proxy(real, {
+        get(target, prop, receiver) {
+          if (prop !== "transaction") return Reflect.get(target, prop, receiver);
+          return (cb: (tx: unknown) => Promise<unknown>, config?: unknown) =>
+            target.transaction(
+              (tx) =>
+                cb(
+                  new Proxy(tx, {
+                    get(t, p, r) {
+                      if (p !== "execute") return Reflect.get(t, p, r);
+                      return async (query: unknown) => {
+                        const result = await t.execute(query as never);
+                        const text = dialect.sqlToQuery(query).sql;
+                        if (!paused && text.includes("select distinct subscription_id, voucher_id")) {
+                          paused = true;
+                          clock.advance(2 * DAY);
+                          await expireVouchers(ctx, job);
+                          await stack.worker.drain();
+                        }
+                        return result;
+                      };
+                    },
+                  }),
+                ),
+              config as never,
+            );
+        },
+      }) as Db;
+      const report = await reconcileRouter(
+        reconcileWith("connect", async () => {}, wrapped),
+        routerId,
+      );
+      expect(paused).toBe(true);
+      expect(report.ok).toBe(true);
+      await stack.worker.drain();
+      // The voucher expired: its user must not be on the router.
+      expect(router.find("/ip/hotspot/user", code)).toBeUndefined();
+    },
+  );
 });

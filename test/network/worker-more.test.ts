@@ -218,3 +218,36 @@ describe.runIf(onRealPostgres())("two workers on the same queue (real PostgreSQL
     }
   });
 });
+
+describe("one malformed outbox row", () => {
+  it("a row whose dropSessions is not a list does not stop every other row from being delivered", async () => {
+    const tower = await emulatedRouter(database.db);
+    const clock = new FakeClock(new Date());
+    const { ctx } = billingContext(database.db, clock);
+    const stack = networkStack(database.db, clock);
+    const routerId = tower.routerId;
+    const plan = await createPlan(database.db, { priceCents: 100_000 });
+    await database.db.execute(sql`
+      insert into provisioning_outbox (router_id, action, payload, next_attempt_at, created_at)
+      values (${routerId}, 'ensure_profile', ${JSON.stringify({ planId: plan.id, dropSessions: "someone" })}::jsonb,
+        ${clock.now().toISOString()}::timestamptz, ${clock.now().toISOString()}::timestamptz)`);
+    const other = await createPlan(database.db, { priceCents: 120_000 });
+    const { subscription } = await createCustomerWithSubscription(ctx, admin, {
+      name: "Behind A Bad Row",
+      phone: uniquePhone(),
+      planId: other.id,
+      routerId,
+    });
+    try {
+      const err = await stack.worker.drain().then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err).toBeNull();
+      expect(tower.emulator.find("/ppp/secret", subscription.networkUsername)).toBeDefined();
+    } finally {
+      await stack.close();
+      await tower.emulator.stop();
+    }
+  });
+});
