@@ -70,6 +70,8 @@ export function planProfiles(
   kind: DesiredProfile["kind"],
   rows: RouterRow[],
   desired: DesiredProfile[],
+  /** Whether the plan, read again, still wants this profile (see reconcile.ts). */
+  stillWanted: (want: DesiredProfile) => Promise<boolean>,
 ): void {
   const menu = profileMenu(kind);
   const byPlan = new Map<number, RouterRow>();
@@ -91,7 +93,9 @@ export function planProfiles(
       plan.drift.push({ menu, name: want.name, marker: want.comment, issue: "missing" });
       plan.counts.created++;
       // ensureProfile rather than a bare add: the delivery worker may create it meanwhile.
-      plan.profileOps.push(() => ensureProfile(api, want));
+      plan.profileOps.push(async () => {
+        if (await stillWanted(want)) await ensureProfile(api, want);
+      });
       continue;
     }
     const diff = profileDiff(row, want);
@@ -107,7 +111,9 @@ export function planProfiles(
       fields: Object.keys(diff),
     });
     plan.counts.updated++;
-    plan.profileOps.push(() => api.run(`${menu}/set`, [`=.id=${row[".id"]}`, ...toWords(diff)]));
+    plan.profileOps.push(async () => {
+      if (await stillWanted(want)) await api.run(`${menu}/set`, [`=.id=${row[".id"]}`, ...toWords(diff)]);
+    });
   }
 }
 

@@ -8,7 +8,13 @@ import { type JobResult, runJobOutsideTransaction } from "../jobs/runner.ts";
 import type { Logger } from "../logger.ts";
 import { ensureWalledGarden, walledGardenEntries } from "../portal/walled-garden.ts";
 import type { RouterApi, RouterRow } from "./connection.ts";
-import { loadRouterDesiredState, loadSessionOwners } from "./desired.ts";
+import {
+  type DesiredProfile,
+  desiredProfile,
+  loadPlan,
+  loadRouterDesiredState,
+  loadSessionOwners,
+} from "./desired.ts";
 import {
   hotspotUserDiff,
   hotspotUserNeedsKick,
@@ -116,8 +122,15 @@ export async function reconcileRouter(
       sendBy: Number.POSITIVE_INFINITY,
     };
     const repairApi = sendWhileLeased(api, deps.clock, () => plan.sendBy);
-    planProfiles(api, plan, "ppp", pppProfiles, desired.profiles);
-    planProfiles(api, plan, "hotspot", hotspotProfiles, desired.profiles);
+    // A profile is written only as its plan still is: the plans were read before the router, and a
+    // speed an admin changed since, which the worker may already have delivered, is not put back.
+    // (Profiles take no lease: the window left is between this read and the write.)
+    const stillWanted = async (want: DesiredProfile) => {
+      const current = await loadPlan(deps.db, want.planId);
+      return current !== null && JSON.stringify(desiredProfile(current)) === JSON.stringify(want);
+    };
+    planProfiles(api, plan, "ppp", pppProfiles, desired.profiles, stillWanted);
+    planProfiles(api, plan, "hotspot", hotspotProfiles, desired.profiles, stillWanted);
     planEntries(repairApi, plan, {
       menu: menus.pppSecret,
       kind: "sub",

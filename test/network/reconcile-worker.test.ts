@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BillingContext } from "../../src/billing/context.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
+import { updatePlan } from "../../src/billing/plans.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { resumeSubscription, suspendSubscription } from "../../src/billing/suspend-resume.ts";
 import { expireVouchers, sellVoucherInTx } from "../../src/billing/vouchers.ts";
@@ -252,4 +253,38 @@ describe("a voucher valid on every router", () => {
       expect(router.find("/ip/hotspot/user", code)).toBeUndefined();
     },
   );
+});
+
+describe("a plan's speed changed while the reconciliation runs", () => {
+  it("a new speed the worker delivered after the reconciliation read the plans is not put back to the old one", async () => {
+    const plan = await createPlan(database.db, { priceCents: 100_000, rateLimit: "2M/4M" });
+    const profile = `tandao-${plan.code}`;
+    const { customer, invoice } = await createCustomerWithSubscription(ctx, admin, {
+      name: "Speed Watcher",
+      phone: uniquePhone(),
+      planId: plan.id,
+      routerId,
+    });
+    await applyPayment(ctx, admin, {
+      customerId: customer.id,
+      method: "cash",
+      provider: "cash",
+      providerRef: `speed-${customer.id}`,
+      amountCents: invoice.amountCents,
+    });
+    await stack.worker.drain();
+    expect(router.find("/ppp/profile", profile)?.["rate-limit"]).toBe("2M/4M");
+
+    // The reconciliation has read the plans (2M/4M); the admin raises the speed and the worker
+    // delivers it before the reconciliation reads the router.
+    const deps = reconcileWith("connect", async () => {
+      await updatePlan(ctx, admin, plan.code, { rateLimit: "10M/20M" });
+      await stack.worker.drain();
+      expect(router.find("/ppp/profile", profile)?.["rate-limit"]).toBe("10M/20M");
+    });
+    const report = await reconcileRouter(deps, routerId);
+    expect(deps.acted()).toBe(true);
+    expect(report.ok).toBe(true);
+    expect(router.find("/ppp/profile", profile)?.["rate-limit"]).toBe("10M/20M");
+  });
 });
