@@ -59,6 +59,9 @@ export class RowDelivery {
         await removeSecret(api, subscriptionMarker(row.subscriptionId), loaded?.subscription.networkUsername);
         return;
       }
+      // A suspension owes a session drop even when the secret has to be created again (deleted on
+      // the router by hand, a backup restored): RouterOS keeps the session of a deleted secret up.
+      if (row.action === "suspend" && want.disabled) owed.names.add(want.name);
       await this.withProfile(api, routerId, desiredProfile(loaded.plan), () => ensureSecret(api, want, owed));
       return;
     }

@@ -287,3 +287,18 @@ describe("two speed edits of a plan", () => {
     expect(router.count("/ppp/active/remove") - kicksBefore).toBe(1);
   });
 });
+
+describe("a suspension when the secret is missing on the router", () => {
+  it("drops the session a secret deleted by hand left online", async () => {
+    const subscription = await onlineSubscriber("Missing Secret");
+    const name = subscription.networkUsername;
+    // Deleted on the router by hand (or a backup restored): RouterOS keeps the session up.
+    router.delete("/ppp/secret", router.find("/ppp/secret", name)![".id"]!);
+    expect(router.find("/ppp/active", name)).toBeDefined();
+
+    await suspendSubscription(ctx(), admin, { subscriptionId: subscription.id, reason: "non-payment" });
+    await stack.worker.drain();
+    expect(router.find("/ppp/secret", name)?.disabled).toBe("true");
+    expect(router.find("/ppp/active", name)).toBeUndefined();
+  });
+});
