@@ -8,6 +8,7 @@ import { expireVouchers, sellVoucherInTx } from "../../src/billing/vouchers.ts";
 import { DAY, FakeClock } from "../../src/clock.ts";
 import type { Database, Db } from "../../src/db/client.ts";
 import type { RouterApi } from "../../src/network/connection.ts";
+import { profileName } from "../../src/network/desired.ts";
 import type { RouterOsEmulator } from "../../src/network/emulator/server.ts";
 import { type ReconcileDeps, reconcileRouter } from "../../src/network/reconcile.ts";
 import { admin, billingContext, createPlan, job, uniquePhone } from "../support/billing.ts";
@@ -75,13 +76,12 @@ function reconcileWith(
   };
 }
 
-/** A paying subscriber on the router whom an admin then suspended; router and reconciliation agree. */
-async function suspendedSubscriber(name: string) {
-  const plan = await createPlan(database.db, { priceCents: 100_000 });
+/** A subscriber on the router who paid their first period (the worker has not run yet). */
+async function payingSubscriber(planId: number, name: string) {
   const { customer, subscription, invoice } = await createCustomerWithSubscription(ctx, admin, {
     name,
     phone: uniquePhone(),
-    planId: plan.id,
+    planId,
     routerId,
   });
   await applyPayment(ctx, admin, {
@@ -91,6 +91,13 @@ async function suspendedSubscriber(name: string) {
     providerRef: `first-${customer.id}`,
     amountCents: invoice.amountCents,
   });
+  return subscription;
+}
+
+/** A paying subscriber on the router whom an admin then suspended; router and reconciliation agree. */
+async function suspendedSubscriber(name: string) {
+  const plan = await createPlan(database.db, { priceCents: 100_000 });
+  const subscription = await payingSubscriber(plan.id, name);
   await suspendSubscription(ctx, admin, { subscriptionId: subscription.id, reason: "abuse report" });
   await stack.worker.drain();
   const reconciled = await reconcileRouter({ db: database.db, clock, pool: stack.pool }, routerId);
@@ -258,20 +265,8 @@ describe("a voucher valid on every router", () => {
 describe("a plan's speed changed while the reconciliation runs", () => {
   it("a new speed the worker delivered after the reconciliation read the plans is not put back to the old one", async () => {
     const plan = await createPlan(database.db, { priceCents: 100_000, rateLimit: "2M/4M" });
-    const profile = `tandao-${plan.code}`;
-    const { customer, invoice } = await createCustomerWithSubscription(ctx, admin, {
-      name: "Speed Watcher",
-      phone: uniquePhone(),
-      planId: plan.id,
-      routerId,
-    });
-    await applyPayment(ctx, admin, {
-      customerId: customer.id,
-      method: "cash",
-      provider: "cash",
-      providerRef: `speed-${customer.id}`,
-      amountCents: invoice.amountCents,
-    });
+    const profile = profileName(plan);
+    await payingSubscriber(plan.id, "Speed Watcher");
     await stack.worker.drain();
     expect(router.find("/ppp/profile", profile)?.["rate-limit"]).toBe("2M/4M");
 
