@@ -18,6 +18,13 @@ import { settings, silent } from "./world.ts";
 
 let database: Database;
 const clock = new FakeClock("2026-06-01T06:00:00Z");
+
+/** One USSD session of `phone` posted to `routes` as Africa's Talking would; returns the answer. */
+const dialler =
+  (routes: ReturnType<typeof createUssdRoutes>, sessionId: string, phone: string) => async (text: string) => {
+    const body = new URLSearchParams({ sessionId, phoneNumber: phone, text, serviceCode: "*384*1#" });
+    return (await routes.request("/", { method: "POST", body })).text();
+  };
 let ctx: ReturnType<typeof billingContext>["ctx"];
 
 beforeAll(async () => {
@@ -53,10 +60,7 @@ describe("a list that changes while a session reads it", () => {
     });
     const phone = uniquePhone();
     const sessionId = `ATUid_list_${process.pid}`;
-    const ussd = async (text: string) => {
-      const body = new URLSearchParams({ sessionId, phoneNumber: phone, text, serviceCode: "*384*1#" });
-      return (await routes.request("/", { method: "POST", body })).text();
-    };
+    const ussd = dialler(routes, sessionId, phone);
 
     expect(await ussd("1")).toMatch(/\n1\. Hour Pass: KES 20\n2\. Week Pass: KES 300/);
     const confirm = await ussd("1*1");
@@ -89,15 +93,7 @@ describe("a list that changes while a session reads it", () => {
     const fast = await createPlan(database.db, { name: "Fast 50", priceCents: 300_000 });
     const { customer, subscription } = await activeSubscriber(ctx, basic.id);
     const sessionId = `ATUid_price_${process.pid}`;
-    const ussd = async (text: string) => {
-      const body = new URLSearchParams({
-        sessionId,
-        phoneNumber: customer.phone,
-        text,
-        serviceCode: "*384*1#",
-      });
-      return (await routes.request("/", { method: "POST", body })).text();
-    };
+    const ussd = dialler(routes, sessionId, customer.phone);
     const item = /\n(\d+)\. Fast 50: KES 3,000/.exec(await ussd("4"))?.[1];
     expect(item).toBeTruthy();
     expect(await ussd(`4*${item}`)).toMatch(/^CON Fast 50: KES 3,000/);
@@ -131,15 +127,7 @@ describe("a list that changes while a session reads it", () => {
     const fast = await createPlan(database.db, { name: "Fast 30", priceCents: 300_000 });
     const { customer } = await activeSubscriber(ctx, basic.id);
     const sessionId = `ATUid_retired_${process.pid}`;
-    const ussd = async (text: string) => {
-      const body = new URLSearchParams({
-        sessionId,
-        phoneNumber: customer.phone,
-        text,
-        serviceCode: "*384*1#",
-      });
-      return (await routes.request("/", { method: "POST", body })).text();
-    };
+    const ussd = dialler(routes, sessionId, customer.phone);
     const list = await ussd("4");
     const item = /\n(\d+)\. Fast 30: /.exec(list)?.[1];
     expect(item).toBeTruthy();
