@@ -259,6 +259,9 @@ export function createPortalRoutes(deps: PortalDeps): Hono {
         return refuse(language === "en" ? result.message : t("error.busy"), 429);
       if (/not on sale/.test(result.message)) return refuse(t("error.plan"));
       if (/phone number/.test(result.message)) return refuse(t("error.phone"));
+      // The page's key was first sent with another package or number (its answer lost, then the buyer
+      // changed the form): that purchase stands, and the page offers a new key for this one.
+      if (/already used/.test(result.message)) return refuse(t("error.key_used"));
       return refuse(language === "en" ? result.message : t("error.generic"));
     }
     const token = signer.sign(router.id, result.intentId);

@@ -37,6 +37,8 @@ const en = {
   "error.foreign.other": "Sorry, {isp} does not serve phone numbers from your country.",
   "error.plan": "That package is not on sale.",
   "error.busy": "Too many payment prompts. Please wait a few minutes and try again.",
+  "error.key_used":
+    "A payment for another package or phone number was already started here. Check your phone for its M-Pesa prompt, or pay again to buy this package.",
   "error.generic": "Something went wrong. Please try again.",
   "error.network": "No connection to the portal. Check your Wi-Fi and try again.",
   "status.pending": "Waiting for your M-Pesa payment.",
@@ -92,6 +94,8 @@ const sw: Record<PortalKey, string> = {
   "error.foreign.other": "Samahani, {isp} haihudumii nambari za simu za nchi yako.",
   "error.plan": "Kifurushi hicho hakiuzwi.",
   "error.busy": "Maombi mengi mno ya malipo. Tafadhali subiri dakika chache kisha ujaribu tena.",
+  "error.key_used":
+    "Malipo ya kifurushi kingine au nambari nyingine yalikwisha anzishwa hapa. Angalia simu yako kwa ombi lake la M-Pesa, au lipa tena ili kununua kifurushi hiki.",
   "error.generic": "Kuna tatizo. Tafadhali jaribu tena.",
   "error.network": "Hakuna muunganisho na ukurasa. Angalia Wi-Fi yako kisha ujaribu tena.",
   "status.pending": "Tunasubiri malipo yako ya M-Pesa.",

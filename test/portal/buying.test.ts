@@ -2,7 +2,7 @@ import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Database } from "../../src/db/client.ts";
 import { freshPhone, intent } from "../payments/harness.ts";
-import { billingContext, count } from "../support/billing.ts";
+import { billingContext, count, createPlan } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
 import { hotspotPlans, pageKey, portalApp, postJson, routerRow } from "./world.ts";
 
@@ -92,6 +92,38 @@ describe("buying a package", () => {
       phone,
       channelSessionId: `${router.id}:AA:BB:CC:00:11:22`,
     });
+  });
+
+  it("refuses a repeated page key sent with another package, even one of the same price, and a new key then buys it", async () => {
+    const { ctx } = billingContext(database.db);
+    const router = await routerRow(database.db);
+    const app = portalApp(ctx);
+    // Another package at the 1 Hour package's price: the M-Pesa prompt alone cannot tell them apart.
+    const night = await createPlan(database.db, {
+      name: "Night Owl",
+      kind: "hotspot",
+      priceCents: plans.hour.priceCents,
+      periodUnit: "hours",
+      periodCount: 8,
+    });
+    const phone = freshPhone();
+    const key = pageKey();
+    const pay = (plan: number, payKey = key) =>
+      postJson(app, `/portal/${router.name}/pay`, { plan, phone, key: payKey });
+    const first = (await (await pay(plans.hour.id)).json()) as { intentId: number };
+    // The answer to the first tap was lost; the buyer picks another package and taps again.
+    const words =
+      "A payment for another package or phone number was already started here. Check your phone for its M-Pesa prompt, or pay again to buy this package.";
+    for (const plan of [night.id, plans.day.id]) {
+      const again = await pay(plan);
+      expect(again.status).toBe(400);
+      expect(await again.json()).toEqual({ error: words });
+    }
+    expect(await intentsFor(phone)).toBe(1);
+    expect((await intent(database.db, first.intentId)).planId).toBe(plans.hour.id);
+    // The page's next tap carries a new key: a purchase of the package shown.
+    const bought = (await (await pay(night.id, pageKey())).json()) as { intentId: number };
+    expect((await intent(database.db, bought.intentId)).planId).toBe(night.id);
   });
 
   it("refuses a second purchase within the limit window, and records nothing for it", async () => {

@@ -178,6 +178,7 @@ export async function requestPayment(
     earlier_purpose: IntentPurpose | null;
     earlier_amount_cents: number | string | null;
     earlier_phone: string | null;
+    earlier_plan_id: number | null;
     full_window: PromptWindow | null;
     refusal_audited: boolean;
   }>(
@@ -190,7 +191,7 @@ export async function requestPayment(
         (select active and (${input.purpose} <> 'voucher' or kind = 'hotspot') from plans where id = ${plan}::int) as plan_active,
         (select id from customers where id = ${customer}::int) as customer
     ),
-    earlier as (select id, purpose, amount_cents, phone from payment_intents where idempotency_key = ${key}::text),
+    earlier as (select id, purpose, amount_cents, phone, plan_id from payment_intents where idempotency_key = ${key}::text),
     valid as (
       select coalesce(${customer}::int, c.sub_customer) as customer_id from checks c
       where (${sub}::int is null or (c.sub_customer is not null and (${customer}::int is null or ${customer}::int = c.sub_customer)))
@@ -271,7 +272,8 @@ export async function requestPayment(
     select c.sub_customer, c.plan_active, c.customer, (select id from inserted) as id, ${once.first(sql`claim`)} as first,
       (select name from full_window) as full_window,
       exists (select 1 from refusal_audited) as refusal_audited,
-      e.id as earlier_id, e.purpose as earlier_purpose, e.amount_cents as earlier_amount_cents, e.phone as earlier_phone
+      e.id as earlier_id, e.purpose as earlier_purpose, e.amount_cents as earlier_amount_cents, e.phone as earlier_phone,
+      e.plan_id as earlier_plan_id
     from checks c left join earlier e on true`,
   );
   if (row?.id != null) return { ok: true, intentId: Number(row.id) };
@@ -286,6 +288,7 @@ export async function requestPayment(
               purpose: row.earlier_purpose,
               amountCents: row.earlier_amount_cents,
               phone: row.earlier_phone,
+              planId: row.earlier_plan_id,
             },
           ]
         : await ctx.db
@@ -294,14 +297,18 @@ export async function requestPayment(
               purpose: paymentIntents.purpose,
               amountCents: paymentIntents.amountCents,
               phone: paymentIntents.phone,
+              planId: paymentIntents.planId,
             })
             .from(paymentIntents)
             .where(eq(paymentIntents.idempotencyKey, key));
     if (earlier) {
+      // The package too: two packages can cost the same, and answering with the first would sell
+      // the payer a package other than the one they now asked for.
       const same =
         earlier.purpose === input.purpose &&
         Number(earlier.amountCents) === amountCents &&
-        earlier.phone === phone;
+        earlier.phone === phone &&
+        (earlier.planId === null ? null : Number(earlier.planId)) === plan;
       if (!same) return invalid("That confirmation was already used for another payment.");
       return { ok: true, intentId: Number(earlier.id) };
     }
