@@ -81,6 +81,7 @@ function loginHref(user,pass){
 }
 function login(user,pass){
   $("code").textContent=user;show("done",true);
+  var p=$("done-preparing");if(p){p.hidden=true}
   var a=$("login");
   if(!a||!D.login){return}
   a.href=loginHref(user,pass);show("login",true);
@@ -123,7 +124,7 @@ var vf=$("voucher");vf.addEventListener("submit",function(e){
   .catch(function(){say("voucher-error",T["error.network"])})
   .then(function(){btn.disabled=false});
 });
-if(D.token){wait(D.token)}
+if(D.token){wait(D.token)}else if(D.preparing){poll(D.preparing,Date.now())}
 })();`;
 
 export function renderPortalPage(m: PageModel): HtmlEscapedString | Promise<HtmlEscapedString> {
@@ -135,6 +136,10 @@ export function renderPortalPage(m: PageModel): HtmlEscapedString | Promise<Html
   const buyView = view.kind === "buy" ? view : null;
   const token = view.kind === "wait" && view.status.state === "pending" ? view.token : null;
   const result = view.kind === "wait" && view.status.state !== "pending" ? view.status : null;
+  // Paid, but the hotspot user is not on the router yet: a login now would be refused. The page
+  // follows it (the script by polling, without one by refreshing) and links the login once it is.
+  const preparing =
+    view.kind === "wait" && view.status.state === "paid" && !view.status.ready ? view.token : null;
   const credentials =
     view.kind === "login"
       ? { username: view.username, password: view.password }
@@ -149,6 +154,7 @@ export function renderPortalPage(m: PageModel): HtmlEscapedString | Promise<Html
     login: loginUrl,
     dst: m.hotspot.dst,
     token,
+    preparing,
     pollMs: m.pollMs,
     readyWaitMs: 30_000,
   };
@@ -166,7 +172,7 @@ export function renderPortalPage(m: PageModel): HtmlEscapedString | Promise<Html
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="theme-color" content="${m.theme.brand}">
 <title>${t("page.title", { isp: m.isp })}</title>
-${token ? html`<noscript><meta http-equiv="refresh" content="5"></noscript>` : ""}
+${token || preparing ? html`<noscript><meta http-equiv="refresh" content="5"></noscript>` : ""}
 <style>${raw(css(m.theme))}</style>
 </head>
 <body>
@@ -210,9 +216,10 @@ ${hotspotFields}
 <h2>${t("paid.heading")}</h2>
 <p id="paid-text" hidden></p>
 <p>${t("paid.code", { code: "" })}<span class="code" id="code">${credentials?.username ?? ""}</span></p>
+${preparing ? html`<p id="done-preparing">${t("paid.preparing")}</p>` : ""}
 ${
   loginUrl
-    ? html`<a id="login" class="button" href="${credentials ? hotspotLoginHref(loginUrl, { ...credentials, dst: m.hotspot.dst }) : loginUrl}"${credentials ? "" : raw(" hidden")}>${t("paid.login")}</a>`
+    ? html`<a id="login" class="button" href="${credentials && !preparing ? hotspotLoginHref(loginUrl, { ...credentials, dst: m.hotspot.dst }) : loginUrl}"${credentials && !preparing ? "" : raw(" hidden")}>${t("paid.login")}</a>`
     : html`<p id="type-code">${t("paid.typeCode")}</p>`
 }
 </section>

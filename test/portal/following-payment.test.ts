@@ -110,6 +110,45 @@ describe("following the payment", () => {
     });
   });
 
+  it("without JavaScript, offers the login link only once the code is on the router, refreshing meanwhile", async () => {
+    await withPayingPortal(database.db, async ({ h, router, app }) => {
+      const phone = freshPhone();
+      const res = await app.request(`/portal/${router.name}/pay`, {
+        method: "POST",
+        body: new URLSearchParams({
+          plan: String(plans.hour.id),
+          phone,
+          key: pageKey(),
+          lang: "en",
+          "link-login-only": "http://10.5.50.1/login",
+        }),
+      });
+      const location = res.headers.get("location")!;
+      await answerPrompt(h, { outcome: "success", delayMs: 10 });
+      const [voucher] = await database.db.select().from(vouchers).where(eq(vouchers.soldToPhone, phone));
+      const refresh = '<noscript><meta http-equiv="refresh" content="5"></noscript>';
+      // Paid, but the provisioning worker has not yet put the hotspot user on the router: a login
+      // now would be refused, so the page shows the code and keeps looking, without a link.
+      const preparing = await (await app.request(location)).text();
+      expect(preparing).not.toContain(`username=${voucher!.code}`);
+      expect(preparing).toContain(`<span class="code" id="code">${voucher!.code}</span>`);
+      expect(preparing).toMatch(/<p id="done-preparing">Preparing your access…<\/p>/);
+      expect(preparing).toContain(refresh);
+      expect(preparing).not.toMatch(/<a id="login"[^>]*href="[^"]*"(?! hidden)>/);
+
+      await database.db.execute(
+        sql`update provisioning_outbox set status = 'done' where voucher_id = ${voucher!.id}`,
+      );
+      const ready = await (await app.request(location)).text();
+      const link = /<a id="login" class="button" href="([^"]+)">Connect now<\/a>/.exec(ready)?.[1];
+      expect(link?.replace(/&amp;/g, "&")).toBe(
+        `http://10.5.50.1/login?username=${voucher!.code}&password=${voucher!.code}`,
+      );
+      expect(ready).not.toContain(refresh);
+      expect(ready).not.toContain('id="done-preparing"');
+    });
+  });
+
   it("keeps the payment when the buyer switches language while waiting or once paid", async () => {
     await withPayingPortal(database.db, async ({ h, router, app }) => {
       const phone = freshPhone();
