@@ -10,7 +10,7 @@ import { type PortalLanguage, pt, scriptCatalog } from "./text.ts";
 export type PageView =
   | { kind: "buy"; error?: string; voucherError?: string; phone?: string; planId?: number }
   | { kind: "wait"; token: string; status: PortalStatus }
-  | { kind: "login"; username: string; password: string; status?: PortalStatus };
+  | { kind: "login"; username: string; password: string; status?: PortalStatus; unchecked?: boolean };
 
 export interface PageModel {
   language: PortalLanguage;
@@ -217,6 +217,7 @@ ${hotspotFields}
 <p id="paid-text" hidden></p>
 <p>${t("paid.code", { code: "" })}<span class="code" id="code">${credentials?.username ?? ""}</span></p>
 ${preparing ? html`<p id="done-preparing">${t("paid.preparing")}</p>` : ""}
+${view.kind === "login" && view.unchecked ? html`<p id="unchecked">${t("voucher.unchecked")}</p>` : ""}
 ${
   loginUrl
     ? html`<a id="login" class="button" href="${credentials && !preparing ? hotspotLoginHref(loginUrl, { ...credentials, dst: m.hotspot.dst }) : loginUrl}"${credentials && !preparing ? "" : raw(" hidden")}>${t("paid.login")}</a>`

@@ -25,6 +25,7 @@ import {
   type PortalRouter,
   planCard,
   portalPaymentStatus,
+  printedCodeShape,
 } from "./service.ts";
 import { type PortalKey, type PortalLanguage, portalLanguage, pt } from "./text.ts";
 import { createTokenSigner } from "./token.ts";
@@ -65,8 +66,9 @@ export interface PortalDeps {
   /** Printed-code attempts per device (the hotspot's `mac`, else its `ip`) per 5 minutes. */
   voucherTriesPer5Min?: number;
   /**
-   * Printed-code attempts per router and client address per 5 minutes, whatever device the page says
-   * it is: a whole site reaches the portal from one address, so much higher than per device.
+   * Printed codes looked up per router and client address per 5 minutes, whatever device the page says
+   * it is: a whole site reaches the portal from one address, so much higher than per device. Past it
+   * a code is not refused but handed to the hotspot's login unchecked.
    */
   voucherTriesPerAddressPer5Min?: number;
 }
@@ -284,11 +286,26 @@ export function createPortalRoutes(deps: PortalDeps): Hono {
     const code = typeof body?.code === "string" ? body.code : "";
     if (!code.trim()) return refuse("voucher.empty");
     // Every device at a hotspot shares its address: one person guessing is held to their own
-    // device's tries, and someone who keeps changing the device they claim to be, to the site's.
+    // device's tries. The device is only what the page says, so the site's lookups are capped too.
     const site = `${router.id}|${clientAddress(c)}`;
     const device = `${site}|${deviceMac(hotspot) || hotspot.ip}`;
-    if (!deviceTries.allows(device) || !addressTries.allows(site)) return refuse("voucher.too_many", 429);
+    if (!deviceTries.allows(device)) return refuse("voucher.too_many", 429);
     deviceTries.record(device);
+    if (!addressTries.allows(site)) {
+      // Someone claiming a new device at every guess has spent the site's lookups. Refusing now would
+      // lock every visitor's printed code out; the code goes to the hotspot's own login unchecked
+      // instead, which lets in only a code that is on the router, and this answer, the same for any
+      // code, tells a guesser nothing.
+      const typed = printedCodeShape(code);
+      if (typed === null) return refuse("voucher.unknown", 404);
+      if (json) return c.json({ username: typed, password: typed, unchecked: true });
+      return page(c, router, language, hotspot, {
+        kind: "login",
+        username: typed,
+        password: typed,
+        unchecked: true,
+      });
+    }
     addressTries.record(site);
     const check = await checkPrintedVoucher(deps.ctx.db, router.id, code, deps.ctx.clock.now());
     if (!check.ok) return refuse(`voucher.${check.reason}`, check.reason === "unknown" ? 404 : 400);

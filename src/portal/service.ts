@@ -181,6 +181,14 @@ export type VoucherCheck =
   | { ok: true; username: string; password: string }
   | { ok: false; reason: "unknown" | "other_router" | "unsold" | "expired" };
 
+/** The typed code in the spelling codes are stored in, or null when no code can be written so. */
+export function printedCodeShape(input: string): string | null {
+  const code = normaliseVoucherCode(input);
+  if (code.length < 4 || code.length > 32 || [...code].some((c) => !VOUCHER_ALPHABET.includes(c)))
+    return null;
+  return code;
+}
+
 /**
  * A printed code typed into the portal: it logs in only when it is live (sold, or already used and
  * not yet expired) and meant for this router or for any. Nothing is changed: the router reports
@@ -192,9 +200,8 @@ export async function checkPrintedVoucher(
   input: string,
   now: Date,
 ): Promise<VoucherCheck> {
-  const code = normaliseVoucherCode(input);
-  if (code.length < 4 || code.length > 32 || [...code].some((c) => !VOUCHER_ALPHABET.includes(c)))
-    return { ok: false, reason: "unknown" };
+  const code = printedCodeShape(input);
+  if (code === null) return { ok: false, reason: "unknown" };
   const [voucher] = await db
     .select({
       code: vouchers.code,

@@ -31,6 +31,8 @@ const en = {
   "voucher.expired": "That code has expired.",
   "voucher.empty": "Type the code printed on your voucher.",
   "voucher.too_many": "Too many tries. Please wait a few minutes.",
+  "voucher.unchecked":
+    "We cannot check codes here just now: the hotspot will let you in if this code is valid.",
   "error.hotspot": "The hotspot said: {error}",
   "error.phone": "Enter an M-Pesa phone number, for example 0712 345 678.",
   "error.foreign.country": "Sorry, {isp} does not serve phone numbers from {country}.",
@@ -88,6 +90,8 @@ const sw: Record<PortalKey, string> = {
   "voucher.expired": "Msimbo huo umeisha muda wake.",
   "voucher.empty": "Andika msimbo uliochapishwa kwenye vocha yako.",
   "voucher.too_many": "Umejaribu mara nyingi mno. Tafadhali subiri dakika chache.",
+  "voucher.unchecked":
+    "Hatuwezi kukagua misimbo hapa kwa sasa: mtandao utakuruhusu kuingia kama msimbo huu ni halali.",
   "error.hotspot": "Hotspot imesema: {error}",
   "error.phone": "Weka nambari ya simu ya M-Pesa, kwa mfano 0712 345 678.",
   "error.foreign.country": "Samahani, {isp} haihudumii nambari za simu za {country}.",

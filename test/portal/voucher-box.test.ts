@@ -151,7 +151,7 @@ describe("the voucher box", () => {
       codes.push((await postJson(app, `/portal/${router.name}/voucher`, { code: "ABCDEFGH" })).status);
     expect(codes).toEqual([404, 404, 404, 429]);
   });
-  it("holds back one phone's guessing without locking out the other phones at the hotspot, up to a cap for the site", async () => {
+  it("holds back one phone's guessing without locking out the other phones at the hotspot, and caps the site's lookups", async () => {
     const { ctx } = billingContext(database.db);
     const router = await routerRow(database.db);
     const app = portalApp(ctx, { voucherTriesPer5Min: 3, voucherTriesPerAddressPer5Min: 8 });
@@ -169,11 +169,68 @@ describe("the voucher box", () => {
     for (let i = 0; i < 4; i++) guesses.push(await tryCode("ZZZZZZZZ", "02:00:00:00:00:01", "10.5.50.7"));
     expect(guesses).toEqual([404, 404, 404, 429]);
     expect(await tryCode(batch.codes[0]!, "AA:BB:CC:00:11:22", "10.5.50.9")).toBe(200);
-    // Claiming to be a new phone at each guess meets the site's cap (8 here), which counts them all.
+    // Claiming to be a new phone at each guess meets the site's cap on lookups (8 here), which
+    // counts them all: past it the portal no longer says whether a code is valid.
     const rotating: number[] = [];
     for (let i = 0; i < 5; i++)
       rotating.push(await tryCode("ZZZZZZZZ", `02:00:00:00:01:0${i}`, `10.5.50.${100 + i}`));
-    expect(rotating).toEqual([404, 404, 404, 404, 429]);
-    expect(await tryCode(batch.codes[1]!, "AA:BB:CC:00:11:44", "10.5.50.10")).toBe(429);
+    expect(rotating).toEqual([404, 404, 404, 404, 200]);
+    expect(await tryCode(batch.codes[1]!, "AA:BB:CC:00:11:44", "10.5.50.10")).toBe(200);
+  });
+  it("one visitor claiming a new phone at every guess does not lock the hotspot's printed codes out", async () => {
+    const { ctx } = billingContext(database.db);
+    const router = await routerRow(database.db);
+    const app = portalApp(ctx, { voucherTriesPer5Min: 3, voucherTriesPerAddressPer5Min: 8 });
+    const batch = await createVoucherBatch(ctx, admin, {
+      planId: plans.hour.id,
+      quantity: 1,
+      routerId: router.id,
+    });
+    await markVouchersSold(ctx, admin, { codes: batch.codes });
+    const login = "http://10.5.50.1/login";
+    const tryCode = async (code: string, mac: string) => {
+      const res = await postJson(
+        app,
+        `/portal/${router.name}/voucher?${new URLSearchParams({ mac, "link-login-only": login })}`,
+        { code },
+      );
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+    // The MAC is whatever the page's address says: editing it makes a new phone at every guess.
+    const guesses: number[] = [];
+    for (let i = 0; i < 12; i++) guesses.push((await tryCode("ZZZZZZZZ", `02:00:00:00:02:${10 + i}`)).status);
+    expect(guesses.slice(0, 8)).toEqual(Array(8).fill(404));
+    // Another visitor's printed code still connects.
+    const code = batch.codes[0]!;
+    expect(await tryCode(code.toLowerCase(), "AA:BB:CC:00:11:66")).toMatchObject({
+      status: 200,
+      body: { username: code, password: code },
+    });
+    // Past the site's lookups a guess learns nothing: every code gets the same answer, and the
+    // hotspot's own login, which knows only the codes on the router, decides.
+    expect(guesses.slice(8)).toEqual(Array(4).fill(200));
+    expect(await tryCode("ZZZZ-ZZZZ", "02:00:00:00:03:01")).toEqual({
+      status: 200,
+      body: { username: "ZZZZZZZZ", password: "ZZZZZZZZ", unchecked: true },
+    });
+    // What cannot be a code is still refused plainly, and one phone is still held to its own tries.
+    expect(await tryCode("no!", "02:00:00:00:03:02")).toEqual({
+      status: 404,
+      body: { error: "That code is not valid. Check it and try again." },
+    });
+    const one: number[] = [];
+    for (let i = 0; i < 3; i++) one.push((await tryCode("ZZZZZZZZ", "02:00:00:00:03:03")).status);
+    expect(one).toEqual([200, 200, 200]);
+    expect((await tryCode(code, "02:00:00:00:03:03")).status).toBe(429);
+    // Without JavaScript: a link to the hotspot's login, saying the code could not be checked here.
+    const form = await app.request(
+      `/portal/${router.name}/voucher?${new URLSearchParams({ mac: "AA:BB:CC:00:11:77", "link-login-only": login })}`,
+      { method: "POST", body: new URLSearchParams({ code, lang: "en" }) },
+    );
+    const page = await form.text();
+    expect(page).toContain(`href="${login}?username=${code}&amp;password=${code}"`);
+    expect(page).toContain(
+      "We cannot check codes here just now: the hotspot will let you in if this code is valid.",
+    );
   });
 });
