@@ -1,6 +1,7 @@
 import { eq, type SQL, sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../db/client.ts";
 import { ledgerEntries } from "../db/schema/index.ts";
+import { restartDunningInTx } from "./dunning.ts";
 import { assertCovers, type MoneyLock } from "./money-lock.ts";
 
 /** A customer's balance: the sum of their ledger entries (positive = credit, negative = owed). */
@@ -55,11 +56,12 @@ export interface SettledInvoice {
  * Corrections (`manual`, from `/adjust`), which never suspend anyone, keep what they hold and take
  * only credit the bills of service leave over. What is available is what the open invoices show as
  * outstanding minus what the ledger says is really owed, so allocations always agree with the
- * ledger. Set-based: `customerIds` is a subquery, so one statement settles one customer or a
- * hundred thousand. The caller holds the money lock of every customer it names (see money-lock.ts):
- * the allocation is computed from this statement's snapshot, which is only the truth while no other
- * writer can change these customers. Returns the invoices whose allocation changed, and those paid
- * in full.
+ * ledger; when the ledger owes more than those bills can show (a credit taken back after it was
+ * spent), bills already due and paid are owed again for the difference, and open. Set-based:
+ * `customerIds` is a subquery, so one statement settles one customer or a hundred thousand. The
+ * caller holds the money lock of every customer it names (see money-lock.ts): the allocation is
+ * computed from this statement's snapshot, which is only the truth while no other writer can change
+ * these customers. Returns the invoices whose allocation changed, and those paid in full.
  */
 export async function settleOpenInvoices(
   tx: Executor,
@@ -74,6 +76,7 @@ export async function settleOpenInvoices(
     subscription_id: number | null;
     kind: string;
     status: "open" | "paid";
+    reopened: boolean;
   }>(
     tx,
     sql`
@@ -103,15 +106,18 @@ export async function settleOpenInvoices(
       from invoices i join targets t on t.customer_id = i.customer_id
       where i.status = 'open' and i.kind = 'manual'
     ),
+    -- Every customer named, with or without such bills: one whose bills are all settled for good
+    -- can still owe (see shortfall).
     owed as (
-      select x.customer_id, sum(x.outstanding) as outstanding, sum(x.held) as held, sum(x.service) as service
-      from (
+      select t.customer_id, coalesce(sum(x.outstanding), 0) as outstanding, coalesce(sum(x.held), 0) as held,
+        coalesce(sum(x.service), 0) as service
+      from targets t left join (
         select customer_id, amount_cents - paid_cents as outstanding, paid_cents as held, amount_cents as service
         from service
         union all
         select customer_id, amount_cents - paid_cents, 0, 0 from corrections
-      ) x
-      group by x.customer_id
+      ) x on x.customer_id = t.customer_id
+      group by t.customer_id
     ),
     balances as (
       select l.customer_id, sum(l.amount_cents) as balance
@@ -119,23 +125,41 @@ export async function settleOpenInvoices(
     ),
     -- What service bills share: what they hold plus the credit free to spend (what the open bills
     -- show as outstanding beyond what the ledger says is owed); corrections get what is left over.
-    -- Less, when the ledger owes more than the open bills show (a credit taken back after it paid
-    -- a bill, by a cancellation): what they hold no longer exists, and the latest due are owed again.
+    -- Negative when the ledger owes more than that (a credit taken back after it paid a bill, by a
+    -- cancellation): what they hold no longer exists, and the shortfall is owed on bills paid already.
     funds as (
-      select f.customer_id, f.pool, greatest(0, f.pool - f.service) as leftover
+      select f.customer_id, greatest(0, f.pool) as pool, greatest(0, f.pool - f.service) as leftover,
+        greatest(0, -f.pool) as shortfall
       from (
         select o.customer_id, o.service,
-          greatest(0, o.held + o.outstanding - greatest(0, -coalesce(b.balance, 0))) as pool
+          o.held + o.outstanding - greatest(0, -coalesce(b.balance, 0)) as pool
         from owed o left join balances b on b.customer_id = o.customer_id
       ) f
     ),
+    -- The shortfall is taken back from bills already due that are paid, latest due first, as the
+    -- money they held would have paid the oldest first; bills of service before corrections, which
+    -- are the last paid. Owed again, they are open: dunning, reminders and "amount due" see them.
+    reopening as (
+      select i.id, i.amount_cents, i.paid_cents, f.shortfall,
+        coalesce(sum(i.paid_cents) over (
+          partition by i.customer_id order by i.kind = 'manual', i.due_at desc, i.id desc
+          rows between unbounded preceding and 1 preceding), 0) as after
+      from invoices i join funds f on f.customer_id = i.customer_id
+      where f.shortfall > 0 and i.status = 'paid' and i.due_at <= ${at}
+    ),
     allocation as (
-      select s.id, s.amount_cents, least(s.amount_cents, greatest(0, f.pool - s.before)) as paid
+      select s.id, s.amount_cents, least(s.amount_cents, greatest(0, f.pool - s.before)) as paid,
+        false as reopened
       from service s join funds f on f.customer_id = s.customer_id
       union all
       select c.id, c.amount_cents,
-        c.paid_cents + least(c.amount_cents - c.paid_cents, greatest(0, f.leftover - c.before)) as paid
+        c.paid_cents + least(c.amount_cents - c.paid_cents, greatest(0, f.leftover - c.before)) as paid,
+        false
       from corrections c join funds f on f.customer_id = c.customer_id
+      union all
+      select r.id, r.amount_cents, r.paid_cents - least(r.paid_cents, greatest(0, r.shortfall - r.after)),
+        true
+      from reopening r
     )
     update invoices i set
       paid_cents = a.paid,
@@ -143,8 +167,13 @@ export async function settleOpenInvoices(
       paid_at = case when a.paid = a.amount_cents then coalesce(i.paid_at, ${at}) else null end
     from allocation a
     where a.id = i.id and (a.paid <> i.paid_cents or (a.paid = a.amount_cents and i.status = 'open'))
-    returning i.id, i.customer_id, i.subscription_id, i.kind, i.status`,
+    returning i.id, i.customer_id, i.subscription_id, i.kind, i.status, a.reopened`,
   );
+  // A bill owed again starts its dunning over, as when an admin brings service back unpaid: a grace
+  // period from now (nobody is cut off for a bill they were not told about), and a suspension it
+  // caused before it was paid no longer keeps it from suspending again.
+  const reopened = rows.filter((r) => r.reopened).map((r) => Number(r.id));
+  await restartDunningInTx(tx, reopened, { resumed: now });
   return rows.map((r) => ({
     id: Number(r.id),
     customerId: Number(r.customer_id),

@@ -1,12 +1,13 @@
-import { eq } from "drizzle-orm";
+import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cancelSubscription } from "../../src/billing/cancel-subscription.ts";
+import { sendReminders, suspendOverdue } from "../../src/billing/dunning.ts";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { changePlan } from "../../src/billing/plan-change.ts";
 import { startSubscriptionInTx } from "../../src/billing/subscriptions.ts";
-import { DAY, FakeClock } from "../../src/clock.ts";
-import { customers, invoices } from "../../src/db/schema/index.ts";
+import { DAY, FakeClock, HOUR } from "../../src/clock.ts";
+import { customers, invoices, messageOutbox, subscriptions } from "../../src/db/schema/index.ts";
 import { activeSubscriber, admin, billingContext, createPlan, job, ledgerSum } from "../support/billing.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
 
@@ -16,7 +17,7 @@ import { createTestDatabase, type TestDatabase } from "../support/db.ts";
  * first. The downgraded subscription is then cancelled before its next period starts: that bill is
  * voided and its credit taken back. The credit was spent, so what it paid is owed again: the bills
  * must show what the balance says is owed, or dunning never asks for it (and a payment of what the
- * bills ask leaves them unpaid).
+ * bills ask leaves them unpaid). Whether that bill has fallen due meanwhile makes no difference.
  */
 
 let database: TestDatabase;
@@ -27,40 +28,127 @@ afterAll(async () => {
   await database?.close();
 });
 
+let seq = 0;
+
+/**
+ * Subscription B (KES 1,000 a month) starts at `start`, A (KES 2,000) `later` after it, each paid
+ * in cash for its first period: B's bills fall due `later` before A's.
+ */
+async function twoSubscriptions(start: string, later: number) {
+  const { ctx, clock } = billingContext(database.db, new FakeClock(start));
+  const basic = await createPlan(database.db, { priceCents: 100_000, periodUnit: "days", periodCount: 30 });
+  const fast = await createPlan(database.db, { priceCents: 200_000, periodUnit: "days", periodCount: 30 });
+  const { customer, subscription: b } = await activeSubscriber(ctx, basic.id);
+  clock.advance(later);
+  const [row] = await database.db.select().from(customers).where(eq(customers.id, customer.id));
+  const { subscription: a } = await ctx.db.transaction((tx) =>
+    startSubscriptionInTx(tx, ctx, admin, row!, fast, {
+      routerId: null,
+      networkUsername: `a-${customer.id}`,
+      networkPassword: "secret-pw",
+    }),
+  );
+  await pay(ctx, customer.id, fast.priceCents);
+  return { ctx, clock, basic, customer, a, b };
+}
+
+function pay(ctx: ReturnType<typeof billingContext>["ctx"], customerId: number, amountCents: number) {
+  seq++;
+  return applyPayment(ctx, admin, {
+    customerId,
+    method: "cash",
+    provider: "cash",
+    providerRef: `spent-credit-${customerId}-${seq}`,
+    amountCents,
+  });
+}
+
+async function subscriptionOf(id: number) {
+  const [row] = await database.db.select().from(subscriptions).where(eq(subscriptions.id, id));
+  return row!;
+}
+
+/** What each open bill of the customer's still asks for. */
+async function openBills(customerId: number) {
+  return (await database.db.select().from(invoices).where(eq(invoices.customerId, customerId)))
+    .filter((i) => i.status === "open")
+    .map((i) => ({ subscriptionId: i.subscriptionId, outstanding: i.amountCents - i.paidCents }));
+}
+
 describe("a downgrade's credit spent on another bill, then the downgraded subscription cancelled", () => {
   it("the bill the credit paid is owed again: open bills add up to what the balance owes", async () => {
-    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-05-01T00:00:00Z"));
-    const basic = await createPlan(database.db, { priceCents: 100_000, periodUnit: "days", periodCount: 30 });
-    const fast = await createPlan(database.db, { priceCents: 200_000, periodUnit: "days", periodCount: 30 });
-    // Subscription B first (its next bill falls due a day before A's).
-    const { customer } = await activeSubscriber(ctx, basic.id);
-    clock.advance(DAY);
-    const [row] = await database.db.select().from(customers).where(eq(customers.id, customer.id));
-    const a = await ctx.db.transaction((tx) =>
-      startSubscriptionInTx(tx, ctx, admin, row!, fast, {
-        routerId: null,
-        networkUsername: `a-${customer.id}`,
-        networkPassword: "secret-pw",
-      }),
-    );
-    await applyPayment(ctx, admin, {
-      customerId: customer.id,
-      method: "cash",
-      provider: "cash",
-      providerRef: `a-first-${customer.id}`,
-      amountCents: fast.priceCents,
-    });
+    const { ctx, clock, basic, customer, a, b } = await twoSubscriptions("2026-05-01T00:00:00Z", DAY);
     clock.advance(27 * DAY);
     await issueRecurringInvoices(ctx, job);
-    await changePlan(ctx, admin, { subscriptionId: a.subscription.id, planId: basic.id });
-    await cancelSubscription(ctx, admin, { subscriptionId: a.subscription.id, reason: "moving away" });
+    await changePlan(ctx, admin, { subscriptionId: a.id, planId: basic.id });
+    await cancelSubscription(ctx, admin, { subscriptionId: a.id, reason: "moving away" });
 
     const owed = -(await ledgerSum(database.db, customer.id));
-    const open = (await database.db.select().from(invoices).where(eq(invoices.customerId, customer.id)))
-      .filter((i) => i.status === "open")
-      .reduce((sum, i) => sum + i.amountCents - i.paidCents, 0);
     // B's next period (KES 1,000) is unpaid: nothing was paid towards it.
     expect(owed).toBe(100_000);
-    expect(open).toBe(owed);
+    expect(await openBills(customer.id)).toEqual([{ subscriptionId: b.id, outstanding: owed }]);
+  });
+
+  it("a bill the credit paid that has fallen due since is owed again: reminded, then suspended after a grace period", async () => {
+    const { ctx, clock, basic, customer, a, b } = await twoSubscriptions("2026-07-01T00:00:00Z", DAY);
+    clock.advance(27 * DAY);
+    await issueRecurringInvoices(ctx, job);
+    // The downgrade's KES 1,000 credit pays B's next period in full.
+    await changePlan(ctx, admin, { subscriptionId: a.id, planId: basic.id });
+    // B's next period starts, paid: it rolls. A's has not started yet.
+    const cancelledAt = new Date(b.currentPeriodEnd.getTime() + 12 * HOUR);
+    clock.set(cancelledAt);
+    await issueRecurringInvoices(ctx, job);
+    expect((await subscriptionOf(b.id)).currentPeriodStart).toEqual(b.currentPeriodEnd);
+    await cancelSubscription(ctx, admin, { subscriptionId: a.id, reason: "moving away" });
+
+    const owed = -(await ledgerSum(database.db, customer.id));
+    expect(owed).toBe(100_000);
+    expect(await openBills(customer.id)).toEqual([{ subscriptionId: b.id, outstanding: owed }]);
+
+    await sendReminders(ctx, job);
+    const reminders = await database.db
+      .select()
+      .from(messageOutbox)
+      .where(
+        and(eq(messageOutbox.recipient, customer.phone), eq(messageOutbox.template, "invoice_reminder")),
+      );
+    expect(reminders.map((m) => m.params)).toEqual([expect.objectContaining({ amountCents: owed })]);
+    // A grace period from when the bill was owed again, not from its due date (past already).
+    clock.set(new Date(cancelledAt.getTime() + DAY - HOUR));
+    await suspendOverdue(ctx, job);
+    expect((await subscriptionOf(b.id)).status).toBe("active");
+    clock.set(new Date(cancelledAt.getTime() + DAY + HOUR));
+    await suspendOverdue(ctx, job);
+    expect((await subscriptionOf(b.id)).status).toBe("suspended");
+
+    // Paying what the bill asks settles it, and brings B back; nothing is charged twice.
+    await pay(ctx, customer.id, owed);
+    expect(await openBills(customer.id)).toEqual([]);
+    expect(await ledgerSum(database.db, customer.id)).toBe(0);
+    expect((await subscriptionOf(b.id)).status).toBe("active");
+  });
+
+  it("a bill suspended for before the credit paid it can suspend again once owed again", async () => {
+    // B's bills fall due two days before A's: B is cut off for its renewal before A's next period.
+    const { ctx, clock, basic, customer, a, b } = await twoSubscriptions("2026-09-01T00:00:00Z", 2 * DAY);
+    clock.set(new Date(b.currentPeriodEnd.getTime() - 2 * DAY));
+    await issueRecurringInvoices(ctx, job);
+    clock.set(new Date(b.currentPeriodEnd.getTime() + DAY + 6 * HOUR));
+    await issueRecurringInvoices(ctx, job);
+    await suspendOverdue(ctx, job);
+    expect((await subscriptionOf(b.id)).status).toBe("suspended");
+    // The downgrade's credit pays B's renewal; a payment towards A's next period brings B back.
+    await changePlan(ctx, admin, { subscriptionId: a.id, planId: basic.id });
+    await pay(ctx, customer.id, 50_000);
+    expect((await subscriptionOf(b.id)).status).toBe("active");
+
+    await cancelSubscription(ctx, admin, { subscriptionId: a.id, reason: "moving away" });
+    const owed = -(await ledgerSum(database.db, customer.id));
+    expect(owed).toBe(50_000);
+    expect(await openBills(customer.id)).toEqual([{ subscriptionId: b.id, outstanding: owed }]);
+    clock.advance(DAY + HOUR);
+    await suspendOverdue(ctx, job);
+    expect((await subscriptionOf(b.id)).status).toBe("suspended");
   });
 });
