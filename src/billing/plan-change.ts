@@ -20,6 +20,7 @@ import {
   type PlanChangeQuote,
   toPlans,
 } from "./plan-change-quote.ts";
+import { restoreIfSettled } from "./restore.ts";
 import { periodsCountedFrom } from "./service-periods.ts";
 
 /**
@@ -98,6 +99,9 @@ export async function changePlanInTx(
   // The charge is due now, so it is paid before the next period's bill issued ahead, even with
   // money that bill already held (the very payment asked for this change, credited first).
   await settleOpenInvoices(tx, money, now, oneCustomer(customerId));
+  // A downgrade's credit can pay what another of the customer's subscriptions was cut off for: that
+  // one comes back now, as it would for a payment, not with the next payment to arrive.
+  await restoreIfSettled(tx, ctx, actor, customerId, now);
 
   const [customer] = await tx.select().from(customers).where(eq(customers.id, customerId));
   if (immediate) {

@@ -152,3 +152,32 @@ describe("a downgrade's credit spent on another bill, then the downgraded subscr
     expect((await subscriptionOf(b.id)).status).toBe("suspended");
   });
 });
+
+describe("a plan change's credit that settles a suspended subscription's bill", () => {
+  /** B cut off for its unpaid renewal, A's next period issued ahead and unpaid (see twoSubscriptions). */
+  async function bSuspended(start: string) {
+    const setup = await twoSubscriptions(start, 2 * DAY);
+    const { clock, b } = setup;
+    clock.set(new Date(b.currentPeriodEnd.getTime() - 2 * DAY));
+    await issueRecurringInvoices(setup.ctx, job);
+    clock.set(new Date(b.currentPeriodEnd.getTime() + DAY + 6 * HOUR));
+    await issueRecurringInvoices(setup.ctx, job);
+    await suspendOverdue(setup.ctx, job);
+    expect((await subscriptionOf(b.id)).status).toBe("suspended");
+    return setup;
+  }
+
+  it("a downgrade's credit that pays the overdue bill brings the subscription back at once", async () => {
+    const { ctx, basic, customer, a, b } = await bSuspended("2026-11-01T00:00:00Z");
+    await changePlan(ctx, admin, { subscriptionId: a.id, planId: basic.id });
+
+    // The credit paid B's renewal; A's next period, repriced by a credit beside its bill, waits.
+    expect(await openBills(customer.id)).toEqual([{ subscriptionId: a.id, outstanding: 200_000 }]);
+    expect((await subscriptionOf(b.id)).status).toBe("active");
+    const notices = await database.db
+      .select()
+      .from(messageOutbox)
+      .where(and(eq(messageOutbox.recipient, customer.phone), eq(messageOutbox.template, "restored")));
+    expect(notices).toHaveLength(1);
+  });
+});
