@@ -113,6 +113,27 @@ describe("Graph API failures the delivery worker is told of", () => {
     expect(await failureOf(new GraphApiError(429, null, "Graph API answered 429"))).toBe("retry");
   });
 
+  it("passes on Meta's Retry-After for a rate limit, whether told by HTTP 429 or by its code", async () => {
+    const waitOf = (error: GraphApiError) =>
+      failingWith(error)
+        .send("254700000001", { kind: "text", text: "hi" })
+        .catch((e: unknown) => e);
+    expect(await waitOf(new GraphApiError(429, 130429, "(#130429) Rate limit hit", 30))).toMatchObject({
+      failure: "retry",
+      retryAfterSeconds: 30,
+    });
+    // The pair rate limit (one person messaged too often) may come as a 400.
+    expect(await waitOf(new GraphApiError(400, 131056, "(#131056) Pair rate limit hit", 6))).toMatchObject({
+      failure: "retry",
+      retryAfterSeconds: 6,
+    });
+    // A server error's Retry-After is not a rate limit: the worker's back-off counts the attempt.
+    expect(await waitOf(new GraphApiError(503, null, "Graph API answered 503", 30))).not.toHaveProperty(
+      "retryAfterSeconds",
+      30,
+    );
+  });
+
   it("takes an HTTP 408 (request timeout) as 'try again later'; a bad parameter stays a refusal", async () => {
     expect(await failureOf(new GraphApiError(408, null, "Graph API answered 408"))).toBe("retry");
     expect(await failureOf(new GraphApiError(400, 131009, "(#131009) Parameter value is not valid"))).toBe(

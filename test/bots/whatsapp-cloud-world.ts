@@ -83,7 +83,9 @@ export function inbound(
               messaging_product: "whatsapp",
               metadata: { display_phone_number: "254700000000", phone_number_id: fake.phoneNumberId },
               contacts: [{ profile: { name: "Achieng" }, wa_id: waId }],
-              messages: [{ from: waId, id, timestamp: String(Math.floor(Date.now() / 1000)), ...message }],
+              messages: [
+                { from: waId, id, timestamp: String(Math.floor(fake.now().getTime() / 1000)), ...message },
+              ],
             },
           },
         ],

@@ -9,7 +9,7 @@ import { type FakeWhatsApp, startFakeWhatsApp } from "../../src/bots/whatsapp-cl
 import { startSandboxWhatsApp } from "../../src/bots/whatsapp-cloud/sandbox.ts";
 import { FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
-import { chatLinks, chatSessions } from "../../src/db/schema/index.ts";
+import { chatLinks, chatSessions, messageOutbox } from "../../src/db/schema/index.ts";
 import { displayPhone } from "../../src/lib/phone.ts";
 import { admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
@@ -253,6 +253,28 @@ describe("WhatsApp self-service through the webhook and the Cloud API fake", () 
     expect(await myCodes(other.slice(1))).toBe(
       `No voucher bought with ${displayPhone(other)} in the last 31 days is still valid.`,
     );
+  });
+});
+
+describe("Meta's rate limits", () => {
+  it("a 429 holds the answer for its Retry-After, costing no attempt, then it is sent once", async () => {
+    const chat = newChat();
+    fake.rateLimitNext(30);
+    expect(await send(chat, text("hi"))).toBe(200);
+    expect(fake.refused.filter((r) => r.to === chat).map((r) => r.code)).toEqual([130429]);
+    expect(fake.sentTo(chat)).toHaveLength(0);
+    const waiting = await database.db.select().from(messageOutbox).where(eq(messageOutbox.recipient, chat));
+    expect(waiting).toMatchObject([{ status: "pending", attempts: 0 }]);
+
+    clock.advance(29_000);
+    await wa.channel.sendDue();
+    expect(fake.sentTo(chat)).toHaveLength(0);
+    clock.advance(1_000);
+    await wa.channel.sendDue();
+    expect(fake.sentTo(chat)).toHaveLength(1);
+    expect(bodyOf(last(chat))).toBe("Kibera Net");
+    await wa.channel.sendDue();
+    expect(fake.sentTo(chat)).toHaveLength(1);
   });
 });
 

@@ -10,7 +10,8 @@ import { SERVICE_WINDOW_MS } from "./sender.ts";
  * it checks the token and the message as Meta does, refuses with Meta's error shapes (190 for a bad
  * token, 131009 for a parameter out of bounds, 100 for a malformed request, 131047 for free text to
  * someone who has not written within 24 hours, 132001/132000 for an unknown template or a wrong count
- * of its parameters), and records what it accepted.
+ * of its parameters, 130429 with `Retry-After` when told to slow down), and records what it accepted
+ * and what it refused.
  */
 
 export interface SentMessage {
@@ -22,6 +23,13 @@ export interface SentMessage {
   id: string;
 }
 
+/** A send the fake refused, with Meta's error code. */
+export interface RefusedMessage {
+  to: string;
+  payload: Record<string, unknown>;
+  code: number;
+}
+
 export interface FakeWhatsApp {
   /** `WHATSAPP_CLOUD_GRAPH_URL` for the adapter: `http://127.0.0.1:<port>/v21.0`. */
   graphUrl: string;
@@ -30,6 +38,12 @@ export interface FakeWhatsApp {
   /** Every accepted message, oldest first. */
   readonly sent: SentMessage[];
   sentTo(to: string): SentMessage[];
+  /** Every send refused after its token and phone number id were accepted, oldest first. */
+  readonly refused: RefusedMessage[];
+  /** The fake's clock: what it stamps a person's message with, and measures the 24 hours by. */
+  now(): Date;
+  /** The next `count` sends answer 429 with `Retry-After: <seconds>` and Meta's code 130429. */
+  rateLimitNext(retryAfterSeconds: number, count?: number): void;
   /** The person wrote to the business now: free text may reach them for 24 hours. */
   userWrote(waId: string): void;
   /** An approved message template with `params` body parameters, in `language` (`en`, `sw`). */
@@ -168,6 +182,8 @@ export async function startFakeWhatsApp(
   const phoneNumberId = options.phoneNumberId ?? "106540352242922";
   const version = options.version ?? "v21.0";
   const sent: SentMessage[] = [];
+  const refused: RefusedMessage[] = [];
+  const rateLimit = { retryAfterSeconds: 0, count: 0 };
   const fbtrace = () => randomBytes(8).toString("base64url");
   const error = (refusal: Refusal) => ({
     error: {
@@ -251,6 +267,12 @@ export async function startFakeWhatsApp(
       return c.json(error({ status: 400, code: 100, message: "(#100) Invalid parameter" }), 400);
     }
     const to = String(payload.to ?? payload.recipient).replace(/^\+/, "");
+    if (rateLimit.count > 0) {
+      rateLimit.count--;
+      refused.push({ to, payload, code: 130429 });
+      const refusal = { status: 429, code: 130429, message: "(#130429) Rate limit hit" };
+      return c.json(error(refusal), 429, { "retry-after": String(rateLimit.retryAfterSeconds) });
+    }
     const refusal =
       checkAddress(payload) ??
       (payload.type === "template"
@@ -265,7 +287,10 @@ export async function startFakeWhatsApp(
                   "Message failed to send because more than 24 hours have passed since the customer last replied to this number.",
               }
             : null)));
-    if (refusal) return c.json(error(refusal), refusal.status as 400);
+    if (refusal) {
+      refused.push({ to, payload, code: refusal.code });
+      return c.json(error(refusal), refusal.status as 400);
+    }
     const id = `wamid.${randomBytes(12).toString("base64url")}`;
     sent.push({ to, payload, id });
     return c.json({
@@ -286,6 +311,12 @@ export async function startFakeWhatsApp(
     phoneNumberId,
     sent,
     sentTo: (to) => sent.filter((message) => message.to === to),
+    refused,
+    now,
+    rateLimitNext(retryAfterSeconds, count = 1) {
+      rateLimit.retryAfterSeconds = retryAfterSeconds;
+      rateLimit.count = count;
+    },
     userWrote: (waId) => lastWrote.set(waId, now().getTime()),
     approveTemplate: (name, language, params) => templates.set(`${name}:${language}`, params),
     connectWebhook(target) {

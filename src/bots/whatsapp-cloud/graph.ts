@@ -7,6 +7,8 @@ export class GraphApiError extends Error {
     readonly status: number,
     readonly code: number | null,
     message: string,
+    /** The answer's `Retry-After`, in seconds, when it carried one. */
+    readonly retryAfterSeconds: number | null = null,
   ) {
     super(message);
     this.name = "GraphApiError";
@@ -16,6 +18,17 @@ export class GraphApiError extends Error {
 export interface GraphClient {
   /** Sends one message to `to` (a WhatsApp id or a BSUID); resolves with Meta's message id. */
   send(to: string, message: OutboundMessage): Promise<string>;
+}
+
+/**
+ * `Retry-After` in its delta-seconds form; null when absent or unreadable (an HTTP date would need a
+ * clock: the worker's own back-off serves instead). Held to an hour: a notice waiting longer than that
+ * goes by SMS anyway, and a garbled huge value must not park a message for ever.
+ */
+export function retryAfterOf(header: string | null): number | null {
+  if (header === null || !/^\s*\d{1,9}\s*$/.test(header)) return null;
+  const seconds = Number(header);
+  return seconds > 0 ? Math.min(seconds, 3600) : null;
 }
 
 /** A send that gets no answer in this long is given up rather than holding the chat's queue. */
@@ -51,6 +64,7 @@ export function createGraphClient(deps: {
           response.status,
           answer?.error?.code ?? null,
           answer?.error?.message ?? `Graph API answered ${response.status}`,
+          retryAfterOf(response.headers.get("retry-after")),
         );
       }
       return answer.messages[0].id;

@@ -47,14 +47,13 @@ export function createCloudSender(graph: GraphClient): ChatSender {
         if (error.code === OUTSIDE_WINDOW) throw new ChatSendError("window", error.message);
         if (error.code !== null && UNDELIVERABLE.has(error.code))
           throw new ChatSendError("recipient", error.message);
+        // Meta asked us to slow down: the row waits as long as it said, and that costs no attempt.
+        const rateLimited = error.status === 429 || (error.code !== null && RATE_LIMITED.has(error.code));
+        if (rateLimited && error.retryAfterSeconds !== null)
+          throw new ChatSendError("retry", error.message, error.retryAfterSeconds);
         // A refused token is the account's problem, not the message's: it is retried once fixed. So
         // are "too many requests" and "request timeout", whatever code (or none) the body carries.
-        if (
-          error.status >= 500 ||
-          error.status === 401 ||
-          RETRY_STATUSES.has(error.status) ||
-          (error.code !== null && RATE_LIMITED.has(error.code))
-        )
+        if (error.status >= 500 || error.status === 401 || RETRY_STATUSES.has(error.status) || rateLimited)
           throw new ChatSendError("retry", error.message);
         throw new ChatSendError("refused", error.message);
       }
