@@ -164,7 +164,7 @@ export async function claimDueChats(
         where m.id = due.id
         returning m.id, m.channel, m.recipient, m.language, m.template, m.params, m.content,
           m.fallback_recipient, m.attempts,
-          (select s.last_activity_at from chat_sessions s
+          (select s.last_inbound_at from chat_sessions s
             where s.channel = m.channel and s.chat_id = m.recipient) as last_inbound_at`,
   );
   return { rows: claimed, leaseUntil };
@@ -316,8 +316,8 @@ async function deliverOne(
     try {
       return await send(content);
     } catch (error) {
-      // The platform keeps the window by its own clock (a message Meta delivered late started it
-      // earlier than our record says): free text it refuses as outside goes once as the template.
+      // The platform keeps the window by its own clock, which is not ours: free text it refuses as
+      // outside goes once as the template.
       const closed = error instanceof ChatSendError && error.failure === "window" && isNotice;
       const template = closed && content.kind === "text" ? templateContent(options, row, params) : null;
       if (template === null) throw error;

@@ -56,6 +56,11 @@ export interface ChatRequest {
   phoneHidden?: boolean;
   input: ChatInput;
   /**
+   * When the person sent the input, by the platform's own clock (WhatsApp's 24-hour window runs from
+   * it). Absent: when it is handled. A time after that is taken as that.
+   */
+  sentAt?: Date;
+  /**
    * The messages that answer this input, made by the channel from the reply: they are written to the
    * outbox with the chat's new place in the menu (one statement), so an answer is sent exactly when
    * the input counted. Absent: the caller shows the reply itself (tests of the menu alone).
@@ -190,6 +195,7 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
       phone: requestPhone,
       phoneHidden,
       input,
+      sentAt,
       answer,
       inboxId,
       state: readWithInput,
@@ -313,6 +319,7 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
         ...stored,
         language: user.customer ? (row?.language ?? null) : language,
         at: now,
+        inboundAt: sentAt !== undefined && sentAt < now ? sentAt : now,
         messages,
         inboxId: inboxId ?? null,
         leaseUntil,

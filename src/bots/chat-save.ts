@@ -21,6 +21,11 @@ export interface ChatStep {
   inputs: string[];
   language: Language | null;
   at: Date;
+  /**
+   * When the person sent the input (default `at`): the chat's `last_inbound_at`, which a message sent
+   * earlier than the newest one recorded (delivered late, out of order) never moves back.
+   */
+  inboundAt?: Date;
   messages: ChatOutgoing[];
   /** The chat_inbox row the input came in. */
   inboxId: number | null;
@@ -102,6 +107,7 @@ async function saveDistinctChats(db: Executor, steps: readonly ChatStep[]): Prom
       inputs: step.inputs,
       language: step.language,
       at: step.at.toISOString(),
+      inbound_at: (step.inboundAt ?? step.at).toISOString(),
       // Rows come out of the select in order, so their ids (and so their sending order) follow it.
       messages: step.messages.map((m) => ({
         channel: m.channel,
@@ -123,20 +129,22 @@ async function saveDistinctChats(db: Executor, steps: readonly ChatStep[]): Prom
     db,
     sql`with input as (
           select * from jsonb_to_recordset(${input}::jsonb) as i(position int, channel text, chat_id text,
-            expected_step int, step int, session_key text, inputs jsonb, language text, at timestamptz, messages jsonb,
-            inbox_id int, lease_until timestamptz)
+            expected_step int, step int, session_key text, inputs jsonb, language text, at timestamptz,
+            inbound_at timestamptz, messages jsonb, inbox_id int, lease_until timestamptz)
         ),
         updated as (
           update chat_sessions s set session_key = i.session_key, inputs = i.inputs, language = i.language,
-            last_activity_at = i.at, step = s.step + 1
+            last_activity_at = i.at, last_inbound_at = greatest(s.last_inbound_at, i.inbound_at),
+            step = s.step + 1
           from input i
           where i.expected_step is not null and s.channel = i.channel and s.chat_id = i.chat_id
             and s.step = i.expected_step
           returning i.position
         ),
         inserted as (
-          insert into chat_sessions (channel, chat_id, session_key, inputs, language, step, last_activity_at)
-          select i.channel, i.chat_id, i.session_key, i.inputs, i.language, i.step, i.at
+          insert into chat_sessions (channel, chat_id, session_key, inputs, language, step, last_activity_at,
+            last_inbound_at)
+          select i.channel, i.chat_id, i.session_key, i.inputs, i.language, i.step, i.at, i.inbound_at
           from input i where i.expected_step is null
           on conflict do nothing
           returning channel, chat_id
@@ -209,7 +217,7 @@ async function saveDistinctChats(db: Executor, steps: readonly ChatStep[]): Prom
           content: message.content,
           fallback_recipient: null,
           attempts: 0,
-          last_inbound_at: step.at,
+          last_inbound_at: step.inboundAt ?? step.at,
         });
     }
   }

@@ -302,14 +302,16 @@ describe("notices to a customer on the WhatsApp Cloud API", () => {
   it("go as the template, not by SMS, when Meta says the window closed before we thought", async () => {
     const person = await customer();
     const waId = person.phone.slice(1);
-    // Written at T0, but Meta delivered it five hours later (the service was away: Meta retries).
-    const late = inbound(cloud, waId, text("hi"));
+    // Meta's window runs from T0, but the message came stamped five hours later (clocks differ).
+    const stamped = String(Math.floor((clock.now().getTime() + 5 * HOUR) / 1000));
+    const late = inbound(cloud, waId, { ...text("hi"), timestamp: stamped });
     clock.advance(5 * HOUR);
     expect(await wa.post(late)).toBe(200);
-    // 25 hours after the person wrote: Meta's window is closed, ours (from the delivery) is not.
+    // 25 hours after T0: Meta's window is closed, ours (from the stamp) is not.
     clock.advance(20 * HOUR);
     await pay(person.id, 20_000);
     await wa.channel.sendDue();
+    expect(cloud.refused.filter((r) => r.to === waId)).toMatchObject([{ code: 131047 }]);
     expect(cloud.sentTo(waId).at(-1)?.payload).toMatchObject({
       type: "template",
       template: { name: "tandao_receipt" },

@@ -28,13 +28,26 @@ export interface WhatsAppDeps {
   onQueued?: () => void;
 }
 
-/** The inbox payload of a message: what `handleMessage` needs to handle it again later. */
-export const inboxPayload = (message: InboundMessage) => ({ input: message.input });
+/**
+ * The inbox payload of a message: what `handleMessage` needs to handle it again later. Its time is
+ * Meta's stamp, but never later than `receivedAt`: a clock ahead must not stretch the 24-hour window
+ * past Meta's own.
+ */
+export const inboxPayload = (message: InboundMessage, receivedAt: Date) => ({
+  input: message.input,
+  sentAt: (message.sentAt !== null && message.sentAt < receivedAt
+    ? message.sentAt
+    : receivedAt
+  ).toISOString(),
+});
 
 export async function handleMessage(
   deps: WhatsAppDeps,
-  /** `chatId`: the sender's number without `+`, else their BSUID (see user-ids.ts). */
-  message: { chatId: string; input: ChatInput | null },
+  /**
+   * `chatId`: the sender's number without `+`, else their BSUID (see user-ids.ts). `sentAt`: when the
+   * person sent it (the window's start); absent, when it is handled.
+   */
+  message: { chatId: string; input: ChatInput | null; sentAt?: Date },
   /** The chat_inbox row it was stored in: marked handled with the menu's new state. */
   inboxId?: number,
 ): Promise<void> {
@@ -70,6 +83,7 @@ export async function handleMessage(
     ...(hidden ? { phoneHidden: true } : {}),
     input,
     answer,
+    ...(message.sentAt ? { sentAt: message.sentAt } : {}),
     ...(inboxId !== undefined ? { inboxId } : {}),
   });
 }

@@ -27,6 +27,12 @@ const messageSchema = z.object({
   // A malformed one is ignored rather than the message dropped: the number, if given, still serves.
   from_user_id: z.string().regex(userIdPattern).optional().catch(undefined),
   type: z.string(),
+  // Unix seconds, as a string: when the person sent it. Unreadable, it is as if absent.
+  timestamp: z
+    .string()
+    .regex(/^\d{1,12}$/)
+    .optional()
+    .catch(undefined),
   text: z.object({ body: z.string() }).optional(),
   interactive: z
     .object({
@@ -78,6 +84,8 @@ export interface InboundMessage {
   userId: string | null;
   /** What it means to the menu; null for what the menu cannot take (a photo, a location…). */
   input: ChatInput | null;
+  /** When the person sent it (Meta's `timestamp`); null when the message did not say. */
+  sentAt: Date | null;
 }
 
 function inputOf(message: z.infer<typeof messageSchema>): ChatInput | null {
@@ -111,7 +119,13 @@ export function messagesOf(body: unknown, phoneNumberId: string): InboundMessage
         null;
       // Neither a number nor a BSUID: there is no one to answer.
       if (waId === null && userId === null) continue;
-      found.push({ id: message.data.id, waId, userId, input: inputOf(message.data) });
+      found.push({
+        id: message.data.id,
+        waId,
+        userId,
+        input: inputOf(message.data),
+        sentAt: message.data.timestamp === undefined ? null : new Date(Number(message.data.timestamp) * 1000),
+      });
     }
   }
   return found;

@@ -64,9 +64,15 @@ export function createWhatsAppWebhook(options: WhatsAppWebhookOptions) {
       await handleFailedStatus({ db, clock }, failed);
       return;
     }
+    // A row stored before messages kept their time has none: it counts from now, as it used to.
+    const sentAt = typeof row.payload.sentAt === "string" ? new Date(row.payload.sentAt) : null;
     await handleMessage(
       deps,
-      { chatId: row.chatId, input: (row.payload.input ?? null) as ChatInput | null },
+      {
+        chatId: row.chatId,
+        input: (row.payload.input ?? null) as ChatInput | null,
+        ...(sentAt !== null && !Number.isNaN(sentAt.getTime()) ? { sentAt } : {}),
+      },
       row.id,
     );
   };
@@ -87,7 +93,7 @@ export function createWhatsAppWebhook(options: WhatsAppWebhookOptions) {
             channel: CHANNEL,
             externalId: m.id,
             chatId: chatIds[i]!,
-            payload: inboxPayload(m),
+            payload: inboxPayload(m, now),
           }),
         ),
         ...failed.map((status) => failedStatusRecord(CHANNEL, status)),

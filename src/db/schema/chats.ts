@@ -39,6 +39,11 @@ export const chatSessions = pgTable(
     /** Increases with every input: a button from an older screen is stale. */
     step: integer("step").notNull().default(0),
     lastActivityAt: at("last_activity_at").notNull(),
+    /**
+     * When the person's newest message was sent, by the platform's own timestamp (never after it came
+     * in): WhatsApp's 24-hour window runs from it, not from when the message was handled.
+     */
+    lastInboundAt: at("last_inbound_at"),
   },
   (t) => [uniqueIndex("chat_sessions_identity_uq").on(t.channel, t.chatId)],
 );
