@@ -8,9 +8,10 @@ import { inboxPayload } from "../../src/bots/whatsapp-cloud/adapter.ts";
 import { type FakeWhatsApp, startFakeWhatsApp } from "../../src/bots/whatsapp-cloud/fake-api.ts";
 import { messagesOf } from "../../src/bots/whatsapp-cloud/inbound.ts";
 import { createWhatsAppWebhook } from "../../src/bots/whatsapp-cloud/index.ts";
+import { failedStatusesOf, failedStatusRecord } from "../../src/bots/whatsapp-cloud/statuses.ts";
 import { FakeClock, HOUR, MINUTE } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
-import { messageOutbox } from "../../src/db/schema/index.ts";
+import { chatInbox, messageOutbox } from "../../src/db/schema/index.ts";
 import { createMenuServices } from "../../src/menu/services.ts";
 import { admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
@@ -27,7 +28,8 @@ import {
 
 /**
  * Notices on the WhatsApp Cloud API against Meta's rules as the fake keeps them: the 24-hour window
- * runs from when the person wrote, however late their message is handled.
+ * runs from when the person wrote, and a message Meta reports failed becomes an SMS, once, however
+ * late or often its messages and reports are handled.
  */
 
 let database: Database;
@@ -183,5 +185,57 @@ describe("the 24-hour window of a WhatsApp Cloud API chat", () => {
     await wa.channel.sendDue();
     expect(cloud.sentTo(waId).at(-1)?.payload).toMatchObject({ type: "template" });
     expect(cloud.refused.filter((r) => r.to === waId)).toEqual([]);
+  });
+});
+
+/** Meta's later report that a message it accepted (200 and a wamid) could not be delivered. */
+function failedStatus(messageId: string, waId: string, code: number) {
+  const status = {
+    id: messageId,
+    status: "failed",
+    timestamp: String(Math.floor(clock.now().getTime() / 1000)),
+    recipient_id: waId,
+    errors: [{ code, title: "Message undeliverable", message: "Message undeliverable" }],
+  };
+  const metadata = { display_phone_number: "254700000000", phone_number_id: cloud.phoneNumberId };
+  return {
+    object: "whatsapp_business_account",
+    entry: [
+      {
+        id: "WABA-1",
+        changes: [
+          { field: "messages", value: { messaging_product: "whatsapp", metadata, statuses: [status] } },
+        ],
+      },
+    ],
+  };
+}
+
+describe("a failed report handled a second time", () => {
+  it("changes nothing more: the notice goes by SMS once and the report ends handled", async () => {
+    const person = await customer();
+    const waId = person.phone.slice(1);
+    await wa.post(inbound(cloud, waId, text("hi")));
+    await pay(person.id, 30_000);
+    await wa.channel.sendDue();
+    const accepted = cloud.sentTo(waId).at(-1)!;
+    const [status] = failedStatusesOf(failedStatus(accepted.id, waId, 131026), cloud.phoneNumberId);
+
+    // The report as the webhook stored it, applied by a process that stopped before recording so.
+    const [stored] = await storeInbound(database.db, clock.now(), [
+      failedStatusRecord("whatsapp_cloud", status!),
+    ]);
+    await handleRow(stored!);
+    expect(await receiptsBySms(person.phone)).toHaveLength(1);
+    // Its lease over, the inbox's retry finds it; so may a second handler at the same time.
+    clock.advance(2 * MINUTE);
+    await retryInbox();
+    await expect(handleRow(stored!)).resolves.toBeUndefined();
+
+    const [report] = await database.db.select().from(chatInbox).where(eq(chatInbox.id, stored!.id));
+    expect(report).toMatchObject({ status: "done", lastError: null });
+    const sms = await receiptsBySms(person.phone);
+    expect(sms).toMatchObject([{ status: "pending", fallbackRecipient: person.phone }]);
+    expect(sms[0]?.lastError).toContain("131026");
   });
 });

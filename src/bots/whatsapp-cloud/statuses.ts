@@ -74,18 +74,24 @@ export const failedStatusOf = (payload: Record<string, unknown>): FailedStatus |
  * conditional update a redelivered report no longer matches; a menu answer is recorded dead. Throws
  * while no row holds the id yet (the send's record may still be on its way), so the inbox retries.
  * The channel is written out, not a parameter, so that every plan can use the index kept for these ids.
+ *
+ * The report's inbox record is marked handled by the same statement, so a process that stops after
+ * it leaves nothing to retry. A notice turned into an SMS no longer holds the id on this channel
+ * (the SMS gateway's id replaces it once sent): a report handled again all the same (by a second
+ * handler, or one that took it before that mark) knows it by its handled record, and changes nothing.
  */
 export async function handleFailedStatus(
   deps: { db: Db; clock: Clock },
   status: FailedStatus,
 ): Promise<{ toSms: number }> {
   const reason = `failed after sending: ${status.code ?? "?"} ${status.title}`.slice(0, 500);
+  const record = failedStatusRecord("whatsapp_cloud", status).externalId;
+  const now = ts(deps.clock.now());
   const [counts] = await queryRows<{ to_sms: number; known: boolean }>(
     deps.db,
     sql`with to_sms as (
           update message_outbox set channel = 'sms', recipient = fallback_recipient, status = 'pending',
-            attempts = 0, content = null, sent_at = null, next_attempt_at = ${ts(deps.clock.now())},
-            last_error = ${reason}
+            attempts = 0, content = null, sent_at = null, next_attempt_at = ${now}, last_error = ${reason}
           where provider_message_id = ${status.messageId} and channel = 'whatsapp_cloud' and status = 'done'
             and fallback_recipient is not null
           returning id
@@ -95,11 +101,19 @@ export async function handleFailedStatus(
           where provider_message_id = ${status.messageId} and channel = 'whatsapp_cloud' and status = 'done'
             and fallback_recipient is null
           returning id
+        ),
+        handled as (
+          update chat_inbox set status = 'done', attempts = attempts + 1, lease_until = null,
+            last_error = null, handled_at = ${now}
+          where channel = 'whatsapp_cloud' and external_id = ${record} and status <> 'done'
+            and (exists (select 1 from to_sms) or exists (select 1 from dead))
         )
         select (select count(*)::int from to_sms) as to_sms,
           (select count(*)::int from dead) > 0
             or exists (select 1 from message_outbox
-              where provider_message_id = ${status.messageId} and channel = 'whatsapp_cloud') as known`,
+              where provider_message_id = ${status.messageId} and channel = 'whatsapp_cloud')
+            or exists (select 1 from chat_inbox
+              where channel = 'whatsapp_cloud' and external_id = ${record} and status = 'done') as known`,
   );
   if (!counts?.known) throw new Error(`no message sent as ${status.messageId} yet`);
   return { toSms: counts.to_sms };
