@@ -4,7 +4,6 @@ import type { Clock } from "../clock.ts";
 import type { Db } from "../db/client.ts";
 import type { Logger } from "../logger.ts";
 import { RouterUnavailableError } from "./connection.ts";
-import { LeaseExpiredError } from "./lease-guard.ts";
 import type { ClaimedRow } from "./outbox-claim.ts";
 
 /**
@@ -67,23 +66,17 @@ export class OutboxOutcomes {
         });
         continue;
       }
-      // A command held up (behind the connection's in-flight cap, or a reconnect) until the lease
-      // had too little time left was not sent: no fault of the router, so no attempt is used up.
-      // Due again at once, the row would be claimed and held up again at once by the same cause.
-      const leaseCut = error instanceof LeaseExpiredError;
-      if (!leaseCut && row.attempts >= this.options.maxAttempts) {
+      // A delivery cut short by its lease (lease-guard.ts: a router too slow to answer before the
+      // lease ends) uses up its attempt like any other failure: a router that stalls every delivery
+      // must end in a given-up row and an alert, not in retries no one sees. (Rows not started in
+      // time are handed back without one: `release`.)
+      if (row.attempts >= this.options.maxAttempts) {
         await this.giveUp(row, message, now);
         continue;
       }
       const delay = Math.min(this.options.backoffMaxMs, this.options.backoffBaseMs * 2 ** (row.attempts - 1));
       const jitter = Math.floor(Math.random() * Math.min(1_000, delay / 4));
-      retry.push({
-        id: row.id,
-        message,
-        next: new Date(now.getTime() + delay + jitter),
-        uncount: leaseCut ? 1 : 0,
-        drops,
-      });
+      retry.push({ id: row.id, message, next: new Date(now.getTime() + delay + jitter), uncount: 0, drops });
     }
     for (const chunk of chunks(retry, 1_000)) {
       const values = sql.join(
