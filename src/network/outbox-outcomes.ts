@@ -51,6 +51,7 @@ export class OutboxOutcomes {
     if (failures.length === 0) return;
     const now = this.deps.clock.now();
     const retry: Array<{ id: number; message: string; next: Date; uncount: number; drops: string[] }> = [];
+    const giveUps: Array<{ row: ClaimedRow; message: string; drops: string[] }> = [];
     for (const { row, error, owedDrops: drops } of failures) {
       const message = (error instanceof Error ? error.message : String(error)).slice(0, 500);
       // A router that is down delays work but never loses it: an unreachable router does not use
@@ -71,12 +72,28 @@ export class OutboxOutcomes {
       // must end in a given-up row and an alert, not in retries no one sees. (Rows not started in
       // time are handed back without one: `release`.)
       if (row.attempts >= this.options.maxAttempts) {
-        await this.giveUp(row, message, now);
+        giveUps.push({ row, message, drops });
         continue;
       }
       const delay = Math.min(this.options.backoffMaxMs, this.options.backoffBaseMs * 2 ** (row.attempts - 1));
       const jitter = Math.floor(Math.random() * Math.min(1_000, delay / 4));
       retry.push({ id: row.id, message, next: new Date(now.getTime() + delay + jitter), uncount: 0, drops });
+    }
+    for (const { row, message, drops } of giveUps) {
+      try {
+        await this.giveUp(row, message, now);
+      } catch (error) {
+        // Not given up (its alert could not be queued, say): the row stays owed and is given up at
+        // its next failure; the other rows of the batch still get their outcomes.
+        this.deps.logger?.error({ err: error, outboxId: row.id }, "giving up a provisioning row failed");
+        retry.push({
+          id: row.id,
+          message,
+          next: new Date(now.getTime() + this.options.backoffMaxMs),
+          uncount: 0,
+          drops,
+        });
+      }
     }
     for (const chunk of chunks(retry, 1_000)) {
       const values = sql.join(

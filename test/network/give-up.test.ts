@@ -1,4 +1,4 @@
-import { and, eq } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { FakeClock } from "../../src/clock.ts";
@@ -80,6 +80,45 @@ describe("a router that stalls every delivery past its lease", () => {
       expect(await rowOf(subscription.id)).toMatchObject({ status: "dead", attempts: 3 });
       expect(await alertsMentioning("the lease of its delivery ends too soon")).toHaveLength(1);
     } finally {
+      await t.close();
+    }
+  });
+});
+
+describe("a row given up while its alert cannot be queued", () => {
+  it("the other rows of its batch still wait out their back-off, and it is given up at its next failure", async () => {
+    const t = await towerAndWorker({ maxAttempts: 2 });
+    // The message queue refuses the admin alert.
+    await database.db.execute(
+      sql`alter table message_outbox add constraint alert_refused check (template <> 'admin_alert') not valid`,
+    );
+    try {
+      const plan = await createPlan(database.db, { priceCents: 100_000, rateLimit: "fast please" });
+      const first = await subscriberOn(t.routerId, plan.id, "Refused First");
+      await t.stack.worker.drain();
+      expect(await rowOf(first.subscription.id)).toMatchObject({ status: "pending", attempts: 1 });
+      // The second subscriber's first attempt is in the same batch as the first's last one.
+      const second = await subscriberOn(t.routerId, plan.id, "Refused Second");
+      clock.advance(60_000);
+      await t.stack.worker.drain();
+
+      const refusal = "invalid value for argument rate-limit";
+      expect(await rowOf(second.subscription.id)).toMatchObject({
+        status: "pending",
+        attempts: 1,
+        lastError: refusal,
+        claimedUntil: null,
+      });
+      expect(await rowOf(first.subscription.id)).toMatchObject({ status: "pending", claimedUntil: null });
+
+      await database.db.execute(sql`alter table message_outbox drop constraint alert_refused`);
+      clock.advance(60_000);
+      await t.stack.worker.drain();
+      expect(await rowOf(first.subscription.id)).toMatchObject({ status: "dead", lastError: refusal });
+      expect(await rowOf(second.subscription.id)).toMatchObject({ status: "dead", attempts: 2 });
+      expect(await alertsMentioning(refusal)).toHaveLength(1);
+    } finally {
+      await database.db.execute(sql`alter table message_outbox drop constraint if exists alert_refused`);
       await t.close();
     }
   });
