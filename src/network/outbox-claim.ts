@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import type { Clock } from "../clock.ts";
-import { type Db, queryRows } from "../db/client.ts";
+import { type Db, type Executor, queryRows } from "../db/client.ts";
+import { intArray, textArray } from "../db/params.ts";
 import { targetOf, tryTargetLocks } from "./targets.ts";
 
 /** A `provisioning_outbox` row a worker has leased for delivery. */
@@ -118,9 +119,14 @@ export async function claimDueRows(
           sql`, `,
         )})`);
     }
-    // A session drop owed by a superseded row is owed by the row delivered in its place.
+    // A session drop owed by a superseded row, or by a row of the target given up (its drop would
+    // otherwise never be made: the router's entry already matches), is owed by the row delivered.
+    const givenUp = await takeDropsOfGivenUpRows(
+      tx,
+      keep.filter((t) => t.startsWith("s:")),
+    );
     const owed = new Map<number, Set<string>>();
-    for (const r of due) {
+    for (const r of [...due, ...givenUp]) {
       const names = owedDropsOf({
         dropSessions: jsonValueOf(r.drops),
       });
@@ -167,4 +173,39 @@ export async function claimDueRows(
       }))
       .sort((a, b) => a.id - b.id);
   });
+}
+
+/**
+ * Takes the session drops still owed by given-up rows (outbox-outcomes.ts) of these subscription
+ * targets off those rows (so they are made once), returning them. Looked up by router and status,
+ * which the router index covers: given-up rows are few.
+ */
+async function takeDropsOfGivenUpRows(
+  tx: Executor,
+  targets: string[],
+): Promise<Array<{ target: string; drops: unknown }>> {
+  if (targets.length === 0) return [];
+  const routerIds = [...new Set(targets.map((t) => t.split(":")[1]!))];
+  const anyRouter = routerIds.includes("*");
+  const numbered = routerIds.filter((r) => r !== "*").map(Number);
+  const onRouters = sql.join(
+    [
+      ...(numbered.length > 0 ? [sql`o.router_id = any(${intArray(numbered)})`] : []),
+      ...(anyRouter ? [sql`o.router_id is null`] : []),
+    ],
+    sql` or `,
+  );
+  return queryRows<{ target: string; drops: unknown }>(
+    tx,
+    sql`with owing as (
+          select o.id, ${targetOf(sql`o`)} as target, o.payload->'dropSessions' as drops
+          from provisioning_outbox o
+          where o.status = 'dead' and (${onRouters}) and o.payload->'dropSessions' is not null
+            and ${targetOf(sql`o`)} = any(${textArray(targets)})
+          for update of o
+        )
+        update provisioning_outbox o set payload = o.payload - 'dropSessions'
+        from owing where o.id = owing.id
+        returning owing.target, owing.drops`,
+  );
 }

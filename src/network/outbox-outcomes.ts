@@ -81,7 +81,7 @@ export class OutboxOutcomes {
     }
     for (const { row, message, drops } of giveUps) {
       try {
-        await this.giveUp(row, message, now);
+        await this.giveUp(row, message, drops, now);
       } catch (error) {
         // Not given up (its alert could not be queued, say): the row stays owed and is given up at
         // its next failure; the other rows of the batch still get their outcomes.
@@ -128,10 +128,16 @@ export class OutboxOutcomes {
     }
   }
 
-  private async giveUp(row: ClaimedRow, message: string, now: Date): Promise<void> {
+  /**
+   * The session drops the row still owes stay on it (driver.ts, OwedDrops): the next delivery of its
+   * target makes them (outbox-claim.ts), or the row's own retry by the admin.
+   */
+  private async giveUp(row: ClaimedRow, message: string, drops: string[], now: Date): Promise<void> {
     await this.deps.db.transaction(async (tx) => {
       await tx.execute(sql`
-        update provisioning_outbox set status = 'dead', claimed_until = null, last_error = ${message}, done_at = ${at(now)}
+        update provisioning_outbox set status = 'dead', claimed_until = null, last_error = ${message}, done_at = ${at(now)},
+          payload = case when ${drops.length}::int = 0 then payload - 'dropSessions'
+            else jsonb_set(payload, '{dropSessions}', ${JSON.stringify(drops)}::jsonb) end
         where id = ${row.id}`);
       if (this.options.adminPhone) {
         const hour = now.toISOString().slice(0, 13);

@@ -1,6 +1,10 @@
 import { and, eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { applyPayment } from "../../src/billing/payments.ts";
+import { changePlan } from "../../src/billing/plan-change.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
+import { resumeSubscription, suspendSubscription } from "../../src/billing/suspend-resume.ts";
+import { retryDeadProvisioningInTx } from "../../src/bots/admin/ops-queries.ts";
 import { FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { messageOutbox, provisioningOutbox } from "../../src/db/schema/index.ts";
@@ -119,6 +123,92 @@ describe("a row given up while its alert cannot be queued", () => {
       expect(await alertsMentioning(refusal)).toHaveLength(1);
     } finally {
       await database.db.execute(sql`alter table message_outbox drop constraint if exists alert_refused`);
+      await t.close();
+    }
+  });
+});
+
+/**
+ * A paying subscriber, online, moved to a faster plan: the router takes the new profile but answers
+ * only when too little of the lease is left to drop the session, and the row (one attempt allowed)
+ * is given up with the reconnection still owed.
+ */
+async function upgradeGivenUp(t: Awaited<ReturnType<typeof towerAndWorker>>, name: string) {
+  const plan = await createPlan(database.db, { priceCents: 100_000 });
+  const { customer, subscription, invoice } = await subscriberOn(t.routerId, plan.id, name);
+  const pay = (amountCents: number, ref: string) =>
+    applyPayment(ctx(), admin, {
+      customerId: customer.id,
+      method: "cash",
+      provider: "cash",
+      providerRef: `${ref}-${customer.id}`,
+      amountCents,
+    });
+  await pay(invoice.amountCents, "owed");
+  await t.stack.worker.drain();
+  t.emulator.connectPppoe(subscription.networkUsername);
+
+  const fast = await createPlan(database.db, { priceCents: 300_000, rateLimit: "10M/20M" });
+  await pay(300_000, "owed-upgrade");
+  await changePlan(ctx(), admin, { subscriptionId: subscription.id, planId: fast.id });
+  t.emulator.faults.delayFor = (command) => {
+    if (command.command === "/ppp/secret/set") clock.advance(80_000);
+    return 0;
+  };
+  await t.stack.worker.drain();
+  t.emulator.faults.delayFor = null;
+  expect(t.emulator.find("/ppp/secret", subscription.networkUsername)?.profile).toBe(`tandao-${fast.code}`);
+  expect(t.emulator.find("/ppp/active", subscription.networkUsername)).toBeDefined();
+  const [givenUp] = await database.db
+    .select()
+    .from(provisioningOutbox)
+    .where(
+      and(eq(provisioningOutbox.subscriptionId, subscription.id), eq(provisioningOutbox.status, "dead")),
+    );
+  expect(givenUp?.action).toBe("change_plan");
+  return { subscription, fast };
+}
+
+describe("a row given up with a reconnection still owed", () => {
+  it("the subscriber moved to a faster plan is reconnected onto it at their next delivery, once", async () => {
+    const t = await towerAndWorker({ maxAttempts: 1 });
+    try {
+      const { subscription, fast } = await upgradeGivenUp(t, "Owed Next Row");
+      const online = () => t.emulator.find("/ppp/active", subscription.networkUsername) !== undefined;
+
+      // Suspended and resumed after a check: the router already holds that state, nothing changes.
+      await suspendSubscription(ctx(), admin, { subscriptionId: subscription.id, reason: "check" });
+      await resumeSubscription(ctx(), admin, { subscriptionId: subscription.id, reason: "checked" });
+      clock.advance(60_000);
+      await t.stack.worker.drain();
+      expect(t.emulator.find("/ppp/secret", subscription.networkUsername)).toMatchObject({
+        profile: `tandao-${fast.code}`,
+        disabled: "false",
+      });
+      expect(online()).toBe(false);
+
+      // The subscriber's next connection is not dropped by a later delivery.
+      t.emulator.connectPppoe(subscription.networkUsername);
+      await suspendSubscription(ctx(), admin, { subscriptionId: subscription.id, reason: "check again" });
+      await resumeSubscription(ctx(), admin, { subscriptionId: subscription.id, reason: "checked again" });
+      await t.stack.worker.drain();
+      expect(online()).toBe(true);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it("the admin's retry of the router's given-up rows reconnects the subscriber", async () => {
+    const t = await towerAndWorker({ maxAttempts: 1 });
+    try {
+      const { subscription } = await upgradeGivenUp(t, "Owed Retry");
+      const retried = await database.db.transaction((tx) =>
+        retryDeadProvisioningInTx(tx, clock.now(), admin, { id: t.routerId, name: "tower" }),
+      );
+      expect(retried).toBe(1);
+      await t.stack.worker.drain();
+      expect(t.emulator.find("/ppp/active", subscription.networkUsername)).toBeUndefined();
+    } finally {
       await t.close();
     }
   });
