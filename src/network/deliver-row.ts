@@ -47,9 +47,12 @@ export class RowDelivery {
     // A router known to be down fails the row at once, before any database read.
     if (row.routerId !== null) pool.assertAvailable(row.routerId);
     if (row.subscriptionId !== null) {
-      const loaded = await loadSubscription(db, row.subscriptionId);
-      const routerId = row.routerId ?? loaded?.subscription.routerId ?? null;
+      // The claim gave a row queued before its subscription was placed the router it was on then
+      // (outbox-claim.ts). Still none: it had none, and its placement queued a row for the router;
+      // writing to the router it is on now would be done without that router's key.
+      const routerId = row.routerId;
       if (routerId === null) return;
+      const loaded = await loadSubscription(db, row.subscriptionId);
       const api = await connect(routerId);
       const want =
         loaded && loaded.subscription.routerId === routerId

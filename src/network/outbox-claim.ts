@@ -39,6 +39,12 @@ function jsonValueOf(value: unknown): unknown {
   }
 }
 
+/** The router in a subscription's target key (`s:<router>:<id>`); null for `*` and other targets. */
+function subscriptionRouterOf(target: string): number | null {
+  const [kind, router] = target.split(":");
+  return kind === "s" && router !== "*" ? Number(router) : null;
+}
+
 /**
  * Claims due rows in one short transaction (routers are only called after it commits), leasing
  * each row's target until `leaseMs` from now; rows of routers in `skipRouters` (known down) wait.
@@ -139,8 +145,10 @@ export async function claimDueRows(
         update provisioning_outbox set payload = jsonb_set(payload, '{dropSessions}', ${JSON.stringify([...names])}::jsonb)
         where id = ${id}`);
     }
-    const keepIds = sql.join(
-      keep.map((t) => sql`${newest.get(t)!}::int`),
+    // A subscription's row that names no router takes the router its key was locked for (or stays
+    // without one: the subscription had none, and its placement queues a row of its own).
+    const claims = sql.join(
+      keep.map((t) => sql`(${newest.get(t)!}::int, ${subscriptionRouterOf(t)}::int)`),
       sql`, `,
     );
     const claimed = await queryRows<{
@@ -153,9 +161,11 @@ export async function claimDueRows(
       attempts: number;
     }>(
       tx,
-      sql`update provisioning_outbox set claimed_until = ${at(leaseUntil)}, attempts = attempts + 1
-          where id in (${keepIds})
-          returning id, router_id, subscription_id, voucher_id, action, payload, attempts`,
+      sql`update provisioning_outbox o set claimed_until = ${at(leaseUntil)}, attempts = o.attempts + 1,
+            router_id = coalesce(o.router_id, v.router_id)
+          from (values ${claims}) as v(id, router_id)
+          where o.id = v.id
+          returning o.id, o.router_id, o.subscription_id, o.voucher_id, o.action, o.payload, o.attempts`,
     );
     return claimed
       .map((r) => ({

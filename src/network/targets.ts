@@ -12,9 +12,15 @@ import { type DesiredHotspotUser, type DesiredSecret, desiredHotspotUser, desire
  * - a lease: a pending `provisioning_outbox` row of the target whose `claimed_until` is in the future.
  */
 
-/** The target of an outbox row, as text; `targetKey` must build the same strings. */
+/**
+ * The target of an outbox row, as text; `targetKey` must build the same strings. A subscription's
+ * row queued while it had no router is delivered to the router it is on when claimed (the claim
+ * writes that router into the row): its key is that router's, the key of the rows queued after the
+ * subscription was placed, or two workers would write the same secret at once.
+ */
 export const targetOf = (alias: SQL) => sql`case
-  when ${alias}.subscription_id is not null then 's:' || coalesce(${alias}.router_id::text, '*') || ':' || ${alias}.subscription_id
+  when ${alias}.subscription_id is not null then 's:' || coalesce(${alias}.router_id::text,
+    (select s.router_id::text from subscriptions s where s.id = ${alias}.subscription_id), '*') || ':' || ${alias}.subscription_id
   when ${alias}.voucher_id is not null then 'v:' || coalesce(${alias}.router_id::text, '*') || ':' || ${alias}.voucher_id
   else 'p:' || coalesce(${alias}.router_id::text, '*') || ':' || coalesce(${alias}.payload->>'planId', '') end`;
 

@@ -4,6 +4,7 @@ import { cancelSubscription } from "../../src/billing/cancel-subscription.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { placeSubscription } from "../../src/billing/placement.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
+import { suspendSubscription } from "../../src/billing/suspend-resume.ts";
 import { FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { auditLog } from "../../src/db/schema/index.ts";
@@ -89,5 +90,56 @@ describe("placing a subscriber on a router", () => {
     await expect(
       placeSubscription(ctx, admin, { subscriptionId: subscription.id, routerId: first.routerId }),
     ).rejects.toThrow(/cancelled/);
+  });
+});
+
+describe("a row queued before the subscriber was placed, next to the rows queued after", () => {
+  it("two workers do not write the same secret at once: a suspension delivered meanwhile is not undone", async () => {
+    await stack.worker.drain();
+    const { ctx } = billingContext(database.db, clock);
+    const plan = await createPlan(database.db, { priceCents: 150_000 });
+    // Paid before being placed: its restore row names no router.
+    const { customer, subscription, invoice } = await createCustomerWithSubscription(ctx, admin, {
+      name: "Placed While Queued",
+      phone: uniquePhone(),
+      planId: plan.id,
+    });
+    await stack.worker.drain();
+    await applyPayment(ctx, admin, {
+      customerId: customer.id,
+      method: "cash",
+      provider: "cash",
+      providerRef: `queued-${subscription.id}`,
+      amountCents: invoice.amountCents,
+    });
+    await placeSubscription(ctx, admin, { subscriptionId: subscription.id, routerId: first.routerId });
+    const username = subscription.networkUsername;
+    // One worker takes the row queued first (one row per batch); while its first command waits for
+    // the router's answer, the admin suspends the subscriber and a second worker runs.
+    const one = networkStack(database.db, clock, { worker: { batchSize: 1 } });
+    const two = networkStack(database.db, clock);
+    let held = false;
+    let deliveredMeanwhile = -1;
+    first.emulator.faults.holdUntil = (command) => {
+      if (held || command.command !== "/ppp/profile/print") return null;
+      held = true;
+      return (async () => {
+        await suspendSubscription(ctx, admin, { subscriptionId: subscription.id, reason: "abuse report" });
+        deliveredMeanwhile = await two.worker.drain();
+      })();
+    };
+    try {
+      await one.worker.drain();
+      await two.worker.drain();
+      expect(held).toBe(true);
+      expect(first.emulator.find("/ppp/secret", username)).toMatchObject({ disabled: "true" });
+      // The second worker left the subscriber's secret to the one already writing it.
+      expect(deliveredMeanwhile).toBe(0);
+      expect(second.emulator.find("/ppp/secret", username)).toBeUndefined();
+    } finally {
+      first.emulator.faults.holdUntil = null;
+      await one.close();
+      await two.close();
+    }
   });
 });
