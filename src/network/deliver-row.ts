@@ -19,7 +19,7 @@ import {
   removeHotspotUser,
   removeSecret,
 } from "./driver.ts";
-import { sendWhileLeased } from "./lease-guard.ts";
+import { LeaseExpiredError, sendWhileLeased } from "./lease-guard.ts";
 import { subscriptionMarker, voucherMarker } from "./markers.ts";
 import type { ClaimedRow } from "./outbox-claim.ts";
 import { dropProfileSessions, splitRateLimitChange } from "./plan-speed.ts";
@@ -142,16 +142,21 @@ export class RowDelivery {
     const checked = this.profileCache.get(key);
     if (checked === undefined || Date.now() - checked > 60_000) {
       // Concurrent deliveries for the same plan share one check instead of racing to add the profile.
-      let ensuring = this.profilesEnsuring.get(key);
-      if (!ensuring) {
-        ensuring = ensureProfile(api, profile)
-          .then(() => {
-            this.profileCache.set(key, Date.now());
-          })
-          .finally(() => this.profilesEnsuring.delete(key));
-        this.profilesEnsuring.set(key, ensuring);
+      // Its commands go out under the lease of the row that started it: when that lease runs out
+      // first, a row with time left on its own checks again instead of failing with it.
+      for (;;) {
+        const shared = this.profilesEnsuring.get(key);
+        if (!shared) {
+          await this.checkProfile(api, key, profile);
+          break;
+        }
+        try {
+          await shared;
+          break;
+        } catch (error) {
+          if (!(error instanceof LeaseExpiredError)) throw error;
+        }
       }
-      await ensuring;
     }
     try {
       return await op();
@@ -162,6 +167,16 @@ export class RowDelivery {
       this.profileCache.set(key, Date.now());
       return op();
     }
+  }
+
+  private checkProfile(api: RouterApi, key: string, profile: DesiredProfile): Promise<void> {
+    const ensuring = ensureProfile(api, profile)
+      .then(() => {
+        this.profileCache.set(key, Date.now());
+      })
+      .finally(() => this.profilesEnsuring.delete(key));
+    this.profilesEnsuring.set(key, ensuring);
+    return ensuring;
   }
 
   private async allRouterIds(): Promise<number[]> {

@@ -6,9 +6,11 @@ import { resumeSubscription, suspendSubscription } from "../../src/billing/suspe
 import { sellVoucherInTx } from "../../src/billing/vouchers.ts";
 import { FakeClock } from "../../src/clock.ts";
 import { type Database, queryRows } from "../../src/db/client.ts";
+import { RouterPool } from "../../src/network/pool.ts";
+import { ProvisioningWorker } from "../../src/network/worker.ts";
 import { admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
-import { emulatedRouter, networkStack, waitFor } from "./support.ts";
+import { box, emulatedRouter, networkStack, waitFor } from "./support.ts";
 
 // A database of its own: every router registered here is one this test controls.
 let database: Database;
@@ -204,6 +206,80 @@ describe("a worker that runs out of lease time", () => {
     } finally {
       await instanceA.close();
       await instanceB.close();
+      await tower.emulator.stop();
+    }
+  });
+
+  it("a profile check cut short by its lease does not fail the rows of a later batch waiting on it", async () => {
+    const tower = await emulatedRouter(database.db);
+    const clock = new FakeClock(new Date());
+    const { ctx } = billingContext(database.db, clock);
+    // The worker's connections, telling the test when a delivery has been handed one.
+    class WatchedPool extends RouterPool {
+      handedOut = () => {};
+      override async get(routerId: number) {
+        const connection = await super.get(routerId);
+        this.handedOut();
+        return connection;
+      }
+    }
+    const pool = new WatchedPool({ db: database.db, box, clock }, {}, 0);
+    const worker = new ProvisioningWorker(
+      { db: database.db, clock, pool },
+      { backoffBaseMs: 50, backoffMaxMs: 500 },
+    );
+    const paidSubscriber = async (planId: number, name: string) => {
+      const { customer, subscription, invoice } = await createCustomerWithSubscription(ctx, admin, {
+        name,
+        phone: uniquePhone(),
+        planId,
+        routerId: tower.routerId,
+      });
+      await applyPayment(ctx, admin, {
+        customerId: customer.id,
+        method: "cash",
+        provider: "cash",
+        providerRef: `check-${customer.id}`,
+        amountCents: invoice.amountCents,
+      });
+      return subscription;
+    };
+    try {
+      // A plan whose profile is not on the router yet: the first delivery checks for it.
+      const plan = await createPlan(database.db, { priceCents: 100_000 });
+      const early = await paidSubscriber(plan.id, "Early Batch");
+      let later: Awaited<ReturnType<typeof paidSubscriber>> | undefined;
+      let laterBatch: Promise<number> | undefined;
+      let stalled = false;
+      // The router stalls on the lookup of the profile until too little of the first batch's lease
+      // is left to add it. Meanwhile another subscriber pays and the worker claims their rows; their
+      // delivery, with a lease of its own, waits on the same check.
+      tower.emulator.faults.holdUntil = (command) => {
+        if (stalled || command.command !== "/ppp/profile/print") return null;
+        stalled = true;
+        return (async () => {
+          clock.advance(80_000);
+          later = await paidSubscriber(plan.id, "Later Batch");
+          const joined = new Promise<void>((resolve) => {
+            pool.handedOut = resolve;
+          });
+          laterBatch = worker.drain();
+          await joined;
+        })();
+      };
+      await worker.drain();
+      expect(stalled).toBe(true);
+      await laterBatch;
+      // The later subscriber is online without waiting for the first batch's row to be retried.
+      expect(tower.emulator.find("/ppp/secret", later!.networkUsername)?.disabled).toBe("false");
+      expect(tower.emulator.find("/ppp/secret", early.networkUsername)).toBeUndefined();
+      // The row cut short is delivered after its back-off.
+      clock.advance(1_000);
+      await worker.drain();
+      expect(tower.emulator.find("/ppp/secret", early.networkUsername)?.disabled).toBe("false");
+    } finally {
+      await worker.stop();
+      await pool.close();
       await tower.emulator.stop();
     }
   });
