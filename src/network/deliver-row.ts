@@ -131,6 +131,10 @@ export class RowDelivery {
   /**
    * RouterOS refuses a secret whose profile does not exist, so the profile is ensured first; that
    * check is remembered for a minute (the reconciliation repairs a profile deleted by hand meanwhile).
+   * A missing profile is created; one found is left as it is: this delivery holds the lease of its
+   * secret or user, not of the profile, and read the plan when it started, so its speed may be one
+   * the admin has changed since and a profile row delivered (only rows of the profile and the
+   * reconciliation, holding its lease, write a profile's speed).
    */
   private async withProfile<T>(
     api: RouterApi,
@@ -163,14 +167,14 @@ export class RowDelivery {
     } catch (error) {
       if (!(error instanceof RouterTrapError && /does not match any value of profile/.test(error.message)))
         throw error;
-      await ensureProfile(api, profile);
+      await ensureProfile(api, profile, { createOnly: true });
       this.profileCache.set(key, Date.now());
       return op();
     }
   }
 
   private checkProfile(api: RouterApi, key: string, profile: DesiredProfile): Promise<void> {
-    const ensuring = ensureProfile(api, profile)
+    const ensuring = ensureProfile(api, profile, { createOnly: true })
       .then(() => {
         this.profileCache.set(key, Date.now());
       })

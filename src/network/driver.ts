@@ -128,9 +128,14 @@ export async function removeIds(api: RouterApi, menu: string, ids: string[]): Pr
   }
 }
 
+/**
+ * `createOnly`: a profile found is left as it is (a writer without the profile's lease, whose plan
+ * may be older than the router's profile, must not write its speed).
+ */
 export async function ensureProfile(
   api: RouterApi,
   want: DesiredProfile,
+  options: { createOnly?: boolean } = {},
   retried = false,
 ): Promise<EnsureResult> {
   const menu = profileMenu(want.kind);
@@ -145,7 +150,7 @@ export async function ensureProfile(
       });
     } catch (error) {
       // Another writer (the delivery worker and a reconciliation run) created it since we looked.
-      if (error instanceof RouterConflictError && !retried) return ensureProfile(api, want, true);
+      if (error instanceof RouterConflictError && !retried) return ensureProfile(api, want, options, true);
       throw error;
     }
     return { change: "created", kicked: 0 };
@@ -154,7 +159,7 @@ export async function ensureProfile(
     throw new RouterConflictError(`${menu} "${want.name}" exists on the router without a Tandao marker`);
   }
   const diff = profileDiff(row, want);
-  if (Object.keys(diff).length === 0) return { change: "unchanged", kicked: 0 };
+  if (options.createOnly || Object.keys(diff).length === 0) return { change: "unchanged", kicked: 0 };
   await api.run(`${menu}/set`, [`=.id=${row[".id"]}`, ...words(diff)]);
   return { change: "updated", kicked: 0 };
 }

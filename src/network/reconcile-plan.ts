@@ -2,7 +2,7 @@ import { type RouterApi, type RouterRow, RouterTrapError } from "./connection.ts
 import type { DesiredHotspotUser, DesiredProfile, DesiredSecret, SessionOwner } from "./desired.ts";
 import { ensureProfile, profileDiff, profileMarkerOf, profileMenu } from "./driver.ts";
 import { parseMarker, subscriptionMarker, voucherMarker } from "./markers.ts";
-import { type ReconcileTarget, refOf } from "./targets.ts";
+import { profileRef, type ReconcileTarget, refOf } from "./targets.ts";
 
 /**
  * The reconciliation's plan for one router: the drift between what it holds and what the database
@@ -51,11 +51,17 @@ export interface Op {
   run(): Promise<unknown>;
 }
 
+/** A command that writes a plan's profile (`ref` is `profile:<plan id>`), from `want`. */
+export interface ProfileOp extends Op {
+  ref: string;
+  want: DesiredProfile;
+}
+
 export interface Plan {
   drift: Drift[];
   counts: ReconcileCounts;
   /** Commands that repair the drift, in order of phases (profiles before what uses them). */
-  profileOps: Array<() => Promise<unknown>>;
+  profileOps: ProfileOp[];
   ops: Op[];
   kicks: Op[];
   /** Every target an op changes, with the desired state the op is based on. */
@@ -70,8 +76,6 @@ export function planProfiles(
   kind: DesiredProfile["kind"],
   rows: RouterRow[],
   desired: DesiredProfile[],
-  /** Whether the plan, read again, still wants this profile (see reconcile.ts). */
-  stillWanted: (want: DesiredProfile) => Promise<boolean>,
 ): void {
   const menu = profileMenu(kind);
   const byPlan = new Map<number, RouterRow>();
@@ -93,9 +97,7 @@ export function planProfiles(
       plan.drift.push({ menu, name: want.name, marker: want.comment, issue: "missing" });
       plan.counts.created++;
       // ensureProfile rather than a bare add: the delivery worker may create it meanwhile.
-      plan.profileOps.push(async () => {
-        if (await stillWanted(want)) await ensureProfile(api, want);
-      });
+      plan.profileOps.push({ ref: profileRef(want.planId), want, run: () => ensureProfile(api, want) });
       continue;
     }
     const diff = profileDiff(row, want);
@@ -111,8 +113,10 @@ export function planProfiles(
       fields: Object.keys(diff),
     });
     plan.counts.updated++;
-    plan.profileOps.push(async () => {
-      if (await stillWanted(want)) await api.run(`${menu}/set`, [`=.id=${row[".id"]}`, ...toWords(diff)]);
+    plan.profileOps.push({
+      ref: profileRef(want.planId),
+      want,
+      run: () => api.run(`${menu}/set`, [`=.id=${row[".id"]}`, ...toWords(diff)]),
     });
   }
 }

@@ -8,13 +8,7 @@ import { type JobResult, runJobOutsideTransaction } from "../jobs/runner.ts";
 import type { Logger } from "../logger.ts";
 import { ensureWalledGarden, walledGardenEntries } from "../portal/walled-garden.ts";
 import type { RouterApi, RouterRow } from "./connection.ts";
-import {
-  type DesiredProfile,
-  desiredProfile,
-  loadPlan,
-  loadRouterDesiredState,
-  loadSessionOwners,
-} from "./desired.ts";
+import { loadRouterDesiredState, loadSessionOwners } from "./desired.ts";
 import {
   hotspotUserDiff,
   hotspotUserNeedsKick,
@@ -34,7 +28,13 @@ import {
   planProfiles,
   type ReconcileCounts,
 } from "./reconcile-plan.ts";
-import { leaseTargets, reconcileStartWithinMs, releaseTargets, type TargetLeases } from "./targets.ts";
+import {
+  leaseProfiles,
+  leaseTargets,
+  reconcileStartWithinMs,
+  releaseTargets,
+  type TargetLeases,
+} from "./targets.ts";
 import { voucherUsesOn } from "./voucher-use.ts";
 
 export type { Drift, DriftIssue, ReconcileCounts } from "./reconcile-plan.ts";
@@ -122,15 +122,8 @@ export async function reconcileRouter(
       sendBy: Number.POSITIVE_INFINITY,
     };
     const repairApi = sendWhileLeased(api, deps.clock, () => plan.sendBy);
-    // A profile is written only as its plan still is: the plans were read before the router, and a
-    // speed an admin changed since, which the worker may already have delivered, is not put back.
-    // (Profiles take no lease: the window left is between this read and the write.)
-    const stillWanted = async (want: DesiredProfile) => {
-      const current = await loadPlan(deps.db, want.planId);
-      return current !== null && JSON.stringify(desiredProfile(current)) === JSON.stringify(want);
-    };
-    planProfiles(api, plan, "ppp", pppProfiles, desired.profiles, stillWanted);
-    planProfiles(api, plan, "hotspot", hotspotProfiles, desired.profiles, stillWanted);
+    planProfiles(repairApi, plan, "ppp", pppProfiles, desired.profiles);
+    planProfiles(repairApi, plan, "hotspot", hotspotProfiles, desired.profiles);
     planEntries(repairApi, plan, {
       menu: menus.pppSecret,
       kind: "sub",
@@ -252,19 +245,16 @@ async function reconcileEveryRouter(
 
 /**
  * Sends the repair: profiles first (secrets and users refer to them), then the entries of the
- * targets leased from the worker, then the session kicks. A target's commands start while its lease
- * surely outlasts them; one whose command fails or comes too late is handed to the worker.
+ * targets leased from the worker, then the session kicks. Profiles are leased like targets (a plan's
+ * profile on this router, `p:<router>:<plan>`): a speed an admin changed since the plans were read,
+ * which the worker may have delivered already or is about to, is not written over. A target's
+ * commands start while its lease surely outlasts them; one whose command fails or comes too late is
+ * handed to the worker.
  */
 async function repair(deps: ReconcileDeps, routerId: number, plan: Plan): Promise<void> {
-  await Promise.all(plan.profileOps.map((op) => op()));
-  const leases: TargetLeases = await leaseTargets(deps, routerId, [...plan.targets.values()]);
-  plan.counts.deferred = leases.deferred;
-  // Each command is written only while the leases surely outlast it (lease-guard.ts).
-  plan.sendBy = deps.clock.now().getTime() + reconcileStartWithinMs;
-  const startBy = plan.sendBy;
-  const unfinished = new Set<string>();
   let firstError: unknown;
-  const send = async (ops: Op[]) => {
+  const send = async (ops: Op[], leases: TargetLeases, unfinished: Set<string>) => {
+    const startBy = plan.sendBy;
     const mine = ops.filter((op) => op.ref === undefined || leases.held.has(op.ref));
     let next = 0;
     const lane = async () => {
@@ -286,9 +276,32 @@ async function repair(deps: ReconcileDeps, routerId: number, plan: Plan): Promis
     };
     await Promise.all(Array.from({ length: Math.min(repairLanes, mine.length) }, lane));
   };
+  // Each command is written only while the leases surely outlast it (lease-guard.ts).
+  const sendWithinLease = () => {
+    plan.sendBy = deps.clock.now().getTime() + reconcileStartWithinMs;
+  };
+
+  const profiles = await leaseProfiles(
+    deps,
+    routerId,
+    plan.profileOps.map((op) => op.want),
+  );
+  sendWithinLease();
+  const profilesUnfinished = new Set<string>();
   try {
-    await send(plan.ops);
-    await send(plan.kicks);
+    await send(plan.profileOps, profiles, profilesUnfinished);
+  } finally {
+    await releaseTargets(deps, profiles, profilesUnfinished);
+  }
+  if (firstError !== undefined) throw firstError;
+
+  const leases = await leaseTargets(deps, routerId, [...plan.targets.values()]);
+  plan.counts.deferred = profiles.deferred + leases.deferred;
+  sendWithinLease();
+  const unfinished = new Set<string>();
+  try {
+    await send(plan.ops, leases, unfinished);
+    await send(plan.kicks, leases, unfinished);
   } finally {
     await releaseTargets(deps, leases, unfinished);
   }

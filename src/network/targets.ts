@@ -3,7 +3,14 @@ import type { Clock } from "../clock.ts";
 import { type Db, queryRows } from "../db/client.ts";
 import { intArray, textArray } from "../db/params.ts";
 import { plans, subscriptions, vouchers } from "../db/schema/index.ts";
-import { type DesiredHotspotUser, type DesiredSecret, desiredHotspotUser, desiredSecret } from "./desired.ts";
+import {
+  type DesiredHotspotUser,
+  type DesiredProfile,
+  type DesiredSecret,
+  desiredHotspotUser,
+  desiredProfile,
+  desiredSecret,
+} from "./desired.ts";
 
 /**
  * A provisioning target (a subscriber's secret on a router, a voucher's hotspot user) is changed by
@@ -59,8 +66,14 @@ export const reconcileStartWithinMs = 75_000;
 
 export const refOf = (t: Pick<ReconcileTarget, "kind" | "id">) => `${t.kind}:${t.id}`;
 
+/** The reconciliation's name for a plan's profile on the router it repairs (leaseProfiles). */
+export const profileRef = (planId: number) => `profile:${planId}`;
+
 /** Desired states are flat records of strings, numbers and booleans built by the same functions. */
-function sameState(a: ReconcileTarget["want"], b: ReconcileTarget["want"]): boolean {
+function sameState(
+  a: ReconcileTarget["want"] | DesiredProfile,
+  b: ReconcileTarget["want"] | DesiredProfile,
+): boolean {
   if (a === null || b === null) return a === b;
   const x = a as unknown as Record<string, unknown>;
   const y = b as unknown as Record<string, unknown>;
@@ -211,6 +224,71 @@ export async function leaseTargets(
             : `voucher:${Number(row.voucher_id)}`;
         leases.rows.set(ref, Number(row.id));
       }
+    }
+    return leases;
+  });
+}
+
+/**
+ * Leases plans' profiles on `routerId` to the reconciliation, as `leaseTargets` does its targets:
+ * the key is the worker's for a profile row of that router (`p:<router>:<plan>`), held by a leased
+ * `ensure_profile` row. A profile is left alone while a profile row of its plan is pending for this
+ * router or for every router (the worker brings the plan's speed anyway), or when its plan changed
+ * since it was read. The worker writes a profile's speed only through such rows (the deliveries of
+ * secrets and users only create a missing profile): with the lease held, a speed an admin changes
+ * meanwhile queues a row that waits for the reconciliation's write, and is delivered after it.
+ */
+export async function leaseProfiles(
+  deps: { db: Db; clock: Clock },
+  routerId: number,
+  wants: DesiredProfile[],
+): Promise<TargetLeases> {
+  const leases: TargetLeases = { held: new Set(), rows: new Map(), deferred: 0 };
+  if (wants.length === 0) return leases;
+  const now = deps.clock.now();
+  const planIds = [...new Set(wants.map((w) => w.planId))];
+  const keyOf = (planId: number) => `p:${routerId}:${planId}`;
+  return deps.db.transaction(async (tx) => {
+    const current = await tx
+      .select()
+      .from(plans)
+      .where(sql`${plans.id} = any(${intArray(planIds)})`);
+    const fresh = new Map(current.map((p) => [p.id, desiredProfile(p)]));
+    const locked = await queryRows<{ t: string }>(tx, tryTargetLocks(textArray(planIds.map(keyOf))));
+    const lockedKeys = new Set(locked.map((l) => l.t));
+    const queued = await queryRows<{ plan_id: string }>(
+      tx,
+      sql`select distinct payload->>'planId' as plan_id from provisioning_outbox
+          where status = 'pending' and action = 'ensure_profile'
+            and subscription_id is null and voucher_id is null
+            and (router_id = ${routerId} or router_id is null)
+            and payload->>'planId' = any(${textArray(planIds.map(String))})`,
+    );
+    const busy = new Set(queued.map((q) => Number(q.plan_id)));
+    const toLease: number[] = [];
+    for (const want of wants) {
+      const ref = profileRef(want.planId);
+      const unchanged = sameState(fresh.get(want.planId) ?? null, want);
+      if (leases.held.has(ref)) continue;
+      if (!lockedKeys.has(keyOf(want.planId)) || busy.has(want.planId) || !unchanged) {
+        leases.deferred++;
+        continue;
+      }
+      leases.held.add(ref);
+      toLease.push(want.planId);
+    }
+    if (toLease.length > 0) {
+      const leaseUntil = new Date(now.getTime() + reconcileLeaseMs).toISOString();
+      const inserted = await queryRows<{ id: number; plan_id: string }>(
+        tx,
+        sql`insert into provisioning_outbox
+              (router_id, action, payload, next_attempt_at, claimed_until, created_at)
+            select ${routerId}, 'ensure_profile', jsonb_build_object('planId', p, 'by', 'reconcile'),
+              ${now.toISOString()}::timestamptz, ${leaseUntil}::timestamptz, ${now.toISOString()}::timestamptz
+            from unnest(${intArray(toLease)}) as p
+            returning id, payload->>'planId' as plan_id`,
+      );
+      for (const row of inserted) leases.rows.set(profileRef(Number(row.plan_id)), Number(row.id));
     }
     return leases;
   });

@@ -282,4 +282,56 @@ describe("a plan's speed changed while the reconciliation runs", () => {
     expect(report.ok).toBe(true);
     expect(router.find("/ppp/profile", profile)?.["rate-limit"]).toBe("10M/20M");
   });
+  it("a speed the worker delivered while the reconciliation was writing the profile is not overwritten with the old one", async () => {
+    const plan = await createPlan(database.db, { priceCents: 100_000, rateLimit: "2M/4M" });
+    const profile = profileName(plan);
+    await payingSubscriber(plan.id, "Speed Watcher Too");
+    await stack.worker.drain();
+    // Someone slowed the profile down by hand: the reconciliation will put the plan's speed back.
+    router.update("/ppp/profile", router.find("/ppp/profile", profile)![".id"]!, { "rate-limit": "1M/1M" });
+
+    // Just before that write goes out, the admin raises the speed and the worker runs.
+    const deps = reconcileWith(
+      (command) => command === "/ppp/profile/set",
+      async () => {
+        await updatePlan(ctx, admin, plan.code, { rateLimit: "10M/20M" });
+        await stack.worker.drain();
+      },
+    );
+    const report = await reconcileRouter(deps, routerId);
+    expect(deps.acted()).toBe(true);
+    expect(report.ok).toBe(true);
+    // The worker runs again after the reconciliation (its next poll).
+    await stack.worker.drain();
+    expect(router.find("/ppp/profile", profile)?.["rate-limit"]).toBe("10M/20M");
+  });
+});
+
+describe("a plan's speed changed while a subscriber is delivered", () => {
+  it("the subscriber's delivery, which read the old speed, does not put it back on the profile", async () => {
+    const plan = await createPlan(database.db, { priceCents: 100_000, rateLimit: "2M/4M" });
+    const profile = profileName(plan);
+    await payingSubscriber(plan.id, "First On The Plan");
+    await stack.worker.drain();
+    const joining = await payingSubscriber(plan.id, "Joining The Plan");
+    // Another instance delivers the new subscriber: it has read their plan (2M/4M) when it is
+    // handed the router's connection; then the admin raises the speed and this instance delivers it.
+    const other = networkStack(database.db, clock);
+    let raised = false;
+    other.pool.handingOut = async () => {
+      if (raised) return;
+      raised = true;
+      await updatePlan(ctx, admin, plan.code, { rateLimit: "10M/20M" });
+      await stack.worker.drain();
+      expect(router.find("/ppp/profile", profile)?.["rate-limit"]).toBe("10M/20M");
+    };
+    try {
+      await other.worker.drain();
+    } finally {
+      await other.close();
+    }
+    expect(raised).toBe(true);
+    expect(router.find("/ppp/secret", joining.networkUsername)?.disabled).toBe("false");
+    expect(router.find("/ppp/profile", profile)?.["rate-limit"]).toBe("10M/20M");
+  });
 });

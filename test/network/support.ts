@@ -28,12 +28,25 @@ export async function emulatedRouter(db: Db, name = `r${++seq}-${randomBytes(3).
   return { emulator, routerId: id };
 }
 
+/**
+ * The router pool, with a moment for the test to act in: after a delivery (or anything else) was
+ * handed a router's connection and before it sends a command on it.
+ */
+export class WatchedPool extends RouterPool {
+  handingOut: ((routerId: number) => Promise<void> | void) | null = null;
+  override async get(routerId: number) {
+    const connection = await super.get(routerId);
+    await this.handingOut?.(routerId);
+    return connection;
+  }
+}
+
 export function networkStack(
   db: Db,
   clock: Clock,
   options: { worker?: Partial<WorkerOptions>; connection?: Partial<ConnectionOptions> } = {},
 ) {
-  const pool = new RouterPool({ db, box, clock }, options.connection, 0);
+  const pool = new WatchedPool({ db, box, clock }, options.connection, 0);
   const worker = new ProvisioningWorker(
     { db, clock, pool },
     { backoffBaseMs: 50, backoffMaxMs: 500, ...options.worker },

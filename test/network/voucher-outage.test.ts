@@ -6,11 +6,9 @@ import { resumeSubscription, suspendSubscription } from "../../src/billing/suspe
 import { sellVoucherInTx } from "../../src/billing/vouchers.ts";
 import { FakeClock } from "../../src/clock.ts";
 import { type Database, queryRows } from "../../src/db/client.ts";
-import { RouterPool } from "../../src/network/pool.ts";
-import { ProvisioningWorker } from "../../src/network/worker.ts";
 import { admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
-import { box, emulatedRouter, networkStack, waitFor } from "./support.ts";
+import { emulatedRouter, networkStack, waitFor } from "./support.ts";
 
 // A database of its own: every router registered here is one this test controls.
 let database: Database;
@@ -214,20 +212,7 @@ describe("a worker that runs out of lease time", () => {
     const tower = await emulatedRouter(database.db);
     const clock = new FakeClock(new Date());
     const { ctx } = billingContext(database.db, clock);
-    // The worker's connections, telling the test when a delivery has been handed one.
-    class WatchedPool extends RouterPool {
-      handedOut = () => {};
-      override async get(routerId: number) {
-        const connection = await super.get(routerId);
-        this.handedOut();
-        return connection;
-      }
-    }
-    const pool = new WatchedPool({ db: database.db, box, clock }, {}, 0);
-    const worker = new ProvisioningWorker(
-      { db: database.db, clock, pool },
-      { backoffBaseMs: 50, backoffMaxMs: 500 },
-    );
+    const { pool, worker, close } = networkStack(database.db, clock);
     const paidSubscriber = async (planId: number, name: string) => {
       const { customer, subscription, invoice } = await createCustomerWithSubscription(ctx, admin, {
         name,
@@ -260,8 +245,9 @@ describe("a worker that runs out of lease time", () => {
         return (async () => {
           clock.advance(80_000);
           later = await paidSubscriber(plan.id, "Later Batch");
+          // Their delivery has read the database and is handed the connection: it joins the check.
           const joined = new Promise<void>((resolve) => {
-            pool.handedOut = resolve;
+            pool.handingOut = () => resolve();
           });
           laterBatch = worker.drain();
           await joined;
@@ -278,8 +264,7 @@ describe("a worker that runs out of lease time", () => {
       await worker.drain();
       expect(tower.emulator.find("/ppp/secret", early.networkUsername)?.disabled).toBe("false");
     } finally {
-      await worker.stop();
-      await pool.close();
+      await close();
       await tower.emulator.stop();
     }
   });
