@@ -60,6 +60,21 @@ async function overdueSubscribers(routerId: number, prefix: string, n: number) {
       current_period_end, current_period_end - interval '4 days' from s`);
 }
 
+/**
+ * The subscribers' secrets put on the router through a pool of its own, closed after. The worker's
+ * pool then first meets the router when it tries the queued rows: had it held a connection when the
+ * router went down, its prober could open the router's circuit before the rows were tried, and they
+ * would wait untried instead of at the longest back-off, the case these tests are about.
+ */
+async function putOnRouter(routerId: number) {
+  const setup = networkStack(database.db, systemClock);
+  try {
+    return await reconcileRouter({ db: database.db, clock: systemClock, pool: setup.pool }, routerId);
+  } finally {
+    await setup.close();
+  }
+}
+
 const pendingFor = (routerId: number) =>
   count(
     sql`select count(*)::int as n from provisioning_outbox where router_id = ${routerId} and status = 'pending'`,
@@ -83,17 +98,13 @@ describe("a router that comes back after an outage", () => {
     });
     try {
       await overdueSubscribers(tower.routerId, "back", N);
-      const initial = await reconcileRouter(
-        { db: database.db, clock: systemClock, pool: stack.pool },
-        tower.routerId,
-      );
-      expect(initial.ok).toBe(true);
-      stack.worker.start();
+      expect((await putOnRouter(tower.routerId)).ok).toBe(true);
 
       await tower.emulator.stop();
       const { ctx } = billingContext(database.db, new FakeClock(new Date()));
       expect((await suspendOverdue(ctx, job)).suspended).toBe(N);
-      stack.worker.kick();
+      // Started once every row is queued: its first claim takes them all (one batch).
+      stack.worker.start();
       // The worker tries them, finds the router unreachable and parks them at the longest back-off.
       await waitFor(async () => (await backedOff(tower.routerId)) === N, 20_000);
       expect(disabledSecrets(tower.emulator, "back")).toBe(0);
@@ -124,16 +135,11 @@ describe("a router that comes back after an outage", () => {
     const second = networkStack(database.db, systemClock, options);
     try {
       await overdueSubscribers(tower.routerId, "rest", n);
-      const initial = await reconcileRouter(
-        { db: database.db, clock: systemClock, pool: first.pool },
-        tower.routerId,
-      );
-      expect(initial.ok).toBe(true);
-      first.worker.start();
+      expect((await putOnRouter(tower.routerId)).ok).toBe(true);
       await tower.emulator.stop();
       const { ctx } = billingContext(database.db, new FakeClock(new Date()));
       expect((await suspendOverdue(ctx, job)).suspended).toBe(n);
-      first.worker.kick();
+      first.worker.start();
       await waitFor(async () => (await backedOff(tower.routerId)) === n, 20_000);
       // The first instance stops (a deploy); the next one has never talked to this router.
       await first.close();
