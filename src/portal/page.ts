@@ -120,7 +120,7 @@ $("again").addEventListener("click",function(e){e.preventDefault();linkToken("")
 var vf=$("voucher");vf.addEventListener("submit",function(e){
   e.preventDefault();var btn=$("voucher-go");btn.disabled=true;say("voucher-error","");
   post("/voucher",{code:vf.elements.code.value,lang:D.lang,mac:D.hotspot.mac,ip:D.hotspot.ip})
-  .then(function(r){if(!r.ok){say("voucher-error",r.body.error||T["error.generic"]);return}show("buy",false);login(r.body.username,r.body.password)})
+  .then(function(r){if(!r.ok){say("voucher-error",r.body.error||T["error.generic"]);return}show("buy",false);$("done-heading").textContent=T["voucher.accepted"];$("code-label").textContent=T["voucher.code"].replace("{code}","");login(r.body.username,r.body.password)})
   .catch(function(){say("voucher-error",T["error.network"])})
   .then(function(){btn.disabled=false});
 });
@@ -140,6 +140,8 @@ export function renderPortalPage(m: PageModel): HtmlEscapedString | Promise<Html
   // follows it (the script by polling, without one by refreshing) and links the login once it is.
   const preparing =
     view.kind === "wait" && view.status.state === "paid" && !view.status.ready ? view.token : null;
+  // A printed code typed in the voucher box: nothing was paid here, and no SMS carries it.
+  const printed = view.kind === "login" && view.status === undefined;
   const credentials =
     view.kind === "login"
       ? { username: view.username, password: view.password }
@@ -213,9 +215,9 @@ ${hotspotFields}
 <p class="error" id="result" role="alert"${result && !result.voucher ? "" : raw(" hidden")}>${result && !result.voucher ? result.message : ""}</p>
 <a id="again" class="button" href="${m.base}${query({ lang: m.language })}"${result && !result.voucher ? "" : raw(" hidden")}>${t("retry")}</a>
 <section id="done" class="box" aria-live="polite"${credentials ? "" : raw(" hidden")}>
-<h2>${t("paid.heading")}</h2>
+<h2 id="done-heading">${t(printed ? "voucher.accepted" : "paid.heading")}</h2>
 <p id="paid-text" hidden></p>
-<p>${t("paid.code", { code: "" })}<span class="code" id="code">${credentials?.username ?? ""}</span></p>
+<p><span id="code-label">${t(printed ? "voucher.code" : "paid.code", { code: "" })}</span><span class="code" id="code">${credentials?.username ?? ""}</span></p>
 ${preparing ? html`<p id="done-preparing">${t("paid.preparing")}</p>` : ""}
 ${view.kind === "login" && view.unchecked ? html`<p id="unchecked">${t("voucher.unchecked")}</p>` : ""}
 ${

@@ -31,6 +31,8 @@ const en = {
   "voucher.expired": "That code has expired.",
   "voucher.empty": "Type the code printed on your voucher.",
   "voucher.too_many": "Too many tries. Please wait a few minutes.",
+  "voucher.accepted": "Code accepted: you are being connected",
+  "voucher.code": "Your code: {code}",
   "voucher.unchecked":
     "We cannot check codes here just now: the hotspot will let you in if this code is valid.",
   "error.hotspot": "The hotspot said: {error}",
@@ -90,6 +92,8 @@ const sw: Record<PortalKey, string> = {
   "voucher.expired": "Msimbo huo umeisha muda wake.",
   "voucher.empty": "Andika msimbo uliochapishwa kwenye vocha yako.",
   "voucher.too_many": "Umejaribu mara nyingi mno. Tafadhali subiri dakika chache.",
+  "voucher.accepted": "Msimbo umekubaliwa: unaunganishwa",
+  "voucher.code": "Msimbo wako: {code}",
   "voucher.unchecked":
     "Hatuwezi kukagua misimbo hapa kwa sasa: mtandao utakuruhusu kuingia kama msimbo huu ni halali.",
   "error.hotspot": "Hotspot imesema: {error}",
@@ -135,6 +139,8 @@ const scriptKeys = [
   "wait.body",
   "error.generic",
   "error.network",
+  "voucher.accepted",
+  "voucher.code",
 ] as const satisfies PortalKey[];
 
 /** The script's texts in `language`: only these, so that the page carries no words it does not show. */

@@ -95,6 +95,9 @@ describe("the voucher box", () => {
       `http://10.5.50.1/login?username=${code}&password=${code}&dst=http%3A%2F%2Fexample.com%2Fa%3Fb%3D1`,
     );
     expect(page).not.toMatch(/<form[^>]*action="http:\/\/10\.5\.50\.1/);
+    // Nothing was paid here, and no SMS carries a printed code.
+    expect(page).toContain("Code accepted: you are being connected");
+    expect(page).not.toMatch(/Paid:|sent by SMS/);
 
     // A crafted link's script address is not passed on to the router's login page.
     const crafted = await app.request(`/portal/${router.name}/voucher`, {
