@@ -49,7 +49,9 @@ export async function sendRemindersInTx(tx: Executor, ctx: BillingContext, _acto
     ),
     candidates as (
       select i.id as invoice_id, i.customer_id, i.due_at, o.step, o.days,
-        row_number() over (partition by i.id order by o.days desc) as latest
+        row_number() over (partition by i.id order by o.days desc) as latest,
+        (select extract(epoch from r.taken_at)::bigint from dunning_steps r
+          where r.invoice_id = i.id and r.step = ${RESUMED_STEP}) as resumed_epoch
       from invoices i
       join subscriptions s on s.id = i.subscription_id and s.status = 'active'
       join offsets o on i.due_at + make_interval(days => o.days) <= ${at}
@@ -64,7 +66,7 @@ export async function sendRemindersInTx(tx: Executor, ctx: BillingContext, _acto
     ),
     -- Per customer, the earliest due of the invoices whose step is sent now: the day the SMS names.
     reminders as (
-      select distinct on (c.customer_id) c.customer_id, c.invoice_id, c.step, c.days, c.due_at
+      select distinct on (c.customer_id) c.customer_id, c.invoice_id, c.step, c.days, c.due_at, c.resumed_epoch
       from taken t join candidates c on c.invoice_id = t.invoice_id and c.step = t.step
       where t.sent = 1
       order by c.customer_id, c.due_at, c.invoice_id
@@ -84,8 +86,10 @@ export async function sendRemindersInTx(tx: Executor, ctx: BillingContext, _acto
       select 'sms', cu.phone, cu.language, 'invoice_reminder',
         jsonb_build_object('amountCents', ow.amount::bigint, 'dueAt', to_char(r.due_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
           'account', cu.account_number, 'days', -r.days),
-        -- Keyed by the due date too: a bill moved by free days is reminded again for its new date.
-        'dunning:' || r.invoice_id || ':' || r.step || ':' || extract(epoch from r.due_at)::bigint, ${at}, ${at}
+        -- Keyed by the due date too: a bill moved by free days is reminded again for its new date;
+        -- and by when its dunning was resumed: a bill owed again is reminded again.
+        'dunning:' || r.invoice_id || ':' || r.step || ':' || extract(epoch from r.due_at)::bigint
+          || coalesce(':' || r.resumed_epoch, ''), ${at}, ${at}
       from reminders r
       join owed ow on ow.customer_id = r.customer_id
       join customers cu on cu.id = r.customer_id
@@ -183,11 +187,13 @@ export function suspendOverdue(ctx: BillingContext, actor: Actor) {
  * The dunning of these unpaid invoices starts over. `moved`: their due date changed (free days),
  * so reminders and the suspension are due again from the new date. `resumed`: an admin brought
  * service back while they are unpaid, so they may be suspended again, after a grace period from now.
+ * `owedAgain`: paid, they are owed again (a credit that paid them taken back), so the customer is
+ * reminded again, and suspended after a grace period from now.
  */
 export async function restartDunningInTx(
   tx: Executor,
   invoiceIds: readonly number[],
-  how: { moved: true } | { resumed: Date },
+  how: { moved: true } | { resumed: Date } | { owedAgain: Date },
 ): Promise<void> {
   if (invoiceIds.length === 0) return;
   const ids = sql`(select unnest(${intArray(invoiceIds)}))`;
@@ -196,9 +202,13 @@ export async function restartDunningInTx(
     await tx.execute(sql`delete from dunning_steps where invoice_id in ${ids} and step <> ${RESUMED_STEP}`);
     return;
   }
-  const at = sql`${how.resumed.toISOString()}::timestamptz`;
+  const resumedAt = "resumed" in how ? how.resumed : how.owedAgain;
+  const at = sql`${resumedAt.toISOString()}::timestamptz`;
+  // Owed again, its reminders go again too (their texts are keyed by when it was resumed, see
+  // sendRemindersInTx); an admin's resume only lifts the suspension step.
+  const cleared = "owedAgain" in how ? sql`step <> ${RESUMED_STEP}` : sql`step = 'suspend'`;
   await tx.execute(
-    sql`with cleared as (delete from dunning_steps where invoice_id in ${ids} and step = 'suspend')
+    sql`with cleared as (delete from dunning_steps where invoice_id in ${ids} and ${cleared})
         insert into dunning_steps (invoice_id, step, sent, taken_at)
         select id, ${RESUMED_STEP}, 0, ${at} from invoices where id in ${ids}
         on conflict (invoice_id, step) do update set taken_at = excluded.taken_at`,

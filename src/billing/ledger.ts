@@ -169,11 +169,11 @@ export async function settleOpenInvoices(
     where a.id = i.id and (a.paid <> i.paid_cents or (a.paid = a.amount_cents and i.status = 'open'))
     returning i.id, i.customer_id, i.subscription_id, i.kind, i.status, a.reopened`,
   );
-  // A bill owed again starts its dunning over, as when an admin brings service back unpaid: a grace
-  // period from now (nobody is cut off for a bill they were not told about), and a suspension it
-  // caused before it was paid no longer keeps it from suspending again.
+  // A bill owed again starts its dunning over: it is reminded about again, a grace period runs from
+  // now (nobody is cut off for a bill they were not told about), and a suspension it caused before
+  // it was paid no longer keeps it from suspending again.
   const reopened = rows.filter((r) => r.reopened).map((r) => Number(r.id));
-  await restartDunningInTx(tx, reopened, { resumed: now });
+  await restartDunningInTx(tx, reopened, { owedAgain: now });
   return rows.map((r) => ({
     id: Number(r.id),
     customerId: Number(r.customer_id),

@@ -68,6 +68,16 @@ async function subscriptionOf(id: number) {
   return row!;
 }
 
+/** The reminders texted to `phone`, oldest first. */
+async function remindersTo(phone: string) {
+  const rows = await database.db
+    .select()
+    .from(messageOutbox)
+    .where(and(eq(messageOutbox.recipient, phone), eq(messageOutbox.template, "invoice_reminder")))
+    .orderBy(messageOutbox.id);
+  return rows.map((m) => m.params);
+}
+
 /** What each open bill of the customer's still asks for. */
 async function openBills(customerId: number) {
   return (await database.db.select().from(invoices).where(eq(invoices.customerId, customerId)))
@@ -107,13 +117,7 @@ describe("a downgrade's credit spent on another bill, then the downgraded subscr
     expect(await openBills(customer.id)).toEqual([{ subscriptionId: b.id, outstanding: owed }]);
 
     await sendReminders(ctx, job);
-    const reminders = await database.db
-      .select()
-      .from(messageOutbox)
-      .where(
-        and(eq(messageOutbox.recipient, customer.phone), eq(messageOutbox.template, "invoice_reminder")),
-      );
-    expect(reminders.map((m) => m.params)).toEqual([expect.objectContaining({ amountCents: owed })]);
+    expect(await remindersTo(customer.phone)).toEqual([expect.objectContaining({ amountCents: owed })]);
     // A grace period from when the bill was owed again, not from its due date (past already).
     clock.set(new Date(cancelledAt.getTime() + DAY - HOUR));
     await suspendOverdue(ctx, job);
@@ -127,6 +131,33 @@ describe("a downgrade's credit spent on another bill, then the downgraded subscr
     expect(await openBills(customer.id)).toEqual([]);
     expect(await ledgerSum(database.db, customer.id)).toBe(0);
     expect((await subscriptionOf(b.id)).status).toBe("active");
+  });
+
+  it("a bill reminded about before the credit paid it is reminded about again once owed again", async () => {
+    const { ctx, clock, basic, customer, a, b } = await twoSubscriptions("2027-03-01T00:00:00Z", DAY);
+    // B's renewal, issued ahead, is reminded about while it is open.
+    clock.set(new Date(b.currentPeriodEnd.getTime() - 3 * DAY));
+    await issueRecurringInvoices(ctx, job);
+    await sendReminders(ctx, job);
+    clock.set(new Date(b.currentPeriodEnd.getTime() + HOUR));
+    await sendReminders(ctx, job);
+    // The downgrade's credit pays it; B's period rolls; A is cancelled and the credit taken back.
+    await changePlan(ctx, admin, { subscriptionId: a.id, planId: basic.id });
+    clock.set(new Date(b.currentPeriodEnd.getTime() + 12 * HOUR));
+    await issueRecurringInvoices(ctx, job);
+    const before = await remindersTo(customer.phone);
+    expect(before).toHaveLength(2);
+    await cancelSubscription(ctx, admin, { subscriptionId: a.id, reason: "moving away" });
+
+    const owed = -(await ledgerSum(database.db, customer.id));
+    expect(owed).toBe(100_000);
+    await sendReminders(ctx, job);
+    expect((await remindersTo(customer.phone)).slice(before.length)).toEqual([
+      expect.objectContaining({ amountCents: owed }),
+    ]);
+    // Told once: the next run sends nothing more.
+    await sendReminders(ctx, job);
+    expect(await remindersTo(customer.phone)).toHaveLength(before.length + 1);
   });
 
   it("a bill suspended for before the credit paid it can suspend again once owed again", async () => {
