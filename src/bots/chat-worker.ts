@@ -50,6 +50,15 @@ export function startChatWorker(
   // turn here (still leased).
   const maxDeliveries = maxPasses * (options.concurrency ?? 32);
   const waitingDeliveries: { rows: readonly ClaimedRow[]; leaseUntil: Date }[] = [];
+  // This process's claims run one after the other. A claim locks every row it looks at, due or not
+  // (skip locked), so a pass claiming while another still does could skip the very row it was run
+  // for (an answer queued behind one just sent), which would then wait for the next poll.
+  let claiming: Promise<unknown> = Promise.resolve();
+  const claimInTurn = () => {
+    const claim = claiming.then(() => claimDueChats(options));
+    claiming = claim.catch(() => undefined);
+    return claim;
+  };
 
   /** Rows this worker will not send after all: due at once, for another instance's pass. */
   function putBack(rows: readonly ClaimedRow[], leaseUntil: Date) {
@@ -103,7 +112,7 @@ export function startChatWorker(
     pass = (async () => {
       let again = false;
       try {
-        const claimed = await claimDueChats(options);
+        const claimed = await claimInTurn();
         if (claimed.rows.length > 0) {
           const counts = await sending.send(claimed.rows, claimed.leaseUntil);
           again = counts.sent + counts.retried + counts.dead + counts.toSms > 0;
