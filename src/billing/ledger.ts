@@ -139,13 +139,19 @@ export async function settleOpenInvoices(
     -- The shortfall is taken back from bills already due that are paid, latest due first, as the
     -- money they held would have paid the oldest first; bills of service before corrections, which
     -- are the last paid. Owed again, they are open: dunning, reminders and "amount due" see them.
+    -- (Lateral: the paid bills of only the customers short, almost always none, are read.)
     reopening as (
-      select i.id, i.amount_cents, i.paid_cents, f.shortfall,
-        coalesce(sum(i.paid_cents) over (
-          partition by i.customer_id order by i.kind = 'manual', i.due_at desc, i.id desc
-          rows between unbounded preceding and 1 preceding), 0) as after
-      from invoices i join funds f on f.customer_id = i.customer_id
-      where f.shortfall > 0 and i.status = 'paid' and i.due_at <= ${at}
+      select i.id, i.amount_cents, i.paid_cents, f.shortfall, i.after
+      from funds f
+      cross join lateral (
+        select p.id, p.amount_cents, p.paid_cents,
+          coalesce(sum(p.paid_cents) over (
+            order by p.kind = 'manual', p.due_at desc, p.id desc
+            rows between unbounded preceding and 1 preceding), 0) as after
+        from invoices p
+        where p.customer_id = f.customer_id and p.status = 'paid' and p.due_at <= ${at}
+      ) i
+      where f.shortfall > 0
     ),
     allocation as (
       select s.id, s.amount_cents, least(s.amount_cents, greatest(0, f.pool - s.before)) as paid,
