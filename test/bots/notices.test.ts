@@ -1,8 +1,6 @@
 import { and, asc, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { settleStkResult } from "../../src/billing/intents/settle.ts";
-import { applyPayment } from "../../src/billing/payments.ts";
-import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { parseTemplateMap } from "../../src/bots/chat-delivery.ts";
 import { phoneChat } from "../../src/bots/phone-link.ts";
 import type { FakeTelegram } from "../../src/bots/telegram/fake-api.ts";
@@ -10,7 +8,7 @@ import { type FakeWhatsApp, startFakeWhatsApp } from "../../src/bots/whatsapp-cl
 import { FakeClock, HOUR } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { messageOutbox, paymentIntents, vouchers } from "../../src/db/schema/index.ts";
-import { admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
+import { admin, billingContext, createPlan, receiptNotices, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
 import { bodyOf, inbound, startWhatsApp, text, type WhatsAppInstance } from "./whatsapp-cloud-world.ts";
 import {
@@ -40,7 +38,6 @@ let cloud: FakeWhatsApp;
 let wa: WhatsAppInstance;
 let planId: number;
 let nextUser = 8_200_000;
-let receiptSeq = 0;
 
 beforeAll(async () => {
   database = await createTestDatabase();
@@ -65,27 +62,11 @@ afterAll(async () => {
   await database?.close();
 });
 
-async function customer() {
-  const created = await createCustomerWithSubscription(ctx, admin, {
-    name: "Achieng Otieno",
-    phone: uniquePhone(),
-    planId,
-  });
-  return created.customer;
-}
-
-/** A paybill payment: its receipt is the notice under test. */
-async function pay(customerId: number, amountCents = 50_000) {
-  const receipt = `SKC${String(++receiptSeq).padStart(7, "0")}`;
-  await applyPayment(ctx, admin, {
-    customerId,
-    method: "mpesa_c2b",
-    provider: "mpesa",
-    providerRef: receipt,
-    amountCents,
-  });
-  return receipt;
-}
+/** Paybill payments' receipts are the notices under test. */
+const { customer, pay } = receiptNotices(
+  () => ctx,
+  () => planId,
+);
 
 async function receiptsTo(phone: string) {
   return database.db

@@ -1,7 +1,5 @@
 import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { applyPayment } from "../../src/billing/payments.ts";
-import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { parseTemplateMap } from "../../src/bots/chat-delivery.ts";
 import { retryUnhandled, storeInbound } from "../../src/bots/chat-inbox.ts";
 import { inboxPayload } from "../../src/bots/whatsapp-cloud/adapter.ts";
@@ -13,7 +11,7 @@ import { FakeClock, HOUR, MINUTE } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import { chatInbox, messageOutbox } from "../../src/db/schema/index.ts";
 import { createMenuServices } from "../../src/menu/services.ts";
-import { admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
+import { billingContext, createPlan, receiptNotices } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
 import { settings, silent } from "../ussd/world.ts";
 import {
@@ -40,7 +38,6 @@ let wa: WhatsAppInstance;
 /** The webhook's handling of a stored row, as the inbox retry runs it. */
 let handleRow: ReturnType<typeof createWhatsAppWebhook>["handleRow"];
 let planId: number;
-let receiptSeq = 0;
 
 beforeAll(async () => {
   database = await createTestDatabase();
@@ -69,27 +66,11 @@ afterAll(async () => {
   await database?.close();
 });
 
-async function customer() {
-  const created = await createCustomerWithSubscription(ctx, admin, {
-    name: "Achieng Otieno",
-    phone: uniquePhone(),
-    planId,
-  });
-  return created.customer;
-}
-
-/** A paybill payment: its receipt is the notice under test. */
-async function pay(customerId: number, amountCents = 50_000) {
-  const receipt = `SKC${String(++receiptSeq).padStart(7, "0")}`;
-  await applyPayment(ctx, admin, {
-    customerId,
-    method: "mpesa_c2b",
-    provider: "mpesa",
-    providerRef: receipt,
-    amountCents,
-  });
-  return receipt;
-}
+/** Paybill payments' receipts are the notices under test. */
+const { customer, pay } = receiptNotices(
+  () => ctx,
+  () => planId,
+);
 
 const receiptsBySms = (phone: string) =>
   database.db

@@ -7,6 +7,7 @@ import {
   systemActor,
 } from "../../src/billing/context.ts";
 import { requestPayment } from "../../src/billing/intents/request.ts";
+import { applyPayment } from "../../src/billing/payments.ts";
 import { selfSignUp } from "../../src/billing/self-signup.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { FakeClock } from "../../src/clock.ts";
@@ -155,4 +156,33 @@ export async function count(db: Db, query: SQL): Promise<number> {
 export async function reloadCustomer(db: Db, id: number) {
   const [row] = await db.select().from(customers).where(eq(customers.id, id));
   return row!;
+}
+
+/**
+ * Customers on the plan `planId()` names, and paybill payments to them: each payment's receipt is a
+ * notice (tests of where and how notices go).
+ */
+export function receiptNotices(ctx: () => BillingContext, planId: () => number) {
+  let receiptSeq = 0;
+  return {
+    async customer() {
+      const created = await createCustomerWithSubscription(ctx(), admin, {
+        name: "Achieng Otieno",
+        phone: uniquePhone(),
+        planId: planId(),
+      });
+      return created.customer;
+    },
+    async pay(customerId: number, amountCents = 50_000) {
+      const receipt = `SKC${String(++receiptSeq).padStart(7, "0")}`;
+      await applyPayment(ctx(), admin, {
+        customerId,
+        method: "mpesa_c2b",
+        provider: "mpesa",
+        providerRef: receipt,
+        amountCents,
+      });
+      return receipt;
+    },
+  };
 }
