@@ -10,7 +10,14 @@ import type { Database } from "../../src/db/client.ts";
 import { messageOutbox, paymentIntents, vouchers } from "../../src/db/schema/index.ts";
 import { admin, billingContext, createPlan, receiptNotices, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
-import { bodyOf, inbound, startWhatsApp, text, type WhatsAppInstance } from "./whatsapp-cloud-world.ts";
+import {
+  bodyOf,
+  failedStatusReport,
+  inbound,
+  startWhatsApp,
+  text,
+  type WhatsAppInstance,
+} from "./whatsapp-cloud-world.ts";
 import {
   button,
   contactUpdate,
@@ -338,29 +345,6 @@ describe("notices to a customer on the WhatsApp Cloud API", () => {
   });
 });
 
-/** Meta's later report that a message it accepted (200 and a wamid) could not be delivered. */
-function failedStatus(messageId: string, waId: string, code: number) {
-  const status = {
-    id: messageId,
-    status: "failed",
-    timestamp: String(Math.floor(clock.now().getTime() / 1000)),
-    recipient_id: waId,
-    errors: [{ code, title: "Message undeliverable", message: "Message undeliverable" }],
-  };
-  const metadata = { display_phone_number: "254700000000", phone_number_id: cloud.phoneNumberId };
-  return JSON.stringify({
-    object: "whatsapp_business_account",
-    entry: [
-      {
-        id: "WABA-1",
-        changes: [
-          { field: "messages", value: { messaging_product: "whatsapp", metadata, statuses: [status] } },
-        ],
-      },
-    ],
-  });
-}
-
 describe("a WhatsApp message Meta accepted, then reported failed", () => {
   it("goes by SMS once WhatsApp says it could not be delivered (131026), not lost", async () => {
     const person = await customer();
@@ -371,9 +355,9 @@ describe("a WhatsApp message Meta accepted, then reported failed", () => {
     const accepted = cloud.sentTo(waId).at(-1)!;
     expect(JSON.stringify(accepted.payload)).toContain(receipt);
 
-    expect(await wa.post(failedStatus(accepted.id, waId, 131026))).toBe(200);
+    expect(await wa.post(JSON.stringify(failedStatusReport(cloud, accepted.id, waId, 131026)))).toBe(200);
     // Meta delivers webhooks at least once: the same report again changes nothing.
-    expect(await wa.post(failedStatus(accepted.id, waId, 131026))).toBe(200);
+    expect(await wa.post(JSON.stringify(failedStatusReport(cloud, accepted.id, waId, 131026)))).toBe(200);
     const sms = await smsTo(person.phone, "payment_received");
     expect(sms).toMatchObject([{ status: "pending", fallbackRecipient: person.phone }]);
     expect(sms[0]?.lastError).toContain("131026");
@@ -384,7 +368,7 @@ describe("a WhatsApp message Meta accepted, then reported failed", () => {
     const waId = person.phone.slice(1);
     await wa.post(inbound(cloud, waId, text("hi")));
     const menu = cloud.sentTo(waId).at(-1)!;
-    expect(await wa.post(failedStatus(menu.id, waId, 131026))).toBe(200);
+    expect(await wa.post(JSON.stringify(failedStatusReport(cloud, menu.id, waId, 131026)))).toBe(200);
     const [row] = await database.db
       .select()
       .from(messageOutbox)

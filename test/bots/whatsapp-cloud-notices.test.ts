@@ -17,6 +17,7 @@ import { settings, silent } from "../ussd/world.ts";
 import {
   APP_SECRET,
   bodyOf,
+  failedStatusReport,
   inbound,
   startWhatsApp,
   text,
@@ -169,29 +170,6 @@ describe("the 24-hour window of a WhatsApp Cloud API chat", () => {
   });
 });
 
-/** Meta's later report that a message it accepted (200 and a wamid) could not be delivered. */
-function failedStatus(messageId: string, waId: string, code: number) {
-  const status = {
-    id: messageId,
-    status: "failed",
-    timestamp: String(Math.floor(clock.now().getTime() / 1000)),
-    recipient_id: waId,
-    errors: [{ code, title: "Message undeliverable", message: "Message undeliverable" }],
-  };
-  const metadata = { display_phone_number: "254700000000", phone_number_id: cloud.phoneNumberId };
-  return {
-    object: "whatsapp_business_account",
-    entry: [
-      {
-        id: "WABA-1",
-        changes: [
-          { field: "messages", value: { messaging_product: "whatsapp", metadata, statuses: [status] } },
-        ],
-      },
-    ],
-  };
-}
-
 describe("a failed report handled a second time", () => {
   it("changes nothing more: the notice goes by SMS once and the report ends handled", async () => {
     const person = await customer();
@@ -200,7 +178,10 @@ describe("a failed report handled a second time", () => {
     await pay(person.id, 30_000);
     await wa.channel.sendDue();
     const accepted = cloud.sentTo(waId).at(-1)!;
-    const [status] = failedStatusesOf(failedStatus(accepted.id, waId, 131026), cloud.phoneNumberId);
+    const [status] = failedStatusesOf(
+      failedStatusReport(cloud, accepted.id, waId, 131026),
+      cloud.phoneNumberId,
+    );
 
     // The report as the webhook stored it, applied by a process that stopped before recording so.
     const [stored] = await storeInbound(database.db, clock.now(), [

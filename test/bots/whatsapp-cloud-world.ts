@@ -94,6 +94,29 @@ export function inbound(
   });
 }
 
+/** Meta's later report that a message it accepted (200 and a wamid) could not be delivered. */
+export function failedStatusReport(fake: FakeWhatsApp, messageId: string, waId: string, code: number) {
+  const status = {
+    id: messageId,
+    status: "failed",
+    timestamp: String(Math.floor(fake.now().getTime() / 1000)),
+    recipient_id: waId,
+    errors: [{ code, title: "Message undeliverable", message: "Message undeliverable" }],
+  };
+  const metadata = { display_phone_number: "254700000000", phone_number_id: fake.phoneNumberId };
+  return {
+    object: "whatsapp_business_account",
+    entry: [
+      {
+        id: "WABA-1",
+        changes: [
+          { field: "messages", value: { messaging_product: "whatsapp", metadata, statuses: [status] } },
+        ],
+      },
+    ],
+  };
+}
+
 export const text = (body: string) => ({ type: "text", text: { body } });
 export const buttonReply = (id: string, title = "x") => ({
   type: "interactive",
