@@ -5,10 +5,17 @@ import { sendReminders, suspendOverdue } from "../../src/billing/dunning.ts";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { changePlan } from "../../src/billing/plan-change.ts";
-import { startSubscriptionInTx } from "../../src/billing/subscriptions.ts";
 import { DAY, FakeClock, HOUR } from "../../src/clock.ts";
-import { customers, invoices, messageOutbox, subscriptions } from "../../src/db/schema/index.ts";
-import { activeSubscriber, admin, billingContext, createPlan, job, ledgerSum } from "../support/billing.ts";
+import { invoices, messageOutbox, subscriptions } from "../../src/db/schema/index.ts";
+import {
+  activeSubscriber,
+  admin,
+  anotherSubscription,
+  billingContext,
+  createPlan,
+  job,
+  ledgerSum,
+} from "../support/billing.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
 
 /**
@@ -40,14 +47,7 @@ async function twoSubscriptions(start: string, later: number) {
   const fast = await createPlan(database.db, { priceCents: 200_000, periodUnit: "days", periodCount: 30 });
   const { customer, subscription: b } = await activeSubscriber(ctx, basic.id);
   clock.advance(later);
-  const [row] = await database.db.select().from(customers).where(eq(customers.id, customer.id));
-  const { subscription: a } = await ctx.db.transaction((tx) =>
-    startSubscriptionInTx(tx, ctx, admin, row!, fast, {
-      routerId: null,
-      networkUsername: `a-${customer.id}`,
-      networkPassword: "secret-pw",
-    }),
-  );
+  const a = await anotherSubscription(ctx, customer.id, fast, `a-${customer.id}`);
   await pay(ctx, customer.id, fast.priceCents);
   return { ctx, clock, basic, customer, a, b };
 }

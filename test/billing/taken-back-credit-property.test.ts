@@ -7,11 +7,18 @@ import { BillingError } from "../../src/billing/context.ts";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { changePlan } from "../../src/billing/plan-change.ts";
-import { startSubscriptionInTx } from "../../src/billing/subscriptions.ts";
 import { DAY, FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
-import { customers, invoices } from "../../src/db/schema/index.ts";
-import { activeSubscriber, admin, billingContext, createPlan, job, ledgerSum } from "../support/billing.ts";
+import { invoices } from "../../src/db/schema/index.ts";
+import {
+  activeSubscriber,
+  admin,
+  anotherSubscription,
+  billingContext,
+  createPlan,
+  job,
+  ledgerSum,
+} from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
 
 let database: Database;
@@ -69,14 +76,7 @@ describe("credit given and taken back among payments, corrections and the passin
         // B on the basic plan; A on the fast one a day later, both paid: B's bills fall due first.
         const { customer } = await activeSubscriber(ctx, basic.id);
         clock.advance(DAY);
-        const [row] = await database.db.select().from(customers).where(eq(customers.id, customer.id));
-        const { subscription: a } = await ctx.db.transaction((tx) =>
-          startSubscriptionInTx(tx, ctx, admin, row!, fast, {
-            routerId: null,
-            networkUsername: `a-${customer.id}`,
-            networkPassword: "secret-pw",
-          }),
-        );
+        const a = await anotherSubscription(ctx, customer.id, fast, `a-${customer.id}`);
         await pay(customer.id, fast.priceCents);
         let planOfA = fast.id;
         for (const s of steps) {

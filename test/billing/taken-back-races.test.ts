@@ -1,13 +1,10 @@
-import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { cancelSubscription } from "../../src/billing/cancel-subscription.ts";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { changePlan } from "../../src/billing/plan-change.ts";
-import { startSubscriptionInTx } from "../../src/billing/subscriptions.ts";
 import { DAY, FakeClock, HOUR } from "../../src/clock.ts";
-import { customers } from "../../src/db/schema/index.ts";
-import { activeSubscriber, admin, createPlan, job } from "../support/billing.ts";
+import { activeSubscriber, admin, anotherSubscription, createPlan, job } from "../support/billing.ts";
 import { onRealPostgres } from "../support/db.ts";
 import {
   balances,
@@ -49,19 +46,13 @@ describe.runIf(onRealPostgres())(
         const bs = await inWaves(20, 10, (i) => activeSubscriber(ctx, basic.id, `Subscriber ${i}`));
         clock.advance(DAY);
         const as = await inWaves(bs.length, 10, async (i) => {
-          const [row] = await ctx.db.select().from(customers).where(eq(customers.id, bs[i]!.customer.id));
-          const { subscription } = await ctx.db.transaction((tx) =>
-            startSubscriptionInTx(tx, ctx, admin, row!, fast, {
-              routerId: null,
-              networkUsername: `race-a-${row!.id}`,
-              networkPassword: "secret-pw",
-            }),
-          );
+          const customerId = bs[i]!.customer.id;
+          const subscription = await anotherSubscription(ctx, customerId, fast, `race-a-${customerId}`);
           await applyPayment(ctx, admin, {
-            customerId: row!.id,
+            customerId,
             method: "cash",
             provider: "cash",
-            providerRef: `race-a-${row!.id}`,
+            providerRef: `race-a-${customerId}`,
             amountCents: fast.priceCents,
           });
           return subscription;

@@ -9,7 +9,7 @@ import {
 import { requestPayment } from "../../src/billing/intents/request.ts";
 import { applyPayment } from "../../src/billing/payments.ts";
 import { selfSignUp } from "../../src/billing/self-signup.ts";
-import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
+import { createCustomerWithSubscription, startSubscriptionInTx } from "../../src/billing/subscriptions.ts";
 import { FakeClock } from "../../src/clock.ts";
 import { type Db, queryRows } from "../../src/db/client.ts";
 import { customers, ledgerEntries, paymentIntents, plans, subscriptions } from "../../src/db/schema/index.ts";
@@ -185,4 +185,22 @@ export function receiptNotices(ctx: () => BillingContext, planId: () => number) 
       return receipt;
     },
   };
+}
+
+/** Another subscription for a customer who has one, on `plan`, with no router yet. */
+export async function anotherSubscription(
+  ctx: BillingContext,
+  customerId: number,
+  plan: typeof plans.$inferSelect,
+  networkUsername: string,
+) {
+  const [row] = await ctx.db.select().from(customers).where(eq(customers.id, customerId));
+  const { subscription } = await ctx.db.transaction((tx) =>
+    startSubscriptionInTx(tx, ctx, admin, row!, plan, {
+      routerId: null,
+      networkUsername,
+      networkPassword: "secret-pw",
+    }),
+  );
+  return subscription;
 }
