@@ -33,10 +33,11 @@ export interface StoredRow extends InboxRow {
 }
 
 /** Every string of a payload as PostgreSQL's JSON can hold it (see well-formed.ts). */
-const storable = (_key: string, value: unknown) => (typeof value === "string" ? storableText(value) : value);
+export const storable = (_key: string, value: unknown) =>
+  typeof value === "string" ? storableText(value) : value;
 
 /** A first attempt may take this long before the retry loop takes the row over. */
-const DEFAULT_LEASE_MS = 60_000;
+export const DEFAULT_LEASE_MS = 60_000;
 
 /**
  * Stores what arrived and returns the rows new to the inbox, leased to the caller to handle now
