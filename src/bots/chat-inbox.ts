@@ -19,6 +19,11 @@ export interface InboundRecord {
   externalId: string;
   chatId: string;
   payload: Record<string, unknown>;
+  /**
+   * When it arrived (default: when stored). The retry loop orders a chat's messages by it: a message
+   * may be stored after a later one (see chat-save-unstored.ts), so the row's id does not tell.
+   */
+  receivedAt?: Date;
 }
 
 export interface InboxRow {
@@ -33,8 +38,17 @@ export interface StoredRow extends InboxRow {
 }
 
 /** Every string of a payload as PostgreSQL's JSON can hold it (see well-formed.ts). */
-export const storable = (_key: string, value: unknown) =>
-  typeof value === "string" ? storableText(value) : value;
+const storable = (_key: string, value: unknown) => (typeof value === "string" ? storableText(value) : value);
+
+/**
+ * `value` as JSON text PostgreSQL can store. JSON.stringify writes U+0000 and a lone surrogate half
+ * only as the escapes `\u0000` and `\udXXX`: text with neither needs no change, and the replacer
+ * (a call per value, most of the cost for a whole Telegram update) runs only when one is there.
+ */
+export function storableJsonText(value: unknown): string {
+  const text = JSON.stringify(value);
+  return /\\u(?:0000|d[89a-f])/i.test(text) ? JSON.stringify(value, storable) : text;
+}
 
 /** A first attempt may take this long before the retry loop takes the row over. */
 export const DEFAULT_LEASE_MS = 60_000;
@@ -91,8 +105,8 @@ async function insertInbound(
   const lease = new Date(now.getTime() + leaseMs);
   const insert = sql`insert into chat_inbox (channel, external_id, chat_id, payload, lease_until, received_at)
         select r.value->>'channel', r.value->>'externalId', r.value->>'chatId', r.value->'payload',
-               ${ts(lease)}, ${ts(now)}
-        from jsonb_array_elements(${JSON.stringify(records, storable)}::jsonb) with ordinality as r(value, position)
+               ${ts(lease)}, coalesce((r.value->>'receivedAt')::timestamptz, ${ts(now)})
+        from jsonb_array_elements(${storableJsonText(records)}::jsonb) with ordinality as r(value, position)
         order by r.position
         on conflict (channel, external_id) do nothing
         returning id, channel, external_id, chat_id, payload`;
@@ -178,20 +192,30 @@ export async function claimUnhandled(
         where i.channel = ${options.channel} and i.status <> 'done'
           and (i.lease_until is null or i.lease_until <= ${ts(now)})
           and exists (select 1 from chat_inbox later where later.channel = i.channel
-                        and later.chat_id = i.chat_id and later.id > i.id and later.status = 'done')`,
+                        and later.chat_id = i.chat_id and (later.received_at, later.id) > (i.received_at, i.id)
+                        and later.status = 'done')`,
   );
-  const rows = await queryRows<{ id: number; chat_id: string; payload: Record<string, unknown> }>(
+  const rows = await queryRows<{
+    id: number;
+    chat_id: string;
+    payload: Record<string, unknown>;
+    received_at: Date | string;
+  }>(
     db,
     sql`update chat_inbox i set lease_until = ${ts(lease)}
         from (select id from chat_inbox
               where channel = ${options.channel} and status <> 'done' and attempts < ${options.maxAttempts ?? 5}
                 and (lease_until is null or lease_until <= ${ts(now)})
-              order by id limit ${options.limit ?? 50}
+              order by received_at, id limit ${options.limit ?? 50}
               for update skip locked) due
         where i.id = due.id
-        returning i.id, i.chat_id, i.payload`,
+        returning i.id, i.chat_id, i.payload, i.received_at`,
   );
-  return rows.map((r) => ({ id: r.id, chatId: r.chat_id, payload: r.payload })).sort((a, b) => a.id - b.id);
+  // In the order they arrived (a message can be stored after a later one, see InboundRecord).
+  const arrival = (r: (typeof rows)[number]) => new Date(r.received_at).getTime();
+  return rows
+    .sort((a, b) => arrival(a) - arrival(b) || a.id - b.id)
+    .map((r) => ({ id: r.id, chatId: r.chat_id, payload: r.payload }));
 }
 
 /** One retry pass: handles what `claimUnhandled` gives, in order. Returns how many were handled. */

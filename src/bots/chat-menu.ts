@@ -22,7 +22,7 @@ import {
 } from "./chat-menu-types.ts";
 import { type ChatOutgoing, enqueueChat } from "./chat-outbox.ts";
 import { type ChatStep, createChatStepSaver, firstChatStep, type SavedStep } from "./chat-save.ts";
-import { createUnstoredStepSaver } from "./chat-save-unstored.ts";
+import { createUnstoredStepSaver, type UnstoredOutcome } from "./chat-save-unstored.ts";
 import { type ChatState, createChatStateReader, linkVisitorChat, menuUserOf } from "./chat-state.ts";
 
 export type {
@@ -300,19 +300,37 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
       unstored.inbox = { id: row.id };
       return answerStored({ ...request, state: row.state, inboxId: row.id });
     };
+    /**
+     * Whatever failed, the message is stored before the failure is told (the bot apologises, and the
+     * route keeps the row for a retry): unless it was in the inbox already, a redelivery of a message
+     * answered, which has nothing to apologise for.
+     */
+    const storeThenFail = async (error: unknown): Promise<ChatOutcome> => {
+      const row = await unstored.store();
+      if (!row) {
+        unstored.inbox = "settled";
+        return { kind: "repeated" };
+      }
+      unstored.inbox = { id: row.id };
+      throw error;
+    };
     let made: Answer;
     try {
       made = await answer(request, unstored.known, false);
     } catch (error) {
-      if (error === MUST_STORE) return storeFirst();
-      throw error;
+      return error === MUST_STORE ? storeFirst() : storeThenFail(error);
     }
     if (made.kind === "stale" || !unstored.known.version) return storeFirst();
-    const outcome = await saveUnstored({
-      step: made.saving,
-      record: unstored.record,
-      version: unstored.known.version.current,
-    });
+    let outcome: UnstoredOutcome;
+    try {
+      outcome = await saveUnstored({
+        step: made.saving,
+        record: unstored.record,
+        version: unstored.known.version.current,
+      });
+    } catch (error) {
+      return storeThenFail(error);
+    }
     switch (outcome.kind) {
       case "repeated":
         unstored.inbox = "settled";

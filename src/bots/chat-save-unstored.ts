@@ -1,7 +1,7 @@
 import { sql } from "drizzle-orm";
 import { type Db, queryRows } from "../db/client.ts";
 import { createTurnBatcher } from "../lib/turn-batcher.ts";
-import { DEFAULT_LEASE_MS, type InboundRecord, storable } from "./chat-inbox.ts";
+import { DEFAULT_LEASE_MS, type InboundRecord, storableJsonText } from "./chat-inbox.ts";
 import {
   type ChatStep,
   QUEUED_ANSWERS,
@@ -60,15 +60,16 @@ export function createUnstoredStepSaver(db: Db): (step: UnstoredStep) => Promise
  */
 export async function saveUnstoredSteps(db: Db, steps: readonly UnstoredStep[]): Promise<UnstoredOutcome[]> {
   if (steps.length === 0) return [];
-  const input = JSON.stringify(
+  const input = storableJsonText(
     steps.map(({ step, record, version }, position) => ({
       ...stepInput(step, position),
+      inbox_channel: record.channel,
       external_id: record.externalId,
+      received_at: (record.receivedAt ?? step.at).toISOString(),
       payload: record.payload,
       version,
       inbox_lease: new Date(step.at.getTime() + DEFAULT_LEASE_MS).toISOString(),
     })),
-    storable,
   );
   const rows = await queryRows<
     QueuedAnswer & {
@@ -81,7 +82,8 @@ export async function saveUnstoredSteps(db: Db, steps: readonly UnstoredStep[]):
     db,
     sql`with input as (
           select * from jsonb_to_recordset(${input}::jsonb)
-            as i(${STEP_INPUT_COLUMNS}, external_id text, payload jsonb, version text, inbox_lease timestamptz)
+            as i(${STEP_INPUT_COLUMNS}, inbox_channel text, external_id text, received_at timestamptz,
+              payload jsonb, version text, inbox_lease timestamptz)
         ),
         states as (${chatStatesOf(sql`(select position, channel, chat_id, null::text as phone, false as known
                                         from input) as k`)}),
@@ -92,9 +94,9 @@ export async function saveUnstoredSteps(db: Db, steps: readonly UnstoredStep[]):
         stored as (
           insert into chat_inbox (channel, external_id, chat_id, payload, status, attempts, lease_until,
             received_at, handled_at)
-          select i.channel, i.external_id, i.chat_id, i.payload,
+          select i.inbox_channel, i.external_id, i.chat_id, i.payload,
                  case when c.holds then 'done' else 'pending' end, case when c.holds then 1 else 0 end,
-                 case when c.holds then null else i.inbox_lease end, i.at,
+                 case when c.holds then null else i.inbox_lease end, i.received_at,
                  case when c.holds then i.at end
           from input i join checked c on c.position = i.position
           order by i.position
@@ -107,7 +109,7 @@ export async function saveUnstoredSteps(db: Db, steps: readonly UnstoredStep[]):
             last_activity_at = i.at, last_inbound_at = greatest(s.last_inbound_at, i.inbound_at),
             step = s.step + 1
           from input i
-          join stored n on n.channel = i.channel and n.external_id = i.external_id and n.status = 'done'
+          join stored n on n.channel = i.inbox_channel and n.external_id = i.external_id and n.status = 'done'
           where s.channel = i.channel and s.chat_id = i.chat_id and s.step = i.expected_step
           returning i.position
         ),
@@ -120,7 +122,7 @@ export async function saveUnstoredSteps(db: Db, steps: readonly UnstoredStep[]):
         union all
         select 'stored', i.position, n.id, null, null, null, n.status,
                case when n.status <> 'done' then to_jsonb(st) end
-        from stored n join input i on i.channel = n.channel and i.external_id = n.external_id
+        from stored n join input i on i.inbox_channel = n.channel and i.external_id = n.external_id
         left join states st on st.position = i.position`,
   );
   const saved = new Set<number>();

@@ -1,10 +1,13 @@
+import { Writable } from "node:stream";
 import { and, eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
+import { claimUnhandled } from "../../src/bots/chat-inbox.ts";
 import type { FakeTelegram } from "../../src/bots/telegram/fake-api.ts";
 import { FakeClock } from "../../src/clock.ts";
 import { type Database, queryRows } from "../../src/db/client.ts";
 import { chatSessions } from "../../src/db/schema/index.ts";
+import { createLogger } from "../../src/logger.ts";
 import { createMenuServices } from "../../src/menu/services.ts";
 import { admin, billingContext, count, createPlan, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
@@ -220,5 +223,109 @@ describe("a known chat's input that acts", () => {
     expect(lastShownIn(fake, chat).payload.text).toContain("Enter your M-Pesa PIN");
     expect(unhandledAtRequest).toEqual([1]);
     expect(await inboxOf(chat)).toEqual(Array.from({ length: 6 }, () => ({ status: "done", attempts: 1 })));
+  });
+});
+
+describe("a known chat's input the menu fails on", () => {
+  /**
+   * An instance whose account reads fail while `failing.now` is set. When the bot reports the
+   * failure (just before it apologises), what the inbox then holds of `failing.updateId` is counted.
+   */
+  const failingInstance = () => {
+    const menuServices = createMenuServices(ctx, { planCacheMs: 0 });
+    const failing = { now: false, inboxRows: [] as Promise<number>[], updateId: "" };
+    const sink = new Writable({
+      write(chunk, _encoding, done) {
+        if (String(chunk).includes("telegram update failed"))
+          failing.inboxRows.push(
+            count(
+              database.db,
+              sql`select count(*)::int as n from chat_inbox where external_id = ${failing.updateId}`,
+            ),
+          );
+        done();
+      },
+    });
+    const instance = startInstance(ctx, fake, createLogger("error", sink), {
+      ...menuServices,
+      async account(id) {
+        if (failing.now) throw new Error("the database went away");
+        return menuServices.account(id);
+      },
+    });
+    return { instance, failing };
+  };
+  const apologiesIn = (chat: number) =>
+    shownIn(fake, chat).filter((call) => String(call.payload.text).startsWith("Sorry")).length;
+
+  it("is stored before the apology, and kept for a retry; a redelivery of one answered gets none", async () => {
+    const { instance, failing } = failingInstance();
+    const { chat } = await customerChat();
+    const answered = textUpdate(chat, "1");
+    await instance.deliver(answered);
+    await say(instance, chat, "menu");
+    expect(instance.known.has("telegram", String(chat))).toBe(true);
+    const step = await stepOf(chat);
+
+    failing.now = true;
+    failing.updateId = String(answered.update_id);
+    expect(await instance.deliver(answered)).toBe(200);
+    expect(apologiesIn(chat)).toBe(0);
+    expect(await stepOf(chat)).toBe(step);
+
+    failing.now = false;
+    await say(instance, chat, "menu");
+    failing.now = true;
+    const failed = textUpdate(chat, "1");
+    failing.updateId = String(failed.update_id);
+    failing.inboxRows.length = 0;
+    expect(await instance.deliver(failed)).toBe(200);
+    expect(apologiesIn(chat)).toBe(1);
+    // In the inbox before the bot told of the failure, and left failed there for the retry loop.
+    expect(await Promise.all(failing.inboxRows)).toEqual([1]);
+    const [row] = await queryRows<{ status: string }>(
+      database.db,
+      sql`select status from chat_inbox where external_id = ${failing.updateId}`,
+    );
+    expect(row?.status).toBe("failed");
+  });
+
+  it("is retried when it came after one stored later (the retry loop goes by arrival)", async () => {
+    const { chat } = await customerChat();
+    // The first instance knows the chat; its account read waits until told to go on.
+    const menuServices = createMenuServices(ctx, { planCacheMs: 0 });
+    let entered!: () => void;
+    const reading = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    let goOn!: () => void;
+    const held = new Promise<void>((resolve) => {
+      goOn = resolve;
+    });
+    const slow = startInstance(ctx, fake, silent, {
+      ...menuServices,
+      async account(id) {
+        entered();
+        await held;
+        return menuServices.account(id);
+      },
+    });
+    await say(slow, chat, "menu");
+    const { instance: failingOne, failing } = failingInstance();
+
+    const earlier = textUpdate(chat, "1");
+    const answering = postUpdate(slow.app, "/hooks/tg", earlier, SECRET, fake);
+    await reading;
+    clock.advance(1_000);
+    // Sent a second later, to the other instance, which stores it at once and fails on it.
+    failing.now = true;
+    const later = textUpdate(chat, "1");
+    failing.updateId = String(later.update_id);
+    expect(await failingOne.deliver(later)).toBe(200);
+    goOn();
+    expect(await answering).toBe(200);
+
+    const retried = await claimUnhandled(database.db, clock.now(), { channel: "telegram" });
+    expect(retried.map((row) => row.payload.update_id)).toContain(later.update_id);
   });
 });

@@ -146,6 +146,7 @@ export function createTelegramRoutes(deps: TelegramRouteDeps): Hono {
       externalId: String(update.update_id),
       chatId: chatOf(update),
       payload: update,
+      ...(deps.inbox ? { receivedAt: deps.inbox.clock.now() } : {}),
     };
     /** Stores the update; what to answer instead of going on: 503 when it could not be stored. */
     const storeRecord = async (): Promise<Response | "repeated" | undefined> => {
