@@ -10,8 +10,20 @@ import type { ChatState } from "./chat-state.ts";
  * the customer was renamed) it stores the message as any other and reads the state afresh. A restart
  * or a second instance loses nothing but the speed-up.
  */
+/** A chat's state as kept, and the screen its last answer showed (where its next input is chosen). */
+export interface KnownChat {
+  state: ChatState;
+  screen: string;
+}
+
 export class KnownChats {
-  readonly #states = new Map<string, ChatState>();
+  readonly #chats = new Map<string, KnownChat>();
+  /**
+   * Screens an input acted on (a confirm, a language): learned, not listed. An input there is stored
+   * as it comes, as an input of a chat not kept, rather than answered from the kept state first only
+   * to find that it must be stored before it acts (a round trip more on the way to the answer).
+   */
+  readonly #actingScreens = new Set<string>();
 
   /**
    * `capacity`: chats beyond this many are forgotten, the least recently saved first. `maxAgeMs`: a
@@ -24,36 +36,43 @@ export class KnownChats {
   ) {}
 
   /**
-   * The chat's state, taken out: the message that takes it is the only one to use it, so a second
-   * message of the chat arriving meanwhile goes the way of any other (stored, then read).
+   * The chat as kept, taken out: the message that takes it is the only one to use it, so a second
+   * message of the chat arriving meanwhile goes the way of any other (stored, then read). Nothing
+   * when the kept state is too old, or its screen is one where inputs act.
    */
-  take(channel: ChatChannel, chatId: string, now: Date): ChatState | undefined {
+  take(channel: ChatChannel, chatId: string, now: Date): KnownChat | undefined {
     const key = keyOf(channel, chatId);
-    const state = this.#states.get(key);
-    if (!state) return undefined;
-    this.#states.delete(key);
-    const savedAt = state.session?.lastActivityAt.getTime() ?? 0;
-    return now.getTime() - savedAt <= this.maxAgeMs ? state : undefined;
+    const chat = this.#chats.get(key);
+    if (!chat) return undefined;
+    this.#chats.delete(key);
+    const savedAt = chat.state.session?.lastActivityAt.getTime() ?? 0;
+    if (now.getTime() - savedAt > this.maxAgeMs || this.#actingScreens.has(chat.screen)) return undefined;
+    return chat;
   }
 
   has(channel: ChatChannel, chatId: string): boolean {
-    return this.#states.has(keyOf(channel, chatId));
+    return this.#chats.has(keyOf(channel, chatId));
   }
 
-  /** The state the chat's last save left (a state without a version is not kept). */
-  remember(channel: ChatChannel, chatId: string, state: ChatState): void {
+  /** The state the chat's last save left, and the screen it showed (a state without a version is not kept). */
+  remember(channel: ChatChannel, chatId: string, state: ChatState, screen: string): void {
     if (!state.version || !state.session) return;
     const key = keyOf(channel, chatId);
-    this.#states.delete(key);
-    this.#states.set(key, state);
-    if (this.#states.size > this.capacity) {
-      const oldest = this.#states.keys().next().value;
-      if (oldest !== undefined) this.#states.delete(oldest);
+    this.#chats.delete(key);
+    this.#chats.set(key, { state, screen });
+    if (this.#chats.size > this.capacity) {
+      const oldest = this.#chats.keys().next().value;
+      if (oldest !== undefined) this.#chats.delete(oldest);
     }
   }
 
+  /** An input on `screen` was found to act. */
+  actsOn(screen: string): void {
+    this.#actingScreens.add(screen);
+  }
+
   forget(channel: ChatChannel, chatId: string): void {
-    this.#states.delete(keyOf(channel, chatId));
+    this.#chats.delete(keyOf(channel, chatId));
   }
 }
 

@@ -6,7 +6,7 @@ import type { Screen } from "../menu/engine.ts";
 import type { SessionCache } from "../menu/session-cache.ts";
 import type { Language, MenuChoice, MenuServices, MenuSettings } from "../menu/types.ts";
 import type { InboundRecord, StoredRow } from "./chat-inbox.ts";
-import type { KnownChats } from "./chat-known.ts";
+import type { KnownChat, KnownChats } from "./chat-known.ts";
 import type { ChatContent } from "./chat-sender.ts";
 import type { ChatState } from "./chat-state.ts";
 import type { ChatWorker } from "./chat-worker.ts";
@@ -129,8 +129,8 @@ export interface ChatMenu {
  */
 export interface UnstoredMessage {
   record: InboundRecord;
-  /** The chat's state as this process last saved it. */
-  known: ChatState;
+  /** The chat's state as this process last saved it, and the screen it showed. */
+  known: KnownChat;
   /** Stores the message as the webhook would have (chat_inbox, leased), reading the chat's state. */
   store(): Promise<StoredRow | undefined>;
   /**

@@ -75,6 +75,12 @@ type Answer =
       after?: ChatState;
     };
 
+/**
+ * Thrown when answering a message not stored yet would link the chat (a visitor's shared phone that
+ * became a customer's): it is stored first, as for `MUST_STORE`, but says nothing of the screen.
+ */
+const MUST_LINK = new Error("this message links its chat: it must be stored before it is answered");
+
 /** Random bytes for session keys, drawn from the system a thousand keys at a time, not one by one. */
 const KEY_BYTES = 9;
 let keyPool = Buffer.alloc(0);
@@ -137,7 +143,6 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
     // either, but the person gets the main menu (below), as a typed word would: a button left on
     // an old screen is the only thing in sight to press.
     if (input.kind === "option" && !expired && input.step !== step) {
-      if (!acting) throw MUST_STORE;
       return { kind: "stale", language: staleLanguage, messages: staleIn(staleLanguage) };
     }
 
@@ -159,7 +164,7 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
     // A visitor's shared phone that became a customer's (a sign-up from this chat) links the chat.
     let linked = state.linked;
     if (requestPhone === undefined && !linked && state.customer && goHome) {
-      if (!acting) throw MUST_STORE;
+      if (!acting) throw MUST_LINK;
       await linkVisitorChat(deps.db, channel, chatId, state.customer.id);
       linked = true;
     }
@@ -280,7 +285,7 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
     const { saved, leased } = await saveStep(made.saving);
     // Another message of the same chat was stored first: this one's answer is already out of date.
     if (!saved) return queueStale(made.stale(), made.reply.view.language);
-    if (made.after) deps.known?.remember(channel, chatId, made.after);
+    if (made.after) deps.known?.remember(channel, chatId, made.after, made.reply.view.screen);
     dispatch(made.saving, leased);
     return made.reply;
   }
@@ -316,17 +321,19 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
     };
     let made: Answer;
     try {
-      made = await answer(request, unstored.known, false);
+      made = await answer(request, unstored.known.state, false);
     } catch (error) {
-      return error === MUST_STORE ? storeFirst() : storeThenFail(error);
+      // Its screen acts: the chat's next input there is stored as it comes (KnownChats.take).
+      if (error === MUST_STORE) deps.known?.actsOn(unstored.known.screen);
+      return error === MUST_STORE || error === MUST_LINK ? storeFirst() : storeThenFail(error);
     }
-    if (made.kind === "stale" || !unstored.known.version) return storeFirst();
+    if (made.kind === "stale" || !unstored.known.state.version) return storeFirst();
     let outcome: UnstoredOutcome;
     try {
       outcome = await saveUnstored({
         step: made.saving,
         record: unstored.record,
-        version: unstored.known.version.current,
+        version: unstored.known.state.version.current,
       });
     } catch (error) {
       return storeThenFail(error);
@@ -340,7 +347,7 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
         return queueStale(made.stale(), made.reply.view.language);
       case "saved":
         unstored.inbox = "settled";
-        if (made.after) deps.known?.remember(channel, chatId, made.after);
+        if (made.after) deps.known?.remember(channel, chatId, made.after, made.reply.view.screen);
         dispatch(made.saving, outcome.saved.leased);
         return made.reply;
       case "stored":

@@ -162,9 +162,9 @@ describe("a chat's next input, answered from the state this instance kept", () =
     const steps = await Promise.all(chats.map(({ chat }) => stepOf(chat)));
     for (const { chat } of chats) {
       // Both instances last saw the chat at the same step (as after a restart of one of them, say).
-      const state = first.known.take("telegram", String(chat), clock.now())!;
-      first.known.remember("telegram", String(chat), state);
-      second.known.remember("telegram", String(chat), state);
+      const { state, screen } = first.known.take("telegram", String(chat), clock.now())!;
+      first.known.remember("telegram", String(chat), state, screen);
+      second.known.remember("telegram", String(chat), state, screen);
     }
     const before = new Map(chats.map(({ chat }) => [chat, shownIn(fake, chat).length]));
     const updates = chats.map(({ chat }) => textUpdate(chat, "6"));
