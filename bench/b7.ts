@@ -27,7 +27,6 @@ import { sql } from "drizzle-orm";
 import type { UserFromGetMe } from "grammy/types";
 import { createApp } from "../src/app.ts";
 import { defaultBillingSettings } from "../src/billing/context.ts";
-import { KnownChats } from "../src/bots/chat-known.ts";
 import { createChatMenu } from "../src/bots/chat-menu.ts";
 import { CHAT_CONTENT_TEMPLATE } from "../src/bots/chat-outbox.ts";
 import { startChatWorker } from "../src/bots/chat-worker.ts";
@@ -448,11 +447,8 @@ async function serveApp(
     logger,
     isp: "Bench Net",
   });
-  // As telegramWebhookFrom (src/bots/telegram/webhook.ts) sets the bot up.
-  const known = new KnownChats();
   const chatMenu = createChatMenu({
     db,
-    known,
     onQueued: worker.kick,
     sendAtOnce: worker,
     services: createMenuServices(ctx),
@@ -487,7 +483,7 @@ async function serveApp(
   });
   app.route(
     "/hooks/tg",
-    createTelegramRoutes({ bot, secretToken: SECRET, inbox: { db, clock: systemClock }, known }),
+    createTelegramRoutes({ bot, secretToken: SECRET, inbox: { db, clock: systemClock } }),
   );
   serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, (info) => process.send!({ port: info.port }));
   // A clean exit, so `--cpu-prof` writes its profile.

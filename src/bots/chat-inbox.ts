@@ -19,11 +19,6 @@ export interface InboundRecord {
   externalId: string;
   chatId: string;
   payload: Record<string, unknown>;
-  /**
-   * When it arrived (default: when stored). The retry loop orders a chat's messages by it: a message
-   * may be stored after a later one (see chat-save-unstored.ts), so the row's id does not tell.
-   */
-  receivedAt?: Date;
 }
 
 export interface InboxRow {
@@ -45,13 +40,13 @@ const storable = (_key: string, value: unknown) => (typeof value === "string" ? 
  * only as the escapes `\u0000` and `\udXXX`: text with neither needs no change, and the replacer
  * (a call per value, most of the cost for a whole Telegram update) runs only when one is there.
  */
-export function storableJsonText(value: unknown): string {
+function storableJsonText(value: unknown): string {
   const text = JSON.stringify(value);
   return /\\u(?:0000|d[89a-f])/i.test(text) ? JSON.stringify(value, storable) : text;
 }
 
 /** A first attempt may take this long before the retry loop takes the row over. */
-export const DEFAULT_LEASE_MS = 60_000;
+const DEFAULT_LEASE_MS = 60_000;
 
 /**
  * Stores what arrived and returns the rows new to the inbox, leased to the caller to handle now
@@ -105,7 +100,7 @@ async function insertInbound(
   const lease = new Date(now.getTime() + leaseMs);
   const insert = sql`insert into chat_inbox (channel, external_id, chat_id, payload, lease_until, received_at)
         select r.value->>'channel', r.value->>'externalId', r.value->>'chatId', r.value->'payload',
-               ${ts(lease)}, coalesce((r.value->>'receivedAt')::timestamptz, ${ts(now)})
+               ${ts(lease)}, ${ts(now)}
         from jsonb_array_elements(${storableJsonText(records)}::jsonb) with ordinality as r(value, position)
         order by r.position
         on conflict (channel, external_id) do nothing
@@ -192,30 +187,20 @@ export async function claimUnhandled(
         where i.channel = ${options.channel} and i.status <> 'done'
           and (i.lease_until is null or i.lease_until <= ${ts(now)})
           and exists (select 1 from chat_inbox later where later.channel = i.channel
-                        and later.chat_id = i.chat_id and (later.received_at, later.id) > (i.received_at, i.id)
-                        and later.status = 'done')`,
+                        and later.chat_id = i.chat_id and later.id > i.id and later.status = 'done')`,
   );
-  const rows = await queryRows<{
-    id: number;
-    chat_id: string;
-    payload: Record<string, unknown>;
-    received_at: Date | string;
-  }>(
+  const rows = await queryRows<{ id: number; chat_id: string; payload: Record<string, unknown> }>(
     db,
     sql`update chat_inbox i set lease_until = ${ts(lease)}
         from (select id from chat_inbox
               where channel = ${options.channel} and status <> 'done' and attempts < ${options.maxAttempts ?? 5}
                 and (lease_until is null or lease_until <= ${ts(now)})
-              order by received_at, id limit ${options.limit ?? 50}
+              order by id limit ${options.limit ?? 50}
               for update skip locked) due
         where i.id = due.id
-        returning i.id, i.chat_id, i.payload, i.received_at`,
+        returning i.id, i.chat_id, i.payload`,
   );
-  // In the order they arrived (a message can be stored after a later one, see InboundRecord).
-  const arrival = (r: (typeof rows)[number]) => new Date(r.received_at).getTime();
-  return rows
-    .sort((a, b) => arrival(a) - arrival(b) || a.id - b.id)
-    .map((r) => ({ id: r.id, chatId: r.chat_id, payload: r.payload }));
+  return rows.map((r) => ({ id: r.id, chatId: r.chat_id, payload: r.payload })).sort((a, b) => a.id - b.id);
 }
 
 /** One retry pass: handles what `claimUnhandled` gives, in order. Returns how many were handled. */

@@ -94,77 +94,31 @@ async function saveInRounds(db: Executor, steps: readonly ChatStep[]): Promise<S
   return saved;
 }
 
-/** A step as the saving statements' `input` reads it (`jsonb_to_recordset`). */
-export const stepInput = (step: ChatStep, position: number) => ({
-  position,
-  channel: step.channel,
-  chat_id: step.chatId,
-  expected_step: step.expectedStep,
-  step: step.step,
-  session_key: step.sessionKey,
-  inputs: step.inputs,
-  language: step.language,
-  at: step.at.toISOString(),
-  inbound_at: (step.inboundAt ?? step.at).toISOString(),
-  // Rows come out of the select in order, so their ids (and so their sending order) follow it.
-  messages: step.messages.map((m) => ({
-    channel: m.channel,
-    to: m.to,
-    language: m.language,
-    content: m.content,
-  })),
-  inbox_id: step.inboxId,
-  lease_until: step.leaseUntil?.toISOString() ?? null,
-});
-
-/** The columns `stepInput` gives, for `jsonb_to_recordset`. */
-export const STEP_INPUT_COLUMNS = sql`position int, channel text, chat_id text, expected_step int, step int,
-  session_key text, inputs jsonb, language text, at timestamptz, inbound_at timestamptz, messages jsonb,
-  inbox_id int, lease_until timestamptz`;
-
-/** An outbox row `QUEUED_ANSWERS` wrote. */
-export interface QueuedAnswer extends Record<string, unknown> {
-  id: number | null;
-  channel: string | null;
-  recipient: string | null;
-  leased: boolean | null;
-}
-
-/**
- * Writes the answers of the steps saved (`saved`: their positions in `input`) to the outbox, leased
- * to the caller unless an earlier message of the chat still waits; `queued` returns the rows. Shared
- * by the statements that save steps (this file, chat-save-unstored.ts): their `input` has the columns
- * position, channel, at, messages and lease_until of `saveDistinctChats`.
- */
-export const QUEUED_ANSWERS = sql`
-        -- The chats with a message still waiting: one probe of the pending index per chat (a lateral
-        -- join cannot be hashed into a read of every pending row).
-        waiting as (
-          select t.channel, t.recipient
-          from (select distinct m.value->>'channel' as channel, m.value->>'to' as recipient
-                from input i, jsonb_array_elements(i.messages) as m(value)
-                where i.lease_until is not null) t
-          cross join lateral (select 1 from message_outbox e
-            where e.status = 'pending' and e.recipient = t.recipient and e.channel = t.channel limit 1) e
-        ),
-        queued as (
-          insert into message_outbox (channel, recipient, language, template, content, next_attempt_at, created_at)
-          select m.value->>'channel', m.value->>'to', m.value->>'language', ${CHAT_CONTENT_TEMPLATE},
-                 m.value->'content',
-                 -- Leased to the caller unless the chat has a message still waiting: this one waits behind it.
-                 case when i.lease_until is not null and not exists (select 1 from waiting w
-                        where w.recipient = m.value->>'to' and w.channel = m.value->>'channel')
-                      then i.lease_until else i.at end,
-                 i.at
-          from saved v join input i on i.position = v.position,
-            jsonb_array_elements(i.messages) with ordinality as m(value, n)
-          order by i.position, m.n
-          returning id, channel, recipient, next_attempt_at > created_at as leased
-        )`;
-
 /** `saveChatSteps` for steps of different chats; returns those saved, by index. */
 async function saveDistinctChats(db: Executor, steps: readonly ChatStep[]): Promise<Map<number, SavedStep>> {
-  const input = JSON.stringify(steps.map(stepInput));
+  const input = JSON.stringify(
+    steps.map((step, position) => ({
+      position,
+      channel: step.channel,
+      chat_id: step.chatId,
+      expected_step: step.expectedStep,
+      step: step.step,
+      session_key: step.sessionKey,
+      inputs: step.inputs,
+      language: step.language,
+      at: step.at.toISOString(),
+      inbound_at: (step.inboundAt ?? step.at).toISOString(),
+      // Rows come out of the select in order, so their ids (and so their sending order) follow it.
+      messages: step.messages.map((m) => ({
+        channel: m.channel,
+        to: m.to,
+        language: m.language,
+        content: m.content,
+      })),
+      inbox_id: step.inboxId,
+      lease_until: step.leaseUntil?.toISOString() ?? null,
+    })),
+  );
   const rows = await queryRows<{
     position: number | null;
     id: number | null;
@@ -174,7 +128,9 @@ async function saveDistinctChats(db: Executor, steps: readonly ChatStep[]): Prom
   }>(
     db,
     sql`with input as (
-          select * from jsonb_to_recordset(${input}::jsonb) as i(${STEP_INPUT_COLUMNS})
+          select * from jsonb_to_recordset(${input}::jsonb) as i(position int, channel text, chat_id text,
+            expected_step int, step int, session_key text, inputs jsonb, language text, at timestamptz,
+            inbound_at timestamptz, messages jsonb, inbox_id int, lease_until timestamptz)
         ),
         updated as (
           update chat_sessions s set session_key = i.session_key, inputs = i.inputs, language = i.language,
@@ -199,7 +155,30 @@ async function saveDistinctChats(db: Executor, steps: readonly ChatStep[]): Prom
           select i.position from inserted n
           join input i on i.channel = n.channel and i.chat_id = n.chat_id and i.expected_step is null
         ),
-        ${QUEUED_ANSWERS},
+        -- The chats with a message still waiting: one probe of the pending index per chat (a lateral
+        -- join cannot be hashed into a read of every pending row).
+        waiting as (
+          select t.channel, t.recipient
+          from (select distinct m.value->>'channel' as channel, m.value->>'to' as recipient
+                from input i, jsonb_array_elements(i.messages) as m(value)
+                where i.lease_until is not null) t
+          cross join lateral (select 1 from message_outbox e
+            where e.status = 'pending' and e.recipient = t.recipient and e.channel = t.channel limit 1) e
+        ),
+        queued as (
+          insert into message_outbox (channel, recipient, language, template, content, next_attempt_at, created_at)
+          select m.value->>'channel', m.value->>'to', m.value->>'language', ${CHAT_CONTENT_TEMPLATE},
+                 m.value->'content',
+                 -- Leased to the caller unless the chat has a message still waiting: this one waits behind it.
+                 case when i.lease_until is not null and not exists (select 1 from waiting w
+                        where w.recipient = m.value->>'to' and w.channel = m.value->>'channel')
+                      then i.lease_until else i.at end,
+                 i.at
+          from saved v join input i on i.position = v.position,
+            jsonb_array_elements(i.messages) with ordinality as m(value, n)
+          order by i.position, m.n
+          returning id, channel, recipient, next_attempt_at > created_at as leased
+        ),
         handled as (
           update chat_inbox b set status = 'done', attempts = b.attempts + 1, lease_until = null,
             last_error = null, handled_at = i.at
@@ -210,38 +189,25 @@ async function saveDistinctChats(db: Executor, steps: readonly ChatStep[]): Prom
         union all
         select null, id, channel, recipient, leased from queued`,
   );
-  const saved = new Set<number>();
-  for (const row of rows) if (row.position !== null) saved.add(Number(row.position));
-  return savedWithAnswers(steps, saved, rows);
-}
-
-/**
- * The steps saved (their indexes in `steps`), each with its answers that were written leased to the
- * caller, from the rows `QUEUED_ANSWERS` returned.
- */
-export function savedWithAnswers(
-  steps: readonly ChatStep[],
-  saved: ReadonlySet<number>,
-  answers: readonly QueuedAnswer[],
-): Map<number, SavedStep> {
   const result = new Map<number, SavedStep>();
-  for (const position of saved) result.set(position, { saved: true, leased: [] });
+  for (const row of rows)
+    if (row.position !== null) result.set(Number(row.position), { saved: true, leased: [] });
   // Each chat's answers, in the order written (the rows of one recipient come out of the select in
   // the order of its step's messages, and take ids in that order).
-  const queued = new Map<string, QueuedAnswer[]>();
-  for (const row of answers.filter((r) => r.id !== null).sort((a, b) => Number(a.id) - Number(b.id))) {
+  const queued = new Map<string, typeof rows>();
+  for (const row of rows.filter((r) => r.id !== null).sort((a, b) => Number(a.id) - Number(b.id))) {
     const key = `${row.channel}\n${row.recipient}`;
     const chat = queued.get(key);
     if (chat) chat.push(row);
     else queued.set(key, [row]);
   }
   for (const [position, step] of steps.entries()) {
-    const entry = result.get(position);
-    if (!entry) continue;
+    const saved = result.get(position);
+    if (!saved) continue;
     for (const message of step.messages) {
       const row = queued.get(`${message.channel}\n${message.to}`)?.shift();
       if (row?.leased && step.leaseUntil)
-        entry.leased.push({
+        saved.leased.push({
           id: Number(row.id),
           channel: message.channel,
           recipient: message.to,

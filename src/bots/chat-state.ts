@@ -35,13 +35,6 @@ export interface ChatState {
     effects: Record<string, Outcome | "pending">;
     visitor: boolean;
   } | null;
-  /**
-   * Digests, made by PostgreSQL, of everything above but the chat's own session row (see
-   * `chatStatesOf`): `current` as read, `freshSession` as it reads once the chat moves to a new
-   * session key (whose menu session has no row yet). A later statement compares them to tell
-   * whether a state kept in memory still holds (chat-known.ts).
-   */
-  version?: { current: string; freshSession: string };
 }
 
 interface Row extends Record<string, unknown> {
@@ -63,8 +56,6 @@ interface Row extends Record<string, unknown> {
   route_channel: string | null;
   route_chat_id: string | null;
   route_until: Date | string | null;
-  version: string | null;
-  fresh_version: string | null;
 }
 
 /** Which chat to read, and the phone it speaks for when the channel knows it (see `readChatState`). */
@@ -132,11 +123,7 @@ export function chatStatesOf(keys: SQL): SQL {
           c.id as customer_id, c.account_number, c.name, c.language as customer_language,
           m.id is not null as menu_session, m.language as session_language, m.state -> 'effects' as effects,
           (m.state ->> 'visitor') = 'true' as visitor,
-          r.channel as route_channel, r.chat_id as route_chat_id, r.until as route_until,
-          md5(row(p.phone, p.linked, c.id, c.account_number, c.name, c.language, r.channel, r.chat_id,
-            r.until, m.id, m.language, m.state)::text) as version,
-          md5(row(p.phone, p.linked, c.id, c.account_number, c.name, c.language, r.channel, r.chat_id,
-            r.until, null::text, null::text, null::jsonb)::text) as fresh_version
+          r.channel as route_channel, r.chat_id as route_chat_id, r.until as route_until
         from ${keys}
         left join lateral (
           select s.session_key, s.inputs, s.language, s.step, s.last_activity_at from chat_sessions s
@@ -203,9 +190,6 @@ export function stateOf(row: Row | undefined): ChatState {
     menuSession: row?.menu_session
       ? { language: row.session_language, effects, visitor: row.visitor === true }
       : null,
-    ...(row?.version && row.fresh_version
-      ? { version: { current: row.version, freshSession: row.fresh_version } }
-      : {}),
   };
 }
 

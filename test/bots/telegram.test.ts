@@ -261,7 +261,7 @@ describe("the Bot API fake", () => {
   it("serves updates to a polling bot (getUpdates with offset and timeout)", async () => {
     const chat = ++nextUser;
     const worker = startTelegramWorker(ctx, fake);
-    const polling = makeBot(ctx, fake, undefined, { onQueued: worker.kick });
+    const polling = makeBot(ctx, fake, undefined, worker.kick);
     fake.pushUpdate(textUpdate(chat, "/start"));
     const running = polling.start({ timeout: 1 });
     await fake.waitFor((calls) =>

@@ -1,7 +1,6 @@
 import { Hono } from "hono";
 import type { BillingContext } from "../../src/billing/context.ts";
 import { deliverDueChats } from "../../src/bots/chat-delivery.ts";
-import { KnownChats } from "../../src/bots/chat-known.ts";
 import { createChatMenu } from "../../src/bots/chat-menu.ts";
 import { startChatWorker } from "../../src/bots/chat-worker.ts";
 import { createBot } from "../../src/bots/telegram/bot.ts";
@@ -15,30 +14,20 @@ import { createTelegramRoutes } from "../../src/bots/telegram/routes.ts";
 import { createTelegramSender } from "../../src/bots/telegram/sender.ts";
 import type { Logger } from "../../src/logger.ts";
 import { createMenuServices } from "../../src/menu/services.ts";
-import type { MenuServices } from "../../src/menu/types.ts";
 import { settings, silent } from "../ussd/world.ts";
 
 export const SECRET = "tg-webhook-secret-0123456789";
-
-export interface BotOptions {
-  onQueued?: () => void;
-  /** Where it keeps the states of chats it saved, as the app's webhook does (see startInstance). */
-  known?: KnownChats;
-  /** The menu's services (default: the real ones, plan lists read afresh). */
-  services?: MenuServices;
-}
 
 /** A bot of its own (its own chat runner), talking to the fake. */
 export function makeBot(
   ctx: BillingContext,
   fake: FakeTelegram,
   logger: Logger = silent,
-  { onQueued, known, services }: BotOptions = {},
+  onQueued?: () => void,
 ) {
   const chatMenu = createChatMenu({
     db: ctx.db,
-    ...(known ? { known } : {}),
-    services: services ?? createMenuServices(ctx, { planCacheMs: 0 }),
+    services: createMenuServices(ctx, { planCacheMs: 0 }),
     settings,
     logger,
     clock: ctx.clock,
@@ -77,27 +66,16 @@ export function startTelegramWorker(ctx: BillingContext, fake: FakeTelegram) {
   });
 }
 
-/**
- * One running instance of the bot, its webhook mounted like the app mounts it (telegramWebhookFrom):
- * a chat's next menu input after one it answered is stored and answered by one statement.
- */
-export function startInstance(
-  ctx: BillingContext,
-  fake: FakeTelegram,
-  logger: Logger = silent,
-  services?: MenuServices,
-) {
-  const known = new KnownChats();
-  const bot = makeBot(ctx, fake, logger, { known, ...(services ? { services } : {}) });
+/** One running instance of the bot, its webhook mounted like the app mounts it. */
+export function startInstance(ctx: BillingContext, fake: FakeTelegram, logger: Logger = silent) {
+  const bot = makeBot(ctx, fake, logger);
   const app = new Hono();
   app.route(
     "/hooks/tg",
-    createTelegramRoutes({ bot, secretToken: SECRET, inbox: { db: ctx.db, clock: ctx.clock }, known }),
+    createTelegramRoutes({ bot, secretToken: SECRET, inbox: { db: ctx.db, clock: ctx.clock } }),
   );
   return {
     bot,
-    app,
-    known,
     /** Delivers one update as Telegram would; grammY answers once the update was handled. */
     async deliver(update: Record<string, unknown>, secret: string | null = SECRET) {
       const status = await postUpdate(app, "/hooks/tg", update, secret, fake);

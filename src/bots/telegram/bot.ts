@@ -11,7 +11,7 @@ import { accountLinking, CHANNEL } from "./account-link.ts";
 import { callbackPattern, contactKeyboard } from "./keyboard.ts";
 import { queueReplies } from "./queued-api.ts";
 import { botText } from "./texts.ts";
-import { failedUpdates, inboxIdOf, settledUpdates, storedStateOf, unstoredOf } from "./update-marks.ts";
+import { failedUpdates, inboxIdOf, settledUpdates, storedStateOf } from "./update-marks.ts";
 
 /**
  * Subscriber self-service on Telegram: the shared menu (src/bots/chat-menu.ts) as messages with
@@ -135,7 +135,6 @@ export function createBot(deps: TelegramBotDeps): Bot {
       return [view, { kind: "raw", method: "sendMessage", payload: hint }];
     };
     const inboxId = inboxIdOf.get(ctx.update);
-    const unstored = unstoredOf.get(ctx.update);
     const reply = await deps.chatMenu.handle({
       channel: CHANNEL,
       chatId,
@@ -143,13 +142,9 @@ export function createBot(deps: TelegramBotDeps): Bot {
       answer,
       ...(state ? { state } : {}),
       ...(inboxId !== undefined ? { inboxId } : {}),
-      ...(unstored ? { unstored } : {}),
     });
-    // Already in the inbox: the first delivery was answered.
-    if (reply.kind === "repeated") return;
     // The input counted and its inbox row says so: what follows cannot make it count twice.
-    if (reply.kind === "view" && (inboxId !== undefined || unstored?.inbox !== undefined))
-      settledUpdates.add(ctx.update);
+    if (reply.kind === "view" && inboxId !== undefined) settledUpdates.add(ctx.update);
     if (ctx.callbackQuery)
       await ctx.answerCallbackQuery(reply.kind === "stale" ? { text: botText(reply.language, "stale") } : {});
   }

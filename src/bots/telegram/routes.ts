@@ -8,11 +8,7 @@ import { limitBody } from "../../lib/body-limit.ts";
 import { sameSecret } from "../../lib/same-secret.ts";
 import type { Logger } from "../../logger.ts";
 import { createInboxStore, markFailed, markHandled, type StoredRow } from "../chat-inbox.ts";
-import type { KnownChats } from "../chat-known.ts";
-import type { UnstoredMessage } from "../chat-menu.ts";
-import { callbackPattern } from "./keyboard.ts";
-import { isLinkCode } from "./link-code.ts";
-import { failedUpdates, inboxIdOf, settledUpdates, storedStateOf, unstoredOf } from "./update-marks.ts";
+import { failedUpdates, inboxIdOf, settledUpdates, storedStateOf } from "./update-marks.ts";
 
 /** Below the inbox lease (chat-inbox.ts, 60 s): the retry loop never takes an update still in hand. */
 const HANDLING_TIMEOUT_MS = 45_000;
@@ -67,11 +63,6 @@ export interface TelegramRouteDeps {
    * update is handled as it comes.
    */
   inbox?: { db: Db; clock: Clock; channel?: ChatChannel };
-  /**
-   * The states of chats this process saved (the subscriber bot's, chat-known.ts): a menu input of
-   * such a chat is not stored here but by the menu, with its answer when the menu only reads.
-   */
-  known?: KnownChats;
 }
 
 /** The chat an update belongs to (its sender), for the inbox row. */
@@ -82,37 +73,6 @@ const chatOf = (update: Record<string, unknown>): string => {
   }
   return "";
 };
-
-/**
- * An update that only the menu takes (bot.ts): text in a private chat that is not a command but
- * `/start` and not a link code (account-link.ts takes those), or a menu button pressed in the chat
- * it was sent to.
- */
-function isMenuInput(update: Record<string, unknown>): boolean {
-  const message = update.message as
-    | { text?: unknown; chat?: { type?: unknown }; from?: { id?: unknown } }
-    | undefined;
-  if (message) {
-    const { text } = message;
-    return (
-      message.chat?.type === "private" &&
-      typeof message.from?.id === "number" &&
-      typeof text === "string" &&
-      (!text.trimStart().startsWith("/") || text.trim().toLowerCase() === "/start") &&
-      !isLinkCode(text)
-    );
-  }
-  const query = update.callback_query as
-    | { data?: unknown; from?: { id?: unknown }; message?: { chat?: { id?: unknown; type?: unknown } } }
-    | undefined;
-  return (
-    query !== undefined &&
-    typeof query.data === "string" &&
-    callbackPattern.test(query.data) &&
-    query.message?.chat?.type === "private" &&
-    query.message.chat.id === query.from?.id
-  );
-}
 
 export function createTelegramRoutes(deps: TelegramRouteDeps): Hono {
   if (deps.secretToken.length < 16)
@@ -139,38 +99,24 @@ export function createTelegramRoutes(deps: TelegramRouteDeps): Hono {
     if (!isUpdate(body)) return c.text("Bad Request", 400);
     const update = body as Record<string, unknown>;
     parsedUpdates.set(c.req.raw, body as Update);
-    let stored: StoredRow | { id: number } | undefined;
-    const record = {
-      // Each bot numbers its own updates: the admin bot's are kept apart from the subscribers'.
-      channel: deps.inbox?.channel ?? "telegram",
-      externalId: String(update.update_id),
-      chatId: chatOf(update),
-      payload: update,
-      ...(deps.inbox ? { receivedAt: deps.inbox.clock.now() } : {}),
-    };
-    /** Stores the update; what to answer instead of going on: 503 when it could not be stored. */
-    const storeRecord = async (): Promise<Response | "repeated" | undefined> => {
+    let stored: StoredRow | undefined;
+    if (deps.inbox) {
       try {
-        stored = await store!(record);
+        stored = await store!({
+          // Each bot numbers its own updates: the admin bot's are kept apart from the subscribers'.
+          channel: deps.inbox.channel ?? "telegram",
+          externalId: String(update.update_id),
+          chatId: chatOf(update),
+          payload: update,
+        });
       } catch (error) {
         // Not stored, so not answered 200: Telegram delivers it again.
         deps.logger?.error({ err: error }, "Telegram update could not be stored");
         return c.text("Unavailable", 503);
       }
-      return stored ? undefined : "repeated";
-    };
-    const known =
-      deps.known && deps.inbox && isMenuInput(update)
-        ? deps.known.take(record.channel, record.chatId, deps.inbox.clock.now())
-        : undefined;
-    const unstored: UnstoredMessage | undefined = known && { record, known, store: () => store!(record) };
-    if (unstored) unstoredOf.set(update, unstored);
-    else if (deps.inbox) {
-      const refused = await storeRecord();
-      if (refused === "repeated") return c.json({ ok: true });
-      if (refused) return refused;
-      inboxIdOf.set(update, stored!.id);
-      storedStateOf.set(update, (stored as StoredRow).state);
+      if (!stored) return c.json({ ok: true });
+      inboxIdOf.set(update, stored.id);
+      storedStateOf.set(update, stored.state);
     }
     let response: Response;
     let failure: unknown = null;
@@ -180,21 +126,9 @@ export function createTelegramRoutes(deps: TelegramRouteDeps): Hono {
     } catch (error) {
       deps.logger?.error({ err: error }, "Telegram update failed");
       // Timed out: the handler may still finish; the lease keeps the retry loop off it meanwhile.
-      if (error instanceof Error && /timed out|timeout/i.test(error.message)) {
-        // One the menu has not stored yet is stored now: the menu's own store then finds it there.
-        const refused = unstored && !unstored.inbox ? await storeRecord() : undefined;
-        return refused && refused !== "repeated" ? refused : c.json({ ok: true });
-      }
+      if (error instanceof Error && /timed out|timeout/i.test(error.message)) return c.json({ ok: true });
       failure = error;
       response = c.json({ ok: true });
-    }
-    if (unstored?.inbox === "settled") return response;
-    if (unstored?.inbox) stored = unstored.inbox;
-    else if (unstored) {
-      // Nothing stored it (the bot failed first, or the update was not the menu's after all).
-      const refused = await storeRecord();
-      if (refused === "repeated") return response;
-      if (refused) return refused;
     }
     if (deps.inbox && stored && !settledUpdates.has(update)) {
       const { db, clock } = deps.inbox;

@@ -1,4 +1,3 @@
-import type { UnstoredMessage } from "../chat-menu.ts";
 import type { ChatState } from "../chat-state.ts";
 
 /**
@@ -25,9 +24,3 @@ export const settledUpdates = new WeakSet<object>();
  * reading again, unless something changed it since (linking the chat does, so that path reads).
  */
 export const storedStateOf = new WeakMap<object, ChatState>();
-
-/**
- * An update the webhook kept back from the inbox, for a chat whose state this process kept: the menu
- * stores it (chat-menu.ts, `UnstoredMessage`), and the route stores what nothing stored.
- */
-export const unstoredOf = new WeakMap<object, UnstoredMessage>();

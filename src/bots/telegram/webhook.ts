@@ -7,7 +7,6 @@ import type { Config } from "../../config.ts";
 import type { Logger } from "../../logger.ts";
 import { createMenuServices } from "../../menu/services.ts";
 import { menuSettingsFrom } from "../../ussd/index.ts";
-import { KnownChats } from "../chat-known.ts";
 import { type ChatMenuDeps, createChatMenu } from "../chat-menu.ts";
 import { createBot } from "./bot.ts";
 import { createTelegramRoutes } from "./routes.ts";
@@ -40,11 +39,8 @@ export function telegramWebhookFrom(
     sendAtOnce?: ChatMenuDeps["sendAtOnce"];
   },
 ): { bot: Bot; routes: Hono } {
-  // Chats this process answered: their next menu input is stored and answered by one statement.
-  const known = new KnownChats();
   const chatMenu = createChatMenu({
     db: deps.ctx.db,
-    known,
     services: createMenuServices(deps.ctx, { requestPayment: deps.requestPayment }),
     settings: menuSettingsFrom(deps.config),
     logger: deps.logger.child({ module: "chat" }),
@@ -65,7 +61,7 @@ export function telegramWebhookFrom(
   const inbox = { db: deps.ctx.db, clock: deps.ctx.clock };
   return {
     bot,
-    routes: createTelegramRoutes({ bot, secretToken: deps.secretToken, logger: deps.logger, inbox, known }),
+    routes: createTelegramRoutes({ bot, secretToken: deps.secretToken, logger: deps.logger, inbox }),
   };
 }
 
