@@ -257,25 +257,28 @@ describe("WhatsApp self-service through the webhook and the Cloud API fake", () 
 });
 
 describe("Meta's rate limits", () => {
-  it("a 429 holds the answer for its Retry-After, costing no attempt, then it is sent once", async () => {
-    const chat = newChat();
-    fake.rateLimitNext(30);
-    expect(await send(chat, text("hi"))).toBe(200);
-    expect(fake.refused.filter((r) => r.to === chat).map((r) => r.code)).toEqual([130429]);
-    expect(fake.sentTo(chat)).toHaveLength(0);
-    const waiting = await database.db.select().from(messageOutbox).where(eq(messageOutbox.recipient, chat));
-    expect(waiting).toMatchObject([{ status: "pending", attempts: 0 }]);
+  it.each(["seconds", "date"] as const)(
+    "a 429 holds the answer for its Retry-After (as %s), costing no attempt, then it is sent once",
+    async (form) => {
+      const chat = newChat();
+      fake.rateLimitNext(30, 1, form);
+      expect(await send(chat, text("hi"))).toBe(200);
+      expect(fake.refused.filter((r) => r.to === chat).map((r) => r.code)).toEqual([130429]);
+      expect(fake.sentTo(chat)).toHaveLength(0);
+      const waiting = await database.db.select().from(messageOutbox).where(eq(messageOutbox.recipient, chat));
+      expect(waiting).toMatchObject([{ status: "pending", attempts: 0 }]);
 
-    clock.advance(29_000);
-    await wa.channel.sendDue();
-    expect(fake.sentTo(chat)).toHaveLength(0);
-    clock.advance(1_000);
-    await wa.channel.sendDue();
-    expect(fake.sentTo(chat)).toHaveLength(1);
-    expect(bodyOf(last(chat))).toBe("Kibera Net");
-    await wa.channel.sendDue();
-    expect(fake.sentTo(chat)).toHaveLength(1);
-  });
+      clock.advance(29_000);
+      await wa.channel.sendDue();
+      expect(fake.sentTo(chat)).toHaveLength(0);
+      clock.advance(1_000);
+      await wa.channel.sendDue();
+      expect(fake.sentTo(chat)).toHaveLength(1);
+      expect(bodyOf(last(chat))).toBe("Kibera Net");
+      await wa.channel.sendDue();
+      expect(fake.sentTo(chat)).toHaveLength(1);
+    },
+  );
 });
 
 describe("WhatsApp webhook refusals", () => {

@@ -42,8 +42,11 @@ export interface FakeWhatsApp {
   readonly refused: RefusedMessage[];
   /** The fake's clock: what it stamps a person's message with, and measures the 24 hours by. */
   now(): Date;
-  /** The next `count` sends answer 429 with `Retry-After: <seconds>` and Meta's code 130429. */
-  rateLimitNext(retryAfterSeconds: number, count?: number): void;
+  /**
+   * The next `count` sends answer 429 with Meta's code 130429 and `Retry-After: <seconds>`, or
+   * (`form` "date") the HTTP date that many seconds on, beside a `Date` of the fake's clock.
+   */
+  rateLimitNext(retryAfterSeconds: number, count?: number, form?: "seconds" | "date"): void;
   /** The person wrote to the business now: free text may reach them for 24 hours. */
   userWrote(waId: string): void;
   /** An approved message template with `params` body parameters, in `language` (`en`, `sw`). */
@@ -183,7 +186,7 @@ export async function startFakeWhatsApp(
   const version = options.version ?? "v21.0";
   const sent: SentMessage[] = [];
   const refused: RefusedMessage[] = [];
-  const rateLimit = { retryAfterSeconds: 0, count: 0 };
+  const rateLimit = { retryAfterSeconds: 0, count: 0, form: "seconds" as "seconds" | "date" };
   const fbtrace = () => randomBytes(8).toString("base64url");
   const error = (refusal: Refusal) => ({
     error: {
@@ -271,7 +274,14 @@ export async function startFakeWhatsApp(
       rateLimit.count--;
       refused.push({ to, payload, code: 130429 });
       const refusal = { status: 429, code: 130429, message: "(#130429) Rate limit hit" };
-      return c.json(error(refusal), 429, { "retry-after": String(rateLimit.retryAfterSeconds) });
+      const retryAfter: Record<string, string> =
+        rateLimit.form === "date"
+          ? {
+              date: now().toUTCString(),
+              "retry-after": new Date(now().getTime() + rateLimit.retryAfterSeconds * 1000).toUTCString(),
+            }
+          : { "retry-after": String(rateLimit.retryAfterSeconds) };
+      return c.json(error(refusal), 429, retryAfter);
     }
     const refusal =
       checkAddress(payload) ??
@@ -313,9 +323,10 @@ export async function startFakeWhatsApp(
     sentTo: (to) => sent.filter((message) => message.to === to),
     refused,
     now,
-    rateLimitNext(retryAfterSeconds, count = 1) {
+    rateLimitNext(retryAfterSeconds, count = 1, form = "seconds") {
       rateLimit.retryAfterSeconds = retryAfterSeconds;
       rateLimit.count = count;
+      rateLimit.form = form;
     },
     userWrote: (waId) => lastWrote.set(waId, now().getTime()),
     approveTemplate: (name, language, params) => templates.set(`${name}:${language}`, params),

@@ -21,13 +21,21 @@ export interface GraphClient {
 }
 
 /**
- * `Retry-After` in its delta-seconds form; null when absent or unreadable (an HTTP date would need a
- * clock: the worker's own back-off serves instead). Held to an hour: a notice waiting longer than that
- * goes by SMS anyway, and a garbled huge value must not park a message for ever.
+ * `Retry-After` in seconds: its delta-seconds form, or an HTTP date taken against the answer's own
+ * `Date` (the server's clock, not ours; without one the date is unreadable). Null when absent,
+ * unreadable or past. Held to an hour: a notice waiting longer than that goes by SMS anyway, and a
+ * garbled huge value must not park a message for ever.
  */
-export function retryAfterOf(header: string | null): number | null {
-  if (header === null || !/^\s*\d{1,9}\s*$/.test(header)) return null;
-  const seconds = Number(header);
+export function retryAfterOf(header: string | null, answeredAt: string | null = null): number | null {
+  if (header === null) return null;
+  let seconds: number;
+  if (/^\s*\d{1,9}\s*$/.test(header)) seconds = Number(header);
+  else {
+    const until = Date.parse(header);
+    const now = answeredAt === null ? Number.NaN : Date.parse(answeredAt);
+    if (!Number.isFinite(until) || !Number.isFinite(now)) return null;
+    seconds = Math.ceil((until - now) / 1000);
+  }
   return seconds > 0 ? Math.min(seconds, 3600) : null;
 }
 
@@ -64,7 +72,7 @@ export function createGraphClient(deps: {
           response.status,
           answer?.error?.code ?? null,
           answer?.error?.message ?? `Graph API answered ${response.status}`,
-          retryAfterOf(response.headers.get("retry-after")),
+          retryAfterOf(response.headers.get("retry-after"), response.headers.get("date")),
         );
       }
       return answer.messages[0].id;
