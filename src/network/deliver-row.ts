@@ -101,7 +101,7 @@ export class RowDelivery {
       const api = await connect(routerId);
       const profile = desiredProfile(plan);
       await ensureProfile(api, profile);
-      this.profileCache.set(this.profileKey(routerId, profile), Date.now());
+      this.profileCache.set(this.profileKey(routerId, profile), this.deps.clock.now().getTime());
       // Even when the profile was already updated (by a subscriber's delivery that ensured it first).
       if (rateLimitChanged) await dropProfileSessions(api, profile);
     });
@@ -144,7 +144,7 @@ export class RowDelivery {
   ) {
     const key = this.profileKey(routerId, profile);
     const checked = this.profileCache.get(key);
-    if (checked === undefined || Date.now() - checked > 60_000) {
+    if (checked === undefined || this.deps.clock.now().getTime() - checked > 60_000) {
       // Concurrent deliveries for the same plan share one check instead of racing to add the profile.
       // Its commands go out under the lease of the row that started it: when that lease runs out
       // first, a row with time left on its own checks again instead of failing with it.
@@ -168,7 +168,7 @@ export class RowDelivery {
       if (!(error instanceof RouterTrapError && /does not match any value of profile/.test(error.message)))
         throw error;
       await ensureProfile(api, profile, { createOnly: true });
-      this.profileCache.set(key, Date.now());
+      this.profileCache.set(key, this.deps.clock.now().getTime());
       return op();
     }
   }
@@ -176,7 +176,7 @@ export class RowDelivery {
   private checkProfile(api: RouterApi, key: string, profile: DesiredProfile): Promise<void> {
     const ensuring = ensureProfile(api, profile, { createOnly: true })
       .then(() => {
-        this.profileCache.set(key, Date.now());
+        this.profileCache.set(key, this.deps.clock.now().getTime());
       })
       .finally(() => this.profilesEnsuring.delete(key));
     this.profilesEnsuring.set(key, ensuring);

@@ -65,6 +65,42 @@ describe("vouchers on every router", () => {
   });
 });
 
+describe("a delivery's profile check", () => {
+  it("is remembered for a minute of the worker's clock, then made again", async () => {
+    const router = await emulatedRouter(database.db);
+    const clock = new FakeClock(new Date("2026-05-01T08:00:00Z"));
+    const stack = networkStack(database.db, clock);
+    try {
+      const { ctx } = billingContext(database.db, clock);
+      const plan = await createPlan(database.db, {
+        priceCents: 2_000,
+        kind: "hotspot",
+        periodUnit: "hours",
+        periodCount: 24,
+        rateLimit: "512k/1M",
+      });
+      const sell = async () => {
+        await database.db.transaction((tx) =>
+          sellVoucherInTx(tx, ctx, admin, { planId: plan.id, phone: uniquePhone(), language: "en" }),
+        );
+        await stack.worker.drain();
+      };
+      const checks = () => router.emulator.count("/ip/hotspot/user/profile/print");
+      await sell();
+      expect(checks()).toBe(1);
+      clock.advance(59_000);
+      await sell();
+      expect(checks()).toBe(1);
+      clock.advance(2_000);
+      await sell();
+      expect(checks()).toBe(2);
+    } finally {
+      await stack.close();
+      await router.emulator.stop();
+    }
+  });
+});
+
 describe("API-SSL", () => {
   it("the driver passes the port and TLS through: the router's port receives a TLS handshake, not a login", async () => {
     const first = new Promise<Buffer>((resolve) => {
