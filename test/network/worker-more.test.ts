@@ -81,7 +81,13 @@ describe("a delivery's profile check", () => {
       });
       const sell = async () => {
         await database.db.transaction((tx) =>
-          sellVoucherInTx(tx, ctx, admin, { planId: plan.id, phone: uniquePhone(), language: "en" }),
+          sellVoucherInTx(tx, ctx, admin, {
+            planId: plan.id,
+            phone: uniquePhone(),
+            language: "en",
+            // For this router only: the other tests' routers are stopped by now.
+            routerId: router.routerId,
+          }),
         );
         await stack.worker.drain();
       };
