@@ -1,7 +1,7 @@
 import { sql } from "drizzle-orm";
 import { enqueueMessage } from "../billing/outbox.ts";
 import type { Clock } from "../clock.ts";
-import type { Db } from "../db/client.ts";
+import { type Db, queryRows } from "../db/client.ts";
 import type { Logger } from "../logger.ts";
 import { RouterUnavailableError } from "./connection.ts";
 import type { ClaimedRow } from "./outbox-claim.ts";
@@ -13,6 +13,23 @@ import type { ClaimedRow } from "./outbox-claim.ts";
  */
 
 const at = (d: Date) => sql`${d.toISOString()}::timestamptz`;
+
+/** The lease a claim took on a row (`claimed_until`, as outbox-claim.ts wrote it). */
+const leaseOf = (row: ClaimedRow) => at(new Date(row.leaseEndsAt));
+
+const leasesOf = (rows: readonly ClaimedRow[]) =>
+  sql.join(
+    rows.map((r) => sql`(${r.id}::int, ${leaseOf(r)})`),
+    sql`, `,
+  );
+
+/**
+ * An outcome is written only while the row still carries the lease its delivery took: a delivery
+ * that outlived its lease (a stalled router) finds the row claimed again by another worker, whose
+ * lease and outcome it must not overwrite (that worker delivers the row again; the calls are
+ * idempotent). A lease that ran out with no one taking the row over is still the row's.
+ */
+const stillOurs = sql`o.claimed_until is not distinct from v.lease`;
 
 /** A row whose delivery failed, with the session drops it still owes (driver.ts, `OwedDrops`). */
 export interface Failure {
@@ -39,18 +56,22 @@ export class OutboxOutcomes {
     const now = this.deps.clock.now();
     for (const chunk of chunks(rows, 1_000)) {
       await this.deps.db.execute(sql`
-        update provisioning_outbox set status = 'done', done_at = ${at(now)}, claimed_until = null, last_error = null
-        where id in (${sql.join(
-          chunk.map((r) => sql`${r.id}::int`),
-          sql`, `,
-        )})`);
+        update provisioning_outbox o set status = 'done', done_at = ${at(now)}, claimed_until = null, last_error = null
+        from (values ${leasesOf(chunk)}) as v(id, lease)
+        where o.id = v.id and ${stillOurs}`);
     }
   }
 
   async failed(failures: Failure[]): Promise<void> {
     if (failures.length === 0) return;
     const now = this.deps.clock.now();
-    const retry: Array<{ id: number; message: string; next: Date; uncount: number; drops: string[] }> = [];
+    const retry: Array<{
+      row: ClaimedRow;
+      message: string;
+      next: Date;
+      uncount: number;
+      drops: string[];
+    }> = [];
     const giveUps: Array<{ row: ClaimedRow; message: string; drops: string[] }> = [];
     for (const { row, error, owedDrops: drops } of failures) {
       const message = (error instanceof Error ? error.message : String(error)).slice(0, 500);
@@ -59,7 +80,7 @@ export class OutboxOutcomes {
       // back-off, or until the router is seen again (the prober, routerRecovered).
       if (error instanceof RouterUnavailableError) {
         retry.push({
-          id: row.id,
+          row,
           message,
           next: new Date(now.getTime() + this.options.backoffMaxMs),
           uncount: 1,
@@ -77,7 +98,7 @@ export class OutboxOutcomes {
       }
       const delay = Math.min(this.options.backoffMaxMs, this.options.backoffBaseMs * 2 ** (row.attempts - 1));
       const jitter = Math.floor(Math.random() * Math.min(1_000, delay / 4));
-      retry.push({ id: row.id, message, next: new Date(now.getTime() + delay + jitter), uncount: 0, drops });
+      retry.push({ row, message, next: new Date(now.getTime() + delay + jitter), uncount: 0, drops });
     }
     for (const { row, message, drops } of giveUps) {
       try {
@@ -87,7 +108,7 @@ export class OutboxOutcomes {
         // its next failure; the other rows of the batch still get their outcomes.
         this.deps.logger?.error({ err: error, outboxId: row.id }, "giving up a provisioning row failed");
         retry.push({
-          id: row.id,
+          row,
           message,
           next: new Date(now.getTime() + this.options.backoffMaxMs),
           uncount: 0,
@@ -99,7 +120,7 @@ export class OutboxOutcomes {
       const values = sql.join(
         chunk.map(
           (r) =>
-            sql`(${r.id}::int, ${r.message}::text, ${r.next.toISOString()}::timestamptz, ${r.uncount}::int, ${JSON.stringify(r.drops)}::jsonb)`,
+            sql`(${r.row.id}::int, ${leaseOf(r.row)}, ${r.message}::text, ${r.next.toISOString()}::timestamptz, ${r.uncount}::int, ${JSON.stringify(r.drops)}::jsonb)`,
         ),
         sql`, `,
       );
@@ -109,8 +130,8 @@ export class OutboxOutcomes {
           attempts = o.attempts - v.uncount,
           payload = case when jsonb_array_length(v.drops) = 0 then o.payload - 'dropSessions'
             else jsonb_set(o.payload, '{dropSessions}', v.drops) end
-        from (values ${values}) as v(id, message, next, uncount, drops)
-        where o.id = v.id`);
+        from (values ${values}) as v(id, lease, message, next, uncount, drops)
+        where o.id = v.id and ${stillOurs}`);
     }
   }
 
@@ -120,11 +141,9 @@ export class OutboxOutcomes {
     const now = this.deps.clock.now();
     for (const chunk of chunks(rows, 1_000)) {
       await this.deps.db.execute(sql`
-        update provisioning_outbox set claimed_until = null, attempts = attempts - 1, next_attempt_at = ${at(now)}
-        where id in (${sql.join(
-          chunk.map((r) => sql`${r.id}::int`),
-          sql`, `,
-        )})`);
+        update provisioning_outbox o set claimed_until = null, attempts = o.attempts - 1, next_attempt_at = ${at(now)}
+        from (values ${leasesOf(chunk)}) as v(id, lease)
+        where o.id = v.id and ${stillOurs}`);
     }
   }
 
@@ -134,11 +153,18 @@ export class OutboxOutcomes {
    */
   private async giveUp(row: ClaimedRow, message: string, drops: string[], now: Date): Promise<void> {
     await this.deps.db.transaction(async (tx) => {
-      await tx.execute(sql`
-        update provisioning_outbox set status = 'dead', claimed_until = null, last_error = ${message}, done_at = ${at(now)},
-          payload = case when ${drops.length}::int = 0 then payload - 'dropSessions'
-            else jsonb_set(payload, '{dropSessions}', ${JSON.stringify(drops)}::jsonb) end
-        where id = ${row.id}`);
+      const given = await queryRows<{ id: number }>(
+        tx,
+        sql`
+        update provisioning_outbox o set status = 'dead', claimed_until = null, last_error = ${message}, done_at = ${at(now)},
+          payload = case when ${drops.length}::int = 0 then o.payload - 'dropSessions'
+            else jsonb_set(o.payload, '{dropSessions}', ${JSON.stringify(drops)}::jsonb) end
+        from (values ${leasesOf([row])}) as v(id, lease)
+        where o.id = v.id and ${stillOurs}
+        returning o.id`,
+      );
+      // Another worker holds the row now: its outcome is the one that counts.
+      if (given.length === 0) return;
       if (this.options.adminPhone) {
         const hour = now.toISOString().slice(0, 13);
         await enqueueMessage(tx, now, {

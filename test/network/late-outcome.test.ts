@@ -1,0 +1,106 @@
+import { sql } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { FakeClock } from "../../src/clock.ts";
+import { type Database, queryRows } from "../../src/db/client.ts";
+import { claimDueRows } from "../../src/network/outbox-claim.ts";
+import { OutboxOutcomes } from "../../src/network/outbox-outcomes.ts";
+import { addRouter } from "../../src/network/routers.ts";
+import { createPlan, uniquePhone } from "../support/billing.ts";
+import { createTestDatabase } from "../support/db.ts";
+import { box } from "./support.ts";
+
+/**
+ * A delivery that outlives its lease (a router stalling) finds its row claimed again by another
+ * worker. Its outcome must not overwrite that worker's lease: with the lease gone, a third worker
+ * could claim the row while the second still writes it to the router.
+ */
+
+let database: Database;
+beforeAll(async () => {
+  database = await createTestDatabase();
+});
+afterAll(async () => {
+  await database.close();
+});
+
+const LEASE_MS = 120_000;
+
+describe("an outcome written after its row's lease ran out", () => {
+  it("leaves the row to the worker that claimed it since; that worker's outcome counts", async () => {
+    const clock = new FakeClock(new Date("2026-05-02T08:00:00Z"));
+    const { id: routerId } = await addRouter(database.db, box, {
+      name: `late-${uniquePhone()}`,
+      host: "127.0.0.1",
+      port: 1,
+      username: "tandao",
+      password: "pw",
+    });
+    const plan = await createPlan(database.db, { priceCents: 100_000 });
+    await database.db.execute(sql`
+      insert into provisioning_outbox (router_id, action, payload, next_attempt_at, created_at)
+      values (${routerId}, 'ensure_profile', ${JSON.stringify({ planId: plan.id })}::jsonb,
+        ${clock.now().toISOString()}::timestamptz, ${clock.now().toISOString()}::timestamptz)`);
+    const deps = { db: database.db, clock };
+    const outcomes = new OutboxOutcomes(deps, { maxAttempts: 2, backoffBaseMs: 1_000, backoffMaxMs: 60_000 });
+    const claim = async () =>
+      (await claimDueRows(deps, { leaseMs: LEASE_MS, batchSize: 10 }, [])).filter(
+        (r) => r.routerId === routerId,
+      );
+    const rowOf = async () => {
+      const [row] = await queryRows<{
+        status: string;
+        claimed_until: Date | string | null;
+        attempts: number;
+      }>(
+        database.db,
+        sql`select status, claimed_until, attempts from provisioning_outbox
+            where router_id = ${routerId}`,
+      );
+      return { ...row!, claimed_until: row!.claimed_until && new Date(row!.claimed_until).getTime() };
+    };
+
+    const [first] = await claim();
+    clock.advance(LEASE_MS + 1_000);
+    const [second] = await claim();
+    expect(second?.id).toBe(first?.id);
+    const secondLease = clock.now().getTime() + LEASE_MS;
+
+    // The first worker's outcomes, late: done, failed, failed for the last time, handed back.
+    await outcomes.succeeded([first!]);
+    await outcomes.failed([{ row: first!, error: new Error("router stalled"), owedDrops: [] }]);
+    await outcomes.failed([{ row: { ...first!, attempts: 2 }, error: new Error("gave up"), owedDrops: [] }]);
+    await outcomes.release([first!]);
+    expect(await rowOf()).toEqual({ status: "pending", claimed_until: secondLease, attempts: 2 });
+
+    await outcomes.succeeded([second!]);
+    expect(await rowOf()).toMatchObject({ status: "done", claimed_until: null });
+  });
+
+  it("still counts when no one took the row over", async () => {
+    const clock = new FakeClock(new Date("2026-05-02T09:00:00Z"));
+    const { id: routerId } = await addRouter(database.db, box, {
+      name: `late-${uniquePhone()}`,
+      host: "127.0.0.1",
+      port: 1,
+      username: "tandao",
+      password: "pw",
+    });
+    const plan = await createPlan(database.db, { priceCents: 100_000 });
+    await database.db.execute(sql`
+      insert into provisioning_outbox (router_id, action, payload, next_attempt_at, created_at)
+      values (${routerId}, 'ensure_profile', ${JSON.stringify({ planId: plan.id })}::jsonb,
+        ${clock.now().toISOString()}::timestamptz, ${clock.now().toISOString()}::timestamptz)`);
+    const deps = { db: database.db, clock };
+    const outcomes = new OutboxOutcomes(deps, { maxAttempts: 5, backoffBaseMs: 1_000, backoffMaxMs: 60_000 });
+    const [row] = (await claimDueRows(deps, { leaseMs: LEASE_MS, batchSize: 10 }, [])).filter(
+      (r) => r.routerId === routerId,
+    );
+    clock.advance(LEASE_MS + 1_000);
+    await outcomes.succeeded([row!]);
+    const [after] = await queryRows<{ status: string }>(
+      database.db,
+      sql`select status from provisioning_outbox where id = ${row!.id}`,
+    );
+    expect(after?.status).toBe("done");
+  });
+});
