@@ -162,11 +162,28 @@ describe("requestPayment", () => {
       });
     expect((await ask(40_00)).ok).toBe(true);
     expect(await ask(90_00)).toMatchObject({ ok: false, reason: "invalid" });
+    // The same amount from the same phone, for another account: not the payment the key first asked.
+    const [other] = await database.db
+      .insert(customers)
+      .values({ accountNumber: "ACC-REUSE", phone: "+254712000099", name: "Baraka" })
+      .returning();
+    const forOther = await requestPayment(ctx, actor, {
+      phone: "+254766000002",
+      purpose: "balance",
+      amountCents: 40_00,
+      customerId: other!.id,
+      channel: "ussd",
+      idempotencyKey: "ussd:reuse#3",
+    });
+    expect(forOther).toMatchObject({ ok: false, reason: "invalid" });
+    // The very same request again is the first one's answer.
+    expect(await ask(40_00)).toMatchObject({ ok: true });
     const rows = await database.db
       .select()
       .from(paymentIntents)
       .where(eq(paymentIntents.phone, "+254766000002"));
     expect(rows.map((r) => r.amountCents)).toEqual([40_00]);
+    expect(rows.map((r) => r.customerId)).toEqual([customerId]);
   });
 
   it("refuses amounts outside the purpose's bounds and incomplete requests", async () => {

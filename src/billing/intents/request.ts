@@ -179,6 +179,8 @@ export async function requestPayment(
     earlier_amount_cents: number | string | null;
     earlier_phone: string | null;
     earlier_plan_id: number | null;
+    earlier_customer_id: number | null;
+    earlier_subscription_id: number | null;
     full_window: PromptWindow | null;
     refusal_audited: boolean;
   }>(
@@ -191,7 +193,8 @@ export async function requestPayment(
         (select active and (${input.purpose} <> 'voucher' or kind = 'hotspot') from plans where id = ${plan}::int) as plan_active,
         (select id from customers where id = ${customer}::int) as customer
     ),
-    earlier as (select id, purpose, amount_cents, phone, plan_id from payment_intents where idempotency_key = ${key}::text),
+    earlier as (select id, purpose, amount_cents, phone, plan_id, customer_id, subscription_id
+                from payment_intents where idempotency_key = ${key}::text),
     valid as (
       select coalesce(${customer}::int, c.sub_customer) as customer_id from checks c
       where (${sub}::int is null or (c.sub_customer is not null and (${customer}::int is null or ${customer}::int = c.sub_customer)))
@@ -273,7 +276,8 @@ export async function requestPayment(
       (select name from full_window) as full_window,
       exists (select 1 from refusal_audited) as refusal_audited,
       e.id as earlier_id, e.purpose as earlier_purpose, e.amount_cents as earlier_amount_cents, e.phone as earlier_phone,
-      e.plan_id as earlier_plan_id
+      e.plan_id as earlier_plan_id, e.customer_id as earlier_customer_id,
+      e.subscription_id as earlier_subscription_id
     from checks c left join earlier e on true`,
   );
   if (row?.id != null) return { ok: true, intentId: Number(row.id) };
@@ -289,6 +293,8 @@ export async function requestPayment(
               amountCents: row.earlier_amount_cents,
               phone: row.earlier_phone,
               planId: row.earlier_plan_id,
+              customerId: row.earlier_customer_id,
+              subscriptionId: row.earlier_subscription_id,
             },
           ]
         : await ctx.db
@@ -298,17 +304,23 @@ export async function requestPayment(
               amountCents: paymentIntents.amountCents,
               phone: paymentIntents.phone,
               planId: paymentIntents.planId,
+              customerId: paymentIntents.customerId,
+              subscriptionId: paymentIntents.subscriptionId,
             })
             .from(paymentIntents)
             .where(eq(paymentIntents.idempotencyKey, key));
     if (earlier) {
       // The package too: two packages can cost the same, and answering with the first would sell
-      // the payer a package other than the one they now asked for.
+      // the payer a package other than the one they now asked for. So the account and subscription
+      // it pays (a subscription's customer is its own, so only a customer named is compared).
+      const idOf = (id: number | string | null) => (id === null ? null : Number(id));
       const same =
         earlier.purpose === input.purpose &&
         Number(earlier.amountCents) === amountCents &&
         earlier.phone === phone &&
-        (earlier.planId === null ? null : Number(earlier.planId)) === plan;
+        idOf(earlier.planId) === plan &&
+        idOf(earlier.subscriptionId) === sub &&
+        (customer === null || idOf(earlier.customerId) === customer);
       if (!same) return invalid("That confirmation was already used for another payment.");
       return { ok: true, intentId: Number(earlier.id) };
     }
