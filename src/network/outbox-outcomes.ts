@@ -152,7 +152,7 @@ export class OutboxOutcomes {
    * target makes them (outbox-claim.ts), or the row's own retry by the admin.
    */
   private async giveUp(row: ClaimedRow, message: string, drops: string[], now: Date): Promise<void> {
-    await this.deps.db.transaction(async (tx) => {
+    const givenUp = await this.deps.db.transaction(async (tx) => {
       const given = await queryRows<{ id: number }>(
         tx,
         sql`
@@ -164,7 +164,7 @@ export class OutboxOutcomes {
         returning o.id`,
       );
       // Another worker holds the row now: its outcome is the one that counts.
-      if (given.length === 0) return;
+      if (given.length === 0) return false;
       if (this.options.adminPhone) {
         const hour = now.toISOString().slice(0, 13);
         await enqueueMessage(tx, now, {
@@ -182,8 +182,9 @@ export class OutboxOutcomes {
           dedupeKey: `provisioning-dead:${row.routerId ?? "all"}:${hour}`,
         });
       }
+      return true;
     });
-    this.deps.logger?.error({ outboxId: row.id, err: message }, "provisioning row given up");
+    if (givenUp) this.deps.logger?.error({ outboxId: row.id, err: message }, "provisioning row given up");
   }
 }
 

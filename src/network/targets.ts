@@ -55,6 +55,11 @@ export interface TargetLeases {
   rows: Map<string, number>;
   /** Targets left alone: the worker has work queued for them, or they changed since they were read. */
   deferred: number;
+  /**
+   * The lease the rows were written with (`claimed_until`): a row whose lease ran out may have been
+   * claimed by a worker since, and is then the worker's, not the reconciliation's to delete or free.
+   */
+  until?: string;
 }
 
 /**
@@ -203,6 +208,7 @@ export async function leaseTargets(
     }
     if (toLease.length > 0) {
       const leaseUntil = new Date(now.getTime() + reconcileLeaseMs).toISOString();
+      leases.until = leaseUntil;
       const inserted = await queryRows<{
         id: number;
         subscription_id: number | null;
@@ -279,6 +285,7 @@ export async function leaseProfiles(
     }
     if (toLease.length > 0) {
       const leaseUntil = new Date(now.getTime() + reconcileLeaseMs).toISOString();
+      leases.until = leaseUntil;
       const inserted = await queryRows<{ id: number; plan_id: string }>(
         tx,
         sql`insert into provisioning_outbox
@@ -308,12 +315,14 @@ export async function releaseTargets(
   const written: number[] = [];
   const handOver: number[] = [];
   for (const [ref, id] of leases.rows) (unfinished.has(ref) ? handOver : written).push(id);
+  if (!leases.until) return;
   if (written.length > 0) {
-    await deps.db.execute(sql`delete from provisioning_outbox where id = any(${intArray(written)})`);
+    await deps.db.execute(sql`delete from provisioning_outbox
+      where id = any(${intArray(written)}) and claimed_until = ${leases.until}::timestamptz`);
   }
   if (handOver.length > 0) {
     await deps.db.execute(sql`
       update provisioning_outbox set claimed_until = null, next_attempt_at = ${now}::timestamptz
-      where id = any(${intArray(handOver)})`);
+      where id = any(${intArray(handOver)}) and claimed_until = ${leases.until}::timestamptz`);
   }
 }

@@ -2,9 +2,11 @@ import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FakeClock } from "../../src/clock.ts";
 import { type Database, queryRows } from "../../src/db/client.ts";
+import { desiredProfile } from "../../src/network/desired.ts";
 import { claimDueRows } from "../../src/network/outbox-claim.ts";
 import { OutboxOutcomes } from "../../src/network/outbox-outcomes.ts";
 import { addRouter } from "../../src/network/routers.ts";
+import { leaseProfiles, reconcileLeaseMs, releaseTargets } from "../../src/network/targets.ts";
 import { createPlan, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
 import { box } from "./support.ts";
@@ -102,5 +104,38 @@ describe("an outcome written after its row's lease ran out", () => {
       sql`select status from provisioning_outbox where id = ${row!.id}`,
     );
     expect(after?.status).toBe("done");
+  });
+});
+
+describe("a reconciliation that outlived its lease", () => {
+  it("neither deletes nor frees a lease row a worker has claimed since", async () => {
+    const clock = new FakeClock(new Date("2026-05-02T10:00:00Z"));
+    const { id: routerId } = await addRouter(database.db, box, {
+      name: `late-${uniquePhone()}`,
+      host: "127.0.0.1",
+      port: 1,
+      username: "tandao",
+      password: "pw",
+    });
+    const deps = { db: database.db, clock };
+    const written = await createPlan(database.db, { priceCents: 100_000 });
+    const unfinished = await createPlan(database.db, { priceCents: 120_000 });
+    const leases = await leaseProfiles(deps, routerId, [desiredProfile(written), desiredProfile(unfinished)]);
+    expect(leases.rows.size).toBe(2);
+    clock.advance(reconcileLeaseMs + 1_000);
+    // The reconciliation stalls past its lease: a worker takes both rows over.
+    const claimed = (await claimDueRows(deps, { leaseMs: LEASE_MS, batchSize: 10 }, [])).filter(
+      (r) => r.routerId === routerId,
+    );
+    expect(claimed).toHaveLength(2);
+    await releaseTargets(deps, leases, new Set([...leases.rows.keys()].slice(1)));
+    const rows = await queryRows<{ claimed_until: Date | string | null }>(
+      database.db,
+      sql`select claimed_until from provisioning_outbox where router_id = ${routerId} and status = 'pending'`,
+    );
+    expect(rows.map((r) => r.claimed_until && new Date(r.claimed_until).getTime())).toEqual([
+      claimed[0]!.leaseEndsAt,
+      claimed[1]!.leaseEndsAt,
+    ]);
   });
 });
