@@ -1,4 +1,4 @@
-import { sql } from "drizzle-orm";
+import { type SQL, sql } from "drizzle-orm";
 import { enqueueMessage } from "../billing/outbox.ts";
 import type { Clock } from "../clock.ts";
 import { type Db, queryRows } from "../db/client.ts";
@@ -124,14 +124,20 @@ export class OutboxOutcomes {
         ),
         sql`, `,
       );
-      // Session drops still owed (driver.ts, OwedDrops) are kept on the row for its retry.
+      // Session drops still owed (driver.ts, OwedDrops) are kept on the row for its retry; those of a
+      // row another worker holds now go to a row of their own (requeuedDrops).
       await this.deps.db.execute(sql`
-        update provisioning_outbox o set claimed_until = null, last_error = v.message, next_attempt_at = v.next,
-          attempts = o.attempts - v.uncount,
-          payload = case when jsonb_array_length(v.drops) = 0 then o.payload - 'dropSessions'
-            else jsonb_set(o.payload, '{dropSessions}', v.drops) end
-        from (values ${values}) as v(id, lease, message, next, uncount, drops)
-        where o.id = v.id and ${stillOurs}`);
+        with v(id, lease, message, next, uncount, drops) as (values ${values}),
+        kept as (
+          update provisioning_outbox o set claimed_until = null, last_error = v.message, next_attempt_at = v.next,
+            attempts = o.attempts - v.uncount,
+            payload = case when jsonb_array_length(v.drops) = 0 then o.payload - 'dropSessions'
+              else jsonb_set(o.payload, '{dropSessions}', v.drops) end
+          from v
+          where o.id = v.id and ${stillOurs}
+          returning o.id
+        )
+        ${requeuedDrops(now, sql`(select v.id, v.drops from v where v.id not in (select id from kept))`)}`);
     }
   }
 
@@ -163,8 +169,14 @@ export class OutboxOutcomes {
         where o.id = v.id and ${stillOurs}
         returning o.id`,
       );
-      // Another worker holds the row now: its outcome is the one that counts.
-      if (given.length === 0) return false;
+      // Another worker holds the row now: its outcome is the one that counts, but not the drops
+      // this delivery still owes (that worker read the row before they were owed).
+      if (given.length === 0) {
+        await tx.execute(
+          requeuedDrops(now, sql`(select ${row.id}::int as id, ${JSON.stringify(drops)}::jsonb as drops)`),
+        );
+        return false;
+      }
       if (this.options.adminPhone) {
         const hour = now.toISOString().slice(0, 13);
         await enqueueMessage(tx, now, {
@@ -186,6 +198,21 @@ export class OutboxOutcomes {
     });
     if (givenUp) this.deps.logger?.error({ outboxId: row.id, err: message }, "provisioning row given up");
   }
+}
+
+/**
+ * For rows (`owing`: id, drops) whose delivery owes session drops but which another worker holds now:
+ * a row of the same target and action carrying them, due now. It waits behind that worker's lease
+ * (outbox-claim.ts), then delivers the target again, which changes nothing else, and makes the drops
+ * (or hands them to a newer row of the target, as a superseded row does).
+ */
+function requeuedDrops(now: Date, owing: SQL) {
+  return sql`insert into provisioning_outbox
+      (router_id, subscription_id, voucher_id, action, payload, next_attempt_at, created_at)
+    select p.router_id, p.subscription_id, p.voucher_id, p.action,
+      jsonb_set(p.payload - 'dropSessions', '{dropSessions}', w.drops), ${at(now)}, ${at(now)}
+    from ${owing} as w join provisioning_outbox p on p.id = w.id
+    where jsonb_array_length(w.drops) > 0`;
 }
 
 function chunks<T>(items: T[], size: number): T[][] {

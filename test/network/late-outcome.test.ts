@@ -78,6 +78,55 @@ describe("an outcome written after its row's lease ran out", () => {
     expect(await rowOf()).toMatchObject({ status: "done", claimed_until: null });
   });
 
+  it("hands the session drops it still owes to a row of their own, behind the new holder", async () => {
+    const clock = new FakeClock(new Date("2026-05-02T08:30:00Z"));
+    const { id: routerId } = await addRouter(database.db, box, {
+      name: `late-${uniquePhone()}`,
+      host: "127.0.0.1",
+      port: 1,
+      username: "tandao",
+      password: "pw",
+    });
+    const plan = await createPlan(database.db, { priceCents: 100_000 });
+    await database.db.execute(sql`
+      insert into provisioning_outbox (router_id, action, payload, next_attempt_at, created_at)
+      values (${routerId}, 'ensure_profile', ${JSON.stringify({ planId: plan.id })}::jsonb,
+        ${clock.now().toISOString()}::timestamptz, ${clock.now().toISOString()}::timestamptz)`);
+    const deps = { db: database.db, clock };
+    const outcomes = new OutboxOutcomes(deps, { maxAttempts: 2, backoffBaseMs: 1_000, backoffMaxMs: 60_000 });
+    const claim = async () =>
+      (await claimDueRows(deps, { leaseMs: LEASE_MS, batchSize: 10 }, [])).filter(
+        (r) => r.routerId === routerId,
+      );
+    const [first] = await claim();
+    clock.advance(LEASE_MS + 1_000);
+    const [second] = await claim();
+    // Late: the profile was changed but the sessions on it were not dropped yet; then, given up.
+    await outcomes.failed([{ row: first!, error: new Error("router stalled"), owedDrops: ["alice"] }]);
+    await outcomes.failed([
+      { row: { ...first!, attempts: 2 }, error: new Error("gave up"), owedDrops: ["bob"] },
+    ]);
+    const rows = await queryRows<{
+      id: number;
+      status: string;
+      payload: { planId: number; dropSessions?: string[] };
+    }>(
+      database.db,
+      sql`select id, status, payload from provisioning_outbox where router_id = ${routerId} order by id`,
+    );
+    expect(rows.map((r) => [r.status, r.payload.planId, r.payload.dropSessions ?? []])).toEqual([
+      ["pending", plan.id, []],
+      ["pending", plan.id, ["alice"]],
+      ["pending", plan.id, ["bob"]],
+    ]);
+    // They wait for the holder; once it is done, the next claim takes the newest, owing both drops.
+    expect(await claim()).toEqual([]);
+    await outcomes.succeeded([second!]);
+    const [next] = await claim();
+    expect(next?.id).toBe(rows[2]!.id);
+    expect(new Set(next?.payload.dropSessions as string[])).toEqual(new Set(["alice", "bob"]));
+  });
+
   it("still counts when no one took the row over", async () => {
     const clock = new FakeClock(new Date("2026-05-02T09:00:00Z"));
     const { id: routerId } = await addRouter(database.db, box, {
