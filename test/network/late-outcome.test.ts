@@ -27,27 +27,42 @@ afterAll(async () => {
 
 const LEASE_MS = 120_000;
 
+/**
+ * A router of its own (never called: only the outbox is under test), a plan, and a workers' view of
+ * its rows; `queued` puts one profile row of the plan in the outbox.
+ */
+async function routerRows(clock: FakeClock, maxAttempts = 2) {
+  const { id: routerId } = await addRouter(database.db, box, {
+    name: `late-${uniquePhone()}`,
+    host: "127.0.0.1",
+    port: 1,
+    username: "tandao",
+    password: "pw",
+  });
+  const plan = await createPlan(database.db, { priceCents: 100_000 });
+  const deps = { db: database.db, clock };
+  return {
+    routerId,
+    plan,
+    deps,
+    outcomes: new OutboxOutcomes(deps, { maxAttempts, backoffBaseMs: 1_000, backoffMaxMs: 60_000 }),
+    claim: async () =>
+      (await claimDueRows(deps, { leaseMs: LEASE_MS, batchSize: 10 }, [])).filter(
+        (r) => r.routerId === routerId,
+      ),
+    queued: () =>
+      database.db.execute(sql`
+        insert into provisioning_outbox (router_id, action, payload, next_attempt_at, created_at)
+        values (${routerId}, 'ensure_profile', ${JSON.stringify({ planId: plan.id })}::jsonb,
+          ${clock.now().toISOString()}::timestamptz, ${clock.now().toISOString()}::timestamptz)`),
+  };
+}
+
 describe("an outcome written after its row's lease ran out", () => {
   it("leaves the row to the worker that claimed it since; that worker's outcome counts", async () => {
     const clock = new FakeClock(new Date("2026-05-02T08:00:00Z"));
-    const { id: routerId } = await addRouter(database.db, box, {
-      name: `late-${uniquePhone()}`,
-      host: "127.0.0.1",
-      port: 1,
-      username: "tandao",
-      password: "pw",
-    });
-    const plan = await createPlan(database.db, { priceCents: 100_000 });
-    await database.db.execute(sql`
-      insert into provisioning_outbox (router_id, action, payload, next_attempt_at, created_at)
-      values (${routerId}, 'ensure_profile', ${JSON.stringify({ planId: plan.id })}::jsonb,
-        ${clock.now().toISOString()}::timestamptz, ${clock.now().toISOString()}::timestamptz)`);
-    const deps = { db: database.db, clock };
-    const outcomes = new OutboxOutcomes(deps, { maxAttempts: 2, backoffBaseMs: 1_000, backoffMaxMs: 60_000 });
-    const claim = async () =>
-      (await claimDueRows(deps, { leaseMs: LEASE_MS, batchSize: 10 }, [])).filter(
-        (r) => r.routerId === routerId,
-      );
+    const { routerId, outcomes, claim, queued } = await routerRows(clock, 2);
+    await queued();
     const rowOf = async () => {
       const [row] = await queryRows<{
         status: string;
@@ -80,24 +95,8 @@ describe("an outcome written after its row's lease ran out", () => {
 
   it("hands the session drops it still owes to a row of their own, behind the new holder", async () => {
     const clock = new FakeClock(new Date("2026-05-02T08:30:00Z"));
-    const { id: routerId } = await addRouter(database.db, box, {
-      name: `late-${uniquePhone()}`,
-      host: "127.0.0.1",
-      port: 1,
-      username: "tandao",
-      password: "pw",
-    });
-    const plan = await createPlan(database.db, { priceCents: 100_000 });
-    await database.db.execute(sql`
-      insert into provisioning_outbox (router_id, action, payload, next_attempt_at, created_at)
-      values (${routerId}, 'ensure_profile', ${JSON.stringify({ planId: plan.id })}::jsonb,
-        ${clock.now().toISOString()}::timestamptz, ${clock.now().toISOString()}::timestamptz)`);
-    const deps = { db: database.db, clock };
-    const outcomes = new OutboxOutcomes(deps, { maxAttempts: 2, backoffBaseMs: 1_000, backoffMaxMs: 60_000 });
-    const claim = async () =>
-      (await claimDueRows(deps, { leaseMs: LEASE_MS, batchSize: 10 }, [])).filter(
-        (r) => r.routerId === routerId,
-      );
+    const { routerId, plan, outcomes, claim, queued } = await routerRows(clock, 2);
+    await queued();
     const [first] = await claim();
     clock.advance(LEASE_MS + 1_000);
     const [second] = await claim();
@@ -129,23 +128,9 @@ describe("an outcome written after its row's lease ran out", () => {
 
   it("still counts when no one took the row over", async () => {
     const clock = new FakeClock(new Date("2026-05-02T09:00:00Z"));
-    const { id: routerId } = await addRouter(database.db, box, {
-      name: `late-${uniquePhone()}`,
-      host: "127.0.0.1",
-      port: 1,
-      username: "tandao",
-      password: "pw",
-    });
-    const plan = await createPlan(database.db, { priceCents: 100_000 });
-    await database.db.execute(sql`
-      insert into provisioning_outbox (router_id, action, payload, next_attempt_at, created_at)
-      values (${routerId}, 'ensure_profile', ${JSON.stringify({ planId: plan.id })}::jsonb,
-        ${clock.now().toISOString()}::timestamptz, ${clock.now().toISOString()}::timestamptz)`);
-    const deps = { db: database.db, clock };
-    const outcomes = new OutboxOutcomes(deps, { maxAttempts: 5, backoffBaseMs: 1_000, backoffMaxMs: 60_000 });
-    const [row] = (await claimDueRows(deps, { leaseMs: LEASE_MS, batchSize: 10 }, [])).filter(
-      (r) => r.routerId === routerId,
-    );
+    const { outcomes, claim, queued } = await routerRows(clock, 5);
+    await queued();
+    const [row] = await claim();
     clock.advance(LEASE_MS + 1_000);
     await outcomes.succeeded([row!]);
     const [after] = await queryRows<{ status: string }>(
@@ -159,23 +144,13 @@ describe("an outcome written after its row's lease ran out", () => {
 describe("a reconciliation that outlived its lease", () => {
   it("neither deletes nor frees a lease row a worker has claimed since", async () => {
     const clock = new FakeClock(new Date("2026-05-02T10:00:00Z"));
-    const { id: routerId } = await addRouter(database.db, box, {
-      name: `late-${uniquePhone()}`,
-      host: "127.0.0.1",
-      port: 1,
-      username: "tandao",
-      password: "pw",
-    });
-    const deps = { db: database.db, clock };
-    const written = await createPlan(database.db, { priceCents: 100_000 });
+    const { routerId, deps, plan: written, claim } = await routerRows(clock);
     const unfinished = await createPlan(database.db, { priceCents: 120_000 });
     const leases = await leaseProfiles(deps, routerId, [desiredProfile(written), desiredProfile(unfinished)]);
     expect(leases.rows.size).toBe(2);
     clock.advance(reconcileLeaseMs + 1_000);
     // The reconciliation stalls past its lease: a worker takes both rows over.
-    const claimed = (await claimDueRows(deps, { leaseMs: LEASE_MS, batchSize: 10 }, [])).filter(
-      (r) => r.routerId === routerId,
-    );
+    const claimed = await claim();
     expect(claimed).toHaveLength(2);
     await releaseTargets(deps, leases, new Set([...leases.rows.keys()].slice(1)));
     const rows = await queryRows<{ claimed_until: Date | string | null }>(
