@@ -23,6 +23,16 @@ afterAll(async () => {
   await database.close();
 });
 
+/** A hotspot package of a day at a speed of its own (its profile is the router's to hold). */
+const dayPass = () =>
+  createPlan(database.db, {
+    priceCents: 2_000,
+    kind: "hotspot",
+    periodUnit: "hours",
+    periodCount: 24,
+    rateLimit: "512k/1M",
+  });
+
 describe("vouchers on every router", () => {
   it("a voucher sold for no particular router goes to all of them and is removed from all when it expires", async () => {
     const one = await emulatedRouter(database.db);
@@ -31,13 +41,7 @@ describe("vouchers on every router", () => {
     const stack = networkStack(database.db, clock);
     try {
       const { ctx } = billingContext(database.db, clock);
-      const plan = await createPlan(database.db, {
-        priceCents: 2_000,
-        kind: "hotspot",
-        periodUnit: "hours",
-        periodCount: 24,
-        rateLimit: "512k/1M",
-      });
+      const plan = await dayPass();
       const sold = await database.db.transaction((tx) =>
         sellVoucherInTx(tx, ctx, admin, { planId: plan.id, phone: uniquePhone(), language: "en" }),
       );
@@ -72,13 +76,7 @@ describe("a delivery's profile check", () => {
     const stack = networkStack(database.db, clock);
     try {
       const { ctx } = billingContext(database.db, clock);
-      const plan = await createPlan(database.db, {
-        priceCents: 2_000,
-        kind: "hotspot",
-        periodUnit: "hours",
-        periodCount: 24,
-        rateLimit: "512k/1M",
-      });
+      const plan = await dayPass();
       const sell = async () => {
         await database.db.transaction((tx) =>
           sellVoucherInTx(tx, ctx, admin, {
