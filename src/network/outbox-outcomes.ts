@@ -29,7 +29,7 @@ const leasesOf = (rows: readonly ClaimedRow[]) =>
  * lease and outcome it must not overwrite (that worker delivers the row again; the calls are
  * idempotent). A lease that ran out with no one taking the row over is still the row's.
  */
-const stillOurs = sql`o.claimed_until is not distinct from v.lease`;
+const stillOurs = sql`o.claimed_until = v.lease`;
 
 /** A row whose delivery failed, with the session drops it still owes (driver.ts, `OwedDrops`). */
 export interface Failure {
