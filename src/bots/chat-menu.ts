@@ -11,7 +11,7 @@ import { subscriberScreens } from "../menu/screens.ts";
 import { SessionCache } from "../menu/session-cache.ts";
 import { SIGNUP_SCREENS } from "../menu/signup-screens.ts";
 import type { Language, MenuChoice, MenuServices, MenuSettings } from "../menu/types.ts";
-import { type ChatOutgoing, enqueueChat } from "./chat-outbox.ts";
+import { answerInPlace, type ChatOutgoing } from "./chat-outbox.ts";
 import { createChatStepSaver, firstChatStep } from "./chat-save.ts";
 import type { ChatContent } from "./chat-sender.ts";
 import { type ChatState, createChatStateReader, linkVisitorChat, menuUserOf } from "./chat-state.ts";
@@ -207,17 +207,17 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
           language: reply.kind === "view" ? reply.view.language : reply.language,
           content,
         }));
-      // Nothing changed: only the answer saying so is queued.
+      const now = deps.clock.now();
+      // When the person sent it; never later than now (a clock ahead must not stretch a window).
+      const inboundAt = sentAt !== undefined && sentAt < now ? sentAt : now;
+      // Nothing changed but the chat's newest message: only the answer saying so is queued.
       const queueStale = async (language: Language): Promise<ChatReply> => {
         const reply: ChatReply = { kind: "stale", language };
         const messages = answersTo(reply);
-        if (messages.length > 0) {
-          await enqueueChat(deps.db, deps.clock.now(), messages);
-          deps.onQueued?.();
-        }
+        await answerInPlace(deps.db, deps.clock.now(), { channel, chatId, sentAt: inboundAt }, messages);
+        if (messages.length > 0) deps.onQueued?.();
         return reply;
       };
-      const now = deps.clock.now();
       const state = readWithInput ?? (await readState({ channel, chatId, phone: requestPhone }));
       const row = state.session;
       const phone = state.phone;
@@ -319,7 +319,7 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
         ...stored,
         language: user.customer ? (row?.language ?? null) : language,
         at: now,
-        inboundAt: sentAt !== undefined && sentAt < now ? sentAt : now,
+        inboundAt,
         messages,
         inboxId: inboxId ?? null,
         leaseUntil,

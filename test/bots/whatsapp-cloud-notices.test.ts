@@ -17,8 +17,10 @@ import { settings, silent } from "../ussd/world.ts";
 import {
   APP_SECRET,
   bodyOf,
+  buttonReply,
   failedStatusReport,
   inbound,
+  optionsOf,
   startWhatsApp,
   text,
   VERIFY_TOKEN,
@@ -166,6 +168,52 @@ describe("the 24-hour window of a WhatsApp Cloud API chat", () => {
     await pay(person.id, 20_000);
     await wa.channel.sendDue();
     expect(cloud.sentTo(waId).at(-1)?.payload).toMatchObject({ type: "template" });
+    expect(cloud.refused.filter((r) => r.to === waId)).toEqual([]);
+  });
+});
+
+describe("the window after a message that leaves the menu where it was", () => {
+  it("runs from a photo the menu cannot read, as from any message", async () => {
+    const person = await customer();
+    const waId = person.phone.slice(1);
+    await wa.post(inbound(cloud, waId, text("hi")));
+    clock.advance(20 * HOUR);
+    expect(
+      await wa.post(inbound(cloud, waId, { type: "image", image: { id: "7", mime_type: "image/jpeg" } })),
+    ).toBe(200);
+    await wa.channel.sendDue();
+    expect(bodyOf(cloud.sentTo(waId).at(-1))).toBe(
+      "Please type a number from the menu, or 'menu' to start again.",
+    );
+    clock.advance(10 * HOUR);
+    const receipt = await pay(person.id, 20_000);
+    await wa.channel.sendDue();
+    expect(cloud.sentTo(waId).at(-1)?.payload).toMatchObject({ type: "text" });
+    expect(JSON.stringify(cloud.sentTo(waId).at(-1)?.payload)).toContain(receipt);
+    expect(cloud.refused.filter((r) => r.to === waId)).toEqual([]);
+  });
+
+  it("runs from a button pressed on an older screen, which changes nothing else", async () => {
+    const person = await customer();
+    const waId = person.phone.slice(1);
+    await wa.post(inbound(cloud, waId, text("hi")));
+    await wa.channel.sendDue();
+    const older = cloud.sentTo(waId).at(-1);
+    clock.advance(MINUTE);
+    await wa.post(inbound(cloud, waId, text("menu")));
+    clock.advance(MINUTE);
+    await wa.post(inbound(cloud, waId, buttonReply(optionsOf(older)[0]!.id)));
+    await wa.channel.sendDue();
+    expect(bodyOf(cloud.sentTo(waId).at(-1))).toBe(
+      "This menu is out of date. Please choose from the newest one.",
+    );
+
+    // A day after the "menu", less than a day after the button.
+    clock.advance(24 * HOUR - 30_000);
+    const receipt = await pay(person.id, 20_000);
+    await wa.channel.sendDue();
+    expect(cloud.sentTo(waId).at(-1)?.payload).toMatchObject({ type: "text" });
+    expect(JSON.stringify(cloud.sentTo(waId).at(-1)?.payload)).toContain(receipt);
     expect(cloud.refused.filter((r) => r.to === waId)).toEqual([]);
   });
 });
