@@ -10,7 +10,13 @@ import {
 } from "../../src/bots/admin/index.ts";
 import { FakeClock, HOUR, MINUTE } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
-import { admins, mpesaCallbacks, provisioningOutbox, routers } from "../../src/db/schema/index.ts";
+import {
+  admins,
+  mpesaCallbacks,
+  paymentIntents,
+  provisioningOutbox,
+  routers,
+} from "../../src/db/schema/index.ts";
 import { runJob } from "../../src/jobs/runner.ts";
 import type { ScheduledJob } from "../../src/jobs/scheduler.ts";
 import type { RouterOsEmulator } from "../../src/network/emulator/server.ts";
@@ -209,6 +215,36 @@ describe("alerts to the admin chat", () => {
     expect(alerts[1]).toMatch(
       /M-Pesa paybill confirmation #\d+ \(SBIG000001\).*its amount is outside what M-Pesa allows/,
     );
+    expect(await run(ALERTS_JOB)).toEqual([]);
+  });
+
+  it("tells each payment prompt M-Pesa never answered for once, unless it was paid since", async () => {
+    // As the recovery job leaves them (src/payments/mpesa/recovery.ts): timed out, asked for a day.
+    const at = clock.now();
+    const sentAt = new Date("2026-03-31T04:50:00Z");
+    const prompt = {
+      phone: "+254711000222",
+      purpose: "balance" as const,
+      amountCents: 150_000,
+      channel: "ussd",
+      accountReference: "TD00042",
+      sentAt,
+      unresolvedAt: at,
+      updatedAt: at,
+    };
+    const [unanswered] = await database.db
+      .insert(paymentIntents)
+      .values([
+        { ...prompt, status: "timed_out", checkoutRequestId: "ws_CO_unanswered1" },
+        // Its callback came at last: it is paid, nothing to tell.
+        { ...prompt, status: "succeeded", checkoutRequestId: "ws_CO_unanswered2" },
+      ])
+      .returning({ id: paymentIntents.id });
+    const alerts = await run(ALERTS_JOB);
+    expect(alerts).toEqual([
+      `⚠️ M-Pesa never said whether payment prompt #${unanswered!.id} was paid: KES 1,500 from +254711000222, sent 31 Mar 2026 07:50, account shown "TD00042".\n` +
+        "Its callback never came and M-Pesa's status query gave no answer for a day. Nothing was credited: if M-Pesa's statement shows the payment, record it on the account (/pay).",
+    ]);
     expect(await run(ALERTS_JOB)).toEqual([]);
   });
 

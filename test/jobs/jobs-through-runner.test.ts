@@ -179,7 +179,7 @@ describe("M-Pesa recovery through the job runner", () => {
     const before = (await runsOf(database.db, recoveryJobName)).length;
     const results = await Promise.all([runRecoveryJob(options), runRecoveryJob(options)]);
     expect(results.filter((r) => r !== null)).toEqual([
-      { queried: 0, settled: 0, timedOut: 0, stillPending: 0, errors: 0 },
+      { queried: 0, settled: 0, timedOut: 0, stillPending: 0, unresolved: 0, errors: 0 },
     ]);
     const recorded = (await runsOf(database.db, recoveryJobName)).slice(before);
     expect(recorded.map((r) => r.status).sort()).toEqual(["ok", "skipped"]);

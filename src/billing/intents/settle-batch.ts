@@ -156,8 +156,8 @@ export async function settleStkResults(
             result_code int, result_desc text, outcome jsonb, checkout text, inbox_id int, body jsonb, flag text)
         ),
         settled as (
-          update payment_intents p set status = 'succeeded', result_code = d.result_code, result_desc = d.result_desc,
-            mpesa_receipt = d.receipt, payment_id = d.payment_id, outcome = d.outcome,
+          update payment_intents p set status = 'succeeded', next_query_at = null, result_code = d.result_code,
+            result_desc = d.result_desc, mpesa_receipt = d.receipt, payment_id = d.payment_id, outcome = d.outcome,
             settled_at = ${at}::timestamptz, updated_at = ${at}::timestamptz
           from data d where p.id = d.id
           returning p.id),

@@ -10,6 +10,7 @@ import { type IntentRow, tellFailure } from "./common.ts";
 import { creditIntent, creditQueuedMoney, recordedMoneyOfPush } from "./credit.ts";
 import { settleOrphanSuccess } from "./orphans.ts";
 import { adoptReceipt } from "./receipts.ts";
+import { stopAsking } from "./timeout.ts";
 
 /**
  * How a push ended, in the core's words; the payment adapter translates the provider's result
@@ -116,6 +117,9 @@ export async function settleInTx(
   } else {
     outcome = await settlePaidIntent(tx, ctx, actor, intent, result, now);
   }
+  // M-Pesa has answered for a push that timed out without an answer: it is asked about no more.
+  if (intent?.nextQueryAt) await stopAsking(tx, intent.id);
+  else if (!intent && outcome.intentId !== null) await stopAsking(tx, outcome.intentId);
   await recordCallbackOutcome(tx, now, {
     inboxId: result.inboxId,
     kind: callbackKind(result),

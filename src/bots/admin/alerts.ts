@@ -18,6 +18,7 @@ import {
 } from "./alert-queue.ts";
 import { SELF_SIGNUP_ACTION, sendDailySummary } from "./daily-summary.ts";
 import { creditedTwiceAlerts, mpesaRequestAlerts } from "./mpesa-alerts.ts";
+import { unresolvedPushAlerts } from "./unresolved-push-alerts.ts";
 
 export { type AdminAlertTarget, adminAlertRecipients, queueAdminAlert } from "./alert-queue.ts";
 
@@ -93,6 +94,7 @@ export async function checkAdminAlerts(
     deadJobs: 0,
     unmatched: 0,
     mpesaRequests: 0,
+    unresolvedPushes: 0,
     signups: 0,
     queued: 0,
   };
@@ -103,6 +105,7 @@ export async function checkAdminAlerts(
   await unmatchedAlerts(tx, now, options, counts);
   await mpesaRequestAlerts(tx, now, { ...options, batch: BATCH }, counts);
   await creditedTwiceAlerts(tx, now, { ...options, batch: BATCH }, counts);
+  await unresolvedPushAlerts(tx, now, { ...options, batch: BATCH }, counts);
   await signupAlerts(tx, now, options, counts);
   return counts;
 }

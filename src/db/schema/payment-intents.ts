@@ -54,6 +54,13 @@ export const paymentIntents = pgTable(
     nextSendAt: at("next_send_at"),
     sentAt: at("sent_at"),
     lastError: text("last_error"),
+    /**
+     * A push timed out with no answer from M-Pesa (the status query kept failing), so it may have
+     * been paid: when to ask again. Null once an answer came, or once asking stopped.
+     */
+    nextQueryAt: at("next_query_at"),
+    /** Asked about for as long as M-Pesa keeps an answer, without one: told to the admins. */
+    unresolvedAt: at("unresolved_at"),
     settledAt: at("settled_at"),
     createdAt: createdAt(),
     updatedAt: at("updated_at").notNull(),
@@ -68,6 +75,9 @@ export const paymentIntents = pgTable(
     index("payment_intents_awaiting_receipt_idx")
       .on(sql`upper(${t.accountReference})`, t.amountCents)
       .where(sql`${t.mpesaReceipt} is null`),
+    index("payment_intents_unanswered_idx")
+      .on(t.nextQueryAt)
+      .where(sql`${t.status} = 'timed_out' and ${t.nextQueryAt} is not null`),
     index("payment_intents_unsent_idx")
       .on(t.nextSendAt)
       .where(sql`${t.status} = 'pending' and ${t.checkoutRequestId} is null`),

@@ -126,6 +126,12 @@ export class FakeDaraja {
     this.pushErrors.push({ status, errorCode, errorMessage });
   }
 
+  /**
+   * While set, every STK status query is answered with this error, as during a Daraja incident
+   * (pushes and callbacks go on as usual); null ends it.
+   */
+  queryOutage: { status: number; errorCode: string; errorMessage: string } | null = null;
+
   /** Forgets all tokens, as if they had expired. */
   expireTokens(): void {
     this.tokens.clear();
@@ -340,6 +346,10 @@ export class FakeDaraja {
     const credentials = credentialProblem(body, this.shortcode, this.passkey);
     if (credentials === "Invalid Password") return darajaError(res, 500, "500.001.1001", "Wrong credentials");
     if (credentials) return darajaError(res, 400, "400.002.02", `Bad Request - ${credentials}`);
+    if (this.queryOutage) {
+      const { status, errorCode, errorMessage } = this.queryOutage;
+      return darajaError(res, status, errorCode, errorMessage);
+    }
     const push = this.pushes.find((p) => p.checkoutRequestId === body.CheckoutRequestID);
     if (!push) return darajaError(res, 400, "400.002.02", "Bad Request - Invalid CheckoutRequestID");
     if (Date.now() < push.resolvesAt)

@@ -1,7 +1,13 @@
 import { Cron } from "croner";
 import type { Actor, BillingContext } from "../../billing/context.ts";
 import { settleStkResult } from "../../billing/intents/settle.ts";
-import { listIntentsAwaitingResult, timeOutIntent } from "../../billing/intents/timeout.ts";
+import {
+  askAgainLater,
+  giveUpAsking,
+  listIntentsAwaitingResult,
+  timeOutIntent,
+  UNANSWERED_ASK_FOR_MS,
+} from "../../billing/intents/timeout.ts";
 import { runJobOutsideTransaction } from "../../jobs/runner.ts";
 import type { Logger } from "../../logger.ts";
 import { DarajaError, type StkGateway } from "./daraja.ts";
@@ -22,6 +28,8 @@ export interface RecoveryCounts {
   settled: number;
   timedOut: number;
   stillPending: number;
+  /** Timed out without an answer, asked about for a day, and still none: told to the admins. */
+  unresolved: number;
   errors: number;
 }
 
@@ -31,16 +39,26 @@ export const recoveryJobName = "mpesa_recovery";
 /**
  * Callbacks get lost. For every push still pending after `pendingSeconds`, asks M-Pesa for its
  * result and settles it exactly as the callback would have; one that M-Pesa still cannot answer
- * after `giveUpSeconds` times out (a success arriving later is still credited).
+ * after `giveUpSeconds` times out (a success arriving later is still credited). Its callback may
+ * be lost too, and the query may have been failing all along (Daraja down, our network): so a
+ * push timed out is asked about again every few minutes for a day (timeout.ts), and if M-Pesa
+ * still gives no answer the admins are told, as the money may have been paid.
  */
 export async function recoverPendingIntents(options: RecoveryOptions): Promise<RecoveryCounts> {
   const { ctx, gateway, logger } = options;
-  const counts: RecoveryCounts = { queried: 0, settled: 0, timedOut: 0, stillPending: 0, errors: 0 };
+  const counts: RecoveryCounts = {
+    queried: 0,
+    settled: 0,
+    timedOut: 0,
+    stillPending: 0,
+    unresolved: 0,
+    errors: 0,
+  };
   const now = ctx.clock.now();
   const waiting = await listIntentsAwaitingResult(ctx.db, now, options.pendingSeconds * 1000);
   for (const intent of waiting) {
     counts.queried++;
-    const overdue = now.getTime() - intent.sentAt.getTime() >= options.giveUpSeconds * 1000;
+    const age = now.getTime() - intent.sentAt.getTime();
     let answer: Awaited<ReturnType<typeof gateway.stkQuery>>;
     try {
       answer = await gateway.stkQuery(intent.checkoutRequestId);
@@ -50,7 +68,14 @@ export async function recoverPendingIntents(options: RecoveryOptions): Promise<R
         counts.errors++;
         logger.warn({ err: error, intentId: intent.id }, "STK status query failed");
       }
-      if (overdue && (await timeOutIntent(ctx, actor, intent.id))) counts.timedOut++;
+      if (intent.status === "timed_out") {
+        if (age < UNANSWERED_ASK_FOR_MS) await askAgainLater(ctx, intent.id);
+        else if (await giveUpAsking(ctx, actor, intent.id)) {
+          counts.unresolved++;
+          logger.error({ intentId: intent.id }, "M-Pesa never answered whether a push was paid");
+        }
+      } else if (age >= options.giveUpSeconds * 1000 && (await timeOutIntent(ctx, actor, intent.id)))
+        counts.timedOut++;
       else counts.stillPending++;
       continue;
     }
