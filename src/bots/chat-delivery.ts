@@ -110,6 +110,7 @@ export interface ChatRunCounts {
 interface SentRow {
   id: number;
   channel: ChatChannel;
+  recipient: string;
   messageId: string;
   at: string;
 }
@@ -191,16 +192,20 @@ export function createChatSending(options: ChatDeliveryOptions) {
       await db.execute(
         sql`with s as (
             select * from jsonb_to_recordset(${JSON.stringify(sent.map(({ messageId, ...row }) => ({ ...row, message_id: messageId })))}::jsonb)
-              as s(id int, channel text, message_id text, at timestamptz)
+              as s(id int, channel text, recipient text, message_id text, at timestamptz)
           )
           update message_outbox m set status = 'done', attempts = m.attempts + 1, last_error = null,
-            sent_at = s.at, provider_message_id = s.message_id
+            sent_at = s.at, provider_message_id = s.message_id, channel = s.channel, recipient = s.recipient
           from s
           -- By the primary key, whatever the table's statistics said when the plan was made: a
           -- pending-only index would be read whole (a bitmap scan never marks the entries of rows
           -- already sent dead), and the table grows while a prepared statement keeps its plan.
           where m.id = any(array(select id from s)) and m.id = s.id
-            and m.status is not distinct from 'pending' and m.channel = s.channel`,
+            and m.status is not distinct from 'pending'
+            -- A notice turned into an SMS while it was being sent (the customer's phone changed,
+            -- customer-edit.ts) went out all the same: it is recorded as sent where it went, and
+            -- its SMS, which waits for this send's lease, is never sent.
+            and (m.channel = s.channel or m.channel = 'sms')`,
       );
       return sent.map(() => undefined);
     },
@@ -244,6 +249,7 @@ export function createChatSending(options: ChatDeliveryOptions) {
           await markSent({
             id: row.id,
             channel: row.channel,
+            recipient: row.recipient,
             messageId: sent,
             at: clock.now().toISOString(),
           });
