@@ -318,7 +318,12 @@ async function deliverOne(
       return null;
     }
     const send = async (what: ChatContent) =>
-      (await withTimeout(sender.send(row.recipient, what), options.sendTimeoutMs ?? 15_000)).messageId;
+      (
+        await withTimeout(
+          (signal) => sender.send(row.recipient, what, signal),
+          options.sendTimeoutMs ?? 15_000,
+        )
+      ).messageId;
     try {
       return await send(content);
     } catch (error) {
@@ -390,10 +395,19 @@ function templateContent(options: ChatDeliveryOptions, row: ClaimedRow, params: 
   };
 }
 
-function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+/**
+ * `work` given `ms` to finish. When the time is up, the row is tried again later: the signal aborts
+ * so the send does not go on (and land after the retry, out of the chat's order).
+ */
+function withTimeout<T>(work: (signal: AbortSignal) => Promise<T>, ms: number): Promise<T> {
+  const controller = new AbortController();
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new ChatSendError("retry", `no answer within ${ms} ms`)), ms);
+    timer = setTimeout(() => {
+      const error = new ChatSendError("retry", `no answer within ${ms} ms`);
+      controller.abort(error);
+      reject(error);
+    }, ms);
   });
-  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+  return Promise.race([work(controller.signal), timeout]).finally(() => clearTimeout(timer));
 }

@@ -54,6 +54,8 @@ export interface ChatSender {
   /**
    * Delivers one message to `to` (the chat id on this channel); resolves with the platform's message
    * id. Throws `ChatSendError` for a failure it understands; anything else counts as `retry`.
+   * `signal` aborts when the delivery worker stops waiting (its send timeout): the message is tried
+   * again, so a request still running must be cancelled, and one not started yet never start.
    */
-  send(to: string, content: ChatContent): Promise<{ messageId: string }>;
+  send(to: string, content: ChatContent, signal?: AbortSignal): Promise<{ messageId: string }>;
 }

@@ -266,7 +266,7 @@ describe("WhatsApp Web self-service", () => {
 });
 
 describe("WhatsApp Web sender", () => {
-  function sender(pacing = {}) {
+  function sender(pacing = {}, onWait?: () => void) {
     const client = new FakeWhatsAppWebClient();
     const link = { ready: true, readyClient: () => (link.ready ? client : null) };
     const senderClock = new FakeClock("2026-04-01T06:00:00Z");
@@ -278,6 +278,7 @@ describe("WhatsApp Web sender", () => {
       sleep: async (ms) => {
         waits.push(ms);
         senderClock.advance(ms);
+        onWait?.();
       },
     });
     const start = senderClock.now().getTime();
@@ -328,6 +329,17 @@ describe("WhatsApp Web sender", () => {
     expect(refused).toBeInstanceOf(ChatSendError);
     expect(refused).toMatchObject({ failure: "retry", retryAfterSeconds: 60 });
     expect(s.client.sent).toHaveLength(2);
+  });
+
+  it("does not send a message the worker stopped waiting for while it waited its pacing turn", async () => {
+    // The delivery worker's send timeout fires during the wait: it will try the message again.
+    const worker = new AbortController();
+    const s = sender({ perChatMs: 1_000, perMinute: 10, maxWaitMs: 10_000 }, () => worker.abort());
+    await s.text("254700000001", "first");
+    const late = s.send("254700000001", { kind: "text", text: "second" }, worker.signal);
+    expect(await failureOf(late)).toBe("retry");
+    expect(s.waits).toEqual([1_000]);
+    expect(s.client.sent.map((m) => m.text)).toEqual(["first"]);
   });
 
   it("maps failures: not on WhatsApp, not connected, a lost browser, a template or raw call", async () => {

@@ -8,6 +8,9 @@ import { menuKeyboard, viewText } from "./keyboard.ts";
  * The Telegram side of the chat delivery worker: one Bot API call per outbox row. A 429 is not
  * waited out here: the row is retried after `retry_after`, so a flood-limited chat holds no worker.
  */
+/** grammY types its signal as the `abort-controller` package's; at run time it is the platform's. */
+type GrammySignal = Parameters<Api["sendMessage"]>[3];
+
 export function createTelegramSender(deps: {
   token: string;
   apiRoot?: string;
@@ -19,17 +22,24 @@ export function createTelegramSender(deps: {
     fetch: createBotApiFetch(),
   });
 
-  async function call(to: string, content: ChatContent): Promise<number> {
+  async function call(to: string, content: ChatContent, abort?: AbortSignal): Promise<number> {
     const chatId = Number(to);
+    const signal = abort as GrammySignal;
     switch (content.kind) {
       case "text":
-        return (await api.sendMessage(chatId, content.text.slice(0, 4096))).message_id;
+        return (await api.sendMessage(chatId, content.text.slice(0, 4096), {}, signal)).message_id;
       case "view": {
         const markup = menuKeyboard(content.view);
         const options = markup ? { reply_markup: markup } : {};
         if (content.replaces !== undefined) {
           try {
-            await api.editMessageText(chatId, Number(content.replaces), viewText(content.view), options);
+            await api.editMessageText(
+              chatId,
+              Number(content.replaces),
+              viewText(content.view),
+              options,
+              signal,
+            );
             return Number(content.replaces);
           } catch (error) {
             // The same screen again (a refresh) is not an error; a message too old or deleted to edit
@@ -39,12 +49,13 @@ export function createTelegramSender(deps: {
             if (!(error instanceof GrammyError && error.error_code === 400)) throw error;
           }
         }
-        return (await api.sendMessage(chatId, viewText(content.view), options)).message_id;
+        return (await api.sendMessage(chatId, viewText(content.view), options, signal)).message_id;
       }
       case "raw": {
         // Prepared by the bot (bot.ts): a Bot API method and its parameters for this chat.
         const result = (await api.raw[content.method as "sendMessage"](
           withFiles(content.payload) as Parameters<Api["raw"]["sendMessage"]>[0],
+          signal,
         )) as unknown;
         return typeof result === "object" && result !== null && "message_id" in result
           ? Number((result as { message_id: unknown }).message_id)
@@ -57,9 +68,9 @@ export function createTelegramSender(deps: {
 
   return {
     channel: deps.channel ?? "telegram",
-    async send(to, content) {
+    async send(to, content, signal) {
       try {
-        return { messageId: String(await call(to, content)) };
+        return { messageId: String(await call(to, content, signal)) };
       } catch (error) {
         if (error instanceof GrammyError) {
           if (error.error_code === 429)

@@ -17,7 +17,8 @@ export class GraphApiError extends Error {
 
 export interface GraphClient {
   /** Sends one message to `to` (a WhatsApp id or a BSUID); resolves with Meta's message id. */
-  send(to: string, message: OutboundMessage): Promise<string>;
+  /** `signal`: the caller stopped waiting (the request is cancelled); it also ends after 15 s. */
+  send(to: string, message: OutboundMessage, signal?: AbortSignal): Promise<string>;
 }
 
 /**
@@ -50,7 +51,7 @@ export function createGraphClient(deps: {
 }): GraphClient {
   const url = `${deps.baseUrl.replace(/\/+$/, "")}/${encodeURIComponent(deps.phoneNumberId)}/messages`;
   return {
-    async send(to, message) {
+    async send(to, message, signal) {
       const response = await fetch(url, {
         method: "POST",
         headers: { authorization: `Bearer ${deps.token}`, "content-type": "application/json" },
@@ -61,7 +62,9 @@ export function createGraphClient(deps: {
           ...(isUserId(to) ? { recipient: to } : { to }),
           ...message,
         }),
-        signal: AbortSignal.timeout(SEND_TIMEOUT_MS),
+        signal: signal
+          ? AbortSignal.any([signal, AbortSignal.timeout(SEND_TIMEOUT_MS)])
+          : AbortSignal.timeout(SEND_TIMEOUT_MS),
       });
       const answer = (await response.json().catch(() => null)) as {
         messages?: { id?: string }[];

@@ -38,10 +38,10 @@ function messageOf(content: ChatContent): OutboundMessage {
 export function createCloudSender(graph: GraphClient): ChatSender {
   return {
     channel: "whatsapp_cloud",
-    async send(to, content) {
+    async send(to, content, signal) {
       const message = messageOf(content);
       try {
-        return { messageId: await graph.send(to, message) };
+        return { messageId: await graph.send(to, message, signal) };
       } catch (error) {
         if (!(error instanceof GraphApiError)) throw new ChatSendError("retry", String(error));
         if (error.code === OUTSIDE_WINDOW) throw new ChatSendError("window", error.message);

@@ -57,7 +57,7 @@ export function createWhatsAppWebSender(link: ClientLink, options: SenderOptions
 
   return {
     channel: "whatsapp",
-    async send(to: string, content: ChatContent) {
+    async send(to: string, content: ChatContent, signal?: AbortSignal) {
       const text = textOf(content);
       if (text === null)
         throw new ChatSendError("refused", `WhatsApp Web sends only text, not ${content.kind}`);
@@ -67,6 +67,10 @@ export function createWhatsAppWebSender(link: ClientLink, options: SenderOptions
       if (!slot.ok)
         throw new ChatSendError("retry", "WhatsApp Web is pacing its sends", Math.ceil(slot.waitMs / 1000));
       if (slot.waitMs > 0) await sleep(slot.waitMs);
+      // The worker stopped waiting for this send meanwhile and will try it again: sent now, it would
+      // go out twice.
+      if (signal?.aborted)
+        throw new ChatSendError("retry", "not sent: its time ran out while it waited its turn");
       // The session may have dropped while this send waited for its turn.
       const client = link.readyClient();
       if (!client) throw new ChatSendError("retry", "WhatsApp Web is not connected");
