@@ -243,7 +243,7 @@ export function createChatSending(options: ChatDeliveryOptions) {
         const sender = senders.get(row.channel);
         // A row leased for a channel this process does not send: back for a pass that does.
         if (!sender) return release(rows.slice(index).map((r) => r.id));
-        const sent = await deliverOne(options, sender, row, counts);
+        const sent = await deliverOne(options, sender, row, counts, leaseHolds);
         if (sent !== null) {
           // Recorded at once, not at the end of the pass: a pass cut short re-sends nothing it sent.
           await markSent({
@@ -279,6 +279,8 @@ async function deliverOne(
   sender: ChatSender,
   row: ClaimedRow,
   counts: ChatRunCounts,
+  /** Whether this pass's lease on the row surely outlives one more send. */
+  leaseHolds: () => boolean,
 ): Promise<string | null> {
   const { db, clock } = options;
   const attempts = row.attempts + 1;
@@ -332,6 +334,13 @@ async function deliverOne(
       const closed = error instanceof ChatSendError && error.failure === "window" && isNotice;
       const template = closed && content.kind === "text" ? templateContent(options, row, params) : null;
       if (template === null) throw error;
+      // A second send, and the first may have taken most of the lease: started past it, the row
+      // could be claimed by another pass meanwhile and the template sent twice.
+      if (!leaseHolds())
+        throw new ChatSendError(
+          "retry",
+          "outside the window: the template waits for a pass with time for it",
+        );
       return await send(template);
     }
   } catch (error) {

@@ -1,12 +1,12 @@
 import { eq, inArray } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { deliverDueChats } from "../../src/bots/chat-delivery.ts";
+import { deliverDueChats, parseTemplateMap } from "../../src/bots/chat-delivery.ts";
 import { enqueueChat } from "../../src/bots/chat-outbox.ts";
-import type { ChatContent } from "../../src/bots/chat-sender.ts";
+import { type ChatContent, ChatSendError } from "../../src/bots/chat-sender.ts";
 import { sendStaleChatNoticesBySms } from "../../src/bots/jobs.ts";
 import { FakeClock, HOUR } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
-import { messageOutbox } from "../../src/db/schema/index.ts";
+import { chatSessions, messageOutbox } from "../../src/db/schema/index.ts";
 import { createTestDatabase } from "../support/db.ts";
 import { recordingSender } from "./recording-sender.ts";
 
@@ -93,6 +93,66 @@ describe("the chat delivery worker", () => {
     const fast = recordingSender();
     await deliverDueChats({ db: database.db, clock, senders: [fast.sender], isp: "Kibera Net" });
     expect(fast.got).toEqual(["913:to 913"]);
+  });
+
+  it("sends a notice's template, after a slow window refusal, only while the lease lasts: once in all", async () => {
+    // A WhatsApp Cloud chat that wrote an hour ago by our clock; Meta's window is closed all the same.
+    const waId = "254700000977";
+    await database.db.insert(chatSessions).values({
+      channel: "whatsapp_cloud",
+      chatId: waId,
+      sessionKey: "k977",
+      lastActivityAt: new Date(clock.now().getTime() - HOUR),
+      lastInboundAt: new Date(clock.now().getTime() - HOUR),
+    });
+    await database.db.insert(messageOutbox).values({
+      channel: "whatsapp_cloud",
+      recipient: waId,
+      language: "en",
+      template: "payment_received",
+      params: { amountCents: 50_000, receipt: "QWINDOW1", account: "TD00977", balanceCents: 0 },
+      fallbackRecipient: "+254700000977",
+      nextAttemptAt: clock.now(),
+      createdAt: clock.now(),
+    });
+    const templates: string[] = [];
+    let refusals = 0;
+    let otherPasses = 0;
+    const options = {
+      db: database.db,
+      clock,
+      isp: "Kibera Net",
+      windows: { whatsapp_cloud: 24 * HOUR },
+      templates: { whatsapp_cloud: parseTemplateMap("payment_received=tandao_receipt:amountCents|receipt") },
+      senders: [
+        {
+          channel: "whatsapp_cloud" as const,
+          async send(to: string, content: ChatContent) {
+            if (content.kind === "text") {
+              // The first refusal takes 50 s of the pass's 60 s lease.
+              if (++refusals === 1) clock.advance(50_000);
+              throw new ChatSendError("window", "131047 outside the 24-hour window");
+            }
+            templates.push(to);
+            // A template sent right after that refusal is still in flight when the lease ends:
+            // another pass (another instance) finds the row free and delivers it.
+            if (refusals === 1) {
+              clock.advance(15_000);
+              otherPasses++;
+              await deliverDueChats(options);
+            }
+            return { messageId: `wamid.${templates.length}` };
+          },
+        },
+      ],
+    };
+    await deliverDueChats(options);
+    clock.advance(60_000);
+    await deliverDueChats(options);
+    expect(templates).toEqual([waId]);
+    expect(otherPasses).toBe(0);
+    const [row] = await database.db.select().from(messageOutbox).where(eq(messageOutbox.recipient, waId));
+    expect(row).toMatchObject({ status: "done", providerMessageId: "wamid.1" });
   });
 
   it("leaves a notice alone while a chat worker holds it; one waiting for an hour goes by SMS", async () => {
