@@ -3,10 +3,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BillingContext } from "../../src/billing/context.ts";
 import { intentIdOfWalkInReference, walkInReference } from "../../src/billing/intents/walk-in-reference.ts";
 import { FakeClock } from "../../src/clock.ts";
-import { vouchers } from "../../src/db/schema/index.ts";
-import { billingContext, createPlan } from "../support/billing.ts";
+import { customers, vouchers } from "../../src/db/schema/index.ts";
+import { activeSubscriber, billingContext, createPlan } from "../support/billing.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
-import { freshPhone, type Harness, intent, pay, startHarness } from "./harness.ts";
+import { freshPhone, type Harness, intent, pay, paymentCredits, startHarness } from "./harness.ts";
 import { c2bConfirmation, c2bConfirmUrl, postRaw } from "./inbox-support.ts";
 
 /**
@@ -81,5 +81,55 @@ describe("walk-in references past nine digits", () => {
     }
     for (const other of ["TDW", "TDWX", "TDW1234567890", "TDWX0", "TDWXZZZZZZZ", "TDWX1", "TD1234", "TDWX-1"])
       expect(intentIdOfWalkInReference(other), other).toBeNull();
+  });
+});
+
+describe("a customer whose account number is longer than M-Pesa shows", () => {
+  it("is prompted with the push's own name, so a paybill confirmation of it credits them, not an account it would cut into", async () => {
+    const plan = await createPlan(database.db, { priceCents: 100_000 });
+    const long = await activeSubscriber(ctx, plan.id, "Long Account");
+    const short = await activeSubscriber(ctx, plan.id, "Short Account");
+    await database.db
+      .update(customers)
+      .set({ accountNumber: "ACME-NAIROBI-00123" })
+      .where(eq(customers.id, long.customer.id));
+    await database.db
+      .update(customers)
+      .set({ accountNumber: "ACME-NAIROBI" })
+      .where(eq(customers.id, short.customer.id));
+    const before = {
+      long: await paymentCredits(database.db, long.customer.id),
+      short: await paymentCredits(database.db, short.customer.id),
+    };
+    const sent = await pay(
+      h,
+      ctx,
+      { customerId: long.customer.id, phone: long.customer.phone, amountCents: 40_000 },
+      { outcome: "success", delayMs: 0, lost: true },
+    );
+    const shown = h.fake.pushes.find((p) => p.checkoutRequestId === sent.checkoutRequestId)!;
+    expect(shown.accountReference).toBe(walkInReference(sent.id));
+
+    // M-Pesa's paybill confirmation of that payment comes before its callback.
+    const answer = await postRaw(
+      c2bConfirmUrl(h),
+      JSON.stringify(
+        c2bConfirmation({
+          transId: shown.receipt!,
+          billRef: shown.accountReference,
+          amount: "400.00",
+          shortcode,
+          paidAt: new Date(sent.sentAt!.getTime() + 30_000),
+        }),
+      ),
+    );
+    expect(answer.status).toBe(200);
+    await h.fake.postCallback(h.stkUrl, shown.body);
+    expect(await paymentCredits(database.db, long.customer.id)).toEqual([...before.long, 40_000]);
+    expect(await paymentCredits(database.db, short.customer.id)).toEqual(before.short);
+    expect(await intent(database.db, sent.id)).toMatchObject({
+      status: "succeeded",
+      mpesaReceipt: shown.receipt,
+    });
   });
 });

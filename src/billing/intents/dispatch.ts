@@ -63,11 +63,15 @@ export async function claimIntentsToSend(
           pushUncertain: sql`${i.pushUncertain} or (${i.sendAttempts} > 0 and ${i.lastError} is null)`,
           lastError: null,
           // Kept from the first claim: every prompt of one intent shows the same reference, which is
-          // also what a callback without a known checkout id is matched by.
-          accountReference: sql`coalesce(${i.accountReference}, left(coalesce(
+          // also what a callback without a known checkout id is matched by. M-Pesa shows at most 12
+          // characters: a longer account number (an imported one) cut short could be another
+          // account's, which a paybill confirmation of this push would then credit, so such a push
+          // shows its own name (`TDW<id>`), which a confirmation quoting it pays exactly.
+          accountReference: sql`coalesce(${i.accountReference},
             (select ${customers.accountNumber} from ${customers}
-              where ${customers.id} = ${i.customerId} and ${i.purpose} <> 'voucher'),
-            ${walkInReference(id)}), 12))`,
+              where ${customers.id} = ${i.customerId} and ${i.purpose} <> 'voucher'
+                and length(${customers.accountNumber}) <= 12),
+            ${walkInReference(id)})`,
           updatedAt: now,
         })
         .where(eq(i.id, id))
