@@ -110,7 +110,10 @@ if(buy){buy.addEventListener("submit",function(e){
   busy=true;payBtn.disabled=true;say("buy-error","");
   post("/pay",{plan:plan.value,phone:buy.elements.phone.value,key:buy.elements.key.value,lang:D.lang,mac:D.hotspot.mac})
   .then(function(r){
-    if(!r.ok){say("buy-error",r.body.error||T["error.generic"]);buy.elements.key.value=newKey();return}
+    if(!r.ok){
+      // The package's price changed since the page was drawn: its card now shows the new one.
+      if(r.body.plan){plan.value=r.body.plan.choice;plan.setAttribute("data-price",r.body.plan.price);plan.parentNode.querySelector(".price").textContent=r.body.plan.price}
+      say("buy-error",r.body.error||T["error.generic"]);buy.elements.key.value=newKey();return}
     $("wait-text").textContent=T["wait.body"].replace("{amount}",plan.getAttribute("data-price"));wait(r.body.token);
   })
   .catch(function(){say("buy-error",T["error.network"])})
@@ -191,7 +194,7 @@ ${m.hotspot.error ? html`<p class="error" role="alert">${t("error.hotspot", { er
 ${m.plans.length === 0 ? html`<p>${t("plans.none")}</p>` : ""}
 ${m.plans.map(
   (p) => html`<label class="plan" for="plan-${p.id}">
-<input type="radio" id="plan-${p.id}" name="plan" value="${p.id}" data-price="${p.price}" required${buyView?.planId === p.id ? raw(" checked") : ""}>
+<input type="radio" id="plan-${p.id}" name="plan" value="${p.choice}" data-price="${p.price}" required${buyView?.planId === p.id ? raw(" checked") : ""}>
 <span class="name">${p.name}</span> <span class="price">${p.price}</span>
 <span class="terms">${p.speed} · ${p.validity} · ${p.data}</span>
 </label>`,

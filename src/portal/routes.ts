@@ -133,7 +133,7 @@ export function createPortalRoutes(deps: PortalDeps): Hono {
     language: PortalLanguage,
     hotspot: HotspotVars,
     view: PageView,
-    status: 200 | 400 | 404 | 429 = 200,
+    status: 200 | 400 | 404 | 409 | 429 = 200,
   ) {
     const plans = (await hotspotPlans(deps.ctx.db)).map((p) => planCard(p, language));
     const body = await renderPortalPage({
@@ -202,8 +202,11 @@ export function createPortalRoutes(deps: PortalDeps): Hono {
     const language = portalLanguage(body?.lang ?? c.req.query("lang"));
     const hotspot = actingHotspotVars({ ...c.req.query(), ...(body ?? {}) });
     const phoneInput = typeof body?.phone === "string" ? body.phone : "";
-    const planId = Number(body?.plan);
-    const refuse = (message: string, status: 400 | 429 = 400) =>
+    // `<id>:<price in cents>`, as the page shows the package (a bare id: a client that names no price).
+    const [planId = Number.NaN, shownCents] = String(body?.plan ?? "")
+      .split(":")
+      .map((part) => (/^\d{1,12}$/.test(part) ? Number(part) : Number.NaN));
+    const refuse = (message: string, status: 400 | 409 | 429 = 400) =>
       json
         ? c.json({ error: message }, status)
         : page(
@@ -234,6 +237,15 @@ export function createPortalRoutes(deps: PortalDeps): Hono {
     }
     const plan = isRowId(planId) ? await hotspotPlan(deps.ctx.db, planId) : null;
     if (!plan) return refuse(t("error.plan"));
+    // Bought only at the price the buyer saw: the page they get back (or the card the script
+    // updates) shows the new one.
+    if (shownCents !== undefined && shownCents !== plan.priceCents) {
+      const card = planCard(plan, language);
+      const message = t("error.price", { price: card.price });
+      return json
+        ? c.json({ error: message, plan: { choice: card.choice, price: card.price } }, 409)
+        : refuse(message, 409);
+    }
     const key = typeof body.key === "string" && KEY_PATTERN.test(body.key) ? body.key : null;
     if (!key) return refuse(t("error.generic"));
     const mac = deviceMac(hotspot);

@@ -74,6 +74,11 @@ export function speedText(rateLimit: string, language: PortalLanguage): string {
 
 export interface PlanCard {
   id: number;
+  /**
+   * The package as the buyer picks it: its id and the price shown, `<id>:<cents>`. The purchase is
+   * made only at that price (an admin may change it while the page is open).
+   */
+  choice: string;
   name: string;
   /** What the M-Pesa prompt will ask: the price rounded up to whole shillings (M-Pesa takes no cents). */
   price: string;
@@ -92,6 +97,7 @@ export function planCard(plan: PlanRow, language: PortalLanguage): PlanCard {
   );
   return {
     id: plan.id,
+    choice: `${plan.id}:${plan.priceCents}`,
     name: planNameIn(plan, language),
     price: formatKes(mpesaAmountCents(plan.priceCents)),
     speed: pt(language, "plan.speed", { speed: speedText(plan.rateLimit, language) }),

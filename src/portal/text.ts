@@ -40,6 +40,7 @@ const en = {
   "error.foreign.country": "Sorry, {isp} does not serve phone numbers from {country}.",
   "error.foreign.other": "Sorry, {isp} does not serve phone numbers from your country.",
   "error.plan": "That package is not on sale.",
+  "error.price": "The price of that package has just changed: it is now {price}. Check it, then pay again.",
   "error.busy": "Too many payment prompts. Please wait a few minutes and try again.",
   "error.key_used":
     "A payment for another package or phone number was already started here. Check your phone for its M-Pesa prompt, or pay again to buy this package.",
@@ -101,6 +102,7 @@ const sw: Record<PortalKey, string> = {
   "error.foreign.country": "Samahani, {isp} haihudumii nambari za simu za {country}.",
   "error.foreign.other": "Samahani, {isp} haihudumii nambari za simu za nchi yako.",
   "error.plan": "Kifurushi hicho hakiuzwi.",
+  "error.price": "Bei ya kifurushi hicho imebadilika sasa hivi: sasa ni {price}. Iangalie, kisha ulipe tena.",
   "error.busy": "Maombi mengi mno ya malipo. Tafadhali subiri dakika chache kisha ujaribu tena.",
   "error.key_used":
     "Malipo ya kifurushi kingine au nambari nyingine yalikwisha anzishwa hapa. Angalia simu yako kwa ombi lake la M-Pesa, au lipa tena ili kununua kifurushi hiki.",

@@ -11,7 +11,7 @@ import { vouchers } from "../../src/db/schema/index.ts";
 import { emulatedRouter, networkStack, waitFor } from "../network/support.ts";
 import { freshPhone, type Harness, startHarness } from "../payments/harness.ts";
 import { expectAccessible } from "../support/accessibility.ts";
-import { admin, count } from "../support/billing.ts";
+import { admin, count, createPlan } from "../support/billing.ts";
 import { launchChromium, phonePage, SHOTS } from "../support/browser.ts";
 import { createTestDatabase } from "../support/db.ts";
 import { hotspotPlans, listen, listenHttps, portalApp } from "./world.ts";
@@ -167,6 +167,40 @@ describe("the captive portal in a phone's browser", () => {
       await again.context().close();
     }
   }, 90_000);
+
+  it("shows a package's new price when it changed while the page was open, and asks for nothing at the old one", async () => {
+    const week = await createPlan(database.db, {
+      name: "Week Pass",
+      kind: "hotspot",
+      priceCents: 25_000,
+      periodUnit: "days",
+      periodCount: 7,
+    });
+    const page = await openPage();
+    const phone = freshPhone();
+    try {
+      await page.goto(portalUrl());
+      const card = page.locator("label.plan", { hasText: "Week Pass" });
+      expect(await card.locator(".price").textContent()).toBe("KES 250");
+      await database.db.execute(sql`update plans set price_cents = 30000 where id = ${week.id}`);
+
+      await page.getByLabel(/Week Pass/).check();
+      await page.getByLabel("M-Pesa phone number").fill(phone.replace("+254", "0"));
+      await page.getByRole("button", { name: "Pay with M-Pesa" }).click();
+      await expect
+        .poll(() => page.locator("#buy-error").textContent())
+        .toBe("The price of that package has just changed: it is now KES 300. Check it, then pay again.");
+      expect(await card.locator(".price").textContent()).toBe("KES 300");
+      expect(
+        await count(database.db, sql`select count(*) as n from payment_intents where phone = ${phone}`),
+      ).toBe(0);
+
+      // Pressed again, the form asks for the package at the price now shown (buying.test.ts buys it).
+      expect(await page.getByLabel(/Week Pass/).getAttribute("value")).toBe(`${week.id}:30000`);
+    } finally {
+      await page.context().close();
+    }
+  }, 60_000);
 
   it("refuses a foreign number with a clear message, in Kiswahili too", async () => {
     const page = await openPage();

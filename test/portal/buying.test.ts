@@ -66,6 +66,42 @@ describe("buying a package", () => {
     expect(await intentsFor(phone)).toBe(0);
   });
 
+  it("buys a package only at the price the page showed: a price changed since is shown, and bought once confirmed", async () => {
+    const { ctx } = billingContext(database.db);
+    const router = await routerRow(database.db);
+    const app = portalApp(ctx);
+    const pass = await createPlan(database.db, {
+      name: "Repriced Pass",
+      kind: "hotspot",
+      priceCents: 5_000,
+      periodUnit: "days",
+      periodCount: 1,
+    });
+    const shown = await (await app.request(`/portal/${router.name}`)).text();
+    const choice = new RegExp(`value="(${pass.id}:\\d+)" data-price="KES 50"`).exec(shown)![1]!;
+    await database.db.execute(sql`update plans set price_cents = 20000 where id = ${pass.id}`);
+
+    const phone = freshPhone();
+    const stale = await postJson(app, `/portal/${router.name}/pay`, { plan: choice, phone, key: pageKey() });
+    expect(stale.status).toBe(409);
+    expect(await stale.json()).toEqual({
+      error: "The price of that package has just changed: it is now KES 200. Check it, then pay again.",
+      plan: { choice: `${pass.id}:20000`, price: "KES 200" },
+    });
+    expect(await intentsFor(phone)).toBe(0);
+
+    const fresh = await (await app.request(`/portal/${router.name}`)).text();
+    expect(fresh).toContain(`value="${pass.id}:20000" data-price="KES 200"`);
+    const paid = await postJson(app, `/portal/${router.name}/pay`, {
+      plan: `${pass.id}:20000`,
+      phone,
+      key: pageKey(),
+    });
+    expect(paid.status).toBe(200);
+    const { intentId } = (await paid.json()) as { intentId: number };
+    expect(await intent(database.db, intentId)).toMatchObject({ amountCents: 20_000, planId: pass.id });
+  });
+
   it("makes one prompt for a double click (same page key), answering the same intent and token", async () => {
     const { ctx } = billingContext(database.db);
     const router = await routerRow(database.db);

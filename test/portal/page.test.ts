@@ -61,7 +61,7 @@ describe("the portal page", () => {
     const app = portalApp(ctx);
     const page = await (await app.request(`/portal/${router.name}`)).text();
     // The card, and the script's "pay {amount}" once the prompt is sent.
-    expect(page).toContain(`value="${promo.id}" data-price="KES 21"`);
+    expect(page).toContain(`value="${promo.id}:2050" data-price="KES 21"`);
     expect(page).toContain('<span class="name">Promo Hour</span> <span class="price">KES 21</span>');
     expect(page).not.toContain("KES 20.50");
     const res = await app.request(`/portal/${router.name}/pay`, {
