@@ -5,7 +5,7 @@ import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
 import { DAY, FakeClock } from "../../src/clock.ts";
 import { messageOutbox, subscriptions } from "../../src/db/schema/index.ts";
 import { activeSubscriber, admin, createPlan, job, ledgerSum } from "../support/billing.ts";
-import { adminWorldForFile, auditRows, lastMenuIn, lastText, OWNER } from "./world.ts";
+import { adminWorldForFile, auditRows, lastMenuIn, lastText, lastToast, OWNER } from "./world.ts";
 
 /** `/resubscribe`: a customer whose subscription ended comes back on the same account. */
 
@@ -107,5 +107,33 @@ describe("/resubscribe", () => {
     );
     const [, fresh] = await subscriptionsOf(customer.id);
     expect(fresh!.status).toBe("active");
+  });
+
+  it("bills nothing when the plan's price changed since the question; asked again, it bills the new one", async () => {
+    const plan = await createPlan(world.db, { priceCents: 100_000 });
+    const { customer, subscription } = await activeSubscriber(world.ctx, plan.id, "Price Changed");
+    const acct = customer.accountNumber;
+    clock.set(new Date(subscription.currentPeriodEnd.getTime() - 1));
+    await cancelSubscription(world.ctx, admin, { subscriptionId: subscription.id, reason: "moved away" });
+    const balance = await ledgerSum(world.db, customer.id);
+
+    await world.say(OWNER, `/resubscribe ${acct} ${plan.code}`);
+    const question = lastMenuIn(world.fake, OWNER);
+    expect(String(question.payload.text)).toMatch(/The first period, KES 1,000, is billed now\./);
+    await world.say(OWNER, `/plan_edit ${plan.code} price 1500`);
+    await world.press(OWNER, "Confirm", OWNER, question);
+    expect(lastToast(world.fake)).toBe(
+      `The price of ${plan.code} changed since you asked (now KES 1,500), so nothing was done. Send /resubscribe again.`,
+    );
+    expect(await subscriptionsOf(customer.id)).toHaveLength(1);
+    expect(await ledgerSum(world.db, customer.id)).toBe(balance);
+
+    await world.say(OWNER, `/resubscribe ${acct} ${plan.code}`);
+    expect(String(lastMenuIn(world.fake, OWNER).payload.text)).toMatch(
+      /The first period, KES 1,500, is billed now\./,
+    );
+    await world.press(OWNER, "Confirm");
+    expect(await subscriptionsOf(customer.id)).toHaveLength(2);
+    expect(await ledgerSum(world.db, customer.id)).toBe(balance - 150_000);
   });
 });

@@ -158,6 +158,40 @@ describe("/plan", () => {
   });
 });
 
+describe("/plan confirmed after a price changed", () => {
+  it("changes nothing, says so, and a new /plan quotes and charges the new price", async () => {
+    clock.set("2026-05-01T06:00:00Z");
+    const small = await createPlan(world.db, { priceCents: 100_000, name: "Small" });
+    const big = await createPlan(world.db, { priceCents: 200_000, name: "Big" });
+    const { customer, subscription } = await activeSubscriber(world.ctx, small.id, "Price Watcher");
+    const acct = customer.accountNumber;
+    clock.set("2026-05-16T06:00:00Z");
+
+    await world.say(OWNER, `/plan ${acct} ${big.code}`);
+    const question = lastMenuIn(world.fake, OWNER);
+    expect(String(question.payload.text)).toMatch(/moves to Big \(KES 2,000\) now/);
+    // Another admin reprices the plan before the owner confirms.
+    await world.say(OTHER_ADMIN, `/plan_edit ${big.code} price 20000`);
+    await world.press(OWNER, "Confirm", OWNER, question);
+    expect(lastToast(world.fake)).toBe(
+      `${acct}'s plan or a price changed since you asked, so nothing was changed. Send /plan again for a new quote.`,
+    );
+    expect((await subscriptionOf(subscription.id)).planId).toBe(small.id);
+    const charges = () =>
+      world.db
+        .select()
+        .from(invoices)
+        .where(and(eq(invoices.subscriptionId, subscription.id), eq(invoices.kind, "proration")));
+    expect(await charges()).toEqual([]);
+
+    await world.say(OWNER, `/plan ${acct} ${big.code}`);
+    expect(String(lastMenuIn(world.fake, OWNER).payload.text)).toMatch(/moves to Big \(KES 20,000\) now/);
+    await world.press(OWNER, "Confirm");
+    expect((await subscriptionOf(subscription.id)).planId).toBe(big.id);
+    expect(await charges()).toHaveLength(1);
+  });
+});
+
 describe("/cancel", () => {
   it("asks, and the button cancels once: the router account is removed, audited", async () => {
     clock.set("2026-04-01T06:00:00Z");

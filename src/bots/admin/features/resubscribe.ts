@@ -1,6 +1,7 @@
 import { eq } from "drizzle-orm";
 import { Composer, type Context } from "grammy";
 import { findCustomerByAccountReference } from "../../../billing/accounts.ts";
+import { BillingError } from "../../../billing/context.ts";
 import { balanceOf } from "../../../billing/ledger.ts";
 import { formatKes } from "../../../billing/money.ts";
 import { resubscribe } from "../../../billing/resubscribe.ts";
@@ -27,6 +28,8 @@ type ResubscribeAction = FeatureAction & {
   planCode: string;
   routerId: number | null;
   routerName: string | null;
+  /** The first period's price the question named: billed only at that price. */
+  priceCents?: number;
 };
 
 const what = (a: ResubscribeAction) =>
@@ -42,6 +45,12 @@ confirmable("resubscribe", {
       adminActor(admin.telegramId),
       action,
     );
+    // The plan's price changed since the question: thrown in the claim's transaction, nothing stays.
+    if (action.priceCents !== undefined && invoice.amountCents !== action.priceCents)
+      throw new BillingError(
+        "price_changed",
+        `The price of ${action.planCode} changed since you asked (now ${formatKes(invoice.amountCents)}), so nothing was done. Send /resubscribe again.`,
+      );
     const state = started
       ? "the first period is paid from the account's credit: service starts now"
       : owedCents > invoice.amountCents
@@ -83,6 +92,7 @@ export function resubscribeFeature(kit: AdminKit): Composer<Context> {
       planCode: plan.code,
       routerId: router?.id ?? null,
       routerName: router?.name ?? null,
+      priceCents: plan.priceCents,
     };
     const balance = await balanceOf(db, customer.id);
     const sentence = what(action);

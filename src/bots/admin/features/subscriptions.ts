@@ -30,7 +30,16 @@ interface Target {
 
 type ExtendAction = FeatureAction & Target & { feature: "extend"; days: number; reason: string };
 type PlanAction = FeatureAction &
-  Target & { feature: "plan"; planId: number; planCode: string; quoted: string };
+  Target & {
+    feature: "plan";
+    planId: number;
+    planCode: string;
+    quoted: string;
+    /** The plans as quoted: the change is made only from that plan, at that price. */
+    fromPlanId?: number;
+    fromPriceCents?: number;
+    toPriceCents?: number;
+  };
 type CancelAction = FeatureAction & Target & { feature: "cancel"; reason: string };
 
 confirmable("extend", {
@@ -68,6 +77,18 @@ confirmable("plan", {
       subscriptionId: action.subscriptionId,
       planId: action.planId,
     });
+    // A plan or price changed since the question (another admin, a plan edit): what was agreed to
+    // is gone. Thrown in the claim's transaction, so nothing of the change stays.
+    if (
+      action.fromPlanId !== undefined &&
+      (quote.fromPlan.id !== action.fromPlanId ||
+        quote.fromPlan.priceCents !== action.fromPriceCents ||
+        quote.toPlan.priceCents !== action.toPriceCents)
+    )
+      throw new BillingError(
+        "quote_changed",
+        `${action.accountNumber}'s plan or a price changed since you asked, so nothing was changed. Send /plan again for a new quote.`,
+      );
     return `✅ ${action.accountNumber}: ${quoteText(quote, ctx.settings.timezone, true)}`;
   },
 });
@@ -188,6 +209,9 @@ export function subscriptionsFeature(kit: AdminKit): Composer<Context> {
       planId: plan.id,
       planCode: plan.code,
       quoted,
+      fromPlanId: quote.fromPlan.id,
+      fromPriceCents: quote.fromPlan.priceCents,
+      toPriceCents: quote.toPlan.priceCents,
     };
     await kit.ask(ctx, admin, action, `${customer.name}: ${quoted}. Go ahead?`);
   });
