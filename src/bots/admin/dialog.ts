@@ -1,4 +1,4 @@
-import { and, eq, gt } from "drizzle-orm";
+import { and, eq, gt, lte } from "drizzle-orm";
 import type { Context } from "grammy";
 import type { Executor } from "../../db/client.ts";
 import { adminDialogs } from "../../db/schema/index.ts";
@@ -74,6 +74,8 @@ export async function dialogUnderWay(kit: AdminKit, ctx: Context): Promise<boole
 export interface Dialogs<Step extends string, Answers extends object> {
   /** The dialog of this kind under way in this admin's chat, or null. */
   current(ctx: Context): Promise<DialogState<Step, Answers> | null>;
+  /** The answers of a dialog of this kind that expired waiting at `step` in this chat, or null. */
+  lapsed(ctx: Context, step: Step): Promise<Answers | null>;
   /** The answer was not taken: says why and what to type, the dialog still waiting at its step. */
   retry(ctx: Context, problem: string): Promise<void>;
   /** Stores the next step and asks its question, in one transaction. */
@@ -98,6 +100,20 @@ export function dialogsOf<Step extends string, Answers extends object>(
       const row = await openDialog(kit, ctx);
       return row?.kind === kind ? { step: row.step as Step, answers: row.answers as Answers } : null;
     },
+    async lapsed(ctx, step) {
+      const [row] = await kit.db
+        .select()
+        .from(adminDialogs)
+        .where(
+          and(
+            whereKey(dialogKeyOf(kit, ctx)),
+            eq(adminDialogs.kind, kind),
+            eq(adminDialogs.step, step),
+            lte(adminDialogs.expiresAt, kit.clock.now()),
+          ),
+        );
+      return row ? (row.answers as Answers) : null;
+    },
     async retry(ctx, problem) {
       await kit.reply(ctx, problem);
     },
@@ -110,9 +126,17 @@ export function dialogsOf<Step extends string, Answers extends object>(
       await tx.delete(adminDialogs).where(whereKey(dialogKeyOf(kit, ctx)));
     },
     async claim(tx, ctx, step) {
+      // An expired dialog answers nothing, even one that expired since `current` read it.
       const [claimed] = await tx
         .delete(adminDialogs)
-        .where(and(whereKey(dialogKeyOf(kit, ctx)), eq(adminDialogs.kind, kind), eq(adminDialogs.step, step)))
+        .where(
+          and(
+            whereKey(dialogKeyOf(kit, ctx)),
+            eq(adminDialogs.kind, kind),
+            eq(adminDialogs.step, step),
+            gt(adminDialogs.expiresAt, kit.clock.now()),
+          ),
+        )
         .returning({ answers: adminDialogs.answers });
       return claimed ? (claimed.answers as Answers) : null;
     },

@@ -8,7 +8,7 @@ import { enqueueChat } from "../../chat-outbox.ts";
 import { inboxIdOf } from "../../telegram/update-marks.ts";
 import type { AdminKit } from "../kit.ts";
 import { ADMIN_CHANNEL } from "../queued-api.ts";
-import { type Admin, adminActor } from "../roles.ts";
+import { type Admin, adminActor, may } from "../roles.ts";
 import { defaultPort, describeRouter, routerNamed } from "./router-dialog-input.ts";
 import type { RouterAnswers, RouterDialogs } from "./router-dialog-steps.ts";
 
@@ -31,27 +31,7 @@ export async function takeRouterPassword(
   password: string,
 ): Promise<void> {
   const chatId = ctx.chat!.id;
-  const messageId = ctx.message!.message_id;
-  const forgetMessage = async (tx: Executor, now: Date) => {
-    await enqueueChat(tx, now, [
-      {
-        channel: ADMIN_CHANNEL,
-        to: String(chatId),
-        language: "en",
-        content: {
-          kind: "raw",
-          method: "deleteMessage",
-          payload: { chat_id: chatId, message_id: messageId },
-        },
-      },
-    ]);
-    const inboxId = inboxIdOf.get(ctx.update);
-    if (inboxId !== undefined)
-      await tx
-        .update(chatInbox)
-        .set({ payload: scrubbed(ctx.update as unknown as Record<string, unknown>) })
-        .where(eq(chatInbox.id, inboxId));
-  };
+  const forgetMessage = (tx: Executor, now: Date) => forgetPasswordMessage(tx, now, ctx);
   const box = kit.deps.box;
   try {
     await kit.inTx(async (tx, _, now) => {
@@ -59,6 +39,13 @@ export async function takeRouterPassword(
       const a = await dialogs.claim(tx, ctx, "password");
       const say = (text: string) => kit.say(tx, now, chatId, text);
       if (!a) return say("That question has ended; your message was deleted and not used.");
+      // The role as it is now (read for this message): one taken away since the question was asked
+      // takes the answer's power with it.
+      const command = a.mode === "add" ? "router_add" : "router_password";
+      if (!may(admin.role, command))
+        return say(
+          `Your role (${admin.role}) may not use /${command} any more; your message was deleted and not used.`,
+        );
       if (!box) return say("Router passwords cannot be sealed in this instance; nothing was changed.");
       if (password.trim() === "" || password.length > MAX_PASSWORD)
         return say(
@@ -101,6 +88,51 @@ export async function takeRouterPassword(
       await kit.say(tx, now, chatId, "Something went wrong; nothing was changed. Your message was deleted.");
     });
   }
+}
+
+/**
+ * A message sent to a password question that has expired: it may be the password, so it is
+ * deleted and its stored copy scrubbed as an answer in time would be, and the question ends.
+ */
+export async function dropLatePassword(
+  kit: AdminKit,
+  dialogs: RouterDialogs,
+  ctx: Context,
+  answers: RouterAnswers,
+): Promise<void> {
+  await kit.inTx(async (tx, _, now) => {
+    await forgetPasswordMessage(tx, now, ctx);
+    await dialogs.forget(ctx, tx);
+    await kit.say(
+      tx,
+      now,
+      ctx.chat!.id,
+      `The password question had ended (after 10 minutes); your message was deleted and not used. Start again: ${answers.mode === "add" ? "/router_add" : `/router_password ${answers.name}`}`,
+    );
+  });
+}
+
+/** Deletes the message that may hold a password from the chat, and scrubs its stored copy. */
+async function forgetPasswordMessage(tx: Executor, now: Date, ctx: Context): Promise<void> {
+  const chatId = ctx.chat!.id;
+  await enqueueChat(tx, now, [
+    {
+      channel: ADMIN_CHANNEL,
+      to: String(chatId),
+      language: "en",
+      content: {
+        kind: "raw",
+        method: "deleteMessage",
+        payload: { chat_id: chatId, message_id: ctx.message!.message_id },
+      },
+    },
+  ]);
+  const inboxId = inboxIdOf.get(ctx.update);
+  if (inboxId !== undefined)
+    await tx
+      .update(chatInbox)
+      .set({ payload: scrubbed(ctx.update as unknown as Record<string, unknown>) })
+      .where(eq(chatInbox.id, inboxId));
 }
 
 /** The update as stored, with the password's text replaced. */

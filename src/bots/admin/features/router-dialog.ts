@@ -3,7 +3,7 @@ import type { AdminKit } from "../kit.ts";
 import { type AdminCommand, PERMISSIONS } from "../roles.ts";
 import { routerEditCommand } from "./router-dialog-edit.ts";
 import { routerNamed } from "./router-dialog-input.ts";
-import { takeRouterPassword } from "./router-dialog-password.ts";
+import { dropLatePassword, takeRouterPassword } from "./router-dialog-password.ts";
 import { answerRouterStep, passwordQuestion, routerDialogs } from "./router-dialog-steps.ts";
 
 /**
@@ -53,7 +53,11 @@ export function routerDialogFeature(kit: AdminKit): Composer<Context> {
     const word = kit.commandWord(ctx);
     if (word !== null && KNOWN_COMMANDS.has(word)) return next();
     const dialog = await dialogs.current(ctx);
-    if (!dialog) return next();
+    if (!dialog) {
+      // The password may still come after its question expired: it is not left in the chat either.
+      const late = await dialogs.lapsed(ctx, "password");
+      return late ? dropLatePassword(kit, dialogs, ctx, late) : next();
+    }
     const { step, answers } = dialog;
     if (step === "password") return takeRouterPassword(kit, dialogs, ctx, kit.adminOf(ctx), answers, text);
     if (word !== null) return next();
