@@ -252,7 +252,16 @@ describe("/router_edit", () => {
     await step(OWNER, "/router_edit", /Usage: \/router_edit/);
     await step(OWNER, "/router_edit nowhere host 10.0.0.1", /No router "nowhere"/);
     await step(OWNER, "/router_edit Mathare-1 colour blue", /"colour" cannot be changed here/);
-    await step(OWNER, "/router_edit Mathare-1 password x", /never typed after a command: \/router_password/);
+    const typed = textUpdate(OWNER, "/router_edit Mathare-1 password Typ3d-In-Clear");
+    await world.deliver(typed);
+    expect(lastText(world.fake, OWNER)).toBe(
+      "A password is never typed after a command; your message was deleted and not used: /router_password Mathare-1",
+    );
+    expect(world.fake.callsOf("deleteMessage").at(-1)?.payload).toEqual({
+      chat_id: OWNER,
+      message_id: typed.message.message_id,
+    });
+    expect(await storedText()).not.toContain("Typ3d-In-Clear");
     await step(OWNER, "/router_edit Mathare-1 host bad_host!", /not a host name/);
     await step(
       OWNER,

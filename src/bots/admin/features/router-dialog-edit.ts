@@ -10,6 +10,7 @@ import {
   routerNamed,
   USERNAME,
 } from "./router-dialog-input.ts";
+import { forgetPasswordMessage } from "./router-dialog-password.ts";
 
 /** `/router_edit <name> <host|port|user|tls> <value>`: one field of a router, audited. */
 export const routerEditCommand =
@@ -55,10 +56,16 @@ export const routerEditCommand =
         break;
       }
       case "password":
-        return void (await kit.reply(
-          ctx,
-          `A password is never typed after a command: /router_password ${router.name}`,
-        ));
+        // Typed all the same: the message holding it leaves the chat and the stored update.
+        return kit.inTx(async (tx, _, now) => {
+          await forgetPasswordMessage(tx, now, ctx);
+          await kit.say(
+            tx,
+            now,
+            ctx.chat!.id,
+            `A password is never typed after a command; your message was deleted and not used: /router_password ${router.name}`,
+          );
+        });
       default:
         return void (await kit.reply(ctx, kit.usage("router_edit", `"${rawField}" cannot be changed here.`)));
     }

@@ -113,7 +113,7 @@ export async function dropLatePassword(
 }
 
 /** Deletes the message that may hold a password from the chat, and scrubs its stored copy. */
-async function forgetPasswordMessage(tx: Executor, now: Date, ctx: Context): Promise<void> {
+export async function forgetPasswordMessage(tx: Executor, now: Date, ctx: Context): Promise<void> {
   const chatId = ctx.chat!.id;
   await enqueueChat(tx, now, [
     {
