@@ -11,7 +11,7 @@ import { subscriberScreens } from "../menu/screens.ts";
 import { SessionCache } from "../menu/session-cache.ts";
 import { SIGNUP_SCREENS } from "../menu/signup-screens.ts";
 import type { Language, MenuChoice, MenuServices, MenuSettings } from "../menu/types.ts";
-import { answerInPlace, type ChatOutgoing } from "./chat-outbox.ts";
+import { answerInPlace, type ChatOutgoing, sentNoLaterThan } from "./chat-outbox.ts";
 import { createChatStepSaver, firstChatStep } from "./chat-save.ts";
 import type { ChatContent } from "./chat-sender.ts";
 import { type ChatState, createChatStateReader, linkVisitorChat, menuUserOf } from "./chat-state.ts";
@@ -208,8 +208,7 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
           content,
         }));
       const now = deps.clock.now();
-      // When the person sent it; never later than now (a clock ahead must not stretch a window).
-      const inboundAt = sentAt !== undefined && sentAt < now ? sentAt : now;
+      const inboundAt = sentNoLaterThan(sentAt, now);
       // Nothing changed but the chat's newest message: only the answer saying so is queued.
       const queueStale = async (language: Language): Promise<ChatReply> => {
         const reply: ChatReply = { kind: "stale", language };

@@ -39,6 +39,10 @@ export async function enqueueChat(tx: Executor, now: Date, messages: readonly Ch
   await tx.insert(messageOutbox).values(chatOutboxRows(now, messages));
 }
 
+/** When a person sent a message, never later than `now`: a clock ahead must not stretch a window. */
+export const sentNoLaterThan = (sentAt: Date | undefined, now: Date): Date =>
+  sentAt !== undefined && sentAt < now ? sentAt : now;
+
 /**
  * The answers to a message that leaves the chat where it was (a button from an older screen, a photo
  * the menu cannot read), queued by the statement that records when the person sent it as the chat's

@@ -2,7 +2,7 @@ import type { Clock } from "../../clock.ts";
 import type { Db } from "../../db/client.ts";
 import type { Logger } from "../../logger.ts";
 import type { ChatInput, ChatMenu, ChatReply } from "../chat-menu.ts";
-import { answerInPlace } from "../chat-outbox.ts";
+import { answerInPlace, sentNoLaterThan } from "../chat-outbox.ts";
 import type { ChatContent } from "../chat-sender.ts";
 import { readChatState } from "../chat-state.ts";
 import { phoneChat } from "../phone-link.ts";
@@ -62,7 +62,7 @@ export async function handleMessage(
     const state = await readChatState(deps.db, CHANNEL, message.chatId, phone);
     const language = state.customer?.language ?? state.session?.language ?? "en";
     const now = deps.clock.now();
-    const sentAt = message.sentAt !== undefined && message.sentAt < now ? message.sentAt : now;
+    const sentAt = sentNoLaterThan(message.sentAt, now);
     await answerInPlace(deps.db, now, { channel: CHANNEL, chatId: message.chatId, sentAt }, [
       { channel: CHANNEL, to: message.chatId, language, content: text(waText(language, "unsupported")) },
     ]);
