@@ -1,4 +1,4 @@
-import { and, asc, eq, isNotNull, lte, sql } from "drizzle-orm";
+import { and, asc, eq, isNotNull, lte } from "drizzle-orm";
 import type { Executor } from "../../db/client.ts";
 import { paymentIntents } from "../../db/schema/index.ts";
 import { audit } from "../audit.ts";
@@ -105,7 +105,7 @@ export async function askAgainLater(ctx: BillingContext, intentId: number): Prom
 
 /**
  * Asked about for a day without an answer: asking stops, and the push is marked unresolved, which
- * the admins are told (src/bots/admin/mpesa-alerts.ts): whether it was paid is on M-Pesa's statement.
+ * the admins are told (src/bots/admin/unresolved-push-alerts.ts): whether it was paid is on M-Pesa's statement.
  */
 export async function giveUpAsking(ctx: BillingContext, actor: Actor, intentId: number): Promise<boolean> {
   return ctx.db.transaction(async (tx) => {
@@ -136,5 +136,5 @@ export async function stopAsking(tx: Executor, intentId: number): Promise<void> 
   await tx
     .update(paymentIntents)
     .set({ nextQueryAt: null })
-    .where(and(eq(paymentIntents.id, intentId), sql`${paymentIntents.nextQueryAt} is not null`));
+    .where(and(eq(paymentIntents.id, intentId), isNotNull(paymentIntents.nextQueryAt)));
 }

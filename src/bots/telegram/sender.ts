@@ -4,13 +4,13 @@ import { type ChatContent, ChatSendError, type ChatSender } from "../chat-sender
 import { createBotApiFetch } from "./bot-api-fetch.ts";
 import { menuKeyboard, viewText } from "./keyboard.ts";
 
+/** grammY types its signal as the `abort-controller` package's; at run time it is the platform's. */
+type GrammySignal = Parameters<Api["sendMessage"]>[3];
+
 /**
  * The Telegram side of the chat delivery worker: one Bot API call per outbox row. A 429 is not
  * waited out here: the row is retried after `retry_after`, so a flood-limited chat holds no worker.
  */
-/** grammY types its signal as the `abort-controller` package's; at run time it is the platform's. */
-type GrammySignal = Parameters<Api["sendMessage"]>[3];
-
 export function createTelegramSender(deps: {
   token: string;
   apiRoot?: string;

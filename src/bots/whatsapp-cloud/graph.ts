@@ -16,8 +16,10 @@ export class GraphApiError extends Error {
 }
 
 export interface GraphClient {
-  /** Sends one message to `to` (a WhatsApp id or a BSUID); resolves with Meta's message id. */
-  /** `signal`: the caller stopped waiting (the request is cancelled); it also ends after 15 s. */
+  /**
+   * Sends one message to `to` (a WhatsApp id or a BSUID); resolves with Meta's message id. `signal`:
+   * the caller stopped waiting (the request is cancelled); it also ends after 15 s.
+   */
   send(to: string, message: OutboundMessage, signal?: AbortSignal): Promise<string>;
 }
 

@@ -28,7 +28,7 @@ type ResubscribeAction = FeatureAction & {
   planCode: string;
   routerId: number | null;
   routerName: string | null;
-  /** The first period's price the question named: billed only at that price. */
+  /** The first period's price the question named: billed only at it (unset: asked before it was kept). */
   priceCents?: number;
 };
 

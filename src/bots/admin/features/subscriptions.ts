@@ -35,7 +35,10 @@ type PlanAction = FeatureAction &
     planId: number;
     planCode: string;
     quoted: string;
-    /** The plans as quoted: the change is made only from that plan, at that price. */
+    /**
+     * The plans as quoted: the change is made only from that plan, at those prices. Optional: a
+     * question asked before these were kept is confirmed as it was then.
+     */
     fromPlanId?: number;
     fromPriceCents?: number;
     toPriceCents?: number;
