@@ -207,42 +207,45 @@ describe("/router_password", () => {
     await step(SUPPORT, "/router_password Kibera-9", /may not use \/router_password/);
   });
 
+  /**
+   * `user` sends `password` as the answer to Kibera-9's password question: the message is deleted,
+   * nowhere stored, the router's password unchanged, and the bot answers `answer`.
+   */
+  async function expectDroppedPassword(user: number, password: string, answer: string) {
+    const kibera = async () =>
+      (await database.db.select().from(routers).where(eq(routers.name, "Kibera-9")))[0]!.passwordEncrypted;
+    const before = await kibera();
+    const sent = textUpdate(user, password);
+    await world.deliver(sent);
+    expect(world.fake.callsOf("deleteMessage").at(-1)?.payload).toEqual({
+      chat_id: user,
+      message_id: sent.message.message_id,
+    });
+    expect(lastText(world.fake, user)).toBe(answer);
+    expect(await kibera()).toBe(before);
+    expect(await storedText()).not.toContain(password);
+  }
+
   it("deletes and does not use a password sent after the question expired", async () => {
-    const [before] = await database.db.select().from(routers).where(eq(routers.name, "Kibera-9"));
     await step(OWNER, "/router_password Kibera-9", /Send the new password of tandao on Kibera-9 now/);
     clock.advance(11 * 60_000);
-    const late = textUpdate(OWNER, "L4te-password");
-    await world.deliver(late);
-    expect(world.fake.callsOf("deleteMessage").at(-1)?.payload).toEqual({
-      chat_id: OWNER,
-      message_id: late.message.message_id,
-    });
-    expect(lastText(world.fake, OWNER)).toBe(
+    await expectDroppedPassword(
+      OWNER,
+      "L4te-password",
       "The password question had ended (after 10 minutes); your message was deleted and not used. Start again: /router_password Kibera-9",
     );
-    const [after] = await database.db.select().from(routers).where(eq(routers.name, "Kibera-9"));
-    expect(after!.passwordEncrypted).toBe(before!.passwordEncrypted);
-    expect(await storedText()).not.toContain("L4te-password");
     // Only that message: the next one is not taken for a password.
     await step(OWNER, "hello", /\/help/);
   });
 
   it("deletes and does not use the password of an admin whose role was taken away since the question", async () => {
-    const [before] = await database.db.select().from(routers).where(eq(routers.name, "Kibera-9"));
     await step(ADMIN, "/router_password Kibera-9", /Send the new password of tandao on Kibera-9 now/);
     await world.say(OWNER, `/admin_add ${ADMIN} viewer`);
-    const sent = textUpdate(ADMIN, "dem0ted-password");
-    await world.deliver(sent);
-    expect(world.fake.callsOf("deleteMessage").at(-1)?.payload).toEqual({
-      chat_id: ADMIN,
-      message_id: sent.message.message_id,
-    });
-    expect(lastText(world.fake, ADMIN)).toBe(
+    await expectDroppedPassword(
+      ADMIN,
+      "dem0ted-password",
       "Your role (viewer) may not use /router_password any more; your message was deleted and not used.",
     );
-    const [after] = await database.db.select().from(routers).where(eq(routers.name, "Kibera-9"));
-    expect(after!.passwordEncrypted).toBe(before!.passwordEncrypted);
-    expect(await storedText()).not.toContain("dem0ted-password");
     await world.say(OWNER, `/admin_add ${ADMIN} admin Ann`);
   });
 });
