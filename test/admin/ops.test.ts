@@ -14,7 +14,15 @@ import { emptyCounts } from "../../src/network/reconcile-plan.ts";
 import { emulatedRouter, networkStack } from "../network/support.ts";
 import { admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
-import { type AdminWorld, auditRows, lastText, OWNER, shownIn, startAdminWorld } from "./world.ts";
+import {
+  ADMIN_GROUP,
+  type AdminWorld,
+  auditRows,
+  lastText,
+  OWNER,
+  shownIn,
+  startAdminWorld,
+} from "./world.ts";
 
 let database: Database;
 let ctx: ReturnType<typeof billingContext>["ctx"];
@@ -309,10 +317,17 @@ describe("/failed", () => {
         createdAt: clock.now(),
       })
       .returning();
+    // The code is internet anyone can use: read out only by whom may send it again, in private.
     await world.say(VIEWER, "/failed");
     expect(lastText(world.fake, VIEWER)).toContain(`#${dead!.id} `);
-    expect(lastText(world.fake, VIEWER)).toContain("(voucher_code K7M2Q9XP, 1 tries): 406");
+    expect(lastText(world.fake, VIEWER)).toContain("(voucher_code code hidden, 1 tries): 406");
+    expect(lastText(world.fake, VIEWER)).not.toContain("K7M2Q9XP");
     expect(lastText(world.fake, VIEWER)).toContain("/resend <#number> [phone]");
+    await world.say(OWNER, "/failed", ADMIN_GROUP);
+    expect(lastText(world.fake, ADMIN_GROUP)).toContain("(voucher_code code hidden, 1 tries)");
+    expect(lastText(world.fake, ADMIN_GROUP)).not.toContain("K7M2Q9XP");
+    await world.say(OWNER, "/failed");
+    expect(lastText(world.fake, OWNER)).toContain("(voucher_code K7M2Q9XP, 1 tries): 406");
 
     await world.say(SUPPORT, `/resend #${dead!.id}`);
     expect(lastText(world.fake, SUPPORT)).toMatch(/may not use \/resend/);
