@@ -243,7 +243,7 @@ describe("alerts to the admin chat", () => {
     const alerts = await run(ALERTS_JOB);
     expect(alerts).toEqual([
       `⚠️ M-Pesa never said whether payment prompt #${unanswered!.id} was paid: KES 1,500 from +254711000222, sent 31 Mar 2026 07:50, account shown "TD00042".\n` +
-        "Its callback never came and M-Pesa's status query gave no answer for a day. Nothing was credited: if M-Pesa's statement shows the payment, record it on the account (/pay).",
+        `Its callback never came and M-Pesa's status query gave no answer for a day. Nothing was credited: if M-Pesa's statement shows the payment, credit it with its receipt: /prompt_paid #${unanswered!.id} <receipt>.`,
     ]);
     expect(await run(ALERTS_JOB)).toEqual([]);
   });

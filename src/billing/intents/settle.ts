@@ -32,7 +32,8 @@ export interface StkResult {
   amountCents?: number | null;
   /** The payer's phone, E.164. */
   phone?: string | null;
-  source: "callback" | "query";
+  /** `statement`: an admin read the payment off M-Pesa's statement (statement.ts). */
+  source: "callback" | "query" | "statement";
   /** The inbox row the request was stored in before processing (none for a status query). */
   inboxId?: number | null;
   /** The body as received (kept with the record of a status query's answer). */
@@ -312,7 +313,7 @@ export async function settlePaidIntent(
     update payment_intents set status = 'succeeded', result_code = ${result.providerCode ?? null}::int,
       result_desc = ${result.reason}, mpesa_receipt = ${knownReceipt}, payment_id = ${credit.paymentId},
       outcome = ${JSON.stringify(credit.outcome)}::jsonb,
-      checkout_request_id = coalesce(checkout_request_id, ${result.checkoutRequestId}::text),
+      checkout_request_id = coalesce(checkout_request_id, nullif(${result.checkoutRequestId}::text, '')),
       settled_at = ${now.toISOString()}::timestamptz, updated_at = ${now.toISOString()}::timestamptz
     where id = ${intent.id}`);
   return {

@@ -12,6 +12,7 @@ import { lookupFeature } from "./features/lookup.ts";
 import { opsFeatures } from "./features/ops.ts";
 import { placeFeature } from "./features/place.ts";
 import { plansFeature } from "./features/plans.ts";
+import { promptPaidFeature } from "./features/prompt-paid.ts";
 import { reportFeature } from "./features/report.ts";
 import { resubscribeFeature } from "./features/resubscribe.ts";
 import { routerCertFeature } from "./features/router-cert.ts";
@@ -50,6 +51,7 @@ const FEATURES: readonly Feature[] = [
   lookupFeature,
   serviceFeature,
   unmatchedFeature,
+  promptPaidFeature,
   plansFeature,
   subscriptionsFeature,
   signupsFeature,

@@ -37,6 +37,7 @@ export type AdminCommand =
   | "suspend"
   | "assign"
   | "refunded"
+  | "prompt_paid"
   | "admins"
   | "admin_add"
   | "admin_remove"
@@ -87,6 +88,8 @@ export const PERMISSIONS: Readonly<Record<AdminCommand, readonly AdminRole[]>> =
   suspend: managers,
   assign: managers,
   refunded: managers,
+  // Credits money on an admin's reading of M-Pesa's statement, as /assign does: managers only.
+  prompt_paid: managers,
   admins: managers,
   admin_add: ["owner"],
   admin_remove: ["owner"],

@@ -45,7 +45,7 @@ export async function unresolvedPushAlerts(
     const account = r.account_number ? ` for ${r.account_number}` : "";
     const text = [
       `⚠️ M-Pesa never said whether payment prompt #${r.id} was paid: ${formatKes(Number(r.amount_cents))} from ${r.phone}${account}, sent ${formatDateTime("en", new Date(r.sent_at), options.timezone)}, account shown "${r.account_reference ?? "?"}".`,
-      "Its callback never came and M-Pesa's status query gave no answer for a day. Nothing was credited: if M-Pesa's statement shows the payment, record it on the account (/pay).",
+      `Its callback never came and M-Pesa's status query gave no answer for a day. Nothing was credited: if M-Pesa's statement shows the payment, credit it with its receipt: /prompt_paid #${r.id} <receipt>.`,
     ].join("\n");
     counts.queued =
       (counts.queued ?? 0) +
