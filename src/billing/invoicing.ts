@@ -13,9 +13,18 @@ export interface InvoiceRunCounts {
 }
 
 /**
+ * A scheduled change (`s.next_plan_id`, plan `np`) to a plan of another period length than the
+ * current one (`p`): its periods count from the current period's end. One of the same length keeps
+ * the billing anchor, so that a period clamped to a short month (31 Jan → 28 Feb) does not move the
+ * billing day for good (28 Feb → 28 Mar instead of 31 Mar). As immediate changes do (plan-change.ts).
+ */
+const recountsSql = sql`(s.next_plan_id is not null
+  and (np.period_unit <> p.period_unit or np.period_count <> p.period_count))`;
+
+/**
  * Moves active subscriptions into their next period once it is paid for (prepaid: pay, then serve).
- * A scheduled plan change takes effect here and restarts the period count from this boundary, so a
- * plan with another period length starts cleanly. An unpaid period is left to dunning.
+ * A scheduled plan change takes effect here; to a plan of another period length it restarts the
+ * period count from this boundary (recountsSql). An unpaid period is left to dunning.
  */
 async function rollPaidPeriods(tx: Executor, ctx: BillingContext, now: Date, locked: SQL): Promise<number> {
   const tz = ctx.settings.timezone;
@@ -26,11 +35,12 @@ async function rollPaidPeriods(tx: Executor, ctx: BillingContext, now: Date, loc
     with due as (
       select s.id, s.router_id, s.next_plan_id is not null as plan_changes,
         coalesce(s.next_plan_id, s.plan_id) as plan_id,
-        case when s.next_plan_id is not null then s.current_period_end else s.billing_anchor end as anchor,
-        case when s.next_plan_id is not null then 0 else s.period_index + 1 end as period_index,
-        p.period_unit, p.period_count, s.current_period_end as period_start
+        case when ${recountsSql} then s.current_period_end else s.billing_anchor end as anchor,
+        case when ${recountsSql} then 0 else s.period_index + 1 end as period_index,
+        np.period_unit, np.period_count, s.current_period_end as period_start
       from subscriptions s
-      join plans p on p.id = coalesce(s.next_plan_id, s.plan_id)
+      join plans p on p.id = s.plan_id
+      join plans np on np.id = coalesce(s.next_plan_id, s.plan_id)
       where s.status = 'active' and s.current_period_end <= ${at} and s.customer_id in (${locked})
         and exists (select 1 from invoices i where i.subscription_id = s.id and i.kind = 'recurring'
                     and i.period_start = s.current_period_end and i.status = 'paid')
@@ -83,7 +93,7 @@ async function issueNextPeriodInvoices(
     with due as (
       select s.id as subscription_id, s.customer_id, np.name as plan_name, np.price_cents,
         s.current_period_end as period_start,
-        case when s.next_plan_id is not null
+        case when ${recountsSql}
           then ${periodBoundarySql(sql`s.current_period_end`, sql`np.period_unit`, sql`np.period_count`, sql`1`, tz)}
           else ${periodBoundarySql(sql`s.billing_anchor`, sql`p.period_unit`, sql`p.period_count`, sql`s.period_index + 2`, tz)}
         end as period_end

@@ -97,13 +97,17 @@ export async function alignIssuedNextPeriod(
   tx: Executor,
   ctx: BillingContext,
   changed: typeof subscriptions.$inferSelect,
+  currentPlan: Plan,
   nextPlan: Plan,
   next: Invoice,
 ): Promise<void> {
-  const periodEnd =
-    changed.nextPlanId !== null
-      ? periodAt(changed.currentPeriodEnd, nextPlan, 0, ctx.settings).end
-      : periodAt(changed.billingAnchor, nextPlan, changed.periodIndex + 1, ctx.settings).end;
+  // As the period will roll (invoicing.ts, recountsSql): counted afresh only for another length.
+  const recounts =
+    changed.nextPlanId !== null &&
+    (nextPlan.periodUnit !== currentPlan.periodUnit || nextPlan.periodCount !== currentPlan.periodCount);
+  const periodEnd = recounts
+    ? periodAt(changed.currentPeriodEnd, nextPlan, 0, ctx.settings).end
+    : periodAt(changed.billingAnchor, nextPlan, changed.periodIndex + 1, ctx.settings).end;
   if (next.periodEnd?.getTime() === periodEnd.getTime()) return;
   await tx.update(invoices).set({ periodEnd }).where(eq(invoices.id, next.id));
 }

@@ -95,7 +95,7 @@ export async function changePlanInTx(
     )
     .where(eq(subscriptions.id, subscription.id))
     .returning();
-  if (next) await alignIssuedNextPeriod(tx, ctx, changed!, toPlan, next);
+  if (next) await alignIssuedNextPeriod(tx, ctx, changed!, immediate ? toPlan : plan, toPlan, next);
   // The charge is due now, so it is paid before the next period's bill issued ahead, even with
   // money that bill already held (the very payment asked for this change, credited first).
   await settleOpenInvoices(tx, money, now, oneCustomer(customerId));

@@ -227,6 +227,51 @@ describe("changing plan", () => {
     expect(await sub(subscription.id)).toMatchObject({ planId: small.id, nextPlanId: null });
   });
 
+  it("a downgrade between monthly plans keeps a month-end billing day through a short month", async () => {
+    // Activated on 31 January: the first period ends on 28 February, the next on 31 March.
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2027-01-31T08:00:00Z"));
+    const fast = await createPlan(database.db, { priceCents: 200_000 });
+    const basic = await createPlan(database.db, { priceCents: 100_000 });
+    const { customer, subscription } = await activeSubscriber(ctx, fast.id);
+    expect(subscription.currentPeriodEnd.toISOString()).toBe("2027-02-28T08:00:00.000Z");
+    clock.set(new Date("2027-02-10T08:00:00Z"));
+    await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: basic.id });
+    clock.set(new Date("2027-02-26T08:00:00Z"));
+    await issueRecurringInvoices(ctx, job);
+    await applyPayment(ctx, admin, {
+      customerId: customer.id,
+      method: "cash",
+      provider: "cash",
+      providerRef: `me-${customer.id}`,
+      amountCents: 100_000,
+    });
+    clock.set(new Date("2027-02-28T09:00:00Z"));
+    await issueRecurringInvoices(ctx, job);
+    const rolled = await sub(subscription.id);
+    expect(rolled).toMatchObject({ planId: basic.id, nextPlanId: null });
+    expect(rolled.currentPeriodEnd.toISOString()).toBe("2027-03-31T08:00:00.000Z");
+    const [paid] = await database.db
+      .select()
+      .from(invoices)
+      .where(
+        and(
+          eq(invoices.subscriptionId, subscription.id),
+          eq(invoices.periodStart, rolled.currentPeriodStart),
+        ),
+      );
+    expect(paid!.periodEnd).toEqual(rolled.currentPeriodEnd);
+    // And the billing day stays the month's end after that.
+    clock.set(new Date("2027-03-30T08:00:00Z"));
+    await issueRecurringInvoices(ctx, job);
+    const [april] = await database.db
+      .select()
+      .from(invoices)
+      .where(
+        and(eq(invoices.subscriptionId, subscription.id), eq(invoices.periodStart, rolled.currentPeriodEnd)),
+      );
+    expect(april!.periodEnd!.toISOString()).toBe("2027-04-30T08:00:00.000Z");
+  });
+
   it("an immediate downgrade (when configured) credits the unused difference", async () => {
     const { ctx, clock } = billingContext(database.db, new FakeClock("2026-04-04T00:00:00Z"), {
       downgradeMode: "immediate",
