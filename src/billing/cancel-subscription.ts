@@ -1,4 +1,5 @@
 import { and, eq, gt, gte, inArray, or, sql } from "drizzle-orm";
+import type { Executor } from "../db/client.ts";
 import { invoices, ledgerEntries, subscriptions } from "../db/schema/index.ts";
 import { audit, requireReason } from "./audit.ts";
 import type { Actor, BillingContext } from "./context.ts";
@@ -23,16 +24,21 @@ export async function cancelSubscription(
     const now = ctx.clock.now();
     const { subscription, money } = await lockedSubscription(tx, input.subscriptionId);
     if (subscription.status === "cancelled") return subscription;
-    // Not served: a sign-up's whole first period; a subscriber cut off for non-payment, everything
-    // from the end of the last period paid for (the renewal they never had); else from now.
+    // Not served: a sign-up's whole first period; once the period paid for has ended without
+    // rolling on (cut off, by dunning or an admin, or in the grace hours before dunning, its renewal
+    // unpaid), everything from its end: the renewal they never had. Else from now.
+    const ended = subscription.currentPeriodEnd <= now;
+    const fromPeriodEnd =
+      ended && (subscription.status === "suspended" || !(await renewalPaid(tx, subscription)));
     const unservedFrom =
       subscription.status === "pending"
         ? subscription.currentPeriodStart
-        : subscription.status === "suspended" &&
-            subscription.suspendedReason === "dunning" &&
-            subscription.currentPeriodEnd <= now
+        : fromPeriodEnd
           ? subscription.currentPeriodEnd
           : now;
+    // A plan change's top-up for the next period is due when it starts: at the boundary, unserved
+    // too. From now, a charge due this instant is an upgrade of the period being served.
+    const atBoundary = subscription.status === "pending" || fromPeriodEnd;
     const unserved = await tx
       .select()
       .from(invoices)
@@ -43,7 +49,10 @@ export async function cancelSubscription(
           or(
             and(eq(invoices.kind, "recurring"), gte(invoices.periodStart, unservedFrom)),
             // A plan change's charge for a period not started yet (due when that period starts).
-            and(eq(invoices.kind, "proration"), gt(invoices.dueAt, unservedFrom)),
+            and(
+              eq(invoices.kind, "proration"),
+              atBoundary ? gte(invoices.dueAt, unservedFrom) : gt(invoices.dueAt, unservedFrom),
+            ),
           ),
         ),
       );
@@ -100,4 +109,26 @@ export async function cancelSubscription(
     });
     return updated!;
   });
+}
+
+/**
+ * The next period's bill is paid: the period rolls on at the next invoice run (invoicing.ts), so
+ * a subscription still showing the ended period is being served in the next one.
+ */
+async function renewalPaid(
+  tx: Executor,
+  subscription: { id: number; currentPeriodEnd: Date },
+): Promise<boolean> {
+  const [paid] = await tx
+    .select({ id: invoices.id })
+    .from(invoices)
+    .where(
+      and(
+        eq(invoices.subscriptionId, subscription.id),
+        eq(invoices.kind, "recurring"),
+        eq(invoices.periodStart, subscription.currentPeriodEnd),
+        eq(invoices.status, "paid"),
+      ),
+    );
+  return paid !== undefined;
 }

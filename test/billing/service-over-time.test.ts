@@ -90,6 +90,75 @@ describe("service over time", () => {
     expect(bills.filter((i) => i.status === "open")).toEqual([]);
   });
 
+  it("cancelling in the grace hours after the period ended, the renewal unpaid, leaves nothing owed for it", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-11-12T08:00:00Z"));
+    const plan = await createPlan(database.db, { priceCents: 200_000 });
+    const { customer, subscription } = await activeSubscriber(ctx, plan.id);
+    const due = subscription.currentPeriodEnd.getTime();
+    clock.set(new Date(due - 3 * DAY));
+    await issueRecurringInvoices(ctx, job);
+    clock.set(new Date(due + 12 * HOUR));
+    expect((await suspendOverdue(ctx, job)).suspended).toBe(0);
+    await cancelSubscription(ctx, admin, { subscriptionId: subscription.id, reason: "not renewing" });
+    expect(await ledgerSum(database.db, customer.id)).toBe(0);
+  });
+
+  it("cancelling after the period ended with the renewal paid keeps the renewal being served", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-11-12T08:00:00Z"));
+    const plan = await createPlan(database.db, { priceCents: 200_000 });
+    const { customer, subscription } = await activeSubscriber(ctx, plan.id);
+    const due = subscription.currentPeriodEnd.getTime();
+    clock.set(new Date(due - 3 * DAY));
+    await issueRecurringInvoices(ctx, job);
+    await cash(ctx, customer.id, 200_000, `renewal-${customer.id}`);
+    // Before the invoice run rolls the period on: the paid month has started all the same.
+    clock.set(new Date(due + 2 * HOUR));
+    await cancelSubscription(ctx, admin, { subscriptionId: subscription.id, reason: "moving away" });
+    expect(await ledgerSum(database.db, customer.id)).toBe(0);
+    const bills = await database.db
+      .select()
+      .from(invoices)
+      .where(eq(invoices.subscriptionId, subscription.id));
+    expect(bills.filter((i) => i.status === "void")).toEqual([]);
+  });
+
+  it("cancelling after an admin's suspension over dunning's leaves nothing owed for the renewal never served", async () => {
+    const { ctx, clock, customer, subscription } = await suspendedForNonPayment("2026-11-10T08:00:00Z");
+    await suspendSubscription(ctx, admin, { subscriptionId: subscription.id, reason: "abuse report" });
+    clock.advance(5 * DAY);
+    await cancelSubscription(ctx, admin, { subscriptionId: subscription.id, reason: "moved away" });
+    expect(await ledgerSum(database.db, customer.id)).toBe(0);
+  });
+
+  it("cancelling a subscriber cut off for non-payment voids an upgrade's top-up for the renewal too", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-08-01T08:00:00Z"));
+    const basic = await createPlan(database.db, { priceCents: 100_000 });
+    const premium = await createPlan(database.db, { priceCents: 200_000 });
+    const { customer, subscription } = await activeSubscriber(ctx, basic.id);
+    const end = subscription.currentPeriodEnd.getTime();
+    clock.set(new Date(end - 2 * DAY));
+    await issueRecurringInvoices(ctx, job);
+    await changePlan(ctx, admin, { subscriptionId: subscription.id, planId: premium.id });
+    const bills = await database.db
+      .select()
+      .from(invoices)
+      .where(eq(invoices.subscriptionId, subscription.id));
+    // The upgrade for the days left is paid; the next period's top-up (due when it starts) is not.
+    const upNow = bills.find((i) => i.kind === "proration" && i.dueAt.getTime() < end)!;
+    expect(bills.some((i) => i.kind === "proration" && i.dueAt.getTime() === end)).toBe(true);
+    await cash(ctx, customer.id, upNow.amountCents, `up-${customer.id}`);
+    clock.set(new Date(end + DAY + HOUR));
+    expect((await suspendOverdue(ctx, job)).suspended).toBe(1);
+    clock.advance(5 * DAY);
+    await cancelSubscription(ctx, admin, { subscriptionId: subscription.id, reason: "moved away" });
+    const after = await database.db
+      .select()
+      .from(invoices)
+      .where(eq(invoices.subscriptionId, subscription.id));
+    expect(after.filter((i) => i.status === "open")).toEqual([]);
+    expect(await ledgerSum(database.db, customer.id)).toBe(0);
+  });
+
   it("free days given to a suspended subscriber bring service back; still unpaid after them, it is suspended again", async () => {
     const { ctx, clock, subscription, due } = await suspendedForNonPayment("2026-06-01T08:00:00Z");
     const extended = await extendService(ctx, admin, {
