@@ -25,11 +25,15 @@ export async function cancelSubscription(
     const { subscription, money } = await lockedSubscription(tx, input.subscriptionId);
     if (subscription.status === "cancelled") return subscription;
     // Not served: a sign-up's whole first period; once the period paid for has ended without
-    // rolling on (cut off, by dunning or an admin, or in the grace hours before dunning, its renewal
-    // unpaid), everything from its end: the renewal they never had. Else from now.
+    // rolling on, everything from its end (the renewal they never had) when they were cut off (by
+    // dunning or an admin) or are in the grace days dunning gives an unpaid renewal: not renewing
+    // then owes nothing. Else from now: served past the grace days unpaid (an admin's resume, say),
+    // they owe the period they were using.
     const ended = subscription.currentPeriodEnd <= now;
+    const inGrace =
+      now.getTime() < subscription.currentPeriodEnd.getTime() + ctx.settings.graceDays * 86_400_000;
     const fromPeriodEnd =
-      ended && (subscription.status === "suspended" || !(await renewalPaid(tx, subscription)));
+      ended && (subscription.status === "suspended" || (inGrace && !(await renewalPaid(tx, subscription))));
     const unservedFrom =
       subscription.status === "pending"
         ? subscription.currentPeriodStart
