@@ -1,13 +1,13 @@
-import { and, eq, sql } from "drizzle-orm";
+import { eq } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
-import { invoices, plans, subscriptions } from "../db/schema/index.ts";
+import { subscriptions } from "../db/schema/index.ts";
 import { audit, requireReason } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { restartDunningInTx } from "./dunning.ts";
 import { lockedSubscription } from "./money-lock.ts";
 import { periodBoundary } from "./periods.ts";
 import { restoreIfSettled } from "./restore.ts";
-import { periodAt, periodsCountedFrom } from "./service-periods.ts";
+import { movePeriodEnd } from "./service-periods.ts";
 
 /**
  * Free days of service, as an ISP means "extend": the paid-until date (the current period's end)
@@ -56,44 +56,8 @@ export async function extendSubscription(
     // Calendar days from the paid-until date; the periods after it count from the new date (an
     // anchor moved by days and counted in months again could land on the same month end).
     const newEnd = periodBoundary(oldEnd, "days", input.days, 1, ctx.settings.timezone);
-    const [updated] = await tx
-      .update(subscriptions)
-      .set({ ...periodsCountedFrom(newEnd), currentPeriodEnd: newEnd })
-      .where(eq(subscriptions.id, subscription.id))
-      .returning();
-    const [scheduled] = subscription.nextPlanId
-      ? await tx.select().from(plans).where(eq(plans.id, subscription.nextPlanId))
-      : [];
-    const following = periodAt(newEnd, scheduled ?? plan, 0, ctx.settings);
-    // The next period's bill moves with it, and so do plan changes' top-ups due when it starts.
-    const moved = await tx
-      .update(invoices)
-      .set({ periodStart: following.start, periodEnd: following.end, dueAt: following.start })
-      .where(
-        and(
-          eq(invoices.subscriptionId, subscription.id),
-          eq(invoices.kind, "recurring"),
-          eq(invoices.periodStart, oldEnd),
-        ),
-      )
-      .returning({ id: invoices.id });
-    const movedTopUps = await tx
-      .update(invoices)
-      .set({ dueAt: following.start })
-      .where(
-        and(
-          eq(invoices.subscriptionId, subscription.id),
-          eq(invoices.kind, "proration"),
-          eq(invoices.dueAt, oldEnd),
-          sql`${invoices.status} <> 'void'`,
-        ),
-      )
-      .returning({ id: invoices.id });
-    await restartDunningInTx(
-      tx,
-      [...moved, ...movedTopUps].map((i) => i.id),
-      { moved: true },
-    );
+    const { updated, movedInvoiceIds } = await movePeriodEnd(tx, subscription, plan, newEnd, ctx.settings);
+    await restartDunningInTx(tx, movedInvoiceIds, { moved: true });
     await audit(tx, actor, now, {
       action: "subscription.extended",
       entity: "subscription",
@@ -101,6 +65,6 @@ export async function extendSubscription(
       reason,
       details: { days: input.days, from: oldEnd.toISOString(), to: newEnd.toISOString() },
     });
-    return updated!;
+    return updated;
   });
 }

@@ -1,6 +1,6 @@
 import { and, eq, sql } from "drizzle-orm";
 import type { Executor } from "../db/client.ts";
-import { invoices, type PeriodUnit, subscriptions } from "../db/schema/index.ts";
+import { invoices, type PeriodUnit, plans, subscriptions } from "../db/schema/index.ts";
 import type { BillingSettings } from "./context.ts";
 import { periodBoundary } from "./periods.ts";
 
@@ -57,4 +57,53 @@ export async function restartPeriodAt(
       .where(and(eq(invoices.id, coveringInvoiceId), eq(invoices.kind, "recurring")));
   }
   return period;
+}
+
+/**
+ * Moves the end of a subscription's current period to `newEnd` (free days; a resume after a
+ * suspension that outlived the period), the periods after it counting from there. The next
+ * period's bill moves with it, and so do plan changes' top-ups due when it starts: the ids of those
+ * moved, whose dunning the caller starts over.
+ */
+export async function movePeriodEnd(
+  tx: Executor,
+  subscription: typeof subscriptions.$inferSelect,
+  plan: PeriodPlan,
+  newEnd: Date,
+  settings: BillingSettings,
+): Promise<{ updated: typeof subscriptions.$inferSelect; movedInvoiceIds: number[] }> {
+  const oldEnd = subscription.currentPeriodEnd;
+  const [updated] = await tx
+    .update(subscriptions)
+    .set({ ...periodsCountedFrom(newEnd), currentPeriodEnd: newEnd })
+    .where(eq(subscriptions.id, subscription.id))
+    .returning();
+  const [scheduled] = subscription.nextPlanId
+    ? await tx.select().from(plans).where(eq(plans.id, subscription.nextPlanId))
+    : [];
+  const following = periodAt(newEnd, scheduled ?? plan, 0, settings);
+  const moved = await tx
+    .update(invoices)
+    .set({ periodStart: following.start, periodEnd: following.end, dueAt: following.start })
+    .where(
+      and(
+        eq(invoices.subscriptionId, subscription.id),
+        eq(invoices.kind, "recurring"),
+        eq(invoices.periodStart, oldEnd),
+      ),
+    )
+    .returning({ id: invoices.id });
+  const movedTopUps = await tx
+    .update(invoices)
+    .set({ dueAt: following.start })
+    .where(
+      and(
+        eq(invoices.subscriptionId, subscription.id),
+        eq(invoices.kind, "proration"),
+        eq(invoices.dueAt, oldEnd),
+        sql`${invoices.status} <> 'void'`,
+      ),
+    )
+    .returning({ id: invoices.id });
+  return { updated: updated!, movedInvoiceIds: [...moved, ...movedTopUps].map((i) => i.id) };
 }

@@ -6,6 +6,7 @@ import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { restartDunningInTx } from "./dunning.ts";
 import { lockedSubscription } from "./money-lock.ts";
 import { enqueueProvisioning } from "./outbox.ts";
+import { movePeriodEnd } from "./service-periods.ts";
 
 /** An admin sets a subscription's service state; the router follows and the reason is audited. */
 async function setServiceByAdmin(
@@ -17,7 +18,7 @@ async function setServiceByAdmin(
   const reason = requireReason(input.reason);
   return ctx.db.transaction(async (tx) => {
     const now = ctx.clock.now();
-    const { subscription } = await lockedSubscription(tx, input.subscriptionId);
+    const { subscription, plan } = await lockedSubscription(tx, input.subscriptionId);
     if (change === "suspend") {
       if (subscription.status === "cancelled")
         throw new BillingError("cancelled", "That subscription is cancelled.");
@@ -32,6 +33,10 @@ async function setServiceByAdmin(
     } else if (subscription.status !== "suspended") {
       throw new BillingError("not_suspended", "That subscription is not suspended.");
     }
+    // Back after the period paid for ran out: the days cut off are not billed. The period ends now,
+    // so the next one (and its bill, issued or to come) starts with the service.
+    const endsNow = change === "resume" && subscription.currentPeriodEnd < now;
+    if (endsNow) await movePeriodEnd(tx, subscription, plan, now, ctx.settings);
     const [updated] = await tx
       .update(subscriptions)
       .set(
@@ -55,6 +60,13 @@ async function setServiceByAdmin(
       entity: "subscription",
       entityId: subscription.id,
       reason,
+      ...(endsNow
+        ? {
+            details: {
+              periodEnd: { from: subscription.currentPeriodEnd.toISOString(), to: now.toISOString() },
+            },
+          }
+        : {}),
     });
     return updated!;
   });

@@ -206,15 +206,55 @@ describe("service over time", () => {
     expect((await sub(subscription.id)).status).toBe("suspended");
   });
 
-  it("free days after an admin's resume keep the resume's grace period", async () => {
+  it("free days after an admin's resume count from the resume, and the grace day after them", async () => {
     const { ctx, clock, subscription, due } = await suspendedForNonPayment("2026-06-10T08:00:00Z");
     clock.set(new Date(due + 10 * DAY));
     await resumeSubscription(ctx, admin, { subscriptionId: subscription.id, reason: "promised to pay" });
     await extendService(ctx, admin, { subscriptionId: subscription.id, days: 2, reason: "outage" });
     clock.advance(2 * HOUR);
     expect((await suspendOverdue(ctx, job)).suspended).toBe(0);
+    clock.advance(2 * DAY);
+    expect((await suspendOverdue(ctx, job)).suspended).toBe(0);
     clock.advance(DAY);
     expect((await suspendOverdue(ctx, job)).suspended).toBe(1);
+  });
+
+  it("an admin's suspension that outlived the period: after the resume the next period starts with the service", async () => {
+    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-09-01T08:00:00Z"));
+    const plan = await createPlan(database.db, { priceCents: 300_000 });
+    const { customer, subscription } = await activeSubscriber(ctx, plan.id);
+    const end = subscription.currentPeriodEnd.getTime();
+    clock.set(new Date(end - 20 * DAY));
+    await suspendSubscription(ctx, admin, { subscriptionId: subscription.id, reason: "customer travelling" });
+    clock.set(new Date(end + 19 * DAY));
+    await issueRecurringInvoices(ctx, job);
+    await resumeSubscription(ctx, admin, { subscriptionId: subscription.id, reason: "back home" });
+    const resumedAt = clock.now();
+    await issueRecurringInvoices(ctx, job);
+    const [renewal] = await database.db
+      .select()
+      .from(invoices)
+      .where(and(eq(invoices.subscriptionId, subscription.id), eq(invoices.periodStart, resumedAt)));
+    expect(renewal).toMatchObject({ kind: "recurring", dueAt: resumedAt, amountCents: 300_000 });
+    await cash(ctx, customer.id, 300_000, `back-${customer.id}`);
+    await issueRecurringInvoices(ctx, job);
+    const served = await sub(subscription.id);
+    expect(served.currentPeriodStart).toEqual(resumedAt);
+    expect(served.currentPeriodEnd).toEqual(renewal!.periodEnd);
+  });
+
+  it("cut off by dunning, resumed by an admin, then paid: the paid month starts at the resume", async () => {
+    const { ctx, clock, customer, subscription, due } = await suspendedForNonPayment("2026-06-15T08:00:00Z");
+    clock.set(new Date(due + 10 * DAY));
+    await resumeSubscription(ctx, admin, { subscriptionId: subscription.id, reason: "promised to pay" });
+    const resumedAt = clock.now();
+    clock.advance(12 * HOUR);
+    await cash(ctx, customer.id, 200_000, `p-${customer.id}`);
+    await issueRecurringInvoices(ctx, job);
+    const served = await sub(subscription.id);
+    expect(served.status).toBe("active");
+    expect(served.currentPeriodStart).toEqual(resumedAt);
+    expect(served.currentPeriodEnd.getTime()).toBeGreaterThan(resumedAt.getTime() + 29 * DAY);
   });
 
   it("a bill moved by free days is reminded again, by SMS, for its new due date", async () => {
