@@ -118,13 +118,19 @@ async function addOrConflict(api: RouterApi, menu: string, values: Record<string
   }
 }
 
+/**
+ * Removes entries by id, in one command while all are there. Gone already (a session that hung up,
+ * an entry removed by hand): the goal is reached for it. But RouterOS refuses a whole list when one
+ * of its ids is gone, so the others are then removed one by one: a subscriber's stale session that
+ * hung up must not leave their live one online, nor one plan member's a whole plan's at old speed.
+ */
 export async function removeIds(api: RouterApi, menu: string, ids: string[]): Promise<void> {
   if (ids.length === 0) return;
   try {
     await api.run(`${menu}/remove`, [`=.id=${ids.join(",")}`]);
   } catch (error) {
-    // Gone already (a session that hung up, an entry removed by hand): the goal is reached.
     if (!(error instanceof RouterTrapError && /no such item/.test(error.message))) throw error;
+    if (ids.length > 1) for (const id of ids) await removeIds(api, menu, [id]);
   }
 }
 

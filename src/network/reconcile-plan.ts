@@ -1,6 +1,6 @@
 import { type RouterApi, type RouterRow, RouterTrapError } from "./connection.ts";
 import type { DesiredHotspotUser, DesiredProfile, DesiredSecret, SessionOwner } from "./desired.ts";
-import { ensureProfile, profileDiff, profileMarkerOf, profileMenu } from "./driver.ts";
+import { ensureProfile, profileDiff, profileMarkerOf, profileMenu, removeIds } from "./driver.ts";
 import { parseMarker, subscriptionMarker, voucherMarker } from "./markers.ts";
 import { profileRef, type ReconcileTarget, refOf } from "./targets.ts";
 
@@ -176,12 +176,9 @@ export function planEntries<W extends DesiredSecret | DesiredHotspotUser>(
     plan.counts.kicked += ids.length;
     plan.kicks.push({
       ref: ref(),
-      run: () =>
-        api.run(`${spec.activeMenu}/remove`, [`=.id=${ids.join(",")}`]).catch((error: unknown) => {
-          // Refused: the session hung up meanwhile. Anything else (not sent, router lost) is unfinished.
-          if (!(error instanceof RouterTrapError)) throw error;
-          return [];
-        }),
+      // A session that hung up meanwhile is dropped already (removeIds); anything else (not sent,
+      // router lost) is unfinished.
+      run: () => removeIds(api, spec.activeMenu, ids).then(() => []),
     });
   };
   const remove = (row: RouterRow, marker: string | undefined, ref: string) => {
