@@ -79,7 +79,7 @@ export interface ConnectionEvents {
   onContact?(): void;
   /** The connection failed or was lost (health: last error). */
   onFailure?(error: Error): void;
-  /** The router is reachable again after its circuit had opened. */
+  /** The router is reachable again after the connection failed or was lost. */
   onRecovered?(): void;
 }
 
@@ -254,7 +254,12 @@ export class RouterConnection implements RouterApi {
     }
     this.api = api;
     this.lastUse = Date.now();
-    if (this.breaker.success()) this.events.onRecovered?.();
+    // Back after any loss, not only once the circuit had opened: rows that failed on the lost
+    // connection wait at the longest back-off (outbox-outcomes.ts), and a single dropped connection
+    // neither opens the circuit nor leaves the router for the prober to notice.
+    const lostBefore = this.breaker.consecutiveFailures > 0;
+    this.breaker.success();
+    if (lostBefore) this.events.onRecovered?.();
     this.events.onContact?.();
     this.startKeepalive();
     return api;

@@ -30,7 +30,7 @@ export class RouterPool {
     private readonly contactWriteIntervalMs = 5_000,
   ) {}
 
-  /** Called when a router whose circuit had opened answers again. */
+  /** Called when a router answers again after its connection failed or was lost. */
   onRecovered(listener: (routerId: number) => void): void {
     this.recoveredListeners.push(listener);
   }

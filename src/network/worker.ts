@@ -207,7 +207,7 @@ export class ProvisioningWorker {
     }
   }
 
-  /** A router whose circuit had opened answered the worker's own traffic (the prober notices the rest). */
+  /** A router answered again after a lost connection, to the worker's own traffic (the prober notices the rest). */
   private async routerRecovered(routerId: number): Promise<void> {
     try {
       await makeRouterRowsDue(this.deps.db, this.deps.clock.now(), routerId);

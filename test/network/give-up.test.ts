@@ -89,6 +89,31 @@ describe("a router that stalls every delivery past its lease", () => {
   });
 });
 
+describe("a router that answers everything but one command, never in time", () => {
+  it("the row uses up its attempts on the timeouts, is given up and the admin told", async () => {
+    const tower = await emulatedRouter(database.db);
+    const stack = networkStack(database.db, clock, {
+      worker: { adminPhone: ADMIN, maxAttempts: 3 },
+      connection: { commandTimeoutMs: 300 },
+    });
+    try {
+      const plan = await createPlan(database.db, { priceCents: 100_000 });
+      const { subscription } = await subscriberOn(tower.routerId, plan.id, "Timed Out Always");
+      tower.emulator.faults.delayFor = (command) => (command.command === "/ppp/secret/print" ? 1_000 : 0);
+      for (let i = 0; i < 8 && (await rowOf(subscription.id)).status === "pending"; i++) {
+        await stack.worker.drain();
+        clock.advance(10 * 60_000);
+      }
+      expect(await rowOf(subscription.id)).toMatchObject({ status: "dead", attempts: 3 });
+      expect(await alertsMentioning("timed out")).toHaveLength(1);
+    } finally {
+      tower.emulator.faults.delayFor = null;
+      await stack.close();
+      await tower.emulator.stop();
+    }
+  });
+});
+
 describe("a row given up while its alert cannot be queued", () => {
   it("the other rows of its batch still wait out their back-off, and it is given up at its next failure", async () => {
     const t = await towerAndWorker({ maxAttempts: 2 });

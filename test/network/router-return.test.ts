@@ -156,4 +156,49 @@ describe("a router that comes back after an outage", () => {
       await tower.emulator.stop();
     }
   }, 90_000);
+
+  it("a change that failed on a connection dropped once is sent when the next one is made, not 5 minutes on", async () => {
+    const tower = await emulatedRouter(database.db);
+    // Production's probe interval: the prober only asks routers still disconnected anyway.
+    const stack = networkStack(database.db, systemClock, {
+      worker: { backoffMaxMs: BACKOFF_MAX_MS, pollMs: 100, probeMs: 15_000 },
+    });
+    try {
+      await overdueSubscribers(tower.routerId, "blip", 2);
+      expect((await putOnRouter(tower.routerId)).ok).toBe(true);
+      const [first, second] = tower.emulator.items("/ppp/secret").filter((s) => s.name?.startsWith("blip"));
+      stack.worker.start();
+      // The connection drops once, on the first command of the first suspension.
+      let dropped = false;
+      tower.emulator.faults.dropWhen = (command) => {
+        if (dropped || command.command !== "/ppp/secret/print") return false;
+        dropped = true;
+        return true;
+      };
+      const { ctx } = billingContext(database.db, new FakeClock(new Date()));
+      await database.db.execute(
+        sql`update invoices set due_at = now() + interval '1 day'
+            where subscription_id in (select id from subscriptions where network_username = ${second!.name!})`,
+      );
+      expect((await suspendOverdue(ctx, job)).suspended).toBe(1);
+      stack.worker.kick();
+      await waitFor(async () => (await backedOff(tower.routerId)) === 1);
+      tower.emulator.faults.dropWhen = null;
+      expect(tower.emulator.find("/ppp/secret", first!.name!)?.disabled).toBe("false");
+
+      // The router answers all along: the next change goes out over a new connection, and the one
+      // parked by the drop goes with it.
+      await database.db.execute(
+        sql`update invoices set due_at = now() - interval '5 days'
+            where subscription_id in (select id from subscriptions where network_username = ${second!.name!})`,
+      );
+      expect((await suspendOverdue(ctx, job)).suspended).toBe(1);
+      stack.worker.kick();
+      await waitFor(async () => (await pendingFor(tower.routerId)) === 0);
+      expect(disabledSecrets(tower.emulator, "blip")).toBe(2);
+    } finally {
+      await stack.close();
+      await tower.emulator.stop();
+    }
+  }, 60_000);
 });
