@@ -28,6 +28,11 @@ export interface RouterEndpoint {
   name?: string;
   /** Where its API-SSL certificate is pinned. A TLS endpoint without pins is always refused. */
   pins?: CertificatePins;
+  /**
+   * The endpoint as stored now, read at each connect: an admin's change of address or login (made
+   * through another instance, say) counts from the next connection on. Null: the router is gone.
+   */
+  reload?(): Promise<RouterEndpoint | null>;
 }
 
 /** A router's pinned API-SSL certificate (see tls-pin.ts), kept with the router (routers.ts). */
@@ -99,7 +104,7 @@ export class RouterConnection implements RouterApi {
   private readonly options: ConnectionOptions;
 
   constructor(
-    private readonly endpoint: RouterEndpoint,
+    private endpoint: RouterEndpoint,
     options: Partial<ConnectionOptions> = {},
     private readonly events: ConnectionEvents = {},
   ) {
@@ -183,6 +188,7 @@ export class RouterConnection implements RouterApi {
   }
 
   private async open(): Promise<RouterOSAPI> {
+    await this.reloadEndpoint();
     const { host, port, tls, username, password } = this.endpoint;
     const idleSeconds = Math.ceil((this.options.keepaliveMs * 2 + this.options.commandTimeoutMs) / 1000);
     let pinned: string | null = null;
@@ -263,6 +269,19 @@ export class RouterConnection implements RouterApi {
     this.events.onContact?.();
     this.startKeepalive();
     return api;
+  }
+
+  private async reloadEndpoint(): Promise<void> {
+    if (!this.endpoint.reload) return;
+    let stored: RouterEndpoint | null;
+    try {
+      stored = await this.endpoint.reload();
+    } catch {
+      // The database is unreachable: the endpoint known last is still the best guess.
+      return;
+    }
+    if (!stored) throw this.failed(new RouterUnavailableError("the router was removed"));
+    this.endpoint = stored;
   }
 
   /** A failed connection attempt: counted by the breaker and reported, then thrown by the caller. */

@@ -149,6 +149,7 @@ export async function routerEndpoint(
     username: row.username,
     password: box.open(row.passwordEncrypted),
     pins: certificatePins(db, routerId),
+    reload: () => routerEndpoint(db, box, routerId),
   };
 }
 
