@@ -281,7 +281,11 @@ const schema = z.object({
     .default("*/15 * * * *"),
   /** Delivery attempts of one provisioning command before it is given up (and the admin alerted). */
   PROVISIONING_MAX_ATTEMPTS: z.coerce.number().int().min(1).default(8),
-  ROUTER_COMMAND_TIMEOUT_MS: z.coerce.number().int().min(100).default(10_000),
+  /**
+   * At most 30 s: a provisioning command is written only while its lease outlives it by 45 s
+   * (network/worker.ts, LEASE_SAFETY_MS), or a late command could overwrite a newer state.
+   */
+  ROUTER_COMMAND_TIMEOUT_MS: z.coerce.number().int().min(100).max(30_000).default(10_000),
   /** A router that cannot be reached is asked this often whether it is back; its queue goes out then. */
   ROUTER_PROBE_SECONDS: z.coerce.number().int().min(1).default(15),
 });

@@ -18,6 +18,9 @@ describe("configuration", () => {
     expect(() => loadConfig({ DATABASE_URL: "not a url" })).toThrow(/DATABASE_URL/);
     expect(() => loadConfig({ DUNNING_REMINDER_DAYS: "-3,soon" })).toThrow(/DUNNING_REMINDER_DAYS/);
     expect(() => loadConfig({ TIMEZONE: "Nairobi" })).toThrow(/TIMEZONE.*time zone name/s);
+    // A command must end well before the provisioning lease that guards it (network/worker.ts).
+    expect(() => loadConfig({ ROUTER_COMMAND_TIMEOUT_MS: "60000" })).toThrow(/ROUTER_COMMAND_TIMEOUT_MS/);
+    expect(loadConfig({ ROUTER_COMMAND_TIMEOUT_MS: "30000" }).ROUTER_COMMAND_TIMEOUT_MS).toBe(30_000);
     expect(() => loadConfig({ RECONCILE_CRON: "every 15 minutes" })).toThrow(
       /RECONCILE_CRON.*cron schedule/s,
     );

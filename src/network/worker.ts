@@ -18,7 +18,7 @@ import { makeRouterRowsDue, RouterProber } from "./prober.ts";
 
 /**
  * Time kept between the last moment a command of a row may be written and the end of its lease
- * (lease-guard.ts); it must exceed a command's timeout (10 s by default).
+ * (lease-guard.ts); it must exceed a command's timeout (10 s by default, at most 30 s: config.ts).
  */
 const LEASE_SAFETY_MS = 45_000;
 
