@@ -32,7 +32,7 @@ function isCronPattern(pattern: string): boolean {
 
 const csvIntegers = z
   .string()
-  .regex(/^-?d+(,-?d+)*$/, "a comma-separated list of whole numbers")
+  .regex(/^-?\d+(,-?\d+)*$/, "a comma-separated list of whole numbers")
   .transform((v) => v.split(",").map(Number));
 
 /**

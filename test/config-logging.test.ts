@@ -17,6 +17,8 @@ describe("configuration", () => {
     expect(() => loadConfig({ PORT: "eighty" })).toThrow(/PORT/);
     expect(() => loadConfig({ DATABASE_URL: "not a url" })).toThrow(/DATABASE_URL/);
     expect(() => loadConfig({ DUNNING_REMINDER_DAYS: "-3,soon" })).toThrow(/DUNNING_REMINDER_DAYS/);
+    expect(() => loadConfig({ DUNNING_REMINDER_DAYS: "d,-dd" })).toThrow(/DUNNING_REMINDER_DAYS/);
+    expect(loadConfig({ DUNNING_REMINDER_DAYS: "-7,-3,0" }).DUNNING_REMINDER_DAYS).toEqual([-7, -3, 0]);
     expect(() => loadConfig({ TIMEZONE: "Nairobi" })).toThrow(/TIMEZONE.*time zone name/s);
     // A command must end well before the provisioning lease that guards it (network/worker.ts).
     expect(() => loadConfig({ ROUTER_COMMAND_TIMEOUT_MS: "60000" })).toThrow(/ROUTER_COMMAND_TIMEOUT_MS/);
