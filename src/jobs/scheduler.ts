@@ -21,20 +21,25 @@ export function startScheduler(
   deps: { db: Db; clock: Clock; logger: Logger; timezone: string },
   jobs: ScheduledJob[],
 ) {
+  /**
+   * A run that could not even be recorded (the database down or failing over) is logged: thrown
+   * from a timer it would be an unhandled rejection, which ends the process, and so every job.
+   * The next tick tries again; a missed slot is caught up at the next start (`runAll`).
+   */
+  const run = async (job: ScheduledJob, slot?: Date) => {
+    try {
+      const result = await runJob(deps.db, deps.clock, job.name, job.run, slot);
+      if (result.status === "failed") deps.logger.error({ job: job.name, error: result.error }, "job failed");
+      else deps.logger.info({ job: job.name, status: result.status, counts: result.counts }, "job ran");
+    } catch (error) {
+      deps.logger.error({ job: job.name, err: error }, "job could not run");
+    }
+  };
   const timers = jobs.map(
     (job) =>
-      new Cron(job.schedule, { name: job.name, protect: true, timezone: deps.timezone }, async (self) => {
-        const result = await runJob(
-          deps.db,
-          deps.clock,
-          job.name,
-          job.run,
-          slotOf(self.currentRun() ?? deps.clock.now()),
-        );
-        if (result.status === "failed")
-          deps.logger.error({ job: job.name, error: result.error }, "job failed");
-        else deps.logger.info({ job: job.name, status: result.status, counts: result.counts }, "job ran");
-      }),
+      new Cron(job.schedule, { name: job.name, protect: true, timezone: deps.timezone }, (self) =>
+        run(job, slotOf(self.currentRun() ?? deps.clock.now())),
+      ),
   );
   return {
     /**
@@ -42,8 +47,7 @@ export function startScheduler(
      * timers would for that scheduled minute.
      */
     runAll: async (slot?: Date) => {
-      for (const job of jobs)
-        await runJob(deps.db, deps.clock, job.name, job.run, slot ? slotOf(slot) : undefined);
+      for (const job of jobs) await run(job, slot ? slotOf(slot) : undefined);
     },
     stop: () => {
       for (const timer of timers) timer.stop();

@@ -129,6 +129,9 @@ export function scheduleRecovery(
   if (!options.scheduler) return null;
   const every = Math.max(1, Math.min(59, Math.round(options.everySeconds ?? 30)));
   return new Cron(`*/${every} * * * * *`, { protect: true, name: recoveryJobName }, async () => {
-    await runRecoveryJob(options);
+    // Thrown from the timer (the database down), it would end the process: logged, tried next tick.
+    await runRecoveryJob(options).catch((error: unknown) =>
+      options.logger.error({ err: error }, "M-Pesa recovery could not run"),
+    );
   });
 }
