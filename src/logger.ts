@@ -12,12 +12,23 @@ export function safeError(error: unknown): unknown {
   return scrub(serialized, 0);
 }
 
+/**
+ * What an error carries of the request that failed is left out: a query's parameters, and a Bot
+ * API call's `payload` (grammY's GrammyError), which holds a webhook's `secret_token` or a
+ * message's text (a router login, a voucher code).
+ */
+const REQUEST_KEYS = new Set(["params", "parameters", "args", "payload"]);
+
+/** A Telegram bot token (`<bot id>:<secret>`), as a failed request's URL shows it (`/bot<token>/`). */
+const BOT_TOKEN = /\d{5,}:[A-Za-z0-9_-]{30,}/g;
+
 function scrub(value: Record<string, unknown>, depth: number): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [key, field] of Object.entries(value)) {
-    if (key === "params" || key === "parameters" || key === "args") continue;
+    if (REQUEST_KEYS.has(key)) continue;
     if (typeof field === "string") {
       out[key] = field
+        .replace(BOT_TOKEN, "<bot token>")
         .replace(/\nparams:[\s\S]*$/, "")
         .replace(/=\(([^)]*)\)/g, "=(…)")
         .replace(/Failing row contains \([\s\S]*\)/g, "Failing row contains (…)");

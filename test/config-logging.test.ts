@@ -1,4 +1,5 @@
 import { Writable } from "node:stream";
+import { GrammyError, HttpError } from "grammy";
 import { describe, expect, it } from "vitest";
 import { isSandbox, loadConfig, signingOf } from "../src/config.ts";
 import { redactUrl } from "../src/db/client.ts";
@@ -93,6 +94,36 @@ describe("logs never carry secrets", () => {
     const last = lines.at(-1)!;
     expect(last).toContain("10.0.0.1");
     for (const secret of ["hunter2", "atsk_123", "Bearer zzz"]) expect(last).not.toContain(secret);
+  });
+
+  it("leaves out a failed Bot API call's payload and its URL's bot token", () => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk, _enc, done) {
+        lines.push(String(chunk));
+        done();
+      },
+    });
+    const probe = createLogger("info", sink);
+    const token = "7012345678:AAH3x9-kq2Vb_TpQ8sLmN4cYzR6wJdE1fGh";
+    // As grammY throws them: Telegram refused setWebhook; Telegram could not be reached.
+    const refused = new GrammyError(
+      "Call to 'setWebhook' failed!",
+      { ok: false, error_code: 400, description: "Bad Request: bad webhook: Failed to resolve host" },
+      "setWebhook",
+      { url: "https://isp.example/hooks/tg", secret_token: "whsec-super-secret-123" },
+    );
+    const unreachable = new HttpError(
+      "Network request for 'setWebhook' failed!",
+      new Error(`request to https://api.telegram.org/bot${token}/setWebhook failed, reason: ECONNRESET`),
+    );
+    probe.error({ err: refused }, "Telegram webhook could not be set");
+    probe.error({ err: unreachable }, "Telegram webhook could not be set");
+    const [first, second] = lines;
+    expect(first).toContain("bad webhook: Failed to resolve host");
+    expect(first).not.toContain("whsec-super-secret-123");
+    expect(second).toContain("ECONNRESET");
+    expect(second).not.toContain(token.split(":")[1]);
   });
 
   it("hides the password in a database URL", () => {
