@@ -55,6 +55,27 @@ export function redactUrl(url: string): string {
   }
 }
 
+/**
+ * Instances started together (a scaled deploy, a rolling one) would each apply the same pending
+ * migrations, and the loser fail at start: one at a time, under a session-level advisory lock
+ * held on a connection of its own, so that the pool (of any size) stays free for the migration.
+ */
+async function migrateAlone(databaseUrl: string, migrate: () => Promise<void>): Promise<void> {
+  const lockHolder = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  try {
+    const session = await lockHolder.reserve();
+    try {
+      await session`select pg_advisory_lock(hashtext('tandao:migrations'))`;
+      await migrate();
+    } finally {
+      session.release();
+    }
+  } finally {
+    // Ending the session releases its lock, whatever the migration did.
+    await lockHolder.end({ timeout: 5 });
+  }
+}
+
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.databaseUrl) {
     const client = postgres(options.databaseUrl, {
@@ -66,7 +87,8 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       db,
       kind: "postgres",
       location: redactUrl(options.databaseUrl),
-      migrate: () => migratePostgres(db as never, { migrationsFolder }),
+      migrate: () =>
+        migrateAlone(options.databaseUrl!, () => migratePostgres(db as never, { migrationsFolder })),
       close: () => client.end({ timeout: 5 }),
     };
   }
