@@ -14,6 +14,7 @@ import { billingSettingsFrom, type Config, isSandbox, loadConfig, signingOf } fr
 import { type Database, openDatabase } from "./db/client.ts";
 import { DataDirInUseError } from "./db/data-dir-lock.ts";
 import { hasEmbeddedDatabase, seedEmbeddedDatabase } from "./db/embedded-template.ts";
+import { claimDatabaseMode, DatabaseModeError } from "./db/mode-guard.ts";
 import { sealPlainSecrets } from "./db/seal-existing.ts";
 import { useSealingKey } from "./db/sealed.ts";
 import { jobsFinished } from "./jobs/runner.ts";
@@ -71,6 +72,14 @@ try {
 await database.migrate();
 logger.info({ database: database.kind, location: database.location }, `data lives in ${database.location}`);
 const sandbox = isSandbox(config);
+try {
+  await claimDatabaseMode(database.db, sandbox ? "sandbox" : "production", clock.now());
+} catch (error) {
+  if (!(error instanceof DatabaseModeError)) throw error;
+  console.error(`Tandao did not start: ${error.message}.`);
+  await database.close();
+  process.exit(1);
+}
 // Router and PPPoE passwords are sealed with SECRET_KEY (sandbox: a key kept in DATA_DIR).
 const secretKey = loadSecretKey({ secretKey: config.SECRET_KEY, dataDir: config.DATA_DIR, sandbox });
 const secretBox = createSecretBox(secretKey);

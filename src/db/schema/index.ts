@@ -4,6 +4,7 @@ export * from "./audit.ts";
 export * from "./billing.ts";
 export * from "./chats.ts";
 export * from "./customers.ts";
+export * from "./deployment.ts";
 export * from "./dialogs.ts";
 export * from "./idempotency.ts";
 export * from "./outbox.ts";
