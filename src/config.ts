@@ -1,6 +1,7 @@
 import { Cron } from "croner";
 import { z } from "zod";
 import type { BillingSettings } from "./billing/context.ts";
+import { isAddressOrRange } from "./lib/address-ranges.ts";
 import { isCountryCode } from "./lib/phone.ts";
 import { parseSecretKey } from "./lib/secret-box.ts";
 import { AREA_NAME_MAX } from "./menu/engine.ts";
@@ -44,6 +45,12 @@ const csvList = z.string().transform((v) =>
     .split(",")
     .map((s) => s.trim())
     .filter(Boolean),
+);
+
+/** Addresses and CIDR ranges: an entry that matches nothing (a name, a typo) stops the start. */
+const csvAddresses = csvList.refine(
+  (entries) => entries.every(isAddressOrRange),
+  "IP addresses or ranges (41.90.1.5, 196.201.214.0/24), comma-separated",
 );
 
 /** One place a newcomer may sign up in, and the router that serves it (null: an admin assigns one). */
@@ -98,7 +105,7 @@ const schema = z.object({
    * Addresses of the reverse proxies in front of the app: only from them is `X-Forwarded-For`
    * believed, to find the client's address for every allowlist.
    */
-  TRUST_PROXY: csvList.default([]),
+  TRUST_PROXY: csvAddresses.default([]),
   DATA_DIR: z.string().min(1).default("./data"),
   DATABASE_URL: z.string().url().optional(),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
@@ -144,7 +151,7 @@ const schema = z.object({
   MPESA_TILL: z.string().optional(),
   /** Secret path segment on the callback URLs. */
   MPESA_CALLBACK_TOKEN: z.string().optional(),
-  MPESA_ALLOWED_IPS: csvList.optional(),
+  MPESA_ALLOWED_IPS: csvAddresses.optional(),
   MPESA_PENDING_RECOVERY_SECONDS: z.coerce.number().int().min(10).default(120),
   /** A push with no result this long after it was sent times out (a later success is still credited). */
   MPESA_PENDING_TIMEOUT_SECONDS: z.coerce.number().int().min(30).default(900),
@@ -179,7 +186,7 @@ const schema = z.object({
   /** Production without USSD_TOKEN: only with an allowlist of the gateway's addresses. */
   USSD_NO_TOKEN: bool.default(false),
   /** When set, USSD requests from any other (client) address are refused. */
-  USSD_ALLOWED_IPS: csvList.optional(),
+  USSD_ALLOWED_IPS: csvAddresses.optional(),
   /** An SMS is given up (status `dead`, reason kept) after this many failed sends. */
   SMS_MAX_ATTEMPTS: z.coerce.number().int().min(1).default(8),
 

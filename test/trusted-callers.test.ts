@@ -8,6 +8,7 @@ import { createCustomerWithSubscription } from "../src/billing/subscriptions.ts"
 import { FakeClock } from "../src/clock.ts";
 import { loadConfig } from "../src/config.ts";
 import { useSealingKey } from "../src/db/sealed.ts";
+import { addressMatcher } from "../src/lib/address-ranges.ts";
 import { addressAllowlist, clientAddress, normalizeIp } from "../src/lib/client-address.ts";
 import { createSecretBox } from "../src/lib/secret-box.ts";
 import { createLogger } from "../src/logger.ts";
@@ -335,7 +336,8 @@ describe("M-Pesa callbacks: the address allowlist", () => {
 });
 
 describe("clientAddress", () => {
-  const proxies = new Set(["127.0.0.1", "10.0.0.5"]);
+  const proxies = addressMatcher(["127.0.0.1", "10.0.0.5"]);
+  const none = addressMatcher([]);
 
   it("is the socket's peer when there is no X-Forwarded-For", () => {
     expect(clientAddress("9.9.9.9", undefined, proxies)).toBe("9.9.9.9");
@@ -345,8 +347,8 @@ describe("clientAddress", () => {
 
   it("ignores X-Forwarded-For from a peer that is not a trusted proxy", () => {
     expect(clientAddress("9.9.9.9", "41.1.1.1", proxies)).toBe("9.9.9.9");
-    expect(clientAddress("9.9.9.9", "41.1.1.1", new Set())).toBe("9.9.9.9");
-    expect(clientAddress("127.0.0.1", "41.1.1.1", new Set())).toBe("127.0.0.1");
+    expect(clientAddress("9.9.9.9", "41.1.1.1", none)).toBe("9.9.9.9");
+    expect(clientAddress("127.0.0.1", "41.1.1.1", none)).toBe("127.0.0.1");
   });
 
   it("believes a trusted proxy (also as an IPv4-mapped IPv6 peer)", () => {
@@ -376,5 +378,33 @@ describe("clientAddress", () => {
     expect(from("2001:db8::2")(request)).toBe(false);
     expect(from("::ffff:41.1.1.1")(request)).toBe(true);
     expect(from("not an address")(request)).toBe(false);
+  });
+
+  it("takes ranges as operators write them (a provider's published block, a Docker network)", () => {
+    const request = {} as Context;
+    const from = (address: string) =>
+      addressAllowlist(["196.201.214.0/24", "2001:db8::/32", "41.1.1.1"], () => normalizeIp(address))!;
+    expect(from("196.201.214.200")(request)).toBe(true);
+    expect(from("::ffff:196.201.214.7")(request)).toBe(true);
+    expect(from("196.201.215.1")(request)).toBe(false);
+    expect(from("2001:db8:ffff::1")(request)).toBe(true);
+    expect(from("2001:db9::1")(request)).toBe(false);
+    expect(from("41.1.1.1")(request)).toBe(true);
+    expect(from("41.1.1.2")(request)).toBe(false);
+    // A proxy's network: X-Forwarded-For is believed from any of its addresses.
+    expect(clientAddress("172.18.0.3", "41.1.1.1", addressMatcher(["172.18.0.0/16"]))).toBe("41.1.1.1");
+  });
+
+  it("an entry that is not an address or a range stops the start, naming the setting", () => {
+    for (const [name, value] of [
+      ["MPESA_ALLOWED_IPS", "safaricom.co.ke"],
+      ["USSD_ALLOWED_IPS", "196.201.214.0/33"],
+      ["TRUST_PROXY", "10.0.0.300"],
+    ] as const)
+      expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`${name}.*IP addresses or ranges`, "s"));
+    expect(loadConfig({ MPESA_ALLOWED_IPS: "196.201.214.0/24, 41.90.1.5" }).MPESA_ALLOWED_IPS).toEqual([
+      "196.201.214.0/24",
+      "41.90.1.5",
+    ]);
   });
 });

@@ -1,5 +1,6 @@
 import { getConnInfo } from "@hono/node-server/conninfo";
 import type { Context } from "hono";
+import { type AddressMatcher, addressMatcher } from "./address-ranges.ts";
 
 /**
  * One spelling per address, so that a list entry matches however it was written: an IPv4-mapped
@@ -28,13 +29,13 @@ export function normalizeIp(ip: string): string {
 export function clientAddress(
   peer: string,
   forwardedFor: string | undefined,
-  trustedProxies: ReadonlySet<string>,
+  trustedProxies: AddressMatcher,
 ): string {
   const socket = normalizeIp(peer);
-  if (!forwardedFor || !trustedProxies.has(socket)) return socket;
+  if (!forwardedFor || !trustedProxies(socket)) return socket;
   const hops = forwardedFor.split(",").map(normalizeIp).filter(Boolean);
   for (let i = hops.length - 1; i >= 0; i--) {
-    if (!trustedProxies.has(hops[i]!)) return hops[i]!;
+    if (!trustedProxies(hops[i]!)) return hops[i]!;
   }
   return hops[0] ?? socket;
 }
@@ -48,7 +49,7 @@ function peerAddress(c: Context): string {
 }
 
 /** The request's client address (see `clientAddress`). */
-export function requestClientAddress(c: Context, trustedProxies: ReadonlySet<string>): string {
+export function requestClientAddress(c: Context, trustedProxies: AddressMatcher): string {
   return clientAddress(peerAddress(c), c.req.header("x-forwarded-for"), trustedProxies);
 }
 
@@ -73,16 +74,16 @@ export function clientAddressReader(
   read?: ClientAddressReader,
 ): ClientAddressReader {
   if (read) return read;
-  const proxies = new Set(trustedProxies.map(normalizeIp));
+  const proxies = addressMatcher(trustedProxies);
   return (c) => requestClientAddress(c, proxies);
 }
 
-/** An allowlist check: null when every address is allowed. */
+/** An allowlist check (addresses and CIDR ranges): null when every address is allowed. */
 export function addressAllowlist(
   allowed: readonly string[] | undefined,
   readAddress: ClientAddressReader,
 ): ((c: Context) => boolean) | null {
   if (!allowed?.length) return null;
-  const allowedSet = new Set(allowed.map(normalizeIp));
-  return (c) => allowedSet.has(readAddress(c));
+  const isAllowed = addressMatcher(allowed);
+  return (c) => isAllowed(readAddress(c));
 }
