@@ -68,6 +68,9 @@ export type PhoneVerdict =
 
 const verdicts = new Map<string, (input: string) => PhoneVerdict>();
 
+/** Kenyan mobile numbers: 07… and 01… (landlines are 020…, 041…; toll-free 0800…). */
+const KENYAN_MOBILE = /^\+254[17]\d{8}$/;
+
 /**
  * The one rule for who may use the service by phone: a valid number of one of the `served`
  * countries (ISO codes, `SERVED_COUNTRIES`; national forms are read as the first one's). Anything
@@ -84,6 +87,8 @@ export function checkPhone(
     check = remembered((raw: string): PhoneVerdict => {
       const parsed = parse(raw, home);
       if (!parsed) return { kind: "invalid" };
+      // The service needs a mobile: M-Pesa prompts and SMS reach no landline or toll-free number.
+      if (parsed.country === "KE" && !KENYAN_MOBILE.test(parsed.e164)) return { kind: "invalid" };
       return parsed.country !== null && served.includes(parsed.country)
         ? { kind: "served", e164: parsed.e164 }
         : { kind: "foreign", e164: parsed.e164, country: parsed.country };

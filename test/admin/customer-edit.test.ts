@@ -81,6 +81,9 @@ describe("/customer_edit", () => {
       [`/customer_edit ${acct} email a@b.c`, /Say what to change: phone or name/],
       [`/customer_edit ${acct} phone`, /Say the new phone/],
       [`/customer_edit ${acct} phone 12`, /"12" is not a phone number/],
+      // As every channel, the import and the CLI read it: a country not served, a landline.
+      [`/customer_edit ${acct} phone +255 712 345 678`, /a country this ISP does not serve/],
+      [`/customer_edit ${acct} phone 020 1234567`, /"020 1234567" is not a phone number/],
       [
         `/customer_edit ${acct} phone ${other.customer.phone}`,
         new RegExp(`is already account ${other.customer.accountNumber}`),

@@ -47,6 +47,9 @@ describe("which numbers are served (SERVED_COUNTRIES)", () => {
     ["447912345678", { kind: "foreign", e164: "+447912345678", country: "GB" }],
     ["hello", { kind: "invalid" }],
     ["07123", { kind: "invalid" }],
+    // Valid Kenyan numbers that no M-Pesa prompt or SMS reaches: a Nairobi landline, toll-free.
+    ["020 1234567", { kind: "invalid" }],
+    ["0800 123456", { kind: "invalid" }],
   ])("by default Kenya only: %s", (input, verdict) => {
     expect(checkPhone(input)).toEqual(verdict);
   });

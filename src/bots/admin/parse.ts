@@ -1,6 +1,7 @@
 import { ACCOUNT_NUMBER } from "../../billing/accounts.ts";
 import { parseShillings } from "../../billing/money.ts";
 import type { AdminRole } from "../../db/schema/index.ts";
+import { checkPhone, displayPhone } from "../../lib/phone.ts";
 import { isRole } from "./roles.ts";
 
 /**
@@ -79,4 +80,19 @@ export function parseNote(parts: string[], max = 200): Parsed<string> {
   const text = parts.join(" ").trim();
   if (text.length > max) return fail(`That note is too long (${text.length} characters; at most ${max}).`);
   return ok(text);
+}
+
+/**
+ * A customer's phone as an admin types it, by the rule every channel uses (`checkPhone`): national
+ * forms are read as the first served country's, and a number of a country the ISP does not serve
+ * is refused (USSD, M-Pesa prompts and SMS would not reach it), as the import and the CLI refuse it.
+ */
+export function parseCustomerPhone(input: string, served?: readonly string[]): Parsed<string> {
+  const verdict = checkPhone(input, served);
+  if (verdict.kind === "invalid") return fail(`"${input}" is not a phone number: type it as 0712 345678.`);
+  if (verdict.kind === "foreign")
+    return fail(
+      `${displayPhone(verdict.e164)} is a number of a country this ISP does not serve (SERVED_COUNTRIES): USSD, M-Pesa prompts and SMS would not reach it.`,
+    );
+  return { ok: true, value: verdict.e164 };
 }

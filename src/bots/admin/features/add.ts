@@ -4,10 +4,11 @@ import { formatKes } from "../../../billing/money.ts";
 import { createCustomerWithSubscription } from "../../../billing/subscriptions.ts";
 import type { Executor } from "../../../db/client.ts";
 import { customers, plans, routers, subscriptions } from "../../../db/schema/index.ts";
-import { displayPhone, normalizePhone } from "../../../lib/phone.ts";
+import { displayPhone } from "../../../lib/phone.ts";
 import { confirmable, type FeatureAction } from "../confirmations.ts";
 import { dialogsOf, dialogUnderWay } from "../dialog.ts";
 import type { AdminKit } from "../kit.ts";
+import { parseCustomerPhone } from "../parse.ts";
 import { type Admin, adminActor } from "../roles.ts";
 
 /**
@@ -142,8 +143,9 @@ export function addFeature(kit: AdminKit): Composer<Context> {
         );
       }
       case "phone": {
-        const phone = normalizePhone(text);
-        if (!phone) return dialogs.retry(ctx, `"${text}" is not a phone number: type it as 0712 345678.`);
+        const parsed = parseCustomerPhone(text, kit.deps.servedCountries);
+        if (!parsed.ok) return dialogs.retry(ctx, parsed.error);
+        const phone = parsed.value;
         const [taken] = await db
           .select({ accountNumber: customers.accountNumber })
           .from(customers)

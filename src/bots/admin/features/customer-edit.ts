@@ -1,11 +1,11 @@
 import { Composer, type Context } from "grammy";
 import { findCustomerByAccountReference, findCustomerByPhone } from "../../../billing/accounts.ts";
 import { type CustomerChange, editCustomer } from "../../../billing/customer-edit.ts";
-import { displayPhone, normalizePhone } from "../../../lib/phone.ts";
+import { displayPhone } from "../../../lib/phone.ts";
 import { counted } from "../../../lib/plural.ts";
 import { confirmable, type FeatureAction } from "../confirmations.ts";
 import type { AdminKit } from "../kit.ts";
-import { parseAccount, parseNote } from "../parse.ts";
+import { parseAccount, parseCustomerPhone, parseNote } from "../parse.ts";
 import { adminActor } from "../roles.ts";
 
 /**
@@ -62,10 +62,9 @@ export function customerEditFeature(kit: AdminKit): Composer<Context> {
       ));
     let change: CustomerChange;
     if (field === "phone") {
-      const phone = normalizePhone(value.value);
-      if (!phone)
-        return void (await reply(ctx, `"${value.value}" is not a phone number: type it as 0712 345678.`));
-      change = { field, phone };
+      const phone = parseCustomerPhone(value.value, kit.deps.servedCountries);
+      if (!phone.ok) return void (await reply(ctx, phone.error));
+      change = { field, phone: phone.value };
     } else change = { field, name: value.value };
     const customer = await findCustomerByAccountReference(db, account.value);
     if (!customer) return void (await reply(ctx, `No account ${account.value}. Try /find.`));
