@@ -6,6 +6,7 @@ import {
   chatLinks,
   chatReplyRoutes,
   chatSessions,
+  customers,
 } from "../db/schema/index.ts";
 
 /**
@@ -87,9 +88,28 @@ export async function forgetPhoneChats(db: Executor, phone: string): Promise<voi
  */
 export async function linkChat(
   db: Executor,
-  link: { channel: ChatChannel; chatId: string; customerId: number; method: "contact" | "otp"; at: Date },
-): Promise<void> {
+  link: {
+    channel: ChatChannel;
+    chatId: string;
+    customerId: number;
+    method: "contact" | "otp";
+    at: Date;
+    /**
+     * The number the link was proven by (a shared contact): linked only while it is still the
+     * customer's, read under a lock that waits for a phone change being saved. False: not linked.
+     */
+    phone?: string;
+  },
+): Promise<boolean> {
   const { channel, chatId, customerId } = link;
+  if (link.phone !== undefined) {
+    const [stillTheirs] = await db
+      .select({ id: customers.id })
+      .from(customers)
+      .where(and(eq(customers.id, customerId), eq(customers.phone, link.phone)))
+      .for("share");
+    if (!stillTheirs) return false;
+  }
   const [before] = await db
     .select({ customerId: chatLinks.customerId })
     .from(chatLinks)
@@ -105,4 +125,5 @@ export async function linkChat(
   if (before && before.customerId !== customerId)
     await forgetChatOwner(db, { channel, chatId, customerId: before.customerId });
   await chooseNoticeChannel(db, customerId, channel);
+  return true;
 }

@@ -35,18 +35,23 @@ export async function phoneChat(
 
   const verdict = checkPhone(`+${digits}`, servedCountries);
   if (verdict.kind !== "served") return { phone: null, newlyLinked: null };
-  const [customer] = await db
-    .select({ id: customers.id, phone: customers.phone, accountNumber: customers.accountNumber })
-    .from(customers)
-    .where(eq(customers.phone, verdict.e164));
-  // A visitor's number is as proven as a customer's: it is the phone M-Pesa asks when they buy a
-  // voucher, so WhatsApp never needs to ask for it (chat-menu's `needsPhone` stays unset).
-  if (!customer) return { phone: verdict.e164, newlyLinked: null };
-  const inserted = await db
-    .insert(chatLinks)
-    .values({ channel, chatId: digits, customerId: customer.id, method: "phone" })
-    .onConflictDoNothing()
-    .returning({ id: chatLinks.id });
-  if (inserted.length > 0) await chooseNoticeChannel(db, customer.id, channel, { keepExisting: true });
-  return { phone: customer.phone, newlyLinked: inserted.length > 0 ? customer.accountNumber : null };
+  return db.transaction(async (tx) => {
+    // Locked while the link is written: a phone change being saved is waited for, and the number
+    // read again after it (a link to the account's old number would outlive the change's unlinking).
+    const [customer] = await tx
+      .select({ id: customers.id, phone: customers.phone, accountNumber: customers.accountNumber })
+      .from(customers)
+      .where(eq(customers.phone, verdict.e164))
+      .for("share");
+    // A visitor's number is as proven as a customer's: it is the phone M-Pesa asks when they buy a
+    // voucher, so WhatsApp never needs to ask for it (chat-menu's `needsPhone` stays unset).
+    if (!customer) return { phone: verdict.e164, newlyLinked: null };
+    const inserted = await tx
+      .insert(chatLinks)
+      .values({ channel, chatId: digits, customerId: customer.id, method: "phone" })
+      .onConflictDoNothing()
+      .returning({ id: chatLinks.id });
+    if (inserted.length > 0) await chooseNoticeChannel(tx, customer.id, channel, { keepExisting: true });
+    return { phone: customer.phone, newlyLinked: inserted.length > 0 ? customer.accountNumber : null };
+  });
 }

@@ -187,15 +187,22 @@ export function accountLinking(deps: AccountLinkDeps, show: Show) {
       return;
     }
     const chatId = String(ctx.from.id);
-    await deps.db.transaction((tx) =>
+    const linked = await deps.db.transaction((tx) =>
       linkChat(tx, {
         channel: CHANNEL,
         chatId,
         customerId: customer.id,
         method: "contact",
         at: deps.clock.now(),
+        phone: verdict.e164,
       }),
     );
+    // The account moved to another number a moment ago: this one is no longer its.
+    if (!linked) {
+      await ctx.reply(botText(language, "noAccount"), noKeyboard);
+      await show(ctx, { kind: "refresh" });
+      return;
+    }
     await ctx.reply(botText(customer.language, "linked", { account: customer.accountNumber }), noKeyboard);
     await show(ctx, { kind: "text", text: "menu" });
   });
