@@ -257,8 +257,10 @@ export async function markVouchersSold(
               provider: "cash",
               providerRef: paid.providerRef,
               amountCents: paid.amountCents,
+              // The vouchers by number, not by code: a code is internet anyone can use, and this
+              // reference goes into the payments export.
               accountReference: codes
-                ? `vouchers ${rows.map((r) => r.voucher.code).join(" ")}`.slice(0, 200)
+                ? `vouchers ${rows.map((r) => `#${r.voucher.id}`).join(" ")}`.slice(0, 200)
                 : `voucher batch ${batchId}`,
             },
             "applied",
