@@ -271,6 +271,11 @@ const schema = z.object({
    * only at a private address or one of these; elsewhere it shows the code to type.
    */
   HOTSPOT_LOGIN_HOSTS: csvList.default([]),
+  /**
+   * Where a printed voucher's QR code logs in: the hotspot's DNS name or address (a hotspot
+   * profile's `dns-name`); unset, the hotspot wizard's default, http://10.5.50.1.
+   */
+  HOTSPOT_LOGIN_URL: z.string().url().optional(),
 
   /** E.164 phone of the ISP's admin: receives `admin_alert` messages (e.g. provisioning given up). */
   ADMIN_PHONE: z.string().optional(),

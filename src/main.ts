@@ -253,6 +253,7 @@ if (
     adminChatIds: config.TELEGRAM_ADMIN_CHATS,
     ispName: config.ISP_NAME,
     servedCountries: config.SERVED_COUNTRIES,
+    ...(config.HOTSPOT_LOGIN_URL ? { hotspotLoginUrl: config.HOTSPOT_LOGIN_URL } : {}),
   });
   app.route("/hooks/tg-admin", adminBot.routes);
   stops.push(adminBot.stop);
@@ -279,6 +280,7 @@ if (sandbox && !config.TELEGRAM_ADMIN_BOT_TOKEN) {
     port: config.TELEGRAM_ADMIN_SANDBOX_PORT,
     ispName: config.ISP_NAME,
     servedCountries: config.SERVED_COUNTRIES,
+    ...(config.HOTSPOT_LOGIN_URL ? { hotspotLoginUrl: config.HOTSPOT_LOGIN_URL } : {}),
   });
   stops.push(adminSandbox.stop);
   logger.info(`sandbox: Telegram admin bot on a fake Bot API at ${adminSandbox.fake.apiRoot}`);

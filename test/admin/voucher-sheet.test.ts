@@ -1,3 +1,4 @@
+import { desc, eq } from "drizzle-orm";
 import jsQR from "jsqr";
 import { PDFParse } from "pdf-parse";
 import { PNG } from "pngjs";
@@ -13,9 +14,10 @@ import {
 } from "../../src/admin/voucher-sheet.ts";
 import { createVoucherBatch } from "../../src/billing/vouchers.ts";
 import type { Database } from "../../src/db/client.ts";
-import { vouchers } from "../../src/db/schema/index.ts";
+import { messageOutbox, vouchers } from "../../src/db/schema/index.ts";
 import { admin, billingContext, createPlan } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
+import { OWNER, startAdminWorld } from "./world.ts";
 
 const SCALE = 3;
 
@@ -102,6 +104,29 @@ describe("voucher sheet", () => {
     }
     for (const words of ["Kibera Net", "Wi-Fi: KiberaNet-WiFi", "Hotspot Day", "24 hours · 2 GB"]) {
       expect(text.text).toContain(words);
+    }
+  });
+
+  it("a batch printed from the admin chat logs in at the hotspot's address (HOTSPOT_LOGIN_URL)", async () => {
+    const { ctx } = billingContext(database.db);
+    const world = await startAdminWorld(ctx, { hotspotLoginUrl: "http://192.168.88.1" });
+    try {
+      const plan = await createPlan(database.db, { kind: "hotspot", code: "qr-hour", priceCents: 2_000 });
+      await world.say(OWNER, `/vouchers ${plan.code} 1`);
+      const [queued] = await database.db
+        .select()
+        .from(messageOutbox)
+        .where(eq(messageOutbox.recipient, String(OWNER)))
+        .orderBy(desc(messageOutbox.id))
+        .limit(1);
+      const { payload } = queued!.content as { payload: { document: { $file: { base64: string } } } };
+      const [voucher] = await database.db.select().from(vouchers).where(eq(vouchers.planId, plan.id));
+      const { pages } = await readBack(Buffer.from(payload.document.$file.base64, "base64"), true);
+      expect(decodeCard(pages[0]!, 0)).toBe(
+        `http://192.168.88.1/login?username=${voucher!.code}&password=${voucher!.code}`,
+      );
+    } finally {
+      await world.close();
     }
   });
 

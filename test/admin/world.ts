@@ -46,6 +46,8 @@ export async function startAdminWorld(
     storeUpdates?: boolean;
     /** `SERVED_COUNTRIES` (the `servedCountries` dep). */
     servedCountries?: readonly string[];
+    /** `HOTSPOT_LOGIN_URL` (the `hotspotLoginUrl` dep). */
+    hotspotLoginUrl?: string;
   } = {},
 ) {
   const fake = await startFakeTelegram({ token: "777000:ADMIN-fake-token", username: "tandao_admin_bot" });
@@ -62,6 +64,7 @@ export async function startAdminWorld(
     ...(options.network ? { network: options.network } : {}),
     ...(options.box ? { box: options.box } : {}),
     ...(options.servedCountries ? { servedCountries: options.servedCountries } : {}),
+    ...(options.hotspotLoginUrl ? { hotspotLoginUrl: options.hotspotLoginUrl } : {}),
   });
   const app = new Hono();
   const inbox = options.storeUpdates

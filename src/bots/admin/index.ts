@@ -55,6 +55,8 @@ export async function adminTelegramFrom(deps: {
   box?: SecretBox;
   /** `SERVED_COUNTRIES`: the phone numbers a customers file sent to the chat may hold. */
   servedCountries?: readonly string[];
+  /** `HOTSPOT_LOGIN_URL`: where printed vouchers' QR codes log in. */
+  hotspotLoginUrl?: string;
 }) {
   await ensureOwner(deps.ctx, deps.ownerTelegramId);
   const worker = startChatWorker({
@@ -76,6 +78,7 @@ export async function adminTelegramFrom(deps: {
     network: deps.network,
     ...(deps.box ? { box: deps.box } : {}),
     ...(deps.servedCountries ? { servedCountries: deps.servedCountries } : {}),
+    ...(deps.hotspotLoginUrl ? { hotspotLoginUrl: deps.hotspotLoginUrl } : {}),
     onQueued: worker.kick,
   };
   const bot = createAdminBot(botDeps);

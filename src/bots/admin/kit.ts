@@ -53,6 +53,8 @@ export interface AdminBotDeps {
   box?: SecretBox;
   /** Countries whose phone numbers an imported file may hold (`SERVED_COUNTRIES`, as the CLI's import); default Kenya. */
   servedCountries?: readonly string[];
+  /** `HOTSPOT_LOGIN_URL`: where a printed voucher's QR code logs in (voucher-sheet.ts). */
+  hotspotLoginUrl?: string;
 }
 
 export type TxWork<T> = (tx: Executor, inTxCtx: BillingContext, now: Date) => Promise<T>;

@@ -31,6 +31,7 @@ export async function startSandboxAdminTelegram(deps: {
   box?: SecretBox;
   /** `SERVED_COUNTRIES`: the phone numbers a customers file sent to the chat may hold. */
   servedCountries?: readonly string[];
+  hotspotLoginUrl?: string;
 }): Promise<{ fake: FakeTelegram; stop: () => Promise<void> }> {
   await ensureOwner(deps.ctx, deps.ownerTelegramId);
   const fake = await startFakeTelegram({
@@ -58,6 +59,7 @@ export async function startSandboxAdminTelegram(deps: {
     ...(deps.network ? { network: deps.network } : {}),
     ...(deps.box ? { box: deps.box } : {}),
     ...(deps.servedCountries ? { servedCountries: deps.servedCountries } : {}),
+    ...(deps.hotspotLoginUrl ? { hotspotLoginUrl: deps.hotspotLoginUrl } : {}),
     onQueued: worker.kick,
   };
   const bot = createAdminBot(botDeps);

@@ -34,7 +34,12 @@ export function vouchersFeature(kit: AdminKit): Composer<Context> {
       });
       // Loaded when first asked for: the PDF and QR libraries are a heavy part of the app's start.
       const { voucherCards, voucherSheetPdf } = await import("../../../admin/voucher-sheet.ts");
-      const pdf = await voucherSheetPdf({ isp, wifiName: isp, vouchers: voucherCards(plan, codes) });
+      const pdf = await voucherSheetPdf({
+        isp,
+        wifiName: isp,
+        vouchers: voucherCards(plan, codes),
+        ...(kit.deps.hotspotLoginUrl ? { portalUrl: kit.deps.hotspotLoginUrl } : {}),
+      });
       await queueAdminFile(tx, now, ctx.chat!.id, {
         method: "sendDocument",
         bytes: pdf,
