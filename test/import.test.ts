@@ -148,6 +148,15 @@ describe("customer import", () => {
     );
     const rows = [HEADER, ...good].join("\n");
     expect((await analyseCustomerImport(ctx, rows, { maxRows: 2 })).fileError).toMatch(/3 rows; at most 2/);
+    // Excel's plain "CSV": Windows-1252, its curly apostrophe byte 0x92 no UTF-8.
+    const windows1252 = Buffer.concat([
+      Buffer.from(`${HEADER}\nAC010,Ng`),
+      Buffer.from([0x92]),
+      Buffer.from("ang'a Kamau,0712000010,home-10,active,2026-06-30,,,0\n"),
+    ]);
+    expect((await analyseCustomerImport(ctx, windows1252)).fileError).toMatch(
+      /not UTF-8 text.*CSV UTF-8 \(Comma delimited\)/,
+    );
     const before = await snapshot(ctx.db);
     expect((await importCustomers(ctx, admin, unclosed)).committed).toBe(false);
     expect(await snapshot(ctx.db)).toEqual(before);

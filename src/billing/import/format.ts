@@ -106,6 +106,9 @@ export interface RawRecord {
   problem: string | null;
 }
 
+/** Refuses bytes that are not UTF-8, instead of replacing them with U+FFFD. */
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
 export function readCsv(
   input: string | Uint8Array,
   maxBytes = MAX_IMPORT_BYTES,
@@ -117,10 +120,19 @@ export function readCsv(
       records: [],
       fileError: `the file is ${megabytes(size)}; at most ${megabytes(maxBytes)} can be imported at once (split it)`,
     };
-  const text = (typeof input === "string" ? input : Buffer.from(input).toString("utf8")).replace(
-    /^\uFEFF/,
-    "",
-  );
+  let decoded: string;
+  try {
+    decoded = typeof input === "string" ? input : strictUtf8.decode(input);
+  } catch {
+    // Excel's plain "CSV" is Windows-1252: read as UTF-8, a name like Ng'ang'a would be stored
+    // broken on every SMS, receipt and export.
+    return {
+      records: [],
+      fileError:
+        'the file is not UTF-8 text (Excel\'s plain "CSV" is not): save it as "CSV UTF-8 (Comma delimited)" and send it again',
+    };
+  }
+  const text = decoded.replace(/^\uFEFF/, "");
   const skipped: { line: number; message: string; code: string }[] = [];
   let parsed: { record: string[]; info: { lines: number } }[];
   try {
