@@ -17,6 +17,7 @@ import { hasEmbeddedDatabase, seedEmbeddedDatabase } from "./db/embedded-templat
 import { claimDatabaseMode, DatabaseModeError } from "./db/mode-guard.ts";
 import { sealPlainSecrets } from "./db/seal-existing.ts";
 import { useSealingKey } from "./db/sealed.ts";
+import { jobHistoryJobs } from "./jobs/history.ts";
 import { jobsFinished } from "./jobs/runner.ts";
 import { type ScheduledJob, startScheduler } from "./jobs/scheduler.ts";
 import { createSecretBox, loadSecretKey } from "./lib/secret-box.ts";
@@ -115,6 +116,7 @@ if (config.SCHEDULER) {
     ),
     ...menuJobs(clock),
     ...chatJobs(clock),
+    ...jobHistoryJobs(clock),
     // Alerts to the admin chat (router down and up, dead jobs, unmatched payments, sign-ups, the
     // daily summary) whenever an admin bot can deliver them.
     ...(adminBotConfigured || (sandbox && !config.TELEGRAM_ADMIN_BOT_TOKEN)
