@@ -74,6 +74,11 @@ export async function createVoucherBatch(
         routerId: input.routerId ?? null,
         quantity: input.quantity,
         createdBy: actor.id,
+        // As the cards print them (voucher-sheet.ts): sold later, the codes keep these.
+        periodUnit: plan.periodUnit,
+        periodCount: plan.periodCount,
+        timeLimitSeconds: plan.timeLimitSeconds,
+        dataCapBytes: plan.dataCapBytes,
       })
       .returning();
     const expiresAt = new Date(now.getTime() + ctx.settings.unsoldVoucherDays * 86_400_000);
@@ -98,16 +103,31 @@ export async function createVoucherBatch(
   });
 }
 
-function validity(plan: PlanRow, now: Date, ctx: BillingContext): Date {
+/** What a code's terms are computed from: its plan, or the plan as its printed batch showed it. */
+type TermsOf = Pick<PlanRow, "periodUnit" | "periodCount" | "timeLimitSeconds" | "dataCapBytes">;
+
+function validity(plan: TermsOf, now: Date, ctx: BillingContext): Date {
   return periodAt(now, plan, 0, ctx.settings).end;
+}
+
+/** The terms printed on a batch's cards; a batch printed before they were kept: the plan's now. */
+function printedTerms(plan: PlanRow, batch: typeof voucherBatches.$inferSelect | null): TermsOf {
+  if (!batch?.periodUnit || batch.periodCount === null) return plan;
+  return {
+    periodUnit: batch.periodUnit,
+    periodCount: batch.periodCount,
+    timeLimitSeconds: batch.timeLimitSeconds,
+    dataCapBytes: batch.dataCapBytes,
+  };
 }
 
 /**
  * A code's terms as sold: valid until the plan's period from now, connected time on the router the
  * plan's time limit or else that whole period (a month is the calendar month its SMS names), data
- * the plan's cap. Kept on the code, so a later edit of the plan does not change what was bought.
+ * the plan's cap; a printed code's as its card printed them (`printedTerms`). Kept on the code, so
+ * a later edit of the plan does not change what was bought.
  */
-function soldTerms(plan: PlanRow, now: Date, ctx: BillingContext) {
+function soldTerms(plan: TermsOf, now: Date, ctx: BillingContext) {
   const expiresAt = validity(plan, now, ctx);
   return {
     expiresAt,
@@ -216,9 +236,10 @@ export async function markVouchersSold(
   return ctx.db.transaction(async (tx) => {
     const now = ctx.clock.now();
     const rows = await tx
-      .select({ voucher: vouchers, plan: plans })
+      .select({ voucher: vouchers, plan: plans, batch: voucherBatches })
       .from(vouchers)
       .innerJoin(plans, eq(plans.id, vouchers.planId))
+      .leftJoin(voucherBatches, eq(voucherBatches.id, vouchers.batchId))
       .where(
         and(
           codes ? inArray(vouchers.code, codes) : eq(vouchers.batchId, batchId),
@@ -236,10 +257,10 @@ export async function markVouchersSold(
     // can happen until this transaction ends.
     if (paid && rows.length !== paid.forCodes)
       throw new PaidVouchersNoLongerSellable(paid.forCodes, rows.length);
-    for (const { voucher, plan } of rows) {
+    for (const { voucher, plan, batch } of rows) {
       await tx
         .update(vouchers)
-        .set({ status: "sold", soldAt: now, ...soldTerms(plan, now, ctx) })
+        .set({ status: "sold", soldAt: now, ...soldTerms(printedTerms(plan, batch), now, ctx) })
         .where(eq(vouchers.id, voucher.id));
       await enqueueProvisioning(tx, now, {
         action: "ensure_voucher",

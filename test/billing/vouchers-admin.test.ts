@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cancelSubscription } from "../../src/billing/cancel-subscription.ts";
 import { extendSubscription } from "../../src/billing/extend.ts";
 import { issueRecurringInvoices } from "../../src/billing/invoicing.ts";
+import { updatePlan } from "../../src/billing/plans.ts";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { resumeSubscription, suspendSubscription } from "../../src/billing/suspend-resume.ts";
 import {
@@ -144,6 +145,36 @@ describe("vouchers", () => {
     const rows = await database.db.select().from(vouchers).where(eq(vouchers.batchId, batch.id));
     expect(rows.map((v) => v.status)).toEqual(["available", "available"]);
     expect((await expireVouchers(ctx, job)).expired).toBeGreaterThanOrEqual(2);
+  });
+
+  it("printed codes sold after their plan was edited give what their cards print", async () => {
+    const clock = new FakeClock("2026-08-05T10:00:00Z");
+    const { ctx } = billingContext(database.db, clock);
+    const plan = await createPlan(database.db, {
+      priceCents: 20_000,
+      kind: "hotspot",
+      periodUnit: "days",
+      periodCount: 7,
+      dataCapBytes: 2 * 1024 ** 3,
+    });
+    // The cards say "7 days · 2 GB"; then the plan becomes a day and 1 GB.
+    const { batch, codes } = await createVoucherBatch(ctx, admin, { planId: plan.id, quantity: 2 });
+    await updatePlan(ctx, admin, plan.code, { periodCount: 1, dataCapBytes: 1024 ** 3 });
+    clock.advance(DAY);
+    await markVouchersSold(ctx, admin, { codes: [codes[0]!] });
+    await markVouchersSold(ctx, admin, { batchId: batch.id });
+    const sold = await database.db.select().from(vouchers).where(eq(vouchers.batchId, batch.id));
+    for (const voucher of sold)
+      expect(voucher).toMatchObject({
+        status: "sold",
+        expiresAt: new Date("2026-08-13T10:00:00Z"),
+        limitBytesTotal: 2 * 1024 ** 3,
+      });
+    // A code sold online now is on the plan as it is.
+    const online = await database.db.transaction((tx) =>
+      sellVoucherInTx(tx, ctx, admin, { planId: plan.id, phone: "+254700000931", language: "en" }),
+    );
+    expect(online.expiresAt).toEqual(new Date("2026-08-07T10:00:00Z"));
   });
 
   it("a whole printed batch is sold at once, only its codes still unsold", async () => {

@@ -1,6 +1,6 @@
 import { bigint, index, integer, pgTable, text, uniqueIndex } from "drizzle-orm/pg-core";
 import { at, createdAt, id } from "./columns.ts";
-import { plans } from "./plans.ts";
+import { periodUnits, plans } from "./plans.ts";
 import { routers } from "./routers.ts";
 
 export const voucherStatuses = ["available", "sold", "redeemed", "expired"] as const;
@@ -15,6 +15,15 @@ export const voucherBatches = pgTable("voucher_batches", {
   quantity: integer("quantity").notNull(),
   createdBy: text("created_by").notNull(),
   createdAt: createdAt(),
+  /**
+   * The plan's terms as printed on the batch's cards (validity, connected time, data cap): what a
+   * reseller's customer pays for, whatever the plan says when the code is sold. Null: printed
+   * before these were kept (the plan's at the sale).
+   */
+  periodUnit: text("period_unit", { enum: periodUnits }),
+  periodCount: integer("period_count"),
+  timeLimitSeconds: integer("time_limit_seconds"),
+  dataCapBytes: bigint("data_cap_bytes", { mode: "number" }),
 });
 
 export const vouchers = pgTable(

@@ -1,4 +1,4 @@
-import { asc, eq, inArray, type SQL } from "drizzle-orm";
+import { asc, eq, inArray, type SQL, sql } from "drizzle-orm";
 import { Composer, type Context } from "grammy";
 import { formatKes } from "../../../billing/money.ts";
 import {
@@ -12,7 +12,7 @@ import {
   VOUCHER_LENGTH,
 } from "../../../billing/vouchers.ts";
 import { parseRowId } from "../../../db/params.ts";
-import { plans, vouchers } from "../../../db/schema/index.ts";
+import { type PeriodUnit, plans, voucherBatches, vouchers } from "../../../db/schema/index.ts";
 import { counted } from "../../../lib/plural.ts";
 import { validityText } from "../../../menu/plan-text.ts";
 import { confirmable, type FeatureAction } from "../confirmations.ts";
@@ -89,7 +89,7 @@ export function soldFeature(kit: AdminKit): Composer<Context> {
   const { reply, usage, db } = kit;
   const composer = new Composer<Context>();
 
-  /** The named vouchers as they are now, with their plans. */
+  /** The named vouchers as they are now, with their plans' validity as their cards print it. */
   const lookUp = (where: SQL | undefined) =>
     db
       .select({
@@ -97,11 +97,12 @@ export function soldFeature(kit: AdminKit): Composer<Context> {
         status: vouchers.status,
         expiresAt: vouchers.expiresAt,
         plan: plans.name,
-        periodUnit: plans.periodUnit,
-        periodCount: plans.periodCount,
+        periodUnit: sql<PeriodUnit>`coalesce(${voucherBatches.periodUnit}, ${plans.periodUnit})`,
+        periodCount: sql<number>`coalesce(${voucherBatches.periodCount}, ${plans.periodCount})`,
       })
       .from(vouchers)
       .innerJoin(plans, eq(plans.id, vouchers.planId))
+      .leftJoin(voucherBatches, eq(voucherBatches.id, vouchers.batchId))
       .where(where)
       .orderBy(asc(vouchers.id));
 
