@@ -38,6 +38,7 @@ export type AdminCommand =
   | "assign"
   | "refunded"
   | "prompt_paid"
+  | "sell_voucher"
   | "admins"
   | "admin_add"
   | "admin_remove"
@@ -90,6 +91,8 @@ export const PERMISSIONS: Readonly<Record<AdminCommand, readonly AdminRole[]>> =
   refunded: managers,
   // Credits money on an admin's reading of M-Pesa's statement, as /assign does: managers only.
   prompt_paid: managers,
+  // Places queued money, as /assign does: managers only.
+  sell_voucher: managers,
   admins: managers,
   admin_add: ["owner"],
   admin_remove: ["owner"],

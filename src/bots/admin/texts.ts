@@ -44,6 +44,8 @@ export const USAGE: Readonly<Record<AdminCommand, string>> = {
   assign: "/assign <receipt | #number> <account> — credit an unmatched payment to an account",
   refunded:
     "/refunded <receipt | #number> <reason…> — an unmatched payment's money was given back: it leaves the queue (asks first)",
+  sell_voucher:
+    "/sell_voucher <receipt | #number> <plan code> — a voucher bought but not delivered (held in /unmatched): text its payer a code of that plan",
   prompt_paid:
     "/prompt_paid <#prompt> <receipt> — a payment prompt M-Pesa never answered for, found paid on its statement: credit it (asks first)",
   admins: "/admins — who may use this chat",

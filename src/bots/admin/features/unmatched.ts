@@ -1,5 +1,6 @@
 import { eq } from "drizzle-orm";
 import { Composer, type Context } from "grammy";
+import { sellVoucherForHeldPayment } from "../../../billing/held-voucher-sale.ts";
 import { formatKes } from "../../../billing/money.ts";
 import {
   assignUnmatchedPayment,
@@ -8,7 +9,8 @@ import {
 } from "../../../billing/unmatched.ts";
 import type { Executor } from "../../../db/client.ts";
 import { MAX_ROW_ID, parseRowId } from "../../../db/params.ts";
-import { payments } from "../../../db/schema/index.ts";
+import { payments, plans } from "../../../db/schema/index.ts";
+import { displayPhone } from "../../../lib/phone.ts";
 import { counted } from "../../../lib/plural.ts";
 import { formatDateTime } from "../../../messaging/render.ts";
 import { confirmable, type FeatureAction } from "../confirmations.ts";
@@ -85,7 +87,7 @@ export function unmatchedFeature(kit: AdminKit): Composer<Context> {
         `${counted(rows.length, "unmatched payment")}:`,
         ...shown,
         ...(rows.length > 30 ? [`…and ${rows.length - 30} more.`] : []),
-        "Place one with /assign <receipt> <account>, or record its money given back with /refunded <receipt> <reason>.",
+        "Place one with /assign <receipt> <account>, or record its money given back with /refunded <receipt> <reason>; a voucher bought but not delivered: /sell_voucher <receipt> <plan>.",
       ].join("\n"),
     );
   });
@@ -113,6 +115,32 @@ export function unmatchedFeature(kit: AdminKit): Composer<Context> {
         now,
         ctx.chat!.id,
         `✅ ${payment.providerRef} (${formatKes(payment.amountCents)}) credited to ${account.value.toUpperCase()}. Balance now ${formatKes(result.balanceCents)}.${restored}`,
+      );
+    });
+  });
+  kit.command(unmatched, "sell_voucher", async (ctx, admin, args) => {
+    if (args.length !== 2)
+      return void (await reply(
+        ctx,
+        usage(
+          "sell_voucher",
+          "Say the receipt number (or the #number /unmatched shows) and the plan's code.",
+        ),
+      ));
+    const payment = await waitingPayment(db, args[0]);
+    if (typeof payment === "string") return void (await reply(ctx, payment));
+    const [plan] = await db.select().from(plans).where(eq(plans.code, args[1]!.toLowerCase()));
+    if (!plan) return void (await reply(ctx, `No plan ${args[1]}. /plans lists them.`));
+    await kit.answerBilling(ctx, async (tx, inTxCtx, now) => {
+      const sold = await sellVoucherForHeldPayment(inTxCtx, adminActor(admin.telegramId), {
+        paymentId: payment.id,
+        planId: plan.id,
+      });
+      await kit.say(
+        tx,
+        now,
+        ctx.chat!.id,
+        `✅ ${payment.providerRef} (${formatKes(sold.amountCents)}): a ${sold.planName} voucher is texted to ${displayPhone(sold.phone)}, valid until ${formatDateTime("en", sold.expiresAt, timezone)}. The payment has left the queue.`,
       );
     });
   });
