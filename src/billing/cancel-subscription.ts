@@ -1,11 +1,11 @@
 import { and, eq, gt, gte, inArray, or, sql } from "drizzle-orm";
-import type { Executor } from "../db/client.ts";
 import { invoices, ledgerEntries, subscriptions } from "../db/schema/index.ts";
 import { audit, requireReason } from "./audit.ts";
 import type { Actor, BillingContext } from "./context.ts";
 import { oneCustomer, postLedgerEntry, settleOpenInvoices } from "./ledger.ts";
 import { lockedSubscription } from "./money-lock.ts";
 import { enqueueProvisioning } from "./outbox.ts";
+import { issuedNextPeriod } from "./plan-change-bills.ts";
 
 /**
  * Ends a subscription. Invoices for periods not yet started (for a subscriber cut off for
@@ -33,7 +33,9 @@ export async function cancelSubscription(
     const inGrace =
       now.getTime() < subscription.currentPeriodEnd.getTime() + ctx.settings.graceDays * 86_400_000;
     const fromPeriodEnd =
-      ended && (subscription.status === "suspended" || (inGrace && !(await renewalPaid(tx, subscription))));
+      ended &&
+      (subscription.status === "suspended" ||
+        (inGrace && (await issuedNextPeriod(tx, subscription))?.status !== "paid"));
     const unservedFrom =
       subscription.status === "pending"
         ? subscription.currentPeriodStart
@@ -113,26 +115,4 @@ export async function cancelSubscription(
     });
     return updated!;
   });
-}
-
-/**
- * The next period's bill is paid: the period rolls on at the next invoice run (invoicing.ts), so
- * a subscription still showing the ended period is being served in the next one.
- */
-async function renewalPaid(
-  tx: Executor,
-  subscription: { id: number; currentPeriodEnd: Date },
-): Promise<boolean> {
-  const [paid] = await tx
-    .select({ id: invoices.id })
-    .from(invoices)
-    .where(
-      and(
-        eq(invoices.subscriptionId, subscription.id),
-        eq(invoices.kind, "recurring"),
-        eq(invoices.periodStart, subscription.currentPeriodEnd),
-        eq(invoices.status, "paid"),
-      ),
-    );
-  return paid !== undefined;
 }

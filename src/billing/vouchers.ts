@@ -1,7 +1,7 @@
 import { randomInt } from "node:crypto";
 import { and, asc, eq, gt, inArray, sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../db/client.ts";
-import { type Language, plans, voucherBatches, vouchers } from "../db/schema/index.ts";
+import { type Language, type PeriodUnit, plans, voucherBatches, vouchers } from "../db/schema/index.ts";
 import { planNameIn } from "./accounts.ts";
 import { audit, auditMany } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
@@ -109,6 +109,15 @@ type TermsOf = Pick<PlanRow, "periodUnit" | "periodCount" | "timeLimitSeconds" |
 function validity(plan: TermsOf, now: Date, ctx: BillingContext): Date {
   return periodAt(now, plan, 0, ctx.settings).end;
 }
+
+/**
+ * The validity a code's card printed, for a query joining `vouchers` to its plan and (left) its
+ * batch: what `printedTerms` sells it on.
+ */
+export const printedValiditySql = {
+  periodUnit: sql<PeriodUnit>`coalesce(${voucherBatches.periodUnit}, ${plans.periodUnit})`,
+  periodCount: sql<number>`coalesce(${voucherBatches.periodCount}, ${plans.periodCount})`,
+};
 
 /** The terms printed on a batch's cards; a batch printed before they were kept: the plan's now. */
 function printedTerms(plan: PlanRow, batch: typeof voucherBatches.$inferSelect | null): TermsOf {

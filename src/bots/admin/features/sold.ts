@@ -1,4 +1,4 @@
-import { asc, eq, inArray, type SQL, sql } from "drizzle-orm";
+import { asc, eq, inArray, type SQL } from "drizzle-orm";
 import { Composer, type Context } from "grammy";
 import { formatKes } from "../../../billing/money.ts";
 import {
@@ -7,12 +7,13 @@ import {
   normaliseVoucherCode,
   PaidVouchersNoLongerSellable,
   type PrintedVouchers,
+  printedValiditySql,
   sellableNow,
   VOUCHER_ALPHABET,
   VOUCHER_LENGTH,
 } from "../../../billing/vouchers.ts";
 import { parseRowId } from "../../../db/params.ts";
-import { type PeriodUnit, plans, voucherBatches, vouchers } from "../../../db/schema/index.ts";
+import { plans, voucherBatches, vouchers } from "../../../db/schema/index.ts";
 import { counted } from "../../../lib/plural.ts";
 import { validityText } from "../../../menu/plan-text.ts";
 import { confirmable, type FeatureAction } from "../confirmations.ts";
@@ -97,8 +98,7 @@ export function soldFeature(kit: AdminKit): Composer<Context> {
         status: vouchers.status,
         expiresAt: vouchers.expiresAt,
         plan: plans.name,
-        periodUnit: sql<PeriodUnit>`coalesce(${voucherBatches.periodUnit}, ${plans.periodUnit})`,
-        periodCount: sql<number>`coalesce(${voucherBatches.periodCount}, ${plans.periodCount})`,
+        ...printedValiditySql,
       })
       .from(vouchers)
       .innerJoin(plans, eq(plans.id, vouchers.planId))
