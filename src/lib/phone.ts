@@ -69,7 +69,7 @@ export type PhoneVerdict =
 const verdicts = new Map<string, (input: string) => PhoneVerdict>();
 
 /** Kenyan mobile numbers: 07… and 01… (landlines are 020…, 041…; toll-free 0800…). */
-const KENYAN_MOBILE = /^\+254[17]\d{8}$/;
+export const isKenyanMobile = (e164: string): boolean => /^\+254[17]\d{8}$/.test(e164);
 
 /**
  * The one rule for who may use the service by phone: a valid number of one of the `served`
@@ -88,7 +88,7 @@ export function checkPhone(
       const parsed = parse(raw, home);
       if (!parsed) return { kind: "invalid" };
       // The service needs a mobile: M-Pesa prompts and SMS reach no landline or toll-free number.
-      if (parsed.country === "KE" && !KENYAN_MOBILE.test(parsed.e164)) return { kind: "invalid" };
+      if (parsed.country === "KE" && !isKenyanMobile(parsed.e164)) return { kind: "invalid" };
       return parsed.country !== null && served.includes(parsed.country)
         ? { kind: "served", e164: parsed.e164 }
         : { kind: "foreign", e164: parsed.e164, country: parsed.country };

@@ -1,7 +1,7 @@
 import { eq, type SQL, sql } from "drizzle-orm";
 import { queryRows } from "../../db/client.ts";
 import { type IntentPurpose, type Language, paymentIntents } from "../../db/schema/index.ts";
-import { normalizePhone } from "../../lib/phone.ts";
+import { isKenyanMobile, normalizePhone } from "../../lib/phone.ts";
 import { audit } from "../audit.ts";
 import type { Actor, BillingContext } from "../context.ts";
 import { onceUnderKey } from "../idempotency.ts";
@@ -99,7 +99,7 @@ export type RequestPaymentResult =
  */
 export function normalizeKenyanPhone(input: string): string | null {
   const e164 = normalizePhone(input);
-  return e164 && /^\+254[17]\d{8}$/.test(e164) ? e164 : null;
+  return e164 && isKenyanMobile(e164) ? e164 : null;
 }
 
 const invalid = (message: string): RequestPaymentResult => ({ ok: false, reason: "invalid", message });

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { PushOutcome, StkResult } from "../../billing/intents/settle.ts";
+import { RECEIPT_PATTERN } from "../../billing/intents/statement.ts";
 import { normalizePhone } from "../../lib/phone.ts";
 import { storableJson } from "../../lib/well-formed.ts";
 import { failureReason } from "../../messaging/render.ts";
@@ -106,7 +107,7 @@ export function parseStkCallback(body: unknown): ParsedStkCallback | null {
   if (cb.ResultCode === 0) {
     const cents = amount === undefined ? null : shillingsToCents(amount);
     if (cents === null || cents <= 0 || cents > mpesaMaxCents) return null;
-    if (receipt === undefined || !/^[A-Z0-9]{6,20}$/i.test(String(receipt))) return null;
+    if (receipt === undefined || !RECEIPT_PATTERN.test(String(receipt).toUpperCase())) return null;
   }
   return {
     merchantRequestId: cb.MerchantRequestID ?? null,
