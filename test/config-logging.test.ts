@@ -1,9 +1,8 @@
-import { Writable } from "node:stream";
 import { GrammyError, HttpError } from "grammy";
 import { describe, expect, it } from "vitest";
 import { isSandbox, loadConfig, signingOf } from "../src/config.ts";
 import { redactUrl } from "../src/db/client.ts";
-import { createLogger } from "../src/logger.ts";
+import { capturingLogger } from "./support/logs.ts";
 
 describe("configuration", () => {
   it("starts with nothing set: port 3000, data in ./data, embedded database, sandbox", () => {
@@ -75,14 +74,7 @@ describe("configuration", () => {
 
 describe("logs never carry secrets", () => {
   it("redacts passwords, tokens and keys wherever they sit", () => {
-    const lines: string[] = [];
-    const sink = new Writable({
-      write(chunk, _enc, done) {
-        lines.push(String(chunk));
-        done();
-      },
-    });
-    const probe = createLogger("info", sink);
+    const { lines, logger: probe } = capturingLogger();
     probe.info(
       {
         router: { host: "10.0.0.1", password: "hunter2" },
@@ -97,14 +89,7 @@ describe("logs never carry secrets", () => {
   });
 
   it("leaves out a failed Bot API call's payload and its URL's bot token", () => {
-    const lines: string[] = [];
-    const sink = new Writable({
-      write(chunk, _enc, done) {
-        lines.push(String(chunk));
-        done();
-      },
-    });
-    const probe = createLogger("info", sink);
+    const { lines, logger: probe } = capturingLogger();
     const token = "7012345678:AAH3x9-kq2Vb_TpQ8sLmN4cYzR6wJdE1fGh";
     // As grammY throws them: Telegram refused setWebhook; Telegram could not be reached.
     const refused = new GrammyError(

@@ -49,17 +49,23 @@ const cash = (
     amountCents: cents,
   });
 
-/** A subscriber whose next bill was issued and not paid, suspended a grace day after it fell due. */
-async function suspendedForNonPayment(start: string) {
+/** A subscriber on a KES 2,000 plan whose next bill was issued three days before it falls due (`due`). */
+async function renewalIssued(start: string) {
   const { ctx, clock } = billingContext(database.db, new FakeClock(start));
   const plan = await createPlan(database.db, { priceCents: 200_000 });
   const { customer, subscription } = await activeSubscriber(ctx, plan.id);
   const due = subscription.currentPeriodEnd.getTime();
   clock.set(new Date(due - 3 * DAY));
   await issueRecurringInvoices(ctx, job);
-  clock.set(new Date(due + DAY + HOUR));
-  expect((await suspendOverdue(ctx, job)).suspended).toBe(1);
   return { ctx, clock, customer, subscription, due };
+}
+
+/** A subscriber whose next bill was issued and not paid, suspended a grace day after it fell due. */
+async function suspendedForNonPayment(start: string) {
+  const issued = await renewalIssued(start);
+  issued.clock.set(new Date(issued.due + DAY + HOUR));
+  expect((await suspendOverdue(issued.ctx, job)).suspended).toBe(1);
+  return issued;
 }
 
 describe("service over time", () => {
@@ -91,12 +97,7 @@ describe("service over time", () => {
   });
 
   it("cancelling in the grace hours after the period ended, the renewal unpaid, leaves nothing owed for it", async () => {
-    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-11-12T08:00:00Z"));
-    const plan = await createPlan(database.db, { priceCents: 200_000 });
-    const { customer, subscription } = await activeSubscriber(ctx, plan.id);
-    const due = subscription.currentPeriodEnd.getTime();
-    clock.set(new Date(due - 3 * DAY));
-    await issueRecurringInvoices(ctx, job);
+    const { ctx, clock, customer, subscription, due } = await renewalIssued("2026-11-12T08:00:00Z");
     clock.set(new Date(due + 12 * HOUR));
     expect((await suspendOverdue(ctx, job)).suspended).toBe(0);
     await cancelSubscription(ctx, admin, { subscriptionId: subscription.id, reason: "not renewing" });
@@ -104,12 +105,7 @@ describe("service over time", () => {
   });
 
   it("cancelling after the period ended with the renewal paid keeps the renewal being served", async () => {
-    const { ctx, clock } = billingContext(database.db, new FakeClock("2026-11-12T08:00:00Z"));
-    const plan = await createPlan(database.db, { priceCents: 200_000 });
-    const { customer, subscription } = await activeSubscriber(ctx, plan.id);
-    const due = subscription.currentPeriodEnd.getTime();
-    clock.set(new Date(due - 3 * DAY));
-    await issueRecurringInvoices(ctx, job);
+    const { ctx, clock, customer, subscription, due } = await renewalIssued("2026-11-12T08:00:00Z");
     await cash(ctx, customer.id, 200_000, `renewal-${customer.id}`);
     // Before the invoice run rolls the period on: the paid month has started all the same.
     clock.set(new Date(due + 2 * HOUR));

@@ -1,13 +1,12 @@
-import { Writable } from "node:stream";
 import { afterAll, describe, expect, it } from "vitest";
 import { systemClock } from "../../src/clock.ts";
 import { type Database, openDatabase } from "../../src/db/client.ts";
 import { startScheduler } from "../../src/jobs/scheduler.ts";
-import { createLogger } from "../../src/logger.ts";
 import type { StkGateway } from "../../src/payments/mpesa/daraja.ts";
 import { scheduleRecovery } from "../../src/payments/mpesa/recovery.ts";
 import { waitFor } from "../network/support.ts";
 import { billingContext } from "../support/billing.ts";
+import { capturingLogger } from "../support/logs.ts";
 
 /**
  * The database is away for a while (PostgreSQL restarting, a failover): nothing answers on its
@@ -31,21 +30,10 @@ async function awayDatabase(): Promise<Database> {
   return database;
 }
 
-function logged() {
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk, _encoding, done) {
-      lines.push(String(chunk));
-      done();
-    },
-  });
-  return { lines, logger: createLogger("error", sink) };
-}
-
 describe("scheduled work while the database is away", () => {
   it("a job's timer logs each run it could not make and fires again", async () => {
     const database = await awayDatabase();
-    const { lines, logger } = logged();
+    const { lines, logger } = capturingLogger("error");
     const scheduler = startScheduler(
       { db: database.db, clock: systemClock, logger, timezone: "Africa/Nairobi" },
       [{ name: "every-second-while-away", schedule: "* * * * * *", run: async () => ({}) }],
@@ -59,7 +47,7 @@ describe("scheduled work while the database is away", () => {
 
   it("the M-Pesa recovery timer logs each run it could not make and fires again", async () => {
     const database = await awayDatabase();
-    const { lines, logger } = logged();
+    const { lines, logger } = capturingLogger("error");
     const unused = {} as StkGateway;
     const cron = scheduleRecovery({
       ctx: billingContext(database.db).ctx,
