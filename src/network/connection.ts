@@ -53,7 +53,14 @@ export class RouterUnavailableError extends Error {
   override readonly name = "RouterUnavailableError";
 }
 
-export class RouterTimeoutError extends RouterUnavailableError {}
+/**
+ * A command (or a connection attempt, reported as unreachable by `open`) the router did not finish
+ * in time. Not an unreachable router: one that answers but never finishes a command must use up
+ * the row's attempts and end in an alert (outbox-outcomes.ts), not be retried for ever.
+ */
+export class RouterTimeoutError extends Error {
+  override readonly name = "RouterTimeoutError";
+}
 
 /**
  * The router presented an API-SSL certificate other than the pinned one (or none is pinned yet):

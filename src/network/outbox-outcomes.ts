@@ -3,7 +3,7 @@ import { enqueueMessage } from "../billing/outbox.ts";
 import type { Clock } from "../clock.ts";
 import { type Db, queryRows } from "../db/client.ts";
 import type { Logger } from "../logger.ts";
-import { RouterTimeoutError, RouterUnavailableError } from "./connection.ts";
+import { RouterUnavailableError } from "./connection.ts";
 import type { ClaimedRow } from "./outbox-claim.ts";
 
 /**
@@ -76,13 +76,10 @@ export class OutboxOutcomes {
     for (const { row, error, owedDrops: drops } of failures) {
       const message = (error instanceof Error ? error.message : String(error)).slice(0, 500);
       // A router that is down delays work but never loses it: an unreachable router does not use
-      // up the row's attempts (only what the router refuses does), and the row waits at the longest
-      // back-off, or until the router is seen again (the prober; routerRecovered, on the next
-      // connection made after a loss).
-      // A command that timed out on a router that answered (the connection was made) is not a
-      // router that is down: like a delivery cut short by its lease (below), it uses up an attempt,
-      // or a command the router never finishes in time would be retried for ever, unseen.
-      if (error instanceof RouterUnavailableError && !(error instanceof RouterTimeoutError)) {
+      // up the row's attempts (only what the router refuses, or never finishes in time, does), and
+      // the row waits at the longest back-off, or until the router is seen again (the prober;
+      // routerRecovered, on the next connection made after a loss).
+      if (error instanceof RouterUnavailableError) {
         retry.push({
           row,
           message,
