@@ -12,7 +12,7 @@ import type { Database } from "../../src/db/client.ts";
 import { messageOutbox, vouchers } from "../../src/db/schema/index.ts";
 import { activeSubscriber, billingContext, createPlan } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
-import { type AdminWorld, auditRows, lastText, OWNER, startAdminWorld } from "./world.ts";
+import { ADMIN_GROUP, type AdminWorld, auditRows, lastText, OWNER, startAdminWorld } from "./world.ts";
 
 let database: Database;
 let ctx: ReturnType<typeof billingContext>["ctx"];
@@ -165,6 +165,11 @@ describe("/report and /vouchers: files through the admin chat worker", () => {
       await world.say(OWNER, typed);
       expect(lastText(world.fake, OWNER)).toMatch(answer);
     }
+    // In a group every member would keep the codes in their chat history.
+    const groupBefore = await lastOutboxId();
+    await world.say(OWNER, `/vouchers ${hot.code} 6`, ADMIN_GROUP);
+    expect(lastText(world.fake, ADMIN_GROUP)).toMatch(/use it in a private chat with me/);
+    expect(await fileRows(ADMIN_GROUP, groupBefore)).toHaveLength(0);
     expect(await count()).toBe(0);
 
     const before = await lastOutboxId();

@@ -12,6 +12,9 @@ import { adminActor } from "../roles.ts";
  * entry and the document's outbox row exist together or not at all (a sheet that cannot be drawn
  * leaves no batch). Printed codes go live on the router once sold (`markVouchersSold`), as for any
  * batch.
+ *
+ * Only in a private chat: the sheet holds every code of the batch, which every member of a group
+ * would keep in their chat history, and once the batch is sold each code is internet anyone can use.
  */
 
 export const MAX_CHAT_BATCH = 500;
@@ -19,6 +22,11 @@ export const MAX_CHAT_BATCH = 500;
 export function vouchersFeature(kit: AdminKit): Composer<Context> {
   const composer = new Composer<Context>();
   kit.command(composer, "vouchers", async (ctx, admin, args) => {
+    if (ctx.chat?.type !== "private")
+      return void (await kit.reply(
+        ctx,
+        "/vouchers sends a sheet holding every code of the batch: use it in a private chat with me.",
+      ));
     const [code, countWord] = args;
     if (!code)
       return void (await kit.reply(ctx, kit.usage("vouchers", "Say the hotspot plan's code (see /plans).")));
