@@ -57,6 +57,9 @@ export async function requestLinkCode(
   const { channel, chatId, now } = request;
   return db
     .transaction(async (tx): Promise<LinkCodeRequest> => {
+      // Locked: a phone change being saved is waited for and the new number texted; a change that
+      // comes after waits for this code and deletes it. Read unlocked, the code of a change saved
+      // meanwhile went to the old number, whoever holds it now.
       const [customer] = await tx
         .select({
           id: customers.id,
@@ -65,7 +68,8 @@ export async function requestLinkCode(
           language: customers.language,
         })
         .from(customers)
-        .where(sql`upper(${customers.accountNumber}) = upper(${request.account.trim()})`);
+        .where(sql`upper(${customers.accountNumber}) = upper(${request.account.trim()})`)
+        .for("share");
       if (!customer) return { kind: "unknown" };
       // Counted apart from the code's row, which goes when it expires or its attempts run out: the
       // wait still holds then. The first full window names the refusal.
@@ -135,8 +139,26 @@ export async function checkLinkCode(
       eq(chatLinkCodes.chatId, chatId),
       isNull(chatLinkCodes.usedAt),
     );
+    const [pending] = await tx
+      .select({ customerId: chatLinkCodes.customerId })
+      .from(chatLinkCodes)
+      .where(where);
+    if (!pending) return { kind: "none" };
+    // The account, then its code, in the order a phone change locks them (billing/customer-edit.ts):
+    // a change being saved is waited for, and the code it deleted is gone; a change that comes later
+    // waits for this link and unlinks it with the account's other chats. A code locked first could
+    // link the chat after the change had unlinked the rest, by a code the old number received.
+    await tx
+      .select({ id: customers.id })
+      .from(customers)
+      .where(eq(customers.id, pending.customerId))
+      .for("share");
     // Locked: two copies of one attempt must count twice, and a right code must link once.
-    const [row] = await tx.select().from(chatLinkCodes).where(where).for("update");
+    const [row] = await tx
+      .select()
+      .from(chatLinkCodes)
+      .where(and(where, eq(chatLinkCodes.customerId, pending.customerId)))
+      .for("update");
     if (!row) return { kind: "none" };
     // A dead code is said so once and dropped: the next six digits are a menu input again.
     if (now.getTime() >= row.expiresAt.getTime()) {
