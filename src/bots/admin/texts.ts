@@ -31,7 +31,8 @@ export const USAGE: Readonly<Record<AdminCommand, string>> = {
   import:
     "/import — send a customers CSV file (the format of /export customers): a dry run row by row, then import (asks first)",
   report: "/report [YYYY-MM] — revenue and subscribers per month: a chart (PNG) and the figures (CSV)",
-  vouchers: "/vouchers <plan code> <count> — a batch of hotspot vouchers as a printable A4 PDF (1–500)",
+  vouchers:
+    "/vouchers <plan code> <count> — a batch of hotspot vouchers as a printable A4 PDF (1–500), in a private chat",
   sold: "/sold <code…> | /sold batch <number> [paid <amount>] — printed vouchers a reseller sold go live now; with paid, the cash they paid is recorded (asks first)",
   find: "/find <phone | account | name> — look a subscriber up",
   sub: "/sub <account> — a subscriber's card",
