@@ -32,6 +32,8 @@ export type ReconcileCounts = {
   deferred: number;
   /** Sold vouchers seen in use for the first time (now marked redeemed). */
   vouchersUsed: number;
+  /** Vouchers for any router seen in use here first: bound to this router, taken off the others. */
+  vouchersBound: number;
 };
 
 export const emptyCounts = (): ReconcileCounts => ({
@@ -43,6 +45,7 @@ export const emptyCounts = (): ReconcileCounts => ({
   unchanged: 0,
   deferred: 0,
   vouchersUsed: 0,
+  vouchersBound: 0,
 });
 
 /** A command of the repair; `ref` names the target it changes (`kind:id`), none for profiles. */

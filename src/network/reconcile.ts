@@ -1,6 +1,6 @@
 import { eq } from "drizzle-orm";
 import { systemActor } from "../billing/context.ts";
-import { markVouchersRedeemed } from "../billing/vouchers.ts";
+import { markVouchersRedeemed } from "../billing/voucher-redemption.ts";
 import type { Clock } from "../clock.ts";
 import type { Db } from "../db/client.ts";
 import { routers } from "../db/schema/index.ts";
@@ -155,13 +155,14 @@ export async function reconcileRouter(
     if (!dryRun) {
       // Bookkeeping only, independent of the repair: a failure is logged and tried again next run.
       const uses = voucherUsesOn(users, hotspotActive, deps.clock.now());
-      report.counts.vouchersUsed = await markVouchersRedeemed(deps, reconcileActor, uses).then(
-        (ids) => ids.length,
+      const marked = await markVouchersRedeemed(deps, reconcileActor, routerId, uses).catch(
         (error: unknown) => {
           deps.logger?.error({ err: error, routerId }, "vouchers seen in use could not be marked redeemed");
-          return 0;
+          return { redeemed: [], bound: [] };
         },
       );
+      report.counts.vouchersUsed = marked.redeemed.length;
+      report.counts.vouchersBound = marked.bound.length;
       await repair(deps, routerId, plan);
     }
     if (!dryRun && deps.portalUrl) await ensureWalledGarden(api, walledGardenEntries(deps.portalUrl));

@@ -110,7 +110,7 @@ export function syncReportText(report: RouterReconcileReport, timezone: string, 
   const lines = [
     `${report.ok ? "✅" : "❌"} Reconciliation of ${report.routerName}${report.dryRun ? " (dry run)" : ""}, ${formatDateTime("en", at, timezone)}:`,
     `${verb("added", "to add")} ${c.created} · ${verb("fixed", "to fix")} ${c.updated} · ${verb("removed", "to remove")} ${c.removed} · failed ${c.conflicts + (report.ok ? 0 : 1)}`,
-    `sessions ${verb("kicked", "to kick")} ${c.kicked} · unchanged ${c.unchanged}${c.deferred ? ` · left to the worker ${c.deferred}` : ""}${c.vouchersUsed ? ` · vouchers first used ${c.vouchersUsed}` : ""}`,
+    `sessions ${verb("kicked", "to kick")} ${c.kicked} · unchanged ${c.unchanged}${c.deferred ? ` · left to the worker ${c.deferred}` : ""}${c.vouchersUsed ? ` · vouchers first used ${c.vouchersUsed}` : ""}${c.vouchersBound ? ` · vouchers kept by their first router ${c.vouchersBound}` : ""}`,
   ];
   if (!report.ok) lines.push(`Failed: ${report.error ?? "unknown error"}`);
   if (report.drift.length) {
