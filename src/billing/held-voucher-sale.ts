@@ -39,7 +39,7 @@ export async function sellVoucherForHeldPayment(
         `${formatKes(payment.amountCents)} was paid and ${plan.name} costs ${formatKes(plan.priceCents)}: sell a plan of the price paid, or /refunded it.`,
       );
     const [intent] = await tx
-      .select({ language: paymentIntents.language })
+      .select({ language: paymentIntents.language, routerId: paymentIntents.routerId })
       .from(paymentIntents)
       .where(eq(paymentIntents.id, Number(intentId)));
     // Refuses a plan that is retired or not a hotspot plan, as any sale does.
@@ -47,6 +47,7 @@ export async function sellVoucherForHeldPayment(
       planId: input.planId,
       phone: payment.phone,
       language: intent?.language ?? "en",
+      routerId: intent?.routerId ?? null,
     });
     await tx.update(payments).set({ status: "applied", holdReason: null }).where(eq(payments.id, payment.id));
     await audit(tx, actor, now, {

@@ -261,6 +261,8 @@ export function createPortalRoutes(deps: PortalDeps): Hono {
         language,
         // A device (by its MAC on this hotspot) gets the same per-session limit as a USSD session.
         ...(mac ? { channelSessionId: `${router.id}:${mac}` } : {}),
+        // Bought at this hotspot: the code is made for this router, not live at every site.
+        routerId: router.id,
         // The MAC is whatever the page sends; the address it comes from is not, and a whole site
         // shares it (the hotspot NATs its clients), so it is counted under a limit sized for a site.
         sourceId: `${router.id}:${clientAddress(c)}`,

@@ -41,6 +41,8 @@ describe("following the payment", () => {
       await answerPrompt(h, { outcome: "success", delayMs: 10 });
       const [voucher] = await database.db.select().from(vouchers).where(eq(vouchers.soldToPhone, phone));
       expect(voucher).toBeDefined();
+      // Made for the hotspot it was bought at: not live at every site the ISP runs.
+      expect(voucher!.routerId).toBe(router.id);
       expect(await status()).toEqual({
         state: "paid",
         message: `Payment received. Your code is ${voucher!.code}.`,

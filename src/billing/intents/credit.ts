@@ -326,6 +326,7 @@ export async function followUp(
           planId: intent.planId,
           phone: intent.phone,
           language: await languageFor(sp, intent),
+          routerId: intent.routerId,
         });
         return { voucherId: voucher.voucherId };
       }

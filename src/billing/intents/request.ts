@@ -73,6 +73,8 @@ export interface PaymentRequest {
   subscriptionId?: number;
   channel: string;
   channelSessionId?: string;
+  /** The hotspot a voucher is bought at: its code is made for that router alone. */
+  routerId?: number;
   /**
    * Where the request came from, as the channel can tell and the payer cannot choose (e.g. one
    * network address that a whole site shares): counted under `perSource`.
@@ -231,9 +233,9 @@ export async function requestPayment(
     total_slot as (${window(sql`'stk-total'::text`, sql`passed`, limits.totalPerMinute, lastMinute)}),
     inserted as (
       insert into payment_intents (customer_id, phone, purpose, amount_cents, plan_id, subscription_id, channel,
-        channel_session_id, language, idempotency_key, status, next_send_at, created_at, updated_at)
+        channel_session_id, router_id, language, idempotency_key, status, next_send_at, created_at, updated_at)
       select v.customer_id, ${phone}, ${input.purpose}, ${amountCents}, ${plan}::int, ${sub}::int, ${input.channel},
-        ${input.channelSessionId ?? null}::text, ${input.language ?? null}::text, ${key}::text, 'pending', ${at}::timestamptz, ${at}::timestamptz, ${at}::timestamptz
+        ${input.channelSessionId ?? null}::text, ${input.routerId ?? null}::int, ${input.language ?? null}::text, ${key}::text, 'pending', ${at}::timestamptz, ${at}::timestamptz, ${at}::timestamptz
       from valid v
       where exists (select 1 from total_slot)
       on conflict (idempotency_key) do nothing

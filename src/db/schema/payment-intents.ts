@@ -4,6 +4,7 @@ import { payments } from "./billing.ts";
 import { at, cents, createdAt, id } from "./columns.ts";
 import { customers, languages } from "./customers.ts";
 import { plans } from "./plans.ts";
+import { routers } from "./routers.ts";
 import { subscriptions } from "./subscriptions.ts";
 
 export const intentPurposes = ["balance", "voucher", "plan_change"] as const;
@@ -24,6 +25,11 @@ export const paymentIntents = pgTable(
     subscriptionId: integer("subscription_id").references(() => subscriptions.id),
     channel: text("channel").notNull(),
     channelSessionId: text("channel_session_id"),
+    /**
+     * The hotspot a voucher is bought at (its captive portal): the code is made for that router. Null:
+     * bought from a phone (USSD, a chat), for any router until one serves it (voucher-redemption.ts).
+     */
+    routerId: integer("router_id").references(() => routers.id),
     /**
      * The language the payer chose in the menu, for what this payment sends them (a voucher code, a
      * failure) when they are no customer; a customer's own language wins.

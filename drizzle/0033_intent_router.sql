@@ -1,0 +1,2 @@
+ALTER TABLE "payment_intents" ADD COLUMN "router_id" integer;--> statement-breakpoint
+ALTER TABLE "payment_intents" ADD CONSTRAINT "payment_intents_router_id_routers_id_fk" FOREIGN KEY ("router_id") REFERENCES "public"."routers"("id") ON DELETE no action ON UPDATE no action;
