@@ -3,7 +3,7 @@ import { and, asc, eq, gt, inArray, sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../db/client.ts";
 import { type Language, type PeriodUnit, plans, voucherBatches, vouchers } from "../db/schema/index.ts";
 import { planNameIn } from "./accounts.ts";
-import { audit, auditMany } from "./audit.ts";
+import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { enqueueMessage, enqueueProvisioning } from "./outbox.ts";
 import { recordUncreditedPaymentInTx } from "./payment-rows.ts";
