@@ -43,8 +43,13 @@ export interface AtFake {
   balanceKes: number | null;
   /** Numbers that opted out of the sender's messages: their recipient status is 406 `UserInBlacklist`. */
   blacklist: Set<string>;
-  /** The next `count` sends fail: `http` answers 500, `recipient` answers 201 with a failed recipient. */
-  failNext(count: number, how?: "http" | "recipient"): void;
+  /** While true, every send is answered 503 (an outage of Africa's Talking). */
+  down: boolean;
+  /**
+   * The next `count` sends fail: `http` answers 500; `recipient` answers 201 with the recipient
+   * failed at AT's gateway (501 `GatewayError`), `invalid` with 403 `InvalidPhoneNumber`.
+   */
+  failNext(count: number, how?: "http" | "recipient" | "invalid"): void;
   /** Resolves once `predicate` matches a received SMS (polls the inbox). */
   waitFor(predicate: (sms: FakeSms) => boolean, timeoutMs?: number): Promise<FakeSms>;
   close(): Promise<void>;
@@ -62,7 +67,7 @@ async function readBody(req: IncomingMessage): Promise<string> {
  */
 export async function startAtFake(options: AtFakeOptions): Promise<AtFake> {
   const inbox: FakeSms[] = [];
-  const failures: Array<"http" | "recipient"> = [];
+  const failures: Array<"http" | "recipient" | "invalid"> = [];
   // The returned object holds the account's state, so that a test can change it between sends.
   let fake: AtFake;
 
@@ -87,6 +92,7 @@ export async function startAtFake(options: AtFakeOptions): Promise<AtFake> {
       if (!to || message === null)
         return send(400, "Request is missing required form field 'to' or 'message'");
       fake.requests++;
+      if (fake.down) return send(503, "Service Unavailable");
       const failure = failures.shift();
       if (failure === "http") return send(500, "Internal Server Error");
       const from = form.get("from");
@@ -101,7 +107,8 @@ export async function startAtFake(options: AtFakeOptions): Promise<AtFake> {
         messageId: "None",
       });
       const recipients = to.split(",").map((number) => {
-        if (failure === "recipient") return refused(number, 403, "InvalidPhoneNumber");
+        if (failure === "recipient") return refused(number, 501, "GatewayError");
+        if (failure === "invalid") return refused(number, 403, "InvalidPhoneNumber");
         if (fake.blacklist.has(number)) return refused(number, 406, "UserInBlacklist");
         if (fake.balanceKes !== null) {
           if (fake.balanceKes < COST_KES) return refused(number, 405, "InsufficientBalance");
@@ -150,6 +157,7 @@ export async function startAtFake(options: AtFakeOptions): Promise<AtFake> {
     senderIds: options.senderIds ? new Set(options.senderIds) : null,
     balanceKes: options.balanceKes ?? null,
     blacklist: new Set(),
+    down: false,
     failNext(count, how = "http") {
       for (let i = 0; i < count; i++) failures.push(how);
     },

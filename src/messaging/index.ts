@@ -63,6 +63,7 @@ export async function startMessaging(deps: {
           logger,
           ...signingOf(config),
           maxAttempts: config.SMS_MAX_ATTEMPTS,
+          ...(config.ADMIN_PHONE ? { adminPhone: config.ADMIN_PHONE } : {}),
           ...(fake
             ? {
                 onSent: (sms: { to: string; text: string }) =>

@@ -11,12 +11,15 @@ export interface SmsSender {
 
 /**
  * Why a message was not sent, as far as the worker must act on it:
- * - `transient`: try this message again later (the gateway failed, or did not say);
- * - `recipient`: this number will not take it (opted out): retrying cannot help, other messages go on;
+ * - `transient`: try this message again later (the gateway did not take it, or did not say why);
+ * - `recipient`: this number will not take it (opted out, not a mobile, invalid): retrying cannot
+ *   help, other messages go on;
  * - `account`: nothing will go out until an admin acts (sender ID not registered, balance used up,
- *   credentials refused): every message would fail the same way.
+ *   credentials refused): every message would fail the same way;
+ * - `gateway`: the gateway itself failed (a 5xx, 429, no answer, not reachable): every message would
+ *   meet it until it is back, however long its outage lasts.
  */
-export type SmsFailureKind = "transient" | "recipient" | "account";
+export type SmsFailureKind = "transient" | "recipient" | "account" | "gateway";
 
 export class SmsSendError extends Error {
   override readonly name = "SmsSendError";
@@ -40,7 +43,12 @@ const accountCodes: Record<number, keyof typeof accountProblems> = {
   402: "InvalidSenderId",
   405: "InsufficientBalance",
 };
-const recipientCodes = new Set([406]); // UserInBlacklist: the subscriber opted out of our sender
+/**
+ * The number will not take an SMS, whenever it is sent: 403 InvalidPhoneNumber, 404
+ * UnsupportedNumberType, 406 UserInBlacklist (the subscriber opted out of our sender), 409
+ * DoNotDisturbRejection. 407 CouldNotRoute may be a route's passing trouble: retried.
+ */
+const recipientCodes = new Set([403, 404, 406, 409]);
 
 export interface AtSmsOptions {
   username: string;
@@ -125,19 +133,30 @@ function isSendResult(value: unknown): value is AtSendResult {
   return typeof value === "object" && value !== null && "SMSMessageData" in value;
 }
 
-/** A failed request as the worker records it; AT answers 401 when the username or API key is wrong. */
+/**
+ * A failed request as the worker records it. AT answers 401 when the username or API key is wrong,
+ * 403 when the account admits only listed server addresses. The HTTP client's own errors (no
+ * answer: refused, reset, DNS) carry a code and no response.
+ */
 function describeAtError(error: unknown): SmsSendError {
   if (error && typeof error === "object") {
-    const e = error as { response?: { status?: number; data?: unknown }; message?: string };
-    if (e.response?.status) {
+    const e = error as { response?: { status?: number; data?: unknown }; message?: string; code?: unknown };
+    const status = e.response?.status;
+    if (status) {
       const data =
-        typeof e.response.data === "string" ? e.response.data : JSON.stringify(e.response.data ?? "");
-      const text = `HTTP ${e.response.status}: ${data.slice(0, 200)}`;
-      if (e.response.status === 401) {
-        return new SmsSendError(text, "account", "AT_USERNAME and AT_API_KEY must be the account's");
+        typeof e.response!.data === "string" ? e.response!.data : JSON.stringify(e.response!.data ?? "");
+      const text = `HTTP ${status}: ${data.slice(0, 200)}`;
+      if (status === 401 || status === 403) {
+        return new SmsSendError(
+          text,
+          "account",
+          "AT_USERNAME and AT_API_KEY must be the account's, and this server's address allowed if the account lists addresses",
+        );
       }
-      return new SmsSendError(text, "transient");
+      return new SmsSendError(text, status >= 500 || status === 429 ? "gateway" : "transient");
     }
+    if (typeof e.code === "string" && /^E[A-Z_]+$/.test(e.code))
+      return new SmsSendError((e.message ?? e.code).slice(0, 300), "gateway");
     if (e.message) return new SmsSendError(e.message.slice(0, 300), "transient");
   }
   return new SmsSendError(String(error).slice(0, 300), "transient");

@@ -13,15 +13,27 @@ import type { SmsSendError } from "./sms-client.ts";
  * whether it was fixed before the rest follow. The refused messages keep their attempts: nothing
  * is given up because of the account.
  *
+ * A gateway that fails (down, overloaded, unreachable) pauses sending the same way, for
+ * `outagePauseMs` doubling up to `pauseMs`, so that an outage of hours spends one attempt a pause
+ * instead of one per queued message; the admin is told once it has lasted `outageAlertMs`.
+ *
  * State is per process (each instance probes on its own), as for M-Pesa's configuration pause.
  */
-export class SmsAccountGate {
+export class SmsSendingGate {
   private pausedUntil = 0;
   private probing = false;
   /** The problem the admin was told about, until a message goes out again. */
   private reported: string | null = null;
+  /** When the gateway's current outage began (its first failure since a message went out). */
+  private outageSince: number | null = null;
+  private outagePauses = 0;
+  private outageReported = false;
 
-  constructor(readonly pauseMs = 5 * 60_000) {}
+  constructor(
+    readonly pauseMs = 5 * 60_000,
+    readonly outagePauseMs = 30_000,
+    readonly outageAlertMs = 10 * 60_000,
+  ) {}
 
   /** False while paused: a delivery pass claims nothing. */
   allowsSending(now: Date): boolean {
@@ -55,11 +67,41 @@ export class SmsAccountGate {
     return until;
   }
 
-  /** A message went out: the account is fine (again). */
+  /**
+   * The gateway failed, not the account nor the message: pause until the returned time, longer at
+   * each failure of one outage. The admin is told once the outage has lasted `outageAlertMs`.
+   */
+  unavailable(now: Date, problem: string, logger?: Logger): Date {
+    const at = now.getTime();
+    this.outageSince ??= at;
+    const pauseMs = Math.min(this.pauseMs, this.outagePauseMs * 2 ** this.outagePauses);
+    this.outagePauses++;
+    this.pausedUntil = Math.max(this.pausedUntil, at + pauseMs);
+    this.probing = true;
+    const until = new Date(this.pausedUntil);
+    const lasted = at - this.outageSince;
+    if (!this.outageReported && lasted >= this.outageAlertMs) {
+      this.outageReported = true;
+      logger?.error(
+        { problem, since: new Date(this.outageSince).toISOString(), pausedUntil: until.toISOString() },
+        `Africa's Talking has failed every SMS for ${Math.round(lasted / 60_000)} minutes (${problem}). ` +
+          `Messages wait and are not given up for it; one message tries again every ${Math.round(this.pauseMs / 1000)} s at most.`,
+      );
+    } else {
+      logger?.warn({ problem, pausedUntil: until.toISOString() }, "SMS gateway failed: sending paused");
+    }
+    return until;
+  }
+
+  /** A message went out: the account and the gateway are fine (again). */
   succeeded(logger?: Logger): void {
     if (this.reported) logger?.info({ problem: this.reported }, "Africa's Talking accepts SMS again");
+    if (this.outageReported) logger?.info({}, "Africa's Talking answers again: queued SMS are going out");
     this.probing = false;
     this.reported = null;
+    this.outageSince = null;
+    this.outagePauses = 0;
+    this.outageReported = false;
   }
 }
 
@@ -70,7 +112,7 @@ export class SmsAccountGate {
  */
 export async function holdForAccount(
   deps: { db: Db; clock: Clock; logger?: Logger },
-  gate: SmsAccountGate,
+  gate: SmsSendingGate,
   refusal: { error: SmsSendError; text: string },
   rowId: number,
   unsentIds: number[],
@@ -80,10 +122,11 @@ export async function holdForAccount(
     .update(messageOutbox)
     .set({ lastError: refusal.text.slice(0, 500), nextAttemptAt: until })
     .where(eq(messageOutbox.id, rowId));
-  if (unsentIds.length > 0) {
-    await deps.db
-      .update(messageOutbox)
-      .set({ nextAttemptAt: until })
-      .where(inArray(messageOutbox.id, unsentIds));
-  }
+  await holdUntil(deps.db, unsentIds, until);
+}
+
+/** Messages claimed and not sent wait for the pause's end, their attempts untouched. */
+export async function holdUntil(db: Db, ids: number[], until: Date): Promise<void> {
+  if (ids.length === 0) return;
+  await db.update(messageOutbox).set({ nextAttemptAt: until }).where(inArray(messageOutbox.id, ids));
 }

@@ -1,4 +1,5 @@
 import { and, asc, eq, inArray, lte, sql } from "drizzle-orm";
+import { enqueueMessage } from "../billing/outbox.ts";
 import type { Clock } from "../clock.ts";
 import type { Db } from "../db/client.ts";
 import { messageOutbox } from "../db/schema/index.ts";
@@ -7,19 +8,34 @@ import { normalizePhone } from "../lib/phone.ts";
 import type { Logger } from "../logger.ts";
 import { type Language, maskSecrets, type Params, renderSms, type Signing, secretParams } from "./render.ts";
 import { SmsSendError, type SmsSender } from "./sms-client.ts";
-import { holdForAccount, SmsAccountGate } from "./sms-pause.ts";
+import { holdForAccount, holdUntil, SmsSendingGate } from "./sms-pause.ts";
+
+/**
+ * A message that met only the gateway's failures is not given up before this age, whatever its
+ * attempts: an outage of hours (Africa's Talking down, the server's uplink or DNS gone) must not
+ * turn every queued receipt, voucher code and router login into a `/resend`.
+ */
+export const GATEWAY_OUTAGE_GIVE_UP_MS = 24 * 60 * 60_000;
 
 export interface SmsWorkerOptions extends Signing {
   db: Db;
   clock: Clock;
   sender: SmsSender;
   logger?: Logger;
-  /** A message is given up (`dead`) after this many failed attempts. */
+  /**
+   * A message is given up (`dead`) after this many failed attempts; after a gateway failure, only
+   * once it is also `GATEWAY_OUTAGE_GIVE_UP_MS` old.
+   */
   maxAttempts?: number;
   /** Delay after the first failure; doubles with each further one, up to `maxDelayMs`. */
   baseDelayMs?: number;
   maxDelayMs?: number;
   batchSize?: number;
+  /**
+   * `ADMIN_PHONE`: told by SMS when a message is given up (one alert an hour at most; an alert
+   * given up tells nobody, or a number that refuses SMS would alert itself for ever).
+   */
+  adminPhone?: string;
   /** How long a claimed row stays invisible to other workers while it is being sent. */
   leaseMs?: number;
   /** How long one send may take before it counts as failed (default 15 s). */
@@ -33,7 +49,7 @@ export interface SmsWorkerOptions extends Signing {
    * Pauses all sending while Africa's Talking refuses the account (sms-pause.ts); `startSmsWorker`
    * keeps one across passes. Without it, such a refusal still ends the pass and holds its messages.
    */
-  gate?: SmsAccountGate;
+  gate?: SmsSendingGate;
 }
 
 export interface SmsRunCounts {
@@ -77,7 +93,7 @@ export async function deliverDueSms(options: SmsWorkerOptions): Promise<SmsRunCo
   const now = clock.now();
   const sendTimeoutMs = options.sendTimeoutMs ?? 15_000;
   const leaseUntil = new Date(now.getTime() + Math.max(options.leaseMs ?? 60_000, 2 * sendTimeoutMs));
-  const gate = options.gate ?? new SmsAccountGate();
+  const gate = options.gate ?? new SmsSendingGate();
   if (!gate.allowsSending(now)) return { sent: 0, retried: 0, dead: 0 };
 
   const due = db
@@ -109,19 +125,47 @@ export async function deliverDueSms(options: SmsWorkerOptions): Promise<SmsRunCo
   for (const row of claimed) {
     const attempts = row.attempts + 1;
     let params: Params = row.params;
-    const fail = async (reason: string, permanent: boolean) => {
-      const dead = permanent || attempts >= maxAttempts;
+    /** `pausedUntil`: the gateway failed and sending pauses until then (the gate's pause). */
+    const fail = async (reason: string, how: "permanent" | "transient" | { pausedUntil: Date }) => {
+      const at = clock.now().getTime();
+      const gatewayFailed = typeof how === "object";
+      const dead =
+        how === "permanent" ||
+        (attempts >= maxAttempts &&
+          (!gatewayFailed || at - row.createdAt.getTime() >= GATEWAY_OUTAGE_GIVE_UP_MS));
       // A gateway's complaint may quote the message: a secret in it is masked before it is kept or logged.
       const error = maskSecrets(reason, row.template, params);
-      await db
-        .update(messageOutbox)
-        .set({
-          status: dead ? "dead" : "pending",
-          attempts,
-          lastError: error.slice(0, 500),
-          nextAttemptAt: new Date(clock.now().getTime() + retryDelayMs(attempts, baseDelayMs, maxDelayMs)),
-        })
-        .where(eq(messageOutbox.id, row.id));
+      const tellAdmin = dead && options.adminPhone && row.template !== "admin_alert";
+      // After a gateway failure the gate's pause spaces the tries, not this message's own backoff:
+      // once the gateway is back, every waiting message goes within a pause.
+      const retryAt = gatewayFailed
+        ? how.pausedUntil.getTime() + 1
+        : at + retryDelayMs(attempts, baseDelayMs, maxDelayMs);
+      await db.transaction(async (tx) => {
+        await tx
+          .update(messageOutbox)
+          .set({
+            status: dead ? "dead" : "pending",
+            attempts,
+            lastError: error.slice(0, 500),
+            // A millisecond after the pause: the messages held with this one go first, so that the
+            // next probe is another's.
+            nextAttemptAt: new Date(retryAt),
+          })
+          .where(eq(messageOutbox.id, row.id));
+        if (tellAdmin) {
+          const now = clock.now();
+          await enqueueMessage(tx, now, {
+            recipient: options.adminPhone!,
+            language: "en",
+            template: "admin_alert",
+            params: {
+              text: `an SMS (${row.template} to ${row.recipient}) was given up after ${attempts} tries: ${error.slice(0, 160)}. /failed lists messages given up.`,
+            },
+            dedupeKey: `sms-dead:${now.toISOString().slice(0, 13)}`,
+          });
+        }
+      });
       if (dead) counts.dead++;
       else counts.retried++;
       options.logger?.warn({ messageId: row.id, attempts, dead, error }, "SMS not delivered");
@@ -137,59 +181,87 @@ export async function deliverDueSms(options: SmsWorkerOptions): Promise<SmsRunCo
         .where(inArray(messageOutbox.id, rest));
       break;
     }
+    const to = normalizePhone(row.recipient);
+    if (!to) {
+      await fail(`invalid phone number: ${row.recipient}`, "permanent");
+      continue;
+    }
+    let text: string | null;
     try {
-      const to = normalizePhone(row.recipient);
-      if (!to) {
-        await fail(`invalid phone number: ${row.recipient}`, true);
-        continue;
-      }
       params = openSecrets(row.template, row.params);
-      const text = renderSms(row.language as Language, row.template, params, options);
-      if (text === null) {
-        await fail(`unknown template: ${row.template}`, true);
-        continue;
-      }
-      const { messageId } = await withTimeout(sender.send(to, text), sendTimeoutMs);
-      await db
-        .update(messageOutbox)
-        .set({ status: "done", attempts, lastError: null, providerMessageId: messageId, sentAt: clock.now() })
-        .where(eq(messageOutbox.id, row.id));
-      counts.sent++;
-      gate.succeeded(options.logger);
-      if (options.onSent) {
-        const shown = renderSms(row.language as Language, row.template, row.params, {
-          ...options,
-          masked: true,
-        });
-        options.onSent({ to, text: shown ?? "", messageId });
-      }
+      text = renderSms(row.language as Language, row.template, params, options);
     } catch (error) {
+      // A sealed parameter this key cannot open: counted as a failure, never a pass stopped for good.
+      await fail(error instanceof Error ? error.message : String(error), "transient");
+      continue;
+    }
+    if (text === null) {
+      await fail(`unknown template: ${row.template}`, "permanent");
+      continue;
+    }
+    let messageId: string;
+    try {
+      ({ messageId } = await withTimeout(sender.send(to, text), sendTimeoutMs));
+    } catch (error) {
+      const unsent = () => claimed.slice(claimed.indexOf(row) + 1).map((r) => r.id);
       // The account, not this message, was refused: hold it and the rest of the batch, pause.
       if (error instanceof SmsSendError && error.kind === "account") {
-        const unsent = claimed.slice(claimed.indexOf(row) + 1).map((r) => r.id);
         await holdForAccount(
           options,
           gate,
           { error, text: maskSecrets(error.message, row.template, params) },
           row.id,
-          unsent,
+          unsent(),
         );
         counts.retried++;
         break;
       }
+      // The gateway failed: this message used an attempt, the rest of the batch waits for the pause.
+      if (error instanceof SmsSendError && error.kind === "gateway") {
+        const pausedUntil = gate.unavailable(clock.now(), error.message, options.logger);
+        await fail(error.message, { pausedUntil });
+        await holdUntil(db, unsent(), pausedUntil);
+        break;
+      }
       // A number that opted out will not take a retry either.
       const permanent = error instanceof SmsSendError && error.kind === "recipient";
-      await fail(error instanceof Error ? error.message : String(error), permanent);
+      await fail(
+        error instanceof Error ? error.message : String(error),
+        permanent ? "permanent" : "transient",
+      );
+      continue;
+    }
+    // Outside the catch above: the gateway took this message, and a failure to record it must not
+    // be recorded as a failed send (and sent again at its retry).
+    await db
+      .update(messageOutbox)
+      .set({ status: "done", attempts, lastError: null, providerMessageId: messageId, sentAt: clock.now() })
+      .where(eq(messageOutbox.id, row.id));
+    counts.sent++;
+    gate.succeeded(options.logger);
+    if (options.onSent) {
+      const shown = renderSms(row.language as Language, row.template, row.params, {
+        ...options,
+        masked: true,
+      });
+      options.onSent({ to, text: shown ?? "", messageId });
     }
   }
   return counts;
 }
 
-/** The gateway client has no timeout of its own: a hung request must not stop the worker for good. */
+/**
+ * The gateway client has no timeout of its own: a hung request must not stop the worker for good.
+ * A send that does not answer is the gateway's failure (sending pauses), and its outcome unknown:
+ * the gateway may still deliver it, so the retry waits for the pause at least.
+ */
 function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`SMS gateway did not answer within ${ms} ms`)), ms);
+    timer = setTimeout(
+      () => reject(new SmsSendError(`SMS gateway did not answer within ${ms} ms`, "gateway")),
+      ms,
+    );
   });
   return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }
@@ -208,7 +280,7 @@ export function startSmsWorker(options: SmsWorkerOptions & { intervalMs?: number
   const intervalMs = options.intervalMs ?? 2_000;
   const batchSize = options.batchSize ?? 50;
   // One gate across passes: a refused account pauses the worker, not just one pass.
-  options = { ...options, gate: options.gate ?? new SmsAccountGate() };
+  options = { ...options, gate: options.gate ?? new SmsSendingGate() };
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;

@@ -8,7 +8,7 @@ import { messageOutbox } from "../../src/db/schema/index.ts";
 import { createLogger } from "../../src/logger.ts";
 import { type AtFake, startAtFake } from "../../src/messaging/at-fake.ts";
 import { createAtSmsSender } from "../../src/messaging/sms-client.ts";
-import { SmsAccountGate } from "../../src/messaging/sms-pause.ts";
+import { SmsSendingGate } from "../../src/messaging/sms-pause.ts";
 import { deliverDueSms, type SmsWorkerOptions, startSmsWorker } from "../../src/messaging/sms-worker.ts";
 import { waitFor } from "../network/support.ts";
 import { createTestDatabase } from "../support/db.ts";
@@ -39,7 +39,7 @@ function workerOptions(senderId?: string): SmsWorkerOptions {
     isp: "Kibera Net",
     maxAttempts: 3,
     baseDelayMs: MINUTE,
-    gate: new SmsAccountGate(PAUSE),
+    gate: new SmsSendingGate(PAUSE),
   };
 }
 
@@ -156,11 +156,129 @@ describe("a number that opted out", () => {
   });
 });
 
+describe("ADMIN_PHONE", () => {
+  const ADMIN = "+254700000009";
+  const alerts = () =>
+    database.db.select().from(messageOutbox).where(eq(messageOutbox.template, "admin_alert"));
+
+  it("is told by SMS when a message is given up, once an hour; an alert given up tells nobody", async () => {
+    const options = { ...workerOptions(), adminPhone: ADMIN };
+    fake.blacklist.add("+254712000471");
+    fake.blacklist.add("+254712000472");
+    await enqueue("+254712000471", "+254712000472");
+    expect(await deliverDueSms(options)).toEqual({ sent: 0, retried: 0, dead: 2 });
+    const told = await alerts();
+    expect(told).toHaveLength(1);
+    expect(told[0]).toMatchObject({ recipient: ADMIN, status: "pending" });
+    expect(String(told[0]!.params.text)).toBe(
+      "an SMS (restored to +254712000471) was given up after 1 tries: recipient UserInBlacklist (406). /failed lists messages given up.",
+    );
+
+    // The admin's own number refuses SMS too: its alert is given up, and nothing more is queued.
+    fake.blacklist.add(ADMIN);
+    clock.advance(60 * MINUTE);
+    expect(await deliverDueSms(options)).toEqual({ sent: 0, retried: 0, dead: 1 });
+    expect((await alerts()).map((a) => a.status)).toEqual(["dead"]);
+  });
+});
+
+describe("a number Africa's Talking says is invalid", () => {
+  it("fails that message for good, without a retry, and sends the others", async () => {
+    const options = workerOptions();
+    fake.failNext(1, "invalid");
+    await enqueue("+254712000426", "+254712000427");
+    expect(await deliverDueSms(options)).toEqual({ sent: 1, retried: 0, dead: 1 });
+    expect(await row("+254712000426")).toMatchObject({
+      status: "dead",
+      attempts: 1,
+      lastError: "recipient InvalidPhoneNumber (403)",
+    });
+  });
+});
+
+describe("a gateway down for hours", () => {
+  const outageOptions = () => ({ ...workerOptions(), gate: new SmsSendingGate(PAUSE, 30_000, 10 * MINUTE) });
+  const rows = () => database.db.select().from(messageOutbox);
+
+  it("pauses, probes with one message at a time, gives nothing up, tells the admin once, and sends all once back", async () => {
+    const options = outageOptions();
+    await enqueue("+254712000441", "+254712000442", "+254712000443");
+    fake.down = true;
+    expect(await deliverDueSms(options)).toEqual({ sent: 0, retried: 1, dead: 0 });
+    // One request, not one per message; the others wait without using an attempt.
+    expect(fake.requests).toBe(1);
+    expect(await row("+254712000442")).toMatchObject({ status: "pending", attempts: 0 });
+    expect((await row("+254712000441")).lastError).toContain("HTTP 503");
+
+    // Three hours of passes, a minute apart.
+    for (let minute = 0; minute < 180; minute++) {
+      clock.advance(MINUTE);
+      await deliverDueSms(options);
+    }
+    const during = await rows();
+    expect(during.map((r) => r.status)).toEqual(["pending", "pending", "pending"]);
+    // More attempts than SMS_MAX_ATTEMPTS (3 here) for some: attempts alone would have given up.
+    expect(Math.max(...during.map((r) => r.attempts))).toBeGreaterThan(3);
+    // One probe a pause (doubling from 30 s to 10 minutes), not a try of every message every pass.
+    expect(fake.requests).toBeLessThanOrEqual(26);
+    expect(errors()).toHaveLength(1);
+    expect(errors()[0]!.msg).toMatch(/failed every SMS for 1\d minutes \(HTTP 503/);
+
+    fake.down = false;
+    clock.advance(PAUSE);
+    for (let pass = 0; pass < 5 && fake.inbox.length < 3; pass++) await deliverDueSms(options);
+    expect(fake.inbox.map((m) => m.to).sort()).toEqual(["+254712000441", "+254712000442", "+254712000443"]);
+    expect((await rows()).every((r) => r.status === "done")).toBe(true);
+    expect(errors()).toHaveLength(1);
+    expect(logLines.some((l) => l.msg.includes("answers again"))).toBe(true);
+  });
+
+  it("gives a message up once it is a day old and its attempts are spent", async () => {
+    const options = outageOptions();
+    await enqueue("+254712000451");
+    fake.down = true;
+    for (let step = 0; step < 23 * 6; step++) {
+      await deliverDueSms(options);
+      clock.advance(10 * MINUTE);
+    }
+    expect(await row("+254712000451")).toMatchObject({ status: "pending" });
+    for (let step = 0; step < 2 * 6; step++) {
+      await deliverDueSms(options);
+      clock.advance(10 * MINUTE);
+    }
+    const given = await row("+254712000451");
+    expect(given.status).toBe("dead");
+    expect(given.lastError).toContain("HTTP 503");
+  });
+
+  it("takes a gateway it cannot reach (connection refused) for an outage: the rest wait", async () => {
+    // Made after the options' sender: the package's endpoint is one per process (sms-client.ts).
+    const options = workerOptions();
+    const unreachable = createAtSmsSender({
+      username: "tandao",
+      apiKey: "k",
+      smsUrl: "http://127.0.0.1:9/version1/messaging",
+    });
+    const gate = new SmsSendingGate(PAUSE, 30_000, 10 * MINUTE);
+    await enqueue("+254712000461", "+254712000462");
+    expect(await deliverDueSms({ ...options, sender: unreachable, gate })).toEqual({
+      sent: 0,
+      retried: 1,
+      dead: 0,
+    });
+    expect((await row("+254712000461")).lastError).toMatch(/ECONNREFUSED/);
+    const waiting = await row("+254712000462");
+    expect(waiting).toMatchObject({ status: "pending", attempts: 0 });
+    expect(waiting.nextAttemptAt.getTime() - clock.now().getTime()).toBe(30_000);
+    expect(gate.allowsSending(clock.now())).toBe(false);
+  });
+});
+
 describe("the worker loop", () => {
   it("keeps its pause across passes instead of trying every message", async () => {
     const options = workerOptions("TANDAO");
     let passes = 0;
-    const gate = new (class extends SmsAccountGate {
+    const gate = new (class extends SmsSendingGate {
       override allowsSending(now: Date): boolean {
         passes++;
         return super.allowsSending(now);

@@ -76,18 +76,18 @@ describe("SMS delivery through the africastalking package", () => {
     expect(fake.inbox).toHaveLength(2);
   });
 
-  it("retries a failed send with exponential backoff, then gives up and records why", async () => {
+  it("retries a message the gateway did not take with exponential backoff, then gives up and records why", async () => {
     await enqueueMessage(database.db, clock.now(), {
       recipient: "+254712000003",
       language: "en",
       template: "restored",
       params: { periodEndAt: "2026-04-01T00:00:00Z" },
     });
-    fake.failNext(1, "http");
+    fake.failNext(1, "recipient");
     expect(await deliverDueSms(options)).toEqual({ sent: 0, retried: 1, dead: 0 });
     let stored = await row("+254712000003");
     expect(stored).toMatchObject({ status: "pending", attempts: 1 });
-    expect(stored.lastError).toContain("500");
+    expect(stored.lastError).toContain("GatewayError (501)");
     expect(stored.nextAttemptAt.getTime() - clock.now().getTime()).toBe(MINUTE);
 
     // Not due yet: nothing is sent before the backoff has passed.
@@ -98,11 +98,10 @@ describe("SMS delivery through the africastalking package", () => {
     expect(await deliverDueSms(options)).toEqual({ sent: 0, retried: 1, dead: 0 });
     stored = await row("+254712000003");
     expect(stored.attempts).toBe(2);
-    expect(stored.lastError).toContain("InvalidPhoneNumber");
     expect(stored.nextAttemptAt.getTime() - clock.now().getTime()).toBe(2 * MINUTE);
 
     clock.advance(2 * MINUTE);
-    fake.failNext(1, "http");
+    fake.failNext(1, "recipient");
     expect(await deliverDueSms(options)).toEqual({ sent: 0, retried: 0, dead: 1 });
     stored = await row("+254712000003");
     expect(stored).toMatchObject({ status: "dead", attempts: 3 });
