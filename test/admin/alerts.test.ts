@@ -12,6 +12,7 @@ import { FakeClock, HOUR, MINUTE } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
 import {
   admins,
+  messageOutbox,
   mpesaCallbacks,
   paymentIntents,
   provisioningOutbox,
@@ -123,6 +124,59 @@ describe("alerts to the admin chat", () => {
     expect(alerts[0]).toMatch(/trap 1[\s\S]*trap 2[\s\S]*trap 3/);
     expect(alerts[0]).toMatch(/\/retry Kawangware/);
     expect(await run(ALERTS_JOB)).toEqual([]);
+  });
+
+  it("tells messages given up once, in one alert, a voucher code hidden; again if resent and given up again", async () => {
+    const now = clock.now();
+    const dead = {
+      channel: "sms" as const,
+      status: "dead" as const,
+      attempts: 8,
+      nextAttemptAt: now,
+      createdAt: now,
+      language: "en" as const,
+    };
+    const [receipt, voucher] = await database.db
+      .insert(messageOutbox)
+      .values([
+        { ...dead, recipient: "+254711000301", template: "payment_received", lastError: "HTTP 503: down" },
+        {
+          ...dead,
+          recipient: "+254711000302",
+          template: "voucher_code",
+          params: { code: "K7PX3MQA" },
+          lastError: "refused: K7PX3MQA",
+        },
+        // Neither the admin chat's own messages nor SMS alerts to ADMIN_PHONE are told.
+        {
+          ...dead,
+          channel: "telegram_admin" as const,
+          recipient: String(ADMIN_GROUP),
+          template: "admin_chat",
+        },
+        { ...dead, recipient: "+254700000001", template: "admin_alert", params: { text: "x" } },
+      ])
+      .returning({ id: messageOutbox.id });
+    const alerts = await run(ALERTS_JOB);
+    expect(alerts).toEqual([
+      [
+        "✉️ 2 messages were given up:",
+        `  • #${receipt!.id} sms to +254711000301 (payment_received, 8 tries): HTTP 503: down`,
+        `  • #${voucher!.id} sms to +254711000302 (voucher_code, 8 tries): refused: ********`,
+        "/resend <#number> [phone] sends one again, or by SMS to another number.",
+      ].join("\n"),
+    ]);
+    expect(await run(ALERTS_JOB)).toEqual([]);
+
+    // Resent (/resend puts it back in the queue) and given up again later.
+    clock.advance(HOUR);
+    await database.db
+      .update(messageOutbox)
+      .set({ nextAttemptAt: clock.now() })
+      .where(eq(messageOutbox.id, receipt!.id));
+    const again = await run(ALERTS_JOB);
+    expect(again).toHaveLength(1);
+    expect(again[0]).toMatch(/^✉️ A message was given up:\n {2}• #\d+ sms to \+254711000301/);
   });
 
   it("tells each unmatched payment and each self sign-up once", async () => {

@@ -17,6 +17,7 @@ import {
   queueAdminAlert,
 } from "./alert-queue.ts";
 import { SELF_SIGNUP_ACTION, sendDailySummary } from "./daily-summary.ts";
+import { deadMessageAlerts } from "./dead-message-alerts.ts";
 import { creditedTwiceAlerts, mpesaRequestAlerts } from "./mpesa-alerts.ts";
 import { unresolvedPushAlerts } from "./unresolved-push-alerts.ts";
 
@@ -95,6 +96,7 @@ export async function checkAdminAlerts(
     unmatched: 0,
     mpesaRequests: 0,
     unresolvedPushes: 0,
+    deadMessages: 0,
     signups: 0,
     queued: 0,
   };
@@ -106,6 +108,7 @@ export async function checkAdminAlerts(
   await mpesaRequestAlerts(tx, now, { ...options, batch: BATCH }, counts);
   await creditedTwiceAlerts(tx, now, { ...options, batch: BATCH }, counts);
   await unresolvedPushAlerts(tx, now, { ...options, batch: BATCH }, counts);
+  await deadMessageAlerts(tx, now, { ...options, batch: BATCH, lookbackMs: ALERT_LOOKBACK_MS }, counts);
   await signupAlerts(tx, now, options, counts);
   return counts;
 }

@@ -1,0 +1,1 @@
+CREATE INDEX "message_outbox_dead_idx" ON "message_outbox" USING btree ("created_at") WHERE "message_outbox"."status" = 'dead';
