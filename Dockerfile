@@ -42,3 +42,6 @@ RUN apt-get update && apt-get install -y --no-install-recommends chromium fonts-
   && rm -rf /var/lib/apt/lists/*
 USER node
 ENV WHATSAPP_WEB_CHROMIUM=/usr/bin/chromium
+
+# The image `docker build .` makes (the last stage): the one without a browser.
+FROM app
