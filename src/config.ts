@@ -95,7 +95,7 @@ function isSecretKey(text: string): boolean {
   }
 }
 
-const schema = z.object({
+export const configSchema = z.object({
   /** `sandbox` (built-in fakes) or `production` (real services only); see src/mode.ts. */
   TANDAO_MODE: z.enum(["sandbox", "production"]).optional(),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
@@ -302,13 +302,13 @@ const schema = z.object({
   ROUTER_PROBE_SECONDS: z.coerce.number().int().min(1).default(15),
 });
 
-export type Config = z.infer<typeof schema> & { PUBLIC_URL: string; mode: Mode };
+export type Config = z.infer<typeof configSchema> & { PUBLIC_URL: string; mode: Mode };
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const cleaned = Object.fromEntries(
     Object.entries(env).filter(([, v]) => v !== undefined && v !== ""),
   ) as Record<string, string>;
-  const parsed = schema.safeParse(cleaned);
+  const parsed = configSchema.safeParse(cleaned);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
     throw new Error(`Invalid configuration: ${problems}`);
