@@ -2,6 +2,7 @@ import { and, asc, eq, inArray, type SQL, sql } from "drizzle-orm";
 import type { Executor } from "../db/client.ts";
 import { customers, plans, routers, subscriptions } from "../db/schema/index.ts";
 import { counted } from "../lib/plural.ts";
+import { plainPunctuation } from "../lib/sms-text.ts";
 import { audit } from "./audit.ts";
 import { type Actor, type BillingContext, BillingError } from "./context.ts";
 import { enqueueMessages, type OutboundMessage } from "./outbox.ts";
@@ -80,8 +81,12 @@ export async function broadcastRecipients(db: Executor, audience: Audience) {
     .orderBy(asc(customers.id));
 }
 
+/**
+ * The notice as it will be sent: trimmed, its typographic punctuation plain (one curly quote would
+ * send every copy as a Unicode SMS, twice the parts).
+ */
 export function checkBroadcastText(text: string): string {
-  const trimmed = text.trim();
+  const trimmed = plainPunctuation(text).trim();
   if (!trimmed) throw new BillingError("empty_broadcast", "Say what the notice says.");
   if (trimmed.length > BROADCAST_MAX_CHARS)
     throw new BillingError(

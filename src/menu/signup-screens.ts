@@ -1,4 +1,5 @@
 import { mpesaAmountCents } from "../billing/money.ts";
+import { plainPunctuation } from "../lib/sms-text.ts";
 import { AREA_NAME_MAX, type Frame, type MenuContext, type Screen, shortName } from "./engine.ts";
 import { servedCountriesText } from "./not-served.ts";
 import { planLine } from "./plan-text.ts";
@@ -29,11 +30,7 @@ export const signupOpen = (ctx: MenuContext) => areasOf(ctx).length > 0;
 /** A name as people write it: letters, spaces, `'`, `-`, `.`; at least two letters, no digits. */
 export function cleanName(text: string): string | null {
   // Phones type typographic apostrophes and dashes (Ng’ang’a): they are the plain ones.
-  const name = text
-    .replace(/[\u2018\u2019\u02bc\u2032]/g, "'")
-    .replace(/[\u2010\u2011\u2013]/g, "-")
-    .replace(/\s+/g, " ")
-    .trim();
+  const name = plainPunctuation(text).replace(/\s+/g, " ").trim();
   if (name.length > SIGNUP_NAME_MAX) return null;
   if (!/^[\p{L}\p{M}][\p{L}\p{M} .'-]*$/u.test(name)) return null;
   return (name.match(/\p{L}/gu) ?? []).length >= 2 ? name : null;

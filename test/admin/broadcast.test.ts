@@ -103,10 +103,12 @@ describe("/broadcast", () => {
     }
     expect(await broadcasts()).toHaveLength(0);
 
-    await world.say(OWNER, "/broadcast router kibera-1 Outage tonight 22:00–02:00, sorry.");
+    // Typed with an en dash and a curly quote, as phones do: sent plain, one GSM-7 part, not Unicode.
+    await world.say(OWNER, "/broadcast router kibera-1 Outage tonight 22:00–02:00, we’re sorry.");
     const question = lastMenuIn(world.fake, OWNER);
-    expect(String(question.payload.text)).toMatch(
-      /^Send this notice to 2 subscribers on router kibera-1 .*\n\nKibera Net: Outage tonight 22:00–02:00, sorry\./,
+    expect(String(question.payload.text)).toMatch(/^Send this notice/);
+    expect(String(question.payload.text)).toContain(
+      "Send this notice to 2 subscribers on router kibera-1 (by chat or SMS; 1 SMS part per copy sent by SMS)?\n\nKibera Net: Outage tonight 22:00-02:00, we're sorry.",
     );
     await Promise.all([
       world.press(OWNER, "Confirm", OWNER, question),
@@ -121,7 +123,7 @@ describe("/broadcast", () => {
       ["telegram", "9001", "+254712400001"],
     ]);
     expect(
-      sent.every((m) => (m.params as { text: string }).text === "Outage tonight 22:00–02:00, sorry."),
+      sent.every((m) => (m.params as { text: string }).text === "Outage tonight 22:00-02:00, we're sorry."),
     ).toBe(true);
     expect(new Set(sent.map((m) => m.dedupeKey)).size).toBe(2);
     expect(translate("sw", "sms.broadcast", { isp: "Kibera Net", text: "Outage tonight" })).toBe(
@@ -143,9 +145,9 @@ describe("/broadcast", () => {
       (m.params as { text: string }).text.startsWith("Technician"),
     );
     expect(toArea.map((m) => [m.recipient, m.language])).toEqual([["+254712400005", "sw"]]);
-    await world.say(OWNER, "/broadcast all Happy holidays");
+    await world.say(OWNER, `/broadcast all Happy holidays 🎄 ${"and a good new year ".repeat(4)}`);
     expect(String(lastMenuIn(world.fake, OWNER).payload.text)).toMatch(
-      /^Send this notice to all 4 subscribers/,
+      /^Send this notice to all 4 subscribers \(by chat or SMS; 2 SMS parts per copy sent by SMS \(Unicode: an emoji/,
     );
     const pendingOnly = await world.db
       .select()

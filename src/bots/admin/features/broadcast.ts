@@ -2,12 +2,13 @@ import { Composer, type Context } from "grammy";
 import {
   type Audience,
   audienceLabel,
-  BROADCAST_MAX_CHARS,
   broadcastRecipients,
   checkBroadcastText,
   sendBroadcast,
 } from "../../../billing/broadcast.ts";
 import { BillingError } from "../../../billing/context.ts";
+import { counted } from "../../../lib/plural.ts";
+import { smsParts } from "../../../lib/sms-text.ts";
 import { confirmable, type FeatureAction } from "../confirmations.ts";
 import type { AdminKit } from "../kit.ts";
 import { adminActor } from "../roles.ts";
@@ -89,11 +90,15 @@ export function broadcastFeature(kit: AdminKit): Composer<Context> {
       text,
       count,
     };
+    const notice = `${kit.deps.ispName ?? "ISP"}: ${text}`;
+    const sms = smsParts(notice);
+    // What each copy sent by SMS costs: an emoji or another script makes every part a Unicode one.
+    const cost = `${counted(sms.parts, "SMS part")} per copy sent by SMS${sms.unicode ? " (Unicode: an emoji or a character outside the SMS alphabet; without it, fewer parts)" : ""}`;
     await kit.ask(
       ctx,
       admin,
       action,
-      `Send this notice to ${audienceLabel(parsed.audience, count)} (by chat or SMS, at most ${BROADCAST_MAX_CHARS} characters)?\n\n${kit.deps.ispName ?? "ISP"}: ${text}`,
+      `Send this notice to ${audienceLabel(parsed.audience, count)} (by chat or SMS; ${cost})?\n\n${notice}`,
     );
   });
   return composer;
