@@ -96,7 +96,8 @@ export async function linkChat(
     at: Date;
     /**
      * The number the link was proven by (a shared contact): linked only while it is still the
-     * customer's, read under a lock that waits for a phone change being saved. False: not linked.
+     * customer's, read under a lock that waits for a phone change being saved (the lock the link's
+     * own update of the customer needs: a shared one would deadlock two links). False: not linked.
      */
     phone?: string;
   },
@@ -107,7 +108,7 @@ export async function linkChat(
       .select({ id: customers.id })
       .from(customers)
       .where(and(eq(customers.id, customerId), eq(customers.phone, link.phone)))
-      .for("share");
+      .for("no key update");
     if (!stillTheirs) return false;
   }
   const [before] = await db

@@ -38,11 +38,13 @@ export async function phoneChat(
   return db.transaction(async (tx) => {
     // Locked while the link is written: a phone change being saved is waited for, and the number
     // read again after it (a link to the account's old number would outlive the change's unlinking).
+    // The lock the link's update of the customer needs: two links holding a shared one would each
+    // wait for the other.
     const [customer] = await tx
       .select({ id: customers.id, phone: customers.phone, accountNumber: customers.accountNumber })
       .from(customers)
       .where(eq(customers.phone, verdict.e164))
-      .for("share");
+      .for("no key update");
     // A visitor's number is as proven as a customer's: it is the phone M-Pesa asks when they buy a
     // voucher, so WhatsApp never needs to ask for it (chat-menu's `needsPhone` stays unset).
     if (!customer) return { phone: verdict.e164, newlyLinked: null };

@@ -1,4 +1,4 @@
-import { and, eq } from "drizzle-orm";
+import { and, desc, eq } from "drizzle-orm";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { editCustomer } from "../../src/billing/customer-edit.ts";
 import { checkLinkCode, requestLinkCode } from "../../src/bots/telegram/link-code.ts";
@@ -157,5 +157,46 @@ describe.runIf(onRealPostgres())("linking by SMS code during a phone change", ()
       .from(chatLinks)
       .where(and(eq(chatLinks.channel, "telegram"), eq(chatLinks.chatId, CHAT)));
     expect(links).toEqual([]);
+  });
+
+  it("two chats typing right codes for one account at once both link", async () => {
+    await theCustomer("TDOTP4", OLD_PHONE);
+    const chats = ["8880011", "8880012"];
+    const codes: string[] = [];
+    for (const chatId of chats) {
+      await requestLinkCode(database.db, {
+        channel: "telegram",
+        chatId,
+        account: "TDOTP4",
+        now: clock.now(),
+      });
+      const [sms] = await database.db
+        .select({ params: messageOutbox.params })
+        .from(messageOutbox)
+        .where(eq(messageOutbox.template, "chat_link_code"))
+        .orderBy(desc(messageOutbox.id))
+        .limit(1);
+      codes.push(requireBox().open(String((sms!.params as { code: string }).code)));
+    }
+    // Both checks reach the account together: each code is held by another session meanwhile.
+    const holding = await holdLock(
+      database.url!,
+      (tx) => tx`select id from chat_link_codes where chat_id in ${tx(chats)} for update`,
+    );
+    const before = await sessionsWaitingForLocks(database.db);
+    let checks: Array<Awaited<ReturnType<typeof checkLinkCode>>>;
+    try {
+      const checking = chats.map((chatId, i) =>
+        checkLinkCode(database.db, { channel: "telegram", chatId, code: codes[i]!, now: clock.now() }),
+      );
+      await waitFor(async () => (await sessionsWaitingForLocks(database.db)) >= before + 2);
+      await holding.release();
+      checks = await Promise.all(checking);
+    } finally {
+      await holding.release();
+    }
+    expect(checks.map((c) => c.kind)).toEqual(["linked", "linked"]);
+    const links = await database.db.select({ chatId: chatLinks.chatId }).from(chatLinks);
+    expect(links.map((l) => l.chatId).sort()).toEqual(chats);
   });
 });

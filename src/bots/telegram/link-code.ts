@@ -147,12 +147,14 @@ export async function checkLinkCode(
     // The account, then its code, in the order a phone change locks them (billing/customer-edit.ts):
     // a change being saved is waited for, and the code it deleted is gone; a change that comes later
     // waits for this link and unlinks it with the account's other chats. A code locked first could
-    // link the chat after the change had unlinked the rest, by a code the old number received.
+    // link the chat after the change had unlinked the rest, by a code the old number received. Locked
+    // as the change locks it: the link updates the account's notice channel, and two links holding a
+    // shared lock would each wait for the other to give it up.
     await tx
       .select({ id: customers.id })
       .from(customers)
       .where(eq(customers.id, pending.customerId))
-      .for("share");
+      .for("no key update");
     // Locked: two copies of one attempt must count twice, and a right code must link once.
     const [row] = await tx
       .select()
