@@ -32,6 +32,16 @@ import { type ChatContent, ChatSendError, type ChatSender } from "./chat-sender.
  * phone: the same row changes channel, so it is delivered once, one way or the other.
  */
 
+/**
+ * While a channel cannot send at all (`unavailable`), its messages wait without using up attempts,
+ * tried again this often: a notice until it has waited `NOTICE_WAITS_FOR_CHANNEL_MS` (then it goes
+ * by SMS: a receipt matters more than its channel), a menu answer until it is an hour old (a
+ * reconnect within the hour still answers the person; later the answer would only confuse).
+ */
+export const CHANNEL_RETRY_MS = 30_000;
+export const NOTICE_WAITS_FOR_CHANNEL_MS = 10 * 60_000;
+export const ANSWER_WAITS_FOR_CHANNEL_MS = 60 * 60_000;
+
 export interface ChatDeliveryOptions extends Signing {
   db: Db;
   clock: Clock;
@@ -97,6 +107,7 @@ export interface ClaimedRow extends Record<string, unknown> {
   fallback_recipient: string | null;
   attempts: number;
   last_inbound_at: Date | string | null;
+  created_at: Date | string;
 }
 
 export interface ChatRunCounts {
@@ -164,7 +175,7 @@ export async function claimDueChats(
         from due
         where m.id = due.id
         returning m.id, m.channel, m.recipient, m.language, m.template, m.params, m.content,
-          m.fallback_recipient, m.attempts,
+          m.fallback_recipient, m.attempts, m.created_at,
           (select s.last_inbound_at from chat_sessions s
             where s.channel = m.channel and s.chat_id = m.recipient) as last_inbound_at`,
   );
@@ -346,6 +357,20 @@ async function deliverOne(
   } catch (error) {
     const failure = error instanceof ChatSendError ? error.failure : "retry";
     const reason = maskSecrets(error instanceof Error ? error.message : String(error), row.template, params);
+    if (failure === "unavailable") {
+      const waited = clock.now().getTime() - new Date(row.created_at).getTime();
+      if (waited >= (isNotice ? NOTICE_WAITS_FOR_CHANNEL_MS : ANSWER_WAITS_FOR_CHANNEL_MS)) {
+        await toSmsOrDead(`${failure}: ${reason}`);
+        return null;
+      }
+      await db.execute(
+        sql`update message_outbox set last_error = ${reason.slice(0, 500)},
+              next_attempt_at = ${ts(new Date(clock.now().getTime() + CHANNEL_RETRY_MS))}
+            where id = ${row.id} and status = 'pending' and channel = ${row.channel}`,
+      );
+      counts.retried++;
+      return null;
+    }
     if (failure !== "retry" || attempts >= (options.maxAttempts ?? 6)) {
       await toSmsOrDead(`${failure}: ${reason}`);
       return null;

@@ -218,6 +218,7 @@ async function saveDistinctChats(db: Executor, steps: readonly ChatStep[]): Prom
           fallback_recipient: null,
           attempts: 0,
           last_inbound_at: step.inboundAt ?? step.at,
+          created_at: step.at,
         });
     }
   }

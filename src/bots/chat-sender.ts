@@ -28,8 +28,14 @@ export type ChatContent =
   | { kind: "raw"; method: string; payload: Record<string, unknown> };
 
 export type ChatSendFailure =
-  /** Worth another try later (timeout, 5xx, 429, the platform disconnected). */
+  /** Worth another try later (timeout, 5xx, 429). */
   | "retry"
+  /**
+   * The channel cannot send anything now, through no fault of this message (WhatsApp Web not
+   * connected, the Cloud API's token refused): it waits without using up attempts, a notice until it
+   * goes by SMS instead, an answer until it is too old to matter (chat-delivery.ts).
+   */
+  | "unavailable"
   /** This recipient cannot be reached on this channel (blocked the bot, not on WhatsApp…). */
   | "recipient"
   /** Free text is refused because the recipient has not written within the platform's window. */

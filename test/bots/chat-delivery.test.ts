@@ -189,4 +189,79 @@ describe("the chat delivery worker", () => {
       .orderBy(messageOutbox.id);
     expect(rows.map((r) => r.channel)).toEqual(["whatsapp", "sms"]);
   });
+
+  it("keeps messages while their channel cannot send, without using attempts: answers for an hour, notices 10 minutes, then SMS", async () => {
+    const at = clock.now();
+    const [answer, notice, oldAnswer] = await database.db
+      .insert(messageOutbox)
+      .values([
+        {
+          channel: "whatsapp",
+          recipient: "254700000931",
+          language: "en",
+          template: "chat",
+          content: { kind: "text", text: "Your balance is KES 0." },
+          nextAttemptAt: at,
+          createdAt: at,
+        },
+        {
+          channel: "whatsapp",
+          recipient: "254700000932",
+          language: "en",
+          template: "payment_received",
+          params: { amountCents: 50_000, receipt: "QDOWN0001", account: "TD00932", balanceCents: 0 },
+          fallbackRecipient: "+254700000932",
+          nextAttemptAt: at,
+          createdAt: at,
+        },
+        {
+          channel: "whatsapp",
+          recipient: "254700000933",
+          language: "en",
+          template: "chat",
+          content: { kind: "text", text: "Choose a plan." },
+          nextAttemptAt: at,
+          createdAt: new Date(at.getTime() - 50 * 60_000),
+        },
+      ])
+      .returning({ id: messageOutbox.id });
+    let connected = false;
+    const sent: string[] = [];
+    const options = {
+      db: database.db,
+      clock,
+      isp: "Kibera Net",
+      senders: [
+        {
+          channel: "whatsapp" as const,
+          async send(to: string) {
+            if (!connected) throw new ChatSendError("unavailable", "WhatsApp Web is not connected");
+            sent.push(to);
+            return { messageId: `w${sent.length}` };
+          },
+        },
+      ],
+    };
+    const rowOf = async (id: number) =>
+      (await database.db.select().from(messageOutbox).where(eq(messageOutbox.id, id)))[0]!;
+    // Eleven minutes of passes, 30 s apart: far more than the six attempts a failure may use.
+    for (let pass = 0; pass < 22; pass++) {
+      await deliverDueChats(options);
+      clock.advance(30_000);
+    }
+    expect(await rowOf(answer!.id)).toMatchObject({ status: "pending", attempts: 0, channel: "whatsapp" });
+    // The notice went by SMS once it had waited ten minutes: a receipt matters more than its channel.
+    expect(await rowOf(notice!.id)).toMatchObject({
+      status: "pending",
+      channel: "sms",
+      recipient: "+254700000932",
+    });
+    // An answer written 50 minutes before the outage is given up once an hour old.
+    expect(await rowOf(oldAnswer!.id)).toMatchObject({ status: "dead" });
+
+    connected = true;
+    await deliverDueChats(options);
+    expect(sent).toEqual(["254700000931"]);
+    expect(await rowOf(answer!.id)).toMatchObject({ status: "done", attempts: 1 });
+  });
 });

@@ -134,6 +134,18 @@ describe("Graph API failures the delivery worker is told of", () => {
     );
   });
 
+  it("waits out a rate limit told without Retry-After (a 400 with Meta's code) a minute, costing no attempt", async () => {
+    const error = await failingWith(new GraphApiError(400, 130429, "(#130429) Rate limit hit"))
+      .send("254700000001", { kind: "text", text: "hi" })
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({ failure: "retry", retryAfterSeconds: 60 });
+  });
+
+  it("takes a refused access token (expired, revoked) as the channel unavailable, not the message's failure", async () => {
+    expect(await failureOf(new GraphApiError(401, 190, "Error validating access token"))).toBe("unavailable");
+    expect(await failureOf(new GraphApiError(400, 190, "Error validating access token"))).toBe("unavailable");
+  });
+
   it("takes an HTTP 408 (request timeout) as 'try again later'; a bad parameter stays a refusal", async () => {
     expect(await failureOf(new GraphApiError(408, null, "Graph API answered 408"))).toBe("retry");
     expect(await failureOf(new GraphApiError(400, 131009, "(#131009) Parameter value is not valid"))).toBe(

@@ -5,13 +5,14 @@ import { and, eq, inArray } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createCustomerWithSubscription } from "../../src/billing/subscriptions.ts";
 import { ChatSendError } from "../../src/bots/chat-sender.ts";
+import { waText } from "../../src/bots/whatsapp-cloud/texts.ts";
 import { FakeWhatsAppWebClient, fakeMessage } from "../../src/bots/whatsapp-web/fake-client.ts";
 import { createRealClient } from "../../src/bots/whatsapp-web/real-client.ts";
 import { createWhatsAppWebSender } from "../../src/bots/whatsapp-web/sender.ts";
 import { printQrToTerminal } from "../../src/bots/whatsapp-web/session.ts";
 import { FakeClock } from "../../src/clock.ts";
 import type { Database } from "../../src/db/client.ts";
-import { chatInbox, chatLinks, chatSessions } from "../../src/db/schema/index.ts";
+import { chatInbox, chatLinks, chatSessions, customers } from "../../src/db/schema/index.ts";
 import { admin, billingContext, createPlan, uniquePhone } from "../support/billing.ts";
 import { createTestDatabase } from "../support/db.ts";
 import { flush, startWorld, type World } from "./whatsapp-web-world.ts";
@@ -197,6 +198,17 @@ describe("WhatsApp Web self-service", () => {
     expect(await database.db.select().from(chatLinks).where(eq(chatLinks.chatId, digits))).toEqual([]);
   });
 
+  it("asks again for a hidden sender's number while WhatsApp Web's page cannot answer", async () => {
+    const w = await readyWorld();
+    const digits = newNumber();
+    const waitsBefore = w.waits.length;
+    await w.receive(
+      fakeMessage({ from: "118000111222444@lid", number: digits, body: "hi", lookupFailures: 2 }),
+    );
+    expect(await w.deliver(digits)).toEqual([VISITOR_MENU]);
+    expect(w.waits.slice(waitsBefore)).toEqual([500, 2_000]);
+  });
+
   it("handles a message id once", async () => {
     const w = await readyWorld();
     const digits = newNumber();
@@ -238,6 +250,22 @@ describe("WhatsApp Web self-service", () => {
       "Please type a number from the menu, or 'menu' to start again.",
     ]);
     expect(await session(digits)).toBeUndefined();
+  });
+
+  it("hints on media in the customer's language", async () => {
+    const w = await readyWorld();
+    const digits = newNumber();
+    await database.db
+      .insert(customers)
+      .values({
+        accountNumber: `TDS${digits.slice(-6)}`,
+        phone: `+${digits}`,
+        name: "Wanjiru",
+        language: "sw",
+      });
+    await w.receive(fakeMessage({ from: `${digits}@c.us`, type: "ptt" }));
+    expect(await w.deliver(digits)).toEqual([waText("sw", "unsupported")]);
+    expect(waText("sw", "unsupported")).not.toBe(waText("en", "unsupported"));
   });
 
   it("logs a failure in handling a message, keeps it for a retry, and goes on with the next", async () => {
@@ -358,8 +386,9 @@ describe("WhatsApp Web sender", () => {
     expect(await failureOf(s.send("254700000001", { kind: "text", text: "x" }))).toBe("retry");
     s.client.failNextSends(1, () => new Error("Error: No LID for user"));
     expect(await failureOf(s.send("254700000001", { kind: "text", text: "x" }))).toBe("recipient");
+    // Not the message's fault: it waits without using up its attempts (chat-delivery.ts).
     s.link.ready = false;
-    expect(await failureOf(s.send("254700000001", { kind: "text", text: "x" }))).toBe("retry");
+    expect(await failureOf(s.send("254700000001", { kind: "text", text: "x" }))).toBe("unavailable");
     expect(s.client.sent).toEqual([]);
   });
 

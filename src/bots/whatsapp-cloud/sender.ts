@@ -10,6 +10,9 @@ const OUTSIDE_WINDOW = 131047;
 const UNDELIVERABLE = new Set([131026, 131030, 131051]);
 const RATE_LIMITED = new Set([4, 80007, 130429, 131048, 131056]);
 const RETRY_STATUSES = new Set([408, 429]);
+/** OAuthException: the access token expired or was revoked. */
+const TOKEN_REFUSED = 190;
+const RATE_LIMIT_WAIT_SECONDS = 60;
 
 function messageOf(content: ChatContent): OutboundMessage {
   switch (content.kind) {
@@ -47,13 +50,16 @@ export function createCloudSender(graph: GraphClient): ChatSender {
         if (error.code === OUTSIDE_WINDOW) throw new ChatSendError("window", error.message);
         if (error.code !== null && UNDELIVERABLE.has(error.code))
           throw new ChatSendError("recipient", error.message);
-        // Meta asked us to slow down: the row waits as long as it said, and that costs no attempt.
+        // Meta asked us to slow down: the row waits as long as it said (a minute when it did not
+        // say; its rate-limit codes come as 400s without Retry-After), and that costs no attempt.
         const rateLimited = error.status === 429 || (error.code !== null && RATE_LIMITED.has(error.code));
-        if (rateLimited && error.retryAfterSeconds !== null)
-          throw new ChatSendError("retry", error.message, error.retryAfterSeconds);
-        // A refused token is the account's problem, not the message's: it is retried once fixed. So
-        // are "too many requests" and "request timeout", whatever code (or none) the body carries.
-        if (error.status >= 500 || error.status === 401 || RETRY_STATUSES.has(error.status) || rateLimited)
+        if (rateLimited)
+          throw new ChatSendError("retry", error.message, error.retryAfterSeconds ?? RATE_LIMIT_WAIT_SECONDS);
+        // A refused token (expired, revoked) is the account's problem, not the message's: nothing
+        // goes out until it is fixed, and the message waits without using up its attempts.
+        if (error.status === 401 || error.code === TOKEN_REFUSED)
+          throw new ChatSendError("unavailable", `the access token was refused: ${error.message}`);
+        if (error.status >= 500 || RETRY_STATUSES.has(error.status))
           throw new ChatSendError("retry", error.message);
         throw new ChatSendError("refused", error.message);
       }

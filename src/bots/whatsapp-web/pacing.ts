@@ -15,10 +15,11 @@ export interface PacingOptions {
 }
 
 /**
- * `maxWaitMs` stays well under the chat delivery worker's send timeout (15 s): a send it gave up on
- * while it waited for its slot would still go out afterwards, and again on the retry.
+ * `maxWaitMs` stays well under half the chat delivery worker's send timeout (15 s): the number's
+ * lookup and the send itself need the rest, and a send still under way when the worker gives up on
+ * it goes out, and again on the retry.
  */
-export const DEFAULT_PACING: PacingOptions = { perChatMs: 1_000, perMinute: 20, maxWaitMs: 10_000 };
+export const DEFAULT_PACING: PacingOptions = { perChatMs: 1_000, perMinute: 20, maxWaitMs: 5_000 };
 
 const WINDOW_MS = 60_000;
 /** Beyond this many chats remembered, the ones whose gap has passed are forgotten. */

@@ -7,8 +7,8 @@ import { textOf } from "./render.ts";
 
 /**
  * The `ChatSender` of WhatsApp Web: chat ids are phone numbers in international digits. Sends are
- * paced (pacing.ts) and fail with `retry` while the session is not ready, so the delivery worker
- * keeps the message and tries again after a reconnect.
+ * paced (pacing.ts) and fail with `unavailable` while the session is not ready, so the delivery
+ * worker keeps the message, without using up its attempts, and tries again after a reconnect.
  */
 
 export interface ClientLink {
@@ -62,7 +62,7 @@ export function createWhatsAppWebSender(link: ClientLink, options: SenderOptions
       if (text === null)
         throw new ChatSendError("refused", `WhatsApp Web sends only text, not ${content.kind}`);
       if (!/^\d{7,15}$/.test(to)) throw new ChatSendError("recipient", "not a phone number in digits");
-      if (!link.readyClient()) throw new ChatSendError("retry", "WhatsApp Web is not connected");
+      if (!link.readyClient()) throw new ChatSendError("unavailable", "WhatsApp Web is not connected");
       const slot = pacer.reserve(to);
       if (!slot.ok)
         throw new ChatSendError("retry", "WhatsApp Web is pacing its sends", Math.ceil(slot.waitMs / 1000));
@@ -73,8 +73,11 @@ export function createWhatsAppWebSender(link: ClientLink, options: SenderOptions
         throw new ChatSendError("retry", "not sent: its time ran out while it waited its turn");
       // The session may have dropped while this send waited for its turn.
       const client = link.readyClient();
-      if (!client) throw new ChatSendError("retry", "WhatsApp Web is not connected");
+      if (!client) throw new ChatSendError("unavailable", "WhatsApp Web is not connected");
       const chatId = await chatIdOf(client, to);
+      // The number's lookup may have taken the rest of the worker's patience.
+      if (signal?.aborted)
+        throw new ChatSendError("retry", "not sent: its time ran out while its number was looked up");
       try {
         const sent = await client.sendMessage(chatId, text);
         return { messageId: sent.id };
