@@ -17,9 +17,15 @@ let sequence = 0;
 
 /** An inbound message as whatsapp-web.js would give it; `number` is the contact's, for `@lid`. */
 export function fakeMessage(
-  fields: Partial<Omit<WhatsAppWebMessage, "contactNumber">> & { from: string; number?: string | null },
+  fields: Partial<Omit<WhatsAppWebMessage, "contactNumber">> & {
+    from: string;
+    number?: string | null;
+    /** The contact lookup fails this many times first (the page reloading). */
+    lookupFailures?: number;
+  },
 ): WhatsAppWebMessage {
-  const { number, ...rest } = fields;
+  const { number, lookupFailures, ...rest } = fields;
+  let failuresLeft = lookupFailures ?? 0;
   const id = rest.id ?? `false_${fields.from}_FAKE${++sequence}`;
   return {
     body: "",
@@ -28,8 +34,17 @@ export function fakeMessage(
     isStatus: false,
     ...rest,
     id,
-    contactNumber: async () =>
-      number !== undefined ? number : fields.from.endsWith("@c.us") ? fields.from.split("@")[0]! : null,
+    contactNumber: async () => {
+      if (failuresLeft > 0) {
+        failuresLeft--;
+        throw new Error("Evaluation failed: the page was reloaded");
+      }
+      return number !== undefined
+        ? number
+        : fields.from.endsWith("@c.us")
+          ? fields.from.split("@")[0]!
+          : null;
+    },
   };
 }
 

@@ -1,3 +1,4 @@
+import { setTimeout as sleepFor } from "node:timers/promises";
 import type { Clock } from "../../clock.ts";
 import type { Db } from "../../db/client.ts";
 import type { Logger } from "../../logger.ts";
@@ -5,6 +6,7 @@ import { handleStored, storeInbound } from "../chat-inbox.ts";
 import type { ChatMenu, ChatReply } from "../chat-menu.ts";
 import { enqueueChat } from "../chat-outbox.ts";
 import type { ChatContent } from "../chat-sender.ts";
+import { readChatState } from "../chat-state.ts";
 import { phoneChat } from "../phone-link.ts";
 import { waText } from "../whatsapp-cloud/texts.ts";
 import type { WhatsAppWebMessage } from "./client.ts";
@@ -25,7 +27,16 @@ export interface InboundDeps {
   servedCountries?: readonly string[];
   /** Told after an answer was queued outside the chat menu (the "unsupported" text). */
   onQueued?: () => void;
+  /** Waits between lookups of a hidden sender's number; injected so tests need no real waits. */
+  sleep?: (ms: number) => Promise<void>;
 }
+
+/**
+ * A hidden (`@lid`) sender's number is asked of WhatsApp Web's page, which may be reloading: asked
+ * again after these pauses before the message is given up (it is not stored before its chat is known,
+ * and whatsapp-web.js does not emit it again).
+ */
+const LOOKUP_PAUSES_MS = [500, 2_000, 5_000];
 
 /** What a person may send that is not text: answered with "please type a number". */
 const MEDIA_TYPES: ReadonlySet<string> = new Set([
@@ -55,6 +66,26 @@ export function kindOf(message: WhatsAppWebMessage): MessageKind {
   return MEDIA_TYPES.has(message.type) ? "unsupported" : "ignore";
 }
 
+/** `senderDigits`, asked again while the page cannot answer; null: no number, or no answer at all. */
+async function lookUpSender(deps: InboundDeps, message: WhatsAppWebMessage): Promise<string | null> {
+  const sleep = deps.sleep ?? ((ms: number) => sleepFor(ms));
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await senderDigits(message);
+    } catch (error) {
+      const pause = LOOKUP_PAUSES_MS[attempt];
+      if (pause === undefined) {
+        deps.logger.error(
+          { err: error, messageId: message.id },
+          "whatsapp web: the sender's number could not be looked up; not answered",
+        );
+        return null;
+      }
+      await sleep(pause);
+    }
+  }
+}
+
 /** The sender's number: in `from` for `<digits>@c.us`; asked of the contact for a hidden `@lid`. */
 export async function senderDigits(message: WhatsAppWebMessage): Promise<string | null> {
   const [user = ""] = message.from.split("@");
@@ -79,7 +110,7 @@ export interface StoredMessage extends Record<string, unknown> {
 export async function takeInbound(deps: InboundDeps, message: WhatsAppWebMessage): Promise<void> {
   const kind = kindOf(message);
   if (kind === "ignore") return;
-  const digits = await senderDigits(message);
+  const digits = await lookUpSender(deps, message);
   if (digits === null) {
     deps.logger.warn({ messageId: message.id }, "whatsapp web message without a phone number: not answered");
     return;
@@ -108,8 +139,11 @@ export async function handleInbound(
   const now = deps.clock.now();
   const { phone, newlyLinked } = await phoneChat(deps.db, CHANNEL, digits, deps.servedCountries);
   if (message.kind === "unsupported") {
-    const content = text(waText("en", "unsupported"));
-    await enqueueChat(deps.db, now, [{ channel: CHANNEL, to: digits, language: "en", content }]);
+    // Read only for what the menu cannot take: a customer's language, else the chat's.
+    const state = await readChatState(deps.db, CHANNEL, digits, phone);
+    const language = state.customer?.language ?? state.session?.language ?? "en";
+    const content = text(waText(language, "unsupported"));
+    await enqueueChat(deps.db, now, [{ channel: CHANNEL, to: digits, language, content }]);
     deps.onQueued?.();
     return;
   }

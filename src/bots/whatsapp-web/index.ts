@@ -58,7 +58,7 @@ export interface WhatsAppWebOptions {
   onQueued?: () => void;
   printQr?: (qr: string) => void;
   pacing?: Partial<PacingOptions>;
-  /** Waits out a pacing slot (tests: none). */
+  /** Waits out a pacing slot, or a pause before a sender's number is asked again (tests: none). */
   sleep?: (ms: number) => Promise<void>;
   timers?: Timers;
   backoff?: Partial<Backoff>;
@@ -85,6 +85,7 @@ export function startWhatsAppWeb(options: WhatsAppWebOptions): WhatsAppWeb {
     logger,
     ...(options.servedCountries ? { servedCountries: options.servedCountries } : {}),
     ...(options.onQueued ? { onQueued: options.onQueued } : {}),
+    ...(options.sleep ? { sleep: options.sleep } : {}),
   };
   const queue = new ChatQueue((error, chat) =>
     // The chat is a phone number: only its tail goes to the log.
