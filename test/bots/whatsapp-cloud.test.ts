@@ -326,9 +326,30 @@ describe("WhatsApp webhook refusals", () => {
     expect(optionsOf(last(chat)).map((o) => o.title)).toEqual(VISITOR_MENU);
   });
 
-  it("refuses an oversized body with 413", async () => {
-    const body = inbound(fake, newChat(), text("x".repeat(1_100_000)));
-    expect(await wa.post(body)).toBe(413);
+  it("takes a body up to Meta's 3 MB, and refuses a bigger one with 413", async () => {
+    expect(await wa.post(inbound(fake, newChat(), text("x".repeat(2_500_000))))).toBe(200);
+    expect(await wa.post(inbound(fake, newChat(), text("x".repeat(3_700_000))))).toBe(413);
+  });
+
+  it("answers nothing to a reaction on its menu, nor to WhatsApp's own notes", async () => {
+    const chat = newChat();
+    await send(chat, text("hi"));
+    const sent = fake.sentTo(chat).length;
+    const before = await session(chat);
+    expect(await send(chat, { type: "reaction", reaction: { message_id: "wamid.menu", emoji: "👍" } })).toBe(
+      200,
+    );
+    expect(await send(chat, { type: "reaction", reaction: { message_id: "wamid.menu", emoji: "" } })).toBe(
+      200,
+    );
+    expect(
+      await send(chat, {
+        type: "system",
+        system: { body: "changed their number", type: "user_changed_number" },
+      }),
+    ).toBe(200);
+    expect(fake.sentTo(chat).length).toBe(sent);
+    expect(await session(chat)).toEqual(before);
   });
 });
 

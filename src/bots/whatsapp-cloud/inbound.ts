@@ -88,6 +88,9 @@ export interface InboundMessage {
   sentAt: Date | null;
 }
 
+/** Message types that are nothing the person said to the menu. */
+const NOT_SAID = new Set(["reaction", "system"]);
+
 function inputOf(message: z.infer<typeof messageSchema>): ChatInput | null {
   if (message.type === "text" && message.text) return { kind: "text", text: message.text.body };
   if (message.type === "interactive" && message.interactive) {
@@ -119,6 +122,9 @@ export function messagesOf(body: unknown, phoneNumberId: string): InboundMessage
         null;
       // Neither a number nor a BSUID: there is no one to answer.
       if (waId === null && userId === null) continue;
+      // A reaction to a menu (or its removal) and WhatsApp's own notes ("changed their number") are
+      // no input: answered "type a number", a 👍 would get a scolding.
+      if (NOT_SAID.has(message.data.type)) continue;
       found.push({
         id: message.data.id,
         waId,

@@ -6,8 +6,8 @@ import { messagesOf } from "./inbound.ts";
 import { isSignedBy } from "./signature.ts";
 import { type FailedStatus, failedStatusesOf } from "./statuses.ts";
 
-/** Meta batches changes into one body; a megabyte leaves room for that and none for abuse. */
-const MAX_BODY_BYTES = 1024 * 1024;
+/** Meta's webhook bodies may be up to 3 MB (a batch of messages and statuses); a little over, not more. */
+const MAX_BODY_BYTES = 3.5 * 1024 * 1024;
 
 export interface WhatsAppRouteDeps {
   appSecret: string;
