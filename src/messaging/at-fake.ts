@@ -47,9 +47,10 @@ export interface AtFake {
   down: boolean;
   /**
    * The next `count` sends fail: `http` answers 500; `recipient` answers 201 with the recipient
-   * failed at AT's gateway (501 `GatewayError`), `invalid` with 403 `InvalidPhoneNumber`.
+   * refused by the network's gateway (502 `RejectedByGateway`), `gatewayError` with AT's own
+   * failure for it (501 `GatewayError`), `invalid` with 403 `InvalidPhoneNumber`.
    */
-  failNext(count: number, how?: "http" | "recipient" | "invalid"): void;
+  failNext(count: number, how?: "http" | "recipient" | "gatewayError" | "invalid"): void;
   /** Resolves once `predicate` matches a received SMS (polls the inbox). */
   waitFor(predicate: (sms: FakeSms) => boolean, timeoutMs?: number): Promise<FakeSms>;
   close(): Promise<void>;
@@ -67,7 +68,7 @@ async function readBody(req: IncomingMessage): Promise<string> {
  */
 export async function startAtFake(options: AtFakeOptions): Promise<AtFake> {
   const inbox: FakeSms[] = [];
-  const failures: Array<"http" | "recipient" | "invalid"> = [];
+  const failures: Array<"http" | "recipient" | "gatewayError" | "invalid"> = [];
   // The returned object holds the account's state, so that a test can change it between sends.
   let fake: AtFake;
 
@@ -107,7 +108,8 @@ export async function startAtFake(options: AtFakeOptions): Promise<AtFake> {
         messageId: "None",
       });
       const recipients = to.split(",").map((number) => {
-        if (failure === "recipient") return refused(number, 501, "GatewayError");
+        if (failure === "recipient") return refused(number, 502, "RejectedByGateway");
+        if (failure === "gatewayError") return refused(number, 501, "GatewayError");
         if (failure === "invalid") return refused(number, 403, "InvalidPhoneNumber");
         if (fake.blacklist.has(number)) return refused(number, 406, "UserInBlacklist");
         if (fake.balanceKes !== null) {

@@ -49,6 +49,8 @@ const accountCodes: Record<number, keyof typeof accountProblems> = {
  * DoNotDisturbRejection. 407 CouldNotRoute may be a route's passing trouble: retried.
  */
 const recipientCodes = new Set([403, 404, 406, 409]);
+/** AT's own failure, told per recipient inside a 201: 500 InternalServerError, 501 GatewayError. */
+const gatewayCodes = new Set([500, 501]);
 
 export interface AtSmsOptions {
   username: string;
@@ -124,6 +126,7 @@ export function createAtSmsSender(options: AtSmsOptions): SmsSender {
       const text = `recipient ${recipient.status} (${recipient.statusCode})`;
       const problem = accountCodes[recipient.statusCode];
       if (problem) throw new SmsSendError(text, "account", accountProblems[problem]);
+      if (gatewayCodes.has(recipient.statusCode)) throw new SmsSendError(text, "gateway");
       throw new SmsSendError(text, recipientCodes.has(recipient.statusCode) ? "recipient" : "transient");
     },
   };

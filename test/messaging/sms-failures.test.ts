@@ -233,6 +233,17 @@ describe("a gateway down for hours", () => {
     expect(logLines.some((l) => l.msg.includes("answers again"))).toBe(true);
   });
 
+  it("takes AT's own failure told per recipient (501 GatewayError) for an outage too", async () => {
+    const options = outageOptions();
+    await enqueue("+254712000481", "+254712000482");
+    fake.failNext(1, "gatewayError");
+    expect(await deliverDueSms(options)).toEqual({ sent: 0, retried: 1, dead: 0 });
+    expect(fake.requests).toBe(1);
+    expect((await row("+254712000481")).lastError).toContain("GatewayError (501)");
+    expect(await row("+254712000482")).toMatchObject({ status: "pending", attempts: 0 });
+    expect(options.gate.allowsSending(clock.now())).toBe(false);
+  });
+
   it("gives a message up once it is a day old and its attempts are spent", async () => {
     const options = outageOptions();
     await enqueue("+254712000451");

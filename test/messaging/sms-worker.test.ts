@@ -87,7 +87,7 @@ describe("SMS delivery through the africastalking package", () => {
     expect(await deliverDueSms(options)).toEqual({ sent: 0, retried: 1, dead: 0 });
     let stored = await row("+254712000003");
     expect(stored).toMatchObject({ status: "pending", attempts: 1 });
-    expect(stored.lastError).toContain("GatewayError (501)");
+    expect(stored.lastError).toContain("RejectedByGateway (502)");
     expect(stored.nextAttemptAt.getTime() - clock.now().getTime()).toBe(MINUTE);
 
     // Not due yet: nothing is sent before the backoff has passed.
