@@ -1,1 +1,1 @@
-CREATE INDEX "message_outbox_dead_idx" ON "message_outbox" USING btree ("created_at") WHERE "message_outbox"."status" = 'dead';
+CREATE INDEX "message_outbox_dead_idx" ON "message_outbox" USING btree ("next_attempt_at") WHERE "message_outbox"."status" = 'dead';

@@ -133,7 +133,8 @@ describe("alerts to the admin chat", () => {
       status: "dead" as const,
       attempts: 8,
       nextAttemptAt: now,
-      createdAt: now,
+      // Written days before they were given up (an outage waited out, a /resend of an old receipt).
+      createdAt: new Date(now.getTime() - 5 * 24 * HOUR),
       language: "en" as const,
     };
     const [receipt, voucher] = await database.db
@@ -168,7 +169,7 @@ describe("alerts to the admin chat", () => {
     ]);
     expect(await run(ALERTS_JOB)).toEqual([]);
 
-    // Resent (/resend puts it back in the queue) and given up again later.
+    // Resent (/resend puts it back in the queue) and given up again.
     clock.advance(HOUR);
     await database.db
       .update(messageOutbox)

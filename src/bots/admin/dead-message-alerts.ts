@@ -1,13 +1,13 @@
 import { sql } from "drizzle-orm";
 import { type Executor, queryRows } from "../../db/client.ts";
-import { GATEWAY_OUTAGE_GIVE_UP_MS } from "../../messaging/sms-worker.ts";
-import { type AdminAlertTarget, alerted, markAlerted, queueAdminAlert } from "./alert-queue.ts";
+import { type AdminAlertTarget, ALERT_ACTION, markAlerted, queueAdminAlert } from "./alert-queue.ts";
 import { ADMIN_CHANNEL } from "./queued-api.ts";
 
 /**
  * Messages given up (SMS and chat): a receipt, a voucher code or a router login a customer never
  * got, which only `/resend` delivers. Told once per message and death (a message sent again with
- * `/resend` and given up again is told again), in one alert per run. The admin chat's own messages
+ * `/resend` and given up again is told again), in one alert per run, as long as `lookbackMs` after
+ * its death. The admin chat's own messages
  * and SMS alerts to `ADMIN_PHONE` are left out: telling the admin chat it could not be told helps
  * nobody.
  */
@@ -22,7 +22,7 @@ type Row = {
   params: Record<string, unknown>;
   attempts: number;
   last_error: string | null;
-  next_attempt_at: Date | string;
+  key: string;
 };
 
 export async function deadMessageAlerts(
@@ -31,24 +31,23 @@ export async function deadMessageAlerts(
   options: AdminAlertTarget & { batch: number; lookbackMs: number },
   counts: Record<string, number>,
 ): Promise<void> {
-  // A message is given up at most a day after it was written (sms-worker.ts): the lookback runs
-  // from its writing.
-  const since = new Date(now.getTime() - options.lookbackMs - GATEWAY_OUTAGE_GIVE_UP_MS);
-  const rows = await queryRows<Row>(
+  // A message's next try is set when it is given up (or left at its last claim, just before), and
+  // set anew when /resend puts it back: the time of its death, and with its id the alert's key.
+  const key = sql`m.id::text || '@' || floor(extract(epoch from m.next_attempt_at) * 1000)::bigint::text`;
+  // Oldest first, those already told left out in the query: a burst of deaths is told over the
+  // next runs, none crowded out.
+  const fresh = await queryRows<Row>(
     tx,
-    sql`select id, channel, recipient, template, params, attempts, last_error, next_attempt_at
-        from message_outbox
-        where status = 'dead' and created_at >= ${since.toISOString()}::timestamptz
-          and channel <> ${ADMIN_CHANNEL} and template <> 'admin_alert'
-        order by id desc limit ${options.batch * 5}`,
+    sql`select m.id, m.channel, m.recipient, m.template, m.params, m.attempts, m.last_error, ${key} as key
+        from message_outbox m
+        where m.status = 'dead'
+          and m.next_attempt_at >= ${new Date(now.getTime() - options.lookbackMs).toISOString()}::timestamptz
+          and m.channel <> ${ADMIN_CHANNEL} and m.template <> 'admin_alert'
+          and not exists (select 1 from audit_log a
+            where a.entity = ${ENTITY} and a.entity_id = ${key} and a.action = ${ALERT_ACTION})
+        order by m.next_attempt_at, m.id
+        limit ${options.batch}`,
   );
-  // The time of its next try changes at every death: a message resent and given up again is new.
-  const keyOf = (r: Row) => `${r.id}@${new Date(r.next_attempt_at).getTime()}`;
-  const done = await alerted(tx, ENTITY, rows.map(keyOf));
-  const fresh = rows
-    .filter((r) => !done.has(keyOf(r)))
-    .slice(0, options.batch)
-    .reverse();
   if (fresh.length === 0) return;
   const lines = [
     `✉️ ${fresh.length === 1 ? "A message was" : `${fresh.length} messages were`} given up:`,
@@ -64,13 +63,13 @@ export async function deadMessageAlerts(
     (counts.queued ?? 0) +
     (await queueAdminAlert(tx, now, lines.join("\n"), {
       ...options,
-      key: `dead-messages:${fresh.map(keyOf).join(",")}`.slice(0, 400),
+      key: `dead-messages:${fresh.map((r) => r.key).join(",")}`.slice(0, 400),
     }));
   await markAlerted(
     tx,
     now,
     ENTITY,
-    fresh.map((r) => ({ key: keyOf(r), details: { channel: r.channel, template: r.template } })),
+    fresh.map((r) => ({ key: r.key, details: { channel: r.channel, template: r.template } })),
   );
   counts.deadMessages = (counts.deadMessages ?? 0) + fresh.length;
 }

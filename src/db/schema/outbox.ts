@@ -87,8 +87,9 @@ export const messageOutbox = pgTable(
     index("message_outbox_due_idx").on(t.nextAttemptAt).where(sql`${t.status} = 'pending'`),
     // Messages to one chat go out in order: the workers look for an earlier pending one by recipient.
     index("message_outbox_recipient_pending_idx").on(t.recipient, t.id).where(sql`${t.status} = 'pending'`),
-    // The admin alerts job looks for messages given up every minute, among every message ever sent.
-    index("message_outbox_dead_idx").on(t.createdAt).where(sql`${t.status} = 'dead'`),
+    // The admin alerts job looks for messages given up every minute, among every message ever sent,
+    // by when they were given up (dead-message-alerts.ts).
+    index("message_outbox_dead_idx").on(t.nextAttemptAt).where(sql`${t.status} = 'dead'`),
     // Meta reports a message it accepted as failed by its id, later (whatsapp-cloud/statuses.ts). Only
     // the Cloud API's rows: the index costs the other channels' sends nothing.
     index("message_outbox_cloud_message_idx")
