@@ -1,5 +1,6 @@
 import { sql } from "drizzle-orm";
 import { queryRows } from "../db/client.ts";
+import { routers } from "../db/schema/index.ts";
 import { auditMany } from "./audit.ts";
 import type { Actor, BillingContext } from "./context.ts";
 import { enqueueProvisioning } from "./outbox.ts";
@@ -61,9 +62,16 @@ export async function markVouchersRedeemed(
         details: { routerId },
       })),
     ]);
-    // To every router: the one it is bound to keeps it, the others remove it.
-    for (const voucherId of bound)
-      await enqueueProvisioning(tx, now, { action: "ensure_voucher", voucherId, routerId: null });
+    // To each router in a row of its own: the one it is bound to keeps it, the others remove it.
+    // One row for every router would hold another lock key than the voucher's rows for its router
+    // (its expiry's removal), and the two could be delivered at once: this one, having read the
+    // voucher before it expired, would put it back.
+    if (bound.length > 0) {
+      const everyRouter = await tx.select({ id: routers.id }).from(routers).orderBy(routers.id);
+      for (const voucherId of bound)
+        for (const router of everyRouter)
+          await enqueueProvisioning(tx, now, { action: "ensure_voucher", voucherId, routerId: router.id });
+    }
     return { redeemed, bound };
   });
 }
