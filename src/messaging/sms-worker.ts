@@ -231,8 +231,9 @@ export async function deliverDueSms(options: SmsWorkerOptions): Promise<SmsRunCo
       );
       continue;
     }
-    // Outside the catch above: the gateway took this message, and a failure to record it must not
-    // be recorded as a failed send (and sent again at its retry).
+    // Outside the catch above: the gateway took this message, and a failure to record it is no
+    // failed send (no attempt used, no pause). It ends the pass, and the row goes out again only
+    // once its lease runs out, as after a crash: AT has no idempotency key to prevent that.
     await db
       .update(messageOutbox)
       .set({ status: "done", attempts, lastError: null, providerMessageId: messageId, sentAt: clock.now() })

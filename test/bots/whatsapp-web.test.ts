@@ -255,14 +255,12 @@ describe("WhatsApp Web self-service", () => {
   it("hints on media in the customer's language", async () => {
     const w = await readyWorld();
     const digits = newNumber();
-    await database.db
-      .insert(customers)
-      .values({
-        accountNumber: `TDS${digits.slice(-6)}`,
-        phone: `+${digits}`,
-        name: "Wanjiru",
-        language: "sw",
-      });
+    await database.db.insert(customers).values({
+      accountNumber: `TDS${digits.slice(-6)}`,
+      phone: `+${digits}`,
+      name: "Wanjiru",
+      language: "sw",
+    });
     await w.receive(fakeMessage({ from: `${digits}@c.us`, type: "ptt" }));
     expect(await w.deliver(digits)).toEqual([waText("sw", "unsupported")]);
     expect(waText("sw", "unsupported")).not.toBe(waText("en", "unsupported"));
