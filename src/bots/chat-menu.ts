@@ -245,7 +245,10 @@ export function createChatMenu(deps: ChatMenuDeps): ChatMenu {
       const continuing = !goHome && row !== null;
       const sessionKey = continuing ? row.sessionKey : newSessionKey();
       const inputs = continuing ? (refresh ? row.inputs : [...row.inputs, typed]) : [];
-      const session = { id: `${channel}:${sessionKey}`, channel };
+      // The lists the session was shown keep their numbers (see plansOf): a confirm pressed after the
+      // list changed acts on the plan and price it showed, or on none.
+      const plans = (continuing ? state.menuSession?.plans : undefined) ?? {};
+      const session = { id: `${channel}:${sessionKey}`, channel, plans };
 
       // A visitor's shared phone that became a customer's (a sign-up from this chat) links the chat.
       if (requestPhone === undefined && !state.linked && state.customer && goHome) {

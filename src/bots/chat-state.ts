@@ -4,7 +4,7 @@ import { type Db, queryRows } from "../db/client.ts";
 import type { ChatChannel } from "../db/schema/index.ts";
 import { createTurnBatcher } from "../lib/turn-batcher.ts";
 import type { LoadedUser } from "../menu/services.ts";
-import type { Language, Outcome } from "../menu/types.ts";
+import type { Language, Outcome, ShownPlans } from "../menu/types.ts";
 
 /**
  * Everything a chat message needs read before the menu runs, in one statement: the chat's place in
@@ -34,6 +34,8 @@ export interface ChatState {
     language: Language | null;
     effects: Record<string, Outcome | "pending">;
     visitor: boolean;
+    /** The plan lists the session was shown (MenuSession.plans). */
+    plans: ShownPlans;
   } | null;
 }
 
@@ -52,6 +54,7 @@ interface Row extends Record<string, unknown> {
   session_language: Language | null;
   effects: Record<string, Outcome | "pending"> | string | null;
   visitor: boolean | null;
+  plans: ShownPlans | string | null;
   menu_session: boolean | null;
   route_channel: string | null;
   route_chat_id: string | null;
@@ -122,7 +125,7 @@ export function chatStatesOf(keys: SQL): SQL {
           p.phone, p.linked,
           c.id as customer_id, c.account_number, c.name, c.language as customer_language,
           m.id is not null as menu_session, m.language as session_language, m.state -> 'effects' as effects,
-          (m.state ->> 'visitor') = 'true' as visitor,
+          (m.state ->> 'visitor') = 'true' as visitor, m.state -> 'plans' as plans,
           r.channel as route_channel, r.chat_id as route_chat_id, r.until as route_until
         from ${keys}
         left join lateral (
@@ -157,6 +160,7 @@ export function chatStatesOf(keys: SQL): SQL {
 export function stateOf(row: Row | undefined): ChatState {
   const inputs = typeof row?.inputs === "string" ? (JSON.parse(row.inputs) as string[]) : (row?.inputs ?? []);
   const effects = typeof row?.effects === "string" ? JSON.parse(row.effects) : (row?.effects ?? {});
+  const plans = typeof row?.plans === "string" ? JSON.parse(row.plans) : (row?.plans ?? {});
   return {
     session:
       row?.session_key != null
@@ -188,7 +192,7 @@ export function stateOf(row: Row | undefined): ChatState {
           }
         : null,
     menuSession: row?.menu_session
-      ? { language: row.session_language, effects, visitor: row.visitor === true }
+      ? { language: row.session_language, effects, visitor: row.visitor === true, plans }
       : null,
   };
 }

@@ -10,8 +10,8 @@ export const account = (ctx: MenuContext) =>
 /**
  * Lists are numbered and every request replays the numbers typed. Read afresh (the session cache
  * lapsed, or another instance answers), a list may have changed, and `1` would name another plan: so
- * where the session stores what it was shown (USSD), the first list it saw is the one it keeps.
- * Elsewhere (chats) the list is read afresh once the cache lapses, and numbers may name other plans.
+ * where the session stores what it was shown (USSD and chats), the first list it saw is the one it
+ * keeps. A session that stores nothing (`session.plans` unset) reads the list afresh.
  */
 export const plansOf = (ctx: MenuContext, kind: PlanView["kind"]): Promise<PlanView[]> =>
   ctx.memo(`session:plans:${kind}`, async () => {

@@ -28,7 +28,7 @@ export interface MenuSession {
   id: string;
   channel: string;
   /**
-   * The plan lists this session was first shown, by kind, as stored with it (USSD). When set, a
+   * The plan lists this session was first shown, by kind, as stored with it. When set, a
    * list the session has not been shown yet is stored on first sight (`bindPlans`), so that the
    * replayed numbers keep naming the plans and prices the subscriber saw. Unset: lists are read afresh.
    */
