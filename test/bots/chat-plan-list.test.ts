@@ -66,7 +66,9 @@ describe("a voucher list that changes while a chat reads it", () => {
     const chat = 9_700_001;
     const press = async (instance: typeof first, prefix: string) => {
       const menu = lastMenuIn(fake, chat);
-      expect(await instance.deliver(pressUpdate(fake, chat, menu.messageId!, button(menu, prefix)))).toBe(200);
+      expect(await instance.deliver(pressUpdate(fake, chat, menu.messageId!, button(menu, prefix)))).toBe(
+        200,
+      );
     };
     await first.deliver(textUpdate(chat, "/start"));
     await first.deliver(contactUpdate(chat, { user_id: chat, phone_number: customer.phone }));
