@@ -297,6 +297,27 @@ describe("Daraja client and dispatcher against the fake", () => {
     await h.fake.idle();
   });
 
+  it("renews a token refused with a 401 of another code ('Invalid Access Token') and retries once", async () => {
+    await h.client.accessToken();
+    h.fake.tokenRefusal = { errorCode: "401.003.01", errorMessage: "Error Occurred - Invalid Access Token" };
+    h.fake.expireTokens();
+    const issued = h.fake.tokensIssued;
+    try {
+      const accepted = await h.client.stkPush({
+        msisdn: "254712345679",
+        amountShillings: 1,
+        accountReference: "TD00001",
+        description: "Pay",
+        callbackUrl: h.stkUrl,
+      });
+      expect(accepted.CheckoutRequestID).toMatch(/^ws_CO_/);
+      expect(h.fake.tokensIssued).toBe(issued + 1);
+    } finally {
+      h.fake.tokenRefusal = { errorCode: "404.001.03", errorMessage: "Invalid Access Token" };
+    }
+    await h.fake.idle();
+  });
+
   it("uses Buy Goods for a till", async () => {
     const till = await startHarness(ctx, { fake: { till: "5544332" } });
     try {

@@ -45,7 +45,7 @@ export class DarajaError extends Error {
     if (this.uncertain) return "uncertain";
     if (this.wrongConfiguration) return "configuration";
     if (this.subscriberBusy) return "busy";
-    if (this.errorCode === "network" || this.errorCode === "404.001.03") return "transient";
+    if (this.errorCode === "network" || this.tokenRefused) return "transient";
     if (this.status >= 500 || this.status === 429) return "transient";
     return "refused";
   }
@@ -65,6 +65,18 @@ export class DarajaError extends Error {
     if (this.errorCode === "400.008.01") return true;
     if (this.errorCode === "500.001.1001") return /wrong credentials/i.test(this.errorMessage);
     return this.errorCode === "400.002.02" && /invalid (businessshortcode|password)/i.test(this.errorMessage);
+  }
+
+  /**
+   * Daraja no longer takes the access token it gave: expired early or revoked. Documented as
+   * `404.001.03`; other gateways answer a 401 (`401.003.01`, "Invalid Access Token").
+   */
+  get tokenRefused(): boolean {
+    return (
+      this.errorCode === "404.001.03" ||
+      this.status === 401 ||
+      /invalid access token/i.test(this.errorMessage)
+    );
   }
 
   /** The payer's phone has a prompt open (this push's or another merchant's). */
@@ -159,7 +171,16 @@ export class DarajaClient implements StkGateway {
     const basic = Buffer.from(`${this.options.consumerKey}:${this.options.consumerSecret}`).toString(
       "base64",
     );
-    const body = await this.send("GET", "/oauth/v1/generate?grant_type=client_credentials", `Basic ${basic}`);
+    const body = await this.send(
+      "GET",
+      "/oauth/v1/generate?grant_type=client_credentials",
+      `Basic ${basic}`,
+    ).catch((error: unknown) => {
+      // The token's own request refused: our consumer key and secret, not a token gone stale.
+      if (error instanceof DarajaError && (error.status === 400 || error.status === 401))
+        throw new DarajaError(error.status, "400.008.01", error.errorMessage, error.requestId);
+      throw error;
+    });
     const parsed = tokenResponse.safeParse(body);
     if (!parsed.success) throw new DarajaError(502, "bad_response", "token response without access_token");
     const lifeMs = (Number.isFinite(parsed.data.expires_in) ? parsed.data.expires_in : 3599) * 1000;
@@ -240,7 +261,7 @@ export class DarajaClient implements StkGateway {
     try {
       return await this.send("POST", path, `Bearer ${await this.accessToken()}`, payload, acts);
     } catch (error) {
-      if (!(error instanceof DarajaError) || error.errorCode !== "404.001.03") throw error;
+      if (!(error instanceof DarajaError) || !error.tokenRefused) throw error;
       this.token = null;
       return this.send("POST", path, `Bearer ${await this.accessToken()}`, payload, acts);
     }

@@ -132,6 +132,15 @@ export class FakeDaraja {
    */
   queryOutage: { status: number; errorCode: string; errorMessage: string } | null = null;
 
+  /**
+   * How a token no longer valid is refused: Daraja's documented `404.001.03`, or as other gateways
+   * of it answer, `401.003.01` "Invalid Access Token".
+   */
+  tokenRefusal: { errorCode: string; errorMessage: string } = {
+    errorCode: "404.001.03",
+    errorMessage: "Invalid Access Token",
+  };
+
   /** Forgets all tokens, as if they had expired. */
   expireTokens(): void {
     this.tokens.clear();
@@ -169,7 +178,8 @@ export class FakeDaraja {
     if (req.method === "GET" && url.pathname === "/oauth/v1/generate") return this.issueToken(req, url, res);
     if (req.method !== "POST")
       return reply(res, 404, { errorCode: "404.001.01", errorMessage: "Resource not found" });
-    if (!this.bearerValid(req)) return darajaError(res, 401, "404.001.03", "Invalid Access Token");
+    if (!this.bearerValid(req))
+      return darajaError(res, 401, this.tokenRefusal.errorCode, this.tokenRefusal.errorMessage);
     if (!body) return darajaError(res, 400, "400.002.05", "Invalid Request Payload");
     switch (url.pathname) {
       case "/mpesa/stkpush/v1/processrequest":
