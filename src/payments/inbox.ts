@@ -15,6 +15,8 @@ export interface InboundRequest {
 
 export interface StoredRequest extends InboundRequest {
   id: number;
+  /** When it reached us, if that was before now (a retry, a spooled request): a callback is read as of then. */
+  receivedAt?: Date;
 }
 
 export interface InboxOptions {
@@ -161,7 +163,12 @@ export class Inbox {
       );
       // A crash before this unlink imports the request twice: harmless, processing is idempotent.
       await unlink(path);
-      imported.push({ id: Number(row!.id), kind: record.kind, text: record.text });
+      imported.push({
+        id: Number(row!.id),
+        kind: record.kind,
+        text: record.text,
+        receivedAt: new Date(record.receivedAt),
+      });
     }
     return imported;
   }
@@ -206,7 +213,12 @@ export class Inbox {
     const leaseUntil = new Date(now.getTime() + retryLeaseMs).toISOString();
     const slowLeaseUntil = new Date(now.getTime() + tries.slowRetryEveryMs).toISOString();
     const slowSince = new Date(now.getTime() - tries.slowRetryForMs).toISOString();
-    const rows = await queryRows<{ id: number; kind: InboundRequest["kind"]; raw: string | null }>(
+    const rows = await queryRows<{
+      id: number;
+      kind: InboundRequest["kind"];
+      raw: string | null;
+      received_at: Date | string;
+    }>(
       this.options.ctx.db,
       sql`update mpesa_callbacks m set attempts = m.attempts + 1, status = 'failed',
             error = coalesce(m.error, 'not processed when received'),
@@ -219,9 +231,14 @@ export class Inbox {
               and (retry_lease_until is null or retry_lease_until <= ${now.toISOString()}::timestamptz)
             order by id limit ${limit}
             for update skip locked)
-          returning m.id, m.kind, m.raw`,
+          returning m.id, m.kind, m.raw, m.received_at`,
     );
-    return rows.map((r) => ({ id: Number(r.id), kind: r.kind, text: r.raw ?? "" }));
+    return rows.map((r) => ({
+      id: Number(r.id),
+      kind: r.kind,
+      text: r.raw ?? "",
+      receivedAt: new Date(r.received_at),
+    }));
   }
 }
 

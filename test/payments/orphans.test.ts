@@ -10,6 +10,7 @@ import { mpesaCallbacks, paymentIntents, payments } from "../../src/db/schema/in
 import type { StkGateway } from "../../src/payments/mpesa/daraja.ts";
 import { StkDispatcher } from "../../src/payments/mpesa/dispatcher.ts";
 import type { Delivery } from "../../src/payments/mpesa/fake.ts";
+import { retryInbox } from "../../src/payments/mpesa/inbox-retry.ts";
 import { toMsisdn } from "../../src/payments/mpesa/wire.ts";
 import { activeSubscriber, admin, billingContext, createPlan } from "../support/billing.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
@@ -167,6 +168,24 @@ describe("a paid push whose checkout id was never stored", () => {
 
     expect(await smsTo(database.db, customer.phone, "payment_failed")).toEqual([]);
     expect(await smsTo(database.db, other.phone, "payment_failed")).toEqual([]);
+  });
+
+  it("is credited to its request when its callback is processed long after it came (the database was away)", async () => {
+    const { customer } = await activeSubscriber(ctx, plan.id);
+    const before = await paymentCredits(database.db, customer.id);
+    const target = await ask(customer, 65_000);
+    h.fake.queue(paid);
+    expect(await lossy().runOnce()).toBe(1);
+    const push = pushesTo(customer.phone).find((p) => p.amount === 650)!;
+    // Stored when it came; its processing failed until the retry job's slow tries got it through.
+    await h.mpesa.inbox.store({ kind: "stk", text: JSON.stringify(push.body) });
+    clock.advance(45 * MINUTE);
+    await retryInbox(h.mpesa);
+    expect(await intent(database.db, target)).toMatchObject({
+      status: "succeeded",
+      mpesaReceipt: push.receipt,
+    });
+    expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 65_000]);
   });
 
   it("two paid prompts of one request, neither checkout id stored, arriving together: one credit, one queued", async () => {

@@ -32,7 +32,10 @@ export async function settleOrphanSuccess(
   if (result.source !== "callback" || !receipt || amountCents === null || amountCents <= 0)
     return { status: "unknown_checkout", intentId: null };
 
-  const since = new Date(now.getTime() - orphanWindowMs).toISOString();
+  // Counted back from when the callback reached us: one processed late (the database was away,
+  // the retry job's slow tries) belongs to the requests of that time.
+  const arrived = result.receivedAt && result.receivedAt.getTime() < now.getTime() ? result.receivedAt : now;
+  const since = new Date(arrived.getTime() - orphanWindowMs).toISOString();
   const candidates = result.phone
     ? await queryRows<{ id: number }>(
         tx,

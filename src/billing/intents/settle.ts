@@ -36,6 +36,11 @@ export interface StkResult {
   source: "callback" | "query" | "statement";
   /** The inbox row the request was stored in before processing (none for a status query). */
   inboxId?: number | null;
+  /**
+   * When a callback reached us, if it is processed later (retried, spooled while the database was
+   * away): an orphan success is matched to the requests of that time (orphans.ts).
+   */
+  receivedAt?: Date;
   /** The body as received (kept with the record of a status query's answer). */
   raw?: unknown;
 }

@@ -41,7 +41,7 @@ export async function processStoredRequest(deps: ProcessDeps, request: StoredReq
     });
     return;
   }
-  if (request.kind === "stk") return processStk(deps, request.id, json.value);
+  if (request.kind === "stk") return processStk(deps, request.id, json.value, request.receivedAt);
   if (request.kind === "c2b_confirmation") return processConfirmation(deps, request.id, json.value);
   await deps.inbox.markProcessed(request.id, {
     kind: request.kind,
@@ -51,13 +51,18 @@ export async function processStoredRequest(deps: ProcessDeps, request: StoredReq
   });
 }
 
-async function processStk(deps: ProcessDeps, inboxId: number, body: unknown): Promise<void> {
+async function processStk(
+  deps: ProcessDeps,
+  inboxId: number,
+  body: unknown,
+  receivedAt?: Date,
+): Promise<void> {
   const parsed = parseStkCallback(body);
   if (!parsed) {
     await deps.inbox.markProcessed(inboxId, { kind: "stk", reference: null, body, flag: "malformed" });
     return;
   }
-  const outcome = await deps.settleStk(stkResultFromCallback(parsed, inboxId, body));
+  const outcome = await deps.settleStk(stkResultFromCallback(parsed, inboxId, body, receivedAt));
   if (!["credited", "failed", "duplicate"].includes(outcome.status))
     deps.logger.warn(
       { checkoutRequestId: parsed.checkoutRequestId, outcome },

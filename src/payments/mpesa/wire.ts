@@ -142,8 +142,10 @@ export function stkResultFromCallback(
   parsed: ParsedStkCallback,
   inboxId: number | null,
   raw: unknown,
+  receivedAt?: Date,
 ): StkResult {
   return {
+    ...(receivedAt ? { receivedAt } : {}),
     checkoutRequestId: parsed.checkoutRequestId,
     merchantRequestId: parsed.merchantRequestId,
     outcome: pushOutcome(parsed.resultCode),
