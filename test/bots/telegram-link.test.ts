@@ -14,6 +14,7 @@ import { createTestDatabase } from "../support/db.ts";
 import {
   button,
   buttonsOf,
+  contactUpdate,
   type Instance,
   lastMenuIn,
   lastShownIn,
@@ -272,6 +273,25 @@ describe("unlinking", () => {
       { method: "answerCallbackQuery", payload: expect.objectContaining({ text: "Already done." }) },
     ]);
   });
+  it("an old Unlink button does not undo the link to another account made since", async () => {
+    const chat = ++nextUser;
+    const first = await customer();
+    const second = await customer();
+    await say(chat, `/link ${first.accountNumber}`);
+    await say(chat, (await smsCode(first.phone)).code);
+    await say(chat, "/unlink");
+    const ask = lastShownIn(fake, chat);
+    // Not pressed: the person shares their own contact, the second account's number, instead.
+    await bot.deliver(contactUpdate(chat, { user_id: chat, phone_number: second.phone }));
+    expect((await linksOf(chat)).map((l) => l.customerId)).toEqual([second.id]);
+    const calls = fake.calls.length;
+    expect(await bot.deliver(pressUpdate(fake, chat, ask.messageId!, button(ask, "Unlink")))).toBe(200);
+    expect((await linksOf(chat)).map((l) => l.customerId)).toEqual([second.id]);
+    expect(fake.calls.slice(calls)).toEqual([
+      { method: "answerCallbackQuery", payload: expect.objectContaining({ text: "Already done." }) },
+    ]);
+  });
+
   it("unlinks by its button a link whose id passes 999,999,999", async () => {
     // Links are made and undone often; their ids are `integer`, up to 2,147,483,647.
     await database.db.execute(sql`alter table chat_links alter column id restart with 2000000000`);

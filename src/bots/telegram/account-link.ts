@@ -17,8 +17,11 @@ import { rememberVisitorPhone } from "./visitor-phone.ts";
  */
 
 export const CHANNEL = "telegram";
-/** `u:<chat_links.id>`: the button unlinks that link only, so an old one cannot undo a newer link. */
-const unlinkPattern = /^u:(\d{1,10})$/;
+/**
+ * `u:<chat_links.id>:<customer id>`: the button unlinks that link to that customer only, so an old
+ * one cannot undo a newer link (a chat linked to another account keeps its link row, and its id).
+ */
+const unlinkPattern = /^u:(\d{1,10}):(\d{1,10})$/;
 
 export interface AccountLinkDeps {
   db: Db;
@@ -108,7 +111,7 @@ export function accountLinking(deps: AccountLinkDeps, show: Show) {
   feature.command("unlink", async (ctx) => {
     if (!ctx.from) return;
     const [link] = await deps.db
-      .select({ id: chatLinks.id, accountNumber: customers.accountNumber })
+      .select({ id: chatLinks.id, customerId: chatLinks.customerId, accountNumber: customers.accountNumber })
       .from(chatLinks)
       .innerJoin(customers, eq(customers.id, chatLinks.customerId))
       .where(and(eq(chatLinks.channel, CHANNEL), eq(chatLinks.chatId, String(ctx.from.id))));
@@ -118,7 +121,10 @@ export function accountLinking(deps: AccountLinkDeps, show: Show) {
       return;
     }
     await ctx.reply(botText(language, "unlinkAsk", { account: link.accountNumber }), {
-      reply_markup: new InlineKeyboard().text(botText(language, "unlinkButton"), `u:${link.id}`),
+      reply_markup: new InlineKeyboard().text(
+        botText(language, "unlinkButton"),
+        `u:${link.id}:${link.customerId}`,
+      ),
     });
   });
 
@@ -132,15 +138,21 @@ export function accountLinking(deps: AccountLinkDeps, show: Show) {
     }
     // The delete is the once: a second press (or a copy of this update) finds nothing to remove.
     const linkId = parseRowId(ctx.match[1]!);
+    const customerId = parseRowId(ctx.match[2]!);
     const chatId = String(ctx.from.id);
     const gone =
-      linkId === null
+      linkId === null || customerId === null
         ? undefined
         : await deps.db.transaction(async (tx) => {
             const [link] = await tx
               .delete(chatLinks)
               .where(
-                and(eq(chatLinks.id, linkId), eq(chatLinks.channel, CHANNEL), eq(chatLinks.chatId, chatId)),
+                and(
+                  eq(chatLinks.id, linkId),
+                  eq(chatLinks.customerId, customerId),
+                  eq(chatLinks.channel, CHANNEL),
+                  eq(chatLinks.chatId, chatId),
+                ),
               )
               .returning({ customerId: chatLinks.customerId });
             if (link) await forgetChatOwner(tx, { channel: CHANNEL, chatId, customerId: link.customerId });
