@@ -38,6 +38,12 @@ export interface TelegramBotDeps {
 
 const text = (body: string): ChatContent => ({ kind: "text", text: body });
 
+/** The person's language as the update's stored state has it (the customer's, else the chat's). */
+function storedLanguage(update: Context["update"]): Language {
+  const state = storedStateOf.get(update);
+  return state?.customer?.language ?? state?.session?.language ?? state?.menuSession?.language ?? "en";
+}
+
 /** Handles an update again from the inbox; throws when the bot fails on it again. */
 export async function handleStoredUpdate(
   bot: Bot,
@@ -65,7 +71,7 @@ function menu(show: (ctx: Context, input: ChatInput, state?: ChatState) => Promi
     const message = ctx.callbackQuery.message;
     // Only a button the bot put in this user's own chat is theirs to press.
     if (!match || !message || message.chat.id !== ctx.from.id) {
-      await ctx.answerCallbackQuery({ text: botText("en", "foreign") });
+      await ctx.answerCallbackQuery({ text: botText(storedLanguage(ctx.update), "foreign") });
       return;
     }
     await show(
@@ -152,7 +158,8 @@ export function createBot(deps: TelegramBotDeps): Bot {
   const onError = async (error: BotError<Context>) => {
     log.error({ err: error.error, updateId: error.ctx.update.update_id }, "telegram update failed");
     failedUpdates.add(error.ctx.update);
-    const language: Language = "en";
+    // As read when the update was stored: the database may be what failed.
+    const language = storedLanguage(error.ctx.update);
     try {
       if (error.ctx.callbackQuery) await error.ctx.answerCallbackQuery({ text: botText(language, "failed") });
       else if (error.ctx.chat) await error.ctx.reply(botText(language, "failed"));
