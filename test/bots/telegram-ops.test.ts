@@ -119,7 +119,7 @@ describe("chat session housekeeping", () => {
       expect(fake.calls.slice(calls)).toEqual([
         {
           method: "answerCallbackQuery",
-          payload: expect.objectContaining({ text: "This menu is out of date. Here is the current one." }),
+          payload: expect.objectContaining({ text: "This menu is out of date: use the newest one below." }),
         },
       ]);
       const [after] = await database.db

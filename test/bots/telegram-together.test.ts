@@ -98,7 +98,7 @@ describe("Telegram updates arriving together", () => {
     expect(after.filter((c) => c.method === "editMessageText" || c.method === "sendMessage")).toHaveLength(1);
     expect(after).toContainEqual({
       method: "answerCallbackQuery",
-      payload: expect.objectContaining({ text: "This menu is out of date. Here is the current one." }),
+      payload: expect.objectContaining({ text: "This menu is out of date: use the newest one below." }),
     });
     const rows = await database.db
       .select({ status: chatInbox.status })

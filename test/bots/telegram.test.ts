@@ -171,7 +171,7 @@ describe("Telegram self-service through the Bot API fake and the webhook", () =>
     expect(fake.calls.slice(calls)).toEqual([
       {
         method: "answerCallbackQuery",
-        payload: expect.objectContaining({ text: "This menu is out of date. Here is the current one." }),
+        payload: expect.objectContaining({ text: "This menu is out of date: use the newest one below." }),
       },
     ]);
     expect(await session(chat)).toEqual(before);
