@@ -16,8 +16,8 @@ import {
   c2bBody,
   c2bRejectAccount,
   c2bRejectAmount,
-  mpesaMaxCents,
   parseJsonBounded,
+  paybillMaxCents,
   shillingsToCents,
 } from "./mpesa/wire.ts";
 
@@ -138,7 +138,8 @@ export function createMpesaInbox(deps: MpesaRouteDeps): MpesaRoutes {
     const parsed = c2bBody.safeParse(body);
     const amount = parsed.success ? shillingsToCents(parsed.data.TransAmount) : null;
     let flag: string | null = null;
-    if (!parsed.success || amount === null || amount <= 0 || amount > mpesaMaxCents) flag = "rejected_amount";
+    if (!parsed.success || amount === null || amount <= 0 || amount > paybillMaxCents)
+      flag = "rejected_amount";
     else if (deps.rejectUnknownAccounts) {
       // A lookup that fails accepts: the confirmation that follows is stored and queued if need be.
       const known = await findCustomerByAccountReference(deps.ctx.db, parsed.data.BillRefNumber).catch(

@@ -34,7 +34,7 @@ afterAll(async () => {
 });
 
 describe("paybill confirmations that must not be credited as they are", () => {
-  it.each([["999999999999"], ["250000.01"]])(
+  it.each([["999999999999"], ["100000000.01"]])(
     "TransAmount %s: answered Success, flagged amount_out_of_range, not credited",
     async (amount) => {
       const { customer } = await activeSubscriber(ctx, plan.id);
@@ -63,6 +63,21 @@ describe("paybill confirmations that must not be credited as they are", () => {
     const sent = await h.fake.c2b({ billRef: customer.accountNumber, amountShillings: "250000.00" });
     expect(sent.confirmation).toEqual(c2bSuccess);
     expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 250_000_00]);
+  });
+
+  it("more than a phone may pay (a business or bank payment): held in the unmatched queue for an admin", async () => {
+    const { customer } = await activeSubscriber(ctx, plan.id);
+    const before = await paymentCredits(database.db, customer.id);
+    const sent = await h.fake.c2b({ billRef: customer.accountNumber, amountShillings: "400000.00" });
+    expect(sent.confirmation).toEqual(c2bSuccess);
+    const [held] = await paymentsByRef(database.db, sent.transId);
+    expect(held).toMatchObject({
+      status: "unmatched",
+      amountCents: 400_000_00,
+      accountReference: customer.accountNumber,
+    });
+    expect(held!.holdReason).toMatch(/more than a phone may pay at once \(KES 250000\)/);
+    expect(await paymentCredits(database.db, customer.id)).toEqual(before);
   });
 
   it("another business's short code: held in the unmatched queue with a reason naming it, not credited", async () => {

@@ -8,6 +8,7 @@ import {
   mpesaMaxCents,
   parseJsonBounded,
   parseStkCallback,
+  paybillMaxCents,
   shillingsToCents,
   stkResultFromCallback,
 } from "./wire.ts";
@@ -74,7 +75,7 @@ async function processStk(
 async function processConfirmation(deps: ProcessDeps, inboxId: number, body: unknown): Promise<void> {
   const parsed = c2bBody.safeParse(body);
   const amount = parsed.success ? shillingsToCents(parsed.data.TransAmount) : null;
-  if (!parsed.success || amount === null || amount <= 0 || amount > mpesaMaxCents) {
+  if (!parsed.success || amount === null || amount <= 0 || amount > paybillMaxCents) {
     await deps.inbox.markProcessed(inboxId, {
       kind: "c2b_confirmation",
       reference: parsed.success ? parsed.data.TransID : null,
@@ -92,9 +93,11 @@ async function processConfirmation(deps: ProcessDeps, inboxId: number, body: unk
     amountCents: amount,
     payerName,
     paidAt: darajaTime(data.TransTime) ?? undefined,
-    holdReason: shortcodeOk
-      ? undefined
-      : `paid to short code ${data.BusinessShortCode ?? "(none)"}, not ours: check before crediting`,
+    holdReason: !shortcodeOk
+      ? `paid to short code ${data.BusinessShortCode ?? "(none)"}, not ours: check before crediting`
+      : amount > mpesaMaxCents
+        ? `more than a phone may pay at once (KES ${mpesaMaxCents / 100}): a business or bank payment? check before crediting`
+        : undefined,
     inboxId,
     raw: body,
   });

@@ -5,8 +5,13 @@ import { normalizePhone } from "../../lib/phone.ts";
 import { storableJson } from "../../lib/well-formed.ts";
 import { failureReason } from "../../messaging/render.ts";
 
-/** M-Pesa's single-transaction limit: no authentic payment is larger. */
+/** M-Pesa's single-transaction limit for a phone: no authentic prompt's payment is larger. */
 export const mpesaMaxCents = 250_000_00;
+/**
+ * A paybill also receives business and bank payments, larger than a phone may send: up to this
+ * sanity bound they are recorded, held for an admin above `mpesaMaxCents`.
+ */
+export const paybillMaxCents = 100_000_000_00;
 /** How deep a Daraja body nests (stkCallback's metadata is 5 levels); deeper is not Daraja's. */
 export const maxJsonDepth = 16;
 
