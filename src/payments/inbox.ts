@@ -27,6 +27,8 @@ export interface InboxOptions {
    * per request, imported into the inbox by the retry job. Unset: such a request is answered 503.
    */
   spoolDir?: string;
+  /** Without a spool: pauses before each further try to store a request (default 0.25, 0.75, 2 s). */
+  storeRetryPausesMs?: readonly number[];
 }
 
 /**
@@ -55,7 +57,7 @@ export class Inbox {
     try {
       return await this.insert(request);
     } catch (error) {
-      if (!this.options.spoolDir) throw error;
+      if (!this.options.spoolDir) return this.insertAgain(request, error);
       await this.spool(request);
       this.options.logger.warn(
         { err: error, kind: request.kind },
@@ -63,6 +65,28 @@ export class Inbox {
       );
       return null;
     }
+  }
+
+  /**
+   * Without a spool (the Worker has no disk) a request the database could not take is tried again
+   * for a few seconds, within Daraja's patience: it does not send it again, and a paybill payment has
+   * no status query to find it by. Given up, the body goes to the error log for an admin to credit.
+   */
+  private async insertAgain(request: InboundRequest, first: unknown): Promise<number> {
+    let error = first;
+    for (const pause of this.options.storeRetryPausesMs ?? [250, 750, 2_000]) {
+      await new Promise((resolve) => setTimeout(resolve, pause));
+      try {
+        return await this.insert(request);
+      } catch (again) {
+        error = again;
+      }
+    }
+    this.options.logger.error(
+      { err: error, kind: request.kind, body: request.text.slice(0, 4_000) },
+      "M-Pesa request could not be stored: its body is kept here, as M-Pesa will not send it again",
+    );
+    throw error;
   }
 
   /**

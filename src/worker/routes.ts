@@ -121,8 +121,10 @@ export function workerRoutes(request: WorkerRequest, path: string): { app: Hono;
         clientAddress: cloudflareClientAddress,
         rejectUnknownAccounts: config.MPESA_C2B_REJECT_UNKNOWN,
         shortcode: config.MPESA_TILL ?? config.MPESA_SHORTCODE ?? null,
-        // No spool: a Worker has no disk. A request the database cannot take answers 503, and
-        // Daraja's own retry (C2B) or the Node side's status query (STK recovery) covers it.
+        // No spool: a Worker has no disk. A request the database cannot take is tried again for a
+        // few seconds (payments/inbox.ts), then answered 503 with its body in the error log: Daraja
+        // does not resend, the Node side's status query covers an STK callback, and nothing covers
+        // a paybill confirmation but an admin reading that log.
       }),
     );
   // The same route factory as Node's (the secret token checked before the body is read); a failed
