@@ -179,13 +179,26 @@ describe("a paid push whose checkout id was never stored", () => {
     const push = pushesTo(customer.phone).find((p) => p.amount === 650)!;
     // Stored when it came; its processing failed until the retry job's slow tries got it through.
     await h.mpesa.inbox.store({ kind: "stk", text: JSON.stringify(push.body) });
-    clock.advance(45 * MINUTE);
+    clock.advance(20 * MINUTE);
+    // Meanwhile the payer asks again for the same amount, and that push's answer is lost too: the
+    // earlier money is not this request's.
+    const later = await ask(customer, 65_000);
+    h.fake.queue(paid);
+    const d = lossy();
+    // Pushes the later request; the first, too old to prompt again, times out.
+    expect(await d.runOnce()).toBe(2);
+    expect(await intent(database.db, target)).toMatchObject({ status: "timed_out", pushUncertain: true });
+    clock.advance(25 * MINUTE);
     await retryInbox(h.mpesa);
     expect(await intent(database.db, target)).toMatchObject({
       status: "succeeded",
       mpesaReceipt: push.receipt,
     });
+    expect(await intent(database.db, later)).toMatchObject({ status: "pending", paymentId: null });
     expect(await paymentCredits(database.db, customer.id)).toEqual([...before, 65_000]);
+    // Too late to prompt: the later request times out, as any does.
+    await d.runOnce();
+    expect(await intent(database.db, later)).toMatchObject({ status: "timed_out" });
   });
 
   it("two paid prompts of one request, neither checkout id stored, arriving together: one credit, one queued", async () => {

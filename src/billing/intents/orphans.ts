@@ -33,7 +33,7 @@ export async function settleOrphanSuccess(
     return { status: "unknown_checkout", intentId: null };
 
   // Counted back from when the callback reached us: one processed late (the database was away,
-  // the retry job's slow tries) belongs to the requests of that time.
+  // the retry job's slow tries) belongs to the requests of that time, not to any made since.
   const arrived = result.receivedAt && result.receivedAt.getTime() < now.getTime() ? result.receivedAt : now;
   const since = new Date(arrived.getTime() - orphanWindowMs).toISOString();
   const candidates = result.phone
@@ -41,7 +41,7 @@ export async function settleOrphanSuccess(
         tx,
         sql`select id from payment_intents
             where phone = ${result.phone} and amount_cents = ${amountCents} and payment_id is null
-              and status <> 'succeeded' and created_at >= ${since}::timestamptz
+              and status <> 'succeeded' and created_at >= ${since}::timestamptz and created_at <= ${arrived.toISOString()}::timestamptz
               and (push_uncertain or (status = 'pending' and checkout_request_id is null))
             order by id
             for update`,
@@ -61,7 +61,7 @@ export async function settleOrphanSuccess(
           tx,
           sql`select id from payment_intents
               where phone = ${result.phone} and amount_cents = ${amountCents} and payment_id is not null
-                and push_uncertain and created_at >= ${since}::timestamptz
+                and push_uncertain and created_at >= ${since}::timestamptz and created_at <= ${arrived.toISOString()}::timestamptz
               order by id desc limit 1`,
         )
       : [];
