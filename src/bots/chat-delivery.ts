@@ -357,12 +357,17 @@ async function deliverOne(
   } catch (error) {
     const failure = error instanceof ChatSendError ? error.failure : "retry";
     const reason = maskSecrets(error instanceof Error ? error.message : String(error), row.template, params);
+    // A wait that costs no attempt (the channel cannot send, or the platform said to slow down)
+    // still ends: a notice goes by SMS, an answer too old to matter is given up.
+    const waitsFree =
+      failure === "unavailable" ||
+      (failure === "retry" && error instanceof ChatSendError && !!error.retryAfterSeconds);
+    const waited = clock.now().getTime() - new Date(row.created_at).getTime();
+    if (waitsFree && waited >= (isNotice ? NOTICE_WAITS_FOR_CHANNEL_MS : ANSWER_WAITS_FOR_CHANNEL_MS)) {
+      await toSmsOrDead(`${failure}: ${reason}`);
+      return null;
+    }
     if (failure === "unavailable") {
-      const waited = clock.now().getTime() - new Date(row.created_at).getTime();
-      if (waited >= (isNotice ? NOTICE_WAITS_FOR_CHANNEL_MS : ANSWER_WAITS_FOR_CHANNEL_MS)) {
-        await toSmsOrDead(`${failure}: ${reason}`);
-        return null;
-      }
       await db.execute(
         sql`update message_outbox set last_error = ${reason.slice(0, 500)},
               next_attempt_at = ${ts(new Date(clock.now().getTime() + CHANNEL_RETRY_MS))}

@@ -380,10 +380,12 @@ describe("/failed", () => {
       await database.db.select().from(messageOutbox).where(eq(messageOutbox.recipient, "+254711222333")),
     ).toHaveLength(1);
 
+    // Resent a day later: it is queued anew, and how long it may wait counts from now.
+    clock.advance(24 * 60 * 60_000);
     await world.say(OWNER, `/resend ${dead!.id}`);
     expect(lastText(world.fake, OWNER)).toBe(`🔁 Message #${dead!.id} (voucher_code) queued again.`);
     const [again] = await database.db.select().from(messageOutbox).where(eq(messageOutbox.id, dead!.id));
-    expect(again).toMatchObject({ status: "pending", attempts: 0, lastError: null });
+    expect(again).toMatchObject({ status: "pending", attempts: 0, lastError: null, createdAt: clock.now() });
     await world.say(OWNER, `/resend #${dead!.id}`);
     expect(lastText(world.fake, OWNER)).toBe(`Message #${dead!.id} was not given up (it is pending).`);
     expect((await auditRows(database.db, "message.resent", `tg:${OWNER}`)).length).toBe(2);

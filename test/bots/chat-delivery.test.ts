@@ -264,4 +264,40 @@ describe("the chat delivery worker", () => {
     expect(sent).toEqual(["254700000931"]);
     expect(await rowOf(answer!.id)).toMatchObject({ status: "done", attempts: 1 });
   });
+
+  it("ends a wait the platform asked for (a rate limit) as it ends a channel's outage", async () => {
+    const at = clock.now();
+    const [fresh, old] = await database.db
+      .insert(messageOutbox)
+      .values(
+        [at, new Date(at.getTime() - 61 * 60_000)].map((createdAt, i) => ({
+          channel: "whatsapp_cloud" as const,
+          recipient: `25470000094${i}`,
+          language: "en" as const,
+          template: "chat",
+          content: { kind: "text", text: "Choose a plan." },
+          nextAttemptAt: at,
+          createdAt,
+        })),
+      )
+      .returning({ id: messageOutbox.id });
+    await deliverDueChats({
+      db: database.db,
+      clock,
+      isp: "Kibera Net",
+      senders: [
+        {
+          channel: "whatsapp_cloud" as const,
+          async send() {
+            throw new ChatSendError("retry", "(#131048) Spam rate limit hit", 60);
+          },
+        },
+      ],
+    });
+    const rowOf = async (id: number) =>
+      (await database.db.select().from(messageOutbox).where(eq(messageOutbox.id, id)))[0]!;
+    expect(await rowOf(fresh!.id)).toMatchObject({ status: "pending", attempts: 0 });
+    // An answer an hour old is no use to anyone any more: given up, not kept for hours.
+    expect(await rowOf(old!.id)).toMatchObject({ status: "dead" });
+  });
 });

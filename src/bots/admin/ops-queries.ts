@@ -179,7 +179,9 @@ export async function resendDeadMessageInTx(
   } else {
     const [again] = await tx
       .update(messageOutbox)
-      .set({ status: "pending", attempts: 0, nextAttemptAt: now, lastError: null })
+      // Queued anew: how long it may wait for its channel (chat-delivery.ts) or an SMS gateway
+      // (sms-worker.ts) counts from now, not from when it was first written.
+      .set({ status: "pending", attempts: 0, nextAttemptAt: now, lastError: null, createdAt: now })
       .where(eq(messageOutbox.id, row.id))
       .returning();
     queued = again!;
