@@ -292,6 +292,23 @@ describe("unlinking", () => {
     ]);
   });
 
+  it("an Unlink button of the older kind (no account in it) asks again and unlinks nothing", async () => {
+    const chat = ++nextUser;
+    const person = await customer();
+    await say(chat, `/link ${person.accountNumber}`);
+    await say(chat, (await smsCode(person.phone)).code);
+    await say(chat, "/unlink");
+    const ask = lastShownIn(fake, chat);
+    const [link] = await linksOf(chat);
+    expect(await bot.deliver(pressUpdate(fake, chat, ask.messageId!, `u:${link!.id}`))).toBe(200);
+    expect(await linksOf(chat)).toHaveLength(1);
+    const again = lastShownIn(fake, chat);
+    expect(again.messageId).not.toBe(ask.messageId);
+    expect(again.payload.text).toBe(
+      `Unlink this chat from account ${person.accountNumber}? You can link it again later.`,
+    );
+  });
+
   it("unlinks by its button a link whose id passes 999,999,999", async () => {
     // Links are made and undone often; their ids are `integer`, up to 2,147,483,647.
     await database.db.execute(sql`alter table chat_links alter column id restart with 2000000000`);

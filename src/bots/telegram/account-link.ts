@@ -22,6 +22,8 @@ export const CHANNEL = "telegram";
  * one cannot undo a newer link (a chat linked to another account keeps its link row, and its id).
  */
 const unlinkPattern = /^u:(\d{1,10}):(\d{1,10})$/;
+/** `u:<chat_links.id>`, as buttons shown before they named the customer: asked again, never acted on. */
+const oldUnlinkPattern = /^u:\d{1,10}$/;
 
 export interface AccountLinkDeps {
   db: Db;
@@ -108,7 +110,7 @@ export function accountLinking(deps: AccountLinkDeps, show: Show) {
     }
   });
 
-  feature.command("unlink", async (ctx) => {
+  async function askUnlink(ctx: Context): Promise<void> {
     if (!ctx.from) return;
     const [link] = await deps.db
       .select({ id: chatLinks.id, customerId: chatLinks.customerId, accountNumber: customers.accountNumber })
@@ -126,6 +128,14 @@ export function accountLinking(deps: AccountLinkDeps, show: Show) {
         `u:${link.id}:${link.customerId}`,
       ),
     });
+  }
+
+  feature.command("unlink", askUnlink);
+
+  // It cannot tell which account it was for: the question is asked again, about the link of now.
+  feature.callbackQuery(oldUnlinkPattern, async (ctx) => {
+    await ctx.answerCallbackQuery();
+    if (ctx.callbackQuery.message?.chat.id === ctx.from.id) await askUnlink(ctx);
   });
 
   feature.callbackQuery(unlinkPattern, async (ctx) => {
