@@ -1,6 +1,7 @@
 import { eq, inArray } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { deliverDueChats, parseTemplateMap } from "../../src/bots/chat-delivery.ts";
+import { deliverDueChats } from "../../src/bots/chat-delivery.ts";
+import { parseTemplateMap } from "../../src/bots/chat-notices.ts";
 import { enqueueChat } from "../../src/bots/chat-outbox.ts";
 import { type ChatContent, ChatSendError } from "../../src/bots/chat-sender.ts";
 import { sendStaleChatNoticesBySms } from "../../src/bots/jobs.ts";

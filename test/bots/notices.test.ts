@@ -1,7 +1,7 @@
 import { and, asc, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { settleStkResult } from "../../src/billing/intents/settle.ts";
-import { parseTemplateMap } from "../../src/bots/chat-delivery.ts";
+import { parseTemplateMap } from "../../src/bots/chat-notices.ts";
 import { phoneChat } from "../../src/bots/phone-link.ts";
 import type { FakeTelegram } from "../../src/bots/telegram/fake-api.ts";
 import { type FakeWhatsApp, startFakeWhatsApp } from "../../src/bots/whatsapp-cloud/fake-api.ts";

@@ -1,7 +1,7 @@
 import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseTemplateMap } from "../../src/bots/chat-delivery.ts";
 import { retryUnhandled, storeInbound } from "../../src/bots/chat-inbox.ts";
+import { parseTemplateMap } from "../../src/bots/chat-notices.ts";
 import { inboxPayload } from "../../src/bots/whatsapp-cloud/adapter.ts";
 import { type FakeWhatsApp, startFakeWhatsApp } from "../../src/bots/whatsapp-cloud/fake-api.ts";
 import { messagesOf } from "../../src/bots/whatsapp-cloud/inbound.ts";

@@ -2,13 +2,9 @@ import { signingOf } from "../../config.ts";
 import { createMenuServices } from "../../menu/services.ts";
 import type { Signing } from "../../messaging/render.ts";
 import { menuSettingsFrom } from "../../ussd/index.ts";
-import {
-  type ChatDeliveryOptions,
-  deliverDueChats,
-  parseTemplateMap,
-  type TemplateMap,
-} from "../chat-delivery.ts";
+import { type ChatDeliveryOptions, deliverDueChats } from "../chat-delivery.ts";
 import { startInboxRetry } from "../chat-inbox.ts";
+import { parseTemplateMap, type TemplateMap } from "../chat-notices.ts";
 import { startChatWorker } from "../chat-worker.ts";
 import { CHANNEL } from "./adapter.ts";
 import { createGraphClient } from "./graph.ts";
