@@ -14,7 +14,7 @@ import {
 import { createCustomerWithSubscription } from "../src/billing/subscriptions.ts";
 import { type CliContext, runCommand } from "../src/cli/commands.ts";
 import { FakeClock } from "../src/clock.ts";
-import type { Db } from "../src/db/client.ts";
+import { type Db, queryRows } from "../src/db/client.ts";
 import {
   auditLog,
   customers,
@@ -235,7 +235,8 @@ describe("customer import", () => {
 
   it("exports customers that import back the same on a fresh database", async () => {
     const exported = await exportCsv(ctx.db, ctx.settings.timezone, "customers");
-    expect(exported.csv.split("\n")[0]).toBe(HEADER);
+    // With a byte order mark, so that Excel reads it as UTF-8.
+    expect(exported.csv.split("\n")[0]).toBe(`\uFEFF${HEADER}`);
     expect(exported.csv).toContain(
       "AC001,Amina Wekesa,+254712000001,home-10,active,2026-06-30,kibera-1,ac001,-1500.50",
     );
@@ -250,12 +251,35 @@ describe("customer import", () => {
     expect(again.csv).toBe(exported.csv);
   });
 
+  it("exports a name a spreadsheet would run as a formula as text, and imports it back as it was", async () => {
+    const fresh = await world();
+    const name = "=2+5 Otieno";
+    const report = await importCustomers(
+      fresh,
+      admin,
+      `${HEADER}\nFX001,${name},0712000901,home-10,active,2026-07-30,,,0`,
+    );
+    expect(report.rows.flatMap((r) => r.problems.map((p) => p.message))).toEqual([]);
+    expect(report.counts).toMatchObject({ new: 1, refused: 0 });
+    const exported = await exportCsv(fresh.db, fresh.settings.timezone, "customers");
+    expect(exported.csv).toContain(`FX001,'${name},+254712000901,`);
+    const other = await world();
+    await importCustomers(other, admin, exported.csv);
+    const again = await exportCsv(other.db, other.settings.timezone, "customers");
+    expect(again.csv).toBe(exported.csv);
+    const [row] = await queryRows<{ name: string }>(
+      other.db,
+      sql`select name from customers where account_number = 'FX001'`,
+    );
+    expect(row!.name).toBe(name);
+  });
+
   it("exports payments and invoices", async () => {
     const invoices = await exportCsv(ctx.db, ctx.settings.timezone, "invoices");
-    expect(invoices.csv.split("\n")[0]).toBe("account,period,amount,paid,status");
+    expect(invoices.csv.split("\n")[0]).toBe("\uFEFFaccount,period,amount,paid,status");
     expect(invoices.csv).toContain(`${existingAccount},2026-06-01..2026-07-01,2500.00,0.00,open`);
     const payments = await exportCsv(ctx.db, ctx.settings.timezone, "payments");
-    expect(payments.csv.split("\n")[0]).toBe("received_at,account,amount,method,provider_ref,status");
+    expect(payments.csv.split("\n")[0]).toBe("\uFEFFreceived_at,account,amount,method,provider_ref,status");
   });
 
   it("imports 10,000 rows with 1 % bad ones in one go, and a re-import changes nothing", async () => {
@@ -379,7 +403,7 @@ describe("customer import", () => {
       expect(await readFile(out, "utf8")).toContain(
         "CL001,Cli One,+254712000101,home-10,active,2026-06-30,,cl001,100.00",
       );
-      expect((await run(["export", "invoices"]))[0]).toMatch(/^account,period,amount,paid,status/);
+      expect((await run(["export", "invoices"]))[0]).toMatch(/^\uFEFFaccount,period,amount,paid,status/);
       await expect(run(["export", "vouchers"])).rejects.toThrow(/export customers\|payments\|invoices/);
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -21,8 +21,24 @@ export interface CsvExport {
   rows: number;
 }
 
+/**
+ * A cell Excel or LibreOffice would run as a formula (`=HYPERLINK(…)` in a customer's name, or in the
+ * account reference a payer typed) is written behind a `'`, which shows it as text; the import takes
+ * the `'` off again (FORMULA_ESCAPE). Numbers keep their sign (a balance `-250.50`, a phone `+254…`).
+ */
+function inertCell(value: string | number | null): string | number | null {
+  if (typeof value !== "string" || !/^[=+\-@\t\r]/.test(value) || /^[+-]?\d+(\.\d+)?$/.test(value))
+    return value;
+  return `'${value}`;
+}
+
+/**
+ * With a byte order mark: Excel opens a CSV without one as Windows-1252, and names such as Wanjĩrũ
+ * come out garbled (and are saved so). The import skips it.
+ */
 function toCsv(columns: readonly string[], rows: (string | number | null)[][]): CsvExport {
-  return { csv: stringify(rows, { header: true, columns: [...columns] }), rows: rows.length };
+  const cells = rows.map((row) => row.map(inertCell));
+  return { csv: `\uFEFF${stringify(cells, { header: true, columns: [...columns] })}`, rows: rows.length };
 }
 
 /** Customers with a subscription that is not cancelled, in the import's form. */

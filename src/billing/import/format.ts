@@ -4,6 +4,9 @@ import { zoneOffsetMs } from "../periods.ts";
 
 /** The import's file format: its columns and limits, reading the CSV, dates and amounts, and the report. */
 
+/** The `'` an export writes before a cell a spreadsheet would run as a formula (export.ts). */
+const FORMULA_ESCAPE = /^'(?=[=+\-@\t\r])/;
+
 export const IMPORT_COLUMNS = [
   "account",
   "name",
@@ -187,7 +190,7 @@ export function readCsv(
     const newlines = entry.record.reduce((n, field) => n + (field.match(/\r\n|\r|\n/g)?.length ?? 0), 0);
     const line = entry.info.lines - newlines;
     const values = Object.fromEntries(
-      IMPORT_COLUMNS.map((c, i) => [c, (entry.record[i] ?? "").trim()]),
+      IMPORT_COLUMNS.map((c, i) => [c, (entry.record[i] ?? "").trim().replace(FORMULA_ESCAPE, "")]),
     ) as Record<ImportColumn, string>;
     records.push({
       line,
