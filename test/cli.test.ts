@@ -160,6 +160,11 @@ describe("the command line", () => {
       ["plans", "edit", "nope", "--price", "10"],
     ])
       await expect(run(line)).rejects.toThrow();
+    // What edit cannot change is refused, not ignored beside what it can.
+    await expect(run(["plans", "edit", "home-10", "--price", "30", "--every", "3"])).rejects.toThrow(
+      /plans edit changes --name, --name-sw, --price, --speed, --cap-gb and --active/,
+    );
+    await expect(run(["plans", "edit", "home-10"])).rejects.toThrow(/say what to change/);
     expect(await database.db.select().from(plans)).toEqual(before);
   });
 

@@ -96,6 +96,19 @@ const planOptions = {
   active: { type: "string" },
 } as const;
 
+/**
+ * What `plans edit` changes. A plan's kind, period and time limit stay as they are (subscriptions and
+ * sold vouchers were made on them): given, they are refused rather than ignored.
+ */
+const planEditOptions = {
+  name: planOptions.name,
+  "name-sw": planOptions["name-sw"],
+  price: planOptions.price,
+  speed: planOptions.speed,
+  "cap-gb": planOptions["cap-gb"],
+  active: planOptions.active,
+} as const;
+
 export interface CliContext {
   ctx: BillingContext;
   /** Seals router passwords (SECRET_KEY). */
@@ -138,14 +151,21 @@ export async function runCommand(cli: CliContext, actor: Actor, argv: string[], 
       return;
     }
     case "plans edit": {
-      const { values, positionals } = parseArgs({
-        args: rest,
-        options: planOptions,
-        strict: true,
-        allowPositionals: true,
-      });
+      let parsed: { values: { [K in keyof typeof planEditOptions]?: string }; positionals: string[] };
+      try {
+        parsed = parseArgs({ args: rest, options: planEditOptions, strict: true, allowPositionals: true });
+      } catch (error) {
+        throw new CliUsageError(
+          `${error instanceof Error ? error.message : String(error)}: plans edit changes --name, --name-sw, --price, --speed, --cap-gb and --active (a plan's kind, period and hours stay; add a new plan instead)`,
+        );
+      }
+      const { values, positionals } = parsed;
       const code = positionals[0];
       if (!code) throw new CliUsageError("which plan? plans edit <code> …");
+      if (Object.values(values).every((v) => v === undefined))
+        throw new CliUsageError(
+          "say what to change: --name, --name-sw, --price, --speed, --cap-gb or --active",
+        );
       const capGb = wholeNumber("cap-gb", values["cap-gb"]);
       if (values.active !== undefined && values.active !== "true" && values.active !== "false")
         throw new CliUsageError("--active true or false");
