@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { connect, createServer } from "node:net";
+import { connect } from "node:net";
 import { networkInterfaces, tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -31,14 +31,6 @@ function isConfigKey(key: string): boolean {
       "DATA_DIR",
     ].includes(key)
   );
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /** Whether a TCP connection to host:port is accepted (true) or refused or reset (false). */
@@ -80,6 +72,7 @@ interface LogLine {
 
 interface Started {
   child: ChildProcess;
+  /** The port the app said it listens on, once it did (it is started with PORT=0). */
   port: number;
   lines: LogLine[];
   output(): string;
@@ -124,7 +117,7 @@ function start(env: Record<string, string>): Started {
       resolve({ code, signal });
     }),
   );
-  return { child, port: Number(env.PORT), lines, output: () => raw, exit };
+  return { child, port: 0, lines, output: () => raw, exit };
 }
 
 async function listening(app: Started): Promise<LogLine> {
@@ -136,6 +129,7 @@ async function listening(app: Started): Promise<LogLine> {
   const ok = await within(startMs, () => found() !== undefined || exited);
   const line = found();
   if (!ok || !line) throw new Error(`the app did not say it was listening:\n${app.output()}`);
+  app.port = Number(line.port);
   return line;
 }
 
@@ -168,11 +162,14 @@ afterAll(() => {
 
 describe("npm start, stopped with SIGTERM", () => {
   it("binds 127.0.0.1 in sandbox by default, says so, and on SIGTERM frees the port and logs the stop within 5 s", async () => {
-    const port = await freePort();
-    // The sandbox Telegram fake takes any free port: a developer's own sandbox may hold 3081.
-    const app = start({ PORT: String(port), DATA_DIR: dataDir, TELEGRAM_SANDBOX_PORT: "0", ...noFixedPorts });
+    // Every port of the app's own choosing (PORT=0 too): a port picked free beforehand could be taken
+    // by one of the sandbox's fakes before the app listens. The Telegram fake: a developer's own
+    // sandbox may hold 3081.
+    const app = start({ PORT: "0", DATA_DIR: dataDir, TELEGRAM_SANDBOX_PORT: "0", ...noFixedPorts });
     const line = await listening(app);
-    expect(line).toMatchObject({ address: "127.0.0.1", port, msg: `listening on http://127.0.0.1:${port}` });
+    const port = app.port;
+    expect(port).toBeGreaterThan(0);
+    expect(line).toMatchObject({ address: "127.0.0.1", msg: `listening on http://127.0.0.1:${port}` });
     const health = await fetch(`http://127.0.0.1:${port}/healthz`);
     expect(health.status).toBe(200);
     expect(await health.json()).toMatchObject({ status: "ok", mode: "sandbox" });
@@ -189,16 +186,17 @@ describe("npm start, stopped with SIGTERM", () => {
   }, 150_000);
 
   it("with HOST=0.0.0.0 binds every interface and says 0.0.0.0", async () => {
-    const port = await freePort();
     const app = start({
-      PORT: String(port),
+      PORT: "0",
       DATA_DIR: dataDir,
       HOST: "0.0.0.0",
       TELEGRAM_SANDBOX_PORT: "0",
       ...noFixedPorts,
     });
     const line = await listening(app);
-    expect(line).toMatchObject({ address: "0.0.0.0", port, msg: `listening on http://0.0.0.0:${port}` });
+    const port = app.port;
+    expect(port).toBeGreaterThan(0);
+    expect(line).toMatchObject({ address: "0.0.0.0", msg: `listening on http://0.0.0.0:${port}` });
     const external = externalAddress();
     if (external) expect(await accepts(external, port)).toBe(true);
 
