@@ -274,6 +274,32 @@ describe("customer import", () => {
     expect(row!.name).toBe(name);
   });
 
+  it("exports a period that ends during a day with its time, and imports it back to the minute", async () => {
+    const fresh = await world();
+    const report = await importCustomers(
+      fresh,
+      admin,
+      `${HEADER}\nTM001,Njeri Kamau,0712000902,home-10,active,2026-07-01 14:37,,,0`,
+    );
+    expect(report.counts).toMatchObject({ new: 1, refused: 0 });
+    const periodEnd = async (db: Db) =>
+      (
+        await queryRows<{ end: Date }>(
+          db,
+          sql`select s.current_period_end as end from subscriptions s join customers c on c.id = s.customer_id
+              where c.account_number = 'TM001'`,
+        )
+      )[0]!.end;
+    // 14:37 in Nairobi (UTC+3).
+    expect(new Date(await periodEnd(fresh.db))).toEqual(new Date("2026-07-01T11:37:00Z"));
+    const exported = await exportCsv(fresh.db, fresh.settings.timezone, "customers");
+    expect(exported.csv).toContain("TM001,Njeri Kamau,+254712000902,home-10,active,2026-07-01 14:37,");
+    const other = await world();
+    await importCustomers(other, admin, exported.csv);
+    expect(new Date(await periodEnd(other.db))).toEqual(new Date("2026-07-01T11:37:00Z"));
+    expect((await analyseCustomerImport(fresh, exported.csv)).counts).toMatchObject({ unchanged: 1 });
+  });
+
   it("exports payments and invoices", async () => {
     const invoices = await exportCsv(ctx.db, ctx.settings.timezone, "invoices");
     expect(invoices.csv.split("\n")[0]).toBe("\uFEFFaccount,period,amount,paid,status");
@@ -384,7 +410,7 @@ describe("customer import", () => {
       const dry = await run(["customers", "import", file]);
       expect(dry).toEqual([
         "line 2 CL001: new",
-        'line 3 CL002: refused: bad date "2026-13-01" (YYYY-MM-DD)',
+        'line 3 CL002: refused: bad date "2026-13-01" (YYYY-MM-DD, or YYYY-MM-DD HH:MM)',
         "dry run: 1 new, 0 unchanged, 1 refused (of 2 rows); nothing was written",
       ]);
       expect(

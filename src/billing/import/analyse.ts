@@ -50,7 +50,11 @@ export function customersInImportForm(tx: Executor, timeZone: string, where: Ret
     tx,
     sql`select c.id, c.account_number as account, c.name, c.phone,
           p.code as plan, s.status, r.name as router, s.network_username as username,
-          to_char(s.current_period_end at time zone ${timeZone}, 'YYYY-MM-DD') as expires,
+          -- The date, and the time of day when the period does not end at midnight: an export
+          -- imported again gives the subscriber the same end of service, not that day's midnight.
+          case when (s.current_period_end at time zone ${timeZone})::time = '00:00'
+            then to_char(s.current_period_end at time zone ${timeZone}, 'YYYY-MM-DD')
+            else to_char(s.current_period_end at time zone ${timeZone}, 'YYYY-MM-DD HH24:MI') end as expires,
           coalesce((select sum(l.amount_cents) from ledger_entries l where l.customer_id = c.id), 0)::text as balance
         from customers c
         left join (
@@ -155,7 +159,11 @@ export async function analyse(
         message: `bad status "${v.status}" (active, suspended or pending)`,
       });
     const periodEnd = midnight(v.expires);
-    if (!periodEnd) problems.push({ kind: "bad_date", message: `bad date "${v.expires}" (YYYY-MM-DD)` });
+    if (!periodEnd)
+      problems.push({
+        kind: "bad_date",
+        message: `bad date "${v.expires}" (YYYY-MM-DD, or YYYY-MM-DD HH:MM)`,
+      });
     let routerId: number | null = null;
     if (v.router) {
       routerId = routersByName.get(v.router) ?? null;

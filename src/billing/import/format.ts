@@ -212,14 +212,20 @@ export function readCsv(
 // ---------------------------------------------------------------------------------------------
 // Dates and amounts
 
-export const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
+/** A date, or a date and a time of day (as the export writes a period that ends during a day). */
+export const DATE = /^(\d{4})-(\d{2})-(\d{2})(?: (\d{2}):(\d{2}))?$/;
 
-/** `YYYY-MM-DD` → midnight at the start of that day in the ISP's time zone; null if no such date. */
+/**
+ * `YYYY-MM-DD` → midnight at the start of that day in the ISP's time zone; `YYYY-MM-DD HH:MM` → that
+ * minute of that day; null if no such date or time.
+ */
 export function localMidnight(text: string, timeZone: string): Date | null {
   const match = DATE.exec(text);
   if (!match) return null;
   const [y, m, d] = [Number(match[1]), Number(match[2]), Number(match[3])];
-  const guess = Date.UTC(y, m - 1, d);
+  const [hour, minute] = [Number(match[4] ?? 0), Number(match[5] ?? 0)];
+  if (hour > 23 || minute > 59) return null;
+  const guess = Date.UTC(y, m - 1, d, hour, minute);
   const check = new Date(guess);
   if (check.getUTCFullYear() !== y || check.getUTCMonth() !== m - 1 || check.getUTCDate() !== d) return null;
   if (y < 2000 || y > 2100) return null;
