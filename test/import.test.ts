@@ -171,7 +171,8 @@ describe("customer import", () => {
     expect(await snapshot(ctx.db)).toEqual({
       customers: before.customers + 3,
       subscriptions: before.subscriptions + 3,
-      ledger: before.ledger + 2, // AC002's zero balance writes no entry
+      // AC002's zero balance writes no entry; AC003 (pending) has its credit and its first period's invoice.
+      ledger: before.ledger + 3,
       outbox: before.outbox + 1, // only the active subscriber gets a router account now
     });
 
@@ -196,7 +197,8 @@ describe("customer import", () => {
     expect(ac002!.subscription).toMatchObject({ networkUsername: "brian.o", suspendedReason: "admin" });
     expect(await ledgerSum(ctx.db, ac001!.customer.id)).toBe(-150_050);
     expect(await ledgerSum(ctx.db, ac002!.customer.id)).toBe(0);
-    expect(await ledgerSum(ctx.db, ac003!.customer.id)).toBe(25_000);
+    // Pending: the plan's price is owed before the first period starts, the credit goes towards it.
+    expect(await ledgerSum(ctx.db, ac003!.customer.id)).toBe(25_000 - 250_000);
     // A debt is an open invoice (collected like any other), a credit a ledger entry.
     const [opening] = await ctx.db
       .select()
@@ -205,11 +207,25 @@ describe("customer import", () => {
     expect(opening).toMatchObject({ kind: "invoice", amountCents: -150_050 });
     const [debt] = await ctx.db.select().from(invoices).where(eq(invoices.id, opening!.invoiceId!));
     expect(debt).toMatchObject({ kind: "manual", status: "open", amountCents: 150_050, paidCents: 0 });
-    const [credit] = await ctx.db
+    const ac003Entries = await ctx.db
       .select()
       .from(ledgerEntries)
-      .where(eq(ledgerEntries.customerId, ac003!.customer.id));
-    expect(credit).toMatchObject({ kind: "credit", amountCents: 25_000 });
+      .where(eq(ledgerEntries.customerId, ac003!.customer.id))
+      .orderBy(ledgerEntries.id);
+    expect(ac003Entries).toMatchObject([
+      { kind: "credit", amountCents: 25_000 },
+      { kind: "invoice", amountCents: -250_000, memo: "Home 10, first period" },
+    ]);
+    const [firstBill] = await ctx.db
+      .select()
+      .from(invoices)
+      .where(eq(invoices.id, ac003Entries[1]!.invoiceId!));
+    expect(firstBill).toMatchObject({
+      kind: "recurring",
+      status: "open",
+      amountCents: 250_000,
+      periodStart: ac003!.subscription.currentPeriodStart,
+    });
     const provisioning = await ctx.db
       .select()
       .from(provisioningOutbox)
@@ -347,6 +363,48 @@ describe("customer import", () => {
     } finally {
       clock.set("2026-06-01T06:00:00Z");
     }
+  });
+
+  it("starts an imported pending subscriber only once the plan's price is paid, a credit counting towards it", async () => {
+    const fresh = await world();
+    const file = [
+      HEADER,
+      "PZ001,Pending Nothing,0712000311,home-10,pending,2026-06-15,,,0",
+      "PC001,Pending Credit,0712000312,home-10,pending,2026-06-15,,,1000",
+    ].join("\n");
+    await importCustomers(fresh, admin, file);
+    // The same file again is unchanged: its balances leave out the first period's invoice.
+    expect((await importCustomers(fresh, admin, file)).counts).toMatchObject({ new: 0, unchanged: 2 });
+    const exported = await exportCsv(fresh.db, fresh.settings.timezone, "customers");
+    expect(exported.csv).toContain(
+      "PZ001,Pending Nothing,+254712000311,home-10,pending,2026-06-15,,pz001,0.00",
+    );
+    expect(exported.csv).toContain(
+      "PC001,Pending Credit,+254712000312,home-10,pending,2026-06-15,,pc001,1000.00",
+    );
+
+    const { applyPayment } = await import("../src/billing/payments.ts");
+    const pay = async (account: string, amountCents: number, ref: string) => {
+      const [row] = await fresh.db
+        .select({ customer: customers })
+        .from(customers)
+        .where(eq(customers.accountNumber, account));
+      return applyPayment(fresh, admin, {
+        customerId: row!.customer.id,
+        method: "cash",
+        provider: "cash",
+        providerRef: ref,
+        amountCents,
+      });
+    };
+    // KES 10 is no month of service.
+    expect((await pay("PZ001", 1_000, "pz-1")).restoredSubscriptionIds).toEqual([]);
+    expect((await pay("PZ001", 249_000, "pz-2")).restoredSubscriptionIds).toHaveLength(1);
+    // KES 1,000 held and KES 1,500 paid: the plan's KES 2,500.
+    expect((await pay("PC001", 149_900, "pc-1")).restoredSubscriptionIds).toEqual([]);
+    const started = await pay("PC001", 100, "pc-2");
+    expect(started.restoredSubscriptionIds).toHaveLength(1);
+    expect(started.balanceCents).toBe(0);
   });
 
   it("brings back an imported pending or suspended debtor once the debt is paid", async () => {

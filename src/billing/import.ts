@@ -168,6 +168,61 @@ export async function importCustomers(
       );
     }
 
+    // A pending subscriber pays at least the plan's price before the first period starts, as one
+    // who signs up does: what the file says they owe already, plus the rest as the first period's
+    // invoice (its period the subscription's, which is what activation looks for). A credit goes
+    // towards it at their first payment. The file's balance leaves this invoice out, as the export
+    // does (customersInImportForm), so the same file imports again as unchanged.
+    const prices = new Map(
+      (
+        await queryRows<{ id: number; price_cents: number | string; name: string }>(
+          tx,
+          sql`select id, price_cents, name from plans`,
+        )
+      ).map((p) => [Number(p.id), { priceCents: Number(p.price_cents), name: p.name }]),
+    );
+    const firstBills = toCreate.flatMap((r) => {
+      if (r.status !== "pending") return [];
+      const plan = prices.get(r.planId)!;
+      const owed = Math.max(0, -r.balanceCents);
+      const amount = plan.priceCents - owed;
+      if (amount <= 0) return [];
+      const id = customerId(r);
+      assertCovers(money, id);
+      return [
+        {
+          customer_id: id,
+          subscription_id: subscriptionIds.get(id)!,
+          period_start: r.periodStart.toISOString(),
+          period_end: r.periodEnd.toISOString(),
+          amount_cents: amount,
+          memo: `${plan.name}, first period`,
+        },
+      ];
+    });
+    for (const part of chunks(firstBills, 10_000)) {
+      await tx.execute(
+        sql`with x as (
+              select * from jsonb_to_recordset(${JSON.stringify(part)}::jsonb) as x(customer_id int,
+                subscription_id int, period_start timestamptz, period_end timestamptz, amount_cents bigint,
+                memo text)
+            ),
+            issued as (
+              insert into invoices (customer_id, subscription_id, kind, period_start, period_end, amount_cents, due_at, issued_at)
+              select customer_id, subscription_id, 'recurring', period_start, period_end, amount_cents, ${ts(now)}, ${ts(now)}
+              from x
+              returning id, customer_id, subscription_id, amount_cents
+            ),
+            lines as (
+              insert into invoice_lines (invoice_id, description, amount_cents)
+              select i.id, x.memo, i.amount_cents from issued i join x on x.subscription_id = i.subscription_id
+            )
+            insert into ledger_entries (customer_id, kind, amount_cents, invoice_id, memo, created_at)
+            select i.customer_id, 'invoice', -i.amount_cents, i.id, x.memo, ${ts(now)}
+            from issued i join x on x.subscription_id = i.subscription_id`,
+      );
+    }
+
     // Router accounts for active subscribers: the outbox rows enqueueProvisioning writes, in bulk.
     const active = toCreate
       .filter((r) => r.status === "active")

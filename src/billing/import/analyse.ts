@@ -55,7 +55,12 @@ export function customersInImportForm(tx: Executor, timeZone: string, where: Ret
           case when (s.current_period_end at time zone ${timeZone})::time = '00:00'
             then to_char(s.current_period_end at time zone ${timeZone}, 'YYYY-MM-DD')
             else to_char(s.current_period_end at time zone ${timeZone}, 'YYYY-MM-DD HH24:MI') end as expires,
-          coalesce((select sum(l.amount_cents) from ledger_entries l where l.customer_id = c.id), 0)::text as balance
+          -- What they owe or hold, less a pending subscription's open first-period invoice (as the
+          -- import reads a balance: it issues that invoice itself).
+          (coalesce((select sum(l.amount_cents) from ledger_entries l where l.customer_id = c.id), 0)
+            + coalesce((select sum(i.amount_cents) from invoices i
+                 where s.status = 'pending' and i.subscription_id = s.id and i.kind = 'recurring'
+                   and i.status = 'open' and i.period_start = s.current_period_start), 0))::text as balance
         from customers c
         left join (
           select distinct on (s.customer_id) s.* from subscriptions s
