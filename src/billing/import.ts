@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { sql } from "drizzle-orm";
-import { queryRows } from "../db/client.ts";
+import { type Executor, queryRows } from "../db/client.ts";
 import { ts } from "../db/params.ts";
 import { requireBox } from "../db/sealed.ts";
 import { audit } from "./audit.ts";
@@ -132,8 +132,10 @@ export async function importCustomers(
       );
     }
     const debts = toCreate.filter((r) => r.balanceCents < 0);
-    for (const part of chunks(debts, 10_000)) {
-      const rows = part.map((r) => {
+    await issueInvoices(
+      tx,
+      now,
+      debts.map((r) => {
         const id = customerId(r);
         assertCovers(money, id);
         const recurring = r.status === "suspended";
@@ -145,28 +147,11 @@ export async function importCustomers(
           period_end: recurring ? r.nextPeriodEnd.toISOString() : null,
           amount_cents: -r.balanceCents,
           due_at: recurring ? r.periodEnd.toISOString() : now.toISOString(),
+          line: "Opening balance (import)",
+          memo: "opening balance (import)",
         };
-      });
-      await tx.execute(
-        sql`with x as (
-              select * from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(customer_id int,
-                subscription_id int, kind text, period_start timestamptz, period_end timestamptz,
-                amount_cents bigint, due_at timestamptz)
-            ),
-            issued as (
-              insert into invoices (customer_id, subscription_id, kind, period_start, period_end, amount_cents, due_at, issued_at)
-              select customer_id, subscription_id, kind, period_start, period_end, amount_cents, due_at, ${ts(now)}
-              from x
-              returning id, customer_id, amount_cents
-            ),
-            lines as (
-              insert into invoice_lines (invoice_id, description, amount_cents)
-              select id, 'Opening balance (import)', amount_cents from issued
-            )
-            insert into ledger_entries (customer_id, kind, amount_cents, invoice_id, memo, created_at)
-            select customer_id, 'invoice', -amount_cents, id, 'opening balance (import)', ${ts(now)} from issued`,
-      );
-    }
+      }),
+    );
 
     // A pending subscriber pays at least the plan's price before the first period starts, as one
     // who signs up does: what the file says they owe already, plus the rest as the first period's
@@ -181,47 +166,32 @@ export async function importCustomers(
         )
       ).map((p) => [Number(p.id), { priceCents: Number(p.price_cents), name: p.name }]),
     );
-    const firstBills = toCreate.flatMap((r) => {
-      if (r.status !== "pending") return [];
-      const plan = prices.get(r.planId)!;
-      const owed = Math.max(0, -r.balanceCents);
-      const amount = plan.priceCents - owed;
-      if (amount <= 0) return [];
-      const id = customerId(r);
-      assertCovers(money, id);
-      return [
-        {
-          customer_id: id,
-          subscription_id: subscriptionIds.get(id)!,
-          period_start: r.periodStart.toISOString(),
-          period_end: r.periodEnd.toISOString(),
-          amount_cents: amount,
-          memo: `${plan.name}, first period`,
-        },
-      ];
-    });
-    for (const part of chunks(firstBills, 10_000)) {
-      await tx.execute(
-        sql`with x as (
-              select * from jsonb_to_recordset(${JSON.stringify(part)}::jsonb) as x(customer_id int,
-                subscription_id int, period_start timestamptz, period_end timestamptz, amount_cents bigint,
-                memo text)
-            ),
-            issued as (
-              insert into invoices (customer_id, subscription_id, kind, period_start, period_end, amount_cents, due_at, issued_at)
-              select customer_id, subscription_id, 'recurring', period_start, period_end, amount_cents, ${ts(now)}, ${ts(now)}
-              from x
-              returning id, customer_id, subscription_id, amount_cents
-            ),
-            lines as (
-              insert into invoice_lines (invoice_id, description, amount_cents)
-              select i.id, x.memo, i.amount_cents from issued i join x on x.subscription_id = i.subscription_id
-            )
-            insert into ledger_entries (customer_id, kind, amount_cents, invoice_id, memo, created_at)
-            select i.customer_id, 'invoice', -i.amount_cents, i.id, x.memo, ${ts(now)}
-            from issued i join x on x.subscription_id = i.subscription_id`,
-      );
-    }
+    await issueInvoices(
+      tx,
+      now,
+      toCreate.flatMap((r) => {
+        if (r.status !== "pending") return [];
+        const plan = prices.get(r.planId)!;
+        const amount = plan.priceCents - Math.max(0, -r.balanceCents);
+        if (amount <= 0) return [];
+        const id = customerId(r);
+        assertCovers(money, id);
+        const memo = `${plan.name}, first period`;
+        return [
+          {
+            customer_id: id,
+            subscription_id: subscriptionIds.get(id)!,
+            kind: "recurring",
+            period_start: r.periodStart.toISOString(),
+            period_end: r.periodEnd.toISOString(),
+            amount_cents: amount,
+            due_at: now.toISOString(),
+            line: memo,
+            memo,
+          },
+        ];
+      }),
+    );
 
     // Router accounts for active subscribers: the outbox rows enqueueProvisioning writes, in bulk.
     const active = toCreate
@@ -254,4 +224,47 @@ export async function importCustomers(
     });
     return { ...report, committed: true };
   });
+}
+
+interface InvoiceToIssue {
+  customer_id: number;
+  subscription_id: number;
+  kind: "recurring" | "manual";
+  period_start: string | null;
+  period_end: string | null;
+  amount_cents: number;
+  due_at: string;
+  /** The invoice's one line. */
+  line: string;
+  /** Its ledger entry's memo. */
+  memo: string;
+}
+
+/**
+ * Open invoices, each with its line and its ledger entry, one statement per chunk (rows as one JSON
+ * parameter). At most one per subscription in a call: lines and entries find their row by it.
+ */
+async function issueInvoices(tx: Executor, now: Date, invoices: InvoiceToIssue[]): Promise<void> {
+  for (const part of chunks(invoices, 10_000)) {
+    await tx.execute(
+      sql`with x as (
+            select * from jsonb_to_recordset(${JSON.stringify(part)}::jsonb) as x(customer_id int,
+              subscription_id int, kind text, period_start timestamptz, period_end timestamptz,
+              amount_cents bigint, due_at timestamptz, line text, memo text)
+          ),
+          issued as (
+            insert into invoices (customer_id, subscription_id, kind, period_start, period_end, amount_cents, due_at, issued_at)
+            select customer_id, subscription_id, kind, period_start, period_end, amount_cents, due_at, ${ts(now)}
+            from x
+            returning id, customer_id, subscription_id, amount_cents
+          ),
+          lines as (
+            insert into invoice_lines (invoice_id, description, amount_cents)
+            select i.id, x.line, i.amount_cents from issued i join x on x.subscription_id = i.subscription_id
+          )
+          insert into ledger_entries (customer_id, kind, amount_cents, invoice_id, memo, created_at)
+          select i.customer_id, 'invoice', -i.amount_cents, i.id, x.memo, ${ts(now)}
+          from issued i join x on x.subscription_id = i.subscription_id`,
+    );
+  }
 }
