@@ -113,6 +113,11 @@ export async function readChatStates(db: Db, keys: readonly ChatKey[]): Promise<
 /** A row of `chatStatesOf`: the state of the key at `position`. */
 export type StateRow = Row & { position: number };
 
+/** The person's language as a chat's state has it: the customer's, else the chat's, else English. */
+export function chatStateLanguage(state: ChatState | undefined): Language {
+  return state?.customer?.language ?? state?.session?.language ?? state?.menuSession?.language ?? "en";
+}
+
 /**
  * The select that reads chats' states, from `keys`: a relation aliased `k` with the columns
  * position, channel, chat_id, phone and known (the phone is the channel's own: WhatsApp's sender).

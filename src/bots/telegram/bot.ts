@@ -6,7 +6,7 @@ import type { Logger } from "../../logger.ts";
 import type { Language } from "../../menu/types.ts";
 import { type ChatInput, type ChatMenu, type ChatReply, HOME_WORDS } from "../chat-menu.ts";
 import type { ChatContent } from "../chat-sender.ts";
-import type { ChatState } from "../chat-state.ts";
+import { type ChatState, chatStateLanguage } from "../chat-state.ts";
 import { accountLinking, CHANNEL } from "./account-link.ts";
 import { callbackPattern, contactKeyboard } from "./keyboard.ts";
 import { queueReplies } from "./queued-api.ts";
@@ -39,10 +39,7 @@ export interface TelegramBotDeps {
 const text = (body: string): ChatContent => ({ kind: "text", text: body });
 
 /** The person's language as the update's stored state has it (the customer's, else the chat's). */
-function storedLanguage(update: Context["update"]): Language {
-  const state = storedStateOf.get(update);
-  return state?.customer?.language ?? state?.session?.language ?? state?.menuSession?.language ?? "en";
-}
+const storedLanguage = (update: Context["update"]): Language => chatStateLanguage(storedStateOf.get(update));
 
 /** Handles an update again from the inbox; throws when the bot fails on it again. */
 export async function handleStoredUpdate(

@@ -4,7 +4,7 @@ import type { Logger } from "../../logger.ts";
 import type { ChatInput, ChatMenu, ChatReply } from "../chat-menu.ts";
 import { answerInPlace, sentNoLaterThan } from "../chat-outbox.ts";
 import type { ChatContent } from "../chat-sender.ts";
-import { readChatState } from "../chat-state.ts";
+import { chatStateLanguage, readChatState } from "../chat-state.ts";
 import { phoneChat } from "../phone-link.ts";
 import { type InboundMessage, isUserId } from "./inbound.ts";
 import { waText } from "./texts.ts";
@@ -60,7 +60,7 @@ export async function handleMessage(
   if (message.input === null) {
     // Read only for what the menu cannot take (rare): a customer's language, else the chat's.
     const state = await readChatState(deps.db, CHANNEL, message.chatId, phone);
-    const language = state.customer?.language ?? state.session?.language ?? "en";
+    const language = chatStateLanguage(state);
     const now = deps.clock.now();
     const sentAt = sentNoLaterThan(message.sentAt, now);
     await answerInPlace(deps.db, now, { channel: CHANNEL, chatId: message.chatId, sentAt }, [

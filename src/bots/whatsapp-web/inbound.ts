@@ -6,7 +6,7 @@ import { handleStored, storeInbound } from "../chat-inbox.ts";
 import type { ChatMenu, ChatReply } from "../chat-menu.ts";
 import { enqueueChat } from "../chat-outbox.ts";
 import type { ChatContent } from "../chat-sender.ts";
-import { readChatState } from "../chat-state.ts";
+import { chatStateLanguage, readChatState } from "../chat-state.ts";
 import { phoneChat } from "../phone-link.ts";
 import { waText } from "../whatsapp-cloud/texts.ts";
 import type { WhatsAppWebMessage } from "./client.ts";
@@ -141,7 +141,7 @@ export async function handleInbound(
   if (message.kind === "unsupported") {
     // Read only for what the menu cannot take: a customer's language, else the chat's.
     const state = await readChatState(deps.db, CHANNEL, digits, phone);
-    const language = state.customer?.language ?? state.session?.language ?? "en";
+    const language = chatStateLanguage(state);
     const content = text(waText(language, "unsupported"));
     await enqueueChat(deps.db, now, [{ channel: CHANNEL, to: digits, language, content }]);
     deps.onQueued?.();
